@@ -1,0 +1,397 @@
+"""Audio input/output and input validation: files or arrays in, a checked signal pair out.
+
+Everything a user can get wrong about their audio is caught here and raised as a
+:class:`~spaq.errors.SpaqInputError` with a one-line message that names the input,
+so that metrics can assume clean ``[B, C, T]`` float64 signals:
+
+* both inputs exist, are readable audio, non-empty, finite;
+* ref and deg have the same channel count, which is a spatial format
+  (2 = binaural, (N+1)^2 = ambisonics ACN) or matches the format given;
+* the reference is not silent (a silent degraded signal is accepted with a warning);
+* a common sample rate (deg resampled to ref's, then both to ``target_rate``);
+* a common length (< 1 % difference trimmed with a warning, more refused unless ``trim``);
+* ambisonics in ACN/SN3D (N3D and FuMa inputs are converted).
+
+Shapes: signals are ``(channels, time)`` for one item or ``(batch, channels, time)``;
+:class:`SignalPair` always holds ``(batch, channels, time)``.
+"""
+from __future__ import annotations
+
+import math
+import os
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile
+from scipy.signal import resample_poly
+
+from .errors import SpaqError, SpaqInputError
+from .formats import SpatialFormat, detect_format, parse_format
+from .spatial.sh import convert_normalisation, order_from_channels
+
+__all__ = ["SignalPair", "read_audio", "write_audio", "load_pair", "resample"]
+
+#: Relative length difference (|Tr - Td| / max) below which ref and deg are trimmed silently-ish (with a warning).
+LENGTH_TOLERANCE = 0.01
+
+ARRAY_NAME = "<array>"
+
+
+@dataclass
+class SignalPair:
+    """A validated reference/degraded pair.
+
+    ``ref`` and ``deg`` are ``(batch, channels, time)`` float64 numpy arrays of the
+    same shape, at ``sample_rate_used``; ambisonics are ACN/SN3D whatever the input
+    normalisation was (``format.normalisation`` reports the user's input one).
+    ``batched`` says whether the user gave ``(batch, channels, time)`` input
+    (so that callers can return per-item results unreduced, or squeeze the batch).
+    """
+
+    ref: np.ndarray
+    deg: np.ndarray
+    sample_rate_in: int
+    sample_rate_used: int
+    format: SpatialFormat
+    warnings: list[str] = field(default_factory=list)
+    batched: bool = False
+    ref_name: str = ARRAY_NAME
+    deg_name: str = ARRAY_NAME
+
+    @property
+    def duration_s(self) -> float:
+        """Duration of the (common) signal in seconds at ``sample_rate_used``."""
+        return self.ref.shape[-1] / float(self.sample_rate_used)
+
+
+# --------------------------------------------------------------------------- files
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def read_audio(path) -> tuple[np.ndarray, int]:
+    """Read an audio file (any format libsndfile reads: WAV 8/16/24/32-bit int or float, FLAC, ...).
+
+    Returns ``(x, sample_rate)`` with ``x`` of shape ``(channels, time)`` float64,
+    integer formats scaled to [-1, 1] (mono files come as ``(1, time)``).
+    Raises :class:`SpaqInputError` if the file is missing, not a file, or not readable audio.
+    A valid file with 0 samples is returned as ``(channels, 0)``: :func:`load_pair` refuses it.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise SpaqInputError(f"audio file not found: {p}")
+    if not p.is_file():
+        raise SpaqInputError(f"not a file: {p}")
+    try:
+        data, sr = soundfile.read(str(p), dtype="float64", always_2d=True)
+    except (soundfile.SoundFileError, RuntimeError, OSError, ValueError, TypeError) as e:
+        raise SpaqInputError(f"cannot read {p} as audio (not a supported audio file or corrupt): {_one_line(e)}") from e
+    return np.ascontiguousarray(data.T), int(sr)
+
+
+def _format_from_extension(path: Path) -> str:
+    ext = path.suffix.lstrip(".").upper()
+    aliases = {"AIF": "AIFF", "OGA": "OGG", "OPUS": "OGG"}
+    ext = aliases.get(ext, ext)
+    if ext not in soundfile.available_formats():
+        raise SpaqError(
+            f"cannot write {path}: unknown audio file extension {path.suffix!r} "
+            "(use .wav, .flac, .aiff, ...)"
+        )
+    return ext
+
+
+def write_audio(path, x, sample_rate: int, subtype: str = "FLOAT") -> None:
+    """Write ``x`` of shape ``(channels, time)`` (or ``(time,)`` for mono) to ``path``.
+
+    The container comes from the extension, ``subtype`` is a soundfile subtype
+    ("FLOAT", "PCM_16", "PCM_24", ...); integer subtypes clip to [-1, 1].
+    Atomic: the data goes to a temporary file in the same folder that is then
+    renamed over ``path`` with :func:`os.replace`, so ``path`` is either the old
+    file or the complete new one, never a partial file; the temporary file is
+    removed on any failure. Raises :class:`SpaqError` if the file cannot be written.
+    """
+    p = Path(path)
+    fmt = _format_from_extension(p)
+    arr = _to_numpy(x, "data to write")
+    if arr.ndim == 1:
+        arr = arr[None, :]
+    if arr.ndim != 2:
+        raise SpaqInputError(f"cannot write {p}: expected (channels, time), got shape {tuple(arr.shape)}")
+    sample_rate = _check_rate(sample_rate, "sample_rate")
+    folder = p.parent if str(p.parent) else Path(".")
+    if not folder.is_dir():
+        raise SpaqError(f"cannot write {p}: folder {folder} does not exist")
+    # A fresh name (not mkstemp) so the file gets the usual permissions from the umask.
+    tmp = folder / f".{p.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp"
+    try:
+        soundfile.write(str(tmp), np.ascontiguousarray(arr.T), sample_rate, subtype=subtype, format=fmt)
+        os.replace(tmp, p)
+    except BaseException as e:
+        try:
+            tmp.unlink()
+        except FileNotFoundError:
+            pass
+        if isinstance(e, Exception) and not isinstance(e, SpaqError):
+            raise SpaqError(f"cannot write {p}: {_one_line(e)}") from e
+        raise
+
+
+# --------------------------------------------------------------------------- resampling
+
+
+def _check_rate(sr, what: str) -> int:
+    try:
+        ok = float(sr) == int(sr) and int(sr) > 0
+    except (TypeError, ValueError):
+        ok = False
+    if not ok or isinstance(sr, bool):
+        raise SpaqInputError(f"{what} must be a positive integer number of Hz, got {sr!r}")
+    return int(sr)
+
+
+def resample(x, sr_from: int, sr_to: int) -> np.ndarray:
+    """Resample ``x`` ``(..., time)`` from ``sr_from`` to ``sr_to`` Hz along the last axis.
+
+    Polyphase filtering (:func:`scipy.signal.resample_poly`) with the reduced
+    ratio ``sr_to/g : sr_from/g``; output length ``ceil(time * sr_to / sr_from)``.
+    Returns float64 (the input unchanged, as float64, if the rates are equal).
+    """
+    sr_from = _check_rate(sr_from, "sr_from")
+    sr_to = _check_rate(sr_to, "sr_to")
+    x = np.asarray(x, dtype=np.float64)
+    if sr_from == sr_to:
+        return x
+    g = math.gcd(sr_from, sr_to)
+    return resample_poly(x, sr_to // g, sr_from // g, axis=-1)
+
+
+# --------------------------------------------------------------------------- pairs
+
+
+def _is_pathlike(x) -> bool:
+    return isinstance(x, (str, os.PathLike))
+
+
+def _to_numpy(x: Any, label: str) -> np.ndarray:
+    if hasattr(x, "detach") and hasattr(x, "cpu"):  # torch.Tensor, without importing torch
+        import torch
+
+        if x.is_complex():
+            raise SpaqInputError(f"{label} is complex; expected real-valued audio")
+        return x.detach().to(device="cpu", dtype=torch.float64).numpy()
+    arr = np.asarray(x)
+    if np.iscomplexobj(arr):
+        raise SpaqInputError(f"{label} is complex; expected real-valued audio")
+    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer) or arr.dtype == bool):
+        raise SpaqInputError(f"{label} has dtype {arr.dtype}; expected real-valued audio samples")
+    return arr.astype(np.float64, copy=False)
+
+
+def _load_one(x, role: str, sample_rate: int | None) -> tuple[np.ndarray, int, str, bool, str]:
+    """-> (x [B, C, T] float64, rate, name, batched, label for messages)."""
+    if _is_pathlike(x):
+        name = str(x)
+        label = f"{role} ({name})"
+        data, sr = read_audio(x)
+        return data[None], sr, name, False, label
+    label = f"{role} {ARRAY_NAME}"
+    if sample_rate is None:
+        raise SpaqInputError(f"{role} is an array: sample_rate is required for array inputs")
+    arr = _to_numpy(x, label)
+    shape = tuple(arr.shape)
+    if arr.ndim == 2:
+        c, t = arr.shape
+        batched = False
+        arr = arr[None]
+    elif arr.ndim == 3:
+        batched = True
+        c, t = arr.shape[1:]
+    else:
+        raise SpaqInputError(
+            f"{label} has shape {tuple(arr.shape)}; expected (channels, time) or (batch, channels, time)"
+        )
+    if arr.shape[0] == 0:
+        raise SpaqInputError(f"{label} has an empty batch (shape {tuple(arr.shape)})")
+    if c == 0:
+        raise SpaqInputError(f"{label} has no channels (shape {tuple(arr.shape)})")
+    if c > t > 0:
+        raise SpaqInputError(
+            f"{label} has shape {shape}: {c} channels and {t} samples; "
+            "expected (channels, time) — is it transposed (time, channels)?"
+        )
+    return np.ascontiguousarray(arr), _check_rate(sample_rate, "sample_rate"), ARRAY_NAME, batched, label
+
+
+def _check_content(x: np.ndarray, label: str) -> None:
+    if x.shape[-1] == 0:
+        raise SpaqInputError(f"{label} is empty (0 samples)")
+    finite = np.isfinite(x)
+    if not finite.all():
+        has_nan = bool(np.isnan(x).any())
+        has_inf = bool(np.isinf(x).any())
+        what = " and ".join(w for w, h in (("NaN", has_nan), ("Inf", has_inf)) if h)
+        n_bad = int(x.size - finite.sum())
+        raise SpaqInputError(f"{label} contains {what} samples ({n_bad} non-finite values)")
+
+
+def _resolve_format(fmt, n_ch: int, ref_label: str) -> tuple[SpatialFormat, str]:
+    """-> (format as reported, with the user's normalisation; that normalisation)."""
+    if fmt is None:
+        try:
+            f = detect_format(n_ch)
+        except ValueError as e:
+            raise SpaqInputError(f"{ref_label}: {_one_line(e)}") from e
+        if f.kind == "mono":
+            raise SpaqInputError(
+                f"{ref_label} has 1 channel (mono), which is not a spatial format; "
+                "give the format mono (--format mono) to score it anyway"
+            )
+        return f, f.normalisation
+    if isinstance(fmt, str):
+        try:
+            f = parse_format(fmt)
+        except ValueError as e:
+            raise SpaqInputError(_one_line(e)) from e
+    elif isinstance(fmt, SpatialFormat):
+        f = fmt
+    else:
+        raise SpaqInputError(f"format must be a SpatialFormat or a string, got {type(fmt).__name__}")
+    if f.is_ambisonics:
+        norm = f.normalisation.lower()
+        if f.order == 0:  # "ambisonics" without an order: take it from the channel count
+            order = order_from_channels(n_ch)
+            if order is None:
+                raise SpaqInputError(
+                    f"format ambisonics expects (N+1)^2 channels (4, 9, 16, ...) but {ref_label} has {n_ch}"
+                )
+            f = SpatialFormat("ambisonics", order, norm)
+        if norm == "fuma" and (f.order != 1 or n_ch != 4):
+            raise SpaqInputError(
+                f"FuMa normalisation is defined for first order (4 channels) only, "
+                f"but {ref_label} has {n_ch} channels"
+            )
+        if f.n_channels != n_ch:
+            raise SpaqInputError(f"format {f.describe()} expects {f.n_channels} channels but {ref_label} has {n_ch}")
+        return f, norm
+    if f.n_channels != n_ch:
+        raise SpaqInputError(f"format {f.describe()} expects {f.n_channels} channels but {ref_label} has {n_ch}")
+    return f, f.normalisation
+
+
+def load_pair(
+    ref,
+    deg,
+    *,
+    sample_rate: int | None = None,
+    target_rate: int | None = None,
+    fmt: SpatialFormat | str | None = None,
+    trim: bool = False,
+    min_duration_s: float = 0.04,
+) -> SignalPair:
+    """Load, validate and align a reference/degraded pair.
+
+    ``ref``/``deg``: file paths, or numpy arrays / torch tensors of shape
+    ``(channels, time)`` or ``(batch, channels, time)`` (then ``sample_rate`` in Hz is
+    required; it is only used for array inputs). One side may be unbatched (or have
+    batch 1) and is broadcast over the other's batch.
+    ``fmt``: a :class:`SpatialFormat`, a string for :func:`parse_format`, or None to
+    detect from the channel count. ``target_rate``: resample both to this rate
+    (None keeps ref's rate). ``trim``: trim both to the shorter when the lengths
+    differ by 1 % or more (below 1 % they are always trimmed, with a warning).
+
+    Returns a :class:`SignalPair` with ``(batch, channels, time)`` float64 signals.
+    Raises :class:`SpaqInputError` for anything wrong with the input.
+    """
+    r, sr_r, ref_name, ref_b, ref_label = _load_one(ref, "ref", sample_rate)
+    d, sr_d, deg_name, deg_b, deg_label = _load_one(deg, "deg", sample_rate)
+    _check_content(r, ref_label)
+    _check_content(d, deg_label)
+    warnings: list[str] = []
+
+    # channels and format
+    if r.shape[1] != d.shape[1]:
+        raise SpaqInputError(
+            f"ref and deg have different channel counts: {r.shape[1]} in {ref_label}, {d.shape[1]} in {deg_label}"
+        )
+    spatial_fmt, in_norm = _resolve_format(fmt, r.shape[1], ref_label)
+
+    # batch
+    br, bd = r.shape[0], d.shape[0]
+    if br != bd and br != 1 and bd != 1:
+        raise SpaqInputError(f"ref and deg have different batch sizes: {br} and {bd}")
+    batched = ref_b or deg_b
+
+    # silence
+    ref_silent = np.all(r == 0, axis=(1, 2))
+    if ref_silent.any():
+        where = f" (batch item {int(np.flatnonzero(ref_silent)[0])})" if r.shape[0] > 1 else ""
+        raise SpaqInputError(
+            f"{ref_label}{where}: reference is silent (all samples are zero): nothing to compare against"
+        )
+    deg_silent = np.all(d == 0, axis=(1, 2))
+    if deg_silent.any():
+        where = f" (batch items {np.flatnonzero(deg_silent).tolist()})" if d.shape[0] > 1 else ""
+        warnings.append(f"degraded signal is silent (all samples are zero){where}: {deg_label}")
+
+    # sample rates: each side goes straight to the rate used (no double resampling)
+    sample_rate_in = sr_r
+    sr_used = sr_r if target_rate is None else _check_rate(target_rate, "target_rate")
+    if sr_d != sr_r:
+        what = f"deg resampled to ref's {sr_r} Hz" if sr_used == sr_r else f"both resampled to {sr_used} Hz"
+        warnings.append(f"sample rates differ: ref at {sr_r} Hz, deg at {sr_d} Hz; {what}")
+    r = resample(r, sr_r, sr_used)
+    d = resample(d, sr_d, sr_used)
+
+    # duration
+    for x, label in ((r, ref_label), (d, deg_label)):
+        dur = x.shape[-1] / sr_used
+        if dur < min_duration_s:
+            raise SpaqInputError(
+                f"{label} is too short: {dur * 1000:.1f} ms ({x.shape[-1]} samples at {sr_used} Hz), "
+                f"at least {min_duration_s * 1000:.0f} ms is needed"
+            )
+
+    # lengths
+    tr, td = r.shape[-1], d.shape[-1]
+    if tr != td:
+        rel = abs(tr - td) / max(tr, td)
+        n = min(tr, td)
+        desc = f"ref has {tr} samples, deg {td} at {sr_used} Hz ({rel * 100:.2f} % difference)"
+        if rel >= LENGTH_TOLERANCE and not trim:
+            raise SpaqInputError(
+                f"ref and deg lengths differ by {rel * 100:.2f} % ({tr} vs {td} samples at {sr_used} Hz; "
+                f"{ref_label}, {deg_label}), more than {LENGTH_TOLERANCE * 100:.0f} %; "
+                "use --trim (trim=True) to compare the common start"
+            )
+        warnings.append(f"lengths differ: {desc}; both trimmed to {n} samples")
+        r, d = r[..., :n], d[..., :n]
+
+    # normalisation -> ACN/SN3D
+    if spatial_fmt.is_ambisonics and in_norm != "sn3d":
+        r = convert_normalisation(r, in_norm, "sn3d")
+        d = convert_normalisation(d, in_norm, "sn3d")
+
+    # broadcast the batch
+    b = max(r.shape[0], d.shape[0])
+    if r.shape[0] != b:
+        r = np.broadcast_to(r, (b,) + r.shape[1:])
+    if d.shape[0] != b:
+        d = np.broadcast_to(d, (b,) + d.shape[1:])
+
+    return SignalPair(
+        ref=np.ascontiguousarray(r, dtype=np.float64),
+        deg=np.ascontiguousarray(d, dtype=np.float64),
+        sample_rate_in=sample_rate_in,
+        sample_rate_used=sr_used,
+        format=spatial_fmt,
+        warnings=warnings,
+        batched=batched,
+        ref_name=ref_name,
+        deg_name=deg_name,
+    )
