@@ -124,7 +124,8 @@ def test_write_audio_atomic_on_failure(tmp_path, monkeypatch):
 
 def test_write_audio_keyboard_interrupt_cleans_up(tmp_path, monkeypatch):
     def interrupted(file, *a, **k):
-        open(file, "wb").write(b"partial")
+        with open(file, "wb") as fh:
+            fh.write(b"partial")
         raise KeyboardInterrupt
 
     monkeypatch.setattr(soundfile, "write", interrupted)
