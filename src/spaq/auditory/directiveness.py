@@ -1,0 +1,85 @@
+"""First-order directiveness of ambisonic signals (intensity / energy), per ERB band and frame.
+
+Directiveness is 1 for a single plane wave and 0 for a diffuse field. Intensity and energy
+are recursively smoothed per frequency (time constant 20 periods, capped above 3 kHz) as in
+QASTAnet, then grouped in ERB bands.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from ..dsp import fft_convolve
+from .gammatone import erb_bandwidth
+
+__all__ = ["smoothing_coefficients", "erb_grouping_matrix", "directiveness", "recursive_smooth"]
+
+
+def smoothing_coefficients(n_fft: int, hop: int, sample_rate: float, cycles: float = 20.0,
+                           limit_hz: float = 3000.0) -> np.ndarray:
+    """Per-frequency recursive coefficients ``(n_fft//2+1,)``: tau = cycles / f, frame rate fs/hop,
+    frequencies above ``limit_hz`` use the smallest coefficient found below it."""
+    n_freq = n_fft // 2 + 1
+    freq = np.linspace(0, sample_rate / 2, n_freq)
+    freq[0] = freq[1]
+    tau = cycles / freq
+    alpha = np.exp(-1.0 / (tau * (sample_rate / hop)))
+    alpha[freq > limit_hz] = np.min(alpha[freq <= limit_hz])
+    return alpha
+
+
+def erb_grouping_matrix(center_hz, n_fft: int, sample_rate: float, fmin: float = 315.0,
+                        fmax: float = 12500.0) -> np.ndarray:
+    """``(n_bands, n_fft//2+1)`` averaging matrix of STFT bins into ERB bands whose edges are
+    built from fmin by adding half-ERBs of neighbouring centres (integer Hz, as QASTAnet)."""
+    fc = np.asarray(center_hz, dtype=np.float64)
+    edges = np.zeros(len(fc) + 1, dtype=np.float32)
+    edges[0], edges[-1] = fmin, fmax
+    for i in range(1, len(fc)):
+        edges[i] = int(edges[i - 1] + erb_bandwidth(fc[i - 1]) / 2 + erb_bandwidth(fc[i]) / 2)
+    freq = np.linspace(0, sample_rate / 2, n_fft // 2 + 1, dtype=np.float32)
+    m = np.zeros((len(fc), len(freq)), dtype=np.float32)
+    for i in range(len(fc)):
+        inside = (freq > edges[i]) & (freq < edges[i + 1])
+        m[i] = inside / max(inside.sum(), 1)
+    return m
+
+
+def recursive_smooth(x: torch.Tensor, alpha: torch.Tensor, max_len: int = 1024) -> torch.Tensor:
+    """``y[t] = a y[t-1] + (1-a) x[t]`` along the last axis with ``y[0] = 0`` (the first frame
+    is dropped, as QASTAnet does). x ``(..., F, T)``, alpha ``(F,)``. Implemented as a causal
+    convolution with the (truncated, < 1e-12) exponential kernel: vectorised and differentiable."""
+    t = x.shape[-1]
+    a = alpha.to(torch.float64)
+    k_len = min(t, max_len)
+    k = torch.arange(k_len, dtype=torch.float64, device=x.device)
+    kernel = ((1 - a)[:, None] * torch.exp(k[None, :] * torch.log(a)[:, None])).to(x.dtype)
+    x0 = torch.cat([torch.zeros_like(x[..., :1]), x[..., 1:]], dim=-1)
+    return fft_convolve(x0, kernel)
+
+
+def directiveness(hoa: torch.Tensor, window: torch.Tensor, alpha: torch.Tensor,
+                  grouping: torch.Tensor, eps: float = 0.0) -> torch.Tensor:
+    """Directiveness per ERB band and frame.
+
+    hoa: ``(..., C>=4, T)`` ACN/SN3D (only W, Y, Z, X are used); window ``(L,)`` (hop = L,
+    no centring); alpha ``(L//2+1,)``; grouping ``(n_bands, L//2+1)``.
+    Returns ``(..., n_bands, T // L)`` in [1e-3, 1-1e-3] (NaN on frames with no energy).
+    """
+    win_len = window.shape[0]
+    lead = hoa.shape[:-2]
+    x = hoa[..., :4, :].reshape(-1, hoa.shape[-1])
+    spec = torch.stft(x, n_fft=win_len, hop_length=win_len, win_length=win_len, window=window,
+                      center=False, return_complex=True) / win_len
+    spec = spec.reshape(*lead, 4, spec.shape[-2], spec.shape[-1])  # (..., 4, F, nf)
+    w = spec[..., 0, :, :]
+    xyz = spec[..., 1:4, :, :] * math.sqrt(3 / 2)
+    intensity = torch.real(w.unsqueeze(-3).conj() * xyz)
+    i_norm = torch.sqrt(torch.sum(intensity ** 2, dim=-3) + eps)
+    energy = (torch.abs(w) ** 2 + torch.sum(torch.abs(xyz) ** 2, dim=-3)) / 2
+    sm = recursive_smooth(torch.stack((i_norm, energy), dim=-3), alpha.to(hoa.device))
+    d = sm[..., 0, :, :] / (sm[..., 1, :, :] + eps)
+    d = torch.clamp(d, 1e-3, 1 - 1e-3)
+    return torch.einsum("kf,...fl->...kl", grouping.to(d.dtype), d)
