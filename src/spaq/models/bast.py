@@ -1,0 +1,247 @@
+"""BAST-family binaural localiser (architecture only, no file IO).
+
+After Kuang et al., "BAST: Binaural Audio Spectrogram Transformer for binaural sound
+localization": each ear's log-mel spectrogram is cut into overlapping patches and
+embedded, each ear is encoded by a transformer (shared or separate weights), the two
+token sequences are integrated by ADD, SUB or CONCAT (feature axis), a third
+transformer works on the integrated tokens, and mean-pooled tokens feed the heads.
+
+Differences from the published code: the output is a full 3D direction (a vector,
+normalised downstream: azimuth and elevation), optional sound-class logits and an
+optional explicit elevation head; per-ear patch embeddings (separate unless shared);
+the input is made level-invariant by removing the item's mean log-energy over both ears
+(interaural differences are kept).
+
+Shapes: waveforms ``(batch, 2, time)`` -> features ``(batch, 2, n_mels, n_frames)``;
+:class:`BAST` takes ``(batch, 2, n_mels, n_frames)`` and returns a :class:`BASTOutput`
+with ``direction (batch, 3)`` (not normalised), ``class_logits (batch, n_classes)`` or
+None, ``elevation (batch,)`` in radians or None.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+__all__ = ["BASTConfig", "BASTOutput", "BAST", "BinauralLogMel", "INTEGRATIONS"]
+
+INTEGRATIONS = ("ADD", "SUB", "CONCAT")
+
+
+@dataclass
+class BASTConfig:
+    """Architecture and front-end of a BAST localiser (all of it is stored in checkpoints)."""
+
+    sample_rate: int = 32000
+    n_fft: int = 1024
+    hop: int = 320
+    n_mels: int = 64
+    fmin: float = 50.0
+    fmax: float = 15000.0
+    n_frames: int = 48  # frames per analysis window (hop * n_frames samples)
+    patch: tuple = (16, 16)  # (mel, time)
+    stride: tuple = (8, 8)
+    dim: int = 96
+    depth: int = 2
+    heads: int = 4
+    mlp_dim: int = 192
+    dropout: float = 0.1
+    integration: str = "SUB"
+    share_weights: bool = False
+    n_classes: int = 0  # 0: no class head
+    class_names: tuple = ()
+    elevation_head: bool = False
+
+    def __post_init__(self):
+        self.patch = tuple(int(p) for p in self.patch)
+        self.stride = tuple(int(s) for s in self.stride)
+        self.class_names = tuple(str(c) for c in self.class_names)
+        self.integration = str(self.integration).upper()
+        if self.integration not in INTEGRATIONS:
+            raise ValueError(f"integration must be one of {INTEGRATIONS}, got {self.integration!r}")
+        if self.class_names and len(self.class_names) != self.n_classes:
+            raise ValueError(f"{len(self.class_names)} class names for n_classes={self.n_classes}")
+        if self.dim % self.heads:
+            raise ValueError(f"dim {self.dim} is not a multiple of heads {self.heads}")
+
+    @property
+    def window_samples(self) -> int:
+        """Samples of audio in one analysis window (``n_frames`` frames)."""
+        return self.hop * (self.n_frames - 1)
+
+    def grid(self) -> tuple[int, int]:
+        """Number of patches along (mel, time)."""
+        nh = max(0, math.ceil((self.n_mels - self.patch[0]) / self.stride[0])) + 1
+        nw = max(0, math.ceil((self.n_frames - self.patch[1]) / self.stride[1])) + 1
+        return nh, nw
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["patch"] = list(self.patch)
+        d["stride"] = list(self.stride)
+        d["class_names"] = list(self.class_names)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "BASTConfig":
+        names = {f.name for f in fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown BAST config keys: {sorted(unknown)}")
+        return cls(**d)
+
+
+class BASTOutput(NamedTuple):
+    direction: torch.Tensor  # (B, 3), not normalised
+    class_logits: torch.Tensor | None  # (B, n_classes)
+    elevation: torch.Tensor | None  # (B,) radians
+
+
+def _mel_filterbank(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> torch.Tensor:
+    """Slaney-style triangular mel filters ``(n_mels, n_fft // 2 + 1)`` (HTK mel scale)."""
+    def hz2mel(f):
+        return 2595.0 * math.log10(1.0 + f / 700.0)
+
+    fmax = min(fmax, sr / 2)
+    mels = torch.linspace(hz2mel(fmin), hz2mel(fmax), n_mels + 2, dtype=torch.float64)
+    hz = 700.0 * (10.0 ** (mels / 2595.0) - 1.0)
+    freqs = torch.linspace(0, sr / 2, n_fft // 2 + 1, dtype=torch.float64)
+    lo, ce, hi = hz[:-2, None], hz[1:-1, None], hz[2:, None]
+    up = (freqs[None] - lo) / (ce - lo)
+    down = (hi - freqs[None]) / (hi - ce)
+    fb = torch.clamp(torch.minimum(up, down), min=0.0)
+    fb = fb * (2.0 / (hi - lo))  # equal area
+    return fb.to(torch.float32)
+
+
+class BinauralLogMel(nn.Module):
+    """Waveforms ``(B, 2, T)`` -> log-mel ``(B, 2, n_mels, frames)`` (natural log of power + 1e-8).
+
+    ``frames = 1 + T // hop`` (centred STFT, Hann window)."""
+
+    def __init__(self, cfg: BASTConfig):
+        super().__init__()
+        self.n_fft, self.hop = cfg.n_fft, cfg.hop
+        self.register_buffer("window", torch.hann_window(cfg.n_fft), persistent=False)
+        self.register_buffer("fb", _mel_filterbank(cfg.sample_rate, cfg.n_fft, cfg.n_mels, cfg.fmin, cfg.fmax),
+                             persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, C, T = x.shape
+        spec = torch.stft(x.reshape(B * C, T).float(), self.n_fft, self.hop, window=self.window,
+                          center=True, return_complex=True)
+        power = spec.real ** 2 + spec.imag ** 2  # (BC, F, N)
+        mel = torch.matmul(self.fb, power)
+        return torch.log(mel + 1e-8).reshape(B, C, mel.shape[-2], mel.shape[-1])
+
+
+class _Block(nn.Module):
+    def __init__(self, dim: int, heads: int, mlp_dim: int, dropout: float):
+        super().__init__()
+        self.n1 = nn.LayerNorm(dim)
+        self.attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
+        self.n2 = nn.LayerNorm(dim)
+        self.ff = nn.Sequential(nn.Linear(dim, mlp_dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(mlp_dim, dim),
+                                nn.Dropout(dropout))
+
+    def forward(self, x):
+        h = self.n1(x)
+        x = x + self.attn(h, h, h, need_weights=False)[0]
+        return x + self.ff(self.n2(x))
+
+
+class _Encoder(nn.Module):
+    def __init__(self, dim, depth, heads, mlp_dim, dropout):
+        super().__init__()
+        self.blocks = nn.ModuleList([_Block(dim, heads, mlp_dim, dropout) for _ in range(depth)])
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, x):
+        for b in self.blocks:
+            x = b(x)
+        return self.norm(x)
+
+
+class _PatchEmbed(nn.Module):
+    """One ear ``(B, n_mels, n_frames)`` -> tokens ``(B, n_patches, dim)`` (overlapping patches, conv)."""
+
+    def __init__(self, cfg: BASTConfig):
+        super().__init__()
+        nh, nw = cfg.grid()
+        self.pad_h = (nh - 1) * cfg.stride[0] + cfg.patch[0] - cfg.n_mels
+        self.pad_w = (nw - 1) * cfg.stride[1] + cfg.patch[1] - cfg.n_frames
+        self.proj = nn.Conv2d(1, cfg.dim, kernel_size=cfg.patch, stride=cfg.stride)
+        self.pos = nn.Parameter(torch.randn(1, nh * nw, cfg.dim) * 0.02)
+
+    def forward(self, x):
+        x = x.unsqueeze(1)
+        if self.pad_h or self.pad_w:
+            x = nn.functional.pad(x, (0, self.pad_w, 0, self.pad_h), mode="replicate")
+        t = self.proj(x).flatten(2).transpose(1, 2)
+        return t + self.pos
+
+
+class BAST(nn.Module):
+    """Binaural spectrogram transformer: ``(B, 2, n_mels, n_frames)`` log-mel -> :class:`BASTOutput`."""
+
+    def __init__(self, cfg: BASTConfig):
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.dim
+        self.embed_left = _PatchEmbed(cfg)
+        self.enc_left = _Encoder(d, cfg.depth, cfg.heads, cfg.mlp_dim, cfg.dropout)
+        if not cfg.share_weights:
+            self.embed_right = _PatchEmbed(cfg)
+            self.enc_right = _Encoder(d, cfg.depth, cfg.heads, cfg.mlp_dim, cfg.dropout)
+        d3 = 2 * d if cfg.integration == "CONCAT" else d
+        self.enc_both = _Encoder(d3, cfg.depth, cfg.heads, 2 * cfg.mlp_dim if cfg.integration == "CONCAT" else cfg.mlp_dim,
+                                 cfg.dropout)
+        self.direction_head = nn.Linear(d3, 3)
+        self.class_head = nn.Linear(d3, cfg.n_classes) if cfg.n_classes > 0 else None
+        self.elevation_head = nn.Linear(d3, 1) if cfg.elevation_head else None
+
+    def features(self) -> BinauralLogMel:
+        """The front-end that matches this model (waveforms -> log-mel)."""
+        return BinauralLogMel(self.cfg)
+
+    def forward(self, spec: torch.Tensor) -> BASTOutput:
+        cfg = self.cfg
+        if spec.ndim != 4 or spec.shape[1] != 2 or spec.shape[2] != cfg.n_mels or spec.shape[3] != cfg.n_frames:
+            raise ValueError(
+                f"BAST expects (batch, 2, {cfg.n_mels}, {cfg.n_frames}) log-mel, got {tuple(spec.shape)}"
+            )
+        spec = spec - spec.mean(dim=(1, 2, 3), keepdim=True)  # level invariance, ILD kept
+        left = self.enc_left(self.embed_left(spec[:, 0]))
+        if cfg.share_weights:
+            right = self.enc_left(self.embed_left(spec[:, 1]))
+        else:
+            right = self.enc_right(self.embed_right(spec[:, 1]))
+        if cfg.integration == "ADD":
+            x = left + right
+        elif cfg.integration == "SUB":
+            x = left - right
+        else:
+            x = torch.cat([left, right], dim=-1)
+        x = self.enc_both(x).mean(dim=1)
+        direction = self.direction_head(x)
+        logits = self.class_head(x) if self.class_head is not None else None
+        elev = (math.pi / 2) * torch.tanh(self.elevation_head(x)[:, 0]) if self.elevation_head is not None else None
+        return BASTOutput(direction, logits, elev)
+
+
+def direction_to_angles(direction: torch.Tensor, elevation: torch.Tensor | None = None):
+    """``(B, 3)`` vectors (and optional explicit elevation ``(B,)`` radians) -> azimuth, elevation
+    in degrees ``(B,)``. With an elevation head its value replaces the vector's elevation."""
+    v = direction / direction.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    az = torch.rad2deg(torch.atan2(v[:, 1], v[:, 0]))
+    if elevation is not None:
+        el = torch.rad2deg(elevation)
+    else:
+        el = torch.rad2deg(torch.atan2(v[:, 2], torch.hypot(v[:, 0], v[:, 1])))
+    return az, el
+
+
+__all__.append("direction_to_angles")
