@@ -1,0 +1,369 @@
+"""Sound-source localisation of a binaural or ambisonic stream: :func:`localize`.
+
+* binaural: the BAST localiser (:mod:`spaq.models.bast`, shipped weights
+  ``resources/weights/bast_ku100.pt`` trained on the Neumann KU 100 HRTFs) on analysis
+  windows of ``window_s`` (hop half a window); the overall direction is the energy-weighted
+  mean of the windows' unit vectors, its confidence the length of that mean (1 = all
+  windows agree). Several sources are separated by clustering the windows' directions, so
+  they must be active at different times.
+* ambisonics (ACN/SN3D, any order >= 1): the active intensity vector,
+  :func:`spaq.auditory.doa.intensity_doa` (training free).
+
+Angles in degrees, azimuth counter-clockwise from the front, elevation up.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import SpaqError, SpaqInputError
+from .spatial.angles import cart2sph, sph2cart
+
+__all__ = ["LocalizationResult", "localize", "load_localizer", "default_weights_path", "plot_localization",
+           "WEIGHTS_ENV"]
+
+WEIGHTS_ENV = "SPAQ_LOCALIZER_WEIGHTS"
+DEFAULT_WEIGHTS = "bast_ku100.pt"
+_MODELS: dict = {}
+
+
+@dataclass
+class LocalizationResult:
+    """Directions found in one stream.
+
+    ``azimuth_deg``, ``elevation_deg``, ``confidence``: ``(n_sources,)`` (strongest first;
+    NaN where fewer sources were found). Trajectory: ``frame_times_s (n_frames,)``,
+    ``frame_azimuth_deg``/``frame_elevation_deg``/``frame_confidence``
+    ``(n_sources, n_frames)``, NaN where a frame has no estimate for a source.
+    ``class_probabilities``: mean class posterior of the binaural model's class head (or None).
+    """
+
+    format: str
+    method: str
+    sample_rate: int
+    azimuth_deg: np.ndarray
+    elevation_deg: np.ndarray
+    confidence: np.ndarray
+    frame_times_s: np.ndarray
+    frame_azimuth_deg: np.ndarray
+    frame_elevation_deg: np.ndarray
+    frame_confidence: np.ndarray
+    class_probabilities: dict | None = None
+    provenance: dict = field(default_factory=dict)
+
+    @property
+    def n_sources(self) -> int:
+        return int(self.azimuth_deg.shape[0])
+
+    def to_dict(self, frames: bool = False) -> dict:
+        def clean(a):
+            a = np.asarray(a, dtype=np.float64)
+            return np.where(np.isnan(a), None, np.round(a, 3)).tolist()
+
+        d = {
+            "format": self.format,
+            "method": self.method,
+            "sample_rate": self.sample_rate,
+            "sources": [
+                {"azimuth_deg": clean(self.azimuth_deg[i]), "elevation_deg": clean(self.elevation_deg[i]),
+                 "confidence": clean(self.confidence[i])}
+                for i in range(self.n_sources)
+            ],
+            "class_probabilities": self.class_probabilities,
+            "provenance": self.provenance,
+        }
+        if frames:
+            d["frames"] = {
+                "time_s": clean(self.frame_times_s),
+                "azimuth_deg": clean(self.frame_azimuth_deg),
+                "elevation_deg": clean(self.frame_elevation_deg),
+                "confidence": clean(self.frame_confidence),
+            }
+        return d
+
+
+# --------------------------------------------------------------------------- weights
+
+
+def default_weights_path() -> Path:
+    """The packaged checkpoint (``spaq/resources/weights/bast_ku100.pt``)."""
+    return Path(str(resources.files("spaq") / "resources" / "weights" / DEFAULT_WEIGHTS))
+
+
+def _recorded_sha256(path: Path) -> str | None:
+    info = path.with_suffix(".json")
+    if not info.is_file():
+        return None
+    try:
+        return json.loads(info.read_text()).get("sha256")
+    except (OSError, ValueError):
+        return None
+
+
+def load_localizer(weights=None):
+    """``(model, meta)`` for ``weights`` (a path), else ``$SPAQ_LOCALIZER_WEIGHTS``, else the
+    packaged checkpoint, whose sha256 must match the one recorded beside it. Cached per path."""
+    from .train.localizer import load_checkpoint
+
+    if weights is None:
+        weights = os.environ.get(WEIGHTS_ENV) or None
+    packaged = weights is None
+    p = Path(weights) if weights is not None else default_weights_path()
+    if packaged and not p.is_file():
+        raise SpaqError(f"the packaged localizer weights are missing ({p}); pass --weights PATH")
+    key = (str(p.resolve()), p.stat().st_mtime if p.is_file() else 0)
+    if key not in _MODELS:
+        model, meta = load_checkpoint(p)
+        if packaged:
+            want = _recorded_sha256(p)
+            if want and want != meta["sha256"]:
+                raise SpaqError(f"packaged localizer weights {p} have sha256 {meta['sha256'][:12]}..., "
+                                f"expected {want[:12]}... (corrupt install?)")
+        if len(_MODELS) > 4:
+            _MODELS.clear()
+        _MODELS[key] = (model, meta)
+    return _MODELS[key]
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _cluster(u: np.ndarray, w: np.ndarray, n: int, cap_deg: float = 20.0):
+    """Greedy clustering of unit vectors ``(K, 3)`` with weights ``(K,)`` into ``n`` directions:
+    the vector with the most weight within ``cap_deg`` seeds a cluster, a weighted mean shift
+    refines it, its members are removed. Returns ``(dirs (m, 3), share (m,), labels (K,))``."""
+    cos_cap = np.cos(np.radians(cap_deg))
+    remaining = w.astype(np.float64).copy()
+    total = float(w.sum())
+    dirs, shares = [], []
+    for _ in range(n):
+        if remaining.sum() <= 1e-12 * max(total, 1e-300):
+            break
+        near = (u @ u.T) >= cos_cap
+        seed = int(np.argmax(near @ remaining))
+        d = u[seed]
+        for _ in range(5):
+            m = ((u @ d >= cos_cap) * remaining) @ u
+            if np.linalg.norm(m) == 0:
+                break
+            d = m / np.linalg.norm(m)
+        inside = (u @ d) >= cos_cap
+        shares.append(float(w[inside].sum() / total))
+        remaining[inside] = 0.0
+        dirs.append(d)
+    D = np.array(dirs).reshape(-1, 3)
+    labels = np.argmax(u @ D.T, axis=1) if len(dirs) else np.zeros(len(u), dtype=int)
+    return D, np.array(shares), labels
+
+
+def _load_input(x, sample_rate):
+    if isinstance(x, (str, os.PathLike)):
+        from .io import read_audio
+
+        arr, sr = read_audio(x)
+        name = str(x)
+    else:
+        if sample_rate is None:
+            raise SpaqInputError("sample_rate is required when localising an array")
+        arr = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+        sr, name = int(sample_rate), "array"
+        if arr.ndim == 1:
+            arr = arr[None]
+        if arr.ndim != 2:
+            raise SpaqInputError(f"expected audio of shape (channels, time), got {tuple(arr.shape)}")
+        arr = arr.astype(np.float64)
+    if arr.shape[-1] == 0:
+        raise SpaqInputError(f"{name} has no samples")
+    if not np.all(np.isfinite(arr)):
+        raise SpaqInputError(f"{name} contains NaN or infinite samples")
+    return arr, int(sr), name
+
+
+def _resolve_format(fmt, n_ch: int, name: str):
+    from .formats import SpatialFormat, detect_format, parse_format
+
+    if fmt is None:
+        try:
+            f = detect_format(n_ch)
+        except ValueError as e:
+            raise SpaqInputError(f"{name}: {e}") from None
+    elif isinstance(fmt, SpatialFormat):
+        f = fmt
+    else:
+        try:
+            f = parse_format(str(fmt))
+        except ValueError as e:
+            raise SpaqInputError(str(e)) from None
+    if f.kind == "mono":
+        raise SpaqInputError(f"{name} is mono (1 channel): a direction needs binaural (2 channels) or ambisonics")
+    if f.is_binaural and n_ch != 2:
+        raise SpaqInputError(f"{name}: the binaural localizer needs 2 channels (left, right), got {n_ch}")
+    if f.is_ambisonics:
+        from .formats import SpatialFormat as SF
+        from .spatial.sh import order_from_channels
+
+        order = order_from_channels(n_ch) if f.normalisation != "fuma" else (1 if n_ch == 4 else None)
+        if order is None:
+            raise SpaqInputError(f"{name}: {n_ch} channels is not ambisonics ((N+1)^2 channels, ACN order)")
+        if f.order and f.order != order:
+            raise SpaqInputError(f"{name}: format says order {f.order} but it has {n_ch} channels (order {order})")
+        f = SF("ambisonics", order, f.normalisation)
+    return f
+
+
+# --------------------------------------------------------------------------- localisation
+
+
+def localize(x, sample_rate: int | None = None, format=None, *, n_sources: int = 1, weights=None,
+             frame_s: float | None = None, silence_db: float = -90.0, active_range_db: float = 30.0,
+             ) -> LocalizationResult:
+    """Localise the source(s) in one stream ``x``: a file path or an array ``(channels, time)``
+    (``sample_rate`` needed for arrays). ``format``: "binaural", "foa", "hoa3", ... or None
+    (2 channels: binaural, (N+1)^2: ambisonics ACN/SN3D). Binaural input at another rate
+    than the model's is resampled. ``frame_s``: trajectory frame (ambisonics; binaural
+    frames are the model's half-overlapping windows). Silence (RMS below ``silence_db``
+    dBFS) raises :class:`SpaqInputError`: there is no direction to find."""
+    arr, sr, name = _load_input(x, sample_rate)
+    if int(n_sources) < 1:
+        raise SpaqInputError(f"n_sources must be >= 1, got {n_sources}")
+    fmt = _resolve_format(format, arr.shape[0], name)
+    rms_db = 10 * np.log10(np.mean(arr ** 2) + 1e-300)
+    if rms_db < silence_db:
+        raise SpaqInputError(f"{name} is silent (RMS {max(rms_db, -400):.0f} dBFS): no direction can be estimated")
+    if fmt.is_ambisonics:
+        from .auditory.doa import intensity_doa
+
+        r = intensity_doa(arr, sr, n_sources=n_sources, frame_s=frame_s or 0.1, normalisation=fmt.normalisation)
+        return LocalizationResult(
+            format=fmt.describe(), method="intensity", sample_rate=sr,
+            azimuth_deg=r.azimuth_deg, elevation_deg=r.elevation_deg, confidence=r.confidence,
+            frame_times_s=r.frame_times_s, frame_azimuth_deg=r.frame_azimuth_deg,
+            frame_elevation_deg=r.frame_elevation_deg, frame_confidence=r.frame_confidence,
+            provenance={"method": "active intensity vector (first-order channels)", "diffuseness": float(r.diffuseness),
+                        **r.settings},
+        )
+    return _localize_binaural(arr, sr, name, n_sources, weights, active_range_db)
+
+
+@torch.no_grad()
+def binaural_window_directions(model, x: np.ndarray, sample_rate: int):
+    """Per-window predictions of ``model`` for binaural ``x (2, T)`` at ``sample_rate``:
+    ``(unit directions (W, 3), window power (W,), window centre times (W,), class probs (W, K) | None)``."""
+    from .io import resample
+    from .train.localizer import predict
+
+    cfg = model.cfg
+    if sample_rate != cfg.sample_rate:
+        x = resample(x, sample_rate, cfg.sample_rate)
+    feats = model.features()(torch.as_tensor(x, dtype=torch.float32)[None])[0]  # (2, F, N)
+    N = feats.shape[-1]
+    n, hop = cfg.n_frames, max(1, cfg.n_frames // 2)
+    if N < n:
+        feats = torch.nn.functional.pad(feats[None], (0, n - N), mode="replicate")[0]
+        N = n
+    starts = list(range(0, N - n + 1, hop))
+    if starts[-1] != N - n:
+        starts.append(N - n)
+    wins = torch.stack([feats[..., a: a + n] for a in starts])  # (W, 2, F, n)
+    power = torch.exp(wins).mean(dim=(1, 2, 3)).numpy().astype(np.float64)
+    dirs, probs = predict(model, wins)
+    times = (np.asarray(starts) + (n - 1) / 2.0) * cfg.hop / cfg.sample_rate
+    return dirs, power, times, probs
+
+
+def _localize_binaural(arr, sr, name, n_sources, weights, active_range_db) -> LocalizationResult:
+    model, meta = load_localizer(weights)
+    cfg = model.cfg
+    dirs, power, times, probs = binaural_window_directions(model, arr, sr)
+    active = power >= power.max() * 10 ** (-active_range_db / 10)
+    w = np.sqrt(power) * active
+    S = int(n_sources)
+    if S == 1:
+        m = (w[:, None] * dirs).sum(0) / w.sum()
+        conf = float(np.linalg.norm(m))
+        D, share, labels = m[None] / max(conf, 1e-12), np.array([conf]), np.zeros(len(dirs), dtype=int)
+    else:
+        D, share, labels = _cluster(dirs[active], w[active], S)
+        lab = np.full(len(dirs), -1)
+        lab[active] = labels
+        labels = lab
+    az, el, _ = cart2sph(D)
+    found = len(D)
+    A = np.full(S, np.nan)
+    E = np.full(S, np.nan)
+    C = np.full(S, np.nan)
+    A[:found], E[:found], C[:found] = az, el, share
+    fa, fe, _ = cart2sph(dirs)
+    FA = np.full((S, len(dirs)), np.nan)
+    FE = np.full((S, len(dirs)), np.nan)
+    FC = np.full((S, len(dirs)), np.nan)
+    for s in range(found):
+        sel = active & (labels == s)
+        FA[s, sel], FE[s, sel] = fa[sel], fe[sel]
+        FC[s, sel] = np.clip(dirs[sel] @ D[s], 0.0, 1.0)
+    cp = None
+    if probs is not None and cfg.class_names:
+        pm = (probs * w[:, None]).sum(0) / w.sum()
+        cp = {c: round(float(p), 4) for c, p in zip(cfg.class_names, pm)}
+    return LocalizationResult(
+        format="binaural", method="bast", sample_rate=int(cfg.sample_rate),
+        azimuth_deg=A, elevation_deg=E, confidence=C, frame_times_s=times,
+        frame_azimuth_deg=FA, frame_elevation_deg=FE, frame_confidence=FC, class_probabilities=cp,
+        provenance={"model": "bast", "weights": os.path.basename(meta["path"]), "sha256": meta["sha256"],
+                    "input_sample_rate": int(sr), "window_s": round(cfg.window_samples / cfg.sample_rate, 4),
+                    "integration": cfg.integration, "share_weights": cfg.share_weights},
+    )
+
+
+# --------------------------------------------------------------------------- plot
+
+
+def plot_localization(result: LocalizationResult, out_path, title: str | None = None) -> None:
+    """Draw the trajectory (coloured by time) and the overall direction(s) (stars) on an
+    azimuth-elevation map (azimuth from +180 on the left to -180 on the right, so that
+    left of the listener is on the left) and save it to ``out_path`` (PNG, PDF, SVG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.2))
+    t = result.frame_times_s
+    sc = None
+    markers = ["o", "s", "^", "D", "v"]
+    for s in range(result.n_sources):
+        ok = ~np.isnan(result.frame_azimuth_deg[s])
+        if ok.any():
+            sc = ax.scatter(result.frame_azimuth_deg[s, ok], result.frame_elevation_deg[s, ok], c=t[ok], cmap="viridis",
+                            vmin=float(t.min()), vmax=float(t.max()) if t.max() > t.min() else float(t.min()) + 1,
+                            s=18, marker=markers[s % len(markers)], alpha=0.8)
+        if not np.isnan(result.azimuth_deg[s]):
+            ax.plot(result.azimuth_deg[s], result.elevation_deg[s], marker="*", ms=18, mec="k", mfc="tab:red",
+                    ls="none")
+            ax.annotate(f"S{s + 1} ({result.azimuth_deg[s]:.1f}°, {result.elevation_deg[s]:.1f}°, "
+                        f"conf {result.confidence[s]:.2f})", (result.azimuth_deg[s], result.elevation_deg[s]),
+                        textcoords="offset points", xytext=(8, 8), fontsize=8)
+    if sc is not None:
+        fig.colorbar(sc, ax=ax, label="time (s)")
+    ax.set_xlim(180, -180)
+    ax.set_ylim(-90, 90)
+    ax.set_xticks(np.arange(-180, 181, 45))
+    ax.set_yticks(np.arange(-90, 91, 30))
+    ax.grid(True, alpha=0.4)
+    ax.set_xlabel("azimuth (deg, + left)")
+    ax.set_ylabel("elevation (deg)")
+    ax.set_title(title or f"{result.format} localisation ({result.method})")
+    fig.tight_layout()
+    try:
+        fig.savefig(out_path, dpi=110)
+    except (OSError, ValueError) as e:
+        raise SpaqError(f"cannot write plot {out_path}: {' '.join(str(e).split())}") from None
+    finally:
+        plt.close(fig)

@@ -1,0 +1,585 @@
+"""Training of the BAST binaural localiser.
+
+Two data paths:
+
+* **synthetic** (``spaq train localizer CONFIG.yaml``): scenes rendered on the fly from
+  the corpus engine's building blocks (``spaq.spatial.hrtf``, ``spaq.data.sources``,
+  ``spaq.spatial.room``): a source of a random type at one of the measured HRTF
+  directions, anechoic or in a shoebox room, optional diffuse noise at a random SNR.
+  Every example is a function of ``(seed, split, index)``: the same config and seed give
+  the same data, the same model (up to floating-point non-determinism of threads).
+* **csv** (``spaq train localizer --csv INDEX.csv``): the user's labelled recordings,
+  columns ``input_file,class,azimuth_deg,elevation_deg``; ``input_file`` is a binaural
+  audio file or a precomputed ``[2, n_mels, T]`` log-mel ``.npy``/``.pt``; split into
+  train/validation by file.
+
+Checkpoints are self-describing (``format``, BAST config, state_dict, sample rate, class
+names, versions, training summary) and load with ``torch.load(weights_only=True)``.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import SpaqError, SpaqInputError
+from ..models.bast import BAST, BASTConfig, BinauralLogMel
+from ..spatial.angles import sph2cart, wrap_azimuth
+from .losses import MultiTaskLoss
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "LocalizerTrainConfig",
+    "SyntheticSpec",
+    "synthesize",
+    "synthesize_parallel",
+    "read_index",
+    "train_localizer",
+    "train_from_csv",
+    "save_checkpoint",
+    "load_checkpoint",
+    "evaluate_directions",
+]
+
+CHECKPOINT_FORMAT = "spaq-bast-localizer/1"
+CLASS_OF_SOURCE = {"speech": "speech", "babble": "speech", "harmonic": "music", "chord": "music",
+                   "percussive": "music", "pink_noise": "noise", "noise_bursts": "noise"}
+
+
+# --------------------------------------------------------------------------- configs
+
+
+@dataclass
+class SyntheticSpec:
+    """How synthetic training scenes are drawn."""
+
+    hrtf: str = "ku100"
+    sources: tuple = ("speech", "harmonic", "chord", "percussive", "pink_noise", "noise_bursts")
+    room_fraction: float = 0.5
+    rt60_s: tuple = (0.2, 0.8)
+    room_dims_m: tuple = ((4.0, 3.0, 2.5), (10.0, 8.0, 4.0))  # min, max
+    distance_m: tuple = (1.0, 3.0)
+    noise_fraction: float = 0.5
+    snr_db: tuple = (5.0, 40.0)
+    level_dbfs: tuple = (-40.0, -15.0)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SyntheticSpec":
+        known = set(cls.__dataclass_fields__)
+        bad = set(d) - known
+        if bad:
+            raise SpaqError(f"unknown synthetic data keys {sorted(bad)}; known: {sorted(known)}")
+        d = dict(d)
+        for k in ("sources", "rt60_s", "distance_m", "snr_db", "level_dbfs"):
+            if k in d:
+                d[k] = tuple(d[k])
+        if "room_dims_m" in d:
+            d["room_dims_m"] = tuple(tuple(x) for x in d["room_dims_m"])
+        return cls(**d)
+
+
+@dataclass
+class LocalizerTrainConfig:
+    """A training recipe (YAML keys of the same names; ``model`` is a BASTConfig dict)."""
+
+    seed: int = 0
+    model: dict = field(default_factory=dict)
+    loss: str = "MIX"
+    class_weight: float = 0.3
+    elevation_weight: float = 0.3
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    epochs: int = 10
+    batch_size: int = 64
+    n_train: int = 8000
+    n_val: int = 800
+    val_fraction: float = 0.2  # csv: share of files held out
+    threads: int = 1
+    workers: int = 1  # processes rendering synthetic scenes
+    data: dict = field(default_factory=dict)  # synthetic spec
+
+    @classmethod
+    def from_yaml(cls, path) -> "LocalizerTrainConfig":
+        import yaml
+
+        p = Path(path)
+        if not p.is_file():
+            raise SpaqInputError(f"training config not found: {p}")
+        try:
+            d = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise SpaqInputError(f"cannot parse {p} as YAML: {' '.join(str(e).split())}") from None
+        if not isinstance(d, dict):
+            raise SpaqInputError(f"{p}: a training config must be a mapping")
+        d = d.get("localizer", d)
+        known = set(cls.__dataclass_fields__)
+        bad = set(d) - known
+        if bad:
+            raise SpaqInputError(f"{p}: unknown keys {sorted(bad)}; known: {sorted(known)}")
+        return cls(**d)
+
+
+# --------------------------------------------------------------------------- synthetic scenes
+
+
+def _diffuse_noise(n: int, hrtf, rng: np.random.Generator, n_dirs: int = 12) -> np.ndarray:
+    from scipy.signal import oaconvolve
+
+    from ..data.sources import pink_noise
+
+    idx = rng.integers(0, hrtf.n_directions, n_dirs)
+    noise = np.stack([pink_noise(n + hrtf.taps, rng) for _ in range(n_dirs)])  # (D, T)
+    out = oaconvolve(noise[:, None, :], hrtf.hrir[idx], axes=-1).sum(0)  # (2, T')
+    return out[:, hrtf.taps: hrtf.taps + n]
+
+
+def synthesize(spec: SyntheticSpec, n: int, seed: int, split: str, sample_rate: int, n_samples: int,
+               hrtf=None, start: int = 0):
+    """Render ``n`` binaural scenes of ``n_samples`` samples.
+
+    Returns ``(x (n, 2, n_samples) float32, direction (n, 3) float32, class_index (n,) int64,
+    meta list)``; class indices follow ``classes_of(spec)``. Example ``i`` is drawn from
+    ``numpy.random.default_rng([seed, hash(split), start + i])``.
+    """
+    from scipy.signal import oaconvolve
+
+    from ..data.sources import make_source
+    from ..spatial.hrtf import load_hrtf
+    from ..spatial.room import place_in_room, room_impulse_response
+
+    hrtf = load_hrtf(spec.hrtf, sample_rate) if hrtf is None else hrtf
+    classes = classes_of(spec)
+    split_key = int(hashlib.sha256(split.encode()).hexdigest()[:8], 16)
+    X = np.zeros((n, 2, n_samples), dtype=np.float32)
+    D = np.zeros((n, 3), dtype=np.float32)
+    C = np.zeros(n, dtype=np.int64)
+    meta = []
+    pad = int(0.25 * sample_rate)
+    for i in range(n):
+        rng = np.random.default_rng([int(seed), split_key, int(start + i)])
+        kind = spec.sources[int(rng.integers(len(spec.sources)))]
+        k = int(rng.integers(hrtf.n_directions))
+        az, el = float(hrtf.azimuth_deg[k]), float(hrtf.elevation_deg[k])
+        level = float(rng.uniform(*spec.level_dbfs))
+        s, smeta = make_source(kind, (n_samples + 2 * pad) / sample_rate, sample_rate, rng, level_dbfs=level)
+        room = bool(rng.random() < spec.room_fraction)
+        info = {"type": kind, "azimuth_deg": az, "elevation_deg": el, "room": room}
+        if room:
+            lo, hi = np.asarray(spec.room_dims_m[0]), np.asarray(spec.room_dims_m[1])
+            dims = rng.uniform(lo, hi)
+            rt60 = float(rng.uniform(*spec.rt60_s))
+            try:
+                rs = place_in_room(dims, rt60, az, el, float(rng.uniform(*spec.distance_m)), rng)
+                rir, _ = room_impulse_response(rs, sample_rate, "binaural", hrtf=hrtf, rng=rng, ism_order=3,
+                                               length_s=min(1.2 * rt60, 1.0))
+                y = oaconvolve(s[None], rir, axes=-1)
+                info.update(rt60_s=rt60)
+            except SpaqError:
+                y = oaconvolve(s[None], hrtf.hrir[k], axes=-1)
+                info["room"] = False
+        else:
+            y = oaconvolve(s[None], hrtf.hrir[k], axes=-1)
+        # the loudest window among a few candidates after the onset region
+        starts = np.linspace(pad // 2, pad + pad // 2, 4).astype(int)
+        energies = [float(np.sum(y[:, a: a + n_samples] ** 2)) for a in starts]
+        a = int(starts[int(np.argmax(energies))])
+        seg = y[:, a: a + n_samples]
+        if rng.random() < spec.noise_fraction:
+            snr = float(rng.uniform(*spec.snr_db))
+            noise = _diffuse_noise(n_samples, hrtf, rng)
+            ps, pn = np.mean(seg ** 2), np.mean(noise ** 2)
+            if ps > 0 and pn > 0:
+                seg = seg + noise * math.sqrt(ps / pn / 10 ** (snr / 10))
+            info["snr_db"] = snr
+        X[i] = seg
+        D[i] = sph2cart(az, el)
+        C[i] = classes.index(CLASS_OF_SOURCE.get(kind, kind))
+        meta.append(info)
+    return X, D, C, meta
+
+
+def _synth_chunk(args):
+    spec, n, seed, split, sr, ns, start = args
+    torch.set_num_threads(1)
+    return synthesize(spec, n, seed, split, sr, ns, start=start)
+
+
+def synthesize_parallel(spec: SyntheticSpec, n: int, seed: int, split: str, sample_rate: int, n_samples: int,
+                        workers: int = 1, chunk: int = 250):
+    """:func:`synthesize` split over ``workers`` processes (same examples as one process)."""
+    if workers <= 1 or n <= chunk:
+        return synthesize(spec, n, seed, split, sample_rate, n_samples)
+    import multiprocessing as mp
+
+    jobs = [(spec, min(chunk, n - a), seed, split, sample_rate, n_samples, a) for a in range(0, n, chunk)]
+    with mp.get_context("spawn").Pool(workers) as pool:
+        parts = pool.map(_synth_chunk, jobs)
+    return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
+            np.concatenate([p[2] for p in parts]), sum((p[3] for p in parts), []))
+
+
+def classes_of(spec: SyntheticSpec) -> list[str]:
+    return sorted({CLASS_OF_SOURCE.get(k, k) for k in spec.sources})
+
+
+# --------------------------------------------------------------------------- features
+
+
+@torch.no_grad()
+def waveforms_to_features(x: np.ndarray | torch.Tensor, cfg: BASTConfig, batch: int = 256) -> torch.Tensor:
+    """``(N, 2, T)`` waveforms -> ``(N, 2, n_mels, frames)`` float32 log-mel (all frames)."""
+    fe = BinauralLogMel(cfg)
+    xt = torch.as_tensor(x, dtype=torch.float32)
+    return torch.cat([fe(xt[i: i + batch]) for i in range(0, xt.shape[0], batch)])
+
+
+def _crop(spec: torch.Tensor, n_frames: int, rng: np.random.Generator | None) -> torch.Tensor:
+    """``(2, F, T)`` -> ``(2, F, n_frames)``: random (rng) or centre crop, edge padding if short."""
+    T = spec.shape[-1]
+    if T < n_frames:
+        return torch.nn.functional.pad(spec[None], (0, n_frames - T), mode="replicate")[0]
+    a = int(rng.integers(0, T - n_frames + 1)) if rng is not None else (T - n_frames) // 2
+    return spec[..., a: a + n_frames]
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def _versions() -> dict:
+    try:
+        from importlib.metadata import version
+
+        spaq_v = version("spaq")
+    except Exception:  # not installed (source tree)
+        spaq_v = "unknown"
+    return {"spaq": spaq_v, "torch": torch.__version__.split("+")[0], "numpy": np.__version__}
+
+
+def save_checkpoint(path, model: BAST, summary: dict) -> str:
+    """Write a self-describing checkpoint (atomic); returns its sha256."""
+    ck = {
+        "format": CHECKPOINT_FORMAT,
+        "config": model.cfg.to_dict(),
+        "sample_rate": int(model.cfg.sample_rate),
+        "class_names": list(model.cfg.class_names),
+        "versions": _versions(),
+        "train": summary,
+        "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+    }
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
+    torch.save(ck, tmp)
+    os.replace(tmp, p)
+    return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+def load_checkpoint(path) -> tuple[BAST, dict]:
+    """Load a localiser checkpoint (``weights_only=True``, strict) -> ``(model in eval mode, checkpoint meta)``.
+
+    Raises :class:`SpaqError` (one line) for missing files, other architectures or
+    state_dicts that do not match their config."""
+    p = Path(path)
+    if not p.is_file():
+        raise SpaqError(f"localizer checkpoint not found: {p}")
+    try:
+        ck = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise SpaqError(f"{p} is not a loadable checkpoint: {' '.join(str(e).split())[:200]}") from None
+    if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
+        fmt = ck.get("format") if isinstance(ck, dict) else type(ck).__name__
+        raise SpaqError(f"{p} is not a spaq BAST localizer checkpoint (format {fmt!r}, expected {CHECKPOINT_FORMAT!r})")
+    try:
+        cfg = BASTConfig.from_dict(ck["config"])
+        model = BAST(cfg)
+        model.load_state_dict(ck["state_dict"], strict=True)
+    except (KeyError, ValueError, TypeError, RuntimeError) as e:
+        raise SpaqError(f"{p}: checkpoint does not match the BAST architecture: {' '.join(str(e).split())[:200]}") from None
+    model.eval()
+    meta = {k: v for k, v in ck.items() if k != "state_dict"}
+    meta["sha256"] = hashlib.sha256(p.read_bytes()).hexdigest()
+    meta["path"] = str(p)
+    return model, meta
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def evaluate_directions(pred: np.ndarray, target: np.ndarray) -> dict:
+    """Angular statistics of unit-vector predictions ``(N, 3)`` vs targets ``(N, 3)``:
+    median/mean great-circle error, front-back confusion rate, horizontal-plane azimuth MAE
+    (targets within 5 deg of the horizontal plane)."""
+    from ..spatial.angles import cart2sph, great_circle_deg, is_front_back_confusion
+
+    pa, pe, _ = cart2sph(pred)
+    ta, te, _ = cart2sph(target)
+    err = great_circle_deg(ta, te, pa, pe)
+    fb = is_front_back_confusion(ta, te, pa, pe)
+    lateral = np.abs(np.abs(wrap_azimuth(ta)) - 90.0) < 1e-6  # ill-defined front/back on the axis
+    out = {
+        "n": int(len(err)),
+        "median_deg": float(np.median(err)),
+        "mean_deg": float(np.mean(err)),
+        "p90_deg": float(np.percentile(err, 90)),
+        "front_back_rate": float(np.mean(fb[~lateral])) if np.any(~lateral) else float("nan"),
+    }
+    hor = np.abs(te) <= 5.0
+    if hor.any():
+        daz = np.abs(wrap_azimuth(pa[hor] - ta[hor]))
+        out["horizontal_n"] = int(hor.sum())
+        out["horizontal_azimuth_mae_deg"] = float(np.mean(daz))
+    return out
+
+
+@torch.no_grad()
+def predict(model: BAST, feats: torch.Tensor, batch: int = 512) -> tuple[np.ndarray, np.ndarray | None]:
+    """Unit directions ``(N, 3)`` (elevation from the elevation head when there is one) and
+    class probabilities ``(N, K)`` or None, for features ``(N, 2, n_mels, n_frames)``."""
+    model.eval()
+    dirs, probs = [], []
+    for i in range(0, feats.shape[0], batch):
+        out = model(feats[i: i + batch])
+        v = torch.nn.functional.normalize(out.direction, dim=-1)
+        if out.elevation is not None:
+            h = torch.hypot(v[:, 0], v[:, 1]).clamp_min(1e-9)
+            c = torch.cos(out.elevation)
+            v = torch.stack([v[:, 0] / h * c, v[:, 1] / h * c, torch.sin(out.elevation)], dim=-1)
+        dirs.append(v)
+        if out.class_logits is not None:
+            probs.append(torch.softmax(out.class_logits, dim=-1))
+    d = torch.cat(dirs).numpy().astype(np.float64)
+    return d, (torch.cat(probs).numpy() if probs else None)
+
+
+# --------------------------------------------------------------------------- training loop
+
+
+def _fit(model: BAST, train_feats, train_dir, train_cls, val_feats, val_dir, val_cls, tc: LocalizerTrainConfig,
+         crop_train: bool, log=print) -> dict:
+    """Train ``model`` in place; keeps the weights of the best validation epoch. Features are
+    ``(N, 2, F, T)`` tensors (or lists of ``(2, F, T_i)`` when ``crop_train``)."""
+    torch.manual_seed(tc.seed)
+    rng = np.random.default_rng(tc.seed)
+    cfg = model.cfg
+    loss_fn = MultiTaskLoss(tc.loss, tc.class_weight, tc.elevation_weight)
+    opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    n = len(train_dir)
+    steps_per_epoch = max(1, math.ceil(n / tc.batch_size))
+    total = steps_per_epoch * tc.epochs
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=tc.lr, total_steps=total, pct_start=0.1)
+
+    def batch_feats(feats, idx, training):
+        if isinstance(feats, torch.Tensor) and not crop_train:
+            return feats[idx]
+        return torch.stack([_crop(feats[int(i)], cfg.n_frames, rng if training else None) for i in idx])
+
+    def val_metrics():
+        if val_dir is None or len(val_dir) == 0:
+            return None
+        vf = batch_feats(val_feats, np.arange(len(val_dir)), False)
+        d, p = predict(model, vf)
+        m = evaluate_directions(d, val_dir.numpy())
+        if p is not None and val_cls is not None and bool((val_cls >= 0).any()):
+            ok = val_cls.numpy() >= 0
+            m["class_accuracy"] = float(np.mean(p[ok].argmax(1) == val_cls.numpy()[ok]))
+        return m
+
+    history = []
+    best, best_state = math.inf, None
+    t0 = time.time()
+    for epoch in range(tc.epochs):
+        model.train()
+        perm = rng.permutation(n)
+        run = 0.0
+        for s in range(steps_per_epoch):
+            idx = perm[s * tc.batch_size: (s + 1) * tc.batch_size]
+            x = batch_feats(train_feats, idx, True)
+            out = model(x)
+            loss, _ = loss_fn(out.direction, train_dir[idx], out.class_logits,
+                              train_cls[idx] if train_cls is not None else None, out.elevation)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            run += float(loss.detach())
+        vm = val_metrics()
+        rec = {"epoch": epoch + 1, "train_loss": run / steps_per_epoch, "seconds": round(time.time() - t0, 1)}
+        if vm:
+            rec.update({f"val_{k}": v for k, v in vm.items()})
+        history.append(rec)
+        log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items()))
+        score = vm["mean_deg"] if vm else rec["train_loss"]
+        if score < best:
+            best = score
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    return {"history": history, "best_val_mean_deg": best if val_dir is not None else None}
+
+
+def build_model(tc: LocalizerTrainConfig, class_names: list[str]) -> BAST:
+    d = dict(tc.model)
+    if class_names:
+        d.setdefault("n_classes", len(class_names))
+        d["class_names"] = list(class_names)
+        if d["n_classes"] != len(class_names):
+            raise SpaqInputError(f"model.n_classes={d['n_classes']} but the data has {len(class_names)} classes")
+    try:
+        cfg = BASTConfig.from_dict(d)
+    except (ValueError, TypeError) as e:
+        raise SpaqInputError(f"bad model config: {e}") from None
+    torch.manual_seed(tc.seed)
+    return BAST(cfg)
+
+
+def train_localizer(tc: LocalizerTrainConfig, out_path, cache_dir=None, log=print) -> dict:
+    """Train on synthetic scenes per ``tc.data`` and write a checkpoint at ``out_path``.
+    ``cache_dir``: where rendered features are kept between runs (keyed by config)."""
+    torch.set_num_threads(max(1, int(tc.threads)))
+    spec = SyntheticSpec.from_dict(tc.data)
+    classes = classes_of(spec)
+    model = build_model(tc, classes)
+    cfg = model.cfg
+
+    def data(split, n):
+        key = hashlib.sha256(repr((split, n, tc.seed, spec, cfg.sample_rate, cfg.window_samples, cfg.n_fft, cfg.hop,
+                                   cfg.n_mels, cfg.fmin, cfg.fmax)).encode()).hexdigest()[:16]
+        f = Path(cache_dir) / f"loc_{split}_{key}.pt" if cache_dir else None
+        if f is not None and f.is_file():
+            d = torch.load(f, weights_only=True)
+            return d["feats"], d["dirs"], d["cls"]
+        t = time.time()
+        x, dirs, cls, _ = synthesize_parallel(spec, n, tc.seed, split, cfg.sample_rate, cfg.window_samples,
+                                              workers=tc.workers)
+        feats = waveforms_to_features(x, cfg)
+        log(f"rendered {n} {split} scenes in {time.time() - t:.0f} s")
+        out = feats, torch.as_tensor(dirs), torch.as_tensor(cls)
+        if f is not None:
+            f.parent.mkdir(parents=True, exist_ok=True)
+            torch.save({"feats": out[0], "dirs": out[1], "cls": out[2]}, f)
+        return out
+
+    tf, td, tcl = data("train", tc.n_train)
+    vf, vd, vcl = data("val", tc.n_val)
+    summary = _fit(model, tf, td, tcl, vf, vd, vcl, tc, crop_train=False, log=log)
+    summary.update(data="synthetic", synthetic=_jsonable(spec.__dict__), seed=tc.seed, loss=tc.loss,
+                   n_train=tc.n_train, n_val=tc.n_val, epochs=tc.epochs)
+    summary["sha256"] = save_checkpoint(out_path, model, summary)
+    return summary
+
+
+def _jsonable(d):
+    if isinstance(d, dict):
+        return {k: _jsonable(v) for k, v in d.items()}
+    if isinstance(d, (list, tuple)):
+        return [_jsonable(v) for v in d]
+    return d
+
+
+# --------------------------------------------------------------------------- csv index
+
+
+@dataclass
+class IndexRow:
+    path: Path
+    cls: str
+    azimuth_deg: float
+    elevation_deg: float
+
+
+def read_index(path) -> list[IndexRow]:
+    """Read ``input_file,class,azimuth_deg,elevation_deg`` (paths relative to the CSV's folder)."""
+    p = Path(path)
+    if not p.is_file():
+        raise SpaqInputError(f"index not found: {p}")
+    need = ["input_file", "class", "azimuth_deg", "elevation_deg"]
+    rows = []
+    with open(p, newline="") as fh:
+        reader = csv.DictReader(fh)
+        missing = [c for c in need if c not in (reader.fieldnames or [])]
+        if missing:
+            raise SpaqInputError(f"{p}: missing column(s) {', '.join(missing)}; need {','.join(need)}")
+        for ln, r in enumerate(reader, start=2):
+            try:
+                az, el = float(r["azimuth_deg"]), float(r["elevation_deg"])
+            except (TypeError, ValueError):
+                raise SpaqInputError(f"{p} line {ln}: azimuth_deg/elevation_deg must be numbers") from None
+            if not (-180.0 <= az <= 360.0):
+                raise SpaqInputError(f"{p} line {ln}: azimuth {az} outside 0..360 / -180..180")
+            if not (-90.0 <= el <= 90.0):
+                raise SpaqInputError(f"{p} line {ln}: elevation {el} outside -90..90")
+            f = Path(r["input_file"])
+            f = f if f.is_absolute() else p.parent / f
+            rows.append(IndexRow(f, str(r["class"]).strip(), float(wrap_azimuth(az)), el))
+    if not rows:
+        raise SpaqInputError(f"{p}: no rows")
+    return rows
+
+
+def load_input_features(path: Path, cfg: BASTConfig) -> torch.Tensor:
+    """One index entry -> log-mel ``(2, n_mels, T)``: audio (2 channels, resampled to the
+    model's rate) or a precomputed ``.npy``/``.pt`` array ``[2, n_mels, T]``."""
+    suffix = path.suffix.lower()
+    if suffix in (".npy", ".pt"):
+        if not path.is_file():
+            raise SpaqInputError(f"feature file not found: {path}")
+        try:
+            arr = np.load(path) if suffix == ".npy" else torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise SpaqInputError(f"cannot read {path}: {' '.join(str(e).split())[:160]}") from None
+        t = torch.as_tensor(np.asarray(arr) if suffix == ".npy" else arr, dtype=torch.float32)
+        if t.ndim != 3 or t.shape[0] != 2 or t.shape[1] != cfg.n_mels:
+            raise SpaqInputError(f"{path}: expected a [2, {cfg.n_mels}, T] log-mel spectrogram, got {list(t.shape)}")
+        return t
+    from ..io import read_audio, resample
+
+    x, sr = read_audio(path)
+    if x.shape[0] != 2:
+        raise SpaqInputError(f"{path}: the binaural localizer needs 2 channels (left, right), got {x.shape[0]}")
+    if sr != cfg.sample_rate:
+        x = resample(x, sr, cfg.sample_rate)
+    return waveforms_to_features(x[None], cfg)[0]
+
+
+def train_from_csv(index_csv, out_path, tc: LocalizerTrainConfig | None = None, log=print) -> dict:
+    """Train a localiser (direction + class head) on a user index; split by file."""
+    tc = tc or LocalizerTrainConfig()
+    torch.set_num_threads(max(1, int(tc.threads)))
+    rows = read_index(index_csv)
+    classes = sorted({r.cls for r in rows})
+    model = build_model(tc, classes)
+    cfg = model.cfg
+    files = sorted({str(r.path) for r in rows})
+    rng = np.random.default_rng(tc.seed)
+    order = rng.permutation(len(files))
+    n_val = int(round(tc.val_fraction * len(files))) if len(files) >= 2 else 0
+    n_val = min(max(n_val, 1 if len(files) >= 2 and tc.val_fraction > 0 else 0), len(files) - 1)
+    val_files = {files[i] for i in order[:n_val]}
+    feats = {f: load_input_features(Path(f), cfg) for f in files}
+
+    def pack(sel):
+        rs = [r for r in rows if (str(r.path) in val_files) == sel]
+        if not rs:
+            return None, None, None
+        f = [feats[str(r.path)] for r in rs]
+        d = torch.as_tensor(sph2cart([r.azimuth_deg for r in rs], [r.elevation_deg for r in rs]), dtype=torch.float32)
+        c = torch.as_tensor([classes.index(r.cls) for r in rs], dtype=torch.long)
+        return f, d, c
+
+    trf, trd, trc = pack(False)
+    vaf, vad, vac = pack(True)
+    log(f"{len(files) - n_val} training files, {n_val} validation files, classes: {', '.join(classes)}")
+    summary = _fit(model, trf, trd, trc, vaf, vad, vac, tc, crop_train=True, log=log)
+    summary.update(data="csv", index=str(index_csv), classes=classes, n_files=len(files),
+                   validation_files=sorted(os.path.basename(v) for v in val_files), seed=tc.seed, loss=tc.loss)
+    summary["sha256"] = save_checkpoint(out_path, model, summary)
+    return summary

@@ -1,0 +1,152 @@
+"""localize(): ambisonics via intensity, binaural via BAST, CLI, plot, bad input."""
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+import typer
+from typer.testing import CliRunner
+
+from spaq.errors import SpaqError, SpaqInputError
+from spaq.localize import _cluster, localize, plot_localization
+from spaq.localize_cli import register
+from spaq.models.bast import BAST, BASTConfig
+from spaq.spatial.angles import great_circle_deg, sph2cart
+from spaq.spatial.sh import sh_matrix
+from spaq.train.localizer import save_checkpoint
+
+SMALL = dict(n_mels=32, n_frames=24, patch=(8, 8), stride=(4, 4), dim=32, depth=1, heads=2, mlp_dim=64,
+             sample_rate=16000, n_fft=512, hop=160, fmax=7000.0, n_classes=2, class_names=("a", "b"))
+FS = 16000
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory):
+    torch.manual_seed(0)
+    p = tmp_path_factory.mktemp("ck") / "tiny.pt"
+    save_checkpoint(p, BAST(BASTConfig(**SMALL)).eval(), {"note": "untrained, plumbing tests"})
+    return p
+
+
+def test_ambisonic_file_and_trajectory(tmp_path):
+    rng = np.random.default_rng(0)
+    x = sh_matrix(3, 75.0, -20.0)[:, None] * rng.standard_normal(FS)[None] * 0.1
+    f = tmp_path / "hoa3.wav"
+    sf.write(f, x.T, FS, subtype="FLOAT")
+    r = localize(f)
+    assert r.method == "intensity" and r.format.startswith("ambisonics order 3")
+    assert great_circle_deg(75.0, -20.0, r.azimuth_deg[0], r.elevation_deg[0]) < 1.0
+    ok = ~np.isnan(r.frame_azimuth_deg[0])
+    assert ok.sum() >= 8
+    assert np.all(great_circle_deg(75.0, -20.0, r.frame_azimuth_deg[0, ok], r.frame_elevation_deg[0, ok]) < 1.0)
+    out = tmp_path / "map.png"
+    plot_localization(r, out)
+    assert out.stat().st_size > 5000
+
+
+def test_binaural_array_resampled_shapes(tiny_ckpt):
+    rng = np.random.default_rng(1)
+    x = 0.1 * rng.standard_normal((2, 3 * FS))
+    r16 = localize(x, FS, weights=tiny_ckpt)
+    assert r16.method == "bast" and r16.sample_rate == FS
+    assert r16.azimuth_deg.shape == (1,) and 0.0 <= r16.confidence[0] <= 1.0
+    n_win = r16.frame_times_s.shape[0]
+    assert r16.frame_azimuth_deg.shape == (1, n_win) and n_win >= 2 * 3 * FS // (160 * 24) - 1
+    assert set(r16.class_probabilities) == {"a", "b"}
+    assert abs(sum(r16.class_probabilities.values()) - 1.0) < 1e-3
+    from spaq.io import resample
+
+    r48 = localize(resample(x, FS, 48000), 48000, weights=tiny_ckpt)
+    assert r48.provenance["input_sample_rate"] == 48000
+    assert great_circle_deg(r16.azimuth_deg[0], r16.elevation_deg[0], r48.azimuth_deg[0], r48.elevation_deg[0]) < 5.0
+    d = r16.to_dict(frames=True)
+    assert len(d["frames"]["time_s"]) == n_win and d["provenance"]["sha256"]
+
+
+def test_bad_input_one_line_errors(tmp_path, tiny_ckpt):
+    rng = np.random.default_rng(2)
+    with pytest.raises(SpaqInputError, match="mono"):
+        localize(rng.standard_normal((1, FS)), FS, weights=tiny_ckpt)
+    with pytest.raises(SpaqInputError, match="needs 2 channels"):
+        localize(rng.standard_normal((4, FS)), FS, format="binaural", weights=tiny_ckpt)
+    with pytest.raises(SpaqInputError, match="neither binaural"):
+        localize(rng.standard_normal((3, FS)), FS)
+    with pytest.raises(SpaqInputError, match="silent"):
+        localize(np.zeros((2, FS)), FS, weights=tiny_ckpt)
+    with pytest.raises(SpaqInputError, match="silent"):
+        localize(np.zeros((4, FS)), FS)
+    other = tmp_path / "other.pt"
+    torch.save({"format": "something-else", "state_dict": {}}, other)
+    with pytest.raises(SpaqError, match="not a spaq BAST localizer"):
+        localize(rng.standard_normal((2, FS)), FS, weights=other)
+
+
+def test_cluster_two_direction_groups():
+    rng = np.random.default_rng(3)
+    a = sph2cart(30 + rng.normal(0, 2, 40), rng.normal(0, 2, 40))
+    b = sph2cart(-60 + rng.normal(0, 2, 20), 10 + rng.normal(0, 2, 20))
+    u = np.concatenate([a, b])
+    D, share, labels = _cluster(u, np.ones(len(u)), 2)
+    assert great_circle_deg(30, 0, *np.degrees([np.arctan2(D[0, 1], D[0, 0]), np.arcsin(D[0, 2])])) < 2
+    assert great_circle_deg(-60, 10, *np.degrees([np.arctan2(D[1, 1], D[1, 0]), np.arcsin(D[1, 2])])) < 2
+    assert abs(share[0] - 40 / 60) < 0.05 and np.all(labels[:40] == 0) and np.all(labels[40:] == 1)
+
+
+def test_cli_localize_json_frames_plot_and_errors(tmp_path, tiny_ckpt):
+    app = typer.Typer()
+    register(app)
+    runner = CliRunner()
+    rng = np.random.default_rng(4)
+    f = tmp_path / "bin.wav"
+    sf.write(f, 0.1 * rng.standard_normal((2 * FS, 2)), FS)
+    png = tmp_path / "traj.png"
+    res = runner.invoke(app, ["localize", str(f), "--json", "--frames", "--plot", str(png), "--weights", str(tiny_ckpt)])
+    assert res.exit_code == 0, res.output
+    d = json.loads(res.stdout)
+    assert d["method"] == "bast" and len(d["sources"]) == 1 and "frames" in d
+    assert png.stat().st_size > 5000
+    a = tmp_path / "foa.wav"
+    sf.write(a, (sh_matrix(1, -120.0, 10.0)[:, None] * rng.standard_normal(FS)[None] * 0.1).T, FS, subtype="FLOAT")
+    res = runner.invoke(app, ["localize", str(a), "--format", "ambisonics"])
+    assert res.exit_code == 0, res.output
+    assert "azimuth  -120.0" in res.stdout and "elevation   10.0" in res.stdout
+    m = tmp_path / "mono.wav"
+    sf.write(m, 0.1 * rng.standard_normal(FS), FS)
+    res = runner.invoke(app, ["localize", str(m)])
+    assert res.exit_code == 2
+    assert res.stderr.strip().count("\n") == 0 and "mono" in res.stderr
+
+
+def test_cli_train_localizer_csv(tmp_path):
+    rng = np.random.default_rng(5)
+    rows = ["input_file,class,azimuth_deg,elevation_deg"]
+    for i, az in enumerate([30, 300, 90, 270]):
+        g = np.array([1.0 + 0.5 * np.sin(np.radians(az)), 1.0 - 0.5 * np.sin(np.radians(az))])
+        sf.write(tmp_path / f"{i}.wav", (0.1 * g[:, None] * rng.standard_normal(FS // 2)[None]).T, FS)
+        rows.append(f"{i}.wav,{'x' if i % 2 else 'y'},{az},0")
+    (tmp_path / "idx.csv").write_text("\n".join(rows) + "\n")
+    cfg = tmp_path / "c.yaml"
+    import yaml
+
+    small = {k: (list(v) if isinstance(v, tuple) else v) for k, v in SMALL.items() if k not in ("n_classes", "class_names")}
+    cfg.write_text(yaml.safe_dump({"localizer": {"epochs": 2, "batch_size": 4, "model": small}}))
+    app = typer.Typer()
+    register(app)
+    out = tmp_path / "m.pt"
+    res = CliRunner().invoke(app, ["train", "localizer", str(cfg), "--csv", str(tmp_path / "idx.csv"), "--out", str(out),
+                                   "--integration", "concat", "--share-weights", "--loss", "AD"])
+    assert res.exit_code == 0, res.output
+    from spaq.train.localizer import load_checkpoint
+
+    model, meta = load_checkpoint(out)
+    assert model.cfg.integration == "CONCAT" and model.cfg.share_weights and meta["train"]["loss"] == "AD"
+    assert meta["class_names"] == ["x", "y"]
