@@ -150,3 +150,25 @@ def test_cli_train_localizer_csv(tmp_path):
     model, meta = load_checkpoint(out)
     assert model.cfg.integration == "CONCAT" and model.cfg.share_weights and meta["train"]["loss"] == "AD"
     assert meta["class_names"] == ["x", "y"]
+
+
+def test_compare_localization_ambisonics_two_sources():
+    from spaq.localize import compare_localization
+
+    rng = np.random.default_rng(6)
+    n = 2 * FS
+
+    def gated():
+        return rng.standard_normal(n) * (rng.random(40) > 0.5).repeat(n // 40)
+
+    s1, s2 = gated(), gated()
+    ref = sh_matrix(1, 40.0, 0.0)[:, None] * s1 + sh_matrix(1, -20.0, 0.0)[:, None] * s2
+    deg = sh_matrix(1, 50.0, 0.0)[:, None] * s1 + sh_matrix(1, -20.0, 5.0)[:, None] * s2  # 10 and 5 deg off
+    c = compare_localization(ref, deg, FS, n_sources=2)
+    by_ref = {round(float(c.reference.azimuth_deg[i])): c.error_deg[i] for i in range(2)}
+    assert abs(by_ref[40] - 10.0) < 1.0 and abs(by_ref[-20] - 5.0) < 1.0
+    assert abs(c.mean_error_deg - 7.5) < 1.0
+    d = c.to_dict()
+    assert len(d["reference"]["sources"]) == 2 and len(d["pairs"]) == 2
+    silent = compare_localization(ref, np.zeros_like(ref), FS, n_sources=2)
+    assert np.all(np.isnan(silent.error_deg)) and "silent" in silent.note

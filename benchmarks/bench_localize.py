@@ -1,0 +1,51 @@
+"""Real-time factor of binaural localisation (BAST) for one stream on CPU.
+
+Prints the RTF (audio seconds per processing second) of the whole localize() path
+(feature extraction + model + aggregation) for a 20 s binaural stream at the model's rate
+and at 48 kHz (with resampling), and of the model alone, with N threads (default 2).
+Target: >= 100x on 2 CPU cores.
+
+Usage: python benchmarks/bench_localize.py [--weights CKPT] [--threads 2] [--seconds 20]
+"""
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from spaq.localize import binaural_window_directions, load_localizer, localize
+
+
+def best_of(fn, repeat=5):
+    ts = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    return min(ts), float(np.median(ts))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--weights")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seconds", type=float, default=20.0)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    model, meta = load_localizer(a.weights)
+    sr = model.cfg.sample_rate
+    rng = np.random.default_rng(0)
+    x = 0.1 * rng.standard_normal((2, int(a.seconds * sr)))
+    x48 = 0.1 * rng.standard_normal((2, int(a.seconds * 48000)))
+    localize(x, sr, weights=a.weights)  # warm-up
+    print(f"weights {meta['path']} ({meta['sha256'][:12]}), threads {a.threads}, {a.seconds:.0f} s stream")
+    for label, arr, rate in [(f"localize() at {sr} Hz", x, sr), ("localize() at 48000 Hz (resampled)", x48, 48000)]:
+        best, med = best_of(lambda: localize(arr, rate, weights=a.weights))
+        print(f"{label:40s} best {best * 1000:7.1f} ms  median {med * 1000:7.1f} ms  RTF {a.seconds / best:7.0f}x "
+              f"(median {a.seconds / med:.0f}x)")
+    best, med = best_of(lambda: binaural_window_directions(model, x, sr))
+    print(f"{'features + model only':40s} best {best * 1000:7.1f} ms  median {med * 1000:7.1f} ms  RTF {a.seconds / best:7.0f}x")
+
+
+if __name__ == "__main__":
+    main()
