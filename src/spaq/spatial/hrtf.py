@@ -48,6 +48,7 @@ __all__ = [
     "default_hrtf_path",
     "named_hrtf_paths",
     "file_sha256",
+    "blend_hrtf",
 ]
 
 
@@ -318,3 +319,36 @@ def load_hrtf(name_or_path: str = "default", sample_rate: int | None = None) -> 
             )
         return _load_cached(paths[low], sample_rate, low)
     return _load_cached(os.path.abspath(key), sample_rate, os.path.splitext(os.path.basename(key))[0])
+
+
+def blend_hrtf(own: HRTFSet, other: HRTFSet, weight: float) -> HRTFSet:
+    """HRTF set on ``own``'s grid whose HRIRs move from ``own`` (weight 0) to ``other``
+    (weight 1, interpolated to ``own``'s directions): onset-aligned spectra and onset
+    delays are mixed linearly, so ITDs and spectra both move between the heads.
+    Both sets must have the same sample rate."""
+    if own.sample_rate != other.sample_rate:
+        raise SpaqError(f"cannot blend HRTFs at {own.sample_rate} and {other.sample_rate} Hz")
+    w = float(weight)
+    key = ("on_grid", other.sha256, other.sample_rate)
+    if key not in own._cache:
+        h_other = other.interpolate(own.azimuth_deg, own.elevation_deg)  # (n, 2, taps_o)
+        own._cache[key] = h_other
+    h_other = own._cache[key]
+    taps = max(own.taps, h_other.shape[-1])
+    a = np.pad(own.hrir, ((0, 0), (0, 0), (0, taps - own.taps)))
+    b = np.pad(h_other, ((0, 0), (0, 0), (0, taps - h_other.shape[-1])))
+    if w <= 0.0:
+        h = a
+    elif w >= 1.0:
+        h = b
+    else:
+        da, db = _onsets(a), _onsets(b)
+        n_fft = 2 * int(2 ** np.ceil(np.log2(taps)))
+        om = 2 * np.pi * np.fft.rfftfreq(n_fft)
+        A = np.fft.rfft(a, n_fft, axis=-1) * np.exp(1j * om * da[..., None])
+        B = np.fft.rfft(b, n_fft, axis=-1) * np.exp(1j * om * db[..., None])
+        d = (1 - w) * da + w * db
+        h = np.fft.irfft(((1 - w) * A + w * B) * np.exp(-1j * om * d[..., None]), n_fft, axis=-1)[..., :taps]
+    return HRTFSet(h, own.azimuth_deg, own.elevation_deg, own.sample_rate,
+                   name=f"{own.name}~{other.name}@{w:.3f}",
+                   sha256=hashlib.sha256(f"{own.sha256}|{other.sha256}|{w:.6f}".encode()).hexdigest())

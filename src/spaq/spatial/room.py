@@ -10,8 +10,10 @@ the arrival time of the first image of order ``ism_order`` on, exponentially
 decaying noise (60 dB in RT60) from ``n_diffuse`` directions (incoherent plane
 waves), level-matched to the image-source energy just before that time.
 
-The RIR is normalised so the direct path has unit gain: a source's level is the
-level of its direct sound at the listener.
+Normalisation (``normalise``): "direct" gives the direct path unit gain; "energy"
+(default) gives the omnidirectional RIR (direct + reflections + tail, as an omni
+microphone at the listener would measure it: W in ambisonics) unit energy, so a
+source's level is the level of its total sound at the listener.
 
 Shapes: binaural RIR ``(2, L)``, ambisonic RIR ``(n_ch, L)`` ACN/SN3D.
 """
@@ -101,13 +103,14 @@ def _images(spec: RoomSpec, fs: int, ism_order: int):
 def room_impulse_response(spec: RoomSpec, sample_rate: int, kind: str, order: int = 1, hrtf=None,
                           rng: np.random.Generator | None = None, ism_order: int = 6,
                           n_diffuse: int = 16, rotation: np.ndarray | None = None,
-                          reverb_gain_db: float = 0.0, length_s: float | None = None):
+                          reverb_gain_db: float = 0.0, length_s: float | None = None,
+                          normalise: str = "energy"):
     """Room impulse response from the source to the listener's ears or SH channels.
 
     ``kind``: "binaural" (needs ``hrtf`` at ``sample_rate``) or "ambisonics" (``order``).
     ``rotation``: optional 3x3 rotation of all directions in the head frame (scene
     rotation). ``reverb_gain_db``: gain of everything but the direct path (changes
-    the DRR). Returns ``(rir (C, L), info)`` with ``info`` holding absorption,
+    the DRR). ``normalise``: "energy" or "direct" (see module doc). Returns ``(rir (C, L), info)`` with ``info`` holding absorption,
     image-source order, mixing time and the direct-path direction.
     """
     if kind not in ("binaural", "ambisonics"):
@@ -165,19 +168,28 @@ def room_impulse_response(spec: RoomSpec, sample_rate: int, kind: str, order: in
     e_ism = float(np.sum(omni[w0:t_mix] ** 2))
     e_env = float(np.sum(env[w0:t_mix] ** 2))
     tail_gain = np.sqrt(e_ism / e_env) if e_env > 0 and e_ism > 0 else 0.0
+    tail_omni = np.zeros(L)
     if tail_gain > 0 and t_mix < L:
         fade = np.clip((np.arange(L) - t_mix) / max(1, int(0.005 * fs)), 0, 1)
         noise = rng.standard_normal((n_diffuse, L)) * (env * fade * tail_gain / np.sqrt(n_diffuse))
         from .ambisonics import fibonacci_directions
         daz, del_ = fibonacci_directions(n_diffuse)
         daz = daz + rng.uniform(-180, 180)
+        tail_omni = noise.sum(axis=0)
         if kind == "ambisonics":
             out[:, :L] += sh_matrix(order, daz, del_) @ noise
         else:
             hd = hrtf.nearest(daz, del_)  # (K, 2, taps)
             for e in range(2):
                 out[e, : L + taps - 1] += oaconvolve(noise, hd[:, e, :], axes=-1).sum(axis=0)
+    omni_energy = float(np.sum((omni + tail_omni) ** 2))
+    if normalise == "energy":
+        out /= np.sqrt(omni_energy)
+    elif normalise != "direct":
+        raise SpaqError(f"normalise must be 'energy' or 'direct', not {normalise!r}")
     info = {
+        "normalise": normalise,
+        "omni_energy_re_direct": omni_energy,
         "absorption": e_abs,
         "ism_order": used_order,
         "n_images": int(keep.sum()),

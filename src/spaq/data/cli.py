@@ -1,0 +1,44 @@
+"""The ``spaq generate`` command (registered on the main typer app by :func:`register`)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..errors import SpaqError
+
+__all__ = ["register", "generate_command"]
+
+
+def generate_command(
+    config: Path = typer.Argument(..., help="corpus config (YAML); see configs/ for examples"),
+    out: Path = typer.Option(..., "--out", "-o", help="output folder (new, empty, or this corpus with --resume)"),
+    n: Optional[int] = typer.Option(None, "--n", help="number of items (overrides corpus.n)"),
+    seed: Optional[int] = typer.Option(None, "--seed", help="corpus seed (overrides corpus.seed)"),
+    workers: int = typer.Option(1, "--workers", "-w", help="worker processes"),
+    resume: bool = typer.Option(False, "--resume", help="continue a corpus in --out, skipping finished items"),
+    csv: bool = typer.Option(False, "--csv", help="also write manifest.csv"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+) -> None:
+    """Generate a synthetic spatial corpus: audio files plus manifest.parquet."""
+    from rich.console import Console
+
+    from .config import load_config
+    from .corpus import generate_corpus
+
+    err = Console(stderr=True)
+    try:
+        cfg = load_config(config)
+        df = generate_corpus(cfg, str(out), n=n, seed=seed, workers=workers, resume=resume,
+                             csv=True if csv else None, progress=not quiet)
+    except SpaqError as e:
+        err.print(f"spaq generate: error: {e}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2)
+    if not quiet:
+        Console().print(f"{len(df)} items in {out} (manifest.parquet)")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``generate`` to the spaq typer app."""
+    app.command("generate")(generate_command)

@@ -1,0 +1,452 @@
+"""Degradations for synthetic corpora: composable, each driven by a severity in [0, 1].
+
+A degradation maps ``severity`` to documented physical parameters (``params``) and
+applies them. Two stages:
+
+* ``signal`` degradations act on the rendered signal ``x (C, T)`` (binaural
+  ``C = 2``, ambisonics ACN/SN3D ``C = (N+1)^2``);
+* ``scene`` degradations change how the scene is rendered (rotation, source
+  misplacement, HRTF swap, reverberation change); :mod:`spaq.data.scenes` applies
+  their params while rendering the degraded version.
+
+Severity -> parameter maps (``lin``: linear between the two values, ``geo``:
+geometric; the ranges can be changed per corpus in the config under the
+degradation's name, e.g. ``noise: {snr_db: [30, -5]}``):
+
+=================  ======  =====================================================
+name               stage   parameters (severity 0 -> 1)
+=================  ======  =====================================================
+noise              signal  snr_db lin 40 -> 0 (white or pink; diffuse in ambisonics)
+lowpass            signal  cutoff_hz geo 16000 -> 1000 (-6 dB, zero-phase Butterworth)
+bandpass           signal  low_hz geo 50 -> 500, high_hz geo 16000 -> 3400
+clipping           signal  clip_db lin 0.5 -> 20 (threshold below the signal peak)
+quantisation       signal  bits lin 16 -> 3 (rounded; mid-tread, re full scale 1.0)
+codec              signal  bitrate_kbps geo 128 -> 12 per channel; codec opus|mp3|aac
+order_truncation   signal  order: N -> 0 (ambisonics; higher channels zeroed)
+rotation           scene   angle_deg lin 0 -> 90 about yaw (or a random axis)
+misplacement       scene   angle_deg lin 0 -> 90, one source moved on the sphere
+blur               signal  amount lin 0 -> 1 (share of power replaced by decorrelated copies)
+ild                signal  ild_change_db lin 0 -> 12 (binaural, +: left louder)
+itd                signal  itd_change_us lin 0 -> 600 (binaural, +: right ear later)
+hrtf_swap          scene   weight lin 0 -> 1 of another head's HRTFs (binaural)
+reverb             scene   rt60_factor geo 1 -> 2 (or 1 -> 0.5), drr_change_db lin 0 -> 6 (rooms)
+gain               signal  gain_db lin 0 -> 12, random sign
+channel_imbalance  signal  imbalance_db lin 0 -> 6 (L/R difference, or per-channel spread)
+misalignment       signal  delay_ms lin 0 -> 50 (degraded lags the reference)
+packet_loss        signal  loss_rate lin 0 -> 0.3 of 20 ms packets, 2.5 ms fades
+time_stretch       signal  stretch lin 1 -> 1.5 (phase vocoder there and back)
+resample           signal  rate_hz geo fs -> 8000, snapped to a standard rate (down and up)
+=================  ======  =====================================================
+"""
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+
+import numpy as np
+import soundfile as sf
+from scipy.signal import butter, correlate, resample_poly, sosfiltfilt, stft, istft
+
+from ..errors import SpaqError
+from ..spatial.sh import convert_normalisation, order_from_channels
+from .external import require_binary, run_tool
+
+__all__ = [
+    "DEGRADATIONS",
+    "Degradation",
+    "degradation_params",
+    "apply_signal_degradation",
+    "check_severity",
+    "codec_roundtrip",
+    "phase_vocoder",
+    "fractional_delay",
+    "decorrelate",
+    "CODECS",
+]
+
+CODECS = {
+    "opus": {"encoder": "libopus", "ext": "ogg", "extra": ["-vbr", "off", "-application", "audio"], "rate": 48000},
+    "mp3": {"encoder": "libmp3lame", "ext": "mp3", "extra": [], "rate": None},
+    "aac": {"encoder": "aac", "ext": "m4a", "extra": [], "rate": None},
+}
+STANDARD_RATES = (8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000, 88200, 96000)
+
+
+@dataclass(frozen=True)
+class Degradation:
+    """Metadata of one degradation type: ``stage`` ("signal"/"scene"), the formats it
+    applies to, the scene condition it needs (``needs_room``) and its default
+    severity ranges ``{param: (value at 0, value at 1, "lin"|"geo")}``."""
+
+    name: str
+    stage: str
+    formats: tuple
+    ranges: dict
+    needs_room: bool = False
+    options: tuple = ()
+
+
+def _d(name, stage, formats, ranges, needs_room=False, options=()):
+    return Degradation(name, stage, tuple(formats), dict(ranges), needs_room, tuple(options))
+
+
+BOTH = ("binaural", "ambisonics")
+DEGRADATIONS = {d.name: d for d in [
+    _d("noise", "signal", BOTH, {"snr_db": (40.0, 0.0, "lin")}, options=("colours",)),
+    _d("lowpass", "signal", BOTH, {"cutoff_hz": (16000.0, 1000.0, "geo")}),
+    _d("bandpass", "signal", BOTH, {"low_hz": (50.0, 500.0, "geo"), "high_hz": (16000.0, 3400.0, "geo")}),
+    _d("clipping", "signal", BOTH, {"clip_db": (0.5, 20.0, "lin")}),
+    _d("quantisation", "signal", BOTH, {"bits": (16.0, 3.0, "lin")}),
+    _d("codec", "signal", BOTH, {"bitrate_kbps": (128.0, 12.0, "geo")}, options=("codecs",)),
+    _d("order_truncation", "signal", ("ambisonics",), {}),
+    _d("rotation", "scene", BOTH, {"angle_deg": (0.0, 90.0, "lin")}, options=("axis",)),
+    _d("misplacement", "scene", BOTH, {"angle_deg": (0.0, 90.0, "lin")}),
+    _d("blur", "signal", BOTH, {"amount": (0.0, 1.0, "lin")}),
+    _d("ild", "signal", ("binaural",), {"ild_change_db": (0.0, 12.0, "lin")}),
+    _d("itd", "signal", ("binaural",), {"itd_change_us": (0.0, 600.0, "lin")}),
+    _d("hrtf_swap", "scene", ("binaural",), {"weight": (0.0, 1.0, "lin")}, options=("heads",)),
+    _d("reverb", "scene", BOTH, {"rt60_factor": (1.0, 2.0, "geo"), "drr_change_db": (0.0, 6.0, "lin")},
+       needs_room=True),
+    _d("gain", "signal", BOTH, {"gain_db": (0.0, 12.0, "lin")}),
+    _d("channel_imbalance", "signal", BOTH, {"imbalance_db": (0.0, 6.0, "lin")}),
+    _d("misalignment", "signal", BOTH, {"delay_ms": (0.0, 50.0, "lin")}),
+    _d("packet_loss", "signal", BOTH, {"loss_rate": (0.0, 0.3, "lin")}, options=("packet_ms",)),
+    _d("time_stretch", "signal", BOTH, {"stretch": (1.0, 1.5, "lin")}),
+    _d("resample", "signal", BOTH, {"rate_hz": (None, 8000.0, "geo")}),
+]}
+
+
+def check_severity(severity) -> float:
+    """Severity as float in [0, 1], else a SpaqError."""
+    try:
+        s = float(severity)
+    except (TypeError, ValueError) as e:
+        raise SpaqError(f"severity must be a number in [0, 1], got {severity!r}") from e
+    if not (0.0 <= s <= 1.0) or math.isnan(s):
+        raise SpaqError(f"severity must be in [0, 1], got {s}")
+    return s
+
+
+def _interp(lo, hi, how, s):
+    if how == "geo":
+        return float(lo * (hi / lo) ** s)
+    return float(lo + (hi - lo) * s)
+
+
+def degradation_params(name: str, severity: float, rng: np.random.Generator, *, sample_rate: int,
+                       fmt, options: dict | None = None, n_sources: int = 1) -> dict:
+    """Physical parameters of degradation ``name`` at ``severity`` for a signal of
+    format ``fmt`` at ``sample_rate``. ``options`` may override the ranges
+    (``{param: [at0, at1]}``) and set choices (``codecs``, ``axis``, ``heads``,
+    ``colours``, ``packet_ms``). Random choices (signs, axes, codec) come from ``rng``."""
+    if name not in DEGRADATIONS:
+        raise SpaqError(f"unknown degradation {name!r}; known: {', '.join(DEGRADATIONS)}")
+    s = check_severity(severity)
+    d = DEGRADATIONS[name]
+    opt = dict(options or {})
+    rng_vals = {}
+    for p, (lo, hi, how) in d.ranges.items():
+        if p in opt:
+            lo, hi = (float(v) for v in opt[p])
+        if lo is None:
+            lo = float(sample_rate)
+        rng_vals[p] = _interp(lo, hi, how, s)
+    out = {"severity": s}
+    fs = sample_rate
+    if name == "noise":
+        colours = opt.get("colours", ["white", "pink"])
+        out.update(snr_db=rng_vals["snr_db"], colour=str(colours[int(rng.integers(len(colours)))]),
+                   noise_seed=int(rng.integers(2**62)))
+    elif name == "lowpass":
+        out.update(cutoff_hz=min(rng_vals["cutoff_hz"], 0.45 * fs))
+    elif name == "bandpass":
+        out.update(low_hz=rng_vals["low_hz"], high_hz=min(rng_vals["high_hz"], 0.45 * fs))
+    elif name == "clipping":
+        out.update(clip_db=rng_vals["clip_db"])
+    elif name == "quantisation":
+        out.update(bits=int(round(rng_vals["bits"])))
+    elif name == "codec":
+        codecs = opt.get("codecs", list(CODECS))
+        for c in codecs:
+            if c not in CODECS:
+                raise SpaqError(f"unknown codec {c!r}; use one of {', '.join(CODECS)}")
+        codec = str(codecs[int(rng.integers(len(codecs)))])
+        br = rng_vals["bitrate_kbps"]
+        if codec == "mp3":  # MPEG-1/2 layer III rates
+            allowed = np.array([8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320])
+            if fs >= 32000:
+                allowed = allowed[allowed >= 32]
+            br = float(allowed[np.argmin(np.abs(np.log(allowed / br)))])
+        else:
+            br = float(max(6, round(br)))
+        out.update(codec=codec, bitrate_kbps=br)
+    elif name == "order_truncation":
+        order = fmt.order if getattr(fmt, "is_ambisonics", False) else 0
+        to = int(math.floor(order * (1 - s) + 1e-9))
+        if s > 0:
+            to = min(to, max(0, order - 1))
+        out.update(from_order=order, to_order=to)
+    elif name == "rotation":
+        axis = opt.get("axis", "yaw")
+        ang = rng_vals["angle_deg"] * (1 if rng.random() < 0.5 else -1)
+        if axis == "yaw":
+            vec = [0.0, 0.0, 1.0]
+        elif axis == "random":
+            v = rng.standard_normal(3)
+            vec = (v / np.linalg.norm(v)).tolist()
+        else:
+            raise SpaqError(f"rotation axis must be 'yaw' or 'random', not {axis!r}")
+        out.update(angle_deg=float(ang), axis=[float(a) for a in vec])
+    elif name == "misplacement":
+        out.update(angle_deg=rng_vals["angle_deg"], source=int(rng.integers(max(1, n_sources))),
+                   bearing_deg=float(rng.uniform(-180, 180)))
+    elif name == "blur":
+        out.update(amount=rng_vals["amount"], decorrelator_seed=int(rng.integers(2**62)))
+    elif name == "ild":
+        out.update(ild_change_db=rng_vals["ild_change_db"] * (1 if rng.random() < 0.5 else -1))
+    elif name == "itd":
+        out.update(itd_change_us=rng_vals["itd_change_us"] * (1 if rng.random() < 0.5 else -1))
+    elif name == "hrtf_swap":
+        heads = opt.get("heads", ["sonicom-1", "sonicom-2"])
+        out.update(weight=rng_vals["weight"], head=str(heads[int(rng.integers(len(heads)))]))
+    elif name == "reverb":
+        longer = rng.random() < 0.5
+        f = rng_vals["rt60_factor"]
+        out.update(rt60_factor=f if longer else 1.0 / f,
+                   drr_change_db=rng_vals["drr_change_db"] * (1 if rng.random() < 0.5 else -1))
+    elif name == "gain":
+        out.update(gain_db=rng_vals["gain_db"] * (1 if rng.random() < 0.5 else -1))
+    elif name == "channel_imbalance":
+        n_ch = fmt.n_channels
+        spread = rng_vals["imbalance_db"]
+        if n_ch == 2:
+            sign = 1 if rng.random() < 0.5 else -1
+            gains = [sign * spread / 2, -sign * spread / 2]
+        else:
+            gains = rng.uniform(-spread / 2, spread / 2, n_ch).tolist()
+        out.update(imbalance_db=spread, channel_gains_db=[float(g) for g in gains])
+    elif name == "misalignment":
+        out.update(delay_ms=rng_vals["delay_ms"], delay_samples=int(round(rng_vals["delay_ms"] * 1e-3 * fs)))
+    elif name == "packet_loss":
+        out.update(loss_rate=rng_vals["loss_rate"], packet_ms=float(opt.get("packet_ms", 20.0)),
+                   loss_seed=int(rng.integers(2**62)))
+    elif name == "time_stretch":
+        out.update(stretch=rng_vals["stretch"])
+    elif name == "resample":
+        target = rng_vals["rate_hz"]
+        cands = [r for r in STANDARD_RATES if r <= fs] or [fs]
+        out.update(rate_hz=int(min(cands, key=lambda r: abs(math.log(r / target)))))
+    return out
+
+
+# --------------------------------------------------------------------- helpers
+def fractional_delay(x, delay_samples: float) -> np.ndarray:
+    """Delay ``x (..., T)`` by a fractional number of samples (frequency domain on a
+    zero-padded copy, so nothing wraps around); output ``(..., T)``."""
+    x = np.asarray(x, dtype=np.float64)
+    T = x.shape[-1]
+    pad = int(np.ceil(abs(delay_samples))) + 64
+    n = int(2 ** np.ceil(np.log2(T + 2 * pad)))
+    X = np.fft.rfft(x, n, axis=-1)
+    w = 2 * np.pi * np.fft.rfftfreq(n)
+    y = np.fft.irfft(X * np.exp(-1j * w * delay_samples), n, axis=-1)
+    if delay_samples < 0:  # advanced content wraps to the end of the padded buffer: zero it
+        y[..., n - pad:] = 0.0
+    return y[..., :T]
+
+
+def decorrelate(x, sample_rate: int, rng: np.random.Generator, length_ms: float = 20.0) -> np.ndarray:
+    """Per-channel independent decorrelation filters (exponentially decaying Gaussian
+    noise, unit energy, ~``length_ms`` long) applied to ``x (C, T)``; same length and
+    expected power as the input."""
+    x = np.asarray(x, dtype=np.float64)
+    L = max(8, int(length_ms * 1e-3 * sample_rate))
+    t = np.arange(L)
+    h = rng.standard_normal((x.shape[0], L)) * np.exp(-t / (L / 4))
+    h /= np.sqrt(np.sum(h ** 2, axis=-1, keepdims=True))
+    n = int(2 ** np.ceil(np.log2(x.shape[-1] + L)))
+    return np.fft.irfft(np.fft.rfft(x, n, axis=-1) * np.fft.rfft(h, n, axis=-1), n, axis=-1)[:, : x.shape[-1]]
+
+
+def phase_vocoder(x, rate: float, n_fft: int = 2048, hop: int = 512) -> np.ndarray:
+    """Time-scale ``x (..., T)`` by ``1/rate`` (rate > 1 shortens) with a phase vocoder
+    (Hann STFT, phase advance per bin accumulated over output frames). Output length
+    ``round(T / rate)``; pitch is kept."""
+    x = np.asarray(x, dtype=np.float64)
+    T = x.shape[-1]
+    _, _, X = stft(x, nperseg=n_fft, noverlap=n_fft - hop, boundary="zeros", padded=True)
+    M = X.shape[-1]
+    steps = np.arange(0, M - 1, rate)
+    k = np.floor(steps).astype(int)
+    frac = steps - k
+    mag = (1 - frac) * np.abs(X[..., k]) + frac * np.abs(X[..., k + 1])
+    omega = 2 * np.pi * hop * np.arange(X.shape[-2]) / n_fft
+    dphi = np.angle(X[..., 1:]) - np.angle(X[..., :-1]) - omega[:, None]
+    dphi = dphi - 2 * np.pi * np.round(dphi / (2 * np.pi)) + omega[:, None]
+    adv = dphi[..., k]
+    phase = np.angle(X[..., :1]) + np.concatenate([np.zeros_like(adv[..., :1]), np.cumsum(adv, axis=-1)[..., :-1]],
+                                                  axis=-1)
+    _, y = istft(mag * np.exp(1j * phase), nperseg=n_fft, noverlap=n_fft - hop, boundary=True)
+    n_out = int(round(T / rate))
+    if y.shape[-1] < n_out:
+        y = np.pad(y, [(0, 0)] * (y.ndim - 1) + [(0, n_out - y.shape[-1])])
+    return y[..., :n_out]
+
+
+def codec_roundtrip(x, sample_rate: int, codec: str, bitrate_kbps: float, workdir: str | None = None):
+    """Encode and decode each channel of ``x (C, T)`` separately with ffmpeg (``codec``
+    opus/mp3/aac at ``bitrate_kbps`` per channel). The codec delay is removed by
+    cross-correlation; output ``(C, T)`` and info with the measured bitrate (encoded
+    bytes * 8 / duration, mean over channels) and the delay removed."""
+    if codec not in CODECS:
+        raise SpaqError(f"unknown codec {codec!r}; use one of {', '.join(CODECS)}")
+    require_binary("ffmpeg")
+    spec = CODECS[codec]
+    x = np.asarray(x, dtype=np.float64)
+    C, T = x.shape
+    dur = T / sample_rate
+    out = np.zeros_like(x)
+    sizes = []
+    with tempfile.TemporaryDirectory(prefix="spaq-codec-", dir=workdir) as tmp:
+        decoded = []
+        for c in range(C):
+            src = os.path.join(tmp, f"in{c}.wav")
+            enc = os.path.join(tmp, f"enc{c}.{spec['ext']}")
+            sf.write(src, x[c].astype(np.float32), sample_rate, subtype="FLOAT")
+            args = ["ffmpeg", "-nostdin", "-hide_banner", "-v", "error", "-y", "-threads", "1", "-i", src,
+                    "-map_metadata", "-1", "-c:a", spec["encoder"], "-b:a", f"{int(bitrate_kbps)}k", *spec["extra"]]
+            if spec["rate"]:
+                args += ["-ar", str(spec["rate"])]
+            run_tool(args + [enc])
+            sizes.append(os.path.getsize(enc))
+            raw = run_tool(["ffmpeg", "-nostdin", "-hide_banner", "-v", "error", "-threads", "1", "-i", enc,
+                            "-f", "f32le", "-ac", "1", "-ar", str(sample_rate), "pipe:1"])
+            decoded.append(np.frombuffer(raw, dtype="<f4").astype(np.float64))
+    # delay from the loudest channel, searched over 0..100 ms
+    ref_c = int(np.argmax(np.sum(x ** 2, axis=-1)))
+    d = decoded[ref_c]
+    max_lag = int(0.1 * sample_rate)
+    n = min(len(d), T + max_lag)
+    cc = correlate(d[:n], x[ref_c], mode="full", method="fft")
+    lags = np.arange(-T + 1, n)
+    ok = (lags >= 0) & (lags <= max_lag)
+    lag = int(lags[ok][np.argmax(cc[ok])]) if np.any(x[ref_c] != 0) else 0
+    for c in range(C):
+        seg = decoded[c][lag:lag + T]
+        out[c, : len(seg)] = seg
+    info = {"measured_bitrate_kbps": float(np.mean(sizes) * 8 / dur / 1000), "codec_delay_samples": lag}
+    return out, info
+
+
+def _noise(shape, colour, rng):
+    from .sources import pink_noise
+
+    C, T = shape
+    if colour == "pink":
+        return np.stack([pink_noise(T, rng) for _ in range(C)])
+    return rng.standard_normal((C, T))
+
+
+def apply_signal_degradation(x, params: dict, name: str, sample_rate: int, fmt):
+    """Apply signal-stage degradation ``name`` with ``params`` (from
+    :func:`degradation_params`) to ``x (C, T)``; returns ``(y (C, T), extra)`` where
+    ``extra`` holds measured facts to record (e.g. codec bitrate)."""
+    x = np.asarray(x, dtype=np.float64)
+    fs = sample_rate
+    C, T = x.shape
+    extra = {}
+    if name == "noise":
+        rng = np.random.default_rng(params["noise_seed"])
+        n = _noise((C, T), params["colour"], rng)
+        if getattr(fmt, "is_ambisonics", False):  # diffuse: equal-power, uncorrelated N3D channels
+            n = convert_normalisation(n, "n3d", "sn3d")
+        ps, pn = np.sum(x ** 2), np.sum(n ** 2)
+        if ps == 0:
+            return x.copy(), {"note": "silent input, no noise added"}
+        n *= np.sqrt(ps / pn * 10 ** (-params["snr_db"] / 10))
+        return x + n, extra
+    if name == "lowpass":
+        sos = butter(4, params["cutoff_hz"], "lowpass", fs=fs, output="sos")
+        return sosfiltfilt(sos, x, axis=-1), extra
+    if name == "bandpass":
+        sos = butter(4, [params["low_hz"], params["high_hz"]], "bandpass", fs=fs, output="sos")
+        return sosfiltfilt(sos, x, axis=-1), extra
+    if name == "clipping":
+        peak = np.max(np.abs(x))
+        thr = peak * 10 ** (-params["clip_db"] / 20)
+        y = np.clip(x, -thr, thr)
+        extra["clipped_fraction"] = float(np.mean(np.abs(x) > thr))
+        return y, extra
+    if name == "quantisation":
+        step = 2.0 / 2 ** params["bits"]
+        return np.clip(np.round(x / step) * step, -1.0, 1.0 - step), extra
+    if name == "codec":
+        y, info = codec_roundtrip(x, fs, params["codec"], params["bitrate_kbps"])
+        return y, info
+    if name == "order_truncation":
+        order = order_from_channels(C)
+        if order is None:
+            raise SpaqError("order truncation needs an ambisonic signal")
+        y = x.copy()
+        y[(params["to_order"] + 1) ** 2:] = 0.0
+        return y, extra
+    if name == "blur":
+        a = params["amount"]
+        dx = decorrelate(x, fs, np.random.default_rng(params["decorrelator_seed"]))
+        return np.sqrt(1 - a) * x + np.sqrt(a) * dx, extra
+    if name == "ild":
+        g = params["ild_change_db"] / 2
+        return x * (10 ** (np.array([g, -g]) / 20))[:, None], extra
+    if name == "itd":
+        d = params["itd_change_us"] * 1e-6 * fs
+        y = x.copy()
+        if d >= 0:
+            y[1] = fractional_delay(x[1], d)
+        else:
+            y[0] = fractional_delay(x[0], -d)
+        return y, extra
+    if name == "gain":
+        return x * 10 ** (params["gain_db"] / 20), extra
+    if name == "channel_imbalance":
+        g = 10 ** (np.asarray(params["channel_gains_db"]) / 20)
+        return x * g[:, None], extra
+    if name == "misalignment":
+        k = params["delay_samples"]
+        y = np.zeros_like(x)
+        y[:, k:] = x[:, : T - k] if k < T else 0.0
+        return y, extra
+    if name == "packet_loss":
+        rng = np.random.default_rng(params["loss_seed"])
+        P = max(1, int(round(params["packet_ms"] * 1e-3 * fs)))
+        n_p = int(np.ceil(T / P))
+        lost = rng.random(n_p) < params["loss_rate"]
+        mask = np.repeat(~lost, P)[:T].astype(np.float64)
+        ramp = int(0.0025 * fs)
+        if ramp > 1:  # raised-cosine fades at each loss edge (the mask is smoothed)
+            win = np.hanning(2 * ramp + 1)
+            win /= win.sum()
+            mask = np.convolve(np.pad(mask, ramp, mode="edge"), win, mode="valid")
+            mask[np.repeat(lost, P)[:T]] = 0.0
+        extra.update(lost_packets=int(lost.sum()), n_packets=n_p, realised_loss_rate=float(lost.mean()))
+        return x * mask, extra
+    if name == "time_stretch":
+        r = params["stretch"]
+        if r == 1.0:
+            return x.copy(), extra
+        y = phase_vocoder(phase_vocoder(x, r), 1.0 / r)
+        if y.shape[-1] < T:
+            y = np.pad(y, ((0, 0), (0, T - y.shape[-1])))
+        return y[:, :T], extra
+    if name == "resample":
+        r = params["rate_hz"]
+        if r == fs:
+            return x.copy(), extra
+        g = math.gcd(int(r), int(fs))
+        low = resample_poly(x, r // g, fs // g, axis=-1)
+        y = resample_poly(low, fs // g, r // g, axis=-1)
+        if y.shape[-1] < T:
+            y = np.pad(y, ((0, 0), (0, T - y.shape[-1])))
+        return y[:, :T], extra
+    raise SpaqError(f"{name!r} is not a signal-stage degradation")
