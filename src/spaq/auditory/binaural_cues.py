@@ -16,10 +16,14 @@ def frame(x: torch.Tensor, frame_len: int) -> torch.Tensor:
     return x[..., : nf * frame_len].unflatten(-1, (nf, frame_len))
 
 
+def _power(a: torch.Tensor) -> torch.Tensor:
+    return a.real ** 2 + a.imag ** 2
+
+
 def _coherence(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Complex normalised cross-correlation over the last axis."""
     num = torch.mean(a * torch.conj(b), dim=-1)
-    den = torch.sqrt(torch.mean(torch.abs(a) ** 2, dim=-1) * torch.mean(torch.abs(b) ** 2, dim=-1))
+    den = torch.sqrt(torch.mean(_power(a), dim=-1) * torch.mean(_power(b), dim=-1))
     return num / den
 
 
@@ -45,7 +49,6 @@ def binaural_frame_features(band: torch.Tensor, env: torch.Tensor, frame_len: in
     p_ild = mean_ears ** 2
     ild = 20 * torch.log10(p_ild[..., 0, :, :] / p_ild[..., 1, :, :])
     band_f = frame(band, frame_len)
-    fs_bands = fine_structure_bands.view(-1, 1)
     # fine-structure coherence only where it is used (low bands), envelope elsewhere
     lo = fine_structure_bands.nonzero().flatten()
     hi = (~fine_structure_bands).nonzero().flatten()
@@ -53,6 +56,5 @@ def binaural_frame_features(band: torch.Tensor, env: torch.Tensor, frame_len: in
                       device=band.device)
     coh[..., lo, :] = _coherence(band_f[..., 0, lo, :, :], band_f[..., 1, lo, :, :]).to(coh.dtype)
     coh[..., hi, :] = _coherence(env_f[..., 0, hi, :, :], env_f[..., 1, hi, :, :]).to(coh.dtype)
-    del fs_bands
     coh = torch.where(below, torch.full_like(coh, float("nan")), coh)
     return {"power": power, "ild": ild, "coherence": coh, "below_floor": below}

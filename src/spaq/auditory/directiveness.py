@@ -47,26 +47,39 @@ def erb_grouping_matrix(center_hz, n_fft: int, sample_rate: float, fmin: float =
     return m
 
 
-def recursive_smooth(x: torch.Tensor, alpha: torch.Tensor, max_len: int = 1024) -> torch.Tensor:
-    """``y[t] = a y[t-1] + (1-a) x[t]`` along the last axis with ``y[0] = 0`` (the first frame
-    is dropped, as QASTAnet does). x ``(..., F, T)``, alpha ``(F,)``. Implemented as a causal
-    convolution with the (truncated, < 1e-12) exponential kernel: vectorised and differentiable."""
+def recursive_smooth(x: torch.Tensor, alpha: torch.Tensor, initial: torch.Tensor | None = None,
+                     max_len: int = 1024) -> torch.Tensor:
+    """``y[t] = a y[t-1] + (1-a) x[t]`` along the last axis. x ``(..., F, T)``, alpha ``(F,)``.
+
+    ``initial=None``: ``y[0] = 0`` (the first frame is dropped, as QASTAnet does);
+    otherwise ``initial`` ``(..., F)`` is ``y[-1]`` (the state carried from a previous chunk).
+    Implemented as a causal convolution with the exponential kernel (truncated below 1e-20):
+    vectorised and differentiable."""
     t = x.shape[-1]
-    a = alpha.to(torch.float64)
+    a = alpha.to(device=x.device, dtype=torch.float64)
     k_len = min(t, max_len)
     k = torch.arange(k_len, dtype=torch.float64, device=x.device)
-    kernel = ((1 - a)[:, None] * torch.exp(k[None, :] * torch.log(a)[:, None])).to(x.dtype)
-    x0 = torch.cat([torch.zeros_like(x[..., :1]), x[..., 1:]], dim=-1)
-    return fft_convolve(x0, kernel)
+    powers = torch.exp(k[None, :] * torch.log(a)[:, None])  # (F, k_len): a^k
+    kernel = ((1 - a)[:, None] * powers).to(x.dtype)
+    if initial is None:
+        x0 = torch.cat([torch.zeros_like(x[..., :1]), x[..., 1:]], dim=-1)
+        return fft_convolve(x0, kernel)
+    y = fft_convolve(x, kernel)
+    carry = torch.exp(torch.arange(1, t + 1, dtype=torch.float64, device=x.device)[None, :]
+                      * torch.log(a)[:, None]).to(x.dtype)  # a^(j+1)
+    return y + initial.unsqueeze(-1) * carry
 
 
 def directiveness(hoa: torch.Tensor, window: torch.Tensor, alpha: torch.Tensor,
-                  grouping: torch.Tensor, eps: float = 0.0) -> torch.Tensor:
+                  grouping: torch.Tensor, eps: float = 0.0, state: torch.Tensor | None = None,
+                  return_state: bool = False):
     """Directiveness per ERB band and frame.
 
     hoa: ``(..., C>=4, T)`` ACN/SN3D (only W, Y, Z, X are used); window ``(L,)`` (hop = L,
     no centring); alpha ``(L//2+1,)``; grouping ``(n_bands, L//2+1)``.
     Returns ``(..., n_bands, T // L)`` in [1e-3, 1-1e-3] (NaN on frames with no energy).
+    ``state``/``return_state``: the smoothed (intensity, energy) ``(..., 2, L//2+1)`` of the last
+    frame, to continue on the next chunk of a long signal with identical results.
     """
     win_len = window.shape[0]
     lead = hoa.shape[:-2]
@@ -79,7 +92,10 @@ def directiveness(hoa: torch.Tensor, window: torch.Tensor, alpha: torch.Tensor,
     intensity = torch.real(w.unsqueeze(-3).conj() * xyz)
     i_norm = torch.sqrt(torch.sum(intensity ** 2, dim=-3) + eps)
     energy = (torch.abs(w) ** 2 + torch.sum(torch.abs(xyz) ** 2, dim=-3)) / 2
-    sm = recursive_smooth(torch.stack((i_norm, energy), dim=-3), alpha.to(hoa.device))
+    sm = recursive_smooth(torch.stack((i_norm, energy), dim=-3), alpha.to(hoa.device), initial=state)
     d = sm[..., 0, :, :] / (sm[..., 1, :, :] + eps)
     d = torch.clamp(d, 1e-3, 1 - 1e-3)
-    return torch.einsum("kf,...fl->...kl", grouping.to(d.dtype), d)
+    out = torch.einsum("kf,...fl->...kl", grouping.to(d.dtype), d)
+    if return_state:
+        return out, sm[..., -1]
+    return out

@@ -1,46 +1,65 @@
 """The auditory front-end shared by every spaq metric (QASTAnet, cues, quality).
 
-``AuditoryFrontEnd`` holds the gammatone filterbank, the envelope low-pass, the hearing
-threshold floors and the directiveness tables as buffers, so that one object serves the
-official QASTAnet checkpoint (whose buffers overwrite the built-in ones) and spaq's own
-training-free metrics, on CPU or GPU.
+``AuditoryFrontEnd`` computes, per ear, band and 40 ms frame: band power (with hearing
+threshold floor), ILD and interaural coherence, and for ambisonics the first-order
+directiveness. One object serves the official QASTAnet checkpoint and spaq's own
+training-free metrics, on CPU or GPU, and is differentiable.
+
+Processing (eMoBi-Q / QASTAnet chain): complex 4th-order gammatone (Hohmann 2002, 29 bands
+315-12500 Hz, 1 ERB) -> magnitude -> analytic signal (circular Hilbert over the whole
+signal) -> first-order 150 Hz low-pass -> frames.
+
+Implementation: all filters are applied in the frequency domain with their exact IIR
+transfer functions, in float64 (the official model's features are sensitive to relative
+errors of 1e-7 in weak bands: float32 FFT processing moves its scores by up to 0.013).
+The gammatone IIR is applied by zero-padded FFT (its tail is < 1e-12 after the padding);
+the envelope low-pass is applied by a circular FFT on the analytic signal followed by an
+exact correction of the wrapped-around state (``y_lin[t] = y_circ[t] - p^t S``), so the
+result equals the official causal ``lfilter`` with zero initial state.
 """
 from __future__ import annotations
 
+import math
+
+import numpy as np
+import scipy.signal as sps
 import torch
 from torch import nn
 
+from ..dsp import next_fast_len
 from .binaural_cues import binaural_frame_features
 from .directiveness import directiveness, erb_grouping_matrix, smoothing_coefficients
-from .envelope import analytic_signal, first_order_lowpass_fir, lowpass_envelope
-from .gammatone import GammatoneFilterbank
+from .gammatone import GammatoneFilterbank, hohmann_coefficients
 from .thresholds import band_power_floor
 
 __all__ = ["AuditoryFrontEnd"]
 
+GAMMATONE_PAD = 4096  # samples of zero padding: the slowest gammatone IR is < 1e-12 after it
+
 
 class AuditoryFrontEnd(nn.Module):
-    """Gammatone (315-12500 Hz, 1 ERB) -> |.| -> analytic envelope -> 150 Hz low-pass ->
-    40 ms frames -> power / ILD / coherence; plus first-order ambisonic directiveness.
-
-    All methods take ``float32`` or ``float64`` tensors at ``sample_rate``.
-    """
+    """See the module docstring. All public methods take ``(..., T)``-shaped float tensors at
+    ``sample_rate`` and return float64 features."""
 
     def __init__(self, sample_rate: int = 48000, frame_ms: float = 40.0, env_lowpass_hz: float = 150.0,
-                 mso_rolloff_hz: float = 1300.0, full_scale_db_spl: float = 100.0):
+                 mso_rolloff_hz: float = 1300.0, full_scale_db_spl: float = 100.0, band_group: int = 6):
         super().__init__()
         self.sample_rate = int(sample_rate)
         self.frame_len = int(frame_ms / 1000 * sample_rate)
         self.mso_rolloff_hz = mso_rolloff_hz
+        self.band_group = band_group
         self.gammatone = GammatoneFilterbank(sample_rate)
         fc = self.gammatone.center_frequencies_hz.numpy()
-        self.register_buffer("lowpass_fir", torch.from_numpy(first_order_lowpass_fir(env_lowpass_hz, sample_rate)))
+        b, a = sps.butter(1, 2 * env_lowpass_hz / sample_rate)
+        self.lp_b = (float(b[0]), float(b[1]))
+        self.lp_pole = float(-a[1])
         self.register_buffer("power_floor", torch.from_numpy(band_power_floor(fc, full_scale_db_spl)))
         n_fft = self.frame_len
-        self.register_buffer("dir_window", torch.sqrt(torch.hann_window(n_fft)))
+        self.register_buffer("dir_window", torch.sqrt(torch.hann_window(n_fft, dtype=torch.float64)))
         self.register_buffer("dir_alpha", torch.from_numpy(smoothing_coefficients(n_fft, n_fft, sample_rate)))
         self.register_buffer("dir_grouping", torch.from_numpy(erb_grouping_matrix(fc, n_fft, sample_rate)))
 
+    # ------------------------------------------------------------------ basics
     @property
     def center_frequencies_hz(self) -> torch.Tensor:
         return self.gammatone.center_frequencies_hz
@@ -52,43 +71,102 @@ class AuditoryFrontEnd(nn.Module):
     def n_frames(self, n_samples: int) -> int:
         return n_samples // self.frame_len
 
-    def band_signals(self, x: torch.Tensor):
-        """``(..., T)`` -> (complex band signals ``(..., F, T)``, low-passed analytic envelopes ``(..., F, T)``)."""
-        band = self.gammatone(x)
-        env = lowpass_envelope(analytic_signal(torch.abs(band)), self.lowpass_fir)
-        return band, env
+    def spectrum_length(self, n_samples: int, extra: int = 0) -> int:
+        """FFT length used for a signal of ``n_samples`` (plus ``extra`` samples of FIR tail)."""
+        return next_fast_len(n_samples + GAMMATONE_PAD + extra)
+
+    def _gammatone_response(self, n: int, bands: slice, device) -> torch.Tensor:
+        """Exact IIR transfer functions ``(n_bands_in_slice, n)`` complex128 at the n-point DFT bins."""
+        coef, norm = hohmann_coefficients(self.center_frequencies_hz.cpu().numpy()[bands], self.sample_rate)
+        w = torch.exp(-2j * math.pi * torch.arange(n, dtype=torch.float64, device=device) / n)
+        a = torch.as_tensor(coef, device=device)[:, None]
+        return torch.as_tensor(norm, device=device)[:, None] / (1 - a * w[None, :]) ** 4
+
+    def _lowpass_analytic(self, mag: torch.Tensor) -> torch.Tensor:
+        """Causal first-order low-pass (zero state) of the analytic signal of ``mag`` ``(..., T)``
+        (circular Hilbert over T) -> complex ``(..., T)``.
+
+        One rfft and one ifft: the circular filter result ``y_c`` is corrected to the causal one
+        exactly with ``y[t] = y_c[t] - p^t (y_c[0] - b0 z[0])`` (``z`` the analytic signal,
+        ``p`` the pole), since the wrapped-around part of a one-pole filter decays as ``p^t``.
+        """
+        t = mag.shape[-1]
+        half = torch.fft.rfft(mag, dim=-1)  # (..., t//2+1)
+        k = torch.arange(half.shape[-1], device=mag.device)
+        gain = torch.where((k == 0) | (2 * k == t), 1.0, 2.0).to(mag.dtype)
+        w = torch.exp(-2j * math.pi * k.to(torch.float64) / t)
+        b0, b1 = self.lp_b
+        p = self.lp_pole
+        lp = ((b0 + b1 * w) / (1 - p * w)).to(half.dtype)
+        z_half = half * gain
+        y = torch.fft.ifft(z_half * lp, n=t, dim=-1)  # zero-padded negative frequencies
+        z0 = z_half.sum(dim=-1, keepdim=True) / t
+        decay = p ** torch.arange(t, device=mag.device, dtype=torch.float64)
+        return y - (y[..., :1] - b0 * z0) * decay.to(mag.dtype)
+
+    # ------------------------------------------------------------------ cues
+    def binaural_from_spectrum(self, spec: torch.Tensor, n_samples: int) -> dict:
+        """Cues from the full complex spectrum ``(..., 2, n)`` (``n = spectrum_length(T)``) of
+        a binaural signal of ``n_samples`` samples. Returns dict of ``(..., F, nf)``: ``power``,
+        ``ild``, ``coherence`` (complex), ``below_floor``."""
+        n = spec.shape[-1]
+        out = []
+        fc = self.center_frequencies_hz
+        for start in range(0, self.n_bands, self.band_group):
+            bands = slice(start, min(start + self.band_group, self.n_bands))
+            h = self._gammatone_response(n, bands, spec.device)  # (G, n)
+            band = torch.fft.ifft(spec.unsqueeze(-2) * h, dim=-1)[..., :n_samples]  # (..., 2, G, T)
+            env = self._lowpass_analytic(torch.abs(band))
+            fine = fc[bands] < self.mso_rolloff_hz
+            out.append(binaural_frame_features(band, env, self.frame_len, self.power_floor[bands], fine))
+        return {k: torch.cat([o[k] for o in out], dim=-2) for k in out[0]}
 
     def binaural(self, x: torch.Tensor) -> dict:
-        """Binaural cues of ``(..., 2, T)`` (left, right): dict of ``(..., F, nf)`` tensors
-        ``power``, ``ild``, ``coherence`` (complex), ``below_floor``; see
-        :func:`spaq.auditory.binaural_cues.binaural_frame_features`."""
-        band, env = self.band_signals(x)
-        fine = self.center_frequencies_hz < self.mso_rolloff_hz
-        return binaural_frame_features(band, env, self.frame_len, self.power_floor, fine)
+        """Binaural cues of ``(..., 2, T)`` (left, right); see :meth:`binaural_from_spectrum`."""
+        t = x.shape[-1]
+        spec = torch.fft.fft(x.to(torch.float64), n=self.spectrum_length(t), dim=-1)
+        return self.binaural_from_spectrum(spec, t)
 
-    def directiveness(self, hoa: torch.Tensor) -> torch.Tensor:
-        """``(..., C>=4, T)`` ACN/SN3D -> ``(..., F, nf)`` first-order directiveness per ERB band."""
-        return directiveness(hoa, self.dir_window.to(hoa.dtype), self.dir_alpha, self.dir_grouping)
+    def directiveness(self, hoa: torch.Tensor, state: torch.Tensor | None = None, return_state: bool = False):
+        """``(..., C>=4, T)`` ACN/SN3D -> ``(..., F, nf)`` first-order directiveness per ERB band
+        (and the smoothing state to continue on a next chunk, see
+        :func:`spaq.auditory.directiveness.directiveness`)."""
+        return directiveness(hoa.to(torch.float64), self.dir_window, self.dir_alpha, self.dir_grouping,
+                             state=state, return_state=return_state)
 
+    # ------------------------------------------------------------------ checkpoints
     def load_official_buffers(self, sd: dict) -> None:
-        """Take the front-end buffers of an official QASTAnet ``state_dict`` (gammatone FIRs,
-        low-pass FIR, thresholds, directiveness tables). Shapes are checked."""
-        def take(key, shape):
-            t = sd[key]
-            if tuple(t.shape) != tuple(shape):
-                raise ValueError(f"checkpoint entry {key} has shape {tuple(t.shape)}, expected {tuple(shape)}")
-            return t.clone()
+        """Check and take the front-end tables of an official QASTAnet ``state_dict``.
 
+        The gammatone FIRs and low-pass FIR it carries are truncations of the same IIR filters
+        spaq applies exactly (checked here to 1e-6); thresholds and directiveness tables are
+        taken as they are."""
         nb = self.n_bands
-        self.gammatone.fir_real = take("gammatone_real", (nb, sd["gammatone_real"].shape[1]))
-        self.gammatone.fir_imag = take("gammatone_imag", self.gammatone.fir_real.shape)
-        self.gammatone.center_frequencies_hz = take("center_frequencies_hz", (nb,)).to(torch.float64)
-        self.power_floor = take("limit_threshold", (nb,)).to(torch.float64)
-        self.dir_alpha = take("directiveness.alpha_dif", self.dir_alpha.shape)
-        self.dir_grouping = take("directiveness.freq_2_erb_m", self.dir_grouping.shape)
-        self.dir_window = take("directiveness.stft.window", self.dir_window.shape)
-        # the official low-pass FIR is the same first-order Butterworth truncated at 512 taps;
-        # spaq keeps its longer truncation (closer to the official IIR mode)
-        lp = sd["lowpass"].to(torch.float64)
-        if not torch.allclose(lp, self.lowpass_fir[: lp.shape[0]], atol=1e-9):
-            raise ValueError("checkpoint low-pass filter is not the 150 Hz first-order Butterworth spaq expects")
+        for key, shape in (("gammatone_real", (nb, None)), ("gammatone_imag", (nb, None)),
+                           ("center_frequencies_hz", (nb,)), ("limit_threshold", (nb,)),
+                           ("directiveness.alpha_dif", tuple(self.dir_alpha.shape)),
+                           ("directiveness.freq_2_erb_m", tuple(self.dir_grouping.shape)),
+                           ("directiveness.stft.window", tuple(self.dir_window.shape))):
+            got = tuple(sd[key].shape)
+            if len(got) != len(shape) or any(s is not None and g != s for g, s in zip(got, shape)):
+                raise ValueError(f"checkpoint entry {key} has shape {got}, expected {shape}")
+        if not torch.allclose(sd["center_frequencies_hz"].double(), self.center_frequencies_hz, rtol=1e-9):
+            raise ValueError("checkpoint gammatone centre frequencies differ from spaq's")
+        n_taps = sd["gammatone_real"].shape[1]
+        fir = self.gammatone.fir_real.new_tensor(0)  # noqa: F841 (device/dtype anchor)
+        from .gammatone import gammatone_fir
+
+        ref = gammatone_fir(self.center_frequencies_hz.numpy(), self.sample_rate, n_taps)
+        err = max(float(np.abs(sd["gammatone_real"].double().numpy() - ref.real).max()),
+                  float(np.abs(sd["gammatone_imag"].double().numpy() - ref.imag).max()))
+        if err > 1e-6:
+            raise ValueError(f"checkpoint gammatone filters differ from the Hohmann filterbank ({err:.2e})")
+        lp = sd["lowpass"].double().numpy()
+        imp = np.zeros(len(lp))
+        imp[0] = 1
+        if not np.allclose(lp, sps.lfilter(self.lp_b, [1, -self.lp_pole], imp), atol=1e-9):
+            raise ValueError("checkpoint low-pass filter is not the first-order Butterworth spaq expects")
+        self.power_floor = sd["limit_threshold"].double().clone()
+        self.dir_alpha = sd["directiveness.alpha_dif"].double().clone()
+        self.dir_grouping = sd["directiveness.freq_2_erb_m"].double().clone()
+        self.dir_window = sd["directiveness.stft.window"].double().clone()

@@ -12,7 +12,9 @@ import torch
 from ..auditory.frontend import AuditoryFrontEnd
 from ..dsp import mimo_fir_filter
 
-__all__ = ["decode_to_binaural", "qastanet_features", "feature_differences"]
+
+__all__ = ["decode_to_binaural", "binaural_cue_pair", "chunk_plan", "paired_cues", "qastanet_features",
+           "feature_differences"]
 
 
 def decode_to_binaural(hoa: torch.Tensor, decoder: torch.Tensor) -> torch.Tensor:
@@ -40,15 +42,74 @@ def feature_differences(ref_cues: dict, deg_cues: dict, dir_ref, dir_deg, floor)
     return torch.stack(feats, dim=1)
 
 
+def binaural_cue_pair(ref: torch.Tensor, deg: torch.Tensor, frontend: AuditoryFrontEnd,
+                      decoder: torch.Tensor | None) -> dict:
+    """Binaural cues of the reference and degraded signals ``(B, C, T)``: decoded to binaural
+    with ``decoder`` ``(2, C_dec, L)`` when given (ambisonics), else taken as binaural.
+    Returns dict of ``(B, 2, F, nf)`` (index 0 reference, 1 degraded)."""
+    t = ref.shape[-1]
+    x = torch.stack((ref, deg), dim=1).to(torch.float64)  # (B, 2, C, T)
+    if decoder is None:
+        spec = torch.fft.fft(x, n=frontend.spectrum_length(t), dim=-1)
+    else:
+        c = min(ref.shape[-2], decoder.shape[1])
+        n = frontend.spectrum_length(t, extra=decoder.shape[-1])
+        # decoder and gammatone are both linear: decode in the frequency domain, no round trip
+        spec = torch.einsum("brcf,ocf->brof", torch.fft.fft(x[..., :c, :], n=n, dim=-1),
+                            torch.fft.fft(decoder[:, :c, :].to(torch.float64), n=n, dim=-1))
+    return frontend.binaural_from_spectrum(spec, t)
+
+
+def chunk_plan(n_samples: int, frame_len: int, chunk_frames: int, context_frames: int):
+    """Segments for bounded-memory processing: list of (seg_start, seg_end, keep_from, keep_to)
+    in samples/frames: features of frames ``keep_from:keep_to`` (relative to the segment) are
+    kept. A single segment covers the whole signal when it is short enough."""
+    nf = n_samples // frame_len
+    if chunk_frames is None or nf <= chunk_frames + 2 * context_frames:
+        return [(0, n_samples, 0, nf)]
+    plan = []
+    for c0 in range(0, nf, chunk_frames):
+        c1 = min(nf, c0 + chunk_frames)
+        s0 = max(0, c0 - context_frames)
+        s1 = min(nf, c1 + context_frames)
+        end = n_samples if s1 == nf else s1 * frame_len
+        plan.append((s0 * frame_len, end, c0 - s0, c1 - s0))
+    return plan
+
+
+def paired_cues(ref: torch.Tensor, deg: torch.Tensor, frontend: AuditoryFrontEnd,
+                decoder: torch.Tensor | None, with_directiveness: bool,
+                chunk_frames: int | None = None, context_frames: int = 25) -> dict:
+    """Cues of reference and degraded ``(B, C, T)``: dict of ``(B, 2, F, nf)`` tensors (index 0
+    reference, 1 degraded): ``power``, ``ild``, ``coherence``, ``below_floor`` and, if asked,
+    ``directiveness``.
+
+    ``chunk_frames``: process long signals in chunks of that many frames with
+    ``context_frames`` of context on each side (gammatone, low-pass and Hilbert transients),
+    carrying the directiveness smoothing state exactly, so memory stays bounded."""
+    fl = frontend.frame_len
+    parts = []
+    state = None
+    for a, b, k0, k1 in chunk_plan(ref.shape[-1], fl, chunk_frames, context_frames):
+        cues = binaural_cue_pair(ref[..., a:b], deg[..., a:b], frontend, decoder)
+        cues = {k: v[..., k0:k1] for k, v in cues.items()}
+        if with_directiveness:
+            d0, d1 = a + k0 * fl, a + k1 * fl
+            cues["directiveness"], state = frontend.directiveness(
+                torch.stack((ref[..., d0:d1], deg[..., d0:d1]), dim=1), state=state, return_state=True)
+        parts.append(cues)
+    if len(parts) == 1:
+        return parts[0]
+    return {k: torch.cat([p[k] for p in parts], dim=-1) for k in parts[0]}
+
+
 def qastanet_features(ref: torch.Tensor, deg: torch.Tensor, frontend: AuditoryFrontEnd,
-                      decoder: torch.Tensor) -> torch.Tensor:
+                      decoder: torch.Tensor, chunk_frames: int | None = None,
+                      context_frames: int = 25) -> torch.Tensor:
     """ref, deg: ``(B, C, T)`` ambisonics ACN/SN3D (C >= 4) at the front-end's rate.
-    Returns ``(B, 4, 1, n_bands, T // frame_len)`` (NaN kept)."""
-    ref_bin = decode_to_binaural(ref, decoder.to(ref.dtype))
-    deg_bin = decode_to_binaural(deg, decoder.to(deg.dtype))
-    cues = frontend.binaural(torch.stack((ref_bin, deg_bin), dim=1))  # (B, 2, F, nf)
-    ref_c = {k: v[:, 0] for k, v in cues.items()}
-    deg_c = {k: v[:, 1] for k, v in cues.items()}
-    d = frontend.directiveness(torch.stack((ref, deg), dim=1))  # (B, 2, F, nf)
-    feats = feature_differences(ref_c, deg_c, d[:, 0], d[:, 1], frontend.power_floor)
-    return feats.unsqueeze(2)
+    Returns ``(B, 4, 1, n_bands, T // frame_len)`` (NaN kept); see :func:`paired_cues`."""
+    c = paired_cues(ref, deg, frontend, decoder, True, chunk_frames, context_frames)
+    ref_c = {k: v[:, 0] for k, v in c.items()}
+    deg_c = {k: v[:, 1] for k, v in c.items()}
+    d = c["directiveness"]
+    return feature_differences(ref_c, deg_c, d[:, 0], d[:, 1], frontend.power_floor).unsqueeze(2)

@@ -1,0 +1,99 @@
+"""Public Python API: ``spaq.score``."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .errors import SpaqError
+from .io import SignalPair, load_pair
+from .metrics.base import MetricResult, MetricUnavailable, list_metrics, load_metric
+
+__all__ = ["score", "ScoreReport", "DEFAULT_METRICS", "METRIC_RATE"]
+
+METRIC_RATE = 48000
+DEFAULT_METRICS = ("qastanet", "cues")
+
+
+@dataclass
+class ScoreReport:
+    """What ``spaq.score`` returns: the pair's facts, one :class:`MetricResult` per metric that
+    could score it, and for the others the one-line reason (``skipped``)."""
+
+    ref: str
+    deg: str
+    format: dict
+    sample_rate_in: int
+    sample_rate_used: int
+    duration_s: float
+    batch_size: int | None
+    warnings: list = field(default_factory=list)
+    results: dict = field(default_factory=dict)
+    skipped: dict = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> MetricResult:
+        return self.results[name]
+
+    def to_dict(self, with_maps: bool = False) -> dict:
+        return {
+            "ref": self.ref, "deg": self.deg, "format": self.format,
+            "sample_rate_in": self.sample_rate_in, "sample_rate_used": self.sample_rate_used,
+            "duration_s": self.duration_s, "batch_size": self.batch_size, "warnings": list(self.warnings),
+            "results": {k: v.to_dict(with_maps) for k, v in self.results.items()},
+            "skipped": dict(self.skipped),
+        }
+
+
+def _metric_kwargs(name: str, checkpoint, offline, device) -> dict:
+    kw = {"device": device}
+    if name == "qastanet":
+        kw.update(checkpoint=checkpoint, offline=offline)
+    return kw
+
+
+def score(ref, deg, sample_rate: int | None = None, metrics=None, fmt=None, trim: bool = False,
+          checkpoint=None, offline: bool | None = None, maps: bool = False, device: str = "cpu",
+          strict: bool = False) -> ScoreReport:
+    """Score ``deg`` against ``ref``.
+
+    ref, deg: file paths, numpy arrays or torch tensors ``[channels, time]`` or
+    ``[batch, channels, time]`` (then ``sample_rate`` is required). Binaural (2 channels) or
+    ambisonics ACN/SN3D ((N+1)^2 channels; ``fmt`` overrides, e.g. ``"foa/fuma"``).
+    Everything is resampled to 48 kHz. ``metrics``: names (default: qastanet, cues).
+    Batched input gives ``(B,)`` scores. A metric that cannot score this input (binaural for
+    qastanet, missing weights) is listed in ``skipped`` with the reason, unless ``strict``.
+    """
+    pair: SignalPair = load_pair(ref, deg, sample_rate=sample_rate, target_rate=METRIC_RATE, fmt=fmt, trim=trim)
+    warnings = list(pair.warnings)
+    if pair.sample_rate_in != pair.sample_rate_used:
+        warnings.append(f"resampled from {pair.sample_rate_in} Hz to {pair.sample_rate_used} Hz (the metrics' rate)")
+    names = list(metrics) if metrics else list(DEFAULT_METRICS)
+    known = list_metrics()
+    for n in names:
+        if n not in known:
+            raise SpaqError(f"unknown metric {n!r}; available: {', '.join(known)}")
+    report = ScoreReport(
+        ref=pair.ref_name, deg=pair.deg_name, format=pair.format.to_dict(),
+        sample_rate_in=pair.sample_rate_in, sample_rate_used=pair.sample_rate_used,
+        duration_s=round(pair.duration_s, 6), batch_size=pair.ref.shape[0] if pair.batched else None,
+        warnings=warnings,
+    )
+    for n in names:
+        try:
+            metric = load_metric(n, **_metric_kwargs(n, checkpoint, offline, device))
+            res = metric.score(pair, maps=maps)
+        except MetricUnavailable as e:
+            if strict:
+                raise
+            report.skipped[n] = str(e)
+            continue
+        except SpaqError as e:
+            if strict:
+                raise
+            report.skipped[n] = str(e)
+            continue
+        res.provenance.setdefault("metric", n)
+        res.provenance.setdefault("input_format", pair.format.describe())
+        report.results[n] = res
+        report.warnings.extend(f"{n}: {w}" for w in res.warnings)
+    if not report.results and report.skipped:
+        raise SpaqError("no metric could score this pair: " + "; ".join(f"{k}: {v}" for k, v in report.skipped.items()))
+    return report
