@@ -1,0 +1,54 @@
+"""Shoebox rooms: RT60, DRR and direct-path direction of the room responses."""
+import numpy as np
+import pytest
+
+from spaq.auditory.doa import intensity_doa
+from spaq.errors import SpaqError
+from spaq.spatial.angles import great_circle_deg
+from spaq.spatial.hrtf import load_hrtf
+from spaq.spatial.room import measure_drr, measure_rt60, place_in_room, room_impulse_response
+
+FS = 48000
+
+
+@pytest.mark.parametrize("rt60", [0.3, 0.9])
+def test_rt60_honoured(rt60):
+    spec = place_in_room((6.0, 4.5, 3.0), rt60, 30, 0, 2.0, np.random.default_rng(0))
+    rir, info = room_impulse_response(spec, FS, "ambisonics", order=1, rng=np.random.default_rng(1))
+    assert abs(measure_rt60(rir[0], FS) - rt60) / rt60 < 0.1
+    assert info["ism_order"] >= 1 and info["absorption"] > 0
+
+
+def test_direct_path_direction_and_drr():
+    rng = np.random.default_rng(2)
+    spec = place_in_room((7.0, 5.0, 3.0), 0.5, -50, 15, 1.5, rng)
+    az, el, dist = spec.direction()
+    assert abs(az + 50) < 1e-6 and abs(el - 15) < 1e-6 and abs(dist - 1.5) < 1e-6
+    rir, _ = room_impulse_response(spec, FS, "ambisonics", order=1, rng=rng, normalise="direct")
+    # first 2 ms (direct sound only): intensity DoA within 1 degree of the placed direction
+    s = np.random.default_rng(3).standard_normal(FS // 4)
+    early = rir[:, : int(0.002 * FS)]
+    x = np.stack([np.convolve(s, h)[: len(s)] for h in early])
+    d = intensity_doa(x, FS)
+    assert great_circle_deg(-50, 15, d.azimuth_deg[0], d.elevation_deg[0]) < 1.0
+    drr = measure_drr(rir[0], FS)
+    rir_q, _ = room_impulse_response(spec, FS, "ambisonics", order=1, rng=rng, normalise="direct",
+                                     reverb_gain_db=-6.0)
+    assert abs(measure_drr(rir_q[0], FS) - drr - 6.0) < 0.5
+
+
+def test_binaural_room_cues_and_energy():
+    h = load_hrtf("default", FS)
+    spec = place_in_room((6.0, 5.0, 3.0), 0.4, 90, 0, 1.5, np.random.default_rng(4))
+    rir, info = room_impulse_response(spec, FS, "binaural", hrtf=h, rng=np.random.default_rng(5))
+    assert rir.shape[0] == 2
+    onset = np.argmax(np.abs(rir).max(0) > 0.3 * np.abs(rir).max())
+    early = rir[:, : onset + 64]
+    assert np.sum(early[0] ** 2) > 4 * np.sum(early[1] ** 2)  # left source: left ear louder (> 6 dB)
+    assert abs(measure_rt60(rir[0], FS) - 0.4) / 0.4 < 0.15
+    assert info["normalise"] == "energy"
+
+
+def test_impossible_room_is_refused():
+    with pytest.raises(SpaqError):
+        place_in_room((0.8, 4, 3), 0.5, 0, 0, 1.0, np.random.default_rng(0))
