@@ -35,7 +35,8 @@ channel_imbalance  signal  imbalance_db lin 0 -> 6 (L/R difference, or per-chann
 misalignment       signal  delay_ms lin 0 -> 50 (degraded lags the reference)
 packet_loss        signal  loss_rate lin 0 -> 0.3 of 20 ms packets, 2.5 ms fades
 time_stretch       signal  stretch lin 1 -> 1.5 (phase vocoder there and back)
-resample           signal  rate_hz geo fs -> 8000, snapped to a standard rate (down and up)
+resample           signal  rate_hz geo fs -> 8000, snapped to a standard rate (polyphase down and up;
+                           transition band about +-20 % around the new Nyquist)
 =================  ======  =====================================================
 """
 from __future__ import annotations

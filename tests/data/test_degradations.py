@@ -1,0 +1,375 @@
+"""One physical-effect test per degradation: the measured effect matches the parameter.
+
+Measured values are printed (``pytest -s``) for the record.
+"""
+import shutil
+
+import numpy as np
+import pytest
+from scipy.signal import correlate, welch
+
+from spaq.auditory.doa import intensity_doa
+from spaq.data.degradations import (DEGRADATIONS, apply_signal_degradation, check_severity, codec_roundtrip,
+                                    degradation_params, phase_vocoder)
+from spaq.data.scenes import render_scene, scene_mods
+from spaq.errors import SpaqError
+from spaq.formats import parse_format
+from spaq.spatial.ambisonics import encode
+from spaq.spatial.angles import great_circle_deg
+from spaq.spatial.room import measure_drr, measure_rt60
+
+FS = 48000
+BIN, FOA = parse_format("binaural"), parse_format("foa")
+needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed (apt-get install ffmpeg)")
+
+
+def params(name, s, fmt=BIN, seed=0, **opt):
+    return degradation_params(name, s, np.random.default_rng(seed), sample_rate=FS, fmt=fmt, options=opt or None)
+
+
+def apply(name, x, p, fmt=BIN):
+    return apply_signal_degradation(x, p, name, FS, fmt)
+
+
+def sig(C=2, T=FS, seed=0):
+    return 0.1 * np.random.default_rng(seed).standard_normal((C, T))
+
+
+def report(name, **vals):
+    print(f"[{name}] " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in vals.items()))
+
+
+def test_every_degradation_has_a_test_below():
+    tested = {"noise", "lowpass", "bandpass", "clipping", "quantisation", "codec", "order_truncation", "rotation",
+              "misplacement", "blur", "ild", "itd", "hrtf_swap", "reverb", "gain", "channel_imbalance",
+              "misalignment", "packet_loss", "time_stretch", "resample"}
+    assert set(DEGRADATIONS) == tested
+
+
+def test_severity_is_checked():
+    for bad in (-0.1, 1.5, float("nan"), "x"):
+        with pytest.raises(SpaqError, match="severity"):
+            params("noise", bad)
+    assert check_severity(1) == 1.0
+
+
+@pytest.mark.parametrize("fmt", [BIN, FOA])
+@pytest.mark.parametrize("s", [0.25, 0.9])
+def test_noise_snr(fmt, s):
+    x = sig(fmt.n_channels)
+    p = params("noise", s, fmt)
+    y, _ = apply("noise", x, p, fmt)
+    snr = 10 * np.log10(np.sum(x ** 2) / np.sum((y - x) ** 2))
+    report("noise", fmt=fmt.kind, requested_db=p["snr_db"], measured_db=snr)
+    assert abs(snr - p["snr_db"]) < 0.5
+    assert abs(p["snr_db"] - (40 - 40 * s)) < 1e-9
+
+
+def _response_db(x, y):
+    f, pxx = welch(x[0], FS, nperseg=4096)
+    _, pyy = welch(y[0], FS, nperseg=4096)
+    return f, 10 * np.log10(pyy / pxx)
+
+
+def test_lowpass_cutoff():
+    x = sig(T=4 * FS)
+    p = params("lowpass", 0.5)
+    y, _ = apply("lowpass", x, p)
+    f, h = _response_db(x, y)
+    fc = p["cutoff_hz"]
+    measured = f[np.argmax(h < -6.0)]  # first bin below -6 dB
+    report("lowpass", cutoff_hz=fc, measured_minus6dB_hz=float(measured), at_2fc_db=float(np.interp(2 * fc, f, h)))
+    assert abs(measured - fc) / fc < 0.05
+    assert np.interp(2 * fc, f, h) < -40 and abs(np.interp(fc / 4, f, h)) < 0.2
+
+
+def test_bandpass_edges():
+    x = sig(T=4 * FS)
+    p = params("bandpass", 1.0)
+    y, _ = apply("bandpass", x, p)
+    f, h = _response_db(x, y)
+    mid = np.sqrt(p["low_hz"] * p["high_hz"])
+    report("bandpass", low_hz=p["low_hz"], high_hz=p["high_hz"], at_low_db=float(np.interp(p["low_hz"], f, h)),
+           at_high_db=float(np.interp(p["high_hz"], f, h)))
+    assert abs(np.interp(mid, f, h)) < 0.5
+    assert abs(np.interp(p["high_hz"], f, h) + 6) < 1.0 and abs(np.interp(p["low_hz"], f, h) + 6) < 1.5
+
+
+def test_clipping_threshold():
+    x = sig()
+    p = params("clipping", 0.5)
+    y, extra = apply("clipping", x, p)
+    thr_db = 20 * np.log10(np.max(np.abs(x)) / np.max(np.abs(y)))
+    report("clipping", clip_db=p["clip_db"], measured_db=thr_db, clipped_fraction=extra["clipped_fraction"])
+    assert abs(thr_db - p["clip_db"]) < 0.01
+    assert np.isclose(np.mean(np.abs(y) >= np.max(np.abs(y)) - 1e-12), extra["clipped_fraction"], atol=1e-3)
+
+
+@pytest.mark.parametrize("s", [0.0, 0.5, 1.0])
+def test_quantisation_snr(s):
+    t = np.arange(FS) / FS
+    x = np.stack([0.7 * np.sin(2 * np.pi * 997 * t)] * 2)  # below the top code at 3 bits (0.75)
+    p = params("quantisation", s)
+    y, _ = apply("quantisation", x, p)
+    snr = 10 * np.log10(np.sum(x ** 2) / np.sum((y - x) ** 2))
+    theory = 6.02 * p["bits"] + 1.76 + 20 * np.log10(0.7)
+    report("quantisation", bits=p["bits"], measured_snr_db=snr, theory_db=theory)
+    assert abs(snr - theory) < (1.0 if p["bits"] >= 8 else 3.0)  # uniform-noise model is coarse at few bits
+
+
+@needs_ffmpeg
+@pytest.mark.parametrize("codec", ["opus", "mp3", "aac"])
+def test_codec_bitrate_and_effect(codec):
+    x = sig(T=2 * FS)
+    p = params("codec", 0.6, codecs=[codec])
+    y, extra = apply("codec", x, p)
+    snr = 10 * np.log10(np.sum(x ** 2) / np.sum((y - x) ** 2))
+    report("codec", codec=codec, bitrate_kbps=p["bitrate_kbps"], measured_kbps=extra["measured_bitrate_kbps"],
+           snr_db=snr, delay=extra["codec_delay_samples"])
+    assert abs(extra["measured_bitrate_kbps"] - p["bitrate_kbps"]) / p["bitrate_kbps"] < 0.2
+    # the decoded signal is aligned and the band below 4 kHz is kept to within a few dB
+    f, h = _response_db(x, y)
+    assert abs(np.mean(h[(f > 200) & (f < 4000)])) < 3
+    assert y.shape == x.shape
+
+
+def test_codec_errors_are_reported(monkeypatch, tmp_path):
+    with pytest.raises(SpaqError, match="unknown codec"):
+        codec_roundtrip(sig(), FS, "vorbis9", 64)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(SpaqError, match=r"ffmpeg not found.*apt-get install ffmpeg"):
+        codec_roundtrip(sig(), FS, "opus", 64)
+
+
+@needs_ffmpeg
+def test_codec_failure_message():
+    with pytest.raises(SpaqError, match="ffmpeg failed"):
+        codec_roundtrip(sig(), FS, "opus", 100000)  # libopus refuses this bitrate
+
+
+def test_order_truncation():
+    fmt = parse_format("hoa3")
+    x = encode(np.random.default_rng(0).standard_normal(FS // 2), 40, 10, 3)
+    for s, expect in ((0.0, 3), (0.2, 2), (0.5, 1), (1.0, 0)):
+        p = params("order_truncation", s, fmt)
+        assert p["to_order"] == expect
+        y, _ = apply("order_truncation", x, p, fmt)
+        k = (expect + 1) ** 2
+        assert np.all(y[k:] == 0) and np.array_equal(y[:k], x[:k])
+    report("order_truncation", from_order=3, to_orders="3,2,1,0 at s=0,0.2,0.5,1")
+
+
+def _scene(fmt="foa", az=20.0, el=10.0, room=None):
+    return {"format": fmt, "sample_rate": FS, "duration_s": 0.5, "hrtf": "default", "hrir_lookup": "interpolated",
+            "binaural_rendering": "hrir", "decoder_order": 3, "room": room, "diffuse": None,
+            "sources": [{"type": "pink_noise", "azimuth_deg": az, "elevation_deg": el, "distance_m": 2.0,
+                         "motion": None, "level_dbfs": -20, "content_seed": 0}]}
+
+
+def _chain(name, s, fmt, seed=0, **opt):
+    p = degradation_params(name, s, np.random.default_rng(seed), sample_rate=FS, fmt=fmt, options=opt or None)
+    return [{"type": name, "stage": DEGRADATIONS[name].stage, "severity": s, "params": p}]
+
+
+@pytest.mark.parametrize("axis,seed", [("yaw", 0), ("random", 3)])
+def test_rotation_measured(axis, seed):
+    sc = _scene()
+    s = 0.1 * np.random.default_rng(1).standard_normal(FS // 2)
+    ref = render_scene(sc, [s])
+    ch = _chain("rotation", 0.5, FOA, seed, axis=axis)
+    deg = render_scene(sc, [s], scene_mods(ch))
+    a = intensity_doa(ref, FS)
+    b = intensity_doa(deg, FS)
+    moved = great_circle_deg(a.azimuth_deg[0], a.elevation_deg[0], b.azimuth_deg[0], b.elevation_deg[0])
+    # the great-circle displacement of a direction under rotation by angle a about axis k
+    from spaq.spatial.angles import sph2cart
+    v, k = sph2cart(20, 10), np.asarray(ch[0]["params"]["axis"])
+    ang = np.deg2rad(abs(ch[0]["params"]["angle_deg"]))
+    expect = np.rad2deg(np.arccos(np.clip(np.dot(v, k) ** 2 + (1 - np.dot(v, k) ** 2) * np.cos(ang), -1, 1)))
+    report("rotation", axis=axis, angle_deg=ch[0]["params"]["angle_deg"], expected_move_deg=float(expect),
+           measured_move_deg=float(moved))
+    assert abs(moved - expect) < 1.0
+
+
+def test_misplacement_measured():
+    sc = _scene(az=-30, el=0)
+    s = 0.1 * np.random.default_rng(2).standard_normal(FS // 2)
+    ch = _chain("misplacement", 0.4, FOA)
+    a = intensity_doa(render_scene(sc, [s]), FS)
+    b = intensity_doa(render_scene(sc, [s], scene_mods(ch)), FS)
+    moved = great_circle_deg(a.azimuth_deg[0], a.elevation_deg[0], b.azimuth_deg[0], b.elevation_deg[0])
+    report("misplacement", angle_deg=ch[0]["params"]["angle_deg"], measured_deg=float(moved))
+    assert abs(moved - ch[0]["params"]["angle_deg"]) < 1.0
+
+
+def _iacc(y):
+    c = correlate(y[0], y[1], mode="full", method="fft")
+    mid = len(y[0]) - 1
+    w = int(0.001 * FS)
+    return np.max(np.abs(c[mid - w:mid + w + 1])) / np.sqrt(np.sum(y[0] ** 2) * np.sum(y[1] ** 2))
+
+
+def test_blur_binaural_coherence_and_ambisonic_diffuseness():
+    s = 0.1 * np.random.default_rng(3).standard_normal(FS)
+    x = np.stack([s, s])  # fully coherent
+    for sev in (0.3, 0.7):
+        p = params("blur", sev)
+        y, _ = apply("blur", x, p)
+        ic = _iacc(y)
+        report("blur", fmt="binaural", amount=p["amount"], measured_iacc=float(ic), expected=1 - p["amount"])
+        assert abs(ic - (1 - p["amount"])) < 0.05
+        assert abs(10 * np.log10(np.sum(y ** 2) / np.sum(x ** 2))) < 0.3  # power kept
+    xa = encode(s, 30, 0, 1)
+    p = params("blur", 0.6, FOA)
+    ya, _ = apply("blur", xa, p, FOA)
+    w, yy, z, xx = ya
+    psi = 1 - np.linalg.norm([np.mean(w * xx), np.mean(w * yy), np.mean(w * z)]) / np.mean((ya ** 2).sum(0) / 2)
+    report("blur", fmt="foa", amount=p["amount"], measured_diffuseness=float(psi))
+    assert abs(psi - p["amount"]) < 0.05
+
+
+def test_ild_change():
+    x = sig()
+    p = params("ild", 0.5)
+    y, _ = apply("ild", x, p)
+    ild = lambda z: 10 * np.log10(np.sum(z[0] ** 2) / np.sum(z[1] ** 2))  # noqa: E731
+    report("ild", requested_db=p["ild_change_db"], measured_db=float(ild(y) - ild(x)))
+    assert abs(ild(y) - ild(x) - p["ild_change_db"]) < 0.01
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_itd_change(seed):
+    s = 0.1 * np.random.default_rng(4).standard_normal(FS // 2)
+    x = np.stack([s, s])
+    p = params("itd", 0.5, seed=seed)
+    y, _ = apply("itd", x, p)
+    # sub-sample lag from a parabolic fit of the cross-correlation peak
+    c = correlate(y[1], y[0], mode="full", method="fft")
+    k = int(np.argmax(c))
+    frac = 0.5 * (c[k - 1] - c[k + 1]) / (c[k - 1] - 2 * c[k] + c[k + 1])
+    lag_us = (k + frac - (len(s) - 1)) / FS * 1e6
+    report("itd", requested_us=p["itd_change_us"], measured_us=float(lag_us))
+    assert abs(lag_us - p["itd_change_us"]) < 5.0
+
+
+def test_hrtf_swap_full_weight_equals_other_head(tmp_path):
+    import sofar
+
+    from spaq.spatial.hrtf import load_hrtf
+    ku = load_hrtf("default", FS)
+    other = sofar.Sofa("SimpleFreeFieldHRIR")
+    other.Data_IR = ku.hrir[:, ::-1, :] * 0.5  # a "head" with swapped ears at -6 dB
+    other.Data_SamplingRate = FS
+    other.SourcePosition = np.stack([ku.azimuth_deg, ku.elevation_deg, np.ones(ku.n_directions)], -1)
+    path = str(tmp_path / "swapped.sofa")
+    sofar.write_sofa(path, other)
+    sc = _scene("binaural", az=60, el=0)
+    s = 0.1 * np.random.default_rng(5).standard_normal(FS // 2)
+    ref = render_scene(sc, [s])
+    ild = lambda z: 10 * np.log10(np.sum(z[0] ** 2) / np.sum(z[1] ** 2))  # noqa: E731
+    vals = {}
+    for sev in (0.0, 0.5, 1.0):
+        ch = _chain("hrtf_swap", sev, BIN, heads=[path])
+        vals[sev] = render_scene(sc, [s], scene_mods(ch))
+    report("hrtf_swap", ild_own=float(ild(vals[0.0])), ild_half=float(ild(vals[0.5])), ild_other=float(ild(vals[1.0])))
+    assert np.allclose(vals[0.0], ref)
+    assert abs(ild(vals[1.0]) + ild(ref)) < 0.5  # swapped ears: ILD sign flips
+    assert abs(ild(vals[0.5])) < abs(ild(ref)) - 3  # half way: ILD shrinks towards 0
+    lvl = 10 * np.log10(np.sum(vals[1.0] ** 2) / np.sum(ref ** 2))
+    assert abs(lvl + 6.02) < 0.2
+
+
+def test_reverb_change():
+    from spaq.spatial.room import place_in_room
+    spec = place_in_room((6, 5, 3), 0.4, 30, 0, 2.0, np.random.default_rng(0))
+    room = {"dims_m": list(spec.dims_m), "rt60_s": 0.4, "listener_m": list(spec.listener_m),
+            "listener_yaw_deg": spec.listener_yaw_deg, "seed": 1, "margin_m": 0.5, "ism_order": 6}
+    sc = _scene("foa", az=30, el=0, room=room)
+    sc["duration_s"] = 1.5
+    impulse = np.zeros(int(1.5 * FS))
+    impulse[100] = 1.0
+    ref = render_scene(sc, [impulse])
+    ch = _chain("reverb", 1.0, FOA, seed=0)
+    p = ch[0]["params"]
+    deg = render_scene(sc, [impulse], scene_mods(ch))
+    rt_ref, rt_deg = measure_rt60(ref[0, 100:], FS), measure_rt60(deg[0, 100:], FS)
+    drr_ref, drr_deg = measure_drr(ref[0], FS, 1.0), measure_drr(deg[0], FS, 1.0)
+    report("reverb", rt60_factor=p["rt60_factor"], measured_factor=rt_deg / rt_ref, drr_change_db=p["drr_change_db"],
+           measured_drr_change_db=drr_deg - drr_ref)
+    assert abs(rt_deg / rt_ref - p["rt60_factor"]) / p["rt60_factor"] < 0.12
+    # the DRR moves in the requested direction (RT60 change also moves it)
+    ch2 = _chain("reverb", 0.0, FOA)
+    ch2[0]["params"].update(rt60_factor=1.0, drr_change_db=4.0)
+    deg2 = render_scene(sc, [impulse], scene_mods(ch2))
+    d2 = measure_drr(deg2[0], FS, 1.0) - drr_ref
+    report("reverb", drr_only_requested_db=4.0, measured_db=d2)
+    assert abs(d2 - 4.0) < 0.5
+
+
+def test_gain_and_channel_imbalance():
+    x = sig(4)
+    p = params("gain", 0.5, FOA)
+    y, _ = apply("gain", x, p, FOA)
+    g = 10 * np.log10(np.sum(y ** 2) / np.sum(x ** 2))
+    report("gain", requested_db=p["gain_db"], measured_db=g)
+    assert abs(g - p["gain_db"]) < 0.01
+    p = params("channel_imbalance", 0.8, FOA)
+    y, _ = apply("channel_imbalance", x, p, FOA)
+    per = 10 * np.log10(np.sum(y ** 2, -1) / np.sum(x ** 2, -1))
+    report("channel_imbalance", requested=np.round(p["channel_gains_db"], 3).tolist(), measured=np.round(per, 3).tolist())
+    assert np.allclose(per, p["channel_gains_db"], atol=0.01) and np.ptp(per) <= p["imbalance_db"] + 1e-9
+    pb = params("channel_imbalance", 0.5)
+    yb, _ = apply("channel_imbalance", sig(), pb)
+    assert abs(abs(10 * np.log10(np.sum(yb[0] ** 2) / np.sum(yb[1] ** 2))
+                   - 10 * np.log10(np.sum(sig()[0] ** 2) / np.sum(sig()[1] ** 2))) - pb["imbalance_db"]) < 0.01
+
+
+def test_misalignment_lag():
+    x = sig()
+    p = params("misalignment", 0.3)
+    y, _ = apply("misalignment", x, p)
+    c = correlate(y[0], x[0], mode="full", method="fft")
+    lag = int(np.argmax(c)) - (x.shape[-1] - 1)
+    report("misalignment", requested_ms=p["delay_ms"], measured_ms=lag / FS * 1e3)
+    assert lag == p["delay_samples"] and abs(lag / FS * 1e3 - p["delay_ms"]) < 1000 / FS
+
+
+def test_packet_loss_rate():
+    x = sig(T=10 * FS) + 0.5
+    p = params("packet_loss", 0.6)
+    y, extra = apply("packet_loss", x, p)
+    P = int(0.02 * FS)
+    frames = y[0, : (y.shape[1] // P) * P].reshape(-1, P)
+    lost = np.mean(np.all(frames[:, P // 4: -P // 4] == 0, axis=1))
+    report("packet_loss", requested=p["loss_rate"], realised=extra["realised_loss_rate"], measured=float(lost))
+    assert abs(lost - extra["realised_loss_rate"]) < 1e-9
+    assert abs(extra["realised_loss_rate"] - p["loss_rate"]) < 0.05  # 500 packets
+
+
+def test_time_stretch():
+    t = np.arange(FS) / FS
+    tone = np.sin(2 * np.pi * 440 * t)
+    for r in (1.25, 0.8):
+        y = phase_vocoder(tone[None], r)[0]
+        assert abs(len(y) / len(tone) - 1 / r) < 0.01
+        f, pyy = welch(y, FS, nperseg=8192)
+        assert abs(f[np.argmax(pyy)] - 440) < 2 * FS / 8192  # pitch kept
+    x = np.stack([tone, tone]) * 0.1
+    p = params("time_stretch", 1.0)
+    y, _ = apply("time_stretch", x, p)
+    f, pyy = welch(y[0], FS, nperseg=8192)
+    err = 10 * np.log10(np.sum((y - x) ** 2) / np.sum(x ** 2))
+    report("time_stretch", stretch=p["stretch"], peak_hz=float(f[np.argmax(pyy)]), residual_db=float(err))
+    assert y.shape == x.shape and abs(f[np.argmax(pyy)] - 440) < 2 * FS / 8192
+
+
+def test_resample_bandwidth():
+    x = sig(T=2 * FS)
+    p = params("resample", 0.6)
+    y, _ = apply("resample", x, p)
+    f, h = _response_db(x, y)
+    ny = p["rate_hz"] / 2
+    report("resample", rate_hz=p["rate_hz"], passband_db=float(np.mean(h[f < 0.8 * ny])),
+           stopband_db=float(np.max(h[f > 1.2 * ny])))
+    assert abs(np.mean(h[f < 0.8 * ny])) < 0.2 and np.max(h[f > 1.2 * ny]) < -40
+    assert p["rate_hz"] in (8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000)
