@@ -51,7 +51,7 @@ import soundfile as sf
 from scipy.signal import butter, correlate, resample_poly, sosfiltfilt, stft, istft
 
 from ..errors import SpaqError
-from ..spatial.sh import convert_normalisation, order_from_channels
+from ..spatial.sh import n3d_to_sn3d_gains, order_from_channels
 from .external import require_binary, run_tool
 
 __all__ = [
@@ -309,22 +309,30 @@ def codec_roundtrip(x, sample_rate: int, codec: str, bitrate_kbps: float, workdi
     C, T = x.shape
     dur = T / sample_rate
     out = np.zeros_like(x)
-    sizes = []
     with tempfile.TemporaryDirectory(prefix="spaq-codec-", dir=workdir) as tmp:
-        decoded = []
+        # one ffmpeg run encodes every channel to its own mono stream, one run decodes them all
+        src = os.path.join(tmp, "in.wav")
+        sf.write(src, x.T.astype(np.float32), sample_rate, subtype="FLOAT")
+        graph = ";".join(f"[0:a]pan=mono|c0=c{c}[a{c}]" for c in range(C))
+        args = ["ffmpeg", "-nostdin", "-hide_banner", "-v", "error", "-y", "-threads", "1", "-i", src,
+                "-filter_complex", graph]
+        encs = [os.path.join(tmp, f"enc{c}.{spec['ext']}") for c in range(C)]
         for c in range(C):
-            src = os.path.join(tmp, f"in{c}.wav")
-            enc = os.path.join(tmp, f"enc{c}.{spec['ext']}")
-            sf.write(src, x[c].astype(np.float32), sample_rate, subtype="FLOAT")
-            args = ["ffmpeg", "-nostdin", "-hide_banner", "-v", "error", "-y", "-threads", "1", "-i", src,
-                    "-map_metadata", "-1", "-c:a", spec["encoder"], "-b:a", f"{int(bitrate_kbps)}k", *spec["extra"]]
+            args += ["-map", f"[a{c}]", "-map_metadata", "-1", "-c:a", spec["encoder"],
+                     "-b:a", f"{int(bitrate_kbps)}k", *spec["extra"]]
             if spec["rate"]:
                 args += ["-ar", str(spec["rate"])]
-            run_tool(args + [enc])
-            sizes.append(os.path.getsize(enc))
-            raw = run_tool(["ffmpeg", "-nostdin", "-hide_banner", "-v", "error", "-threads", "1", "-i", enc,
-                            "-f", "f32le", "-ac", "1", "-ar", str(sample_rate), "pipe:1"])
-            decoded.append(np.frombuffer(raw, dtype="<f4").astype(np.float64))
+            args += [encs[c]]
+        run_tool(args)
+        sizes = [os.path.getsize(e) for e in encs]
+        args = ["ffmpeg", "-nostdin", "-hide_banner", "-v", "error", "-y", "-threads", "1"]
+        for e in encs:
+            args += ["-i", e]
+        raws = [os.path.join(tmp, f"dec{c}.f32") for c in range(C)]
+        for c in range(C):
+            args += ["-map", f"{c}:a", "-f", "f32le", "-ac", "1", "-ar", str(sample_rate), raws[c]]
+        run_tool(args)
+        decoded = [np.fromfile(r, dtype="<f4").astype(np.float64) for r in raws]
     # delay from the loudest channel, searched over 0..100 ms
     ref_c = int(np.argmax(np.sum(x ** 2, axis=-1)))
     d = decoded[ref_c]
@@ -362,7 +370,7 @@ def apply_signal_degradation(x, params: dict, name: str, sample_rate: int, fmt):
         rng = np.random.default_rng(params["noise_seed"])
         n = _noise((C, T), params["colour"], rng)
         if getattr(fmt, "is_ambisonics", False):  # diffuse: equal-power, uncorrelated N3D channels
-            n = convert_normalisation(n, "n3d", "sn3d")
+            n = n * n3d_to_sn3d_gains(order_from_channels(C))[:, None]
         ps, pn = np.sum(x ** 2), np.sum(n ** 2)
         if ps == 0:
             return x.copy(), {"note": "silent input, no noise added"}
