@@ -263,17 +263,20 @@ def binaural_window_directions(model, x: np.ndarray, sample_rate: int):
     cfg = model.cfg
     if sample_rate != cfg.sample_rate:
         x = resample(x, sample_rate, cfg.sample_rate)
-    feats = model.features()(torch.as_tensor(x, dtype=torch.float32)[None])[0]  # (2, F, N)
+    from .train.localizer import _crop
+
+    feats = model.features()(torch.as_tensor(x, dtype=torch.float32)[None])[0]  # (2, [3,] F, N)
     N = feats.shape[-1]
     n, hop = cfg.n_frames, max(1, cfg.n_frames // 2)
     if N < n:
-        feats = torch.nn.functional.pad(feats[None], (0, n - N), mode="replicate")[0]
+        feats = _crop(feats, n, None)
         N = n
     starts = list(range(0, N - n + 1, hop))
     if starts[-1] != N - n:
         starts.append(N - n)
-    wins = torch.stack([feats[..., a: a + n] for a in starts])  # (W, 2, F, n)
-    power = torch.exp(wins).mean(dim=(1, 2, 3)).numpy().astype(np.float64)
+    wins = torch.stack([feats[..., a: a + n] for a in starts])  # (W, 2, [3,] F, n)
+    logmel = wins if wins.ndim == 4 else wins[:, :, 0]
+    power = torch.exp(logmel).mean(dim=(1, 2, 3)).numpy().astype(np.float64)
     dirs, probs = predict(model, wins)
     times = (np.asarray(starts) + (n - 1) / 2.0) * cfg.hop / cfg.sample_rate
     return dirs, power, times, probs

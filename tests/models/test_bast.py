@@ -82,3 +82,27 @@ def test_config_roundtrip():
     assert BASTConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ValueError):
         BASTConfig(integration="MUL")
+
+
+def test_ipd_features_and_model():
+    cfg = BASTConfig(**SMALL, features="logmel_ipd", integration="CONCAT")
+    fe = BinauralLogMel(cfg)
+    t = torch.randn(1, cfg.window_samples + 5)
+    d = 3  # samples: right ear lags -> positive interaural phase slope
+    x = torch.stack([t[:, d:], t[:, :-d]], dim=1)[..., : cfg.window_samples]
+    f = fe(x)
+    assert f.shape == (1, 2, 3, 32, cfg.n_frames)
+    # cos^2 + sin^2 = 1 and the right ear sees the opposite sine
+    assert torch.allclose(f[:, 0, 1] ** 2 + f[:, 0, 2] ** 2, torch.ones(1, 32, cfg.n_frames), atol=1e-4)
+    assert torch.allclose(f[:, 1, 2], -f[:, 0, 2])
+    # low bands: IPD close to 2 pi f d / fs (left leads by d samples)
+    fb = fe.fb
+    centre = (fb * torch.linspace(0, 8000, fb.shape[1])).sum(1) / fb.sum(1)
+    ipd = torch.atan2(f[0, 0, 2], f[0, 0, 1]).median(dim=-1).values
+    expect = 2 * math.pi * centre * d / 16000
+    low = centre < 1500
+    assert torch.allclose(ipd[low], expect[low], atol=0.15)
+    m = BAST(cfg).eval()
+    assert m(f).direction.shape == (1, 3)
+    with pytest.raises(ValueError, match="logmel_ipd"):
+        m(torch.randn(1, 2, 32, cfg.n_frames))

@@ -12,8 +12,9 @@ optional explicit elevation head; per-ear patch embeddings (separate unless shar
 the input is made level-invariant by removing the item's mean log-energy over both ears
 (interaural differences are kept).
 
-Shapes: waveforms ``(batch, 2, time)`` -> features ``(batch, 2, n_mels, n_frames)``;
-:class:`BAST` takes ``(batch, 2, n_mels, n_frames)`` and returns a :class:`BASTOutput`
+Shapes: waveforms ``(batch, 2, time)`` -> features ``(batch, 2, n_mels, n_frames)`` (BAST's
+log-mel; with ``features="logmel_ipd"`` ``(batch, 2, 3, n_mels, n_frames)``: log-mel plus
+interaural phase per ear); :class:`BAST` takes those features and returns a :class:`BASTOutput`
 with ``direction (batch, 3)`` (not normalised), ``class_logits (batch, n_classes)`` or
 None, ``elevation (batch,)`` in radians or None.
 """
@@ -29,6 +30,7 @@ from torch import nn
 __all__ = ["BASTConfig", "BASTOutput", "BAST", "BinauralLogMel", "INTEGRATIONS"]
 
 INTEGRATIONS = ("ADD", "SUB", "CONCAT")
+FEATURES = ("logmel", "logmel_ipd")
 
 
 @dataclass
@@ -51,6 +53,7 @@ class BASTConfig:
     dropout: float = 0.1
     integration: str = "SUB"
     share_weights: bool = False
+    features: str = "logmel"  # "logmel": (B, 2, F, T) as BAST; "logmel_ipd": (B, 2, 3, F, T)
     n_classes: int = 0  # 0: no class head
     class_names: tuple = ()
     elevation_head: bool = False
@@ -64,8 +67,21 @@ class BASTConfig:
             raise ValueError(f"integration must be one of {INTEGRATIONS}, got {self.integration!r}")
         if self.class_names and len(self.class_names) != self.n_classes:
             raise ValueError(f"{len(self.class_names)} class names for n_classes={self.n_classes}")
+        if self.features not in FEATURES:
+            raise ValueError(f"features must be one of {FEATURES}, got {self.features!r}")
         if self.dim % self.heads:
             raise ValueError(f"dim {self.dim} is not a multiple of heads {self.heads}")
+
+    @property
+    def channels_per_ear(self) -> int:
+        return 1 if self.features == "logmel" else 3
+
+    def feature_shape(self, n_frames: int | None = None) -> tuple:
+        """Shape of one item's features (without batch)."""
+        t = self.n_frames if n_frames is None else n_frames
+        if self.features == "logmel":
+            return (2, self.n_mels, t)
+        return (2, 3, self.n_mels, t)
 
     @property
     def window_samples(self) -> int:
@@ -118,13 +134,17 @@ def _mel_filterbank(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float) 
 
 
 class BinauralLogMel(nn.Module):
-    """Waveforms ``(B, 2, T)`` -> log-mel ``(B, 2, n_mels, frames)`` (natural log of power + 1e-8).
+    """Waveforms ``(B, 2, T)`` -> log-mel ``(B, 2, n_mels, frames)`` (natural log of power + 1e-8),
+    or with ``features="logmel_ipd"`` ``(B, 2, 3, n_mels, frames)``: per ear its log-mel and the
+    cosine and sine of the interaural phase difference per mel band (phase of the mel-weighted
+    cross-spectrum, seen from that ear: the right ear's sine has the opposite sign).
 
     ``frames = 1 + T // hop`` (centred STFT, Hann window)."""
 
     def __init__(self, cfg: BASTConfig):
         super().__init__()
         self.n_fft, self.hop = cfg.n_fft, cfg.hop
+        self.ipd = cfg.features == "logmel_ipd"
         self.register_buffer("window", torch.hann_window(cfg.n_fft), persistent=False)
         self.register_buffer("fb", _mel_filterbank(cfg.sample_rate, cfg.n_fft, cfg.n_mels, cfg.fmin, cfg.fmax),
                              persistent=False)
@@ -135,7 +155,17 @@ class BinauralLogMel(nn.Module):
                           center=True, return_complex=True)
         power = spec.real ** 2 + spec.imag ** 2  # (BC, F, N)
         mel = torch.matmul(self.fb, power)
-        return torch.log(mel + 1e-8).reshape(B, C, mel.shape[-2], mel.shape[-1])
+        logmel = torch.log(mel + 1e-8).reshape(B, C, mel.shape[-2], mel.shape[-1])
+        if not self.ipd:
+            return logmel
+        spec = spec.reshape(B, C, spec.shape[-2], spec.shape[-1])
+        cross = spec[:, 0] * spec[:, 1].conj()  # (B, F, N)
+        cm = torch.complex(torch.matmul(self.fb, cross.real), torch.matmul(self.fb, cross.imag))
+        mag = cm.abs().clamp_min(1e-12)
+        cos, sin = cm.real / mag, cm.imag / mag
+        left = torch.stack([logmel[:, 0], cos, sin], dim=1)
+        right = torch.stack([logmel[:, 1], cos, -sin], dim=1)
+        return torch.stack([left, right], dim=1)  # (B, 2, 3, M, N)
 
 
 class _Block(nn.Module):
@@ -166,18 +196,19 @@ class _Encoder(nn.Module):
 
 
 class _PatchEmbed(nn.Module):
-    """One ear ``(B, n_mels, n_frames)`` -> tokens ``(B, n_patches, dim)`` (overlapping patches, conv)."""
+    """One ear ``(B, [C,] n_mels, n_frames)`` -> tokens ``(B, n_patches, dim)`` (overlapping patches, conv)."""
 
     def __init__(self, cfg: BASTConfig):
         super().__init__()
         nh, nw = cfg.grid()
         self.pad_h = (nh - 1) * cfg.stride[0] + cfg.patch[0] - cfg.n_mels
         self.pad_w = (nw - 1) * cfg.stride[1] + cfg.patch[1] - cfg.n_frames
-        self.proj = nn.Conv2d(1, cfg.dim, kernel_size=cfg.patch, stride=cfg.stride)
+        self.proj = nn.Conv2d(cfg.channels_per_ear, cfg.dim, kernel_size=cfg.patch, stride=cfg.stride)
         self.pos = nn.Parameter(torch.randn(1, nh * nw, cfg.dim) * 0.02)
 
     def forward(self, x):
-        x = x.unsqueeze(1)
+        if x.ndim == 3:
+            x = x.unsqueeze(1)
         if self.pad_h or self.pad_w:
             x = nn.functional.pad(x, (0, self.pad_w, 0, self.pad_h), mode="replicate")
         t = self.proj(x).flatten(2).transpose(1, 2)
@@ -209,11 +240,15 @@ class BAST(nn.Module):
 
     def forward(self, spec: torch.Tensor) -> BASTOutput:
         cfg = self.cfg
-        if spec.ndim != 4 or spec.shape[1] != 2 or spec.shape[2] != cfg.n_mels or spec.shape[3] != cfg.n_frames:
-            raise ValueError(
-                f"BAST expects (batch, 2, {cfg.n_mels}, {cfg.n_frames}) log-mel, got {tuple(spec.shape)}"
-            )
-        spec = spec - spec.mean(dim=(1, 2, 3), keepdim=True)  # level invariance, ILD kept
+        want = cfg.feature_shape()
+        if tuple(spec.shape[1:]) != want:
+            raise ValueError(f"BAST expects (batch, {', '.join(map(str, want))}) features ({cfg.features}), "
+                             f"got {tuple(spec.shape)}")
+        if cfg.features == "logmel":
+            spec = spec - spec.mean(dim=(1, 2, 3), keepdim=True)  # level invariance, ILD kept
+        else:
+            lm = spec[:, :, 0]
+            spec = torch.cat([(lm - lm.mean(dim=(1, 2, 3), keepdim=True)).unsqueeze(2), spec[:, :, 1:]], dim=2)
         left = self.enc_left(self.embed_left(spec[:, 0]))
         if cfg.share_weights:
             right = self.enc_left(self.embed_left(spec[:, 1]))

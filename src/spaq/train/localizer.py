@@ -234,17 +234,18 @@ def classes_of(spec: SyntheticSpec) -> list[str]:
 
 @torch.no_grad()
 def waveforms_to_features(x: np.ndarray | torch.Tensor, cfg: BASTConfig, batch: int = 256) -> torch.Tensor:
-    """``(N, 2, T)`` waveforms -> ``(N, 2, n_mels, frames)`` float32 log-mel (all frames)."""
+    """``(N, 2, T)`` waveforms -> ``(N, *cfg.feature_shape(frames))`` float32 features (all frames)."""
     fe = BinauralLogMel(cfg)
     xt = torch.as_tensor(x, dtype=torch.float32)
     return torch.cat([fe(xt[i: i + batch]) for i in range(0, xt.shape[0], batch)])
 
 
 def _crop(spec: torch.Tensor, n_frames: int, rng: np.random.Generator | None) -> torch.Tensor:
-    """``(2, F, T)`` -> ``(2, F, n_frames)``: random (rng) or centre crop, edge padding if short."""
+    """``(..., T)`` -> ``(..., n_frames)``: random (rng) or centre crop, edge padding if short."""
     T = spec.shape[-1]
     if T < n_frames:
-        return torch.nn.functional.pad(spec[None], (0, n_frames - T), mode="replicate")[0]
+        reps = spec[..., -1:].expand(*spec.shape[:-1], n_frames - T)
+        return torch.cat([spec, reps], dim=-1)
     a = int(rng.integers(0, T - n_frames + 1)) if rng is not None else (T - n_frames) // 2
     return spec[..., a: a + n_frames]
 
@@ -537,8 +538,10 @@ def load_input_features(path: Path, cfg: BASTConfig) -> torch.Tensor:
         except Exception as e:
             raise SpaqInputError(f"cannot read {path}: {' '.join(str(e).split())[:160]}") from None
         t = torch.as_tensor(np.asarray(arr) if suffix == ".npy" else arr, dtype=torch.float32)
-        if t.ndim != 3 or t.shape[0] != 2 or t.shape[1] != cfg.n_mels:
-            raise SpaqInputError(f"{path}: expected a [2, {cfg.n_mels}, T] log-mel spectrogram, got {list(t.shape)}")
+        want = list(cfg.feature_shape())[:-1]
+        if t.ndim != len(want) + 1 or list(t.shape[:-1]) != want:
+            raise SpaqInputError(f"{path}: expected {cfg.features} features [{', '.join(map(str, want))}, T], "
+                                 f"got {list(t.shape)}")
         return t
     from ..io import read_audio, resample
 
