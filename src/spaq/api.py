@@ -42,6 +42,12 @@ class ScoreReport:
         }
 
 
+def _metric_class(name: str):
+    from .metrics import base
+
+    return base._REGISTRY[name][0]
+
+
 def _metric_kwargs(name: str, checkpoint, offline, device) -> dict:
     kw = {"device": device}
     if name == "qastanet":
@@ -77,6 +83,11 @@ def score(ref, deg, sample_rate: int | None = None, metrics=None, fmt=None, trim
         warnings=warnings,
     )
     for n in names:
+        formats = getattr(_metric_class(n), "formats", None)
+        if formats and pair.format.kind not in formats and not strict:
+            # before loading it: a missing checkpoint is not the reason it cannot score this pair
+            report.skipped[n] = f"{n} scores {' or '.join(formats)} input only, not {pair.format.describe()}"
+            continue
         try:
             metric = load_metric(n, **_metric_kwargs(n, checkpoint, offline, device))
             res = metric.score(pair, maps=maps)

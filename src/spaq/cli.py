@@ -20,6 +20,10 @@ except ImportError:  # older typer depends on click itself
 
 from .errors import SpaqError
 
+# typer >= 0.20 defines Exit/Abort itself (its vendored click has no such attributes)
+_EXIT = tuple({getattr(_click_exc, "Exit", typer.Exit), typer.Exit})
+_ABORT = tuple({getattr(_click_exc, "Abort", typer.Abort), typer.Abort})
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="spaq: SPatial Audio Quality - score binaural and ambisonic audio against a reference.")
 weights_app = typer.Typer(no_args_is_help=True, help="Checkpoints: where they are, fetch them.")
@@ -82,9 +86,20 @@ def _write_maps(out: str, report) -> list[str]:
     fe = AuditoryFrontEnd()
     fc = fe.center_frequencies_hz.numpy()
     frame_s = fe.frame_len / fe.sample_rate
-    save_maps_npz(base + ".npz", maps, fc, frame_s)
-    plot_maps(base + ".png", maps, fc, frame_s, title=f"{Path(report.deg).name} vs {Path(report.ref).name}")
-    return [base + ".npz", base + ".png"]
+    written: list[str] = []
+    try:
+        save_maps_npz(base + ".npz", maps, fc, frame_s)
+        written.append(base + ".npz")
+        plot_maps(base + ".png", maps, fc, frame_s, title=f"{Path(report.deg).name} vs {Path(report.ref).name}")
+        written.append(base + ".png")
+    except OSError as e:  # no partial output: remove what was written
+        for p in written:
+            try:
+                os.unlink(p)
+            except OSError:
+                pass
+        raise SpaqError(f"cannot write maps {base}.npz/.png: {e.strerror or e}") from None
+    return written
 
 
 @app.command("score")
@@ -252,12 +267,12 @@ def main(argv: list[str] | None = None) -> int:
         msg = " ".join(str(e).split())
         sys.stderr.write(f"spaq: error: {msg}\n")
         return 2
-    except (_click_exc.Exit, typer.Exit) as e:
+    except _EXIT as e:
         return int(e.exit_code or 0)
     except _click_exc.ClickException as e:
         sys.stderr.write(f"spaq: error: {' '.join(e.format_message().split())}\n")
         return 2
-    except (_click_exc.Abort, typer.Abort):
+    except _ABORT:
         sys.stderr.write("spaq: aborted\n")
         return 130
     except KeyboardInterrupt:
