@@ -20,11 +20,18 @@ def _power(a: torch.Tensor) -> torch.Tensor:
     return a.real ** 2 + a.imag ** 2
 
 
+def _safe(x: torch.Tensor) -> torch.Tensor:
+    """x where x > 0, else 1: keeps divisions, logs and roots finite (and their gradients)
+    on bins that are masked afterwards anyway."""
+    return torch.where(x > 0, x, torch.ones_like(x))
+
+
 def _coherence(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Complex normalised cross-correlation over the last axis."""
+    """Complex normalised cross-correlation over the last axis (NaN where an input is all zero)."""
     num = torch.mean(a * torch.conj(b), dim=-1)
-    den = torch.sqrt(torch.mean(_power(a), dim=-1) * torch.mean(_power(b), dim=-1))
-    return num / den
+    den2 = torch.mean(_power(a), dim=-1) * torch.mean(_power(b), dim=-1)
+    coh = num / torch.sqrt(_safe(den2))
+    return torch.where(den2 > 0, coh, torch.full_like(coh, float("nan")))
 
 
 def binaural_frame_features(band: torch.Tensor, env: torch.Tensor, frame_len: int,
@@ -47,7 +54,9 @@ def binaural_frame_features(band: torch.Tensor, env: torch.Tensor, frame_len: in
     below = power <= floor
     power = torch.where(below, floor, power)
     p_ild = mean_ears ** 2
-    ild = 20 * torch.log10(p_ild[..., 0, :, :] / p_ild[..., 1, :, :])
+    pl, pr = p_ild[..., 0, :, :], p_ild[..., 1, :, :]
+    ild = 20 * torch.log10(_safe(pl) / _safe(pr))
+    ild = torch.where((pl > 0) & (pr > 0), ild, (torch.log10(pl / pr) * 20).detach())  # official +-inf/NaN kept
     band_f = frame(band, frame_len)
     # fine-structure coherence only where it is used (low bands), envelope elsewhere
     lo = fine_structure_bands.nonzero().flatten()

@@ -11,7 +11,6 @@ import math
 import numpy as np
 import torch
 
-from ..dsp import fft_convolve
 from .gammatone import erb_bandwidth
 
 __all__ = ["smoothing_coefficients", "erb_grouping_matrix", "directiveness", "recursive_smooth"]
@@ -48,26 +47,38 @@ def erb_grouping_matrix(center_hz, n_fft: int, sample_rate: float, fmin: float =
 
 
 def recursive_smooth(x: torch.Tensor, alpha: torch.Tensor, initial: torch.Tensor | None = None,
-                     max_len: int = 1024) -> torch.Tensor:
+                     block: int = 32) -> torch.Tensor:
     """``y[t] = a y[t-1] + (1-a) x[t]`` along the last axis. x ``(..., F, T)``, alpha ``(F,)``.
 
     ``initial=None``: ``y[0] = 0`` (the first frame is dropped, as QASTAnet does);
     otherwise ``initial`` ``(..., F)`` is ``y[-1]`` (the state carried from a previous chunk).
-    Implemented as a causal convolution with the exponential kernel (truncated below 1e-20):
-    vectorised and differentiable."""
+    Computed block by block (``block`` frames at a time) with a lower-triangular matrix of
+    the exponential kernel: direct sums of non-negative terms keep exact zeros zero (the
+    official code turns 0/0 into NaN on silent frames; FFT round-off would not), vectorised
+    over batch and frequency, differentiable."""
     t = x.shape[-1]
     a = alpha.to(device=x.device, dtype=torch.float64)
-    k_len = min(t, max_len)
-    k = torch.arange(k_len, dtype=torch.float64, device=x.device)
-    powers = torch.exp(k[None, :] * torch.log(a)[:, None])  # (F, k_len): a^k
-    kernel = ((1 - a)[:, None] * powers).to(x.dtype)
+    k = min(block, t)
+    idx = torch.arange(k, device=x.device)
+    lag = (idx[:, None] - idx[None, :]).to(torch.float64)  # i - j
+    la = torch.log(a)[:, None, None]
+    w = torch.where(lag >= 0, (1 - a)[:, None, None] * torch.exp(lag.clamp(min=0) * la), torch.zeros((), dtype=torch.float64, device=x.device))
+    carry_w = torch.exp((idx + 1).to(torch.float64)[None, :] * torch.log(a)[:, None])  # (F, k): a^(i+1)
+    w = w.to(x.dtype)
+    carry_w = carry_w.to(x.dtype)
     if initial is None:
-        x0 = torch.cat([torch.zeros_like(x[..., :1]), x[..., 1:]], dim=-1)
-        return fft_convolve(x0, kernel)
-    y = fft_convolve(x, kernel)
-    carry = torch.exp(torch.arange(1, t + 1, dtype=torch.float64, device=x.device)[None, :]
-                      * torch.log(a)[:, None]).to(x.dtype)  # a^(j+1)
-    return y + initial.unsqueeze(-1) * carry
+        x = torch.cat([torch.zeros_like(x[..., :1]), x[..., 1:]], dim=-1)
+        prev = torch.zeros_like(x[..., 0])
+    else:
+        prev = initial
+    out = []
+    for s0 in range(0, t, k):
+        xb = x[..., s0:s0 + k]
+        n = xb.shape[-1]
+        yb = torch.einsum("fij,...fj->...fi", w[:, :n, :n], xb) + prev.unsqueeze(-1) * carry_w[:, :n]
+        out.append(yb)
+        prev = yb[..., -1]
+    return torch.cat(out, dim=-1)
 
 
 def directiveness(hoa: torch.Tensor, window: torch.Tensor, alpha: torch.Tensor,
@@ -90,12 +101,18 @@ def directiveness(hoa: torch.Tensor, window: torch.Tensor, alpha: torch.Tensor,
     w = spec[..., 0, :, :]
     xyz = spec[..., 1:4, :, :] * math.sqrt(3 / 2)
     intensity = torch.real(w.unsqueeze(-3).conj() * xyz)
-    i_norm = torch.sqrt(torch.sum(intensity ** 2, dim=-3) + eps)
+    i2 = torch.sum(intensity ** 2, dim=-3) + eps
+    i_norm = torch.where(i2 > 0, torch.sqrt(torch.where(i2 > 0, i2, torch.ones_like(i2))), torch.zeros_like(i2))
     energy = (torch.abs(w) ** 2 + torch.sum(torch.abs(xyz) ** 2, dim=-3)) / 2
     sm = recursive_smooth(torch.stack((i_norm, energy), dim=-3), alpha.to(hoa.device), initial=state)
-    d = sm[..., 0, :, :] / (sm[..., 1, :, :] + eps)
+    e_s = sm[..., 1, :, :] + eps
+    d = sm[..., 0, :, :] / torch.where(e_s > 0, e_s, torch.ones_like(e_s))
     d = torch.clamp(d, 1e-3, 1 - 1e-3)
-    out = torch.einsum("kf,...fl->...kl", grouping.to(d.dtype), d)
+    grouping = grouping.to(d.dtype)
+    out = torch.einsum("kf,...fl->...kl", grouping, d)
+    # bins without energy are 0/0 in the official code: the whole ERB band becomes NaN
+    empty = torch.einsum("kf,...fl->...kl", (grouping > 0).to(d.dtype), (e_s <= 0).to(d.dtype)) > 0
+    out = torch.where(empty, torch.full_like(out, float("nan")), out)
     if return_state:
         return out, sm[..., -1]
     return out
