@@ -155,13 +155,16 @@ def test_triplets_and_single(tmp_path):
     ({"scene": {"formats": {"stereo": 1}}}, "unknown format"),
     ({"scene": {"hrtf": "/nonexistent.sofa"}}, "SOFA file not found"),
 ])
-def test_bad_configs_one_line_exit_2(tmp_path, bad, msg):
+def test_bad_configs_one_line_exit_2(tmp_path, bad, msg, capsys):
+    from spaq.cli import main
+
     p = tmp_path / "c.yaml"
     p.write_text(yaml.safe_dump(bad))
-    res = CliRunner().invoke(app(), ["generate", str(p), "--out", str(tmp_path / "o"), "-q"])
-    assert res.exit_code == 2, res.output
-    lines = [ln for ln in res.output.splitlines() if ln.strip()]
-    assert len(lines) == 1 and msg in lines[0], res.output
+    rc = main(["generate", str(p), "--out", str(tmp_path / "o"), "-q"])
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and msg in lines[0], err
     assert not (tmp_path / "o" / "audio").exists()
 
 

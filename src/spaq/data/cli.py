@@ -6,8 +6,6 @@ from typing import Optional
 
 import typer
 
-from ..errors import SpaqError
-
 __all__ = ["register", "generate_command"]
 
 
@@ -27,14 +25,10 @@ def generate_command(
     from .config import load_config
     from .corpus import generate_corpus
 
-    err = Console(stderr=True)
-    try:
-        cfg = load_config(config)
-        df = generate_corpus(cfg, str(out), n=n, seed=seed, workers=workers, resume=resume,
-                             csv=True if csv else None, progress=not quiet)
-    except SpaqError as e:
-        err.print(f"spaq generate: error: {e}", markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(2)
+    # user errors raise SpaqError: spaq.cli.main prints them as one line and exits 2
+    cfg = load_config(config)
+    df = generate_corpus(cfg, str(out), n=n, seed=seed, workers=workers, resume=resume,
+                         csv=True if csv else None, progress=not quiet)
     if not quiet:
         Console().print(f"{len(df)} items in {out} (manifest.parquet)")
 
