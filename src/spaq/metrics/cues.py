@@ -29,10 +29,34 @@ MAP_NAMES = ("d_ild_db", "d_coherence", "d_level_db", "d_directiveness")
 
 @lru_cache(maxsize=8)
 def _decoder_cached(order: int, sample_rate: int) -> np.ndarray:
-    from ..spatial.ambisonics import binaural_decoder
-    from ..spatial.hrtf import load_hrtf
+    """MagLS decoder of the default HRTF, cached in memory and in the spaq cache directory
+    (keyed by the SOFA file's sha256, order and rate; written atomically)."""
+    import os
+    import tempfile
 
-    return binaural_decoder(load_hrtf("default", sample_rate=sample_rate), order, method="magls")
+    from ..spatial.ambisonics import binaural_decoder
+    from ..spatial.hrtf import default_hrtf_path, file_sha256, load_hrtf
+    from ..weights import cache_dir
+
+    key = f"magls_{file_sha256(default_hrtf_path())[:16]}_o{order}_{sample_rate}.npy"
+    path = cache_dir() / "decoders" / key
+    if path.is_file():
+        try:
+            d = np.load(path)
+            if d.ndim == 3 and d.shape[:2] == (2, (order + 1) ** 2):
+                return d
+        except (OSError, ValueError):
+            pass
+    d = binaural_decoder(load_hrtf("default", sample_rate=sample_rate), order, method="magls")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npy")
+        with os.fdopen(fd, "wb") as f:
+            np.save(f, d)
+        os.replace(tmp, path)
+    except OSError:  # a read-only cache only costs time
+        pass
+    return d
 
 
 def hrtf_decoder(order: int, sample_rate: int = 48000) -> torch.Tensor:
@@ -52,10 +76,16 @@ def cue_maps(ref: torch.Tensor, deg: torch.Tensor, frontend: AuditoryFrontEnd,
     ambi = decoder is not None
     c = paired_cues(ref, deg, frontend, decoder, ambi, chunk_frames=chunk_frames)
     valid = ~c["below_floor"][:, 0]
+    deg_silent = c["below_floor"][:, 1]
     nan = torch.tensor(float("nan"), dtype=torch.float64, device=ref.device)
+    zero = torch.zeros((), dtype=torch.float64, device=ref.device)
+    # a degraded band below the hearing threshold has no audible interaural difference and no
+    # coherence: its ILD counts as 0 dB and its |coherence| as 0 (so a lost band is scored, not NaN)
     # the front-end's ILD is 20 log10 of an envelope *power* ratio; halve it for dB
-    d_ild = (c["ild"][:, 1] - c["ild"][:, 0]) / 2
-    d_coh = torch.abs(c["coherence"][:, 1]) - torch.abs(c["coherence"][:, 0])
+    ild_deg = torch.where(deg_silent, zero, c["ild"][:, 1] / 2)
+    coh_deg = torch.where(deg_silent, zero, torch.abs(c["coherence"][:, 1]).to(torch.float64))
+    d_ild = ild_deg - c["ild"][:, 0] / 2
+    d_coh = coh_deg - torch.abs(c["coherence"][:, 0])
     d_lvl = 10 * torch.log10(c["power"][:, 1] / c["power"][:, 0])
     out = {
         "d_ild_db": torch.where(valid, d_ild, nan),
