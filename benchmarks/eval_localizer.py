@@ -11,6 +11,7 @@ Each example is one analysis window (about 0.47 s), scored on its own.
 """
 import argparse
 import json
+import os
 import time
 
 import numpy as np
@@ -26,16 +27,34 @@ SETS = {
 }
 
 
-def evaluate(ckpt, n=400, sets=None, workers=1, seed=12345, log=print):
-    model, meta = load_checkpoint(ckpt)
+def test_set(name, cfg, n=400, workers=1, seed=12345, cache_dir=None):
+    """Features ``(n, 2, n_mels, n_frames)``, unit directions ``(n, 3)``, class indices of a held-out set."""
+    key = f"{name}_{n}_{seed}_{cfg.sample_rate}_{cfg.n_fft}_{cfg.hop}_{cfg.n_mels}_{cfg.n_frames}_{cfg.fmin}_{cfg.fmax}"
+    f = os.path.join(cache_dir, f"test_{key}.pt") if cache_dir else None
+    if f and os.path.isfile(f):
+        d = torch.load(f, weights_only=True)
+        return d["feats"], d["dirs"].numpy(), d["cls"].numpy()
+    spec = SyntheticSpec(**SETS[name])
+    x, dirs, c, _ = synthesize_parallel(spec, n, seed, "test_" + name, cfg.sample_rate, cfg.window_samples,
+                                        workers=workers)
+    feats = waveforms_to_features(x, cfg)
+    if f:
+        os.makedirs(cache_dir, exist_ok=True)
+        torch.save({"feats": feats, "dirs": torch.as_tensor(dirs), "cls": torch.as_tensor(c)}, f)
+    return feats, dirs, c
+
+
+def evaluate(ckpt, n=400, sets=None, workers=1, seed=12345, log=print, cache_dir=None, model=None):
+    if model is None:
+        model, meta = load_checkpoint(ckpt)
+    else:
+        meta = {"sha256": None}
     cfg = model.cfg
     out = {"checkpoint": str(ckpt), "sha256": meta["sha256"], "sets": {}}
     for name in sets or SETS:
         t = time.time()
         spec = SyntheticSpec(**SETS[name])
-        x, d, c, _ = synthesize_parallel(spec, n, seed, "test_" + name, cfg.sample_rate, cfg.window_samples,
-                                         workers=workers)
-        feats = waveforms_to_features(x, cfg)
+        feats, d, c = test_set(name, cfg, n, workers, seed, cache_dir)
         pred, probs = predict(model, feats)
         m = evaluate_directions(pred, d.astype(np.float64))
         if probs is not None and cfg.class_names:
@@ -58,9 +77,10 @@ if __name__ == "__main__":
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json")
+    ap.add_argument("--cache", help="folder to keep rendered test sets")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    res = evaluate(a.checkpoint, a.n, a.sets.split(","), a.workers)
+    res = evaluate(a.checkpoint, a.n, a.sets.split(","), a.workers, cache_dir=a.cache)
     if a.json:
         with open(a.json, "w") as fh:
             json.dump(res, fh, indent=2)

@@ -40,6 +40,8 @@ __all__ = [
     "SyntheticSpec",
     "synthesize",
     "synthesize_parallel",
+    "SpectralSceneSampler",
+    "build_model",
     "read_index",
     "train_localizer",
     "train_from_csv",
@@ -103,6 +105,8 @@ class LocalizerTrainConfig:
     val_fraction: float = 0.2  # csv: share of files held out
     threads: int = 1
     workers: int = 1  # processes rendering synthetic scenes
+    spectral_batch: int = 0  # on-the-fly spectral-domain anechoic scenes added to each batch
+    spectral_bank: int = 2000  # source clips in the bank of the spectral sampler
     data: dict = field(default_factory=dict)  # synthetic spec
 
     @classmethod
@@ -227,6 +231,87 @@ def synthesize_parallel(spec: SyntheticSpec, n: int, seed: int, split: str, samp
 
 def classes_of(spec: SyntheticSpec) -> list[str]:
     return sorted({CLASS_OF_SOURCE.get(k, k) for k in spec.sources})
+
+
+# --------------------------------------------------------------------------- spectral-domain sampler
+
+
+class SpectralSceneSampler:
+    """Fresh anechoic scenes for every batch, built in the STFT-power domain.
+
+    For an HRIR much shorter than the STFT window, ``STFT(s * h) ~ STFT(s) . H`` with
+    ``H = rfft(h, n_fft)``; so with a bank of source power spectrograms ``|S|^2 (F, T)``
+    (rendered once from ``spaq.data.sources``) and the HRTF set's transfer functions, any
+    (source, direction) pair gives the log-mel features of its binaural rendering (and the
+    mel-band interaural phase for ``logmel_ipd``) without convolution: every batch draws new
+    pairs, so the model sees far more direction/content combinations than a fixed corpus.
+    Optional diffuse noise (pink, the HRTF set's diffuse-field power and cross-spectrum) at a
+    random SNR. Rooms are not modelled here (mix with rendered scenes for those).
+    """
+
+    def __init__(self, cfg: BASTConfig, spec: SyntheticSpec, n_bank: int, seed: int, split: str = "spectral",
+                 hrtf=None, log=print):
+        from ..data.sources import make_source
+        from ..spatial.hrtf import load_hrtf
+
+        self.cfg, self.spec = cfg, spec
+        hrtf = load_hrtf(spec.hrtf, cfg.sample_rate) if hrtf is None else hrtf
+        H = np.fft.rfft(hrtf.hrir, n=cfg.n_fft, axis=-1)  # (D, 2, F)
+        self.H = torch.as_tensor(H.astype(np.complex64))
+        self.dirs = torch.as_tensor(sph2cart(hrtf.azimuth_deg, hrtf.elevation_deg).astype(np.float32))
+        self.diffuse_pow = (self.H.abs() ** 2).mean(0)  # (2, F)
+        self.diffuse_cross = (self.H[:, 0] * self.H[:, 1].conj()).mean(0)  # (F,)
+        fe = BinauralLogMel(cfg)
+        self.fb = fe.fb
+        self.window = torch.hann_window(cfg.n_fft)
+        classes = classes_of(spec)
+        split_key = int(hashlib.sha256(split.encode()).hexdigest()[:8], 16)
+        t = time.time()
+        bank, cls = [], []
+        for i in range(n_bank):
+            rng = np.random.default_rng([int(seed), split_key, i])
+            kind = spec.sources[int(rng.integers(len(spec.sources)))]
+            x, _ = make_source(kind, cfg.window_samples / cfg.sample_rate + 0.05, cfg.sample_rate, rng,
+                               level_dbfs=float(rng.uniform(*spec.level_dbfs)))
+            seg = torch.as_tensor(x[: cfg.window_samples], dtype=torch.float32)
+            S = torch.stft(seg, cfg.n_fft, cfg.hop, window=self.window, center=True, return_complex=True)
+            bank.append((S.real ** 2 + S.imag ** 2)[:, : cfg.n_frames])
+            cls.append(classes.index(CLASS_OF_SOURCE.get(kind, kind)))
+        self.bank = torch.stack(bank)  # (K, F, T)
+        self.cls = torch.as_tensor(cls)
+        freqs = torch.linspace(0, cfg.sample_rate / 2, cfg.n_fft // 2 + 1)
+        self.pink = 1.0 / freqs.clamp_min(20.0)  # pink power shape (F,)
+        log(f"spectral sampler: {n_bank} source clips in {time.time() - t:.0f} s")
+
+    def sample(self, n: int, gen: torch.Generator):
+        """``n`` scenes -> (features ``(n, *cfg.feature_shape())``, unit directions ``(n, 3)``, classes ``(n,)``)."""
+        k = torch.randint(0, self.bank.shape[0], (n,), generator=gen)
+        d = torch.randint(0, self.H.shape[0], (n,), generator=gen)
+        S = self.bank[k]  # (n, F, T)
+        H = self.H[d]  # (n, 2, F)
+        P = S[:, None] * (H.abs() ** 2)[..., None]  # (n, 2, F, T)
+        cross = S * (H[:, 0] * H[:, 1].conj())[..., None]  # (n, F, T)
+        noisy = torch.rand(n, generator=gen) < self.spec.noise_fraction
+        if bool(noisy.any()):
+            lo, hi = self.spec.snr_db
+            snr = lo + (hi - lo) * torch.rand(n, generator=gen)
+            shape = torch.distributions.Exponential(1.0).sample(S.shape)  # chi-square(2)/2 per bin
+            Pn = self.pink[None, :, None] * shape
+            ps = P.mean(dim=(1, 2, 3))
+            pn = (Pn[:, None] * self.diffuse_pow[None, :, :, None]).mean(dim=(1, 2, 3))
+            g = torch.where(noisy, ps / pn.clamp_min(1e-30) / 10 ** (snr / 10), torch.zeros_like(ps))
+            P = P + g[:, None, None, None] * Pn[:, None] * self.diffuse_pow[None, :, :, None]
+            cross = cross + g[:, None, None] * Pn * self.diffuse_cross[None, :, None]
+        mel = torch.matmul(self.fb, P)  # (n, 2, M, T)
+        logmel = torch.log(mel + 1e-8)
+        if self.cfg.features == "logmel":
+            feats = logmel
+        else:
+            cm = torch.complex(torch.matmul(self.fb, cross.real), torch.matmul(self.fb, cross.imag))
+            mag = cm.abs().clamp_min(1e-12)
+            cos, sin = cm.real / mag, cm.imag / mag
+            feats = torch.stack([torch.stack([logmel[:, 0], cos, sin], 1), torch.stack([logmel[:, 1], cos, -sin], 1)], 1)
+        return feats, self.dirs[d], self.cls[k]
 
 
 # --------------------------------------------------------------------------- features
@@ -363,11 +448,13 @@ def predict(model: BAST, feats: torch.Tensor, batch: int = 512) -> tuple[np.ndar
 
 
 def _fit(model: BAST, train_feats, train_dir, train_cls, val_feats, val_dir, val_cls, tc: LocalizerTrainConfig,
-         crop_train: bool, log=print) -> dict:
+         crop_train: bool, log=print, sampler: SpectralSceneSampler | None = None) -> dict:
     """Train ``model`` in place; keeps the weights of the best validation epoch. Features are
-    ``(N, 2, F, T)`` tensors (or lists of ``(2, F, T_i)`` when ``crop_train``)."""
+    ``(N, 2, F, T)`` tensors (or lists of ``(2, F, T_i)`` when ``crop_train``). With a
+    ``sampler``, ``tc.spectral_batch`` fresh spectral-domain scenes join every batch."""
     torch.manual_seed(tc.seed)
     rng = np.random.default_rng(tc.seed)
+    gen = torch.Generator().manual_seed(int(tc.seed) + 1)
     cfg = model.cfg
     loss_fn = MultiTaskLoss(tc.loss, tc.class_weight, tc.elevation_weight)
     opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
@@ -402,9 +489,14 @@ def _fit(model: BAST, train_feats, train_dir, train_cls, val_feats, val_dir, val
         for s in range(steps_per_epoch):
             idx = perm[s * tc.batch_size: (s + 1) * tc.batch_size]
             x = batch_feats(train_feats, idx, True)
+            yd = train_dir[idx]
+            yc = train_cls[idx] if train_cls is not None else None
+            if sampler is not None and tc.spectral_batch > 0:
+                sx, sd, sc = sampler.sample(int(tc.spectral_batch), gen)
+                x, yd = torch.cat([x, sx]), torch.cat([yd, sd])
+                yc = torch.cat([yc, sc]) if yc is not None else None
             out = model(x)
-            loss, _ = loss_fn(out.direction, train_dir[idx], out.class_logits,
-                              train_cls[idx] if train_cls is not None else None, out.elevation)
+            loss, _ = loss_fn(out.direction, yd, out.class_logits, yc, out.elevation)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -471,7 +563,10 @@ def train_localizer(tc: LocalizerTrainConfig, out_path, cache_dir=None, log=prin
 
     tf, td, tcl = data("train", tc.n_train)
     vf, vd, vcl = data("val", tc.n_val)
-    summary = _fit(model, tf, td, tcl, vf, vd, vcl, tc, crop_train=False, log=log)
+    sampler = None
+    if tc.spectral_batch > 0:
+        sampler = SpectralSceneSampler(cfg, spec, tc.spectral_bank, tc.seed, log=log)
+    summary = _fit(model, tf, td, tcl, vf, vd, vcl, tc, crop_train=False, log=log, sampler=sampler)
     summary.update(data="synthetic", synthetic=_jsonable(spec.__dict__), seed=tc.seed, loss=tc.loss,
                    n_train=tc.n_train, n_val=tc.n_val, epochs=tc.epochs)
     summary["sha256"] = save_checkpoint(out_path, model, summary)
