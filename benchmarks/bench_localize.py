@@ -38,9 +38,14 @@ def main():
     x = 0.1 * rng.standard_normal((2, int(a.seconds * sr)))
     x48 = 0.1 * rng.standard_normal((2, int(a.seconds * 48000)))
     localize(x, sr, weights=a.weights)  # warm-up
-    print(f"weights {meta['path']} ({meta['sha256'][:12]}), threads {a.threads}, {a.seconds:.0f} s stream")
-    for label, arr, rate in [(f"localize() at {sr} Hz", x, sr), ("localize() at 48000 Hz (resampled)", x48, 48000)]:
-        best, med = best_of(lambda: localize(arr, rate, weights=a.weights))
+    import os
+
+    print(f"weights {meta['path']} ({meta['sha256'][:12]}), threads {a.threads}, {a.seconds:.0f} s stream, "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    for label, arr, rate, ov in [(f"localize() at {sr} Hz", x, sr, 0.0),
+                                 ("localize() at 48000 Hz (resampled)", x48, 48000, 0.0),
+                                 (f"localize() at {sr} Hz, overlap 0.5", x, sr, 0.5)]:
+        best, med = best_of(lambda: localize(arr, rate, weights=a.weights, overlap=ov))
         print(f"{label:40s} best {best * 1000:7.1f} ms  median {med * 1000:7.1f} ms  RTF {a.seconds / best:7.0f}x "
               f"(median {a.seconds / med:.0f}x)")
     best, med = best_of(lambda: binaural_window_directions(model, x, sr))

@@ -60,7 +60,11 @@ def test_binaural_array_resampled_shapes(tiny_ckpt):
     assert r16.method == "bast" and r16.sample_rate == FS
     assert r16.azimuth_deg.shape == (1,) and 0.0 <= r16.confidence[0] <= 1.0
     n_win = r16.frame_times_s.shape[0]
-    assert r16.frame_azimuth_deg.shape == (1, n_win) and n_win >= 2 * 3 * FS // (160 * 24) - 1
+    assert r16.frame_azimuth_deg.shape == (1, n_win) and n_win == 13  # 301 frames: 12 windows of 24 + one at the end
+    r_ov = localize(x, FS, weights=tiny_ckpt, overlap=0.5)
+    assert r_ov.frame_times_s.shape[0] >= 2 * n_win - 2
+    with pytest.raises(SpaqInputError, match="overlap"):
+        localize(x, FS, weights=tiny_ckpt, overlap=1.0)
     assert set(r16.class_probabilities) == {"a", "b"}
     assert abs(sum(r16.class_probabilities.values()) - 1.0) < 1e-3
     from spaq.io import resample

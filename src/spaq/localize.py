@@ -224,12 +224,13 @@ def _resolve_format(fmt, n_ch: int, name: str):
 
 def localize(x, sample_rate: int | None = None, format=None, *, n_sources: int = 1, weights=None,
              frame_s: float | None = None, silence_db: float = -90.0, active_range_db: float = 30.0,
-             ) -> LocalizationResult:
+             overlap: float = 0.0) -> LocalizationResult:
     """Localise the source(s) in one stream ``x``: a file path or an array ``(channels, time)``
     (``sample_rate`` needed for arrays). ``format``: "binaural", "foa", "hoa3", ... or None
     (2 channels: binaural, (N+1)^2: ambisonics ACN/SN3D). Binaural input at another rate
     than the model's is resampled. ``frame_s``: trajectory frame (ambisonics; binaural
-    frames are the model's half-overlapping windows). Silence (RMS below ``silence_db``
+    frames are the model's analysis windows, about 0.47 s for the shipped model, overlapping by
+    ``overlap``). Silence (RMS below ``silence_db``
     dBFS) raises :class:`SpaqInputError`: there is no direction to find."""
     arr, sr, name = _load_input(x, sample_rate)
     if int(n_sources) < 1:
@@ -250,12 +251,13 @@ def localize(x, sample_rate: int | None = None, format=None, *, n_sources: int =
             provenance={"method": "active intensity vector (first-order channels)", "diffuseness": float(r.diffuseness),
                         **r.settings},
         )
-    return _localize_binaural(arr, sr, name, n_sources, weights, active_range_db)
+    return _localize_binaural(arr, sr, name, n_sources, weights, active_range_db, overlap)
 
 
 @torch.no_grad()
-def binaural_window_directions(model, x: np.ndarray, sample_rate: int):
-    """Per-window predictions of ``model`` for binaural ``x (2, T)`` at ``sample_rate``:
+def binaural_window_directions(model, x: np.ndarray, sample_rate: int, overlap: float = 0.0):
+    """Per-window predictions of ``model`` for binaural ``x (2, T)`` at ``sample_rate``
+    (windows of ``model.cfg.n_frames`` frames, overlapping by ``overlap`` (0 <= overlap < 1)):
     ``(unit directions (W, 3), window power (W,), window centre times (W,), class probs (W, K) | None)``."""
     from .io import resample
     from .train.localizer import predict
@@ -267,7 +269,10 @@ def binaural_window_directions(model, x: np.ndarray, sample_rate: int):
 
     feats = model.features()(torch.as_tensor(x, dtype=torch.float32)[None])[0]  # (2, [3,] F, N)
     N = feats.shape[-1]
-    n, hop = cfg.n_frames, max(1, cfg.n_frames // 2)
+    if not 0.0 <= float(overlap) < 1.0:
+        raise SpaqInputError(f"overlap must be in [0, 1), got {overlap}")
+    n = cfg.n_frames
+    hop = max(1, int(round(n * (1.0 - float(overlap)))))
     if N < n:
         feats = _crop(feats, n, None)
         N = n
@@ -282,10 +287,10 @@ def binaural_window_directions(model, x: np.ndarray, sample_rate: int):
     return dirs, power, times, probs
 
 
-def _localize_binaural(arr, sr, name, n_sources, weights, active_range_db) -> LocalizationResult:
+def _localize_binaural(arr, sr, name, n_sources, weights, active_range_db, overlap) -> LocalizationResult:
     model, meta = load_localizer(weights)
     cfg = model.cfg
-    dirs, power, times, probs = binaural_window_directions(model, arr, sr)
+    dirs, power, times, probs = binaural_window_directions(model, arr, sr, overlap)
     active = power >= power.max() * 10 ** (-active_range_db / 10)
     w = np.sqrt(power) * active
     S = int(n_sources)
@@ -322,6 +327,7 @@ def _localize_binaural(arr, sr, name, n_sources, weights, active_range_db) -> Lo
         frame_azimuth_deg=FA, frame_elevation_deg=FE, frame_confidence=FC, class_probabilities=cp,
         provenance={"model": "bast", "weights": os.path.basename(meta["path"]), "sha256": meta["sha256"],
                     "input_sample_rate": int(sr), "window_s": round(cfg.window_samples / cfg.sample_rate, 4),
+                    "overlap": float(overlap),
                     "integration": cfg.integration, "share_weights": cfg.share_weights},
     )
 
