@@ -42,17 +42,19 @@ class AuditoryFrontEnd(nn.Module):
     ``sample_rate`` and return float64 features."""
 
     def __init__(self, sample_rate: int = 48000, frame_ms: float = 40.0, env_lowpass_hz: float = 150.0,
-                 mso_rolloff_hz: float = 1300.0, full_scale_db_spl: float = 100.0, band_group: int = 6):
+                 mso_rolloff_hz: float = 1300.0, full_scale_db_spl: float = 100.0, band_group: int = 3):
         super().__init__()
         self.sample_rate = int(sample_rate)
         self.frame_len = int(frame_ms / 1000 * sample_rate)
         self.mso_rolloff_hz = mso_rolloff_hz
         self.band_group = band_group
+        self.band_dtype = torch.complex64
         self.gammatone = GammatoneFilterbank(sample_rate)
         fc = self.gammatone.center_frequencies_hz.numpy()
         b, a = sps.butter(1, 2 * env_lowpass_hz / sample_rate)
         self.lp_b = (float(b[0]), float(b[1]))
         self.lp_pole = float(-a[1])
+        self.lp_tail = int(math.ceil(math.log(1e-20) / math.log(self.lp_pole)))  # p^t < 1e-20 after it
         self.register_buffer("power_floor", torch.from_numpy(band_power_floor(fc, full_scale_db_spl)))
         n_fft = self.frame_len
         self.register_buffer("dir_window", torch.sqrt(torch.hann_window(n_fft, dtype=torch.float64)))
@@ -80,7 +82,9 @@ class AuditoryFrontEnd(nn.Module):
         coef, norm = hohmann_coefficients(self.center_frequencies_hz.cpu().numpy()[bands], self.sample_rate)
         w = torch.exp(-2j * math.pi * torch.arange(n, dtype=torch.float64, device=device) / n)
         a = torch.as_tensor(coef, device=device)[:, None]
-        return torch.as_tensor(norm, device=device)[:, None] / (1 - a * w[None, :]) ** 4
+        d = 1 - a * w[None, :]
+        d = d * d
+        return torch.as_tensor(norm, device=device)[:, None] / (d * d)
 
     def _lowpass_analytic(self, mag: torch.Tensor) -> torch.Tensor:
         """Causal first-order low-pass (zero state) of the analytic signal of ``mag`` ``(..., T)``
@@ -101,8 +105,10 @@ class AuditoryFrontEnd(nn.Module):
         z_half = half * gain
         y = torch.fft.ifft(z_half * lp, n=t, dim=-1)  # zero-padded negative frequencies
         z0 = z_half.sum(dim=-1, keepdim=True) / t
-        decay = p ** torch.arange(t, device=mag.device, dtype=torch.float64)
-        return y - (y[..., :1] - b0 * z0) * decay.to(mag.dtype)
+        n_head = min(t, self.lp_tail)
+        decay = p ** torch.arange(n_head, device=mag.device, dtype=torch.float64)
+        head = y[..., :n_head] - (y[..., :1] - b0 * z0) * decay.to(mag.dtype)
+        return torch.cat([head, y[..., n_head:]], dim=-1)
 
     # ------------------------------------------------------------------ cues
     def binaural_from_spectrum(self, spec: torch.Tensor, n_samples: int) -> dict:
@@ -115,7 +121,9 @@ class AuditoryFrontEnd(nn.Module):
         for start in range(0, self.n_bands, self.band_group):
             bands = slice(start, min(start + self.band_group, self.n_bands))
             h = self._gammatone_response(n, bands, spec.device)  # (G, n)
-            band = torch.fft.ifft(spec.unsqueeze(-2) * h, dim=-1)[..., :n_samples]  # (..., 2, G, T)
+            # the product (which separates weak bands from strong out-of-band content) is formed
+            # in float64; each band's own signal then only needs relative precision: float32
+            band = torch.fft.ifft((spec.unsqueeze(-2) * h).to(self.band_dtype), dim=-1)[..., :n_samples]
             env = self._lowpass_analytic(torch.abs(band))
             fine = fc[bands] < self.mso_rolloff_hz
             out.append(binaural_frame_features(band, env, self.frame_len, self.power_floor[bands], fine))

@@ -48,15 +48,23 @@ def binaural_cue_pair(ref: torch.Tensor, deg: torch.Tensor, frontend: AuditoryFr
     with ``decoder`` ``(2, C_dec, L)`` when given (ambisonics), else taken as binaural.
     Returns dict of ``(B, 2, F, nf)`` (index 0 reference, 1 degraded)."""
     t = ref.shape[-1]
-    x = torch.stack((ref, deg), dim=1).to(torch.float64)  # (B, 2, C, T)
+    x = torch.stack((ref, deg), dim=1)  # (B, 2, C, T)
     if decoder is None:
-        spec = torch.fft.fft(x, n=frontend.spectrum_length(t), dim=-1)
+        n = frontend.spectrum_length(t)
+        half = torch.fft.rfft(x.to(torch.float64), n=n, dim=-1)
     else:
         c = min(ref.shape[-2], decoder.shape[1])
         n = frontend.spectrum_length(t, extra=decoder.shape[-1])
-        # decoder and gammatone are both linear: decode in the frequency domain, no round trip
-        spec = torch.einsum("brcf,ocf->brof", torch.fft.fft(x[..., :c, :], n=n, dim=-1),
-                            torch.fft.fft(decoder[:, :c, :].to(torch.float64), n=n, dim=-1))
+        # decoder and gammatone are both linear: decode in the frequency domain (channel by
+        # channel, to keep one channel's spectrum in memory at a time), no round trip
+        half = None
+        for ch in range(c):
+            term = torch.fft.rfft(x[..., ch:ch + 1, :].to(torch.float64), n=n, dim=-1) * \
+                torch.fft.rfft(decoder[:, ch, :].to(torch.float64), n=n, dim=-1)  # (B, 2, 2, F)
+            half = term if half is None else half + term
+    # full spectrum of the real binaural signals from the half spectrum (Hermitian symmetry)
+    tail = torch.conj(half[..., 1:(n + 1) // 2].flip(-1))
+    spec = torch.cat([half, tail], dim=-1)
     return frontend.binaural_from_spectrum(spec, t)
 
 

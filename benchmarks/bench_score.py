@@ -1,0 +1,164 @@
+"""Speed and memory of the qastanet and cues metrics on third-order ambisonic pairs.
+
+    python benchmarks/bench_score.py [--durations 5 10 30 600] [--metric qastanet cues]
+                                     [--checkpoint PATH] [--baseline] [--cli] [--cuda-batch 64]
+
+Each case runs in a fresh subprocess (peak RSS of that process = model + one call).
+Prints, per duration: metric-call time, time per second of audio, real-time factor, peak
+memory; with --baseline also a naive float32 full-rate implementation of the same chain
+(time-domain decoding, FIR gammatone, full-signal Hilbert, FIR low-pass — the official
+structure) measured in the same run, and the ratio. The official implementation's own
+figures on this machine kind (../shared/README.md): 10 s -> 10 s and 3.4 GB; 30 s -> 39 s
+and 8.6 GB.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_CKPT = REPO.parent / "shared" / "qastanet" / "model_weights.pth.tar"
+
+
+def make_pair(seconds: float, order: int = 3, fs: int = 48000, seed: int = 0):
+    import numpy as np
+    import scipy.signal as sps
+
+    from spaq.spatial.sh import sh_matrix
+
+    rng = np.random.default_rng(seed)
+    n = int(seconds * fs)
+    b, a = sps.butter(2, [200, 10000], btype="bandpass", fs=fs)
+    src = sps.lfilter(b, a, rng.standard_normal((2, n)), axis=-1).astype(np.float32)
+    src *= (0.6 + 0.4 * np.sin(2 * np.pi * 1.3 * np.arange(n) / fs)).astype(np.float32)
+    y = sh_matrix(order, [30.0, -100.0], [10.0, 0.0]).astype(np.float32)
+    ref = y @ src
+    ref *= 10 ** (-26 / 20) / np.sqrt(np.mean(ref[0] ** 2))
+    deg = ref + 0.02 * rng.standard_normal(ref.shape).astype(np.float32) * ref.std()
+    return ref, deg
+
+
+def naive_qastanet_features(ref, deg, sd):
+    """Reference structure of the official chain in float32 (for timing only)."""
+    import math
+
+    import torch
+
+    from spaq.dsp import fft_convolve, mimo_fir_filter
+
+    dec = sd["ambi2bin_procs.0.hoa2bin_t"].float()
+    x = torch.stack([mimo_fir_filter(ref, dec[:, : ref.shape[-2]]), mimo_fir_filter(deg, dec[:, : deg.shape[-2]])], 1)
+    h = torch.complex(sd["gammatone_real"], sd["gammatone_imag"])
+    g = fft_convolve(x.unsqueeze(-2).to(torch.complex64), h)  # (B, 2, 2, 29, T)
+    m = g.abs()
+    spec = torch.fft.rfft(m)
+    spec = spec * -1j
+    spec[..., 0] = 0
+    env = torch.complex(m, torch.fft.irfft(spec, n=m.shape[-1]))
+    lp = sd["lowpass"].float().to(torch.complex64)
+    env = fft_convolve(env, lp)
+    fl = 1920
+    nf = m.shape[-1] // fl
+    e = env[..., : nf * fl].unflatten(-1, (nf, fl))
+    gg = g[..., : nf * fl].unflatten(-1, (nf, fl))
+    p = e.real.mean(-1) ** 2
+    c1 = (gg[:, :, 0] * gg[:, :, 1].conj()).mean(-1)
+    c2 = (e[:, :, 0] * e[:, :, 1].conj()).mean(-1)
+    return p.sum() + c1.abs().sum() + c2.abs().sum() + math.pi
+
+
+def child(args) -> None:
+    import resource
+
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("SPAQ_BENCH_THREADS", "2")))
+    ref, deg = make_pair(args.seconds)
+    r = torch.from_numpy(ref)[None]
+    d = torch.from_numpy(deg)[None]
+    t_load = time.perf_counter()
+    if args.kind == "baseline":
+        sd = torch.load(args.checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+        fn = lambda: naive_qastanet_features(r, d, sd)  # noqa: E731
+    elif args.kind == "qastanet":
+        from spaq.metrics.qastanet import Qastanet
+
+        m = Qastanet(checkpoint=args.checkpoint)
+        fn = lambda: m.score_tensors(r, d)  # noqa: E731
+    else:
+        from spaq.metrics.cues import Cues, summarise_cue_maps
+
+        m = Cues()
+        m.maps_tensors(r[..., :48000], d[..., :48000])  # builds and caches the decoder
+        fn = lambda: summarise_cue_maps(m.maps_tensors(r, d))  # noqa: E731
+    t_load = time.perf_counter() - t_load
+    with torch.no_grad():
+        t0 = time.perf_counter()
+        fn()
+        dt = time.perf_counter() - t0
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"kind": args.kind, "seconds": args.seconds, "call_s": dt, "load_s": t_load, "peak_mb": peak_mb}))
+
+
+def run_case(kind: str, seconds: float, checkpoint: str, timeout: float = 3600):
+    cmd = [sys.executable, __file__, "--child", kind, "--seconds", str(seconds), "--checkpoint", checkpoint]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if p.returncode != 0:
+        return {"kind": kind, "seconds": seconds, "error": (p.stderr.strip().splitlines() or ["?"])[-1]}
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--durations", type=float, nargs="+", default=[5, 10, 30])
+    ap.add_argument("--metric", nargs="+", default=["qastanet", "cues"])
+    ap.add_argument("--checkpoint", default=os.environ.get("SPAQ_QASTANET_CHECKPOINT", str(DEFAULT_CKPT)))
+    ap.add_argument("--baseline", action="store_true", help="also time the naive float32 chain (<= 30 s inputs)")
+    ap.add_argument("--cli", action="store_true", help="time a whole `spaq score` process on the 10 s pair")
+    ap.add_argument("--child", default=None)
+    ap.add_argument("--seconds", type=float, default=10)
+    args = ap.parse_args()
+    if args.child:
+        args.kind = args.child
+        return child(args)
+    print(f"third-order (16 ch) pairs at 48 kHz, torch threads {os.environ.get('SPAQ_BENCH_THREADS', '2')}")
+    print(f"{'metric':10s} {'audio s':>8s} {'call s':>8s} {'s/s audio':>10s} {'x realtime':>10s} {'peak MB':>8s} {'vs naive':>9s}")
+    for sec in args.durations:
+        base = None
+        if args.baseline and sec <= 30:
+            base = run_case("baseline", sec, args.checkpoint)
+            if "error" not in base:
+                print(f"{'naive f32':10s} {sec:8.0f} {base['call_s']:8.2f} {base['call_s'] / sec:10.3f} "
+                      f"{sec / base['call_s']:10.1f} {base['peak_mb']:8.0f} {'1.00':>9s}")
+            else:
+                print(f"{'naive f32':10s} {sec:8.0f} failed: {base['error']}")
+        for kind in args.metric:
+            r = run_case(kind, sec, args.checkpoint)
+            if "error" in r:
+                print(f"{kind:10s} {sec:8.0f} failed: {r['error']}")
+                continue
+            ratio = f"{base['call_s'] / r['call_s']:.2f}x" if base and "error" not in base else ""
+            print(f"{kind:10s} {sec:8.0f} {r['call_s']:8.2f} {r['call_s'] / sec:10.3f} {sec / r['call_s']:10.1f} "
+                  f"{r['peak_mb']:8.0f} {ratio:>9s}")
+    if args.cli:
+        import tempfile
+
+        import soundfile as sf
+
+        ref, deg = make_pair(10)
+        with tempfile.TemporaryDirectory() as tmp:
+            sf.write(f"{tmp}/r.wav", ref.T, 48000, subtype="FLOAT")
+            sf.write(f"{tmp}/d.wav", deg.T, 48000, subtype="FLOAT")
+            t0 = time.perf_counter()
+            subprocess.run(["spaq", "score", f"{tmp}/r.wav", f"{tmp}/d.wav", "--metric", "qastanet", "--json",
+                            "--checkpoint", args.checkpoint], check=True, capture_output=True)
+            print(f"whole-process `spaq score --metric qastanet` on the 10 s pair: {time.perf_counter() - t0:.2f} s")
+
+
+if __name__ == "__main__":
+    main()
