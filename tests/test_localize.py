@@ -105,29 +105,38 @@ def test_cluster_two_direction_groups():
     assert abs(share[0] - 40 / 60) < 0.05 and np.all(labels[:40] == 0) and np.all(labels[40:] == 1)
 
 
-def test_cli_localize_json_frames_plot_and_errors(tmp_path, tiny_ckpt):
-    app = typer.Typer()
-    register(app)
-    runner = CliRunner()
+def test_cli_localize_json_frames_plot_and_errors(tmp_path, tiny_ckpt, capsys):
+    from spaq.cli import main
+
     rng = np.random.default_rng(4)
     f = tmp_path / "bin.wav"
     sf.write(f, 0.1 * rng.standard_normal((2 * FS, 2)), FS)
     png = tmp_path / "traj.png"
-    res = runner.invoke(app, ["localize", str(f), "--json", "--frames", "--plot", str(png), "--weights", str(tiny_ckpt)])
-    assert res.exit_code == 0, res.output
-    d = json.loads(res.stdout)
+    assert main(["localize", str(f), "--json", "--frames", "--plot", str(png), "--weights", str(tiny_ckpt)]) == 0
+    d = json.loads(capsys.readouterr().out)
     assert d["method"] == "bast" and len(d["sources"]) == 1 and "frames" in d
     assert png.stat().st_size > 5000
     a = tmp_path / "foa.wav"
     sf.write(a, (sh_matrix(1, -120.0, 10.0)[:, None] * rng.standard_normal(FS)[None] * 0.1).T, FS, subtype="FLOAT")
-    res = runner.invoke(app, ["localize", str(a), "--format", "ambisonics"])
-    assert res.exit_code == 0, res.output
-    assert "azimuth  -120.0" in res.stdout and "elevation   10.0" in res.stdout
+    assert main(["localize", str(a), "--format", "ambisonics"]) == 0
+    out = capsys.readouterr().out
+    assert "azimuth  -120.0" in out and "elevation   10.0" in out
     m = tmp_path / "mono.wav"
     sf.write(m, 0.1 * rng.standard_normal(FS), FS)
-    res = runner.invoke(app, ["localize", str(m)])
-    assert res.exit_code == 2
-    assert res.stderr.strip().count("\n") == 0 and "mono" in res.stderr
+    for bad in ([str(m)], [str(tmp_path / "missing.wav")], [str(f), "--format", "hoa2"],
+                [str(f), "--weights", str(png)]):
+        assert main(["localize", *bad]) == 2, bad
+        err = capsys.readouterr().err
+        assert err.startswith("spaq: error:") and err.strip().count("\n") == 0, err
+
+
+def test_register_on_a_bare_app():
+    app = typer.Typer()
+    register(app)
+    res = CliRunner().invoke(app, ["train", "localizer", "--help"])
+    assert res.exit_code == 0 and "--csv" in res.stdout
+    res = CliRunner().invoke(app, ["localize", "--help"])
+    assert res.exit_code == 0 and "--frames" in res.stdout
 
 
 def test_cli_train_localizer_csv(tmp_path):
@@ -143,12 +152,12 @@ def test_cli_train_localizer_csv(tmp_path):
 
     small = {k: (list(v) if isinstance(v, tuple) else v) for k, v in SMALL.items() if k not in ("n_classes", "class_names")}
     cfg.write_text(yaml.safe_dump({"localizer": {"epochs": 2, "batch_size": 4, "model": small}}))
-    app = typer.Typer()
-    register(app)
+    from spaq.cli import main
+
     out = tmp_path / "m.pt"
-    res = CliRunner().invoke(app, ["train", "localizer", str(cfg), "--csv", str(tmp_path / "idx.csv"), "--out", str(out),
-                                   "--integration", "concat", "--share-weights", "--loss", "AD"])
-    assert res.exit_code == 0, res.output
+    assert main(["train", "localizer", str(cfg), "--csv", str(tmp_path / "idx.csv"), "--out", str(out),
+                 "--integration", "concat", "--share-weights", "--loss", "AD"]) == 0
+    assert main(["train", "localizer", "--csv", str(tmp_path / "idx.csv"), "--loss", "L1"]) == 2
     from spaq.train.localizer import load_checkpoint
 
     model, meta = load_checkpoint(out)

@@ -1,9 +1,11 @@
 """CLI commands ``spaq localize`` and ``spaq train localizer``: ``register(app)`` adds them to
-the main typer app (the ``train`` group is reused if the app already has one)."""
+the main typer app (the ``train`` group is reused if the app already has one).
+
+User errors are raised as :class:`~spaq.errors.SpaqError`; ``spaq.cli.main`` prints them as
+one line and exits with status 2."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Optional
 
@@ -12,11 +14,6 @@ import typer
 from .errors import SpaqError
 
 __all__ = ["register"]
-
-
-def _fail(e: Exception) -> None:
-    typer.echo(f"error: {' '.join(str(e).split())}", err=True)
-    raise typer.Exit(2)
 
 
 def _train_group(app: typer.Typer) -> typer.Typer:
@@ -57,12 +54,9 @@ def register(app: typer.Typer) -> None:
         """Direction(s) of the source(s) in FILE, with confidence (and a trajectory with --frames)."""
         from .localize import localize, plot_localization
 
-        try:
-            res = localize(file, format=format, n_sources=n_sources, weights=weights)
-            if plot is not None:
-                plot_localization(res, plot, title=f"{file.name}: {res.format} ({res.method})")
-        except SpaqError as e:
-            _fail(e)
+        res = localize(file, format=format, n_sources=n_sources, weights=weights)
+        if plot is not None:
+            plot_localization(res, plot, title=f"{file.name}: {res.format} ({res.method})")
         if as_json:
             typer.echo(json.dumps(res.to_dict(frames=frames), indent=2))
             return
@@ -95,40 +89,29 @@ def register(app: typer.Typer) -> None:
         """Train the BAST localizer from a recipe (synthetic scenes) or from a labelled index (--csv)."""
         from .train.localizer import LocalizerTrainConfig, train_from_csv, train_localizer
 
-        try:
-            tc = LocalizerTrainConfig.from_yaml(config) if config is not None else LocalizerTrainConfig()
-            if config is None and csv is None:
-                raise SpaqError("give a CONFIG recipe or --csv INDEX.csv")
-            if epochs is not None:
-                tc.epochs = int(epochs)
-            if seed is not None:
-                tc.seed = int(seed)
-            tc.model = dict(tc.model)
-            if integration is not None:
-                tc.model["integration"] = integration.upper()
-            if share_weights is not None:
-                tc.model["share_weights"] = bool(share_weights)
-            if loss is not None:
-                if loss.upper() not in ("MSE", "AD", "MIX"):
-                    raise SpaqError(f"--loss must be MSE, AD or MIX, not {loss!r}")
-                tc.loss = loss.upper()
-            log = lambda m: typer.echo(m, err=True)  # noqa: E731
-            if csv is not None:
-                summary = train_from_csv(csv, out, tc, log=log)
-            else:
-                summary = train_localizer(tc, out, cache_dir=cache, log=log)
-        except SpaqError as e:
-            _fail(e)
+        if config is None and csv is None:
+            raise SpaqError("give a CONFIG recipe or --csv INDEX.csv")
+        tc = LocalizerTrainConfig.from_yaml(config) if config is not None else LocalizerTrainConfig()
+        if epochs is not None:
+            tc.epochs = int(epochs)
+        if seed is not None:
+            tc.seed = int(seed)
+        tc.model = dict(tc.model)
+        if integration is not None:
+            if integration.upper() not in ("ADD", "SUB", "CONCAT"):
+                raise SpaqError(f"--integration must be ADD, SUB or CONCAT, not {integration!r}")
+            tc.model["integration"] = integration.upper()
+        if share_weights is not None:
+            tc.model["share_weights"] = bool(share_weights)
+        if loss is not None:
+            if loss.upper() not in ("MSE", "AD", "MIX"):
+                raise SpaqError(f"--loss must be MSE, AD or MIX, not {loss!r}")
+            tc.loss = loss.upper()
+        log = lambda m: typer.echo(m, err=True)  # noqa: E731
+        if csv is not None:
+            summary = train_from_csv(csv, out, tc, log=log)
+        else:
+            summary = train_localizer(tc, out, cache_dir=cache, log=log)
         last = summary["history"][-1] if summary.get("history") else {}
         typer.echo(json.dumps({"checkpoint": str(out), "sha256": summary["sha256"],
                                "best_val_mean_deg": summary.get("best_val_mean_deg"), "last_epoch": last}, indent=2))
-
-
-def main(argv: list[str] | None = None) -> int:  # pragma: no cover - convenience for manual runs
-    app = typer.Typer(no_args_is_help=True)
-    register(app)
-    try:
-        app(args=argv if argv is not None else sys.argv[1:], standalone_mode=False)
-    except typer.Exit as e:
-        return int(e.exit_code or 0)
-    return 0
