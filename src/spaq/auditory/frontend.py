@@ -42,7 +42,8 @@ class AuditoryFrontEnd(nn.Module):
     ``sample_rate`` and return float64 features."""
 
     def __init__(self, sample_rate: int = 48000, frame_ms: float = 40.0, env_lowpass_hz: float = 150.0,
-                 mso_rolloff_hz: float = 1300.0, full_scale_db_spl: float = 100.0, band_group: int = 3):
+                 mso_rolloff_hz: float = 1300.0, full_scale_db_spl: float = 100.0, band_group: int = 3,
+                 decimate: bool = False, decimation_safety: float = 24.0):
         super().__init__()
         self.sample_rate = int(sample_rate)
         self.frame_len = int(frame_ms / 1000 * sample_rate)
@@ -51,15 +52,35 @@ class AuditoryFrontEnd(nn.Module):
         self.band_dtype = torch.complex64
         self.gammatone = GammatoneFilterbank(sample_rate)
         fc = self.gammatone.center_frequencies_hz.numpy()
+        self.env_lowpass_hz = env_lowpass_hz
         b, a = sps.butter(1, 2 * env_lowpass_hz / sample_rate)
         self.lp_b = (float(b[0]), float(b[1]))
         self.lp_pole = float(-a[1])
         self.lp_tail = int(math.ceil(math.log(1e-20) / math.log(self.lp_pole)))  # p^t < 1e-20 after it
+        self.decimation_safety = decimation_safety
+        self.set_decimation(decimate)
         self.register_buffer("power_floor", torch.from_numpy(band_power_floor(fc, full_scale_db_spl)))
         n_fft = self.frame_len
         self.register_buffer("dir_window", torch.sqrt(torch.hann_window(n_fft, dtype=torch.float64)))
         self.register_buffer("dir_alpha", torch.from_numpy(smoothing_coefficients(n_fft, n_fft, sample_rate)))
         self.register_buffer("dir_grouping", torch.from_numpy(erb_grouping_matrix(fc, n_fft, sample_rate)))
+
+    def set_decimation(self, decimate: bool) -> None:
+        """Fast mode: each band is computed at ``fs / D_k`` (D_k a power of two dividing the frame
+        length, ``fs / D_k >= decimation_safety x`` the band's gammatone bandwidth), by folding
+        its spectrum (exact samples of the band signal), with the envelope low-pass redesigned
+        at the lower rate. Not bit-exact: see the README for its measured deviation."""
+        self.decimate = bool(decimate)
+        fc = self.gammatone.center_frequencies_hz.cpu().numpy()
+        bw = (24.7 + fc / 9.265) / (math.pi * 720 * 2 ** (-6) / 36)
+        d = []
+        for b in bw:
+            k = 1
+            while (self.decimate and k < 64 and self.frame_len % (2 * k) == 0
+                   and self.sample_rate / (2 * k) >= self.decimation_safety * b):
+                k *= 2
+            d.append(k)
+        self.decimation = d
 
     # ------------------------------------------------------------------ basics
     @property
@@ -74,19 +95,32 @@ class AuditoryFrontEnd(nn.Module):
         return n_samples // self.frame_len
 
     def spectrum_length(self, n_samples: int, extra: int = 0) -> int:
-        """FFT length used for a signal of ``n_samples`` (plus ``extra`` samples of FIR tail)."""
-        return next_fast_len(n_samples + GAMMATONE_PAD + extra)
+        """FFT length used for a signal of ``n_samples`` (plus ``extra`` samples of FIR tail);
+        a multiple of the largest decimation factor."""
+        m = max(self.decimation)
+        return m * next_fast_len(-(-(n_samples + GAMMATONE_PAD + extra) // m))
 
     def _gammatone_response(self, n: int, bands: slice, device) -> torch.Tensor:
-        """Exact IIR transfer functions ``(n_bands_in_slice, n)`` complex128 at the n-point DFT bins."""
+        """Exact IIR transfer functions ``(n_bands_in_slice, n)`` at the n-point DFT bins, computed
+        in float64 and returned as ``band_dtype`` (elementwise values keep their relative precision)."""
         coef, norm = hohmann_coefficients(self.center_frequencies_hz.cpu().numpy()[bands], self.sample_rate)
-        w = torch.exp(-2j * math.pi * torch.arange(n, dtype=torch.float64, device=device) / n)
+        key = (n, str(device))
+        if getattr(self, "_w_cache", (None,))[0] != key:
+            self._w_cache = (key, torch.exp(-2j * math.pi * torch.arange(n, dtype=torch.float64, device=device) / n))
+        w = self._w_cache[1]
         a = torch.as_tensor(coef, device=device)[:, None]
         d = 1 - a * w[None, :]
         d = d * d
-        return torch.as_tensor(norm, device=device)[:, None] / (d * d)
+        return (torch.as_tensor(norm, device=device)[:, None] / (d * d)).to(self.band_dtype)
 
-    def _lowpass_analytic(self, mag: torch.Tensor) -> torch.Tensor:
+    def _lowpass_coefficients(self, decim: int):
+        if decim == 1:
+            return self.lp_b, self.lp_pole, self.lp_tail
+        b, a = sps.butter(1, 2 * self.env_lowpass_hz / (self.sample_rate / decim))
+        p = float(-a[1])
+        return (float(b[0]), float(b[1])), p, int(math.ceil(math.log(1e-20) / math.log(p)))
+
+    def _lowpass_analytic(self, mag: torch.Tensor, decim: int = 1) -> torch.Tensor:
         """Causal first-order low-pass (zero state) of the analytic signal of ``mag`` ``(..., T)``
         (circular Hilbert over T) -> complex ``(..., T)``.
 
@@ -99,13 +133,12 @@ class AuditoryFrontEnd(nn.Module):
         k = torch.arange(half.shape[-1], device=mag.device)
         gain = torch.where((k == 0) | (2 * k == t), 1.0, 2.0).to(mag.dtype)
         w = torch.exp(-2j * math.pi * k.to(torch.float64) / t)
-        b0, b1 = self.lp_b
-        p = self.lp_pole
+        (b0, b1), p, lp_tail = self._lowpass_coefficients(decim)
         lp = ((b0 + b1 * w) / (1 - p * w)).to(half.dtype)
         z_half = half * gain
         y = torch.fft.ifft(z_half * lp, n=t, dim=-1)  # zero-padded negative frequencies
         z0 = z_half.sum(dim=-1, keepdim=True) / t
-        n_head = min(t, self.lp_tail)
+        n_head = min(t, lp_tail)
         decay = p ** torch.arange(n_head, device=mag.device, dtype=torch.float64)
         head = y[..., :n_head] - (y[..., :1] - b0 * z0) * decay.to(mag.dtype)
         return torch.cat([head, y[..., n_head:]], dim=-1)
@@ -116,17 +149,29 @@ class AuditoryFrontEnd(nn.Module):
         a binaural signal of ``n_samples`` samples. Returns dict of ``(..., F, nf)``: ``power``,
         ``ild``, ``coherence`` (complex), ``below_floor``."""
         n = spec.shape[-1]
+        # spectra are computed in float64 (an FFT spreads rounding errors of strong components
+        # over weak bins); from here on every operation is elementwise or per band, so float32
+        # keeps each band's relative precision
+        spec = spec.to(self.band_dtype)
         out = []
         fc = self.center_frequencies_hz
-        for start in range(0, self.n_bands, self.band_group):
-            bands = slice(start, min(start + self.band_group, self.n_bands))
+        groups = []  # consecutive bands with the same decimation, at most band_group at a time
+        for k, d in enumerate(self.decimation):
+            if groups and groups[-1][1] == d and k - groups[-1][0] < self.band_group:
+                continue
+            groups.append((k, d))
+        bounds = [g[0] for g in groups] + [self.n_bands]
+        for (start, decim), stop in zip(groups, bounds[1:]):
+            bands = slice(start, stop)
             h = self._gammatone_response(n, bands, spec.device)  # (G, n)
-            # the product (which separates weak bands from strong out-of-band content) is formed
-            # in float64; each band's own signal then only needs relative precision: float32
-            band = torch.fft.ifft((spec.unsqueeze(-2) * h).to(self.band_dtype), dim=-1)[..., :n_samples]
-            env = self._lowpass_analytic(torch.abs(band))
+            prod = spec.unsqueeze(-2) * h
+            if decim > 1:  # folding the spectrum gives the exact samples at every decim-th instant
+                prod = prod.unflatten(-1, (decim, n // decim)).sum(dim=-2) / decim
+            band = torch.fft.ifft(prod, dim=-1)[..., : n_samples // decim]
+            del prod
+            env = self._lowpass_analytic(torch.abs(band), decim)
             fine = fc[bands] < self.mso_rolloff_hz
-            out.append(binaural_frame_features(band, env, self.frame_len, self.power_floor[bands], fine))
+            out.append(binaural_frame_features(band, env, self.frame_len // decim, self.power_floor[bands], fine))
         return {k: torch.cat([o[k] for o in out], dim=-2) for k in out[0]}
 
     def binaural(self, x: torch.Tensor) -> dict:

@@ -137,9 +137,10 @@ class Cues(Metric):
     score_range = (0.0, None)
     formats = ("binaural", "ambisonics")
 
-    def __init__(self, device: str = "cpu", chunk_s: float = 10.0):
+    def __init__(self, device: str = "cpu", chunk_s: float = 10.0, fast: bool = False):
         self.device = torch.device(device)
-        self.frontend = AuditoryFrontEnd().to(self.device)
+        self.frontend = AuditoryFrontEnd(decimate=fast).to(self.device)
+        self.fast = bool(fast)
         self.chunk_frames = max(1, int(round(chunk_s * self.sample_rate / self.frontend.frame_len)))
 
     def maps_tensors(self, ref: torch.Tensor, deg: torch.Tensor, order: int | None = None) -> dict:
@@ -164,7 +165,7 @@ class Cues(Metric):
         res = MetricResult(
             name=self.name, score=vals["ild_median_abs_db"], version=self.version, unit="dB",
             higher_is_better=False, score_range=self.score_range, values=vals,
-            provenance={"sample_rate": self.sample_rate,
+            provenance={"sample_rate": self.sample_rate, "mode": "fast" if self.fast else "exact",
                         "binaural_decoder": "MagLS from the default HRTF (KU100)" if pair.format.is_ambisonics else None},
             warnings=warn,
         )

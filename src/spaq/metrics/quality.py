@@ -1,0 +1,353 @@
+"""spaq's own global quality metric (``quality``): binaural and ambisonics, 0..100.
+
+Functional core (pure functions on tensors, differentiable where the maths allows):
+
+* :func:`quality_maps` -- per-bin distortion maps from the shared auditory front-end
+  (:class:`~spaq.auditory.frontend.AuditoryFrontEnd`, 29 gammatone bands x 40 ms frames,
+  computed once for reference and degraded, ears of both in one pass);
+* :func:`pool_features` -- length-normalised pooling: the mean over the audible bins of
+  each map (never a sum over frames), so scores do not depend on duration;
+* :class:`spaq.models.quality.QualityMapping` -- non-negative weights and a log-logistic
+  mapping to 0..100 (100 for identical signals).
+
+What is compared (ambisonics are decoded to the ears with the MagLS decoder of the default
+KU100 HRTF, the same one the ``cues`` metric uses, so both formats share one scale):
+
+* timbral, on each ear: sensation level (dB above the ISO 389-7 threshold floor, 100 dB SPL
+  at digital full scale) of the gammatone envelope per band and frame: energy the degraded
+  signal *adds* (``added_db``) and *misses* (``missing_db``), and the loss of coherence
+  between reference and degraded band signals (``incoherence``: fine structure below
+  1.3 kHz, envelope above) -- ViSQOL/NSIM-like structure on spaq's own representation;
+* spatial: change of ILD (dB), of interaural coherence magnitude and of interaural phase
+  (``d_ipd``, weighted by both coherences); for ambisonics also first-order directiveness
+  and the shift of the intensity direction per band and frame (``d_direction``, weighted
+  by the reference directiveness; 1 = 180 degrees).
+
+Playback level: an overall gain difference between degraded and reference is treated as a
+volume setting and compensated before comparison (energy match of both ears, or of W for
+ambisonics, limited to +-20 dB; reported as ``gain_compensation_db``); absolute level
+matters only through the hearing threshold, assuming digital full scale = 100 dB SPL.
+"""
+from __future__ import annotations
+
+import json
+import math
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+from ..auditory.binaural_cues import binaural_frame_features, frame
+from ..auditory.frontend import AuditoryFrontEnd
+from ..errors import SpaqError
+from ..models.quality import SPATIAL_FEATURES, TIMBRAL_FEATURES, QualityMapping
+from .base import Metric, MetricResult, register
+from .qastanet_core import chunk_plan
+
+__all__ = ["quality_maps", "pool_features", "quality_features", "gain_match", "load_quality_params",
+           "Quality", "MAX_GAIN_DB"]
+
+MAX_GAIN_DB = 20.0
+TIMBRAL_MAPS = TIMBRAL_FEATURES  # (B, 2 ears, F, nf)
+SPATIAL_MAPS = SPATIAL_FEATURES  # (B, F, nf)
+
+
+def gain_match(ref: torch.Tensor, deg: torch.Tensor, ambisonic: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scale ``deg (B, C, T)`` so that its energy (both channels, or W for ambisonics) equals
+    the reference's, within +-``MAX_GAIN_DB``. Returns ``(scaled deg, gain_db (B,))``; a silent
+    degraded signal is left as it is (gain 0 dB)."""
+    r = ref[:, :1] if ambisonic else ref
+    d = deg[:, :1] if ambisonic else deg
+    er = torch.sum(r.to(torch.float64) ** 2, dim=(-2, -1))
+    ed = torch.sum(d.to(torch.float64) ** 2, dim=(-2, -1))
+    ok = (ed > 0) & (er > 0)
+    g_db = torch.where(ok, 10 * torch.log10(torch.where(ok, er / torch.where(ok, ed, torch.ones_like(ed)),
+                                                        torch.ones_like(er))), torch.zeros_like(er))
+    g_db = torch.clamp(g_db, -MAX_GAIN_DB, MAX_GAIN_DB)
+    return deg * (10 ** (g_db / 20)).to(deg.dtype).view(-1, 1, 1), g_db
+
+
+def _ear_spectrum(x: torch.Tensor, frontend: AuditoryFrontEnd, decoder: torch.Tensor | None) -> torch.Tensor:
+    """``x (B, S, C, T)`` -> complex spectrum of the ears ``(B, S, 2, n)`` (decoded in the
+    frequency domain when ``decoder (2, C_dec, L)`` is given)."""
+    t = x.shape[-1]
+    if decoder is None:
+        return torch.fft.fft(x, n=frontend.spectrum_length(t), dim=-1)
+    c = min(x.shape[-2], decoder.shape[1])
+    n = frontend.spectrum_length(t, extra=decoder.shape[-1])
+    return torch.einsum("bscf,ocf->bsof", torch.fft.fft(x[..., :c, :], n=n, dim=-1),
+                        torch.fft.fft(decoder[:, :c, :].to(torch.float64), n=n, dim=-1))
+
+
+def _band_cues(x: torch.Tensor, frontend: AuditoryFrontEnd, decoder: torch.Tensor | None) -> dict:
+    """One pass of the shared front-end over reference and degraded ears ``x (B, 2, C, T)``.
+    Returns ``p_ear (B, 2 sig, 2 ears, F, nf)`` (envelope power, unfloored), ``ic`` interaural
+    coherence ``(B, 2 sig, F, nf)`` and ``xc`` reference-degraded coherence ``(B, 2 ears, F, nf)``
+    (complex, NaN where the pair's mean power is at the floor)."""
+    t = x.shape[-1]
+    spec = _ear_spectrum(x, frontend, decoder)
+    n = spec.shape[-1]
+    fc = frontend.center_frequencies_hz
+    fl = frontend.frame_len
+    out = []
+    for start in range(0, frontend.n_bands, frontend.band_group):
+        bands = slice(start, min(start + frontend.band_group, frontend.n_bands))
+        h = frontend._gammatone_response(n, bands, spec.device)
+        band = torch.fft.ifft(spec.unsqueeze(-2) * h, dim=-1)[..., :t]  # (B, S, E, G, T)
+        env = frontend._lowpass_analytic(torch.abs(band))
+        fine = fc[bands] < frontend.mso_rolloff_hz
+        floor = frontend.power_floor[bands]
+        inter = binaural_frame_features(band, env, fl, floor, fine)
+        cross = binaural_frame_features(band.transpose(1, 2), env.transpose(1, 2), fl, floor, fine)
+        a = frame(env, fl).real.mean(dim=-1) / math.sqrt(2.0)
+        out.append({"p_ear": a ** 2 / 2, "ic": inter["coherence"], "xc": cross["coherence"]})
+    return {k: torch.cat([o[k] for o in out], dim=-2) for k in out[0]}
+
+
+def _intensity(hoa: torch.Tensor, frontend: AuditoryFrontEnd) -> torch.Tensor:
+    """First-order active intensity per ERB band and frame: ``(..., C>=4, T)`` -> ``(..., 3, F, nf)``
+    (same STFT frames and band grouping as the front-end's directiveness)."""
+    win = frontend.dir_window
+    L = win.shape[0]
+    lead = hoa.shape[:-2]
+    x = hoa[..., :4, :].reshape(-1, hoa.shape[-1]).to(torch.float64)
+    spec = torch.stft(x, n_fft=L, hop_length=L, win_length=L, window=win.to(x.device), center=False,
+                      return_complex=True) / L
+    spec = spec.reshape(*lead, 4, spec.shape[-2], spec.shape[-1])
+    inten = torch.real(spec[..., :1, :, :].conj() * spec[..., 1:4, :, :]) * math.sqrt(3 / 2)
+    return torch.einsum("kf,...fl->...kl", frontend.dir_grouping.to(inten.dtype).to(inten.device), inten)
+
+
+def quality_maps(ref: torch.Tensor, deg: torch.Tensor, frontend: AuditoryFrontEnd,
+                 decoder: torch.Tensor | None = None, chunk_frames: int | None = 250,
+                 context_frames: int = 25, compensate_gain: bool = True) -> dict:
+    """Per-bin distortion maps of ``deg`` against ``ref``, both ``(B, C, T)`` at the front-end's
+    rate: binaural (C = 2, ``decoder=None``) or ambisonics ACN/SN3D (C >= 4, ``decoder`` the
+    ``(2, C_dec, L)`` binaural decoder).
+
+    Returns dict of float64 tensors, NaN where a bin does not count:
+    ``added_db``, ``missing_db``, ``incoherence`` ``(B, 2, F, nf)`` (per ear; bins where
+    reference or degraded is audible); ``d_ild_db``, ``d_ic``, ``d_ipd`` and, for ambisonics,
+    ``d_directiveness``, ``d_direction`` ``(B, F, nf)`` (bins where the reference is audible);
+    ``gain_db`` ``(B,)`` (the compensation applied to ``deg``).
+    Long signals are processed in chunks of ``chunk_frames`` (with context) so memory is
+    bounded; the directiveness smoothing state is carried exactly.
+    """
+    if ref.shape != deg.shape or ref.dim() != 3:
+        raise ValueError(f"ref and deg must have the same (B, C, T) shape, got {tuple(ref.shape)}, {tuple(deg.shape)}")
+    ambi = decoder is not None
+    if ambi and ref.shape[-2] < 4:
+        raise ValueError("ambisonic input needs at least 4 channels (first order)")
+    if not ambi and ref.shape[-2] != 2:
+        raise ValueError("binaural input must have 2 channels (left, right)")
+    ref = ref.to(torch.float64)
+    deg = deg.to(torch.float64)
+    if compensate_gain:
+        deg, gain_db = gain_match(ref, deg, ambi)
+    else:
+        gain_db = torch.zeros(ref.shape[0], dtype=torch.float64, device=ref.device)
+    fl = frontend.frame_len
+    parts, state = [], None
+    for a, b, k0, k1 in chunk_plan(ref.shape[-1], fl, chunk_frames, context_frames):
+        x = torch.stack((ref[..., a:b], deg[..., a:b]), dim=1)
+        c = {k: v[..., k0:k1] for k, v in _band_cues(x, frontend, decoder).items()}
+        if ambi:
+            d0, d1 = a + k0 * fl, a + k1 * fl
+            seg = x[..., d0 - a:d1 - a]
+            c["dir"], state = frontend.directiveness(seg, state=state, return_state=True)
+            c["inten"] = _intensity(seg, frontend)
+        parts.append(c)
+    c = parts[0] if len(parts) == 1 else {k: torch.cat([p[k] for p in parts], dim=-1) for k in parts[0]}
+    return _maps_from_cues(c, frontend.power_floor.to(ref.device), gain_db)
+
+
+def _maps_from_cues(c: dict, floor: torch.Tensor, gain_db: torch.Tensor) -> dict:
+    nan = torch.tensor(float("nan"), dtype=torch.float64, device=floor.device)
+    fl = floor.view(-1, 1).to(torch.float64)
+    p = c["p_ear"]  # (B, S, E, F, nf)
+    audible = p > fl
+    sl = 10 * torch.log10(torch.maximum(p, fl) / fl)  # sensation level, dB >= 0
+    sl_r, sl_d = sl[:, 0], sl[:, 1]
+    aud_r, aud_d = audible[:, 0], audible[:, 1]
+    active = aud_r | aud_d
+    diff = sl_d - sl_r
+    rho = torch.nan_to_num(torch.abs(c["xc"]).to(torch.float64), nan=0.0).clamp(0, 1)
+    incoh = torch.where(aud_r & aud_d, 1 - rho, torch.ones_like(rho))
+    out = {
+        "added_db": torch.where(active, torch.clamp(diff, min=0), nan),
+        "missing_db": torch.where(active, torch.clamp(-diff, min=0), nan),
+        "incoherence": torch.where(active, incoh, nan),
+    }
+    # interaural cues; the reference's image counts where any of its ears is audible
+    ref_on = aud_r.any(dim=1)
+    ild = sl[:, :, 0] - sl[:, :, 1]  # (B, S, F, nf), floored ears
+    ic = c["ic"]
+    ic_ok = torch.isfinite(ic.real) & audible.any(dim=2)
+    ic0 = torch.where(ic_ok, ic, torch.zeros_like(ic))
+    mag = torch.abs(ic0).to(torch.float64)
+    ipd = torch.angle(ic0[:, 1] * torch.conj(ic0[:, 0])).abs().to(torch.float64) / math.pi
+    out["d_ild_db"] = torch.where(ref_on, torch.abs(ild[:, 1] - ild[:, 0]), nan)
+    out["d_ic"] = torch.where(ref_on, torch.abs(mag[:, 1] - mag[:, 0]), nan)
+    out["d_ipd"] = torch.where(ref_on, ipd * mag[:, 0] * mag[:, 1], nan)
+    if "dir" in c:
+        d = c["dir"]
+        d_ok = ref_on & torch.isfinite(d[:, 0])
+        dd = torch.nan_to_num(d[:, 1], nan=0.0) - torch.nan_to_num(d[:, 0], nan=0.0)
+        out["d_directiveness"] = torch.where(d_ok, torch.abs(dd), nan)
+        i_r, i_d = c["inten"][:, 0], c["inten"][:, 1]  # (B, 3, F, nf)
+        nr = torch.linalg.vector_norm(i_r, dim=1)
+        nd = torch.linalg.vector_norm(i_d, dim=1)
+        both = (nr > 0) & (nd > 0)
+        cosang = torch.sum(i_r * i_d, dim=1) / torch.where(both, nr * nd, torch.ones_like(nr))
+        ang = torch.where(both, torch.arccos(cosang.clamp(-1 + 1e-12, 1 - 1e-12)) / math.pi,
+                          torch.where(nr > 0, torch.full_like(nr, 0.5), torch.zeros_like(nr)))
+        ang = torch.where(both & (cosang >= 1 - 1e-12), torch.zeros_like(ang), ang)
+        out["d_direction"] = torch.where(d_ok, ang * torch.nan_to_num(d[:, 0], nan=0.0), nan)
+    out["gain_db"] = gain_db
+    return out
+
+
+def _nanmean(x: torch.Tensor, dims) -> torch.Tensor:
+    ok = torch.isfinite(x)
+    n = ok.sum(dim=dims)
+    s = torch.where(ok, x, torch.zeros_like(x)).sum(dim=dims)
+    return torch.where(n > 0, s / n.clamp(min=1), torch.zeros_like(s))
+
+
+def pool_features(maps: dict) -> dict:
+    """Length-normalised pooling: mean of each map over its counted bins (ears, bands,
+    frames) -> dict of ``(B,)`` (0 where no bin counts). A sum over frames never occurs, so
+    a stationary signal and its first half give the same features."""
+    out = {}
+    for k in TIMBRAL_MAPS:
+        out[k] = _nanmean(maps[k], (1, 2, 3))
+    for k in SPATIAL_MAPS:
+        if k in maps:
+            out[k] = _nanmean(maps[k], (1, 2))
+    return out
+
+
+def distortion_maps(maps: dict, model: QualityMapping) -> dict:
+    """Weighted per-bin maps ``(B, F, nf)`` whose bin means (over counted bins) make the
+    timbral and spatial distortions: ``timbral`` (ears averaged) and ``spatial``."""
+    w = torch.exp(model.log_w.detach())
+    v = torch.exp(model.log_v.detach())
+    t = sum(w[i] * _nanmean(maps[k], (1,)) for i, k in enumerate(TIMBRAL_MAPS))
+    s = None
+    for j, k in enumerate(SPATIAL_MAPS):
+        if k in maps:
+            term = v[j] * torch.nan_to_num(maps[k], nan=0.0)
+            s = term if s is None else s + term
+    valid = torch.isfinite(maps["d_ild_db"])
+    s = torch.where(valid, s, torch.full_like(s, float("nan")))
+    return {"timbral_distortion": t, "spatial_distortion": s}
+
+
+def quality_features(ref, deg, frontend, decoder=None, chunk_frames=250) -> dict:
+    """:func:`quality_maps` then :func:`pool_features`, plus ``gain_db``."""
+    m = quality_maps(ref, deg, frontend, decoder, chunk_frames)
+    f = pool_features(m)
+    f["gain_db"] = m["gain_db"]
+    return f
+
+
+# ------------------------------------------------------------------------- weights
+@lru_cache(maxsize=4)
+def _params_cached(path: str, sha: str) -> dict:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def load_quality_params(path=None) -> tuple[dict, str, str]:
+    """Shipped (or explicit) parameters -> ``(params dict, sha256, source)``."""
+    from ..weights import resolve
+
+    w = resolve("quality_v1", path=path, offline=True, download=False)
+    try:
+        return _params_cached(str(w.path), w.sha256), w.sha256, w.source
+    except (OSError, ValueError) as e:
+        raise SpaqError(f"cannot read quality parameters {w.path}: {e}") from None
+
+
+@register("quality", "spaq's global quality model 0..100 (binaural and ambisonics): timbral and spatial "
+                     "sub-scores, calibrated on MUSHRA ratings and synthetic corpora; shipped parameters")
+class Quality(Metric):
+    name = "quality"
+    version = "1.0"
+    description = "spaq's own global quality (0..100, 100 = identical)"
+    unit = "MUSHRA-like 0..100"
+    higher_is_better = True
+    differentiable = True
+    needs_weights = False  # shipped inside the package
+    score_range = (0.0, 100.0)
+    formats = ("binaural", "ambisonics")
+
+    def __init__(self, device: str = "cpu", chunk_s: float = 10.0, params=None, checkpoint=None, offline=None):
+        self.device = torch.device(device)
+        self.frontend = AuditoryFrontEnd().to(self.device)
+        self.chunk_frames = max(1, int(round(chunk_s * self.sample_rate / self.frontend.frame_len)))
+        if params is None:
+            params, self.sha256, self.source = load_quality_params(checkpoint)
+        else:
+            self.sha256, self.source = None, "given"
+        self.params = params
+        try:
+            self.model = QualityMapping.from_params(params["mapping"]).to(self.device)
+        except (KeyError, ValueError) as e:
+            raise SpaqError(f"quality parameters are malformed: {e}") from None
+
+    def features(self, ref: torch.Tensor, deg: torch.Tensor, order: int | None = None) -> tuple[dict, dict]:
+        """Functional entry: ``(B, C, T)`` at 48 kHz -> (maps, pooled features)."""
+        from .cues import hrtf_decoder
+
+        decoder = None
+        if ref.shape[-2] != 2:
+            order = order if order is not None else int(round(ref.shape[-2] ** 0.5)) - 1
+            decoder = hrtf_decoder(order, self.sample_rate).to(self.device)
+        m = quality_maps(ref.to(self.device), deg.to(self.device), self.frontend, decoder, self.chunk_frames)
+        return m, pool_features(m)
+
+    def score_tensors(self, ref: torch.Tensor, deg: torch.Tensor, order: int | None = None) -> dict:
+        """``(B, C, T)`` -> dict of ``(B,)`` tensors (score, sub-scores, distortions, features)."""
+        m, f = self.features(ref, deg, order)
+        out = self.model(f)
+        out.update(f)
+        out["gain_compensation_db"] = m["gain_db"]
+        return out
+
+    def score(self, pair, maps: bool = False) -> MetricResult:
+        self.check_format(pair)
+        ref = torch.from_numpy(np.ascontiguousarray(pair.ref))
+        deg = torch.from_numpy(np.ascontiguousarray(pair.deg))
+        with torch.no_grad():
+            m, f = self.features(ref, deg, pair.format.order if pair.format.is_ambisonics else None)
+            out = self.model(f)
+            dmaps = distortion_maps(m, self.model) if maps else None
+        vals = {k: out[k].cpu().numpy() for k in ("timbral_score", "spatial_score", "timbral_distortion",
+                                                     "spatial_distortion")}
+        vals["score_0_1"] = out["score"].cpu().numpy() / 100.0
+        for k, v in f.items():
+            vals[k] = v.cpu().numpy()
+        vals["gain_compensation_db"] = m["gain_db"].cpu().numpy()
+        score = out["score"].cpu().numpy()
+        warn = []
+        if np.any(np.abs(vals["gain_compensation_db"]) >= MAX_GAIN_DB):
+            warn.append(f"degraded and reference levels differ by {MAX_GAIN_DB:.0f} dB or more: only "
+                        f"{MAX_GAIN_DB:.0f} dB were compensated")
+        if not pair.batched:
+            vals = {k: float(v[0]) for k, v in vals.items()}
+            score = float(score[0])
+        res = MetricResult(
+            name=self.name, score=score, version=self.version, unit="0-100", higher_is_better=True,
+            score_range=self.score_range, values=vals,
+            provenance={"sample_rate": self.sample_rate, "checkpoint_sha256": self.sha256,
+                        "weights_source": self.source,
+                        "binaural_decoder": "MagLS from the default HRTF (KU100)" if pair.format.is_ambisonics else None,
+                        "playback_assumption": "digital full scale = 100 dB SPL; overall gain compensated"},
+            warnings=warn,
+        )
+        if maps:
+            keep = {**dmaps, **{k: _nanmean(m[k], (1,)) if m[k].dim() == 4 else m[k]
+                                 for k in ("added_db", "missing_db", "d_ild_db")}}
+            res.maps = {k: (v.cpu().numpy() if pair.batched else v[0].cpu().numpy()) for k, v in keep.items()}
+        return res
