@@ -121,3 +121,22 @@ def test_bad_channel_counts():
         intensity_doa(np.zeros((5, 1000)), FS)
     with pytest.raises(SpaqInputError, match="FuMa"):
         intensity_doa(np.zeros((9, 1000)), FS, normalisation="fuma")
+
+
+def test_onset_weighting_prefers_the_direct_sound():
+    """A gated source at 30 deg and a stronger copy 30 ms later from -60 deg (a reflection):
+    energy weighting follows the reflection, onset weighting (precedence) the direct sound."""
+    rng = np.random.default_rng(0)
+    n = FS
+    s = rng.standard_normal(n) * np.repeat(rng.random(20) > 0.5, n // 20)
+    d = int(0.03 * FS)
+    refl = 1.2 * np.concatenate([np.zeros(d), s[:-d]])
+    x = sh_matrix(1, 30.0, 0.0)[:, None] * s + sh_matrix(1, -60.0, 0.0)[:, None] * refl
+    plain = intensity_doa(x, FS)
+    onset = intensity_doa(x, FS, onset_power=2.0)
+    assert great_circle_deg(-60.0, 0.0, plain.azimuth_deg[0], plain.elevation_deg[0]) < 3.0
+    assert great_circle_deg(30.0, 0.0, onset.azimuth_deg[0], onset.elevation_deg[0]) < 2.0
+    # a plane wave is unaffected
+    y = encode(1, [100.0], [-10.0], rng.standard_normal(FS // 2))[0]
+    r = intensity_doa(y, FS, onset_power=2.0)
+    assert great_circle_deg(100.0, -10.0, r.azimuth_deg[0], r.elevation_deg[0]) < 1.0

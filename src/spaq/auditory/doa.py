@@ -258,6 +258,8 @@ def intensity_doa(
     refine_deg: float = 8.0,
     silence_db: float = -100.0,
     allow_silence: bool = False,
+    onset_power: float = 0.0,
+    onset_frames: int = 4,
 ) -> DoAResult:
     """Directions of arrival of ``n_sources`` sources in ambisonics ``x (..., channels, time)``.
 
@@ -265,6 +267,9 @@ def intensity_doa(
     (4 channels, W X Y Z); any order >= 1 (only first-order channels are used).
     ``frame_s``: duration of one trajectory frame. ``cap_deg``: radius of the cone of
     votes that belongs to one source (also the smallest separation resolved).
+    ``onset_power`` > 0 favours onsets (direct sound before its reflections, as the precedence
+    effect does): each vote is also weighted by ``clip(E / E_prev - 1, 0, 10) ** onset_power``
+    with ``E_prev`` the bin's mean energy over the ``onset_frames`` previous STFT frames.
     Silence (RMS of W below ``silence_db`` dBFS, or no bin above the diffuseness
     limit) raises :class:`SpaqInputError` unless ``allow_silence`` is True, in which
     case those items come back with NaN angles and ``silent=True``.
@@ -280,6 +285,13 @@ def intensity_doa(
     )
     batch_shape = tuple(E.shape[:-2])
     F, N = E.shape[-2], E.shape[-1]
+    onset = None
+    if onset_power > 0:
+        k = max(1, int(onset_frames))
+        c = torch.nn.functional.pad(E.cumsum(-1), (k + 1, 0))  # c[..., j] = sum E[..., :j-k-1]
+        prev = (c[..., k: k + N] - c[..., :N]) / k  # mean of the k frames before each frame
+        onset = ((E / prev.clamp_min(1e-300) - 1.0).clamp(0.0, 10.0) ** onset_power)
+        onset[..., :k] = 0.0
     xt = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x.detach()).to(torch.float64)
     w_rms = xt[..., 0, :].pow(2).mean(-1).sqrt().reshape(-1)
 
@@ -298,6 +310,7 @@ def intensity_doa(
     If = I.reshape(B, 3, F * N)
     Ef = E.reshape(B, F * N)
     psif = psi.reshape(B, F * N)
+    onf = onset.reshape(B, F * N) if onset is not None else None
     blk = block_of_frame.repeat(F)  # bin index f*N + n -> block of frame n
 
     az = np.full((B, n_sources), np.nan)
@@ -324,6 +337,8 @@ def intensity_doa(
         diff[b] = float((psif[b] * e).sum() / e.sum())
         u = (If[b][:, valid] / nI[valid]).T.contiguous()  # (K, 3)
         wv = e[valid] * (1.0 - psif[b][valid]).clamp_min(0.0) ** diffuseness_power
+        if onf is not None:
+            wv = wv * onf[b][valid]
         bv = blk[valid]
         total = float(wv.sum())
         if total <= 0:
@@ -388,5 +403,6 @@ def intensity_doa(
         settings=dict(
             normalisation=normalisation, nfft=_nfft_for(sample_rate, nfft), fmin=fmin, fmax=fmax,
             frame_s=frame_s, cap_deg=cap_deg, kernel_deg=kernel_deg, max_diffuseness=max_diffuseness,
+            onset_power=onset_power,
         ),
     )

@@ -400,8 +400,9 @@ def load_checkpoint(path) -> tuple[BAST, dict]:
 
 def evaluate_directions(pred: np.ndarray, target: np.ndarray) -> dict:
     """Angular statistics of unit-vector predictions ``(N, 3)`` vs targets ``(N, 3)``:
-    median/mean great-circle error, front-back confusion rate, horizontal-plane azimuth MAE
-    (targets within 5 deg of the horizontal plane)."""
+    median/mean great-circle error, front-back confusion rate (targets on the interaural axis
+    excluded), median lateral-angle error, horizontal-plane azimuth MAE (targets within 5 deg
+    of the horizontal plane)."""
     from ..spatial.angles import cart2sph, great_circle_deg, is_front_back_confusion
 
     pa, pe, _ = cart2sph(pred)
@@ -416,6 +417,10 @@ def evaluate_directions(pred: np.ndarray, target: np.ndarray) -> dict:
         "p90_deg": float(np.percentile(err, 90)),
         "front_back_rate": float(np.mean(fb[~lateral])) if np.any(~lateral) else float("nan"),
     }
+    # lateral angle (interaural-polar: angle from the median plane), free of front-back/elevation errors
+    lat_p = np.degrees(np.arcsin(np.clip(pred[:, 1] / np.linalg.norm(pred, axis=1), -1, 1)))
+    lat_t = np.degrees(np.arcsin(np.clip(target[:, 1] / np.linalg.norm(target, axis=1), -1, 1)))
+    out["median_lateral_error_deg"] = float(np.median(np.abs(lat_p - lat_t)))
     hor = np.abs(te) <= 5.0
     if hor.any():
         daz = np.abs(wrap_azimuth(pa[hor] - ta[hor]))
