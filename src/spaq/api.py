@@ -10,7 +10,7 @@ from .metrics.base import MetricResult, MetricUnavailable, list_metrics, load_me
 __all__ = ["score", "ScoreReport", "DEFAULT_METRICS", "METRIC_RATE"]
 
 METRIC_RATE = 48000
-DEFAULT_METRICS = ("qastanet", "cues")
+DEFAULT_METRICS = ("qastanet", "cues", "localization")
 
 
 @dataclass
@@ -65,7 +65,7 @@ def score(ref, deg, sample_rate: int | None = None, metrics=None, fmt=None, trim
     ref, deg: file paths, numpy arrays or torch tensors ``[channels, time]`` or
     ``[batch, channels, time]`` (then ``sample_rate`` is required). Binaural (2 channels) or
     ambisonics ACN/SN3D ((N+1)^2 channels; ``fmt`` overrides, e.g. ``"foa/fuma"``).
-    Everything is resampled to 48 kHz. ``metrics``: names (default: qastanet, cues).
+    Everything is resampled to 48 kHz. ``metrics``: names (default: ``DEFAULT_METRICS``).
     Batched input gives ``(B,)`` scores. ``fast``: compute each auditory band at a reduced
     rate (qastanet then differs from the official scores by up to ~1.3e-3 instead of 1.5e-6). A metric that cannot score this input (binaural for
     qastanet, missing weights) is listed in ``skipped`` with the reason, unless ``strict``.

@@ -96,7 +96,7 @@ def register(name: str, description: str):
 
 
 def _ensure_loaded():
-    from . import cues, qastanet, quality  # noqa: F401  (registration side effect)
+    from . import cues, localization, qastanet, quality  # noqa: F401  (registration side effect)
 
 
 def list_metrics() -> dict[str, str]:

@@ -1,0 +1,58 @@
+"""The ``localization`` metric: angular error between the directions found in the reference
+and in the degraded signal (binaural: the packaged BAST-family model; ambisonics: active
+intensity), per source, with the directions themselves in ``values``."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import SpaqInputError
+from .base import Metric, MetricResult, MetricUnavailable, register
+
+__all__ = ["Localization"]
+
+
+@register("localization", "angular error (degrees) between source directions found in reference and degraded "
+                          "(binaural: BAST-family model; ambisonics: intensity vectors); lower is better")
+class Localization(Metric):
+    name = "localization"
+    version = "1.0"
+    description = "direction shift between reference and degraded"
+    unit = "deg"
+    higher_is_better = False
+    differentiable = False
+    needs_weights = False  # the binaural model ships inside the package
+    score_range = (0.0, 180.0)
+    formats = ("binaural", "ambisonics")
+
+    def __init__(self, device: str = "cpu", n_sources: int = 1, weights=None):
+        self.n_sources = int(n_sources)
+        self.weights = weights
+
+    def score(self, pair, maps: bool = False) -> MetricResult:
+        from ..localize import compare_localization
+
+        self.check_format(pair)
+        fmt = "binaural" if pair.format.is_binaural else "ambisonics"
+        scores, items, warn = [], [], []
+        for b in range(pair.ref.shape[0]):
+            try:
+                c = compare_localization(pair.ref[b], pair.deg[b], pair.sample_rate_used, fmt,
+                                         n_sources=self.n_sources, weights=self.weights)
+            except SpaqInputError as e:
+                raise MetricUnavailable(f"localization: {e}") from None
+            scores.append(c.mean_error_deg)
+            items.append(c.to_dict())
+            if c.note:
+                warn.append(c.note)
+        score = np.asarray(scores, dtype=np.float64) if pair.batched else float(scores[0])
+        values = {"error_deg": [it["error_deg"] for it in items] if pair.batched else items[0]["error_deg"],
+                  "reference_directions": [it["reference"]["sources"] for it in items] if pair.batched
+                  else items[0]["reference"]["sources"],
+                  "degraded_directions": [(it["degraded"] or {}).get("sources") for it in items] if pair.batched
+                  else (items[0]["degraded"] or {}).get("sources")}
+        method = items[0]["reference"]["method"]
+        return MetricResult(name=self.name, score=score, version=self.version, unit="deg", higher_is_better=False,
+                            score_range=self.score_range, values=values,
+                            provenance={"method": method, "sample_rate": pair.sample_rate_used,
+                                        **items[0]["reference"].get("provenance", {})},
+                            warnings=warn)
