@@ -45,6 +45,15 @@ REGISTRY: dict[str, WeightSpec] = {
         env_var="SPAQ_QASTANET_CHECKPOINT",
         licence="MIT, Copyright (c) Orange SA (QASTAnet, Llave & Pallone)",
     ),
+    "quality_v1": WeightSpec(
+        name="quality_v1",
+        url=None,
+        sha256="e6663b0084aab542d5d3883e1f6da6795570f22c7e2d1f5758df105e4d279f3d",
+        filename="quality_v1.json",
+        env_var="SPAQ_QUALITY_PARAMS",
+        licence="MIT (spaq); fitted on the Neural Codec MUSHRA rating dataset (CC BY 4.0, Stahl et al. 2024)",
+        packaged="weights/quality_v1.json",
+    ),
 }
 
 

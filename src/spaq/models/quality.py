@@ -1,0 +1,111 @@
+"""spaq's global quality mapping: pooled distortion features -> 0..100 score (no file IO).
+
+``QualityMapping`` holds non-negative weights for the timbral and the spatial distortion
+features (pooled by :func:`spaq.metrics.quality.pool_features`) and one exponent:
+
+    D_t = sum_i w_i f_i          (timbral distortion, >= 0)
+    D_s = sum_j v_j s_j          (spatial distortion, >= 0)
+    score = 100 / (1 + (D_t + D_s) ** k)
+
+A log-logistic mapping: monotone decreasing in every feature, 100 exactly for identical
+signals (all features 0), 50 at ``D = 1`` (the weights carry the scale). The timbral and
+spatial sub-scores use the same mapping on ``D_t`` and ``D_s`` alone. Parameters are kept
+as logarithms so that any real value is a valid (positive) weight, which is what the
+fitting code optimises. Shapes: every feature ``(B,)`` -> scores ``(B,)``.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+__all__ = ["TIMBRAL_FEATURES", "SPATIAL_FEATURES", "QualityMapping"]
+
+#: pooled timbral features (see spaq.metrics.quality): added / missing sensation level (dB),
+#: loss of ref-deg coherence (0..1)
+TIMBRAL_FEATURES = ("added_db", "missing_db", "incoherence")
+#: pooled spatial features: |dILD| dB, |d|IC||, IPD change (fraction of pi), |d directiveness|,
+#: intensity direction shift (fraction of 180 deg); the last two are 0 for binaural input
+SPATIAL_FEATURES = ("d_ild_db", "d_ic", "d_ipd", "d_directiveness", "d_direction")
+
+
+class QualityMapping(nn.Module):
+    """See the module docstring. ``log_w``: ``(len(TIMBRAL_FEATURES),)``; ``log_v``:
+    ``(len(SPATIAL_FEATURES),)``; ``log_k``: scalar. A weight of exactly 0 is stored as
+    ``-inf`` (allowed)."""
+
+    def __init__(self, log_w=None, log_v=None, log_k: float = 0.0):
+        super().__init__()
+        nt, ns = len(TIMBRAL_FEATURES), len(SPATIAL_FEATURES)
+        lw = torch.zeros(nt, dtype=torch.float64) if log_w is None else torch.as_tensor(log_w, dtype=torch.float64)
+        lv = torch.zeros(ns, dtype=torch.float64) if log_v is None else torch.as_tensor(log_v, dtype=torch.float64)
+        if lw.shape != (nt,) or lv.shape != (ns,):
+            raise ValueError(f"log_w must have {nt} entries and log_v {ns}, got {tuple(lw.shape)}, {tuple(lv.shape)}")
+        self.log_w = nn.Parameter(lw)
+        self.log_v = nn.Parameter(lv)
+        self.log_k = nn.Parameter(torch.tensor(float(log_k), dtype=torch.float64))
+
+    @property
+    def exponent(self) -> float:
+        return float(torch.exp(self.log_k.detach()))
+
+    def weights(self) -> dict:
+        w = torch.exp(self.log_w.detach()).tolist()
+        v = torch.exp(self.log_v.detach()).tolist()
+        return {"timbral": dict(zip(TIMBRAL_FEATURES, w)), "spatial": dict(zip(SPATIAL_FEATURES, v)),
+                "exponent": self.exponent}
+
+    @staticmethod
+    def to_score(d: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """``(..., )`` distortion >= 0 -> 0..100 (100 at 0)."""
+        d = torch.clamp(d, min=0.0)
+        safe = torch.where(d > 0, d, torch.ones_like(d))
+        p = torch.where(d > 0, torch.exp(k * torch.log(safe)), torch.zeros_like(d))
+        return 100.0 / (1.0 + p)
+
+    def distortions(self, feats: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """``feats``: name -> ``(B,)`` tensor (missing spatial names count as 0). Returns
+        ``(D_t, D_s)``."""
+        ref = feats[TIMBRAL_FEATURES[0]]
+        zero = torch.zeros_like(torch.as_tensor(ref, dtype=torch.float64))
+        dt = zero.clone()
+        for i, n in enumerate(TIMBRAL_FEATURES):
+            dt = dt + torch.exp(self.log_w[i]) * torch.as_tensor(feats[n], dtype=torch.float64)
+        ds = zero.clone()
+        for j, n in enumerate(SPATIAL_FEATURES):
+            if n in feats:
+                ds = ds + torch.exp(self.log_v[j]) * torch.nan_to_num(torch.as_tensor(feats[n], dtype=torch.float64))
+        return dt, ds
+
+    def forward(self, feats: dict) -> dict:
+        """Returns dict of ``(B,)``: ``score``, ``timbral_score``, ``spatial_score`` (0..100),
+        ``timbral_distortion``, ``spatial_distortion``."""
+        dt, ds = self.distortions(feats)
+        return {
+            "score": self.to_score(dt + ds, self.log_k.exp()),
+            "timbral_score": self.to_score(dt, self.log_k.exp()),
+            "spatial_score": self.to_score(ds, self.log_k.exp()),
+            "timbral_distortion": dt,
+            "spatial_distortion": ds,
+        }
+
+    # --------------------------------------------------------------- (de)serialisation
+    def to_params(self) -> dict:
+        """JSON-ready parameters (weights as plain numbers, 0 for -inf log-weights)."""
+        w = self.weights()
+        return {"timbral_weights": w["timbral"], "spatial_weights": w["spatial"], "exponent": w["exponent"]}
+
+    @classmethod
+    def from_params(cls, p: dict) -> "QualityMapping":
+        """Inverse of :meth:`to_params`; refuses missing or negative entries."""
+        try:
+            tw = [float(p["timbral_weights"][n]) for n in TIMBRAL_FEATURES]
+            sw = [float(p["spatial_weights"][n]) for n in SPATIAL_FEATURES]
+            k = float(p["exponent"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"quality parameters incomplete or malformed: {e}") from None
+        if min(tw + sw) < 0 or not k > 0:
+            raise ValueError("quality weights must be >= 0 and the exponent > 0")
+        lg = lambda x: math.log(x) if x > 0 else float("-inf")  # noqa: E731
+        return cls([lg(x) for x in tw], [lg(x) for x in sw], math.log(k))

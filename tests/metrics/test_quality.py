@@ -1,0 +1,175 @@
+"""spaq's own quality metric: identity, monotonicity, duration and level invariance, shipped
+weights, result shapes. Short synthetic signals (fast: the whole file runs in well under 60 s)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from spaq.data.degradations import apply_signal_degradation, degradation_params
+from spaq.formats import parse_format
+from spaq.io import load_pair
+from spaq.metrics.base import load_metric
+from spaq.models.quality import SPATIAL_FEATURES, TIMBRAL_FEATURES, QualityMapping
+from spaq.weights import REGISTRY, resolve
+
+FS = 48000
+
+
+def _scene(seconds: float, seed: int = 0) -> np.ndarray:
+    """Binaural-like pink-ish noise with an interaural delay and level difference, -26 dBFS."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * FS)
+    x = np.cumsum(rng.standard_normal(n + 20)) * 0.02
+    x = x - np.convolve(x, np.ones(64) / 64, mode="same")  # remove the drift, keep a tilted spectrum
+    x += 0.3 * rng.standard_normal(n + 20)
+    left, right = x[20:], 0.6 * x[:-20]
+    s = np.stack([left, right])
+    return s * (10 ** (-26 / 20) / np.sqrt(np.mean(s ** 2)))
+
+
+def _foa(seconds: float, seed: int = 1) -> np.ndarray:
+    from spaq.spatial.ambisonics import encode
+
+    rng = np.random.default_rng(seed)
+    s = rng.standard_normal(int(seconds * FS)) * 0.05
+    return encode(s, 30.0, 10.0, 1) + encode(0.5 * rng.standard_normal(s.size) * 0.05, -100.0, 0.0, 1)
+
+
+def _degrade(x, name, severity, fmt="binaural", seed=3):
+    f = parse_format(fmt)
+    p = degradation_params(name, severity, np.random.default_rng(seed), sample_rate=FS, fmt=f)
+    return apply_signal_degradation(x, p, name, FS, f)[0]
+
+
+@pytest.fixture(scope="module")
+def metric():
+    return load_metric("quality")
+
+
+def _scores(metric, ref, degs, fmt=None):
+    pair = load_pair(np.stack([ref] * len(degs)), np.stack(degs), sample_rate=FS, target_rate=FS, fmt=fmt)
+    return metric.score(pair)
+
+
+def test_shipped_weights_are_packaged_and_checked():
+    spec = REGISTRY["quality_v1"]
+    assert spec.packaged and spec.url is None
+    w = resolve("quality_v1", offline=True, download=False)
+    assert w.source == "packaged" and w.verified and w.path.stat().st_size < 20_000
+    import json
+
+    p = json.loads(w.path.read_text())
+    m = QualityMapping.from_params(p["mapping"])
+    ws = m.weights()
+    assert all(v >= 0 for v in ws["timbral"].values()) and all(v >= 0 for v in ws["spatial"].values())
+    assert sum(ws["timbral"].values()) > 0 and ws["exponent"] > 0
+    assert set(p["provenance"]) >= {"timbral_weights", "spatial_weights", "exponent"}
+
+
+def test_identity_scores_100_binaural_and_ambisonic(metric):
+    x = _scene(0.4)
+    r = metric.score(load_pair(x, x.copy(), sample_rate=FS, target_rate=FS))
+    assert r.score >= 95 and r.score == pytest.approx(100.0)
+    assert r.values["timbral_score"] == pytest.approx(100.0) and r.values["spatial_score"] == pytest.approx(100.0)
+    a = _foa(0.4)
+    r = metric.score(load_pair(a, a.copy(), sample_rate=FS, target_rate=FS))
+    assert r.score == pytest.approx(100.0)
+    assert abs(r.values["d_directiveness"]) < 1e-12 and abs(r.values["d_direction"]) < 1e-12
+    assert 0 <= r.values["score_0_1"] <= 1
+
+
+@pytest.mark.parametrize("family", ["noise", "lowpass", "channel_imbalance"])
+def test_monotone_in_severity(metric, family):
+    x = _scene(0.4, seed=4)
+    sevs = [0.25, 0.5, 0.75, 1.0]
+    degs = [_degrade(x, family, s) for s in sevs]
+    res = _scores(metric, x, degs)
+    s = np.asarray(res.score)
+    assert s.shape == (4,)
+    assert np.all(np.diff(s) < 0), (family, s)
+    assert s[0] < 100 and s[-1] >= 0
+    if family == "channel_imbalance":  # an interaural level change is a spatial distortion
+        sp = np.asarray(res.values["spatial_score"])
+        assert np.all(np.diff(sp) < 0) and sp[-1] < 90
+
+
+def test_duration_independent_on_stationary_content(metric):
+    x = _scene(0.8, seed=5)
+    y = _degrade(x, "noise", 0.6)
+    h = x.shape[-1] // 2
+    full = metric.score(load_pair(x, y, sample_rate=FS, target_rate=FS)).score
+    half = metric.score(load_pair(x[:, :h], y[:, :h], sample_rate=FS, target_rate=FS)).score
+    assert full < 95
+    assert abs(full - half) < 5
+
+
+def test_overall_gain_costs_little(metric):
+    x = _scene(0.4, seed=6)
+    y = _degrade(x, "lowpass", 0.5)
+    res = _scores(metric, x, [y, y * 10 ** (6 / 20), y * 10 ** (-6 / 20)])
+    s = np.asarray(res.score)
+    assert np.all(np.abs(s[1:] - s[0]) < 10)
+    g = np.asarray(res.values["gain_compensation_db"])
+    assert g[1] == pytest.approx(g[0] - 6, abs=1e-6) and g[2] == pytest.approx(g[0] + 6, abs=1e-6)
+
+
+def test_result_shape_maps_and_batch_consistency(metric):
+    x = _scene(0.4, seed=7)
+    y = _degrade(x, "noise", 0.5)
+    one = metric.score(load_pair(x, y, sample_rate=FS, target_rate=FS), maps=True)
+    assert isinstance(one.score, float) and 0 <= one.score <= 100
+    for k in ("timbral_score", "spatial_score", *TIMBRAL_FEATURES, "d_ild_db", "d_ic", "d_ipd"):
+        assert k in one.values
+    nf = x.shape[-1] // 1920
+    for k in ("timbral_distortion", "spatial_distortion"):
+        assert one.maps[k].shape == (29, nf)
+    assert one.provenance["checkpoint_sha256"] == REGISTRY["quality_v1"].sha256
+    batch = _scores(metric, x, [y, x.copy()])
+    assert np.asarray(batch.score)[0] == pytest.approx(one.score, abs=1e-9)
+    assert np.asarray(batch.score)[1] == pytest.approx(100.0)
+
+
+def test_mapping_is_monotone_with_identity_at_100():
+    m = QualityMapping.from_params({"timbral_weights": dict.fromkeys(TIMBRAL_FEATURES, 1.0),
+                                    "spatial_weights": dict.fromkeys(SPATIAL_FEATURES, 0.5), "exponent": 1.5})
+    f = {k: torch.tensor([0.0, 0.1, 0.5, 2.0]) for k in TIMBRAL_FEATURES + SPATIAL_FEATURES}
+    out = m(f)
+    s = out["score"].detach().numpy()
+    assert s[0] == 100.0 and np.all(np.diff(s) < 0)
+    with pytest.raises(ValueError):
+        QualityMapping.from_params({"timbral_weights": {}, "spatial_weights": {}, "exponent": 1})
+
+
+def test_gradient_flows_to_degraded_signal():
+    from spaq.auditory.frontend import AuditoryFrontEnd
+    from spaq.metrics.quality import pool_features, quality_maps
+
+    x = torch.from_numpy(_scene(0.12, seed=8))[None]
+    y = (x + 0.003 * torch.randn(x.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(0)))
+    y.requires_grad_(True)
+    fe = AuditoryFrontEnd()
+    f = pool_features(quality_maps(x, y, fe, None, chunk_frames=None))
+    m = QualityMapping.from_params({"timbral_weights": dict.fromkeys(TIMBRAL_FEATURES, 1.0),
+                                    "spatial_weights": dict.fromkeys(SPATIAL_FEATURES, 1.0), "exponent": 1.0})
+    m(f)["score"].sum().backward()
+    assert y.grad is not None and torch.isfinite(y.grad).all() and y.grad.abs().sum() > 0
+
+
+def test_chunked_equals_unchunked():
+    from spaq.auditory.frontend import AuditoryFrontEnd
+    from spaq.metrics.quality import pool_features, quality_maps
+
+    a = torch.from_numpy(_foa(0.9, seed=9))[None]
+    b = a * 0.9 + 0.002 * torch.randn(a.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    fe = AuditoryFrontEnd()
+    from spaq.metrics.cues import hrtf_decoder
+
+    dec = hrtf_decoder(1)
+    f1 = pool_features(quality_maps(a, b, fe, dec, chunk_frames=None))
+    f2 = pool_features(quality_maps(a, b, fe, dec, chunk_frames=8, context_frames=5))  # 3 chunks
+    # levels use the causal real envelope (exact with enough context); coherences use the
+    # circular Hilbert transform of each chunk, whose tails reach past 5 frames of context
+    for k in f1:
+        tol = 1e-2 if k in ("incoherence", "d_ic", "d_ipd") else 1e-6
+        assert float(f2[k]) == pytest.approx(float(f1[k]), rel=tol, abs=1e-9), k
