@@ -235,8 +235,13 @@ class BAST(nn.Module):
         self.elevation_head = nn.Linear(d3, 1) if cfg.elevation_head else None
 
     def features(self) -> BinauralLogMel:
-        """The front-end that matches this model (waveforms -> log-mel)."""
-        return BinauralLogMel(self.cfg)
+        """The front-end that matches this model (waveforms -> features); built once per model
+        (kept outside the module tree, so it is not part of the state_dict)."""
+        fe = self.__dict__.get("_frontend")
+        if fe is None:
+            fe = BinauralLogMel(self.cfg)
+            self.__dict__["_frontend"] = fe
+        return fe
 
     def forward(self, spec: torch.Tensor) -> BASTOutput:
         cfg = self.cfg
