@@ -29,13 +29,17 @@ def main(eval_json, ablation_jsonl=None):
               f"(n={m.get('horizontal_n', 0)}) | {f(m.get('class_accuracy'), True)} | {TARGETS.get(k, '')} |")
     if ablation_jsonl:
         rows = [json.loads(line) for line in open(ablation_jsonl) if line.strip()]
-        if rows:
-            r0 = rows[0]
-            print(f"\nAblation (KU100 anechoic held-out set; {r0['n_train']} rendered scenes + fresh spectral scenes, "
-                  f"{r0['epochs']} epochs each, same seed; one factor changed from SUB / separate / MIX):\n")
+        budgets = []
+        for r in rows:
+            if (r["n_train"], r["epochs"]) not in budgets:
+                budgets.append((r["n_train"], r["epochs"]))
+        for n_train, epochs in sorted(budgets):
+            group = [r for r in rows if (r["n_train"], r["epochs"]) == (n_train, epochs)]
+            print(f"\nAblation (KU100 anechoic held-out set, 400 scenes; {n_train} rendered scenes + fresh spectral "
+                  f"scenes per batch, {epochs} epochs each, same seed; one factor changed from SUB / separate / MIX):\n")
             print("| variant | integration | ear encoders | loss | median (deg) | mean (deg) | front-back | params | train s |")
             print("|---|---|---|---|---|---|---|---|---|")
-            for r in rows:
+            for r in group:
                 print(f"| {r['variant']} | {r['integration_']} | {'shared' if r['share_weights_'] else 'separate'} | "
                       f"{r['loss_']} | {f(r['median_deg'])} | {f(r['mean_deg'])} | {f(r['front_back_rate'], True)} | "
                       f"{r['params']:,} | {r['train_seconds']} |")
