@@ -220,6 +220,7 @@ def consistency(metric, model, args):
             src = list(SOURCES.values())[i % 3]
             sev = float(rng.uniform(0.1, 1.0))
             ref, (deg,) = sweep(fam, "hoa3", src, [sev], SEED + 20, i, duration_s=args.duration, voices=VOICES)
+            ref, deg = np.ascontiguousarray(ref), np.ascontiguousarray(deg)
             fa = _feat(metric, ref, [deg])[0]
             rb = mimo_fir_filter(torch.from_numpy(ref), dec).numpy()
             db = mimo_fir_filter(torch.from_numpy(deg), dec).numpy()

@@ -48,7 +48,7 @@ REGISTRY: dict[str, WeightSpec] = {
     "quality_v1": WeightSpec(
         name="quality_v1",
         url=None,
-        sha256="e6663b0084aab542d5d3883e1f6da6795570f22c7e2d1f5758df105e4d279f3d",
+        sha256="09afdd80c34d70c9267fd67dba0aea19fad53e57e5e9b3840d7f1a1809d0c5da",
         filename="quality_v1.json",
         env_var="SPAQ_QUALITY_PARAMS",
         licence="MIT (spaq); fitted on the Neural Codec MUSHRA rating dataset (CC BY 4.0, Stahl et al. 2024)",

@@ -171,5 +171,5 @@ def test_chunked_equals_unchunked():
     # levels use the causal real envelope (exact with enough context); coherences use the
     # circular Hilbert transform of each chunk, whose tails reach past 5 frames of context
     for k in f1:
-        tol = 1e-2 if k in ("incoherence", "d_ic", "d_ipd") else 1e-6
+        tol = 5e-2 if k in ("incoherence", "d_ic", "d_ipd") else 1e-6
         assert float(f2[k]) == pytest.approx(float(f1[k]), rel=tol, abs=1e-9), k

@@ -37,7 +37,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from ..auditory.binaural_cues import binaural_frame_features, frame
+from ..auditory.binaural_cues import frame
 from ..auditory.frontend import AuditoryFrontEnd
 from ..errors import SpaqError
 from ..models.quality import SPATIAL_FEATURES, TIMBRAL_FEATURES, QualityMapping
@@ -68,40 +68,76 @@ def gain_match(ref: torch.Tensor, deg: torch.Tensor, ambisonic: bool) -> tuple[t
 
 
 def _ear_spectrum(x: torch.Tensor, frontend: AuditoryFrontEnd, decoder: torch.Tensor | None) -> torch.Tensor:
-    """``x (B, S, C, T)`` -> complex spectrum of the ears ``(B, S, 2, n)`` (decoded in the
-    frequency domain when ``decoder (2, C_dec, L)`` is given)."""
+    """``x (B, S, C, T)`` -> full complex spectrum of the ears ``(B, S, 2, n)``, as the
+    front-end's cue pair does it (float64 half spectra, decoded channel by channel in the
+    frequency domain when ``decoder (2, C_dec, L)`` is given, Hermitian completion)."""
     t = x.shape[-1]
     if decoder is None:
-        return torch.fft.fft(x, n=frontend.spectrum_length(t), dim=-1)
-    c = min(x.shape[-2], decoder.shape[1])
-    n = frontend.spectrum_length(t, extra=decoder.shape[-1])
-    return torch.einsum("bscf,ocf->bsof", torch.fft.fft(x[..., :c, :], n=n, dim=-1),
-                        torch.fft.fft(decoder[:, :c, :].to(torch.float64), n=n, dim=-1))
+        n = frontend.spectrum_length(t)
+        half = torch.fft.rfft(x.to(torch.float64), n=n, dim=-1)
+    else:
+        c = min(x.shape[-2], decoder.shape[1])
+        n = frontend.spectrum_length(t, extra=decoder.shape[-1])
+        half = None
+        for ch in range(c):
+            term = torch.fft.rfft(x[..., ch:ch + 1, :].to(torch.float64), n=n, dim=-1) * \
+                torch.fft.rfft(decoder[:, ch, :].to(torch.float64), n=n, dim=-1)
+            half = term if half is None else half + term
+    tail = torch.conj(half[..., 1:(n + 1) // 2].flip(-1))
+    return torch.cat([half, tail], dim=-1)
+
+
+def _band_groups(frontend: AuditoryFrontEnd):
+    """The front-end's band groups: consecutive bands with the same decimation factor, at most
+    ``band_group`` at a time -> list of (slice, decimation)."""
+    groups = []
+    for k, d in enumerate(frontend.decimation):
+        if groups and groups[-1][1] == d and k - groups[-1][0] < frontend.band_group:
+            continue
+        groups.append((k, d))
+    bounds = [g[0] for g in groups] + [frontend.n_bands]
+    return [(slice(g[0], stop), g[1]) for g, stop in zip(groups, bounds[1:])]
 
 
 def _band_cues(x: torch.Tensor, frontend: AuditoryFrontEnd, decoder: torch.Tensor | None) -> dict:
-    """One pass of the shared front-end over reference and degraded ears ``x (B, 2, C, T)``.
+    """One pass of the shared front-end (its gammatone responses, band groups, decimation and
+    envelope low-pass) over reference and degraded ears ``x (B, 2, C, T)``.
     Returns ``p_ear (B, 2 sig, 2 ears, F, nf)`` (envelope power, unfloored), ``ic`` interaural
     coherence ``(B, 2 sig, F, nf)`` and ``xc`` reference-degraded coherence ``(B, 2 ears, F, nf)``
-    (complex, NaN where the pair's mean power is at the floor)."""
+    (complex, NaN where a power is 0)."""
     t = x.shape[-1]
-    spec = _ear_spectrum(x, frontend, decoder)
+    spec = _ear_spectrum(x, frontend, decoder).to(frontend.band_dtype)
     n = spec.shape[-1]
     fc = frontend.center_frequencies_hz
-    fl = frontend.frame_len
     out = []
-    for start in range(0, frontend.n_bands, frontend.band_group):
-        bands = slice(start, min(start + frontend.band_group, frontend.n_bands))
+    for bands, decim in _band_groups(frontend):
         h = frontend._gammatone_response(n, bands, spec.device)
-        band = torch.fft.ifft(spec.unsqueeze(-2) * h, dim=-1)[..., :t]  # (B, S, E, G, T)
-        env = frontend._lowpass_analytic(torch.abs(band))
-        fine = fc[bands] < frontend.mso_rolloff_hz
-        floor = frontend.power_floor[bands]
-        inter = binaural_frame_features(band, env, fl, floor, fine)
-        cross = binaural_frame_features(band.transpose(1, 2), env.transpose(1, 2), fl, floor, fine)
-        a = frame(env, fl).real.mean(dim=-1) / math.sqrt(2.0)
-        out.append({"p_ear": a ** 2 / 2, "ic": inter["coherence"], "xc": cross["coherence"]})
+        prod = spec.unsqueeze(-2) * h
+        if decim > 1:
+            prod = prod.unflatten(-1, (decim, n // decim)).sum(dim=-2) / decim
+        band = torch.fft.ifft(prod, dim=-1)[..., : t // decim]  # (B, S, E, G, T')
+        del prod
+        env = frontend._lowpass_analytic(torch.abs(band), decim)
+        fl = frontend.frame_len // decim
+        # coherence signal as in the front-end's binaural cues: fine structure below the MSO
+        # roll-off, complex envelope above
+        fine = (fc[bands] < frontend.mso_rolloff_hz).view(-1, 1).to(band.device)
+        z = frame(torch.where(fine, band, env), fl)  # (B, S, E, G, nf, fl)
+        pz = torch.mean(z.real ** 2 + z.imag ** 2, dim=-1).to(torch.float64)  # (B, S, E, G, nf)
+        x_ia = torch.mean(z[:, :, 0] * torch.conj(z[:, :, 1]), dim=-1).to(torch.complex128)
+        x_rd = torch.mean(z[:, 0] * torch.conj(z[:, 1]), dim=-1).to(torch.complex128)
+        a = frame(env.real, fl).mean(dim=-1).to(torch.float64) / math.sqrt(2.0)
+        out.append({"p_ear": a ** 2 / 2, "ic": _normalise(x_ia, pz[:, :, 0], pz[:, :, 1]),
+                    "xc": _normalise(x_rd, pz[:, 0], pz[:, 1])})
     return {k: torch.cat([o[k] for o in out], dim=-2) for k in out[0]}
+
+
+def _normalise(cross: torch.Tensor, pa: torch.Tensor, pb: torch.Tensor) -> torch.Tensor:
+    """Complex coherence ``cross / sqrt(pa pb)``, NaN where a power is 0 (safe gradients)."""
+    den = pa * pb
+    ok = den > 0
+    coh = cross / torch.sqrt(torch.where(ok, den, torch.ones_like(den)))
+    return torch.where(ok, coh, torch.full_like(coh, float("nan")))
 
 
 def _intensity(hoa: torch.Tensor, frontend: AuditoryFrontEnd) -> torch.Tensor:

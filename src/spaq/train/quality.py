@@ -405,8 +405,8 @@ def train_quality(tc: QualityTrainConfig, out, log=print, workdir=None) -> dict:
             "features_sha256": hashlib.sha256(mt[list(TIMBRAL_FEATURES)].round(10).to_csv(index=False).encode()).hexdigest(),
         },
         "cross_validation": cvs,
-        "fit_seconds": round(time.time() - t0, 1),
     }
+    log(f"fitted in {time.time() - t0:.0f} s")
     text = json.dumps(params, indent=1, sort_keys=True) + "\n"
     tmp = out.with_suffix(out.suffix + ".tmp")
     tmp.write_text(text, encoding="utf-8")
