@@ -85,15 +85,15 @@ def child(args) -> None:
     if args.kind == "baseline":
         sd = torch.load(args.checkpoint, map_location="cpu", weights_only=True)["state_dict"]
         fn = lambda: naive_qastanet_features(r, d, sd)  # noqa: E731
-    elif args.kind == "qastanet":
+    elif args.kind.startswith("qastanet"):
         from spaq.metrics.qastanet import Qastanet
 
-        m = Qastanet(checkpoint=args.checkpoint)
+        m = Qastanet(checkpoint=args.checkpoint, fast=args.kind.endswith("-fast"))
         fn = lambda: m.score_tensors(r, d)  # noqa: E731
     else:
         from spaq.metrics.cues import Cues, summarise_cue_maps
 
-        m = Cues()
+        m = Cues(fast=args.kind.endswith("-fast"))
         m.maps_tensors(r[..., :48000], d[..., :48000])  # builds and caches the decoder
         fn = lambda: summarise_cue_maps(m.maps_tensors(r, d))  # noqa: E731
     t_load = time.perf_counter() - t_load
@@ -116,7 +116,8 @@ def run_case(kind: str, seconds: float, checkpoint: str, timeout: float = 3600):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--durations", type=float, nargs="+", default=[5, 10, 30])
-    ap.add_argument("--metric", nargs="+", default=["qastanet", "cues"])
+    ap.add_argument("--metric", nargs="+", default=["qastanet", "qastanet-fast", "cues", "cues-fast"],
+                    help="qastanet, qastanet-fast, cues, cues-fast")
     ap.add_argument("--checkpoint", default=os.environ.get("SPAQ_QASTANET_CHECKPOINT", str(DEFAULT_CKPT)))
     ap.add_argument("--baseline", action="store_true", help="also time the naive float32 chain (<= 30 s inputs)")
     ap.add_argument("--cli", action="store_true", help="time a whole `spaq score` process on the 10 s pair")
