@@ -10,7 +10,7 @@ from .metrics.base import MetricResult, MetricUnavailable, list_metrics, load_me
 __all__ = ["score", "ScoreReport", "DEFAULT_METRICS", "METRIC_RATE"]
 
 METRIC_RATE = 48000
-DEFAULT_METRICS = ("qastanet", "cues", "localization")
+DEFAULT_METRICS = ("quality", "qastanet", "cues", "localization")
 
 
 @dataclass

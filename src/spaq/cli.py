@@ -48,6 +48,19 @@ def _fmt_num(v) -> str:
     return f"{v:.4f}" if abs(v) < 1000 else f"{v:.1f}"
 
 
+def _is_numeric(v) -> bool:
+    """Numbers and (nested) lists of numbers; directions and other structures go to --json."""
+    if isinstance(v, (list, tuple)):
+        return all(_is_numeric(x) for x in v) and len(v) <= 8
+    if v is None:
+        return True
+    try:
+        float(v)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
 def _print_report(report) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -62,7 +75,7 @@ def _print_report(report) -> None:
     for col in ("metric", "score", "unit", "better", "details"):
         table.add_column(col)
     for name, res in report.results.items():
-        details = ", ".join(f"{k}={_fmt_num(v)}" for k, v in res.values.items())
+        details = ", ".join(f"{k}={_fmt_num(v)}" for k, v in res.values.items() if _is_numeric(v))
         table.add_row(name, _fmt_num(res.score), res.unit, "higher" if res.higher_is_better else "lower", details)
     con.print(table)
     for name, why in report.skipped.items():
@@ -250,10 +263,13 @@ def weights_path(name: str = typer.Argument(...)):
 
 def _register_plugins() -> None:
     from .data.cli import register as register_data
+    from .localize_cli import _train_group
     from .localize_cli import register as register_localize
+    from .train.quality import register_train_quality
 
     register_data(app)
     register_localize(app)
+    register_train_quality(_train_group(app))
 
 
 _register_plugins()
