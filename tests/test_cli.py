@@ -134,7 +134,7 @@ def test_score_json_structure(full):
     assert d["duration_s"] == pytest.approx(1.5, abs=1e-6)
     assert d["warnings"] == []
     assert d["skipped"] == {}
-    assert set(d["results"]) == {"qastanet", "cues"}
+    assert set(d["results"]) == {"quality", "qastanet", "cues", "localization"}
     for name, res in d["results"].items():
         assert isinstance(res["score"], float) and math.isfinite(res["score"]), name
         assert isinstance(res["version"], str) and res["version"]
@@ -215,7 +215,7 @@ def test_binaural_skips_qastanet_with_reason(tmp_path, capsys, monkeypatch):
     r, g = pair(tmp_path, x, 0.7 * x)
     d = run_json(capsys, ["score", r, g])
     assert d["format"]["kind"] == "binaural"
-    assert set(d["results"]) == {"cues"}
+    assert set(d["results"]) == {"quality", "cues", "localization"}
     why = d["skipped"]["qastanet"]
     assert "\n" not in why and "ambisonics" in why
     # a -3.1 dB gain on both ears: ILD unchanged, level down by 20 log10(0.7)
@@ -241,7 +241,8 @@ def test_no_weights_skips_qastanet_with_how_to(tmp_path, capsys):
     d = json.loads(out)
     why = d["skipped"]["qastanet"]
     assert "\n" not in why and "spaq weights fetch qastanet" in why and ENV in why
-    assert set(d["results"]) == {"cues"} and math.isfinite(d["results"]["cues"]["score"])
+    assert set(d["results"]) == {"quality", "cues", "localization"}
+    assert math.isfinite(d["results"]["cues"]["score"])
     # the human-readable table says it too, and still exits 0
     rc, out, err = run(capsys, ["score", r, g])
     assert rc == 0 and "qastanet skipped" in out and "spaq weights fetch qastanet" in " ".join(out.split())
