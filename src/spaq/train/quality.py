@@ -1,6 +1,6 @@
 """``spaq train quality CONFIG``: fit the parameters of spaq's global quality model.
 
-Two data sources, each fitting only what it can justify (see ``configs/quality_train.yaml``):
+Two data sources, each fitting only what it can justify (see ``configs/train/quality.yaml``):
 
 1. **Real listeners** -- the shared speech-codec MUSHRA half (8 stimuli x 8 conditions,
    mean rating per stimulus and condition). Fits the three timbral weights and the mapping
@@ -60,7 +60,7 @@ FAMILIES = {
 
 
 class QualityTrainConfig:
-    """Validated training recipe (see ``configs/quality_train.yaml``)."""
+    """Validated training recipe (see ``configs/train/quality.yaml``)."""
 
     DEFAULTS = {
         "seed": 7,
@@ -422,7 +422,7 @@ def register_train_quality(train_typer) -> None:
 
     @train_typer.command("quality")
     def train_quality_cmd(
-        config: Path = typer.Argument(..., help="Recipe, e.g. configs/quality_train.yaml."),
+        config: Path = typer.Argument(..., help="Recipe, e.g. configs/train/quality.yaml."),
         out: Path = typer.Option(Path("quality_v1.json"), "--out", "-o", help="Parameters file to write."),
         seed: int = typer.Option(None, "--seed", help="Override the recipe's seed."),
         workdir: Path = typer.Option(None, "--workdir", help="Folder for the feature tables (default: next to --out); "
