@@ -81,6 +81,25 @@ class Qastanet(Metric):
         return qastanet_features(ref.to(self.device), deg.to(self.device), self.frontend, self.decoder,
                                  chunk_frames=self.chunk_frames, context_frames=self.context_frames)
 
+    def score_files(self, ref_path, deg_path) -> float:
+        """Score two 48 kHz ambisonic ACN/SN3D files of the same channel count by streaming them
+        in chunks: memory stays bounded whatever their duration (a 10-minute 3OA pair never
+        has to be in memory whole). Same result as loading them and calling ``score_tensors``."""
+        from .qastanet_core import SegmentReader
+
+        import soundfile as sf
+
+        for p in (ref_path, deg_path):
+            info = sf.info(str(p))
+            if info.samplerate != self.sample_rate or info.channels < 4:
+                raise MetricUnavailable(f"score_files needs {self.sample_rate} Hz ambisonic files; {p} is "
+                                        f"{info.samplerate} Hz, {info.channels} channels (use spaq.score)")
+        reader = SegmentReader.from_files(ref_path, deg_path)
+        with torch.no_grad():
+            f = qastanet_features(reader, None, self.frontend, self.decoder,
+                                  chunk_frames=self.chunk_frames, context_frames=self.context_frames)
+            return float(self.net(f.to(torch.float32).nan_to_num(0.0))[0])
+
     def score_tensors(self, ref: torch.Tensor, deg: torch.Tensor, pooling: str = "official") -> torch.Tensor:
         """Differentiable score ``(B,)`` of ``(B, C, T)`` ambisonic tensors at 48 kHz
         (gradients flow to ``deg`` and ``ref``)."""

@@ -85,6 +85,39 @@ def chunk_plan(n_samples: int, frame_len: int, chunk_frames: int, context_frames
     return plan
 
 
+class SegmentReader:
+    """Reads ``(ref, deg)`` segments ``(B, C, b - a)`` on demand: from tensors, or from two
+    audio files at the front-end's rate (same channels and length) with soundfile."""
+
+    def __init__(self, n_samples: int, read):
+        self.n_samples = int(n_samples)
+        self._read = read
+
+    def read(self, a: int, b: int):
+        return self._read(a, b)
+
+    @classmethod
+    def from_tensors(cls, ref: torch.Tensor, deg: torch.Tensor) -> "SegmentReader":
+        return cls(ref.shape[-1], lambda a, b: (ref[..., a:b], deg[..., a:b]))
+
+    @classmethod
+    def from_files(cls, ref_path, deg_path, dtype=torch.float32) -> "SegmentReader":
+        import numpy as np
+        import soundfile as sf
+
+        ir, idg = sf.info(str(ref_path)), sf.info(str(deg_path))
+        n = min(ir.frames, idg.frames)
+
+        def read(a, b):
+            out = []
+            for path in (ref_path, deg_path):
+                x, _ = sf.read(str(path), start=a, stop=b, dtype="float32", always_2d=True)
+                out.append(torch.from_numpy(np.ascontiguousarray(x.T))[None].to(dtype))
+            return out[0], out[1]
+
+        return cls(n, read)
+
+
 def paired_cues(ref: torch.Tensor, deg: torch.Tensor, frontend: AuditoryFrontEnd,
                 decoder: torch.Tensor | None, with_directiveness: bool,
                 chunk_frames: int | None = None, context_frames: int = 25) -> dict:
@@ -94,17 +127,25 @@ def paired_cues(ref: torch.Tensor, deg: torch.Tensor, frontend: AuditoryFrontEnd
 
     ``chunk_frames``: process long signals in chunks of that many frames with
     ``context_frames`` of context on each side (gammatone, low-pass and Hilbert transients),
-    carrying the directiveness smoothing state exactly, so memory stays bounded."""
+    carrying the directiveness smoothing state exactly, so memory stays bounded.
+
+    ``ref`` may also be a :class:`SegmentReader` (``deg`` then ignored): segments are read on
+    demand (e.g. from files), so a long pair never has to be in memory whole."""
     fl = frontend.frame_len
+    if isinstance(ref, SegmentReader):
+        reader, n_samples = ref, ref.n_samples
+    else:
+        reader, n_samples = SegmentReader.from_tensors(ref, deg), ref.shape[-1]
     parts = []
     state = None
-    for a, b, k0, k1 in chunk_plan(ref.shape[-1], fl, chunk_frames, context_frames):
-        cues = binaural_cue_pair(ref[..., a:b], deg[..., a:b], frontend, decoder)
+    for a, b, k0, k1 in chunk_plan(n_samples, fl, chunk_frames, context_frames):
+        r, d = reader.read(a, b)
+        cues = binaural_cue_pair(r, d, frontend, decoder)
         cues = {k: v[..., k0:k1] for k, v in cues.items()}
         if with_directiveness:
-            d0, d1 = a + k0 * fl, a + k1 * fl
+            d0, d1 = k0 * fl, k1 * fl
             cues["directiveness"], state = frontend.directiveness(
-                torch.stack((ref[..., d0:d1], deg[..., d0:d1]), dim=1), state=state, return_state=True)
+                torch.stack((r[..., d0:d1], d[..., d0:d1]), dim=1), state=state, return_state=True)
         parts.append(cues)
     if len(parts) == 1:
         return parts[0]
@@ -115,7 +156,8 @@ def qastanet_features(ref: torch.Tensor, deg: torch.Tensor, frontend: AuditoryFr
                       decoder: torch.Tensor, chunk_frames: int | None = None,
                       context_frames: int = 25) -> torch.Tensor:
     """ref, deg: ``(B, C, T)`` ambisonics ACN/SN3D (C >= 4) at the front-end's rate.
-    Returns ``(B, 4, 1, n_bands, T // frame_len)`` (NaN kept); see :func:`paired_cues`."""
+    Returns ``(B, 4, 1, n_bands, T // frame_len)`` (NaN kept); see :func:`paired_cues`
+    (``ref`` may be a :class:`SegmentReader`)."""
     c = paired_cues(ref, deg, frontend, decoder, True, chunk_frames, context_frames)
     ref_c = {k: v[:, 0] for k, v in c.items()}
     deg_c = {k: v[:, 1] for k, v in c.items()}
