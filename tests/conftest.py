@@ -13,6 +13,15 @@ QASTANET_CKPT = QASTANET_DIR / "model_weights.pth.tar"
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
+@pytest.fixture
+def one_torch_thread():
+    """Run a test on one torch thread (small models: thread synchronisation dominates)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def qastanet_checkpoint():
     if not QASTANET_CKPT.is_file():

@@ -11,12 +11,7 @@ from spaq.spatial.sh import convert_normalisation, sh_matrix
 FS = 16000
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def encode(order, az, el, s):

@@ -18,12 +18,7 @@ FS = 16000
 DIRS = [(90.0, 0.0), (-90.0, 0.0), (0.0, 0.0), (180.0, 0.0)]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def toy_binaural(az, rng, n=FS // 2, tone=False):

@@ -13,7 +13,7 @@ from ..auditory.frontend import AuditoryFrontEnd
 from ..dsp import mimo_fir_filter
 
 
-__all__ = ["decode_to_binaural", "binaural_cue_pair", "chunk_plan", "paired_cues", "qastanet_features",
+__all__ = ["decode_to_binaural", "ear_spectrum", "binaural_cue_pair", "chunk_plan", "paired_cues", "qastanet_features",
            "feature_differences"]
 
 
@@ -42,30 +42,35 @@ def feature_differences(ref_cues: dict, deg_cues: dict, dir_ref, dir_deg, floor)
     return torch.stack(feats, dim=1)
 
 
+def ear_spectrum(x: torch.Tensor, frontend: AuditoryFrontEnd, decoder: torch.Tensor | None) -> torch.Tensor:
+    """``x (..., C, T)`` -> full complex spectrum of the ears ``(..., 2, n)``, ``n`` =
+    ``frontend.spectrum_length``: float64 half spectra (weak bands need it), ambisonics decoded
+    with ``decoder (2, C_dec, L)`` in the frequency domain channel by channel (decoder and
+    gammatone are both linear: no round trip, one channel's spectrum in memory at a time),
+    then Hermitian completion (the ear signals are real)."""
+    t = x.shape[-1]
+    if decoder is None:
+        n = frontend.spectrum_length(t)
+        half = torch.fft.rfft(x.to(torch.float64), n=n, dim=-1)
+    else:
+        c = min(x.shape[-2], decoder.shape[1])
+        n = frontend.spectrum_length(t, extra=decoder.shape[-1])
+        half = None
+        for ch in range(c):
+            term = torch.fft.rfft(x[..., ch:ch + 1, :].to(torch.float64), n=n, dim=-1) * \
+                torch.fft.rfft(decoder[:, ch, :].to(torch.float64), n=n, dim=-1)
+            half = term if half is None else half + term
+    tail = torch.conj(half[..., 1:(n + 1) // 2].flip(-1))
+    return torch.cat([half, tail], dim=-1)
+
+
 def binaural_cue_pair(ref: torch.Tensor, deg: torch.Tensor, frontend: AuditoryFrontEnd,
                       decoder: torch.Tensor | None) -> dict:
     """Binaural cues of the reference and degraded signals ``(B, C, T)``: decoded to binaural
     with ``decoder`` ``(2, C_dec, L)`` when given (ambisonics), else taken as binaural.
     Returns dict of ``(B, 2, F, nf)`` (index 0 reference, 1 degraded)."""
-    t = ref.shape[-1]
-    x = torch.stack((ref, deg), dim=1)  # (B, 2, C, T)
-    if decoder is None:
-        n = frontend.spectrum_length(t)
-        half = torch.fft.rfft(x.to(torch.float64), n=n, dim=-1)
-    else:
-        c = min(ref.shape[-2], decoder.shape[1])
-        n = frontend.spectrum_length(t, extra=decoder.shape[-1])
-        # decoder and gammatone are both linear: decode in the frequency domain (channel by
-        # channel, to keep one channel's spectrum in memory at a time), no round trip
-        half = None
-        for ch in range(c):
-            term = torch.fft.rfft(x[..., ch:ch + 1, :].to(torch.float64), n=n, dim=-1) * \
-                torch.fft.rfft(decoder[:, ch, :].to(torch.float64), n=n, dim=-1)  # (B, 2, 2, F)
-            half = term if half is None else half + term
-    # full spectrum of the real binaural signals from the half spectrum (Hermitian symmetry)
-    tail = torch.conj(half[..., 1:(n + 1) // 2].flip(-1))
-    spec = torch.cat([half, tail], dim=-1)
-    return frontend.binaural_from_spectrum(spec, t)
+    spec = ear_spectrum(torch.stack((ref, deg), dim=1), frontend, decoder)  # (B, 2, 2, n)
+    return frontend.binaural_from_spectrum(spec, ref.shape[-1])
 
 
 def chunk_plan(n_samples: int, frame_len: int, chunk_frames: int, context_frames: int):

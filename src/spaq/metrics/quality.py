@@ -42,7 +42,7 @@ from ..auditory.frontend import AuditoryFrontEnd
 from ..errors import SpaqError
 from ..models.quality import SPATIAL_FEATURES, TIMBRAL_FEATURES, QualityMapping
 from .base import Metric, MetricResult, register
-from .qastanet_core import chunk_plan
+from .qastanet_core import chunk_plan, ear_spectrum
 
 __all__ = ["quality_maps", "pool_features", "quality_features", "gain_match", "load_quality_params",
            "Quality", "MAX_GAIN_DB"]
@@ -67,26 +67,6 @@ def gain_match(ref: torch.Tensor, deg: torch.Tensor, ambisonic: bool) -> tuple[t
     return deg * (10 ** (g_db / 20)).to(deg.dtype).view(-1, 1, 1), g_db
 
 
-def _ear_spectrum(x: torch.Tensor, frontend: AuditoryFrontEnd, decoder: torch.Tensor | None) -> torch.Tensor:
-    """``x (B, S, C, T)`` -> full complex spectrum of the ears ``(B, S, 2, n)``, as the
-    front-end's cue pair does it (float64 half spectra, decoded channel by channel in the
-    frequency domain when ``decoder (2, C_dec, L)`` is given, Hermitian completion)."""
-    t = x.shape[-1]
-    if decoder is None:
-        n = frontend.spectrum_length(t)
-        half = torch.fft.rfft(x.to(torch.float64), n=n, dim=-1)
-    else:
-        c = min(x.shape[-2], decoder.shape[1])
-        n = frontend.spectrum_length(t, extra=decoder.shape[-1])
-        half = None
-        for ch in range(c):
-            term = torch.fft.rfft(x[..., ch:ch + 1, :].to(torch.float64), n=n, dim=-1) * \
-                torch.fft.rfft(decoder[:, ch, :].to(torch.float64), n=n, dim=-1)
-            half = term if half is None else half + term
-    tail = torch.conj(half[..., 1:(n + 1) // 2].flip(-1))
-    return torch.cat([half, tail], dim=-1)
-
-
 def _band_groups(frontend: AuditoryFrontEnd):
     """The front-end's band groups: consecutive bands with the same decimation factor, at most
     ``band_group`` at a time -> list of (slice, decimation)."""
@@ -106,7 +86,7 @@ def _band_cues(x: torch.Tensor, frontend: AuditoryFrontEnd, decoder: torch.Tenso
     coherence ``(B, 2 sig, F, nf)`` and ``xc`` reference-degraded coherence ``(B, 2 ears, F, nf)``
     (complex, NaN where a power is 0)."""
     t = x.shape[-1]
-    spec = _ear_spectrum(x, frontend, decoder).to(frontend.band_dtype)
+    spec = ear_spectrum(x, frontend, decoder).to(frontend.band_dtype)
     n = spec.shape[-1]
     fc = frontend.center_frequencies_hz
     out = []
