@@ -22,7 +22,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import scipy.signal as sps
 import torch
 from torch import nn
 
@@ -53,10 +52,7 @@ class AuditoryFrontEnd(nn.Module):
         self.gammatone = GammatoneFilterbank(sample_rate)
         fc = self.gammatone.center_frequencies_hz.numpy()
         self.env_lowpass_hz = env_lowpass_hz
-        b, a = sps.butter(1, 2 * env_lowpass_hz / sample_rate)
-        self.lp_b = (float(b[0]), float(b[1]))
-        self.lp_pole = float(-a[1])
-        self.lp_tail = int(math.ceil(math.log(1e-20) / math.log(self.lp_pole)))  # p^t < 1e-20 after it
+        self.lp_b, self.lp_pole, self.lp_tail = _one_pole_lowpass(env_lowpass_hz, sample_rate)
         self.decimation_safety = decimation_safety
         self.set_decimation(decimate)
         self.register_buffer("power_floor", torch.from_numpy(band_power_floor(fc, full_scale_db_spl)))
@@ -65,22 +61,23 @@ class AuditoryFrontEnd(nn.Module):
         self.register_buffer("dir_alpha", torch.from_numpy(smoothing_coefficients(n_fft, n_fft, sample_rate)))
         self.register_buffer("dir_grouping", torch.from_numpy(erb_grouping_matrix(fc, n_fft, sample_rate)))
 
-    def set_decimation(self, decimate: bool) -> None:
-        """Fast mode: each band is computed at ``fs / D_k`` (D_k a power of two dividing the frame
-        length, ``fs / D_k >= decimation_safety x`` the band's gammatone bandwidth), by folding
-        its spectrum (exact samples of the band signal), with the envelope low-pass redesigned
-        at the lower rate. Not bit-exact: see the README for its measured deviation."""
+    def set_decimation(self, decimate: bool, safety: float | None = None) -> None:
+        """Fast mode: band k is computed at ``fs / D_k`` from the ``n / D_k`` spectrum bins
+        around its centre frequency (the gammatone response outside that window, below
+        ``(1 + (safety/2)^2)^-2`` of its peak, is dropped), with the envelope low-pass
+        redesigned at the lower rate. ``D_k`` is the largest divisor of the frame length
+        (<= 64) with ``fs / D_k >= safety x`` the band's gammatone bandwidth. Not bit-exact:
+        see the README for the measured deviation."""
         self.decimate = bool(decimate)
+        if safety is not None:
+            self.decimation_safety = float(safety)
         fc = self.gammatone.center_frequencies_hz.cpu().numpy()
-        bw = (24.7 + fc / 9.265) / (math.pi * 720 * 2 ** (-6) / 36)
-        d = []
-        for b in bw:
-            k = 1
-            while (self.decimate and k < 64 and self.frame_len % (2 * k) == 0
-                   and self.sample_rate / (2 * k) >= self.decimation_safety * b):
-                k *= 2
-            d.append(k)
-        self.decimation = d
+        bw = (24.7 + fc / 9.265) / (math.pi * 720 * 2 ** (-6) / 36)  # pole bandwidth (Hz)
+        divisors = [k for k in range(1, 65) if self.frame_len % k == 0]
+        self.decimation = [max(k for k in divisors if k == 1 or (self.decimate and
+                                                                 self.sample_rate / k >= self.decimation_safety * b))
+                           for b in bw]
+        self._lcm = math.lcm(*self.decimation)
 
     # ------------------------------------------------------------------ basics
     @property
@@ -96,14 +93,20 @@ class AuditoryFrontEnd(nn.Module):
 
     def spectrum_length(self, n_samples: int, extra: int = 0) -> int:
         """FFT length used for a signal of ``n_samples`` (plus ``extra`` samples of FIR tail);
-        a multiple of the largest decimation factor."""
-        m = max(self.decimation)
+        a multiple of every decimation factor."""
+        m = self._lcm
         return m * next_fast_len(-(-(n_samples + GAMMATONE_PAD + extra) // m))
 
-    def _gammatone_response(self, n: int, bands: slice, device) -> torch.Tensor:
-        """Exact IIR transfer functions ``(n_bands_in_slice, n)`` at the n-point DFT bins, computed
-        in float64 and returned as ``band_dtype`` (elementwise values keep their relative precision)."""
+    def _gammatone_response(self, n: int, bands: slice, device, bins: torch.Tensor | None = None) -> torch.Tensor:
+        """Exact IIR transfer functions ``(n_bands_in_slice, n)`` at the n-point DFT bins (or at
+        the bins ``(n_bands_in_slice, m)`` given), computed in float64 and returned as
+        ``band_dtype`` (elementwise values keep their relative precision)."""
         coef, norm = hohmann_coefficients(self.center_frequencies_hz.cpu().numpy()[bands], self.sample_rate)
+        if bins is not None:
+            w = torch.exp(-2j * math.pi * bins.to(torch.float64) / n)
+            d = 1 - torch.as_tensor(coef, device=device)[:, None] * w
+            d = d * d
+            return (torch.as_tensor(norm, device=device)[:, None] / (d * d)).to(self.band_dtype)
         key = (n, str(device))
         if getattr(self, "_w_cache", (None,))[0] != key:
             self._w_cache = (key, torch.exp(-2j * math.pi * torch.arange(n, dtype=torch.float64, device=device) / n))
@@ -116,9 +119,7 @@ class AuditoryFrontEnd(nn.Module):
     def _lowpass_coefficients(self, decim: int):
         if decim == 1:
             return self.lp_b, self.lp_pole, self.lp_tail
-        b, a = sps.butter(1, 2 * self.env_lowpass_hz / (self.sample_rate / decim))
-        p = float(-a[1])
-        return (float(b[0]), float(b[1])), p, int(math.ceil(math.log(1e-20) / math.log(p)))
+        return _one_pole_lowpass(self.env_lowpass_hz, self.sample_rate / decim)
 
     def _lowpass_analytic(self, mag: torch.Tensor, decim: int = 1) -> torch.Tensor:
         """Causal first-order low-pass (zero state) of the analytic signal of ``mag`` ``(..., T)``
@@ -144,32 +145,55 @@ class AuditoryFrontEnd(nn.Module):
         return torch.cat([head, y[..., n_head:]], dim=-1)
 
     # ------------------------------------------------------------------ cues
-    def binaural_from_spectrum(self, spec: torch.Tensor, n_samples: int) -> dict:
-        """Cues from the full complex spectrum ``(..., 2, n)`` (``n = spectrum_length(T)``) of
-        a binaural signal of ``n_samples`` samples. Returns dict of ``(..., F, nf)``: ``power``,
-        ``ild``, ``coherence`` (complex), ``below_floor``."""
-        n = spec.shape[-1]
-        # spectra are computed in float64 (an FFT spreads rounding errors of strong components
-        # over weak bins); from here on every operation is elementwise or per band, so float32
-        # keeps each band's relative precision
-        spec = spec.to(self.band_dtype)
-        out = []
-        fc = self.center_frequencies_hz
-        groups = []  # consecutive bands with the same decimation, at most band_group at a time
+    def band_groups(self) -> list:
+        """Consecutive bands with the same decimation factor, at most ``band_group`` at a time:
+        list of ``(slice, decimation)``."""
+        groups = []
         for k, d in enumerate(self.decimation):
             if groups and groups[-1][1] == d and k - groups[-1][0] < self.band_group:
                 continue
             groups.append((k, d))
         bounds = [g[0] for g in groups] + [self.n_bands]
-        for (start, decim), stop in zip(groups, bounds[1:]):
-            bands = slice(start, stop)
-            h = self._gammatone_response(n, bands, spec.device)  # (G, n)
-            prod = spec.unsqueeze(-2) * h
-            if decim > 1:  # folding the spectrum gives the exact samples at every decim-th instant
-                prod = prod.unflatten(-1, (decim, n // decim)).sum(dim=-2) / decim
+        return [(slice(g[0], stop), g[1]) for g, stop in zip(groups, bounds[1:])]
+
+    def bands(self, spec: torch.Tensor, n_samples: int):
+        """Gammatone band signals and their low-passed analytic envelopes, group by group.
+
+        ``spec``: full complex spectrum ``(..., n)`` (``n = spectrum_length(T)``) of real signals
+        of ``n_samples`` samples. Yields ``(bands, decim, band, env)``: a slice of bands, its
+        decimation factor, the complex band signals ``(..., G, n_samples // decim)`` (the exact
+        gammatone outputs at every ``decim``-th sample when ``decim == 1``) and the low-passed
+        analytic signals of their magnitudes, same shape."""
+        n = spec.shape[-1]
+        # spectra are computed in float64 (an FFT spreads rounding errors of strong components
+        # over weak bins); from here on every operation is elementwise or per band, so float32
+        # keeps each band's relative precision
+        spec = spec.to(self.band_dtype)
+        fc = self.center_frequencies_hz.cpu().numpy()
+        for bands, decim in self.band_groups():
+            if decim == 1:
+                prod = spec.unsqueeze(-2) * self._gammatone_response(n, bands, spec.device)
+            else:
+                # the m = n / decim bins centred on each band, each at the position (bin mod m):
+                # the m-point inverse DFT gives the band at every decim-th sample, without the
+                # response outside the window
+                m = n // decim
+                start = np.round(fc[bands] * n / self.sample_rate).astype(np.int64) - m // 2
+                pos = np.arange(m)
+                idx = torch.from_numpy((start[:, None] + (pos[None, :] - start[:, None]) % m) % n).to(spec.device)
+                h = self._gammatone_response(n, bands, spec.device, bins=idx)
+                prod = spec[..., idx] * h / decim  # (..., G, m)
             band = torch.fft.ifft(prod, dim=-1)[..., : n_samples // decim]
             del prod
-            env = self._lowpass_analytic(torch.abs(band), decim)
+            yield bands, decim, band, self._lowpass_analytic(torch.abs(band), decim)
+
+    def binaural_from_spectrum(self, spec: torch.Tensor, n_samples: int) -> dict:
+        """Cues from the full complex spectrum ``(..., 2, n)`` (``n = spectrum_length(T)``) of
+        a binaural signal of ``n_samples`` samples. Returns dict of ``(..., F, nf)``: ``power``,
+        ``ild``, ``coherence`` (complex), ``below_floor``."""
+        out = []
+        fc = self.center_frequencies_hz
+        for bands, decim, band, env in self.bands(spec, n_samples):
             fine = fc[bands] < self.mso_rolloff_hz
             out.append(binaural_frame_features(band, env, self.frame_len // decim, self.power_floor[bands], fine))
         return {k: torch.cat([o[k] for o in out], dim=-2) for k in out[0]}
@@ -214,6 +238,8 @@ class AuditoryFrontEnd(nn.Module):
                   float(np.abs(sd["gammatone_imag"].double().numpy() - ref.imag).max()))
         if err > 1e-6:
             raise ValueError(f"checkpoint gammatone filters differ from the Hohmann filterbank ({err:.2e})")
+        import scipy.signal as sps
+
         lp = sd["lowpass"].double().numpy()
         imp = np.zeros(len(lp))
         imp[0] = 1
@@ -223,3 +249,12 @@ class AuditoryFrontEnd(nn.Module):
         self.dir_alpha = sd["directiveness.alpha_dif"].double().clone()
         self.dir_grouping = sd["directiveness.freq_2_erb_m"].double().clone()
         self.dir_window = sd["directiveness.stft.window"].double().clone()
+
+
+def _one_pole_lowpass(cutoff_hz: float, sample_rate: float):
+    """First-order Butterworth low-pass (bilinear, prewarped; = ``scipy.signal.butter(1, ...)``)
+    -> ``((b0, b1), pole, tail)`` with ``pole^tail < 1e-20``."""
+    k = math.tan(math.pi * cutoff_hz / sample_rate)
+    b0 = k / (1 + k)
+    p = (1 - k) / (1 + k)
+    return (b0, b0), p, int(math.ceil(math.log(1e-20) / math.log(p)))

@@ -67,18 +67,6 @@ def gain_match(ref: torch.Tensor, deg: torch.Tensor, ambisonic: bool) -> tuple[t
     return deg * (10 ** (g_db / 20)).to(deg.dtype).view(-1, 1, 1), g_db
 
 
-def _band_groups(frontend: AuditoryFrontEnd):
-    """The front-end's band groups: consecutive bands with the same decimation factor, at most
-    ``band_group`` at a time -> list of (slice, decimation)."""
-    groups = []
-    for k, d in enumerate(frontend.decimation):
-        if groups and groups[-1][1] == d and k - groups[-1][0] < frontend.band_group:
-            continue
-        groups.append((k, d))
-    bounds = [g[0] for g in groups] + [frontend.n_bands]
-    return [(slice(g[0], stop), g[1]) for g, stop in zip(groups, bounds[1:])]
-
-
 def _band_cues(x: torch.Tensor, frontend: AuditoryFrontEnd, decoder: torch.Tensor | None) -> dict:
     """One pass of the shared front-end (its gammatone responses, band groups, decimation and
     envelope low-pass) over reference and degraded ears ``x (B, 2, C, T)``.
@@ -86,18 +74,10 @@ def _band_cues(x: torch.Tensor, frontend: AuditoryFrontEnd, decoder: torch.Tenso
     coherence ``(B, 2 sig, F, nf)`` and ``xc`` reference-degraded coherence ``(B, 2 ears, F, nf)``
     (complex, NaN where a power is 0)."""
     t = x.shape[-1]
-    spec = ear_spectrum(x, frontend, decoder).to(frontend.band_dtype)
-    n = spec.shape[-1]
+    spec = ear_spectrum(x, frontend, decoder)
     fc = frontend.center_frequencies_hz
     out = []
-    for bands, decim in _band_groups(frontend):
-        h = frontend._gammatone_response(n, bands, spec.device)
-        prod = spec.unsqueeze(-2) * h
-        if decim > 1:
-            prod = prod.unflatten(-1, (decim, n // decim)).sum(dim=-2) / decim
-        band = torch.fft.ifft(prod, dim=-1)[..., : t // decim]  # (B, S, E, G, T')
-        del prod
-        env = frontend._lowpass_analytic(torch.abs(band), decim)
+    for bands, decim, band, env in frontend.bands(spec, t):  # band, env: (B, S, E, G, T')
         fl = frontend.frame_len // decim
         # coherence signal as in the front-end's binaural cues: fine structure below the MSO
         # roll-off, complex envelope above
