@@ -173,3 +173,19 @@ def test_chunked_equals_unchunked():
     for k in f1:
         tol = 5e-2 if k in ("incoherence", "d_ic", "d_ipd") else 1e-6
         assert float(f2[k]) == pytest.approx(float(f1[k]), rel=tol, abs=1e-9), k
+
+
+def test_compare_extra_declares_the_baselines_eval_quality_imports():
+    """benchmarks/eval_quality.py --section mushra imports pesq, pystoi and visqol (the
+    visqol-python distribution); the `compare` extra must declare exactly those."""
+    import re
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    extras = tomllib.loads((root / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    names = sorted(re.split(r"[<>=!~ \[]", d)[0].lower() for d in extras["compare"])
+    assert names == ["pesq", "pystoi", "visqol-python"]
+    src = (root / "benchmarks" / "eval_quality.py").read_text()
+    for mod in ("import pesq", "from pystoi import", "from visqol import"):
+        assert mod in src
