@@ -93,17 +93,16 @@ def directiveness(hoa: torch.Tensor, window: torch.Tensor, alpha: torch.Tensor,
     frame, to continue on the next chunk of a long signal with identical results.
     """
     win_len = window.shape[0]
-    lead = hoa.shape[:-2]
-    x = hoa[..., :4, :].reshape(-1, hoa.shape[-1])
-    spec = torch.stft(x, n_fft=win_len, hop_length=win_len, win_length=win_len, window=window,
-                      center=False, return_complex=True) / win_len
-    spec = spec.reshape(*lead, 4, spec.shape[-2], spec.shape[-1])  # (..., 4, F, nf)
+    nf = hoa.shape[-1] // win_len
+    # hop = window length, no centring: the STFT frames are a reshape of the signal
+    frames = hoa[..., :4, : nf * win_len].unflatten(-1, (nf, win_len)) * window.to(hoa.dtype)
+    spec = torch.fft.rfft(frames, dim=-1).transpose(-1, -2) / win_len  # (..., 4, F, nf)
     w = spec[..., 0, :, :]
     xyz = spec[..., 1:4, :, :] * math.sqrt(3 / 2)
     intensity = torch.real(w.unsqueeze(-3).conj() * xyz)
     i2 = torch.sum(intensity ** 2, dim=-3) + eps
     i_norm = torch.where(i2 > 0, torch.sqrt(torch.where(i2 > 0, i2, torch.ones_like(i2))), torch.zeros_like(i2))
-    energy = (torch.abs(w) ** 2 + torch.sum(torch.abs(xyz) ** 2, dim=-3)) / 2
+    energy = (w.real ** 2 + w.imag ** 2 + torch.sum(xyz.real ** 2 + xyz.imag ** 2, dim=-3)) / 2
     sm = recursive_smooth(torch.stack((i_norm, energy), dim=-3), alpha.to(hoa.device), initial=state)
     e_s = sm[..., 1, :, :] + eps
     d = sm[..., 0, :, :] / torch.where(e_s > 0, e_s, torch.ones_like(e_s))

@@ -42,7 +42,7 @@ class AuditoryFrontEnd(nn.Module):
 
     def __init__(self, sample_rate: int = 48000, frame_ms: float = 40.0, env_lowpass_hz: float = 150.0,
                  mso_rolloff_hz: float = 1300.0, full_scale_db_spl: float = 100.0, band_group: int = 3,
-                 decimate: bool = False, decimation_safety: float = 24.0):
+                 decimate: bool = False, decimation_safety: float = 12.0, window_bw: float = 24.0):
         super().__init__()
         self.sample_rate = int(sample_rate)
         self.frame_len = int(frame_ms / 1000 * sample_rate)
@@ -54,6 +54,8 @@ class AuditoryFrontEnd(nn.Module):
         self.env_lowpass_hz = env_lowpass_hz
         self.lp_b, self.lp_pole, self.lp_tail = _one_pole_lowpass(env_lowpass_hz, sample_rate)
         self.decimation_safety = decimation_safety
+        self.window_bw = window_bw
+        self.fast_float32 = True
         self.set_decimation(decimate)
         self.register_buffer("power_floor", torch.from_numpy(band_power_floor(fc, full_scale_db_spl)))
         n_fft = self.frame_len
@@ -61,18 +63,22 @@ class AuditoryFrontEnd(nn.Module):
         self.register_buffer("dir_alpha", torch.from_numpy(smoothing_coefficients(n_fft, n_fft, sample_rate)))
         self.register_buffer("dir_grouping", torch.from_numpy(erb_grouping_matrix(fc, n_fft, sample_rate)))
 
-    def set_decimation(self, decimate: bool, safety: float | None = None) -> None:
-        """Fast mode: band k is computed at ``fs / D_k`` from the ``n / D_k`` spectrum bins
-        around its centre frequency (the gammatone response outside that window, below
-        ``(1 + (safety/2)^2)^-2`` of its peak, is dropped), with the envelope low-pass
-        redesigned at the lower rate. ``D_k`` is the largest divisor of the frame length
-        (<= 64) with ``fs / D_k >= safety x`` the band's gammatone bandwidth. Not bit-exact:
-        see the README for the measured deviation."""
+    def set_decimation(self, decimate: bool, safety: float | None = None, window_bw: float | None = None) -> None:
+        """Fast mode: band k is computed at ``fs / D_k`` (``D_k`` the largest divisor of the frame
+        length, <= 64, with ``fs / D_k >= safety x`` the band's gammatone bandwidth ``b_k``) from
+        the spectrum bins within ``window_bw x b_k`` of its centre (where the response is above
+        ``(1 + window_bw^2)^-2`` of its peak), folded onto ``n / D_k`` bins, i.e. the exact
+        samples of the band truncated to that window; the envelope low-pass is redesigned at the
+        lower rate. Not bit-exact: see the README for the measured deviation."""
         self.decimate = bool(decimate)
+        self.spectrum_dtype = torch.float32 if (self.decimate and self.fast_float32) else torch.float64
         if safety is not None:
             self.decimation_safety = float(safety)
+        if window_bw is not None:
+            self.window_bw = float(window_bw)
         fc = self.gammatone.center_frequencies_hz.cpu().numpy()
         bw = (24.7 + fc / 9.265) / (math.pi * 720 * 2 ** (-6) / 36)  # pole bandwidth (Hz)
+        self._bandwidth_hz = bw
         divisors = [k for k in range(1, 65) if self.frame_len % k == 0]
         self.decimation = [max(k for k in divisors if k == 1 or (self.decimate and
                                                                  self.sample_rate / k >= self.decimation_safety * b))
@@ -92,29 +98,47 @@ class AuditoryFrontEnd(nn.Module):
         return n_samples // self.frame_len
 
     def spectrum_length(self, n_samples: int, extra: int = 0) -> int:
-        """FFT length used for a signal of ``n_samples`` (plus ``extra`` samples of FIR tail);
-        a multiple of every decimation factor."""
-        m = self._lcm
+        """FFT length used for a signal of ``n_samples`` (plus ``extra`` samples of FIR tail):
+        even and a multiple of every decimation factor (so ``n = 2 (n_half - 1)``)."""
+        m = math.lcm(self._lcm, 2)
         return m * next_fast_len(-(-(n_samples + GAMMATONE_PAD + extra) // m))
+
+    def _window_geometry(self, n: int, bands: slice, decim: int):
+        """Fast-mode window of each band: ``(starts (G,) signed bin, width = J m, J, m)``."""
+        m = n // decim
+        fc = self.center_frequencies_hz.cpu().numpy()[bands]
+        half = np.ceil(self.window_bw * self._bandwidth_hz[bands] * n / self.sample_rate)
+        n_fold = int(min(decim, np.max(np.ceil((2 * half + 1) / m))))
+        width = n_fold * m
+        starts = np.round(fc * n / self.sample_rate).astype(np.int64) - width // 2
+        return starts, width, n_fold, m
 
     def _gammatone_response(self, n: int, bands: slice, device, bins: torch.Tensor | None = None) -> torch.Tensor:
         """Exact IIR transfer functions ``(n_bands_in_slice, n)`` at the n-point DFT bins (or at
         the bins ``(n_bands_in_slice, m)`` given), computed in float64 and returned as
         ``band_dtype`` (elementwise values keep their relative precision)."""
         coef, norm = hohmann_coefficients(self.center_frequencies_hz.cpu().numpy()[bands], self.sample_rate)
-        if bins is not None:
-            w = torch.exp(-2j * math.pi * bins.to(torch.float64) / n)
-            d = 1 - torch.as_tensor(coef, device=device)[:, None] * w
-            d = d * d
-            return (torch.as_tensor(norm, device=device)[:, None] / (d * d)).to(self.band_dtype)
         key = (n, str(device))
-        if getattr(self, "_w_cache", (None,))[0] != key:
+        if getattr(self, "_w_cache", (None,))[0] != key:  # the n-th roots of unity, once per length
             self._w_cache = (key, torch.exp(-2j * math.pi * torch.arange(n, dtype=torch.float64, device=device) / n))
         w = self._w_cache[1]
+        if bins is not None:
+            d = 1 - torch.as_tensor(coef, device=device)[:, None] * w[bins]
+            d = d * d
+            return (torch.as_tensor(norm, device=device)[:, None] / (d * d)).to(self.band_dtype)
         a = torch.as_tensor(coef, device=device)[:, None]
         d = 1 - a * w[None, :]
         d = d * d
         return (torch.as_tensor(norm, device=device)[:, None] / (d * d)).to(self.band_dtype)
+
+    def decoder_spectrum(self, decoder: torch.Tensor, n: int) -> torch.Tensor:
+        """Half spectra ``(2, C, n//2+1)`` of an FIR binaural decoder ``(2, C, L)`` at length ``n``
+        in ``spectrum_dtype`` (cached for the last length: chunks and batches reuse it)."""
+        key = (n, decoder.data_ptr(), tuple(decoder.shape), str(decoder.device), self.spectrum_dtype)
+        if getattr(self, "_dec_cache", (None,))[0] != key:
+            self._dec_cache = None  # free the old one first
+            self._dec_cache = (key, torch.fft.rfft(decoder.to(self.spectrum_dtype), n=n, dim=-1))
+        return self._dec_cache[1]
 
     def _lowpass_coefficients(self, decim: int):
         if decim == 1:
@@ -142,7 +166,10 @@ class AuditoryFrontEnd(nn.Module):
         n_head = min(t, lp_tail)
         decay = p ** torch.arange(n_head, device=mag.device, dtype=torch.float64)
         head = y[..., :n_head] - (y[..., :1] - b0 * z0) * decay.to(mag.dtype)
-        return torch.cat([head, y[..., n_head:]], dim=-1)
+        if y.requires_grad or head.requires_grad:
+            return torch.cat([head, y[..., n_head:]], dim=-1)
+        y[..., :n_head] = head
+        return y
 
     # ------------------------------------------------------------------ cues
     def band_groups(self) -> list:
@@ -156,39 +183,69 @@ class AuditoryFrontEnd(nn.Module):
         bounds = [g[0] for g in groups] + [self.n_bands]
         return [(slice(g[0], stop), g[1]) for g, stop in zip(groups, bounds[1:])]
 
-    def bands(self, spec: torch.Tensor, n_samples: int):
+    def bands(self, half: torch.Tensor, n_samples: int):
         """Gammatone band signals and their low-passed analytic envelopes, group by group.
 
-        ``spec``: full complex spectrum ``(..., n)`` (``n = spectrum_length(T)``) of real signals
-        of ``n_samples`` samples. Yields ``(bands, decim, band, env)``: a slice of bands, its
-        decimation factor, the complex band signals ``(..., G, n_samples // decim)`` (the exact
-        gammatone outputs at every ``decim``-th sample when ``decim == 1``) and the low-passed
-        analytic signals of their magnitudes, same shape."""
-        n = spec.shape[-1]
-        # spectra are computed in float64 (an FFT spreads rounding errors of strong components
-        # over weak bins); from here on every operation is elementwise or per band, so float32
-        # keeps each band's relative precision
-        spec = spec.to(self.band_dtype)
-        fc = self.center_frequencies_hz.cpu().numpy()
-        for bands, decim in self.band_groups():
+        ``half``: half spectrum ``(..., n//2+1)`` (``n = spectrum_length(T)``, even) of real
+        signals of ``n_samples`` samples. Yields ``(bands, decim, band, env)``: a slice of bands,
+        its decimation factor, the complex band signals ``(..., G, n_samples // decim)`` (the
+        exact gammatone outputs when ``decim == 1``) and the low-passed analytic signals of
+        their magnitudes, same shape."""
+        n = 2 * (half.shape[-1] - 1)
+        # spectra are computed in float64 in exact mode (an FFT spreads rounding errors of
+        # strong components over weak bins); from here on every operation is elementwise or per
+        # band, so float32 keeps each band's relative precision
+        half = half.to(self.band_dtype)
+        full = ext = None
+        groups = self.band_groups()
+        for bands, decim in groups:
             if decim == 1:
-                prod = spec.unsqueeze(-2) * self._gammatone_response(n, bands, spec.device)
+                if full is None:  # Hermitian completion (the signals are real)
+                    full = torch.cat([half, torch.conj(half[..., 1:n // 2].flip(-1))], dim=-1)
+                prod = full.unsqueeze(-2) * self._gammatone_response(n, bands, half.device)
             else:
-                # the m = n / decim bins centred on each band, each at the position (bin mod m):
-                # the m-point inverse DFT gives the band at every decim-th sample, without the
-                # response outside the window
-                m = n // decim
-                start = np.round(fc[bands] * n / self.sample_rate).astype(np.int64) - m // 2
-                pos = np.arange(m)
-                idx = torch.from_numpy((start[:, None] + (pos[None, :] - start[:, None]) % m) % n).to(spec.device)
-                h = self._gammatone_response(n, bands, spec.device, bins=idx)
-                prod = spec[..., idx] * h / decim  # (..., G, m)
+                if ext is None:  # the bins every window needs, contiguous: ext[i] = X[lo + i]
+                    geo = [self._window_geometry(n, b, d) for b, d in groups if d > 1]
+                    lo = min(int(g[0].min()) for g in geo)
+                    hi = max(int(g[0].max()) + g[1] for g in geo)
+                    k = np.arange(lo, hi) % n
+                    neg = torch.from_numpy(k > n // 2).to(half.device)
+                    src = torch.from_numpy(np.where(k > n // 2, n - k, k)).to(half.device)
+                    ext = half[..., src]
+                    ext = torch.where(neg, torch.conj(ext), ext)
+                prod = self._folded_window(ext, lo, n, bands, decim)
             band = torch.fft.ifft(prod, dim=-1)[..., : n_samples // decim]
             del prod
             yield bands, decim, band, self._lowpass_analytic(torch.abs(band), decim)
 
+    def _folded_window(self, ext: torch.Tensor, lo: int, n: int, bands: slice, decim: int) -> torch.Tensor:
+        """``ext (..., K)``: spectrum bins ``lo .. lo + K - 1`` (mod n) -> ``(..., G, m)``,
+        ``m = n / decim``: for each band, the bins within ``window_bw x`` its bandwidth of its
+        centre (rounded up to ``J m`` contiguous bins), times its response, folded (summed over
+        ``j``) onto position ``bin mod m``; the m-point inverse DFT then gives the band,
+        truncated to that window, at every ``decim``-th sample."""
+        starts, width, n_fold, m = self._window_geometry(n, bands, decim)
+        key = (n, str(ext.device), bands.start, bands.stop, self.window_bw, decim)
+        cache = getattr(self, "_window_cache", {})
+        if key not in cache:  # responses on the windows: computed once per spectrum length
+            if cache and next(iter(cache))[:2] != key[:2]:
+                cache = {}
+            idx = torch.from_numpy((starts[:, None] + np.arange(width)[None, :]) % n).to(ext.device)
+            h = self._gammatone_response(n, bands, ext.device, bins=idx) / decim
+            cache[key] = h.unflatten(-1, (n_fold, m))
+            self._window_cache = cache
+        h = cache[key]  # (G, J, m)
+        out = []
+        for g, s0 in enumerate(starts):
+            seg = ext[..., s0 - lo:s0 - lo + width].unflatten(-1, (n_fold, m))  # (..., J, m), a view
+            folded = seg[..., 0, :] * h[g, 0]
+            for j in range(1, n_fold):
+                folded = folded + seg[..., j, :] * h[g, j]
+            out.append(torch.roll(folded, int(s0 % m), dims=-1))  # bin s0 + i -> position (s0 + i) mod m
+        return torch.stack(out, dim=-2)
+
     def binaural_from_spectrum(self, spec: torch.Tensor, n_samples: int) -> dict:
-        """Cues from the full complex spectrum ``(..., 2, n)`` (``n = spectrum_length(T)``) of
+        """Cues from the half spectrum ``(..., 2, n//2+1)`` (``n = spectrum_length(T)``) of
         a binaural signal of ``n_samples`` samples. Returns dict of ``(..., F, nf)``: ``power``,
         ``ild``, ``coherence`` (complex), ``below_floor``."""
         out = []
@@ -201,14 +258,14 @@ class AuditoryFrontEnd(nn.Module):
     def binaural(self, x: torch.Tensor) -> dict:
         """Binaural cues of ``(..., 2, T)`` (left, right); see :meth:`binaural_from_spectrum`."""
         t = x.shape[-1]
-        spec = torch.fft.fft(x.to(torch.float64), n=self.spectrum_length(t), dim=-1)
+        spec = torch.fft.rfft(x.to(self.spectrum_dtype), n=self.spectrum_length(t), dim=-1)
         return self.binaural_from_spectrum(spec, t)
 
     def directiveness(self, hoa: torch.Tensor, state: torch.Tensor | None = None, return_state: bool = False):
         """``(..., C>=4, T)`` ACN/SN3D -> ``(..., F, nf)`` first-order directiveness per ERB band
         (and the smoothing state to continue on a next chunk, see
         :func:`spaq.auditory.directiveness.directiveness`)."""
-        return directiveness(hoa.to(torch.float64), self.dir_window, self.dir_alpha, self.dir_grouping,
+        return directiveness(hoa[..., :4, :].to(self.spectrum_dtype), self.dir_window, self.dir_alpha, self.dir_grouping,
                              state=state, return_state=return_state)
 
     # ------------------------------------------------------------------ checkpoints

@@ -43,25 +43,32 @@ def feature_differences(ref_cues: dict, deg_cues: dict, dir_ref, dir_deg, floor)
 
 
 def ear_spectrum(x: torch.Tensor, frontend: AuditoryFrontEnd, decoder: torch.Tensor | None) -> torch.Tensor:
-    """``x (..., C, T)`` -> full complex spectrum of the ears ``(..., 2, n)``, ``n`` =
-    ``frontend.spectrum_length``: float64 half spectra (weak bands need it), ambisonics decoded
-    with ``decoder (2, C_dec, L)`` in the frequency domain channel by channel (decoder and
-    gammatone are both linear: no round trip, one channel's spectrum in memory at a time),
-    then Hermitian completion (the ear signals are real)."""
+    """``x (..., C, T)`` -> half spectrum of the ears ``(..., 2, n//2+1)``, ``n`` =
+    ``frontend.spectrum_length`` (even), in ``frontend.spectrum_dtype`` (float64 in exact mode:
+    weak bands need it); ambisonics decoded with ``decoder (2, C_dec, L)`` in the frequency
+    domain (decoder and gammatone are both linear: no round trip; in exact mode one channel's
+    spectrum in memory at a time)."""
     t = x.shape[-1]
+    dt = frontend.spectrum_dtype
     if decoder is None:
         n = frontend.spectrum_length(t)
-        half = torch.fft.rfft(x.to(torch.float64), n=n, dim=-1)
+        half = torch.fft.rfft(x.to(dt), n=n, dim=-1)
     else:
         c = min(x.shape[-2], decoder.shape[1])
         n = frontend.spectrum_length(t, extra=decoder.shape[-1])
-        half = None
-        for ch in range(c):
-            term = torch.fft.rfft(x[..., ch:ch + 1, :].to(torch.float64), n=n, dim=-1) * \
-                torch.fft.rfft(decoder[:, ch, :].to(torch.float64), n=n, dim=-1)
-            half = term if half is None else half + term
-    tail = torch.conj(half[..., 1:(n + 1) // 2].flip(-1))
-    return torch.cat([half, tail], dim=-1)
+        dec = frontend.decoder_spectrum(decoder, n)  # (2, C_dec, n//2+1), cached per length
+        if frontend.decimate:  # all channels at once (faster, more memory)
+            xf = torch.fft.rfft(x[..., :c, :].to(dt), n=n, dim=-1)
+            half = xf[..., :1, :] * dec[:, 0, :]
+            for ch in range(1, c):
+                half = half + xf[..., ch:ch + 1, :] * dec[:, ch, :]
+            del xf
+        else:  # one channel's spectrum in memory at a time
+            half = None
+            for ch in range(c):
+                term = torch.fft.rfft(x[..., ch:ch + 1, :].to(dt), n=n, dim=-1) * dec[:, ch, :]
+                half = term if half is None else half + term
+    return half
 
 
 def binaural_cue_pair(ref: torch.Tensor, deg: torch.Tensor, frontend: AuditoryFrontEnd,
@@ -69,7 +76,8 @@ def binaural_cue_pair(ref: torch.Tensor, deg: torch.Tensor, frontend: AuditoryFr
     """Binaural cues of the reference and degraded signals ``(B, C, T)``: decoded to binaural
     with ``decoder`` ``(2, C_dec, L)`` when given (ambisonics), else taken as binaural.
     Returns dict of ``(B, 2, F, nf)`` (index 0 reference, 1 degraded)."""
-    spec = ear_spectrum(torch.stack((ref, deg), dim=1), frontend, decoder)  # (B, 2, 2, n)
+    # each signal's spectrum on its own (no stacked copy of the multichannel input)
+    spec = torch.stack([ear_spectrum(ref, frontend, decoder), ear_spectrum(deg, frontend, decoder)], dim=1)
     return frontend.binaural_from_spectrum(spec, ref.shape[-1])
 
 
