@@ -453,10 +453,12 @@ def predict(model: BAST, feats: torch.Tensor, batch: int = 512) -> tuple[np.ndar
 
 
 def _fit(model: BAST, train_feats, train_dir, train_cls, val_feats, val_dir, val_cls, tc: LocalizerTrainConfig,
-         crop_train: bool, log=print, sampler: SpectralSceneSampler | None = None) -> dict:
+         crop_train: bool, log=print, sampler: SpectralSceneSampler | None = None, on_best=None) -> dict:
     """Train ``model`` in place; keeps the weights of the best validation epoch. Features are
     ``(N, 2, F, T)`` tensors (or lists of ``(2, F, T_i)`` when ``crop_train``). With a
-    ``sampler``, ``tc.spectral_batch`` fresh spectral-domain scenes join every batch."""
+    ``sampler``, ``tc.spectral_batch`` fresh spectral-domain scenes join every batch.
+    ``on_best(model, summary)`` is called after every epoch that improves the validation score
+    (with the model holding that epoch's weights), e.g. to checkpoint a run that may be cut off."""
     torch.manual_seed(tc.seed)
     rng = np.random.default_rng(tc.seed)
     gen = torch.Generator().manual_seed(int(tc.seed) + 1)
@@ -486,7 +488,7 @@ def _fit(model: BAST, train_feats, train_dir, train_cls, val_feats, val_dir, val
 
     history = []
     best, best_state = math.inf, None
-    t0 = time.time()
+    t0, c0 = time.time(), time.process_time()
     for epoch in range(tc.epochs):
         model.train()
         perm = rng.permutation(n)
@@ -509,7 +511,8 @@ def _fit(model: BAST, train_feats, train_dir, train_cls, val_feats, val_dir, val
             sched.step()
             run += float(loss.detach())
         vm = val_metrics()
-        rec = {"epoch": epoch + 1, "train_loss": run / steps_per_epoch, "seconds": round(time.time() - t0, 1)}
+        rec = {"epoch": epoch + 1, "train_loss": run / steps_per_epoch, "seconds": round(time.time() - t0, 1),
+               "cpu_seconds": round(time.process_time() - c0, 1), "lr": float(sched.get_last_lr()[0])}
         if vm:
             rec.update({f"val_{k}": v for k, v in vm.items()})
         history.append(rec)
@@ -518,10 +521,14 @@ def _fit(model: BAST, train_feats, train_dir, train_cls, val_feats, val_dir, val
         if score < best:
             best = score
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            if on_best is not None:
+                on_best(model, {"history": list(history), "best_val_mean_deg": best if val_dir is not None else None,
+                                "best_epoch": epoch + 1, "partial": epoch + 1 < tc.epochs})
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
-    return {"history": history, "best_val_mean_deg": best if val_dir is not None else None}
+    best_epoch = int(np.argmin([h.get("val_mean_deg", h["train_loss"]) for h in history]) + 1) if history else None
+    return {"history": history, "best_val_mean_deg": best if val_dir is not None else None, "best_epoch": best_epoch}
 
 
 def build_model(tc: LocalizerTrainConfig, class_names: list[str]) -> BAST:
@@ -571,9 +578,16 @@ def train_localizer(tc: LocalizerTrainConfig, out_path, cache_dir=None, log=prin
     sampler = None
     if tc.spectral_batch > 0:
         sampler = SpectralSceneSampler(cfg, spec, tc.spectral_bank, tc.seed, log=log)
-    summary = _fit(model, tf, td, tcl, vf, vd, vcl, tc, crop_train=False, log=log, sampler=sampler)
-    summary.update(data="synthetic", synthetic=_jsonable(spec.__dict__), seed=tc.seed, loss=tc.loss,
-                   n_train=tc.n_train, n_val=tc.n_val, epochs=tc.epochs)
+    info = dict(data="synthetic", synthetic=_jsonable(spec.__dict__), seed=tc.seed, loss=tc.loss,
+                n_train=tc.n_train, n_val=tc.n_val, epochs=tc.epochs, spectral_batch=tc.spectral_batch,
+                spectral_bank=tc.spectral_bank if tc.spectral_batch > 0 else 0)
+
+    def on_best(m, partial):  # the best epoch so far is on disk: a run cut off still leaves a model
+        if partial.get("partial"):
+            save_checkpoint(out_path, m, {**partial, **info})
+
+    summary = _fit(model, tf, td, tcl, vf, vd, vcl, tc, crop_train=False, log=log, sampler=sampler, on_best=on_best)
+    summary.update(info)
     summary["sha256"] = save_checkpoint(out_path, model, summary)
     return summary
 
