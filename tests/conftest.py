@@ -31,9 +31,18 @@ def qastanet_checkpoint():
 
 @pytest.fixture(scope="session")
 def qastanet_metric(qastanet_checkpoint):
+    """The qastanet metric in its default (fast) mode."""
     from spaq.metrics.qastanet import Qastanet
 
     return Qastanet(checkpoint=qastanet_checkpoint)
+
+
+@pytest.fixture(scope="session")
+def qastanet_exact_metric(qastanet_checkpoint):
+    """The qastanet metric in exact mode (float64, every band at full rate)."""
+    from spaq.metrics.qastanet import Qastanet
+
+    return Qastanet(checkpoint=qastanet_checkpoint, fast=False)
 
 
 def plane_wave_scene(order: int, seconds: float, fs: int = 48000, seed: int = 0, dirs=((30.0, 10.0), (-110.0, 0.0))):

@@ -42,7 +42,7 @@ class AuditoryFrontEnd(nn.Module):
 
     def __init__(self, sample_rate: int = 48000, frame_ms: float = 40.0, env_lowpass_hz: float = 150.0,
                  mso_rolloff_hz: float = 1300.0, full_scale_db_spl: float = 100.0, band_group: int = 3,
-                 decimate: bool = False, decimation_safety: float = 12.0, window_bw: float = 24.0):
+                 decimate: bool = False, decimation_safety: float = 12.0, window_bw: float = 12.0):
         super().__init__()
         self.sample_rate = int(sample_rate)
         self.frame_len = int(frame_ms / 1000 * sample_rate)

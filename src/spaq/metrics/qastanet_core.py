@@ -61,7 +61,7 @@ def ear_spectrum(x: torch.Tensor, frontend: AuditoryFrontEnd, decoder: torch.Ten
             xf = torch.fft.rfft(x[..., :c, :].to(dt), n=n, dim=-1)
             half = xf[..., :1, :] * dec[:, 0, :]
             for ch in range(1, c):
-                half = half + xf[..., ch:ch + 1, :] * dec[:, ch, :]
+                half.addcmul_(xf[..., ch:ch + 1, :], dec[:, ch, :])
             del xf
         else:  # one channel's spectrum in memory at a time
             half = None
@@ -158,7 +158,7 @@ def paired_cues(ref: torch.Tensor, deg: torch.Tensor, frontend: AuditoryFrontEnd
         if with_directiveness:
             d0, d1 = k0 * fl, k1 * fl
             cues["directiveness"], state = frontend.directiveness(
-                torch.stack((r[..., d0:d1], d[..., d0:d1]), dim=1), state=state, return_state=True)
+                torch.stack((r[..., :4, d0:d1], d[..., :4, d0:d1]), dim=1), state=state, return_state=True)
         parts.append(cues)
     if len(parts) == 1:
         return parts[0]
