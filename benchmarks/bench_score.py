@@ -1,11 +1,14 @@
 """Speed and memory of the qastanet and cues metrics on third-order ambisonic pairs.
 
-    python benchmarks/bench_score.py [--durations 5 10 30 600] [--metric qastanet cues]
+    python benchmarks/bench_score.py [--durations 5 10 30 600] [--metric qastanet qastanet-exact cues]
                                      [--checkpoint PATH] [--baseline] [--cli] [--cuda-batch 64]
 
-Each case runs in a fresh subprocess (peak RSS of that process = model + one call).
-Prints, per duration: metric-call time, time per second of audio, real-time factor, peak
-memory; with --baseline also a naive float32 full-rate implementation of the same chain
+Kinds: ``qastanet`` (its default, fast mode), ``qastanet-exact`` (float64, full rate), ``cues``
+(exact, its default), ``cues-fast``. Each case runs in a fresh subprocess (peak RSS of that
+process = torch + model + the calls), with the malloc setting the ``spaq`` command uses.
+Prints, per duration: the first metric call on that length (``cold``: it also builds the
+per-length tables) and the best of three further calls (``warm``), time per second of audio,
+real-time factor, peak memory; with --baseline also a naive float32 full-rate implementation of the same chain
 (time-domain decoding, FIR gammatone, full-signal Hilbert, FIR low-pass — the official
 structure) measured in the same run, and the ratio. The official implementation's own
 figures on this machine kind (../shared/README.md): 10 s -> 10 s and 3.4 GB; 30 s -> 39 s
@@ -89,26 +92,53 @@ def naive_qastanet_features(ref, deg, sd):
     return p.sum() + c1.abs().sum() + c2.abs().sum() + math.pi
 
 
+def _fast(kind: str) -> bool:
+    return not kind.endswith("-exact") if kind.startswith("qastanet") else kind.endswith("-fast")
+
+
 def child(args) -> None:
     import resource
 
     import torch
 
+    from spaq.cli import _return_freed_memory
+
+    _return_freed_memory()
     torch.set_num_threads(int(os.environ.get("SPAQ_BENCH_THREADS", "2")))
+    if args.kind.startswith("cuda"):  # batched throughput on a GPU: --cuda-batch B pairs of 10 s
+        from spaq.metrics.qastanet import Qastanet
+
+        m = Qastanet(checkpoint=args.checkpoint, device="cuda", fast=not args.kind.endswith("-exact"))
+        ref, deg = make_pair(args.seconds)
+        r = torch.from_numpy(ref)[None].expand(args.batch, -1, -1).contiguous().cuda()
+        d = torch.from_numpy(deg)[None].expand(args.batch, -1, -1).contiguous().cuda()
+        with torch.no_grad():
+            m.score_tensors(r[:2], d[:2])
+            torch.cuda.synchronize()
+            best = float("inf")
+            for _ in range(3):
+                t0 = time.perf_counter()
+                m.score_tensors(r, d)
+                torch.cuda.synchronize()
+                best = min(best, time.perf_counter() - t0)
+        print(json.dumps({"kind": args.kind, "seconds": args.seconds, "batch": args.batch, "call_s": best,
+                          "x_realtime": args.batch * args.seconds / best,
+                          "gpu_peak_mb": torch.cuda.max_memory_allocated() / 2**20,
+                          "device": torch.cuda.get_device_name()}))
+        return
     if args.seconds > 60 and args.kind.startswith("qastanet"):  # long: stream from files
-        import resource
         import tempfile
 
         from spaq.metrics.qastanet import Qastanet
 
         with tempfile.TemporaryDirectory() as tmp:
             paths = write_pair_files(args.seconds, tmp)
-            m = Qastanet(checkpoint=args.checkpoint, fast=args.kind.endswith("-fast"))
+            m = Qastanet(checkpoint=args.checkpoint, fast=_fast(args.kind))
             t0 = time.perf_counter()
             score = m.score_files(*paths)
             dt = time.perf_counter() - t0
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(json.dumps({"kind": args.kind, "seconds": args.seconds, "call_s": dt, "load_s": 0.0,
+        print(json.dumps({"kind": args.kind, "seconds": args.seconds, "call_s": dt, "warm_s": None, "load_s": 0.0,
                           "peak_mb": peak_mb, "score": score, "streamed": True}))
         return
     ref, deg = make_pair(args.seconds)
@@ -121,12 +151,12 @@ def child(args) -> None:
     elif args.kind.startswith("qastanet"):
         from spaq.metrics.qastanet import Qastanet
 
-        m = Qastanet(checkpoint=args.checkpoint, fast=args.kind.endswith("-fast"))
+        m = Qastanet(checkpoint=args.checkpoint, fast=_fast(args.kind))
         fn = lambda: m.score_tensors(r, d)  # noqa: E731
     else:
         from spaq.metrics.cues import Cues, summarise_cue_maps
 
-        m = Cues(fast=args.kind.endswith("-fast"))
+        m = Cues(fast=_fast(args.kind))
         m.maps_tensors(r[..., :48000], d[..., :48000])  # builds and caches the decoder
         fn = lambda: summarise_cue_maps(m.maps_tensors(r, d))  # noqa: E731
     t_load = time.perf_counter() - t_load
@@ -134,8 +164,16 @@ def child(args) -> None:
         t0 = time.perf_counter()
         fn()
         dt = time.perf_counter() - t0
+        warm = None
+        if args.seconds <= 30:
+            warm = float("inf")
+            for _ in range(3):
+                t0 = time.perf_counter()
+                fn()
+                warm = min(warm, time.perf_counter() - t0)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"kind": args.kind, "seconds": args.seconds, "call_s": dt, "load_s": t_load, "peak_mb": peak_mb}))
+    print(json.dumps({"kind": args.kind, "seconds": args.seconds, "call_s": dt, "warm_s": warm, "load_s": t_load,
+                      "peak_mb": peak_mb}))
 
 
 def run_case(kind: str, seconds: float, checkpoint: str, timeout: float = 3600):
@@ -146,52 +184,89 @@ def run_case(kind: str, seconds: float, checkpoint: str, timeout: float = 3600):
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
+def _cli_runs(checkpoint: str, repeat: int = 5):
+    """Whole `spaq score --metric qastanet` processes on the 10 s pair: wall times, peak RSS."""
+    import resource
+    import shutil
+    import tempfile
+
+    import soundfile as sf
+
+    ref, deg = make_pair(10)
+    times, peaks = [], []
+    exe = shutil.which("spaq") or "spaq"
+    with tempfile.TemporaryDirectory() as tmp:
+        sf.write(f"{tmp}/r.wav", ref.T, 48000, subtype="FLOAT")
+        sf.write(f"{tmp}/d.wav", deg.T, 48000, subtype="FLOAT")
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            p = subprocess.Popen([exe, "score", f"{tmp}/r.wav", f"{tmp}/d.wav", "--metric", "qastanet", "--json",
+                                  "--checkpoint", checkpoint], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            _, _, ru = os.wait4(p.pid, 0)
+            times.append(time.perf_counter() - t0)
+            peaks.append(ru.ru_maxrss / 1024)
+    return times, peaks
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--durations", type=float, nargs="+", default=[5, 10, 30])
-    ap.add_argument("--metric", nargs="+", default=["qastanet", "qastanet-fast", "cues", "cues-fast"],
-                    help="qastanet, qastanet-fast, cues, cues-fast")
+    ap.add_argument("--metric", nargs="+", default=["qastanet", "qastanet-exact", "cues", "cues-fast"],
+                    help="qastanet (fast, its default), qastanet-exact, cues (exact, its default), cues-fast")
     ap.add_argument("--checkpoint", default=os.environ.get("SPAQ_QASTANET_CHECKPOINT", str(DEFAULT_CKPT)))
     ap.add_argument("--baseline", action="store_true", help="also time the naive float32 chain (<= 30 s inputs)")
-    ap.add_argument("--cli", action="store_true", help="time a whole `spaq score` process on the 10 s pair")
+    ap.add_argument("--cli", action="store_true", help="time whole `spaq score` processes on the 10 s pair")
+    ap.add_argument("--cuda-batch", type=int, default=0, help="with a CUDA device: batched throughput of B x 10 s pairs")
     ap.add_argument("--child", default=None)
     ap.add_argument("--seconds", type=float, default=10)
+    ap.add_argument("--batch", type=int, default=64)
     args = ap.parse_args()
     if args.child:
         args.kind = args.child
         return child(args)
     print(f"third-order (16 ch) pairs at 48 kHz, torch threads {os.environ.get('SPAQ_BENCH_THREADS', '2')}")
-    print(f"{'metric':10s} {'audio s':>8s} {'call s':>8s} {'s/s audio':>10s} {'x realtime':>10s} {'peak MB':>8s} {'vs naive':>9s}")
+    print(f"{'metric':15s} {'audio s':>8s} {'cold s':>8s} {'warm s':>8s} {'s/s audio':>10s} {'x realtime':>10s} "
+          f"{'peak MB':>8s} {'vs naive':>9s}")
     for sec in args.durations:
         base = None
         if args.baseline and sec <= 30:
             base = run_case("baseline", sec, args.checkpoint)
             if "error" not in base:
-                print(f"{'naive f32':10s} {sec:8.0f} {base['call_s']:8.2f} {base['call_s'] / sec:10.3f} "
-                      f"{sec / base['call_s']:10.1f} {base['peak_mb']:8.0f} {'1.00':>9s}")
+                print(f"{'naive f32':15s} {sec:8.0f} {base['call_s']:8.2f} {base['warm_s']:8.2f} "
+                      f"{base['warm_s'] / sec:10.3f} {sec / base['warm_s']:10.1f} {base['peak_mb']:8.0f} {'1.00':>9s}")
             else:
-                print(f"{'naive f32':10s} {sec:8.0f} failed: {base['error']}")
+                print(f"{'naive f32':15s} {sec:8.0f} failed: {base['error']}")
         for kind in args.metric:
             r = run_case(kind, sec, args.checkpoint)
             if "error" in r:
-                print(f"{kind:10s} {sec:8.0f} failed: {r['error']}")
+                print(f"{kind:15s} {sec:8.0f} failed: {r['error']}")
                 continue
-            ratio = f"{base['call_s'] / r['call_s']:.2f}x" if base and "error" not in base else ""
-            print(f"{kind:10s} {sec:8.0f} {r['call_s']:8.2f} {r['call_s'] / sec:10.3f} {sec / r['call_s']:10.1f} "
+            best = r["warm_s"] if r.get("warm_s") else r["call_s"]
+            warm = f"{r['warm_s']:8.2f}" if r.get("warm_s") else f"{'-':>8s}"
+            ratio = f"{base['warm_s'] / best:.2f}x" if base and "error" not in base else ""
+            print(f"{kind:15s} {sec:8.0f} {r['call_s']:8.2f} {warm} {best / sec:10.3f} {sec / best:10.1f} "
                   f"{r['peak_mb']:8.0f} {ratio:>9s}")
     if args.cli:
-        import tempfile
+        times, peaks = _cli_runs(args.checkpoint)
+        ts = sorted(times)
+        print(f"whole-process `spaq score --metric qastanet` on the 10 s pair ({len(ts)} runs): "
+              f"median {ts[len(ts) // 2]:.2f} s, best {ts[0]:.2f} s, peak RSS {max(peaks):.0f} MB")
+    if args.cuda_batch:
+        import torch
 
-        import soundfile as sf
-
-        ref, deg = make_pair(10)
-        with tempfile.TemporaryDirectory() as tmp:
-            sf.write(f"{tmp}/r.wav", ref.T, 48000, subtype="FLOAT")
-            sf.write(f"{tmp}/d.wav", deg.T, 48000, subtype="FLOAT")
-            t0 = time.perf_counter()
-            subprocess.run(["spaq", "score", f"{tmp}/r.wav", f"{tmp}/d.wav", "--metric", "qastanet", "--json",
-                            "--checkpoint", args.checkpoint], check=True, capture_output=True)
-            print(f"whole-process `spaq score --metric qastanet` on the 10 s pair: {time.perf_counter() - t0:.2f} s")
+        if not torch.cuda.is_available():
+            print("--cuda-batch: no CUDA device here: skipped")
+        else:
+            for kind in ("cuda", "cuda-exact"):
+                cmd = [sys.executable, __file__, "--child", kind, "--seconds", "10", "--batch", str(args.cuda_batch),
+                       "--checkpoint", args.checkpoint]
+                p = subprocess.run(cmd, capture_output=True, text=True)
+                if p.returncode:
+                    print(f"{kind}: failed: {(p.stderr.strip().splitlines() or ['?'])[-1]}")
+                    continue
+                r = json.loads(p.stdout.strip().splitlines()[-1])
+                print(f"{kind} ({r['device']}): {r['batch']} x 10 s 3OA pairs in {r['call_s']:.3f} s = "
+                      f"{r['x_realtime']:.0f}x real time, GPU peak {r['gpu_peak_mb']:.0f} MB")
 
 
 if __name__ == "__main__":

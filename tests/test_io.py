@@ -51,7 +51,10 @@ def test_subtype_round_trip(tmp_path, ext, subtype, tol):
     write_audio(p, x, 22050, subtype=subtype)
     y, sr = read_audio(p)
     assert sr == 22050
-    assert y.dtype == np.float64 and y.shape == (3, 2000)
+    # float32 holds every sample of <= 24-bit PCM and float files exactly; 32-bit PCM needs float64
+    assert y.dtype == (np.float64 if subtype == "PCM_32" else np.float32) and y.shape == (3, 2000)
+    exact, _ = soundfile.read(str(p), dtype="float64", always_2d=True)
+    np.testing.assert_array_equal(y.astype(np.float64), exact.T)
     err = np.max(np.abs(y - x))
     assert err <= tol, (subtype, err)
     # the quantisation is real for the integer formats (not e.g. silently written as float)
@@ -201,7 +204,11 @@ def test_load_pair_files_basic(tmp_path):
     pair = load_pair(r, d)
     assert isinstance(pair, SignalPair)
     assert pair.ref.shape == pair.deg.shape == (1, 2, 4800)
-    assert pair.ref.dtype == np.float64
+    # a float/<=24-bit file is held in float32, sample for sample what float64 reading gives
+    assert pair.ref.dtype == pair.deg.dtype == np.float32
+    np.testing.assert_array_equal(pair.ref[0], read_audio(r)[0])
+    import soundfile as sf
+    np.testing.assert_array_equal(pair.ref[0].astype(np.float64), sf.read(str(r), dtype="float64", always_2d=True)[0].T)
     np.testing.assert_allclose(pair.deg, 0.5 * pair.ref, atol=1e-7)
     assert pair.sample_rate_in == pair.sample_rate_used == SR
     assert pair.format == SpatialFormat("binaural")
@@ -223,9 +230,12 @@ def test_load_pair_arrays_2d_3d_and_torch():
     assert p.batched and p.ref.shape == (3, 4, x.shape[1])
     np.testing.assert_array_equal(p.ref, xb)
 
+    assert p.ref.dtype == np.float64  # float64 arrays keep their precision
     t = torch.tensor(xb, dtype=torch.float32, requires_grad=True)
     p = load_pair(t, t * 0.5, sample_rate=SR)
-    assert isinstance(p.ref, np.ndarray) and p.ref.dtype == np.float64
+    assert isinstance(p.ref, np.ndarray) and p.ref.dtype == np.float32
+    p2 = load_pair(t, xb, sample_rate=SR)  # mixed precision: both float64
+    assert p2.ref.dtype == p2.deg.dtype == np.float64
     assert p.batched and p.ref.shape == (3, 4, x.shape[1])
     np.testing.assert_allclose(p.deg, 0.5 * xb, atol=1e-6)
 

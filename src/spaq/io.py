@@ -2,7 +2,8 @@
 
 Everything a user can get wrong about their audio is caught here and raised as a
 :class:`~spaq.errors.SpaqInputError` with a one-line message that names the input,
-so that metrics can assume clean ``[B, C, T]`` float64 signals:
+so that metrics can assume clean ``[B, C, T]`` float32 or float64 signals (float32 when the
+source holds no more precision: 8-24-bit PCM or float files, float32 arrays):
 
 * both inputs exist, are readable audio, non-empty, finite;
 * ref and deg have the same channel count, which is a spatial format
@@ -26,7 +27,6 @@ from typing import Any
 
 import numpy as np
 import soundfile
-from scipy.signal import resample_poly
 
 from .errors import SpaqError, SpaqInputError
 from .formats import SpatialFormat, detect_format, parse_format
@@ -44,7 +44,7 @@ ARRAY_NAME = "<array>"
 class SignalPair:
     """A validated reference/degraded pair.
 
-    ``ref`` and ``deg`` are ``(batch, channels, time)`` float64 numpy arrays of the
+    ``ref`` and ``deg`` are ``(batch, channels, time)`` float32 or float64 numpy arrays of the
     same shape, at ``sample_rate_used``; ambisonics are ACN/SN3D whatever the input
     normalisation was (``format.normalisation`` reports the user's input one).
     ``batched`` says whether the user gave ``(batch, channels, time)`` input
@@ -77,8 +77,10 @@ def _one_line(text: str) -> str:
 def read_audio(path) -> tuple[np.ndarray, int]:
     """Read an audio file (any format libsndfile reads: WAV 8/16/24/32-bit int or float, FLAC, ...).
 
-    Returns ``(x, sample_rate)`` with ``x`` of shape ``(channels, time)`` float64,
-    integer formats scaled to [-1, 1] (mono files come as ``(1, time)``).
+    Returns ``(x, sample_rate)`` with ``x`` of shape ``(channels, time)``, integer formats
+    scaled to [-1, 1] (mono files come as ``(1, time)``): float32 when that holds every sample
+    exactly (8-24-bit PCM, 32-bit float, compressed formats), float64 for 32-bit PCM and
+    64-bit float files.
     Raises :class:`SpaqInputError` if the file is missing, not a file, or not readable audio.
     A valid file with 0 samples is returned as ``(channels, 0)``: :func:`load_pair` refuses it.
     """
@@ -88,10 +90,21 @@ def read_audio(path) -> tuple[np.ndarray, int]:
     if not p.is_file():
         raise SpaqInputError(f"not a file: {p}")
     try:
-        data, sr = soundfile.read(str(p), dtype="float64", always_2d=True)
+        subtype = soundfile.info(str(p)).subtype
+        dtype = "float64" if subtype in ("PCM_32", "DOUBLE") else "float32"
+        data, sr = soundfile.read(str(p), dtype=dtype, always_2d=True)
     except (soundfile.SoundFileError, RuntimeError, OSError, ValueError, TypeError) as e:
         raise SpaqInputError(f"cannot read {p} as audio (not a supported audio file or corrupt): {_one_line(e)}") from e
-    return np.ascontiguousarray(data.T), int(sr)
+    return _transpose(data), int(sr)
+
+
+def _transpose(x: np.ndarray, block: int = 2048) -> np.ndarray:
+    """``(time, channels)`` -> contiguous ``(channels, time)``, block by block (cache-friendly:
+    3x faster than one strided copy for multichannel files)."""
+    out = np.empty((x.shape[1], x.shape[0]), dtype=x.dtype)
+    for i in range(0, x.shape[0], block):
+        out[:, i:i + block] = x[i:i + block].T
+    return out
 
 
 def _format_from_extension(path: Path) -> str:
@@ -160,15 +173,20 @@ def resample(x, sr_from: int, sr_to: int) -> np.ndarray:
 
     Polyphase filtering (:func:`scipy.signal.resample_poly`) with the reduced
     ratio ``sr_to/g : sr_from/g``; output length ``ceil(time * sr_to / sr_from)``.
-    Returns float64 (the input unchanged, as float64, if the rates are equal).
+    Returns float32 for float32 input, else float64 (the input unchanged if the rates are
+    equal); the filtering itself runs in float64.
     """
     sr_from = _check_rate(sr_from, "sr_from")
     sr_to = _check_rate(sr_to, "sr_to")
-    x = np.asarray(x, dtype=np.float64)
+    x = np.asarray(x)
+    out_dtype = np.float32 if x.dtype == np.float32 else np.float64
+    x = x.astype(out_dtype, copy=False)
     if sr_from == sr_to:
         return x
     g = math.gcd(sr_from, sr_to)
-    return resample_poly(x, sr_to // g, sr_from // g, axis=-1)
+    from scipy.signal import resample_poly  # imported here: scipy.signal takes ~1 s to import
+
+    return resample_poly(x.astype(np.float64), sr_to // g, sr_from // g, axis=-1).astype(out_dtype, copy=False)
 
 
 # --------------------------------------------------------------------------- pairs
@@ -184,17 +202,18 @@ def _to_numpy(x: Any, label: str) -> np.ndarray:
 
         if x.is_complex():
             raise SpaqInputError(f"{label} is complex; expected real-valued audio")
-        return x.detach().to(device="cpu", dtype=torch.float64).numpy()
+        dt = torch.float32 if x.dtype == torch.float32 else torch.float64
+        return x.detach().to(device="cpu", dtype=dt).numpy()
     arr = np.asarray(x)
     if np.iscomplexobj(arr):
         raise SpaqInputError(f"{label} is complex; expected real-valued audio")
     if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer) or arr.dtype == bool):
         raise SpaqInputError(f"{label} has dtype {arr.dtype}; expected real-valued audio samples")
-    return arr.astype(np.float64, copy=False)
+    return arr.astype(np.float32 if arr.dtype == np.float32 else np.float64, copy=False)
 
 
 def _load_one(x, role: str, sample_rate: int | None) -> tuple[np.ndarray, int, str, bool, str]:
-    """-> (x [B, C, T] float64, rate, name, batched, label for messages)."""
+    """-> (x [B, C, T] float32 or float64, rate, name, batched, label for messages)."""
     if _is_pathlike(x):
         name = str(x)
         label = f"{role} ({name})"
@@ -231,6 +250,8 @@ def _load_one(x, role: str, sample_rate: int | None) -> tuple[np.ndarray, int, s
 def _check_content(x: np.ndarray, label: str) -> None:
     if x.shape[-1] == 0:
         raise SpaqInputError(f"{label} is empty (0 samples)")
+    if np.isfinite(np.sum(x, dtype=np.float64)):  # one pass, no temporary: a sum of finite
+        return  # float32/float64 samples stays finite in float64 unless they are near 1e308
     finite = np.isfinite(x)
     if not finite.all():
         has_nan = bool(np.isnan(x).any())
@@ -305,7 +326,8 @@ def load_pair(
     (None keeps ref's rate). ``trim``: trim both to the shorter when the lengths
     differ by 1 % or more (below 1 % they are always trimmed, with a warning).
 
-    Returns a :class:`SignalPair` with ``(batch, channels, time)`` float64 signals.
+    Returns a :class:`SignalPair` with ``(batch, channels, time)`` signals, both float32 when
+    both sources are float32-exact (see :func:`read_audio`), else both float64.
     Raises :class:`SpaqInputError` for anything wrong with the input.
     """
     r, sr_r, ref_name, ref_b, ref_label = _load_one(ref, "ref", sample_rate)
@@ -328,13 +350,13 @@ def load_pair(
     batched = ref_b or deg_b
 
     # silence
-    ref_silent = np.all(r == 0, axis=(1, 2))
+    ref_silent = np.array([np.count_nonzero(x) == 0 for x in r])
     if ref_silent.any():
         where = f" (batch item {int(np.flatnonzero(ref_silent)[0])})" if r.shape[0] > 1 else ""
         raise SpaqInputError(
             f"{ref_label}{where}: reference is silent (all samples are zero): nothing to compare against"
         )
-    deg_silent = np.all(d == 0, axis=(1, 2))
+    deg_silent = np.array([np.count_nonzero(x) == 0 for x in d])
     if deg_silent.any():
         where = f" (batch items {np.flatnonzero(deg_silent).tolist()})" if d.shape[0] > 1 else ""
         warnings.append(f"degraded signal is silent (all samples are zero){where}: {deg_label}")
@@ -384,9 +406,10 @@ def load_pair(
     if d.shape[0] != b:
         d = np.broadcast_to(d, (b,) + d.shape[1:])
 
+    dtype = np.float32 if (r.dtype == np.float32 and d.dtype == np.float32) else np.float64
     return SignalPair(
-        ref=np.ascontiguousarray(r, dtype=np.float64),
-        deg=np.ascontiguousarray(d, dtype=np.float64),
+        ref=np.ascontiguousarray(r, dtype=dtype),
+        deg=np.ascontiguousarray(d, dtype=dtype),
         sample_rate_in=sample_rate_in,
         sample_rate_used=sr_used,
         format=spatial_fmt,

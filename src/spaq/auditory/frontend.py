@@ -118,14 +118,21 @@ class AuditoryFrontEnd(nn.Module):
         the bins ``(n_bands_in_slice, m)`` given), computed in float64 and returned as
         ``band_dtype`` (elementwise values keep their relative precision)."""
         coef, norm = hohmann_coefficients(self.center_frequencies_hz.cpu().numpy()[bands], self.sample_rate)
+        if bins is not None:
+            # 1 - a e^{-2 pi i k / n} = 1 - lam e^{i theta}, theta = 2 pi (fc/fs - k/n) reduced to
+            # [-pi, pi) in float64; real part (1 - lam) + 2 lam sin^2(theta/2) has no cancellation,
+            # so float32 keeps the response's relative precision at every bin
+            lam = torch.as_tensor(np.abs(coef), device=device, dtype=torch.float32)[:, None]
+            f0 = torch.as_tensor(np.angle(coef) / (2 * math.pi), device=device)[:, None]
+            theta = 2 * math.pi * (torch.remainder(f0 - bins.to(torch.float64) / n + 0.5, 1.0) - 0.5)
+            theta = theta.to(torch.float32)
+            d = torch.complex((1 - lam) + 2 * lam * torch.sin(theta / 2) ** 2, -lam * torch.sin(theta))
+            d = d * d
+            return torch.as_tensor(norm, device=device, dtype=torch.float32)[:, None] / (d * d)
         key = (n, str(device))
         if getattr(self, "_w_cache", (None,))[0] != key:  # the n-th roots of unity, once per length
             self._w_cache = (key, torch.exp(-2j * math.pi * torch.arange(n, dtype=torch.float64, device=device) / n))
         w = self._w_cache[1]
-        if bins is not None:
-            d = 1 - torch.as_tensor(coef, device=device)[:, None] * w[bins]
-            d = d * d
-            return (torch.as_tensor(norm, device=device)[:, None] / (d * d)).to(self.band_dtype)
         a = torch.as_tensor(coef, device=device)[:, None]
         d = 1 - a * w[None, :]
         d = d * d
@@ -295,12 +302,10 @@ class AuditoryFrontEnd(nn.Module):
                   float(np.abs(sd["gammatone_imag"].double().numpy() - ref.imag).max()))
         if err > 1e-6:
             raise ValueError(f"checkpoint gammatone filters differ from the Hohmann filterbank ({err:.2e})")
-        import scipy.signal as sps
-
         lp = sd["lowpass"].double().numpy()
-        imp = np.zeros(len(lp))
-        imp[0] = 1
-        if not np.allclose(lp, sps.lfilter(self.lp_b, [1, -self.lp_pole], imp), atol=1e-9):
+        (b0, b1), p = self.lp_b, self.lp_pole  # impulse response of (b0 + b1 z^-1) / (1 - p z^-1)
+        imp = np.concatenate([[b0], (b1 + b0 * p) * p ** np.arange(len(lp) - 1, dtype=np.float64)])
+        if not np.allclose(lp, imp, atol=1e-9):
             raise ValueError("checkpoint low-pass filter is not the first-order Butterworth spaq expects")
         self.power_floor = sd["limit_threshold"].double().clone()
         self.dir_alpha = sd["directiveness.alpha_dif"].double().clone()

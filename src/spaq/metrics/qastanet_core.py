@@ -42,12 +42,33 @@ def feature_differences(ref_cues: dict, deg_cues: dict, dir_ref, dir_deg, floor)
     return torch.stack(feats, dim=1)
 
 
+def decode_blocks(x: torch.Tensor, decoder: torch.Tensor, frontend: AuditoryFrontEnd,
+                  n_fft: int = 65536) -> torch.Tensor:
+    """Ambisonics ``(..., C, T)`` -> binaural ``(..., 2, T + L - 1)`` (the full linear convolution
+    with the FIR decoder ``(2, C, L)``), by overlap-add over blocks of ``n_fft - L + 1`` samples:
+    memory stays a few blocks whatever T; the decoder's spectra at ``n_fft`` are cached."""
+    t, taps = x.shape[-1], decoder.shape[-1]
+    block = n_fft - taps + 1
+    dec = frontend.decoder_spectrum(decoder, n_fft)  # (2, C, n_fft//2+1)
+    out = x.new_zeros(*x.shape[:-2], 2, t + taps - 1)
+    for b0 in range(0, t, block):
+        seg = torch.fft.rfft(x[..., b0:b0 + block], n=n_fft, dim=-1)  # (..., C, F)
+        acc = seg[..., :1, :] * dec[:, 0, :]
+        for ch in range(1, x.shape[-2]):
+            acc.addcmul_(seg[..., ch:ch + 1, :], dec[:, ch, :])
+        y = torch.fft.irfft(acc, n=n_fft, dim=-1)
+        stop = min(b0 + n_fft, out.shape[-1])
+        out[..., b0:stop] += y[..., :stop - b0]
+    return out
+
+
 def ear_spectrum(x: torch.Tensor, frontend: AuditoryFrontEnd, decoder: torch.Tensor | None) -> torch.Tensor:
     """``x (..., C, T)`` -> half spectrum of the ears ``(..., 2, n//2+1)``, ``n`` =
     ``frontend.spectrum_length`` (even), in ``frontend.spectrum_dtype`` (float64 in exact mode:
-    weak bands need it); ambisonics decoded with ``decoder (2, C_dec, L)`` in the frequency
-    domain (decoder and gammatone are both linear: no round trip; in exact mode one channel's
-    spectrum in memory at a time)."""
+    weak bands need it); ambisonics decoded with ``decoder (2, C_dec, L)``: in exact mode in the
+    frequency domain (decoder and gammatone are both linear: no round trip), one channel's
+    spectrum in memory at a time; in fast mode block by block in the time domain
+    (:func:`decode_blocks`, float32), then one FFT per ear."""
     t = x.shape[-1]
     dt = frontend.spectrum_dtype
     if decoder is None:
@@ -56,14 +77,12 @@ def ear_spectrum(x: torch.Tensor, frontend: AuditoryFrontEnd, decoder: torch.Ten
     else:
         c = min(x.shape[-2], decoder.shape[1])
         n = frontend.spectrum_length(t, extra=decoder.shape[-1])
-        dec = frontend.decoder_spectrum(decoder, n)  # (2, C_dec, n//2+1), cached per length
-        if frontend.decimate:  # all channels at once (faster, more memory)
-            xf = torch.fft.rfft(x[..., :c, :].to(dt), n=n, dim=-1)
-            half = xf[..., :1, :] * dec[:, 0, :]
-            for ch in range(1, c):
-                half.addcmul_(xf[..., ch:ch + 1, :], dec[:, ch, :])
-            del xf
+        if frontend.decimate:  # decode block by block in the time domain (bounded memory), then one FFT per ear
+            ears = decode_blocks(x[..., :c, :].to(dt), decoder[:, :c], frontend)
+            half = torch.fft.rfft(ears, n=n, dim=-1)
+            del ears
         else:  # one channel's spectrum in memory at a time
+            dec = frontend.decoder_spectrum(decoder, n)  # (2, C_dec, n//2+1), cached per length
             half = None
             for ch in range(c):
                 term = torch.fft.rfft(x[..., ch:ch + 1, :].to(dt), n=n, dim=-1) * dec[:, ch, :]

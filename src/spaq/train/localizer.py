@@ -107,6 +107,7 @@ class LocalizerTrainConfig:
     workers: int = 1  # processes rendering synthetic scenes
     spectral_batch: int = 0  # on-the-fly spectral-domain anechoic scenes added to each batch
     spectral_bank: int = 2000  # source clips in the bank of the spectral sampler
+    stop_epoch: int = 0  # > 0: stop after this many epochs (the lr schedule still spans ``epochs``)
     data: dict = field(default_factory=dict)  # synthetic spec
 
     @classmethod
@@ -489,7 +490,8 @@ def _fit(model: BAST, train_feats, train_dir, train_cls, val_feats, val_dir, val
     history = []
     best, best_state = math.inf, None
     t0, c0 = time.time(), time.process_time()
-    for epoch in range(tc.epochs):
+    n_epochs = min(tc.epochs, tc.stop_epoch) if tc.stop_epoch > 0 else tc.epochs
+    for epoch in range(n_epochs):
         model.train()
         perm = rng.permutation(n)
         run = 0.0
@@ -523,7 +525,7 @@ def _fit(model: BAST, train_feats, train_dir, train_cls, val_feats, val_dir, val
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             if on_best is not None:
                 on_best(model, {"history": list(history), "best_val_mean_deg": best if val_dir is not None else None,
-                                "best_epoch": epoch + 1, "partial": epoch + 1 < tc.epochs})
+                                "best_epoch": epoch + 1, "partial": epoch + 1 < n_epochs})
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
@@ -579,7 +581,8 @@ def train_localizer(tc: LocalizerTrainConfig, out_path, cache_dir=None, log=prin
     if tc.spectral_batch > 0:
         sampler = SpectralSceneSampler(cfg, spec, tc.spectral_bank, tc.seed, log=log)
     info = dict(data="synthetic", synthetic=_jsonable(spec.__dict__), seed=tc.seed, loss=tc.loss,
-                n_train=tc.n_train, n_val=tc.n_val, epochs=tc.epochs, spectral_batch=tc.spectral_batch,
+                n_train=tc.n_train, n_val=tc.n_val, epochs=tc.epochs, stop_epoch=tc.stop_epoch,
+                spectral_batch=tc.spectral_batch,
                 spectral_bank=tc.spectral_bank if tc.spectral_batch > 0 else 0)
 
     def on_best(m, partial):  # the best epoch so far is on disk: a run cut off still leaves a model

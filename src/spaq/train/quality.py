@@ -36,7 +36,7 @@ from ..errors import SpaqError
 from ..models.quality import SPATIAL_FEATURES, TIMBRAL_FEATURES, QualityMapping
 
 __all__ = ["QualityTrainConfig", "mushra_table", "mushra_features", "sweep", "sweep_features",
-           "fit_timbral", "loso_predictions", "fit_spatial", "train_quality", "register_train_quality",
+           "fit_timbral", "loso_predictions", "fit_spatial", "train_quality",
            "FAMILIES"]
 
 # evaluation family name -> (corpus degradation, options, formats it applies to)
@@ -414,24 +414,3 @@ def train_quality(tc: QualityTrainConfig, out, log=print, workdir=None) -> dict:
     sha = hashlib.sha256(text.encode()).hexdigest()
     log(f"wrote {out} (sha256 {sha})")
     return {"out": str(out), "sha256": sha, "mapping": mapping, "cross_validation": cvs}
-
-
-def register_train_quality(train_typer) -> None:
-    """Add ``quality`` to a ``train`` typer group (see spaq.localize_cli._train_group)."""
-    import typer
-
-    @train_typer.command("quality")
-    def train_quality_cmd(
-        config: Path = typer.Argument(..., help="Recipe, e.g. configs/train/quality.yaml."),
-        out: Path = typer.Option(Path("quality_v1.json"), "--out", "-o", help="Parameters file to write."),
-        seed: int = typer.Option(None, "--seed", help="Override the recipe's seed."),
-        workdir: Path = typer.Option(None, "--workdir", help="Folder for the feature tables (default: next to --out); "
-                                                              "existing tables are reused."),
-    ):
-        """Fit spaq's quality model (MUSHRA + synthetic sweeps); reproduces the shipped parameters."""
-        tc = QualityTrainConfig.from_yaml(config)
-        if seed is not None:
-            tc.seed = int(seed)
-        torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
-        summary = train_quality(tc, out, log=lambda m: typer.echo(m, err=True), workdir=workdir)
-        typer.echo(json.dumps(summary, indent=2))
