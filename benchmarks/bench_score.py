@@ -5,7 +5,7 @@
 
 Kinds: ``qastanet`` (its default, fast mode), ``qastanet-exact`` (float64, full rate), ``cues``
 (exact, its default), ``cues-fast``. Each case runs in a fresh subprocess (peak RSS of that
-process = torch + model + the calls), with the malloc setting the ``spaq`` command uses.
+process = torch + model + the calls).
 Prints, per duration: the first metric call on that length (``cold``: it also builds the
 per-length tables) and the best of three further calls (``warm``), time per second of audio,
 real-time factor, peak memory; with --baseline also a naive float32 full-rate implementation of the same chain
@@ -101,9 +101,6 @@ def child(args) -> None:
 
     import torch
 
-    from spaq.cli import _return_freed_memory
-
-    _return_freed_memory()
     torch.set_num_threads(int(os.environ.get("SPAQ_BENCH_THREADS", "2")))
     if args.kind.startswith("cuda"):  # batched throughput on a GPU: --cuda-batch B pairs of 10 s
         from spaq.metrics.qastanet import Qastanet
@@ -194,7 +191,8 @@ def _cli_runs(checkpoint: str, repeat: int = 5):
 
     ref, deg = make_pair(10)
     times, peaks = [], []
-    exe = shutil.which("spaq") or "spaq"
+    local = Path(sys.executable).with_name("spaq")  # the spaq of this interpreter's environment
+    exe = str(local) if local.exists() else (shutil.which("spaq") or "spaq")
     with tempfile.TemporaryDirectory() as tmp:
         sf.write(f"{tmp}/r.wav", ref.T, 48000, subtype="FLOAT")
         sf.write(f"{tmp}/d.wav", deg.T, 48000, subtype="FLOAT")

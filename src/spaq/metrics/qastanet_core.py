@@ -95,9 +95,9 @@ def binaural_cue_pair(ref: torch.Tensor, deg: torch.Tensor, frontend: AuditoryFr
     """Binaural cues of the reference and degraded signals ``(B, C, T)``: decoded to binaural
     with ``decoder`` ``(2, C_dec, L)`` when given (ambisonics), else taken as binaural.
     Returns dict of ``(B, 2, F, nf)`` (index 0 reference, 1 degraded)."""
-    # each signal's spectrum on its own (no stacked copy of the multichannel input)
-    spec = torch.stack([ear_spectrum(ref, frontend, decoder), ear_spectrum(deg, frontend, decoder)], dim=1)
-    return frontend.binaural_from_spectrum(spec, ref.shape[-1])
+    # one signal at a time: no stacked copy of the multichannel input, half the band buffers
+    cues = [frontend.binaural_from_spectrum(ear_spectrum(x, frontend, decoder), x.shape[-1]) for x in (ref, deg)]
+    return {k: torch.stack([cues[0][k], cues[1][k]], dim=1) for k in cues[0]}
 
 
 def chunk_plan(n_samples: int, frame_len: int, chunk_frames: int, context_frames: int):
