@@ -62,21 +62,24 @@ def decode_blocks(x: torch.Tensor, decoder: torch.Tensor, frontend: AuditoryFron
     return out
 
 
-def ear_spectrum(x: torch.Tensor, frontend: AuditoryFrontEnd, decoder: torch.Tensor | None) -> torch.Tensor:
+def ear_spectrum(x: torch.Tensor, frontend: AuditoryFrontEnd, decoder: torch.Tensor | None,
+                 n_min: int = 0) -> torch.Tensor:
     """``x (..., C, T)`` -> half spectrum of the ears ``(..., 2, n//2+1)``, ``n`` =
     ``frontend.spectrum_length`` (even), in ``frontend.spectrum_dtype`` (float64 in exact mode:
     weak bands need it); ambisonics decoded with ``decoder (2, C_dec, L)``: in exact mode in the
     frequency domain (decoder and gammatone are both linear: no round trip), one channel's
     spectrum in memory at a time; in fast mode block by block in the time domain
-    (:func:`decode_blocks`, float32), then one FFT per ear."""
+    (:func:`decode_blocks`, float32), then one FFT per ear. ``n_min``: compute the spectrum at
+    the length a signal of ``n_min`` samples would get (chunks of a long signal then share one
+    length, and the front-end's per-length tables)."""
     t = x.shape[-1]
     dt = frontend.spectrum_dtype
     if decoder is None:
-        n = frontend.spectrum_length(t)
+        n = frontend.spectrum_length(max(t, n_min))
         half = torch.fft.rfft(x.to(dt), n=n, dim=-1)
     else:
         c = min(x.shape[-2], decoder.shape[1])
-        n = frontend.spectrum_length(t, extra=decoder.shape[-1])
+        n = frontend.spectrum_length(max(t, n_min), extra=decoder.shape[-1])
         if frontend.decimate:  # decode block by block in the time domain (bounded memory), then one FFT per ear
             ears = decode_blocks(x[..., :c, :].to(dt), decoder[:, :c], frontend)
             half = torch.fft.rfft(ears, n=n, dim=-1)
@@ -91,12 +94,12 @@ def ear_spectrum(x: torch.Tensor, frontend: AuditoryFrontEnd, decoder: torch.Ten
 
 
 def binaural_cue_pair(ref: torch.Tensor, deg: torch.Tensor, frontend: AuditoryFrontEnd,
-                      decoder: torch.Tensor | None) -> dict:
+                      decoder: torch.Tensor | None, n_min: int = 0) -> dict:
     """Binaural cues of the reference and degraded signals ``(B, C, T)``: decoded to binaural
     with ``decoder`` ``(2, C_dec, L)`` when given (ambisonics), else taken as binaural.
     Returns dict of ``(B, 2, F, nf)`` (index 0 reference, 1 degraded)."""
     # one signal at a time: no stacked copy of the multichannel input, half the band buffers
-    cues = [frontend.binaural_from_spectrum(ear_spectrum(x, frontend, decoder), x.shape[-1]) for x in (ref, deg)]
+    cues = [frontend.binaural_from_spectrum(ear_spectrum(x, frontend, decoder, n_min), x.shape[-1]) for x in (ref, deg)]
     return {k: torch.stack([cues[0][k], cues[1][k]], dim=1) for k in cues[0]}
 
 
@@ -170,9 +173,11 @@ def paired_cues(ref: torch.Tensor, deg: torch.Tensor, frontend: AuditoryFrontEnd
         reader, n_samples = SegmentReader.from_tensors(ref, deg), ref.shape[-1]
     parts = []
     state = None
-    for a, b, k0, k1 in chunk_plan(n_samples, fl, chunk_frames, context_frames):
+    plan = chunk_plan(n_samples, fl, chunk_frames, context_frames)
+    longest = max(b - a for a, b, _, _ in plan)  # every chunk's spectra get the same length
+    for a, b, k0, k1 in plan:
         r, d = reader.read(a, b)
-        cues = binaural_cue_pair(r, d, frontend, decoder)
+        cues = binaural_cue_pair(r, d, frontend, decoder, n_min=longest)
         cues = {k: v[..., k0:k1] for k, v in cues.items()}
         if with_directiveness:
             d0, d1 = k0 * fl, k1 * fl
