@@ -47,6 +47,13 @@ def _scores(feats: pd.DataFrame, model: QualityMapping) -> pd.DataFrame:
     return pd.DataFrame({k: out[k].numpy() for k in ("score", "timbral_score", "spatial_score")})
 
 
+def _paired_abs_diff(df: pd.DataFrame, model: QualityMapping) -> np.ndarray:
+    """|score(a_* features) - score(b_* features)| per row of a paired feature table."""
+    sa, sb = (_scores(df[[c for c in df if c.startswith(p)]].rename(columns=lambda c: c[2:]), model)["score"]
+              for p in ("a_", "b_"))
+    return np.abs(sa.to_numpy() - sb.to_numpy())
+
+
 def _feat(metric: Quality, ref, degs) -> list[dict]:
     r = torch.from_numpy(np.stack([np.asarray(ref, np.float64)] * len(degs)))
     d = torch.from_numpy(np.stack([np.asarray(x, np.float64) for x in degs]))
@@ -231,9 +238,7 @@ def consistency(metric, model, args):
         return pd.DataFrame(rows)
 
     df = _cached(args.cache, "consistency", make)
-    sa = _scores(df[[c for c in df if c.startswith("a_")]].rename(columns=lambda c: c[2:]), model)["score"]
-    sb = _scores(df[[c for c in df if c.startswith("b_")]].rename(columns=lambda c: c[2:]), model)["score"]
-    diff = np.abs(sa.to_numpy() - sb.to_numpy())
+    diff = _paired_abs_diff(df, model)
     frac = float(np.mean(diff <= 10))
     print(f"binaural vs 3OA consistency: |score(3OA) - score(binaural decode)| <= 10 on {100 * frac:.0f} % of "
           f"{len(diff)} pairs (median {np.median(diff):.1f}, max {diff.max():.1f}); target 90 % -> "
@@ -259,9 +264,7 @@ def duration(metric, model, args):
         return pd.DataFrame(rows)
 
     df = _cached(args.cache, "duration", make)
-    sa = _scores(df[[c for c in df if c.startswith("a_")]].rename(columns=lambda c: c[2:]), model)["score"]
-    sb = _scores(df[[c for c in df if c.startswith("b_")]].rename(columns=lambda c: c[2:]), model)["score"]
-    diff = np.abs(sa.to_numpy() - sb.to_numpy())
+    diff = _paired_abs_diff(df, model)
     print(f"duration: |score(pair) - score(first half)| on stationary pink noise, {len(diff)} pairs "
           f"({2 * args.duration:g} s vs {args.duration:g} s): max {diff.max():.2f}, median {np.median(diff):.2f}; target < 5 -> "
           f"{'MET' if diff.max() < 5 else 'NOT MET'}")

@@ -55,7 +55,6 @@ class AuditoryFrontEnd(nn.Module):
         self.lp_b, self.lp_pole, self.lp_tail = _one_pole_lowpass(env_lowpass_hz, sample_rate)
         self.decimation_safety = decimation_safety
         self.window_bw = window_bw
-        self.fast_float32 = True
         self.set_decimation(decimate)
         self.register_buffer("power_floor", torch.from_numpy(band_power_floor(fc, full_scale_db_spl)))
         n_fft = self.frame_len
@@ -71,7 +70,7 @@ class AuditoryFrontEnd(nn.Module):
         samples of the band truncated to that window; the envelope low-pass is redesigned at the
         lower rate. Not bit-exact: see the README for the measured deviation."""
         self.decimate = bool(decimate)
-        self.spectrum_dtype = torch.float32 if (self.decimate and self.fast_float32) else torch.float64
+        self.spectrum_dtype = torch.float32 if self.decimate else torch.float64  # see bands()
         if safety is not None:
             self.decimation_safety = float(safety)
         if window_bw is not None:
