@@ -517,4 +517,5 @@ def test_all_errors_are_one_line(tmp_path):
 
 
 def test_module_exports():
-    assert set(spaq_io.__all__) == {"SignalPair", "read_audio", "write_audio", "load_pair", "resample"}
+    assert set(spaq_io.__all__) == {"SignalPair", "PairReader", "read_audio", "write_audio", "load_pair", "resample",
+                                    "stream_threshold_bytes"}

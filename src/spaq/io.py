@@ -32,12 +32,19 @@ from .errors import SpaqError, SpaqInputError
 from .formats import SpatialFormat, detect_format, parse_format
 from .spatial.sh import convert_normalisation, order_from_channels
 
-__all__ = ["SignalPair", "read_audio", "write_audio", "load_pair", "resample"]
+__all__ = ["SignalPair", "PairReader", "read_audio", "write_audio", "load_pair", "resample", "stream_threshold_bytes"]
 
 #: Relative length difference (|Tr - Td| / max) below which ref and deg are trimmed silently-ish (with a warning).
 LENGTH_TOLERANCE = 0.01
 
 ARRAY_NAME = "<array>"
+
+#: Default size (MiB) of a file pair's samples at the metrics' rate above which :func:`load_pair`
+#: streams it instead of loading it whole (``SPAQ_STREAM_MB`` overrides).
+STREAM_MB_DEFAULT = 256
+
+#: Frames per block when files are scanned or streamed.
+STREAM_BLOCK = 1 << 18
 
 
 @dataclass
@@ -51,8 +58,8 @@ class SignalPair:
     (so that callers can return per-item results unreduced, or squeeze the batch).
     """
 
-    ref: np.ndarray
-    deg: np.ndarray
+    ref: np.ndarray | None
+    deg: np.ndarray | None
     sample_rate_in: int
     sample_rate_used: int
     format: SpatialFormat
@@ -60,11 +67,38 @@ class SignalPair:
     batched: bool = False
     ref_name: str = ARRAY_NAME
     deg_name: str = ARRAY_NAME
+    reader: "PairReader | None" = None
+
+    @property
+    def streamed(self) -> bool:
+        """True when the signals are not in memory: ``ref``/``deg`` are None and ``reader``
+        reads ``(1, channels, n)`` segments of both on demand (long files)."""
+        return self.reader is not None
+
+    @property
+    def n_samples(self) -> int:
+        """Common length in samples at ``sample_rate_used``."""
+        return self.reader.n_samples if self.streamed else self.ref.shape[-1]
+
+    @property
+    def n_channels(self) -> int:
+        return self.reader.n_channels if self.streamed else self.ref.shape[-2]
 
     @property
     def duration_s(self) -> float:
         """Duration of the (common) signal in seconds at ``sample_rate_used``."""
-        return self.ref.shape[-1] / float(self.sample_rate_used)
+        return self.n_samples / float(self.sample_rate_used)
+
+    def segments(self, block: int = STREAM_BLOCK):
+        """Yield ``(start, ref, deg)`` with ``(B, C, n)`` numpy segments of at most ``block``
+        samples covering the pair (in memory or streamed)."""
+        for a in range(0, self.n_samples, block):
+            b = min(self.n_samples, a + block)
+            if self.streamed:
+                r, d = self.reader.read(a, b)
+            else:
+                r, d = self.ref[..., a:b], self.deg[..., a:b]
+            yield a, r, d
 
 
 # --------------------------------------------------------------------------- files
@@ -85,13 +119,9 @@ def read_audio(path) -> tuple[np.ndarray, int]:
     A valid file with 0 samples is returned as ``(channels, 0)``: :func:`load_pair` refuses it.
     """
     p = Path(path)
-    if not p.exists():
-        raise SpaqInputError(f"audio file not found: {p}")
-    if not p.is_file():
-        raise SpaqInputError(f"not a file: {p}")
+    info = _file_info(p, str(p))
     try:
-        subtype = soundfile.info(str(p)).subtype
-        dtype = "float64" if subtype in ("PCM_32", "DOUBLE") else "float32"
+        dtype = "float64" if info.subtype in ("PCM_32", "DOUBLE") else "float32"
         data, sr = soundfile.read(str(p), dtype=dtype, always_2d=True)
     except (soundfile.SoundFileError, RuntimeError, OSError, ValueError, TypeError) as e:
         raise SpaqInputError(f"cannot read {p} as audio (not a supported audio file or corrupt): {_one_line(e)}") from e
@@ -187,6 +217,99 @@ def resample(x, sr_from: int, sr_to: int) -> np.ndarray:
     from scipy.signal import resample_poly  # imported here: scipy.signal takes ~1 s to import
 
     return resample_poly(x.astype(np.float64), sr_to // g, sr_from // g, axis=-1).astype(out_dtype, copy=False)
+
+
+def _resample_halfwidth(up: int, down: int) -> int:
+    """Input samples on each side that one output sample of :func:`resample` depends on
+    (``scipy.signal.resample_poly``'s default filter has ``10 max(up, down)`` taps per side at
+    the upsampled rate), rounded up to a multiple of ``down`` with a margin."""
+    need = (10 * max(up, down)) // up + 2
+    return -(-need // down) * down + down
+
+
+class _FileSegments:
+    """Segments of one audio file, resampled to ``sr_to``, read on demand.
+
+    ``read(a, b)`` returns output samples ``a:b`` as ``(channels, b - a)``: the same values as
+    resampling the whole file with :func:`resample` (each block is resampled with enough
+    input on both sides, at a multiple of the polyphase period), without ever holding it."""
+
+    def __init__(self, path, sr_to: int, dtype):
+        self.path = str(path)
+        info = soundfile.info(self.path)
+        self.channels, self.frames, self.sr_from = int(info.channels), int(info.frames), int(info.samplerate)
+        self.sr_to = int(sr_to)
+        g = math.gcd(self.sr_from, self.sr_to)
+        self.up, self.down = self.sr_to // g, self.sr_from // g
+        self.n_out = -(-self.frames * self.up // self.down)
+        self.pad = _resample_halfwidth(self.up, self.down)
+        self.dtype = dtype
+
+    def _read_in(self, a: int, b: int) -> np.ndarray:
+        x, _ = soundfile.read(self.path, start=a, stop=b, dtype=self.dtype, always_2d=True)
+        return _transpose(x)
+
+    def read(self, a: int, b: int) -> np.ndarray:
+        if self.up == self.down:
+            return self._read_in(a, b)
+        from scipy.signal import resample_poly
+
+        i0 = max(0, (a * self.down // self.up) // self.down * self.down - self.pad)
+        i1 = min(self.frames, -(-b * self.down // self.up) + self.pad)
+        y = resample_poly(self._read_in(i0, i1).astype(np.float64), self.up, self.down, axis=-1)
+        o0 = i0 * self.up // self.down  # exact: i0 is a multiple of down
+        return y[:, a - o0:b - o0].astype(self.dtype, copy=False)
+
+
+class PairReader:
+    """Reads aligned ``(ref, deg)`` segments of two long audio files on demand, as
+    :func:`load_pair` would have delivered them whole: ``read(a, b)`` returns two
+    ``(1, channels, b - a)`` numpy arrays at the pair's rate (each file resampled on the fly if
+    needed), ambisonics in ACN/SN3D, trimmed to the common length ``n_samples``."""
+
+    def __init__(self, ref: _FileSegments, deg: _FileSegments, n_samples: int, normalisation: str | None):
+        self._files = (ref, deg)
+        self.n_samples = int(n_samples)
+        self.n_channels = ref.channels
+        self.dtype = ref.dtype
+        self._norm = normalisation
+
+    def read(self, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
+        a, b = max(0, int(a)), min(self.n_samples, int(b))
+        out = []
+        for f in self._files:
+            x = f.read(a, b)
+            if self._norm not in (None, "sn3d"):
+                x = convert_normalisation(x, self._norm, "sn3d")
+            out.append(np.ascontiguousarray(x, dtype=self.dtype)[None])
+        return out[0], out[1]
+
+
+def stream_threshold_bytes() -> int:
+    """Pairs of files larger than this (samples at the metrics' rate, both files) are streamed:
+    ``SPAQ_STREAM_MB`` (MiB) or :data:`STREAM_MB_DEFAULT`."""
+    v = os.environ.get("SPAQ_STREAM_MB", "")
+    try:
+        mb = float(v) if v.strip() else STREAM_MB_DEFAULT
+    except ValueError:
+        raise SpaqInputError(f"SPAQ_STREAM_MB must be a number of MiB, got {v!r}") from None
+    return int(mb * 2 ** 20)
+
+
+def _file_dtype(path) -> str:
+    """The dtype :func:`read_audio` gives this file."""
+    return "float64" if soundfile.info(str(path)).subtype in ("PCM_32", "DOUBLE") else "float32"
+
+
+def _scan_file(path, label: str, dtype: str) -> bool:
+    """One pass over a file in blocks: raise if it holds NaN/Inf; return whether it is silent."""
+    silent = True
+    with soundfile.SoundFile(str(path)) as f:
+        for block in f.blocks(blocksize=STREAM_BLOCK, dtype=dtype, always_2d=True):
+            _check_content(block.T, label)
+            if silent and np.count_nonzero(block):
+                silent = False
+    return silent
 
 
 # --------------------------------------------------------------------------- pairs
@@ -305,6 +428,95 @@ def _resolve_format(fmt, n_ch: int, ref_label: str) -> tuple[SpatialFormat, str]
     return f, f.normalisation
 
 
+def _check_duration(n: int, sr: int, label: str, min_duration_s: float) -> None:
+    dur = n / sr
+    if dur < min_duration_s:
+        raise SpaqInputError(
+            f"{label} is too short: {dur * 1000:.1f} ms ({n} samples at {sr} Hz), "
+            f"at least {min_duration_s * 1000:.0f} ms is needed"
+        )
+
+
+def _common_length(tr: int, td: int, sr: int, ref_label: str, deg_label: str, trim: bool, warnings: list) -> int:
+    """The length both signals are trimmed to (< 1 % difference: with a warning; more: only with ``trim``)."""
+    if tr == td:
+        return tr
+    rel = abs(tr - td) / max(tr, td)
+    n = min(tr, td)
+    if rel >= LENGTH_TOLERANCE and not trim:
+        raise SpaqInputError(
+            f"ref and deg lengths differ by {rel * 100:.2f} % ({tr} vs {td} samples at {sr} Hz; "
+            f"{ref_label}, {deg_label}), more than {LENGTH_TOLERANCE * 100:.0f} %; "
+            "use --trim (trim=True) to compare the common start"
+        )
+    warnings.append(f"lengths differ: ref has {tr} samples, deg {td} at {sr} Hz ({rel * 100:.2f} % difference); "
+                    f"both trimmed to {n} samples")
+    return n
+
+
+def _rate_warning(sr_r: int, sr_d: int, sr_used: int, warnings: list) -> None:
+    if sr_d != sr_r:
+        what = f"deg resampled to ref's {sr_r} Hz" if sr_used == sr_r else f"both resampled to {sr_used} Hz"
+        warnings.append(f"sample rates differ: ref at {sr_r} Hz, deg at {sr_d} Hz; {what}")
+
+
+def _file_info(path, label: str):
+    p = Path(path)
+    if not p.exists():
+        raise SpaqInputError(f"audio file not found: {p}")
+    if not p.is_file():
+        raise SpaqInputError(f"not a file: {p}")
+    try:
+        return soundfile.info(str(p))
+    except (soundfile.SoundFileError, RuntimeError, OSError, ValueError, TypeError) as e:
+        raise SpaqInputError(f"cannot read {p} as audio (not a supported audio file or corrupt): {_one_line(e)}") from e
+
+
+def _stream_size(ref, deg, target_rate) -> int | None:
+    """Bytes the pair would take at the metrics' rate if loaded whole; None if not two readable files."""
+    if not (_is_pathlike(ref) and _is_pathlike(deg)):
+        return None
+    total = 0
+    for path, role in ((ref, "ref"), (deg, "deg")):
+        info = _file_info(path, role)
+        sr_to = target_rate or info.samplerate
+        per = 8 if info.subtype in ("PCM_32", "DOUBLE") else 4
+        total += info.channels * math.ceil(info.frames * sr_to / max(1, info.samplerate)) * per
+    return total
+
+
+def _load_pair_streamed(ref, deg, target_rate, fmt, trim, min_duration_s) -> SignalPair:
+    """:func:`load_pair` for two long files: the same checks, made in one pass over each file
+    in blocks, and a :class:`PairReader` instead of the samples."""
+    ref_label, deg_label = f"ref ({ref})", f"deg ({deg})"
+    infos = [_file_info(ref, ref_label), _file_info(deg, deg_label)]
+    for info, label in zip(infos, (ref_label, deg_label)):
+        if info.frames == 0:
+            raise SpaqInputError(f"{label} is empty (0 samples)")
+    dt = "float64" if "float64" in (_file_dtype(ref), _file_dtype(deg)) else "float32"
+    silent = [_scan_file(p, label, dt) for p, label in ((ref, ref_label), (deg, deg_label))]
+    warnings: list[str] = []
+    if infos[0].channels != infos[1].channels:
+        raise SpaqInputError(f"ref and deg have different channel counts: {infos[0].channels} in {ref_label}, "
+                             f"{infos[1].channels} in {deg_label}")
+    spatial_fmt, in_norm = _resolve_format(fmt, infos[0].channels, ref_label)
+    if silent[0]:
+        raise SpaqInputError(f"{ref_label}: reference is silent (all samples are zero): nothing to compare against")
+    if silent[1]:
+        warnings.append(f"degraded signal is silent (all samples are zero): {deg_label}")
+    sr_r, sr_d = int(infos[0].samplerate), int(infos[1].samplerate)
+    sr_used = sr_r if target_rate is None else _check_rate(target_rate, "target_rate")
+    _rate_warning(sr_r, sr_d, sr_used, warnings)
+    files = [_FileSegments(p, sr_used, dt) for p in (ref, deg)]
+    for f, label in zip(files, (ref_label, deg_label)):
+        _check_duration(f.n_out, sr_used, label, min_duration_s)
+    n = _common_length(files[0].n_out, files[1].n_out, sr_used, ref_label, deg_label, trim, warnings)
+    norm = in_norm if spatial_fmt.is_ambisonics else None
+    return SignalPair(ref=None, deg=None, sample_rate_in=sr_r, sample_rate_used=sr_used, format=spatial_fmt,
+                      warnings=warnings, batched=False, ref_name=str(ref), deg_name=str(deg),
+                      reader=PairReader(files[0], files[1], n, norm))
+
+
 def load_pair(
     ref,
     deg,
@@ -314,6 +526,7 @@ def load_pair(
     fmt: SpatialFormat | str | None = None,
     trim: bool = False,
     min_duration_s: float = 0.04,
+    stream: bool | None = None,
 ) -> SignalPair:
     """Load, validate and align a reference/degraded pair.
 
@@ -325,11 +538,21 @@ def load_pair(
     detect from the channel count. ``target_rate``: resample both to this rate
     (None keeps ref's rate). ``trim``: trim both to the shorter when the lengths
     differ by 1 % or more (below 1 % they are always trimmed, with a warning).
+    ``stream``: for two file paths, ``True`` returns a streamed pair (``ref``/``deg`` None,
+    ``reader`` reads segments on demand; the same checks, made block by block), ``None``
+    (default) streams when the pair's samples at the used rate would exceed
+    :func:`stream_threshold_bytes` (256 MiB: about 40 s of 3OA), ``False`` never streams.
 
     Returns a :class:`SignalPair` with ``(batch, channels, time)`` signals, both float32 when
     both sources are float32-exact (see :func:`read_audio`), else both float64.
     Raises :class:`SpaqInputError` for anything wrong with the input.
     """
+    if stream is not False:
+        size = _stream_size(ref, deg, target_rate)
+        if size is not None and (stream or size > stream_threshold_bytes()):
+            return _load_pair_streamed(ref, deg, target_rate, fmt, trim, min_duration_s)
+        if stream and size is None:
+            raise SpaqInputError("stream=True needs two file paths")
     r, sr_r, ref_name, ref_b, ref_label = _load_one(ref, "ref", sample_rate)
     d, sr_d, deg_name, deg_b, deg_label = _load_one(deg, "deg", sample_rate)
     _check_content(r, ref_label)
@@ -364,35 +587,15 @@ def load_pair(
     # sample rates: each side goes straight to the rate used (no double resampling)
     sample_rate_in = sr_r
     sr_used = sr_r if target_rate is None else _check_rate(target_rate, "target_rate")
-    if sr_d != sr_r:
-        what = f"deg resampled to ref's {sr_r} Hz" if sr_used == sr_r else f"both resampled to {sr_used} Hz"
-        warnings.append(f"sample rates differ: ref at {sr_r} Hz, deg at {sr_d} Hz; {what}")
+    _rate_warning(sr_r, sr_d, sr_used, warnings)
     r = resample(r, sr_r, sr_used)
     d = resample(d, sr_d, sr_used)
 
-    # duration
+    # duration and lengths
     for x, label in ((r, ref_label), (d, deg_label)):
-        dur = x.shape[-1] / sr_used
-        if dur < min_duration_s:
-            raise SpaqInputError(
-                f"{label} is too short: {dur * 1000:.1f} ms ({x.shape[-1]} samples at {sr_used} Hz), "
-                f"at least {min_duration_s * 1000:.0f} ms is needed"
-            )
-
-    # lengths
-    tr, td = r.shape[-1], d.shape[-1]
-    if tr != td:
-        rel = abs(tr - td) / max(tr, td)
-        n = min(tr, td)
-        desc = f"ref has {tr} samples, deg {td} at {sr_used} Hz ({rel * 100:.2f} % difference)"
-        if rel >= LENGTH_TOLERANCE and not trim:
-            raise SpaqInputError(
-                f"ref and deg lengths differ by {rel * 100:.2f} % ({tr} vs {td} samples at {sr_used} Hz; "
-                f"{ref_label}, {deg_label}), more than {LENGTH_TOLERANCE * 100:.0f} %; "
-                "use --trim (trim=True) to compare the common start"
-            )
-        warnings.append(f"lengths differ: {desc}; both trimmed to {n} samples")
-        r, d = r[..., :n], d[..., :n]
+        _check_duration(x.shape[-1], sr_used, label, min_duration_s)
+    n = _common_length(r.shape[-1], d.shape[-1], sr_used, ref_label, deg_label, trim, warnings)
+    r, d = r[..., :n], d[..., :n]
 
     # normalisation -> ACN/SN3D
     if spatial_fmt.is_ambisonics and in_norm != "sn3d":
