@@ -123,20 +123,58 @@ def monotonic(metric, model, args):
 
     df = _cached(args.cache, "monotonic", make)
     df = pd.concat([df, _scores(df, model)], axis=1)
+    return monotonic_table(df)
+
+
+def monotonic_table(df: pd.DataFrame) -> dict:
+    """Spearman(severity, score) per family x source, **per format** (primary: the same
+    severity is a different signal change in binaural and 3OA, so each format's sweep must
+    be monotone on its own) and pooled over formats (secondary). A family x source cell
+    meets the target when every format it applies to is <= -0.9."""
+    from scipy.stats import spearmanr
+
+    def rho(g):
+        return float(spearmanr(g["severity"], g["score"])[0]) if g["score"].nunique() > 1 else float("nan")
+
     res = []
     for (fam, src), g in df.groupby(["family", "source"], sort=False):
-        pooled = float(spearmanr(g["severity"], g["score"])[0])
-        per = [float(spearmanr(h["severity"], h["score"])[0]) for _, h in g.groupby(["format", "scene"])]
-        res.append({"family": fam, "source": src, "pooled_spearman": pooled, "worst_sweep_spearman": float(np.nanmax(per)),
-                    "n": len(g)})
+        per_fmt = {f: rho(h) for f, h in g.groupby("format")}
+        per_sweep = [rho(h) for _, h in g.groupby(["format", "scene"])]
+        worst_fmt = max((v if v == v else 1.0) for v in per_fmt.values())
+        res.append({"family": fam, "source": src, "pooled_spearman": rho(g),
+                    **{f"spearman_{f}": v for f, v in per_fmt.items()},
+                    "worst_format_spearman": worst_fmt,
+                    "worst_sweep_spearman": float(max((v if v == v else 1.0) for v in per_sweep)), "n": len(g)})
     r = pd.DataFrame(res)
-    print("monotonicity: Spearman(severity, score), pooled over formats and scenes / worst single sweep; target <= -0.9")
+    fmts = sorted(c[len("spearman_"):] for c in r.columns if c.startswith("spearman_"))
+    print("monotonicity: Spearman(severity, score) per format (primary) and pooled over formats (secondary); "
+          "target <= -0.9")
+    for f in fmts:
+        piv = r.pivot(index="family", columns="source", values=f"spearman_{f}").reindex(EVAL_FAMILIES).dropna(how="all")
+        print(f"  {f}:")
+        print(piv.round(3).to_string())
     piv = r.pivot(index="family", columns="source", values="pooled_spearman").reindex(EVAL_FAMILIES)
+    print("  pooled over formats:")
     print(piv.round(3).to_string())
-    ok = int((r["pooled_spearman"] <= -0.9).sum())
-    print(f"  pooled: {ok}/{len(r)} family x source cells meet <= -0.9; per sweep: "
-          f"{int((r['worst_sweep_spearman'] <= -0.9).sum())}/{len(r)} cells have every sweep <= -0.9")
-    return {"cells": res, "pooled_met": ok, "cells_total": len(r)}
+    per_fmt_counts = {}
+    for f in fmts:
+        col = r[f"spearman_{f}"].dropna()
+        per_fmt_counts[f] = {"met": int((col <= -0.9).sum()), "total": int(len(col))}
+    ok = int((r["worst_format_spearman"] <= -0.9).sum())
+    pooled_ok = int((r["pooled_spearman"] <= -0.9).sum())
+    print("  per format: " + ", ".join(f"{f} {c['met']}/{c['total']}" for f, c in per_fmt_counts.items())
+          + f" format cells <= -0.9; family x source cells with every format <= -0.9: {ok}/{len(r)} "
+          f"-> {'MET' if ok == len(r) else 'NOT MET'}")
+    print(f"  pooled over formats (secondary): {pooled_ok}/{len(r)} cells <= -0.9; every single sweep <= -0.9 in "
+          f"{int((r['worst_sweep_spearman'] <= -0.9).sum())}/{len(r)} cells")
+    fails = r[r["worst_format_spearman"] > -0.9]
+    if len(fails):
+        items = []
+        for _, x in fails.iterrows():
+            vals = ", ".join(f"{f} {x[f'spearman_{f}']:.2f}" for f in fmts if x[f"spearman_{f}"] == x[f"spearman_{f}"])
+            items.append(f"{x['family']}/{x['source']} ({vals})")
+        print("  failing: " + "; ".join(items))
+    return {"cells": res, "met": ok, "per_format": per_fmt_counts, "pooled_met": pooled_ok, "cells_total": len(r)}
 
 
 def mushra(metric, model, args):

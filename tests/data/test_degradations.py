@@ -373,3 +373,139 @@ def test_resample_bandwidth():
            stopband_db=float(np.max(h[f > 1.2 * ny])))
     assert abs(np.mean(h[f < 0.8 * ny])) < 0.2 and np.max(h[f > 1.2 * ny]) < -40
     assert p["rate_hz"] in (8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000)
+
+
+# ------------------------------------------------------- monotone severity ladders (issue 7)
+SWEEP = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def _lateral_deg(az, el):
+    return float(np.degrees(np.arcsin(np.clip(np.sin(np.radians(az)) * np.cos(np.radians(el)), -1, 1))))
+
+
+@pytest.mark.parametrize("name", ["rotation", "misplacement"])
+def test_direction_change_never_folds_back(name):
+    """Given the source direction, rotation (yaw) and misplacement change the source's lateral
+    angle monotonically with severity for every start direction (no fold-back past 90 deg)."""
+    from spaq.data.scenes import _move
+    from spaq.spatial.angles import cart2sph, sph2cart
+
+    rng = np.random.default_rng(11)
+    worst_step = np.inf
+    for k in range(300):
+        az, el = float(rng.uniform(-180, 180)), float(np.degrees(np.arcsin(rng.uniform(-1, 1))))
+        lat0, change = _lateral_deg(az, el), []
+        for s in np.linspace(0, 1, 21):
+            p = degradation_params(name, s, np.random.default_rng(k), sample_rate=FS, fmt=BIN, directions=[(az, el)])
+            if name == "rotation":
+                a2, e2, _ = cart2sph(sph2cart(az, el) @ scene_mods([{"type": name, "stage": "scene",
+                                                                      "params": p}])["rotation"].T)
+            else:
+                a2, e2 = _move(az, el, p["angle_deg"], p["bearing_deg"])
+                assert abs(great_circle_deg(az, el, a2, e2) - p["angle_deg"]) < 1e-4
+            change.append(abs(_lateral_deg(float(a2), float(e2)) - lat0))
+        worst_step = min(worst_step, float(np.min(np.diff(change))))
+        if name == "misplacement":  # along the interaural great circle: lateral change = angle moved
+            assert abs(change[-1] - 90.0) < 1e-6
+    report(f"{name} lateral change", smallest_step_deg=worst_step)
+    assert worst_step >= -1e-9
+
+
+def _itd_us(y):
+    c = correlate(y[1], y[0], mode="full", method="fft")
+    mid = len(y[0]) - 1
+    lo = mid - int(0.0012 * FS)
+    k = lo + int(np.argmax(c[lo: mid + int(0.0012 * FS) + 1]))
+    frac = 0.5 * (c[k - 1] - c[k + 1]) / (c[k - 1] - 2 * c[k] + c[k + 1])
+    return (k + frac - mid) / FS * 1e6
+
+
+@pytest.mark.parametrize("name", ["rotation", "misplacement"])
+@pytest.mark.parametrize("az,el", [(30, 0), (75, 10), (120, -5), (-160, 20), (-60, 0)])
+def test_interaural_change_grows_with_severity(name, az, el):
+    """Rendered binaural sweeps (KU100): the ITD and broadband ILD move away from the
+    reference's monotonically in severity, in one direction (no fold-back)."""
+    sc = _scene("binaural", az=az, el=el)
+    s = 0.1 * np.random.default_rng(6).standard_normal(FS // 2)
+    itd, ild = [], []
+    for sev in SWEEP:
+        p = degradation_params(name, sev, np.random.default_rng(2), sample_rate=FS, fmt=BIN, directions=[(az, el)])
+        y = render_scene(sc, [s], scene_mods([{"type": name, "stage": "scene", "severity": sev, "params": p}]))
+        y = y[:, 2000:]
+        itd.append(_itd_us(y))
+        ild.append(10 * np.log10(np.sum(y[0] ** 2) / np.sum(y[1] ** 2)))
+    d_itd = np.abs(np.array(itd) - itd[0])
+    report(f"{name} az={az} el={el}", itd_us=[round(v) for v in itd], ild_db=[round(float(v), 1) for v in ild])
+    assert np.all(np.diff(d_itd) > 20), d_itd  # >= 20 us more per quarter of the range
+    assert np.all(np.diff(np.sign(np.diff(itd))) == 0)  # one direction
+
+
+def test_mp3_bitrate_ladder_strictly_decreasing():
+    for fs, sevs in ((48000, np.linspace(0, 1, 9)), (44100, np.linspace(0, 1, 9)), (16000, SWEEP)):
+        br = [degradation_params("codec", s, np.random.default_rng(0), sample_rate=fs, fmt=BIN,
+                                 options={"codecs": ["mp3"]})["bitrate_kbps"] for s in sevs]
+        report("mp3 ladder", fs=fs, kbps=br)
+        assert np.all(np.diff(br) < 0), br
+    br48 = [params("codec", s, codecs=["mp3"])["bitrate_kbps"] for s in SWEEP]
+    assert br48 == [128.0, 96.0, 64.0, 48.0, 32.0]
+    # opus/aac keep the 128 -> 12 geometric ladder
+    assert [params("codec", s, codecs=["opus"])["bitrate_kbps"] for s in SWEEP] == [128.0, 71.0, 39.0, 22.0, 12.0]
+
+
+def test_reverb_change_has_one_direction():
+    """Longer RT60 comes with more reverberant energy (lower DRR), shorter with less."""
+    for seed in range(20):
+        p = params("reverb", 0.8, seed=seed)
+        assert (p["rt60_factor"] > 1) == (p["drr_change_db"] < 0)
+        assert abs(p["drr_change_db"]) == pytest.approx(4.8)
+
+
+def test_hrtf_swap_spectral_distance_grows_with_weight():
+    """blend_hrtf moves the dB magnitude spectra linearly from the own head to the other
+    (no comb filtering) and the rendered signal's loss of energy against the reference never
+    exceeds the full swap's by more than the blend's own curvature."""
+    from spaq.spatial.hrtf import blend_hrtf, load_hrtf, named_hrtf_paths
+
+    own = load_hrtf("default", FS)
+    other_name = "sonicom-1" if "sonicom-1" in named_hrtf_paths() else None
+    if other_name is None:  # a synthetic head: the KU100 with a smooth spectral tilt and wider ITDs
+        from spaq.spatial.hrtf import HRTFSet
+        from spaq.data.degradations import fractional_delay
+        h = np.stack([sosfilt_tilt(own.hrir[:, e]) for e in range(2)], axis=1)
+        h[:, 1] = fractional_delay(np.pad(h[:, 1], ((0, 0), (0, 16))), 3.0)[:, :own.taps]
+        other = HRTFSet(h, own.azimuth_deg, own.elevation_deg, FS, name="tilted")
+    else:
+        other = load_hrtf(other_name, FS)
+    n = 1024
+    f = np.fft.rfftfreq(n, 1 / FS)
+    band = (f > 300) & (f < 16000)
+    idx = own.nearest_index(np.array([0, 45, 90, 135, -60, 30]), np.array([0, 0, 20, -10, 0, 40]))
+
+    def db(h):
+        return 20 * np.log10(np.abs(np.fft.rfft(h, n, axis=-1)[..., band]) + 1e-12)
+
+    d_own = db(own.hrir[idx])
+    dist = [float(np.mean(np.abs(db(blend_hrtf(own, other, w).hrir[idx]) - d_own))) for w in SWEEP]
+    report("hrtf_swap blend", other=other.name, mean_abs_db_change=[round(d, 2) for d in dist])
+    assert dist[0] == 0.0
+    assert np.all(np.diff(dist) > 0.1 * dist[-1])
+    assert abs(dist[2] / dist[-1] - 0.5) < 0.05  # linear in the weight
+    # rendered: level change against the reference moves monotonically to the full swap's
+    sc = _scene("binaural", az=40, el=0)
+    sc["hrtf"] = "default"
+    s = 0.1 * np.random.default_rng(7).standard_normal(FS // 2)
+    ref = render_scene(sc, [s])
+    heads = [other.path] if other.path else None
+    if heads:
+        lv = []
+        for w in SWEEP:
+            ch = _chain("hrtf_swap", w, BIN, heads=heads)
+            y = render_scene(sc, [s], scene_mods(ch))
+            lv.append(10 * np.log10(np.sum(y ** 2) / np.sum(ref ** 2)))
+        report("hrtf_swap level", level_change_db=[round(float(v), 2) for v in lv])
+        assert np.all(np.diff(lv) * np.sign(lv[-1]) >= -0.05)
+
+
+def sosfilt_tilt(h):
+    from scipy.signal import butter, sosfilt
+    return 0.5 * h + 0.5 * sosfilt(butter(2, 3000, fs=FS, output="sos"), h, axis=-1)

@@ -21,15 +21,19 @@ lowpass            signal  cutoff_hz geo 16000 -> 1000 (-6 dB, zero-phase Butter
 bandpass           signal  low_hz geo 50 -> 500, high_hz geo 16000 -> 3400
 clipping           signal  clip_db lin 0.5 -> 20 (threshold below the signal peak)
 quantisation       signal  bits lin 16 -> 3 (rounded; mid-tread, re full scale 1.0)
-codec              signal  bitrate_kbps geo 128 -> 12 per channel; codec opus|mp3|aac
+codec              signal  bitrate_kbps geo 128 -> 12 per channel; codec opus|mp3|aac (mp3 at >= 32 kHz:
+                           128 -> 32, the lowest MPEG-1 layer III rate, snapped to the standard rates)
 order_truncation   signal  order: N -> 0 (ambisonics; higher channels zeroed)
-rotation           scene   angle_deg lin 0 -> 90 about yaw (or a random axis)
-misplacement       scene   angle_deg lin 0 -> 90, one source moved on the sphere
+rotation           scene   angle_deg lin 0 -> 90 about yaw (or a random axis); yaw sense: towards
+                           the median plane (see below)
+misplacement       scene   angle_deg lin 0 -> 90, one source moved on the sphere towards the
+                           interaural pole of the other side (see below)
 blur               signal  amount lin 0 -> 1 (share of power replaced by decorrelated copies)
 ild                signal  ild_change_db lin 0 -> 12 (binaural, +: left louder)
 itd                signal  itd_change_us lin 0 -> 600 (binaural, +: right ear later)
 hrtf_swap          scene   weight lin 0 -> 1 of another head's HRTFs (binaural)
-reverb             scene   rt60_factor geo 1 -> 2 (or 1 -> 0.5), drr_change_db lin 0 -> 6 (rooms)
+reverb             scene   rt60_factor geo 1 -> 2 (or 1 -> 0.5), drr_change_db lin 0 -> 6 (rooms);
+                           longer RT60 with lower DRR (more reverb), shorter with higher DRR
 gain               signal  gain_db lin 0 -> 12, random sign
 channel_imbalance  signal  imbalance_db lin 0 -> 6 (L/R difference, or per-channel spread)
 misalignment       signal  delay_ms lin 0 -> 50 (degraded lags the reference)
@@ -38,6 +42,16 @@ time_stretch       signal  stretch lin 1 -> 1.5 (phase vocoder there and back)
 resample           signal  rate_hz geo fs -> 8000, snapped to a standard rate (polyphase down and up;
                            transition band about +-20 % around the new Nyquist)
 =================  ======  =====================================================
+
+Monotone direction changes: when the scene's source directions are known
+(``directions`` of :func:`degradation_params`, as :mod:`spaq.data.scenes` passes them), a
+yaw rotation turns the scene so that the first source moves towards and through the
+median plane, and a misplaced source moves along the great circle through the interaural
+axis towards the pole of the other side. Its lateral angle (and so ITD and broadband ILD)
+then changes monotonically with the angle over the whole 0-90 degree range (it never folds
+back past +-90 degrees lateral), and for misplacement the polar angle of the
+interaural-polar system is kept (no cone-of-confusion moves). Without ``directions``
+(or for a source exactly in the median plane) the sense is random.
 """
 from __future__ import annotations
 
@@ -56,6 +70,10 @@ from .external import require_binary, run_tool
 
 __all__ = [
     "DEGRADATIONS",
+    "tangent_frame",
+    "lateral_sense",
+    "bearing_to_pole",
+    "bearing_to_other_pole",
     "Degradation",
     "degradation_params",
     "apply_signal_degradation",
@@ -136,12 +154,60 @@ def _interp(lo, hi, how, s):
     return float(lo + (hi - lo) * s)
 
 
+def tangent_frame(azimuth_deg: float, elevation_deg: float):
+    """Unit vector ``v`` of a direction and its local ``north``/``east`` tangents (the frame
+    in which great-circle bearings are measured: bearing 0 = north, 90 = east)."""
+    from ..spatial.angles import sph2cart
+
+    v = sph2cart(azimuth_deg, elevation_deg)
+    east = np.cross([0.0, 0.0, 1.0], v)
+    if np.linalg.norm(east) < 1e-9:
+        east = np.array([0.0, 1.0, 0.0])
+    east /= np.linalg.norm(east)
+    north = np.cross(v, east)
+    return v, north, east
+
+
+def lateral_sense(azimuth_deg: float, elevation_deg: float) -> int:
+    """Sign of a yaw rotation (+1: azimuth increases) that moves a source at this direction
+    towards the median plane, so that its lateral angle changes monotonically for yaw angles
+    up to 90 degrees; 0 when either sense does (median plane or exactly lateral)."""
+    a = math.radians(azimuth_deg)
+    sgn = -math.sin(2 * a) * math.cos(math.radians(elevation_deg))
+    return 0 if abs(sgn) < 1e-9 else (1 if sgn > 0 else -1)
+
+
+def bearing_to_pole(azimuth_deg: float, elevation_deg: float, side: int) -> float | None:
+    """Great-circle bearing (degrees) from a direction towards the interaural pole ``side``
+    (+1: left, +y; -1: right): moving along it changes the lateral angle by exactly the
+    distance moved and keeps the polar angle. None at a pole (every bearing is equivalent)."""
+    v, north, east = tangent_frame(azimuth_deg, elevation_deg)
+    pole = np.array([0.0, float(side), 0.0])
+    t = pole - (pole @ v) * v
+    if np.linalg.norm(t) < 1e-9:
+        return None
+    return float(math.degrees(math.atan2(t @ east, t @ north)))
+
+
+def bearing_to_other_pole(azimuth_deg: float, elevation_deg: float) -> float | None:
+    """:func:`bearing_to_pole` towards the pole on the other side of the median plane (the
+    source's lateral angle then moves through 0 and keeps changing monotonically for 90
+    degrees or more); None in the median plane (either pole) or at a pole."""
+    y = math.sin(math.radians(azimuth_deg)) * math.cos(math.radians(elevation_deg))
+    if abs(y) < 1e-9:
+        return None
+    return bearing_to_pole(azimuth_deg, elevation_deg, -1 if y > 0 else 1)
+
+
 def degradation_params(name: str, severity: float, rng: np.random.Generator, *, sample_rate: int,
-                       fmt, options: dict | None = None, n_sources: int = 1) -> dict:
+                       fmt, options: dict | None = None, n_sources: int = 1, directions=None) -> dict:
     """Physical parameters of degradation ``name`` at ``severity`` for a signal of
     format ``fmt`` at ``sample_rate``. ``options`` may override the ranges
     (``{param: [at0, at1]}``) and set choices (``codecs``, ``axis``, ``heads``,
-    ``colours``, ``packet_ms``). Random choices (signs, axes, codec) come from ``rng``."""
+    ``colours``, ``packet_ms``). Random choices (signs, axes, codec) come from ``rng``.
+    ``directions``: the scene's source directions ``[(azimuth_deg, elevation_deg), ...]``
+    (head frame, at the start); with them rotation and misplacement move the source's
+    lateral angle monotonically (module docstring), without them their sense is random."""
     if name not in DEGRADATIONS:
         raise SpaqError(f"unknown degradation {name!r}; known: {', '.join(DEGRADATIONS)}")
     s = check_severity(severity)
@@ -179,7 +245,11 @@ def degradation_params(name: str, severity: float, rng: np.random.Generator, *, 
             allowed = np.array([8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320])
             if fs >= 32000:
                 allowed = allowed[allowed >= 32]
-            br = float(allowed[np.argmin(np.abs(np.log(allowed / br)))])
+                if "bitrate_kbps" not in opt:  # MPEG-1 has nothing below 32: spread the ladder over 128 -> 32
+                    lo, hi, how = d.ranges["bitrate_kbps"]
+                    br = _interp(lo, 32.0, how, s)
+            # nearest standard rate (ties towards the lower rate, so the ladder never rises)
+            br = float(allowed[np.argmin(np.abs(np.log(allowed / br)) - 1e-9 * (allowed < br))])
         else:
             br = float(max(6, round(br)))
         out.update(codec=codec, bitrate_kbps=br)
@@ -191,18 +261,28 @@ def degradation_params(name: str, severity: float, rng: np.random.Generator, *, 
         out.update(from_order=order, to_order=to)
     elif name == "rotation":
         axis = opt.get("axis", "yaw")
-        ang = rng_vals["angle_deg"] * (1 if rng.random() < 0.5 else -1)
+        sense = 1 if rng.random() < 0.5 else -1
+        ang = rng_vals["angle_deg"]
         if axis == "yaw":
             vec = [0.0, 0.0, 1.0]
+            if directions:
+                sense = lateral_sense(*directions[0][:2]) or sense
         elif axis == "random":
             v = rng.standard_normal(3)
             vec = (v / np.linalg.norm(v)).tolist()
         else:
             raise SpaqError(f"rotation axis must be 'yaw' or 'random', not {axis!r}")
-        out.update(angle_deg=float(ang), axis=[float(a) for a in vec])
+        out.update(angle_deg=float(ang * sense), axis=[float(a) for a in vec])
     elif name == "misplacement":
-        out.update(angle_deg=rng_vals["angle_deg"], source=int(rng.integers(max(1, n_sources))),
-                   bearing_deg=float(rng.uniform(-180, 180)))
+        src = int(rng.integers(max(1, n_sources)))
+        bearing = float(rng.uniform(-180, 180))
+        if directions and src < len(directions):
+            az, el = (float(a) for a in directions[src][:2])
+            b = bearing_to_other_pole(az, el)
+            if b is None:  # median plane: either pole (a pole itself: any bearing)
+                b = bearing_to_pole(az, el, 1 if bearing >= 0 else -1)
+            bearing = bearing if b is None else b
+        out.update(angle_deg=rng_vals["angle_deg"], source=src, bearing_deg=bearing)
     elif name == "blur":
         out.update(amount=rng_vals["amount"], decorrelator_seed=int(rng.integers(2**62)))
     elif name == "ild":
@@ -213,10 +293,12 @@ def degradation_params(name: str, severity: float, rng: np.random.Generator, *, 
         heads = opt.get("heads", ["sonicom-1", "sonicom-2"])
         out.update(weight=rng_vals["weight"], head=str(heads[int(rng.integers(len(heads)))]))
     elif name == "reverb":
+        # one direction of change: longer RT60 with more reverberant energy (lower DRR), as in a
+        # less absorbing room, or shorter with less; opposite signs would partly cancel
         longer = rng.random() < 0.5
         f = rng_vals["rt60_factor"]
         out.update(rt60_factor=f if longer else 1.0 / f,
-                   drr_change_db=rng_vals["drr_change_db"] * (1 if rng.random() < 0.5 else -1))
+                   drr_change_db=rng_vals["drr_change_db"] * (-1 if longer else 1))
     elif name == "gain":
         out.update(gain_db=rng_vals["gain_db"] * (1 if rng.random() < 0.5 else -1))
     elif name == "channel_imbalance":

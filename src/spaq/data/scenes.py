@@ -32,7 +32,7 @@ from ..spatial.hrtf import blend_hrtf, load_hrtf
 from ..spatial.render import render_binaural, trajectory
 from ..spatial.room import RoomSpec, place_in_room, room_impulse_response
 from ..spatial.sh import sh_matrix
-from .degradations import DEGRADATIONS, apply_signal_degradation, degradation_params
+from .degradations import DEGRADATIONS, apply_signal_degradation, degradation_params, tangent_frame
 from .sources import make_source, pink_noise, set_level
 
 __all__ = ["sample_scene", "sample_chains", "render_scene", "make_item", "scene_mods"]
@@ -159,6 +159,7 @@ def sample_chains(cfg: dict, scene: dict, rng: np.random.Generator) -> list[list
             steps.append((t, float(rng.uniform(*d["severity"]))))
     fs = scene["sample_rate"]
     n_src = len(scene["sources"])
+    directions = [(src["azimuth_deg"], src["elevation_deg"]) for src in scene["sources"]]
     choice_seeds = [int(rng.integers(2**62)) for _ in steps]
     sev_lists = [[s for _, s in steps]]
     if kind == "triplets":
@@ -169,7 +170,7 @@ def sample_chains(cfg: dict, scene: dict, rng: np.random.Generator) -> list[list
         chain = []
         for (t, _), sv, cs in zip(steps, sevs, choice_seeds):
             p = degradation_params(t, sv, np.random.default_rng(cs), sample_rate=fs, fmt=fmt,
-                                   options=(d["options"] or {}).get(t), n_sources=n_src)
+                                   options=(d["options"] or {}).get(t), n_sources=n_src, directions=directions)
             chain.append({"type": t, "stage": DEGRADATIONS[t].stage, "severity": sv, "params": p})
         chains.append(chain)
     return chains
@@ -196,12 +197,7 @@ def scene_mods(chain: list[dict]) -> dict:
 
 def _move(az, el, angle_deg, bearing_deg):
     """Direction ``angle_deg`` away from (az, el) along great-circle bearing ``bearing_deg``."""
-    v = sph2cart(az, el)
-    east = np.cross([0.0, 0.0, 1.0], v)
-    if np.linalg.norm(east) < 1e-9:
-        east = np.array([0.0, 1.0, 0.0])
-    east /= np.linalg.norm(east)
-    north = np.cross(v, east)
+    v, north, east = tangent_frame(az, el)
     b = math.radians(bearing_deg)
     axis_dir = math.cos(b) * north + math.sin(b) * east
     a = math.radians(angle_deg)

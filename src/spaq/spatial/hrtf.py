@@ -321,34 +321,58 @@ def load_hrtf(name_or_path: str = "default", sample_rate: int | None = None) -> 
     return _load_cached(os.path.abspath(key), sample_rate, os.path.splitext(os.path.basename(key))[0])
 
 
+def _minimum_phase(log_mag: np.ndarray, n_fft: int) -> np.ndarray:
+    """Minimum-phase spectrum ``(..., n_fft//2+1)`` with natural-log magnitude ``log_mag``
+    (real cepstrum folded onto positive quefrencies)."""
+    c = np.fft.irfft(log_mag, n_fft, axis=-1)
+    fold = np.zeros(n_fft)
+    fold[0] = 1.0
+    fold[1:n_fft // 2] = 2.0
+    fold[n_fft // 2] = 1.0
+    return np.exp(np.fft.rfft(c * fold, n_fft, axis=-1))
+
+
 def blend_hrtf(own: HRTFSet, other: HRTFSet, weight: float) -> HRTFSet:
-    """HRTF set on ``own``'s grid whose HRIRs move from ``own`` (weight 0) to ``other``
-    (weight 1, interpolated to ``own``'s directions): onset-aligned spectra and onset
-    delays are mixed linearly, so ITDs and spectra both move between the heads.
+    """HRTF set on ``own``'s grid that moves from ``own`` (weight 0: exactly ``own``) to
+    ``other`` (interpolated to ``own``'s directions) without mixing complex spectra (mixing
+    comb-filters: the two heads' phases cancel, so a half-way blend lost more energy than a
+    full swap). Per direction and ear, for weight ``w > 0``:
+
+    * magnitude: ``(1 - w) dB|own| + w dB|other|`` (each floored 60 dB below the IR's peak),
+      so the dB distance to ``own`` grows in proportion to ``w``;
+    * phase: minimum phase of that magnitude (HRIRs are close to minimum phase plus a delay;
+      Kulkarni et al., JASA 1999), delayed by ``own``'s onset plus ``w`` times the change of
+      the interaural onset offsets (each ear's onset minus the mean of both ears), so the ITD
+      moves linearly from ``own``'s to ``other``'s while the common onset (measurement
+      latency) stays ``own``'s.
+
     Both sets must have the same sample rate."""
     if own.sample_rate != other.sample_rate:
         raise SpaqError(f"cannot blend HRTFs at {own.sample_rate} and {other.sample_rate} Hz")
     w = float(weight)
-    key = ("on_grid", other.sha256, other.sample_rate)
+    if not 0.0 <= w <= 1.0:
+        raise SpaqError(f"HRTF blend weight must be in [0, 1], got {w}")
+    key = ("blend", other.sha256, other.sample_rate)
     if key not in own._cache:
         h_other = other.interpolate(own.azimuth_deg, own.elevation_deg)  # (n, 2, taps_o)
-        own._cache[key] = h_other
-    h_other = own._cache[key]
-    taps = max(own.taps, h_other.shape[-1])
-    a = np.pad(own.hrir, ((0, 0), (0, 0), (0, taps - own.taps)))
-    b = np.pad(h_other, ((0, 0), (0, 0), (0, taps - h_other.shape[-1])))
-    if w <= 0.0:
-        h = a
-    elif w >= 1.0:
-        h = b
+        taps = max(own.taps, h_other.shape[-1])
+        n_fft = int(2 ** np.ceil(np.log2(8 * taps)))
+
+        def log_mag(h):
+            m = np.abs(np.fft.rfft(h, n_fft, axis=-1))
+            return np.log(np.maximum(m, m.max(axis=-1, keepdims=True) * 1e-3))
+
+        da, dbo = _onsets(own.hrir), _onsets(h_other)  # (n, 2)
+        shift = (dbo - dbo.mean(axis=-1, keepdims=True)) - (da - da.mean(axis=-1, keepdims=True))
+        taps_out = taps + int(np.ceil(max(0.0, float(np.max(shift))))) + 8
+        own._cache[key] = (log_mag(own.hrir), log_mag(h_other), da, shift, n_fft, taps_out)
+    la, lb, da, shift, n_fft, taps_out = own._cache[key]
+    if w == 0.0:
+        h = own.hrir
     else:
-        da, db = _onsets(a), _onsets(b)
-        n_fft = 2 * int(2 ** np.ceil(np.log2(taps)))
         om = 2 * np.pi * np.fft.rfftfreq(n_fft)
-        A = np.fft.rfft(a, n_fft, axis=-1) * np.exp(1j * om * da[..., None])
-        B = np.fft.rfft(b, n_fft, axis=-1) * np.exp(1j * om * db[..., None])
-        d = (1 - w) * da + w * db
-        h = np.fft.irfft(((1 - w) * A + w * B) * np.exp(-1j * om * d[..., None]), n_fft, axis=-1)[..., :taps]
+        spec = _minimum_phase((1 - w) * la + w * lb, n_fft) * np.exp(-1j * om * (da + w * shift)[..., None])
+        h = np.fft.irfft(spec, n_fft, axis=-1)[..., :taps_out]
     return HRTFSet(h, own.azimuth_deg, own.elevation_deg, own.sample_rate,
                    name=f"{own.name}~{other.name}@{w:.3f}",
-                   sha256=hashlib.sha256(f"{own.sha256}|{other.sha256}|{w:.6f}".encode()).hexdigest())
+                   sha256=hashlib.sha256(f"{own.sha256}|{other.sha256}|{w:.6f}|minphase-itd".encode()).hexdigest())

@@ -194,7 +194,8 @@ def sweep(family: str, fmt: str, source: str, severities, seed: int, index: int,
     degs = []
     for s in severities:
         p = degradation_params(name, float(s), np.random.default_rng(choice), sample_rate=48000, fmt=f,
-                               options=cfg["degradations"]["options"].get(name), n_sources=len(scene["sources"]))
+                               options=cfg["degradations"]["options"].get(name), n_sources=len(scene["sources"]),
+                               directions=[(x["azimuth_deg"], x["elevation_deg"]) for x in scene["sources"]])
         chain = [{"type": name, "stage": DEGRADATIONS[name].stage, "severity": float(s), "params": p}]
         mods = scene_mods(chain)
         y = render_scene(scene, signals, mods) if mods else ref.copy()
