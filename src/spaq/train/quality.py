@@ -100,8 +100,12 @@ class QualityTrainConfig:
                 d = yaml.safe_load(f) or {}
         except OSError as e:
             raise SpaqError(f"cannot read {path}: {e.strerror}") from None
-        # relative data paths are relative to the repository root (the config's parent folder)
-        return cls(d, base_dir=Path(path).resolve().parent.parent)
+        # relative data paths are relative to the repository root: the nearest folder above the
+        # config that holds pyproject.toml (configs/train/quality.yaml -> the repository root);
+        # without one, the config folder's parent
+        here = Path(path).resolve().parent
+        base = next((p for p in (here, *here.parents) if (p / "pyproject.toml").is_file()), here.parent)
+        return cls(d, base_dir=base)
 
     def mushra_dir(self) -> Path:
         p = Path(self.mushra["path"])
