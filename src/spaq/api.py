@@ -25,6 +25,7 @@ class ScoreReport:
     sample_rate_used: int
     duration_s: float
     batch_size: int | None
+    streamed: bool = False
     warnings: list = field(default_factory=list)
     results: dict = field(default_factory=dict)
     skipped: dict = field(default_factory=dict)
@@ -36,7 +37,8 @@ class ScoreReport:
         return {
             "ref": self.ref, "deg": self.deg, "format": self.format,
             "sample_rate_in": self.sample_rate_in, "sample_rate_used": self.sample_rate_used,
-            "duration_s": self.duration_s, "batch_size": self.batch_size, "warnings": list(self.warnings),
+            "duration_s": self.duration_s, "batch_size": self.batch_size, "streamed": self.streamed,
+            "warnings": list(self.warnings),
             "results": {k: v.to_dict(with_maps) for k, v in self.results.items()},
             "skipped": dict(self.skipped),
         }
@@ -59,7 +61,7 @@ def _metric_kwargs(name: str, checkpoint, offline, device, fast: bool | None = N
 
 def score(ref, deg, sample_rate: int | None = None, metrics=None, fmt=None, trim: bool = False,
           checkpoint=None, offline: bool | None = None, maps: bool = False, device: str = "cpu",
-          strict: bool = False, fast: bool | None = None) -> ScoreReport:
+          strict: bool = False, fast: bool | None = None, stream: bool | None = None) -> ScoreReport:
     """Score ``deg`` against ``ref``.
 
     ref, deg: file paths, numpy arrays or torch tensors ``[channels, time]`` or
@@ -72,8 +74,13 @@ def score(ref, deg, sample_rate: int | None = None, metrics=None, fmt=None, trim
     1.8e-3 of the official scores on the 17 test pairs in fast mode, 7e-5 in exact mode; see
     the README). A metric that cannot score this input (binaural for
     qastanet, missing weights) is listed in ``skipped`` with the reason, unless ``strict``.
+    ``stream``: two long files (above ``SPAQ_STREAM_MB``, 256 MiB of samples at 48 kHz by
+    default: about 40 s of 3OA) are read chunk by chunk, never whole, so memory stays bounded
+    (same scores); ``True``/``False`` force it on/off for file inputs (see
+    :func:`spaq.io.load_pair`).
     """
-    pair: SignalPair = load_pair(ref, deg, sample_rate=sample_rate, target_rate=METRIC_RATE, fmt=fmt, trim=trim)
+    pair: SignalPair = load_pair(ref, deg, sample_rate=sample_rate, target_rate=METRIC_RATE, fmt=fmt, trim=trim,
+                                 stream=stream)
     warnings = list(pair.warnings)
     if pair.sample_rate_in != pair.sample_rate_used:
         warnings.append(f"resampled from {pair.sample_rate_in} Hz to {pair.sample_rate_used} Hz (the metrics' rate)")
@@ -85,7 +92,7 @@ def score(ref, deg, sample_rate: int | None = None, metrics=None, fmt=None, trim
     report = ScoreReport(
         ref=pair.ref_name, deg=pair.deg_name, format=pair.format.to_dict(),
         sample_rate_in=pair.sample_rate_in, sample_rate_used=pair.sample_rate_used,
-        duration_s=round(pair.duration_s, 6), batch_size=pair.ref.shape[0] if pair.batched else None,
+        duration_s=round(pair.duration_s, 6), batch_size=pair.ref.shape[0] if pair.batched else None, streamed=pair.streamed,
         warnings=warnings,
     )
     for n in names:

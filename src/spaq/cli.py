@@ -134,12 +134,14 @@ def score_cmd(
     offline: bool = typer.Option(False, "--offline", help="Never download weights."),
     device: str = typer.Option("cpu", "--device", help="torch device (cpu, cuda)."),
     fast: Optional[bool] = typer.Option(None, "--fast/--exact", help="Auditory bands at reduced rates (--fast: ~10x faster) or at full rate in float64 (--exact). Default: qastanet fast (within 1.8e-3 of the official scores on its 17 test pairs), cues exact."),
+    stream: Optional[bool] = typer.Option(None, "--stream/--no-stream", help="Read the files chunk by chunk instead of whole (bounded memory, same scores). Default: when their samples at 48 kHz exceed SPAQ_STREAM_MB (256 MiB, about 40 s of 3OA)."),
 ):
     """Score DEG against REF (binaural or ambisonics ACN/SN3D, any sample rate)."""
     from .api import score
 
     report = score(ref, deg, metrics=metric, fmt=fmt, trim=trim, checkpoint=checkpoint,
-                   offline=True if offline else None, maps=maps is not None, device=device, fast=fast)
+                   offline=True if offline else None, maps=maps is not None, device=device, fast=fast,
+                   stream=stream)
     written = _write_maps(maps, report) if maps else []
     if as_json:
         d = report.to_dict()

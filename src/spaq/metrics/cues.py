@@ -20,7 +20,7 @@ import torch
 
 from ..auditory.frontend import AuditoryFrontEnd
 from .base import Metric, MetricResult, register
-from .qastanet_core import paired_cues
+from .qastanet_core import SegmentReader, paired_cues
 
 __all__ = ["Cues", "cue_maps", "summarise_cue_maps", "hrtf_decoder"]
 
@@ -68,7 +68,9 @@ def cue_maps(ref: torch.Tensor, deg: torch.Tensor, frontend: AuditoryFrontEnd,
              decoder: torch.Tensor | None, chunk_frames: int | None = 250) -> dict:
     """Per-band, per-frame cue differences (degraded minus reference).
 
-    ref, deg: ``(B, C, T)`` (binaural C=2 with ``decoder=None``, else ambisonics ACN/SN3D).
+    ref, deg: ``(B, C, T)`` (binaural C=2 with ``decoder=None``, else ambisonics ACN/SN3D);
+    ``ref`` may be a :class:`~spaq.metrics.qastanet_core.SegmentReader` (``deg`` None) that
+    reads long signals chunk by chunk.
     Returns dict of ``(B, F, nf)`` float64 tensors: ``d_ild_db``, ``d_coherence`` (|gamma|
     difference), ``d_level_db`` and, for ambisonics, ``d_directiveness``; plus ``valid``
     (bool, reference above the hearing threshold). Differentiable.
@@ -77,8 +79,9 @@ def cue_maps(ref: torch.Tensor, deg: torch.Tensor, frontend: AuditoryFrontEnd,
     c = paired_cues(ref, deg, frontend, decoder, ambi, chunk_frames=chunk_frames)
     valid = ~c["below_floor"][:, 0]
     deg_silent = c["below_floor"][:, 1]
-    nan = torch.tensor(float("nan"), dtype=torch.float64, device=ref.device)
-    zero = torch.zeros((), dtype=torch.float64, device=ref.device)
+    dev = valid.device
+    nan = torch.tensor(float("nan"), dtype=torch.float64, device=dev)
+    zero = torch.zeros((), dtype=torch.float64, device=dev)
     # a degraded band below the hearing threshold has no audible interaural difference and no
     # coherence: its ILD counts as 0 dB and its |coherence| as 0 (so a lost band is scored, not NaN)
     # the front-end's ILD is 20 log10 of an envelope *power* ratio; halve it for dB
@@ -143,20 +146,28 @@ class Cues(Metric):
         self.fast = bool(fast)
         self.chunk_frames = max(1, int(round(chunk_s * self.sample_rate / self.frontend.frame_len)))
 
-    def maps_tensors(self, ref: torch.Tensor, deg: torch.Tensor, order: int | None = None) -> dict:
-        """Functional entry: ``(B, C, T)`` tensors at 48 kHz -> :func:`cue_maps` dict."""
-        decoder = None
-        if ref.shape[-2] != 2:
-            order = order if order is not None else int(round(ref.shape[-2] ** 0.5)) - 1
-            decoder = hrtf_decoder(order, self.sample_rate).to(self.device)
-        return cue_maps(ref.to(self.device), deg.to(self.device), self.frontend, decoder, self.chunk_frames)
+    def maps_tensors(self, ref, deg, order: int | None = None) -> dict:
+        """Functional entry: ``(B, C, T)`` tensors at 48 kHz -> :func:`cue_maps` dict. ``ref`` may
+        be a :class:`~spaq.metrics.qastanet_core.SegmentReader` (``deg`` None; ``order`` None for
+        binaural)."""
+        if isinstance(ref, SegmentReader):
+            ambi = order is not None
+        else:
+            ambi = ref.shape[-2] != 2
+            ref, deg = ref.to(self.device), deg.to(self.device)
+            if ambi and order is None:
+                order = int(round(ref.shape[-2] ** 0.5)) - 1
+        decoder = hrtf_decoder(order, self.sample_rate).to(self.device) if ambi else None
+        return cue_maps(ref, deg, self.frontend, decoder, self.chunk_frames)
 
     def score(self, pair, maps: bool = False) -> MetricResult:
         self.check_format(pair)
-        ref = torch.from_numpy(pair.ref)
-        deg = torch.from_numpy(pair.deg)
+        order = pair.format.order if pair.format.is_ambisonics else None
         with torch.no_grad():
-            m = self.maps_tensors(ref, deg, pair.format.order if pair.format.is_ambisonics else None)
+            if pair.streamed:  # long files: read chunk by chunk, never whole
+                m = self.maps_tensors(SegmentReader.wrap(pair.reader, self.device), None, order)
+            else:
+                m = self.maps_tensors(torch.from_numpy(pair.ref), torch.from_numpy(pair.deg), order)
         summ = summarise_cue_maps(m)
         warn = []
         if not np.all(np.isfinite(summ["ild_median_abs_db"])):

@@ -16,7 +16,7 @@ from ..auditory.frontend import AuditoryFrontEnd
 from ..errors import SpaqError
 from ..models.qastanet import QastanetNet, split_official_state_dict
 from .base import Metric, MetricResult, MetricUnavailable, register
-from .qastanet_core import qastanet_features
+from .qastanet_core import SegmentReader, qastanet_features
 
 __all__ = ["Qastanet", "load_official_checkpoint", "FEATURE_NAMES"]
 
@@ -82,23 +82,12 @@ class Qastanet(Metric):
                                  chunk_frames=self.chunk_frames, context_frames=self.context_frames)
 
     def score_files(self, ref_path, deg_path) -> float:
-        """Score two 48 kHz ambisonic ACN/SN3D files of the same channel count by streaming them
-        in chunks: memory stays bounded whatever their duration (a 10-minute 3OA pair never
-        has to be in memory whole). Same result as loading them and calling ``score_tensors``."""
-        from .qastanet_core import SegmentReader
+        """Score two ambisonic ACN/SN3D files by streaming them in chunks (any rate: resampled
+        block by block): memory stays bounded whatever their duration (a 10-minute 3OA pair
+        never has to be in memory whole). Same result as loading them whole and scoring."""
+        from ..io import load_pair
 
-        import soundfile as sf
-
-        for p in (ref_path, deg_path):
-            info = sf.info(str(p))
-            if info.samplerate != self.sample_rate or info.channels < 4:
-                raise MetricUnavailable(f"score_files needs {self.sample_rate} Hz ambisonic files; {p} is "
-                                        f"{info.samplerate} Hz, {info.channels} channels (use spaq.score)")
-        reader = SegmentReader.from_files(ref_path, deg_path)
-        with torch.no_grad():
-            f = qastanet_features(reader, None, self.frontend, self.decoder,
-                                  chunk_frames=self.chunk_frames, context_frames=self.context_frames)
-            return float(self.net(f.to(torch.float32).nan_to_num(0.0))[0])
+        return float(self.score(load_pair(ref_path, deg_path, target_rate=self.sample_rate, stream=True)).score)
 
     def score_tensors(self, ref: torch.Tensor, deg: torch.Tensor, pooling: str = "official") -> torch.Tensor:
         """Differentiable score ``(B,)`` of ``(B, C, T)`` ambisonic tensors at 48 kHz
@@ -116,12 +105,17 @@ class Qastanet(Metric):
         warn = []
         if pair.format.order > 3:
             warn.append(f"qastanet decodes at order 3: orders above 3 of this order-{pair.format.order} input are ignored")
-        if pair.ref.shape[-1] % 2:
+        if pair.n_samples % 2:
             warn.append("odd length: the official code would crash; spaq scores it as is")
-        ref = torch.from_numpy(pair.ref).to(torch.float32)  # the official model reads float32 audio
-        deg = torch.from_numpy(pair.deg).to(torch.float32)
         with torch.no_grad():
-            f = self.features(ref, deg)
+            if pair.streamed:  # long files: read chunk by chunk, never whole
+                reader = SegmentReader.wrap(pair.reader, self.device, torch.float32)
+                f = qastanet_features(reader, None, self.frontend, self.decoder,
+                                      chunk_frames=self.chunk_frames, context_frames=self.context_frames)
+            else:
+                ref = torch.from_numpy(pair.ref).to(torch.float32)  # the official model reads float32 audio
+                deg = torch.from_numpy(pair.deg).to(torch.float32)
+                f = self.features(ref, deg)
             s = self.net(f.to(torch.float32).nan_to_num(0.0)).cpu().numpy().astype(np.float64)
         score = s if pair.batched else float(s[0])
         res = MetricResult(

@@ -121,8 +121,8 @@ def chunk_plan(n_samples: int, frame_len: int, chunk_frames: int, context_frames
 
 
 class SegmentReader:
-    """Reads ``(ref, deg)`` segments ``(B, C, b - a)`` on demand: from tensors, or from two
-    audio files at the front-end's rate (same channels and length) with soundfile."""
+    """Reads ``(ref, deg)`` segments ``(B, C, b - a)`` as torch tensors on demand: from two
+    tensors, or wrapping a :class:`spaq.io.PairReader` (long files streamed from disk)."""
 
     def __init__(self, n_samples: int, read):
         self.n_samples = int(n_samples)
@@ -136,21 +136,13 @@ class SegmentReader:
         return cls(ref.shape[-1], lambda a, b: (ref[..., a:b], deg[..., a:b]))
 
     @classmethod
-    def from_files(cls, ref_path, deg_path, dtype=torch.float32) -> "SegmentReader":
-        import numpy as np
-        import soundfile as sf
-
-        ir, idg = sf.info(str(ref_path)), sf.info(str(deg_path))
-        n = min(ir.frames, idg.frames)
-
+    def wrap(cls, reader, device=None, dtype=None) -> "SegmentReader":
+        """A reader whose ``read(a, b)`` gives numpy arrays (:class:`spaq.io.PairReader`) ->
+        torch tensors on ``device`` (``dtype``: None keeps the reader's)."""
         def read(a, b):
-            out = []
-            for path in (ref_path, deg_path):
-                x, _ = sf.read(str(path), start=a, stop=b, dtype="float32", always_2d=True)
-                out.append(torch.from_numpy(np.ascontiguousarray(x.T))[None].to(dtype))
-            return out[0], out[1]
+            return tuple(torch.from_numpy(x).to(device=device, dtype=dtype) for x in reader.read(a, b))
 
-        return cls(n, read)
+        return cls(reader.n_samples, read)
 
 
 def paired_cues(ref: torch.Tensor, deg: torch.Tensor, frontend: AuditoryFrontEnd,

@@ -42,7 +42,7 @@ from ..auditory.frontend import AuditoryFrontEnd
 from ..errors import SpaqError
 from ..models.quality import SPATIAL_FEATURES, TIMBRAL_FEATURES, QualityMapping
 from .base import Metric, MetricResult, register
-from .qastanet_core import chunk_plan, ear_spectrum
+from .qastanet_core import SegmentReader, chunk_plan, ear_spectrum
 
 __all__ = ["quality_maps", "pool_features", "quality_features", "gain_match", "load_quality_params",
            "Quality", "MAX_GAIN_DB"]
@@ -52,18 +52,25 @@ TIMBRAL_MAPS = TIMBRAL_FEATURES  # (B, 2 ears, F, nf)
 SPATIAL_MAPS = SPATIAL_FEATURES  # (B, F, nf)
 
 
+def _gain_db(er: torch.Tensor, ed: torch.Tensor) -> torch.Tensor:
+    """Gain (dB) that brings energy ``ed`` to ``er``, within +-``MAX_GAIN_DB``; 0 dB if either is 0."""
+    ok = (ed > 0) & (er > 0)
+    g_db = torch.where(ok, 10 * torch.log10(torch.where(ok, er / torch.where(ok, ed, torch.ones_like(ed)),
+                                                        torch.ones_like(er))), torch.zeros_like(er))
+    return torch.clamp(g_db, -MAX_GAIN_DB, MAX_GAIN_DB)
+
+
+def _matched_energy(x: torch.Tensor, ambisonic: bool) -> torch.Tensor:
+    """Energy ``(B,)`` the gain match compares: both ears, or W for ambisonics."""
+    x = x[:, :1] if ambisonic else x
+    return torch.sum(x.to(torch.float64) ** 2, dim=(-2, -1))
+
+
 def gain_match(ref: torch.Tensor, deg: torch.Tensor, ambisonic: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Scale ``deg (B, C, T)`` so that its energy (both channels, or W for ambisonics) equals
     the reference's, within +-``MAX_GAIN_DB``. Returns ``(scaled deg, gain_db (B,))``; a silent
     degraded signal is left as it is (gain 0 dB)."""
-    r = ref[:, :1] if ambisonic else ref
-    d = deg[:, :1] if ambisonic else deg
-    er = torch.sum(r.to(torch.float64) ** 2, dim=(-2, -1))
-    ed = torch.sum(d.to(torch.float64) ** 2, dim=(-2, -1))
-    ok = (ed > 0) & (er > 0)
-    g_db = torch.where(ok, 10 * torch.log10(torch.where(ok, er / torch.where(ok, ed, torch.ones_like(ed)),
-                                                        torch.ones_like(er))), torch.zeros_like(er))
-    g_db = torch.clamp(g_db, -MAX_GAIN_DB, MAX_GAIN_DB)
+    g_db = _gain_db(_matched_energy(ref, ambisonic), _matched_energy(deg, ambisonic))
     return deg * (10 ** (g_db / 20)).to(deg.dtype).view(-1, 1, 1), g_db
 
 
@@ -129,32 +136,52 @@ def quality_maps(ref: torch.Tensor, deg: torch.Tensor, frontend: AuditoryFrontEn
     Long signals are processed in chunks of ``chunk_frames`` (with context) so memory is
     bounded; the directiveness smoothing state is carried exactly.
     """
-    if ref.shape != deg.shape or ref.dim() != 3:
-        raise ValueError(f"ref and deg must have the same (B, C, T) shape, got {tuple(ref.shape)}, {tuple(deg.shape)}")
-    ambi = decoder is not None
-    if ambi and ref.shape[-2] < 4:
-        raise ValueError("ambisonic input needs at least 4 channels (first order)")
-    if not ambi and ref.shape[-2] != 2:
-        raise ValueError("binaural input must have 2 channels (left, right)")
-    ref = ref.to(torch.float64)
-    deg = deg.to(torch.float64)
-    if compensate_gain:
-        deg, gain_db = gain_match(ref, deg, ambi)
+    if isinstance(ref, SegmentReader):  # long signals read chunk by chunk
+        reader = ref
+        r0, _ = reader.read(0, 1)
+        n_ch, n_samples = r0.shape[-2], reader.n_samples
     else:
-        gain_db = torch.zeros(ref.shape[0], dtype=torch.float64, device=ref.device)
+        if ref.shape != deg.shape or ref.dim() != 3:
+            raise ValueError(f"ref and deg must have the same (B, C, T) shape, got {tuple(ref.shape)}, {tuple(deg.shape)}")
+        ref, deg = ref.to(torch.float64), deg.to(torch.float64)
+        reader = SegmentReader.from_tensors(ref, deg)
+        n_ch, n_samples = ref.shape[-2], ref.shape[-1]
+    ambi = decoder is not None
+    if ambi and n_ch < 4:
+        raise ValueError("ambisonic input needs at least 4 channels (first order)")
+    if not ambi and n_ch != 2:
+        raise ValueError("binaural input must have 2 channels (left, right)")
     fl = frontend.frame_len
+    plan = chunk_plan(n_samples, fl, chunk_frames, context_frames)
+    if not compensate_gain:
+        gain_db = None
+    elif len(plan) == 1:  # whole signal: differentiable through the gain
+        r, d = reader.read(0, n_samples)
+        gain_db = _gain_db(_matched_energy(r, ambi), _matched_energy(d, ambi))
+    else:  # a first pass accumulates the energies block by block
+        er = ed = 0
+        step = chunk_frames * fl
+        for a in range(0, n_samples, step):
+            r, d = reader.read(a, min(n_samples, a + step))
+            er, ed = er + _matched_energy(r, ambi), ed + _matched_energy(d, ambi)
+        gain_db = _gain_db(er, ed)
     parts, state = [], None
-    for a, b, k0, k1 in chunk_plan(ref.shape[-1], fl, chunk_frames, context_frames):
-        x = torch.stack((ref[..., a:b], deg[..., a:b]), dim=1)
+    for a, b, k0, k1 in plan:
+        r, d = reader.read(a, b)
+        r, d = r.to(torch.float64), d.to(torch.float64)
+        if gain_db is not None:
+            d = d * (10 ** (gain_db / 20)).to(d.dtype).view(-1, 1, 1)
+        x = torch.stack((r, d), dim=1)
         c = {k: v[..., k0:k1] for k, v in _band_cues(x, frontend, decoder).items()}
         if ambi:
-            d0, d1 = a + k0 * fl, a + k1 * fl
-            seg = x[..., d0 - a:d1 - a]
+            seg = x[..., k0 * fl:k1 * fl]
             c["dir"], state = frontend.directiveness(seg, state=state, return_state=True)
             c["inten"] = _intensity(seg, frontend)
         parts.append(c)
+    if gain_db is None:
+        gain_db = torch.zeros(parts[0]["p_ear"].shape[0], dtype=torch.float64, device=parts[0]["p_ear"].device)
     c = parts[0] if len(parts) == 1 else {k: torch.cat([p[k] for p in parts], dim=-1) for k in parts[0]}
-    return _maps_from_cues(c, frontend.power_floor.to(ref.device), gain_db)
+    return _maps_from_cues(c, frontend.power_floor.to(gain_db.device), gain_db)
 
 
 def _maps_from_cues(c: dict, floor: torch.Tensor, gain_db: torch.Tensor) -> dict:
@@ -292,15 +319,20 @@ class Quality(Metric):
         except (KeyError, ValueError) as e:
             raise SpaqError(f"quality parameters are malformed: {e}") from None
 
-    def features(self, ref: torch.Tensor, deg: torch.Tensor, order: int | None = None) -> tuple[dict, dict]:
-        """Functional entry: ``(B, C, T)`` at 48 kHz -> (maps, pooled features)."""
+    def features(self, ref, deg, order: int | None = None) -> tuple[dict, dict]:
+        """Functional entry: ``(B, C, T)`` at 48 kHz -> (maps, pooled features). ``ref`` may be a
+        :class:`~spaq.metrics.qastanet_core.SegmentReader` (``deg`` None; ``order`` None for binaural)."""
         from .cues import hrtf_decoder
 
-        decoder = None
-        if ref.shape[-2] != 2:
-            order = order if order is not None else int(round(ref.shape[-2] ** 0.5)) - 1
-            decoder = hrtf_decoder(order, self.sample_rate).to(self.device)
-        m = quality_maps(ref.to(self.device), deg.to(self.device), self.frontend, decoder, self.chunk_frames)
+        if isinstance(ref, SegmentReader):
+            ambi = order is not None
+        else:
+            ambi = ref.shape[-2] != 2
+            ref, deg = ref.to(self.device), deg.to(self.device)
+            if ambi and order is None:
+                order = int(round(ref.shape[-2] ** 0.5)) - 1
+        decoder = hrtf_decoder(order, self.sample_rate).to(self.device) if ambi else None
+        m = quality_maps(ref, deg, self.frontend, decoder, self.chunk_frames)
         return m, pool_features(m)
 
     def score_tensors(self, ref: torch.Tensor, deg: torch.Tensor, order: int | None = None) -> dict:
@@ -313,10 +345,13 @@ class Quality(Metric):
 
     def score(self, pair, maps: bool = False) -> MetricResult:
         self.check_format(pair)
-        ref = torch.from_numpy(np.ascontiguousarray(pair.ref))
-        deg = torch.from_numpy(np.ascontiguousarray(pair.deg))
+        order = pair.format.order if pair.format.is_ambisonics else None
         with torch.no_grad():
-            m, f = self.features(ref, deg, pair.format.order if pair.format.is_ambisonics else None)
+            if pair.streamed:  # long files: read chunk by chunk, never whole
+                m, f = self.features(SegmentReader.wrap(pair.reader, self.device), None, order)
+            else:
+                m, f = self.features(torch.from_numpy(np.ascontiguousarray(pair.ref)),
+                                     torch.from_numpy(np.ascontiguousarray(pair.deg)), order)
             out = self.model(f)
             dmaps = distortion_maps(m, self.model) if maps else None
         vals = {k: out[k].cpu().numpy() for k in ("timbral_score", "spatial_score", "timbral_distortion",
