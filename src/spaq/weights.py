@@ -48,7 +48,7 @@ REGISTRY: dict[str, WeightSpec] = {
     "quality_v1": WeightSpec(
         name="quality_v1",
         url=None,
-        sha256="09afdd80c34d70c9267fd67dba0aea19fad53e57e5e9b3840d7f1a1809d0c5da",
+        sha256="3799160e483f738923f2ab28a5a2760419ad03017c03c9396eb9b2689a7ba998",
         filename="quality_v1.json",
         env_var="SPAQ_QUALITY_PARAMS",
         licence="MIT (spaq); fitted on the Neural Codec MUSHRA rating dataset (CC BY 4.0, Stahl et al. 2024)",
