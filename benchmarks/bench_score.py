@@ -123,16 +123,23 @@ def child(args) -> None:
                           "gpu_peak_mb": torch.cuda.max_memory_allocated() / 2**20,
                           "device": torch.cuda.get_device_name()}))
         return
-    if args.seconds > 60 and args.kind.startswith("qastanet"):  # long: stream from files
+    if args.seconds > 60:  # long: written to files, then streamed chunk by chunk (as `spaq score` does)
         import tempfile
 
-        from spaq.metrics.qastanet import Qastanet
+        from spaq.io import load_pair
 
         with tempfile.TemporaryDirectory() as tmp:
             paths = write_pair_files(args.seconds, tmp)
-            m = Qastanet(checkpoint=args.checkpoint, fast=_fast(args.kind))
+            if args.kind.startswith("qastanet"):
+                from spaq.metrics.qastanet import Qastanet
+
+                m = Qastanet(checkpoint=args.checkpoint, fast=_fast(args.kind))
+            else:
+                from spaq.metrics.cues import Cues
+
+                m = Cues(fast=_fast(args.kind))
             t0 = time.perf_counter()
-            score = m.score_files(*paths)
+            score = m.score(load_pair(*paths, target_rate=48000, stream=True)).score
             dt = time.perf_counter() - t0
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps({"kind": args.kind, "seconds": args.seconds, "call_s": dt, "warm_s": None, "load_s": 0.0,
@@ -181,26 +188,25 @@ def run_case(kind: str, seconds: float, checkpoint: str, timeout: float = 3600):
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
-def _cli_runs(checkpoint: str, repeat: int = 5):
-    """Whole `spaq score --metric qastanet` processes on the 10 s pair: wall times, peak RSS."""
-    import resource
+def _cli_runs(checkpoint: str, repeat: int = 5, seconds: float = 10, metrics=("qastanet",)):
+    """Whole `spaq score` processes on a 3OA pair of ``seconds``: wall times, peak RSS
+    (``metrics`` empty: every default metric)."""
     import shutil
     import tempfile
 
-    import soundfile as sf
-
-    ref, deg = make_pair(10)
-    times, peaks = [], []
     local = Path(sys.executable).with_name("spaq")  # the spaq of this interpreter's environment
     exe = str(local) if local.exists() else (shutil.which("spaq") or "spaq")
+    times, peaks = [], []
     with tempfile.TemporaryDirectory() as tmp:
-        sf.write(f"{tmp}/r.wav", ref.T, 48000, subtype="FLOAT")
-        sf.write(f"{tmp}/d.wav", deg.T, 48000, subtype="FLOAT")
+        r, d = write_pair_files(seconds, tmp)
+        sel = [a for m in metrics for a in ("--metric", m)]
         for _ in range(repeat):
             t0 = time.perf_counter()
-            p = subprocess.Popen([exe, "score", f"{tmp}/r.wav", f"{tmp}/d.wav", "--metric", "qastanet", "--json",
-                                  "--checkpoint", checkpoint], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            _, _, ru = os.wait4(p.pid, 0)
+            p = subprocess.Popen([exe, "score", r, d, *sel, "--json", "--checkpoint", checkpoint],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            _, status, ru = os.wait4(p.pid, 0)
+            if status:
+                raise SystemExit(f"spaq score failed: {p.stderr.read().decode().strip()}")
             times.append(time.perf_counter() - t0)
             peaks.append(ru.ru_maxrss / 1024)
     return times, peaks
@@ -214,6 +220,8 @@ def main():
     ap.add_argument("--checkpoint", default=os.environ.get("SPAQ_QASTANET_CHECKPOINT", str(DEFAULT_CKPT)))
     ap.add_argument("--baseline", action="store_true", help="also time the naive float32 chain (<= 30 s inputs)")
     ap.add_argument("--cli", action="store_true", help="time whole `spaq score` processes on the 10 s pair")
+    ap.add_argument("--cli-long", type=float, default=0, metavar="SECONDS",
+                    help="one whole `spaq score` process (every default metric, streamed) on a 3OA pair this long")
     ap.add_argument("--cuda-batch", type=int, default=0, help="with a CUDA device: batched throughput of B x 10 s pairs")
     ap.add_argument("--child", default=None)
     ap.add_argument("--seconds", type=float, default=10)
@@ -249,6 +257,10 @@ def main():
         ts = sorted(times)
         print(f"whole-process `spaq score --metric qastanet` on the 10 s pair ({len(ts)} runs): "
               f"median {ts[len(ts) // 2]:.2f} s, best {ts[0]:.2f} s, peak RSS {max(peaks):.0f} MB")
+    if args.cli_long:
+        times, peaks = _cli_runs(args.checkpoint, repeat=1, seconds=args.cli_long, metrics=())
+        print(f"whole-process `spaq score` (every default metric, streamed) on a {args.cli_long:.0f} s 3OA pair: "
+              f"{times[0]:.1f} s, peak RSS {peaks[0]:.0f} MB")
     if args.cuda_batch:
         import torch
 

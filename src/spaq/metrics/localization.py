@@ -29,7 +29,7 @@ class Localization(Metric):
         self.weights = weights
 
     #: Streamed (long) pairs are localised segment by segment, this many seconds each.
-    segment_s = 30.0
+    segment_s = 10.0
 
     def _score_streamed(self, pair, fmt: str) -> MetricResult:
         """Long files: directions found per segment (never the whole signal in memory); the

@@ -43,16 +43,19 @@ def feature_differences(ref_cues: dict, deg_cues: dict, dir_ref, dir_deg, floor)
 
 
 def decode_blocks(x: torch.Tensor, decoder: torch.Tensor, frontend: AuditoryFrontEnd,
-                  n_fft: int = 65536) -> torch.Tensor:
+                  n_fft: int = 65536, dtype: torch.dtype | None = None) -> torch.Tensor:
     """Ambisonics ``(..., C, T)`` -> binaural ``(..., 2, T + L - 1)`` (the full linear convolution
     with the FIR decoder ``(2, C, L)``), by overlap-add over blocks of ``n_fft - L + 1`` samples:
-    memory stays a few blocks whatever T; the decoder's spectra at ``n_fft`` are cached."""
+    memory stays a few blocks whatever T; the decoder's spectra at ``n_fft`` are cached.
+    ``dtype``: the real dtype to compute and return in (default ``x``'s; blocks are converted
+    one at a time)."""
     t, taps = x.shape[-1], decoder.shape[-1]
+    dtype = dtype or x.dtype
     block = n_fft - taps + 1
     dec = frontend.decoder_spectrum(decoder, n_fft)  # (2, C, n_fft//2+1)
-    out = x.new_zeros(*x.shape[:-2], 2, t + taps - 1)
+    out = x.new_zeros(*x.shape[:-2], 2, t + taps - 1, dtype=dtype)
     for b0 in range(0, t, block):
-        seg = torch.fft.rfft(x[..., b0:b0 + block], n=n_fft, dim=-1)  # (..., C, F)
+        seg = torch.fft.rfft(x[..., b0:b0 + block].to(dtype), n=n_fft, dim=-1)  # (..., C, F)
         acc = seg[..., :1, :] * dec[:, 0, :]
         for ch in range(1, x.shape[-2]):
             acc.addcmul_(seg[..., ch:ch + 1, :], dec[:, ch, :])
@@ -66,10 +69,8 @@ def ear_spectrum(x: torch.Tensor, frontend: AuditoryFrontEnd, decoder: torch.Ten
                  n_min: int = 0) -> torch.Tensor:
     """``x (..., C, T)`` -> half spectrum of the ears ``(..., 2, n//2+1)``, ``n`` =
     ``frontend.spectrum_length`` (even), in ``frontend.spectrum_dtype`` (float64 in exact mode:
-    weak bands need it); ambisonics decoded with ``decoder (2, C_dec, L)``: in exact mode in the
-    frequency domain (decoder and gammatone are both linear: no round trip), one channel's
-    spectrum in memory at a time; in fast mode block by block in the time domain
-    (:func:`decode_blocks`, float32), then one FFT per ear. ``n_min``: compute the spectrum at
+    weak bands need it); ambisonics decoded with ``decoder (2, C_dec, L)`` block by block in
+    the time domain (:func:`decode_blocks`, in the same dtype), then one FFT per ear. ``n_min``: compute the spectrum at
     the length a signal of ``n_min`` samples would get (chunks of a long signal then share one
     length, and the front-end's per-length tables)."""
     t = x.shape[-1]
@@ -80,16 +81,11 @@ def ear_spectrum(x: torch.Tensor, frontend: AuditoryFrontEnd, decoder: torch.Ten
     else:
         c = min(x.shape[-2], decoder.shape[1])
         n = frontend.spectrum_length(max(t, n_min), extra=decoder.shape[-1])
-        if frontend.decimate:  # decode block by block in the time domain (bounded memory), then one FFT per ear
-            ears = decode_blocks(x[..., :c, :].to(dt), decoder[:, :c], frontend)
-            half = torch.fft.rfft(ears, n=n, dim=-1)
-            del ears
-        else:  # one channel's spectrum in memory at a time
-            dec = frontend.decoder_spectrum(decoder, n)  # (2, C_dec, n//2+1), cached per length
-            half = None
-            for ch in range(c):
-                term = torch.fft.rfft(x[..., ch:ch + 1, :].to(dt), n=n, dim=-1) * dec[:, ch, :]
-                half = term if half is None else half + term
+        # decode block by block in the time domain (bounded memory: no full-length decoder or
+        # channel spectra), then one FFT per ear
+        ears = decode_blocks(x[..., :c, :], decoder[:, :c], frontend, dtype=dt)
+        half = torch.fft.rfft(ears, n=n, dim=-1)
+        del ears
     return half
 
 

@@ -74,14 +74,14 @@ def gain_match(ref: torch.Tensor, deg: torch.Tensor, ambisonic: bool) -> tuple[t
     return deg * (10 ** (g_db / 20)).to(deg.dtype).view(-1, 1, 1), g_db
 
 
-def _band_cues(x: torch.Tensor, frontend: AuditoryFrontEnd, decoder: torch.Tensor | None) -> dict:
+def _band_cues(x: torch.Tensor, frontend: AuditoryFrontEnd, decoder: torch.Tensor | None, n_min: int = 0) -> dict:
     """One pass of the shared front-end (its gammatone responses, band groups, decimation and
     envelope low-pass) over reference and degraded ears ``x (B, 2, C, T)``.
     Returns ``p_ear (B, 2 sig, 2 ears, F, nf)`` (envelope power, unfloored), ``ic`` interaural
     coherence ``(B, 2 sig, F, nf)`` and ``xc`` reference-degraded coherence ``(B, 2 ears, F, nf)``
     (complex, NaN where a power is 0)."""
     t = x.shape[-1]
-    spec = ear_spectrum(x, frontend, decoder)
+    spec = ear_spectrum(x, frontend, decoder, n_min)
     fc = frontend.center_frequencies_hz
     out = []
     for bands, decim, band, env in frontend.bands(spec, t):  # band, env: (B, S, E, G, T')
@@ -143,8 +143,7 @@ def quality_maps(ref: torch.Tensor, deg: torch.Tensor, frontend: AuditoryFrontEn
     else:
         if ref.shape != deg.shape or ref.dim() != 3:
             raise ValueError(f"ref and deg must have the same (B, C, T) shape, got {tuple(ref.shape)}, {tuple(deg.shape)}")
-        ref, deg = ref.to(torch.float64), deg.to(torch.float64)
-        reader = SegmentReader.from_tensors(ref, deg)
+        reader = SegmentReader.from_tensors(ref, deg)  # float64 chunk by chunk
         n_ch, n_samples = ref.shape[-2], ref.shape[-1]
     ambi = decoder is not None
     if ambi and n_ch < 4:
@@ -166,13 +165,14 @@ def quality_maps(ref: torch.Tensor, deg: torch.Tensor, frontend: AuditoryFrontEn
             er, ed = er + _matched_energy(r, ambi), ed + _matched_energy(d, ambi)
         gain_db = _gain_db(er, ed)
     parts, state = [], None
+    longest = max(b - a for a, b, _, _ in plan)  # every chunk's spectra get the same length
     for a, b, k0, k1 in plan:
         r, d = reader.read(a, b)
         r, d = r.to(torch.float64), d.to(torch.float64)
         if gain_db is not None:
             d = d * (10 ** (gain_db / 20)).to(d.dtype).view(-1, 1, 1)
         x = torch.stack((r, d), dim=1)
-        c = {k: v[..., k0:k1] for k, v in _band_cues(x, frontend, decoder).items()}
+        c = {k: v[..., k0:k1] for k, v in _band_cues(x, frontend, decoder, longest).items()}
         if ambi:
             seg = x[..., k0 * fl:k1 * fl]
             c["dir"], state = frontend.directiveness(seg, state=state, return_state=True)
@@ -307,7 +307,8 @@ class Quality(Metric):
 
     def __init__(self, device: str = "cpu", chunk_s: float = 10.0, params=None, checkpoint=None, offline=None):
         self.device = torch.device(device)
-        self.frontend = AuditoryFrontEnd().to(self.device)
+        # one band at a time: full-rate band signals of a 10 s chunk are 60 MB each (same work)
+        self.frontend = AuditoryFrontEnd(band_group=1).to(self.device)
         self.chunk_frames = max(1, int(round(chunk_s * self.sample_rate / self.frontend.frame_len)))
         if params is None:
             params, self.sha256, self.source = load_quality_params(checkpoint)
