@@ -26,3 +26,37 @@ def test_unknown_keys_are_refused():
         QualityTrainConfig({"synthetic": {"nope": 1}})
     with pytest.raises(SpaqError, match="unknown family"):
         QualityTrainConfig({"synthetic": {"spatial": ["wobble"]}})
+
+
+def _records():
+    """Anchor (noise: distortion = severity) and three rotation sweeps whose ILD feature
+    matches the anchors in the median; the third sweep's ILD folds back at severity 1 while
+    its direction feature keeps growing."""
+    from spaq.models.quality import SPATIAL_FEATURES
+
+    recs = []
+    zero = {n: 0.0 for n in SPATIAL_FEATURES}
+    for s in (0.25, 0.5, 1.0):
+        recs.append({"family": "noise", "format": "binaural", "source": "x", "scene": 0, "severity": s,
+                     "added_db": s, "missing_db": 0.0, "incoherence": 0.0, **zero})
+        for sc, ild in enumerate((s, s, {0.25: 0.25, 0.5: 0.5, 1.0: 0.3}[s])):
+            recs.append({"family": "rotation", "format": "hoa3", "source": "x", "scene": sc, "severity": s,
+                         "added_db": 0.0, "missing_db": 0.0, "incoherence": 0.0,
+                         **{**zero, "d_ild_db": ild, "d_direction": 0.4 * s * s}})
+    return recs
+
+
+def test_fit_spatial_anchor_match_and_optional_order_term():
+    import numpy as np
+
+    from spaq.models.quality import SPATIAL_FEATURES
+    from spaq.train.quality import fit_spatial
+
+    w = np.array([1.0, 1.0, 1.0])
+    recs = _records()
+    i_ild, i_dir = SPATIAL_FEATURES.index("d_ild_db"), SPATIAL_FEATURES.index("d_direction")
+    v = np.exp(fit_spatial(recs, w, ["noise"], ["rotation"]))
+    assert abs(v[i_ild] - 1.0) < 0.02 and v[i_dir] < 1e-3  # the medians need the ILD only
+    v2 = np.exp(fit_spatial(recs, w, ["noise"], ["rotation"], monotone_weight=10.0, monotone_margin=0.05))
+    d = {s: (0.3 if s == 1.0 else s) * v2[i_ild] + 0.4 * s * s * v2[i_dir] for s in (0.5, 1.0)}
+    assert v2[i_dir] > 0.1 and d[1.0] > d[0.5]  # the folded sweep now rises with severity

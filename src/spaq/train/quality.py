@@ -65,7 +65,7 @@ class QualityTrainConfig:
     DEFAULTS = {
         "seed": 7,
         "mushra": {"path": "../shared/listening-tests/speech-codec-mushra", "ratings": "ratings_filtered_stim01-08.csv"},
-        "fit": {"starts": 8},
+        "fit": {"starts": 8, "monotone_weight": 0.0, "monotone_margin": 0.05},
         "synthetic": {
             "seed": 5000, "duration_s": 1.5, "hrtf": "default", "voices": ["en-us", "de"],
             "sources": ["speech", "harmonic", "pink_noise"], "formats": ["binaural", "hoa3"],
@@ -260,11 +260,38 @@ def loso_predictions(table, seed: int, starts: int = 8) -> np.ndarray:
     return pred
 
 
-def fit_spatial(records: list[dict], w: np.ndarray, anchors, spatial) -> np.ndarray:
+def _monotone_pairs(records: list[dict], w: np.ndarray, families) -> list[tuple]:
+    """Consecutive-severity pairs of every training sweep (family, format, source, scene):
+    ``(T_lo, S_lo, T_hi, S_hi)`` -- timbral distortion and spatial features at the lower and
+    the higher severity."""
+    def dt(r):
+        return float(sum(w[i] * r[n] for i, n in enumerate(TIMBRAL_FEATURES)))
+
+    sweeps = {}
+    for r in records:
+        if r["family"] in families and r["severity"] > 0:
+            sweeps.setdefault((r["family"], r["format"], r["source"], r.get("scene", 0)), []).append(r)
+    pairs = []
+    for rs in sweeps.values():
+        rs = sorted(rs, key=lambda r: r["severity"])
+        for a, b in zip(rs[:-1], rs[1:]):
+            pairs.append((dt(a), np.array([a.get(n, 0.0) for n in SPATIAL_FEATURES]),
+                          dt(b), np.array([b.get(n, 0.0) for n in SPATIAL_FEATURES])))
+    return pairs
+
+
+def fit_spatial(records: list[dict], w: np.ndarray, anchors, spatial, monotone_weight: float = 0.0,
+                monotone_margin: float = 0.05) -> np.ndarray:
     """Spatial weights ``v (5,)``: for each (spatial family, severity), the median total
     distortion ``D_t + v . s`` over the sweeps should equal the median timbral distortion of
     the anchor families at that severity (log-domain least squares, v >= 0). Families that a
-    format does not have simply contribute no rows."""
+    format does not have simply contribute no rows.
+
+    ``monotone_weight > 0`` adds the training sweeps' own order as data: for every pair of
+    consecutive severities of one sweep (all families), a squared hinge on
+    ``log D(lower) + log(1 + monotone_margin) - log D(higher)`` (mean over pairs, times
+    ``monotone_weight``), i.e. the total distortion should grow by at least the margin from
+    one severity to the next."""
     from scipy.optimize import minimize
 
     def dt(r):
@@ -288,13 +315,26 @@ def fit_spatial(records: list[dict], w: np.ndarray, anchors, spatial) -> np.ndar
     if not groups:
         raise SpaqError("no synthetic spatial sweeps to fit the spatial weights")
 
+    pairs = _monotone_pairs(records, w, list(anchors) + list(spatial)) if monotone_weight > 0 else []
+    if pairs:
+        t_lo = np.array([p[0] for p in pairs])
+        s_lo = np.stack([p[1] for p in pairs])
+        t_hi = np.array([p[2] for p in pairs])
+        s_hi = np.stack([p[3] for p in pairs])
+        margin = math.log1p(monotone_margin)
+
     def loss(lv):
         v = np.exp(lv)
         err = 0.0
         for T, S, tgt in groups:
             med = float(np.median(T + S @ v))
             err += (math.log(max(med, 1e-9)) - math.log(tgt)) ** 2
-        return err / len(groups)
+        err /= len(groups)
+        if pairs:
+            lo = np.log(np.maximum(t_lo + s_lo @ v, 1e-9))
+            hi = np.log(np.maximum(t_hi + s_hi @ v, 1e-9))
+            err += monotone_weight * float(np.mean(np.maximum(lo + margin - hi, 0.0) ** 2))
+        return err
 
     best = None
     for i in range(6):
@@ -391,7 +431,8 @@ def train_quality(tc: QualityTrainConfig, out, log=print, workdir=None) -> dict:
         for n in SPATIAL_FEATURES:
             if n not in r or r[n] != r[n]:
                 r[n] = 0.0
-    lv = fit_spatial(recs, w, tc.synthetic["anchors"], tc.synthetic["spatial"])
+    lv = fit_spatial(recs, w, tc.synthetic["anchors"], tc.synthetic["spatial"],
+                     monotone_weight=float(tc.fit["monotone_weight"]), monotone_margin=float(tc.fit["monotone_margin"]))
     v = np.exp(lv)
     v = np.where(lv <= -11.9, 0.0, v)  # at the lower bound: the data give this feature no weight
     log(f"spatial fit: v={dict(zip(SPATIAL_FEATURES, v.round(5).tolist()))} ({time.time() - t0:.0f} s)")
@@ -405,7 +446,10 @@ def train_quality(tc: QualityTrainConfig, out, log=print, workdir=None) -> dict:
                                "stimulus and condition, filtered raters), with the exponent",
             "exponent": "same fit as the timbral weights",
             "spatial_weights": "synthetic sweeps (corpus engine, KU100, seeds/voices of the config): median "
-                               "distortion of spatial families matched to timbral anchors at equal severity",
+                               "distortion of spatial families matched to timbral anchors at equal severity"
+                               + (", plus the sweeps' severity order (squared hinge on consecutive severities, "
+                                  f"weight {tc.fit['monotone_weight']:g}, margin {tc.fit['monotone_margin']:g})"
+                                  if float(tc.fit["monotone_weight"]) > 0 else ""),
             "recipe": tc.to_dict(),
             "features_sha256": hashlib.sha256(mt[list(TIMBRAL_FEATURES)].round(10).to_csv(index=False).encode()).hexdigest(),
         },
