@@ -120,12 +120,22 @@ def read_audio(path) -> tuple[np.ndarray, int]:
     """
     p = Path(path)
     info = _file_info(p, str(p))
-    try:
-        dtype = "float64" if info.subtype in ("PCM_32", "DOUBLE") else "float32"
-        data, sr = soundfile.read(str(p), dtype=dtype, always_2d=True)
+    dtype = "float64" if info.subtype in ("PCM_32", "DOUBLE") else "float32"
+    try:  # block by block straight into (channels, time): no whole (time, channels) copy
+        with soundfile.SoundFile(str(p)) as f:
+            out = np.empty((f.channels, max(0, f.frames)), dtype=dtype)
+            buf = np.empty((min(f.frames, 1 << 16), f.channels), dtype=dtype)
+            done = 0
+            while done < f.frames:
+                n = f.read(out=buf, dtype=dtype, always_2d=True).shape[0]
+                if n == 0:
+                    break
+                out[:, done:done + n] = buf[:n].T
+                done += n
+            sr = f.samplerate
     except (soundfile.SoundFileError, RuntimeError, OSError, ValueError, TypeError) as e:
         raise SpaqInputError(f"cannot read {p} as audio (not a supported audio file or corrupt): {_one_line(e)}") from e
-    return _transpose(data), int(sr)
+    return out[:, :done], int(sr)
 
 
 def _transpose(x: np.ndarray, block: int = 2048) -> np.ndarray:
