@@ -17,24 +17,6 @@ from typing import List, Optional
 # OMP_WAIT_POLICY wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-
-def _return_large_blocks_to_the_system(threshold: int = 4 << 20) -> None:
-    """glibc raises its mmap threshold as large blocks are freed, after which band buffers of a
-    few MB are carved from the heap and kept there: a 10 s 3OA `spaq score` peaked at 500-517 MB.
-    A fixed 4 MiB threshold returns them on free (486 MB, no measurable time cost). glibc only;
-    ``MALLOC_MMAP_THRESHOLD_`` set by the user wins."""
-    if sys.platform != "linux" or "MALLOC_MMAP_THRESHOLD_" in os.environ:
-        return
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").mallopt(-3, threshold)  # M_MMAP_THRESHOLD
-    except (OSError, AttributeError):
-        pass
-
-
-_return_large_blocks_to_the_system()
-
 import typer  # noqa: E402
 
 try:  # typer >= 0.20 vendors click as typer._click

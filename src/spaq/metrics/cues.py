@@ -22,7 +22,7 @@ from ..auditory.frontend import AuditoryFrontEnd
 from .base import Metric, MetricResult, register
 from .qastanet_core import SegmentReader, paired_cues
 
-__all__ = ["Cues", "cue_maps", "summarise_cue_maps", "hrtf_decoder"]
+__all__ = ["Cues", "cue_maps", "summarise_cue_maps", "hrtf_decoder", "inputs_and_decoder"]
 
 MAP_NAMES = ("d_ild_db", "d_coherence", "d_level_db", "d_directiveness")
 
@@ -62,6 +62,21 @@ def _decoder_cached(order: int, sample_rate: int) -> np.ndarray:
 def hrtf_decoder(order: int, sample_rate: int = 48000) -> torch.Tensor:
     """Ambisonics -> binaural MagLS decoder ``(2, (order+1)^2, taps)`` from the default HRTF."""
     return torch.from_numpy(_decoder_cached(int(order), int(sample_rate)))
+
+
+def inputs_and_decoder(ref, deg, order: int | None, sample_rate: int, device):
+    """``(ref, deg, decoder)`` for the cue front-end: tensors moved to ``device`` (a
+    :class:`~spaq.metrics.qastanet_core.SegmentReader` passes through; its ``order`` is None for
+    binaural), and the default-HRTF decoder for ambisonics (order from the channel count unless
+    given), None for binaural."""
+    if isinstance(ref, SegmentReader):
+        ambi = order is not None
+    else:
+        ambi = ref.shape[-2] != 2
+        ref, deg = ref.to(device), deg.to(device)
+        if ambi and order is None:
+            order = int(round(ref.shape[-2] ** 0.5)) - 1
+    return ref, deg, (hrtf_decoder(order, sample_rate).to(device) if ambi else None)
 
 
 def cue_maps(ref: torch.Tensor, deg: torch.Tensor, frontend: AuditoryFrontEnd,
@@ -151,14 +166,7 @@ class Cues(Metric):
         """Functional entry: ``(B, C, T)`` tensors at 48 kHz -> :func:`cue_maps` dict. ``ref`` may
         be a :class:`~spaq.metrics.qastanet_core.SegmentReader` (``deg`` None; ``order`` None for
         binaural)."""
-        if isinstance(ref, SegmentReader):
-            ambi = order is not None
-        else:
-            ambi = ref.shape[-2] != 2
-            ref, deg = ref.to(self.device), deg.to(self.device)
-            if ambi and order is None:
-                order = int(round(ref.shape[-2] ** 0.5)) - 1
-        decoder = hrtf_decoder(order, self.sample_rate).to(self.device) if ambi else None
+        ref, deg, decoder = inputs_and_decoder(ref, deg, order, self.sample_rate, self.device)
         return cue_maps(ref, deg, self.frontend, decoder, self.chunk_frames)
 
     def score(self, pair, maps: bool = False) -> MetricResult:

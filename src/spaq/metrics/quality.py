@@ -323,16 +323,9 @@ class Quality(Metric):
     def features(self, ref, deg, order: int | None = None) -> tuple[dict, dict]:
         """Functional entry: ``(B, C, T)`` at 48 kHz -> (maps, pooled features). ``ref`` may be a
         :class:`~spaq.metrics.qastanet_core.SegmentReader` (``deg`` None; ``order`` None for binaural)."""
-        from .cues import hrtf_decoder
+        from .cues import inputs_and_decoder
 
-        if isinstance(ref, SegmentReader):
-            ambi = order is not None
-        else:
-            ambi = ref.shape[-2] != 2
-            ref, deg = ref.to(self.device), deg.to(self.device)
-            if ambi and order is None:
-                order = int(round(ref.shape[-2] ** 0.5)) - 1
-        decoder = hrtf_decoder(order, self.sample_rate).to(self.device) if ambi else None
+        ref, deg, decoder = inputs_and_decoder(ref, deg, order, self.sample_rate, self.device)
         m = quality_maps(ref, deg, self.frontend, decoder, self.chunk_frames)
         return m, pool_features(m)
 
