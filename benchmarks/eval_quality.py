@@ -2,7 +2,7 @@
 
     python benchmarks/eval_quality.py --section all --out quality_eval.json
     python benchmarks/eval_quality.py --section mushra      # LOSO Pearson next to PESQ/STOI/ViSQOL
-    python benchmarks/eval_quality.py --section monotonic   # Spearman(severity, score) per family x source
+    python benchmarks/eval_quality.py --section monotonic   # Spearman(severity, score) per family x source x format
     (sections: identity, monotonic, mushra, consistency, duration, level, speed)
 
 Held-out data: synthetic sweeps use seed 90000+, espeak voices fr-fr/es/it (training: en-us/de)

@@ -48,7 +48,7 @@ REGISTRY: dict[str, WeightSpec] = {
     "quality_v1": WeightSpec(
         name="quality_v1",
         url=None,
-        sha256="3799160e483f738923f2ab28a5a2760419ad03017c03c9396eb9b2689a7ba998",
+        sha256="30a7902128aeb3196bad007ae889b1c189a2226e470564e828648b063acf2db4",
         filename="quality_v1.json",
         env_var="SPAQ_QUALITY_PARAMS",
         licence="MIT (spaq); fitted on the Neural Codec MUSHRA rating dataset (CC BY 4.0, Stahl et al. 2024)",

@@ -16,7 +16,7 @@ Two data sources, each fitting only what it can justify (see ``configs/train/qua
    independence are properties of the model (non-negative weights of features that grow
    with each degradation; mean pooling), checked on the sweeps, not fitted.
 
-Everything is deterministic from ``seed``; on 2 CPU cores a full run takes about 15 min
+Everything is deterministic from ``seed``; on 2 busy CPU cores a full run takes about 5 min
 (feature extraction dominates).
 """
 from __future__ import annotations
