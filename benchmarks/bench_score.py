@@ -214,7 +214,7 @@ def _cli_runs(checkpoint: str, repeat: int = 5, seconds: float = 10, metrics=("q
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--durations", type=float, nargs="+", default=[5, 10, 30])
+    ap.add_argument("--durations", type=float, nargs="*", default=[5, 10, 30])
     ap.add_argument("--metric", nargs="+", default=["qastanet", "qastanet-exact", "cues", "cues-fast"],
                     help="qastanet (fast, its default), qastanet-exact, cues (exact, its default), cues-fast")
     ap.add_argument("--checkpoint", default=os.environ.get("SPAQ_QASTANET_CHECKPOINT", str(DEFAULT_CKPT)))

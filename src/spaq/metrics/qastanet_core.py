@@ -169,8 +169,11 @@ def paired_cues(ref: torch.Tensor, deg: torch.Tensor, frontend: AuditoryFrontEnd
         cues = {k: v[..., k0:k1] for k, v in cues.items()}
         if with_directiveness:
             d0, d1 = k0 * fl, k1 * fl
-            cues["directiveness"], state = frontend.directiveness(
-                torch.stack((r[..., :4, d0:d1], d[..., :4, d0:d1]), dim=1), state=state, return_state=True)
+            # one signal at a time (smaller peak), each with its own smoothing state
+            out = [frontend.directiveness(x[..., :4, d0:d1], state=None if state is None else state[i],
+                                          return_state=True) for i, x in enumerate((r, d))]
+            cues["directiveness"] = torch.stack([o[0] for o in out], dim=1)
+            state = [o[1] for o in out]
         parts.append(cues)
     if len(parts) == 1:
         return parts[0]
