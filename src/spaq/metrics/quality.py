@@ -168,10 +168,11 @@ def quality_maps(ref: torch.Tensor, deg: torch.Tensor, frontend: AuditoryFrontEn
     longest = max(b - a for a, b, _, _ in plan)  # every chunk's spectra get the same length
     for a, b, k0, k1 in plan:
         r, d = reader.read(a, b)
-        r, d = r.to(torch.float64), d.to(torch.float64)
-        if gain_db is not None:
-            d = d * (10 ** (gain_db / 20)).to(d.dtype).view(-1, 1, 1)
-        x = torch.stack((r, d), dim=1)
+        # (B, 2, C, n) float64 filled in place: no float64 copies of r and d besides x
+        x = r.new_empty((r.shape[0], 2) + tuple(r.shape[1:]), dtype=torch.float64)
+        x[:, 0] = r
+        x[:, 1] = d if gain_db is None else d * (10 ** (gain_db / 20)).to(torch.float64).view(-1, 1, 1)
+        del r, d
         c = {k: v[..., k0:k1] for k, v in _band_cues(x, frontend, decoder, longest).items()}
         if ambi:
             seg = x[..., k0 * fl:k1 * fl]
