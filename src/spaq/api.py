@@ -61,7 +61,8 @@ def _metric_kwargs(name: str, checkpoint, offline, device, fast: bool | None = N
 
 def score(ref, deg, sample_rate: int | None = None, metrics=None, fmt=None, trim: bool = False,
           checkpoint=None, offline: bool | None = None, maps: bool = False, device: str = "cpu",
-          strict: bool = False, fast: bool | None = None, stream: bool | None = None) -> ScoreReport:
+          strict: bool = False, fast: bool | None = None, stream: bool | None = None,
+          progress=None) -> ScoreReport:
     """Score ``deg`` against ``ref``.
 
     ref, deg: file paths, numpy arrays or torch tensors ``[channels, time]`` or
@@ -77,7 +78,9 @@ def score(ref, deg, sample_rate: int | None = None, metrics=None, fmt=None, trim
     ``stream``: two long files (above ``SPAQ_STREAM_MB``, 256 MiB of samples at 48 kHz by
     default: about 40 s of 3OA) are read chunk by chunk, never whole, so memory stays bounded
     (same scores); ``True``/``False`` force it on/off for file inputs (see
-    :func:`spaq.io.load_pair`).
+    :func:`spaq.io.load_pair`). ``progress``: for streamed pairs, called as
+    ``progress(metric, fraction)`` as each metric reads through the files (``quality`` reads
+    them twice: its gain pass, then the scoring pass).
     """
     pair: SignalPair = load_pair(ref, deg, sample_rate=sample_rate, target_rate=METRIC_RATE, fmt=fmt, trim=trim,
                                  stream=stream)
@@ -101,6 +104,8 @@ def score(ref, deg, sample_rate: int | None = None, metrics=None, fmt=None, trim
             # before loading it: a missing checkpoint is not the reason it cannot score this pair
             report.skipped[n] = f"{n} scores {' or '.join(formats)} input only, not {pair.format.describe()}"
             continue
+        if pair.streamed and progress is not None:
+            pair.reader.on_read = lambda a, b, n=n: progress(n, b / pair.n_samples)
         try:
             metric = load_metric(n, **_metric_kwargs(n, checkpoint, offline, device, fast))
             res = metric.score(pair, maps=maps)

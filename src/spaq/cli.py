@@ -121,6 +121,33 @@ def _write_maps(out: str, report) -> list[str]:
     return written
 
 
+def _stream_progress():
+    """``(callback, stop)`` drawing one progress bar per metric on stderr while a streamed
+    (long) pair is scored; nothing when stderr is not a terminal."""
+    if not sys.stderr.isatty():
+        return None, lambda: None
+    state: dict = {}
+
+    def cb(metric: str, fraction: float) -> None:
+        if "bar" not in state:
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+            state["bar"] = Progress(TextColumn("{task.description}"), BarColumn(),
+                                    TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(),
+                                    console=Console(stderr=True), transient=True)
+            state["bar"].start()
+        if metric not in state:
+            state[metric] = state["bar"].add_task(f"{metric} (streamed)", total=1.0)
+        state["bar"].update(state[metric], completed=min(1.0, fraction))
+
+    def stop() -> None:
+        if "bar" in state:
+            state["bar"].stop()
+
+    return cb, stop
+
+
 @app.command("score")
 def score_cmd(
     ref: str = typer.Argument(..., help="Reference audio file (WAV/FLAC...)."),
@@ -139,9 +166,13 @@ def score_cmd(
     """Score DEG against REF (binaural or ambisonics ACN/SN3D, any sample rate)."""
     from .api import score
 
-    report = score(ref, deg, metrics=metric, fmt=fmt, trim=trim, checkpoint=checkpoint,
-                   offline=True if offline else None, maps=maps is not None, device=device, fast=fast,
-                   stream=stream)
+    progress, stop = _stream_progress()
+    try:
+        report = score(ref, deg, metrics=metric, fmt=fmt, trim=trim, checkpoint=checkpoint,
+                       offline=True if offline else None, maps=maps is not None, device=device, fast=fast,
+                       stream=stream, progress=progress)
+    finally:
+        stop()
     written = _write_maps(maps, report) if maps else []
     if as_json:
         d = report.to_dict()

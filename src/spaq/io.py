@@ -283,6 +283,8 @@ class PairReader:
         self.n_channels = ref.channels
         self.dtype = ref.dtype
         self._norm = normalisation
+        #: called as ``on_read(a, b)`` after each read (progress reporting); None: nothing
+        self.on_read = None
 
     def read(self, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
         a, b = max(0, int(a)), min(self.n_samples, int(b))
@@ -292,6 +294,8 @@ class PairReader:
             if self._norm not in (None, "sn3d"):
                 x = convert_normalisation(x, self._norm, "sn3d")
             out.append(np.ascontiguousarray(x, dtype=self.dtype)[None])
+        if self.on_read is not None:
+            self.on_read(a, b)
         return out[0], out[1]
 
 

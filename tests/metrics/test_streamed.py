@@ -90,3 +90,15 @@ def test_score_api_streams_long_files(tmp_path, monkeypatch):
     assert streamed.streamed and not whole.streamed and streamed.to_dict()["streamed"] is True
     assert streamed["cues"].score == pytest.approx(whole["cues"].score, abs=1e-4)
     assert streamed["quality"].score == pytest.approx(whole["quality"].score, abs=1e-4)
+
+
+def test_progress_reported_while_streaming(tmp_path):
+    r, d = _files(tmp_path, "binaural", seconds=25.0)  # three 10 s chunks
+    seen = []
+    report = score(r, d, metrics=["cues"], stream=True, progress=lambda name, f: seen.append((name, f)))
+    assert report.streamed and {n for n, _ in seen} == {"cues"}
+    fr = [f for _, f in seen]
+    assert len(fr) >= 3 and fr[-1] == pytest.approx(1.0) and all(b >= a for a, b in zip(fr, fr[1:]))
+    seen.clear()
+    score(r, d, metrics=["cues"], stream=False, progress=lambda name, f: seen.append((name, f)))
+    assert seen == []  # in-memory pairs are not reported
