@@ -173,10 +173,7 @@ class Cues(Metric):
         self.check_format(pair)
         order = pair.format.order if pair.format.is_ambisonics else None
         with torch.no_grad():
-            if pair.streamed:  # long files: read chunk by chunk, never whole
-                m = self.maps_tensors(SegmentReader.wrap(pair.reader, self.device), None, order)
-            else:
-                m = self.maps_tensors(torch.from_numpy(pair.ref), torch.from_numpy(pair.deg), order)
+            m = self.maps_tensors(SegmentReader.from_pair(pair, self.device), None, order)  # in memory or streamed
         summ = summarise_cue_maps(m)
         warn = []
         if not np.all(np.isfinite(summ["ild_median_abs_db"])):

@@ -108,14 +108,10 @@ class Qastanet(Metric):
         if pair.n_samples % 2:
             warn.append("odd length: the official code would crash; spaq scores it as is")
         with torch.no_grad():
-            if pair.streamed:  # long files: read chunk by chunk, never whole
-                reader = SegmentReader.wrap(pair.reader, self.device, torch.float32)
-                f = qastanet_features(reader, None, self.frontend, self.decoder,
-                                      chunk_frames=self.chunk_frames, context_frames=self.context_frames)
-            else:
-                ref = torch.from_numpy(pair.ref).to(torch.float32)  # the official model reads float32 audio
-                deg = torch.from_numpy(pair.deg).to(torch.float32)
-                f = self.features(ref, deg)
+            # in memory or streamed from long files chunk by chunk; the official model reads float32 audio
+            reader = SegmentReader.from_pair(pair, self.device, torch.float32)
+            f = qastanet_features(reader, None, self.frontend, self.decoder,
+                                  chunk_frames=self.chunk_frames, context_frames=self.context_frames)
             s = self.net(f.to(torch.float32).nan_to_num(0.0)).cpu().numpy().astype(np.float64)
         score = s if pair.batched else float(s[0])
         res = MetricResult(

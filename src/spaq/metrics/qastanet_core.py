@@ -140,6 +140,15 @@ class SegmentReader:
 
         return cls(reader.n_samples, read)
 
+    @classmethod
+    def from_pair(cls, pair, device=None, dtype=None) -> "SegmentReader":
+        """The reader of a :class:`spaq.io.SignalPair`, in memory or streamed from its files
+        (``dtype``: None keeps the pair's; in-memory samples are converted once, not per read)."""
+        if pair.streamed:
+            return cls.wrap(pair.reader, device, dtype)
+        return cls.from_tensors(torch.from_numpy(pair.ref).to(device=device, dtype=dtype),
+                                torch.from_numpy(pair.deg).to(device=device, dtype=dtype))
+
 
 def paired_cues(ref: torch.Tensor, deg: torch.Tensor, frontend: AuditoryFrontEnd,
                 decoder: torch.Tensor | None, with_directiveness: bool,

@@ -342,11 +342,7 @@ class Quality(Metric):
         self.check_format(pair)
         order = pair.format.order if pair.format.is_ambisonics else None
         with torch.no_grad():
-            if pair.streamed:  # long files: read chunk by chunk, never whole
-                m, f = self.features(SegmentReader.wrap(pair.reader, self.device), None, order)
-            else:
-                m, f = self.features(torch.from_numpy(np.ascontiguousarray(pair.ref)),
-                                     torch.from_numpy(np.ascontiguousarray(pair.deg)), order)
+            m, f = self.features(SegmentReader.from_pair(pair, self.device), None, order)  # in memory or streamed
             out = self.model(f)
             dmaps = distortion_maps(m, self.model) if maps else None
         vals = {k: out[k].cpu().numpy() for k in ("timbral_score", "spatial_score", "timbral_distortion",
