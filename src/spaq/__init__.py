@@ -6,7 +6,7 @@
 """
 __version__ = "0.1.0"
 
-from .api import ScoreReport, score  # noqa: E402
+from .api import ScoreReport, clear_metric_cache, score  # noqa: E402
 from .errors import SpaqError, SpaqInputError  # noqa: E402
 from .metrics.base import MetricResult, list_metrics, load_metric  # noqa: E402
 
@@ -18,5 +18,5 @@ def localize(*args, **kwargs):
     return _localize(*args, **kwargs)
 
 
-__all__ = ["score", "ScoreReport", "MetricResult", "load_metric", "list_metrics", "localize", "SpaqError",
+__all__ = ["score", "clear_metric_cache", "ScoreReport", "MetricResult", "load_metric", "list_metrics", "localize", "SpaqError",
            "SpaqInputError", "__version__"]

@@ -7,7 +7,7 @@ from .errors import SpaqError
 from .io import SignalPair, load_pair
 from .metrics.base import MetricResult, MetricUnavailable, list_metrics, load_metric
 
-__all__ = ["score", "ScoreReport", "DEFAULT_METRICS", "METRIC_RATE"]
+__all__ = ["score", "ScoreReport", "DEFAULT_METRICS", "METRIC_RATE", "clear_metric_cache"]
 
 METRIC_RATE = 48000
 DEFAULT_METRICS = ("quality", "qastanet", "cues", "localization")
@@ -59,6 +59,43 @@ def _metric_kwargs(name: str, checkpoint, offline, device, fast: bool | None = N
     return kw
 
 
+_METRICS: dict = {}  # metric instances reused across calls (their per-length tables stay warm)
+_METRICS_MAX = 8
+
+
+def _metric_key(name: str, kwargs: dict) -> tuple:
+    """What decides a metric instance: its name and arguments, the ``SPAQ_*`` environment
+    (checkpoint overrides, offline, cache dir) and the size/mtime of a checkpoint path given."""
+    import os
+
+    ck = kwargs.get("checkpoint")
+    stat = None
+    if ck is not None and os.path.isfile(ck):
+        st = os.stat(ck)
+        stat = (st.st_size, st.st_mtime_ns)
+    env = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("SPAQ_")))
+    return (name, tuple(sorted((k, str(v)) for k, v in kwargs.items())), stat, env)
+
+
+def _get_metric(name: str, kwargs: dict):
+    """A metric instance for ``name(**kwargs)``, reused from earlier calls when nothing that
+    decides it has changed (at most ``_METRICS_MAX`` kept). A metric that fails to load is
+    never cached, so a missing checkpoint is looked for again on the next call."""
+    key = _metric_key(name, kwargs)
+    m = _METRICS.pop(key, None)
+    if m is None:
+        m = load_metric(name, **kwargs)
+    _METRICS[key] = m  # most recently used last
+    while len(_METRICS) > _METRICS_MAX:
+        _METRICS.pop(next(iter(_METRICS)))
+    return m
+
+
+def clear_metric_cache() -> None:
+    """Forget the metric instances ``score`` keeps between calls (frees their tables)."""
+    _METRICS.clear()
+
+
 def score(ref, deg, sample_rate: int | None = None, metrics=None, fmt=None, trim: bool = False,
           checkpoint=None, offline: bool | None = None, maps: bool = False, device: str = "cpu",
           strict: bool = False, fast: bool | None = None, stream: bool | None = None,
@@ -81,6 +118,10 @@ def score(ref, deg, sample_rate: int | None = None, metrics=None, fmt=None, trim
     :func:`spaq.io.load_pair`). ``progress``: for streamed pairs, called as
     ``progress(metric, fraction)`` as each metric reads through the files (``quality`` reads
     them twice: its gain pass, then the scoring pass).
+
+    Metric instances are kept between calls (same arguments and ``SPAQ_*`` environment), so a
+    loop over many pairs loads each checkpoint once and reuses its tables;
+    :func:`clear_metric_cache` frees them.
     """
     pair: SignalPair = load_pair(ref, deg, sample_rate=sample_rate, target_rate=METRIC_RATE, fmt=fmt, trim=trim,
                                  stream=stream)
@@ -107,7 +148,7 @@ def score(ref, deg, sample_rate: int | None = None, metrics=None, fmt=None, trim
         if pair.streamed and progress is not None:
             pair.reader.on_read = lambda a, b, n=n: progress(n, b / pair.n_samples)
         try:
-            metric = load_metric(n, **_metric_kwargs(n, checkpoint, offline, device, fast))
+            metric = _get_metric(n, _metric_kwargs(n, checkpoint, offline, device, fast))
             res = metric.score(pair, maps=maps)
         except MetricUnavailable as e:
             if strict:
