@@ -1,11 +1,11 @@
-"""Speed and memory of the qastanet and cues metrics on third-order ambisonic pairs.
+"""Speed and memory of the qastanet, cues and quality metrics on third-order ambisonic pairs.
 
     python benchmarks/bench_score.py [--durations 5 10 30 600] [--metric qastanet qastanet-exact cues]
                                      [--checkpoint PATH] [--baseline] [--cli] [--cuda-batch 64]
 
-Kinds: ``qastanet`` (its default, fast mode), ``qastanet-exact`` (float64, full rate), ``cues``
-(exact, its default), ``cues-fast``. Each case runs in a fresh subprocess (peak RSS of that
-process = torch + model + the calls).
+Kinds: ``qastanet``, ``cues``, ``quality`` (each metric's default, fast mode) and
+``qastanet-exact``, ``cues-exact``, ``quality-exact`` (float64, full rate). Each case runs in a
+fresh subprocess (peak RSS of that process = torch + model + the calls).
 Prints, per duration: the first metric call on that length (``cold``: it also builds the
 per-length tables) and the best of three further calls (``warm``), time per second of audio,
 real-time factor, peak memory; with --baseline also a naive float32 full-rate implementation of the same chain
@@ -93,7 +93,22 @@ def naive_qastanet_features(ref, deg, sd):
 
 
 def _fast(kind: str) -> bool:
-    return not kind.endswith("-exact") if kind.startswith("qastanet") else kind.endswith("-fast")
+    return not kind.endswith("-exact")
+
+
+def _metric(kind: str, checkpoint: str):
+    """The metric object of a benchmark kind (``qastanet``, ``cues``, ``quality``, ``-exact``)."""
+    if kind.startswith("qastanet"):
+        from spaq.metrics.qastanet import Qastanet
+
+        return Qastanet(checkpoint=checkpoint, fast=_fast(kind))
+    if kind.startswith("quality"):
+        from spaq.metrics.quality import Quality
+
+        return Quality(fast=_fast(kind))
+    from spaq.metrics.cues import Cues
+
+    return Cues(fast=_fast(kind))
 
 
 def child(args) -> None:
@@ -102,6 +117,7 @@ def child(args) -> None:
     import torch
 
     torch.set_num_threads(int(os.environ.get("SPAQ_BENCH_THREADS", "2")))
+    torch.set_grad_enabled(False)
     if args.kind.startswith("cuda"):  # batched throughput on a GPU: --cuda-batch B pairs of 10 s
         from spaq.metrics.qastanet import Qastanet
 
@@ -130,14 +146,7 @@ def child(args) -> None:
 
         with tempfile.TemporaryDirectory() as tmp:
             paths = write_pair_files(args.seconds, tmp)
-            if args.kind.startswith("qastanet"):
-                from spaq.metrics.qastanet import Qastanet
-
-                m = Qastanet(checkpoint=args.checkpoint, fast=_fast(args.kind))
-            else:
-                from spaq.metrics.cues import Cues
-
-                m = Cues(fast=_fast(args.kind))
+            m = _metric(args.kind, args.checkpoint)
             t0 = time.perf_counter()
             score = m.score(load_pair(*paths, target_rate=48000, stream=True)).score
             dt = time.perf_counter() - t0
@@ -152,17 +161,18 @@ def child(args) -> None:
     if args.kind == "baseline":
         sd = torch.load(args.checkpoint, map_location="cpu", weights_only=True)["state_dict"]
         fn = lambda: naive_qastanet_features(r, d, sd)  # noqa: E731
-    elif args.kind.startswith("qastanet"):
-        from spaq.metrics.qastanet import Qastanet
-
-        m = Qastanet(checkpoint=args.checkpoint, fast=_fast(args.kind))
+    elif args.kind.startswith(("qastanet", "quality")):
+        m = _metric(args.kind, args.checkpoint)
         fn = lambda: m.score_tensors(r, d)  # noqa: E731
     else:
-        from spaq.metrics.cues import Cues, summarise_cue_maps
+        from spaq.metrics.cues import summarise_cue_maps
 
-        m = Cues(fast=_fast(args.kind))
-        m.maps_tensors(r[..., :48000], d[..., :48000])  # builds and caches the decoder
+        m = _metric(args.kind, args.checkpoint)
         fn = lambda: summarise_cue_maps(m.maps_tensors(r, d))  # noqa: E731
+    if args.kind.startswith("quality"):  # builds and caches the HRTF decoder (cues as below)
+        m.score_tensors(r[..., :48000], d[..., :48000])
+    elif args.kind.startswith("cues"):
+        m.maps_tensors(r[..., :48000], d[..., :48000])
     t_load = time.perf_counter() - t_load
     with torch.no_grad():
         t0 = time.perf_counter()
@@ -215,8 +225,10 @@ def _cli_runs(checkpoint: str, repeat: int = 5, seconds: float = 10, metrics=("q
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--durations", type=float, nargs="*", default=[5, 10, 30])
-    ap.add_argument("--metric", nargs="+", default=["qastanet", "qastanet-exact", "cues", "cues-fast"],
-                    help="qastanet (fast, its default), qastanet-exact, cues (exact, its default), cues-fast")
+    ap.add_argument("--metric", nargs="+", default=["qastanet", "qastanet-exact", "cues", "cues-exact", "quality",
+                                                   "quality-exact"],
+                    help="qastanet, cues, quality (each fast, their default); qastanet-exact, cues-exact, "
+                         "quality-exact")
     ap.add_argument("--checkpoint", default=os.environ.get("SPAQ_QASTANET_CHECKPOINT", str(DEFAULT_CKPT)))
     ap.add_argument("--baseline", action="store_true", help="also time the naive float32 chain (<= 30 s inputs)")
     ap.add_argument("--cli", action="store_true", help="time whole `spaq score` processes on the 10 s pair")
@@ -253,10 +265,11 @@ def main():
             print(f"{kind:15s} {sec:8.0f} {r['call_s']:8.2f} {warm} {best / sec:10.3f} {sec / best:10.1f} "
                   f"{r['peak_mb']:8.0f} {ratio:>9s}")
     if args.cli:
-        times, peaks = _cli_runs(args.checkpoint)
-        ts = sorted(times)
-        print(f"whole-process `spaq score --metric qastanet` on the 10 s pair ({len(ts)} runs): "
-              f"median {ts[len(ts) // 2]:.2f} s, best {ts[0]:.2f} s, peak RSS {max(peaks):.0f} MB")
+        for metrics, label in ((("qastanet",), "spaq score --metric qastanet"), ((), "spaq score (every default metric)")):
+            times, peaks = _cli_runs(args.checkpoint, metrics=metrics)
+            ts = sorted(times)
+            print(f"whole-process `{label}` on the 10 s pair ({len(ts)} runs): "
+                  f"median {ts[len(ts) // 2]:.2f} s, best {ts[0]:.2f} s, peak RSS {max(peaks):.0f} MB")
     if args.cli_long:
         times, peaks = _cli_runs(args.checkpoint, repeat=1, seconds=args.cli_long, metrics=())
         print(f"whole-process `spaq score` (every default metric, streamed) on a {args.cli_long:.0f} s 3OA pair: "

@@ -349,7 +349,7 @@ def speed(metric, model, args):
     from spaq.io import load_pair
     from spaq.metrics.cues import Cues
 
-    cues = Cues()
+    cues = Cues(fast=metric.fast)  # the same front-end mode as the quality metric under test
     out = {}
     for fmt in ("binaural", "hoa3"):
         ref, (deg,) = sweep("noise", fmt, "speech", [0.5], SEED + 50, 0, duration_s=args.duration, voices=VOICES,
@@ -390,15 +390,18 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--mushra-features", default=None, help="reuse the MUSHRA feature table written by "
                     "`spaq train quality` (<out>_mushra.csv) instead of recomputing it")
+    ap.add_argument("--exact", action="store_true", help="evaluate the exact (full-rate float64) front-end "
+                    "instead of the default fast one (features cached per --cache dir: use one dir per mode)")
     ap.add_argument("--seed", type=int, default=7, help="LOSO fitting seed (as the training recipe)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     if args.params:
         params = json.loads(Path(args.params).read_text())
-        metric = Quality(params=params)
+        metric = Quality(params=params, fast=not args.exact)
     else:
         params, _, _ = load_quality_params()
-        metric = Quality()
+        metric = Quality(fast=not args.exact)
+    print(f"quality metric in {'exact' if args.exact else 'fast (default)'} mode", file=sys.stderr)
     model = QualityMapping.from_params(params["mapping"])
     names = list(SECTIONS) if "all" in args.section else args.section
     results = {}

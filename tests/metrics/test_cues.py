@@ -105,3 +105,20 @@ def test_batched_equals_single_and_gradient(cues):
     assert torch.isfinite(deg.grad).all()
     # scaling the degraded signal up towards the reference lowers the loss
     assert float((deg.grad * deg.detach()).sum()) < 0
+
+
+def test_fast_default_matches_exact_mode(cues):
+    """Cues default to the fast front-end; its summaries stay close to exact mode."""
+    from spaq.metrics.cues import Cues
+
+    exact = Cues(fast=False)
+    assert cues.fast and not exact.fast
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((1, 2, 48000)).astype(np.float32) * 0.05
+    y = x.copy()
+    y[:, 1] *= 0.5  # right ear -6 dB
+    a = summarise_cue_maps(cues.maps_tensors(torch.from_numpy(x), torch.from_numpy(y)))
+    b = summarise_cue_maps(exact.maps_tensors(torch.from_numpy(x), torch.from_numpy(y)))
+    assert abs(float(b["ild_median_abs_db"][0]) - 6.02) < 0.1
+    assert abs(float(a["ild_median_abs_db"][0]) - float(b["ild_median_abs_db"][0])) < 0.05
+    assert abs(float(a["level_mean_abs_db"][0]) - float(b["level_mean_abs_db"][0])) < 0.05

@@ -212,3 +212,24 @@ def test_gradient_matches_finite_differences():
         analytic = float((y.grad * v).sum())
         assert abs(analytic) > 1e-7, k
         assert float((fp[k] - fm[k]).sum()) / 2 == pytest.approx(analytic, rel=0.02), k
+
+
+def test_fast_default_matches_exact_mode():
+    """The default (fast) front-end gives the scores of the exact one, the mode the shipped
+    parameters were fitted in, within 0.2 points; the training recipe uses exact mode."""
+    from spaq.metrics.quality import Quality
+    from spaq.train.quality import _metric
+
+    fast, exact = Quality(), Quality(fast=False)
+    assert fast.fast and not exact.fast and not _metric().fast
+    ref = _scene(1.0)
+    degs = [_degrade(ref, "noise", s) for s in (0.25, 0.75)] + [_degrade(ref, "lowpass", 0.5)]
+    a = _scores(fast, ref, degs).score
+    b = _scores(exact, ref, degs).score
+    assert np.all(np.abs(np.asarray(a) - np.asarray(b)) < 0.2), (a, b)
+    assert np.ptp(b) > 5  # the pairs span a real range of scores
+    foa = _foa(1.0)
+    d = _degrade(foa, "lowpass", 0.75, fmt="foa")
+    a = _scores(fast, foa, [d]).score
+    b = _scores(exact, foa, [d]).score
+    assert abs(float(a[0]) - float(b[0])) < 0.2 and float(b[0]) < 95

@@ -350,7 +350,8 @@ def fit_spatial(records: list[dict], w: np.ndarray, anchors, spatial, monotone_w
 def _metric(params=None):
     from ..metrics.quality import Quality
 
-    return Quality(params={"mapping": QualityMapping().to_params()} if params is None else params)
+    # features in exact mode (full rate, float64): the definition the fast default approximates
+    return Quality(params={"mapping": QualityMapping().to_params()} if params is None else params, fast=False)
 
 
 def _synthetic_records(tc: QualityTrainConfig, metric, log=print) -> list[dict]:
