@@ -250,3 +250,37 @@ def test_cli_weights_fetch_bad_sha(payload, monkeypatch, capsys, _isolated):
     cap = capsys.readouterr()
     assert cap.err.startswith("spaq: error:") and "sha256" in cap.err and "Traceback" not in cap.err + cap.out
     assert list(_isolated.iterdir()) == []
+
+
+def test_cached_array_writes_reads_and_rechecks(tmp_path, monkeypatch):
+    import numpy as np
+
+    from spaq.weights import cached_array
+
+    monkeypatch.setenv("SPAQ_CACHE_DIR", str(tmp_path))
+    calls = []
+
+    def make():
+        calls.append(1)
+        return np.arange(6, dtype=np.int32).reshape(2, 3)
+
+    a = cached_array("sub/table_v1", make)
+    assert (tmp_path / "sub" / "table_v1.npy").is_file() and len(calls) == 1
+    b = cached_array("sub/table_v1", make)
+    assert len(calls) == 1 and np.array_equal(a, b)  # read back, not recomputed
+    c = cached_array("sub/table_v1", make, check=lambda t: t.shape == (3, 2))  # rejected -> recomputed
+    assert len(calls) == 2 and c.shape == (2, 3)
+    (tmp_path / "sub" / "table_v1.npy").write_bytes(b"not a npy file")
+    assert np.array_equal(cached_array("sub/table_v1", make), a) and len(calls) == 3
+    assert not [p for p in (tmp_path / "sub").iterdir() if p.name != "table_v1.npy"]  # no temp files left
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    monkeypatch.setenv("SPAQ_CACHE_DIR", str(ro / "inner"))
+    try:
+        import os
+
+        if os.geteuid() != 0:  # root ignores directory permissions
+            assert np.array_equal(cached_array("x", make), a)  # an unwritable cache only costs time
+    finally:
+        ro.chmod(0o700)

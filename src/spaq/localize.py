@@ -445,8 +445,6 @@ def compare_localization(reference, degraded, sample_rate: int | None = None, fo
     ``degraded_format`` defaults to ``format``) and return the angular error per source,
     sources matched by the assignment with the smallest total angle. A silent reference
     raises :class:`SpaqInputError`; a silent degraded signal gives NaN errors and a note."""
-    from scipy.optimize import linear_sum_assignment
-
     from .spatial.angles import great_circle_deg
 
     ref = localize(reference, sample_rate, format, n_sources=n_sources, weights=weights)
@@ -465,7 +463,12 @@ def compare_localization(reference, degraded, sample_rate: int | None = None, fo
     if len(ok_r) and len(ok_d):
         cost = great_circle_deg(ref.azimuth_deg[ok_r][:, None], ref.elevation_deg[ok_r][:, None],
                                 deg.azimuth_deg[ok_d][None, :], deg.elevation_deg[ok_d][None, :])
-        rows, cols = linear_sum_assignment(cost)
+        if cost.size == 1:  # one source each (the default): no assignment problem to solve
+            rows, cols = [0], [0]
+        else:
+            from scipy.optimize import linear_sum_assignment  # here: scipy.optimize takes ~0.4 s to import
+
+            rows, cols = linear_sum_assignment(cost)
         for r, c in zip(rows, cols):
             err[ok_r[r]] = cost[r, c]
             pairs.append((int(ok_r[r]), int(ok_d[c])))

@@ -69,6 +69,37 @@ def cache_dir() -> Path:
     return Path(os.environ.get("SPAQ_CACHE_DIR") or Path.home() / ".cache" / "spaq")
 
 
+def cached_array(name: str, make, check=None):
+    """A derived table (numpy array) kept in ``<cache_dir>/<name>.npy`` (``name`` may hold a
+    sub-folder): read from there when present and ``check(array)`` accepts it, else computed
+    with ``make()`` and written atomically (temp file, then rename). A read-only or broken
+    cache only costs time. The caller puts whatever the table depends on into ``name``."""
+    import numpy as np
+
+    path = cache_dir() / f"{name}.npy"
+    if path.is_file():
+        try:
+            a = np.load(path)
+            if check is None or check(a):
+                return a
+        except (OSError, ValueError):
+            pass
+    a = make()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npy")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.save(f, a)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError:
+        pass
+    return a
+
+
 def sha256_file(path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

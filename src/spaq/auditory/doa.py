@@ -26,6 +26,7 @@ numpy or torch in, numpy out.
 """
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass, field
 
@@ -215,7 +216,16 @@ def _grid_kernel(n: int, kappa: float):
         A, E = torch.meshgrid(torch.deg2rad(a), torch.deg2rad(e), indexing="ij")
         pts = torch.stack([E.cos() * A.cos(), E.cos() * A.sin(), E.sin()], -1).reshape(-1, 3).to(torch.float32)
         g32 = grid.to(torch.float32)
-        lut = torch.cat([torch.argmax(pts[i: i + 8192] @ g32.T, dim=1) for i in range(0, pts.shape[0], 8192)])
+
+        def make():  # nearest grid point of every LUT direction (0.5-1 s: cached on disk)
+            return torch.cat([torch.argmax(pts[i: i + 8192] @ g32.T, dim=1)
+                              for i in range(0, pts.shape[0], 8192)]).numpy().astype(np.int32)
+
+        from ..weights import cached_array
+
+        tag = hashlib.sha256(grid.numpy().tobytes()).hexdigest()[:12]  # the grid the table was made for
+        lut = torch.from_numpy(cached_array(f"doa/nearest_lut_{tag}_n{n}_step{_LUT_STEP:g}", make,
+                                            check=lambda t: t.shape == (pts.shape[0],) and int(t.max()) < n)).long()
         if len(_KERNELS) > 4:
             _KERNELS.clear()
         _KERNELS[key] = (grid, K, lut.reshape(len(a), len(e)))

@@ -4,7 +4,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import scipy.signal as sps
 import torch
 
 from ..dsp import fft_convolve
@@ -27,6 +26,8 @@ def analytic_signal(x: torch.Tensor) -> torch.Tensor:
 def first_order_lowpass_fir(cutoff_hz: float, sample_rate: float, tol: float = 1e-9) -> np.ndarray:
     """Impulse response of ``scipy.signal.butter(1, cutoff)`` truncated where it falls below
     ``tol`` of its first tap (float64)."""
+    import scipy.signal as sps  # here: scipy.signal takes ~1 s to import
+
     b, a = sps.butter(1, 2 * cutoff_hz / sample_rate)
     pole = -a[1]
     n = int(math.ceil(math.log(tol) / math.log(pole))) + 2 if 0 < pole < 1 else 2

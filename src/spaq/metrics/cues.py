@@ -31,32 +31,17 @@ MAP_NAMES = ("d_ild_db", "d_coherence", "d_level_db", "d_directiveness")
 def _decoder_cached(order: int, sample_rate: int) -> np.ndarray:
     """MagLS decoder of the default HRTF, cached in memory and in the spaq cache directory
     (keyed by the SOFA file's sha256, order and rate; written atomically)."""
-    import os
-    import tempfile
+    from ..spatial.hrtf import default_hrtf_path, file_sha256
+    from ..weights import cached_array
 
-    from ..spatial.ambisonics import binaural_decoder
-    from ..spatial.hrtf import default_hrtf_path, file_sha256, load_hrtf
-    from ..weights import cache_dir
+    def make():
+        from ..spatial.ambisonics import binaural_decoder
+        from ..spatial.hrtf import load_hrtf
 
-    key = f"magls_{file_sha256(default_hrtf_path())[:16]}_o{order}_{sample_rate}.npy"
-    path = cache_dir() / "decoders" / key
-    if path.is_file():
-        try:
-            d = np.load(path)
-            if d.ndim == 3 and d.shape[:2] == (2, (order + 1) ** 2):
-                return d
-        except (OSError, ValueError):
-            pass
-    d = binaural_decoder(load_hrtf("default", sample_rate=sample_rate), order, method="magls")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npy")
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, d)
-        os.replace(tmp, path)
-    except OSError:  # a read-only cache only costs time
-        pass
-    return d
+        return binaural_decoder(load_hrtf("default", sample_rate=sample_rate), order, method="magls")
+
+    key = f"decoders/magls_{file_sha256(default_hrtf_path())[:16]}_o{order}_{sample_rate}"
+    return cached_array(key, make, check=lambda d: d.ndim == 3 and d.shape[:2] == (2, (order + 1) ** 2))
 
 
 def hrtf_decoder(order: int, sample_rate: int = 48000) -> torch.Tensor:

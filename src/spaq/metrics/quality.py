@@ -168,10 +168,11 @@ def quality_maps(ref: torch.Tensor, deg: torch.Tensor, frontend: AuditoryFrontEn
     longest = max(b - a for a, b, _, _ in plan)  # every chunk's spectra get the same length
     for a, b, k0, k1 in plan:
         r, d = reader.read(a, b)
-        # (B, 2, C, n) float64 filled in place: no float64 copies of r and d besides x
-        x = r.new_empty((r.shape[0], 2) + tuple(r.shape[1:]), dtype=torch.float64)
+        # (B, 2, C, n) filled in place, in the front-end's spectrum dtype (float64 in exact mode,
+        # float32 in fast mode, whose spectra are float32 anyway): no copies of r and d besides x
+        x = r.new_empty((r.shape[0], 2) + tuple(r.shape[1:]), dtype=frontend.spectrum_dtype)
         x[:, 0] = r
-        x[:, 1] = d if gain_db is None else d * (10 ** (gain_db / 20)).to(torch.float64).view(-1, 1, 1)
+        x[:, 1] = d if gain_db is None else d * (10 ** (gain_db / 20)).to(x.dtype).view(-1, 1, 1)
         del r, d
         c = {k: v[..., k0:k1] for k, v in _band_cues(x, frontend, decoder, longest).items()}
         if ambi:

@@ -10,8 +10,6 @@ omni channel W carries ``s`` at unit gain (SN3D).
 from __future__ import annotations
 
 import numpy as np
-from scipy.signal import fftconvolve
-from scipy.spatial.transform import Rotation
 
 from ..errors import SpaqError
 from .angles import cart2sph, sph2cart
@@ -83,6 +81,8 @@ def diffuse_field(signals, order: int, rng: np.random.Generator | None = None) -
     k = s.shape[0]
     az, el = fibonacci_directions(k)
     if rng is not None:
+        from scipy.spatial.transform import Rotation  # here: scipy.spatial/signal are slow imports
+
         r = Rotation.random(random_state=np.random.RandomState(rng.integers(2**31)))
         az, el, _ = cart2sph(r.apply(sph2cart(az, el)))
     return encode_plane_waves(s / np.sqrt(k), az, el, order)
@@ -92,6 +92,8 @@ def rotation_matrix(yaw_deg: float = 0.0, pitch_deg: float = 0.0, roll_deg: floa
     """3x3 rotation of directions (x front, y left, z up): first roll about x, then
     pitch about y (positive pitch raises the front), then yaw about z (positive yaw
     turns the scene to the left, i.e. adds to azimuth); positive roll raises the left side."""
+    from scipy.spatial.transform import Rotation
+
     return Rotation.from_euler("ZYX", [yaw_deg, -pitch_deg, roll_deg], degrees=True).as_matrix()
 
 
@@ -194,5 +196,7 @@ def decode_binaural(x, decoder: np.ndarray) -> np.ndarray:
         raise SpaqError(f"decoder needs {n} channels, signal has {x.shape[-2]}")
     x = x[..., :n, :]
     T = x.shape[-1]
+    from scipy.signal import fftconvolve
+
     y = fftconvolve(x[..., None, :, :], decoder, axes=-1)[..., :T]  # (..., 2, n, T)
     return y.sum(axis=-2)

@@ -35,8 +35,6 @@ import os
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.signal import resample_poly
-from scipy.spatial import ConvexHull, SphericalVoronoi
 
 from ..errors import SpaqError
 from .angles import cart2sph, sph2cart
@@ -104,6 +102,8 @@ def _onsets(hrir: np.ndarray, threshold_db: float = -20.0, up: int = 8) -> np.nd
     """Fractional onset (samples) of each IR ``(..., taps)``: first crossing of
     ``threshold_db`` re the IR's peak on an ``up``-times upsampled copy."""
     taps = hrir.shape[-1]
+    from scipy.signal import resample_poly  # here: scipy.signal takes ~1 s to import
+
     hu = np.abs(resample_poly(hrir, up, 1, axis=-1))
     peak = hu.max(axis=-1, keepdims=True)
     above = hu >= peak * 10 ** (threshold_db / 20)
@@ -152,6 +152,8 @@ class HRTFSet:
         """Spherical Voronoi areas ``(n_dir,)`` normalised to sum to 4*pi."""
         if "w" not in self._cache:
             xyz = self.directions
+            from scipy.spatial import SphericalVoronoi  # here: a slow import
+
             try:
                 sv = SphericalVoronoi(xyz, radius=1.0, threshold=1e-6)
                 w = sv.calculate_areas()
@@ -173,6 +175,8 @@ class HRTFSet:
     def _prepare_interp(self):
         if "hull" in self._cache:
             return self._cache["hull"]
+        from scipy.spatial import ConvexHull
+
         xyz = self.directions
         hull = ConvexHull(xyz)
         tri = hull.simplices  # (n_tri, 3)
@@ -231,6 +235,8 @@ class HRTFSet:
         if sample_rate == self.sample_rate:
             return self
         g = np.gcd(sample_rate, self.sample_rate)
+        from scipy.signal import resample_poly
+
         h = resample_poly(self.hrir, sample_rate // g, self.sample_rate // g, axis=-1)
         return HRTFSet(h, self.azimuth_deg, self.elevation_deg, sample_rate,
                        name=self.name, sha256=self.sha256, path=self.path)
