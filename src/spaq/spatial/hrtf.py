@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import SpaqError
+from ..weights import sha256_file
 from .angles import cart2sph, sph2cart
 
 __all__ = [
@@ -50,13 +51,7 @@ __all__ = [
 ]
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    """sha256 (hex) of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+file_sha256 = sha256_file  # sha256 (hex) of a file's bytes: the one implementation, in spaq.weights
 
 
 def _package_dir(name: str) -> str | None:
