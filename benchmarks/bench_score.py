@@ -139,17 +139,14 @@ def child(args) -> None:
                           "gpu_peak_mb": torch.cuda.max_memory_allocated() / 2**20,
                           "device": torch.cuda.get_device_name()}))
         return
-    if args.seconds > 60:  # long: written to files, then streamed chunk by chunk (as `spaq score` does)
-        import tempfile
-
+    if args.seconds > 60:  # long: files written by the parent, streamed chunk by chunk (as `spaq score` does)
         from spaq.io import load_pair
 
-        with tempfile.TemporaryDirectory() as tmp:
-            paths = write_pair_files(args.seconds, tmp)
-            m = _metric(args.kind, args.checkpoint)
-            t0 = time.perf_counter()
-            score = m.score(load_pair(*paths, target_rate=48000, stream=True)).score
-            dt = time.perf_counter() - t0
+        paths = (f"{args.files}/ref.wav", f"{args.files}/deg.wav")
+        m = _metric(args.kind, args.checkpoint)
+        t0 = time.perf_counter()
+        score = m.score(load_pair(*paths, target_rate=48000, stream=True)).score
+        dt = time.perf_counter() - t0
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps({"kind": args.kind, "seconds": args.seconds, "call_s": dt, "warm_s": None, "load_s": 0.0,
                           "peak_mb": peak_mb, "score": score, "streamed": True}))
@@ -190,8 +187,17 @@ def child(args) -> None:
                       "peak_mb": peak_mb}))
 
 
-def run_case(kind: str, seconds: float, checkpoint: str, timeout: float = 3600):
+def write_pair_elsewhere(seconds: float, folder: str):
+    """``write_pair_files`` in a subprocess: this process stays small, so the peak RSS of the
+    children it starts next is theirs alone (Linux carries a process's peak RSS across exec)."""
+    subprocess.run([sys.executable, __file__, "--write-pair", folder, "--seconds", str(seconds)], check=True)
+    return (f"{folder}/ref.wav", f"{folder}/deg.wav")
+
+
+def run_case(kind: str, seconds: float, checkpoint: str, timeout: float = 3600, files: str | None = None):
     cmd = [sys.executable, __file__, "--child", kind, "--seconds", str(seconds), "--checkpoint", checkpoint]
+    if files:  # long pairs: written once here, so the child's peak RSS is the metric's alone
+        cmd += ["--files", files]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     if p.returncode != 0:
         return {"kind": kind, "seconds": seconds, "error": (p.stderr.strip().splitlines() or ["?"])[-1]}
@@ -208,7 +214,7 @@ def _cli_runs(checkpoint: str, repeat: int = 5, seconds: float = 10, metrics=("q
     exe = str(local) if local.exists() else (shutil.which("spaq") or "spaq")
     times, peaks = [], []
     with tempfile.TemporaryDirectory() as tmp:
-        r, d = write_pair_files(seconds, tmp)
+        r, d = write_pair_elsewhere(seconds, tmp)
         sel = [a for m in metrics for a in ("--metric", m)]
         for _ in range(repeat):
             t0 = time.perf_counter()
@@ -237,16 +243,29 @@ def main():
     ap.add_argument("--cuda-batch", type=int, default=0, help="with a CUDA device: batched throughput of B x 10 s pairs")
     ap.add_argument("--child", default=None)
     ap.add_argument("--seconds", type=float, default=10)
+    ap.add_argument("--files", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--write-pair", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--batch", type=int, default=64)
     args = ap.parse_args()
+    if args.write_pair:
+        write_pair_files(args.seconds, args.write_pair)
+        return
     if args.child:
         args.kind = args.child
         return child(args)
     print(f"third-order (16 ch) pairs at 48 kHz, torch threads {os.environ.get('SPAQ_BENCH_THREADS', '2')}")
     print(f"{'metric':15s} {'audio s':>8s} {'cold s':>8s} {'warm s':>8s} {'s/s audio':>10s} {'x realtime':>10s} "
           f"{'peak MB':>8s} {'vs naive':>9s}")
+    import tempfile
+
+    long_dir = tempfile.TemporaryDirectory() if any(sec > 60 for sec in args.durations) else None
     for sec in args.durations:
         base = None
+        files = None
+        if sec > 60:
+            files = f"{long_dir.name}/{sec:g}"
+            os.makedirs(files, exist_ok=True)
+            write_pair_elsewhere(sec, files)
         if args.baseline and sec <= 30:
             base = run_case("baseline", sec, args.checkpoint)
             if "error" not in base:
@@ -255,7 +274,7 @@ def main():
             else:
                 print(f"{'naive f32':15s} {sec:8.0f} failed: {base['error']}")
         for kind in args.metric:
-            r = run_case(kind, sec, args.checkpoint)
+            r = run_case(kind, sec, args.checkpoint, files=files)
             if "error" in r:
                 print(f"{kind:15s} {sec:8.0f} failed: {r['error']}")
                 continue
@@ -264,6 +283,12 @@ def main():
             ratio = f"{base['warm_s'] / best:.2f}x" if base and "error" not in base else ""
             print(f"{kind:15s} {sec:8.0f} {r['call_s']:8.2f} {warm} {best / sec:10.3f} {sec / best:10.1f} "
                   f"{r['peak_mb']:8.0f} {ratio:>9s}")
+        if files:
+            import shutil
+
+            shutil.rmtree(files, ignore_errors=True)
+    if long_dir is not None:
+        long_dir.cleanup()
     if args.cli:
         for metrics, label in ((("qastanet",), "spaq score --metric qastanet"), ((), "spaq score (every default metric)")):
             times, peaks = _cli_runs(args.checkpoint, metrics=metrics)

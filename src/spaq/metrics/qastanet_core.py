@@ -150,6 +150,33 @@ class SegmentReader:
                                 torch.from_numpy(pair.deg).to(device=device, dtype=dtype))
 
 
+class FrameCollector:
+    """Per-chunk results (dicts of ``(..., n_frames_of_chunk)`` tensors) joined along the frame
+    axis into outputs allocated once, at the first chunk, for ``total`` frames. A single chunk
+    is passed through as it is (the differentiable whole-signal path). Why not a list and
+    ``torch.cat``: keeping ~60 small per-chunk results of a 10-minute pair alive between the
+    chunks' large temporary buffers fragmented the heap (quality's peak RSS drifted between
+    0.9 and 1.7 GB from run to run; 0.84-0.86 GB this way)."""
+
+    def __init__(self, n_chunks: int, total: int):
+        self.n_chunks, self.total = n_chunks, total
+        self.out, self.at = None, 0
+
+    def add(self, c: dict) -> None:
+        if self.n_chunks == 1:
+            self.out = c
+            return
+        if self.out is None:
+            self.out = {k: v.new_empty(v.shape[:-1] + (self.total,)) for k, v in c.items()}
+        n = next(iter(c.values())).shape[-1]
+        for k, v in c.items():
+            self.out[k][..., self.at:self.at + n] = v
+        self.at += n
+
+    def result(self) -> dict:
+        return self.out
+
+
 def paired_cues(ref: torch.Tensor, deg: torch.Tensor, frontend: AuditoryFrontEnd,
                 decoder: torch.Tensor | None, with_directiveness: bool,
                 chunk_frames: int | None = None, context_frames: int = 25) -> dict:
@@ -168,10 +195,10 @@ def paired_cues(ref: torch.Tensor, deg: torch.Tensor, frontend: AuditoryFrontEnd
         reader, n_samples = ref, ref.n_samples
     else:
         reader, n_samples = SegmentReader.from_tensors(ref, deg), ref.shape[-1]
-    parts = []
     state = None
     plan = chunk_plan(n_samples, fl, chunk_frames, context_frames)
     longest = max(b - a for a, b, _, _ in plan)  # every chunk's spectra get the same length
+    parts = FrameCollector(len(plan), sum(k1 - k0 for _, _, k0, k1 in plan))
     for a, b, k0, k1 in plan:
         r, d = reader.read(a, b)
         cues = binaural_cue_pair(r, d, frontend, decoder, n_min=longest)
@@ -183,10 +210,9 @@ def paired_cues(ref: torch.Tensor, deg: torch.Tensor, frontend: AuditoryFrontEnd
                                           return_state=True) for i, x in enumerate((r, d))]
             cues["directiveness"] = torch.stack([o[0] for o in out], dim=1)
             state = [o[1] for o in out]
-        parts.append(cues)
-    if len(parts) == 1:
-        return parts[0]
-    return {k: torch.cat([p[k] for p in parts], dim=-1) for k in parts[0]}
+        parts.add(cues)
+        del cues
+    return parts.result()
 
 
 def qastanet_features(ref: torch.Tensor, deg: torch.Tensor, frontend: AuditoryFrontEnd,

@@ -42,7 +42,7 @@ from ..auditory.frontend import AuditoryFrontEnd
 from ..errors import SpaqError
 from ..models.quality import SPATIAL_FEATURES, TIMBRAL_FEATURES, QualityMapping
 from .base import Metric, MetricResult, register
-from .qastanet_core import SegmentReader, chunk_plan, ear_spectrum
+from .qastanet_core import FrameCollector, SegmentReader, chunk_plan, ear_spectrum
 
 __all__ = ["quality_maps", "pool_features", "quality_features", "gain_match", "load_quality_params",
            "Quality", "MAX_GAIN_DB"]
@@ -164,8 +164,9 @@ def quality_maps(ref: torch.Tensor, deg: torch.Tensor, frontend: AuditoryFrontEn
             r, d = reader.read(a, min(n_samples, a + step))
             er, ed = er + _matched_energy(r, ambi), ed + _matched_energy(d, ambi)
         gain_db = _gain_db(er, ed)
-    parts, state = [], None
+    state = None
     longest = max(b - a for a, b, _, _ in plan)  # every chunk's spectra get the same length
+    parts = FrameCollector(len(plan), sum(k1 - k0 for _, _, k0, k1 in plan))
     for a, b, k0, k1 in plan:
         r, d = reader.read(a, b)
         # (B, 2, C, n) filled in place, in the front-end's spectrum dtype (float64 in exact mode,
@@ -179,10 +180,11 @@ def quality_maps(ref: torch.Tensor, deg: torch.Tensor, frontend: AuditoryFrontEn
             seg = x[..., k0 * fl:k1 * fl]
             c["dir"], state = frontend.directiveness(seg, state=state, return_state=True)
             c["inten"] = _intensity(seg, frontend)
-        parts.append(c)
+        parts.add(c)
+        del c
+    c = parts.result()
     if gain_db is None:
-        gain_db = torch.zeros(parts[0]["p_ear"].shape[0], dtype=torch.float64, device=parts[0]["p_ear"].device)
-    c = parts[0] if len(parts) == 1 else {k: torch.cat([p[k] for p in parts], dim=-1) for k in parts[0]}
+        gain_db = torch.zeros(c["p_ear"].shape[0], dtype=torch.float64, device=c["p_ear"].device)
     return _maps_from_cues(c, frontend.power_floor.to(gain_db.device), gain_db)
 
 
