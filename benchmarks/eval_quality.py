@@ -119,8 +119,6 @@ def monotonic(metric, model, args):
                         print(f"  monotonic {fam}/{fmt}/{sname}/{sc} {time.time() - t0:.1f} s", file=sys.stderr)
         return pd.DataFrame(rows)
 
-    from scipy.stats import spearmanr
-
     df = _cached(args.cache, "monotonic", make)
     df = pd.concat([df, _scores(df, model)], axis=1)
     return monotonic_table(df)

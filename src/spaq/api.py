@@ -1,6 +1,7 @@
 """Public Python API: ``spaq.score``."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from .errors import SpaqError
@@ -66,8 +67,6 @@ _METRICS_MAX = 8
 def _metric_key(name: str, kwargs: dict) -> tuple:
     """What decides a metric instance: its name and arguments, the ``SPAQ_*`` environment
     (checkpoint overrides, offline, cache dir) and the size/mtime of a checkpoint path given."""
-    import os
-
     ck = kwargs.get("checkpoint")
     stat = None
     if ck is not None and os.path.isfile(ck):
@@ -110,8 +109,9 @@ def score(ref, deg, sample_rate: int | None = None, metrics=None, fmt=None, trim
     default mode (fast for qastanet, cues and quality); ``True`` computes every auditory band
     at a reduced rate from a window of its spectrum, ``False`` at full rate in float64
     (qastanet: within 1.8e-3 of the official scores on the 17 test pairs in fast mode, 7e-5 in
-    exact mode; quality: fast within 0.14 points of exact; see the README). A metric that cannot score this input (binaural for
-    qastanet, missing weights) is listed in ``skipped`` with the reason, unless ``strict``.
+    exact mode; quality: fast within 0.14 points of exact; see the README). A metric that
+    cannot score this input (binaural for qastanet, missing weights) is listed in ``skipped``
+    with the reason, unless ``strict``.
     ``stream``: two long files (above ``SPAQ_STREAM_MB``, 256 MiB of samples at 48 kHz by
     default: about 40 s of 3OA) are read chunk by chunk, never whole, so memory stays bounded
     (same scores); ``True``/``False`` force it on/off for file inputs (see

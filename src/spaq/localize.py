@@ -13,7 +13,6 @@ Angles in degrees, azimuth counter-clockwise from the front, elevation up.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ import numpy as np
 import torch
 
 from .errors import SpaqError, SpaqInputError
-from .spatial.angles import cart2sph, sph2cart
+from .spatial.angles import cart2sph
 
 __all__ = ["LocalizationResult", "LocalizationComparison", "localize", "compare_localization", "load_localizer",
            "default_weights_path", "plot_localization",

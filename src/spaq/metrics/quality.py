@@ -166,7 +166,7 @@ def quality_maps(ref: torch.Tensor, deg: torch.Tensor, frontend: AuditoryFrontEn
         gain_db = _gain_db(er, ed)
     state = None
     longest = max(b - a for a, b, _, _ in plan)  # every chunk's spectra get the same length
-    parts = FrameCollector(len(plan), sum(k1 - k0 for _, _, k0, k1 in plan))
+    parts = FrameCollector(plan)
     for a, b, k0, k1 in plan:
         r, d = reader.read(a, b)
         # (B, 2, C, n) filled in place, in the front-end's spectrum dtype (float64 in exact mode,
