@@ -206,6 +206,11 @@ def mushra(metric, model, args):
         except Exception as e:  # optional baseline
             print(f"  visqol unavailable: {e}", file=sys.stderr)
             vq = None
+        try:  # optional learned non-intrusive speech MOS (pip install spaq[dnsmos])
+            from speechmos import dnsmos
+        except Exception as e:
+            print(f"  dnsmos unavailable: {e}", file=sys.stderr)
+            dnsmos = None
         pre = pd.read_csv(args.mushra_features) if args.mushra_features else None
         rows = []
         for i, r in table.iterrows():
@@ -224,6 +229,10 @@ def mushra(metric, model, args):
             f["stoi"] = float(stoi(x, y, 16000, extended=False))
             if vq is not None:
                 f["visqol_speech"] = float(vq.measure_from_arrays(x, y, 16000).moslqo) if hasattr(vq, "measure_from_arrays") else float("nan")
+            if dnsmos is not None:  # degraded signal alone (non-intrusive)
+                o = dnsmos.run(np.clip(y, -1.0, 1.0), 16000)
+                f["dnsmos_ovrl"] = float(o["ovrl_mos"])
+                f["dnsmos_p808"] = float(o["p808_mos"])
             rows.append(f)
             print(f"  mushra {i + 1}/{len(table)}", file=sys.stderr)
         return pd.concat([table, pd.DataFrame(rows)], axis=1)
@@ -235,7 +244,7 @@ def mushra(metric, model, args):
     coded = (df["condition"] != "Reference").to_numpy()
     out = {}
     lines = []
-    for name, v in [("spaq quality (LOSO)", cv)] + [(c, df[c].to_numpy()) for c in ("pesq_wb", "stoi", "visqol_speech")
+    for name, v in [("spaq quality (LOSO)", cv)] + [(c, df[c].to_numpy()) for c in ("pesq_wb", "stoi", "visqol_speech", "dnsmos_ovrl", "dnsmos_p808")
                                                    if c in df]:
         ok = np.isfinite(v)
         pc = pearsonr(v[coded & ok], y[coded & ok])[0]
