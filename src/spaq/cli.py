@@ -304,12 +304,14 @@ def weights_path(name: str = typer.Argument(...)):
 
 def _register_plugins() -> None:
     from .data.cli import register as register_data
+    from .evaluate_cli import register as register_evaluate
     from .localize_cli import _train_group
     from .localize_cli import register as register_localize
     from .train.quality_cli import register_train_quality
 
     register_data(app)
     register_localize(app)
+    register_evaluate(app)
     register_train_quality(_train_group(app))
 
 

@@ -1,0 +1,189 @@
+"""spaq.evaluate and `spaq evaluate`: statistics against scipy and hand-computed values,
+P.1401 mapping monotonicity, bootstrap behaviour, table handling and the CLI."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import kendalltau, pearsonr, spearmanr, t
+
+from spaq.cli import main
+from spaq.errors import SpaqError
+from spaq.evaluate import (bootstrap, compare_correlations, correlations, evaluate, evaluate_table,
+                           p1401_mapping, prediction_errors)
+
+
+def _data(n=60, seed=0, noise=5.0):
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0, 1, n)
+    y = 100 / (1 + np.exp(-8 * (x - 0.5))) + rng.normal(0, noise, n)
+    return x, y
+
+
+def test_correlations_match_scipy_with_ties():
+    rng = np.random.default_rng(1)
+    x = np.round(rng.normal(size=40), 1)  # ties
+    y = x + rng.normal(size=40)
+    c = correlations(x, y)
+    assert c["pearson"] == pytest.approx(pearsonr(x, y)[0], abs=1e-12)
+    assert c["spearman"] == pytest.approx(spearmanr(x, y)[0], abs=1e-12)
+    assert c["kendall"] == pytest.approx(kendalltau(x, y)[0], abs=1e-12)
+    assert math.isnan(correlations(np.ones(5), np.arange(5.0))["pearson"])
+
+
+def test_mapping_recovers_a_monotone_cubic_exactly():
+    x = np.linspace(-2, 3, 30)
+    y = 5 + 2 * x + 0.1 * x ** 3
+    m = p1401_mapping(x, y)
+    assert m.n_params == 4 and m.direction == 1
+    np.testing.assert_allclose(m(x), y, atol=1e-9)
+
+
+def test_mapping_is_monotone_where_the_free_cubic_is_not():
+    x, y = _data()  # a sigmoid: the unconstrained cubic bends back at the ends
+    z = (x - x.mean()) / x.std()
+    free = np.polynomial.polynomial.polyfit(z, y, 3)
+    g = np.linspace(z.min(), z.max(), 2000)
+    assert np.diff(np.polynomial.polynomial.polyval(g, free)).min() < 0  # the case this test is about
+    m = p1401_mapping(x, y)
+    gx = np.linspace(x.min(), x.max(), 2000)
+    assert np.diff(m(gx)).min() > -1e-6
+    sse = lambda p: float(np.sum((y - p) ** 2))  # noqa: E731
+    lin = np.polyval(np.polyfit(x, y, 1), x)
+    assert sse(np.polynomial.polynomial.polyval(z, free)) <= sse(m(x)) + 1e-6 <= sse(lin) + 1e-6
+
+
+def test_decreasing_metric_gets_a_decreasing_mapping_and_the_same_errors():
+    x, y = _data(seed=3)
+    up = evaluate(x, y, n_boot=0)
+    down = evaluate(-x, y, n_boot=0)
+    assert down.mapping["direction"] == -1 and up.mapping["direction"] == 1
+    assert down.pearson == pytest.approx(-up.pearson, abs=1e-12)
+    assert down.rmse == pytest.approx(up.rmse, rel=1e-4)
+    m = p1401_mapping(-x, y)
+    assert np.diff(m(np.linspace(-x.max(), -x.min(), 500))).max() < 1e-6  # over the data range
+
+
+def test_prediction_errors_by_hand():
+    y = np.arange(1.0, 7.0)
+    e = np.array([1, -1, 1, -1, 1, -1], dtype=float)
+    mapped = y - e
+    assert prediction_errors(mapped, y, 4)["rmse"] == pytest.approx(math.sqrt(6 / 2))
+    assert prediction_errors(mapped, y, 2)["rmse"] == pytest.approx(math.sqrt(6 / 4))
+    std = np.array([0.5, 0.5, 4.0, 4.0, 4.0, 4.0])
+    votes = np.full(6, 10.0)
+    c = t.ppf(0.975, 9) * std / math.sqrt(10)  # 0.358 for the first two, 2.86 for the rest
+    r = prediction_errors(mapped, y, 4, std, votes)
+    star = np.maximum(1 - c, 0)
+    assert star[2:].max() == 0 and star[0] > 0
+    assert r["rmse_star"] == pytest.approx(math.sqrt(np.sum(star ** 2) / 2))
+    assert r["outlier_ratio"] == pytest.approx(2 / 6)  # |e| = 1 > 2 * 0.5 / sqrt(10) only for the first two
+    with pytest.raises(SpaqError):
+        prediction_errors(mapped[:4], y[:4], 4)
+
+
+def test_fisher_z_by_hand():
+    r = compare_correlations(0.9, 0.8, 50)
+    z = (math.atanh(0.9) - math.atanh(0.8)) / math.sqrt(2 / 47)
+    assert r["z"] == pytest.approx(z) and r["z"] == pytest.approx(1.811, abs=1e-3)
+    assert r["p"] == pytest.approx(0.0701, abs=1e-3)
+
+
+def test_bootstrap_contains_estimate_is_seeded_and_narrows_with_n():
+    x, y = _data(n=40, seed=5, noise=15)
+    a = bootstrap(x, y, n_boot=400, seed=7)
+    assert a == bootstrap(x, y, n_boot=400, seed=7)
+    r = correlations(x, y)["pearson"]
+    assert a["pearson"][0] < r < a["pearson"][1]
+    x4, y4 = _data(n=640, seed=5, noise=15)
+    b = bootstrap(x4, y4, n_boot=400, seed=7)
+    wa = a["pearson"][1] - a["pearson"][0]
+    wb = b["pearson"][1] - b["pearson"][0]
+    assert 0.15 < wb / wa < 0.45  # ~1/4 for 16x the items
+
+
+def test_clustered_bootstrap_is_wider_for_duplicated_items():
+    x, y = _data(n=12, seed=2, noise=15)
+    xs, ys = np.repeat(x, 5), np.repeat(y, 5)  # every item five times: only 12 independent points
+    labels = np.repeat(np.arange(12), 5)
+    free = bootstrap(xs, ys, n_boot=400, seed=1)
+    clus = bootstrap(xs, ys, n_boot=400, seed=1, clusters=labels)
+    w = lambda c: c["pearson"][1] - c["pearson"][0]  # noqa: E731
+    assert w(clus) > 1.6 * w(free)
+
+
+def _mushra_like(seed=0):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for s in range(6):
+        for c, q in [("A", 80), ("B", 60), ("C", 35), ("Reference", 100)]:
+            ratings = np.clip(q + rng.normal(0, 10, 8), 0, 100).round().tolist()
+            rows.append({"id": f"{s}-{c}", "stimulus": f"s{s}", "condition": c, "ratings": json.dumps(ratings),
+                         "good": q / 10 + rng.normal(0, 0.5), "bad": rng.normal(), "status": "ok"})
+    return pd.DataFrame(rows)
+
+
+def test_evaluate_table_ratings_exclusion_status_and_aggregation():
+    df = _mushra_like()
+    df.loc[0, "status"] = "error"  # as written by spaq batch for a pair it could not score
+    r = evaluate_table(df, ratings="ratings", exclude={"condition": ["Reference"]}, n_boot=0)
+    assert r["n_items"] == 17 and r["n_excluded"] == 7
+    assert set(r["metrics"]) == {"good", "bad"}  # id/stimulus/condition are not metrics
+    kept = df[(df.status == "ok") & (df.condition != "Reference")]
+    mos = np.array([np.mean(json.loads(v)) for v in kept.ratings])
+    assert r["metrics"]["good"]["pearson"] == pytest.approx(pearsonr(kept.good, mos)[0], abs=1e-12)
+    assert r["metrics"]["good"]["rmse_star"] is not None
+    assert r["metrics"]["good"]["pearson"] > 0.9 > abs(r["metrics"]["bad"]["pearson"])
+    assert r["comparisons"][0]["best"] == "good" and r["comparisons"][0]["significant"]
+    agg = evaluate_table(df, ratings="ratings", metrics=["good"], aggregate="condition", order=1, n_boot=0)
+    assert agg["n_items"] == 4
+    g = df[df.status == "ok"].groupby("condition")
+    xm = g["good"].mean()
+    ym = g["ratings"].apply(lambda s: np.mean(np.concatenate([json.loads(v) for v in s])))
+    assert agg["metrics"]["good"]["pearson"] == pytest.approx(pearsonr(xm, ym[xm.index])[0], abs=1e-12)
+    with pytest.raises(SpaqError, match="no column"):
+        evaluate_table(df, mos="nope")
+    with pytest.raises(SpaqError, match="--mos"):
+        evaluate_table(df)
+
+
+def test_cli_json_plot_report_and_join(tmp_path, capsys):
+    df = _mushra_like(1)
+    scores = df[["id", "good", "bad", "status"]]
+    ratings = df[["id", "stimulus", "condition", "ratings"]]
+    scores.to_csv(tmp_path / "scores.csv", index=False)
+    ratings.to_csv(tmp_path / "mos.csv", index=False)
+    png, md = tmp_path / "ev.png", tmp_path / "ev.md"
+    rc = main(["evaluate", str(tmp_path / "scores.csv"), "--mos-table", str(tmp_path / "mos.csv"), "--on", "id",
+               "--ratings", "ratings", "--exclude", "condition=Reference", "--cluster", "stimulus",
+               "--bootstrap", "200", "--plot", str(png), "--report", str(md), "--json"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    direct = evaluate_table(df, ratings="ratings", metrics=["good", "bad"], cluster="stimulus",
+                            exclude={"condition": ["Reference"]}, n_boot=200)
+    for k in ("pearson", "spearman", "kendall", "rmse"):
+        assert out["metrics"]["good"][k] == pytest.approx(direct["metrics"]["good"][k], abs=1e-12)
+    assert out["metrics"]["good"]["ci"]["pearson"] == pytest.approx(list(direct["metrics"]["good"]["ci"]["pearson"]))
+    assert png.stat().st_size > 10_000 and png.read_bytes()[:4] == b"\x89PNG"
+    text = md.read_text()
+    assert f"{out['metrics']['good']['pearson']:.3f}" in text and "ev.png" in text
+    assert sorted(out["files"]) == sorted([str(png), str(md)])
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    p = tmp_path / "s.csv"
+    pd.DataFrame({"a": [1, 2, 3, 4], "mos": [1, 2, 4, 3]}).to_csv(p, index=False)
+    for args, msg in [(["--mos", "nope"], "no column 'nope'"), ([], "--mos COL"),
+                      (["--mos", "mos", "--mapping", "2"], "--mapping"),
+                      (["--mos", "mos", "--mos-table", str(p)], "--on")]:
+        assert main(["evaluate", str(p), *args]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("spaq: error:") and msg in err and err.count("\n") == 1
+    assert main(["evaluate", str(tmp_path / "missing.csv"), "--mos", "mos"]) == 2
+    assert "table not found" in capsys.readouterr().err
+    # too few items for a cubic: a clear error, no traceback, no report written
+    assert main(["evaluate", str(p), "--mos", "mos", "--report", str(tmp_path / "r.md")]) == 2
+    assert "at least" in capsys.readouterr().err and not (tmp_path / "r.md").exists()
