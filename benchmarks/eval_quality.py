@@ -185,6 +185,7 @@ def monotonic_table(df: pd.DataFrame) -> dict:
 def mushra(metric, model, args):
     from scipy.stats import pearsonr, spearmanr
 
+    from spaq.evaluate import bootstrap
     from spaq.train.quality import _load_mono_pair, loso_predictions, mushra_table
 
     root = REPO.parent / "shared" / "listening-tests" / "speech-codec-mushra"
@@ -244,16 +245,21 @@ def mushra(metric, model, args):
     coded = (df["condition"] != "Reference").to_numpy()
     out = {}
     lines = []
+    stim = df["stimulus"].to_numpy()
     for name, v in [("spaq quality (LOSO)", cv)] + [(c, df[c].to_numpy()) for c in ("pesq_wb", "stoi", "visqol_speech", "dnsmos_ovrl", "dnsmos_p808")
                                                    if c in df]:
         ok = np.isfinite(v)
         pc = pearsonr(v[coded & ok], y[coded & ok])[0]
         pa = pearsonr(v[ok], y[ok])[0]
         sc = spearmanr(v[coded & ok], y[coded & ok])[0]
-        out[name] = {"pearson_coded": float(pc), "spearman_coded": float(sc), "pearson_all": float(pa)}
-        lines.append(f"  {name:22s} Pearson coded-only (n={int((coded & ok).sum())}) {pc:6.3f}  Spearman {sc:6.3f}  "
-                     f"Pearson incl. references (n={int(ok.sum())}) {pa:6.3f}")
-    print("MUSHRA (shared half, mean per stimulus x condition); target LOSO Pearson >= 0.7")
+        # 95 % interval of the coded-only Pearson, resampling whole stimuli (their 7 conditions together)
+        lo, hi = bootstrap(v[coded & ok], y[coded & ok], n_boot=2000, seed=seed, clusters=stim[coded & ok])["pearson"]
+        out[name] = {"pearson_coded": float(pc), "pearson_coded_ci95": [lo, hi], "spearman_coded": float(sc),
+                     "pearson_all": float(pa)}
+        lines.append(f"  {name:22s} Pearson coded-only (n={int((coded & ok).sum())}) {pc:6.3f} [{lo:6.3f}, {hi:6.3f}]  "
+                     f"Spearman {sc:6.3f}  Pearson incl. references (n={int(ok.sum())}) {pa:6.3f}")
+    print("MUSHRA (shared half, mean per stimulus x condition); target LOSO Pearson >= 0.7; "
+          "brackets: 95 % bootstrap over stimuli")
     print("\n".join(lines))
     shipped = _scores(df, model)["score"].to_numpy()
     out["shipped_in_sample_pearson_coded"] = float(pearsonr(shipped[coded], y[coded])[0])
