@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import glob
 import json
-import multiprocessing as mp
 import os
 
 import numpy as np
@@ -34,6 +33,7 @@ import soundfile as sf
 
 from ..errors import SpaqError
 from ..formats import parse_format
+from ..jobs import append_journal, make_pool, read_journal
 from .config import config_hash
 from .degradations import DEGRADATIONS
 from .external import require_binary
@@ -170,20 +170,6 @@ def preflight(cfg: dict) -> None:
                 load_hrtf(head, fs)
 
 
-def _read_journal(path: str) -> dict[int, dict]:
-    done = {}
-    if not os.path.exists(path):
-        return done
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line cut by an interruption
-            done[int(rec["index"])] = rec
-    return done
-
-
 def _write_manifest(out_dir: str, records: dict[int, dict], csv: bool):
     import pandas as pd
 
@@ -260,7 +246,7 @@ def generate_corpus(cfg: dict, out_dir: str, n: int | None = None, seed: int | N
     for stale in glob.glob(os.path.join(out_dir, "audio", "*.tmp-*")):
         os.remove(stale)
     journal = os.path.join(out_dir, "items.jsonl")
-    done = _read_journal(journal)
+    done = read_journal(journal, key="index", cast=int)
     # keep journal entries whose files are all present
     done = {i: r for i, r in done.items()
             if all(not r[k] or os.path.exists(os.path.join(out_dir, r[k]))
@@ -281,12 +267,10 @@ def generate_corpus(cfg: dict, out_dir: str, n: int | None = None, seed: int | N
             if workers == 1 or len(tasks) <= 1:
                 results = map(_generate_one, tasks)
             else:
-                pool = _make_pool(workers)
+                pool = make_pool(workers)
                 results = pool.imap_unordered(_generate_one, tasks, chunksize=1)
             for rec in results:
-                jf.write(json.dumps(rec, sort_keys=True) + "\n")
-                jf.flush()
-                os.fsync(jf.fileno())
+                append_journal(jf, rec)
                 done[rec["index"]] = rec
                 if prog:
                     prog.advance(task)
@@ -299,19 +283,3 @@ def generate_corpus(cfg: dict, out_dir: str, n: int | None = None, seed: int | N
         if done:
             _write_manifest(out_dir, done, c["csv"])
     return read_manifest(out_dir)
-
-
-def _make_pool(workers: int):
-    """Spawned worker processes with one BLAS thread each (workers are the parallelism)."""
-    keys = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-    old = {k: os.environ.get(k) for k in keys}
-    try:
-        for k in keys:
-            os.environ[k] = "1"
-        return mp.get_context("spawn").Pool(workers)
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
