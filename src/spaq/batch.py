@@ -1,0 +1,509 @@
+"""Corpus scoring: a manifest of (reference, degraded) pairs -> one results table.
+
+    >>> from spaq.batch import score_batch, summary
+    >>> df = score_batch("corpus/", "scores.parquet", metrics=["quality", "cues"], workers=2)
+    >>> summary(df)["metrics"]["quality"]["mean"]
+
+Input (:func:`read_pairs`): a spaq corpus folder (its ``manifest.parquet``), a ``.parquet``
+or a ``.csv`` with columns ``reference_path``/``degraded_path`` (corpus manifests) or
+``ref``/``deg``; optional ``id`` or ``item_id`` (default: the row number) and ``format``
+(``binaural``, ``foa``, ``hoa3/n3d`` ...; default: detected from the channel count).
+Relative paths are relative to the manifest's folder.
+
+Output (:func:`score_batch`): one row per pair, in manifest order, columns
+
+    id, ref, deg, status ("ok" | "error"), error (one line, "" when ok), format, duration_s,
+    then per metric M (in the order asked):  M (its score), M.<value> for each numeric
+    scalar in ``MetricResult.values`` (e.g. ``quality.timbral_score``), M.skipped (why M
+    could not score this pair, "" when it did).
+
+A pair that cannot be scored (missing file, silence, wrong channel count, NaN samples,
+lengths that differ: any :class:`~spaq.errors.SpaqError` of :func:`spaq.score`, or an
+unexpected exception, then recorded as ``TypeName: message``) gets status ``error`` and
+NaN scores; the run goes on.
+
+Resumable: each finished pair is appended to the journal ``OUT.partial.jsonl`` (fsynced)
+whose first line records the metrics and options; ``resume=True`` skips the pairs it holds
+(and refuses a journal written with other metrics/options or for other files). The table
+is written to ``OUT`` (``.parquet`` or ``.csv``) atomically at the end and the journal
+removed, so an interrupted run leaves the journal and never a partial ``OUT``.
+
+Parallel: ``workers > 1`` scores in spawned processes (one BLAS thread each);
+``dask="tcp://host:8786"`` on a running Dask cluster (the workers must have spaq installed
+and see the audio files under the same paths), ``dask="local"`` on a local cluster of
+``workers`` processes. Every pair is one task returning a plain dict; the table is the
+same for any number of workers.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import threading
+
+from .errors import SpaqError
+from .jobs import append_journal, make_pool, read_journal, read_journal_header, write_journal_header
+
+__all__ = ["read_pairs", "score_batch", "summary", "BatchFailed", "BASE_COLUMNS", "journal_path"]
+
+BASE_COLUMNS = ["id", "ref", "deg", "status", "error", "format", "duration_s"]
+_JOURNAL_VERSION = 1
+
+
+class BatchFailed(SpaqError):
+    """Raised by ``score_batch(..., strict=True)`` after the table was written when some pairs
+    failed; ``.table`` is the table, ``.n_failed`` / ``.n_items`` the counts."""
+
+    def __init__(self, message: str, table, n_failed: int, n_items: int):
+        super().__init__(message)
+        self.table = table
+        self.n_failed = n_failed
+        self.n_items = n_items
+
+
+def _pandas():
+    try:
+        import pandas as pd
+    except ImportError:  # pragma: no cover - pandas is in the data extra
+        raise SpaqError("spaq batch needs pandas and pyarrow: pip install spaq[data]") from None
+    return pd
+
+
+def _one_line(s) -> str:
+    return " ".join(str(s).split())
+
+
+def journal_path(out) -> str:
+    """Where :func:`score_batch` journals a run writing ``out``: ``<out>.partial.jsonl``."""
+    return os.fspath(out) + ".partial.jsonl"
+
+
+# --------------------------------------------------------------------------- input
+
+
+def _cell(v) -> str:
+    """A manifest cell as a string ("" for missing/NaN)."""
+    if v is None:
+        return ""
+    if isinstance(v, float) and math.isnan(v):
+        return ""
+    return str(v).strip()
+
+
+def _normalise_pairs(df, base: str, source: str):
+    """``df`` with ref/deg (or reference_path/degraded_path), optional id/item_id, format ->
+    DataFrame ``id, ref, deg, format`` (all strings; paths resolved against ``base``)."""
+    pd = _pandas()
+    cols = set(df.columns)
+    if {"ref", "deg"} <= cols:
+        rc, dc = "ref", "deg"
+    elif {"reference_path", "degraded_path"} <= cols:
+        rc, dc = "reference_path", "degraded_path"
+    else:
+        raise SpaqError(f"{source} needs columns ref,deg (or reference_path,degraded_path); "
+                        f"it has: {', '.join(map(str, df.columns)) or 'none'}")
+    if len(df) == 0:
+        raise SpaqError(f"{source} lists no pairs")
+    idc = "id" if "id" in cols else ("item_id" if "item_id" in cols else None)
+    ids = [_cell(v) for v in df[idc]] if idc else [str(i) for i in range(len(df))]
+    if idc and any(not i for i in ids):
+        raise SpaqError(f"{source}: empty {idc} in row {ids.index('')}")
+    seen, dups = set(), []
+    for i in ids:
+        if i in seen and i not in dups:
+            dups.append(i)
+        seen.add(i)
+    if dups:
+        more = f" and {len(dups) - 5} more" if len(dups) > 5 else ""
+        raise SpaqError(f"{source}: duplicate {idc} {', '.join(dups[:5])}{more}")
+
+    def resolve(p: str) -> str:
+        return os.path.normpath(os.path.join(base, os.path.expanduser(p))) if p else ""
+
+    refs = [resolve(_cell(v)) for v in df[rc]]
+    degs = [resolve(_cell(v)) for v in df[dc]]
+    if not any(degs):
+        raise SpaqError(f"{source}: no row has a {dc} (a corpus of single signals has no pairs to score)")
+    fmts = [_cell(v) for v in df["format"]] if "format" in cols else [""] * len(df)
+    return pd.DataFrame({"id": ids, "ref": refs, "deg": degs, "format": fmts}, dtype=object)
+
+
+def read_pairs(manifest):
+    """The pairs of a manifest as a DataFrame ``id, ref, deg, format`` (strings, one row per
+    pair, manifest order; ``format`` "" means detect from the channel count).
+
+    ``manifest``: a spaq corpus folder (``spaq generate`` output: its ``manifest.parquet``), a
+    ``.parquet`` file or a ``.csv`` file (read as text: ids keep their leading zeros). Columns:
+    ``ref``/``deg`` or ``reference_path``/``degraded_path``; optional ``id`` or ``item_id``
+    (default: the row number "0", "1", ...), optional ``format``. Relative paths resolve
+    against the manifest's folder. Raises :class:`SpaqError` for a missing or unreadable
+    manifest, missing columns, duplicate ids or no pairs.
+    """
+    pd = _pandas()
+    path = os.path.abspath(os.path.expanduser(os.fspath(manifest)))
+    if os.path.isdir(path):
+        from .data.corpus import read_manifest
+
+        df = read_manifest(path)
+        base, source = path, os.path.join(os.fspath(manifest), "manifest.parquet")
+    elif not os.path.exists(path):
+        raise SpaqError(f"manifest {manifest} not found")
+    else:
+        base, source = os.path.dirname(path), os.fspath(manifest)
+        ext = os.path.splitext(path)[1].lower()
+        try:
+            if ext == ".parquet":
+                df = pd.read_parquet(path)
+            elif ext == ".csv":
+                df = pd.read_csv(path, dtype=str, keep_default_na=False)
+            else:
+                raise SpaqError(f"manifest {manifest}: expected a corpus folder, a .parquet or a .csv file")
+        except SpaqError:
+            raise
+        except pd.errors.EmptyDataError:
+            raise SpaqError(f"manifest {manifest} is empty") from None
+        except Exception as e:  # pyarrow / parser errors: one line, no traceback
+            raise SpaqError(f"cannot read manifest {manifest}: {_one_line(e)}") from None
+    return _normalise_pairs(df, base, source)
+
+
+def _as_pairs(pairs_or_manifest):
+    pd = _pandas()
+    if isinstance(pairs_or_manifest, pd.DataFrame):
+        return _normalise_pairs(pairs_or_manifest, os.getcwd(), "pairs table")
+    if isinstance(pairs_or_manifest, (list, tuple)):
+        rows = [p if isinstance(p, dict) else {"ref": p[0], "deg": p[1]} for p in pairs_or_manifest]
+        return _normalise_pairs(pd.DataFrame(rows, columns=None if rows else ["ref", "deg"]), os.getcwd(),
+                                "pairs list")
+    return read_pairs(pairs_or_manifest)
+
+
+# --------------------------------------------------------------------------- one pair (runs in workers)
+
+_SCORE_LOCK = threading.Lock()  # score() caches metric instances per process: one pair at a time
+
+
+def _num(v):
+    """A numeric scalar as float, else None (lists, dicts, strings, bools are not columns)."""
+    if isinstance(v, bool):
+        return None
+    try:
+        import numpy as np
+
+        if isinstance(v, np.ndarray):
+            if v.ndim != 0:
+                return None
+            v = v.item()
+        if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_)):
+            return float(v)
+    except (TypeError, ValueError):
+        pass
+    return None
+
+
+def _score_one(task: dict) -> dict:
+    """Score one pair; never raises for a bad pair. ``task``: ``id, ref, deg, format,
+    metrics, fast, device``. Returns a plain (JSON-able, picklable) record: ``id, ref, deg,
+    status, error, format, duration_s, results {metric: {"score": float, "values": [[name,
+    float], ...]}}, skipped {metric: reason}``."""
+    from .api import score
+
+    rec = {"id": task["id"], "ref": task["ref"], "deg": task["deg"], "status": "ok", "error": "",
+           "format": "", "duration_s": float("nan"), "results": {}, "skipped": {}}
+    try:
+        if not task["ref"] or not task["deg"]:
+            raise SpaqError(f"no {'reference' if not task['ref'] else 'degraded'} path in the manifest")
+        with _SCORE_LOCK:
+            rep = score(task["ref"], task["deg"], metrics=task["metrics"], fmt=task["format"] or None,
+                        fast=task["fast"], device=task["device"])
+        rec["format"] = rep.format.get("description") or rep.format.get("kind", "")
+        rec["duration_s"] = float(rep.duration_s)
+        for name, res in rep.results.items():
+            vals = [[k, _num(v)] for k, v in res.values.items() if _num(v) is not None]
+            s = _num(res.score)
+            rec["results"][name] = {"score": float("nan") if s is None else s, "values": vals}
+        rec["skipped"] = {k: _one_line(v) for k, v in rep.skipped.items()}
+    except SpaqError as e:
+        rec.update(status="error", error=_one_line(e))
+    except Exception as e:  # a bug or an odd file: record it, keep going
+        rec.update(status="error", error=_one_line(f"{type(e).__name__}: {e}"))
+    if rec["status"] == "error" and task["format"]:
+        rec["format"] = _describe_format(task["format"])
+    return rec
+
+
+def _describe_format(fmt: str) -> str:
+    try:
+        from .formats import parse_format
+
+        return parse_format(fmt).describe()
+    except Exception:
+        return fmt
+
+
+# --------------------------------------------------------------------------- executors
+
+
+@contextlib.contextmanager
+def _results(tasks: list, workers: int, dask):
+    """Yield an iterator of ``_score_one`` records (completion order); cleans up on exit."""
+    if dask is not None:
+        with _dask_results(tasks, workers, dask) as it:
+            yield it
+        return
+    if workers == 1 or len(tasks) <= 1:
+        yield map(_score_one, tasks)
+        return
+    pool = make_pool(min(workers, len(tasks)))
+    try:
+        yield pool.imap_unordered(_score_one, tasks, chunksize=1)
+    finally:
+        pool.terminate()
+        pool.join()
+
+
+@contextlib.contextmanager
+def _dask_results(tasks: list, workers: int, dask):
+    try:
+        import distributed
+    except ImportError:
+        raise SpaqError("--dask needs dask.distributed: pip install spaq[dask]") from None
+    cluster = client = None
+    own = True
+    try:
+        if isinstance(dask, distributed.Client):
+            client, own = dask, False
+        elif dask == "local":
+            import dask as dask_mod
+
+            # Dask's nanny sets MALLOC_TRIM_THRESHOLD_=65536 in its workers (memory goes back to
+            # the OS sooner); with torch's many short-lived buffers that made scoring 1.5-2x
+            # slower (24 two-second binaural pairs, default metrics, 2 workers: 8.0 s -> 3.6 s
+            # warm). Keep the one-thread settings, leave malloc alone.
+            key = "distributed.nanny.pre-spawn-environ"
+            env = {k: v for k, v in (dask_mod.config.get(key, None) or {}).items() if k != "MALLOC_TRIM_THRESHOLD_"}
+            env.update(OMP_NUM_THREADS=1, MKL_NUM_THREADS=1, OPENBLAS_NUM_THREADS=1)
+            with dask_mod.config.set({key: env}):
+                cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                                   dashboard_address=None)
+            client = distributed.Client(cluster)
+        elif isinstance(dask, str) and dask:
+            try:
+                client = distributed.Client(dask, timeout="10s")
+            except (OSError, TimeoutError, ValueError) as e:
+                raise SpaqError(f"cannot connect to the dask scheduler at {dask}: {_one_line(e)}") from None
+        else:
+            raise SpaqError(f"--dask takes a scheduler address (tcp://host:8786) or 'local', not {dask!r}")
+        futures = client.map(_score_one, tasks, pure=False)
+        try:
+            yield (f.result() for f in distributed.as_completed(futures))
+        finally:
+            client.cancel(futures)
+    finally:
+        if own and client is not None:
+            client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+# --------------------------------------------------------------------------- table
+
+
+def _table(pairs, done: dict, names: list):
+    """Rows of ``done`` (journal records keyed by id) in the order of ``pairs``."""
+    pd = _pandas()
+    recs = [done[i] for i in pairs["id"] if i in done]
+    value_names = {n: [] for n in names}
+    for r in recs:
+        for n, res in r["results"].items():
+            if n in value_names:
+                for k, _ in res["values"]:
+                    if k not in value_names[n]:
+                        value_names[n].append(k)
+    cols = {c: [] for c in BASE_COLUMNS}
+    for n in names:
+        cols[n] = []
+        for k in value_names[n]:
+            cols[f"{n}.{k}"] = []
+        cols[f"{n}.skipped"] = []
+    nan = float("nan")
+    for r in recs:
+        for c in BASE_COLUMNS:
+            cols[c].append(r[c])
+        for n in names:
+            res = r["results"].get(n)
+            cols[n].append(res["score"] if res else nan)
+            vals = dict(res["values"]) if res else {}
+            for k in value_names[n]:
+                v = vals.get(k)
+                cols[f"{n}.{k}"].append(nan if v is None else v)
+            cols[f"{n}.skipped"].append(r["skipped"].get(n, ""))
+    df = pd.DataFrame(cols)
+    for c in cols:
+        if c in ("duration_s",) or (c not in BASE_COLUMNS and not c.endswith(".skipped")):
+            df[c] = df[c].astype("float64")
+    return df
+
+
+def _write_table(df, out: str) -> None:
+    from .report import _atomic  # temp file in the same folder + os.replace
+
+    if out.lower().endswith(".parquet"):
+        _atomic(out, lambda p: df.to_parquet(p, index=False))
+    else:
+        _atomic(out, lambda p: df.to_csv(p, index=False))
+
+
+# --------------------------------------------------------------------------- driver
+
+
+def _fingerprint(names: list, fast, device: str) -> dict:
+    from . import __version__
+
+    return {"tool": "spaq batch", "journal_version": _JOURNAL_VERSION, "spaq": __version__, "metrics": list(names),
+            "fast": fast, "device": str(device)}
+
+
+def _describe_fp(fp: dict) -> str:
+    return f"metrics {','.join(fp.get('metrics') or [])}, fast={fp.get('fast')}, device={fp.get('device')}, spaq {fp.get('spaq')}"
+
+
+def _prepare_out(out: str, journal: str, resume: bool, overwrite: bool) -> None:
+    if resume and overwrite:
+        raise SpaqError("choose one of --resume and --overwrite")
+    if not out.lower().endswith((".parquet", ".csv")):
+        raise SpaqError(f"--out {out}: the table is written as .parquet or .csv; name it so")
+    if os.path.isdir(out):
+        raise SpaqError(f"--out {out} is a folder; give a .parquet or .csv file name")
+    if overwrite:
+        for p in (journal, out):
+            if os.path.exists(p):
+                os.remove(p)
+        return
+    has_journal = os.path.exists(journal) and os.path.getsize(journal) > 0
+    if has_journal and not resume:
+        raise SpaqError(f"{journal} holds an unfinished run for {out}: pass --resume to continue it "
+                        f"or --overwrite to start again")
+    if os.path.exists(out) and not has_journal:
+        if resume:
+            raise SpaqError(f"{out} already exists and is complete (no journal to resume); "
+                            f"pass --overwrite to score again")
+        raise SpaqError(f"{out} already exists: pass --overwrite to replace it")
+
+
+def _load_journal(journal: str, fp: dict, pairs) -> dict:
+    if not os.path.exists(journal) or os.path.getsize(journal) == 0:
+        return {}
+    old = read_journal_header(journal)
+    if old is None:
+        raise SpaqError(f"{journal} is not a spaq batch journal (no header); remove it or pass --overwrite")
+    if old != fp:
+        raise SpaqError(f"{journal} was written with {_describe_fp(old)}; this run asks for {_describe_fp(fp)}: "
+                        f"use the same options to resume, or --overwrite to start again")
+    done = read_journal(journal, key="id", cast=str)
+    files = {i: (r, d) for i, r, d in zip(pairs["id"], pairs["ref"], pairs["deg"])}
+    for i, rec in done.items():
+        if i in files and files[i] != (rec.get("ref"), rec.get("deg")):
+            raise SpaqError(f"{journal}: item {i} was scored for other files ({rec.get('ref')}, {rec.get('deg')}) "
+                            f"than the manifest lists now; pass --overwrite to start again")
+    return {i: r for i, r in done.items() if i in files}
+
+
+def score_batch(pairs_or_manifest, out, metrics=None, workers: int = 1, dask=None, resume: bool = False,
+                fast: bool | None = None, device: str = "cpu", progress: bool = True, strict: bool = False,
+                overwrite: bool = False):
+    """Score every pair of a manifest; returns the results table (see the module doc for its
+    columns: ``id, ref, deg, status, error, format, duration_s``, then ``M``, ``M.<value>``,
+    ``M.skipped`` per metric; one row per pair in manifest order).
+
+    ``pairs_or_manifest``: a manifest path (see :func:`read_pairs`), a DataFrame with the same
+    columns, or a list of ``(ref, deg)`` tuples. ``out``: the ``.parquet`` or ``.csv`` table to
+    write (atomically, at the end); its journal is ``out + ".partial.jsonl"``. ``metrics``:
+    metric names (default :data:`spaq.api.DEFAULT_METRICS`). ``workers``: processes (local
+    pool, or the size of ``dask="local"``). ``dask``: ``None``, a scheduler address,
+    ``"local"`` or a ``distributed.Client``. ``resume``: continue an interrupted run from its
+    journal; ``overwrite``: remove an existing journal and table first. ``fast``/``device``:
+    as in :func:`spaq.score`. ``progress``: a progress bar on stderr. ``strict``: after
+    writing the table, raise :class:`BatchFailed` if any pair failed (otherwise failed pairs
+    are only rows with status ``error``).
+
+    Raises :class:`SpaqError` before scoring anything for a bad manifest, unknown metric, bad
+    option or a journal/table in the way. KeyboardInterrupt leaves the journal (resume with
+    ``resume=True``) and no ``out``.
+    """
+    from .api import DEFAULT_METRICS
+    from .metrics.base import list_metrics
+
+    _pandas()
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise SpaqError(f"--workers must be a whole number >= 1, not {workers!r}")
+    names = list(metrics) if metrics else list(DEFAULT_METRICS)
+    known = list_metrics()
+    bad = [n for n in names if n not in known]
+    if bad:
+        raise SpaqError(f"unknown metric {bad[0]!r}; available: {', '.join(known)}")
+    if len(set(names)) != len(names):
+        raise SpaqError(f"metric listed twice: {', '.join(names)}")
+    pairs = _as_pairs(pairs_or_manifest)
+    out = os.path.abspath(os.path.expanduser(os.fspath(out)))
+    journal = journal_path(out)
+    _prepare_out(out, journal, resume, overwrite)
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    fp = _fingerprint(names, fast, device)
+    done = _load_journal(journal, fp, pairs) if resume else {}
+    todo = [{"id": i, "ref": r, "deg": d, "format": f, "metrics": names, "fast": fast, "device": device}
+            for i, r, d, f in zip(pairs["id"], pairs["ref"], pairs["deg"], pairs["format"])
+            if i not in done]
+
+    prog = None
+    if progress:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        prog = Progress(TextColumn("[bold]batch"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[failed]} failed"), TimeRemainingColumn(),
+                        console=Console(stderr=True))
+    new_journal = not os.path.exists(journal) or os.path.getsize(journal) == 0
+    with open(journal, "a", encoding="utf-8") as jf, (prog or contextlib.nullcontext()):
+        if new_journal:
+            write_journal_header(jf, fp)
+        n_failed = sum(r["status"] != "ok" for r in done.values())
+        bar = prog.add_task("pairs", total=len(pairs), completed=len(done), failed=n_failed) if prog else None
+        with (_results(todo, workers, dask) if todo else contextlib.nullcontext(iter(()))) as results:
+            for rec in results:
+                append_journal(jf, rec)
+                done[rec["id"]] = rec
+                n_failed += rec["status"] != "ok"
+                if prog:
+                    prog.update(bar, advance=1, failed=n_failed)
+    df = _table(pairs, done, names)
+    _write_table(df, out)
+    os.remove(journal)
+    if strict and n_failed:
+        raise BatchFailed(f"{n_failed} of {len(df)} items failed (see the status column of {out})", df, n_failed,
+                          len(df))
+    return df
+
+
+def summary(df) -> dict:
+    """Counts and per-metric statistics of a :func:`score_batch` table, JSON-able:
+    ``n_items, n_ok, n_error, errors [{id, error}], metrics {M: {n, mean, median}}`` (over
+    the pairs M scored; None when it scored none) and ``skipped {M: {reason: count}}``."""
+    ok = df["status"] == "ok"
+    metric_cols = [c for c in df.columns if c not in BASE_COLUMNS and "." not in c]
+    stats = {}
+    for m in metric_cols:
+        v = df.loc[ok, m].astype("float64").dropna()
+        stats[m] = {"n": int(len(v)), "mean": float(v.mean()) if len(v) else None,
+                    "median": float(v.median()) if len(v) else None}
+    skipped = {}
+    for m in metric_cols:
+        col = f"{m}.skipped"
+        if col in df.columns:
+            reasons = df.loc[ok & (df[col] != ""), col].value_counts()
+            if len(reasons):
+                skipped[m] = {str(k): int(v) for k, v in reasons.items()}
+    errs = df.loc[~ok, ["id", "error"]]
+    return {"n_items": int(len(df)), "n_ok": int(ok.sum()), "n_error": int((~ok).sum()),
+            "errors": [{"id": str(i), "error": str(e)} for i, e in zip(errs["id"], errs["error"])],
+            "metrics": stats, "skipped": skipped}

@@ -1,0 +1,82 @@
+"""The ``spaq batch`` command: ``register(app)`` adds it to the main typer app.
+
+Exit status: 0 when the table was written, also when some pairs could not be scored (they
+are rows with status ``error``; a one-line note on stderr says how many), so a corpus with a
+few bad files still yields its table in scripts and pipelines; ``--strict`` makes such a run
+exit 1. User errors (bad manifest, unknown metric, a journal or table in the way) are raised
+as :class:`~spaq.errors.SpaqError`: ``spaq.cli.main`` prints one line and exits 2.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+__all__ = ["register", "batch_command"]
+
+_MAX_ERRORS_SHOWN = 20
+
+
+def _fmt(v) -> str:
+    return "n/a" if v is None else (f"{v:.4f}" if abs(v) < 1000 else f"{v:.1f}")
+
+
+def _print_summary(s: dict, out: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    con = Console()
+    con.print(f"[bold]{s['n_ok']}[/bold] of {s['n_items']} pairs scored, "
+              f"[bold]{s['n_error']}[/bold] failed -> {out}", highlight=False)
+    table = Table(show_header=True, header_style="bold")
+    for col in ("metric", "scored", "mean", "median"):
+        table.add_column(col)
+    for m, st in s["metrics"].items():
+        table.add_row(m, str(st["n"]), _fmt(st["mean"]), _fmt(st["median"]))
+    con.print(table)
+    for m, reasons in s["skipped"].items():
+        for why, n in reasons.items():
+            con.print(f"[yellow]{m} skipped[/yellow] on {n} pair(s): {why}", highlight=False)
+    for e in s["errors"][:_MAX_ERRORS_SHOWN]:
+        con.print(f"[red]failed[/red] {e['id']}: {e['error']}", highlight=False)
+    if len(s["errors"]) > _MAX_ERRORS_SHOWN:
+        con.print(f"... and {len(s['errors']) - _MAX_ERRORS_SHOWN} more (status column of {out})", highlight=False)
+
+
+def batch_command(
+    manifest: Path = typer.Argument(..., help="spaq corpus folder, or a .parquet/.csv manifest with columns ref,deg "
+                                              "(or reference_path,degraded_path), optional id/item_id and format."),
+    out: Path = typer.Option(..., "--out", "-o", help="Results table to write: .parquet or .csv (one row per pair)."),
+    metric: Optional[List[str]] = typer.Option(None, "--metric", "-m", help="Metric to run (repeatable); default: quality, qastanet, cues, localization."),
+    workers: int = typer.Option(1, "--workers", "-w", help="Worker processes (local pool, or the size of --dask local)."),
+    dask: Optional[str] = typer.Option(None, "--dask", help="Run on a Dask cluster: scheduler address (tcp://host:8786) or 'local'."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from OUT.partial.jsonl."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUT (and drop its journal)."),
+    fast: Optional[bool] = typer.Option(None, "--fast/--exact", help="As in `spaq score` (default: each metric's default, fast)."),
+    device: str = typer.Option("cpu", "--device", help="torch device (cpu, cuda)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object (summary and output path)."),
+    strict: bool = typer.Option(False, "--strict", help="Exit 1 when any pair could not be scored (default: 0)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Score every (reference, degraded) pair of MANIFEST into one table, resumably (local processes or Dask)."""
+    from .batch import score_batch, summary
+
+    df = score_batch(str(manifest), str(out), metrics=metric, workers=workers, dask=dask, resume=resume,
+                     overwrite=overwrite, fast=fast, device=device, progress=not quiet, strict=False)
+    s = summary(df)
+    if as_json:
+        sys.stdout.write(json.dumps({"out": str(out), **s}, indent=2) + "\n")
+    else:
+        _print_summary(s, str(out))
+    if s["n_error"]:
+        sys.stderr.write(f"spaq: {s['n_error']} of {s['n_items']} items failed (see the status column of {out})\n")
+        if strict:
+            raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``batch`` to ``app``."""
+    app.command("batch")(batch_command)

@@ -1,0 +1,305 @@
+"""spaq batch: same scores as spaq.score, bad items recorded, resume after an interruption,
+workers / dask give the same table, manifests (CSV, parquet, corpus folder), CLI exit codes."""
+import json
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+import typer
+from typer.testing import CliRunner
+
+import spaq
+from spaq import batch as batch_mod
+from spaq.batch import BASE_COLUMNS, BatchFailed, journal_path, read_pairs, score_batch, summary
+from spaq.batch_cli import register
+from spaq.errors import SpaqError
+
+METRICS = ["cues", "quality"]
+FS = 48000
+N_GOOD = 4
+
+
+def _write(path, x):
+    sf.write(str(path), np.asarray(x, dtype=np.float32).T, FS, subtype="FLOAT")
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """4 good binaural pairs (0.5 s noise; degraded: added noise 34 dB down and 9.5 dB more
+    at each step) and
+    3 bad ones: a missing degraded file, a 3-channel pair, a silent reference."""
+    d = tmp_path_factory.mktemp("pairs")
+    (d / "audio").mkdir()
+    rng = np.random.default_rng(7)
+    rows = []
+    for i in range(N_GOOD):
+        x = 0.1 * rng.standard_normal((2, FS // 2))
+        y = x + 0.002 * 3 ** i * rng.standard_normal(x.shape)
+        _write(d / "audio" / f"r{i}.wav", x)
+        _write(d / "audio" / f"d{i}.wav", y)
+        rows.append({"id": f"good{i}", "ref": f"audio/r{i}.wav", "deg": f"audio/d{i}.wav"})
+    x = 0.1 * rng.standard_normal((3, FS // 2))
+    _write(d / "audio" / "three_r.wav", x)
+    _write(d / "audio" / "three_d.wav", 0.5 * x)
+    _write(d / "audio" / "silent.wav", np.zeros((2, FS // 2)))
+    bad = [{"id": "missing", "ref": "audio/r0.wav", "deg": "audio/nothere.wav"},
+           {"id": "three", "ref": "audio/three_r.wav", "deg": "audio/three_d.wav"},
+           {"id": "silent", "ref": "audio/silent.wav", "deg": "audio/d0.wav"}]
+    rows = rows[:2] + bad[:2] + rows[2:] + bad[2:]  # bad items in between good ones
+    pd.DataFrame(rows).to_csv(d / "m.csv", index=False)
+    return d
+
+
+@pytest.fixture(scope="module")
+def clean(corpus, tmp_path_factory):
+    """A clean one-process run: (output path, table)."""
+    out = tmp_path_factory.mktemp("clean") / "scores.parquet"
+    df = score_batch(corpus / "m.csv", out, metrics=METRICS, progress=False)
+    return out, df
+
+
+def test_table_matches_score_and_records_bad_items(corpus, clean):
+    out, df = clean
+    assert list(df["id"]) == ["good0", "good1", "missing", "three", "good2", "good3", "silent"]
+    assert list(df.columns[:len(BASE_COLUMNS)]) == BASE_COLUMNS
+    assert {"cues", "cues.ild_median_abs_db", "cues.skipped", "quality", "quality.timbral_score",
+            "quality.spatial_score", "quality.skipped"} <= set(df.columns)
+    # the table on disk is the table returned, and the journal is gone
+    pd.testing.assert_frame_equal(pd.read_parquet(out), df)
+    assert not os.path.exists(journal_path(out))
+    ok = df[df["status"] == "ok"]
+    assert len(ok) == N_GOOD
+    for _, row in ok.iterrows():
+        rep = spaq.score(row["ref"], row["deg"], metrics=METRICS)
+        assert row["ref"] == str(corpus / "audio" / f"r{row['id'][-1]}.wav")
+        assert row["format"] == "binaural" and row["duration_s"] == 0.5 and row["error"] == ""
+        for m in METRICS:
+            assert row[m] == rep.results[m].score  # same floats, not approximately
+            for k, v in rep.results[m].values.items():
+                assert row[f"{m}.{k}"] == float(v)
+            assert row[f"{m}.skipped"] == ""
+    # more noise, lower quality and larger cue differences: the scores are real
+    q, c = ok.set_index("id")["quality"], ok.set_index("id")["cues"]
+    assert 99 < q["good0"] and q["good0"] > q["good1"] > q["good2"] > q["good3"] > 50
+    assert c["good0"] < c["good1"] < c["good2"] < c["good3"]
+    bad = df[df["status"] == "error"].set_index("id")
+    assert "not found" in bad.loc["missing", "error"] and "nothere.wav" in bad.loc["missing", "error"]
+    assert "3 channels" in bad.loc["three", "error"]
+    assert "silent" in bad.loc["silent", "error"]
+    assert bad[METRICS].isna().all().all() and bad["duration_s"].isna().all()
+    assert all("\n" not in e for e in df["error"])
+    s = summary(df)
+    assert (s["n_items"], s["n_ok"], s["n_error"]) == (7, 4, 3)
+    assert [e["id"] for e in s["errors"]] == ["missing", "three", "silent"]
+    assert s["metrics"]["quality"]["mean"] == pytest.approx(ok["quality"].mean())
+    assert s["metrics"]["cues"]["median"] == pytest.approx(ok["cues"].median())
+    json.dumps(s)  # JSON-able
+
+
+def test_unexpected_exception_is_recorded(corpus, tmp_path, monkeypatch):
+    import spaq.api
+
+    real = spaq.api.score
+
+    def boom(ref, deg, **kw):
+        if deg.endswith("d1.wav"):
+            raise ZeroDivisionError("division by zero\nin a metric")
+        return real(ref, deg, **kw)
+
+    monkeypatch.setattr(spaq.api, "score", boom)
+    pairs = read_pairs(corpus / "m.csv").iloc[:2]
+    df = score_batch(pairs, tmp_path / "o.csv", metrics=["cues"], progress=False)
+    assert list(df["status"]) == ["ok", "error"]
+    assert df["error"][1] == "ZeroDivisionError: division by zero in a metric"
+
+
+def test_resume_after_interruption(corpus, clean, tmp_path, monkeypatch):
+    _, ref_df = clean
+    out = tmp_path / "scores.parquet"
+    real = batch_mod._score_one
+    calls = []
+
+    def interrupted(task):
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        calls.append(task["id"])
+        return real(task)
+
+    monkeypatch.setattr(batch_mod, "_score_one", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        score_batch(corpus / "m.csv", out, metrics=METRICS, progress=False)
+    assert not out.exists()  # never a partial table that looks complete
+    journal = journal_path(out)
+    lines = open(journal).read().splitlines()
+    assert len(lines) == 3 and json.loads(lines[0])["journal_header"]["metrics"] == METRICS
+    # a journal in the way: refused without --resume, and with other options
+    with pytest.raises(SpaqError, match="--resume"):
+        score_batch(corpus / "m.csv", out, metrics=METRICS, progress=False)
+    with pytest.raises(SpaqError, match="written with metrics cues,quality"):
+        score_batch(corpus / "m.csv", out, metrics=["cues"], resume=True, progress=False)
+    with pytest.raises(SpaqError, match="written with"):
+        score_batch(corpus / "m.csv", out, metrics=METRICS, fast=False, resume=True, progress=False)
+    with open(journal, "a") as f:
+        f.write('{"id": "good2", "sta')  # a line cut by the interruption
+    calls.clear()
+    monkeypatch.setattr(batch_mod, "_score_one", lambda task: (calls.append(task["id"]), real(task))[1])
+    df = score_batch(corpus / "m.csv", out, metrics=METRICS, resume=True, progress=False)
+    assert calls == ["missing", "three", "good2", "good3", "silent"]  # only the rest
+    pd.testing.assert_frame_equal(df, ref_df)
+    pd.testing.assert_frame_equal(pd.read_parquet(out), ref_df)
+    assert not os.path.exists(journal)
+    # a finished table: refused unless --overwrite
+    with pytest.raises(SpaqError, match="--overwrite"):
+        score_batch(corpus / "m.csv", out, metrics=METRICS, progress=False)
+    with pytest.raises(SpaqError, match="complete"):
+        score_batch(corpus / "m.csv", out, metrics=METRICS, resume=True, progress=False)
+    calls.clear()
+    df = score_batch(corpus / "m.csv", out, metrics=METRICS, overwrite=True, progress=False)
+    assert len(calls) == 7
+    pd.testing.assert_frame_equal(df, ref_df)
+
+
+def test_resume_refuses_changed_files(corpus, tmp_path, monkeypatch):
+    out = tmp_path / "s.csv"
+    real = batch_mod._score_one
+
+    def stop_after_first(task):
+        if task["id"] != "good0":
+            raise KeyboardInterrupt
+        return real(task)
+
+    monkeypatch.setattr(batch_mod, "_score_one", stop_after_first)
+    with pytest.raises(KeyboardInterrupt):
+        score_batch(corpus / "m.csv", out, metrics=["cues"], progress=False)
+    m = pd.read_csv(corpus / "m.csv")
+    m.loc[0, "deg"] = "audio/d3.wav"
+    m.to_csv(tmp_path / "changed.csv", index=False)
+    (tmp_path / "audio").symlink_to(corpus / "audio")
+    with pytest.raises(SpaqError, match="item good0 was scored for other files"):
+        score_batch(tmp_path / "changed.csv", out, metrics=["cues"], resume=True, progress=False)
+
+
+def test_two_workers_and_dask_local_same_table(corpus, clean, tmp_path):
+    _, ref_df = clean
+    df2 = score_batch(corpus / "m.csv", tmp_path / "w2.parquet", metrics=METRICS, workers=2, progress=False)
+    pd.testing.assert_frame_equal(df2, ref_df)  # manifest order, same floats
+    pytest.importorskip("distributed")
+    dd = score_batch(corpus / "m.csv", tmp_path / "dask.csv", metrics=METRICS, workers=2, dask="local",
+                     progress=False)
+    pd.testing.assert_frame_equal(dd, ref_df)
+    back = pd.read_csv(tmp_path / "dask.csv", keep_default_na=False, na_values=[""])
+    assert list(back["id"]) == list(ref_df["id"])
+    np.testing.assert_array_equal(back["quality"].to_numpy(), ref_df["quality"].to_numpy())
+
+
+def test_dask_missing_is_one_line(corpus, tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "distributed", None)  # import fails as if not installed
+    with pytest.raises(SpaqError, match=r"pip install spaq\[dask\]"):
+        score_batch(corpus / "m.csv", tmp_path / "o.csv", metrics=["cues"], dask="local", progress=False)
+
+
+def test_corpus_folder_and_parquet_manifests(tmp_path):
+    from spaq.data.config import validate_config
+    from spaq.data.corpus import generate_corpus
+
+    cfg = {"corpus": {"name": "b", "kind": "pairs", "n": 2, "seed": 1, "duration_s": 0.5},
+           "scene": {"formats": {"binaural": 1}, "sources": {"count": [1, 1], "types": {"pink_noise": 1}}},
+           "degradations": {"count": [1, 1], "severity": [0.3, 0.8], "types": {"noise": 1, "lowpass": 1}}}
+    folder = tmp_path / "corpus"
+    generate_corpus(validate_config(cfg), str(folder), progress=False)
+    pairs = read_pairs(folder)
+    assert list(pairs["id"]) == ["000000", "000001"] and list(pairs["format"]) == ["binaural"] * 2
+    assert pairs["ref"][0] == str(folder / "audio" / "000000_ref.wav")
+    df = score_batch(folder, tmp_path / "c.parquet", metrics=["cues"], progress=False)
+    assert list(df["status"]) == ["ok", "ok"] and list(df["id"]) == ["000000", "000001"]
+    rep = spaq.score(str(folder / "audio" / "000001_ref.wav"), str(folder / "audio" / "000001_deg.wav"),
+                     metrics=["cues"])
+    assert df["cues"][1] == rep.results["cues"].score
+    # a parquet manifest elsewhere with absolute paths and no id column: ids are row numbers
+    pd.DataFrame({"ref": list(pairs["ref"]), "deg": list(pairs["deg"])}).to_parquet(tmp_path / "m.parquet")
+    p2 = read_pairs(tmp_path / "m.parquet")
+    assert list(p2["id"]) == ["0", "1"] and list(p2["ref"]) == list(pairs["ref"])
+
+
+@pytest.mark.parametrize("content, msg", [
+    (None, "not found"),
+    ("", "is empty"),
+    ("a,b\nx.wav,y.wav\n", "needs columns ref,deg"),
+    ("ref,deg\n", "lists no pairs"),
+    ("id,ref,deg\n1,a.wav,b.wav\n2,a.wav,b.wav\n1,a.wav,c.wav\n", "duplicate id 1"),
+])
+def test_read_pairs_errors(tmp_path, content, msg):
+    p = tmp_path / "m.csv"
+    if content is not None:
+        p.write_text(content)
+    with pytest.raises(SpaqError, match=msg):
+        read_pairs(p)
+
+
+def test_bad_options(corpus, tmp_path):
+    with pytest.raises(SpaqError, match="unknown metric 'nope'"):
+        score_batch(corpus / "m.csv", tmp_path / "o.csv", metrics=["nope"], progress=False)
+    with pytest.raises(SpaqError, match=".parquet or .csv"):
+        score_batch(corpus / "m.csv", tmp_path / "o.txt", metrics=["cues"], progress=False)
+    with pytest.raises(SpaqError, match="--workers"):
+        score_batch(corpus / "m.csv", tmp_path / "o.csv", metrics=["cues"], workers=0, progress=False)
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_strict_raises_after_writing(corpus, tmp_path):
+    pairs = read_pairs(corpus / "m.csv")
+    with pytest.raises(BatchFailed, match="1 of 2 items failed") as e:
+        score_batch(pairs[pairs["id"].isin(["good0", "missing"])], tmp_path / "o.csv", metrics=["cues"],
+                    strict=True, progress=False)
+    assert (tmp_path / "o.csv").exists() and list(e.value.table["status"]) == ["ok", "error"]
+
+
+def _main(monkeypatch):
+    """(spaq.cli.main, app): main running an app with only `batch` registered on a fresh
+    typer app, with the real error handling (one line, exit 2)."""
+    import spaq.cli
+
+    app = typer.Typer()
+    register(app)
+
+    @app.command()
+    def _other():  # keep typer in multi-command mode as in spaq's app
+        pass
+
+    monkeypatch.setattr(spaq.cli, "app", app)
+    return spaq.cli.main, app
+
+
+def test_cli_exit_codes(corpus, tmp_path, monkeypatch, capsys):
+    main, app = _main(monkeypatch)
+    pd.read_csv(corpus / "m.csv").iloc[[0, 1]].to_csv(tmp_path / "good.csv", index=False)
+    (tmp_path / "audio").symlink_to(corpus / "audio")
+    assert main(["batch", str(tmp_path / "good.csv"), "--out", str(tmp_path / "g.parquet"), "-m", "cues", "-q"]) == 0
+    cap = capsys.readouterr()
+    assert "2 of 2 pairs scored" in cap.out and cap.err == ""
+    # some failed: 0 by default with a one-line note, 1 with --strict
+    args = ["batch", str(corpus / "m.csv"), "-m", "cues", "-q", "--json"]
+    assert main(args + ["--out", str(tmp_path / "a.csv")]) == 0
+    cap = capsys.readouterr()
+    obj = json.loads(cap.out)
+    assert obj["out"] == str(tmp_path / "a.csv") and (obj["n_ok"], obj["n_error"]) == (4, 3)
+    assert obj["metrics"]["cues"]["n"] == 4
+    assert cap.err == f"spaq: 3 of 7 items failed (see the status column of {tmp_path / 'a.csv'})\n"
+    # --strict exits 1 (typer.Exit(1); run in click's standalone mode, as the console script
+    # does: spaq.cli.main drops the status that non-standalone click returns for typer.Exit)
+    res = CliRunner().invoke(app, args + ["--out", str(tmp_path / "b.csv"), "--strict"])
+    assert res.exit_code == 1 and (tmp_path / "b.csv").exists()
+    assert "3 of 7 items failed" in (res.stderr if hasattr(res, "stderr") else res.output)
+    capsys.readouterr()
+    # user errors: one line, exit 2, no traceback
+    for bad in (["batch", str(tmp_path / "none.csv"), "--out", str(tmp_path / "x.csv")],
+                ["batch", str(corpus / "m.csv"), "--out", str(tmp_path / "a.csv"), "-m", "cues"]):
+        assert main(bad) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("spaq: error: ") and err.count("\n") == 1 and "Traceback" not in err
+    assert main(["batch", str(corpus / "m.csv"), "--out", str(tmp_path / "a.csv"), "-m", "cues", "-q",
+                 "--overwrite"]) == 0
