@@ -248,6 +248,12 @@ def test_bad_options(corpus, tmp_path):
     with pytest.raises(SpaqError, match="--workers"):
         score_batch(corpus / "m.csv", tmp_path / "o.csv", metrics=["cues"], workers=0, progress=False)
     assert not list(tmp_path.iterdir())  # nothing written
+    # --overwrite removes the old table only once the workers / scheduler are there
+    (tmp_path / "old.csv").write_text("id\n")
+    with pytest.raises(SpaqError, match="scheduler address"):
+        score_batch(corpus / "m.csv", tmp_path / "old.csv", metrics=["cues"], dask="", overwrite=True,
+                    progress=False)
+    assert [p.name for p in tmp_path.iterdir()] == ["old.csv"]
 
 
 def test_strict_raises_after_writing(corpus, tmp_path):

@@ -245,35 +245,52 @@ def _describe_format(fmt: str) -> str:
 
 
 @contextlib.contextmanager
-def _results(tasks: list, workers: int, dask):
-    """Yield an iterator of ``_score_one`` records (completion order); cleans up on exit."""
+def _executor(n_tasks: int, workers: int, dask):
+    """Start what scores the pairs (nothing, a spawn pool, a Dask client) and yield
+    ``run(tasks) -> iterator of _score_one records`` (completion order); stops it on exit.
+    Entered before any file is touched, so a wrong scheduler address changes nothing."""
     if dask is not None:
-        with _dask_results(tasks, workers, dask) as it:
-            yield it
+        with _dask_client(workers, dask) as client:
+            import distributed
+
+            futures: list = []
+
+            def run_dask(tasks):
+                futures.extend(client.map(_score_one, tasks, pure=False))
+                return (f.result() for f in distributed.as_completed(futures))
+
+            try:
+                yield run_dask
+            finally:
+                if futures:
+                    client.cancel(futures)
         return
-    if workers == 1 or len(tasks) <= 1:
-        yield map(_score_one, tasks)
+    if workers == 1 or n_tasks <= 1:
+        yield lambda tasks: map(_score_one, tasks)
         return
-    pool = make_pool(min(workers, len(tasks)))
+    pool = make_pool(min(workers, n_tasks))
     try:
-        yield pool.imap_unordered(_score_one, tasks, chunksize=1)
+        yield lambda tasks: pool.imap_unordered(_score_one, tasks, chunksize=1)
     finally:
         pool.terminate()
         pool.join()
 
 
 @contextlib.contextmanager
-def _dask_results(tasks: list, workers: int, dask):
+def _dask_client(workers: int, dask):
+    """A ``distributed.Client``: the one given, one connected to a scheduler address, or one
+    on a new LocalCluster of ``workers`` one-thread processes (``"local"``); closed on exit
+    unless it was given."""
     try:
         import distributed
     except ImportError:
         raise SpaqError("--dask needs dask.distributed: pip install spaq[dask]") from None
+    if isinstance(dask, distributed.Client):
+        yield dask
+        return
     cluster = client = None
-    own = True
     try:
-        if isinstance(dask, distributed.Client):
-            client, own = dask, False
-        elif dask == "local":
+        if dask == "local":
             import dask as dask_mod
 
             # Dask's nanny sets MALLOC_TRIM_THRESHOLD_=65536 in its workers (memory goes back to
@@ -283,9 +300,12 @@ def _dask_results(tasks: list, workers: int, dask):
             key = "distributed.nanny.pre-spawn-environ"
             env = {k: v for k, v in (dask_mod.config.get(key, None) or {}).items() if k != "MALLOC_TRIM_THRESHOLD_"}
             env.update(OMP_NUM_THREADS=1, MKL_NUM_THREADS=1, OPENBLAS_NUM_THREADS=1)
-            with dask_mod.config.set({key: env}):
-                cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                                   dashboard_address=None)
+            try:
+                with dask_mod.config.set({key: env}):
+                    cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                                       dashboard_address=None)
+            except Exception as e:  # workers that do not start (e.g. a main module they cannot import)
+                raise SpaqError(f"could not start a local Dask cluster: {_one_line(e)}") from None
             client = distributed.Client(cluster)
         elif isinstance(dask, str) and dask:
             try:
@@ -294,13 +314,9 @@ def _dask_results(tasks: list, workers: int, dask):
                 raise SpaqError(f"cannot connect to the dask scheduler at {dask}: {_one_line(e)}") from None
         else:
             raise SpaqError(f"--dask takes a scheduler address (tcp://host:8786) or 'local', not {dask!r}")
-        futures = client.map(_score_one, tasks, pure=False)
-        try:
-            yield (f.result() for f in distributed.as_completed(futures))
-        finally:
-            client.cancel(futures)
+        yield client
     finally:
-        if own and client is not None:
+        if client is not None:
             client.close()
         if cluster is not None:
             cluster.close()
@@ -368,7 +384,9 @@ def _describe_fp(fp: dict) -> str:
     return f"metrics {','.join(fp.get('metrics') or [])}, fast={fp.get('fast')}, device={fp.get('device')}, spaq {fp.get('spaq')}"
 
 
-def _prepare_out(out: str, journal: str, resume: bool, overwrite: bool) -> None:
+def _check_out(out: str, journal: str, resume: bool, overwrite: bool) -> None:
+    """Refuse a table or journal in the way (nothing is removed here: see ``overwrite`` in
+    :func:`score_batch`)."""
     if resume and overwrite:
         raise SpaqError("choose one of --resume and --overwrite")
     if not out.lower().endswith((".parquet", ".csv")):
@@ -376,9 +394,6 @@ def _prepare_out(out: str, journal: str, resume: bool, overwrite: bool) -> None:
     if os.path.isdir(out):
         raise SpaqError(f"--out {out} is a folder; give a .parquet or .csv file name")
     if overwrite:
-        for p in (journal, out):
-            if os.path.exists(p):
-                os.remove(p)
         return
     has_journal = os.path.exists(journal) and os.path.getsize(journal) > 0
     if has_journal and not resume:
@@ -447,8 +462,7 @@ def score_batch(pairs_or_manifest, out, metrics=None, workers: int = 1, dask=Non
     pairs = _as_pairs(pairs_or_manifest)
     out = os.path.abspath(os.path.expanduser(os.fspath(out)))
     journal = journal_path(out)
-    _prepare_out(out, journal, resume, overwrite)
-    os.makedirs(os.path.dirname(out), exist_ok=True)
+    _check_out(out, journal, resume, overwrite)
     fp = _fingerprint(names, fast, device)
     done = _load_journal(journal, fp, pairs) if resume else {}
     todo = [{"id": i, "ref": r, "deg": d, "format": f, "metrics": names, "fast": fast, "device": device}
@@ -463,14 +477,20 @@ def score_batch(pairs_or_manifest, out, metrics=None, workers: int = 1, dask=Non
         prog = Progress(TextColumn("[bold]batch"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("{task.fields[failed]} failed"), TimeRemainingColumn(),
                         console=Console(stderr=True))
-    new_journal = not os.path.exists(journal) or os.path.getsize(journal) == 0
-    with open(journal, "a", encoding="utf-8") as jf, (prog or contextlib.nullcontext()):
-        if new_journal:
-            write_journal_header(jf, fp)
-        n_failed = sum(r["status"] != "ok" for r in done.values())
-        bar = prog.add_task("pairs", total=len(pairs), completed=len(done), failed=n_failed) if prog else None
-        with (_results(todo, workers, dask) if todo else contextlib.nullcontext(iter(()))) as results:
-            for rec in results:
+    n_failed = sum(r["status"] != "ok" for r in done.values())
+    # workers / Dask first: a scheduler that cannot be reached leaves every file as it was
+    with (_executor(len(todo), workers, dask) if todo else contextlib.nullcontext(lambda tasks: iter(()))) as run:
+        if overwrite:
+            for p in (journal, out):
+                if os.path.exists(p):
+                    os.remove(p)
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        new_journal = not os.path.exists(journal) or os.path.getsize(journal) == 0
+        with open(journal, "a", encoding="utf-8") as jf, (prog or contextlib.nullcontext()):
+            if new_journal:
+                write_journal_header(jf, fp)
+            bar = prog.add_task("pairs", total=len(pairs), completed=len(done), failed=n_failed) if prog else None
+            for rec in run(todo):
                 append_journal(jf, rec)
                 done[rec["id"]] = rec
                 n_failed += rec["status"] != "ok"
