@@ -432,7 +432,8 @@ def score_batch(pairs_or_manifest, out, metrics=None, workers: int = 1, dask=Non
     ``M.skipped`` per metric; one row per pair in manifest order).
 
     ``pairs_or_manifest``: a manifest path (see :func:`read_pairs`), a DataFrame with the same
-    columns, or a list of ``(ref, deg)`` tuples. ``out``: the ``.parquet`` or ``.csv`` table to
+    columns, or a list of ``(ref, deg)`` tuples (ids: the row numbers); relative paths in a
+    DataFrame or list are relative to the current folder. ``out``: the ``.parquet`` or ``.csv`` table to
     write (atomically, at the end); its journal is ``out + ".partial.jsonl"``. ``metrics``:
     metric names (default :data:`spaq.api.DEFAULT_METRICS`). ``workers``: processes (local
     pool, or the size of ``dask="local"``). ``dask``: ``None``, a scheduler address,
