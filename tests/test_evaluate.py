@@ -187,3 +187,28 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     # too few items for a cubic: a clear error, no traceback, no report written
     assert main(["evaluate", str(p), "--mos", "mos", "--report", str(tmp_path / "r.md")]) == 2
     assert "at least" in capsys.readouterr().err and not (tmp_path / "r.md").exists()
+
+
+def test_batch_table_defaults_join_with_other_key_and_skips_unusable(tmp_path, capsys):
+    rng = np.random.default_rng(4)
+    n = 20
+    sev = rng.uniform(0, 1, n)
+    scores = pd.DataFrame({"id": [f"{i:06d}" for i in range(n)], "status": "ok",
+                           "quality": 100 - 80 * sev + rng.normal(0, 5, n), "quality.timbral_score": rng.normal(size=n),
+                           "cues": 3 * sev + rng.normal(0, 0.3, n), "broken": np.nan})
+    manifest = pd.DataFrame({"item_id": [f"{i:06d}" for i in range(n)], "severity": sev,
+                             "room_rt60_s": [np.nan] * (n - 1) + [0.3]})
+    scores.to_parquet(tmp_path / "s.parquet", index=False)
+    manifest.to_parquet(tmp_path / "m.parquet", index=False)
+    rc = main(["evaluate", str(tmp_path / "s.parquet"), "--mos-table", str(tmp_path / "m.parquet"),
+               "--on", "id=item_id", "--mos", "severity", "--bootstrap", "0", "--json"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    # batch sub-values and the manifest's own columns are not metrics by default; an all-NaN column is skipped
+    assert set(out["metrics"]) == {"quality", "cues"} and set(out["skipped"]) == {"broken"}
+    assert out["metrics"]["quality"]["pearson"] == pytest.approx(pearsonr(scores.quality, sev)[0], abs=1e-12)
+    assert out["metrics"]["quality"]["mapping"]["direction"] == -1 and out["metrics"]["cues"]["mapping"]["direction"] == 1
+    # named explicitly, an unusable column is an error, not a silent skip
+    assert main(["evaluate", str(tmp_path / "s.parquet"), "--mos-table", str(tmp_path / "m.parquet"),
+                 "--on", "id=item_id", "--mos", "severity", "-m", "broken"]) == 2
+    assert "broken: 0 items" in capsys.readouterr().err

@@ -362,12 +362,12 @@ def _table(pairs, done: dict, names: list):
 
 
 def _write_table(df, out: str) -> None:
-    from .report import _atomic  # temp file in the same folder + os.replace
+    from .report import atomic_write  # temp file in the same folder + os.replace
 
     if out.lower().endswith(".parquet"):
-        _atomic(out, lambda p: df.to_parquet(p, index=False))
+        atomic_write(out, lambda p: df.to_parquet(p, index=False))
     else:
-        _atomic(out, lambda p: df.to_csv(p, index=False))
+        atomic_write(out, lambda p: df.to_csv(p, index=False))
 
 
 # --------------------------------------------------------------------------- driver

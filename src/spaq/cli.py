@@ -303,6 +303,7 @@ def weights_path(name: str = typer.Argument(...)):
 
 
 def _register_plugins() -> None:
+    from .batch_cli import register as register_batch
     from .data.cli import register as register_data
     from .evaluate_cli import register as register_evaluate
     from .localize_cli import _train_group
@@ -312,6 +313,7 @@ def _register_plugins() -> None:
     register_data(app)
     register_localize(app)
     register_evaluate(app)
+    register_batch(app)
     register_train_quality(_train_group(app))
 
 
@@ -322,7 +324,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit status (0 ok, 2 user error)."""
     args = sys.argv[1:] if argv is None else list(argv)
     try:
-        app(args=args, prog_name="spaq", standalone_mode=False)
+        # with standalone_mode=False a command's typer.Exit(code) comes back as the return value
+        rc = app(args=args, prog_name="spaq", standalone_mode=False)
     except SpaqError as e:
         msg = " ".join(str(e).split())
         sys.stderr.write(f"spaq: error: {msg}\n")
@@ -338,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("spaq: interrupted\n")
         return 130
-    return 0
+    return rc if isinstance(rc, int) else 0
 
 
 def entry() -> None:  # console script

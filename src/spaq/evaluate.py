@@ -33,7 +33,7 @@ import numpy as np
 from .errors import SpaqError
 
 __all__ = ["correlations", "p1401_mapping", "Mapping", "prediction_errors", "bootstrap",
-           "compare_correlations", "evaluate", "MetricEvaluation", "evaluate_table", "load_table",
+           "compare_correlations", "evaluate", "MetricEvaluation", "evaluate_table", "default_metric_columns", "load_table",
            "plot_evaluation", "write_report"]
 
 
@@ -314,25 +314,40 @@ def _ratings_stats(col) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return np.asarray(mean), np.asarray(std), np.asarray(n, dtype=np.float64)
 
 
+def default_metric_columns(df, skip=()) -> list:
+    """The numeric columns of ``df`` that look like metric scores: not in ``skip``, not an id
+    or a count; when the table has ``spaq batch``'s ``metric`` and ``metric.value`` columns,
+    only the ``metric`` ones (name the others with ``metrics=``)."""
+    import pandas as pd
+
+    skip = set(skip) | {"id", "item_id", "index", "n", "duration_s", "status"}
+    cols = [c for c in df.columns if c not in skip and pd.api.types.is_numeric_dtype(df[c])
+            and not str(c).startswith("_") and not str(c).endswith("_sha256")]
+    top = [c for c in cols if "." not in str(c)]
+    return top if top and len(top) < len(cols) else cols
+
+
 def evaluate_table(df, mos: str | None = None, metrics=None, ratings: str | None = None, std: str | None = None,
                    votes: str | None = None, cluster: str | None = None, aggregate: str | None = None,
                    order: int = 3, n_boot: int = 1000, seed: int = 0, level: float = 0.95,
-                   directions: dict | None = None, exclude: dict | None = None) -> dict:
+                   directions: dict | None = None, exclude: dict | None = None,
+                   skip_unusable: bool | None = None) -> dict:
     """Evaluate metric columns of ``df`` against its MOS column.
 
     MOS comes from ``mos`` (a column of numbers, with optional ``std``/``votes`` columns) or
     from ``ratings`` (a column of per-listener rating lists: mean, std and count are derived).
-    ``metrics``: column names (default: every numeric column that is not MOS-related or an
-    id). Rows whose ``status`` column (as written by ``spaq batch``) is not ``ok`` are left
+    ``metrics``: column names (default: :func:`default_metric_columns`). Rows whose ``status`` column (as written by ``spaq batch``) is not ``ok`` are left
     out. ``exclude``: ``{column: [values]}`` rows to leave out (e.g. hidden references).
     ``aggregate``: average metric and MOS over the rows of each value of this column (P.1401
     condition-based analysis; std and votes then pool the raw ratings when ``ratings`` is
     given, else they are the spread of the row means and the row count). ``cluster``:
     resample whole groups of this column in the bootstrap. ``directions``: ``{metric: +1|-1}``
     overrides the sign of each mapping (default: the sign of Spearman's rho).
+    ``skip_unusable`` (default: when ``metrics`` is not given): a metric column with fewer
+    than 3 finite values or a constant one is listed under ``"skipped"`` instead of raising.
 
-    Returns ``{"n_rows", "n_excluded", "mos", "metrics": {name: MetricEvaluation.to_dict()},
-    "comparisons": [...]}`` where comparisons test each metric's Pearson |r| against the best
+    Returns ``{"n_rows", "n_excluded", "n_items", "mos", "metrics": {name:
+    MetricEvaluation.to_dict()}, "skipped": {name: reason}, "comparisons": [...]}`` where comparisons test each metric's Pearson |r| against the best
     one's (Fisher z)."""
     import pandas as pd
 
@@ -360,13 +375,14 @@ def evaluate_table(df, mos: str | None = None, metrics=None, ratings: str | None
         df = df.assign(_mos=pd.to_numeric(df[mos], errors="coerce"),
                        _std=pd.to_numeric(df[std], errors="coerce") if std else np.nan,
                        _votes=pd.to_numeric(df[votes], errors="coerce") if votes else np.nan)
-    skip = {mos, ratings, std, votes, cluster, aggregate, "status", "_mos", "_std", "_votes", "_lists",
-            "id", "item_id", "index", "n", "duration_s"}
+    skip = {mos, ratings, std, votes, cluster, aggregate}
+    if skip_unusable is None:
+        skip_unusable = metrics is None
     if metrics is None:
-        metrics = [c for c in df.columns if c not in skip and pd.api.types.is_numeric_dtype(df[c])
-                   and not str(c).endswith(("_sha256", ".n_sources"))]
+        metrics = default_metric_columns(df, skip)
         if not metrics:
             raise SpaqError("no numeric metric columns found; name them with --metric")
+    metrics = list(metrics)
     for c in metrics:
         if not pd.api.types.is_numeric_dtype(df[c]):
             df[c] = pd.to_numeric(df[c], errors="coerce")
@@ -391,8 +407,14 @@ def evaluate_table(df, mos: str | None = None, metrics=None, ratings: str | None
     out = {"n_rows": int(n_rows), "n_excluded": int(n_rows - int(keep.sum())), "n_items": int(len(df)),
            "mos": {"mean": float(np.nanmean(y)), "std": float(np.nanstd(y)),
                    "source": ratings or mos, "aggregate": aggregate},
-           "metrics": {}, "comparisons": []}
-    for c in metrics:
+           "metrics": {}, "skipped": {}, "comparisons": []}
+    for c in list(metrics):
+        v = df[c].to_numpy(dtype=np.float64)
+        fin = v[np.isfinite(v) & np.isfinite(y)]
+        if skip_unusable and (fin.size < 3 or np.ptp(fin) == 0):
+            out["skipped"][str(c)] = (f"{fin.size} items with finite values" if fin.size < 3 else "constant")
+            metrics.remove(c)
+            continue
         ev = evaluate(df[c].to_numpy(dtype=np.float64), y, name=str(c), order=order,
                       direction=(directions or {}).get(c), std=sd if have_ci else None,
                       votes=nv if have_ci else None, clusters=cl, n_boot=n_boot, seed=seed, level=level)
@@ -419,7 +441,7 @@ def plot_evaluation(path: str, result: dict, title: str = "") -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .report import _atomic
+    from .report import atomic_write
 
     data = result["_data"]
     names = list(result["metrics"])
@@ -447,7 +469,7 @@ def plot_evaluation(path: str, result: dict, title: str = "") -> None:
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    _atomic(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)
 
 
@@ -488,7 +510,7 @@ def report_markdown(result: dict, figure: str | None = None, title: str = "spaq 
 
 def write_report(path: str, result: dict, figure: str | None = None) -> None:
     """Write :func:`report_markdown` atomically."""
-    from .report import _atomic
+    from .report import atomic_write
 
     text = report_markdown(result, figure)
 
@@ -496,7 +518,7 @@ def write_report(path: str, result: dict, figure: str | None = None) -> None:
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(text)
 
-    _atomic(path, w)
+    atomic_write(path, w)
 
 
 def public_result(result: dict) -> dict:

@@ -59,6 +59,8 @@ def _print_human(res: dict) -> None:
                   "" if e["rmse_star"] is None else f"{e['rmse_star']:.2f}",
                   "" if e["outlier_ratio"] is None else f"{e['outlier_ratio']:.2f}")
     con.print(t)
+    for name, why in res.get("skipped", {}).items():
+        con.print(f"[yellow]{name} skipped:[/yellow] {why}", highlight=False)
     for c in res["comparisons"]:
         con.print(f"{c['best']} vs {c['other']}: Fisher z {c['z']:.2f}, p {c['p']:.3f}"
                   + (" (significant)" if c["significant"] else ""), highlight=False)
@@ -70,9 +72,9 @@ def register(app: typer.Typer) -> None:
         table: str = typer.Argument(..., help="Scores table (CSV, TSV, Parquet, JSON lines), e.g. the output of `spaq batch`."),
         mos: Optional[str] = typer.Option(None, "--mos", help="Column with the listening score (MOS, MUSHRA mean...)."),
         ratings: Optional[str] = typer.Option(None, "--ratings", help="Column with each item's list of ratings (mean, spread and count are derived): instead of --mos."),
-        metric: Optional[List[str]] = typer.Option(None, "--metric", "-m", help="Metric column (repeatable). Default: every numeric column that is not MOS or an id."),
+        metric: Optional[List[str]] = typer.Option(None, "--metric", "-m", help="Metric column (repeatable). Default: every numeric column that is not MOS or an id (of a `spaq batch` table: the metric scores, not their sub-values)."),
         mos_table: Optional[str] = typer.Option(None, "--mos-table", help="Separate table holding the listening scores, joined to TABLE on --on."),
-        on: Optional[str] = typer.Option(None, "--on", help="Column both tables share (with --mos-table)."),
+        on: Optional[str] = typer.Option(None, "--on", help="Column both tables share (with --mos-table), or TABLE_COL=MOS_COL."),
         std: Optional[str] = typer.Option(None, "--std", help="Column with each item's rating standard deviation (for rmse* and outliers)."),
         votes: Optional[str] = typer.Option(None, "--votes", help="Column with each item's number of ratings."),
         aggregate: Optional[str] = typer.Option(None, "--aggregate", help="Average metric and MOS per value of this column first (condition-level analysis)."),
@@ -90,7 +92,8 @@ def register(app: typer.Typer) -> None:
         """Correlate metric scores with listening-test scores: Pearson, Spearman, Kendall,
         P.1401 mapped rmse (and rmse*, outlier ratio when the rating spread is known),
         bootstrap intervals, Fisher-z comparisons."""
-        from .evaluate import evaluate_table, load_table, plot_evaluation, public_result, write_report
+        from .evaluate import (default_metric_columns, evaluate_table, load_table, plot_evaluation, public_result,
+                               write_report)
 
         if not 0 < level < 1:
             raise SpaqError("--level must be between 0 and 1")
@@ -99,17 +102,27 @@ def register(app: typer.Typer) -> None:
         if mapping not in (0, 1, 3):
             raise SpaqError("--mapping must be 0, 1 or 3")
         df = load_table(table)
+        auto = not metric
         if mos_table is not None:
             if on is None:
                 raise SpaqError("--mos-table needs --on COLUMN (the column both tables share)")
             other = load_table(mos_table)
-            for name, d in (("TABLE", df), ("--mos-table", other)):
-                if on not in d.columns:
-                    raise SpaqError(f"no column {on!r} in {name}")
-            df = df.merge(other, on=on, how="inner", suffixes=("", "_mos"))  # TABLE's columns win
+            left, _, right = on.partition("=")
+            right = right or left
+            for name, d, col in (("TABLE", df, left), ("--mos-table", other, right)):
+                if col not in d.columns:
+                    raise SpaqError(f"no column {col!r} in {name}")
+            if right != left:
+                other = other.rename(columns={right: left})
+            # the keys compared as text (a CSV id "7" and a Parquet id 7 are the same item)
+            df[left] = df[left].astype(str)
+            other[left] = other[left].astype(str)
+            if not metric:  # default metrics: TABLE's own metric columns, not the joined table's
+                metric = default_metric_columns(df, {left})
+            df = df.merge(other, on=left, how="inner", suffixes=("", "_mos"))  # TABLE's columns win
             if df.empty:
                 raise SpaqError(f"no rows of TABLE match --mos-table on {on!r}")
-        res = evaluate_table(df, mos=mos, metrics=metric or None, ratings=ratings, std=std, votes=votes,
+        res = evaluate_table(df, mos=mos, metrics=metric or None, skip_unusable=auto, ratings=ratings, std=std, votes=votes,
                              cluster=cluster, aggregate=aggregate, order=mapping, n_boot=bootstrap, seed=seed,
                              level=level, directions=_parse_directions(direction), exclude=_parse_exclude(exclude))
         written = []

@@ -6,7 +6,7 @@ import tempfile
 
 import numpy as np
 
-__all__ = ["plot_maps", "save_maps_npz"]
+__all__ = ["plot_maps", "save_maps_npz", "atomic_write"]
 
 _LABELS = {
     "d_ild_db": ("ILD difference (dB)", "RdBu_r", True),
@@ -19,7 +19,9 @@ _LABELS = {
 }
 
 
-def _atomic(path: str, writer) -> None:
+def atomic_write(path: str, writer) -> None:
+    """Call ``writer(tmp)`` on a temporary path in ``path``'s folder (created if needed), then
+    rename it to ``path``: readers never see a partial file; on error nothing is left."""
     d = os.path.dirname(os.path.abspath(path)) or "."
     os.makedirs(d, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=os.path.splitext(path)[1], dir=d)
@@ -43,7 +45,7 @@ def save_maps_npz(path: str, maps: dict, center_hz, frame_s: float) -> None:
         with open(tmp, "wb") as f:
             np.savez_compressed(f, **arrays)
 
-    _atomic(path, w)
+    atomic_write(path, w)
 
 
 def plot_maps(path: str, maps: dict, center_hz, frame_s: float, title: str = "") -> None:
@@ -83,5 +85,5 @@ def plot_maps(path: str, maps: dict, center_hz, frame_s: float, title: str = "")
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 0.985) if title else None)
-    _atomic(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)
