@@ -352,3 +352,15 @@ def test_demo_json(capsys):
     assert math.isfinite(c["score"])
     assert c["values"]["level_mean_abs_db"] > 1.0  # low-passed at 4 kHz
     assert "qastanet" in d["skipped"]  # offline and no weights
+
+
+def test_ctrl_c_exits_130_with_one_line(monkeypatch, capsys):
+    import spaq.api
+    from spaq.cli import main
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(spaq.api, "score", interrupted)
+    assert main(["score", "a.wav", "b.wav"]) == 130
+    assert capsys.readouterr().err == "spaq: interrupted\n"

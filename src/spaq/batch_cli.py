@@ -9,6 +9,7 @@ as :class:`~spaq.errors.SpaqError`: ``spaq.cli.main`` prints one line and exits 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -62,10 +63,17 @@ def batch_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Score every (reference, degraded) pair of MANIFEST into one table, resumably (local processes or Dask)."""
-    from .batch import score_batch, summary
+    from .batch import journal_path, score_batch, summary
 
-    df = score_batch(str(manifest), str(out), metrics=metric, workers=workers, dask=dask, resume=resume,
-                     overwrite=overwrite, fast=fast, device=device, progress=not quiet, strict=False)
+    try:
+        df = score_batch(str(manifest), str(out), metrics=metric, workers=workers, dask=dask, resume=resume,
+                         overwrite=overwrite, fast=fast, device=device, progress=not quiet, strict=False)
+    except KeyboardInterrupt:  # spaq.cli.main then says "interrupted" and exits 130
+        j = journal_path(out)
+        if os.path.exists(j):
+            sys.stderr.write(f"spaq: the pairs scored so far are in {j}; run the same command with --resume "
+                             "to score the rest\n")
+        raise
     s = summary(df)
     if as_json:
         sys.stdout.write(json.dumps({"out": str(out), **s}, indent=2) + "\n")

@@ -341,6 +341,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("spaq: interrupted\n")
         return 130
+    if rc == 130:  # typer's click turns Ctrl-C (KeyboardInterrupt) into status 130 when not standalone
+        sys.stderr.write("spaq: interrupted\n")
     return rc if isinstance(rc, int) else 0
 
 

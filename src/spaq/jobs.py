@@ -68,15 +68,23 @@ def read_journal_header(path: str) -> dict | None:
     return None
 
 
+def _ignore_sigint() -> None:
+    """Pool workers leave Ctrl-C to the parent, which terminates them: no traceback per worker."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def make_pool(workers: int):
     """A ``multiprocessing`` pool of ``workers`` spawned processes with one BLAS/OpenMP thread
-    each (the workers are the parallelism). The caller terminates/joins it."""
+    each (the workers are the parallelism) that ignore SIGINT (Ctrl-C reaches the parent,
+    which terminates them). The caller terminates/joins it."""
     keys = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
     old = {k: os.environ.get(k) for k in keys}
     try:
         for k in keys:
             os.environ[k] = "1"
-        return mp.get_context("spawn").Pool(workers)
+        return mp.get_context("spawn").Pool(workers, initializer=_ignore_sigint)
     finally:
         for k, v in old.items():
             if v is None:

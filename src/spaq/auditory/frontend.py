@@ -293,7 +293,6 @@ class AuditoryFrontEnd(nn.Module):
         if not torch.allclose(sd["center_frequencies_hz"].double(), self.center_frequencies_hz, rtol=1e-9):
             raise ValueError("checkpoint gammatone centre frequencies differ from spaq's")
         n_taps = sd["gammatone_real"].shape[1]
-        fir = self.gammatone.fir_real.new_tensor(0)  # noqa: F841 (device/dtype anchor)
         from .gammatone import gammatone_fir
 
         ref = gammatone_fir(self.center_frequencies_hz.numpy(), self.sample_rate, n_taps)

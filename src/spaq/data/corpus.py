@@ -35,7 +35,6 @@ from ..errors import SpaqError
 from ..formats import parse_format
 from ..jobs import append_journal, make_pool, read_journal
 from .config import config_hash
-from .degradations import DEGRADATIONS
 from .external import require_binary
 
 __all__ = ["generate_corpus", "item_record", "write_audio_atomic", "samples_sha256", "preflight",

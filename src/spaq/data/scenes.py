@@ -33,7 +33,7 @@ from ..spatial.render import render_binaural, trajectory
 from ..spatial.room import RoomSpec, place_in_room, room_impulse_response
 from ..spatial.sh import sh_matrix
 from .degradations import DEGRADATIONS, apply_signal_degradation, degradation_params, tangent_frame
-from .sources import make_source, pink_noise, set_level
+from .sources import make_source, pink_noise
 
 __all__ = ["sample_scene", "sample_chains", "render_scene", "make_item", "scene_mods"]
 
