@@ -212,3 +212,30 @@ def test_batch_table_defaults_join_with_other_key_and_skips_unusable(tmp_path, c
     assert main(["evaluate", str(tmp_path / "s.parquet"), "--mos-table", str(tmp_path / "m.parquet"),
                  "--on", "id=item_id", "--mos", "severity", "-m", "broken"]) == 2
     assert "broken: 0 items" in capsys.readouterr().err
+
+
+def test_williams_dependent_test_properties():
+    from spaq.evaluate import compare_dependent_correlations as williams
+
+    rng = np.random.default_rng(11)
+    y = rng.normal(size=40)
+    x1 = y + rng.normal(0, 1, 40)
+    same = williams(x1, x1.copy(), y)
+    assert same["t"] == 0 and same["p"] == pytest.approx(1.0)
+    x2 = y + rng.normal(0, 1.5, 40)
+    a, b = williams(x1, x2, y), williams(x2, x1, y)
+    assert a["t"] == pytest.approx(-b["t"]) and a["p"] == pytest.approx(b["p"])
+    assert williams(x1, -x2, y)["t"] == pytest.approx(a["t"])  # a lower-is-better metric compares by |r|
+    # under the null (both metrics equally good, independent errors) it rejects ~5 % of the time
+    rej = 0
+    for _ in range(400):
+        y = rng.normal(size=40)
+        rej += williams(y + rng.normal(size=40), y + rng.normal(size=40), y)["p"] < 0.05
+    assert 8 <= rej <= 36
+    # two strongly related metrics that differ a little: sharper than the independent Fisher z
+    y = rng.normal(size=60)
+    x1 = y + rng.normal(0, 0.8, 60)
+    x2 = x1 + rng.normal(0, 0.5, 60)
+    w = williams(x1, x2, y)
+    f = compare_correlations(w["r1"], w["r2"], 60)
+    assert w["r1"] > w["r2"] and w["p"] < f["p"] / 3

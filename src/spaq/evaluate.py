@@ -14,7 +14,8 @@ Functional core, numpy/scipy only; every function takes 1-D arrays of equal leng
 * :func:`bootstrap` -- percentile confidence intervals by resampling items, or whole
   clusters (e.g. every condition of one stimulus) so that correlated items move together.
 * :func:`compare_correlations` -- Fisher-z test of the difference of two Pearson
-  coefficients on the same number of items (7.6.1).
+  coefficients on the same number of items (7.6.1); :func:`compare_dependent_correlations`
+  -- Williams' t for two metrics scored on the same items (uses their mutual correlation).
 * :func:`evaluate` -- all of the above for one metric; :func:`evaluate_table` for several
   metric columns of a table (what ``spaq evaluate`` runs).
 
@@ -33,7 +34,7 @@ import numpy as np
 from .errors import SpaqError
 
 __all__ = ["correlations", "p1401_mapping", "Mapping", "prediction_errors", "bootstrap",
-           "compare_correlations", "evaluate", "MetricEvaluation", "evaluate_table", "default_metric_columns", "load_table",
+           "compare_correlations", "compare_dependent_correlations", "evaluate", "MetricEvaluation", "evaluate_table", "default_metric_columns", "load_table",
            "plot_evaluation", "write_report"]
 
 
@@ -175,6 +176,34 @@ def compare_correlations(r1: float, r2: float, n: int) -> dict:
     z1, z2 = np.arctanh(np.clip([r1, r2], -0.999999, 0.999999))
     z = float((z1 - z2) / math.sqrt(2.0 / (n - 3)))
     return {"z": z, "p": float(2 * norm.sf(abs(z)))}
+
+
+def compare_dependent_correlations(x1, x2, y) -> dict:
+    """Williams' t test (Steiger 1980, eq. 7) of two metrics ``x1``, ``x2`` correlated with
+    the same MOS ``y`` on the same items ``(N,)``: a dependent-correlation test that uses the
+    metrics' correlation with each other, so it is sharper than the independent Fisher-z form
+    when the metrics agree. Each metric is oriented so its correlation with ``y`` is
+    positive (the test compares |r|). Returns ``r1``, ``r2``, ``r12``, ``t``, ``df``
+    (``N - 3``) and the two-sided ``p``."""
+    from scipy.stats import t as student
+
+    x1, y = _as_xy(x1, y)
+    x2, _ = _as_xy(x2, y)
+    ok = np.isfinite(x1) & np.isfinite(x2) & np.isfinite(y)
+    x1, x2, y = x1[ok], x2[ok], y[ok]
+    n = x1.size
+    if n < 5:
+        raise SpaqError("comparing correlations needs at least 5 items with both metrics")
+    r1, r2 = _pearson(x1, y), _pearson(x2, y)
+    s1, s2 = (1.0 if r1 >= 0 else -1.0), (1.0 if r2 >= 0 else -1.0)
+    r1, r2 = abs(r1), abs(r2)
+    r12 = s1 * s2 * _pearson(x1, x2)
+    det = 1 - r1 ** 2 - r2 ** 2 - r12 ** 2 + 2 * r1 * r2 * r12
+    rbar = (r1 + r2) / 2
+    den = 2 * (n - 1) / (n - 3) * det + rbar ** 2 * (1 - r12) ** 3
+    tval = 0.0 if r1 == r2 else (r1 - r2) * math.sqrt((n - 1) * (1 + r12) / max(den, 1e-300))
+    return {"r1": r1, "r2": r2, "r12": float(r12), "t": float(tval), "df": n - 3,
+            "p": float(2 * student.sf(abs(tval), n - 3))}
 
 
 def _stats(x, y, order, direction, std=None, votes=None, light=False) -> tuple[dict, Mapping]:
@@ -426,8 +455,14 @@ def evaluate_table(df, mos: str | None = None, metrics=None, ratings: str | None
                 continue
             n = min(e["n"], best["n"])
             t = compare_correlations(abs(best["pearson"]), abs(e["pearson"]), n)
-            out["comparisons"].append({"best": best["metric"], "other": e["metric"], **t,
-                                       "significant": t["p"] < 0.05})
+            c = {"best": best["metric"], "other": e["metric"], **t, "significant": t["p"] < 0.05}
+            try:  # the same items scored by both metrics: the dependent (Williams) test as well
+                w = compare_dependent_correlations(df[best["metric"]].to_numpy(dtype=np.float64),
+                                                   df[e["metric"]].to_numpy(dtype=np.float64), y)
+                c.update(williams_t=w["t"], williams_p=w["p"], r_between=w["r12"])
+            except SpaqError:
+                pass
+            out["comparisons"].append(c)
     out["_data"] = {"mos": y, **{str(c): df[c].to_numpy(dtype=np.float64) for c in metrics}}
     return out
 
@@ -499,10 +534,12 @@ def report_markdown(result: dict, figure: str | None = None, title: str = "spaq 
                      f"{e['spearman']:.3f}{_ci_txt(e, 'spearman')} | {e['kendall']:.3f}{_ci_txt(e, 'kendall')} | "
                      f"{e['rmse']:.2f}{_ci_txt(e, 'rmse')} | {rs} | {orr} |")
     if result["comparisons"]:
-        lines += ["", "Fisher-z tests of |Pearson| against the best metric:", ""]
+        lines += ["", "Tests of |Pearson| against the best metric (Fisher z, P.1401 7.6.1; Williams' t for the "
+                  "same items, which accounts for the metrics' correlation with each other):", ""]
         for c in result["comparisons"]:
+            w = (f"; Williams t = {c['williams_t']:.2f}, p = {c['williams_p']:.3f}" if "williams_t" in c else "")
             lines.append(f"- {c['best']} vs {c['other']}: z = {c['z']:.2f}, p = {c['p']:.3f}"
-                         + (" (significant at 5 %)" if c["significant"] else " (not significant)"))
+                         + (" (significant at 5 %)" if c["significant"] else " (not significant)") + w)
     if figure:
         lines += ["", f"![scatter plots]({figure})"]
     return "\n".join(lines) + "\n"

@@ -62,8 +62,9 @@ def _print_human(res: dict) -> None:
     for name, why in res.get("skipped", {}).items():
         con.print(f"[yellow]{name} skipped:[/yellow] {why}", highlight=False)
     for c in res["comparisons"]:
+        w = f"; Williams t {c['williams_t']:.2f}, p {c['williams_p']:.3f}" if "williams_t" in c else ""
         con.print(f"{c['best']} vs {c['other']}: Fisher z {c['z']:.2f}, p {c['p']:.3f}"
-                  + (" (significant)" if c["significant"] else ""), highlight=False)
+                  + (" (significant)" if c["significant"] else "") + w, highlight=False)
 
 
 def register(app: typer.Typer) -> None:
