@@ -517,5 +517,29 @@ def test_all_errors_are_one_line(tmp_path):
 
 
 def test_module_exports():
-    assert set(spaq_io.__all__) == {"SignalPair", "PairReader", "read_audio", "write_audio", "load_pair", "resample",
+    assert set(spaq_io.__all__) == {"SignalPair", "PairReader", "read_audio", "write_audio", "atomic_write", "load_pair", "resample",
                                     "stream_threshold_bytes"}
+
+
+def test_atomic_write_umask_permissions_and_no_leftover_on_failure(tmp_path):
+    import os
+    import stat
+
+    from spaq.io import atomic_write
+
+    old = os.umask(0o022)
+    try:
+        p = tmp_path / "sub" / "table.csv"
+        atomic_write(p, lambda tmp: open(tmp, "w").write("a\n1\n"))
+        assert p.read_text() == "a\n1\n"
+        assert stat.S_IMODE(p.stat().st_mode) == 0o644  # mkstemp would give 0600
+
+        def broken(tmp):
+            open(tmp, "w").write("half")
+            raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt):
+            atomic_write(p, broken)
+        assert p.read_text() == "a\n1\n" and sorted(x.name for x in p.parent.iterdir()) == ["table.csv"]
+    finally:
+        os.umask(old)

@@ -362,7 +362,7 @@ def _table(pairs, done: dict, names: list):
 
 
 def _write_table(df, out: str) -> None:
-    from .report import atomic_write  # temp file in the same folder + os.replace
+    from .io import atomic_write  # temp file in the same folder + os.replace
 
     if out.lower().endswith(".parquet"):
         atomic_write(out, lambda p: df.to_parquet(p, index=False))

@@ -32,7 +32,7 @@ from .errors import SpaqError, SpaqInputError
 from .formats import SpatialFormat, detect_format, parse_format
 from .spatial.sh import convert_normalisation, order_from_channels
 
-__all__ = ["SignalPair", "PairReader", "read_audio", "write_audio", "load_pair", "resample", "stream_threshold_bytes"]
+__all__ = ["SignalPair", "PairReader", "read_audio", "write_audio", "atomic_write", "load_pair", "resample", "stream_threshold_bytes"]
 
 #: Relative length difference (|Tr - Td| / max) below which ref and deg are trimmed silently-ish (with a warning).
 LENGTH_TOLERANCE = 0.01
@@ -164,6 +164,27 @@ def _format_from_extension(path: Path) -> str:
     return ext
 
 
+def atomic_write(path, writer) -> None:
+    """Call ``writer(tmp)`` (``tmp`` a ``str`` path in ``path``'s folder, with ``path``'s
+    extension) and rename the result over ``path``: readers see the old file or the complete
+    new one, never a partial file; on any failure (Ctrl-C included) the temporary file is
+    removed and nothing else changes. The folder is created if needed. The temporary file is
+    a fresh name, not ``mkstemp`` (whose files are private, mode 0600), so the result gets
+    the usual permissions from the umask."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.parent / f".{p.stem}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp{p.suffix}"
+    try:
+        writer(str(tmp))
+        os.replace(tmp, p)
+    except BaseException:
+        try:
+            tmp.unlink()
+        except FileNotFoundError:
+            pass
+        raise
+
+
 def write_audio(path, x, sample_rate: int, subtype: str = "FLOAT") -> None:
     """Write ``x`` of shape ``(channels, time)`` (or ``(time,)`` for mono) to ``path``.
 
@@ -185,17 +206,11 @@ def write_audio(path, x, sample_rate: int, subtype: str = "FLOAT") -> None:
     folder = p.parent if str(p.parent) else Path(".")
     if not folder.is_dir():
         raise SpaqError(f"cannot write {p}: folder {folder} does not exist")
-    # A fresh name (not mkstemp) so the file gets the usual permissions from the umask.
-    tmp = folder / f".{p.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp"
     try:
-        soundfile.write(str(tmp), np.ascontiguousarray(arr.T), sample_rate, subtype=subtype, format=fmt)
-        os.replace(tmp, p)
-    except BaseException as e:
-        try:
-            tmp.unlink()
-        except FileNotFoundError:
-            pass
-        if isinstance(e, Exception) and not isinstance(e, SpaqError):
+        atomic_write(p, lambda tmp: soundfile.write(tmp, np.ascontiguousarray(arr.T), sample_rate, subtype=subtype,
+                                                    format=fmt))
+    except Exception as e:
+        if not isinstance(e, SpaqError):
             raise SpaqError(f"cannot write {p}: {_one_line(e)}") from e
         raise
 

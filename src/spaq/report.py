@@ -1,12 +1,11 @@
 """Figures: per-band / per-frame diagnostic maps."""
 from __future__ import annotations
 
-import os
-import tempfile
-
 import numpy as np
 
-__all__ = ["plot_maps", "save_maps_npz", "atomic_write"]
+from .io import atomic_write
+
+__all__ = ["plot_maps", "save_maps_npz"]
 
 _LABELS = {
     "d_ild_db": ("ILD difference (dB)", "RdBu_r", True),
@@ -17,21 +16,6 @@ _LABELS = {
     "d_power": ("QASTAnet power feature", "magma", False),
     "d_directiveness_q": ("QASTAnet directiveness feature", "magma", False),
 }
-
-
-def atomic_write(path: str, writer) -> None:
-    """Call ``writer(tmp)`` on a temporary path in ``path``'s folder (created if needed), then
-    rename it to ``path``: readers never see a partial file; on error nothing is left."""
-    d = os.path.dirname(os.path.abspath(path)) or "."
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=os.path.splitext(path)[1], dir=d)
-    os.close(fd)
-    try:
-        writer(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def save_maps_npz(path: str, maps: dict, center_hz, frame_s: float) -> None:
