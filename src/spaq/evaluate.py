@@ -206,13 +206,12 @@ def compare_dependent_correlations(x1, x2, y) -> dict:
             "p": float(2 * student.sf(abs(tval), n - 3))}
 
 
-def _stats(x, y, order, direction, std=None, votes=None, light=False) -> tuple[dict, Mapping]:
+def _stats(x, y, order, direction, std=None, votes=None) -> tuple[dict, Mapping]:
     out = correlations(x, y)
     m = p1401_mapping(x, y, order=order, direction=direction)
     mapped = m(x)
     out.update(prediction_errors(mapped, y, m.n_params, std, votes))
-    if not light:
-        out["pearson_mapped"] = _pearson(mapped, y)
+    out["pearson_mapped"] = _pearson(mapped, y)
     return out, m
 
 
@@ -224,17 +223,17 @@ def bootstrap(x, y, stat=None, n_boot: int = 1000, seed: int = 0, clusters=None,
     x, y = _as_xy(x, y)
     stat = stat or correlations
     rng = np.random.default_rng(seed)
-    if clusters is None:
-        groups = [np.array([i]) for i in range(x.size)]
-    else:
+    groups = None
+    if clusters is not None:
         labels = np.asarray(clusters)
         if labels.shape != x.shape:
             raise SpaqError("cluster labels must have one entry per item")
         groups = [np.flatnonzero(labels == u) for u in dict.fromkeys(labels.tolist())]
+    n_units = x.size if groups is None else len(groups)
     draws: dict = {}
     for _ in range(int(n_boot)):
-        pick = rng.integers(0, len(groups), len(groups))
-        idx = np.concatenate([groups[g] for g in pick])
+        pick = rng.integers(0, n_units, n_units)
+        idx = pick if groups is None else np.concatenate([groups[g] for g in pick])
         try:
             s = stat(x[idx], y[idx])
         except SpaqError:
@@ -290,13 +289,10 @@ def evaluate(x, y, name: str = "metric", order: int = 3, direction: int | None =
     xs, ys, std_s, votes_s, cl = x[ok], y[ok], sub(std), sub(votes), sub(clusters)
     if xs.size < 3:
         raise SpaqError(f"{name}: {xs.size} items with finite values; at least 3 are needed")
-    if direction is None:
-        r = correlations(xs, ys)["spearman"]
-        direction = -1 if r < 0 else 1
     s, m = _stats(xs, ys, order, direction, std_s, votes_s)
     ci = {}
-    if n_boot:
-        ci = bootstrap(xs, ys, lambda a, b: {k: v for k, v in _stats(a, b, order, direction, light=True)[0].items()
+    if n_boot:  # every resample keeps the full data's mapping direction
+        ci = bootstrap(xs, ys, lambda a, b: {k: v for k, v in _stats(a, b, order, m.direction)[0].items()
                                              if k in ("pearson", "spearman", "kendall", "rmse")},
                        n_boot=n_boot, seed=seed, clusters=cl, level=level)
     return MetricEvaluation(metric=name, n=int(xs.size), n_dropped=int((~ok).sum()), pearson=s["pearson"],
