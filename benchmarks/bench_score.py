@@ -126,12 +126,12 @@ def child(args) -> None:
         r = torch.from_numpy(ref)[None].expand(args.batch, -1, -1).contiguous().cuda()
         d = torch.from_numpy(deg)[None].expand(args.batch, -1, -1).contiguous().cuda()
         with torch.no_grad():
-            m.score_tensors(r[:2], d[:2])
+            m.forward(r[:2], d[:2])
             torch.cuda.synchronize()
             best = float("inf")
             for _ in range(3):
                 t0 = time.perf_counter()
-                m.score_tensors(r, d)
+                m.forward(r, d)
                 torch.cuda.synchronize()
                 best = min(best, time.perf_counter() - t0)
         print(json.dumps({"kind": args.kind, "seconds": args.seconds, "batch": args.batch, "call_s": best,
@@ -160,16 +160,16 @@ def child(args) -> None:
         fn = lambda: naive_qastanet_features(r, d, sd)  # noqa: E731
     elif args.kind.startswith(("qastanet", "quality")):
         m = _metric(args.kind, args.checkpoint)
-        fn = lambda: m.score_tensors(r, d)  # noqa: E731
+        fn = lambda: m.forward(r, d)  # noqa: E731
     else:
         from spaq.metrics.cues import summarise_cue_maps
 
         m = _metric(args.kind, args.checkpoint)
-        fn = lambda: summarise_cue_maps(m.maps_tensors(r, d))  # noqa: E731
+        fn = lambda: summarise_cue_maps(m.maps(r, d))  # noqa: E731
     if args.kind.startswith("quality"):  # builds and caches the HRTF decoder (cues as below)
-        m.score_tensors(r[..., :48000], d[..., :48000])
+        m.forward(r[..., :48000], d[..., :48000])
     elif args.kind.startswith("cues"):
-        m.maps_tensors(r[..., :48000], d[..., :48000])
+        m.maps(r[..., :48000], d[..., :48000])
     t_load = time.perf_counter() - t_load
     with torch.no_grad():
         t0 = time.perf_counter()

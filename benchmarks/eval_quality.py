@@ -271,7 +271,7 @@ def mushra(metric, model, args):
 
 def consistency(metric, model, args):
     from spaq.dsp import mimo_fir_filter
-    from spaq.metrics.cues import hrtf_decoder
+    from spaq.spatial.decoders import hrtf_decoder
 
     fams = ["noise", "lowpass", "clipping", "opus", "mp3", "aac", "order_truncation", "rotation", "misplacement",
             "blur", "gain_imbalance"]

@@ -8,7 +8,7 @@ __version__ = "0.1.0"
 
 from .api import ScoreReport, clear_metric_cache, score  # noqa: E402
 from .errors import SpaqError, SpaqInputError  # noqa: E402
-from .metrics.base import MetricResult, list_metrics, load_metric  # noqa: E402
+from .metrics import MetricResult, list_metrics, load_metric  # noqa: E402
 
 
 def localize(*args, **kwargs):

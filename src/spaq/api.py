@@ -1,17 +1,23 @@
-"""Public Python API: ``spaq.score``."""
+"""Public Python API: ``spaq.score``. Never names a metric: it reads each metric's contract
+(:mod:`spaq.metrics.base`) for its rate, formats, reference need and constructor options."""
 from __future__ import annotations
 
+import inspect
 import os
 from dataclasses import dataclass, field
 
 from .errors import SpaqError
 from .io import SignalPair, load_pair
-from .metrics.base import MetricResult, MetricUnavailable, list_metrics, load_metric
+from .metrics import default_metrics, metric_class
+from .metrics.base import MetricResult, MetricUnavailable
 
-__all__ = ["score", "ScoreReport", "DEFAULT_METRICS", "METRIC_RATE", "clear_metric_cache"]
+__all__ = ["score", "ScoreReport", "DEFAULT_METRICS", "clear_metric_cache"]
 
-METRIC_RATE = 48000
-DEFAULT_METRICS = ("quality", "qastanet", "cues", "localization")
+
+def __getattr__(name):  # DEFAULT_METRICS is read from the registry when asked
+    if name == "DEFAULT_METRICS":
+        return default_metrics()
+    raise AttributeError(name)
 
 
 @dataclass
@@ -45,19 +51,13 @@ class ScoreReport:
         }
 
 
-def _metric_class(name: str):
-    from .metrics import base
-
-    return base._REGISTRY[name][0]
+#: constructor options ``spaq.score`` may pass; each metric gets those its ``__init__`` takes
+_OPTIONS = ("device", "fast", "checkpoint", "offline")
 
 
-def _metric_kwargs(name: str, checkpoint, offline, device, fast: bool | None = None) -> dict:
-    kw = {"device": device}
-    if name in ("qastanet", "cues", "quality") and fast is not None:
-        kw["fast"] = fast
-    if name == "qastanet":
-        kw.update(checkpoint=checkpoint, offline=offline)
-    return kw
+def _metric_kwargs(cls, **options) -> dict:
+    params = inspect.signature(cls.__init__).parameters
+    return {k: v for k, v in options.items() if k in params and (v is not None or k == "device")}
 
 
 _METRICS: dict = {}  # metric instances reused across calls (their per-length tables stay warm)
@@ -83,7 +83,7 @@ def _get_metric(name: str, kwargs: dict):
     key = _metric_key(name, kwargs)
     m = _METRICS.pop(key, None)
     if m is None:
-        m = load_metric(name, **kwargs)
+        m = metric_class(name)(**kwargs)
     _METRICS[key] = m  # most recently used last
     while len(_METRICS) > _METRICS_MAX:
         _METRICS.pop(next(iter(_METRICS)))
@@ -104,58 +104,62 @@ def score(ref, deg, sample_rate: int | None = None, metrics=None, fmt=None, trim
     ref, deg: file paths, numpy arrays or torch tensors ``[channels, time]`` or
     ``[batch, channels, time]`` (then ``sample_rate`` is required). Binaural (2 channels) or
     ambisonics ACN/SN3D ((N+1)^2 channels; ``fmt`` overrides, e.g. ``"foa/fuma"``).
-    Everything is resampled to 48 kHz. ``metrics``: names (default: ``DEFAULT_METRICS``).
-    Batched input gives ``(B,)`` scores. ``fast``: ``None`` (default) leaves each metric its
-    default mode (fast for qastanet, cues and quality); ``True`` computes every auditory band
-    at a reduced rate from a window of its spectrum, ``False`` at full rate in float64
-    (qastanet: within 1.8e-3 of the official scores on the 17 test pairs in fast mode, 7e-5 in
-    exact mode; quality: fast within 0.14 points of exact; see the README). A metric that
-    cannot score this input (binaural for qastanet, missing weights) is listed in ``skipped``
-    with the reason, unless ``strict``.
+    Each metric gets the pair at its own rate (its ``sample_rate`` attribute; resampled with a
+    warning naming the rate). ``metrics``: names (default: the registry's default metrics,
+    :func:`spaq.metrics.default_metrics`). Batched input gives ``(B,)`` scores. ``fast``:
+    ``None`` (default) leaves each metric its default mode; ``True`` computes every auditory
+    band at a reduced rate from a window of its spectrum, ``False`` at full rate in float64
+    (see the README). A metric that cannot score this input (binaural for qastanet, missing
+    weights) is listed in ``skipped`` with the reason, unless ``strict``.
     ``stream``: two long files (above ``SPAQ_STREAM_MB``, 256 MiB of samples at 48 kHz by
     default: about 40 s of 3OA) are read chunk by chunk, never whole, so memory stays bounded
     (same scores); ``True``/``False`` force it on/off for file inputs (see
     :func:`spaq.io.load_pair`). ``progress``: for streamed pairs, called as
-    ``progress(metric, fraction)`` as each metric reads through the files (``quality`` reads
-    them twice: its gain pass, then the scoring pass).
+    ``progress(metric, fraction)`` as each metric reads through the files.
 
     Metric instances are kept between calls (same arguments and ``SPAQ_*`` environment), so a
     loop over many pairs loads each checkpoint once and reuses its tables;
     :func:`clear_metric_cache` frees them.
     """
-    pair: SignalPair = load_pair(ref, deg, sample_rate=sample_rate, target_rate=METRIC_RATE, fmt=fmt, trim=trim,
-                                 stream=stream)
-    warnings = list(pair.warnings)
-    if pair.sample_rate_in != pair.sample_rate_used:
-        warnings.append(f"resampled from {pair.sample_rate_in} Hz to {pair.sample_rate_used} Hz (the metrics' rate)")
-    names = list(metrics) if metrics else list(DEFAULT_METRICS)
-    known = list_metrics()
-    for n in names:
-        if n not in known:
-            raise SpaqError(f"unknown metric {n!r}; available: {', '.join(known)}")
+    names = list(metrics) if metrics else list(default_metrics())
+    classes = {n: metric_class(n) for n in names}  # unknown names: one-line error before any work
+    rates = []
+    for cls in classes.values():
+        if cls.sample_rate not in rates:
+            rates.append(cls.sample_rate)
+    pairs: dict = {}
+
+    def pair_at(rate) -> SignalPair:
+        if rate not in pairs:
+            pairs[rate] = load_pair(ref, deg, sample_rate=sample_rate, target_rate=rate, fmt=fmt, trim=trim,
+                                    stream=stream)
+        return pairs[rate]
+
+    first: SignalPair = pair_at(rates[0] if rates else None)
+    warnings = list(first.warnings)
     report = ScoreReport(
-        ref=pair.ref_name, deg=pair.deg_name, format=pair.format.to_dict(),
-        sample_rate_in=pair.sample_rate_in, sample_rate_used=pair.sample_rate_used,
-        duration_s=round(pair.duration_s, 6), batch_size=pair.ref.shape[0] if pair.batched else None, streamed=pair.streamed,
-        warnings=warnings,
+        ref=first.ref_name, deg=first.deg_name, format=first.format.to_dict(),
+        sample_rate_in=first.sample_rate_in, sample_rate_used=first.sample_rate_used,
+        duration_s=round(first.duration_s, 6), batch_size=first.ref.shape[0] if first.batched else None,
+        streamed=first.streamed, warnings=warnings,
     )
-    for n in names:
-        formats = getattr(_metric_class(n), "formats", None)
-        if formats and pair.format.kind not in formats and not strict:
+    resampled = {}
+    for n, cls in classes.items():
+        if first.format.kind not in cls.formats and not strict:
             # before loading it: a missing checkpoint is not the reason it cannot score this pair
-            report.skipped[n] = f"{n} scores {' or '.join(formats)} input only, not {pair.format.describe()}"
+            report.skipped[n] = f"{n} scores {' or '.join(cls.formats)} input only, not {first.format.describe()}"
             continue
-        if pair.streamed and progress is not None:
-            pair.reader.on_read = lambda a, b, n=n: progress(n, b / pair.n_samples)
         try:
-            metric = _get_metric(n, _metric_kwargs(n, checkpoint, offline, device, fast))
-            res = metric.score(pair, maps=maps)
-        except MetricUnavailable as e:
-            if strict:
-                raise
-            report.skipped[n] = str(e)
-            continue
-        except SpaqError as e:
+            pair = pair_at(cls.sample_rate)
+            if pair.sample_rate_in != pair.sample_rate_used:
+                resampled.setdefault(pair.sample_rate_used, []).append(n)
+            if pair.streamed and progress is not None:
+                pair.reader.on_read = lambda a, b, n=n, p=pair: progress(n, b / p.n_samples)
+            if pair.streamed and not cls.streamable:
+                raise MetricUnavailable(f"{n} does not stream long files; score a shorter excerpt")
+            kwargs = _metric_kwargs(cls, device=device, fast=fast, checkpoint=checkpoint, offline=offline)
+            res = _get_metric(n, kwargs).score(pair, maps=maps)
+        except SpaqError as e:  # MetricUnavailable included
             if strict:
                 raise
             report.skipped[n] = str(e)
@@ -164,6 +168,8 @@ def score(ref, deg, sample_rate: int | None = None, metrics=None, fmt=None, trim
         res.provenance.setdefault("input_format", pair.format.describe())
         report.results[n] = res
         report.warnings.extend(f"{n}: {w}" for w in res.warnings)
+    for rate, who in resampled.items():
+        report.warnings.insert(0, f"resampled from {first.sample_rate_in} Hz to {rate} Hz ({', '.join(who)}'s rate)")
     if not report.results and report.skipped:
         raise SpaqError("no metric could score this pair: " + "; ".join(f"{k}: {v}" for k, v in report.skipped.items()))
     return report

@@ -448,7 +448,7 @@ def score_batch(pairs_or_manifest, out, metrics=None, workers: int = 1, dask=Non
     ``resume=True``) and no ``out``.
     """
     from .api import DEFAULT_METRICS
-    from .metrics.base import list_metrics
+    from .metrics import list_metrics
 
     _pandas()
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:

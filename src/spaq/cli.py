@@ -229,7 +229,7 @@ def qastanet_cmd(
 @app.command("metrics")
 def metrics_cmd(as_json: bool = typer.Option(False, "--json")):
     """List the metrics, one line each."""
-    from .metrics.base import list_metrics
+    from .metrics import list_metrics
 
     ms = list_metrics()
     if as_json:

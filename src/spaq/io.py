@@ -68,6 +68,9 @@ class SignalPair:
     ref_name: str = ARRAY_NAME
     deg_name: str = ARRAY_NAME
     reader: "PairReader | None" = None
+    #: the delay found between reference and degraded and what was done with it
+    #: (:meth:`spaq.auditory.alignment.Alignment.to_dict` plus ``applied``), None when not asked
+    alignment: dict | None = None
 
     @property
     def streamed(self) -> bool:
@@ -295,8 +298,10 @@ class PairReader:
     ``(1, channels, b - a)`` numpy arrays at the pair's rate (each file resampled on the fly if
     needed), ambisonics in ACN/SN3D, trimmed to the common length ``n_samples``."""
 
-    def __init__(self, ref: _FileSegments, deg: _FileSegments, n_samples: int, normalisation: str | None):
+    def __init__(self, ref: _FileSegments, deg: _FileSegments, n_samples: int, normalisation: str | None,
+                 offsets: tuple[int, int] = (0, 0)):
         self._files = (ref, deg)
+        self._offsets = (int(offsets[0]), int(offsets[1]))
         self.n_samples = int(n_samples)
         self.n_channels = ref.channels
         self.dtype = ref.dtype
@@ -307,8 +312,8 @@ class PairReader:
     def read(self, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
         a, b = max(0, int(a)), min(self.n_samples, int(b))
         out = []
-        for f in self._files:
-            x = f.read(a, b)
+        for f, o in zip(self._files, self._offsets):
+            x = f.read(a + o, b + o)
             if self._norm not in (None, "sn3d"):
                 x = convert_normalisation(x, self._norm, "sn3d")
             out.append(np.ascontiguousarray(x, dtype=self.dtype)[None])
@@ -481,6 +486,49 @@ def _common_length(tr: int, td: int, sr: int, ref_label: str, deg_label: str, tr
     return n
 
 
+#: seconds at the start of each file from which the delay of a streamed pair is estimated
+ALIGN_WINDOW_S = 30.0
+
+
+def _alignment_note(al, applied: bool) -> dict:
+    d = al.to_dict()
+    d["applied"] = bool(applied)
+    return d
+
+
+def _align_warning(al, applied: bool, where: str = "") -> str | None:
+    if not applied and not al.reliable:
+        return (f"delay between reference and degraded not estimated reliably{where} (confidence "
+                f"{al.confidence:.2f}): not aligned; --no-align (align=False) silences this")
+    if applied and al.delay_samples != 0:
+        lag = "lags" if al.delay_samples > 0 else "leads"
+        return f"aligned{where}: the degraded signal {lag} the reference by {abs(al.delay_ms):.1f} ms; both trimmed to the overlap"
+    return None
+
+
+def _align_arrays(r: np.ndarray, d: np.ndarray, sr: int, kind: str, warnings: list):
+    """Per batch item, the delay of ``d`` against ``r`` (``(B, C, T)``; one side may have batch
+    1) -> (list of ref items, list of deg items) shifted to a common start (not yet trimmed to a
+    common length) and the alignment record. An unreliable estimate is not applied (a warning
+    says so)."""
+    from .auditory.alignment import estimate_delay
+
+    b = max(r.shape[0], d.shape[0])
+    rs, ds, notes = [], [], []
+    for i in range(b):
+        ri, di = r[min(i, r.shape[0] - 1)], d[min(i, d.shape[0] - 1)]
+        al = estimate_delay(ri, di, sr, kind)
+        applied = bool(al.reliable)
+        k = al.delay_samples if applied else 0
+        rs.append(ri[..., max(0, -k):])
+        ds.append(di[..., max(0, k):])
+        notes.append(_alignment_note(al, applied))
+        w = _align_warning(al, applied, f" (batch item {i})" if b > 1 else "")
+        if w:
+            warnings.append(w)
+    return rs, ds, (notes[0] if b == 1 else {"items": notes})
+
+
 def _rate_warning(sr_r: int, sr_d: int, sr_used: int, warnings: list) -> None:
     if sr_d != sr_r:
         what = f"deg resampled to ref's {sr_r} Hz" if sr_used == sr_r else f"both resampled to {sr_used} Hz"
@@ -512,7 +560,7 @@ def _stream_size(ref, deg, target_rate) -> int | None:
     return total
 
 
-def _load_pair_streamed(ref, deg, target_rate, fmt, trim, min_duration_s) -> SignalPair:
+def _load_pair_streamed(ref, deg, target_rate, fmt, trim, min_duration_s, align: bool = False) -> SignalPair:
     """:func:`load_pair` for two long files: the same checks, made in one pass over each file
     in blocks, and a :class:`PairReader` instead of the samples."""
     ref_label, deg_label = f"ref ({ref})", f"deg ({deg})"
@@ -537,11 +585,26 @@ def _load_pair_streamed(ref, deg, target_rate, fmt, trim, min_duration_s) -> Sig
     files = [_FileSegments(p, info, sr_used, dt) for p, info in zip((ref, deg), infos)]
     for f, label in zip(files, (ref_label, deg_label)):
         _check_duration(f.n_out, sr_used, label, min_duration_s)
-    n = _common_length(files[0].n_out, files[1].n_out, sr_used, ref_label, deg_label, trim, warnings)
+    offsets, alignment = (0, 0), None
+    lengths = [files[0].n_out, files[1].n_out]
+    if align:
+        from .auditory.alignment import estimate_delay
+
+        w = int(ALIGN_WINDOW_S * sr_used)
+        al = estimate_delay(files[0].read(0, min(w, files[0].n_out)), files[1].read(0, min(w, files[1].n_out)),
+                            sr_used, spatial_fmt.kind)
+        k = al.delay_samples if al.reliable else 0
+        offsets = (max(0, -k), max(0, k))
+        lengths = [lengths[0] - offsets[0], lengths[1] - offsets[1]]
+        alignment = _alignment_note(al, bool(al.reliable))
+        note = _align_warning(al, bool(al.reliable))
+        if note:
+            warnings.append(note)
+    n = _common_length(lengths[0], lengths[1], sr_used, ref_label, deg_label, trim, warnings)
     norm = in_norm if spatial_fmt.is_ambisonics else None
     return SignalPair(ref=None, deg=None, sample_rate_in=sr_r, sample_rate_used=sr_used, format=spatial_fmt,
                       warnings=warnings, batched=False, ref_name=str(ref), deg_name=str(deg),
-                      reader=PairReader(files[0], files[1], n, norm))
+                      reader=PairReader(files[0], files[1], n, norm, offsets), alignment=alignment)
 
 
 def load_pair(
@@ -554,6 +617,7 @@ def load_pair(
     trim: bool = False,
     min_duration_s: float = 0.04,
     stream: bool | None = None,
+    align: bool = False,
 ) -> SignalPair:
     """Load, validate and align a reference/degraded pair.
 
@@ -569,6 +633,10 @@ def load_pair(
     ``reader`` reads segments on demand; the same checks, made block by block), ``None``
     (default) streams when the pair's samples at the used rate would exceed
     :func:`stream_threshold_bytes` (256 MiB: about 40 s of 3OA), ``False`` never streams.
+    ``align``: estimate the delay of ``deg`` against ``ref`` (per batch item; a streamed pair
+    from its first ``ALIGN_WINDOW_S`` seconds) with :func:`spaq.auditory.alignment.estimate_delay`
+    and trim both to their overlap; the lengths are compared after alignment. The record is
+    ``pair.alignment``; an unreliable estimate is not applied and gives a warning.
 
     Returns a :class:`SignalPair` with ``(batch, channels, time)`` signals, both float32 when
     both sources are float32-exact (see :func:`read_audio`), else both float64.
@@ -577,7 +645,7 @@ def load_pair(
     if stream is not False:
         size = _stream_size(ref, deg, target_rate)
         if size is not None and (stream or size > stream_threshold_bytes()):
-            return _load_pair_streamed(ref, deg, target_rate, fmt, trim, min_duration_s)
+            return _load_pair_streamed(ref, deg, target_rate, fmt, trim, min_duration_s, align)
         if stream and size is None:
             raise SpaqInputError("stream=True needs two file paths")
     r, sr_r, ref_name, ref_b, ref_label = _load_one(ref, "ref", sample_rate)
@@ -618,11 +686,19 @@ def load_pair(
     r = resample(r, sr_r, sr_used)
     d = resample(d, sr_d, sr_used)
 
-    # duration and lengths
+    # duration, alignment and lengths
     for x, label in ((r, ref_label), (d, deg_label)):
         _check_duration(x.shape[-1], sr_used, label, min_duration_s)
-    n = _common_length(r.shape[-1], d.shape[-1], sr_used, ref_label, deg_label, trim, warnings)
-    r, d = r[..., :n], d[..., :n]
+    alignment = None
+    if align:
+        rs, ds, alignment = _align_arrays(r, d, sr_used, spatial_fmt.kind, warnings)
+        n = _common_length(min(x.shape[-1] for x in rs), min(x.shape[-1] for x in ds), sr_used, ref_label,
+                           deg_label, trim, warnings)
+        _check_duration(n, sr_used, "the aligned overlap", min_duration_s)
+        r, d = np.stack([x[..., :n] for x in rs]), np.stack([x[..., :n] for x in ds])
+    else:
+        n = _common_length(r.shape[-1], d.shape[-1], sr_used, ref_label, deg_label, trim, warnings)
+        r, d = r[..., :n], d[..., :n]
 
     # normalisation -> ACN/SN3D
     if spatial_fmt.is_ambisonics and in_norm != "sn3d":
@@ -647,4 +723,5 @@ def load_pair(
         batched=batched,
         ref_name=ref_name,
         deg_name=deg_name,
+        alignment=alignment,
     )

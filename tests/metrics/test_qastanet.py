@@ -7,7 +7,7 @@ from spaq.errors import SpaqError
 from spaq.io import load_pair
 from spaq.metrics.base import MetricUnavailable
 from spaq.metrics.qastanet import load_official_checkpoint
-from spaq.metrics.qastanet_core import chunk_plan
+from spaq.auditory.streaming import chunk_plan
 
 
 def _pair(x, y, fs=48000):
@@ -156,5 +156,5 @@ def test_score_files_streams_same_score(tmp_path, qastanet_metric):
     r = torch.from_numpy(x.astype(np.float32))[None]
     d = torch.from_numpy(y.astype(np.float32))[None]
     with torch.no_grad():
-        whole = float(m.score_tensors(r, d)[0])
+        whole = float(m.forward(r, d)["score"][0])
     assert streamed == pytest.approx(whole, abs=1e-4)

@@ -9,7 +9,7 @@ import torch
 from spaq.data.degradations import apply_signal_degradation, degradation_params
 from spaq.formats import parse_format
 from spaq.io import load_pair
-from spaq.metrics.base import load_metric
+from spaq.metrics import load_metric
 from spaq.models.quality import SPATIAL_FEATURES, TIMBRAL_FEATURES, QualityMapping
 from spaq.weights import REGISTRY, resolve
 
@@ -163,7 +163,7 @@ def test_chunked_equals_unchunked():
     a = torch.from_numpy(_foa(0.9, seed=9))[None]
     b = a * 0.9 + 0.002 * torch.randn(a.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     fe = AuditoryFrontEnd()
-    from spaq.metrics.cues import hrtf_decoder
+    from spaq.spatial.decoders import hrtf_decoder
 
     dec = hrtf_decoder(1)
     f1 = pool_features(quality_maps(a, b, fe, dec, chunk_frames=None))

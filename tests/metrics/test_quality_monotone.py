@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from spaq.metrics.base import load_metric
+from spaq.metrics import load_metric
 from spaq.spatial.hrtf import named_hrtf_paths
 from spaq.train.quality import sweep
 
@@ -26,7 +26,7 @@ def _scores(metric, ref, degs):
     r = torch.from_numpy(np.stack([ref] * len(degs)))
     d = torch.from_numpy(np.stack(degs))
     with torch.no_grad():
-        return metric.score_tensors(r, d)["score"].numpy()
+        return metric.forward(r, d)["score"].numpy()
 
 
 @pytest.mark.parametrize("family", ["rotation", "misplacement"])

@@ -274,42 +274,6 @@ class AuditoryFrontEnd(nn.Module):
         return directiveness(hoa[..., :4, :].to(self.spectrum_dtype), self.dir_window, self.dir_alpha, self.dir_grouping,
                              state=state, return_state=return_state)
 
-    # ------------------------------------------------------------------ checkpoints
-    def load_official_buffers(self, sd: dict) -> None:
-        """Check and take the front-end tables of an official QASTAnet ``state_dict``.
-
-        The gammatone FIRs and low-pass FIR it carries are truncations of the same IIR filters
-        spaq applies exactly (checked here to 1e-6); thresholds and directiveness tables are
-        taken as they are."""
-        nb = self.n_bands
-        for key, shape in (("gammatone_real", (nb, None)), ("gammatone_imag", (nb, None)),
-                           ("center_frequencies_hz", (nb,)), ("limit_threshold", (nb,)),
-                           ("directiveness.alpha_dif", tuple(self.dir_alpha.shape)),
-                           ("directiveness.freq_2_erb_m", tuple(self.dir_grouping.shape)),
-                           ("directiveness.stft.window", tuple(self.dir_window.shape))):
-            got = tuple(sd[key].shape)
-            if len(got) != len(shape) or any(s is not None and g != s for g, s in zip(got, shape)):
-                raise ValueError(f"checkpoint entry {key} has shape {got}, expected {shape}")
-        if not torch.allclose(sd["center_frequencies_hz"].double(), self.center_frequencies_hz, rtol=1e-9):
-            raise ValueError("checkpoint gammatone centre frequencies differ from spaq's")
-        n_taps = sd["gammatone_real"].shape[1]
-        from .gammatone import gammatone_fir
-
-        ref = gammatone_fir(self.center_frequencies_hz.numpy(), self.sample_rate, n_taps)
-        err = max(float(np.abs(sd["gammatone_real"].double().numpy() - ref.real).max()),
-                  float(np.abs(sd["gammatone_imag"].double().numpy() - ref.imag).max()))
-        if err > 1e-6:
-            raise ValueError(f"checkpoint gammatone filters differ from the Hohmann filterbank ({err:.2e})")
-        lp = sd["lowpass"].double().numpy()
-        (b0, b1), p = self.lp_b, self.lp_pole  # impulse response of (b0 + b1 z^-1) / (1 - p z^-1)
-        imp = np.concatenate([[b0], (b1 + b0 * p) * p ** np.arange(len(lp) - 1, dtype=np.float64)])
-        if not np.allclose(lp, imp, atol=1e-9):
-            raise ValueError("checkpoint low-pass filter is not the first-order Butterworth spaq expects")
-        self.power_floor = sd["limit_threshold"].double().clone()
-        self.dir_alpha = sd["directiveness.alpha_dif"].double().clone()
-        self.dir_grouping = sd["directiveness.freq_2_erb_m"].double().clone()
-        self.dir_window = sd["directiveness.stft.window"].double().clone()
-
 
 def _one_pole_lowpass(cutoff_hz: float, sample_rate: float):
     """First-order Butterworth low-pass (bilinear, prewarped; = ``scipy.signal.butter(1, ...)``)

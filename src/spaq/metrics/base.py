@@ -1,18 +1,66 @@
-"""The one metric interface: ``Metric.score(pair) -> MetricResult``, and the registry."""
+"""The metric contract: what every metric declares and returns. Imports no concrete metric.
+
+A metric is a functional core (a pure function on tensors ``(..., channels, time)`` in
+``spaq.metrics.functional``, differentiable where the maths allows) plus a thin class that
+owns weights and configuration. The class declares, as class attributes that ``spaq.score``,
+``spaq batch``, the CLI and the shared metric tester read:
+
+==================  ===========================================================================
+``name``            registry name (``spaq score --metric NAME``)
+``version``         the metric's own version string
+``description``     one line for ``spaq metrics``
+``unit``            unit of ``score``
+``higher_is_better`` direction of ``score``
+``score_range``     ``(low, high)``, ``None`` for an open end
+``best_value``      the score of an identical pair (``None``: derived from range and direction)
+``sample_rate``     the rate (Hz) the metric works at; ``spaq.score`` resamples to it
+``formats``         input kinds it scores (``binaural``, ``ambisonics``, ``mono``, ``layout``)
+``needs_reference`` False for reference-free metrics (``deg`` only)
+``differentiable``  gradients flow through :meth:`Metric.forward`
+``needs_weights``   a checkpoint has to be found (``spaq weights``)
+``streamable``      scores long files chunk by chunk without loading them whole
+``min_duration_s``  below this the score is not meaningful: a warning says so
+``default_rank``    position among ``spaq score``'s default metrics (None: only when asked)
+``reading``         one line on how to read the score (shown under ``spaq score``'s table)
+==================  ===========================================================================
+
+:meth:`Metric.forward` is the one tensor entry point: ``(B, C, T)`` at ``sample_rate`` ->
+dict of ``(B,)`` tensors with at least ``score``. :meth:`Metric.score` scores a
+:class:`spaq.io.SignalPair` (in memory or streamed) and :meth:`Metric.result` builds every
+:class:`MetricResult` from the class attributes.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
+import torch
 
-from ..errors import SpaqError
+from ..errors import SpaqError, SpaqInputError
 
-__all__ = ["MetricResult", "Metric", "register", "load_metric", "list_metrics", "MetricUnavailable"]
+__all__ = ["MetricResult", "Metric", "MetricUnavailable", "CONTRACT_ATTRIBUTES"]
+
+CONTRACT_ATTRIBUTES = ("name", "version", "description", "unit", "higher_is_better", "score_range", "best_value",
+                       "sample_rate", "formats", "needs_reference", "differentiable", "needs_weights", "streamable",
+                       "min_duration_s", "default_rank", "reading")
 
 
 class MetricUnavailable(SpaqError):
     """A metric cannot score this input (wrong format, no weights): reported, not fatal."""
+
+
+def _plain(v):
+    if isinstance(v, torch.Tensor):
+        v = v.detach().cpu().numpy()
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    if isinstance(v, (np.floating, np.integer, np.bool_)):
+        return v.item()
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    return v
 
 
 @dataclass
@@ -36,77 +84,136 @@ class MetricResult:
     warnings: list = field(default_factory=list)
 
     def to_dict(self, with_maps: bool = False) -> dict:
-        def conv(v):
-            if isinstance(v, np.ndarray):
-                return v.tolist()
-            if isinstance(v, (np.floating, np.integer)):
-                return v.item()
-            if isinstance(v, dict):
-                return {k: conv(x) for k, x in v.items()}
-            if isinstance(v, (list, tuple)):
-                return [conv(x) for x in v]
-            return v
-
         d = {
-            "score": conv(self.score),
+            "score": _plain(self.score),
             "unit": self.unit,
             "higher_is_better": self.higher_is_better,
             "range": list(self.score_range) if self.score_range else None,
             "version": self.version,
-            "values": conv(self.values),
-            "provenance": conv(self.provenance),
+            "values": _plain(self.values),
+            "provenance": _plain(self.provenance),
             "warnings": list(self.warnings),
         }
         if with_maps:
-            d["maps"] = conv(self.maps)
+            d["maps"] = _plain(self.maps)
         return d
 
 
+def _per_item(v, batched: bool):
+    """A ``(B,)`` tensor/array -> numpy array (batched) or a Python float (one item); other
+    values (dicts, lists, strings) pass through."""
+    if isinstance(v, torch.Tensor):
+        v = v.detach().cpu().numpy()
+    if isinstance(v, np.ndarray) and v.ndim >= 1 and v.dtype.kind in "fiub":
+        v = v.astype(np.float64)
+        return v if batched else (float(v[0]) if v.ndim == 1 else v[0])
+    return v
+
+
 class Metric:
-    """Base class: subclasses set the class attributes and implement ``score``."""
+    """Base class: subclasses set the contract attributes and implement :meth:`forward` (and
+    :meth:`score` when scoring a pair needs more than ``forward``: streaming, maps)."""
 
     name: str = ""
     version: str = "0"
     description: str = ""
     unit: str = ""
     higher_is_better: bool = True
-    differentiable: bool = False
-    needs_weights: bool = False
     score_range: tuple | None = None
+    best_value: float | None = None
     sample_rate: int = 48000
     formats: tuple = ("binaural", "ambisonics")
+    needs_reference: bool = True
+    differentiable: bool = False
+    needs_weights: bool = False
+    streamable: bool = False
+    min_duration_s: float = 0.04
+    default_rank: int | None = None
+    reading: str = ""
 
-    def score(self, pair, maps: bool = False) -> MetricResult:  # pragma: no cover - interface
+    # ----------------------------------------------------------------- contract
+    @classmethod
+    def best(cls) -> float | None:
+        """The score of an identical pair: ``best_value``, else the range's end in the metric's
+        direction (None when that end is open)."""
+        if cls.best_value is not None:
+            return cls.best_value
+        if cls.score_range is None:
+            return None
+        return cls.score_range[1] if cls.higher_is_better else cls.score_range[0]
+
+    @classmethod
+    def contract(cls) -> dict:
+        """The declared attributes, JSON-ready (``spaq metrics --json``)."""
+        d = {a: _plain(getattr(cls, a)) for a in CONTRACT_ATTRIBUTES}
+        d["best_value"] = cls.best()
+        return d
+
+    # ----------------------------------------------------------------- entry points
+    def forward(self, ref: torch.Tensor, deg: torch.Tensor) -> dict:  # pragma: no cover - interface
+        """``ref``, ``deg``: ``(B, C, T)`` at :attr:`sample_rate` (``ref`` None for reference-free
+        metrics) -> dict of ``(B,)`` tensors with at least ``score``."""
         raise NotImplementedError
+
+    def double(self) -> "Metric":
+        """Compute in float64 throughout (finite-difference checks of gradients); metrics whose
+        networks run in float32 override this. Returns self."""
+        return self
+
+    def __call__(self, ref, deg) -> dict:
+        return self.forward(ref, deg)
+
+    def check_tensors(self, ref, deg) -> None:
+        """One-line errors for tensors :meth:`forward` cannot take."""
+        for label, x in (("reference", ref), ("degraded", deg)):
+            if x is None:
+                if label == "reference" and not self.needs_reference:
+                    continue
+                raise SpaqInputError(f"{self.name}: the {label} signal is missing")
+            if not isinstance(x, torch.Tensor) or x.dim() != 3:
+                shape = tuple(x.shape) if hasattr(x, "shape") else type(x).__name__
+                raise SpaqInputError(f"{self.name}: expected a (batch, channels, time) tensor for the {label}, got {shape}")
+        if ref is not None and ref.shape != deg.shape:
+            raise SpaqInputError(f"{self.name}: reference and degraded shapes differ: {tuple(ref.shape)} vs {tuple(deg.shape)}")
 
     def check_format(self, pair) -> None:
         if pair.format.kind not in self.formats:
-            raise MetricUnavailable(f"{self.name} does not score {pair.format.describe()} input")
+            raise MetricUnavailable(f"{self.name} scores {' or '.join(self.formats)} input only, not "
+                                    f"{pair.format.describe()}")
 
+    def score(self, pair, maps: bool = False) -> MetricResult:
+        """Score a :class:`spaq.io.SignalPair` at :attr:`sample_rate`: the default runs
+        :meth:`forward` on the pair's tensors (in memory) under ``no_grad``."""
+        self.check_format(pair)
+        if pair.streamed:
+            raise MetricUnavailable(f"{self.name} does not stream long files; score a shorter excerpt")
+        ref = torch.from_numpy(pair.ref) if self.needs_reference else None
+        with torch.no_grad():
+            out = self.forward(ref, torch.from_numpy(pair.deg))
+        s = out.pop("score")
+        return self.result(s, out, pair=pair)
 
-_REGISTRY: dict[str, tuple[Callable[..., Metric], str]] = {}
-
-
-def register(name: str, description: str):
-    def deco(factory):
-        _REGISTRY[name] = (factory, description)
-        return factory
-
-    return deco
-
-
-def _ensure_loaded():
-    from . import cues, localization, qastanet, quality  # noqa: F401  (registration side effect)
-
-
-def list_metrics() -> dict[str, str]:
-    """Name -> one-line description of every registered metric."""
-    _ensure_loaded()
-    return {k: v[1] for k, v in sorted(_REGISTRY.items())}
-
-
-def load_metric(name: str, **kwargs) -> Metric:
-    _ensure_loaded()
-    if name not in _REGISTRY:
-        raise SpaqError(f"unknown metric {name!r}; available: {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[name][0](**kwargs)
+    def result(self, score, values: dict | None = None, *, pair=None, batched: bool | None = None,
+               provenance: dict | None = None, warnings: list | None = None, maps: dict | None = None) -> MetricResult:
+        """The one builder of results: ``score`` and ``values`` as ``(B,)`` tensors/arrays (or
+        plain values), unbatched to floats for a single pair; unit, direction, range and
+        version from the class attributes; provenance gains the sample rate and input format;
+        a pair shorter than ``min_duration_s`` gets a warning."""
+        if batched is None:
+            batched = bool(pair.batched) if pair is not None else False
+        vals = {k: _per_item(v, batched) for k, v in (values or {}).items()}
+        prov = {"sample_rate": self.sample_rate}
+        if pair is not None:
+            prov["input_format"] = pair.format.describe()
+        prov.update(provenance or {})
+        warn = list(warnings or [])
+        if pair is not None and self.min_duration_s and pair.duration_s < self.min_duration_s:
+            warn.append(f"{pair.duration_s * 1000:.0f} ms of audio is below the {self.min_duration_s:g} s "
+                        f"this metric needs to be meaningful: read the score with care")
+        mp = {}
+        for k, v in (maps or {}).items():
+            a = v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v)
+            mp[k] = a if batched else a[0]
+        return MetricResult(name=self.name, score=_per_item(score, batched), version=self.version, unit=self.unit,
+                            higher_is_better=self.higher_is_better, score_range=self.score_range, values=vals,
+                            maps=mp, provenance=prov, warnings=warn)

@@ -3,142 +3,47 @@
 From the shared auditory front-end (the same one QASTAnet uses), per ERB band and 40 ms
 frame: ILD difference (dB), interaural coherence difference, band level difference (dB),
 and for ambisonics first-order directiveness difference. Ambisonic input is decoded to
-binaural with a MagLS decoder built from the default HRTF set (Neumann KU100), so the ear
+binaural with the MagLS decoder of the default HRTF (:mod:`spaq.spatial.decoders`), so the ear
 cues mean the same thing for both formats. Bins where the reference is below the hearing
-threshold are excluded. No weights.
+threshold are excluded. No weights. Functional core: :mod:`spaq.metrics.functional.cues`.
 
-Summary values (lower is better, 0 for identical signals):
-``ild_median_abs_db``, ``coherence_mean_abs``, ``level_mean_abs_db``,
-``directiveness_mean_abs`` (ambisonics). ``score`` is ``ild_median_abs_db``.
+How to read it: ``score`` is the **median |ΔILD| in dB** (spatial image only; 0 =
+unchanged, ~1 dB is about the just-noticeable ILD change). Timbre is in
+``level_mean_abs_db`` and coherence in ``coherence_mean_abs``; read those too (a low-pass
+leaves the ILD intact). A degraded signal that is silent where the reference is audible is
+flagged by ``degraded_audible_fraction`` and a warning.
 """
 from __future__ import annotations
-
-from functools import lru_cache
 
 import numpy as np
 import torch
 
 from ..auditory.frontend import AuditoryFrontEnd
-from .base import Metric, MetricResult, register
-from .qastanet_core import SegmentReader, paired_cues
+from ..auditory.streaming import SegmentReader
+from ..spatial.decoders import DEFAULT_DECODER, hrtf_decoder
+from .base import Metric, MetricResult
+from .functional.cues import MAP_NAMES, cue_maps, cue_maps_streamed, summarise_cue_maps
 
-__all__ = ["Cues", "cue_maps", "summarise_cue_maps", "hrtf_decoder", "inputs_and_decoder"]
-
-MAP_NAMES = ("d_ild_db", "d_coherence", "d_level_db", "d_directiveness")
-
-
-@lru_cache(maxsize=8)
-def _decoder_cached(order: int, sample_rate: int) -> np.ndarray:
-    """MagLS decoder of the default HRTF, cached in memory and in the spaq cache directory
-    (keyed by the SOFA file's sha256, order and rate; written atomically)."""
-    from ..spatial.hrtf import default_hrtf_path, file_sha256
-    from ..weights import cached_array
-
-    def make():
-        from ..spatial.ambisonics import binaural_decoder
-        from ..spatial.hrtf import load_hrtf
-
-        return binaural_decoder(load_hrtf("default", sample_rate=sample_rate), order, method="magls")
-
-    key = f"decoders/magls_{file_sha256(default_hrtf_path())[:16]}_o{order}_{sample_rate}"
-    return cached_array(key, make, check=lambda d: d.ndim == 3 and d.shape[:2] == (2, (order + 1) ** 2))
+__all__ = ["Cues", "cue_maps", "summarise_cue_maps", "MAP_NAMES"]
 
 
-def hrtf_decoder(order: int, sample_rate: int = 48000) -> torch.Tensor:
-    """Ambisonics -> binaural MagLS decoder ``(2, (order+1)^2, taps)`` from the default HRTF."""
-    return torch.from_numpy(_decoder_cached(int(order), int(sample_rate)))
-
-
-def inputs_and_decoder(ref, deg, order: int | None, sample_rate: int, device):
-    """``(ref, deg, decoder)`` for the cue front-end: tensors moved to ``device`` (a
-    :class:`~spaq.metrics.qastanet_core.SegmentReader` passes through; its ``order`` is None for
-    binaural), and the default-HRTF decoder for ambisonics (order from the channel count unless
-    given), None for binaural."""
-    if isinstance(ref, SegmentReader):
-        ambi = order is not None
-    else:
-        ambi = ref.shape[-2] != 2
-        ref, deg = ref.to(device), deg.to(device)
-        if ambi and order is None:
-            order = int(round(ref.shape[-2] ** 0.5)) - 1
-    return ref, deg, (hrtf_decoder(order, sample_rate).to(device) if ambi else None)
-
-
-def cue_maps(ref: torch.Tensor, deg: torch.Tensor, frontend: AuditoryFrontEnd,
-             decoder: torch.Tensor | None, chunk_frames: int | None = 250) -> dict:
-    """Per-band, per-frame cue differences (degraded minus reference).
-
-    ref, deg: ``(B, C, T)`` (binaural C=2 with ``decoder=None``, else ambisonics ACN/SN3D);
-    ``ref`` may be a :class:`~spaq.metrics.qastanet_core.SegmentReader` (``deg`` None) that
-    reads long signals chunk by chunk.
-    Returns dict of ``(B, F, nf)`` float64 tensors: ``d_ild_db``, ``d_coherence`` (|gamma|
-    difference), ``d_level_db`` and, for ambisonics, ``d_directiveness``; plus ``valid``
-    (bool, reference above the hearing threshold). Differentiable.
-    """
-    ambi = decoder is not None
-    c = paired_cues(ref, deg, frontend, decoder, ambi, chunk_frames=chunk_frames)
-    valid = ~c["below_floor"][:, 0]
-    deg_silent = c["below_floor"][:, 1]
-    dev = valid.device
-    nan = torch.tensor(float("nan"), dtype=torch.float64, device=dev)
-    zero = torch.zeros((), dtype=torch.float64, device=dev)
-    # a degraded band below the hearing threshold has no audible interaural difference and no
-    # coherence: its ILD counts as 0 dB and its |coherence| as 0 (so a lost band is scored, not NaN)
-    # the front-end's ILD is 20 log10 of an envelope *power* ratio; halve it for dB
-    ild_deg = torch.where(deg_silent, zero, c["ild"][:, 1] / 2)
-    coh_deg = torch.where(deg_silent, zero, torch.abs(c["coherence"][:, 1]).to(torch.float64))
-    d_ild = ild_deg - c["ild"][:, 0] / 2
-    d_coh = coh_deg - torch.abs(c["coherence"][:, 0])
-    d_lvl = 10 * torch.log10(c["power"][:, 1] / c["power"][:, 0])
-    out = {
-        "d_ild_db": torch.where(valid, d_ild, nan),
-        "d_coherence": torch.where(valid, d_coh.to(torch.float64), nan),
-        "d_level_db": torch.where(valid, d_lvl, nan),
-        "valid": valid,
-    }
-    if ambi:
-        dd = c["directiveness"][:, 1] - c["directiveness"][:, 0]
-        out["d_directiveness"] = torch.where(valid, dd, nan)
-    return out
-
-
-def _nan_reduce(x: np.ndarray, fn) -> np.ndarray:
-    flat = x.reshape(x.shape[0], -1)
-    res = np.full(flat.shape[0], np.nan)
-    for i, row in enumerate(flat):
-        row = row[np.isfinite(row)]
-        if row.size:
-            res[i] = fn(row)
-    return res
-
-
-def summarise_cue_maps(maps: dict) -> dict:
-    """``(B,)`` arrays of summary values from :func:`cue_maps` output."""
-    m = {k: v.detach().cpu().numpy() for k, v in maps.items() if k != "valid"}
-    out = {
-        "ild_median_abs_db": _nan_reduce(np.abs(m["d_ild_db"]), np.median),
-        "coherence_mean_abs": _nan_reduce(np.abs(m["d_coherence"]), np.mean),
-        "level_mean_abs_db": _nan_reduce(np.abs(m["d_level_db"]), np.mean),
-    }
-    if "d_directiveness" in m:
-        out["directiveness_mean_abs"] = _nan_reduce(np.abs(m["d_directiveness"]), np.mean)
-    valid = maps["valid"].detach().cpu().numpy()
-    out["audible_fraction"] = valid.reshape(valid.shape[0], -1).mean(axis=1)
-    return out
-
-
-@register("cues", "training-free cue differences (ILD dB, coherence, level dB, directiveness) per band and "
-                  "frame; score = median |dILD| in dB (lower is better)")
 class Cues(Metric):
     name = "cues"
     version = "1.0"
-    description = "spatial and timbral cue differences from the auditory front-end"
-    unit = "dB"
+    description = ("training-free cue differences (ILD dB, coherence, level dB, directiveness) per band and frame; "
+                   "score = median |dILD| in dB (spatial only: timbre is in level_mean_abs_db); lower is better")
+    unit = "dB (median |dILD|)"
     higher_is_better = False
+    score_range = (0.0, None)
+    best_value = 0.0
+    sample_rate = 48000
+    formats = ("binaural", "ambisonics")
     differentiable = True
     needs_weights = False
-    score_range = (0.0, None)
-    formats = ("binaural", "ambisonics")
+    streamable = True
+    min_duration_s = 0.2
+    default_rank = 3
+    reading = "dB, lower is better: median |ILD change| (0 = same image, ~1 dB just noticeable); timbre in level_mean_abs_db"
 
     def __init__(self, device: str = "cpu", chunk_s: float = 10.0, fast: bool = True):
         """``fast`` (default): every band at a reduced rate from a window of its spectrum
@@ -150,31 +55,73 @@ class Cues(Metric):
         self.fast = bool(fast)
         self.chunk_frames = max(1, int(round(chunk_s * self.sample_rate / self.frontend.frame_len)))
 
-    def maps_tensors(self, ref, deg, order: int | None = None) -> dict:
-        """Functional entry: ``(B, C, T)`` tensors at 48 kHz -> :func:`cue_maps` dict. ``ref`` may
-        be a :class:`~spaq.metrics.qastanet_core.SegmentReader` (``deg`` None; ``order`` None for
-        binaural)."""
-        ref, deg, decoder = inputs_and_decoder(ref, deg, order, self.sample_rate, self.device)
-        return cue_maps(ref, deg, self.frontend, decoder, self.chunk_frames)
+    def decoder(self, order: int | None) -> torch.Tensor | None:
+        """The binaural decoder for ambisonic input of ``order`` (None for binaural)."""
+        return None if order is None else hrtf_decoder(order, self.sample_rate).to(self.device)
+
+    def maps(self, ref: torch.Tensor, deg: torch.Tensor) -> dict:
+        """``(B, C, T)`` tensors at 48 kHz (2 channels: binaural, else ambisonics) -> the
+        :func:`~spaq.metrics.functional.cues.cue_maps` dict (differentiable)."""
+        self.check_tensors(ref, deg)
+        return cue_maps(ref.to(self.device), deg.to(self.device), self.frontend, self.decoder(_order(ref)),
+                        self.chunk_frames)
+
+    def forward(self, ref: torch.Tensor, deg: torch.Tensor) -> dict:
+        """``(B, C, T)`` -> dict of ``(B,)`` tensors: ``score`` (median |ΔILD| dB, not
+        differentiable: a median) and the differentiable means ``level_mean_abs_db``,
+        ``coherence_mean_abs`` (and ``directiveness_mean_abs`` for ambisonics)."""
+        m = self.maps(ref, deg)
+        out = {"score": _nan_median(m["d_ild_db"].abs())}
+        out["coherence_mean_abs"] = _nan_mean(m["d_coherence"].abs())
+        out["level_mean_abs_db"] = _nan_mean(m["d_level_db"].abs())
+        if "d_directiveness" in m:
+            out["directiveness_mean_abs"] = _nan_mean(m["d_directiveness"].abs())
+        return out
 
     def score(self, pair, maps: bool = False) -> MetricResult:
         self.check_format(pair)
         order = pair.format.order if pair.format.is_ambisonics else None
         with torch.no_grad():
-            m = self.maps_tensors(SegmentReader.from_pair(pair, self.device), None, order)  # in memory or streamed
+            reader = SegmentReader.from_pair(pair, self.device)  # in memory or streamed
+            m = cue_maps_streamed(reader, self.frontend, self.decoder(order),
+                                  self.chunk_frames)
         summ = summarise_cue_maps(m)
         warn = []
         if not np.all(np.isfinite(summ["ild_median_abs_db"])):
             warn.append("no band of the reference is above the hearing threshold: cue differences undefined")
-        vals = summ if pair.batched else {k: float(v[0]) for k, v in summ.items()}
-        res = MetricResult(
-            name=self.name, score=vals["ild_median_abs_db"], version=self.version, unit="dB",
-            higher_is_better=False, score_range=self.score_range, values=vals,
-            provenance={"sample_rate": self.sample_rate, "mode": "fast" if self.fast else "exact",
-                        "binaural_decoder": "MagLS from the default HRTF (KU100)" if pair.format.is_ambisonics else None},
-            warnings=warn,
-        )
-        if maps:
-            res.maps = {k: (v.cpu().numpy() if pair.batched else v[0].cpu().numpy())
-                        for k, v in m.items() if k in MAP_NAMES}
-        return res
+        elif np.any(summ.get("degraded_audible_fraction", np.ones(1)) < 0.05):
+            warn.append("the degraded signal is inaudible where the reference is audible: the ILD headline "
+                        "says little; see level_mean_abs_db")
+        return self.result(
+            summ["ild_median_abs_db"], summ, pair=pair, warnings=warn,
+            provenance={"mode": "fast" if self.fast else "exact",
+                        "binaural_decoder": DEFAULT_DECODER if pair.format.is_ambisonics else None,
+                        "headline": "median |dILD| over audible bins (dB); timbre: level_mean_abs_db"},
+            maps={k: v for k, v in m.items() if k in MAP_NAMES} if maps else None)
+
+
+def _order(x: torch.Tensor) -> int | None:
+    """Ambisonic order from the channel count of ``(B, C, T)`` (None for 2 channels: binaural)."""
+    c = x.shape[-2]
+    return None if c == 2 else int(round(c ** 0.5)) - 1
+
+
+def _nan_mean(x: torch.Tensor) -> torch.Tensor:
+    """Mean over every axis but the first, ignoring NaN -> ``(B,)`` (NaN if nothing counts)."""
+    flat = x.reshape(x.shape[0], -1)
+    ok = torch.isfinite(flat)
+    n = ok.sum(dim=1)
+    s = torch.where(ok, flat, torch.zeros_like(flat)).sum(dim=1)
+    return torch.where(n > 0, s / n.clamp(min=1), torch.full_like(s, float("nan")))
+
+
+def _nan_median(x: torch.Tensor) -> torch.Tensor:
+    """Median over every axis but the first, ignoring NaN -> ``(B,)`` (numpy's convention: the
+    mean of the two middle values for an even count)."""
+    flat = x.detach().reshape(x.shape[0], -1).cpu().numpy()
+    out = np.full(flat.shape[0], np.nan)
+    for i, row in enumerate(flat):
+        row = row[np.isfinite(row)]
+        if row.size:
+            out[i] = np.median(row)
+    return torch.from_numpy(out).to(x.device)

@@ -4,25 +4,31 @@ intensity), per source, with the directions themselves in ``values``."""
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from ..errors import SpaqInputError
-from .base import Metric, MetricResult, MetricUnavailable, register
+from .base import Metric, MetricResult, MetricUnavailable
 
 __all__ = ["Localization"]
 
 
-@register("localization", "angular error (degrees) between source directions found in reference and degraded "
-                          "(binaural: BAST-family model; ambisonics: intensity vectors); lower is better")
 class Localization(Metric):
     name = "localization"
     version = "1.0"
-    description = "direction shift between reference and degraded"
+    description = ("angular error (degrees) between source directions found in reference and degraded "
+                   "(binaural: BAST-family model; ambisonics: intensity vectors); lower is better")
     unit = "deg"
     higher_is_better = False
+    score_range = (0.0, 180.0)
+    best_value = 0.0
+    sample_rate = 48000
+    formats = ("binaural", "ambisonics")
     differentiable = False
     needs_weights = False  # the binaural model ships inside the package
-    score_range = (0.0, 180.0)
-    formats = ("binaural", "ambisonics")
+    streamable = True
+    min_duration_s = 0.47  # the binaural model's window
+    default_rank = 4
+    reading = "degrees, lower is better: angular shift of the source directions (0 = same place)"
 
     def __init__(self, device: str = "cpu", n_sources: int = 1, weights=None):
         self.n_sources = int(n_sources)
@@ -62,12 +68,10 @@ class Localization(Metric):
         if not errs:
             warn.append("degraded signal is silent in every segment: no direction")
         score = float(np.average(errs, weights=weights)) if errs and sum(weights) > 0 else float("nan")
-        return MetricResult(name=self.name, score=score, version=self.version, unit="deg", higher_is_better=False,
-                            score_range=self.score_range,
-                            values={"segments": segs, "segment_s": self.segment_s,
-                                    "pooling": "reference-energy-weighted mean of the segments' errors"},
-                            provenance={"method": method, "sample_rate": pair.sample_rate_used, **prov},
-                            warnings=warn + [f"long input: localised in {self.segment_s:.0f} s segments"])
+        return self.result(score, {"segments": segs, "segment_s": self.segment_s,
+                                   "pooling": "reference-energy-weighted mean of the segments' errors"},
+                           pair=pair, provenance={"method": method, **prov},
+                           warnings=warn + [f"long input: localised in {self.segment_s:.0f} s segments"])
 
     def score(self, pair, maps: bool = False) -> MetricResult:
         from ..localize import compare_localization
@@ -87,15 +91,29 @@ class Localization(Metric):
             items.append(c.to_dict())
             if c.note:
                 warn.append(c.note)
-        score = np.asarray(scores, dtype=np.float64) if pair.batched else float(scores[0])
+        score = np.asarray(scores, dtype=np.float64)
         values = {"error_deg": [it["error_deg"] for it in items] if pair.batched else items[0]["error_deg"],
                   "reference_directions": [it["reference"]["sources"] for it in items] if pair.batched
                   else items[0]["reference"]["sources"],
                   "degraded_directions": [(it["degraded"] or {}).get("sources") for it in items] if pair.batched
                   else (items[0]["degraded"] or {}).get("sources")}
         method = items[0]["reference"]["method"]
-        return MetricResult(name=self.name, score=score, version=self.version, unit="deg", higher_is_better=False,
-                            score_range=self.score_range, values=values,
-                            provenance={"method": method, "sample_rate": pair.sample_rate_used,
-                                        **items[0]["reference"].get("provenance", {})},
-                            warnings=warn)
+        return self.result(score, values, pair=pair, warnings=warn,
+                           provenance={"method": method, **items[0]["reference"].get("provenance", {})})
+
+    def forward(self, ref: torch.Tensor, deg: torch.Tensor) -> dict:
+        """``(B, C, T)`` at 48 kHz (2 channels: binaural, else ambisonics ACN/SN3D) -> ``{"score":
+        (B,)}`` mean angular error in degrees (not differentiable: directions are found by
+        search)."""
+        from ..localize import compare_localization
+
+        self.check_tensors(ref, deg)
+        fmt = "binaural" if ref.shape[-2] == 2 else "ambisonics"
+        out = []
+        for r, d in zip(ref.detach().cpu().numpy(), deg.detach().cpu().numpy()):
+            try:
+                c = compare_localization(r, d, self.sample_rate, fmt, n_sources=self.n_sources, weights=self.weights)
+            except SpaqInputError as e:
+                raise MetricUnavailable(f"localization: {e}") from None
+            out.append(c.mean_error_deg)
+        return {"score": torch.tensor(out, dtype=torch.float64)}

@@ -1,284 +1,34 @@
 """spaq's own global quality metric (``quality``): binaural and ambisonics, 0..100.
 
-Functional core (pure functions on tensors, differentiable where the maths allows):
-
-* :func:`quality_maps` -- per-bin distortion maps from the shared auditory front-end
-  (:class:`~spaq.auditory.frontend.AuditoryFrontEnd`, 29 gammatone bands x 40 ms frames,
-  computed once for reference and degraded, ears of both in one pass);
-* :func:`pool_features` -- length-normalised pooling: the mean over the audible bins of
-  each map (never a sum over frames), so scores do not depend on duration;
-* :class:`spaq.models.quality.QualityMapping` -- non-negative weights and a log-logistic
-  mapping to 0..100 (100 for identical signals).
-
-What is compared (ambisonics are decoded to the ears with the MagLS decoder of the default
-KU100 HRTF, the same one the ``cues`` metric uses, so both formats share one scale):
-
-* timbral, on each ear: sensation level (dB above the ISO 389-7 threshold floor, 100 dB SPL
-  at digital full scale) of the gammatone envelope per band and frame: energy the degraded
-  signal *adds* (``added_db``) and *misses* (``missing_db``), and the loss of coherence
-  between reference and degraded band signals (``incoherence``: fine structure below
-  1.3 kHz, envelope above) -- ViSQOL/NSIM-like structure on spaq's own representation;
-* spatial: change of ILD (dB), of interaural coherence magnitude and of interaural phase
-  (``d_ipd``, weighted by both coherences); for ambisonics also first-order directiveness
-  and the shift of the intensity direction per band and frame (``d_direction``, weighted
-  by the reference directiveness; 1 = 180 degrees).
-
-Playback level: an overall gain difference between degraded and reference is treated as a
-volume setting and compensated before comparison (energy match of both ears, or of W for
-ambisonics, limited to +-20 dB; reported as ``gain_compensation_db``); absolute level
-matters only through the hearing threshold, assuming digital full scale = 100 dB SPL.
+The functional core is :mod:`spaq.metrics.functional.quality` (distortion maps from the
+shared auditory front-end, length-normalised pooling) and
+:class:`spaq.models.quality.QualityMapping` (non-negative weights and a log-logistic mapping
+to 0..100, 100 for identical signals); this class owns the shipped parameters and the
+decoder. Ambisonics are decoded to the ears with the MagLS decoder of the default KU100 HRTF
+(:mod:`spaq.spatial.decoders`), the one the ``cues`` metric uses, so both formats share one
+scale. An overall gain difference is compensated as a volume setting (within +-20 dB).
 """
 from __future__ import annotations
 
 import json
-import math
 from functools import lru_cache
 
 import numpy as np
 import torch
 
-from ..auditory.binaural_cues import frame
 from ..auditory.frontend import AuditoryFrontEnd
+from ..auditory.streaming import SegmentReader
 from ..errors import SpaqError
-from ..models.quality import SPATIAL_FEATURES, TIMBRAL_FEATURES, QualityMapping
-from .base import Metric, MetricResult, register
-from .qastanet_core import FrameCollector, SegmentReader, chunk_plan, ear_spectrum
+from ..models.quality import QualityMapping
+from ..spatial.decoders import DEFAULT_DECODER, hrtf_decoder
+from .base import Metric, MetricResult
+from .functional.quality import (MAX_GAIN_DB, _nanmean, distortion_maps, gain_match, pool_features,
+                                 quality_features, quality_maps, quality_maps_streamed)
 
-__all__ = ["quality_maps", "pool_features", "quality_features", "gain_match", "load_quality_params",
-           "Quality", "MAX_GAIN_DB"]
-
-MAX_GAIN_DB = 20.0
-TIMBRAL_MAPS = TIMBRAL_FEATURES  # (B, 2 ears, F, nf)
-SPATIAL_MAPS = SPATIAL_FEATURES  # (B, F, nf)
+__all__ = ["Quality", "load_quality_params", "quality_maps", "pool_features", "quality_features", "gain_match",
+           "MAX_GAIN_DB"]
 
 
-def _gain_db(er: torch.Tensor, ed: torch.Tensor) -> torch.Tensor:
-    """Gain (dB) that brings energy ``ed`` to ``er``, within +-``MAX_GAIN_DB``; 0 dB if either is 0."""
-    ok = (ed > 0) & (er > 0)
-    g_db = torch.where(ok, 10 * torch.log10(torch.where(ok, er / torch.where(ok, ed, torch.ones_like(ed)),
-                                                        torch.ones_like(er))), torch.zeros_like(er))
-    return torch.clamp(g_db, -MAX_GAIN_DB, MAX_GAIN_DB)
-
-
-def _matched_energy(x: torch.Tensor, ambisonic: bool) -> torch.Tensor:
-    """Energy ``(B,)`` the gain match compares: both ears, or W for ambisonics."""
-    x = x[:, :1] if ambisonic else x
-    return torch.sum(x.to(torch.float64) ** 2, dim=(-2, -1))
-
-
-def gain_match(ref: torch.Tensor, deg: torch.Tensor, ambisonic: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Scale ``deg (B, C, T)`` so that its energy (both channels, or W for ambisonics) equals
-    the reference's, within +-``MAX_GAIN_DB``. Returns ``(scaled deg, gain_db (B,))``; a silent
-    degraded signal is left as it is (gain 0 dB)."""
-    g_db = _gain_db(_matched_energy(ref, ambisonic), _matched_energy(deg, ambisonic))
-    return deg * (10 ** (g_db / 20)).to(deg.dtype).view(-1, 1, 1), g_db
-
-
-def _band_cues(x: torch.Tensor, frontend: AuditoryFrontEnd, decoder: torch.Tensor | None, n_min: int = 0) -> dict:
-    """One pass of the shared front-end (its gammatone responses, band groups, decimation and
-    envelope low-pass) over reference and degraded ears ``x (B, 2, C, T)``.
-    Returns ``p_ear (B, 2 sig, 2 ears, F, nf)`` (envelope power, unfloored), ``ic`` interaural
-    coherence ``(B, 2 sig, F, nf)`` and ``xc`` reference-degraded coherence ``(B, 2 ears, F, nf)``
-    (complex, NaN where a power is 0)."""
-    t = x.shape[-1]
-    spec = ear_spectrum(x, frontend, decoder, n_min)
-    fc = frontend.center_frequencies_hz
-    out = []
-    for bands, decim, band, env in frontend.bands(spec, t):  # band, env: (B, S, E, G, T')
-        fl = frontend.frame_len // decim
-        # coherence signal as in the front-end's binaural cues: fine structure below the MSO
-        # roll-off, complex envelope above
-        fine = (fc[bands] < frontend.mso_rolloff_hz).view(-1, 1).to(band.device)
-        z = frame(torch.where(fine, band, env), fl)  # (B, S, E, G, nf, fl)
-        pz = torch.mean(z.real ** 2 + z.imag ** 2, dim=-1).to(torch.float64)  # (B, S, E, G, nf)
-        x_ia = torch.mean(z[:, :, 0] * torch.conj(z[:, :, 1]), dim=-1).to(torch.complex128)
-        x_rd = torch.mean(z[:, 0] * torch.conj(z[:, 1]), dim=-1).to(torch.complex128)
-        a = frame(env.real, fl).mean(dim=-1).to(torch.float64) / math.sqrt(2.0)
-        out.append({"p_ear": a ** 2 / 2, "ic": _normalise(x_ia, pz[:, :, 0], pz[:, :, 1]),
-                    "xc": _normalise(x_rd, pz[:, 0], pz[:, 1])})
-    return {k: torch.cat([o[k] for o in out], dim=-2) for k in out[0]}
-
-
-def _normalise(cross: torch.Tensor, pa: torch.Tensor, pb: torch.Tensor) -> torch.Tensor:
-    """Complex coherence ``cross / sqrt(pa pb)``, NaN where a power is 0 (safe gradients)."""
-    den = pa * pb
-    ok = den > 0
-    coh = cross / torch.sqrt(torch.where(ok, den, torch.ones_like(den)))
-    return torch.where(ok, coh, torch.full_like(coh, float("nan")))
-
-
-def _intensity(hoa: torch.Tensor, frontend: AuditoryFrontEnd) -> torch.Tensor:
-    """First-order active intensity per ERB band and frame: ``(..., C>=4, T)`` -> ``(..., 3, F, nf)``
-    (same STFT frames and band grouping as the front-end's directiveness)."""
-    win = frontend.dir_window
-    L = win.shape[0]
-    lead = hoa.shape[:-2]
-    x = hoa[..., :4, :].reshape(-1, hoa.shape[-1]).to(torch.float64)
-    spec = torch.stft(x, n_fft=L, hop_length=L, win_length=L, window=win.to(x.device), center=False,
-                      return_complex=True) / L
-    spec = spec.reshape(*lead, 4, spec.shape[-2], spec.shape[-1])
-    inten = torch.real(spec[..., :1, :, :].conj() * spec[..., 1:4, :, :]) * math.sqrt(3 / 2)
-    return torch.einsum("kf,...fl->...kl", frontend.dir_grouping.to(inten.dtype).to(inten.device), inten)
-
-
-def quality_maps(ref: torch.Tensor, deg: torch.Tensor, frontend: AuditoryFrontEnd,
-                 decoder: torch.Tensor | None = None, chunk_frames: int | None = 250,
-                 context_frames: int = 25, compensate_gain: bool = True) -> dict:
-    """Per-bin distortion maps of ``deg`` against ``ref``, both ``(B, C, T)`` at the front-end's
-    rate: binaural (C = 2, ``decoder=None``) or ambisonics ACN/SN3D (C >= 4, ``decoder`` the
-    ``(2, C_dec, L)`` binaural decoder).
-
-    Returns dict of float64 tensors, NaN where a bin does not count:
-    ``added_db``, ``missing_db``, ``incoherence`` ``(B, 2, F, nf)`` (per ear; bins where
-    reference or degraded is audible); ``d_ild_db``, ``d_ic``, ``d_ipd`` and, for ambisonics,
-    ``d_directiveness``, ``d_direction`` ``(B, F, nf)`` (bins where the reference is audible);
-    ``gain_db`` ``(B,)`` (the compensation applied to ``deg``).
-    Long signals are processed in chunks of ``chunk_frames`` (with context) so memory is
-    bounded; the directiveness smoothing state is carried exactly.
-    """
-    if isinstance(ref, SegmentReader):  # long signals read chunk by chunk
-        reader = ref
-        r0, _ = reader.read(0, 1)
-        n_ch, n_samples = r0.shape[-2], reader.n_samples
-    else:
-        if ref.shape != deg.shape or ref.dim() != 3:
-            raise ValueError(f"ref and deg must have the same (B, C, T) shape, got {tuple(ref.shape)}, {tuple(deg.shape)}")
-        reader = SegmentReader.from_tensors(ref, deg)  # float64 chunk by chunk
-        n_ch, n_samples = ref.shape[-2], ref.shape[-1]
-    ambi = decoder is not None
-    if ambi and n_ch < 4:
-        raise ValueError("ambisonic input needs at least 4 channels (first order)")
-    if not ambi and n_ch != 2:
-        raise ValueError("binaural input must have 2 channels (left, right)")
-    fl = frontend.frame_len
-    plan = chunk_plan(n_samples, fl, chunk_frames, context_frames)
-    if not compensate_gain:
-        gain_db = None
-    elif len(plan) == 1:  # whole signal: differentiable through the gain
-        r, d = reader.read(0, n_samples)
-        gain_db = _gain_db(_matched_energy(r, ambi), _matched_energy(d, ambi))
-    else:  # a first pass accumulates the energies block by block
-        er = ed = 0
-        step = chunk_frames * fl
-        for a in range(0, n_samples, step):
-            r, d = reader.read(a, min(n_samples, a + step))
-            er, ed = er + _matched_energy(r, ambi), ed + _matched_energy(d, ambi)
-        gain_db = _gain_db(er, ed)
-    state = None
-    longest = max(b - a for a, b, _, _ in plan)  # every chunk's spectra get the same length
-    parts = FrameCollector(plan)
-    for a, b, k0, k1 in plan:
-        r, d = reader.read(a, b)
-        # (B, 2, C, n) filled in place, in the front-end's spectrum dtype (float64 in exact mode,
-        # float32 in fast mode, whose spectra are float32 anyway): no copies of r and d besides x
-        x = r.new_empty((r.shape[0], 2) + tuple(r.shape[1:]), dtype=frontend.spectrum_dtype)
-        x[:, 0] = r
-        x[:, 1] = d if gain_db is None else d * (10 ** (gain_db / 20)).to(x.dtype).view(-1, 1, 1)
-        del r, d
-        c = {k: v[..., k0:k1] for k, v in _band_cues(x, frontend, decoder, longest).items()}
-        if ambi:
-            seg = x[..., k0 * fl:k1 * fl]
-            c["dir"], state = frontend.directiveness(seg, state=state, return_state=True)
-            c["inten"] = _intensity(seg, frontend)
-        parts.add(c)
-        del c
-    c = parts.result()
-    if gain_db is None:
-        gain_db = torch.zeros(c["p_ear"].shape[0], dtype=torch.float64, device=c["p_ear"].device)
-    return _maps_from_cues(c, frontend.power_floor.to(gain_db.device), gain_db)
-
-
-def _maps_from_cues(c: dict, floor: torch.Tensor, gain_db: torch.Tensor) -> dict:
-    nan = torch.tensor(float("nan"), dtype=torch.float64, device=floor.device)
-    fl = floor.view(-1, 1).to(torch.float64)
-    p = c["p_ear"]  # (B, S, E, F, nf)
-    audible = p > fl
-    sl = 10 * torch.log10(torch.maximum(p, fl) / fl)  # sensation level, dB >= 0
-    sl_r, sl_d = sl[:, 0], sl[:, 1]
-    aud_r, aud_d = audible[:, 0], audible[:, 1]
-    active = aud_r | aud_d
-    diff = sl_d - sl_r
-    rho = torch.nan_to_num(torch.abs(c["xc"]).to(torch.float64), nan=0.0).clamp(0, 1)
-    incoh = torch.where(aud_r & aud_d, 1 - rho, torch.ones_like(rho))
-    out = {
-        "added_db": torch.where(active, torch.clamp(diff, min=0), nan),
-        "missing_db": torch.where(active, torch.clamp(-diff, min=0), nan),
-        "incoherence": torch.where(active, incoh, nan),
-    }
-    # interaural cues; the reference's image counts where any of its ears is audible
-    ref_on = aud_r.any(dim=1)
-    ild = sl[:, :, 0] - sl[:, :, 1]  # (B, S, F, nf), floored ears
-    ic = c["ic"]
-    ic_ok = torch.isfinite(ic.real) & audible.any(dim=2)
-    ic0 = torch.where(ic_ok, ic, torch.zeros_like(ic))
-    mag = torch.abs(ic0).to(torch.float64)
-    ipd = torch.angle(ic0[:, 1] * torch.conj(ic0[:, 0])).abs().to(torch.float64) / math.pi
-    out["d_ild_db"] = torch.where(ref_on, torch.abs(ild[:, 1] - ild[:, 0]), nan)
-    out["d_ic"] = torch.where(ref_on, torch.abs(mag[:, 1] - mag[:, 0]), nan)
-    out["d_ipd"] = torch.where(ref_on, ipd * mag[:, 0] * mag[:, 1], nan)
-    if "dir" in c:
-        d = c["dir"]
-        d_ok = ref_on & torch.isfinite(d[:, 0])
-        dd = torch.nan_to_num(d[:, 1], nan=0.0) - torch.nan_to_num(d[:, 0], nan=0.0)
-        out["d_directiveness"] = torch.where(d_ok, torch.abs(dd), nan)
-        i_r, i_d = c["inten"][:, 0], c["inten"][:, 1]  # (B, 3, F, nf)
-        nr = torch.linalg.vector_norm(i_r, dim=1)
-        nd = torch.linalg.vector_norm(i_d, dim=1)
-        both = (nr > 0) & (nd > 0)
-        cosang = torch.sum(i_r * i_d, dim=1) / torch.where(both, nr * nd, torch.ones_like(nr))
-        ang = torch.where(both, torch.arccos(cosang.clamp(-1 + 1e-12, 1 - 1e-12)) / math.pi,
-                          torch.where(nr > 0, torch.full_like(nr, 0.5), torch.zeros_like(nr)))
-        ang = torch.where(both & (cosang >= 1 - 1e-12), torch.zeros_like(ang), ang)
-        out["d_direction"] = torch.where(d_ok, ang * torch.nan_to_num(d[:, 0], nan=0.0), nan)
-    out["gain_db"] = gain_db
-    return out
-
-
-def _nanmean(x: torch.Tensor, dims) -> torch.Tensor:
-    ok = torch.isfinite(x)
-    n = ok.sum(dim=dims)
-    s = torch.where(ok, x, torch.zeros_like(x)).sum(dim=dims)
-    return torch.where(n > 0, s / n.clamp(min=1), torch.zeros_like(s))
-
-
-def pool_features(maps: dict) -> dict:
-    """Length-normalised pooling: mean of each map over its counted bins (ears, bands,
-    frames) -> dict of ``(B,)`` (0 where no bin counts). A sum over frames never occurs, so
-    a stationary signal and its first half give the same features."""
-    out = {}
-    for k in TIMBRAL_MAPS:
-        out[k] = _nanmean(maps[k], (1, 2, 3))
-    for k in SPATIAL_MAPS:
-        if k in maps:
-            out[k] = _nanmean(maps[k], (1, 2))
-    return out
-
-
-def distortion_maps(maps: dict, model: QualityMapping) -> dict:
-    """Weighted per-bin maps ``(B, F, nf)`` whose bin means (over counted bins) make the
-    timbral and spatial distortions: ``timbral`` (ears averaged) and ``spatial``."""
-    w = torch.exp(model.log_w.detach())
-    v = torch.exp(model.log_v.detach())
-    t = sum(w[i] * _nanmean(maps[k], (1,)) for i, k in enumerate(TIMBRAL_MAPS))
-    s = None
-    for j, k in enumerate(SPATIAL_MAPS):
-        if k in maps:
-            term = v[j] * torch.nan_to_num(maps[k], nan=0.0)
-            s = term if s is None else s + term
-    valid = torch.isfinite(maps["d_ild_db"])
-    s = torch.where(valid, s, torch.full_like(s, float("nan")))
-    return {"timbral_distortion": t, "spatial_distortion": s}
-
-
-def quality_features(ref, deg, frontend, decoder=None, chunk_frames=250) -> dict:
-    """:func:`quality_maps` then :func:`pool_features`, plus ``gain_db``."""
-    m = quality_maps(ref, deg, frontend, decoder, chunk_frames)
-    f = pool_features(m)
-    f["gain_db"] = m["gain_db"]
-    return f
-
-
-# ------------------------------------------------------------------------- weights
 @lru_cache(maxsize=4)
 def _params_cached(path: str, sha: str) -> dict:
     with open(path, encoding="utf-8") as f:
@@ -296,18 +46,23 @@ def load_quality_params(path=None) -> tuple[dict, str, str]:
         raise SpaqError(f"cannot read quality parameters {w.path}: {e}") from None
 
 
-@register("quality", "spaq's global quality model 0..100 (binaural and ambisonics): timbral and spatial "
-                     "sub-scores, calibrated on MUSHRA ratings and synthetic corpora; shipped parameters")
 class Quality(Metric):
     name = "quality"
     version = "1.0"
-    description = "spaq's own global quality (0..100, 100 = identical)"
+    description = ("spaq's global quality model 0..100 (binaural and ambisonics; 100 = identical): timbral and "
+                   "spatial sub-scores, calibrated on MUSHRA ratings and synthetic corpora; shipped parameters")
     unit = "MUSHRA-like 0..100"
     higher_is_better = True
+    score_range = (0.0, 100.0)
+    best_value = 100.0
+    sample_rate = 48000
+    formats = ("binaural", "ambisonics")
     differentiable = True
     needs_weights = False  # shipped inside the package
-    score_range = (0.0, 100.0)
-    formats = ("binaural", "ambisonics")
+    streamable = True
+    min_duration_s = 0.2
+    default_rank = 1
+    reading = "0..100, higher is better (MUSHRA-like: 100 = identical, 80+ good, below 40 poor)"
 
     def __init__(self, device: str = "cpu", chunk_s: float = 10.0, params=None, checkpoint=None, offline=None,
                  fast: bool = True):
@@ -330,18 +85,22 @@ class Quality(Metric):
         except (KeyError, ValueError) as e:
             raise SpaqError(f"quality parameters are malformed: {e}") from None
 
-    def features(self, ref, deg, order: int | None = None) -> tuple[dict, dict]:
-        """Functional entry: ``(B, C, T)`` at 48 kHz -> (maps, pooled features). ``ref`` may be a
-        :class:`~spaq.metrics.qastanet_core.SegmentReader` (``deg`` None; ``order`` None for binaural)."""
-        from .cues import inputs_and_decoder
+    def decoder(self, order: int | None) -> torch.Tensor | None:
+        return None if order is None else hrtf_decoder(order, self.sample_rate).to(self.device)
 
-        ref, deg, decoder = inputs_and_decoder(ref, deg, order, self.sample_rate, self.device)
-        m = quality_maps(ref, deg, self.frontend, decoder, self.chunk_frames)
+    def features(self, ref: torch.Tensor, deg: torch.Tensor) -> tuple[dict, dict]:
+        """``(B, C, T)`` at 48 kHz (2 channels: binaural, else ambisonics) -> (maps, pooled features)."""
+        self.check_tensors(ref, deg)
+        c = ref.shape[-2]
+        order = None if c == 2 else int(round(c ** 0.5)) - 1
+        m = quality_maps(ref.to(self.device), deg.to(self.device), self.frontend, self.decoder(order),
+                         self.chunk_frames)
         return m, pool_features(m)
 
-    def score_tensors(self, ref: torch.Tensor, deg: torch.Tensor, order: int | None = None) -> dict:
-        """``(B, C, T)`` -> dict of ``(B,)`` tensors (score, sub-scores, distortions, features)."""
-        m, f = self.features(ref, deg, order)
+    def forward(self, ref: torch.Tensor, deg: torch.Tensor) -> dict:
+        """``(B, C, T)`` -> dict of ``(B,)`` tensors (score, sub-scores, distortions, features),
+        differentiable."""
+        m, f = self.features(ref, deg)
         out = self.model(f)
         out.update(f)
         out["gain_compensation_db"] = m["gain_db"]
@@ -351,35 +110,26 @@ class Quality(Metric):
         self.check_format(pair)
         order = pair.format.order if pair.format.is_ambisonics else None
         with torch.no_grad():
-            m, f = self.features(SegmentReader.from_pair(pair, self.device), None, order)  # in memory or streamed
+            reader = SegmentReader.from_pair(pair, self.device)  # in memory or streamed
+            m = quality_maps_streamed(reader, self.frontend, self.decoder(order), self.chunk_frames)
+            f = pool_features(m)
             out = self.model(f)
             dmaps = distortion_maps(m, self.model) if maps else None
-        vals = {k: out[k].cpu().numpy() for k in ("timbral_score", "spatial_score", "timbral_distortion",
-                                                     "spatial_distortion")}
-        vals["score_0_1"] = out["score"].cpu().numpy() / 100.0
-        for k, v in f.items():
-            vals[k] = v.cpu().numpy()
-        vals["gain_compensation_db"] = m["gain_db"].cpu().numpy()
-        score = out["score"].cpu().numpy()
+        vals = {k: out[k] for k in ("timbral_score", "spatial_score", "timbral_distortion", "spatial_distortion")}
+        vals["score_0_1"] = out["score"] / 100.0
+        vals.update(f)
+        vals["gain_compensation_db"] = m["gain_db"]
         warn = []
-        if np.any(np.abs(vals["gain_compensation_db"]) >= MAX_GAIN_DB):
+        if np.any(np.abs(m["gain_db"].cpu().numpy()) >= MAX_GAIN_DB):
             warn.append(f"degraded and reference levels differ by {MAX_GAIN_DB:.0f} dB or more: only "
                         f"{MAX_GAIN_DB:.0f} dB were compensated")
-        if not pair.batched:
-            vals = {k: float(v[0]) for k, v in vals.items()}
-            score = float(score[0])
-        res = MetricResult(
-            name=self.name, score=score, version=self.version, unit="0-100", higher_is_better=True,
-            score_range=self.score_range, values=vals,
-            provenance={"sample_rate": self.sample_rate, "mode": "fast" if self.fast else "exact",
-                        "checkpoint_sha256": self.sha256,
-                        "weights_source": self.source,
-                        "binaural_decoder": "MagLS from the default HRTF (KU100)" if pair.format.is_ambisonics else None,
-                        "playback_assumption": "digital full scale = 100 dB SPL; overall gain compensated"},
-            warnings=warn,
-        )
+        keep = None
         if maps:
             keep = {**dmaps, **{k: _nanmean(m[k], (1,)) if m[k].dim() == 4 else m[k]
-                                 for k in ("added_db", "missing_db", "d_ild_db")}}
-            res.maps = {k: (v.cpu().numpy() if pair.batched else v[0].cpu().numpy()) for k, v in keep.items()}
-        return res
+                                for k in ("added_db", "missing_db", "d_ild_db")}}
+        return self.result(
+            out["score"], vals, pair=pair, warnings=warn, maps=keep,
+            provenance={"mode": "fast" if self.fast else "exact", "checkpoint_sha256": self.sha256,
+                        "weights_source": self.source,
+                        "binaural_decoder": DEFAULT_DECODER if pair.format.is_ambisonics else None,
+                        "playback_assumption": "digital full scale = 100 dB SPL; overall gain compensated"})

@@ -10,11 +10,15 @@ the score of an unchanged pair grows with duration. ``pooling="official"`` repro
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["QastanetNet", "NETWORK_KEYS", "FRONTEND_KEYS", "split_official_state_dict"]
+from ..errors import SpaqError
+
+__all__ = ["QastanetNet", "NETWORK_KEYS", "FRONTEND_KEYS", "split_official_state_dict", "apply_official_frontend_buffers",
+           "load_official_checkpoint"]
 
 
 class _SwapPooling(nn.Module):
@@ -90,3 +94,66 @@ def split_official_state_dict(sd: dict) -> tuple[dict, dict]:
             + (f"; unexpected {sorted(extra)[:4]}" if extra else "")
         )
     return {k: sd[k] for k in NETWORK_KEYS}, {k: sd[k] for k in FRONTEND_KEYS}
+
+
+def apply_official_frontend_buffers(frontend, sd: dict) -> None:
+    """Check and take the front-end tables of an official QASTAnet ``state_dict`` into an
+    :class:`~spaq.auditory.frontend.AuditoryFrontEnd`.
+
+    The gammatone FIRs and low-pass FIR it carries are truncations of the same IIR filters
+    spaq applies exactly (checked here to 1e-6); thresholds and directiveness tables are
+    taken as they are."""
+    nb = frontend.n_bands
+    for key, shape in (("gammatone_real", (nb, None)), ("gammatone_imag", (nb, None)),
+                       ("center_frequencies_hz", (nb,)), ("limit_threshold", (nb,)),
+                       ("directiveness.alpha_dif", tuple(frontend.dir_alpha.shape)),
+                       ("directiveness.freq_2_erb_m", tuple(frontend.dir_grouping.shape)),
+                       ("directiveness.stft.window", tuple(frontend.dir_window.shape))):
+        got = tuple(sd[key].shape)
+        if len(got) != len(shape) or any(s is not None and g != s for g, s in zip(got, shape)):
+            raise ValueError(f"checkpoint entry {key} has shape {got}, expected {shape}")
+    if not torch.allclose(sd["center_frequencies_hz"].double(), frontend.center_frequencies_hz, rtol=1e-9):
+        raise ValueError("checkpoint gammatone centre frequencies differ from spaq's")
+    n_taps = sd["gammatone_real"].shape[1]
+    from ..auditory.gammatone import gammatone_fir
+
+    ref = gammatone_fir(frontend.center_frequencies_hz.numpy(), frontend.sample_rate, n_taps)
+    err = max(float(np.abs(sd["gammatone_real"].double().numpy() - ref.real).max()),
+              float(np.abs(sd["gammatone_imag"].double().numpy() - ref.imag).max()))
+    if err > 1e-6:
+        raise ValueError(f"checkpoint gammatone filters differ from the Hohmann filterbank ({err:.2e})")
+    lp = sd["lowpass"].double().numpy()
+    (b0, b1), p = frontend.lp_b, frontend.lp_pole  # impulse response of (b0 + b1 z^-1) / (1 - p z^-1)
+    imp = np.concatenate([[b0], (b1 + b0 * p) * p ** np.arange(len(lp) - 1, dtype=np.float64)])
+    if not np.allclose(lp, imp, atol=1e-9):
+        raise ValueError("checkpoint low-pass filter is not the first-order Butterworth spaq expects")
+    frontend.power_floor = sd["limit_threshold"].double().clone()
+    frontend.dir_alpha = sd["directiveness.alpha_dif"].double().clone()
+    frontend.dir_grouping = sd["directiveness.freq_2_erb_m"].double().clone()
+    frontend.dir_window = sd["directiveness.stft.window"].double().clone()
+
+
+def load_official_checkpoint(path):
+    """Load an official QASTAnet checkpoint (dict with ``state_dict``) with ``weights_only=True``
+    and strict key/shape checks -> (network, front-end, decoder ``(2, 16, 128)`` float64)."""
+    from ..auditory.frontend import AuditoryFrontEnd
+
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for bad files
+        raise SpaqError(f"cannot read QASTAnet checkpoint {path}: {str(e).splitlines()[0][:200]}") from None
+    if not isinstance(ck, dict) or "state_dict" not in ck:
+        raise SpaqError(f"{path} is not a QASTAnet checkpoint (no 'state_dict' entry)")
+    try:
+        net_sd, buffers = split_official_state_dict(ck["state_dict"])
+        net = QastanetNet()
+        net.load_state_dict(net_sd, strict=True)
+        frontend = AuditoryFrontEnd()
+        apply_official_frontend_buffers(frontend, buffers)
+    except (ValueError, RuntimeError) as e:
+        raise SpaqError(f"{path}: {str(e).splitlines()[0][:300]}") from None
+    decoder = buffers["ambi2bin_procs.0.hoa2bin_t"].to(torch.float64)
+    if decoder.ndim != 3 or decoder.shape[0] != 2:
+        raise SpaqError(f"{path}: decoder has shape {tuple(decoder.shape)}, expected (2, C, taps)")
+    net.eval()
+    return net, frontend, decoder
