@@ -32,7 +32,7 @@ def _decoder_cached(order: int, sample_rate: int) -> np.ndarray:
     """MagLS decoder of the default HRTF, cached in memory and in the spaq cache directory
     (keyed by the SOFA file's sha256, order and rate; written atomically)."""
     from ..spatial.hrtf import default_hrtf_path, file_sha256
-    from ..weights import cached_array
+    from ..cache import cached_array
 
     def make():
         from ..spatial.ambisonics import binaural_decoder
