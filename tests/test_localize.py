@@ -9,7 +9,8 @@ import typer
 from typer.testing import CliRunner
 
 from spaq.errors import SpaqError, SpaqInputError
-from spaq.localize import _cluster, localize, plot_localization
+from spaq.localization import localize, plot_localization
+from spaq.localization.localize import _cluster
 from spaq.localize_cli import register
 from spaq.models.bast import BAST, BASTConfig
 from spaq.spatial.angles import great_circle_deg, sph2cart
@@ -161,7 +162,7 @@ def test_cli_train_localizer_csv(tmp_path):
 
 
 def test_compare_localization_ambisonics_two_sources():
-    from spaq.localize import compare_localization
+    from spaq.localization import compare_localization
 
     rng = np.random.default_rng(6)
     n = 2 * FS
@@ -188,7 +189,7 @@ def test_packaged_model_localizes_ku100_noise():
     from scipy.signal import oaconvolve
 
     from spaq.data.sources import pink_noise
-    from spaq.localize import default_weights_path, load_localizer
+    from spaq.localization import default_weights_path, load_localizer
     from spaq.spatial.hrtf import load_hrtf
 
     model, meta = load_localizer()
