@@ -90,6 +90,19 @@ def test_bad_input_one_line_errors(tmp_path, tiny_ckpt):
         localize(rng.standard_normal((2, FS)), FS, weights=other)
 
 
+def test_weights_env_var_overrides_the_packaged_model(tiny_ckpt, monkeypatch):
+    from spaq import weights
+    from spaq.localization import WEIGHTS_ENV, WEIGHTS_NAME
+
+    assert weights.REGISTRY[WEIGHTS_NAME].env_var == WEIGHTS_ENV == "SPAQ_LOCALIZER_WEIGHTS"
+    monkeypatch.setenv(WEIGHTS_ENV, str(tiny_ckpt))
+    r = localize(0.1 * np.random.default_rng(7).standard_normal((2, FS)), FS)
+    assert r.provenance["weights"] == "tiny.pt" and set(r.class_probabilities) == {"a", "b"}
+    monkeypatch.setenv(WEIGHTS_ENV, str(tiny_ckpt.parent / "gone.pt"))
+    with pytest.raises(SpaqError, match="gone.pt does not exist"):
+        localize(0.1 * np.random.default_rng(7).standard_normal((2, FS)), FS)
+
+
 def test_cluster_two_direction_groups():
     rng = np.random.default_rng(3)
     a = sph2cart(30 + rng.normal(0, 2, 40), rng.normal(0, 2, 40))
