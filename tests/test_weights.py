@@ -239,6 +239,9 @@ def test_bast_entry_is_the_packaged_localizer():
     w = weights.resolve("bast_ku100")
     assert (w.source, w.verified) == ("packaged", True) and w.path == default_weights_path()
     assert w.sha256 == spec.sha256 == hashlib.sha256(default_weights_path().read_bytes()).hexdigest()
+    import json
+
+    assert json.loads(default_weights_path().with_suffix(".json").read_text())["sha256"] == spec.sha256  # model card
     with pytest.raises(WeightsNotFoundError) as e:
         weights.fetch("bast_ku100")
     assert "ship inside spaq" in _one_line(e)
