@@ -13,7 +13,7 @@ import time
 import numpy as np
 import torch
 
-from spaq.localize import binaural_window_directions, load_localizer, localize
+from spaq.localization import binaural_window_directions, load_localizer, localize
 
 
 def best_of(fn, repeat=5):

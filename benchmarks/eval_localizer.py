@@ -73,7 +73,7 @@ def evaluate(ckpt, n=400, sets=None, workers=1, seed=12345, log=print, cache_dir
 def evaluate_clips(ckpt, n=200, sets=None, clip_s=2.0, workers=1, seed=54321, log=print):
     """Whole-clip evaluation: ``clip_s`` s scenes localised with :func:`spaq.localize.localize`
     (energy-weighted mean over its non-overlapping windows)."""
-    from spaq.localize import localize
+    from spaq.localization import localize
 
     model, meta = load_checkpoint(ckpt)
     cfg = model.cfg

@@ -9,7 +9,8 @@ import typer
 from typer.testing import CliRunner
 
 from spaq.errors import SpaqError, SpaqInputError
-from spaq.localize import _cluster, localize, plot_localization
+from spaq.localization import localize, plot_localization
+from spaq.localization.localize import _cluster
 from spaq.localize_cli import register
 from spaq.models.bast import BAST, BASTConfig
 from spaq.spatial.angles import great_circle_deg, sph2cart
@@ -89,6 +90,19 @@ def test_bad_input_one_line_errors(tmp_path, tiny_ckpt):
         localize(rng.standard_normal((2, FS)), FS, weights=other)
 
 
+def test_weights_env_var_overrides_the_packaged_model(tiny_ckpt, monkeypatch):
+    from spaq import weights
+    from spaq.localization import WEIGHTS_ENV, WEIGHTS_NAME
+
+    assert weights.REGISTRY[WEIGHTS_NAME].env_var == WEIGHTS_ENV == "SPAQ_LOCALIZER_WEIGHTS"
+    monkeypatch.setenv(WEIGHTS_ENV, str(tiny_ckpt))
+    r = localize(0.1 * np.random.default_rng(7).standard_normal((2, FS)), FS)
+    assert r.provenance["weights"] == "tiny.pt" and set(r.class_probabilities) == {"a", "b"}
+    monkeypatch.setenv(WEIGHTS_ENV, str(tiny_ckpt.parent / "gone.pt"))
+    with pytest.raises(SpaqError, match="gone.pt does not exist"):
+        localize(0.1 * np.random.default_rng(7).standard_normal((2, FS)), FS)
+
+
 def test_cluster_two_direction_groups():
     rng = np.random.default_rng(3)
     a = sph2cart(30 + rng.normal(0, 2, 40), rng.normal(0, 2, 40))
@@ -161,7 +175,7 @@ def test_cli_train_localizer_csv(tmp_path):
 
 
 def test_compare_localization_ambisonics_two_sources():
-    from spaq.localize import compare_localization
+    from spaq.localization import compare_localization
 
     rng = np.random.default_rng(6)
     n = 2 * FS
@@ -188,7 +202,7 @@ def test_packaged_model_localizes_ku100_noise():
     from scipy.signal import oaconvolve
 
     from spaq.data.sources import pink_noise
-    from spaq.localize import default_weights_path, load_localizer
+    from spaq.localization import default_weights_path, load_localizer
     from spaq.spatial.hrtf import load_hrtf
 
     model, meta = load_localizer()

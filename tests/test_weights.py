@@ -1,4 +1,5 @@
-"""Checkpoint resolution (explicit path, env var, cache, download) and sha256-checked fetching.
+"""Checkpoint resolution (explicit path, env var, packaged, cache; download only when asked)
+and sha256-checked fetching.
 
 No network: downloads use ``file://`` URLs of local files, with the registry entry replaced
 (``dataclasses.replace``) on a copy of ``weights.REGISTRY``.
@@ -165,16 +166,93 @@ def test_official_copy_fetched_from_file_url(official_ckpt, tmp_path, monkeypatc
     assert w.source == "cache" and w.path == dest and w.sha256 == OFFICIAL_SHA and w.verified
 
 
-def test_resolve_downloads_when_online(payload, monkeypatch, _isolated):
+def test_resolve_never_downloads_unless_asked(payload, monkeypatch, _isolated):
     src, url, sha = payload
     spec = _patch_registry(monkeypatch, sha256=sha, url=url)
     monkeypatch.delenv("SPAQ_OFFLINE")
-    w = weights.resolve("qastanet")
+    # online, a reachable URL, an empty cache: still no download without download=True
+    with pytest.raises(WeightsNotFoundError) as e:
+        weights.resolve("qastanet")
+    msg = _one_line(e)
+    assert "spaq weights fetch qastanet" in msg and "--url file:///" in msg and ENV in msg and "--checkpoint" in msg
+    assert not (_isolated / spec.filename).exists()
+    w = weights.resolve("qastanet", download=True)  # asked explicitly
     assert w.source == "download" and w.verified and w.path == _isolated / spec.filename
     assert weights.sha256_file(w.path) == sha
     # the second time it comes from the cache, even with downloads forbidden
     w2 = weights.resolve("qastanet", offline=True)
     assert w2.source == "cache" and w2.path == w.path
+
+
+def test_fetched_file_gets_umask_permissions(payload, monkeypatch, _isolated):
+    import os
+    import stat
+
+    _, url, sha = payload
+    _patch_registry(monkeypatch, sha256=sha, url=None)
+    old = os.umask(0o022)
+    try:
+        dest = weights.fetch("qastanet", url=url)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(dest.stat().st_mode) == 0o644  # 0o666 & ~0o022, not mkstemp's 0o600
+
+
+def test_fetch_failure_is_remembered_in_process(tmp_path, monkeypatch, _isolated):
+    _patch_registry(monkeypatch, sha256="0" * 64)
+    url = (tmp_path / "later.pth").as_uri()
+    with pytest.raises(WeightsNotFoundError) as e:
+        weights.fetch("qastanet", url=url)
+    assert "not retried" not in _one_line(e)
+    (tmp_path / "later.pth").write_bytes(b"x")  # would now be readable: the process does not try again
+    opened = []
+    monkeypatch.setattr(weights.urllib.request, "urlopen", lambda *a, **k: opened.append(a) or 1 / 0)
+    with pytest.raises(WeightsNotFoundError) as e:
+        weights.fetch("qastanet", url=url)
+    assert "not retried in this process" in _one_line(e) and opened == []
+
+
+def test_fetch_timeout_is_short_and_says_so(monkeypatch, _isolated):
+    import socket
+
+    _patch_registry(monkeypatch, sha256="0" * 64)
+    seen = {}
+
+    def hang(url, timeout):
+        seen["timeout"] = timeout
+        raise socket.timeout("timed out")
+
+    monkeypatch.setattr(weights.urllib.request, "urlopen", hang)
+    with pytest.raises(WeightsNotFoundError) as e:
+        weights.fetch("qastanet", url="https://example.invalid/timeout-test/model_weights.pth.tar")
+    msg = _one_line(e)
+    assert seen["timeout"] == weights.FETCH_TIMEOUT_S <= 30
+    assert f"no answer within {weights.FETCH_TIMEOUT_S:g} s" in msg and "--url file:///" in msg
+    assert list(_isolated.iterdir()) == []
+
+
+def test_bast_entry_is_the_packaged_localizer():
+    from spaq.localization import default_weights_path
+
+    spec = weights.REGISTRY["bast_ku100"]
+    assert spec.env_var == "SPAQ_LOCALIZER_WEIGHTS" and spec.url is None
+    w = weights.resolve("bast_ku100")
+    assert (w.source, w.verified) == ("packaged", True) and w.path == default_weights_path()
+    assert w.sha256 == spec.sha256 == hashlib.sha256(default_weights_path().read_bytes()).hexdigest()
+    import json
+
+    assert json.loads(default_weights_path().with_suffix(".json").read_text())["sha256"] == spec.sha256  # model card
+    with pytest.raises(WeightsNotFoundError) as e:
+        weights.fetch("bast_ku100")
+    assert "ship inside spaq" in _one_line(e)
+
+
+def test_version_lists_the_localizer(capsys):
+    import json
+
+    assert main(["version", "--json"]) == 0
+    c = json.loads(capsys.readouterr().out)["checkpoints"]["bast_ku100"]
+    assert c["official"] is True and c["sha256"] == weights.REGISTRY["bast_ku100"].sha256
 
 
 def test_fetch_wrong_sha_leaves_nothing(payload, monkeypatch, _isolated):
@@ -207,9 +285,9 @@ def test_corrupt_cached_file_is_not_used(payload, monkeypatch, _isolated):
     with pytest.raises(WeightsNotFoundError) as e:  # offline: the bad file is not accepted
         weights.resolve("qastanet")
     assert "spaq weights fetch" in _one_line(e)
-    # online: it is replaced by a good download
+    # online and asked to download: it is replaced by a good download
     monkeypatch.delenv("SPAQ_OFFLINE")
-    w = weights.resolve("qastanet")
+    w = weights.resolve("qastanet", download=True)
     assert w.source == "download" and w.path == cached and weights.sha256_file(cached) == sha
     assert sorted(p.name for p in _isolated.iterdir()) == [spec.filename]
 
@@ -255,7 +333,7 @@ def test_cli_weights_fetch_bad_sha(payload, monkeypatch, capsys, _isolated):
 def test_cached_array_writes_reads_and_rechecks(tmp_path, monkeypatch):
     import numpy as np
 
-    from spaq.weights import cached_array
+    from spaq.cache import cached_array
 
     monkeypatch.setenv("SPAQ_CACHE_DIR", str(tmp_path))
     calls = []
@@ -273,12 +351,26 @@ def test_cached_array_writes_reads_and_rechecks(tmp_path, monkeypatch):
     (tmp_path / "sub" / "table_v1.npy").write_bytes(b"not a npy file")
     assert np.array_equal(cached_array("sub/table_v1", make), a) and len(calls) == 3
     assert not [p for p in (tmp_path / "sub").iterdir() if p.name != "table_v1.npy"]  # no temp files left
-    # an unwritable cache only costs time (mkstemp failing stands in for a read-only folder)
-    import spaq.weights as W
-
-    def no_write(*a, **k):
-        raise PermissionError("read-only")
-
-    monkeypatch.setattr(W.tempfile, "mkstemp", no_write)
+    # an unwritable cache only costs time (its folder is a file here)
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_bytes(b"")
+    monkeypatch.setenv("SPAQ_CACHE_DIR", str(blocker))
     assert np.array_equal(cached_array("elsewhere/t", make), a) and len(calls) == 4
-    assert not (tmp_path / "elsewhere" / "t.npy").exists()
+    assert not (blocker / "elsewhere" / "t.npy").exists()
+
+
+def test_cached_array_file_gets_umask_permissions(tmp_path, monkeypatch):
+    import os
+    import stat
+
+    import numpy as np
+
+    from spaq.cache import cached_array
+
+    monkeypatch.setenv("SPAQ_CACHE_DIR", str(tmp_path))
+    old = os.umask(0o022)
+    try:
+        cached_array("perm/t", lambda: np.zeros(3))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "perm" / "t.npy").stat().st_mode) == 0o644

@@ -12,8 +12,8 @@ from .metrics import MetricResult, list_metrics, load_metric  # noqa: E402
 
 
 def localize(*args, **kwargs):
-    """Directions of arrival; see :func:`spaq.localize.localize`."""
-    from .localize import localize as _localize
+    """Directions of arrival; see :func:`spaq.localization.localize`."""
+    from .localization import localize as _localize
 
     return _localize(*args, **kwargs)
 

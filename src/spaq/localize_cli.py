@@ -52,7 +52,7 @@ def register(app: typer.Typer) -> None:
         weights: Optional[Path] = typer.Option(None, "--weights", help="Localizer checkpoint (binaural); default: the packaged one."),
     ):
         """Direction(s) of the source(s) in FILE, with confidence (and a trajectory with --frames)."""
-        from .localize import localize, plot_localization
+        from .localization import localize, plot_localization
 
         res = localize(file, format=format, n_sources=n_sources, weights=weights)
         if plot is not None:

@@ -1,28 +1,34 @@
-"""Checkpoint registry: name -> download URL, sha256, cache, offline override.
+"""Checkpoint registry: name -> packaged file or download URL, sha256, env override, cache.
 
-Resolution order (first hit wins):
-  1. an explicit path given by the caller (``--checkpoint``);
+Resolution order (first hit wins), :func:`resolve`:
+  1. an explicit path given by the caller (``--checkpoint``, ``--weights``);
   2. the environment variable named in the entry (e.g. ``SPAQ_QASTANET_CHECKPOINT``);
   3. a packaged file (spaq's own small weights live inside the package);
-  4. the cache directory (``$SPAQ_CACHE_DIR``, default ``~/.cache/spaq``), sha256-checked;
-  5. a download, unless ``SPAQ_OFFLINE=1`` (or ``offline=True``): to a temporary file in the
-     cache, sha256-checked, then renamed atomically.
-A registry file that fails its sha256 is never used. An explicit or environment path may
-hold another checkpoint (a retrained one): its sha256 is reported, not enforced.
+  4. the cache directory (:func:`spaq.cache.cache_dir`), sha256-checked.
+Nothing is downloaded unless asked: :func:`fetch` (``spaq weights fetch NAME``, or
+``resolve(..., download=True)``) downloads once per process (a failure is remembered), with a
+short timeout, to a temporary file in the cache, sha256-checked, renamed atomically
+(:func:`spaq.io.atomic_write`; the file gets the umask's permissions). ``file://`` URLs work
+(offline installs). A registry file that fails its sha256 is never used. An explicit or
+environment path may hold another checkpoint (a retrained one): its sha256 is reported, not
+enforced.
 """
 from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from .cache import cache_dir, sha256_file
 from .errors import WeightsNotFoundError
 
-__all__ = ["WeightSpec", "REGISTRY", "resolve", "cache_dir", "sha256_file", "ResolvedWeights"]
+__all__ = ["WeightSpec", "REGISTRY", "resolve", "fetch", "cache_dir", "sha256_file", "ResolvedWeights",
+           "how_to_get", "FETCH_TIMEOUT_S"]
 
+#: Seconds without progress after which a download gives up (connect or read).
+FETCH_TIMEOUT_S = 20.0
 
 @dataclass(frozen=True)
 class WeightSpec:
@@ -54,6 +60,15 @@ REGISTRY: dict[str, WeightSpec] = {
         licence="MIT (spaq); fitted on the Neural Codec MUSHRA rating dataset (CC BY 4.0, Stahl et al. 2024)",
         packaged="weights/quality_v1.json",
     ),
+    "bast_ku100": WeightSpec(
+        name="bast_ku100",
+        url=None,
+        sha256="00b2e89d1bb5dafc6093600cb15549282f9c4afb8901a0dc44375a512b303aa0",
+        filename="bast_ku100.pt",
+        env_var="SPAQ_LOCALIZER_WEIGHTS",
+        licence="MIT (spaq); trained on scenes rendered with the Neumann KU 100 HRTFs (B. Bernschuetz, TH Koeln)",
+        packaged="weights/bast_ku100.pt",
+    ),
 }
 
 
@@ -65,62 +80,29 @@ class ResolvedWeights:
     verified: bool  # sha256 equals the registry's
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("SPAQ_CACHE_DIR") or Path.home() / ".cache" / "spaq")
-
-
-def cached_array(name: str, make, check=None):
-    """A derived table (numpy array) kept in ``<cache_dir>/<name>.npy`` (``name`` may hold a
-    sub-folder): read from there when present and ``check(array)`` accepts it, else computed
-    with ``make()`` and written atomically (temp file, then rename). A read-only or broken
-    cache only costs time. The caller puts whatever the table depends on into ``name``."""
-    import numpy as np
-
-    path = cache_dir() / f"{name}.npy"
-    if path.is_file():
-        try:
-            a = np.load(path)
-            if check is None or check(a):
-                return a
-        except (OSError, ValueError):
-            pass
-    a = make()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npy")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.save(f, a)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-    except OSError:
-        pass
-    return a
-
-
-def sha256_file(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _offline(offline: bool | None) -> bool:
     if offline is not None:
         return offline
     return os.environ.get("SPAQ_OFFLINE", "").lower() in ("1", "true", "yes")
 
 
+
+
 def how_to_get(spec: WeightSpec) -> str:
-    return (f"{spec.name} weights not found: run `spaq weights fetch {spec.name}` when online, or pass "
-            f"--checkpoint PATH, or set {spec.env_var}=PATH (official file: {spec.url})")
+    """One line: where ``spec``'s file can come from."""
+    if spec.url is None and spec.packaged:
+        return (f"{spec.name} weights not found: they ship inside spaq (resources/{spec.packaged}; reinstall spaq), "
+                f"or pass a checkpoint path, or set {spec.env_var}=PATH")
+    local = Path(spec.url.split("?")[0]).name if spec.url else spec.filename
+    return (f"{spec.name} weights not found: run `spaq weights fetch {spec.name}`, or pass --checkpoint PATH, or set "
+            f"{spec.env_var}=PATH; offline installs: `spaq weights fetch {spec.name} --url file:///path/{local}` "
+            f"(official file: {spec.url})")
 
 
-def resolve(name: str, path=None, offline: bool | None = None, download: bool = True) -> ResolvedWeights:
-    """Find the checkpoint ``name``; raise :class:`WeightsNotFoundError` (one line) if absent."""
+def resolve(name: str, path=None, offline: bool | None = None, download: bool = False) -> ResolvedWeights:
+    """Find the checkpoint ``name``; raise :class:`WeightsNotFoundError` (one line) if absent.
+
+    Never downloads unless ``download=True`` (and not ``offline`` / ``SPAQ_OFFLINE=1``)."""
     if name not in REGISTRY:
         raise WeightsNotFoundError(f"unknown weights {name!r}; known: {', '.join(sorted(REGISTRY))}")
     spec = REGISTRY[name]
@@ -138,7 +120,8 @@ def resolve(name: str, path=None, offline: bool | None = None, download: bool = 
         if p.is_file():
             digest = sha256_file(p)
             if digest != spec.sha256:
-                raise WeightsNotFoundError(f"packaged {name} weights are corrupt (sha256 {digest[:12]}…)")
+                raise WeightsNotFoundError(f"packaged {name} weights {p} are corrupt "
+                                           f"(sha256 {digest[:12]}…, expected {spec.sha256[:12]}…); reinstall spaq")
             return ResolvedWeights(p, digest, "packaged", True)
     cached = cache_dir() / spec.filename
     if cached.is_file():
@@ -150,29 +133,51 @@ def resolve(name: str, path=None, offline: bool | None = None, download: bool = 
     raise WeightsNotFoundError(how_to_get(spec))
 
 
-def fetch(name: str, url: str | None = None, timeout: float = 60.0) -> Path:
-    """Download ``name`` into the cache (temp file, sha256 check, atomic rename); returns the path."""
+#: (name, url) -> message of a download that failed in this process (one attempt per process).
+_FAILED: dict[tuple[str, str], str] = {}
+
+
+def fetch(name: str, url: str | None = None, timeout: float = FETCH_TIMEOUT_S) -> Path:
+    """Download ``name`` from ``url`` (default: the registry's; ``file://`` works) into the cache:
+    temp file, sha256 check, atomic rename; returns the path. One attempt per (name, url) and
+    process: a failure is remembered and raised again at once."""
+    if name not in REGISTRY:
+        raise WeightsNotFoundError(f"unknown weights {name!r}; known: {', '.join(sorted(REGISTRY))}")
     spec = REGISTRY[name]
     url = url or spec.url
-    dest_dir = cache_dir()
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    dest = dest_dir / spec.filename
-    fd, tmp = tempfile.mkstemp(prefix=f".{spec.filename}.", suffix=".part", dir=dest_dir)
-    try:
+    if not url:
+        raise WeightsNotFoundError(f"{name} has no download URL: its weights ship inside spaq "
+                                   f"(resources/{spec.packaged}); pass --url to fetch another copy")
+    key = (name, url)
+    if key in _FAILED:
+        raise WeightsNotFoundError(f"{_FAILED[key]} (not retried in this process)")
+    dest = cache_dir() / spec.filename
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    from .io import atomic_write
+
+    def write(tmp: str) -> None:
         h = hashlib.sha256()
-        with os.fdopen(fd, "wb") as out:
+        with open(tmp, "wb") as out:
             try:
                 with urllib.request.urlopen(url, timeout=timeout) as resp:
                     for block in iter(lambda: resp.read(1 << 20), b""):
                         h.update(block)
                         out.write(block)
-            except OSError as e:
-                raise WeightsNotFoundError(f"cannot download {name} weights from {url}: {e}") from None
+            except (OSError, ValueError) as e:  # URLError, timeouts, refused connections, bad URLs
+                reason = getattr(e, "reason", None) or e
+                if "timed out" in str(reason).lower():
+                    reason = f"no answer within {timeout:g} s (offline, or a proxy that drops traffic?)"
+                raise WeightsNotFoundError(
+                    f"cannot download {name} weights from {url}: {' '.join(str(reason).split())}; "
+                    f"offline installs: `spaq weights fetch {name} --url file:///path/"
+                    f"{Path(url.split('?')[0]).name}`") from None
         if h.hexdigest() != spec.sha256:
-            raise WeightsNotFoundError(
-                f"downloaded {name} weights fail their sha256 check ({h.hexdigest()[:12]}… != {spec.sha256[:12]}…)")
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+            raise WeightsNotFoundError(f"downloaded {name} weights fail their sha256 check "
+                                       f"({h.hexdigest()[:12]}… != {spec.sha256[:12]}…)")
+
+    try:
+        atomic_write(dest, write)
+    except WeightsNotFoundError as e:
+        _FAILED[key] = str(e)
+        raise
     return dest

@@ -221,7 +221,7 @@ def _grid_kernel(n: int, kappa: float):
             return torch.cat([torch.argmax(pts[i: i + 8192] @ g32.T, dim=1)
                               for i in range(0, pts.shape[0], 8192)]).numpy().astype(np.int32)
 
-        from ..weights import cached_array
+        from ..cache import cached_array
 
         tag = hashlib.sha256(grid.numpy().tobytes()).hexdigest()[:12]  # the grid the table was made for
         lut = torch.from_numpy(cached_array(f"doa/nearest_lut_{tag}_n{n}_step{_LUT_STEP:g}", make,

@@ -65,6 +65,7 @@ import soundfile as sf
 from scipy.signal import butter, correlate, resample_poly, sosfiltfilt, stft, istft
 
 from ..errors import SpaqError
+from ..spatial.angles import bearing_to_other_pole, bearing_to_pole, lateral_sense, tangent_frame  # noqa: F401 (re-exported)
 from ..spatial.sh import n3d_to_sn3d_gains, order_from_channels
 from .external import require_binary, run_tool
 
@@ -152,51 +153,6 @@ def _interp(lo, hi, how, s):
     if how == "geo":
         return float(lo * (hi / lo) ** s)
     return float(lo + (hi - lo) * s)
-
-
-def tangent_frame(azimuth_deg: float, elevation_deg: float):
-    """Unit vector ``v`` of a direction and its local ``north``/``east`` tangents (the frame
-    in which great-circle bearings are measured: bearing 0 = north, 90 = east)."""
-    from ..spatial.angles import sph2cart
-
-    v = sph2cart(azimuth_deg, elevation_deg)
-    east = np.cross([0.0, 0.0, 1.0], v)
-    if np.linalg.norm(east) < 1e-9:
-        east = np.array([0.0, 1.0, 0.0])
-    east /= np.linalg.norm(east)
-    north = np.cross(v, east)
-    return v, north, east
-
-
-def lateral_sense(azimuth_deg: float, elevation_deg: float) -> int:
-    """Sign of a yaw rotation (+1: azimuth increases) that moves a source at this direction
-    towards the median plane, so that its lateral angle changes monotonically for yaw angles
-    up to 90 degrees; 0 when either sense does (median plane or exactly lateral)."""
-    a = math.radians(azimuth_deg)
-    sgn = -math.sin(2 * a) * math.cos(math.radians(elevation_deg))
-    return 0 if abs(sgn) < 1e-9 else (1 if sgn > 0 else -1)
-
-
-def bearing_to_pole(azimuth_deg: float, elevation_deg: float, side: int) -> float | None:
-    """Great-circle bearing (degrees) from a direction towards the interaural pole ``side``
-    (+1: left, +y; -1: right): moving along it changes the lateral angle by exactly the
-    distance moved and keeps the polar angle. None at a pole (every bearing is equivalent)."""
-    v, north, east = tangent_frame(azimuth_deg, elevation_deg)
-    pole = np.array([0.0, float(side), 0.0])
-    t = pole - (pole @ v) * v
-    if np.linalg.norm(t) < 1e-9:
-        return None
-    return float(math.degrees(math.atan2(t @ east, t @ north)))
-
-
-def bearing_to_other_pole(azimuth_deg: float, elevation_deg: float) -> float | None:
-    """:func:`bearing_to_pole` towards the pole on the other side of the median plane (the
-    source's lateral angle then moves through 0 and keeps changing monotonically for 90
-    degrees or more); None in the median plane (either pole) or at a pole."""
-    y = math.sin(math.radians(azimuth_deg)) * math.cos(math.radians(elevation_deg))
-    if abs(y) < 1e-9:
-        return None
-    return bearing_to_pole(azimuth_deg, elevation_deg, -1 if y > 0 else 1)
 
 
 def degradation_params(name: str, severity: float, rng: np.random.Generator, *, sample_rate: int,

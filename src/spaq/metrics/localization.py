@@ -40,7 +40,7 @@ class Localization(Metric):
     def _score_streamed(self, pair, fmt: str) -> MetricResult:
         """Long files: directions found per segment (never the whole signal in memory); the
         score is the mean error over segments, weighted by the reference segment's energy."""
-        from ..localize import compare_localization
+        from ..localization import compare_localization
 
         step = int(self.segment_s * pair.sample_rate_used)
         errs, weights, segs, warn, method, prov = [], [], [], [], None, {}
@@ -74,7 +74,7 @@ class Localization(Metric):
                            warnings=warn + [f"long input: localised in {self.segment_s:.0f} s segments"])
 
     def score(self, pair, maps: bool = False) -> MetricResult:
-        from ..localize import compare_localization
+        from ..localization import compare_localization
 
         self.check_format(pair)
         fmt = "binaural" if pair.format.is_binaural else "ambisonics"
@@ -105,7 +105,7 @@ class Localization(Metric):
         """``(B, C, T)`` at 48 kHz (2 channels: binaural, else ambisonics ACN/SN3D) -> ``{"score":
         (B,)}`` mean angular error in degrees (not differentiable: directions are found by
         search)."""
-        from ..localize import compare_localization
+        from ..localization import compare_localization
 
         self.check_tensors(ref, deg)
         fmt = "binaural" if ref.shape[-2] == 2 else "ambisonics"

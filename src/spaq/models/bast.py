@@ -285,3 +285,52 @@ def direction_to_angles(direction: torch.Tensor, elevation: torch.Tensor | None 
 
 
 __all__.append("direction_to_angles")
+
+
+# --------------------------------------------------------------------------- inference helpers
+
+
+@torch.no_grad()
+def waveforms_to_features(x, cfg: BASTConfig, batch: int = 256) -> torch.Tensor:
+    """``(N, 2, T)`` waveforms (numpy or torch) at ``cfg.sample_rate`` -> ``(N, *cfg.feature_shape(frames))``
+    float32 features (all frames), computed ``batch`` items at a time."""
+    fe = BinauralLogMel(cfg)
+    xt = torch.as_tensor(x, dtype=torch.float32)
+    return torch.cat([fe(xt[i: i + batch]) for i in range(0, xt.shape[0], batch)])
+
+
+def crop_frames(spec: torch.Tensor, n_frames: int, rng=None) -> torch.Tensor:
+    """``(..., T)`` -> ``(..., n_frames)``: a random crop (``rng``, a numpy Generator) or the
+    centre crop (``rng=None``); a shorter input is padded by repeating its last frame."""
+    T = spec.shape[-1]
+    if T < n_frames:
+        reps = spec[..., -1:].expand(*spec.shape[:-1], n_frames - T)
+        return torch.cat([spec, reps], dim=-1)
+    a = int(rng.integers(0, T - n_frames + 1)) if rng is not None else (T - n_frames) // 2
+    return spec[..., a: a + n_frames]
+
+
+@torch.no_grad()
+def predict(model: BAST, feats: torch.Tensor, batch: int = 512):
+    """Unit directions ``(N, 3)`` float64 numpy (elevation from the elevation head when there
+    is one) and class probabilities ``(N, K)`` or None, for features ``(N, *cfg.feature_shape())``.
+    Puts ``model`` in eval mode."""
+    import numpy as np
+
+    model.eval()
+    dirs, probs = [], []
+    for i in range(0, feats.shape[0], batch):
+        out = model(feats[i: i + batch])
+        v = torch.nn.functional.normalize(out.direction, dim=-1)
+        if out.elevation is not None:
+            h = torch.hypot(v[:, 0], v[:, 1]).clamp_min(1e-9)
+            c = torch.cos(out.elevation)
+            v = torch.stack([v[:, 0] / h * c, v[:, 1] / h * c, torch.sin(out.elevation)], dim=-1)
+        dirs.append(v)
+        if out.class_logits is not None:
+            probs.append(torch.softmax(out.class_logits, dim=-1))
+    d = torch.cat(dirs).numpy().astype(np.float64)
+    return d, (torch.cat(probs).numpy() if probs else None)
+
+
+__all__ += ["waveforms_to_features", "crop_frames", "predict"]

@@ -3,8 +3,15 @@
 Public API angles are **degrees**: azimuth counter-clockwise from the front
 (+x front, +y left, +z up), elevation up from the horizontal plane. Internally,
 directions are unit vectors ``(..., 3)`` in that same (x, y, z) frame.
+
+Interaural-polar geometry: the **lateral angle** is the angle of a direction from the
+median (x-z) plane, ``asin(y)`` for a unit vector, +90 at the left pole (+y), -90 at the
+right; the **polar angle** turns about the interaural (y) axis. Great-circle **bearings**
+are measured in a direction's :func:`tangent_frame` (0 = north/up, 90 = east).
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -14,6 +21,11 @@ __all__ = [
     "wrap_azimuth",
     "great_circle_deg",
     "is_front_back_confusion",
+    "lateral_angle",
+    "tangent_frame",
+    "lateral_sense",
+    "bearing_to_pole",
+    "bearing_to_other_pole",
 ]
 
 
@@ -55,3 +67,56 @@ def is_front_back_confusion(az_true, el_true, az_est, el_est, margin_deg: float 
     d_true = great_circle_deg(az_true, el_true, az_est, el_est)
     d_mirror = great_circle_deg(mirrored_az, el_true, az_est, el_est)
     return d_mirror + margin_deg < d_true
+
+
+# --------------------------------------------------------------------------- interaural-polar geometry
+
+
+def lateral_angle(xyz):
+    """Lateral angle in degrees ``(...)`` in [-90, 90] of vectors ``(..., 3)`` (any non-zero
+    length): the angle from the median plane, + towards the left ear (+y)."""
+    xyz = np.asarray(xyz, dtype=np.float64)
+    return np.degrees(np.arcsin(np.clip(xyz[..., 1] / np.linalg.norm(xyz, axis=-1), -1.0, 1.0)))
+
+
+def tangent_frame(azimuth_deg: float, elevation_deg: float):
+    """Unit vector ``v`` of a direction and its local ``north``/``east`` tangents, each ``(3,)``
+    (the frame in which great-circle bearings are measured: bearing 0 = north, 90 = east)."""
+    v = sph2cart(azimuth_deg, elevation_deg)
+    east = np.cross([0.0, 0.0, 1.0], v)
+    if np.linalg.norm(east) < 1e-9:
+        east = np.array([0.0, 1.0, 0.0])
+    east /= np.linalg.norm(east)
+    north = np.cross(v, east)
+    return v, north, east
+
+
+def lateral_sense(azimuth_deg: float, elevation_deg: float) -> int:
+    """Sign of a yaw rotation (+1: azimuth increases) that moves a source at this direction
+    towards the median plane, so that its lateral angle changes monotonically for yaw angles
+    up to 90 degrees; 0 when either sense does (median plane or exactly lateral)."""
+    a = math.radians(azimuth_deg)
+    sgn = -math.sin(2 * a) * math.cos(math.radians(elevation_deg))
+    return 0 if abs(sgn) < 1e-9 else (1 if sgn > 0 else -1)
+
+
+def bearing_to_pole(azimuth_deg: float, elevation_deg: float, side: int) -> float | None:
+    """Great-circle bearing (degrees) from a direction towards the interaural pole ``side``
+    (+1: left, +y; -1: right): moving along it changes the lateral angle by exactly the
+    distance moved and keeps the polar angle. None at a pole (every bearing is equivalent)."""
+    v, north, east = tangent_frame(azimuth_deg, elevation_deg)
+    pole = np.array([0.0, float(side), 0.0])
+    t = pole - (pole @ v) * v
+    if np.linalg.norm(t) < 1e-9:
+        return None
+    return float(math.degrees(math.atan2(t @ east, t @ north)))
+
+
+def bearing_to_other_pole(azimuth_deg: float, elevation_deg: float) -> float | None:
+    """:func:`bearing_to_pole` towards the pole on the other side of the median plane (the
+    source's lateral angle then moves through 0 and keeps changing monotonically for 90
+    degrees or more); None in the median plane (either pole) or at a pole."""
+    y = math.sin(math.radians(azimuth_deg)) * math.cos(math.radians(elevation_deg))  # sin(lateral angle)
+    if abs(y) < 1e-9:
+        return None
+    return bearing_to_pole(azimuth_deg, elevation_deg, -1 if y > 0 else 1)

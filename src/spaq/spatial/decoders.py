@@ -18,7 +18,7 @@ DEFAULT_DECODER = "MagLS from the default HRTF (KU100)"
 
 @lru_cache(maxsize=8)
 def _decoder_cached(order: int, sample_rate: int) -> np.ndarray:
-    from ..weights import cached_array
+    from ..cache import cached_array
     from .hrtf import default_hrtf_path, file_sha256
 
     def make():

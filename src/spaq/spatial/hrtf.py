@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import SpaqError
-from ..weights import sha256_file
+from ..cache import sha256_file
 from .angles import cart2sph, sph2cart
 
 __all__ = [
@@ -51,7 +51,7 @@ __all__ = [
 ]
 
 
-file_sha256 = sha256_file  # sha256 (hex) of a file's bytes: the one implementation, in spaq.weights
+file_sha256 = sha256_file  # sha256 (hex) of a file's bytes: the one implementation, in spaq.cache
 
 
 def _package_dir(name: str) -> str | None:

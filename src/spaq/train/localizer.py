@@ -13,8 +13,10 @@ Two data paths:
   audio file or a precomputed ``[2, n_mels, T]`` log-mel ``.npy``/``.pt``; split into
   train/validation by file.
 
-Checkpoints are self-describing (``format``, BAST config, state_dict, sample rate, class
-names, versions, training summary) and load with ``torch.load(weights_only=True)``.
+Checkpoints are written by :mod:`spaq.models.checkpoint` (self-describing: format,
+architecture and config, state_dict, sample rate, class names, versions, training summary;
+read with ``torch.load(weights_only=True)``); inference (:func:`spaq.models.bast.predict`,
+:mod:`spaq.localization`) needs nothing from here.
 """
 from __future__ import annotations
 
@@ -30,9 +32,10 @@ import numpy as np
 import torch
 
 from ..errors import SpaqError, SpaqInputError
-from ..models.bast import BAST, BASTConfig, BinauralLogMel
-from ..spatial.angles import sph2cart, wrap_azimuth
-from .losses import MultiTaskLoss
+from ..losses import MultiTaskLoss
+from ..models import checkpoint
+from ..models.bast import BAST, BASTConfig, BinauralLogMel, crop_frames, predict, waveforms_to_features
+from ..spatial.angles import lateral_angle, sph2cart, wrap_azimuth
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -50,7 +53,7 @@ __all__ = [
     "evaluate_directions",
 ]
 
-CHECKPOINT_FORMAT = "spaq-bast-localizer/1"
+CHECKPOINT_FORMAT = checkpoint.FORMAT  # written by save_checkpoint (the older BAST tag still loads)
 CLASS_OF_SOURCE = {"speech": "speech", "babble": "speech", "harmonic": "music", "chord": "music",
                    "percussive": "music", "pink_noise": "noise", "noise_bursts": "noise"}
 
@@ -315,85 +318,22 @@ class SpectralSceneSampler:
         return feats, self.dirs[d], self.cls[k]
 
 
-# --------------------------------------------------------------------------- features
-
-
-@torch.no_grad()
-def waveforms_to_features(x: np.ndarray | torch.Tensor, cfg: BASTConfig, batch: int = 256) -> torch.Tensor:
-    """``(N, 2, T)`` waveforms -> ``(N, *cfg.feature_shape(frames))`` float32 features (all frames)."""
-    fe = BinauralLogMel(cfg)
-    xt = torch.as_tensor(x, dtype=torch.float32)
-    return torch.cat([fe(xt[i: i + batch]) for i in range(0, xt.shape[0], batch)])
-
-
-def _crop(spec: torch.Tensor, n_frames: int, rng: np.random.Generator | None) -> torch.Tensor:
-    """``(..., T)`` -> ``(..., n_frames)``: random (rng) or centre crop, edge padding if short."""
-    T = spec.shape[-1]
-    if T < n_frames:
-        reps = spec[..., -1:].expand(*spec.shape[:-1], n_frames - T)
-        return torch.cat([spec, reps], dim=-1)
-    a = int(rng.integers(0, T - n_frames + 1)) if rng is not None else (T - n_frames) // 2
-    return spec[..., a: a + n_frames]
-
-
 # --------------------------------------------------------------------------- checkpoints
 
 
-def _versions() -> dict:
-    try:
-        from importlib.metadata import version
-
-        spaq_v = version("spaq")
-    except Exception:  # not installed (source tree)
-        spaq_v = "unknown"
-    return {"spaq": spaq_v, "torch": torch.__version__.split("+")[0], "numpy": np.__version__}
-
-
 def save_checkpoint(path, model: BAST, summary: dict) -> str:
-    """Write a self-describing checkpoint (atomic); returns its sha256."""
-    ck = {
-        "format": CHECKPOINT_FORMAT,
-        "config": model.cfg.to_dict(),
-        "sample_rate": int(model.cfg.sample_rate),
-        "class_names": list(model.cfg.class_names),
-        "versions": _versions(),
-        "train": summary,
-        "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
-    }
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
-    torch.save(ck, tmp)
-    os.replace(tmp, p)
-    return hashlib.sha256(p.read_bytes()).hexdigest()
+    """Write a self-describing checkpoint (:func:`spaq.models.checkpoint.save`, atomic; the
+    training ``summary`` as provenance, the class names beside it); returns its sha256."""
+    return checkpoint.save(path, model, train=summary, extra={"class_names": list(model.cfg.class_names)})
 
 
 def load_checkpoint(path) -> tuple[BAST, dict]:
-    """Load a localiser checkpoint (``weights_only=True``, strict) -> ``(model in eval mode, checkpoint meta)``.
+    """Load a localiser checkpoint -> ``(model in eval mode, checkpoint meta)``
+    (:func:`spaq.models.checkpoint.load` with architecture "bast"; ``weights_only=True``, strict).
 
     Raises :class:`SpaqError` (one line) for missing files, other architectures or
     state_dicts that do not match their config."""
-    p = Path(path)
-    if not p.is_file():
-        raise SpaqError(f"localizer checkpoint not found: {p}")
-    try:
-        ck = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise SpaqError(f"{p} is not a loadable checkpoint: {' '.join(str(e).split())[:200]}") from None
-    if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
-        fmt = ck.get("format") if isinstance(ck, dict) else type(ck).__name__
-        raise SpaqError(f"{p} is not a spaq BAST localizer checkpoint (format {fmt!r}, expected {CHECKPOINT_FORMAT!r})")
-    try:
-        cfg = BASTConfig.from_dict(ck["config"])
-        model = BAST(cfg)
-        model.load_state_dict(ck["state_dict"], strict=True)
-    except (KeyError, ValueError, TypeError, RuntimeError) as e:
-        raise SpaqError(f"{p}: checkpoint does not match the BAST architecture: {' '.join(str(e).split())[:200]}") from None
-    model.eval()
-    meta = {k: v for k, v in ck.items() if k != "state_dict"}
-    meta["sha256"] = hashlib.sha256(p.read_bytes()).hexdigest()
-    meta["path"] = str(p)
-    return model, meta
+    return checkpoint.load(path, architecture="bast")
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -419,35 +359,13 @@ def evaluate_directions(pred: np.ndarray, target: np.ndarray) -> dict:
         "front_back_rate": float(np.mean(fb[~lateral])) if np.any(~lateral) else float("nan"),
     }
     # lateral angle (interaural-polar: angle from the median plane), free of front-back/elevation errors
-    lat_p = np.degrees(np.arcsin(np.clip(pred[:, 1] / np.linalg.norm(pred, axis=1), -1, 1)))
-    lat_t = np.degrees(np.arcsin(np.clip(target[:, 1] / np.linalg.norm(target, axis=1), -1, 1)))
-    out["median_lateral_error_deg"] = float(np.median(np.abs(lat_p - lat_t)))
+    out["median_lateral_error_deg"] = float(np.median(np.abs(lateral_angle(pred) - lateral_angle(target))))
     hor = np.abs(te) <= 5.0
     if hor.any():
         daz = np.abs(wrap_azimuth(pa[hor] - ta[hor]))
         out["horizontal_n"] = int(hor.sum())
         out["horizontal_azimuth_mae_deg"] = float(np.mean(daz))
     return out
-
-
-@torch.no_grad()
-def predict(model: BAST, feats: torch.Tensor, batch: int = 512) -> tuple[np.ndarray, np.ndarray | None]:
-    """Unit directions ``(N, 3)`` (elevation from the elevation head when there is one) and
-    class probabilities ``(N, K)`` or None, for features ``(N, 2, n_mels, n_frames)``."""
-    model.eval()
-    dirs, probs = [], []
-    for i in range(0, feats.shape[0], batch):
-        out = model(feats[i: i + batch])
-        v = torch.nn.functional.normalize(out.direction, dim=-1)
-        if out.elevation is not None:
-            h = torch.hypot(v[:, 0], v[:, 1]).clamp_min(1e-9)
-            c = torch.cos(out.elevation)
-            v = torch.stack([v[:, 0] / h * c, v[:, 1] / h * c, torch.sin(out.elevation)], dim=-1)
-        dirs.append(v)
-        if out.class_logits is not None:
-            probs.append(torch.softmax(out.class_logits, dim=-1))
-    d = torch.cat(dirs).numpy().astype(np.float64)
-    return d, (torch.cat(probs).numpy() if probs else None)
 
 
 # --------------------------------------------------------------------------- training loop
@@ -474,7 +392,7 @@ def _fit(model: BAST, train_feats, train_dir, train_cls, val_feats, val_dir, val
     def batch_feats(feats, idx, training):
         if isinstance(feats, torch.Tensor) and not crop_train:
             return feats[idx]
-        return torch.stack([_crop(feats[int(i)], cfg.n_frames, rng if training else None) for i in idx])
+        return torch.stack([crop_frames(feats[int(i)], cfg.n_frames, rng if training else None) for i in idx])
 
     def val_metrics():
         if val_dir is None or len(val_dir) == 0:
@@ -571,8 +489,9 @@ def train_localizer(tc: LocalizerTrainConfig, out_path, cache_dir=None, log=prin
         log(f"rendered {n} {split} scenes in {time.time() - t:.0f} s")
         out = feats, torch.as_tensor(dirs), torch.as_tensor(cls)
         if f is not None:
-            f.parent.mkdir(parents=True, exist_ok=True)
-            torch.save({"feats": out[0], "dirs": out[1], "cls": out[2]}, f)
+            from ..io import atomic_write
+
+            atomic_write(f, lambda tmp: torch.save({"feats": out[0], "dirs": out[1], "cls": out[2]}, tmp))
         return out
 
     tf, td, tcl = data("train", tc.n_train)

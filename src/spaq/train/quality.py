@@ -33,6 +33,7 @@ import torch
 import yaml
 
 from ..errors import SpaqError
+from ..io import atomic_write
 from ..models.quality import SPATIAL_FEATURES, TIMBRAL_FEATURES, QualityMapping
 
 __all__ = ["QualityTrainConfig", "mushra_table", "mushra_features", "sweep", "sweep_features",
@@ -400,7 +401,7 @@ def train_quality(tc: QualityTrainConfig, out, log=print, workdir=None) -> dict:
     else:
         log(f"MUSHRA features ({len(table)} pairs)")
         mt = mushra_features(root, table, metric, log)
-        mt.to_csv(cache, index=False)
+        atomic_write(cache, lambda tmp: mt.to_csv(tmp, index=False))  # a cut-off run leaves no partial table
     F = mt[list(TIMBRAL_FEATURES)].to_numpy(dtype=np.float64)
     y = mt["mean"].to_numpy(dtype=np.float64)
     starts = int(tc.fit["starts"])
@@ -427,7 +428,7 @@ def train_quality(tc: QualityTrainConfig, out, log=print, workdir=None) -> dict:
     else:
         log("synthetic sweeps")
         recs = _synthetic_records(tc, metric, log)
-        pd.DataFrame(recs).to_csv(syn_cache, index=False)
+        atomic_write(syn_cache, lambda tmp: pd.DataFrame(recs).to_csv(tmp, index=False))
     for r in recs:
         for n in SPATIAL_FEATURES:
             if n not in r or r[n] != r[n]:
@@ -458,9 +459,7 @@ def train_quality(tc: QualityTrainConfig, out, log=print, workdir=None) -> dict:
     }
     log(f"fitted in {time.time() - t0:.0f} s")
     text = json.dumps(params, indent=1, sort_keys=True) + "\n"
-    tmp = out.with_suffix(out.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, out)
+    atomic_write(out, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
     sha = hashlib.sha256(text.encode()).hexdigest()
     log(f"wrote {out} (sha256 {sha})")
     return {"out": str(out), "sha256": sha, "mapping": mapping, "cross_validation": cvs}

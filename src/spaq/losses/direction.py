@@ -47,7 +47,9 @@ def angular_distance(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-1
 
 
 class AngularDistanceLoss(nn.Module):
-    """Mean great-circle error (radians) between predicted and target directions."""
+    """Mean great-circle error (radians) between predicted and target directions.
+
+    ``forward(pred (B, 3), target (B, 3))`` -> scalar (``reduction`` "mean"/"sum") or ``(B,)`` ("none")."""
 
     def __init__(self, reduction: str = "mean"):
         super().__init__()
@@ -59,7 +61,9 @@ class AngularDistanceLoss(nn.Module):
 
 
 class DirectionMSELoss(nn.Module):
-    """Squared error between the raw predicted vector and the unit target, summed over xyz."""
+    """Squared error between the raw predicted vector and the unit target, summed over xyz.
+
+    ``forward(pred (B, 3), target (B, 3))`` -> scalar (``reduction`` "mean"/"sum") or ``(B,)`` ("none")."""
 
     def __init__(self, reduction: str = "mean"):
         super().__init__()
@@ -71,7 +75,9 @@ class DirectionMSELoss(nn.Module):
 
 
 class MixLoss(nn.Module):
-    """``mse_weight * MSE + ad_weight * AD`` (BAST's hybrid loss, without its clamp)."""
+    """``mse_weight * MSE + ad_weight * AD`` (BAST's hybrid loss, without its clamp).
+
+    ``forward(pred (B, 3), target (B, 3))`` -> scalar (``reduction`` "mean"/"sum") or ``(B,)`` ("none")."""
 
     def __init__(self, mse_weight: float = 1.0, ad_weight: float = 1.0, reduction: str = "mean"):
         super().__init__()
@@ -84,7 +90,7 @@ class MixLoss(nn.Module):
 
 
 def make_direction_loss(name: str) -> nn.Module:
-    """"MSE", "AD" or "MIX" -> loss module."""
+    """"MSE", "AD" or "MIX" -> loss module (``(B, 3), (B, 3)`` -> scalar); ValueError otherwise."""
     key = str(name).upper()
     if key == "MSE":
         return DirectionMSELoss()

@@ -13,7 +13,6 @@ Angles in degrees, azimuth counter-clockwise from the front, elevation up.
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from importlib import resources
@@ -22,14 +21,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import SpaqError, SpaqInputError
-from .spatial.angles import cart2sph
+from ..errors import SpaqInputError
+from ..spatial.angles import cart2sph
 
 __all__ = ["LocalizationResult", "LocalizationComparison", "localize", "compare_localization", "load_localizer",
-           "default_weights_path", "plot_localization",
-           "WEIGHTS_ENV"]
+           "default_weights_path", "binaural_window_directions", "WEIGHTS_NAME", "WEIGHTS_ENV"]
 
-WEIGHTS_ENV = "SPAQ_LOCALIZER_WEIGHTS"
+WEIGHTS_NAME = "bast_ku100"  # entry of spaq.weights.REGISTRY
+WEIGHTS_ENV = "SPAQ_LOCALIZER_WEIGHTS"  # that entry's env_var
 DEFAULT_WEIGHTS = "bast_ku100.pt"
 _MODELS: dict = {}
 
@@ -93,39 +92,25 @@ class LocalizationResult:
 
 
 def default_weights_path() -> Path:
-    """The packaged checkpoint (``spaq/resources/weights/bast_ku100.pt``)."""
+    """The packaged checkpoint (``spaq/resources/weights/bast_ku100.pt``, registry entry
+    :data:`WEIGHTS_NAME` of :mod:`spaq.weights`)."""
     return Path(str(resources.files("spaq") / "resources" / "weights" / DEFAULT_WEIGHTS))
-
-
-def _recorded_sha256(path: Path) -> str | None:
-    info = path.with_suffix(".json")
-    if not info.is_file():
-        return None
-    try:
-        return json.loads(info.read_text()).get("sha256")
-    except (OSError, ValueError):
-        return None
 
 
 def load_localizer(weights=None):
     """``(model, meta)`` for ``weights`` (a path), else ``$SPAQ_LOCALIZER_WEIGHTS``, else the
-    packaged checkpoint, whose sha256 must match the one recorded beside it. Cached per path."""
-    from .train.localizer import load_checkpoint
+    packaged checkpoint, whose sha256 must match the registry's (:func:`spaq.weights.resolve`
+    of :data:`WEIGHTS_NAME`); loaded by :func:`spaq.models.checkpoint.load` (architecture
+    "bast"). Cached per path and modification time."""
+    from .. import weights as registry
+    from ..models import checkpoint
 
-    if weights is None:
-        weights = os.environ.get(WEIGHTS_ENV) or None
-    packaged = weights is None
-    p = Path(weights) if weights is not None else default_weights_path()
-    if packaged and not p.is_file():
-        raise SpaqError(f"the packaged localizer weights are missing ({p}); pass --weights PATH")
-    key = (str(p.resolve()), p.stat().st_mtime if p.is_file() else 0)
+    w = registry.resolve(WEIGHTS_NAME, path=weights)
+    p = w.path
+    key = (str(p.resolve()), p.stat().st_mtime)
     if key not in _MODELS:
-        model, meta = load_checkpoint(p)
-        if packaged:
-            want = _recorded_sha256(p)
-            if want and want != meta["sha256"]:
-                raise SpaqError(f"packaged localizer weights {p} have sha256 {meta['sha256'][:12]}..., "
-                                f"expected {want[:12]}... (corrupt install?)")
+        model, meta = checkpoint.load(p, architecture="bast", sha256=w.sha256)
+        meta["weights_source"] = w.source
         if len(_MODELS) > 4:
             _MODELS.clear()
         _MODELS[key] = (model, meta)
@@ -165,7 +150,7 @@ def _cluster(u: np.ndarray, w: np.ndarray, n: int, cap_deg: float = 20.0):
 
 def _load_input(x, sample_rate):
     if isinstance(x, (str, os.PathLike)):
-        from .io import read_audio
+        from ..io import read_audio
 
         arr, sr = read_audio(x)
         name = str(x)
@@ -187,7 +172,7 @@ def _load_input(x, sample_rate):
 
 
 def _resolve_format(fmt, n_ch: int, name: str):
-    from .formats import SpatialFormat, detect_format, parse_format
+    from ..formats import SpatialFormat, detect_format, parse_format
 
     if fmt is None:
         try:
@@ -206,8 +191,8 @@ def _resolve_format(fmt, n_ch: int, name: str):
     if f.is_binaural and n_ch != 2:
         raise SpaqInputError(f"{name}: the binaural localizer needs 2 channels (left, right), got {n_ch}")
     if f.is_ambisonics:
-        from .formats import SpatialFormat as SF
-        from .spatial.sh import order_from_channels
+        from ..formats import SpatialFormat as SF
+        from ..spatial.sh import order_from_channels
 
         order = order_from_channels(n_ch) if f.normalisation != "fuma" else (1 if n_ch == 4 else None)
         if order is None:
@@ -239,7 +224,7 @@ def localize(x, sample_rate: int | None = None, format=None, *, n_sources: int =
     if rms_db < silence_db:
         raise SpaqInputError(f"{name} is silent (RMS {max(rms_db, -400):.0f} dBFS): no direction can be estimated")
     if fmt.is_ambisonics:
-        from .auditory.doa import intensity_doa
+        from ..auditory.doa import intensity_doa
 
         r = intensity_doa(arr, sr, n_sources=n_sources, frame_s=frame_s or 0.1, normalisation=fmt.normalisation)
         return LocalizationResult(
@@ -284,13 +269,12 @@ def binaural_window_directions(model, x: np.ndarray, sample_rate: int, overlap: 
 
 
 def _window_directions(model, x, sample_rate, overlap):
-    from .io import resample
-    from .train.localizer import predict
+    from ..io import resample
+    from ..models.bast import crop_frames, predict
 
     cfg = model.cfg
     if sample_rate != cfg.sample_rate:
         x = resample(x, sample_rate, cfg.sample_rate)
-    from .train.localizer import _crop
 
     feats = model.features()(torch.as_tensor(x, dtype=torch.float32)[None])[0]  # (2, [3,] F, N)
     N = feats.shape[-1]
@@ -299,7 +283,7 @@ def _window_directions(model, x, sample_rate, overlap):
     n = cfg.n_frames
     hop = max(1, int(round(n * (1.0 - float(overlap)))))
     if N < n:
-        feats = _crop(feats, n, None)
+        feats = crop_frames(feats, n, None)
         N = n
     starts = list(range(0, N - n + 1, hop))
     if starts[-1] != N - n:
@@ -357,53 +341,6 @@ def _localize_binaural(arr, sr, name, n_sources, weights, active_range_db, overl
     )
 
 
-# --------------------------------------------------------------------------- plot
-
-
-def plot_localization(result: LocalizationResult, out_path, title: str | None = None) -> None:
-    """Draw the trajectory (coloured by time) and the overall direction(s) (stars) on an
-    azimuth-elevation map (azimuth from +180 on the left to -180 on the right, so that
-    left of the listener is on the left) and save it to ``out_path`` (PNG, PDF, SVG)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 4.2))
-    t = result.frame_times_s
-    sc = None
-    markers = ["o", "s", "^", "D", "v"]
-    for s in range(result.n_sources):
-        ok = ~np.isnan(result.frame_azimuth_deg[s])
-        if ok.any():
-            sc = ax.scatter(result.frame_azimuth_deg[s, ok], result.frame_elevation_deg[s, ok], c=t[ok], cmap="viridis",
-                            vmin=float(t.min()), vmax=float(t.max()) if t.max() > t.min() else float(t.min()) + 1,
-                            s=18, marker=markers[s % len(markers)], alpha=0.8)
-        if not np.isnan(result.azimuth_deg[s]):
-            ax.plot(result.azimuth_deg[s], result.elevation_deg[s], marker="*", ms=18, mec="k", mfc="tab:red",
-                    ls="none")
-            ax.annotate(f"S{s + 1} ({result.azimuth_deg[s]:.1f}°, {result.elevation_deg[s]:.1f}°, "
-                        f"conf {result.confidence[s]:.2f})", (result.azimuth_deg[s], result.elevation_deg[s]),
-                        textcoords="offset points", xytext=(8, 8), fontsize=8)
-    if sc is not None:
-        fig.colorbar(sc, ax=ax, label="time (s)")
-    ax.set_xlim(180, -180)
-    ax.set_ylim(-90, 90)
-    ax.set_xticks(np.arange(-180, 181, 45))
-    ax.set_yticks(np.arange(-90, 91, 30))
-    ax.grid(True, alpha=0.4)
-    ax.set_xlabel("azimuth (deg, + left)")
-    ax.set_ylabel("elevation (deg)")
-    ax.set_title(title or f"{result.format} localisation ({result.method})")
-    fig.tight_layout()
-    try:
-        fig.savefig(out_path, dpi=110)
-    except (OSError, ValueError) as e:
-        raise SpaqError(f"cannot write plot {out_path}: {' '.join(str(e).split())}") from None
-    finally:
-        plt.close(fig)
-
-
 # --------------------------------------------------------------------------- reference vs degraded
 
 
@@ -444,7 +381,7 @@ def compare_localization(reference, degraded, sample_rate: int | None = None, fo
     ``degraded_format`` defaults to ``format``) and return the angular error per source,
     sources matched by the assignment with the smallest total angle. A silent reference
     raises :class:`SpaqInputError`; a silent degraded signal gives NaN errors and a note."""
-    from .spatial.angles import great_circle_deg
+    from ..spatial.angles import great_circle_deg
 
     ref = localize(reference, sample_rate, format, n_sources=n_sources, weights=weights)
     try:

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from spaq.spatial.angles import sph2cart
-from spaq.train.losses import (AngularDistanceLoss, DirectionMSELoss, MixLoss, MultiTaskLoss,
-                               angular_distance, make_direction_loss)
+from spaq.losses import (AngularDistanceLoss, DirectionMSELoss, MixLoss, MultiTaskLoss,
+                         angular_distance, make_direction_loss)
 
 
 def _pair(angle_deg):
