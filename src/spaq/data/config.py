@@ -272,8 +272,12 @@ def validate_config(user: dict | None) -> dict:
 
 
 def load_config(path: str | os.PathLike) -> dict:
-    """Read and validate a YAML corpus config."""
-    return validate_config(_loader.read_yaml(path))
+    """Read and validate a YAML corpus config (errors name the file: ``path: key: ...``)."""
+    user = _loader.read_yaml(path)
+    try:
+        return validate_config(user)
+    except SpaqError as e:
+        raise type(e)(f"{path}: {e}") from None
 
 
 def config_hash(cfg: dict) -> str:
