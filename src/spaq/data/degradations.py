@@ -1,7 +1,11 @@
 """Degradations for synthetic corpora: composable, each driven by a severity in [0, 1].
 
 A degradation maps ``severity`` to documented physical parameters (``params``) and
-applies them. Two stages:
+applies them. Each is a small :class:`Degradation` subclass (its ranges, its severity ->
+params mapping and its ``apply``/``scene_mod``) registered by name with
+:func:`register_degradation`; :data:`DEGRADATIONS` (name -> instance) is the registry that
+the corpus config, :func:`degradation_params` and :func:`apply_signal_degradation` look up.
+Two stages:
 
 * ``signal`` degradations act on the rendered signal ``x (C, T)`` (binaural
   ``C = 2``, ambisonics ACN/SN3D ``C = (N+1)^2``);
