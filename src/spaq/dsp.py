@@ -8,7 +8,7 @@ import math
 
 import torch
 
-__all__ = ["next_fast_len", "fft_convolve", "fir_filter", "mimo_fir_filter"]
+__all__ = ["next_fast_len", "fft_convolve", "mimo_fir_filter"]
 
 
 def next_fast_len(n: int) -> int:
@@ -41,11 +41,6 @@ def fft_convolve(x: torch.Tensor, h: torch.Tensor, n_out: int | None = None) -> 
     else:
         y = torch.fft.ifft(torch.fft.fft(x, n=n) * torch.fft.fft(h, n=n), n=n)
     return y[..., :n_out]
-
-
-def fir_filter(x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-    """Filter ``x`` ``(..., T)`` by FIR ``h`` ``(L,)`` or broadcastable ``(..., L)``; output ``(..., T)``."""
-    return fft_convolve(x, h)
 
 
 def mimo_fir_filter(x: torch.Tensor, fir: torch.Tensor) -> torch.Tensor:

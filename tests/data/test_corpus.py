@@ -101,6 +101,24 @@ def test_resume_after_interruption(made, tmp_path, monkeypatch):
     assert not list((target / "audio").glob("*.tmp*"))
 
 
+def test_resume_removes_leftover_temporary_files(tmp_path):
+    """A writer killed before its rename leaves its temporary file: spaq.io.atomic_write's
+    hidden ``.<stem>.<pid>.<hex>.tmp<suffix>`` names and older versions' ``<name>.tmp-<pid>``
+    are removed when the corpus is continued; the corpus's own files stay."""
+    cfg = validate_config({"corpus": {"n": 1, "duration_s": 0.2}, "scene": {"sources": {"types": {"harmonic": 1}}}})
+    out = tmp_path / "c"
+    df = generate_corpus(cfg, str(out), progress=False, csv=True)
+    kept = sorted(p.relative_to(out) for p in out.rglob("*"))
+    assert not [p for p in kept if "tmp" in p.name]  # nothing left behind by a finished run
+    stale = ["audio/.000001_ref.4242.0123456789ab.tmp.wav", "audio/000001_deg.wav.tmp-4242",
+             ".manifest.4242.abcdef012345.tmp.parquet", ".manifest.parquet.tmp-4242", ".corpus.7.00000000000f.tmp.json"]
+    for name in stale:
+        (out / name).write_bytes(b"half")
+    full = generate_corpus(cfg, str(out), resume=True, progress=False, csv=True)
+    pd.testing.assert_frame_equal(df, full)
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == kept
+
+
 def test_refuses_other_folders(made, tmp_path):
     out, _ = made
     other = dict(CFG, corpus=dict(CFG["corpus"], seed=4))

@@ -509,3 +509,79 @@ def test_hrtf_swap_spectral_distance_grows_with_weight():
 def sosfilt_tilt(h):
     from scipy.signal import butter, sosfilt
     return 0.5 * h + 0.5 * sosfilt(butter(2, 3000, fs=FS, output="sos"), h, axis=-1)
+
+
+# --------------------------------------------------------------------- the registry
+def _fmt_for(d):
+    return BIN if "binaural" in d.formats else parse_format("hoa3")
+
+
+def test_every_registered_degradation_has_a_severity_mapping_and_an_apply():
+    from spaq.data.degradations import Degradation
+
+    for name, d in DEGRADATIONS.items():
+        cls = type(d)
+        assert isinstance(d, Degradation) and d.name == name and d.stage in ("signal", "scene")
+        assert set(d.formats) <= {"binaural", "ambisonics"} and d.formats
+        for p, (lo, hi, how) in d.ranges.items():
+            assert how in ("lin", "geo") and isinstance(hi, float) and (lo is None or isinstance(lo, float)), name
+        assert cls.params is not Degradation.params, name
+        if d.stage == "signal":
+            assert cls.apply is not Degradation.apply, name
+        else:
+            assert cls.scene_mod is not Degradation.scene_mod, name
+        # the mapping depends on the severity: some parameter differs between 0 and 1 (same draws)
+        p0, p1 = (params(name, s, _fmt_for(d), codecs=["opus"]) if name == "codec" else params(name, s, _fmt_for(d))
+                  for s in (0.0, 1.0))
+        assert p0["severity"] == 0.0 and p1["severity"] == 1.0 and set(p0) == set(p1), name
+        assert {k: v for k, v in p0.items() if k != "severity"} != {k: v for k, v in p1.items() if k != "severity"}, name
+
+
+def test_registry_names_are_the_names_the_corpus_config_accepts():
+    from spaq.data.config import validate_config
+
+    for name, d in DEGRADATIONS.items():
+        cfg = validate_config({"degradations": {"types": {name: 1}, "options": {name: {}},
+                                                "chain": [{"type": name, "severity": 0.5}]}})
+        assert cfg["degradations"]["types"] == {name: 1.0}
+    with pytest.raises(SpaqError, match="unknown entry 'wobble'"):
+        validate_config({"degradations": {"types": {"wobble": 1}}})
+    with pytest.raises(SpaqError, match=r"degradations.chain\[0\]: unknown degradation 'wobble'"):
+        validate_config({"degradations": {"chain": [{"type": "wobble"}]}})
+    validate_config({"degradations": {"count": [0, len(DEGRADATIONS)]}})
+    with pytest.raises(SpaqError, match="outside"):
+        validate_config({"degradations": {"count": [0, len(DEGRADATIONS) + 1]}})
+
+
+def test_unknown_degradation_one_line_listing_the_names():
+    for call in (lambda: params("wobble", 0.5), lambda: apply("wobble", sig(), {})):
+        with pytest.raises(SpaqError) as e:
+            call()
+        msg = str(e.value)
+        assert "\n" not in msg and msg == f"unknown degradation 'wobble'; known: {', '.join(DEGRADATIONS)}"
+    with pytest.raises(SpaqError, match="'rotation' is not a signal-stage degradation"):
+        apply("rotation", sig(), params("rotation", 0.5))
+
+
+def test_register_degradation_adds_a_type(monkeypatch):
+    import spaq.data.degradations as dm
+
+    monkeypatch.setattr(dm, "DEGRADATIONS", dict(DEGRADATIONS))
+
+    @dm.register_degradation("invert")
+    class Invert(dm.Degradation):
+        ranges = {"share": (0.0, 1.0, "lin")}
+
+        def params(self, v, s, rng, ctx):
+            return {"share": v["share"]}
+
+        def apply(self, x, p, sample_rate, fmt):
+            return x * (1 - 2 * p["share"]), {}
+
+    p = dm.degradation_params("invert", 1.0, np.random.default_rng(0), sample_rate=FS, fmt=BIN)
+    assert p == {"severity": 1.0, "share": 1.0}
+    x = sig()
+    assert np.array_equal(dm.apply_signal_degradation(x, p, "invert", FS, BIN)[0], -x)
+    with pytest.raises(ValueError, match="registered twice"):
+        dm.register_degradation("invert")(Invert)
+    assert "invert" not in DEGRADATIONS

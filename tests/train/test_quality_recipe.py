@@ -23,9 +23,9 @@ def test_shipped_recipe_resolves_data_relative_to_the_repository_root():
 
 def test_unknown_keys_are_refused():
     with pytest.raises(SpaqError, match="unknown"):
-        QualityTrainConfig({"synthetic": {"nope": 1}})
+        QualityTrainConfig.from_dict({"synthetic": {"nope": 1}})
     with pytest.raises(SpaqError, match="unknown family"):
-        QualityTrainConfig({"synthetic": {"spatial": ["wobble"]}})
+        QualityTrainConfig.from_dict({"synthetic": {"spatial": ["wobble"]}})
 
 
 def _records():

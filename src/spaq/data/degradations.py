@@ -1,7 +1,11 @@
 """Degradations for synthetic corpora: composable, each driven by a severity in [0, 1].
 
 A degradation maps ``severity`` to documented physical parameters (``params``) and
-applies them. Two stages:
+applies them. Each is a small :class:`Degradation` subclass (its ranges, its severity ->
+params mapping and its ``apply``/``scene_mod``) registered by name with
+:func:`register_degradation`; :data:`DEGRADATIONS` (name -> instance) is the registry that
+the corpus config, :func:`degradation_params` and :func:`apply_signal_degradation` look up.
+Two stages:
 
 * ``signal`` degradations act on the rendered signal ``x (C, T)`` (binaural
   ``C = 2``, ambisonics ACN/SN3D ``C = (N+1)^2``);
@@ -84,6 +88,9 @@ __all__ = [
     "fractional_delay",
     "decorrelate",
     "CODECS",
+    "register_degradation",
+    "get_degradation",
+    "DrawContext",
 ]
 
 CODECS = {
@@ -94,48 +101,89 @@ CODECS = {
 STANDARD_RATES = (8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000, 88200, 96000)
 
 
-@dataclass(frozen=True)
-class Degradation:
-    """Metadata of one degradation type: ``stage`` ("signal"/"scene"), the formats it
-    applies to, the scene condition it needs (``needs_room``) and its default
-    severity ranges ``{param: (value at 0, value at 1, "lin"|"geo")}``."""
+BOTH = ("binaural", "ambisonics")
 
-    name: str
-    stage: str
-    formats: tuple
-    ranges: dict
+
+@dataclass(frozen=True)
+class DrawContext:
+    """What a degradation's parameters may depend on besides the severity: the signal's
+    ``sample_rate`` and format ``fmt``, the config's ``options`` for it, the scene's number of
+    sources and their directions ``[(azimuth_deg, elevation_deg), ...]`` (or None)."""
+
+    sample_rate: int
+    fmt: object
+    options: dict
+    n_sources: int = 1
+    directions: list | None = None
+
+
+class Degradation:
+    """One degradation type. Class attributes: ``name`` (set by :func:`register_degradation`),
+    ``stage`` ("signal"/"scene"), the format kinds it applies to (``formats``), whether it
+    needs a room (``needs_room``), its default severity ranges ``ranges`` (``{param: (value
+    at 0, value at 1, "lin"|"geo")}``, overridable per corpus) and its config ``options``.
+
+    Severity mapping: :meth:`severity_values` interpolates the ranges, :meth:`params` turns
+    them (with the random choices, drawn from ``rng`` in a fixed order) into the recorded
+    parameters. Signal-stage degradations apply them with :meth:`apply`; scene-stage ones
+    add them to the renderer's modifications with :meth:`scene_mod`."""
+
+    name: str = ""
+    stage: str = "signal"
+    formats: tuple = BOTH
+    ranges: dict = {}
     needs_room: bool = False
     options: tuple = ()
 
+    def severity_values(self, s: float, sample_rate: int, options: dict) -> dict:
+        """``{param: value}`` of the ranges at severity ``s`` (``options`` may replace a
+        range by ``[at 0, at 1]``; a None end is the sample rate)."""
+        vals = {}
+        for p, (lo, hi, how) in self.ranges.items():
+            if p in options:
+                lo, hi = (float(v) for v in options[p])
+            if lo is None:
+                lo = float(sample_rate)
+            vals[p] = _interp(lo, hi, how, s)
+        return vals
 
-def _d(name, stage, formats, ranges, needs_room=False, options=()):
-    return Degradation(name, stage, tuple(formats), dict(ranges), needs_room, tuple(options))
+    def params(self, v: dict, s: float, rng: np.random.Generator, ctx: DrawContext) -> dict:
+        """Parameters (without ``severity``) from the range values ``v`` at severity ``s``."""
+        raise NotImplementedError
+
+    def apply(self, x: np.ndarray, params: dict, sample_rate: int, fmt) -> tuple[np.ndarray, dict]:
+        """``x (C, T)`` degraded with ``params``: ``(y (C, T), extra)``, ``extra`` holding
+        measured facts to record (e.g. codec bitrate)."""
+        raise SpaqError(f"{self.name!r} is not a signal-stage degradation")
+
+    def scene_mod(self, mods: dict, params: dict) -> None:
+        """Add this step's modification to the scene renderer's ``mods`` (scene stage)."""
+        raise SpaqError(f"{self.name!r} is not a scene-stage degradation")
 
 
-BOTH = ("binaural", "ambisonics")
-DEGRADATIONS = {d.name: d for d in [
-    _d("noise", "signal", BOTH, {"snr_db": (40.0, 0.0, "lin")}, options=("colours",)),
-    _d("lowpass", "signal", BOTH, {"cutoff_hz": (16000.0, 1000.0, "geo")}),
-    _d("bandpass", "signal", BOTH, {"low_hz": (50.0, 500.0, "geo"), "high_hz": (16000.0, 3400.0, "geo")}),
-    _d("clipping", "signal", BOTH, {"clip_db": (0.5, 20.0, "lin")}),
-    _d("quantisation", "signal", BOTH, {"bits": (16.0, 3.0, "lin")}),
-    _d("codec", "signal", BOTH, {"bitrate_kbps": (128.0, 12.0, "geo")}, options=("codecs",)),
-    _d("order_truncation", "signal", ("ambisonics",), {}),
-    _d("rotation", "scene", BOTH, {"angle_deg": (0.0, 90.0, "lin")}, options=("axis",)),
-    _d("misplacement", "scene", BOTH, {"angle_deg": (0.0, 90.0, "lin")}),
-    _d("blur", "signal", BOTH, {"amount": (0.0, 1.0, "lin")}),
-    _d("ild", "signal", ("binaural",), {"ild_change_db": (0.0, 12.0, "lin")}),
-    _d("itd", "signal", ("binaural",), {"itd_change_us": (0.0, 600.0, "lin")}),
-    _d("hrtf_swap", "scene", ("binaural",), {"weight": (0.0, 1.0, "lin")}, options=("heads",)),
-    _d("reverb", "scene", BOTH, {"rt60_factor": (1.0, 2.0, "geo"), "drr_change_db": (0.0, 6.0, "lin")},
-       needs_room=True),
-    _d("gain", "signal", BOTH, {"gain_db": (0.0, 12.0, "lin")}),
-    _d("channel_imbalance", "signal", BOTH, {"imbalance_db": (0.0, 6.0, "lin")}),
-    _d("misalignment", "signal", BOTH, {"delay_ms": (0.0, 50.0, "lin")}),
-    _d("packet_loss", "signal", BOTH, {"loss_rate": (0.0, 0.3, "lin")}, options=("packet_ms",)),
-    _d("time_stretch", "signal", BOTH, {"stretch": (1.0, 1.5, "lin")}),
-    _d("resample", "signal", BOTH, {"rate_hz": (None, 8000.0, "geo")}),
-]}
+DEGRADATIONS: dict[str, Degradation] = {}
+
+
+def register_degradation(name: str):
+    """Class decorator: register an instance of a :class:`Degradation` subclass under
+    ``name`` in :data:`DEGRADATIONS` (the names a corpus config accepts)."""
+
+    def deco(cls):
+        if name in DEGRADATIONS:
+            raise ValueError(f"degradation {name!r} is registered twice")
+        cls.name = name
+        DEGRADATIONS[name] = cls()
+        return cls
+
+    return deco
+
+
+def get_degradation(name: str) -> Degradation:
+    """The registered degradation ``name``; one-line SpaqError listing the names if unknown."""
+    try:
+        return DEGRADATIONS[name]
+    except (KeyError, TypeError):
+        raise SpaqError(f"unknown degradation {name!r}; known: {', '.join(DEGRADATIONS)}") from None
 
 
 def check_severity(severity) -> float:
@@ -164,120 +212,11 @@ def degradation_params(name: str, severity: float, rng: np.random.Generator, *, 
     ``directions``: the scene's source directions ``[(azimuth_deg, elevation_deg), ...]``
     (head frame, at the start); with them rotation and misplacement move the source's
     lateral angle monotonically (module docstring), without them their sense is random."""
-    if name not in DEGRADATIONS:
-        raise SpaqError(f"unknown degradation {name!r}; known: {', '.join(DEGRADATIONS)}")
+    d = get_degradation(name)
     s = check_severity(severity)
-    d = DEGRADATIONS[name]
     opt = dict(options or {})
-    rng_vals = {}
-    for p, (lo, hi, how) in d.ranges.items():
-        if p in opt:
-            lo, hi = (float(v) for v in opt[p])
-        if lo is None:
-            lo = float(sample_rate)
-        rng_vals[p] = _interp(lo, hi, how, s)
-    out = {"severity": s}
-    fs = sample_rate
-    if name == "noise":
-        colours = opt.get("colours", ["white", "pink"])
-        out.update(snr_db=rng_vals["snr_db"], colour=str(colours[int(rng.integers(len(colours)))]),
-                   noise_seed=int(rng.integers(2**62)))
-    elif name == "lowpass":
-        out.update(cutoff_hz=min(rng_vals["cutoff_hz"], 0.45 * fs))
-    elif name == "bandpass":
-        out.update(low_hz=rng_vals["low_hz"], high_hz=min(rng_vals["high_hz"], 0.45 * fs))
-    elif name == "clipping":
-        out.update(clip_db=rng_vals["clip_db"])
-    elif name == "quantisation":
-        out.update(bits=int(round(rng_vals["bits"])))
-    elif name == "codec":
-        codecs = opt.get("codecs", list(CODECS))
-        for c in codecs:
-            if c not in CODECS:
-                raise SpaqError(f"unknown codec {c!r}; use one of {', '.join(CODECS)}")
-        codec = str(codecs[int(rng.integers(len(codecs)))])
-        br = rng_vals["bitrate_kbps"]
-        if codec == "mp3":  # MPEG-1/2 layer III rates
-            allowed = np.array([8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320])
-            if fs >= 32000:
-                allowed = allowed[allowed >= 32]
-                if "bitrate_kbps" not in opt:  # MPEG-1 has nothing below 32: spread the ladder over 128 -> 32
-                    lo, hi, how = d.ranges["bitrate_kbps"]
-                    br = _interp(lo, 32.0, how, s)
-            # nearest standard rate (ties towards the lower rate, so the ladder never rises)
-            br = float(allowed[np.argmin(np.abs(np.log(allowed / br)) - 1e-9 * (allowed < br))])
-        else:
-            br = float(max(6, round(br)))
-        out.update(codec=codec, bitrate_kbps=br)
-    elif name == "order_truncation":
-        order = fmt.order if getattr(fmt, "is_ambisonics", False) else 0
-        to = int(math.floor(order * (1 - s) + 1e-9))
-        if s > 0:
-            to = min(to, max(0, order - 1))
-        out.update(from_order=order, to_order=to)
-    elif name == "rotation":
-        axis = opt.get("axis", "yaw")
-        sense = 1 if rng.random() < 0.5 else -1
-        ang = rng_vals["angle_deg"]
-        if axis == "yaw":
-            vec = [0.0, 0.0, 1.0]
-            if directions:
-                sense = lateral_sense(*directions[0][:2]) or sense
-        elif axis == "random":
-            v = rng.standard_normal(3)
-            vec = (v / np.linalg.norm(v)).tolist()
-        else:
-            raise SpaqError(f"rotation axis must be 'yaw' or 'random', not {axis!r}")
-        out.update(angle_deg=float(ang * sense), axis=[float(a) for a in vec])
-    elif name == "misplacement":
-        src = int(rng.integers(max(1, n_sources)))
-        bearing = float(rng.uniform(-180, 180))
-        if directions and src < len(directions):
-            az, el = (float(a) for a in directions[src][:2])
-            b = bearing_to_other_pole(az, el)
-            if b is None:  # median plane: either pole (a pole itself: any bearing)
-                b = bearing_to_pole(az, el, 1 if bearing >= 0 else -1)
-            bearing = bearing if b is None else b
-        out.update(angle_deg=rng_vals["angle_deg"], source=src, bearing_deg=bearing)
-    elif name == "blur":
-        out.update(amount=rng_vals["amount"], decorrelator_seed=int(rng.integers(2**62)))
-    elif name == "ild":
-        out.update(ild_change_db=rng_vals["ild_change_db"] * (1 if rng.random() < 0.5 else -1))
-    elif name == "itd":
-        out.update(itd_change_us=rng_vals["itd_change_us"] * (1 if rng.random() < 0.5 else -1))
-    elif name == "hrtf_swap":
-        heads = opt.get("heads", ["sonicom-1", "sonicom-2"])
-        out.update(weight=rng_vals["weight"], head=str(heads[int(rng.integers(len(heads)))]))
-    elif name == "reverb":
-        # one direction of change: longer RT60 with more reverberant energy (lower DRR), as in a
-        # less absorbing room, or shorter with less; opposite signs would partly cancel
-        longer = rng.random() < 0.5
-        f = rng_vals["rt60_factor"]
-        out.update(rt60_factor=f if longer else 1.0 / f,
-                   drr_change_db=rng_vals["drr_change_db"] * (-1 if longer else 1))
-    elif name == "gain":
-        out.update(gain_db=rng_vals["gain_db"] * (1 if rng.random() < 0.5 else -1))
-    elif name == "channel_imbalance":
-        n_ch = fmt.n_channels
-        spread = rng_vals["imbalance_db"]
-        if n_ch == 2:
-            sign = 1 if rng.random() < 0.5 else -1
-            gains = [sign * spread / 2, -sign * spread / 2]
-        else:
-            gains = rng.uniform(-spread / 2, spread / 2, n_ch).tolist()
-        out.update(imbalance_db=spread, channel_gains_db=[float(g) for g in gains])
-    elif name == "misalignment":
-        out.update(delay_ms=rng_vals["delay_ms"], delay_samples=int(round(rng_vals["delay_ms"] * 1e-3 * fs)))
-    elif name == "packet_loss":
-        out.update(loss_rate=rng_vals["loss_rate"], packet_ms=float(opt.get("packet_ms", 20.0)),
-                   loss_seed=int(rng.integers(2**62)))
-    elif name == "time_stretch":
-        out.update(stretch=rng_vals["stretch"])
-    elif name == "resample":
-        target = rng_vals["rate_hz"]
-        cands = [r for r in STANDARD_RATES if r <= fs] or [fs]
-        out.update(rate_hz=int(min(cands, key=lambda r: abs(math.log(r / target)))))
-    return out
+    ctx = DrawContext(sample_rate, fmt, opt, n_sources, directions)
+    return {"severity": s, **d.params(d.severity_values(s, sample_rate, opt), s, rng, ctx)}
 
 
 # --------------------------------------------------------------------- helpers
@@ -400,11 +339,30 @@ def apply_signal_degradation(x, params: dict, name: str, sample_rate: int, fmt):
     """Apply signal-stage degradation ``name`` with ``params`` (from
     :func:`degradation_params`) to ``x (C, T)``; returns ``(y (C, T), extra)`` where
     ``extra`` holds measured facts to record (e.g. codec bitrate)."""
-    x = np.asarray(x, dtype=np.float64)
-    fs = sample_rate
-    C, T = x.shape
-    extra = {}
-    if name == "noise":
+    d = get_degradation(name)
+    if d.stage != "signal":
+        raise SpaqError(f"{name!r} is not a signal-stage degradation")
+    return d.apply(np.asarray(x, dtype=np.float64), params, sample_rate, fmt)
+
+
+def _sign(rng) -> int:
+    return 1 if rng.random() < 0.5 else -1
+
+
+# --------------------------------------------------------------------- the degradations
+# (registration order is the order of DEGRADATIONS, of the docs table and of error messages)
+@register_degradation("noise")
+class Noise(Degradation):
+    ranges = {"snr_db": (40.0, 0.0, "lin")}
+    options = ("colours",)
+
+    def params(self, v, s, rng, ctx):
+        colours = ctx.options.get("colours", ["white", "pink"])
+        return dict(snr_db=v["snr_db"], colour=str(colours[int(rng.integers(len(colours)))]),
+                    noise_seed=int(rng.integers(2**62)))
+
+    def apply(self, x, params, sample_rate, fmt):
+        C, T = x.shape
         rng = np.random.default_rng(params["noise_seed"])
         n = _noise((C, T), params["colour"], rng)
         if getattr(fmt, "is_ambisonics", False):  # diffuse: equal-power, uncorrelated N3D channels
@@ -413,58 +371,285 @@ def apply_signal_degradation(x, params: dict, name: str, sample_rate: int, fmt):
         if ps == 0:
             return x.copy(), {"note": "silent input, no noise added"}
         n *= np.sqrt(ps / pn * 10 ** (-params["snr_db"] / 10))
-        return x + n, extra
-    if name == "lowpass":
-        sos = butter(4, params["cutoff_hz"], "lowpass", fs=fs, output="sos")
-        return sosfiltfilt(sos, x, axis=-1), extra
-    if name == "bandpass":
-        sos = butter(4, [params["low_hz"], params["high_hz"]], "bandpass", fs=fs, output="sos")
-        return sosfiltfilt(sos, x, axis=-1), extra
-    if name == "clipping":
+        return x + n, {}
+
+
+@register_degradation("lowpass")
+class Lowpass(Degradation):
+    ranges = {"cutoff_hz": (16000.0, 1000.0, "geo")}
+
+    def params(self, v, s, rng, ctx):
+        return dict(cutoff_hz=min(v["cutoff_hz"], 0.45 * ctx.sample_rate))
+
+    def apply(self, x, params, sample_rate, fmt):
+        sos = butter(4, params["cutoff_hz"], "lowpass", fs=sample_rate, output="sos")
+        return sosfiltfilt(sos, x, axis=-1), {}
+
+
+@register_degradation("bandpass")
+class Bandpass(Degradation):
+    ranges = {"low_hz": (50.0, 500.0, "geo"), "high_hz": (16000.0, 3400.0, "geo")}
+
+    def params(self, v, s, rng, ctx):
+        return dict(low_hz=v["low_hz"], high_hz=min(v["high_hz"], 0.45 * ctx.sample_rate))
+
+    def apply(self, x, params, sample_rate, fmt):
+        sos = butter(4, [params["low_hz"], params["high_hz"]], "bandpass", fs=sample_rate, output="sos")
+        return sosfiltfilt(sos, x, axis=-1), {}
+
+
+@register_degradation("clipping")
+class Clipping(Degradation):
+    ranges = {"clip_db": (0.5, 20.0, "lin")}
+
+    def params(self, v, s, rng, ctx):
+        return dict(clip_db=v["clip_db"])
+
+    def apply(self, x, params, sample_rate, fmt):
         peak = np.max(np.abs(x))
         thr = peak * 10 ** (-params["clip_db"] / 20)
         y = np.clip(x, -thr, thr)
-        extra["clipped_fraction"] = float(np.mean(np.abs(x) > thr))
-        return y, extra
-    if name == "quantisation":
+        return y, {"clipped_fraction": float(np.mean(np.abs(x) > thr))}
+
+
+@register_degradation("quantisation")
+class Quantisation(Degradation):
+    ranges = {"bits": (16.0, 3.0, "lin")}
+
+    def params(self, v, s, rng, ctx):
+        return dict(bits=int(round(v["bits"])))
+
+    def apply(self, x, params, sample_rate, fmt):
         step = 2.0 / 2 ** params["bits"]
-        return np.clip(np.round(x / step) * step, -1.0, 1.0 - step), extra
-    if name == "codec":
-        y, info = codec_roundtrip(x, fs, params["codec"], params["bitrate_kbps"])
-        return y, info
-    if name == "order_truncation":
-        order = order_from_channels(C)
-        if order is None:
+        return np.clip(np.round(x / step) * step, -1.0, 1.0 - step), {}
+
+
+@register_degradation("codec")
+class Codec(Degradation):
+    ranges = {"bitrate_kbps": (128.0, 12.0, "geo")}
+    options = ("codecs",)
+
+    def params(self, v, s, rng, ctx):
+        opt, fs = ctx.options, ctx.sample_rate
+        codecs = opt.get("codecs", list(CODECS))
+        for c in codecs:
+            if c not in CODECS:
+                raise SpaqError(f"unknown codec {c!r}; use one of {', '.join(CODECS)}")
+        codec = str(codecs[int(rng.integers(len(codecs)))])
+        br = v["bitrate_kbps"]
+        if codec == "mp3":  # MPEG-1/2 layer III rates
+            allowed = np.array([8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320])
+            if fs >= 32000:
+                allowed = allowed[allowed >= 32]
+                if "bitrate_kbps" not in opt:  # MPEG-1 has nothing below 32: spread the ladder over 128 -> 32
+                    lo, hi, how = self.ranges["bitrate_kbps"]
+                    br = _interp(lo, 32.0, how, s)
+            # nearest standard rate (ties towards the lower rate, so the ladder never rises)
+            br = float(allowed[np.argmin(np.abs(np.log(allowed / br)) - 1e-9 * (allowed < br))])
+        else:
+            br = float(max(6, round(br)))
+        return dict(codec=codec, bitrate_kbps=br)
+
+    def apply(self, x, params, sample_rate, fmt):
+        return codec_roundtrip(x, sample_rate, params["codec"], params["bitrate_kbps"])
+
+
+@register_degradation("order_truncation")
+class OrderTruncation(Degradation):
+    formats = ("ambisonics",)
+    ranges = {}
+
+    def params(self, v, s, rng, ctx):
+        order = ctx.fmt.order if getattr(ctx.fmt, "is_ambisonics", False) else 0
+        to = int(math.floor(order * (1 - s) + 1e-9))
+        if s > 0:
+            to = min(to, max(0, order - 1))
+        return dict(from_order=order, to_order=to)
+
+    def apply(self, x, params, sample_rate, fmt):
+        if order_from_channels(x.shape[0]) is None:
             raise SpaqError("order truncation needs an ambisonic signal")
         y = x.copy()
         y[(params["to_order"] + 1) ** 2:] = 0.0
-        return y, extra
-    if name == "blur":
+        return y, {}
+
+
+@register_degradation("rotation")
+class Rotation(Degradation):
+    stage = "scene"
+    ranges = {"angle_deg": (0.0, 90.0, "lin")}
+    options = ("axis",)
+
+    def params(self, v, s, rng, ctx):
+        axis = ctx.options.get("axis", "yaw")
+        sense = _sign(rng)
+        ang = v["angle_deg"]
+        if axis == "yaw":
+            vec = [0.0, 0.0, 1.0]
+            if ctx.directions:
+                sense = lateral_sense(*ctx.directions[0][:2]) or sense
+        elif axis == "random":
+            r = rng.standard_normal(3)
+            vec = (r / np.linalg.norm(r)).tolist()
+        else:
+            raise SpaqError(f"rotation axis must be 'yaw' or 'random', not {axis!r}")
+        return dict(angle_deg=float(ang * sense), axis=[float(a) for a in vec])
+
+    def scene_mod(self, mods, params):
+        from scipy.spatial.transform import Rotation as R
+
+        r = R.from_rotvec(np.asarray(params["axis"]) * math.radians(params["angle_deg"])).as_matrix()
+        mods["rotation"] = r @ mods.get("rotation", np.eye(3))
+
+
+class _SceneParams(Degradation):
+    """Scene stage: the renderer reads the params under the degradation's name."""
+
+    stage = "scene"
+
+    def scene_mod(self, mods, params):
+        mods[self.name] = params
+
+
+@register_degradation("misplacement")
+class Misplacement(_SceneParams):
+    ranges = {"angle_deg": (0.0, 90.0, "lin")}
+
+    def params(self, v, s, rng, ctx):
+        src = int(rng.integers(max(1, ctx.n_sources)))
+        bearing = float(rng.uniform(-180, 180))
+        if ctx.directions and src < len(ctx.directions):
+            az, el = (float(a) for a in ctx.directions[src][:2])
+            b = bearing_to_other_pole(az, el)
+            if b is None:  # median plane: either pole (a pole itself: any bearing)
+                b = bearing_to_pole(az, el, 1 if bearing >= 0 else -1)
+            bearing = bearing if b is None else b
+        return dict(angle_deg=v["angle_deg"], source=src, bearing_deg=bearing)
+
+
+@register_degradation("blur")
+class Blur(Degradation):
+    ranges = {"amount": (0.0, 1.0, "lin")}
+
+    def params(self, v, s, rng, ctx):
+        return dict(amount=v["amount"], decorrelator_seed=int(rng.integers(2**62)))
+
+    def apply(self, x, params, sample_rate, fmt):
         a = params["amount"]
-        dx = decorrelate(x, fs, np.random.default_rng(params["decorrelator_seed"]))
-        return np.sqrt(1 - a) * x + np.sqrt(a) * dx, extra
-    if name == "ild":
+        dx = decorrelate(x, sample_rate, np.random.default_rng(params["decorrelator_seed"]))
+        return np.sqrt(1 - a) * x + np.sqrt(a) * dx, {}
+
+
+@register_degradation("ild")
+class ILD(Degradation):
+    formats = ("binaural",)
+    ranges = {"ild_change_db": (0.0, 12.0, "lin")}
+
+    def params(self, v, s, rng, ctx):
+        return dict(ild_change_db=v["ild_change_db"] * _sign(rng))
+
+    def apply(self, x, params, sample_rate, fmt):
         g = params["ild_change_db"] / 2
-        return x * (10 ** (np.array([g, -g]) / 20))[:, None], extra
-    if name == "itd":
-        d = params["itd_change_us"] * 1e-6 * fs
+        return x * (10 ** (np.array([g, -g]) / 20))[:, None], {}
+
+
+@register_degradation("itd")
+class ITD(Degradation):
+    formats = ("binaural",)
+    ranges = {"itd_change_us": (0.0, 600.0, "lin")}
+
+    def params(self, v, s, rng, ctx):
+        return dict(itd_change_us=v["itd_change_us"] * _sign(rng))
+
+    def apply(self, x, params, sample_rate, fmt):
+        d = params["itd_change_us"] * 1e-6 * sample_rate
         y = x.copy()
         if d >= 0:
             y[1] = fractional_delay(x[1], d)
         else:
             y[0] = fractional_delay(x[0], -d)
-        return y, extra
-    if name == "gain":
-        return x * 10 ** (params["gain_db"] / 20), extra
-    if name == "channel_imbalance":
+        return y, {}
+
+
+@register_degradation("hrtf_swap")
+class HRTFSwap(_SceneParams):
+    formats = ("binaural",)
+    ranges = {"weight": (0.0, 1.0, "lin")}
+    options = ("heads",)
+
+    def params(self, v, s, rng, ctx):
+        heads = ctx.options.get("heads", ["sonicom-1", "sonicom-2"])
+        return dict(weight=v["weight"], head=str(heads[int(rng.integers(len(heads)))]))
+
+
+@register_degradation("reverb")
+class Reverb(_SceneParams):
+    ranges = {"rt60_factor": (1.0, 2.0, "geo"), "drr_change_db": (0.0, 6.0, "lin")}
+    needs_room = True
+
+    def params(self, v, s, rng, ctx):
+        # one direction of change: longer RT60 with more reverberant energy (lower DRR), as in a
+        # less absorbing room, or shorter with less; opposite signs would partly cancel
+        longer = rng.random() < 0.5
+        f = v["rt60_factor"]
+        return dict(rt60_factor=f if longer else 1.0 / f, drr_change_db=v["drr_change_db"] * (-1 if longer else 1))
+
+
+@register_degradation("gain")
+class Gain(Degradation):
+    ranges = {"gain_db": (0.0, 12.0, "lin")}
+
+    def params(self, v, s, rng, ctx):
+        return dict(gain_db=v["gain_db"] * _sign(rng))
+
+    def apply(self, x, params, sample_rate, fmt):
+        return x * 10 ** (params["gain_db"] / 20), {}
+
+
+@register_degradation("channel_imbalance")
+class ChannelImbalance(Degradation):
+    ranges = {"imbalance_db": (0.0, 6.0, "lin")}
+
+    def params(self, v, s, rng, ctx):
+        n_ch = ctx.fmt.n_channels
+        spread = v["imbalance_db"]
+        if n_ch == 2:
+            sign = _sign(rng)
+            gains = [sign * spread / 2, -sign * spread / 2]
+        else:
+            gains = rng.uniform(-spread / 2, spread / 2, n_ch).tolist()
+        return dict(imbalance_db=spread, channel_gains_db=[float(g) for g in gains])
+
+    def apply(self, x, params, sample_rate, fmt):
         g = 10 ** (np.asarray(params["channel_gains_db"]) / 20)
-        return x * g[:, None], extra
-    if name == "misalignment":
-        k = params["delay_samples"]
+        return x * g[:, None], {}
+
+
+@register_degradation("misalignment")
+class Misalignment(Degradation):
+    ranges = {"delay_ms": (0.0, 50.0, "lin")}
+
+    def params(self, v, s, rng, ctx):
+        return dict(delay_ms=v["delay_ms"], delay_samples=int(round(v["delay_ms"] * 1e-3 * ctx.sample_rate)))
+
+    def apply(self, x, params, sample_rate, fmt):
+        k, T = params["delay_samples"], x.shape[-1]
         y = np.zeros_like(x)
         y[:, k:] = x[:, : T - k] if k < T else 0.0
-        return y, extra
-    if name == "packet_loss":
+        return y, {}
+
+
+@register_degradation("packet_loss")
+class PacketLoss(Degradation):
+    ranges = {"loss_rate": (0.0, 0.3, "lin")}
+    options = ("packet_ms",)
+
+    def params(self, v, s, rng, ctx):
+        return dict(loss_rate=v["loss_rate"], packet_ms=float(ctx.options.get("packet_ms", 20.0)),
+                    loss_seed=int(rng.integers(2**62)))
+
+    def apply(self, x, params, sample_rate, fmt):
+        fs, T = sample_rate, x.shape[-1]
         rng = np.random.default_rng(params["loss_seed"])
         P = max(1, int(round(params["packet_ms"] * 1e-3 * fs)))
         n_p = int(np.ceil(T / P))
@@ -476,24 +661,44 @@ def apply_signal_degradation(x, params: dict, name: str, sample_rate: int, fmt):
             win /= win.sum()
             mask = np.convolve(np.pad(mask, ramp, mode="edge"), win, mode="valid")
             mask[np.repeat(lost, P)[:T]] = 0.0
-        extra.update(lost_packets=int(lost.sum()), n_packets=n_p, realised_loss_rate=float(lost.mean()))
+        extra = dict(lost_packets=int(lost.sum()), n_packets=n_p, realised_loss_rate=float(lost.mean()))
         return x * mask, extra
-    if name == "time_stretch":
+
+
+def _pad_to(y: np.ndarray, T: int) -> np.ndarray:
+    if y.shape[-1] < T:
+        y = np.pad(y, ((0, 0), (0, T - y.shape[-1])))
+    return y[:, :T]
+
+
+@register_degradation("time_stretch")
+class TimeStretch(Degradation):
+    ranges = {"stretch": (1.0, 1.5, "lin")}
+
+    def params(self, v, s, rng, ctx):
+        return dict(stretch=v["stretch"])
+
+    def apply(self, x, params, sample_rate, fmt):
         r = params["stretch"]
         if r == 1.0:
-            return x.copy(), extra
-        y = phase_vocoder(phase_vocoder(x, r), 1.0 / r)
-        if y.shape[-1] < T:
-            y = np.pad(y, ((0, 0), (0, T - y.shape[-1])))
-        return y[:, :T], extra
-    if name == "resample":
-        r = params["rate_hz"]
+            return x.copy(), {}
+        return _pad_to(phase_vocoder(phase_vocoder(x, r), 1.0 / r), x.shape[-1]), {}
+
+
+@register_degradation("resample")
+class Resample(Degradation):
+    ranges = {"rate_hz": (None, 8000.0, "geo")}
+
+    def params(self, v, s, rng, ctx):
+        fs, target = ctx.sample_rate, v["rate_hz"]
+        cands = [r for r in STANDARD_RATES if r <= fs] or [fs]
+        return dict(rate_hz=int(min(cands, key=lambda r: abs(math.log(r / target)))))
+
+    def apply(self, x, params, sample_rate, fmt):
+        r, fs = params["rate_hz"], sample_rate
         if r == fs:
-            return x.copy(), extra
+            return x.copy(), {}
         g = math.gcd(int(r), int(fs))
         low = resample_poly(x, r // g, fs // g, axis=-1)
         y = resample_poly(low, fs // g, r // g, axis=-1)
-        if y.shape[-1] < T:
-            y = np.pad(y, ((0, 0), (0, T - y.shape[-1])))
-        return y[:, :T], extra
-    raise SpaqError(f"{name!r} is not a signal-stage degradation")
+        return _pad_to(y, x.shape[-1]), {}

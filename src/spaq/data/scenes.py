@@ -22,7 +22,6 @@ import math
 
 import numpy as np
 from scipy.signal import oaconvolve
-from scipy.spatial.transform import Rotation
 
 from ..errors import SpaqError
 from ..formats import parse_format
@@ -182,16 +181,7 @@ def scene_mods(chain: list[dict]) -> dict:
     for step in chain:
         if step["stage"] != "scene":
             continue
-        p = step["params"]
-        if step["type"] == "rotation":
-            r = Rotation.from_rotvec(np.asarray(p["axis"]) * math.radians(p["angle_deg"])).as_matrix()
-            mods["rotation"] = r @ mods.get("rotation", np.eye(3))
-        elif step["type"] == "misplacement":
-            mods["misplacement"] = p
-        elif step["type"] == "hrtf_swap":
-            mods["hrtf_swap"] = p
-        elif step["type"] == "reverb":
-            mods["reverb"] = p
+        DEGRADATIONS[step["type"]].scene_mod(mods, step["params"])
     return mods
 
 

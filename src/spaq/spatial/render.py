@@ -1,18 +1,16 @@
-"""Render mono sources to binaural or ambisonic signals (anechoic, plane waves).
+"""Render mono sources to binaural signals by HRIR convolution (anechoic), and source
+trajectories. (Ambisonic plane-wave encoding is :func:`spaq.spatial.ambisonics.encode`.)
 
 Shapes: a source is ``(T,)``; directions are scalars (static) or ``(T,)`` arrays
-(moving source, degrees); binaural output ``(2, T)``, ambisonic ``(n_ch, T)``
-ACN/SN3D. Output length equals input length (the HRIR tail is cut).
+(moving source, degrees); binaural output ``(2, T)``. Output length equals input length
+(the HRIR tail is cut).
 """
 from __future__ import annotations
 
 import numpy as np
 from scipy.signal import fftconvolve, oaconvolve
 
-from ..errors import SpaqError
-from .ambisonics import decode_binaural, encode
-
-__all__ = ["render_binaural", "render_ambisonics", "render_source", "trajectory"]
+__all__ = ["render_binaural", "trajectory"]
 
 
 def trajectory(az0_deg: float, el0_deg: float, n_samples: int, sample_rate: int,
@@ -64,27 +62,3 @@ def render_binaural(signal, azimuth_deg, elevation_deg, hrtf, method: str = "int
     for b in range(n_blocks):  # overlap-add: B ~ T/hop additions of short blocks
         out[:, b * hop:b * hop + L] += y[b]
     return out[:, hop:hop + T]
-
-
-def render_ambisonics(signal, azimuth_deg, elevation_deg, order: int) -> np.ndarray:
-    """Plane-wave encoding of ``signal (T,)`` (static or per-sample directions) -> ``(n_ch, T)``."""
-    return encode(signal, azimuth_deg, elevation_deg, order)
-
-
-def render_source(signal, azimuth_deg, elevation_deg, fmt, hrtf=None, method: str = "interpolated",
-                  decoder: np.ndarray | None = None, order_for_decoding: int | None = None) -> np.ndarray:
-    """Render to a :class:`~spaq.formats.SpatialFormat`: binaural via HRIRs (or, if a
-    ``decoder (2, n_ch, taps)`` is given, via ambisonics of ``order_for_decoding``
-    decoded to binaural), ambisonics via encoding. Returns ``(C, T)``."""
-    if fmt.is_binaural:
-        if decoder is not None:
-            order = order_for_decoding if order_for_decoding is not None else int(np.sqrt(decoder.shape[1])) - 1
-            return decode_binaural(encode(signal, azimuth_deg, elevation_deg, order), decoder)
-        if hrtf is None:
-            raise SpaqError("binaural rendering needs an HRTF set")
-        return render_binaural(signal, azimuth_deg, elevation_deg, hrtf, method)
-    if fmt.is_ambisonics:
-        return render_ambisonics(signal, azimuth_deg, elevation_deg, fmt.order)
-    if fmt.kind == "mono":
-        return np.asarray(signal, dtype=np.float64)[None, :]
-    raise SpaqError(f"cannot render to format {fmt}")

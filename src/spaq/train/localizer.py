@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..config import ConfigError, from_dict, load_config
 from ..errors import SpaqError, SpaqInputError
 from ..losses import MultiTaskLoss
 from ..models import checkpoint
@@ -66,33 +67,26 @@ class SyntheticSpec:
     """How synthetic training scenes are drawn."""
 
     hrtf: str = "ku100"
-    sources: tuple = ("speech", "harmonic", "chord", "percussive", "pink_noise", "noise_bursts")
+    sources: tuple[str, ...] = ("speech", "harmonic", "chord", "percussive", "pink_noise", "noise_bursts")
     room_fraction: float = 0.5
-    rt60_s: tuple = (0.2, 0.8)
-    room_dims_m: tuple = ((4.0, 3.0, 2.5), (10.0, 8.0, 4.0))  # min, max
-    distance_m: tuple = (1.0, 3.0)
+    rt60_s: tuple[float, float] = (0.2, 0.8)
+    room_dims_m: tuple[tuple[float, float, float], tuple[float, float, float]] = (
+        (4.0, 3.0, 2.5), (10.0, 8.0, 4.0))  # min, max
+    distance_m: tuple[float, float] = (1.0, 3.0)
     noise_fraction: float = 0.5
-    snr_db: tuple = (5.0, 40.0)
-    level_dbfs: tuple = (-40.0, -15.0)
+    snr_db: tuple[float, float] = (5.0, 40.0)
+    level_dbfs: tuple[float, float] = (-40.0, -15.0)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "SyntheticSpec":
-        known = set(cls.__dataclass_fields__)
-        bad = set(d) - known
-        if bad:
-            raise SpaqError(f"unknown synthetic data keys {sorted(bad)}; known: {sorted(known)}")
-        d = dict(d)
-        for k in ("sources", "rt60_s", "distance_m", "snr_db", "level_dbfs"):
-            if k in d:
-                d[k] = tuple(d[k])
-        if "room_dims_m" in d:
-            d["room_dims_m"] = tuple(tuple(x) for x in d["room_dims_m"])
-        return cls(**d)
+    def from_dict(cls, d: dict, where: str = "data") -> "SyntheticSpec":
+        """The spec from a mapping, through :mod:`spaq.config` (strict, one-line errors)."""
+        return from_dict(cls, d, where)
 
 
 @dataclass
 class LocalizerTrainConfig:
-    """A training recipe (YAML keys of the same names; ``model`` is a BASTConfig dict)."""
+    """A training recipe (YAML keys of the same names, at the top level or under
+    ``localizer:``; ``model`` is a BASTConfig dict, ``data`` a :class:`SyntheticSpec` dict)."""
 
     seed: int = 0
     model: dict = field(default_factory=dict)
@@ -115,23 +109,14 @@ class LocalizerTrainConfig:
 
     @classmethod
     def from_yaml(cls, path) -> "LocalizerTrainConfig":
-        import yaml
-
-        p = Path(path)
-        if not p.is_file():
-            raise SpaqInputError(f"training config not found: {p}")
+        """The recipe in YAML file ``path``, through :mod:`spaq.config`; ``data`` is checked
+        against :class:`SyntheticSpec` here (and kept as the mapping given)."""
+        tc = load_config(path, cls, section="localizer")
         try:
-            d = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise SpaqInputError(f"cannot parse {p} as YAML: {' '.join(str(e).split())}") from None
-        if not isinstance(d, dict):
-            raise SpaqInputError(f"{p}: a training config must be a mapping")
-        d = d.get("localizer", d)
-        known = set(cls.__dataclass_fields__)
-        bad = set(d) - known
-        if bad:
-            raise SpaqInputError(f"{p}: unknown keys {sorted(bad)}; known: {sorted(known)}")
-        return cls(**d)
+            SyntheticSpec.from_dict(tc.data)
+        except ConfigError as e:
+            raise ConfigError(f"{path}: {e}") from None
+        return tc
 
 
 # --------------------------------------------------------------------------- synthetic scenes

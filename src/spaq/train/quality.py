@@ -26,12 +26,13 @@ import json
 import math
 import os
 import time
+from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
+from ..config import Section, config_keys, load_config
 from ..errors import SpaqError
 from ..io import atomic_write
 from ..models.quality import SPATIAL_FEATURES, TIMBRAL_FEATURES, QualityMapping
@@ -60,60 +61,80 @@ FAMILIES = {
 }
 
 
+@dataclass
+class MushraData(Section):
+    """Where the listening-test ratings are (``path`` relative to the repository root)."""
+
+    path: str = "../shared/listening-tests/speech-codec-mushra"
+    ratings: str = "ratings_filtered_stim01-08.csv"
+
+
+@dataclass
+class FitOptions(Section):
+    starts: int = 8
+    monotone_weight: float = 0.0
+    monotone_margin: float = 0.05
+
+
+@dataclass
+class SyntheticSweeps(Section):
+    seed: int = 5000
+    duration_s: float = 1.5
+    hrtf: str = "default"
+    voices: list[str] = field(default_factory=lambda: ["en-us", "de"])
+    sources: list[str] = field(default_factory=lambda: ["speech", "harmonic", "pink_noise"])
+    formats: list[str] = field(default_factory=lambda: ["binaural", "hoa3"])
+    scenes: int = 1
+    severities: list[float] = field(default_factory=lambda: [0.25, 0.5, 1.0])
+    anchors: list[str] = field(default_factory=lambda: ["noise", "lowpass"])
+    spatial: list[str] = field(default_factory=lambda: [
+        "rotation", "misplacement", "blur", "gain_imbalance", "hrtf_swap", "order_truncation", "reverb", "ild", "itd"])
+    hrtf_swap_heads: list[str] = field(default_factory=lambda: ["sonicom-1"])
+
+
+@dataclass
 class QualityTrainConfig:
-    """Validated training recipe (see ``configs/train/quality.yaml``)."""
+    """Validated training recipe (see ``configs/train/quality.yaml``), read by
+    :mod:`spaq.config`. The sections also read like dicts (``tc.fit["starts"]``).
+    ``base_dir`` (not a config key): the folder relative data paths start from."""
 
-    DEFAULTS = {
-        "seed": 7,
-        "mushra": {"path": "../shared/listening-tests/speech-codec-mushra", "ratings": "ratings_filtered_stim01-08.csv"},
-        "fit": {"starts": 8, "monotone_weight": 0.0, "monotone_margin": 0.05},
-        "synthetic": {
-            "seed": 5000, "duration_s": 1.5, "hrtf": "default", "voices": ["en-us", "de"],
-            "sources": ["speech", "harmonic", "pink_noise"], "formats": ["binaural", "hoa3"],
-            "scenes": 1, "severities": [0.25, 0.5, 1.0],
-            "anchors": ["noise", "lowpass"],
-            "spatial": ["rotation", "misplacement", "blur", "gain_imbalance", "hrtf_swap", "order_truncation",
-                        "reverb", "ild", "itd"],
-            "hrtf_swap_heads": ["sonicom-1"],
-        },
-    }
+    seed: int = 7
+    mushra: MushraData = field(default_factory=MushraData)
+    fit: FitOptions = field(default_factory=FitOptions)
+    synthetic: SyntheticSweeps = field(default_factory=SyntheticSweeps)
+    base_dir: Path = field(default_factory=Path.cwd, metadata={"config": False})
 
-    def __init__(self, d: dict | None = None, base_dir: str | os.PathLike | None = None):
-        d = d or {}
-        unknown = set(d) - set(self.DEFAULTS)
-        if unknown:
-            raise SpaqError(f"quality train config: unknown keys {sorted(unknown)}")
-        self.seed = int(d.get("seed", self.DEFAULTS["seed"]))
-        self.mushra = {**self.DEFAULTS["mushra"], **(d.get("mushra") or {})}
-        self.fit = {**self.DEFAULTS["fit"], **(d.get("fit") or {})}
-        self.synthetic = {**self.DEFAULTS["synthetic"], **(d.get("synthetic") or {})}
-        for k in set(self.synthetic) - set(self.DEFAULTS["synthetic"]):
-            raise SpaqError(f"quality train config: unknown key synthetic.{k}")
-        for f in list(self.synthetic["anchors"]) + list(self.synthetic["spatial"]):
+    def __post_init__(self):
+        for f in list(self.synthetic.anchors) + list(self.synthetic.spatial):
             if f not in FAMILIES:
                 raise SpaqError(f"quality train config: unknown family {f!r}; known: {', '.join(FAMILIES)}")
-        self.base_dir = Path(base_dir) if base_dir else Path.cwd()
+        self.base_dir = Path(self.base_dir)
+
+    @classmethod
+    def from_dict(cls, d: dict | None, base_dir: str | os.PathLike | None = None) -> "QualityTrainConfig":
+        """The recipe from a mapping (unknown keys and wrong types: one-line SpaqError)."""
+        tc = load_config(d, cls)
+        if base_dir is not None:
+            tc.base_dir = Path(base_dir)
+        return tc
 
     @classmethod
     def from_yaml(cls, path) -> "QualityTrainConfig":
-        try:
-            with open(path, encoding="utf-8") as f:
-                d = yaml.safe_load(f) or {}
-        except OSError as e:
-            raise SpaqError(f"cannot read {path}: {e.strerror}") from None
         # relative data paths are relative to the repository root: the nearest folder above the
         # config that holds pyproject.toml (configs/train/quality.yaml -> the repository root);
         # without one, the config folder's parent
+        tc = load_config(path, cls)
         here = Path(path).resolve().parent
-        base = next((p for p in (here, *here.parents) if (p / "pyproject.toml").is_file()), here.parent)
-        return cls(d, base_dir=base)
+        tc.base_dir = next((p for p in (here, *here.parents) if (p / "pyproject.toml").is_file()), here.parent)
+        return tc
 
     def mushra_dir(self) -> Path:
         p = Path(self.mushra["path"])
         return p if p.is_absolute() else (self.base_dir / p)
 
     def to_dict(self) -> dict:
-        return {"seed": self.seed, "mushra": self.mushra, "fit": self.fit, "synthetic": self.synthetic}
+        return {k: (asdict(v) if is_dataclass(v) else v) for k, v in
+                ((k, getattr(self, k)) for k in config_keys(type(self)))}
 
 
 # --------------------------------------------------------------------------- MUSHRA data
