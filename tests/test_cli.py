@@ -385,6 +385,9 @@ def test_help_h_everywhere_without_type_placeholders(capsys, cmd):
 
 
 def test_help_usage_and_metavars(capsys):
+    for group in ([], ["train"], ["weights"]):  # no command: the group's help, usage status, no empty error line
+        rc, out, err = run(capsys, group)
+        assert rc == 2 and out.count("Usage: spaq") == 1 and err == ""
     rc, out, _ = run(capsys, ["score", "-h"])
     assert re.search(r"Usage: spaq score \[OPTIONS\] REF DEG\b", out)
     assert re.search(r"--format\s+FORMAT", out) and re.search(r"--maps\s+OUT", out)

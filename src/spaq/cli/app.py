@@ -124,7 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     except _EXIT as e:
         return int(e.exit_code or 0)
     except _click_exc.ClickException as e:
-        sys.stderr.write(f"spaq: error: {' '.join(e.format_message().split())}\n")
+        msg = " ".join(e.format_message().split())
+        if msg:  # empty for a group called without a command: its help is already printed
+            sys.stderr.write(f"spaq: error: {msg}\n")
         return 2
     except _ABORT:
         sys.stderr.write("spaq: aborted\n")
