@@ -364,3 +364,103 @@ def test_ctrl_c_exits_130_with_one_line(monkeypatch, capsys):
     monkeypatch.setattr(spaq.api, "score", interrupted)
     assert main(["score", "a.wav", "b.wav"]) == 130
     assert capsys.readouterr().err == "spaq: interrupted\n"
+
+
+# --------------------------------------------------------------------------- issue 15 item 9: help, version, output
+
+COMMANDS = [[], ["score"], ["qastanet"], ["metrics"], ["demo"], ["version"], ["weights"], ["weights", "fetch"],
+            ["weights", "path"], ["localize"], ["evaluate"], ["batch"], ["generate"], ["train"], ["train", "quality"],
+            ["train", "localizer"]]
+
+
+@pytest.mark.parametrize("cmd", COMMANDS, ids=lambda c: " ".join(c) or "spaq")
+def test_help_h_everywhere_without_type_placeholders(capsys, cmd):
+    rc, out, err = run(capsys, [*cmd, "-h"])
+    assert rc == 0 and err == ""
+    assert out.count("Usage: spaq" + "".join(" " + c for c in cmd)) == 1
+    rc2, out2, _ = run(capsys, [*cmd, "--help"])
+    assert rc2 == 0 and out2 == out
+    for junk in ("<bool>", "<str>", "<int>", "<float>", "<path>", "<list", "{"):
+        assert junk not in out, (junk, out)
+
+
+def test_help_usage_and_metavars(capsys):
+    for group in ([], ["train"], ["weights"]):  # no command: the group's help, usage status, no empty error line
+        rc, out, err = run(capsys, group)
+        assert rc == 2 and out.count("Usage: spaq") == 1 and err == ""
+    rc, out, _ = run(capsys, ["score", "-h"])
+    assert re.search(r"Usage: spaq score \[OPTIONS\] REF DEG\b", out)
+    assert re.search(r"--format\s+FORMAT", out) and re.search(r"--maps\s+OUT", out)
+    rc, out, _ = run(capsys, ["train", "localizer", "-h"])
+    assert re.search(r"Usage: spaq train localizer \[OPTIONS\] \[CONFIG\]", out)
+
+
+def test_version_option_is_eager(capsys):
+    import spaq
+
+    assert run(capsys, ["--version"]) == (0, f"spaq {spaq.__version__}\n", "")
+    assert run(capsys, ["--version", "score", "a.wav"]) == (0, f"spaq {spaq.__version__}\n", "")  # before the rest
+
+
+def test_version_says_what_is_missing(capsys):
+    rc, out, err = run(capsys, ["version"])
+    assert rc == 0
+    assert "  qastanet: not downloaded: spaq weights fetch qastanet\n" in out and "offline" not in out
+    assert re.search(r"  quality_v1: .*quality_v1\.json \(sha256 30a7902128ae", out)  # packaged
+
+
+def test_version_names_a_bad_env_path(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv(ENV, str(tmp_path / "nope.pth"))
+    rc, out, err = run(capsys, ["version"])
+    assert rc == 0 and "  qastanet: " in out and "nope.pth" in out and "does not exist" in out
+
+
+def test_piped_output_is_not_wrapped(capsys):
+    """capsys is not a terminal, like a pipe: a long URL and a wide table stay on one line each."""
+    from rich.table import Table
+
+    from spaq.cli.output import console
+
+    url = "https://example.org/" + "a/" * 70 + "model_weights.pth.tar"  # 180 characters
+    con = console()
+    con.print(f"[yellow]warning:[/yellow] see {url}", highlight=False)
+    t = Table()
+    for c in ("metric", "details"):
+        t.add_column(c)
+    t.add_row("cues", ", ".join(f"value_{i}=0.1234" for i in range(8)))  # ~120 characters
+    con.print(t)
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"warning: see {url}"
+    row = [ln for ln in out if "cues" in ln]
+    assert len(row) == 1 and "value_7=0.1234" in row[0]
+
+
+def test_localize_silence_is_one_line_without_warnings(tmp_path, capsys):
+    import warnings
+
+    p = tmp_path / "silence.wav"
+    sf.write(p, np.zeros((FS, 2), dtype=np.float32), FS, subtype="FLOAT")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a RuntimeWarning (log10 of 0) would end the command with a traceback
+        rc, out, err = run(capsys, ["localize", str(p)])
+    assert rc == 2 and out == ""
+    assert err.startswith("spaq: error:") and "silent" in err and err.count("\n") == 1
+
+
+def test_map_colour_scales_and_titles():
+    from spaq.report import DIVERGING, SEQUENTIAL, color_scale, wrap_title
+
+    rng = np.random.default_rng(0)
+    one_sided = np.abs(rng.standard_normal((29, 37)))
+    one_sided[0, 0] = np.nan
+    cmap, lo, hi = color_scale(one_sided)
+    assert cmap == SEQUENTIAL and lo == 0.0 and hi == pytest.approx(np.nanpercentile(one_sided, 99), rel=1e-12)
+    signed = one_sided - 0.5
+    cmap, lo, hi = color_scale(signed)
+    assert cmap == DIVERGING and lo == -hi and hi == pytest.approx(np.nanpercentile(np.abs(signed), 99), rel=1e-12)
+    assert color_scale(np.zeros((3, 4))) == (SEQUENTIAL, 0.0, 1e-6)
+    assert color_scale(np.full((3, 4), np.nan)) == (SEQUENTIAL, 0.0, 1.0)
+    long = "x" * 150 + ".wav vs " + "y" * 90 + ".wav"
+    lines = wrap_title(long, 110).split("\n")
+    assert len(lines) == 3 and all(len(ln) <= 110 for ln in lines) and "".join(lines).replace(" ", "") == long.replace(" ", "")
+    assert wrap_title("short") == "short"

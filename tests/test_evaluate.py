@@ -239,3 +239,90 @@ def test_williams_dependent_test_properties():
     w = williams(x1, x2, y)
     f = compare_correlations(w["r1"], w["r2"], 60)
     assert w["r1"] > w["r2"] and w["p"] < f["p"] / 3
+
+
+# --------------------------------------------------------------------------- issue 15 item 7
+
+
+def _batch_csv(tmp_path, n=24, seed=6):
+    """A table as `spaq batch` writes it (all pairs ok: empty `error` and `M.skipped` columns, which
+    read back from CSV as all-NaN numbers) with a `mos` column."""
+    rng = np.random.default_rng(seed)
+    sev = rng.uniform(0, 1, n)
+    df = pd.DataFrame({"id": [f"{i:06d}" for i in range(n)], "ref": [f"r{i}.wav" for i in range(n)],
+                       "deg": [f"d{i}.wav" for i in range(n)], "status": "ok", "error": "", "format": "binaural",
+                       "duration_s": 4.0, "quality": 100 - 80 * sev + rng.normal(0, 8, n),
+                       "quality.timbral_score": rng.normal(size=n), "quality.skipped": "",
+                       "cues": 3 * sev + rng.normal(0, 0.5, n), "cues.skipped": "",
+                       "condition": np.where(np.arange(n) % 4 == 0, "Reference", "codec"), "mos": 100 - 90 * sev})
+    p = tmp_path / "batch.csv"
+    df.to_csv(p, index=False)
+    assert pd.read_csv(p)["error"].isna().all()  # the case of the bug: an all-empty column reads as float NaN
+    return p, df
+
+
+def test_batch_bookkeeping_columns_are_not_metrics(tmp_path, capsys):
+    p, df = _batch_csv(tmp_path)
+    assert main(["evaluate", str(p), "--mos", "mos", "--bootstrap", "0", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out["metrics"]) == {"quality", "cues"} and out["skipped"] == {}
+    assert main(["evaluate", str(p), "--mos", "mos", "--bootstrap", "0"]) == 0
+    text = capsys.readouterr().out
+    assert "skipped" not in text and "error" not in text
+    from spaq.evaluate import default_metric_columns
+
+    raw = pd.read_csv(p).assign(n=1, duration=2.0, item_id=3)
+    assert default_metric_columns(raw, {"mos"}) == ["quality", "cues"]
+
+
+def test_exclude_value_matching_no_row_is_an_error(tmp_path, capsys):
+    p, df = _batch_csv(tmp_path)
+    assert main(["evaluate", str(p), "--mos", "mos", "--bootstrap", "0", "--exclude", "condition=Referenc"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("spaq: error: --exclude condition=Referenc: no row") and err.count("\n") == 1
+    assert "Reference" in err and "codec" in err  # the values there are
+    with pytest.raises(SpaqError, match="no row has this value"):
+        evaluate_table(df, mos="mos", exclude={"condition": ["Reference", "nope"]})
+    r = evaluate_table(df, mos="mos", metrics=["quality"], exclude={"condition": ["Reference"]}, n_boot=0)
+    assert r["n_excluded"] == int((df.condition == "Reference").sum()) == 6
+
+
+def _related_metrics(n=40, seed=0):
+    """Two metrics that agree closely with each other (r12 ~ 0.9) and one is a bit better: Williams' t
+    sees the difference that Fisher z (which ignores r12) does not."""
+    rng = np.random.default_rng(seed)
+    y = rng.normal(size=n)
+    common = y + rng.normal(0, 1.0, n)
+    return pd.DataFrame({"mos": y, "a": common + rng.normal(0, 0.25, n), "b": common + rng.normal(0, 0.6, n)})
+
+
+def test_significance_marked_alike_for_fisher_and_williams(tmp_path, capsys):
+    df = None
+    for seed in range(200):  # the first seed where the two tests disagree at 5 %
+        cand = _related_metrics(seed=seed)
+        r = evaluate_table(cand, mos="mos", metrics=["a", "b"], order=1, n_boot=0)
+        c = r["comparisons"][0]
+        if c["williams_p"] < 0.05 < c["p"]:
+            df = cand
+            break
+    assert df is not None
+    assert c["significant"] is False and c["williams_significant"] is True and r["alpha"] == 0.05
+    p = tmp_path / "s.csv"
+    df.to_csv(p, index=False)
+    assert main(["evaluate", str(p), "--mos", "mos", "-m", "a", "-m", "b", "--mapping", "1", "--bootstrap", "0"]) == 0
+    line = [ln for ln in capsys.readouterr().out.splitlines() if "Williams" in ln][0]
+    fisher, williams = line.split(";")
+    assert "significant" not in fisher and williams.endswith("(significant at 0.05)")
+    # alpha below both p values: neither marked; above both: both marked (one rule for the two tests)
+    a = float(np.clip(c["williams_p"] / 2, 1e-6, None))
+    r2 = evaluate_table(df, mos="mos", metrics=["a", "b"], order=1, n_boot=0, alpha=a)
+    c2 = r2["comparisons"][0]
+    assert c2["williams_significant"] is False and c2["significant"] is False and r2["alpha"] == a
+    r3 = evaluate_table(df, mos="mos", metrics=["a", "b"], order=1, n_boot=0, alpha=min(0.99, c["p"] * 1.01))
+    assert r3["comparisons"][0]["significant"] is True and r3["comparisons"][0]["williams_significant"] is True
+    from spaq.evaluate import report_markdown
+
+    md = report_markdown(r)
+    assert "(not significant); Williams t" in md and md.rstrip().endswith("(significant at 0.05)")
+    assert main(["evaluate", str(p), "--mos", "mos", "--alpha", "1.5"]) == 2
+    assert "--alpha" in capsys.readouterr().err

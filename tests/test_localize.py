@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 from spaq.errors import SpaqError, SpaqInputError
 from spaq.localization import localize, plot_localization
 from spaq.localization.localize import _cluster
-from spaq.localize_cli import register
+from spaq.cli.localize import register
+from spaq.cli.train import register as register_train
 from spaq.models.bast import BAST, BASTConfig
 from spaq.spatial.angles import great_circle_deg, sph2cart
 from spaq.spatial.sh import sh_matrix
@@ -142,6 +143,7 @@ def test_cli_localize_json_frames_plot_and_errors(tmp_path, tiny_ckpt, capsys):
 def test_register_on_a_bare_app():
     app = typer.Typer()
     register(app)
+    register_train(app)
     res = CliRunner().invoke(app, ["train", "localizer", "--help"])
     assert res.exit_code == 0 and "--csv" in res.stdout
     res = CliRunner().invoke(app, ["localize", "--help"])

@@ -5,17 +5,47 @@ import numpy as np
 
 from .io import atomic_write
 
-__all__ = ["plot_maps", "save_maps_npz"]
+__all__ = ["plot_maps", "save_maps_npz", "color_scale", "wrap_title"]
 
 _LABELS = {
-    "d_ild_db": ("ILD difference (dB)", "RdBu_r", True),
-    "d_coherence": ("interaural coherence difference", "RdBu_r", True),
-    "d_level_db": ("band level difference (dB)", "RdBu_r", True),
-    "d_directiveness": ("directiveness difference", "RdBu_r", True),
-    "d_ild": ("QASTAnet |dILD| feature", "magma", False),
-    "d_power": ("QASTAnet power feature", "magma", False),
-    "d_directiveness_q": ("QASTAnet directiveness feature", "magma", False),
+    "d_ild_db": "ILD difference (dB)",
+    "d_coherence": "interaural coherence difference",
+    "d_level_db": "band level difference (dB)",
+    "d_directiveness": "directiveness difference",
+    "d_ild": "QASTAnet |dILD| feature",
+    "d_power": "QASTAnet power feature",
+    "d_directiveness_q": "QASTAnet directiveness feature",
 }
+
+#: colour maps: one-sided data (>= 0 everywhere) on a sequential scale from 0, signed data on a
+#: diverging scale centred on 0
+SEQUENTIAL, DIVERGING = "magma", "RdBu_r"
+
+#: characters per title line at the figure's width (10 in, 9 pt)
+TITLE_CHARS = 110
+
+
+def color_scale(data) -> tuple[str, float, float]:
+    """``(cmap, vmin, vmax)`` for a map ``(bands, frames)`` (NaN allowed): when every finite
+    value is >= 0, :data:`SEQUENTIAL` from 0 to the 99th percentile; otherwise
+    :data:`DIVERGING` from ``-lim`` to ``lim`` with ``lim`` the 99th percentile of ``|data|``,
+    so that 0 is the scale's centre. The top is at least 1e-6 (an all-zero map still draws)."""
+    a = np.asarray(data, dtype=np.float64)
+    finite = a[np.isfinite(a)]
+    if not finite.size:
+        return SEQUENTIAL, 0.0, 1.0
+    if finite.min() >= 0:
+        return SEQUENTIAL, 0.0, max(float(np.percentile(finite, 99)), 1e-6)
+    lim = max(float(np.percentile(np.abs(finite), 99)), 1e-6)
+    return DIVERGING, -lim, lim
+
+
+def wrap_title(text: str, width: int = TITLE_CHARS) -> str:
+    """``text`` broken into lines of at most ``width`` characters (long words, e.g. paths,
+    are split too), so that a long title is not clipped by the figure's edge."""
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, width, break_long_words=True, break_on_hyphens=False)) or text
 
 
 def save_maps_npz(path: str, maps: dict, center_hz, frame_s: float) -> None:
@@ -33,7 +63,9 @@ def save_maps_npz(path: str, maps: dict, center_hz, frame_s: float) -> None:
 
 
 def plot_maps(path: str, maps: dict, center_hz, frame_s: float, title: str = "") -> None:
-    """Bands x time heat maps, one panel per map, written atomically to a PNG."""
+    """Bands x time heat maps ``{metric.map: (bands, frames)}``, one panel per map, written
+    atomically to a PNG; colour scales from :func:`color_scale`, titles wrapped by
+    :func:`wrap_title`."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -41,20 +73,17 @@ def plot_maps(path: str, maps: dict, center_hz, frame_s: float, title: str = "")
 
     names = [k for k in maps]
     n = len(names)
-    fig, axes = plt.subplots(n, 1, figsize=(10, 2.3 * n + 0.6), squeeze=False, sharex=True)
-    fc = np.asarray(center_hz)
-    for ax, name in zip(axes[:, 0], names):
-        data = np.asarray(maps[name], dtype=float)
+    panel_titles = []
+    for name in names:
         short = name.split(".", 1)[-1]
-        label, cmap, symmetric = _LABELS.get(short, (short, "viridis", False))
-        finite = data[np.isfinite(data)]
-        if finite.size and symmetric:
-            lim = max(float(np.percentile(np.abs(finite), 99)), 1e-6)
-            vmin, vmax = -lim, lim
-        elif finite.size:
-            vmin, vmax = float(finite.min()), float(np.percentile(finite, 99)) or 1e-6
-        else:
-            vmin, vmax = -1, 1
+        panel_titles.append(wrap_title(f"{name}: {_LABELS.get(short, short)} (grey: reference below hearing threshold)"))
+    title = wrap_title(title) if title else ""
+    extra = 0.16 * sum(t.count("\n") for t in panel_titles) + 0.18 * title.count("\n")
+    fig, axes = plt.subplots(n, 1, figsize=(10, 2.3 * n + 0.6 + extra), squeeze=False, sharex=True)
+    fc = np.asarray(center_hz)
+    for ax, name, panel_title in zip(axes[:, 0], names, panel_titles):
+        data = np.asarray(maps[name], dtype=float)
+        cmap, vmin, vmax = color_scale(data)
         t_end = data.shape[-1] * frame_s
         im = ax.imshow(np.ma.masked_invalid(data), aspect="auto", origin="lower", cmap=cmap, vmin=vmin, vmax=vmax,
                        extent=(0, t_end, -0.5, data.shape[0] - 0.5), interpolation="nearest")
@@ -62,12 +91,12 @@ def plot_maps(path: str, maps: dict, center_hz, frame_s: float, title: str = "")
         ax.set_yticks(ticks)
         ax.set_yticklabels([f"{fc[i]:.0f}" for i in ticks] if len(fc) == data.shape[0] else ticks)
         ax.set_ylabel("band (Hz)")
-        ax.set_title(f"{name}: {label} (grey: reference below hearing threshold)", fontsize=9)
+        ax.set_title(panel_title, fontsize=9)
         ax.set_facecolor("0.85")
         fig.colorbar(im, ax=ax, pad=0.01)
     axes[-1, 0].set_xlabel("time (s)")
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 0.985) if title else None)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.03 * (1 + title.count("\n")) / max(n, 1)) if title else None)
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)

@@ -11,7 +11,7 @@ import yaml
 from typer.testing import CliRunner
 
 from spaq.data import corpus as corpus_mod
-from spaq.data.cli import register
+from spaq.cli.generate import register
 from spaq.data.config import load_config, validate_config
 from spaq.data.corpus import generate_corpus, samples_sha256
 from spaq.data.datasets import SpatialCorpusDataset

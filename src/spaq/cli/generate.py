@@ -1,4 +1,4 @@
-"""The ``spaq generate`` command (registered on the main typer app by :func:`register`)."""
+"""``spaq generate CONFIG``: a synthetic spatial corpus (spaq.data)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,26 +11,25 @@ __all__ = ["register", "generate_command"]
 
 def generate_command(
     config: Path = typer.Argument(..., help="corpus config (YAML); see configs/ for examples"),
-    out: Path = typer.Option(..., "--out", "-o", help="output folder (new, empty, or this corpus with --resume)"),
-    n: Optional[int] = typer.Option(None, "--n", help="number of items (overrides corpus.n)"),
-    seed: Optional[int] = typer.Option(None, "--seed", help="corpus seed (overrides corpus.seed)"),
-    workers: int = typer.Option(1, "--workers", "-w", help="worker processes"),
+    out: Path = typer.Option(..., "--out", "-o", metavar="DIR", help="output folder (new, empty, or this corpus with --resume)"),
+    n: Optional[int] = typer.Option(None, "--n", metavar="N", help="number of items (overrides corpus.n)"),
+    seed: Optional[int] = typer.Option(None, "--seed", metavar="N", help="corpus seed (overrides corpus.seed)"),
+    workers: int = typer.Option(1, "--workers", "-w", metavar="N", help="worker processes"),
     resume: bool = typer.Option(False, "--resume", help="continue a corpus in --out, skipping finished items"),
     csv: bool = typer.Option(False, "--csv", help="also write manifest.csv"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
 ) -> None:
     """Generate a synthetic spatial corpus: audio files plus manifest.parquet."""
-    from rich.console import Console
-
-    from .config import load_config
-    from .corpus import generate_corpus
+    from ..data.config import load_config
+    from ..data.corpus import generate_corpus
+    from .output import console
 
     # user errors raise SpaqError: spaq.cli.main prints them as one line and exits 2
     cfg = load_config(config)
     df = generate_corpus(cfg, str(out), n=n, seed=seed, workers=workers, resume=resume,
                          csv=True if csv else None, progress=not quiet)
     if not quiet:
-        Console().print(f"{len(df)} items in {out} (manifest.parquet)")
+        console().print(f"{len(df)} items in {out} (manifest.parquet)")
 
 
 def register(app: typer.Typer) -> None:

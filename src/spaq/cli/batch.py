@@ -1,4 +1,4 @@
-"""The ``spaq batch`` command: ``register(app)`` adds it to the main typer app.
+"""``spaq batch MANIFEST``: score every pair of a corpus into one table.
 
 Exit status: 0 when the table was written, also when some pairs could not be scored (they
 are rows with status ``error``; a one-line note on stderr says how many), so a corpus with a
@@ -26,10 +26,11 @@ def _fmt(v) -> str:
 
 
 def _print_summary(s: dict, out: str) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    con = Console()
+    from .output import console
+
+    con = console()
     con.print(f"[bold]{s['n_ok']}[/bold] of {s['n_items']} pairs scored, "
               f"[bold]{s['n_error']}[/bold] failed -> {out}", highlight=False)
     table = Table(show_header=True, header_style="bold")
@@ -50,25 +51,25 @@ def _print_summary(s: dict, out: str) -> None:
 def batch_command(
     manifest: Path = typer.Argument(..., help="spaq corpus folder, or a .parquet/.csv manifest with columns ref,deg "
                                               "(or reference_path,degraded_path), optional id/item_id and format."),
-    out: Path = typer.Option(..., "--out", "-o", help="Results table to write: .parquet or .csv (one row per pair)."),
-    metric: Optional[List[str]] = typer.Option(None, "--metric", "-m", help="Metric to run (repeatable); default: quality, qastanet, cues, localization."),
-    workers: int = typer.Option(1, "--workers", "-w", help="Worker processes (local pool, or the size of --dask local)."),
-    dask: Optional[str] = typer.Option(None, "--dask", help="Run on a Dask cluster: scheduler address (tcp://host:8786) or 'local'."),
+    out: Path = typer.Option(..., "--out", "-o", metavar="PATH", help="Results table to write: .parquet or .csv (one row per pair)."),
+    metric: Optional[List[str]] = typer.Option(None, "--metric", "-m", metavar="NAME", help="Metric to run (repeatable); default: quality, qastanet, cues, localization."),
+    workers: int = typer.Option(1, "--workers", "-w", metavar="N", help="Worker processes (local pool, or the size of --dask local)."),
+    dask: Optional[str] = typer.Option(None, "--dask", metavar="ADDRESS", help="Run on a Dask cluster: scheduler address (tcp://host:8786) or 'local'."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from OUT.partial.jsonl."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUT (and drop its journal)."),
     fast: Optional[bool] = typer.Option(None, "--fast/--exact", help="As in `spaq score` (default: each metric's default, fast)."),
-    device: str = typer.Option("cpu", "--device", help="torch device (cpu, cuda)."),
+    device: str = typer.Option("cpu", "--device", metavar="DEVICE", help="torch device (cpu, cuda)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object (summary and output path)."),
     strict: bool = typer.Option(False, "--strict", help="Exit 1 when any pair could not be scored (default: 0)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Score every (reference, degraded) pair of MANIFEST into one table, resumably (local processes or Dask)."""
-    from .batch import journal_path, score_batch, summary
+    from ..batch import journal_path, score_batch, summary
 
     try:
         df = score_batch(str(manifest), str(out), metrics=metric, workers=workers, dask=dask, resume=resume,
                          overwrite=overwrite, fast=fast, device=device, progress=not quiet, strict=False)
-    except KeyboardInterrupt:  # spaq.cli.main then says "interrupted" and exits 130
+    except KeyboardInterrupt:  # spaq.cli.app.main then says "interrupted" and exits 130
         j = journal_path(out)
         if os.path.exists(j):
             sys.stderr.write(f"spaq: the pairs scored so far are in {j}; run the same command with --resume "

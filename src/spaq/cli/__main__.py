@@ -1,0 +1,4 @@
+"""``python -m spaq.cli``: the ``spaq`` command."""
+from .app import entry
+
+entry()

@@ -1,0 +1,65 @@
+"""``spaq localize FILE``: direction(s) of the source(s) in one file.
+
+User errors are raised as :class:`~spaq.errors.SpaqError`; ``spaq.cli.main`` prints them as
+one line and exits with status 2."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+__all__ = ["register"]
+
+
+def _print_human(res) -> None:
+    typer.echo(f"{res.format} ({res.method}):")
+    for i in range(res.n_sources):
+        a, e, c = res.azimuth_deg[i], res.elevation_deg[i], res.confidence[i]
+        if a != a:  # NaN
+            typer.echo(f"  source {i + 1}: not found")
+        else:
+            typer.echo(f"  source {i + 1}: azimuth {a:7.1f} deg  elevation {e:6.1f} deg  confidence {c:.2f}")
+    if res.class_probabilities:
+        best = max(res.class_probabilities, key=res.class_probabilities.get)
+        typer.echo(f"  class: {best} ({res.class_probabilities[best]:.2f})")
+
+
+def localize_cmd(
+    file: Path = typer.Argument(..., help="Binaural (2 channels) or ambisonic (ACN, (N+1)^2 channels) audio file."),
+    format: Optional[str] = typer.Option(None, "--format", metavar="FORMAT", help="binaural | ambisonics | foa | hoa3 ... (/sn3d, /n3d, /fuma); default: from the channel count."),
+    frames: bool = typer.Option(False, "--frames", help="Also report the trajectory over time."),
+    plot: Optional[Path] = typer.Option(None, "--plot", metavar="PNG", help="Draw directions on an azimuth-elevation map (PNG)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    n_sources: int = typer.Option(1, "--n-sources", min=1, metavar="N", help="Number of sources to find."),
+    weights: Optional[Path] = typer.Option(None, "--weights", metavar="PATH", help="Localizer checkpoint (binaural); default: the packaged one."),
+):
+    """Direction(s) of the source(s) in FILE, with confidence (and a trajectory with --frames)."""
+    import numpy as np
+
+    from ..localization import localize, plot_localization
+
+    with np.errstate(divide="ignore"):  # the level check of a silent file: log10(0) is -inf, not a warning
+        res = localize(file, format=format, n_sources=n_sources, weights=weights)
+    if plot is not None:
+        plot_localization(res, plot, title=f"{file.name}: {res.format} ({res.method})")
+    if as_json:
+        typer.echo(json.dumps(res.to_dict(frames=frames), indent=2))
+        return
+    _print_human(res)
+    if frames:
+        typer.echo("  time_s  " + "  ".join(f"az{i + 1:<6} el{i + 1:<6}" for i in range(res.n_sources)))
+        for k, t in enumerate(res.frame_times_s):
+            cells = []
+            for s in range(res.n_sources):
+                a, e = res.frame_azimuth_deg[s, k], res.frame_elevation_deg[s, k]
+                cells.append("   -       -    " if a != a else f"{a:7.1f} {e:6.1f} ")
+            typer.echo(f"  {t:6.2f}  " + " ".join(cells))
+    if plot is not None:
+        typer.echo(f"  plot: {plot}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``localize`` to ``app``."""
+    app.command("localize")(localize_cmd)

@@ -1,0 +1,77 @@
+"""Printing shared by the commands: JSON, numbers, the score report, a rich Console that
+does not hard-wrap piped output."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+__all__ = ["console", "print_json", "fmt_num", "is_numeric", "print_report"]
+
+
+def console(stderr: bool = False):
+    """A rich Console for stdout (or stderr). On a terminal: its width. Piped or redirected:
+    long lines (paths, URLs) are not broken at 80 columns (``soft_wrap``) and tables get
+    room (``COLUMNS`` if set, else 240 columns)."""
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    if stream.isatty():
+        return Console(stderr=stderr)
+    width = int(os.environ["COLUMNS"]) if os.environ.get("COLUMNS", "").isdigit() else 240
+    return Console(stderr=stderr, soft_wrap=True, width=width)
+
+
+def print_json(obj) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, allow_nan=True) + "\n")
+
+
+def fmt_num(v) -> str:
+    try:
+        import numpy as np
+
+        if isinstance(v, (list, tuple)) or (hasattr(v, "shape") and getattr(v, "shape", ()) != ()):
+            return "[" + ", ".join(fmt_num(x) for x in np.asarray(v).ravel()) + "]"
+        v = float(v)
+    except (TypeError, ValueError):
+        return str(v)
+    if v != v:
+        return "n/a"
+    return f"{v:.4f}" if abs(v) < 1000 else f"{v:.1f}"
+
+
+def is_numeric(v) -> bool:
+    """Numbers and (nested) lists of numbers; directions and other structures go to --json."""
+    if isinstance(v, (list, tuple)):
+        return all(is_numeric(x) for x in v) and len(v) <= 8
+    if v is None:
+        return True
+    try:
+        float(v)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def print_report(report) -> None:
+    """A :class:`spaq.api` score report as text: the pair, its format, a table of metrics,
+    what was skipped and why, warnings."""
+    from rich.table import Table
+
+    con = console()
+    fmt = report.format.get("description", report.format.get("kind"))
+    con.print(f"[bold]ref[/bold] {report.ref}\n[bold]deg[/bold] {report.deg}")
+    rate = f"{report.sample_rate_in} Hz" + (
+        f" -> {report.sample_rate_used} Hz" if report.sample_rate_in != report.sample_rate_used else "")
+    con.print(f"format: {fmt}; {report.duration_s:.2f} s; sample rate {rate}")
+    table = Table(show_header=True, header_style="bold")
+    for col in ("metric", "score", "unit", "better", "details"):
+        table.add_column(col)
+    for name, res in report.results.items():
+        details = ", ".join(f"{k}={fmt_num(v)}" for k, v in res.values.items() if is_numeric(v))
+        table.add_row(name, fmt_num(res.score), res.unit, "higher" if res.higher_is_better else "lower", details)
+    con.print(table)
+    for name, why in report.skipped.items():
+        con.print(f"[yellow]{name} skipped:[/yellow] {why}", highlight=False)
+    for w in report.warnings:
+        con.print(f"[yellow]warning:[/yellow] {w}", highlight=False)

@@ -1,0 +1,44 @@
+"""``spaq version``: versions of spaq, torch, numpy, and the checkpoints found."""
+from __future__ import annotations
+
+import os
+
+import typer
+
+from ..errors import SpaqError
+from .output import print_json
+
+__all__ = ["register"]
+
+
+def version_cmd(as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")):
+    """Versions of spaq, torch, numpy and the checkpoints found (nothing is downloaded)."""
+    import numpy
+    import torch
+
+    from .. import __version__, weights
+
+    info = {"spaq": __version__, "torch": torch.__version__, "numpy": numpy.__version__, "checkpoints": {}}
+    why = {}
+    for name, spec in weights.REGISTRY.items():
+        try:
+            w = weights.resolve(name, offline=True)
+            info["checkpoints"][name] = {"path": str(w.path), "sha256": w.sha256, "official": w.verified}
+        except SpaqError as e:
+            info["checkpoints"][name] = None
+            env = getattr(spec, "env_var", None)
+            if getattr(spec, "url", None) and not (env and os.environ.get(env)):
+                why[name] = f"not downloaded: spaq weights fetch {name}"
+            else:  # a path that does not exist, a corrupt file...: the resolver's own words
+                why[name] = " ".join(str(e).split())
+    if as_json:
+        print_json(info)
+        return
+    typer.echo(f"spaq {info['spaq']}  torch {info['torch']}  numpy {info['numpy']}")
+    for k, v in info["checkpoints"].items():
+        typer.echo(f"  {k}: " + (f"{v['path']} (sha256 {v['sha256'][:12]}…)" if v else why[k]))
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``version`` to ``app``."""
+    app.command("version")(version_cmd)
