@@ -232,3 +232,15 @@ def test_render_errors_are_one_line():
         layout_to_binaural_pair(np.zeros((4, 100)), np.zeros((4, 100)), parse_format("foa"), FS)
     with pytest.raises(LayoutError, match=r"\(\.\.\., channels, time\)"):
         render_layout_binaural(np.zeros(100), "mono")
+
+
+def test_layouts_refused_where_not_supported():
+    """Localisation and corpus generation take binaural/ambisonics only: a one-line error, no traceback."""
+    from spaq.data.config import validate_config
+    from spaq.errors import SpaqError
+    from spaq.localize import localize
+
+    with pytest.raises(SpaqInputError, match=r"5\.1 loudspeakers .* cannot be localised"):
+        localize(noise((6, 4800)) * 0.1, FS, format="5.1")
+    with pytest.raises(SpaqError, match=r"scene\.formats: .*not 7\.1\.4 loudspeakers"):
+        validate_config({"scene": {"formats": ["7.1.4"]}})
