@@ -170,7 +170,8 @@ def test_triplets_and_single(tmp_path):
     ({"degradations": {"chain": [{"type": "noise", "severity": 2}]}}, "severity must be in"),
     ({"degradations": {"types": {"noize": 1}}}, "unknown entry 'noize'"),
     ({"degradations": {"options": {"noise": {"snr": [1, 2]}}}}, "unknown option 'snr'"),
-    ({"scene": {"formats": {"stereo": 1}}}, "unknown format"),
+    ({"scene": {"formats": {"quad": 1}}}, "unknown format"),
+    ({"scene": {"formats": {"stereo": 1}}}, "corpora are binaural or ambisonics, not stereo loudspeakers"),
     ({"scene": {"hrtf": "/nonexistent.sofa"}}, "SOFA file not found"),
 ])
 def test_bad_configs_one_line_exit_2(tmp_path, bad, msg, capsys):

@@ -194,6 +194,8 @@ def validate_config(user: dict | None) -> dict:
             raise SpaqError(f"scene.formats: corpora are written as ACN/SN3D, not {f!r}")
         if fmt.kind == "mono":
             raise SpaqError("scene.formats: mono is not a spatial format")
+        if fmt.kind == "layout":
+            raise SpaqError(f"scene.formats: corpora are binaural or ambisonics, not {fmt.describe()}")
     if s["hrir_lookup"] not in ("interpolated", "nearest"):
         raise SpaqError("scene.hrir_lookup must be interpolated or nearest")
     if s["binaural_rendering"] not in ("hrir", "ls", "magls"):

@@ -188,6 +188,8 @@ def _resolve_format(fmt, n_ch: int, name: str):
             raise SpaqInputError(str(e)) from None
     if f.kind == "mono":
         raise SpaqInputError(f"{name} is mono (1 channel): a direction needs binaural (2 channels) or ambisonics")
+    if f.kind == "layout":  # loudspeaker feeds: not localised (yet); render them binaurally first
+        raise SpaqInputError(f"{name}: {f.describe()} cannot be localised; a direction needs binaural or ambisonics")
     if f.is_binaural and n_ch != 2:
         raise SpaqInputError(f"{name}: the binaural localizer needs 2 channels (left, right), got {n_ch}")
     if f.is_ambisonics:
