@@ -159,3 +159,13 @@ def test_bad_input_one_line_errors():
         with pytest.raises(SpaqInputError, match=msg) as e:
             estimate_delay(**kw)
         assert "\n" not in str(e.value)
+
+
+def test_range_sums_match_slices():
+    from spaq.auditory.alignment import _range_sums
+
+    x = np.random.default_rng(6).standard_normal(1000)
+    for starts, stops in [(np.arange(0, 50), np.arange(900, 950)), (np.arange(300, 0, -1), np.arange(700, 1000)),
+                          (np.arange(0, 400), np.arange(200, 600))]:  # last: ranges overlap
+        want = np.array([x[a:b].sum() for a, b in zip(starts, stops)])
+        np.testing.assert_allclose(_range_sums(x, starts, stops), want, rtol=0, atol=1e-11)
