@@ -169,3 +169,15 @@ def test_range_sums_match_slices():
                           (np.arange(0, 400), np.arange(200, 600))]:  # last: ranges overlap
         want = np.array([x[a:b].sum() for a, b in zip(starts, stops)])
         np.testing.assert_allclose(_range_sums(x, starts, stops), want, rtol=0, atol=1e-11)
+
+
+def test_search_range_is_respected_and_result_is_json_ready(sources):
+    import json
+
+    ref, deg = pair(sources["mono"], 960)  # 20 ms
+    a = estimate_delay(ref, deg, FS, "mono", max_delay_ms=10.0)  # the true delay is out of range
+    assert abs(a.delay_samples) <= 480
+    z = estimate_delay(ref, deg, FS, "mono", max_delay_ms=0.0)
+    assert z.delay_samples == 0 and z.method == "envelope"
+    d = json.loads(json.dumps(z.to_dict(), allow_nan=False))
+    assert d["fine_correlation"] is None and d["delay_ms"] == 0.0
