@@ -154,6 +154,8 @@ def test_bad_input_one_line_errors():
         (dict(ref=x[:, :100], deg=x[:, :100], sample_rate=FS, kind="binaural"), "too short"),
         (dict(ref=x, deg=x, sample_rate=0, kind="binaural"), "sample_rate"),
         (dict(ref=x, deg=x, sample_rate=FS, kind="binaural", max_delay_ms=-1), "max_delay_ms"),
+        (dict(ref=x, deg=x, sample_rate=FS, kind="binaural", max_delay_ms="long"), "max_delay_ms"),
+        (dict(ref=[["a", "b"], ["c", "d"]], deg=x, sample_rate=FS, kind="binaural"), "not a numeric array"),
     ]
     for kw, msg in cases:
         with pytest.raises(SpaqInputError, match=msg) as e:

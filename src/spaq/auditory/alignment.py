@@ -215,7 +215,11 @@ def estimate_delay(ref, deg, sample_rate: int, kind: str, max_delay_ms: float = 
         raise SpaqInputError(f"sample_rate must be a number of Hz, got {sample_rate!r}") from None
     if not np.isfinite(fs) or fs < 1000 or fs != int(fs):
         raise SpaqInputError(f"sample_rate must be a whole number of Hz >= 1000, got {sample_rate!r}")
-    if not (np.isfinite(max_delay_ms) and max_delay_ms >= 0):
+    try:
+        max_ms = float(max_delay_ms)
+    except (TypeError, ValueError):
+        max_ms = float("nan")
+    if not (np.isfinite(max_ms) and max_ms >= 0):
         raise SpaqInputError(f"max_delay_ms must be a finite number >= 0, got {max_delay_ms!r}")
     r = _as_2d(ref, "ref")
     d = _as_2d(deg, "deg")
@@ -225,7 +229,7 @@ def estimate_delay(ref, deg, sample_rate: int, kind: str, max_delay_ms: float = 
     tr, td = r.shape[1], d.shape[1]
     if min(tr, td) < 0.02 * fs:
         raise SpaqInputError(f"signals too short to align: {min(tr, td)} samples (at least 20 ms needed)")
-    max_lag = int(min(round(max_delay_ms * fs / 1000.0), min(tr, td) // 2))
+    max_lag = int(min(round(max_ms * fs / 1000.0), min(tr, td) // 2))
 
     # spectra, zero-padded so that circular correlation is linear at every lag
     n = sfft.next_fast_len(max(tr, td) + max_lag + int(0.05 * fs), real=True)
