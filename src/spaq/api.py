@@ -36,6 +36,8 @@ class ScoreReport:
     warnings: list = field(default_factory=list)
     results: dict = field(default_factory=dict)
     skipped: dict = field(default_factory=dict)
+    alignment: dict | None = None
+    rendered: str | None = None
 
     def __getitem__(self, name: str) -> MetricResult:
         return self.results[name]
@@ -45,7 +47,7 @@ class ScoreReport:
             "ref": self.ref, "deg": self.deg, "format": self.format,
             "sample_rate_in": self.sample_rate_in, "sample_rate_used": self.sample_rate_used,
             "duration_s": self.duration_s, "batch_size": self.batch_size, "streamed": self.streamed,
-            "warnings": list(self.warnings),
+            "warnings": list(self.warnings), "alignment": self.alignment, "rendered": self.rendered,
             "results": {k: v.to_dict(with_maps) for k, v in self.results.items()},
             "skipped": dict(self.skipped),
         }
@@ -95,10 +97,44 @@ def clear_metric_cache() -> None:
     _METRICS.clear()
 
 
+def _binaural_view(pair: SignalPair) -> SignalPair:
+    """The pair's loudspeaker feeds (a layout or mono) rendered binaurally through virtual
+    loudspeakers (:func:`spaq.spatial.layouts.render_layout_binaural`); streamed pairs are
+    rendered chunk by chunk with the HRIR length of context before each chunk (exact)."""
+    from dataclasses import replace
+
+    from .formats import BINAURAL
+    from .spatial.layouts import layout_hrirs, render_layout_binaural
+
+    fmt, sr = pair.format, pair.sample_rate_used
+    lay = fmt.layout_spec if fmt.layout is not None else "mono"
+    if not pair.streamed:
+        return replace(pair, ref=render_layout_binaural(pair.ref, lay, sample_rate=sr),
+                       deg=render_layout_binaural(pair.deg, lay, sample_rate=sr), format=BINAURAL)
+    from .spatial.hrtf import load_hrtf
+
+    taps = layout_hrirs(lay, load_hrtf("default", sr)).shape[-1]
+    inner = pair.reader
+
+    class _Rendered:
+        n_samples, n_channels, dtype = inner.n_samples, 2, inner.dtype
+        on_read = None
+
+        def read(self, a, b):
+            a0 = max(0, a - taps)
+            r, d = inner.read(a0, b)
+            out = tuple(render_layout_binaural(x, lay, sample_rate=sr)[..., a - a0:] for x in (r, d))
+            if self.on_read is not None:
+                self.on_read(a, b)
+            return out
+
+    return replace(pair, format=BINAURAL, reader=_Rendered())
+
+
 def score(ref, deg, sample_rate: int | None = None, metrics=None, fmt=None, trim: bool = False,
           checkpoint=None, offline: bool | None = None, maps: bool = False, device: str = "cpu",
           strict: bool = False, fast: bool | None = None, stream: bool | None = None,
-          progress=None) -> ScoreReport:
+          progress=None, align: bool = True) -> ScoreReport:
     """Score ``deg`` against ``ref``.
 
     ref, deg: file paths, numpy arrays or torch tensors ``[channels, time]`` or
@@ -116,6 +152,15 @@ def score(ref, deg, sample_rate: int | None = None, metrics=None, fmt=None, trim
     (same scores); ``True``/``False`` force it on/off for file inputs (see
     :func:`spaq.io.load_pair`). ``progress``: for streamed pairs, called as
     ``progress(metric, fraction)`` as each metric reads through the files.
+    ``align`` (default True): the delay of ``deg`` against ``ref`` is estimated
+    (:func:`spaq.auditory.alignment.estimate_delay`: band envelopes, refined on the fine
+    structure when it is coherent; +-300 ms) and both are trimmed to their overlap before the
+    metrics that declare ``align_input`` see them (``qastanet`` reproduces the official model
+    and gets the pair as given); ``report.alignment`` says what was found and done, and an
+    estimate too weak to trust is not applied (a warning says so).
+    Loudspeaker layouts (``fmt="5.1"``, ...) and mono are rendered binaurally through virtual
+    loudspeakers (:func:`spaq.spatial.layouts.render_layout_binaural`, default HRTF, LFE
+    dropped) for metrics that score binaural input; ``report.rendered`` says so.
 
     Metric instances are kept between calls (same arguments and ``SPAQ_*`` environment), so a
     loop over many pairs loads each checkpoint once and reuses its tables;
@@ -129,28 +174,38 @@ def score(ref, deg, sample_rate: int | None = None, metrics=None, fmt=None, trim
             rates.append(cls.sample_rate)
     pairs: dict = {}
 
-    def pair_at(rate) -> SignalPair:
-        if rate not in pairs:
-            pairs[rate] = load_pair(ref, deg, sample_rate=sample_rate, target_rate=rate, fmt=fmt, trim=trim,
-                                    stream=stream)
-        return pairs[rate]
+    def pair_at(rate, aligned: bool) -> SignalPair:
+        key = (rate, bool(aligned and align))
+        if key not in pairs:
+            pairs[key] = load_pair(ref, deg, sample_rate=sample_rate, target_rate=rate, fmt=fmt, trim=trim,
+                                   stream=stream, align=key[1])
+        return pairs[key]
 
-    first: SignalPair = pair_at(rates[0] if rates else None)
+    first_cls = next(iter(classes.values()))
+    first: SignalPair = pair_at(first_cls.sample_rate, first_cls.align_input)
     warnings = list(first.warnings)
     report = ScoreReport(
         ref=first.ref_name, deg=first.deg_name, format=first.format.to_dict(),
         sample_rate_in=first.sample_rate_in, sample_rate_used=first.sample_rate_used,
         duration_s=round(first.duration_s, 6), batch_size=first.ref.shape[0] if first.batched else None,
-        streamed=first.streamed, warnings=warnings,
+        streamed=first.streamed, warnings=warnings, alignment=first.alignment,
     )
     resampled = {}
+    kind = first.format.kind
     for n, cls in classes.items():
-        if first.format.kind not in cls.formats and not strict:
+        render = kind not in cls.formats and kind in ("layout", "mono") and "binaural" in cls.formats
+        if kind not in cls.formats and not render and not strict:
             # before loading it: a missing checkpoint is not the reason it cannot score this pair
             report.skipped[n] = f"{n} scores {' or '.join(cls.formats)} input only, not {first.format.describe()}"
             continue
         try:
-            pair = pair_at(cls.sample_rate)
+            pair = pair_at(cls.sample_rate, cls.align_input)
+            if report.alignment is None and pair.alignment is not None:
+                report.alignment = pair.alignment
+                report.warnings.extend(w for w in pair.warnings if w not in report.warnings)
+            if render:
+                pair = _binaural_view(pair)
+                report.rendered = f"{first.format.describe()} rendered binaurally (virtual loudspeakers, default HRTF)"
             if pair.sample_rate_in != pair.sample_rate_used:
                 resampled.setdefault(pair.sample_rate_used, []).append(n)
             if pair.streamed and progress is not None:
@@ -165,7 +220,8 @@ def score(ref, deg, sample_rate: int | None = None, metrics=None, fmt=None, trim
             report.skipped[n] = str(e)
             continue
         res.provenance.setdefault("metric", n)
-        res.provenance.setdefault("input_format", pair.format.describe())
+        res.provenance["input_format"] = (f"{first.format.describe()} (rendered binaurally)" if render
+                                          else pair.format.describe())
         report.results[n] = res
         report.warnings.extend(f"{n}: {w}" for w in res.warnings)
     for rate, who in resampled.items():

@@ -64,6 +64,13 @@ def print_report(report) -> None:
     rate = f"{report.sample_rate_in} Hz" + (
         f" -> {report.sample_rate_used} Hz" if report.sample_rate_in != report.sample_rate_used else "")
     con.print(f"format: {fmt}; {report.duration_s:.2f} s; sample rate {rate}")
+    al = getattr(report, "alignment", None)
+    if isinstance(al, dict) and "delay_ms" in al:
+        state = "applied" if al.get("applied") else "not applied (estimate not reliable)"
+        con.print(f"alignment: degraded delayed by {al['delay_ms']:.2f} ms (confidence {al['confidence']:.2f}, "
+                  f"{al['method']}), {state}", highlight=False)
+    if getattr(report, "rendered", None):
+        con.print(report.rendered, highlight=False)
     table = Table(show_header=True, header_style="bold")
     for col in ("metric", "score", "unit", "better", "details"):
         table.add_column(col)
@@ -71,6 +78,15 @@ def print_report(report) -> None:
         details = ", ".join(f"{k}={fmt_num(v)}" for k, v in res.values.items() if is_numeric(v))
         table.add_row(name, fmt_num(res.score), res.unit, "higher" if res.higher_is_better else "lower", details)
     con.print(table)
+    from ..metrics import metric_class
+
+    for name in report.results:  # one line on how to read each score
+        try:
+            reading = metric_class(name).reading
+        except Exception:  # a plugin that cannot be loaded again: nothing to add
+            reading = ""
+        if reading:
+            con.print(f"  {name}: {reading}", highlight=False)
     for name, why in report.skipped.items():
         con.print(f"[yellow]{name} skipped:[/yellow] {why}", highlight=False)
     for w in report.warnings:

@@ -76,7 +76,7 @@ def score_cmd(
     ref: str = typer.Argument(..., help="Reference audio file (WAV/FLAC...)."),
     deg: str = typer.Argument(..., help="Degraded audio file."),
     metric: Optional[List[str]] = typer.Option(None, "--metric", "-m", metavar="NAME", help="Metric to run (repeatable); see `spaq metrics`."),
-    fmt: Optional[str] = typer.Option(None, "--format", metavar="FORMAT", help="Override format detection: binaural, foa, hoa2, hoa3, ambisonics:N, with /sn3d (default), /n3d or /fuma."),
+    fmt: Optional[str] = typer.Option(None, "--format", metavar="FORMAT", help="Override format detection: binaural, foa, hoa2, hoa3, ambisonics:N, with /sn3d (default), /n3d or /fuma; loudspeaker layouts mono, stereo, 5.0, 5.1, 7.0, 7.1, 5.1.4, 7.1.4 (rendered binaurally)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     maps: Optional[str] = typer.Option(None, "--maps", metavar="OUT", help="Write per-band/per-frame maps to OUT.npz and a figure OUT.png."),
     trim: bool = typer.Option(False, "--trim", help="Trim to the shorter signal even if lengths differ by 1 % or more."),
@@ -84,6 +84,7 @@ def score_cmd(
     offline: bool = typer.Option(False, "--offline", help="Never download weights."),
     device: str = typer.Option("cpu", "--device", metavar="DEVICE", help="torch device (cpu, cuda)."),
     fast: Optional[bool] = typer.Option(None, "--fast/--exact", help="Auditory bands at reduced rates (--fast: ~10x faster) or at full rate in float64 (--exact). Default: fast for every metric (qastanet within 1.8e-3 of the official scores on its 17 test pairs, quality within 0.14 points of exact)."),
+    align: bool = typer.Option(True, "--align/--no-align", help="Estimate the delay between REF and DEG (band envelopes, refined on the fine structure; +-300 ms) and compare their overlap (default). qastanet always gets the pair as given, like the official code."),
     stream: Optional[bool] = typer.Option(None, "--stream/--no-stream", help="Read the files chunk by chunk instead of whole (bounded memory, same scores). Default: when their samples at 48 kHz exceed SPAQ_STREAM_MB (256 MiB, about 40 s of 3OA)."),
 ):
     """Score DEG against REF (binaural or ambisonics ACN/SN3D, any sample rate)."""
@@ -93,7 +94,7 @@ def score_cmd(
     try:
         report = score(ref, deg, metrics=metric, fmt=fmt, trim=trim, checkpoint=checkpoint,
                        offline=True if offline else None, maps=maps is not None, device=device, fast=fast,
-                       stream=stream, progress=progress)
+                       stream=stream, progress=progress, align=align)
     finally:
         stop()
     written = _write_maps(maps, report) if maps else []

@@ -20,6 +20,8 @@ owns weights and configuration. The class declares, as class attributes that ``s
 ``needs_weights``   a checkpoint has to be found (``spaq weights``)
 ``streamable``      scores long files chunk by chunk without loading them whole
 ``min_duration_s``  below this the score is not meaningful: a warning says so
+``align_input``     ``spaq.score`` time-aligns the pair before this metric sees it (False:
+                    the metric reproduces a published model that does not align)
 ``default_rank``    position among ``spaq score``'s default metrics (None: only when asked)
 ``reading``         one line on how to read the score (shown under ``spaq score``'s table)
 ==================  ===========================================================================
@@ -42,7 +44,7 @@ __all__ = ["MetricResult", "Metric", "MetricUnavailable", "CONTRACT_ATTRIBUTES"]
 
 CONTRACT_ATTRIBUTES = ("name", "version", "description", "unit", "higher_is_better", "score_range", "best_value",
                        "sample_rate", "formats", "needs_reference", "differentiable", "needs_weights", "streamable",
-                       "min_duration_s", "default_rank", "reading")
+                       "min_duration_s", "align_input", "default_rank", "reading")
 
 
 class MetricUnavailable(SpaqError):
@@ -128,6 +130,7 @@ class Metric:
     needs_weights: bool = False
     streamable: bool = False
     min_duration_s: float = 0.04
+    align_input: bool = True
     default_rank: int | None = None
     reading: str = ""
 

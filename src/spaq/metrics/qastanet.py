@@ -23,8 +23,9 @@ __all__ = ["Qastanet", "load_official_checkpoint", "FEATURE_NAMES"]
 class Qastanet(Metric):
     name = "qastanet"
     version = "1.0-official-f69873d"
-    description = ("QASTAnet (Orange) with its official checkpoint: 0..1, ambisonics; sums over 40 ms frames, "
-                   "so an identical pair scores 0.78 at 3 s and ~1 at 30 s")
+    description = ("QASTAnet (Orange) with its official checkpoint, reproduced (fast mode by default, --exact for "
+                   "float64 at full rate): 0..1, ambisonics; sums over 40 ms frames, so an identical pair scores "
+                   "0.78 at 3 s and ~1 at 30 s; no time alignment, as the official code")
     unit = "0..1"
     higher_is_better = True
     score_range = (0.001, 0.999)
@@ -35,6 +36,7 @@ class Qastanet(Metric):
     needs_weights = True
     streamable = True
     min_duration_s = 3.0
+    align_input = False  # the official model scores the pair as given (a delay counts)
     default_rank = 2
     reading = "0..1, higher is better; an identical pair's score grows with duration (0.78 at 3 s, ~1 at 30 s): compare equal durations"
 
