@@ -469,11 +469,17 @@ def _check_duration(n: int, sr: int, label: str, min_duration_s: float) -> None:
         )
 
 
-def _common_length(tr: int, td: int, sr: int, ref_label: str, deg_label: str, trim: bool, warnings: list) -> int:
-    """The length both signals are trimmed to (< 1 % difference: with a warning; more: only with ``trim``)."""
+def _common_length(tr: int, td: int, sr: int, ref_label: str, deg_label: str, trim: bool, warnings: list,
+                   slack: int = 0) -> int:
+    """The length both signals are trimmed to (< 1 % difference: with a warning; more: only with
+    ``trim``). ``slack``: a difference up to this many samples is expected (the delay an
+    alignment removed from one side's start: a delayed copy of equal length ends early) and
+    trimmed silently; only the rest counts."""
+    if abs(tr - td) <= slack:
+        return min(tr, td)
     if tr == td:
         return tr
-    rel = abs(tr - td) / max(tr, td)
+    rel = (abs(tr - td) - slack) / max(tr, td)
     n = min(tr, td)
     if rel >= LENGTH_TOLERANCE and not trim:
         raise SpaqInputError(
@@ -585,7 +591,7 @@ def _load_pair_streamed(ref, deg, target_rate, fmt, trim, min_duration_s, align:
     files = [_FileSegments(p, info, sr_used, dt) for p, info in zip((ref, deg), infos)]
     for f, label in zip(files, (ref_label, deg_label)):
         _check_duration(f.n_out, sr_used, label, min_duration_s)
-    offsets, alignment = (0, 0), None
+    offsets, alignment, slack = (0, 0), None, 0
     lengths = [files[0].n_out, files[1].n_out]
     if align:
         from .auditory.alignment import estimate_delay
@@ -596,11 +602,12 @@ def _load_pair_streamed(ref, deg, target_rate, fmt, trim, min_duration_s, align:
         k = al.delay_samples if al.reliable else 0
         offsets = (max(0, -k), max(0, k))
         lengths = [lengths[0] - offsets[0], lengths[1] - offsets[1]]
+        slack = abs(k) if al.reliable else 0
         alignment = _alignment_note(al, bool(al.reliable))
         note = _align_warning(al, bool(al.reliable))
         if note:
             warnings.append(note)
-    n = _common_length(lengths[0], lengths[1], sr_used, ref_label, deg_label, trim, warnings)
+    n = _common_length(lengths[0], lengths[1], sr_used, ref_label, deg_label, trim, warnings, slack)
     norm = in_norm if spatial_fmt.is_ambisonics else None
     return SignalPair(ref=None, deg=None, sample_rate_in=sr_r, sample_rate_used=sr_used, format=spatial_fmt,
                       warnings=warnings, batched=False, ref_name=str(ref), deg_name=str(deg),
@@ -692,8 +699,9 @@ def load_pair(
     alignment = None
     if align:
         rs, ds, alignment = _align_arrays(r, d, sr_used, spatial_fmt.kind, warnings)
+        slack = max(abs(r.shape[-1] - x.shape[-1]) + abs(d.shape[-1] - y.shape[-1]) for x, y in zip(rs, ds))
         n = _common_length(min(x.shape[-1] for x in rs), min(x.shape[-1] for x in ds), sr_used, ref_label,
-                           deg_label, trim, warnings)
+                           deg_label, trim, warnings, slack)
         _check_duration(n, sr_used, "the aligned overlap", min_duration_s)
         r, d = np.stack([x[..., :n] for x in rs]), np.stack([x[..., :n] for x in ds])
     else:

@@ -23,8 +23,11 @@ A pure delay is not an impairment, but every frame-based comparison scores it as
 ``confidence = clip(p1 - p2, 0, 1)``: the envelope correlation's peak ``p1`` minus the
 highest other local maximum ``p2`` more than ``SECOND_PEAK_EXCLUSION_MS`` away. Unrelated
 signals give about 0 (both peaks are noise); a periodic signal whose delay is ambiguous
-gives a small value too. ``reliable`` is ``confidence >= RELIABLE_THRESHOLD``; callers
-should only apply an estimate that is reliable.
+gives a small value too. ``reliable`` is ``confidence >= RELIABLE_THRESHOLD``, or a fine
+structure that settles it: a normalised waveform correlation of at least
+``FINE_RELIABLE`` at the chosen lag (unrelated signals reach about ``1/sqrt(T)``; a
+periodic envelope — a steady rhythm — leaves the envelope peaks ambiguous, the waveform does
+not). Callers should only apply an estimate that is reliable.
 
 Sign: a positive delay means the degraded signal lags the reference,
 ``deg[t] ≈ ref[t - delay]``; :func:`apply_delay` undoes it.
@@ -39,11 +42,13 @@ import scipy.fft as sfft
 from ..errors import SpaqInputError
 from .gammatone import erb_center_frequencies
 
-__all__ = ["Alignment", "estimate_delay", "apply_delay", "KINDS", "RELIABLE_THRESHOLD", "FINE_THRESHOLD"]
+__all__ = ["Alignment", "estimate_delay", "apply_delay", "KINDS", "RELIABLE_THRESHOLD", "FINE_THRESHOLD", "FINE_RELIABLE"]
 
 KINDS = ("binaural", "ambisonics", "mono", "layout")
 #: ``reliable`` when ``confidence`` (envelope-correlation peak minus second peak) is at least this.
 RELIABLE_THRESHOLD = 0.1
+#: ... or when the fine-structure correlation at the chosen lag is at least this.
+FINE_RELIABLE = 0.9
 #: the fine-structure stage sets the delay only when the normalised waveform correlation peak reaches this.
 FINE_THRESHOLD = 0.5
 #: half-width of the fine-structure search window around the envelope delay.
@@ -291,7 +296,8 @@ def estimate_delay(ref, deg, sample_rate: int, kind: str, max_delay_ms: float = 
         if rho >= FINE_THRESHOLD and 0 < j < fine.size - 1:
             delay, method = int(fl[j]), "envelope+fine"
     return Alignment(delay_samples=delay, delay_ms=1000.0 * delay / fs, confidence=confidence, method=method,
-                     reliable=bool(confidence >= RELIABLE_THRESHOLD), sample_rate=int(fs),
+                     reliable=bool(confidence >= RELIABLE_THRESHOLD
+                                   or (method == "envelope+fine" and rho >= FINE_RELIABLE)), sample_rate=int(fs),
                      envelope_delay_ms=float(1000.0 * coarse / fs), fine_correlation=rho)
 
 

@@ -188,8 +188,10 @@ def _resolve_format(fmt, n_ch: int, name: str):
             raise SpaqInputError(str(e)) from None
     if f.kind == "mono":
         raise SpaqInputError(f"{name} is mono (1 channel): a direction needs binaural (2 channels) or ambisonics")
-    if f.kind == "layout":  # loudspeaker feeds: not localised (yet); render them binaurally first
-        raise SpaqInputError(f"{name}: {f.describe()} cannot be localised; a direction needs binaural or ambisonics")
+    if f.kind == "layout":  # loudspeaker feeds: rendered binaurally (virtual loudspeakers), then localised
+        if n_ch != f.n_channels:
+            raise SpaqInputError(f"{name}: {f.describe()} has {f.n_channels} channels, the signal {n_ch}")
+        return f
     if f.is_binaural and n_ch != 2:
         raise SpaqInputError(f"{name}: the binaural localizer needs 2 channels (left, right), got {n_ch}")
     if f.is_ambisonics:
@@ -222,9 +224,19 @@ def localize(x, sample_rate: int | None = None, format=None, *, n_sources: int =
     if int(n_sources) < 1:
         raise SpaqInputError(f"n_sources must be >= 1, got {n_sources}")
     fmt = _resolve_format(format, arr.shape[0], name)
-    rms_db = 10 * np.log10(np.mean(arr ** 2) + 1e-300)
+    power = float(np.mean(np.square(arr, dtype=np.float64)))
+    if power == 0.0:
+        raise SpaqInputError(f"{name} is silent (all samples are zero): no direction can be estimated")
+    rms_db = 10 * np.log10(power)
     if rms_db < silence_db:
-        raise SpaqInputError(f"{name} is silent (RMS {max(rms_db, -400):.0f} dBFS): no direction can be estimated")
+        raise SpaqInputError(f"{name} is silent (RMS {rms_db:.0f} dBFS): no direction can be estimated")
+    if fmt.kind == "layout":
+        from ..spatial.layouts import render_layout_binaural
+
+        res = _localize_binaural(render_layout_binaural(arr, fmt.layout_spec, sample_rate=sr), sr, name, n_sources,
+                                 weights, active_range_db, overlap)
+        res.format = f"{fmt.describe()}, rendered binaurally (virtual loudspeakers, default HRTF)"
+        return res
     if fmt.is_ambisonics:
         from ..auditory.doa import intensity_doa
 
