@@ -287,3 +287,19 @@ def test_cli_exit_codes(corpus, tmp_path, capsys):
         assert err.startswith("spaq: error: ") and err.count("\n") == 1 and "Traceback" not in err
     assert main(["batch", str(corpus / "m.csv"), "--out", str(tmp_path / "a.csv"), "-m", "cues", "-q",
                  "--overwrite"]) == 0
+
+
+def test_checkpoint_offline_and_align_options(corpus, tmp_path):
+    """--checkpoint is checked once, before any work (not once per pair); --no-align scores
+    the pairs as given and is part of the resume fingerprint."""
+    out = tmp_path / "t.csv"
+    with pytest.raises(SpaqError, match="checkpoint not found"):
+        score_batch(corpus / "m.csv", out, metrics=METRICS, progress=False, checkpoint=tmp_path / "nothere.pth")
+    assert not out.exists() and not os.path.exists(journal_path(out))
+    df = score_batch(corpus / "m.csv", out, metrics=["cues"], progress=False, offline=True, align=False)
+    ok = df[df["status"] == "ok"]
+    for _, row in ok.iterrows():
+        rep = spaq.score(row["ref"], row["deg"], metrics=["cues"], align=False)
+        assert row["cues"] == pytest.approx(rep.results["cues"].score, rel=1e-12)
+    assert batch_mod._fingerprint(["cues"], None, "cpu", None, False)["align"] is False
+    assert "align" not in batch_mod._fingerprint(["cues"], None, "cpu")

@@ -215,7 +215,8 @@ def _score_one(task: dict) -> dict:
             raise SpaqError(f"no {'reference' if not task['ref'] else 'degraded'} path in the manifest")
         with _SCORE_LOCK:
             rep = score(task["ref"], task["deg"], metrics=task["metrics"], fmt=task["format"] or None,
-                        fast=task["fast"], device=task["device"])
+                        fast=task["fast"], device=task["device"], checkpoint=task.get("checkpoint"),
+                        offline=task.get("offline"), align=task.get("align", True))
         rec["format"] = rep.format.get("description") or rep.format.get("kind", "")
         rec["duration_s"] = float(rep.duration_s)
         for name, res in rep.results.items():
@@ -362,7 +363,7 @@ def _table(pairs, done: dict, names: list):
 
 
 def _write_table(df, out: str) -> None:
-    from .io import atomic_write  # temp file in the same folder + os.replace
+    from .files import atomic_write  # temp file in the same folder + os.replace
 
     if out.lower().endswith(".parquet"):
         atomic_write(out, lambda p: df.to_parquet(p, index=False))
@@ -373,11 +374,16 @@ def _write_table(df, out: str) -> None:
 # --------------------------------------------------------------------------- driver
 
 
-def _fingerprint(names: list, fast, device: str) -> dict:
+def _fingerprint(names: list, fast, device: str, checkpoint=None, align: bool = True) -> dict:
     from . import __version__
 
-    return {"tool": "spaq batch", "journal_version": _JOURNAL_VERSION, "spaq": __version__, "metrics": list(names),
-            "fast": fast, "device": str(device)}
+    fp = {"tool": "spaq batch", "journal_version": _JOURNAL_VERSION, "spaq": __version__, "metrics": list(names),
+          "fast": fast, "device": str(device)}
+    if checkpoint is not None:
+        fp["checkpoint"] = str(checkpoint)
+    if not align:  # absent when True: journals written before alignment existed still resume
+        fp["align"] = False
+    return fp
 
 
 def _describe_fp(fp: dict) -> str:
@@ -426,7 +432,7 @@ def _load_journal(journal: str, fp: dict, pairs) -> dict:
 
 def score_batch(pairs_or_manifest, out, metrics=None, workers: int = 1, dask=None, resume: bool = False,
                 fast: bool | None = None, device: str = "cpu", progress: bool = True, strict: bool = False,
-                overwrite: bool = False):
+                overwrite: bool = False, checkpoint=None, offline: bool | None = None, align: bool = True):
     """Score every pair of a manifest; returns the results table (see the module doc for its
     columns: ``id, ref, deg, status, error, format, duration_s``, then ``M``, ``M.<value>``,
     ``M.skipped`` per metric; one row per pair in manifest order).
@@ -439,7 +445,9 @@ def score_batch(pairs_or_manifest, out, metrics=None, workers: int = 1, dask=Non
     pool, or the size of ``dask="local"``). ``dask``: ``None``, a scheduler address,
     ``"local"`` or a ``distributed.Client``. ``resume``: continue an interrupted run from its
     journal; ``overwrite``: remove an existing journal and table first. ``fast``/``device``:
-    as in :func:`spaq.score`. ``progress``: a progress bar on stderr. ``strict``: after
+    as in :func:`spaq.score`; so are ``checkpoint`` (a QASTAnet checkpoint path, resolved once
+    here so a missing file is one error, not one per pair), ``offline`` and ``align``.
+    ``progress``: a progress bar on stderr. ``strict``: after
     writing the table, raise :class:`BatchFailed` if any pair failed (otherwise failed pairs
     are only rows with status ``error``).
 
@@ -464,9 +472,14 @@ def score_batch(pairs_or_manifest, out, metrics=None, workers: int = 1, dask=Non
     out = os.path.abspath(os.path.expanduser(os.fspath(out)))
     journal = journal_path(out)
     _check_out(out, journal, resume, overwrite)
-    fp = _fingerprint(names, fast, device)
+    if checkpoint is not None:
+        checkpoint = os.path.abspath(os.path.expanduser(os.fspath(checkpoint)))
+        if not os.path.isfile(checkpoint):
+            raise SpaqError(f"checkpoint not found: {checkpoint}")
+    fp = _fingerprint(names, fast, device, checkpoint, align)
     done = _load_journal(journal, fp, pairs) if resume else {}
-    todo = [{"id": i, "ref": r, "deg": d, "format": f, "metrics": names, "fast": fast, "device": device}
+    todo = [{"id": i, "ref": r, "deg": d, "format": f, "metrics": names, "fast": fast, "device": device,
+             "checkpoint": checkpoint, "offline": offline, "align": align}
             for i, r, d, f in zip(pairs["id"], pairs["ref"], pairs["deg"], pairs["format"])
             if i not in done]
 

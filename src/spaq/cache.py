@@ -44,7 +44,7 @@ def cached_array(name: str, make, check=None):
         except (OSError, ValueError):
             pass
     a = make()
-    from .io import atomic_write  # here: spaq.io imports the spatial package, which uses this module
+    from .files import atomic_write
 
     try:
         atomic_write(path, lambda tmp: np.save(tmp, a))

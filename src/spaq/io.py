@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 import os
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from typing import Any
 import numpy as np
 import soundfile
 
+from .files import atomic_write  # noqa: F401  (spaq.io.atomic_write stays importable)
 from .errors import SpaqError, SpaqInputError
 from .formats import SpatialFormat, detect_format, parse_format
 from .spatial.sh import convert_normalisation, order_from_channels
@@ -165,27 +165,6 @@ def _format_from_extension(path: Path) -> str:
             "(use .wav, .flac, .aiff, ...)"
         )
     return ext
-
-
-def atomic_write(path, writer) -> None:
-    """Call ``writer(tmp)`` (``tmp`` a ``str`` path in ``path``'s folder, with ``path``'s
-    extension) and rename the result over ``path``: readers see the old file or the complete
-    new one, never a partial file; on any failure (Ctrl-C included) the temporary file is
-    removed and nothing else changes. The folder is created if needed. The temporary file is
-    a fresh name, not ``mkstemp`` (whose files are private, mode 0600), so the result gets
-    the usual permissions from the umask."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.parent / f".{p.stem}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp{p.suffix}"
-    try:
-        writer(str(tmp))
-        os.replace(tmp, p)
-    except BaseException:
-        try:
-            tmp.unlink()
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def write_audio(path, x, sample_rate: int, subtype: str = "FLOAT") -> None:

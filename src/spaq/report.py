@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .io import atomic_write
+from .files import atomic_write
 
 __all__ = ["plot_maps", "save_maps_npz", "color_scale", "wrap_title"]
 

@@ -153,7 +153,7 @@ def fetch(name: str, url: str | None = None, timeout: float = FETCH_TIMEOUT_S) -
         raise WeightsNotFoundError(f"{_FAILED[key]} (not retried in this process)")
     dest = cache_dir() / spec.filename
     dest.parent.mkdir(parents=True, exist_ok=True)
-    from .io import atomic_write
+    from .files import atomic_write
 
     def write(tmp: str) -> None:
         h = hashlib.sha256()

@@ -62,13 +62,17 @@ def batch_command(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object (summary and output path)."),
     strict: bool = typer.Option(False, "--strict", help="Exit 1 when any pair could not be scored (default: 0)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", metavar="PATH", help="QASTAnet checkpoint (official format); default: spaq's registry (cache, SPAQ_QASTANET_CHECKPOINT)."),
+    offline: bool = typer.Option(False, "--offline", help="Never touch the network (spaq never downloads unless `spaq weights fetch` is run; this also sets SPAQ_OFFLINE for the workers)."),
+    align: bool = typer.Option(True, "--align/--no-align", help="As in `spaq score`: remove the delay between REF and DEG first (default)."),
 ) -> None:
     """Score every (reference, degraded) pair of MANIFEST into one table, resumably (local processes or Dask)."""
     from ..batch import journal_path, score_batch, summary
 
     try:
         df = score_batch(str(manifest), str(out), metrics=metric, workers=workers, dask=dask, resume=resume,
-                         overwrite=overwrite, fast=fast, device=device, progress=not quiet, strict=False)
+                         overwrite=overwrite, fast=fast, device=device, progress=not quiet, strict=False,
+                         checkpoint=checkpoint, offline=True if offline else None, align=align)
     except KeyboardInterrupt:  # spaq.cli.app.main then says "interrupted" and exits 130
         j = journal_path(out)
         if os.path.exists(j):

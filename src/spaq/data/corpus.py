@@ -33,7 +33,7 @@ import soundfile as sf
 
 from ..errors import SpaqError
 from ..formats import parse_format
-from ..io import atomic_write
+from ..files import atomic_write
 from ..jobs import append_journal, make_pool, read_journal
 from .config import config_hash
 from .external import require_binary

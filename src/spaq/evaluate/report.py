@@ -17,7 +17,7 @@ def plot_evaluation(path: str, result: dict, title: str = "") -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..io import atomic_write
+    from ..files import atomic_write
 
     data = result["_data"]
     names = list(result["metrics"])
@@ -91,7 +91,7 @@ def report_markdown(result: dict, figure: str | None = None, title: str = "spaq 
 
 def write_report(path: str, result: dict, figure: str | None = None) -> None:
     """Write :func:`report_markdown` atomically."""
-    from ..io import atomic_write
+    from ..files import atomic_write
 
     text = report_markdown(result, figure)
 

@@ -46,7 +46,7 @@ def plot_localization(result: LocalizationResult, out_path, title: str | None = 
     ax.set_ylabel("elevation (deg)")
     ax.set_title(title or f"{result.format} localisation ({result.method})")
     fig.tight_layout()
-    from ..io import atomic_write
+    from ..files import atomic_write
 
     try:
         atomic_write(out_path, lambda tmp: fig.savefig(tmp, dpi=110))

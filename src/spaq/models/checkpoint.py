@@ -72,7 +72,7 @@ def save(path, model: nn.Module, train: dict | None = None, extra: dict | None =
     ``to_dict()`` and ``sample_rate``) to ``path`` atomically; returns the file's sha256.
     ``train``: training provenance (plain python values); ``extra``: more top-level fields."""
     from ..cache import sha256_file
-    from ..io import atomic_write
+    from ..files import atomic_write
 
     arch = _architecture_of(model)
     cfg = model.cfg

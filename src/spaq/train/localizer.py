@@ -474,7 +474,7 @@ def train_localizer(tc: LocalizerTrainConfig, out_path, cache_dir=None, log=prin
         log(f"rendered {n} {split} scenes in {time.time() - t:.0f} s")
         out = feats, torch.as_tensor(dirs), torch.as_tensor(cls)
         if f is not None:
-            from ..io import atomic_write
+            from ..files import atomic_write
 
             atomic_write(f, lambda tmp: torch.save({"feats": out[0], "dirs": out[1], "cls": out[2]}, tmp))
         return out

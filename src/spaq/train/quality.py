@@ -34,7 +34,7 @@ import torch
 
 from ..config import Section, config_keys, load_config
 from ..errors import SpaqError
-from ..io import atomic_write
+from ..files import atomic_write
 from ..models.quality import SPATIAL_FEATURES, TIMBRAL_FEATURES, QualityMapping
 
 __all__ = ["QualityTrainConfig", "mushra_table", "mushra_features", "sweep", "sweep_features",

@@ -1,0 +1,30 @@
+"""Writing files safely: the one atomic write every module uses (lowest layer: imports
+nothing of spaq)."""
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+__all__ = ["atomic_write"]
+
+
+def atomic_write(path, writer) -> None:
+    """Call ``writer(tmp)`` (``tmp`` a ``str`` path in ``path``'s folder, with ``path``'s
+    extension) and rename the result over ``path``: readers see the old file or the complete
+    new one, never a partial file; on any failure (Ctrl-C included) the temporary file is
+    removed and nothing else changes. The folder is created if needed. The temporary file is
+    a fresh name, not ``mkstemp`` (whose files are private, mode 0600), so the result gets
+    the usual permissions from the umask."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.parent / f".{p.stem}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp{p.suffix}"
+    try:
+        writer(str(tmp))
+        os.replace(tmp, p)
+    except BaseException:
+        try:
+            tmp.unlink()
+        except FileNotFoundError:
+            pass
+        raise
