@@ -475,6 +475,26 @@ def _common_length(tr: int, td: int, sr: int, ref_label: str, deg_label: str, tr
 ALIGN_WINDOW_S = 30.0
 
 
+#: delays below this (ms) are reported but not applied: a filter's group delay, a small part
+#: of one 40 ms analysis frame, which no metric scores as an impairment
+MIN_APPLIED_DELAY_MS = 0.5
+
+
+def _should_apply(al) -> bool:
+    return bool(al.reliable) and abs(al.delay_ms) >= MIN_APPLIED_DELAY_MS
+
+
+def _estimate(ref, deg, sr: int, kind: str):
+    """:func:`spaq.auditory.alignment.estimate_delay`, or None when there is nothing to align
+    (a silent or too short side: the metrics say what they make of it)."""
+    from .auditory.alignment import estimate_delay
+
+    try:
+        return estimate_delay(ref, deg, sr, kind)
+    except SpaqInputError:
+        return None
+
+
 def _alignment_note(al, applied: bool) -> dict:
     d = al.to_dict()
     d["applied"] = bool(applied)
@@ -496,14 +516,17 @@ def _align_arrays(r: np.ndarray, d: np.ndarray, sr: int, kind: str, warnings: li
     1) -> (list of ref items, list of deg items) shifted to a common start (not yet trimmed to a
     common length) and the alignment record. An unreliable estimate is not applied (a warning
     says so)."""
-    from .auditory.alignment import estimate_delay
-
     b = max(r.shape[0], d.shape[0])
     rs, ds, notes = [], [], []
     for i in range(b):
         ri, di = r[min(i, r.shape[0] - 1)], d[min(i, d.shape[0] - 1)]
-        al = estimate_delay(ri, di, sr, kind)
-        applied = bool(al.reliable)
+        al = _estimate(ri, di, sr, kind)
+        if al is None:
+            rs.append(ri)
+            ds.append(di)
+            notes.append({"applied": False, "reason": "a side is silent or too short: not aligned"})
+            continue
+        applied = _should_apply(al)
         k = al.delay_samples if applied else 0
         rs.append(ri[..., max(0, -k):])
         ds.append(di[..., max(0, k):])
@@ -573,19 +596,21 @@ def _load_pair_streamed(ref, deg, target_rate, fmt, trim, min_duration_s, align:
     offsets, alignment, slack = (0, 0), None, 0
     lengths = [files[0].n_out, files[1].n_out]
     if align:
-        from .auditory.alignment import estimate_delay
-
         w = int(ALIGN_WINDOW_S * sr_used)
-        al = estimate_delay(files[0].read(0, min(w, files[0].n_out)), files[1].read(0, min(w, files[1].n_out)),
-                            sr_used, spatial_fmt.kind)
-        k = al.delay_samples if al.reliable else 0
-        offsets = (max(0, -k), max(0, k))
-        lengths = [lengths[0] - offsets[0], lengths[1] - offsets[1]]
-        slack = abs(k) if al.reliable else 0
-        alignment = _alignment_note(al, bool(al.reliable))
-        note = _align_warning(al, bool(al.reliable))
-        if note:
-            warnings.append(note)
+        al = _estimate(files[0].read(0, min(w, files[0].n_out)), files[1].read(0, min(w, files[1].n_out)),
+                       sr_used, spatial_fmt.kind)
+        if al is None:
+            alignment = {"applied": False, "reason": "a side is silent or too short: not aligned"}
+        else:
+            applied = _should_apply(al)
+            k = al.delay_samples if applied else 0
+            offsets = (max(0, -k), max(0, k))
+            lengths = [lengths[0] - offsets[0], lengths[1] - offsets[1]]
+            slack = abs(k)
+            alignment = _alignment_note(al, applied)
+            note = _align_warning(al, applied)
+            if note:
+                warnings.append(note)
     n = _common_length(lengths[0], lengths[1], sr_used, ref_label, deg_label, trim, warnings, slack)
     norm = in_norm if spatial_fmt.is_ambisonics else None
     return SignalPair(ref=None, deg=None, sample_rate_in=sr_r, sample_rate_used=sr_used, format=spatial_fmt,
@@ -622,7 +647,8 @@ def load_pair(
     ``align``: estimate the delay of ``deg`` against ``ref`` (per batch item; a streamed pair
     from its first ``ALIGN_WINDOW_S`` seconds) with :func:`spaq.auditory.alignment.estimate_delay`
     and trim both to their overlap; the lengths are compared after alignment. The record is
-    ``pair.alignment``; an unreliable estimate is not applied and gives a warning.
+    ``pair.alignment``; an unreliable estimate is not applied and gives a warning; a delay below
+    ``MIN_APPLIED_DELAY_MS`` (a filter's group delay) is reported, not applied.
 
     Returns a :class:`SignalPair` with ``(batch, channels, time)`` signals, both float32 when
     both sources are float32-exact (see :func:`read_audio`), else both float64.

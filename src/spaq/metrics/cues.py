@@ -32,7 +32,7 @@ class Cues(Metric):
     version = "1.0"
     description = ("training-free cue differences (ILD dB, coherence, level dB, directiveness) per band and frame; "
                    "score = median |dILD| in dB (spatial only: timbre is in level_mean_abs_db); lower is better")
-    unit = "dB (median |dILD|)"
+    unit = "dB"
     higher_is_better = False
     score_range = (0.0, None)
     best_value = 0.0
