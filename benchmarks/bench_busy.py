@@ -10,7 +10,9 @@ warm-up call) in two fresh subprocesses, alternated in rounds so both see the sa
 * ``old``: what a library user got before: ``OMP_WAIT_POLICY=ACTIVE`` (OpenMP threads spin)
   and ``SPAQ_NUM_THREADS=0`` (torch's default thread count, no cap);
 * ``new``: the library's defaults (``spaq`` sets ``OMP_WAIT_POLICY=PASSIVE`` at import and
-  caps torch's threads per call to the free cores; see spaq.threads).
+  caps torch's threads per call to the cores the process can use; see spaq.threads);
+* ``--also threads=N``: the new defaults with ``SPAQ_NUM_THREADS=N`` (``threads=1`` is what a
+  cap shrunk by the load average would give beside busy processes).
 
 Prints each mode's call times, medians and the ratio old/new (measured in this run), plus the
 load seen. Target: ``new`` median <= 1.5 s (0.38 s idle on the project's 2-core machine kind).

@@ -18,28 +18,27 @@ def restore_threads():
     torch.set_num_threads(old)
 
 
-def _load(monkeypatch, cores: int, load: float, running: int | None):
+def _load(monkeypatch, cores: int, quota: float | None = None):
     monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
-    monkeypatch.setattr(threads.os, "getloadavg", lambda: (load, load, load), raising=False)
-    monkeypatch.setattr(threads, "_procs_running", lambda: running)
+    monkeypatch.setattr(threads, "_cgroup_cpus", lambda: quota)
 
 
-def test_cap_follows_free_cores_never_below_one(monkeypatch):
+def test_cap_follows_usable_cores_never_below_one(monkeypatch):
     monkeypatch.delenv("SPAQ_NUM_THREADS", raising=False)
-    _load(monkeypatch, 4, 0.0, 1)
-    assert threads.spaq_num_threads() == 4  # idle: every core of the affinity mask
-    _load(monkeypatch, 4, 2.0, 3)
-    assert threads.spaq_num_threads() == 2  # two busy cores
-    _load(monkeypatch, 2, 9.0, 12)
-    assert threads.spaq_num_threads() == 1  # overloaded: never below 1
-    _load(monkeypatch, 2, 2.0, 1)
-    assert threads.spaq_num_threads() == 2  # load left by our own finished calls: nothing runs now
-    _load(monkeypatch, 2, 0.0, 5)
-    assert threads.spaq_num_threads() == 2  # a momentary burst the load average does not confirm
+    _load(monkeypatch, 4)
+    assert threads.spaq_num_threads() == 4  # every core of the affinity mask
+    _load(monkeypatch, 16, 2.0)
+    assert threads.spaq_num_threads() == 2  # a container limited to 2 CPUs of 16
+    _load(monkeypatch, 16, 1.5)
+    assert threads.spaq_num_threads() == 2  # a fractional quota rounds up
+    _load(monkeypatch, 16, 0.2)
+    assert threads.spaq_num_threads() == 1  # never below 1
+    _load(monkeypatch, 0)
+    assert threads.spaq_num_threads() == 1
 
 
 def test_env_overrides_and_zero_leaves_torch_alone(monkeypatch, restore_threads):
-    _load(monkeypatch, 2, 9.0, 12)
+    _load(monkeypatch, 2)
     monkeypatch.setenv("SPAQ_NUM_THREADS", "3")
     assert threads.spaq_num_threads() == 3
     torch.set_num_threads(1)
@@ -57,7 +56,7 @@ def test_env_overrides_and_zero_leaves_torch_alone(monkeypatch, restore_threads)
 
 def test_cap_restores_previous_setting_even_on_error(monkeypatch, restore_threads):
     monkeypatch.delenv("SPAQ_NUM_THREADS", raising=False)
-    _load(monkeypatch, 4, 3.0, 4)  # one free core
+    _load(monkeypatch, 1)  # one usable core
     torch.set_num_threads(3)
     with threads.torch_threads() as n:
         assert n == 1 and torch.get_num_threads() == 1
@@ -74,7 +73,7 @@ def test_cap_restores_previous_setting_even_on_error(monkeypatch, restore_thread
 
 def test_cap_never_raises_a_lower_setting(monkeypatch, restore_threads):
     monkeypatch.delenv("SPAQ_NUM_THREADS", raising=False)
-    _load(monkeypatch, 8, 0.0, 1)  # idle 8 cores, but a pool worker started with one thread
+    _load(monkeypatch, 8)  # 8 cores, but a pool worker started with one thread
     torch.set_num_threads(1)
     with threads.torch_threads() as n:
         assert n == 1 and torch.get_num_threads() == 1
