@@ -207,7 +207,7 @@ def mushra(metric, model, args):
         except Exception as e:  # optional baseline
             print(f"  visqol unavailable: {e}", file=sys.stderr)
             vq = None
-        try:  # optional learned non-intrusive speech MOS (pip install spaq[dnsmos])
+        try:  # optional learned non-intrusive speech MOS (pip install 'spaq[dnsmos]'; from a clone: pip install -e '.[dnsmos]')
             from speechmos import dnsmos
         except Exception as e:
             print(f"  dnsmos unavailable: {e}", file=sys.stderr)

@@ -195,7 +195,7 @@ def test_dask_missing_is_one_line(corpus, tmp_path, monkeypatch):
     import sys
 
     monkeypatch.setitem(sys.modules, "distributed", None)  # import fails as if not installed
-    with pytest.raises(SpaqError, match=r"pip install spaq\[dask\]"):
+    with pytest.raises(SpaqError, match=r"pip install 'spaq\[dask\]' \(from a clone: pip install -e '\.\[dask\]'\)"):
         score_batch(corpus / "m.csv", tmp_path / "o.csv", metrics=["cues"], dask="local", progress=False)
 
 

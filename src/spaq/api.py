@@ -10,6 +10,7 @@ from .errors import SpaqError
 from .io import SignalPair, load_pair
 from .metrics import default_metrics, metric_class
 from .metrics.base import MetricResult, MetricUnavailable
+from .threads import capped
 
 __all__ = ["score", "ScoreReport", "DEFAULT_METRICS", "clear_metric_cache"]
 
@@ -131,6 +132,7 @@ def _binaural_view(pair: SignalPair) -> SignalPair:
     return replace(pair, format=BINAURAL, reader=_Rendered())
 
 
+@capped
 def score(ref, deg, sample_rate: int | None = None, metrics=None, fmt=None, trim: bool = False,
           checkpoint=None, offline: bool | None = None, maps: bool = False, device: str = "cpu",
           strict: bool = False, fast: bool | None = None, stream: bool | None = None,
@@ -165,6 +167,9 @@ def score(ref, deg, sample_rate: int | None = None, metrics=None, fmt=None, trim
     Metric instances are kept between calls (same arguments and ``SPAQ_*`` environment), so a
     loop over many pairs loads each checkpoint once and reuses its tables;
     :func:`clear_metric_cache` frees them.
+
+    Threads: torch runs on the cores free now, at most its current setting
+    (:func:`spaq.threads.torch_threads`; ``SPAQ_NUM_THREADS`` overrides), restored afterwards.
     """
     names = list(metrics) if metrics else list(default_metrics())
     classes = {n: metric_class(n) for n in names}  # unknown names: one-line error before any work

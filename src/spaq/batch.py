@@ -42,6 +42,7 @@ import os
 import threading
 
 from .errors import SpaqError
+from .extras import install_hint
 from .jobs import append_journal, make_pool, read_journal, read_journal_header, write_journal_header
 
 __all__ = ["read_pairs", "score_batch", "summary", "BatchFailed", "BASE_COLUMNS", "journal_path"]
@@ -65,7 +66,7 @@ def _pandas():
     try:
         import pandas as pd
     except ImportError:  # pragma: no cover - pandas is in the data extra
-        raise SpaqError("spaq batch needs pandas and pyarrow: pip install spaq[data]") from None
+        raise SpaqError(f"spaq batch needs pandas and pyarrow: {install_hint('data')}") from None
     return pd
 
 
@@ -285,7 +286,7 @@ def _dask_client(workers: int, dask):
     try:
         import distributed
     except ImportError:
-        raise SpaqError("--dask needs dask.distributed: pip install spaq[dask]") from None
+        raise SpaqError(f"--dask needs dask.distributed: {install_hint('dask')}") from None
     if isinstance(dask, distributed.Client):
         yield dask
         return

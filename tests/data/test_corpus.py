@@ -194,6 +194,24 @@ def test_missing_ffmpeg_named(tmp_path, monkeypatch):
         generate_corpus(cfg, str(tmp_path / "o"), progress=False)
 
 
+@pytest.mark.parametrize("missing", ["pandas", "pyarrow"])
+def test_missing_data_extra_fails_before_rendering(tmp_path, monkeypatch, capsys, missing):
+    from spaq.cli import main
+
+    monkeypatch.setitem(__import__("sys").modules, missing, None)  # as if not installed (import and find_spec fail)
+    rendered = []
+    monkeypatch.setattr(corpus_mod, "_generate_one", lambda task: rendered.append(task) or {})
+    p = tmp_path / "c.yaml"
+    p.write_text(yaml.safe_dump({"scene": {"sources": {"types": {"harmonic": 1}}}}))
+    rc = main(["generate", str(p), "--out", str(tmp_path / "o"), "-q"])
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert rc == 2 and len(lines) == 1, err
+    assert f"needs {missing} (not installed)" in lines[0]
+    assert "pip install 'spaq[data]' (from a clone: pip install -e '.[data]')" in lines[0]
+    assert rendered == [] and not (tmp_path / "o").exists()
+
+
 def test_shipped_configs_validate():
     root = os.path.join(os.path.dirname(__file__), "..", "..", "configs")
     names = sorted(f for f in os.listdir(root) if f.endswith(".yaml"))

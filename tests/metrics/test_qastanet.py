@@ -60,7 +60,9 @@ def test_batched_equals_single(qastanet_metric):
     single = [qastanet_metric.score(_pair(x, y)).score for y in (y1, y2)]
     batch = qastanet_metric.score(load_pair(np.stack([x, x]), np.stack([y1, y2]), sample_rate=48000)).score
     assert batch.shape == (2,)
-    np.testing.assert_allclose(batch, single, atol=1e-6)
+    # float32 network and sum over 25 frames: batch and single may use other kernels, so
+    # rounding of the sum ((n-1) x 6e-8 x score ~ 1e-6) plus each frame's (~20 ops x 6e-8): was 1e-6
+    np.testing.assert_allclose(batch, single, rtol=0, atol=4e-6)
 
 
 @pytest.mark.parametrize("mode", ["exact", "fast"])

@@ -42,6 +42,13 @@ def _degrade(x, name, severity, fmt="binaural", seed=3):
     return apply_signal_degradation(x, p, name, FS, f)[0]
 
 
+EPS32 = 2.0 ** -23  # float32 machine epsilon (1.2e-7; unit roundoff 6e-8)
+# A level (dB) from the front-end's complex64 bands: the spectrum FFT, the band's inverse FFT
+# and the envelope each add ~ sqrt(log2 N) (~4.5) x 6e-8 of relative amplitude error, 8e-7 in
+# all; x 2 for power, x 4.34 for dB, x 2 for a deg-ref (or left-right) difference: 1.4e-5 dB per
+# value, and a mean or median of such values is within the same bound.
+F32_LEVEL_DB = 3 * 4.5 * 6e-8 * 2 * 4.34 * 2
+
 @pytest.fixture(scope="module")
 def metric():
     return load_metric("quality")
@@ -126,7 +133,9 @@ def test_result_shape_maps_and_batch_consistency(metric):
         assert one.maps[k].shape == (29, nf)
     assert one.provenance["checkpoint_sha256"] == REGISTRY["quality_v1"].sha256
     batch = _scores(metric, x, [y, x.copy()])
-    assert np.asarray(batch.score)[0] == pytest.approx(one.score, abs=1e-9)
+    # batch and single may take other float32 FFT/matmul kernels: rounding of the 0-100 score's
+    # float32 chain (~20 operations x eps32 x full scale), not bitwise equality (was abs=1e-9)
+    assert np.asarray(batch.score)[0] == pytest.approx(one.score, abs=100 * 20 * EPS32)
     assert np.asarray(batch.score)[1] == pytest.approx(100.0)
 
 
@@ -156,8 +165,9 @@ def test_gradient_flows_to_degraded_signal():
     assert y.grad is not None and torch.isfinite(y.grad).all() and y.grad.abs().sum() > 0
 
 
-def test_chunked_equals_unchunked():
+def test_chunked_equals_unchunked(monkeypatch):
     from spaq.auditory.frontend import AuditoryFrontEnd
+    from spaq.metrics.functional import quality as fq
     from spaq.metrics.quality import pool_features, quality_maps
 
     a = torch.from_numpy(_foa(0.9, seed=9))[None]
@@ -166,13 +176,33 @@ def test_chunked_equals_unchunked():
     from spaq.spatial.decoders import hrtf_decoder
 
     dec = hrtf_decoder(1)
+    # the pooled means run over bins above the hearing threshold: a bin whose level lies within
+    # float32 rounding of it may count in one run and not the other (a flip moves a mean by about
+    # its share of the bins), so count such bins in the unchunked run
+    near = []
+    orig = fq._maps_from_cues
+
+    def spy(c, floor, gain_db):
+        sl = 10 * torch.log10(c["p_ear"] / floor.view(-1, 1).to(torch.float64))
+        near.append((int((sl.abs() < F32_LEVEL_DB).sum()), int((sl > 0).sum())))
+        return orig(c, floor, gain_db)
+
+    monkeypatch.setattr(fq, "_maps_from_cues", spy)
     f1 = pool_features(quality_maps(a, b, fe, dec, chunk_frames=None))
+    monkeypatch.setattr(fq, "_maps_from_cues", orig)
+    flip = 2 * near[0][0] / max(1, near[0][1])  # k flips among n bins move a mean by <= k/(n-k) of it
     f2 = pool_features(quality_maps(a, b, fe, dec, chunk_frames=8, context_frames=5))  # 3 chunks
     # levels use the causal real envelope (exact with enough context); coherences use the
     # circular Hilbert transform of each chunk, whose tails reach past 5 frames of context
     for k in f1:
-        tol = 5e-2 if k in ("incoherence", "d_ic", "d_ipd") else 1e-6
-        assert float(f2[k]) == pytest.approx(float(f1[k]), rel=tol, abs=1e-9), k
+        if k in ("incoherence", "d_ic", "d_ipd"):
+            tol = dict(rel=5e-2, abs=1e-9)  # Hilbert tails past the context (the algorithm, not rounding)
+        elif k in ("added_db", "missing_db", "d_ild_db"):
+            # complex64 bands: chunks and the whole signal round differently (other FFT lengths)
+            tol = dict(rel=flip, abs=F32_LEVEL_DB)  # was rel=1e-6: 3e-6 seen on another x86 CPU
+        else:  # directiveness/direction: float64 chain, eps64 x cond (< 1e3) x sqrt(log2 N) << 1e-6
+            tol = dict(rel=1e-6, abs=1e-9)
+        assert float(f2[k]) == pytest.approx(float(f1[k]), **tol), k
 
 
 def test_compare_extra_declares_the_baselines_eval_quality_imports():

@@ -158,10 +158,14 @@ def _generate_one(args):
 
 
 def preflight(cfg: dict) -> None:
-    """Fail early, with one line, on missing programs or HRTFs the config needs."""
+    """Fail early, with one line, on missing Python packages, programs or HRTFs the config needs."""
+    from ..extras import require_modules
     from ..spatial.hrtf import load_hrtf
 
     s = cfg["scene"]
+    # before any item is rendered: the manifest (pandas, pyarrow) is written only at the end
+    mods = ["pandas", "pyarrow"] + (["pyroomacoustics"] if float(s["room"]["probability"]) > 0 else [])
+    require_modules("spaq generate", mods, "data")
     types = {k for k, w in s["sources"]["types"].items() if w > 0}
     if ("speech" in types and s["speech"]["engines"].get("espeak", 0) > 0) or "babble" in types:
         require_binary("espeak-ng")

@@ -10,6 +10,7 @@ import os
 import numpy as np
 
 from ..errors import SpaqError
+from ..extras import install_hint
 from .statistics import compare_correlations, compare_dependent_correlations, evaluate
 
 __all__ = ["load_table", "join_scores", "default_metric_columns", "evaluate_table", "NOT_METRICS"]
@@ -24,7 +25,7 @@ def load_table(path: str):
     try:
         import pandas as pd
     except ImportError:  # pragma: no cover - pandas comes with the data extra
-        raise SpaqError("reading tables needs pandas: pip install spaq[data]") from None
+        raise SpaqError(f"reading tables needs pandas: {install_hint('data')}") from None
     if not os.path.isfile(path):
         raise SpaqError(f"table not found: {path}")
     ext = os.path.splitext(path)[1].lower()

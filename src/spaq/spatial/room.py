@@ -86,7 +86,9 @@ def _images(spec: RoomSpec, fs: int, ism_order: int):
     try:
         import pyroomacoustics as pra
     except ImportError as e:  # pragma: no cover
-        raise SpaqError("rooms need the PyPI package pyroomacoustics (pip install 'spaq[data]')") from e
+        from ..extras import install_hint
+
+        raise SpaqError(f"rooms need the PyPI package pyroomacoustics: {install_hint('data')}") from e
     try:
         e_abs, max_order = pra.inverse_sabine(spec.rt60_s, list(spec.dims_m))
     except ValueError as e:

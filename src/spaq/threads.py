@@ -1,0 +1,112 @@
+"""How many threads spaq lets torch use, so a call stays fast on a busy machine.
+
+Two settings (see the README, "Speed on a busy machine"):
+
+* at import, :mod:`spaq` sets ``OMP_WAIT_POLICY=PASSIVE`` (unless set already, and only if
+  torch is not imported yet: OpenMP reads it once, when torch loads). Active waiting makes
+  torch's idle OpenMP threads spin, which steals the cores other processes need and, with
+  more threads than free cores, makes each parallel region wait for a descheduled thread.
+* per call (``spaq.score``, hence each pair of ``spaq.batch``, and ``Metric.__call__``),
+  :func:`torch_threads` caps torch's intra-op threads to the cores this process can really
+  use (its CPU affinity and cgroup CPU quota: torch counts the machine's cores, so in a
+  container limited to 2 of 16 cores it would run 16 threads on 2), never below 1 and never
+  above torch's current setting, and restores the previous setting afterwards.
+
+The cap does not shrink further when the load average shows other processes busy: measured
+beside other CPU-bound processes with passive waiting (benchmarks/bench_busy.py, 2 cores,
+load 5-11), 2 threads took a median 2.2 s per 10 s 3OA qastanet call and 1 thread 4.1 s (the
+scheduler shares the cores per thread, and passive threads give theirs back while they wait).
+
+``SPAQ_NUM_THREADS=N`` (N >= 1) uses N threads instead; ``SPAQ_NUM_THREADS=0`` leaves torch's
+own setting alone (no cap).
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import math
+import os
+
+__all__ = ["available_cores", "spaq_num_threads", "torch_threads", "capped"]
+
+ENV = "SPAQ_NUM_THREADS"
+
+
+def _cgroup_cpus() -> float | None:
+    """The CPU quota of this process's cgroup in cores (``docker --cpus``, Kubernetes limits),
+    or None when unlimited or unknown (cgroup v2 ``cpu.max``, v1 ``cpu.cfs_quota_us``)."""
+    try:
+        with open("/sys/fs/cgroup/cpu.max", encoding="ascii") as f:
+            quota, period = f.read().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:
+        with open("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", encoding="ascii") as f:
+            quota = int(f.read())
+        with open("/sys/fs/cgroup/cpu/cpu.cfs_period_us", encoding="ascii") as f:
+            period = int(f.read())
+        return None if quota <= 0 or period <= 0 else quota / period
+    except (OSError, ValueError):
+        return None
+
+
+def available_cores() -> int:
+    """Cores this process can really use: its CPU affinity (``os.sched_getaffinity``;
+    ``os.cpu_count()`` where unknown), no more than its cgroup's CPU quota rounded up; >= 1."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        n = os.cpu_count() or 1
+    quota = _cgroup_cpus()
+    if quota is not None:
+        n = min(n, math.ceil(quota))
+    return max(1, n)
+
+
+def spaq_num_threads() -> int | None:
+    """The intra-op thread count spaq runs torch with, or None to leave torch's setting:
+    ``SPAQ_NUM_THREADS`` if set (0 = None), else :func:`available_cores`."""
+    env = os.environ.get(ENV, "").strip()
+    if env:
+        try:
+            n = int(env)
+        except ValueError:
+            raise ValueError(f"{ENV} must be a whole number (0 = leave torch's setting), not {env!r}") from None
+        return None if n <= 0 else n
+    return available_cores()
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None = -1):
+    """Run the body with torch on at most ``n`` intra-op threads, then restore the previous
+    count. Default (-1): ``SPAQ_NUM_THREADS`` when set (exactly that many; 0: unchanged), else
+    the cores this process can use (:func:`available_cores`) but never more than torch had (a pool worker
+    started with one thread, or a caller's own lower setting, keeps it). None: unchanged.
+    Never below 1; yields the count used."""
+    import torch
+
+    old = torch.get_num_threads()
+    if n == -1:
+        n = spaq_num_threads()
+        if n is not None and not os.environ.get(ENV, "").strip():
+            n = min(n, old)
+    n = old if n is None else max(1, int(n))
+    if n == old:
+        yield old
+        return
+    torch.set_num_threads(n)
+    try:
+        yield n
+    finally:
+        torch.set_num_threads(old)
+
+
+def capped(fn):
+    """Decorator: run ``fn`` inside :func:`torch_threads` (default cap)."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with torch_threads():
+            return fn(*args, **kwargs)
+
+    return wrapper

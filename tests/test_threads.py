@@ -1,0 +1,112 @@
+"""spaq.threads: the per-call cap on torch's intra-op threads (not timed; speed is in
+benchmarks/bench_busy.py)."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from spaq import threads
+
+
+@pytest.fixture
+def restore_threads():
+    old = torch.get_num_threads()
+    yield old
+    torch.set_num_threads(old)
+
+
+def _load(monkeypatch, cores: int, quota: float | None = None):
+    monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
+    monkeypatch.setattr(threads, "_cgroup_cpus", lambda: quota)
+
+
+def test_cap_follows_usable_cores_never_below_one(monkeypatch):
+    monkeypatch.delenv("SPAQ_NUM_THREADS", raising=False)
+    _load(monkeypatch, 4)
+    assert threads.spaq_num_threads() == 4  # every core of the affinity mask
+    _load(monkeypatch, 16, 2.0)
+    assert threads.spaq_num_threads() == 2  # a container limited to 2 CPUs of 16
+    _load(monkeypatch, 16, 1.5)
+    assert threads.spaq_num_threads() == 2  # a fractional quota rounds up
+    _load(monkeypatch, 16, 0.2)
+    assert threads.spaq_num_threads() == 1  # never below 1
+    _load(monkeypatch, 0)
+    assert threads.spaq_num_threads() == 1
+
+
+def test_env_overrides_and_zero_leaves_torch_alone(monkeypatch, restore_threads):
+    _load(monkeypatch, 2)
+    monkeypatch.setenv("SPAQ_NUM_THREADS", "3")
+    assert threads.spaq_num_threads() == 3
+    torch.set_num_threads(1)
+    with threads.torch_threads() as n:
+        assert n == 3 and torch.get_num_threads() == 3  # an explicit count is used as given
+    assert torch.get_num_threads() == 1
+    monkeypatch.setenv("SPAQ_NUM_THREADS", "0")
+    assert threads.spaq_num_threads() is None
+    with threads.torch_threads() as n:
+        assert n == 1 and torch.get_num_threads() == 1
+    monkeypatch.setenv("SPAQ_NUM_THREADS", "two")
+    with pytest.raises(ValueError, match="SPAQ_NUM_THREADS"):
+        threads.spaq_num_threads()
+
+
+def test_cap_restores_previous_setting_even_on_error(monkeypatch, restore_threads):
+    monkeypatch.delenv("SPAQ_NUM_THREADS", raising=False)
+    _load(monkeypatch, 1)  # one usable core
+    torch.set_num_threads(3)
+    with threads.torch_threads() as n:
+        assert n == 1 and torch.get_num_threads() == 1
+    assert torch.get_num_threads() == 3
+    with pytest.raises(RuntimeError):
+        with threads.torch_threads(2):
+            assert torch.get_num_threads() == 2
+            raise RuntimeError("boom")
+    assert torch.get_num_threads() == 3
+    with threads.torch_threads(0) as n:  # below 1 -> 1
+        assert n == 1 and torch.get_num_threads() == 1
+    assert torch.get_num_threads() == 3
+
+
+def test_cap_never_raises_a_lower_setting(monkeypatch, restore_threads):
+    monkeypatch.delenv("SPAQ_NUM_THREADS", raising=False)
+    _load(monkeypatch, 8)  # 8 cores, but a pool worker started with one thread
+    torch.set_num_threads(1)
+    with threads.torch_threads() as n:
+        assert n == 1 and torch.get_num_threads() == 1
+
+
+def test_score_runs_capped_and_restores(monkeypatch, restore_threads):
+    import spaq
+    from spaq.metrics.cues import Cues
+
+    seen = []
+    orig = Cues.score
+
+    def spy(self, pair, maps=False):
+        seen.append(torch.get_num_threads())
+        return orig(self, pair, maps=maps)
+
+    monkeypatch.setattr(Cues, "score", spy)
+    monkeypatch.setenv("SPAQ_NUM_THREADS", "1")
+    torch.set_num_threads(2)
+    rng = np.random.default_rng(0)
+    x = (0.1 * rng.standard_normal((2, 4800))).astype(np.float32)
+    spaq.score(x, 0.9 * x, sample_rate=48000, metrics=["cues"])
+    assert seen == [1] and torch.get_num_threads() == 2
+
+
+def test_import_sets_passive_wait_only_before_torch():
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    code = "import os, spaq; print(os.environ.get('OMP_WAIT_POLICY'))"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "PASSIVE"
+    out = subprocess.run([sys.executable, "-c", code], env=dict(env, OMP_WAIT_POLICY="ACTIVE"), capture_output=True,
+                         text=True, check=True).stdout
+    assert out.strip() == "ACTIVE"  # the user's own setting wins
+    code = "import os, torch, spaq; print(os.environ.get('OMP_WAIT_POLICY'))"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "None"  # torch already loaded: setting it now would be a no-op, so it is not set
