@@ -43,7 +43,7 @@ class AuditoryFrontEnd(nn.Module):
     def __init__(self, sample_rate: int = 48000, frame_ms: float = 40.0, env_lowpass_hz: float = 150.0,
                  mso_rolloff_hz: float = 1300.0, full_scale_db_spl: float = 100.0, band_group: int = 3,
                  decimate: bool = False, decimation_safety: float = 12.0, window_bw: float = 12.0,
-                 window_tolerance: float = 1e-8, spread_tolerance: float = 1e-3):
+                 window_tolerance: float = 1e-6, spread_tolerance: float = 1e-3):
         super().__init__()
         self.sample_rate = int(sample_rate)
         self.frame_len = int(frame_ms / 1000 * sample_rate)
@@ -250,10 +250,7 @@ class AuditoryFrontEnd(nn.Module):
                 prod = self._folded_window(ext, lo, n, bands, decim)
             band = torch.fft.ifft(prod, dim=-1)[..., : n_samples // decim]
             del prod
-            env = self._lowpass_analytic(torch.abs(band), decim)
-            if decim > 1 and env.shape[-1] > 2:
-                env = _midpoint_to_sum(env, decim)
-            yield bands, decim, band, env
+            yield bands, decim, band, self._lowpass_analytic(torch.abs(band), decim)
 
     def _folded_window(self, ext: torch.Tensor, lo: int, n: int, bands: slice, decim: int) -> torch.Tensor:
         """``ext (..., K)``: spectrum bins ``lo .. lo + K - 1`` (mod n) -> ``(..., G, m)``,
@@ -403,21 +400,6 @@ class AuditoryFrontEnd(nn.Module):
         self.dir_alpha = sd["directiveness.alpha_dif"].double().clone()
         self.dir_grouping = sd["directiveness.freq_2_erb_m"].double().clone()
         self.dir_window = sd["directiveness.stft.window"].double().clone()
-
-
-def _midpoint_to_sum(y: torch.Tensor, decim: int) -> torch.Tensor:
-    """Samples ``y (..., t)`` of a smooth signal at the centres of groups of ``decim``
-    full-rate samples -> values whose sums over any run of groups equal (to fourth order)
-    the sums of the full-rate samples / decim: the Euler-Maclaurin midpoint-rule correction
-    ``y + (D^2 - 1) / (24 D^2) * (second difference of y)``, whose sum over a frame telescopes
-    to the derivative term at the frame's two ends. Frame means of envelopes at the reduced
-    rate then match the full-rate ones at onsets and offsets (a frame that ends on a steep
-    rise, with 1 % of its mean error otherwise)."""
-    d2 = torch.empty_like(y)
-    d2[..., 1:-1] = y[..., 2:] - 2 * y[..., 1:-1] + y[..., :-2]
-    d2[..., 0] = d2[..., 1]
-    d2[..., -1] = d2[..., -2]
-    return y + (decim * decim - 1) / (24 * decim * decim) * d2
 
 
 def _one_pole_lowpass(cutoff_hz: float, sample_rate: float):
