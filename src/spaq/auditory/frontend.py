@@ -10,7 +10,7 @@ Processing (eMoBi-Q / QASTAnet chain): complex 4th-order gammatone (Hohmann 2002
 signal) -> first-order 150 Hz low-pass -> frames.
 
 Implementation: all filters are applied in the frequency domain with their exact IIR
-transfer functions, in float64 (the official model's features are sensitive to relative
+transfer functions, on float64 spectra (both modes) (the official model's features are sensitive to relative
 errors of 1e-7 in weak bands: float32 FFT processing moves its scores by up to 0.013).
 The gammatone IIR is applied by zero-padded FFT (its tail is < 1e-12 after the padding);
 the envelope low-pass is applied by a circular FFT on the analytic signal followed by an
@@ -70,8 +70,14 @@ class AuditoryFrontEnd(nn.Module):
         length, <= 64, with ``fs / D_k >= safety x`` the band's gammatone bandwidth ``b_k``) from
         the spectrum bins within ``window_bw x b_k`` of its centre (where the response is above
         ``(1 + window_bw^2)^-2`` of its peak), folded onto ``n / D_k`` bins, i.e. the exact
-        samples of the band truncated to that window; the envelope low-pass is redesigned at the
-        lower rate. Not bit-exact: see the README for the measured deviation."""
+        samples of the band truncated to that window, taken at the centres ``j D + (D - 1) / 2``
+        of the groups of D samples (frame means are then midpoint sums); the envelope low-pass
+        applies the full-rate filter's response at the decimated bins. A band whose actual
+        spectrum the window misses (out-of-window energy above ``window_tolerance``) or that is
+        spread over its skirts (energy beyond ``fs / 4 D_k`` of its centre above
+        ``spread_tolerance``) is computed from its whole spectrum, the latter at a quarter of the
+        rate (see :meth:`_leaky_bands`): steep band limits and codecs. Not bit-exact:
+        tests/metrics/test_qastanet_fast.py bounds the deviation of qastanet's scores."""
         self.decimate = bool(decimate)
         # ear spectra in float64 in both modes: an FFT spreads the rounding errors of strong
         # components over every bin, and the official features of bands far below the rest of
@@ -166,16 +172,18 @@ class AuditoryFrontEnd(nn.Module):
         half = torch.fft.rfft(mag, dim=-1)  # (..., t//2+1)
         k = torch.arange(half.shape[-1], device=mag.device)
         gain = torch.where((k == 0) | (2 * k == t), 1.0, 2.0).to(mag.dtype)
-        # decimated: the full-rate filter's response at the frequencies of the decimated bins
-        # (exact on the band-limited interpolation of the samples), its pole decay per sample p^D
-        w = torch.exp(-2j * math.pi * k.to(torch.float64) / (t * decim))
+        w = torch.exp(-2j * math.pi * k.to(torch.float64) / t)
         (b0, b1), p, lp_tail = self.lp_b, self.lp_pole, self.lp_tail
-        lp = ((b0 + b1 * w) / (1 - p * w)).to(half.dtype)
-        # causal start: the first decimated sample is at time (decim - 1) / 2, where the filter's
-        # step response (zero state, input held at z[0] from time 0) is 1 - (1 + p) / 2 p^delay
         if decim > 1:
-            b0 = 1 - (1 + p) / 2 * p ** ((decim - 1) / 2)
-            p, lp_tail = p ** decim, -(-lp_tail // decim)
+            # one pole at the reduced rate with the full-rate filter's decay per unit time
+            # (pole p^D), DC gain 1 and DC group delay (0.5 + p / (1 - p) full-rate samples):
+            # the envelope's frame means keep the full-rate filter's lag at onsets and offsets,
+            # and the filter stays a recursion, so the causal correction below stays exact
+            q = p ** decim
+            b1 = (1 - q) * (0.5 + p / (1 - p)) / decim - q
+            b0 = 1 - q - b1
+            p, lp_tail = q, -(-lp_tail // decim)
+        lp = ((b0 + b1 * w) / (1 - p * w)).to(half.dtype)
         z_half = half * gain
         y = torch.fft.ifft(z_half * lp, n=t, dim=-1)  # zero-padded negative frequencies
         z0 = z_half.sum(dim=-1, keepdim=True) / t
@@ -208,9 +216,9 @@ class AuditoryFrontEnd(nn.Module):
         exact gammatone outputs when ``decim == 1``) and the low-passed analytic signals of
         their magnitudes, same shape."""
         n = 2 * (half.shape[-1] - 1)
-        # spectra are computed in float64 in exact mode (an FFT spreads rounding errors of
-        # strong components over weak bins); from here on every operation is elementwise or per
-        # band, so float32 keeps each band's relative precision
+        # spectra are computed in float64 (an FFT spreads rounding errors of strong components
+        # over weak bins); from here on every operation is elementwise or per band, so float32
+        # keeps each band's relative precision
         half = half.to(self.band_dtype)
         full = ext = None
         groups = self.band_groups()
