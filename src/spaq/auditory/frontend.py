@@ -10,7 +10,7 @@ Processing (eMoBi-Q / QASTAnet chain): complex 4th-order gammatone (Hohmann 2002
 signal) -> first-order 150 Hz low-pass -> frames.
 
 Implementation: all filters are applied in the frequency domain with their exact IIR
-transfer functions, in float64 (the official model's features are sensitive to relative
+transfer functions, on float64 spectra (both modes) (the official model's features are sensitive to relative
 errors of 1e-7 in weak bands: float32 FFT processing moves its scores by up to 0.013).
 The gammatone IIR is applied by zero-padded FFT (its tail is < 1e-12 after the padding);
 the envelope low-pass is applied by a circular FFT on the analytic signal followed by an
@@ -42,7 +42,8 @@ class AuditoryFrontEnd(nn.Module):
 
     def __init__(self, sample_rate: int = 48000, frame_ms: float = 40.0, env_lowpass_hz: float = 150.0,
                  mso_rolloff_hz: float = 1300.0, full_scale_db_spl: float = 100.0, band_group: int = 3,
-                 decimate: bool = False, decimation_safety: float = 12.0, window_bw: float = 12.0):
+                 decimate: bool = False, decimation_safety: float = 12.0, window_bw: float = 12.0,
+                 window_tolerance: float = 1e-6, spread_tolerance: float = 1e-3):
         super().__init__()
         self.sample_rate = int(sample_rate)
         self.frame_len = int(frame_ms / 1000 * sample_rate)
@@ -55,6 +56,8 @@ class AuditoryFrontEnd(nn.Module):
         self.lp_b, self.lp_pole, self.lp_tail = _one_pole_lowpass(env_lowpass_hz, sample_rate)
         self.decimation_safety = decimation_safety
         self.window_bw = window_bw
+        self.window_tolerance = window_tolerance
+        self.spread_tolerance = spread_tolerance
         self.set_decimation(decimate)
         self.register_buffer("power_floor", torch.from_numpy(band_power_floor(fc, full_scale_db_spl)))
         n_fft = self.frame_len
@@ -67,10 +70,21 @@ class AuditoryFrontEnd(nn.Module):
         length, <= 64, with ``fs / D_k >= safety x`` the band's gammatone bandwidth ``b_k``) from
         the spectrum bins within ``window_bw x b_k`` of its centre (where the response is above
         ``(1 + window_bw^2)^-2`` of its peak), folded onto ``n / D_k`` bins, i.e. the exact
-        samples of the band truncated to that window; the envelope low-pass is redesigned at the
-        lower rate. Not bit-exact: see the README for the measured deviation."""
+        samples of the band truncated to that window, taken at the centres ``j D + (D - 1) / 2``
+        of the groups of D samples (frame means are then midpoint sums); the envelope low-pass
+        applies the full-rate filter's response at the decimated bins. A band whose actual
+        spectrum the window misses (out-of-window energy above ``window_tolerance``) or that is
+        spread over its skirts (energy beyond ``fs / 4 D_k`` of its centre above
+        ``spread_tolerance``) is computed from its whole spectrum, the latter at a quarter of the
+        rate (see :meth:`_leaky_bands`): steep band limits and codecs. Not bit-exact:
+        tests/metrics/test_qastanet_fast.py bounds the deviation of qastanet's scores."""
         self.decimate = bool(decimate)
-        self.spectrum_dtype = torch.float32 if self.decimate else torch.float64  # see bands()
+        # ear spectra in float64 in both modes: an FFT spreads the rounding errors of strong
+        # components over every bin, and the official features of bands far below the rest of
+        # the signal (band-limited or codec material, quiet frames) depend on their exact values
+        self.spectrum_dtype = torch.float64
+        # directiveness: per-frame STFT (errors stay within the frame): float32 in fast mode
+        self.directiveness_dtype = torch.float32 if self.decimate else torch.float64
         if safety is not None:
             self.decimation_safety = float(safety)
         if window_bw is not None:
@@ -146,11 +160,6 @@ class AuditoryFrontEnd(nn.Module):
             self._dec_cache = (key, torch.fft.rfft(decoder.to(self.spectrum_dtype), n=n, dim=-1))
         return self._dec_cache[1]
 
-    def _lowpass_coefficients(self, decim: int):
-        if decim == 1:
-            return self.lp_b, self.lp_pole, self.lp_tail
-        return _one_pole_lowpass(self.env_lowpass_hz, self.sample_rate / decim)
-
     def _lowpass_analytic(self, mag: torch.Tensor, decim: int = 1) -> torch.Tensor:
         """Causal first-order low-pass (zero state) of the analytic signal of ``mag`` ``(..., T)``
         (circular Hilbert over T) -> complex ``(..., T)``.
@@ -164,7 +173,16 @@ class AuditoryFrontEnd(nn.Module):
         k = torch.arange(half.shape[-1], device=mag.device)
         gain = torch.where((k == 0) | (2 * k == t), 1.0, 2.0).to(mag.dtype)
         w = torch.exp(-2j * math.pi * k.to(torch.float64) / t)
-        (b0, b1), p, lp_tail = self._lowpass_coefficients(decim)
+        (b0, b1), p, lp_tail = self.lp_b, self.lp_pole, self.lp_tail
+        if decim > 1:
+            # one pole at the reduced rate with the full-rate filter's decay per unit time
+            # (pole p^D), DC gain 1 and DC group delay (0.5 + p / (1 - p) full-rate samples):
+            # the envelope's frame means keep the full-rate filter's lag at onsets and offsets,
+            # and the filter stays a recursion, so the causal correction below stays exact
+            q = p ** decim
+            b1 = (1 - q) * (0.5 + p / (1 - p)) / decim - q
+            b0 = 1 - q - b1
+            p, lp_tail = q, -(-lp_tail // decim)
         lp = ((b0 + b1 * w) / (1 - p * w)).to(half.dtype)
         z_half = half * gain
         y = torch.fft.ifft(z_half * lp, n=t, dim=-1)  # zero-padded negative frequencies
@@ -198,17 +216,35 @@ class AuditoryFrontEnd(nn.Module):
         exact gammatone outputs when ``decim == 1``) and the low-passed analytic signals of
         their magnitudes, same shape."""
         n = 2 * (half.shape[-1] - 1)
-        # spectra are computed in float64 in exact mode (an FFT spreads rounding errors of
-        # strong components over weak bins); from here on every operation is elementwise or per
-        # band, so float32 keeps each band's relative precision
+        # spectra are computed in float64 (an FFT spreads rounding errors of strong components
+        # over weak bins); from here on every operation is elementwise or per band, so float32
+        # keeps each band's relative precision
         half = half.to(self.band_dtype)
         full = ext = None
         groups = self.band_groups()
+        leaky, wide = self._leaky_bands(half, n) if any(d > 1 for _, d in groups) else ([False] * self.n_bands,) * 2
+        work = []  # (bands, decim, whole spectrum?): flagged bands on their own
         for bands, decim in groups:
-            if decim == 1:
+            start = bands.start
+            for k in range(bands.start, bands.stop):
+                if decim > 1 and (leaky[k] or wide[k]):
+                    if k > start:
+                        work.append((slice(start, k), decim, False))
+                    d = decim
+                    if wide[k]:  # the largest divisor of the frame length <= decim / 4
+                        d = max(j for j in range(1, decim // 4 + 1) if self.frame_len % j == 0) if decim >= 4 else 1
+                    work.append((slice(k, k + 1), d, True))
+                    start = k + 1
+            if start < bands.stop:
+                work.append((slice(start, bands.stop), decim, False))
+        for bands, decim, whole in work:
+            if decim == 1 or whole:
                 if full is None:  # Hermitian completion (the signals are real)
                     full = torch.cat([half, torch.conj(half[..., 1:n // 2].flip(-1))], dim=-1)
-                prod = full.unsqueeze(-2) * self._gammatone_response(n, bands, half.device)
+                if decim == 1:
+                    prod = full.unsqueeze(-2) * self._gammatone_response(n, bands, half.device)
+                else:  # the band's whole spectrum, not a window: its exact samples
+                    prod = self._folded_full(full, bands.start, decim).unsqueeze(-2)
             else:
                 if ext is None:  # the bins every window needs, contiguous: ext[i] = X[lo + i]
                     geo = [self._window_geometry(n, b, d) for b, d in groups if d > 1]
@@ -236,8 +272,14 @@ class AuditoryFrontEnd(nn.Module):
         if key not in cache:  # responses on the windows: computed once per spectrum length
             if cache and next(iter(cache))[:2] != key[:2]:
                 cache = {}
-            idx = torch.from_numpy((starts[:, None] + np.arange(width)[None, :]) % n).to(ext.device)
+            signed = starts[:, None] + np.arange(width)[None, :]
+            idx = torch.from_numpy(signed % n).to(ext.device)
             h = self._gammatone_response(n, bands, ext.device, bins=idx) / decim
+            # sample at the centre of each group of decim samples, t = j decim + (decim - 1) / 2
+            # (a fractional delay: the band is band-limited): frame means of the decimated
+            # samples are then midpoint-rule sums, not left-endpoint ones
+            shift = np.exp(1j * np.pi * (decim - 1) * signed / n)
+            h = h * torch.from_numpy(shift).to(device=ext.device, dtype=h.dtype)
             cache[key] = h.unflatten(-1, (n_fold, m))
             self._window_cache = cache
         h = cache[key]  # (G, J, m)
@@ -249,6 +291,63 @@ class AuditoryFrontEnd(nn.Module):
                 folded = folded + seg[..., j, :] * h[g, j]
             out.append(torch.roll(folded, int(s0 % m), dims=-1))  # bin s0 + i -> position (s0 + i) mod m
         return torch.stack(out, dim=-2)
+
+    def _leaky_bands(self, half: torch.Tensor, n: int) -> tuple:
+        """Fast mode: which bands the window-and-decimate scheme would not capture, from the
+        actual spectrum ``half (..., n//2+1)`` -> two lists of bools per band:
+
+        * ``leaky``: the energy of spectrum x response outside the band's window (both signs of
+          frequency) exceeds ``window_tolerance`` of its total. Steep band limits (low-pass,
+          codecs) put a band's whole output in the far skirts of its response, outside the
+          window, and the official model uses features of such bands in frames far below the
+          rest of the signal (the ILD of a removed band), which need it to ~1e-9 relative.
+        * ``wide``: the energy beyond a quarter of the reduced rate from the band's centre
+          exceeds ``spread_tolerance`` of its total (output spread over the skirts, so that its
+          magnitude varies faster than the reduced rate follows).
+
+        From the power spectrum summed over blocks of bins much narrower than any band (one
+        small matrix product), for any signal of the batch."""
+        key = (n, str(half.device), self.window_bw, tuple(self.decimation))
+        if getattr(self, "_leak_cache", (None,))[0] != key:
+            block = max(1, int(n * min(self._bandwidth_hz) / self.sample_rate / 8))  # bins per block
+            n_blk = -(-(n // 2 + 1) // block)
+            centre = np.arange(n_blk) * block + (block - 1) / 2  # bin of each block's centre
+            w = np.zeros((3, n_blk, self.n_bands))  # outside the window, beyond fs / 4D, all
+            fc = self.center_frequencies_hz.cpu().numpy()
+            for bands, d in self.band_groups():
+                if d == 1:
+                    continue
+                starts, width, _, _ = self._window_geometry(n, bands, d)
+                for g, k in enumerate(range(bands.start, bands.stop)):
+                    for sign in (1, -1):
+                        f = sign * centre * self.sample_rate / n
+                        r2 = (1 + ((f - fc[k]) / self._bandwidth_hz[k]) ** 2) ** -4  # |response|^2
+                        inside = (sign * centre >= starts[g]) & (sign * centre < starts[g] + width)
+                        w[0, :, k] += np.where(inside, 0.0, r2)
+                        w[1, :, k] += np.where(np.abs(f - fc[k]) > self.sample_rate / (4 * d), r2, 0.0)
+                        w[2, :, k] += r2
+            self._leak_cache = (key, block, torch.from_numpy(w).to(half.device))
+        _, block, w = self._leak_cache
+        p = half.real.double() ** 2 + half.imag.double() ** 2
+        pad = w.shape[1] * block - p.shape[-1]
+        pb = torch.nn.functional.pad(p, (0, pad)).unflatten(-1, (-1, block)).sum(-1).flatten(0, -2)
+        e = pb @ w  # (3, signals, bands)
+        tot = e[2].clamp(min=1e-300)
+        leaky = (e[0] / tot > self.window_tolerance).any(dim=0)
+        wide = (e[1] / tot > self.spread_tolerance).any(dim=0)
+        return leaky.tolist(), wide.tolist()
+
+    def _folded_full(self, full: torch.Tensor, k: int, decim: int) -> torch.Tensor:
+        """Band ``k`` from the whole spectrum ``full (..., n)`` (no window), folded onto
+        ``m = n / decim`` bins with the half-group delay of :meth:`_folded_window`:
+        the exact band at times ``j decim + (decim - 1) / 2`` -> ``(..., m)``."""
+        n = full.shape[-1]
+        m = n // decim
+        signed = torch.arange(n, device=full.device, dtype=torch.float64)
+        signed = torch.where(signed >= n // 2, signed - n, signed)
+        h = self._gammatone_response(n, slice(k, k + 1), full.device)[0] / decim
+        h = h * torch.exp(1j * math.pi * (decim - 1) * signed / n).to(h.dtype)
+        return (full * h).unflatten(-1, (decim, m)).sum(dim=-2)
 
     def binaural_from_spectrum(self, spec: torch.Tensor, n_samples: int) -> dict:
         """Cues from the half spectrum ``(..., 2, n//2+1)`` (``n = spectrum_length(T)``) of
@@ -271,7 +370,7 @@ class AuditoryFrontEnd(nn.Module):
         """``(..., C>=4, T)`` ACN/SN3D -> ``(..., F, nf)`` first-order directiveness per ERB band
         (and the smoothing state to continue on a next chunk, see
         :func:`spaq.auditory.directiveness.directiveness`)."""
-        return directiveness(hoa[..., :4, :].to(self.spectrum_dtype), self.dir_window, self.dir_alpha, self.dir_grouping,
+        return directiveness(hoa[..., :4, :].to(self.directiveness_dtype), self.dir_window, self.dir_alpha, self.dir_grouping,
                              state=state, return_state=return_state)
 
 

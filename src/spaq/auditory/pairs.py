@@ -19,7 +19,7 @@ __all__ = ["decode_blocks", "ear_spectrum", "binaural_cue_pair", "paired_cues_ch
 
 
 def decode_blocks(x: torch.Tensor, decoder: torch.Tensor, frontend: AuditoryFrontEnd,
-                  n_fft: int = 65536, dtype: torch.dtype | None = None) -> torch.Tensor:
+                  n_fft: int = 16384, dtype: torch.dtype | None = None) -> torch.Tensor:
     """Ambisonics ``(..., C, T)`` -> binaural ``(..., 2, T + L - 1)`` (the full linear convolution
     with the FIR decoder ``(2, C, L)``), by overlap-add over blocks of ``n_fft - L + 1`` samples:
     memory stays a few blocks whatever T; the decoder's spectra at ``n_fft`` are cached.
