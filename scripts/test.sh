@@ -13,6 +13,6 @@ else
   echo "note: not root or no apt-get: install ffmpeg and espeak-ng yourself, or their tests skip" >&2
 fi
 python -m pip install -q torch==2.13.0
-python -m pip install -q -e '.[data,test]'
+python -m pip install -q -e '.[data,test,classic]'
 python -m pip install -q --no-deps spatialaudiometrics || echo "note: spatialaudiometrics (SONICOM heads) not installed; its tests skip" >&2
 python -m pytest -p no:cacheprovider "$@"
