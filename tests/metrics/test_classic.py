@@ -332,3 +332,29 @@ def test_contract_declarations():
         assert cls.differentiable == (n in ("si_sdr", "mrstft"))
     assert metric_class("pesq").sample_rate == 16000 and metric_class("pesq_nb").sample_rate == 8000
     assert metric_class("dnsmos").best() is None
+
+
+def test_library_exceptions_are_translated(monkeypatch):
+    """PESQ's NoUtterancesError (its VAD finds no speech; silence is refused before the call)
+    and a numpy AxisError from pystoi become one-line SpaqInputErrors."""
+    _need("pesq")
+    _need("stoi")
+    import numpy.exceptions
+    import pesq
+    import pystoi
+
+    def no_utterances(*a, **k):
+        raise pesq.NoUtterancesError(b"No utterances detected")
+
+    def axis_error(*a, **k):
+        raise numpy.exceptions.AxisError(1, 1)
+
+    monkeypatch.setattr(pesq, "pesq", no_utterances)
+    monkeypatch.setattr(pystoi, "stoi", axis_error)
+    x = torch.from_numpy(_binaural_noise(1.0, FS))[None]
+    with pytest.raises(SpaqError) as e:
+        metric_class("pesq")()(x, x * 0.5)
+    assert "no speech" in _one_line(e.value, "pesq")
+    with pytest.raises(SpaqError) as e:
+        metric_class("stoi")()(x, x * 0.5)
+    assert "too short or too silent" in _one_line(e.value, "stoi")
