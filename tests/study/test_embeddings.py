@@ -3,7 +3,6 @@ models, tiny random ones here: never a download), frame-wise cosine similarity, 
 correlation table against classic metrics."""
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import pandas as pd
@@ -12,7 +11,7 @@ import soundfile as sf
 import torch
 
 from spaq.errors import SpaqError
-from spaq.study.embeddings import CSV_COLUMNS, frame_cosine, pair_similarity, run_study
+from spaq.study.embeddings import CSV_COLUMNS, frame_cosine, pair_similarity
 from spaq.study.encoders import BastEncoder, Encoder, load_encoder
 
 FS = 16000

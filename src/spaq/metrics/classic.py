@@ -188,6 +188,10 @@ class Visqol(ClassicMetric):
     reading = "MOS-LQO, 4.73 = identical, higher is better: general audio quality per ear (mean of the ears)"
     requires = ("visqol",)
     mode = "audio"
+    #: visqol-python's numpy pipeline (FFTs, matmuls) gave two calls on the same input that differ
+    #: in the last bits once in a contract run (1.45564444 both; not reproduced in isolation, as
+    #: pystoi: numpy's kernels depend on memory alignment): the determinism check allows 1e-12
+    bitwise_deterministic = False
 
     def __init__(self, lattice: bool = False):
         """``lattice`` (speech mode): the deep-lattice mapping of the C++ default (needs
@@ -235,7 +239,7 @@ class Dnsmos(ClassicMetric):
     min_duration_s = 1.0
     reading = ("predicted overall MOS 1 to 5 of the degraded signal alone (speech; noise and processing), higher is "
                "better; sig/bak/p808 in values")
-    requires = ("onnxruntime", "librosa", "speechmos")
+    requires = ("onnxruntime", "librosa", "requests", "speechmos")
 
     def __init__(self):
         super().__init__()

@@ -58,7 +58,7 @@ def require(metric: str, *modules: str):
 
 
 _PIP = {"visqol": "visqol-python", "pyloudnorm": "pyloudnorm", "speechmos": "speechmos", "pystoi": "pystoi",
-        "pesq": "pesq", "onnxruntime": "onnxruntime", "librosa": "librosa"}
+        "pesq": "pesq", "onnxruntime": "onnxruntime", "librosa": "librosa", "requests": "requests"}
 
 
 # ------------------------------------------------------------------------------ spatial policy
@@ -220,7 +220,7 @@ def dnsmos_value(deg: np.ndarray, fs: int = 16000, name: str = "dnsmos", view: s
     """``speechmos.dnsmos.run(clip(deg, -1, 1), 16000)``: ``ovrl``, ``sig``, ``bak``, ``p808``
     MOS (1-5; the ONNX models shipped inside the speechmos wheel, no network). Samples beyond
     +-1 are clipped first (speechmos refuses them)."""
-    dnsmos = require(name, "onnxruntime", "librosa", "speechmos.dnsmos")
+    dnsmos = require(name, "onnxruntime", "librosa", "requests", "speechmos.dnsmos")
     _finite(name, deg)
     _check_len(name, deg, fs, 0.5, "DNSMOS (it rates 9 s clips; speechmos loops shorter input, a fragment below 0.5 s)")
     o = dnsmos.run(np.clip(deg, -1.0, 1.0), fs)
