@@ -106,7 +106,10 @@ def test_deterministic(metric):
     with torch.no_grad():
         a = metric.forward(torch.from_numpy(r), torch.from_numpy(d))["score"].numpy()
         b = metric.forward(torch.from_numpy(r), torch.from_numpy(d))["score"].numpy()
-    assert np.array_equal(a, b, equal_nan=True)
+    if getattr(metric, "bitwise_deterministic", True):
+        assert np.array_equal(a, b, equal_nan=True)
+    else:  # the metric declares that its library is not (pystoi's matmul depends on memory alignment)
+        assert close(a, b, 1e-12), (a, b)
 
 
 def test_float32_equals_float64(metric):

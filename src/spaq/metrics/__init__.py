@@ -27,6 +27,16 @@ BUILTIN = {
     "cues": "spaq.metrics.cues:Cues",
     "quality": "spaq.metrics.quality:Quality",
     "localization": "spaq.metrics.localization:Localization",
+    "pesq": "spaq.metrics.classic:Pesq",
+    "pesq_nb": "spaq.metrics.classic:PesqNarrowBand",
+    "stoi": "spaq.metrics.classic:Stoi",
+    "estoi": "spaq.metrics.classic:Estoi",
+    "visqol": "spaq.metrics.classic:Visqol",
+    "visqol_speech": "spaq.metrics.classic:VisqolSpeech",
+    "dnsmos": "spaq.metrics.classic:Dnsmos",
+    "loudness": "spaq.metrics.classic:Loudness",
+    "si_sdr": "spaq.metrics.classic:SiSdr",
+    "mrstft": "spaq.metrics.classic:MrStft",
 }
 
 _CLASSES: dict[str, type] = {}

@@ -138,9 +138,11 @@ class Metric:
     @classmethod
     def best(cls) -> float | None:
         """The score of an identical pair: ``best_value``, else the range's end in the metric's
-        direction (None when that end is open)."""
+        direction (None when that end is open, and for reference-free metrics: no identical pair)."""
         if cls.best_value is not None:
             return cls.best_value
+        if not cls.needs_reference:
+            return None
         if cls.score_range is None:
             return None
         return cls.score_range[1] if cls.higher_is_better else cls.score_range[0]
@@ -151,6 +153,12 @@ class Metric:
         d = {a: _plain(getattr(cls, a)) for a in CONTRACT_ATTRIBUTES}
         d["best_value"] = cls.best()
         return d
+
+    @classmethod
+    def available(cls) -> str | None:
+        """None when the metric can run here, else the one-line reason (a missing optional
+        package: ``spaq metrics`` shows it; constructing the metric raises MetricUnavailable)."""
+        return None
 
     # ----------------------------------------------------------------- entry points
     def forward(self, ref: torch.Tensor, deg: torch.Tensor) -> dict:  # pragma: no cover - interface

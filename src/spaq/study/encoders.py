@@ -1,0 +1,141 @@
+"""Audio encoders for embedding studies, behind one small interface.
+
+An :class:`Encoder` has a ``name``, the ``sample_rate`` it takes and ``embed(x)``: mono
+waveforms ``(B, T)`` (torch, at ``sample_rate``) -> frame embeddings ``(B, frames, dim)``.
+
+* ``bast``: spaq's own, the trunk of the packaged BAST localiser
+  (:func:`spaq.localization.load_localizer`): the left-ear patch embedding and encoder on the
+  log-mel of the signal fed to both ears, mean over the patches of each 48-frame analysis
+  window (0.48 s at 32 kHz; level-normalised as the localiser does) -> ``(B, windows, 96)``.
+* ``wav2vec2=PATH``, ``vggish=PATH``, ``openl3=PATH``: a model the user exported from those
+  projects to a **local file**, TorchScript (``.pt``/``.ts``) or ONNX (``.onnx``), that takes
+  waveforms ``(B, T)`` at the preset's rate (wav2vec2 and VGGish 16 kHz, OpenL3 48 kHz) and
+  returns ``(B, frames, dim)`` (or ``(B, dim)``: one frame). spaq never downloads weights and
+  does not re-implement VGGish's or OpenL3's spectrogram front-ends: export them inside the
+  model. ``NAME@RATE=PATH`` loads any other such model under ``NAME`` at ``RATE`` Hz.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+
+from ..errors import SpaqError, SpaqInputError
+
+__all__ = ["Encoder", "BastEncoder", "TorchScriptEncoder", "OnnxEncoder", "PRESETS", "load_encoder"]
+
+#: preset name -> the sample rate its exported model takes
+PRESETS = {"wav2vec2": 16000, "vggish": 16000, "openl3": 48000}
+
+
+class Encoder:
+    """``embed(x (B, T)) -> (B, frames, dim)``; ``__call__`` checks shapes around it."""
+
+    name: str = ""
+    sample_rate: int = 16000
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def __call__(self, x) -> torch.Tensor:
+        x = torch.as_tensor(x)
+        if x.dim() != 2:
+            raise SpaqInputError(f"encoder {self.name}: expected mono waveforms (batch, time), got {tuple(x.shape)}")
+        y = self.embed(x.to(torch.float32))
+        y = torch.as_tensor(y)
+        if y.dim() == 2:
+            y = y[:, None]
+        if y.dim() != 3 or y.shape[0] != x.shape[0]:
+            raise SpaqError(f"encoder {self.name}: the model returned {tuple(y.shape)}, not (batch, frames, dim)")
+        return y.to(torch.float64)
+
+
+class BastEncoder(Encoder):
+    name = "bast"
+
+    def __init__(self, weights=None):
+        from ..localization import load_localizer
+
+        self.model, self.meta = load_localizer(weights)
+        self.model.eval()
+        self.sample_rate = int(self.model.cfg.sample_rate)
+
+    def embed(self, x):
+        cfg, m = self.model.cfg, self.model
+        spec = m.features()(torch.stack([x, x], dim=1))  # diotic: (B, 2, M, N) or (B, 2, 3, M, N)
+        nf = cfg.n_frames
+        n_win = spec.shape[-1] // nf
+        if n_win < 1:
+            raise SpaqInputError(f"encoder bast: {x.shape[-1] / self.sample_rate:.3g} s is too short: it embeds "
+                                 f"windows of {nf * cfg.hop / self.sample_rate:.2f} s")
+        out = []
+        for w in range(n_win):
+            s = spec[..., w * nf:(w + 1) * nf]
+            if cfg.features == "logmel":  # the localiser's level normalisation (BAST.forward)
+                s = s - s.mean(dim=(1, 2, 3), keepdim=True)
+            else:
+                lm = s[:, :, 0]
+                s = torch.cat([(lm - lm.mean(dim=(1, 2, 3), keepdim=True)).unsqueeze(2), s[:, :, 1:]], dim=2)
+            out.append(m.enc_left(m.embed_left(s[:, 0])).mean(dim=1))
+        return torch.stack(out, dim=1)
+
+
+class TorchScriptEncoder(Encoder):
+    def __init__(self, path: str, sample_rate: int, name: str):
+        try:
+            self.model = torch.jit.load(path, map_location="cpu").eval()
+        except Exception as e:
+            raise SpaqError(f"encoder {name}: cannot load TorchScript model {path}: {str(e).splitlines()[0]}") from None
+        self.name, self.sample_rate, self.path = name, int(sample_rate), path
+
+    def embed(self, x):
+        return self.model(x)
+
+
+class OnnxEncoder(Encoder):
+    def __init__(self, path: str, sample_rate: int, name: str):
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise SpaqError(f"encoder {name}: an .onnx model needs onnxruntime: pip install onnxruntime") from None
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+        except Exception as e:
+            raise SpaqError(f"encoder {name}: cannot load ONNX model {path}: {str(e).splitlines()[0]}") from None
+        self.input = self.session.get_inputs()[0].name
+        self.name, self.sample_rate, self.path = name, int(sample_rate), path
+
+    def embed(self, x):
+        y = self.session.run(None, {self.input: x.detach().cpu().numpy().astype(np.float32)})[0]
+        return torch.from_numpy(np.asarray(y))
+
+
+def load_encoder(spec: str) -> Encoder:
+    """``"bast"``, ``"PRESET=PATH"`` (``wav2vec2``, ``vggish``, ``openl3``) or
+    ``"NAME@RATE=PATH"`` -> an :class:`Encoder` (local files only)."""
+    spec = str(spec).strip()
+    if spec == "bast":
+        return BastEncoder()
+    name, sep, path = spec.partition("=")
+    if not sep or not path:
+        raise SpaqError(f"encoder {spec!r}: use bast, PRESET=PATH ({', '.join(PRESETS)}) or NAME@RATE=PATH")
+    name, _, rate = name.partition("@")
+    if rate:
+        try:
+            sr = int(rate)
+        except ValueError:
+            raise SpaqError(f"encoder {spec!r}: the rate must be an integer in Hz") from None
+    elif name in PRESETS:
+        sr = PRESETS[name]
+    else:
+        raise SpaqError(f"encoder {name!r}: unknown preset ({', '.join(PRESETS)}); give NAME@RATE=PATH")
+    path = os.path.expanduser(path)
+    if not os.path.isfile(path):
+        raise SpaqError(f"encoder {name}: model file {path} not found (spaq loads local files only)")
+    if path.lower().endswith(".onnx"):
+        return OnnxEncoder(path, sr, name)
+    return TorchScriptEncoder(path, sr, name)
