@@ -1,0 +1,234 @@
+"""Training-free binaural localisation by template matching (the same-head upper bound).
+
+In the spirit of May et al. (2011, GMMs of ILD/ITD per band) and Baumgartner et al. (2014,
+spectral-shape templates): the cues of the signal (:func:`spaq.auditory.binaural_features`:
+ILD, IPD, coherence and each ear's spectral shape per ERB band and 40 ms frame) are compared
+with the same cues of every direction of an HRTF set, computed once per set from frozen white
+noise rendered through its measured HRIRs (cached on disk with :func:`spaq.cache.cached_array`,
+keyed by the set's sha256).
+
+Per frame ``f`` and direction ``d`` the distance is a weighted sum of squares over bands ``b``
+(a Gaussian log-likelihood with fixed variances)::
+
+    D[f, d] = sum_b w[f, b] * ( (ILD - ILD_d)^2 / s_ild^2 + |u - u_d|^2 / s_ipd^2
+                                + sum_ears (S - S_d)^2 / s_shape^2 )
+
+with ``u`` the IPD unit vector and ``S`` the spectral shape with a smooth (quadratic over the
+ERB-band index) trend removed per ear and frame: the unknown source spectrum is assumed smooth,
+so only the head's spectral detail is compared. ``w[f, b]``: the interaural coherence to the
+power ``coherence_power`` (frames and bands dominated by one direct sound count more) times an
+activity mask (band level within ``active_range_db`` of that band's loudest frame and above the
+hearing threshold).
+
+One source: the direction that minimises the distance summed over all frames. Several
+sources: every frame votes for its best direction (weight: its total band weight); the vote
+histogram, smoothed over ``vote_cap_deg``, gives peaks at least ``min_separation_deg`` apart;
+each peak is refined by the summed distance of the frames that voted near it.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..errors import SpaqError, SpaqInputError
+
+__all__ = ["TemplateSet", "template_set", "localize_templates", "TEMPLATE_VERSION"]
+
+TEMPLATE_VERSION = 1
+ANALYSIS_RATE = 48000
+DEFAULTS = dict(sigma_ild_db=1.5, sigma_ipd=0.35, sigma_shape_db=4.0, coherence_power=4.0, active_range_db=30.0,
+                shape_degree=2)
+_SETS: dict = {}
+
+
+class _one_thread:
+    """torch on one intra-op thread meanwhile (on a loaded 2-core machine two threads made the
+    front-end 10-30x slower: its ops are small)."""
+
+    def __enter__(self):
+        self.old = torch.get_num_threads()
+        torch.set_num_threads(1)
+
+    def __exit__(self, *exc):
+        torch.set_num_threads(self.old)
+
+
+class TemplateSet:
+    """Cue templates of one HRTF set: ``ild (D, F)``, ``ipd (D, 2, F)`` (cos, sin),
+    ``shape (D, 2, F)`` (each ear's band levels re their mean, dB), directions ``(D, 3)``."""
+
+    def __init__(self, hrtf, table: np.ndarray):
+        self.hrtf = hrtf
+        self.name = hrtf.name
+        self.sha256 = hrtf.sha256
+        self.sample_rate = hrtf.sample_rate
+        self.azimuth_deg = hrtf.azimuth_deg
+        self.elevation_deg = hrtf.elevation_deg
+        self.directions = hrtf.directions
+        self.ild = table[:, 0]
+        self.ipd = table[:, 1:3]
+        self.shape = table[:, 4:6]
+        self._flat = {}
+
+    def flat(self, degree: int) -> np.ndarray:
+        """Templates as vectors, transposed ``(5 F, D)``, and their squares, in the order of
+        :func:`_observation`."""
+        if degree not in self._flat:
+            t = np.concatenate([self.ild, self.ipd[:, 0], self.ipd[:, 1], _detrend(self.shape[:, 0], degree),
+                                _detrend(self.shape[:, 1], degree)], axis=-1).astype(np.float64)
+            self._flat[degree] = (np.ascontiguousarray(t.T), np.ascontiguousarray((t * t).T))
+        return self._flat[degree]
+
+
+def _detrend(a: np.ndarray, degree: int) -> np.ndarray:
+    """Remove the least-squares polynomial of ``degree`` over the last axis (band index)."""
+    n = a.shape[-1]
+    v = np.vander(np.linspace(-1, 1, n), degree + 1)
+    q, _ = np.linalg.qr(v)
+    return a - (a @ q) @ q.T
+
+
+def _make_table(hrtf, n_seconds: float = 0.5, batch: int = 48) -> np.ndarray:
+    from scipy.signal import oaconvolve
+
+    from ..auditory.binaural_features import binaural_features, feature_frontend
+
+    fe = feature_frontend(hrtf.sample_rate)
+    n = int(n_seconds * hrtf.sample_rate)
+    noise = np.random.default_rng(20251202).standard_normal(n + hrtf.taps)
+    out = []
+    for a in range(0, hrtf.n_directions, batch):
+        h = hrtf.hrir[a:a + batch]  # (B, 2, taps)
+        y = oaconvolve(noise[None, None, :], h, axes=-1)[..., hrtf.taps: hrtf.taps + n]
+        with _one_thread():
+            f, _ = binaural_features(torch.from_numpy(y), fe)  # (B, 6, F, nf)
+        f = f.to(torch.float64).mean(-1).numpy()
+        u = f[:, 1:3]
+        f[:, 1:3] = u / np.maximum(np.linalg.norm(u, axis=1, keepdims=True), 1e-9)
+        out.append(f)
+    return np.concatenate(out).astype(np.float32)  # (D, 6, F)
+
+
+def template_set(hrtf="default") -> TemplateSet:
+    """Templates of an HRTF set (name, SOFA path or :class:`~spaq.spatial.hrtf.HRTFSet`), at
+    the analysis rate (48 kHz; sets at other rates are resampled); computed once and cached on
+    disk. A SOFA file that is not SimpleFreeFieldHRIR raises a one-line :class:`SpaqError`."""
+    from ..cache import cached_array
+    from ..spatial.hrtf import HRTFSet, load_hrtf
+
+    h = hrtf if isinstance(hrtf, HRTFSet) else load_hrtf(str(hrtf), ANALYSIS_RATE)
+    if h.sample_rate != ANALYSIS_RATE:
+        h = h.resampled(ANALYSIS_RATE)
+    key = (h.sha256, h.sample_rate, h.n_directions)
+    if key not in _SETS:
+        name = f"loc_templates/v{TEMPLATE_VERSION}_{h.sha256[:20]}_{h.sample_rate}_{h.n_directions}"
+        table = cached_array(name, lambda: _make_table(h),
+                             check=lambda a: a.ndim == 3 and a.shape[0] == h.n_directions and a.shape[1] == 6)
+        if len(_SETS) > 6:
+            _SETS.clear()
+        _SETS[key] = TemplateSet(h, table)
+    return _SETS[key]
+
+
+def _observation(x: np.ndarray, opts: dict):
+    """Feature vectors ``(nf, 5 F)``, their weights ``(nf, 5 F)`` (already divided by the
+    variances) and per-frame band weights ``(nf, F)``."""
+    from ..auditory.binaural_features import binaural_features, feature_frontend
+
+    fe = feature_frontend(ANALYSIS_RATE)
+    with _one_thread():
+        f, lev = binaural_features(torch.from_numpy(np.ascontiguousarray(x)), fe)
+    f = f.to(torch.float64).numpy()  # (6, F, nf)
+    lev = lev.to(torch.float64).numpy()  # (2, F, nf)
+    floor = 10 * np.log10(fe.power_floor.cpu().numpy())[:, None]
+    mean_lev = lev.max(axis=0)  # louder ear
+    active = (mean_lev > floor + 1e-6) & (mean_lev >= mean_lev.max(axis=1, keepdims=True) - opts["active_range_db"])
+    w = active * np.clip(f[3], 0.0, 1.0) ** opts["coherence_power"]  # (F, nf)
+    deg = int(opts["shape_degree"])
+    z = np.concatenate([f[0], f[1], f[2], _detrend(f[4].T, deg).T, _detrend(f[5].T, deg).T], axis=0).T  # (nf, 5F)
+    s = np.array([1 / opts["sigma_ild_db"] ** 2, 1 / opts["sigma_ipd"] ** 2, 1 / opts["sigma_ipd"] ** 2,
+                  1 / opts["sigma_shape_db"] ** 2, 1 / opts["sigma_shape_db"] ** 2])
+    omega = (s[:, None, None] * w[None]).reshape(5 * w.shape[0], -1).T  # (nf, 5F)
+    return z, omega, w.T
+
+
+def frame_distances(x: np.ndarray, ts: TemplateSet, **opts):
+    """``x (2, T)`` at 48 kHz -> distances ``(nf, D)`` (see the module docstring) and the
+    frames' total band weights ``(nf,)``."""
+    o = {**DEFAULTS, **opts}
+    z, omega, wb = _observation(x, o)
+    Tt, T2t = ts.flat(int(o["shape_degree"]))  # (K, D) each
+    D = (omega * z * z).sum(1)[:, None] - 2.0 * (omega * z) @ Tt + omega @ T2t
+    return np.maximum(D, 0.0), wb.sum(1)
+
+
+def _peaks(votes: np.ndarray, dirs: np.ndarray, n: int, cap_deg: float, sep_deg: float):
+    cos_cap, cos_sep = np.cos(np.radians(cap_deg)), np.cos(np.radians(sep_deg))
+    near = (dirs @ dirs.T) >= cos_cap
+    smooth = near.astype(np.float64) @ votes
+    out = []
+    for _ in range(n):
+        if smooth.max() <= 0:
+            break
+        k = int(np.argmax(smooth))
+        out.append(k)
+        smooth = np.where(dirs @ dirs[k] >= cos_sep, 0.0, smooth)
+    return out
+
+
+def localize_templates(x: np.ndarray, sample_rate: int, hrtf="default", n_sources: int = 1,
+                       frame_s: float = 0.2, vote_cap_deg: float = 8.0, min_separation_deg: float = 25.0,
+                       refine_cap_deg: float = 15.0, **opts) -> dict:
+    """Localise the source(s) of binaural ``x (2, T)`` at ``sample_rate`` (resampled to 48 kHz)
+    against the templates of ``hrtf``. Returns a dict: ``directions (S, 3)``, ``confidence (S,)``
+    (weighted share of frames voting within ``refine_cap_deg`` of the source), trajectory
+    ``frame_times_s (M,)``, ``frame_dirs (M, 3)`` (best direction per ``frame_s`` block),
+    ``frame_source (M,)`` (nearest source, -1 for blocks with no weight), settings."""
+    from ..io import resample
+
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] != 2:
+        raise SpaqInputError(f"template localisation needs binaural (2, T) input, got {tuple(x.shape)}")
+    if int(sample_rate) != ANALYSIS_RATE:
+        x = resample(x, int(sample_rate), ANALYSIS_RATE)
+    ts = template_set(hrtf)
+    fe_frame = 0.04
+    if x.shape[-1] < int(fe_frame * ANALYSIS_RATE):
+        raise SpaqInputError(f"signal too short for template localisation ({x.shape[-1] / ANALYSIS_RATE:.3f} s "
+                             f"< one {fe_frame * 1000:.0f} ms frame)")
+    D, fw = frame_distances(x, ts, **opts)  # (nf, Nd), (nf,)
+    if not np.any(fw > 0):
+        raise SpaqInputError("no band of the signal is above the hearing threshold: no direction can be estimated")
+    dirs = ts.directions
+    best = np.argmin(D, axis=1)  # per-frame vote
+    votes = np.bincount(best, weights=fw, minlength=len(dirs))
+    S = int(n_sources)
+    cos_ref = np.cos(np.radians(refine_cap_deg))
+    if S == 1:
+        ks = [int(np.argmin(D.sum(0)))]
+    else:
+        seeds = _peaks(votes, dirs, S, vote_cap_deg, min_separation_deg)
+        ks = []
+        if seeds:
+            owner = np.argmax(dirs[best] @ dirs[seeds].T, axis=1)
+            for i, k0 in enumerate(seeds):
+                sel = (owner == i) & (dirs[best] @ dirs[k0] >= cos_ref)
+                if not np.any(sel):
+                    ks.append(k0)
+                    continue
+                cand = np.flatnonzero(dirs @ dirs[k0] >= cos_ref)
+                ks.append(int(cand[np.argmin(D[sel][:, cand].sum(0))]))
+    found = dirs[ks] if ks else np.zeros((0, 3))
+    conf = np.array([float(fw[(dirs[best] @ d) >= cos_ref].sum() / fw.sum()) for d in found])
+    # trajectory: distances summed over blocks of frame_s
+    per = max(1, int(round(frame_s / fe_frame)))
+    nb = -(-len(D) // per)
+    bD = np.stack([D[i * per:(i + 1) * per].sum(0) for i in range(nb)])
+    bw = np.array([fw[i * per:(i + 1) * per].sum() for i in range(nb)])
+    bdir = dirs[np.argmin(bD, axis=1)]
+    src = np.argmax(bdir @ found.T, axis=1) if len(found) else np.zeros(nb, dtype=int)
+    src = np.where(bw > 0, src, -1)
+    times = (np.arange(nb) * per + np.minimum(per, len(D) - np.arange(nb) * per) / 2.0) * fe_frame
+    return {"directions": found, "confidence": conf, "frame_times_s": times, "frame_dirs": bdir,
+            "frame_source": src, "template_set": ts, "n_frames": len(D),
+            "settings": {**DEFAULTS, **opts, "frame_s": per * fe_frame, "analysis_frame_s": fe_frame}}
