@@ -226,7 +226,8 @@ def localize(x, sample_rate: int | None = None, format=None, *, n_sources: int =
     dBFS) raises :class:`SpaqInputError`: there is no direction to find.
 
     ``method`` (binaural): "bast" (the trained model), "templates" (training-free template
-    matching against the cues of HRTF set ``hrtf``, default KU100:
+    matching against the cues of HRTF set ``hrtf`` or the best-fitting of a list of them,
+    default KU100 and SONICOM subject 1:
     :mod:`spaq.localization.templates`) or "auto" ("bast" when ``weights`` is given, else
     :data:`AUTO_BINAURAL`, the method measured better on held-out scenes)."""
     if method not in BINAURAL_METHODS:
@@ -276,8 +277,7 @@ def localize(x, sample_rate: int | None = None, format=None, *, n_sources: int =
 def _localize_templates(arr, sr, n_sources, hrtf, frame_s) -> LocalizationResult:
     from .templates import TEMPLATE_VERSION, localize_templates
 
-    r = localize_templates(arr, sr, hrtf="default" if hrtf is None else hrtf, n_sources=n_sources,
-                           frame_s=frame_s or 0.2)
+    r = localize_templates(arr, sr, hrtf=hrtf, n_sources=n_sources, frame_s=frame_s or 0.2)
     S, D = int(n_sources), r["directions"]
     A, E, C = np.full(S, np.nan), np.full(S, np.nan), np.full(S, np.nan)
     if len(D):
@@ -296,6 +296,7 @@ def _localize_templates(arr, sr, n_sources, hrtf, frame_s) -> LocalizationResult
         frame_times_s=r["frame_times_s"], frame_azimuth_deg=FA, frame_elevation_deg=FE, frame_confidence=FC,
         provenance={"model": "templates", "hrtf": ts.name, "hrtf_sha256": ts.sha256,
                     "template_version": TEMPLATE_VERSION, "n_directions": int(len(ts.directions)),
+                    "head_fit": r["head_fit"],
                     "input_sample_rate": int(sr),
                     **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r["settings"].items()}},
     )

@@ -36,8 +36,11 @@ __all__ = ["TemplateSet", "template_set", "localize_templates", "TEMPLATE_VERSIO
 
 TEMPLATE_VERSION = 1
 ANALYSIS_RATE = 48000
-DEFAULTS = dict(sigma_ild_db=1.5, sigma_ipd=0.35, sigma_shape_db=4.0, coherence_power=4.0, active_range_db=30.0,
-                shape_degree=2)
+DEFAULTS = dict(sigma_ild_db=1.5, sigma_ipd=0.35, sigma_shape_db=8.0, coherence_power=8.0, active_range_db=30.0,
+                shape_degree=2, global_range_db=30.0, onset_power=4.0, onset_db=3.0)
+#: overrides for several sources: no onset weighting, no spectral shape (a mixture's shape fits no
+#: single direction), votes of groups of 10 bands (tuned on development scenes, not the benchmark's)
+MULTI_SOURCE = dict(onset_power=0.0, sigma_shape_db=1e3, group_bands=10)
 _SETS: dict = {}
 
 
@@ -143,7 +146,13 @@ def _observation(x: np.ndarray, opts: dict):
     floor = 10 * np.log10(fe.power_floor.cpu().numpy())[:, None]
     mean_lev = lev.max(axis=0)  # louder ear
     active = (mean_lev > floor + 1e-6) & (mean_lev >= mean_lev.max(axis=1, keepdims=True) - opts["active_range_db"])
+    if opts["global_range_db"] > 0:  # T-F units far below the loudest band of their frame carry little
+        active &= mean_lev >= mean_lev.max(axis=0, keepdims=True) - opts["global_range_db"]
     w = active * np.clip(f[3], 0.0, 1.0) ** opts["coherence_power"]  # (F, nf)
+    if opts["onset_power"] > 0:  # precedence: units whose level rises (direct sound) count more
+        prev = np.concatenate([mean_lev[:, :1], mean_lev[:, :-1]], axis=1)
+        rise = np.maximum(mean_lev - prev, 0.0)
+        w = w * (1.0 + rise / opts["onset_db"]) ** opts["onset_power"]
     deg = int(opts["shape_degree"])
     z = np.concatenate([f[0], f[1], f[2], _detrend(f[4].T, deg).T, _detrend(f[5].T, deg).T], axis=0).T  # (nf, 5F)
     s = np.array([1 / opts["sigma_ild_db"] ** 2, 1 / opts["sigma_ipd"] ** 2, 1 / opts["sigma_ipd"] ** 2,
@@ -152,20 +161,58 @@ def _observation(x: np.ndarray, opts: dict):
     return z, omega, w.T
 
 
-def frame_distances(x: np.ndarray, ts: TemplateSet, **opts):
+def frame_distances(x: np.ndarray, ts: TemplateSet, observation=None, **opts):
     """``x (2, T)`` at 48 kHz -> distances ``(nf, D)`` (see the module docstring) and the
-    frames' total band weights ``(nf,)``."""
+    frames' total band weights ``(nf,)``. ``observation``: the output of :func:`_observation`
+    when already computed (several template sets, one signal)."""
     o = {**DEFAULTS, **opts}
-    z, omega, wb = _observation(x, o)
+    z, omega, wb = _observation(x, o) if observation is None else observation
     Tt, T2t = ts.flat(int(o["shape_degree"]))  # (K, D) each
-    D = (omega * z * z).sum(1)[:, None] - 2.0 * (omega * z) @ Tt + omega @ T2t
+    D = (omega * z * z).sum(1)[:, None] - 2.0 * _mm(omega * z, Tt) + _mm(omega, T2t)
     return np.maximum(D, 0.0), wb.sum(1)
 
 
-def _peaks(votes: np.ndarray, dirs: np.ndarray, n: int, cap_deg: float, sep_deg: float):
+def _mm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` by torch on one thread (numpy's OpenBLAS on two threads of a loaded 2-core
+    machine was 5x slower for these small products)."""
+    with _one_thread():
+        return (torch.from_numpy(np.ascontiguousarray(a)) @ torch.from_numpy(b)).numpy()
+
+
+def group_distances(ts: TemplateSet, observation, group_bands: int, **opts):
+    """Distances per frame, group of ``group_bands`` consecutive bands and direction
+    ``(nf, G, D)`` and the groups' weights ``(nf, G)`` (several sources: in a group of bands
+    and a frame one source tends to dominate)."""
+    o = {**DEFAULTS, **opts}
+    z, omega, wb = observation
+    Tt, T2t = ts.flat(int(o["shape_degree"]))
+    F = wb.shape[1]
+    out, gw = [], []
+    for a in range(0, F, group_bands):
+        cols = np.concatenate([np.arange(a, min(F, a + group_bands)) + j * F for j in range(5)])
+        zg, og = z[:, cols], omega[:, cols]
+        out.append((og * zg * zg).sum(1)[:, None] - 2.0 * _mm(og * zg, Tt[cols]) + _mm(og, T2t[cols]))
+        gw.append(wb[:, a:a + group_bands].sum(1))
+    return np.maximum(np.stack(out, axis=1), 0.0), np.stack(gw, axis=1)
+
+
+def default_heads() -> tuple:
+    """The template sets :func:`localize_templates` compares by default: the KU100 and, where
+    installed, SONICOM subject 1 (``sonicom-2`` stays the held-out head)."""
+    from ..spatial.hrtf import named_hrtf_paths
+
+    return ("default",) + (("sonicom-1",) if "sonicom-1" in named_hrtf_paths() else ())
+
+
+def _peaks(votes: np.ndarray, ts: TemplateSet, n: int, cap_deg: float, sep_deg: float):
+    dirs = ts.directions
     cos_cap, cos_sep = np.cos(np.radians(cap_deg)), np.cos(np.radians(sep_deg))
-    near = (dirs @ dirs.T) >= cos_cap
-    smooth = near.astype(np.float64) @ votes
+    key = ("near", cap_deg)
+    if key not in ts._flat:  # sparse neighbourhoods, once per set and cap
+        from scipy.sparse import csr_matrix
+
+        ts._flat[key] = csr_matrix((dirs @ dirs.T) >= cos_cap, dtype=np.float64)
+    smooth = ts._flat[key] @ votes
     out = []
     for _ in range(n):
         if smooth.max() <= 0:
@@ -176,11 +223,13 @@ def _peaks(votes: np.ndarray, dirs: np.ndarray, n: int, cap_deg: float, sep_deg:
     return out
 
 
-def localize_templates(x: np.ndarray, sample_rate: int, hrtf="default", n_sources: int = 1,
+def localize_templates(x: np.ndarray, sample_rate: int, hrtf=None, n_sources: int = 1,
                        frame_s: float = 0.2, vote_cap_deg: float = 8.0, min_separation_deg: float = 25.0,
                        refine_cap_deg: float = 15.0, **opts) -> dict:
     """Localise the source(s) of binaural ``x (2, T)`` at ``sample_rate`` (resampled to 48 kHz)
-    against the templates of ``hrtf``. Returns a dict: ``directions (S, 3)``, ``confidence (S,)``
+    against the templates of ``hrtf`` (a name, SOFA path or HRTFSet, or a list of them: the set
+    whose best direction fits the signal best is used -- head selection; None:
+    :func:`default_heads`). Returns a dict: ``directions (S, 3)``, ``confidence (S,)``
     (weighted share of frames voting within ``refine_cap_deg`` of the source), trajectory
     ``frame_times_s (M,)``, ``frame_dirs (M, 3)`` (best direction per ``frame_s`` block),
     ``frame_source (M,)`` (nearest source, -1 for blocks with no weight), settings."""
@@ -191,33 +240,44 @@ def localize_templates(x: np.ndarray, sample_rate: int, hrtf="default", n_source
         raise SpaqInputError(f"template localisation needs binaural (2, T) input, got {tuple(x.shape)}")
     if int(sample_rate) != ANALYSIS_RATE:
         x = resample(x, int(sample_rate), ANALYSIS_RATE)
-    ts = template_set(hrtf)
+    heads = default_heads() if hrtf is None else (list(hrtf) if isinstance(hrtf, (list, tuple)) else [hrtf])
     fe_frame = 0.04
     if x.shape[-1] < int(fe_frame * ANALYSIS_RATE):
         raise SpaqInputError(f"signal too short for template localisation ({x.shape[-1] / ANALYSIS_RATE:.3f} s "
                              f"< one {fe_frame * 1000:.0f} ms frame)")
-    D, fw = frame_distances(x, ts, **opts)  # (nf, Nd), (nf,)
+    S = int(n_sources)
+    opts = {**DEFAULTS, **(MULTI_SOURCE if S > 1 else {}), **opts}
+    group_bands = opts.pop("group_bands", 29)
+    obs = _observation(x, opts)
+    fits = []
+    for h in heads:
+        ts_h = template_set(h)
+        D_h, fw = frame_distances(x, ts_h, observation=obs, **opts)  # (nf, Nd), (nf,)
+        fits.append((float(D_h.sum(0).min()), ts_h, D_h))
+    fit, ts, D = min(fits, key=lambda t: t[0])
     if not np.any(fw > 0):
         raise SpaqInputError("no band of the signal is above the hearing threshold: no direction can be estimated")
     dirs = ts.directions
     best = np.argmin(D, axis=1)  # per-frame vote
-    votes = np.bincount(best, weights=fw, minlength=len(dirs))
-    S = int(n_sources)
     cos_ref = np.cos(np.radians(refine_cap_deg))
     if S == 1:
         ks = [int(np.argmin(D.sum(0)))]
-    else:
-        seeds = _peaks(votes, dirs, S, vote_cap_deg, min_separation_deg)
+    else:  # votes of every (frame, group of bands), peaks, each refined by the units that voted near it
+        Dg, gw = group_distances(ts, obs, int(group_bands), **opts)
+        Dg, gw = Dg.reshape(-1, Dg.shape[-1]), gw.reshape(-1)
+        gbest = np.argmin(Dg, axis=1)
+        seeds = _peaks(np.bincount(gbest, weights=gw, minlength=len(dirs)), ts, S, vote_cap_deg,
+                       min_separation_deg)
         ks = []
         if seeds:
-            owner = np.argmax(dirs[best] @ dirs[seeds].T, axis=1)
+            owner = np.argmax(dirs[gbest] @ dirs[seeds].T, axis=1)
             for i, k0 in enumerate(seeds):
-                sel = (owner == i) & (dirs[best] @ dirs[k0] >= cos_ref)
+                sel = (owner == i) & (dirs[gbest] @ dirs[k0] >= cos_ref) & (gw > 0)
                 if not np.any(sel):
                     ks.append(k0)
                     continue
                 cand = np.flatnonzero(dirs @ dirs[k0] >= cos_ref)
-                ks.append(int(cand[np.argmin(D[sel][:, cand].sum(0))]))
+                ks.append(int(cand[np.argmin(Dg[sel][:, cand].sum(0))]))
     found = dirs[ks] if ks else np.zeros((0, 3))
     conf = np.array([float(fw[(dirs[best] @ d) >= cos_ref].sum() / fw.sum()) for d in found])
     # trajectory: distances summed over blocks of frame_s
@@ -231,4 +291,6 @@ def localize_templates(x: np.ndarray, sample_rate: int, hrtf="default", n_source
     times = (np.arange(nb) * per + np.minimum(per, len(D) - np.arange(nb) * per) / 2.0) * fe_frame
     return {"directions": found, "confidence": conf, "frame_times_s": times, "frame_dirs": bdir,
             "frame_source": src, "template_set": ts, "n_frames": len(D),
-            "settings": {**DEFAULTS, **opts, "frame_s": per * fe_frame, "analysis_frame_s": fe_frame}}
+            "head_fit": {f[1].name: round(f[0] / max(float(fw.sum()), 1e-12), 4) for f in fits},
+            "settings": {**opts, "frame_s": per * fe_frame, "analysis_frame_s": fe_frame,
+                         **({"group_bands": group_bands} if S > 1 else {})}}
