@@ -1,6 +1,9 @@
 """Sound-source localisation of a binaural or ambisonic stream: :func:`localize`.
 
-* binaural: the BAST localiser (:mod:`spaq.models.bast`, shipped weights
+* binaural, ``method="templates"`` (the default unless weights are given): training-free
+  matching of ILD/IPD/coherence/spectral-shape cues against the cue templates of HRTF sets
+  (:mod:`spaq.localization.templates`);
+* binaural, ``method="bast"``: the BAST localiser (:mod:`spaq.models.bast`, shipped weights
   ``resources/weights/bast_ku100.pt`` trained on the Neumann KU 100 HRTFs) on analysis
   windows of ``window_s`` (hop half a window); the overall direction is the energy-weighted
   mean of the windows' unit vectors, its confidence the length of that mean (1 = all
@@ -211,7 +214,10 @@ def _resolve_format(fmt, n_ch: int, name: str):
 
 
 BINAURAL_METHODS = ("auto", "templates", "bast")
-AUTO_BINAURAL = "bast"  # what method="auto" uses for binaural input (no weights given): see localizer_v2.md
+#: what method="auto" uses for binaural input when no weights are given: template matching had the
+#: lower error on every held-out set of benchmarks/results/localizer_v2.md (KU100 anechoic, horizontal,
+#: rooms, sonicom-2, two sources)
+AUTO_BINAURAL = "templates"
 
 
 def localize(x, sample_rate: int | None = None, format=None, *, n_sources: int = 1, weights=None,
