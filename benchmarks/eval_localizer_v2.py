@@ -17,7 +17,8 @@ template heads: the better-fitting of KU100 and sonicom-1), ``templates:<hrtf>``
 (spaq.localize(method="templates", hrtf=<hrtf>); templates of the rendering head itself are the
 same-head upper bound).
 
-Usage: python benchmarks/eval_localizer_v2.py [--n 100] [--sets a,b] [--cache DIR] [--json OUT] [--md OUT]
+Usage: python benchmarks/eval_localizer_v2.py [--n 100] [--sets a,b] [--cache DIR] [--json OUT] [--seed S]
+       python benchmarks/eval_localizer_v2.py --report OUT.json   (markdown tables)
 """
 import argparse
 import json
@@ -202,5 +203,46 @@ def main():
                 json.dump(out, fh, indent=2)
 
 
+
+
+def report(path):
+    """Markdown tables of a results JSON written by this script."""
+    d = json.load(open(path))
+    names = {"bast": "BAST (shipped bast_ku100)", "templates": "templates, default heads (KU100 or sonicom-1, best fit)",
+             "templates:ku100": "templates, KU100 only", "templates:sonicom-1": "templates, sonicom-1 only",
+             "templates:sonicom-2": "templates, sonicom-2 (same head: upper bound)"}
+    lines = ["| set | method | median (deg) | mean | 90th pct | front-back | horiz. az MAE (n) | median lateral | "
+             "x real time (CPU / wall) |", "|---|---|---|---|---|---|---|---|---|"]
+    for s, res in d["sets"].items():
+        if s == "two_sources":
+            continue
+        for m, v in res.items():
+            hz = (f"{v['horizontal_azimuth_mae_deg']:.1f} ({v['horizontal_n']})" if "horizontal_n" in v else "-")
+            lines.append(f"| {s} | {names.get(m, m)} | {v['median_deg']:.1f} | {v['mean_deg']:.1f} | {v['p90_deg']:.1f} | "
+                         f"{100 * v['front_back_rate']:.1f} % | {hz} | {v['median_lateral_error_deg']:.1f} | "
+                         f"{v['x_real_time_cpu']:.0f} / {v['x_real_time_wall']:.0f} |")
+    if "two_sources" in d["sets"]:
+        lines += ["", "| two sources 55-65 deg apart | both within 10 deg | median error (deg) | mean | x real time (CPU / wall) |",
+                  "|---|---|---|---|---|"]
+        for m, v in d["sets"]["two_sources"].items():
+            lines.append(f"| {names.get(m, m)} | {100 * v['both_within_10deg']:.0f} % | {v['median_deg']:.1f} | "
+                         f"{v['mean_deg']:.1f} | {v['x_real_time_cpu']:.0f} / {v['x_real_time_wall']:.0f} |")
+    lines += ["", "Median error by content (deg):", "", "| set | method | " + " | ".join(
+        sorted(next(iter(d["sets"]["ku100_anechoic"].values()))["median_by_kind"])) + " |"]
+    kinds = sorted(next(iter(d["sets"]["ku100_anechoic"].values()))["median_by_kind"])
+    lines.append("|---|---|" + "---|" * len(kinds))
+    for s, res in d["sets"].items():
+        for m, v in res.items():
+            if "median_by_kind" in v:
+                lines.append(f"| {s} | {names.get(m, m)} | " + " | ".join(f"{v['median_by_kind'].get(k, float('nan')):.1f}"
+                                                                     for k in kinds) + " |")
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
-    main()
+    import sys
+
+    if len(sys.argv) == 3 and sys.argv[1] == "--report":
+        print(report(sys.argv[2]))
+    else:
+        main()
