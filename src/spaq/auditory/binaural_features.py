@@ -33,11 +33,12 @@ FEATURES = ("ild", "ipd_cos", "ipd_sin", "ic", "shape_left", "shape_right")
 _FRONTENDS: dict = {}
 
 
-def feature_frontend(sample_rate: int, decimate: bool = True) -> AuditoryFrontEnd:
-    """The shared front-end at ``sample_rate`` (fast decimated mode by default), one per rate."""
-    key = (int(sample_rate), bool(decimate))
+def feature_frontend(sample_rate: int, decimate: bool = True, frame_ms: float = 40.0) -> AuditoryFrontEnd:
+    """The shared front-end at ``sample_rate`` (fast decimated mode by default) with
+    ``frame_ms`` frames, one per setting."""
+    key = (int(sample_rate), bool(decimate), float(frame_ms))
     if key not in _FRONTENDS:
-        _FRONTENDS[key] = AuditoryFrontEnd(int(sample_rate), decimate=decimate)
+        _FRONTENDS[key] = AuditoryFrontEnd(int(sample_rate), frame_ms=float(frame_ms), decimate=decimate)
     return _FRONTENDS[key]
 
 

@@ -21,9 +21,11 @@ activity mask (band level within ``active_range_db`` of that band's loudest fram
 hearing threshold).
 
 One source: the direction that minimises the distance summed over all frames. Several
-sources: every frame votes for its best direction (weight: its total band weight); the vote
-histogram, smoothed over ``vote_cap_deg``, gives peaks at least ``min_separation_deg`` apart;
-each peak is refined by the summed distance of the frames that voted near it.
+sources (:data:`MULTI_SOURCE` settings): every unit (frame x group of 2 bands) votes for its best
+direction; the vote histogram, smoothed over ``vote_cap_deg``, gives peaks at least
+``min_separation_deg`` apart, each refined by the units that voted near it; then the directions
+are fitted jointly (each unit explained by the source that fits it best, coordinate descent on
+the summed distance), so a source that dominates few units is not outvoted by a continuous one.
 """
 from __future__ import annotations
 
@@ -37,10 +39,10 @@ __all__ = ["TemplateSet", "template_set", "localize_templates", "TEMPLATE_VERSIO
 TEMPLATE_VERSION = 1
 ANALYSIS_RATE = 48000
 DEFAULTS = dict(sigma_ild_db=1.5, sigma_ipd=0.35, sigma_shape_db=8.0, coherence_power=8.0, active_range_db=30.0,
-                shape_degree=2, global_range_db=30.0, onset_power=4.0, onset_db=3.0)
+                shape_degree=2, global_range_db=30.0, onset_power=4.0, onset_db=3.0, frame_ms=20.0)
 #: overrides for several sources: no onset weighting, no spectral shape (a mixture's shape fits no
-#: single direction), votes of groups of 10 bands (tuned on development scenes, not the benchmark's)
-MULTI_SOURCE = dict(onset_power=0.0, sigma_shape_db=1e3, group_bands=10)
+#: single direction), looser ILD, units of 2 bands x 1 frame (tuned on development scenes, not the benchmark's)
+MULTI_SOURCE = dict(onset_power=0.0, sigma_shape_db=1e3, sigma_ild_db=3.0, group_bands=2)
 _SETS: dict = {}
 
 
@@ -138,7 +140,7 @@ def _observation(x: np.ndarray, opts: dict):
     variances) and per-frame band weights ``(nf, F)``."""
     from ..auditory.binaural_features import binaural_features, feature_frontend
 
-    fe = feature_frontend(ANALYSIS_RATE)
+    fe = feature_frontend(ANALYSIS_RATE, frame_ms=opts["frame_ms"])
     with _one_thread():
         f, lev = binaural_features(torch.from_numpy(np.ascontiguousarray(x)), fe)
     f = f.to(torch.float64).numpy()  # (6, F, nf)
@@ -196,6 +198,29 @@ def group_distances(ts: TemplateSet, observation, group_bands: int, **opts):
     return np.maximum(np.stack(out, axis=1), 0.0), np.stack(gw, axis=1)
 
 
+def _fit_directions(Dg: np.ndarray, ks: list, dirs: np.ndarray, sep_deg: float, iterations: int) -> list:
+    """Joint fit of several directions: each unit (frame, band group) is explained by the
+    direction that fits it best, and each direction in turn moves to where the sum over units of
+    ``min(D(unit, own), D(unit, others))`` is smallest (coordinate descent from the vote peaks;
+    directions stay ``sep_deg`` apart). A source that dominates few units is not outvoted by
+    the units of a louder or continuous one."""
+    ks = list(ks)
+    cos_sep = np.cos(np.radians(sep_deg))
+    for _ in range(iterations):
+        moved = False
+        for i in range(len(ks)):
+            others = np.min(Dg[:, [k for j, k in enumerate(ks) if j != i]], axis=1)
+            total = np.minimum(Dg, others[:, None]).sum(0)
+            near = np.max(dirs @ dirs[[k for j, k in enumerate(ks) if j != i]].T, axis=1) >= cos_sep
+            total[near] = np.inf
+            k = int(np.argmin(total))
+            moved |= k != ks[i]
+            ks[i] = k
+        if not moved:
+            break
+    return ks
+
+
 def default_heads() -> tuple:
     """The template sets :func:`localize_templates` compares by default: the KU100 and, where
     installed, SONICOM subject 1 (``sonicom-2`` stays the held-out head)."""
@@ -225,7 +250,7 @@ def _peaks(votes: np.ndarray, ts: TemplateSet, n: int, cap_deg: float, sep_deg: 
 
 def localize_templates(x: np.ndarray, sample_rate: int, hrtf=None, n_sources: int = 1,
                        frame_s: float = 0.2, vote_cap_deg: float = 8.0, min_separation_deg: float = 25.0,
-                       refine_cap_deg: float = 15.0, **opts) -> dict:
+                       refine_cap_deg: float = 15.0, fit_iterations: int = 3, **opts) -> dict:
     """Localise the source(s) of binaural ``x (2, T)`` at ``sample_rate`` (resampled to 48 kHz)
     against the templates of ``hrtf`` (a name, SOFA path or HRTFSet, or a list of them: the set
     whose best direction fits the signal best is used -- head selection; None:
@@ -241,12 +266,12 @@ def localize_templates(x: np.ndarray, sample_rate: int, hrtf=None, n_sources: in
     if int(sample_rate) != ANALYSIS_RATE:
         x = resample(x, int(sample_rate), ANALYSIS_RATE)
     heads = default_heads() if hrtf is None else (list(hrtf) if isinstance(hrtf, (list, tuple)) else [hrtf])
-    fe_frame = 0.04
+    S = int(n_sources)
+    opts = {**DEFAULTS, **(MULTI_SOURCE if S > 1 else {}), **opts}
+    fe_frame = float(opts["frame_ms"]) / 1000.0
     if x.shape[-1] < int(fe_frame * ANALYSIS_RATE):
         raise SpaqInputError(f"signal too short for template localisation ({x.shape[-1] / ANALYSIS_RATE:.3f} s "
                              f"< one {fe_frame * 1000:.0f} ms frame)")
-    S = int(n_sources)
-    opts = {**DEFAULTS, **(MULTI_SOURCE if S > 1 else {}), **opts}
     group_bands = opts.pop("group_bands", 29)
     obs = _observation(x, opts)
     fits = []
@@ -278,6 +303,8 @@ def localize_templates(x: np.ndarray, sample_rate: int, hrtf=None, n_sources: in
                     continue
                 cand = np.flatnonzero(dirs @ dirs[k0] >= cos_ref)
                 ks.append(int(cand[np.argmin(Dg[sel][:, cand].sum(0))]))
+        if fit_iterations > 0 and len(ks) > 1:
+            ks = _fit_directions(Dg, ks, dirs, min_separation_deg, fit_iterations)
     found = dirs[ks] if ks else np.zeros((0, 3))
     conf = np.array([float(fw[(dirs[best] @ d) >= cos_ref].sum() / fw.sum()) for d in found])
     # trajectory: distances summed over blocks of frame_s
