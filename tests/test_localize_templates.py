@@ -98,3 +98,17 @@ def test_bad_input_one_line_errors(small_set, tmp_path):
     with pytest.raises(SpaqError) as e:
         localize(rng.standard_normal((2, FS)), FS, method="templates", hrtf=str(bad))
     assert "SimpleFreeFieldHRIR" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_metric_uses_templates_for_binaural_and_says_so():
+    import spaq
+
+    h = load_hrtf("ku100", FS)
+    k1, k2 = int(h.nearest_index(40.0, 0.0)), int(h.nearest_index(-40.0, 0.0))
+    ref, deg = _render(h, k1, 7), _render(h, k2, 7)
+    r = spaq.score(ref, deg, sample_rate=FS, metrics=["localization"]).results["localization"]
+    assert r.provenance["method"] == "templates" and "lower held-out error" in r.provenance["method_choice"]
+    expected = great_circle_deg(h.azimuth_deg[k1], h.elevation_deg[k1], h.azimuth_deg[k2], h.elevation_deg[k2])
+    assert r.score == pytest.approx(expected, abs=1.0)
+    rb = localize(ref, FS, method="bast")  # the trained model stays available
+    assert rb.method == "bast"

@@ -69,14 +69,19 @@ def binaural_features(x, frontend: AuditoryFrontEnd | None = None, sample_rate: 
         bf = frame(band, fl)  # (..., 2, G, nf, fl)
         p = _pw(bf).mean(-1)  # (..., 2, G, nf)
         fine = (fc[bands] < fine_structure_hz).to(p.device)
-        ef = frame(env, fl)
-        ef = ef - ef.mean(-1, keepdim=True)  # envelope fluctuations: their phase carries the ITD
-        c_fine = (bf[..., 0, :, :, :] * torch.conj(bf[..., 1, :, :, :])).mean(-1)
-        c_env = (ef[..., 0, :, :, :] * torch.conj(ef[..., 1, :, :, :])).mean(-1)
-        pe = _pw(ef).mean(-1)
-        f4 = fine.view(-1, 1)
-        c = torch.where(f4, c_fine, c_env)
-        norm = torch.where(f4, p[..., 0, :, :] * p[..., 1, :, :], pe[..., 0, :, :] * pe[..., 1, :, :])
+        if bool(fine.all()):  # fine structure only (low bands)
+            c = (bf[..., 0, :, :, :] * torch.conj(bf[..., 1, :, :, :])).mean(-1)
+            norm = p[..., 0, :, :] * p[..., 1, :, :]
+        else:
+            ef = frame(env, fl)
+            ef = ef - ef.mean(-1, keepdim=True)  # envelope fluctuations: their phase carries the ITD
+            c = (ef[..., 0, :, :, :] * torch.conj(ef[..., 1, :, :, :])).mean(-1)
+            pe = _pw(ef).mean(-1)
+            norm = pe[..., 0, :, :] * pe[..., 1, :, :]
+            if bool(fine.any()):  # a group across the roll-off: fine structure where it holds
+                f4 = fine.view(-1, 1)
+                c = torch.where(f4, (bf[..., 0, :, :, :] * torch.conj(bf[..., 1, :, :, :])).mean(-1), c)
+                norm = torch.where(f4, p[..., 0, :, :] * p[..., 1, :, :], norm)
         lev.append(p)
         cross.append(torch.stack([c.real, c.imag, torch.sqrt(norm)], dim=-3))
     p = torch.cat(lev, dim=-2).to(torch.float64)  # (..., 2, F, nf)

@@ -198,6 +198,19 @@ def group_distances(ts: TemplateSet, observation, group_bands: int, **opts):
     return np.maximum(np.stack(out, axis=1), 0.0), np.stack(gw, axis=1)
 
 
+def _pool(observation, per: int):
+    """Observation of frames -> of blocks of ``per`` frames: ``z = sum(w z) / sum(w)``,
+    ``w = sum(w)``. The block's distance to every direction is then the sum of its frames'
+    distances minus a constant of the block (the same for all directions and template sets)."""
+    z, omega, wb = observation
+    nf = z.shape[0]
+    idx = np.arange(0, nf, per)
+    W = np.add.reduceat(omega, idx, axis=0)
+    A = np.add.reduceat(omega * z, idx, axis=0)
+    zb = np.where(W > 0, A / np.where(W > 0, W, 1.0), 0.0)
+    return zb, W, np.add.reduceat(wb, idx, axis=0)
+
+
 def _fit_directions(Dg: np.ndarray, ks: list, dirs: np.ndarray, sep_deg: float, iterations: int) -> list:
     """Joint fit of several directions: each unit (frame, band group) is explained by the
     direction that fits it best, and each direction in turn moves to where the sum over units of
@@ -274,6 +287,12 @@ def localize_templates(x: np.ndarray, sample_rate: int, hrtf=None, n_sources: in
                              f"< one {fe_frame * 1000:.0f} ms frame)")
     group_bands = opts.pop("group_bands", 29)
     obs = _observation(x, opts)
+    nf = obs[0].shape[0]
+    per = max(1, int(round(frame_s / fe_frame)))  # analysis frames per trajectory block
+    if S == 1:  # one source needs only block sums: pool first (the matrix products shrink per-fold)
+        obs, unit = _pool(obs, per), per
+    else:
+        unit = 1
     fits = []
     for h in heads:
         ts_h = template_set(h)
@@ -308,16 +327,16 @@ def localize_templates(x: np.ndarray, sample_rate: int, hrtf=None, n_sources: in
     found = dirs[ks] if ks else np.zeros((0, 3))
     conf = np.array([float(fw[(dirs[best] @ d) >= cos_ref].sum() / fw.sum()) for d in found])
     # trajectory: distances summed over blocks of frame_s
-    per = max(1, int(round(frame_s / fe_frame)))
-    nb = -(-len(D) // per)
-    bD = np.stack([D[i * per:(i + 1) * per].sum(0) for i in range(nb)])
-    bw = np.array([fw[i * per:(i + 1) * per].sum() for i in range(nb)])
+    k = per // unit
+    nb = -(-len(D) // k)
+    bD = np.stack([D[i * k:(i + 1) * k].sum(0) for i in range(nb)])
+    bw = np.array([fw[i * k:(i + 1) * k].sum() for i in range(nb)])
     bdir = dirs[np.argmin(bD, axis=1)]
     src = np.argmax(bdir @ found.T, axis=1) if len(found) else np.zeros(nb, dtype=int)
     src = np.where(bw > 0, src, -1)
-    times = (np.arange(nb) * per + np.minimum(per, len(D) - np.arange(nb) * per) / 2.0) * fe_frame
+    times = (np.arange(nb) * per + np.minimum(per, nf - np.arange(nb) * per) / 2.0) * fe_frame
     return {"directions": found, "confidence": conf, "frame_times_s": times, "frame_dirs": bdir,
-            "frame_source": src, "template_set": ts, "n_frames": len(D),
+            "frame_source": src, "template_set": ts, "n_frames": nf,
             "head_fit": {f[1].name: round(f[0] / max(float(fw.sum()), 1e-12), 4) for f in fits},
             "settings": {**opts, "frame_s": per * fe_frame, "analysis_frame_s": fe_frame,
                          **({"group_bands": group_bands} if S > 1 else {})}}
