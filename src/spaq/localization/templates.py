@@ -280,6 +280,9 @@ def localize_templates(x: np.ndarray, sample_rate: int, hrtf=None, n_sources: in
         raise SpaqInputError(f"template localisation needs binaural (2, T) input, got {tuple(x.shape)}")
     if int(sample_rate) != ANALYSIS_RATE:
         x = resample(x, int(sample_rate), ANALYSIS_RATE)
+    rms = float(np.sqrt(np.mean(x ** 2)))
+    if rms > 0:  # direction does not depend on level: analyse at -30 dBFS (the front-end floors bands at
+        x = x * (10 ** (-30 / 20) / rms)  # the hearing threshold, which would swallow a quiet recording's cues)
     heads = default_heads() if hrtf is None else (list(hrtf) if isinstance(hrtf, (list, tuple)) else [hrtf])
     S = int(n_sources)
     opts = {**DEFAULTS, **(MULTI_SOURCE if S > 1 else {}), **opts}
@@ -303,7 +306,8 @@ def localize_templates(x: np.ndarray, sample_rate: int, hrtf=None, n_sources: in
         fits.append((f if not fits else f / head_margin, ts_h, D_h))
     fit, ts, D = min(fits, key=lambda t: t[0])
     if not np.any(fw > 0):
-        raise SpaqInputError("no band of the signal is above the hearing threshold: no direction can be estimated")
+        raise SpaqInputError("no band carries usable binaural cues (below the hearing threshold, or one ear silent "
+                             "or the ears uncorrelated): no direction can be estimated")
     dirs = ts.directions
     best = np.argmin(D, axis=1)  # per-frame vote
     cos_ref = np.cos(np.radians(refine_cap_deg))
@@ -329,6 +333,8 @@ def localize_templates(x: np.ndarray, sample_rate: int, hrtf=None, n_sources: in
             ks = _fit_directions(Dg, ks, dirs, min_separation_deg, fit_iterations)
     found = dirs[ks] if ks else np.zeros((0, 3))
     conf = np.array([float(fw[(dirs[best] @ d) >= cos_ref].sum() / fw.sum()) for d in found])
+    order = np.argsort(-conf, kind="stable")  # strongest first
+    found, conf = found[order], conf[order]
     # trajectory: distances summed over blocks of frame_s
     k = per // unit
     nb = -(-len(D) // k)
