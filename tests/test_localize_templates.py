@@ -112,3 +112,17 @@ def test_metric_uses_templates_for_binaural_and_says_so():
     assert r.score == pytest.approx(expected, abs=1.0)
     rb = localize(ref, FS, method="bast")  # the trained model stays available
     assert rb.method == "bast"
+
+
+def test_level_invariance_and_strongest_first(small_set):
+    h, _, _ = small_set
+    k = int(h.nearest_index(-60.0, 10.0))
+    x = _render(h, k, 9)
+    for gain in (1e-3, 1.0, 10.0):  # -86 dBFS is above spaq's silence limit: still localised
+        r = localize_templates(x * gain, FS, hrtf=h)
+        a, e, _ = cart2sph(r["directions"][0])
+        assert great_circle_deg(h.azimuth_deg[k], h.elevation_deg[k], a, e) < 1.0, gain
+    r3 = localize_templates(x, FS, hrtf=h, n_sources=3)  # one source asked for three: it comes first
+    a, e, _ = cart2sph(r3["directions"][0])
+    assert great_circle_deg(h.azimuth_deg[k], h.elevation_deg[k], a, e) < 1.0
+    assert np.all(np.diff(r3["confidence"]) <= 0)
