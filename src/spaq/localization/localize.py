@@ -215,8 +215,8 @@ def _resolve_format(fmt, n_ch: int, name: str):
 
 BINAURAL_METHODS = ("auto", "templates", "bast")
 #: what method="auto" uses for binaural input when no weights are given: template matching had the
-#: lower error on every held-out set of benchmarks/results/localizer_v2.md (KU100 anechoic, horizontal,
-#: rooms, sonicom-2, two sources)
+#: lower median error on every held-out set of benchmarks/results/localizer_v2.md (KU100 anechoic,
+#: horizontal, rooms, sonicom-2, two sources; in rooms a higher mean)
 AUTO_BINAURAL = "templates"
 
 

@@ -98,8 +98,8 @@ def _make_table(hrtf, n_seconds: float = 0.5, batch: int = 48) -> np.ndarray:
 
     from ..auditory.binaural_features import binaural_features, feature_frontend
 
-    fe = feature_frontend(hrtf.sample_rate)
-    n = int(n_seconds * hrtf.sample_rate)
+    fe = feature_frontend(hrtf.sample_rate)  # 40 ms frames: templates are means over frames of stationary
+    n = int(n_seconds * hrtf.sample_rate)  # noise, the same for the 20 ms analysis frames up to estimation noise
     noise = np.random.default_rng(20251202).standard_normal(n + hrtf.taps)
     out = []
     for a in range(0, hrtf.n_directions, batch):

@@ -3,8 +3,9 @@ and in the degraded signal (binaural: HRTF template matching or a BAST-family mo
 intensity), per source, with the directions themselves in ``values``.
 
 Binaural method: template matching against HRTF cue sets (:mod:`spaq.localization.templates`)
-unless ``weights`` (a BAST checkpoint) are given; it had the lower error than the packaged BAST
-model on every held-out set measured (``benchmarks/results/localizer_v2.md``). The method used
+unless ``weights`` (a BAST checkpoint) are given; it had the lower median error than the packaged
+BAST model on every held-out set measured, in rooms with a higher mean
+(``benchmarks/results/localizer_v2.md``). The method used
 is in ``provenance["method"]`` with the reason in ``provenance["method_choice"]``."""
 from __future__ import annotations
 
@@ -48,8 +49,8 @@ class Localization(Metric):
     @staticmethod
     def _choice(method: str | None) -> str:
         if method == "templates":
-            return ("templates: lower held-out error than the packaged BAST model on every binaural set measured "
-                    "(benchmarks/results/localizer_v2.md)")
+            return ("templates: lower held-out error (median) than the packaged BAST model on every binaural set "
+                    "measured; in rooms a higher mean (benchmarks/results/localizer_v2.md)")
         if method == "bast":
             return "bast: weights given or method='bast' asked for"
         return f"{method}: ambisonics"
