@@ -32,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..errors import SpaqError, SpaqInputError
+from ..errors import SpaqInputError
 
 __all__ = ["TemplateSet", "template_set", "localize_templates", "TEMPLATE_VERSION"]
 
@@ -117,7 +117,7 @@ def _make_table(hrtf, n_seconds: float = 0.5, batch: int = 48) -> np.ndarray:
 def template_set(hrtf="default") -> TemplateSet:
     """Templates of an HRTF set (name, SOFA path or :class:`~spaq.spatial.hrtf.HRTFSet`), at
     the analysis rate (48 kHz; sets at other rates are resampled); computed once and cached on
-    disk. A SOFA file that is not SimpleFreeFieldHRIR raises a one-line :class:`SpaqError`."""
+    disk. A SOFA file that is not SimpleFreeFieldHRIR raises a one-line :class:`~spaq.errors.SpaqError`."""
     from ..cache import cached_array
     from ..spatial.hrtf import HRTFSet, load_hrtf
 
