@@ -1,6 +1,9 @@
 """Sound-source localisation of a binaural or ambisonic stream: :func:`localize`.
 
-* binaural: the BAST localiser (:mod:`spaq.models.bast`, shipped weights
+* binaural, ``method="templates"`` (the default unless weights are given): training-free
+  matching of ILD/IPD/coherence/spectral-shape cues against the cue templates of HRTF sets
+  (:mod:`spaq.localization.templates`);
+* binaural, ``method="bast"``: the BAST localiser (:mod:`spaq.models.bast`, shipped weights
   ``resources/weights/bast_ku100.pt`` trained on the Neumann KU 100 HRTFs) on analysis
   windows of ``window_s`` (hop half a window); the overall direction is the energy-weighted
   mean of the windows' unit vectors, its confidence the length of that mean (1 = all
@@ -210,16 +213,38 @@ def _resolve_format(fmt, n_ch: int, name: str):
 # --------------------------------------------------------------------------- localisation
 
 
+BINAURAL_METHODS = ("auto", "templates", "bast")
+#: what method="auto" uses for binaural input when no weights are given: template matching had the
+#: lower median error on every held-out set of benchmarks/results/localizer_v2.md (KU100 anechoic,
+#: horizontal, rooms, sonicom-2, two sources; in rooms a higher mean)
+AUTO_BINAURAL = "templates"
+
+
 def localize(x, sample_rate: int | None = None, format=None, *, n_sources: int = 1, weights=None,
              frame_s: float | None = None, silence_db: float = -90.0, active_range_db: float = 30.0,
-             overlap: float = 0.0) -> LocalizationResult:
+             overlap: float = 0.0, method: str = "auto", hrtf=None) -> LocalizationResult:
     """Localise the source(s) in one stream ``x``: a file path or an array ``(channels, time)``
     (``sample_rate`` needed for arrays). ``format``: "binaural", "foa", "hoa3", ... or None
     (2 channels: binaural, (N+1)^2: ambisonics ACN/SN3D). Binaural input at another rate
     than the model's is resampled. ``frame_s``: trajectory frame (ambisonics; binaural
     frames are the model's analysis windows, about 0.47 s for the shipped model, overlapping by
     ``overlap``). Silence (RMS below ``silence_db``
-    dBFS) raises :class:`SpaqInputError`: there is no direction to find."""
+    dBFS) raises :class:`SpaqInputError`: there is no direction to find.
+
+    ``method`` (binaural): "bast" (the trained model), "templates" (training-free template
+    matching against the cues of HRTF set ``hrtf`` or the best-fitting of a list of them,
+    default KU100 and SONICOM subject 1:
+    :mod:`spaq.localization.templates`) or "auto" ("bast" when ``weights`` is given, else
+    :data:`AUTO_BINAURAL`, the method measured better on held-out scenes)."""
+    if method not in BINAURAL_METHODS:
+        raise SpaqInputError(f"unknown localisation method {method!r}; use one of {', '.join(BINAURAL_METHODS)}")
+    if method == "auto":
+        if hrtf is not None:
+            method = "templates"
+        elif weights is not None or os.environ.get(WEIGHTS_ENV):
+            method = "bast"
+        else:
+            method = AUTO_BINAURAL
     arr, sr, name = _load_input(x, sample_rate)
     if int(n_sources) < 1:
         raise SpaqInputError(f"n_sources must be >= 1, got {n_sources}")
@@ -233,8 +258,9 @@ def localize(x, sample_rate: int | None = None, format=None, *, n_sources: int =
     if fmt.kind == "layout":
         from ..spatial.layouts import render_layout_binaural
 
-        res = _localize_binaural(render_layout_binaural(arr, fmt.layout_spec, sample_rate=sr), sr, name, n_sources,
-                                 weights, active_range_db, overlap)
+        y = render_layout_binaural(arr, fmt.layout_spec, sample_rate=sr)
+        res = (_localize_templates(y, sr, n_sources, hrtf, frame_s) if method == "templates" else
+               _localize_binaural(y, sr, name, n_sources, weights, active_range_db, overlap))
         res.format = f"{fmt.describe()}, rendered binaurally (virtual loudspeakers, default HRTF)"
         return res
     if fmt.is_ambisonics:
@@ -249,7 +275,37 @@ def localize(x, sample_rate: int | None = None, format=None, *, n_sources: int =
             provenance={"method": "active intensity vector (first-order channels)", "diffuseness": float(r.diffuseness),
                         **r.settings},
         )
+    if method == "templates":
+        return _localize_templates(arr, sr, n_sources, hrtf, frame_s)
     return _localize_binaural(arr, sr, name, n_sources, weights, active_range_db, overlap)
+
+
+def _localize_templates(arr, sr, n_sources, hrtf, frame_s) -> LocalizationResult:
+    from .templates import TEMPLATE_VERSION, localize_templates
+
+    r = localize_templates(arr, sr, hrtf=hrtf, n_sources=n_sources, frame_s=frame_s or 0.2)
+    S, D = int(n_sources), r["directions"]
+    A, E, C = np.full(S, np.nan), np.full(S, np.nan), np.full(S, np.nan)
+    if len(D):
+        az, el, _ = cart2sph(D)
+        A[:len(D)], E[:len(D)], C[:len(D)] = az, el, r["confidence"]
+    fa, fe, _ = cart2sph(r["frame_dirs"])
+    M = len(r["frame_times_s"])
+    FA, FE, FC = (np.full((S, M), np.nan) for _ in range(3))
+    for s in range(len(D)):
+        sel = r["frame_source"] == s
+        FA[s, sel], FE[s, sel] = fa[sel], fe[sel]
+        FC[s, sel] = np.clip(r["frame_dirs"][sel] @ D[s], 0.0, 1.0)
+    ts = r["template_set"]
+    return LocalizationResult(
+        format="binaural", method="templates", sample_rate=48000, azimuth_deg=A, elevation_deg=E, confidence=C,
+        frame_times_s=r["frame_times_s"], frame_azimuth_deg=FA, frame_elevation_deg=FE, frame_confidence=FC,
+        provenance={"model": "templates", "hrtf": ts.name, "hrtf_sha256": ts.sha256,
+                    "template_version": TEMPLATE_VERSION, "n_directions": int(len(ts.directions)),
+                    "head_fit": r["head_fit"],
+                    "input_sample_rate": int(sr),
+                    **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r["settings"].items()}},
+    )
 
 
 class _torch_threads:
@@ -389,18 +445,20 @@ class LocalizationComparison:
 
 
 def compare_localization(reference, degraded, sample_rate: int | None = None, format=None, *,
-                         degraded_format=None, n_sources: int = 1, weights=None) -> LocalizationComparison:
+                         degraded_format=None, n_sources: int = 1, weights=None, method: str = "auto",
+                         hrtf=None) -> LocalizationComparison:
     """Localise ``reference`` and ``degraded`` (paths or ``(channels, time)`` arrays at
-    ``sample_rate``; binaural via the BAST model, ambisonics via the intensity vector;
+    ``sample_rate``; binaural by ``method``/``hrtf`` as in :func:`localize`, ambisonics via the
+    intensity vector;
     ``degraded_format`` defaults to ``format``) and return the angular error per source,
     sources matched by the assignment with the smallest total angle. A silent reference
     raises :class:`SpaqInputError`; a silent degraded signal gives NaN errors and a note."""
     from ..spatial.angles import great_circle_deg
 
-    ref = localize(reference, sample_rate, format, n_sources=n_sources, weights=weights)
+    ref = localize(reference, sample_rate, format, n_sources=n_sources, weights=weights, method=method, hrtf=hrtf)
     try:
         deg = localize(degraded, sample_rate, degraded_format if degraded_format is not None else format,
-                       n_sources=n_sources, weights=weights)
+                       n_sources=n_sources, weights=weights, method=method, hrtf=hrtf)
     except SpaqInputError as e:
         if "silent" not in str(e):
             raise

@@ -1,6 +1,12 @@
 """The ``localization`` metric: angular error between the directions found in the reference
-and in the degraded signal (binaural: the packaged BAST-family model; ambisonics: active
-intensity), per source, with the directions themselves in ``values``."""
+and in the degraded signal (binaural: HRTF template matching or a BAST-family model; ambisonics: active
+intensity), per source, with the directions themselves in ``values``.
+
+Binaural method: template matching against HRTF cue sets (:mod:`spaq.localization.templates`)
+unless ``weights`` (a BAST checkpoint) are given; it had the lower median error than the packaged
+BAST model on every held-out set measured, in rooms with a higher mean
+(``benchmarks/results/localizer_v2.md``). The method used
+is in ``provenance["method"]`` with the reason in ``provenance["method_choice"]``."""
 from __future__ import annotations
 
 import numpy as np
@@ -14,9 +20,10 @@ __all__ = ["Localization"]
 
 class Localization(Metric):
     name = "localization"
-    version = "1.0"
+    version = "1.1"  # 1.1: binaural default is template matching (was the BAST model)
     description = ("angular error (degrees) between source directions found in reference and degraded "
-                   "(binaural: BAST-family model; ambisonics: intensity vectors); lower is better")
+                   "(binaural: HRTF cue template matching, or a BAST model given weights; ambisonics: intensity "
+                   "vectors); lower is better")
     unit = "deg"
     higher_is_better = False
     score_range = (0.0, 180.0)
@@ -24,15 +31,29 @@ class Localization(Metric):
     sample_rate = 48000
     formats = ("binaural", "ambisonics")
     differentiable = False
-    needs_weights = False  # the binaural model ships inside the package
+    needs_weights = False  # templates come from the packaged HRTF sets; the BAST model ships inside the package
     streamable = True
-    min_duration_s = 0.47  # the binaural model's window
+    min_duration_s = 0.47  # the BAST model's window (templates need one 40 ms frame)
     default_rank = 4
     reading = "degrees, lower is better: angular shift of the source directions (0 = same place)"
 
-    def __init__(self, device: str = "cpu", n_sources: int = 1, weights=None):
+    def __init__(self, device: str = "cpu", n_sources: int = 1, weights=None, method: str = "auto", hrtf=None):
         self.n_sources = int(n_sources)
         self.weights = weights
+        self.method = method
+        self.hrtf = hrtf
+
+    def _kw(self) -> dict:
+        return {"n_sources": self.n_sources, "weights": self.weights, "method": self.method, "hrtf": self.hrtf}
+
+    @staticmethod
+    def _choice(method: str | None) -> str:
+        if method == "templates":
+            return ("templates: lower held-out error (median) than the packaged BAST model on every binaural set "
+                    "measured; in rooms a higher mean (benchmarks/results/localizer_v2.md)")
+        if method == "bast":
+            return "bast: weights given or method='bast' asked for"
+        return f"{method}: ambisonics"
 
     #: Streamed (long) pairs are localised segment by segment, this many seconds each.
     segment_s = 10.0
@@ -48,8 +69,7 @@ class Localization(Metric):
             if r.shape[-1] < 0.5 * pair.sample_rate_used and a > 0:
                 continue  # a short tail: too little to localise
             try:
-                c = compare_localization(r[0], d[0], pair.sample_rate_used, fmt, n_sources=self.n_sources,
-                                         weights=self.weights)
+                c = compare_localization(r[0], d[0], pair.sample_rate_used, fmt, **self._kw())
             except SpaqInputError as e:
                 if "silent" in str(e):
                     continue
@@ -70,7 +90,7 @@ class Localization(Metric):
         score = float(np.average(errs, weights=weights)) if errs and sum(weights) > 0 else float("nan")
         return self.result(score, {"segments": segs, "segment_s": self.segment_s,
                                    "pooling": "reference-energy-weighted mean of the segments' errors"},
-                           pair=pair, provenance={"method": method, **prov},
+                           pair=pair, provenance={"method": method, "method_choice": self._choice(method), **prov},
                            warnings=warn + [f"long input: localised in {self.segment_s:.0f} s segments"])
 
     def score(self, pair, maps: bool = False) -> MetricResult:
@@ -83,8 +103,7 @@ class Localization(Metric):
         scores, items, warn = [], [], []
         for b in range(pair.ref.shape[0]):
             try:
-                c = compare_localization(pair.ref[b], pair.deg[b], pair.sample_rate_used, fmt,
-                                         n_sources=self.n_sources, weights=self.weights)
+                c = compare_localization(pair.ref[b], pair.deg[b], pair.sample_rate_used, fmt, **self._kw())
             except SpaqInputError as e:
                 raise MetricUnavailable(f"localization: {e}") from None
             scores.append(c.mean_error_deg)
@@ -99,7 +118,8 @@ class Localization(Metric):
                   else (items[0]["degraded"] or {}).get("sources")}
         method = items[0]["reference"]["method"]
         return self.result(score, values, pair=pair, warnings=warn,
-                           provenance={"method": method, **items[0]["reference"].get("provenance", {})})
+                           provenance={"method": method, "method_choice": self._choice(method),
+                                       **items[0]["reference"].get("provenance", {})})
 
     def forward(self, ref: torch.Tensor, deg: torch.Tensor) -> dict:
         """``(B, C, T)`` at 48 kHz (2 channels: binaural, else ambisonics ACN/SN3D) -> ``{"score":
@@ -112,7 +132,7 @@ class Localization(Metric):
         out = []
         for r, d in zip(ref.detach().cpu().numpy(), deg.detach().cpu().numpy()):
             try:
-                c = compare_localization(r, d, self.sample_rate, fmt, n_sources=self.n_sources, weights=self.weights)
+                c = compare_localization(r, d, self.sample_rate, fmt, **self._kw())
             except SpaqInputError as e:
                 raise MetricUnavailable(f"localization: {e}") from None
             out.append(c.mean_error_deg)

@@ -1,0 +1,101 @@
+"""Direction-carrying binaural features per ERB band and frame, from the shared front-end.
+
+:func:`binaural_features` runs :class:`spaq.auditory.frontend.AuditoryFrontEnd`'s gammatone
+bands (no second filterbank) and returns, per band and frame (``frame_len`` of the front-end,
+40 ms by default), the ``FEATURES``:
+
+* ``ild``: interaural level difference in dB, ``10 log10(P_left / P_right)`` of the band
+  powers (positive: louder left);
+* ``ipd_cos``, ``ipd_sin``: the interaural phase difference as a unit vector; below
+  ``fine_structure_hz`` (1.3 kHz, where phase-locking holds) the phase of the fine-structure
+  cross-correlation of the complex band signals, above it the phase of the cross-correlation of
+  the band envelopes' low-passed analytic signals with their frame mean removed (the envelope
+  ITD); positive: left leads;
+* ``ic``: interaural coherence ``|cross| / sqrt(P_l P_r)`` of the same signals (0..1);
+* ``shape_left``, ``shape_right``: each ear's monaural spectral shape, its band levels in dB
+  relative to their mean over bands (in the frame).
+
+Shapes: input ``(..., 2, T)`` (left, right) -> features ``(..., 6, bands, frames)`` and band
+levels ``(..., 2, bands, frames)`` in dB (floored at the front-end's hearing threshold, so
+level-relative weights can be built from them). Where both ears are below the floor the IPD
+is (1, 0) and the coherence 0.
+"""
+from __future__ import annotations
+
+import torch
+
+from .binaural_cues import frame
+from .frontend import AuditoryFrontEnd
+
+__all__ = ["FEATURES", "binaural_features", "feature_frontend"]
+
+FEATURES = ("ild", "ipd_cos", "ipd_sin", "ic", "shape_left", "shape_right")
+_FRONTENDS: dict = {}
+
+
+def feature_frontend(sample_rate: int, decimate: bool = True, frame_ms: float = 40.0) -> AuditoryFrontEnd:
+    """The shared front-end at ``sample_rate`` (fast decimated mode by default) with
+    ``frame_ms`` frames, one per setting."""
+    key = (int(sample_rate), bool(decimate), float(frame_ms))
+    if key not in _FRONTENDS:
+        _FRONTENDS[key] = AuditoryFrontEnd(int(sample_rate), frame_ms=float(frame_ms), decimate=decimate)
+    return _FRONTENDS[key]
+
+
+def _pw(a: torch.Tensor) -> torch.Tensor:
+    return a.real ** 2 + a.imag ** 2
+
+
+@torch.no_grad()
+def binaural_features(x, frontend: AuditoryFrontEnd | None = None, sample_rate: int | None = None,
+                      fine_structure_hz: float = 1300.0):
+    """``x (..., 2, T)`` at the front-end's rate -> ``(features (..., 6, F, nf), levels_db
+    (..., 2, F, nf))`` as float32 tensors; see the module docstring. Give ``frontend`` or
+    ``sample_rate``."""
+    if frontend is None:
+        if sample_rate is None:
+            raise ValueError("binaural_features needs a frontend or a sample_rate")
+        frontend = feature_frontend(sample_rate)
+    x = torch.as_tensor(x)
+    if x.ndim < 2 or x.shape[-2] != 2:
+        raise ValueError(f"binaural_features needs (..., 2, T), got {tuple(x.shape)}")
+    t = x.shape[-1]
+    fe = frontend
+    spec = torch.fft.rfft(x.to(fe.spectrum_dtype), n=fe.spectrum_length(t), dim=-1)
+    fc = fe.center_frequencies_hz
+    lev, cross = [], []
+    for bands, decim, band, env in fe.bands(spec, t):
+        fl = fe.frame_len // decim
+        bf = frame(band, fl)  # (..., 2, G, nf, fl)
+        p = _pw(bf).mean(-1)  # (..., 2, G, nf)
+        fine = (fc[bands] < fine_structure_hz).to(p.device)
+        if bool(fine.all()):  # fine structure only (low bands)
+            c = (bf[..., 0, :, :, :] * torch.conj(bf[..., 1, :, :, :])).mean(-1)
+            norm = p[..., 0, :, :] * p[..., 1, :, :]
+        else:
+            ef = frame(env, fl)
+            ef = ef - ef.mean(-1, keepdim=True)  # envelope fluctuations: their phase carries the ITD
+            c = (ef[..., 0, :, :, :] * torch.conj(ef[..., 1, :, :, :])).mean(-1)
+            pe = _pw(ef).mean(-1)
+            norm = pe[..., 0, :, :] * pe[..., 1, :, :]
+            if bool(fine.any()):  # a group across the roll-off: fine structure where it holds
+                f4 = fine.view(-1, 1)
+                c = torch.where(f4, (bf[..., 0, :, :, :] * torch.conj(bf[..., 1, :, :, :])).mean(-1), c)
+                norm = torch.where(f4, p[..., 0, :, :] * p[..., 1, :, :], norm)
+        lev.append(p)
+        cross.append(torch.stack([c.real, c.imag, torch.sqrt(norm)], dim=-3))
+    p = torch.cat(lev, dim=-2).to(torch.float64)  # (..., 2, F, nf)
+    cr = torch.cat(cross, dim=-2).to(torch.float64)  # (..., 3, F, nf)
+    floor = fe.power_floor.to(p.dtype).view(-1, 1)
+    level = 10 * torch.log10(torch.maximum(p, floor))
+    ild = level[..., 0, :, :] - level[..., 1, :, :]
+    mag = torch.sqrt(cr[..., 0, :, :] ** 2 + cr[..., 1, :, :] ** 2)
+    ok = mag > 0
+    safe = torch.where(ok, mag, torch.ones_like(mag))
+    cos = torch.where(ok, cr[..., 0, :, :] / safe, torch.ones_like(mag))
+    sin = torch.where(ok, cr[..., 1, :, :] / safe, torch.zeros_like(mag))
+    ic = torch.where(cr[..., 2, :, :] > 0, mag / torch.where(cr[..., 2, :, :] > 0, cr[..., 2, :, :], 1.0), 0.0)
+    ic = ic.clamp(0.0, 1.0)
+    shape = level - level.mean(dim=-2, keepdim=True)
+    feats = torch.stack([ild, cos, sin, ic, shape[..., 0, :, :], shape[..., 1, :, :]], dim=-3)
+    return feats.to(torch.float32), level.to(torch.float32)

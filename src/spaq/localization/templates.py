@@ -1,0 +1,351 @@
+"""Training-free binaural localisation by template matching (the same-head upper bound).
+
+In the spirit of May et al. (2011, GMMs of ILD/ITD per band) and Baumgartner et al. (2014,
+spectral-shape templates): the cues of the signal (:func:`spaq.auditory.binaural_features`:
+ILD, IPD, coherence and each ear's spectral shape per ERB band and 40 ms frame) are compared
+with the same cues of every direction of an HRTF set, computed once per set from frozen white
+noise rendered through its measured HRIRs (cached on disk with :func:`spaq.cache.cached_array`,
+keyed by the set's sha256).
+
+Per frame ``f`` and direction ``d`` the distance is a weighted sum of squares over bands ``b``
+(a Gaussian log-likelihood with fixed variances)::
+
+    D[f, d] = sum_b w[f, b] * ( (ILD - ILD_d)^2 / s_ild^2 + |u - u_d|^2 / s_ipd^2
+                                + sum_ears (S - S_d)^2 / s_shape^2 )
+
+with ``u`` the IPD unit vector and ``S`` the spectral shape with a smooth (quadratic over the
+ERB-band index) trend removed per ear and frame: the unknown source spectrum is assumed smooth,
+so only the head's spectral detail is compared. ``w[f, b]``: the interaural coherence to the
+power ``coherence_power`` (frames and bands dominated by one direct sound count more) times an
+activity mask (band level within ``active_range_db`` of that band's loudest frame and above the
+hearing threshold).
+
+One source: the direction that minimises the distance summed over all frames. Several
+sources (:data:`MULTI_SOURCE` settings): every unit (frame x group of 2 bands) votes for its best
+direction; the vote histogram, smoothed over ``vote_cap_deg``, gives peaks at least
+``min_separation_deg`` apart, each refined by the units that voted near it; then the directions
+are fitted jointly (each unit explained by the source that fits it best, coordinate descent on
+the summed distance), so a source that dominates few units is not outvoted by a continuous one.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..errors import SpaqInputError
+
+__all__ = ["TemplateSet", "template_set", "localize_templates", "TEMPLATE_VERSION"]
+
+TEMPLATE_VERSION = 1
+ANALYSIS_RATE = 48000
+DEFAULTS = dict(sigma_ild_db=1.5, sigma_ipd=0.35, sigma_shape_db=8.0, coherence_power=8.0, active_range_db=30.0,
+                shape_degree=2, global_range_db=30.0, onset_power=4.0, onset_db=3.0, frame_ms=20.0)
+#: overrides for several sources: no onset weighting, no spectral shape (a mixture's shape fits no
+#: single direction), looser ILD, units of 2 bands x 1 frame (tuned on development scenes, not the benchmark's)
+MULTI_SOURCE = dict(onset_power=0.0, sigma_shape_db=1e3, sigma_ild_db=3.0, group_bands=2)
+_SETS: dict = {}
+
+
+class _one_thread:
+    """torch on one intra-op thread meanwhile (on a loaded 2-core machine two threads made the
+    front-end 10-30x slower: its ops are small)."""
+
+    def __enter__(self):
+        self.old = torch.get_num_threads()
+        torch.set_num_threads(1)
+
+    def __exit__(self, *exc):
+        torch.set_num_threads(self.old)
+
+
+class TemplateSet:
+    """Cue templates of one HRTF set: ``ild (D, F)``, ``ipd (D, 2, F)`` (cos, sin),
+    ``shape (D, 2, F)`` (each ear's band levels re their mean, dB), directions ``(D, 3)``."""
+
+    def __init__(self, hrtf, table: np.ndarray):
+        self.hrtf = hrtf
+        self.name = hrtf.name
+        self.sha256 = hrtf.sha256
+        self.sample_rate = hrtf.sample_rate
+        self.azimuth_deg = hrtf.azimuth_deg
+        self.elevation_deg = hrtf.elevation_deg
+        self.directions = hrtf.directions
+        self.ild = table[:, 0]
+        self.ipd = table[:, 1:3]
+        self.shape = table[:, 4:6]
+        self._flat = {}
+
+    def flat(self, degree: int) -> np.ndarray:
+        """Templates as vectors, transposed ``(5 F, D)``, and their squares, in the order of
+        :func:`_observation`."""
+        if degree not in self._flat:
+            t = np.concatenate([self.ild, self.ipd[:, 0], self.ipd[:, 1], _detrend(self.shape[:, 0], degree),
+                                _detrend(self.shape[:, 1], degree)], axis=-1).astype(np.float64)
+            self._flat[degree] = (np.ascontiguousarray(t.T), np.ascontiguousarray((t * t).T))
+        return self._flat[degree]
+
+
+def _detrend(a: np.ndarray, degree: int) -> np.ndarray:
+    """Remove the least-squares polynomial of ``degree`` over the last axis (band index)."""
+    n = a.shape[-1]
+    v = np.vander(np.linspace(-1, 1, n), degree + 1)
+    q, _ = np.linalg.qr(v)
+    return a - (a @ q) @ q.T
+
+
+def _make_table(hrtf, n_seconds: float = 0.5, batch: int = 48) -> np.ndarray:
+    from scipy.signal import oaconvolve
+
+    from ..auditory.binaural_features import binaural_features, feature_frontend
+
+    fe = feature_frontend(hrtf.sample_rate)  # 40 ms frames: templates are means over frames of stationary
+    n = int(n_seconds * hrtf.sample_rate)  # noise, the same for the 20 ms analysis frames up to estimation noise
+    noise = np.random.default_rng(20251202).standard_normal(n + hrtf.taps)
+    out = []
+    for a in range(0, hrtf.n_directions, batch):
+        h = hrtf.hrir[a:a + batch]  # (B, 2, taps)
+        y = oaconvolve(noise[None, None, :], h, axes=-1)[..., hrtf.taps: hrtf.taps + n]
+        with _one_thread():
+            f, _ = binaural_features(torch.from_numpy(y), fe)  # (B, 6, F, nf)
+        f = f.to(torch.float64).mean(-1).numpy()
+        u = f[:, 1:3]
+        f[:, 1:3] = u / np.maximum(np.linalg.norm(u, axis=1, keepdims=True), 1e-9)
+        out.append(f)
+    return np.concatenate(out).astype(np.float32)  # (D, 6, F)
+
+
+def template_set(hrtf="default") -> TemplateSet:
+    """Templates of an HRTF set (name, SOFA path or :class:`~spaq.spatial.hrtf.HRTFSet`), at
+    the analysis rate (48 kHz; sets at other rates are resampled); computed once and cached on
+    disk. A SOFA file that is not SimpleFreeFieldHRIR raises a one-line :class:`~spaq.errors.SpaqError`."""
+    from ..cache import cached_array
+    from ..spatial.hrtf import HRTFSet, load_hrtf
+
+    h = hrtf if isinstance(hrtf, HRTFSet) else load_hrtf(str(hrtf), ANALYSIS_RATE)
+    if h.sample_rate != ANALYSIS_RATE:
+        h = h.resampled(ANALYSIS_RATE)
+    key = (h.sha256, h.sample_rate, h.n_directions)
+    if key not in _SETS:
+        name = f"loc_templates/v{TEMPLATE_VERSION}_{h.sha256[:20]}_{h.sample_rate}_{h.n_directions}"
+        table = cached_array(name, lambda: _make_table(h),
+                             check=lambda a: a.ndim == 3 and a.shape[0] == h.n_directions and a.shape[1] == 6)
+        if len(_SETS) > 6:
+            _SETS.clear()
+        _SETS[key] = TemplateSet(h, table)
+    return _SETS[key]
+
+
+def _observation(x: np.ndarray, opts: dict):
+    """Feature vectors ``(nf, 5 F)``, their weights ``(nf, 5 F)`` (already divided by the
+    variances) and per-frame band weights ``(nf, F)``."""
+    from ..auditory.binaural_features import binaural_features, feature_frontend
+
+    fe = feature_frontend(ANALYSIS_RATE, frame_ms=opts["frame_ms"])
+    with _one_thread():
+        f, lev = binaural_features(torch.from_numpy(np.ascontiguousarray(x)), fe)
+    f = f.to(torch.float64).numpy()  # (6, F, nf)
+    lev = lev.to(torch.float64).numpy()  # (2, F, nf)
+    floor = 10 * np.log10(fe.power_floor.cpu().numpy())[:, None]
+    mean_lev = lev.max(axis=0)  # louder ear
+    active = (mean_lev > floor + 1e-6) & (mean_lev >= mean_lev.max(axis=1, keepdims=True) - opts["active_range_db"])
+    if opts["global_range_db"] > 0:  # T-F units far below the loudest band of their frame carry little
+        active &= mean_lev >= mean_lev.max(axis=0, keepdims=True) - opts["global_range_db"]
+    w = active * np.clip(f[3], 0.0, 1.0) ** opts["coherence_power"]  # (F, nf)
+    if opts["onset_power"] > 0:  # precedence: units whose level rises (direct sound) count more
+        prev = np.concatenate([mean_lev[:, :1], mean_lev[:, :-1]], axis=1)
+        rise = np.maximum(mean_lev - prev, 0.0)
+        w = w * (1.0 + rise / opts["onset_db"]) ** opts["onset_power"]
+    deg = int(opts["shape_degree"])
+    z = np.concatenate([f[0], f[1], f[2], _detrend(f[4].T, deg).T, _detrend(f[5].T, deg).T], axis=0).T  # (nf, 5F)
+    s = np.array([1 / opts["sigma_ild_db"] ** 2, 1 / opts["sigma_ipd"] ** 2, 1 / opts["sigma_ipd"] ** 2,
+                  1 / opts["sigma_shape_db"] ** 2, 1 / opts["sigma_shape_db"] ** 2])
+    omega = (s[:, None, None] * w[None]).reshape(5 * w.shape[0], -1).T  # (nf, 5F)
+    return z, omega, w.T
+
+
+def frame_distances(x: np.ndarray, ts: TemplateSet, observation=None, **opts):
+    """``x (2, T)`` at 48 kHz -> distances ``(nf, D)`` (see the module docstring) and the
+    frames' total band weights ``(nf,)``. ``observation``: the output of :func:`_observation`
+    when already computed (several template sets, one signal)."""
+    o = {**DEFAULTS, **opts}
+    z, omega, wb = _observation(x, o) if observation is None else observation
+    Tt, T2t = ts.flat(int(o["shape_degree"]))  # (K, D) each
+    D = (omega * z * z).sum(1)[:, None] - 2.0 * _mm(omega * z, Tt) + _mm(omega, T2t)
+    return np.maximum(D, 0.0), wb.sum(1)
+
+
+def _mm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` by torch on one thread (numpy's OpenBLAS on two threads of a loaded 2-core
+    machine was 5x slower for these small products)."""
+    with _one_thread():
+        return (torch.from_numpy(np.ascontiguousarray(a)) @ torch.from_numpy(b)).numpy()
+
+
+def group_distances(ts: TemplateSet, observation, group_bands: int, **opts):
+    """Distances per frame, group of ``group_bands`` consecutive bands and direction
+    ``(nf, G, D)`` and the groups' weights ``(nf, G)`` (several sources: in a group of bands
+    and a frame one source tends to dominate)."""
+    o = {**DEFAULTS, **opts}
+    z, omega, wb = observation
+    Tt, T2t = ts.flat(int(o["shape_degree"]))
+    F = wb.shape[1]
+    out, gw = [], []
+    for a in range(0, F, group_bands):
+        cols = np.concatenate([np.arange(a, min(F, a + group_bands)) + j * F for j in range(5)])
+        zg, og = z[:, cols], omega[:, cols]
+        out.append((og * zg * zg).sum(1)[:, None] - 2.0 * _mm(og * zg, Tt[cols]) + _mm(og, T2t[cols]))
+        gw.append(wb[:, a:a + group_bands].sum(1))
+    return np.maximum(np.stack(out, axis=1), 0.0), np.stack(gw, axis=1)
+
+
+def _pool(observation, per: int):
+    """Observation of frames -> of blocks of ``per`` frames: ``z = sum(w z) / sum(w)``,
+    ``w = sum(w)``. The block's distance to every direction is then the sum of its frames'
+    distances minus a constant of the block (the same for all directions and template sets)."""
+    z, omega, wb = observation
+    nf = z.shape[0]
+    idx = np.arange(0, nf, per)
+    W = np.add.reduceat(omega, idx, axis=0)
+    A = np.add.reduceat(omega * z, idx, axis=0)
+    zb = np.where(W > 0, A / np.where(W > 0, W, 1.0), 0.0)
+    return zb, W, np.add.reduceat(wb, idx, axis=0)
+
+
+def _fit_directions(Dg: np.ndarray, ks: list, dirs: np.ndarray, sep_deg: float, iterations: int) -> list:
+    """Joint fit of several directions: each unit (frame, band group) is explained by the
+    direction that fits it best, and each direction in turn moves to where the sum over units of
+    ``min(D(unit, own), D(unit, others))`` is smallest (coordinate descent from the vote peaks;
+    directions stay ``sep_deg`` apart). A source that dominates few units is not outvoted by
+    the units of a louder or continuous one."""
+    ks = list(ks)
+    cos_sep = np.cos(np.radians(sep_deg))
+    for _ in range(iterations):
+        moved = False
+        for i in range(len(ks)):
+            others = np.min(Dg[:, [k for j, k in enumerate(ks) if j != i]], axis=1)
+            total = np.minimum(Dg, others[:, None]).sum(0)
+            near = np.max(dirs @ dirs[[k for j, k in enumerate(ks) if j != i]].T, axis=1) >= cos_sep
+            total[near] = np.inf
+            k = int(np.argmin(total))
+            moved |= k != ks[i]
+            ks[i] = k
+        if not moved:
+            break
+    return ks
+
+
+def default_heads() -> tuple:
+    """The template sets :func:`localize_templates` compares by default: the KU100 and, where
+    installed, SONICOM subject 1 (``sonicom-2`` stays the held-out head)."""
+    from ..spatial.hrtf import named_hrtf_paths
+
+    return ("default",) + (("sonicom-1",) if "sonicom-1" in named_hrtf_paths() else ())
+
+
+def _peaks(votes: np.ndarray, ts: TemplateSet, n: int, cap_deg: float, sep_deg: float):
+    dirs = ts.directions
+    cos_cap, cos_sep = np.cos(np.radians(cap_deg)), np.cos(np.radians(sep_deg))
+    key = ("near", cap_deg)
+    if key not in ts._flat:  # sparse neighbourhoods, once per set and cap
+        from scipy.sparse import csr_matrix
+
+        ts._flat[key] = csr_matrix((dirs @ dirs.T) >= cos_cap, dtype=np.float64)
+    smooth = ts._flat[key] @ votes
+    out = []
+    for _ in range(n):
+        if smooth.max() <= 0:
+            break
+        k = int(np.argmax(smooth))
+        out.append(k)
+        smooth = np.where(dirs @ dirs[k] >= cos_sep, 0.0, smooth)
+    return out
+
+
+def localize_templates(x: np.ndarray, sample_rate: int, hrtf=None, n_sources: int = 1,
+                       frame_s: float = 0.2, vote_cap_deg: float = 8.0, min_separation_deg: float = 25.0,
+                       refine_cap_deg: float = 15.0, fit_iterations: int = 3, head_margin: float = 1.0,
+                       **opts) -> dict:
+    """Localise the source(s) of binaural ``x (2, T)`` at ``sample_rate`` (resampled to 48 kHz)
+    against the templates of ``hrtf`` (a name, SOFA path or HRTFSet, or a list of them: the set
+    whose best direction fits the signal best is used -- head selection; None:
+    :func:`default_heads`; ``head_margin`` < 1 favours the first set: another set must fit better
+    by that factor -- 0.8-0.9 did not help on development scenes). Returns a dict: ``directions (S, 3)``, ``confidence (S,)``
+    (weighted share of frames voting within ``refine_cap_deg`` of the source), trajectory
+    ``frame_times_s (M,)``, ``frame_dirs (M, 3)`` (best direction per ``frame_s`` block),
+    ``frame_source (M,)`` (nearest source, -1 for blocks with no weight), settings."""
+    from ..io import resample
+
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] != 2:
+        raise SpaqInputError(f"template localisation needs binaural (2, T) input, got {tuple(x.shape)}")
+    if int(sample_rate) != ANALYSIS_RATE:
+        x = resample(x, int(sample_rate), ANALYSIS_RATE)
+    rms = float(np.sqrt(np.mean(x ** 2)))
+    if rms > 0:  # direction does not depend on level: analyse at -30 dBFS (the front-end floors bands at
+        x = x * (10 ** (-30 / 20) / rms)  # the hearing threshold, which would swallow a quiet recording's cues)
+    heads = default_heads() if hrtf is None else (list(hrtf) if isinstance(hrtf, (list, tuple)) else [hrtf])
+    S = int(n_sources)
+    opts = {**DEFAULTS, **(MULTI_SOURCE if S > 1 else {}), **opts}
+    fe_frame = float(opts["frame_ms"]) / 1000.0
+    if x.shape[-1] < int(fe_frame * ANALYSIS_RATE):
+        raise SpaqInputError(f"signal too short for template localisation ({x.shape[-1] / ANALYSIS_RATE:.3f} s "
+                             f"< one {fe_frame * 1000:.0f} ms frame)")
+    group_bands = opts.pop("group_bands", 29)
+    obs = _observation(x, opts)
+    nf = obs[0].shape[0]
+    per = max(1, int(round(frame_s / fe_frame)))  # analysis frames per trajectory block
+    if S == 1:  # one source needs only block sums: pool first (the matrix products shrink per-fold)
+        obs, unit = _pool(obs, per), per
+    else:
+        unit = 1
+    fits = []
+    for h in heads:
+        ts_h = template_set(h)
+        D_h, fw = frame_distances(x, ts_h, observation=obs, **opts)  # (nf, Nd), (nf,)
+        f = float(D_h.sum(0).min())
+        fits.append((f if not fits else f / head_margin, ts_h, D_h))
+    fit, ts, D = min(fits, key=lambda t: t[0])
+    if not np.any(fw > 0):
+        raise SpaqInputError("no band carries usable binaural cues (below the hearing threshold, or one ear silent "
+                             "or the ears uncorrelated): no direction can be estimated")
+    dirs = ts.directions
+    best = np.argmin(D, axis=1)  # per-frame vote
+    cos_ref = np.cos(np.radians(refine_cap_deg))
+    if S == 1:
+        ks = [int(np.argmin(D.sum(0)))]
+    else:  # votes of every (frame, group of bands), peaks, each refined by the units that voted near it
+        Dg, gw = group_distances(ts, obs, int(group_bands), **opts)
+        Dg, gw = Dg.reshape(-1, Dg.shape[-1]), gw.reshape(-1)
+        gbest = np.argmin(Dg, axis=1)
+        seeds = _peaks(np.bincount(gbest, weights=gw, minlength=len(dirs)), ts, S, vote_cap_deg,
+                       min_separation_deg)
+        ks = []
+        if seeds:
+            owner = np.argmax(dirs[gbest] @ dirs[seeds].T, axis=1)
+            for i, k0 in enumerate(seeds):
+                sel = (owner == i) & (dirs[gbest] @ dirs[k0] >= cos_ref) & (gw > 0)
+                if not np.any(sel):
+                    ks.append(k0)
+                    continue
+                cand = np.flatnonzero(dirs @ dirs[k0] >= cos_ref)
+                ks.append(int(cand[np.argmin(Dg[sel][:, cand].sum(0))]))
+        if fit_iterations > 0 and len(ks) > 1:
+            ks = _fit_directions(Dg, ks, dirs, min_separation_deg, fit_iterations)
+    found = dirs[ks] if ks else np.zeros((0, 3))
+    conf = np.array([float(fw[(dirs[best] @ d) >= cos_ref].sum() / fw.sum()) for d in found])
+    order = np.argsort(-conf, kind="stable")  # strongest first
+    found, conf = found[order], conf[order]
+    # trajectory: distances summed over blocks of frame_s
+    k = per // unit
+    nb = -(-len(D) // k)
+    bD = np.stack([D[i * k:(i + 1) * k].sum(0) for i in range(nb)])
+    bw = np.array([fw[i * k:(i + 1) * k].sum() for i in range(nb)])
+    bdir = dirs[np.argmin(bD, axis=1)]
+    src = np.argmax(bdir @ found.T, axis=1) if len(found) else np.zeros(nb, dtype=int)
+    src = np.where(bw > 0, src, -1)
+    times = (np.arange(nb) * per + np.minimum(per, nf - np.arange(nb) * per) / 2.0) * fe_frame
+    return {"directions": found, "confidence": conf, "frame_times_s": times, "frame_dirs": bdir,
+            "frame_source": src, "template_set": ts, "n_frames": nf,
+            "head_fit": {f[1].name: round(f[0] / max(float(fw.sum()), 1e-12), 4) for f in fits},
+            "settings": {**opts, "frame_s": per * fe_frame, "analysis_frame_s": fe_frame,
+                         **({"group_bands": group_bands} if S > 1 else {})}}

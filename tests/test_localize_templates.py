@@ -1,0 +1,128 @@
+"""Training-free template localisation (spaq.localization.templates) and localize(method=...)."""
+import numpy as np
+import pytest
+from scipy.signal import oaconvolve
+
+from spaq.errors import SpaqError, SpaqInputError
+from spaq.localization import localize
+from spaq.localization.templates import localize_templates, template_set
+from spaq.spatial.angles import cart2sph, great_circle_deg
+from spaq.spatial.hrtf import HRTFSet, load_hrtf
+
+FS = 48000
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def small_set(tmp_path_factory):
+    """Every 8th KU100 direction (338 directions): templates in seconds, in a private cache."""
+    mp = pytest.MonkeyPatch()
+    cache = tmp_path_factory.mktemp("cache")
+    mp.setenv("SPAQ_CACHE_DIR", str(cache))
+    h = load_hrtf("ku100", FS)
+    idx = np.arange(0, h.n_directions, 8)
+    s = HRTFSet(h.hrir[idx], h.azimuth_deg[idx], h.elevation_deg[idx], FS, name="ku100-every8")
+    ts = template_set(s)
+    yield s, ts, cache
+    mp.undo()
+
+
+def _render(h, k, seed, n=FS, gate=None):
+    rng = np.random.default_rng(seed)
+    src = rng.standard_normal(n + h.taps)
+    if gate is not None:
+        src = src * gate
+    return 0.05 * oaconvolve(src[None], h.hrir[k], axes=-1)[:, h.taps:h.taps + n]
+
+
+def test_templates_cached_and_same_head_exact(small_set):
+    h, ts, cache = small_set
+    assert list(cache.glob("loc_templates/*.npy")) and ts.ild.shape == (h.n_directions, 29)
+    for az, el in [(90, 0), (-30, 0), (150, 0), (-120, 30), (0, 60), (180, -30)]:
+        k = int(h.nearest_index(az, el))
+        r = localize_templates(_render(h, k, k), FS, hrtf=h)
+        a, e, _ = cart2sph(r["directions"][0])
+        assert great_circle_deg(h.azimuth_deg[k], h.elevation_deg[k], a, e) < 1.0, (az, el, a, e)
+        assert r["confidence"][0] > 0.5
+
+
+def test_two_sources_and_trajectory(small_set):
+    h, ts, _ = small_set
+    k1, k2 = int(h.nearest_index(60, 0)), int(h.nearest_index(-60, 0))
+    t = np.arange(2 * FS + h.taps) / FS
+    g1 = (np.sin(2 * np.pi * 2 * t) > 0).astype(float)  # sources alternate every 0.25 s
+    x = _render(h, k1, 1, 2 * FS, g1) + _render(h, k2, 2, 2 * FS, 1 - g1)
+    r = localize_templates(x, FS, hrtf=h, n_sources=2)
+    a, e, _ = cart2sph(r["directions"])
+    err = np.sort(great_circle_deg(h.azimuth_deg[[k1, k2]][:, None], h.elevation_deg[[k1, k2]][:, None],
+                                   a[None], e[None]).min(axis=1))
+    assert np.all(err < 10.0), err
+    assert r["frame_dirs"].shape == (len(r["frame_times_s"]), 3) and set(r["frame_source"]) <= {-1, 0, 1}
+
+
+def test_localize_method_templates_result_and_resampling(small_set):
+    from spaq.io import resample
+
+    h, _, _ = small_set
+    k = int(h.nearest_index(-90, 0))
+    x = _render(h, k, 5)
+    r = localize(x, FS, method="templates", hrtf=h)
+    assert r.method == "templates" and r.provenance["hrtf"] == "ku100-every8" and r.class_probabilities is None
+    assert great_circle_deg(r.azimuth_deg[0], r.elevation_deg[0], h.azimuth_deg[k], h.elevation_deg[k]) < 1.0
+    r16 = localize(resample(x, FS, 16000), 16000, method="templates", hrtf=h)  # bands above 8 kHz missing
+    assert r16.provenance["input_sample_rate"] == 16000 and abs(r16.azimuth_deg[0] + 90) < 20
+    d = r.to_dict(frames=True)
+    assert d["method"] == "templates" and len(d["frames"]["time_s"]) == 5
+
+
+def test_bad_input_one_line_errors(small_set, tmp_path):
+    h, _, _ = small_set
+    rng = np.random.default_rng(0)
+    for call in (lambda: localize(rng.standard_normal((1, FS)), FS, method="templates", hrtf=h),
+                 lambda: localize(rng.standard_normal((3, FS)), FS, format="binaural", method="templates", hrtf=h),
+                 lambda: localize(np.zeros((2, FS)), FS, method="templates", hrtf=h),
+                 lambda: localize(rng.standard_normal((2, FS)), FS, method="nope")):
+        with pytest.raises(SpaqInputError) as e:
+            call()
+        assert "\n" not in str(e.value)
+    with pytest.raises(SpaqInputError):
+        localize_templates(rng.standard_normal((2, 100)), FS, hrtf=h)  # shorter than one frame
+    import sofar
+
+    bad = tmp_path / "fir.sofa"
+    s = sofar.Sofa("GeneralFIR")
+    s.Data_IR = np.zeros((1, 2, 8))
+    s.Data_Delay = np.zeros((1, 2))
+    s.Data_SamplingRate = 48000
+    sofar.write_sofa(str(bad), s)
+    with pytest.raises(SpaqError) as e:
+        localize(rng.standard_normal((2, FS)), FS, method="templates", hrtf=str(bad))
+    assert "SimpleFreeFieldHRIR" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_metric_uses_templates_for_binaural_and_says_so():
+    import spaq
+
+    h = load_hrtf("ku100", FS)
+    k1, k2 = int(h.nearest_index(40.0, 0.0)), int(h.nearest_index(-40.0, 0.0))
+    ref, deg = _render(h, k1, 7), _render(h, k2, 7)
+    r = spaq.score(ref, deg, sample_rate=FS, metrics=["localization"]).results["localization"]
+    assert r.provenance["method"] == "templates" and "lower held-out error" in r.provenance["method_choice"]
+    expected = great_circle_deg(h.azimuth_deg[k1], h.elevation_deg[k1], h.azimuth_deg[k2], h.elevation_deg[k2])
+    assert r.score == pytest.approx(expected, abs=1.0)
+    rb = localize(ref, FS, method="bast")  # the trained model stays available
+    assert rb.method == "bast"
+
+
+def test_level_invariance_and_strongest_first(small_set):
+    h, _, _ = small_set
+    k = int(h.nearest_index(-60.0, 10.0))
+    x = _render(h, k, 9)
+    for gain in (1e-3, 1.0, 10.0):  # -86 dBFS is above spaq's silence limit: still localised
+        r = localize_templates(x * gain, FS, hrtf=h)
+        a, e, _ = cart2sph(r["directions"][0])
+        assert great_circle_deg(h.azimuth_deg[k], h.elevation_deg[k], a, e) < 1.0, gain
+    r3 = localize_templates(x, FS, hrtf=h, n_sources=3)  # one source asked for three: it comes first
+    a, e, _ = cart2sph(r3["directions"][0])
+    assert great_circle_deg(h.azimuth_deg[k], h.elevation_deg[k], a, e) < 1.0
+    assert np.all(np.diff(r3["confidence"]) <= 0)
