@@ -4,7 +4,7 @@ agreement on band-limited and codec material.
     python benchmarks/bench_qastanet_modes.py [--seconds 10] [--repeats 5] [--threads 1]
                                               [--checkpoint PATH] [--no-material]
 
-Prints the median time of ``score_tensors`` on the pair of ``bench_score.make_pair`` in each
+Prints the median time of ``forward`` on the pair of ``bench_score.make_pair`` in each
 mode (after one warm-up call that builds the per-length tables), their ratio, and the worst
 ``|fast - exact|`` over the material of tests/metrics/test_qastanet_fast.py (exact mode is
 the one checked against the official scores). Absolute times depend on the machine's load:
@@ -45,11 +45,11 @@ def main(argv=None) -> None:
     scores = {}
     with torch.no_grad():
         for k, m in modes.items():
-            scores[k] = float(m.score_tensors(ref, deg)[0])  # warm-up: per-length tables
+            scores[k] = float(m.forward(ref, deg)["score"][0])  # warm-up: per-length tables
         for _ in range(a.repeats):  # interleaved, so load changes hit both modes alike
             for k, m in modes.items():
                 t0 = time.perf_counter()
-                m.score_tensors(ref, deg)
+                m.forward(ref, deg)
                 times[k].append(time.perf_counter() - t0)
     med = {k: statistics.median(v) for k, v in times.items()}
     print(f"{a.seconds:g} s 3OA pair, {a.threads} thread(s), median of {a.repeats}:")

@@ -11,8 +11,8 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "spaq"
 
 #: lowest first; a package may import from any lower layer, never from its own or a higher one
 LAYERS = [
-    {"errors", "dsp", "files", "losses"},
-    {"config"},
+    {"errors", "dsp", "files", "losses", "threads"},
+    {"config", "extras"},
     {"cache"},
     {"spatial"},
     {"auditory", "formats"},
@@ -22,7 +22,8 @@ LAYERS = [
     {"metrics"},
     {"api", "evaluate", "report", "jobs", "demo"},
     {"data"},
-    {"batch", "train", "study"},
+    {"batch", "train"},
+    {"study"},
     {"cli"},
 ]
 LAYER_OF = {p: i for i, ps in enumerate(LAYERS) for p in ps}

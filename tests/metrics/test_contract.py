@@ -79,25 +79,29 @@ def test_result_built_from_class_attributes(metric):
     assert res.provenance["sample_rate"] == metric.sample_rate
 
 
-def test_functional_equals_class_and_batched_equals_loop(metric):
-    """``forward`` on tensors (the functional core) gives the class's pair score (1e-9 relative:
-    the same arithmetic; the pair path reads through the one-chunk streaming wrapper); the
-    batched call gives each item's own score within 1e-6 relative: float32 layers (QASTAnet's
-    network, eps 6e-8) reduce in another order for another batch size, over ~10 layers and a
-    few thousand summed bins."""
+@pytest.mark.parametrize("name", NAMES)
+def test_functional_equals_class_and_batched_equals_loop(name):
+    """``forward`` on tensors (the functional core) gives the class's pair score, and the
+    batched call each item's own score, within 1e-5 relative. Exact mode where the metric has
+    one (fast mode decides per batch which bands need full rate, so a batched item may take
+    the full-rate path: fast vs exact differ by up to 1.5e-3, tested elsewhere); what remains
+    is float32 (QASTAnet's network and float32 audio, eps 6e-8) reduced in another order for
+    another batch size or thread count: ~25 frames x 29 bands summed, ~4e-6 worst case."""
     from spaq.io import load_pair
 
-    r, d = make_input(type(metric), batch=2)
+    cls = metric_class(name)
+    metric = cls(**_kwargs(cls, exact=True))
+    r, d = make_input(cls, batch=2)
     pair = load_pair(r, d, sample_rate=metric.sample_rate)
     whole = metric.score(pair).score
     with torch.no_grad():
         fwd = metric.forward(torch.from_numpy(r), torch.from_numpy(d))["score"].numpy()
     assert fwd.shape == (2,)
-    assert close(whole, fwd, 1e-9), (whole, fwd)
+    assert close(whole, fwd, 1e-5), (whole, fwd)
     for i in range(2):
         one = metric.score(load_pair(r[i], d[i], sample_rate=metric.sample_rate)).score
         assert isinstance(one, float)
-        assert close(one, whole[i], 1e-6), (i, one, whole[i])
+        assert close(one, whole[i], 1e-5), (i, one, whole[i])
     assert whole[0] != whole[1]  # the items differ: a constant would not pass
 
 

@@ -85,7 +85,7 @@ def fast_exact_deltas(fast, exact, pairs):
     for name, r, d in pairs:
         ref, deg = torch.from_numpy(r)[None], torch.from_numpy(d)[None]
         with torch.no_grad():
-            res[name] = (float(fast.score_tensors(ref, deg)[0]), float(exact.score_tensors(ref, deg)[0]))
+            res[name] = (float(fast.forward(ref, deg)["score"][0]), float(exact.forward(ref, deg)["score"][0]))
     return res
 
 
