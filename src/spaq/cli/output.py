@@ -66,9 +66,17 @@ def print_report(report) -> None:
     con.print(f"format: {fmt}; {report.duration_s:.2f} s; sample rate {rate}")
     al = getattr(report, "alignment", None)
     if isinstance(al, dict) and "delay_ms" in al:
-        state = "applied" if al.get("applied") else "not applied (estimate not reliable)"
-        con.print(f"alignment: degraded delayed by {al['delay_ms']:.2f} ms (confidence {al['confidence']:.2f}, "
-                  f"{al['method']}), {state}", highlight=False)
+        if al.get("applied"):
+            state = "applied"
+        elif al.get("reliable"):
+            state = "not applied (below 0.5 ms: a filter's group delay)"
+        else:
+            state = "not applied (estimate not reliable)"
+        if al.get("reliable") and al["delay_samples"] == 0:
+            con.print(f"alignment: no delay found (confidence {al['confidence']:.2f})", highlight=False)
+        else:
+            con.print(f"alignment: degraded delayed by {al['delay_ms']:.2f} ms (confidence {al['confidence']:.2f}, "
+                      f"{al['method']}), {state}", highlight=False)
     if getattr(report, "rendered", None):
         con.print(report.rendered, highlight=False)
     table = Table(show_header=True, header_style="bold")
