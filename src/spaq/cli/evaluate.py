@@ -2,14 +2,13 @@
 User errors are raised as :class:`~spaq.errors.SpaqError` (one line, exit status 2)."""
 from __future__ import annotations
 
-import json
 import math
-import sys
 from typing import List, Optional
 
 import typer
 
 from ..errors import SpaqError
+from .output import print_json
 
 __all__ = ["register"]
 
@@ -133,7 +132,7 @@ def evaluate_cmd(
     out = public_result(res)
     if as_json:
         out["files"] = written
-        sys.stdout.write(json.dumps(out, indent=2, allow_nan=True) + "\n")
+        print_json(out)
     else:
         _print_human(out)
         for p in written:

@@ -22,7 +22,7 @@ from ..auditory.frontend import AuditoryFrontEnd
 from ..auditory.streaming import SegmentReader
 from ..spatial.decoders import DEFAULT_DECODER, hrtf_decoder
 from .base import Metric, MetricResult
-from .functional.cues import MAP_NAMES, cue_maps, cue_maps_streamed, summarise_cue_maps
+from .functional.cues import MAP_NAMES, _nan_reduce, cue_maps, cue_maps_streamed, summarise_cue_maps
 
 __all__ = ["Cues", "cue_maps", "summarise_cue_maps", "MAP_NAMES"]
 
@@ -71,7 +71,9 @@ class Cues(Metric):
         differentiable: a median) and the differentiable means ``level_mean_abs_db``,
         ``coherence_mean_abs`` (and ``directiveness_mean_abs`` for ambisonics)."""
         m = self.maps(ref, deg)
-        out = {"score": _nan_median(m["d_ild_db"].abs())}
+        # a median: computed on numpy by the summary helper (no gradient through it)
+        med = _nan_reduce(m["d_ild_db"].detach().abs().cpu().numpy(), np.median)
+        out = {"score": torch.from_numpy(med).to(m["d_ild_db"].device)}
         out["coherence_mean_abs"] = _nan_mean(m["d_coherence"].abs())
         out["level_mean_abs_db"] = _nan_mean(m["d_level_db"].abs())
         if "d_directiveness" in m:
@@ -113,15 +115,3 @@ def _nan_mean(x: torch.Tensor) -> torch.Tensor:
     n = ok.sum(dim=1)
     s = torch.where(ok, flat, torch.zeros_like(flat)).sum(dim=1)
     return torch.where(n > 0, s / n.clamp(min=1), torch.full_like(s, float("nan")))
-
-
-def _nan_median(x: torch.Tensor) -> torch.Tensor:
-    """Median over every axis but the first, ignoring NaN -> ``(B,)`` (numpy's convention: the
-    mean of the two middle values for an even count)."""
-    flat = x.detach().reshape(x.shape[0], -1).cpu().numpy()
-    out = np.full(flat.shape[0], np.nan)
-    for i, row in enumerate(flat):
-        row = row[np.isfinite(row)]
-        if row.size:
-            out[i] = np.median(row)
-    return torch.from_numpy(out).to(x.device)
