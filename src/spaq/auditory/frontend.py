@@ -43,8 +43,13 @@ class AuditoryFrontEnd(nn.Module):
     def __init__(self, sample_rate: int = 48000, frame_ms: float = 40.0, env_lowpass_hz: float = 150.0,
                  mso_rolloff_hz: float = 1300.0, full_scale_db_spl: float = 100.0, band_group: int = 3,
                  decimate: bool = False, decimation_safety: float = 12.0, window_bw: float = 12.0,
-                 window_tolerance: float = 1e-6, spread_tolerance: float = 1e-3):
+                 window_tolerance: float = 1e-6, spread_tolerance: float = 1e-3,
+                 fast_spectrum_dtype: torch.dtype = torch.float64):
         super().__init__()
+        # ear spectra in fast mode: float64 by default (qastanet's official features need it, see
+        # set_decimation); metrics whose features are band-level differences (cues, quality) may
+        # take float32 (tests/metrics/test_quality.py and test_cues.py bound fast vs exact)
+        self.fast_spectrum_dtype = fast_spectrum_dtype
         self.sample_rate = int(sample_rate)
         self.frame_len = int(frame_ms / 1000 * sample_rate)
         self.mso_rolloff_hz = mso_rolloff_hz
@@ -79,10 +84,11 @@ class AuditoryFrontEnd(nn.Module):
         rate (see :meth:`_leaky_bands`): steep band limits and codecs. Not bit-exact:
         tests/metrics/test_qastanet_fast.py bounds the deviation of qastanet's scores."""
         self.decimate = bool(decimate)
-        # ear spectra in float64 in both modes: an FFT spreads the rounding errors of strong
-        # components over every bin, and the official features of bands far below the rest of
-        # the signal (band-limited or codec material, quiet frames) depend on their exact values
-        self.spectrum_dtype = torch.float64
+        # ear spectra in float64 in exact mode, and by default in fast mode too: an FFT spreads
+        # the rounding errors of strong components over every bin, and the official features of
+        # bands far below the rest of the signal (band-limited or codec material, quiet frames)
+        # depend on their exact values. ``fast_spectrum_dtype`` may lower it in fast mode.
+        self.spectrum_dtype = self.fast_spectrum_dtype if self.decimate else torch.float64
         # directiveness: per-frame STFT (errors stay within the frame): float32 in fast mode
         self.directiveness_dtype = torch.float32 if self.decimate else torch.float64
         if safety is not None:

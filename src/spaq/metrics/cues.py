@@ -51,7 +51,7 @@ class Cues(Metric):
         exact mode on synthetic sweeps); ``False``: full rate in float64."""
         self.device = torch.device(device)
         # one band at a time: full-rate band signals of a 10 s chunk are 60 MB each (same work)
-        self.frontend = AuditoryFrontEnd(decimate=fast, band_group=1).to(self.device)
+        self.frontend = AuditoryFrontEnd(decimate=fast, band_group=1, fast_spectrum_dtype=torch.float32).to(self.device)
         self.fast = bool(fast)
         self.chunk_frames = max(1, int(round(chunk_s * self.sample_rate / self.frontend.frame_len)))
 

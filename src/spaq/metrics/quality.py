@@ -73,7 +73,7 @@ class Quality(Metric):
         self.device = torch.device(device)
         self.fast = bool(fast)
         # one band at a time: full-rate band signals of a 10 s chunk are 60 MB each (same work)
-        self.frontend = AuditoryFrontEnd(band_group=1, decimate=self.fast).to(self.device)
+        self.frontend = AuditoryFrontEnd(band_group=1, decimate=self.fast, fast_spectrum_dtype=torch.float32).to(self.device)
         self.chunk_frames = max(1, int(round(chunk_s * self.sample_rate / self.frontend.frame_len)))
         if params is None:
             params, self.sha256, self.source = load_quality_params(checkpoint)
