@@ -64,7 +64,7 @@ def binaural_features(x, frontend: AuditoryFrontEnd | None = None, sample_rate: 
     spec = torch.fft.rfft(x.to(fe.spectrum_dtype), n=fe.spectrum_length(t), dim=-1)
     fc = fe.center_frequencies_hz
     lev, cross = [], []
-    for bands, decim, band, env in fe.bands(spec, t):
+    for bands, decim, band, env in fe.bands(spec, t, envelope_min_hz=fine_structure_hz):
         fl = fe.frame_len // decim
         bf = frame(band, fl)  # (..., 2, G, nf, fl)
         p = _pw(bf).mean(-1)  # (..., 2, G, nf)
