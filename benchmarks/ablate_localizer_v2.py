@@ -28,14 +28,14 @@ VARIANTS = [
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("recipe")
-    ap.add_argument("--steps", type=int, default=150)
+    ap.add_argument("--steps", type=int, default=250)
     ap.add_argument("--out", default="")
     ap.add_argument("--only", default="", help="comma list of variant indices")
     a = ap.parse_args()
     torch.set_num_threads(1)
     base = LocalizerTrainConfig.from_yaml(a.recipe)
     base.steps, base.val_every = a.steps, a.steps
-    base.source_bank, base.rooms_per_head, base.dirs_per_room, base.n_val = 120, 8, 12, 512
+    # banks and validation scenes as in the recipe: the recipe run itself is the baseline row
     for i, (name, model_over, tc_over) in enumerate(VARIANTS):
         if a.only and str(i) not in a.only.split(","):
             continue
