@@ -242,7 +242,7 @@ def _cue_input(arr: np.ndarray, sr: int):
     if rms > 0:
         x = x * (10 ** (-30 / 20) / rms)
     with _torch_threads(1):
-        f, lev = binaural_features(torch.from_numpy(np.ascontiguousarray(x)), feature_frontend(48000, frame_ms=20.0))
+        f, lev = binaural_features(torch.from_numpy(np.ascontiguousarray(x)), feature_frontend(48000, frame_ms=20.0, exact=False))
     return x, f, lev
 
 
@@ -335,14 +335,13 @@ def _localize_binaural_any(arr, sr, name, n_sources, weights, active_range_db, o
         coh = direct_coherence(cues[1], cues[2])
         if coh >= AUTO_COHERENCE:
             method = "templates"
-            choice = (f"templates: direct-sound coherence {coh:.3f} >= {AUTO_COHERENCE} (templates had the lower "
-                      f"error than the cue BAST on every development and held-out set, rooms included: "
+            choice = (f"templates: direct-sound coherence {coh:.3f} >= {AUTO_COHERENCE} (templates had the lower held-out "
+                      f"error than the cue BAST on every set, development and held-out, rooms included: "
                       f"benchmarks/results/localizer_v2.md)")
         else:
             method = "bast"
             choice = (f"bast (cue features): direct-sound coherence {coh:.3f} < {AUTO_COHERENCE} (reverberant or "
-                      f"noisy; the learned model had the lower held-out error in rooms, "
-                      f"benchmarks/results/localizer_v2.md)")
+                      f"noisy: below the threshold set on development scenes the cue BAST was the better method)")
     if method == "templates":
         res = _localize_templates(arr, sr, n_sources, hrtf, frame_s, cues=cues)
     else:

@@ -141,7 +141,7 @@ def _observation(x: np.ndarray, opts: dict, cues=None):
     already computed with the same front-end settings."""
     from ..auditory.binaural_features import binaural_features, feature_frontend
 
-    fe = feature_frontend(ANALYSIS_RATE, frame_ms=opts["frame_ms"])
+    fe = feature_frontend(ANALYSIS_RATE, frame_ms=opts["frame_ms"], exact=False)
     if cues is not None:
         f, lev = cues
     else:

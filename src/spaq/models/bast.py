@@ -190,7 +190,7 @@ class BinauralCues(nn.Module):
         super().__init__()
         from ..auditory.binaural_features import feature_frontend
 
-        self.fe = feature_frontend(cfg.sample_rate, frame_ms=1000.0 * cfg.hop / cfg.sample_rate)
+        self.fe = feature_frontend(cfg.sample_rate, frame_ms=1000.0 * cfg.hop / cfg.sample_rate, exact=False)
         nb = len(self.fe.center_frequencies_hz)
         if nb != cfg.n_mels:
             raise ValueError(f"features='cues' at {cfg.sample_rate} Hz has {nb} bands; set n_mels={nb}")

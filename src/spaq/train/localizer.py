@@ -338,8 +338,7 @@ class CueSceneSampler:
     def __init__(self, cfg: BASTConfig, spec: SyntheticSpec, seed: int, split: str = "stream", n_sources: int = 400,
                  rooms_per_head: int = 24, dirs_per_room: int = 12, log=print):
         from ..data.sources import make_source
-        from ..auditory.binaural_features import binaural_features
-        from ..models.bast import BinauralCues, feature_module
+        from ..models.bast import feature_module
         from ..spatial.hrtf import load_hrtf
 
         t = time.process_time()
@@ -364,14 +363,6 @@ class CueSceneSampler:
         self.rooms = [[self._room(hi) for _ in range(int(rooms_per_head))] if spec.room_fraction > 0 else []
                       for hi in range(len(self.heads))]
         self.features = feature_module(cfg)
-        if cfg.features == "cues":
-            # the fast front-end without its exactness fallback: one item's spread band would put that band
-            # of the whole batch on the slow path (4x slower for 64 mixed scenes; mean feature change 0.003)
-            from ..auditory.frontend import AuditoryFrontEnd
-
-            fe = AuditoryFrontEnd(self.sr, frame_ms=1000.0 * cfg.hop / self.sr, decimate=True, window_tolerance=1.0,
-                                  spread_tolerance=1.0)
-            self.features = lambda x: BinauralCues.arrange(binaural_features(x, fe)[0])
         self.build_cpu_s = time.process_time() - t
         log(f"cue sampler: {len(self.heads)} head(s), {n_sources} source clips, "
             f"{sum(len(r) for r in self.rooms)} rooms x {dirs_per_room} directions in {self.build_cpu_s:.0f} s CPU")
