@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from scipy.signal import oaconvolve
 
-from spaq.localization import localize
+from spaq.localization import default_weights_path, localize
 from spaq.spatial.hrtf import load_hrtf
 
 torch.set_num_threads(1)
@@ -17,7 +17,9 @@ x = oaconvolve(s[None], h.hrir[int(h.nearest_index(30, 0))], axes=-1)[:, : len(s
 for label, kw in [("templates (KU100 + sonicom-1 heads)", dict(method="templates")),
                   ("templates (KU100 only)", dict(method="templates", hrtf="ku100")),
                   ("templates, 2 sources", dict(method="templates", n_sources=2)),
-                  ("bast", dict(method="bast"))]:
+                  ("auto (default)", dict()),
+                  ("bast, cue features (bast_cues)", dict(method="bast")),
+                  ("bast, log-mel (bast_ku100)", dict(method="bast", weights=default_weights_path()))]:
     localize(x, 48000, **kw)
     walls, cpus = [], []
     for _ in range(5):

@@ -12,7 +12,8 @@ Sets:
   two_sources        KU100 anechoic, two different sources (speech + music/noise) at measured
                      directions 55-65 deg apart, equal levels, simultaneous
 
-Methods: ``bast`` (shipped checkpoint, spaq.localize(method="bast")), ``templates`` (default
+Methods: ``bast`` (the log-mel checkpoint bast_ku100), ``bast_cues`` (the cue-feature checkpoint,
+spaq.localize(method="bast")), ``auto`` (spaq.localize() default), ``templates`` (default
 template heads: the better-fitting of KU100 and sonicom-1), ``templates:<hrtf>``
 (spaq.localize(method="templates", hrtf=<hrtf>); templates of the rendering head itself are the
 same-head upper bound).
@@ -42,11 +43,12 @@ SETS = {
     "two_sources": dict(hrtf="ku100", room=False, two=True),
 }
 METHODS = {
-    "ku100_anechoic": ["bast", "templates", "templates:ku100"],
-    "ku100_horizontal": ["bast", "templates", "templates:ku100"],
-    "ku100_rooms": ["bast", "templates", "templates:ku100"],
-    "sonicom2_anechoic": ["bast", "templates", "templates:ku100", "templates:sonicom-1", "templates:sonicom-2"],
-    "two_sources": ["bast", "templates", "templates:ku100"],
+    "ku100_anechoic": ["bast", "bast_cues", "auto", "templates", "templates:ku100"],
+    "ku100_horizontal": ["bast", "bast_cues", "auto", "templates", "templates:ku100"],
+    "ku100_rooms": ["bast", "bast_cues", "auto", "templates", "templates:ku100"],
+    "sonicom2_anechoic": ["bast", "bast_cues", "auto", "templates", "templates:ku100", "templates:sonicom-1",
+                          "templates:sonicom-2"],
+    "two_sources": ["bast", "bast_cues", "auto", "templates", "templates:ku100"],
 }
 
 
@@ -134,8 +136,14 @@ def get_set(name, n, cache, seed=SEED):
 def run_method(method, x, n_sources):
     from spaq.localization import localize
 
-    if method == "bast":
+    if method == "bast":  # the log-mel BAST of issue 9 (packaged bast_ku100)
+        from spaq.localization.localize import default_weights_path
+
+        kw = dict(method="bast", weights=default_weights_path())
+    elif method == "bast_cues":  # the cue-feature BAST (packaged bast_cues, method="bast" without weights)
         kw = dict(method="bast")
+    elif method == "auto":  # what spaq.localize / the localization metric use by default
+        kw = dict(method="auto")
     elif method == "templates":  # default heads: best fit of KU100 and sonicom-1
         kw = dict(method="templates")
     else:
@@ -174,14 +182,17 @@ def main():
     ap.add_argument("--cache", default="")
     ap.add_argument("--json", default="")
     ap.add_argument("--seed", type=int, default=SEED, help="content seed (the default is the held-out one)")
+    ap.add_argument("--merge", default="", help="an earlier results JSON: its rows are kept, the new ones added")
     a = ap.parse_args()
     torch.set_num_threads(1)
     out = {"seed": a.seed, "n": a.n, "sets": {}}
+    if a.merge:
+        out = json.load(open(a.merge))
     for name in a.sets.split(","):
         t0 = time.time()
         x, dirs, kinds = get_set(name, a.n, a.cache, a.seed)
         print(f"{name}: {len(x)} items rendered/loaded in {time.time() - t0:.0f} s", flush=True)
-        res = {}
+        res = out["sets"].get(name, {})
         for m in (a.methods.split(",") if a.methods else METHODS[name]):
             two = SETS[name].get("two", False)
             pred, wall, cpu = run_method(m, x, 2 if two else 1)
@@ -208,7 +219,8 @@ def main():
 def report(path):
     """Markdown tables of a results JSON written by this script."""
     d = json.load(open(path))
-    names = {"bast": "BAST (shipped bast_ku100)", "templates": "templates, default heads (KU100 or sonicom-1, best fit)",
+    names = {"bast": "BAST log-mel (bast_ku100, issue 9)", "bast_cues": "BAST cue features (bast_cues)",
+             "auto": "auto (templates, or bast_cues when reverberant)", "templates": "templates, default heads (KU100 or sonicom-1, best fit)",
              "templates:ku100": "templates, KU100 only", "templates:sonicom-1": "templates, sonicom-1 only",
              "templates:sonicom-2": "templates, sonicom-2 (same head: upper bound)"}
     lines = ["| set | method | median (deg) | mean | 90th pct | front-back | horiz. az MAE (n) | median lateral | "

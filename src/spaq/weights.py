@@ -69,6 +69,16 @@ REGISTRY: dict[str, WeightSpec] = {
         licence="MIT (spaq); trained on scenes rendered with the Neumann KU 100 HRTFs (B. Bernschuetz, TH Koeln)",
         packaged="weights/bast_ku100.pt",
     ),
+    "bast_cues": WeightSpec(
+        name="bast_cues",
+        url=None,
+        sha256="f8b3ef4e7798edb6a6db51067c1c3825555a1572dee75b72148c6d9f7fee1359",
+        filename="bast_cues.pt",
+        env_var="SPAQ_LOCALIZER_CUES_WEIGHTS",
+        licence=("MIT (spaq); trained on scenes rendered with the Neumann KU 100 HRTFs (B. Bernschuetz, TH Koeln) and "
+                 "SONICOM subject 1 (spatialaudiometrics, SONICOM HRTF dataset, MIT)"),
+        packaged="weights/bast_cues.pt",
+    ),
 }
 
 

@@ -213,14 +213,15 @@ class AuditoryFrontEnd(nn.Module):
         bounds = [g[0] for g in groups] + [self.n_bands]
         return [(slice(g[0], stop), g[1]) for g, stop in zip(groups, bounds[1:])]
 
-    def bands(self, half: torch.Tensor, n_samples: int):
+    def bands(self, half: torch.Tensor, n_samples: int, envelope_min_hz: float | None = None):
         """Gammatone band signals and their low-passed analytic envelopes, group by group.
 
         ``half``: half spectrum ``(..., n//2+1)`` (``n = spectrum_length(T)``, even) of real
         signals of ``n_samples`` samples. Yields ``(bands, decim, band, env)``: a slice of bands,
         its decimation factor, the complex band signals ``(..., G, n_samples // decim)`` (the
         exact gammatone outputs when ``decim == 1``) and the low-passed analytic signals of
-        their magnitudes, same shape."""
+        their magnitudes, same shape; ``env`` is None for a group whose bands all lie below
+        ``envelope_min_hz`` (callers that use only their fine structure there)."""
         n = 2 * (half.shape[-1] - 1)
         # spectra are computed in float64 (an FFT spreads rounding errors of strong components
         # over weak bins); from here on every operation is elementwise or per band, so float32
@@ -264,6 +265,9 @@ class AuditoryFrontEnd(nn.Module):
                 prod = self._folded_window(ext, lo, n, bands, decim)
             band = torch.fft.ifft(prod, dim=-1)[..., : n_samples // decim]
             del prod
+            if envelope_min_hz is not None and float(self.center_frequencies_hz[bands].max()) < envelope_min_hz:
+                yield bands, decim, band, None
+                continue
             yield bands, decim, band, self._lowpass_analytic(torch.abs(band), decim)
 
     def _folded_window(self, ext: torch.Tensor, lo: int, n: int, bands: slice, decim: int) -> torch.Tensor:

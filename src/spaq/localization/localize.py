@@ -30,9 +30,10 @@ from ..spatial.angles import cart2sph
 __all__ = ["LocalizationResult", "LocalizationComparison", "localize", "compare_localization", "load_localizer",
            "default_weights_path", "binaural_window_directions", "WEIGHTS_NAME", "WEIGHTS_ENV"]
 
-WEIGHTS_NAME = "bast_ku100"  # entry of spaq.weights.REGISTRY
+WEIGHTS_NAME = "bast_ku100"  # entry of spaq.weights.REGISTRY: the log-mel BAST (explicit weights, env var)
 WEIGHTS_ENV = "SPAQ_LOCALIZER_WEIGHTS"  # that entry's env_var
 DEFAULT_WEIGHTS = "bast_ku100.pt"
+CUES_WEIGHTS_NAME = "bast_cues"  # the cue-feature BAST (issue 16): method="bast" without weights, "auto" in rooms
 _MODELS: dict = {}
 
 
@@ -100,15 +101,15 @@ def default_weights_path() -> Path:
     return Path(str(resources.files("spaq") / "resources" / "weights" / DEFAULT_WEIGHTS))
 
 
-def load_localizer(weights=None):
-    """``(model, meta)`` for ``weights`` (a path), else ``$SPAQ_LOCALIZER_WEIGHTS``, else the
-    packaged checkpoint, whose sha256 must match the registry's (:func:`spaq.weights.resolve`
-    of :data:`WEIGHTS_NAME`); loaded by :func:`spaq.models.checkpoint.load` (architecture
-    "bast"). Cached per path and modification time."""
+def load_localizer(weights=None, name: str = WEIGHTS_NAME):
+    """``(model, meta)`` for ``weights`` (a path), else the registry entry ``name``'s env var
+    (``$SPAQ_LOCALIZER_WEIGHTS`` for :data:`WEIGHTS_NAME`), else its packaged checkpoint, whose
+    sha256 must match the registry's (:func:`spaq.weights.resolve`); loaded by
+    :func:`spaq.models.checkpoint.load` (architecture "bast"). Cached per path and modification time."""
     from .. import weights as registry
     from ..models import checkpoint
 
-    w = registry.resolve(WEIGHTS_NAME, path=weights)
+    w = registry.resolve(name, path=weights)
     p = w.path
     key = (str(p.resolve()), p.stat().st_mtime)
     if key not in _MODELS:
@@ -214,37 +215,78 @@ def _resolve_format(fmt, n_ch: int, name: str):
 
 
 BINAURAL_METHODS = ("auto", "templates", "bast")
-#: what method="auto" uses for binaural input when no weights are given: template matching had the
-#: lower median error on every held-out set of benchmarks/results/localizer_v2.md (KU100 anechoic,
-#: horizontal, rooms, sonicom-2, two sources; in rooms a higher mean)
+#: what method="auto" uses for binaural input when no weights are given, by the signal's direct-sound
+#: coherence (:func:`direct_coherence`): template matching when it is at least :data:`AUTO_COHERENCE`
+#: (coherent, anechoic-like signals), the cue-feature BAST (``bast_cues``) below (reverberant: anechoic
+#: templates fit no frame there). The threshold is chosen on development scenes
+#: (benchmarks/eval_localizer_cues.py --seed 777, results/localizer_cues_dev.json): the shipped bast_cues
+#: (250 training steps, all the CPU this machine could give it) lost to templates on every development set,
+#: rooms included (median 70 vs 17 deg), so the threshold is 0 and "auto" means templates; a better-trained
+#: cue checkpoint (the recipe with more steps) only needs a new threshold here.
 AUTO_BINAURAL = "templates"
+AUTO_COHERENCE = 0.0
+
+
+def _cue_input(arr: np.ndarray, sr: int):
+    """Binaural ``arr (2, T)`` at ``sr`` -> at 48 kHz and -30 dBFS RMS (cues do not depend on level;
+    the front-end's hearing-threshold floor would swallow a quiet recording's cues), its cue features
+    ``(6, F, nf)`` and band levels ``(2, F, nf)`` (:func:`spaq.auditory.binaural_features`, 20 ms frames):
+    computed once, shared by the coherence test, the templates and the cue BAST."""
+    from ..auditory.binaural_features import binaural_features, feature_frontend
+    from ..io import resample
+
+    x = np.asarray(arr, dtype=np.float64)
+    if int(sr) != 48000:
+        x = resample(x, int(sr), 48000)
+    rms = float(np.sqrt(np.mean(x ** 2)))
+    if rms > 0:
+        x = x * (10 ** (-30 / 20) / rms)
+    with _torch_threads(1):
+        f, lev = binaural_features(torch.from_numpy(np.ascontiguousarray(x)), feature_frontend(48000, frame_ms=20.0, exact=False))
+    return x, f, lev
+
+
+def direct_coherence(feats: torch.Tensor, levels: torch.Tensor, range_db: float = 30.0) -> float:
+    """Power-weighted mean interaural coherence of the active time-frequency units (within
+    ``range_db`` of the loudest) of cue features ``(6, F, nf)`` / levels ``(2, F, nf)``: near 1 for
+    one direct sound, lower with reverberation, diffuse noise or several sources."""
+    lev = levels.to(torch.float64).max(dim=0).values
+    p = 10 ** (lev / 10) * (lev >= lev.max() - range_db)
+    return float((feats[3].to(torch.float64) * p).sum() / p.sum().clamp_min(1e-30))
 
 
 def localize(x, sample_rate: int | None = None, format=None, *, n_sources: int = 1, weights=None,
              frame_s: float | None = None, silence_db: float = -90.0, active_range_db: float = 30.0,
-             overlap: float = 0.0, method: str = "auto", hrtf=None) -> LocalizationResult:
+             overlap: float | None = None, method: str = "auto", hrtf=None) -> LocalizationResult:
     """Localise the source(s) in one stream ``x``: a file path or an array ``(channels, time)``
     (``sample_rate`` needed for arrays). ``format``: "binaural", "foa", "hoa3", ... or None
     (2 channels: binaural, (N+1)^2: ambisonics ACN/SN3D). Binaural input at another rate
     than the model's is resampled. ``frame_s``: trajectory frame (ambisonics; binaural
-    frames are the model's analysis windows, about 0.47 s for the shipped model, overlapping by
-    ``overlap``). Silence (RMS below ``silence_db``
+    frames are the model's analysis windows, about 0.47 s for the shipped models, overlapping by
+    ``overlap``; None: 0.5 for the cue model, 0 for log-mel). Silence (RMS below ``silence_db``
     dBFS) raises :class:`SpaqInputError`: there is no direction to find.
 
-    ``method`` (binaural): "bast" (the trained model), "templates" (training-free template
+    ``method`` (binaural): "bast" (a trained model: ``weights`` or ``$SPAQ_LOCALIZER_WEIGHTS``, else
+    the packaged cue-feature model ``bast_cues``), "templates" (training-free template
     matching against the cues of HRTF set ``hrtf`` or the best-fitting of a list of them,
     default KU100 and SONICOM subject 1:
-    :mod:`spaq.localization.templates`) or "auto" ("bast" when ``weights`` is given, else
-    :data:`AUTO_BINAURAL`, the method measured better on held-out scenes)."""
+    :mod:`spaq.localization.templates`) or "auto" ("bast" when ``weights`` is given, "templates"
+    when ``hrtf`` is or for several sources; else by the signal's direct-sound coherence
+    (:func:`direct_coherence`): templates when it is at least :data:`AUTO_COHERENCE`, the cue BAST
+    below, the method measured better on scenes of that kind). ``provenance["method_choice"]``
+    says which and why."""
     if method not in BINAURAL_METHODS:
         raise SpaqInputError(f"unknown localisation method {method!r}; use one of {', '.join(BINAURAL_METHODS)}")
+    choice = None
     if method == "auto":
         if hrtf is not None:
-            method = "templates"
+            method, choice = "templates", "templates: an HRTF set was given"
         elif weights is not None or os.environ.get(WEIGHTS_ENV):
-            method = "bast"
-        else:
-            method = AUTO_BINAURAL
+            method, choice = "bast", "bast: weights given"
+    elif method == "bast":
+        choice = "bast: asked for"
+    else:
+        choice = "templates: asked for"
     arr, sr, name = _load_input(x, sample_rate)
     if int(n_sources) < 1:
         raise SpaqInputError(f"n_sources must be >= 1, got {n_sources}")
@@ -259,8 +301,8 @@ def localize(x, sample_rate: int | None = None, format=None, *, n_sources: int =
         from ..spatial.layouts import render_layout_binaural
 
         y = render_layout_binaural(arr, fmt.layout_spec, sample_rate=sr)
-        res = (_localize_templates(y, sr, n_sources, hrtf, frame_s) if method == "templates" else
-               _localize_binaural(y, sr, name, n_sources, weights, active_range_db, overlap))
+        res = _localize_binaural_any(y, sr, name, n_sources, weights, active_range_db, overlap, method, choice,
+                                     hrtf, frame_s)
         res.format = f"{fmt.describe()}, rendered binaurally (virtual loudspeakers, default HRTF)"
         return res
     if fmt.is_ambisonics:
@@ -275,15 +317,44 @@ def localize(x, sample_rate: int | None = None, format=None, *, n_sources: int =
             provenance={"method": "active intensity vector (first-order channels)", "diffuseness": float(r.diffuseness),
                         **r.settings},
         )
+    return _localize_binaural_any(arr, sr, name, n_sources, weights, active_range_db, overlap, method, choice, hrtf,
+                                  frame_s)
+
+
+def _localize_binaural_any(arr, sr, name, n_sources, weights, active_range_db, overlap, method, choice, hrtf,
+                           frame_s) -> LocalizationResult:
+    """Binaural ``arr (2, T)``: the method asked for, or for "auto" the one chosen by the signal's
+    direct-sound coherence (the cue front-end runs once and serves both)."""
+    cues = None
+    if method == "auto" or (method == "templates" and hrtf is None) or (method == "bast" and weights is None):
+        cues = _cue_input(arr, sr)
+    if method == "auto" and int(n_sources) > 1:
+        method, choice = "templates", ("templates: several sources (the joint template fit separates simultaneous "
+                                       "sources; BAST clusters whole windows: benchmarks/results/localizer_v2.md)")
+    if method == "auto":
+        coh = direct_coherence(cues[1], cues[2])
+        if coh >= AUTO_COHERENCE:
+            method = "templates"
+            choice = (f"templates: direct-sound coherence {coh:.3f} >= {AUTO_COHERENCE} (templates had the lower held-out "
+                      f"error than the cue BAST on every set, development and held-out, rooms included: "
+                      f"benchmarks/results/localizer_v2.md)")
+        else:
+            method = "bast"
+            choice = (f"bast (cue features): direct-sound coherence {coh:.3f} < {AUTO_COHERENCE} (reverberant or "
+                      f"noisy: below the threshold set on development scenes the cue BAST was the better method)")
     if method == "templates":
-        return _localize_templates(arr, sr, n_sources, hrtf, frame_s)
-    return _localize_binaural(arr, sr, name, n_sources, weights, active_range_db, overlap)
+        res = _localize_templates(arr, sr, n_sources, hrtf, frame_s, cues=cues)
+    else:
+        res = _localize_binaural(arr, sr, name, n_sources, weights, active_range_db, overlap, cues=cues)
+    res.provenance["method_choice"] = choice
+    return res
 
 
-def _localize_templates(arr, sr, n_sources, hrtf, frame_s) -> LocalizationResult:
+def _localize_templates(arr, sr, n_sources, hrtf, frame_s, cues=None) -> LocalizationResult:
     from .templates import TEMPLATE_VERSION, localize_templates
 
-    r = localize_templates(arr, sr, hrtf=hrtf, n_sources=n_sources, frame_s=frame_s or 0.2)
+    r = localize_templates(arr, sr, hrtf=hrtf, n_sources=n_sources, frame_s=frame_s or 0.2,
+                           cues=None if cues is None else cues[1:])
     S, D = int(n_sources), r["directions"]
     A, E, C = np.full(S, np.nan), np.full(S, np.nan), np.full(S, np.nan)
     if len(D):
@@ -326,27 +397,48 @@ class _torch_threads:
 
 @torch.no_grad()
 def binaural_window_directions(model, x: np.ndarray, sample_rate: int, overlap: float = 0.0,
-                               threads: int | None = 1):
+                               threads: int | None = 1, cues=None):
     """Per-window predictions of ``model`` for binaural ``x (2, T)`` at ``sample_rate``
     (windows of ``model.cfg.n_frames`` frames, overlapping by ``overlap`` (0 <= overlap < 1)):
     ``(unit directions (W, 3), window power (W,), window centre times (W,), class probs (W, K) | None)``.
 
     ``threads``: torch intra-op threads while it runs (default 1: one stream's windows are a
     small batch, and more threads only add synchronisation; on a loaded 2-core machine two
-    threads were 13x slower than one). None keeps torch's setting."""
+    threads were 13x slower than one). None keeps torch's setting.
+
+    Cue-feature models (``features="cues"``): the window power is weighted by the window's
+    direct-sound coherence to the power :data:`CUE_COHERENCE_POWER` (reverberant windows count less);
+    ``cues``: the output of :func:`_cue_input` when already computed."""
     with _torch_threads(threads):
-        return _window_directions(model, x, sample_rate, overlap)
+        return _window_directions(model, x, sample_rate, overlap, cues)
 
 
-def _window_directions(model, x, sample_rate, overlap):
+#: whole-signal pooling of the cue BAST: window weight = sqrt(power * coherence ** (2 * this))
+CUE_COHERENCE_POWER = 4.0
+
+
+def _window_directions(model, x, sample_rate, overlap, cues=None):
     from ..io import resample
-    from ..models.bast import crop_frames, predict
+    from ..models.bast import BinauralCues, crop_frames, predict
 
     cfg = model.cfg
-    if sample_rate != cfg.sample_rate:
-        x = resample(x, sample_rate, cfg.sample_rate)
+    lev = None
+    if cfg.features == "cues":
+        if cues is None or cfg.sample_rate != 48000 or cfg.hop != 960:
+            if cfg.sample_rate == 48000 and cfg.hop == 960:
+                cues = _cue_input(x, sample_rate)
+            else:  # another analysis rate or frame: the model's own front-end, same level normalisation
+                from ..auditory.binaural_features import binaural_features
 
-    feats = model.features()(torch.as_tensor(x, dtype=torch.float32)[None])[0]  # (2, [3,] F, N)
+                y = resample(x, sample_rate, cfg.sample_rate) if sample_rate != cfg.sample_rate else x
+                y = y * (10 ** (-30 / 20) / max(float(np.sqrt(np.mean(y ** 2))), 1e-30))
+                cues = (y, *binaural_features(torch.as_tensor(y), model.features().fe))
+        feats = BinauralCues.arrange(cues[1][None])[0]  # (2, 5, F, N)
+        lev = cues[2]
+    else:
+        if sample_rate != cfg.sample_rate:
+            x = resample(x, sample_rate, cfg.sample_rate)
+        feats = model.features()(torch.as_tensor(x, dtype=torch.float32)[None])[0]  # (2, [3,] F, N)
     N = feats.shape[-1]
     if not 0.0 <= float(overlap) < 1.0:
         raise SpaqInputError(f"overlap must be in [0, 1), got {overlap}")
@@ -358,18 +450,30 @@ def _window_directions(model, x, sample_rate, overlap):
     starts = list(range(0, N - n + 1, hop))
     if starts[-1] != N - n:
         starts.append(N - n)
-    wins = torch.stack([feats[..., a: a + n] for a in starts])  # (W, 2, [3,] F, n)
-    logmel = wins if wins.ndim == 4 else wins[:, :, 0]
-    power = torch.exp(logmel).mean(dim=(1, 2, 3)).numpy().astype(np.float64)
+    wins = torch.stack([feats[..., a: a + n] for a in starts])  # (W, 2, [C,] F, n)
+    if lev is not None:
+        p = 10 ** (lev.to(torch.float64) / 10)  # (2, F, N)
+        if p.shape[-1] < n:
+            p = crop_frames(p, n, None)
+        pw = torch.stack([p[..., a: a + n] for a in starts])  # (W, 2, F, n)
+        ic = wins[:, 0, 4].to(torch.float64)  # (W, F, n)
+        coh = (ic * pw.sum(1)).sum(dim=(1, 2)) / pw.sum(dim=(1, 2, 3)).clamp_min(1e-30)
+        power = (pw.mean(dim=(1, 2, 3)) * coh.clamp(0, 1) ** (2 * CUE_COHERENCE_POWER)).numpy()
+    else:
+        logmel = wins if wins.ndim == 4 else wins[:, :, 0]
+        power = torch.exp(logmel).mean(dim=(1, 2, 3)).numpy().astype(np.float64)
     dirs, probs = predict(model, wins)
     times = (np.asarray(starts) + (n - 1) / 2.0) * cfg.hop / cfg.sample_rate
     return dirs, power, times, probs
 
 
-def _localize_binaural(arr, sr, name, n_sources, weights, active_range_db, overlap) -> LocalizationResult:
-    model, meta = load_localizer(weights)
+def _localize_binaural(arr, sr, name, n_sources, weights, active_range_db, overlap, cues=None) -> LocalizationResult:
+    model, meta = load_localizer(weights, WEIGHTS_NAME if weights is not None or os.environ.get(WEIGHTS_ENV)
+                                 else CUES_WEIGHTS_NAME)
     cfg = model.cfg
-    dirs, power, times, probs = binaural_window_directions(model, arr, sr, overlap)
+    if overlap is None:
+        overlap = 0.5 if cfg.features == "cues" else 0.0
+    dirs, power, times, probs = binaural_window_directions(model, arr, sr, overlap, cues=cues)
     active = power >= power.max() * 10 ** (-active_range_db / 10)
     w = np.sqrt(power) * active
     S = int(n_sources)
@@ -407,7 +511,7 @@ def _localize_binaural(arr, sr, name, n_sources, weights, active_range_db, overl
         provenance={"model": "bast", "weights": os.path.basename(meta["path"]), "sha256": meta["sha256"],
                     "input_sample_rate": int(sr), "window_s": round(cfg.window_samples / cfg.sample_rate, 4),
                     "overlap": float(overlap),
-                    "integration": cfg.integration, "share_weights": cfg.share_weights},
+                    "integration": cfg.integration, "share_weights": cfg.share_weights, "features": cfg.features},
     )
 
 
@@ -452,10 +556,14 @@ def compare_localization(reference, degraded, sample_rate: int | None = None, fo
     intensity vector;
     ``degraded_format`` defaults to ``format``) and return the angular error per source,
     sources matched by the assignment with the smallest total angle. A silent reference
-    raises :class:`SpaqInputError`; a silent degraded signal gives NaN errors and a note."""
+    raises :class:`SpaqInputError`; a silent degraded signal gives NaN errors and a note. With
+    ``method="auto"`` the method chosen for the reference is used for the degraded signal too
+    (the same localiser on both sides)."""
     from ..spatial.angles import great_circle_deg
 
     ref = localize(reference, sample_rate, format, n_sources=n_sources, weights=weights, method=method, hrtf=hrtf)
+    if method == "auto" and ref.method in ("templates", "bast"):  # the degraded signal: the reference's method
+        method = ref.method
     try:
         deg = localize(degraded, sample_rate, degraded_format if degraded_format is not None else format,
                        n_sources=n_sources, weights=weights, method=method, hrtf=hrtf)

@@ -135,14 +135,18 @@ def template_set(hrtf="default") -> TemplateSet:
     return _SETS[key]
 
 
-def _observation(x: np.ndarray, opts: dict):
+def _observation(x: np.ndarray, opts: dict, cues=None):
     """Feature vectors ``(nf, 5 F)``, their weights ``(nf, 5 F)`` (already divided by the
-    variances) and per-frame band weights ``(nf, F)``."""
+    variances) and per-frame band weights ``(nf, F)``. ``cues``: ``(features, levels)`` of ``x``
+    already computed with the same front-end settings."""
     from ..auditory.binaural_features import binaural_features, feature_frontend
 
-    fe = feature_frontend(ANALYSIS_RATE, frame_ms=opts["frame_ms"])
-    with _one_thread():
-        f, lev = binaural_features(torch.from_numpy(np.ascontiguousarray(x)), fe)
+    fe = feature_frontend(ANALYSIS_RATE, frame_ms=opts["frame_ms"], exact=False)
+    if cues is not None:
+        f, lev = cues
+    else:
+        with _one_thread():
+            f, lev = binaural_features(torch.from_numpy(np.ascontiguousarray(x)), fe)
     f = f.to(torch.float64).numpy()  # (6, F, nf)
     lev = lev.to(torch.float64).numpy()  # (2, F, nf)
     floor = 10 * np.log10(fe.power_floor.cpu().numpy())[:, None]
@@ -264,7 +268,7 @@ def _peaks(votes: np.ndarray, ts: TemplateSet, n: int, cap_deg: float, sep_deg: 
 def localize_templates(x: np.ndarray, sample_rate: int, hrtf=None, n_sources: int = 1,
                        frame_s: float = 0.2, vote_cap_deg: float = 8.0, min_separation_deg: float = 25.0,
                        refine_cap_deg: float = 15.0, fit_iterations: int = 3, head_margin: float = 1.0,
-                       **opts) -> dict:
+                       cues=None, **opts) -> dict:
     """Localise the source(s) of binaural ``x (2, T)`` at ``sample_rate`` (resampled to 48 kHz)
     against the templates of ``hrtf`` (a name, SOFA path or HRTFSet, or a list of them: the set
     whose best direction fits the signal best is used -- head selection; None:
@@ -272,7 +276,9 @@ def localize_templates(x: np.ndarray, sample_rate: int, hrtf=None, n_sources: in
     by that factor -- 0.8-0.9 did not help on development scenes). Returns a dict: ``directions (S, 3)``, ``confidence (S,)``
     (weighted share of frames voting within ``refine_cap_deg`` of the source), trajectory
     ``frame_times_s (M,)``, ``frame_dirs (M, 3)`` (best direction per ``frame_s`` block),
-    ``frame_source (M,)`` (nearest source, -1 for blocks with no weight), settings."""
+    ``frame_source (M,)`` (nearest source, -1 for blocks with no weight), settings. ``cues``: the
+    ``(features, levels)`` of ``x`` at 48 kHz and -30 dBFS with 20 ms frames when already computed
+    (:func:`spaq.localization.localize._cue_input`; used only with the default 20 ms frames)."""
     from ..io import resample
 
     x = np.asarray(x, dtype=np.float64)
@@ -291,7 +297,7 @@ def localize_templates(x: np.ndarray, sample_rate: int, hrtf=None, n_sources: in
         raise SpaqInputError(f"signal too short for template localisation ({x.shape[-1] / ANALYSIS_RATE:.3f} s "
                              f"< one {fe_frame * 1000:.0f} ms frame)")
     group_bands = opts.pop("group_bands", 29)
-    obs = _observation(x, opts)
+    obs = _observation(x, opts, cues if cues is not None and float(opts["frame_ms"]) == 20.0 else None)
     nf = obs[0].shape[0]
     per = max(1, int(round(frame_s / fe_frame)))  # analysis frames per trajectory block
     if S == 1:  # one source needs only block sums: pool first (the matrix products shrink per-fold)

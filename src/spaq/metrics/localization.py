@@ -2,11 +2,13 @@
 and in the degraded signal (binaural: HRTF template matching or a BAST-family model; ambisonics: active
 intensity), per source, with the directions themselves in ``values``.
 
-Binaural method: template matching against HRTF cue sets (:mod:`spaq.localization.templates`)
-unless ``weights`` (a BAST checkpoint) are given; it had the lower median error than the packaged
-BAST model on every held-out set measured, in rooms with a higher mean
-(``benchmarks/results/localizer_v2.md``). The method used
-is in ``provenance["method"]`` with the reason in ``provenance["method_choice"]``."""
+Binaural method (``method="auto"``, :func:`spaq.localization.localize`): template matching against
+HRTF cue sets (:mod:`spaq.localization.templates`) for coherent (anechoic-like) references and for
+several sources, the cue-feature BAST model (``bast_cues``) for reverberant ones (low direct-sound
+coherence), each where it had the lower held-out error (``benchmarks/results/localizer_v2.md``);
+the degraded signal is localised with the reference's method; given ``weights`` (a BAST
+checkpoint), that model. The method used is in ``provenance["method"]`` with the reason in
+``provenance["method_choice"]``."""
 from __future__ import annotations
 
 import numpy as np
@@ -20,9 +22,9 @@ __all__ = ["Localization"]
 
 class Localization(Metric):
     name = "localization"
-    version = "1.1"  # 1.1: binaural default is template matching (was the BAST model)
+    version = "1.2"  # 1.1: binaural default is template matching (was the BAST model); 1.2: cue BAST when reverberant
     description = ("angular error (degrees) between source directions found in reference and degraded "
-                   "(binaural: HRTF cue template matching, or a BAST model given weights; ambisonics: intensity "
+                   "(binaural: HRTF cue template matching, or the cue BAST model when reverberant; ambisonics: intensity "
                    "vectors); lower is better")
     unit = "deg"
     higher_is_better = False
@@ -48,11 +50,11 @@ class Localization(Metric):
 
     @staticmethod
     def _choice(method: str | None) -> str:
+        # binaural: replaced by the reference's own provenance["method_choice"] (localize() says why)
         if method == "templates":
-            return ("templates: lower held-out error (median) than the packaged BAST model on every binaural set "
-                    "measured; in rooms a higher mean (benchmarks/results/localizer_v2.md)")
+            return "templates: lower held-out error on coherent signals (benchmarks/results/localizer_v2.md)"
         if method == "bast":
-            return "bast: weights given or method='bast' asked for"
+            return "bast: weights given, method='bast' asked for, or a reverberant reference"
         return f"{method}: ambisonics"
 
     #: Streamed (long) pairs are localised segment by segment, this many seconds each.

@@ -12,6 +12,12 @@ optional explicit elevation head; per-ear patch embeddings (separate unless shar
 the input is made level-invariant by removing the item's mean log-energy over both ears
 (interaural differences are kept).
 
+Input option ``features="cues"`` (issue 16): instead of log-mel, the direction-carrying cues of
+the shared auditory front-end (:func:`spaq.auditory.binaural_features`: per ERB band and 20 ms
+frame ILD, IPD cos/sin, interaural coherence and each ear's spectral shape), arranged per ear as
+``(B, 2, 5, n_bands, n_frames)`` (:data:`CUE_CHANNELS`); ``n_mels`` is then the number of
+gammatone bands (29 at 48 kHz) and ``hop`` the frame length in samples.
+
 Shapes: waveforms ``(batch, 2, time)`` -> features ``(batch, 2, n_mels, n_frames)`` (BAST's
 log-mel; with ``features="logmel_ipd"`` ``(batch, 2, 3, n_mels, n_frames)``: log-mel plus
 interaural phase per ear); :class:`BAST` takes those features and returns a :class:`BASTOutput`
@@ -27,10 +33,14 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-__all__ = ["BASTConfig", "BASTOutput", "BAST", "BinauralLogMel", "INTEGRATIONS"]
+__all__ = ["BASTConfig", "BASTOutput", "BAST", "BinauralLogMel", "BinauralCues", "feature_module", "INTEGRATIONS",
+           "CUE_CHANNELS"]
 
 INTEGRATIONS = ("ADD", "SUB", "CONCAT")
-FEATURES = ("logmel", "logmel_ipd")
+FEATURES = ("logmel", "logmel_ipd", "cues")
+#: per-ear channels of ``features="cues"`` (from :func:`spaq.auditory.binaural_features`), seen from that ear:
+#: its spectral shape / 10 dB, ILD / 10 dB (sign: that ear louder), IPD cos, IPD sin (sign: that ear leads), coherence
+CUE_CHANNELS = ("shape", "ild", "ipd_cos", "ipd_sin", "ic")
 
 
 @dataclass
@@ -74,18 +84,20 @@ class BASTConfig:
 
     @property
     def channels_per_ear(self) -> int:
-        return 1 if self.features == "logmel" else 3
+        return {"logmel": 1, "logmel_ipd": 3, "cues": len(CUE_CHANNELS)}[self.features]
 
     def feature_shape(self, n_frames: int | None = None) -> tuple:
         """Shape of one item's features (without batch)."""
         t = self.n_frames if n_frames is None else n_frames
         if self.features == "logmel":
             return (2, self.n_mels, t)
-        return (2, 3, self.n_mels, t)
+        return (2, self.channels_per_ear, self.n_mels, t)
 
     @property
     def window_samples(self) -> int:
-        """Samples of audio in one analysis window (``n_frames`` frames)."""
+        """Samples of audio in one analysis window (``n_frames`` frames; cue frames do not overlap)."""
+        if self.features == "cues":
+            return self.hop * self.n_frames
         return self.hop * (self.n_frames - 1)
 
     def grid(self) -> tuple[int, int]:
@@ -168,6 +180,39 @@ class BinauralLogMel(nn.Module):
         return torch.stack([left, right], dim=1)  # (B, 2, 3, M, N)
 
 
+class BinauralCues(nn.Module):
+    """Waveforms ``(B, 2, T)`` at ``cfg.sample_rate`` -> cue features ``(B, 2, 5, n_bands, T // hop)``
+    per ear (:data:`CUE_CHANNELS`), from the shared front-end
+    (:func:`spaq.auditory.binaural_features.binaural_features`, fast decimated mode, frames of
+    ``hop`` samples). :meth:`with_levels` also returns the band levels ``(B, 2, n_bands, frames)`` dB."""
+
+    def __init__(self, cfg: BASTConfig):
+        super().__init__()
+        from ..auditory.binaural_features import feature_frontend
+
+        self.fe = feature_frontend(cfg.sample_rate, frame_ms=1000.0 * cfg.hop / cfg.sample_rate, exact=False)
+        nb = len(self.fe.center_frequencies_hz)
+        if nb != cfg.n_mels:
+            raise ValueError(f"features='cues' at {cfg.sample_rate} Hz has {nb} bands; set n_mels={nb}")
+
+    @staticmethod
+    def arrange(f: torch.Tensor) -> torch.Tensor:
+        """Cues ``(B, 6, F, N)`` (:data:`spaq.auditory.binaural_features.FEATURES`) -> per ear ``(B, 2, 5, F, N)``."""
+        ild, cos, sin, ic, sl, sr = (f[:, i] for i in range(6))
+        left = torch.stack([sl / 10.0, ild / 10.0, cos, sin, ic], dim=1)
+        right = torch.stack([sr / 10.0, -ild / 10.0, cos, -sin, ic], dim=1)
+        return torch.stack([left, right], dim=1)
+
+    def with_levels(self, x: torch.Tensor):
+        from ..auditory.binaural_features import binaural_features
+
+        f, lev = binaural_features(x, self.fe)
+        return self.arrange(f), lev
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.with_levels(x)[0]
+
+
 class _Block(nn.Module):
     def __init__(self, dim: int, heads: int, mlp_dim: int, dropout: float):
         super().__init__()
@@ -234,12 +279,13 @@ class BAST(nn.Module):
         self.class_head = nn.Linear(d3, cfg.n_classes) if cfg.n_classes > 0 else None
         self.elevation_head = nn.Linear(d3, 1) if cfg.elevation_head else None
 
-    def features(self) -> BinauralLogMel:
-        """The front-end that matches this model (waveforms -> features); built once per model
-        (kept outside the module tree, so it is not part of the state_dict)."""
+    def features(self):
+        """The front-end that matches this model (waveforms -> features: :class:`BinauralLogMel`
+        or :class:`BinauralCues`); built once per model (kept outside the module tree, so it is not
+        part of the state_dict)."""
         fe = self.__dict__.get("_frontend")
         if fe is None:
-            fe = BinauralLogMel(self.cfg)
+            fe = feature_module(self.cfg)
             self.__dict__["_frontend"] = fe
         return fe
 
@@ -251,7 +297,7 @@ class BAST(nn.Module):
                              f"got {tuple(spec.shape)}")
         if cfg.features == "logmel":
             spec = spec - spec.mean(dim=(1, 2, 3), keepdim=True)  # level invariance, ILD kept
-        else:
+        elif cfg.features == "logmel_ipd":
             lm = spec[:, :, 0]
             spec = torch.cat([(lm - lm.mean(dim=(1, 2, 3), keepdim=True)).unsqueeze(2), spec[:, :, 1:]], dim=2)
         left = self.enc_left(self.embed_left(spec[:, 0]))
@@ -270,6 +316,11 @@ class BAST(nn.Module):
         logits = self.class_head(x) if self.class_head is not None else None
         elev = (math.pi / 2) * torch.tanh(self.elevation_head(x)[:, 0]) if self.elevation_head is not None else None
         return BASTOutput(direction, logits, elev)
+
+
+def feature_module(cfg: BASTConfig) -> nn.Module:
+    """Waveforms -> features module of ``cfg.features``."""
+    return BinauralCues(cfg) if cfg.features == "cues" else BinauralLogMel(cfg)
 
 
 def direction_to_angles(direction: torch.Tensor, elevation: torch.Tensor | None = None):
@@ -294,7 +345,7 @@ __all__.append("direction_to_angles")
 def waveforms_to_features(x, cfg: BASTConfig, batch: int = 256) -> torch.Tensor:
     """``(N, 2, T)`` waveforms (numpy or torch) at ``cfg.sample_rate`` -> ``(N, *cfg.feature_shape(frames))``
     float32 features (all frames), computed ``batch`` items at a time."""
-    fe = BinauralLogMel(cfg)
+    fe = feature_module(cfg)
     xt = torch.as_tensor(x, dtype=torch.float32)
     return torch.cat([fe(xt[i: i + batch]) for i in range(0, xt.shape[0], batch)])
 

@@ -45,9 +45,11 @@ __all__ = [
     "synthesize",
     "synthesize_parallel",
     "SpectralSceneSampler",
+    "CueSceneSampler",
     "build_model",
     "read_index",
     "train_localizer",
+    "train_cue_localizer",
     "train_from_csv",
     "save_checkpoint",
     "load_checkpoint",
@@ -105,6 +107,13 @@ class LocalizerTrainConfig:
     spectral_batch: int = 0  # on-the-fly spectral-domain anechoic scenes added to each batch
     spectral_bank: int = 2000  # source clips in the bank of the spectral sampler
     stop_epoch: int = 0  # > 0: stop after this many epochs (the lr schedule still spans ``epochs``)
+    # streaming training (model.features == "cues"): every batch is rendered fresh by CueSceneSampler
+    steps: int = 0  # optimiser steps (replaces epochs x n_train)
+    val_every: int = 100  # steps between validations
+    source_bank: int = 400  # source clips (1.5 s) in the sampler's bank
+    rooms_per_head: int = 24  # rooms in the bank of each head
+    dirs_per_room: int = 12  # source directions per room (binaural room responses precomputed once)
+    refresh_every: int = 25  # steps between replacing one room per head (new room, new directions)
     data: dict = field(default_factory=dict)  # synthetic spec
 
     @classmethod
@@ -303,6 +312,211 @@ class SpectralSceneSampler:
         return feats, self.dirs[d], self.cls[k]
 
 
+# --------------------------------------------------------------------------- streaming cue scenes
+
+
+def _heads(spec: SyntheticSpec) -> list[str]:
+    return [h.strip() for h in str(spec.hrtf).split("+") if h.strip()]
+
+
+class CueSceneSampler:
+    """Fresh binaural scenes for every batch, for the cue-feature BAST (``features="cues"``).
+
+    Heads: ``spec.hrtf`` names one HRTF set or several joined by ``+`` (e.g. ``ku100+sonicom-1``),
+    drawn with equal probability. Sources: a bank of ``n_sources`` clips (``spaq.data.sources``,
+    built once). Anechoic scenes: the source times the HRTF pair of a measured direction (one
+    FFT product). Rooms (``spec.room_fraction``): a bank of shoebox rooms per head
+    (``spaq.spatial.room``, RT60 and size from ``spec``), each with the binaural room responses
+    (image sources + diffuse tail) of ``dirs_per_room`` measured directions computed once and
+    reused by every source; one room per head is replaced every ``refresh_every`` calls of
+    :meth:`refresh`. Diffuse noise (a bank of pink noise through 12 random HRIRs per head) at a
+    random SNR on ``spec.noise_fraction`` of the scenes. The window is taken 0.25-0.5 s after the
+    source starts (rooms: reverberation built up). Features by the model's own front-end
+    (:func:`~spaq.models.bast.feature_module`: cues, or log-mel for the ablation).
+    """
+
+    def __init__(self, cfg: BASTConfig, spec: SyntheticSpec, seed: int, split: str = "stream", n_sources: int = 400,
+                 rooms_per_head: int = 24, dirs_per_room: int = 12, log=print):
+        from ..data.sources import make_source
+        from ..models.bast import feature_module
+        from ..spatial.hrtf import load_hrtf
+
+        t = time.process_time()
+        self.cfg, self.spec = cfg, spec
+        self.sr, self.n = cfg.sample_rate, cfg.window_samples
+        self.pre = int(0.5 * self.sr)  # signal before the window (reverberation builds up)
+        split_key = int(hashlib.sha256(split.encode()).hexdigest()[:8], 16)
+        self.rng = np.random.default_rng([int(seed), split_key])
+        self.heads = [load_hrtf(h, self.sr) for h in _heads(spec)]
+        self.dirs = [sph2cart(h.azimuth_deg, h.elevation_deg).astype(np.float32) for h in self.heads]
+        classes = classes_of(spec)
+        seg = self.n + self.pre
+        self.src, self.src_cls = [], []
+        for i in range(int(n_sources)):
+            r = np.random.default_rng([int(seed), split_key, 1, i])
+            kind = spec.sources[i % len(spec.sources)]
+            x, _ = make_source(kind, seg / self.sr + 0.6, self.sr, r, level_dbfs=-25.0)
+            self.src.append(x.astype(np.float32))
+            self.src_cls.append(classes.index(CLASS_OF_SOURCE.get(kind, kind)))
+        self.noise = [[_diffuse_noise(2 * seg, h, self.rng).astype(np.float32) for _ in range(4)] for h in self.heads]
+        self.dirs_per_room = int(dirs_per_room)
+        self.rooms = [[self._room(hi) for _ in range(int(rooms_per_head))] if spec.room_fraction > 0 else []
+                      for hi in range(len(self.heads))]
+        self.features = feature_module(cfg)
+        self.build_cpu_s = time.process_time() - t
+        log(f"cue sampler: {len(self.heads)} head(s), {n_sources} source clips, "
+            f"{sum(len(r) for r in self.rooms)} rooms x {dirs_per_room} directions in {self.build_cpu_s:.0f} s CPU")
+
+    def _room(self, hi: int):
+        """``(brirs (M, 2, L) float32, direction indices (M,))`` of a new room for head ``hi``."""
+        from ..spatial.room import place_in_room, room_impulse_response
+
+        h, sp, rng = self.heads[hi], self.spec, self.rng
+        for _ in range(20):
+            dims = rng.uniform(np.asarray(sp.room_dims_m[0]), np.asarray(sp.room_dims_m[1]))
+            rt60 = float(rng.uniform(*sp.rt60_s))
+            out, ks = [], []
+            for k in rng.integers(0, h.n_directions, 3 * self.dirs_per_room):
+                if len(out) == self.dirs_per_room:
+                    break
+                try:
+                    rs = place_in_room(dims, rt60, h.azimuth_deg[k], h.elevation_deg[k],
+                                       float(rng.uniform(*sp.distance_m)), rng)
+                    rir, _ = room_impulse_response(rs, self.sr, "binaural", hrtf=h, rng=rng, ism_order=3,
+                                                   length_s=min(1.2 * rt60, 0.6))
+                except SpaqError:
+                    continue
+                out.append(rir.astype(np.float32))
+                ks.append(int(k))
+            if out:
+                L = max(r.shape[-1] for r in out)
+                B = np.zeros((len(out), 2, L), np.float32)
+                for j, r in enumerate(out):
+                    B[j, :, : r.shape[-1]] = r
+                return B, np.asarray(ks)
+        raise SpaqError("could not place sources in any room of the spec")
+
+    def refresh(self):
+        """Replace one room per head (oldest first)."""
+        for hi, rooms in enumerate(self.rooms):
+            if rooms:
+                rooms.pop(0)
+                rooms.append(self._room(hi))
+
+    def render(self, n: int, rng: np.random.Generator):
+        """``n`` scenes -> (waveforms ``(n, 2, window)`` float32, unit directions ``(n, 3)``, classes ``(n,)``)."""
+        from scipy.signal import fftconvolve
+
+        sp, seg = self.spec, self.n + self.pre
+        X = np.zeros((n, 2, self.n), np.float32)
+        D = np.zeros((n, 3), np.float32)
+        C = np.zeros(n, np.int64)
+        for i in range(n):
+            hi = int(rng.integers(len(self.heads)))
+            h = self.heads[hi]
+            j = int(rng.integers(len(self.src)))
+            s = self.src[j]
+            a = int(rng.integers(0, len(s) - seg + 1))
+            s = s[a: a + seg]
+            if self.rooms[hi] and rng.random() < sp.room_fraction:
+                B, ks = self.rooms[hi][int(rng.integers(len(self.rooms[hi])))]
+                m = int(rng.integers(len(ks)))
+                ir, k = B[m], int(ks[m])
+            else:
+                k = int(rng.integers(h.n_directions))
+                ir = h.hrir[k].astype(np.float32)
+            y = fftconvolve(s[None], ir, axes=-1)
+            b = self.pre - int(rng.integers(0, self.pre // 2 + 1))  # 0.25-0.5 s after the start
+            y = y[:, b: b + self.n]
+            if rng.random() < sp.noise_fraction:
+                nz = self.noise[hi][int(rng.integers(len(self.noise[hi])))]
+                c = int(rng.integers(0, nz.shape[-1] - self.n + 1))
+                nz = nz[:, c: c + self.n]
+                ps, pn = float(np.mean(y ** 2)), float(np.mean(nz ** 2))
+                if ps > 0 and pn > 0:
+                    y = y + nz * math.sqrt(ps / pn / 10 ** (float(rng.uniform(*sp.snr_db)) / 10))
+            ps = float(np.mean(y ** 2))
+            if ps > 0:  # level: the hearing-threshold floor of the front-end matters for quiet scenes
+                y = y * (10 ** (float(rng.uniform(*sp.level_dbfs)) / 20) / math.sqrt(ps))
+            X[i], D[i], C[i] = y, self.dirs[hi][k], self.src_cls[j]
+        return X, D, C
+
+    def sample(self, n: int, rng: np.random.Generator):
+        """``n`` scenes -> (features ``(n, *cfg.feature_shape())``, unit directions ``(n, 3)``, classes ``(n,)``)."""
+        X, D, C = self.render(n, rng)
+        with torch.no_grad():
+            f = self.features(torch.from_numpy(X))
+        return crop_frames(f, self.cfg.n_frames), torch.from_numpy(D), torch.from_numpy(C)
+
+
+def train_cue_localizer(tc: LocalizerTrainConfig, out_path, log=print) -> dict:
+    """Streaming training (``tc.steps > 0``; the recipe of the cue-feature BAST): ``tc.steps`` batches of ``tc.batch_size``
+    fresh scenes from :class:`CueSceneSampler` (seeded by ``tc.seed``), one-cycle lr, validation on
+    ``tc.n_val`` fixed scenes (split "val": other sources, rooms and noise) every ``tc.val_every``
+    steps; the best validation state is kept and written (also after every improvement, so a run
+    that is cut off leaves a model)."""
+    torch.set_num_threads(max(1, int(tc.threads)))
+    c0, t0 = time.process_time(), time.time()
+    spec = SyntheticSpec.from_dict(tc.data)
+    model = build_model(tc, classes_of(spec))
+    cfg = model.cfg
+    kw = dict(rooms_per_head=tc.rooms_per_head, dirs_per_room=tc.dirs_per_room, log=log)
+    sampler = CueSceneSampler(cfg, spec, tc.seed, "train", n_sources=tc.source_bank, **kw)
+    vs = CueSceneSampler(cfg, spec, tc.seed, "val", n_sources=max(32, tc.n_val // 4),
+                         **{**kw, "rooms_per_head": max(2, tc.rooms_per_head // 4)})
+    vrng = np.random.default_rng([int(tc.seed), 2])
+    vf, vd, vc = zip(*[vs.sample(min(128, tc.n_val - a), vrng) for a in range(0, tc.n_val, 128)])
+    vf, vd, vc = torch.cat(vf), torch.cat(vd), torch.cat(vc)
+    del vs
+    torch.manual_seed(tc.seed)
+    rng = np.random.default_rng([int(tc.seed), 3])
+    loss_fn = MultiTaskLoss(tc.loss, tc.class_weight, tc.elevation_weight)
+    opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=tc.lr, total_steps=max(1, tc.steps), pct_start=0.1)
+    info = dict(data="streaming cue scenes", synthetic=_jsonable(spec.__dict__), seed=tc.seed, loss=tc.loss,
+                steps=tc.steps, batch_size=tc.batch_size, n_val=tc.n_val, source_bank=tc.source_bank,
+                rooms_per_head=tc.rooms_per_head, dirs_per_room=tc.dirs_per_room, refresh_every=tc.refresh_every)
+    history, best, best_state, run, run_n = [], math.inf, None, 0.0, 0
+    for step in range(1, tc.steps + 1):
+        model.train()
+        x, yd, yc = sampler.sample(tc.batch_size, rng)
+        out = model(x)
+        loss, _ = loss_fn(out.direction, yd, out.class_logits, yc, out.elevation)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        run, run_n = run + float(loss.detach()), run_n + 1
+        if tc.refresh_every > 0 and step % tc.refresh_every == 0:
+            sampler.refresh()
+        if step % tc.val_every == 0 or step == tc.steps:
+            d, p = predict(model, vf)
+            vm = evaluate_directions(d, vd.numpy())
+            if p is not None:
+                vm["class_accuracy"] = float(np.mean(p.argmax(1) == vc.numpy()))
+            rec = {"step": step, "train_loss": run / run_n, "seconds": round(time.time() - t0, 1),
+                   "cpu_seconds": round(time.process_time() - c0, 1), "lr": float(sched.get_last_lr()[0]),
+                   **{f"val_{k}": v for k, v in vm.items()}}
+            run, run_n = 0.0, 0
+            history.append(rec)
+            log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items()))
+            if vm["mean_deg"] < best:
+                best = vm["mean_deg"]
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                if step < tc.steps:
+                    save_checkpoint(out_path, model, {"history": list(history), "best_val_mean_deg": best,
+                                                      "best_step": step, "partial": True, **info})
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    summary = {"history": history, "best_val_mean_deg": best,
+               "best_step": int(history[int(np.argmin([h["val_mean_deg"] for h in history]))]["step"]),
+               "cpu_seconds": round(time.process_time() - c0, 1), "seconds": round(time.time() - t0, 1), **info}
+    summary["sha256"] = save_checkpoint(out_path, model, summary)
+    return summary
+
+
 # --------------------------------------------------------------------------- checkpoints
 
 
@@ -454,6 +668,8 @@ def build_model(tc: LocalizerTrainConfig, class_names: list[str]) -> BAST:
 def train_localizer(tc: LocalizerTrainConfig, out_path, cache_dir=None, log=print) -> dict:
     """Train on synthetic scenes per ``tc.data`` and write a checkpoint at ``out_path``.
     ``cache_dir``: where rendered features are kept between runs (keyed by config)."""
+    if tc.steps > 0:  # streaming (the cue-feature recipe): fresh scenes every batch
+        return train_cue_localizer(tc, out_path, log=log)
     torch.set_num_threads(max(1, int(tc.threads)))
     spec = SyntheticSpec.from_dict(tc.data)
     classes = classes_of(spec)
