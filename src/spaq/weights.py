@@ -69,6 +69,16 @@ REGISTRY: dict[str, WeightSpec] = {
         licence="MIT (spaq); trained on scenes rendered with the Neumann KU 100 HRTFs (B. Bernschuetz, TH Koeln)",
         packaged="weights/bast_ku100.pt",
     ),
+    "sqm_v1": WeightSpec(
+        name="sqm_v1",
+        url=None,
+        sha256="PENDING",
+        filename="sqm_v1.pt",
+        env_var="SPAQ_SQM_WEIGHTS",
+        licence="MIT (spaq); trained on scenes rendered with the Neumann KU 100 (B. Bernschuetz, TH Koeln) and "
+                "SONICOM subject 1 (CC BY-SA 3.0) HRTFs",
+        packaged="weights/sqm_v1.pt",
+    ),
 }
 
 

@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, fields
 import torch
 from torch import nn
 
-__all__ = ["SQMConfig", "SQM", "sqm_features"]
+__all__ = ["SQMConfig", "SQM", "sqm_features", "load_pretrained"]
 
 
 @dataclass
@@ -76,14 +76,15 @@ class SQMConfig:
         return cls(**d)
 
 
-def sqm_features(x: torch.Tensor, cfg: SQMConfig, grad: bool = False) -> torch.Tensor:
+def sqm_features(x: torch.Tensor, cfg: SQMConfig, grad: bool = False, decimate: bool = True) -> torch.Tensor:
     """Cue features of ``x (B, C, T)`` (``C = cfg.channels``) -> ``(B, D, nf)``, ``D =
     cfg.feature_dim``: ILD/10 dB, IPD cos, sin, coherence, shapes/10 dB, activity (band level of
     the louder ear re the signal's loudest band-frame, /20 dB, clipped at -3) per band; for 3
-    channels also each ear's band level re the source's, /10 dB. ``grad``: differentiable."""
+    channels also each ear's band level re the source's, /10 dB. ``grad``: differentiable;
+    ``decimate``: the front-end's fast mode (training default; False: every band at full rate)."""
     from ..auditory.binaural_features import binaural_features, feature_frontend
 
-    fe = feature_frontend(cfg.sample_rate, frame_ms=cfg.frame_ms)
+    fe = feature_frontend(cfg.sample_rate, decimate=decimate, frame_ms=cfg.frame_ms)
     B = x.shape[0]
     f, lev = binaural_features(x[:, :2], fe, grad=grad)  # (B, 6, F, nf), (B, 2, F, nf)
     scale = torch.tensor([0.1, 1.0, 1.0, 1.0, 0.1, 0.1], dtype=f.dtype, device=f.device).view(1, 6, 1, 1)
@@ -115,6 +116,7 @@ class SQM(nn.Module):
         super().__init__()
         cfg = cfg or SQMConfig()
         self.cfg = cfg
+        self.decimate = True  # front-end fast mode (an inference setting, not part of the checkpoint)
         if cfg.front_end == "wave":
             self.wave = nn.Conv1d(cfg.channels, cfg.wave_filters, cfg.frame_len, stride=cfg.frame_len, bias=False)
         self.inp = nn.Conv1d(cfg.feature_dim, cfg.conv_channels, cfg.kernel, padding=cfg.kernel // 2)
@@ -136,7 +138,7 @@ class SQM(nn.Module):
             x = x.to(self.wave.weight.dtype)
             rms = x.pow(2).mean(dim=(1, 2), keepdim=True).clamp_min(1e-12).sqrt()
             return torch.log1p(self.wave(x / rms).abs())
-        return sqm_features(x, self.cfg, grad=grad).to(self.inp.weight.dtype)
+        return sqm_features(x, self.cfg, grad=grad, decimate=self.decimate).to(self.inp.weight.dtype)
 
     def encode(self, z: torch.Tensor) -> dict:
         """Features ``(B, D, nf)`` -> the output dict (see the module docstring)."""
@@ -160,3 +162,22 @@ class SQM(nn.Module):
     def forward(self, x: torch.Tensor, grad: bool = False) -> dict:
         """``x (B, C, T)`` at ``cfg.sample_rate`` -> dict (see the module docstring)."""
         return self.encode(self.features(x, grad=grad or torch.is_grad_enabled() and x.requires_grad))
+
+
+def load_pretrained(checkpoint=None) -> tuple[SQM, object]:
+    """The shipped SQM encoder (weights ``sqm_v1``, or ``checkpoint``: a path) in eval mode with
+    frozen parameters, and its :class:`spaq.weights.ResolvedWeights`; cached per file."""
+    from ..weights import resolve
+    from .checkpoint import load
+
+    w = resolve("sqm_v1", path=checkpoint, offline=True, download=False)
+    key = (str(w.path), w.sha256)
+    if key not in _PRETRAINED:
+        model, _ = load(w.path, architecture="sqm", sha256=w.sha256)
+        for p in model.parameters():
+            p.requires_grad_(False)
+        _PRETRAINED[key] = model
+    return _PRETRAINED[key], w
+
+
+_PRETRAINED: dict = {}
