@@ -48,6 +48,7 @@ class SQMConfig:
     lstm_hidden: int = 32  # per direction: 64 per frame
     embed_dim: int = 16
     doa_head: bool = True
+    dropout: float = 0.0  # after the convolutions and between the LSTM layers (training only)
 
     def __post_init__(self):
         if self.front_end not in ("cues", "wave"):
@@ -123,6 +124,7 @@ class SQM(nn.Module):
         self.res = nn.ModuleList([_Res(cfg.conv_channels, cfg.kernel) for _ in range(cfg.res_blocks)])
         self.lstm1 = nn.LSTM(cfg.conv_channels, cfg.lstm_hidden, batch_first=True, bidirectional=True)
         self.lstm2 = nn.LSTM(2 * cfg.lstm_hidden, cfg.lstm_hidden, batch_first=True, bidirectional=True)
+        self.drop = nn.Dropout(cfg.dropout)
         self.att = nn.Linear(2 * cfg.lstm_hidden, 1)
         self.head = nn.Linear(2 * cfg.lstm_hidden, cfg.embed_dim)
         self.doa = nn.Linear(2 * cfg.lstm_hidden, 3) if cfg.doa_head else None
@@ -148,9 +150,9 @@ class SQM(nn.Module):
         for blk in self.res:
             h = blk(h)
             acts.append(h)
-        h, _ = self.lstm1(h.transpose(1, 2))
+        h, _ = self.lstm1(self.drop(h).transpose(1, 2))
         acts.append(h.transpose(1, 2))
-        h, _ = self.lstm2(h)
+        h, _ = self.lstm2(self.drop(h))
         acts.append(h.transpose(1, 2))
         w = torch.softmax(self.att(h).squeeze(-1), dim=1)  # (B, nf)
         pooled = (w.unsqueeze(-1) * h).sum(1)

@@ -77,6 +77,7 @@ class SQMTrainConfig:
     n_val_directions: int = 150
     keep_waves: int = 0  # scenes whose waveforms the bank keeps (front_end "wave" trains on those only)
     threads: int = 1
+    workers: int = 1  # processes rendering the bank
     data: dict = field(default_factory=dict)
 
     @classmethod
@@ -95,9 +96,9 @@ def _fft_convolve(s: np.ndarray, h: np.ndarray) -> np.ndarray:
 
 def render_scene(hrtf, k: int, kind: str, rng: np.random.Generator, duration_s: float, spec: SQMDataSpec,
                  room: bool | None = None, rt60_s: float | None = None, snr_db: float | None = None,
-                 sample_rate: int = 48000):
+                 sample_rate: int = 48000, dims_m=None, distance_m: float | None = None):
     """One scene: source of type ``kind`` at direction ``k`` of ``hrtf``. ``room``/``rt60_s``/
-    ``snr_db`` None: drawn per ``spec`` (``snr_db`` = inf: no noise). Returns ``(x (3, T) float32:
+    ``snr_db``/``dims_m``/``distance_m`` None: drawn per ``spec`` (``snr_db`` = inf: no noise). Returns ``(x (3, T) float32:
     left, right, dry source, meta)``."""
     from ..data.sources import make_source
     from ..spatial.room import place_in_room, room_impulse_response
@@ -113,9 +114,11 @@ def render_scene(hrtf, k: int, kind: str, rng: np.random.Generator, duration_s: 
     h = hrtf.hrir[k]
     if room:
         rt = float(rng.uniform(*spec.rt60_s)) if rt60_s is None else float(rt60_s)
-        dims = rng.uniform(np.asarray(spec.room_dims_m[0]), np.asarray(spec.room_dims_m[1]))
+        dims = rng.uniform(np.asarray(spec.room_dims_m[0]), np.asarray(spec.room_dims_m[1])) \
+            if dims_m is None else np.asarray(dims_m, dtype=np.float64)
+        dist = float(rng.uniform(*spec.distance_m)) if distance_m is None else float(distance_m)
         try:
-            rs = place_in_room(dims, rt, az, el, float(rng.uniform(*spec.distance_m)), rng)
+            rs = place_in_room(dims, rt, az, el, dist, rng)
             h, _ = room_impulse_response(rs, sample_rate, "binaural", hrtf=hrtf, rng=rng, ism_order=3,
                                          length_s=min(1.2 * rt, 1.0))
             meta["rt60_s"] = rt
@@ -141,8 +144,9 @@ def _load_head(name: str, sample_rate: int):
 
 
 def bank(spec: SQMDataSpec, n_directions: int, seed: int, split: str, clip_s: float, cfg: SQMConfig,
-         cache_dir=None, log=print, keep_waves: int = 0) -> dict:
-    """:func:`make_bank`, read from / written to ``cache_dir`` when given (keyed by the arguments)."""
+         cache_dir=None, log=print, keep_waves: int = 0, allow_held_out: bool = False, workers: int = 1) -> dict:
+    """:func:`make_bank`, read from / written to ``cache_dir`` when given (keyed by the arguments);
+    ``workers`` processes render ranges of directions (the same bank as one process)."""
     from pathlib import Path
 
     key = hashlib.sha256(repr((spec, n_directions, seed, split, clip_s, cfg.sample_rate, cfg.frame_ms,
@@ -150,7 +154,17 @@ def bank(spec: SQMDataSpec, n_directions: int, seed: int, split: str, clip_s: fl
     f = Path(cache_dir) / f"sqm_{split}_{key}.pt" if cache_dir else None
     if f is not None and f.is_file():
         return torch.load(f, weights_only=True)
-    out = make_bank(spec, n_directions, seed, split, clip_s, cfg, log, keep_waves)
+    if workers <= 1 or n_directions < 2 * workers:
+        out = make_bank(spec, n_directions, seed, split, clip_s, cfg, log, keep_waves, allow_held_out)
+    else:
+        import multiprocessing as mp
+
+        cuts = np.linspace(0, n_directions, workers + 1).astype(int)
+        jobs = [(spec, int(b), seed, split, clip_s, cfg, max(0, keep_waves - 2 * int(a)), allow_held_out, int(a))
+                for a, b in zip(cuts[:-1], cuts[1:])]
+        with mp.get_context("spawn").Pool(workers) as pool:
+            parts = pool.map(_bank_part, jobs)
+        out = {k: torch.cat([p[k] for p in parts if k in p]) for k in parts[0]}
     if f is not None:
         from ..files import atomic_write
 
@@ -159,19 +173,25 @@ def bank(spec: SQMDataSpec, n_directions: int, seed: int, split: str, clip_s: fl
     return out
 
 
+def _bank_part(args) -> dict:
+    spec, stop, seed, split, clip_s, cfg, keep, allow, start = args
+    torch.set_num_threads(1)
+    return make_bank(spec, stop, seed, split, clip_s, cfg, lambda *_: None, keep, allow, start=start)
+
+
 def subset(b: dict, n: int) -> dict:
     """The first ``n`` scenes of bank ``b``."""
     return {k: v[:n] for k, v in b.items()}
 
 
 def make_bank(spec: SQMDataSpec, n_directions: int, seed: int, split: str, clip_s: float, cfg: SQMConfig,
-              log=print, keep_waves: int = 0) -> dict:
-    """Render ``2 n_directions`` scenes (two contents per drawn direction) and their 3-channel
-    features. Returns a dict of tensors: ``feats (N, D3, nf)`` float16, ``dirs (N, 3)``,
+              log=print, keep_waves: int = 0, allow_held_out: bool = False, start: int = 0) -> dict:
+    """Render ``2 (n_directions - start)`` scenes (two contents per drawn direction ``start ..
+    n_directions - 1``) and their 3-channel features. Returns a dict of tensors: ``feats (N, D3, nf)`` float16, ``dirs (N, 3)``,
     ``group (N,)``, ``room (N,)`` bool, and ``waves (keep_waves, 3, T)`` float16 of the first
-    ``keep_waves`` scenes."""
+    ``keep_waves`` scenes. ``allow_held_out``: for test banks only (evaluation scripts)."""
     for h in spec.heads:
-        if h.lower() in HELD_OUT_HEADS:
+        if h.lower() in HELD_OUT_HEADS and not allow_held_out:
             raise SpaqError(f"{h} is the held-out head: never train on it")
     heads = [_load_head(h, cfg.sample_rate) for h in spec.heads]
     split_key = int(hashlib.sha256(split.encode()).hexdigest()[:8], 16)
@@ -189,7 +209,7 @@ def make_bank(spec: SQMDataSpec, n_directions: int, seed: int, split: str, clip_
                 waves.append(x[: keep_waves - have].to(torch.float16))
             batch.clear()
 
-    for i in range(n_directions):
+    for i in range(int(start), n_directions):
         rng = np.random.default_rng([int(seed), split_key, i])
         hi = int(rng.integers(len(heads)))
         hrtf = heads[hi]
@@ -292,7 +312,8 @@ def train_sqm(tc: SQMTrainConfig, out_path=None, log=print, banks: dict | None =
     c0, t0 = time.process_time(), time.time()
     wave = cfg.front_end == "wave"
     if banks is None:
-        banks = {"train": bank(spec, tc.n_directions, tc.seed, "train", tc.clip_s, cfg, cache_dir, log, tc.keep_waves),
+        banks = {"train": bank(spec, tc.n_directions, tc.seed, "train", tc.clip_s, cfg, cache_dir, log, tc.keep_waves,
+                               workers=tc.workers),
                  "val": bank(spec, tc.n_val_directions, tc.seed, "val", tc.clip_s, cfg, cache_dir, log,
                              2 * tc.n_val_directions if tc.keep_waves else 0)}
     if wave:
