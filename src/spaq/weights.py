@@ -72,7 +72,7 @@ REGISTRY: dict[str, WeightSpec] = {
     "sqm_v1": WeightSpec(
         name="sqm_v1",
         url=None,
-        sha256="PENDING",
+        sha256="15dc06d170a9ad085204e5606fc12a1c18dc70a6dc2effcdafef19936b80313e",
         filename="sqm_v1.pt",
         env_var="SPAQ_SQM_WEIGHTS",
         licence="MIT (spaq); trained on scenes rendered with the Neumann KU 100 (B. Bernschuetz, TH Koeln) and "

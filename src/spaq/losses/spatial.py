@@ -79,7 +79,8 @@ class SpatialLoss(nn.Module):
     def _loss(self, est, target, cosine_distance, deep_feature_distance):
         enc = self.encoder
         oe = enc.encode(enc.features(est.to(torch.float32), grad=True))
-        ot = enc.encode(enc.features(target.to(torch.float32), grad=target.requires_grad))
+        with torch.set_grad_enabled(torch.is_grad_enabled() and target.requires_grad):
+            ot = enc.encode(enc.features(target.to(torch.float32), grad=True))  # same arithmetic as est
         loss = 0.0
         if self.deep_weight:
             loss = loss + self.deep_weight * deep_feature_distance(oe["activations"], ot["activations"])
@@ -106,7 +107,8 @@ class CueLoss(nn.Module):
         fe = feature_frontend(self.sample_rate)
         fe_ = fe.to(est.device)
         fest, _ = binaural_features(est, fe_, grad=True)  # (B, 6, F, nf)
-        ftar, lev = binaural_features(target, fe_, grad=target.requires_grad)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and target.requires_grad):
+            ftar, lev = binaural_features(target, fe_, grad=True)  # same arithmetic as est
         top = lev.amax(dim=1)  # (B, F, nf)
         w = (top >= top.amax(dim=(1, 2), keepdim=True) - self.active_range_db).to(fest.dtype)
         w = w / w.sum(dim=(1, 2), keepdim=True).clamp_min(1.0)

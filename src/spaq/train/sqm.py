@@ -351,6 +351,7 @@ def train_sqm(tc: SQMTrainConfig, out_path=None, log=print, banks: dict | None =
                 "val_doa_median_deg": float(torch.cat(errs).median()) if errs else None}
 
     history = []
+    best, best_step, best_state = -1.0, None, None
     run_l, run_a, k = 0.0, 0.0, 0
     model.train()
     for step in range(tc.steps):
@@ -374,11 +375,17 @@ def train_sqm(tc: SQMTrainConfig, out_path=None, log=print, banks: dict | None =
             history.append(rec)
             log(str(rec))
             run_l, run_a, k = 0.0, 0.0, 0
+            if rec["val_triplet_acc"] > best:
+                best, best_step = rec["val_triplet_acc"], rec["step"]
+                best_state = {k_: v.detach().clone() for k_, v in model.state_dict().items()}
+    if best_state is not None:  # the best validation point (triplet accuracy on held-out content)
+        model.load_state_dict(best_state)
     model.eval()
     summary = {"recipe": {k_: v for k_, v in tc.__dict__.items()}, "history": history,
                "bank_cpu_s": round(bank_cpu, 1), "cpu_s": round(time.process_time() - c0, 1),
                "wall_s": round(time.time() - t0, 1), "threads": int(tc.threads),
-               "held_out_heads": list(HELD_OUT_HEADS)}
+               "held_out_heads": list(HELD_OUT_HEADS), "best_step": best_step,
+               "best_val_triplet_acc": best}
     if out_path is not None:
         summary["sha256"] = checkpoint.save(out_path, model, train=summary)
     return model, summary
