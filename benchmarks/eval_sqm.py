@@ -305,6 +305,43 @@ def check_cues(sc: Scenes, cues: Cues, rng) -> float:
     return float(np.max(np.abs(mine - ref)))
 
 
+TARGETS = {("anechoic", "spearman_az"): ">= 0.98", ("anechoic", "spearman_el"): ">= 0.90",
+           ("rooms", "spearman_az"): ">= 0.95", ("rooms", "spearman_el"): ">= 0.75",
+           ("anechoic", "common_area"): "<= 0.05", ("rooms", "common_area"): "<= 0.10",
+           ("anechoic", "2afc"): ">= 0.95", ("rooms", "2afc"): ">= 0.90",
+           ("anechoic", "identity_ratio"): "< 0.01", ("rooms", "identity_ratio"): "< 0.01"}
+PAPER = {"spearman_az": "0.96", "spearman_el": "0.66", "common_area": "0.15"}
+
+
+def to_markdown(res: dict) -> str:
+    """The result table (sqm beside cues, targets of issue 17, the paper's numbers)."""
+    f = lambda v: "n/a" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.3f}"  # noqa: E731
+    rows = ["| test | condition | sqm | cues | target | paper (SQM-BS) |", "|---|---|---|---|---|---|"]
+    names = {"spearman_az": "Spearman, azimuth", "spearman_el": "Spearman, elevation",
+             "common_area": "content invariance: common area", "2afc": "2AFC (5-15 vs 30-60 deg)",
+             "identity_ratio": "identity / median at 30 deg"}
+    for key, label in names.items():
+        for cond in ("anechoic", "rooms"):
+            v = res[cond][key]
+            rows.append(f"| {label} | {cond} | {f(v['sqm'])} | {f(v['cues'])} | {TARGETS.get((cond, key), '')} | "
+                        f"{PAPER.get(key, '') if cond == 'anechoic' else ''} |")
+    r = res.get("retrieval_anechoic")
+    if r:
+        rows.append(f"| retrieval precision@10 ({r['groups']} groups x {r['per_group']}) | anechoic | "
+                    f"{f(r['p@10_sqm'])} | {f(r['p@10_cues'])} | >= 0.95 | 0.93 |")
+        rows.append(f"| retrieval precision@25 | anechoic | {f(r['p@25_sqm'])} | {f(r['p@25_cues'])} | >= 0.92 | 0.90 |")
+    for cond in ("anechoic", "rooms"):
+        d = res[cond].get("doa_rmse_deg")
+        if d:
+            rows.append(f"| DoA head RMSE az / el (deg) | {cond} | {d['azimuth']:.1f} / {d['elevation']:.1f} | "
+                        "n/a (no DoA) | | |")
+    sp = res.get("speed")
+    if sp:
+        rows.append(f"| speed: 10 s binaural, x real time per CPU-second (1 thread) | | "
+                    f"{10.0 / sp['sqm_cpu_s_1thread']:.0f} | | >= 100 | |")
+    return "\n".join(rows) + "\n"
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", default=None)
@@ -317,6 +354,7 @@ def main(argv=None):
     ap.add_argument("--per-group", type=int, default=30)
     ap.add_argument("--quick", action="store_true", help="monotonicity and 2AFC only, fewer scenes (ablation)")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--md", default=None, help="also write the table as Markdown here")
     ap.add_argument("--scenes", default=None, help="pre-rendered scenes (written by --prerender, read otherwise)")
     ap.add_argument("--prerender", action="store_true", help="render the scenes and their cues only (no model)")
     a = ap.parse_args(argv)
@@ -350,6 +388,9 @@ def main(argv=None):
     res["scenes"] = sc.n
     res["wall_s"], res["cpu_s"] = round(time.time() - t0, 1), round(time.process_time() - c0, 1)
     text = json.dumps(res, indent=1, default=float)
+    if a.md:
+        with open(a.md, "w") as f:
+            f.write(to_markdown(res))
     if a.json:
         os.makedirs(os.path.dirname(a.json) or ".", exist_ok=True)
         with open(a.json, "w") as f:

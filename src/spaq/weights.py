@@ -72,7 +72,7 @@ REGISTRY: dict[str, WeightSpec] = {
     "sqm_v1": WeightSpec(
         name="sqm_v1",
         url=None,
-        sha256="15dc06d170a9ad085204e5606fc12a1c18dc70a6dc2effcdafef19936b80313e",
+        sha256="b1c64049f2036653bc3d362912c36dd44e3750876b85e27334f8bc708da6abb4",
         filename="sqm_v1.pt",
         env_var="SPAQ_SQM_WEIGHTS",
         licence="MIT (spaq); trained on scenes rendered with the Neumann KU 100 (B. Bernschuetz, TH Koeln) and "
