@@ -167,3 +167,23 @@ def test_shipped_weights_registered():
     m, w = load_pretrained()
     assert w.verified and w.sha256 == REGISTRY["sqm_v1"].sha256
     assert m.cfg.channels == 2 and m.cfg.embed_dim == 16
+
+
+def test_binaural_features_grad_path_matches(one_torch_thread):
+    """``grad=True`` (the losses' path) gives the default path's values in every band above the
+    hearing floor (at the floor the coherence of two vanishing powers differs) and finite gradients."""
+    from spaq.auditory.binaural_features import binaural_features, feature_frontend
+
+    x = torch.from_numpy(_render(30.0, seed=2, seconds=0.5))[None].float()
+    fe = feature_frontend(SR)
+    a, la = binaural_features(x, fe)
+    xg = x.clone().requires_grad_(True)
+    b, lb = binaural_features(xg, fe, grad=True)
+    assert not a.requires_grad and b.requires_grad
+    assert torch.equal(la, lb.detach())
+    floor = 10 * torch.log10(fe.power_floor).view(1, -1, 1)
+    audible = (la.amin(dim=1) > floor + 1.0)[:, None].expand_as(a)  # (B, 6, F, nf)
+    assert audible.float().mean() > 0.5
+    assert torch.allclose(a[audible], b.detach()[audible], atol=1e-4)
+    b[:, 0].sum().backward()
+    assert torch.isfinite(xg.grad).all() and xg.grad.abs().sum() > 0

@@ -51,11 +51,12 @@ def binaural_features(x, frontend: AuditoryFrontEnd | None = None, sample_rate: 
     """``x (..., 2, T)`` at the front-end's rate -> ``(features (..., 6, F, nf), levels_db
     (..., 2, F, nf))`` as float32 tensors; see the module docstring. Give ``frontend`` or
     ``sample_rate``. ``grad``: keep the autograd graph (for losses; square roots then get a
-    1e-20 floor so silent bands give finite gradients); by default no graph is built."""
+    tiny floor -- 1e-30 on float32 powers, 1e-40 on float64 magnitudes -- so silent bands give
+    finite gradients; values change only in bands at the hearing floor); by default no graph is built."""
     if not grad:
         with torch.no_grad():
             return _features(x, frontend, sample_rate, fine_structure_hz, 0.0)
-    return _features(x, frontend, sample_rate, fine_structure_hz, 1e-20)
+    return _features(x, frontend, sample_rate, fine_structure_hz, 1.0)
 
 
 def _features(x, frontend, sample_rate, fine_structure_hz, eps):
@@ -90,13 +91,13 @@ def _features(x, frontend, sample_rate, fine_structure_hz, eps):
                 c = torch.where(f4, (bf[..., 0, :, :, :] * torch.conj(bf[..., 1, :, :, :])).mean(-1), c)
                 norm = torch.where(f4, p[..., 0, :, :] * p[..., 1, :, :], norm)
         lev.append(p)
-        cross.append(torch.stack([c.real, c.imag, torch.sqrt(norm + eps)], dim=-3))
+        cross.append(torch.stack([c.real, c.imag, torch.sqrt(norm + eps * 1e-30)], dim=-3))
     p = torch.cat(lev, dim=-2).to(torch.float64)  # (..., 2, F, nf)
     cr = torch.cat(cross, dim=-2).to(torch.float64)  # (..., 3, F, nf)
     floor = fe.power_floor.to(p.dtype).view(-1, 1)
     level = 10 * torch.log10(torch.maximum(p, floor))
     ild = level[..., 0, :, :] - level[..., 1, :, :]
-    mag = torch.sqrt(cr[..., 0, :, :] ** 2 + cr[..., 1, :, :] ** 2 + eps)
+    mag = torch.sqrt(cr[..., 0, :, :] ** 2 + cr[..., 1, :, :] ** 2 + eps * 1e-40)
     ok = mag > 0
     safe = torch.where(ok, mag, torch.ones_like(mag))
     cos = torch.where(ok, cr[..., 0, :, :] / safe, torch.ones_like(mag))
