@@ -11,7 +11,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "spaq"
 
 #: lowest first; a package may import from any lower layer, never from its own or a higher one
 LAYERS = [
-    {"errors", "dsp", "files", "losses", "threads"},
+    {"errors", "dsp", "files", "threads"},
     {"config", "extras"},
     {"cache"},
     {"spatial"},
@@ -20,7 +20,7 @@ LAYERS = [
     {"models"},
     {"localization"},
     {"metrics"},
-    {"api", "evaluate", "report", "jobs", "demo"},
+    {"api", "evaluate", "report", "jobs", "demo", "losses"},
     {"data"},
     {"batch", "train"},
     {"study"},

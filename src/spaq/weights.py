@@ -76,8 +76,18 @@ REGISTRY: dict[str, WeightSpec] = {
         filename="bast_cues.pt",
         env_var="SPAQ_LOCALIZER_CUES_WEIGHTS",
         licence=("MIT (spaq); trained on scenes rendered with the Neumann KU 100 HRTFs (B. Bernschuetz, TH Koeln) and "
-                 "SONICOM subject 1 (spatialaudiometrics, SONICOM HRTF dataset, MIT)"),
+                 "SONICOM subject 1 (spatialaudiometrics; CC BY-SA 3.0)"),
         packaged="weights/bast_cues.pt",
+    ),
+    "sqm_v1": WeightSpec(
+        name="sqm_v1",
+        url=None,
+        sha256="b1c64049f2036653bc3d362912c36dd44e3750876b85e27334f8bc708da6abb4",
+        filename="sqm_v1.pt",
+        env_var="SPAQ_SQM_WEIGHTS",
+        licence="MIT (spaq); trained on scenes rendered with the Neumann KU 100 (B. Bernschuetz, TH Koeln) and "
+                "SONICOM subject 1 (CC BY-SA 3.0) HRTFs",
+        packaged="weights/sqm_v1.pt",
     ),
 }
 

@@ -51,12 +51,20 @@ def _pw(a: torch.Tensor) -> torch.Tensor:
     return a.real ** 2 + a.imag ** 2
 
 
-@torch.no_grad()
 def binaural_features(x, frontend: AuditoryFrontEnd | None = None, sample_rate: int | None = None,
-                      fine_structure_hz: float = 1300.0):
+                      fine_structure_hz: float = 1300.0, grad: bool = False):
     """``x (..., 2, T)`` at the front-end's rate -> ``(features (..., 6, F, nf), levels_db
     (..., 2, F, nf))`` as float32 tensors; see the module docstring. Give ``frontend`` or
-    ``sample_rate``."""
+    ``sample_rate``. ``grad``: keep the autograd graph (for losses; square roots then get a
+    tiny floor -- 1e-30 on float32 powers, 1e-40 on float64 magnitudes -- so silent bands give
+    finite gradients; values change only in bands at the hearing floor); by default no graph is built."""
+    if not grad:
+        with torch.no_grad():
+            return _features(x, frontend, sample_rate, fine_structure_hz, 0.0)
+    return _features(x, frontend, sample_rate, fine_structure_hz, 1.0)
+
+
+def _features(x, frontend, sample_rate, fine_structure_hz, eps):
     if frontend is None:
         if sample_rate is None:
             raise ValueError("binaural_features needs a frontend or a sample_rate")
@@ -88,13 +96,13 @@ def binaural_features(x, frontend: AuditoryFrontEnd | None = None, sample_rate: 
                 c = torch.where(f4, (bf[..., 0, :, :, :] * torch.conj(bf[..., 1, :, :, :])).mean(-1), c)
                 norm = torch.where(f4, p[..., 0, :, :] * p[..., 1, :, :], norm)
         lev.append(p)
-        cross.append(torch.stack([c.real, c.imag, torch.sqrt(norm)], dim=-3))
+        cross.append(torch.stack([c.real, c.imag, torch.sqrt(norm + eps * 1e-30)], dim=-3))
     p = torch.cat(lev, dim=-2).to(torch.float64)  # (..., 2, F, nf)
     cr = torch.cat(cross, dim=-2).to(torch.float64)  # (..., 3, F, nf)
     floor = fe.power_floor.to(p.dtype).view(-1, 1)
     level = 10 * torch.log10(torch.maximum(p, floor))
     ild = level[..., 0, :, :] - level[..., 1, :, :]
-    mag = torch.sqrt(cr[..., 0, :, :] ** 2 + cr[..., 1, :, :] ** 2)
+    mag = torch.sqrt(cr[..., 0, :, :] ** 2 + cr[..., 1, :, :] ** 2 + eps * 1e-40)
     ok = mag > 0
     safe = torch.where(ok, mag, torch.ones_like(mag))
     cos = torch.where(ok, cr[..., 0, :, :] / safe, torch.ones_like(mag))

@@ -37,6 +37,7 @@ BUILTIN = {
     "loudness": "spaq.metrics.classic:Loudness",
     "si_sdr": "spaq.metrics.classic:SiSdr",
     "mrstft": "spaq.metrics.classic:MrStft",
+    "sqm": "spaq.metrics.sqm:Sqm",
 }
 
 _CLASSES: dict[str, type] = {}

@@ -24,6 +24,7 @@ from torch import nn
 
 from ..errors import SpaqError
 from .bast import BAST, BASTConfig
+from .sqm import SQM, SQMConfig
 
 __all__ = ["FORMAT", "LEGACY_FORMATS", "Architecture", "ARCHITECTURES", "save", "load", "versions"]
 
@@ -43,6 +44,7 @@ class Architecture(NamedTuple):
 
 ARCHITECTURES: dict[str, Architecture] = {
     "bast": Architecture(BAST, BASTConfig, "BAST localizer"),
+    "sqm": Architecture(SQM, SQMConfig, "SQM spatial embedding"),
 }
 
 

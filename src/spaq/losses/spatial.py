@@ -1,0 +1,119 @@
+"""Spatial training losses for binaural signals, as ``nn.Module``s with explicit shapes.
+
+* :class:`SpatialLoss`: distance between the frozen SQM encoder's representations
+  (:mod:`spaq.models.sqm`, shipped weights ``sqm_v1``) of the estimate and the target:
+  ``deep_weight`` x the deep-feature distance (per layer the mean |difference| of the
+  activations over channels and frames, summed over layers) + ``cosine_weight`` x the cosine
+  distance of the utterance embeddings. Content need not match; the two are cut to their common
+  number of frames for the deep features.
+* :class:`CueLoss`: differences of the interaural cues of the shared auditory front-end
+  (:func:`spaq.auditory.binaural_features.binaural_features` with ``grad=True``): |dILD| / 1 dB,
+  the IPD unit-vector distance |u - u'| and |d coherence|, per ERB band and 40 ms frame, weighted by
+  the target's band activity (band level within 30 dB of the loudest band-frame); needs aligned
+  signals of equal length.
+
+Both take ``est (B, 2, T)`` and ``target (B, 2, T)`` at 48 kHz (left, right) and return a scalar
+(``reduction="mean"``) or ``(B,)`` (``"none"``); gradients flow to ``est`` (and ``target`` if it
+requires them), on CPU and CUDA.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["SpatialLoss", "CueLoss"]
+
+
+def _check(est: torch.Tensor, target: torch.Tensor, name: str, same_length: bool):
+    if est.ndim != 3 or target.ndim != 3 or est.shape[1] != 2 or target.shape[1] != 2 \
+            or est.shape[0] != target.shape[0] or (same_length and est.shape != target.shape):
+        what = "the same" if same_length else "(B, 2, T) with the same B"
+        raise ValueError(f"{name} expects est and target of shape (B, 2, T) ({what}), got {tuple(est.shape)} "
+                         f"and {tuple(target.shape)}")
+
+
+def _reduce(x: torch.Tensor, reduction: str) -> torch.Tensor:
+    if reduction == "mean":
+        return x.mean()
+    if reduction == "sum":
+        return x.sum()
+    if reduction == "none":
+        return x
+    raise ValueError(f"reduction must be mean, sum or none, got {reduction!r}")
+
+
+class SpatialLoss(nn.Module):
+    """Deep-feature + embedding distance of the frozen SQM encoder (see the module docstring).
+
+    ``checkpoint``: an SQM checkpoint path (None: the shipped ``sqm_v1``). The encoder's
+    parameters are frozen and it stays in eval mode (``train()`` does not change it)."""
+
+    def __init__(self, checkpoint=None, deep_weight: float = 1.0, cosine_weight: float = 1.0,
+                 reduction: str = "mean"):
+        super().__init__()
+        from ..models.sqm import SQM, load_pretrained
+
+        base, _ = load_pretrained(checkpoint)
+        enc = SQM(base.cfg)
+        enc.load_state_dict(base.state_dict())
+        for p in enc.parameters():
+            p.requires_grad_(False)
+        self.encoder = enc.eval()
+        self.deep_weight, self.cosine_weight, self.reduction = float(deep_weight), float(cosine_weight), reduction
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.encoder.eval()
+        return self
+
+    def forward(self, est: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """``est (B, 2, T_e)``, ``target (B, 2, T_t)`` -> scalar or ``(B,)``."""
+        _check(est, target, "SpatialLoss", same_length=False)
+        from ..metrics.functional.sqm import cosine_distance, deep_feature_distance
+
+        if est.device.type == "cuda":  # cuDNN's LSTM backward needs training mode: plain kernels instead
+            with torch.backends.cudnn.flags(enabled=False):
+                return self._loss(est, target, cosine_distance, deep_feature_distance)
+        return self._loss(est, target, cosine_distance, deep_feature_distance)
+
+    def _loss(self, est, target, cosine_distance, deep_feature_distance):
+        enc = self.encoder
+        oe = enc.encode(enc.features(est.to(torch.float32), grad=True))
+        with torch.set_grad_enabled(torch.is_grad_enabled() and target.requires_grad):
+            ot = enc.encode(enc.features(target.to(torch.float32), grad=True))  # same arithmetic as est
+        loss = 0.0
+        if self.deep_weight:
+            loss = loss + self.deep_weight * deep_feature_distance(oe["activations"], ot["activations"])
+        if self.cosine_weight:
+            loss = loss + self.cosine_weight * cosine_distance(oe["utterance"], ot["utterance"])
+        return _reduce(loss.to(est.dtype), self.reduction)
+
+
+class CueLoss(nn.Module):
+    """Interaural cue differences from the differentiable front-end (see the module docstring).
+    ``weights``: of the (ILD / 1 dB, IPD unit-vector distance, coherence) terms."""
+
+    def __init__(self, weights: tuple[float, float, float] = (0.1, 1.0, 1.0), active_range_db: float = 30.0,
+                 reduction: str = "mean", sample_rate: int = 48000):
+        super().__init__()
+        self.w = tuple(float(v) for v in weights)
+        self.active_range_db, self.reduction, self.sample_rate = float(active_range_db), reduction, int(sample_rate)
+
+    def forward(self, est: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """``est (B, 2, T)``, ``target (B, 2, T)`` (aligned) -> scalar or ``(B,)``."""
+        from ..auditory.binaural_features import binaural_features, feature_frontend
+
+        _check(est, target, "CueLoss", same_length=True)
+        fe = feature_frontend(self.sample_rate)
+        fe_ = fe.to(est.device)
+        fest, _ = binaural_features(est, fe_, grad=True)  # (B, 6, F, nf)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and target.requires_grad):
+            ftar, lev = binaural_features(target, fe_, grad=True)  # same arithmetic as est
+        top = lev.amax(dim=1)  # (B, F, nf)
+        w = (top >= top.amax(dim=(1, 2), keepdim=True) - self.active_range_db).to(fest.dtype)
+        w = w / w.sum(dim=(1, 2), keepdim=True).clamp_min(1.0)
+        d_ild = (fest[:, 0] - ftar[:, 0]).abs()
+        d_ipd = torch.sqrt((fest[:, 1] - ftar[:, 1]) ** 2 + (fest[:, 2] - ftar[:, 2]) ** 2 + 1e-12)
+        d_ic = (fest[:, 3] - ftar[:, 3]).abs()
+        per = self.w[0] * d_ild + self.w[1] * d_ipd + self.w[2] * d_ic
+        return _reduce((w * per).sum(dim=(1, 2)).to(est.dtype), self.reduction)

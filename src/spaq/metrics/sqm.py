@@ -1,0 +1,112 @@
+"""The ``sqm`` metric: distance between learned spatial-image embeddings (SQM-BS family).
+
+The shipped SQM encoder (:mod:`spaq.models.sqm`, weights ``sqm_v1`` inside the package; recipe
+``spaq/resources/weights/sqm_v1.yaml``, model card ``docs/sqm_model_card.md``) embeds the
+reference and the degraded signal separately; ``score`` is the cosine distance of their
+utterance embeddings (0 = the same spatial image, grows with the angular separation of the
+sources). Content, level and time alignment need not match (``align_input`` False); lengths may
+differ in :func:`spaq.metrics.functional.sqm.sqm_distances` (through ``spaq.score`` the pair is
+cut to a common length: ``--trim``). Ambisonic input is decoded to binaural with the shared
+MagLS decoder (:func:`spaq.spatial.decoders.hrtf_decoder`); loudspeaker layouts and mono are
+rendered binaurally by ``spaq.score``.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..dsp import mimo_fir_filter
+from ..errors import SpaqInputError
+from ..spatial.angles import cart2sph
+from ..spatial.decoders import DEFAULT_DECODER, hrtf_decoder
+from .base import Metric, MetricResult
+from .functional.sqm import sqm_distances
+
+__all__ = ["Sqm", "load_sqm"]
+
+def load_sqm(checkpoint=None):
+    """The SQM encoder (eval mode, frozen) and its resolved weights (:func:`spaq.models.sqm.load_pretrained`)."""
+    from ..models.sqm import load_pretrained
+
+    return load_pretrained(checkpoint)
+
+
+class Sqm(Metric):
+    name = "sqm"
+    version = "1.0"
+    description = ("learned spatial-image distance (SQM-BS family): cosine distance of 16-d embeddings of ref and "
+                   "deg; content, length and alignment need not match; lower is better")
+    unit = "cosine distance"
+    higher_is_better = False
+    score_range = (0.0, 2.0)
+    best_value = 0.0
+    sample_rate = 48000
+    formats = ("binaural", "ambisonics")
+    differentiable = False  # the scored path is float32 and no_grad; spaq.losses.SpatialLoss is the differentiable one
+    needs_weights = False  # shipped inside the package
+    streamable = False
+    min_duration_s = 0.5
+    align_input = False  # an embedding distance: no alignment needed
+    default_rank = None
+    reading = "cosine distance, lower is better: 0 = same spatial image; grows with the sources' angular separation"
+
+    def __init__(self, checkpoint=None, device: str = "cpu", fast: bool = True):
+        """``fast``: the front-end's decimated mode (as trained); ``False``: every band at full rate."""
+        model, w = load_sqm(checkpoint)
+        self.device = torch.device(device)
+        self.model = model.to(self.device)
+        self.weights = w
+        self.fast = bool(fast)
+
+    def _binaural(self, x: torch.Tensor) -> torch.Tensor:
+        c = x.shape[-2]
+        if c == 2:
+            return x
+        order = int(round(c ** 0.5)) - 1
+        if (order + 1) ** 2 != c:
+            raise SpaqInputError(f"{self.name}: expected 2 (binaural) or (N+1)^2 (ambisonics) channels, got {c}")
+        return mimo_fir_filter(x.to(torch.float64), hrtf_decoder(order, self.sample_rate).to(x.device))
+
+    def distances(self, ref: torch.Tensor, deg: torch.Tensor) -> dict:
+        """``(B, C, T_r)``, ``(B, C, T_d)`` (lengths may differ) -> the
+        :func:`~spaq.metrics.functional.sqm.sqm_distances` dict."""
+        for label, x in (("reference", ref), ("degraded", deg)):
+            if not isinstance(x, torch.Tensor) or x.dim() != 3:
+                raise SpaqInputError(f"{self.name}: expected a (batch, channels, time) tensor for the {label}")
+            if x.shape[-1] < self.model.cfg.frame_len:
+                raise SpaqInputError(f"{self.name}: the {label} signal is shorter than one 40 ms frame")
+        if ref.shape[:2] != deg.shape[:2]:
+            raise SpaqInputError(f"{self.name}: reference and degraded batch/channels differ: "
+                                 f"{tuple(ref.shape[:2])} vs {tuple(deg.shape[:2])}")
+        self.model.decimate = self.fast
+        r = self._binaural(ref.to(self.device)).to(torch.float32)
+        d = self._binaural(deg.to(self.device)).to(torch.float32)
+        return sqm_distances(self.model, r, d)
+
+    def forward(self, ref: torch.Tensor, deg: torch.Tensor) -> dict:
+        """``(B, C, T)`` pair (same shape: the metric contract) -> dict of ``(B,)`` tensors:
+        ``score`` = ``cosine_distance``, ``deep_feature_distance``. Different lengths:
+        :meth:`distances`."""
+        self.check_tensors(ref, deg)
+        out = self.distances(ref, deg)
+        return {"score": out["score"], "deep_feature_distance": out["deep_feature_distance"]}
+
+    def score(self, pair, maps: bool = False) -> MetricResult:
+        self.check_format(pair)
+        if pair.streamed:
+            from .base import MetricUnavailable
+
+            raise MetricUnavailable(f"{self.name} does not stream long files; score a shorter excerpt")
+        with torch.no_grad():
+            out = self.distances(torch.from_numpy(pair.ref), torch.from_numpy(pair.deg))
+        values = {"cosine_distance": out["cosine_distance"], "deep_feature_distance": out["deep_feature_distance"]}
+        if "doa_ref" in out:
+            for side in ("ref", "deg"):
+                az, el, _ = cart2sph(out[f"doa_{side}"].double().cpu().numpy())
+                values[f"doa_{side}_azimuth_deg"] = np.asarray(az, dtype=np.float64).reshape(-1)
+                values[f"doa_{side}_elevation_deg"] = np.asarray(el, dtype=np.float64).reshape(-1)
+        return self.result(out["score"], values, pair=pair,
+                           provenance={"checkpoint_sha256": self.weights.sha256, "checkpoint_source": self.weights.source,
+                                       "binaural_decoder": DEFAULT_DECODER if pair.format.is_ambisonics else None,
+                                       "mode": "fast" if self.fast else "exact"},
+                           maps={"frame_distance": out["frame_distance"][:, None, :]} if maps else None)

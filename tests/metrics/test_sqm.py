@@ -1,0 +1,189 @@
+"""The SQM spatial embedding: model shapes, the ``sqm`` metric (real values with the shipped
+weights, different lengths, ambisonics, CLI), SpatialLoss / CueLoss, and the trainer's
+determinism and held-out head. Signals: noise rendered through the held-out SONICOM head."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+import spaq
+from spaq.models.sqm import SQM, SQMConfig
+
+SR = 48000
+
+
+def _render(az: float, el: float = 0.0, seconds: float = 1.0, seed: int = 0, head: str = "sonicom-2") -> np.ndarray:
+    """Pink-ish noise bursts at (az, el) of ``head`` -> (2, T) float64."""
+    from scipy.signal import oaconvolve
+
+    from spaq.data.sources import make_source
+    from spaq.spatial.hrtf import load_hrtf, named_hrtf_paths
+
+    if head not in named_hrtf_paths():
+        head = "ku100"
+    h = load_hrtf(head, SR)
+    k = int(h.nearest_index(az, el))
+    s, _ = make_source("noise_bursts", seconds, SR, np.random.default_rng(seed), level_dbfs=-25.0)
+    return oaconvolve(s[None], h.hrir[k], axes=-1)[:, : s.shape[-1]]
+
+
+@pytest.fixture(scope="module")
+def metric():
+    from spaq.metrics.sqm import Sqm
+
+    return Sqm()
+
+
+@pytest.fixture(scope="module")
+def series():
+    """Reference at 0 deg and tests (other content) at 0, 15, 45, 90 deg azimuth."""
+    ref = _render(0.0, seed=1)
+    tests = {a: _render(a, seed=10 + i) for i, a in enumerate((0.0, 15.0, 45.0, 90.0))}
+    return ref, tests
+
+
+@pytest.mark.parametrize("front_end,channels", [("cues", 2), ("cues", 3), ("wave", 2)])
+def test_model_shapes(front_end, channels, one_torch_thread):
+    m = SQM(SQMConfig(front_end=front_end, channels=channels)).eval()
+    with torch.no_grad():
+        o = m(torch.randn(2, channels, SR // 2))
+    nf = (SR // 2) // m.cfg.frame_len
+    assert o["frames"].shape == (2, nf, 16) and o["utterance"].shape == (2, 16) and o["doa"].shape == (2, 3)
+    assert all(a.shape[0] == 2 and a.shape[-1] == nf for a in o["activations"])
+    with pytest.raises(ValueError):
+        m(torch.randn(2, 5 - channels, SR // 2))
+
+
+def test_identity_zero_and_distance_grows_with_separation(metric, series, one_torch_thread):
+    ref, tests = series
+    r = torch.from_numpy(ref)[None]
+    d = {a: float(metric.distances(r, torch.from_numpy(x)[None])["score"][0]) for a, x in tests.items()}
+    same = metric.forward(r, r.clone())
+    assert float(same["score"][0]) <= 1e-6 and float(same["deep_feature_distance"][0]) == 0.0
+    # other content, same direction is close; farther directions farther (monotone on this series)
+    assert d[0.0] < d[15.0] < d[45.0] < d[90.0], d
+    assert d[90.0] > 5 * d[0.0], d
+
+
+def test_different_lengths_and_api(metric, series, tmp_path, capsys, one_torch_thread):
+    ref, tests = series
+    short = tests[45.0][:, : int(0.7 * SR)]
+    out = metric.distances(torch.from_numpy(ref)[None], torch.from_numpy(short)[None])
+    assert out["frame_distance"].shape == (1, int(0.7 * SR) // metric.model.cfg.frame_len)
+    # spaq.score: a common length needs trim=True; the score is the embedding distance of the trimmed pair
+    rep = spaq.score(ref, short, sample_rate=SR, metrics=["sqm"], trim=True, maps=True)
+    res = rep.results["sqm"]
+    n = short.shape[-1]
+    want = metric.distances(torch.from_numpy(ref[:, :n])[None], torch.from_numpy(short)[None])["score"][0]
+    assert res.score == pytest.approx(float(want), rel=1e-5)
+    assert res.values["deep_feature_distance"] > 0 and res.maps["frame_distance"].ndim == 2
+    assert -180 <= res.values["doa_ref_azimuth_deg"] <= 360
+    # the CLI: different lengths with --trim
+    a, b = tmp_path / "a.wav", tmp_path / "b.wav"
+    sf.write(a, ref.T.astype(np.float32), SR, subtype="FLOAT")
+    sf.write(b, short.T.astype(np.float32), SR, subtype="FLOAT")
+    from spaq.cli import main
+
+    rc = main(["score", str(a), str(b), "--metric", "sqm", "--trim", "--json"])
+    got = json.loads(capsys.readouterr().out)
+    assert rc == 0 and got["results"]["sqm"]["score"] == pytest.approx(res.score, rel=1e-4)
+
+
+def test_ambisonics_decoded(metric, one_torch_thread):
+    from spaq.spatial.ambisonics import encode
+
+    rng = np.random.default_rng(3)
+    a0 = encode(rng.standard_normal(SR) * 0.05, 0.0, 0.0, order=1)
+    a90 = encode(rng.standard_normal(SR) * 0.05, 90.0, 0.0, order=1)
+    same = float(metric.forward(torch.from_numpy(a0)[None], torch.from_numpy(a0)[None])["score"][0])
+    far = float(metric.forward(torch.from_numpy(a0)[None], torch.from_numpy(a90)[None])["score"][0])
+    assert same <= 1e-6 < far
+
+
+def test_spatial_loss(series, one_torch_thread):
+    from spaq.losses import SpatialLoss
+
+    ref, tests = series
+    loss = SpatialLoss()
+    t = torch.from_numpy(np.stack([ref, ref])).float()
+    assert float(loss(t, t.clone())) <= 1e-6
+    # the same content moved (the enhancement case): the loss grows with the separation
+    base = torch.from_numpy(_render(0.0, seed=5))[None].float()
+    vals = [float(loss(torch.from_numpy(_render(a, seed=5))[None].float(), base)) for a in (15.0, 45.0, 90.0)]
+    assert vals[0] < vals[1] < vals[2], vals
+    est = torch.from_numpy(np.stack([tests[15.0], tests[90.0]])).float().requires_grad_(True)
+    per = SpatialLoss(reduction="none")(est, t)
+    assert per.shape == (2,) and per[0] < per[1]
+    per.sum().backward()
+    assert torch.isfinite(est.grad).all() and est.grad.abs().sum() > 0
+    assert not any(p.requires_grad for p in loss.encoder.parameters())
+
+
+def test_cue_loss(series, one_torch_thread):
+    from spaq.losses import CueLoss
+
+    ref, tests = series
+    loss = CueLoss()
+    t = torch.from_numpy(ref)[None].float()
+    assert float(loss(t, t.clone())) == pytest.approx(0.0, abs=1e-6)
+    # the same content moved: cue differences grow with the separation
+    base = _render(0.0, seed=5)
+    vals = [float(loss(torch.from_numpy(_render(a, seed=5))[None].float(), torch.from_numpy(base)[None].float()))
+            for a in (15.0, 45.0, 90.0)]
+    assert vals[0] < vals[1] < vals[2], vals
+    est = torch.from_numpy(_render(30.0, seed=5))[None].float().requires_grad_(True)
+    loss(est, torch.from_numpy(base)[None].float()).backward()
+    assert torch.isfinite(est.grad).all() and est.grad.abs().sum() > 0
+    with pytest.raises(ValueError):
+        loss(est[:, :1], est[:, :1])
+
+
+def test_trainer_deterministic_and_refuses_held_out_head(one_torch_thread):
+    from spaq.errors import SpaqError
+    from spaq.train.sqm import SQMTrainConfig, train_sqm
+
+    def run():
+        tc = SQMTrainConfig(n_directions=3, n_val_directions=2, clip_s=0.6, crop_frames=(10, 15), steps=2,
+                            batch_size=4, data={"heads": ["ku100"], "sources": ["pink_noise"], "room_fraction": 0.0})
+        m, s = train_sqm(tc, log=lambda *_: None)
+        return m, s
+
+    (m1, s1), (m2, _) = run(), run()
+    for (k, a), (_, b) in zip(m1.state_dict().items(), m2.state_dict().items()):
+        assert torch.equal(a, b), k
+    assert s1["history"] and s1["held_out_heads"] == ["sonicom-2"]
+    with pytest.raises(SpaqError, match="held-out"):
+        train_sqm(SQMTrainConfig(n_directions=1, steps=1, data={"heads": ["sonicom-2"]}), log=lambda *_: None)
+
+
+def test_shipped_weights_registered():
+    from spaq.models.sqm import load_pretrained
+    from spaq.weights import REGISTRY
+
+    m, w = load_pretrained()
+    assert w.verified and w.sha256 == REGISTRY["sqm_v1"].sha256
+    assert m.cfg.channels == 2 and m.cfg.embed_dim == 16
+
+
+def test_binaural_features_grad_path_matches(one_torch_thread):
+    """``grad=True`` (the losses' path) gives the default path's values in every band above the
+    hearing floor (at the floor the coherence of two vanishing powers differs) and finite gradients."""
+    from spaq.auditory.binaural_features import binaural_features, feature_frontend
+
+    x = torch.from_numpy(_render(30.0, seed=2, seconds=0.5))[None].float()
+    fe = feature_frontend(SR)
+    a, la = binaural_features(x, fe)
+    xg = x.clone().requires_grad_(True)
+    b, lb = binaural_features(xg, fe, grad=True)
+    assert not a.requires_grad and b.requires_grad
+    assert torch.equal(la, lb.detach())
+    floor = 10 * torch.log10(fe.power_floor).view(1, -1, 1)
+    audible = (la.amin(dim=1) > floor + 1.0)[:, None].expand_as(a)  # (B, 6, F, nf)
+    assert audible.float().mean() > 0.5
+    assert torch.allclose(a[audible], b.detach()[audible], atol=1e-4)
+    b[:, 0].sum().backward()
+    assert torch.isfinite(xg.grad).all() and xg.grad.abs().sum() > 0
