@@ -53,7 +53,10 @@ def mushra_manifest(out: Path, root: Path = MUSHRA, with_reference: bool = False
     return df
 
 
-def exactness(corpus: str, n_pairs: int = 12, fs: int = 16000) -> dict:
+EXACT_METRICS = ("pesq", "pesq_nb", "stoi", "estoi", "visqol_speech", "dnsmos", "loudness", "visqol")
+
+
+def exactness(corpus: str, n_pairs: int = 12, fs: int = 16000, metrics=EXACT_METRICS) -> dict:
     """Max |spaq's per-ear value - the library's own call on that channel| over the first
     ``n_pairs`` binaural pairs of ``corpus`` at ``fs`` (``visqol`` audio mode at 48 kHz)."""
     import pesq as pesq_lib
@@ -79,6 +82,10 @@ def exactness(corpus: str, n_pairs: int = 12, fs: int = 16000) -> dict:
             return speech.measure_from_arrays(r, d, rate).moslqo
         if name == "visqol":
             return audio.measure_from_arrays(r, d, rate).moslqo
+        if name == "dnsmos":
+            from speechmos import dnsmos
+
+            return dnsmos.run(np.clip(d, -1.0, 1.0), rate)["ovrl_mos"]
         if name == "loudness":
             m = pyloudnorm.Meter(rate)
             return abs(m.integrated_loudness(d) - m.integrated_loudness(r))
@@ -92,11 +99,11 @@ def exactness(corpus: str, n_pairs: int = 12, fs: int = 16000) -> dict:
     for p in pairs.itertuples(index=False):
         if used >= n_pairs:
             break
-        for name in ("pesq", "pesq_nb", "stoi", "estoi", "visqol_speech", "loudness", "visqol"):
+        for name in metrics:
             rate = 48000 if name == "visqol" else fs  # the caller's rate; spaq resamples to the metric's
             mrate = metric_class(name).sample_rate or rate
             pr = load_pair(p.ref, p.deg, target_rate=rate, fmt="binaural")
-            r, d = np.asarray(pr.ref, np.float64), np.asarray(pr.deg, np.float64)
+            r, d = np.asarray(pr.ref, np.float64)[0], np.asarray(pr.deg, np.float64)[0]  # (2, T)
             try:
                 res = spaq.score(r, d, sample_rate=rate, metrics=[name], align=False, strict=True).results[name]
             except spaq.SpaqError:
@@ -205,6 +212,7 @@ def main(argv=None) -> int:
     b.add_argument("corpus")
     b.add_argument("--pairs", type=int, default=12)
     b.add_argument("--out", type=Path, required=True)
+    b.add_argument("--metrics", nargs="+", default=list(EXACT_METRICS))
     c = sub.add_parser("summary")
     c.add_argument("dirs", nargs="+", type=Path)
     c.add_argument("--exactness", type=Path, default=None)
@@ -220,7 +228,9 @@ def main(argv=None) -> int:
         df = mushra_manifest(args.out, args.root, args.with_reference)
         print(f"{len(df)} pairs -> {args.out}")
     elif args.cmd == "exactness":
-        res = exactness(args.corpus, args.pairs)
+        res = exactness(args.corpus, args.pairs, metrics=args.metrics)
+        if args.out.is_file():  # keep the other metrics' numbers of an earlier run
+            res = {**json.loads(args.out.read_text()), **res}
         args.out.write_text(json.dumps(res, indent=1))
         print(json.dumps(res, indent=1))
     else:
