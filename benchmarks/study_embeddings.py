@@ -169,6 +169,20 @@ def summary(dirs: list[Path], out: Path, exact: Path | None = None) -> str:
                 lines.append(f"| {m} | " + " | ".join(_cell(_row(corr, m, t) if not m.startswith("emb.")
                                                             else _row(corr, m, t)) for t in targets) + " |")
             lines.append("")
+        orig = [f for f in ("noise", "codec", "time_stretch") if f in fams]
+        if "severity" in pairs.columns and orig:
+            cols = xs + [m for m in ("pesq", "stoi", "visqol") if m in pairs.columns]
+            lines += ["### The original study's families at three levels (severity terciles 0-1/3, 1/3-2/3, "
+                      "2/3-1; means)", "", "| family | level | n | " + " | ".join(cols) + " |",
+                      "|---|---|---|" + "---|" * len(cols)]
+            for f in orig:
+                sub = pairs[pairs.family == f]
+                lvl = np.minimum((sub["severity"].to_numpy() * 3).astype(int), 2)
+                for k, name in enumerate(("low", "mid", "high")):
+                    g = sub[lvl == k]
+                    means = " | ".join(f"{g[c].mean():.3f}" for c in cols)
+                    lines.append(f"| {f} | {name} | {len(g)} | {means} |")
+            lines.append("")
         lines += ["### Per family: each encoder against PESQ and STOI (Pearson / Spearman)", "",
                   "| family | n | " + " | ".join(f"{x}↔{y}" for x in xs for y in ("pesq", "stoi")) + " |",
                   "|---|---|" + "---|" * (2 * len(xs))]

@@ -8,9 +8,10 @@ __all__ = ["register"]
 
 def embeddings_cmd(
     corpus: str = typer.Argument(..., help="A corpus folder or a manifest (.csv/.parquet with ref,deg)."),
-    out: str = typer.Option(..., "--out", help="Folder for correlations.csv, pairs.csv, heatmap.png, report.md."),
+    out: str = typer.Option(..., "--out", help="Folder for correlations.csv, pairs.csv, heatmap.png, scatter.png, report.md."),
     encoder: list[str] = typer.Option(["bast"], "--encoder", "-e",
-                                      help="bast, resemblyzer, cdpam, wav2vec2=PATH, vggish=PATH, openl3=PATH or NAME@RATE=PATH "
+                                      help="bast, resemblyzer, cdpam (weights inside their packages), "
+                                           "wav2vec2=PATH, vggish=PATH, openl3=PATH or NAME@RATE=PATH "
                                            "(local TorchScript/ONNX files; repeatable)."),
     metric: list[str] = typer.Option(None, "--metric", "-m", help="Classic metrics to compare with (repeatable; "
                                                                    "default pesq, stoi, si_sdr, mrstft, loudness)."),
