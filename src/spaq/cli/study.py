@@ -8,7 +8,8 @@ __all__ = ["register"]
 
 def embeddings_cmd(
     corpus: str = typer.Argument(..., help="A corpus folder or a manifest (.csv/.parquet with ref,deg)."),
-    out: str = typer.Option(..., "--out", help="Folder for correlations.csv, pairs.csv, heatmap.png, scatter.png, report.md."),
+    out: str = typer.Option(..., "--out", help="Folder for correlations.csv, pairs.csv, heatmap.png, scatter.png, "
+                                               "report.md."),
     encoder: list[str] = typer.Option(["bast"], "--encoder", "-e",
                                       help="bast, resemblyzer, cdpam (weights inside their packages), "
                                            "wav2vec2=PATH, vggish=PATH, openl3=PATH or NAME@RATE=PATH "
