@@ -137,6 +137,35 @@ def _table(corr: pd.DataFrame, xs: list, ys: list, family: str = "all") -> list[
     return lines
 
 
+def headline(corpus_dir: Path, mushra_dir: Path) -> list[str]:
+    """One table: Pearson (Spearman) of each encoder and metric against PESQ, STOI and severity
+    on the synthetic corpus, and against the mean MUSHRA rating on the listening test (from
+    the two ``pairs.csv``, all pairs, finite values)."""
+    from scipy.stats import pearsonr, spearmanr
+
+    pa, pb = (pd.read_csv(d / "pairs.csv", dtype={"id": str}) for d in (corpus_dir, mushra_dir))
+    skip = ("id", "family", "severity", "listening")
+    cols = [c for c in dict.fromkeys(list(pa.columns) + list(pb.columns))
+            if c not in skip and not c.startswith("cpu_s.")]
+    xs = [c for c in cols if c.startswith("emb.")] + [c for c in cols if not c.startswith("emb.")]
+
+    def c(df, x, y):
+        if x not in df or y not in df:
+            return "–"
+        a, b = df[x].to_numpy(np.float64), df[y].to_numpy(np.float64)
+        ok = np.isfinite(a) & np.isfinite(b)
+        if ok.sum() < 3 or np.ptp(a[ok]) == 0 or np.ptp(b[ok]) == 0:
+            return "–"
+        return f"{pearsonr(a[ok], b[ok])[0]:.2f} ({spearmanr(a[ok], b[ok])[0]:.2f})"
+
+    lines = ["| x | ↔ PESQ (a) | ↔ STOI (a) | ↔ severity (a) | ↔ MUSHRA mean (b) |", "|---|---|---|---|---|"]
+    for x in xs:
+        lines.append(f"| {x} | {c(pa, x, 'pesq')} | {c(pa, x, 'stoi')} | {c(pa, x, 'severity')} | "
+                     f"{c(pb, x, 'listening')} |")
+    return [f"(a) synthetic corpus, {len(pa)} pairs; (b) shared speech-codec MUSHRA half, {len(pb)} coded "
+            "stimulus x condition means. Pearson (Spearman) over all pairs; – : not computed there.", ""] + lines
+
+
 def summary(dirs: list[Path], out: Path, exact: Path | None = None) -> str:
     lines = ["# Embedding-distance study (issue 18)", "",
              "Produced by `benchmarks/study_embeddings.py` (commands in its docstring). Cells: Pearson "
@@ -144,6 +173,8 @@ def summary(dirs: list[Path], out: Path, exact: Path | None = None) -> str:
              "reference and degraded embeddings of encoder X (higher = more similar); spatial pairs by the classic "
              "metrics' policy (each ear, mean of the ears). Severity correlations are expected negative for "
              "similarities and higher-is-better metrics.", ""]
+    if len(dirs) == 2:
+        lines += ["## Headline", ""] + headline(dirs[0], dirs[1]) + [""]
     for d in dirs:
         pairs = pd.read_csv(d / "pairs.csv", dtype={"id": str})
         corr = pd.read_csv(d / "correlations.csv")
