@@ -328,12 +328,12 @@ def run_study(corpus, out_dir, encoders=("bast",), metrics=DEFAULT_METRICS, n_bo
     cols = ["id", "family"] + targets + xs + metrics + [f"cpu_s.{x}" for x in xs] + ["cpu_s.metrics"]
     df = pd.DataFrame(rows, columns=cols)
     ys = metrics + targets
-    corr = correlation_table(df, xs, ys, n_boot=n_boot, seed=seed, pairs=[(m, t) for m in metrics for t in targets])
     os.makedirs(out_dir, exist_ok=True)
     files = [os.path.join(out_dir, f) for f in ("pairs.csv", "correlations.csv", "heatmap.png", "scatter.png",
                                                  "report.md")]
+    atomic_write(files[0], lambda t: df.to_csv(t, index=False))  # first: the costly part, kept for resume
+    corr = correlation_table(df, xs, ys, n_boot=n_boot, seed=seed, pairs=[(m, t) for m in metrics for t in targets])
     text = _report(corpus, df, corr, encs, metrics, skipped)
-    atomic_write(files[0], lambda t: df.to_csv(t, index=False))
     atomic_write(files[1], lambda t: corr.to_csv(t, index=False))
     atomic_write(files[2], lambda t: _heatmap(t, corr, xs, ys))
     atomic_write(files[3], lambda t: _scatter(t, df, xs, ys))
