@@ -195,23 +195,18 @@ def mushra(metric, model, args):
     table = mushra_table(root)
 
     def make():
-        import pesq as pesq_mod
-        from pystoi import stoi
-        from scipy.signal import resample_poly
+        import spaq
+        from spaq.metrics import metric_class
 
-        try:
-            from visqol import VisqolApi
-
-            vq = VisqolApi()
-            vq.create(mode="speech")
-        except Exception as e:  # optional baseline
-            print(f"  visqol unavailable: {e}", file=sys.stderr)
-            vq = None
-        try:  # optional learned non-intrusive speech MOS (pip install 'spaq[dnsmos]'; from a clone: pip install -e '.[dnsmos]')
-            from speechmos import dnsmos
-        except Exception as e:
-            print(f"  dnsmos unavailable: {e}", file=sys.stderr)
-            dnsmos = None
+        # the baselines are the registry's classic metrics (one implementation: spaq.metrics.classic),
+        # on the first channel as a mono pair (the stimuli are diotic), resampled 48 -> 16 kHz by spaq
+        baselines = {"pesq_wb": ("pesq", "mono"), "stoi": ("stoi", "mono"), "visqol_speech": ("visqol_speech", "mono"),
+                     "dnsmos_ovrl": ("dnsmos", "mono"), "dnsmos_p808": ("dnsmos", "mono_p808")}
+        names = sorted({m for m, _ in baselines.values()})
+        for m in names:
+            why = metric_class(m).available()
+            if why:  # said once, not silently
+                print(f"  {m} unavailable, its column is NaN: {why}", file=sys.stderr)
         pre = pd.read_csv(args.mushra_features) if args.mushra_features else None
         rows = []
         for i, r in table.iterrows():
@@ -221,19 +216,13 @@ def mushra(metric, model, args):
                 f = {k: float(hit[k]) for k in ("added_db", "missing_db", "incoherence", "d_ild_db", "d_ic", "d_ipd")}
             else:
                 f = _feat(metric, pair.ref[0], [pair.deg[0]])[0]
-            x = resample_poly(pair.ref[0, 0], 1, 3)  # 48 -> 16 kHz
-            y = resample_poly(pair.deg[0, 0], 1, 3)
-            try:
-                f["pesq_wb"] = float(pesq_mod.pesq(16000, x, y, "wb"))
-            except Exception:
-                f["pesq_wb"] = float("nan")
-            f["stoi"] = float(stoi(x, y, 16000, extended=False))
-            if vq is not None:
-                f["visqol_speech"] = float(vq.measure_from_arrays(x, y, 16000).moslqo) if hasattr(vq, "measure_from_arrays") else float("nan")
-            if dnsmos is not None:  # degraded signal alone (non-intrusive)
-                o = dnsmos.run(np.clip(y, -1.0, 1.0), 16000)
-                f["dnsmos_ovrl"] = float(o["ovrl_mos"])
-                f["dnsmos_p808"] = float(o["p808_mos"])
+            rep = spaq.score(pair.ref[0, :1], pair.deg[0, :1], sample_rate=pair.sample_rate_used, metrics=names,
+                             fmt="mono", align=False)
+            for col, (m, key) in baselines.items():
+                res = rep.results.get(m)
+                f[col] = float(res.values[key]) if res is not None else float("nan")
+            for m, why in rep.skipped.items():
+                print(f"  mushra {r['file']}: {m} skipped: {why}", file=sys.stderr)
             rows.append(f)
             print(f"  mushra {i + 1}/{len(table)}", file=sys.stderr)
         return pd.concat([table, pd.DataFrame(rows)], axis=1)

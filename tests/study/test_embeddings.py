@@ -160,3 +160,124 @@ def test_help_without_type_placeholders(capsys, cmd):
     assert out.count("Usage: spaq " + " ".join(cmd)) == 1
     for junk in ("<bool>", "<str>", "<int>", "<float>", "<path>", "<list", "{"):
         assert junk not in out, (junk, out)
+
+
+class _Counting(Encoder):
+    """Frames of 10 ms RMS and zero-crossing share; counts its calls (one per embedded view batch)."""
+
+    name = "count"
+    sample_rate = FS
+
+    def __init__(self):
+        self.calls = 0
+
+    def embed(self, x):
+        self.calls += 1
+        f = x[:, : x.shape[1] // 160 * 160].reshape(x.shape[0], -1, 160)
+        return torch.stack([f.pow(2).mean(-1).sqrt(), (f[..., 1:] * f[..., :-1] < 0).float().mean(-1) + 0.1], -1)
+
+
+def _write_pairs(tmp_path, n=6, diotic=False, shared_ref=False):
+    rows = []
+    for i in range(n):
+        ref = _noise(1.0, FS, 0 if shared_ref else 30 + i)
+        if diotic:
+            ref = np.stack([ref[0], ref[0]])
+        deg = ref + 0.01 * (1 + i) * np.random.default_rng(40 + i).standard_normal(ref.shape[-1])
+        rname = "r.wav" if shared_ref else f"r{i}.wav"
+        sf.write(tmp_path / rname, ref.T, FS, subtype="FLOAT")
+        sf.write(tmp_path / f"d{i}.wav", deg.T, FS, subtype="FLOAT")
+        rows.append({"id": f"p{i}", "ref": rname, "deg": f"d{i}.wav", "family": "noise", "severity": (1 + i) / n,
+                     "mushra": 100 - 10 * i})
+    man = tmp_path / "pairs.csv"
+    pd.DataFrame(rows).to_csv(man, index=False)
+    return man
+
+
+def test_study_severity_listening_and_resume(tmp_path):
+    from spaq.study.embeddings import run_study
+
+    man = _write_pairs(tmp_path)
+    enc = _Counting()
+    res = run_study(man, tmp_path / "out", encoders=[enc], metrics=["si_sdr"], n_boot=100)
+    pairs, corr = res["pairs"], res["correlations"]
+    assert list(pairs["listening"]) == [100 - 10 * i for i in range(6)]
+    assert set(corr["y"]) == {"si_sdr", "severity", "listening"}
+    # each metric against the targets too; more noise: lower SI-SDR, lower listening score
+    row = corr[(corr["x"] == "si_sdr") & (corr["y"] == "listening") & (corr["family"] == "all")].iloc[0]
+    assert row["spearman"] == pytest.approx(1.0)
+    assert corr[(corr["x"] == "si_sdr") & (corr["y"] == "severity")]["spearman"].iloc[0] == pytest.approx(-1.0)
+    assert (pairs["cpu_s.emb.count"] >= 0).all() and (pairs["cpu_s.metrics"] > 0).all()
+    assert "CPU time per pair" in (tmp_path / "out" / "report.md").read_text()
+    assert (tmp_path / "out" / "scatter.png").stat().st_size > 1000
+    calls = enc.calls
+    # resume: the earlier values are reused, only the new encoder runs
+    enc2 = _Counting()
+    enc2.name = "count2"
+    again = run_study(man, tmp_path / "out", encoders=[enc, enc2], metrics=["si_sdr"], n_boot=100, resume=True)
+    assert enc.calls == calls and enc2.calls == calls
+    assert np.array_equal(again["pairs"]["emb.count"], pairs["emb.count"])
+    assert np.allclose(again["pairs"]["emb.count2"], pairs["emb.count"], atol=1e-12)
+    assert np.array_equal(again["pairs"]["si_sdr"], pairs["si_sdr"])
+
+
+def test_shared_reference_and_diotic_views_are_embedded_once(tmp_path):
+    from spaq.study.embeddings import run_study
+
+    man = _write_pairs(tmp_path, n=3, diotic=True, shared_ref=True)
+    enc = _Counting()
+    res = run_study(man, tmp_path / "out", encoders=[enc], metrics=["si_sdr"], n_boot=50)
+    # the one reference (both ears equal): once; each diotic degraded signal: once
+    assert enc.calls == 1 + 3
+    fresh = _Counting()
+    from spaq.io import load_pair
+
+    p = load_pair(str(tmp_path / "r.wav"), str(tmp_path / "d1.wav"), target_rate=FS)
+    r, d = (np.asarray(a) if np.ndim(a) == 3 else np.asarray(a)[None] for a in (p.ref, p.deg))
+    direct = pair_similarity(fresh, r, d, p.format)
+    assert fresh.calls == 2 and float(direct["left"][0]) == float(direct["right"][0])
+    assert res["pairs"]["emb.count"].iloc[1] == pytest.approx(float(direct["score"][0]), abs=1e-12)
+
+
+def test_packaged_encoder_missing_package_is_one_line(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "resemblyzer", None)
+    monkeypatch.setitem(sys.modules, "cdpam", None)
+    for name in ("resemblyzer", "cdpam"):
+        with pytest.raises(SpaqError, match="spaq\\[encoders\\]") as e:
+            load_encoder(name)
+        assert "\n" not in str(e.value)
+
+
+def _speechlike(seconds, fs, seed):
+    t = np.arange(int(seconds * fs)) / fs
+    rng = np.random.default_rng(seed)
+    env = 0.5 + 0.5 * np.sin(2 * np.pi * 3 * t) ** 2
+    x = sum(np.sin(2 * np.pi * f * t + rng.uniform(0, 6)) / k for k, f in enumerate((140, 280, 420, 700, 1100), 1))
+    return (0.05 * env * x + 0.002 * rng.standard_normal(t.size)).astype(np.float32)
+
+
+def test_resemblyzer_weights_from_the_wheel():
+    pytest.importorskip("resemblyzer", exc_type=ImportError)
+    enc = load_encoder("resemblyzer")
+    x = torch.from_numpy(np.stack([_speechlike(2.4, 16000, 0), _speechlike(2.4, 16000, 1)]))
+    y = enc(x)
+    assert y.shape == (2, 1 + (240 - 160) // 40, 256)
+    assert torch.allclose(torch.linalg.vector_norm(y, dim=-1), torch.ones(2, 3, dtype=torch.float64), atol=1e-5)
+    assert float(frame_cosine(y, enc(x * 0.1))[0]) == pytest.approx(1.0, abs=1e-4)  # level-normalised
+    noisy = x + 0.05 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
+    assert float(frame_cosine(y, enc(noisy))[0]) < 0.99
+    with pytest.raises(SpaqError, match="too short"):
+        enc(x[:, :16000])
+
+
+def test_cdpam_weights_from_the_wheel():
+    pytest.importorskip("cdpam", exc_type=ImportError)
+    enc = load_encoder("cdpam")
+    assert enc.sample_rate == 22050
+    x = torch.from_numpy(_speechlike(0.5, 22050, 2))[None]
+    noisy = x + 0.05 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
+    y = enc(torch.cat([x, noisy]))  # one call: CDPAM costs about 2 s of CPU per second of audio
+    assert y.shape == (2, 1, 512) and torch.isfinite(y).all()
+    assert float(frame_cosine(y[:1], y[1:])[0]) < 0.99

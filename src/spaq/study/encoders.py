@@ -7,6 +7,14 @@ waveforms ``(B, T)`` (torch, at ``sample_rate``) -> frame embeddings ``(B, frame
   (:func:`spaq.localization.load_localizer`): the left-ear patch embedding and encoder on the
   log-mel of the signal fed to both ears, mean over the patches of each 48-frame analysis
   window (0.48 s at 32 kHz; level-normalised as the localiser does) -> ``(B, windows, 96)``.
+* ``resemblyzer``: the speaker encoder (GE2E LSTM, 256-d) that the ``resemblyzer`` package ships
+  in its wheel (``pretrained.pt``, 17 MB, Apache-2.0): 40-band mel frames of 10 ms at 16 kHz,
+  windows of 1.6 s every 0.4 s -> ``(B, windows, 256)``; each view is scaled to -30 dBFS RMS
+  first (the package's own volume normalisation, here without silence trimming so that
+  reference and degraded windows stay aligned).
+* ``cdpam``: the acoustic embedding (512-d, one per clip) of CDPAM's encoder, weights shipped
+  in the ``cdpam`` wheel (106 MB, MIT), at 22.05 kHz on int16-scaled waveforms as CDPAM's
+  ``load_audio`` gives them -> ``(B, 1, 512)``. Slow: about 2 s of CPU per second of audio.
 * ``wav2vec2=PATH``, ``vggish=PATH``, ``openl3=PATH``: a model the user exported from those
   projects to a **local file**, TorchScript (``.pt``/``.ts``) or ONNX (``.onnx``), that takes
   waveforms ``(B, T)`` at the preset's rate (wav2vec2 and VGGish 16 kHz, OpenL3 48 kHz) and
@@ -23,7 +31,8 @@ import torch
 
 from ..errors import SpaqError, SpaqInputError
 
-__all__ = ["Encoder", "BastEncoder", "TorchScriptEncoder", "OnnxEncoder", "PRESETS", "load_encoder"]
+__all__ = ["Encoder", "BastEncoder", "ResemblyzerEncoder", "CdpamEncoder", "TorchScriptEncoder", "OnnxEncoder",
+           "NAMED", "PRESETS", "load_encoder"]
 
 #: preset name -> the sample rate its exported model takes
 PRESETS = {"wav2vec2": 16000, "vggish": 16000, "openl3": 48000}
@@ -82,6 +91,64 @@ class BastEncoder(Encoder):
         return torch.stack(out, dim=1)
 
 
+def _require(name: str, module: str, dist: str):
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise SpaqError(f"encoder {name} needs the {dist} package (weights inside its wheel, no download): "
+                        f"pip install 'spaq[encoders]' ({str(e).splitlines()[0]})") from None
+
+
+class ResemblyzerEncoder(Encoder):
+    name = "resemblyzer"
+    sample_rate = 16000
+    window_s, hop_s, level_dbfs = 1.6, 0.4, -30.0
+
+    def __init__(self):
+        ve = _require(self.name, "resemblyzer.voice_encoder", "resemblyzer")
+        self.audio = _require(self.name, "resemblyzer.audio", "resemblyzer")
+        self.model = ve.VoiceEncoder("cpu", verbose=False).eval()
+
+    def embed(self, x):
+        a = x.detach().cpu().numpy().astype(np.float32)
+        rms = np.sqrt(np.mean(a.astype(np.float64) ** 2, axis=-1, keepdims=True))
+        a = a * (10 ** (self.level_dbfs / 20) / np.maximum(rms, 1e-9)).astype(np.float32)
+        mels = np.stack([self.audio.wav_to_mel_spectrogram(v) for v in a])  # (B, frames, 40), 10 ms hop
+        win, hop = int(round(self.window_s * 100)), int(round(self.hop_s * 100))
+        if mels.shape[1] < win:
+            raise SpaqInputError(f"encoder resemblyzer: {x.shape[-1] / self.sample_rate:.3g} s is too short: it "
+                                 f"embeds windows of {self.window_s} s")
+        starts = range(0, mels.shape[1] - win + 1, hop)
+        m = torch.from_numpy(np.stack([mels[:, s:s + win] for s in starts], axis=1))  # (B, W, win, 40)
+        B, W = m.shape[:2]
+        return self.model(m.reshape(B * W, win, -1)).reshape(B, W, -1)
+
+
+class CdpamEncoder(Encoder):
+    name = "cdpam"
+    sample_rate = 22050
+
+    def __init__(self):
+        cdpam = _require(self.name, "cdpam", "cdpam")
+        models = _require(self.name, "cdpam.models", "cdpam")
+        path = os.path.join(os.path.dirname(cdpam.__file__), "CDPAM_trained", "scratchJNDdefault_best_model.pth")
+        if not os.path.isfile(path):
+            raise SpaqError(f"encoder cdpam: the weights {path} are missing from the installed cdpam package")
+        # the wheel's own file, an old pickle that weights_only loading rejects (cdpam.CDPAM fails the
+        # same way on torch >= 2.6); it is trusted as much as the package's code that is imported
+        state = torch.load(path, map_location="cpu", weights_only=False)["state"]
+        model = models.FINnet(encoder_layers=16, encoder_filters=64, ndim=[16, 6], classif_dp=0.05, classif_BN=0,
+                              classif_act="no", input_size=512)  # the settings of cdpam.CDPAM
+        model.load_state_dict(state)
+        self.model = model.base_encoder.eval()
+
+    def embed(self, x):
+        _, acoustic, _ = self.model(x[:, None] * 32768.0)
+        return acoustic[:, None]
+
+
 class TorchScriptEncoder(Encoder):
     def __init__(self, path: str, sample_rate: int, name: str):
         try:
@@ -114,15 +181,22 @@ class OnnxEncoder(Encoder):
         return torch.from_numpy(np.asarray(y))
 
 
+#: encoders known by name (no file argument): name -> class; a new one (e.g. ``sqm``'s encoder)
+#: is an :class:`Encoder` subclass with ``name``, ``sample_rate`` and ``embed``, added here
+NAMED = {"bast": BastEncoder, "resemblyzer": ResemblyzerEncoder, "cdpam": CdpamEncoder}
+
+
 def load_encoder(spec: str) -> Encoder:
-    """``"bast"``, ``"PRESET=PATH"`` (``wav2vec2``, ``vggish``, ``openl3``) or
-    ``"NAME@RATE=PATH"`` -> an :class:`Encoder` (local files only)."""
+    """A name of :data:`NAMED` (``bast``, ``resemblyzer``, ``cdpam``), ``"PRESET=PATH"``
+    (``wav2vec2``, ``vggish``, ``openl3``) or ``"NAME@RATE=PATH"`` -> an :class:`Encoder`
+    (local files or weights inside installed packages only)."""
     spec = str(spec).strip()
-    if spec == "bast":
-        return BastEncoder()
+    if spec in NAMED:
+        return NAMED[spec]()
     name, sep, path = spec.partition("=")
     if not sep or not path:
-        raise SpaqError(f"encoder {spec!r}: use bast, PRESET=PATH ({', '.join(PRESETS)}) or NAME@RATE=PATH")
+        raise SpaqError(f"encoder {spec!r}: use {', '.join(NAMED)}, PRESET=PATH ({', '.join(PRESETS)}) or "
+                        "NAME@RATE=PATH")
     name, _, rate = name.partition("@")
     if rate:
         try:
