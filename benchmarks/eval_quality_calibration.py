@@ -85,13 +85,14 @@ def main(argv=None):
     params = json.loads((Path(tq.__file__).resolve().parents[1] / "resources" / "weights" / "quality_v1.json").read_text())
     v0 = np.array([params["provenance"]["synthetic_spatial_weights"][n] for n in tq.SPATIAL_FEATURES])
     mode, seed, starts = str(tc.fit["spatial"]), int(tc.seed), int(tc.fit["starts"])
+    tt = 0 if tc.fit["timbral"] == "speech" else None
     res, lines = {}, []
     sp_coded = (T[("mushra", True)]["condition"] != "Reference").to_numpy()
     for align in (True, False):
         mt, pt = T[("mushra", align)], T[("param_coding", align)]
         tests = [tq._matrices(mt), tq._matrices(pt)]
         groups = [mt["stimulus"].to_numpy(), pt["trial"].to_numpy()]
-        held = tq.joint_cv(tests, groups, v0, mode, seed, starts)
+        held = tq.joint_cv(tests, groups, v0, mode, seed, starts, tt)
         # version 1 procedure on the speech half alone (timbral weights + exponent, LOSO)
         v1_loso = tq.loso_predictions(mt, seed, starts)
         y_s, y_p = tests[0][2], tests[1][2]
@@ -111,7 +112,7 @@ def main(argv=None):
 
     lines += ["# quality calibration on two real listening tests (issue 19)", "",
               "Made by `python benchmarks/eval_quality_calibration.py` (see its docstring for the commands). "
-              f"Joint-fit mode `{mode}`, seed {seed}, {starts} starts; 95 % intervals resample whole stimuli / trials "
+              f"Joint-fit mode `{mode}`, timbral weights from `{tc.fit['timbral']}`, seed {seed}, {starts} starts; 95 % intervals resample whole stimuli / trials "
               f"({a.boot} draws). RMSE after the P.1401 third-order monotonic mapping.", ""]
     for key in ("aligned", "not aligned"):
         lines += [f"## Delay alignment: {key}", "", "| score | n | Pearson [95 % CI] | Spearman [95 % CI] | RMSE (P.1401) |",

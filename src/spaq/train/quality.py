@@ -91,6 +91,9 @@ class FitOptions(Section):
     # joint fit on the listening tests (param_coding.use): how the spatial weights enter
     # (fixed: the synthetic ones; scale: one factor on them; binaural: the three binaural ones free)
     spatial: str = "scale"
+    # who fits the timbral weights: "speech" (the speech-codec test alone, then fixed: the joint fit
+    # sets only the spatial parameters and the exponent) or "joint" (both tests)
+    timbral: str = "speech"
 
 
 @dataclass
@@ -388,34 +391,50 @@ def joint_pred(theta: np.ndarray, Ft: np.ndarray, Fs: np.ndarray, v0: np.ndarray
     return 100.0 / (1.0 + np.where(d > 0, d, 1.0) ** k * (d > 0))
 
 
-def fit_joint(tests: list, v0: np.ndarray, mode: str, seed: int, starts: int = 8) -> np.ndarray:
+def fit_joint(tests: list, v0: np.ndarray, mode: str, seed: int, starts: int = 8,
+              timbral_test: int | None = None) -> np.ndarray:
     """Least squares on the 0..100 scale over several listening tests at once, each test's mean
     squared error counting equally: ``tests`` is a list of ``(Ft (N, 3), Fs (N, 5), y (N,))``.
     Free parameters: ``log w`` (3 timbral weights), the spatial ones of ``mode``
-    (:func:`_unpack`) and ``log k``; multi-start L-BFGS from seeded initial points. Returns theta."""
+    (:func:`_unpack`) and ``log k``; multi-start L-BFGS from seeded initial points.
+    ``timbral_test``: index of the test that alone fits the timbral weights (:func:`fit_timbral`
+    on it, then fixed), so that the joint fit only sets the spatial parameters and the exponent.
+    Returns the full theta (``log w``, spatial, ``log k``)."""
     from scipy.optimize import minimize
 
     rng = np.random.default_rng(seed)
     nt, ns = len(TIMBRAL_FEATURES), _n_spatial(mode)
     Ft_all = np.concatenate([t[0] for t in tests])
     scale = 1.0 / np.maximum(Ft_all.mean(axis=0), 1e-6)
+    lw_fixed = None
+    if timbral_test is not None:
+        Ft0, _, y0 = tests[timbral_test]
+        lw_fixed = fit_timbral(Ft0, y0, seed, starts)[:-1]
+
+    def full(th):
+        return th if lw_fixed is None else np.concatenate([lw_fixed, th])
 
     def loss(th):
-        return float(sum(np.mean((joint_pred(th, Ft, Fs, v0, mode) - y) ** 2) for Ft, Fs, y in tests))
+        f = full(th)
+        return float(sum(np.mean((joint_pred(f, Ft, Fs, v0, mode) - y) ** 2) for Ft, Fs, y in tests))
 
     v_init = np.log(np.maximum(np.asarray(v0, dtype=np.float64)[:3], 1e-3)) if mode == "binaural" else np.zeros(ns)
+    bounds = [(-12, 8)] * ns + [(math.log(0.2), math.log(5.0))]
+    if lw_fixed is None:
+        bounds = [(-20, 10)] * nt + bounds
     best = None
     for _ in range(starts):
-        th0 = np.concatenate([np.log(scale / nt) + rng.normal(0, 1.0, nt), v_init[:ns] + rng.normal(0, 1.0, ns),
-                              [rng.normal(0, 0.5)]])
-        r = minimize(loss, th0, method="L-BFGS-B",
-                     bounds=[(-20, 10)] * nt + [(-12, 8)] * ns + [(math.log(0.2), math.log(5.0))])
+        th0 = np.concatenate([v_init[:ns] + rng.normal(0, 1.0, ns), [rng.normal(0, 0.5)]])
+        if lw_fixed is None:
+            th0 = np.concatenate([np.log(scale / nt) + rng.normal(0, 1.0, nt), th0])
+        r = minimize(loss, th0, method="L-BFGS-B", bounds=bounds)
         if best is None or r.fun < best.fun - 1e-12:
             best = r
-    return best.x
+    return full(best.x)
 
 
-def joint_cv(tests: list, groups: list, v0: np.ndarray, mode: str, seed: int, starts: int = 8) -> list:
+def joint_cv(tests: list, groups: list, v0: np.ndarray, mode: str, seed: int, starts: int = 8,
+             timbral_test: int | None = None) -> list:
     """Held-out predictions per test: for each test and each of its groups (``groups[i] (N_i,)``
     labels: stimulus or trial), refit :func:`fit_joint` without that group (the other tests
     whole) and predict it. Returns a list of ``(N_i,)`` arrays."""
@@ -426,7 +445,7 @@ def joint_cv(tests: list, groups: list, v0: np.ndarray, mode: str, seed: int, st
         for lab in sorted(set(g.tolist())):
             test = g == lab
             train = [t if j != i else (Ft[~test], Fs[~test], y[~test]) for j, t in enumerate(tests)]
-            th = fit_joint(train, v0, mode, seed, starts)
+            th = fit_joint(train, v0, mode, seed, starts, timbral_test)
             pred[test] = joint_pred(th, Ft[test], Fs[test], v0, mode)
         out.append(pred)
     return out
@@ -595,6 +614,9 @@ def train_quality(tc: QualityTrainConfig, out, log=print, workdir=None) -> dict:
     mode = str(tc.fit["spatial"])
     if mode not in SPATIAL_MODES:
         raise SpaqError(f"fit.spatial must be one of {', '.join(SPATIAL_MODES)}, got {mode!r}")
+    if tc.fit["timbral"] not in ("speech", "joint"):
+        raise SpaqError(f"fit.timbral must be 'speech' or 'joint', got {tc.fit['timbral']!r}")
+    tt = 0 if tc.fit["timbral"] == "speech" else None
     align = bool(tc.mushra["align"])
     root = tc.mushra_dir()
     if not root.is_dir():
@@ -633,9 +655,9 @@ def train_quality(tc: QualityTrainConfig, out, log=print, workdir=None) -> dict:
                            lambda: param_coding_features(pc_root, pc_table, metric, log, align=align), log)
         tests = [_matrices(mt), _matrices(pt)]
         groups = [mt["stimulus"].to_numpy(), pt["trial"].to_numpy()]
-        th = fit_joint(tests, v0, mode, tc.seed, starts)
+        th = fit_joint(tests, v0, mode, tc.seed, starts, tt)
         w, v, k = _unpack(th, v0, mode)
-        held = joint_cv(tests, groups, v0, mode, tc.seed, starts)
+        held = joint_cv(tests, groups, v0, mode, tc.seed, starts, tt)
         cvs["speech_codec_loso_coded"] = _cv_stats(held[0][coded], y[coded])
         cvs["speech_codec_loso_all"] = _cv_stats(held[0], y)
         cvs["param_coding_loto"] = _cv_stats(held[1], tests[1][2])
@@ -658,8 +680,9 @@ def train_quality(tc: QualityTrainConfig, out, log=print, workdir=None) -> dict:
            "families matched to timbral anchors at equal severity")
     if use_pc:
         prov = {
-            "timbral_weights": f"joint least squares on {speech} and {pc}",
-            "exponent": "same joint fit",
+            "timbral_weights": (f"least squares on {speech} alone (with its own exponent), then fixed" if tt == 0
+                                else f"joint least squares on {speech} and {pc}"),
+            "exponent": f"joint least squares on {speech} and {pc}",
             "spatial_weights": {
                 "fixed": f"{syn} (not refitted)",
                 "scale": f"ratios from {syn}; one common factor (spatial against timbral) from the joint fit",
