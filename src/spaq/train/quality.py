@@ -359,7 +359,7 @@ def loso_predictions(table, seed: int, starts: int = 8) -> np.ndarray:
 
 
 #: how the spatial weights enter the joint fit on listening tests (``fit.spatial``)
-SPATIAL_MODES = ("fixed", "scale", "binaural")
+SPATIAL_MODES = ("fixed", "scale", "coherence", "binaural")
 
 
 def _unpack(theta: np.ndarray, v0: np.ndarray, mode: str) -> tuple[np.ndarray, np.ndarray, float]:
@@ -372,6 +372,9 @@ def _unpack(theta: np.ndarray, v0: np.ndarray, mode: str) -> tuple[np.ndarray, n
         v = np.asarray(v0, dtype=np.float64).copy()
     elif mode == "scale":
         v = math.exp(theta[nt]) * np.asarray(v0, dtype=np.float64)
+    elif mode == "coherence":  # one factor on the coherence terms (d_ic, d_ipd); ILD and the rest as v0
+        v = np.asarray(v0, dtype=np.float64).copy()
+        v[1:3] *= math.exp(theta[nt])
     elif mode == "binaural":
         v = np.asarray(v0, dtype=np.float64).copy()
         v[:3] = np.exp(theta[nt:nt + 3])
@@ -381,7 +384,7 @@ def _unpack(theta: np.ndarray, v0: np.ndarray, mode: str) -> tuple[np.ndarray, n
 
 
 def _n_spatial(mode: str) -> int:
-    return {"fixed": 0, "scale": 1, "binaural": 3}[mode]
+    return {"fixed": 0, "scale": 1, "coherence": 1, "binaural": 3}[mode]
 
 
 def joint_pred(theta: np.ndarray, Ft: np.ndarray, Fs: np.ndarray, v0: np.ndarray, mode: str) -> np.ndarray:
