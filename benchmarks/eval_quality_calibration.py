@@ -124,6 +124,14 @@ def main(argv=None):
               f"({np.min(delays['mushra']):+.2f} .. {np.max(delays['mushra']):+.2f} ms)",
               f"- spatial codings: {np.count_nonzero(delays['param_coding'])} of {len(delays['param_coding'])} items "
               f"shifted ({np.min(delays['param_coding']):+.2f} .. {np.max(delays['param_coding']):+.2f} ms)", ""]
+    m, pv = params["mapping"], params["provenance"]
+    lines += ["## Shipped parameters and their data", "",
+              "| parameter | version 1 | version 2 | fitted on |", "|---|---|---|---|"]
+    for i, n in enumerate(tq.TIMBRAL_FEATURES):
+        lines.append(f"| w `{n}` | {V1['timbral'][i]:.4g} | {m['timbral_weights'][n]:.4g} | {pv['timbral_weights']} |")
+    for i, n in enumerate(tq.SPATIAL_FEATURES):
+        lines.append(f"| v `{n}` | {V1['spatial'][i]:.4g} | {m['spatial_weights'][n]:.4g} | {pv['spatial_weights']} |")
+    lines += [f"| k (exponent) | {V1['exponent']:.4g} | {m['exponent']:.4g} | {pv['exponent']} |", ""]
     text = "\n".join(lines) + "\n"
     print(text)
     if a.out:

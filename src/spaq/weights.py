@@ -54,10 +54,10 @@ REGISTRY: dict[str, WeightSpec] = {
     "quality_v1": WeightSpec(
         name="quality_v1",
         url=None,
-        sha256="06892aa8e941bd3e7f44f996a195351bfaf54e4a6c87947060a139fdeda03686",
+        sha256="12715bbf980f7e9c322f4e2f9dfe04e1257ffe85d54032c97bd31f7046e6fd11",
         filename="quality_v1.json",
         env_var="SPAQ_QUALITY_PARAMS",
-        licence="MIT (spaq); fitted on the Neural Codec MUSHRA rating dataset (CC BY 4.0, Stahl et al. 2024) and ratings of the parametric spatial-audio codings test (Apache-2.0, Stahl et al. AES 2023)",
+        licence="MIT (spaq); fitted on the Neural Codec MUSHRA rating dataset (CC BY 4.0, Stahl et al. 2024)",
         packaged="weights/quality_v1.json",
     ),
     "bast_ku100": WeightSpec(

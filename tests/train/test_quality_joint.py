@@ -52,6 +52,8 @@ def test_joint_prediction_is_100_at_zero_distortion_and_monotone():
 
 def test_recipe_has_the_listening_test_sections():
     tc = tq.QualityTrainConfig.from_yaml(REPO / "configs" / "train" / "quality.yaml")
+    assert tc.mushra["align"] is True and tc.param_coding["use"] is False  # the shipped recipe
+    tc = tq.QualityTrainConfig.from_yaml(REPO / "configs" / "train" / "quality_joint.yaml")
     assert tc.mushra["align"] is True and tc.param_coding["use"] is True
     assert tc.fit["spatial"] in tq.SPATIAL_MODES
     assert tc.param_coding_dir().name == "param_coding"
