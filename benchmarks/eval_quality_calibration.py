@@ -1,6 +1,7 @@
-"""Held-out numbers of spaq's ``quality`` on the two shared listening tests (issue 19), before
-(version 1 parameters) and after (the joint fit of ``spaq train quality``), with and without
-delay alignment, next to BAM-Q and PEMO-Q on the spatial-codings items.
+"""Held-out numbers of spaq's ``quality`` on the two shared listening tests (issue 19): version 1,
+the shipped version 2 (version 1's recipe on delay-aligned speech features) and the joint fit on
+both tests (``configs/train/quality_joint.yaml``, measured, not shipped), with and without delay
+alignment, next to BAM-Q and PEMO-Q on the spatial-codings items.
 
     python benchmarks/rebuild_param_coding.py                   # once: the 42 spatial-codings items
     spaq train quality configs/train/quality.yaml --out /tmp/q/quality_v1.json --workdir /tmp/q
@@ -35,6 +36,13 @@ V1 = {"timbral": [0.3234808464181789, 0.4053866659063172, 0.009633660240908918],
 def _v1_scores(Ft, Fs):
     d = np.maximum(Ft @ np.array(V1["timbral"]) + Fs @ np.array(V1["spatial"]), 0.0)
     return 100.0 / (1.0 + np.where(d > 0, d, 1.0) ** V1["exponent"] * (d > 0))
+
+
+def _scores(Ft, Fs, m):
+    w = np.array([m["timbral_weights"][n] for n in tq.TIMBRAL_FEATURES])
+    v = np.array([m["spatial_weights"][n] for n in tq.SPATIAL_FEATURES])
+    d = np.maximum(Ft @ w + Fs @ v, 0.0)
+    return 100.0 / (1.0 + np.where(d > 0, d, 1.0) ** m["exponent"] * (d > 0))
 
 
 def _ev(x, y, clusters, name, n_boot):
@@ -76,7 +84,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--workdir", type=Path, required=True, help="spaq train quality's --workdir")
     ap.add_argument("--stem", default="quality_v1", help="stem of the feature tables (the --out name)")
-    ap.add_argument("--config", default=str(Path(__file__).resolve().parents[1] / "configs" / "train" / "quality.yaml"))
+    ap.add_argument("--config", default=str(Path(__file__).resolve().parents[1] / "configs" / "train" / "quality_joint.yaml"),
+                    help="the joint-fit recipe (its fit.spatial / fit.timbral / seed / starts)")
     ap.add_argument("--boot", type=int, default=2000)
     ap.add_argument("--out", type=Path, default=None, help="Markdown report (also printed)")
     a = ap.parse_args(argv)
@@ -87,6 +96,7 @@ def main(argv=None):
     mode, seed, starts = str(tc.fit["spatial"]), int(tc.seed), int(tc.fit["starts"])
     tt = 0 if tc.fit["timbral"] == "speech" else None
     res, lines = {}, []
+    m_ = params["mapping"]
     sp_coded = (T[("mushra", True)]["condition"] != "Reference").to_numpy()
     for align in (True, False):
         mt, pt = T[("mushra", align)], T[("param_coding", align)]
@@ -97,13 +107,19 @@ def main(argv=None):
         v1_loso = tq.loso_predictions(mt, seed, starts)
         y_s, y_p = tests[0][2], tests[1][2]
         key = "aligned" if align else "not aligned"
-        res[key] = {
-            "speech after (joint, LOSO)": _ev(held[0][sp_coded], y_s[sp_coded], groups[0][sp_coded], "q", a.boot),
-            "speech before (v1 procedure, LOSO)": _ev(v1_loso[sp_coded], y_s[sp_coded], groups[0][sp_coded], "q", a.boot),
-            "spatial after (joint, LOTO)": _ev(held[1], y_p, groups[1], "q", a.boot),
-            "spatial before (v1 parameters, never fitted on it)": _ev(_v1_scores(*tests[1][:2]), y_p, groups[1], "q",
-                                                                      a.boot),
-        }
+        res[key] = {}
+        if align:
+            res[key]["speech: shipped v2 (v1 recipe on aligned features; LOSO)"] = _ev(
+                v1_loso[sp_coded], y_s[sp_coded], groups[0][sp_coded], "q", a.boot)
+        else:
+            res[key]["speech: v1 (LOSO)"] = _ev(v1_loso[sp_coded], y_s[sp_coded], groups[0][sp_coded], "q", a.boot)
+        res[key]["speech: joint fit (LOSO)"] = _ev(held[0][sp_coded], y_s[sp_coded], groups[0][sp_coded], "q", a.boot)
+        if align:
+            res[key]["spatial: shipped v2 (never fitted on it)"] = _ev(_scores(*tests[1][:2], m_), y_p, groups[1], "q",
+                                                                        a.boot)
+        else:
+            res[key]["spatial: v1 (never fitted on it)"] = _ev(_v1_scores(*tests[1][:2]), y_p, groups[1], "q", a.boot)
+        res[key]["spatial: joint fit (LOTO)"] = _ev(held[1], y_p, groups[1], "q", a.boot)
     pt = T[("param_coding", True)]
     for m in ("bamq", "pemoq"):
         res["aligned"][f"spatial {m.upper()} (authors' scores, published stimuli)"] = _ev(
@@ -124,14 +140,22 @@ def main(argv=None):
               f"({np.min(delays['mushra']):+.2f} .. {np.max(delays['mushra']):+.2f} ms)",
               f"- spatial codings: {np.count_nonzero(delays['param_coding'])} of {len(delays['param_coding'])} items "
               f"shifted ({np.min(delays['param_coding']):+.2f} .. {np.max(delays['param_coding']):+.2f} ms)", ""]
+    mt, pt_ = T[("mushra", True)], T[("param_coding", True)]
+    th = tq.fit_joint([tq._matrices(mt), tq._matrices(pt_)], v0, mode, seed, starts, tt)
+    wj, vj, kj = tq._unpack(th, v0, mode)
     m, pv = params["mapping"], params["provenance"]
     lines += ["## Shipped parameters and their data", "",
-              "| parameter | version 1 | version 2 | fitted on |", "|---|---|---|---|"]
+              "| parameter | version 1 | version 2 (shipped) | joint fit (not shipped) | shipped v2 fitted on |",
+              "|---|---|---|---|---|"]
     for i, n in enumerate(tq.TIMBRAL_FEATURES):
-        lines.append(f"| w `{n}` | {V1['timbral'][i]:.4g} | {m['timbral_weights'][n]:.4g} | {pv['timbral_weights']} |")
+        lines.append(f"| w `{n}` | {V1['timbral'][i]:.4g} | {m['timbral_weights'][n]:.4g} | {wj[i]:.4g} | "
+                     f"{pv['timbral_weights']} |")
     for i, n in enumerate(tq.SPATIAL_FEATURES):
-        lines.append(f"| v `{n}` | {V1['spatial'][i]:.4g} | {m['spatial_weights'][n]:.4g} | {pv['spatial_weights']} |")
-    lines += [f"| k (exponent) | {V1['exponent']:.4g} | {m['exponent']:.4g} | {pv['exponent']} |", ""]
+        lines.append(f"| v `{n}` | {V1['spatial'][i]:.4g} | {m['spatial_weights'][n]:.4g} | {vj[i]:.4g} | "
+                     f"{pv['spatial_weights']} |")
+    lines += [f"| k (exponent) | {V1['exponent']:.4g} | {m['exponent']:.4g} | {kj:.4g} | {pv['exponent']} |", "",
+              f"Joint fit: {tc.fit['timbral']} timbral weights, spatial mode `{mode}` (a = "
+              f"{vj[1] / v0[1] if v0[1] else float('nan'):.3f} on the synthetic ratios).", ""]
     text = "\n".join(lines) + "\n"
     print(text)
     if a.out:
