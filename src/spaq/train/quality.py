@@ -579,7 +579,7 @@ def _cached_table(path: Path, make, log=print):
         return pd.read_csv(path)
     t = make()
     atomic_write(path, lambda tmp: t.to_csv(tmp, index=False))  # a cut-off run leaves no partial table
-    return t
+    return pd.read_csv(path)  # the same values a later run reads back (fresh and cached runs agree)
 
 
 def _matrices(df) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
