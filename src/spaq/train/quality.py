@@ -3,9 +3,14 @@
 Two data sources, each fitting only what it can justify (see ``configs/train/quality.yaml``):
 
 1. **Real listeners** -- the shared speech-codec MUSHRA half (8 stimuli x 8 conditions,
-   mean rating per stimulus and condition). Fits the three timbral weights and the mapping
-   exponent (4 parameters) by least squares on the 0..100 scale; leave-one-stimulus-out
-   cross-validation is run with the same procedure and reported.
+   mean rating per stimulus and condition), delay-aligned before the features
+   (``mushra.align``, as ``spaq.score`` scores; version 2). Fits the three timbral weights and
+   the mapping exponent (4 parameters) by least squares on the 0..100 scale;
+   leave-one-stimulus-out cross-validation is run with the same procedure and reported.
+   With ``param_coding.use`` (``configs/train/quality_joint.yaml``; measured, not shipped) the
+   rebuilt binaural MUSHRA of parametric spatial-audio codings joins: :func:`fit_joint` sets the
+   spatial parameters of ``fit.spatial`` and the exponent on both tests, :func:`joint_cv`
+   reports leave-one-stimulus-out / leave-one-trial-out predictions.
 2. **Synthetic sweeps** from the corpus engine (KU100 head, seeds and voices listed in the
    config, none of those used by the evaluation). No listening test covers spatial
    distortions, so the five spatial weights are fitted on the corpus engine's severity
@@ -16,8 +21,8 @@ Two data sources, each fitting only what it can justify (see ``configs/train/qua
    independence are properties of the model (non-negative weights of features that grow
    with each degradation; mean pooling), checked on the sweeps, not fitted.
 
-Everything is deterministic from ``seed``; on 2 busy CPU cores a full run takes about 5 min
-(feature extraction dominates).
+Everything is deterministic from ``seed``; a full run takes about 3 min of CPU (13 min with the
+spatial-codings rebuild and the joint fit), feature extraction dominating.
 """
 from __future__ import annotations
 
@@ -38,7 +43,8 @@ from ..files import atomic_write
 from ..models.quality import SPATIAL_FEATURES, TIMBRAL_FEATURES, QualityMapping
 
 __all__ = ["QualityTrainConfig", "mushra_table", "mushra_features", "sweep", "sweep_features",
-           "fit_timbral", "loso_predictions", "fit_spatial", "train_quality",
+           "fit_timbral", "loso_predictions", "fit_spatial", "train_quality", "param_coding_table",
+           "param_coding_features", "pair_features", "fit_joint", "joint_cv", "joint_pred", "SPATIAL_MODES",
            "FAMILIES"]
 
 # evaluation family name -> (corpus degradation, options, formats it applies to)
