@@ -54,7 +54,7 @@ REGISTRY: dict[str, WeightSpec] = {
     "quality_v1": WeightSpec(
         name="quality_v1",
         url=None,
-        sha256="30a7902128aeb3196bad007ae889b1c189a2226e470564e828648b063acf2db4",
+        sha256="65a4c03b54e0fbe7929b6407c6919a9086e448dbc34dbbd78a180df182bf2fca",
         filename="quality_v1.json",
         env_var="SPAQ_QUALITY_PARAMS",
         licence="MIT (spaq); fitted on the Neural Codec MUSHRA rating dataset (CC BY 4.0, Stahl et al. 2024)",

@@ -48,9 +48,10 @@ def load_quality_params(path=None) -> tuple[dict, str, str]:
 
 class Quality(Metric):
     name = "quality"
-    version = "1.0"
+    version = "2.0"  # 2.0: weights and mapping fitted on two listening tests (speech codecs + spatial codings)
     description = ("spaq's global quality model 0..100 (binaural and ambisonics; 100 = identical): timbral and "
-                   "spatial sub-scores, calibrated on MUSHRA ratings and synthetic corpora; shipped parameters")
+                   "spatial sub-scores, calibrated on two MUSHRA tests (speech codecs, binaural spatial codings) "
+                   "and synthetic corpora; shipped parameters")
     unit = "MUSHRA-like 0..100"
     higher_is_better = True
     score_range = (0.0, 100.0)

@@ -3,9 +3,14 @@
 Two data sources, each fitting only what it can justify (see ``configs/train/quality.yaml``):
 
 1. **Real listeners** -- the shared speech-codec MUSHRA half (8 stimuli x 8 conditions,
-   mean rating per stimulus and condition). Fits the three timbral weights and the mapping
-   exponent (4 parameters) by least squares on the 0..100 scale; leave-one-stimulus-out
-   cross-validation is run with the same procedure and reported.
+   mean rating per stimulus and condition), delay-aligned before the features
+   (``mushra.align``, as ``spaq.score`` scores; version 2). Fits the three timbral weights and
+   the mapping exponent (4 parameters) by least squares on the 0..100 scale;
+   leave-one-stimulus-out cross-validation is run with the same procedure and reported.
+   With ``param_coding.use`` (``configs/train/quality_joint.yaml``; measured, not shipped) the
+   rebuilt binaural MUSHRA of parametric spatial-audio codings joins: :func:`fit_joint` sets the
+   spatial parameters of ``fit.spatial`` and the exponent on both tests, :func:`joint_cv`
+   reports leave-one-stimulus-out / leave-one-trial-out predictions.
 2. **Synthetic sweeps** from the corpus engine (KU100 head, seeds and voices listed in the
    config, none of those used by the evaluation). No listening test covers spatial
    distortions, so the five spatial weights are fitted on the corpus engine's severity
@@ -16,8 +21,8 @@ Two data sources, each fitting only what it can justify (see ``configs/train/qua
    independence are properties of the model (non-negative weights of features that grow
    with each degradation; mean pooling), checked on the sweeps, not fitted.
 
-Everything is deterministic from ``seed``; on 2 busy CPU cores a full run takes about 5 min
-(feature extraction dominates).
+Everything is deterministic from ``seed``; a full run takes about 3 min of CPU (13 min with the
+spatial-codings rebuild and the joint fit), feature extraction dominating.
 """
 from __future__ import annotations
 
@@ -38,7 +43,8 @@ from ..files import atomic_write
 from ..models.quality import SPATIAL_FEATURES, TIMBRAL_FEATURES, QualityMapping
 
 __all__ = ["QualityTrainConfig", "mushra_table", "mushra_features", "sweep", "sweep_features",
-           "fit_timbral", "loso_predictions", "fit_spatial", "train_quality",
+           "fit_timbral", "loso_predictions", "fit_spatial", "train_quality", "param_coding_table",
+           "param_coding_features", "pair_features", "fit_joint", "joint_cv", "joint_pred", "SPATIAL_MODES",
            "FAMILIES"]
 
 # evaluation family name -> (corpus degradation, options, formats it applies to)
@@ -67,6 +73,20 @@ class MushraData(Section):
 
     path: str = "../shared/listening-tests/speech-codec-mushra"
     ratings: str = "ratings_filtered_stim01-08.csv"
+    align: bool = True  # delay alignment (spaq.auditory.alignment) before the features, as spaq.score does
+
+
+@dataclass
+class ParamCodingData(Section):
+    """The rebuilt binaural MUSHRA of parametric spatial-audio codings (``benchmarks/
+    rebuild_param_coding.py`` writes the 42 items and ``ratings.csv``). ``path`` empty: the
+    spaq cache (``$SPAQ_CACHE_DIR/param_coding``, default ``~/.cache/spaq/param_coding``);
+    relative paths start at the repository root. ``use: false`` leaves it out (then the
+    spatial weights come from the synthetic sweeps alone, as in version 1)."""
+
+    use: bool = True
+    path: str = ""
+    ratings: str = "ratings.csv"
 
 
 @dataclass
@@ -74,6 +94,12 @@ class FitOptions(Section):
     starts: int = 8
     monotone_weight: float = 0.0
     monotone_margin: float = 0.05
+    # joint fit on the listening tests (param_coding.use): how the spatial weights enter
+    # (fixed: the synthetic ones; scale: one factor on them; binaural: the three binaural ones free)
+    spatial: str = "scale"
+    # who fits the timbral weights: "speech" (the speech-codec test alone, then fixed: the joint fit
+    # sets only the spatial parameters and the exponent) or "joint" (both tests)
+    timbral: str = "speech"
 
 
 @dataclass
@@ -100,6 +126,7 @@ class QualityTrainConfig:
 
     seed: int = 7
     mushra: MushraData = field(default_factory=MushraData)
+    param_coding: ParamCodingData = field(default_factory=ParamCodingData)
     fit: FitOptions = field(default_factory=FitOptions)
     synthetic: SyntheticSweeps = field(default_factory=SyntheticSweeps)
     base_dir: Path = field(default_factory=Path.cwd, metadata={"config": False})
@@ -132,6 +159,15 @@ class QualityTrainConfig:
         p = Path(self.mushra["path"])
         return p if p.is_absolute() else (self.base_dir / p)
 
+    def param_coding_dir(self) -> Path:
+        p = str(self.param_coding["path"])
+        if not p:
+            from ..cache import cache_dir
+
+            return cache_dir() / "param_coding"
+        p = Path(p).expanduser()
+        return p if p.is_absolute() else (self.base_dir / p)
+
     def to_dict(self) -> dict:
         return {k: (asdict(v) if is_dataclass(v) else v) for k, v in
                 ((k, getattr(self, k)) for k in config_keys(type(self)))}
@@ -155,27 +191,73 @@ def mushra_table(root, ratings: str = "ratings_filtered_stim01-08.csv"):
     return d[["stimulus", "condition", "file", "mean", "n"]].reset_index(drop=True)
 
 
-def _load_mono_pair(root: Path, stim: str, file: str):
-    from ..io import load_pair
-
+def _load_mono_pair(root: Path, stim: str, file: str, align: bool = True):
     a = root / "audio" / stim / "ref.wav"
     b = root / "audio" / file
-    return load_pair(str(a), str(b), target_rate=48000, fmt="binaural")
+    return _load_binaural_pair(a, b, align)
 
 
-def mushra_features(root, table, metric, log=print) -> "object":
+def _load_binaural_pair(ref: Path, deg: Path, align: bool = True):
+    """A binaural pair at 48 kHz, delay-aligned as ``spaq.score`` does (``align``)."""
+    from ..io import load_pair
+
+    return load_pair(str(ref), str(deg), target_rate=48000, fmt="binaural", align=bool(align))
+
+
+def pair_features(metric, pair) -> dict:
+    """Pooled features of one loaded pair, plus the applied delay (``delay_ms``, 0 when none)."""
+    with torch.no_grad():
+        _, f = metric.features(torch.from_numpy(pair.ref), torch.from_numpy(pair.deg))
+    out = {k: float(v[0]) for k, v in f.items()}
+    al = pair.alignment or {}
+    out["delay_ms"] = float(al.get("delay_ms", 0.0)) if al.get("applied") else 0.0
+    return out
+
+
+def mushra_features(root, table, metric, log=print, align: bool = True) -> "object":
     """Pooled features of every row of ``table`` (the stimuli are diotic speech, scored as
-    binaural pairs with both ears equal). Returns the table with one column per feature."""
+    binaural pairs with both ears equal; delay-aligned when ``align``). Returns the table with
+    one column per feature and ``delay_ms``."""
     import pandas as pd
 
     rows = []
     t0 = time.time()
     for i, r in table.iterrows():
-        pair = _load_mono_pair(Path(root), r["stimulus"], r["file"])
-        with torch.no_grad():
-            _, f = metric.features(torch.from_numpy(pair.ref), torch.from_numpy(pair.deg))
-        rows.append({k: float(v[0]) for k, v in f.items()})
+        rows.append(pair_features(metric, _load_mono_pair(Path(root), r["stimulus"], r["file"], align)))
         log(f"  mushra {i + 1}/{len(table)} {r['file']} ({time.time() - t0:.0f} s)")
+    return pd.concat([table.reset_index(drop=True), pd.DataFrame(rows)], axis=1)
+
+
+# --------------------------------------------------------------------------- spatial codings MUSHRA
+def param_coding_table(root, ratings: str = "ratings.csv"):
+    """The 42 rebuilt items (7 trials x 6 codings) of the binaural spatial-codings MUSHRA:
+    DataFrame with ``trial, condition, ref, deg, mean, std, n, bamq, pemoq`` (files relative to
+    ``root``), as written by ``benchmarks/rebuild_param_coding.py``."""
+    import pandas as pd
+
+    root = Path(root)
+    path = root / ratings
+    if not path.is_file():
+        raise SpaqError(f"spatial-codings items not found: {path} (build them once with "
+                        f"`python benchmarks/rebuild_param_coding.py --cache {root}`)")
+    t = pd.read_csv(path)
+    missing = [f for f in list(t["ref"]) + list(t["deg"]) if not (root / f).is_file()]
+    if missing:
+        raise SpaqError(f"spatial-codings items incomplete in {root}: {missing[0]} missing "
+                        f"(`python benchmarks/rebuild_param_coding.py --cache {root}`)")
+    return t
+
+
+def param_coding_features(root, table, metric, log=print, align: bool = True):
+    """Pooled features of every rebuilt spatial-codings item (binaural, 44.1 kHz resampled to
+    48 kHz, delay-aligned when ``align``). Returns the table with one column per feature."""
+    import pandas as pd
+
+    rows = []
+    t0 = time.time()
+    for i, r in table.iterrows():
+        rows.append(pair_features(metric, _load_binaural_pair(Path(root) / r["ref"], Path(root) / r["deg"], align)))
+        log(f"  spatial codings {i + 1}/{len(table)} {r['deg']} ({time.time() - t0:.0f} s)")
     return pd.concat([table.reset_index(drop=True), pd.DataFrame(rows)], axis=1)
 
 
@@ -280,6 +362,102 @@ def loso_predictions(table, seed: int, starts: int = 8) -> np.ndarray:
         th = fit_timbral(F[~test], y[~test], seed, starts)
         pred[test] = _timbral_pred(th, F[test])
     return pred
+
+
+#: how the spatial weights enter the joint fit on listening tests (``fit.spatial``)
+SPATIAL_MODES = ("fixed", "scale", "coherence", "binaural")
+
+
+def _unpack(theta: np.ndarray, v0: np.ndarray, mode: str) -> tuple[np.ndarray, np.ndarray, float]:
+    """``theta`` -> ``(w (3), v (5), k)``. ``mode``: ``fixed`` (v = v0), ``scale`` (v = a v0: one
+    weight of the spatial terms against the timbral ones), ``binaural`` (the three binaural
+    spatial weights free, the ambisonics-only ones kept from v0)."""
+    nt = len(TIMBRAL_FEATURES)
+    w = np.exp(theta[:nt])
+    if mode == "fixed":
+        v = np.asarray(v0, dtype=np.float64).copy()
+    elif mode == "scale":
+        v = math.exp(theta[nt]) * np.asarray(v0, dtype=np.float64)
+    elif mode == "coherence":  # one factor on the coherence terms (d_ic, d_ipd); ILD and the rest as v0
+        v = np.asarray(v0, dtype=np.float64).copy()
+        v[1:3] *= math.exp(theta[nt])
+    elif mode == "binaural":
+        v = np.asarray(v0, dtype=np.float64).copy()
+        v[:3] = np.exp(theta[nt:nt + 3])
+    else:
+        raise SpaqError(f"fit.spatial must be one of {', '.join(SPATIAL_MODES)}, got {mode!r}")
+    return w, v, math.exp(theta[-1])
+
+
+def _n_spatial(mode: str) -> int:
+    return {"fixed": 0, "scale": 1, "coherence": 1, "binaural": 3}[mode]
+
+
+def joint_pred(theta: np.ndarray, Ft: np.ndarray, Fs: np.ndarray, v0: np.ndarray, mode: str) -> np.ndarray:
+    """Scores 0..100 of items with timbral features ``Ft (N, 3)`` and spatial ``Fs (N, 5)``."""
+    w, v, k = _unpack(theta, v0, mode)
+    d = np.maximum(Ft @ w + Fs @ v, 0.0)
+    return 100.0 / (1.0 + np.where(d > 0, d, 1.0) ** k * (d > 0))
+
+
+def fit_joint(tests: list, v0: np.ndarray, mode: str, seed: int, starts: int = 8,
+              timbral_test: int | None = None) -> np.ndarray:
+    """Least squares on the 0..100 scale over several listening tests at once, each test's mean
+    squared error counting equally: ``tests`` is a list of ``(Ft (N, 3), Fs (N, 5), y (N,))``.
+    Free parameters: ``log w`` (3 timbral weights), the spatial ones of ``mode``
+    (:func:`_unpack`) and ``log k``; multi-start L-BFGS from seeded initial points.
+    ``timbral_test``: index of the test that alone fits the timbral weights (:func:`fit_timbral`
+    on it, then fixed), so that the joint fit only sets the spatial parameters and the exponent.
+    Returns the full theta (``log w``, spatial, ``log k``)."""
+    from scipy.optimize import minimize
+
+    rng = np.random.default_rng(seed)
+    nt, ns = len(TIMBRAL_FEATURES), _n_spatial(mode)
+    Ft_all = np.concatenate([t[0] for t in tests])
+    scale = 1.0 / np.maximum(Ft_all.mean(axis=0), 1e-6)
+    lw_fixed = None
+    if timbral_test is not None:
+        Ft0, _, y0 = tests[timbral_test]
+        lw_fixed = fit_timbral(Ft0, y0, seed, starts)[:-1]
+
+    def full(th):
+        return th if lw_fixed is None else np.concatenate([lw_fixed, th])
+
+    def loss(th):
+        f = full(th)
+        return float(sum(np.mean((joint_pred(f, Ft, Fs, v0, mode) - y) ** 2) for Ft, Fs, y in tests))
+
+    v_init = np.log(np.maximum(np.asarray(v0, dtype=np.float64)[:3], 1e-3)) if mode == "binaural" else np.zeros(ns)
+    bounds = [(-12, 8)] * ns + [(math.log(0.2), math.log(5.0))]
+    if lw_fixed is None:
+        bounds = [(-20, 10)] * nt + bounds
+    best = None
+    for _ in range(starts):
+        th0 = np.concatenate([v_init[:ns] + rng.normal(0, 1.0, ns), [rng.normal(0, 0.5)]])
+        if lw_fixed is None:
+            th0 = np.concatenate([np.log(scale / nt) + rng.normal(0, 1.0, nt), th0])
+        r = minimize(loss, th0, method="L-BFGS-B", bounds=bounds)
+        if best is None or r.fun < best.fun - 1e-12:
+            best = r
+    return full(best.x)
+
+
+def joint_cv(tests: list, groups: list, v0: np.ndarray, mode: str, seed: int, starts: int = 8,
+             timbral_test: int | None = None) -> list:
+    """Held-out predictions per test: for each test and each of its groups (``groups[i] (N_i,)``
+    labels: stimulus or trial), refit :func:`fit_joint` without that group (the other tests
+    whole) and predict it. Returns a list of ``(N_i,)`` arrays."""
+    out = []
+    for i, (Ft, Fs, y) in enumerate(tests):
+        g = np.asarray(groups[i])
+        pred = np.full(len(y), np.nan)
+        for lab in sorted(set(g.tolist())):
+            test = g == lab
+            train = [t if j != i else (Ft[~test], Fs[~test], y[~test]) for j, t in enumerate(tests)]
+            th = fit_joint(train, v0, mode, seed, starts, timbral_test)
+            pred[test] = joint_pred(th, Ft[test], Fs[test], v0, mode)
+        out.append(pred)
+    return out
 
 
 def _monotone_pairs(records: list[dict], w: np.ndarray, families) -> list[tuple]:
@@ -399,80 +577,136 @@ def _synthetic_records(tc: QualityTrainConfig, metric, log=print) -> list[dict]:
     return recs
 
 
-def train_quality(tc: QualityTrainConfig, out, log=print, workdir=None) -> dict:
-    """Run the recipe; write the parameters JSON to ``out`` and the fitting data next to it
-    (``<out stem>_mushra.csv``, ``<out stem>_synthetic.csv``). Returns a summary."""
+def _cached_table(path: Path, make, log=print):
     import pandas as pd
+
+    if path.is_file():
+        log(f"features from {path}")
+        return pd.read_csv(path)
+    t = make()
+    atomic_write(path, lambda tmp: t.to_csv(tmp, index=False))  # a cut-off run leaves no partial table
+    return pd.read_csv(path)  # the same values a later run reads back (fresh and cached runs agree)
+
+
+def _matrices(df) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(Ft (N, 3), Fs (N, 5), y (N,))`` of a feature table (absent spatial features: 0)."""
+    Fs = np.stack([np.nan_to_num(df[n].to_numpy(dtype=np.float64)) if n in df else np.zeros(len(df))
+                   for n in SPATIAL_FEATURES], axis=1)
+    return df[list(TIMBRAL_FEATURES)].to_numpy(dtype=np.float64), Fs, df["mean"].to_numpy(dtype=np.float64)
+
+
+def _cv_stats(pred: np.ndarray, y: np.ndarray) -> dict:
     from scipy.stats import pearsonr, spearmanr
 
+    return {"pearson": float(pearsonr(pred, y)[0]), "spearman": float(spearmanr(pred, y)[0]),
+            "rmse": float(np.sqrt(np.mean((pred - y) ** 2))), "n": int(len(y))}
+
+
+def train_quality(tc: QualityTrainConfig, out, log=print, workdir=None) -> dict:
+    """Run the recipe; write the parameters JSON to ``out`` and the fitting data next to it
+    (``<out stem>_mushra.csv``, ``<out stem>_param_coding.csv``, ``<out stem>_synthetic.csv``).
+    Returns a summary.
+
+    Steps: (1) features of the speech-codec MUSHRA half (delay-aligned) and timbral weights +
+    exponent fitted on it alone; (2) synthetic sweeps: the spatial weights ``v0`` matched to the
+    timbral anchors with those weights (version 1's recipe: their ratios); (3) with
+    ``param_coding.use``: the joint fit on both listening tests (timbral weights, the spatial
+    parameters of ``fit.spatial``, exponent), each test's mean squared error counting equally,
+    with leave-one-stimulus-out / leave-one-trial-out cross-validation of the same procedure."""
     torch.manual_seed(tc.seed)
     out = Path(out)
     workdir = Path(workdir) if workdir else out.parent
     workdir.mkdir(parents=True, exist_ok=True)
     metric = _metric()
     t0 = time.time()
+    starts = int(tc.fit["starts"])
+    mode = str(tc.fit["spatial"])
+    if mode not in SPATIAL_MODES:
+        raise SpaqError(f"fit.spatial must be one of {', '.join(SPATIAL_MODES)}, got {mode!r}")
+    if tc.fit["timbral"] not in ("speech", "joint"):
+        raise SpaqError(f"fit.timbral must be 'speech' or 'joint', got {tc.fit['timbral']!r}")
+    tt = 0 if tc.fit["timbral"] == "speech" else None
+    align = bool(tc.mushra["align"])
     root = tc.mushra_dir()
     if not root.is_dir():
         raise SpaqError(f"MUSHRA data not found at {root} (mushra.path in the config)")
     table = mushra_table(root, tc.mushra["ratings"])
-    cache = workdir / f"{out.stem}_mushra.csv"
-    if cache.is_file():
-        mt = pd.read_csv(cache)
-        log(f"MUSHRA features from {cache}")
-    else:
-        log(f"MUSHRA features ({len(table)} pairs)")
-        mt = mushra_features(root, table, metric, log)
-        atomic_write(cache, lambda tmp: mt.to_csv(tmp, index=False))  # a cut-off run leaves no partial table
-    F = mt[list(TIMBRAL_FEATURES)].to_numpy(dtype=np.float64)
-    y = mt["mean"].to_numpy(dtype=np.float64)
-    starts = int(tc.fit["starts"])
+    use_pc = bool(tc.param_coding["use"])
+    if use_pc:  # check the rebuilt items before the long feature runs
+        pc_root = tc.param_coding_dir()
+        pc_table = param_coding_table(pc_root, tc.param_coding["ratings"])
+    suffix = "_aligned" if align else ""
+    mt = _cached_table(workdir / f"{out.stem}_mushra{suffix}.csv",
+                       lambda: mushra_features(root, table, metric, log, align=align), log)
+    F, _, y = _matrices(mt)
     theta = fit_timbral(F, y, tc.seed, starts)
-    w = np.exp(theta[:-1])
-    k = float(np.exp(theta[-1]))
-    pred_all = _timbral_pred(theta, F)
+    w0 = np.exp(theta[:-1])
     cv = loso_predictions(mt, tc.seed, starts)
     coded = (mt["condition"] != "Reference").to_numpy()
-    cvs = {
-        "loso_pearson_coded": float(pearsonr(cv[coded], y[coded])[0]),
-        "loso_spearman_coded": float(spearmanr(cv[coded], y[coded])[0]),
-        "loso_rmse_coded": float(np.sqrt(np.mean((cv[coded] - y[coded]) ** 2))),
-        "loso_pearson_all": float(pearsonr(cv, y)[0]),
-        "fit_pearson_all": float(pearsonr(pred_all, y)[0]),
-        "n_coded": int(coded.sum()), "n_all": int(len(y)),
-    }
-    log(f"timbral fit: w={w.round(4).tolist()} k={k:.3f}; LOSO Pearson coded {cvs['loso_pearson_coded']:.3f} "
-        f"all {cvs['loso_pearson_all']:.3f} ({time.time() - t0:.0f} s)")
-    syn_cache = workdir / f"{out.stem}_synthetic.csv"
-    if syn_cache.is_file():
-        recs = pd.read_csv(syn_cache).to_dict("records")
-        log(f"synthetic features from {syn_cache}")
-    else:
-        log("synthetic sweeps")
-        recs = _synthetic_records(tc, metric, log)
-        atomic_write(syn_cache, lambda tmp: pd.DataFrame(recs).to_csv(tmp, index=False))
+    log(f"timbral fit (speech alone): w={w0.round(4).tolist()} k={math.exp(theta[-1]):.3f}; LOSO Pearson coded "
+        f"{_cv_stats(cv[coded], y[coded])['pearson']:.3f} ({time.time() - t0:.0f} s)")
+
+    recs = _cached_table(workdir / f"{out.stem}_synthetic.csv",
+                         lambda: __import__("pandas").DataFrame(_synthetic_records(tc, metric, log)), log)
+    recs = recs.to_dict("records")
     for r in recs:
         for n in SPATIAL_FEATURES:
             if n not in r or r[n] != r[n]:
                 r[n] = 0.0
-    lv = fit_spatial(recs, w, tc.synthetic["anchors"], tc.synthetic["spatial"],
+    lv = fit_spatial(recs, w0, tc.synthetic["anchors"], tc.synthetic["spatial"],
                      monotone_weight=float(tc.fit["monotone_weight"]), monotone_margin=float(tc.fit["monotone_margin"]))
-    v = np.exp(lv)
-    v = np.where(lv <= -11.9, 0.0, v)  # at the lower bound: the data give this feature no weight
-    log(f"spatial fit: v={dict(zip(SPATIAL_FEATURES, v.round(5).tolist()))} ({time.time() - t0:.0f} s)")
+    v0 = np.where(lv <= -11.9, 0.0, np.exp(lv))  # at the lower bound: the data give this feature no weight
+    log(f"synthetic spatial fit: v0={dict(zip(SPATIAL_FEATURES, v0.round(5).tolist()))} ({time.time() - t0:.0f} s)")
+
+    cvs = {"speech_codec_loso_timbral_only": _cv_stats(cv[coded], y[coded])}
+    if use_pc:
+        pt = _cached_table(workdir / f"{out.stem}_param_coding{suffix}.csv",
+                           lambda: param_coding_features(pc_root, pc_table, metric, log, align=align), log)
+        tests = [_matrices(mt), _matrices(pt)]
+        groups = [mt["stimulus"].to_numpy(), pt["trial"].to_numpy()]
+        th = fit_joint(tests, v0, mode, tc.seed, starts, tt)
+        w, v, k = _unpack(th, v0, mode)
+        held = joint_cv(tests, groups, v0, mode, tc.seed, starts, tt)
+        cvs["speech_codec_loso_coded"] = _cv_stats(held[0][coded], y[coded])
+        cvs["speech_codec_loso_all"] = _cv_stats(held[0], y)
+        cvs["param_coding_loto"] = _cv_stats(held[1], tests[1][2])
+        cvs["fit_param_coding"] = _cv_stats(joint_pred(th, *tests[1][:2], v0, mode), tests[1][2])
+        cvs["fit_speech_codec_coded"] = _cv_stats(joint_pred(th, *tests[0][:2], v0, mode)[coded], y[coded])
+        heldout = {"speech_codec": [float(x) for x in held[0]], "param_coding": [float(x) for x in held[1]]}
+        log(f"joint fit ({mode}): w={w.round(4).tolist()} v={v.round(4).tolist()} k={k:.3f}; LOSO coded "
+            f"{cvs['speech_codec_loso_coded']['pearson']:.3f}, LOTO {cvs['param_coding_loto']['pearson']:.3f} "
+            f"({time.time() - t0:.0f} s)")
+    else:
+        w, v, k = w0, v0, math.exp(theta[-1])
+        heldout = {"speech_codec": [float(x) for x in cv]}
     mapping = {"timbral_weights": dict(zip(TIMBRAL_FEATURES, [float(x) for x in w])),
-               "spatial_weights": dict(zip(SPATIAL_FEATURES, [float(x) for x in v])), "exponent": k}
+               "spatial_weights": dict(zip(SPATIAL_FEATURES, [float(x) for x in v])), "exponent": float(k)}
+    speech = ("the shared speech-codec MUSHRA half (stim_01-08, mean rating per stimulus and condition, filtered "
+              "raters, " + ("delay-aligned" if align else "not aligned") + ")")
+    pc = ("the 42 rebuilt items of the shared binaural MUSHRA of parametric spatial-audio codings (7 trials x 6 "
+          "codings, mean of 22 ratings)")
+    syn = ("synthetic sweeps (corpus engine, KU100, seeds/voices of the config): median distortion of spatial "
+           "families matched to timbral anchors at equal severity")
+    if use_pc:
+        prov = {
+            "timbral_weights": (f"least squares on {speech} alone (with its own exponent), then fixed" if tt == 0
+                                else f"joint least squares on {speech} and {pc}"),
+            "exponent": f"joint least squares on {speech} and {pc}",
+            "spatial_weights": {
+                "fixed": f"{syn} (not refitted)",
+                "scale": f"ratios from {syn}; one common factor (spatial against timbral) from the joint fit",
+                "binaural": f"d_ild_db, d_ic, d_ipd from the joint fit; d_directiveness, d_direction from {syn}",
+            }[mode],
+        }
+    else:
+        prov = {"timbral_weights": f"least squares on {speech}, with the exponent",
+                "exponent": "same fit as the timbral weights", "spatial_weights": syn}
     params = {
-        "model": "spaq-quality", "version": 1,
+        "model": "spaq-quality", "version": 2,
         "mapping": mapping,
         "provenance": {
-            "timbral_weights": "least squares on the shared speech-codec MUSHRA half (stim_01-08, mean rating per "
-                               "stimulus and condition, filtered raters), with the exponent",
-            "exponent": "same fit as the timbral weights",
-            "spatial_weights": "synthetic sweeps (corpus engine, KU100, seeds/voices of the config): median "
-                               "distortion of spatial families matched to timbral anchors at equal severity"
-                               + (", plus the sweeps' severity order (squared hinge on consecutive severities, "
-                                  f"weight {tc.fit['monotone_weight']:g}, margin {tc.fit['monotone_margin']:g})"
-                                  if float(tc.fit["monotone_weight"]) > 0 else ""),
+            **prov,
+            "synthetic_spatial_weights": dict(zip(SPATIAL_FEATURES, [float(x) for x in v0])),
             "recipe": tc.to_dict(),
             "features_sha256": hashlib.sha256(mt[list(TIMBRAL_FEATURES)].round(10).to_csv(index=False).encode()).hexdigest(),
         },
@@ -483,4 +717,6 @@ def train_quality(tc: QualityTrainConfig, out, log=print, workdir=None) -> dict:
     atomic_write(out, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
     sha = hashlib.sha256(text.encode()).hexdigest()
     log(f"wrote {out} (sha256 {sha})")
+    hpath = workdir / f"{out.stem}_heldout.json"
+    atomic_write(hpath, lambda tmp: Path(tmp).write_text(json.dumps(heldout) + "\n", encoding="utf-8"))
     return {"out": str(out), "sha256": sha, "mapping": mapping, "cross_validation": cvs}

@@ -1,0 +1,167 @@
+"""Held-out numbers of spaq's ``quality`` on the two shared listening tests (issue 19): version 1,
+the shipped version 2 (version 1's recipe on delay-aligned speech features) and the joint fit on
+both tests (``configs/train/quality_joint.yaml``, measured, not shipped), with and without delay
+alignment, next to BAM-Q and PEMO-Q on the spatial-codings items.
+
+    python benchmarks/rebuild_param_coding.py                   # once: the 42 spatial-codings items
+    spaq train quality configs/train/quality.yaml --out /tmp/q/quality_v1.json --workdir /tmp/q
+    python benchmarks/eval_quality_calibration.py --workdir /tmp/q --out benchmarks/results/quality_calibration.md
+
+Reads the feature tables ``spaq train quality`` leaves in ``--workdir`` (aligned) and computes
+the unaligned ones there if missing (same features, ``align=False``). Every "after" number is
+held out: leave-one-stimulus-out on the speech-codec half (56 coded stimulus x condition means),
+leave-one-trial-out on the spatial codings (42 items), each prediction from parameters fitted
+without that stimulus / trial (the other test whole). Statistics from :func:`spaq.evaluate.evaluate`:
+Pearson and Spearman of the raw score, RMSE after the P.1401 third-order monotonic mapping,
+95 % bootstrap intervals resampling whole stimuli / trials (2000 draws).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from spaq.evaluate import evaluate
+from spaq.files import atomic_write
+from spaq.train import quality as tq
+
+#: version 1 parameters (quality_v1.json before issue 19, sha256 30a79021...)
+V1 = {"timbral": [0.3234808464181789, 0.4053866659063172, 0.009633660240908918],
+      "spatial": [0.1487472224326411, 4.628972309226151, 6.223548927441599, 0.0, 0.0], "exponent": 2.442645790283338}
+
+
+def _v1_scores(Ft, Fs):
+    d = np.maximum(Ft @ np.array(V1["timbral"]) + Fs @ np.array(V1["spatial"]), 0.0)
+    return 100.0 / (1.0 + np.where(d > 0, d, 1.0) ** V1["exponent"] * (d > 0))
+
+
+def _scores(Ft, Fs, m):
+    w = np.array([m["timbral_weights"][n] for n in tq.TIMBRAL_FEATURES])
+    v = np.array([m["spatial_weights"][n] for n in tq.SPATIAL_FEATURES])
+    d = np.maximum(Ft @ w + Fs @ v, 0.0)
+    return 100.0 / (1.0 + np.where(d > 0, d, 1.0) ** m["exponent"] * (d > 0))
+
+
+def _ev(x, y, clusters, name, n_boot):
+    e = evaluate(x, y, name=name, clusters=clusters, n_boot=n_boot, seed=0)
+    return {"pearson": e.pearson, "spearman": e.spearman, "rmse": e.rmse, "n": e.n,
+            "ci": {k: list(v) for k, v in e.ci.items()}}
+
+
+def _row(label, r):
+    c = r["ci"]
+    f = lambda k: f"{r[k]:.3f} [{c[k][0]:.2f}, {c[k][1]:.2f}]" if k in c else f"{r[k]:.3f}"  # noqa: E731
+    return f"| {label} | {r['n']} | {f('pearson')} | {f('spearman')} | {r['rmse']:.1f} [{c['rmse'][0]:.1f}, {c['rmse'][1]:.1f}] |"
+
+
+def tables(workdir: Path, stem: str, tc, log=print):
+    """Aligned and unaligned feature tables of both tests (computed here when missing)."""
+    import pandas as pd
+
+    metric = None
+    out = {}
+    for align in (True, False):
+        sfx = "_aligned" if align else ""
+        for kind in ("mushra", "param_coding"):
+            p = workdir / f"{stem}_{kind}{sfx}.csv"
+            if not p.is_file():
+                metric = metric or tq._metric()
+                if kind == "mushra":
+                    root = tc.mushra_dir()
+                    t = tq.mushra_features(root, tq.mushra_table(root, tc.mushra["ratings"]), metric, log, align=align)
+                else:
+                    root = tc.param_coding_dir()
+                    t = tq.param_coding_features(root, tq.param_coding_table(root), metric, log, align=align)
+                atomic_write(p, lambda tmp: t.to_csv(tmp, index=False))
+            out[(kind, align)] = pd.read_csv(p)
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--workdir", type=Path, required=True, help="spaq train quality's --workdir")
+    ap.add_argument("--stem", default="quality_v1", help="stem of the feature tables (the --out name)")
+    ap.add_argument("--config", default=str(Path(__file__).resolve().parents[1] / "configs" / "train" / "quality_joint.yaml"),
+                    help="the joint-fit recipe (its fit.spatial / fit.timbral / seed / starts)")
+    ap.add_argument("--boot", type=int, default=2000)
+    ap.add_argument("--out", type=Path, default=None, help="Markdown report (also printed)")
+    a = ap.parse_args(argv)
+    tc = tq.QualityTrainConfig.from_yaml(a.config)
+    T = tables(a.workdir, a.stem, tc, log=lambda m: print(m, file=sys.stderr))
+    params = json.loads((Path(tq.__file__).resolve().parents[1] / "resources" / "weights" / "quality_v1.json").read_text())
+    v0 = np.array([params["provenance"]["synthetic_spatial_weights"][n] for n in tq.SPATIAL_FEATURES])
+    mode, seed, starts = str(tc.fit["spatial"]), int(tc.seed), int(tc.fit["starts"])
+    tt = 0 if tc.fit["timbral"] == "speech" else None
+    res, lines = {}, []
+    m_ = params["mapping"]
+    sp_coded = (T[("mushra", True)]["condition"] != "Reference").to_numpy()
+    for align in (True, False):
+        mt, pt = T[("mushra", align)], T[("param_coding", align)]
+        tests = [tq._matrices(mt), tq._matrices(pt)]
+        groups = [mt["stimulus"].to_numpy(), pt["trial"].to_numpy()]
+        held = tq.joint_cv(tests, groups, v0, mode, seed, starts, tt)
+        # version 1 procedure on the speech half alone (timbral weights + exponent, LOSO)
+        v1_loso = tq.loso_predictions(mt, seed, starts)
+        y_s, y_p = tests[0][2], tests[1][2]
+        key = "aligned" if align else "not aligned"
+        res[key] = {}
+        if align:
+            res[key]["speech: shipped v2 (v1 recipe on aligned features; LOSO)"] = _ev(
+                v1_loso[sp_coded], y_s[sp_coded], groups[0][sp_coded], "q", a.boot)
+        else:
+            res[key]["speech: v1 (LOSO)"] = _ev(v1_loso[sp_coded], y_s[sp_coded], groups[0][sp_coded], "q", a.boot)
+        res[key]["speech: joint fit (LOSO)"] = _ev(held[0][sp_coded], y_s[sp_coded], groups[0][sp_coded], "q", a.boot)
+        if align:
+            res[key]["spatial: shipped v2 (never fitted on it)"] = _ev(_scores(*tests[1][:2], m_), y_p, groups[1], "q",
+                                                                        a.boot)
+        else:
+            res[key]["spatial: v1 (never fitted on it)"] = _ev(_v1_scores(*tests[1][:2]), y_p, groups[1], "q", a.boot)
+        res[key]["spatial: joint fit (LOTO)"] = _ev(held[1], y_p, groups[1], "q", a.boot)
+    pt = T[("param_coding", True)]
+    for m in ("bamq", "pemoq"):
+        res["aligned"][f"spatial {m.upper()} (authors' scores, published stimuli)"] = _ev(
+            pt[m].to_numpy(float), pt["mean"].to_numpy(float), pt["trial"].to_numpy(), m, a.boot)
+    delays = {k: T[(k, True)]["delay_ms"].to_numpy(float) for k in ("mushra", "param_coding")}
+
+    lines += ["# quality calibration on two real listening tests (issue 19)", "",
+              "Made by `python benchmarks/eval_quality_calibration.py` (see its docstring for the commands). "
+              f"Joint-fit mode `{mode}`, timbral weights from `{tc.fit['timbral']}`, seed {seed}, {starts} starts; 95 % intervals resample whole stimuli / trials "
+              f"({a.boot} draws). RMSE after the P.1401 third-order monotonic mapping.", ""]
+    for key in ("aligned", "not aligned"):
+        lines += [f"## Delay alignment: {key}", "", "| score | n | Pearson [95 % CI] | Spearman [95 % CI] | RMSE (P.1401) |",
+                  "|---|---|---|---|---|"]
+        lines += [_row(k, r) for k, r in res[key].items()]
+        lines.append("")
+    lines += ["## Delays the alignment applied", "",
+              f"- speech codecs: {np.count_nonzero(delays['mushra'])} of {len(delays['mushra'])} items shifted "
+              f"({np.min(delays['mushra']):+.2f} .. {np.max(delays['mushra']):+.2f} ms)",
+              f"- spatial codings: {np.count_nonzero(delays['param_coding'])} of {len(delays['param_coding'])} items "
+              f"shifted ({np.min(delays['param_coding']):+.2f} .. {np.max(delays['param_coding']):+.2f} ms)", ""]
+    mt, pt_ = T[("mushra", True)], T[("param_coding", True)]
+    th = tq.fit_joint([tq._matrices(mt), tq._matrices(pt_)], v0, mode, seed, starts, tt)
+    wj, vj, kj = tq._unpack(th, v0, mode)
+    m, pv = params["mapping"], params["provenance"]
+    lines += ["## Shipped parameters and their data", "",
+              "| parameter | version 1 | version 2 (shipped) | joint fit (not shipped) | shipped v2 fitted on |",
+              "|---|---|---|---|---|"]
+    for i, n in enumerate(tq.TIMBRAL_FEATURES):
+        lines.append(f"| w `{n}` | {V1['timbral'][i]:.4g} | {m['timbral_weights'][n]:.4g} | {wj[i]:.4g} | "
+                     f"{pv['timbral_weights']} |")
+    for i, n in enumerate(tq.SPATIAL_FEATURES):
+        lines.append(f"| v `{n}` | {V1['spatial'][i]:.4g} | {m['spatial_weights'][n]:.4g} | {vj[i]:.4g} | "
+                     f"{pv['spatial_weights']} |")
+    lines += [f"| k (exponent) | {V1['exponent']:.4g} | {m['exponent']:.4g} | {kj:.4g} | {pv['exponent']} |", "",
+              f"Joint fit: {tc.fit['timbral']} timbral weights, spatial mode `{mode}` (a = "
+              f"{vj[1] / v0[1] if v0[1] else float('nan'):.3f} on the synthetic ratios).", ""]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if a.out:
+        atomic_write(a.out, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+        atomic_write(a.out.with_suffix(".json"), lambda tmp: Path(tmp).write_text(json.dumps(res, indent=1) + "\n"))
+
+
+if __name__ == "__main__":
+    main()
