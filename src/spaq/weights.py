@@ -69,6 +69,16 @@ REGISTRY: dict[str, WeightSpec] = {
         licence="MIT (spaq); trained on scenes rendered with the Neumann KU 100 HRTFs (B. Bernschuetz, TH Koeln)",
         packaged="weights/bast_ku100.pt",
     ),
+    "predictor_v1": WeightSpec(
+        name="predictor_v1",
+        url=None,
+        sha256="0000000000000000000000000000000000000000000000000000000000000000",
+        filename="predictor_v1.pt",
+        env_var="SPAQ_PREDICTOR_WEIGHTS",
+        licence="MIT (spaq); trained on spaq corpus-engine scenes (KU100 and SONICOM HRTFs) with spaq's quality "
+                "metric as teacher, calibrated on the Neural Codec MUSHRA rating dataset (CC BY 4.0, Stahl et al. 2024)",
+        packaged="weights/predictor_v1.pt",
+    ),
 }
 
 

@@ -37,6 +37,7 @@ BUILTIN = {
     "loudness": "spaq.metrics.classic:Loudness",
     "si_sdr": "spaq.metrics.classic:SiSdr",
     "mrstft": "spaq.metrics.classic:MrStft",
+    "predictor": "spaq.metrics.predictor:Predictor",
 }
 
 _CLASSES: dict[str, type] = {}

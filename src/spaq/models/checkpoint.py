@@ -24,6 +24,7 @@ from torch import nn
 
 from ..errors import SpaqError
 from .bast import BAST, BASTConfig
+from .predictor import PredictorConfig, PredictorNet
 
 __all__ = ["FORMAT", "LEGACY_FORMATS", "Architecture", "ARCHITECTURES", "save", "load", "versions"]
 
@@ -43,6 +44,7 @@ class Architecture(NamedTuple):
 
 ARCHITECTURES: dict[str, Architecture] = {
     "bast": Architecture(BAST, BASTConfig, "BAST localizer"),
+    "predictor": Architecture(PredictorNet, PredictorConfig, "reference-free quality predictor"),
 }
 
 
