@@ -260,19 +260,12 @@ def predict(x, sample_rate: int | None = None, fmt=None, checkpoint=None) -> dic
 
     if isinstance(x, (list, tuple)) and x and all(_is_pathlike(p) for p in x):
         return [predict(p, sample_rate=sample_rate, fmt=fmt, checkpoint=checkpoint) for p in x]
-    if fmt is None:
-        n_ch = None
-        if _is_pathlike(x):
-            import soundfile as sf
+    if _is_pathlike(x):  # read once (the pair below is this signal twice)
+        from .io import read_audio
 
-            try:
-                n_ch = sf.info(str(x)).channels
-            except Exception:  # unreadable: load_pair says why, in one line
-                n_ch = None
-        elif hasattr(x, "shape") and len(x.shape) >= 2:
-            n_ch = int(x.shape[-2])
-        if n_ch == 1:
-            fmt = "mono"
+        x, sample_rate = read_audio(x)
+    if fmt is None and hasattr(x, "shape") and len(x.shape) >= 2 and int(x.shape[-2]) == 1:
+        fmt = "mono"
     rep = score(None, x, sample_rate=sample_rate, metrics=["predictor"], fmt=fmt, checkpoint=checkpoint,
                 strict=True, align=False)
     r = rep.results["predictor"]

@@ -72,7 +72,7 @@ REGISTRY: dict[str, WeightSpec] = {
     "predictor_v1": WeightSpec(
         name="predictor_v1",
         url=None,
-        sha256="0000000000000000000000000000000000000000000000000000000000000000",
+        sha256="8a5328c53c948056d6202ef99fb7a13c9fcd5fad5ba5a8538dc1d910ae592967",
         filename="predictor_v1.pt",
         env_var="SPAQ_PREDICTOR_WEIGHTS",
         licence="MIT (spaq); trained on spaq corpus-engine scenes (KU100 and SONICOM HRTFs) with spaq's quality "

@@ -20,11 +20,16 @@ def predict_cmd(
 ):
     """Score 0..100 and class (low < 40 <= medium < 70 <= high) of each FILE, without a reference."""
     from ..api import predict
+    from ..errors import SpaqError
     from .output import print_json
 
     rows = []
     for f in files:
-        r = predict(str(f), fmt=format, checkpoint=str(checkpoint) if checkpoint else None)
+        try:
+            r = predict(str(f), fmt=format, checkpoint=str(checkpoint) if checkpoint else None)
+        except SpaqError as e:
+            msg = str(e)
+            raise type(e)(msg if str(f) in msg else f"{f}: {msg}") from None
         rows.append({"file": str(f), **r})
     if as_json:
         print_json(rows)

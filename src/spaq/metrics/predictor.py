@@ -54,6 +54,7 @@ class Predictor(Metric):
 
         w = resolve("predictor_v1", path=checkpoint, offline=True, download=False)
         self.model, self.meta = ck.load(w.path, architecture="predictor", sha256=w.sha256)
+        self.model = self.model.double()  # a small MLP: float64 keeps batched == one by one to rounding
         self.sha256, self.source = w.sha256, w.source
 
     def _kind(self, n_channels: int, fmt_kind: str | None = None) -> str:
@@ -75,7 +76,7 @@ class Predictor(Metric):
         kind = kind or self._kind(x.shape[-2])
         f = predictor_features(x, self.sample_rate, kind)
         with torch.no_grad():
-            o = self.model(f.to(torch.float32))
+            o = self.model(f)
         proba = torch.softmax(o["logits"].double(), -1)
         score = o["score"].double()
         raw = 100 * o["raw"].double()

@@ -83,7 +83,7 @@ class PredictorNet(nn.Module):
         self.calib_b.fill_(float(b))
 
     def encode(self, feats: torch.Tensor) -> torch.Tensor:
-        z = (feats[..., self.index].to(self.mean.dtype) - self.mean) / self.std
+        z = (feats[..., self.index].to(self.mean.dtype) - self.mean) / self.std  # the model's dtype
         return self.encoder(z)
 
     def calibrate(self, raw: torch.Tensor) -> torch.Tensor:

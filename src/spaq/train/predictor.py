@@ -155,7 +155,7 @@ def _features(x: np.ndarray, kind: str) -> np.ndarray:
 def make_split(split: CorpusSplit, log=print, audio_dir=None, index_offset: int = 0) -> list[dict]:
     """Every item of ``split``: dicts with family, format, source, head, voice, scene, severity
     (0 = the clean scene), ``target`` (the teacher's score) and one column per feature.
-    ``audio_dir``: also keep each sweep's audio there (float16 ``.npz``)."""
+    ``audio_dir``: also keep each sweep's audio there (float32 ``.npy``)."""
     from ..metrics.functional.predictor import FEATURE_NAMES
     from .quality import sweep
 
@@ -186,17 +186,35 @@ def make_split(split: CorpusSplit, log=print, audio_dir=None, index_offset: int 
                             tgt = _teacher_scores(teacher, np.repeat(xs[0], 2, 0), [np.repeat(x, 2, 0) for x in xs])
                         else:
                             tgt = _teacher_scores(teacher, xs[0], xs)
-                        feats = _features(np.stack(xs), kind)
+                        feats = _features(np.stack(xs).astype(np.float32), kind)  # as a float WAV holds it
                         if audio_dir is not None:
                             os.makedirs(audio_dir, exist_ok=True)
-                            np.savez_compressed(os.path.join(audio_dir, f"{idx:05d}_{kind}.npz"),
-                                                x=np.stack(xs).astype(np.float16))
+                            np.save(os.path.join(audio_dir, f"{idx:05d}_{kind}.npy"), np.stack(xs).astype(np.float32))
                         for j, s in enumerate([0.0] + sevs):
                             recs.append({"sweep": idx, "family": fam, "format": kind, "source": src, "head": head,
                                          "voice": voice, "scene": sc, "severity": s, "target": float(tgt[j]),
                                          **dict(zip(FEATURE_NAMES, feats[j].tolist()))})
                     log(f"  {fam}/{fmt}/{src}/{sc} ({time.time() - t0:.0f} s wall, {time.process_time() - c0:.0f} s CPU)")
     return recs
+
+
+def refeaturize(df, audio_dir):
+    """``df`` (a :func:`make_split` table) with every feature recomputed from the audio
+    ``make_split`` kept in ``audio_dir`` (the same float32 samples it computed them from, so the
+    same values as a fresh run of the current feature code)."""
+    from ..metrics.functional.predictor import FEATURE_NAMES
+
+    df = df.copy()
+    for col in FEATURE_NAMES:
+        if col not in df.columns:
+            df[col] = 0.0
+    for (sw, kind), g in df.groupby(["sweep", "format"]):
+        x = np.load(os.path.join(audio_dir, f"{int(sw):05d}_{kind}.npy"))
+        f = _features(x, kind)
+        sev = sorted(g["severity"].unique())
+        for i, r in g.iterrows():
+            df.loc[i, list(FEATURE_NAMES)] = f[sev.index(r["severity"])]
+    return df
 
 
 def split_records(split: CorpusSplit, cache: Path, log=print, audio_dir=None) -> "object":
@@ -226,19 +244,24 @@ def feature_columns(groups) -> tuple[list[int], list[str]]:
     return idx, [FEATURE_NAMES[i] for i in idx]
 
 
-def fit_predictor(df, fit: FitSection, log=print):
+def fit_predictor(df, fit: FitSection, log=print, extra_columns=()):
     """Fit :class:`~spaq.models.predictor.PredictorNet` on the rows of ``df`` (features, ``target``
     0..100): scalers from these rows, full-batch AdamW, loss CE(class bands) + reg_weight * MSE
-    (0..1 scale). Deterministic in ``fit.seed``. Returns ``(model in eval mode, history)``."""
+    (0..1 scale). Deterministic in ``fit.seed``. ``extra_columns``: more columns of ``df``
+    appended to the feature vector (ablations of features the metric does not compute).
+    Returns ``(model in eval mode, history)``."""
     from ..metrics.functional.predictor import FEATURE_NAMES
     from ..models.predictor import PredictorConfig, PredictorNet
 
     torch.manual_seed(int(fit.seed))
     idx, names = feature_columns(fit.groups)
-    cfg = PredictorConfig(n_features=len(FEATURE_NAMES), feature_index=idx, feature_names=names,
+    cols = list(FEATURE_NAMES) + list(extra_columns)
+    idx = idx + list(range(len(FEATURE_NAMES), len(cols)))
+    names = names + list(extra_columns)
+    cfg = PredictorConfig(n_features=len(cols), feature_index=idx, feature_names=names,
                           hidden=list(fit.hidden), dropout=float(fit.dropout))
     model = PredictorNet(cfg)
-    X = torch.tensor(df[list(FEATURE_NAMES)].to_numpy(dtype=np.float64), dtype=torch.float32)
+    X = torch.tensor(df[cols].to_numpy(dtype=np.float64), dtype=torch.float32)
     y = torch.tensor(df["target"].to_numpy(dtype=np.float64), dtype=torch.float32)
     c = torch.tensor(score_class(df["target"].to_numpy()), dtype=torch.long)
     sub = X[:, idx]
@@ -267,7 +290,9 @@ def predict_table(model, df) -> dict:
     """Model outputs on the rows of ``df``: ``score`` (calibrated), ``raw`` (0..100, teacher scale), ``proba`` (N, 3)."""
     from ..metrics.functional.predictor import FEATURE_NAMES
 
-    X = torch.tensor(df[list(FEATURE_NAMES)].to_numpy(dtype=np.float64), dtype=torch.float32)
+    known = set(FEATURE_NAMES)
+    cols = list(FEATURE_NAMES) + [n for n in model.cfg.feature_names if n not in known]  # + ablation extras
+    X = torch.tensor(df[cols].to_numpy(dtype=np.float64), dtype=torch.float32)
     with torch.no_grad():
         o = model(X)
     return {"score": o["score"].double().numpy(), "raw": 100 * o["raw"].double().numpy(),

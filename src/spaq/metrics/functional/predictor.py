@@ -15,7 +15,7 @@ group by columns:
   mid, high), the highest band within 50 dB of the loudest (bandwidth), spectral flux, crest
   factor and the fraction of samples within 0.1 dB of the peak (clipping);
 * ``spatial`` (8): binaural: from :func:`spaq.auditory.binaural_features` on at most
-  ``SPATIAL_EXCERPT_S`` (the loudest excerpt), the level-weighted mean and spread of the
+  ``SPATIAL_EXCERPT_S`` (the loudest excerpt, on steps of a tenth of it), the level-weighted mean and spread of the
   interaural coherence, the spread of the ILD over frames, the IPD spread below 1.3 kHz;
   ambisonics: mean/spread of the diffuseness from :func:`spaq.auditory.doa.intensity_vectors`
   and the energy share of the directional (order >= 1) channels; zeros where they do not apply;
@@ -35,10 +35,10 @@ __all__ = ["FEATURE_NAMES", "FEATURE_GROUPS", "N_FEATURES", "predictor_features"
            "SPATIAL_EXCERPT_S", "SILENCE_DBFS", "signal_kind"]
 
 N_FFT = 2048
-HOP = 1024
+HOP = 2048
 N_MELS = 40
 N_MFCC = 13
-SPATIAL_EXCERPT_S = 2.0
+SPATIAL_EXCERPT_S = 0.5
 SILENCE_DBFS = -90.0
 FORMAT_KINDS = ("binaural", "foa", "hoa", "mono")
 _EPS = 1e-12
@@ -135,7 +135,6 @@ def _psycho_band(m: torch.Tensor, sample_rate: int) -> tuple[torch.Tensor, torch
                                      tmean(flat)], -1), tmean(mfcc)], -1)
     # band statistics
     bl = 10 * torch.log10(torch.einsum("jk,bkn->bjn", bands, p) + 1e-10)  # (B, 12, N)
-    big = torch.where(active[:, None, :], bl, torch.full_like(bl, -1e9))
     mean_lv = 10 * torch.log10(tmean(10 ** (bl / 10)) + 1e-10)  # (B, 12) energy mean over active frames
     rel = mean_lv - mean_lv.amax(-1, keepdim=True)
     shape = torch.stack([rel[:, 2 * i:2 * i + 2].mean(-1) if i < 4 else rel[:, 8 + (i - 4)] for i in range(8)], -1)
@@ -155,21 +154,22 @@ def _psycho_band(m: torch.Tensor, sample_rate: int) -> tuple[torch.Tensor, torch
     lpn = p / tot[:, None, :]
     flux = tmean(torch.nn.functional.pad(torch.sqrt(((lpn[..., 1:] - lpn[..., :-1]) ** 2).sum(1)), (1, 0)))
     peak = m.abs().amax(-1)
-    crest = 20 * torch.log10(peak + 1e-10) - rms_db / 2 * 2 / 2 * 1 - 0.0
     crest = 20 * torch.log10((peak + 1e-10) / torch.sqrt(torch.mean(m ** 2, -1) + 1e-20))
     clip = (m.abs() >= peak[:, None] * 10 ** (-0.1 / 20)).to(m.dtype).mean(-1) * 100.0
     band = torch.cat([shape, ranges, mods, torch.stack([top_band, flux * 10, crest, clip], -1)], -1)
-    del big
     return psycho, band
 
 
 def _loudest(x: torch.Tensor, n: int) -> torch.Tensor:
-    """The loudest ``n``-sample excerpt of each item (``(B, C, T)``, on 100 ms steps)."""
+    """The loudest ``n``-sample excerpt of each item (``(B, C, T)``, starts on steps of ``n // 10``)."""
     t = x.shape[-1]
     if t <= n:
         return x
-    step = max(1, n // 20)
-    e = torch.nn.functional.avg_pool1d((x ** 2).sum(-2, keepdim=True), n, step)[:, 0]  # (B, starts)
+    step = max(1, n // 10)
+    blocks = (x[..., :t - t % step] ** 2).sum(-2).reshape(x.shape[0], -1, step).sum(-1)  # (B, t // step)
+    k = n // step
+    c = torch.nn.functional.pad(torch.cumsum(blocks, -1), (1, 0))
+    e = c[:, k:] - c[:, :-k]  # energy of each window of k blocks (B, starts)
     s = torch.argmax(e, -1) * step
     return torch.stack([x[i, :, int(s[i]):int(s[i]) + n] for i in range(x.shape[0])])
 
@@ -179,8 +179,11 @@ def _spatial_binaural(x: torch.Tensor, sample_rate: int) -> torch.Tensor:
 
     fe = feature_frontend(sample_rate)
     ex = _loudest(x, int(SPATIAL_EXCERPT_S * sample_rate))
-    feats, level = binaural_features(ex.to(torch.float64), fe)
-    feats, level = feats.to(torch.float64), level.to(torch.float64)
+    # one item at a time: the fast front-end picks its full-rate bands per batch, so a batch
+    # would make an item's features depend on its neighbours
+    out = [binaural_features(ex[i:i + 1].to(torch.float64), fe) for i in range(ex.shape[0])]
+    feats = torch.cat([o[0] for o in out]).to(torch.float64)
+    level = torch.cat([o[1] for o in out]).to(torch.float64)
     lv = level.amax(-3)  # (B, F, nf): the louder ear
     w = torch.clamp(lv - (lv.amax(dim=(-2, -1), keepdim=True) - 50.0), min=0.0)  # within 50 dB of the loudest
     w = w / w.sum(dim=(-2, -1), keepdim=True).clamp_min(_EPS)
