@@ -245,16 +245,34 @@ def score(ref, deg, sample_rate: int | None = None, metrics=None, fmt=None, trim
     return report
 
 
+def _all_zero_items(x):
+    """For an array/tensor ``(C, T)`` or ``(B, C, T)`` with samples: whether each item is all
+    zeros (a 0-d or ``(B,)`` bool array); None for anything else (the loader reports it)."""
+    import numpy as np
+
+    try:
+        a = x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
+    except Exception:
+        return None
+    if a.ndim not in (2, 3) or a.size == 0 or a.dtype.kind not in "fiu":
+        return None
+    z = ~np.any(a != 0, axis=(-2, -1))
+    return np.asarray(z)
+
+
 def predict(x, sample_rate: int | None = None, fmt=None, checkpoint=None) -> dict | list:
     """Reference-free quality of ``x`` (the ``predictor`` metric): a file path, a numpy array /
     torch tensor ``(channels, time)`` or ``(batch, channels, time)`` (``sample_rate`` required),
     or a list of paths. 1 channel is mono, 2 binaural, (N+1)^2 ambisonics ACN/SN3D (``fmt``
     overrides, e.g. ``"foa/fuma"`` or a loudspeaker layout, rendered binaurally).
 
-    Returns, per signal, ``{"score": 0..100, "class": "low"|"medium"|"high", "probabilities":
+    Returns, per signal, ``{"score": 0..100, "class": "low"|"medium"|"high", "mushra_calibrated":
+    0..100 (the score mapped to the speech-codec MUSHRA ratings), "probabilities":
     {...}, "format": detected, "warnings": [...]}``: one dict, or a list for a batch or a list
     of paths. Raises :class:`SpaqInputError` (one line) for empty, too short, non-finite input
     or channel counts that are no known format; silence scores 0 (class low) with a warning."""
+    import numpy as np
+
     from .errors import SpaqInputError
     from .io import _is_pathlike
 
@@ -266,6 +284,19 @@ def predict(x, sample_rate: int | None = None, fmt=None, checkpoint=None) -> dic
         x, sample_rate = read_audio(x)
     if fmt is None and hasattr(x, "shape") and len(x.shape) >= 2 and int(x.shape[-2]) == 1:
         fmt = "mono"
+    silent = _all_zero_items(x)
+    if silent is not None and silent.any():  # digital silence: the defined answer, no features
+        from .models.predictor import CLASS_NAMES
+
+        answer = {"score": 0.0, "class": "low", "mushra_calibrated": 0.0,
+                  "probabilities": {c: float(c == "low") for c in CLASS_NAMES}, "format": None,
+                  "warnings": ["silent input (all samples are zero): score 0, class low by definition"]}
+        if silent.ndim == 0:
+            return answer
+        rest = predict(np.asarray(x)[~silent], sample_rate=sample_rate, fmt=fmt,
+                       checkpoint=checkpoint) if (~silent).any() else []
+        it = iter(rest)
+        return [dict(answer) if z else next(it) for z in silent]
     rep = score(None, x, sample_rate=sample_rate, metrics=["predictor"], fmt=fmt, checkpoint=checkpoint,
                 strict=True, align=False)
     r = rep.results["predictor"]
@@ -275,6 +306,7 @@ def predict(x, sample_rate: int | None = None, fmt=None, checkpoint=None) -> dic
         g = (lambda k: float(r.values[k])) if i is None else (lambda k: float(r.values[k][i]))
         cls = r.values["class"] if i is None else r.values["class"][i]
         return {"score": float(r.score) if i is None else float(r.score[i]), "class": cls,
+                "mushra_calibrated": g("mushra_calibrated"),
                 "probabilities": {c: g(f"proba_{c}") for c in CLASS_NAMES},
                 "format": r.values["detected_format"], "warnings": list(r.warnings)}
 

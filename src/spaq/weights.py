@@ -72,7 +72,7 @@ REGISTRY: dict[str, WeightSpec] = {
     "predictor_v1": WeightSpec(
         name="predictor_v1",
         url=None,
-        sha256="8a5328c53c948056d6202ef99fb7a13c9fcd5fad5ba5a8538dc1d910ae592967",
+        sha256="73a42981bd5442418d8231177db6a1d7a08b091fd8738a48aedf9a24656e6937",
         filename="predictor_v1.pt",
         env_var="SPAQ_PREDICTOR_WEIGHTS",
         licence="MIT (spaq); trained on spaq corpus-engine scenes (KU100 and SONICOM HRTFs) with spaq's quality "

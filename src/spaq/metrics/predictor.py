@@ -64,8 +64,9 @@ class Predictor(Metric):
             raise SpaqInputError(f"{self.name}: {e}") from None
 
     def predict_tensor(self, x: torch.Tensor, kind: str | None = None) -> dict:
-        """``x (B, C, T)`` at 48 kHz -> dict of ``(B,)`` tensors: score, raw (teacher scale),
-        proba_low/medium/high, class_index, silent."""
+        """``x (B, C, T)`` at 48 kHz -> dict of ``(B,)`` tensors: score (0..100, the teacher's
+        scale), mushra_calibrated (the listener-calibrated reading), proba_low/medium/high,
+        class_index, silent."""
         if not isinstance(x, torch.Tensor) or x.dim() != 3:
             raise SpaqInputError(f"{self.name}: expected a (batch, channels, time) tensor")
         if x.shape[-1] < MIN_SAMPLES:
@@ -79,14 +80,14 @@ class Predictor(Metric):
             o = self.model(f)
         proba = torch.softmax(o["logits"].double(), -1)
         score = o["score"].double()
-        raw = 100 * o["raw"].double()
+        raw = o["mushra"].double()
         level = 10 * torch.log10((x.double() ** 2).mean(dim=(-2, -1)) + 1e-300)
         silent = level < SILENCE_DBFS
         if bool(silent.any()):
             score = torch.where(silent, torch.zeros_like(score), score)
             raw = torch.where(silent, torch.zeros_like(raw), raw)
             proba = torch.where(silent[:, None], torch.tensor([1.0, 0.0, 0.0], dtype=proba.dtype), proba)
-        out = {"score": score, "raw_score": raw}
+        out = {"score": score, "mushra_calibrated": raw}
         for i, n in enumerate(CLASS_NAMES):
             out[f"proba_{n}"] = proba[:, i]
         out["class_index"] = proba.argmax(-1).double()

@@ -6,8 +6,10 @@ A multi-task MLP on a fixed feature vector (:mod:`spaq.metrics.functional.predic
     (Linear-GELU-Dropout per ``hidden`` width) -> class head (B, 3) logits: low / medium / high
                                                 -> score head (B,) in 0..1 (sigmoid)
 
-then a 2-parameter monotone calibration (buffers ``calib_a``, ``calib_b``):
-``score = 100 * sigmoid(a + b * logit(raw))`` (identity: a = 0, b = 1). The scalers and the
+``score = 100 * raw`` is on the teacher's scale (spaq's ``quality`` metric, the scale the class
+head's MUSHRA bands refer to); ``mushra`` is the listener-calibrated reading, a 2-parameter
+linear map fitted on MUSHRA ratings (buffers ``calib_a``, ``calib_b``):
+``mushra = clamp(a + b * score, 0, 100)`` (identity: a = 0, b = 1). The scalers and the
 calibration live in the state_dict, so one checkpoint (``spaq.models.checkpoint``) holds all of
 it. ``feature_index`` (config) selects the columns of the full feature vector the network was
 trained on (the feature ablation drops groups this way).
@@ -54,7 +56,8 @@ class PredictorConfig:
 
 
 class PredictorNet(nn.Module):
-    """``forward(features (B, n_features)) -> {"logits" (B, 3), "raw" (B,) 0..1, "score" (B,) 0..100}``."""
+    """``forward(features (B, n_features)) -> {"logits" (B, 3), "raw" (B,) 0..1, "score" (B,) 0..100,
+    "mushra" (B,) 0..100}``."""
 
     def __init__(self, cfg: PredictorConfig):
         super().__init__()
@@ -86,12 +89,11 @@ class PredictorNet(nn.Module):
         z = (feats[..., self.index].to(self.mean.dtype) - self.mean) / self.std  # the model's dtype
         return self.encoder(z)
 
-    def calibrate(self, raw: torch.Tensor) -> torch.Tensor:
-        """0..1 raw score -> calibrated 0..100."""
-        r = raw.clamp(1e-4, 1 - 1e-4)
-        return 100 * torch.sigmoid(self.calib_a + self.calib_b * torch.logit(r))
+    def calibrate(self, score: torch.Tensor) -> torch.Tensor:
+        """0..100 score (teacher scale) -> listener-calibrated 0..100."""
+        return (self.calib_a + self.calib_b * score).clamp(0.0, 100.0)
 
     def forward(self, feats: torch.Tensor) -> dict:
         h = self.encode(feats)
         raw = torch.sigmoid(self.score_head(h)[..., 0])
-        return {"logits": self.class_head(h), "raw": raw, "score": self.calibrate(raw)}
+        return {"logits": self.class_head(h), "raw": raw, "score": 100 * raw, "mushra": self.calibrate(100 * raw)}

@@ -12,10 +12,13 @@ Which data fit what (see ``configs/train/predictor.yaml``):
    regression loss; loss = CE + lambda * MSE on the 0..1 scale) and its feature scalers (mean
    and std of the training split only) are fitted here.
 2. **Real listeners**: the shared speech-codec MUSHRA half (8 stimuli x 8 conditions, mean
-   ratings, diotic speech scored as mono). Fits only the calibration, a monotone map
-   ``score = 100 * sigmoid(a + b * logit(raw / 100))`` (2 parameters, least squares); its
+   ratings, diotic speech scored as mono). Fits only the listener calibration, a linear map
+   ``mushra = clamp(a + b * score, 0, 100)`` (2 parameters, least squares), reported beside the
+   score (``score`` itself stays on the teacher's scale, the one the class bands refer to: these
+   ratings cover one narrow domain, speech codecs, and their hidden references score only ~50
+   on the teacher's scale, so a global map would squeeze every corpus score into 40..90); its
    leave-one-stimulus-out cross-validation (the same fit without the held-out stimulus) is
-   reported. ``calibration.apply: false`` keeps the identity (the teacher's scale).
+   reported. ``calibration.apply: false`` keeps the identity.
 
 The features of every item are cached in ``workdir`` (a CSV per split), so a second run with
 the same corpus section only refits the network (seconds).
@@ -76,6 +79,8 @@ class FitSection(Section):
     lr: float = 3e-3
     weight_decay: float = 1e-4
     reg_weight: float = 4.0
+    rank_weight: float = 0.0   # > 0: + rank_weight * hinge on the severity order within each sweep
+    rank_margin: float = 0.02
     groups: list[str] = field(default_factory=lambda: ["psycho", "band", "spatial", "format"])
 
 
@@ -244,10 +249,28 @@ def feature_columns(groups) -> tuple[list[int], list[str]]:
     return idx, [FEATURE_NAMES[i] for i in idx]
 
 
+def _severity_pairs(df) -> tuple:
+    """Row indices ``(lower, higher)`` of consecutive severities within each sweep and format,
+    where the teacher agrees (its score drops): the order the ranking term enforces."""
+    if "sweep" not in df.columns:
+        return torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long)
+    lo, hi = [], []
+    pos = {k: i for i, k in enumerate(df.index)}
+    for _, g in df.groupby(["sweep", "format"]):
+        g = g.sort_values("severity")
+        idx, t = [pos[k] for k in g.index], g["target"].to_numpy()
+        for a in range(len(idx) - 1):
+            if t[a] > t[a + 1]:
+                lo.append(idx[a])
+                hi.append(idx[a + 1])
+    return torch.tensor(lo, dtype=torch.long), torch.tensor(hi, dtype=torch.long)
+
+
 def fit_predictor(df, fit: FitSection, log=print, extra_columns=()):
     """Fit :class:`~spaq.models.predictor.PredictorNet` on the rows of ``df`` (features, ``target``
     0..100): scalers from these rows, full-batch AdamW, loss CE(class bands) + reg_weight * MSE
-    (0..1 scale). Deterministic in ``fit.seed``. ``extra_columns``: more columns of ``df``
+    (0..1 scale) [+ rank_weight * mean hinge(margin - (score(lower severity) - score(higher)))
+    over consecutive severities of each sweep where the teacher's score drops]. Deterministic in ``fit.seed``. ``extra_columns``: more columns of ``df``
     appended to the feature vector (ablations of features the metric does not compute).
     Returns ``(model in eval mode, history)``."""
     from ..metrics.functional.predictor import FEATURE_NAMES
@@ -270,6 +293,7 @@ def fit_predictor(df, fit: FitSection, log=print, extra_columns=()):
     counts = torch.bincount(c, minlength=3).float().clamp_min(1)
     cw = (counts.sum() / (3 * counts))  # balanced classes
     hist = []
+    lo_i, hi_i = _severity_pairs(df) if float(fit.rank_weight) > 0 else (None, None)
     model.train()
     for ep in range(int(fit.epochs)):
         opt.zero_grad()
@@ -277,17 +301,22 @@ def fit_predictor(df, fit: FitSection, log=print, extra_columns=()):
         ce = torch.nn.functional.cross_entropy(out["logits"], c, weight=cw)
         reg = torch.mean((out["raw"] - y / 100) ** 2)
         loss = ce + float(fit.reg_weight) * reg
+        if lo_i is not None and len(lo_i):
+            # the corpus engine's order: within a sweep, a higher severity scores lower
+            gap = out["raw"][lo_i] - out["raw"][hi_i]
+            loss = loss + float(fit.rank_weight) * torch.mean(torch.relu(float(fit.rank_margin) - gap))
         loss.backward()
         opt.step()
         if ep % 50 == 0 or ep == int(fit.epochs) - 1:
-            hist.append({"epoch": ep, "loss": float(loss), "ce": float(ce), "mse": float(reg)})
+            hist.append({"epoch": ep, "loss": loss.item(), "ce": ce.item(), "mse": reg.item()})
     model.eval()
     log(f"fitted: loss {hist[-1]['loss']:.4f} (ce {hist[-1]['ce']:.4f}, mse {hist[-1]['mse']:.4f})")
     return model, hist
 
 
 def predict_table(model, df) -> dict:
-    """Model outputs on the rows of ``df``: ``score`` (calibrated), ``raw`` (0..100, teacher scale), ``proba`` (N, 3)."""
+    """Model outputs on the rows of ``df``: ``raw`` (0..100, the score, teacher scale), ``mushra``
+    (listener-calibrated), ``proba`` (N, 3)."""
     from ..metrics.functional.predictor import FEATURE_NAMES
 
     known = set(FEATURE_NAMES)
@@ -295,7 +324,7 @@ def predict_table(model, df) -> dict:
     X = torch.tensor(df[cols].to_numpy(dtype=np.float64), dtype=torch.float32)
     with torch.no_grad():
         o = model(X)
-    return {"score": o["score"].double().numpy(), "raw": 100 * o["raw"].double().numpy(),
+    return {"mushra": o["mushra"].double().numpy(), "raw": o["score"].double().numpy(),
             "proba": torch.softmax(o["logits"], -1).double().numpy()}
 
 
@@ -325,20 +354,14 @@ def mushra_predictor_table(root, ratings: str, log=print):
 
 
 def _calib(a, b, raw):
-    r = np.clip(raw / 100, 1e-4, 1 - 1e-4)
-    return 100 / (1 + np.exp(-(a + b * np.log(r / (1 - r)))))
+    return np.clip(a + b * np.asarray(raw, dtype=np.float64), 0.0, 100.0)
 
 
 def fit_calibration(raw: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """Least squares ``(a, b)`` of ``100 sigmoid(a + b logit(raw/100))`` to ratings ``y`` (b > 0)."""
-    from scipy.optimize import minimize
-
-    def loss(th):
-        return float(np.mean((_calib(th[0], math.exp(th[1]), raw) - y) ** 2))
-
-    best = min((minimize(loss, np.array([a0, 0.0]), method="Nelder-Mead", options={"xatol": 1e-6, "fatol": 1e-8})
-                for a0 in (-1.0, 0.0, 1.0)), key=lambda r: r.fun)
-    return float(best.x[0]), float(math.exp(best.x[1]))
+    """Least squares ``(a, b)`` of ``a + b * raw`` to ratings ``y`` (0..100 scales)."""
+    A = np.c_[np.ones(len(raw)), np.asarray(raw, dtype=np.float64)]
+    a, b = np.linalg.lstsq(A, np.asarray(y, dtype=np.float64), rcond=None)[0]
+    return float(a), float(b)
 
 
 def loso_calibration(table, raw: np.ndarray) -> np.ndarray:
@@ -401,7 +424,7 @@ def train_predictor(tc: PredictorTrainConfig, out, log=print, workdir=None) -> d
         log(f"calibration a={a:.3f} b={b:.3f}; LOSO Pearson (coded) {calib['loso']['pearson_coded']:.3f}")
     cpu = time.process_time() - c0
     train = {"recipe": tc.to_dict(), "history": hist, "train_stats": train_stats, "calibration": calib,
-             "n_train": int(len(df)), "cpu_s": cpu,
+             "n_train": int(len(df)),
              "target": "spaq quality metric (registry, default mode) on corpus-engine (clean, degraded) pairs",
              "data": {"network_and_scalers": "corpus-engine training split (configs/train/predictor.yaml corpus)",
                       "calibration": "speech-codec MUSHRA half (stim_01-08), mean ratings, 2 parameters"}}
