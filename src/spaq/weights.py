@@ -72,7 +72,7 @@ REGISTRY: dict[str, WeightSpec] = {
     "predictor_v1": WeightSpec(
         name="predictor_v1",
         url=None,
-        sha256="73a42981bd5442418d8231177db6a1d7a08b091fd8738a48aedf9a24656e6937",
+        sha256="70787bb53691c5c9a6641691edd55ac9bce34d1c1609503343bc4550184429e2",
         filename="predictor_v1.pt",
         env_var="SPAQ_PREDICTOR_WEIGHTS",
         licence="MIT (spaq); trained on spaq corpus-engine scenes (KU100 and SONICOM HRTFs) with spaq's quality "
