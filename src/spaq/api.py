@@ -297,8 +297,13 @@ def predict(x, sample_rate: int | None = None, fmt=None, checkpoint=None) -> dic
                        checkpoint=checkpoint) if (~silent).any() else []
         it = iter(rest)
         return [dict(answer) if z else next(it) for z in silent]
-    rep = score(None, x, sample_rate=sample_rate, metrics=["predictor"], fmt=fmt, checkpoint=checkpoint,
-                strict=True, align=False)
+    try:
+        rep = score(None, x, sample_rate=sample_rate, metrics=["predictor"], fmt=fmt, checkpoint=checkpoint,
+                    strict=True, align=False)
+    except SpaqInputError as e:  # one signal, not a pair: drop the loader's "ref <array>: " labels
+        import re
+
+        raise SpaqInputError(re.sub(r"\b(ref|deg|reference|degraded) <array>:? ?", "", str(e)).strip()) from None
     r = rep.results["predictor"]
     from .models.predictor import CLASS_NAMES
 
