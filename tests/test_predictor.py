@@ -156,7 +156,7 @@ def test_fit_is_deterministic_and_recipe_loads():
     X = rng.standard_normal((60, len(FEATURE_NAMES)))
     df = pd.DataFrame(X, columns=list(FEATURE_NAMES))
     df["target"] = 100 / (1 + np.exp(-2 * X[:, 0]))  # a learnable target
-    fit = FitSection(epochs=150)
+    fit = FitSection(epochs=80)
     m1, _ = fit_predictor(df, fit, log=lambda m: None)
     m2, _ = fit_predictor(df, fit, log=lambda m: None)
     p1, p2 = predict_table(m1, df), predict_table(m2, df)
@@ -164,3 +164,27 @@ def test_fit_is_deterministic_and_recipe_loads():
     assert np.corrcoef(p1["raw"], df["target"])[0, 1] > 0.9
     with pytest.raises(SpaqError, match="unknown feature group"):
         PredictorTrainConfig.from_dict({"fit": {"groups": ["nope"]}})
+
+
+def test_train_command_writes_a_loadable_checkpoint(tmp_path, capsys):
+    """``spaq train predictor`` end to end on a tiny recipe (one family, format and source, no
+    listener calibration): the teacher is the registry's quality metric, the checkpoint loads."""
+    import yaml
+
+    from spaq.models import checkpoint
+
+    cfg = {"seed": 3, "corpus": {"seed": 1, "duration_s": 0.6, "voices": ["en-us"], "heads": ["default"],
+                                 "sources": ["harmonic"], "formats": ["binaural"], "mono": False,
+                                 "families": ["lowpass"], "severities": [0.5, 1.0], "scenes": 2},
+           "fit": {"epochs": 30}, "calibration": {"apply": False}}
+    p = tmp_path / "r.yaml"
+    p.write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "p.pt"
+    assert main(["train", "predictor", str(p), "--out", str(out), "--workdir", str(tmp_path / "w")]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    model, meta = checkpoint.load(out, architecture="predictor")
+    assert meta["train"]["n_train"] == 6  # 2 scenes x (clean + 2 severities)
+    table = pd.read_csv(next((tmp_path / "w").glob("predictor_train_*.csv")))
+    clean = table[table["severity"] == 0]["target"]
+    assert np.allclose(clean, 100.0, atol=1e-6) and (table[table["severity"] == 1.0]["target"] < 100).all()
+    assert summary["calibration"]["applied"] is False and float(model.calib_b) == 1.0
