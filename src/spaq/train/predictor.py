@@ -223,11 +223,15 @@ def refeaturize(df, audio_dir):
 
 
 def split_records(split: CorpusSplit, cache: Path, log=print, audio_dir=None) -> "object":
-    """The split's table from ``cache`` (CSV) when it was made from the same split, else made
-    and written there (atomically)."""
+    """The split's table from ``cache`` (CSV) when it was made from the same split and the same
+    teacher (``quality`` parameters' sha256), else made and written there (atomically)."""
     import pandas as pd
 
-    key = hashlib.sha256(json.dumps(asdict(split), sort_keys=True).encode()).hexdigest()[:16]
+    # the teacher's parameters are part of the key: a recalibrated quality metric gives new targets
+    t = _teacher()
+    ident = {"split": asdict(split), "teacher": [t.name, t.version, getattr(t, "sha256", None),
+                                                  getattr(t, "fast", None)]}
+    key = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
     path = Path(cache).with_name(f"{Path(cache).stem}_{key}.csv")
     if path.is_file():
         log(f"features from {path}")
