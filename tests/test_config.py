@@ -136,9 +136,11 @@ def test_localizer_recipe_through_the_loader(tmp_path):
 
 def test_every_shipped_yaml_loads_through_its_loader():
     from spaq.data.config import load_config as load_corpus_config
+    from spaq.train.predictor import PredictorTrainConfig
     from spaq.train.quality import QualityTrainConfig
 
-    loaders = {"train/quality.yaml": QualityTrainConfig.from_yaml, "train/quality_joint.yaml": QualityTrainConfig.from_yaml}
+    loaders = {"train/quality.yaml": QualityTrainConfig.from_yaml, "train/quality_joint.yaml": QualityTrainConfig.from_yaml,
+               "train/predictor.yaml": PredictorTrainConfig.from_yaml}
     found = sorted(str(p.relative_to(REPO / "configs")) for p in (REPO / "configs").rglob("*.yaml"))
     assert "tiny.yaml" in found and "train/quality.yaml" in found
     for rel in found:

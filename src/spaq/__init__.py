@@ -17,7 +17,7 @@ import sys as _sys
 if "torch" not in _sys.modules:
     _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from .api import ScoreReport, clear_metric_cache, score  # noqa: E402
+from .api import ScoreReport, clear_metric_cache, predict, score  # noqa: E402
 from .errors import SpaqError, SpaqInputError  # noqa: E402
 from .metrics import MetricResult, list_metrics, load_metric  # noqa: E402
 
@@ -29,5 +29,5 @@ def localize(*args, **kwargs):
     return _localize(*args, **kwargs)
 
 
-__all__ = ["score", "clear_metric_cache", "ScoreReport", "MetricResult", "load_metric", "list_metrics", "localize", "SpaqError",
+__all__ = ["score", "predict", "clear_metric_cache", "ScoreReport", "MetricResult", "load_metric", "list_metrics", "localize", "SpaqError",
            "SpaqInputError", "__version__"]

@@ -12,7 +12,7 @@ from .metrics import default_metrics, metric_class
 from .metrics.base import MetricResult, MetricUnavailable
 from .threads import capped
 
-__all__ = ["score", "ScoreReport", "DEFAULT_METRICS", "clear_metric_cache"]
+__all__ = ["score", "predict", "ScoreReport", "DEFAULT_METRICS", "clear_metric_cache"]
 
 
 def __getattr__(name):  # DEFAULT_METRICS is read from the registry when asked
@@ -154,6 +154,7 @@ def score(ref, deg, sample_rate: int | None = None, metrics=None, fmt=None, trim
     (same scores); ``True``/``False`` force it on/off for file inputs (see
     :func:`spaq.io.load_pair`). ``progress``: for streamed pairs, called as
     ``progress(metric, fraction)`` as each metric reads through the files.
+    ``ref`` None: reference-free metrics only (``needs_reference = False``); ``deg`` is scored alone.
     ``align`` (default True): the delay of ``deg`` against ``ref`` is estimated
     (:func:`spaq.auditory.alignment.estimate_delay`: band envelopes, refined on the fine
     structure when it is coherent; +-300 ms) and both are trimmed to their overlap before the
@@ -173,6 +174,14 @@ def score(ref, deg, sample_rate: int | None = None, metrics=None, fmt=None, trim
     """
     names = list(metrics) if metrics else list(default_metrics())
     classes = {n: metric_class(n) for n in names}  # unknown names: one-line error before any work
+    if ref is None:  # reference-free metrics only: the degraded signal stands in for the pair
+        need = [n for n, c in classes.items() if c.needs_reference]
+        if need:
+            from .errors import SpaqInputError
+
+            raise SpaqInputError(f"no reference given, but {', '.join(need)} need{'s' if len(need) == 1 else ''} one "
+                                 f"(reference-free metrics: {', '.join(n for n, c in classes.items() if not c.needs_reference) or 'none named'})")
+        ref, align = deg, False
     rates = []
     for cls in classes.values():
         if cls.sample_rate not in rates:
@@ -234,3 +243,80 @@ def score(ref, deg, sample_rate: int | None = None, metrics=None, fmt=None, trim
     if not report.results and report.skipped:
         raise SpaqError("no metric could score this pair: " + "; ".join(f"{k}: {v}" for k, v in report.skipped.items()))
     return report
+
+
+def _all_zero_items(x):
+    """For an array/tensor ``(C, T)`` or ``(B, C, T)`` with samples: whether each item is all
+    zeros (a 0-d or ``(B,)`` bool array); None for anything else (the loader reports it)."""
+    import numpy as np
+
+    try:
+        a = x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
+    except Exception:
+        return None
+    if a.ndim not in (2, 3) or a.size == 0 or a.dtype.kind not in "fiu":
+        return None
+    z = ~np.any(a != 0, axis=(-2, -1))
+    return np.asarray(z)
+
+
+def predict(x, sample_rate: int | None = None, fmt=None, checkpoint=None) -> dict | list:
+    """Reference-free quality of ``x`` (the ``predictor`` metric): a file path, a numpy array /
+    torch tensor ``(channels, time)`` or ``(batch, channels, time)`` (``sample_rate`` required),
+    or a list of paths. 1 channel is mono, 2 binaural, (N+1)^2 ambisonics ACN/SN3D (``fmt``
+    overrides, e.g. ``"foa/fuma"`` or a loudspeaker layout, rendered binaurally).
+
+    Returns, per signal, ``{"score": 0..100, "class": "low"|"medium"|"high", "mushra_calibrated":
+    0..100 (the score mapped to the speech-codec MUSHRA ratings), "probabilities":
+    {...}, "format": detected, "warnings": [...]}``: one dict, or a list for a batch or a list
+    of paths. Raises :class:`SpaqInputError` (one line) for empty, too short, non-finite input
+    or channel counts that are no known format; silence scores 0 (class low) with a warning."""
+    import numpy as np
+
+    from .errors import SpaqInputError
+    from .io import _is_pathlike
+
+    if isinstance(x, (list, tuple)) and x and all(_is_pathlike(p) for p in x):
+        return [predict(p, sample_rate=sample_rate, fmt=fmt, checkpoint=checkpoint) for p in x]
+    if _is_pathlike(x):  # read once (the pair below is this signal twice)
+        from .io import read_audio
+
+        x, sample_rate = read_audio(x)
+    if fmt is None and hasattr(x, "shape") and len(x.shape) >= 2 and int(x.shape[-2]) == 1:
+        fmt = "mono"
+    silent = _all_zero_items(x)
+    if silent is not None and silent.any():  # digital silence: the defined answer, no features
+        from .models.predictor import CLASS_NAMES
+
+        answer = {"score": 0.0, "class": "low", "mushra_calibrated": 0.0,
+                  "probabilities": {c: float(c == "low") for c in CLASS_NAMES}, "format": None,
+                  "warnings": ["silent input (all samples are zero): score 0, class low by definition"]}
+        if silent.ndim == 0:
+            return answer
+        rest = predict(np.asarray(x)[~silent], sample_rate=sample_rate, fmt=fmt,
+                       checkpoint=checkpoint) if (~silent).any() else []
+        it = iter(rest)
+        return [dict(answer) if z else next(it) for z in silent]
+    try:
+        rep = score(None, x, sample_rate=sample_rate, metrics=["predictor"], fmt=fmt, checkpoint=checkpoint,
+                    strict=True, align=False)
+    except SpaqInputError as e:  # one signal, not a pair: drop the loader's "ref <array>: " labels
+        import re
+
+        raise SpaqInputError(re.sub(r"\b(ref|deg|reference|degraded) <array>:? ?", "", str(e)).strip()) from None
+    r = rep.results["predictor"]
+    from .models.predictor import CLASS_NAMES
+
+    def one(i=None):
+        g = (lambda k: float(r.values[k])) if i is None else (lambda k: float(r.values[k][i]))
+        cls = r.values["class"] if i is None else r.values["class"][i]
+        return {"score": float(r.score) if i is None else float(r.score[i]), "class": cls,
+                "mushra_calibrated": g("mushra_calibrated"),
+                "probabilities": {c: g(f"proba_{c}") for c in CLASS_NAMES},
+                "format": r.values["detected_format"], "warnings": list(r.warnings)}
+
+    if rep.batch_size is None:
+        return one()
+    if rep.batch_size == 0:
+        raise SpaqInputError("empty batch")
+    return [one(i) for i in range(rep.batch_size)]

@@ -100,9 +100,11 @@ def _normalise_pairs(df, base: str, source: str):
         rc, dc = "ref", "deg"
     elif {"reference_path", "degraded_path"} <= cols:
         rc, dc = "reference_path", "degraded_path"
+    elif "deg" in cols or "degraded_path" in cols:  # no reference column: reference-free metrics only
+        rc, dc = None, ("deg" if "deg" in cols else "degraded_path")
     else:
-        raise SpaqError(f"{source} needs columns ref,deg (or reference_path,degraded_path); "
-                        f"it has: {', '.join(map(str, df.columns)) or 'none'}")
+        raise SpaqError(f"{source} needs columns ref,deg (or reference_path,degraded_path; a degraded column "
+                        f"alone for reference-free metrics); it has: {', '.join(map(str, df.columns)) or 'none'}")
     if len(df) == 0:
         raise SpaqError(f"{source} lists no pairs")
     idc = "id" if "id" in cols else ("item_id" if "item_id" in cols else None)
@@ -121,7 +123,7 @@ def _normalise_pairs(df, base: str, source: str):
     def resolve(p: str) -> str:
         return os.path.normpath(os.path.join(base, os.path.expanduser(p))) if p else ""
 
-    refs = [resolve(_cell(v)) for v in df[rc]]
+    refs = [resolve(_cell(v)) for v in df[rc]] if rc else [""] * len(df)
     degs = [resolve(_cell(v)) for v in df[dc]]
     if not any(degs):
         raise SpaqError(f"{source}: no row has a {dc} (a corpus of single signals has no pairs to score)")
@@ -212,10 +214,16 @@ def _score_one(task: dict) -> dict:
     rec = {"id": task["id"], "ref": task["ref"], "deg": task["deg"], "status": "ok", "error": "",
            "format": "", "duration_s": float("nan"), "results": {}, "skipped": {}}
     try:
-        if not task["ref"] or not task["deg"]:
+        from .metrics import metric_class
+
+        ref_free = all(not metric_class(n).needs_reference for n in task["metrics"])
+        if (not task["ref"] and not ref_free) or not task["deg"]:
             raise SpaqError(f"no {'reference' if not task['ref'] else 'degraded'} path in the manifest")
+        fmt = task["format"] or None
+        if not task["ref"] and fmt is None:
+            fmt = _mono_or_none(task["deg"])
         with _SCORE_LOCK:
-            rep = score(task["ref"], task["deg"], metrics=task["metrics"], fmt=task["format"] or None,
+            rep = score(task["ref"] or None, task["deg"], metrics=task["metrics"], fmt=fmt,
                         fast=task["fast"], device=task["device"], checkpoint=task.get("checkpoint"),
                         offline=task.get("offline"), align=task.get("align", True))
         rec["format"] = rep.format.get("description") or rep.format.get("kind", "")
@@ -232,6 +240,16 @@ def _score_one(task: dict) -> dict:
     if rec["status"] == "error" and task["format"]:
         rec["format"] = _describe_format(task["format"])
     return rec
+
+
+def _mono_or_none(path: str):
+    """"mono" for a one-channel file (a reference-free metric scores it as mono), else None."""
+    try:
+        import soundfile as sf
+
+        return "mono" if sf.info(path).channels == 1 else None
+    except Exception:  # unreadable: scoring says why
+        return None
 
 
 def _describe_format(fmt: str) -> str:

@@ -89,6 +89,17 @@ REGISTRY: dict[str, WeightSpec] = {
                 "SONICOM subject 1 (CC BY-SA 3.0) HRTFs",
         packaged="weights/sqm_v1.pt",
     ),
+    "predictor_v1": WeightSpec(
+        name="predictor_v1",
+        url=None,
+        sha256="70787bb53691c5c9a6641691edd55ac9bce34d1c1609503343bc4550184429e2",
+        filename="predictor_v1.pt",
+        env_var="SPAQ_PREDICTOR_WEIGHTS",
+        licence="MIT (spaq); trained on spaq corpus-engine scenes (KU100 and SONICOM-1 HRTFs) with spaq's quality "
+                "metric as teacher; its MUSHRA reading fitted on the Neural Codec MUSHRA rating dataset (CC BY 4.0, "
+                "Stahl et al. 2024)",
+        packaged="weights/predictor_v1.pt",
+    ),
 }
 
 

@@ -38,7 +38,7 @@ _ABORT = tuple({getattr(_click_exc, "Abort", typer.Abort), typer.Abort})
 
 #: the command modules of this package, in the order ``spaq --help`` lists them
 COMMANDS = ("score", "qastanet", "metrics", "demo", "version", "weights", "localize", "evaluate", "batch",
-            "generate", "train", "study")
+            "generate", "train", "study", "predict")
 
 #: click context settings for the app and every group: ``-h`` as well as ``--help``
 CONTEXT = {"help_option_names": ["-h", "--help"]}

@@ -10,7 +10,7 @@ import typer
 __all__ = ["register", "TRAINERS"]
 
 #: trainer modules of this package, as ``spaq train --help`` lists them
-TRAINERS = ("train_quality", "train_localizer", "train_sqm")
+TRAINERS = ("train_quality", "train_localizer", "train_sqm", "train_predictor")
 
 
 def register(app: typer.Typer) -> None:

@@ -38,6 +38,7 @@ BUILTIN = {
     "si_sdr": "spaq.metrics.classic:SiSdr",
     "mrstft": "spaq.metrics.classic:MrStft",
     "sqm": "spaq.metrics.sqm:Sqm",
+    "predictor": "spaq.metrics.predictor:Predictor",
 }
 
 _CLASSES: dict[str, type] = {}

@@ -25,6 +25,7 @@ from torch import nn
 from ..errors import SpaqError
 from .bast import BAST, BASTConfig
 from .sqm import SQM, SQMConfig
+from .predictor import PredictorConfig, PredictorNet
 
 __all__ = ["FORMAT", "LEGACY_FORMATS", "Architecture", "ARCHITECTURES", "save", "load", "versions"]
 
@@ -45,6 +46,7 @@ class Architecture(NamedTuple):
 ARCHITECTURES: dict[str, Architecture] = {
     "bast": Architecture(BAST, BASTConfig, "BAST localizer"),
     "sqm": Architecture(SQM, SQMConfig, "SQM spatial embedding"),
+    "predictor": Architecture(PredictorNet, PredictorConfig, "reference-free quality predictor"),
 }
 
 

@@ -1,0 +1,123 @@
+"""The reference-free quality predictor (``predictor``): a 0..100 score, a class (low / medium /
+high on the MUSHRA bands >= 70, 40..70, < 40) and class probabilities from the degraded signal
+alone, for binaural, ambisonics (any order, ACN/SN3D) and mono.
+
+Functional core: :func:`spaq.metrics.functional.predictor.predictor_features` (psychoacoustic,
+band/modulation and spatial features) and :class:`spaq.models.predictor.PredictorNet` (a
+multi-task MLP with its scalers and MUSHRA calibration in one checkpoint, ``predictor_v1``,
+shipped in the package; ``spaq train predictor configs/train/predictor.yaml`` reproduces it).
+Silence (every sample below -90 dBFS) has a defined answer: score 0, class ``low`` with
+probability 1, and a warning.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from ..errors import SpaqError, SpaqInputError
+from ..models.predictor import CLASS_NAMES
+from .base import Metric, MetricResult
+from .functional.predictor import SILENCE_DBFS, predictor_features, signal_kind
+
+__all__ = ["Predictor", "MIN_SAMPLES"]
+
+#: shortest input the features take (100 ms at 48 kHz)
+MIN_SAMPLES = 4800
+
+
+class Predictor(Metric):
+    name = "predictor"
+    version = "1.0"
+    description = ("reference-free quality predictor 0..100 with a low/medium/high class (MUSHRA bands), "
+                   "binaural, ambisonics and mono; trained on spaq's quality metric over corpus-engine pairs, "
+                   "calibrated on MUSHRA ratings; shipped weights")
+    unit = "MUSHRA-like 0..100 (reference-free)"
+    higher_is_better = True
+    score_range = (0.0, 100.0)
+    sample_rate = 48000
+    formats = ("binaural", "ambisonics", "mono")
+    needs_reference = False
+    differentiable = False
+    needs_weights = False  # shipped inside the package
+    streamable = False
+    min_duration_s = 1.0
+    align_input = False
+    default_rank = None
+    reading = ("0..100 from the degraded signal alone, higher is better; class low < 40 <= medium < 70 <= high "
+               "(MUSHRA bands), probabilities in values")
+
+    def __init__(self, checkpoint=None, offline=None, device: str = "cpu"):
+        from ..models import checkpoint as ck
+        from ..weights import resolve
+
+        w = resolve("predictor_v1", path=checkpoint, offline=True, download=False)
+        self.model, self.meta = ck.load(w.path, architecture="predictor", sha256=w.sha256)
+        self.model = self.model.double()  # a small MLP: float64 keeps batched == one by one to rounding
+        self.sha256, self.source = w.sha256, w.source
+
+    def _kind(self, n_channels: int, fmt_kind: str | None = None) -> str:
+        try:
+            return signal_kind(n_channels, fmt_kind)
+        except ValueError as e:
+            raise SpaqInputError(f"{self.name}: {e}") from None
+
+    def predict_tensor(self, x: torch.Tensor, kind: str | None = None) -> dict:
+        """``x (B, C, T)`` at 48 kHz -> dict of ``(B,)`` tensors: score (0..100, the teacher's
+        scale), mushra_calibrated (the listener-calibrated reading), proba_low/medium/high,
+        class_index, silent."""
+        if not isinstance(x, torch.Tensor) or x.dim() != 3:
+            raise SpaqInputError(f"{self.name}: expected a (batch, channels, time) tensor")
+        if x.shape[-1] < MIN_SAMPLES:
+            raise SpaqInputError(f"{self.name}: input too short: {x.shape[-1]} samples, at least {MIN_SAMPLES} "
+                                 f"(100 ms at {self.sample_rate} Hz) are needed")
+        if not bool(torch.isfinite(x.sum())) and not bool(torch.isfinite(x).all()):  # one pass when finite
+            raise SpaqInputError(f"{self.name}: input contains NaN or Inf samples")
+        kind = kind or self._kind(x.shape[-2])
+        f = predictor_features(x, self.sample_rate, kind)
+        with torch.no_grad():
+            o = self.model(f)
+        proba = torch.softmax(o["logits"].double(), -1)
+        score = o["score"].double()
+        raw = o["mushra"].double()
+        xf = x.to(torch.float32)
+        level = 10 * torch.log10((xf * xf).mean(dim=(-2, -1)).double() + 1e-300)
+        silent = level < SILENCE_DBFS
+        if bool(silent.any()):
+            score = torch.where(silent, torch.zeros_like(score), score)
+            raw = torch.where(silent, torch.zeros_like(raw), raw)
+            proba = torch.where(silent[:, None], torch.tensor([1.0, 0.0, 0.0], dtype=proba.dtype), proba)
+        out = {"score": score, "mushra_calibrated": raw}
+        for i, n in enumerate(CLASS_NAMES):
+            out[f"proba_{n}"] = proba[:, i]
+        out["class_index"] = proba.argmax(-1).double()
+        out["silent"] = silent.double()
+        return out
+
+    def forward(self, ref, deg) -> dict:
+        """``deg (B, C, T)`` at 48 kHz (``ref`` ignored; checked when given): 2 channels are
+        binaural, (N+1)^2 ambisonics, 1 mono."""
+        self.check_tensors(ref, deg)
+        return self.predict_tensor(deg)
+
+    def score(self, pair, maps: bool = False) -> MetricResult:
+        self.check_format(pair)
+        if pair.streamed:
+            from .base import MetricUnavailable
+
+            raise MetricUnavailable(f"{self.name} does not stream long files; score a shorter excerpt")
+        x = torch.from_numpy(pair.deg)
+        kind = "mono" if pair.format.kind == "mono" else self._kind(x.shape[-2], pair.format.kind)
+        out = self.predict_tensor(x, kind)
+        s = out.pop("score")
+        idx = out["class_index"].numpy().astype(int)
+        warn = []
+        if bool(out["silent"].any()):
+            warn.append(f"silent input (below {SILENCE_DBFS:.0f} dBFS): score 0, class low by definition")
+        res = self.result(s, out, pair=pair, warnings=warn,
+                          provenance={"checkpoint_sha256": self.sha256, "weights_source": self.source,
+                                      "detected": kind})
+        res.values["class"] = ([CLASS_NAMES[i] for i in idx] if pair.batched else CLASS_NAMES[idx[0]])
+        res.values["detected_format"] = kind
+        return res

@@ -1,0 +1,99 @@
+"""The reference-free quality predictor's network (architecture ``predictor``).
+
+A multi-task MLP on a fixed feature vector (:mod:`spaq.metrics.functional.predictor`):
+
+    features (B, n_in) -> standardise (training-split mean/std, buffers) -> shared encoder
+    (Linear-GELU-Dropout per ``hidden`` width) -> class head (B, 3) logits: low / medium / high
+                                                -> score head (B,) in 0..1 (sigmoid)
+
+``score = 100 * raw`` is on the teacher's scale (spaq's ``quality`` metric, the scale the class
+head's MUSHRA bands refer to); ``mushra`` is the listener-calibrated reading, a 2-parameter
+linear map fitted on MUSHRA ratings (buffers ``calib_a``, ``calib_b``):
+``mushra = clamp(a + b * score, 0, 100)`` (identity: a = 0, b = 1). The scalers and the
+calibration live in the state_dict, so one checkpoint (``spaq.models.checkpoint``) holds all of
+it. ``feature_index`` (config) selects the columns of the full feature vector the network was
+trained on (the feature ablation drops groups this way).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+import torch
+from torch import nn
+
+__all__ = ["PredictorConfig", "PredictorNet", "CLASS_NAMES"]
+
+CLASS_NAMES = ("low", "medium", "high")
+
+
+@dataclass
+class PredictorConfig:
+    """Everything needed to rebuild the network (stored in checkpoints)."""
+
+    n_features: int = 49                    # length of the full feature vector
+    feature_index: list = field(default_factory=list)  # columns used (empty: all)
+    feature_names: list = field(default_factory=list)  # names of the columns used
+    hidden: list = field(default_factory=lambda: [64, 32])
+    dropout: float = 0.1
+    sample_rate: int = 48000
+
+    @property
+    def n_in(self) -> int:
+        return len(self.feature_index) or self.n_features
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["feature_index"] = [int(i) for i in self.feature_index]
+        d["hidden"] = [int(h) for h in self.hidden]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PredictorConfig":
+        unknown = set(d) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown predictor config keys: {sorted(unknown)}")
+        return cls(**d)
+
+
+class PredictorNet(nn.Module):
+    """``forward(features (B, n_features)) -> {"logits" (B, 3), "raw" (B,) 0..1, "score" (B,) 0..100,
+    "mushra" (B,) 0..100}``."""
+
+    def __init__(self, cfg: PredictorConfig):
+        super().__init__()
+        self.cfg = cfg
+        n = cfg.n_in
+        self.register_buffer("mean", torch.zeros(n))
+        self.register_buffer("std", torch.ones(n))
+        self.register_buffer("calib_a", torch.zeros(()))
+        self.register_buffer("calib_b", torch.ones(()))
+        idx = list(cfg.feature_index) or list(range(cfg.n_features))
+        self.register_buffer("index", torch.tensor(idx, dtype=torch.long), persistent=False)
+        layers, d = [], n
+        for h in cfg.hidden:
+            layers += [nn.Linear(d, int(h)), nn.GELU(), nn.Dropout(cfg.dropout)]
+            d = int(h)
+        self.encoder = nn.Sequential(*layers)
+        self.class_head = nn.Linear(d, len(CLASS_NAMES))
+        self.score_head = nn.Linear(d, 1)
+
+    def set_scaler(self, mean, std) -> None:
+        self.mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+        self.std.copy_(torch.clamp(torch.as_tensor(std, dtype=torch.float32), min=1e-6))
+
+    def set_calibration(self, a: float, b: float) -> None:
+        self.calib_a.fill_(float(a))
+        self.calib_b.fill_(float(b))
+
+    def encode(self, feats: torch.Tensor) -> torch.Tensor:
+        z = (feats[..., self.index].to(self.mean.dtype) - self.mean) / self.std  # the model's dtype
+        return self.encoder(z)
+
+    def calibrate(self, score: torch.Tensor) -> torch.Tensor:
+        """0..100 score (teacher scale) -> listener-calibrated 0..100."""
+        return (self.calib_a + self.calib_b * score).clamp(0.0, 100.0)
+
+    def forward(self, feats: torch.Tensor) -> dict:
+        h = self.encode(feats)
+        raw = torch.sigmoid(self.score_head(h)[..., 0])
+        return {"logits": self.class_head(h), "raw": raw, "score": 100 * raw, "mushra": self.calibrate(100 * raw)}

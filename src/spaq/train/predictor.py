@@ -1,0 +1,437 @@
+"""``spaq train predictor CONFIG``: the reference-free quality predictor (``predictor`` metric).
+
+Which data fit what (see ``configs/train/predictor.yaml``):
+
+1. **Corpus-engine sweeps** (the training split: its seed, espeak voices and heads, never those
+   of the evaluation): one scene per (family, format, source, scene index), rendered clean and
+   degraded at each severity with :func:`spaq.train.quality.sweep`; mono items are the W channel
+   of the FOA scenes. **Target (teacher)**: spaq's intrusive ``quality`` metric on each
+   (clean, degraded) pair, computed by calling the registry metric (mono: the diotic pair), so a
+   recalibrated ``quality`` gives new targets on the next run. The network (shared MLP encoder,
+   class head with cross-entropy on the MUSHRA bands of the teacher score, score head with a
+   regression loss; loss = CE + lambda * MSE on the 0..1 scale) and its feature scalers (mean
+   and std of the training split only) are fitted here.
+2. **Real listeners**: the shared speech-codec MUSHRA half (8 stimuli x 8 conditions, mean
+   ratings, diotic speech scored as mono). Fits only the listener calibration, a linear map
+   ``mushra = clamp(a + b * score, 0, 100)`` (2 parameters, least squares), reported beside the
+   score (``score`` itself stays on the teacher's scale, the one the class bands refer to: these
+   ratings cover one narrow domain, speech codecs, and their hidden references score only ~50
+   on the teacher's scale, so a global map would squeeze every corpus score into 40..90); its
+   leave-one-stimulus-out cross-validation (the same fit without the held-out stimulus) is
+   reported. ``calibration.apply: false`` keeps the identity.
+
+The features of every item are cached in ``workdir`` (a CSV per split), so a second run with
+the same corpus section only refits the network (seconds).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field, is_dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..config import Section, config_keys, load_config
+from ..errors import SpaqError
+from ..files import atomic_write
+
+__all__ = ["PredictorTrainConfig", "CorpusSplit", "make_split", "split_records", "fit_predictor", "train_predictor",
+           "mushra_predictor_table", "fit_calibration", "BANDS", "score_class"]
+
+#: MUSHRA bands: class index 0 low (< 40), 1 medium (40..70), 2 high (>= 70)
+BANDS = (40.0, 70.0)
+
+
+def score_class(s) -> np.ndarray:
+    """0..100 scores -> class indices (0 low, 1 medium, 2 high)."""
+    s = np.asarray(s, dtype=np.float64)
+    return (s >= BANDS[0]).astype(int) + (s >= BANDS[1]).astype(int)
+
+
+@dataclass
+class CorpusSplit(Section):
+    """One split of corpus-engine sweeps (the evaluation uses another with other seeds/voices/head)."""
+
+    seed: int = 9100
+    duration_s: float = 1.5
+    voices: list[str] = field(default_factory=lambda: ["en-us", "de", "fr-fr", "es"])
+    heads: list[str] = field(default_factory=lambda: ["default", "sonicom-1"])
+    sources: list[str] = field(default_factory=lambda: ["speech", "harmonic", "pink_noise"])
+    formats: list[str] = field(default_factory=lambda: ["binaural", "foa", "hoa3"])
+    mono: bool = True
+    families: list[str] = field(default_factory=lambda: ["noise", "lowpass", "clipping", "opus", "mp3", "aac",
+                                                         "reverb", "blur"])
+    severities: list[float] = field(default_factory=lambda: [0.2, 0.4, 0.6, 0.8, 1.0])
+    scenes: int = 2
+
+
+@dataclass
+class FitSection(Section):
+    seed: int = 7
+    hidden: list[int] = field(default_factory=lambda: [64, 32])
+    dropout: float = 0.1
+    epochs: int = 300
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    reg_weight: float = 4.0
+    rank_weight: float = 0.0   # > 0: + rank_weight * hinge on the severity order within each sweep
+    rank_margin: float = 0.02
+    groups: list[str] = field(default_factory=lambda: ["psycho", "band", "spatial", "format"])
+
+
+@dataclass
+class CalibrationSection(Section):
+    path: str = "../shared/listening-tests/speech-codec-mushra"
+    ratings: str = "ratings_filtered_stim01-08.csv"
+    apply: bool = True
+
+
+@dataclass
+class PredictorTrainConfig:
+    """Validated recipe (``configs/train/predictor.yaml``) read by :mod:`spaq.config`."""
+
+    seed: int = 7
+    corpus: CorpusSplit = field(default_factory=CorpusSplit)
+    fit: FitSection = field(default_factory=FitSection)
+    calibration: CalibrationSection = field(default_factory=CalibrationSection)
+    base_dir: Path = field(default_factory=Path.cwd, metadata={"config": False})
+
+    def __post_init__(self):
+        from ..metrics.functional.predictor import FEATURE_GROUPS
+        from .quality import FAMILIES
+
+        for f in self.corpus.families:
+            if f not in FAMILIES:
+                raise SpaqError(f"predictor train config: unknown family {f!r}; known: {', '.join(FAMILIES)}")
+        for g in self.fit.groups:
+            if g not in FEATURE_GROUPS:
+                raise SpaqError(f"predictor train config: unknown feature group {g!r}; known: {', '.join(FEATURE_GROUPS)}")
+        self.base_dir = Path(self.base_dir)
+
+    @classmethod
+    def from_dict(cls, d: dict | None, base_dir=None) -> "PredictorTrainConfig":
+        tc = load_config(d, cls)
+        if base_dir is not None:
+            tc.base_dir = Path(base_dir)
+        return tc
+
+    @classmethod
+    def from_yaml(cls, path) -> "PredictorTrainConfig":
+        tc = load_config(path, cls)
+        here = Path(path).resolve().parent
+        tc.base_dir = next((p for p in (here, *here.parents) if (p / "pyproject.toml").is_file()), here.parent)
+        return tc
+
+    def mushra_dir(self) -> Path:
+        p = Path(self.calibration.path)
+        return p if p.is_absolute() else (self.base_dir / p)
+
+    def to_dict(self) -> dict:
+        return {k: (asdict(v) if is_dataclass(v) else v) for k, v in
+                ((k, getattr(self, k)) for k in config_keys(type(self)))}
+
+
+# --------------------------------------------------------------------------- corpus
+def _teacher():
+    from ..metrics import load_metric
+
+    return load_metric("quality")
+
+
+def _teacher_scores(metric, ref: np.ndarray, degs: list) -> np.ndarray:
+    r = torch.from_numpy(np.stack([ref] * len(degs)))
+    d = torch.from_numpy(np.stack(degs))
+    with torch.no_grad():
+        return metric.forward(r, d)["score"].double().numpy()
+
+
+def _features(x: np.ndarray, kind: str) -> np.ndarray:
+    from ..metrics.functional.predictor import predictor_features
+
+    with torch.no_grad():
+        return predictor_features(torch.from_numpy(np.asarray(x, dtype=np.float64)), 48000, kind).numpy()
+
+
+def make_split(split: CorpusSplit, log=print, audio_dir=None, index_offset: int = 0) -> list[dict]:
+    """Every item of ``split``: dicts with family, format, source, head, voice, scene, severity
+    (0 = the clean scene), ``target`` (the teacher's score) and one column per feature.
+    ``audio_dir``: also keep each sweep's audio there (float32 ``.npy``)."""
+    from ..metrics.functional.predictor import FEATURE_NAMES
+    from .quality import sweep
+
+    teacher = _teacher()
+    sevs = [float(s) for s in split.severities]
+    recs = []
+    t0, c0 = time.time(), time.process_time()
+    idx = index_offset
+    for fam in split.families:
+        for fmt in split.formats:
+            for src in split.sources:
+                for sc in range(int(split.scenes)):
+                    idx += 1
+                    voice = split.voices[idx % len(split.voices)]
+                    head = split.heads[idx % len(split.heads)] if fmt == "binaural" else ""
+                    try:
+                        ref, degs = sweep(fam, fmt, src, sevs, int(split.seed), idx, duration_s=float(split.duration_s),
+                                          hrtf=head or "default", voices=[voice])
+                    except SpaqError as e:
+                        log(f"  skipped {fam}/{fmt}/{src}/{sc}: {e}")
+                        continue
+                    items = [ref] + degs
+                    kinds = [("binaural" if fmt == "binaural" else ("foa" if fmt == "foa" else "hoa"), items)]
+                    if split.mono and fmt == "foa":
+                        kinds.append(("mono", [x[:1] for x in items]))
+                    for kind, xs in kinds:
+                        if kind == "mono":
+                            tgt = _teacher_scores(teacher, np.repeat(xs[0], 2, 0), [np.repeat(x, 2, 0) for x in xs])
+                        else:
+                            tgt = _teacher_scores(teacher, xs[0], xs)
+                        feats = _features(np.stack(xs).astype(np.float32), kind)  # as a float WAV holds it
+                        if audio_dir is not None:
+                            os.makedirs(audio_dir, exist_ok=True)
+                            np.save(os.path.join(audio_dir, f"{idx:05d}_{kind}.npy"), np.stack(xs).astype(np.float32))
+                        for j, s in enumerate([0.0] + sevs):
+                            recs.append({"sweep": idx, "family": fam, "format": kind, "source": src, "head": head,
+                                         "voice": voice, "scene": sc, "severity": s, "target": float(tgt[j]),
+                                         **dict(zip(FEATURE_NAMES, feats[j].tolist()))})
+                    log(f"  {fam}/{fmt}/{src}/{sc} ({time.time() - t0:.0f} s wall, {time.process_time() - c0:.0f} s CPU)")
+    return recs
+
+
+def refeaturize(df, audio_dir):
+    """``df`` (a :func:`make_split` table) with every feature recomputed from the audio
+    ``make_split`` kept in ``audio_dir`` (the same float32 samples it computed them from, so the
+    same values as a fresh run of the current feature code)."""
+    from ..metrics.functional.predictor import FEATURE_NAMES
+
+    df = df.copy()
+    for col in FEATURE_NAMES:
+        if col not in df.columns:
+            df[col] = 0.0
+    for (sw, kind), g in df.groupby(["sweep", "format"]):
+        x = np.load(os.path.join(audio_dir, f"{int(sw):05d}_{kind}.npy"))
+        f = _features(x, kind)
+        sev = sorted(g["severity"].unique())
+        for i, r in g.iterrows():
+            df.loc[i, list(FEATURE_NAMES)] = f[sev.index(r["severity"])]
+    return df
+
+
+def split_records(split: CorpusSplit, cache: Path, log=print, audio_dir=None) -> "object":
+    """The split's table from ``cache`` (CSV) when it was made from the same split and the same
+    teacher (``quality`` parameters' sha256), else made and written there (atomically)."""
+    import pandas as pd
+
+    # the teacher's parameters are part of the key: a recalibrated quality metric gives new targets
+    t = _teacher()
+    ident = {"split": asdict(split), "teacher": [t.name, t.version, getattr(t, "sha256", None),
+                                                  getattr(t, "fast", None)]}
+    key = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
+    path = Path(cache).with_name(f"{Path(cache).stem}_{key}.csv")
+    if path.is_file():
+        log(f"features from {path}")
+        return pd.read_csv(path, keep_default_na=False)
+    recs = make_split(split, log, audio_dir=audio_dir)
+    df = pd.DataFrame(recs)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda tmp: df.to_csv(tmp, index=False))
+    return df
+
+
+# --------------------------------------------------------------------------- fitting
+def feature_columns(groups) -> tuple[list[int], list[str]]:
+    """Indices and names of the feature columns of ``groups`` (in :data:`FEATURE_NAMES` order)."""
+    from ..metrics.functional.predictor import FEATURE_GROUPS, FEATURE_NAMES
+
+    keep = {n for g in groups for n in FEATURE_GROUPS[g]}
+    idx = [i for i, n in enumerate(FEATURE_NAMES) if n in keep]
+    return idx, [FEATURE_NAMES[i] for i in idx]
+
+
+def _severity_pairs(df) -> tuple:
+    """Row indices ``(lower, higher)`` of consecutive severities within each sweep and format,
+    where the teacher agrees (its score drops): the order the ranking term enforces."""
+    if "sweep" not in df.columns:
+        return torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long)
+    lo, hi = [], []
+    pos = {k: i for i, k in enumerate(df.index)}
+    for _, g in df.groupby(["sweep", "format"]):
+        g = g.sort_values("severity")
+        idx, t = [pos[k] for k in g.index], g["target"].to_numpy()
+        for a in range(len(idx) - 1):
+            if t[a] > t[a + 1]:
+                lo.append(idx[a])
+                hi.append(idx[a + 1])
+    return torch.tensor(lo, dtype=torch.long), torch.tensor(hi, dtype=torch.long)
+
+
+def fit_predictor(df, fit: FitSection, log=print, extra_columns=()):
+    """Fit :class:`~spaq.models.predictor.PredictorNet` on the rows of ``df`` (features, ``target``
+    0..100): scalers from these rows, full-batch AdamW, loss CE(class bands) + reg_weight * MSE
+    (0..1 scale) [+ rank_weight * mean hinge(margin - (score(lower severity) - score(higher)))
+    over consecutive severities of each sweep where the teacher's score drops]. Deterministic in ``fit.seed``. ``extra_columns``: more columns of ``df``
+    appended to the feature vector (ablations of features the metric does not compute).
+    Returns ``(model in eval mode, history)``."""
+    from ..metrics.functional.predictor import FEATURE_NAMES
+    from ..models.predictor import PredictorConfig, PredictorNet
+
+    torch.manual_seed(int(fit.seed))
+    idx, names = feature_columns(fit.groups)
+    cols = list(FEATURE_NAMES) + list(extra_columns)
+    idx = idx + list(range(len(FEATURE_NAMES), len(cols)))
+    names = names + list(extra_columns)
+    cfg = PredictorConfig(n_features=len(cols), feature_index=idx, feature_names=names,
+                          hidden=list(fit.hidden), dropout=float(fit.dropout))
+    model = PredictorNet(cfg)
+    X = torch.tensor(df[cols].to_numpy(dtype=np.float64), dtype=torch.float32)
+    y = torch.tensor(df["target"].to_numpy(dtype=np.float64), dtype=torch.float32)
+    c = torch.tensor(score_class(df["target"].to_numpy()), dtype=torch.long)
+    sub = X[:, idx]
+    model.set_scaler(sub.mean(0), sub.std(0, unbiased=False))
+    opt = torch.optim.AdamW(model.parameters(), lr=float(fit.lr), weight_decay=float(fit.weight_decay))
+    counts = torch.bincount(c, minlength=3).float().clamp_min(1)
+    cw = (counts.sum() / (3 * counts))  # balanced classes
+    hist = []
+    lo_i, hi_i = _severity_pairs(df) if float(fit.rank_weight) > 0 else (None, None)
+    model.train()
+    for ep in range(int(fit.epochs)):
+        opt.zero_grad()
+        out = model(X)
+        ce = torch.nn.functional.cross_entropy(out["logits"], c, weight=cw)
+        reg = torch.mean((out["raw"] - y / 100) ** 2)
+        loss = ce + float(fit.reg_weight) * reg
+        if lo_i is not None and len(lo_i):
+            # the corpus engine's order: within a sweep, a higher severity scores lower
+            gap = out["raw"][lo_i] - out["raw"][hi_i]
+            loss = loss + float(fit.rank_weight) * torch.mean(torch.relu(float(fit.rank_margin) - gap))
+        loss.backward()
+        opt.step()
+        if ep % 50 == 0 or ep == int(fit.epochs) - 1:
+            hist.append({"epoch": ep, "loss": loss.item(), "ce": ce.item(), "mse": reg.item()})
+    model.eval()
+    log(f"fitted: loss {hist[-1]['loss']:.4f} (ce {hist[-1]['ce']:.4f}, mse {hist[-1]['mse']:.4f})")
+    return model, hist
+
+
+def predict_table(model, df) -> dict:
+    """Model outputs on the rows of ``df``: ``raw`` (0..100, the score, teacher scale), ``mushra``
+    (listener-calibrated), ``proba`` (N, 3)."""
+    from ..metrics.functional.predictor import FEATURE_NAMES
+
+    known = set(FEATURE_NAMES)
+    cols = list(FEATURE_NAMES) + [n for n in model.cfg.feature_names if n not in known]  # + ablation extras
+    X = torch.tensor(df[cols].to_numpy(dtype=np.float64), dtype=torch.float32)
+    with torch.no_grad():
+        o = model(X)
+    return {"mushra": o["mushra"].double().numpy(), "raw": o["score"].double().numpy(),
+            "proba": torch.softmax(o["logits"], -1).double().numpy()}
+
+
+# --------------------------------------------------------------------------- calibration on listeners
+def mushra_predictor_table(root, ratings: str, log=print):
+    """The MUSHRA half: per stimulus and condition mean rating (``spaq.train.quality.mushra_table``)
+    with the predictor's features of the rated (degraded) file, scored alone as mono at 48 kHz."""
+    import pandas as pd
+
+    from ..io import resample
+    from ..metrics.functional.predictor import FEATURE_NAMES
+    from .quality import mushra_table
+
+    import soundfile as sf
+
+    table = mushra_table(root, ratings)
+    rows = []
+    for _, r in table.iterrows():
+        x, fs = sf.read(str(Path(root) / "audio" / r["file"]), dtype="float64", always_2d=True)
+        x = x.T[:1]
+        if fs != 48000:
+            x = resample(x, fs, 48000)
+        rows.append(_features(x[None], "mono")[0])
+    f = pd.DataFrame(np.stack(rows), columns=list(FEATURE_NAMES))
+    log(f"MUSHRA features: {len(table)} files")
+    return pd.concat([table.reset_index(drop=True), f], axis=1)
+
+
+def _calib(a, b, raw):
+    return np.clip(a + b * np.asarray(raw, dtype=np.float64), 0.0, 100.0)
+
+
+def fit_calibration(raw: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Least squares ``(a, b)`` of ``a + b * raw`` to ratings ``y`` (0..100 scales)."""
+    A = np.c_[np.ones(len(raw)), np.asarray(raw, dtype=np.float64)]
+    a, b = np.linalg.lstsq(A, np.asarray(y, dtype=np.float64), rcond=None)[0]
+    return float(a), float(b)
+
+
+def loso_calibration(table, raw: np.ndarray) -> np.ndarray:
+    """Leave-one-stimulus-out calibrated predictions (the held-out stimulus never fits a, b)."""
+    y = table["mean"].to_numpy(dtype=np.float64)
+    out = np.full(len(y), np.nan)
+    for stim in sorted(table["stimulus"].unique()):
+        test = (table["stimulus"] == stim).to_numpy()
+        a, b = fit_calibration(raw[~test], y[~test])
+        out[test] = _calib(a, b, raw[test])
+    return out
+
+
+def mushra_stats(table, pred: np.ndarray) -> dict:
+    from scipy.stats import pearsonr, spearmanr
+
+    y = table["mean"].to_numpy(dtype=np.float64)
+    coded = (table["condition"] != "Reference").to_numpy()
+    return {"pearson_coded": float(pearsonr(pred[coded], y[coded])[0]),
+            "spearman_coded": float(spearmanr(pred[coded], y[coded])[0]),
+            "rmse_coded": float(np.sqrt(np.mean((pred[coded] - y[coded]) ** 2))),
+            "pearson_all": float(pearsonr(pred, y)[0]), "n_coded": int(coded.sum()), "n_all": int(len(y))}
+
+
+# --------------------------------------------------------------------------- driver
+def train_predictor(tc: PredictorTrainConfig, out, log=print, workdir=None) -> dict:
+    """Run the recipe: corpus split (cached), teacher targets, features, network, calibration;
+    write the checkpoint to ``out``. Returns a summary (CPU seconds included)."""
+    from ..models import checkpoint
+
+    c0, t0 = time.process_time(), time.time()
+    out = Path(out)
+    workdir = Path(workdir) if workdir else out.parent
+    workdir.mkdir(parents=True, exist_ok=True)
+    df = split_records(tc.corpus, workdir / "predictor_train.csv", log)
+    log(f"training split: {len(df)} items ({time.process_time() - c0:.0f} s CPU)")
+    fit = tc.fit
+    if int(fit.seed) != int(tc.seed):
+        fit = FitSection(**{**asdict(fit), "seed": int(tc.seed)})
+    model, hist = fit_predictor(df, fit, log)
+    pt = predict_table(model, df)
+    from scipy.stats import spearmanr
+
+    train_stats = {"mae": float(np.mean(np.abs(pt["raw"] - df["target"]))),
+                   "spearman": float(spearmanr(pt["raw"], df["target"])[0]),
+                   "accuracy": float(np.mean(pt["proba"].argmax(1) == score_class(df["target"])))}
+    calib = {"a": 0.0, "b": 1.0, "applied": False}
+    root = tc.mushra_dir()
+    if tc.calibration.apply:
+        if not root.is_dir():
+            raise SpaqError(f"MUSHRA data not found at {root} (calibration.path in the config; "
+                            f"calibration.apply: false trains without it)")
+        mt = mushra_predictor_table(root, tc.calibration.ratings, log)
+        raw = predict_table(model, mt)["raw"]
+        a, b = fit_calibration(raw, mt["mean"].to_numpy(dtype=np.float64))
+        model.set_calibration(a, b)
+        loso = loso_calibration(mt, raw)
+        calib = {"a": a, "b": b, "applied": True, "loso": mushra_stats(mt, loso),
+                 "uncalibrated": mushra_stats(mt, raw), "fit": mushra_stats(mt, _calib(a, b, raw))}
+        log(f"calibration a={a:.3f} b={b:.3f}; LOSO Pearson (coded) {calib['loso']['pearson_coded']:.3f}")
+    cpu = time.process_time() - c0
+    train = {"recipe": tc.to_dict(), "history": hist, "train_stats": train_stats, "calibration": calib,
+             "n_train": int(len(df)),
+             "target": "spaq quality metric (registry, default mode) on corpus-engine (clean, degraded) pairs",
+             "data": {"network_and_scalers": "corpus-engine training split (configs/train/predictor.yaml corpus)",
+                      "calibration": "speech-codec MUSHRA half (stim_01-08), mean ratings, 2 parameters"}}
+    sha = checkpoint.save(out, model, train=train)
+    log(f"wrote {out} (sha256 {sha}; {cpu:.0f} s CPU, {time.time() - t0:.0f} s wall)")
+    return {"out": str(out), "sha256": sha, "cpu_s": cpu, "train_stats": train_stats, "calibration": calib}

@@ -1,0 +1,190 @@
+"""The reference-free predictor (``predictor`` metric, ``spaq.predict``, ``spaq predict``):
+real values from the shipped checkpoint on corpus-engine scenes, bad input, batch without a
+reference column, the training recipe's pieces."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+import torch
+
+import spaq
+from spaq.cli import main
+from spaq.errors import SpaqError
+
+from conftest import binaural_noise, plane_wave_scene
+
+REPO = Path(__file__).resolve().parents[1]
+FS = 48000
+
+
+@pytest.fixture(scope="module")
+def noise_ladder():
+    """One speech binaural scene of the corpus engine (held-out seed), clean and with noise at 3
+    severities."""
+    from spaq.train.quality import sweep
+
+    return sweep("noise", "binaural", "speech", [0.3, 0.6, 1.0], 9900, 7, duration_s=1.5, voices=["it"])
+
+
+def test_noise_ladder_is_monotone_and_classes_span_the_bands(noise_ladder):
+    ref, degs = noise_ladder
+    out = spaq.predict(np.stack([ref] + degs), sample_rate=FS)
+    s = [o["score"] for o in out]
+    assert s[0] > 70 and out[0]["class"] == "high", out[0]  # clean speech
+    assert s[0] > s[1] > s[3] and s[0] > s[2] > s[3], s  # more noise, lower score
+    assert out[-1]["class"] == "low" and s[0] - s[-1] > 50, s
+    for o in out:
+        assert o["format"] == "binaural" and abs(sum(o["probabilities"].values()) - 1) < 1e-9
+        # the listener-calibrated reading is the checkpoint's linear map of the score
+        assert o["mushra_calibrated"] >= 0 and o["mushra_calibrated"] <= 100
+
+
+def test_lowpass_and_clipping_cost_score():
+    """Scenes of the held-out seed and voice (not in the training recipe)."""
+    from spaq.train.quality import sweep
+
+    for fam in ("lowpass", "clipping"):
+        ref, degs = sweep(fam, "binaural", "speech", [1.0], 9900, 11, duration_s=1.5, voices=["it"])
+        a, b = spaq.predict(np.stack([ref, degs[0]]), sample_rate=FS)
+        assert a["score"] > b["score"] + 20, (fam, a, b)
+
+
+def test_batched_equals_loop_and_formats():
+    x = np.stack([binaural_noise(1.0, FS, seed=s) for s in (1, 2)])
+    both = spaq.predict(x, sample_rate=FS)
+    for i in range(2):
+        one = spaq.predict(x[i], sample_rate=FS)
+        assert abs(one["score"] - both[i]["score"]) < 1e-4
+    foa = spaq.predict(plane_wave_scene(1, 1.0, FS), sample_rate=FS)
+    hoa = spaq.predict(plane_wave_scene(3, 1.0, FS), sample_rate=FS)
+    mono = spaq.predict(x[0, :1], sample_rate=FS)
+    assert (foa["format"], hoa["format"], mono["format"]) == ("foa", "hoa", "mono")
+    assert all(0 <= r["score"] <= 100 for r in (foa, hoa, mono))
+
+
+def test_silence_has_a_defined_answer():
+    r = spaq.predict(np.zeros((2, FS)), sample_rate=FS)
+    assert r["score"] == 0.0 and r["class"] == "low" and r["probabilities"]["low"] == 1.0
+    assert any("silent" in w for w in r["warnings"])
+    quiet = spaq.predict(np.full((2, FS), 1e-6), sample_rate=FS)  # -120 dBFS: below the metric's floor
+    assert quiet["score"] == 0.0 and quiet["class"] == "low" and quiet["warnings"]
+    x = np.stack([np.zeros((2, FS)), binaural_noise(1.0, FS, seed=3)])
+    mixed = spaq.predict(x, sample_rate=FS)
+    assert mixed[0]["score"] == 0.0 and mixed[1]["score"] == spaq.predict(x[1], sample_rate=FS)["score"]
+
+
+@pytest.mark.parametrize("bad,match", [
+    (np.zeros((2, 0)), "empty"),
+    (np.full((2, FS), np.nan), "NaN"),
+    (np.ones((2, 1000)) * 0.1, "too short"),
+    (np.random.default_rng(0).standard_normal((3, FS)) * 0.1, "3 channels"),
+])
+def test_bad_input_is_one_line(bad, match):
+    with pytest.raises(SpaqError, match=match) as e:
+        spaq.predict(bad, sample_rate=FS)
+    assert "\n" not in str(e.value)
+
+
+def test_score_reports_it_and_needs_no_reference(noise_ladder):
+    ref, degs = noise_ladder
+    rep = spaq.score(ref, degs[0], sample_rate=FS, metrics=["predictor", "quality"])
+    direct = spaq.predict(degs[0], sample_rate=FS)["score"]
+    assert abs(rep.results["predictor"].score - direct) < 1e-4
+    alone = spaq.score(None, degs[0], sample_rate=FS, metrics=["predictor"])
+    assert abs(alone.results["predictor"].score - direct) < 1e-4
+    with pytest.raises(SpaqError, match="no reference"):
+        spaq.score(None, degs[0], sample_rate=FS, metrics=["quality"])
+
+
+def test_cli_json_and_errors(tmp_path, noise_ladder, capsys):
+    ref, degs = noise_ladder
+    a, b = tmp_path / "a.wav", tmp_path / "b.wav"
+    sf.write(a, ref.T.astype(np.float32), FS, subtype="FLOAT")
+    sf.write(b, degs[-1].T.astype(np.float32), FS, subtype="FLOAT")
+    assert main(["predict", str(a), str(b), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["file"] for r in rows] == [str(a), str(b)]
+    assert rows[0]["score"] > rows[1]["score"] and rows[1]["class"] == "low"
+    empty = tmp_path / "e.wav"
+    sf.write(empty, np.zeros((0, 2), np.float32), FS)
+    assert main(["predict", str(empty)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("spaq: error:") and "\n" not in err and "e.wav" in err
+
+
+def test_batch_manifest_without_reference(tmp_path, noise_ladder):
+    from spaq.batch import score_batch
+
+    ref, degs = noise_ladder
+    rows = []
+    for i, x in enumerate([ref, degs[-1]]):
+        p = tmp_path / f"d{i}.wav"
+        sf.write(p, x.T.astype(np.float32), FS, subtype="FLOAT")
+        rows.append({"id": f"x{i}", "deg": p.name})
+    m = tmp_path / "m.csv"
+    pd.DataFrame(rows).to_csv(m, index=False)
+    df = score_batch(m, tmp_path / "o.csv", metrics=["predictor"], progress=False)
+    assert list(df["status"]) == ["ok", "ok"]
+    assert df["predictor"][0] > df["predictor"][1] and df["predictor.class_index"][1] == 0
+
+
+def test_checkpoint_holds_scalers_and_calibration():
+    from spaq.models import checkpoint
+    from spaq.weights import resolve
+
+    w = resolve("predictor_v1", offline=True)
+    assert w.source == "packaged" and w.verified
+    model, meta = checkpoint.load(w.path, architecture="predictor")
+    assert torch.all(model.std > 0) and model.mean.shape == (model.cfg.n_in,)
+    cal = meta["train"]["calibration"]
+    assert cal["applied"] and cal["b"] > 0
+    assert meta["train"]["recipe"]["corpus"]["heads"] == ["default", "sonicom-1"]  # never the held-out head
+
+
+def test_fit_is_deterministic_and_recipe_loads():
+    from spaq.metrics.functional.predictor import FEATURE_NAMES
+    from spaq.train.predictor import FitSection, PredictorTrainConfig, fit_predictor, predict_table
+
+    tc = PredictorTrainConfig.from_yaml(REPO / "configs/train/predictor.yaml")
+    assert tc.calibration.apply and "sonicom-2" not in tc.corpus.heads
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((60, len(FEATURE_NAMES)))
+    df = pd.DataFrame(X, columns=list(FEATURE_NAMES))
+    df["target"] = 100 / (1 + np.exp(-2 * X[:, 0]))  # a learnable target
+    fit = FitSection(epochs=80)
+    m1, _ = fit_predictor(df, fit, log=lambda m: None)
+    m2, _ = fit_predictor(df, fit, log=lambda m: None)
+    p1, p2 = predict_table(m1, df), predict_table(m2, df)
+    assert np.array_equal(p1["raw"], p2["raw"])
+    assert np.corrcoef(p1["raw"], df["target"])[0, 1] > 0.9
+    with pytest.raises(SpaqError, match="unknown feature group"):
+        PredictorTrainConfig.from_dict({"fit": {"groups": ["nope"]}})
+
+
+def test_train_command_writes_a_loadable_checkpoint(tmp_path, capsys):
+    """``spaq train predictor`` end to end on a tiny recipe (one family, format and source, no
+    listener calibration): the teacher is the registry's quality metric, the checkpoint loads."""
+    import yaml
+
+    from spaq.models import checkpoint
+
+    cfg = {"seed": 3, "corpus": {"seed": 1, "duration_s": 0.6, "voices": ["en-us"], "heads": ["default"],
+                                 "sources": ["harmonic"], "formats": ["binaural"], "mono": False,
+                                 "families": ["lowpass"], "severities": [0.5, 1.0], "scenes": 2},
+           "fit": {"epochs": 30}, "calibration": {"apply": False}}
+    p = tmp_path / "r.yaml"
+    p.write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "p.pt"
+    assert main(["train", "predictor", str(p), "--out", str(out), "--workdir", str(tmp_path / "w")]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    model, meta = checkpoint.load(out, architecture="predictor")
+    assert meta["train"]["n_train"] == 6  # 2 scenes x (clean + 2 severities)
+    table = pd.read_csv(next((tmp_path / "w").glob("predictor_train_*.csv")))
+    clean = table[table["severity"] == 0]["target"]
+    assert np.allclose(clean, 100.0, atol=1e-6) and (table[table["severity"] == 1.0]["target"] < 100).all()
+    assert summary["calibration"]["applied"] is False and float(model.calib_b) == 1.0
