@@ -12,7 +12,7 @@ import torch
 
 from spaq.errors import SpaqError
 from spaq.study.embeddings import CSV_COLUMNS, frame_cosine, pair_similarity
-from spaq.study.encoders import BastEncoder, Encoder, load_encoder
+from spaq.study.encoders import BastEncoder, Encoder, SqmEncoder, load_encoder
 
 FS = 16000
 
@@ -94,6 +94,26 @@ def test_bast_trunk_embeds_windows():
     assert float(frame_cosine(y, y)[0]) == pytest.approx(1.0)
     with pytest.raises(SpaqError, match="too short"):
         enc(x[:, :3200])
+
+
+def test_sqm_encoder_embeds_the_binaural_image():
+    """The sqm encoder takes both ears: a pair that keeps the image (6 dB quieter) is more similar
+    than one with the ears swapped (the mirror image), identity gives 1, mono input is fed to both
+    ears, and a mono-shaped tensor is a one-line error."""
+    enc = load_encoder("sqm")
+    assert isinstance(enc, SqmEncoder) and enc.binaural and enc.sample_rate == 48000
+    x = _noise(1.0, 48000, 5)[None]  # (1, 2, T): right ear delayed 4 samples and 2 dB down
+    same = float(pair_similarity(enc, x, x)["score"][0])
+    quieter = float(pair_similarity(enc, x, 0.5 * x)["score"][0])
+    mirror = float(pair_similarity(enc, x, x[:, ::-1].copy())["score"][0])
+    assert same == pytest.approx(1.0, abs=1e-9)
+    assert quieter > 0.99 and mirror < 0.9
+    y = enc(torch.from_numpy(x))
+    assert y.shape == (1, 48000 // enc.model.cfg.frame_len, 16)
+    mono = float(pair_similarity(enc, x[:, :1], x[:, :1])["score"][0])
+    assert mono == pytest.approx(1.0, abs=1e-9)
+    with pytest.raises(SpaqError, match="binaural"):
+        enc(torch.from_numpy(x[:, 0]))
 
 
 def test_study_writes_correlations(tmp_path, tiny_ts):

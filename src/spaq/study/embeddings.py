@@ -65,6 +65,9 @@ def pair_similarity(encoder, ref, deg, fmt=None, ref_cache: dict | None = None, 
 
     rv = channels_for(torch.as_tensor(np.asarray(ref, dtype=np.float64)), fmt, encoder.sample_rate)
     dv = channels_for(torch.as_tensor(np.asarray(deg, dtype=np.float64)), fmt, encoder.sample_rate)
+    if getattr(encoder, "binaural", False):  # one binaural view: the ears (or the decode), mono to both ears
+        rv, dv = ({"binaural": torch.stack([v.get("left", v.get("mono")), v.get("right", v.get("mono"))], dim=1)}
+                  for v in (rv, dv))
     key = None if ref_cache is None or ref_key is None else (encoder.name, ref_key, tuple(rv[next(iter(rv))].shape))
     if key is not None and key in ref_cache:
         re = ref_cache[key]
@@ -74,6 +77,8 @@ def pair_similarity(encoder, ref, deg, fmt=None, ref_cache: dict | None = None, 
             ref_cache[key] = re
     de = embed_views(dv)
     per_view = {v: frame_cosine(re[v], de[v]) for v in dv}
+    if "binaural" in per_view:
+        return {"score": per_view["binaural"], **per_view}
     return combine(per_view, higher_is_better=True)
 
 

@@ -2,11 +2,16 @@
 
 An :class:`Encoder` has a ``name``, the ``sample_rate`` it takes and ``embed(x)``: mono
 waveforms ``(B, T)`` (torch, at ``sample_rate``) -> frame embeddings ``(B, frames, dim)``.
+A binaural encoder (``binaural = True``) takes ``(B, 2, T)`` (left, right) instead.
 
 * ``bast``: spaq's own, the trunk of the packaged BAST localiser
   (:func:`spaq.localization.load_localizer`): the left-ear patch embedding and encoder on the
   log-mel of the signal fed to both ears, mean over the patches of each 48-frame analysis
   window (0.48 s at 32 kHz; level-normalised as the localiser does) -> ``(B, windows, 96)``.
+* ``sqm``: spaq's spatial-similarity encoder (:mod:`spaq.models.sqm`, shipped ``sqm_v1``), a
+  binaural encoder: the 16-d frame embeddings (40 ms frames) of the binaural signal (ambisonics
+  and layouts through the classic metrics' shared binaural decode, mono fed to both ears)
+  -> ``(B, frames, 16)``. It embeds where a sound is, not what it is.
 * ``resemblyzer``: the speaker encoder (GE2E LSTM, 256-d) that the ``resemblyzer`` package ships
   in its wheel (``pretrained.pt``, 17 MB, Apache-2.0): 40-band mel frames of 10 ms at 16 kHz,
   windows of 1.6 s every 0.4 s -> ``(B, windows, 256)``; each view is scaled to -30 dBFS RMS
@@ -31,7 +36,7 @@ import torch
 
 from ..errors import SpaqError, SpaqInputError
 
-__all__ = ["Encoder", "BastEncoder", "ResemblyzerEncoder", "CdpamEncoder", "TorchScriptEncoder", "OnnxEncoder",
+__all__ = ["Encoder", "BastEncoder", "SqmEncoder", "ResemblyzerEncoder", "CdpamEncoder", "TorchScriptEncoder", "OnnxEncoder",
            "NAMED", "PRESETS", "load_encoder"]
 
 #: preset name -> the sample rate its exported model takes
@@ -43,6 +48,8 @@ class Encoder:
 
     name: str = ""
     sample_rate: int = 16000
+    #: True: ``embed`` takes binaural ``(B, 2, T)`` instead of mono ``(B, T)``
+    binaural: bool = False
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - interface
         raise NotImplementedError
@@ -50,7 +57,10 @@ class Encoder:
     @torch.no_grad()
     def __call__(self, x) -> torch.Tensor:
         x = torch.as_tensor(x)
-        if x.dim() != 2:
+        if self.binaural and (x.dim() != 3 or x.shape[1] != 2):
+            raise SpaqInputError(f"encoder {self.name}: expected binaural waveforms (batch, 2, time), "
+                                 f"got {tuple(x.shape)}")
+        if not self.binaural and x.dim() != 2:
             raise SpaqInputError(f"encoder {self.name}: expected mono waveforms (batch, time), got {tuple(x.shape)}")
         y = self.embed(x.to(torch.float32))
         y = torch.as_tensor(y)
@@ -89,6 +99,24 @@ class BastEncoder(Encoder):
                 s = torch.cat([(lm - lm.mean(dim=(1, 2, 3), keepdim=True)).unsqueeze(2), s[:, :, 1:]], dim=2)
             out.append(m.enc_left(m.embed_left(s[:, 0])).mean(dim=1))
         return torch.stack(out, dim=1)
+
+
+class SqmEncoder(Encoder):
+    name = "sqm"
+    binaural = True
+
+    def __init__(self, weights=None):
+        from ..models.sqm import load_pretrained
+
+        self.model, _ = load_pretrained(weights)
+        self.model.eval()
+        self.sample_rate = int(self.model.cfg.sample_rate)
+
+    def embed(self, x):
+        if x.shape[-1] < self.model.cfg.frame_len:
+            raise SpaqInputError(f"encoder sqm: {x.shape[-1] / self.sample_rate:.3g} s is too short: it embeds "
+                                 f"frames of {self.model.cfg.frame_ms:.0f} ms")
+        return self.model(x)["frames"]
 
 
 def _require(name: str, module: str, dist: str):
@@ -183,11 +211,11 @@ class OnnxEncoder(Encoder):
 
 #: encoders known by name (no file argument): name -> class; a new one (e.g. ``sqm``'s encoder)
 #: is an :class:`Encoder` subclass with ``name``, ``sample_rate`` and ``embed``, added here
-NAMED = {"bast": BastEncoder, "resemblyzer": ResemblyzerEncoder, "cdpam": CdpamEncoder}
+NAMED = {"bast": BastEncoder, "sqm": SqmEncoder, "resemblyzer": ResemblyzerEncoder, "cdpam": CdpamEncoder}
 
 
 def load_encoder(spec: str) -> Encoder:
-    """A name of :data:`NAMED` (``bast``, ``resemblyzer``, ``cdpam``), ``"PRESET=PATH"``
+    """A name of :data:`NAMED` (``bast``, ``sqm``, ``resemblyzer``, ``cdpam``), ``"PRESET=PATH"``
     (``wav2vec2``, ``vggish``, ``openl3``) or ``"NAME@RATE=PATH"`` -> an :class:`Encoder`
     (local files or weights inside installed packages only)."""
     spec = str(spec).strip()
