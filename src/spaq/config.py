@@ -28,7 +28,7 @@ import yaml
 
 from .errors import SpaqError
 
-__all__ = ["ConfigError", "from_dict", "load_config", "read_yaml", "config_keys", "Section"]
+__all__ = ["ConfigError", "from_dict", "load_config", "read_yaml", "config_keys", "repo_root", "Section"]
 
 
 class ConfigError(SpaqError):
@@ -217,3 +217,11 @@ def load_config(source, cls, *, section: str | None = None):
         if name is None:
             raise
         raise ConfigError(f"{name}: {e}") from None
+
+
+def repo_root(config_path) -> Path:
+    """The folder that relative data paths of a training recipe refer to: the nearest folder above
+    ``config_path`` that holds ``pyproject.toml`` (``configs/train/x.yaml`` -> the repository
+    root); without one, the config folder's parent."""
+    here = Path(config_path).resolve().parent
+    return next((p for p in (here, *here.parents) if (p / "pyproject.toml").is_file()), here.parent)

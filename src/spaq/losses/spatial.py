@@ -21,6 +21,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .direction import _reduce
+
 __all__ = ["SpatialLoss", "CueLoss"]
 
 
@@ -30,16 +32,6 @@ def _check(est: torch.Tensor, target: torch.Tensor, name: str, same_length: bool
         what = "the same" if same_length else "(B, 2, T) with the same B"
         raise ValueError(f"{name} expects est and target of shape (B, 2, T) ({what}), got {tuple(est.shape)} "
                          f"and {tuple(target.shape)}")
-
-
-def _reduce(x: torch.Tensor, reduction: str) -> torch.Tensor:
-    if reduction == "mean":
-        return x.mean()
-    if reduction == "sum":
-        return x.sum()
-    if reduction == "none":
-        return x
-    raise ValueError(f"reduction must be mean, sum or none, got {reduction!r}")
 
 
 class SpatialLoss(nn.Module):

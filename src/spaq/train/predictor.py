@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import time
 from dataclasses import asdict, dataclass, field, is_dataclass
@@ -36,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import Section, config_keys, load_config
+from ..config import Section, config_keys, load_config, repo_root
 from ..errors import SpaqError
 from ..files import atomic_write
 
@@ -123,8 +122,7 @@ class PredictorTrainConfig:
     @classmethod
     def from_yaml(cls, path) -> "PredictorTrainConfig":
         tc = load_config(path, cls)
-        here = Path(path).resolve().parent
-        tc.base_dir = next((p for p in (here, *here.parents) if (p / "pyproject.toml").is_file()), here.parent)
+        tc.base_dir = repo_root(path)
         return tc
 
     def mushra_dir(self) -> Path:

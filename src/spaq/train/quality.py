@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import Section, config_keys, load_config
+from ..config import Section, config_keys, load_config, repo_root
 from ..errors import SpaqError
 from ..files import atomic_write
 from ..models.quality import SPATIAL_FEATURES, TIMBRAL_FEATURES, QualityMapping
@@ -147,12 +147,9 @@ class QualityTrainConfig:
 
     @classmethod
     def from_yaml(cls, path) -> "QualityTrainConfig":
-        # relative data paths are relative to the repository root: the nearest folder above the
-        # config that holds pyproject.toml (configs/train/quality.yaml -> the repository root);
-        # without one, the config folder's parent
+        # relative data paths are relative to the repository root (spaq.config.repo_root)
         tc = load_config(path, cls)
-        here = Path(path).resolve().parent
-        tc.base_dir = next((p for p in (here, *here.parents) if (p / "pyproject.toml").is_file()), here.parent)
+        tc.base_dir = repo_root(path)
         return tc
 
     def mushra_dir(self) -> Path:
