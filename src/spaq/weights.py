@@ -72,7 +72,7 @@ REGISTRY: dict[str, WeightSpec] = {
     "bast_cues": WeightSpec(
         name="bast_cues",
         url=None,
-        sha256="f8b3ef4e7798edb6a6db51067c1c3825555a1572dee75b72148c6d9f7fee1359",
+        sha256="4a71f255e214f142920692f9c3b4f5e5b612628a1b8ce62b0e97b3500444cb8b",
         filename="bast_cues.pt",
         env_var="SPAQ_LOCALIZER_CUES_WEIGHTS",
         licence=("MIT (spaq); trained on scenes rendered with the Neumann KU 100 HRTFs (B. Bernschuetz, TH Koeln) and "
