@@ -82,7 +82,7 @@ REGISTRY: dict[str, WeightSpec] = {
     "sqm_v1": WeightSpec(
         name="sqm_v1",
         url=None,
-        sha256="b1c64049f2036653bc3d362912c36dd44e3750876b85e27334f8bc708da6abb4",
+        sha256="d18202c5f0e2905565bfa435ca0f8907d4b0d77af2ed25cdf9bace297868e76c",
         filename="sqm_v1.pt",
         env_var="SPAQ_SQM_WEIGHTS",
         licence="MIT (spaq); trained on scenes rendered with the Neumann KU 100 (B. Bernschuetz, TH Koeln) and "
