@@ -11,7 +11,7 @@ def embeddings_cmd(
     out: str = typer.Option(..., "--out", help="Folder for correlations.csv, pairs.csv, heatmap.png, scatter.png, "
                                                "report.md."),
     encoder: list[str] = typer.Option(["bast"], "--encoder", "-e",
-                                      help="bast, resemblyzer, cdpam (weights inside their packages), "
+                                      help="bast, sqm (spaq's own), resemblyzer, cdpam (weights inside their packages), "
                                            "wav2vec2=PATH, vggish=PATH, openl3=PATH or NAME@RATE=PATH "
                                            "(local TorchScript/ONNX files; repeatable)."),
     metric: list[str] = typer.Option(None, "--metric", "-m", help="Classic metrics to compare with (repeatable; "
