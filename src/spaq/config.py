@@ -28,7 +28,7 @@ import yaml
 
 from .errors import SpaqError
 
-__all__ = ["ConfigError", "from_dict", "load_config", "read_yaml", "config_keys", "repo_root", "Section"]
+__all__ = ["ConfigError", "from_dict", "load_config", "read_yaml", "config_keys", "repo_root", "RecipeConfig", "Section"]
 
 
 class ConfigError(SpaqError):
@@ -225,3 +225,34 @@ def repo_root(config_path) -> Path:
     root); without one, the config folder's parent."""
     here = Path(config_path).resolve().parent
     return next((p for p in (here, *here.parents) if (p / "pyproject.toml").is_file()), here.parent)
+
+
+class RecipeConfig:
+    """Base of the training-recipe dataclasses that read data paths relative to a ``base_dir``
+    field (declared by the subclass with ``metadata={"config": False}``): one ``from_dict`` /
+    ``from_yaml`` pair and one way to resolve a relative path."""
+
+    @classmethod
+    def from_dict(cls, d, base_dir=None):
+        """The recipe from a mapping (unknown keys and wrong types: one-line SpaqError)."""
+        tc = load_config(d, cls)
+        if base_dir is not None:
+            tc.base_dir = Path(base_dir)
+        return tc
+
+    @classmethod
+    def from_yaml(cls, path):
+        """The recipe from a YAML file; relative data paths then start at :func:`repo_root`."""
+        tc = load_config(path, cls)
+        tc.base_dir = repo_root(path)
+        return tc
+
+    def to_dict(self) -> dict:
+        """The config keys and their values (sections as plain dicts)."""
+        return {k: (dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v) for k, v in
+                ((k, getattr(self, k)) for k in config_keys(type(self)))}
+
+    def resolve_path(self, p) -> Path:
+        """``p`` as is when absolute, else below ``base_dir``."""
+        p = Path(p)
+        return p if p.is_absolute() else (self.base_dir / p)

@@ -449,6 +449,19 @@ class CueSceneSampler:
         return crop_frames(f, self.cfg.n_frames), torch.from_numpy(D), torch.from_numpy(C)
 
 
+def _train_step(model, loss_fn, opt, sched, x, yd, yc) -> float:
+    """One optimisation step on a batch (forward, multi-task loss, clipped backward, optimiser and
+    schedule step) -> the batch loss."""
+    out = model(x)
+    loss, _ = loss_fn(out.direction, yd, out.class_logits, yc, out.elevation)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    sched.step()
+    return float(loss.detach())
+
+
 def train_cue_localizer(tc: LocalizerTrainConfig, out_path, log=print) -> dict:
     """Streaming training (``tc.steps > 0``; the recipe of the cue-feature BAST): ``tc.steps`` batches of ``tc.batch_size``
     fresh scenes from :class:`CueSceneSampler` (seeded by ``tc.seed``), one-cycle lr, validation on
@@ -480,14 +493,7 @@ def train_cue_localizer(tc: LocalizerTrainConfig, out_path, log=print) -> dict:
     for step in range(1, tc.steps + 1):
         model.train()
         x, yd, yc = sampler.sample(tc.batch_size, rng)
-        out = model(x)
-        loss, _ = loss_fn(out.direction, yd, out.class_logits, yc, out.elevation)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        run, run_n = run + float(loss.detach()), run_n + 1
+        run, run_n = run + _train_step(model, loss_fn, opt, sched, x, yd, yc), run_n + 1
         if tc.refresh_every > 0 and step % tc.refresh_every == 0:
             sampler.refresh()
         if step % tc.val_every == 0 or step == tc.steps:
@@ -621,14 +627,7 @@ def _fit(model: BAST, train_feats, train_dir, train_cls, val_feats, val_dir, val
                 sx, sd, sc = sampler.sample(int(tc.spectral_batch), gen)
                 x, yd = torch.cat([x, sx]), torch.cat([yd, sd])
                 yc = torch.cat([yc, sc]) if yc is not None else None
-            out = model(x)
-            loss, _ = loss_fn(out.direction, yd, out.class_logits, yc, out.elevation)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            sched.step()
-            run += float(loss.detach())
+            run += _train_step(model, loss_fn, opt, sched, x, yd, yc)
         vm = val_metrics()
         rec = {"epoch": epoch + 1, "train_loss": run / steps_per_epoch, "seconds": round(time.time() - t0, 1),
                "cpu_seconds": round(time.process_time() - c0, 1), "lr": float(sched.get_last_lr()[0])}

@@ -29,13 +29,13 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field, is_dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..config import Section, config_keys, load_config, repo_root
+from ..config import RecipeConfig, Section
 from ..errors import SpaqError
 from ..files import atomic_write
 
@@ -91,7 +91,7 @@ class CalibrationSection(Section):
 
 
 @dataclass
-class PredictorTrainConfig:
+class PredictorTrainConfig(RecipeConfig):
     """Validated recipe (``configs/train/predictor.yaml``) read by :mod:`spaq.config`."""
 
     seed: int = 7
@@ -112,26 +112,9 @@ class PredictorTrainConfig:
                 raise SpaqError(f"predictor train config: unknown feature group {g!r}; known: {', '.join(FEATURE_GROUPS)}")
         self.base_dir = Path(self.base_dir)
 
-    @classmethod
-    def from_dict(cls, d: dict | None, base_dir=None) -> "PredictorTrainConfig":
-        tc = load_config(d, cls)
-        if base_dir is not None:
-            tc.base_dir = Path(base_dir)
-        return tc
-
-    @classmethod
-    def from_yaml(cls, path) -> "PredictorTrainConfig":
-        tc = load_config(path, cls)
-        tc.base_dir = repo_root(path)
-        return tc
-
     def mushra_dir(self) -> Path:
-        p = Path(self.calibration.path)
-        return p if p.is_absolute() else (self.base_dir / p)
+        return self.resolve_path(self.calibration.path)
 
-    def to_dict(self) -> dict:
-        return {k: (asdict(v) if is_dataclass(v) else v) for k, v in
-                ((k, getattr(self, k)) for k in config_keys(type(self)))}
 
 
 # --------------------------------------------------------------------------- corpus

@@ -29,15 +29,14 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import time
-from dataclasses import asdict, dataclass, field, is_dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..config import Section, config_keys, load_config, repo_root
+from ..config import RecipeConfig, Section
 from ..errors import SpaqError
 from ..files import atomic_write
 from ..models.quality import SPATIAL_FEATURES, TIMBRAL_FEATURES, QualityMapping
@@ -119,7 +118,7 @@ class SyntheticSweeps(Section):
 
 
 @dataclass
-class QualityTrainConfig:
+class QualityTrainConfig(RecipeConfig):
     """Validated training recipe (see ``configs/train/quality.yaml``), read by
     :mod:`spaq.config`. The sections also read like dicts (``tc.fit["starts"]``).
     ``base_dir`` (not a config key): the folder relative data paths start from."""
@@ -137,24 +136,8 @@ class QualityTrainConfig:
                 raise SpaqError(f"quality train config: unknown family {f!r}; known: {', '.join(FAMILIES)}")
         self.base_dir = Path(self.base_dir)
 
-    @classmethod
-    def from_dict(cls, d: dict | None, base_dir: str | os.PathLike | None = None) -> "QualityTrainConfig":
-        """The recipe from a mapping (unknown keys and wrong types: one-line SpaqError)."""
-        tc = load_config(d, cls)
-        if base_dir is not None:
-            tc.base_dir = Path(base_dir)
-        return tc
-
-    @classmethod
-    def from_yaml(cls, path) -> "QualityTrainConfig":
-        # relative data paths are relative to the repository root (spaq.config.repo_root)
-        tc = load_config(path, cls)
-        tc.base_dir = repo_root(path)
-        return tc
-
     def mushra_dir(self) -> Path:
-        p = Path(self.mushra["path"])
-        return p if p.is_absolute() else (self.base_dir / p)
+        return self.resolve_path(self.mushra["path"])
 
     def param_coding_dir(self) -> Path:
         p = str(self.param_coding["path"])
@@ -162,12 +145,7 @@ class QualityTrainConfig:
             from ..cache import cache_dir
 
             return cache_dir() / "param_coding"
-        p = Path(p).expanduser()
-        return p if p.is_absolute() else (self.base_dir / p)
-
-    def to_dict(self) -> dict:
-        return {k: (asdict(v) if is_dataclass(v) else v) for k, v in
-                ((k, getattr(self, k)) for k in config_keys(type(self)))}
+        return self.resolve_path(Path(p).expanduser())
 
 
 # --------------------------------------------------------------------------- MUSHRA data
