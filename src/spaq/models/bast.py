@@ -27,11 +27,12 @@ None, ``elevation (batch,)`` in radians or None.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import NamedTuple
 
 import torch
 from torch import nn
+from .config import ArchitectureConfig
 
 __all__ = ["BASTConfig", "BASTOutput", "BAST", "BinauralLogMel", "BinauralCues", "feature_module", "INTEGRATIONS",
            "CUE_CHANNELS"]
@@ -44,7 +45,8 @@ CUE_CHANNELS = ("shape", "ild", "ipd_cos", "ipd_sin", "ic")
 
 
 @dataclass
-class BASTConfig:
+class BASTConfig(ArchitectureConfig):
+    label = "BAST"
     """Architecture and front-end of a BAST localiser (all of it is stored in checkpoints)."""
 
     sample_rate: int = 32000
@@ -113,13 +115,6 @@ class BASTConfig:
         d["class_names"] = list(self.class_names)
         return d
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "BASTConfig":
-        names = {f.name for f in fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown BAST config keys: {sorted(unknown)}")
-        return cls(**d)
 
 
 class BASTOutput(NamedTuple):

@@ -16,10 +16,11 @@ trained on (the feature ablation drops groups this way).
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
+from .config import ArchitectureConfig
 
 __all__ = ["PredictorConfig", "PredictorNet", "CLASS_NAMES"]
 
@@ -27,7 +28,8 @@ CLASS_NAMES = ("low", "medium", "high")
 
 
 @dataclass
-class PredictorConfig:
+class PredictorConfig(ArchitectureConfig):
+    label = "predictor"
     """Everything needed to rebuild the network (stored in checkpoints)."""
 
     n_features: int = 49                    # length of the full feature vector
@@ -47,12 +49,6 @@ class PredictorConfig:
         d["hidden"] = [int(h) for h in self.hidden]
         return d
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "PredictorConfig":
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown predictor config keys: {sorted(unknown)}")
-        return cls(**d)
 
 
 class PredictorNet(nn.Module):

@@ -24,16 +24,18 @@ source) -> :meth:`SQM.forward` dict with ``frames (B, nf, E)``, ``utterance (B, 
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
+from .config import ArchitectureConfig
 
 __all__ = ["SQMConfig", "SQM", "sqm_features", "load_pretrained"]
 
 
 @dataclass
-class SQMConfig:
+class SQMConfig(ArchitectureConfig):
+    label = "SQM"
     """Architecture of :class:`SQM` (a checkpoint stores it as a dict)."""
 
     sample_rate: int = 48000
@@ -69,12 +71,6 @@ class SQMConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "SQMConfig":
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown SQM config keys: {sorted(unknown)}")
-        return cls(**d)
 
 
 def sqm_features(x: torch.Tensor, cfg: SQMConfig, grad: bool = False, decimate: bool = True) -> torch.Tensor:
