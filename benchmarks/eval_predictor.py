@@ -28,8 +28,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from spaq.train.predictor import reverb_longer as _reverb_longer  # noqa: E402
 from spaq.train.predictor import (CorpusSplit, FitSection, PredictorTrainConfig, _calib, fit_calibration,  # noqa: E402
-                                  fit_predictor, loso_calibration, mushra_predictor_table, mushra_stats,
+                                  fit_predictor, fit_rows, loso_calibration, mushra_predictor_table, mushra_stats,
                                   predict_table, score_class, split_records)
 
 #: the held-out split: other seed, voices and head than configs/train/predictor.yaml
@@ -41,7 +42,8 @@ ABLATION = {
     "psycho + band": ["psycho", "band", "format"],
     "psycho + spatial": ["psycho", "spatial", "format"],
     "band + spatial": ["band", "spatial", "format"],
-    "psycho + band + spatial (shipped)": ["psycho", "band", "spatial", "format"],
+    "psycho + band + spatial (v1's features)": ["psycho", "band", "spatial", "format"],
+    "psycho + band + spatial + temporal (shipped)": ["psycho", "band", "spatial", "format", "temporal"],
 }
 
 
@@ -69,28 +71,8 @@ def corpus_stats(pt, df) -> dict:
 
 
 def reverb_longer(df) -> dict:
-    """sweep id -> True when its reverb degradation lengthens the RT60 (the corpus engine draws
-    the direction at random; a drier room is no impairment a listener hears without a
-    reference). Replays :func:`spaq.train.quality.sweep`'s draws without rendering."""
-    from spaq.data.degradations import degradation_params
-    from spaq.data.scenes import sample_scene
-    from spaq.formats import parse_format
-    from spaq.train.quality import _sweep_config
-
-    out = {}
-    for (sw, src, voice, head, fmt), _ in df[df["family"] == "reverb"].groupby(
-            ["sweep", "source", "voice", "head", "format"]):
-        sfmt = {"binaural": "binaural", "foa": "foa", "mono": "foa", "hoa": "hoa3"}[fmt]
-        cfg = _sweep_config(sfmt, src, "reverb", HELD_OUT_DURATION, head or "default", [voice])
-        ss = np.random.SeedSequence([HELD_OUT["seed"], int(sw)])
-        r_scene, r_chain = (np.random.default_rng(x) for x in ss.spawn(2))
-        scene = sample_scene(cfg, r_scene)
-        choice = int(r_chain.integers(2**62))
-        p = degradation_params("reverb", 1.0, np.random.default_rng(choice), sample_rate=48000, fmt=parse_format(sfmt),
-                               options=cfg["degradations"]["options"].get("reverb"), n_sources=len(scene["sources"]),
-                               directions=[(x["azimuth_deg"], x["elevation_deg"]) for x in scene["sources"]])
-        out[int(sw)] = bool(p["rt60_factor"] > 1.0)
-    return out
+    """Held-out sweep id -> True when its reverb lengthens the RT60 (:func:`spaq.train.predictor.reverb_longer`)."""
+    return _reverb_longer(df, HELD_OUT["seed"], HELD_OUT_DURATION)
 
 
 def ladders(pt, df, audible_only: bool = True) -> dict:
@@ -154,7 +136,7 @@ def main():
     c0 = time.process_time()
     wd = Path(a.workdir)
     tc = PredictorTrainConfig.from_yaml(a.config)
-    train = split_records(tc.corpus, wd / "predictor_train.csv")
+    train = fit_rows(split_records(tc.corpus, wd / "predictor_train.csv"), tc.corpus, tc.fit)
     test = split_records(CorpusSplit(**HELD_OUT), wd / "predictor_heldout.csv")
     mt = mushra_predictor_table(tc.mushra_dir(), tc.calibration.ratings)
     from spaq.models import checkpoint

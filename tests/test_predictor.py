@@ -188,3 +188,113 @@ def test_train_command_writes_a_loadable_checkpoint(tmp_path, capsys):
     clean = table[table["severity"] == 0]["target"]
     assert np.allclose(clean, 100.0, atol=1e-6) and (table[table["severity"] == 1.0]["target"] < 100).all()
     assert summary["calibration"]["applied"] is False and float(model.calib_b) == 1.0
+
+
+def _bursts(seconds: float, seed: int) -> np.ndarray:
+    """Speech-like test signal: 120 ms noise bursts with 80 ms gaps (sharp offsets), 48 kHz."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * FS)
+    gate = (np.arange(n) % int(0.2 * FS)) < int(0.12 * FS)
+    return rng.standard_normal(n) * gate * 0.1
+
+
+def _reverberate(x: np.ndarray, rt60: float, seed: int) -> np.ndarray:
+    """``x`` plus an exponentially decaying noise tail of ``rt60`` s (direct-to-reverberant 0 dB)."""
+    from scipy.signal import fftconvolve
+
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(1.5 * rt60 * FS)) / FS
+    h = rng.standard_normal(len(t)) * 10 ** (-3 * t / rt60)
+    h *= 1 / np.sqrt(np.sum(h ** 2))
+    h[0] += 1.0
+    return fftconvolve(x, h)[: len(x)]
+
+
+def test_temporal_features_follow_reverberation_and_noise():
+    """The decay time grows with the RT60 and with a noise floor that stops decays, in every band
+    group; the modulation ratio (2-10 Hz over 10-40 Hz) grows when a short room smooths the fast
+    fluctuations (a long one smooths the 5 Hz bursts too: not monotone, which is why the decay
+    time is the reverberation feature)."""
+    from spaq.metrics.functional.predictor import FEATURE_NAMES, predictor_features
+
+    x = _bursts(2.0, 0)
+    items = [x] + [_reverberate(x, rt, 1) for rt in (0.3, 0.6, 1.2)]
+    noisy = [x + np.random.default_rng(2).standard_normal(len(x)) * 0.1 * 10 ** (-snr / 20) for snr in (30, 10)]
+    f = predictor_features(torch.from_numpy(np.stack(items + noisy))[:, None], FS, "mono").numpy()
+    col = {n: i for i, n in enumerate(FEATURE_NAMES)}
+    for g in ("low", "mid", "high"):
+        d = f[:, col[f"decay_s_{g}"]]
+        assert np.all(np.diff(d[:4]) > 0), (g, d)  # dry < 0.3 s < 0.6 s < 1.2 s
+        assert d[0] < 0.1 and 0.2 < d[2] < 0.8, (g, d)  # dry offsets are fast; a 0.6 s room decays slower
+        assert d[0] < d[4] < d[5], (g, d)  # a noise floor stops the decays: the lower the SNR, the longer
+    m = f[:, col["modratio_db_mid"]]
+    assert m[1] > m[0] + 1, m  # a short room smooths the fast (10-40 Hz) fluctuations first
+
+
+def test_audible_rows_leave_out_drier_rooms_and_noise_in_noise():
+    """Only degraded rows a listener hears without a reference are fitted: the clean rows stay;
+    reverb sweeps that shorten the RT60 and noise added to a pink-noise source go."""
+    from spaq.train.predictor import audible_rows, reverb_longer
+
+    rows = []
+    for sw in range(1, 9):
+        for sev in (0.0, 0.5, 1.0):
+            rows.append({"sweep": sw, "family": "reverb", "format": "foa", "source": "harmonic", "head": "",
+                         "voice": "en-us", "severity": sev})
+    for src in ("speech", "pink_noise"):
+        for sev in (0.0, 1.0):
+            rows.append({"sweep": 20, "family": "noise", "format": "foa", "source": src, "head": "", "voice": "en-us",
+                         "severity": sev})
+    df = pd.DataFrame(rows)
+    longer = reverb_longer(df, seed=5)
+    assert set(longer) == set(range(1, 9)) and 0 < sum(longer.values()) < 8  # the engine draws both directions
+    keep = audible_rows(df, seed=5)
+    for k, r in zip(keep, rows):
+        if r["severity"] == 0:
+            assert k
+        elif r["family"] == "reverb":
+            assert k == longer[r["sweep"]]
+        else:
+            assert k == (r["source"] == "speech")
+
+
+def test_reverb_longer_replays_the_sweep_draws():
+    """:func:`reverb_longer` predicts the direction that :func:`spaq.train.quality.sweep` renders:
+    a lengthened room decays more slowly at full severity than its reference, a shortened one
+    faster (speech: its offsets show the room; sustained harmonic notes do not)."""
+    from spaq.metrics.functional.predictor import FEATURE_NAMES, predictor_features
+    from spaq.train.predictor import reverb_longer
+    from spaq.train.quality import sweep
+
+    col = FEATURE_NAMES.index("decay_s_mid")
+    df = pd.DataFrame([{"sweep": sw, "family": "reverb", "format": "mono", "source": "speech", "head": "",
+                        "voice": "en-us", "severity": 1.0} for sw in (1, 2, 3, 4, 5, 6)])
+    longer = reverb_longer(df, seed=11, duration_s=1.5)
+    assert len(set(longer.values())) == 2, longer
+    seen = set()
+    for sw, lo in longer.items():
+        if lo in seen:
+            continue
+        seen.add(lo)
+        ref, (deg,) = sweep("reverb", "foa", "speech", [1.0], 11, sw, duration_s=1.5, voices=["en-us"])
+        f = predictor_features(torch.from_numpy(np.stack([ref[:1], deg[:1]])), FS, "mono").numpy()[:, col]
+        assert (f[1] > f[0]) == lo, (sw, lo, f)
+
+
+def test_logit_term_orders_the_saturated_tail():
+    """Where the teacher is near 0 (0.05..2), the 0..1 MSE leaves the order to chance; the logit
+    term (``logit_weight``) fits it: the predicted order of the tail follows the target's."""
+    from scipy.stats import spearmanr
+
+    from spaq.metrics.functional.predictor import FEATURE_NAMES
+    from spaq.train.predictor import FitSection, fit_predictor, predict_table
+
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((200, len(FEATURE_NAMES)))
+    df = pd.DataFrame(X, columns=list(FEATURE_NAMES))
+    df["target"] = 100 / (1 + np.exp(3 * X[:, 0] + 4))  # most of the rows in the tail near 0..2
+    tail = df["target"].to_numpy() < 2
+    assert tail.sum() > 20
+    m, _ = fit_predictor(df, FitSection(epochs=300, logit_weight=0.5), log=lambda m: None)
+    p = predict_table(m, df)["raw"]
+    assert spearmanr(p[tail], df["target"][tail])[0] > 0.9

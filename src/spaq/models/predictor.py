@@ -52,7 +52,8 @@ class PredictorConfig(ArchitectureConfig):
 
 
 class PredictorNet(nn.Module):
-    """``forward(features (B, n_features)) -> {"logits" (B, 3), "raw" (B,) 0..1, "score" (B,) 0..100,
+    """``forward(features (B, n_features)) -> {"logits" (B, 3), "score_logit" (B,) (the score head
+    before its sigmoid), "raw" (B,) 0..1, "score" (B,) 0..100,
     "mushra" (B,) 0..100}``."""
 
     def __init__(self, cfg: PredictorConfig):
@@ -91,5 +92,6 @@ class PredictorNet(nn.Module):
 
     def forward(self, feats: torch.Tensor) -> dict:
         h = self.encode(feats)
-        raw = torch.sigmoid(self.score_head(h)[..., 0])
-        return {"logits": self.class_head(h), "raw": raw, "score": 100 * raw, "mushra": self.calibrate(100 * raw)}
+        z = self.score_head(h)[..., 0]
+        raw = torch.sigmoid(z)
+        return {"logits": self.class_head(h), "score_logit": z, "raw": raw, "score": 100 * raw, "mushra": self.calibrate(100 * raw)}

@@ -67,6 +67,9 @@ class CorpusSplit(Section):
                                                          "reverb", "blur"])
     severities: list[float] = field(default_factory=lambda: [0.2, 0.4, 0.6, 0.8, 1.0])
     scenes: int = 2
+    # share of the scenes of the other families rendered in a room (reverb's always are): a
+    # room is no impairment, so the network sees reverberant scenes that score 100 too
+    room_probability: float = 0.0
 
 
 @dataclass
@@ -80,6 +83,15 @@ class FitSection(Section):
     reg_weight: float = 4.0
     rank_weight: float = 0.0   # > 0: + rank_weight * hinge on the severity order within each sweep
     rank_margin: float = 0.02
+    # True: train only on what a listener hears without a reference (see audible_rows): reverb
+    # sweeps that shorten the RT60 and noise added to a noise source are left out
+    audible_only: bool = False
+    # > 0: + logit_weight * MSE of the score head's logit against logit(target / 100) (target
+    # clipped to [logit_clip, 100 - logit_clip]): the teacher's order where its score is near 0
+    # or 100 (noise at 8 vs 0 dB SNR: 0.2 vs 0.1), which the 0..1 MSE ignores
+    logit_weight: float = 0.0
+    logit_clip: float = 0.05
+    rank_on_logit: bool = False  # the ranking hinge on the score head's logit instead of the 0..1 score
     groups: list[str] = field(default_factory=lambda: ["psycho", "band", "spatial", "format"])
 
 
@@ -159,7 +171,8 @@ def make_split(split: CorpusSplit, log=print, audio_dir=None, index_offset: int 
                     head = split.heads[idx % len(split.heads)] if fmt == "binaural" else ""
                     try:
                         ref, degs = sweep(fam, fmt, src, sevs, int(split.seed), idx, duration_s=float(split.duration_s),
-                                          hrtf=head or "default", voices=[voice])
+                                          hrtf=head or "default", voices=[voice],
+                                          room_probability=float(split.room_probability))
                     except SpaqError as e:
                         log(f"  skipped {fam}/{fmt}/{src}/{sc}: {e}")
                         continue
@@ -224,6 +237,57 @@ def split_records(split: CorpusSplit, cache: Path, log=print, audio_dir=None) ->
     return df
 
 
+def reverb_longer(df, seed: int, duration_s: float = 1.5) -> dict:
+    """sweep id -> True when its reverb degradation lengthens the RT60, for the rows of ``df`` (a
+    :func:`make_split` table of a split made with ``seed`` and ``duration_s``). The corpus engine
+    draws the direction at random; a drier room is no impairment a listener hears without a
+    reference. Replays :func:`spaq.train.quality.sweep`'s draws without rendering."""
+    from ..data.degradations import degradation_params
+    from ..data.scenes import sample_scene
+    from ..formats import parse_format
+    from .quality import _sweep_config
+
+    out = {}
+    for (sw, src, voice, head, fmt), _ in df[df["family"] == "reverb"].groupby(
+            ["sweep", "source", "voice", "head", "format"]):
+        sfmt = {"binaural": "binaural", "foa": "foa", "mono": "foa", "hoa": "hoa3"}[fmt]
+        cfg = _sweep_config(sfmt, src, "reverb", float(duration_s), head or "default", [voice])
+        ss = np.random.SeedSequence([int(seed), int(sw)])
+        r_scene, r_chain = (np.random.default_rng(x) for x in ss.spawn(2))
+        scene = sample_scene(cfg, r_scene)
+        choice = int(r_chain.integers(2**62))
+        p = degradation_params("reverb", 1.0, np.random.default_rng(choice), sample_rate=48000, fmt=parse_format(sfmt),
+                               options=cfg["degradations"]["options"].get("reverb"), n_sources=len(scene["sources"]),
+                               directions=[(x["azimuth_deg"], x["elevation_deg"]) for x in scene["sources"]])
+        out[int(sw)] = bool(p["rt60_factor"] > 1.0)
+    return out
+
+
+def audible_rows(df, seed: int, duration_s: float = 1.5) -> np.ndarray:
+    """Boolean mask of the rows of ``df`` (a :func:`make_split` table) whose degradation a
+    listener hears without a reference: every clean row (severity 0) and every degraded row but
+    those of reverb sweeps that shorten the RT60 (a drier room) and of noise added to a
+    pink-noise source (noise in noise). The intrusive teacher scores both as impairments (they
+    differ from the reference); a reference-free predictor cannot learn them, and fitting them
+    teaches it that dry rooms are degraded."""
+    longer = reverb_longer(df, seed, duration_s)
+    sev = df["severity"].to_numpy(dtype=np.float64)
+    fam = df["family"].to_numpy()
+    drier = (fam == "reverb") & ~df["sweep"].map(lambda s: longer.get(int(s), True)).to_numpy(dtype=bool)
+    noise_in_noise = (fam == "noise") & (df["source"].to_numpy() == "pink_noise")
+    return (sev == 0) | ~(drier | noise_in_noise)
+
+
+def fit_rows(df, split: CorpusSplit, fit: FitSection, log=print):
+    """The rows of ``df`` (the table of ``split``) the network is fitted on: all, or with
+    ``fit.audible_only`` those of :func:`audible_rows`."""
+    if not fit.audible_only:
+        return df
+    keep = audible_rows(df, split.seed, split.duration_s)
+    log(f"audible_only: {int((~keep).sum())} of {len(df)} rows left out (drier rooms, noise in noise)")
+    return df[keep].reset_index(drop=True)
+
+
 # --------------------------------------------------------------------------- fitting
 def feature_columns(groups) -> tuple[list[int], list[str]]:
     """Indices and names of the feature columns of ``groups`` (in :data:`FEATURE_NAMES` order)."""
@@ -272,6 +336,8 @@ def fit_predictor(df, fit: FitSection, log=print, extra_columns=()):
     X = torch.tensor(df[cols].to_numpy(dtype=np.float64), dtype=torch.float32)
     y = torch.tensor(df["target"].to_numpy(dtype=np.float64), dtype=torch.float32)
     c = torch.tensor(score_class(df["target"].to_numpy()), dtype=torch.long)
+    lc = float(fit.logit_clip)
+    y_logit = torch.logit(torch.clamp(y, lc, 100.0 - lc) / 100)
     sub = X[:, idx]
     model.set_scaler(sub.mean(0), sub.std(0, unbiased=False))
     opt = torch.optim.AdamW(model.parameters(), lr=float(fit.lr), weight_decay=float(fit.weight_decay))
@@ -286,9 +352,12 @@ def fit_predictor(df, fit: FitSection, log=print, extra_columns=()):
         ce = torch.nn.functional.cross_entropy(out["logits"], c, weight=cw)
         reg = torch.mean((out["raw"] - y / 100) ** 2)
         loss = ce + float(fit.reg_weight) * reg
+        if float(fit.logit_weight) > 0:
+            loss = loss + float(fit.logit_weight) * torch.mean((out["score_logit"] - y_logit) ** 2)
         if lo_i is not None and len(lo_i):
             # the corpus engine's order: within a sweep, a higher severity scores lower
-            gap = out["raw"][lo_i] - out["raw"][hi_i]
+            sc = out["score_logit"] if fit.rank_on_logit else out["raw"]
+            gap = sc[lo_i] - sc[hi_i]
             loss = loss + float(fit.rank_weight) * torch.mean(torch.relu(float(fit.rank_margin) - gap))
         loss.backward()
         opt.step()
@@ -386,6 +455,7 @@ def train_predictor(tc: PredictorTrainConfig, out, log=print, workdir=None) -> d
     fit = tc.fit
     if int(fit.seed) != int(tc.seed):
         fit = FitSection(**{**asdict(fit), "seed": int(tc.seed)})
+    df = fit_rows(df, tc.corpus, fit, log)
     model, hist = fit_predictor(df, fit, log)
     pt = predict_table(model, df)
     from scipy.stats import spearmanr

@@ -237,7 +237,8 @@ def param_coding_features(root, table, metric, log=print, align: bool = True):
 
 
 # --------------------------------------------------------------------------- synthetic sweeps
-def _sweep_config(fmt: str, source: str, family: str, duration_s: float, hrtf: str, voices, heads=None) -> dict:
+def _sweep_config(fmt: str, source: str, family: str, duration_s: float, hrtf: str, voices, heads=None,
+                  room_probability: float = 0.0) -> dict:
     from ..data.config import validate_config
 
     deg, opts, _ = FAMILIES[family]
@@ -249,21 +250,23 @@ def _sweep_config(fmt: str, source: str, family: str, duration_s: float, hrtf: s
         "scene": {"formats": {fmt: 1.0}, "hrtf": hrtf,
                   "sources": {"count": [1, 1], "types": {source: 1.0}, "level_dbfs": [-30, -20]},
                   "speech": {"engines": {"espeak": 1.0}, "voices": list(voices)},
-                  "room": {"probability": 1.0 if family == "reverb" else 0.0}},
+                  "room": {"probability": 1.0 if family == "reverb" else float(room_probability)}},
         "degradations": {"types": {deg: 1.0}, "options": options},
     })
 
 
 def sweep(family: str, fmt: str, source: str, severities, seed: int, index: int, *, duration_s: float = 1.5,
-          hrtf: str = "default", voices=("en-us",), heads=None):
+          hrtf: str = "default", voices=("en-us",), heads=None, room_probability: float = 0.0):
     """One scene of ``source`` in ``fmt`` degraded by ``family`` at each severity, all random
     choices (codec, sign, axis, noise) fixed across severities. Returns ``(ref (C, T),
-    [deg (C, T) per severity])`` float64 at 48 kHz; deterministic in ``(seed, index)``."""
+    [deg (C, T) per severity])`` float64 at 48 kHz; deterministic in ``(seed, index)``.
+    The scene is in a room for ``reverb`` (always) and with ``room_probability`` for the other
+    families (0: anechoic, as the quality sweeps are)."""
     from ..data.degradations import DEGRADATIONS, apply_signal_degradation, degradation_params
     from ..data.scenes import _source_signals, render_scene, sample_scene, scene_mods
     from ..formats import parse_format
 
-    cfg = _sweep_config(fmt, source, family, duration_s, hrtf, voices, heads)
+    cfg = _sweep_config(fmt, source, family, duration_s, hrtf, voices, heads, room_probability)
     ss = np.random.SeedSequence([int(seed), int(index)])
     r_scene, r_chain = (np.random.default_rng(s) for s in ss.spawn(2))
     scene = sample_scene(cfg, r_scene)

@@ -20,7 +20,17 @@ group by columns:
   side/mid level of the excerpt;
   ambisonics: mean/spread of the diffuseness from :func:`spaq.auditory.doa.intensity_vectors`
   and the energy share of the directional (order >= 1) channels; zeros where they do not apply;
-* ``format`` (4): one-hot binaural / FOA / HOA (order >= 2) / mono.
+* ``format`` (4): one-hot binaural / FOA / HOA (order >= 2) / mono;
+* ``temporal`` (6): how fast the sound decays and how its envelope fluctuates, of the same mix,
+  at a 5 ms resolution the 42 ms frames above cannot give (what reverberation and added noise
+  change first): in 3 band groups (250-1000, 1000-4000, 4000-12000 Hz) of a 10 ms STFT, the
+  *decay time* ``-60 / s10`` (seconds; ``s10`` the 10th percentile, over the frames within
+  40 dB of the group's loudest (levels floored 50 dB below it), of the level slope in dB/s, a least-squares line over 40 ms):
+  the steepest decays of dry sound are offsets (short), a room's are its reverberant tail
+  (``RT60``-like) and a noise floor stops them (long); and the *modulation ratio*: the
+  envelope's modulation energy at 2-10 Hz (syllables, notes) over that at 10-40 Hz, in dB
+  (smoothed by reverberation: higher; filled by noise: lower; after Falk et al.'s SRMR).
+  Appended after ``format`` so that the column indices of checkpoints made before it stay valid.
 
 Silence (every sample below ``SILENCE_DBFS``) gives finite features; the metric maps it to a
 defined answer itself.
@@ -51,8 +61,9 @@ BAND = [f"shape{i}" for i in range(8)] + ["range_low", "range_mid", "range_high"
 SPATIAL = ["ic_mean", "ic_spread", "ild_spread_db", "ipd_spread", "diffuseness_mean", "diffuseness_spread",
            "directional_share", "spatial_level_db"]
 FORMAT = [f"is_{k}" for k in FORMAT_KINDS]
-FEATURE_GROUPS = {"psycho": PSYCHO, "band": BAND, "spatial": SPATIAL, "format": FORMAT}
-FEATURE_NAMES = tuple(PSYCHO + BAND + SPATIAL + FORMAT)
+TEMPORAL = [f"decay_s_{g}" for g in ("low", "mid", "high")] + [f"modratio_db_{g}" for g in ("low", "mid", "high")]
+FEATURE_GROUPS = {"psycho": PSYCHO, "band": BAND, "spatial": SPATIAL, "format": FORMAT, "temporal": TEMPORAL}
+FEATURE_NAMES = tuple(PSYCHO + BAND + SPATIAL + FORMAT + TEMPORAL)
 N_FEATURES = len(FEATURE_NAMES)
 
 _CACHE: dict = {}
@@ -161,6 +172,60 @@ def _psycho_band(m: torch.Tensor, sample_rate: int) -> tuple[torch.Tensor, torch
     return psycho, band
 
 
+_T_GROUPS = ((250.0, 1000.0), (1000.0, 4000.0), (4000.0, 12000.0))
+_T_SLOPE_S = 0.04     # least-squares slope over this span
+_T_RANGE_DB = 40.0    # frames within this of the group's loudest count
+_T_FLOOR_DB = 50.0    # levels floored this far below the group's loudest frame
+
+
+def _temporal(m: torch.Tensor, sample_rate: int) -> torch.Tensor:
+    """``(B, T)`` mono mix -> ``(B, 6)``: decay time (s) and modulation ratio (dB) per band group
+    (see the module docstring)."""
+    n_fft = 1 << int(math.ceil(math.log2(0.01 * sample_rate)))  # ~10 ms window
+    hop = n_fft // 2
+    fr = sample_rate / hop  # frames per second
+    if m.shape[-1] < 2 * n_fft:
+        m = torch.nn.functional.pad(m, (0, 2 * n_fft - m.shape[-1]))
+    win = torch.hann_window(n_fft, dtype=m.dtype, device=m.device)
+    s = torch.stft(m, n_fft, hop, window=win, center=False, return_complex=True)
+    p = s.real ** 2 + s.imag ** 2  # (B, K, N)
+    f = torch.linspace(0, sample_rate / 2, p.shape[-2], dtype=m.dtype, device=m.device)
+    n = p.shape[-1]
+    k = max(3, int(round(_T_SLOPE_S * fr)))
+    tt = torch.arange(k, dtype=m.dtype, device=m.device) - (k - 1) / 2
+    decay, modr = [], []
+    for lo, hi in _T_GROUPS:
+        sel = (f >= lo) & (f < min(hi, 0.45 * sample_rate))
+        if not bool(sel.any()):
+            z = torch.zeros(m.shape[0], dtype=m.dtype, device=m.device)
+            decay.append(z)
+            modr.append(z)
+            continue
+        e = p[:, sel, :].sum(1)  # (B, N) band power envelope
+        lv = 10 * torch.log10(e + 1e-12)
+        # a floor 50 dB below the group's loudest frame: digital silence between notes would
+        # otherwise make every offset fall 100 dB (a floor any recording has)
+        lv = torch.maximum(lv, lv.amax(-1, keepdim=True) - _T_FLOOR_DB)
+        if n >= k:
+            win_lv = lv.unfold(-1, k, 1)  # (B, N-k+1, k)
+            slope = (win_lv * tt).sum(-1) / (tt * tt).sum() * fr  # dB/s
+            mid_lv = win_lv.mean(-1)
+        else:
+            slope = torch.zeros(m.shape[0], 1, dtype=m.dtype, device=m.device)
+            mid_lv = lv.mean(-1, keepdim=True)
+        active = mid_lv >= mid_lv.amax(-1, keepdim=True) - _T_RANGE_DB
+        s10 = torch.stack([torch.quantile(slope[b][active[b]], 0.10) for b in range(m.shape[0])])
+        decay.append((60.0 / torch.clamp(-s10, min=20.0)).clamp(max=3.0))  # 3 s: no decay seen
+        env = e / e.mean(-1, keepdim=True).clamp_min(1e-20)
+        spec = torch.fft.rfft(env - env.mean(-1, keepdim=True), dim=-1)
+        fm = torch.fft.rfftfreq(n, d=1.0 / fr).to(m.dtype)
+        pm = spec.real ** 2 + spec.imag ** 2
+        low = pm[:, (fm >= 2.0) & (fm < 10.0)].sum(-1)
+        high = pm[:, (fm >= 10.0) & (fm < 40.0)].sum(-1)
+        modr.append((10 * torch.log10((low + 1e-12) / (high + 1e-12))).clamp(-30.0, 30.0))
+    return torch.stack(decay + modr, -1)
+
+
 def _loudest(x: torch.Tensor, n: int) -> torch.Tensor:
     """The loudest ``n``-sample excerpt of each item (``(B, C, T)``, starts on steps of ``n // 10``)."""
     t = x.shape[-1]
@@ -236,5 +301,6 @@ def predictor_features(x: torch.Tensor, sample_rate: int, kind: str) -> torch.Te
         spatial = torch.zeros(x.shape[0], len(SPATIAL), dtype=torch.float64, device=x.device)
     onehot = torch.zeros(x.shape[0], len(FORMAT_KINDS), dtype=torch.float64, device=x.device)
     onehot[:, FORMAT_KINDS.index(kind)] = 1.0
-    out = torch.cat([psycho, band, spatial, onehot], -1)
+    temporal = _temporal(m, sample_rate).to(torch.float64)
+    out = torch.cat([psycho, band, spatial, onehot, temporal], -1)
     return torch.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
