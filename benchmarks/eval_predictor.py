@@ -120,12 +120,12 @@ def ladders(pt, df, audible_only: bool = True) -> dict:
 
 
 def embedding_table(audio_dir, df):
-    """BAST encoder embedding (spaq's own encoder, ``spaq.study.encoders``; mean over its 0.48 s
+    """BAST encoder embedding (spaq's own encoder, ``spaq.metrics.encoders``; mean over its 0.48 s
     windows, 96 values) of each row's mono mix, from the audio ``make_split`` kept."""
     import pandas as pd
 
     from spaq.io import resample
-    from spaq.study.encoders import BastEncoder
+    from spaq.metrics.encoders import BastEncoder
 
     enc = BastEncoder()
     rows = {}

@@ -1,4 +1,7 @@
-"""Audio encoders for embedding studies, behind one small interface.
+"""Audio encoders, behind one small interface: the embedding studies (``spaq study
+embeddings``) and the reference-free ``predictor``'s optional embedding (:func:`signal_embedding`)
+use them. They sit in the metrics layer (not in ``spaq.study``, where they began) so that a
+metric may compute an embedding at inference; ``spaq.study.encoders`` re-exports this module.
 
 An :class:`Encoder` has a ``name``, the ``sample_rate`` it takes and ``embed(x)``: mono
 waveforms ``(B, T)`` (torch, at ``sample_rate``) -> frame embeddings ``(B, frames, dim)``.
@@ -26,6 +29,15 @@ A binaural encoder (``binaural = True``) takes ``(B, 2, T)`` (left, right) inste
   returns ``(B, frames, dim)`` (or ``(B, dim)``: one frame). spaq never downloads weights and
   does not re-implement VGGish's or OpenL3's spectrogram front-ends: export them inside the
   model. ``NAME@RATE=PATH`` loads any other such model under ``NAME`` at ``RATE`` Hz.
+* ``hf=DIR`` (``hf@LAYER=DIR``): a wav2vec2-family model (Wav2Vec2, HuBERT, WavLM, ...) saved
+  with ``transformers``' ``save_pretrained`` in the **local directory** ``DIR``, loaded with
+  ``AutoModel.from_pretrained(DIR, local_files_only=True)`` (never a download; needs
+  ``pip install 'spaq[wav2vec2]'``). Input as its feature extractor prepares it: at the
+  ``sampling_rate`` of ``DIR/preprocessor_config.json`` (16 kHz when absent), zero-mean
+  unit-variance per utterance when it says ``do_normalize`` (the default when absent) ->
+  ``last_hidden_state`` ``(B, frames, hidden_size)`` (frames: the conv feature encoder's
+  strides, 20 ms for the usual models); ``@LAYER`` takes ``hidden_states[LAYER]`` instead
+  (0 = the projected CNN features, ``num_hidden_layers`` = the last).
 """
 from __future__ import annotations
 
@@ -37,7 +49,7 @@ import torch
 from ..errors import SpaqError, SpaqInputError
 
 __all__ = ["Encoder", "BastEncoder", "SqmEncoder", "ResemblyzerEncoder", "CdpamEncoder", "TorchScriptEncoder", "OnnxEncoder",
-           "NAMED", "PRESETS", "load_encoder"]
+           "HFEncoder", "NAMED", "PRESETS", "load_encoder", "signal_embedding"]
 
 #: preset name -> the sample rate its exported model takes
 PRESETS = {"wav2vec2": 16000, "vggish": 16000, "openl3": 48000}
@@ -209,6 +221,63 @@ class OnnxEncoder(Encoder):
         return torch.from_numpy(np.asarray(y))
 
 
+class HFEncoder(Encoder):
+    """A ``transformers`` wav2vec2-family model from a local ``save_pretrained`` directory (module
+    docstring: ``hf=DIR``). ``layer``: None for ``last_hidden_state``, else ``hidden_states[layer]``."""
+
+    def __init__(self, path: str, layer: int | None = None, name: str = "hf"):
+        import json
+
+        path = os.path.expanduser(str(path))
+        self.name, self.path, self.layer = name, path, layer
+        if not os.path.isfile(os.path.join(path, "config.json")):
+            raise SpaqError(f"encoder {name}: {path} is not a transformers model directory (no config.json; "
+                            "spaq loads local save_pretrained directories only)")
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never the network, whatever else the user set
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        try:
+            import transformers
+        except ImportError as e:
+            raise SpaqError(f"encoder {name} needs the transformers package: pip install 'spaq[wav2vec2]' "
+                            f"({str(e).splitlines()[0]})") from None
+        pre = {}
+        pp = os.path.join(path, "preprocessor_config.json")
+        if os.path.isfile(pp):
+            try:
+                with open(pp, encoding="utf-8") as f:
+                    pre = json.load(f)
+            except (OSError, ValueError) as e:
+                raise SpaqError(f"encoder {name}: cannot read {pp}: {str(e).splitlines()[0]}") from None
+        self.sample_rate = int(pre.get("sampling_rate", 16000))
+        self.normalize = bool(pre.get("do_normalize", True))
+        try:
+            transformers.utils.logging.disable_progress_bar()
+            self.model = transformers.AutoModel.from_pretrained(path, local_files_only=True).eval()
+        except Exception as e:
+            raise SpaqError(f"encoder {name}: cannot load the transformers model in {path}: "
+                            f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}") from None
+        n_layers = int(getattr(self.model.config, "num_hidden_layers", 0))
+        if layer is not None and not 0 <= layer <= n_layers:
+            raise SpaqError(f"encoder {name}: layer {layer} out of range 0..{n_layers}")
+        self.model.float()
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, T)`` -> the model's input: zero-mean unit-variance per utterance when the
+        preprocessor config says ``do_normalize`` (``Wav2Vec2FeatureExtractor``'s formula,
+        variance + 1e-7), float32."""
+        x = x.to(torch.float32)
+        if self.normalize:
+            x64 = x.to(torch.float64)
+            m = x64.mean(dim=-1, keepdim=True)
+            v = x64.var(dim=-1, unbiased=False, keepdim=True)
+            x = ((x64 - m) / torch.sqrt(v + 1e-7)).to(torch.float32)
+        return x
+
+    def embed(self, x):
+        out = self.model(self.prepare(x), output_hidden_states=self.layer is not None)
+        return out.last_hidden_state if self.layer is None else out.hidden_states[self.layer]
+
+
 #: encoders known by name (no file argument): name -> class; a new one (e.g. ``sqm``'s encoder)
 #: is an :class:`Encoder` subclass with ``name``, ``sample_rate`` and ``embed``, added here
 NAMED = {"bast": BastEncoder, "sqm": SqmEncoder, "resemblyzer": ResemblyzerEncoder, "cdpam": CdpamEncoder}
@@ -216,16 +285,23 @@ NAMED = {"bast": BastEncoder, "sqm": SqmEncoder, "resemblyzer": ResemblyzerEncod
 
 def load_encoder(spec: str) -> Encoder:
     """A name of :data:`NAMED` (``bast``, ``sqm``, ``resemblyzer``, ``cdpam``), ``"PRESET=PATH"``
-    (``wav2vec2``, ``vggish``, ``openl3``) or ``"NAME@RATE=PATH"`` -> an :class:`Encoder`
+    (``wav2vec2``, ``vggish``, ``openl3``), ``"NAME@RATE=PATH"`` or ``"hf=DIR"`` /
+    ``"hf@LAYER=DIR"`` (a local transformers model directory) -> an :class:`Encoder`
     (local files or weights inside installed packages only)."""
     spec = str(spec).strip()
     if spec in NAMED:
         return NAMED[spec]()
     name, sep, path = spec.partition("=")
     if not sep or not path:
-        raise SpaqError(f"encoder {spec!r}: use {', '.join(NAMED)}, PRESET=PATH ({', '.join(PRESETS)}) or "
-                        "NAME@RATE=PATH")
+        raise SpaqError(f"encoder {spec!r}: use {', '.join(NAMED)}, PRESET=PATH ({', '.join(PRESETS)}), "
+                        "NAME@RATE=PATH or hf[@LAYER]=DIR")
     name, _, rate = name.partition("@")
+    if name == "hf":  # for hf the @ part is the layer: the rate is the saved preprocessor's
+        try:
+            layer = int(rate) if rate else None
+        except ValueError:
+            raise SpaqError(f"encoder {spec!r}: hf@LAYER=DIR takes an integer layer") from None
+        return HFEncoder(path, layer, name=name)
     if rate:
         try:
             sr = int(rate)
@@ -241,3 +317,36 @@ def load_encoder(spec: str) -> Encoder:
     if path.lower().endswith(".onnx"):
         return OnnxEncoder(path, sr, name)
     return TorchScriptEncoder(path, sr, name)
+
+
+def signal_embedding(encoder: Encoder, x, sample_rate: int, kind: str) -> torch.Tensor:
+    """The mean-over-frames embedding of each signal: ``x (B, C, T)`` at ``sample_rate`` (torch or
+    numpy) of ``kind`` (``binaural``, ``foa``, ``hoa``, ``mono``; see
+    :func:`spaq.metrics.functional.predictor.signal_kind`) -> ``(B, dim)`` float64.
+
+    The encoder's input: a mono encoder gets the ears' mean (binaural) or the channel W
+    (ambisonics) or the channel (mono) (:func:`~spaq.metrics.functional.predictor.mono_mix`); a
+    binaural one gets both ears (binaural), mono fed to both ears, or ambisonics through the
+    classic metrics' shared binaural decode (:func:`~spaq.metrics.functional.classic.channels_for`).
+    Then :func:`spaq.io.resample` to ``encoder.sample_rate``."""
+    from ..io import resample
+    from .functional.predictor import mono_mix
+
+    x = torch.as_tensor(np.asarray(x, dtype=np.float64) if not isinstance(x, torch.Tensor) else x).to(torch.float64)
+    if x.dim() != 3:
+        raise SpaqInputError(f"encoder {encoder.name}: expected (batch, channels, time), got {tuple(x.shape)}")
+    if not encoder.binaural:
+        v = mono_mix(x, "binaural" if kind == "binaural" else "mono")  # W is channel 0 of ACN
+    elif kind == "binaural":
+        v = x
+    elif kind == "mono":
+        v = torch.cat([x[:, :1], x[:, :1]], dim=1)
+    else:
+        from .functional.classic import channels_for
+
+        views = channels_for(x, None, int(sample_rate))
+        v = torch.stack([views["left"], views["right"]], dim=1)
+    v = v.numpy()
+    if int(sample_rate) != int(encoder.sample_rate):
+        v = resample(v, int(sample_rate), int(encoder.sample_rate))
+    return encoder(torch.from_numpy(np.ascontiguousarray(v))).mean(dim=1)
