@@ -4,7 +4,6 @@ tiny random wav2vec2 saved locally (never a download), a predictor trained with 
 the shipped features-only ``predictor_v1`` unchanged."""
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 
