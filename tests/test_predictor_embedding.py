@@ -14,7 +14,7 @@ import torch
 import spaq
 from spaq.cli import main
 from spaq.errors import SpaqError
-from spaq.metrics.encoders import HFEncoder, load_encoder, signal_embedding
+from spaq.metrics.encoders import Encoder, HFEncoder, load_encoder, signal_embedding
 
 from conftest import binaural_noise
 
@@ -168,3 +168,43 @@ def test_shipped_predictor_is_features_only_and_unchanged():
     with torch.no_grad():
         want = m.model(predictor_features(x, 48000, "binaural"))["score"]
     assert torch.equal(m.predict_tensor(x)["score"], want.double())
+
+
+class _Recorder(Encoder):
+    """An encoder that keeps its input and returns its first samples as 2 frames."""
+
+    name = "rec"
+
+    def __init__(self, binaural: bool, rate: int):
+        self.binaural, self.sample_rate = binaural, rate
+
+    def embed(self, x):
+        self.seen = x
+        return torch.stack([x[..., :3].reshape(x.shape[0], -1)] * 2, dim=1)
+
+
+def test_signal_embedding_gives_each_format_the_encoders_view():
+    from spaq.metrics.functional.classic import channels_for
+
+    g = np.random.default_rng(0)
+    x2, x4, x1 = (torch.from_numpy(g.standard_normal((1, c, 4800))) for c in (2, 4, 1))
+    mono = _Recorder(False, 48000)
+    signal_embedding(mono, x2, 48000, "binaural")
+    assert torch.allclose(mono.seen.double(), x2.mean(1).float().double())
+    signal_embedding(mono, x4, 48000, "foa")
+    assert torch.equal(mono.seen, x4[:, 0].float())  # W
+    signal_embedding(mono, x1, 48000, "mono")
+    assert torch.equal(mono.seen, x1[:, 0].float())
+    bi = _Recorder(True, 48000)
+    signal_embedding(bi, x1, 48000, "mono")
+    assert torch.equal(bi.seen, x1[:, [0, 0]].float())  # mono to both ears
+    signal_embedding(bi, x2, 48000, "binaural")
+    assert torch.equal(bi.seen, x2.float())
+    signal_embedding(bi, x4, 48000, "foa")
+    v = channels_for(x4, None, 48000)
+    assert torch.equal(bi.seen, torch.stack([v["left"], v["right"]], 1).float())  # the shared binaural decode
+    low = _Recorder(False, 16000)
+    e = signal_embedding(low, x2, 48000, "binaural")
+    assert low.seen.shape == (1, 1600) and e.shape == (1, 3)  # resampled to the encoder's rate
+    assert torch.allclose(low.seen.double(), torch.from_numpy(spaq.io.resample(x2.mean(1).numpy(), 48000, 16000)).float()
+                          .double())

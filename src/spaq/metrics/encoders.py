@@ -250,12 +250,17 @@ class HFEncoder(Encoder):
                 raise SpaqError(f"encoder {name}: cannot read {pp}: {str(e).splitlines()[0]}") from None
         self.sample_rate = int(pre.get("sampling_rate", 16000))
         self.normalize = bool(pre.get("do_normalize", True))
+        tl = transformers.utils.logging
+        bar = tl.is_progress_bar_enabled()
+        tl.disable_progress_bar()  # no "Loading weights" bar on stderr (restored below)
         try:
-            transformers.utils.logging.disable_progress_bar()
             self.model = transformers.AutoModel.from_pretrained(path, local_files_only=True).eval()
         except Exception as e:
             raise SpaqError(f"encoder {name}: cannot load the transformers model in {path}: "
                             f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}") from None
+        finally:
+            if bar:
+                tl.enable_progress_bar()
         n_layers = int(getattr(self.model.config, "num_hidden_layers", 0))
         if layer is not None and not 0 <= layer <= n_layers:
             raise SpaqError(f"encoder {name}: layer {layer} out of range 0..{n_layers}")
