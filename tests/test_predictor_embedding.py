@@ -72,15 +72,19 @@ def test_hf_encoder_equals_transformers_on_the_normalised_input(tiny_w2v):
     assert e.shape == (1, 16) and torch.allclose(e, enc(m).mean(1), atol=1e-12)
 
 
-def test_hf_encoder_errors_are_one_line(tmp_path, tiny_w2v, monkeypatch):
+def test_hf_encoder_errors_are_one_line(tmp_path, monkeypatch):
+    """Without transformers installed too: the checks before the import and the install line."""
+    d = tmp_path / "model"
+    d.mkdir()
+    (d / "config.json").write_text('{"model_type": "wav2vec2"}')
     for spec, match in [(f"hf={tmp_path / 'nowhere'}", "no config.json"), (f"hf={tmp_path}", "no config.json"),
-                        (f"hf@x={tiny_w2v}", "integer layer")]:
+                        (f"hf@x={d}", "integer layer")]:
         with pytest.raises(SpaqError, match=match) as e:
             load_encoder(spec)
         assert "\n" not in str(e.value)
     monkeypatch.setitem(sys.modules, "transformers", None)
     with pytest.raises(SpaqError, match=r"pip install 'spaq\[wav2vec2\]'") as e:
-        load_encoder(f"hf={tiny_w2v}")
+        load_encoder(f"hf={d}")
     assert "\n" not in str(e.value)
 
 
