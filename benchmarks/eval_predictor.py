@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -29,9 +28,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from spaq.train.predictor import reverb_longer as _reverb_longer  # noqa: E402
-from spaq.train.predictor import (CorpusSplit, FitSection, PredictorTrainConfig, _calib, fit_calibration,  # noqa: E402
-                                  fit_predictor, fit_rows, loso_calibration, mushra_predictor_table, mushra_stats,
-                                  predict_table, score_class, split_records)
+from spaq.train.predictor import (CorpusSplit, FitSection, PredictorTrainConfig, _calib, embedding_table,  # noqa: E402
+                                  fit_calibration, fit_predictor, fit_rows, loso_calibration, mushra_predictor_table,
+                                  mushra_stats, predict_table, score_class, split_records)
 
 #: the held-out split: other seed, voices and head than configs/train/predictor.yaml
 HELD_OUT = dict(seed=9900, voices=["en-gb", "it", "es-419", "fr-be"], heads=["sonicom-2"], scenes=1)
@@ -101,28 +100,6 @@ def ladders(pt, df, audible_only: bool = True) -> dict:
     return out
 
 
-def embedding_table(audio_dir, df):
-    """BAST encoder embedding (spaq's own encoder, ``spaq.study.encoders``; mean over its 0.48 s
-    windows, 96 values) of each row's mono mix, from the audio ``make_split`` kept."""
-    import pandas as pd
-
-    from spaq.io import resample
-    from spaq.study.encoders import BastEncoder
-
-    enc = BastEncoder()
-    rows = {}
-    for (sw, fmt), g in df.groupby(["sweep", "format"]):
-        x = np.load(os.path.join(audio_dir, f"{int(sw):05d}_{fmt}.npy")).astype(np.float64)  # (S, C, T)
-        m = x.mean(1) if fmt == "binaural" else x[:, 0]
-        m = resample(m, 48000, enc.sample_rate)
-        e = enc(torch.from_numpy(m)).mean(1).numpy()  # (S, 96)
-        sev = sorted(g["severity"].unique())
-        for i, r in g.iterrows():
-            rows[i] = e[sev.index(r["severity"])]
-    E = np.stack([rows[i] for i in df.index])
-    return pd.DataFrame(E, index=df.index, columns=[f"emb{j}" for j in range(E.shape[1])])
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--workdir", required=True)
@@ -167,14 +144,15 @@ def main():
         abl[name] = s
     if a.audio_train and a.audio_test:
         t1 = time.process_time()
-        et, ee = embedding_table(a.audio_train, train), embedding_table(a.audio_test, test)
+        # spaq's BAST encoder, the mono mix the metric gives it (spaq.train.predictor.embedding_table):
+        # the same model `fit.embedding: bast` would train
+        et, ee = embedding_table(a.audio_train, train, "bast"), embedding_table(a.audio_test, test, "bast")
         emb_cpu = time.process_time() - t1
         tr2, te2 = train.join(et), test.join(ee)
-        mt_e = None
         for name, groups in (("BAST embedding (96) + format", ["format"]),
                              ("shipped features + BAST embedding", ["psycho", "band", "spatial", "format"])):
-            fit = FitSection(**{**{k: getattr(tc.fit, k) for k in tc.fit.keys()}, "groups": groups})
-            mdl, _ = fit_predictor(tr2, fit, log=lambda m: None, extra_columns=list(et.columns))
+            fit = FitSection(**{**{k: getattr(tc.fit, k) for k in tc.fit.keys()}, "groups": groups, "embedding": "bast"})
+            mdl, _ = fit_predictor(tr2, fit, log=lambda m: None)
             pt2 = predict_table(mdl, te2)
             s = corpus_stats(pt2, te2)
             s["mushra_loso_pearson"] = float("nan")

@@ -16,6 +16,6 @@ fi
 # The README's first command's torch step (CPU build from PyTorch's CPU index, which pip skips
 # quickly where it cannot be reached and a local torch-2.13.0+cpu wheel is configured):
 python -m pip install -q torch==2.13.0 --extra-index-url https://download.pytorch.org/whl/cpu --retries 1 --timeout 10
-python -m pip install -q -e '.[data,test,classic]'
+python -m pip install -q -e '.[data,test,classic,wav2vec2]'   # wav2vec2: transformers (~170 MB, ~20 s), for the hf=DIR tests
 python -m pip install -q --no-deps spatialaudiometrics || echo "note: spatialaudiometrics (SONICOM heads) not installed; its tests skip" >&2
 python -m pytest -p no:cacheprovider "$@"

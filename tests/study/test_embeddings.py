@@ -12,7 +12,7 @@ import torch
 
 from spaq.errors import SpaqError
 from spaq.study.embeddings import CSV_COLUMNS, frame_cosine, pair_similarity
-from spaq.study.encoders import BastEncoder, Encoder, SqmEncoder, load_encoder
+from spaq.metrics.encoders import BastEncoder, Encoder, SqmEncoder, load_encoder
 
 FS = 16000
 

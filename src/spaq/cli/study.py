@@ -13,7 +13,8 @@ def embeddings_cmd(
     encoder: list[str] = typer.Option(["bast"], "--encoder", "-e",
                                       help="bast, sqm (spaq's own), resemblyzer, cdpam (weights inside their packages), "
                                            "wav2vec2=PATH, vggish=PATH, openl3=PATH or NAME@RATE=PATH "
-                                           "(local TorchScript/ONNX files; repeatable)."),
+                                           "(local TorchScript/ONNX files), hf[@LAYER]=DIR (a local transformers "
+                                           "wav2vec2/HuBERT/WavLM directory); repeatable."),
     metric: list[str] = typer.Option(None, "--metric", "-m", help="Classic metrics to compare with (repeatable; "
                                                                    "default pesq, stoi, si_sdr, mrstft, loudness)."),
     n_boot: int = typer.Option(1000, "--n-boot", help="Bootstrap resamples for the intervals."),

@@ -6,7 +6,10 @@ Functional core: :func:`spaq.metrics.functional.predictor.predictor_features` (p
 band/modulation and spatial features) and :class:`spaq.models.predictor.PredictorNet` (a
 multi-task MLP with its scalers and MUSHRA calibration in one checkpoint, ``predictor_v1``,
 shipped in the package; ``spaq train predictor configs/train/predictor.yaml`` reproduces it).
-Silence (every sample below -90 dBFS) has a defined answer: score 0, class ``low`` with
+A checkpoint trained with an audio embedding (``fit.embedding``; the shipped ``predictor_v1`` has
+none) names its encoder (:mod:`spaq.metrics.encoders` spec, e.g. ``hf=DIR``); the metric loads it
+and appends the mean-over-frames embedding (:func:`spaq.metrics.encoders.signal_embedding`) to the
+features. Silence (every sample below -90 dBFS) has a defined answer: score 0, class ``low`` with
 probability 1, and a warning.
 """
 from __future__ import annotations
@@ -56,6 +59,15 @@ class Predictor(Metric):
         self.model, self.meta = ck.load(w.path, architecture="predictor", sha256=w.sha256)
         self.model = self.model.double()  # a small MLP: float64 keeps batched == one by one to rounding
         self.sha256, self.source = w.sha256, w.source
+        self.encoder = None
+        spec = str(getattr(self.model.cfg, "embedding", "") or "")
+        if spec:
+            from .encoders import load_encoder
+
+            try:
+                self.encoder = load_encoder(spec)
+            except SpaqError as e:
+                raise SpaqError(f"{self.name}: checkpoint {w.path} needs its embedding encoder: {e}") from None
 
     def _kind(self, n_channels: int, fmt_kind: str | None = None) -> str:
         try:
@@ -76,6 +88,8 @@ class Predictor(Metric):
             raise SpaqInputError(f"{self.name}: input contains NaN or Inf samples")
         kind = kind or self._kind(x.shape[-2])
         f = predictor_features(x, self.sample_rate, kind)
+        if self.encoder is not None:
+            f = torch.cat([f, self.embedding(x, kind).to(f.dtype)], dim=-1)
         with torch.no_grad():
             o = self.model(f)
         proba = torch.softmax(o["logits"].double(), -1)
@@ -94,6 +108,18 @@ class Predictor(Metric):
         out["class_index"] = proba.argmax(-1).double()
         out["silent"] = silent.double()
         return out
+
+    def embedding(self, x: torch.Tensor, kind: str) -> torch.Tensor:
+        """``x (B, C, T)`` at 48 kHz -> ``(B, n_embedding)``: the checkpoint's encoder's
+        mean-over-frames embedding (the signal as in training)."""
+        from .encoders import signal_embedding
+
+        e = signal_embedding(self.encoder, x.detach().cpu(), self.sample_rate, kind)
+        n = int(self.model.cfg.n_embedding)
+        if e.shape[-1] != n:
+            raise SpaqError(f"{self.name}: the encoder {self.model.cfg.embedding} gives {e.shape[-1]} values, "
+                            f"the checkpoint was trained on {n}")
+        return e
 
     def forward(self, ref, deg) -> dict:
         """``deg (B, C, T)`` at 48 kHz (``ref`` ignored; checked when given): 2 channels are
@@ -117,7 +143,8 @@ class Predictor(Metric):
             warn.append(f"silent input (below {SILENCE_DBFS:.0f} dBFS): score 0, class low by definition")
         res = self.result(s, out, pair=pair, warnings=warn,
                           provenance={"checkpoint_sha256": self.sha256, "weights_source": self.source,
-                                      "detected": kind})
+                                      "detected": kind, **({"embedding": self.model.cfg.embedding}
+                                                           if self.encoder is not None else {})})
         res.values["class"] = ([CLASS_NAMES[i] for i in idx] if pair.batched else CLASS_NAMES[idx[0]])
         res.values["detected_format"] = kind
         return res

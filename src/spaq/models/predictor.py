@@ -13,6 +13,13 @@ linear map fitted on MUSHRA ratings (buffers ``calib_a``, ``calib_b``):
 calibration live in the state_dict, so one checkpoint (``spaq.models.checkpoint``) holds all of
 it. ``feature_index`` (config) selects the columns of the full feature vector the network was
 trained on (the feature ablation drops groups this way).
+
+Optional audio embedding (``embedding``: an encoder spec of :func:`spaq.metrics.encoders.load_encoder`,
+``n_embedding`` its dimension; empty / 0 for the shipped ``predictor_v1``): the network's input is
+then the feature vector followed by the mean-over-frames embedding,
+``(B, n_features + n_embedding)``; the selected features and every embedding value are
+standardised by the same scaler buffers. The metric computes the embedding at inference from the
+spec stored in the checkpoint.
 """
 from __future__ import annotations
 
@@ -38,10 +45,17 @@ class PredictorConfig(ArchitectureConfig):
     hidden: list = field(default_factory=lambda: [64, 32])
     dropout: float = 0.1
     sample_rate: int = 48000
+    embedding: str = ""                     # encoder spec of the embedding appended to the features ("" = none)
+    n_embedding: int = 0                    # its dimension (mean over frames)
 
     @property
     def n_in(self) -> int:
-        return len(self.feature_index) or self.n_features
+        return (len(self.feature_index) or self.n_features) + int(self.n_embedding)
+
+    @property
+    def embedding_names(self) -> list:
+        """Column names of the embedding values in feature tables: ``emb0 .. emb{n-1}``."""
+        return [f"emb{j}" for j in range(int(self.n_embedding))]
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -52,8 +66,8 @@ class PredictorConfig(ArchitectureConfig):
 
 
 class PredictorNet(nn.Module):
-    """``forward(features (B, n_features)) -> {"logits" (B, 3), "score_logit" (B,) (the score head
-    before its sigmoid), "raw" (B,) 0..1, "score" (B,) 0..100,
+    """``forward(x (B, n_features + n_embedding)) -> {"logits" (B, 3), "score_logit" (B,) (the score
+    head before its sigmoid), "raw" (B,) 0..1, "score" (B,) 0..100,
     "mushra" (B,) 0..100}``."""
 
     def __init__(self, cfg: PredictorConfig):
@@ -64,7 +78,8 @@ class PredictorNet(nn.Module):
         self.register_buffer("std", torch.ones(n))
         self.register_buffer("calib_a", torch.zeros(()))
         self.register_buffer("calib_b", torch.ones(()))
-        idx = list(cfg.feature_index) or list(range(cfg.n_features))
+        idx = (list(cfg.feature_index) or list(range(cfg.n_features))) + list(
+            range(cfg.n_features, cfg.n_features + int(cfg.n_embedding)))  # the embedding: always all of it
         self.register_buffer("index", torch.tensor(idx, dtype=torch.long), persistent=False)
         layers, d = [], n
         for h in cfg.hidden:

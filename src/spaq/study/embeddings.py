@@ -254,8 +254,8 @@ def run_study(corpus, out_dir, encoders=("bast",), metrics=DEFAULT_METRICS, n_bo
               progress=None, resume: bool = False) -> dict:
     """Run the study on ``corpus`` (a corpus folder or a manifest, see
     :func:`spaq.batch.read_pairs`) and write its files into ``out_dir``. ``encoders``:
-    :class:`~spaq.study.encoders.Encoder` instances or specs for
-    :func:`~spaq.study.encoders.load_encoder`. Correlations: each encoder against each metric,
+    :class:`~spaq.metrics.encoders.Encoder` instances or specs for
+    :func:`~spaq.metrics.encoders.load_encoder`. Correlations: each encoder against each metric,
     the manifest's ``severity`` and listening scores (:data:`LISTENING_COLUMNS`, as
     ``listening``) when present, and each metric against those two. ``resume``: reuse the
     values of an earlier ``pairs.csv`` in ``out_dir`` (same ids and columns), so that adding an
@@ -271,7 +271,7 @@ def run_study(corpus, out_dir, encoders=("bast",), metrics=DEFAULT_METRICS, n_bo
     from ..batch import read_pairs
     from ..files import atomic_write
     from ..io import load_pair
-    from .encoders import Encoder, load_encoder
+    from ..metrics.encoders import Encoder, load_encoder
 
     encs = [e if isinstance(e, Encoder) else load_encoder(e) for e in encoders]
     if not encs:

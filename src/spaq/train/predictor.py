@@ -40,7 +40,8 @@ from ..errors import SpaqError
 from ..files import atomic_write
 
 __all__ = ["PredictorTrainConfig", "CorpusSplit", "make_split", "split_records", "fit_predictor", "train_predictor",
-           "mushra_predictor_table", "fit_calibration", "BANDS", "score_class"]
+           "mushra_predictor_table", "fit_calibration", "BANDS", "score_class", "embedding_table",
+           "mushra_embedding_table"]
 
 #: MUSHRA bands: class index 0 low (< 40), 1 medium (40..70), 2 high (>= 70)
 BANDS = (40.0, 70.0)
@@ -93,6 +94,7 @@ class FitSection(Section):
     logit_clip: float = 0.05
     rank_on_logit: bool = False  # the ranking hinge on the score head's logit instead of the 0..1 score
     groups: list[str] = field(default_factory=lambda: ["psycho", "band", "spatial", "format"])
+    embedding: str = ""        # encoder spec (spaq.metrics.encoders.load_encoder) appended to the features; "" = none
 
 
 @dataclass
@@ -216,18 +218,17 @@ def refeaturize(df, audio_dir):
     return df
 
 
-def split_records(split: CorpusSplit, cache: Path, log=print, audio_dir=None) -> "object":
+def split_records(split: CorpusSplit, cache: Path, log=print, audio_dir=None, keep_audio: bool = False) -> "object":
     """The split's table from ``cache`` (CSV) when it was made from the same split and the same
-    teacher (``quality`` parameters' sha256), else made and written there (atomically)."""
+    teacher (``quality`` parameters' sha256), else made and written there (atomically).
+    ``keep_audio``: the audio too, in the directory :func:`split_audio_dir` names beside the CSV
+    (made again when only the CSV is there); ``audio_dir``: keep it there when the split is made."""
     import pandas as pd
 
-    # the teacher's parameters are part of the key: a recalibrated quality metric gives new targets
-    t = _teacher()
-    ident = {"split": asdict(split), "teacher": [t.name, t.version, getattr(t, "sha256", None),
-                                                  getattr(t, "fast", None)]}
-    key = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
-    path = Path(cache).with_name(f"{Path(cache).stem}_{key}.csv")
-    if path.is_file():
+    path = split_cache_path(split, cache)
+    if keep_audio:
+        audio_dir = split_audio_dir(path)
+    if path.is_file() and (not keep_audio or Path(audio_dir).is_dir()):
         log(f"features from {path}")
         return pd.read_csv(path, keep_default_na=False)
     recs = make_split(split, log, audio_dir=audio_dir)
@@ -288,6 +289,71 @@ def fit_rows(df, split: CorpusSplit, fit: FitSection, log=print):
     return df[keep].reset_index(drop=True)
 
 
+def split_cache_path(split: CorpusSplit, cache) -> Path:
+    """The CSV :func:`split_records` caches ``split`` in: ``cache``'s stem + a key of the split
+    and the teacher."""
+    # the teacher's parameters are part of the key: a recalibrated quality metric gives new targets
+    t = _teacher()
+    ident = {"split": asdict(split), "teacher": [t.name, t.version, getattr(t, "sha256", None),
+                                                  getattr(t, "fast", None)]}
+    key = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
+    return Path(cache).with_name(f"{Path(cache).stem}_{key}.csv")
+
+
+def split_audio_dir(csv_path) -> Path:
+    """Where ``split_records(..., keep_audio=True)`` keeps the audio of the split cached in ``csv_path``."""
+    p = Path(csv_path)
+    return p.with_name(p.stem + "_audio")
+
+
+# --------------------------------------------------------------------------- embeddings
+def embedding_table(audio_dir, df, encoder="bast"):
+    """The mean-over-frames embedding of each row of ``df`` (a :func:`make_split` table), from the
+    audio ``make_split`` kept in ``audio_dir``: a DataFrame (index of ``df``) with columns
+    ``emb0 .. emb{dim-1}``. ``encoder``: an :class:`~spaq.metrics.encoders.Encoder` or a spec of
+    :func:`~spaq.metrics.encoders.load_encoder`; the signal it gets is the metric's
+    (:func:`~spaq.metrics.encoders.signal_embedding`), so training and inference agree."""
+    import pandas as pd
+
+    from ..metrics.encoders import Encoder, load_encoder, signal_embedding
+
+    enc = encoder if isinstance(encoder, Encoder) else load_encoder(encoder)
+    rows = {}
+    for (sw, fmt), g in df.groupby(["sweep", "format"]):
+        p = os.path.join(audio_dir, f"{int(sw):05d}_{fmt}.npy")
+        if not os.path.isfile(p):
+            raise SpaqError(f"embedding: {p} is missing (the split's kept audio is incomplete: delete the cached "
+                            f"table beside {audio_dir} to make it again)")
+        x = np.load(p).astype(np.float64)  # (S, C, T) at 48 kHz
+        e = signal_embedding(enc, x, 48000, fmt).numpy()  # (S, dim)
+        sev = sorted(g["severity"].unique())
+        for i, r in g.iterrows():
+            rows[i] = e[sev.index(r["severity"])]
+    E = np.stack([rows[i] for i in df.index])
+    return pd.DataFrame(E, index=df.index, columns=[f"emb{j}" for j in range(E.shape[1])])
+
+
+def mushra_embedding_table(root, table, encoder):
+    """The embedding columns (``emb0 ..``) of the rated files of ``table``
+    (:func:`mushra_predictor_table`), each scored alone as mono at 48 kHz as there."""
+    import pandas as pd
+    import soundfile as sf
+
+    from ..io import resample
+    from ..metrics.encoders import Encoder, load_encoder, signal_embedding
+
+    enc = encoder if isinstance(encoder, Encoder) else load_encoder(encoder)
+    rows = []
+    for _, r in table.iterrows():
+        x, fs = sf.read(str(Path(root) / "audio" / r["file"]), dtype="float64", always_2d=True)
+        x = x.T[:1]
+        if fs != 48000:
+            x = resample(x, fs, 48000)
+        rows.append(signal_embedding(enc, x[None], 48000, "mono")[0].numpy())
+    E = np.stack(rows)
+    return pd.DataFrame(E, index=table.index, columns=[f"emb{j}" for j in range(E.shape[1])])
+
+
 # --------------------------------------------------------------------------- fitting
 def feature_columns(groups) -> tuple[list[int], list[str]]:
     """Indices and names of the feature columns of ``groups`` (in :data:`FEATURE_NAMES` order)."""
@@ -321,6 +387,8 @@ def fit_predictor(df, fit: FitSection, log=print, extra_columns=()):
     (0..1 scale) [+ rank_weight * mean hinge(margin - (score(lower severity) - score(higher)))
     over consecutive severities of each sweep where the teacher's score drops]. Deterministic in ``fit.seed``. ``extra_columns``: more columns of ``df``
     appended to the feature vector (ablations of features the metric does not compute).
+    ``fit.embedding`` (an encoder spec): the model takes the embedding in ``df``'s columns
+    ``emb0 ..`` (:func:`embedding_table`) too, and the metric computes it at inference.
     Returns ``(model in eval mode, history)``."""
     from ..metrics.functional.predictor import FEATURE_NAMES
     from ..models.predictor import PredictorConfig, PredictorNet
@@ -330,15 +398,16 @@ def fit_predictor(df, fit: FitSection, log=print, extra_columns=()):
     cols = list(FEATURE_NAMES) + list(extra_columns)
     idx = idx + list(range(len(FEATURE_NAMES), len(cols)))
     names = names + list(extra_columns)
+    spec, emb = _embedding_columns(df, fit)
     cfg = PredictorConfig(n_features=len(cols), feature_index=idx, feature_names=names,
-                          hidden=list(fit.hidden), dropout=float(fit.dropout))
+                          hidden=list(fit.hidden), dropout=float(fit.dropout), embedding=spec, n_embedding=len(emb))
     model = PredictorNet(cfg)
-    X = torch.tensor(df[cols].to_numpy(dtype=np.float64), dtype=torch.float32)
+    X = torch.tensor(df[cols + emb].to_numpy(dtype=np.float64), dtype=torch.float32)
     y = torch.tensor(df["target"].to_numpy(dtype=np.float64), dtype=torch.float32)
     c = torch.tensor(score_class(df["target"].to_numpy()), dtype=torch.long)
     lc = float(fit.logit_clip)
     y_logit = torch.logit(torch.clamp(y, lc, 100.0 - lc) / 100)
-    sub = X[:, idx]
+    sub = X[:, model.index]  # the selected features (+ the embedding)
     model.set_scaler(sub.mean(0), sub.std(0, unbiased=False))
     opt = torch.optim.AdamW(model.parameters(), lr=float(fit.lr), weight_decay=float(fit.weight_decay))
     counts = torch.bincount(c, minlength=3).float().clamp_min(1)
@@ -368,6 +437,21 @@ def fit_predictor(df, fit: FitSection, log=print, extra_columns=()):
     return model, hist
 
 
+def _embedding_columns(df, fit) -> tuple[str, list]:
+    """``(spec, columns)`` of the embedding ``fit.embedding`` names ("", [] without one)."""
+    import re
+
+    spec = str(getattr(fit, "embedding", "") or "").strip()
+    if not spec:
+        return "", []
+    n = sum(1 for c in df.columns if re.fullmatch(r"emb\d+", str(c)))
+    cols = [f"emb{j}" for j in range(n)]
+    if not n or any(c not in df.columns for c in cols):
+        raise SpaqError(f"fit.embedding {spec!r}: the table has no embedding columns emb0..: add them with "
+                        "spaq.train.predictor.embedding_table")
+    return spec, cols
+
+
 def predict_table(model, df) -> dict:
     """Model outputs on the rows of ``df``: ``raw`` (0..100, the score, teacher scale), ``mushra``
     (listener-calibrated), ``proba`` (N, 3)."""
@@ -375,6 +459,7 @@ def predict_table(model, df) -> dict:
 
     known = set(FEATURE_NAMES)
     cols = list(FEATURE_NAMES) + [n for n in model.cfg.feature_names if n not in known]  # + ablation extras
+    cols += model.cfg.embedding_names
     X = torch.tensor(df[cols].to_numpy(dtype=np.float64), dtype=torch.float32)
     with torch.no_grad():
         o = model(X)
@@ -441,6 +526,27 @@ def mushra_stats(table, pred: np.ndarray) -> dict:
 
 
 # --------------------------------------------------------------------------- driver
+def _with_embedding(df, tc: PredictorTrainConfig, workdir, log=print):
+    """``(df with the embedding columns, the encoder, its spec)`` when the recipe sets
+    ``fit.embedding`` (from the split's audio kept beside its cached table), else
+    ``(df, None, "")``. A relative path in the spec (``NAME=PATH``) is taken below the recipe's
+    ``base_dir`` (as ``calibration.path``) and stored absolute in the checkpoint."""
+    spec = str(tc.fit.embedding or "").strip()
+    if not spec:
+        return df, None, ""
+    from ..metrics.encoders import load_encoder
+
+    name, sep, path = spec.partition("=")
+    if sep and path:
+        spec = f"{name}={tc.resolve_path(os.path.expanduser(path)).resolve()}"
+    c0 = time.process_time()
+    enc = load_encoder(spec)
+    audio = split_audio_dir(split_cache_path(tc.corpus, Path(workdir) / "predictor_train.csv"))
+    df = df.join(embedding_table(audio, df, enc))
+    log(f"embedding {spec}: {df.filter(regex=r'^emb[0-9]+$').shape[1]} values ({time.process_time() - c0:.0f} s CPU)")
+    return df, enc, spec
+
+
 def train_predictor(tc: PredictorTrainConfig, out, log=print, workdir=None) -> dict:
     """Run the recipe: corpus split (cached), teacher targets, features, network, calibration;
     write the checkpoint to ``out``. Returns a summary (CPU seconds included)."""
@@ -450,11 +556,12 @@ def train_predictor(tc: PredictorTrainConfig, out, log=print, workdir=None) -> d
     out = Path(out)
     workdir = Path(workdir) if workdir else out.parent
     workdir.mkdir(parents=True, exist_ok=True)
-    df = split_records(tc.corpus, workdir / "predictor_train.csv", log)
+    df = split_records(tc.corpus, workdir / "predictor_train.csv", log, keep_audio=bool(tc.fit.embedding))
     log(f"training split: {len(df)} items ({time.process_time() - c0:.0f} s CPU)")
+    df, encoder, spec = _with_embedding(df, tc, workdir, log)
     fit = tc.fit
-    if int(fit.seed) != int(tc.seed):
-        fit = FitSection(**{**asdict(fit), "seed": int(tc.seed)})
+    if int(fit.seed) != int(tc.seed) or spec != fit.embedding:
+        fit = FitSection(**{**asdict(fit), "seed": int(tc.seed), "embedding": spec})
     df = fit_rows(df, tc.corpus, fit, log)
     model, hist = fit_predictor(df, fit, log)
     pt = predict_table(model, df)
@@ -470,6 +577,8 @@ def train_predictor(tc: PredictorTrainConfig, out, log=print, workdir=None) -> d
             raise SpaqError(f"MUSHRA data not found at {root} (calibration.path in the config; "
                             f"calibration.apply: false trains without it)")
         mt = mushra_predictor_table(root, tc.calibration.ratings, log)
+        if encoder is not None:
+            mt = mt.join(mushra_embedding_table(root, mt, encoder))
         raw = predict_table(model, mt)["raw"]
         a, b = fit_calibration(raw, mt["mean"].to_numpy(dtype=np.float64))
         model.set_calibration(a, b)
