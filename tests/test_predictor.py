@@ -298,3 +298,30 @@ def test_logit_term_orders_the_saturated_tail():
     m, _ = fit_predictor(df, FitSection(epochs=300, logit_weight=0.5), log=lambda m: None)
     p = predict_table(m, df)["raw"]
     assert spearmanr(p[tail], df["target"][tail])[0] > 0.9
+
+
+def test_ensemble_averages_its_members_and_round_trips(tmp_path):
+    """``fit.members = K``: one checkpoint whose logits are the mean of K networks fitted from
+    seeds seed..seed+K-1, each equal to fitting it alone; saved and loaded unchanged."""
+    from spaq.metrics.functional.predictor import FEATURE_NAMES
+    from spaq.models import checkpoint
+    from spaq.train.predictor import FitSection, fit_predictor
+
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((80, len(FEATURE_NAMES)))
+    df = pd.DataFrame(X, columns=list(FEATURE_NAMES))
+    df["target"] = 100 / (1 + np.exp(-2 * X[:, 0]))
+    singles = [fit_predictor(df, FitSection(epochs=40, seed=5 + k), log=lambda m: None)[0] for k in range(3)]
+    ens, _ = fit_predictor(df, FitSection(epochs=40, seed=5, members=3), log=lambda m: None)
+    xt = torch.tensor(X, dtype=torch.float32)
+    with torch.no_grad():
+        outs = [m(xt) for m in singles]
+        o = ens(xt)
+        assert torch.allclose(o["score_logit"], torch.stack([u["score_logit"] for u in outs]).mean(0), atol=1e-5)
+        assert torch.allclose(o["logits"], torch.stack([u["logits"] for u in outs]).mean(0), atol=1e-5)
+        assert not torch.allclose(outs[0]["score_logit"], outs[1]["score_logit"])  # the members differ
+    checkpoint.save(tmp_path / "e.pt", ens, train={"note": "test"})
+    back, _ = checkpoint.load(tmp_path / "e.pt", architecture="predictor")
+    assert back.cfg.members == 3
+    with torch.no_grad():
+        assert torch.equal(back(xt)["score"], o["score"])

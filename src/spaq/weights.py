@@ -92,7 +92,7 @@ REGISTRY: dict[str, WeightSpec] = {
     "predictor_v1": WeightSpec(
         name="predictor_v1",
         url=None,
-        sha256="815bdb2489719aae068c66f7ed4380b20edd446ecfec6dccfb73f36ac0373ddd",
+        sha256="300ce86dfe6569387850a9ecaeee7f897b9d43ba7df2863538ee2bd2189f580b",
         filename="predictor_v1.pt",
         env_var="SPAQ_PREDICTOR_WEIGHTS",
         licence="MIT (spaq); trained on spaq corpus-engine scenes (KU100 and SONICOM-1 HRTFs) with spaq's quality "

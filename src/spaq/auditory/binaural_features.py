@@ -34,16 +34,26 @@ _FRONTENDS: dict = {}
 
 
 def feature_frontend(sample_rate: int, decimate: bool = True, frame_ms: float = 40.0,
-                     exact: bool = True) -> AuditoryFrontEnd:
+                     exact: bool = True, coarse: bool = False) -> AuditoryFrontEnd:
     """The shared front-end at ``sample_rate`` (fast decimated mode by default) with
     ``frame_ms`` frames, one per setting. ``exact=False`` (localisation): the fast mode without its
     exactness fallback (bands whose spectrum leaks out of their window or spreads over their skirts
     are recomputed from the whole spectrum otherwise; needed for QASTAnet's reference features of
-    band-limited material, not for direction cues: 4x faster on real content, mean cue change 0.003)."""
-    key = (int(sample_rate), bool(decimate), float(frame_ms), bool(exact))
+    band-limited material, not for direction cues: 4x faster on real content, mean cue change 0.003).
+    ``coarse=True`` (implies ``exact=False``; template localisation): each band at half the rate
+    (decimation safety 6 instead of 12 times its bandwidth: its skirts beyond 3 bandwidths fold
+    back at about -30 dB) from float32 ear spectra, another 1.5-1.7x on direction cues (mean cue
+    change 0.01; benchmarks/results/localizer_v2.md has the accuracy before and after)."""
+    exact = bool(exact) and not coarse
+    key = (int(sample_rate), bool(decimate), float(frame_ms), exact, bool(coarse))
     if key not in _FRONTENDS:
         kw = {} if exact else dict(window_tolerance=1.0, spread_tolerance=1.0)
-        _FRONTENDS[key] = AuditoryFrontEnd(int(sample_rate), frame_ms=float(frame_ms), decimate=decimate, **kw)
+        if coarse:
+            kw["fast_spectrum_dtype"] = torch.float32
+        fe = AuditoryFrontEnd(int(sample_rate), frame_ms=float(frame_ms), decimate=decimate, **kw)
+        if coarse and decimate:
+            fe.set_decimation(True, safety=6.0)
+        _FRONTENDS[key] = fe
     return _FRONTENDS[key]
 
 

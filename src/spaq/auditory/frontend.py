@@ -166,6 +166,34 @@ class AuditoryFrontEnd(nn.Module):
             self._dec_cache = (key, torch.fft.rfft(decoder.to(self.spectrum_dtype), n=n, dim=-1))
         return self._dec_cache[1]
 
+    def _lowpass_tables(self, t: int, decim: int, cdtype, rdtype, device) -> tuple:
+        """The per-length constants of :meth:`_lowpass_analytic` (cached for the last few lengths:
+        every band group and chunk of a signal reuses them): the analytic-signal gains, the low-pass
+        response on the rfft bins, ``b0`` and the pole's decay ``p^t`` over the corrected head."""
+        key = (t, decim, cdtype, rdtype, str(device))
+        cache = self.__dict__.setdefault("_lp_cache", {})
+        if key not in cache:
+            if len(cache) > 16:
+                cache.clear()
+            k = torch.arange(t // 2 + 1, device=device)
+            gain = torch.where((k == 0) | (2 * k == t), 1.0, 2.0).to(rdtype)
+            w = torch.exp(-2j * math.pi * k.to(torch.float64) / t)
+            (b0, b1), p, lp_tail = self.lp_b, self.lp_pole, self.lp_tail
+            if decim > 1:
+                # one pole at the reduced rate with the full-rate filter's decay per unit time
+                # (pole p^D), DC gain 1 and DC group delay (0.5 + p / (1 - p) full-rate samples):
+                # the envelope's frame means keep the full-rate filter's lag at onsets and offsets,
+                # and the filter stays a recursion, so the causal correction below stays exact
+                q = p ** decim
+                b1 = (1 - q) * (0.5 + p / (1 - p)) / decim - q
+                b0 = 1 - q - b1
+                p, lp_tail = q, -(-lp_tail // decim)
+            lp = ((b0 + b1 * w) / (1 - p * w)).to(cdtype)
+            n_head = min(t, lp_tail)
+            decay = (p ** torch.arange(n_head, device=device, dtype=torch.float64)).to(rdtype)
+            cache[key] = (gain, lp, b0, decay)
+        return cache[key]
+
     def _lowpass_analytic(self, mag: torch.Tensor, decim: int = 1) -> torch.Tensor:
         """Causal first-order low-pass (zero state) of the analytic signal of ``mag`` ``(..., T)``
         (circular Hilbert over T) -> complex ``(..., T)``.
@@ -176,26 +204,12 @@ class AuditoryFrontEnd(nn.Module):
         """
         t = mag.shape[-1]
         half = torch.fft.rfft(mag, dim=-1)  # (..., t//2+1)
-        k = torch.arange(half.shape[-1], device=mag.device)
-        gain = torch.where((k == 0) | (2 * k == t), 1.0, 2.0).to(mag.dtype)
-        w = torch.exp(-2j * math.pi * k.to(torch.float64) / t)
-        (b0, b1), p, lp_tail = self.lp_b, self.lp_pole, self.lp_tail
-        if decim > 1:
-            # one pole at the reduced rate with the full-rate filter's decay per unit time
-            # (pole p^D), DC gain 1 and DC group delay (0.5 + p / (1 - p) full-rate samples):
-            # the envelope's frame means keep the full-rate filter's lag at onsets and offsets,
-            # and the filter stays a recursion, so the causal correction below stays exact
-            q = p ** decim
-            b1 = (1 - q) * (0.5 + p / (1 - p)) / decim - q
-            b0 = 1 - q - b1
-            p, lp_tail = q, -(-lp_tail // decim)
-        lp = ((b0 + b1 * w) / (1 - p * w)).to(half.dtype)
+        gain, lp, b0, decay = self._lowpass_tables(t, decim, half.dtype, mag.dtype, mag.device)
         z_half = half * gain
         y = torch.fft.ifft(z_half * lp, n=t, dim=-1)  # zero-padded negative frequencies
         z0 = z_half.sum(dim=-1, keepdim=True) / t
-        n_head = min(t, lp_tail)
-        decay = p ** torch.arange(n_head, device=mag.device, dtype=torch.float64)
-        head = y[..., :n_head] - (y[..., :1] - b0 * z0) * decay.to(mag.dtype)
+        n_head = decay.shape[-1]
+        head = y[..., :n_head] - (y[..., :1] - b0 * z0) * decay
         if y.requires_grad or head.requires_grad:
             return torch.cat([head, y[..., n_head:]], dim=-1)
         y[..., :n_head] = head

@@ -227,11 +227,13 @@ AUTO_BINAURAL = "templates"
 AUTO_COHERENCE = 0.0
 
 
-def _cue_input(arr: np.ndarray, sr: int):
+def _cue_input(arr: np.ndarray, sr: int, coarse: bool = False):
     """Binaural ``arr (2, T)`` at ``sr`` -> at 48 kHz and -30 dBFS RMS (cues do not depend on level;
     the front-end's hearing-threshold floor would swallow a quiet recording's cues), its cue features
     ``(6, F, nf)`` and band levels ``(2, F, nf)`` (:func:`spaq.auditory.binaural_features`, 20 ms frames):
-    computed once, shared by the coherence test, the templates and the cue BAST."""
+    computed once, shared by the coherence test and the templates (``coarse``: their front-end,
+    :data:`spaq.localization.templates.OBSERVATION_FRONTEND`) or the cue BAST (the front-end it
+    was trained with, ``exact=False``)."""
     from ..auditory.binaural_features import binaural_features, feature_frontend
     from ..io import resample
 
@@ -242,7 +244,7 @@ def _cue_input(arr: np.ndarray, sr: int):
     if rms > 0:
         x = x * (10 ** (-30 / 20) / rms)
     with _torch_threads(1):
-        f, lev = binaural_features(torch.from_numpy(np.ascontiguousarray(x)), feature_frontend(48000, frame_ms=20.0, exact=False))
+        f, lev = binaural_features(torch.from_numpy(np.ascontiguousarray(x)), feature_frontend(48000, frame_ms=20.0, exact=False, coarse=coarse))
     return x, f, lev
 
 
@@ -325,8 +327,10 @@ def _localize_binaural_any(arr, sr, name, n_sources, weights, active_range_db, o
                            frame_s) -> LocalizationResult:
     """Binaural ``arr (2, T)``: the method asked for, or for "auto" the one chosen by the signal's
     direct-sound coherence (the cue front-end runs once and serves both)."""
-    cues = None
-    if method == "auto" or (method == "templates" and hrtf is None) or (method == "bast" and weights is None):
+    cues, coarse = None, False
+    if method == "auto" or (method == "templates" and hrtf is None):
+        cues, coarse = _cue_input(arr, sr, coarse=True), True
+    elif method == "bast" and weights is None:
         cues = _cue_input(arr, sr)
     if method == "auto" and int(n_sources) > 1:
         method, choice = "templates", ("templates: several sources (the joint template fit separates simultaneous "
@@ -344,8 +348,9 @@ def _localize_binaural_any(arr, sr, name, n_sources, weights, active_range_db, o
                       f"noisy: below the threshold set on development scenes the cue BAST was the better method)")
     if method == "templates":
         res = _localize_templates(arr, sr, n_sources, hrtf, frame_s, cues=cues)
-    else:
-        res = _localize_binaural(arr, sr, name, n_sources, weights, active_range_db, overlap, cues=cues)
+    else:  # the cue BAST's own front-end (the coarse cues of the choice are not what it was trained on)
+        res = _localize_binaural(arr, sr, name, n_sources, weights, active_range_db, overlap,
+                                 cues=None if coarse else cues)
     res.provenance["method_choice"] = choice
     return res
 

@@ -44,6 +44,9 @@ DEFAULTS = dict(sigma_ild_db=1.5, sigma_ipd=0.35, sigma_shape_db=8.0, coherence_
 #: single direction), looser ILD, units of 2 bands x 1 frame (tuned on development scenes, not the benchmark's)
 MULTI_SOURCE = dict(onset_power=0.0, sigma_shape_db=1e3, sigma_ild_db=3.0, group_bands=2)
 _SETS: dict = {}
+#: the front-end settings of the observed cues (:func:`spaq.auditory.binaural_features.feature_frontend`;
+#: the templates themselves are the exact front-end's means over frames of frozen noise)
+OBSERVATION_FRONTEND = dict(exact=False, coarse=True)
 
 
 class _one_thread:
@@ -141,7 +144,7 @@ def _observation(x: np.ndarray, opts: dict, cues=None):
     already computed with the same front-end settings."""
     from ..auditory.binaural_features import binaural_features, feature_frontend
 
-    fe = feature_frontend(ANALYSIS_RATE, frame_ms=opts["frame_ms"], exact=False)
+    fe = feature_frontend(ANALYSIS_RATE, frame_ms=opts["frame_ms"], **OBSERVATION_FRONTEND)
     if cues is not None:
         f, lev = cues
     else:

@@ -47,6 +47,7 @@ class PredictorConfig(ArchitectureConfig):
     sample_rate: int = 48000
     embedding: str = ""                     # encoder spec of the embedding appended to the features ("" = none)
     n_embedding: int = 0                    # its dimension (mean over frames)
+    members: int = 1                        # an ensemble of this many MLPs (same input), outputs averaged
 
     @property
     def n_in(self) -> int:
@@ -65,6 +66,15 @@ class PredictorConfig(ArchitectureConfig):
 
 
 
+def _member(cfg: PredictorConfig, n: int):
+    """One MLP of the ensemble: ``(encoder, class head, score head)``."""
+    layers, d = [], n
+    for h in cfg.hidden:
+        layers += [nn.Linear(d, int(h)), nn.GELU(), nn.Dropout(cfg.dropout)]
+        d = int(h)
+    return nn.Sequential(*layers), nn.Linear(d, len(CLASS_NAMES)), nn.Linear(d, 1)
+
+
 class PredictorNet(nn.Module):
     """``forward(x (B, n_features + n_embedding)) -> {"logits" (B, 3), "score_logit" (B,) (the score
     head before its sigmoid), "raw" (B,) 0..1, "score" (B,) 0..100,
@@ -81,13 +91,9 @@ class PredictorNet(nn.Module):
         idx = (list(cfg.feature_index) or list(range(cfg.n_features))) + list(
             range(cfg.n_features, cfg.n_features + int(cfg.n_embedding)))  # the embedding: always all of it
         self.register_buffer("index", torch.tensor(idx, dtype=torch.long), persistent=False)
-        layers, d = [], n
-        for h in cfg.hidden:
-            layers += [nn.Linear(d, int(h)), nn.GELU(), nn.Dropout(cfg.dropout)]
-            d = int(h)
-        self.encoder = nn.Sequential(*layers)
-        self.class_head = nn.Linear(d, len(CLASS_NAMES))
-        self.score_head = nn.Linear(d, 1)
+        self.encoder, self.class_head, self.score_head = _member(cfg, n)
+        # members 2.. of an ensemble (the first keeps the single network's parameter names)
+        self.more = nn.ModuleList([nn.ModuleList(_member(cfg, n)) for _ in range(int(cfg.members) - 1)])
 
     def set_scaler(self, mean, std) -> None:
         self.mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
@@ -97,16 +103,24 @@ class PredictorNet(nn.Module):
         self.calib_a.fill_(float(a))
         self.calib_b.fill_(float(b))
 
+    def standardise(self, feats: torch.Tensor) -> torch.Tensor:
+        return (feats[..., self.index].to(self.mean.dtype) - self.mean) / self.std  # the model's dtype
+
     def encode(self, feats: torch.Tensor) -> torch.Tensor:
-        z = (feats[..., self.index].to(self.mean.dtype) - self.mean) / self.std  # the model's dtype
-        return self.encoder(z)
+        """The first member's shared encoding ``(B, hidden[-1])``."""
+        return self.encoder(self.standardise(feats))
 
     def calibrate(self, score: torch.Tensor) -> torch.Tensor:
         """0..100 score (teacher scale) -> listener-calibrated 0..100."""
         return (self.calib_a + self.calib_b * score).clamp(0.0, 100.0)
 
     def forward(self, feats: torch.Tensor) -> dict:
-        h = self.encode(feats)
-        z = self.score_head(h)[..., 0]
+        x = self.standardise(feats)
+        members = [(self.encoder, self.class_head, self.score_head)] + [tuple(m) for m in self.more]
+        logits, z = 0.0, 0.0
+        for enc, ch, sh in members:  # an ensemble averages the members' logits
+            h = enc(x)
+            logits = logits + ch(h) / len(members)
+            z = z + sh(h)[..., 0] / len(members)
         raw = torch.sigmoid(z)
-        return {"logits": self.class_head(h), "score_logit": z, "raw": raw, "score": 100 * raw, "mushra": self.calibrate(100 * raw)}
+        return {"logits": logits, "score_logit": z, "raw": raw, "score": 100 * raw, "mushra": self.calibrate(100 * raw)}

@@ -93,6 +93,7 @@ class FitSection(Section):
     logit_weight: float = 0.0
     logit_clip: float = 0.05
     rank_on_logit: bool = False  # the ranking hinge on the score head's logit instead of the 0..1 score
+    members: int = 1             # > 1: an ensemble of networks fitted from seeds seed, seed + 1, ... (logits averaged)
     groups: list[str] = field(default_factory=lambda: ["psycho", "band", "spatial", "format"])
     embedding: str = ""        # encoder spec (spaq.metrics.encoders.load_encoder) appended to the features; "" = none
 
@@ -393,6 +394,20 @@ def fit_predictor(df, fit: FitSection, log=print, extra_columns=()):
     from ..metrics.functional.predictor import FEATURE_NAMES
     from ..models.predictor import PredictorConfig, PredictorNet
 
+    if int(fit.members) > 1:  # each member on its own seed, then one network that averages them
+        fitted = [fit_predictor(df, FitSection(**{**asdict(fit), "members": 1, "seed": int(fit.seed) + k}),
+                                log, extra_columns) for k in range(int(fit.members))]
+        first = fitted[0][0]
+        model = PredictorNet(PredictorConfig(**{**first.cfg.to_dict(), "members": int(fit.members)}))
+        state = dict(first.state_dict())
+        for k, (m, _) in enumerate(fitted[1:]):
+            for name in ("encoder", "class_head", "score_head"):
+                for key, v in getattr(m, name).state_dict().items():
+                    pos = {"encoder": 0, "class_head": 1, "score_head": 2}[name]
+                    state[f"more.{k}.{pos}.{key}"] = v
+        model.load_state_dict(state)
+        model.eval()
+        return model, [h for _, hs in fitted for h in hs]
     torch.manual_seed(int(fit.seed))
     idx, names = feature_columns(fit.groups)
     cols = list(FEATURE_NAMES) + list(extra_columns)
