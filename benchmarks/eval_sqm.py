@@ -357,6 +357,7 @@ def main(argv=None):
     ap.add_argument("--md", default=None, help="also write the table as Markdown here")
     ap.add_argument("--scenes", default=None, help="pre-rendered scenes (written by --prerender, read otherwise)")
     ap.add_argument("--prerender", action="store_true", help="render the scenes and their cues only (no model)")
+    ap.add_argument("--speed-only", action="store_true", help="only the speed figures (10 s binaural, 1 and 2 threads)")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     store = torch.load(a.scenes, weights_only=False) if a.scenes and not a.prerender and os.path.isfile(a.scenes) \
@@ -366,6 +367,9 @@ def main(argv=None):
     else:
         model, w = load_pretrained(a.checkpoint)
     cues = Cues()
+    if a.speed_only:
+        print(json.dumps(speed(model, cues), indent=1))
+        return
     sc = Scenes(a.head, a.clip, a.seed, model, cues, store)
     rng = np.random.default_rng(a.seed)
     t0, c0 = time.time(), time.process_time()
