@@ -175,7 +175,7 @@ def main():
         emb_cpu = time.process_time() - t1
         tr2, te2 = train.join(et), test.join(ee)
         for name, groups in (("BAST embedding (96) + format", ["format"]),
-                             ("shipped features + BAST embedding", ["psycho", "band", "spatial", "format"])):
+                             ("shipped features + BAST embedding", _ALL)):
             fit = FitSection(**{**{k: getattr(tc.fit, k) for k in tc.fit.keys()}, "groups": groups, "embedding": "bast"})
             mdl, _ = fit_predictor(tr2, fit, log=lambda m: None)
             pt2 = predict_table(mdl, te2)

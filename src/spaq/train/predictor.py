@@ -334,23 +334,28 @@ def embedding_table(audio_dir, df, encoder="bast"):
     return pd.DataFrame(E, index=df.index, columns=[f"emb{j}" for j in range(E.shape[1])])
 
 
+def _mushra_audio(root, table):
+    """The rated files of ``table`` (:func:`mushra_predictor_table`), one at a time: the first
+    channel at 48 kHz, ``(1, T)`` float64."""
+    import soundfile as sf
+
+    from ..io import resample
+
+    for _, r in table.iterrows():
+        x, fs = sf.read(str(Path(root) / "audio" / r["file"]), dtype="float64", always_2d=True)
+        x = x.T[:1]
+        yield resample(x, fs, 48000) if fs != 48000 else x
+
+
 def mushra_embedding_table(root, table, encoder):
     """The embedding columns (``emb0 ..``) of the rated files of ``table``
     (:func:`mushra_predictor_table`), each scored alone as mono at 48 kHz as there."""
     import pandas as pd
-    import soundfile as sf
 
-    from ..io import resample
     from ..metrics.encoders import Encoder, load_encoder, signal_embedding
 
     enc = encoder if isinstance(encoder, Encoder) else load_encoder(encoder)
-    rows = []
-    for _, r in table.iterrows():
-        x, fs = sf.read(str(Path(root) / "audio" / r["file"]), dtype="float64", always_2d=True)
-        x = x.T[:1]
-        if fs != 48000:
-            x = resample(x, fs, 48000)
-        rows.append(signal_embedding(enc, x[None], 48000, "mono")[0].numpy())
+    rows = [signal_embedding(enc, x[None], 48000, "mono")[0].numpy() for x in _mushra_audio(root, table)]
     E = np.stack(rows)
     return pd.DataFrame(E, index=table.index, columns=[f"emb{j}" for j in range(E.shape[1])])
 
@@ -488,20 +493,11 @@ def mushra_predictor_table(root, ratings: str, log=print):
     with the predictor's features of the rated (degraded) file, scored alone as mono at 48 kHz."""
     import pandas as pd
 
-    from ..io import resample
     from ..metrics.functional.predictor import FEATURE_NAMES
     from .quality import mushra_table
 
-    import soundfile as sf
-
     table = mushra_table(root, ratings)
-    rows = []
-    for _, r in table.iterrows():
-        x, fs = sf.read(str(Path(root) / "audio" / r["file"]), dtype="float64", always_2d=True)
-        x = x.T[:1]
-        if fs != 48000:
-            x = resample(x, fs, 48000)
-        rows.append(_features(x[None], "mono")[0])
+    rows = [_features(x[None], "mono")[0] for x in _mushra_audio(root, table)]
     f = pd.DataFrame(np.stack(rows), columns=list(FEATURE_NAMES))
     log(f"MUSHRA features: {len(table)} files")
     return pd.concat([table.reset_index(drop=True), f], axis=1)
