@@ -325,3 +325,27 @@ def test_ensemble_averages_its_members_and_round_trips(tmp_path):
     assert back.cfg.members == 3
     with torch.no_grad():
         assert torch.equal(back(xt)["score"], o["score"])
+
+
+def test_anchor_scenes_are_clean_rows_apart_from_the_sweeps():
+    """``corpus.anchor_scenes``: extra clean scenes (severity 0, the teacher's identity score),
+    family ``anchor``, sweep ids apart from the sweeps' (no ranking pairs with them), none for
+    reverb, and in a room with ``anchor_room_probability`` 1 (not the sweep's anechoic scene)."""
+    from spaq.metrics.functional.predictor import FEATURE_NAMES
+    from spaq.train.predictor import ANCHOR_SWEEP_OFFSET, CorpusSplit, _severity_pairs, fit_rows, FitSection, make_split
+
+    split = CorpusSplit(seed=1, duration_s=0.6, voices=["en-us"], heads=["default"], sources=["harmonic"],
+                        formats=["binaural"], mono=False, families=["lowpass", "reverb"], severities=[1.0], scenes=1,
+                        anchor_scenes=1, anchor_room_probability=1.0)
+    df = pd.DataFrame(make_split(split, log=lambda m: None))
+    anchors = df[df["family"] == "anchor"]
+    assert len(anchors) == 1 and len(df) == 5  # 2 sweeps x (clean + 1 severity) + 1 anchor (none for reverb)
+    a = anchors.iloc[0]
+    assert a["severity"] == 0 and a["sweep"] == ANCHOR_SWEEP_OFFSET + 1 and abs(a["target"] - 100) < 1e-6
+    clean = df[(df["family"] == "lowpass") & (df["severity"] == 0)].iloc[0]
+    assert clean["sweep"] == 1  # the same scene index, rendered in a room for the anchor
+    assert not np.allclose(a[list(FEATURE_NAMES)].astype(float), clean[list(FEATURE_NAMES)].astype(float))
+    lo, hi = _severity_pairs(df)
+    assert not set(lo.tolist() + hi.tolist()) & set(np.flatnonzero(df["family"].to_numpy() == "anchor").tolist())
+    kept = fit_rows(df, split, FitSection(audible_only=True), log=lambda m: None)
+    assert (kept["family"] == "anchor").sum() == 1

@@ -92,7 +92,7 @@ REGISTRY: dict[str, WeightSpec] = {
     "predictor_v1": WeightSpec(
         name="predictor_v1",
         url=None,
-        sha256="300ce86dfe6569387850a9ecaeee7f897b9d43ba7df2863538ee2bd2189f580b",
+        sha256="feb5bba89142e93df319bbef4c5845c4bfc15d30995062d8c22844b5bde9893d",
         filename="predictor_v1.pt",
         env_var="SPAQ_PREDICTOR_WEIGHTS",
         licence="MIT (spaq); trained on spaq corpus-engine scenes (KU100 and SONICOM-1 HRTFs) with spaq's quality "

@@ -71,6 +71,11 @@ class CorpusSplit(Section):
     # share of the scenes of the other families rendered in a room (reverb's always are): a
     # room is no impairment, so the network sees reverberant scenes that score 100 too
     room_probability: float = 0.0
+    # clean anchor scenes (severity 0 only, target = the teacher's identity score) per family (but
+    # reverb), format and source, in a room with anchor_room_probability: more clean content, and
+    # clean rooms, so that a natural room or an unusual timbre is not read as an impairment
+    anchor_scenes: int = 0
+    anchor_room_probability: float = 0.5
 
 
 @dataclass
@@ -153,50 +158,78 @@ def _features(x: np.ndarray, kind: str) -> np.ndarray:
         return predictor_features(torch.from_numpy(np.asarray(x, dtype=np.float64)), 48000, kind).numpy()
 
 
+#: sweep ids of the clean anchor scenes start here (apart from the sweeps' own ids)
+ANCHOR_SWEEP_OFFSET = 100000
+
+
 def make_split(split: CorpusSplit, log=print, audio_dir=None, index_offset: int = 0) -> list[dict]:
     """Every item of ``split``: dicts with family, format, source, head, voice, scene, severity
-    (0 = the clean scene), ``target`` (the teacher's score) and one column per feature.
-    ``audio_dir``: also keep each sweep's audio there (float32 ``.npy``)."""
-    from ..metrics.functional.predictor import FEATURE_NAMES
-    from .quality import sweep
-
+    (0 = the clean scene), ``target`` (the teacher's score) and one column per feature; then, with
+    ``split.anchor_scenes``, the clean anchor scenes (family ``anchor``, severity 0, sweep ids from
+    :data:`ANCHOR_SWEEP_OFFSET`). ``audio_dir``: also keep each sweep's audio there (float32 ``.npy``)."""
     teacher = _teacher()
     sevs = [float(s) for s in split.severities]
     recs = []
     t0, c0 = time.time(), time.process_time()
-    idx = index_offset
-    for fam in split.families:
-        for fmt in split.formats:
-            for src in split.sources:
-                for sc in range(int(split.scenes)):
-                    idx += 1
-                    voice = split.voices[idx % len(split.voices)]
-                    head = split.heads[idx % len(split.heads)] if fmt == "binaural" else ""
-                    try:
-                        ref, degs = sweep(fam, fmt, src, sevs, int(split.seed), idx, duration_s=float(split.duration_s),
-                                          hrtf=head or "default", voices=[voice],
-                                          room_probability=float(split.room_probability))
-                    except SpaqError as e:
-                        log(f"  skipped {fam}/{fmt}/{src}/{sc}: {e}")
-                        continue
-                    items = [ref] + degs
-                    kinds = [("binaural" if fmt == "binaural" else ("foa" if fmt == "foa" else "hoa"), items)]
-                    if split.mono and fmt == "foa":
-                        kinds.append(("mono", [x[:1] for x in items]))
-                    for kind, xs in kinds:
-                        if kind == "mono":
-                            tgt = _teacher_scores(teacher, np.repeat(xs[0], 2, 0), [np.repeat(x, 2, 0) for x in xs])
-                        else:
-                            tgt = _teacher_scores(teacher, xs[0], xs)
-                        feats = _features(np.stack(xs).astype(np.float32), kind)  # as a float WAV holds it
-                        if audio_dir is not None:
-                            os.makedirs(audio_dir, exist_ok=True)
-                            np.save(os.path.join(audio_dir, f"{idx:05d}_{kind}.npy"), np.stack(xs).astype(np.float32))
-                        for j, s in enumerate([0.0] + sevs):
-                            recs.append({"sweep": idx, "family": fam, "format": kind, "source": src, "head": head,
-                                         "voice": voice, "scene": sc, "severity": s, "target": float(tgt[j]),
-                                         **dict(zip(FEATURE_NAMES, feats[j].tolist()))})
-                    log(f"  {fam}/{fmt}/{src}/{sc} ({time.time() - t0:.0f} s wall, {time.process_time() - c0:.0f} s CPU)")
+
+    def each(scenes, start):
+        idx = start
+        for fam in split.families:
+            for fmt in split.formats:
+                for src in split.sources:
+                    for sc in range(int(scenes)):
+                        idx += 1
+                        yield idx, fam, fmt, src, sc
+
+    for idx, fam, fmt, src, sc in each(split.scenes, index_offset):
+        recs += _sweep_records(split, teacher, idx, fam, fmt, src, sc, sevs, float(split.room_probability),
+                               audio_dir, log)
+        log(f"  {fam}/{fmt}/{src}/{sc} ({time.time() - t0:.0f} s wall, {time.process_time() - c0:.0f} s CPU)")
+    if int(split.anchor_scenes) > 0:
+        n0 = len(recs)
+        for idx, fam, fmt, src, sc in each(split.anchor_scenes, 0):
+            if fam == "reverb":  # its scenes are rooms already
+                continue
+            for r in _sweep_records(split, teacher, idx, fam, fmt, src, sc, [], float(split.anchor_room_probability),
+                                    audio_dir, log, sweep_id=ANCHOR_SWEEP_OFFSET + idx):
+                recs.append({**r, "family": "anchor"})
+        log(f"  {len(recs) - n0} clean anchor items ({time.time() - t0:.0f} s wall, {time.process_time() - c0:.0f} s CPU)")
+    return recs
+
+
+def _sweep_records(split, teacher, idx, fam, fmt, src, sc, sevs, room_probability, audio_dir, log, sweep_id=None):
+    """The records of one sweep of :func:`make_split` (its clean scene and each severity; with
+    ``sevs`` empty, the clean scene only)."""
+    from ..metrics.functional.predictor import FEATURE_NAMES
+    from .quality import sweep
+
+    sweep_id = idx if sweep_id is None else sweep_id
+    voice = split.voices[idx % len(split.voices)]
+    head = split.heads[idx % len(split.heads)] if fmt == "binaural" else ""
+    try:
+        ref, degs = sweep(fam, fmt, src, sevs, int(split.seed), idx, duration_s=float(split.duration_s),
+                          hrtf=head or "default", voices=[voice], room_probability=room_probability)
+    except SpaqError as e:
+        log(f"  skipped {fam}/{fmt}/{src}/{sc}: {e}")
+        return []
+    items = [ref] + degs
+    kinds = [("binaural" if fmt == "binaural" else ("foa" if fmt == "foa" else "hoa"), items)]
+    if split.mono and fmt == "foa":
+        kinds.append(("mono", [x[:1] for x in items]))
+    recs = []
+    for kind, xs in kinds:
+        if kind == "mono":
+            tgt = _teacher_scores(teacher, np.repeat(xs[0], 2, 0), [np.repeat(x, 2, 0) for x in xs])
+        else:
+            tgt = _teacher_scores(teacher, xs[0], xs)
+        feats = _features(np.stack(xs).astype(np.float32), kind)  # as a float WAV holds it
+        if audio_dir is not None:
+            os.makedirs(audio_dir, exist_ok=True)
+            np.save(os.path.join(audio_dir, f"{sweep_id:05d}_{kind}.npy"), np.stack(xs).astype(np.float32))
+        for j, s in enumerate([0.0] + list(sevs)):
+            recs.append({"sweep": sweep_id, "family": fam, "format": kind, "source": src, "head": head,
+                         "voice": voice, "scene": sc, "severity": s, "target": float(tgt[j]),
+                         **dict(zip(FEATURE_NAMES, feats[j].tolist()))})
     return recs
 
 
