@@ -14,9 +14,6 @@ probability 1, and a warning.
 """
 from __future__ import annotations
 
-import math
-
-import numpy as np
 import torch
 
 from ..errors import SpaqError, SpaqInputError
