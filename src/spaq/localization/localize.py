@@ -379,6 +379,8 @@ def _localize_templates(arr, sr, n_sources, hrtf, frame_s, cues=None) -> Localiz
         provenance={"model": "templates", "hrtf": ts.name, "hrtf_sha256": ts.sha256,
                     "template_version": TEMPLATE_VERSION, "n_directions": int(len(ts.directions)),
                     "head_fit": r["head_fit"],
+                    "direct_coherence": round(float(r["direct_coherence"]), 4),
+                    "reverberant_templates_drr_db": None if not np.isfinite(r["drr_db"]) else float(r["drr_db"]),
                     "input_sample_rate": int(sr),
                     **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r["settings"].items()}},
     )
