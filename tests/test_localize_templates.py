@@ -126,3 +126,35 @@ def test_level_invariance_and_strongest_first(small_set):
     a, e, _ = cart2sph(r3["directions"][0])
     assert great_circle_deg(h.azimuth_deg[k], h.elevation_deg[k], a, e) < 1.0
     assert np.all(np.diff(r3["confidence"]) <= 0)
+
+
+def test_reverberant_variants_compress_cues_and_are_used_only_in_rooms(small_set):
+    """DRR variants: ILDs shrink towards 0 and spectral shapes move towards the diffuse-field shape
+    as the DRR falls (a diffuse field adds the same power at every direction); +inf is the set itself. A coherent (anechoic)
+    signal is matched against the anechoic templates only; one with a strong diffuse part (coherence
+    below the gate) is matched against the variants too, and says which won."""
+    from spaq.localization.templates import DEFAULTS, _band_powers, drr_variant
+
+    h, ts, _ = small_set
+    assert drr_variant(ts, float("inf")) is ts
+    diff = 10 * np.log10(_band_powers(ts).mean(axis=0))  # (2, F) diffuse-field band levels
+    diff = diff - diff.mean(-1, keepdims=True)
+    lat = np.abs(ts.ild).mean(1) > 6  # lateral directions
+    prev_ild, prev_shape = np.abs(ts.ild[lat]).mean(), np.abs(ts.shape - diff).mean()
+    for drr in (6.0, 0.0, -6.0):
+        v = drr_variant(ts, drr)
+        ild, shape = np.abs(v.ild[lat]).mean(), np.abs(v.shape - diff).mean()
+        assert ild < prev_ild and shape < prev_shape, (drr, ild, shape)
+        prev_ild, prev_shape = ild, shape
+        assert np.array_equal(v.ipd, ts.ipd) and v.directions is ts.directions
+    r = localize_templates(_render(h, int(h.nearest_index(20, 0)), 3), FS, hrtf=h)
+    assert r["direct_coherence"] >= DEFAULTS["drr_coherence"] and not np.isfinite(r["drr_db"])
+    assert all("DRR" not in name for name in r["head_fit"])
+    dry = _render(h, int(h.nearest_index(60, 0)), 3)  # a lateral source: coherence ~0.82, below the gate,
+    r = localize_templates(dry, FS, hrtf=h)  # so the variants are tried, and the anechoic templates still win
+    assert r["direct_coherence"] < DEFAULTS["drr_coherence"] and not np.isfinite(r["drr_db"]), r["direct_coherence"]
+    rng = np.random.default_rng(4)
+    wet = dry + 0.05 * rng.standard_normal(dry.shape)  # uncorrelated at the ears: a diffuse part
+    r = localize_templates(wet, FS, hrtf=h)
+    assert r["direct_coherence"] < DEFAULTS["drr_coherence"], r["direct_coherence"]
+    assert sum("DRR" in name for name in r["head_fit"]) == 2  # 6 and 0 dB were tried

@@ -30,7 +30,7 @@ active units below ``drr_coherence`` = 0.85; reverberant rooms have a median of 
 scenes, anechoic signals a 10th percentile of 0.87-0.93), the templates are also matched as heard in a
 diffuse reverberant field at direct-to-reverberant ratios of 6 and 0 dB (:func:`drr_variant`: each
 ear's band power plus the set's diffuse-field power at that ratio, which compresses the ILD and
-flattens the spectral shapes), and the variant that fits best is used, as heads are chosen
+pulls the spectral shapes towards the diffuse-field shape), and the variant that fits best is used, as heads are chosen
 (held-out KU100 rooms: median 30.6 -> 22.4 deg, front-back 33 -> 26 %; anechoic sets unchanged).
 
 One source: the direction that minimises the distance summed over all frames. Several
