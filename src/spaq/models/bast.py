@@ -46,8 +46,8 @@ CUE_CHANNELS = ("shape", "ild", "ipd_cos", "ipd_sin", "ic")
 
 @dataclass
 class BASTConfig(ArchitectureConfig):
-    label = "BAST"
     """Architecture and front-end of a BAST localiser (all of it is stored in checkpoints)."""
+    label = "BAST"
 
     sample_rate: int = 32000
     n_fft: int = 1024

@@ -36,8 +36,8 @@ CLASS_NAMES = ("low", "medium", "high")
 
 @dataclass
 class PredictorConfig(ArchitectureConfig):
-    label = "predictor"
     """Everything needed to rebuild the network (stored in checkpoints)."""
+    label = "predictor"
 
     n_features: int = 49                    # length of the full feature vector
     feature_index: list = field(default_factory=list)  # columns used (empty: all)

@@ -35,8 +35,8 @@ __all__ = ["SQMConfig", "SQM", "sqm_features", "load_pretrained"]
 
 @dataclass
 class SQMConfig(ArchitectureConfig):
-    label = "SQM"
     """Architecture of :class:`SQM` (a checkpoint stores it as a dict)."""
+    label = "SQM"
 
     sample_rate: int = 48000
     front_end: str = "cues"  # "cues" or "wave"
