@@ -146,7 +146,7 @@ def test_reverberant_variants_compress_cues_and_are_used_only_in_rooms(small_set
         ild, shape = np.abs(v.ild[lat]).mean(), np.abs(v.shape - diff).mean()
         assert ild < prev_ild and shape < prev_shape, (drr, ild, shape)
         prev_ild, prev_shape = ild, shape
-        assert np.array_equal(v.ipd, ts.ipd) and v.directions is ts.directions
+        assert np.array_equal(v.ipd, ts.ipd) and np.array_equal(v.directions, ts.directions)
     r = localize_templates(_render(h, int(h.nearest_index(20, 0)), 3), FS, hrtf=h)
     assert r["direct_coherence"] >= DEFAULTS["drr_coherence"] and not np.isfinite(r["drr_db"])
     assert all("DRR" not in name for name in r["head_fit"])

@@ -15,12 +15,8 @@ Per frame ``f`` and direction ``d`` the distance is a weighted sum of squares ov
 
 with ``u`` the IPD unit vector and ``S`` the spectral shape with a smooth (quadratic over the
 ERB-band index) trend removed per ear and frame: the unknown source spectrum is assumed smooth,
-so only the head's spectral detail is compared, from band ``shape_min_band`` up (0 by
-default). Comparing only from 2.7 kHz (band 15, the pinna's range: a harmonic source's partials
-shape the lower band levels more than the head does) helped on development scenes (seed 777,
-n = 300: KU100 horizontal front-back 5.2 -> 3.7 %, azimuth MAE 3.0 -> 2.0 deg; sonicom-2
-front-back 15.1 -> 14.0 %) but not on the held-out sets (sonicom-2 front-back 7.2 -> 12.4 %),
-so it is an option, not the default. ``w[f, b]``: the interaural coherence to the
+so only the head's spectral detail is compared (comparing only from 2.7 kHz up was tried:
+benchmarks/results/localizer_v2.md). ``w[f, b]``: the interaural coherence to the
 power ``coherence_power`` (frames and bands dominated by one direct sound count more) times an
 activity mask (band level within ``active_range_db`` of that band's loudest frame and above the
 hearing threshold).
@@ -53,7 +49,7 @@ TEMPLATE_VERSION = 1
 ANALYSIS_RATE = 48000
 DEFAULTS = dict(sigma_ild_db=1.5, sigma_ipd=0.35, sigma_shape_db=8.0, coherence_power=8.0, active_range_db=30.0,
                 shape_degree=2, global_range_db=30.0, onset_power=4.0, onset_db=3.0, frame_ms=20.0,
-                shape_min_band=0, drr_variants_db=(float("inf"), 6.0, 0.0), drr_coherence=0.85)
+                drr_variants_db=(float("inf"), 6.0, 0.0), drr_coherence=0.85)
 #: overrides for several sources: no onset weighting, no spectral shape (a mixture's shape fits no
 #: single direction), looser ILD, units of 2 bands x 1 frame (tuned on development scenes, not the benchmark's)
 MULTI_SOURCE = dict(onset_power=0.0, sigma_shape_db=1e3, sigma_ild_db=3.0, group_bands=2,
@@ -88,31 +84,30 @@ class TemplateSet:
         self.azimuth_deg = hrtf.azimuth_deg
         self.elevation_deg = hrtf.elevation_deg
         self.directions = hrtf.directions
+        self.table = table
         self.ild = table[:, 0]
         self.ipd = table[:, 1:3]
         self.shape = table[:, 4:6]
         self._flat = {}
+        self._drr = {}  # DRR -> reverberant variant (drr_variant)
+        self._powers = None  # HRIR band powers (_band_powers)
 
-    def flat(self, degree: int, lo: int = 0) -> np.ndarray:
+    def flat(self, degree: int) -> np.ndarray:
         """Templates as vectors, transposed ``(5 F, D)``, and their squares, in the order of
-        :func:`_observation` (spectral shapes from band ``lo`` up)."""
-        if (degree, lo) not in self._flat:
-            t = np.concatenate([self.ild, self.ipd[:, 0], self.ipd[:, 1], _detrend(self.shape[:, 0], degree, lo),
-                                _detrend(self.shape[:, 1], degree, lo)], axis=-1).astype(np.float64)
-            self._flat[(degree, lo)] = (np.ascontiguousarray(t.T), np.ascontiguousarray((t * t).T))
-        return self._flat[(degree, lo)]
+        :func:`_observation`."""
+        if degree not in self._flat:
+            t = np.concatenate([self.ild, self.ipd[:, 0], self.ipd[:, 1], _detrend(self.shape[:, 0], degree),
+                                _detrend(self.shape[:, 1], degree)], axis=-1).astype(np.float64)
+            self._flat[degree] = (np.ascontiguousarray(t.T), np.ascontiguousarray((t * t).T))
+        return self._flat[degree]
 
 
-def _detrend(a: np.ndarray, degree: int, lo: int = 0) -> np.ndarray:
-    """Remove the least-squares polynomial of ``degree`` over the last axis (band index), fitted
-    to the bands from ``lo`` up; the bands below ``lo`` are set to 0 (not compared)."""
-    n = a.shape[-1] - lo
+def _detrend(a: np.ndarray, degree: int) -> np.ndarray:
+    """Remove the least-squares polynomial of ``degree`` over the last axis (band index)."""
+    n = a.shape[-1]
     v = np.vander(np.linspace(-1, 1, n), degree + 1)
     q, _ = np.linalg.qr(v)
-    b = a[..., lo:]
-    out = np.zeros_like(a)
-    out[..., lo:] = b - (b @ q) @ q.T
-    return out
+    return a - (a @ q) @ q.T
 
 
 def _make_table(hrtf, n_seconds: float = 0.5, batch: int = 48) -> np.ndarray:
@@ -160,7 +155,7 @@ def template_set(hrtf="default") -> TemplateSet:
 def _band_powers(ts: TemplateSet) -> np.ndarray:
     """Band powers ``(D, 2, F)`` of every HRIR of ``ts`` for white noise: sum over DFT bins of
     ``|H|^2 |G_b|^2`` with the front-end's gammatone responses ``G_b`` (cached on the set)."""
-    if getattr(ts, "_powers", None) is None:
+    if ts._powers is None:
         from ..auditory.binaural_features import feature_frontend
 
         fe = feature_frontend(ANALYSIS_RATE)
@@ -186,7 +181,7 @@ def drr_variant(ts: TemplateSet, drr_db: float) -> TemplateSet:
     left as it is: the coherence weighting already discounts reverberant units)."""
     if not np.isfinite(drr_db):
         return ts
-    cache = ts.__dict__.setdefault("_drr", {})
+    cache = ts._drr
     if drr_db not in cache:
         P = _band_powers(ts)  # (D, 2, F)
         diff = P.mean(axis=0, keepdims=True)  # (1, 2, F)
@@ -195,11 +190,10 @@ def drr_variant(ts: TemplateSet, drr_db: float) -> TemplateSet:
         L1 = 10 * np.log10(np.maximum(P + g * diff, 1e-30))
         d_ild = (L1[:, 0] - L1[:, 1]) - (L0[:, 0] - L0[:, 1])
         d_shape = (L1 - L1.mean(-1, keepdims=True)) - (L0 - L0.mean(-1, keepdims=True))
-        v = TemplateSet.__new__(TemplateSet)
-        v.__dict__.update({k: val for k, val in ts.__dict__.items() if k not in ("_flat", "_drr", "_powers")})
-        v.ild = ts.ild + d_ild.astype(ts.ild.dtype)
-        v.shape = ts.shape + d_shape.astype(ts.shape.dtype)
-        v._flat = {}
+        table = ts.table.copy()
+        table[:, 0] += d_ild.astype(table.dtype)
+        table[:, 4:6] += d_shape.astype(table.dtype)
+        v = TemplateSet(ts.hrtf, table)
         v.drr_db = float(drr_db)
         cache[drr_db] = v
     return cache[drr_db]
@@ -229,8 +223,8 @@ def _observation(x: np.ndarray, opts: dict, cues=None):
         prev = np.concatenate([mean_lev[:, :1], mean_lev[:, :-1]], axis=1)
         rise = np.maximum(mean_lev - prev, 0.0)
         w = w * (1.0 + rise / opts["onset_db"]) ** opts["onset_power"]
-    deg, lo = int(opts["shape_degree"]), int(opts["shape_min_band"])
-    z = np.concatenate([f[0], f[1], f[2], _detrend(f[4].T, deg, lo).T, _detrend(f[5].T, deg, lo).T], axis=0).T  # (nf, 5F)
+    deg = int(opts["shape_degree"])
+    z = np.concatenate([f[0], f[1], f[2], _detrend(f[4].T, deg).T, _detrend(f[5].T, deg).T], axis=0).T  # (nf, 5F)
     s = np.array([1 / opts["sigma_ild_db"] ** 2, 1 / opts["sigma_ipd"] ** 2, 1 / opts["sigma_ipd"] ** 2,
                   1 / opts["sigma_shape_db"] ** 2, 1 / opts["sigma_shape_db"] ** 2])
     omega = (s[:, None, None] * w[None]).reshape(5 * w.shape[0], -1).T  # (nf, 5F)
@@ -243,7 +237,7 @@ def frame_distances(x: np.ndarray, ts: TemplateSet, observation=None, **opts):
     when already computed (several template sets, one signal)."""
     o = {**DEFAULTS, **opts}
     z, omega, wb = _observation(x, o) if observation is None else observation
-    Tt, T2t = ts.flat(int(o["shape_degree"]), int(o["shape_min_band"]))  # (K, D) each
+    Tt, T2t = ts.flat(int(o["shape_degree"]))  # (K, D) each
     D = (omega * z * z).sum(1)[:, None] - 2.0 * _mm(omega * z, Tt) + _mm(omega, T2t)
     return np.maximum(D, 0.0), wb.sum(1)
 
@@ -261,7 +255,7 @@ def group_distances(ts: TemplateSet, observation, group_bands: int, **opts):
     and a frame one source tends to dominate)."""
     o = {**DEFAULTS, **opts}
     z, omega, wb = observation
-    Tt, T2t = ts.flat(int(o["shape_degree"]), int(o["shape_min_band"]))
+    Tt, T2t = ts.flat(int(o["shape_degree"]))
     F = wb.shape[1]
     out, gw = [], []
     for a in range(0, F, group_bands):
