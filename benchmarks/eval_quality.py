@@ -41,7 +41,7 @@ REPO = Path(__file__).resolve().parents[1]
 def _scores(feats: pd.DataFrame, model: QualityMapping) -> pd.DataFrame:
     cols = {c: torch.tensor(feats[c].to_numpy(dtype=np.float64)) for c in feats.columns
             if c in ("added_db", "missing_db", "incoherence", "d_ild_db", "d_ic", "d_ipd", "d_directiveness",
-                     "d_direction")}
+                     "d_direction", "d_ic_mean", "d_ild_mean")}
     with torch.no_grad():
         out = model(cols)
     return pd.DataFrame({k: out[k].numpy() for k in ("score", "timbral_score", "spatial_score")})

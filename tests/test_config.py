@@ -114,7 +114,7 @@ def test_quality_recipe_through_the_loader():
     tc = QualityTrainConfig.from_dict({"fit": {"starts": 2}, "synthetic": {"voices": ["de"]}})
     assert tc.fit["starts"] == 2 and tc.fit.monotone_margin == 0.05 and tc.synthetic["voices"] == ["de"]
     assert tc.to_dict()["fit"] == {"starts": 2, "monotone_weight": 0.0, "monotone_margin": 0.05, "spatial": "scale",
-                                    "timbral": "speech"}
+                                    "timbral": "speech", "min_spatial_scale": 0.0}
     assert "unknown config key 'fit.start'" in _one_line_error(QualityTrainConfig.from_dict, {"fit": {"start": 2}})
     assert "unknown config key 'base_dir'" in _one_line_error(QualityTrainConfig.from_dict, {"base_dir": "/"})
 
@@ -139,7 +139,7 @@ def test_every_shipped_yaml_loads_through_its_loader():
     from spaq.train.predictor import PredictorTrainConfig
     from spaq.train.quality import QualityTrainConfig
 
-    loaders = {"train/quality.yaml": QualityTrainConfig.from_yaml, "train/quality_joint.yaml": QualityTrainConfig.from_yaml,
+    loaders = {"train/quality.yaml": QualityTrainConfig.from_yaml,
                "train/predictor.yaml": PredictorTrainConfig.from_yaml}
     found = sorted(str(p.relative_to(REPO / "configs")) for p in (REPO / "configs").rglob("*.yaml"))
     assert "tiny.yaml" in found and "train/quality.yaml" in found

@@ -54,10 +54,10 @@ REGISTRY: dict[str, WeightSpec] = {
     "quality_v1": WeightSpec(
         name="quality_v1",
         url=None,
-        sha256="65a4c03b54e0fbe7929b6407c6919a9086e448dbc34dbbd78a180df182bf2fca",
+        sha256="da8b0a79d1516ddaed75a7e00e0ed97d2312c99395b1bdd6800186aed22cb9c2",
         filename="quality_v1.json",
         env_var="SPAQ_QUALITY_PARAMS",
-        licence="MIT (spaq); fitted on the Neural Codec MUSHRA rating dataset (CC BY 4.0, Stahl et al. 2024)",
+        licence="MIT (spaq); fitted on the Neural Codec MUSHRA rating dataset (CC BY 4.0, Stahl et al. 2024) and the parametric spatial-codings MUSHRA (Apache-2.0, Stahl & Holighaus, AES 2023)",
         packaged="weights/quality_v1.json",
     ),
     "bast_ku100": WeightSpec(

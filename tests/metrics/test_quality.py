@@ -197,7 +197,7 @@ def test_chunked_equals_unchunked(monkeypatch):
     # levels use the causal real envelope (exact with enough context); coherences use the
     # circular Hilbert transform of each chunk, whose tails reach past 5 frames of context
     for k in f1:
-        if k in ("incoherence", "d_ic", "d_ipd"):
+        if k in ("incoherence", "d_ic", "d_ipd", "d_ic_mean"):
             tol = dict(rel=5e-2, abs=1e-9)  # Hilbert tails past the context (the algorithm, not rounding)
         elif k in ("added_db", "missing_db", "d_ild_db"):
             # complex64 bands: chunks and the whole signal round differently (other FFT lengths)
@@ -250,7 +250,7 @@ def _check_fd(q, tol):
     v = torch.randn(y0.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(6)) * 1e-5
     with torch.no_grad():
         fp, fm = q.features(x, y0 + v)[1], q.features(x, y0 - v)[1]
-    for k in ("incoherence", "d_ild_db", "d_ic", "d_ipd"):
+    for k in ("incoherence", "d_ild_db", "d_ic", "d_ipd", "d_ic_mean"):
         y = y0.clone().requires_grad_(True)
         q.features(x, y)[1][k].sum().backward()
         analytic = float((y.grad * v).sum())

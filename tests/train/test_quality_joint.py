@@ -16,15 +16,16 @@ SHARED = REPO.parent / "shared" / "listening-tests" / "ambisonics-param-coding"
 
 def _items(rng, n, w, v, k, spatial_scale=1.0):
     Ft = rng.uniform(0, 1.5, (n, 3))
-    Fs = np.zeros((n, 5))
+    Fs = np.zeros((n, len(tq.SPATIAL_FEATURES)))
     Fs[:, :3] = rng.uniform(0, 0.3, (n, 3)) * spatial_scale
+    Fs[:, 5:] = rng.uniform(0, 0.3, (n, 2)) * spatial_scale  # d_ic_mean, d_ild_mean
     d = Ft @ w + Fs @ v
     return Ft, Fs, 100 / (1 + d ** k)
 
 
 def test_joint_fit_recovers_known_parameters_and_cv_predicts_held_out_groups():
     rng = np.random.default_rng(0)
-    w, v0, k = np.array([0.3, 0.4, 0.2]), np.array([0.2, 4.0, 6.0, 0.0, 0.0]), 2.0
+    w, v0, k = np.array([0.3, 0.4, 0.2]), np.array([0.2, 4.0, 6.0, 0.0, 0.0, 0.0, 0.0]), 2.0
     a = 0.4  # true spatial factor on v0
     t1 = _items(rng, 40, w, a * v0, k, spatial_scale=0.0)  # a timbral-only test
     t2 = _items(rng, 30, w, a * v0, k, spatial_scale=1.0)  # a spatial test
@@ -36,15 +37,32 @@ def test_joint_fit_recovers_known_parameters_and_cv_predicts_held_out_groups():
     held = tq.joint_cv([t1, t2], g, v0, "scale", seed=1, starts=2)
     assert np.allclose(held[0], t1[2], atol=0.05) and np.allclose(held[1], t2[2], atol=0.05)
     # the binaural mode frees the three binaural weights, keeps the ambisonics-only ones
-    th_b = tq.fit_joint([t1, t2], v0 * np.array([1, 1, 1, 0, 0]), "binaural", seed=1, starts=3)
+    th_b = tq.fit_joint([t1, t2], v0 * np.array([1, 1, 1, 0, 0, 0, 0]), "binaural", seed=1, starts=3)
     assert np.allclose(tq._unpack(th_b, v0, "binaural")[1][:3], a * v0[:3], rtol=1e-2)
 
 
+def test_statistic_mode_recovers_the_coherence_statistic_and_keeps_the_ild_shift_weight():
+    """Version 3's mode: one factor on the synthetic frame-wise weights, a free d_ic_mean weight,
+    and d_ild_mean at v0's d_ild_db weight (not scaled, not fitted)."""
+    rng = np.random.default_rng(3)
+    w, k = np.array([0.3, 0.4, 0.2]), 2.0
+    v0 = np.array([0.2, 4.0, 6.0, 0.0, 0.0, 0.0, 0.0])
+    v = 0.3 * v0
+    v[5], v[6] = 5.0, v0[0]  # d_ic_mean 5.0; d_ild_mean = v0's d_ild_db weight
+    t1 = _items(rng, 40, w, v, k, spatial_scale=0.0)
+    t2 = _items(rng, 30, w, v, k, spatial_scale=1.0)
+    th = tq.fit_joint([t1, t2], v0, "statistic", seed=1, starts=3)
+    w_f, v_f, k_f = tq._unpack(th, v0, "statistic")
+    assert np.allclose(w_f, w, rtol=1e-3) and k_f == pytest.approx(k, rel=1e-3)
+    assert np.allclose(v_f, v, rtol=1e-3)
+    assert v_f[tq.SPATIAL_FEATURES.index("d_ild_mean")] == v0[tq.SPATIAL_FEATURES.index("d_ild_db")]
+
+
 def test_joint_prediction_is_100_at_zero_distortion_and_monotone():
-    v0 = np.array([0.1, 1.0, 1.0, 0.0, 0.0])
+    v0 = np.array([0.1, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0])
     th = np.array([math.log(0.3)] * 3 + [0.0, math.log(2.0)])
     Ft = np.array([[0, 0, 0], [0.1, 0, 0], [0.5, 0, 0], [0.5, 0.5, 0.5]], dtype=float)
-    s = tq.joint_pred(th, Ft, np.zeros((4, 5)), v0, "scale")
+    s = tq.joint_pred(th, Ft, np.zeros((4, 7)), v0, "scale")
     assert s[0] == 100.0 and np.all(np.diff(s) < 0)
     with pytest.raises(Exception, match="fit.spatial"):
         tq._unpack(th, v0, "wobble")
@@ -52,10 +70,9 @@ def test_joint_prediction_is_100_at_zero_distortion_and_monotone():
 
 def test_recipe_has_the_listening_test_sections():
     tc = tq.QualityTrainConfig.from_yaml(REPO / "configs" / "train" / "quality.yaml")
-    assert tc.mushra["align"] is True and tc.param_coding["use"] is False  # the shipped recipe
-    tc = tq.QualityTrainConfig.from_yaml(REPO / "configs" / "train" / "quality_joint.yaml")
+    # the shipped recipe (version 3): both listening tests, delay-aligned, the statistic mode
     assert tc.mushra["align"] is True and tc.param_coding["use"] is True
-    assert tc.fit["spatial"] in tq.SPATIAL_MODES
+    assert tc.fit["spatial"] == "statistic" and tc.fit["timbral"] == "joint"
     assert tc.param_coding_dir().name == "param_coding"
     with pytest.raises(Exception, match="spatial-codings items not found"):
         tq.param_coding_table(REPO / "no-such-folder")

@@ -26,8 +26,10 @@ __all__ = ["TIMBRAL_FEATURES", "SPATIAL_FEATURES", "QualityMapping"]
 #: loss of ref-deg coherence (0..1)
 TIMBRAL_FEATURES = ("added_db", "missing_db", "incoherence")
 #: pooled spatial features: |dILD| dB, |d|IC||, IPD change (fraction of pi), |d directiveness|,
-#: intensity direction shift (fraction of 180 deg); the last two are 0 for binaural input
-SPATIAL_FEATURES = ("d_ild_db", "d_ic", "d_ipd", "d_directiveness", "d_direction")
+#: intensity direction shift (fraction of 180 deg) -- these two are 0 for binaural input -- and
+#: (version 3) the change of the per-band time-mean interaural coherence (``d_ic_mean``) and ILD
+#: beyond 2 dB (``d_ild_mean``, dB)
+SPATIAL_FEATURES = ("d_ild_db", "d_ic", "d_ipd", "d_directiveness", "d_direction", "d_ic_mean", "d_ild_mean")
 
 
 class QualityMapping(nn.Module):

@@ -99,6 +99,9 @@ class FitOptions(Section):
     # who fits the timbral weights: "speech" (the speech-codec test alone, then fixed: the joint fit
     # sets only the spatial parameters and the exponent) or "joint" (both tests)
     timbral: str = "speech"
+    # lower bound of the common factor on the synthetic frame-wise spatial weights (modes scale,
+    # statistic): the listening tests hold no pure direction change to set it
+    min_spatial_scale: float = 0.0
 
 
 @dataclass
@@ -343,13 +346,18 @@ def loso_predictions(table, seed: int, starts: int = 8) -> np.ndarray:
 
 
 #: how the spatial weights enter the joint fit on listening tests (``fit.spatial``)
-SPATIAL_MODES = ("fixed", "scale", "coherence", "binaural")
+SPATIAL_MODES = ("fixed", "scale", "coherence", "binaural", "statistic")
+#: the spatial features the synthetic sweeps weigh (equal-severity matching); in mode
+#: ``statistic`` ``d_ic_mean`` is fitted on the listening tests and ``d_ild_mean`` takes the
+#: synthetic weight of ``d_ild_db`` (a dB of systematic shift costs what a dB of ILD change does)
+SYNTHETIC_SPATIAL = tuple(n for n in SPATIAL_FEATURES if not n.endswith("_mean"))
 
 
 def _unpack(theta: np.ndarray, v0: np.ndarray, mode: str) -> tuple[np.ndarray, np.ndarray, float]:
-    """``theta`` -> ``(w (3), v (5), k)``. ``mode``: ``fixed`` (v = v0), ``scale`` (v = a v0: one
+    """``theta`` -> ``(w (3), v (6), k)``. ``mode``: ``fixed`` (v = v0), ``scale`` (v = a v0: one
     weight of the spatial terms against the timbral ones), ``binaural`` (the three binaural
-    spatial weights free, the ambisonics-only ones kept from v0)."""
+    spatial weights free, the ambisonics-only ones kept from v0), ``statistic`` (v = a v0, a
+    free weight of ``d_ic_mean``, and ``d_ild_mean`` at v0's ``d_ild_db`` weight, not scaled)."""
     nt = len(TIMBRAL_FEATURES)
     w = np.exp(theta[:nt])
     if mode == "fixed":
@@ -362,13 +370,17 @@ def _unpack(theta: np.ndarray, v0: np.ndarray, mode: str) -> tuple[np.ndarray, n
     elif mode == "binaural":
         v = np.asarray(v0, dtype=np.float64).copy()
         v[:3] = np.exp(theta[nt:nt + 3])
+    elif mode == "statistic":  # one factor on the synthetic (frame-wise) weights + the d_ic_mean weight
+        v = math.exp(theta[nt]) * np.asarray(v0, dtype=np.float64)
+        v[SPATIAL_FEATURES.index("d_ic_mean")] = math.exp(theta[nt + 1])
+        v[SPATIAL_FEATURES.index("d_ild_mean")] = float(v0[SPATIAL_FEATURES.index("d_ild_db")])
     else:
         raise SpaqError(f"fit.spatial must be one of {', '.join(SPATIAL_MODES)}, got {mode!r}")
     return w, v, math.exp(theta[-1])
 
 
 def _n_spatial(mode: str) -> int:
-    return {"fixed": 0, "scale": 1, "coherence": 1, "binaural": 3}[mode]
+    return {"fixed": 0, "scale": 1, "coherence": 1, "binaural": 3, "statistic": 2}[mode]
 
 
 def joint_pred(theta: np.ndarray, Ft: np.ndarray, Fs: np.ndarray, v0: np.ndarray, mode: str) -> np.ndarray:
@@ -379,7 +391,7 @@ def joint_pred(theta: np.ndarray, Ft: np.ndarray, Fs: np.ndarray, v0: np.ndarray
 
 
 def fit_joint(tests: list, v0: np.ndarray, mode: str, seed: int, starts: int = 8,
-              timbral_test: int | None = None) -> np.ndarray:
+              timbral_test: int | None = None, min_scale: float = 0.0) -> np.ndarray:
     """Least squares on the 0..100 scale over several listening tests at once, each test's mean
     squared error counting equally: ``tests`` is a list of ``(Ft (N, 3), Fs (N, 5), y (N,))``.
     Free parameters: ``log w`` (3 timbral weights), the spatial ones of ``mode``
@@ -407,11 +419,15 @@ def fit_joint(tests: list, v0: np.ndarray, mode: str, seed: int, starts: int = 8
 
     v_init = np.log(np.maximum(np.asarray(v0, dtype=np.float64)[:3], 1e-3)) if mode == "binaural" else np.zeros(ns)
     bounds = [(-12, 8)] * ns + [(math.log(0.2), math.log(5.0))]
+    if min_scale > 0 and mode in ("scale", "statistic"):
+        bounds[0] = (max(-12.0, math.log(min_scale)), 8)
+    lo_s = np.array([b[0] for b in bounds[:ns]])
     if lw_fixed is None:
         bounds = [(-20, 10)] * nt + bounds
     best = None
     for _ in range(starts):
         th0 = np.concatenate([v_init[:ns] + rng.normal(0, 1.0, ns), [rng.normal(0, 0.5)]])
+        th0[:ns] = np.maximum(th0[:ns], lo_s)
         if lw_fixed is None:
             th0 = np.concatenate([np.log(scale / nt) + rng.normal(0, 1.0, nt), th0])
         r = minimize(loss, th0, method="L-BFGS-B", bounds=bounds)
@@ -421,7 +437,7 @@ def fit_joint(tests: list, v0: np.ndarray, mode: str, seed: int, starts: int = 8
 
 
 def joint_cv(tests: list, groups: list, v0: np.ndarray, mode: str, seed: int, starts: int = 8,
-             timbral_test: int | None = None) -> list:
+             timbral_test: int | None = None, min_scale: float = 0.0) -> list:
     """Held-out predictions per test: for each test and each of its groups (``groups[i] (N_i,)``
     labels: stimulus or trial), refit :func:`fit_joint` without that group (the other tests
     whole) and predict it. Returns a list of ``(N_i,)`` arrays."""
@@ -432,7 +448,7 @@ def joint_cv(tests: list, groups: list, v0: np.ndarray, mode: str, seed: int, st
         for lab in sorted(set(g.tolist())):
             test = g == lab
             train = [t if j != i else (Ft[~test], Fs[~test], y[~test]) for j, t in enumerate(tests)]
-            th = fit_joint(train, v0, mode, seed, starts, timbral_test)
+            th = fit_joint(train, v0, mode, seed, starts, timbral_test, min_scale)
             pred[test] = joint_pred(th, Ft[test], Fs[test], v0, mode)
         out.append(pred)
     return out
@@ -460,7 +476,7 @@ def _monotone_pairs(records: list[dict], w: np.ndarray, families) -> list[tuple]
 
 def fit_spatial(records: list[dict], w: np.ndarray, anchors, spatial, monotone_weight: float = 0.0,
                 monotone_margin: float = 0.05) -> np.ndarray:
-    """Spatial weights ``v (5,)``: for each (spatial family, severity), the median total
+    """Spatial weights ``v (7,)`` (the ``*_mean`` statistics at the lower bound: not fitted here): for each (spatial family, severity), the median total
     distortion ``D_t + v . s`` over the sweeps should equal the median timbral distortion of
     the anchor families at that severity (log-domain least squares, v >= 0). Families that a
     format does not have simply contribute no rows.
@@ -514,14 +530,21 @@ def fit_spatial(records: list[dict], w: np.ndarray, anchors, spatial, monotone_w
             err += monotone_weight * float(np.mean(np.maximum(lo + margin - hi, 0.0) ** 2))
         return err
 
+    free = np.array([n in SYNTHETIC_SPATIAL for n in SPATIAL_FEATURES])
+
+    def full(lv):
+        out = np.full(len(SPATIAL_FEATURES), -12.0)  # the *_mean statistics: lower bound (weight 0)
+        out[free] = lv
+        return out
+
     best = None
     for i in range(6):
-        lv0 = np.full(len(SPATIAL_FEATURES), -1.0 + i * 0.8)
-        r = minimize(loss, lv0, method="Powell", bounds=[(-12, 8)] * len(SPATIAL_FEATURES),
+        lv0 = np.full(int(free.sum()), -1.0 + i * 0.8)
+        r = minimize(lambda lv: loss(full(lv)), lv0, method="Powell", bounds=[(-12, 8)] * int(free.sum()),
                      options={"xtol": 1e-4, "ftol": 1e-8, "maxiter": 20000})
         if best is None or r.fun < best.fun:
             best = r
-    return best.x
+    return full(best.x)
 
 
 # --------------------------------------------------------------------------- driver
@@ -642,9 +665,10 @@ def train_quality(tc: QualityTrainConfig, out, log=print, workdir=None) -> dict:
                            lambda: param_coding_features(pc_root, pc_table, metric, log, align=align), log)
         tests = [_matrices(mt), _matrices(pt)]
         groups = [mt["stimulus"].to_numpy(), pt["trial"].to_numpy()]
-        th = fit_joint(tests, v0, mode, tc.seed, starts, tt)
+        ms = float(tc.fit["min_spatial_scale"])
+        th = fit_joint(tests, v0, mode, tc.seed, starts, tt, ms)
         w, v, k = _unpack(th, v0, mode)
-        held = joint_cv(tests, groups, v0, mode, tc.seed, starts, tt)
+        held = joint_cv(tests, groups, v0, mode, tc.seed, starts, tt, ms)
         cvs["speech_codec_loso_coded"] = _cv_stats(held[0][coded], y[coded])
         cvs["speech_codec_loso_all"] = _cv_stats(held[0], y)
         cvs["param_coding_loto"] = _cv_stats(held[1], tests[1][2])
@@ -674,13 +698,16 @@ def train_quality(tc: QualityTrainConfig, out, log=print, workdir=None) -> dict:
                 "fixed": f"{syn} (not refitted)",
                 "scale": f"ratios from {syn}; one common factor (spatial against timbral) from the joint fit",
                 "binaural": f"d_ild_db, d_ic, d_ipd from the joint fit; d_directiveness, d_direction from {syn}",
+                "statistic": (f"d_ild_db, d_ic, d_ipd, d_directiveness, d_direction: ratios from {syn}, one common "
+                              f"factor from the joint fit; d_ic_mean from the joint fit; d_ild_mean: the d_ild_db "
+                              f"weight of {syn} (not scaled)"),
             }[mode],
         }
     else:
         prov = {"timbral_weights": f"least squares on {speech}, with the exponent",
                 "exponent": "same fit as the timbral weights", "spatial_weights": syn}
     params = {
-        "model": "spaq-quality", "version": 2,
+        "model": "spaq-quality", "version": 3,
         "mapping": mapping,
         "provenance": {
             **prov,

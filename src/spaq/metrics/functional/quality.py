@@ -12,15 +12,22 @@ tensors, differentiable where the maths allows:
 What is compared (ambisonics are decoded to the ears with the MagLS decoder of the default
 KU100 HRTF, the same one the ``cues`` metric uses, so both formats share one scale):
 
-* timbral, on each ear: sensation level (dB above the ISO 389-7 threshold floor, 100 dB SPL
-  at digital full scale) of the gammatone envelope per band and frame: energy the degraded
-  signal *adds* (``added_db``) and *misses* (``missing_db``), and the loss of coherence
-  between reference and degraded band signals (``incoherence``: fine structure below
-  1.3 kHz, envelope above) -- ViSQOL/NSIM-like structure on spaq's own representation;
-* spatial: change of ILD (dB), of interaural coherence magnitude and of interaural phase
-  (``d_ipd``, weighted by both coherences); for ambisonics also first-order directiveness
-  and the shift of the intensity direction per band and frame (``d_direction``, weighted
-  by the reference directiveness; 1 = 180 degrees).
+* timbral, on both ears together (binaural summation, version 3): sensation level (dB above
+  the ISO 389-7 threshold floor, 100 dB SPL at digital full scale) of the ear-averaged
+  gammatone envelope power per band and frame: energy the degraded signal *adds*
+  (``added_db``) and *misses* (``missing_db``), and the loss of coherence between reference
+  and degraded band signals, cross-spectra and powers summed over the ears (``incoherence``:
+  fine structure below 1.3 kHz, envelope above) -- ViSQOL/NSIM-like structure on spaq's own
+  representation. Summing the ears first means a diffuse part that is decorrelated
+  differently at each ear (what parametric spatial codings resynthesise) costs less than a
+  per-ear comparison made it cost, while diotic input is unchanged;
+* spatial, frame by frame: change of ILD (dB), of interaural coherence magnitude and of
+  interaural phase (``d_ipd``, weighted by both coherences); for ambisonics also first-order
+  directiveness and the shift of the intensity direction per band and frame (``d_direction``,
+  weighted by the reference directiveness; 1 = 180 degrees);
+* spatial, as statistics (version 3): ``d_ic_mean``, the change of each band's time-mean
+  interaural coherence (the width/diffuseness of the image), and ``d_ild_mean``, the change
+  of each band's time-mean ILD beyond 2 dB (a systematic lateral shift; :func:`mean_change`).
 
 Playback level: an overall gain difference between degraded and reference is treated as a
 volume setting and compensated before comparison (energy match of both ears, or of W for
@@ -44,8 +51,8 @@ __all__ = ["quality_maps", "quality_maps_streamed", "pool_features", "quality_fe
            "distortion_maps", "MAX_GAIN_DB"]
 
 MAX_GAIN_DB = 20.0
-TIMBRAL_MAPS = TIMBRAL_FEATURES  # (B, 2 ears, F, nf)
-SPATIAL_MAPS = SPATIAL_FEATURES  # (B, F, nf)
+TIMBRAL_MAPS = TIMBRAL_FEATURES  # (B, 1, F, nf): both ears together
+SPATIAL_MAPS = tuple(k for k in SPATIAL_FEATURES if not k.endswith("_mean"))  # (B, F, nf); *_mean pooled apart
 
 
 def _gain_db(er: torch.Tensor, ed: torch.Tensor) -> torch.Tensor:
@@ -74,8 +81,8 @@ def _band_cues(x: torch.Tensor, frontend: AuditoryFrontEnd, decoder: torch.Tenso
     """One pass of the shared front-end (its gammatone responses, band groups, decimation and
     envelope low-pass) over reference and degraded ears ``x (B, 2, C, T)``.
     Returns ``p_ear (B, 2 sig, 2 ears, F, nf)`` (envelope power, unfloored), ``ic`` interaural
-    coherence ``(B, 2 sig, F, nf)`` and ``xc`` reference-degraded coherence ``(B, 2 ears, F, nf)``
-    (complex, NaN where a power is 0)."""
+    coherence ``(B, 2 sig, F, nf)`` and ``xc`` reference-degraded coherence of both ears together
+    (cross-spectra and powers summed over the ears) ``(B, F, nf)`` (complex, NaN where a power is 0)."""
     t = x.shape[-1]
     spec = ear_spectrum(x, frontend, decoder, n_min)
     fc = frontend.center_frequencies_hz
@@ -90,8 +97,9 @@ def _band_cues(x: torch.Tensor, frontend: AuditoryFrontEnd, decoder: torch.Tenso
         x_ia = torch.mean(z[:, :, 0] * torch.conj(z[:, :, 1]), dim=-1).to(torch.complex128)
         x_rd = torch.mean(z[:, 0] * torch.conj(z[:, 1]), dim=-1).to(torch.complex128)
         a = frame(env.real, fl).mean(dim=-1).to(torch.float64) / math.sqrt(2.0)
+        # both ears together (binaural summation): cross and powers summed over the ears
         out.append({"p_ear": a ** 2 / 2, "ic": _normalise(x_ia, pz[:, :, 0], pz[:, :, 1]),
-                    "xc": _normalise(x_rd, pz[:, 0], pz[:, 1])})
+                    "xc": _normalise(x_rd.sum(dim=1), pz[:, 0].sum(dim=1), pz[:, 1].sum(dim=1))})
     return {k: torch.cat([o[k] for o in out], dim=-2) for k in out[0]}
 
 
@@ -195,18 +203,21 @@ def _maps_from_cues(c: dict, floor: torch.Tensor, gain_db: torch.Tensor) -> dict
     fl = floor.view(-1, 1).to(torch.float64)
     p = c["p_ear"]  # (B, S, E, F, nf)
     audible = p > fl
-    sl = 10 * torch.log10(torch.maximum(p, fl) / fl)  # sensation level, dB >= 0
-    sl_r, sl_d = sl[:, 0], sl[:, 1]
-    aud_r, aud_d = audible[:, 0], audible[:, 1]
-    active = aud_r | aud_d
-    diff = sl_d - sl_r
-    rho = torch.nan_to_num(torch.abs(c["xc"]).to(torch.float64), nan=0.0).clamp(0, 1)
-    incoh = torch.where(aud_r & aud_d, 1 - rho, torch.ones_like(rho))
+    sl = 10 * torch.log10(torch.maximum(p, fl) / fl)  # sensation level per ear, dB >= 0
+    # timbre of both ears together (binaural summation): sensation level of the ear-averaged power
+    pb = p.mean(dim=2)  # (B, S, F, nf)
+    aud_b = pb > fl
+    sl_b = 10 * torch.log10(torch.maximum(pb, fl) / fl)
+    active = (aud_b[:, 0] | aud_b[:, 1]).unsqueeze(1)  # (B, 1, F, nf)
+    diff = (sl_b[:, 1] - sl_b[:, 0]).unsqueeze(1)
+    rho = torch.nan_to_num(torch.abs(c["xc"]).to(torch.float64), nan=0.0).clamp(0, 1).unsqueeze(1)
+    incoh = torch.where((aud_b[:, 0] & aud_b[:, 1]).unsqueeze(1), 1 - rho, torch.ones_like(rho))
     out = {
         "added_db": torch.where(active, torch.clamp(diff, min=0), nan),
         "missing_db": torch.where(active, torch.clamp(-diff, min=0), nan),
         "incoherence": torch.where(active, incoh, nan),
     }
+    aud_r = audible[:, 0]
     # interaural cues; the reference's image counts where any of its ears is audible
     ref_on = aud_r.any(dim=1)
     ild = sl[:, :, 0] - sl[:, :, 1]  # (B, S, F, nf), floored ears
@@ -218,6 +229,14 @@ def _maps_from_cues(c: dict, floor: torch.Tensor, gain_db: torch.Tensor) -> dict
     out["d_ild_db"] = torch.where(ref_on, torch.abs(ild[:, 1] - ild[:, 0]), nan)
     out["d_ic"] = torch.where(ref_on, torch.abs(mag[:, 1] - mag[:, 0]), nan)
     out["d_ipd"] = torch.where(ref_on, ipd * mag[:, 0] * mag[:, 1], nan)
+    # interaural coherence magnitude of each signal where both have one (for d_ic_mean)
+    both = ic_ok[:, 0] & ic_ok[:, 1]
+    out["ic_ref"] = torch.where(both, mag[:, 0], nan)
+    out["ic_deg"] = torch.where(both, mag[:, 1], nan)
+    # ILD of each signal where both are audible (for d_ild_mean)
+    on_both = ref_on & audible[:, 1].any(dim=1)
+    out["ild_ref"] = torch.where(on_both, ild[:, 0], nan)
+    out["ild_deg"] = torch.where(on_both, ild[:, 1], nan)
     if "dir" in c:
         d = c["dir"]
         d_ok = ref_on & torch.isfinite(d[:, 0])
@@ -253,7 +272,30 @@ def pool_features(maps: dict) -> dict:
     for k in SPATIAL_MAPS:
         if k in maps:
             out[k] = _nanmean(maps[k], (1, 2))
+    if "ic_ref" in maps:
+        out["d_ic_mean"] = mean_change(maps["ic_ref"], maps["ic_deg"])
+        out["d_ild_mean"] = mean_change(maps["ild_ref"], maps["ild_deg"], ILD_BLUR_DB)
     return out
+
+
+#: systematic ILD shifts (per band, of the time mean) below this are not counted by d_ild_mean
+#: (localisation blur; 1, 2 and 3 dB were compared on the spatial-codings MUSHRA, issue 19)
+ILD_BLUR_DB = 2.0
+
+
+def mean_change(ref: torch.Tensor, deg: torch.Tensor, threshold: float = 0.0) -> torch.Tensor:
+    """Per band, the change of the time mean of a cue (``(B, F, nf)`` each, NaN where not
+    both signals have it), less ``threshold`` (clamped at 0), averaged over the bands that
+    have any such frame -> ``(B,)``. ``d_ic_mean``: the interaural coherence magnitude (the
+    width and diffuseness of the image: the long-term mean of the short-time coherence);
+    ``d_ild_mean``: the ILD in dB beyond :data:`ILD_BLUR_DB` (a systematic lateral shift). Both
+    are statistics of the spatial image, blind to which frame a decorrelated diffuse part
+    falls in; 0 for identical images, duration-independent on stationary content."""
+    has = torch.isfinite(ref).any(dim=-1)  # (B, F)
+    band = torch.clamp(torch.abs(_nanmean(deg, (-1,)) - _nanmean(ref, (-1,))) - threshold, min=0.0)
+    n = has.sum(dim=-1)
+    return torch.where(n > 0, torch.where(has, band, torch.zeros_like(band)).sum(dim=-1) / n.clamp(min=1),
+                       torch.zeros_like(band[..., 0]))
 
 
 def distortion_maps(maps: dict, model: QualityMapping) -> dict:
@@ -263,7 +305,7 @@ def distortion_maps(maps: dict, model: QualityMapping) -> dict:
     v = torch.exp(model.log_v.detach())
     t = sum(w[i] * _nanmean(maps[k], (1,)) for i, k in enumerate(TIMBRAL_MAPS))
     s = None
-    for j, k in enumerate(SPATIAL_MAPS):
+    for j, k in enumerate(SPATIAL_FEATURES):
         if k in maps:
             term = v[j] * torch.nan_to_num(maps[k], nan=0.0)
             s = term if s is None else s + term
