@@ -1,6 +1,6 @@
 """Held-out numbers of spaq's ``quality`` on the two shared listening tests (issue 19): version 1,
 the shipped version 2 (version 1's recipe on delay-aligned speech features) and the joint fit on
-both tests (``configs/train/quality_joint.yaml``, measured, not shipped), with and without delay
+both tests (``configs/train/quality.yaml``; version 3 ships it), with and without delay
 alignment, next to BAM-Q and PEMO-Q on the spatial-codings items.
 
     python benchmarks/rebuild_param_coding.py                   # once: the 42 spatial-codings items
@@ -30,7 +30,8 @@ from spaq.train import quality as tq
 
 #: version 1 parameters (quality_v1.json before issue 19, sha256 30a79021...)
 V1 = {"timbral": [0.3234808464181789, 0.4053866659063172, 0.009633660240908918],
-      "spatial": [0.1487472224326411, 4.628972309226151, 6.223548927441599, 0.0, 0.0], "exponent": 2.442645790283338}
+      "spatial": [0.1487472224326411, 4.628972309226151, 6.223548927441599, 0.0, 0.0, 0.0, 0.0],
+      "exponent": 2.442645790283338}  # version 1 had no *_mean statistics (weight 0)
 
 
 def _v1_scores(Ft, Fs):
@@ -84,7 +85,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--workdir", type=Path, required=True, help="spaq train quality's --workdir")
     ap.add_argument("--stem", default="quality_v1", help="stem of the feature tables (the --out name)")
-    ap.add_argument("--config", default=str(Path(__file__).resolve().parents[1] / "configs" / "train" / "quality_joint.yaml"),
+    ap.add_argument("--config", default=str(Path(__file__).resolve().parents[1] / "configs" / "train" / "quality.yaml"),
                     help="the joint-fit recipe (its fit.spatial / fit.timbral / seed / starts)")
     ap.add_argument("--boot", type=int, default=2000)
     ap.add_argument("--out", type=Path, default=None, help="Markdown report (also printed)")

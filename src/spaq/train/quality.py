@@ -7,7 +7,7 @@ Two data sources, each fitting only what it can justify (see ``configs/train/qua
    (``mushra.align``, as ``spaq.score`` scores; version 2). Fits the three timbral weights and
    the mapping exponent (4 parameters) by least squares on the 0..100 scale;
    leave-one-stimulus-out cross-validation is run with the same procedure and reported.
-   With ``param_coding.use`` (``configs/train/quality_joint.yaml``; measured, not shipped) the
+   With ``param_coding.use`` (the shipped recipe since version 3) the
    rebuilt binaural MUSHRA of parametric spatial-audio codings joins: :func:`fit_joint` sets the
    spatial parameters of ``fit.spatial`` and the exponent on both tests, :func:`joint_cv`
    reports leave-one-stimulus-out / leave-one-trial-out predictions.
