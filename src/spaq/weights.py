@@ -54,7 +54,7 @@ REGISTRY: dict[str, WeightSpec] = {
     "quality_v1": WeightSpec(
         name="quality_v1",
         url=None,
-        sha256="da8b0a79d1516ddaed75a7e00e0ed97d2312c99395b1bdd6800186aed22cb9c2",
+        sha256="c728665792becd7873d76cfb36015ff442cc6f8e0c4660e1ac7180c03e3b6794",
         filename="quality_v1.json",
         env_var="SPAQ_QUALITY_PARAMS",
         licence="MIT (spaq); fitted on the Neural Codec MUSHRA rating dataset (CC BY 4.0, Stahl et al. 2024) and the parametric spatial-codings MUSHRA (Apache-2.0, Stahl & Holighaus, AES 2023)",

@@ -15,7 +15,8 @@ KU100 HRTF, the same one the ``cues`` metric uses, so both formats share one sca
 * timbral, on both ears together (binaural summation, version 3): sensation level (dB above
   the ISO 389-7 threshold floor, 100 dB SPL at digital full scale) of the ear-averaged
   gammatone envelope power per band and frame: energy the degraded signal *adds*
-  (``added_db``) and *misses* (``missing_db``), and the loss of coherence between reference
+  (``added_db``) and *misses* (``missing_db``) beyond the just-noticeable level difference
+  (:data:`LEVEL_JND_DB`, version 3), and the loss of coherence between reference
   and degraded band signals, cross-spectra and powers summed over the ears (``incoherence``:
   fine structure below 1.3 kHz, envelope above) -- ViSQOL/NSIM-like structure on spaq's own
   representation. Summing the ears first means a diffuse part that is decorrelated
@@ -51,6 +52,10 @@ __all__ = ["quality_maps", "quality_maps_streamed", "pool_features", "quality_fe
            "distortion_maps", "MAX_GAIN_DB"]
 
 MAX_GAIN_DB = 20.0
+#: level differences (dB, per band and 40 ms frame, both ears together) up to this are not counted
+#: by added_db / missing_db: the just-noticeable level difference of a short narrow-band sound is
+#: about 1-2 dB (0.5, 1, 1.5, 2 and 3 dB were compared on the two listening tests, issue 19)
+LEVEL_JND_DB = 1.5
 TIMBRAL_MAPS = TIMBRAL_FEATURES  # (B, 1, F, nf): both ears together
 SPATIAL_MAPS = tuple(k for k in SPATIAL_FEATURES if not k.endswith("_mean"))  # (B, F, nf); *_mean pooled apart
 
@@ -212,9 +217,9 @@ def _maps_from_cues(c: dict, floor: torch.Tensor, gain_db: torch.Tensor) -> dict
     diff = (sl_b[:, 1] - sl_b[:, 0]).unsqueeze(1)
     rho = torch.nan_to_num(torch.abs(c["xc"]).to(torch.float64), nan=0.0).clamp(0, 1).unsqueeze(1)
     incoh = torch.where((aud_b[:, 0] & aud_b[:, 1]).unsqueeze(1), 1 - rho, torch.ones_like(rho))
-    out = {
-        "added_db": torch.where(active, torch.clamp(diff, min=0), nan),
-        "missing_db": torch.where(active, torch.clamp(-diff, min=0), nan),
+    out = {  # level differences within the just-noticeable difference are not counted
+        "added_db": torch.where(active, torch.clamp(diff - LEVEL_JND_DB, min=0), nan),
+        "missing_db": torch.where(active, torch.clamp(-diff - LEVEL_JND_DB, min=0), nan),
         "incoherence": torch.where(active, incoh, nan),
     }
     aud_r = audible[:, 0]
