@@ -1,0 +1,96 @@
+"""Version 3 of the quality features (issue 19): the timbre of both ears together, the
+just-noticeable level difference, and the statistics of the spatial image (``d_ic_mean``,
+``d_ild_mean``) that do not count which frame a decorrelated diffuse part falls in."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from spaq.metrics.functional.quality import (ILD_BLUR_DB, LEVEL_JND_DB, mean_change, pool_features,
+                                             quality_maps)
+
+FS = 48000
+
+
+@pytest.fixture(scope="module")
+def fe():
+    """The exact-mode front-end the training recipe uses."""
+    from spaq.train.quality import _metric
+
+    return _metric().frontend
+
+
+def _features(fe, ref, deg, compensate_gain=True):
+    r = torch.from_numpy(np.ascontiguousarray(ref))[None]
+    d = torch.from_numpy(np.ascontiguousarray(deg))[None]
+    with torch.no_grad():
+        return {k: float(v[0]) for k, v in pool_features(
+            quality_maps(r, d, fe, None, chunk_frames=None, compensate_gain=compensate_gain)).items()}
+
+
+def _noise(seed, n=FS // 2, scale=0.05):
+    return np.random.default_rng(seed).standard_normal(n) * scale
+
+
+def test_mean_change_values_threshold_and_missing_frames():
+    nan = float("nan")
+    ref = torch.tensor([[[1.0, 3.0, nan], [nan, nan, nan], [0.0, 0.0, 0.0]]])  # (B=1, F=3, nf=3)
+    deg = torch.tensor([[[2.0, 4.0, nan], [nan, nan, nan], [4.0, 2.0, 0.0]]])
+    # band 0: means 2 vs 3 -> 1; band 1: no frame, not counted; band 2: 0 vs 2 -> 2
+    assert float(mean_change(ref, deg)[0]) == pytest.approx(1.5)
+    assert float(mean_change(ref, deg, threshold=1.5)[0]) == pytest.approx((0.0 + 0.5) / 2)
+    assert float(mean_change(ref, ref)[0]) == 0.0
+    empty = torch.full((1, 2, 4), nan)
+    assert float(mean_change(empty, empty)[0]) == 0.0
+
+
+def test_decorrelated_diffuse_sound_is_no_impairment_of_the_statistic_but_mono_is(fe):
+    """Reference: independent noise at each ear (a diffuse field). Another independent pair has
+    the same image (d_ic_mean ~ 0) though every frame differs (high incoherence); the mono
+    downmix collapses the image (interaural coherence 1: d_ic_mean far larger)."""
+    ref = np.stack([_noise(1), _noise(2)])
+    other = np.stack([_noise(3), _noise(4)])
+    mono = np.stack([(_noise(1) + _noise(2)) / math.sqrt(2)] * 2)
+    f_other = _features(fe, ref, other)
+    f_mono = _features(fe, ref, mono)
+    # frame by frame nothing matches (the coherence of 40 ms frames of independent noise keeps a
+    # small-sample bias, so the incoherence stays well under 1)
+    assert f_other["incoherence"] > 0.25
+    assert f_other["d_ic_mean"] < 0.05
+    # 40 ms frames: the mean coherence of independent noise is biased upwards (~0.7 here, the
+    # envelope bands most), so mono's change is ~0.3, still an order above the other pair's
+    assert f_mono["d_ic_mean"] > 0.2
+    assert f_mono["d_ic_mean"] > 10 * f_other["d_ic_mean"]
+
+
+def test_level_differences_within_the_jnd_are_not_counted(fe):
+    ref = np.stack([_noise(5), _noise(5) * 0.7])
+    for db, lo, hi in ((1.0, 0.0, 0.0), (3.0, 0.5, 3.0 - LEVEL_JND_DB + 1e-9)):
+        f = _features(fe, ref, ref * 10 ** (db / 20), compensate_gain=False)
+        assert lo <= f["added_db"] <= hi, (db, f["added_db"])
+        assert f["missing_db"] == 0.0
+    assert LEVEL_JND_DB == 1.5
+
+
+def test_ild_statistic_counts_systematic_shifts_beyond_the_blur_only(fe):
+    x = _noise(6)
+    ref = np.stack([x, x])
+    small = np.stack([x * 10 ** (0.75 / 20), x * 10 ** (-0.75 / 20)])  # 1.5 dB ILD, under the 2 dB blur
+    large = np.stack([x * 10 ** (3 / 20), x * 10 ** (-3 / 20)])  # 6 dB ILD
+    assert _features(fe, ref, small)["d_ild_mean"] == pytest.approx(0.0, abs=1e-9)
+    assert _features(fe, ref, large)["d_ild_mean"] == pytest.approx(6.0 - ILD_BLUR_DB, abs=0.05)
+
+
+def test_diotic_input_has_no_spatial_statistics_and_ear_summed_timbre(fe):
+    """Diotic pairs (the speech-codec test): both statistics are 0, the timbral features are
+    those of one ear."""
+    x = _noise(7)
+    y = x + _noise(8, scale=0.01)
+    f2 = _features(fe, np.stack([x, x]), np.stack([y, y]))
+    # identical ears: coherence 1 up to float64 rounding of the normalisation (~1e-8 after the
+    # square roots of band powers summed over ~2000 samples), ILD exactly 0
+    assert f2["d_ic_mean"] == pytest.approx(0.0, abs=1e-6) and f2["d_ild_mean"] == 0.0
+    assert f2["added_db"] + f2["missing_db"] > 0 and 0 < f2["incoherence"] < 1
