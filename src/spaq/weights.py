@@ -92,7 +92,7 @@ REGISTRY: dict[str, WeightSpec] = {
     "predictor_v1": WeightSpec(
         name="predictor_v1",
         url=None,
-        sha256="feb5bba89142e93df319bbef4c5845c4bfc15d30995062d8c22844b5bde9893d",
+        sha256="6bf2194d9c1454354d7af7f75aca4e5d00f24a2f4f162749ccfbbcfd341b1b15",
         filename="predictor_v1.pt",
         env_var="SPAQ_PREDICTOR_WEIGHTS",
         licence="MIT (spaq); trained on spaq corpus-engine scenes (KU100 and SONICOM-1 HRTFs) with spaq's quality "
