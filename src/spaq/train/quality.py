@@ -354,7 +354,7 @@ SYNTHETIC_SPATIAL = tuple(n for n in SPATIAL_FEATURES if not n.endswith("_mean")
 
 
 def _unpack(theta: np.ndarray, v0: np.ndarray, mode: str) -> tuple[np.ndarray, np.ndarray, float]:
-    """``theta`` -> ``(w (3), v (6), k)``. ``mode``: ``fixed`` (v = v0), ``scale`` (v = a v0: one
+    """``theta`` -> ``(w (3), v (7), k)``. ``mode``: ``fixed`` (v = v0), ``scale`` (v = a v0: one
     weight of the spatial terms against the timbral ones), ``binaural`` (the three binaural
     spatial weights free, the ambisonics-only ones kept from v0), ``statistic`` (v = a v0, a
     free weight of ``d_ic_mean``, and ``d_ild_mean`` at v0's ``d_ild_db`` weight, not scaled)."""
@@ -384,7 +384,7 @@ def _n_spatial(mode: str) -> int:
 
 
 def joint_pred(theta: np.ndarray, Ft: np.ndarray, Fs: np.ndarray, v0: np.ndarray, mode: str) -> np.ndarray:
-    """Scores 0..100 of items with timbral features ``Ft (N, 3)`` and spatial ``Fs (N, 5)``."""
+    """Scores 0..100 of items with timbral features ``Ft (N, 3)`` and spatial ``Fs (N, 7)``."""
     w, v, k = _unpack(theta, v0, mode)
     d = np.maximum(Ft @ w + Fs @ v, 0.0)
     return 100.0 / (1.0 + np.where(d > 0, d, 1.0) ** k * (d > 0))
@@ -393,7 +393,7 @@ def joint_pred(theta: np.ndarray, Ft: np.ndarray, Fs: np.ndarray, v0: np.ndarray
 def fit_joint(tests: list, v0: np.ndarray, mode: str, seed: int, starts: int = 8,
               timbral_test: int | None = None, min_scale: float = 0.0) -> np.ndarray:
     """Least squares on the 0..100 scale over several listening tests at once, each test's mean
-    squared error counting equally: ``tests`` is a list of ``(Ft (N, 3), Fs (N, 5), y (N,))``.
+    squared error counting equally: ``tests`` is a list of ``(Ft (N, 3), Fs (N, 7), y (N,))``.
     Free parameters: ``log w`` (3 timbral weights), the spatial ones of ``mode``
     (:func:`_unpack`) and ``log k``; multi-start L-BFGS from seeded initial points.
     ``timbral_test``: index of the test that alone fits the timbral weights (:func:`fit_timbral`
@@ -476,7 +476,8 @@ def _monotone_pairs(records: list[dict], w: np.ndarray, families) -> list[tuple]
 
 def fit_spatial(records: list[dict], w: np.ndarray, anchors, spatial, monotone_weight: float = 0.0,
                 monotone_margin: float = 0.05) -> np.ndarray:
-    """Spatial weights ``v (7,)`` (the ``*_mean`` statistics at the lower bound: not fitted here): for each (spatial family, severity), the median total
+    """Spatial weights ``v (7,)`` (the ``*_mean`` statistics at the lower bound: not fitted
+    here): for each (spatial family, severity), the median total
     distortion ``D_t + v . s`` over the sweeps should equal the median timbral distortion of
     the anchor families at that severity (log-domain least squares, v >= 0). Families that a
     format does not have simply contribute no rows.
@@ -590,7 +591,7 @@ def _cached_table(path: Path, make, log=print):
 
 
 def _matrices(df) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(Ft (N, 3), Fs (N, 5), y (N,))`` of a feature table (absent spatial features: 0)."""
+    """``(Ft (N, 3), Fs (N, 7), y (N,))`` of a feature table (absent spatial features: 0)."""
     Fs = np.stack([np.nan_to_num(df[n].to_numpy(dtype=np.float64)) if n in df else np.zeros(len(df))
                    for n in SPATIAL_FEATURES], axis=1)
     return df[list(TIMBRAL_FEATURES)].to_numpy(dtype=np.float64), Fs, df["mean"].to_numpy(dtype=np.float64)
