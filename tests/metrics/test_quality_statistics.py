@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from spaq.metrics.functional.quality import (ILD_BLUR_DB, LEVEL_JND_DB, mean_change, pool_features,
-                                             quality_maps)
+from spaq.metrics.functional.quality import (ILD_BLUR_DB, LEVEL_JND_DB, distortion_maps, mean_change,
+                                             pool_features, quality_maps)
+from spaq.models.quality import SPATIAL_FEATURES, TIMBRAL_FEATURES, QualityMapping
 
 FS = 48000
 
@@ -94,3 +95,24 @@ def test_diotic_input_has_no_spatial_statistics_and_ear_summed_timbre(fe):
     # square roots of band powers summed over ~2000 samples), ILD exactly 0
     assert f2["d_ic_mean"] == pytest.approx(0.0, abs=1e-6) and f2["d_ild_mean"] == 0.0
     assert f2["added_db"] + f2["missing_db"] > 0 and 0 < f2["incoherence"] < 1
+
+
+def test_spatial_map_shows_the_statistics_per_band(fe):
+    """--maps: with only the d_ild_mean weight, every counted bin of the spatial map carries its
+    band's ILD shift beyond the blur (6 dB applied: 4 in every band), so the map's mean is the
+    pooled statistic; the frame-wise terms add nothing here."""
+    x = _noise(9)
+    ref = np.stack([x, x])
+    deg = np.stack([x * 10 ** (3 / 20), x * 10 ** (-3 / 20)])
+    r, d = (torch.from_numpy(np.ascontiguousarray(a))[None] for a in (ref, deg))
+    with torch.no_grad():
+        maps = quality_maps(r, d, fe, None, chunk_frames=None)
+    only = {n: (1.0 if n == "d_ild_mean" else 0.0) for n in SPATIAL_FEATURES}
+    model = QualityMapping.from_params({"timbral_weights": dict.fromkeys(TIMBRAL_FEATURES, 1.0),
+                                        "spatial_weights": only, "exponent": 1.0})
+    s = distortion_maps(maps, model)["spatial_distortion"][0]
+    counted = torch.isfinite(s)
+    assert counted.float().mean() > 0.5
+    assert float(s[counted].min()) == pytest.approx(6.0 - ILD_BLUR_DB, abs=0.05)
+    assert float(s[counted].max()) == pytest.approx(6.0 - ILD_BLUR_DB, abs=0.05)
+    assert float(s[counted].mean()) == pytest.approx(float(pool_features(maps)["d_ild_mean"][0]), abs=0.05)

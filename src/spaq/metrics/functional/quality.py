@@ -56,8 +56,13 @@ MAX_GAIN_DB = 20.0
 #: by added_db / missing_db: the just-noticeable level difference of a short narrow-band sound is
 #: about 1-2 dB (0.5, 1, 1.5, 2 and 3 dB were compared on the two listening tests, issue 19)
 LEVEL_JND_DB = 1.5
+#: systematic ILD shifts (per band, of the time mean) below this are not counted by d_ild_mean
+#: (localisation blur; 1, 2 and 3 dB were compared on the spatial-codings MUSHRA, issue 19)
+ILD_BLUR_DB = 2.0
+#: the statistics of the spatial image: pooled feature -> (the two maps it compares, threshold)
+STATISTICS = {"d_ic_mean": ("ic_ref", "ic_deg", 0.0), "d_ild_mean": ("ild_ref", "ild_deg", ILD_BLUR_DB)}
 TIMBRAL_MAPS = TIMBRAL_FEATURES  # (B, 1, F, nf): both ears together
-SPATIAL_MAPS = tuple(k for k in SPATIAL_FEATURES if not k.endswith("_mean"))  # (B, F, nf); *_mean pooled apart
+SPATIAL_MAPS = tuple(k for k in SPATIAL_FEATURES if k not in STATISTICS)  # (B, F, nf); statistics pooled apart
 
 
 def _gain_db(er: torch.Tensor, ed: torch.Tensor) -> torch.Tensor:
@@ -277,35 +282,41 @@ def pool_features(maps: dict) -> dict:
     for k in SPATIAL_MAPS:
         if k in maps:
             out[k] = _nanmean(maps[k], (1, 2))
-    if "ic_ref" in maps:
-        out["d_ic_mean"] = mean_change(maps["ic_ref"], maps["ic_deg"])
-        out["d_ild_mean"] = mean_change(maps["ild_ref"], maps["ild_deg"], ILD_BLUR_DB)
+    for k, (a, b, thr) in STATISTICS.items():
+        if a in maps:
+            out[k] = mean_change(maps[a], maps[b], thr)
     return out
 
 
-#: systematic ILD shifts (per band, of the time mean) below this are not counted by d_ild_mean
-#: (localisation blur; 1, 2 and 3 dB were compared on the spatial-codings MUSHRA, issue 19)
-ILD_BLUR_DB = 2.0
+def band_mean_change(ref: torch.Tensor, deg: torch.Tensor,
+                     threshold: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per band, ``|time mean of deg - time mean of ref| - threshold`` clamped at 0, of a cue
+    ``(B, F, nf)`` (NaN where not both signals have it) -> ``(change (B, F), has (B, F))``,
+    ``has``: the band has any such frame (``change`` is 0 where it has none)."""
+    has = torch.isfinite(ref).any(dim=-1)
+    band = torch.clamp(torch.abs(_nanmean(deg, (-1,)) - _nanmean(ref, (-1,))) - threshold, min=0.0)
+    return torch.where(has, band, torch.zeros_like(band)), has
 
 
 def mean_change(ref: torch.Tensor, deg: torch.Tensor, threshold: float = 0.0) -> torch.Tensor:
-    """Per band, the change of the time mean of a cue (``(B, F, nf)`` each, NaN where not
-    both signals have it), less ``threshold`` (clamped at 0), averaged over the bands that
-    have any such frame -> ``(B,)``. ``d_ic_mean``: the interaural coherence magnitude (the
-    width and diffuseness of the image: the long-term mean of the short-time coherence);
-    ``d_ild_mean``: the ILD in dB beyond :data:`ILD_BLUR_DB` (a systematic lateral shift). Both
-    are statistics of the spatial image, blind to which frame a decorrelated diffuse part
-    falls in; 0 for identical images, duration-independent on stationary content."""
-    has = torch.isfinite(ref).any(dim=-1)  # (B, F)
-    band = torch.clamp(torch.abs(_nanmean(deg, (-1,)) - _nanmean(ref, (-1,))) - threshold, min=0.0)
+    """:func:`band_mean_change` averaged over the bands that have any frame -> ``(B,)`` (0 when
+    none has). ``d_ic_mean``: the interaural coherence magnitude (the width and diffuseness of
+    the image: the long-term mean of the short-time coherence); ``d_ild_mean``: the ILD in dB
+    beyond :data:`ILD_BLUR_DB` (a systematic lateral shift). Both are statistics of the spatial
+    image, blind to which frame a decorrelated diffuse part falls in; 0 for identical images,
+    duration-independent on stationary content."""
+    band, has = band_mean_change(ref, deg, threshold)
     n = has.sum(dim=-1)
-    return torch.where(n > 0, torch.where(has, band, torch.zeros_like(band)).sum(dim=-1) / n.clamp(min=1),
-                       torch.zeros_like(band[..., 0]))
+    return torch.where(n > 0, band.sum(dim=-1) / n.clamp(min=1), torch.zeros_like(band[..., 0]))
 
 
 def distortion_maps(maps: dict, model: QualityMapping) -> dict:
-    """Weighted per-bin maps ``(B, F, nf)`` whose bin means (over counted bins) make the
-    timbral and spatial distortions: ``timbral`` (ears averaged) and ``spatial``."""
+    """Weighted per-bin maps ``(B, F, nf)`` of the timbral and spatial distortions:
+    ``timbral_distortion`` and ``spatial_distortion``. The bin means (over counted bins) of the
+    timbral map and of the frame-wise spatial terms are their pooled distortions; the statistics
+    of the image (``d_ic_mean``, ``d_ild_mean``) enter per band, spread over each counted frame of
+    that band, so that the map shows which bands changed (their mean over bins weighs bands by
+    their counted frames, where the pooled statistic weighs bands equally)."""
     w = torch.exp(model.log_w.detach())
     v = torch.exp(model.log_v.detach())
     t = sum(w[i] * _nanmean(maps[k], (1,)) for i, k in enumerate(TIMBRAL_MAPS))
@@ -313,7 +324,12 @@ def distortion_maps(maps: dict, model: QualityMapping) -> dict:
     for j, k in enumerate(SPATIAL_FEATURES):
         if k in maps:
             term = v[j] * torch.nan_to_num(maps[k], nan=0.0)
-            s = term if s is None else s + term
+        elif k in STATISTICS and STATISTICS[k][0] in maps:
+            a, b, thr = STATISTICS[k]
+            term = v[j] * band_mean_change(maps[a], maps[b], thr)[0].unsqueeze(-1).expand_as(maps[a])
+        else:
+            continue
+        s = term if s is None else s + term
     valid = torch.isfinite(maps["d_ild_db"])
     s = torch.where(valid, s, torch.full_like(s, float("nan")))
     return {"timbral_distortion": t, "spatial_distortion": s}
