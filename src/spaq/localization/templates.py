@@ -199,18 +199,24 @@ def drr_variant(ts: TemplateSet, drr_db: float) -> TemplateSet:
     return cache[drr_db]
 
 
+def _observed_cues(x: np.ndarray, frame_ms: float) -> tuple:
+    """``(features (6, F, nf), levels (2, F, nf))`` of binaural ``x (2, T)`` at the analysis rate,
+    from the observation front-end (:data:`OBSERVATION_FRONTEND`)."""
+    from ..auditory.binaural_features import binaural_features, feature_frontend
+
+    fe = feature_frontend(ANALYSIS_RATE, frame_ms=frame_ms, **OBSERVATION_FRONTEND)
+    with _one_thread():
+        return binaural_features(torch.from_numpy(np.ascontiguousarray(x)), fe)
+
+
 def _observation(x: np.ndarray, opts: dict, cues=None):
     """Feature vectors ``(nf, 5 F)``, their weights ``(nf, 5 F)`` (already divided by the
     variances) and per-frame band weights ``(nf, F)``. ``cues``: ``(features, levels)`` of ``x``
-    already computed with the same front-end settings."""
-    from ..auditory.binaural_features import binaural_features, feature_frontend
+    already computed with the same front-end settings (:func:`_observed_cues`)."""
+    from ..auditory.binaural_features import feature_frontend
 
     fe = feature_frontend(ANALYSIS_RATE, frame_ms=opts["frame_ms"], **OBSERVATION_FRONTEND)
-    if cues is not None:
-        f, lev = cues
-    else:
-        with _one_thread():
-            f, lev = binaural_features(torch.from_numpy(np.ascontiguousarray(x)), fe)
+    f, lev = cues if cues is not None else _observed_cues(x, opts["frame_ms"])
     f = f.to(torch.float64).numpy()  # (6, F, nf)
     lev = lev.to(torch.float64).numpy()  # (2, F, nf)
     floor = 10 * np.log10(fe.power_floor.cpu().numpy())[:, None]
@@ -362,11 +368,7 @@ def localize_templates(x: np.ndarray, sample_rate: int, hrtf=None, n_sources: in
                              f"< one {fe_frame * 1000:.0f} ms frame)")
     group_bands = opts.pop("group_bands", 29)
     if cues is None or float(opts["frame_ms"]) != 20.0:
-        from ..auditory.binaural_features import binaural_features, feature_frontend
-
-        fe = feature_frontend(ANALYSIS_RATE, frame_ms=opts["frame_ms"], **OBSERVATION_FRONTEND)
-        with _one_thread():
-            cues = binaural_features(torch.from_numpy(np.ascontiguousarray(x)), fe)
+        cues = _observed_cues(x, opts["frame_ms"])
     obs = _observation(x, opts, cues)
     from .localize import direct_coherence
 

@@ -106,10 +106,6 @@ class PredictorNet(nn.Module):
     def standardise(self, feats: torch.Tensor) -> torch.Tensor:
         return (feats[..., self.index].to(self.mean.dtype) - self.mean) / self.std  # the model's dtype
 
-    def encode(self, feats: torch.Tensor) -> torch.Tensor:
-        """The first member's shared encoding ``(B, hidden[-1])``."""
-        return self.encoder(self.standardise(feats))
-
     def calibrate(self, score: torch.Tensor) -> torch.Tensor:
         """0..100 score (teacher scale) -> listener-calibrated 0..100."""
         return (self.calib_a + self.calib_b * score).clamp(0.0, 100.0)

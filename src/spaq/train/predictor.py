@@ -438,10 +438,9 @@ def fit_predictor(df, fit: FitSection, log=print, extra_columns=()):
         first = fitted[0][0]
         model = PredictorNet(PredictorConfig(**{**first.cfg.to_dict(), "members": int(fit.members)}))
         state = dict(first.state_dict())
-        for k, (m, _) in enumerate(fitted[1:]):
-            for name in ("encoder", "class_head", "score_head"):
-                for key, v in getattr(m, name).state_dict().items():
-                    pos = {"encoder": 0, "class_head": 1, "score_head": 2}[name]
+        for k, (m, _) in enumerate(fitted[1:]):  # member k + 2 -> more.k.(0 encoder, 1 class head, 2 score head)
+            for pos, part in enumerate((m.encoder, m.class_head, m.score_head)):
+                for key, v in part.state_dict().items():
                     state[f"more.{k}.{pos}.{key}"] = v
         model.load_state_dict(state)
         model.eval()
