@@ -158,3 +158,56 @@ def test_reverberant_variants_compress_cues_and_are_used_only_in_rooms(small_set
     r = localize_templates(wet, FS, hrtf=h)
     assert r["direct_coherence"] < DEFAULTS["drr_coherence"], r["direct_coherence"]
     assert sum("DRR" in name for name in r["head_fit"]) == 2  # 6 and 0 dB were tried
+
+
+def _tonal(h, k, n=FS, f0=220.0, seed=0):
+    """A harmonic tone with irregular partial amplitudes (a spectrum no band template's white
+    noise resembles), rendered at direction ``k``."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n + h.taps) / FS
+    src = sum(rng.uniform(0.1, 1.0) * np.sin(2 * np.pi * f0 * m * t + rng.uniform(0, 2 * np.pi))
+              for m in range(1, int(16000 / f0)))
+    return 0.01 * oaconvolve(src[None], h.hrir[k], axes=-1)[:, h.taps:h.taps + n]
+
+
+def test_exact_head_stage_finds_tonal_sources_on_the_sets_own_head(small_set):
+    """The ratio of the ear spectra is the interaural transfer function whatever the source: at the
+    set's own measured directions the exact-head stage's interaural misfit is ~0 (below its gate) and
+    it finds the direction of a harmonic tone exactly, at any level."""
+    from spaq.localization.templates import EXACT, exact_head_fit
+
+    h, ts, _ = small_set
+    for az, el in [(100, 0), (-75, 20), (160, -20), (30, 45)]:
+        k = int(h.nearest_index(az, el))
+        x = _tonal(h, k, seed=k)
+        r = localize_templates(x, FS, hrtf=h)
+        assert r["exact_head"]["used"] and r["exact_head"]["fit"] < EXACT["max_fit"], r["exact_head"]
+        a, e, _ = cart2sph(r["directions"][0])
+        assert great_circle_deg(h.azimuth_deg[k], h.elevation_deg[k], a, e) < 1.0, (az, el, a, e)
+        fit, kk = exact_head_fit(x / np.sqrt(np.mean(x ** 2)), ts)
+        fit2, kk2 = exact_head_fit(100.0 * x / np.sqrt(np.mean(x ** 2)), ts)
+        assert kk == kk2 == k and fit == pytest.approx(fit2, rel=1e-6, abs=1e-9)
+
+
+def test_exact_head_stage_steps_aside_off_its_grid(small_set):
+    """A direction that is not in the set (here: KU100 directions between the every-8th grid of the
+    small set) leaves a large interaural misfit: the stage is not used and the band templates answer."""
+    from spaq.localization.templates import EXACT
+
+    h, _, _ = small_set
+    full = load_hrtf("ku100", FS)
+    on_grid = {(round(a, 3), round(e, 3)) for a, e in zip(h.azimuth_deg, h.elevation_deg)}
+    rng = np.random.default_rng(5)
+    tried = 0
+    for k in rng.permutation(full.n_directions):
+        if (round(full.azimuth_deg[k], 3), round(full.elevation_deg[k], 3)) in on_grid:
+            continue
+        nn = great_circle_deg(full.azimuth_deg[k], full.elevation_deg[k], h.azimuth_deg, h.elevation_deg).min()
+        if nn < 6.0:
+            continue
+        r = localize_templates(_render(full, int(k), int(k)), FS, hrtf=h)
+        assert not r["exact_head"]["used"] and r["exact_head"]["fit"] > EXACT["max_fit"], (k, r["exact_head"])
+        tried += 1
+        if tried == 4:
+            break
+    assert tried == 4
