@@ -186,7 +186,9 @@ def test_exact_head_stage_finds_tonal_sources_on_the_sets_own_head(small_set):
         assert great_circle_deg(h.azimuth_deg[k], h.elevation_deg[k], a, e) < 1.0, (az, el, a, e)
         fit, kk = exact_head_fit(x / np.sqrt(np.mean(x ** 2)), ts)
         fit2, kk2 = exact_head_fit(100.0 * x / np.sqrt(np.mean(x ** 2)), ts)
-        assert kk == kk2 == k and fit == pytest.approx(fit2, rel=1e-6, abs=1e-9)
+        # float32 templates and spectra, misfit as sum w v^2 - 2 M (w v) + M^2 w: the cancellation leaves an
+        # absolute error of about eps32 * 2 * ILD^2 ~ 1e-7 * 800 ~ 1e-4 per unit weight
+        assert kk == kk2 == k and fit == pytest.approx(fit2, abs=1e-3)
 
 
 def test_exact_head_stage_steps_aside_off_its_grid(small_set):

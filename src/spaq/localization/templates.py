@@ -251,13 +251,22 @@ def _mv(M: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 
 def exact_spectra(x: np.ndarray, n_fft: int) -> tuple:
-    """Ear powers and cross-spectrum of ``x (2, T)`` averaged over Hann frames of ``n_fft``
-    (half overlap): ``(P_l, P_r, C)``, each ``(n_fft // 2 + 1,)``."""
-    from scipy.signal import stft
-
-    n = min(n_fft, x.shape[-1])
-    _, _, X = stft(x, ANALYSIS_RATE, nperseg=n, noverlap=n // 2, nfft=n_fft, boundary=None, padded=False)
-    return (np.mean(np.abs(X[0]) ** 2, -1), np.mean(np.abs(X[1]) ** 2, -1), np.mean(X[0] * np.conj(X[1]), -1))
+    """Ear powers and cross-spectrum of ``x (2, T)`` averaged over consecutive Hann frames of
+    ``n_fft`` (no overlap: an average, not a time-frequency picture; a signal shorter than one frame is
+    one zero-padded frame): ``(P_l, P_r, C)``, each ``(n_fft // 2 + 1,)``."""
+    n = x.shape[-1]
+    m = max(1, n // n_fft)
+    seg = np.zeros((2, m, n_fft), dtype=np.float32)
+    L = min(n, m * n_fft)
+    if n >= n_fft:
+        seg[:] = x[:, :L].reshape(2, m, n_fft)
+        win = np.hanning(n_fft + 1)[:-1].astype(np.float32)
+    else:
+        seg[:, 0, :n] = x
+        win = np.zeros(n_fft, dtype=np.float32)
+        win[:n] = np.hanning(n + 1)[:-1]
+    X = np.fft.rfft(seg * win, axis=-1)  # (2, m, n_fft // 2 + 1)
+    return (np.mean(np.abs(X[0]) ** 2, 0), np.mean(np.abs(X[1]) ** 2, 0), np.mean(X[0] * np.conj(X[1]), 0))
 
 
 def _band_powers(ts: TemplateSet) -> np.ndarray:
