@@ -213,3 +213,12 @@ def test_exact_head_stage_steps_aside_off_its_grid(small_set):
         if tried == 4:
             break
     assert tried == 4
+
+
+def test_localize_provenance_says_whether_the_exact_head_stage_was_used(small_set):
+    h, _, _ = small_set
+    k = int(h.nearest_index(-40.0, 10.0))
+    r = localize(_tonal(h, k, seed=3), FS, method="templates", hrtf=h)
+    ex = r.provenance["exact_head"]
+    assert ex["used"] is True and ex["hrtf"] == "ku100-every8" and ex["fit"] < 0.1
+    assert great_circle_deg(h.azimuth_deg[k], h.elevation_deg[k], r.azimuth_deg[0], r.elevation_deg[0]) < 1.0
