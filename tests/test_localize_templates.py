@@ -222,3 +222,44 @@ def test_localize_provenance_says_whether_the_exact_head_stage_was_used(small_se
     ex = r.provenance["exact_head"]
     assert ex["used"] is True and ex["hrtf"] == "ku100-every8" and ex["fit"] < 0.1
     assert great_circle_deg(h.azimuth_deg[k], h.elevation_deg[k], r.azimuth_deg[0], r.elevation_deg[0]) < 1.0
+
+
+def test_exact_votes_find_two_simultaneous_sources_on_the_sets_own_head(small_set):
+    """A chord and noise bursts at the same time and equal levels, 60 deg apart, at the set's own
+    directions: the bins each source dominates carry its interaural transfer function exactly, so the
+    votes find both, exactly, and localize_templates(n_sources=2) uses them."""
+    from spaq.data.sources import make_source
+    from spaq.localization.templates import EXACT_VOTES, exact_votes
+
+    h, ts, _ = small_set
+    for (a1, e1), (a2, e2) in [((40, 10), (-20, 10)), ((120, -20), (70, 20)), ((-100, 30), (-150, -10))]:
+        k1, k2 = int(h.nearest_index(a1, e1)), int(h.nearest_index(a2, e2))
+        rng = np.random.default_rng(k1)
+        y = [oaconvolve(make_source(kind, 1.0, FS, rng)[0][None], h.hrir[k], axes=-1)
+             for kind, k in (("chord", k1), ("noise_bursts", k2))]
+        x = sum(v / np.sqrt(np.mean(v ** 2)) for v in y)
+        x = x * (10 ** (-30 / 20) / np.sqrt(np.mean(x ** 2)))
+        r = exact_votes(x, ts, 2, 25.0)
+        assert sorted(r["ks"]) == sorted([k1, k2]) and r["share"] >= EXACT_VOTES["min_share"], (r, k1, k2)
+        res = localize_templates(x, FS, hrtf=h, n_sources=2)
+        assert res["exact_head"]["used"]
+        a, e, _ = cart2sph(res["directions"])
+        err = great_circle_deg(h.azimuth_deg[[k1, k2]][:, None], h.elevation_deg[[k1, k2]][:, None], a[None], e[None])
+        assert np.all(err.min(axis=1) < 1.0), err
+
+
+def test_exact_votes_step_aside_off_the_grid(small_set):
+    """Two noises at KU100 directions that are not in the small set: few bins match sharply, the votes
+    are not used and the band templates answer."""
+    h, _, _ = small_set
+    full = load_hrtf("ku100", FS)
+    far = [k for k in range(0, full.n_directions, 7)
+           if great_circle_deg(full.azimuth_deg[k], full.elevation_deg[k], h.azimuth_deg, h.elevation_deg).min() > 6.0]
+    rng = np.random.default_rng(11)
+    for _ in range(3):
+        k1 = int(rng.choice(far))
+        d = great_circle_deg(full.azimuth_deg[k1], full.elevation_deg[k1], full.azimuth_deg[far], full.elevation_deg[far])
+        k2 = int(np.asarray(far)[np.argmin(np.abs(d - 60.0))])
+        x = _render(full, k1, 1) + _render(full, k2, 2)
+        res = localize_templates(x, FS, hrtf=h, n_sources=2)
+        assert not res["exact_head"]["used"], res["exact_head"]
