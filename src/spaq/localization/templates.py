@@ -70,7 +70,7 @@ EXACT = dict(f_min=200.0, f_max=16000.0, ipd_max_hz=1500.0, sigma_ild_db=2.0, si
 #: 1024-point STFT votes for the directions whose interaural transfer function it matches; chosen on
 #: development scenes like :data:`EXACT`
 EXACT_VOTES = dict(n_fft=1024, f_min=200.0, f_max=16000.0, ipd_max_hz=1500.0, sigma_ild_db=1.0, sigma_ipd=0.3,
-                   active_range_db=40.0, explained=4.6, max_frames=100, sharp=1.0, min_share=0.55, chunk_bins=24)
+                   active_range_db=40.0, explained=4.6, max_frames=50, sharp=1.0, min_share=0.55, chunk_bins=24)
 _SETS: dict = {}
 #: the front-end settings of the observed cues (:func:`spaq.auditory.binaural_features.feature_frontend`;
 #: the templates themselves are the exact front-end's means over frames of frozen noise)
