@@ -259,22 +259,27 @@ def _mv(M: np.ndarray, v: np.ndarray) -> np.ndarray:
         return (torch.from_numpy(M) @ torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32))).double().numpy()
 
 
+def _hann_spectra(x: np.ndarray, n_fft: int, hop: int, max_frames: int | None = None) -> np.ndarray:
+    """Hann-windowed DFTs of ``x (2, T)`` in frames of ``n_fft`` every ``hop`` samples (at most
+    ``max_frames``, evenly spread; a signal shorter than one frame is one frame, windowed over its own
+    length): ``(2, M, n_fft // 2 + 1)`` complex64."""
+    n = x.shape[-1]
+    if n < n_fft:
+        seg = np.zeros((2, 1, n_fft), dtype=np.float32)
+        seg[:, 0, :n] = x * np.hanning(n + 1)[:-1]
+        return np.fft.rfft(seg, axis=-1)
+    starts = np.arange(1 + (n - n_fft) // hop) * hop
+    if max_frames is not None and len(starts) > int(max_frames):
+        starts = starts[np.linspace(0, len(starts) - 1, int(max_frames)).astype(int)]
+    seg = np.stack([x[:, a:a + n_fft] for a in starts], axis=1).astype(np.float32)  # (2, M, n_fft)
+    return np.fft.rfft(seg * np.hanning(n_fft + 1)[:-1].astype(np.float32), axis=-1)
+
+
 def exact_spectra(x: np.ndarray, n_fft: int) -> tuple:
     """Ear powers and cross-spectrum of ``x (2, T)`` averaged over consecutive Hann frames of
-    ``n_fft`` (no overlap: an average, not a time-frequency picture; a signal shorter than one frame is
-    one zero-padded frame): ``(P_l, P_r, C)``, each ``(n_fft // 2 + 1,)``."""
-    n = x.shape[-1]
-    m = max(1, n // n_fft)
-    seg = np.zeros((2, m, n_fft), dtype=np.float32)
-    L = min(n, m * n_fft)
-    if n >= n_fft:
-        seg[:] = x[:, :L].reshape(2, m, n_fft)
-        win = np.hanning(n_fft + 1)[:-1].astype(np.float32)
-    else:
-        seg[:, 0, :n] = x
-        win = np.zeros(n_fft, dtype=np.float32)
-        win[:n] = np.hanning(n + 1)[:-1]
-    X = np.fft.rfft(seg * win, axis=-1)  # (2, m, n_fft // 2 + 1)
+    ``n_fft`` (no overlap: an average, not a time-frequency picture): ``(P_l, P_r, C)``, each
+    ``(n_fft // 2 + 1,)``."""
+    X = _hann_spectra(x, n_fft, n_fft)
     return (np.mean(np.abs(X[0]) ** 2, 0), np.mean(np.abs(X[1]) ** 2, 0), np.mean(X[0] * np.conj(X[1]), 0))
 
 
@@ -448,17 +453,7 @@ def exact_votes(x: np.ndarray, ts: TemplateSet, n_sources: int, sep_deg: float, 
     o = {**EXACT_VOTES, **opts}
     n_fft = int(o["n_fft"])
     t = exact_templates(ts, n_fft, float(o["f_min"]), float(o["f_max"]), float(o["ipd_max_hz"]))
-    n = x.shape[-1]
-    hop = n_fft // 2
-    m = 1 + (n - n_fft) // hop if n >= n_fft else 1
-    starts = np.arange(m) * hop
-    if m > int(o["max_frames"]):
-        starts = starts[np.linspace(0, m - 1, int(o["max_frames"])).astype(int)]
-    seg = np.zeros((2, len(starts), n_fft), dtype=np.float32)
-    for i, a in enumerate(starts):
-        blk = x[:, a:a + n_fft]
-        seg[:, i, :blk.shape[-1]] = blk
-    X = np.fft.rfft(seg * np.hanning(n_fft + 1)[:-1].astype(np.float32), axis=-1)[..., t["bins"]]  # (2, M, K)
+    X = _hann_spectra(x, n_fft, n_fft // 2, int(o["max_frames"]))[..., t["bins"]]  # (2, M, K)
     PL, PR = np.abs(X[0]) ** 2 + 1e-30, np.abs(X[1]) ** 2 + 1e-30
     lev = 10 * np.log10(np.maximum(PL, PR))
     active = torch.from_numpy((lev >= lev.max() - float(o["active_range_db"])).T.copy())  # (K, M)
@@ -534,6 +529,7 @@ def _exact_stage(x: np.ndarray, heads, opts: dict) -> dict:
         fit, k = exact_head_fit(x, ts_h, spectra=spectra[n_fft], **o)
         if best is None or fit < best["fit"]:
             best = {"fit": fit, "k": k, "set": ts_h, "max_fit": float(o["max_fit"])}
+    best["used"] = bool(best["fit"] <= best["max_fit"])
     return best
 
 
@@ -577,7 +573,11 @@ def localize_templates(x: np.ndarray, sample_rate: int, hrtf=None, n_sources: in
     ``frame_times_s (M,)``, ``frame_dirs (M, 3)`` (best direction per ``frame_s`` block),
     ``frame_source (M,)`` (nearest source, -1 for blocks with no weight), settings. ``cues``: the
     ``(features, levels)`` of ``x`` at 48 kHz and -30 dBFS with 20 ms frames when already computed
-    (:func:`spaq.localization.localize._cue_input`; used only with the default 20 ms frames)."""
+    (:func:`spaq.localization.localize._cue_input`; used only with the default 20 ms frames).
+    ``exact=False`` turns the exact-head stages off (:func:`exact_head_fit` for one source,
+    :func:`exact_votes` for several); ``exact_opts``: overrides of :data:`EXACT`, and under ``"votes"``
+    of :data:`EXACT_VOTES`. The result's ``exact_head`` says which head the stage matched, its misfit
+    and whether its directions were used."""
     from ..io import resample
 
     x = np.asarray(x, dtype=np.float64)
@@ -635,8 +635,8 @@ def localize_templates(x: np.ndarray, sample_rate: int, hrtf=None, n_sources: in
     if S == 1:
         ks = [int(np.argmin(D.sum(0)))]
         if exact_stage:  # the exact-head stage: used where its interaural misfit is small
-            exact = _exact_stage(x, heads, exact_opts)
-            if exact["fit"] <= float(exact["max_fit"]):
+            exact = _exact_stage(x, heads, {k: v for k, v in exact_opts.items() if k != "votes"})
+            if exact["used"]:
                 found_dirs, ks = exact["set"].directions, [exact["k"]]
     else:  # votes of every (frame, group of bands), peaks, each refined by the units that voted near it
         Dg, gw = group_distances(ts, obs, int(group_bands), **opts)
@@ -678,6 +678,6 @@ def localize_templates(x: np.ndarray, sample_rate: int, hrtf=None, n_sources: in
             "head_fit": {_label(f[1]): round(f[0] / max(float(fw.sum()), 1e-12), 4) for f in fits},
             "direct_coherence": coherence, "drr_db": getattr(ts, "drr_db", float("inf")),
             "exact_head": None if exact is None else {"hrtf": exact["set"].name, "fit": round(exact["fit"], 4),
-                                                      "used": bool(exact["fit"] <= exact["max_fit"])},
+                                                      "used": exact["used"]},
             "settings": {**opts, "frame_s": per * fe_frame, "analysis_frame_s": fe_frame,
                          **({"group_bands": group_bands} if S > 1 else {})}}
