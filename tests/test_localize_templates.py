@@ -263,3 +263,20 @@ def test_exact_votes_step_aside_off_the_grid(small_set):
         x = _render(full, k1, 1) + _render(full, k2, 2)
         res = localize_templates(x, FS, hrtf=h, n_sources=2)
         assert not res["exact_head"]["used"], res["exact_head"]
+
+
+def test_cli_says_which_template_head_answered(tmp_path, capsys):
+    import soundfile as sf
+
+    from spaq.cli import main
+
+    h = load_hrtf("ku100", FS)
+    k = int(h.nearest_index(-70.0, 20.0))
+    p = tmp_path / "x.wav"
+    sf.write(p, _render(h, k, 5).T, FS)
+    rc = main(["localize", str(p)])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "templates: ku100 (exact-head match, misfit 0.0" in out, out
+    a = float(out.split("azimuth")[1].split("deg")[0])
+    assert abs(((a - h.azimuth_deg[k]) + 180) % 360 - 180) < 0.1, out
