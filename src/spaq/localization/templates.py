@@ -33,7 +33,7 @@ One source: the direction that minimises the distance summed over all frames -- 
 exact-head stage recognises the signal (:func:`exact_head_fit`: the interaural transfer function and
 the ear spectra at 4096-point DFT resolution against each head's own HRTFs; used where its interaural
 misfit is below ``EXACT["max_fit"]``, i.e. the set's own head at one of its measured directions; held-out
-KU100: front-back 3 -> 0 %, horizontal azimuth MAE 1.7 -> 0.002 deg, tonal sources included). Several
+KU100: front-back 3 -> 0 %, horizontal azimuth MAE 1.7 -> 0.014 deg, tonal sources included). Several
 sources (:data:`MULTI_SOURCE` settings): every unit (frame x group of 2 bands) votes for its best
 direction; the vote histogram, smoothed over ``vote_cap_deg``, gives peaks at least
 ``min_separation_deg`` apart, each refined by the units that voted near it; then the directions
