@@ -221,6 +221,10 @@ def test_localize_provenance_says_whether_the_exact_head_stage_was_used(small_se
     r = localize(_tonal(h, k, seed=3), FS, method="templates", hrtf=h)
     ex = r.provenance["exact_head"]
     assert ex["used"] is True and ex["hrtf"] == "ku100-every8" and ex["fit"] < 0.1
+    # the reported head is the one whose direction was used, when several heads are compared too
+    r2 = localize(_tonal(h, k, seed=3), FS, method="templates", hrtf=[h, "sonicom-1"])
+    assert r2.provenance["exact_head"]["used"] and r2.provenance["hrtf"] == r2.provenance["exact_head"]["hrtf"]
+    assert r2.provenance["hrtf"] == "ku100-every8"
     assert great_circle_deg(h.azimuth_deg[k], h.elevation_deg[k], r.azimuth_deg[0], r.elevation_deg[0]) < 1.0
 
 

@@ -23,7 +23,8 @@ def _print_human(res) -> None:
             typer.echo(f"  source {i + 1}: azimuth {a:7.1f} deg  elevation {e:6.1f} deg  confidence {c:.2f}")
     ex = res.provenance.get("exact_head") if res.method == "templates" else None
     if ex:  # which template head answered, and whether the exact-head stage recognised it
-        how = ("exact-head match" if ex["used"] else "band templates; exact-head stage not used") + f", misfit {ex['fit']:.3f}"
+        how = (f"exact-head match, misfit {ex['fit']:.3f}" if ex["used"] else
+               f"band templates; exact-head stage not used: best misfit {ex['fit']:.3f}, on {ex['hrtf']}")
         typer.echo(f"  templates: {res.provenance.get('hrtf')} ({how})")
     if res.class_probabilities:
         best = max(res.class_probabilities, key=res.class_probabilities.get)

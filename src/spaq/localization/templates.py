@@ -631,13 +631,13 @@ def localize_templates(x: np.ndarray, sample_rate: int, hrtf=None, n_sources: in
     best = np.argmin(D, axis=1)  # per-frame vote
     cos_ref = np.cos(np.radians(refine_cap_deg))
     exact = None
-    found_dirs = dirs
+    found_set = ts  # the set whose directions are reported (an exact-head stage's when it is used)
     if S == 1:
         ks = [int(np.argmin(D.sum(0)))]
         if exact_stage:  # the exact-head stage: used where its interaural misfit is small
             exact = _exact_stage(x, heads, {k: v for k, v in exact_opts.items() if k != "votes"})
             if exact["used"]:
-                found_dirs, ks = exact["set"].directions, [exact["k"]]
+                found_set, ks = exact["set"], [exact["k"]]
     else:  # votes of every (frame, group of bands), peaks, each refined by the units that voted near it
         Dg, gw = group_distances(ts, obs, int(group_bands), **opts)
         Dg, gw = Dg.reshape(-1, Dg.shape[-1]), gw.reshape(-1)
@@ -659,8 +659,8 @@ def localize_templates(x: np.ndarray, sample_rate: int, hrtf=None, n_sources: in
         if exact_stage:  # the exact-head votes: used where the found directions match enough bins sharply
             exact = _exact_vote_stage(x, heads, S, min_separation_deg, exact_opts.get("votes", {}))
             if exact["used"]:
-                found_dirs, ks = exact["set"].directions, list(exact["ks"])
-    found = found_dirs[ks] if ks else np.zeros((0, 3))
+                found_set, ks = exact["set"], list(exact["ks"])
+    found = found_set.directions[ks] if ks else np.zeros((0, 3))
     conf = np.array([float(fw[(dirs[best] @ d) >= cos_ref].sum() / fw.sum()) for d in found])
     order = np.argsort(-conf, kind="stable")  # strongest first
     found, conf = found[order], conf[order]
@@ -674,7 +674,7 @@ def localize_templates(x: np.ndarray, sample_rate: int, hrtf=None, n_sources: in
     src = np.where(bw > 0, src, -1)
     times = (np.arange(nb) * per + np.minimum(per, nf - np.arange(nb) * per) / 2.0) * fe_frame
     return {"directions": found, "confidence": conf, "frame_times_s": times, "frame_dirs": bdir,
-            "frame_source": src, "template_set": ts, "n_frames": nf,
+            "frame_source": src, "template_set": found_set, "n_frames": nf,
             "head_fit": {_label(f[1]): round(f[0] / max(float(fw.sum()), 1e-12), 4) for f in fits},
             "direct_coherence": coherence, "drr_db": getattr(ts, "drr_db", float("inf")),
             "exact_head": None if exact is None else {"hrtf": exact["set"].name, "fit": round(exact["fit"], 4),
