@@ -480,7 +480,7 @@ def exact_votes(x: np.ndarray, ts: TemplateSet, n_sources: int, sep_deg: float, 
         return e.clamp_min(0.0)
 
     dirs = ts.directions
-    ks = []
+    ks, e_k = [], []
     keep = active.float()
     step = int(o["chunk_bins"])
     with _one_thread():
@@ -495,8 +495,9 @@ def exact_votes(x: np.ndarray, ts: TemplateSet, n_sources: int, sep_deg: float, 
             if v.max() <= 0:
                 break
             ks.append(int(np.argmax(v)))
-            keep = keep * (misfit(0, K, [ks[-1]])[..., 0] > float(o["explained"])).float()
-        e_found = misfit(0, K, ks).min(dim=-1).values[active] if ks else torch.zeros(0)
+            e_k.append(misfit(0, K, [ks[-1]])[..., 0])  # (K, M): how well the new source explains each bin
+            keep = keep * (e_k[-1] > float(o["explained"])).float()
+        e_found = torch.stack(e_k).min(dim=0).values[active] if ks else torch.zeros(0)
     share = float((e_found <= float(o["sharp"])).double().mean()) if len(e_found) else 0.0
     return {"ks": ks, "share": share}
 
