@@ -378,7 +378,7 @@ def _localize_templates(arr, sr, n_sources, hrtf, frame_s, cues=None) -> Localiz
         frame_times_s=r["frame_times_s"], frame_azimuth_deg=FA, frame_elevation_deg=FE, frame_confidence=FC,
         provenance={"model": "templates", "hrtf": ts.name, "hrtf_sha256": ts.sha256,
                     "template_version": TEMPLATE_VERSION, "n_directions": int(len(ts.directions)),
-                    "head_fit": r["head_fit"], "exact_head": r["exact_head"],
+                    "head_fit": r["head_fit"], "head_scale": r["head_scale"], "exact_head": r["exact_head"],
                     "direct_coherence": round(float(r["direct_coherence"]), 4),
                     "reverberant_templates_drr_db": None if not np.isfinite(r["drr_db"]) else float(r["drr_db"]),
                     "input_sample_rate": int(sr),
