@@ -21,6 +21,14 @@ power ``coherence_power`` (frames and bands dominated by one direct sound count 
 activity mask (band level within ``active_range_db`` of that band's loudest frame and above the
 hearing threshold).
 
+Heads: every head of ``hrtf`` (default: the KU100 and SONICOM subject 1) is matched, and where the
+direct sound dominates (coherence at least ``drr_coherence``) also each head's templates scaled in
+frequency by :data:`HEAD_SCALES` (:func:`scale_variant`; another listener's transfer functions
+resemble a set's own scaled by a common factor, larger heads and pinnae lower); the candidate whose
+best direction has the smallest distance summed over the signal wins (:func:`summed_distances`: two
+matrix-vector products per candidate, so the scales cost almost nothing). Held-out unseen SONICOM
+subject: median 10.3 -> 9.8 deg, mean 18.2 -> 16.6 deg, front-back 7.2 % unchanged.
+
 Rooms: where the direct sound does not dominate (power-weighted interaural coherence of the
 active units below ``drr_coherence`` = 0.85; reverberant rooms have a median of 0.70 on development
 scenes, anechoic signals a 10th percentile of 0.87-0.93), the templates are also matched as heard in a
