@@ -284,6 +284,12 @@ def test_cli_says_which_template_head_answered(tmp_path, capsys):
     assert "templates: ku100 (exact-head match, misfit 0.0" in out, out
     a = float(out.split("azimuth")[1].split("deg")[0])
     assert abs(((a - h.azimuth_deg[k]) + 180) % 360 - 180) < 0.1, out
+    # a larger head than the KU100 (a direction near the front: coherent enough for the scaled heads)
+    hs = _scaled_head(h, np.array([int(h.nearest_index(30.0, 10.0))]), 0.92)
+    sf.write(p, _render(hs, 0, 5).T, FS)
+    rc = main(["localize", str(p)])
+    out = capsys.readouterr().out
+    assert rc == 0 and "scaled x0.9" in out and "in frequency (band templates" in out, out
 
 
 def _scaled_head(h, idx, s):

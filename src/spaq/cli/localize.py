@@ -25,7 +25,9 @@ def _print_human(res) -> None:
     if ex:  # which template head answered, and whether the exact-head stage recognised it
         how = (f"exact-head match, misfit {ex['fit']:.3f}" if ex["used"] else
                f"band templates; exact-head stage not used: best misfit {ex['fit']:.3f}, on {ex['hrtf']}")
-        typer.echo(f"  templates: {res.provenance.get('hrtf')} ({how})")
+        sc = res.provenance.get("head_scale", 1.0)
+        head = res.provenance.get("hrtf") if sc == 1.0 else f"{res.provenance.get('hrtf')} scaled x{sc:g} in frequency"
+        typer.echo(f"  templates: {head} ({how})")
     if res.class_probabilities:
         best = max(res.class_probabilities, key=res.class_probabilities.get)
         typer.echo(f"  class: {best} ({res.class_probabilities[best]:.2f})")
