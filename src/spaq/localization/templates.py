@@ -82,7 +82,8 @@ EXACT = dict(f_min=200.0, f_max=16000.0, ipd_max_hz=1500.0, sigma_ild_db=2.0, si
 #: 1024-point STFT votes for the directions whose interaural transfer function it matches; chosen on
 #: development scenes like :data:`EXACT`
 EXACT_VOTES = dict(n_fft=1024, f_min=200.0, f_max=16000.0, ipd_max_hz=1500.0, sigma_ild_db=1.0, sigma_ipd=0.3,
-                   active_range_db=40.0, explained=4.6, max_frames=50, sharp=1.0, min_share=0.55, chunk_bins=24)
+                   active_range_db=40.0, explained=4.6, max_frames=50, sharp=1.0, min_share=0.55, chunk_bins=24,
+                   level_power=0.5)
 _SETS: dict = {}
 #: the front-end settings of the observed cues (:func:`spaq.auditory.binaural_features.feature_frontend`;
 #: the templates themselves are the exact front-end's means over frames of frozen noise)
@@ -495,7 +496,8 @@ def _fit_directions(Dg: np.ndarray, ks: list, dirs: np.ndarray, sep_deg: float, 
 def exact_votes(x: np.ndarray, ts: TemplateSet, n_sources: int, sep_deg: float, **opts) -> dict:
     """Several sources on the set's own head: every active bin ``(t, f)`` of a Hann STFT of ``x (2, T)``
     (48 kHz; ``n_fft`` points, half overlap, every second bin from ``f_min`` to ``f_max``, at most
-    ``max_frames`` frames evenly spread) gives a vote ``exp(-e/2)`` to each direction ``d``, with
+    ``max_frames`` frames evenly spread) gives a vote ``a * exp(-e/2)`` to each direction ``d`` (``a``: the
+    bin's power re the loudest bin's to the power ``level_power``, 0.5: its amplitude; 0: every bin alike), with
     ``e = (ILD - ILD_d)^2 / s_ild^2 + |u - u_d|^2 / s_ipd^2`` (IPD phasor ``u`` up to ``ipd_max_hz``). A bin
     dominated by one source carries that source's interaural transfer function exactly; a mixed bin
     matches no direction in particular. The strongest direction wins; the bins it explains
@@ -535,6 +537,11 @@ def exact_votes(x: np.ndarray, ts: TemplateSet, n_sources: int, sep_deg: float, 
     dirs = ts.directions
     ks, e_k = [], []
     keep = active.float()
+    # louder bins count more: a bin's level is its strongest source's, so the louder the bin, the
+    # more one source dominates it and the more exactly it carries that source's interaural
+    # transfer function (a sparse source -- speech -- beside a continuous one -- pink noise -- has
+    # few bins to itself, but loud ones)
+    keep = keep * torch.from_numpy((10 ** (float(o["level_power"]) * (lev - lev.max()) / 10)).T.astype(np.float32))
     step = int(o["chunk_bins"])
     with _one_thread():
         for _ in range(int(n_sources)):
