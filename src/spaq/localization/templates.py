@@ -79,9 +79,9 @@ MULTI_SOURCE = dict(onset_power=0.0, sigma_shape_db=1e3, sigma_ild_db=3.0, group
 EXACT = dict(f_min=200.0, f_max=16000.0, ipd_max_hz=1500.0, sigma_ild_db=2.0, sigma_ipd=0.35,
              sigma_shape_db=10.0, coherence_power=4.0, active_range_db=30.0, shape_degree=2, max_fit=0.1)
 #: the exact-head stage for several sources (:func:`exact_votes`): every time-frequency bin of a
-#: 1024-point STFT votes for the directions whose interaural transfer function it matches; chosen on
+#: 2048-point STFT votes for the directions whose interaural transfer function it matches; chosen on
 #: development scenes like :data:`EXACT`
-EXACT_VOTES = dict(n_fft=1024, f_min=200.0, f_max=16000.0, ipd_max_hz=1500.0, sigma_ild_db=1.0, sigma_ipd=0.3,
+EXACT_VOTES = dict(n_fft=2048, f_min=200.0, f_max=16000.0, ipd_max_hz=1500.0, sigma_ild_db=1.0, sigma_ipd=0.3,
                    active_range_db=40.0, explained=4.6, max_frames=50, sharp=1.0, min_share=0.55, chunk_bins=24,
                    level_power=0.5)
 _SETS: dict = {}
