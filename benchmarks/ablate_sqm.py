@@ -84,7 +84,10 @@ def main():
     base = SQMTrainConfig.from_yaml(RECIPE)
     spec = from_dict(SQMDataSpec, base.data, "data")
     cfg = SQMConfig.from_dict(base.model)
-    tr = bank(spec, base.n_directions, base.seed, "train", base.clip_s, cfg, a.cache, print, base.keep_waves)
+    # the first scenes of the recipe's bank (every scene is a function of seed, split and direction
+    # index), so only the directions the ablation uses are rendered
+    n_dirs = min(base.n_directions, -(-max(a.scenes, base.keep_waves) // 2))
+    tr = bank(spec, n_dirs, base.seed, "train", base.clip_s, cfg, a.cache, print, base.keep_waves)
     va = bank(spec, base.n_val_directions, base.seed, "val", base.clip_s, cfg, a.cache, print,
               2 * base.n_val_directions)
     n = min(a.scenes, len(tr.get("waves", tr["dirs"])))
