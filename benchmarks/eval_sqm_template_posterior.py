@@ -41,7 +41,7 @@ def fibonacci_grid(n: int) -> np.ndarray:
 
 GRID = fibonacci_grid(N_GRID)
 ANGLE = torch.from_numpy(np.arccos(np.clip(GRID @ GRID.T, -1, 1)) / np.pi)  # great-circle / 180 deg
-HEADS = [T.template_set(h) for h in T.default_heads()]
+HEADS = T.default_heads()
 _NEAREST: dict = {}  # template set name -> nearest grid point of each of its directions
 
 
@@ -52,20 +52,12 @@ def posterior(x: np.ndarray) -> np.ndarray:
     o = dict(T.DEFAULTS)
     cues = T._observed_cues(x, o["frame_ms"])
     obs = T._observation(x, o, cues)
-    direct = direct_coherence(cues[0], cues[1]) >= float(o["drr_coherence"])
-    drrs = (math.inf,) if direct else tuple(o["drr_variants_db"])
-    scales = tuple(o["head_scales"]) if direct else (1.0,)
+    direct = bool(direct_coherence(cues[0], cues[1]) >= float(o["drr_coherence"]))
     sums = T.observation_sums(obs)
     opts = {k: v for k, v in o.items() if k not in ("drr_variants_db", "drr_coherence", "head_scales")}
-    best = None
-    for h in HEADS:
-        for drr in drrs:
-            for sc in scales:
-                ts = T.scale_variant(T.drr_variant(h, float(drr)), float(sc))
-                d = T.summed_distances(ts, sums, **opts)
-                if best is None or d.min() < best[0].min():
-                    best = (d, ts)
-    d, ts = best
+    ts = min(T.candidate_sets(HEADS, direct, o["drr_variants_db"], o["head_scales"]),  # the localiser's head selection
+             key=lambda c: float(T.summed_distances(c, sums, **opts).min()))
+    d = T.summed_distances(ts, sums, **opts)
     if ts.name not in _NEAREST:
         _NEAREST[ts.name] = np.argmax(ts.directions @ GRID.T, axis=1)
     p = np.zeros(N_GRID)
