@@ -708,7 +708,7 @@ def train_quality(tc: QualityTrainConfig, out, log=print, workdir=None) -> dict:
         prov = {"timbral_weights": f"least squares on {speech}, with the exponent",
                 "exponent": "same fit as the timbral weights", "spatial_weights": syn}
     params = {
-        "model": "spaq-quality", "version": 3,
+        "model": "spaq-quality", "version": 4,
         "mapping": mapping,
         "provenance": {
             **prov,

@@ -16,7 +16,9 @@ KU100 HRTF, the same one the ``cues`` metric uses, so both formats share one sca
   the ISO 389-7 threshold floor, 100 dB SPL at digital full scale) of the ear-averaged
   gammatone envelope power per band and frame: energy the degraded signal *adds*
   (``added_db``) and *misses* (``missing_db``) beyond the just-noticeable level difference
-  (:data:`LEVEL_JND_DB`, version 3), and the loss of coherence between reference
+  (:data:`LEVEL_JND_DB`, version 3), with the diffuse part of each signal's band power judged
+  as a texture over 1 s (:func:`texture_power`, weighted by 1 - the reference's interaural
+  coherence, :data:`TEXTURE_FRAMES`; version 4), and the loss of coherence between reference
   and degraded band signals, cross-spectra and powers summed over the ears (``incoherence``:
   fine structure below 1.3 kHz, envelope above) -- ViSQOL/NSIM-like structure on spaq's own
   representation. Summing the ears first means a diffuse part that is decorrelated
@@ -49,7 +51,7 @@ from ...auditory.streaming import SegmentReader, run_chunked
 from ...models.quality import SPATIAL_FEATURES, TIMBRAL_FEATURES, QualityMapping
 
 __all__ = ["quality_maps", "quality_maps_streamed", "pool_features", "quality_features", "gain_match",
-           "distortion_maps", "MAX_GAIN_DB"]
+           "distortion_maps", "moving_average", "texture_power", "MAX_GAIN_DB", "TEXTURE_FRAMES"]
 
 MAX_GAIN_DB = 20.0
 #: level differences (dB, per band and 40 ms frame, both ears together) up to this are not counted
@@ -61,6 +63,14 @@ LEVEL_JND_DB = 1.5
 ILD_BLUR_DB = 2.0
 #: the statistics of the spatial image: pooled feature -> (the two maps it compares, threshold)
 STATISTICS = {"d_ic_mean": ("ic_ref", "ic_deg", 0.0), "d_ild_mean": ("ild_ref", "ild_deg", ILD_BLUR_DB)}
+#: diffuse sound is judged over a longer window (version 4, issue 19): where the reference's
+#: interaural coherence ``c`` (per band and frame) is low, each signal's band power entering
+#: added_db / missing_db is ``c p + (1 - c) p_smoothed``, ``p_smoothed`` its centred moving average
+#: over this many 40 ms frames (1 s). Listeners keep the time-averaged statistics of sound
+#: textures (reverberation, decorrelated resynthesis), not their frame-by-frame detail (McDermott,
+#: Schemitsch and Simoncelli 2013); direct sound (c = 1, every diotic signal) is unchanged. 5, 13,
+#: 25 and 50 frames were compared on the two listening tests (benchmarks/results/quality_explorations.md).
+TEXTURE_FRAMES = 25
 TIMBRAL_MAPS = TIMBRAL_FEATURES  # (B, 1, F, nf): both ears together
 SPATIAL_MAPS = tuple(k for k in SPATIAL_FEATURES if k not in STATISTICS)  # (B, F, nf); statistics pooled apart
 
@@ -208,6 +218,25 @@ def quality_maps(ref: torch.Tensor, deg: torch.Tensor, frontend: AuditoryFrontEn
                                  context_frames, compensate_gain)
 
 
+def moving_average(x: torch.Tensor, n: int) -> torch.Tensor:
+    """Centred moving average over ``n`` frames along the last axis ``(..., nf)`` -> ``(..., nf)``;
+    at the edges the mean of the frames the window holds (no padding)."""
+    nf = x.shape[-1]
+    cs = torch.cat([torch.zeros_like(x[..., :1]), torch.cumsum(x, dim=-1)], dim=-1)
+    i = torch.arange(nf, device=x.device)
+    lo = torch.clamp(i - n // 2, min=0)
+    hi = torch.clamp(i - n // 2 + n, max=nf)
+    return (cs[..., hi] - cs[..., lo]) / (hi - lo).to(x.dtype)
+
+
+def texture_power(p: torch.Tensor, coherence: torch.Tensor, n: int = TEXTURE_FRAMES) -> torch.Tensor:
+    """Band power ``p (B, S, F, nf)`` of the signals with their diffuse part judged as a texture:
+    ``c p + (1 - c) moving_average(p, n)``, ``c (B, F, nf)`` in [0, 1] (the reference's
+    interaural coherence magnitude) -> ``(B, S, F, nf)``. ``c = 1`` leaves ``p`` unchanged."""
+    c = coherence.unsqueeze(1)
+    return c * p + (1 - c) * moving_average(p, n)
+
+
 def _maps_from_cues(c: dict, floor: torch.Tensor, gain_db: torch.Tensor) -> dict:
     nan = torch.tensor(float("nan"), dtype=torch.float64, device=floor.device)
     fl = floor.view(-1, 1).to(torch.float64)
@@ -217,7 +246,11 @@ def _maps_from_cues(c: dict, floor: torch.Tensor, gain_db: torch.Tensor) -> dict
     # timbre of both ears together (binaural summation): sensation level of the ear-averaged power
     pb = p.mean(dim=2)  # (B, S, F, nf)
     aud_b = pb > fl
-    sl_b = 10 * torch.log10(torch.maximum(pb, fl) / fl)
+    # the reference's interaural coherence (1 where it has none: silent, or one ear only)
+    coh_r = torch.abs(c["ic"][:, 0]).to(torch.float64)
+    coh_r = torch.where(torch.isfinite(coh_r), coh_r.clamp(0, 1), torch.ones_like(coh_r))
+    pt = texture_power(pb, coh_r)
+    sl_b = 10 * torch.log10(torch.maximum(pt, fl) / fl)
     active = (aud_b[:, 0] | aud_b[:, 1]).unsqueeze(1)  # (B, 1, F, nf)
     diff = (sl_b[:, 1] - sl_b[:, 0]).unsqueeze(1)
     rho = torch.nan_to_num(torch.abs(c["xc"]).to(torch.float64), nan=0.0).clamp(0, 1).unsqueeze(1)
