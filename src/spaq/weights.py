@@ -92,7 +92,7 @@ REGISTRY: dict[str, WeightSpec] = {
     "predictor_v1": WeightSpec(
         name="predictor_v1",
         url=None,
-        sha256="6bf2194d9c1454354d7af7f75aca4e5d00f24a2f4f162749ccfbbcfd341b1b15",
+        sha256="c85633d9da3273cadf337f6e71c1ff6415a932b8fd179cafaa07951f0f562e61",
         filename="predictor_v1.pt",
         env_var="SPAQ_PREDICTOR_WEIGHTS",
         licence="MIT (spaq); trained on spaq corpus-engine scenes (KU100 and SONICOM-1 HRTFs) with spaq's quality "
