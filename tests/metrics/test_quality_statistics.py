@@ -16,12 +16,6 @@ from spaq.models.quality import SPATIAL_FEATURES, TIMBRAL_FEATURES, QualityMappi
 FS = 48000
 
 
-@pytest.fixture(scope="module")
-def fe():
-    """The exact-mode front-end the training recipe uses."""
-    from spaq.train.quality import _metric
-
-    return _metric().frontend
 
 
 def _features(fe, ref, deg, compensate_gain=True):

@@ -13,11 +13,6 @@ from spaq.metrics.functional.quality import (TEXTURE_FRAMES, moving_average, poo
 FS = 48000
 
 
-@pytest.fixture(scope="module")
-def fe():
-    from spaq.train.quality import _metric
-
-    return _metric().frontend
 
 
 def _features(fe, ref, deg, chunk_frames=None):
