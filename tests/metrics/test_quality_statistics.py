@@ -16,8 +16,6 @@ from spaq.models.quality import SPATIAL_FEATURES, TIMBRAL_FEATURES, QualityMappi
 FS = 48000
 
 
-
-
 def _features(fe, ref, deg, compensate_gain=True):
     r = torch.from_numpy(np.ascontiguousarray(ref))[None]
     d = torch.from_numpy(np.ascontiguousarray(deg))[None]

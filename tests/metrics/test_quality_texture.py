@@ -13,8 +13,6 @@ from spaq.metrics.functional.quality import (TEXTURE_FRAMES, moving_average, poo
 FS = 48000
 
 
-
-
 def _features(fe, ref, deg, chunk_frames=None):
     r = torch.from_numpy(np.ascontiguousarray(ref))[None]
     d = torch.from_numpy(np.ascontiguousarray(deg))[None]
