@@ -281,6 +281,28 @@ def test_reverb_longer_replays_the_sweep_draws():
         assert (f[1] > f[0]) == lo, (sw, lo, f)
 
 
+def test_reverb_longer_family_always_lengthens_the_room():
+    """The ``reverb_longer`` family renders the sweeps of ``reverb`` whose draw lengthens the RT60
+    as they are, and lengthens those whose draw shortens it (same scene, same magnitudes)."""
+    from spaq.metrics.functional.predictor import FEATURE_NAMES, predictor_features
+    from spaq.train.predictor import reverb_longer
+    from spaq.train.quality import sweep
+
+    col = FEATURE_NAMES.index("decay_s_mid")
+    df = pd.DataFrame([{"sweep": sw, "family": "reverb", "format": "mono", "source": "speech", "head": "",
+                        "voice": "en-us", "severity": 1.0} for sw in (1, 2, 3, 4, 5, 6)])
+    longer = reverb_longer(df, seed=11, duration_s=1.5)
+    lo = next(sw for sw, v in longer.items() if v)
+    sh = next(sw for sw, v in longer.items() if not v)
+    ref, (a,) = sweep("reverb", "foa", "speech", [1.0], 11, lo, duration_s=1.5, voices=["en-us"])
+    ref2, (b,) = sweep("reverb_longer", "foa", "speech", [1.0], 11, lo, duration_s=1.5, voices=["en-us"])
+    np.testing.assert_array_equal(ref, ref2)
+    np.testing.assert_array_equal(a, b)
+    ref3, (c,) = sweep("reverb_longer", "foa", "speech", [1.0], 11, sh, duration_s=1.5, voices=["en-us"])
+    f = predictor_features(torch.from_numpy(np.stack([ref3[:1], c[:1]])), FS, "mono").numpy()[:, col]
+    assert f[1] > f[0], f
+
+
 def test_logit_term_orders_the_saturated_tail():
     """Where the teacher is near 0 (0.05..2), the 0..1 MSE leaves the order to chance; the logit
     term (``logit_weight``) fits it: the predicted order of the tail follows the target's."""

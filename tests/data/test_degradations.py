@@ -460,6 +460,24 @@ def test_reverb_change_has_one_direction():
         assert abs(p["drr_change_db"]) == pytest.approx(4.8)
 
 
+def test_reverb_direction_option_fixes_the_direction_and_keeps_the_other_draws():
+    """direction longer / shorter fixes the sign that the default draws; the magnitudes and the
+    random stream are those of the default (same draws for the rest of a corpus)."""
+    seen = set()
+    for seed in range(20):
+        p = params("reverb", 0.8, seed=seed)
+        lo = params("reverb", 0.8, seed=seed, direction="longer")
+        sh = params("reverb", 0.8, seed=seed, direction="shorter")
+        seen.add(p["rt60_factor"] > 1)
+        assert lo["rt60_factor"] == pytest.approx(2 ** 0.8) and lo["drr_change_db"] == pytest.approx(-4.8)
+        assert sh["rt60_factor"] == pytest.approx(2 ** -0.8) and sh["drr_change_db"] == pytest.approx(4.8)
+        assert p == (lo if p["rt60_factor"] > 1 else sh)
+        assert params("reverb", 0.8, seed=seed, direction="either") == p
+    assert seen == {True, False}
+    with pytest.raises(SpaqError, match="direction"):
+        params("reverb", 0.8, direction="up")
+
+
 def test_hrtf_swap_spectral_distance_grows_with_weight():
     """blend_hrtf moves the dB magnitude spectra linearly from the own head to the other
     (no comb filtering) and the rendered signal's loss of energy against the reference never

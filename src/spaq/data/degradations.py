@@ -38,6 +38,7 @@ itd                signal  itd_change_us lin 0 -> 600 (binaural, +: right ear la
 hrtf_swap          scene   weight lin 0 -> 1 of another head's HRTFs (binaural)
 reverb             scene   rt60_factor geo 1 -> 2 (or 1 -> 0.5), drr_change_db lin 0 -> 6 (rooms);
                            longer RT60 with lower DRR (more reverb), shorter with higher DRR
+                           (drawn; option direction: longer | shorter fixes it)
 gain               signal  gain_db lin 0 -> 12, random sign
 channel_imbalance  signal  imbalance_db lin 0 -> 6 (L/R difference, or per-channel spread)
 misalignment       signal  delay_ms lin 0 -> 50 (degraded lags the reference)
@@ -585,12 +586,20 @@ class HRTFSwap(_SceneParams):
 @register_degradation("reverb")
 class Reverb(_SceneParams):
     ranges = {"rt60_factor": (1.0, 2.0, "geo"), "drr_change_db": (0.0, 6.0, "lin")}
+    options = ("direction",)
     needs_room = True
 
     def params(self, v, s, rng, ctx):
         # one direction of change: longer RT60 with more reverberant energy (lower DRR), as in a
-        # less absorbing room, or shorter with less; opposite signs would partly cancel
+        # less absorbing room, or shorter with less; opposite signs would partly cancel.
+        # option direction: "either" (default: drawn), "longer" or "shorter" (the draw is made
+        # anyway, so the other random choices of a corpus stay the same)
         longer = rng.random() < 0.5
+        direction = str(ctx.options.get("direction", "either"))
+        if direction not in ("either", "longer", "shorter"):
+            raise SpaqError(f"reverb: option direction must be 'either', 'longer' or 'shorter', not {direction!r}")
+        if direction != "either":
+            longer = direction == "longer"
         f = v["rt60_factor"]
         return dict(rt60_factor=f if longer else 1.0 / f, drr_change_db=v["drr_change_db"] * (-1 if longer else 1))
 

@@ -59,6 +59,8 @@ FAMILIES = {
     "misplacement": ("misplacement", {}, ("binaural", "ambisonics")),
     "blur": ("blur", {}, ("binaural", "ambisonics")),
     "reverb": ("reverb", {}, ("binaural", "ambisonics")),
+    # the reverb sweeps that lengthen the RT60 only (what a listener hears without a reference)
+    "reverb_longer": ("reverb", {"direction": "longer"}, ("binaural", "ambisonics")),
     "hrtf_swap": ("hrtf_swap", {}, ("binaural",)),
     "gain_imbalance": ("channel_imbalance", {}, ("binaural", "ambisonics")),
     "ild": ("ild", {}, ("binaural",)),
@@ -253,7 +255,7 @@ def _sweep_config(fmt: str, source: str, family: str, duration_s: float, hrtf: s
         "scene": {"formats": {fmt: 1.0}, "hrtf": hrtf,
                   "sources": {"count": [1, 1], "types": {source: 1.0}, "level_dbfs": [-30, -20]},
                   "speech": {"engines": {"espeak": 1.0}, "voices": list(voices)},
-                  "room": {"probability": 1.0 if family == "reverb" else float(room_probability)}},
+                  "room": {"probability": 1.0 if deg == "reverb" else float(room_probability)}},
         "degradations": {"types": {deg: 1.0}, "options": options},
     })
 
