@@ -76,3 +76,11 @@ def binaural_noise(seconds: float, fs: int = 48000, seed: int = 0, itd: int = 12
     right = s[:n] * 10 ** (-ild_db / 40)
     x = np.stack([left, right])
     return x * 10 ** (-26 / 20) / np.sqrt(np.mean(x ** 2))
+
+
+@pytest.fixture(scope="session")
+def fe():
+    """The exact-mode front-end the quality training recipe uses."""
+    from spaq.train.quality import _metric
+
+    return _metric().frontend
