@@ -121,6 +121,20 @@ def ladders(pt, df, audible_only: bool = True, min_teacher_drop: float = 0.0) ->
     return out
 
 
+def ablation_row(model, test, mushra_table=None) -> tuple[dict, dict]:
+    """One row of the ablation table for a fitted ``model``: its held-out corpus statistics, the
+    MUSHRA LOSO Pearson (NaN without ``mushra_table``), the mean and the reverb ladder; and the
+    per-family ladders (:func:`ladders`)."""
+    pt = predict_table(model, test)
+    s = corpus_stats(pt, test)
+    s["mushra_loso_pearson"] = (float("nan") if mushra_table is None else mushra_stats(
+        mushra_table, loso_calibration(mushra_table, predict_table(model, mushra_table)["raw"]))["pearson_coded"])
+    lad = ladders(pt, test)
+    s["ladder_mean"] = float(np.nanmean([v["mean"] for v in lad.values()]))
+    s["ladder_reverb"] = lad["reverb"]["mean"]
+    return s, lad
+
+
 def extra_reverb_rows(tc, wd: Path, scenes: int):
     """Rows of ``scenes`` scenes per format x source of the ``reverb_longer`` family (the recipe's
     corpus otherwise, no anchors, sweep ids from 5001 so that no scene repeats one of the recipe's),
@@ -182,24 +196,14 @@ def main():
         mdl, _ = fit_predictor(fit_rows(train_all, tc.corpus, fit), fit, log=lambda m: None)
         if not over:
             res["fit_cpu_s"] = time.process_time() - t1
-        s = corpus_stats(predict_table(mdl, test), test)
-        raw = predict_table(mdl, mt)["raw"]
-        s["mushra_loso_pearson"] = mushra_stats(mt, loso_calibration(mt, raw))["pearson_coded"]
-        lad = ladders(predict_table(mdl, test), test)
-        s["ladder_mean"] = float(np.nanmean([v["mean"] for v in lad.values()]))
-        s["ladder_reverb"] = lad["reverb"]["mean"]
-        abl[name] = s
+        abl[name], _ = ablation_row(mdl, test, mt)
     if a.extra_reverb_scenes > 0:
         rev = extra_reverb_rows(tc, wd, a.extra_reverb_scenes)
         for n in sorted({max(1, a.extra_reverb_scenes // 2), a.extra_reverb_scenes}):
             fit = FitSection(**{k: getattr(tc.fit, k) for k in tc.fit.keys()})
             both = pd.concat([train_all, rev[rev["scene"] < n]], ignore_index=True)
             mdl, _ = fit_predictor(fit_rows(both, tc.corpus, fit), fit, log=lambda m: None)
-            s = corpus_stats(predict_table(mdl, test), test)
-            s["mushra_loso_pearson"] = mushra_stats(mt, loso_calibration(mt, predict_table(mdl, mt)["raw"]))["pearson_coded"]
-            lad = ladders(predict_table(mdl, test), test)
-            s["ladder_mean"] = float(np.nanmean([v["mean"] for v in lad.values()]))
-            s["ladder_reverb"] = lad["reverb"]["mean"]
+            s, lad = ablation_row(mdl, test, mt)
             s["ladders"] = {k: v["mean"] for k, v in lad.items()}
             abl[f"+ {n} scenes of reverb_longer ({int((rev['scene'] < n).sum())} rows)"] = s
     if a.audio_train and a.audio_test:
@@ -213,13 +217,7 @@ def main():
                              ("shipped features + BAST embedding", _ALL)):
             fit = FitSection(**{**{k: getattr(tc.fit, k) for k in tc.fit.keys()}, "groups": groups, "embedding": "bast"})
             mdl, _ = fit_predictor(tr2, fit, log=lambda m: None)
-            pt2 = predict_table(mdl, te2)
-            s = corpus_stats(pt2, te2)
-            s["mushra_loso_pearson"] = float("nan")
-            lad = ladders(pt2, te2)
-            s["ladder_mean"] = float(np.nanmean([v["mean"] for v in lad.values()]))
-            s["ladder_reverb"] = lad["reverb"]["mean"]
-            abl[name] = s
+            abl[name], _ = ablation_row(mdl, te2)
         res["embedding_cpu_s"] = emb_cpu
     res["ablation"] = abl
     res["eval_cpu_s"] = time.process_time() - c0

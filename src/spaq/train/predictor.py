@@ -167,6 +167,7 @@ def make_split(split: CorpusSplit, log=print, audio_dir=None, index_offset: int 
     (0 = the clean scene), ``target`` (the teacher's score) and one column per feature; then, with
     ``split.anchor_scenes``, the clean anchor scenes (family ``anchor``, severity 0, sweep ids from
     :data:`ANCHOR_SWEEP_OFFSET`). ``audio_dir``: also keep each sweep's audio there (float32 ``.npy``)."""
+    from ..data.degradations import DEGRADATIONS
     from .quality import FAMILIES
 
     teacher = _teacher()
@@ -190,7 +191,7 @@ def make_split(split: CorpusSplit, log=print, audio_dir=None, index_offset: int 
     if int(split.anchor_scenes) > 0:
         n0 = len(recs)
         for idx, fam, fmt, src, sc in each(split.anchor_scenes, 0):
-            if FAMILIES[fam][0] == "reverb":  # its scenes are rooms already
+            if DEGRADATIONS[FAMILIES[fam][0]].needs_room:  # its scenes are rooms already
                 continue
             for r in _sweep_records(split, teacher, idx, fam, fmt, src, sc, [], float(split.anchor_room_probability),
                                     audio_dir, log, sweep_id=ANCHOR_SWEEP_OFFSET + idx):

@@ -245,6 +245,7 @@ def param_coding_features(root, table, metric, log=print, align: bool = True):
 def _sweep_config(fmt: str, source: str, family: str, duration_s: float, hrtf: str, voices, heads=None,
                   room_probability: float = 0.0) -> dict:
     from ..data.config import validate_config
+    from ..data.degradations import DEGRADATIONS
 
     deg, opts, _ = FAMILIES[family]
     options = {deg: dict(opts)} if opts else {}
@@ -255,7 +256,7 @@ def _sweep_config(fmt: str, source: str, family: str, duration_s: float, hrtf: s
         "scene": {"formats": {fmt: 1.0}, "hrtf": hrtf,
                   "sources": {"count": [1, 1], "types": {source: 1.0}, "level_dbfs": [-30, -20]},
                   "speech": {"engines": {"espeak": 1.0}, "voices": list(voices)},
-                  "room": {"probability": 1.0 if deg == "reverb" else float(room_probability)}},
+                  "room": {"probability": 1.0 if DEGRADATIONS[deg].needs_room else float(room_probability)}},
         "degradations": {"types": {deg: 1.0}, "options": options},
     })
 
