@@ -92,6 +92,7 @@ def main(argv=None):
     v0 = np.array([params["provenance"]["synthetic_spatial_weights"][n] for n in tq.SPATIAL_FEATURES])
     mode, seed, starts = str(tc.fit["spatial"]), int(tc.seed), int(tc.fit["starts"])
     ms = float(tc.fit["min_spatial_scale"])
+    pto = str(tc.fit["per_test"])
     tt = 0 if tc.fit["timbral"] == "speech" else None
     res, lines = {}, []
     m_ = params["mapping"]
@@ -100,7 +101,7 @@ def main(argv=None):
         mt, pt = T[("mushra", align)], T[("param_coding", align)]
         tests = [tq._matrices(mt), tq._matrices(pt)]
         groups = [mt["stimulus"].to_numpy(), pt["trial"].to_numpy()]
-        held = tq.joint_cv(tests, groups, v0, mode, seed, starts, tt, ms)
+        held = tq.joint_cv(tests, groups, v0, mode, seed, starts, tt, ms, pto)
         # version 1 procedure on the speech half alone (timbral weights + exponent, LOSO)
         v1_loso = tq.loso_predictions(mt, seed, starts)
         y_s, y_p = tests[0][2], tests[1][2]
@@ -137,7 +138,7 @@ def main(argv=None):
               f"- spatial codings: {np.count_nonzero(delays['param_coding'])} of {len(delays['param_coding'])} items "
               f"shifted ({np.min(delays['param_coding']):+.2f} .. {np.max(delays['param_coding']):+.2f} ms)", ""]
     mt, pt_ = T[("mushra", True)], T[("param_coding", True)]
-    th = tq.fit_joint([tq._matrices(mt), tq._matrices(pt_)], v0, mode, seed, starts, tt, ms)
+    th = tq.fit_joint([tq._matrices(mt), tq._matrices(pt_)], v0, mode, seed, starts, tt, ms, pto)
     wj, vj, kj = tq._unpack(th, v0, mode)
     m, pv = params["mapping"], params["provenance"]
     lines += ["## Shipped parameters and their data", "",

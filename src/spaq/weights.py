@@ -54,7 +54,7 @@ REGISTRY: dict[str, WeightSpec] = {
     "quality_v1": WeightSpec(
         name="quality_v1",
         url=None,
-        sha256="43c2610b36f3ec900d8bed1826d49aa78eb555cf71114228806980ff596bff47",
+        sha256="21e8d8b10a13cb417acda4d02d95e5d7bcc65604139edd6923a6208bac840ae9",
         filename="quality_v1.json",
         env_var="SPAQ_QUALITY_PARAMS",
         licence="MIT (spaq); fitted on the Neural Codec MUSHRA rating dataset (CC BY 4.0, Stahl et al. 2024) and the parametric spatial-codings MUSHRA (Apache-2.0, Stahl & Holighaus, AES 2023)",

@@ -58,6 +58,26 @@ def test_statistic_mode_recovers_the_coherence_statistic_and_keeps_the_ild_shift
     assert v_f[tq.SPATIAL_FEATURES.index("d_ild_mean")] == v0[tq.SPATIAL_FEATURES.index("d_ild_db")]
 
 
+def test_per_test_offset_ignores_a_test_sitting_higher_on_the_scale():
+    """fit.per_test = offset (version 5): a test whose raters sit 12 points higher everywhere (the
+    context of the test) does not pull the parameters; fitted as they are ("none") it does."""
+    e = np.array([3.0, -1.0, 4.0, 2.0])
+    assert tq._test_error(e, np.zeros(4), "offset") == pytest.approx(np.var(e), rel=1e-12)
+    assert tq._test_error(e, np.zeros(4), "none") == pytest.approx(np.mean(e ** 2), rel=1e-12)
+    rng = np.random.default_rng(5)
+    w, k = np.array([0.3, 0.4, 0.2]), 2.0
+    v0 = np.array([0.2, 4.0, 6.0, 0.0, 0.0, 0.0, 0.0])
+    t1 = _items(rng, 40, w, 0.4 * v0, k, spatial_scale=0.0)
+    Ft, Fs, y = _items(rng, 30, w, 0.4 * v0, k, spatial_scale=1.0)
+    t2 = (Ft, Fs, y + 12.0)  # the same ratings, 12 points higher
+    th = tq.fit_joint([t1, t2], v0, "scale", seed=1, starts=3, per_test="offset")
+    w_f, v_f, k_f = tq._unpack(th, v0, "scale")
+    assert np.allclose(w_f, w, rtol=1e-2) and k_f == pytest.approx(k, rel=1e-2)
+    assert np.allclose(v_f, 0.4 * v0, rtol=1e-2)
+    w_n, _, _ = tq._unpack(tq.fit_joint([t1, t2], v0, "scale", seed=1, starts=3), v0, "scale")
+    assert np.max(np.abs(w_n / w - 1)) > 0.05  # the shift biases the plain fit
+
+
 def test_joint_prediction_is_100_at_zero_distortion_and_monotone():
     v0 = np.array([0.1, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0])
     th = np.array([math.log(0.3)] * 3 + [0.0, math.log(2.0)])
@@ -73,6 +93,7 @@ def test_recipe_has_the_listening_test_sections():
     # the shipped recipe (version 3): both listening tests, delay-aligned, the statistic mode
     assert tc.mushra["align"] is True and tc.param_coding["use"] is True
     assert tc.fit["spatial"] == "statistic" and tc.fit["timbral"] == "joint"
+    assert tc.fit["per_test"] == "offset"  # version 5
     assert tc.param_coding_dir().name == "param_coding"
     with pytest.raises(Exception, match="spatial-codings items not found"):
         tq.param_coding_table(REPO / "no-such-folder")

@@ -104,6 +104,11 @@ class FitOptions(Section):
     # lower bound of the common factor on the synthetic frame-wise spatial weights (modes scale,
     # statistic): the listening tests hold no pure direction change to set it
     min_spatial_scale: float = 0.0
+    # how each listening test's ratings are compared with the model's scores in the joint fit:
+    # "none" (as they are) or "offset" (less each test's mean error: a test's raters may sit higher
+    # or lower on the scale in its context, which P.1401's per-test mapping compensates; the
+    # offset is a nuisance of the fit, not part of the model)
+    per_test: str = "none"
 
 
 @dataclass
@@ -393,15 +398,29 @@ def joint_pred(theta: np.ndarray, Ft: np.ndarray, Fs: np.ndarray, v0: np.ndarray
     return 100.0 / (1.0 + np.where(d > 0, d, 1.0) ** k * (d > 0))
 
 
+#: how the joint fit compares each test's ratings with the scores (``fit.per_test``)
+PER_TEST = ("none", "offset")
+
+
+def _test_error(p: np.ndarray, y: np.ndarray, per_test: str) -> float:
+    """Mean squared error of scores ``p`` against ratings ``y`` of one test; ``per_test="offset"``:
+    after removing the mean error (the test's offset on the scale)."""
+    e = p - y
+    if per_test == "offset":
+        e = e - e.mean()
+    return float(np.mean(e * e))
+
+
 def fit_joint(tests: list, v0: np.ndarray, mode: str, seed: int, starts: int = 8,
-              timbral_test: int | None = None, min_scale: float = 0.0) -> np.ndarray:
+              timbral_test: int | None = None, min_scale: float = 0.0, per_test: str = "none") -> np.ndarray:
     """Least squares on the 0..100 scale over several listening tests at once, each test's mean
     squared error counting equally: ``tests`` is a list of ``(Ft (N, 3), Fs (N, 7), y (N,))``.
     Free parameters: ``log w`` (3 timbral weights), the spatial ones of ``mode``
     (:func:`_unpack`) and ``log k``; multi-start L-BFGS from seeded initial points.
     ``timbral_test``: index of the test that alone fits the timbral weights (:func:`fit_timbral`
     on it, then fixed), so that the joint fit only sets the spatial parameters and the exponent.
-    Returns the full theta (``log w``, spatial, ``log k``)."""
+    ``per_test``: :data:`PER_TEST` (:func:`_test_error`). Returns the full theta (``log w``,
+    spatial, ``log k``)."""
     from scipy.optimize import minimize
 
     rng = np.random.default_rng(seed)
@@ -418,7 +437,7 @@ def fit_joint(tests: list, v0: np.ndarray, mode: str, seed: int, starts: int = 8
 
     def loss(th):
         f = full(th)
-        return float(sum(np.mean((joint_pred(f, Ft, Fs, v0, mode) - y) ** 2) for Ft, Fs, y in tests))
+        return sum(_test_error(joint_pred(f, Ft, Fs, v0, mode), y, per_test) for Ft, Fs, y in tests)
 
     v_init = np.log(np.maximum(np.asarray(v0, dtype=np.float64)[:3], 1e-3)) if mode == "binaural" else np.zeros(ns)
     bounds = [(-12, 8)] * ns + [(math.log(0.2), math.log(5.0))]
@@ -440,7 +459,7 @@ def fit_joint(tests: list, v0: np.ndarray, mode: str, seed: int, starts: int = 8
 
 
 def joint_cv(tests: list, groups: list, v0: np.ndarray, mode: str, seed: int, starts: int = 8,
-             timbral_test: int | None = None, min_scale: float = 0.0) -> list:
+             timbral_test: int | None = None, min_scale: float = 0.0, per_test: str = "none") -> list:
     """Held-out predictions per test: for each test and each of its groups (``groups[i] (N_i,)``
     labels: stimulus or trial), refit :func:`fit_joint` without that group (the other tests
     whole) and predict it. Returns a list of ``(N_i,)`` arrays."""
@@ -451,7 +470,7 @@ def joint_cv(tests: list, groups: list, v0: np.ndarray, mode: str, seed: int, st
         for lab in sorted(set(g.tolist())):
             test = g == lab
             train = [t if j != i else (Ft[~test], Fs[~test], y[~test]) for j, t in enumerate(tests)]
-            th = fit_joint(train, v0, mode, seed, starts, timbral_test, min_scale)
+            th = fit_joint(train, v0, mode, seed, starts, timbral_test, min_scale, per_test)
             pred[test] = joint_pred(th, Ft[test], Fs[test], v0, mode)
         out.append(pred)
     return out
@@ -628,6 +647,8 @@ def train_quality(tc: QualityTrainConfig, out, log=print, workdir=None) -> dict:
     mode = str(tc.fit["spatial"])
     if mode not in SPATIAL_MODES:
         raise SpaqError(f"fit.spatial must be one of {', '.join(SPATIAL_MODES)}, got {mode!r}")
+    if tc.fit["per_test"] not in PER_TEST:
+        raise SpaqError(f"fit.per_test must be one of {', '.join(PER_TEST)}, got {tc.fit['per_test']!r}")
     if tc.fit["timbral"] not in ("speech", "joint"):
         raise SpaqError(f"fit.timbral must be 'speech' or 'joint', got {tc.fit['timbral']!r}")
     tt = 0 if tc.fit["timbral"] == "speech" else None
@@ -670,9 +691,10 @@ def train_quality(tc: QualityTrainConfig, out, log=print, workdir=None) -> dict:
         tests = [_matrices(mt), _matrices(pt)]
         groups = [mt["stimulus"].to_numpy(), pt["trial"].to_numpy()]
         ms = float(tc.fit["min_spatial_scale"])
-        th = fit_joint(tests, v0, mode, tc.seed, starts, tt, ms)
+        pto = str(tc.fit["per_test"])
+        th = fit_joint(tests, v0, mode, tc.seed, starts, tt, ms, pto)
         w, v, k = _unpack(th, v0, mode)
-        held = joint_cv(tests, groups, v0, mode, tc.seed, starts, tt, ms)
+        held = joint_cv(tests, groups, v0, mode, tc.seed, starts, tt, ms, pto)
         cvs["speech_codec_loso_coded"] = _cv_stats(held[0][coded], y[coded])
         cvs["speech_codec_loso_all"] = _cv_stats(held[0], y)
         cvs["param_coding_loto"] = _cv_stats(held[1], tests[1][2])
@@ -711,7 +733,7 @@ def train_quality(tc: QualityTrainConfig, out, log=print, workdir=None) -> dict:
         prov = {"timbral_weights": f"least squares on {speech}, with the exponent",
                 "exponent": "same fit as the timbral weights", "spatial_weights": syn}
     params = {
-        "model": "spaq-quality", "version": 4,
+        "model": "spaq-quality", "version": 5,
         "mapping": mapping,
         "provenance": {
             **prov,
