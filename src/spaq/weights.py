@@ -54,7 +54,7 @@ REGISTRY: dict[str, WeightSpec] = {
     "quality_v1": WeightSpec(
         name="quality_v1",
         url=None,
-        sha256="21e8d8b10a13cb417acda4d02d95e5d7bcc65604139edd6923a6208bac840ae9",
+        sha256="db4d4f74492a2367264bba0bd4ef60cc8b7a3fab07f636317d897df33da1db42",
         filename="quality_v1.json",
         env_var="SPAQ_QUALITY_PARAMS",
         licence="MIT (spaq); fitted on the Neural Codec MUSHRA rating dataset (CC BY 4.0, Stahl et al. 2024) and the parametric spatial-codings MUSHRA (Apache-2.0, Stahl & Holighaus, AES 2023)",

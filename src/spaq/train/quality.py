@@ -716,10 +716,12 @@ def train_quality(tc: QualityTrainConfig, out, log=print, workdir=None) -> dict:
     syn = ("synthetic sweeps (corpus engine, KU100, seeds/voices of the config): median distortion of spatial "
            "families matched to timbral anchors at equal severity")
     if use_pc:
+        joint = f"joint least squares on {speech} and {pc}" + (
+            " (each test's mean error removed: its raters' offset on the scale)" if tc.fit["per_test"] == "offset" else "")
         prov = {
             "timbral_weights": (f"least squares on {speech} alone (with its own exponent), then fixed" if tt == 0
-                                else f"joint least squares on {speech} and {pc}"),
-            "exponent": f"joint least squares on {speech} and {pc}",
+                                else joint),
+            "exponent": joint,
             "spatial_weights": {
                 "fixed": f"{syn} (not refitted)",
                 "scale": f"ratios from {syn}; one common factor (spatial against timbral) from the joint fit",
