@@ -18,7 +18,9 @@ KU100 HRTF, the same one the ``cues`` metric uses, so both formats share one sca
   (``added_db``) and *misses* (``missing_db``) beyond the just-noticeable level difference
   (:data:`LEVEL_JND_DB`, version 3), with the diffuse part of each signal's band power judged
   as a texture over 1 s (:func:`texture_power`, weighted by 1 - the reference's interaural
-  coherence, :data:`TEXTURE_FRAMES`; version 4), and the loss of coherence between reference
+  coherence, :data:`TEXTURE_FRAMES`; version 4) and what the reference's own sound masks left
+  out (both signals' band levels floored at the reference's masked threshold,
+  :func:`masked_threshold`, :data:`MASKING`; version 5), and the loss of coherence between reference
   and degraded band signals, cross-spectra and powers summed over the ears (``incoherence``:
   fine structure below 1.3 kHz, envelope above) -- ViSQOL/NSIM-like structure on spaq's own
   representation. Summing the ears first means a diffuse part that is decorrelated
@@ -51,7 +53,8 @@ from ...auditory.streaming import SegmentReader, run_chunked
 from ...models.quality import SPATIAL_FEATURES, TIMBRAL_FEATURES, QualityMapping
 
 __all__ = ["quality_maps", "quality_maps_streamed", "pool_features", "quality_features", "gain_match",
-           "distortion_maps", "moving_average", "texture_power", "MAX_GAIN_DB", "TEXTURE_FRAMES"]
+           "distortion_maps", "moving_average", "texture_power", "masked_threshold", "MAX_GAIN_DB", "TEXTURE_FRAMES",
+           "MASKING"]
 
 MAX_GAIN_DB = 20.0
 #: level differences (dB, per band and 40 ms frame, both ears together) up to this are not counted
