@@ -92,7 +92,7 @@ REGISTRY: dict[str, WeightSpec] = {
     "predictor_v1": WeightSpec(
         name="predictor_v1",
         url=None,
-        sha256="c85633d9da3273cadf337f6e71c1ff6415a932b8fd179cafaa07951f0f562e61",
+        sha256="f77a0710c8b4dc7a57fc4beb2c390cd303fc5c9a5b40afc01ae447b914f83b0a",
         filename="predictor_v1.pt",
         env_var="SPAQ_PREDICTOR_WEIGHTS",
         licence="MIT (spaq); trained on spaq corpus-engine scenes (KU100 and SONICOM-1 HRTFs) with spaq's quality "
