@@ -61,12 +61,33 @@ def test_delayed_identity_scores_as_identity(delay_ms):
 def test_delayed_degraded_scores_like_undelayed():
     rng = np.random.default_rng(3)
     ref = _foa(seed=1)
+    b, a = sps.butter(4, 8000, fs=FS)
+    deg = sps.lfilter(b, a, ref, axis=-1) + 0.002 * rng.standard_normal(ref.shape)
+    base = spaq.score(ref, deg, sample_rate=FS, metrics=["quality"]).results["quality"].score
+    assert 20.0 < base < 80.0  # a degradation the score resolves, not one at the floor
+    for ms in (20.0, 80.0):
+        rep = spaq.score(ref, _delay(deg, int(ms * FS / 1000)), sample_rate=FS, metrics=["quality"])
+        assert rep.alignment["applied"] and abs(rep.alignment["delay_ms"] - ms) < 0.5
+        s = rep.results["quality"].score
+        assert abs(s - base) <= 3.0, (ms, s, base)
+
+
+def test_an_unreliable_delay_estimate_is_reported_not_applied():
+    """Low-passed at 5 kHz with noise, the speech-like test signal's periodic envelope gives a
+    second correlation peak almost as high as the first and the waveforms correlate at 0.84 (< 0.9):
+    at 20 ms the estimate (right, 20.1 ms) is marked unreliable and not applied, so the delay counts
+    as impairment; at 80 ms the second peak falls outside the search range and it is applied."""
+    rng = np.random.default_rng(3)
+    ref = _foa(seed=1)
     b, a = sps.butter(4, 5000, fs=FS)
     deg = sps.lfilter(b, a, ref, axis=-1) + 0.002 * rng.standard_normal(ref.shape)
     base = spaq.score(ref, deg, sample_rate=FS, metrics=["quality"]).results["quality"].score
-    for ms in (20.0, 80.0):
-        s = spaq.score(ref, _delay(deg, int(ms * FS / 1000)), sample_rate=FS, metrics=["quality"]).results["quality"].score
-        assert abs(s - base) <= 3.0, (ms, s, base)
+    r20 = spaq.score(ref, _delay(deg, int(0.02 * FS)), sample_rate=FS, metrics=["quality"])
+    assert not r20.alignment["reliable"] and not r20.alignment["applied"]
+    assert abs(r20.alignment["delay_ms"] - 20.0) < 0.5
+    assert r20.results["quality"].score < base
+    r80 = spaq.score(ref, _delay(deg, int(0.08 * FS)), sample_rate=FS, metrics=["quality"])
+    assert r80.alignment["applied"] and abs(r80.results["quality"].score - base) <= 3.0
 
 
 def test_binaural_both_ears_one_delay_and_unreliable_is_warned():
