@@ -406,7 +406,7 @@ def test_version_says_what_is_missing(capsys):
     rc, out, err = run(capsys, ["version"])
     assert rc == 0
     assert "  qastanet: not downloaded: spaq weights fetch qastanet\n" in out and "offline" not in out
-    assert re.search(r"  quality_v1: .*quality_v1\.json \(sha256 db4d4f74492a", out)  # packaged
+    assert re.search(r"  quality_v1: .*quality_v1\.json \(sha256 f6add5d75960", out)  # packaged
 
 
 def test_version_names_a_bad_env_path(capsys, monkeypatch, tmp_path):

@@ -54,7 +54,7 @@ REGISTRY: dict[str, WeightSpec] = {
     "quality_v1": WeightSpec(
         name="quality_v1",
         url=None,
-        sha256="db4d4f74492a2367264bba0bd4ef60cc8b7a3fab07f636317d897df33da1db42",
+        sha256="f6add5d75960bc77a78bc9b51a3b29d80228bbada551387081807bb9881afbed",
         filename="quality_v1.json",
         env_var="SPAQ_QUALITY_PARAMS",
         licence="MIT (spaq); fitted on the Neural Codec MUSHRA rating dataset (CC BY 4.0, Stahl et al. 2024) and the parametric spatial-codings MUSHRA (Apache-2.0, Stahl & Holighaus, AES 2023)",
@@ -92,7 +92,7 @@ REGISTRY: dict[str, WeightSpec] = {
     "predictor_v1": WeightSpec(
         name="predictor_v1",
         url=None,
-        sha256="f77a0710c8b4dc7a57fc4beb2c390cd303fc5c9a5b40afc01ae447b914f83b0a",
+        sha256="2022f7590bf69cdcb718632dcdeb111f84e86512009d5704b63b42b4bcd1e33c",
         filename="predictor_v1.pt",
         env_var="SPAQ_PREDICTOR_WEIGHTS",
         licence="MIT (spaq); trained on spaq corpus-engine scenes (KU100 and SONICOM-1 HRTFs) with spaq's quality "

@@ -64,16 +64,20 @@ def test_per_test_offset_ignores_a_test_sitting_higher_on_the_scale():
     e = np.array([3.0, -1.0, 4.0, 2.0])
     assert tq._test_error(e, np.zeros(4), "offset") == pytest.approx(np.var(e), rel=1e-12)
     assert tq._test_error(e, np.zeros(4), "none") == pytest.approx(np.mean(e ** 2), rel=1e-12)
+    y = np.array([10.0, 30.0, 50.0, 90.0])  # normalised: the share of the ratings' variance left
+    assert tq._test_error(y + e, y, "offset_normalised") == pytest.approx(np.var(e) / np.var(y), rel=1e-12)
+    assert tq._test_error(2 * (y + e), 2 * y, "offset_normalised") == pytest.approx(np.var(e) / np.var(y), rel=1e-12)
     rng = np.random.default_rng(5)
     w, k = np.array([0.3, 0.4, 0.2]), 2.0
     v0 = np.array([0.2, 4.0, 6.0, 0.0, 0.0, 0.0, 0.0])
     t1 = _items(rng, 40, w, 0.4 * v0, k, spatial_scale=0.0)
     Ft, Fs, y = _items(rng, 30, w, 0.4 * v0, k, spatial_scale=1.0)
     t2 = (Ft, Fs, y + 12.0)  # the same ratings, 12 points higher
-    th = tq.fit_joint([t1, t2], v0, "scale", seed=1, starts=3, per_test="offset")
-    w_f, v_f, k_f = tq._unpack(th, v0, "scale")
-    assert np.allclose(w_f, w, rtol=1e-2) and k_f == pytest.approx(k, rel=1e-2)
-    assert np.allclose(v_f, 0.4 * v0, rtol=1e-2)
+    for per_test in ("offset", "offset_normalised"):
+        th = tq.fit_joint([t1, t2], v0, "scale", seed=1, starts=3, per_test=per_test)
+        w_f, v_f, k_f = tq._unpack(th, v0, "scale")
+        assert np.allclose(w_f, w, rtol=1e-2) and k_f == pytest.approx(k, rel=1e-2)
+        assert np.allclose(v_f, 0.4 * v0, rtol=1e-2)
     w_n, _, _ = tq._unpack(tq.fit_joint([t1, t2], v0, "scale", seed=1, starts=3), v0, "scale")
     assert np.max(np.abs(w_n / w - 1)) > 0.05  # the shift biases the plain fit
 
@@ -93,7 +97,7 @@ def test_recipe_has_the_listening_test_sections():
     # the shipped recipe (version 3): both listening tests, delay-aligned, the statistic mode
     assert tc.mushra["align"] is True and tc.param_coding["use"] is True
     assert tc.fit["spatial"] == "statistic" and tc.fit["timbral"] == "joint"
-    assert tc.fit["per_test"] == "offset"  # version 5
+    assert tc.fit["per_test"] == "offset_normalised"  # version 5
     assert tc.param_coding_dir().name == "param_coding"
     with pytest.raises(Exception, match="spatial-codings items not found"):
         tq.param_coding_table(REPO / "no-such-folder")

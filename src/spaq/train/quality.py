@@ -105,9 +105,10 @@ class FitOptions(Section):
     # statistic): the listening tests hold no pure direction change to set it
     min_spatial_scale: float = 0.0
     # how each listening test's ratings are compared with the model's scores in the joint fit:
-    # "none" (as they are) or "offset" (less each test's mean error: a test's raters may sit higher
+    # "none" (as they are), "offset" (less each test's mean error: a test's raters may sit higher
     # or lower on the scale in its context, which P.1401's per-test mapping compensates; the
-    # offset is a nuisance of the fit, not part of the model)
+    # offset is a nuisance of the fit, not part of the model) or "offset_normalised" (that, and
+    # each test's squared error divided by its ratings' variance)
     per_test: str = "none"
 
 
@@ -399,16 +400,19 @@ def joint_pred(theta: np.ndarray, Ft: np.ndarray, Fs: np.ndarray, v0: np.ndarray
 
 
 #: how the joint fit compares each test's ratings with the scores (``fit.per_test``)
-PER_TEST = ("none", "offset")
+PER_TEST = ("none", "offset", "offset_normalised")
 
 
 def _test_error(p: np.ndarray, y: np.ndarray, per_test: str) -> float:
     """Mean squared error of scores ``p`` against ratings ``y`` of one test; ``per_test="offset"``:
-    after removing the mean error (the test's offset on the scale)."""
+    after removing the mean error (the test's offset on the scale); ``"offset_normalised"``: that,
+    divided by the variance of the test's ratings (each test then counts as the share of its rating
+    variance left unexplained, whatever the spread of its ratings)."""
     e = p - y
-    if per_test == "offset":
+    if per_test in ("offset", "offset_normalised"):
         e = e - e.mean()
-    return float(np.mean(e * e))
+    m = float(np.mean(e * e))
+    return m / max(float(np.var(y)), 1e-12) if per_test == "offset_normalised" else m
 
 
 def fit_joint(tests: list, v0: np.ndarray, mode: str, seed: int, starts: int = 8,
@@ -717,7 +721,9 @@ def train_quality(tc: QualityTrainConfig, out, log=print, workdir=None) -> dict:
            "families matched to timbral anchors at equal severity")
     if use_pc:
         joint = f"joint least squares on {speech} and {pc}" + (
-            " (each test's mean error removed: its raters' offset on the scale)" if tc.fit["per_test"] == "offset" else "")
+            {"offset": " (each test's mean error removed: its raters' offset on the scale)",
+             "offset_normalised": " (each test's mean error removed, its raters' offset on the scale, and its squared "
+                                  "error divided by its ratings' variance)"}.get(str(tc.fit["per_test"]), ""))
         prov = {
             "timbral_weights": (f"least squares on {speech} alone (with its own exponent), then fixed" if tt == 0
                                 else joint),
