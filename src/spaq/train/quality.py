@@ -418,7 +418,8 @@ def _test_error(p: np.ndarray, y: np.ndarray, per_test: str) -> float:
 def fit_joint(tests: list, v0: np.ndarray, mode: str, seed: int, starts: int = 8,
               timbral_test: int | None = None, min_scale: float = 0.0, per_test: str = "none") -> np.ndarray:
     """Least squares on the 0..100 scale over several listening tests at once, each test's mean
-    squared error counting equally: ``tests`` is a list of ``(Ft (N, 3), Fs (N, 7), y (N,))``.
+    squared error counting equally (``per_test``: after removing its mean error, and divided by
+    its ratings' variance): ``tests`` is a list of ``(Ft (N, 3), Fs (N, 7), y (N,))``.
     Free parameters: ``log w`` (3 timbral weights), the spatial ones of ``mode``
     (:func:`_unpack`) and ``log k``; multi-start L-BFGS from seeded initial points.
     ``timbral_test``: index of the test that alone fits the timbral weights (:func:`fit_timbral`
@@ -639,7 +640,8 @@ def train_quality(tc: QualityTrainConfig, out, log=print, workdir=None) -> dict:
     exponent fitted on it alone; (2) synthetic sweeps: the spatial weights ``v0`` matched to the
     timbral anchors with those weights (version 1's recipe: their ratios); (3) with
     ``param_coding.use``: the joint fit on both listening tests (timbral weights, the spatial
-    parameters of ``fit.spatial``, exponent), each test's mean squared error counting equally,
+    parameters of ``fit.spatial``, exponent), each test's mean squared error counting equally
+    (as ``fit.per_test`` compares them),
     with leave-one-stimulus-out / leave-one-trial-out cross-validation of the same procedure."""
     torch.manual_seed(tc.seed)
     out = Path(out)
