@@ -263,9 +263,9 @@ def masked_threshold(level: torch.Tensor, up_db: float, down_db: float, decay_db
     i = torch.arange(nb, device=level.device)
     dist = (i[:, None] - i[None, :]).to(level.dtype)  # (F, F'): band f - masker band f'
     spread = torch.where(dist > 0, up_db * dist, -down_db * dist)
-    own = torch.diag(torch.full((nb,), float("inf"), dtype=level.dtype, device=level.device))
-    spread_of = lambda sp: (level.unsqueeze(-3) - sp.unsqueeze(-1)).amax(dim=-2)  # noqa: E731 (B, F, nf)
-    thr, every = spread_of(spread + own), spread_of(spread)
+    spread = spread + torch.diag(torch.full((nb,), float("inf"), dtype=level.dtype, device=level.device))
+    thr = (level.unsqueeze(-3) - spread.unsqueeze(-1)).amax(dim=-2)  # (B, F, nf): the other bands
+    every = torch.maximum(thr, level)  # and the band itself (spread 0), the maskers of later frames
     for k in range(1, min(int(horizon), level.shape[-1] - 1) + 1):
         prev = torch.nn.functional.pad(every[..., :-k], (k, 0), value=float("-inf")) - decay_db * k
         thr = torch.maximum(thr, prev)
