@@ -34,6 +34,7 @@ BUILTIN = {
     "visqol": "spaq.metrics.classic:Visqol",
     "visqol_speech": "spaq.metrics.classic:VisqolSpeech",
     "dnsmos": "spaq.metrics.classic:Dnsmos",
+    "distillmos": "spaq.metrics.classic:DistillMos",
     "loudness": "spaq.metrics.classic:Loudness",
     "si_sdr": "spaq.metrics.classic:SiSdr",
     "mrstft": "spaq.metrics.classic:MrStft",

@@ -25,7 +25,7 @@ from .base import Metric, MetricResult, MetricUnavailable
 from .functional import classic as F
 
 __all__ = ["ClassicMetric", "Pesq", "PesqNarrowBand", "Stoi", "Estoi", "Visqol", "VisqolSpeech", "Dnsmos",
-           "Loudness", "SiSdr", "MrStft"]
+           "DistillMos", "Loudness", "SiSdr", "MrStft"]
 
 _FORMATS = ("binaural", "ambisonics", "mono", "layout")
 
@@ -257,6 +257,39 @@ class Dnsmos(ClassicMetric):
     def provenance(self):
         return {"library": f"speechmos {_version('speechmos')}, onnxruntime {_version('onnxruntime')}",
                 "models": "speechmos/dnsmos_models/sig_bak_ovr.onnx, model_v8.onnx (shipped in the wheel)"}
+
+
+# ------------------------------------------------------------------------------ Distill-MOS
+class DistillMos(ClassicMetric):
+    name = "distillmos"
+    version = "1.0"
+    description = ("Distill-MOS (reference-free speech MOS, a compact network distilled from an XLS-R (wav2vec 2.0) "
+                   "quality model; weights inside the distillmos wheel, 16 kHz) per ear; higher is better")
+    unit = "MOS"
+    higher_is_better = True
+    score_range = (1.0, 5.0)
+    sample_rate = 16000
+    needs_reference = False
+    min_duration_s = 1.0
+    reading = "predicted MOS 1 to 5 of the degraded signal alone (speech), higher is better"
+    requires = ("distillmos", "xls_r_sqa")
+
+    @classmethod
+    def available(cls) -> str | None:
+        for m in cls.requires:
+            if importlib.util.find_spec(m) is None:
+                return f"{cls.name} needs the '{F._PIP.get(m, m)}' package: {F.DISTILLMOS_HINT}"
+        return None
+
+    def __init__(self):
+        self.model = F.distillmos_model(self.name)
+
+    def view_value(self, ref, deg, view):
+        return F.distillmos_value(deg, self.sample_rate, self.name, view)
+
+    def provenance(self):
+        return {"library": f"distillmos {_version('distillmos')}, xls-r-sqa {_version('xls-r-sqa')}",
+                "models": "distillmos/weights/distill_mos_v7.pt (shipped in the wheel; MIT, Microsoft)"}
 
 
 # ------------------------------------------------------------------------------ loudness

@@ -39,9 +39,12 @@ from ...errors import SpaqInputError
 from ..base import MetricUnavailable
 
 __all__ = ["INSTALL_HINT", "require", "channels_for", "combine", "pesq_value", "stoi_value", "visqol_value",
-           "dnsmos_value", "loudness_value", "si_sdr", "mrstft", "PESQ_BEST", "MRSTFT_RESOLUTIONS"]
+           "dnsmos_value", "distillmos_model", "distillmos_value", "loudness_value", "si_sdr", "mrstft", "PESQ_BEST", "MRSTFT_RESOLUTIONS"]
 
 INSTALL_HINT = "pip install 'spaq[classic]' (from a clone: pip install -e '.[classic]')"
+#: Distill-MOS declares torchaudio (no build for spaq's torch) and transformers, neither of which its
+#: network needs: install it and its one dependency without theirs
+DISTILLMOS_HINT = "pip install --no-deps distillmos==0.9.1 xls-r-sqa==0.1.0"
 
 
 def require(metric: str, *modules: str):
@@ -58,7 +61,8 @@ def require(metric: str, *modules: str):
 
 
 _PIP = {"visqol": "visqol-python", "pyloudnorm": "pyloudnorm", "speechmos": "speechmos", "pystoi": "pystoi",
-        "pesq": "pesq", "onnxruntime": "onnxruntime", "librosa": "librosa", "requests": "requests"}
+        "pesq": "pesq", "onnxruntime": "onnxruntime", "librosa": "librosa", "requests": "requests",
+        "distillmos": "distillmos", "xls_r_sqa": "xls-r-sqa"}
 
 
 # ------------------------------------------------------------------------------ spatial policy
@@ -226,6 +230,58 @@ def dnsmos_value(deg: np.ndarray, fs: int = 16000, name: str = "dnsmos", view: s
     o = dnsmos.run(np.clip(deg, -1.0, 1.0), fs)
     return {"ovrl": float(o["ovrl_mos"]), "sig": float(o["sig_mos"]), "bak": float(o["bak_mos"]),
             "p808": float(o["p808_mos"])}
+
+
+_DISTILLMOS: dict = {}
+
+
+def distillmos_model(name: str = "distillmos"):
+    """The Distill-MOS network (Stahl and Gamper, Microsoft; MIT; variant 7, its weights inside the
+    ``distillmos`` wheel, no download), in eval mode, loaded once per process. Its package imports
+    ``torchaudio`` at the top for its file-list command only; where torchaudio is not installed (it
+    has no build for spaq's torch) an empty stand-in module serves that import and is removed
+    again. The package's "weights loaded" print is kept off stdout (``--json`` output stays clean)."""
+    if "model" in _DISTILLMOS:
+        return _DISTILLMOS["model"]
+    import contextlib
+    import importlib.util
+    import io
+    import sys
+    import types
+
+    for m in ("distillmos", "xls_r_sqa"):
+        if importlib.util.find_spec(m) is None:
+            raise MetricUnavailable(f"{name} needs the '{_PIP.get(m, m)}' package: {DISTILLMOS_HINT}")
+    stand_in = importlib.util.find_spec("torchaudio") is None and "torchaudio" not in sys.modules
+    if stand_in:
+        sys.modules["torchaudio"] = types.ModuleType("torchaudio")
+    try:
+        import distillmos
+    except ImportError as e:
+        raise MetricUnavailable(f"{name}: the distillmos package does not import ({e}): {DISTILLMOS_HINT}") from None
+    finally:
+        if stand_in:
+            sys.modules.pop("torchaudio", None)
+    with contextlib.redirect_stdout(io.StringIO()):
+        model = distillmos.ConvTransformerSQAModel().eval()
+    _DISTILLMOS["model"] = model
+    return model
+
+
+def distillmos_value(deg: np.ndarray, fs: int = 16000, name: str = "distillmos", view: str = "") -> float:
+    """Distill-MOS of ``deg`` (1-D, 16 kHz): the predicted MOS 1-5 of speech, reference-free
+    (:func:`distillmos_model`; the network scales each 7.68 s segment to its peak, pads shorter
+    input with zeros and averages overlapping segments of longer input)."""
+    if int(fs) != 16000:
+        raise ValueError(f"distillmos_value takes 16 kHz input, got {fs} Hz")
+    _finite(name, deg)
+    _check_len(name, deg, fs, 0.5, "Distill-MOS (it rates 7.68 s segments; shorter input is padded with zeros)")
+    if not np.any(deg):
+        raise SpaqInputError(f"{name}: the {view or 'signal'} is silent (all samples are zero): no speech to rate")
+    model = distillmos_model(name)
+    with torch.no_grad():
+        v = model(torch.from_numpy(np.ascontiguousarray(deg, dtype=np.float32))[None])
+    return float(v.reshape(-1)[0])
 
 
 def loudness_value(meter, ref: np.ndarray, deg: np.ndarray, fs: int, name: str = "loudness", view: str = "") -> dict:
