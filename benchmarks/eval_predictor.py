@@ -62,6 +62,9 @@ ABLATION = {
 }
 
 
+EMBEDDING_LABELS = {"bast": "BAST embedding (96)", "distillmos": "Distill-MOS embedding (200)"}
+
+
 def macro_f1(y, p) -> float:
     f = []
     for c in range(3):
@@ -153,6 +156,31 @@ def extra_reverb_rows(tc, wd: Path, scenes: int):
     return df
 
 
+def packaged_mos(mt, mushra_dir: Path) -> dict:
+    """The packaged reference-free MOS models of the registry (``dnsmos``: OVRL and P.808 from its
+    values; ``distillmos``) on the MUSHRA files through ``spaq.score`` (mean of the two ears, as a user
+    gets it): name -> :func:`mushra_stats`, or the reason it was skipped."""
+    import spaq
+    from spaq.metrics import metric_class
+
+    out = {}
+    for name, keys in (("dnsmos", ("value", "p808")), ("distillmos", ("value",))):
+        why = metric_class(name).available()
+        if why:
+            out[name] = {"skipped": why}
+            continue
+        vals = {k: [] for k in keys}
+        for f in mt["file"]:
+            path = str(mushra_dir / "audio" / f)
+            r = spaq.score(path, path, metrics=[name], align=False, strict=True).results[name]
+            for k in keys:
+                vals[k].append(r.score if k == "value" else (r.values[f"left_{k}"] + r.values[f"right_{k}"]) / 2
+                               if f"left_{k}" in r.values else r.values.get(k, float("nan")))
+        for k in keys:
+            out[name if k == "value" else f"{name}_{k}"] = mushra_stats(mt, np.asarray(vals[k], dtype=np.float64))
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--workdir", required=True)
@@ -161,6 +189,8 @@ def main():
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/predictor.md"))
     ap.add_argument("--audio-train", default=None, help="audio kept by make_split (embedding ablation)")
     ap.add_argument("--audio-test", default=None)
+    ap.add_argument("--encoders", nargs="+", default=["bast"],
+                    help="embedding ablation (with --audio-train/--audio-test): encoder specs, e.g. bast distillmos")
     ap.add_argument("--extra-reverb-scenes", type=int, default=0,
                     help="ablation: + N scenes per format x source of the reverb_longer family (sweeps that only "
                          "lengthen the room; sweep ids from 5001, cached in --workdir), rows for N/2 and N")
@@ -188,6 +218,7 @@ def main():
     res["ladders_teacher_drop10"] = ladders(pt, test, min_teacher_drop=10.0)
     raw_m = predict_table(model, mt)["raw"]
     res["mushra"] = {"loso": mushra_stats(mt, loso_calibration(mt, raw_m)), "uncalibrated": mushra_stats(mt, raw_m)}
+    res["mushra_packaged"] = packaged_mos(mt, tc.mushra_dir())
     # ablation: the recipe with groups left out, and the steps from the first weights' recipe
     abl = {}
     for name, over in ABLATION.items():
@@ -207,18 +238,24 @@ def main():
             s["ladders"] = {k: v["mean"] for k, v in lad.items()}
             abl[f"+ {n} scenes of reverb_longer ({int((rev['scene'] < n).sum())} rows)"] = s
     if a.audio_train and a.audio_test:
-        t1 = time.process_time()
-        # spaq's BAST encoder, the mono mix the metric gives it (spaq.train.predictor.embedding_table):
-        # the same model `fit.embedding: bast` would train
-        et, ee = embedding_table(a.audio_train, train, "bast"), embedding_table(a.audio_test, test, "bast")
-        emb_cpu = time.process_time() - t1
-        tr2, te2 = train.join(et), test.join(ee)
-        for name, groups in (("BAST embedding (96) + format", ["format"]),
-                             ("shipped features + BAST embedding", _ALL)):
-            fit = FitSection(**{**{k: getattr(tc.fit, k) for k in tc.fit.keys()}, "groups": groups, "embedding": "bast"})
-            mdl, _ = fit_predictor(tr2, fit, log=lambda m: None)
-            abl[name], _ = ablation_row(mdl, te2)
-        res["embedding_cpu_s"] = emb_cpu
+        from spaq.metrics.encoders import load_encoder
+        from spaq.train.predictor import mushra_embedding_table
+
+        res["embedding_cpu_s"] = {}
+        for spec in a.encoders:
+            t1 = time.process_time()
+            # the encoder on the signal the metric gives it (spaq.train.predictor.embedding_table): the
+            # same model `fit.embedding: SPEC` would train; the MUSHRA files' embeddings for the LOSO column
+            enc = load_encoder(spec)
+            et, ee = embedding_table(a.audio_train, train, enc), embedding_table(a.audio_test, test, enc)
+            mte = mt.join(mushra_embedding_table(tc.mushra_dir(), mt, enc))
+            res["embedding_cpu_s"][spec] = time.process_time() - t1
+            tr2, te2 = train.join(et), test.join(ee)
+            label = EMBEDDING_LABELS.get(spec, spec)
+            for name, groups in ((f"{label} + format", ["format"]), (f"shipped features + {label}", _ALL)):
+                fit = FitSection(**{**{k: getattr(tc.fit, k) for k in tc.fit.keys()}, "groups": groups, "embedding": spec})
+                mdl, _ = fit_predictor(tr2, fit, log=lambda m: None)
+                abl[name], _ = ablation_row(mdl, te2, mte)
     res["ablation"] = abl
     res["eval_cpu_s"] = time.process_time() - c0
     write(res, a.out, len(train), len(test))
@@ -240,7 +277,14 @@ def write(res, out, n_train, n_test):
           "| predictor | Pearson | Spearman | RMSE |", "|---|---|---|---|",
           f"| spaq predictor, LOSO-calibrated | {m['loso']['pearson_coded']:.3f} | {m['loso']['spearman_coded']:.3f} | {m['loso']['rmse_coded']:.1f} |",
           f"| spaq predictor, uncalibrated (teacher scale) | {m['uncalibrated']['pearson_coded']:.3f} | {m['uncalibrated']['spearman_coded']:.3f} | {m['uncalibrated']['rmse_coded']:.1f} |",
-          "| DNSMOS P.808 (benchmarks/eval_quality.py) | 0.287 | | |", "| DNSMOS OVRL | 0.016 | | |", "",
+          ]
+    labels = {"dnsmos": "DNSMOS OVRL (speechmos, same run)", "dnsmos_p808": "DNSMOS P.808 (same run)",
+              "distillmos": "Distill-MOS (distillmos, same run)"}
+    for k, v in res.get("mushra_packaged", {}).items():
+        L.append(f"| {labels.get(k, k)} | skipped: {v['skipped']} | | |" if "skipped" in v else
+                 f"| {labels.get(k, k)} | {v['pearson_coded']:.3f} | {v['spearman_coded']:.3f} | |")
+    L += ["", "Packaged MOS models: the mean of the two ears' scores of each file, uncalibrated (a monotonic "
+          "mapping would not change the Spearman; a linear one not the Pearson).", "",
           "## Severity ladders (held-out sweeps; per sweep Spearman of the prediction vs severity 0, 0.2, ..., 1)", "",
           "Audible sweeps: speech and harmonic sources (noise added to a pink-noise source is no fault a listener "
           "hears without a reference) and, for reverb, the sweeps that lengthen the RT60 (the engine draws the "
@@ -267,7 +311,8 @@ def write(res, out, n_train, n_test):
               "shipped recipe's in the ladder table above):", ""]
         L += [f"- {n}: " + ", ".join(f"{k} {v:.3f}" for k, v in lad.items()) for n, lad in extra.items()]
     L += ["", f"Fitting the shipped recipe on the cached features: {res['fit_cpu_s']:.1f} s CPU"
-          + (f"; BAST embeddings of both splits: {res['embedding_cpu_s']:.0f} s CPU" if "embedding_cpu_s" in res else "")
+          + "".join(f"; {k} embeddings of both splits and the MUSHRA files: {v:.0f} s CPU"
+                    for k, v in res.get("embedding_cpu_s", {}).items())
           + f"; this evaluation {res['eval_cpu_s']:.0f} s CPU.", ""]
     from spaq.files import atomic_write
 

@@ -201,7 +201,8 @@ def mushra(metric, model, args):
         # the baselines are the registry's classic metrics (one implementation: spaq.metrics.classic),
         # on the first channel as a mono pair (the stimuli are diotic), resampled 48 -> 16 kHz by spaq
         baselines = {"pesq_wb": ("pesq", "mono"), "stoi": ("stoi", "mono"), "visqol_speech": ("visqol_speech", "mono"),
-                     "dnsmos_ovrl": ("dnsmos", "mono"), "dnsmos_p808": ("dnsmos", "mono_p808")}
+                     "dnsmos_ovrl": ("dnsmos", "mono"), "dnsmos_p808": ("dnsmos", "mono_p808"),
+                     "distillmos": ("distillmos", "mono")}
         names = sorted({m for m, _ in baselines.values()})
         for m in names:
             why = metric_class(m).available()
@@ -235,8 +236,8 @@ def mushra(metric, model, args):
     out = {}
     lines = []
     stim = df["stimulus"].to_numpy()
-    for name, v in [("spaq quality (LOSO)", cv)] + [(c, df[c].to_numpy()) for c in ("pesq_wb", "stoi", "visqol_speech", "dnsmos_ovrl", "dnsmos_p808")
-                                                   if c in df]:
+    for name, v in [("spaq quality (LOSO)", cv)] + [(c, df[c].to_numpy()) for c in ("pesq_wb", "stoi", "visqol_speech", "dnsmos_ovrl", "dnsmos_p808",
+                                                                                "distillmos") if c in df]:
         ok = np.isfinite(v)
         pc = pearsonr(v[coded & ok], y[coded & ok])[0]
         pa = pearsonr(v[ok], y[ok])[0]

@@ -292,6 +292,18 @@ def test_dnsmos_silence_is_defined():
     assert np.isfinite(float(out["score"][0])) and 1.0 <= float(out["score"][0]) <= 5.0
 
 
+@pytest.mark.parametrize("name", ["dnsmos", "distillmos"])
+def test_reference_free_metric_scores_the_degraded_signal_as_given(name, speech_pair):
+    """A reference delayed by 20 ms would make ``spaq.score`` align and trim the pair; a
+    reference-free metric scores the whole degraded signal all the same (as with no reference)."""
+    _need(name)
+    ref, deg = speech_pair
+    late = np.concatenate([np.zeros((2, int(0.02 * FS))), ref[:, : -int(0.02 * FS)]], axis=1)
+    with_ref = spaq.score(late, deg, sample_rate=FS, metrics=[name]).results[name]
+    alone = spaq.score(None, deg, sample_rate=FS, metrics=[name]).results[name]
+    assert with_ref.score == alone.score
+
+
 def test_distillmos_silence_is_a_one_line_refusal():
     _need("distillmos")
     m = metric_class("distillmos")()

@@ -301,3 +301,36 @@ def test_cdpam_weights_from_the_wheel():
     y = enc(torch.cat([x, noisy]))  # one call: CDPAM costs about 2 s of CPU per second of audio
     assert y.shape == (2, 1, 512) and torch.isfinite(y).all()
     assert float(frame_cosine(y[:1], y[1:])[0]) < 0.99
+
+
+def test_distillmos_embedding_is_what_its_mos_head_reads():
+    """The ``distillmos`` encoder's pooled state, read through the package's own score head
+    (linear, sigmoid, 1 + 4x, mean over segments), gives exactly the package's MOS, for one
+    zero-padded segment and for several overlapping ones; level-invariant (peak scaling)."""
+    import importlib.util
+
+    if importlib.util.find_spec("distillmos") is None or importlib.util.find_spec("xls_r_sqa") is None:
+        pytest.skip("distillmos is not installed (pip install --no-deps distillmos==0.9.1 xls-r-sqa==0.1.0)")
+    enc = load_encoder("distillmos")
+    head = enc.model.transformer_pool_attn.pool.linear3
+    for seconds, segments in ((1.5, 1), (12.0, 1 + int(np.ceil((12 * 16000 - 122880) / 16000)))):
+        x = torch.from_numpy(np.stack([_speechlike(seconds, 16000, 3), _speechlike(seconds, 16000, 4)]))
+        y = enc(x)
+        assert y.shape == (2, segments, 200)
+        with torch.no_grad():
+            mos = (1 + 4 * torch.sigmoid(head(y.float()))).mean(dim=1).squeeze(-1)
+            ref = enc.model(x).squeeze(-1)
+        assert torch.allclose(mos, ref, atol=1e-5), (mos, ref)
+    assert torch.allclose(enc(x * 0.25), y, atol=1e-4)
+
+
+def test_distillmos_encoder_missing_package_is_one_line(monkeypatch):
+    import sys
+
+    from spaq.metrics.functional import classic as F
+
+    monkeypatch.setitem(sys.modules, "distillmos", None)
+    monkeypatch.setattr(F, "_DISTILLMOS", {})
+    with pytest.raises(SpaqError, match="--no-deps distillmos") as e:
+        load_encoder("distillmos")
+    assert "\n" not in str(e.value)

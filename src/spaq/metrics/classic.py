@@ -236,6 +236,7 @@ class Dnsmos(ClassicMetric):
     score_range = (1.0, 5.0)
     sample_rate = 16000
     needs_reference = False
+    align_input = False  # reference-free: the degraded signal is scored as given, not trimmed to a reference
     min_duration_s = 1.0
     reading = ("predicted overall MOS 1 to 5 of the degraded signal alone (speech; noise and processing), higher is "
                "better; sig/bak/p808 in values")
@@ -270,6 +271,7 @@ class DistillMos(ClassicMetric):
     score_range = (1.0, 5.0)
     sample_rate = 16000
     needs_reference = False
+    align_input = False  # reference-free: the degraded signal is scored as given, not trimmed to a reference
     min_duration_s = 1.0
     reading = "predicted MOS 1 to 5 of the degraded signal alone (speech), higher is better"
     requires = ("distillmos", "xls_r_sqa")

@@ -23,6 +23,12 @@ A binaural encoder (``binaural = True``) takes ``(B, 2, T)`` (left, right) inste
 * ``cdpam``: the acoustic embedding (512-d, one per clip) of CDPAM's encoder, weights shipped
   in the ``cdpam`` wheel (106 MB, MIT), at 22.05 kHz on int16-scaled waveforms as CDPAM's
   ``load_audio`` gives them -> ``(B, 1, 512)``. Slow: about 2 s of CPU per second of audio.
+* ``distillmos``: the quality embedding of Distill-MOS (variant 7, weights inside the
+  ``distillmos`` wheel, MIT; :func:`spaq.metrics.functional.classic.distillmos_model`), a network
+  distilled from an XLS-R (wav2vec 2.0) speech-quality model: the attention-pooled 200-d
+  transformer state from which its MOS head (a linear layer and a sigmoid) reads the score, one
+  per 7.68 s segment as the package segments (shorter input zero-padded, each segment scaled to
+  its peak), 16 kHz -> ``(B, segments, 200)``.
 * ``wav2vec2=PATH``, ``vggish=PATH``, ``openl3=PATH``: a model the user exported from those
   projects to a **local file**, TorchScript (``.pt``/``.ts``) or ONNX (``.onnx``), that takes
   waveforms ``(B, T)`` at the preset's rate (wav2vec2 and VGGish 16 kHz, OpenL3 48 kHz) and
@@ -48,7 +54,7 @@ import torch
 
 from ..errors import SpaqError, SpaqInputError
 
-__all__ = ["Encoder", "BastEncoder", "SqmEncoder", "ResemblyzerEncoder", "CdpamEncoder", "TorchScriptEncoder", "OnnxEncoder",
+__all__ = ["Encoder", "BastEncoder", "SqmEncoder", "ResemblyzerEncoder", "CdpamEncoder", "DistillMosEncoder", "TorchScriptEncoder", "OnnxEncoder",
            "HFEncoder", "NAMED", "PRESETS", "load_encoder", "signal_embedding"]
 
 #: preset name -> the sample rate its exported model takes
@@ -189,6 +195,50 @@ class CdpamEncoder(Encoder):
         return acoustic[:, None]
 
 
+class DistillMosEncoder(Encoder):
+    name = "distillmos"
+    sample_rate = 16000
+
+    def __init__(self):
+        from .functional.classic import distillmos_model
+
+        try:
+            self.model = distillmos_model(self.name)
+        except Exception as e:  # MetricUnavailable: the package is missing
+            raise SpaqError(f"encoder distillmos: {e}") from None
+        import sys
+
+        mod = sys.modules[type(self.model).__module__]
+        self.seq_len, self.max_hop = int(mod.SEQ_LEN), int(mod.MAX_HOP_LEN)
+
+    def segments(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, T)`` -> ``(B, S, seq_len)``: the package's own segmenting (zero-padding shorter
+        input; overlapping segments spread evenly over longer input) and peak scaling."""
+        over = x.shape[-1] - self.seq_len
+        if over < 0:
+            x = torch.nn.functional.pad(x, (0, -over))
+            over = 0
+        n = int(np.ceil(over / self.max_hop)) + 1
+        segs = torch.stack([x[:, int(c * over):int(c * over) + self.seq_len] for c in np.linspace(0, 1, n)], dim=1)
+        return segs / (segs.abs().amax(dim=-1, keepdim=True) + 1e-8)
+
+    def pooled(self, segs: torch.Tensor) -> torch.Tensor:
+        """``(N, seq_len)`` peak-scaled segments -> ``(N, 200)``: the attention-pooled transformer
+        state (``ConvTransformerSQAModel.forward`` up to its score head)."""
+        t = self.model.transformer_pool_attn
+        h = self.model.cnn(segs).permute(0, 2, 1)
+        h = t.norm_input(h.transpose(-1, -2)).transpose(-1, -2)
+        h = t.transformer(h)
+        h = t.norm_trans(h.transpose(-1, -2)).transpose(-1, -2)
+        att = torch.softmax(t.pool.linear2(t.pool.activation(t.pool.linear1(h))).transpose(2, 1), dim=2)
+        return torch.bmm(att, h).squeeze(1)
+
+    def embed(self, x):
+        segs = self.segments(x)
+        B, S = segs.shape[:2]
+        return self.pooled(segs.reshape(B * S, -1)).reshape(B, S, -1)
+
+
 class TorchScriptEncoder(Encoder):
     def __init__(self, path: str, sample_rate: int, name: str):
         try:
@@ -285,11 +335,12 @@ class HFEncoder(Encoder):
 
 #: encoders known by name (no file argument): name -> class; a new one (e.g. ``sqm``'s encoder)
 #: is an :class:`Encoder` subclass with ``name``, ``sample_rate`` and ``embed``, added here
-NAMED = {"bast": BastEncoder, "sqm": SqmEncoder, "resemblyzer": ResemblyzerEncoder, "cdpam": CdpamEncoder}
+NAMED = {"bast": BastEncoder, "sqm": SqmEncoder, "resemblyzer": ResemblyzerEncoder, "cdpam": CdpamEncoder,
+         "distillmos": DistillMosEncoder}
 
 
 def load_encoder(spec: str) -> Encoder:
-    """A name of :data:`NAMED` (``bast``, ``sqm``, ``resemblyzer``, ``cdpam``), ``"PRESET=PATH"``
+    """A name of :data:`NAMED` (``bast``, ``sqm``, ``resemblyzer``, ``cdpam``, ``distillmos``), ``"PRESET=PATH"``
     (``wav2vec2``, ``vggish``, ``openl3``), ``"NAME@RATE=PATH"`` or ``"hf=DIR"`` /
     ``"hf@LAYER=DIR"`` (a local transformers model directory) -> an :class:`Encoder`
     (local files or weights inside installed packages only)."""
