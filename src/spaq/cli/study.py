@@ -11,7 +11,7 @@ def embeddings_cmd(
     out: str = typer.Option(..., "--out", help="Folder for correlations.csv, pairs.csv, heatmap.png, scatter.png, "
                                                "report.md."),
     encoder: list[str] = typer.Option(["bast"], "--encoder", "-e",
-                                      help="bast, sqm (spaq's own), resemblyzer, cdpam (weights inside their packages), "
+                                      help="bast, sqm (spaq's own), resemblyzer, cdpam, distillmos (weights inside their packages), "
                                            "wav2vec2=PATH, vggish=PATH, openl3=PATH or NAME@RATE=PATH "
                                            "(local TorchScript/ONNX files), hf[@LAYER]=DIR (a local transformers "
                                            "wav2vec2/HuBERT/WavLM directory); repeatable."),
