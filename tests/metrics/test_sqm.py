@@ -160,6 +160,29 @@ def test_trainer_deterministic_and_refuses_held_out_head(one_torch_thread):
         train_sqm(SQMTrainConfig(n_directions=1, steps=1, data={"heads": ["sonicom-2"]}), log=lambda *_: None)
 
 
+def test_angle_loss_is_zero_on_the_sphere_and_pulls_towards_it():
+    """``angle_loss``: embeddings whose cosine geometry is the directions' own (the unit vectors
+    themselves, padded with zeros, at any scale) give 0; a same-direction pair embedded apart, or
+    all embeddings collapsed, give the squared mismatch of the pairs, exactly; gradients flow."""
+    from spaq.spatial.angles import sph2cart
+    from spaq.train.sqm import angle_loss
+
+    u = torch.tensor(sph2cart(np.array([0.0, 90.0, 180.0, 30.0]), np.array([0.0, 0.0, 0.0, 45.0])), dtype=torch.float64)
+    on_sphere = torch.cat([u, torch.zeros(4, 13, dtype=torch.float64)], dim=1) * 3.0
+    assert float(angle_loss(on_sphere, u)) == pytest.approx(0.0, abs=1e-12)
+    # collapsed: every distance 0, the loss is the mean squared target 1 - cos over the 6 pairs
+    t = 1 - u @ u.T
+    iu = torch.triu_indices(4, 4, 1)
+    collapsed = torch.ones(4, 16, dtype=torch.float64)
+    assert float(angle_loss(collapsed, u)) == pytest.approx(float((t[iu[0], iu[1]] ** 2).mean()), rel=1e-12)
+    # a gradient step from random embeddings lowers it
+    e = torch.randn(4, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    loss = angle_loss(e, u)
+    loss.backward()
+    with torch.no_grad():
+        assert float(angle_loss(e - 0.1 * e.grad, u)) < float(loss)
+
+
 def test_shipped_weights_registered():
     from spaq.models.sqm import load_pretrained
     from spaq.weights import REGISTRY

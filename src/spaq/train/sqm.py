@@ -15,7 +15,10 @@ Loss per triplet (anchor a, candidates p, n with different content; p is the one
 direction to a): ``relu(d(a, p) - d(a, n) + margin)``, ``d`` the cosine distance of utterance
 embeddings, ``margin = clamp(margin_scale * (angle(a, n) - angle(a, p)) / 90 deg, 0.02,
 margin_max)`` (graded: farther apart in direction, farther apart in embedding), plus
-``doa_weight`` x the great-circle error of the DoA head (:class:`spaq.losses.AngularDistanceLoss`).
+``doa_weight`` x the great-circle error of the DoA head (:class:`spaq.losses.AngularDistanceLoss`),
+plus ``angle_weight`` x the mean over all pairs of the batch's embeddings of ``(d(i, j) - (1 -
+cos angle(i, j)))^2`` (:func:`angle_loss`: the embedding distance made to follow the angular
+separation itself, 0 for the same direction whatever the content; 0 in the shipped recipe).
 Everything is a function of the seed.
 """
 from __future__ import annotations
@@ -73,6 +76,7 @@ class SQMTrainConfig:
     margin_scale: float = 0.4
     margin_max: float = 0.6
     doa_weight: float = 0.3
+    angle_weight: float = 0.0  # weight of angle_loss (embedding cosine distance = 1 - cos angle, over all pairs)
     hard_fraction: float = 0.5  # negatives drawn 5-60 deg from the anchor
     n_val_directions: int = 150
     keep_waves: int = 0  # scenes whose waveforms the bank keeps (front_end "wave" trains on those only)
@@ -295,6 +299,18 @@ def triplet_loss(ea, ep, en, ang_p, ang_n, margin_scale: float, margin_max: floa
     return loss, float(acc)
 
 
+def angle_loss(e: torch.Tensor, dirs: torch.Tensor) -> torch.Tensor:
+    """Mean over all pairs ``i < j`` of ``(d(e_i, e_j) - (1 - u_i . u_j))^2``: ``e (N, E)``
+    utterance embeddings, ``dirs (N, 3)`` their unit direction vectors, ``d`` the cosine distance.
+    0 exactly when the embeddings' cosine geometry is the directions' own (same direction: distance
+    0, opposite: 2), whatever the content."""
+    en = torch.nn.functional.normalize(e, dim=-1)
+    d = 1.0 - en @ en.T
+    t = 1.0 - dirs @ dirs.T
+    iu = torch.triu_indices(len(e), len(e), 1)
+    return ((d[iu[0], iu[1]] - t[iu[0], iu[1]]) ** 2).mean()
+
+
 def _select(feats: torch.Tensor, cfg: SQMConfig) -> torch.Tensor:
     return feats if cfg.channels == 3 else feats[:, : 7 * cfg.n_bands]
 
@@ -363,6 +379,8 @@ def train_sqm(tc: SQMTrainConfig, out_path=None, log=print, banks: dict | None =
         loss, acc = triplet_loss(e[:B], e[B:2 * B], e[2 * B:], ap, aq, tc.margin_scale, tc.margin_max)
         if tc.doa_weight > 0 and "doa" in o:
             loss = loss + tc.doa_weight * doa_loss(o["doa"], tr["dirs"][torch.cat([a, p, q])])
+        if tc.angle_weight > 0:
+            loss = loss + tc.angle_weight * angle_loss(e, tr["dirs"][torch.cat([a, p, q])].to(e.dtype))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
