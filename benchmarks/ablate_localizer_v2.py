@@ -1,6 +1,7 @@
 """Small-budget ablation of the streaming BAST recipe (issue 16): inputs (cue features vs log-mel
-at the same time-frequency grid: 29 bands x 20 ms frames), integration (SUB vs CONCAT) and heads
-(class head only vs class + explicit elevation head). One factor at a time from the recipe
+at the same time-frequency grid: 29 bands x 20 ms frames), integration (SUB vs ADD vs CONCAT), ears
+(separate vs shared transformer weights), direction loss (MIX vs MSE vs AD) and heads (class head
+only vs class + explicit elevation head). One factor at a time from the recipe
 (``spaq/resources/weights/bast_cues.yaml``), each trained from the same seed on the same stream of
 scenes (``--steps`` batches, smaller banks than the recipe) and scored on the recipe's validation
 scenes (split "val": unseen sources, rooms and noise; KU100 and sonicom-1, half in rooms; one
@@ -22,6 +23,12 @@ VARIANTS = [
     ("log-mel (29 mel bands, 20 ms hop)", {"features": "logmel", "n_fft": 2048, "fmin": 300.0, "fmax": 12000.0}, {}),
     ("cues, CONCAT", {"integration": "CONCAT"}, {}),
     ("cues, class + elevation head", {"elevation_head": True}, {}),
+    ("cues, ADD", {"integration": "ADD"}, {}),
+    ("cues, shared ear weights", {"share_weights": True}, {}),
+    ("cues, MSE direction loss", {}, {"loss": "MSE"}),
+    ("cues, AD direction loss", {}, {"loss": "AD"}),
+    # the spread a seed alone gives (other initialisation, stream and validation scenes)
+    ("cues, SUB, class head (recipe), seed 1", {}, {"seed": 1}),
 ]
 
 
