@@ -38,12 +38,14 @@ class ClassicMetric(Metric):
     streamable = False
     #: import names of the optional packages this metric needs
     requires: tuple = ()
+    #: how to install them (None: the ``classic`` extra)
+    install_hint: str | None = None
 
     @classmethod
     def available(cls) -> str | None:
         for m in cls.requires:
             if importlib.util.find_spec(m) is None:
-                return f"{cls.name} needs the '{F._PIP.get(m, m)}' package: {F.INSTALL_HINT}"
+                return f"{cls.name} needs the '{F._PIP.get(m, m)}' package: {cls.install_hint or F.INSTALL_HINT}"
         return None
 
     def __init__(self):
@@ -225,19 +227,26 @@ class VisqolSpeech(Visqol):
     mode = "speech"
 
 
-# ------------------------------------------------------------------------------ DNSMOS
-class Dnsmos(ClassicMetric):
+# ------------------------------------------------------------------------------ reference-free MOS models
+class ReferenceFreeMos(ClassicMetric):
+    """A packaged reference-free speech-MOS model at 16 kHz, per ear: MOS 1-5 of the degraded signal
+    alone, higher is better; the degraded signal is scored as given (no alignment to or trimming by a
+    reference)."""
+
+    higher_is_better = True
+    score_range = (1.0, 5.0)
+    sample_rate = 16000
+    needs_reference = False
+    align_input = False
+    min_duration_s = 1.0
+
+
+class Dnsmos(ReferenceFreeMos):
     name = "dnsmos"
     version = "1.0"
     description = ("DNSMOS P.835 (reference-free, the ONNX models inside speechmos, onnxruntime, 16 kHz) per ear; "
                    "overall MOS, higher is better")
     unit = "MOS (P.835 OVRL)"
-    higher_is_better = True
-    score_range = (1.0, 5.0)
-    sample_rate = 16000
-    needs_reference = False
-    align_input = False  # reference-free: the degraded signal is scored as given, not trimmed to a reference
-    min_duration_s = 1.0
     reading = ("predicted overall MOS 1 to 5 of the degraded signal alone (speech; noise and processing), higher is "
                "better; sig/bak/p808 in values")
     requires = ("onnxruntime", "librosa", "requests", "speechmos")
@@ -261,27 +270,15 @@ class Dnsmos(ClassicMetric):
 
 
 # ------------------------------------------------------------------------------ Distill-MOS
-class DistillMos(ClassicMetric):
+class DistillMos(ReferenceFreeMos):
     name = "distillmos"
     version = "1.0"
     description = ("Distill-MOS (reference-free speech MOS, a compact network distilled from an XLS-R (wav2vec 2.0) "
                    "quality model; weights inside the distillmos wheel, 16 kHz) per ear; higher is better")
     unit = "MOS"
-    higher_is_better = True
-    score_range = (1.0, 5.0)
-    sample_rate = 16000
-    needs_reference = False
-    align_input = False  # reference-free: the degraded signal is scored as given, not trimmed to a reference
-    min_duration_s = 1.0
     reading = "predicted MOS 1 to 5 of the degraded signal alone (speech), higher is better"
     requires = ("distillmos", "xls_r_sqa")
-
-    @classmethod
-    def available(cls) -> str | None:
-        for m in cls.requires:
-            if importlib.util.find_spec(m) is None:
-                return f"{cls.name} needs the '{F._PIP.get(m, m)}' package: {F.DISTILLMOS_HINT}"
-        return None
+    install_hint = F.DISTILLMOS_HINT
 
     def __init__(self):
         self.model = F.distillmos_model(self.name)
