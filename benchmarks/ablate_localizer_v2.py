@@ -29,6 +29,7 @@ VARIANTS = [
     ("cues, AD direction loss", {}, {"loss": "AD"}),
     # the spread a seed alone gives (other initialisation, stream and validation scenes)
     ("cues, SUB, class head (recipe), seed 1", {}, {"seed": 1}),
+    ("cues, shared ear weights, seed 1", {"share_weights": True}, {"seed": 1}),
 ]
 
 
