@@ -89,6 +89,16 @@ REGISTRY: dict[str, WeightSpec] = {
                 "SONICOM subject 1 (CC BY-SA 3.0) HRTFs",
         packaged="weights/sqm_v1.pt",
     ),
+    "sqm_v1_source": WeightSpec(
+        name="sqm_v1_source",
+        url=None,
+        sha256="898c44e5e008a6f6776bcdc1779ef351d6680502fe22fdde84270aaca86355e7",
+        filename="sqm_v1_source.pt",
+        env_var="SPAQ_SQM_SOURCE_WEIGHTS",
+        licence="MIT (spaq); trained on scenes rendered with the Neumann KU 100 (B. Bernschuetz, TH Koeln) and "
+                "SONICOM subject 1 (CC BY-SA 3.0) HRTFs",
+        packaged="weights/sqm_v1_source.pt",
+    ),
     "predictor_v1": WeightSpec(
         name="predictor_v1",
         url=None,

@@ -16,8 +16,10 @@ from spaq.models.sqm import SQM, SQMConfig
 SR = 48000
 
 
-def _render(az: float, el: float = 0.0, seconds: float = 1.0, seed: int = 0, head: str = "sonicom-2") -> np.ndarray:
-    """Pink-ish noise bursts at (az, el) of ``head`` -> (2, T) float64."""
+def _render(az: float, el: float = 0.0, seconds: float = 1.0, seed: int = 0, head: str = "sonicom-2",
+            with_source: bool = False):
+    """Pink-ish noise bursts at (az, el) of ``head`` -> (2, T) float64 (and the mono source (T,)
+    with ``with_source``)."""
     from scipy.signal import oaconvolve
 
     from spaq.data.sources import make_source
@@ -28,7 +30,8 @@ def _render(az: float, el: float = 0.0, seconds: float = 1.0, seed: int = 0, hea
     h = load_hrtf(head, SR)
     k = int(h.nearest_index(az, el))
     s, _ = make_source("noise_bursts", seconds, SR, np.random.default_rng(seed), level_dbfs=-25.0)
-    return oaconvolve(s[None], h.hrir[k], axes=-1)[:, : s.shape[-1]]
+    y = oaconvolve(s[None], h.hrir[k], axes=-1)[:, : s.shape[-1]]
+    return (y, s) if with_source else y
 
 
 @pytest.fixture(scope="module")
@@ -190,6 +193,49 @@ def test_shipped_weights_registered():
     m, w = load_pretrained()
     assert w.verified and w.sha256 == REGISTRY["sqm_v1"].sha256
     assert m.cfg.channels == 2 and m.cfg.embed_dim == 16
+
+
+def test_source_informed_encoder(metric, one_torch_thread):
+    """With each signal's mono source the shipped ``sqm_v1_source`` (3 channels, registered, sha
+    verified) scores the pair: identity 0, other content at the same direction close, farther
+    directions farther on the unseen head; its distances differ from the binaural-only encoder's."""
+    from spaq.weights import REGISTRY
+
+    m, w = metric.source_model()
+    assert m.cfg.channels == 3 and w.verified and w.sha256 == REGISTRY["sqm_v1_source"].sha256
+    ref, rs = _render(0.0, seed=1, with_source=True)
+    tests = {a: _render(a, seed=10 + i, with_source=True) for i, a in enumerate((0.0, 15.0, 45.0, 90.0))}
+    r, r_src = torch.from_numpy(ref)[None], torch.from_numpy(rs)[None]
+    same = metric.distances(r, r.clone(), ref_source=r_src, deg_source=r_src.clone())
+    assert float(same["score"][0]) <= 1e-6 and float(same["deep_feature_distance"][0]) == 0.0
+    d = {a: float(metric.distances(r, torch.from_numpy(x)[None], ref_source=r_src,
+                                   deg_source=torch.from_numpy(s)[None])["score"][0]) for a, (x, s) in tests.items()}
+    assert d[0.0] < d[15.0] < d[45.0] < d[90.0], d
+    assert d[90.0] > 5 * d[0.0], d
+    x90, s90 = tests[90.0]
+    two = float(metric.distances(r, torch.from_numpy(x90)[None])["score"][0])
+    assert abs(two - d[90.0]) > 1e-3
+
+
+def test_source_informed_bad_input(metric):
+    from spaq.errors import SpaqInputError
+    from spaq.metrics.sqm import Sqm
+
+    x = torch.from_numpy(_render(30.0, seed=3))[None]
+    s = torch.zeros(1, x.shape[-1])
+    with pytest.raises(SpaqInputError, match="both sources"):
+        metric.distances(x, x, ref_source=s)
+    with pytest.raises(SpaqInputError, match="must be mono"):
+        metric.distances(x, x, ref_source=torch.zeros(1, 2, x.shape[-1]), deg_source=s)
+    with pytest.raises(SpaqInputError, match="batch and length"):
+        metric.distances(x, x, ref_source=s[..., :-10], deg_source=s)
+    with pytest.raises(SpaqInputError, match="NaN"):
+        metric.distances(x, x, ref_source=torch.full_like(s, float("nan")), deg_source=s)
+    from spaq.weights import resolve
+
+    three = Sqm(checkpoint=resolve("sqm_v1_source").path)  # a 3-channel checkpoint needs the sources
+    with pytest.raises(SpaqInputError, match="pass ref_source and deg_source"):
+        three.distances(x, x)
 
 
 def test_binaural_features_grad_path_matches(one_torch_thread):

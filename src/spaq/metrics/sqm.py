@@ -8,7 +8,9 @@ sources). Content, level and time alignment need not match (``align_input`` Fals
 differ in :func:`spaq.metrics.functional.sqm.sqm_distances` (through ``spaq.score`` the pair is
 cut to a common length: ``--trim``). Ambisonic input is decoded to binaural with the shared
 MagLS decoder (:func:`spaq.spatial.decoders.hrtf_decoder`); loudspeaker layouts and mono are
-rendered binaurally by ``spaq.score``.
+rendered binaurally by ``spaq.score``. With the mono source of each signal
+(``Sqm().distances(ref, deg, ref_source=..., deg_source=...)``) the source-informed encoder
+``sqm_v1_source`` (binaural + source, 3 channels) scores the pair instead.
 """
 from __future__ import annotations
 
@@ -24,11 +26,12 @@ from .functional.sqm import sqm_distances
 
 __all__ = ["Sqm", "load_sqm"]
 
-def load_sqm(checkpoint=None):
-    """The SQM encoder (eval mode, frozen) and its resolved weights (:func:`spaq.models.sqm.load_pretrained`)."""
+def load_sqm(checkpoint=None, name: str = "sqm_v1"):
+    """The SQM encoder (eval mode, frozen) and its resolved weights (:func:`spaq.models.sqm.load_pretrained`;
+    ``name``: ``sqm_v1`` binaural, ``sqm_v1_source`` binaural + the mono source)."""
     from ..models.sqm import load_pretrained
 
-    return load_pretrained(checkpoint)
+    return load_pretrained(checkpoint, name=name)
 
 
 class Sqm(Metric):
@@ -50,13 +53,48 @@ class Sqm(Metric):
     default_rank = None
     reading = "cosine distance, lower is better: 0 = same spatial image; grows with the sources' angular separation"
 
-    def __init__(self, checkpoint=None, device: str = "cpu", fast: bool = True):
-        """``fast``: the front-end's decimated mode (as trained); ``False``: every band at full rate."""
+    def __init__(self, checkpoint=None, device: str = "cpu", fast: bool = True, source_checkpoint=None):
+        """``fast``: the front-end's decimated mode (as trained); ``False``: every band at full rate.
+        ``checkpoint``: the binaural encoder (None: the shipped ``sqm_v1``); ``source_checkpoint``:
+        the source-informed encoder used when :meth:`distances` gets the mono sources (None: the
+        shipped ``sqm_v1_source``, loaded on first use)."""
         model, w = load_sqm(checkpoint)
         self.device = torch.device(device)
         self.model = model.to(self.device)
         self.weights = w
         self.fast = bool(fast)
+        self._source_checkpoint = source_checkpoint
+        self._source_model = None
+
+    def source_model(self):
+        """The source-informed encoder (3 channels: left, right, the mono source) and its weights:
+        ``checkpoint`` itself when it is one, else ``source_checkpoint`` / the shipped ``sqm_v1_source``."""
+        if self.model.cfg.channels == 3:
+            return self.model, self.weights
+        if self._source_model is None:
+            m, w = load_sqm(self._source_checkpoint, name="sqm_v1_source")
+            if m.cfg.channels != 3:
+                raise SpaqInputError(f"{self.name}: the source checkpoint takes {m.cfg.channels} channels, not binaural "
+                                     "+ the mono source (3)")
+            self._source_model = (m.to(self.device), w)
+        return self._source_model
+
+    def _source(self, label: str, s, x: torch.Tensor) -> torch.Tensor:
+        """The mono source of the ``label`` signal ``x (B, 2, T)`` as ``(B, 1, T)``."""
+        s = torch.as_tensor(np.asarray(s) if not isinstance(s, torch.Tensor) else s)
+        if s.dim() == 1:
+            s = s[None, None]
+        elif s.dim() == 2:
+            s = s[:, None]
+        if s.dim() != 3 or s.shape[1] != 1:
+            raise SpaqInputError(f"{self.name}: the {label} source must be mono, (T,), (B, T) or (B, 1, T); got "
+                                 f"{tuple(s.shape)}")
+        if s.shape[0] != x.shape[0] or s.shape[-1] != x.shape[-1]:
+            raise SpaqInputError(f"{self.name}: the {label} source must match the {label} signal's batch and length "
+                                 f"({x.shape[0]}, {x.shape[-1]}); got ({s.shape[0]}, {s.shape[-1]})")
+        if not bool(torch.isfinite(s).all()):
+            raise SpaqInputError(f"{self.name}: the {label} source contains NaN or Inf")
+        return s.to(device=x.device, dtype=x.dtype)
 
     def _binaural(self, x: torch.Tensor) -> torch.Tensor:
         c = x.shape[-2]
@@ -67,9 +105,12 @@ class Sqm(Metric):
             raise SpaqInputError(f"{self.name}: expected 2 (binaural) or (N+1)^2 (ambisonics) channels, got {c}")
         return mimo_fir_filter(x.to(torch.float64), hrtf_decoder(order, self.sample_rate).to(x.device))
 
-    def distances(self, ref: torch.Tensor, deg: torch.Tensor) -> dict:
+    def distances(self, ref: torch.Tensor, deg: torch.Tensor, ref_source=None, deg_source=None) -> dict:
         """``(B, C, T_r)``, ``(B, C, T_d)`` (lengths may differ) -> the
-        :func:`~spaq.metrics.functional.sqm.sqm_distances` dict."""
+        :func:`~spaq.metrics.functional.sqm.sqm_distances` dict. ``ref_source``, ``deg_source``:
+        the mono signal each was rendered from (``(B, T)`` or ``(B, 1, T)``, same length as its
+        signal, at the gain it was rendered with), both or neither; with them the source-informed
+        encoder (:meth:`source_model`) scores binaural + source."""
         for label, x in (("reference", ref), ("degraded", deg)):
             if not isinstance(x, torch.Tensor) or x.dim() != 3:
                 raise SpaqInputError(f"{self.name}: expected a (batch, channels, time) tensor for the {label}")
@@ -78,10 +119,21 @@ class Sqm(Metric):
         if ref.shape[:2] != deg.shape[:2]:
             raise SpaqInputError(f"{self.name}: reference and degraded batch/channels differ: "
                                  f"{tuple(ref.shape[:2])} vs {tuple(deg.shape[:2])}")
-        self.model.decimate = self.fast
+        if (ref_source is None) != (deg_source is None):
+            raise SpaqInputError(f"{self.name}: give both sources (ref_source and deg_source) or neither")
+        model = self.model
+        if ref_source is not None:
+            model = self.source_model()[0]
+        elif model.cfg.channels == 3:
+            raise SpaqInputError(f"{self.name}: this checkpoint takes binaural + the mono source (3 channels): pass "
+                                 "ref_source and deg_source")
+        model.decimate = self.fast
         r = self._binaural(ref.to(self.device)).to(torch.float32)
         d = self._binaural(deg.to(self.device)).to(torch.float32)
-        return sqm_distances(self.model, r, d)
+        if ref_source is not None:
+            r = torch.cat([r, self._source("reference", ref_source, r)], dim=1)
+            d = torch.cat([d, self._source("degraded", deg_source, d)], dim=1)
+        return sqm_distances(model, r, d)
 
     def forward(self, ref: torch.Tensor, deg: torch.Tensor) -> dict:
         """``(B, C, T)`` pair (same shape: the metric contract) -> dict of ``(B,)`` tensors:

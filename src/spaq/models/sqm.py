@@ -90,7 +90,8 @@ def sqm_features(x: torch.Tensor, cfg: SQMConfig, grad: bool = False, decimate: 
     parts = [f * scale, act[:, None]]
     if cfg.channels == 3:
         s = x[:, 2:3].expand(-1, 2, -1)
-        _, ls = binaural_features(s, fe, grad=grad)
+        # levels only: no envelopes needed (the levels do not depend on fine_structure_hz)
+        _, ls = binaural_features(s, fe, grad=grad, fine_structure_hz=float("inf"))
         parts.append(((lev - ls[:, :1]) / 10.0))
     z = torch.cat(parts, dim=1)  # (B, k, F, nf)
     return z.reshape(B, -1, z.shape[-1])
@@ -162,13 +163,14 @@ class SQM(nn.Module):
         return self.encode(self.features(x, grad=grad or torch.is_grad_enabled() and x.requires_grad))
 
 
-def load_pretrained(checkpoint=None) -> tuple[SQM, object]:
-    """The shipped SQM encoder (weights ``sqm_v1``, or ``checkpoint``: a path) in eval mode with
-    frozen parameters, and its :class:`spaq.weights.ResolvedWeights`; cached per file."""
+def load_pretrained(checkpoint=None, name: str = "sqm_v1") -> tuple[SQM, object]:
+    """A shipped SQM encoder (registry ``name``: ``sqm_v1``, binaural, 2 channels; ``sqm_v1_source``,
+    binaural + the mono source, 3 channels), or ``checkpoint`` (a path), in eval mode with frozen
+    parameters, and its :class:`spaq.weights.ResolvedWeights`; cached per file."""
     from ..weights import resolve
     from .checkpoint import load
 
-    w = resolve("sqm_v1", path=checkpoint, offline=True, download=False)
+    w = resolve(name, path=checkpoint, offline=True, download=False)
     key = (str(w.path), w.sha256)
     if key not in _PRETRAINED:
         model, _ = load(w.path, architecture="sqm", sha256=w.sha256)
