@@ -215,6 +215,10 @@ def test_source_informed_encoder(metric, one_torch_thread):
     x90, s90 = tests[90.0]
     two = float(metric.distances(r, torch.from_numpy(x90)[None])["score"][0])
     assert abs(two - d[90.0]) > 1e-3
+    # a common gain on a signal and its source changes nothing; the source alone at another gain does
+    same_gain = metric.distances(r, 0.25 * r, ref_source=r_src, deg_source=0.25 * r_src)
+    assert float(same_gain["score"][0]) <= 1e-4  # float32 features: level rounding only (other content: 0.03)
+    assert float(metric.distances(r, r, ref_source=r_src, deg_source=0.1 * r_src)["score"][0]) > 0.05
 
 
 def test_source_informed_bad_input(metric):
