@@ -126,6 +126,30 @@ def test_spatial_loss(series, one_torch_thread):
     assert not any(p.requires_grad for p in loss.encoder.parameters())
 
 
+def test_spatial_loss_with_sources(one_torch_thread):
+    """``SpatialLoss(source=True)``: 0 for identical inputs, grows with the separation of the same
+    content (the renderer case: the mono input is known), gradients reach the estimate; sources
+    missing, misshapen or given to the binaural encoder are errors."""
+    from spaq.losses import SpatialLoss
+
+    loss = SpatialLoss(source=True)
+    assert loss.encoder.cfg.channels == 3
+    base, src = _render(0.0, seed=5, with_source=True)
+    t, s = torch.from_numpy(base)[None].float(), torch.from_numpy(src)[None].float()
+    assert float(loss(t, t.clone(), s, s.clone())) <= 1e-6
+    vals = [float(loss(torch.from_numpy(_render(a, seed=5))[None].float(), t, s, s)) for a in (15.0, 45.0, 90.0)]
+    assert vals[0] < vals[1] < vals[2], vals
+    est = torch.from_numpy(_render(30.0, seed=5))[None].float().requires_grad_(True)
+    loss(est, t, s, s).backward()
+    assert torch.isfinite(est.grad).all() and est.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="needs est_source"):
+        loss(t, t)
+    with pytest.raises(ValueError, match="est_source must be"):
+        loss(t, t, s[..., :-1], s)
+    with pytest.raises(ValueError, match="binaural-only"):
+        SpatialLoss()(t, t, s, s)
+
+
 def test_cue_loss(series, one_torch_thread):
     from spaq.losses import CueLoss
 

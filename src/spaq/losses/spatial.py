@@ -5,7 +5,9 @@
   ``deep_weight`` x the deep-feature distance (per layer the mean |difference| of the
   activations over channels and frames, summed over layers) + ``cosine_weight`` x the cosine
   distance of the utterance embeddings. Content need not match; the two are cut to their common
-  number of frames for the deep features.
+  number of frames for the deep features. ``source=True``: the source-informed encoder
+  ``sqm_v1_source`` (binaural + the dry mono source of each signal, e.g. for a binaural renderer
+  whose mono input is known).
 * :class:`CueLoss`: differences of the interaural cues of the shared auditory front-end
   (:func:`spaq.auditory.binaural_features.binaural_features` with ``grad=True``): |dILD| / 1 dB,
   the IPD unit-vector distance |u - u'| and |d coherence|, per ERB band and 40 ms frame, weighted by
@@ -34,18 +36,30 @@ def _check(est: torch.Tensor, target: torch.Tensor, name: str, same_length: bool
                          f"and {tuple(target.shape)}")
 
 
+def _mono(s: torch.Tensor, x: torch.Tensor, name: str) -> torch.Tensor:
+    """The mono source ``s`` of ``x (B, 2, T)`` as ``(B, 1, T)`` on ``x``'s device and dtype."""
+    if s.ndim == 2:
+        s = s[:, None]
+    if s.ndim != 3 or s.shape[1] != 1 or s.shape[0] != x.shape[0] or s.shape[-1] != x.shape[-1]:
+        raise ValueError(f"SpatialLoss: {name} must be (B, T) or (B, 1, T) with B = {x.shape[0]}, T = {x.shape[-1]}; "
+                         f"got {tuple(s.shape)}")
+    return s.to(device=x.device, dtype=x.dtype)
+
+
 class SpatialLoss(nn.Module):
     """Deep-feature + embedding distance of the frozen SQM encoder (see the module docstring).
 
-    ``checkpoint``: an SQM checkpoint path (None: the shipped ``sqm_v1``). The encoder's
+    ``checkpoint``: an SQM checkpoint path (None: the shipped ``sqm_v1``, or with ``source=True``
+    the source-informed ``sqm_v1_source``, which also reads each ear's band level re the dry mono
+    source: :meth:`forward` then needs ``est_source`` and ``target_source``). The encoder's
     parameters are frozen and it stays in eval mode (``train()`` does not change it)."""
 
     def __init__(self, checkpoint=None, deep_weight: float = 1.0, cosine_weight: float = 1.0,
-                 reduction: str = "mean"):
+                 reduction: str = "mean", source: bool = False):
         super().__init__()
         from ..models.sqm import SQM, load_pretrained
 
-        base, _ = load_pretrained(checkpoint)
+        base, _ = load_pretrained(checkpoint, name="sqm_v1_source" if source else "sqm_v1")
         enc = SQM(base.cfg)
         enc.load_state_dict(base.state_dict())
         for p in enc.parameters():
@@ -58,10 +72,21 @@ class SpatialLoss(nn.Module):
         self.encoder.eval()
         return self
 
-    def forward(self, est: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """``est (B, 2, T_e)``, ``target (B, 2, T_t)`` -> scalar or ``(B,)``."""
+    def forward(self, est: torch.Tensor, target: torch.Tensor, est_source=None, target_source=None) -> torch.Tensor:
+        """``est (B, 2, T_e)``, ``target (B, 2, T_t)`` -> scalar or ``(B,)``. With a source-informed
+        encoder also ``est_source``, ``target_source``: the mono source of each, ``(B, T)`` or
+        ``(B, 1, T)`` of its signal's length."""
         _check(est, target, "SpatialLoss", same_length=False)
         from ..metrics.functional.sqm import cosine_distance, deep_feature_distance
+
+        if self.encoder.cfg.channels == 3:
+            if est_source is None or target_source is None:
+                raise ValueError("SpatialLoss with a source-informed encoder needs est_source and target_source "
+                                 "(B, T) or (B, 1, T)")
+            est = torch.cat([est, _mono(est_source, est, "est_source")], dim=1)
+            target = torch.cat([target, _mono(target_source, target, "target_source")], dim=1)
+        elif est_source is not None or target_source is not None:
+            raise ValueError("SpatialLoss: sources given to a binaural-only encoder (use SpatialLoss(source=True))")
 
         if est.device.type == "cuda":  # cuDNN's LSTM backward needs training mode: plain kernels instead
             with torch.backends.cudnn.flags(enabled=False):
