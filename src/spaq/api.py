@@ -136,7 +136,7 @@ def _binaural_view(pair: SignalPair) -> SignalPair:
 def score(ref, deg, sample_rate: int | None = None, metrics=None, fmt=None, trim: bool = False,
           checkpoint=None, offline: bool | None = None, maps: bool = False, device: str = "cpu",
           strict: bool = False, fast: bool | None = None, stream: bool | None = None,
-          progress=None, align: bool = True) -> ScoreReport:
+          progress=None, align: bool = True, sources=None) -> ScoreReport:
     """Score ``deg`` against ``ref``.
 
     ref, deg: file paths, numpy arrays or torch tensors ``[channels, time]`` or
@@ -165,6 +165,11 @@ def score(ref, deg, sample_rate: int | None = None, metrics=None, fmt=None, trim
     loudspeakers (:func:`spaq.spatial.layouts.render_layout_binaural`, default HRTF, LFE
     dropped) for metrics that score binaural input; ``report.rendered`` says so.
 
+    ``sources``: ``(ref_source, deg_source)``, the dry mono signal each of ``ref`` and ``deg`` was
+    rendered from (paths or arrays, same lengths as their signals, at the gain they were rendered
+    with), for the metrics that use them (``accepts_sources``: ``sqm`` then scores with its
+    source-informed encoder); loaded at each such metric's rate and trimmed like the pair.
+
     Metric instances are kept between calls (same arguments and ``SPAQ_*`` environment), so a
     loop over many pairs loads each checkpoint once and reuses its tables;
     :func:`clear_metric_cache` frees them.
@@ -174,6 +179,13 @@ def score(ref, deg, sample_rate: int | None = None, metrics=None, fmt=None, trim
     """
     names = list(metrics) if metrics else list(default_metrics())
     classes = {n: metric_class(n) for n in names}  # unknown names: one-line error before any work
+    if sources is not None:
+        from .errors import SpaqInputError
+
+        if not isinstance(sources, (list, tuple)) or len(sources) != 2:
+            raise SpaqInputError("sources takes two dry mono signals: the reference's and the degraded signal's")
+        if not any(c.accepts_sources for c in classes.values()):
+            raise SpaqInputError(f"none of {', '.join(classes)} uses dry sources (sqm does: --metric sqm)")
     if ref is None:  # reference-free metrics only: the degraded signal stands in for the pair
         need = [n for n, c in classes.items() if c.needs_reference]
         if need:
@@ -227,7 +239,11 @@ def score(ref, deg, sample_rate: int | None = None, metrics=None, fmt=None, trim
             if pair.streamed and not cls.streamable:
                 raise MetricUnavailable(f"{n} does not stream long files; score a shorter excerpt")
             kwargs = _metric_kwargs(cls, device=device, fast=fast, checkpoint=checkpoint, offline=offline)
-            res = _get_metric(n, kwargs).score(pair, maps=maps)
+            extra = {}
+            if sources is not None and cls.accepts_sources:
+                extra["sources"] = load_pair(sources[0], sources[1], sample_rate=sample_rate, target_rate=cls.sample_rate,
+                                             fmt="mono", trim=trim, stream=False, align=False)
+            res = _get_metric(n, kwargs).score(pair, maps=maps, **extra)
         except SpaqError as e:  # MetricUnavailable included
             if strict:
                 raise

@@ -245,6 +245,37 @@ def test_source_informed_encoder(metric, one_torch_thread):
     assert float(metric.distances(r, r, ref_source=r_src, deg_source=0.1 * r_src)["score"][0]) > 0.05
 
 
+def test_score_and_cli_with_sources(metric, tmp_path, capsys, one_torch_thread):
+    """``spaq.score(..., sources=)`` and ``spaq score --source R --source D``: the source-informed
+    distance of the pair (as ``Sqm.distances`` gives it), the encoder named in the provenance;
+    sources with no metric that uses them, or one ``--source`` only, are one-line errors."""
+    from spaq.cli import main
+    from spaq.errors import SpaqInputError
+
+    ref, rs = _render(0.0, seed=1, with_source=True)
+    deg, ds = _render(45.0, seed=12, with_source=True)
+    want = float(metric.distances(torch.from_numpy(ref)[None], torch.from_numpy(deg)[None],
+                                  ref_source=torch.from_numpy(rs)[None], deg_source=torch.from_numpy(ds)[None])["score"][0])
+    rep = spaq.score(ref, deg, sample_rate=SR, metrics=["sqm"], sources=(rs[None], ds[None]))
+    res = rep.results["sqm"]
+    assert res.score == pytest.approx(want, rel=1e-5) and "sqm_v1_source" in res.provenance["encoder"]
+    plain = spaq.score(ref, deg, sample_rate=SR, metrics=["sqm"]).results["sqm"]
+    assert "sqm_v1 " in plain.provenance["encoder"] and abs(plain.score - res.score) > 1e-3
+    files = {}
+    for k, x in (("ref", ref), ("deg", deg), ("rs", rs[None]), ("ds", ds[None])):
+        files[k] = tmp_path / f"{k}.wav"
+        sf.write(files[k], x.T.astype(np.float32), SR, subtype="FLOAT")
+    rc = main(["score", str(files["ref"]), str(files["deg"]), "--metric", "sqm", "--source", str(files["rs"]),
+               "--source", str(files["ds"]), "--json"])
+    got = json.loads(capsys.readouterr().out)
+    assert rc == 0 and got["results"]["sqm"]["score"] == pytest.approx(want, rel=1e-4)
+    rc = main(["score", str(files["ref"]), str(files["deg"]), "--metric", "sqm", "--source", str(files["rs"])])
+    err = capsys.readouterr().err
+    assert rc != 0 and "--source takes two files" in err and "Traceback" not in err
+    with pytest.raises(SpaqInputError, match="uses dry sources"):
+        spaq.score(ref, deg, sample_rate=SR, metrics=["cues"], sources=(rs[None], ds[None]))
+
+
 def test_source_informed_bad_input(metric):
     from spaq.errors import SpaqInputError
     from spaq.metrics.sqm import Sqm

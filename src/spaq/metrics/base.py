@@ -131,6 +131,9 @@ class Metric:
     streamable: bool = False
     min_duration_s: float = 0.04
     align_input: bool = True
+    #: ``score(pair, maps, sources=...)`` takes the dry mono source of each signal (a mono
+    #: :class:`~spaq.io.SignalPair`) when the user gives them (``spaq.score(..., sources=)``)
+    accepts_sources: bool = False
     default_rank: int | None = None
     reading: str = ""
 

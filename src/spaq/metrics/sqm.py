@@ -50,6 +50,7 @@ class Sqm(Metric):
     streamable = False
     min_duration_s = 0.5
     align_input = False  # an embedding distance: no alignment needed
+    accepts_sources = True  # with the dry sources: the source-informed encoder sqm_v1_source
     default_rank = None
     reading = "cosine distance, lower is better: 0 = same spatial image; grows with the sources' angular separation"
 
@@ -143,14 +144,22 @@ class Sqm(Metric):
         out = self.distances(ref, deg)
         return {"score": out["score"], "deep_feature_distance": out["deep_feature_distance"]}
 
-    def score(self, pair, maps: bool = False) -> MetricResult:
+    def score(self, pair, maps: bool = False, sources=None) -> MetricResult:
+        """``sources``: None, or a mono :class:`~spaq.io.SignalPair` of the reference's and the
+        degraded signal's dry sources (same rate and length as ``pair``): then the source-informed
+        encoder scores the pair."""
         self.check_format(pair)
         if pair.streamed:
             from .base import MetricUnavailable
 
             raise MetricUnavailable(f"{self.name} does not stream long files; score a shorter excerpt")
+        src = {}
+        if sources is not None:
+            src = {"ref_source": torch.from_numpy(np.ascontiguousarray(sources.ref[:, 0])),
+                   "deg_source": torch.from_numpy(np.ascontiguousarray(sources.deg[:, 0]))}
         with torch.no_grad():
-            out = self.distances(torch.from_numpy(pair.ref), torch.from_numpy(pair.deg))
+            out = self.distances(torch.from_numpy(pair.ref), torch.from_numpy(pair.deg), **src)
+        used = self.source_model()[1] if src else self.weights
         values = {"cosine_distance": out["cosine_distance"], "deep_feature_distance": out["deep_feature_distance"]}
         if "doa_ref" in out:
             for side in ("ref", "deg"):
@@ -158,7 +167,8 @@ class Sqm(Metric):
                 values[f"doa_{side}_azimuth_deg"] = np.asarray(az, dtype=np.float64).reshape(-1)
                 values[f"doa_{side}_elevation_deg"] = np.asarray(el, dtype=np.float64).reshape(-1)
         return self.result(out["score"], values, pair=pair,
-                           provenance={"checkpoint_sha256": self.weights.sha256, "checkpoint_source": self.weights.source,
+                           provenance={"encoder": "sqm_v1_source (binaural + dry source)" if src else "sqm_v1 (binaural)",
+                                       "checkpoint_sha256": used.sha256, "checkpoint_source": used.source,
                                        "binaural_decoder": DEFAULT_DECODER if pair.format.is_ambisonics else None,
                                        "mode": "fast" if self.fast else "exact"},
                            maps={"frame_distance": out["frame_distance"][:, None, :]} if maps else None)
