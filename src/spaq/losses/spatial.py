@@ -36,16 +36,6 @@ def _check(est: torch.Tensor, target: torch.Tensor, name: str, same_length: bool
                          f"and {tuple(target.shape)}")
 
 
-def _mono(s: torch.Tensor, x: torch.Tensor, name: str) -> torch.Tensor:
-    """The mono source ``s`` of ``x (B, 2, T)`` as ``(B, 1, T)`` on ``x``'s device and dtype."""
-    if s.ndim == 2:
-        s = s[:, None]
-    if s.ndim != 3 or s.shape[1] != 1 or s.shape[0] != x.shape[0] or s.shape[-1] != x.shape[-1]:
-        raise ValueError(f"SpatialLoss: {name} must be (B, T) or (B, 1, T) with B = {x.shape[0]}, T = {x.shape[-1]}; "
-                         f"got {tuple(s.shape)}")
-    return s.to(device=x.device, dtype=x.dtype)
-
-
 class SpatialLoss(nn.Module):
     """Deep-feature + embedding distance of the frozen SQM encoder (see the module docstring).
 
@@ -83,8 +73,9 @@ class SpatialLoss(nn.Module):
             if est_source is None or target_source is None:
                 raise ValueError("SpatialLoss with a source-informed encoder needs est_source and target_source "
                                  "(B, T) or (B, 1, T)")
-            est = torch.cat([est, _mono(est_source, est, "est_source")], dim=1)
-            target = torch.cat([target, _mono(target_source, target, "target_source")], dim=1)
+            from ..models.sqm import with_source
+
+            est, target = with_source(est, est_source, "est_source"), with_source(target, target_source, "target_source")
         elif est_source is not None or target_source is not None:
             raise ValueError("SpatialLoss: sources given to a binaural-only encoder (use SpatialLoss(source=True))")
 

@@ -80,23 +80,6 @@ class Sqm(Metric):
             self._source_model = (m.to(self.device), w)
         return self._source_model
 
-    def _source(self, label: str, s, x: torch.Tensor) -> torch.Tensor:
-        """The mono source of the ``label`` signal ``x (B, 2, T)`` as ``(B, 1, T)``."""
-        s = torch.as_tensor(np.asarray(s) if not isinstance(s, torch.Tensor) else s)
-        if s.dim() == 1:
-            s = s[None, None]
-        elif s.dim() == 2:
-            s = s[:, None]
-        if s.dim() != 3 or s.shape[1] != 1:
-            raise SpaqInputError(f"{self.name}: the {label} source must be mono, (T,), (B, T) or (B, 1, T); got "
-                                 f"{tuple(s.shape)}")
-        if s.shape[0] != x.shape[0] or s.shape[-1] != x.shape[-1]:
-            raise SpaqInputError(f"{self.name}: the {label} source must match the {label} signal's batch and length "
-                                 f"({x.shape[0]}, {x.shape[-1]}); got ({s.shape[0]}, {s.shape[-1]})")
-        if not bool(torch.isfinite(s).all()):
-            raise SpaqInputError(f"{self.name}: the {label} source contains NaN or Inf")
-        return s.to(device=x.device, dtype=x.dtype)
-
     def _binaural(self, x: torch.Tensor) -> torch.Tensor:
         c = x.shape[-2]
         if c == 2:
@@ -132,8 +115,13 @@ class Sqm(Metric):
         r = self._binaural(ref.to(self.device)).to(torch.float32)
         d = self._binaural(deg.to(self.device)).to(torch.float32)
         if ref_source is not None:
-            r = torch.cat([r, self._source("reference", ref_source, r)], dim=1)
-            d = torch.cat([d, self._source("degraded", deg_source, d)], dim=1)
+            from ..models.sqm import with_source
+
+            try:
+                r = with_source(r, ref_source, "reference source")
+                d = with_source(d, deg_source, "degraded source")
+            except ValueError as e:
+                raise SpaqInputError(f"{self.name}: {e}") from None
         return sqm_distances(model, r, d)
 
     def forward(self, ref: torch.Tensor, deg: torch.Tensor) -> dict:

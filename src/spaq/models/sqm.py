@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from .config import ArchitectureConfig
 
-__all__ = ["SQMConfig", "SQM", "sqm_features", "load_pretrained"]
+__all__ = ["SQMConfig", "SQM", "sqm_features", "with_source", "load_pretrained"]
 
 
 @dataclass
@@ -161,6 +161,24 @@ class SQM(nn.Module):
     def forward(self, x: torch.Tensor, grad: bool = False) -> dict:
         """``x (B, C, T)`` at ``cfg.sample_rate`` -> dict (see the module docstring)."""
         return self.encode(self.features(x, grad=grad or torch.is_grad_enabled() and x.requires_grad))
+
+
+def with_source(x: torch.Tensor, s, label: str) -> torch.Tensor:
+    """The 3-channel input of a source-informed encoder: binaural ``x (B, 2, T)`` with its dry mono
+    source ``s`` (``(T,)``, ``(B, T)`` or ``(B, 1, T)``, tensor or array) appended -> ``(B, 3, T)``
+    on ``x``'s device and dtype. ValueError (one line, naming ``label``) for another shape, batch or
+    length, or non-finite samples."""
+    s = torch.as_tensor(s)
+    if s.dim() == 1:
+        s = s[None, None]
+    elif s.dim() == 2:
+        s = s[:, None]
+    if s.dim() != 3 or s.shape[1] != 1 or s.shape[0] != x.shape[0] or s.shape[-1] != x.shape[-1]:
+        raise ValueError(f"the {label} must be mono, (T,), (B, T) or (B, 1, T), with its signal's batch and length "
+                         f"({x.shape[0]}, {x.shape[-1]}); got {tuple(s.shape)}")
+    if not bool(torch.isfinite(s).all()):
+        raise ValueError(f"the {label} contains NaN or Inf")
+    return torch.cat([x, s.to(device=x.device, dtype=x.dtype)], dim=1)
 
 
 def load_pretrained(checkpoint=None, name: str = "sqm_v1") -> tuple[SQM, object]:
