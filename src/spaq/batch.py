@@ -7,7 +7,10 @@
 Input (:func:`read_pairs`): a spaq corpus folder (its ``manifest.parquet``), a ``.parquet``
 or a ``.csv`` with columns ``reference_path``/``degraded_path`` (corpus manifests) or
 ``ref``/``deg``; optional ``id`` or ``item_id`` (default: the row number) and ``format``
-(``binaural``, ``foa``, ``hoa3/n3d`` ...; default: detected from the channel count).
+(``binaural``, ``foa``, ``hoa3/n3d`` ...; default: detected from the channel count); optional
+``ref_source``/``deg_source`` (both): the dry mono signal each side was rendered from, passed to
+the metrics that use them (``sqm``; as ``spaq score --source``), and listed in the table after
+``deg``; a row with both cells empty is scored without them.
 Relative paths are relative to the manifest's folder.
 
 Output (:func:`score_batch`): one row per pair, in manifest order, columns
@@ -45,9 +48,11 @@ from .errors import SpaqError
 from .extras import install_hint
 from .jobs import append_journal, make_pool, read_journal, read_journal_header, write_journal_header
 
-__all__ = ["read_pairs", "score_batch", "summary", "BatchFailed", "BASE_COLUMNS", "journal_path"]
+__all__ = ["read_pairs", "score_batch", "summary", "BatchFailed", "BASE_COLUMNS", "SOURCE_COLUMNS", "journal_path"]
 
 BASE_COLUMNS = ["id", "ref", "deg", "status", "error", "format", "duration_s"]
+#: optional manifest columns: the dry mono sources of each side (metrics with ``accepts_sources``)
+SOURCE_COLUMNS = ("ref_source", "deg_source")
 _JOURNAL_VERSION = 1
 
 
@@ -128,12 +133,26 @@ def _normalise_pairs(df, base: str, source: str):
     if not any(degs):
         raise SpaqError(f"{source}: no row has a {dc} (a corpus of single signals has no pairs to score)")
     fmts = [_cell(v) for v in df["format"]] if "format" in cols else [""] * len(df)
-    return pd.DataFrame({"id": ids, "ref": refs, "deg": degs, "format": fmts}, dtype=object)
+    out = pd.DataFrame({"id": ids, "ref": refs, "deg": degs, "format": fmts}, dtype=object)
+    src_cols = [c for c in SOURCE_COLUMNS if c in cols]
+    if src_cols:
+        if len(src_cols) == 1:
+            other = next(c for c in SOURCE_COLUMNS if c not in cols)
+            raise SpaqError(f"{source} has a {src_cols[0]} column but no {other}: dry sources come in pairs, "
+                            f"one for each side")
+        for c in SOURCE_COLUMNS:
+            out[c] = [resolve(_cell(v)) for v in df[c]]
+        half = [i for i, r, d in zip(ids, out["ref_source"], out["deg_source"]) if bool(r) != bool(d)]
+        if half:
+            raise SpaqError(f"{source}: item {half[0]} has only one of ref_source, deg_source (give both, or "
+                            f"neither to score it without sources)")
+    return out
 
 
 def read_pairs(manifest):
     """The pairs of a manifest as a DataFrame ``id, ref, deg, format`` (strings, one row per
-    pair, manifest order; ``format`` "" means detect from the channel count).
+    pair, manifest order; ``format`` "" means detect from the channel count), plus
+    ``ref_source, deg_source`` when the manifest has them ("" where a row has none).
 
     ``manifest``: a spaq corpus folder (``spaq generate`` output: its ``manifest.parquet``), a
     ``.parquet`` file or a ``.csv`` file (read as text: ids keep their leading zeros). Columns:
@@ -213,6 +232,8 @@ def _score_one(task: dict) -> dict:
 
     rec = {"id": task["id"], "ref": task["ref"], "deg": task["deg"], "status": "ok", "error": "",
            "format": "", "duration_s": float("nan"), "results": {}, "skipped": {}}
+    if task.get("sources"):
+        rec["ref_source"], rec["deg_source"] = task["sources"]
     try:
         from .metrics import metric_class
 
@@ -222,10 +243,12 @@ def _score_one(task: dict) -> dict:
         fmt = task["format"] or None
         if not task["ref"] and fmt is None:
             fmt = _mono_or_none(task["deg"])
+        src = task.get("sources")
         with _SCORE_LOCK:
             rep = score(task["ref"] or None, task["deg"], metrics=task["metrics"], fmt=fmt,
                         fast=task["fast"], device=task["device"], checkpoint=task.get("checkpoint"),
-                        offline=task.get("offline"), align=task.get("align", True))
+                        offline=task.get("offline"), align=task.get("align", True),
+                        sources=tuple(src) if src else None)
         rec["format"] = rep.format.get("description") or rep.format.get("kind", "")
         rec["duration_s"] = float(rep.duration_s)
         for name, res in rep.results.items():
@@ -356,7 +379,10 @@ def _table(pairs, done: dict, names: list):
                 for k, _ in res["values"]:
                     if k not in value_names[n]:
                         value_names[n].append(k)
-    cols = {c: [] for c in BASE_COLUMNS}
+    base = list(BASE_COLUMNS)
+    if "ref_source" in pairs.columns:
+        base[3:3] = list(SOURCE_COLUMNS)
+    cols = {c: [] for c in base}
     for n in names:
         cols[n] = []
         for k in value_names[n]:
@@ -364,8 +390,8 @@ def _table(pairs, done: dict, names: list):
         cols[f"{n}.skipped"] = []
     nan = float("nan")
     for r in recs:
-        for c in BASE_COLUMNS:
-            cols[c].append(r[c])
+        for c in base:
+            cols[c].append(r.get(c, ""))
         for n in names:
             res = r["results"].get(n)
             cols[n].append(res["score"] if res else nan)
@@ -376,7 +402,7 @@ def _table(pairs, done: dict, names: list):
             cols[f"{n}.skipped"].append(r["skipped"].get(n, ""))
     df = pd.DataFrame(cols)
     for c in cols:
-        if c in ("duration_s",) or (c not in BASE_COLUMNS and not c.endswith(".skipped")):
+        if c in ("duration_s",) or (c not in base and not c.endswith(".skipped")):
             df[c] = df[c].astype("float64")
     return df
 
@@ -441,9 +467,14 @@ def _load_journal(journal: str, fp: dict, pairs) -> dict:
         raise SpaqError(f"{journal} was written with {_describe_fp(old)}; this run asks for {_describe_fp(fp)}: "
                         f"use the same options to resume, or --overwrite to start again")
     done = read_journal(journal, key="id", cast=str)
-    files = {i: (r, d) for i, r, d in zip(pairs["id"], pairs["ref"], pairs["deg"])}
+    def key(r, d, rs="", ds=""):
+        return (r, d) if not (rs or ds) else (r, d, rs, ds)
+
+    srcs = zip(pairs["ref_source"], pairs["deg_source"]) if "ref_source" in pairs.columns else iter(lambda: ("", ""), 0)
+    files = {i: key(r, d, *sd) for (i, r, d), sd in zip(zip(pairs["id"], pairs["ref"], pairs["deg"]), srcs)}
     for i, rec in done.items():
-        if i in files and files[i] != (rec.get("ref"), rec.get("deg")):
+        if i in files and files[i] != key(rec.get("ref"), rec.get("deg"), rec.get("ref_source", ""),
+                                          rec.get("deg_source", "")):
             raise SpaqError(f"{journal}: item {i} was scored for other files ({rec.get('ref')}, {rec.get('deg')}) "
                             f"than the manifest lists now; pass --overwrite to start again")
     return {i: r for i, r in done.items() if i in files}
@@ -475,7 +506,7 @@ def score_batch(pairs_or_manifest, out, metrics=None, workers: int = 1, dask=Non
     ``resume=True``) and no ``out``.
     """
     from .api import DEFAULT_METRICS
-    from .metrics import list_metrics
+    from .metrics import list_metrics, metric_class
 
     _pandas()
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
@@ -497,9 +528,15 @@ def score_batch(pairs_or_manifest, out, metrics=None, workers: int = 1, dask=Non
             raise SpaqError(f"checkpoint not found: {checkpoint}")
     fp = _fingerprint(names, fast, device, checkpoint, align)
     done = _load_journal(journal, fp, pairs) if resume else {}
+    has_src = "ref_source" in pairs.columns
+    if has_src and not any(metric_class(n).accepts_sources for n in names):
+        raise SpaqError(f"the manifest has ref_source/deg_source columns but none of {', '.join(names)} uses dry "
+                        f"sources (sqm does: --metric sqm)")
+    srcs = (zip(pairs["ref_source"], pairs["deg_source"]) if has_src else iter(lambda: ("", ""), 0))
     todo = [{"id": i, "ref": r, "deg": d, "format": f, "metrics": names, "fast": fast, "device": device,
-             "checkpoint": checkpoint, "offline": offline, "align": align}
-            for i, r, d, f in zip(pairs["id"], pairs["ref"], pairs["deg"], pairs["format"])
+             "checkpoint": checkpoint, "offline": offline, "align": align,
+             "sources": [rs, ds] if rs and ds else None}
+            for (i, r, d, f), (rs, ds) in zip(zip(pairs["id"], pairs["ref"], pairs["deg"], pairs["format"]), srcs)
             if i not in done]
 
     prog = None
@@ -543,7 +580,7 @@ def summary(df) -> dict:
     ``n_items, n_ok, n_error, errors [{id, error}], metrics {M: {n, mean, median}}`` (over
     the pairs M scored; None when it scored none) and ``skipped {M: {reason: count}}``."""
     ok = df["status"] == "ok"
-    metric_cols = [c for c in df.columns if c not in BASE_COLUMNS and "." not in c]
+    metric_cols = [c for c in df.columns if c not in BASE_COLUMNS and c not in SOURCE_COLUMNS and "." not in c]
     stats = {}
     for m in metric_cols:
         v = df.loc[ok, m].astype("float64").dropna()

@@ -276,6 +276,43 @@ def test_score_and_cli_with_sources(metric, tmp_path, capsys, one_torch_thread):
         spaq.score(ref, deg, sample_rate=SR, metrics=["cues"], sources=(rs[None], ds[None]))
 
 
+def test_batch_manifest_with_source_columns(metric, tmp_path, one_torch_thread):
+    """``spaq batch`` with ``ref_source``/``deg_source`` columns: a row with both scores as
+    ``spaq.score(..., sources=)`` does, a row with neither as without sources; the columns are in
+    the table after ``deg`` and not taken for metrics; half a pair of sources, one column only, or
+    sources with no metric that uses them are one-line errors before anything is scored."""
+    import pandas as pd
+
+    from spaq.batch import score_batch, summary
+    from spaq.errors import SpaqError
+
+    ref, rs = _render(0.0, seed=1, with_source=True)
+    deg, ds = _render(45.0, seed=12, with_source=True)
+    for k, x in (("ref", ref), ("deg", deg), ("rs", rs[None]), ("ds", ds[None])):
+        sf.write(tmp_path / f"{k}.wav", x.T.astype(np.float32), SR, subtype="FLOAT")
+    rows = [{"id": "with", "ref": "ref.wav", "deg": "deg.wav", "ref_source": "rs.wav", "deg_source": "ds.wav"},
+            {"id": "without", "ref": "ref.wav", "deg": "deg.wav", "ref_source": "", "deg_source": ""}]
+    pd.DataFrame(rows).to_csv(tmp_path / "m.csv", index=False)
+    df = score_batch(tmp_path / "m.csv", tmp_path / "out.csv", metrics=["sqm"], progress=False)
+    want = spaq.score(str(tmp_path / "ref.wav"), str(tmp_path / "deg.wav"), metrics=["sqm"],
+                      sources=(str(tmp_path / "rs.wav"), str(tmp_path / "ds.wav"))).results["sqm"].score
+    plain = spaq.score(str(tmp_path / "ref.wav"), str(tmp_path / "deg.wav"), metrics=["sqm"]).results["sqm"].score
+    assert list(df["status"]) == ["ok", "ok"] and abs(want - plain) > 1e-3
+    assert df.loc[0, "sqm"] == pytest.approx(want, rel=1e-6) and df.loc[1, "sqm"] == pytest.approx(plain, rel=1e-6)
+    assert list(df.columns[:5]) == ["id", "ref", "deg", "ref_source", "deg_source"]
+    assert df.loc[0, "ref_source"].endswith("rs.wav") and df.loc[1, "ref_source"] == ""
+    assert set(summary(df)["metrics"]) == {"sqm"}
+    bad = {"half.csv": ([{**rows[0], "deg_source": ""}], "only one of ref_source, deg_source"),
+           "one_column.csv": ([{k: v for k, v in rows[0].items() if k != "deg_source"}], "no deg_source"),
+           "m.csv": (rows, "none of cues uses dry sources")}
+    for name, (rr, msg) in bad.items():
+        pd.DataFrame(rr).to_csv(tmp_path / name, index=False)
+        with pytest.raises(SpaqError, match=msg):
+            score_batch(tmp_path / name, tmp_path / f"o_{name}", metrics=["sqm"] if name != "m.csv" else ["cues"],
+                        progress=False)
+        assert not (tmp_path / f"o_{name}").exists()
+
+
 def test_source_informed_bad_input(metric):
     from spaq.errors import SpaqInputError
     from spaq.metrics.sqm import Sqm

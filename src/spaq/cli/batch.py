@@ -50,7 +50,8 @@ def _print_summary(s: dict, out: str) -> None:
 
 def batch_command(
     manifest: Path = typer.Argument(..., help="spaq corpus folder, or a .parquet/.csv manifest with columns ref,deg "
-                                              "(or reference_path,degraded_path), optional id/item_id and format."),
+                                              "(or reference_path,degraded_path), optional id/item_id, format and ref_source,deg_source "
+                                              "(dry mono sources, for sqm)."),
     out: Path = typer.Option(..., "--out", "-o", metavar="PATH", help="Results table to write: .parquet or .csv (one row per pair)."),
     metric: Optional[List[str]] = typer.Option(None, "--metric", "-m", metavar="NAME", help="Metric to run (repeatable); default: quality, qastanet, cues, localization."),
     workers: int = typer.Option(1, "--workers", "-w", metavar="N", help="Worker processes (local pool, or the size of --dask local)."),
