@@ -85,6 +85,12 @@ def test_bad_input_one_line_errors(tmp_path, tiny_ckpt):
         localize(np.zeros((2, FS)), FS, weights=tiny_ckpt)
     with pytest.raises(SpaqInputError, match="silent"):
         localize(np.zeros((4, FS)), FS)
+    for method in ("auto", "templates", "bast"):  # shorter than one 20 ms analysis frame, at any rate
+        with pytest.raises(SpaqInputError, match="too short for binaural localisation: 19.98 ms"):
+            localize(rng.standard_normal((2, 959)), 48000, method=method)
+    with pytest.raises(SpaqInputError, match="300 samples at 16000 Hz"):
+        localize(rng.standard_normal((2, 300)), 16000)
+    assert localize(0.1 * rng.standard_normal((2, 960)), 48000, method="templates").n_sources == 1
     other = tmp_path / "other.pt"
     torch.save({"format": "something-else", "state_dict": {}}, other)
     with pytest.raises(SpaqError, match="not a spaq BAST localizer"):

@@ -224,6 +224,8 @@ BINAURAL_METHODS = ("auto", "templates", "bast")
 #: rooms included (median 70 vs 17 deg), so the threshold is 0 and "auto" means templates; a better-trained
 #: cue checkpoint (the recipe with more steps) only needs a new threshold here.
 AUTO_BINAURAL = "templates"
+#: the shortest binaural signal any method localises: one 20 ms analysis frame of the cue front-end
+BINAURAL_MIN_S = 0.02
 AUTO_COHERENCE = 0.0
 
 
@@ -327,6 +329,10 @@ def _localize_binaural_any(arr, sr, name, n_sources, weights, active_range_db, o
                            frame_s) -> LocalizationResult:
     """Binaural ``arr (2, T)``: the method asked for, or for "auto" the one chosen by the signal's
     direct-sound coherence (the cue front-end runs once and serves both)."""
+    if arr.shape[-1] < BINAURAL_MIN_S * int(sr):  # every method needs one analysis frame
+        raise SpaqInputError(f"{name} is too short for binaural localisation: {1000 * arr.shape[-1] / int(sr):.2f} ms "
+                             f"({arr.shape[-1]} samples at {int(sr)} Hz); at least {1000 * BINAURAL_MIN_S:.0f} ms "
+                             f"(one analysis frame) is needed")
     cues, coarse = None, False
     if method == "auto" or (method == "templates" and hrtf is None):
         cues, coarse = _cue_input(arr, sr, coarse=True), True
