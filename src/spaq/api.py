@@ -241,8 +241,12 @@ def score(ref, deg, sample_rate: int | None = None, metrics=None, fmt=None, trim
             kwargs = _metric_kwargs(cls, device=device, fast=fast, checkpoint=checkpoint, offline=offline)
             extra = {}
             if sources is not None and cls.accepts_sources:
-                extra["sources"] = load_pair(sources[0], sources[1], sample_rate=sample_rate, target_rate=cls.sample_rate,
-                                             fmt="mono", trim=trim, stream=False, align=False)
+                try:
+                    extra["sources"] = load_pair(sources[0], sources[1], sample_rate=sample_rate,
+                                                 target_rate=cls.sample_rate, fmt="mono", trim=trim, stream=False,
+                                                 align=False)
+                except SpaqError as e:  # its labels say ref/deg: say which pair it is
+                    raise type(e)(f"the dry sources (ref source, deg source) must be one mono signal each: {e}") from None
             res = _get_metric(n, kwargs).score(pair, maps=maps, **extra)
         except SpaqError as e:  # MetricUnavailable included
             if strict:

@@ -274,6 +274,8 @@ def test_score_and_cli_with_sources(metric, tmp_path, capsys, one_torch_thread):
     assert rc != 0 and "--source takes two files" in err and "Traceback" not in err
     with pytest.raises(SpaqInputError, match="uses dry sources"):
         spaq.score(ref, deg, sample_rate=SR, metrics=["cues"], sources=(rs[None], ds[None]))
+    with pytest.raises(SpaqInputError, match="must be one mono signal each"):  # a binaural file given as a source
+        spaq.score(ref, deg, sample_rate=SR, metrics=["sqm"], sources=(ref, ds[None]), strict=True)
 
 
 def test_batch_manifest_with_source_columns(metric, tmp_path, one_torch_thread):
