@@ -76,6 +76,15 @@ def test_silence_has_a_defined_answer():
     x = np.stack([np.zeros((2, FS)), binaural_noise(1.0, FS, seed=3)])
     mixed = spaq.predict(x, sample_rate=FS)
     assert mixed[0]["score"] == 0.0 and mixed[1]["score"] == spaq.predict(x[1], sample_rate=FS)["score"]
+    # silence still has a format (the one a sounding signal of that shape gets), and a channel count
+    # that is no format is refused for silence as for sound
+    assert [r["format"] for r in mixed] == ["binaural", "binaural"]
+    assert spaq.predict(np.zeros((4, FS)), sample_rate=FS)["format"] == "foa"
+    assert spaq.predict(np.zeros((6, FS)), sample_rate=FS, fmt="5.1")["format"] == "binaural"
+    with pytest.raises(SpaqError, match="3 channels"):
+        spaq.predict(np.zeros((3, FS)), sample_rate=FS)
+    with pytest.raises(SpaqError, match="expects 4 channels"):
+        spaq.predict(np.zeros((2, FS)), sample_rate=FS, fmt="foa")
 
 
 @pytest.mark.parametrize("bad,match", [
@@ -115,6 +124,17 @@ def test_cli_json_and_errors(tmp_path, noise_ladder, capsys):
     assert main(["predict", str(empty)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("spaq: error:") and "\n" not in err and "e.wav" in err
+    # several files: a bad one is reported on one line (an {file, error} entry with --json), the
+    # others are still scored, and the exit status says something failed
+    assert main(["predict", str(a), str(empty), str(b), "--json"]) == 2
+    got = capsys.readouterr()
+    rows2 = json.loads(got.out)
+    assert [r["file"] for r in rows2] == [str(a), str(empty), str(b)] and "error" in rows2[1]
+    assert rows2[0]["score"] == pytest.approx(rows[0]["score"]) and rows2[2]["score"] == pytest.approx(rows[1]["score"])
+    assert got.err.strip().count("\n") == 0 and "1 of 3 files" in got.err
+    assert main(["predict", str(a), str(b), "--format", "nosuch"]) == 2  # one error, not one per file
+    err = capsys.readouterr().err.strip()
+    assert err.count("spaq: error:") == 1 and "unknown format" in err
 
 
 def test_batch_manifest_without_reference(tmp_path, noise_ladder):

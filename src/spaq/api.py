@@ -280,6 +280,23 @@ def _all_zero_items(x):
     return np.asarray(z)
 
 
+def _silent_kind(n_ch: int, fmt) -> str:
+    """The format :func:`predict` reports for a silent signal of ``n_ch`` channels (what the
+    ``predictor`` metric detects for a sounding one); a channel count or ``fmt`` that is no format it
+    scores raises the same one-line :class:`SpaqInputError` as for sound."""
+    from .errors import SpaqInputError
+    from .io import _resolve_format
+    from .metrics.functional.predictor import signal_kind
+
+    f, _ = _resolve_format(fmt, n_ch, "the signal")
+    if f.kind in ("mono", "layout"):  # layouts are rendered binaurally before the predictor sees them
+        return "mono" if f.kind == "mono" else "binaural"
+    try:
+        return signal_kind(n_ch, f.kind)
+    except ValueError as e:
+        raise SpaqInputError(f"predictor: {e}") from None
+
+
 def predict(x, sample_rate: int | None = None, fmt=None, checkpoint=None) -> dict | list:
     """Reference-free quality of ``x`` (the ``predictor`` metric): a file path, a numpy array /
     torch tensor ``(channels, time)`` or ``(batch, channels, time)`` (``sample_rate`` required),
@@ -309,7 +326,8 @@ def predict(x, sample_rate: int | None = None, fmt=None, checkpoint=None) -> dic
         from .models.predictor import CLASS_NAMES
 
         answer = {"score": 0.0, "class": "low", "mushra_calibrated": 0.0,
-                  "probabilities": {c: float(c == "low") for c in CLASS_NAMES}, "format": None,
+                  "probabilities": {c: float(c == "low") for c in CLASS_NAMES},
+                  "format": _silent_kind(int(np.shape(x)[-2]), fmt),
                   "warnings": ["silent input (all samples are zero): score 0, class low by definition"]}
         if silent.ndim == 0:
             return answer

@@ -15,24 +15,51 @@ __all__ = ["register"]
 def predict_cmd(
     files: List[Path] = typer.Argument(..., help="Audio files: mono, binaural (2 channels) or ambisonics ACN/SN3D."),
     format: Optional[str] = typer.Option(None, "--format", metavar="FORMAT", help="mono | binaural | foa | hoa3 ... (/fuma), or a layout (5.1, ...); default: from the channel count."),
-    as_json: bool = typer.Option(False, "--json", help="Print a JSON list of {file, score, class, mushra_calibrated, probabilities, format, warnings}."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON list of {file, score, class, mushra_calibrated, probabilities, format, warnings} ({file, error} for a file that could not be scored)."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", metavar="PATH", help="Predictor checkpoint; default: the packaged one."),
 ):
-    """Score 0..100 and class (low < 40 <= medium < 70 <= high) of each FILE, without a reference."""
+    """Score 0..100 and class (low < 40 <= medium < 70 <= high) of each FILE, without a reference.
+    A file that cannot be scored is reported on one line and the others are still scored (exit status 2)."""
     from ..api import predict
     from ..errors import SpaqError
     from .output import print_json
 
-    rows = []
+    from ..errors import SpaqInputError
+
+    if format:  # a bad --format is one error, not one per file
+        from ..formats import parse_format
+
+        try:
+            parse_format(format)
+        except ValueError as e:
+            raise SpaqInputError(str(e)) from None
+    rows, failed = [], []
     for f in files:
         try:
             r = predict(str(f), fmt=format, checkpoint=str(checkpoint) if checkpoint else None)
         except SpaqError as e:
             msg = str(e)
-            raise type(e)(msg if str(f) in msg else f"{f}: {msg}") from None
+            msg = msg if str(f) in msg else f"{f}: {msg}"
+            if len(files) == 1 or not isinstance(e, SpaqInputError):  # a checkpoint problem concerns every file
+                raise type(e)(msg) from None
+            # several files: the others are still scored; each bad one is a line on stderr (and an
+            # {"file", "error"} entry with --json), and the exit status is 2 at the end
+            failed.append(msg)
+            rows.append({"file": str(f), "error": msg})
+            continue
         rows.append({"file": str(f), **r})
     if as_json:
         print_json(rows)
+    else:
+        _print_rows([r for r in rows if "error" not in r])
+    if failed:
+        for m in failed[:-1]:
+            typer.echo(f"spaq: error: {m}", err=True)
+        raise SpaqError(f"{failed[-1]} ({len(failed)} of {len(files)} files could not be scored)")
+
+
+def _print_rows(rows: list) -> None:
+    if not rows:
         return
     w = max(len(r["file"]) for r in rows)
     for r in rows:
