@@ -457,6 +457,15 @@ def _check_out(out: str, journal: str, resume: bool, overwrite: bool) -> None:
         raise SpaqError(f"{out} already exists: pass --overwrite to replace it")
 
 
+def _source_pairs(pairs):
+    """``(ref_source, deg_source)`` of every row of ``pairs`` (``("", "")`` without source columns)."""
+    import itertools
+
+    if "ref_source" in pairs.columns:
+        return zip(pairs["ref_source"], pairs["deg_source"])
+    return itertools.repeat(("", ""), len(pairs))
+
+
 def _load_journal(journal: str, fp: dict, pairs) -> dict:
     if not os.path.exists(journal) or os.path.getsize(journal) == 0:
         return {}
@@ -467,10 +476,11 @@ def _load_journal(journal: str, fp: dict, pairs) -> dict:
         raise SpaqError(f"{journal} was written with {_describe_fp(old)}; this run asks for {_describe_fp(fp)}: "
                         f"use the same options to resume, or --overwrite to start again")
     done = read_journal(journal, key="id", cast=str)
-    def key(r, d, rs="", ds=""):
+
+    def key(r, d, rs="", ds=""):  # a pair's files, with its dry sources when it has them
         return (r, d) if not (rs or ds) else (r, d, rs, ds)
 
-    srcs = zip(pairs["ref_source"], pairs["deg_source"]) if "ref_source" in pairs.columns else iter(lambda: ("", ""), 0)
+    srcs = _source_pairs(pairs)
     files = {i: key(r, d, *sd) for (i, r, d), sd in zip(zip(pairs["id"], pairs["ref"], pairs["deg"]), srcs)}
     for i, rec in done.items():
         if i in files and files[i] != key(rec.get("ref"), rec.get("deg"), rec.get("ref_source", ""),
@@ -532,7 +542,7 @@ def score_batch(pairs_or_manifest, out, metrics=None, workers: int = 1, dask=Non
     if has_src and not any(metric_class(n).accepts_sources for n in names):
         raise SpaqError(f"the manifest has ref_source/deg_source columns but none of {', '.join(names)} uses dry "
                         f"sources (sqm does: --metric sqm)")
-    srcs = (zip(pairs["ref_source"], pairs["deg_source"]) if has_src else iter(lambda: ("", ""), 0))
+    srcs = _source_pairs(pairs)
     todo = [{"id": i, "ref": r, "deg": d, "format": f, "metrics": names, "fast": fast, "device": device,
              "checkpoint": checkpoint, "offline": offline, "align": align,
              "sources": [rs, ds] if rs and ds else None}

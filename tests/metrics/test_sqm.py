@@ -313,6 +313,27 @@ def test_batch_manifest_with_source_columns(metric, tmp_path, one_torch_thread):
             score_batch(tmp_path / name, tmp_path / f"o_{name}", metrics=["sqm"] if name != "m.csv" else ["cues"],
                         progress=False)
         assert not (tmp_path / f"o_{name}").exists()
+    # resume: an item scored with other sources than the manifest now lists is refused
+    from spaq import batch as batch_mod
+
+    real = batch_mod._score_one
+
+    def stop_after_first(task):
+        if task["id"] != "with":
+            raise KeyboardInterrupt
+        return real(task)
+
+    batch_mod._score_one = stop_after_first
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            score_batch(tmp_path / "m.csv", tmp_path / "r.csv", metrics=["sqm"], progress=False)
+    finally:
+        batch_mod._score_one = real
+    pd.DataFrame([{**rows[0], "deg_source": "rs.wav"}, rows[1]]).to_csv(tmp_path / "changed.csv", index=False)
+    with pytest.raises(SpaqError, match="item with was scored for other files"):
+        score_batch(tmp_path / "changed.csv", tmp_path / "r.csv", metrics=["sqm"], resume=True, progress=False)
+    df2 = score_batch(tmp_path / "m.csv", tmp_path / "r.csv", metrics=["sqm"], resume=True, progress=False)
+    assert df2["sqm"].tolist() == pytest.approx(df["sqm"].tolist(), rel=1e-9)
 
 
 def test_source_informed_bad_input(metric):

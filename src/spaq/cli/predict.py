@@ -21,10 +21,8 @@ def predict_cmd(
     """Score 0..100 and class (low < 40 <= medium < 70 <= high) of each FILE, without a reference.
     A file that cannot be scored is reported on one line and the others are still scored (exit status 2)."""
     from ..api import predict
-    from ..errors import SpaqError
+    from ..errors import SpaqError, SpaqInputError
     from .output import print_json
-
-    from ..errors import SpaqInputError
 
     if format:  # a bad --format is one error, not one per file
         from ..formats import parse_format
