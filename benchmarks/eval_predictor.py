@@ -88,12 +88,14 @@ def corpus_stats(pt, df) -> dict:
             "band_accuracy_from_score": float(np.mean(score_class(pt["raw"]) == c))}
 
 
-def reverb_longer(df) -> dict:
-    """Held-out sweep id -> True when its reverb lengthens the RT60 (:func:`spaq.train.predictor.reverb_longer`)."""
-    return _reverb_longer(df, HELD_OUT["seed"], HELD_OUT_DURATION)
+def reverb_longer(df, seed: int | None = None) -> dict:
+    """Held-out sweep id -> True when its reverb lengthens the RT60 (:func:`spaq.train.predictor.reverb_longer`);
+    ``seed``: the split's (default: the held-out split's)."""
+    return _reverb_longer(df, HELD_OUT["seed"] if seed is None else int(seed), HELD_OUT_DURATION)
 
 
-def ladders(pt, df, audible_only: bool = True, min_teacher_drop: float = 0.0) -> dict:
+def ladders(pt, df, audible_only: bool = True, min_teacher_drop: float = 0.0, seed: int | None = None,
+            per_sweep: bool = False) -> dict:
     """Per family, Spearman of the prediction against severity per sweep (clean = 0). With
     ``audible_only``, the sweeps a listener could judge without a reference: not the pink-noise
     source (noise added to noise is not heard as a fault) and, for reverb, the sweeps that
@@ -104,7 +106,7 @@ def ladders(pt, df, audible_only: bool = True, min_teacher_drop: float = 0.0) ->
 
     out = {}
     d = df.assign(pred=pt["raw"])
-    longer = reverb_longer(df) if audible_only else {}
+    longer = reverb_longer(df, seed) if audible_only else {}
     for fam in LADDERS:
         rs = []
         g0 = d[d["family"] == fam]
@@ -121,6 +123,8 @@ def ladders(pt, df, audible_only: bool = True, min_teacher_drop: float = 0.0) ->
         out[fam] = {"mean": float(np.mean(rs)) if rs else float("nan"), "worst": float(np.max(rs)) if rs else float("nan"),
                     "median": float(np.median(rs)) if rs else float("nan"),
                     "n": len(rs), "share_le_-0.9": float(np.mean(np.array(rs) <= -0.9)) if rs else float("nan")}
+        if per_sweep:
+            out[fam]["sweeps"] = rs
     return out
 
 
