@@ -19,6 +19,7 @@ def predict_cmd(
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", metavar="PATH", help="Predictor checkpoint; default: the packaged one."),
 ):
     """Score 0..100 and class (low < 40 <= medium < 70 <= high) of each FILE, without a reference.
+
     A file that cannot be scored is reported on one line and the others are still scored (exit status 2)."""
     from ..api import predict
     from ..errors import SpaqError, SpaqInputError
