@@ -278,7 +278,7 @@ def test_score_and_cli_with_sources(metric, tmp_path, capsys, one_torch_thread):
         spaq.score(ref, deg, sample_rate=SR, metrics=["sqm"], sources=(ref, ds[None]), strict=True)
 
 
-def test_batch_manifest_with_source_columns(metric, tmp_path, one_torch_thread):
+def test_batch_manifest_with_source_columns(metric, tmp_path, one_torch_thread, monkeypatch):
     """``spaq batch`` with ``ref_source``/``deg_source`` columns: a row with both scores as
     ``spaq.score(..., sources=)`` does, a row with neither as without sources; the columns are in
     the table after ``deg`` and not taken for metrics; half a pair of sources, one column only, or
@@ -323,12 +323,10 @@ def test_batch_manifest_with_source_columns(metric, tmp_path, one_torch_thread):
             raise KeyboardInterrupt
         return real(task)
 
-    batch_mod._score_one = stop_after_first
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            score_batch(tmp_path / "m.csv", tmp_path / "r.csv", metrics=["sqm"], progress=False)
-    finally:
-        batch_mod._score_one = real
+    monkeypatch.setattr(batch_mod, "_score_one", stop_after_first)
+    with pytest.raises(KeyboardInterrupt):
+        score_batch(tmp_path / "m.csv", tmp_path / "r.csv", metrics=["sqm"], progress=False)
+    monkeypatch.setattr(batch_mod, "_score_one", real)
     pd.DataFrame([{**rows[0], "deg_source": "rs.wav"}, rows[1]]).to_csv(tmp_path / "changed.csv", index=False)
     with pytest.raises(SpaqError, match="item with was scored for other files"):
         score_batch(tmp_path / "changed.csv", tmp_path / "r.csv", metrics=["sqm"], resume=True, progress=False)
