@@ -330,9 +330,12 @@ def split_cache_path(split: CorpusSplit, cache) -> Path:
     """The CSV :func:`split_records` caches ``split`` in: ``cache``'s stem + a key of the split
     and the teacher."""
     # the teacher's parameters are part of the key: a recalibrated quality metric gives new targets
+    # and so are the feature names: a table made before a feature was added lacks its column
+    from ..metrics.functional.predictor import FEATURE_NAMES
+
     t = _teacher()
     ident = {"split": asdict(split), "teacher": [t.name, t.version, getattr(t, "sha256", None),
-                                                  getattr(t, "fast", None)]}
+                                                  getattr(t, "fast", None)], "features": list(FEATURE_NAMES)}
     key = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
     return Path(cache).with_name(f"{Path(cache).stem}_{key}.csv")
 
