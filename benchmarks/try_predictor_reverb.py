@@ -19,6 +19,11 @@ the model? Two parts:
         the training split; held-out ladders of seeds 9900-9902 (pooled over sweeps, and the reverb
         ladder per source) and the MUSHRA LOSO Pearson. Tables with kept audio are cached in DIR
         (about 10 min of CPU the first time).
+    PYTHONPATH=src python benchmarks/try_predictor_reverb.py network --workdir DIR [--pmax 0 10 20 40]
+        the penalty inside the network instead: the recipe refitted on targets ``teacher - pmax *
+        clip((rt60 - 0.3) / 1.2, 0, 1)`` from each row's true RT60, with the shipped features and with
+        the three per-bin decay times appended (``fit_predictor(extra_columns=...)``); held-out ladders
+        as above (held-out targets get the same penalty).
 
 The per-bin decay time (``tail``): ``-60 / s10`` per band group (250-1000, 1000-4000,
 4000-12000 Hz), ``s10`` the 10th percentile of the level slopes (dB/s, least squares over 160 ms)
@@ -167,7 +172,7 @@ def _with_tail(df, audio_dir):
     return df
 
 
-def ladders_part(workdir: Path, pmaxes):
+def ladders_part(workdir: Path, pmaxes, network: bool = False):
     from scipy.stats import spearmanr
     from sklearn.linear_model import LinearRegression
 
@@ -188,6 +193,8 @@ def ladders_part(workdir: Path, pmaxes):
     df = table(tc.corpus, "predictor_train")
     df["rt60"] = row_rt60(df, tc.corpus)
     fit = FitSection(**asdict(tc.fit))
+    if network:
+        return _network(tc, df, fit, table, pmaxes)
     model, _ = fit_predictor(fit_rows(df, tc.corpus, fit, quiet), fit, quiet)
     clean = df[(df["severity"] == 0) & (df["source"] != "pink_noise")]
     reg = LinearRegression().fit(clean[TAIL], clean["rt60"])
@@ -225,19 +232,58 @@ def ladders_part(workdir: Path, pmaxes):
               flush=True)
 
 
+def _network(tc, df, fit, table, pmaxes):
+    """The penalty as a target of the network (see the module docstring)."""
+    import eval_predictor as EP
+    from spaq.train.predictor import (CorpusSplit, _mushra_audio, fit_predictor, fit_rows, loso_calibration,
+                                      mushra_predictor_table, mushra_stats, predict_table)
+
+    quiet = lambda m: None  # noqa: E731
+    tests = {}
+    for s in (9900, 9901, 9902):
+        sp = CorpusSplit(**{**EP.HELD_OUT, "seed": s})
+        t = table(sp, f"predictor_heldout_seed{s}")
+        t["rt60"] = row_rt60(t, sp)
+        tests[s] = t
+    mt = mushra_predictor_table(tc.mushra_dir(), tc.calibration.ratings, quiet)
+    mt[TAIL] = np.stack([tail(torch.from_numpy(x.astype(np.float32)), 48000)[0].numpy() for x in _mushra_audio(tc.mushra_dir(), mt)])
+    print("| features | pmax | MUSHRA LOSO | held-out accuracy / MAE | " + " | ".join(EP.LADDERS) + " |")
+    print("|---|---|---|---|" + "---|" * len(EP.LADDERS))
+    for extra in ((), tuple(TAIL)):
+        for pm in pmaxes:
+            def pen(t):
+                return pm * np.clip((t["rt60"] - 0.3) / 1.2, 0, 1)
+            d = df.assign(target=np.clip(df["target"] - pen(df), 0, 100))
+            model, _ = fit_predictor(fit_rows(d, tc.corpus, fit, quiet), fit, quiet, extra_columns=extra)
+            pooled, acc, mae = {f: [] for f in EP.LADDERS}, [], []
+            for s, t in tests.items():
+                t2 = t.assign(target=np.clip(t["target"] - pen(t), 0, 100))
+                pt = predict_table(model, t2)
+                st = EP.corpus_stats(pt, t2)
+                acc.append(st["accuracy"])
+                mae.append(st["mae"])
+                lad = EP.ladders(pt, t2, seed=s, per_sweep=True)
+                for f in EP.LADDERS:
+                    pooled[f] += lad[f].get("sweeps", [])
+            loso = mushra_stats(mt, loso_calibration(mt, predict_table(model, mt)["raw"]))["pearson_coded"]
+            print(f"| {'shipped + tail' if extra else 'shipped'} | {pm:g} | {loso:.3f} | {np.mean(acc):.3f} / {np.mean(mae):.1f} | "
+                  + " | ".join(f"{np.mean(pooled[f]):+.3f}" for f in EP.LADDERS) + " |", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="part", required=True)
     a1 = sub.add_parser("feature")
     a1.add_argument("--sweeps", type=int, default=8)
-    a2 = sub.add_parser("ladders")
-    a2.add_argument("--workdir", required=True)
-    a2.add_argument("--pmax", type=float, nargs="+", default=[0, 10, 20, 40])
+    for name in ("ladders", "network"):
+        a2 = sub.add_parser(name)
+        a2.add_argument("--workdir", required=True)
+        a2.add_argument("--pmax", type=float, nargs="+", default=[0, 10, 20, 40])
     a = ap.parse_args()
     if a.part == "feature":
         feature_part(a.sweeps)
     else:
-        ladders_part(Path(a.workdir), a.pmax)
+        ladders_part(Path(a.workdir), a.pmax, network=a.part == "network")
 
 
 if __name__ == "__main__":
