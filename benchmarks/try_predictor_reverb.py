@@ -174,7 +174,6 @@ def _with_tail(df, audio_dir):
 
 def ladders_part(workdir: Path, pmaxes, network: bool = False):
     from scipy.stats import spearmanr
-    from sklearn.linear_model import LinearRegression
 
     import eval_predictor as EP
     from spaq.train.predictor import (CorpusSplit, FitSection, PredictorTrainConfig, _mushra_audio, fit_predictor,
@@ -197,9 +196,14 @@ def ladders_part(workdir: Path, pmaxes, network: bool = False):
         return _network(tc, df, fit, table, pmaxes)
     model, _ = fit_predictor(fit_rows(df, tc.corpus, fit, quiet), fit, quiet)
     clean = df[(df["severity"] == 0) & (df["source"] != "pink_noise")]
-    reg = LinearRegression().fit(clean[TAIL], clean["rt60"])
-    print(f"rt60_hat = {reg.intercept_:+.3f} + {' + '.join(f'{c:.3f} {n}' for c, n in zip(reg.coef_, TAIL))}; "
-          f"r on the clean speech/harmonic training rows {np.corrcoef(reg.predict(clean[TAIL]), clean['rt60'])[0, 1]:.3f}")
+    A = np.column_stack([np.ones(len(clean)), clean[TAIL].to_numpy(dtype=np.float64)])
+    beta = np.linalg.lstsq(A, clean["rt60"].to_numpy(dtype=np.float64), rcond=None)[0]
+
+    def rt60_hat(X):  # least-squares line on the three per-bin decay times
+        return beta[0] + X[TAIL].to_numpy(dtype=np.float64) @ beta[1:]
+
+    print(f"rt60_hat = {beta[0]:+.3f} + {' + '.join(f'{c:.3f} {n}' for c, n in zip(beta[1:], TAIL))}; "
+          f"r on the clean speech/harmonic training rows {np.corrcoef(rt60_hat(clean), clean['rt60'])[0, 1]:.3f}")
     tests = {}
     for s in (9900, 9901, 9902):
         sp = CorpusSplit(**{**EP.HELD_OUT, "seed": s})
@@ -212,7 +216,7 @@ def ladders_part(workdir: Path, pmaxes, network: bool = False):
     print("|---|---|" + "---|" * len(EP.LADDERS) + "---|")
     for pm in pmaxes:
         def pen(X):
-            return pm * np.clip(reg.predict(X[TAIL]) - 0.3, 0, 1)
+            return pm * np.clip(rt60_hat(X) - 0.3, 0, 1)
         pooled, by_src = {f: [] for f in EP.LADDERS}, {}
         for s, (t, pt) in tests.items():
             p2 = dict(pt)
