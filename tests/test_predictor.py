@@ -251,6 +251,20 @@ def test_temporal_features_follow_reverberation_and_noise():
     assert m[1] > m[0] + 1, m  # a short room smooths the fast (10-40 Hz) fluctuations first
 
 
+def test_split_cache_key_follows_the_split_and_the_feature_names(monkeypatch, tmp_path):
+    """A cached table is reused only for the same split and the same feature names: a feature added
+    later gets a new table (an old one lacks its column) instead of a KeyError at fitting time."""
+    import spaq.metrics.functional.predictor as fp
+    from spaq.train.predictor import CorpusSplit, split_cache_path
+
+    base = split_cache_path(CorpusSplit(), tmp_path / "t.csv")
+    assert base == split_cache_path(CorpusSplit(), tmp_path / "t.csv") and base.parent == tmp_path
+    assert base.name.startswith("t_") and base.suffix == ".csv"
+    assert split_cache_path(CorpusSplit(seed=1), tmp_path / "t.csv") != base
+    monkeypatch.setattr(fp, "FEATURE_NAMES", fp.FEATURE_NAMES + ("a_new_feature",))
+    assert split_cache_path(CorpusSplit(), tmp_path / "t.csv") != base
+
+
 def test_audible_rows_leave_out_drier_rooms_and_noise_in_noise():
     """Only degraded rows a listener hears without a reference are fitted: the clean rows stay;
     reverb sweeps that shorten the RT60 and noise added to a pink-noise source go."""

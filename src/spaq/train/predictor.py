@@ -327,8 +327,8 @@ def fit_rows(df, split: CorpusSplit, fit: FitSection, log=print):
 
 
 def split_cache_path(split: CorpusSplit, cache) -> Path:
-    """The CSV :func:`split_records` caches ``split`` in: ``cache``'s stem + a key of the split
-    and the teacher."""
+    """The CSV :func:`split_records` caches ``split`` in: ``cache``'s stem + a key of the split,
+    the teacher and the feature names."""
     # the teacher's parameters are part of the key: a recalibrated quality metric gives new targets
     # and so are the feature names: a table made before a feature was added lacks its column
     from ..metrics.functional.predictor import FEATURE_NAMES
