@@ -84,3 +84,22 @@ def fe():
     from spaq.train.quality import _metric
 
     return _metric().frontend
+
+
+def interrupted_batch(monkeypatch, first_id: str, run) -> None:
+    """Run ``run()`` (a ``score_batch`` call) with every item but ``first_id`` interrupted by a
+    KeyboardInterrupt, as a user's Ctrl-C after the first item leaves it for a resume; scoring is
+    restored afterwards."""
+    from spaq import batch as batch_mod
+
+    real = batch_mod._score_one
+
+    def only_first(task):
+        if task["id"] != first_id:
+            raise KeyboardInterrupt
+        return real(task)
+
+    with monkeypatch.context() as m:
+        m.setattr(batch_mod, "_score_one", only_first)
+        with pytest.raises(KeyboardInterrupt):
+            run()

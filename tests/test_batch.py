@@ -13,6 +13,8 @@ from spaq import batch as batch_mod
 from spaq.batch import BASE_COLUMNS, BatchFailed, journal_path, read_pairs, score_batch, summary
 from spaq.errors import SpaqError
 
+from conftest import interrupted_batch
+
 METRICS = ["cues", "quality"]
 FS = 48000
 N_GOOD = 4
@@ -160,16 +162,7 @@ def test_resume_after_interruption(corpus, clean, tmp_path, monkeypatch):
 
 def test_resume_refuses_changed_files(corpus, tmp_path, monkeypatch):
     out = tmp_path / "s.csv"
-    real = batch_mod._score_one
-
-    def stop_after_first(task):
-        if task["id"] != "good0":
-            raise KeyboardInterrupt
-        return real(task)
-
-    monkeypatch.setattr(batch_mod, "_score_one", stop_after_first)
-    with pytest.raises(KeyboardInterrupt):
-        score_batch(corpus / "m.csv", out, metrics=["cues"], progress=False)
+    interrupted_batch(monkeypatch, "good0", lambda: score_batch(corpus / "m.csv", out, metrics=["cues"], progress=False))
     m = pd.read_csv(corpus / "m.csv")
     m.loc[0, "deg"] = "audio/d3.wav"
     m.to_csv(tmp_path / "changed.csv", index=False)

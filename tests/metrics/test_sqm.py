@@ -314,19 +314,10 @@ def test_batch_manifest_with_source_columns(metric, tmp_path, one_torch_thread, 
                         progress=False)
         assert not (tmp_path / f"o_{name}").exists()
     # resume: an item scored with other sources than the manifest now lists is refused
-    from spaq import batch as batch_mod
+    from conftest import interrupted_batch
 
-    real = batch_mod._score_one
-
-    def stop_after_first(task):
-        if task["id"] != "with":
-            raise KeyboardInterrupt
-        return real(task)
-
-    monkeypatch.setattr(batch_mod, "_score_one", stop_after_first)
-    with pytest.raises(KeyboardInterrupt):
-        score_batch(tmp_path / "m.csv", tmp_path / "r.csv", metrics=["sqm"], progress=False)
-    monkeypatch.setattr(batch_mod, "_score_one", real)
+    interrupted_batch(monkeypatch, "with",
+                      lambda: score_batch(tmp_path / "m.csv", tmp_path / "r.csv", metrics=["sqm"], progress=False))
     pd.DataFrame([{**rows[0], "deg_source": "rs.wav"}, rows[1]]).to_csv(tmp_path / "changed.csv", index=False)
     with pytest.raises(SpaqError, match="item with was scored for other files"):
         score_batch(tmp_path / "changed.csv", tmp_path / "r.csv", metrics=["sqm"], resume=True, progress=False)
