@@ -476,15 +476,11 @@ def _load_journal(journal: str, fp: dict, pairs) -> dict:
         raise SpaqError(f"{journal} was written with {_describe_fp(old)}; this run asks for {_describe_fp(fp)}: "
                         f"use the same options to resume, or --overwrite to start again")
     done = read_journal(journal, key="id", cast=str)
-
-    def key(r, d, rs="", ds=""):  # a pair's files, with its dry sources when it has them
-        return (r, d) if not (rs or ds) else (r, d, rs, ds)
-
-    srcs = _source_pairs(pairs)
-    files = {i: key(r, d, *sd) for (i, r, d), sd in zip(zip(pairs["id"], pairs["ref"], pairs["deg"]), srcs)}
+    # a pair's files and dry sources ("" where it has none, as in a journal written without them)
+    files = {i: (r, d, rs, ds) for i, r, d, (rs, ds) in zip(pairs["id"], pairs["ref"], pairs["deg"], _source_pairs(pairs))}
     for i, rec in done.items():
-        if i in files and files[i] != key(rec.get("ref"), rec.get("deg"), rec.get("ref_source", ""),
-                                          rec.get("deg_source", "")):
+        if i in files and files[i] != (rec.get("ref"), rec.get("deg"), rec.get("ref_source", ""),
+                                       rec.get("deg_source", "")):
             raise SpaqError(f"{journal}: item {i} was scored for other files ({rec.get('ref')}, {rec.get('deg')}) "
                             f"than the manifest lists now; pass --overwrite to start again")
     return {i: r for i, r in done.items() if i in files}
@@ -542,11 +538,10 @@ def score_batch(pairs_or_manifest, out, metrics=None, workers: int = 1, dask=Non
     if has_src and not any(metric_class(n).accepts_sources for n in names):
         raise SpaqError(f"the manifest has ref_source/deg_source columns but none of {', '.join(names)} uses dry "
                         f"sources (sqm does: --metric sqm)")
-    srcs = _source_pairs(pairs)
     todo = [{"id": i, "ref": r, "deg": d, "format": f, "metrics": names, "fast": fast, "device": device,
              "checkpoint": checkpoint, "offline": offline, "align": align,
              "sources": [rs, ds] if rs and ds else None}
-            for (i, r, d, f), (rs, ds) in zip(zip(pairs["id"], pairs["ref"], pairs["deg"], pairs["format"]), srcs)
+            for i, r, d, f, (rs, ds) in zip(pairs["id"], pairs["ref"], pairs["deg"], pairs["format"], _source_pairs(pairs))
             if i not in done]
 
     prog = None
