@@ -122,12 +122,10 @@ def feature_part(n_sweeps: int):
 
 def row_rt60(df, split) -> np.ndarray:
     """The RT60 (s) of each row's rendered scene, 0 when anechoic, replayed from the draws of
-    :func:`spaq.train.quality.sweep` (as :func:`spaq.train.predictor.reverb_longer` does)."""
-    from spaq.data.degradations import degradation_params
-    from spaq.data.scenes import sample_scene
-    from spaq.formats import parse_format
-    from spaq.train.predictor import ANCHOR_SWEEP_OFFSET
-    from spaq.train.quality import _sweep_config
+    :func:`spaq.train.quality.sweep` (:func:`~spaq.train.quality.sweep_draws`, as
+    :func:`spaq.train.predictor.reverb_longer` does)."""
+    from spaq.train.predictor import ANCHOR_SWEEP_OFFSET, SWEEP_FORMAT
+    from spaq.train.quality import sweep_draws, sweep_params
 
     fams = list(split.families)
     n_per = len(split.formats) * len(split.sources) * max(1, int(split.anchor_scenes))
@@ -136,26 +134,20 @@ def row_rt60(df, split) -> np.ndarray:
             df["sweep"], df["family"], df["source"], df["voice"], df["head"], df["format"], df["severity"])):
         key = (int(sw), fmt)
         if key not in cache:
-            sfmt = {"binaural": "binaural", "foa": "foa", "mono": "foa", "hoa": "hoa3"}[fmt]
-            if int(sw) >= ANCHOR_SWEEP_OFFSET:
+            if int(sw) >= ANCHOR_SWEEP_OFFSET:  # clean anchors: their family from the index, rooms by their own share
                 idx = int(sw) - ANCHOR_SWEEP_OFFSET
                 f, rp = fams[(idx - 1) // n_per], float(split.anchor_room_probability)
             else:
                 idx, f, rp = int(sw), fam, float(split.room_probability)
-            cfg = _sweep_config(sfmt, src, f, float(split.duration_s), head or "default", [voice], room_probability=rp)
-            r_scene, r_chain = (np.random.default_rng(x) for x in np.random.SeedSequence([int(split.seed), idx]).spawn(2))
-            scene = sample_scene(cfg, r_scene)
-            cache[key] = (scene, int(r_chain.integers(2**62)), cfg, f, sfmt)
-        scene, choice, cfg, f, sfmt = cache[key]
-        if scene["room"] is None:
+            cache[key] = (f, sweep_draws(f, SWEEP_FORMAT[fmt], src, split.seed, idx, duration_s=float(split.duration_s),
+                                         hrtf=head or "default", voices=[voice], room_probability=rp))
+        f, draws = cache[key]
+        room = draws[1]["room"]
+        if room is None:
             continue
-        rt = scene["room"]["rt60_s"]
+        rt = room["rt60_s"]
         if f == "reverb" and sev > 0:
-            p = degradation_params("reverb", float(sev), np.random.default_rng(choice), sample_rate=48000,
-                                   fmt=parse_format(sfmt), options=cfg["degradations"]["options"].get("reverb"),
-                                   n_sources=len(scene["sources"]),
-                                   directions=[(x["azimuth_deg"], x["elevation_deg"]) for x in scene["sources"]])
-            rt = float(np.clip(rt * p["rt60_factor"], 0.1, 3.0))
+            rt = float(np.clip(rt * sweep_params("reverb", sev, *draws)["rt60_factor"], 0.1, 3.0))
         out[i] = rt
     return out
 

@@ -275,29 +275,23 @@ def split_records(split: CorpusSplit, cache: Path, log=print, audio_dir=None, ke
     return df
 
 
+#: the corpus format of :func:`spaq.train.quality.sweep` behind each table format (mono rows are FOA's W)
+SWEEP_FORMAT = {"binaural": "binaural", "foa": "foa", "mono": "foa", "hoa": "hoa3"}
+
+
 def reverb_longer(df, seed: int, duration_s: float = 1.5) -> dict:
     """sweep id -> True when its reverb degradation lengthens the RT60, for the rows of ``df`` (a
     :func:`make_split` table of a split made with ``seed`` and ``duration_s``). The corpus engine
     draws the direction at random; a drier room is no impairment a listener hears without a
     reference. Replays :func:`spaq.train.quality.sweep`'s draws without rendering."""
-    from ..data.degradations import degradation_params
-    from ..data.scenes import sample_scene
-    from ..formats import parse_format
-    from .quality import _sweep_config
+    from .quality import sweep_draws, sweep_params
 
     out = {}
     for (sw, src, voice, head, fmt), _ in df[df["family"] == "reverb"].groupby(
             ["sweep", "source", "voice", "head", "format"]):
-        sfmt = {"binaural": "binaural", "foa": "foa", "mono": "foa", "hoa": "hoa3"}[fmt]
-        cfg = _sweep_config(sfmt, src, "reverb", float(duration_s), head or "default", [voice])
-        ss = np.random.SeedSequence([int(seed), int(sw)])
-        r_scene, r_chain = (np.random.default_rng(x) for x in ss.spawn(2))
-        scene = sample_scene(cfg, r_scene)
-        choice = int(r_chain.integers(2**62))
-        p = degradation_params("reverb", 1.0, np.random.default_rng(choice), sample_rate=48000, fmt=parse_format(sfmt),
-                               options=cfg["degradations"]["options"].get("reverb"), n_sources=len(scene["sources"]),
-                               directions=[(x["azimuth_deg"], x["elevation_deg"]) for x in scene["sources"]])
-        out[int(sw)] = bool(p["rt60_factor"] > 1.0)
+        draws = sweep_draws("reverb", SWEEP_FORMAT[fmt], src, seed, int(sw), duration_s=float(duration_s),
+                            hrtf=head or "default", voices=[voice])
+        out[int(sw)] = bool(sweep_params("reverb", 1.0, *draws)["rt60_factor"] > 1.0)
     return out
 
 

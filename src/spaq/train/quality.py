@@ -41,7 +41,7 @@ from ..errors import SpaqError
 from ..files import atomic_write
 from ..models.quality import SPATIAL_FEATURES, TIMBRAL_FEATURES, QualityMapping
 
-__all__ = ["QualityTrainConfig", "mushra_table", "mushra_features", "sweep", "sweep_features",
+__all__ = ["QualityTrainConfig", "mushra_table", "mushra_features", "sweep", "sweep_draws", "sweep_params", "sweep_features",
            "fit_timbral", "loso_predictions", "fit_spatial", "train_quality", "param_coding_table",
            "param_coding_features", "pair_features", "fit_joint", "joint_cv", "joint_pred", "SPATIAL_MODES",
            "FAMILIES"]
@@ -267,6 +267,33 @@ def _sweep_config(fmt: str, source: str, family: str, duration_s: float, hrtf: s
     })
 
 
+def sweep_draws(family: str, fmt: str, source: str, seed: int, index: int, *, duration_s: float = 1.5,
+                hrtf: str = "default", voices=("en-us",), heads=None, room_probability: float = 0.0):
+    """The random draws of :func:`sweep` for ``(seed, index)`` without rendering anything: ``(config,
+    scene, choice)``, ``choice`` the seed of the degradation's own random choices (the same at every
+    severity). What replays a sweep's room or degradation parameters after the fact."""
+    from ..data.scenes import sample_scene
+
+    cfg = _sweep_config(fmt, source, family, duration_s, hrtf, voices, heads, room_probability)
+    ss = np.random.SeedSequence([int(seed), int(index)])
+    r_scene, r_chain = (np.random.default_rng(s) for s in ss.spawn(2))
+    scene = sample_scene(cfg, r_scene)
+    return cfg, scene, int(r_chain.integers(2**62))
+
+
+def sweep_params(family: str, severity: float, cfg: dict, scene: dict, choice: int) -> dict:
+    """The parameters of ``family``'s degradation that :func:`sweep` applies at ``severity``, from
+    the draws of :func:`sweep_draws`."""
+    from ..data.degradations import degradation_params
+    from ..formats import parse_format
+
+    name = FAMILIES[family][0]
+    return degradation_params(name, float(severity), np.random.default_rng(choice), sample_rate=48000,
+                              fmt=parse_format(scene["format"]), options=cfg["degradations"]["options"].get(name),
+                              n_sources=len(scene["sources"]),
+                              directions=[(x["azimuth_deg"], x["elevation_deg"]) for x in scene["sources"]])
+
+
 def sweep(family: str, fmt: str, source: str, severities, seed: int, index: int, *, duration_s: float = 1.5,
           hrtf: str = "default", voices=("en-us",), heads=None, room_probability: float = 0.0):
     """One scene of ``source`` in ``fmt`` degraded by ``family`` at each severity, all random
@@ -274,26 +301,21 @@ def sweep(family: str, fmt: str, source: str, severities, seed: int, index: int,
     [deg (C, T) per severity])`` float64 at 48 kHz; deterministic in ``(seed, index)``.
     The scene is in a room for ``reverb`` (always) and with ``room_probability`` for the other
     families (0: anechoic, as the quality sweeps are)."""
-    from ..data.degradations import DEGRADATIONS, apply_signal_degradation, degradation_params
-    from ..data.scenes import _source_signals, render_scene, sample_scene, scene_mods
+    from ..data.degradations import DEGRADATIONS, apply_signal_degradation
+    from ..data.scenes import _source_signals, render_scene, scene_mods
     from ..formats import parse_format
 
-    cfg = _sweep_config(fmt, source, family, duration_s, hrtf, voices, heads, room_probability)
-    ss = np.random.SeedSequence([int(seed), int(index)])
-    r_scene, r_chain = (np.random.default_rng(s) for s in ss.spawn(2))
-    scene = sample_scene(cfg, r_scene)
+    cfg, scene, choice = sweep_draws(family, fmt, source, seed, index, duration_s=duration_s, hrtf=hrtf,
+                                     voices=voices, heads=heads, room_probability=room_probability)
     opts = dict(cfg["scene"]["speech"])
     opts["files_folder"] = None
     signals = _source_signals(scene, opts)
     ref = render_scene(scene, signals)
     f = parse_format(scene["format"])
     name = FAMILIES[family][0]
-    choice = int(r_chain.integers(2**62))
     degs = []
     for s in severities:
-        p = degradation_params(name, float(s), np.random.default_rng(choice), sample_rate=48000, fmt=f,
-                               options=cfg["degradations"]["options"].get(name), n_sources=len(scene["sources"]),
-                               directions=[(x["azimuth_deg"], x["elevation_deg"]) for x in scene["sources"]])
+        p = sweep_params(family, s, cfg, scene, choice)
         chain = [{"type": name, "stage": DEGRADATIONS[name].stage, "severity": float(s), "params": p}]
         mods = scene_mods(chain)
         y = render_scene(scene, signals, mods) if mods else ref.copy()
