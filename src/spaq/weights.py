@@ -89,15 +89,15 @@ REGISTRY: dict[str, WeightSpec] = {
                 "SONICOM subject 1 (CC BY-SA 3.0) HRTFs",
         packaged="weights/sqm_v1.pt",
     ),
-    "sqm_v1_source": WeightSpec(
-        name="sqm_v1_source",
+    "sqm_v2_source": WeightSpec(
+        name="sqm_v2_source",
         url=None,
-        sha256="898c44e5e008a6f6776bcdc1779ef351d6680502fe22fdde84270aaca86355e7",
-        filename="sqm_v1_source.pt",
+        sha256="e73234b446a1d310ea4ee1583829d9f63b69f00955e2e0ef2fe5a795d948110e",
+        filename="sqm_v2_source.pt",
         env_var="SPAQ_SQM_SOURCE_WEIGHTS",
         licence="MIT (spaq); trained on scenes rendered with the Neumann KU 100 (B. Bernschuetz, TH Koeln) and "
                 "SONICOM subject 1 (CC BY-SA 3.0) HRTFs",
-        packaged="weights/sqm_v1_source.pt",
+        packaged="weights/sqm_v2_source.pt",
     ),
     "predictor_v1": WeightSpec(
         name="predictor_v1",

@@ -220,13 +220,13 @@ def test_shipped_weights_registered():
 
 
 def test_source_informed_encoder(metric, one_torch_thread):
-    """With each signal's mono source the shipped ``sqm_v1_source`` (3 channels, registered, sha
+    """With each signal's mono source the shipped ``sqm_v2_source`` (3 channels, registered, sha
     verified) scores the pair: identity 0, other content at the same direction close, farther
     directions farther on the unseen head; its distances differ from the binaural-only encoder's."""
     from spaq.weights import REGISTRY
 
     m, w = metric.source_model()
-    assert m.cfg.channels == 3 and w.verified and w.sha256 == REGISTRY["sqm_v1_source"].sha256
+    assert m.cfg.channels == 3 and w.verified and w.sha256 == REGISTRY["sqm_v2_source"].sha256
     ref, rs = _render(0.0, seed=1, with_source=True)
     tests = {a: _render(a, seed=10 + i, with_source=True) for i, a in enumerate((0.0, 15.0, 45.0, 90.0))}
     r, r_src = torch.from_numpy(ref)[None], torch.from_numpy(rs)[None]
@@ -239,10 +239,14 @@ def test_source_informed_encoder(metric, one_torch_thread):
     x90, s90 = tests[90.0]
     two = float(metric.distances(r, torch.from_numpy(x90)[None])["score"][0])
     assert abs(two - d[90.0]) > 1e-3
-    # a common gain on a signal and its source changes nothing; the source alone at another gain does
+    # a common gain on a signal and its source changes nothing; the source alone at another gain (the
+    # direct-path ears are resynthesised from the source, only the ear-minus-source offset moves) far
+    # less than 15 deg of separation does
     same_gain = metric.distances(r, 0.25 * r, ref_source=r_src, deg_source=0.25 * r_src)
-    assert float(same_gain["score"][0]) <= 1e-4  # float32 features: level rounding only (other content: 0.03)
-    assert float(metric.distances(r, r, ref_source=r_src, deg_source=0.1 * r_src)["score"][0]) > 0.05
+    assert float(same_gain["score"][0]) <= 1e-4  # float32 features: level rounding only
+    off6 = float(metric.distances(r, r, ref_source=r_src, deg_source=0.5 * r_src)["score"][0])
+    off20 = float(metric.distances(r, r, ref_source=r_src, deg_source=0.1 * r_src)["score"][0])
+    assert 0 < off6 < off20 < 0.25 * d[15.0], (off6, off20, d)
 
 
 def test_score_and_cli_with_sources(metric, tmp_path, capsys, one_torch_thread):
@@ -258,7 +262,7 @@ def test_score_and_cli_with_sources(metric, tmp_path, capsys, one_torch_thread):
                                   ref_source=torch.from_numpy(rs)[None], deg_source=torch.from_numpy(ds)[None])["score"][0])
     rep = spaq.score(ref, deg, sample_rate=SR, metrics=["sqm"], sources=(rs[None], ds[None]))
     res = rep.results["sqm"]
-    assert res.score == pytest.approx(want, rel=1e-5) and "sqm_v1_source" in res.provenance["encoder"]
+    assert res.score == pytest.approx(want, rel=1e-5) and "sqm_v2_source" in res.provenance["encoder"]
     plain = spaq.score(ref, deg, sample_rate=SR, metrics=["sqm"]).results["sqm"]
     assert "sqm_v1 " in plain.provenance["encoder"] and abs(plain.score - res.score) > 1e-3
     files = {}
@@ -339,9 +343,12 @@ def test_source_informed_bad_input(metric):
         metric.distances(x, x, ref_source=s[..., :-10], deg_source=s)
     with pytest.raises(SpaqInputError, match="NaN"):
         metric.distances(x, x, ref_source=torch.full_like(s, float("nan")), deg_source=s)
+    noise = torch.from_numpy(np.random.default_rng(0).standard_normal(x.shape[-1]))[None].float()
+    with pytest.raises(SpaqInputError, match="degraded source is silent"):
+        metric.distances(x, x, ref_source=noise, deg_source=s)
     from spaq.weights import resolve
 
-    three = Sqm(checkpoint=resolve("sqm_v1_source").path)  # a 3-channel checkpoint needs the sources
+    three = Sqm(checkpoint=resolve("sqm_v2_source").path)  # a 3-channel checkpoint needs the sources
     with pytest.raises(SpaqInputError, match="pass ref_source and deg_source"):
         three.distances(x, x)
 
@@ -388,3 +395,52 @@ def test_losses_train_interaural_gain(name, one_torch_thread):
     ild_off = float((g[0] - g[1]).detach())
     assert vals[-1] < 0.7 * vals[0], vals
     assert abs(ild_off) < 2.5, ild_off  # was 6 dB
+
+
+def _ears(s: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """Mono ``s (T,)`` through a two-ear response ``h (2, L)``, cut to ``T``."""
+    from scipy.signal import fftconvolve
+
+    return fftconvolve(s[None], h, axes=-1)[:, : len(s)]
+
+
+def test_direct_path_keeps_the_direct_sound_and_removes_reflections():
+    """The source-informed input's direct-path estimate: anechoic ears come back unchanged, a
+    reflection 5 ms after the direct sound (0.7 gain) and one at 40 ms are removed, and the result
+    is differentiable in the input."""
+    from spaq.models.sqm import direct_path
+    from spaq.spatial.hrtf import load_hrtf
+
+    h = load_hrtf("default", 48000)
+    k = int(h.nearest_index(60.0, 10.0))
+    hrir = h.hrir[k]
+    s = np.random.default_rng(3).standard_normal(48000)
+    clean = _ears(s, hrir)
+
+    def rel_db(a, b):
+        return 10 * np.log10(((a - b) ** 2).sum() / (b ** 2).sum())
+
+    x = torch.from_numpy(np.concatenate([clean, s[None]]))[None]
+    y = direct_path(x, 48000, 2.5)[0].numpy()
+    assert rel_db(y[:2], clean) < -25.0
+    np.testing.assert_array_equal(y[2], s)  # the source is passed through
+
+    room = np.zeros((2, hrir.shape[-1] + 2000))
+    room[:, : hrir.shape[-1]] += hrir
+    room[:, 240: 240 + hrir.shape[-1]] += 0.7 * h.hrir[int(h.nearest_index(-40.0, 0.0))]
+    room[:, 1920: 1920 + hrir.shape[-1]] += 0.5 * h.hrir[int(h.nearest_index(170.0, 30.0))]
+    rev = _ears(s, room)
+    assert rel_db(rev, clean) > -5.0  # the reflections are a large part of the input
+    xr = torch.from_numpy(np.concatenate([rev, s[None]]))[None].requires_grad_(True)
+    yr = direct_path(xr, 48000, 2.5)
+    assert rel_db(yr[0, :2].detach().numpy(), clean) < -20.0
+    yr[:, :2].pow(2).sum().backward()
+    assert torch.isfinite(xr.grad).all() and xr.grad[:, :2].abs().sum() > 0
+
+
+def test_direct_path_config_needs_the_source():
+    with pytest.raises(ValueError, match="direct_path_ms"):
+        SQMConfig(channels=2, direct_path_ms=2.5)
+    with pytest.raises(ValueError, match="direct_path_ms"):
+        SQMConfig(channels=3, direct_path_ms=-1.0)
+    assert SQMConfig(channels=3).direct_path_ms == 0.0  # older checkpoints read their inputs as given

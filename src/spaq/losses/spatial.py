@@ -6,8 +6,8 @@
   activations over channels and frames, summed over layers) + ``cosine_weight`` x the cosine
   distance of the utterance embeddings. Content need not match; the two are cut to their common
   number of frames for the deep features. ``source=True``: the source-informed encoder
-  ``sqm_v1_source`` (binaural + the dry mono source of each signal, e.g. for a binaural renderer
-  whose mono input is known).
+  ``sqm_v2_source`` (binaural + the dry mono source of each signal, e.g. for a binaural renderer
+  whose mono input is known; it reads each ear's direct-path estimate, differentiably).
 * :class:`CueLoss`: differences of the interaural cues of the shared auditory front-end
   (:func:`spaq.auditory.binaural_features.binaural_features` with ``grad=True``): |dILD| / 1 dB,
   the IPD unit-vector distance |u - u'| and |d coherence|, per ERB band and 40 ms frame, weighted by
@@ -40,16 +40,17 @@ class SpatialLoss(nn.Module):
     """Deep-feature + embedding distance of the frozen SQM encoder (see the module docstring).
 
     ``checkpoint``: an SQM checkpoint path (None: the shipped ``sqm_v1``, or with ``source=True``
-    the source-informed ``sqm_v1_source``, which also reads each ear's band level re the dry mono
+    the source-informed ``sqm_v2_source``, which also reads each ear's band level re the dry mono
     source: :meth:`forward` then needs ``est_source`` and ``target_source``). The encoder's
     parameters are frozen and it stays in eval mode (``train()`` does not change it)."""
 
     def __init__(self, checkpoint=None, deep_weight: float = 1.0, cosine_weight: float = 1.0,
                  reduction: str = "mean", source: bool = False):
         super().__init__()
+        from ..metrics.sqm import SOURCE_WEIGHTS
         from ..models.sqm import SQM, load_pretrained
 
-        base, _ = load_pretrained(checkpoint, name="sqm_v1_source" if source else "sqm_v1")
+        base, _ = load_pretrained(checkpoint, name=SOURCE_WEIGHTS if source else "sqm_v1")
         enc = SQM(base.cfg)
         enc.load_state_dict(base.state_dict())
         for p in enc.parameters():

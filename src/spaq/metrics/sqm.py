@@ -10,7 +10,8 @@ cut to a common length: ``--trim``). Ambisonic input is decoded to binaural with
 MagLS decoder (:func:`spaq.spatial.decoders.hrtf_decoder`); loudspeaker layouts and mono are
 rendered binaurally by ``spaq.score``. With the mono source of each signal
 (``Sqm().distances(ref, deg, ref_source=..., deg_source=...)``) the source-informed encoder
-``sqm_v1_source`` (binaural + source, 3 channels) scores the pair instead.
+``sqm_v2_source`` (binaural + source, 3 channels, read through each ear's direct-path estimate:
+:func:`spaq.models.sqm.direct_path`) scores the pair instead.
 """
 from __future__ import annotations
 
@@ -24,11 +25,13 @@ from ..spatial.decoders import DEFAULT_DECODER, hrtf_decoder
 from .base import Metric, MetricResult
 from .functional.sqm import sqm_distances
 
-__all__ = ["Sqm", "load_sqm"]
+__all__ = ["Sqm", "load_sqm", "SOURCE_WEIGHTS"]
+
+SOURCE_WEIGHTS = "sqm_v2_source"  # the shipped source-informed encoder (registry name)
 
 def load_sqm(checkpoint=None, name: str = "sqm_v1"):
     """The SQM encoder (eval mode, frozen) and its resolved weights (:func:`spaq.models.sqm.load_pretrained`;
-    ``name``: ``sqm_v1`` binaural, ``sqm_v1_source`` binaural + the mono source)."""
+    ``name``: ``sqm_v1`` binaural, :data:`SOURCE_WEIGHTS` binaural + the mono source)."""
     from ..models.sqm import load_pretrained
 
     return load_pretrained(checkpoint, name=name)
@@ -50,7 +53,7 @@ class Sqm(Metric):
     streamable = False
     min_duration_s = 0.5
     align_input = False  # an embedding distance: no alignment needed
-    accepts_sources = True  # with the dry sources: the source-informed encoder sqm_v1_source
+    accepts_sources = True  # with the dry sources: the source-informed encoder (SOURCE_WEIGHTS)
     default_rank = None
     reading = "cosine distance, lower is better: 0 = same spatial image; grows with the sources' angular separation"
 
@@ -58,7 +61,7 @@ class Sqm(Metric):
         """``fast``: the front-end's decimated mode (as trained); ``False``: every band at full rate.
         ``checkpoint``: the binaural encoder (None: the shipped ``sqm_v1``); ``source_checkpoint``:
         the source-informed encoder used when :meth:`distances` gets the mono sources (None: the
-        shipped ``sqm_v1_source``, loaded on first use)."""
+        shipped :data:`SOURCE_WEIGHTS`, loaded on first use)."""
         model, w = load_sqm(checkpoint)
         self.device = torch.device(device)
         self.model = model.to(self.device)
@@ -69,11 +72,11 @@ class Sqm(Metric):
 
     def source_model(self):
         """The source-informed encoder (3 channels: left, right, the mono source) and its weights:
-        ``checkpoint`` itself when it is one, else ``source_checkpoint`` / the shipped ``sqm_v1_source``."""
+        ``checkpoint`` itself when it is one, else ``source_checkpoint`` / the shipped :data:`SOURCE_WEIGHTS`."""
         if self.model.cfg.channels == 3:
             return self.model, self.weights
         if self._source_model is None:
-            m, w = load_sqm(self._source_checkpoint, name="sqm_v1_source")
+            m, w = load_sqm(self._source_checkpoint, name=SOURCE_WEIGHTS)
             if m.cfg.channels != 3:
                 raise SpaqInputError(f"{self.name}: the source checkpoint takes {m.cfg.channels} channels, not binaural "
                                      "+ the mono source (3)")
@@ -122,6 +125,10 @@ class Sqm(Metric):
                 d = with_source(d, deg_source, "degraded source")
             except ValueError as e:
                 raise SpaqInputError(f"{self.name}: {e}") from None
+            for label, x in (("reference", r), ("degraded", d)):
+                if bool((x[:, 2].abs().amax(-1) == 0).any()):
+                    raise SpaqInputError(f"{self.name}: the {label} source is silent: the source-informed encoder "
+                                         "reads each ear against its dry source; pass the signal it was rendered from")
         return sqm_distances(model, r, d)
 
     def forward(self, ref: torch.Tensor, deg: torch.Tensor) -> dict:
@@ -155,7 +162,7 @@ class Sqm(Metric):
                 values[f"doa_{side}_azimuth_deg"] = np.asarray(az, dtype=np.float64).reshape(-1)
                 values[f"doa_{side}_elevation_deg"] = np.asarray(el, dtype=np.float64).reshape(-1)
         return self.result(out["score"], values, pair=pair,
-                           provenance={"encoder": "sqm_v1_source (binaural + dry source)" if src else "sqm_v1 (binaural)",
+                           provenance={"encoder": f"{used.path.stem} (binaural + dry source)" if src else f"{used.path.stem} (binaural)",
                                        "checkpoint_sha256": used.sha256, "checkpoint_source": used.source,
                                        "binaural_decoder": DEFAULT_DECODER if pair.format.is_ambisonics else None,
                                        "mode": "fast" if self.fast else "exact"},

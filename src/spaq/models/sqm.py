@@ -24,6 +24,8 @@ source) -> :meth:`SQM.forward` dict with ``frames (B, nf, E)``, ``utterance (B, 
 """
 from __future__ import annotations
 
+import math
+
 from dataclasses import asdict, dataclass
 
 import torch
@@ -51,12 +53,15 @@ class SQMConfig(ArchitectureConfig):
     embed_dim: int = 16
     doa_head: bool = True
     dropout: float = 0.0  # after the convolutions and between the LSTM layers (training only)
+    direct_path_ms: float = 0.0  # 3 channels: > 0 reads the direct sound only (:func:`direct_path`); 0: as given
 
     def __post_init__(self):
         if self.front_end not in ("cues", "wave"):
             raise ValueError(f"SQM front_end must be 'cues' or 'wave', got {self.front_end!r}")
         if self.channels not in (2, 3):
             raise ValueError(f"SQM channels must be 2 or 3, got {self.channels}")
+        if self.direct_path_ms < 0 or (self.direct_path_ms > 0 and self.channels != 3):
+            raise ValueError("SQM direct_path_ms must be >= 0, and > 0 only with the mono source (channels 3)")
 
     @property
     def frame_len(self) -> int:
@@ -73,13 +78,52 @@ class SQMConfig(ArchitectureConfig):
 
 
 
+def direct_path(x: torch.Tensor, sample_rate: int, after_ms: float, before_ms: float = 1.0,
+                regularisation: float = 1e-3, first_db: float = 6.0) -> torch.Tensor:
+    """The direct sound of a source-informed input: ``x (B, 3, T)`` (left, right, the dry mono
+    source) -> ``(B, 3, T)`` with the ears replaced by the source through the direct part of their
+    estimated responses. Each ear's response is estimated over the whole signal by regularised
+    deconvolution (``Y S* / (|S|^2 + regularisation x mean |S|^2)``, causal lags up to ``T / 2``),
+    its direct sound taken as the first sample whose two-ear energy is within ``first_db`` of the
+    response's largest (then that sample's local peak, within 0.5 ms), and the response kept from
+    ``before_ms`` before to ``after_ms`` after it (half-Hann fade-out over the last 0.5 ms):
+    reflections and diffuse noise after the direct sound are removed, the source's spectrum and
+    the head's direct-path filtering are kept. Differentiable in ``x`` (the window's position is
+    not). An anechoic input comes back nearly unchanged (its response is the HRIR)."""
+    n = x.shape[-1]
+    m = 1 << int(math.ceil(math.log2(2 * n)))
+    S = torch.fft.rfft(x[:, 2], m)  # (B, F)
+    p = S.real ** 2 + S.imag ** 2
+    den = p + regularisation * p.mean(-1, keepdim=True).clamp_min(1e-30)
+    h = torch.fft.irfft(torch.fft.rfft(x[:, :2], m) * (S.conj() / den)[:, None], m)[..., : n // 2]  # (B, 2, L)
+    with torch.no_grad():
+        e = h.detach().pow(2).sum(1)  # (B, L)
+        first = (e >= e.amax(-1, keepdim=True) * 10 ** (-first_db / 10)).int().argmax(-1)
+        look = max(1, int(round(0.0005 * sample_rate)))
+        idx = (first[:, None] + torch.arange(look, device=x.device)).clamp(max=e.shape[-1] - 1)
+        pk = first + e.gather(1, idx).argmax(-1)  # (B,)
+        t = torch.arange(e.shape[-1], device=x.device)[None]
+        a = pk[:, None] - int(round(before_ms * sample_rate / 1000))
+        b = pk[:, None] + int(round(after_ms * sample_rate / 1000))
+        fade = look
+        w = ((t >= a) & (t < b)).to(h.dtype)
+        ramp = 0.5 * (1 + torch.cos(math.pi * (t - (b - fade)).clamp(0, fade).to(h.dtype) / fade))
+        w = w * torch.where(t >= b - fade, ramp, torch.ones_like(ramp))
+    y = torch.fft.irfft(S[:, None] * torch.fft.rfft(h * w[:, None], m), m)[..., :n]
+    return torch.cat([y.to(x.dtype), x[:, 2:3]], dim=1)
+
+
 def sqm_features(x: torch.Tensor, cfg: SQMConfig, grad: bool = False, decimate: bool = True) -> torch.Tensor:
     """Cue features of ``x (B, C, T)`` (``C = cfg.channels``) -> ``(B, D, nf)``, ``D =
     cfg.feature_dim``: ILD/10 dB, IPD cos, sin, coherence, shapes/10 dB, activity (band level of
     the louder ear re the signal's loudest band-frame, /20 dB, clipped at -3) per band; for 3
-    channels also each ear's band level re the source's, /10 dB. ``grad``: differentiable;
+    channels also each ear's band level re the source's, /10 dB (with ``cfg.direct_path_ms`` > 0
+    everything read from :func:`direct_path` of ``x``). ``grad``: differentiable;
     ``decimate``: the front-end's fast mode (training default; False: every band at full rate)."""
     from ..auditory.binaural_features import binaural_features, feature_frontend
+
+    if cfg.channels == 3 and cfg.direct_path_ms > 0:
+        x = direct_path(x, cfg.sample_rate, cfg.direct_path_ms)
 
     fe = feature_frontend(cfg.sample_rate, decimate=decimate, frame_ms=cfg.frame_ms)
     B = x.shape[0]
@@ -182,7 +226,7 @@ def with_source(x: torch.Tensor, s, label: str) -> torch.Tensor:
 
 
 def load_pretrained(checkpoint=None, name: str = "sqm_v1") -> tuple[SQM, object]:
-    """A shipped SQM encoder (registry ``name``: ``sqm_v1``, binaural, 2 channels; ``sqm_v1_source``,
+    """A shipped SQM encoder (registry ``name``: ``sqm_v1``, binaural, 2 channels; ``sqm_v2_source``,
     binaural + the mono source, 3 channels), or ``checkpoint`` (a path), in eval mode with frozen
     parameters, and its :class:`spaq.weights.ResolvedWeights`; cached per file."""
     from ..weights import resolve

@@ -153,8 +153,9 @@ def bank(spec: SQMDataSpec, n_directions: int, seed: int, split: str, clip_s: fl
     ``workers`` processes render ranges of directions (the same bank as one process)."""
     from pathlib import Path
 
+    extra = (cfg.direct_path_ms,) if cfg.channels == 3 and cfg.direct_path_ms > 0 else ()  # older keys unchanged
     key = hashlib.sha256(repr((spec, n_directions, seed, split, clip_s, cfg.sample_rate, cfg.frame_ms,
-                               keep_waves)).encode()).hexdigest()[:16]
+                               keep_waves) + extra).encode()).hexdigest()[:16]
     f = Path(cache_dir) / f"sqm_{split}_{key}.pt" if cache_dir else None
     if f is not None and f.is_file():
         return torch.load(f, weights_only=True)
