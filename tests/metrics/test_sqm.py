@@ -452,8 +452,6 @@ def test_source_informed_distance_ignores_the_room(metric, seed, one_torch_threa
     direction in a room (RT60 0.6 s, 2 m) is far closer to the anechoic reference than 15 deg away
     (measured 0.007 / 0.029 against 0.14 / 0.13; ``sqm_v1_source`` without the direct path: 0.016 /
     0.093 against 0.09)."""
-    from scipy.signal import fftconvolve
-
     from spaq.data.sources import make_source
     from spaq.spatial.hrtf import load_hrtf
     from spaq.spatial.room import place_in_room, room_impulse_response
@@ -462,12 +460,12 @@ def test_source_informed_distance_ignores_the_room(metric, seed, one_torch_threa
     s, _ = make_source("noise_bursts", 1.0, SR, np.random.default_rng(seed), level_dbfs=-25.0)
 
     def anechoic(az):
-        return fftconvolve(s[None], h.hrir[int(h.nearest_index(az, 0.0))], axes=-1)[:, :SR]
+        return _ears(s, h.hrir[int(h.nearest_index(az, 0.0))])
 
     spec = place_in_room(np.array([6.0, 5.0, 3.0]), 0.6, 30.0, 0.0, 2.0, np.random.default_rng(seed))
     brir, _ = room_impulse_response(spec, SR, "binaural", hrtf=h, rng=np.random.default_rng(seed), ism_order=3,
                                     length_s=0.7)
-    room = fftconvolve(s[None], brir, axes=-1)[:, :SR]
+    room = _ears(s, brir)
 
     def t(a):
         return torch.from_numpy(np.ascontiguousarray(a))[None]

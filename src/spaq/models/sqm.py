@@ -105,10 +105,9 @@ def direct_path(x: torch.Tensor, sample_rate: int, after_ms: float, before_ms: f
         t = torch.arange(e.shape[-1], device=x.device)[None]
         a = pk[:, None] - int(round(before_ms * sample_rate / 1000))
         b = pk[:, None] + int(round(after_ms * sample_rate / 1000))
-        fade = look
-        w = ((t >= a) & (t < b)).to(h.dtype)
-        ramp = 0.5 * (1 + torch.cos(math.pi * (t - (b - fade)).clamp(0, fade).to(h.dtype) / fade))
-        w = w * torch.where(t >= b - fade, ramp, torch.ones_like(ramp))
+        w = ((t >= a) & (t < b)).to(h.dtype)  # the cut, its last ``look`` samples faded out
+        ramp = 0.5 * (1 + torch.cos(math.pi * (t - (b - look)).clamp(0, look).to(h.dtype) / look))
+        w = w * torch.where(t >= b - look, ramp, torch.ones_like(ramp))
     y = torch.fft.irfft(S[:, None] * torch.fft.rfft(h * w[:, None], m), m)[..., :n]
     return torch.cat([y.to(x.dtype), x[:, 2:3]], dim=1)
 
