@@ -187,6 +187,39 @@ def test_trainer_deterministic_and_refuses_held_out_head(one_torch_thread):
         train_sqm(SQMTrainConfig(n_directions=1, steps=1, data={"heads": ["sonicom-2"]}), log=lambda *_: None)
 
 
+def test_bank_head_scales_render_through_scaled_heads_and_leave_the_default_bank_alone(one_torch_thread):
+    """``SQMDataSpec.head_scales``: with one scale (the default) the bank is exactly what it was (same
+    random stream; the cache key of the shipped recipes is the one their banks were written under),
+    with several each direction is rendered through a frequency-scaled head (other features; two
+    contents per direction as before)."""
+    import tempfile
+    from pathlib import Path
+
+    from spaq.config import from_dict
+    from spaq.models.sqm import SQMConfig
+    from spaq.train.sqm import SQMDataSpec, SQMTrainConfig, bank, make_bank
+
+    cfg = SQMConfig(channels=2)
+    spec = SQMDataSpec(heads=("ku100",), sources=("pink_noise",), room_fraction=0.0, noise_fraction=0.0)
+    a = make_bank(spec, 3, 0, "train", 0.5, cfg, log=lambda *_: None)
+    b = make_bank(SQMDataSpec(**{**spec.__dict__, "head_scales": (1.0,)}), 3, 0, "train", 0.5, cfg, log=lambda *_: None)
+    c = make_bank(SQMDataSpec(**{**spec.__dict__, "head_scales": (0.92, 1.08)}), 3, 0, "train", 0.5, cfg,
+                  log=lambda *_: None)
+    assert torch.equal(a["feats"], b["feats"])
+    # the features the code drew before head_scales existed (the same random stream: one extra draw per
+    # direction moves the mean by 1.1e-3; float16 rounding and FFT libraries by far less than 1e-4)
+    assert torch.equal(a["dirs"][::2], a["dirs"][1::2])
+    assert abs(float(a["feats"].float().mean()) - 0.1142085) < 1e-4
+    assert torch.equal(a["group"], c["group"]) and not torch.equal(a["feats"], c["feats"])
+    # the shipped recipe's bank file name (its cache key) is the one written before head_scales existed
+    tc = SQMTrainConfig.from_yaml(Path(__file__).resolve().parents[2] / "src/spaq/resources/weights/sqm_v1.yaml")
+    with tempfile.TemporaryDirectory() as d, pytest.MonkeyPatch.context() as mp:
+        mp.setattr("spaq.train.sqm.make_bank", lambda *a, **k: {"x": torch.zeros(1)})
+        bank(from_dict(SQMDataSpec, tc.data, "data"), tc.n_directions, tc.seed, "train", tc.clip_s,
+             SQMConfig(**tc.model), cache_dir=d, keep_waves=tc.keep_waves)
+        assert [p.name for p in Path(d).iterdir()] == ["sqm_train_5a25ae617b0d5deb.pt"]
+
+
 def test_angle_loss_is_zero_on_the_sphere_and_pulls_towards_it():
     """``angle_loss``: embeddings whose cosine geometry is the directions' own (the unit vectors
     themselves, padded with zeros, at any scale) give 0; a same-direction pair embedded apart, or

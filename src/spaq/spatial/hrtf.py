@@ -236,6 +236,25 @@ class HRTFSet:
         return HRTFSet(h, self.azimuth_deg, self.elevation_deg, sample_rate,
                        name=self.name, sha256=self.sha256, path=self.path)
 
+    def frequency_scaled(self, scale: float) -> "HRTFSet":
+        """This set with every transfer function scaled in frequency by ``scale``, ``H'(f) = H(f /
+        scale)`` (``scale`` < 1: a larger head and pinnae; Middlebrooks 1999: another listener's
+        transfer functions resemble one's own scaled by a common factor), at the same rate and
+        directions: each HRIR is ``h'(t) = scale h(scale t)``, polyphase-resampled (``scale`` taken as a
+        ratio of integers up to 100), so interaural delays scale by ``1 / scale`` too. Named ``"<name>
+        x<scale>"``; its sha256 is of its samples. ``scale`` = 1 is this set."""
+        from fractions import Fraction
+
+        from scipy.signal import resample_poly
+
+        r = Fraction(float(scale)).limit_denominator(100)
+        if r <= 0:
+            raise SpaqError(f"frequency scale must be positive, got {scale}")
+        if r == 1:
+            return self
+        h = resample_poly(self.hrir, r.denominator, r.numerator, axis=-1) * float(r)  # rate sample_rate / scale
+        return HRTFSet(h, self.azimuth_deg, self.elevation_deg, self.sample_rate, name=f"{self.name} x{float(r):g}")
+
 
 def load_sofa(path: str | os.PathLike, sample_rate: int | None = None, resample: bool = True,
               name: str | None = None) -> HRTFSet:

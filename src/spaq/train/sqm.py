@@ -58,6 +58,10 @@ class SQMDataSpec:
     snr_db: tuple[float, float] = (0.0, 30.0)
     level_dbfs: tuple[float, float] = (-40.0, -15.0)
     min_elevation_deg: float = -45.0
+    #: each drawn direction is rendered through its head scaled in frequency by one of these
+    #: (:meth:`~spaq.spatial.hrtf.HRTFSet.frequency_scaled`, drawn per direction): more head sizes than
+    #: the heads have, for listeners the training never heard. ``(1.0,)``: the heads as measured
+    head_scales: tuple[float, ...] = (1.0,)
 
 
 @dataclass
@@ -154,8 +158,10 @@ def bank(spec: SQMDataSpec, n_directions: int, seed: int, split: str, clip_s: fl
     from pathlib import Path
 
     extra = (cfg.direct_path_ms,) if cfg.channels == 3 and cfg.direct_path_ms > 0 else ()  # older keys unchanged
-    key = hashlib.sha256(repr((spec, n_directions, seed, split, clip_s, cfg.sample_rate, cfg.frame_ms,
-                               keep_waves) + extra).encode()).hexdigest()[:16]
+    ident = repr((spec, n_directions, seed, split, clip_s, cfg.sample_rate, cfg.frame_ms, keep_waves) + extra)
+    if tuple(float(x) for x in spec.head_scales) == (1.0,):  # the measured heads: older keys unchanged
+        ident = ident.replace(f", head_scales={spec.head_scales!r}", "")
+    key = hashlib.sha256(ident.encode()).hexdigest()[:16]
     f = Path(cache_dir) / f"sqm_{split}_{key}.pt" if cache_dir else None
     if f is not None and f.is_file():
         return torch.load(f, weights_only=True)
@@ -199,6 +205,8 @@ def make_bank(spec: SQMDataSpec, n_directions: int, seed: int, split: str, clip_
         if h.lower() in HELD_OUT_HEADS and not allow_held_out:
             raise SpaqError(f"{h} is the held-out head: never train on it")
     heads = [_load_head(h, cfg.sample_rate) for h in spec.heads]
+    scales = tuple(float(x) for x in spec.head_scales)
+    scaled = {(hi, sc): heads[hi].frequency_scaled(sc) for hi in range(len(heads)) for sc in scales}
     split_key = int(hashlib.sha256(split.encode()).hexdigest()[:8], 16)
     c3 = SQMConfig(**{**cfg.to_dict(), "front_end": "cues", "channels": 3})
     waves, dirs, group, room, feats = [], [], [], [], []
@@ -220,6 +228,8 @@ def make_bank(spec: SQMDataSpec, n_directions: int, seed: int, split: str, clip_
         hrtf = heads[hi]
         ok = np.flatnonzero(hrtf.elevation_deg >= spec.min_elevation_deg)
         k = int(ok[int(rng.integers(len(ok)))])
+        if len(scales) > 1:  # drawn only then: banks of the measured heads keep their random stream
+            hrtf = scaled[(hi, scales[int(rng.integers(len(scales)))])]
         for _ in range(2):
             kind = spec.sources[int(rng.integers(len(spec.sources)))]
             x, meta = render_scene(hrtf, k, kind, rng, clip_s, spec, sample_rate=cfg.sample_rate)
