@@ -14,7 +14,7 @@ twenty-first session, tried, not shipped). Development seeds only: sonicom-2 779
     PYTHONPATH=src python benchmarks/try_template_candidates.py consensus [--cache DIR]
         one consensus template per direction (mean over heads x scales on SONICOM-1's grid) with the
         between-candidate variance added to each cue's variance, instead of choosing a candidate
-    PYTHONPATH=src python benchmarks/try_template_candidates.py frontback [--cache DIR] [--n 3000]
+    PYTHONPATH=src python benchmarks/try_template_candidates.py frontback [--cache DIR] [--n 3000] [--seeds ...]
         a front/back classifier (scikit-learn) on the time-averaged template observation, trained on
         renders through KU100 and SONICOM-1 at the 5 scales, used to flip the localiser's answer
         to its front/back mirror where it disagrees confidently
@@ -195,7 +195,7 @@ def _feature(x):
     return np.where(W > 0, (om * z).sum(0) / np.maximum(W, 1e-30), 0.0)
 
 
-def frontback(cache, n):
+def frontback(cache, n, seeds=SONICOM_DEV):
     from fractions import Fraction
 
     from scipy.signal import oaconvolve, resample_poly
@@ -222,7 +222,7 @@ def frontback(cache, n):
     clf = HistGradientBoostingClassifier(max_iter=300, learning_rate=0.05, random_state=0).fit(np.array(X), np.array(Y))
     rows = {t: ([], []) for t in (0.0, 0.7, 0.8, 0.9)}
     acc_c, acc_t = [], []
-    for seed in SONICOM_DEV:
+    for seed in seeds:
         x, dirs, _ = get_set("sonicom2_anechoic", 100, cache, seed)
         taz, tel = _truth(dirs)
         from spaq.localization import localize
@@ -242,7 +242,8 @@ def frontback(cache, n):
             err, fb = _score(e, taz, tel)
             E.append(err)
             Fb.append(fb)
-    print(f"front/back of sonicom-2 (|lateral| <= 75): classifier {np.mean(acc_c):.3f}, localiser {np.mean(acc_t):.3f}")
+    print(f"front/back of sonicom-2, seeds {tuple(seeds)} (|lateral| <= 75): classifier {np.mean(acc_c):.3f}, "
+          f"localiser {np.mean(acc_t):.3f}")
     for t, (E, Fb) in rows.items():
         lab = "localiser as shipped" if t == 0 else f"flipped where the classifier says the other side with p > {t:g}"
         print(f"  {lab}: median {np.median(np.concatenate(E)):.1f} deg, front-back {100 * np.concatenate(Fb).mean():.1f} %")
@@ -333,10 +334,11 @@ def main():
     ap.add_argument("part", choices=["oracle", "margin", "consensus", "frontback", "onset"])
     ap.add_argument("--cache", default="/tmp/loccache")
     ap.add_argument("--n", type=int, default=3000, help="renders per head (frontback)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=list(SONICOM_DEV), help="sonicom-2 seeds (frontback)")
     a = ap.parse_args()
     torch.set_num_threads(1)
     {"oracle": lambda: oracle(a.cache), "margin": lambda: margin(a.cache), "consensus": lambda: consensus(a.cache),
-     "frontback": lambda: frontback(a.cache, a.n), "onset": lambda: onset(a.cache)}[a.part]()
+     "frontback": lambda: frontback(a.cache, a.n, a.seeds), "onset": lambda: onset(a.cache)}[a.part]()
 
 
 if __name__ == "__main__":
