@@ -6,8 +6,9 @@ twenty-first session, tried, not shipped). Development seeds only: sonicom-2 779
         per item of sonicom-2 seeds 779-783, the best direction of every candidate set the localiser
         compares where the direct sound dominates (KU100 and SONICOM-1, each x 5 frequency scales):
         the shipped choice (smallest summed distance), each candidate alone, the oracle candidate
-        (smallest error: not available to a localiser) and the choice with the KU100 candidates
-        handicapped by a margin (KU100 must fit better by that factor)
+        (smallest error: not available to a localiser), the choice with the KU100 candidates
+        handicapped by a margin (KU100 must fit better by that factor) and the candidate whose frames
+        agree most with its summed answer
     PYTHONPATH=src python benchmarks/try_template_candidates.py margin  [--cache DIR]
         the same margins on KU100 rooms (777, 778) and KU100 anechoic (779), where the KU100 is the
         head: what a margin against the dummy head costs its own recordings
@@ -85,7 +86,8 @@ def oracle(cache):
         x, dirs, _ = get_set("sonicom2_anechoic", 100, cache, seed)
         taz, tel = _truth(dirs)
         for i in range(len(x)):
-            _, _, sums = _sums(x[i])
+            xx, cues, sums = _sums(x[i])
+            obs = T._observation(xx, O, cues)
             row, quad = [], []
             v = sph2cart(taz[i], tel[i])
             lat, pol = float(lateral_angle(v)), np.degrees(np.arctan2(v[2], v[0]))
@@ -94,8 +96,11 @@ def oracle(cache):
                 k = int(np.argmin(D))
                 az, el = _azel(c.directions[k])
                 e, fb = _score([[az, el]], taz[i:i + 1], tel[i:i + 1])
-                row.append((float(D[k]), float(e[0]), float(fb[0]), c.name == "ku100"))
                 d = c.directions[k]
+                Df, fw = T.frame_distances(xx, c, observation=obs, **O)  # the frames' own best directions
+                near = c.directions[np.argmin(Df, 1)] @ d >= np.cos(np.radians(15.0))
+                conc = float((fw * near).sum() / max(float(fw.sum()), 1e-12))
+                row.append((float(D[k]), float(e[0]), float(fb[0]), c.name == "ku100", conc))
                 dp = abs((np.degrees(np.arctan2(d[2], d[0])) - pol + 180) % 360 - 180)  # polar-angle error
                 quad.append(float(dp > 90) if abs(lat) <= 60 else -1.0)
             R.append(row)
@@ -112,6 +117,10 @@ def oracle(cache):
         s = pick(ch)
         lab = "shipped (smallest summed distance)" if m == 1.0 else f"KU100 must fit better by x{m:g}"
         print(f"| {lab} | {np.median(s[:, 1]):.1f} | {100 * s[:, 2].mean():.1f} % | {int(R[np.arange(n), ch, 3].sum())} |")
+    ch = np.argmax(R[:, :, 4] - 1e-9 * R[:, :, 0], 1)
+    s = pick(ch)
+    print(f"| most frames agreeing (within 15 deg of the summed answer) | {np.median(s[:, 1]):.1f} | "
+          f"{100 * s[:, 2].mean():.1f} % | {int(R[np.arange(n), ch, 3].sum())} |")
     s = pick(np.argmin(R[:, :, 1], 1))
     print(f"| oracle candidate (smallest error) | {np.median(s[:, 1]):.1f} | {100 * s[:, 2].mean():.1f} % | |")
     ch = np.argmin(R[:, :, 0], 1)
