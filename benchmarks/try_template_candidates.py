@@ -7,8 +7,8 @@ twenty-first session, tried, not shipped). Development seeds only: sonicom-2 779
         compares where the direct sound dominates (KU100 and SONICOM-1, each x 5 frequency scales):
         the shipped choice (smallest summed distance), each candidate alone, the oracle candidate
         (smallest error: not available to a localiser), the choice with the KU100 candidates
-        handicapped by a margin (KU100 must fit better by that factor) and the candidate whose frames
-        agree most with its summed answer
+        handicapped by a margin (KU100 must fit better by that factor), the candidate chosen by the
+        interaural terms alone and the candidate whose frames agree most with its summed answer
     PYTHONPATH=src python benchmarks/try_template_candidates.py margin  [--cache DIR]
         the same margins on KU100 rooms (777, 778) and KU100 anechoic (779), where the KU100 is the
         head: what a margin against the dummy head costs its own recordings
@@ -88,6 +88,8 @@ def oracle(cache):
         for i in range(len(x)):
             xx, cues, sums = _sums(x[i])
             obs = T._observation(xx, O, cues)
+            oi = {**O, "sigma_shape_db": 1e3}  # the interaural terms only
+            sums_i = T.observation_sums(T._pool(T._observation(xx, oi, cues), 10))
             row, quad = [], []
             v = sph2cart(taz[i], tel[i])
             lat, pol = float(lateral_angle(v)), np.degrees(np.arctan2(v[2], v[0]))
@@ -100,7 +102,8 @@ def oracle(cache):
                 Df, fw = T.frame_distances(xx, c, observation=obs, **O)  # the frames' own best directions
                 near = c.directions[np.argmin(Df, 1)] @ d >= np.cos(np.radians(15.0))
                 conc = float((fw * near).sum() / max(float(fw.sum()), 1e-12))
-                row.append((float(D[k]), float(e[0]), float(fb[0]), c.name == "ku100", conc))
+                row.append((float(D[k]), float(e[0]), float(fb[0]), c.name == "ku100", conc,
+                            float(T.summed_distances(c, sums_i, **oi).min())))
                 dp = abs((np.degrees(np.arctan2(d[2], d[0])) - pol + 180) % 360 - 180)  # polar-angle error
                 quad.append(float(dp > 90) if abs(lat) <= 60 else -1.0)
             R.append(row)
@@ -117,6 +120,10 @@ def oracle(cache):
         s = pick(ch)
         lab = "shipped (smallest summed distance)" if m == 1.0 else f"KU100 must fit better by x{m:g}"
         print(f"| {lab} | {np.median(s[:, 1]):.1f} | {100 * s[:, 2].mean():.1f} % | {int(R[np.arange(n), ch, 3].sum())} |")
+    ch = np.argmin(R[:, :, 5], 1)
+    s = pick(ch)
+    print(f"| candidate by the interaural terms alone (ILD, IPD) | {np.median(s[:, 1]):.1f} | {100 * s[:, 2].mean():.1f} % "
+          f"| {int(R[np.arange(n), ch, 3].sum())} |")
     ch = np.argmax(R[:, :, 4] - 1e-9 * R[:, :, 0], 1)
     s = pick(ch)
     print(f"| most frames agreeing (within 15 deg of the summed answer) | {np.median(s[:, 1]):.1f} | "
