@@ -196,6 +196,7 @@ def test_bank_head_scales_render_through_scaled_heads_and_leave_the_default_bank
     from pathlib import Path
 
     from spaq.config import from_dict
+    from spaq.errors import SpaqError
     from spaq.models.sqm import SQMConfig
     from spaq.train.sqm import SQMDataSpec, SQMTrainConfig, bank, make_bank
 
@@ -211,6 +212,10 @@ def test_bank_head_scales_render_through_scaled_heads_and_leave_the_default_bank
     assert torch.equal(a["dirs"][::2], a["dirs"][1::2])
     assert abs(float(a["feats"].float().mean()) - 0.1142085) < 1e-4
     assert torch.equal(a["group"], c["group"]) and not torch.equal(a["feats"], c["feats"])
+    one = make_bank(SQMDataSpec(**{**spec.__dict__, "head_scales": (0.92,)}), 3, 0, "train", 0.5, cfg, log=lambda *_: None)
+    assert torch.equal(a["dirs"], one["dirs"]) and not torch.equal(a["feats"], one["feats"])  # one scale: applied, no draw
+    with pytest.raises(SpaqError, match="head_scales"):
+        make_bank(SQMDataSpec(**{**spec.__dict__, "head_scales": ()}), 1, 0, "train", 0.5, cfg, log=lambda *_: None)
     # the shipped recipe's bank file name (its cache key) is the one written before head_scales existed
     tc = SQMTrainConfig.from_yaml(Path(__file__).resolve().parents[2] / "src/spaq/resources/weights/sqm_v1.yaml")
     with tempfile.TemporaryDirectory() as d, pytest.MonkeyPatch.context() as mp:

@@ -206,6 +206,8 @@ def make_bank(spec: SQMDataSpec, n_directions: int, seed: int, split: str, clip_
             raise SpaqError(f"{h} is the held-out head: never train on it")
     heads = [_load_head(h, cfg.sample_rate) for h in spec.heads]
     scales = tuple(float(x) for x in spec.head_scales)
+    if not scales:
+        raise SpaqError("data.head_scales needs at least one scale (1.0: the heads as measured)")
     scaled = {(hi, sc): heads[hi].frequency_scaled(sc) for hi in range(len(heads)) for sc in scales}
     split_key = int(hashlib.sha256(split.encode()).hexdigest()[:8], 16)
     c3 = SQMConfig(**{**cfg.to_dict(), "front_end": "cues", "channels": 3})
@@ -228,8 +230,8 @@ def make_bank(spec: SQMDataSpec, n_directions: int, seed: int, split: str, clip_
         hrtf = heads[hi]
         ok = np.flatnonzero(hrtf.elevation_deg >= spec.min_elevation_deg)
         k = int(ok[int(rng.integers(len(ok)))])
-        if len(scales) > 1:  # drawn only then: banks of the measured heads keep their random stream
-            hrtf = scaled[(hi, scales[int(rng.integers(len(scales)))])]
+        sc = scales[int(rng.integers(len(scales)))] if len(scales) > 1 else scales[0]  # drawn only then: banks
+        hrtf = scaled[(hi, sc)]  # of the measured heads keep their random stream (scale 1: the set itself)
         for _ in range(2):
             kind = spec.sources[int(rng.integers(len(spec.sources)))]
             x, meta = render_scene(hrtf, k, kind, rng, clip_s, spec, sample_rate=cfg.sample_rate)
