@@ -347,13 +347,8 @@ def test_cli_says_which_template_head_answered(tmp_path, capsys):
 
 def _scaled_head(h, idx, s):
     """The directions ``idx`` of ``h`` as heard by a head whose transfer functions are ``h``'s
-    scaled in frequency by ``s`` (each HRIR stretched in time by ``1 / s``)."""
-    from scipy.signal import resample_poly
-
-    r = int(round(FS * s))
-    g = int(np.gcd(r, FS))
-    hr = resample_poly(h.hrir[idx], FS // g, r // g, axis=-1)
-    return HRTFSet(hr, h.azimuth_deg[idx], h.elevation_deg[idx], FS, name=f"scaled-{s:g}")
+    scaled in frequency by ``s`` (:meth:`HRTFSet.frequency_scaled`)."""
+    return HRTFSet(h.hrir[idx], h.azimuth_deg[idx], h.elevation_deg[idx], FS, name="subset").frequency_scaled(s)
 
 
 def test_scaled_variants_match_a_head_scaled_in_frequency(small_set):
@@ -396,3 +391,44 @@ def test_localisation_tries_scaled_heads_where_the_direct_sound_dominates(small_
             else:
                 assert r["head_scale"] == 1.0 and all(" x" not in n for n in r["head_fit"])
     assert np.mean(errs) < np.mean(errs1) and any(s != 1.0 for s in scales), (errs, errs1, scales)
+
+
+def test_reverberant_input_warns_and_reports_the_lateral_angle():
+    """In a room (direct-sound coherence below the templates' reverberant threshold) the answer says
+    how far it can be trusted: one warning with the held-out rooms' figures, in the result, the CLI's
+    JSON and the ``localization`` metric; every source's lateral angle is in the JSON and holds there.
+    Coherent input, and input the exact-head stage recognises, get no warning."""
+    import spaq
+    from spaq.localization.localize import REVERBERANT_WARNING
+    from spaq.localization.templates import DEFAULTS
+    from spaq.spatial.room import place_in_room, room_impulse_response
+
+    h = load_hrtf("ku100", FS)
+    rng = np.random.default_rng(7)
+    rs = place_in_room(np.array([6.0, 5.0, 3.0]), 0.7, 50.0, 0.0, 2.5, rng)
+    rir, _ = room_impulse_response(rs, FS, "binaural", hrtf=h, rng=rng, ism_order=3, length_s=0.8)
+    gate = np.repeat(rng.random(20) < 0.5, FS // 20 + 1)[:FS]  # noise bursts: onsets, as speech has
+    y = 0.05 * oaconvolve((rng.standard_normal(FS) * gate)[None], rir, axes=-1)[:, :FS]
+    r = localize(y, FS)
+    d = r.to_dict()
+    assert r.provenance["direct_coherence"] < DEFAULTS["drr_coherence"], r.provenance["direct_coherence"]
+    assert r.warnings == [REVERBERANT_WARNING.format(coherence=r.provenance["direct_coherence"],
+                                                     threshold=DEFAULTS["drr_coherence"])]
+    src = d["sources"][0]
+    from spaq.spatial.angles import lateral_angle, sph2cart
+
+    assert d["warnings"] == r.warnings
+    assert abs(src["lateral_deg"] - float(lateral_angle(sph2cart(src["azimuth_deg"], src["elevation_deg"])))) < 2e-3
+    # what the warning says: here the direction is far off (front/back and elevation), the lateral angle much less
+    lat_err = abs(src["lateral_deg"] - 50.0)
+    assert lat_err < 15 and great_circle_deg(src["azimuth_deg"], src["elevation_deg"], 50.0, 0.0) > 3 * lat_err, src
+    res = spaq.score(y, 0.9 * y, sample_rate=FS, metrics=["localization"]).results["localization"]
+    assert any(w.startswith("reference: reverberant input") for w in res.warnings), res.warnings
+    i = int(h.nearest_index(20.0, 0.0))
+    coherent = localize(_render(h, i, 3), FS)  # exact-head match
+    assert coherent.warnings == []
+    assert abs(coherent.to_dict()["sources"][0]["lateral_deg"] - float(lateral_angle(h.directions[i]))) < 0.5
+    off_grid = HRTFSet(h.hrir[[i]], h.azimuth_deg[[i]], h.elevation_deg[[i]], FS).frequency_scaled(0.96)
+    r = localize(_render(off_grid, 0, 3), FS)  # an unknown head, direct sound: band templates, no warning
+    assert not r.provenance["exact_head"]["used"] and r.provenance["direct_coherence"] >= DEFAULTS["drr_coherence"]
+    assert r.warnings == []

@@ -14,13 +14,17 @@ __all__ = ["register"]
 
 
 def _print_human(res) -> None:
+    from ..spatial.angles import lateral_angle, sph2cart
+
     typer.echo(f"{res.format} ({res.method}):")
     for i in range(res.n_sources):
         a, e, c = res.azimuth_deg[i], res.elevation_deg[i], res.confidence[i]
         if a != a:  # NaN
             typer.echo(f"  source {i + 1}: not found")
         else:
-            typer.echo(f"  source {i + 1}: azimuth {a:7.1f} deg  elevation {e:6.1f} deg  confidence {c:.2f}")
+            lat = float(lateral_angle(sph2cart(a, e)))
+            typer.echo(f"  source {i + 1}: azimuth {a:7.1f} deg  elevation {e:6.1f} deg  (lateral {lat:5.1f} deg)  "
+                       f"confidence {c:.2f}")
     ex = res.provenance.get("exact_head") if res.method == "templates" else None
     if ex:  # which template head answered, and whether the exact-head stage recognised it
         how = (f"exact-head match, misfit {ex['fit']:.3f}" if ex["used"] else
@@ -31,6 +35,8 @@ def _print_human(res) -> None:
     if res.class_probabilities:
         best = max(res.class_probabilities, key=res.class_probabilities.get)
         typer.echo(f"  class: {best} ({res.class_probabilities[best]:.2f})")
+    for w in res.warnings:
+        typer.echo(f"  warning: {w}")
 
 
 def localize_cmd(

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from ..errors import SpaqInputError
-from ..spatial.angles import cart2sph
+from ..spatial.angles import cart2sph, lateral_angle, sph2cart
 
 __all__ = ["LocalizationResult", "LocalizationComparison", "localize", "compare_localization", "load_localizer",
            "default_weights_path", "binaural_window_directions", "WEIGHTS_NAME", "WEIGHTS_ENV"]
@@ -34,6 +34,12 @@ WEIGHTS_NAME = "bast_ku100"  # entry of spaq.weights.REGISTRY: the log-mel BAST 
 WEIGHTS_ENV = "SPAQ_LOCALIZER_WEIGHTS"  # that entry's env_var
 DEFAULT_WEIGHTS = "bast_ku100.pt"
 CUES_WEIGHTS_NAME = "bast_cues"  # the cue-feature BAST (issue 16): method="bast" without weights, "auto" in rooms
+#: the warning of a binaural answer from reverberant input (template method, direct-sound coherence below
+#: the templates' own reverberant threshold ``drr_coherence``; exact-head matches excepted); the figures are
+#: the held-out KU100 rooms set of benchmarks/results/localizer_v2.md (shipped settings)
+REVERBERANT_WARNING = ("reverberant input (direct-sound coherence {coherence:.2f} < {threshold:g}): the left-right "
+                       "(lateral) angle holds, elevation and front/back much less (held-out KU100 rooms: median lateral "
+                       "error 2.8 deg, direction 22.9 deg, front-back confusions 23 %)")
 _MODELS: dict = {}
 
 
@@ -46,6 +52,10 @@ class LocalizationResult:
     ``frame_azimuth_deg``/``frame_elevation_deg``/``frame_confidence``
     ``(n_sources, n_frames)``, NaN where a frame has no estimate for a source.
     ``class_probabilities``: mean class posterior of the binaural model's class head (or None).
+    ``warnings``: one line each on how far the answer can be trusted (e.g. reverberant binaural input:
+    :data:`REVERBERANT_WARNING`). ``to_dict`` also gives each source's lateral angle (from the median
+    plane, + left: :func:`spaq.spatial.angles.lateral_angle`), the part of a direction that interaural
+    cues fix even in a room.
     """
 
     format: str
@@ -60,6 +70,7 @@ class LocalizationResult:
     frame_confidence: np.ndarray
     class_probabilities: dict | None = None
     provenance: dict = field(default_factory=dict)
+    warnings: list = field(default_factory=list)
 
     @property
     def n_sources(self) -> int:
@@ -70,16 +81,19 @@ class LocalizationResult:
             a = np.asarray(a, dtype=np.float64)
             return np.where(np.isnan(a), None, np.round(a, 3)).tolist()
 
+        lat = lateral_angle(sph2cart(np.nan_to_num(self.azimuth_deg), np.nan_to_num(self.elevation_deg)))
+        lat = np.where(np.isnan(self.azimuth_deg), np.nan, lat)
         d = {
             "format": self.format,
             "method": self.method,
             "sample_rate": self.sample_rate,
             "sources": [
                 {"azimuth_deg": clean(self.azimuth_deg[i]), "elevation_deg": clean(self.elevation_deg[i]),
-                 "confidence": clean(self.confidence[i])}
+                 "lateral_deg": clean(lat[i]), "confidence": clean(self.confidence[i])}
                 for i in range(self.n_sources)
             ],
             "class_probabilities": self.class_probabilities,
+            "warnings": list(self.warnings),
             "provenance": self.provenance,
         }
         if frames:
@@ -362,6 +376,7 @@ def _localize_binaural_any(arr, sr, name, n_sources, weights, active_range_db, o
 
 
 def _localize_templates(arr, sr, n_sources, hrtf, frame_s, cues=None) -> LocalizationResult:
+    from .templates import DEFAULTS as TEMPLATE_DEFAULTS
     from .templates import TEMPLATE_VERSION, localize_templates
 
     r = localize_templates(arr, sr, hrtf=hrtf, n_sources=n_sources, frame_s=frame_s or 0.2,
@@ -379,6 +394,10 @@ def _localize_templates(arr, sr, n_sources, hrtf, frame_s, cues=None) -> Localiz
         FA[s, sel], FE[s, sel] = fa[sel], fe[sel]
         FC[s, sel] = np.clip(r["frame_dirs"][sel] @ D[s], 0.0, 1.0)
     ts = r["template_set"]
+    warnings = []
+    threshold = float(r["settings"].get("drr_coherence", TEMPLATE_DEFAULTS["drr_coherence"]))
+    if r["direct_coherence"] < threshold and not (r["exact_head"] or {}).get("used", False):
+        warnings.append(REVERBERANT_WARNING.format(coherence=float(r["direct_coherence"]), threshold=threshold))
     return LocalizationResult(
         format="binaural", method="templates", sample_rate=48000, azimuth_deg=A, elevation_deg=E, confidence=C,
         frame_times_s=r["frame_times_s"], frame_azimuth_deg=FA, frame_elevation_deg=FE, frame_confidence=FC,
@@ -389,6 +408,7 @@ def _localize_templates(arr, sr, n_sources, hrtf, frame_s, cues=None) -> Localiz
                     "reverberant_templates_drr_db": None if not np.isfinite(r["drr_db"]) else float(r["drr_db"]),
                     "input_sample_rate": int(sr),
                     **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r["settings"].items()}},
+        warnings=warnings,
     )
 
 

@@ -79,6 +79,8 @@ class Localization(Metric):
                     continue
                 raise MetricUnavailable(f"localization: {e}") from None
             it = c.to_dict()
+            for side, r in (("reference", c.reference), ("degraded", c.degraded)):
+                warn += [f"{side}: {w}" for w in (r.warnings if r is not None else []) if f"{side}: {w}" not in warn]
             method = it["reference"]["method"]
             prov = it["reference"].get("provenance", {})
             segs.append({"start_s": a / pair.sample_rate_used, "error_deg": it["error_deg"],
@@ -114,6 +116,8 @@ class Localization(Metric):
             items.append(c.to_dict())
             if c.note:
                 warn.append(c.note)
+            for side, r in (("reference", c.reference), ("degraded", c.degraded)):
+                warn += [f"{side}: {w}" for w in (r.warnings if r is not None else []) if f"{side}: {w}" not in warn]
         score = np.asarray(scores, dtype=np.float64)
         values = {"error_deg": [it["error_deg"] for it in items] if pair.batched else items[0]["error_deg"],
                   "reference_directions": [it["reference"]["sources"] for it in items] if pair.batched
