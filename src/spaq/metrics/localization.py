@@ -20,6 +20,15 @@ from .base import Metric, MetricResult, MetricUnavailable
 __all__ = ["Localization"]
 
 
+
+def _side_warnings(c, have: list) -> list:
+    """The warnings of a comparison's two localisations, each prefixed by its side, that ``have``
+    does not hold yet."""
+    out = []
+    for side, res in (("reference", c.reference), ("degraded", c.degraded)):
+        out += [f"{side}: {w}" for w in (res.warnings if res is not None else []) if f"{side}: {w}" not in have + out]
+    return out
+
 class Localization(Metric):
     name = "localization"
     version = "1.3"  # 1.1: binaural default is template matching (was the BAST model); 1.2: cue BAST when reverberant;
@@ -79,8 +88,7 @@ class Localization(Metric):
                     continue
                 raise MetricUnavailable(f"localization: {e}") from None
             it = c.to_dict()
-            for side, r in (("reference", c.reference), ("degraded", c.degraded)):
-                warn += [f"{side}: {w}" for w in (r.warnings if r is not None else []) if f"{side}: {w}" not in warn]
+            warn += _side_warnings(c, warn)
             method = it["reference"]["method"]
             prov = it["reference"].get("provenance", {})
             segs.append({"start_s": a / pair.sample_rate_used, "error_deg": it["error_deg"],
@@ -116,8 +124,7 @@ class Localization(Metric):
             items.append(c.to_dict())
             if c.note:
                 warn.append(c.note)
-            for side, r in (("reference", c.reference), ("degraded", c.degraded)):
-                warn += [f"{side}: {w}" for w in (r.warnings if r is not None else []) if f"{side}: {w}" not in warn]
+            warn += _side_warnings(c, warn)
         score = np.asarray(scores, dtype=np.float64)
         values = {"error_deg": [it["error_deg"] for it in items] if pair.batched else items[0]["error_deg"],
                   "reference_directions": [it["reference"]["sources"] for it in items] if pair.batched
