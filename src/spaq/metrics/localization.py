@@ -20,7 +20,6 @@ from .base import Metric, MetricResult, MetricUnavailable
 __all__ = ["Localization"]
 
 
-
 def _side_warnings(c, have: list) -> list:
     """The warnings of a comparison's two localisations, each prefixed by its side, that ``have``
     does not hold yet."""
@@ -28,6 +27,7 @@ def _side_warnings(c, have: list) -> list:
     for side, res in (("reference", c.reference), ("degraded", c.degraded)):
         out += [f"{side}: {w}" for w in (res.warnings if res is not None else []) if f"{side}: {w}" not in have + out]
     return out
+
 
 class Localization(Metric):
     name = "localization"
