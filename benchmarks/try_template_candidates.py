@@ -132,6 +132,10 @@ def oracle(cache):
     print(f"| oracle candidate (smallest error) | {np.median(s[:, 1]):.1f} | {100 * s[:, 2].mean():.1f} % | |")
     ch = np.argmin(R[:, :, 0], 1)
     s, q, tel_all = pick(ch), np.array(Q)[np.arange(n), ch], np.array(TEL)
+    ku = R[np.arange(n), ch, 3] > 0
+    print(f"shipped choice where a KU100 candidate wins ({int(ku.sum())} items): median {np.median(s[ku, 1]):.1f} deg, "
+          f"front-back {100 * s[ku, 2].mean():.1f} %; where a SONICOM-1 one wins: {np.median(s[~ku, 1]):.1f} deg, "
+          f"{100 * s[~ku, 2].mean():.1f} %")
     conf = s[:, 2] > 0
     print(f"shipped choice: confused items' errors, percentiles 10/50: {np.percentile(s[conf, 1], 10):.0f} / "
           f"{np.median(s[conf, 1]):.0f} deg; share with true elevation >= 75 deg: {np.mean(tel_all[conf] >= 75):.2f}; "
