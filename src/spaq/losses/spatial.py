@@ -47,10 +47,9 @@ class SpatialLoss(nn.Module):
     def __init__(self, checkpoint=None, deep_weight: float = 1.0, cosine_weight: float = 1.0,
                  reduction: str = "mean", source: bool = False):
         super().__init__()
-        from ..metrics.sqm import SOURCE_WEIGHTS
-        from ..models.sqm import SQM, load_pretrained
+        from ..models.sqm import BINAURAL_WEIGHTS, SOURCE_WEIGHTS, SQM, load_pretrained
 
-        base, _ = load_pretrained(checkpoint, name=SOURCE_WEIGHTS if source else "sqm_v1")
+        base, _ = load_pretrained(checkpoint, name=SOURCE_WEIGHTS if source else BINAURAL_WEIGHTS)
         enc = SQM(base.cfg)
         enc.load_state_dict(base.state_dict())
         for p in enc.parameters():

@@ -21,17 +21,17 @@ import torch
 from ..dsp import mimo_fir_filter
 from ..errors import SpaqInputError
 from ..spatial.angles import cart2sph
+from ..models.sqm import BINAURAL_WEIGHTS, SOURCE_WEIGHTS
 from ..spatial.decoders import DEFAULT_DECODER, hrtf_decoder
 from .base import Metric, MetricResult
 from .functional.sqm import sqm_distances
 
 __all__ = ["Sqm", "load_sqm", "SOURCE_WEIGHTS"]
 
-SOURCE_WEIGHTS = "sqm_v2_source"  # the shipped source-informed encoder (registry name)
 
-def load_sqm(checkpoint=None, name: str = "sqm_v1"):
+def load_sqm(checkpoint=None, name: str = BINAURAL_WEIGHTS):
     """The SQM encoder (eval mode, frozen) and its resolved weights (:func:`spaq.models.sqm.load_pretrained`;
-    ``name``: ``sqm_v1`` binaural, :data:`SOURCE_WEIGHTS` binaural + the mono source)."""
+    ``name``: :data:`~spaq.models.sqm.BINAURAL_WEIGHTS` binaural, :data:`SOURCE_WEIGHTS` binaural + the mono source)."""
     from ..models.sqm import load_pretrained
 
     return load_pretrained(checkpoint, name=name)

@@ -25,7 +25,6 @@ source) -> :meth:`SQM.forward` dict with ``frames (B, nf, E)``, ``utterance (B, 
 from __future__ import annotations
 
 import math
-
 from dataclasses import asdict, dataclass
 
 import torch
@@ -224,7 +223,12 @@ def with_source(x: torch.Tensor, s, label: str) -> torch.Tensor:
     return torch.cat([x, s.to(device=x.device, dtype=x.dtype)], dim=1)
 
 
-def load_pretrained(checkpoint=None, name: str = "sqm_v1") -> tuple[SQM, object]:
+#: registry names of the shipped encoders: binaural (2 channels) and source-informed (3 channels)
+BINAURAL_WEIGHTS = "sqm_v1"
+SOURCE_WEIGHTS = "sqm_v2_source"
+
+
+def load_pretrained(checkpoint=None, name: str = BINAURAL_WEIGHTS) -> tuple[SQM, object]:
     """A shipped SQM encoder (registry ``name``: ``sqm_v1``, binaural, 2 channels; ``sqm_v2_source``,
     binaural + the mono source, 3 channels), or ``checkpoint`` (a path), in eval mode with frozen
     parameters, and its :class:`spaq.weights.ResolvedWeights`; cached per file."""
