@@ -376,7 +376,6 @@ def _localize_binaural_any(arr, sr, name, n_sources, weights, active_range_db, o
 
 
 def _localize_templates(arr, sr, n_sources, hrtf, frame_s, cues=None) -> LocalizationResult:
-    from .templates import DEFAULTS as TEMPLATE_DEFAULTS
     from .templates import TEMPLATE_VERSION, localize_templates
 
     r = localize_templates(arr, sr, hrtf=hrtf, n_sources=n_sources, frame_s=frame_s or 0.2,
@@ -395,9 +394,8 @@ def _localize_templates(arr, sr, n_sources, hrtf, frame_s, cues=None) -> Localiz
         FC[s, sel] = np.clip(r["frame_dirs"][sel] @ D[s], 0.0, 1.0)
     ts = r["template_set"]
     warnings = []
-    threshold = float(r["settings"].get("drr_coherence", TEMPLATE_DEFAULTS["drr_coherence"]))
-    if r["direct_coherence"] < threshold and not (r["exact_head"] or {}).get("used", False):
-        warnings.append(REVERBERANT_WARNING.format(coherence=float(r["direct_coherence"]), threshold=threshold))
+    if not r["direct_sound"] and not (r["exact_head"] or {}).get("used", False):
+        warnings.append(REVERBERANT_WARNING.format(coherence=float(r["direct_coherence"]), threshold=r["drr_coherence"]))
     return LocalizationResult(
         format="binaural", method="templates", sample_rate=48000, azimuth_deg=A, elevation_deg=E, confidence=C,
         frame_times_s=r["frame_times_s"], frame_azimuth_deg=FA, frame_elevation_deg=FE, frame_confidence=FC,

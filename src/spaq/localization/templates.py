@@ -662,7 +662,9 @@ def localize_templates(x: np.ndarray, sample_rate: int, hrtf=None, n_sources: in
     by that factor -- 0.8-0.9 did not help on development scenes). Returns a dict: ``directions (S, 3)``, ``confidence (S,)``
     (weighted share of frames voting within ``refine_cap_deg`` of the source), trajectory
     ``frame_times_s (M,)``, ``frame_dirs (M, 3)`` (best direction per ``frame_s`` block),
-    ``frame_source (M,)`` (nearest source, -1 for blocks with no weight), settings. ``cues``: the
+    ``frame_source (M,)`` (nearest source, -1 for blocks with no weight), ``direct_coherence``,
+    ``direct_sound`` (whether it reached ``drr_coherence``, the gate of the reverberant templates),
+    settings. ``cues``: the
     ``(features, levels)`` of ``x`` at 48 kHz and -30 dBFS with 20 ms frames when already computed
     (:func:`spaq.localization.localize._cue_input`; used only with the default 20 ms frames).
     ``exact=False`` turns the exact-head stages off (:func:`exact_head_fit` for one source,
@@ -698,7 +700,8 @@ def localize_templates(x: np.ndarray, sample_rate: int, hrtf=None, n_sources: in
     # reverberant templates only where the direct sound does not dominate (rooms: median coherence
     # 0.70 on development scenes; anechoic: 10th percentile 0.87-0.93)
     drrs = tuple(opts.pop("drr_variants_db"))
-    direct = bool(coherence >= float(opts.pop("drr_coherence")))
+    drr_coherence = float(opts.pop("drr_coherence"))
+    direct = bool(coherence >= drr_coherence)
     nf = obs[0].shape[0]
     per = max(1, int(round(frame_s / fe_frame)))  # analysis frames per trajectory block
     if S == 1:  # one source needs only block sums: pool first (the matrix products shrink per-fold)
@@ -763,7 +766,8 @@ def localize_templates(x: np.ndarray, sample_rate: int, hrtf=None, n_sources: in
     return {"directions": found, "confidence": conf, "frame_times_s": times, "frame_dirs": bdir,
             "frame_source": src, "template_set": found_set, "n_frames": nf,
             "head_fit": {_label(f[1]): round(f[0] / max(float(fw.sum()), 1e-12), 4) for f in fits},
-            "direct_coherence": coherence, "drr_db": getattr(ts, "drr_db", float("inf")),
+            "direct_coherence": coherence, "direct_sound": direct, "drr_coherence": drr_coherence,
+            "drr_db": getattr(ts, "drr_db", float("inf")),
             "head_scale": getattr(found_set, "scale", 1.0),
             "exact_head": None if exact is None else {"hrtf": exact["set"].name, "fit": round(exact["fit"], 4),
                                                       "used": exact["used"]},
