@@ -216,9 +216,7 @@ def _feature(x):
 
 
 def frontback(cache, n, seeds=SONICOM_DEV):
-    from fractions import Fraction
-
-    from scipy.signal import oaconvolve, resample_poly
+    from scipy.signal import oaconvolve
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     from spaq.spatial.hrtf import load_hrtf
@@ -226,11 +224,11 @@ def frontback(cache, n, seeds=SONICOM_DEV):
     X, Y = [], []
     for hi, head in enumerate(("ku100", "sonicom-1")):
         h = load_hrtf(head, FS)
+        scaled = {s: h.frequency_scaled(s) for s in T.HEAD_SCALES}
         for i in range(n):
             rng = np.random.default_rng([5151, hi, i])
             k, s = int(rng.integers(h.n_directions)), float(rng.choice(T.HEAD_SCALES))
-            r = Fraction(s).limit_denominator(50)
-            hr = resample_poly(h.hrir[k], r.denominator, r.numerator, axis=-1)
+            hr = scaled[s].hrir[k]
             src = _source(KINDS[i % len(KINDS)], rng)
             if not np.any(src):
                 continue
