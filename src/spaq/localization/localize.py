@@ -37,7 +37,8 @@ CUES_WEIGHTS_NAME = "bast_cues"  # the cue-feature BAST (issue 16): method="bast
 #: the warning of a binaural answer from reverberant input (template method, direct-sound coherence below
 #: the templates' own reverberant threshold ``drr_coherence``; exact-head matches excepted); the figures are
 #: the held-out KU100 rooms set of benchmarks/results/localizer_v2.md (shipped settings)
-REVERBERANT_WARNING = ("reverberant input (direct-sound coherence {coherence:.2f} < {threshold:g}): the left-right "
+REVERBERANT_WARNING = ("low direct-sound coherence ({coherence:.2f} < {threshold:g}: a room, noise, or a far-lateral "
+                       "source on a head the templates do not know): the left-right "
                        "(lateral) angle holds, elevation and front/back much less (held-out KU100 rooms: median lateral "
                        "error 2.8 deg, direction 22.9 deg, front-back confusions 23 %)")
 _MODELS: dict = {}
