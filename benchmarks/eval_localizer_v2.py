@@ -13,11 +13,10 @@ Sets:
                      directions 55-65 deg apart, equal levels, simultaneous
 
 Methods: ``bast`` (the log-mel checkpoint bast_ku100), ``bast_cues`` (the cue-feature checkpoint,
-spaq.localize(method="bast")), ``auto`` (spaq.localize() default), ``templates`` (default
-template heads: the better-fitting of KU100 and sonicom-1), ``templates:<hrtf>``
-(spaq.localize(method="templates", hrtf=<hrtf>); templates of the rendering head itself are the
-same-head upper bound).
-
+spaq.localize(method="bast")), ``bast:PATH`` (another BAST checkpoint), ``auto`` (spaq.localize()
+default), ``templates`` (default template heads: the better-fitting of KU100 and sonicom-1),
+``templates:<hrtf>`` (spaq.localize(method="templates", hrtf=<hrtf>); templates of the rendering head
+itself are the same-head upper bound).
 Usage: python benchmarks/eval_localizer_v2.py [--n 100] [--sets a,b] [--cache DIR] [--json OUT] [--seed S]
        python benchmarks/eval_localizer_v2.py --report OUT.json   (markdown tables)
 """
@@ -142,6 +141,8 @@ def run_method(method, x, n_sources):
         kw = dict(method="bast", weights=default_weights_path())
     elif method == "bast_cues":  # the cue-feature BAST (packaged bast_cues, method="bast" without weights)
         kw = dict(method="bast")
+    elif method.startswith("bast:"):  # another BAST checkpoint (bast:PATH), e.g. a recipe trained with other heads
+        kw = dict(method="bast", weights=method.split(":", 1)[1])
     elif method == "auto":  # what spaq.localize / the localization metric use by default
         kw = dict(method="auto")
     elif method == "templates":  # default heads: best fit of KU100 and sonicom-1
