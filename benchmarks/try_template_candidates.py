@@ -15,7 +15,7 @@ twenty-first session, tried, not shipped). Development seeds only: sonicom-2 779
     PYTHONPATH=src python benchmarks/try_template_candidates.py consensus [--cache DIR]
         one consensus template per direction (mean over heads x scales on SONICOM-1's grid) with the
         between-candidate variance added to each cue's variance, instead of choosing a candidate
-    PYTHONPATH=src python benchmarks/try_template_candidates.py frontback [--cache DIR] [--n 3000] [--seeds ...]
+    PYTHONPATH=src python benchmarks/try_template_candidates.py frontback [--cache DIR] [--n 3000] [--seeds ...] [--heads ...]
         a front/back classifier (scikit-learn) on the time-averaged template observation, trained on
         renders through KU100 and SONICOM-1 at the 5 scales, used to flip the localiser's answer
         to its front/back mirror where it disagrees confidently
@@ -215,14 +215,14 @@ def _feature(x):
     return np.where(W > 0, (om * z).sum(0) / np.maximum(W, 1e-30), 0.0)
 
 
-def frontback(cache, n, seeds=SONICOM_DEV):
+def frontback(cache, n, seeds=SONICOM_DEV, heads=("ku100", "sonicom-1")):
     from scipy.signal import oaconvolve
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     from spaq.spatial.hrtf import load_hrtf
 
     X, Y = [], []
-    for hi, head in enumerate(("ku100", "sonicom-1")):
+    for hi, head in enumerate(heads):
         h = load_hrtf(head, FS)
         scaled = {s: h.frequency_scaled(s) for s in T.HEAD_SCALES}
         for i in range(n):
@@ -353,10 +353,12 @@ def main():
     ap.add_argument("--cache", default="/tmp/loccache")
     ap.add_argument("--n", type=int, default=3000, help="renders per head (frontback)")
     ap.add_argument("--seeds", type=int, nargs="+", default=list(SONICOM_DEV), help="sonicom-2 seeds (frontback)")
+    ap.add_argument("--heads", nargs="+", default=["ku100", "sonicom-1"],
+                    help="heads the front/back classifier trains on (frontback; 'kemar' needs slab)")
     a = ap.parse_args()
     torch.set_num_threads(1)
     {"oracle": lambda: oracle(a.cache), "margin": lambda: margin(a.cache), "consensus": lambda: consensus(a.cache),
-     "frontback": lambda: frontback(a.cache, a.n, a.seeds), "onset": lambda: onset(a.cache)}[a.part]()
+     "frontback": lambda: frontback(a.cache, a.n, a.seeds, tuple(a.heads)), "onset": lambda: onset(a.cache)}[a.part]()
 
 
 if __name__ == "__main__":
