@@ -29,6 +29,10 @@ pair of a retrieval set is affordable; the script checks it against ``Cues().for
 pairs and prints the largest difference.
 
     PYTHONPATH=src python benchmarks/eval_sqm.py [--checkpoint X.pt] [--quick] [--out benchmarks/results/sqm.md]
+        [--distance cosine|deep]
+
+``--distance deep`` reports the metric's second value, the deep-feature distance (time-aligned
+activations; the first frames of the shorter clip), in the sqm column instead of the cosine distance.
 """
 from __future__ import annotations
 
@@ -43,7 +47,7 @@ import numpy as np
 import torch
 
 from spaq.metrics.cues import Cues
-from spaq.metrics.functional.sqm import cosine_distance
+from spaq.metrics.functional.sqm import cosine_distance, deep_feature_distance
 from spaq.models.sqm import load_pretrained
 from spaq.spatial.angles import cart2sph, great_circle_deg, sph2cart, wrap_azimuth
 from spaq.spatial.hrtf import load_hrtf
@@ -102,7 +106,7 @@ class Scenes:
         return self._finish(ks, x, cue)
 
     def _finish(self, ks, x, cue) -> dict:
-        embs, doas = [], []
+        embs, doas, acts = [], [], []
         c0 = time.process_time()
         with torch.no_grad():
             for a in range(0, len(x), 32):
@@ -111,11 +115,14 @@ class Scenes:
                     continue
                 o = self.model(x[a:a + 32, : self.model.cfg.channels])
                 embs.append(o["utterance"])
+                if DISTANCE == "deep":
+                    acts.append([t.float() for t in o["activations"]])
                 if "doa" in o:
                     doas.append(torch.nn.functional.normalize(o["doa"], dim=-1))
         self.cpu += time.process_time() - c0
         dirs = sph2cart(self.h.azimuth_deg[list(ks)], self.h.elevation_deg[list(ks)])
         return {"x": x, "emb": torch.cat(embs), "doa": torch.cat(doas) if doas else None,
+                "acts": [torch.cat(layer) for layer in zip(*acts)] if acts else None,
                 "dirs": np.asarray(dirs).reshape(-1, 3),
                 "ild": torch.cat([c["ild"] for c in cue]).double(), "below": torch.cat([c["below"] for c in cue])}
 
@@ -132,8 +139,17 @@ def cues_pair(S: dict, i, T: dict, j) -> np.ndarray:
     return np.array([np.median(r[np.isfinite(r)]) if np.isfinite(r).any() else np.nan for r in flat])
 
 
+#: which of the metric's two distances the sqm column reports: "cosine" (the utterance embeddings', the
+#: metric's score) or "deep" (the deep-feature distance of ``values``: layer-wise mean |difference| of the
+#: activations over channels and the common frames, summed over layers) -- ``--distance``
+DISTANCE = "cosine"
+
+
 def sqm_pair(S, i, T, j) -> np.ndarray:
-    return cosine_distance(S["emb"][np.atleast_1d(i)], T["emb"][np.atleast_1d(j)]).numpy()
+    i, j = np.atleast_1d(i), np.atleast_1d(j)
+    if DISTANCE == "deep":
+        return deep_feature_distance([a[i] for a in S["acts"]], [a[j] for a in T["acts"]]).numpy()
+    return cosine_distance(S["emb"][i], T["emb"][j]).numpy()
 
 
 def angle(S, i, T, j) -> np.ndarray:
@@ -257,9 +273,12 @@ def retrieval(sc: Scenes, n_groups: int, per_group: int, rng, rooms: bool = Fals
         parts.append(sc.render([k] * per_group, room_cond(rng) if rooms else None))
     S = {key: (torch.cat([p[key] for p in parts]) if torch.is_tensor(parts[0][key]) else
                np.concatenate([p[key] for p in parts])) for key in ("emb", "ild", "below", "dirs")}
+    if parts[0]["acts"] is not None:
+        S["acts"] = [torch.cat(layer) for layer in zip(*(p["acts"] for p in parts))]
     lab = np.repeat(np.arange(len(chosen)), per_group)
     N = len(lab)
-    D = {"sqm": cosine_distance(S["emb"][:, None], S["emb"][None]).numpy(),
+    D = {"sqm": (np.stack([sqm_pair(S, np.full(N, i), S, np.arange(N)) for i in range(N)]) if DISTANCE == "deep"
+                 else cosine_distance(S["emb"][:, None], S["emb"][None]).numpy()),
          "cues": np.stack([cues_pair(S, np.full(N, i), S, np.arange(N)) for i in range(N)])}
     res = {}
     for m, Dm in D.items():
@@ -359,7 +378,12 @@ def main(argv=None):
     ap.add_argument("--scenes", default=None, help="pre-rendered scenes (written by --prerender, read otherwise)")
     ap.add_argument("--prerender", action="store_true", help="render the scenes and their cues only (no model)")
     ap.add_argument("--speed-only", action="store_true", help="only the speed figures (10 s binaural, 1 and 2 threads)")
+    ap.add_argument("--distance", choices=["cosine", "deep"], default="cosine",
+                    help="the sqm column: the utterance embeddings' cosine distance (the metric's score) or the "
+                         "deep-feature distance of its values")
     a = ap.parse_args(argv)
+    global DISTANCE
+    DISTANCE = a.distance
     torch.set_num_threads(1)
     store = torch.load(a.scenes, weights_only=False) if a.scenes and not a.prerender and os.path.isfile(a.scenes) \
         else None
@@ -375,7 +399,7 @@ def main(argv=None):
     rng = np.random.default_rng(a.seed)
     t0, c0 = time.time(), time.process_time()
     res = {"checkpoint": str(w.path) if w else None, "sha256": w.sha256 if w else None, "head": a.head,
-           "clip_s": a.clip, "config": model.cfg.to_dict() if model else None}
+           "clip_s": a.clip, "config": model.cfg.to_dict() if model else None, "distance": a.distance}
     if not a.quick:
         res["cues_check_max_abs_db"] = check_cues(sc, cues, rng)
     for cond in ("anechoic", "rooms"):
