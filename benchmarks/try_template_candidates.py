@@ -19,6 +19,9 @@ twenty-first session, tried, not shipped). Development seeds only: sonicom-2 779
         a front/back classifier (scikit-learn) on the time-averaged template observation, trained on
         renders through KU100 and SONICOM-1 at the 5 scales, used to flip the localiser's answer
         to its front/back mirror where it disagrees confidently
+    PYTHONPATH=src python benchmarks/try_template_candidates.py committee [--cache DIR] [--heads ...]
+        front/back decided by a committee of every candidate set (each judges front against back with its own
+        templates) instead of the best-fitting one alone (twenty-second session)
     PYTHONPATH=src python benchmarks/try_template_candidates.py onset [--cache DIR]
         rooms: the spectra of short windows (1.25 / 2 ms Tukey) at high-frequency onsets (>= 6 dB
         rise), 1.5-16 kHz, matched against the KU100 HRIRs' same windows on the cone of the shipped
@@ -267,6 +270,43 @@ def frontback(cache, n, seeds=SONICOM_DEV, heads=("ku100", "sonicom-1")):
         print(f"  {lab}: median {np.median(np.concatenate(E)):.1f} deg, front-back {100 * np.concatenate(Fb).mean():.1f} %")
 
 
+def committee(cache, heads=("default", "sonicom-1")):
+    """Front/back by a committee (twenty-second session): every candidate set judges front against back with
+    its own templates (its best distance in the back half minus that in the front half, over its own best),
+    and the shipped choice's answer is mirrored where the committee says the other side."""
+    cands = T.candidate_sets(list(heads), True, tuple(O["drr_variants_db"]), T.HEAD_SCALES)
+    rows = []
+    for seed in SONICOM_DEV:
+        x, dirs, _ = get_set("sonicom2_anechoic", 100, cache, seed)
+        taz, tel = _truth(dirs)
+        for i in range(len(x)):
+            _, _, sums = _sums(x[i])
+            best, prefs = None, []
+            for c in cands:
+                D = T.summed_distances(c, sums, **O)
+                k = int(np.argmin(D))
+                if best is None or D[k] < best[0]:
+                    best = (float(D[k]), c.directions[k])
+                ok = np.abs(c.directions[:, 1]) < 0.97  # off the interaural axis
+                front = c.directions[:, 0] > 0
+                prefs.append((D[~front & ok].min() - D[front & ok].min()) / max(float(D[k]), 1e-9))
+            rows.append((taz[i], tel[i], best[1], np.array(prefs)))
+    print(f"sonicom-2, seeds {SONICOM_DEV}, candidates of {tuple(heads)} x {len(T.HEAD_SCALES)} scales")
+    print("| rule | median | front-back |\n|---|---|---|")
+    rules = [("shipped choice", lambda p: None), ("majority of candidates", lambda p: np.sign(p).sum()),
+             ("sum of relative preferences", lambda p: p.sum()), ("median preference", lambda p: np.median(p))]
+    rules += [(f"majority, flip only with a margin >= {t}",
+               lambda p, t=t: np.sign(p).sum() if abs(np.sign(p).sum()) >= t else None) for t in (3, 5, 7)]
+    for lab, rule in rules:
+        est = []
+        for _, _, d, p in rows:
+            v = rule(p)
+            flip = v is not None and v != 0 and (d[0] > 0) != (v > 0) and abs(d[0]) > 1e-6
+            est.append(_azel(d * np.array([-1.0, 1.0, 1.0]) if flip else d))
+        err, fb = _score(est, np.array([r[0] for r in rows]), np.array([r[1] for r in rows]))
+        print(f"| {lab} | {np.median(err):.1f} | {100 * fb.mean():.1f} % |")
+
+
 def onset(cache):
     from scipy.signal import butter, find_peaks, sosfiltfilt
     from scipy.signal.windows import tukey
@@ -349,7 +389,7 @@ def onset(cache):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("part", choices=["oracle", "margin", "consensus", "frontback", "onset"])
+    ap.add_argument("part", choices=["oracle", "margin", "consensus", "frontback", "onset", "committee"])
     ap.add_argument("--cache", default="/tmp/loccache")
     ap.add_argument("--n", type=int, default=3000, help="renders per head (frontback)")
     ap.add_argument("--seeds", type=int, nargs="+", default=list(SONICOM_DEV), help="sonicom-2 seeds (frontback)")
@@ -358,7 +398,8 @@ def main():
     a = ap.parse_args()
     torch.set_num_threads(1)
     {"oracle": lambda: oracle(a.cache), "margin": lambda: margin(a.cache), "consensus": lambda: consensus(a.cache),
-     "frontback": lambda: frontback(a.cache, a.n, a.seeds, tuple(a.heads)), "onset": lambda: onset(a.cache)}[a.part]()
+     "frontback": lambda: frontback(a.cache, a.n, a.seeds, tuple(a.heads)),
+     "committee": lambda: committee(a.cache, tuple(a.heads)), "onset": lambda: onset(a.cache)}[a.part]()
 
 
 if __name__ == "__main__":
