@@ -48,7 +48,7 @@ def localize_cmd(
     n_sources: int = typer.Option(1, "--n-sources", min=1, metavar="N", help="Number of sources to find."),
     weights: Optional[Path] = typer.Option(None, "--weights", metavar="PATH", help="Localizer checkpoint (binaural); default: the packaged one."),
     method: str = typer.Option("auto", "--method", metavar="METHOD", help="Binaural: auto | templates (training-free HRTF template matching) | bast (the trained model, default the cue-feature bast_cues); auto: bast with --weights, else templates for coherent signals and several sources, the cue BAST for reverberant ones."),
-    hrtf: Optional[str] = typer.Option(None, "--hrtf", metavar="NAME|SOFA", help="Templates of this HRTF set (ku100, sonicom-1, ... or a SimpleFreeFieldHRIR SOFA file); default: the better fit of KU100 and SONICOM subject 1."),
+    hrtf: Optional[str] = typer.Option(None, "--hrtf", metavar="NAME|SOFA", help="Templates of this HRTF set (ku100, sonicom-1, sonicom-2, kemar: `spaq version` lists those installed; or a SimpleFreeFieldHRIR SOFA file); default: the better fit of KU100 and SONICOM subject 1."),
 ):
     """Direction(s) of the source(s) in FILE, with confidence (and a trajectory with --frames)."""
     import numpy as np

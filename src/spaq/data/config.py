@@ -89,7 +89,7 @@ class RoomSection:
 @dataclass
 class SceneSection:
     formats: Weights = _f({"binaural": 1.0})   # format -> weight (binaural, foa, hoa2, hoa3, ambisonics:N)
-    hrtf: str = "default"                      # default/ku100, sonicom-1, sonicom-2 or a SOFA path
+    hrtf: str = "default"                      # default/ku100, sonicom-1, sonicom-2, kemar or a SOFA path
     hrir_lookup: str = "interpolated"          # interpolated | nearest
     binaural_rendering: str = "hrir"           # hrir (direct HRIR convolution) | ls | magls (via ambisonics)
     decoder_order: int = 3                     # ambisonic order used for ls/magls binaural rendering
