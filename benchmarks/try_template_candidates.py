@@ -22,6 +22,9 @@ twenty-first session, tried, not shipped). Development seeds only: sonicom-2 779
     PYTHONPATH=src python benchmarks/try_template_candidates.py committee [--cache DIR] [--heads ...]
         front/back decided by a committee of every candidate set (each judges front against back with its own
         templates) instead of the best-fitting one alone (twenty-second session)
+    PYTHONPATH=src python benchmarks/try_template_candidates.py heads [--cache DIR]
+        leave one head out: KU100, SONICOM-2 and KEMAR items localised with the templates of other heads only
+        (is the unseen-head figure a same-database figure?)
     PYTHONPATH=src python benchmarks/try_template_candidates.py onset [--cache DIR]
         rooms: the spectra of short windows (1.25 / 2 ms Tukey) at high-frequency onsets (>= 6 dB
         rise), 1.5-16 kHz, matched against the KU100 HRIRs' same windows on the cone of the shipped
@@ -307,6 +310,37 @@ def committee(cache, heads=("default", "sonicom-1")):
         print(f"| {lab} | {np.median(err):.1f} | {100 * fb.mean():.1f} % |")
 
 
+def leave_one_head_out(cache):
+    """The template localiser on a head none of its template heads comes from (twenty-second session): each of
+    the three licensed heads at hand (KU100, SONICOM-1's database sibling SONICOM-2, the MIT KEMAR) localised
+    with the templates of the other heads only (development seeds), beside the shipped choice."""
+    from spaq.localization import localize
+
+    runs = [("ku100_anechoic", (779,), ["sonicom-1", "kemar"]),
+            ("sonicom2_anechoic", SONICOM_DEV, ["ku100", "sonicom-1"]),
+            ("sonicom2_anechoic", SONICOM_DEV, ["ku100", "kemar"]),
+            ("kemar_anechoic", (779, 780), ["ku100", "sonicom-1"])]
+    print("| items (head, seeds) | template heads | median | front-back | median lateral |\n|---|---|---|---|---|")
+    for name, seeds, heads in runs:
+        E, F, L = [], [], []
+        for seed in seeds:
+            x, dirs, _ = get_set(name, 100, cache, seed)
+            taz, tel = _truth(dirs)
+            est = []
+            for xi in x:
+                r = localize(xi.astype(np.float64), FS, method="templates", hrtf=heads)
+                est.append((float(r.azimuth_deg[0]), float(r.elevation_deg[0])))
+            err, fb = _score(est, taz, tel)
+            lat_t = lateral_angle(sph2cart(taz, tel))
+            lat_e = lateral_angle(sph2cart(np.array([e[0] for e in est]), np.array([e[1] for e in est])))
+            E.append(err)
+            F.append(fb)
+            L.append(np.abs(lat_e - lat_t))
+        E, F, L = np.concatenate(E), np.concatenate(F), np.concatenate(L)
+        print(f"| {name} {seeds} | {' + '.join(heads)} | {np.median(E):.1f} | {100 * F.mean():.1f} % | {np.median(L):.1f} |",
+              flush=True)
+
+
 def onset(cache):
     from scipy.signal import butter, find_peaks, sosfiltfilt
     from scipy.signal.windows import tukey
@@ -389,7 +423,7 @@ def onset(cache):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("part", choices=["oracle", "margin", "consensus", "frontback", "onset", "committee"])
+    ap.add_argument("part", choices=["oracle", "margin", "consensus", "frontback", "onset", "committee", "heads"])
     ap.add_argument("--cache", default="/tmp/loccache")
     ap.add_argument("--n", type=int, default=3000, help="renders per head (frontback)")
     ap.add_argument("--seeds", type=int, nargs="+", default=list(SONICOM_DEV), help="sonicom-2 seeds (frontback)")
@@ -399,7 +433,7 @@ def main():
     torch.set_num_threads(1)
     {"oracle": lambda: oracle(a.cache), "margin": lambda: margin(a.cache), "consensus": lambda: consensus(a.cache),
      "frontback": lambda: frontback(a.cache, a.n, a.seeds, tuple(a.heads)),
-     "committee": lambda: committee(a.cache, tuple(a.heads)), "onset": lambda: onset(a.cache)}[a.part]()
+     "committee": lambda: committee(a.cache, tuple(a.heads)), "heads": lambda: leave_one_head_out(a.cache), "onset": lambda: onset(a.cache)}[a.part]()
 
 
 if __name__ == "__main__":
