@@ -128,6 +128,23 @@ def ladders(pt, df, audible_only: bool = True, min_teacher_drop: float = 0.0, se
     return out
 
 
+def pooled_heldout(model, tests: dict) -> tuple[dict, float, float]:
+    """``model`` on several held-out tables (``{seed: table}``): every sweep's ladder Spearman per family
+    (:func:`ladders`, pooled over the seeds), and the mean accuracy and MAE over the seeds."""
+    from spaq.train.predictor import predict_table
+
+    pooled, acc, mae = {f: [] for f in LADDERS}, [], []
+    for s, t in tests.items():
+        pt = predict_table(model, t)
+        st = corpus_stats(pt, t)
+        acc.append(st["accuracy"])
+        mae.append(st["mae"])
+        lad = ladders(pt, t, seed=s, per_sweep=True)
+        for f in LADDERS:
+            pooled[f] += lad[f].get("sweeps", [])
+    return pooled, float(np.mean(acc)), float(np.mean(mae))
+
+
 def ablation_row(model, test, mushra_table=None) -> tuple[dict, dict]:
     """One row of the ablation table for a fitted ``model``: its held-out corpus statistics, the
     MUSHRA LOSO Pearson (NaN without ``mushra_table``), the mean and the reverb ladder; and the

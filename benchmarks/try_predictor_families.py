@@ -87,21 +87,13 @@ def main():
         for name, fams in variants.items():
             d = pd.concat([df] + [extra[f] for f in fams], ignore_index=True)
             model, _ = fit_predictor(fit_rows(d, tc.corpus, fit, quiet), fit, quiet)
-            pooled, acc, mae = {f: [] for f in EP.LADDERS}, [], []
-            for s, t in tests.items():
-                pt = predict_table(model, t)
-                st = EP.corpus_stats(pt, t)
-                acc.append(st["accuracy"])
-                mae.append(st["mae"])
-                lad = EP.ladders(pt, t, seed=s, per_sweep=True)
-                for f in EP.LADDERS:
-                    pooled[f] += lad[f].get("sweeps", [])
+            pooled, acc, mae = EP.pooled_heldout(model, tests)
             raw = predict_table(model, mt)["raw"]
             loso = mushra_stats(mt, loso_calibration(mt, raw))["pearson_coded"]
             if fs == a.fit_seeds[0]:
                 mt[name] = raw
                 cols.append(name)
-            print(f"| {fs} | {name} ({len(d)}) | {loso:.3f} | {np.mean(acc):.3f} / {np.mean(mae):.1f} | "
+            print(f"| {fs} | {name} ({len(d)}) | {loso:.3f} | {acc:.3f} / {mae:.1f} | "
                   + " | ".join(f"{np.mean(pooled[f]):+.3f}" for f in EP.LADDERS) + " |", flush=True)
     print(mt.groupby("condition")[["mean"] + cols].mean().round(1).to_string())
 

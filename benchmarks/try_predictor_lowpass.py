@@ -171,17 +171,9 @@ def edge(wd: Path, scenes: list[int], fit_seeds: list[int], variants: list[str],
         _, (df, split), _ = _tables(wd, hop, sc)
         for fs, name in [(fs, v) for fs in fit_seeds for v in variants]:
             model, fit = _fit(tc, df, split, VARIANTS[name], fs, members)
-            pooled, acc, mae = {f: [] for f in EP.LADDERS}, [], []
-            for s, t in tests.items():
-                pt = predict_table(model, t)
-                st = EP.corpus_stats(pt, t)
-                acc.append(st["accuracy"])
-                mae.append(st["mae"])
-                lad = EP.ladders(pt, t, seed=s, per_sweep=True)
-                for f in EP.LADDERS:
-                    pooled[f] += lad[f].get("sweeps", [])
+            pooled, acc, mae = EP.pooled_heldout(model, tests)
             loso = mushra_stats(mt, loso_calibration(mt, predict_table(model, mt)["raw"]))["pearson_coded"]
-            print(f"| {sc} | {fs} x {fit.members} | {name} | {loso:.3f} | {np.mean(acc):.3f} / {np.mean(mae):.1f} | "
+            print(f"| {sc} | {fs} x {fit.members} | {name} | {loso:.3f} | {acc:.3f} / {mae:.1f} | "
                   + " | ".join(f"{np.mean(pooled[f]):+.3f}" for f in EP.LADDERS) + " |", flush=True)
 
 

@@ -251,18 +251,10 @@ def _network(tc, df, fit, table, pmaxes):
                 return pm * np.clip((t["rt60"] - 0.3) / 1.2, 0, 1)
             d = df.assign(target=np.clip(df["target"] - pen(df), 0, 100))
             model, _ = fit_predictor(fit_rows(d, tc.corpus, fit, quiet), fit, quiet, extra_columns=extra)
-            pooled, acc, mae = {f: [] for f in EP.LADDERS}, [], []
-            for s, t in tests.items():
-                t2 = t.assign(target=np.clip(t["target"] - pen(t), 0, 100))
-                pt = predict_table(model, t2)
-                st = EP.corpus_stats(pt, t2)
-                acc.append(st["accuracy"])
-                mae.append(st["mae"])
-                lad = EP.ladders(pt, t2, seed=s, per_sweep=True)
-                for f in EP.LADDERS:
-                    pooled[f] += lad[f].get("sweeps", [])
+            pooled, acc, mae = EP.pooled_heldout(
+                model, {s: t.assign(target=np.clip(t["target"] - pen(t), 0, 100)) for s, t in tests.items()})
             loso = mushra_stats(mt, loso_calibration(mt, predict_table(model, mt)["raw"]))["pearson_coded"]
-            print(f"| {'shipped + tail' if extra else 'shipped'} | {pm:g} | {loso:.3f} | {np.mean(acc):.3f} / {np.mean(mae):.1f} | "
+            print(f"| {'shipped + tail' if extra else 'shipped'} | {pm:g} | {loso:.3f} | {acc:.3f} / {mae:.1f} | "
                   + " | ".join(f"{np.mean(pooled[f]):+.3f}" for f in EP.LADDERS) + " |", flush=True)
 
 
