@@ -341,7 +341,8 @@ def predict(x, sample_rate: int | None = None, fmt=None, checkpoint=None) -> dic
     except SpaqInputError as e:  # one signal, not a pair: drop the loader's "ref <array>: " labels
         import re
 
-        raise SpaqInputError(re.sub(r"\b(ref|deg|reference|degraded) <array>:? ?", "", str(e)).strip()) from None
+        msg = re.sub(r"\b(ref|deg|reference|degraded) <array>:? ?", "", str(e)).strip()
+        raise SpaqInputError(f"the signal {msg}" if msg.startswith("is ") else msg) from None  # a subject for "is too short"
     r = rep.results["predictor"]
     from .models.predictor import CLASS_NAMES
 
