@@ -23,6 +23,10 @@ partials), floored 80 dB below the loudest band; then
 * ``edge_drop_db``: the steepest one-octave fall of the envelope (dB), and ``edge_oct`` where it
   starts (octaves re 1 kHz): a filter's or codec's cut is steeper than most sources' own roll-off.
 
+The MUSHRA LOSO figure is given twice: the 2-parameter calibration on the score (the shipped reading)
+and on the score's logit (the network's own scale, where the sigmoid's ceiling does not compress the
+items the network is sure about).
+
 ``mushra``: the recipe with and without the three edge features (and with ``--scenes``, on larger
 training splits) on the speech-codec MUSHRA half:
 LOSO statistics and the mean uncalibrated score per condition and per stimulus.
@@ -146,6 +150,12 @@ def diagnose(wd: Path, hop: int):
                     print(f"    {c:13s}", " ".join(f"{v:7.2f}" for v in g[c]))
 
 
+def score_logit(raw: np.ndarray) -> np.ndarray:
+    """The network's score (0..100, a sigmoid x 100) back on its logit scale (clipped at 0.05 / 99.95)."""
+    r = np.clip(np.asarray(raw, dtype=np.float64), 0.05, 99.95)
+    return np.log(r / (100.0 - r))
+
+
 def _fit(tc, df, split, extra, seed=None, members=None):
     from spaq.train.predictor import FitSection, fit_predictor, fit_rows
 
@@ -164,16 +174,18 @@ def edge(wd: Path, scenes: list[int], fit_seeds: list[int], variants: list[str],
     tc, _, tests = _tables(wd, hop)
     mt = _mushra(tc, hop)
     print(f"edge features: STFT hop {hop}")
-    print("| training scenes | fit seed x members | features | MUSHRA LOSO | held-out accuracy / MAE | "
-          + " | ".join(EP.LADDERS) + " |")
-    print("|---|---|---|---|---|" + "---|" * len(EP.LADDERS), flush=True)
+    print("| training scenes | fit seed x members | features | MUSHRA LOSO | MUSHRA LOSO, logit scale | "
+          "held-out accuracy / MAE | " + " | ".join(EP.LADDERS) + " |")
+    print("|---|---|---|---|---|---|" + "---|" * len(EP.LADDERS), flush=True)
     for sc in scenes:
         _, (df, split), _ = _tables(wd, hop, sc)
         for fs, name in [(fs, v) for fs in fit_seeds for v in variants]:
             model, fit = _fit(tc, df, split, VARIANTS[name], fs, members)
             pooled, acc, mae = EP.pooled_heldout(model, tests)
-            loso = mushra_stats(mt, loso_calibration(mt, predict_table(model, mt)["raw"]))["pearson_coded"]
-            print(f"| {sc} | {fs} x {fit.members} | {name} | {loso:.3f} | {acc:.3f} / {mae:.1f} | "
+            raw = np.asarray(predict_table(model, mt)["raw"], dtype=np.float64)
+            loso = mushra_stats(mt, loso_calibration(mt, raw))["pearson_coded"]
+            loso_logit = mushra_stats(mt, loso_calibration(mt, score_logit(raw)))["pearson_coded"]
+            print(f"| {sc} | {fs} x {fit.members} | {name} | {loso:.3f} | {loso_logit:.3f} | {acc:.3f} / {mae:.1f} | "
                   + " | ".join(f"{np.mean(pooled[f]):+.3f}" for f in EP.LADDERS) + " |", flush=True)
 
 
@@ -190,9 +202,10 @@ def mushra(wd: Path, hop: int, scenes: list[int]):
         col = f"{name}, {sc} scenes"
         mt[col] = predict_table(model, mt)["raw"]
         cols.append(col)
-        st = mushra_stats(mt, loso_calibration(mt, mt[col].to_numpy()))
-        print(f"{col}: LOSO Pearson {st['pearson_coded']:.3f}, Spearman {st['spearman_coded']:.3f}, "
-              f"RMSE {st['rmse_coded']:.1f}")
+        for scale, v in (("linear", mt[col].to_numpy()), ("logit", score_logit(mt[col].to_numpy()))):
+            st = mushra_stats(mt, loso_calibration(mt, v))
+            print(f"{col}, calibrated on the {scale} scale: LOSO Pearson {st['pearson_coded']:.3f}, "
+                  f"Spearman {st['spearman_coded']:.3f}, RMSE {st['rmse_coded']:.1f}")
     print(mt.groupby("condition")[["mean"] + cols + EDGE].mean().round(2).to_string())
     coded = mt[mt["condition"] != "Reference"]
     print(coded.groupby("stimulus")[["mean"] + cols].mean().round(1).to_string())
