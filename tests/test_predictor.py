@@ -251,6 +251,46 @@ def test_temporal_features_follow_reverberation_and_noise():
     assert m[1] > m[0] + 1, m  # a short room smooths the fast (10-40 Hz) fluctuations first
 
 
+def test_edge_features_follow_a_lowpass_cut():
+    """White noise cut by the corpus engine's low-pass (4th-order Butterworth, zero-phase: 8th order
+    in magnitude, 48 dB per octave). Its response falls 40 dB where (f / fc)^8 = 99, 0.83 octave
+    above the cutoff ``fc``: ``bw40_oct`` is there (within a quarter octave, 1.5 of its 1/6-octave
+    bands: a band's loudest bin sits at its lower edge on a falling spectrum, and the long-term
+    spectrum of a 2 s noise), moves down one octave per octave of cutoff, and does not depend on the
+    level; the steepest one-octave fall is the filter's (> 35 dB, clean noise < 10 dB) and starts
+    within an octave of the cutoff."""
+    from scipy.signal import butter, sosfiltfilt
+
+    from spaq.metrics.functional.predictor import FEATURE_NAMES, predictor_features
+
+    x = np.random.default_rng(3).standard_normal(2 * FS) * 0.1
+    cuts = [8000.0, 4000.0, 2000.0, 1000.0]
+    items = [x] + [sosfiltfilt(butter(4, fc, "lowpass", fs=FS, output="sos"), x) for fc in cuts]
+    items.append(items[2] * 0.01)  # the 4 kHz cut 40 dB quieter
+    f = predictor_features(torch.from_numpy(np.stack(items))[:, None], FS, "mono").numpy()
+    col = {n: i for i, n in enumerate(FEATURE_NAMES)}
+    bw, drop, at = (f[:, col[n]] for n in ("bw40_oct", "edge_drop_db", "edge_oct"))
+    expect = np.log2(np.array(cuts) / 1000.0) + np.log2(99.0) / 8
+    assert np.all(np.abs(bw[1:5] - expect) < 0.25), (bw, expect)
+    assert bw[0] > bw[1] + 0.5, bw  # the clean noise reaches 0.45 fs (21.6 kHz, 4.4 octaves)
+    for v in (bw, drop, at):  # level-free (float32 spectra: 1e-6 relative)
+        assert abs(v[5] - v[2]) < 1e-4 * (1 + abs(v[2])), v
+    assert np.all(drop[1:5] > 35) and drop[0] < 10, drop
+    assert np.all(np.abs(at[1:5] - np.log2(np.array(cuts) / 1000.0)) < 1.0), at
+
+
+def test_packaged_weights_ignore_the_edge_group():
+    """Columns appended to the features (the ``edge`` group) leave a checkpoint made before them as it
+    was: it reads its own columns by index."""
+    from spaq.metrics.functional.predictor import FEATURE_NAMES
+    from spaq.models import checkpoint
+    from spaq.weights import resolve
+
+    model, _ = checkpoint.load(resolve("predictor_v1", offline=True).path, architecture="predictor")
+    assert not {"bw40_oct", "edge_drop_db", "edge_oct"} & set(model.cfg.feature_names)
+    assert [FEATURE_NAMES[i] for i in model.cfg.feature_index] == list(model.cfg.feature_names)
+
+
 def test_split_cache_key_follows_the_split_and_the_feature_names(monkeypatch, tmp_path):
     """A cached table is reused only for the same split and the same feature names: a feature added
     later gets a new table (an old one lacks its column) instead of a KeyError at fitting time."""

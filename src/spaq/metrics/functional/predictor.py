@@ -31,6 +31,16 @@ group by columns:
   envelope's modulation energy at 2-10 Hz (syllables, notes) over that at 10-40 Hz, in dB
   (smoothed by reverberation: higher; filled by noise: lower; after Falk et al.'s SRMR).
   Appended after ``format`` so that the column indices of checkpoints made before it stay valid.
+* ``edge`` (3): where the spectrum ends and how abruptly, of the same mix (what a low-pass filter or
+  a codec's bandwidth limit changes, and a listener hears as muffled without a reference): the
+  long-term spectrum over the active frames above, in 1/6-octave bands from 250 Hz to 0.45 times the
+  sample rate, each band's *upper envelope* (its loudest bin, so a line spectrum reads as its
+  partials) floored 80 dB below the loudest band; ``bw40_oct``: where the envelope last falls below
+  (loudest - 40 dB), in octaves re 1 kHz, interpolated between bands (a continuous ``top_band``);
+  ``edge_drop_db``: the steepest one-octave fall of the envelope (a filter's cut is steeper than most
+  sources' own roll-off) and ``edge_oct`` where it starts (octaves re 1 kHz). Appended after
+  ``temporal``, as ``temporal`` was; the shipped weights do not use it yet (a recipe option:
+  ``fit.groups``; ``benchmarks/try_predictor_lowpass.py`` measured it).
 
 Silence (every sample below ``SILENCE_DBFS``) gives finite features; the metric maps it to a
 defined answer itself.
@@ -62,8 +72,10 @@ SPATIAL = ["ic_mean", "ic_spread", "ild_spread_db", "ipd_spread", "diffuseness_m
            "directional_share", "spatial_level_db"]
 FORMAT = [f"is_{k}" for k in FORMAT_KINDS]
 TEMPORAL = [f"decay_s_{g}" for g in ("low", "mid", "high")] + [f"modratio_db_{g}" for g in ("low", "mid", "high")]
-FEATURE_GROUPS = {"psycho": PSYCHO, "band": BAND, "spatial": SPATIAL, "format": FORMAT, "temporal": TEMPORAL}
-FEATURE_NAMES = tuple(PSYCHO + BAND + SPATIAL + FORMAT + TEMPORAL)
+EDGE = ["bw40_oct", "edge_drop_db", "edge_oct"]
+FEATURE_GROUPS = {"psycho": PSYCHO, "band": BAND, "spatial": SPATIAL, "format": FORMAT, "temporal": TEMPORAL,
+                  "edge": EDGE}
+FEATURE_NAMES = tuple(PSYCHO + BAND + SPATIAL + FORMAT + TEMPORAL + EDGE)
 N_FEATURES = len(FEATURE_NAMES)
 
 _CACHE: dict = {}
@@ -108,7 +120,14 @@ def _tables(sample_rate: int, dtype, device):
         bands = np.stack([((f >= edges[i]) & (f < edges[i + 1])).astype(float) for i in range(12)])
         bands /= np.maximum(bands.sum(1, keepdims=True), 1)
         t = lambda a: torch.as_tensor(a, dtype=dtype, device=device)  # noqa: E731
-        _CACHE[key] = (t(f), t(fb), t(dct), t(bands), torch.hann_window(N_FFT, dtype=dtype, device=device))
+        # the edge group's 1/6-octave bands (250 Hz .. 0.45 sr): bin membership and centres (octaves re 1 kHz)
+        e6 = 250.0 * 2 ** (np.arange(0, 64) / 6)
+        e6 = e6[e6 <= 0.45 * sample_rate]
+        member = np.stack([(f >= lo) & (f < hi) for lo, hi in zip(e6[:-1], e6[1:])])
+        keep = member.any(1)
+        centres = np.log2(np.sqrt(e6[:-1] * e6[1:])[keep] / 1000.0)
+        _CACHE[key] = (t(f), t(fb), t(dct), t(bands), torch.hann_window(N_FFT, dtype=dtype, device=device),
+                       torch.as_tensor(member[keep], device=device), t(centres))
     return _CACHE[key]
 
 
@@ -120,8 +139,9 @@ def _spectrum(m: torch.Tensor, win: torch.Tensor) -> torch.Tensor:
     return s.real ** 2 + s.imag ** 2
 
 
-def _psycho_band(m: torch.Tensor, sample_rate: int) -> tuple[torch.Tensor, torch.Tensor]:
-    f, fb, dct, bands, win = _tables(sample_rate, m.dtype, m.device)
+def _psycho_band(m: torch.Tensor, sample_rate: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(B, T)`` mono mix -> the ``psycho``, ``band`` and ``edge`` groups (module docstring)."""
+    f, fb, dct, bands, win, member, centres = _tables(sample_rate, m.dtype, m.device)
     p = _spectrum(m, win)  # (B, K, N)
     frame_e = p.sum(1)  # (B, N)
     active = frame_e > frame_e.amax(-1, keepdim=True) * 1e-6  # frames within 60 dB of the loudest
@@ -169,7 +189,35 @@ def _psycho_band(m: torch.Tensor, sample_rate: int) -> tuple[torch.Tensor, torch
     crest = 20 * torch.log10((peak + 1e-10) / torch.sqrt(torch.mean(m ** 2, -1) + 1e-20))
     clip = (m.abs() >= peak[:, None] * 10 ** (-0.1 / 20)).to(m.dtype).mean(-1) * 100.0
     band = torch.cat([shape, ranges, mods, torch.stack([top_band, flux * 10, crest, clip], -1)], -1)
-    return psycho, band
+    return psycho, band, _edge(tmean(p), member, centres)
+
+
+_EDGE_FLOOR_DB = 80.0
+_EDGE_BW_DB = 40.0
+
+
+def _edge(lt: torch.Tensor, member: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
+    """Long-term power spectrum ``lt (B, K)`` -> the ``edge`` group ``(B, 3)`` (module docstring);
+    ``member (J, K)``: the bins of each 1/6-octave band, ``centres (J,)``: their centres in octaves re 1 kHz."""
+    env = torch.stack([lt[:, member[j]].amax(-1) for j in range(member.shape[0])], -1)  # (B, J)
+    lv = 10 * torch.log10(env.to(torch.float64) + 1e-20)
+    lv = torch.maximum(lv, lv.amax(-1, keepdim=True) - _EDGE_FLOOR_DB)
+    rel = lv - lv.amax(-1, keepdim=True)
+    c = centres.to(torch.float64)
+    nb = rel.shape[-1]
+    above = rel >= -_EDGE_BW_DB
+    j = (above.to(torch.float64) * torch.arange(nb, dtype=torch.float64, device=lt.device)).amax(-1).long()  # (B,)
+    jn = torch.clamp(j + 1, max=nb - 1)
+    rj, rn = rel.gather(-1, j[:, None])[:, 0], rel.gather(-1, jn[:, None])[:, 0]
+    frac = ((rj + _EDGE_BW_DB) / torch.clamp(rj - rn, min=1e-9)).clamp(max=1.0)
+    bw = c[j] + torch.where(jn > j, frac / 6, torch.zeros_like(frac))
+    if nb > 6:
+        drop = lv[:, :-6] - lv[:, 6:]
+        k = torch.argmax(drop, -1)
+        edge_drop, edge_at = drop.gather(-1, k[:, None])[:, 0], c[k]
+    else:  # a rate too low for a one-octave span above 250 Hz
+        edge_drop, edge_at = torch.zeros_like(bw), c[-1].expand_as(bw)
+    return torch.stack([bw, edge_drop, edge_at], -1)
 
 
 _T_GROUPS = ((250.0, 1000.0), (1000.0, 4000.0), (4000.0, 12000.0))
@@ -292,7 +340,7 @@ def predictor_features(x: torch.Tensor, sample_rate: int, kind: str) -> torch.Te
     ``(B, N_FEATURES)`` float64 (see the module docstring)."""
     # the spectral statistics in float32 (half the cost; 1e-6 relative, far below what they resolve)
     m = mono_mix(x.to(torch.float32), kind)
-    psycho, band = (v.to(torch.float64) for v in _psycho_band(m, sample_rate))
+    psycho, band, edge = (v.to(torch.float64) for v in _psycho_band(m, sample_rate))
     if kind == "binaural":
         spatial = _spatial_binaural(x, sample_rate)
     elif kind in ("foa", "hoa"):
@@ -302,5 +350,5 @@ def predictor_features(x: torch.Tensor, sample_rate: int, kind: str) -> torch.Te
     onehot = torch.zeros(x.shape[0], len(FORMAT_KINDS), dtype=torch.float64, device=x.device)
     onehot[:, FORMAT_KINDS.index(kind)] = 1.0
     temporal = _temporal(m, sample_rate).to(torch.float64)
-    out = torch.cat([psycho, band, spatial, onehot, temporal], -1)
+    out = torch.cat([psycho, band, spatial, onehot, temporal, edge], -1)
     return torch.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
