@@ -43,8 +43,9 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 EDGE = ["bw40_oct", "edge_drop_db", "edge_oct"]
-#: name -> the groups added to the recipe's (``bw40_oct`` alone: a column of the ``edge`` group)
-VARIANTS = {"shipped": ((), ()), "+ bw40_oct": ((), ("bw40_oct",)), "+ edge (3)": (("edge",), ())}
+#: name -> (groups added to the recipe's, extra columns); ``bw40_alone``: the ``edge`` group's
+#: ``bw40_oct`` alone, under its own name (a feature column cannot also be an extra one)
+VARIANTS = {"shipped": ((), ()), "+ bw40_oct": ((), ("bw40_alone",)), "+ edge (3)": (("edge",), ())}
 
 
 def _tables(wd: Path, scenes: int | None = None):
@@ -57,13 +58,17 @@ def _tables(wd: Path, scenes: int | None = None):
     split = tc.corpus if scenes is None else replace(tc.corpus, scenes=int(scenes))
     tests = {s: split_records(CorpusSplit(**{**EP.HELD_OUT, "seed": s}), wd / f"predictor_heldout_seed{s}.csv",
                               log=quiet, keep_audio=True) for s in (9900, 9901, 9902)}
-    return tc, (split_records(split, wd / "predictor_train.csv", log=quiet, keep_audio=True), split), tests
+    train = split_records(split, wd / "predictor_train.csv", log=quiet, keep_audio=True)
+    for t in [train, *tests.values()]:
+        t["bw40_alone"] = t["bw40_oct"]
+    return tc, (train, split), tests
 
 
 def _mushra(tc):
     from spaq.train.predictor import mushra_predictor_table
 
-    return mushra_predictor_table(tc.mushra_dir(), tc.calibration.ratings, lambda m: None)
+    mt = mushra_predictor_table(tc.mushra_dir(), tc.calibration.ratings, lambda m: None)
+    return mt.assign(bw40_alone=mt["bw40_oct"])
 
 
 def diagnose(wd: Path):
