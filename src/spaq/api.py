@@ -338,11 +338,13 @@ def predict(x, sample_rate: int | None = None, fmt=None, checkpoint=None) -> dic
     try:
         rep = score(None, x, sample_rate=sample_rate, metrics=["predictor"], fmt=fmt, checkpoint=checkpoint,
                     strict=True, align=False)
-    except SpaqInputError as e:  # one signal, not a pair: drop the loader's "ref <array>: " labels
+    except SpaqInputError as e:
+        # one signal, not a pair: the loader's "deg <array>" label reads "the signal" where it is the
+        # subject ("... is too short") and goes where it is a prefix ("deg <array>: 3 channels ...")
         import re
 
-        msg = re.sub(r"\b(ref|deg|reference|degraded) <array>:? ?", "", str(e)).strip()
-        raise SpaqInputError(f"the signal {msg}" if msg.startswith("is ") else msg) from None  # a subject for "is too short"
+        raise SpaqInputError(re.sub(r"\b(?:ref|deg|reference|degraded) <array>(: ?| )",
+                                    lambda m: "" if m.group(1).startswith(":") else "the signal ", str(e)).strip()) from None
     r = rep.results["predictor"]
     from .models.predictor import CLASS_NAMES
 
