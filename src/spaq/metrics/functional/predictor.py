@@ -199,7 +199,7 @@ _EDGE_BW_DB = 40.0
 def _edge(lt: torch.Tensor, member: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
     """Long-term power spectrum ``lt (B, K)`` -> the ``edge`` group ``(B, 3)`` (module docstring);
     ``member (J, K)``: the bins of each 1/6-octave band, ``centres (J,)``: their centres in octaves re 1 kHz."""
-    env = torch.stack([lt[:, member[j]].amax(-1) for j in range(member.shape[0])], -1)  # (B, J)
+    env = (lt[:, None, :] * member.to(lt.dtype)).amax(-1)  # (B, J): each band's loudest bin (powers >= 0)
     lv = 10 * torch.log10(env.to(torch.float64) + 1e-20)
     lv = torch.maximum(lv, lv.amax(-1, keepdim=True) - _EDGE_FLOOR_DB)
     rel = lv - lv.amax(-1, keepdim=True)
