@@ -49,7 +49,9 @@ ABLATION = {
     "psycho + spatial": dict(groups=["psycho", "spatial", "format"]),
     "band + spatial": dict(groups=["band", "spatial", "format"]),
     "psycho + band + spatial (no temporal)": dict(groups=["psycho", "band", "spatial", "format"]),
-    "shipped recipe (all five groups)": {},
+    "no edge (the five groups of the first predictor_v1)": dict(groups=_ALL),
+    "no edge, 5 networks (the first predictor_v1's fit)": dict(groups=_ALL, members=5),
+    "shipped recipe (all six groups)": {},
     "v1 recipe (49 features, 64-32, MSE, all rows)": V1_FIT,
     "v1 + temporal": {**V1_FIT, "groups": _ALL},
     "v1 + temporal + audible rows": {**V1_FIT, "groups": _ALL, "audible_only": True},
@@ -145,14 +147,14 @@ def pooled_heldout(model, tests: dict) -> tuple[dict, float, float]:
     return pooled, float(np.mean(acc)), float(np.mean(mae))
 
 
-def ablation_row(model, test, mushra_table=None) -> tuple[dict, dict]:
+def ablation_row(model, test, mushra_table=None, scale: str = "linear") -> tuple[dict, dict]:
     """One row of the ablation table for a fitted ``model``: its held-out corpus statistics, the
     MUSHRA LOSO Pearson (NaN without ``mushra_table``), the mean and the reverb ladder; and the
     per-family ladders (:func:`ladders`)."""
     pt = predict_table(model, test)
     s = corpus_stats(pt, test)
     s["mushra_loso_pearson"] = (float("nan") if mushra_table is None else mushra_stats(
-        mushra_table, loso_calibration(mushra_table, predict_table(model, mushra_table)["raw"]))["pearson_coded"])
+        mushra_table, loso_calibration(mushra_table, predict_table(model, mushra_table)["raw"], scale))["pearson_coded"])
     lad = ladders(pt, test)
     s["ladder_mean"] = float(np.nanmean([v["mean"] for v in lad.values()]))
     s["ladder_reverb"] = lad["reverb"]["mean"]
@@ -238,7 +240,7 @@ def main():
     res["ladders_all_sweeps"] = ladders(pt, test, audible_only=False)
     res["ladders_teacher_drop10"] = ladders(pt, test, min_teacher_drop=10.0)
     raw_m = predict_table(model, mt)["raw"]
-    res["mushra"] = {"loso": mushra_stats(mt, loso_calibration(mt, raw_m)), "uncalibrated": mushra_stats(mt, raw_m)}
+    res["mushra"] = {"loso": mushra_stats(mt, loso_calibration(mt, raw_m, model.cfg.calib_scale)), "uncalibrated": mushra_stats(mt, raw_m)}
     res["mushra_packaged"] = packaged_mos(mt, tc.mushra_dir())
     # ablation: the recipe with groups left out, and the steps from the first weights' recipe
     abl = {}
@@ -248,14 +250,14 @@ def main():
         mdl, _ = fit_predictor(fit_rows(train_all, tc.corpus, fit), fit, log=lambda m: None)
         if not over:
             res["fit_cpu_s"] = time.process_time() - t1
-        abl[name], _ = ablation_row(mdl, test, mt)
+        abl[name], _ = ablation_row(mdl, test, mt, tc.calibration.scale)
     if a.extra_reverb_scenes > 0:
         rev = extra_reverb_rows(tc, wd, a.extra_reverb_scenes)
         for n in sorted({max(1, a.extra_reverb_scenes // 2), a.extra_reverb_scenes}):
             fit = FitSection(**{k: getattr(tc.fit, k) for k in tc.fit.keys()})
             both = pd.concat([train_all, rev[rev["scene"] < n]], ignore_index=True)
             mdl, _ = fit_predictor(fit_rows(both, tc.corpus, fit), fit, log=lambda m: None)
-            s, lad = ablation_row(mdl, test, mt)
+            s, lad = ablation_row(mdl, test, mt, tc.calibration.scale)
             s["ladders"] = {k: v["mean"] for k, v in lad.items()}
             abl[f"+ {n} scenes of reverb_longer ({int((rev['scene'] < n).sum())} rows)"] = s
     if a.audio_train and a.audio_test:
@@ -276,7 +278,7 @@ def main():
             for name, groups in ((f"{label} + format", ["format"]), (f"shipped features + {label}", _ALL)):
                 fit = FitSection(**{**{k: getattr(tc.fit, k) for k in tc.fit.keys()}, "groups": groups, "embedding": spec})
                 mdl, _ = fit_predictor(tr2, fit, log=lambda m: None)
-                abl[name], _ = ablation_row(mdl, te2, mte)
+                abl[name], _ = ablation_row(mdl, te2, mte, tc.calibration.scale)
     res["ablation"] = abl
     res["eval_cpu_s"] = time.process_time() - c0
     write(res, a.out, len(train), len(test))

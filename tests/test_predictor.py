@@ -279,16 +279,57 @@ def test_edge_features_follow_a_lowpass_cut():
     assert np.all(np.abs(at[1:5] - np.log2(np.array(cuts) / 1000.0)) < 1.0), at
 
 
-def test_packaged_weights_ignore_the_edge_group():
-    """Columns appended to the features (the ``edge`` group) leave a checkpoint made before them as it
-    was: it reads its own columns by index."""
+def test_packaged_weights_read_the_edge_group_by_name_and_calibrate_on_the_logit():
+    """The shipped network reads its columns by index, names and index agree (the edge group
+    included); its listener reading is ``clamp(a + b * logit(score / 100), 0, 100)``."""
     from spaq.metrics.functional.predictor import FEATURE_NAMES
     from spaq.models import checkpoint
     from spaq.weights import resolve
 
-    model, _ = checkpoint.load(resolve("predictor_v1", offline=True).path, architecture="predictor")
-    assert not {"bw40_oct", "edge_drop_db", "edge_oct"} & set(model.cfg.feature_names)
+    model, meta = checkpoint.load(resolve("predictor_v1", offline=True).path, architecture="predictor")
+    assert {"bw40_oct", "edge_drop_db", "edge_oct"} <= set(model.cfg.feature_names)
     assert [FEATURE_NAMES[i] for i in model.cfg.feature_index] == list(model.cfg.feature_names)
+    assert model.cfg.calib_scale == "logit" and meta["train"]["calibration"]["scale"] == "logit"
+    rng = np.random.default_rng(1)
+    X = torch.zeros(16, len(FEATURE_NAMES))
+    X[:, model.index] = (model.mean + model.std * torch.tensor(rng.standard_normal((16, model.cfg.n_in)),
+                                                               dtype=torch.float32))
+    with torch.no_grad():
+        o = model(X)
+    s = o["score"].double().clamp(0.05, 99.95)
+    want = (float(model.calib_a) + float(model.calib_b) * torch.log(s / (100 - s))).clamp(0, 100)
+    assert torch.allclose(o["mushra"].double(), want, atol=1e-3)  # float32 logits of |z| < 8
+
+
+def test_calibration_scale_defaults_to_linear_for_older_checkpoints(tmp_path):
+    """A checkpoint written before ``calib_scale`` existed has no such key: it loads as linear and reads
+    ``a + b * score``; the logit scale reads ``a + b * logit``; an unknown scale is refused."""
+    from spaq.models import checkpoint
+    from spaq.models.predictor import PredictorConfig, PredictorNet, calibration_input
+    from spaq.train.predictor import PredictorTrainConfig, fit_calibration
+
+    net = PredictorNet(PredictorConfig(n_features=4, hidden=[8]))
+    net.set_calibration(10.0, 0.5)
+    p = tmp_path / "old.pt"
+    checkpoint.save(p, net)
+    ck = torch.load(p, weights_only=False)
+    del ck["config"]["calib_scale"]
+    torch.save(ck, p)
+    old, _ = checkpoint.load(p, architecture="predictor")
+    score = torch.tensor([0.0, 20.0, 50.0, 99.0, 100.0])
+    assert old.cfg.calib_scale == "linear"
+    assert torch.allclose(old.calibrate(score), torch.tensor([10.0, 20.0, 35.0, 59.5, 60.0]))
+    old.cfg.calib_scale = "logit"
+    z = torch.tensor([np.log(0.05 / 99.95), np.log(20 / 80), 0.0, np.log(99), np.log(99.95 / 0.05)])
+    assert torch.allclose(old.calibrate(score), (10 + 0.5 * z).float(), atol=1e-5)
+    # the fit is least squares on that input: exact on ratings that are linear in the logit
+    raw = np.array([5.0, 30.0, 50.0, 70.0, 95.0])
+    y = 40.0 + 6.0 * calibration_input(raw, "logit")
+    assert np.allclose(fit_calibration(raw, y, "logit"), (40.0, 6.0))
+    with pytest.raises(ValueError, match="calib_scale"):
+        PredictorConfig(calib_scale="log")
+    with pytest.raises(SpaqError, match="calibration.scale"):
+        PredictorTrainConfig.from_dict({"calibration": {"scale": "log"}})
 
 
 def test_split_cache_key_follows_the_split_and_the_feature_names(monkeypatch, tmp_path):

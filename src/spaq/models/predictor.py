@@ -9,7 +9,10 @@ A multi-task MLP on a fixed feature vector (:mod:`spaq.metrics.functional.predic
 ``score = 100 * raw`` is on the teacher's scale (spaq's ``quality`` metric, the scale the class
 head's MUSHRA bands refer to); ``mushra`` is the listener-calibrated reading, a 2-parameter
 linear map fitted on MUSHRA ratings (buffers ``calib_a``, ``calib_b``):
-``mushra = clamp(a + b * score, 0, 100)`` (identity: a = 0, b = 1). The scalers and the
+``mushra = clamp(a + b * x, 0, 100)`` with ``x`` the score itself (``calib_scale: linear``, the
+default, and every checkpoint written before the option) or its logit
+``x = log(s / (100 - s))``, ``s`` the score clipped to [0.05, 99.95] (``calib_scale: logit``;
+:func:`calibration_input`). Identity: linear, a = 0, b = 1. The scalers and the
 calibration live in the state_dict, so one checkpoint (``spaq.models.checkpoint``) holds all of
 it. ``feature_index`` (config) selects the columns of the full feature vector the network was
 trained on (the feature ablation drops groups this way).
@@ -29,9 +32,28 @@ import torch
 from torch import nn
 from .config import ArchitectureConfig
 
-__all__ = ["PredictorConfig", "PredictorNet", "CLASS_NAMES"]
+__all__ = ["PredictorConfig", "PredictorNet", "CLASS_NAMES", "CALIB_SCALES", "calibration_input"]
 
 CLASS_NAMES = ("low", "medium", "high")
+CALIB_SCALES = ("linear", "logit")
+_LOGIT_CLIP = 0.05  # the logit scale clips the 0..100 score to [0.05, 99.95] (logit +-7.6)
+
+
+def calibration_input(score, scale: str = "linear"):
+    """The value the listener calibration is linear in, for a 0..100 ``score`` (tensor or array,
+    any shape, same type back): the score itself (``"linear"``) or its logit
+    ``log(s / (100 - s))`` with ``s`` clipped to [0.05, 99.95] (``"logit"``)."""
+    if scale == "linear":
+        return score
+    if scale != "logit":
+        raise ValueError(f"calibration scale {scale!r}: expected one of {', '.join(CALIB_SCALES)}")
+    if isinstance(score, torch.Tensor):
+        s = score.clamp(_LOGIT_CLIP, 100.0 - _LOGIT_CLIP)
+        return torch.log(s / (100.0 - s))
+    import numpy as np
+
+    s = np.clip(np.asarray(score, dtype=np.float64), _LOGIT_CLIP, 100.0 - _LOGIT_CLIP)
+    return np.log(s / (100.0 - s))
 
 
 @dataclass
@@ -48,6 +70,11 @@ class PredictorConfig(ArchitectureConfig):
     embedding: str = ""                     # encoder spec of the embedding appended to the features ("" = none)
     n_embedding: int = 0                    # its dimension (mean over frames)
     members: int = 1                        # an ensemble of this many MLPs (same input), outputs averaged
+    calib_scale: str = "linear"             # the listener calibration's input: the score or its logit
+
+    def __post_init__(self):
+        if self.calib_scale not in CALIB_SCALES:
+            raise ValueError(f"predictor config: calib_scale {self.calib_scale!r}, expected one of {', '.join(CALIB_SCALES)}")
 
     @property
     def n_in(self) -> int:
@@ -107,8 +134,8 @@ class PredictorNet(nn.Module):
         return (feats[..., self.index].to(self.mean.dtype) - self.mean) / self.std  # the model's dtype
 
     def calibrate(self, score: torch.Tensor) -> torch.Tensor:
-        """0..100 score (teacher scale) -> listener-calibrated 0..100."""
-        return (self.calib_a + self.calib_b * score).clamp(0.0, 100.0)
+        """0..100 score (teacher scale) -> listener-calibrated 0..100 (on ``cfg.calib_scale``)."""
+        return (self.calib_a + self.calib_b * calibration_input(score, self.cfg.calib_scale)).clamp(0.0, 100.0)
 
     def forward(self, feats: torch.Tensor) -> dict:
         x = self.standardise(feats)

@@ -108,6 +108,7 @@ class CalibrationSection(Section):
     path: str = "../shared/listening-tests/speech-codec-mushra"
     ratings: str = "ratings_filtered_stim01-08.csv"
     apply: bool = True
+    scale: str = "linear"      # the map is linear in the score ("linear") or in its logit ("logit")
 
 
 @dataclass
@@ -127,6 +128,11 @@ class PredictorTrainConfig(RecipeConfig):
         for f in self.corpus.families:
             if f not in FAMILIES:
                 raise SpaqError(f"predictor train config: unknown family {f!r}; known: {', '.join(FAMILIES)}")
+        from ..models.predictor import CALIB_SCALES
+
+        if self.calibration.scale not in CALIB_SCALES:
+            raise SpaqError(f"predictor train config: calibration.scale {self.calibration.scale!r}; "
+                            f"known: {', '.join(CALIB_SCALES)}")
         for g in self.fit.groups:
             if g not in FEATURE_GROUPS:
                 raise SpaqError(f"predictor train config: unknown feature group {g!r}; known: {', '.join(FEATURE_GROUPS)}")
@@ -535,25 +541,31 @@ def mushra_predictor_table(root, ratings: str, log=print):
     return pd.concat([table.reset_index(drop=True), f], axis=1)
 
 
-def _calib(a, b, raw):
-    return np.clip(a + b * np.asarray(raw, dtype=np.float64), 0.0, 100.0)
+def _calib(a, b, raw, scale="linear"):
+    from ..models.predictor import calibration_input
+
+    return np.clip(a + b * calibration_input(np.asarray(raw, dtype=np.float64), scale), 0.0, 100.0)
 
 
-def fit_calibration(raw: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """Least squares ``(a, b)`` of ``a + b * raw`` to ratings ``y`` (0..100 scales)."""
-    A = np.c_[np.ones(len(raw)), np.asarray(raw, dtype=np.float64)]
+def fit_calibration(raw: np.ndarray, y: np.ndarray, scale: str = "linear") -> tuple[float, float]:
+    """Least squares ``(a, b)`` of ``a + b * x`` to ratings ``y`` (0..100), ``x`` the 0..100 score
+    ``raw`` on the calibration ``scale`` (:func:`spaq.models.predictor.calibration_input`)."""
+    from ..models.predictor import calibration_input
+
+    A = np.c_[np.ones(len(raw)), calibration_input(np.asarray(raw, dtype=np.float64), scale)]
     a, b = np.linalg.lstsq(A, np.asarray(y, dtype=np.float64), rcond=None)[0]
     return float(a), float(b)
 
 
-def loso_calibration(table, raw: np.ndarray) -> np.ndarray:
+def loso_calibration(table, raw: np.ndarray, scale: str = "linear") -> np.ndarray:
     """Leave-one-stimulus-out calibrated predictions (the held-out stimulus never fits a, b)."""
     y = table["mean"].to_numpy(dtype=np.float64)
+    raw = np.asarray(raw, dtype=np.float64)
     out = np.full(len(y), np.nan)
     for stim in sorted(table["stimulus"].unique()):
         test = (table["stimulus"] == stim).to_numpy()
-        a, b = fit_calibration(raw[~test], y[~test])
-        out[test] = _calib(a, b, raw[test])
+        a, b = fit_calibration(raw[~test], y[~test], scale)
+        out[test] = _calib(a, b, raw[test], scale)
     return out
 
 
@@ -613,7 +625,7 @@ def train_predictor(tc: PredictorTrainConfig, out, log=print, workdir=None) -> d
     train_stats = {"mae": float(np.mean(np.abs(pt["raw"] - df["target"]))),
                    "spearman": float(spearmanr(pt["raw"], df["target"])[0]),
                    "accuracy": float(np.mean(pt["proba"].argmax(1) == score_class(df["target"])))}
-    calib = {"a": 0.0, "b": 1.0, "applied": False}
+    calib = {"a": 0.0, "b": 1.0, "scale": "linear", "applied": False}
     root = tc.mushra_dir()
     if tc.calibration.apply:
         if not root.is_dir():
@@ -623,18 +635,22 @@ def train_predictor(tc: PredictorTrainConfig, out, log=print, workdir=None) -> d
         if encoder is not None:
             mt = mt.join(mushra_embedding_table(root, mt, encoder))
         raw = predict_table(model, mt)["raw"]
-        a, b = fit_calibration(raw, mt["mean"].to_numpy(dtype=np.float64))
+        scale = tc.calibration.scale
+        a, b = fit_calibration(raw, mt["mean"].to_numpy(dtype=np.float64), scale)
+        model.cfg.calib_scale = scale
         model.set_calibration(a, b)
-        loso = loso_calibration(mt, raw)
-        calib = {"a": a, "b": b, "applied": True, "loso": mushra_stats(mt, loso),
-                 "uncalibrated": mushra_stats(mt, raw), "fit": mushra_stats(mt, _calib(a, b, raw))}
-        log(f"calibration a={a:.3f} b={b:.3f}; LOSO Pearson (coded) {calib['loso']['pearson_coded']:.3f}")
+        loso = loso_calibration(mt, raw, scale)
+        calib = {"a": a, "b": b, "scale": scale, "applied": True, "loso": mushra_stats(mt, loso),
+                 "uncalibrated": mushra_stats(mt, raw), "fit": mushra_stats(mt, _calib(a, b, raw, scale))}
+        log(f"calibration ({scale} scale) a={a:.3f} b={b:.3f}; LOSO Pearson (coded) {calib['loso']['pearson_coded']:.3f}")
     cpu = time.process_time() - c0
     train = {"recipe": tc.to_dict(), "history": hist, "train_stats": train_stats, "calibration": calib,
              "n_train": int(len(df)),
              "target": "spaq quality metric (registry, default mode) on corpus-engine (clean, degraded) pairs",
              "data": {"network_and_scalers": "corpus-engine training split (configs/train/predictor.yaml corpus)",
-                      "calibration": "speech-codec MUSHRA half (stim_01-08), mean ratings, 2 parameters"}}
+                      "calibration": ("speech-codec MUSHRA half (stim_01-08), mean ratings, 2 parameters "
+                                      + ("(linear in the score)" if calib["scale"] == "linear" else "(linear in the score's logit)")
+                                      if calib["applied"] else "none")}}
     sha = checkpoint.save(out, model, train=train)
     log(f"wrote {out} (sha256 {sha}; {cpu:.0f} s CPU, {time.time() - t0:.0f} s wall)")
     return {"out": str(out), "sha256": sha, "cpu_s": cpu, "train_stats": train_stats, "calibration": calib}
