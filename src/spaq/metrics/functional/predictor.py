@@ -39,8 +39,8 @@ group by columns:
   (loudest - 40 dB), in octaves re 1 kHz, interpolated between bands (a continuous ``top_band``);
   ``edge_drop_db``: the steepest one-octave fall of the envelope (a filter's cut is steeper than most
   sources' own roll-off) and ``edge_oct`` where it starts (octaves re 1 kHz). Appended after
-  ``temporal``, as ``temporal`` was; the shipped weights do not use it yet (a recipe option:
-  ``fit.groups``; ``benchmarks/try_predictor_lowpass.py`` measured it).
+  ``temporal``, as ``temporal`` was; the shipped ``predictor_v1`` uses it (``fit.groups``;
+  ``benchmarks/try_predictor_lowpass.py`` measured it).
 
 Silence (every sample below ``SILENCE_DBFS``) gives finite features; the metric maps it to a
 defined answer itself.
