@@ -275,7 +275,7 @@ def main():
             res["embedding_cpu_s"][spec] = time.process_time() - t1
             tr2, te2 = train.join(et), test.join(ee)
             label = EMBEDDING_LABELS.get(spec, spec)
-            for name, groups in ((f"{label} + format", ["format"]), (f"shipped features + {label}", _ALL)):
+            for name, groups in ((f"{label} + format", ["format"]), (f"shipped features + {label}", list(tc.fit.groups))):
                 fit = FitSection(**{**{k: getattr(tc.fit, k) for k in tc.fit.keys()}, "groups": groups, "embedding": spec})
                 mdl, _ = fit_predictor(tr2, fit, log=lambda m: None)
                 abl[name], _ = ablation_row(mdl, te2, mte, tc.calibration.scale)

@@ -93,9 +93,11 @@ def diagnose(wd: Path):
 
 
 def score_logit(raw: np.ndarray) -> np.ndarray:
-    """The network's score (0..100, a sigmoid x 100) back on its logit scale (clipped at 0.05 / 99.95)."""
-    r = np.clip(np.asarray(raw, dtype=np.float64), 0.05, 99.95)
-    return np.log(r / (100.0 - r))
+    """The network's score (0..100, a sigmoid x 100) back on its logit scale (clipped at 0.05 / 99.95):
+    the input of the shipped listener calibration (``calibration.scale: logit``)."""
+    from spaq.models.predictor import calibration_input
+
+    return calibration_input(np.asarray(raw, dtype=np.float64), "logit")
 
 
 def _fit(tc, df, split, variant, seed=None, members=None):
