@@ -171,6 +171,31 @@ def test_resume_refuses_changed_files(corpus, tmp_path, monkeypatch):
         score_batch(tmp_path / "changed.csv", out, metrics=["cues"], resume=True, progress=False)
 
 
+def test_resume_refuses_other_packaged_weights(corpus, tmp_path, monkeypatch):
+    """Weights replaced under the same spaq version (a retrained model in a development install)
+    would mix two models' scores in one table: the resume names them and stops."""
+    import dataclasses
+
+    from spaq.weights import REGISTRY
+
+    out = tmp_path / "s.csv"
+    interrupted_batch(monkeypatch, "good0", lambda: score_batch(corpus / "m.csv", out, metrics=["cues"], progress=False))
+    header = json.loads(open(journal_path(out)).readline())["journal_header"]
+    assert header["weights"]["predictor_v1"] == REGISTRY["predictor_v1"].sha256
+    assert "qastanet" not in header["weights"]  # downloaded, not shipped
+    monkeypatch.setitem(REGISTRY, "predictor_v1", dataclasses.replace(REGISTRY["predictor_v1"], sha256="0" * 64))
+    with pytest.raises(SpaqError, match=r"other packaged weights \(predictor_v1\)"):
+        score_batch(corpus / "m.csv", out, metrics=["cues"], resume=True, progress=False)
+    monkeypatch.undo()
+    lines = open(journal_path(out)).read().splitlines()  # a journal from before the record
+    head = json.loads(lines[0])
+    del head["journal_header"]["weights"]
+    with open(journal_path(out), "w") as f:
+        f.write("\n".join([json.dumps(head)] + lines[1:]) + "\n")
+    with pytest.raises(SpaqError, match="no record of its models"):
+        score_batch(corpus / "m.csv", out, metrics=["cues"], resume=True, progress=False)
+
+
 def test_two_workers_and_dask_local_same_table(corpus, clean, tmp_path):
     _, ref_df = clean
     df2 = score_batch(corpus / "m.csv", tmp_path / "w2.parquet", metrics=METRICS, workers=2, progress=False)

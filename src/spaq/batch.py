@@ -419,11 +419,20 @@ def _write_table(df, out: str) -> None:
 # --------------------------------------------------------------------------- driver
 
 
+def _packaged_weights() -> dict:
+    """``{name: sha256}`` of every weight file shipped inside the package (``spaq.weights.REGISTRY``):
+    part of the resume fingerprint, so that weights replaced under the same spaq version (a
+    development install, a retrained model) never mix two models' scores in one table."""
+    from .weights import REGISTRY
+
+    return {n: spec.sha256 for n, spec in sorted(REGISTRY.items()) if spec.packaged}
+
+
 def _fingerprint(names: list, fast, device: str, checkpoint=None, align: bool = True) -> dict:
     from . import __version__
 
     fp = {"tool": "spaq batch", "journal_version": _JOURNAL_VERSION, "spaq": __version__, "metrics": list(names),
-          "fast": fast, "device": str(device)}
+          "fast": fast, "device": str(device), "weights": _packaged_weights()}
     if checkpoint is not None:
         fp["checkpoint"] = str(checkpoint)
     if not align:  # absent when True: journals written before alignment existed still resume
@@ -472,6 +481,13 @@ def _load_journal(journal: str, fp: dict, pairs) -> dict:
     old = read_journal_header(journal)
     if old is None:
         raise SpaqError(f"{journal} is not a spaq batch journal (no header); remove it or pass --overwrite")
+    if old != fp and {k: v for k, v in old.items() if k != "weights"} == {k: v for k, v in fp.items() if k != "weights"}:
+        was = old.get("weights")
+        what = ("no record of its models (an earlier spaq)" if not isinstance(was, dict) else
+                "other packaged weights (" + ", ".join(n for n in sorted(set(was) | set(fp["weights"]))
+                                                       if was.get(n) != fp["weights"].get(n)) + ")")
+        raise SpaqError(f"{journal} was scored with {what} than this spaq ships; its scores would mix two models: "
+                        f"--overwrite to start again")
     if old != fp:
         raise SpaqError(f"{journal} was written with {_describe_fp(old)}; this run asks for {_describe_fp(fp)}: "
                         f"use the same options to resume, or --overwrite to start again")

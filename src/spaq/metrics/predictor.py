@@ -29,7 +29,7 @@ MIN_SAMPLES = 4800
 
 class Predictor(Metric):
     name = "predictor"
-    version = "1.0"
+    version = "1.1"  # 1.1: predictor_v1 retrained with the edge group, 15 networks, logit calibration
     description = ("reference-free quality predictor 0..100 with a low/medium/high class (MUSHRA bands), "
                    "binaural, ambisonics and mono; trained on spaq's quality metric over corpus-engine pairs, "
                    "calibrated on MUSHRA ratings; shipped weights")
