@@ -346,6 +346,22 @@ def test_split_cache_key_follows_the_split_and_the_feature_names(monkeypatch, tm
     assert split_cache_path(CorpusSplit(), tmp_path / "t.csv") != base
 
 
+def test_anchor_sources_draw_wider_scenes_and_keep_old_cache_keys(tmp_path):
+    """``corpus.anchor_sources`` gives the anchors 1..N sources of their type; at its default (one
+    source, as the sweeps) the scene draws and the cached tables' keys are those from before the option."""
+    from spaq.train.predictor import CorpusSplit, split_cache_path
+    from spaq.train.quality import sweep_draws
+
+    one = [len(sweep_draws("noise", "binaural", "harmonic", 9200, i)[1]["sources"]) for i in range(1, 13)]
+    many = [len(sweep_draws("noise", "binaural", "harmonic", 9200, i, n_sources=4)[1]["sources"]) for i in range(1, 13)]
+    assert one == [1] * 12 and set(many) <= {1, 2, 3, 4} and max(many) >= 3
+    assert sweep_draws("noise", "binaural", "harmonic", 9200, 5)[1] == sweep_draws(
+        "noise", "binaural", "harmonic", 9200, 5, n_sources=1)[1]
+    base = split_cache_path(CorpusSplit(), tmp_path / "t.csv")
+    assert split_cache_path(CorpusSplit(anchor_sources=1), tmp_path / "t.csv") == base
+    assert split_cache_path(CorpusSplit(anchor_sources=4), tmp_path / "t.csv") != base
+
+
 def test_audible_rows_leave_out_drier_rooms_and_noise_in_noise():
     """Only degraded rows a listener hears without a reference are fitted: the clean rows stay;
     reverb sweeps that shorten the RT60 and noise added to a pink-noise source go."""

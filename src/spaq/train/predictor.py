@@ -76,6 +76,9 @@ class CorpusSplit(Section):
     # clean rooms, so that a natural room or an unusual timbre is not read as an impairment
     anchor_scenes: int = 0
     anchor_room_probability: float = 0.5
+    # the anchor scenes have 1 to this many sources of their type (1: one, as the sweeps): wide,
+    # multi-source scenes that are no impairment either (real scenes are not one source)
+    anchor_sources: int = 1
 
 
 @dataclass
@@ -200,13 +203,15 @@ def make_split(split: CorpusSplit, log=print, audio_dir=None, index_offset: int 
             if DEGRADATIONS[FAMILIES[fam][0]].needs_room:  # its scenes are rooms already
                 continue
             for r in _sweep_records(split, teacher, idx, fam, fmt, src, sc, [], float(split.anchor_room_probability),
-                                    audio_dir, log, sweep_id=ANCHOR_SWEEP_OFFSET + idx):
+                                    audio_dir, log, sweep_id=ANCHOR_SWEEP_OFFSET + idx,
+                                    n_sources=int(split.anchor_sources)):
                 recs.append({**r, "family": "anchor"})
         log(f"  {len(recs) - n0} clean anchor items ({time.time() - t0:.0f} s wall, {time.process_time() - c0:.0f} s CPU)")
     return recs
 
 
-def _sweep_records(split, teacher, idx, fam, fmt, src, sc, sevs, room_probability, audio_dir, log, sweep_id=None):
+def _sweep_records(split, teacher, idx, fam, fmt, src, sc, sevs, room_probability, audio_dir, log, sweep_id=None,
+                   n_sources: int = 1):
     """The records of one sweep of :func:`make_split` (its clean scene and each severity; with
     ``sevs`` empty, the clean scene only)."""
     from ..metrics.functional.predictor import FEATURE_NAMES
@@ -217,7 +222,8 @@ def _sweep_records(split, teacher, idx, fam, fmt, src, sc, sevs, room_probabilit
     head = split.heads[idx % len(split.heads)] if fmt == "binaural" else ""
     try:
         ref, degs = sweep(fam, fmt, src, sevs, int(split.seed), idx, duration_s=float(split.duration_s),
-                          hrtf=head or "default", voices=[voice], room_probability=room_probability)
+                          hrtf=head or "default", voices=[voice], room_probability=room_probability,
+                          n_sources=n_sources)
     except SpaqError as e:
         log(f"  skipped {fam}/{fmt}/{src}/{sc}: {e}")
         return []
@@ -334,7 +340,10 @@ def split_cache_path(split: CorpusSplit, cache) -> Path:
     from ..metrics.functional.predictor import FEATURE_NAMES
 
     t = _teacher()
-    ident = {"split": asdict(split), "teacher": [t.name, t.version, getattr(t, "sha256", None),
+    sp = asdict(split)
+    if sp.get("anchor_sources") == 1:  # the default: tables cached before the option keep their key
+        del sp["anchor_sources"]
+    ident = {"split": sp, "teacher": [t.name, t.version, getattr(t, "sha256", None),
                                                   getattr(t, "fast", None)], "features": list(FEATURE_NAMES)}
     key = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
     return Path(cache).with_name(f"{Path(cache).stem}_{key}.csv")
