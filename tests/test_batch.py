@@ -192,7 +192,7 @@ def test_resume_refuses_other_packaged_weights(corpus, tmp_path, monkeypatch):
     del head["journal_header"]["weights"]
     with open(journal_path(out), "w") as f:
         f.write("\n".join([json.dumps(head)] + lines[1:]) + "\n")
-    with pytest.raises(SpaqError, match="no record of its models"):
+    with pytest.raises(SpaqError, match="earlier spaq that did not record its weights"):
         score_batch(corpus / "m.csv", out, metrics=["cues"], resume=True, progress=False)
 
 

@@ -483,11 +483,12 @@ def _load_journal(journal: str, fp: dict, pairs) -> dict:
         raise SpaqError(f"{journal} is not a spaq batch journal (no header); remove it or pass --overwrite")
     if old != fp and {k: v for k, v in old.items() if k != "weights"} == {k: v for k, v in fp.items() if k != "weights"}:
         was = old.get("weights")
-        what = ("no record of its models (an earlier spaq)" if not isinstance(was, dict) else
-                "other packaged weights (" + ", ".join(n for n in sorted(set(was) | set(fp["weights"]))
-                                                       if was.get(n) != fp["weights"].get(n)) + ")")
-        raise SpaqError(f"{journal} was scored with {what} than this spaq ships; its scores would mix two models: "
-                        f"--overwrite to start again")
+        if not isinstance(was, dict):
+            raise SpaqError(f"{journal} was written by an earlier spaq that did not record its weights; resuming "
+                            f"could mix two models in one table: --overwrite to start again")
+        names = ", ".join(n for n in sorted(set(was) | set(fp["weights"])) if was.get(n) != fp["weights"].get(n))
+        raise SpaqError(f"{journal} was scored with other packaged weights ({names}) than this spaq ships; resuming "
+                        f"would mix two models in one table: --overwrite to start again")
     if old != fp:
         raise SpaqError(f"{journal} was written with {_describe_fp(old)}; this run asks for {_describe_fp(fp)}: "
                         f"use the same options to resume, or --overwrite to start again")
