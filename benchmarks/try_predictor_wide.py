@@ -3,6 +3,7 @@ reference-free predictor, after `eval_predictor_param_coding.py` showed that it 
 multi-source binaural scenes as impaired (every training scene has one source).
 
     PYTHONPATH=src python benchmarks/try_predictor_wide.py --workdir /tmp/pred --cache /tmp/pc [--sources 4]
+        [--types chord percussive]
 
 Builds (cached in --workdir) a split of clean anchor scenes only (seed 9200, the recipe's families,
 formats, sources, heads and voices, 3 scenes each, half in rooms) with 1 to ``--sources`` sources of the
@@ -58,26 +59,32 @@ def main(argv=None):
     ap.add_argument("--workdir", required=True)
     ap.add_argument("--cache", required=True, help="the spatial-codings items (benchmarks/rebuild_param_coding.py)")
     ap.add_argument("--sources", type=int, default=4)
+    ap.add_argument("--types", nargs="+", default=None,
+                    help="source types of the wide anchors (default: the recipe's; e.g. chord percussive: music-like)")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     wd = Path(a.workdir)
     tc = PredictorTrainConfig.from_yaml(ROOT / "configs/train/predictor.yaml")
     train = fit_rows(split_records(tc.corpus, wd / "predictor_train.csv"), tc.corpus, tc.fit, log=lambda m: None)
     wide_split = CorpusSplit(**{**{k: getattr(tc.corpus, k) for k in tc.corpus.keys()}, "seed": 9200, "scenes": 0,
-                                "anchor_scenes": 3, "anchor_sources": int(a.sources)})
+                                "anchor_scenes": 3, "anchor_sources": int(a.sources),
+                                **({"sources": list(a.types)} if a.types else {})})
     wide = split_records(wide_split, wd / "predictor_wide_anchors.csv")
+    label = f"{len(wide)} clean anchors of 1-{a.sources} sources" + (f" ({', '.join(a.types)})" if a.types else "")
     tests = {s: split_records(CorpusSplit(**{**EP.HELD_OUT, "seed": s}), wd / f"predictor_heldout_seed{s}.csv",
                               log=lambda m: None) for s in (9900, 9901, 9902)}
     mt = mushra_predictor_table(tc.mushra_dir(), tc.calibration.ratings, log=lambda m: None)
     pc, P = _param_coding_features(Path(a.cache))
     print(f"training rows {len(train)}; wide anchors {len(wide)} (targets {wide['target'].min():.1f}-{wide['target'].max():.1f})")
     variants = {"shipped recipe": train,
-                f"+ {len(wide)} clean anchors of 1-{a.sources} sources": pd.concat([train, wide], ignore_index=True),
+                f"+ {label}": pd.concat([train, wide], ignore_index=True),
                 "... and without the blur rows": pd.concat([train[train["family"] != "blur"], wide], ignore_index=True)}
     fit = FitSection(**{k: getattr(tc.fit, k) for k in tc.fit.keys()})
     L = ["| variant | accuracy / MAE (3 seeds) | noise | lowpass | clipping | opus | mp3 | aac | reverb | MUSHRA LOSO | "
-         "spatial test r / rho | per condition (FOA, Param1, Param2, FOA-Amb-P1, FOA-Amb-P2, Mono) |",
-         "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+         "spatial test r / rho | without the mono condition r / rho | per condition (FOA, Param1, Param2, FOA-Amb-P1, "
+         "FOA-Amb-P2, Mono) |",
+         "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    nm = (pc["condition"] != "Mono").to_numpy()  # a diotic downmix: judged against the reference only
     for name, rows in variants.items():
         model, _ = fit_predictor(rows, fit, log=lambda m: None)
         pooled, acc, mae = EP.pooled_heldout(model, tests)
@@ -86,6 +93,7 @@ def main(argv=None):
         cond = pc.assign(s=s).groupby("condition", sort=False)["s"].mean()
         L.append(f"| {name} | {acc:.3f} / {mae:.1f} | " + " | ".join(f"{np.mean(pooled[f]):.3f}" for f in EP.LADDERS)
                  + f" | {lo:.3f} | {pearsonr(s, pc['mean'])[0]:.3f} / {spearmanr(s, pc['mean'])[0]:.3f} | "
+                 + f"{pearsonr(s[nm], pc['mean'][nm])[0]:.3f} / {spearmanr(s[nm], pc['mean'][nm])[0]:.3f} | "
                  + ", ".join(f"{v:.0f}" for v in cond.to_numpy()) + " |")
         print(L[-1], flush=True)
     print("\n".join(L))
