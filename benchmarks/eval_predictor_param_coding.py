@@ -49,7 +49,7 @@ def main(argv=None):
     from spaq.files import atomic_write
     from spaq.metrics import metric_class
     from spaq.models import checkpoint as ckpt
-    from spaq.train.predictor import fit_calibration, _calib
+    from spaq.train.predictor import loso_calibration
     from spaq.train.quality import param_coding_table
     from spaq.weights import resolve
 
@@ -68,11 +68,7 @@ def main(argv=None):
     refs = sorted(set(table["ref"]))
     ref_score = {r: spaq.predict(str(root / r), checkpoint=w.path)["score"] for r in refs}
     y = table["mean"].to_numpy(dtype=np.float64)
-    loto = np.full(len(y), np.nan)
-    for trial in sorted(table["trial"].unique()):
-        test = (table["trial"] == trial).to_numpy()
-        ca, cb = fit_calibration(score[~test], y[~test], scale)
-        loto[test] = _calib(ca, cb, score[test], scale)
+    loto = loso_calibration(table.assign(stimulus=table["trial"]), score, scale)  # a trial is the left-out unit
     rows = {"spaq predictor, score (no fit to these listeners)": (score, _stats(score, y)),
             f"spaq predictor, leave-one-trial-out calibrated ({scale})": (loto, _stats(loto, y))}
     why = metric_class("distillmos").available()

@@ -32,17 +32,15 @@ import eval_predictor as EP  # noqa: E402
 
 
 def _param_coding_features(cache: Path):
-    import soundfile as sf
-    from scipy.signal import resample_poly
-
+    from spaq.io import read_audio, resample
     from spaq.metrics.functional.predictor import FEATURE_NAMES, predictor_features
     from spaq.train.quality import param_coding_table
 
     pc = param_coding_table(cache)
     rows = []
     for f in pc["deg"]:
-        x, sr = sf.read(str(cache / f), always_2d=True)
-        x = resample_poly(x.T, 48000 // np.gcd(48000, sr), sr // np.gcd(48000, sr), axis=-1)
+        x, sr = read_audio(str(cache / f))
+        x = resample(x, sr, 48000)  # as spaq.predict reads a file
         with torch.no_grad():
             rows.append(predictor_features(torch.tensor(x[None], dtype=torch.float64), 48000, "binaural")[0].numpy())
     return pc, pd.DataFrame(np.stack(rows), columns=list(FEATURE_NAMES))

@@ -47,13 +47,10 @@ def calibration_input(score, scale: str = "linear"):
         return score
     if scale != "logit":
         raise ValueError(f"calibration scale {scale!r}: expected one of {', '.join(CALIB_SCALES)}")
-    if isinstance(score, torch.Tensor):
-        s = score.clamp(_LOGIT_CLIP, 100.0 - _LOGIT_CLIP)
-        return torch.log(s / (100.0 - s))
-    import numpy as np
-
-    s = np.clip(np.asarray(score, dtype=np.float64), _LOGIT_CLIP, 100.0 - _LOGIT_CLIP)
-    return np.log(s / (100.0 - s))
+    t = score if isinstance(score, torch.Tensor) else torch.as_tensor(score, dtype=torch.float64)
+    s = t.clamp(_LOGIT_CLIP, 100.0 - _LOGIT_CLIP)
+    z = torch.log(s / (100.0 - s))
+    return z if isinstance(score, torch.Tensor) else z.numpy()
 
 
 @dataclass
