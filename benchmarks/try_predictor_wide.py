@@ -59,6 +59,10 @@ def main(argv=None):
     ap.add_argument("--sources", type=int, default=4)
     ap.add_argument("--types", nargs="+", default=None,
                     help="source types of the wide anchors (default: the recipe's; e.g. chord percussive: music-like)")
+    ap.add_argument("--sweep-scenes", type=int, default=0,
+                    help="+ degraded sweeps of wide scenes too: N scenes per family x format x type (seed 9300, "
+                         "1 to --sources sources of --types, the recipe's families and severities)")
+    ap.add_argument("--only", nargs="+", default=None, help="fit only these variants (names as printed)")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     wd = Path(a.workdir)
@@ -77,6 +81,20 @@ def main(argv=None):
     variants = {"shipped recipe": train,
                 f"+ {label}": pd.concat([train, wide], ignore_index=True),
                 "... and without the blur rows": pd.concat([train[train["family"] != "blur"], wide], ignore_index=True)}
+    if a.sweep_scenes > 0:
+        sw_split = CorpusSplit(**{**{k: getattr(tc.corpus, k) for k in tc.corpus.keys()}, "seed": 9300,
+                                  "scenes": int(a.sweep_scenes), "anchor_scenes": 0,
+                                  "scene_sources": int(a.sources), **({"sources": list(a.types)} if a.types else {})})
+        sweeps = fit_rows(split_records(sw_split, wd / "predictor_wide_sweeps.csv"), sw_split, tc.fit,
+                          log=lambda m: None)
+        sl = f"{len(sweeps)} rows of wide degraded sweeps"
+        print(f"wide sweeps: {len(sweeps)} rows ({sweeps['family'].value_counts().to_dict()})")
+        variants[f"+ {label} + {sl}"] = pd.concat([train, wide, sweeps], ignore_index=True)
+        variants[f"+ {sl}"] = pd.concat([train, sweeps], ignore_index=True)
+        variants[f"+ {label} + {sl}, without the blur rows"] = pd.concat(
+            [d[d["family"] != "blur"] for d in (train, wide, sweeps)], ignore_index=True)
+    if a.only:
+        variants = {k: v for k, v in variants.items() if k == "shipped recipe" or any(o in k for o in a.only)}
     fit = FitSection(**{k: getattr(tc.fit, k) for k in tc.fit.keys()})
     L = ["| variant | accuracy / MAE (3 seeds) | noise | lowpass | clipping | opus | mp3 | aac | reverb | MUSHRA LOSO | "
          "spatial test r / rho | without the mono condition r / rho | per condition (FOA, Param1, Param2, FOA-Amb-P1, "

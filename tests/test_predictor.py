@@ -360,6 +360,10 @@ def test_anchor_sources_draw_wider_scenes_and_keep_old_cache_keys(tmp_path):
     base = split_cache_path(CorpusSplit(), tmp_path / "t.csv")
     assert split_cache_path(CorpusSplit(anchor_sources=1), tmp_path / "t.csv") == base
     assert split_cache_path(CorpusSplit(anchor_sources=4), tmp_path / "t.csv") != base
+    # the degraded sweeps' scenes likewise (``corpus.scene_sources``)
+    assert split_cache_path(CorpusSplit(scene_sources=1), tmp_path / "t.csv") == base
+    assert split_cache_path(CorpusSplit(scene_sources=4), tmp_path / "t.csv") not in (
+        base, split_cache_path(CorpusSplit(anchor_sources=4), tmp_path / "t.csv"))
 
 
 def test_audible_rows_leave_out_drier_rooms_and_noise_in_noise():

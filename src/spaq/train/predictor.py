@@ -79,6 +79,9 @@ class CorpusSplit(Section):
     # the anchor scenes have 1 to this many sources of their type (1: one, as the sweeps): wide,
     # multi-source scenes that are no impairment either (real scenes are not one source)
     anchor_sources: int = 1
+    # the degraded sweeps' scenes have 1 to this many sources of their type (1: one source, as
+    # every split before the option): the faults on wide, multi-source scenes too
+    scene_sources: int = 1
 
 
 @dataclass
@@ -195,7 +198,7 @@ def make_split(split: CorpusSplit, log=print, audio_dir=None, index_offset: int 
 
     for idx, fam, fmt, src, sc in each(split.scenes, index_offset):
         recs += _sweep_records(split, teacher, idx, fam, fmt, src, sc, sevs, float(split.room_probability),
-                               audio_dir, log)
+                               audio_dir, log, n_sources=int(split.scene_sources))
         log(f"  {fam}/{fmt}/{src}/{sc} ({time.time() - t0:.0f} s wall, {time.process_time() - c0:.0f} s CPU)")
     if int(split.anchor_scenes) > 0:
         n0 = len(recs)
@@ -295,7 +298,8 @@ def reverb_longer(df, seed: int, duration_s: float = 1.5) -> dict:
     """sweep id -> True when its reverb degradation lengthens the RT60, for the rows of ``df`` (a
     :func:`make_split` table of a split made with ``seed`` and ``duration_s``). The corpus engine
     draws the direction at random; a drier room is no impairment a listener hears without a
-    reference. Replays :func:`spaq.train.quality.sweep`'s draws without rendering."""
+    reference. Replays :func:`spaq.train.quality.sweep`'s draws without rendering (the direction
+    comes from the degradation's own generator, so it is the same for a split's ``scene_sources``)."""
     from .quality import sweep_draws, sweep_params
 
     out = {}
@@ -341,8 +345,9 @@ def split_cache_path(split: CorpusSplit, cache) -> Path:
 
     t = _teacher()
     sp = asdict(split)
-    if sp.get("anchor_sources") == 1:  # the default: tables cached before the option keep their key
-        del sp["anchor_sources"]
+    for opt in ("anchor_sources", "scene_sources"):
+        if sp.get(opt) == 1:  # the default: tables cached before the option keep their key
+            del sp[opt]
     ident = {"split": sp, "teacher": [t.name, t.version, getattr(t, "sha256", None),
                                                   getattr(t, "fast", None)], "features": list(FEATURE_NAMES)}
     key = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
