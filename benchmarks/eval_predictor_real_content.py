@@ -65,9 +65,14 @@ def _signals(scene: str) -> list[np.ndarray]:
     return out
 
 
+_REF = {}
+
+
 def _sweep(family: str, fmt: str, scene: str, room: bool, index: int):
-    """(ref (C, T), [deg per severity]) of ``scene``'s recordings placed by the engine's scene
-    (one drawn with the engine's multi-source draws, then given the recordings' directions)."""
+    """(ref (C, T), [deg per severity]) of ``scene``'s recordings placed in the engine's scene drawn
+    for ``index`` (its room and random choices; the scene's own sources replaced by the recordings
+    and their directions). The draws depend on ``index``, not on ``family``, so the clean scene is
+    rendered once per index."""
     from spaq.data.degradations import DEGRADATIONS, apply_signal_degradation
     from spaq.data.scenes import render_scene, scene_mods
     from spaq.formats import parse_format
@@ -80,7 +85,10 @@ def _sweep(family: str, fmt: str, scene: str, room: bool, index: int):
     sc["sources"] = [{**tmpl, "azimuth_deg": float(az), "elevation_deg": 0.0, "distance_m": 1.5, "level_dbfs": -26.0}
                      for _, az in SCENES[scene]]
     sig = _signals(scene)
-    ref = render_scene(sc, sig)
+    if (scene, fmt, room, index) not in _REF:
+        _REF.clear()
+        _REF[(scene, fmt, room, index)] = render_scene(sc, sig)
+    ref = _REF[(scene, fmt, room, index)]
     name = QF[family][0]
     degs = []
     for s in SEVERITIES:
@@ -115,8 +123,8 @@ def build_table(cache: Path, log=print):
     for scene in SCENES:
         for room in (False, True):
             for fmt in FORMATS:
+                idx += 1
                 for fam in FAMILIES + (["reverb_longer"] if room else []):
-                    idx += 1
                     ref, degs = _sweep(fam, fmt, scene, room, idx)
                     xs = [ref] + degs
                     kinds = [("binaural" if fmt == "binaural" else ("foa" if fmt == "foa" else "hoa"), xs)]
@@ -129,7 +137,7 @@ def build_table(cache: Path, log=print):
                             tgt = _teacher_scores(teacher, ys[0], ys)
                         feats = _features(np.stack(ys).astype(np.float32), kind)
                         for j, s in enumerate([0.0] + SEVERITIES):
-                            recs.append({"sweep": idx, "scene": scene, "room": int(room), "family": fam, "format": kind,
+                            recs.append({"sweep": f"{idx}/{fam}", "scene": scene, "room": int(room), "family": fam, "format": kind,
                                          "severity": s, "target": float(tgt[j]),
                                          **dict(zip(FEATURE_NAMES, feats[j].tolist()))})
                     log(f"  {scene} {'room' if room else 'anechoic'} {fmt} {fam}")
@@ -140,14 +148,15 @@ def build_table(cache: Path, log=print):
 
 
 def evaluate(model, df, min_teacher_drop: float = 10.0) -> dict:
-    """``model`` (a PredictorNet) on the table: the clean scenes' mean score per format, and per
-    family the mean per-sweep Spearman of the score against severity over all sweeps and over the
-    sweeps whose teacher score falls >= ``min_teacher_drop`` from clean to the worst."""
+    """``model`` (a PredictorNet; None: the intrusive teacher's own scores) on the table: the clean
+    scenes' mean score per format, and per family the mean per-sweep Spearman of the score against
+    severity over all sweeps and over the sweeps whose teacher score falls >= ``min_teacher_drop``
+    from clean to the worst."""
     from scipy.stats import spearmanr
 
     from spaq.train.predictor import predict_table
 
-    d = df.assign(pred=predict_table(model, df)["raw"])
+    d = df.assign(pred=df["target"] if model is None else predict_table(model, df)["raw"])
     clean = d[d["severity"] == 0].groupby("format")["pred"].mean().to_dict()
     lad = {}
     for fam, g0 in d.groupby("family"):
@@ -193,7 +202,8 @@ def main(argv=None):
     df = build_table(Path(a.cache))
     w = resolve("predictor_v1", offline=True, download=False)
     model, _ = ck.load(w.path, architecture="predictor", sha256=w.sha256)
-    L = table_lines({"predictor_v1 (shipped)": evaluate(model, df)})
+    L = table_lines({"predictor_v1 (shipped; reference-free)": evaluate(model, df),
+                     "quality (intrusive teacher, against the clean scene)": evaluate(None, df)})
     print("\n".join(L))
     if a.out:
         Path(a.out).write_text("\n".join(L) + "\n")

@@ -31,6 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import eval_predictor as EP  # noqa: E402
 
 
+WIDE_SWEEP_OFFSET = 300000
+
+
 def _param_coding_features(cache: Path):
     from spaq.io import read_audio, resample
     from spaq.metrics.functional.predictor import FEATURE_NAMES, predictor_features
@@ -62,6 +65,8 @@ def main(argv=None):
     ap.add_argument("--sweep-scenes", type=int, default=0,
                     help="+ degraded sweeps of wide scenes too: N scenes per family x format x type (seed 9300, "
                          "1 to --sources sources of --types, the recipe's families and severities)")
+    ap.add_argument("--real-content", default=None,
+                    help="also report benchmarks/eval_predictor_real_content.py's check (its cache directory)")
     ap.add_argument("--only", nargs="+", default=None, help="fit only these variants (names as printed)")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -87,6 +92,8 @@ def main(argv=None):
                                   "scene_sources": int(a.sources), **({"sources": list(a.types)} if a.types else {})})
         sweeps = fit_rows(split_records(sw_split, wd / "predictor_wide_sweeps.csv"), sw_split, tc.fit,
                           log=lambda m: None)
+        # sweep ids apart from the training split's: the ranking term pairs rows within a sweep id
+        sweeps = sweeps.assign(sweep=sweeps["sweep"] + WIDE_SWEEP_OFFSET)
         sl = f"{len(sweeps)} rows of wide degraded sweeps"
         print(f"wide sweeps: {len(sweeps)} rows ({sweeps['family'].value_counts().to_dict()})")
         variants[f"+ {label} + {sl}"] = pd.concat([train, wide, sweeps], ignore_index=True)
@@ -101,8 +108,15 @@ def main(argv=None):
          "FOA-Amb-P2, Mono) |",
          "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     nm = (pc["condition"] != "Mono").to_numpy()  # a diotic downmix: judged against the reference only
+    rc, rc_results = None, {}
+    if a.real_content:
+        import eval_predictor_real_content as RC
+        rc = RC.build_table(Path(a.real_content))
     for name, rows in variants.items():
         model, _ = fit_predictor(rows, fit, log=lambda m: None)
+        if rc is not None:
+            rc_results[name] = RC.evaluate(model, rc)
+            print("\n".join(RC.table_lines({name: rc_results[name]})[2:]), flush=True)
         pooled, acc, mae = EP.pooled_heldout(model, tests)
         lo = mushra_stats(mt, loso_calibration(mt, predict_table(model, mt)["raw"], tc.calibration.scale))["pearson_coded"]
         s = predict_table(model, P)["raw"]
@@ -113,6 +127,10 @@ def main(argv=None):
                  + ", ".join(f"{v:.0f}" for v in cond.to_numpy()) + " |")
         print(L[-1], flush=True)
     print("\n".join(L))
+    if rc is not None:
+        print("\nreal content (eval_predictor_real_content.py; per family: mean per-sweep Spearman over the sweeps the "
+              "teacher hears (n), and over all)")
+        print("\n".join(RC.table_lines(rc_results)))
 
 
 if __name__ == "__main__":
