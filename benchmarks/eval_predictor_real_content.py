@@ -19,7 +19,7 @@ typing + fan noise (an ambience). Families: noise, lowpass, clipping, opus, mp3,
 rooms a longer room (``reverb_longer``: the RT60 lengthened, the one reverb change a listener hears
 as a fault without a reference); severities 0, 0.2, ..., 1; each sweep's random choices drawn by
 the corpus engine from (seed, index).
-The table (features + teacher scores) is cached in ``--cache``; rebuilding it takes ~5 min CPU.
+The table (features + teacher scores) is cached in ``--cache``; building it takes ~6 min CPU.
 """
 from __future__ import annotations
 

@@ -13,6 +13,16 @@ image, which no listener can tell from a wide scene without the reference). Repo
 over the held-out seeds 9900-9902, accuracy / MAE, the MUSHRA LOSO Pearson (speech codecs, the recipe's
 calibration scale) and the spatial-codings test (42 items; Pearson / Spearman and the mean score per
 condition). The spatial test is the one that found the fault, so it is no longer untouched by this try.
+
+Twenty-fifth session: ``--sweep-scenes N`` adds degraded sweeps of wide scenes too (seed 9300, N
+scenes per family x format x type, 1 to ``--sources`` sources; `corpus.scene_sources`; their sweep
+ids offset so that the ranking term never pairs two sweeps), with variants with and without the
+anchors and the blur rows; ``--real-content DIR`` also reports each variant on
+`eval_predictor_real_content.py`'s real recordings (`results/predictor_real_content.md`);
+``--only TEXT ...`` fits only the variants whose names contain one of the texts.
+
+    PYTHONPATH=src python benchmarks/try_predictor_wide.py --workdir /tmp/pred --cache /tmp/pc \
+        --types chord percussive harmonic speech --sweep-scenes 2 --real-content /tmp/rc --only "wide degraded"
 """
 from __future__ import annotations
 
@@ -67,7 +77,7 @@ def main(argv=None):
                          "1 to --sources sources of --types, the recipe's families and severities)")
     ap.add_argument("--real-content", default=None,
                     help="also report benchmarks/eval_predictor_real_content.py's check (its cache directory)")
-    ap.add_argument("--only", nargs="+", default=None, help="fit only these variants (names as printed)")
+    ap.add_argument("--only", nargs="+", default=None, help="fit only the variants whose names contain one of these texts (and the shipped recipe)")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     wd = Path(a.workdir)
