@@ -366,6 +366,27 @@ def test_anchor_sources_draw_wider_scenes_and_keep_old_cache_keys(tmp_path):
         base, split_cache_path(CorpusSplit(anchor_sources=4), tmp_path / "t.csv"))
 
 
+def test_make_split_draws_sweeps_and_anchors_with_their_source_counts(monkeypatch):
+    """``corpus.scene_sources`` reaches the degraded sweeps and ``corpus.anchor_sources`` the
+    anchors (each sweep's draws are asked for with its own count)."""
+    import spaq.train.predictor as tp
+    import spaq.train.quality as tq
+    from spaq.errors import SpaqError
+
+    asked = []
+
+    def fake_sweep(fam, fmt, src, sevs, seed, idx, **kw):
+        asked.append((fam, len(sevs), kw["n_sources"]))
+        raise SpaqError("not rendered in this test")
+
+    monkeypatch.setattr(tq, "sweep", fake_sweep)
+    monkeypatch.setattr(tp, "_teacher", lambda: None)
+    split = tp.CorpusSplit(families=["noise", "lowpass"], formats=["foa"], sources=["speech"], scenes=1,
+                           anchor_scenes=1, anchor_sources=2, scene_sources=3)
+    assert tp.make_split(split, log=lambda m: None) == []
+    assert asked == [("noise", 5, 3), ("lowpass", 5, 3), ("noise", 0, 2), ("lowpass", 0, 2)]
+
+
 def test_audible_rows_leave_out_drier_rooms_and_noise_in_noise():
     """Only degraded rows a listener hears without a reference are fitted: the clean rows stay;
     reverb sweeps that shorten the RT60 and noise added to a pink-noise source go."""
