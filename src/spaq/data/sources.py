@@ -13,6 +13,9 @@ Types (``SOURCE_TYPES``):
 * ``harmonic``: additive instrument notes (decaying harmonics, ADSR envelope,
   vibrato and tremolo, note onsets from a scale).
 * ``chord``: 3-4 note chords of that instrument.
+* ``bright``: notes or chords of a bright instrument (20-120 partials up to 0.45 times the
+  sample rate, a slower roll-off, and a breath of high-passed noise): full-band content, as
+  recorded strings, brass or reeds are, where the other synthetic notes end below ~9 kHz.
 * ``percussive``: drum-like hits (pitched membrane with falling pitch plus a
   filtered noise burst).
 * ``pink_noise``: 1/f noise. ``noise_bursts``: gated pink noise bursts.
@@ -49,7 +52,7 @@ __all__ = [
     "make_source",
 ]
 
-SOURCE_TYPES = ("speech", "harmonic", "chord", "percussive", "pink_noise", "noise_bursts", "babble", "files")
+SOURCE_TYPES = ("speech", "harmonic", "chord", "bright", "percussive", "pink_noise", "noise_bursts", "babble", "files")
 
 # espeak-ng voice -> word-list language
 ESPEAK_VOICES = {
@@ -263,6 +266,14 @@ def _note(f0, n_note, sr, rng, timbre):
     return y * _adsr(n_note, sr, *timbre["adsr"])
 
 
+def _bright_timbre(rng):
+    """A bright instrument's timbre: many partials with a slow roll-off (the other keys as :func:`_timbre`)."""
+    t = _timbre(rng)
+    t.update(n_harmonics=int(rng.integers(20, 121)), rolloff=float(rng.uniform(0.4, 1.2)),
+             harmonic_decay=float(rng.uniform(0.0, 1.0)), breath_db=float(rng.uniform(-40.0, -25.0)))
+    return t
+
+
 def _timbre(rng):
     return {
         "n_harmonics": int(rng.integers(4, 20)),
@@ -282,8 +293,10 @@ MAJOR = np.array([0, 2, 4, 5, 7, 9, 11])
 MINOR = np.array([0, 2, 3, 5, 7, 8, 10])
 
 
-def _harmonic(n, sr, rng, chords: bool):
-    timbre = _timbre(rng)
+def _harmonic(n, sr, rng, chords: bool, bright: bool = False):
+    timbre = _bright_timbre(rng) if bright else _timbre(rng)
+    if bright:
+        chords = bool(rng.random() < 0.5)
     root = float(rng.uniform(45, 69))  # MIDI
     scale = MAJOR if rng.random() < 0.5 else MINOR
     tempo = float(rng.uniform(70, 160))
@@ -305,6 +318,10 @@ def _harmonic(n, sr, rng, chords: bool):
             y[pos:pos + m] += _note(f0, n_note, sr, rng, timbre)[:m] / len(degrees)
         onsets.append(round(pos / sr, 4))
         pos += int(dur * sr)
+    if bright:  # bow / breath noise: high-passed noise following the notes' envelope
+        env = np.sqrt(np.convolve(y ** 2, np.ones(int(0.02 * sr)) / int(0.02 * sr), mode="same"))
+        noise = sosfilt(butter(2, 2000, "highpass", fs=sr, output="sos"), rng.standard_normal(n))
+        y = y + 10 ** (timbre["breath_db"] / 20) * env * noise / max(float(np.std(noise)), 1e-12)
     meta = {"timbre": timbre, "root_midi": round(root, 3), "tempo_bpm": round(tempo, 2),
             "mode": "major" if scale is MAJOR else "minor", "onsets_s": onsets[:64]}
     return y, meta
@@ -390,6 +407,8 @@ def make_source(kind: str, duration_s: float, sample_rate: int, rng: np.random.G
         x, meta = _harmonic(n, sample_rate, r, chords=False)
     elif kind == "chord":
         x, meta = _harmonic(n, sample_rate, r, chords=True)
+    elif kind == "bright":
+        x, meta = _harmonic(n, sample_rate, r, chords=False, bright=True)
     elif kind == "percussive":
         x, meta = _percussive(n, sample_rate, r)
     elif kind == "pink_noise":
