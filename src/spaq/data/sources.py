@@ -15,7 +15,8 @@ Types (``SOURCE_TYPES``):
 * ``chord``: 3-4 note chords of that instrument.
 * ``bright``: notes or chords of a bright instrument (20-120 partials up to 0.45 times the
   sample rate, a slower roll-off, and a breath of high-passed noise): full-band content, as
-  recorded strings, brass or reeds are, where the other synthetic notes end below ~9 kHz.
+  recorded strings, brass or reeds are, where the other synthetic notes end at a few kHz (at
+  most ~10 kHz).
 * ``percussive``: drum-like hits (pitched membrane with falling pitch plus a
   filtered noise burst).
 * ``pink_noise``: 1/f noise. ``noise_bursts``: gated pink noise bursts.
