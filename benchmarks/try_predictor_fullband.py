@@ -6,10 +6,11 @@ up by 7 kHz, high-passed at 11 kHz, GAIN_DB re the original: a crude bandwidth e
 monkeypatching ``spaq.data.sources._speech`` in this process only), rebuilds the recipe's training
 split with it (and, with ``--heldout-bwe``, the three held-out seeds), and refits the recipe alone and
 with the ``bright`` wide scenes of ``try_predictor_wide.py --types bright percussive --sweep-scenes 2``
-(whose cached tables it reads from /tmp/pred). Reports pooled held-out ladders, MUSHRA LOSO, the
+(cached in /tmp/pred; built there when absent). Reports pooled held-out ladders, MUSHRA LOSO, the
 real-content check (``eval_predictor_real_content.py``'s table in /tmp/rc) and the MUSHRA per condition.
 
     PYTHONPATH=src python benchmarks/try_predictor_fullband.py -18 "bwe speech" "bwe speech + bright" --heldout-bwe
+    PYTHONPATH=src python benchmarks/try_predictor_fullband.py -18 "bwe + bright, rank 12" --heldout-bwe   # (variants by name)
 
 ~8 min CPU for the training split, ~1.5 min per held-out seed, ~2 min per fit.
 Results: benchmarks/results/predictor_real_content.md.
@@ -53,6 +54,17 @@ S._speech = _orig  # the MUSHRA table is real speech
 mt=mushra_predictor_table(tc.mushra_dir(), tc.calibration.ratings, log=q)
 rc=RC.build_table(Path("/tmp/rc"))
 fit=FitSection(**{k: getattr(tc.fit,k) for k in tc.fit.keys()})
+V = {"bwe + bright sweeps only": ({}, pd.concat([train, sweeps], ignore_index=True)),
+     "bwe + bright, rank 12": (dict(rank_weight=12.0), pd.concat([train, anchors, sweeps], ignore_index=True)),
+     "bwe + bright anchors only": ({}, pd.concat([train, anchors], ignore_index=True))}
+for name, (over, rows) in V.items():
+    if ONLY and name not in ONLY: continue
+    model,_=fit_predictor(rows, FitSection(**{**{k: getattr(tc.fit,k) for k in tc.fit.keys()}, **over}), log=q)
+    pooled,acc,mae=EP.pooled_heldout(model,tests)
+    raw=predict_table(model,mt)["raw"]
+    lo=mushra_stats(mt, loso_calibration(mt, raw, tc.calibration.scale))["pearson_coded"]
+    print(f"| {name} | {acc:.3f} / {mae:.1f} | "+" | ".join(f"{np.mean(pooled[f]):.3f}" for f in EP.LADDERS)+f" | {lo:.3f} |", flush=True)
+    print("\n".join(RC.table_lines({name: RC.evaluate(model, rc)})[2:]), flush=True)
 for name, rows in {"bwe speech": train, "bwe speech + bright": pd.concat([train, anchors, sweeps], ignore_index=True),
                    "bwe speech + bright, no blur": pd.concat([d[d.family != "blur"] for d in (train, anchors, sweeps)], ignore_index=True)}.items():
     if ONLY and name not in ONLY: continue
