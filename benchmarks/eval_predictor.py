@@ -97,19 +97,20 @@ def reverb_longer(df, seed: int | None = None) -> dict:
 
 
 def ladders(pt, df, audible_only: bool = True, min_teacher_drop: float = 0.0, seed: int | None = None,
-            per_sweep: bool = False) -> dict:
+            per_sweep: bool = False, families=None) -> dict:
     """Per family, Spearman of the prediction against severity per sweep (clean = 0). With
     ``audible_only``, the sweeps a listener could judge without a reference: not the pink-noise
     source (noise added to noise is not heard as a fault) and, for reverb, the sweeps that
     lengthen the RT60. ``min_teacher_drop``: only sweeps whose teacher score falls at least this
     much from the clean item to the most severe one (a codec ladder on a sustained tone that the
-    teacher scores 100 throughout is no ladder anyone hears)."""
+    teacher scores 100 throughout is no ladder anyone hears). ``families``: these instead of
+    :data:`LADDERS`."""
     from scipy.stats import spearmanr
 
     out = {}
     d = df.assign(pred=pt["raw"])
     longer = reverb_longer(df, seed) if audible_only else {}
-    for fam in LADDERS:
+    for fam in (LADDERS if families is None else families):
         rs = []
         g0 = d[d["family"] == fam]
         if audible_only:

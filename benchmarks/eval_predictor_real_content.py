@@ -31,6 +31,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 SOURCE_DIR = ROOT.parent / "shared/listening-tests/ambisonics-param-coding/generate_stimuli/source_audio"
 SCENES = {
@@ -65,30 +66,34 @@ def _signals(scene: str) -> list[np.ndarray]:
     return out
 
 
-_REF = {}
+def _clean_scene(fmt: str, scene: str, room: bool, index: int):
+    """``(scene dict, signals, ref (C, T))``: ``scene``'s recordings placed in the engine's scene
+    drawn for ``index`` (its room; the drawn source replaced by the recordings and their
+    directions), rendered once for every family of that index (the scene draws do not depend on
+    the family)."""
+    from spaq.data.scenes import render_scene
+    from spaq.train.quality import sweep_draws
+
+    _, sc, _ = sweep_draws(FAMILIES[0], fmt, "chord", SEED, index, duration_s=DURATION_S, hrtf=HEAD,
+                           room_probability=1.0 if room else 0.0)
+    tmpl = sc["sources"][0]
+    sc["sources"] = [{**tmpl, "azimuth_deg": float(az), "elevation_deg": 0.0, "distance_m": 1.5, "level_dbfs": -26.0}
+                     for _, az in SCENES[scene]]
+    sig = _signals(scene)
+    return sc, sig, np.asarray(render_scene(sc, sig), dtype=np.float64)
 
 
-def _sweep(family: str, fmt: str, scene: str, room: bool, index: int):
-    """(ref (C, T), [deg per severity]) of ``scene``'s recordings placed in the engine's scene drawn
-    for ``index`` (its room and random choices; the scene's own sources replaced by the recordings
-    and their directions). The draws depend on ``index``, not on ``family``, so the clean scene is
-    rendered once per index."""
+def _degrade(family: str, index: int, sc: dict, sig: list, ref: np.ndarray) -> list:
+    """[deg (C, T) per severity] of ``family`` on the clean scene of :func:`_clean_scene`, with the
+    degradation's random choices drawn for ``(SEED, index)`` as the corpus engine's sweeps draw them."""
     from spaq.data.degradations import DEGRADATIONS, apply_signal_degradation
     from spaq.data.scenes import render_scene, scene_mods
     from spaq.formats import parse_format
     from spaq.train.quality import FAMILIES as QF
     from spaq.train.quality import sweep_draws, sweep_params
 
-    cfg, sc, choice = sweep_draws(family, fmt, "chord", SEED, index, duration_s=DURATION_S, hrtf=HEAD,
-                                  room_probability=1.0 if room else 0.0, n_sources=1)
-    tmpl = sc["sources"][0]
-    sc["sources"] = [{**tmpl, "azimuth_deg": float(az), "elevation_deg": 0.0, "distance_m": 1.5, "level_dbfs": -26.0}
-                     for _, az in SCENES[scene]]
-    sig = _signals(scene)
-    if (scene, fmt, room, index) not in _REF:
-        _REF.clear()
-        _REF[(scene, fmt, room, index)] = render_scene(sc, sig)
-    ref = _REF[(scene, fmt, room, index)]
+    cfg, _, choice = sweep_draws(family, sc["format"], "chord", SEED, index, duration_s=DURATION_S, hrtf=HEAD,
+                                 room_probability=1.0 if sc["room"] is not None else 0.0)
     name = QF[family][0]
     degs = []
     for s in SEVERITIES:
@@ -98,7 +103,7 @@ def _sweep(family: str, fmt: str, scene: str, room: bool, index: int):
         if DEGRADATIONS[name].stage == "signal":
             y, _ = apply_signal_degradation(y, p, name, 48000, parse_format(sc["format"]))
         degs.append(np.asarray(y, dtype=np.float64))
-    return np.asarray(ref, dtype=np.float64), degs
+    return degs
 
 
 def build_table(cache: Path, log=print):
@@ -124,9 +129,9 @@ def build_table(cache: Path, log=print):
         for room in (False, True):
             for fmt in FORMATS:
                 idx += 1
+                sc, sig, ref = _clean_scene(fmt, scene, room, idx)
                 for fam in FAMILIES + (["reverb_longer"] if room else []):
-                    ref, degs = _sweep(fam, fmt, scene, room, idx)
-                    xs = [ref] + degs
+                    xs = [ref] + _degrade(fam, idx, sc, sig, ref)
                     kinds = [("binaural" if fmt == "binaural" else ("foa" if fmt == "foa" else "hoa"), xs)]
                     if fmt == "foa":
                         kinds.append(("mono", [x[:1] for x in xs]))
@@ -150,26 +155,21 @@ def build_table(cache: Path, log=print):
 def evaluate(model, df, min_teacher_drop: float = 10.0) -> dict:
     """``model`` (a PredictorNet; None: the intrusive teacher's own scores) on the table: the clean
     scenes' mean score per format, and per family the mean per-sweep Spearman of the score against
-    severity over all sweeps and over the sweeps whose teacher score falls >= ``min_teacher_drop``
-    from clean to the worst."""
-    from scipy.stats import spearmanr
+    severity (:func:`eval_predictor.ladders`) over all sweeps and over the sweeps whose teacher
+    score falls >= ``min_teacher_drop`` from clean to the worst."""
+    from eval_predictor import ladders
 
     from spaq.train.predictor import predict_table
 
-    d = df.assign(pred=df["target"] if model is None else predict_table(model, df)["raw"])
-    clean = d[d["severity"] == 0].groupby("format")["pred"].mean().to_dict()
-    lad = {}
-    for fam, g0 in d.groupby("family"):
-        rs, ra = [], []
-        for _, g in g0.groupby(["sweep", "format"]):
-            g = g.sort_values("severity")
-            r = float(spearmanr(g["severity"], g["pred"])[0]) if g["pred"].nunique() > 1 else 0.0
-            ra.append(r)
-            if g["target"].iloc[0] - g["target"].iloc[-1] >= min_teacher_drop:
-                rs.append(r)
-        lad[fam] = {"all": float(np.mean(ra)), "n_all": len(ra), "audible": float(np.mean(rs)) if rs else float("nan"),
-                    "n_audible": len(rs)}
-    return {"clean": clean, "ladders": lad, "clean_min": float(d[d["severity"] == 0]["pred"].min())}
+    pred = df["target"].to_numpy() if model is None else predict_table(model, df)["raw"]
+    fams = sorted(df["family"].unique())
+    every = ladders({"raw": pred}, df, audible_only=False, families=fams)
+    heard = ladders({"raw": pred}, df, audible_only=False, min_teacher_drop=min_teacher_drop, families=fams)
+    lad = {f: {"all": every[f]["mean"], "n_all": every[f]["n"], "audible": heard[f]["mean"], "n_audible": heard[f]["n"]}
+           for f in fams}
+    d = df.assign(pred=pred)
+    return {"clean": d[d["severity"] == 0].groupby("format")["pred"].mean().to_dict(), "ladders": lad,
+            "clean_min": float(d[d["severity"] == 0]["pred"].min())}
 
 
 def table_lines(results: dict) -> list[str]:

@@ -44,6 +44,34 @@ import eval_predictor as EP  # noqa: E402
 WIDE_SWEEP_OFFSET = 300000
 
 
+def _wide_split(tc, types, **over):
+    from spaq.train.predictor import CorpusSplit
+
+    return CorpusSplit(**{**{k: getattr(tc.corpus, k) for k in tc.corpus.keys()}, **over,
+                          **({"sources": list(types)} if types else {})})
+
+
+def wide_anchors(tc, wd: Path, types=None, sources: int = 4):
+    """The clean anchor scenes of 1..``sources`` sources of ``types`` (default: the recipe's)
+    beside the recipe (seed 9200, 3 scenes per family x format x type), cached in ``wd``."""
+    from spaq.train.predictor import split_records
+
+    sp = _wide_split(tc, types, seed=9200, scenes=0, anchor_scenes=3, anchor_sources=int(sources))
+    return split_records(sp, wd / "predictor_wide_anchors.csv")
+
+
+def wide_sweeps(tc, wd: Path, types=None, sources: int = 4, scenes: int = 2):
+    """The degraded sweeps of scenes of 1..``sources`` sources of ``types`` (seed 9300, ``scenes``
+    per family x format x type), cached in ``wd``: the rows the recipe fits on (``fit_rows``),
+    their sweep ids offset by :data:`WIDE_SWEEP_OFFSET` so that the ranking term never pairs one
+    of them with a training sweep of the same id."""
+    from spaq.train.predictor import fit_rows, split_records
+
+    sp = _wide_split(tc, types, seed=9300, scenes=int(scenes), anchor_scenes=0, scene_sources=int(sources))
+    rows = fit_rows(split_records(sp, wd / "predictor_wide_sweeps.csv"), sp, tc.fit, log=lambda m: None)
+    return rows.assign(sweep=rows["sweep"] + WIDE_SWEEP_OFFSET)
+
+
 def _param_coding_features(cache: Path):
     from spaq.io import read_audio, resample
     from spaq.metrics.functional.predictor import FEATURE_NAMES, predictor_features
@@ -83,10 +111,7 @@ def main(argv=None):
     wd = Path(a.workdir)
     tc = PredictorTrainConfig.from_yaml(ROOT / "configs/train/predictor.yaml")
     train = fit_rows(split_records(tc.corpus, wd / "predictor_train.csv"), tc.corpus, tc.fit, log=lambda m: None)
-    wide_split = CorpusSplit(**{**{k: getattr(tc.corpus, k) for k in tc.corpus.keys()}, "seed": 9200, "scenes": 0,
-                                "anchor_scenes": 3, "anchor_sources": int(a.sources),
-                                **({"sources": list(a.types)} if a.types else {})})
-    wide = split_records(wide_split, wd / "predictor_wide_anchors.csv")
+    wide = wide_anchors(tc, wd, a.types, a.sources)
     label = f"{len(wide)} clean anchors of 1-{a.sources} sources" + (f" ({', '.join(a.types)})" if a.types else "")
     tests = {s: split_records(CorpusSplit(**{**EP.HELD_OUT, "seed": s}), wd / f"predictor_heldout_seed{s}.csv",
                               log=lambda m: None) for s in (9900, 9901, 9902)}
@@ -97,13 +122,7 @@ def main(argv=None):
                 f"+ {label}": pd.concat([train, wide], ignore_index=True),
                 "... and without the blur rows": pd.concat([train[train["family"] != "blur"], wide], ignore_index=True)}
     if a.sweep_scenes > 0:
-        sw_split = CorpusSplit(**{**{k: getattr(tc.corpus, k) for k in tc.corpus.keys()}, "seed": 9300,
-                                  "scenes": int(a.sweep_scenes), "anchor_scenes": 0,
-                                  "scene_sources": int(a.sources), **({"sources": list(a.types)} if a.types else {})})
-        sweeps = fit_rows(split_records(sw_split, wd / "predictor_wide_sweeps.csv"), sw_split, tc.fit,
-                          log=lambda m: None)
-        # sweep ids apart from the training split's: the ranking term pairs rows within a sweep id
-        sweeps = sweeps.assign(sweep=sweeps["sweep"] + WIDE_SWEEP_OFFSET)
+        sweeps = wide_sweeps(tc, wd, a.types, a.sources, a.sweep_scenes)
         sl = f"{len(sweeps)} rows of wide degraded sweeps"
         print(f"wide sweeps: {len(sweeps)} rows ({sweeps['family'].value_counts().to_dict()})")
         variants[f"+ {label} + {sl}"] = pd.concat([train, wide, sweeps], ignore_index=True)

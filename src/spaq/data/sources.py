@@ -294,9 +294,10 @@ MAJOR = np.array([0, 2, 4, 5, 7, 9, 11])
 MINOR = np.array([0, 2, 3, 5, 7, 8, 10])
 
 
-def _harmonic(n, sr, rng, chords: bool, bright: bool = False):
+def _harmonic(n, sr, rng, chords: bool | None, bright: bool = False):
+    """Notes (``chords`` False), chords (True) or either, drawn (None), of a drawn timbre."""
     timbre = _bright_timbre(rng) if bright else _timbre(rng)
-    if bright:
+    if chords is None:
         chords = bool(rng.random() < 0.5)
     root = float(rng.uniform(45, 69))  # MIDI
     scale = MAJOR if rng.random() < 0.5 else MINOR
@@ -409,7 +410,7 @@ def make_source(kind: str, duration_s: float, sample_rate: int, rng: np.random.G
     elif kind == "chord":
         x, meta = _harmonic(n, sample_rate, r, chords=True)
     elif kind == "bright":
-        x, meta = _harmonic(n, sample_rate, r, chords=False, bright=True)
+        x, meta = _harmonic(n, sample_rate, r, chords=None, bright=True)
     elif kind == "percussive":
         x, meta = _percussive(n, sample_rate, r)
     elif kind == "pink_noise":
