@@ -14,6 +14,10 @@ real-content check (``eval_predictor_real_content.py``'s table in --real-content
 
 ~8 min CPU for the training split, ~1.5 min per held-out seed, ~2 min per fit.
 Results: benchmarks/results/predictor_real_content.md.
+
+Written against the recipe before it carried full-band speech and the `bright` scenes (commit
+1ed61f6; twenty-sixth session). The recipe now has both (``corpus.speech_upper_band_db``, ``extra``),
+so its numbers reproduce at that commit, not on the current recipe.
 """
 from __future__ import annotations
 

@@ -23,6 +23,10 @@ anchors and the blur rows; ``--real-content DIR`` also reports each variant on
 
     PYTHONPATH=src python benchmarks/try_predictor_wide.py --workdir /tmp/pred --cache /tmp/pc \
         --types chord percussive harmonic speech --sweep-scenes 2 --real-content /tmp/rc --only "wide degraded"
+
+Written against the recipe before it carried full-band speech and the `bright` scenes (commit
+1ed61f6; twenty-sixth session). The recipe now has both (``corpus.speech_upper_band_db``, ``extra``),
+so its numbers reproduce at that commit, not on the current recipe.
 """
 from __future__ import annotations
 

@@ -197,17 +197,32 @@ def test_train_command_writes_a_loadable_checkpoint(tmp_path, capsys):
                                  "sources": ["harmonic"], "formats": ["binaural"], "mono": False,
                                  "families": ["lowpass"], "severities": [0.5, 1.0], "scenes": 2},
            "fit": {"epochs": 30}, "calibration": {"apply": False}}
+    # an extra split beside the corpus (the shipped recipe's wide scenes are two of these)
+    cfg["extra"] = [{**cfg["corpus"], "seed": 2, "sources": ["percussive"], "scenes": 1}]
     p = tmp_path / "r.yaml"
     p.write_text(yaml.safe_dump(cfg))
     out = tmp_path / "p.pt"
     assert main(["train", "predictor", str(p), "--out", str(out), "--workdir", str(tmp_path / "w")]) == 0
     summary = json.loads(capsys.readouterr().out)
     model, meta = checkpoint.load(out, architecture="predictor")
-    assert meta["train"]["n_train"] == 6  # 2 scenes x (clean + 2 severities)
-    table = pd.read_csv(next((tmp_path / "w").glob("predictor_train_*.csv")))
-    clean = table[table["severity"] == 0]["target"]
-    assert np.allclose(clean, 100.0, atol=1e-6) and (table[table["severity"] == 1.0]["target"] < 100).all()
+    assert meta["train"]["n_train"] == 9  # (2 + 1 extra) scenes x (clean + 2 severities)
+    assert "extra" in meta["train"]["data"]["network_and_scalers"]
+    tables = [pd.read_csv(f) for f in sorted((tmp_path / "w").glob("predictor_train_*.csv"))]
+    assert sorted(len(t) for t in tables) == [3, 6]
+    for table in tables:
+        clean = table[table["severity"] == 0]["target"]
+        assert np.allclose(clean, 100.0, atol=1e-6) and (table[table["severity"] == 1.0]["target"] < 100).all()
     assert summary["calibration"]["applied"] is False and float(model.calib_b) == 1.0
+    # the extra split's sweep ids are offset: the ranking term pairs rows of one sweep only
+    from spaq.train.predictor import EXTRA_SWEEP_OFFSET, PredictorTrainConfig, training_rows
+
+    tc = PredictorTrainConfig.from_yaml(p)
+    rows = training_rows(tc, tc.fit, tmp_path / "w", log=lambda m: None)
+    extra = rows["source"] == "percussive"
+    assert extra.sum() == 3 and (rows.loc[extra, "sweep"] > EXTRA_SWEEP_OFFSET).all()
+    assert (rows.loc[~extra, "sweep"] < EXTRA_SWEEP_OFFSET).all()
+    with pytest.raises(SpaqError, match="unknown source type 'piano'"):
+        PredictorTrainConfig.from_dict({"extra": [{"sources": ["piano"]}]})
 
 
 def _bursts(seconds: float, seed: int) -> np.ndarray:
@@ -364,6 +379,9 @@ def test_anchor_sources_draw_wider_scenes_and_keep_old_cache_keys(tmp_path):
     assert split_cache_path(CorpusSplit(scene_sources=1), tmp_path / "t.csv") == base
     assert split_cache_path(CorpusSplit(scene_sources=4), tmp_path / "t.csv") not in (
         base, split_cache_path(CorpusSplit(anchor_sources=4), tmp_path / "t.csv"))
+    # and full-band speech (``corpus.speech_upper_band_db``, None: espeak as it is)
+    assert split_cache_path(CorpusSplit(speech_upper_band_db=None), tmp_path / "t.csv") == base
+    assert split_cache_path(CorpusSplit(speech_upper_band_db=-18.0), tmp_path / "t.csv") != base
 
 
 def test_make_split_draws_sweeps_and_anchors_with_their_source_counts(monkeypatch):

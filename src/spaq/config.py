@@ -248,9 +248,13 @@ class RecipeConfig:
         return tc
 
     def to_dict(self) -> dict:
-        """The config keys and their values (sections as plain dicts)."""
-        return {k: (dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v) for k, v in
-                ((k, getattr(self, k)) for k in config_keys(type(self)))}
+        """The config keys and their values (sections, and lists of sections, as plain dicts)."""
+        def plain(v):
+            if dataclasses.is_dataclass(v):
+                return dataclasses.asdict(v)
+            return type(v)(plain(x) for x in v) if isinstance(v, (list, tuple)) else v
+
+        return {k: plain(getattr(self, k)) for k in config_keys(type(self))}
 
     def resolve_path(self, p) -> Path:
         """``p`` as is when absolute, else below ``base_dir``."""

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from spaq.data.sources import (SOURCE_TYPES, active_rms_db, make_source, pink_noise, random_sentence, synth_speech,
-                               word_list)
+                               upper_band, word_list)
 from spaq.errors import SpaqError
 
 FS = 48000
@@ -52,6 +52,52 @@ def test_bright_notes_fill_the_band_the_other_notes_leave_empty():
     assert min(bright) > 5e-4 and max(dull) < 1e-4  # observed: >= 1.4e-3 and <= 1e-5 (onset leakage)
     x, meta = make_source("bright", 1.0, FS, np.random.default_rng(3))
     assert 20 <= meta["timbre"]["n_harmonics"] <= 120 and -40 <= meta["timbre"]["breath_db"] <= -25
+
+
+def _band_energy(x, lo, hi):
+    p = np.abs(np.fft.rfft(x)) ** 2
+    f = np.fft.rfftfreq(len(x), 1 / FS)
+    return float(p[(f >= lo) & (f < hi)].sum())
+
+
+def test_upper_band_adds_the_shifted_band_above_11_khz_at_its_level():
+    """``upper_band`` adds the 4-10.5 kHz band moved up by 7 kHz at ``gain_db``: the ring
+    modulation's upper sideband carries the band's power, its lower one lands below 3.5 kHz and is
+    high-passed away (as is a little of the upper one's 11 kHz edge), so the added power sits just
+    under ``gain_db`` re the band, all of it above 10.5 kHz."""
+    from scipy.signal import butter, sosfiltfilt
+
+    for seed in range(3):
+        x = sosfiltfilt(butter(10, 10000, fs=FS, output="sos"), np.random.default_rng(seed).standard_normal(FS))
+        added = upper_band(x, FS, -18.0) - x
+        rel = 10 * np.log10(_band_energy(added, 0, FS / 2) / _band_energy(x, 4000, 10500))
+        assert -19.5 < rel < -18.0  # observed -18.56 (the high-pass edge)
+        assert _band_energy(added, 0, 10500) < 1e-3 * _band_energy(added, 0, FS / 2)  # observed < 1e-4
+    with pytest.raises(SpaqError, match="44.1 kHz"):
+        upper_band(x[:16000], 16000, -18.0)
+
+
+@needs_espeak
+def test_speech_upper_band_option_fills_what_espeak_leaves_empty():
+    """espeak-ng speech ends at ~10 kHz (22.05 kHz synthesis); with ``upper_band_db`` the same
+    draw has its energy above 12 kHz raised by more than 10 dB (observed 20-27 dB), same words."""
+    for seed in range(2):
+        a, ma = make_source("speech", 1.0, FS, np.random.default_rng(seed), -26.0, {"voices": ["en-us"]})
+        b, mb = make_source("speech", 1.0, FS, np.random.default_rng(seed), -26.0,
+                            {"voices": ["en-us"], "upper_band_db": -18.0})
+        gain = 10 * np.log10(_band_energy(b, 12000, FS / 2) / _band_energy(a, 12000, FS / 2))
+        assert gain > 10 and mb["text"] == ma["text"] and mb["upper_band_db"] == -18.0 and "upper_band_db" not in ma
+
+
+def test_speech_upper_band_config_is_checked():
+    from spaq.data.config import validate_config
+
+    cfg = validate_config({"scene": {"speech": {"upper_band_db": -18}}})
+    assert cfg["scene"]["speech"]["upper_band_db"] == -18
+    with pytest.raises(SpaqError, match="upper_band_db must be in"):
+        validate_config({"scene": {"speech": {"upper_band_db": 6}}})
+    with pytest.raises(SpaqError, match="sample_rate >= 44100"):
+        validate_config({"corpus": {"sample_rate": 16000}, "scene": {"speech": {"upper_band_db": -18}}})
 
 
 def test_word_lists():

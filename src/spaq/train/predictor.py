@@ -41,7 +41,7 @@ from ..files import atomic_write
 
 __all__ = ["PredictorTrainConfig", "CorpusSplit", "make_split", "split_records", "fit_predictor", "train_predictor",
            "mushra_predictor_table", "fit_calibration", "BANDS", "score_class", "embedding_table",
-           "mushra_embedding_table"]
+           "mushra_embedding_table", "training_rows"]
 
 #: MUSHRA bands: class index 0 low (< 40), 1 medium (40..70), 2 high (>= 70)
 BANDS = (40.0, 70.0)
@@ -82,6 +82,9 @@ class CorpusSplit(Section):
     # the degraded sweeps' scenes have 1 to this many sources of their type (1: one source, as
     # every split before the option): the faults on wide, multi-source scenes too
     scene_sources: int = 1
+    # espeak speech with a synthetic band above 11 kHz at this level (spaq.data.sources.upper_band);
+    # None: as espeak makes it, ending at about 10 kHz where recorded speech does not
+    speech_upper_band_db: float | None = None
 
 
 @dataclass
@@ -123,6 +126,9 @@ class PredictorTrainConfig(RecipeConfig):
 
     seed: int = 7
     corpus: CorpusSplit = field(default_factory=CorpusSplit)
+    # more splits fitted beside ``corpus`` (other seeds, source types, scene sizes), each spelt out
+    # in full; split k (1, 2, ...) has its sweep ids offset by k * EXTRA_SWEEP_OFFSET
+    extra: list[CorpusSplit] = field(default_factory=list)
     fit: FitSection = field(default_factory=FitSection)
     calibration: CalibrationSection = field(default_factory=CalibrationSection)
     base_dir: Path = field(default_factory=Path.cwd, metadata={"config": False})
@@ -131,9 +137,16 @@ class PredictorTrainConfig(RecipeConfig):
         from ..metrics.functional.predictor import FEATURE_GROUPS
         from .quality import FAMILIES
 
-        for f in self.corpus.families:
-            if f not in FAMILIES:
-                raise SpaqError(f"predictor train config: unknown family {f!r}; known: {', '.join(FAMILIES)}")
+        from ..data.sources import SOURCE_TYPES
+
+        for sp in [self.corpus, *self.extra]:
+            for f in sp.families:
+                if f not in FAMILIES:
+                    raise SpaqError(f"predictor train config: unknown family {f!r}; known: {', '.join(FAMILIES)}")
+            for t in sp.sources:
+                if t not in SOURCE_TYPES or t == "files":
+                    raise SpaqError(f"predictor train config: unknown source type {t!r}; known: "
+                                    f"{', '.join(x for x in SOURCE_TYPES if x != 'files')}")
         from ..models.predictor import CALIB_SCALES
 
         if self.calibration.scale not in CALIB_SCALES:
@@ -172,6 +185,9 @@ def _features(x: np.ndarray, kind: str) -> np.ndarray:
 
 #: sweep ids of the clean anchor scenes start here (apart from the sweeps' own ids)
 ANCHOR_SWEEP_OFFSET = 100000
+#: the sweep ids of the recipe's k-th extra split are offset by k times this (so that the ranking
+#: term never pairs sweeps of two splits)
+EXTRA_SWEEP_OFFSET = 300000
 
 
 def make_split(split: CorpusSplit, log=print, audio_dir=None, index_offset: int = 0) -> list[dict]:
@@ -226,7 +242,7 @@ def _sweep_records(split, teacher, idx, fam, fmt, src, sc, sevs, room_probabilit
     try:
         ref, degs = sweep(fam, fmt, src, sevs, int(split.seed), idx, duration_s=float(split.duration_s),
                           hrtf=head or "default", voices=[voice], room_probability=room_probability,
-                          n_sources=n_sources)
+                          n_sources=n_sources, upper_band_db=split.speech_upper_band_db)
     except SpaqError as e:
         log(f"  skipped {fam}/{fmt}/{src}/{sc}: {e}")
         return []
@@ -345,8 +361,8 @@ def split_cache_path(split: CorpusSplit, cache) -> Path:
 
     t = _teacher()
     sp = asdict(split)
-    for opt in ("anchor_sources", "scene_sources"):
-        if sp.get(opt) == 1:  # the default: tables cached before the option keep their key
+    for opt, default in (("anchor_sources", 1), ("scene_sources", 1), ("speech_upper_band_db", None)):
+        if sp.get(opt) == default:  # the default: tables cached before the option keep their key
             del sp[opt]
     ident = {"split": sp, "teacher": [t.name, t.version, getattr(t, "sha256", None),
                                                   getattr(t, "fast", None)], "features": list(FEATURE_NAMES)}
@@ -595,25 +611,41 @@ def mushra_stats(table, pred: np.ndarray) -> dict:
 
 
 # --------------------------------------------------------------------------- driver
-def _with_embedding(df, tc: PredictorTrainConfig, workdir, log=print):
-    """``(df with the embedding columns, the encoder, its spec)`` when the recipe sets
-    ``fit.embedding`` (from the split's audio kept beside its cached table), else
-    ``(df, None, "")``. A relative path in the spec (``NAME=PATH``) is taken below the recipe's
-    ``base_dir`` (as ``calibration.path``) and stored absolute in the checkpoint."""
+def _encoder(tc: PredictorTrainConfig, log=print):
+    """``(encoder, spec)`` of the recipe's ``fit.embedding``, or ``(None, "")``. A relative path
+    in the spec (``NAME=PATH``) is taken below the recipe's ``base_dir`` (as ``calibration.path``)
+    and stored absolute in the checkpoint."""
     spec = str(tc.fit.embedding or "").strip()
     if not spec:
-        return df, None, ""
+        return None, ""
     from ..metrics.encoders import load_encoder
 
     name, sep, path = spec.partition("=")
     if sep and path:
         spec = f"{name}={tc.resolve_path(os.path.expanduser(path)).resolve()}"
-    c0 = time.process_time()
-    enc = load_encoder(spec)
-    audio = split_audio_dir(split_cache_path(tc.corpus, Path(workdir) / "predictor_train.csv"))
-    df = df.join(embedding_table(audio, df, enc))
-    log(f"embedding {spec}: {df.filter(regex=r'^emb[0-9]+$').shape[1]} values ({time.process_time() - c0:.0f} s CPU)")
-    return df, enc, spec
+    return load_encoder(spec), spec
+
+
+def training_rows(tc: PredictorTrainConfig, fit: FitSection, workdir, log=print, encoder=None):
+    """The rows the recipe fits on: each split's table (``corpus``, then ``extra``; cached in
+    ``workdir``), with the encoder's mean-over-frames embedding columns when ``encoder`` is given
+    (from the split's audio kept beside its table), the rows :func:`fit_rows` keeps, and the k-th
+    extra split's sweep ids offset by k * :data:`EXTRA_SWEEP_OFFSET`."""
+    import pandas as pd
+
+    parts = []
+    for k, split in enumerate([tc.corpus, *tc.extra]):
+        c0 = time.process_time()
+        df = split_records(split, Path(workdir) / "predictor_train.csv", log, keep_audio=encoder is not None)
+        log(f"{'training split' if k == 0 else f'extra split {k}'}: {len(df)} items "
+            f"({time.process_time() - c0:.0f} s CPU)")
+        if encoder is not None:
+            audio = split_audio_dir(split_cache_path(split, Path(workdir) / "predictor_train.csv"))
+            df = df.join(embedding_table(audio, df, encoder))
+            log(f"  embedding: {df.filter(regex=r'^emb[0-9]+$').shape[1]} values ({time.process_time() - c0:.0f} s CPU)")
+        df = fit_rows(df, split, fit, log)
+        parts.append(df.assign(sweep=df["sweep"] + k * EXTRA_SWEEP_OFFSET) if k else df)
+    return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
 
 
 def train_predictor(tc: PredictorTrainConfig, out, log=print, workdir=None) -> dict:
@@ -625,13 +657,11 @@ def train_predictor(tc: PredictorTrainConfig, out, log=print, workdir=None) -> d
     out = Path(out)
     workdir = Path(workdir) if workdir else out.parent
     workdir.mkdir(parents=True, exist_ok=True)
-    df = split_records(tc.corpus, workdir / "predictor_train.csv", log, keep_audio=bool(tc.fit.embedding))
-    log(f"training split: {len(df)} items ({time.process_time() - c0:.0f} s CPU)")
-    df, encoder, spec = _with_embedding(df, tc, workdir, log)
+    encoder, spec = _encoder(tc, log)
     fit = tc.fit
     if int(fit.seed) != int(tc.seed) or spec != fit.embedding:
         fit = FitSection(**{**asdict(fit), "seed": int(tc.seed), "embedding": spec})
-    df = fit_rows(df, tc.corpus, fit, log)
+    df = training_rows(tc, fit, workdir, log, encoder)
     model, hist = fit_predictor(df, fit, log)
     pt = predict_table(model, df)
     from scipy.stats import spearmanr
@@ -661,7 +691,8 @@ def train_predictor(tc: PredictorTrainConfig, out, log=print, workdir=None) -> d
     train = {"recipe": tc.to_dict(), "history": hist, "train_stats": train_stats, "calibration": calib,
              "n_train": int(len(df)),
              "target": "spaq quality metric (registry, default mode) on corpus-engine (clean, degraded) pairs",
-             "data": {"network_and_scalers": "corpus-engine training split (configs/train/predictor.yaml corpus)",
+             "data": {"network_and_scalers": "corpus-engine training splits (configs/train/predictor.yaml corpus"
+                                             + (" and extra)" if tc.extra else ")"),
                       "calibration": ("speech-codec MUSHRA half (stim_01-08), mean ratings, 2 parameters "
                                       + ("(linear in the score)" if calib["scale"] == "linear" else "(linear in the score's logit)")
                                       if calib["applied"] else "none")}}

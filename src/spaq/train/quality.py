@@ -249,7 +249,7 @@ def param_coding_features(root, table, metric, log=print, align: bool = True):
 
 # --------------------------------------------------------------------------- synthetic sweeps
 def _sweep_config(fmt: str, source: str, family: str, duration_s: float, hrtf: str, voices, heads=None,
-                  room_probability: float = 0.0, n_sources: int = 1) -> dict:
+                  room_probability: float = 0.0, n_sources: int = 1, upper_band_db=None) -> dict:
     from ..data.config import validate_config
     from ..data.degradations import DEGRADATIONS
 
@@ -261,7 +261,7 @@ def _sweep_config(fmt: str, source: str, family: str, duration_s: float, hrtf: s
         "corpus": {"kind": "pairs", "n": 1, "seed": 0, "sample_rate": 48000, "duration_s": float(duration_s)},
         "scene": {"formats": {fmt: 1.0}, "hrtf": hrtf,
                   "sources": {"count": [1, int(n_sources)], "types": {source: 1.0}, "level_dbfs": [-30, -20]},
-                  "speech": {"engines": {"espeak": 1.0}, "voices": list(voices)},
+                  "speech": {"engines": {"espeak": 1.0}, "voices": list(voices), "upper_band_db": upper_band_db},
                   "room": {"probability": 1.0 if DEGRADATIONS[deg].needs_room else float(room_probability)}},
         "degradations": {"types": {deg: 1.0}, "options": options},
     })
@@ -269,14 +269,16 @@ def _sweep_config(fmt: str, source: str, family: str, duration_s: float, hrtf: s
 
 def sweep_draws(family: str, fmt: str, source: str, seed: int, index: int, *, duration_s: float = 1.5,
                 hrtf: str = "default", voices=("en-us",), heads=None, room_probability: float = 0.0,
-                n_sources: int = 1):
+                n_sources: int = 1, upper_band_db=None):
     """The random draws of :func:`sweep` for ``(seed, index)`` without rendering anything: ``(config,
     scene, choice)``, ``choice`` the seed of the degradation's own random choices (the same at every
     severity). What replays a sweep's room or degradation parameters after the fact. ``n_sources``:
-    the scene has 1 to that many sources of ``source``'s type (1: one, as the quality sweeps)."""
+    the scene has 1 to that many sources of ``source``'s type (1: one, as the quality sweeps).
+    ``upper_band_db``: espeak speech with a synthetic upper band (:func:`spaq.data.sources.upper_band`)."""
     from ..data.scenes import sample_scene
 
-    cfg = _sweep_config(fmt, source, family, duration_s, hrtf, voices, heads, room_probability, n_sources)
+    cfg = _sweep_config(fmt, source, family, duration_s, hrtf, voices, heads, room_probability, n_sources,
+                        upper_band_db)
     ss = np.random.SeedSequence([int(seed), int(index)])
     r_scene, r_chain = (np.random.default_rng(s) for s in ss.spawn(2))
     scene = sample_scene(cfg, r_scene)
@@ -297,7 +299,8 @@ def sweep_params(family: str, severity: float, cfg: dict, scene: dict, choice: i
 
 
 def sweep(family: str, fmt: str, source: str, severities, seed: int, index: int, *, duration_s: float = 1.5,
-          hrtf: str = "default", voices=("en-us",), heads=None, room_probability: float = 0.0, n_sources: int = 1):
+          hrtf: str = "default", voices=("en-us",), heads=None, room_probability: float = 0.0, n_sources: int = 1,
+          upper_band_db=None):
     """One scene of ``source`` in ``fmt`` degraded by ``family`` at each severity, all random
     choices (codec, sign, axis, noise) fixed across severities. Returns ``(ref (C, T),
     [deg (C, T) per severity])`` float64 at 48 kHz; deterministic in ``(seed, index)``.
@@ -309,7 +312,7 @@ def sweep(family: str, fmt: str, source: str, severities, seed: int, index: int,
 
     cfg, scene, choice = sweep_draws(family, fmt, source, seed, index, duration_s=duration_s, hrtf=hrtf,
                                      voices=voices, heads=heads, room_probability=room_probability,
-                                     n_sources=n_sources)
+                                     n_sources=n_sources, upper_band_db=upper_band_db)
     opts = dict(cfg["scene"]["speech"])
     opts["files_folder"] = None
     signals = _source_signals(scene, opts)
