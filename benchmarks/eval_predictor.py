@@ -31,10 +31,12 @@ sys.path.insert(0, str(ROOT / "src"))
 from spaq.train.predictor import reverb_longer as _reverb_longer  # noqa: E402
 from spaq.train.predictor import (CorpusSplit, FitSection, PredictorTrainConfig, embedding_table,  # noqa: E402
                                   fit_predictor, fit_rows, loso_calibration, mushra_predictor_table,
-                                  mushra_stats, predict_table, score_class, split_records)
+                                  mushra_stats, predict_table, score_class, split_records,
+                                  training_rows)
 
 #: the held-out split: other seed, voices and head than configs/train/predictor.yaml
-HELD_OUT = dict(seed=9900, voices=["en-gb", "it", "es-419", "fr-be"], heads=["sonicom-2"], scenes=1)
+HELD_OUT = dict(seed=9900, voices=["en-gb", "it", "es-419", "fr-be"], heads=["sonicom-2"], scenes=1,
+                speech_upper_band_db=-18.0)  # full-band speech, as the recipe's corpus (configs/train/predictor.yaml)
 HELD_OUT_DURATION = 1.5  # CorpusSplit's default, as in the training recipe
 LADDERS = ["noise", "lowpass", "clipping", "opus", "mp3", "aac", "reverb"]
 #: the first weights' fit (the study's features + band + spatial; 64-32 MLP, all rows, MSE only)
@@ -223,8 +225,10 @@ def main():
     c0 = time.process_time()
     wd = Path(a.workdir)
     tc = PredictorTrainConfig.from_yaml(a.config)
+    # the recipe's rows: its corpus split and its extra splits (training_rows); the embedding
+    # ablation below uses the corpus split alone (the audio kept with it in --audio-train)
+    train = training_rows(tc, tc.fit, wd)
     train_all = split_records(tc.corpus, wd / "predictor_train.csv")
-    train = fit_rows(train_all, tc.corpus, tc.fit)
     test = split_records(CorpusSplit(**HELD_OUT), wd / "predictor_heldout.csv")
     mt = mushra_predictor_table(tc.mushra_dir(), tc.calibration.ratings)
     from spaq.models import checkpoint
@@ -248,7 +252,7 @@ def main():
     for name, over in ABLATION.items():
         fit = FitSection(**{**{k: getattr(tc.fit, k) for k in tc.fit.keys()}, **over})
         t1 = time.process_time()
-        mdl, _ = fit_predictor(fit_rows(train_all, tc.corpus, fit), fit, log=lambda m: None)
+        mdl, _ = fit_predictor(training_rows(tc, fit, wd, log=lambda m: None), fit, log=lambda m: None)
         if not over:
             res["fit_cpu_s"] = time.process_time() - t1
         abl[name], _ = ablation_row(mdl, test, mt, tc.calibration.scale)
@@ -256,8 +260,8 @@ def main():
         rev = extra_reverb_rows(tc, wd, a.extra_reverb_scenes)
         for n in sorted({max(1, a.extra_reverb_scenes // 2), a.extra_reverb_scenes}):
             fit = FitSection(**{k: getattr(tc.fit, k) for k in tc.fit.keys()})
-            both = pd.concat([train_all, rev[rev["scene"] < n]], ignore_index=True)
-            mdl, _ = fit_predictor(fit_rows(both, tc.corpus, fit), fit, log=lambda m: None)
+            both = pd.concat([train, fit_rows(rev[rev["scene"] < n], tc.corpus, fit)], ignore_index=True)
+            mdl, _ = fit_predictor(both, fit, log=lambda m: None)
             s, lad = ablation_row(mdl, test, mt, tc.calibration.scale)
             s["ladders"] = {k: v["mean"] for k, v in lad.items()}
             abl[f"+ {n} scenes of reverb_longer ({int((rev['scene'] < n).sum())} rows)"] = s
@@ -271,10 +275,11 @@ def main():
             # the encoder on the signal the metric gives it (spaq.train.predictor.embedding_table): the
             # same model `fit.embedding: SPEC` would train; the MUSHRA files' embeddings for the LOSO column
             enc = load_encoder(spec)
-            et, ee = embedding_table(a.audio_train, train, enc), embedding_table(a.audio_test, test, enc)
+            corpus_rows = fit_rows(train_all, tc.corpus, tc.fit)
+            et, ee = embedding_table(a.audio_train, corpus_rows, enc), embedding_table(a.audio_test, test, enc)
             mte = mt.join(mushra_embedding_table(tc.mushra_dir(), mt, enc))
             res["embedding_cpu_s"][spec] = time.process_time() - t1
-            tr2, te2 = train.join(et), test.join(ee)
+            tr2, te2 = corpus_rows.join(et), test.join(ee)
             label = EMBEDDING_LABELS.get(spec, spec)
             for name, groups in ((f"{label} + format", ["format"]), (f"shipped features + {label}", list(tc.fit.groups))):
                 fit = FitSection(**{**{k: getattr(tc.fit, k) for k in tc.fit.keys()}, "groups": groups, "embedding": spec})

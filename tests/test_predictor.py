@@ -172,6 +172,10 @@ def test_fit_is_deterministic_and_recipe_loads():
 
     tc = PredictorTrainConfig.from_yaml(REPO / "configs/train/predictor.yaml")
     assert tc.calibration.apply and "sonicom-2" not in tc.corpus.heads
+    # full-band clean content: speech with its upper band, and the wide bright scenes beside the corpus
+    assert tc.corpus.speech_upper_band_db == -18 and any("bright" in e.sources for e in tc.extra)
+    assert all("sonicom-2" not in e.heads and e.seed not in (9900, 9901, 9902) for e in tc.extra)
+    assert len({e.seed for e in tc.extra} | {tc.corpus.seed}) == len(tc.extra) + 1
     rng = np.random.default_rng(0)
     X = rng.standard_normal((60, len(FEATURE_NAMES)))
     df = pd.DataFrame(X, columns=list(FEATURE_NAMES))

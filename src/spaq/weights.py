@@ -102,7 +102,7 @@ REGISTRY: dict[str, WeightSpec] = {
     "predictor_v1": WeightSpec(
         name="predictor_v1",
         url=None,
-        sha256="57965bdaf61fa279bf542021546406bbc31f459b8816c9f8b6457afc93654ee2",
+        sha256="f592b6dc83678829d1c6dcd788533f4592db0422ed2c5e67fcc39782a7d74c1a",
         filename="predictor_v1.pt",
         env_var="SPAQ_PREDICTOR_WEIGHTS",
         licence="MIT (spaq); trained on spaq corpus-engine scenes (KU100 and SONICOM-1 HRTFs) with spaq's quality "

@@ -29,7 +29,8 @@ MIN_SAMPLES = 4800
 
 class Predictor(Metric):
     name = "predictor"
-    version = "1.1"  # 1.1: predictor_v1 retrained with the edge group, 15 networks, logit calibration
+    version = "1.2"  # 1.1: predictor_v1 retrained with the edge group, 15 networks, logit calibration;
+    # 1.2: retrained on full-band clean content (speech with an upper band, wide bright scenes) and wide sweeps
     description = ("reference-free quality predictor 0..100 with a low/medium/high class (MUSHRA bands), "
                    "binaural, ambisonics and mono; trained on spaq's quality metric over corpus-engine pairs, "
                    "calibrated on MUSHRA ratings; shipped weights")

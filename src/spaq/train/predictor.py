@@ -364,6 +364,8 @@ def split_cache_path(split: CorpusSplit, cache) -> Path:
     for opt, default in (("anchor_sources", 1), ("scene_sources", 1), ("speech_upper_band_db", None)):
         if sp.get(opt) == default:  # the default: tables cached before the option keep their key
             del sp[opt]
+    if sp.get("speech_upper_band_db") is not None:  # -18 and -18.0 (YAML) are one split
+        sp["speech_upper_band_db"] = float(sp["speech_upper_band_db"])
     ident = {"split": sp, "teacher": [t.name, t.version, getattr(t, "sha256", None),
                                                   getattr(t, "fast", None)], "features": list(FEATURE_NAMES)}
     key = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
