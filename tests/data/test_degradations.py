@@ -41,7 +41,7 @@ def report(name, **vals):
 
 def test_every_degradation_has_a_test_below():
     tested = {"noise", "lowpass", "bandpass", "clipping", "quantisation", "codec", "order_truncation", "rotation",
-              "misplacement", "blur", "ild", "itd", "hrtf_swap", "reverb", "gain", "channel_imbalance",
+              "misplacement", "blur", "downmix", "ild", "itd", "hrtf_swap", "reverb", "gain", "channel_imbalance",
               "misalignment", "packet_loss", "time_stretch", "resample"}
     assert set(DEGRADATIONS) == tested
 
@@ -226,6 +226,34 @@ def test_blur_binaural_coherence_and_ambisonic_diffuseness():
     psi = 1 - np.linalg.norm([np.mean(w * xx), np.mean(w * yy), np.mean(w * z)]) / np.mean((ya ** 2).sum(0) / 2)
     report("blur", fmt="foa", amount=p["amount"], measured_diffuseness=float(psi))
     assert abs(psi - p["amount"]) < 0.05
+
+
+def test_downmix_collapses_the_image():
+    """Binaural: the correlation of two independent ears rises to 1 (diotic) at amount 1, the ears'
+    mean is kept; ambisonics: W untouched, the directional channels scaled by 1 - amount, the
+    intensity direction kept."""
+    x = sig()
+    for sev in (0.0, 0.5, 1.0):
+        p = params("downmix", sev)
+        y, _ = apply("downmix", x, p)
+        a = p["amount"]
+        assert a == sev
+        np.testing.assert_allclose(y.mean(axis=0), x.mean(axis=0), atol=1e-12)
+        # each ear is (1 - a/2) * itself + (a/2) * the other: the normalised correlation of two
+        # independent equal-power ears is 2 c (1 - c) / (c^2 + (1 - c)^2) with c = a / 2
+        c = a / 2
+        expected = 2 * c * (1 - c) / (c ** 2 + (1 - c) ** 2)
+        r = np.corrcoef(y[0], y[1])[0, 1]
+        report("downmix", fmt="binaural", amount=a, measured_corr=float(r), expected=expected)
+        assert abs(r - expected) < 0.01
+    s = 0.1 * np.random.default_rng(3).standard_normal(FS)
+    xa = encode(s, 30, 0, 1)
+    ya, _ = apply("downmix", xa, params("downmix", 0.75, FOA), FOA)
+    np.testing.assert_allclose(ya[0], xa[0])
+    np.testing.assert_allclose(ya[1:], 0.25 * xa[1:], atol=1e-15)
+    a, b = intensity_doa(xa, FS), intensity_doa(ya, FS)
+    assert great_circle_deg(a.azimuth_deg[0], a.elevation_deg[0], b.azimuth_deg[0], b.elevation_deg[0]) < 1.0
+    assert abs(a.azimuth_deg[0] - 30) < 1.0
 
 
 def test_ild_change():

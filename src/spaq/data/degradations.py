@@ -541,6 +541,27 @@ class Blur(Degradation):
         return np.sqrt(1 - a) * x + np.sqrt(a) * dx, {}
 
 
+@register_degradation("downmix")
+class Downmix(Degradation):
+    """The spatial image collapsed towards mono, ``amount`` 0..1. Binaural: each ear becomes
+    ``(1 - amount) * itself + amount * the mean of both`` (1: diotic, the same signal in both ears,
+    as a mono downmix played over headphones). Ambisonics: the directional channels (ACN >= 1) are
+    scaled by ``1 - amount`` (1: W alone, an omnidirectional field with no direction)."""
+
+    ranges = {"amount": (0.0, 1.0, "lin")}
+
+    def params(self, v, s, rng, ctx):
+        return dict(amount=v["amount"])
+
+    def apply(self, x, params, sample_rate, fmt):
+        a = float(params["amount"])
+        if getattr(fmt, "is_ambisonics", False):
+            y = np.array(x, copy=True)
+            y[1:] *= 1.0 - a
+            return y, {}
+        return (1.0 - a) * x + a * x.mean(axis=0, keepdims=True), {}
+
+
 @register_degradation("ild")
 class ILD(Degradation):
     formats = ("binaural",)

@@ -58,6 +58,7 @@ FAMILIES = {
     "rotation": ("rotation", {}, ("binaural", "ambisonics")),
     "misplacement": ("misplacement", {}, ("binaural", "ambisonics")),
     "blur": ("blur", {}, ("binaural", "ambisonics")),
+    "downmix": ("downmix", {}, ("binaural", "ambisonics")),
     "reverb": ("reverb", {}, ("binaural", "ambisonics")),
     # the reverb sweeps that lengthen the RT60 only (what a listener hears without a reference)
     "reverb_longer": ("reverb", {"direction": "longer"}, ("binaural", "ambisonics")),
