@@ -294,8 +294,9 @@ def main():
 def write(res, out, n_train, n_test):
     L = ["# Reference-free predictor (issue 20): evaluation", "",
          "`PYTHONPATH=src python benchmarks/eval_predictor.py --workdir DIR` (feature tables cached in DIR).", "",
-         f"Training split {n_train} items (seed 9100, voices en-us/de/fr-fr/es, heads KU100 + SONICOM-1); held-out split "
-         f"{n_test} items (seed 9900, voices en-gb/it/es-419/fr-be, head SONICOM-2). Target: spaq's `quality` metric "
+         f"Training rows {n_train} (the recipe's corpus split, seed 9100, voices en-us/de/fr-fr/es, heads KU100 + SONICOM-1, "
+         f"and its extra splits); held-out split {n_test} items (seed 9900, voices en-gb/it/es-419/fr-be, head SONICOM-2, "
+         "speech as the recipe's corpus makes it). Target: spaq's `quality` metric "
          "(teacher) on each (clean, degraded) pair; classes: its MUSHRA band (>= 70 high, 40-70 medium, < 40 low). "
          "MAE and Spearman use the network's uncalibrated score (the teacher's scale); the class is the class head's.", "",
          "## Held-out corpus", "", "| format | n | accuracy | macro-F1 | MAE | Spearman |", "|---|---|---|---|---|---|"]

@@ -134,10 +134,9 @@ class PredictorTrainConfig(RecipeConfig):
     base_dir: Path = field(default_factory=Path.cwd, metadata={"config": False})
 
     def __post_init__(self):
+        from ..data.sources import SOURCE_TYPES
         from ..metrics.functional.predictor import FEATURE_GROUPS
         from .quality import FAMILIES
-
-        from ..data.sources import SOURCE_TYPES
 
         for sp in [self.corpus, *self.extra]:
             for f in sp.families:
@@ -613,7 +612,7 @@ def mushra_stats(table, pred: np.ndarray) -> dict:
 
 
 # --------------------------------------------------------------------------- driver
-def _encoder(tc: PredictorTrainConfig, log=print):
+def _encoder(tc: PredictorTrainConfig):
     """``(encoder, spec)`` of the recipe's ``fit.embedding``, or ``(None, "")``. A relative path
     in the spec (``NAME=PATH``) is taken below the recipe's ``base_dir`` (as ``calibration.path``)
     and stored absolute in the checkpoint."""
@@ -659,7 +658,7 @@ def train_predictor(tc: PredictorTrainConfig, out, log=print, workdir=None) -> d
     out = Path(out)
     workdir = Path(workdir) if workdir else out.parent
     workdir.mkdir(parents=True, exist_ok=True)
-    encoder, spec = _encoder(tc, log)
+    encoder, spec = _encoder(tc)
     fit = tc.fit
     if int(fit.seed) != int(tc.seed) or spec != fit.embedding:
         fit = FitSection(**{**asdict(fit), "seed": int(tc.seed), "embedding": spec})
