@@ -44,6 +44,25 @@ def test_noise_ladder_is_monotone_and_classes_span_the_bands(noise_ladder):
         assert o["mushra_calibrated"] >= 0 and o["mushra_calibrated"] <= 100
 
 
+def test_dual_mono_is_scored_as_mono(noise_ladder, tmp_path):
+    """Two channels carrying one signal (the difference >= 60 dB below the sum) are scored as the
+    mono signal they are, with a warning: read as binaural, every diotic file scored 96-99."""
+    from spaq.metrics.predictor import dual_mono
+
+    ref, _ = noise_ladder
+    m = ref[:1]
+    a, b = spaq.predict(np.concatenate([m, m]), sample_rate=FS), spaq.predict(m, sample_rate=FS)
+    assert a["format"] == "mono" and a["score"] == b["score"] and "dual mono" in a["warnings"][0], a
+    # (0.01 / 2.01)^2: 46 dB below the sum is two signals; (1e-4 / 2)^2, 86 dB below, is one
+    assert spaq.predict(np.stack([m[0], m[0] * 1.01]), sample_rate=FS)["format"] == "binaural"
+    assert dual_mono(torch.from_numpy(np.stack([m[0], m[0] * (1 + 1e-4)])[None]))
+    assert not dual_mono(torch.zeros(1, 2, 100))  # silence is no signal (the silent answer applies)
+    p = tmp_path / "dual.wav"
+    sf.write(p, np.concatenate([m, m]).T.astype(np.float32), FS, subtype="FLOAT")
+    r = spaq.score(None, str(p), metrics=["predictor"]).results["predictor"]
+    assert r.values["detected_format"] == "mono" and abs(float(r.score) - b["score"]) < 1e-3
+
+
 def test_lowpass_and_clipping_cost_score():
     """Scenes of the held-out seed and voice (not in the training recipe)."""
     from spaq.train.quality import sweep

@@ -10,7 +10,10 @@ A checkpoint trained with an audio embedding (``fit.embedding``; the shipped ``p
 none) names its encoder (:mod:`spaq.metrics.encoders` spec, e.g. ``hf=DIR``); the metric loads it
 and appends the mean-over-frames embedding (:func:`spaq.metrics.encoders.signal_embedding`) to the
 features. Silence (every sample below -90 dBFS) has a defined answer: score 0, class ``low`` with
-probability 1, and a warning.
+probability 1, and a warning. Two channels that are the same signal (dual mono: the difference at
+least 60 dB below the sum) are scored as mono, with a warning: a diotic signal carries no binaural
+cue, and read as binaural every such file scored 96-99 whatever its coding (the speech-codec MUSHRA
+files are dual mono).
 """
 from __future__ import annotations
 
@@ -25,6 +28,17 @@ __all__ = ["Predictor", "MIN_SAMPLES"]
 
 #: shortest input the features take (100 ms at 48 kHz)
 MIN_SAMPLES = 4800
+#: two channels whose difference is this far below their sum (in energy) are one signal (dual mono)
+DUAL_MONO_DB = -60.0
+
+
+def dual_mono(x: torch.Tensor) -> bool:
+    """True when every item of ``x (B, 2, T)`` has the same signal in both channels: the energy of
+    their difference at least ``-DUAL_MONO_DB`` dB below that of their sum (and not silent)."""
+    x = x.double()
+    side = ((x[:, 0] - x[:, 1]) ** 2).sum(-1)
+    mid = ((x[:, 0] + x[:, 1]) ** 2).sum(-1)
+    return bool(((mid > 0) & (side <= mid * 10 ** (DUAL_MONO_DB / 10))).all())
 
 
 class Predictor(Metric):
@@ -133,10 +147,14 @@ class Predictor(Metric):
             raise MetricUnavailable(f"{self.name} does not stream long files; score a shorter excerpt")
         x = torch.from_numpy(pair.deg)
         kind = "mono" if pair.format.kind == "mono" else self._kind(x.shape[-2], pair.format.kind)
+        warn = []
+        if kind == "binaural" and dual_mono(x):
+            x, kind = x[:, :1], "mono"
+            warn.append("the two channels are the same signal (dual mono): scored as mono; a diotic signal has "
+                        "no binaural cue, so its spatial image is not judged")
         out = self.predict_tensor(x, kind)
         s = out.pop("score")
         idx = out["class_index"].numpy().astype(int)
-        warn = []
         if bool(out["silent"].any()):
             warn.append(f"silent input (below {SILENCE_DBFS:.0f} dBFS): score 0, class low by definition")
         res = self.result(s, out, pair=pair, warnings=warn,
