@@ -225,10 +225,17 @@ def main():
     c0 = time.process_time()
     wd = Path(a.workdir)
     tc = PredictorTrainConfig.from_yaml(a.config)
-    # the recipe's rows: its corpus split and its extra splits (training_rows); the embedding
+    # the recipe's rows: its corpus split and its extra splits (training_rows), read once per
+    # audible_only setting (the only fit option that changes which rows are kept); the embedding
     # ablation below uses the corpus split alone (the audio kept with it in --audio-train)
-    train = training_rows(tc, tc.fit, wd)
-    train_all = split_records(tc.corpus, wd / "predictor_train.csv")
+    rows = {bool(tc.fit.audible_only): training_rows(tc, tc.fit, wd)}
+
+    def rows_for(fit):
+        if bool(fit.audible_only) not in rows:
+            rows[bool(fit.audible_only)] = training_rows(tc, fit, wd, log=lambda m: None)
+        return rows[bool(fit.audible_only)]
+
+    train = rows[bool(tc.fit.audible_only)]
     test = split_records(CorpusSplit(**HELD_OUT), wd / "predictor_heldout.csv")
     mt = mushra_predictor_table(tc.mushra_dir(), tc.calibration.ratings)
     from spaq.models import checkpoint
@@ -252,7 +259,7 @@ def main():
     for name, over in ABLATION.items():
         fit = FitSection(**{**{k: getattr(tc.fit, k) for k in tc.fit.keys()}, **over})
         t1 = time.process_time()
-        mdl, _ = fit_predictor(training_rows(tc, fit, wd, log=lambda m: None), fit, log=lambda m: None)
+        mdl, _ = fit_predictor(rows_for(fit), fit, log=lambda m: None)
         if not over:
             res["fit_cpu_s"] = time.process_time() - t1
         abl[name], _ = ablation_row(mdl, test, mt, tc.calibration.scale)
@@ -275,7 +282,7 @@ def main():
             # the encoder on the signal the metric gives it (spaq.train.predictor.embedding_table): the
             # same model `fit.embedding: SPEC` would train; the MUSHRA files' embeddings for the LOSO column
             enc = load_encoder(spec)
-            corpus_rows = fit_rows(train_all, tc.corpus, tc.fit)
+            corpus_rows = fit_rows(split_records(tc.corpus, wd / "predictor_train.csv"), tc.corpus, tc.fit)
             et, ee = embedding_table(a.audio_train, corpus_rows, enc), embedding_table(a.audio_test, test, enc)
             mte = mt.join(mushra_embedding_table(tc.mushra_dir(), mt, enc))
             res["embedding_cpu_s"][spec] = time.process_time() - t1

@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import eval_predictor as EP  # noqa: E402
 
 
-WIDE_SWEEP_OFFSET = 300000
+from spaq.train.predictor import EXTRA_SWEEP_OFFSET as WIDE_SWEEP_OFFSET  # noqa: E402  (the recipe's own offset)
 
 
 def _wide_split(tc, types, **over):
