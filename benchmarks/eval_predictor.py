@@ -236,13 +236,17 @@ def main():
         return rows[bool(fit.audible_only)]
 
     train = rows[bool(tc.fit.audible_only)]
-    test = split_records(CorpusSplit(**HELD_OUT), wd / "predictor_heldout.csv")
-    mt = mushra_predictor_table(tc.mushra_dir(), tc.calibration.ratings)
+    # the held-out split and the MUSHRA files featurised at the recipe's input level, as its rows are
+    test = split_records(CorpusSplit(**{**HELD_OUT, "input_level_dbfs": tc.input_level_dbfs}), wd / "predictor_heldout.csv")
+    mt = mushra_predictor_table(tc.mushra_dir(), tc.calibration.ratings, level_dbfs=tc.input_level_dbfs)
     from spaq.models import checkpoint
     from spaq.weights import resolve
 
     w = resolve("predictor_v1", path=a.checkpoint, offline=True)
     model, meta = checkpoint.load(w.path, architecture="predictor")
+    if model.cfg.input_level_dbfs != tc.input_level_dbfs:
+        sys.exit(f"error: the checkpoint reads inputs at input_level_dbfs {model.cfg.input_level_dbfs}, the recipe "
+                 f"{a.config} at {tc.input_level_dbfs}: give the recipe it was trained with (--config)")
     pt = predict_table(model, test)
     res = {"overall": corpus_stats(pt, test), "per_format": {}, "checkpoint_sha256": w.sha256}
     for fmt in ["binaural", "foa", "hoa", "mono"]:
@@ -259,7 +263,7 @@ def main():
     for name, over in ABLATION.items():
         fit = FitSection(**{**{k: getattr(tc.fit, k) for k in tc.fit.keys()}, **over})
         t1 = time.process_time()
-        mdl, _ = fit_predictor(rows_for(fit), fit, log=lambda m: None)
+        mdl, _ = fit_predictor(rows_for(fit), fit, log=lambda m: None, input_level_dbfs=tc.input_level_dbfs)
         if not over:
             res["fit_cpu_s"] = time.process_time() - t1
         abl[name], _ = ablation_row(mdl, test, mt, tc.calibration.scale)

@@ -106,8 +106,9 @@ def _degrade(family: str, index: int, sc: dict, sig: list, ref: np.ndarray) -> l
     return degs
 
 
-def build_table(cache: Path, log=print):
-    """Every item's features and teacher score, cached as ``cache/real_content_<features key>.csv``."""
+def build_table(cache: Path, log=print, level_dbfs: float | None = None):
+    """Every item's features and teacher score, cached as ``cache/real_content_<features key>.csv``
+    (``level_dbfs``: features of each item scaled to that active level, a checkpoint's ``input_level_dbfs``)."""
     import hashlib
     import json
 
@@ -118,9 +119,11 @@ def build_table(cache: Path, log=print):
     from spaq.train.predictor import _features, _teacher, _teacher_scores
 
     teacher = _teacher()
-    key = hashlib.sha256(json.dumps({"features": list(FEATURE_NAMES), "teacher": [teacher.name, teacher.version],
-                                     "scenes": SCENES, "families": FAMILIES, "seed": SEED},
-                                    sort_keys=True).encode()).hexdigest()[:12]
+    ident = {"features": list(FEATURE_NAMES), "teacher": [teacher.name, teacher.version],
+             "scenes": SCENES, "families": FAMILIES, "seed": SEED}
+    if level_dbfs is not None:  # tables made before the option keep their key
+        ident["input_level_dbfs"] = float(level_dbfs)
+    key = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:12]
     path = Path(cache) / f"real_content_{key}.csv"
     if path.is_file():
         return pd.read_csv(path, keep_default_na=False)
@@ -140,7 +143,7 @@ def build_table(cache: Path, log=print):
                             tgt = _teacher_scores(teacher, np.repeat(ys[0], 2, 0), [np.repeat(y, 2, 0) for y in ys])
                         else:
                             tgt = _teacher_scores(teacher, ys[0], ys)
-                        feats = _features(np.stack(ys).astype(np.float32), kind)
+                        feats = _features(np.stack(ys).astype(np.float32), kind, level_dbfs)
                         for j, s in enumerate([0.0] + SEVERITIES):
                             recs.append({"sweep": f"{idx}/{fam}", "scene": scene, "room": int(room), "family": fam, "format": kind,
                                          "severity": s, "target": float(tgt[j]),
@@ -195,14 +198,16 @@ def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--cache", default=str(Path.home() / ".cache/spaq/predictor_real_content"))
     ap.add_argument("--out", default=None, help="also write the table here (Markdown)")
+    ap.add_argument("--checkpoint", default=None, help="default: the packaged predictor_v1")
     a = ap.parse_args(argv)
     if not SOURCE_DIR.is_dir():
         sys.exit(f"error: {SOURCE_DIR} is absent (the shared spatial-codings test's source audio)")
     torch.set_num_threads(1)
-    df = build_table(Path(a.cache))
-    w = resolve("predictor_v1", offline=True, download=False)
+    w = resolve("predictor_v1", path=a.checkpoint, offline=True, download=False)
     model, _ = ck.load(w.path, architecture="predictor", sha256=w.sha256)
-    L = table_lines({"predictor_v1 (shipped; reference-free)": evaluate(model, df),
+    df = build_table(Path(a.cache), level_dbfs=model.cfg.input_level_dbfs)
+    name = f"checkpoint {w.sha256[:8]}... (reference-free)" if a.checkpoint else "predictor_v1 (shipped; reference-free)"
+    L = table_lines({name: evaluate(model, df),
                      "quality (intrusive teacher, against the clean scene)": evaluate(None, df)})
     print("\n".join(L))
     if a.out:

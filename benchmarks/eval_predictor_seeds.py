@@ -43,8 +43,8 @@ def main():
     model, _ = checkpoint.load(w.path, architecture="predictor")
     rows, pooled = [], {f: [] for f in EP.LADDERS}
     for seed in a.seeds:
-        test = split_records(CorpusSplit(**{**EP.HELD_OUT, "seed": seed}), Path(a.workdir) / f"predictor_heldout_seed{seed}.csv",
-                             log=lambda m: None)
+        test = split_records(CorpusSplit(**{**EP.HELD_OUT, "seed": seed, "input_level_dbfs": model.cfg.input_level_dbfs}),
+                             Path(a.workdir) / f"predictor_heldout_seed{seed}.csv", log=lambda m: None)
         pt = predict_table(model, test)
         st = EP.corpus_stats(pt, test)
         lad = EP.ladders(pt, test, seed=seed, per_sweep=True)

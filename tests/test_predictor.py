@@ -568,3 +568,81 @@ def test_anchor_scenes_are_clean_rows_apart_from_the_sweeps():
     assert not set(lo.tolist() + hi.tolist()) & set(np.flatnonzero(df["family"].to_numpy() == "anchor").tolist())
     kept = fit_rows(df, split, FitSection(audible_only=True), log=lambda m: None)
     assert (kept["family"] == "anchor").sum() == 1
+
+
+def test_active_level_counts_the_sound_not_the_pauses():
+    """The active level of a tone with a silent half is the tone's level (A^2 / 2), whatever the
+    pause; digital silence has none (-inf)."""
+    from spaq.metrics.functional.predictor import active_level_db
+
+    t = np.arange(FS) / FS
+    tone = 0.1 * np.sin(2 * np.pi * 1000 * t)
+    half = tone.copy()
+    half[12 * 2048:] = 0.0  # on a frame boundary (frames of 2048 samples): 12 of 23 frames sound
+    m = torch.from_numpy(np.stack([tone, half, np.zeros(FS)]))
+    lv = active_level_db(m)
+    want = 10 * np.log10(0.1 ** 2 / 2)  # -23.01 dBFS
+    assert abs(float(lv[0]) - want) < 0.05 and abs(float(lv[1]) - want) < 0.05
+    assert float(lv[2]) == -np.inf
+    # whole-signal RMS would put the half-silent tone 2.9 dB lower
+    assert abs(10 * np.log10(np.mean(half ** 2)) - (want + 10 * np.log10(12 * 2048 / FS))) < 0.05
+
+
+def test_features_do_not_depend_on_the_input_gain():
+    """With ``level_dbfs`` every input is scaled to that active level before its features: the same
+    sound 30 dB down or 10 dB up gives the same features (binaural, FOA); at the given level (the
+    default, the shipped weights) ``rms_db`` follows the gain. Silence stays finite and unscaled."""
+    from spaq.metrics.functional.predictor import FEATURE_NAMES, predictor_features
+
+    LEVEL = -26.0
+    x = binaural_noise(1.0, seed=3)
+    x[:, 30000:] = 0.0  # a pause: rms_db is then below the active level
+    xb = torch.from_numpy(np.stack([x, x * 10 ** (-30 / 20), x * 10 ** (10 / 20)]))
+    f = predictor_features(xb, FS, "binaural", level_dbfs=LEVEL)
+    assert torch.allclose(f[1], f[0], rtol=1e-6, atol=1e-6) and torch.allclose(f[2], f[0], rtol=1e-6, atol=1e-6)
+    i = FEATURE_NAMES.index("rms_db")
+    assert LEVEL - 3.5 < float(f[0, i]) < LEVEL - 1.5  # 30000 of 48000 samples sound
+    raw = predictor_features(xb, FS, "binaural")
+    assert abs(float(raw[0, i] - raw[1, i]) - 30.0) < 0.01
+    foa = plane_wave_scene(1, 1.0)
+    fa = predictor_features(torch.from_numpy(np.stack([foa, 0.01 * foa])), FS, "foa", level_dbfs=LEVEL)
+    assert torch.allclose(fa[1], fa[0], rtol=1e-6, atol=1e-6)
+    z = predictor_features(torch.zeros(1, 1, FS, dtype=torch.float64), FS, "mono", level_dbfs=LEVEL)
+    assert bool(torch.isfinite(z).all())
+
+
+def test_checkpoint_says_whether_inputs_are_level_normalised(tmp_path):
+    """``input_level_dbfs`` travels in the checkpoint: a checkpoint written before it (no such key)
+    loads as None and scores at the input's own level (a gain moves its score); one with -26 dBFS
+    gives the same score at any gain. The recipe sets it for every split (not per split), and the
+    cached tables' key follows it (None keeps the key tables had before the option)."""
+    import spaq.metrics.functional.predictor as fp
+    from spaq.metrics.predictor import Predictor
+    from spaq.models import checkpoint
+    from spaq.models.predictor import PredictorConfig, PredictorNet
+    from spaq.train.predictor import CorpusSplit, PredictorTrainConfig, split_cache_path
+
+    torch.manual_seed(0)
+    net = PredictorNet(PredictorConfig(n_features=fp.N_FEATURES, hidden=[8], input_level_dbfs=-26.0))
+    net.set_scaler(torch.zeros(fp.N_FEATURES), torch.full((fp.N_FEATURES,), 10.0))
+    new, old = tmp_path / "new.pt", tmp_path / "old.pt"
+    checkpoint.save(new, net)
+    ck = torch.load(new, weights_only=False)
+    del ck["config"]["input_level_dbfs"]
+    torch.save(ck, old)
+    x = torch.from_numpy(np.stack([binaural_noise(1.0, seed=5), 0.1 * binaural_noise(1.0, seed=5)]))
+    s_new = Predictor(checkpoint=new).predict_tensor(x)["score"]
+    m_old = Predictor(checkpoint=old)
+    assert m_old.model.cfg.input_level_dbfs is None
+    s_old = m_old.predict_tensor(x)["score"]
+    assert abs(float(s_new[0] - s_new[1])) < 1e-6
+    assert abs(float(s_old[0] - s_old[1])) > 1e-3
+    base = split_cache_path(CorpusSplit(), tmp_path / "t.csv")
+    assert split_cache_path(CorpusSplit(input_level_dbfs=None), tmp_path / "t.csv") == base
+    lv = split_cache_path(CorpusSplit(input_level_dbfs=-26), tmp_path / "t.csv")
+    assert lv != base and lv == split_cache_path(CorpusSplit(input_level_dbfs=-26.0), tmp_path / "t.csv")
+    tc = PredictorTrainConfig.from_dict({"input_level_dbfs": -26, "extra": [{"seed": 5}]})
+    assert tc.corpus.input_level_dbfs == -26.0 and tc.extra[0].input_level_dbfs == -26.0
+    assert PredictorTrainConfig.from_dict({}).corpus.input_level_dbfs is None
+    with pytest.raises(SpaqError, match="input_level_dbfs"):
+        PredictorTrainConfig.from_dict({"corpus": {"input_level_dbfs": -20}})

@@ -169,6 +169,7 @@ def test_shipped_predictor_is_features_only_and_unchanged():
     assert m.encoder is None and m.model.cfg.embedding == "" and m.model.cfg.n_embedding == 0
     assert m.model.index.tolist() == list(m.model.cfg.feature_index)
     x = torch.from_numpy(np.stack([binaural_noise(1.0, seed=7), 0.5 * binaural_noise(1.0, seed=8)]).astype(np.float64))
+    assert m.model.cfg.input_level_dbfs is None  # the shipped weights read inputs at their own level
     with torch.no_grad():
         want = m.model(predictor_features(x, 48000, "binaural"))["score"]
     assert torch.equal(m.predict_tensor(x)["score"], want.double())

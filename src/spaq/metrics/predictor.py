@@ -99,7 +99,7 @@ class Predictor(Metric):
         if not bool(torch.isfinite(x.sum())) and not bool(torch.isfinite(x).all()):  # one pass when finite
             raise SpaqInputError(f"{self.name}: input contains NaN or Inf samples")
         kind = kind or self._kind(x.shape[-2])
-        f = predictor_features(x, self.sample_rate, kind)
+        f = predictor_features(x, self.sample_rate, kind, level_dbfs=self.model.cfg.input_level_dbfs)
         if self.encoder is not None:
             f = torch.cat([f, self.embedding(x, kind).to(f.dtype)], dim=-1)
         with torch.no_grad():

@@ -68,6 +68,9 @@ class PredictorConfig(ArchitectureConfig):
     n_embedding: int = 0                    # its dimension (mean over frames)
     members: int = 1                        # an ensemble of this many MLPs (same input), outputs averaged
     calib_scale: str = "linear"             # the listener calibration's input: the score or its logit
+    # the active level (dBFS) the features scale every input to (spaq.metrics.functional.predictor);
+    # None: features at the input's own level (checkpoints made before the normalisation)
+    input_level_dbfs: float | None = None
 
     def __post_init__(self):
         if self.calib_scale not in CALIB_SCALES:

@@ -85,6 +85,10 @@ class CorpusSplit(Section):
     # espeak speech with a synthetic band above 11 kHz at this level (spaq.data.sources.upper_band);
     # None: as espeak makes it, ending at about 10 kHz where recorded speech does not
     speech_upper_band_db: float | None = None
+    # the features of every item computed after scaling it to this active level (dBFS;
+    # spaq.metrics.functional.predictor.predictor_features); None: at the level the engine renders.
+    # Set from the recipe's top-level ``input_level_dbfs`` for every split of a recipe
+    input_level_dbfs: float | None = None
 
 
 @dataclass
@@ -125,6 +129,9 @@ class PredictorTrainConfig(RecipeConfig):
     """Validated recipe (``configs/train/predictor.yaml``) read by :mod:`spaq.config`."""
 
     seed: int = 7
+    # every input (training splits, MUSHRA files, and at inference through the checkpoint) scaled to
+    # this active level before its features (dBFS); None: features at the signal's own level
+    input_level_dbfs: float | None = None
     corpus: CorpusSplit = field(default_factory=CorpusSplit)
     # more splits fitted beside ``corpus`` (other seeds, source types, scene sizes), each spelt out
     # in full; split k (1, 2, ...) has its sweep ids offset by k * EXTRA_SWEEP_OFFSET
@@ -139,6 +146,10 @@ class PredictorTrainConfig(RecipeConfig):
         from .quality import FAMILIES
 
         for sp in [self.corpus, *self.extra]:
+            if sp.input_level_dbfs is not None and sp.input_level_dbfs != self.input_level_dbfs:
+                raise SpaqError("predictor train config: input_level_dbfs is set for the whole recipe "
+                                "(top level), not per split")
+            sp.input_level_dbfs = None if self.input_level_dbfs is None else float(self.input_level_dbfs)
             for f in sp.families:
                 if f not in FAMILIES:
                     raise SpaqError(f"predictor train config: unknown family {f!r}; known: {', '.join(FAMILIES)}")
@@ -175,11 +186,12 @@ def _teacher_scores(metric, ref: np.ndarray, degs: list) -> np.ndarray:
         return metric.forward(r, d)["score"].double().numpy()
 
 
-def _features(x: np.ndarray, kind: str) -> np.ndarray:
+def _features(x: np.ndarray, kind: str, level_dbfs: float | None = None) -> np.ndarray:
     from ..metrics.functional.predictor import predictor_features
 
     with torch.no_grad():
-        return predictor_features(torch.from_numpy(np.asarray(x, dtype=np.float64)), 48000, kind).numpy()
+        return predictor_features(torch.from_numpy(np.asarray(x, dtype=np.float64)), 48000, kind,
+                                  level_dbfs=level_dbfs).numpy()
 
 
 #: sweep ids of the clean anchor scenes start here (apart from the sweeps' own ids)
@@ -255,7 +267,7 @@ def _sweep_records(split, teacher, idx, fam, fmt, src, sc, sevs, room_probabilit
             tgt = _teacher_scores(teacher, np.repeat(xs[0], 2, 0), [np.repeat(x, 2, 0) for x in xs])
         else:
             tgt = _teacher_scores(teacher, xs[0], xs)
-        feats = _features(np.stack(xs).astype(np.float32), kind)  # as a float WAV holds it
+        feats = _features(np.stack(xs).astype(np.float32), kind, split.input_level_dbfs)  # as a float WAV holds it
         if audio_dir is not None:
             os.makedirs(audio_dir, exist_ok=True)
             np.save(os.path.join(audio_dir, f"{sweep_id:05d}_{kind}.npy"), np.stack(xs).astype(np.float32))
@@ -266,10 +278,11 @@ def _sweep_records(split, teacher, idx, fam, fmt, src, sc, sevs, room_probabilit
     return recs
 
 
-def refeaturize(df, audio_dir):
+def refeaturize(df, audio_dir, level_dbfs: float | None = None):
     """``df`` (a :func:`make_split` table) with every feature recomputed from the audio
     ``make_split`` kept in ``audio_dir`` (the same float32 samples it computed them from, so the
-    same values as a fresh run of the current feature code)."""
+    same values as a fresh run of the current feature code; ``level_dbfs``: the split's
+    ``input_level_dbfs``)."""
     from ..metrics.functional.predictor import FEATURE_NAMES
 
     df = df.copy()
@@ -278,7 +291,7 @@ def refeaturize(df, audio_dir):
             df[col] = 0.0
     for (sw, kind), g in df.groupby(["sweep", "format"]):
         x = np.load(os.path.join(audio_dir, f"{int(sw):05d}_{kind}.npy"))
-        f = _features(x, kind)
+        f = _features(x, kind, level_dbfs)
         sev = sorted(g["severity"].unique())
         for i, r in g.iterrows():
             df.loc[i, list(FEATURE_NAMES)] = f[sev.index(r["severity"])]
@@ -360,11 +373,13 @@ def split_cache_path(split: CorpusSplit, cache) -> Path:
 
     t = _teacher()
     sp = asdict(split)
-    for opt, default in (("anchor_sources", 1), ("scene_sources", 1), ("speech_upper_band_db", None)):
+    for opt, default in (("anchor_sources", 1), ("scene_sources", 1), ("speech_upper_band_db", None),
+                         ("input_level_dbfs", None)):
         if sp.get(opt) == default:  # the default: tables cached before the option keep their key
             del sp[opt]
-    if sp.get("speech_upper_band_db") is not None:  # -18 and -18.0 (YAML) are one split
-        sp["speech_upper_band_db"] = float(sp["speech_upper_band_db"])
+    for opt in ("speech_upper_band_db", "input_level_dbfs"):  # -18 and -18.0 (YAML) are one split
+        if sp.get(opt) is not None:
+            sp[opt] = float(sp[opt])
     ident = {"split": sp, "teacher": [t.name, t.version, getattr(t, "sha256", None),
                                                   getattr(t, "fast", None)], "features": list(FEATURE_NAMES)}
     key = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
@@ -457,12 +472,14 @@ def _severity_pairs(df) -> tuple:
     return torch.tensor(lo, dtype=torch.long), torch.tensor(hi, dtype=torch.long)
 
 
-def fit_predictor(df, fit: FitSection, log=print, extra_columns=()):
+def fit_predictor(df, fit: FitSection, log=print, extra_columns=(), input_level_dbfs: float | None = None):
     """Fit :class:`~spaq.models.predictor.PredictorNet` on the rows of ``df`` (features, ``target``
     0..100): scalers from these rows, full-batch AdamW, loss CE(class bands) + reg_weight * MSE
     (0..1 scale) [+ rank_weight * mean hinge(margin - (score(lower severity) - score(higher)))
     over consecutive severities of each sweep where the teacher's score drops]. Deterministic in ``fit.seed``. ``extra_columns``: more columns of ``df``
     appended to the feature vector (ablations of features the metric does not compute).
+    ``input_level_dbfs``: the level ``df``'s features were computed at (its splits'
+    ``input_level_dbfs``), recorded in the model's config so that the metric computes them so too.
     ``fit.embedding`` (an encoder spec): the model takes the embedding in ``df``'s columns
     ``emb0 ..`` (:func:`embedding_table`) too, and the metric computes it at inference.
     Returns ``(model in eval mode, history)``."""
@@ -471,7 +488,7 @@ def fit_predictor(df, fit: FitSection, log=print, extra_columns=()):
 
     if int(fit.members) > 1:  # each member on its own seed, then one network that averages them
         fitted = [fit_predictor(df, FitSection(**{**asdict(fit), "members": 1, "seed": int(fit.seed) + k}),
-                                log, extra_columns) for k in range(int(fit.members))]
+                                log, extra_columns, input_level_dbfs) for k in range(int(fit.members))]
         first = fitted[0][0]
         model = PredictorNet(PredictorConfig(**{**first.cfg.to_dict(), "members": int(fit.members)}))
         state = dict(first.state_dict())
@@ -489,7 +506,8 @@ def fit_predictor(df, fit: FitSection, log=print, extra_columns=()):
     names = names + list(extra_columns)
     spec, emb = _embedding_columns(df, fit)
     cfg = PredictorConfig(n_features=len(cols), feature_index=idx, feature_names=names,
-                          hidden=list(fit.hidden), dropout=float(fit.dropout), embedding=spec, n_embedding=len(emb))
+                          hidden=list(fit.hidden), dropout=float(fit.dropout), embedding=spec, n_embedding=len(emb),
+                          input_level_dbfs=None if input_level_dbfs is None else float(input_level_dbfs))
     model = PredictorNet(cfg)
     X = torch.tensor(df[cols + emb].to_numpy(dtype=np.float64), dtype=torch.float32)
     y = torch.tensor(df["target"].to_numpy(dtype=np.float64), dtype=torch.float32)
@@ -557,16 +575,17 @@ def predict_table(model, df) -> dict:
 
 
 # --------------------------------------------------------------------------- calibration on listeners
-def mushra_predictor_table(root, ratings: str, log=print):
+def mushra_predictor_table(root, ratings: str, log=print, level_dbfs: float | None = None):
     """The MUSHRA half: per stimulus and condition mean rating (``spaq.train.quality.mushra_table``)
-    with the predictor's features of the rated (degraded) file, scored alone as mono at 48 kHz."""
+    with the predictor's features of the rated (degraded) file, scored alone as mono at 48 kHz
+    (``level_dbfs``: scaled to that active level first, as the recipe's ``input_level_dbfs``)."""
     import pandas as pd
 
     from ..metrics.functional.predictor import FEATURE_NAMES
     from .quality import mushra_table
 
     table = mushra_table(root, ratings)
-    rows = [_features(x[None], "mono")[0] for x in _mushra_audio(root, table)]
+    rows = [_features(x[None], "mono", level_dbfs)[0] for x in _mushra_audio(root, table)]
     f = pd.DataFrame(np.stack(rows), columns=list(FEATURE_NAMES))
     log(f"MUSHRA features: {len(table)} files")
     return pd.concat([table.reset_index(drop=True), f], axis=1)
@@ -663,7 +682,7 @@ def train_predictor(tc: PredictorTrainConfig, out, log=print, workdir=None) -> d
     if int(fit.seed) != int(tc.seed) or spec != fit.embedding:
         fit = FitSection(**{**asdict(fit), "seed": int(tc.seed), "embedding": spec})
     df = training_rows(tc, fit, workdir, log, encoder)
-    model, hist = fit_predictor(df, fit, log)
+    model, hist = fit_predictor(df, fit, log, input_level_dbfs=tc.input_level_dbfs)
     pt = predict_table(model, df)
     from scipy.stats import spearmanr
 
@@ -676,7 +695,7 @@ def train_predictor(tc: PredictorTrainConfig, out, log=print, workdir=None) -> d
         if not root.is_dir():
             raise SpaqError(f"MUSHRA data not found at {root} (calibration.path in the config; "
                             f"calibration.apply: false trains without it)")
-        mt = mushra_predictor_table(root, tc.calibration.ratings, log)
+        mt = mushra_predictor_table(root, tc.calibration.ratings, log, tc.input_level_dbfs)
         if encoder is not None:
             mt = mt.join(mushra_embedding_table(root, mt, encoder))
         raw = predict_table(model, mt)["raw"]

@@ -42,6 +42,15 @@ group by columns:
   ``temporal``, as ``temporal`` was; the shipped ``predictor_v1`` uses it (``fit.groups``;
   ``benchmarks/try_predictor_lowpass.py`` measured it).
 
+Level: with ``level_dbfs`` (a checkpoint's ``input_level_dbfs``, a recipe's top-level option) the
+whole input is first scaled by one gain so that its mono mix's *active level*
+(:func:`active_level_db`: the mean power of its 43 ms frames within 40 dB of the loudest) is that
+(-26 dBFS is the P.56 practice of speech-quality models), so that the features, and the scores made
+from them, do not depend on the digital gain of a file; ``rms_db`` is then the level of the whole
+input relative to its active level (how much of it is pause). The spatial features are ratios (one
+gain for every channel). By default (None; the shipped ``predictor_v1``) they are computed at the
+level given.
+
 Silence (every sample below ``SILENCE_DBFS``) gives finite features; the metric maps it to a
 defined answer itself.
 """
@@ -53,7 +62,7 @@ import numpy as np
 import torch
 
 __all__ = ["FEATURE_NAMES", "FEATURE_GROUPS", "N_FEATURES", "predictor_features", "mono_mix", "FORMAT_KINDS",
-           "SPATIAL_EXCERPT_S", "SILENCE_DBFS", "signal_kind"]
+           "SPATIAL_EXCERPT_S", "SILENCE_DBFS", "signal_kind", "active_level_db"]
 
 N_FFT = 2048
 HOP = 2048
@@ -61,6 +70,7 @@ N_MELS = 40
 N_MFCC = 13
 SPATIAL_EXCERPT_S = 0.5
 SILENCE_DBFS = -90.0
+ACTIVE_RANGE_DB = 40.0    # frames within this of the loudest count as active
 FORMAT_KINDS = ("binaural", "foa", "hoa", "mono")
 _EPS = 1e-12
 
@@ -335,9 +345,29 @@ def _spatial_ambisonics(x: torch.Tensor, sample_rate: int) -> torch.Tensor:
     return torch.stack([z, z, z, z, d_mean, d_spread, share, lvl.clamp(-60, 20)], -1)
 
 
-def predictor_features(x: torch.Tensor, sample_rate: int, kind: str) -> torch.Tensor:
+def active_level_db(m: torch.Tensor) -> torch.Tensor:
+    """``(B, T)`` -> ``(B,)`` float64 active level in dBFS: the mean power of the ``N_FFT``-sample
+    frames (43 ms at 48 kHz; one frame when shorter; a last partial frame is left out) whose power
+    is within ``ACTIVE_RANGE_DB`` of the loudest frame's (-inf for digital silence)."""
+    m = m.to(torch.float64)
+    n = max(1, m.shape[-1] // N_FFT)
+    frames = m[..., : n * N_FFT].reshape(m.shape[0], n, -1) if m.shape[-1] >= N_FFT else m[:, None, :]
+    pw = (frames * frames).mean(-1)  # (B, frames)
+    act = pw >= pw.amax(-1, keepdim=True) * 10 ** (-ACTIVE_RANGE_DB / 10)
+    mean = (pw * act).sum(-1) / act.sum(-1).clamp_min(1)
+    return 10 * torch.log10(mean)
+
+
+def predictor_features(x: torch.Tensor, sample_rate: int, kind: str,
+                       level_dbfs: float | None = None) -> torch.Tensor:
     """``x (B, C, T)`` at ``sample_rate`` of one ``kind`` (:data:`FORMAT_KINDS`) -> features
-    ``(B, N_FEATURES)`` float64 (see the module docstring)."""
+    ``(B, N_FEATURES)`` float64 (see the module docstring). ``level_dbfs``: each item is first
+    scaled (one gain for all its channels) so that its mono mix's active level is this (digital
+    silence is left as it is); ``None``: features at the level given."""
+    if level_dbfs is not None:
+        lv = active_level_db(mono_mix(x, kind))
+        gain = torch.where(torch.isfinite(lv), 10 ** ((float(level_dbfs) - lv) / 20), torch.ones_like(lv))
+        x = x * gain.to(x.dtype)[:, None, None]
     # the spectral statistics in float32 (half the cost; 1e-6 relative, far below what they resolve)
     m = mono_mix(x.to(torch.float32), kind)
     psycho, band, edge = (v.to(torch.float64) for v in _psycho_band(m, sample_rate))
