@@ -631,7 +631,9 @@ def test_checkpoint_says_whether_inputs_are_level_normalised(tmp_path):
     del ck["config"]["input_level_dbfs"]
     torch.save(ck, old)
     x = torch.from_numpy(np.stack([binaural_noise(1.0, seed=5), 0.1 * binaural_noise(1.0, seed=5)]))
-    s_new = Predictor(checkpoint=new).predict_tensor(x)["score"]
+    m_new = Predictor(checkpoint=new)
+    assert m_new.training_levels() is None  # gain-invariant: no level warning
+    s_new = m_new.predict_tensor(x)["score"]
     m_old = Predictor(checkpoint=old)
     assert m_old.model.cfg.input_level_dbfs is None
     s_old = m_old.predict_tensor(x)["score"]
@@ -646,3 +648,24 @@ def test_checkpoint_says_whether_inputs_are_level_normalised(tmp_path):
     assert PredictorTrainConfig.from_dict({}).corpus.input_level_dbfs is None
     with pytest.raises(SpaqError, match="input_level_dbfs"):
         PredictorTrainConfig.from_dict({"corpus": {"input_level_dbfs": -20}})
+
+
+def test_level_is_reported_and_off_training_levels_warn():
+    """``level_dbfs`` is the mono mix's RMS level; the shipped weights (features at the input's own
+    level) warn when it lies outside mean +- 2.5 sd of their training rows' level (their scaler), and
+    not at the level of the corpus; silence has no level."""
+    from spaq.metrics.predictor import LEVEL_Z, Predictor
+
+    m = Predictor()
+    lo, hi = m.training_levels()
+    i = list(m.model.cfg.feature_names).index("rms_db")
+    assert abs(lo - (float(m.model.mean[i]) - LEVEL_Z * float(m.model.std[i]))) < 1e-9
+    assert -50 < lo < -35 and -15 < hi < 0  # the corpus renders its clean items at -30..-20 dBFS
+    x = binaural_noise(1.0, seed=1)
+    want = 10 * np.log10(np.mean(x.mean(0).astype(np.float32) ** 2))
+    r = spaq.predict(x, sample_rate=FS)
+    assert abs(r["level_dbfs"] - want) < 0.01 and not any("level" in w for w in r["warnings"])
+    q = spaq.predict(x * 10 ** (-40 / 20), sample_rate=FS)
+    assert abs(q["level_dbfs"] - (want - 40)) < 0.01
+    assert any("outside the levels the weights were trained on" in w for w in q["warnings"])
+    assert spaq.predict(np.zeros((2, FS)), sample_rate=FS)["level_dbfs"] is None

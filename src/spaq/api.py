@@ -305,7 +305,8 @@ def predict(x, sample_rate: int | None = None, fmt=None, checkpoint=None) -> dic
 
     Returns, per signal, ``{"score": 0..100, "class": "low"|"medium"|"high", "mushra_calibrated":
     0..100 (the score mapped to the speech-codec MUSHRA ratings), "probabilities":
-    {...}, "format": detected, "warnings": [...]}``: one dict, or a list for a batch or a list
+    {...}, "format": detected, "level_dbfs": the mono mix's RMS level (None when silent; a warning
+    when it is off the levels the weights were trained on), "warnings": [...]}``: one dict, or a list for a batch or a list
     of paths. Raises :class:`SpaqInputError` (one line) for empty, too short, non-finite input
     or channel counts that are no known format; silence scores 0 (class low) with a warning."""
     import numpy as np
@@ -327,7 +328,7 @@ def predict(x, sample_rate: int | None = None, fmt=None, checkpoint=None) -> dic
 
         answer = {"score": 0.0, "class": "low", "mushra_calibrated": 0.0,
                   "probabilities": {c: float(c == "low") for c in CLASS_NAMES},
-                  "format": _silent_kind(int(np.shape(x)[-2]), fmt),
+                  "format": _silent_kind(int(np.shape(x)[-2]), fmt), "level_dbfs": None,
                   "warnings": ["silent input (all samples are zero): score 0, class low by definition"]}
         if silent.ndim == 0:
             return answer
@@ -354,7 +355,8 @@ def predict(x, sample_rate: int | None = None, fmt=None, checkpoint=None) -> dic
         return {"score": float(r.score) if i is None else float(r.score[i]), "class": cls,
                 "mushra_calibrated": g("mushra_calibrated"),
                 "probabilities": {c: g(f"proba_{c}") for c in CLASS_NAMES},
-                "format": r.values["detected_format"], "warnings": list(r.warnings)}
+                "format": r.values["detected_format"], "level_dbfs": round(g("level_dbfs"), 2),
+                "warnings": list(r.warnings)}
 
     if rep.batch_size is None:
         return one()

@@ -15,7 +15,7 @@ __all__ = ["register"]
 def predict_cmd(
     files: List[Path] = typer.Argument(..., help="Audio files: mono, binaural (2 channels) or ambisonics ACN/SN3D."),
     format: Optional[str] = typer.Option(None, "--format", metavar="FORMAT", help="mono | binaural | foa | hoa3 ... (/fuma), or a layout (5.1, ...); default: from the channel count."),
-    as_json: bool = typer.Option(False, "--json", help="Print a JSON list of {file, score, class, mushra_calibrated, probabilities, format, warnings} ({file, error} for a file that could not be scored)."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON list of {file, score, class, mushra_calibrated, probabilities, format, level_dbfs, warnings} ({file, error} for a file that could not be scored)."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", metavar="PATH", help="Predictor checkpoint; default: the packaged one."),
 ):
     """Score 0..100 and class (low < 40 <= medium < 70 <= high) of each FILE, without a reference.

@@ -13,7 +13,11 @@ features. Silence (every sample below -90 dBFS) has a defined answer: score 0, c
 probability 1, and a warning. Two channels that are the same signal (dual mono: the difference at
 least 60 dB below the sum) are scored as mono, with a warning: a diotic signal carries no binaural
 cue, and read as binaural every such file scored 96-99 whatever its coding (the speech-codec MUSHRA
-files are dual mono).
+files are dual mono). ``values["level_dbfs"]`` is the level of the mono mix (the ``rms_db`` feature);
+a checkpoint that reads features at the input's own level (``input_level_dbfs`` None, the shipped
+weights) warns when that level is more than ``LEVEL_Z`` standard deviations from its training rows'
+mean (its stored scaler): the reading depends on level, and more so off the training levels
+(``benchmarks/results/predictor_level.md``).
 """
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ import torch
 from ..errors import SpaqError, SpaqInputError
 from ..models.predictor import CLASS_NAMES
 from .base import Metric, MetricResult
-from .functional.predictor import SILENCE_DBFS, predictor_features, signal_kind
+from .functional.predictor import FEATURE_NAMES, SILENCE_DBFS, predictor_features, signal_kind
 
 __all__ = ["Predictor", "MIN_SAMPLES"]
 
@@ -30,6 +34,8 @@ __all__ = ["Predictor", "MIN_SAMPLES"]
 MIN_SAMPLES = 4800
 #: two channels whose difference is this far below their sum (in energy) are one signal (dual mono)
 DUAL_MONO_DB = -60.0
+#: a level this many training standard deviations from the training mean is off the training levels
+LEVEL_Z = 2.5
 
 
 def dual_mono(x: torch.Tensor) -> bool:
@@ -100,6 +106,7 @@ class Predictor(Metric):
             raise SpaqInputError(f"{self.name}: input contains NaN or Inf samples")
         kind = kind or self._kind(x.shape[-2])
         f = predictor_features(x, self.sample_rate, kind, level_dbfs=self.model.cfg.input_level_dbfs)
+        level_db = f[:, FEATURE_NAMES.index("rms_db")].clone()  # the mono mix's level (dBFS)
         if self.encoder is not None:
             f = torch.cat([f, self.embedding(x, kind).to(f.dtype)], dim=-1)
         with torch.no_grad():
@@ -119,7 +126,19 @@ class Predictor(Metric):
             out[f"proba_{n}"] = proba[:, i]
         out["class_index"] = proba.argmax(-1).double()
         out["silent"] = silent.double()
+        out["level_dbfs"] = level_db.double()
         return out
+
+    def training_levels(self) -> tuple[float, float] | None:
+        """``(low, high)`` dBFS: the mono-mix levels within ``LEVEL_Z`` standard deviations of the
+        training rows' mean (the checkpoint's scaler), or None where the reading does not depend on
+        the level (a checkpoint with ``input_level_dbfs``) or the network does not read it."""
+        names = list(self.model.cfg.feature_names)
+        if self.model.cfg.input_level_dbfs is not None or "rms_db" not in names:
+            return None
+        i = names.index("rms_db")
+        m, s = float(self.model.mean[i]), float(self.model.std[i])
+        return m - LEVEL_Z * s, m + LEVEL_Z * s
 
     def embedding(self, x: torch.Tensor, kind: str) -> torch.Tensor:
         """``x (B, C, T)`` at 48 kHz -> ``(B, n_embedding)``: the checkpoint's encoder's
@@ -157,6 +176,14 @@ class Predictor(Metric):
         idx = out["class_index"].numpy().astype(int)
         if bool(out["silent"].any()):
             warn.append(f"silent input (below {SILENCE_DBFS:.0f} dBFS): score 0, class low by definition")
+        rng = self.training_levels()
+        if rng is not None:
+            lv = out["level_dbfs"][out["silent"] == 0]
+            off = lv[(lv < rng[0]) | (lv > rng[1])]
+            if off.numel():
+                warn.append(f"input level {float(off[0]):.1f} dBFS is outside the levels the weights were trained on "
+                            f"({rng[0]:.0f} to {rng[1]:.0f} dBFS): the reading depends on the level there; "
+                            "scaling the file to about -26 dBFS keeps it where they were trained")
         res = self.result(s, out, pair=pair, warnings=warn,
                           provenance={"checkpoint_sha256": self.sha256, "weights_source": self.source,
                                       "detected": kind, **({"embedding": self.model.cfg.embedding}
