@@ -633,7 +633,9 @@ def test_checkpoint_says_whether_inputs_are_level_normalised(tmp_path):
     x = torch.from_numpy(np.stack([binaural_noise(1.0, seed=5), 0.1 * binaural_noise(1.0, seed=5)]))
     m_new = Predictor(checkpoint=new)
     assert m_new.training_levels() is None  # gain-invariant: no level warning
-    s_new = m_new.predict_tensor(x)["score"]
+    o_new = m_new.predict_tensor(x)
+    s_new = o_new["score"]
+    assert abs(float(o_new["level_dbfs"][0] - o_new["level_dbfs"][1]) - 20.0) < 1e-3  # the input's own level
     m_old = Predictor(checkpoint=old)
     assert m_old.model.cfg.input_level_dbfs is None
     s_old = m_old.predict_tensor(x)["score"]

@@ -13,7 +13,7 @@ features. Silence (every sample below -90 dBFS) has a defined answer: score 0, c
 probability 1, and a warning. Two channels that are the same signal (dual mono: the difference at
 least 60 dB below the sum) are scored as mono, with a warning: a diotic signal carries no binaural
 cue, and read as binaural every such file scored 96-99 whatever its coding (the speech-codec MUSHRA
-files are dual mono). ``values["level_dbfs"]`` is the level of the mono mix (the ``rms_db`` feature);
+files are dual mono). ``values["level_dbfs"]`` is the input's mono-mix RMS level (``rms_db`` as given);
 a checkpoint that reads features at the input's own level (``input_level_dbfs`` None, the shipped
 weights) warns when that level is more than ``LEVEL_Z`` standard deviations from its training rows'
 mean (its stored scaler): the reading depends on level, and more so off the training levels
@@ -26,7 +26,7 @@ import torch
 from ..errors import SpaqError, SpaqInputError
 from ..models.predictor import CLASS_NAMES
 from .base import Metric, MetricResult
-from .functional.predictor import FEATURE_NAMES, SILENCE_DBFS, predictor_features, signal_kind
+from .functional.predictor import SILENCE_DBFS, mono_mix, predictor_features, rms_level_db, signal_kind
 
 __all__ = ["Predictor", "MIN_SAMPLES"]
 
@@ -106,7 +106,7 @@ class Predictor(Metric):
             raise SpaqInputError(f"{self.name}: input contains NaN or Inf samples")
         kind = kind or self._kind(x.shape[-2])
         f = predictor_features(x, self.sample_rate, kind, level_dbfs=self.model.cfg.input_level_dbfs)
-        level_db = f[:, FEATURE_NAMES.index("rms_db")].clone()  # the mono mix's level (dBFS)
+        level_db = rms_level_db(mono_mix(x.to(torch.float32), kind)).to(torch.float64)  # the input's own level
         if self.encoder is not None:
             f = torch.cat([f, self.embedding(x, kind).to(f.dtype)], dim=-1)
         with torch.no_grad():

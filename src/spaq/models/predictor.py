@@ -69,7 +69,7 @@ class PredictorConfig(ArchitectureConfig):
     members: int = 1                        # an ensemble of this many MLPs (same input), outputs averaged
     calib_scale: str = "linear"             # the listener calibration's input: the score or its logit
     # the active level (dBFS) the features scale every input to (spaq.metrics.functional.predictor);
-    # None: features at the input's own level (checkpoints made before the normalisation)
+    # None: features at the input's own level (the shipped weights; every checkpoint written before the option)
     input_level_dbfs: float | None = None
 
     def __post_init__(self):

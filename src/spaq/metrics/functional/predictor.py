@@ -62,7 +62,7 @@ import numpy as np
 import torch
 
 __all__ = ["FEATURE_NAMES", "FEATURE_GROUPS", "N_FEATURES", "predictor_features", "mono_mix", "FORMAT_KINDS",
-           "SPATIAL_EXCERPT_S", "SILENCE_DBFS", "signal_kind", "active_level_db"]
+           "SPATIAL_EXCERPT_S", "SILENCE_DBFS", "signal_kind", "active_level_db", "rms_level_db"]
 
 N_FFT = 2048
 HOP = 2048
@@ -172,7 +172,7 @@ def _psycho_band(m: torch.Tensor, sample_rate: int) -> tuple[torch.Tensor, torch
     mfcc = torch.einsum("cm,bmn->bcn", dct, 10 * torch.log10(melp + 1e-10))
     sign = torch.sign(m)
     zcr = (sign[:, 1:] != sign[:, :-1]).to(m.dtype).mean(-1)
-    rms_db = 10 * torch.log10(torch.mean(m ** 2, -1) + 1e-10)
+    rms_db = rms_level_db(m)
     psycho = torch.cat([torch.stack([zcr, rms_db, tmean(cen) / 1000, tmean(bw) / 1000, tmean(roll) / 1000,
                                      tmean(flat)], -1), tmean(mfcc)], -1)
     # band statistics
@@ -343,6 +343,11 @@ def _spatial_ambisonics(x: torch.Tensor, sample_rate: int) -> torch.Tensor:
     lvl = 10 * torch.log10(pw[:, 1:4].sum(-1) + 1e-10) - 10 * torch.log10(pw[:, 0] + 1e-10)
     z = torch.zeros_like(d_mean)
     return torch.stack([z, z, z, z, d_mean, d_spread, share, lvl.clamp(-60, 20)], -1)
+
+
+def rms_level_db(m: torch.Tensor) -> torch.Tensor:
+    """``(B, T)`` mono mix -> ``(B,)`` RMS level in dBFS (the ``rms_db`` feature; -100 for silence)."""
+    return 10 * torch.log10(torch.mean(m ** 2, -1) + 1e-10)
 
 
 def active_level_db(m: torch.Tensor) -> torch.Tensor:
