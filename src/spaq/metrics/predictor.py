@@ -34,9 +34,9 @@ __all__ = ["Predictor", "MIN_SAMPLES"]
 MIN_SAMPLES = 4800
 #: two channels whose difference is this far below their sum (in energy) are one signal (dual mono)
 DUAL_MONO_DB = -60.0
-#: a level this many standard deviations from the training rows' mean level gets a warning (3: about
-#: the 1st..99.9th percentile of predictor_v1's rows, -47 to -4 dBFS; 1-3 % of its held-out items,
-#: the quiet SONICOM-2 binaural renderings, lie below)
+#: a level this many standard deviations from the training rows' mean level gets a warning (3: for
+#: predictor_v1 -47 to -4 dBFS, from about its rows' 1st percentile to above their highest, -6 dBFS;
+#: 1-3 % of its held-out items, the quiet SONICOM-2 binaural renderings, lie below)
 LEVEL_Z = 3.0
 
 
