@@ -138,6 +138,8 @@ def test_cli_json_and_errors(tmp_path, noise_ladder, capsys):
     rows = json.loads(capsys.readouterr().out)
     assert [r["file"] for r in rows] == [str(a), str(b)]
     assert rows[0]["score"] > rows[1]["score"] and rows[1]["class"] == "low"
+    assert main(["predict", str(a)]) == 0  # the plain line carries the level it read too
+    assert f"level {rows[0]['level_dbfs']:.1f} dBFS" in capsys.readouterr().out
     empty = tmp_path / "e.wav"
     sf.write(empty, np.zeros((0, 2), np.float32), FS)
     assert main(["predict", str(empty)]) == 2

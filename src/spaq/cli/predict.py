@@ -65,7 +65,7 @@ def _print_rows(rows: list) -> None:
         p = r["probabilities"]
         typer.echo(f"{r['file']:<{w}}  {r['score']:5.1f}  {r['class']:<6}  (low {p['low']:.2f}, medium "
                    f"{p['medium']:.2f}, high {p['high']:.2f})  {r['format']}  [MUSHRA-calibrated "
-                   f"{r['mushra_calibrated']:.1f}]")
+                   f"{r['mushra_calibrated']:.1f}]" + ("" if r.get("level_dbfs") is None else f"  level {r['level_dbfs']:.1f} dBFS"))
         for m in r["warnings"]:
             typer.echo(f"  warning: {m}", err=True)
 
