@@ -171,12 +171,12 @@ def extra_reverb_rows(tc, wd: Path, scenes: int):
     from dataclasses import asdict
 
     from spaq.files import atomic_write
-    from spaq.train.predictor import make_split
+    from spaq.train.predictor import make_split, split_cache_path
 
-    path = wd / f"predictor_reverb_longer_{tc.corpus.seed}_{scenes}.csv"
+    sp = CorpusSplit(**{**asdict(tc.corpus), "families": ["reverb_longer"], "scenes": int(scenes), "anchor_scenes": 0})
+    path = split_cache_path(sp, wd / "predictor_reverb_longer.csv")  # keyed by the whole split (speech, level too)
     if path.is_file():
         return pd.read_csv(path, keep_default_na=False)
-    sp = CorpusSplit(**{**asdict(tc.corpus), "families": ["reverb_longer"], "scenes": int(scenes), "anchor_scenes": 0})
     df = pd.DataFrame(make_split(sp, log=lambda m: None, index_offset=5000))
     atomic_write(path, lambda tmp: df.to_csv(tmp, index=False))
     return df
@@ -272,7 +272,7 @@ def main():
         for n in sorted({max(1, a.extra_reverb_scenes // 2), a.extra_reverb_scenes}):
             fit = FitSection(**{k: getattr(tc.fit, k) for k in tc.fit.keys()})
             both = pd.concat([train, fit_rows(rev[rev["scene"] < n], tc.corpus, fit)], ignore_index=True)
-            mdl, _ = fit_predictor(both, fit, log=lambda m: None)
+            mdl, _ = fit_predictor(both, fit, log=lambda m: None, input_level_dbfs=tc.input_level_dbfs)
             s, lad = ablation_row(mdl, test, mt, tc.calibration.scale)
             s["ladders"] = {k: v["mean"] for k, v in lad.items()}
             abl[f"+ {n} scenes of reverb_longer ({int((rev['scene'] < n).sum())} rows)"] = s

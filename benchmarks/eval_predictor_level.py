@@ -74,7 +74,7 @@ def main(argv=None):
     if not root.is_dir():
         sys.exit(f"error: MUSHRA data not found at {root}")
     table = mushra_table(root, tc.calibration.ratings)
-    sets = {"speech-codec MUSHRA (64 files, mono)": ([x[0] for x in _mushra_audio(root, table)], "mono")}
+    sets = {"speech-codec MUSHRA (64 files, mono)": (list(_mushra_audio(root, table)), "mono")}  # (1, T) each
     if a.cache:
         files = sorted(glob.glob(str(Path(a.cache) / "*_binau.wav")))
         if not files:
@@ -84,8 +84,6 @@ def main(argv=None):
             x, fs = sf.read(f, dtype="float64", always_2d=True)
             items.append(resample(x.T, fs, 48000) if fs != 48000 else x.T)
         sets[f"spatial-codings MUSHRA ({len(files)} binaural files)"] = (items, "binaural")
-    for k, (items, kind) in sets.items():  # mono items as (1, T)
-        sets[k] = ([x if x.ndim == 2 else x[None] for x in items], kind)
 
     L = ["# The predictor's score against the gain of the file (issue 20)", "",
          "`PYTHONPATH=src python benchmarks/eval_predictor_level.py --checkpoint ... --cache DIR`. Each real file "

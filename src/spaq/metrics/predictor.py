@@ -26,7 +26,7 @@ import torch
 from ..errors import SpaqError, SpaqInputError
 from ..models.predictor import CLASS_NAMES
 from .base import Metric, MetricResult
-from .functional.predictor import SILENCE_DBFS, mono_mix, predictor_features, rms_level_db, signal_kind
+from .functional.predictor import FEATURE_NAMES, SILENCE_DBFS, mono_mix, predictor_features, rms_level_db, signal_kind
 
 __all__ = ["Predictor", "MIN_SAMPLES"]
 
@@ -38,6 +38,7 @@ DUAL_MONO_DB = -60.0
 #: predictor_v1 -47 to -4 dBFS, from about its rows' 1st percentile to above their highest, -6 dBFS;
 #: 1-3 % of its held-out items, the quiet SONICOM-2 binaural renderings, lie below)
 LEVEL_Z = 3.0
+_RMS_DB = FEATURE_NAMES.index("rms_db")
 
 
 def dual_mono(x: torch.Tensor) -> bool:
@@ -107,8 +108,11 @@ class Predictor(Metric):
         if not bool(torch.isfinite(x.sum())) and not bool(torch.isfinite(x).all()):  # one pass when finite
             raise SpaqInputError(f"{self.name}: input contains NaN or Inf samples")
         kind = kind or self._kind(x.shape[-2])
-        f = predictor_features(x, self.sample_rate, kind, level_dbfs=self.model.cfg.input_level_dbfs)
-        level_db = rms_level_db(mono_mix(x.to(torch.float32), kind)).to(torch.float64)  # the input's own level
+        level = self.model.cfg.input_level_dbfs
+        f = predictor_features(x, self.sample_rate, kind, level_dbfs=level)
+        # the input's own level: the rms_db feature itself unless the features were computed after scaling
+        level_db = (f[:, _RMS_DB].clone() if level is None
+                     else rms_level_db(mono_mix(x.to(torch.float32), kind)).to(torch.float64))
         if self.encoder is not None:
             f = torch.cat([f, self.embedding(x, kind).to(f.dtype)], dim=-1)
         with torch.no_grad():
