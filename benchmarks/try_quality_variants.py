@@ -22,6 +22,17 @@ Variants (twenty-eighth session):
   the sixteenth session applied that to every frame, which cost the speech codecs, whose narrow holes
   change from frame to frame.
 * ``no fixed part``: the fixed coloration removed altogether (the upper bound of that idea).
+* ``+ ILD flicker``: one more spatial statistic with a free weight in the joint fit,
+  :func:`ild_flicker`: how much faster the degraded signal's ILD changes from one 10 ms (or 20 ms)
+  sub-frame to the next than the reference's, per band (the parametric codings of the anechoic
+  pink-noise pair re-decide every 20 ms which of the two noises is rendered as a direction and which
+  as diffuse sound, so the image flickers; reverberant references flicker by themselves). The
+  sub-frame powers are the metric's own band envelopes averaged over quarters of each 40 ms frame
+  (the cache of the first run holds them).
+
+Each run prints the held-out figures, the spatial test's in-sample Pearson and the fitted weights
+(the 10 ms flicker run also every spatial item's held-out score). About 2.5 min on 2 cores the first
+time (the cues), 1 min after.
 """
 from __future__ import annotations
 
@@ -41,6 +52,57 @@ import spaq.metrics.functional.quality as fq  # noqa: E402
 from spaq.train import quality as tq  # noqa: E402
 
 
+N_SUB = 4  # sub-frames of each 40 ms frame: 10 ms
+
+
+def _band_cues_sub(x, frontend, decoder, n_min=0):
+    """The metric's band cues plus ``p_sub (B, 2 sig, 2 ears, F, N_SUB, nf)``: the envelope power of
+    each ear in ``N_SUB`` equal parts of every frame, computed as ``p_ear`` is (same band signals)."""
+    import math
+
+    from spaq.auditory.binaural_cues import frame
+
+    out = _ORIG_BAND_CUES(x, frontend, decoder, n_min)
+    spec = fq.ear_spectrum(x, frontend, decoder, n_min)
+    subs = []
+    for _, decim, _, env in frontend.bands(spec, x.shape[-1]):
+        e = frame(env.real, frontend.frame_len // decim)  # (B, S, E, G, nf, fl)
+        a = torch.stack([p.mean(-1) for p in torch.tensor_split(e, N_SUB, dim=-1)], dim=-2)
+        subs.append((a.to(torch.float64) / math.sqrt(2.0)) ** 2 / 2)
+    out["p_sub"] = torch.cat(subs, dim=-3)
+    return out
+
+
+_ORIG_BAND_CUES = fq._band_cues
+
+
+def ild_flicker(item: dict, merge: int = 1, signed: bool = False) -> float:
+    """How much faster the degraded signal's ILD changes than the reference's: per band, the mean
+    |ILD(t) - ILD(t - 1)| over consecutive sub-frames (``merge`` of the 10 ms sub-frames summed in power:
+    1 -> 10 ms, 2 -> 20 ms; ILD of sensation levels over the hearing threshold, as ``d_ild_db``; steps
+    where the reference is audible in both sub-frames), degraded minus reference, negative changes
+    counted as 0 (``signed``: as they are), averaged over the bands that have any step. 0 for identical
+    signals and for diotic ones."""
+    p = item["c"]["p_sub"][0]  # (S, E, F, N_SUB, nf)
+    s, e, nb, ns, nf = p.shape
+    p = np.moveaxis(p, -2, -1).reshape(s, e, nb, nf * ns)  # time order
+    if merge > 1:
+        n = p.shape[-1] // merge * merge
+        p = p[..., :n].reshape(s, e, nb, n // merge, merge).sum(-1) / merge
+    fl = item["floor"].reshape(1, 1, -1, 1)
+    sl = 10 * np.log10(np.maximum(p, fl) / fl)
+    ild = sl[:, 0] - sl[:, 1]  # (S, F, T)
+    on = (p[0] > fl[0]).any(axis=0)  # the reference audible in either ear (F, T)
+    ok = on[:, 1:] & on[:, :-1]
+    has = ok.any(-1)
+    if not has.any():
+        return 0.0
+    step = np.abs(np.diff(ild, axis=-1))
+    fr = (step * ok).sum(-1) / np.maximum(ok.sum(-1), 1)  # (S, F)
+    ch = fr[1] - fr[0]
+    return float(np.mean(ch[has] if signed else np.clip(ch, 0, None)[has]))
+
+
 def dump(path: Path, pc_root: Path) -> dict:
     """The cues (``p_ear``, ``ic``, ``xc``, floor) and pooled features of every item of both tests."""
     if path.is_file():
@@ -48,14 +110,14 @@ def dump(path: Path, pc_root: Path) -> dict:
     from spaq.metrics.quality import Quality
 
     cap = {}
-    orig = fq._maps_from_cues
+    orig, orig_bc = fq._maps_from_cues, fq._band_cues
 
     def wrap(c, floor, gain_db):
         cap["c"] = {k: v.detach().cpu().numpy() for k, v in c.items() if torch.is_tensor(v)}
         cap["floor"] = floor.cpu().numpy()
-        return orig(c, floor, gain_db)
+        return orig({k: v for k, v in c.items() if k != "p_sub"}, floor, gain_db)
 
-    fq._maps_from_cues = wrap
+    fq._maps_from_cues, fq._band_cues = wrap, _band_cues_sub
     try:
         metric = Quality(fast=False)
         out = {}
@@ -71,7 +133,7 @@ def dump(path: Path, pc_root: Path) -> dict:
             out[name] = items
             print(f"{name}: {len(items)} items", flush=True)
     finally:
-        fq._maps_from_cues = orig
+        fq._maps_from_cues, fq._band_cues = orig, orig_bc
     path.parent.mkdir(parents=True, exist_ok=True)
     pickle.dump(out, open(path, "wb"))
     return out
@@ -117,7 +179,9 @@ def no_fixed_part(diff, active):
     return diff - _fixed_part(diff, active)[:, None]
 
 
-def tables(data: dict, variant=None):
+def tables(data: dict, variant=None, flicker=None):
+    """Feature tables of both tests; ``flicker``: keyword arguments of :func:`ild_flicker`, whose value
+    becomes the column ``d_ild_flicker``."""
     import pandas as pd
 
     out = []
@@ -127,21 +191,56 @@ def tables(data: dict, variant=None):
             r = {**it["row"], **{k: it["feats"][k] for k in tq.TIMBRAL_FEATURES + tq.SPATIAL_FEATURES
                                  if k in it["feats"]}}
             r["added_db"], r["missing_db"] = timbral(it, variant)
+            if flicker is not None:
+                r["d_ild_flicker"] = ild_flicker(it, **flicker)
             rows.append(r)
         out.append(pd.DataFrame(rows))
     return out
 
 
+def _with_flicker(df):
+    ft, fs, y = tq._matrices(df)
+    return ft, np.concatenate([fs, df[["d_ild_flicker"]].to_numpy(dtype=np.float64)], axis=1), y
+
+
 def cross_validate(mt, pt, v0: np.ndarray, seed: int = 7, starts: int = 8) -> dict:
+    """The recipe's fit and cross-validation; with a ``d_ild_flicker`` column, that feature is one more
+    spatial term whose weight the joint fit sets (mode ``statistic`` plus one free weight)."""
     from scipy.stats import pearsonr
 
-    tests = [tq._matrices(mt), tq._matrices(pt)]
+    flick = "d_ild_flicker" in pt
+    mats = _with_flicker if flick else tq._matrices
+    tests = [mats(mt), mats(pt)]
     groups = [mt["stimulus"].to_numpy(), pt["trial"].to_numpy()]
     args = ("statistic", seed, starts, None, 0.05, "offset_normalised")
-    held = tq.joint_cv(tests, groups, v0, *args)
+    unpack, n_spatial = tq._unpack, tq._n_spatial
+    if flick:
+        v0 = np.append(v0, 0.0)
+
+        def _unpack(theta, v0_, mode):
+            w, v, k = unpack(np.concatenate([theta[:-2], theta[-1:]]), v0_[:-1], mode)
+            return w, np.append(v, np.exp(theta[-2])), k
+        tq._unpack, tq._n_spatial = _unpack, (lambda mode: n_spatial(mode) + 1)
+    try:
+        th = tq.fit_joint(tests, v0, *args)
+        held = tq.joint_cv(tests, groups, v0, *args)
+        w, v, k = tq._unpack(th, v0, "statistic")
+    finally:
+        tq._unpack, tq._n_spatial = unpack, n_spatial
     coded = (mt["condition"] != "Reference").to_numpy()
     return {"speech_loso": float(pearsonr(held[0][coded], tests[0][2][coded])[0]),
-            "spatial_loto": float(pearsonr(held[1], tests[1][2])[0])}
+            "spatial_loto": float(pearsonr(held[1], tests[1][2])[0]),
+            "spatial_fit": float(pearsonr(tq.joint_pred(th, *tests[1][:2], v0, "statistic") if not flick else
+                                          _pred(th, tests[1], v0, unpack), tests[1][2])[0]),
+            "weights": {"timbral": w.round(4).tolist(), "spatial": v.round(4).tolist(), "exponent": round(k, 3)},
+            "heldout_spatial": held[1]}
+
+
+def _pred(th, test, v0, unpack):
+    w, v, k = unpack(np.concatenate([th[:-2], th[-1:]]), v0[:-1], "statistic")
+    v = np.append(v, np.exp(th[-2]))
+    d = np.maximum(test[0] @ w + test[1] @ v, 0.0)
+    return 100.0 / (1.0 + np.where(d > 0, d, 1.0) ** k * (d > 0))
 
 
 def main(argv=None):
@@ -157,11 +256,23 @@ def main(argv=None):
         assert np.allclose(got, (it["feats"]["added_db"], it["feats"]["missing_db"]), atol=1e-9), got
     params = json.loads((ROOT / "src/spaq/resources/weights/quality_v1.json").read_text())
     v0 = np.array([params["provenance"]["synthetic_spatial_weights"][n] for n in tq.SPATIAL_FEATURES])
-    print("| variant | speech LOSO | spatial LOTO |\n|---|---|---|")
-    for label, var in [("shipped", None)] + [(f"stationary narrow dips, {w} bands", stationary_dips(w)) for w in (3, 5, 7)] + \
-            [("no fixed part", no_fixed_part)]:
-        r = cross_validate(*tables(data, var), v0)
-        print(f"| {label} | {r['speech_loso']:.3f} | {r['spatial_loto']:.3f} |", flush=True)
+    print("| variant | speech LOSO | spatial LOTO | spatial, fitted on it | fitted weights (timbral; spatial; exponent) |")
+    print("|---|---|---|---|---|")
+    runs = [("shipped", None, None)] + \
+        [(f"stationary narrow dips, {w} bands", stationary_dips(w), None) for w in (3, 5, 7)] + \
+        [("no fixed part", no_fixed_part, None)] + \
+        [(f"+ ILD flicker, {10 * m} ms{', signed' if sg else ''}", None, {"merge": m, "signed": sg})
+         for m in (1, 2) for sg in (False, True)]
+    for label, var, fl in runs:
+        r = cross_validate(*tables(data, var, fl), v0)
+        wt = r["weights"]
+        print(f"| {label} | {r['speech_loso']:.3f} | {r['spatial_loto']:.3f} | {r['spatial_fit']:.3f} | "
+              f"{wt['timbral']}; {wt['spatial']}; {wt['exponent']} |", flush=True)
+        if label == "+ ILD flicker, 10 ms":
+            names = [it["row"]["deg"] for it in data["spatial"]]
+            ys = [it["row"]["mean"] for it in data["spatial"]]
+            for n, y, p in zip(names, ys, r["heldout_spatial"]):
+                print(f"    {n}: rated {y:.1f}, held out {p:.1f}")
 
 
 if __name__ == "__main__":
