@@ -119,7 +119,7 @@ def build_table(cache: Path, log=print, level_dbfs: float | None = None):
     from spaq.train.predictor import _features, _teacher, _teacher_scores
 
     teacher = _teacher()
-    ident = {"features": list(FEATURE_NAMES), "teacher": [teacher.name, teacher.version],
+    ident = {"features": list(FEATURE_NAMES), "teacher": [teacher.name, teacher.version, teacher.sha256],
              "scenes": SCENES, "families": FAMILIES, "seed": SEED}
     if level_dbfs is not None:  # tables made before the option keep their key
         ident["input_level_dbfs"] = float(level_dbfs)

@@ -25,7 +25,7 @@ import pandas as pd
 import torch
 
 from spaq.metrics.quality import Quality, load_quality_params
-from spaq.models.quality import QualityMapping
+from spaq.models.quality import SPATIAL_FEATURES, TIMBRAL_FEATURES, QualityMapping
 from spaq.train.quality import FAMILIES, sweep
 
 SEED = 90000
@@ -40,8 +40,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _scores(feats: pd.DataFrame, model: QualityMapping) -> pd.DataFrame:
     cols = {c: torch.tensor(feats[c].to_numpy(dtype=np.float64)) for c in feats.columns
-            if c in ("added_db", "missing_db", "incoherence", "d_ild_db", "d_ic", "d_ipd", "d_directiveness",
-                     "d_direction", "d_ic_mean", "d_ild_mean")}
+            if c in TIMBRAL_FEATURES + SPATIAL_FEATURES}
     with torch.no_grad():
         out = model(cols)
     return pd.DataFrame({k: out[k].numpy() for k in ("score", "timbral_score", "spatial_score")})

@@ -76,13 +76,14 @@ def _band_cues_sub(x, frontend, decoder, n_min=0):
 _ORIG_BAND_CUES = fq._band_cues
 
 
-def ild_flicker(item: dict, merge: int = 1, signed: bool = False) -> float:
+def ild_flicker(item: dict, merge: int = 1, signed: bool = False, band_mean_first: bool = False) -> float:
     """How much faster the degraded signal's ILD changes than the reference's: per band, the mean
     |ILD(t) - ILD(t - 1)| over consecutive sub-frames (``merge`` of the 10 ms sub-frames summed in power:
     1 -> 10 ms, 2 -> 20 ms; ILD of sensation levels over the hearing threshold, as ``d_ild_db``; steps
     where the reference is audible in both sub-frames), degraded minus reference, negative changes
-    counted as 0 (``signed``: as they are), averaged over the bands that have any step. 0 for identical
-    signals and for diotic ones."""
+    counted as 0 (``signed``: as they are), averaged over the bands that have any step
+    (``band_mean_first``: the signed changes averaged over the bands, then a negative mean counted as 0,
+    so that single bands' estimation noise cancels). 0 for identical signals and for diotic ones."""
     p = item["c"]["p_sub"][0]  # (S, E, F, N_SUB, nf)
     s, e, nb, ns, nf = p.shape
     p = np.moveaxis(p, -2, -1).reshape(s, e, nb, nf * ns)  # time order
@@ -100,6 +101,8 @@ def ild_flicker(item: dict, merge: int = 1, signed: bool = False) -> float:
     step = np.abs(np.diff(ild, axis=-1))
     fr = (step * ok).sum(-1) / np.maximum(ok.sum(-1), 1)  # (S, F)
     ch = fr[1] - fr[0]
+    if band_mean_first:
+        return float(np.mean(ch[has]) if signed else max(0.0, np.mean(ch[has])))
     return float(np.mean(ch[has] if signed else np.clip(ch, 0, None)[has]))
 
 
@@ -262,7 +265,8 @@ def main(argv=None):
         [(f"stationary narrow dips, {w} bands", stationary_dips(w), None) for w in (3, 5, 7)] + \
         [("no fixed part", no_fixed_part, None)] + \
         [(f"+ ILD flicker, {10 * m} ms{', signed' if sg else ''}", None, {"merge": m, "signed": sg})
-         for m in (1, 2) for sg in (False, True)]
+         for m in (1, 2) for sg in (False, True)] + \
+        [("+ ILD flicker, 10 ms, band mean clamped", None, {"band_mean_first": True})]
     for label, var, fl in runs:
         r = cross_validate(*tables(data, var, fl), v0)
         wt = r["weights"]
