@@ -28,7 +28,9 @@ Variants (twenty-eighth session):
   pink-noise pair re-decide every 20 ms which of the two noises is rendered as a direction and which
   as diffuse sound, so the image flickers; reverberant references flicker by themselves). The
   sub-frame powers are the metric's own band envelopes averaged over quarters of each 40 ms frame
-  (the cache of the first run holds them).
+  (the cache of the first run holds them). ``band mean clamped``: the bands' signed changes averaged,
+  then a negative mean counted as 0 (the definition built into the metric on the branch
+  ``quality-v6-flicker`` and not shipped: ``benchmarks/results/quality_explorations.md`` says why).
 
 Each run prints the held-out figures, the spatial test's in-sample Pearson and the fitted weights
 (the 10 ms flicker run also every spatial item's held-out score). About 2.5 min on 2 cores the first
