@@ -38,7 +38,7 @@ V1 = {"timbral": [0.3234808464181789, 0.4053866659063172, 0.009633660240908918],
 def _scores(Ft, Fs, m):
     w = np.array([m["timbral_weights"][n] for n in tq.TIMBRAL_FEATURES])
     v = np.array([m["spatial_weights"][n] for n in tq.SPATIAL_FEATURES])
-    d = np.maximum(Ft @ w + Fs @ v, 0.0)
+    d = tq.combine(Ft @ w, Fs @ v, float(m.get("combination", 1.0)))
     return 100.0 / (1.0 + np.where(d > 0, d, 1.0) ** m["exponent"] * (d > 0))
 
 
@@ -94,6 +94,7 @@ def main(argv=None):
     mode, seed, starts = str(tc.fit["spatial"]), int(tc.seed), int(tc.fit["starts"])
     ms = float(tc.fit["min_spatial_scale"])
     pto = str(tc.fit["per_test"])
+    pc = float(tc.fit["combination"])
     tt = 0 if tc.fit["timbral"] == "speech" else None
     res, lines = {}, []
     m_ = params["mapping"]
@@ -102,7 +103,7 @@ def main(argv=None):
         mt, pt = T[("mushra", align)], T[("param_coding", align)]
         tests = [tq._matrices(mt), tq._matrices(pt)]
         groups = [mt["stimulus"].to_numpy(), pt["trial"].to_numpy()]
-        held = tq.joint_cv(tests, groups, v0, mode, seed, starts, tt, ms, pto)
+        held = tq.joint_cv(tests, groups, v0, mode, seed, starts, tt, ms, pto, pc)
         # version 1 procedure on the speech half alone (timbral weights + exponent, LOSO)
         v1_loso = tq.loso_predictions(mt, seed, starts)
         y_s, y_p = tests[0][2], tests[1][2]
@@ -126,7 +127,7 @@ def main(argv=None):
 
     lines += ["# quality calibration on two real listening tests (issue 19)", "",
               "Made by `python benchmarks/eval_quality_calibration.py` (see its docstring for the commands). "
-              f"Joint-fit mode `{mode}`, timbral weights from `{tc.fit['timbral']}`, seed {seed}, {starts} starts; 95 % intervals resample whole stimuli / trials "
+              f"Joint-fit mode `{mode}`, distortions combined with order {pc:g}, timbral weights from `{tc.fit['timbral']}`, seed {seed}, {starts} starts; 95 % intervals resample whole stimuli / trials "
               f"({a.boot} draws). RMSE after the P.1401 third-order monotonic mapping (fitted per test on all its items, as P.1401 "
               "does to remove a test's context); the last column is the Pearson of the mapped scores (the targets are on the raw "
               "Pearson).", ""]
@@ -141,7 +142,7 @@ def main(argv=None):
               f"- spatial codings: {np.count_nonzero(delays['param_coding'])} of {len(delays['param_coding'])} items "
               f"shifted ({np.min(delays['param_coding']):+.2f} .. {np.max(delays['param_coding']):+.2f} ms)", ""]
     mt, pt_ = T[("mushra", True)], T[("param_coding", True)]
-    th = tq.fit_joint([tq._matrices(mt), tq._matrices(pt_)], v0, mode, seed, starts, tt, ms, pto)
+    th = tq.fit_joint([tq._matrices(mt), tq._matrices(pt_)], v0, mode, seed, starts, tt, ms, pto, pc)
     wj, vj, kj = tq._unpack(th, v0, mode)
     m, pv = params["mapping"], params["provenance"]
     lines += ["## Shipped parameters and their data", "",
@@ -153,7 +154,9 @@ def main(argv=None):
     for i, n in enumerate(tq.SPATIAL_FEATURES):
         lines.append(f"| v `{n}` | {V1['spatial'][i]:.4g} | {m['spatial_weights'][n]:.4g} | {vj[i]:.4g} | "
                      f"{pv['spatial_weights']} |")
-    lines += [f"| k (exponent) | {V1['exponent']:.4g} | {m['exponent']:.4g} | {kj:.4g} | {pv['exponent']} |", "",
+    lines += [f"| k (exponent) | {V1['exponent']:.4g} | {m['exponent']:.4g} | {kj:.4g} | {pv['exponent']} |",
+              f"| p (combination: the order of the sum of the timbral and spatial distortions) | 1 | "
+              f"{float(m.get('combination', 1.0)):g} | {pc:g} | {pv.get('combination', 'not set: the sum (1)')} |", "",
               f"Joint fit: {tc.fit['timbral']} timbral weights, spatial mode `{mode}` (a = "
               f"{vj[1] / v0[1] if v0[1] else float('nan'):.3f} on the synthetic ratios).", ""]
     text = "\n".join(lines) + "\n"

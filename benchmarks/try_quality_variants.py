@@ -11,7 +11,9 @@ and cross-validation (leave one speech stimulus out, leave one spatial trial out
 
 ``--pc``: the rebuilt items (``benchmarks/rebuild_param_coding.py``; default the spaq cache). The
 synthetic spatial weights ``v0`` are the shipped parameters' (``provenance.synthetic_spatial_weights``),
-so the first row reproduces the shipped held-out figures (speech LOSO 0.708, spatial LOTO 0.890).
+and the first row reproduces the shipped held-out figures (version 6: speech LOSO 0.706, spatial LOTO
+0.913; with ``--params src/spaq/resources/weights/quality_v5.json``, version 5's synthetic weights and
+rule: 0.708 / 0.890). The other rows use that file's combination rule unless they say otherwise.
 
 Variants (twenty-eighth session):
 
@@ -31,6 +33,11 @@ Variants (twenty-eighth session):
   (the cache of the first run holds them). ``band mean clamped``: the bands' signed changes averaged,
   then a negative mean counted as 0 (the definition built into the metric on the branch
   ``quality-v6-flicker`` and not shipped: ``benchmarks/results/quality_explorations.md`` says why).
+
+Variant (twenty-ninth session, shipped as version 6): ``combination p``: the timbral and spatial
+distortions added as ``(D_t^p + D_s^p)^(1/p)`` instead of summed (p = 1); p = 2 is the Euclidean
+distance over the two perceptual dimensions, the rule of dimension-based quality models; 1.5 and 3 as
+its sensitivity.
 
 Each run prints the held-out figures, the spatial test's in-sample Pearson and the fitted weights
 (the 10 ms flicker run also every spatial item's held-out score). About 1.8 min on 2 cores the first
@@ -219,16 +226,17 @@ def _with_flicker(df):
     return ft, np.concatenate([fs, df[["d_ild_flicker"]].to_numpy(dtype=np.float64)], axis=1), y
 
 
-def cross_validate(mt, pt, v0: np.ndarray, seed: int = 7, starts: int = 8) -> dict:
+def cross_validate(mt, pt, v0: np.ndarray, seed: int = 7, starts: int = 8, combination: float = 1.0) -> dict:
     """The recipe's fit and cross-validation; with a ``d_ild_flicker`` column, that feature is one more
-    spatial term whose weight the joint fit sets (mode ``statistic`` plus one free weight)."""
+    spatial term whose weight the joint fit sets (mode ``statistic`` plus one free weight).
+    ``combination``: how the timbral and spatial distortions add up (``fit.combination``)."""
     from scipy.stats import pearsonr
 
     flick = "d_ild_flicker" in pt
     mats = _with_flicker if flick else tq._matrices
     tests = [mats(mt), mats(pt)]
     groups = [mt["stimulus"].to_numpy(), pt["trial"].to_numpy()]
-    args = ("statistic", seed, starts, None, 0.05, "offset_normalised")
+    args = ("statistic", seed, starts, None, 0.05, "offset_normalised", combination)
     unpack, n_spatial = tq._unpack, tq._n_spatial
     if flick:
         v0 = np.append(v0, 0.0)
@@ -246,16 +254,16 @@ def cross_validate(mt, pt, v0: np.ndarray, seed: int = 7, starts: int = 8) -> di
     coded = (mt["condition"] != "Reference").to_numpy()
     return {"speech_loso": float(pearsonr(held[0][coded], tests[0][2][coded])[0]),
             "spatial_loto": float(pearsonr(held[1], tests[1][2])[0]),
-            "spatial_fit": float(pearsonr(tq.joint_pred(th, *tests[1][:2], v0, "statistic") if not flick else
-                                          _pred(th, tests[1], v0, unpack), tests[1][2])[0]),
+            "spatial_fit": float(pearsonr(tq.joint_pred(th, *tests[1][:2], v0, "statistic", combination) if not flick
+                                          else _pred(th, tests[1], v0, unpack, combination), tests[1][2])[0]),
             "weights": {"timbral": w.round(4).tolist(), "spatial": v.round(4).tolist(), "exponent": round(k, 3)},
             "heldout_spatial": held[1]}
 
 
-def _pred(th, test, v0, unpack):
+def _pred(th, test, v0, unpack, combination=1.0):
     w, v, k = unpack(np.concatenate([th[:-2], th[-1:]]), v0[:-1], "statistic")
     v = np.append(v, np.exp(th[-2]))
-    d = np.maximum(test[0] @ w + test[1] @ v, 0.0)
+    d = tq.combine(test[0] @ w, test[1] @ v, combination)
     return 100.0 / (1.0 + np.where(d > 0, d, 1.0) ** k * (d > 0))
 
 
@@ -263,6 +271,11 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workdir", type=Path, required=True)
     ap.add_argument("--pc", type=Path, default=None, help="rebuilt spatial-codings items (default: the spaq cache)")
+    ap.add_argument("--params", type=Path, default=ROOT / "src/spaq/resources/weights/quality_v1.json",
+                    help="parameters whose synthetic spatial weights v0 and combination rule the fits use "
+                         "(default: the shipped ones; quality_v5.json: version 5)")
+    ap.add_argument("--combination", type=float, default=None,
+                    help="order of the distortions' sum for every row (default: that of --params)")
     a = ap.parse_args(argv)
     from spaq.cache import cache_dir
 
@@ -270,18 +283,21 @@ def main(argv=None):
     for it in data["speech"][:2] + data["spatial"][:2]:  # the recomputation is the metric's
         got = timbral(it)
         assert np.allclose(got, (it["feats"]["added_db"], it["feats"]["missing_db"]), atol=1e-9), got
-    params = json.loads((ROOT / "src/spaq/resources/weights/quality_v1.json").read_text())
+    params = json.loads(Path(a.params).read_text())
     v0 = np.array([params["provenance"]["synthetic_spatial_weights"][n] for n in tq.SPATIAL_FEATURES])
+    comb = float(params["mapping"].get("combination", 1.0)) if a.combination is None else float(a.combination)
     print("| variant | speech LOSO | spatial LOTO | spatial, fitted on it | fitted weights (timbral; spatial; exponent) |")
     print("|---|---|---|---|---|")
-    runs = [("shipped", None, None)] + \
+    runs = [(f"{Path(a.params).name} (combination {comb:g})", None, None, comb)] + \
+        [(f"combination {q:g}", None, None, q) for q in (1.0, 1.5, 2.0, 3.0) if q != comb] + [
+        r + (comb,) for r in
         [(f"stationary narrow dips, {w} bands", stationary_dips(w), None) for w in (3, 5, 7)] + \
         [("no fixed part", no_fixed_part, None)] + \
         [(f"+ ILD flicker, {10 * m} ms{', signed' if sg else ''}", None, {"merge": m, "signed": sg})
          for m in (1, 2) for sg in (False, True)] + \
-        [("+ ILD flicker, 10 ms, band mean clamped", None, {"band_mean_first": True})]
-    for label, var, fl in runs:
-        r = cross_validate(*tables(data, var, fl), v0)
+        [("+ ILD flicker, 10 ms, band mean clamped", None, {"band_mean_first": True})]]
+    for label, var, fl, q in runs:
+        r = cross_validate(*tables(data, var, fl), v0, combination=q)
         wt = r["weights"]
         print(f"| {label} | {r['speech_loso']:.3f} | {r['spatial_loto']:.3f} | {r['spatial_fit']:.3f} | "
               f"{wt['timbral']}; {wt['spatial']}; {wt['exponent']} |", flush=True)

@@ -213,7 +213,7 @@ def test_fit_is_deterministic_and_recipe_loads():
 
 def test_train_command_writes_a_loadable_checkpoint(tmp_path, capsys):
     """``spaq train predictor`` end to end on a tiny recipe (one family, format and source, no
-    listener calibration): the teacher is the registry's quality metric, the checkpoint loads."""
+    listener calibration): the teacher is the quality metric with the pinned parameters, the checkpoint loads."""
     import yaml
 
     from spaq.models import checkpoint
@@ -673,3 +673,16 @@ def test_level_is_reported_and_off_training_levels_warn():
     assert abs(q["level_dbfs"] - (want - 40)) < 0.01
     assert any("standard deviations from the weights' training levels" in w for w in q["warnings"])
     assert spaq.predict(np.zeros((2, FS)), sample_rate=FS)["level_dbfs"] is None
+
+
+def test_teacher_is_quality_with_the_version_5_parameters_the_shipped_weights_learnt_from():
+    """The recipe's teacher keeps the parameters predictor_v1 was trained on (quality 5), whatever
+    ``quality``'s shipped parameters are now: same sha256 as the registry's quality_v5, and version
+    5's rule (the two distortions summed: no ``combination`` key, read as 1)."""
+    from spaq.train import predictor as tp
+    from spaq.weights import REGISTRY
+
+    t = tp._teacher()
+    assert tp.TEACHER_PARAMS == "quality_v5" and t.sha256 == REGISTRY["quality_v5"].sha256
+    assert t.params["version"] == 5 and "combination" not in t.params["mapping"]
+    assert t.model.combination == 1.0

@@ -152,6 +152,34 @@ def test_mapping_is_monotone_with_identity_at_100():
         QualityMapping.from_params({"timbral_weights": {}, "spatial_weights": {}, "exponent": 1})
 
 
+def test_combination_rule_sum_euclidean_and_old_parameter_files():
+    """``combination`` p: D = (D_t^p + D_s^p)^(1/p). p = 1 is the sum (parameter files without the
+    key, versions 1-5, read as 1); p = 2 the Euclidean distance (3-4-5: D = 5 where the sum is 7);
+    one dimension alone gives the same D whatever p; both 0 gives 100 with finite gradients."""
+    base = {"timbral_weights": {"added_db": 1.0, "missing_db": 0.0, "incoherence": 0.0},
+            "spatial_weights": {**dict.fromkeys(SPATIAL_FEATURES, 0.0), "d_ic_mean": 1.0}, "exponent": 1.0}
+    f = {k: torch.zeros(4, dtype=torch.float64) for k in TIMBRAL_FEATURES + SPATIAL_FEATURES}
+    f["added_db"] = torch.tensor([3.0, 3.0, 0.0, 0.0], dtype=torch.float64)
+    f["d_ic_mean"] = torch.tensor([4.0, 0.0, 4.0, 0.0], dtype=torch.float64)
+    old = QualityMapping.from_params(base)
+    assert old.combination == 1.0 and old.to_params()["combination"] == 1.0
+    euc = QualityMapping.from_params({**base, "combination": 2.0})
+    s1, s2 = old(f)["score"].detach().numpy(), euc(f)["score"].detach().numpy()
+    np.testing.assert_allclose(s1, 100.0 / (1.0 + np.array([7.0, 3.0, 4.0, 0.0])), rtol=1e-12)
+    np.testing.assert_allclose(s2, 100.0 / (1.0 + np.array([5.0, 3.0, 4.0, 0.0])), rtol=1e-12)
+    # the sub-scores do not depend on the rule
+    for k in ("timbral_score", "spatial_score"):
+        np.testing.assert_allclose(old(f)[k].detach().numpy(), euc(f)[k].detach().numpy(), rtol=1e-12)
+    # monotone in each distortion, and differentiable at the identity
+    g = {k: v.clone().requires_grad_(True) for k, v in f.items()}
+    euc(g)["score"].sum().backward()
+    for k in ("added_db", "d_ic_mean"):
+        assert torch.isfinite(g[k].grad).all() and (g[k].grad[:2 if k == "added_db" else 3] <= 0).all()
+    assert QualityMapping.from_params(euc.to_params()).combination == 2.0
+    with pytest.raises(ValueError):
+        QualityMapping.from_params({**base, "combination": 0.5})
+
+
 def test_gradient_flows_to_degraded_signal():
     from spaq.auditory.frontend import AuditoryFrontEnd
     from spaq.metrics.quality import pool_features, quality_maps

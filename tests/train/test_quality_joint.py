@@ -14,12 +14,12 @@ REPO = Path(__file__).resolve().parents[2]
 SHARED = REPO.parent / "shared" / "listening-tests" / "ambisonics-param-coding"
 
 
-def _items(rng, n, w, v, k, spatial_scale=1.0):
+def _items(rng, n, w, v, k, spatial_scale=1.0, p=1.0):
     Ft = rng.uniform(0, 1.5, (n, 3))
     Fs = np.zeros((n, len(tq.SPATIAL_FEATURES)))
     Fs[:, :3] = rng.uniform(0, 0.3, (n, 3)) * spatial_scale
     Fs[:, 5:] = rng.uniform(0, 0.3, (n, 2)) * spatial_scale  # d_ic_mean, d_ild_mean
-    d = Ft @ w + Fs @ v
+    d = ((Ft @ w) ** p + (Fs @ v) ** p) ** (1 / p)
     return Ft, Fs, 100 / (1 + d ** k)
 
 
@@ -80,6 +80,38 @@ def test_per_test_offset_ignores_a_test_sitting_higher_on_the_scale():
         assert np.allclose(v_f, 0.4 * v0, rtol=1e-2)
     w_n, _, _ = tq._unpack(tq.fit_joint([t1, t2], v0, "scale", seed=1, starts=3), v0, "scale")
     assert np.max(np.abs(w_n / w - 1)) > 0.05  # the shift biases the plain fit
+
+
+def test_euclidean_combination_is_fitted_by_the_same_rule_and_matches_the_model():
+    """fit.combination = 2 (version 6): ratings made with D = sqrt(D_t^2 + D_s^2) are fitted exactly
+    by the joint fit told the same rule, and not by the sum; the numpy rule of the fit agrees with
+    the metric's QualityMapping on the same parameters."""
+    import torch
+
+    from spaq.models.quality import QualityMapping
+
+    rng = np.random.default_rng(11)
+    w, k = np.array([0.3, 0.4, 0.2]), 2.0
+    v0 = np.array([0.2, 4.0, 6.0, 0.0, 0.0, 0.0, 0.0])
+    v = 0.3 * v0
+    v[5], v[6] = 5.0, v0[0]
+    t1 = _items(rng, 40, w, v, k, spatial_scale=0.0, p=2.0)
+    t2 = _items(rng, 40, w, v, k, spatial_scale=3.0, p=2.0)  # spatial and timbral distortions of like size
+    th = tq.fit_joint([t1, t2], v0, "statistic", seed=1, starts=3, combination=2.0)
+    w_f, v_f, k_f = tq._unpack(th, v0, "statistic")
+    assert np.allclose(w_f, w, rtol=1e-3) and np.allclose(v_f, v, rtol=1e-3) and k_f == pytest.approx(k, rel=1e-3)
+    err2 = np.abs(tq.joint_pred(th, t2[0], t2[1], v0, "statistic", 2.0) - t2[2]).max()
+    th1 = tq.fit_joint([t1, t2], v0, "statistic", seed=1, starts=3, combination=1.0)
+    err1 = np.abs(tq.joint_pred(th1, t2[0], t2[1], v0, "statistic", 1.0) - t2[2]).max()
+    assert err2 < 0.01 < 1.0 < err1
+    m = QualityMapping.from_params({"timbral_weights": dict(zip(tq.TIMBRAL_FEATURES, w_f)),
+                                    "spatial_weights": dict(zip(tq.SPATIAL_FEATURES, v_f)), "exponent": k_f,
+                                    "combination": 2.0})
+    feats = {n: torch.from_numpy(t2[0][:, i]) for i, n in enumerate(tq.TIMBRAL_FEATURES)}
+    feats.update({n: torch.from_numpy(t2[1][:, j]) for j, n in enumerate(tq.SPATIAL_FEATURES)})
+    np.testing.assert_allclose(m(feats)["score"].detach().numpy(),
+                               tq.joint_pred(th, t2[0], t2[1], v0, "statistic", 2.0), rtol=1e-10)
+    assert tq.combine(np.array([3.0, 0.0]), np.array([4.0, 2.0]), 2.0).tolist() == [5.0, 2.0]
 
 
 def test_joint_prediction_is_100_at_zero_distortion_and_monotone():

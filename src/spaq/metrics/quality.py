@@ -53,7 +53,7 @@ class Quality(Metric):
     # diffuse part of the band powers judged as a texture (1 s moving average), refitted; 5.0: what
     # the reference's own sound masks not counted, each test's offset removed and its error
     # normalised in the joint fit, refitted
-    version = "5.0"
+    version = "6.0"
     description = ("spaq's global quality model 0..100 (binaural and ambisonics; 100 = identical): timbral and "
                    "spatial sub-scores, calibrated on two MUSHRA tests (speech codecs, binaural spatial codings) "
                    "and synthetic corpora; shipped parameters")

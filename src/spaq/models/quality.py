@@ -5,13 +5,19 @@ features (pooled by :func:`spaq.metrics.quality.pool_features`) and one exponent
 
     D_t = sum_i w_i f_i          (timbral distortion, >= 0)
     D_s = sum_j v_j s_j          (spatial distortion, >= 0)
-    score = 100 / (1 + (D_t + D_s) ** k)
+    D   = (D_t ** p + D_s ** p) ** (1 / p)
+    score = 100 / (1 + D ** k)
 
 A log-logistic mapping: monotone decreasing in every feature, 100 exactly for identical
 signals (all features 0), 50 at ``D = 1`` (the weights carry the scale). The timbral and
-spatial sub-scores use the same mapping on ``D_t`` and ``D_s`` alone. Parameters are kept
-as logarithms so that any real value is a valid (positive) weight, which is what the
-fitting code optimises. Shapes: every feature ``(B,)`` -> scores ``(B,)``.
+spatial sub-scores use the same mapping on ``D_t`` and ``D_s`` alone. ``p`` (``combination``)
+is how the two kinds of impairment add up: ``p = 1`` sums them (versions 1-5); ``p = 2``
+(version 6) is the Euclidean distance in a space whose axes are the two perceptual
+dimensions, the rule of dimension-based quality models (an impairment on one dimension adds
+less to one already heard on the other than to none). ``p`` is a fixed choice of the
+recipe, not a fitted weight. Parameters are kept as logarithms so that any real value is a
+valid (positive) weight, which is what the fitting code optimises. Shapes: every feature
+``(B,)`` -> scores ``(B,)``.
 """
 from __future__ import annotations
 
@@ -34,11 +40,15 @@ SPATIAL_FEATURES = ("d_ild_db", "d_ic", "d_ipd", "d_directiveness", "d_direction
 
 class QualityMapping(nn.Module):
     """See the module docstring. ``log_w``: ``(len(TIMBRAL_FEATURES),)``; ``log_v``:
-    ``(len(SPATIAL_FEATURES),)``; ``log_k``: scalar. A weight of exactly 0 is stored as
-    ``-inf`` (allowed)."""
+    ``(len(SPATIAL_FEATURES),)``; ``log_k``: scalar; ``combination``: the order ``p >= 1`` of
+    the sum of ``D_t`` and ``D_s`` (not a parameter: the recipe fixes it). A weight of exactly 0
+    is stored as ``-inf`` (allowed)."""
 
-    def __init__(self, log_w=None, log_v=None, log_k: float = 0.0):
+    def __init__(self, log_w=None, log_v=None, log_k: float = 0.0, combination: float = 1.0):
         super().__init__()
+        if not float(combination) >= 1.0:
+            raise ValueError(f"the combination order must be >= 1, got {combination}")
+        self.combination = float(combination)
         nt, ns = len(TIMBRAL_FEATURES), len(SPATIAL_FEATURES)
         lw = torch.zeros(nt, dtype=torch.float64) if log_w is None else torch.as_tensor(log_w, dtype=torch.float64)
         lv = torch.zeros(ns, dtype=torch.float64) if log_v is None else torch.as_tensor(log_v, dtype=torch.float64)
@@ -56,7 +66,7 @@ class QualityMapping(nn.Module):
         w = torch.exp(self.log_w.detach()).tolist()
         v = torch.exp(self.log_v.detach()).tolist()
         return {"timbral": dict(zip(TIMBRAL_FEATURES, w)), "spatial": dict(zip(SPATIAL_FEATURES, v)),
-                "exponent": self.exponent}
+                "exponent": self.exponent, "combination": self.combination}
 
     @staticmethod
     def to_score(d: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
@@ -65,6 +75,18 @@ class QualityMapping(nn.Module):
         safe = torch.where(d > 0, d, torch.ones_like(d))
         p = torch.where(d > 0, torch.exp(k * torch.log(safe)), torch.zeros_like(d))
         return 100.0 / (1.0 + p)
+
+    @staticmethod
+    def combine(dt: torch.Tensor, ds: torch.Tensor, p: float) -> torch.Tensor:
+        """``(D_t^p + D_s^p)^(1/p)`` of two ``(...,)`` distortions >= 0 (``D_t + D_s`` at ``p = 1``);
+        finite gradients where both are 0."""
+        if p == 1.0:
+            return dt + ds
+        m = torch.maximum(dt, ds)
+        safe = torch.where(m > 0, m, torch.ones_like(m))
+        inner = (dt / safe) ** p + (ds / safe) ** p  # >= 1 where m > 0
+        r = torch.where(m > 0, inner, torch.ones_like(inner)) ** (1.0 / p)
+        return torch.where(m > 0, m * r, torch.zeros_like(m))
 
     def distortions(self, feats: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """``feats``: name -> ``(B,)`` tensor (missing spatial names count as 0). Returns
@@ -85,7 +107,7 @@ class QualityMapping(nn.Module):
         ``timbral_distortion``, ``spatial_distortion``."""
         dt, ds = self.distortions(feats)
         return {
-            "score": self.to_score(dt + ds, self.log_k.exp()),
+            "score": self.to_score(self.combine(dt, ds, self.combination), self.log_k.exp()),
             "timbral_score": self.to_score(dt, self.log_k.exp()),
             "spatial_score": self.to_score(ds, self.log_k.exp()),
             "timbral_distortion": dt,
@@ -96,18 +118,23 @@ class QualityMapping(nn.Module):
     def to_params(self) -> dict:
         """JSON-ready parameters (weights as plain numbers, 0 for -inf log-weights)."""
         w = self.weights()
-        return {"timbral_weights": w["timbral"], "spatial_weights": w["spatial"], "exponent": w["exponent"]}
+        return {"timbral_weights": w["timbral"], "spatial_weights": w["spatial"], "exponent": w["exponent"],
+                "combination": w["combination"]}
 
     @classmethod
     def from_params(cls, p: dict) -> "QualityMapping":
-        """Inverse of :meth:`to_params`; refuses missing or negative entries."""
+        """Inverse of :meth:`to_params`; refuses missing or negative entries. Parameters without a
+        ``combination`` (versions 1-5) sum the two distortions (``p = 1``)."""
         try:
             tw = [float(p["timbral_weights"][n]) for n in TIMBRAL_FEATURES]
             sw = [float(p["spatial_weights"][n]) for n in SPATIAL_FEATURES]
             k = float(p["exponent"])
-        except (KeyError, TypeError, ValueError) as e:
+            c = float(p.get("combination", 1.0))
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise ValueError(f"quality parameters incomplete or malformed: {e}") from None
         if min(tw + sw) < 0 or not k > 0:
             raise ValueError("quality weights must be >= 0 and the exponent > 0")
+        if not c >= 1.0:
+            raise ValueError(f"the combination order must be >= 1, got {c}")
         lg = lambda x: math.log(x) if x > 0 else float("-inf")  # noqa: E731
-        return cls([lg(x) for x in tw], [lg(x) for x in sw], math.log(k))
+        return cls([lg(x) for x in tw], [lg(x) for x in sw], math.log(k), c)

@@ -6,8 +6,8 @@ Which data fit what (see ``configs/train/predictor.yaml``):
    of the evaluation): one scene per (family, format, source, scene index), rendered clean and
    degraded at each severity with :func:`spaq.train.quality.sweep`; mono items are the W channel
    of the FOA scenes. **Target (teacher)**: spaq's intrusive ``quality`` metric on each
-   (clean, degraded) pair, computed by calling the registry metric (mono: the diotic pair), so a
-   recalibrated ``quality`` gives new targets on the next run. The network (shared MLP encoder,
+   (clean, degraded) pair (mono: the diotic pair), with the parameters :data:`TEACHER_PARAMS` names
+   (version 5: the shipped weights' teacher); naming newer parameters gives new targets on the next run. The network (shared MLP encoder,
    class head with cross-entropy on the MUSHRA bands of the teacher score, score head with a
    regression loss; loss = CE + lambda * MSE on the 0..1 scale) and its feature scalers (mean
    and std of the training split only) are fitted here.
@@ -173,10 +173,18 @@ class PredictorTrainConfig(RecipeConfig):
 
 
 # --------------------------------------------------------------------------- corpus
-def _teacher():
-    from ..metrics import load_metric
+#: the ``quality`` parameters (registry name) the teacher scores with: version 5, on which the shipped
+#: ``predictor_v1`` was trained (``quality`` 6.0's code with them scores exactly as 5.0 did: their
+#: ``combination`` is absent, read as 1, the sum of the two distortions), so that the recipe
+#: reproduces the shipped weights. The parameters' sha256 is part of every cached table's key.
+TEACHER_PARAMS = "quality_v5"
 
-    return load_metric("quality")
+
+def _teacher():
+    from ..metrics.quality import Quality
+    from ..weights import resolve
+
+    return Quality(checkpoint=str(resolve(TEACHER_PARAMS, offline=True, download=False).path))
 
 
 def _teacher_scores(metric, ref: np.ndarray, degs: list) -> np.ndarray:

@@ -111,6 +111,9 @@ class FitOptions(Section):
     # offset is a nuisance of the fit, not part of the model) or "offset_normalised" (that, and
     # each test's squared error divided by its ratings' variance)
     per_test: str = "none"
+    # how the timbral and spatial distortions add up: (D_t^p + D_s^p)^(1/p). 1: their sum (versions
+    # 1-5); 2: the Euclidean distance over the two perceptual dimensions (version 6). Fixed, not fitted
+    combination: float = 1.0
 
 
 @dataclass
@@ -421,10 +424,18 @@ def _n_spatial(mode: str) -> int:
     return {"fixed": 0, "scale": 1, "coherence": 1, "binaural": 3, "statistic": 2}[mode]
 
 
-def joint_pred(theta: np.ndarray, Ft: np.ndarray, Fs: np.ndarray, v0: np.ndarray, mode: str) -> np.ndarray:
+def combine(dt: np.ndarray, ds: np.ndarray, p: float = 1.0) -> np.ndarray:
+    """Total distortion ``(D_t^p + D_s^p)^(1/p)`` of timbral and spatial distortions >= 0 (the
+    rule of :class:`spaq.models.quality.QualityMapping`, in numpy)."""
+    dt, ds = np.maximum(dt, 0.0), np.maximum(ds, 0.0)
+    return dt + ds if p == 1.0 else (dt ** p + ds ** p) ** (1.0 / p)
+
+
+def joint_pred(theta: np.ndarray, Ft: np.ndarray, Fs: np.ndarray, v0: np.ndarray, mode: str,
+               combination: float = 1.0) -> np.ndarray:
     """Scores 0..100 of items with timbral features ``Ft (N, 3)`` and spatial ``Fs (N, 7)``."""
     w, v, k = _unpack(theta, v0, mode)
-    d = np.maximum(Ft @ w + Fs @ v, 0.0)
+    d = combine(Ft @ w, Fs @ v, combination)
     return 100.0 / (1.0 + np.where(d > 0, d, 1.0) ** k * (d > 0))
 
 
@@ -445,7 +456,8 @@ def _test_error(p: np.ndarray, y: np.ndarray, per_test: str) -> float:
 
 
 def fit_joint(tests: list, v0: np.ndarray, mode: str, seed: int, starts: int = 8,
-              timbral_test: int | None = None, min_scale: float = 0.0, per_test: str = "none") -> np.ndarray:
+              timbral_test: int | None = None, min_scale: float = 0.0, per_test: str = "none",
+              combination: float = 1.0) -> np.ndarray:
     """Least squares on the 0..100 scale over several listening tests at once, each test's mean
     squared error counting equally (``per_test``: after removing its mean error, and divided by
     its ratings' variance): ``tests`` is a list of ``(Ft (N, 3), Fs (N, 7), y (N,))``.
@@ -453,8 +465,8 @@ def fit_joint(tests: list, v0: np.ndarray, mode: str, seed: int, starts: int = 8
     (:func:`_unpack`) and ``log k``; multi-start L-BFGS from seeded initial points.
     ``timbral_test``: index of the test that alone fits the timbral weights (:func:`fit_timbral`
     on it, then fixed), so that the joint fit only sets the spatial parameters and the exponent.
-    ``per_test``: :data:`PER_TEST` (:func:`_test_error`). Returns the full theta (``log w``,
-    spatial, ``log k``)."""
+    ``per_test``: :data:`PER_TEST` (:func:`_test_error`). ``combination``: the order of the sum of
+    the two distortions (:func:`combine`). Returns the full theta (``log w``, spatial, ``log k``)."""
     from scipy.optimize import minimize
 
     rng = np.random.default_rng(seed)
@@ -471,7 +483,7 @@ def fit_joint(tests: list, v0: np.ndarray, mode: str, seed: int, starts: int = 8
 
     def loss(th):
         f = full(th)
-        return sum(_test_error(joint_pred(f, Ft, Fs, v0, mode), y, per_test) for Ft, Fs, y in tests)
+        return sum(_test_error(joint_pred(f, Ft, Fs, v0, mode, combination), y, per_test) for Ft, Fs, y in tests)
 
     v_init = np.log(np.maximum(np.asarray(v0, dtype=np.float64)[:3], 1e-3)) if mode == "binaural" else np.zeros(ns)
     bounds = [(-12, 8)] * ns + [(math.log(0.2), math.log(5.0))]
@@ -493,7 +505,8 @@ def fit_joint(tests: list, v0: np.ndarray, mode: str, seed: int, starts: int = 8
 
 
 def joint_cv(tests: list, groups: list, v0: np.ndarray, mode: str, seed: int, starts: int = 8,
-             timbral_test: int | None = None, min_scale: float = 0.0, per_test: str = "none") -> list:
+             timbral_test: int | None = None, min_scale: float = 0.0, per_test: str = "none",
+             combination: float = 1.0) -> list:
     """Held-out predictions per test: for each test and each of its groups (``groups[i] (N_i,)``
     labels: stimulus or trial), refit :func:`fit_joint` without that group (the other tests
     whole) and predict it. Returns a list of ``(N_i,)`` arrays."""
@@ -504,8 +517,8 @@ def joint_cv(tests: list, groups: list, v0: np.ndarray, mode: str, seed: int, st
         for lab in sorted(set(g.tolist())):
             test = g == lab
             train = [t if j != i else (Ft[~test], Fs[~test], y[~test]) for j, t in enumerate(tests)]
-            th = fit_joint(train, v0, mode, seed, starts, timbral_test, min_scale, per_test)
-            pred[test] = joint_pred(th, Ft[test], Fs[test], v0, mode)
+            th = fit_joint(train, v0, mode, seed, starts, timbral_test, min_scale, per_test, combination)
+            pred[test] = joint_pred(th, Ft[test], Fs[test], v0, mode, combination)
         out.append(pred)
     return out
 
@@ -531,11 +544,11 @@ def _monotone_pairs(records: list[dict], w: np.ndarray, families) -> list[tuple]
 
 
 def fit_spatial(records: list[dict], w: np.ndarray, anchors, spatial, monotone_weight: float = 0.0,
-                monotone_margin: float = 0.05) -> np.ndarray:
+                monotone_margin: float = 0.05, combination: float = 1.0) -> np.ndarray:
     """Spatial weights ``v (7,)`` (the ``*_mean`` statistics at the lower bound: not fitted
-    here): for each (spatial family, severity), the median total
-    distortion ``D_t + v . s`` over the sweeps should equal the median timbral distortion of
-    the anchor families at that severity (log-domain least squares, v >= 0). Families that a
+    here): for each (spatial family, severity), the median total distortion
+    ``combine(D_t, v . s, combination)`` (:func:`combine`; ``D_t + v . s`` at 1) over the sweeps
+    should equal the median timbral distortion of the anchor families at that severity (log-domain least squares, v >= 0). Families that a
     format does not have simply contribute no rows.
 
     ``monotone_weight > 0`` adds the training sweeps' own order as data: for every pair of
@@ -578,12 +591,12 @@ def fit_spatial(records: list[dict], w: np.ndarray, anchors, spatial, monotone_w
         v = np.exp(lv)
         err = 0.0
         for T, S, tgt in groups:
-            med = float(np.median(T + S @ v))
+            med = float(np.median(combine(T, S @ v, combination)))
             err += (math.log(max(med, 1e-9)) - math.log(tgt)) ** 2
         err /= len(groups)
         if pairs:
-            lo = np.log(np.maximum(t_lo + s_lo @ v, 1e-9))
-            hi = np.log(np.maximum(t_hi + s_hi @ v, 1e-9))
+            lo = np.log(np.maximum(combine(t_lo, s_lo @ v, combination), 1e-9))
+            hi = np.log(np.maximum(combine(t_hi, s_hi @ v, combination), 1e-9))
             err += monotone_weight * float(np.mean(np.maximum(lo + margin - hi, 0.0) ** 2))
         return err
 
@@ -687,6 +700,9 @@ def train_quality(tc: QualityTrainConfig, out, log=print, workdir=None) -> dict:
     if tc.fit["timbral"] not in ("speech", "joint"):
         raise SpaqError(f"fit.timbral must be 'speech' or 'joint', got {tc.fit['timbral']!r}")
     tt = 0 if tc.fit["timbral"] == "speech" else None
+    pc_order = float(tc.fit["combination"])
+    if not pc_order >= 1.0:
+        raise SpaqError(f"fit.combination must be >= 1 (1: the distortions' sum), got {tc.fit['combination']!r}")
     align = bool(tc.mushra["align"])
     root = tc.mushra_dir()
     if not root.is_dir():
@@ -715,7 +731,8 @@ def train_quality(tc: QualityTrainConfig, out, log=print, workdir=None) -> dict:
             if n not in r or r[n] != r[n]:
                 r[n] = 0.0
     lv = fit_spatial(recs, w0, tc.synthetic["anchors"], tc.synthetic["spatial"],
-                     monotone_weight=float(tc.fit["monotone_weight"]), monotone_margin=float(tc.fit["monotone_margin"]))
+                     monotone_weight=float(tc.fit["monotone_weight"]), monotone_margin=float(tc.fit["monotone_margin"]),
+                     combination=pc_order)
     v0 = np.where(lv <= -11.9, 0.0, np.exp(lv))  # at the lower bound: the data give this feature no weight
     log(f"synthetic spatial fit: v0={dict(zip(SPATIAL_FEATURES, v0.round(5).tolist()))} ({time.time() - t0:.0f} s)")
 
@@ -727,14 +744,15 @@ def train_quality(tc: QualityTrainConfig, out, log=print, workdir=None) -> dict:
         groups = [mt["stimulus"].to_numpy(), pt["trial"].to_numpy()]
         ms = float(tc.fit["min_spatial_scale"])
         pto = str(tc.fit["per_test"])
-        th = fit_joint(tests, v0, mode, tc.seed, starts, tt, ms, pto)
+        th = fit_joint(tests, v0, mode, tc.seed, starts, tt, ms, pto, pc_order)
         w, v, k = _unpack(th, v0, mode)
-        held = joint_cv(tests, groups, v0, mode, tc.seed, starts, tt, ms, pto)
+        held = joint_cv(tests, groups, v0, mode, tc.seed, starts, tt, ms, pto, pc_order)
         cvs["speech_codec_loso_coded"] = _cv_stats(held[0][coded], y[coded])
         cvs["speech_codec_loso_all"] = _cv_stats(held[0], y)
         cvs["param_coding_loto"] = _cv_stats(held[1], tests[1][2])
-        cvs["fit_param_coding"] = _cv_stats(joint_pred(th, *tests[1][:2], v0, mode), tests[1][2])
-        cvs["fit_speech_codec_coded"] = _cv_stats(joint_pred(th, *tests[0][:2], v0, mode)[coded], y[coded])
+        cvs["fit_param_coding"] = _cv_stats(joint_pred(th, *tests[1][:2], v0, mode, pc_order), tests[1][2])
+        cvs["fit_speech_codec_coded"] = _cv_stats(joint_pred(th, *tests[0][:2], v0, mode, pc_order)[coded],
+                                                  y[coded])
         heldout = {"speech_codec": [float(x) for x in held[0]], "param_coding": [float(x) for x in held[1]]}
         log(f"joint fit ({mode}): w={w.round(4).tolist()} v={v.round(4).tolist()} k={k:.3f}; LOSO coded "
             f"{cvs['speech_codec_loso_coded']['pearson']:.3f}, LOTO {cvs['param_coding_loto']['pearson']:.3f} "
@@ -743,7 +761,8 @@ def train_quality(tc: QualityTrainConfig, out, log=print, workdir=None) -> dict:
         w, v, k = w0, v0, math.exp(theta[-1])
         heldout = {"speech_codec": [float(x) for x in cv]}
     mapping = {"timbral_weights": dict(zip(TIMBRAL_FEATURES, [float(x) for x in w])),
-               "spatial_weights": dict(zip(SPATIAL_FEATURES, [float(x) for x in v])), "exponent": float(k)}
+               "spatial_weights": dict(zip(SPATIAL_FEATURES, [float(x) for x in v])), "exponent": float(k),
+               "combination": pc_order}
     speech = ("the shared speech-codec MUSHRA half (stim_01-08, mean rating per stimulus and condition, filtered "
               "raters, " + ("delay-aligned" if align else "not aligned") + ")")
     pc = ("the 42 rebuilt items of the shared binaural MUSHRA of parametric spatial-audio codings (7 trials x 6 "
@@ -771,8 +790,12 @@ def train_quality(tc: QualityTrainConfig, out, log=print, workdir=None) -> dict:
     else:
         prov = {"timbral_weights": f"least squares on {speech}, with the exponent",
                 "exponent": "same fit as the timbral weights", "spatial_weights": syn}
+    prov["combination"] = (f"fixed by the recipe (fit.combination = {pc_order:g}): "
+                           + ("the sum of the timbral and spatial distortions" if pc_order == 1.0 else
+                              "their Euclidean distance over the two perceptual dimensions" if pc_order == 2.0 else
+                              f"the order-{pc_order:g} Minkowski sum of the timbral and spatial distortions"))
     params = {
-        "model": "spaq-quality", "version": 5,
+        "model": "spaq-quality", "version": 6,
         "mapping": mapping,
         "provenance": {
             **prov,
