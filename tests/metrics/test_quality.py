@@ -130,6 +130,10 @@ def test_result_shape_maps_and_batch_consistency(metric):
     assert isinstance(one.score, float) and 0 <= one.score <= 100
     for k in ("timbral_score", "spatial_score", *TIMBRAL_FEATURES, "d_ild_db", "d_ic", "d_ipd"):
         assert k in one.values
+    # the score is the mapping of the combined distortion (version 6: Euclidean), the sub-scores of each part
+    d, dt, ds = (float(np.asarray(one.values[k])) for k in ("distortion", "timbral_distortion", "spatial_distortion"))
+    assert d == pytest.approx(np.hypot(dt, ds), rel=1e-9)
+    assert one.score == pytest.approx(100 / (1 + d ** metric.model.exponent), rel=1e-6)
     nf = x.shape[-1] // 1920
     for k in ("timbral_distortion", "spatial_distortion"):
         assert one.maps[k].shape == (29, nf)

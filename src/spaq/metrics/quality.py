@@ -121,7 +121,8 @@ class Quality(Metric):
             f = pool_features(m)
             out = self.model(f)
             dmaps = distortion_maps(m, self.model) if maps else None
-        vals = {k: out[k] for k in ("timbral_score", "spatial_score", "timbral_distortion", "spatial_distortion")}
+        vals = {k: out[k] for k in ("timbral_score", "spatial_score", "timbral_distortion", "spatial_distortion",
+                                    "distortion")}
         vals["score_0_1"] = out["score"] / 100.0
         vals.update(f)
         vals["gain_compensation_db"] = m["gain_db"]

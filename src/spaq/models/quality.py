@@ -104,14 +104,17 @@ class QualityMapping(nn.Module):
 
     def forward(self, feats: dict) -> dict:
         """Returns dict of ``(B,)``: ``score``, ``timbral_score``, ``spatial_score`` (0..100),
-        ``timbral_distortion``, ``spatial_distortion``."""
+        ``timbral_distortion``, ``spatial_distortion`` and ``distortion`` (the two combined: the
+        score is ``to_score(distortion)``)."""
         dt, ds = self.distortions(feats)
+        d = self.combine(dt, ds, self.combination)
         return {
-            "score": self.to_score(self.combine(dt, ds, self.combination), self.log_k.exp()),
+            "score": self.to_score(d, self.log_k.exp()),
             "timbral_score": self.to_score(dt, self.log_k.exp()),
             "spatial_score": self.to_score(ds, self.log_k.exp()),
             "timbral_distortion": dt,
             "spatial_distortion": ds,
+            "distortion": d,
         }
 
     # --------------------------------------------------------------- (de)serialisation
