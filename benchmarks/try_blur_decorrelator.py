@@ -3,13 +3,14 @@
 ``eval_quality.py``'s held-out blur sweeps (its seed, voices and SONICOM-2 head, the same scene index
 as its monotonic section) rendered twice and scored with the shipped ``quality``:
 
-* ``filter``: the corpus engine's decorrelator (:func:`spaq.data.degradations.decorrelate`: 20 ms of
+* ``filter``: the corpus engine's decorrelator until then (:func:`spaq.data.degradations.decorrelate`: 20 ms of
   exponentially decaying Gaussian noise per channel). In an ERB band it acts as a nearly constant complex
   gain, so the mix ``sqrt(1 - a) x + sqrt(a) dx`` colours the band and partly cancels the direct sound,
   and a single realisation changes the signal monotonically only in expectation;
-* ``orthogonal``: a decorrelator orthogonal to the input in every STFT bin (21 ms frames, 75 % overlap;
-  a random phase per bin and frame, then each bin's projection on the input removed over the item and the
-  bin's power restored), so the mix keeps every bin's power and only the coherence falls with ``a``.
+* ``orthogonal`` (:func:`spaq.data.degradations.decorrelate_orthogonal`, the engine's default since this
+  measurement): orthogonal to the input in every STFT bin (21 ms frames, 75 % overlap; a random phase per
+  bin and frame, each bin's projection on the input removed over the item and its power restored), so the
+  mix keeps every band's power and only the coherence falls with ``a``.
 
 Prints each sweep's scores, ``d_ic_mean`` and ``missing_db`` and its Spearman against severity.
 
@@ -26,7 +27,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy.signal import istft, stft
 from scipy.stats import spearmanr
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,26 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import eval_quality as eq  # noqa: E402
 
-from spaq.data import degradations as dg  # noqa: E402
 from spaq.metrics.quality import Quality  # noqa: E402
 from spaq.train import quality as tq  # noqa: E402
-
-
-def orthogonal_decorrelate(x, sample_rate: int, rng: np.random.Generator, frame_s: float = 0.021) -> np.ndarray:
-    """``x (C, T)`` -> a copy with every STFT bin's phase randomised per frame, then orthogonal to ``x``
-    in every bin (over the whole item) at the same power per bin; channels independent."""
-    x = np.asarray(x, dtype=np.float64)
-    n = 1 << int(round(np.log2(frame_s * sample_rate)))
-    out = np.empty_like(x)
-    for c in range(x.shape[0]):
-        _, _, X = stft(x[c], nperseg=n, noverlap=3 * n // 4)
-        D = X * np.exp(2j * np.pi * rng.random(X.shape))
-        px = np.sum(np.abs(X) ** 2, axis=-1, keepdims=True)
-        D = D - np.sum(D * np.conj(X), axis=-1, keepdims=True) / np.maximum(px, 1e-30) * X
-        D *= np.sqrt(px / np.maximum(np.sum(np.abs(D) ** 2, axis=-1, keepdims=True), 1e-30))
-        _, y = istft(D, nperseg=n, noverlap=3 * n // 4)
-        out[c] = y[: x.shape[-1]] if y.size >= x.shape[-1] else np.pad(y, (0, x.shape[-1] - y.size))
-    return out
 
 
 def main(argv=None):
@@ -62,8 +44,7 @@ def main(argv=None):
     ap.add_argument("--decorrelator", choices=["filter", "orthogonal"], default="filter")
     ap.add_argument("--scenes", type=int, default=1, help="scenes per format x source (as eval_quality --scenes)")
     a = ap.parse_args(argv)
-    if a.decorrelator == "orthogonal":
-        dg.decorrelate = orthogonal_decorrelate  # what the Blur degradation calls
+    options = {"blur": {"decorrelator": a.decorrelator}}
     metric = Quality()
     sevs = [0.0, 0.25, 0.5, 0.75, 1.0]
     rhos, idx = [], 0
@@ -79,7 +60,7 @@ def main(argv=None):
                         continue
                     ref, degs = tq.sweep(fam, fmt, stype, sevs, eq.SEED, idx, duration_s=1.5,
                                          hrtf=eq.HEAD if fmt == "binaural" else "default", voices=eq.VOICES,
-                                         heads=eq.SWAP_HEADS)
+                                         heads=eq.SWAP_HEADS, options=options)
                     r, d = torch.from_numpy(np.stack([ref] * len(degs))), torch.from_numpy(np.stack(degs))
                     with torch.no_grad():
                         _, f = metric.features(r, d)

@@ -228,6 +228,62 @@ def test_blur_binaural_coherence_and_ambisonic_diffuseness():
     assert abs(psi - p["amount"]) < 0.05
 
 
+def _band_levels_db(y, per_octave=6):
+    f, pxx = welch(y, FS, nperseg=4096)
+    edges = 200.0 * 2.0 ** (np.arange(0, 6.3 * per_octave + 1) / per_octave)  # 200 Hz .. ~16 kHz
+    return np.array([10 * np.log10(pxx[:, (f >= lo) & (f < hi)].sum(-1).mean()) for lo, hi in zip(edges[:-1], edges[1:])])
+
+
+def test_blur_decorrelators_orthogonal_keeps_every_band_and_filter_replays_old_chains():
+    """Blur's default decorrelator (twenty-ninth session) is orthogonal to the input in every STFT bin:
+    the mix keeps the power of every sixth-octave band (the old 20 ms noise filter colours them by several
+    dB: what made one blur ladder non-monotone), its correlation with the input is sqrt(1 - amount) and the
+    ears' coherence 1 - amount, and the ladder changes the signal monotonically. Chains recorded before
+    the option (no ``decorrelator`` in their parameters) replay with the old filter, bit for bit."""
+    from spaq.data.degradations import decorrelate
+
+    x = np.stack([sig(1, seed=5)[0]] * 2)  # a fully coherent pair
+    ref = _band_levels_db(x)
+    dev = {}
+    for kind in ("orthogonal", "filter"):
+        prev = 1.0
+        for sev in (0.25, 0.5, 0.75, 1.0):
+            p = params("blur", sev, decorrelator=kind)
+            assert p["decorrelator"] == kind
+            y, _ = apply("blur", x, p)
+            a = p["amount"]
+            rho = float(np.sum(x * y) / np.sqrt(np.sum(x * x) * np.sum(y * y)))
+            dev[kind, sev] = float(np.max(np.abs(_band_levels_db(y) - ref)))
+            assert abs(10 * np.log10(np.sum(y ** 2) / np.sum(x ** 2))) < 0.3
+            if kind == "orthogonal" or sev < 1:  # two independent 20 ms noise filters can still correlate
+                assert abs(_iacc(y) - (1 - a)) < 0.05, (kind, sev)  # by ~0.2 at some lag within 1 ms
+            if kind == "orthogonal":
+                assert rho == pytest.approx(np.sqrt(1 - a), abs=1e-3) and rho < prev
+                prev = rho
+    # welch on 1 s of noise: ~0.5 dB per sixth-octave band; the filter's colouring is several dB
+    assert max(dev["orthogonal", s] for s in (0.25, 0.5, 0.75, 1.0)) < 2.0
+    assert min(dev["filter", s] for s in (0.25, 0.5, 0.75, 1.0)) > 3.0
+    old = {k: v for k, v in params("blur", 0.5, decorrelator="filter").items() if k != "decorrelator"}
+    y_old, _ = apply("blur", x, old)
+    dx = decorrelate(x, FS, np.random.default_rng(old["decorrelator_seed"]))
+    np.testing.assert_array_equal(y_old, np.sqrt(1 - old["amount"]) * x + np.sqrt(old["amount"]) * dx)
+    with pytest.raises(SpaqError, match="decorrelator must be one of orthogonal, filter"):
+        params("blur", 0.5, decorrelator="allpass")
+
+
+def test_recipes_keep_the_blur_they_were_fitted_on():
+    """``quality``'s synthetic sweeps and the predictor's corpus pass RECIPE_OPTIONS (the old filter);
+    a sweep without options gets the engine's default (orthogonal); the draws are the same."""
+    from spaq.train.quality import RECIPE_OPTIONS, sweep_draws, sweep_params
+
+    d0 = sweep_draws("blur", "binaural", "pink_noise", 5, 1)
+    d1 = sweep_draws("blur", "binaural", "pink_noise", 5, 1, options=RECIPE_OPTIONS)
+    assert d0[1] == d1[1] and d0[2] == d1[2]
+    p0, p1 = sweep_params("blur", 0.5, *d0), sweep_params("blur", 0.5, *d1)
+    assert p0["decorrelator"] == "orthogonal" and p1["decorrelator"] == "filter"
+    assert p0["decorrelator_seed"] == p1["decorrelator_seed"] and p0["amount"] == p1["amount"]
+
+
 def test_downmix_collapses_the_image():
     """Binaural: the correlation of two independent ears rises to 1 (diotic) at amount 1, the ears'
     mean is kept; ambisonics: W untouched, the directional channels scaled by 1 - amount, the

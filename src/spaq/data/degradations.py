@@ -32,7 +32,12 @@ rotation           scene   angle_deg lin 0 -> 90 about yaw (or a random axis); y
                            the median plane (see below)
 misplacement       scene   angle_deg lin 0 -> 90, one source moved on the sphere towards the
                            interaural pole of the other side (see below)
-blur               signal  amount lin 0 -> 1 (share of power replaced by decorrelated copies)
+blur               signal  amount lin 0 -> 1 (share of power replaced by decorrelated copies);
+                           option decorrelator: orthogonal (default: orthogonal to the input and of
+                           its power in every STFT bin, so only the coherence falls with the
+                           amount) | filter (20 ms decaying noise, the engine's decorrelator before
+                           the twenty-ninth session: it colours and partly cancels each band, so one
+                           realisation is monotone only in expectation; what the shipped recipes use)
 ild                signal  ild_change_db lin 0 -> 12 (binaural, +: left louder)
 itd                signal  itd_change_us lin 0 -> 600 (binaural, +: right ear later)
 hrtf_swap          scene   weight lin 0 -> 1 of another head's HRTFs (binaural)
@@ -88,6 +93,7 @@ __all__ = [
     "phase_vocoder",
     "fractional_delay",
     "decorrelate",
+    "decorrelate_orthogonal",
     "CODECS",
     "register_degradation",
     "get_degradation",
@@ -247,6 +253,38 @@ def decorrelate(x, sample_rate: int, rng: np.random.Generator, length_ms: float 
     h /= np.sqrt(np.sum(h ** 2, axis=-1, keepdims=True))
     n = int(2 ** np.ceil(np.log2(x.shape[-1] + L)))
     return np.fft.irfft(np.fft.rfft(x, n, axis=-1) * np.fft.rfft(h, n, axis=-1), n, axis=-1)[:, : x.shape[-1]]
+
+
+def decorrelate_orthogonal(x, sample_rate: int, rng: np.random.Generator, frame_s: float = 0.021) -> np.ndarray:
+    """Per-channel independent decorrelated copies of ``x (C, T)`` that are orthogonal to ``x`` and
+    of its power in every STFT bin (frames of ~``frame_s``, a power of two in samples, 75 % overlap):
+    each bin's phase randomised per frame, the bin's projection on the input (over the whole signal)
+    removed and its power restored. Mixed as ``sqrt(1 - a) x + sqrt(a) copy`` the band powers stay
+    those of ``x`` and only the coherence with ``x`` (and between channels) falls, as ``sqrt(1 - a)``:
+    a ladder in ``a`` changes the signal monotonically in every realisation. Same shape as ``x``."""
+    x = np.asarray(x, dtype=np.float64)
+    n = 1 << max(4, int(round(np.log2(frame_s * sample_rate))))
+    T = x.shape[-1]
+    out = np.zeros_like(x)
+    for c in range(x.shape[0]):
+        _, _, X = stft(x[c], nperseg=n, noverlap=3 * n // 4)
+        D = X * np.exp(2j * np.pi * rng.random(X.shape))
+        px = np.sum(np.abs(X) ** 2, axis=-1, keepdims=True)
+        D = D - np.sum(D * np.conj(X), axis=-1, keepdims=True) / np.maximum(px, 1e-300) * X
+        D *= np.sqrt(px / np.maximum(np.sum(np.abs(D) ** 2, axis=-1, keepdims=True), 1e-300))
+        _, y = istft(D, nperseg=n, noverlap=3 * n // 4)
+        y = np.pad(y, (0, max(0, T - y.size)))[:T]
+        # the overlap-add of frames whose phases are unrelated sums their powers, not their amplitudes:
+        # the same loss in every bin, restored with one gain; then what of x the overlap-add let back in
+        # is removed once more (over the whole signal)
+        y = y - np.dot(y, x[c]) / max(float(np.dot(x[c], x[c])), 1e-300) * x[c]
+        out[c] = y * np.sqrt(float(np.dot(x[c], x[c])) / max(float(np.dot(y, y)), 1e-300))
+    return out
+
+
+#: the blur degradation's decorrelators (option ``decorrelator``); chains recorded before the option
+#: existed (no ``decorrelator`` in their parameters) replay with ``filter``, which made them
+DECORRELATORS = {"orthogonal": decorrelate_orthogonal, "filter": decorrelate}
 
 
 def phase_vocoder(x, rate: float, n_fft: int = 2048, hop: int = 512) -> np.ndarray:
@@ -531,13 +569,18 @@ class Misplacement(_SceneParams):
 @register_degradation("blur")
 class Blur(Degradation):
     ranges = {"amount": (0.0, 1.0, "lin")}
+    options = ("decorrelator",)
 
     def params(self, v, s, rng, ctx):
-        return dict(amount=v["amount"], decorrelator_seed=int(rng.integers(2**62)))
+        kind = str(ctx.options.get("decorrelator", "orthogonal"))
+        if kind not in DECORRELATORS:
+            raise SpaqError(f"blur: option decorrelator must be one of {', '.join(DECORRELATORS)}, not {kind!r}")
+        return dict(amount=v["amount"], decorrelator_seed=int(rng.integers(2**62)), decorrelator=kind)
 
     def apply(self, x, params, sample_rate, fmt):
         a = params["amount"]
-        dx = decorrelate(x, sample_rate, np.random.default_rng(params["decorrelator_seed"]))
+        dec = DECORRELATORS[params.get("decorrelator", "filter")]
+        dx = dec(x, sample_rate, np.random.default_rng(params["decorrelator_seed"]))
         return np.sqrt(1 - a) * x + np.sqrt(a) * dx, {}
 
 

@@ -253,7 +253,7 @@ def _sweep_records(split, teacher, idx, fam, fmt, src, sc, sevs, room_probabilit
     """The records of one sweep of :func:`make_split` (its clean scene and each severity; with
     ``sevs`` empty, the clean scene only)."""
     from ..metrics.functional.predictor import FEATURE_NAMES
-    from .quality import sweep
+    from .quality import RECIPE_OPTIONS, sweep
 
     sweep_id = idx if sweep_id is None else sweep_id
     voice = split.voices[idx % len(split.voices)]
@@ -261,7 +261,7 @@ def _sweep_records(split, teacher, idx, fam, fmt, src, sc, sevs, room_probabilit
     try:
         ref, degs = sweep(fam, fmt, src, sevs, int(split.seed), idx, duration_s=float(split.duration_s),
                           hrtf=head or "default", voices=[voice], room_probability=room_probability,
-                          n_sources=n_sources, upper_band_db=split.speech_upper_band_db)
+                          n_sources=n_sources, upper_band_db=split.speech_upper_band_db, options=RECIPE_OPTIONS)
     except SpaqError as e:
         log(f"  skipped {fam}/{fmt}/{src}/{sc}: {e}")
         return []

@@ -44,7 +44,7 @@ from ..models.quality import SPATIAL_FEATURES, TIMBRAL_FEATURES, QualityMapping
 __all__ = ["QualityTrainConfig", "mushra_table", "mushra_features", "sweep", "sweep_draws", "sweep_params", "sweep_features",
            "fit_timbral", "loso_predictions", "fit_spatial", "train_quality", "param_coding_table",
            "param_coding_features", "pair_features", "fit_joint", "joint_cv", "joint_pred", "SPATIAL_MODES",
-           "FAMILIES"]
+           "FAMILIES", "RECIPE_OPTIONS", "combine"]
 
 # evaluation family name -> (corpus degradation, options, formats it applies to)
 FAMILIES = {
@@ -67,6 +67,13 @@ FAMILIES = {
     "ild": ("ild", {}, ("binaural",)),
     "itd": ("itd", {}, ("binaural",)),
 }
+#: degradation options the shipped recipes were built with where the corpus engine's default has
+#: changed since (``sweep(..., options=RECIPE_OPTIONS)``): ``quality``'s synthetic sweeps and the
+#: reference-free predictor's corpus keep the blur decorrelator they were fitted on (the engine's
+#: default is ``orthogonal`` since the twenty-ninth session), so that both recipes still reproduce
+#: their shipped files; the held-out evaluation of ``quality`` (``benchmarks/eval_quality.py``) uses
+#: the engine's default
+RECIPE_OPTIONS = {"blur": {"decorrelator": "filter"}}
 
 
 @dataclass
@@ -253,11 +260,12 @@ def param_coding_features(root, table, metric, log=print, align: bool = True):
 
 # --------------------------------------------------------------------------- synthetic sweeps
 def _sweep_config(fmt: str, source: str, family: str, duration_s: float, hrtf: str, voices, heads=None,
-                  room_probability: float = 0.0, n_sources: int = 1, upper_band_db=None) -> dict:
+                  room_probability: float = 0.0, n_sources: int = 1, upper_band_db=None, options=None) -> dict:
     from ..data.config import validate_config
     from ..data.degradations import DEGRADATIONS
 
     deg, opts, _ = FAMILIES[family]
+    opts = {**opts, **(options or {}).get(deg, {})}
     options = {deg: dict(opts)} if opts else {}
     if family == "hrtf_swap" and heads:
         options["hrtf_swap"] = {"heads": list(heads)}
@@ -273,16 +281,18 @@ def _sweep_config(fmt: str, source: str, family: str, duration_s: float, hrtf: s
 
 def sweep_draws(family: str, fmt: str, source: str, seed: int, index: int, *, duration_s: float = 1.5,
                 hrtf: str = "default", voices=("en-us",), heads=None, room_probability: float = 0.0,
-                n_sources: int = 1, upper_band_db=None):
+                n_sources: int = 1, upper_band_db=None, options=None):
     """The random draws of :func:`sweep` for ``(seed, index)`` without rendering anything: ``(config,
     scene, choice)``, ``choice`` the seed of the degradation's own random choices (the same at every
     severity). What replays a sweep's room or degradation parameters after the fact. ``n_sources``:
     the scene has 1 to that many sources of ``source``'s type (1: one, as the quality sweeps).
-    ``upper_band_db``: espeak speech with a synthetic upper band (:func:`spaq.data.sources.upper_band`)."""
+    ``upper_band_db``: espeak speech with a synthetic upper band (:func:`spaq.data.sources.upper_band`).
+    ``options``: ``{degradation: {option: value}}`` over the family's own (e.g. :data:`RECIPE_OPTIONS`);
+    the draws do not depend on them."""
     from ..data.scenes import sample_scene
 
     cfg = _sweep_config(fmt, source, family, duration_s, hrtf, voices, heads, room_probability, n_sources,
-                        upper_band_db)
+                        upper_band_db, options)
     ss = np.random.SeedSequence([int(seed), int(index)])
     r_scene, r_chain = (np.random.default_rng(s) for s in ss.spawn(2))
     scene = sample_scene(cfg, r_scene)
@@ -304,19 +314,19 @@ def sweep_params(family: str, severity: float, cfg: dict, scene: dict, choice: i
 
 def sweep(family: str, fmt: str, source: str, severities, seed: int, index: int, *, duration_s: float = 1.5,
           hrtf: str = "default", voices=("en-us",), heads=None, room_probability: float = 0.0, n_sources: int = 1,
-          upper_band_db=None):
+          upper_band_db=None, options=None):
     """One scene of ``source`` in ``fmt`` degraded by ``family`` at each severity, all random
     choices (codec, sign, axis, noise) fixed across severities. Returns ``(ref (C, T),
     [deg (C, T) per severity])`` float64 at 48 kHz; deterministic in ``(seed, index)``.
     The scene is in a room for ``reverb`` (always) and with ``room_probability`` for the other
-    families (0: anechoic, as the quality sweeps are)."""
+    families (0: anechoic, as the quality sweeps are). ``options``: as :func:`sweep_draws`."""
     from ..data.degradations import DEGRADATIONS, apply_signal_degradation
     from ..data.scenes import _source_signals, render_scene, scene_mods
     from ..formats import parse_format
 
     cfg, scene, choice = sweep_draws(family, fmt, source, seed, index, duration_s=duration_s, hrtf=hrtf,
                                      voices=voices, heads=heads, room_probability=room_probability,
-                                     n_sources=n_sources, upper_band_db=upper_band_db)
+                                     n_sources=n_sources, upper_band_db=upper_band_db, options=options)
     opts = dict(cfg["scene"]["speech"])
     opts["files_folder"] = None
     signals = _source_signals(scene, opts)
@@ -641,7 +651,8 @@ def _synthetic_records(tc: QualityTrainConfig, metric, log=print) -> list[dict]:
                 for sc in range(int(sy["scenes"])):
                     idx += 1
                     ref, degs = sweep(fam, fmt, src, sevs, int(sy["seed"]), idx, duration_s=float(sy["duration_s"]),
-                                      hrtf=sy["hrtf"], voices=sy["voices"], heads=sy["hrtf_swap_heads"])
+                                      hrtf=sy["hrtf"], voices=sy["voices"], heads=sy["hrtf_swap_heads"],
+                                      options=RECIPE_OPTIONS)
                     for s, f in zip(sevs, sweep_features(metric, ref, degs)):
                         recs.append({"family": fam, "format": fmt, "source": src, "scene": sc, "severity": s, **f})
                     log(f"  synthetic {fam}/{fmt}/{src}/{sc} ({time.time() - t0:.0f} s)")
