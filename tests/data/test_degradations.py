@@ -269,6 +269,14 @@ def test_blur_decorrelators_orthogonal_keeps_every_band_and_filter_replays_old_c
     np.testing.assert_array_equal(y_old, np.sqrt(1 - old["amount"]) * x + np.sqrt(old["amount"]) * dx)
     with pytest.raises(SpaqError, match="decorrelator must be one of orthogonal, filter"):
         params("blur", 0.5, decorrelator="allpass")
+    # shorter than one frame, and a silent channel: same shape and power, finite, silence stays silent
+    from spaq.data.degradations import decorrelate_orthogonal
+
+    for T in (4, 10, 500):
+        z = np.stack([sig(1, T=T, seed=T)[0], np.zeros(T)])
+        d = decorrelate_orthogonal(z, FS, np.random.default_rng(0))
+        assert d.shape == z.shape and np.all(np.isfinite(d)) and not np.any(d[1])
+        assert np.sum(d[0] ** 2) == pytest.approx(np.sum(z[0] ** 2), rel=1e-9)
 
 
 def test_recipes_keep_the_blur_they_were_fitted_on():

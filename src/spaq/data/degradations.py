@@ -263,8 +263,10 @@ def decorrelate_orthogonal(x, sample_rate: int, rng: np.random.Generator, frame_
     those of ``x`` and only the coherence with ``x`` (and between channels) falls, as ``sqrt(1 - a)``:
     a ladder in ``a`` changes the signal monotonically in every realisation. Same shape as ``x``."""
     x = np.asarray(x, dtype=np.float64)
-    n = 1 << max(4, int(round(np.log2(frame_s * sample_rate))))
     T = x.shape[-1]
+    n = 1 << max(4, int(round(np.log2(frame_s * sample_rate))))
+    if T < n:  # a signal shorter than one frame: the largest power of two it holds
+        n = 1 << max(2, int(np.floor(np.log2(max(T, 4)))))
     out = np.zeros_like(x)
     for c in range(x.shape[0]):
         _, _, X = stft(x[c], nperseg=n, noverlap=3 * n // 4)
