@@ -339,8 +339,9 @@ def reverb_longer(df, seed: int, duration_s: float = 1.5) -> dict:
     from .quality import sweep_draws, sweep_params
 
     out = {}
-    for (sw, src, voice, head, fmt), _ in df[df["family"] == "reverb"].groupby(
-            ["sweep", "source", "voice", "head", "format"]):
+    rev = df[df["family"] == "reverb"].fillna({"head": "", "voice": ""})  # a CSV reads "" back as NaN,
+    # and a NaN key would drop its group (every ambisonic and mono sweep, whose head is "")
+    for (sw, src, voice, head, fmt), _ in rev.groupby(["sweep", "source", "voice", "head", "format"], dropna=False):
         draws = sweep_draws("reverb", SWEEP_FORMAT[fmt], src, seed, int(sw), duration_s=float(duration_s),
                             hrtf=head or "default", voices=[voice])
         out[int(sw)] = bool(sweep_params("reverb", 1.0, *draws)["rt60_factor"] > 1.0)
