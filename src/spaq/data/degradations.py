@@ -128,7 +128,9 @@ class Degradation:
     """One degradation type. Class attributes: ``name`` (set by :func:`register_degradation`),
     ``stage`` ("signal"/"scene"), the format kinds it applies to (``formats``), whether it
     needs a room (``needs_room``), its default severity ranges ``ranges`` (``{param: (value
-    at 0, value at 1, "lin"|"geo")}``, overridable per corpus) and its config ``options``.
+    at 0, value at 1, "lin"|"geo")}``, overridable per corpus) and its config ``options``
+    (``choices``: the allowed values of those that take one of a few words, checked when a
+    corpus config is validated, before anything is rendered).
 
     Severity mapping: :meth:`severity_values` interpolates the ranges, :meth:`params` turns
     them (with the random choices, drawn from ``rng`` in a fixed order) into the recorded
@@ -141,6 +143,7 @@ class Degradation:
     ranges: dict = {}
     needs_room: bool = False
     options: tuple = ()
+    choices: dict = {}
 
     def severity_values(self, s: float, sample_rate: int, options: dict) -> dict:
         """``{param: value}`` of the ranges at severity ``s`` (``options`` may replace a
@@ -572,6 +575,7 @@ class Misplacement(_SceneParams):
 class Blur(Degradation):
     ranges = {"amount": (0.0, 1.0, "lin")}
     options = ("decorrelator",)
+    choices = {"decorrelator": ("orthogonal", "filter")}
 
     def params(self, v, s, rng, ctx):
         kind = str(ctx.options.get("decorrelator", "orthogonal"))
@@ -653,6 +657,7 @@ class HRTFSwap(_SceneParams):
 class Reverb(_SceneParams):
     ranges = {"rt60_factor": (1.0, 2.0, "geo"), "drr_change_db": (0.0, 6.0, "lin")}
     options = ("direction",)
+    choices = {"direction": ("either", "longer", "shorter")}
     needs_room = True
 
     def params(self, v, s, rng, ctx):
