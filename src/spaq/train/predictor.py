@@ -7,9 +7,10 @@ Which data fit what (see ``configs/train/predictor.yaml``):
    degraded at each severity with :func:`spaq.train.quality.sweep`; mono items are the W channel
    of the FOA scenes. **Target (teacher)**: spaq's intrusive ``quality`` metric on each
    (clean, degraded) pair (mono: the diotic pair), with the parameters :data:`TEACHER_PARAMS` names
-   (version 5: the shipped weights' teacher); naming newer parameters gives new targets on the next run. The network (shared MLP encoder,
-   class head with cross-entropy on the MUSHRA bands of the teacher score, score head with a
-   regression loss; loss = CE + lambda * MSE on the 0..1 scale) and its feature scalers (mean
+   (version 5: the shipped weights' teacher); naming newer parameters gives new targets on the next
+   run. The network (shared MLP encoder, class head with cross-entropy on the MUSHRA bands of the
+   teacher score, score head with a regression loss; loss = CE + lambda * MSE on the 0..1 scale)
+   and its feature scalers (mean
    and std of the training split only) are fitted here.
 2. **Real listeners**: the shared speech-codec MUSHRA half (8 stimuli x 8 conditions, mean
    ratings, diotic speech scored as mono). Fits only the listener calibration, a linear map
