@@ -14,7 +14,9 @@ held out: leave-one-stimulus-out on the speech-codec half (56 coded stimulus x c
 leave-one-trial-out on the spatial codings (42 items), each prediction from parameters fitted
 without that stimulus / trial (the other test whole). Statistics from :func:`spaq.evaluate.evaluate`:
 Pearson and Spearman of the raw score, RMSE after the P.1401 third-order monotonic mapping,
-95 % bootstrap intervals resampling whole stimuli / trials (2000 draws).
+95 % bootstrap intervals resampling whole stimuli / trials (2000 draws). With ``--out X.md`` it also
+writes ``X.json`` (every number) and ``X.png`` (held-out scores against the mean ratings of both tests,
+and BAM-Q on the spatial items).
 """
 from __future__ import annotations
 
@@ -108,6 +110,8 @@ def main(argv=None):
         v1_loso = tq.loso_predictions(mt, seed, starts)
         y_s, y_p = tests[0][2], tests[1][2]
         key = "aligned" if align else "not aligned"
+        if align:
+            shown = (mt, pt, held)
         res[key] = {}
         if align:
             res[key]["speech: speech-only fit (timbral weights + exponent; LOSO)"] = _ev(
@@ -164,6 +168,58 @@ def main(argv=None):
     if a.out:
         atomic_write(a.out, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
         atomic_write(a.out.with_suffix(".json"), lambda tmp: Path(tmp).write_text(json.dumps(res, indent=1) + "\n"))
+        plot(a.out.with_suffix(".png"), *shown, res["aligned"], version=params.get("version"))
+
+
+def plot(path: Path, mt, pt, held, res: dict, version=None) -> None:
+    """Held-out scores against the mean ratings: the speech-codec half (coded items, one colour per
+    codec), the spatial codings (one marker per coding, one colour per trial), and BAM-Q on the same
+    spatial items, each titled with its Pearson and 95 % interval."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.8))
+    coded = (mt["condition"] != "Reference").to_numpy()
+
+    def title(ax, name, key):
+        r = res[key]
+        ax.set_title(f"{name}\nPearson {r['pearson']:.3f} [{r['ci']['pearson'][0]:.2f}, {r['ci']['pearson'][1]:.2f}]",
+                     fontsize=10)
+
+    ax = axes[0]
+    for cond in sorted(set(mt["condition"][coded])):
+        m = coded & (mt["condition"] == cond).to_numpy()
+        ax.scatter(held[0][m], mt["mean"].to_numpy()[m], s=22, label=cond)
+    title(ax, "speech codecs, leave one stimulus out", "speech: shipped recipe, joint fit (LOSO)")
+    ax.legend(fontsize=6, ncol=2, loc="lower right")
+    markers = dict(zip(sorted(set(pt["condition"])), "osD^v*"))
+    trials = sorted(set(pt["trial"]))
+    colours = dict(zip(trials, plt.cm.tab10.colors))
+    for ax, x, name, key in ((axes[1], held[1], "spatial codings, leave one trial out (colour: trial)",
+                              "spatial: shipped recipe, joint fit (LOTO)"),
+                             (axes[2], pt["bamq"].to_numpy(float), "BAM-Q (authors' scores), same items (colour: trial)",
+                              "spatial BAMQ (authors' scores, published stimuli)")):
+        for cond, mk in markers.items():
+            for tr in trials:
+                m = ((pt["condition"] == cond) & (pt["trial"] == tr)).to_numpy()
+                if m.any():
+                    ax.scatter(x[m], pt["mean"].to_numpy()[m], marker=mk, color=colours[tr], s=30,
+                               label=cond if tr == trials[0] else None)
+        title(ax, name, key)
+    axes[1].legend(fontsize=7, loc="lower right")
+    for ax, xl in zip(axes, (f"quality {version or ''} (held out)", f"quality {version or ''} (held out)", "BAM-Q")):
+        ax.set_xlabel(xl)
+        ax.set_ylabel("mean rating (MUSHRA)")
+        ax.grid(alpha=0.3)
+    for ax in axes[:2]:
+        ax.set_xlim(-2, 102)
+    for ax in axes:
+        ax.set_ylim(-2, 102)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
+    plt.close(fig)
 
 
 if __name__ == "__main__":
