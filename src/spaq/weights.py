@@ -41,6 +41,10 @@ class WeightSpec:
     packaged: str | None = None  # path relative to spaq/resources
 
 
+#: the quality parameters' licence (every version: the same two listening tests)
+_QUALITY_LICENCE = ("MIT (spaq); fitted on the Neural Codec MUSHRA rating dataset (CC BY 4.0, Stahl et al. 2024) and "
+                    "the parametric spatial-codings MUSHRA (Apache-2.0, Stahl & Holighaus, AES 2023)")
+
 REGISTRY: dict[str, WeightSpec] = {
     "qastanet": WeightSpec(
         name="qastanet",
@@ -57,7 +61,7 @@ REGISTRY: dict[str, WeightSpec] = {
         sha256="1da1cdab4efb7dcc79d196b143ae1886414d4b365084571bb1a958a69657c9e5",
         filename="quality_v1.json",
         env_var="SPAQ_QUALITY_PARAMS",
-        licence="MIT (spaq); fitted on the Neural Codec MUSHRA rating dataset (CC BY 4.0, Stahl et al. 2024) and the parametric spatial-codings MUSHRA (Apache-2.0, Stahl & Holighaus, AES 2023)",
+        licence=_QUALITY_LICENCE,
         packaged="weights/quality_v1.json",
     ),
     # version 5 of the quality parameters (the distortions summed, before version 6's Euclidean rule): the
@@ -69,7 +73,7 @@ REGISTRY: dict[str, WeightSpec] = {
         sha256="f6add5d75960bc77a78bc9b51a3b29d80228bbada551387081807bb9881afbed",
         filename="quality_v5.json",
         env_var="SPAQ_QUALITY_V5_PARAMS",
-        licence="MIT (spaq); fitted on the Neural Codec MUSHRA rating dataset (CC BY 4.0, Stahl et al. 2024) and the parametric spatial-codings MUSHRA (Apache-2.0, Stahl & Holighaus, AES 2023)",
+        licence=_QUALITY_LICENCE,
         packaged="weights/quality_v5.json",
     ),
     "bast_ku100": WeightSpec(

@@ -145,6 +145,15 @@ class Degradation:
     options: tuple = ()
     choices: dict = {}
 
+    def choice(self, ctx: "DrawContext", option: str) -> str:
+        """The config's value of the enumerated ``option`` (the first of :attr:`choices` when unset),
+        checked against the allowed values."""
+        allowed = self.choices[option]
+        v = str(ctx.options.get(option, allowed[0]))
+        if v not in allowed:
+            raise SpaqError(f"{self.name}: option {option} must be one of {', '.join(allowed)}, not {v!r}")
+        return v
+
     def severity_values(self, s: float, sample_rate: int, options: dict) -> dict:
         """``{param: value}`` of the ranges at severity ``s`` (``options`` may replace a
         range by ``[at 0, at 1]``; a None end is the sample rate)."""
@@ -575,12 +584,10 @@ class Misplacement(_SceneParams):
 class Blur(Degradation):
     ranges = {"amount": (0.0, 1.0, "lin")}
     options = ("decorrelator",)
-    choices = {"decorrelator": ("orthogonal", "filter")}
+    choices = {"decorrelator": tuple(DECORRELATORS)}  # the first: the default
 
     def params(self, v, s, rng, ctx):
-        kind = str(ctx.options.get("decorrelator", "orthogonal"))
-        if kind not in DECORRELATORS:
-            raise SpaqError(f"blur: option decorrelator must be one of {', '.join(DECORRELATORS)}, not {kind!r}")
+        kind = self.choice(ctx, "decorrelator")
         return dict(amount=v["amount"], decorrelator_seed=int(rng.integers(2**62)), decorrelator=kind)
 
     def apply(self, x, params, sample_rate, fmt):
@@ -657,7 +664,7 @@ class HRTFSwap(_SceneParams):
 class Reverb(_SceneParams):
     ranges = {"rt60_factor": (1.0, 2.0, "geo"), "drr_change_db": (0.0, 6.0, "lin")}
     options = ("direction",)
-    choices = {"direction": ("either", "longer", "shorter")}
+    choices = {"direction": ("either", "longer", "shorter")}  # the first: the default
     needs_room = True
 
     def params(self, v, s, rng, ctx):
@@ -666,9 +673,7 @@ class Reverb(_SceneParams):
         # option direction: "either" (default: drawn), "longer" or "shorter" (the draw is made
         # anyway, so the other random choices of a corpus stay the same)
         longer = rng.random() < 0.5
-        direction = str(ctx.options.get("direction", "either"))
-        if direction not in ("either", "longer", "shorter"):
-            raise SpaqError(f"reverb: option direction must be 'either', 'longer' or 'shorter', not {direction!r}")
+        direction = self.choice(ctx, "direction")
         if direction != "either":
             longer = direction == "longer"
         f = v["rt60_factor"]

@@ -342,7 +342,7 @@ def reverb_longer(df, seed: int, duration_s: float = 1.5) -> dict:
     out = {}
     rev = df[df["family"] == "reverb"].fillna({"head": "", "voice": ""})  # a CSV reads "" back as NaN,
     # and a NaN key would drop its group (every ambisonic and mono sweep, whose head is "")
-    for (sw, src, voice, head, fmt), _ in rev.groupby(["sweep", "source", "voice", "head", "format"], dropna=False):
+    for (sw, src, voice, head, fmt), _ in rev.groupby(["sweep", "source", "voice", "head", "format"]):
         draws = sweep_draws("reverb", SWEEP_FORMAT[fmt], src, seed, int(sw), duration_s=float(duration_s),
                             hrtf=head or "default", voices=[voice])
         out[int(sw)] = bool(sweep_params("reverb", 1.0, *draws)["rt60_factor"] > 1.0)
