@@ -292,6 +292,23 @@ def test_recipes_keep_the_blur_they_were_fitted_on():
     p0, p1 = sweep_params("blur", 0.5, *d0), sweep_params("blur", 0.5, *d1)
     assert p0["decorrelator"] == "orthogonal" and p1["decorrelator"] == "filter"
     assert p0["decorrelator_seed"] == p1["decorrelator_seed"] and p0["amount"] == p1["amount"]
+    # and reverb's redrawn tail (the engine's default: shared)
+    for fam in ("reverb", "reverb_longer"):
+        d0 = sweep_draws(fam, "binaural", "pink_noise", 5, 1)
+        d1 = sweep_draws(fam, "binaural", "pink_noise", 5, 1, options=RECIPE_OPTIONS)
+        p0, p1 = sweep_params(fam, 0.5, *d0), sweep_params(fam, 0.5, *d1)
+        assert p0.pop("tail") == "shared" and p1.pop("tail") == "redrawn" and p0 == p1
+
+
+def test_predictor_splits_pin_the_recipe_options_unless_told():
+    from spaq.train.predictor import CorpusSplit, split_cache_path
+
+    assert CorpusSplit().degradation_options == "recipe"
+    # the default leaves the cache key of tables made before the option as it was
+    a = split_cache_path(CorpusSplit(), "t.csv")
+    assert a != split_cache_path(CorpusSplit(degradation_options="engine"), "t.csv")
+    with pytest.raises(SpaqError, match="degradation_options"):
+        CorpusSplit(degradation_options="latest")
 
 
 def test_downmix_collapses_the_image():
@@ -544,6 +561,39 @@ def test_mp3_bitrate_ladder_strictly_decreasing():
     assert br48 == [128.0, 96.0, 64.0, 48.0, 32.0]
     # opus/aac keep the 128 -> 12 geometric ladder
     assert [params("codec", s, codecs=["opus"])["bitrate_kbps"] for s in SWEEP] == [128.0, 71.0, 39.0, 22.0, 12.0]
+
+
+def test_reverb_tail_shared_a_small_change_stays_small():
+    """Tail "shared" (the default): a room lengthened by 1 % keeps the unchanged room's diffuse tail
+    under the new decay, so the rendering moves by little; "redrawn" (chains recorded before the
+    option) draws a new tail, a change of the order of the tail itself."""
+    from spaq.spatial.room import place_in_room
+    spec = place_in_room((6, 5, 3), 0.6, 30, 0, 2.0, np.random.default_rng(0))
+    room = {"dims_m": list(spec.dims_m), "rt60_s": 0.6, "listener_m": list(spec.listener_m),
+            "listener_yaw_deg": spec.listener_yaw_deg, "seed": 1, "margin_m": 0.5, "ism_order": 6}
+    sc = _scene("foa", az=30, el=0, room=room)
+    sc["duration_s"] = 1.5
+    impulse = np.zeros(int(1.5 * FS))
+    impulse[100] = 1.0
+    ref = render_scene(sc, [impulse])
+    late = slice(100 + int(0.1 * FS), None)  # the diffuse part
+    change = {}
+    for tail in ("shared", "redrawn", None):
+        ch = _chain("reverb", 0.0, FOA)
+        ch[0]["params"].update(rt60_factor=1.01, drr_change_db=0.0)
+        if tail is None:
+            ch[0]["params"].pop("tail", None)
+        else:
+            ch[0]["params"]["tail"] = tail
+        deg = render_scene(sc, [impulse], scene_mods(ch))
+        change[tail] = np.sum((deg[:, late] - ref[:, late]) ** 2) / np.sum(ref[:, late] ** 2)
+    report("reverb", tail_change_shared=change["shared"], tail_change_redrawn=change["redrawn"])
+    assert change["shared"] < 0.01 and change["redrawn"] > 0.5
+    assert change[None] == change["redrawn"]  # chains without the key replay as they were made
+    assert params("reverb", 0.8)["tail"] == "shared"
+    assert params("reverb", 0.8, tail="redrawn")["tail"] == "redrawn"
+    with pytest.raises(SpaqError, match="must be one of shared, redrawn"):
+        params("reverb", 0.8, tail="fresh")
 
 
 def test_reverb_change_has_one_direction():

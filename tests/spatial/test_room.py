@@ -52,3 +52,26 @@ def test_binaural_room_cues_and_energy():
 def test_impossible_room_is_refused():
     with pytest.raises(SpaqError):
         place_in_room((0.8, 4, 3), 0.5, 0, 0, 1.0, np.random.default_rng(0))
+
+
+def test_tail_drawn_for_another_length_is_that_draw_cut_or_continued():
+    """``tail_draw_length_s``: the diffuse tail's noise is the draw a response of that length makes,
+    cut or continued; at the response's own length the response is exactly the default one."""
+    from spaq.spatial.room import _tail_noise
+
+    base = _tail_noise(np.random.default_rng(3), 4, 500, 500)
+    np.testing.assert_array_equal(base, np.random.default_rng(3).standard_normal((4, 500)))
+    np.testing.assert_array_equal(_tail_noise(np.random.default_rng(3), 4, 300, 500), base[:, :300])
+    longer = _tail_noise(np.random.default_rng(3), 4, 800, 500)
+    np.testing.assert_array_equal(longer[:, :500], base)
+    assert longer.shape == (4, 800) and abs(np.std(longer[:, 500:]) - 1) < 0.1
+    # the generator is left where the draw of 500 leaves it (the later draws do not move)
+    r1, r2 = np.random.default_rng(3), np.random.default_rng(3)
+    _tail_noise(r1, 4, 800, 500)
+    r2.standard_normal((4, 500))
+    assert r1.uniform() == r2.uniform()
+    spec = place_in_room((6.0, 4.5, 3.0), 0.5, 30, 0, 2.0, np.random.default_rng(0))
+    a, _ = room_impulse_response(spec, FS, "ambisonics", order=1, rng=np.random.default_rng(1))
+    b, _ = room_impulse_response(spec, FS, "ambisonics", order=1, rng=np.random.default_rng(1),
+                                 tail_draw_length_s=0.5 * 1.1 + 0.05)
+    np.testing.assert_array_equal(a, b)

@@ -663,8 +663,11 @@ class HRTFSwap(_SceneParams):
 @register_degradation("reverb")
 class Reverb(_SceneParams):
     ranges = {"rt60_factor": (1.0, 2.0, "geo"), "drr_change_db": (0.0, 6.0, "lin")}
-    options = ("direction",)
-    choices = {"direction": ("either", "longer", "shorter")}  # the first: the default
+    options = ("direction", "tail")
+    # the first: the default. tail "shared": the changed room's diffuse tail is the unchanged room's
+    # noise under the new decay; "redrawn": a new draw per RT60 (before the thirtieth session; chains
+    # recorded without the key replay so)
+    choices = {"direction": ("either", "longer", "shorter"), "tail": ("shared", "redrawn")}
     needs_room = True
 
     def params(self, v, s, rng, ctx):
@@ -677,7 +680,8 @@ class Reverb(_SceneParams):
         if direction != "either":
             longer = direction == "longer"
         f = v["rt60_factor"]
-        return dict(rt60_factor=f if longer else 1.0 / f, drr_change_db=v["drr_change_db"] * (-1 if longer else 1))
+        return dict(rt60_factor=f if longer else 1.0 / f, drr_change_db=v["drr_change_db"] * (-1 if longer else 1),
+                    tail=self.choice(ctx, "tail"))
 
 
 @register_degradation("gain")

@@ -247,12 +247,17 @@ def render_scene(scene: dict, signals: list[np.ndarray], mods: dict | None = Non
             room = scene["room"]
             spec = _place_from_listener(room, az, el, src["distance_m"], room["margin_m"])
             rv = mods.get("reverb")
+            draw_s = None
             if rv is not None:
+                # the changed room's tail: the unchanged room's noise under the new decay (tail
+                # "shared"); chains recorded before the option drew a new tail ("redrawn")
+                if rv.get("tail", "redrawn") == "shared":
+                    draw_s = spec.rt60_s * 1.1 + 0.05
                 spec.rt60_s = float(np.clip(room["rt60_s"] * rv["rt60_factor"], 0.1, 3.0))
             rir, _ = room_impulse_response(
                 spec, fs, kind, order=order if kind == "ambisonics" else 1, hrtf=hrtf,
                 rng=np.random.default_rng(room["seed"] + i), ism_order=room["ism_order"], rotation=rot,
-                reverb_gain_db=-rv["drr_change_db"] if rv is not None else 0.0)
+                reverb_gain_db=-rv["drr_change_db"] if rv is not None else 0.0, tail_draw_length_s=draw_s)
             out += oaconvolve(sig[None, :], rir, axes=-1)[:, :T]
             continue
         if src["motion"] is not None:

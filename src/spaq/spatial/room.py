@@ -102,18 +102,37 @@ def _images(spec: RoomSpec, fs: int, ism_order: int):
     return src.images.T.copy(), src.damping[0].copy(), src.orders.copy(), float(e_abs), order
 
 
+def _tail_noise(rng: np.random.Generator, n: int, length: int, draw_length: int) -> np.ndarray:
+    """``(n, length)`` Gaussian noise of the diffuse tail: the draw of ``(n, draw_length)`` from
+    ``rng`` (what a response of ``draw_length`` samples draws), cut or continued to ``length``;
+    the continuation comes from a generator seeded by that draw's last value, so ``rng`` is left
+    exactly where a response of ``draw_length`` samples leaves it."""
+    base = rng.standard_normal((n, max(1, draw_length)))
+    if length <= base.shape[1]:
+        return np.ascontiguousarray(base[:, :length])
+    seed = np.frombuffer(base[:, -1].tobytes(), dtype=np.uint32)
+    more = np.random.default_rng(seed).standard_normal((n, length - base.shape[1]))
+    return np.concatenate([base, more], axis=1)
+
+
 def room_impulse_response(spec: RoomSpec, sample_rate: int, kind: str, order: int = 1, hrtf=None,
                           rng: np.random.Generator | None = None, ism_order: int = 6,
                           n_diffuse: int = 16, rotation: np.ndarray | None = None,
                           reverb_gain_db: float = 0.0, length_s: float | None = None,
-                          normalise: str = "energy"):
+                          normalise: str = "energy", tail_draw_length_s: float | None = None):
     """Room impulse response from the source to the listener's ears or SH channels.
 
     ``kind``: "binaural" (needs ``hrtf`` at ``sample_rate``) or "ambisonics" (``order``).
     ``rotation``: optional 3x3 rotation of all directions in the head frame (scene
     rotation). ``reverb_gain_db``: gain of everything but the direct path (changes
-    the DRR). ``normalise``: "energy" or "direct" (see module doc). Returns ``(rir (C, L), info)`` with ``info`` holding absorption,
-    image-source order, mixing time and the direct-path direction.
+    the DRR). ``normalise``: "energy" or "direct" (see module doc).
+    ``tail_draw_length_s``: the length whose random draw the diffuse tail uses (default: the
+    response's own length). A room whose RT60 is changed (the corpus engine's ``reverb``) passes the
+    unchanged room's length, so that its tail is the same noise (the same directions, the same
+    samples where both are long enough; further samples from a generator of their own) under a
+    different decay: one draw, not a new one per RT60.
+    Returns ``(rir (C, L), info)`` with ``info`` holding absorption, image-source order, mixing
+    time and the direct-path direction.
     """
     if kind not in ("binaural", "ambisonics"):
         raise SpaqError(f"room response kind must be binaural or ambisonics, not {kind!r}")
@@ -173,7 +192,8 @@ def room_impulse_response(spec: RoomSpec, sample_rate: int, kind: str, order: in
     tail_omni = np.zeros(L)
     if tail_gain > 0 and t_mix < L:
         fade = np.clip((np.arange(L) - t_mix) / max(1, int(0.005 * fs)), 0, 1)
-        noise = rng.standard_normal((n_diffuse, L)) * (env * fade * tail_gain / np.sqrt(n_diffuse))
+        noise = _tail_noise(rng, n_diffuse, L, L if tail_draw_length_s is None else int(tail_draw_length_s * fs))
+        noise *= env * fade * tail_gain / np.sqrt(n_diffuse)
         from .ambisonics import fibonacci_directions
         daz, del_ = fibonacci_directions(n_diffuse)
         daz = daz + rng.uniform(-180, 180)

@@ -90,6 +90,14 @@ class CorpusSplit(Section):
     # spaq.metrics.functional.predictor.predictor_features); None: at the level the engine renders.
     # Set from the recipe's top-level ``input_level_dbfs`` for every split of a recipe
     input_level_dbfs: float | None = None
+    # the degradations' options: "recipe" (spaq.train.quality.RECIPE_OPTIONS: those the shipped
+    # weights were trained with where the corpus engine's defaults have changed since) or "engine"
+    # (the engine's current defaults: the held-out evaluation)
+    degradation_options: str = "recipe"
+
+    def __post_init__(self):
+        if self.degradation_options not in ("recipe", "engine"):
+            raise SpaqError(f"degradation_options must be 'recipe' or 'engine', not {self.degradation_options!r}")
 
 
 @dataclass
@@ -262,7 +270,8 @@ def _sweep_records(split, teacher, idx, fam, fmt, src, sc, sevs, room_probabilit
     try:
         ref, degs = sweep(fam, fmt, src, sevs, int(split.seed), idx, duration_s=float(split.duration_s),
                           hrtf=head or "default", voices=[voice], room_probability=room_probability,
-                          n_sources=n_sources, upper_band_db=split.speech_upper_band_db, options=RECIPE_OPTIONS)
+                          n_sources=n_sources, upper_band_db=split.speech_upper_band_db,
+                          options=RECIPE_OPTIONS if split.degradation_options == "recipe" else None)
     except SpaqError as e:
         log(f"  skipped {fam}/{fmt}/{src}/{sc}: {e}")
         return []
@@ -384,7 +393,7 @@ def split_cache_path(split: CorpusSplit, cache) -> Path:
     t = _teacher()
     sp = asdict(split)
     for opt, default in (("anchor_sources", 1), ("scene_sources", 1), ("speech_upper_band_db", None),
-                         ("input_level_dbfs", None)):
+                         ("input_level_dbfs", None), ("degradation_options", "recipe")):
         if sp.get(opt) == default:  # the default: tables cached before the option keep their key
             del sp[opt]
     for opt in ("speech_upper_band_db", "input_level_dbfs"):  # -18 and -18.0 (YAML) are one split

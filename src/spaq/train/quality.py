@@ -70,10 +70,11 @@ FAMILIES = {
 #: degradation options the shipped recipes were built with where the corpus engine's default has
 #: changed since (``sweep(..., options=RECIPE_OPTIONS)``): ``quality``'s synthetic sweeps and the
 #: reference-free predictor's corpus keep the blur decorrelator they were fitted on (the engine's
-#: default is ``orthogonal`` since the twenty-ninth session), so that both recipes still reproduce
-#: their shipped files; the held-out evaluation of ``quality`` (``benchmarks/eval_quality.py``) uses
-#: the engine's default
-RECIPE_OPTIONS = {"blur": {"decorrelator": "filter"}}
+#: default is ``orthogonal`` since the twenty-ninth session) and reverb's redrawn diffuse tail (the
+#: default is ``shared`` since the thirtieth), so that both recipes still reproduce their shipped
+#: files; the held-out evaluations (``benchmarks/eval_quality.py``, ``eval_predictor.py``) use the
+#: engine's defaults
+RECIPE_OPTIONS = {"blur": {"decorrelator": "filter"}, "reverb": {"tail": "redrawn"}}
 
 
 @dataclass
