@@ -43,7 +43,11 @@ itd                signal  itd_change_us lin 0 -> 600 (binaural, +: right ear la
 hrtf_swap          scene   weight lin 0 -> 1 of another head's HRTFs (binaural)
 reverb             scene   rt60_factor geo 1 -> 2 (or 1 -> 0.5), drr_change_db lin 0 -> 6 (rooms);
                            longer RT60 with lower DRR (more reverb), shorter with higher DRR
-                           (drawn; option direction: longer | shorter fixes it)
+                           (drawn; option direction: longer | shorter fixes it); option tail:
+                           shared (default: the changed room's diffuse tail is the unchanged room's
+                           noise under the new decay) | redrawn (a new draw per RT60, the engine
+                           before the thirtieth session: per-band coherence then moves at random
+                           from one severity to the next; what the shipped recipes use)
 gain               signal  gain_db lin 0 -> 12, random sign
 channel_imbalance  signal  imbalance_db lin 0 -> 6 (L/R difference, or per-channel spread)
 misalignment       signal  delay_ms lin 0 -> 50 (degraded lags the reference)
