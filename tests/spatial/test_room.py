@@ -6,7 +6,7 @@ from spaq.auditory.doa import intensity_doa
 from spaq.errors import SpaqError
 from spaq.spatial.angles import great_circle_deg
 from spaq.spatial.hrtf import load_hrtf
-from spaq.spatial.room import measure_drr, measure_rt60, place_in_room, room_impulse_response
+from spaq.spatial.room import measure_drr, measure_rt60, place_in_room, response_length_s, room_impulse_response
 
 FS = 48000
 
@@ -73,5 +73,5 @@ def test_tail_drawn_for_another_length_is_that_draw_cut_or_continued():
     spec = place_in_room((6.0, 4.5, 3.0), 0.5, 30, 0, 2.0, np.random.default_rng(0))
     a, _ = room_impulse_response(spec, FS, "ambisonics", order=1, rng=np.random.default_rng(1))
     b, _ = room_impulse_response(spec, FS, "ambisonics", order=1, rng=np.random.default_rng(1),
-                                 tail_draw_length_s=0.5 * 1.1 + 0.05)
+                                 tail_draw_length_s=response_length_s(0.5))
     np.testing.assert_array_equal(a, b)

@@ -29,7 +29,7 @@ from ..spatial.ambisonics import binaural_decoder, decode_binaural, encode, fibo
 from ..spatial.angles import cart2sph, great_circle_deg, sph2cart
 from ..spatial.hrtf import blend_hrtf, load_hrtf
 from ..spatial.render import render_binaural, trajectory
-from ..spatial.room import RoomSpec, place_in_room, room_impulse_response
+from ..spatial.room import RoomSpec, place_in_room, response_length_s, room_impulse_response
 from ..spatial.sh import sh_matrix
 from .degradations import DEGRADATIONS, apply_signal_degradation, degradation_params, tangent_frame
 from .sources import make_source, pink_noise
@@ -252,7 +252,7 @@ def render_scene(scene: dict, signals: list[np.ndarray], mods: dict | None = Non
                 # the changed room's tail: the unchanged room's noise under the new decay (tail
                 # "shared"); chains recorded before the option drew a new tail ("redrawn")
                 if rv.get("tail", "redrawn") == "shared":
-                    draw_s = spec.rt60_s * 1.1 + 0.05
+                    draw_s = response_length_s(spec.rt60_s)
                 spec.rt60_s = float(np.clip(room["rt60_s"] * rv["rt60_factor"], 0.1, 3.0))
             rir, _ = room_impulse_response(
                 spec, fs, kind, order=order if kind == "ambisonics" else 1, hrtf=hrtf,

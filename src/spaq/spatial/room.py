@@ -28,7 +28,7 @@ from ..errors import SpaqError
 from .angles import cart2sph, sph2cart
 from .sh import sh_matrix
 
-__all__ = ["RoomSpec", "place_in_room", "room_impulse_response", "measure_rt60", "measure_drr"]
+__all__ = ["RoomSpec", "place_in_room", "room_impulse_response", "response_length_s", "measure_rt60", "measure_drr"]
 
 SPEED_OF_SOUND = 343.0
 
@@ -102,6 +102,11 @@ def _images(spec: RoomSpec, fs: int, ism_order: int):
     return src.images.T.copy(), src.damping[0].copy(), src.orders.copy(), float(e_abs), order
 
 
+def response_length_s(rt60_s: float) -> float:
+    """The length of :func:`room_impulse_response` by default: 1.1 RT60 + 50 ms."""
+    return float(rt60_s) * 1.1 + 0.05
+
+
 def _tail_noise(rng: np.random.Generator, n: int, length: int, draw_length: int) -> np.ndarray:
     """``(n, length)`` Gaussian noise of the diffuse tail: the draw of ``(n, draw_length)`` from
     ``rng`` (what a response of ``draw_length`` samples draws), cut or continued to ``length``;
@@ -157,7 +162,7 @@ def room_impulse_response(spec: RoomSpec, sample_rate: int, kind: str, order: in
     gains = np.where(np.arange(len(gains)) == direct, gains, gains * rev)
     delays = np.round((dist - d0) / SPEED_OF_SOUND * fs).astype(np.int64)  # direct at t = 0
     if length_s is None:
-        length_s = spec.rt60_s * 1.1 + 0.05
+        length_s = response_length_s(spec.rt60_s)
     L = int(length_s * fs)
     keep = delays < L
     # mixing time: first arrival of the highest computed order (image set complete before it)
