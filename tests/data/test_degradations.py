@@ -390,16 +390,22 @@ def test_hrtf_swap_full_weight_equals_other_head(tmp_path):
     assert abs(lvl + 6.02) < 0.2
 
 
-def test_reverb_change():
+def _room_impulse_scene(rt60_s: float):
+    """A FOA scene in a 6 x 5 x 3 m room (source at 30 deg, 2 m), an impulse at sample 100 as its
+    source: ``(scene, [impulse], reference rendering)``."""
     from spaq.spatial.room import place_in_room
-    spec = place_in_room((6, 5, 3), 0.4, 30, 0, 2.0, np.random.default_rng(0))
-    room = {"dims_m": list(spec.dims_m), "rt60_s": 0.4, "listener_m": list(spec.listener_m),
+    spec = place_in_room((6, 5, 3), rt60_s, 30, 0, 2.0, np.random.default_rng(0))
+    room = {"dims_m": list(spec.dims_m), "rt60_s": rt60_s, "listener_m": list(spec.listener_m),
             "listener_yaw_deg": spec.listener_yaw_deg, "seed": 1, "margin_m": 0.5, "ism_order": 6}
     sc = _scene("foa", az=30, el=0, room=room)
     sc["duration_s"] = 1.5
     impulse = np.zeros(int(1.5 * FS))
     impulse[100] = 1.0
-    ref = render_scene(sc, [impulse])
+    return sc, impulse, render_scene(sc, [impulse])
+
+
+def test_reverb_change():
+    sc, impulse, ref = _room_impulse_scene(0.4)
     ch = _chain("reverb", 1.0, FOA, seed=0)
     p = ch[0]["params"]
     deg = render_scene(sc, [impulse], scene_mods(ch))
@@ -567,15 +573,7 @@ def test_reverb_tail_shared_a_small_change_stays_small():
     """Tail "shared" (the default): a room lengthened by 1 % keeps the unchanged room's diffuse tail
     under the new decay, so the rendering moves by little; "redrawn" (chains recorded before the
     option) draws a new tail, a change of the order of the tail itself."""
-    from spaq.spatial.room import place_in_room
-    spec = place_in_room((6, 5, 3), 0.6, 30, 0, 2.0, np.random.default_rng(0))
-    room = {"dims_m": list(spec.dims_m), "rt60_s": 0.6, "listener_m": list(spec.listener_m),
-            "listener_yaw_deg": spec.listener_yaw_deg, "seed": 1, "margin_m": 0.5, "ism_order": 6}
-    sc = _scene("foa", az=30, el=0, room=room)
-    sc["duration_s"] = 1.5
-    impulse = np.zeros(int(1.5 * FS))
-    impulse[100] = 1.0
-    ref = render_scene(sc, [impulse])
+    sc, impulse, ref = _room_impulse_scene(0.6)
     late = slice(100 + int(0.1 * FS), None)  # the diffuse part
     change = {}
     for tail in ("shared", "redrawn", None):
