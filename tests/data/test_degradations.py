@@ -594,6 +594,23 @@ def test_reverb_tail_shared_a_small_change_stays_small():
         params("reverb", 0.8, tail="fresh")
 
 
+def test_reverb_shorter_than_the_room_allows_renders_at_its_shortest():
+    """A drier room than fully absorbing walls allow (RT60 x 0.5 below the room's Sabine bound) is
+    rendered at the room's shortest RT60 instead of failing the whole item."""
+    from spaq.spatial.room import min_rt60_s
+    sc, impulse, ref = _room_impulse_scene(0.25)
+    sc["room"]["dims_m"] = [8.5, 7.7, 3.5]
+    assert 0.55 * 0.25 < min_rt60_s(sc["room"]["dims_m"]) < 0.25
+    ref = render_scene(sc, [impulse])
+    out = {}
+    for f in (0.5, 0.55):  # both below the bound: the same rendering
+        ch = _chain("reverb", 0.0, FOA)
+        ch[0]["params"].update(rt60_factor=f, drr_change_db=0.0)
+        out[f] = render_scene(sc, [impulse], scene_mods(ch))
+    assert np.all(np.isfinite(out[0.5])) and np.array_equal(out[0.5], out[0.55])
+    assert np.sum(out[0.5][:, 100 + int(0.05 * FS):] ** 2) < np.sum(ref[:, 100 + int(0.05 * FS):] ** 2)
+
+
 def test_reverb_change_has_one_direction():
     """Longer RT60 comes with more reverberant energy (lower DRR), shorter with less."""
     for seed in range(20):

@@ -75,3 +75,19 @@ def test_tail_drawn_for_another_length_is_that_draw_cut_or_continued():
     b, _ = room_impulse_response(spec, FS, "ambisonics", order=1, rng=np.random.default_rng(1),
                                  tail_draw_length_s=response_length_s(0.5))
     np.testing.assert_array_equal(a, b)
+
+
+def test_min_rt60_is_the_rooms_bound():
+    """``min_rt60_s``: the RT60 of fully absorbing walls, where pyroomacoustics' inverse Sabine
+    formula stops (just above it builds, just below it is refused)."""
+    import pyroomacoustics as pra
+
+    from spaq.spatial.room import min_rt60_s
+
+    dims = (8.5, 7.7, 3.5)
+    lo = min_rt60_s(dims)
+    v, s = 8.5 * 7.7 * 3.5, 2 * (8.5 * 7.7 + 8.5 * 3.5 + 7.7 * 3.5)
+    assert lo == pytest.approx(0.161 * v / s, rel=0.01)  # Sabine's 0.161 V / S
+    assert pra.inverse_sabine(lo * (1 + 1e-6), list(dims))[0] <= 1.0
+    with pytest.raises(ValueError):
+        pra.inverse_sabine(lo * 0.999, list(dims))

@@ -41,7 +41,8 @@ blur               signal  amount lin 0 -> 1 (share of power replaced by decorre
 ild                signal  ild_change_db lin 0 -> 12 (binaural, +: left louder)
 itd                signal  itd_change_us lin 0 -> 600 (binaural, +: right ear later)
 hrtf_swap          scene   weight lin 0 -> 1 of another head's HRTFs (binaural)
-reverb             scene   rt60_factor geo 1 -> 2 (or 1 -> 0.5), drr_change_db lin 0 -> 6 (rooms);
+reverb             scene   rt60_factor geo 1 -> 2 (or 1 -> 0.5; the RT60 kept within 0.1-3 s and at
+                           least the room's shortest, fully absorbing walls), drr_change_db lin 0 -> 6 (rooms);
                            longer RT60 with lower DRR (more reverb), shorter with higher DRR
                            (drawn; option direction: longer | shorter fixes it); option tail:
                            shared (default: the changed room's diffuse tail is the unchanged room's

@@ -29,7 +29,7 @@ from ..spatial.ambisonics import binaural_decoder, decode_binaural, encode, fibo
 from ..spatial.angles import cart2sph, great_circle_deg, sph2cart
 from ..spatial.hrtf import blend_hrtf, load_hrtf
 from ..spatial.render import render_binaural, trajectory
-from ..spatial.room import RoomSpec, place_in_room, response_length_s, room_impulse_response
+from ..spatial.room import RoomSpec, min_rt60_s, place_in_room, response_length_s, room_impulse_response
 from ..spatial.sh import sh_matrix
 from .degradations import DEGRADATIONS, apply_signal_degradation, degradation_params, tangent_frame
 from .sources import make_source, pink_noise
@@ -253,7 +253,9 @@ def render_scene(scene: dict, signals: list[np.ndarray], mods: dict | None = Non
                 # "shared"); chains recorded before the option drew a new tail ("redrawn")
                 if rv.get("tail", "redrawn") == "shared":
                     draw_s = response_length_s(spec.rt60_s)
-                spec.rt60_s = float(np.clip(room["rt60_s"] * rv["rt60_factor"], 0.1, 3.0))
+                # at most fully absorbing walls: a shorter RT60 than the room allows is its shortest
+                rt = float(np.clip(room["rt60_s"] * rv["rt60_factor"], 0.1, 3.0))
+                spec.rt60_s = max(rt, min_rt60_s(room["dims_m"]) * (1 + 1e-6))
             rir, _ = room_impulse_response(
                 spec, fs, kind, order=order if kind == "ambisonics" else 1, hrtf=hrtf,
                 rng=np.random.default_rng(room["seed"] + i), ism_order=room["ism_order"], rotation=rot,

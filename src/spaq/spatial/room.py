@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import math
+
 import numpy as np
 from scipy.signal import oaconvolve
 
@@ -28,7 +30,7 @@ from ..errors import SpaqError
 from .angles import cart2sph, sph2cart
 from .sh import sh_matrix
 
-__all__ = ["RoomSpec", "place_in_room", "room_impulse_response", "response_length_s", "measure_rt60", "measure_drr"]
+__all__ = ["RoomSpec", "place_in_room", "room_impulse_response", "response_length_s", "min_rt60_s", "measure_rt60", "measure_drr"]
 
 SPEED_OF_SOUND = 343.0
 
@@ -100,6 +102,18 @@ def _images(spec: RoomSpec, fs: int, ism_order: int):
     room.image_source_model()
     src = room.sources[0]
     return src.images.T.copy(), src.damping[0].copy(), src.orders.copy(), float(e_abs), order
+
+
+def min_rt60_s(dims_m) -> float:
+    """The shortest RT60 a shoebox of ``dims_m`` (x, y, z) can have: Sabine's formula at energy
+    absorption 1, with pyroomacoustics' speed of sound (what :func:`room_impulse_response` can build)."""
+    try:
+        from pyroomacoustics.parameters import constants
+        c = float(constants.get("c"))
+    except ImportError:  # pragma: no cover
+        c = SPEED_OF_SOUND
+    x, y, z = (float(v) for v in dims_m)
+    return 24 * math.log(10) * x * y * z / (c * 2 * (x * y + x * z + y * z))
 
 
 def response_length_s(rt60_s: float) -> float:
