@@ -265,9 +265,8 @@ def validate_config(user: dict | None) -> dict:
             elif k not in deg.options:
                 allowed = ", ".join(list(deg.ranges) + list(deg.options)) or "(none)"
                 raise SpaqError(f"degradations.options.{name}: unknown option {k!r}; allowed: {allowed}")
-            elif k in deg.choices and v not in deg.choices[k]:
-                raise SpaqError(f"degradations.options.{name}.{k} must be one of {', '.join(deg.choices[k])}, "
-                                f"not {v!r}")
+            elif k in deg.choices:
+                deg.check_choice(k, v, where=f"degradations.options.{name}.")
     if d["chain"] is not None:
         if not isinstance(d["chain"], list):
             raise SpaqError("degradations.chain must be a list of {type, severity}")

@@ -150,14 +150,21 @@ class Degradation:
     options: tuple = ()
     choices: dict = {}
 
+    def check_choice(self, option: str, value, where: str | None = None) -> str:
+        """``value`` of the enumerated ``option`` as a string, refused in one line unless it is one of
+        :attr:`choices` (``where``: how the message names the option's place; default the
+        degradation's name)."""
+        allowed = self.choices[option]
+        v = str(value)
+        if v not in allowed:
+            where = f"{self.name}: option " if where is None else where
+            raise SpaqError(f"{where}{option} must be one of {', '.join(allowed)}, not {v!r}")
+        return v
+
     def choice(self, ctx: "DrawContext", option: str) -> str:
         """The config's value of the enumerated ``option`` (the first of :attr:`choices` when unset),
-        checked against the allowed values."""
-        allowed = self.choices[option]
-        v = str(ctx.options.get(option, allowed[0]))
-        if v not in allowed:
-            raise SpaqError(f"{self.name}: option {option} must be one of {', '.join(allowed)}, not {v!r}")
-        return v
+        checked against the allowed values (:meth:`check_choice`)."""
+        return self.check_choice(option, ctx.options.get(option, self.choices[option][0]))
 
     def severity_values(self, s: float, sample_rate: int, options: dict) -> dict:
         """``{param: value}`` of the ranges at severity ``s`` (``options`` may replace a

@@ -137,7 +137,5 @@ class QualityMapping(nn.Module):
             raise ValueError(f"quality parameters incomplete or malformed: {e}") from None
         if min(tw + sw) < 0 or not k > 0:
             raise ValueError("quality weights must be >= 0 and the exponent > 0")
-        if not c >= 1.0:
-            raise ValueError(f"the combination order must be >= 1, got {c}")
         lg = lambda x: math.log(x) if x > 0 else float("-inf")  # noqa: E731
         return cls([lg(x) for x in tw], [lg(x) for x in sw], math.log(k), c)
