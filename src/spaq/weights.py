@@ -58,7 +58,7 @@ REGISTRY: dict[str, WeightSpec] = {
     "quality_v1": WeightSpec(
         name="quality_v1",
         url=None,
-        sha256="1da1cdab4efb7dcc79d196b143ae1886414d4b365084571bb1a958a69657c9e5",
+        sha256="67bed3c7da916925a3563c4cda618b20599bfe465e79964d95e8b616bcb6006d",
         filename="quality_v1.json",
         env_var="SPAQ_QUALITY_PARAMS",
         licence=_QUALITY_LICENCE,

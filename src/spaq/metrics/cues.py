@@ -29,7 +29,7 @@ __all__ = ["Cues", "cue_maps", "summarise_cue_maps", "MAP_NAMES"]
 
 class Cues(Metric):
     name = "cues"
-    version = "1.0"
+    version = "1.1"  # 1.1: ambisonic input decoded with the causal MagLS decoder
     description = ("training-free cue differences (ILD dB, coherence, level dB, directiveness) per band and frame; "
                    "score = median |dILD| in dB (spatial only: timbre is in level_mean_abs_db); lower is better")
     unit = "dB"

@@ -53,8 +53,9 @@ class Quality(Metric):
     # diffuse part of the band powers judged as a texture (1 s moving average), refitted; 5.0: what
     # the reference's own sound masks not counted, each test's offset removed and its error
     # normalised in the joint fit, refitted; 6.0: the timbral and spatial distortions combined as a
-    # Euclidean distance (``combination`` 2), refitted
-    version = "6.0"
+    # Euclidean distance (``combination`` 2), refitted; 7.0: ambisonic input decoded with the causal
+    # MagLS decoder (its acausal part had wrapped to the buffer end and been faded out), refitted
+    version = "7.0"
     description = ("spaq's global quality model 0..100 (binaural and ambisonics; 100 = identical): timbral and "
                    "spatial sub-scores, calibrated on two MUSHRA tests (speech codecs, binaural spatial codings) "
                    "and synthetic corpora; shipped parameters")
