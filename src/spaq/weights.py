@@ -118,7 +118,7 @@ REGISTRY: dict[str, WeightSpec] = {
     "predictor_v1": WeightSpec(
         name="predictor_v1",
         url=None,
-        sha256="f592b6dc83678829d1c6dcd788533f4592db0422ed2c5e67fcc39782a7d74c1a",
+        sha256="92395a2f1eae0c0e65494622e2dfadd2343e7edb129e3a2eb5695c112d01f9b7",
         filename="predictor_v1.pt",
         env_var="SPAQ_PREDICTOR_WEIGHTS",
         licence="MIT (spaq); trained on spaq corpus-engine scenes (KU100 and SONICOM-1 HRTFs) with spaq's quality "

@@ -183,9 +183,10 @@ class PredictorTrainConfig(RecipeConfig):
 
 # --------------------------------------------------------------------------- corpus
 #: the ``quality`` parameters (registry name) the teacher scores with: version 5, on which the shipped
-#: ``predictor_v1`` was trained (``quality`` 6.0's code with them scores exactly as 5.0 did: their
-#: ``combination`` is absent, read as 1, the sum of the two distortions), so that the recipe
-#: reproduces the shipped weights. The parameters' sha256 is part of every cached table's key.
+#: ``predictor_v1`` was trained (their ``combination`` is absent, read as 1, the sum of the two
+#: distortions; ``quality`` 7.0's code decodes ambisonics with the causal MagLS decoder, with which the
+#: shipped weights were refitted), so that the recipe reproduces the shipped weights. The parameters'
+#: sha256 and the metric's version are part of every cached table's key.
 TEACHER_PARAMS = "quality_v5"
 
 
