@@ -393,7 +393,7 @@ def main(argv=None):
     ap.add_argument("--pairs", type=int, default=22)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--mushra-features", default=None, help="reuse the MUSHRA feature table written by "
-                    "`spaq train quality` (<out>_mushra.csv) instead of recomputing it")
+                    "`spaq train quality` (<out stem>_mushra_aligned_<key>.csv) instead of recomputing it")
     ap.add_argument("--exact", action="store_true", help="evaluate the exact (full-rate float64) front-end "
                     "instead of the default fast one (features cached per --cache dir: use one dir per mode)")
     ap.add_argument("--seed", type=int, default=7, help="LOSO fitting seed (as the training recipe)")

@@ -64,9 +64,8 @@ def tables(workdir: Path, stem: str, tc, log=print):
     metric = None
     out = {}
     for align in (True, False):
-        sfx = "_aligned" if align else ""
         for kind in ("mushra", "param_coding"):
-            p = workdir / f"{stem}_{kind}{sfx}.csv"
+            p = tq.feature_table_path(workdir, stem, kind, tc, align)
             if not p.is_file():
                 metric = metric or tq._metric()
                 if kind == "mushra":

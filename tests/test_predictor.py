@@ -384,6 +384,16 @@ def test_split_cache_key_follows_the_split_and_the_feature_names(monkeypatch, tm
     assert split_cache_path(CorpusSplit(seed=1), tmp_path / "t.csv") != base
     monkeypatch.setattr(fp, "FEATURE_NAMES", fp.FEATURE_NAMES + ("a_new_feature",))
     assert split_cache_path(CorpusSplit(), tmp_path / "t.csv") != base
+    monkeypatch.undo()
+    # the teacher's metric version (its ambisonics decoder) and the corpus engine's rendering version
+    import spaq.data
+    from spaq.metrics.quality import Quality
+
+    monkeypatch.setattr(spaq.data, "ENGINE_VERSION", spaq.data.ENGINE_VERSION + 1)
+    assert split_cache_path(CorpusSplit(), tmp_path / "t.csv") != base
+    monkeypatch.undo()
+    monkeypatch.setattr(Quality, "version", Quality.version + ".x")
+    assert split_cache_path(CorpusSplit(), tmp_path / "t.csv") != base
 
 
 def test_anchor_sources_draw_wider_scenes_and_keep_old_cache_keys(tmp_path):

@@ -60,3 +60,27 @@ def test_fit_spatial_anchor_match_and_optional_order_term():
     v2 = np.exp(fit_spatial(recs, w, ["noise"], ["rotation"], monotone_weight=10.0, monotone_margin=0.05))
     d = {s: (0.3 if s == 1.0 else s) * v2[i_ild] + 0.4 * s * s * v2[i_dir] for s in (0.5, 1.0)}
     assert v2[i_dir] > 0.1 and d[1.0] > d[0.5]  # the folded sweep now rises with severity
+
+
+def test_workdir_tables_are_keyed_by_what_made_them(monkeypatch, tmp_path):
+    """A workdir left by another version of the metric (its features or its ambisonics decoder) or by
+    another recipe section is not read back as this recipe's tables."""
+    from spaq.metrics.quality import Quality
+    from spaq.train.quality import feature_table_path
+
+    tc = QualityTrainConfig.from_yaml(REPO / "configs" / "train" / "quality.yaml")
+    paths = {k: feature_table_path(tmp_path, "q", k, tc) for k in ("mushra", "param_coding", "synthetic")}
+    assert len(set(paths.values())) == 3 and all(p.parent == tmp_path for p in paths.values())
+    assert paths["mushra"].name.startswith("q_mushra_aligned_") and paths["synthetic"].name.startswith("q_synthetic_")
+    assert feature_table_path(tmp_path, "q", "mushra", tc) == paths["mushra"]  # deterministic
+    assert feature_table_path(tmp_path, "q", "mushra", tc, align=False) != paths["mushra"]
+    other = QualityTrainConfig.from_dict({"synthetic": {"seed": tc.synthetic["seed"] + 1}})
+    assert feature_table_path(tmp_path, "q", "synthetic", other) != paths["synthetic"]
+    monkeypatch.setattr(Quality, "version", Quality.version + ".x")
+    assert all(feature_table_path(tmp_path, "q", k, tc) != p for k, p in paths.items())
+    monkeypatch.undo()
+    import spaq.data
+
+    monkeypatch.setattr(spaq.data, "ENGINE_VERSION", spaq.data.ENGINE_VERSION + 1)  # the engine renders other audio
+    assert feature_table_path(tmp_path, "q", "synthetic", tc) != paths["synthetic"]
+    assert feature_table_path(tmp_path, "q", "mushra", tc) == paths["mushra"]  # real recordings: not its output

@@ -389,6 +389,7 @@ def split_cache_path(split: CorpusSplit, cache) -> Path:
     the teacher and the feature names."""
     # the teacher's parameters are part of the key: a recalibrated quality metric gives new targets
     # and so are the feature names: a table made before a feature was added lacks its column
+    from ..data import ENGINE_VERSION
     from ..metrics.functional.predictor import FEATURE_NAMES
 
     t = _teacher()
@@ -402,6 +403,8 @@ def split_cache_path(split: CorpusSplit, cache) -> Path:
             sp[opt] = float(sp[opt])
     ident = {"split": sp, "teacher": [t.name, t.version, getattr(t, "sha256", None),
                                                   getattr(t, "fast", None)], "features": list(FEATURE_NAMES)}
+    if ENGINE_VERSION != 1:  # the engine the first tables with this key's teacher (quality 7.0) were made with
+        ident["engine"] = ENGINE_VERSION
     key = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
     return Path(cache).with_name(f"{Path(cache).stem}_{key}.csv")
 

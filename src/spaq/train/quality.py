@@ -44,7 +44,7 @@ from ..models.quality import SPATIAL_FEATURES, TIMBRAL_FEATURES, QualityMapping
 __all__ = ["QualityTrainConfig", "mushra_table", "mushra_features", "sweep", "sweep_draws", "sweep_params", "sweep_features",
            "fit_timbral", "loso_predictions", "fit_spatial", "train_quality", "param_coding_table",
            "param_coding_features", "pair_features", "fit_joint", "joint_cv", "joint_pred", "SPATIAL_MODES",
-           "FAMILIES", "RECIPE_OPTIONS", "combine"]
+           "FAMILIES", "RECIPE_OPTIONS", "combine", "feature_table_path"]
 
 # evaluation family name -> (corpus degradation, options, formats it applies to)
 FAMILIES = {
@@ -660,6 +660,31 @@ def _synthetic_records(tc: QualityTrainConfig, metric, log=print) -> list[dict]:
     return recs
 
 
+def feature_table_path(workdir, stem: str, kind: str, tc: QualityTrainConfig, align: bool = True) -> Path:
+    """Where ``spaq train quality`` caches a feature table in ``workdir``: ``<stem>_<kind>[_aligned]_<key>.csv``.
+
+    ``kind``: ``mushra``, ``param_coding`` or ``synthetic``. The key (16 hex digits) hashes what the
+    table's values depend on: the metric's name and version (its features and the ambisonics decoder
+    change with it), the feature names, the recipe's section of that data (and, for the synthetic
+    sweeps, the corpus-engine options they are rendered with and :data:`spaq.data.ENGINE_VERSION`) and
+    the delay alignment. A workdir left by
+    another version of spaq, or by another recipe, then gets its tables made again instead of being read
+    back as if they were this recipe's."""
+    from dataclasses import asdict
+
+    from ..data import ENGINE_VERSION
+    from ..metrics.quality import Quality
+
+    section = {"mushra": tc.mushra, "param_coding": tc.param_coding, "synthetic": tc.synthetic}[kind]
+    ident = {"metric": [Quality.name, Quality.version], "features": [list(TIMBRAL_FEATURES), list(SPATIAL_FEATURES)],
+             "kind": kind, "section": asdict(section), "align": bool(align) if kind != "synthetic" else None,
+             "options": RECIPE_OPTIONS if kind == "synthetic" else None,
+             "engine": ENGINE_VERSION if kind == "synthetic" else None}
+    key = hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    suffix = "_aligned" if align and kind != "synthetic" else ""
+    return Path(workdir) / f"{stem}_{kind}{suffix}_{key}.csv"
+
+
 def _cached_table(path: Path, make, log=print):
     import pandas as pd
 
@@ -686,9 +711,9 @@ def _cv_stats(pred: np.ndarray, y: np.ndarray) -> dict:
 
 
 def train_quality(tc: QualityTrainConfig, out, log=print, workdir=None) -> dict:
-    """Run the recipe; write the parameters JSON to ``out`` and the fitting data next to it
-    (``<out stem>_mushra.csv``, ``<out stem>_param_coding.csv``, ``<out stem>_synthetic.csv``).
-    Returns a summary.
+    """Run the recipe; write the parameters JSON to ``out`` and the fitting data in ``workdir``
+    (default: next to it; :func:`feature_table_path`: ``<out stem>_mushra_aligned_<key>.csv``, ...,
+    reused by a later run with the same key). Returns a summary.
 
     Steps: (1) features of the speech-codec MUSHRA half (delay-aligned) and timbral weights +
     exponent fitted on it alone; (2) synthetic sweeps: the spatial weights ``v0`` matched to the
@@ -724,8 +749,7 @@ def train_quality(tc: QualityTrainConfig, out, log=print, workdir=None) -> dict:
     if use_pc:  # check the rebuilt items before the long feature runs
         pc_root = tc.param_coding_dir()
         pc_table = param_coding_table(pc_root, tc.param_coding["ratings"])
-    suffix = "_aligned" if align else ""
-    mt = _cached_table(workdir / f"{out.stem}_mushra{suffix}.csv",
+    mt = _cached_table(feature_table_path(workdir, out.stem, "mushra", tc, align),
                        lambda: mushra_features(root, table, metric, log, align=align), log)
     F, _, y = _matrices(mt)
     theta = fit_timbral(F, y, tc.seed, starts)
@@ -735,7 +759,7 @@ def train_quality(tc: QualityTrainConfig, out, log=print, workdir=None) -> dict:
     log(f"timbral fit (speech alone): w={w0.round(4).tolist()} k={math.exp(theta[-1]):.3f}; LOSO Pearson coded "
         f"{_cv_stats(cv[coded], y[coded])['pearson']:.3f} ({time.time() - t0:.0f} s)")
 
-    recs = _cached_table(workdir / f"{out.stem}_synthetic.csv",
+    recs = _cached_table(feature_table_path(workdir, out.stem, "synthetic", tc),
                          lambda: __import__("pandas").DataFrame(_synthetic_records(tc, metric, log)), log)
     recs = recs.to_dict("records")
     for r in recs:
@@ -750,7 +774,7 @@ def train_quality(tc: QualityTrainConfig, out, log=print, workdir=None) -> dict:
 
     cvs = {"speech_codec_loso_timbral_only": _cv_stats(cv[coded], y[coded])}
     if use_pc:
-        pt = _cached_table(workdir / f"{out.stem}_param_coding{suffix}.csv",
+        pt = _cached_table(feature_table_path(workdir, out.stem, "param_coding", tc, align),
                            lambda: param_coding_features(pc_root, pc_table, metric, log, align=align), log)
         tests = [_matrices(mt), _matrices(pt)]
         groups = [mt["stimulus"].to_numpy(), pt["trial"].to_numpy()]
