@@ -131,6 +131,28 @@ def test_refuses_other_folders(made, tmp_path):
     assert (tmp_path / "busy" / "notes.txt").read_text() == "mine"
 
 
+def test_resume_refuses_a_corpus_of_another_engine_version(tmp_path, monkeypatch):
+    """corpus.json records the corpus engine's rendering version (and spaq's); continuing a corpus that
+    another engine version rendered would mix two renderings, so it is refused in one line."""
+    import json
+
+    import spaq
+    import spaq.data
+
+    cfg = validate_config({"corpus": {"n": 2, "duration_s": 0.2}, "scene": {"sources": {"types": {"harmonic": 1}}}})
+    out = tmp_path / "c"
+    generate_corpus(cfg, str(out), n=1, progress=False)
+    meta = json.loads((out / "corpus.json").read_text())
+    assert meta["engine_version"] == spaq.data.ENGINE_VERSION and meta["spaq_version"] == spaq.__version__
+    monkeypatch.setattr(spaq.data, "ENGINE_VERSION", spaq.data.ENGINE_VERSION + 1)
+    with pytest.raises(SpaqError, match=r"rendered by corpus engine version 1, this spaq renders with version 2"):
+        generate_corpus(cfg, str(out), resume=True, progress=False)
+    monkeypatch.undo()
+    del meta["engine_version"]  # a corpus made before the key existed resumes as before
+    (out / "corpus.json").write_text(json.dumps(meta))
+    assert len(generate_corpus(cfg, str(out), resume=True, progress=False)) == 2
+
+
 def test_dataset_matches_files(made):
     out, df = made
     ds = SpatialCorpusDataset(CFG)

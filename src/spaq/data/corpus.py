@@ -2,7 +2,8 @@
 
 Layout of an output folder::
 
-    corpus.json           what corpus this is (config, config hash, seed): guards the folder
+    corpus.json           what corpus this is (config, config hash, seed, the corpus engine's rendering
+                          version, spaq's version): guards the folder
     audio/000000_ref.wav  reference;  _deg.wav degraded (pairs) or positive (triplets);
     audio/000000_neg.wav  negative (triplets)
     items.jsonl           journal: one line per finished item (its files are complete)
@@ -217,6 +218,11 @@ def _check_folder(out_dir: str, fingerprint: dict, resume: bool) -> None:
         if old.get("config_hash") != fingerprint["config_hash"] or old.get("seed") != fingerprint["seed"]:
             raise SpaqError(f"output folder {out_dir} holds another corpus "
                             f"({old.get('name', '?')}, seed {old.get('seed')}); choose another --out")
+        if old.get("engine_version", fingerprint["engine_version"]) != fingerprint["engine_version"]:
+            # its items were rendered by another corpus engine: continuing would mix two renderings
+            raise SpaqError(f"output folder {out_dir} holds this corpus rendered by corpus engine version "
+                            f"{old['engine_version']}, this spaq renders with version {fingerprint['engine_version']}; "
+                            "generate it again into another --out")
         if not resume:
             raise SpaqError(f"output folder {out_dir} already holds this corpus; add --resume to continue it")
     os.makedirs(os.path.join(out_dir, "audio"), exist_ok=True)
@@ -250,8 +256,12 @@ def generate_corpus(cfg: dict, out_dir: str, n: int | None = None, seed: int | N
         raise SpaqError("--workers must be at least 1")
     preflight(cfg)
     out_dir = os.path.abspath(out_dir)
+    from .. import __version__
+    from . import ENGINE_VERSION
+
+    # engine_version: what rendered the items (corpora of spaq before it carry none, and resume as before)
     fp = {"format": "spaq-corpus/1", "name": c["name"], "seed": c["seed"], "config_hash": config_hash(cfg),
-          "config": cfg}
+          "config": cfg, "engine_version": ENGINE_VERSION, "spaq_version": __version__}
     _check_folder(out_dir, fp, resume)
     _remove_stale_temps(out_dir)
     journal = os.path.join(out_dir, "items.jsonl")
