@@ -667,9 +667,8 @@ def feature_table_path(workdir, stem: str, kind: str, tc: QualityTrainConfig, al
     table's values depend on: the metric's name and version (its features and the ambisonics decoder
     change with it), the feature names, the recipe's section of that data (and, for the synthetic
     sweeps, the corpus-engine options they are rendered with and :data:`spaq.data.ENGINE_VERSION`) and
-    the delay alignment. A workdir left by
-    another version of spaq, or by another recipe, then gets its tables made again instead of being read
-    back as if they were this recipe's."""
+    the delay alignment. A workdir left by another version of spaq, or by another recipe, then gets its
+    tables made again instead of being read back as if they were this recipe's."""
     from dataclasses import asdict
 
     from ..data import ENGINE_VERSION
