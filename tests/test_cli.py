@@ -329,6 +329,9 @@ def test_version_json(capsys, monkeypatch):
 
     d = run_json(capsys, ["version"])
     assert d["spaq"] == spaq.__version__ and d["torch"] == torch.__version__ and d["numpy"] == np.__version__
+    import spaq.data
+
+    assert d["corpus_engine"] == spaq.data.ENGINE_VERSION  # what corpus.json and the recipes' caches record
     assert d["checkpoints"]["qastanet"] is None  # offline, empty cache, no env var
     if QASTANET_CKPT.is_file():
         monkeypatch.setenv(ENV, str(QASTANET_CKPT))

@@ -1,4 +1,5 @@
-"""``spaq version``: versions of spaq, torch, numpy, the checkpoints and the named HRTF sets found."""
+"""``spaq version``: versions of spaq, torch, numpy, the corpus engine's rendering, the checkpoints and the
+named HRTF sets found."""
 from __future__ import annotations
 
 import os
@@ -17,8 +18,10 @@ def version_cmd(as_json: bool = typer.Option(False, "--json", help="Print one JS
     import torch
 
     from .. import __version__, weights
+    from ..data import ENGINE_VERSION
 
-    info = {"spaq": __version__, "torch": torch.__version__, "numpy": numpy.__version__, "checkpoints": {}}
+    info = {"spaq": __version__, "torch": torch.__version__, "numpy": numpy.__version__,
+            "corpus_engine": ENGINE_VERSION, "checkpoints": {}}
     why = {}
     for name, spec in weights.REGISTRY.items():
         try:
@@ -38,7 +41,8 @@ def version_cmd(as_json: bool = typer.Option(False, "--json", help="Print one JS
     if as_json:
         print_json(info)
         return
-    typer.echo(f"spaq {info['spaq']}  torch {info['torch']}  numpy {info['numpy']}")
+    typer.echo(f"spaq {info['spaq']}  torch {info['torch']}  numpy {info['numpy']}  "
+               f"corpus engine {info['corpus_engine']}")
     for k, v in info["checkpoints"].items():
         typer.echo(f"  {k}: " + (f"{v['path']} (sha256 {v['sha256'][:12]}…)" if v else why[k]))
     typer.echo("HRTF sets (--hrtf NAME):")
