@@ -10,7 +10,7 @@ import hashlib
 import os
 from pathlib import Path
 
-__all__ = ["cache_dir", "cached_array", "sha256_file"]
+__all__ = ["cache_dir", "cached_array", "sha256_file", "json_sha256"]
 
 
 def cache_dir() -> Path:
@@ -25,6 +25,14 @@ def sha256_file(path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def json_sha256(obj) -> str:
+    """sha256 (hex) of ``obj``'s canonical JSON (sorted keys; what JSON cannot write, as ``str``):
+    the key of a cached table or a config, equal for equal contents."""
+    import json
+
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def cached_array(name: str, make, check=None):

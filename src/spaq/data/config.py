@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
-import json
 import os
 from dataclasses import dataclass, field
 from typing import Optional, Union
 
 from .. import config as _loader
 from ..errors import SpaqError
+from ..cache import json_sha256
 from ..formats import parse_format
 
 __all__ = ["DEFAULTS", "CorpusConfig", "load_config", "validate_config", "config_hash"]
@@ -295,4 +294,4 @@ def config_hash(cfg: dict) -> str:
     c = copy.deepcopy(cfg)
     c["corpus"].pop("n", None)
     c["corpus"].pop("csv", None)
-    return hashlib.sha256(json.dumps(c, sort_keys=True, default=str).encode()).hexdigest()
+    return json_sha256(c)

@@ -19,9 +19,8 @@ Shapes: binaural RIR ``(2, L)``, ambisonic RIR ``(n_ch, L)`` ACN/SN3D.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import math
+from dataclasses import asdict, dataclass
 
 import numpy as np
 from scipy.signal import oaconvolve
@@ -30,7 +29,8 @@ from ..errors import SpaqError
 from .angles import cart2sph, sph2cart
 from .sh import sh_matrix
 
-__all__ = ["RoomSpec", "place_in_room", "room_impulse_response", "response_length_s", "min_rt60_s", "measure_rt60", "measure_drr"]
+__all__ = ["RoomSpec", "place_in_room", "room_impulse_response", "response_length_s", "min_rt60_s", "measure_rt60",
+           "measure_drr"]
 
 SPEED_OF_SOUND = 343.0
 

@@ -26,8 +26,6 @@ the same corpus section only refits the network (seconds).
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -36,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..cache import json_sha256
 from ..config import RecipeConfig, Section
 from ..errors import SpaqError
 from ..files import atomic_write
@@ -393,9 +392,9 @@ def split_cache_path(split: CorpusSplit, cache) -> Path:
     from ..metrics.functional.predictor import FEATURE_NAMES
 
     t = _teacher()
-    sp = asdict(split)
+    sp = {**asdict(split), "engine": ENGINE_VERSION}  # the corpus engine that renders the split
     for opt, default in (("anchor_sources", 1), ("scene_sources", 1), ("speech_upper_band_db", None),
-                         ("input_level_dbfs", None), ("degradation_options", "recipe")):
+                         ("input_level_dbfs", None), ("degradation_options", "recipe"), ("engine", 1)):
         if sp.get(opt) == default:  # the default: tables cached before the option keep their key
             del sp[opt]
     for opt in ("speech_upper_band_db", "input_level_dbfs"):  # -18 and -18.0 (YAML) are one split
@@ -403,9 +402,7 @@ def split_cache_path(split: CorpusSplit, cache) -> Path:
             sp[opt] = float(sp[opt])
     ident = {"split": sp, "teacher": [t.name, t.version, getattr(t, "sha256", None),
                                                   getattr(t, "fast", None)], "features": list(FEATURE_NAMES)}
-    if ENGINE_VERSION != 1:  # the engine the first tables with this key's teacher (quality 7.0) were made with
-        ident["engine"] = ENGINE_VERSION
-    key = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
+    key = json_sha256(ident)[:16]
     return Path(cache).with_name(f"{Path(cache).stem}_{key}.csv")
 
 

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..cache import json_sha256
 from ..config import RecipeConfig, Section
 from ..errors import SpaqError
 from ..files import atomic_write
@@ -676,12 +677,14 @@ def feature_table_path(workdir, stem: str, kind: str, tc: QualityTrainConfig, al
 
     section = {"mushra": tc.mushra, "param_coding": tc.param_coding, "synthetic": tc.synthetic}[kind]
     ident = {"metric": [Quality.name, Quality.version], "features": [list(TIMBRAL_FEATURES), list(SPATIAL_FEATURES)],
-             "kind": kind, "section": asdict(section), "align": bool(align) if kind != "synthetic" else None,
-             "options": RECIPE_OPTIONS if kind == "synthetic" else None,
-             "engine": ENGINE_VERSION if kind == "synthetic" else None}
-    key = hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    suffix = "_aligned" if align and kind != "synthetic" else ""
-    return Path(workdir) / f"{stem}_{kind}{suffix}_{key}.csv"
+             "kind": kind, "section": asdict(section)}
+    if kind == "synthetic":  # rendered by the corpus engine; no delay alignment
+        ident.update(options=RECIPE_OPTIONS, engine=ENGINE_VERSION)
+        suffix = ""
+    else:  # real recordings
+        ident["align"] = bool(align)
+        suffix = "_aligned" if align else ""
+    return Path(workdir) / f"{stem}_{kind}{suffix}_{json_sha256(ident)[:16]}.csv"
 
 
 def _cached_table(path: Path, make, log=print):
