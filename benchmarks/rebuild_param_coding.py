@@ -241,7 +241,20 @@ def _room(reverb: str):
     return np.array([7, 6, 3.5]), drr, t60
 
 
-def rebuild(cache: Path, seed: int = 19, force: bool = False, log=print, trials=None) -> None:
+#: the ambisonic signals the generator writes before decoding them (``--ambisonics``): the third-order
+#: reference (ACN/SN3D, 16 channels) and its first four channels (the FOA condition, before the
+#: authors' order-1 MagLS decoder and its -1.5 dB)
+AMBISONICS = ("ref_amb", "foa_amb")
+
+
+def ambisonic_path(cache: Path, trial: str, which: str) -> Path:
+    """The cached ambisonic wav of ``trial`` (``which``: one of :data:`AMBISONICS`)."""
+    scen, rev = TRIALS[trial]
+    return Path(cache) / f"{scen}_{rev}_{which}.wav"
+
+
+def rebuild(cache: Path, seed: int = 19, force: bool = False, log=print, trials=None,
+            ambisonics: bool = False) -> None:
     import numpy as np
 
     gen = SHARED / "generate_stimuli"
@@ -256,6 +269,8 @@ def rebuild(cache: Path, seed: int = 19, force: bool = False, log=print, trials=
                 continue
             scen, rev = TRIALS[trial]
             want = [item_path(cache, trial)] + [item_path(cache, trial, c) for c in CONDITIONS]
+            if ambisonics:
+                want += [ambisonic_path(cache, trial, w) for w in AMBISONICS]
             if not force and all(p.is_file() for p in want):
                 continue
             t0 = time.process_time()
@@ -267,7 +282,7 @@ def rebuild(cache: Path, seed: int = 19, force: bool = False, log=print, trials=
             with contextlib.redirect_stdout(sys.stderr):
                 gs.generate_trial(signals, str(tmp / f"{scen}_{rev}"), directions, room, t60, drr, listener_pos,
                                   normalise_db, FS, 3, None)
-            for p in want:  # keep the binaural files the test played; move each into place
+            for p in want:  # keep the binaural files the test played (and the ambisonics asked for)
                 os.replace(tmp / p.name, p)
             for p in tmp.glob(f"{scen}_{rev}_*"):
                 p.unlink()
@@ -320,8 +335,11 @@ def main(argv=None):
     ap.add_argument("--force", action="store_true", help="rebuild even when the files are there")
     ap.add_argument("--trials", nargs="+", default=None, choices=list(TRIALS), metavar="TRIAL",
                     help="only these trials (default: all 7; separate processes may build different trials)")
+    ap.add_argument("--ambisonics", action="store_true",
+                    help="also keep the third-order reference and the FOA condition as ambisonics (ACN/SN3D), "
+                         "<scene>_<reverb>_ref_amb.wav / _foa_amb.wav")
     a = ap.parse_args(argv)
-    rebuild(Path(a.cache), a.seed, a.force, trials=a.trials)
+    rebuild(Path(a.cache), a.seed, a.force, trials=a.trials, ambisonics=a.ambisonics)
     print(f"wrote {a.cache}")
 
 

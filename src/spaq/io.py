@@ -278,11 +278,12 @@ class PairReader:
     needed), ambisonics in ACN/SN3D, trimmed to the common length ``n_samples``."""
 
     def __init__(self, ref: _FileSegments, deg: _FileSegments, n_samples: int, normalisation: str | None,
-                 offsets: tuple[int, int] = (0, 0)):
+                 offsets: tuple[int, int] = (0, 0), n_channels: int | None = None):
         self._files = (ref, deg)
         self._offsets = (int(offsets[0]), int(offsets[1]))
         self.n_samples = int(n_samples)
-        self.n_channels = ref.channels
+        #: both signals' channel count (ambisonics of a lower order are zero-padded to it)
+        self.n_channels = int(n_channels or ref.channels)
         self.dtype = ref.dtype
         self._norm = normalisation
         #: called as ``on_read(a, b)`` after each read (progress reporting); None: nothing
@@ -292,7 +293,7 @@ class PairReader:
         a, b = max(0, int(a)), min(self.n_samples, int(b))
         out = []
         for f, o in zip(self._files, self._offsets):
-            x = f.read(a + o, b + o)
+            x = _pad_channels(f.read(a + o, b + o), self.n_channels)
             if self._norm not in (None, "sn3d"):
                 x = convert_normalisation(x, self._norm, "sn3d")
             out.append(np.ascontiguousarray(x, dtype=self.dtype)[None])
@@ -393,6 +394,36 @@ def _check_content(x: np.ndarray, label: str) -> None:
         what = " and ".join(w for w, h in (("NaN", has_nan), ("Inf", has_inf)) if h)
         n_bad = int(x.size - finite.sum())
         raise SpaqInputError(f"{label} contains {what} samples ({n_bad} non-finite values)")
+
+
+def _channels_to_pad(n_ref: int, n_deg: int, fmt, ref_label: str, deg_label: str, warnings: list) -> int:
+    """The channel count both signals get: their own when equal; for ambisonic signals of two
+    orders (4, 9, 16, ... channels; ``fmt`` None or ambisonics in ACN) the larger, the
+    lower-order one zero-padded (a warning says so); otherwise the one-line error."""
+    if n_ref == n_deg:
+        return n_ref
+    o_r, o_d = order_from_channels(n_ref), order_from_channels(n_deg)
+    ambi = fmt is None or (isinstance(fmt, str) and fmt.strip().lower().split("/")[0] in ("ambisonics", "foa")
+                           or fmt.strip().lower().startswith("hoa")) or (
+        isinstance(fmt, SpatialFormat) and fmt.is_ambisonics)
+    if isinstance(fmt, str) and "fuma" in fmt.lower():
+        ambi = False
+    if not (ambi and o_r is not None and o_d is not None and min(o_r, o_d) >= 1):
+        raise SpaqInputError(f"ref and deg have different channel counts: {n_ref} in {ref_label}, {n_deg} in {deg_label}")
+    low, high = (ref_label, deg_label) if o_r < o_d else (deg_label, ref_label)
+    warnings.append(f"{low} is order-{min(o_r, o_d)} ambisonics and {high} order {max(o_r, o_d)}: the lower-order "
+                    f"signal is zero-padded to {max(n_ref, n_deg)} channels (metrics decode each signal at its own "
+                    f"order)")
+    return max(n_ref, n_deg)
+
+
+def _pad_channels(x: np.ndarray, n: int) -> np.ndarray:
+    """``(..., C, T)`` -> ``(..., n, T)`` with zero channels appended (``x`` itself when C == n)."""
+    if x.shape[-2] == n:
+        return x
+    pad = [(0, 0)] * x.ndim
+    pad[-2] = (0, n - x.shape[-2])
+    return np.pad(x, pad)
 
 
 def _resolve_format(fmt, n_ch: int, ref_label: str) -> tuple[SpatialFormat, str]:
@@ -579,10 +610,8 @@ def _load_pair_streamed(ref, deg, target_rate, fmt, trim, min_duration_s, align:
     dt = "float64" if "float64" in (_dtype_for(infos[0]), _dtype_for(infos[1])) else "float32"
     silent = [_scan_file(p, label, dt) for p, label in ((ref, ref_label), (deg, deg_label))]
     warnings: list[str] = []
-    if infos[0].channels != infos[1].channels:
-        raise SpaqInputError(f"ref and deg have different channel counts: {infos[0].channels} in {ref_label}, "
-                             f"{infos[1].channels} in {deg_label}")
-    spatial_fmt, in_norm = _resolve_format(fmt, infos[0].channels, ref_label)
+    n_ch = _channels_to_pad(int(infos[0].channels), int(infos[1].channels), fmt, ref_label, deg_label, warnings)
+    spatial_fmt, in_norm = _resolve_format(fmt, n_ch, ref_label)
     if silent[0]:
         raise SpaqInputError(f"{ref_label}: reference is silent (all samples are zero): nothing to compare against")
     if silent[1]:
@@ -597,8 +626,8 @@ def _load_pair_streamed(ref, deg, target_rate, fmt, trim, min_duration_s, align:
     lengths = [files[0].n_out, files[1].n_out]
     if align:
         w = int(ALIGN_WINDOW_S * sr_used)
-        al = _estimate(files[0].read(0, min(w, files[0].n_out)), files[1].read(0, min(w, files[1].n_out)),
-                       sr_used, spatial_fmt.kind)
+        al = _estimate(_pad_channels(files[0].read(0, min(w, files[0].n_out)), n_ch),
+                       _pad_channels(files[1].read(0, min(w, files[1].n_out)), n_ch), sr_used, spatial_fmt.kind)
         if al is None:
             alignment = {"applied": False, "reason": "a side is silent or too short: not aligned"}
         else:
@@ -615,7 +644,7 @@ def _load_pair_streamed(ref, deg, target_rate, fmt, trim, min_duration_s, align:
     norm = in_norm if spatial_fmt.is_ambisonics else None
     return SignalPair(ref=None, deg=None, sample_rate_in=sr_r, sample_rate_used=sr_used, format=spatial_fmt,
                       warnings=warnings, batched=False, ref_name=str(ref), deg_name=str(deg),
-                      reader=PairReader(files[0], files[1], n, norm, offsets), alignment=alignment)
+                      reader=PairReader(files[0], files[1], n, norm, offsets, n_channels=n_ch), alignment=alignment)
 
 
 def load_pair(
@@ -666,12 +695,10 @@ def load_pair(
     _check_content(d, deg_label)
     warnings: list[str] = []
 
-    # channels and format
-    if r.shape[1] != d.shape[1]:
-        raise SpaqInputError(
-            f"ref and deg have different channel counts: {r.shape[1]} in {ref_label}, {d.shape[1]} in {deg_label}"
-        )
-    spatial_fmt, in_norm = _resolve_format(fmt, r.shape[1], ref_label)
+    # channels and format (ambisonics of two orders: the lower one zero-padded)
+    n_ch = _channels_to_pad(r.shape[1], d.shape[1], fmt, ref_label, deg_label, warnings)
+    r, d = _pad_channels(r, n_ch), _pad_channels(d, n_ch)
+    spatial_fmt, in_norm = _resolve_format(fmt, n_ch, ref_label)
 
     # batch
     br, bd = r.shape[0], d.shape[0]

@@ -58,7 +58,7 @@ REGISTRY: dict[str, WeightSpec] = {
     "quality_v1": WeightSpec(
         name="quality_v1",
         url=None,
-        sha256="67bed3c7da916925a3563c4cda618b20599bfe465e79964d95e8b616bcb6006d",
+        sha256="daf43b19b3fb1710372cfd647e90f110271ee5ca148d3216e05f13601ebc01fc",
         filename="quality_v1.json",
         env_var="SPAQ_QUALITY_PARAMS",
         licence=_QUALITY_LICENCE,

@@ -41,15 +41,39 @@ def decode_blocks(x: torch.Tensor, decoder: torch.Tensor, frontend: AuditoryFron
     return out
 
 
-def ear_spectrum(x: torch.Tensor, frontend: AuditoryFrontEnd, decoder: torch.Tensor | None,
-                 n_min: int = 0) -> torch.Tensor:
+def ear_spectrum(x: torch.Tensor, frontend: AuditoryFrontEnd, decoder, n_min: int = 0,
+                 orders: torch.Tensor | None = None) -> torch.Tensor:
     """``x (..., C, T)`` -> half spectrum of the ears ``(..., 2, n//2+1)``, ``n`` =
     ``frontend.spectrum_length`` (even), in ``frontend.spectrum_dtype`` (float64 in exact mode:
     weak bands need it); ambisonics decoded with ``decoder (2, C_dec, L)`` block by block in
     the time domain (:func:`decode_blocks`, in the same dtype), then one FFT per ear. Orders
     below the decoder's use its first C columns; higher orders are truncated. ``n_min``:
     compute the spectrum at the length a signal of ``n_min`` samples would get (chunks of a
-    long signal then share one length, and the front-end's per-length tables)."""
+    long signal then share one length, and the front-end's per-length tables).
+
+    Effective-order decoding: ``decoder`` a dict ``{order: (2, (order+1)^2, L)}``
+    (:func:`spaq.spatial.decoders.hrtf_decoders`, one tap length) and ``orders`` an int tensor of
+    ``x``'s leading shape ``(...)``: each signal is decoded with the decoder of its own order
+    (:func:`spaq.spatial.decoders.effective_order`), as a renderer decodes lower-order content."""
+    if isinstance(decoder, dict):
+        if orders is None:
+            raise ValueError("effective-order decoding needs the orders of the signals")
+        present = sorted({int(o) for o in orders.reshape(-1).tolist()})
+        if len(present) == 1:
+            n = present[0]
+            return ear_spectrum(x[..., :(n + 1) ** 2, :], frontend, decoder[n], n_min)
+        lead = x.shape[:-2]
+        flat, o = x.reshape(-1, *x.shape[-2:]), orders.reshape(-1)
+        half = None
+        for n in present:
+            idx = torch.nonzero(o == n).view(-1)
+            part = ear_spectrum(flat[idx][..., :(n + 1) ** 2, :], frontend, decoder[n], n_min)
+            if half is None:
+                half = part.new_zeros((flat.shape[0],) + tuple(part.shape[1:]))
+            elif part.shape[1:] != half.shape[1:]:
+                raise ValueError("the decoders of effective-order decoding must have one tap length")
+            half = half.index_put((idx,), part)
+        return half.reshape(*lead, *half.shape[1:])
     t = x.shape[-1]
     dt = frontend.spectrum_dtype
     if decoder is None:
@@ -64,23 +88,51 @@ def ear_spectrum(x: torch.Tensor, frontend: AuditoryFrontEnd, decoder: torch.Ten
     return half
 
 
+def channel_energy(x: torch.Tensor) -> torch.Tensor:
+    """``(B, C, T)`` -> ``(B, C)`` energy of each channel (float64, no gradient: it only chooses
+    decoders)."""
+    return torch.sum(x.detach().to(torch.float64) ** 2, dim=-1)
+
+
+def pair_orders(e_ref: torch.Tensor, e_deg: torch.Tensor) -> torch.Tensor:
+    """Effective ambisonic orders ``(B, 2)`` (reference, degraded) from their channel energies
+    ``(B, C)`` over the whole signals (:func:`spaq.spatial.decoders.effective_order`)."""
+    from ..spatial.decoders import effective_order
+
+    return torch.stack([effective_order(e_ref), effective_order(e_deg)], dim=1)
+
+
+def reader_orders(reader: SegmentReader, step: int) -> torch.Tensor:
+    """:func:`pair_orders` of a pair read in blocks of ``step`` samples (the whole signals, never
+    held at once): a chunked metric decodes every chunk at the order of the whole signal."""
+    er = ed = 0
+    for a in range(0, reader.n_samples, max(1, int(step))):
+        r, d = reader.read(a, min(reader.n_samples, a + step))
+        er, ed = er + channel_energy(r), ed + channel_energy(d)
+    return pair_orders(er, ed)
+
+
 def binaural_cue_pair(ref: torch.Tensor, deg: torch.Tensor, frontend: AuditoryFrontEnd,
-                      decoder: torch.Tensor | None, n_min: int = 0) -> dict:
+                      decoder, n_min: int = 0, orders: torch.Tensor | None = None) -> dict:
     """Binaural cues of the reference and degraded signals ``(B, C, T)``: decoded to binaural
-    with ``decoder`` ``(2, C_dec, L)`` when given (ambisonics), else taken as binaural.
-    Returns dict of ``(B, 2, F, nf)`` (index 0 reference, 1 degraded)."""
+    with ``decoder`` ``(2, C_dec, L)`` when given (ambisonics), else taken as binaural; with a
+    dict of decoders by order and ``orders (B, 2)``, each signal at its own order
+    (:func:`ear_spectrum`). Returns dict of ``(B, 2, F, nf)`` (index 0 reference, 1 degraded)."""
     # one signal at a time: no stacked copy of the multichannel input, half the band buffers
-    cues = [frontend.binaural_from_spectrum(ear_spectrum(x, frontend, decoder, n_min), x.shape[-1]) for x in (ref, deg)]
+    cues = [frontend.binaural_from_spectrum(ear_spectrum(x, frontend, decoder, n_min,
+                                                         None if orders is None else orders[:, i]), x.shape[-1])
+            for i, x in enumerate((ref, deg))]
     return {k: torch.stack([cues[0][k], cues[1][k]], dim=1) for k in cues[0]}
 
 
 def paired_cues_chunk(ref: torch.Tensor, deg: torch.Tensor, keep: tuple, n_min: int, state, *,
-                      frontend: AuditoryFrontEnd, decoder: torch.Tensor | None, with_directiveness: bool):
+                      frontend: AuditoryFrontEnd, decoder, with_directiveness: bool,
+                      orders: torch.Tensor | None = None):
     """The core on one chunk ``(B, C, n)``: cues of frames ``keep = (k0, k1)`` -> ``(dict of
     (B, 2, F, k1 - k0), state)``; ``state`` carries the directiveness smoothing of reference
     and degraded from one chunk to the next (None at the start)."""
     k0, k1 = keep
-    cues = binaural_cue_pair(ref, deg, frontend, decoder, n_min=n_min)
+    cues = binaural_cue_pair(ref, deg, frontend, decoder, n_min=n_min, orders=orders)
     cues = {k: v[..., k0:k1] for k, v in cues.items()}
     if with_directiveness:
         fl = frontend.frame_len
@@ -93,14 +145,20 @@ def paired_cues_chunk(ref: torch.Tensor, deg: torch.Tensor, keep: tuple, n_min: 
     return cues, state
 
 
-def paired_cues_streamed(reader: SegmentReader, frontend: AuditoryFrontEnd, decoder: torch.Tensor | None,
+def paired_cues_streamed(reader: SegmentReader, frontend: AuditoryFrontEnd, decoder,
                          with_directiveness: bool, chunk_frames: int | None = None,
                          context_frames: int = 25) -> dict:
     """:func:`paired_cues_chunk` run over a :class:`SegmentReader` in chunks of
     ``chunk_frames`` frames with ``context_frames`` of context on each side (gammatone,
     low-pass and Hilbert transients), carrying the directiveness smoothing state exactly, so
-    memory stays bounded whatever the duration."""
-    core = partial(paired_cues_chunk, frontend=frontend, decoder=decoder, with_directiveness=with_directiveness)
+    memory stays bounded whatever the duration. ``decoder`` a dict by order: each signal decoded
+    at its effective order over the whole signal (:func:`reader_orders`)."""
+    orders = None
+    if isinstance(decoder, dict):
+        step = reader.n_samples if chunk_frames is None else chunk_frames * frontend.frame_len
+        orders = reader_orders(reader, step)
+    core = partial(paired_cues_chunk, frontend=frontend, decoder=decoder, with_directiveness=with_directiveness,
+                   orders=orders)
     return run_chunked(reader, frontend.frame_len, chunk_frames, context_frames, core)
 
 

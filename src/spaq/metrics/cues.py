@@ -4,7 +4,8 @@ From the shared auditory front-end (the same one QASTAnet uses), per ERB band an
 frame: ILD difference (dB), interaural coherence difference, band level difference (dB),
 and for ambisonics first-order directiveness difference. Ambisonic input is decoded to
 binaural with the MagLS decoder of the default HRTF (:mod:`spaq.spatial.decoders`), so the ear
-cues mean the same thing for both formats. Bins where the reference is below the hearing
+cues mean the same thing for both formats; each signal at its effective order (lower-order
+content zero-padded into a higher-order file decoded as such). Bins where the reference is below the hearing
 threshold are excluded. No weights. Functional core: :mod:`spaq.metrics.functional.cues`.
 
 How to read it: ``score`` is the **median |ΔILD| in dB** (spatial image only; 0 =
@@ -20,7 +21,7 @@ import torch
 
 from ..auditory.frontend import AuditoryFrontEnd
 from ..auditory.streaming import SegmentReader
-from ..spatial.decoders import DEFAULT_DECODER, hrtf_decoder
+from ..spatial.decoders import DEFAULT_DECODER, hrtf_decoders
 from .base import Metric, MetricResult
 from .functional.cues import MAP_NAMES, _nan_reduce, cue_maps, cue_maps_streamed, summarise_cue_maps
 
@@ -29,7 +30,9 @@ __all__ = ["Cues", "cue_maps", "summarise_cue_maps", "MAP_NAMES"]
 
 class Cues(Metric):
     name = "cues"
-    version = "1.1"  # 1.1: ambisonic input decoded with the causal MagLS decoder
+    # 1.1: ambisonic input decoded with the causal MagLS decoder; 1.2: each ambisonic signal decoded
+    # at its effective order (zero-padded higher orders: decoded with the lower order's decoder)
+    version = "1.2"
     description = ("training-free cue differences (ILD dB, coherence, level dB, directiveness) per band and frame; "
                    "score = median |dILD| in dB (spatial only: timbre is in level_mean_abs_db); lower is better")
     unit = "dB"
@@ -55,9 +58,10 @@ class Cues(Metric):
         self.fast = bool(fast)
         self.chunk_frames = max(1, int(round(chunk_s * self.sample_rate / self.frontend.frame_len)))
 
-    def decoder(self, order: int | None) -> torch.Tensor | None:
-        """The binaural decoder for ambisonic input of ``order`` (None for binaural)."""
-        return None if order is None else hrtf_decoder(order, self.sample_rate).to(self.device)
+    def decoder(self, order: int | None) -> dict | None:
+        """The binaural decoders for ambisonic input of ``order``, by order: each signal is decoded
+        at its effective order (:func:`spaq.spatial.decoders.effective_order`); None for binaural."""
+        return None if order is None else hrtf_decoders(order, self.sample_rate, self.device)
 
     def maps(self, ref: torch.Tensor, deg: torch.Tensor) -> dict:
         """``(B, C, T)`` tensors at 48 kHz (2 channels: binaural, else ambisonics) -> the

@@ -6,7 +6,10 @@ shared auditory front-end, length-normalised pooling) and
 to 0..100, 100 for identical signals); this class owns the shipped parameters and the
 decoder. Ambisonics are decoded to the ears with the MagLS decoder of the default KU100 HRTF
 (:mod:`spaq.spatial.decoders`), the one the ``cues`` metric uses, so both formats share one
-scale. An overall gain difference is compensated as a volume setting (within +-20 dB).
+scale; each signal at its effective order (version 8: a third-order file whose orders 2 and 3
+are zero is first-order content and is decoded as a renderer decodes it, with the first-order
+decoder), and what the degraded signal lost of the reference's higher orders is ``d_order``.
+An overall gain difference is compensated as a volume setting (within +-20 dB).
 """
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ from ..auditory.frontend import AuditoryFrontEnd
 from ..auditory.streaming import SegmentReader
 from ..errors import SpaqError
 from ..models.quality import QualityMapping
-from ..spatial.decoders import DEFAULT_DECODER, hrtf_decoder
+from ..spatial.decoders import DEFAULT_DECODER, hrtf_decoders
 from .base import Metric, MetricResult
 from .functional.quality import (MAX_GAIN_DB, _nanmean, distortion_maps, gain_match, pool_features,
                                  quality_features, quality_maps, quality_maps_streamed)
@@ -54,8 +57,11 @@ class Quality(Metric):
     # the reference's own sound masks not counted, each test's offset removed and its error
     # normalised in the joint fit, refitted; 6.0: the timbral and spatial distortions combined as a
     # Euclidean distance (``combination`` 2), refitted; 7.0: ambisonic input decoded with the causal
-    # MagLS decoder (its acausal part had wrapped to the buffer end and been faded out), refitted
-    version = "7.0"
+    # MagLS decoder (its acausal part had wrapped to the buffer end and been faded out), refitted;
+    # 8.0: each ambisonic signal decoded at its effective order (lower-order content in a
+    # higher-order file decoded with its own order's decoder, as renderers and the spatial-codings
+    # test do) and the lost higher-order energy d_order, weighted from that test's FOA condition
+    version = "8.0"
     description = ("spaq's global quality model 0..100 (binaural and ambisonics; 100 = identical): timbral and "
                    "spatial sub-scores, calibrated on two MUSHRA tests (speech codecs, binaural spatial codings) "
                    "and synthetic corpora; shipped parameters")
@@ -93,8 +99,10 @@ class Quality(Metric):
         except (KeyError, ValueError) as e:
             raise SpaqError(f"quality parameters are malformed: {e}") from None
 
-    def decoder(self, order: int | None) -> torch.Tensor | None:
-        return None if order is None else hrtf_decoder(order, self.sample_rate).to(self.device)
+    def decoder(self, order: int | None) -> dict | None:
+        """The decoders of every order up to ``order`` (None for binaural): each ambisonic signal
+        is decoded at its effective order (:func:`spaq.spatial.decoders.effective_order`)."""
+        return None if order is None else hrtf_decoders(order, self.sample_rate, self.device)
 
     def features(self, ref: torch.Tensor, deg: torch.Tensor) -> tuple[dict, dict]:
         """``(B, C, T)`` at 48 kHz (2 channels: binaural, else ambisonics) -> (maps, pooled features)."""

@@ -18,11 +18,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..dsp import mimo_fir_filter
 from ..errors import SpaqInputError
 from ..spatial.angles import cart2sph
 from ..models.sqm import BINAURAL_WEIGHTS, SOURCE_WEIGHTS
-from ..spatial.decoders import DEFAULT_DECODER, hrtf_decoder
+from ..spatial.decoders import DEFAULT_DECODER, decode_binaural_effective
 from .base import Metric, MetricResult
 from .functional.sqm import sqm_distances
 
@@ -40,8 +39,8 @@ def load_sqm(checkpoint=None, name: str = BINAURAL_WEIGHTS):
 class Sqm(Metric):
     name = "sqm"
     # 1.1: with the dry sources, sqm_v2_source (direct path) instead of sqm_v1_source; 1.2: ambisonic
-    # input decoded with the causal MagLS decoder
-    version = "1.2"
+    # input decoded with the causal MagLS decoder; 1.3: each ambisonic signal at its effective order
+    version = "1.3"
     description = ("learned spatial-image distance (SQM-BS family): cosine distance of 16-d embeddings of ref and "
                    "deg; content, length and alignment need not match; lower is better")
     unit = "cosine distance"
@@ -92,7 +91,7 @@ class Sqm(Metric):
         order = int(round(c ** 0.5)) - 1
         if (order + 1) ** 2 != c:
             raise SpaqInputError(f"{self.name}: expected 2 (binaural) or (N+1)^2 (ambisonics) channels, got {c}")
-        return mimo_fir_filter(x.to(torch.float64), hrtf_decoder(order, self.sample_rate).to(x.device))
+        return decode_binaural_effective(x, self.sample_rate)  # each signal at its effective order
 
     def distances(self, ref: torch.Tensor, deg: torch.Tensor, ref_source=None, deg_source=None) -> dict:
         """``(B, C, T_r)``, ``(B, C, T_d)`` (lengths may differ) -> the

@@ -26,7 +26,7 @@ import math
 import torch
 from torch import nn
 
-__all__ = ["TIMBRAL_FEATURES", "SPATIAL_FEATURES", "QualityMapping"]
+__all__ = ["TIMBRAL_FEATURES", "SPATIAL_FEATURES", "LATER_FEATURES", "QualityMapping"]
 
 #: pooled timbral features (see spaq.metrics.quality): added / missing sensation level (dB),
 #: loss of ref-deg coherence (0..1)
@@ -34,8 +34,13 @@ TIMBRAL_FEATURES = ("added_db", "missing_db", "incoherence")
 #: pooled spatial features: |dILD| dB, |d|IC||, IPD change (fraction of pi), |d directiveness|,
 #: intensity direction shift (fraction of 180 deg) -- these two are 0 for binaural input -- and
 #: (version 3) the change of the per-band time-mean interaural coherence (``d_ic_mean``) and ILD
-#: beyond 2 dB (``d_ild_mean``, dB)
-SPATIAL_FEATURES = ("d_ild_db", "d_ic", "d_ipd", "d_directiveness", "d_direction", "d_ic_mean", "d_ild_mean")
+#: beyond 2 dB (``d_ild_mean``, dB); (version 8, ambisonics only) the share of the reference's
+#: higher-order energy the degraded signal lacks (``d_order``, 0..1: lost spatial resolution)
+SPATIAL_FEATURES = ("d_ild_db", "d_ic", "d_ipd", "d_directiveness", "d_direction", "d_ic_mean", "d_ild_mean",
+                    "d_order")
+#: features added after version 1's parameter format: parameters written before them (the
+#: predictor's teacher ``quality_v5.json``) give them weight 0
+LATER_FEATURES = ("d_order",)
 
 
 class QualityMapping(nn.Module):
@@ -127,10 +132,12 @@ class QualityMapping(nn.Module):
     @classmethod
     def from_params(cls, p: dict) -> "QualityMapping":
         """Inverse of :meth:`to_params`; refuses missing or negative entries. Parameters without a
-        ``combination`` (versions 1-5) sum the two distortions (``p = 1``)."""
+        ``combination`` (versions 1-5) sum the two distortions (``p = 1``); without a weight of a
+        feature of :data:`LATER_FEATURES` (versions 1-7) give it weight 0."""
         try:
             tw = [float(p["timbral_weights"][n]) for n in TIMBRAL_FEATURES]
-            sw = [float(p["spatial_weights"][n]) for n in SPATIAL_FEATURES]
+            sw = [float(p["spatial_weights"].get(n, 0.0) if n in LATER_FEATURES else p["spatial_weights"][n])
+                  for n in SPATIAL_FEATURES]
             k = float(p["exponent"])
             c = float(p.get("combination", 1.0))
         except (KeyError, TypeError, ValueError, AttributeError) as e:

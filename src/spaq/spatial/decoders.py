@@ -11,7 +11,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-__all__ = ["hrtf_decoder", "DEFAULT_DECODER"]
+__all__ = ["hrtf_decoder", "hrtf_decoders", "effective_order", "decode_binaural_effective", "ORDER_PRESENT_SHARE", "DEFAULT_DECODER"]
 
 DEFAULT_DECODER = "MagLS from the default HRTF (KU100)"
 
@@ -34,3 +34,54 @@ def _decoder_cached(order: int, sample_rate: int) -> np.ndarray:
 def hrtf_decoder(order: int, sample_rate: int = 48000) -> torch.Tensor:
     """Ambisonics -> binaural MagLS decoder ``(2, (order+1)^2, taps)`` (float64) from the default HRTF."""
     return torch.from_numpy(_decoder_cached(int(order), int(sample_rate)))
+
+
+#: an ambisonic order counts as present in a signal when its channels hold more than this share of
+#: the signal's energy (-100 dB): channels a lower-order signal was zero-padded with hold none
+ORDER_PRESENT_SHARE = 1e-10
+
+
+def effective_order(channel_energy: torch.Tensor) -> torch.Tensor:
+    """Per-channel energies ``(..., (N+1)^2)`` of ACN ambisonic signals -> ``(...,)`` int64: the
+    highest order whose channels carry more than :data:`ORDER_PRESENT_SHARE` of the signal's
+    energy (0 for silence). A third-order file that holds first-order content (orders 2 and 3
+    zero) has effective order 1: renderers decode such content with a first-order decoder, and
+    so do the metrics (:func:`hrtf_decoders`)."""
+    e = torch.as_tensor(channel_energy, dtype=torch.float64)
+    c = e.shape[-1]
+    n_max = int(round(c ** 0.5)) - 1
+    if (n_max + 1) ** 2 != c:
+        raise ValueError(f"expected (N+1)^2 ambisonic channels, got {c}")
+    total = e.sum(dim=-1)
+    out = torch.zeros(e.shape[:-1], dtype=torch.int64, device=e.device)
+    for n in range(1, n_max + 1):
+        present = e[..., n * n:(n + 1) ** 2].sum(dim=-1) > ORDER_PRESENT_SHARE * total
+        out = torch.where(present, torch.full_like(out, n), out)
+    return out
+
+
+def hrtf_decoders(order: int, sample_rate: int = 48000, device=None) -> dict:
+    """``{n: hrtf_decoder(n)}`` for every order ``n <= order`` (on ``device``): the decoders
+    effective-order decoding chooses from (each signal decoded at its :func:`effective_order`)."""
+    return {n: hrtf_decoder(n, sample_rate).to(device) for n in range(int(order) + 1)}
+
+
+def decode_binaural_effective(x: torch.Tensor, sample_rate: int = 48000) -> torch.Tensor:
+    """Ambisonics ACN/SN3D ``(B, C, T)`` -> binaural ``(B, 2, T')`` (:func:`spaq.dsp.mimo_fir_filter`'s
+    length), each signal with the decoder of its :func:`effective_order` (float64): what the
+    metrics that decode whole signals at once (``sqm``, the classic metrics) hear."""
+    from ..dsp import mimo_fir_filter
+
+    x = x.to(torch.float64)
+    orders = effective_order(torch.sum(x.detach() ** 2, dim=-1))
+    present = sorted({int(o) for o in orders.tolist()})
+    out = None
+    for n in present:
+        idx = torch.nonzero(orders == n).view(-1)
+        y = mimo_fir_filter(x[idx][:, :(n + 1) ** 2], hrtf_decoder(n, sample_rate).to(x.device))
+        if len(present) == 1:
+            return y
+        if out is None:
+            out = y.new_zeros((x.shape[0],) + tuple(y.shape[1:]))
+        out = out.index_put((idx,), y)
+    return out

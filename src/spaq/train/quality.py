@@ -98,6 +98,9 @@ class ParamCodingData(Section):
     use: bool = True
     path: str = ""
     ratings: str = "ratings.csv"
+    # version 8: the FOA condition scored from its ambisonic form (the third-order reference and its
+    # first four channels, which the rebuild keeps with --ambisonics) fits the d_order weight
+    ambisonics: bool = False
 
 
 @dataclass
@@ -260,6 +263,77 @@ def param_coding_features(root, table, metric, log=print, align: bool = True):
     return pd.concat([table.reset_index(drop=True), pd.DataFrame(rows)], axis=1)
 
 
+def ambisonic_paths(root, trial_row) -> tuple[Path, Path]:
+    """The third-order reference and the FOA condition of one spatial-codings trial as the
+    rebuild keeps them with ``--ambisonics`` (``<scene>_<reverb>_ref_amb.wav``, ``_foa_amb.wav``;
+    ACN/N3D, the authors' generator's convention)."""
+    stem = str(trial_row["ref"]).rsplit("_ref_binau.wav", 1)[0]
+    return Path(root) / f"{stem}_ref_amb.wav", Path(root) / f"{stem}_foa_amb.wav"
+
+
+def _load_ambisonic_foa_pair(ref: Path, foa: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The third-order reference ``(16, T)`` and the FOA condition zero-padded to 16 channels, both
+    ACN/SN3D at 48 kHz (the files are N3D at 44.1 kHz; the FOA is the reference's first four
+    channels, so no delay to align)."""
+    import soundfile as sf
+
+    from ..io import resample
+    from ..spatial.sh import convert_normalisation
+
+    r, fs = sf.read(str(ref), dtype="float64", always_2d=True)
+    d, fs_d = sf.read(str(foa), dtype="float64", always_2d=True)
+    if r.shape[1] != 16 or d.shape[1] != 4 or fs != fs_d or len(r) != len(d):
+        raise SpaqError(f"unexpected ambisonic spatial-codings files {ref.name} ({r.shape[1]} ch, {fs} Hz), "
+                        f"{foa.name} ({d.shape[1]} ch, {fs_d} Hz)")
+    r = convert_normalisation(r.T, "n3d", "sn3d")
+    pad = np.zeros_like(r)
+    pad[:4] = convert_normalisation(d.T, "n3d", "sn3d")
+    return resample(r, fs, 48000), resample(pad, fs, 48000)
+
+
+def param_coding_ambisonic_features(root, table, metric, log=print):
+    """Pooled features of the :data:`ORDER_CONDITION` items scored from their ambisonic form
+    (third-order reference against its first-order truncation, :func:`_load_ambisonic_foa_pair`).
+    Returns those rows of ``table`` with one column per feature."""
+    import pandas as pd
+
+    sub = table[table["condition"] == ORDER_CONDITION].reset_index(drop=True)
+    rows = []
+    t0 = time.time()
+    for i, r in sub.iterrows():
+        a, b = ambisonic_paths(root, r)
+        if not (a.is_file() and b.is_file()):
+            raise SpaqError(f"ambisonic spatial-codings items missing: {a.name} (build them once with "
+                            f"`python benchmarks/rebuild_param_coding.py --ambisonics --cache {root}`)")
+        ref, deg = _load_ambisonic_foa_pair(a, b)
+        with torch.no_grad():
+            _, f = metric.features(torch.from_numpy(ref)[None], torch.from_numpy(deg)[None])
+        rows.append({k: float(v[0]) for k, v in f.items()})
+        log(f"  spatial codings, ambisonic {ORDER_CONDITION} {i + 1}/{len(sub)} ({time.time() - t0:.0f} s)")
+    return pd.concat([sub, pd.DataFrame(rows)], axis=1)
+
+
+def fit_order_weight(Ft: np.ndarray, Fs: np.ndarray, y: np.ndarray, w: np.ndarray, v: np.ndarray, k: float,
+                     offset: float, combination: float) -> float:
+    """The ``d_order`` weight (>= 0): least squares of the scores of ambisonic items (timbral
+    ``Ft (N, 3)``, spatial ``Fs (N, S)`` features) against their ratings ``y`` plus the test's
+    ``offset`` (its mean error, score - rating, on the items the joint fit saw), every other
+    parameter as given."""
+    from scipy.optimize import minimize_scalar
+
+    j = SPATIAL_FEATURES.index("d_order")
+
+    def err(x):
+        vv = v.copy()
+        vv[j] = x
+        d = combine(Ft @ w, Fs @ vv, combination)
+        p = 100.0 / (1.0 + np.where(d > 0, d, 1.0) ** k * (d > 0))
+        return float(np.mean((p - y - offset) ** 2))
+
+    r = minimize_scalar(err, bounds=(0.0, 20.0), method="bounded", options={"xatol": 1e-6})
+    return float(r.x) if err(float(r.x)) < err(0.0) else 0.0
+
+
 # --------------------------------------------------------------------------- synthetic sweeps
 def _sweep_config(fmt: str, source: str, family: str, duration_s: float, hrtf: str, voices, heads=None,
                   room_probability: float = 0.0, n_sources: int = 1, upper_band_db=None, options=None) -> dict:
@@ -403,7 +477,10 @@ SPATIAL_MODES = ("fixed", "scale", "coherence", "binaural", "statistic")
 #: the spatial features the synthetic sweeps weigh (equal-severity matching); in mode
 #: ``statistic`` ``d_ic_mean`` is fitted on the listening tests and ``d_ild_mean`` takes the
 #: synthetic weight of ``d_ild_db`` (a dB of systematic shift costs what a dB of ILD change does)
-SYNTHETIC_SPATIAL = tuple(n for n in SPATIAL_FEATURES if not n.endswith("_mean"))
+SYNTHETIC_SPATIAL = tuple(n for n in SPATIAL_FEATURES if not n.endswith("_mean") and n != "d_order")
+#: the spatial-codings condition whose ambisonic form fits ``d_order`` (``param_coding.ambisonics``):
+#: first-order content against the third-order reference it was truncated from
+ORDER_CONDITION = "FOA"
 
 
 def _unpack(theta: np.ndarray, v0: np.ndarray, mode: str) -> tuple[np.ndarray, np.ndarray, float]:
@@ -664,7 +741,7 @@ def _synthetic_records(tc: QualityTrainConfig, metric, log=print) -> list[dict]:
 def feature_table_path(workdir, stem: str, kind: str, tc: QualityTrainConfig, align: bool = True) -> Path:
     """Where ``spaq train quality`` caches a feature table in ``workdir``: ``<stem>_<kind>[_aligned]_<key>.csv``.
 
-    ``kind``: ``mushra``, ``param_coding`` or ``synthetic``. The key (16 hex digits) hashes what the
+    ``kind``: ``mushra``, ``param_coding``, ``param_coding_ambisonic`` or ``synthetic``. The key (16 hex digits) hashes what the
     table's values depend on: the metric's name and version (its features and the ambisonics decoder
     change with it), the feature names, the recipe's section of that data (and, for the synthetic
     sweeps, the corpus-engine options they are rendered with and :data:`spaq.data.ENGINE_VERSION`) and
@@ -675,11 +752,14 @@ def feature_table_path(workdir, stem: str, kind: str, tc: QualityTrainConfig, al
     from ..data import ENGINE_VERSION
     from ..metrics.quality import Quality
 
-    section = {"mushra": tc.mushra, "param_coding": tc.param_coding, "synthetic": tc.synthetic}[kind]
+    section = {"mushra": tc.mushra, "param_coding": tc.param_coding, "param_coding_ambisonic": tc.param_coding,
+               "synthetic": tc.synthetic}[kind]
     ident = {"metric": [Quality.name, Quality.version], "features": [list(TIMBRAL_FEATURES), list(SPATIAL_FEATURES)],
              "kind": kind, "section": asdict(section)}
     if kind == "synthetic":  # rendered by the corpus engine; no delay alignment
         ident.update(options=RECIPE_OPTIONS, engine=ENGINE_VERSION)
+        suffix = ""
+    elif kind == "param_coding_ambisonic":  # one generator's signals, no delay between them
         suffix = ""
     else:  # real recordings
         ident["align"] = bool(align)
@@ -795,6 +875,32 @@ def train_quality(tc: QualityTrainConfig, out, log=print, workdir=None) -> dict:
         log(f"joint fit ({mode}): w={w.round(4).tolist()} v={v.round(4).tolist()} k={k:.3f}; LOSO coded "
             f"{cvs['speech_codec_loso_coded']['pearson']:.3f}, LOTO {cvs['param_coding_loto']['pearson']:.3f} "
             f"({time.time() - t0:.0f} s)")
+        if bool(tc.param_coding["ambisonics"]):
+            at = _cached_table(feature_table_path(workdir, out.stem, "param_coding_ambisonic", tc),
+                               lambda: param_coding_ambisonic_features(pc_root, pc_table, metric, log), log)
+            aFt, aFs, ay = _matrices(at)
+            offset = float(np.mean(joint_pred(th, *tests[1][:2], v0, mode, pc_order) - tests[1][2]))
+            v[SPATIAL_FEATURES.index("d_order")] = fit_order_weight(aFt, aFs, ay, w, v, k, offset, pc_order)
+            # leave one trial out: the weight from the other trials' items, the held-out item scored
+            pred = np.zeros(len(ay))
+            for i in range(len(ay)):
+                keep = np.arange(len(ay)) != i
+                vi = v.copy()
+                vi[SPATIAL_FEATURES.index("d_order")] = fit_order_weight(aFt[keep], aFs[keep], ay[keep], w, v, k,
+                                                                         offset, pc_order)
+                d = combine(aFt[i:i + 1] @ w, aFs[i:i + 1] @ vi, pc_order)
+                pred[i] = 100.0 / (1.0 + (d[0] ** k if d[0] > 0 else 0.0))
+            zero = v.copy()
+            zero[SPATIAL_FEATURES.index("d_order")] = 0.0
+            d0 = combine(aFt @ w, aFs @ zero, pc_order)
+            p0 = 100.0 / (1.0 + np.where(d0 > 0, d0, 1.0) ** k * (d0 > 0))
+            cvs["foa_ambisonic_loto"] = {"n": int(len(ay)), "rmse_offset": float(np.sqrt(np.mean((pred - ay - offset) ** 2))),
+                                         "mean_error_offset": float(np.mean(pred - ay - offset)),
+                                         "rmse_offset_without_d_order": float(np.sqrt(np.mean((p0 - ay - offset) ** 2)))}
+            heldout["foa_ambisonic"] = [float(x) for x in pred]
+            log(f"d_order weight {v[SPATIAL_FEATURES.index('d_order')]:.4f} from the {len(ay)} ambisonic "
+                f"{ORDER_CONDITION} items (test offset {offset:+.2f}); held out RMSE "
+                f"{cvs['foa_ambisonic_loto']['rmse_offset']:.2f} ({time.time() - t0:.0f} s)")
     else:
         w, v, k = w0, v0, math.exp(theta[-1])
         heldout = {"speech_codec": [float(x) for x in cv]}
@@ -825,6 +931,11 @@ def train_quality(tc: QualityTrainConfig, out, log=print, workdir=None) -> dict:
                               f"weight of {syn} (not scaled)"),
             }[mode],
         }
+        if bool(tc.param_coding["ambisonics"]):
+            prov["spatial_weights"] += (f"; d_order: least squares on the {ORDER_CONDITION} condition of the spatial-"
+                                        f"codings test scored from its ambisonic form (third-order reference against "
+                                        f"its first four channels, 7 items) against the ratings plus the test's mean "
+                                        f"error, every other parameter fixed")
     else:
         prov = {"timbral_weights": f"least squares on {speech}, with the exponent",
                 "exponent": "same fit as the timbral weights", "spatial_weights": syn}
@@ -833,7 +944,7 @@ def train_quality(tc: QualityTrainConfig, out, log=print, workdir=None) -> dict:
                               "their Euclidean distance over the two perceptual dimensions" if pc_order == 2.0 else
                               f"the order-{pc_order:g} Minkowski sum of the timbral and spatial distortions"))
     params = {
-        "model": "spaq-quality", "version": 7,
+        "model": "spaq-quality", "version": 8,
         "mapping": mapping,
         "provenance": {
             **prov,

@@ -103,13 +103,10 @@ def channels_for(x, fmt=None, sample_rate: int = 48000) -> dict:
     if fmt.kind == "binaural":
         return {"left": x[:, 0], "right": x[:, 1]}
     if fmt.kind == "ambisonics":
-        from ...dsp import mimo_fir_filter
-        from ...spatial.decoders import hrtf_decoder
+        from ...spatial.decoders import decode_binaural_effective
 
-        order = int(round(math.sqrt(c))) - 1
         xt = x if is_torch else torch.from_numpy(np.asarray(x, dtype=np.float64))
-        dec = hrtf_decoder(order, sample_rate).to(device=xt.device)
-        b = mimo_fir_filter(xt.to(torch.float64), dec)  # (B, 2, T)
+        b = decode_binaural_effective(xt, sample_rate)  # (B, 2, T), each signal at its effective order
         if not is_torch:
             b = b.numpy()
         return {"left": b[:, 0], "right": b[:, 1], "omni": x[:, 0]}

@@ -48,7 +48,7 @@ import torch
 
 from ...auditory.binaural_cues import frame
 from ...auditory.frontend import AuditoryFrontEnd
-from ...auditory.pairs import ear_spectrum
+from ...auditory.pairs import channel_energy, ear_spectrum, pair_orders
 from ...auditory.streaming import SegmentReader, run_chunked
 from ...models.quality import SPATIAL_FEATURES, TIMBRAL_FEATURES, QualityMapping
 
@@ -66,6 +66,9 @@ LEVEL_JND_DB = 1.5
 ILD_BLUR_DB = 2.0
 #: the statistics of the spatial image: pooled feature -> (the two maps it compares, threshold)
 STATISTICS = {"d_ic_mean": ("ic_ref", "ic_deg", 0.0), "d_ild_mean": ("ild_ref", "ild_deg", ILD_BLUR_DB)}
+#: bands of each ambisonic order within this range (dB) of the order's loudest band in the
+#: reference count for ``d_order`` (:func:`order_loss`; version 8)
+ORDER_BAND_RANGE_DB = 30.0
 #: diffuse sound is judged over a longer window (version 4, issue 19): where the reference's
 #: interaural coherence ``c`` (per band and frame) is low, each signal's band power entering
 #: added_db / missing_db is ``c p + (1 - c) p_smoothed``, ``p_smoothed`` its centred moving average
@@ -83,7 +86,7 @@ TEXTURE_FRAMES = 25
 #: on the two listening tests (benchmarks/results/quality_explorations.md); None turns it off.
 MASKING = dict(up_db=15.0, down_db=35.0, decay_db=10.0, offset_db=4.0, horizon=8)
 TIMBRAL_MAPS = TIMBRAL_FEATURES  # (B, 1, F, nf): both ears together
-SPATIAL_MAPS = tuple(k for k in SPATIAL_FEATURES if k not in STATISTICS)  # (B, F, nf); statistics pooled apart
+SPATIAL_MAPS = tuple(k for k in SPATIAL_FEATURES if k not in STATISTICS and k != "d_order")  # (B, F, nf); statistics pooled apart
 
 
 def _gain_db(er: torch.Tensor, ed: torch.Tensor) -> torch.Tensor:
@@ -108,14 +111,17 @@ def gain_match(ref: torch.Tensor, deg: torch.Tensor, ambisonic: bool) -> tuple[t
     return deg * (10 ** (g_db / 20)).to(deg.dtype).view(-1, 1, 1), g_db
 
 
-def _band_cues(x: torch.Tensor, frontend: AuditoryFrontEnd, decoder: torch.Tensor | None, n_min: int = 0) -> dict:
+def _band_cues(x: torch.Tensor, frontend: AuditoryFrontEnd, decoder, n_min: int = 0,
+               orders: torch.Tensor | None = None) -> dict:
     """One pass of the shared front-end (its gammatone responses, band groups, decimation and
     envelope low-pass) over reference and degraded ears ``x (B, 2, C, T)``.
     Returns ``p_ear (B, 2 sig, 2 ears, F, nf)`` (envelope power, unfloored), ``ic`` interaural
     coherence ``(B, 2 sig, F, nf)`` and ``xc`` reference-degraded coherence of both ears together
-    (cross-spectra and powers summed over the ears) ``(B, F, nf)`` (complex, NaN where a power is 0)."""
+    (cross-spectra and powers summed over the ears) ``(B, F, nf)`` (complex, NaN where a power is 0).
+    ``decoder``: one ``(2, C_dec, L)`` tensor, or a dict of them by order with ``orders (B, 2)``
+    (effective-order decoding, :func:`~spaq.auditory.pairs.ear_spectrum`)."""
     t = x.shape[-1]
-    spec = ear_spectrum(x, frontend, decoder, n_min)
+    spec = ear_spectrum(x, frontend, decoder, n_min, orders)
     fc = frontend.center_frequencies_hz
     out = []
     for bands, decim, band, env in frontend.bands(spec, t):  # band, env: (B, S, E, G, T')
@@ -156,10 +162,30 @@ def _intensity(hoa: torch.Tensor, frontend: AuditoryFrontEnd) -> torch.Tensor:
     return torch.einsum("kf,...fl->...kl", frontend.dir_grouping.to(inten.dtype).to(inten.device), inten)
 
 
+def _order_energy(hoa: torch.Tensor, frontend: AuditoryFrontEnd) -> torch.Tensor:
+    """Energy of each ambisonic order per ERB band and frame: ``(..., (N+1)^2, T)`` ->
+    ``(..., N+1, F, nf)`` (the directiveness's STFT frames and band grouping; one order at a
+    time, so memory holds at most 2N+1 channels' spectra)."""
+    win = frontend.dir_window
+    L = win.shape[0]
+    lead = hoa.shape[:-2]
+    n_max = int(round(hoa.shape[-2] ** 0.5)) - 1
+    out = []
+    for n in range(n_max + 1):
+        x = hoa[..., n * n:(n + 1) ** 2, :].reshape(-1, hoa.shape[-1]).to(torch.float64)
+        spec = torch.stft(x, n_fft=L, hop_length=L, win_length=L, window=win.to(x.device), center=False,
+                          return_complex=True) / L
+        p = (spec.real ** 2 + spec.imag ** 2).reshape(*lead, 2 * n + 1, spec.shape[-2], spec.shape[-1]).sum(dim=-3)
+        out.append(torch.einsum("kf,...fl->...kl", frontend.dir_grouping.to(p.dtype).to(p.device), p))
+    return torch.stack(out, dim=-3)
+
+
 def _quality_chunk(r: torch.Tensor, d: torch.Tensor, keep: tuple, n_min: int, state, *,
-                   frontend: AuditoryFrontEnd, decoder: torch.Tensor | None, gain_db: torch.Tensor | None):
+                   frontend: AuditoryFrontEnd, decoder, gain_db: torch.Tensor | None,
+                   orders: torch.Tensor | None = None):
     """The core on one chunk ``(B, C, n)``: band cues of frames ``keep = (k0, k1)`` (and for
-    ambisonics directiveness, carrying its smoothing ``state``, and intensity)."""
+    ambisonics directiveness, carrying its smoothing ``state``, intensity and the energy of each
+    order)."""
     k0, k1 = keep
     fl = frontend.frame_len
     # (B, 2, C, n) filled in place, in the front-end's spectrum dtype (float64 in exact mode,
@@ -167,42 +193,51 @@ def _quality_chunk(r: torch.Tensor, d: torch.Tensor, keep: tuple, n_min: int, st
     x = r.new_empty((r.shape[0], 2) + tuple(r.shape[1:]), dtype=frontend.spectrum_dtype)
     x[:, 0] = r
     x[:, 1] = d if gain_db is None else d * (10 ** (gain_db / 20)).to(x.dtype).view(-1, 1, 1)
-    c = {k: v[..., k0:k1] for k, v in _band_cues(x, frontend, decoder, n_min).items()}
+    c = {k: v[..., k0:k1] for k, v in _band_cues(x, frontend, decoder, n_min, orders).items()}
     if decoder is not None:
         seg = x[..., k0 * fl:k1 * fl]
         c["dir"], state = frontend.directiveness(seg, state=state, return_state=True)
         c["inten"] = _intensity(seg, frontend)
+        if orders is not None:
+            c["order_energy"] = _order_energy(seg, frontend)
     return c, state
 
 
-def quality_maps_streamed(reader: SegmentReader, frontend: AuditoryFrontEnd, decoder: torch.Tensor | None = None,
+def quality_maps_streamed(reader: SegmentReader, frontend: AuditoryFrontEnd, decoder=None,
                           chunk_frames: int | None = 250, context_frames: int = 25,
                           compensate_gain: bool = True) -> dict:
     """:func:`quality_maps` of a pair read chunk by chunk from ``reader`` (bounded memory): a
-    first pass accumulates the energies for the gain match when there is more than one chunk,
-    then :func:`_quality_chunk` runs over the chunks (:func:`~spaq.auditory.streaming.run_chunked`)."""
+    first pass accumulates the energies for the gain match (and, with effective-order decoding,
+    each channel's energy) when there is more than one chunk, then :func:`_quality_chunk` runs
+    over the chunks (:func:`~spaq.auditory.streaming.run_chunked`)."""
     n_samples = reader.n_samples
     n_ch = reader.n_channels()
     ambi = decoder is not None
+    by_order = isinstance(decoder, dict)
     if ambi and n_ch < 4:
         raise ValueError("ambisonic input needs at least 4 channels (first order)")
     if not ambi and n_ch != 2:
         raise ValueError("binaural input must have 2 channels (left, right)")
     fl = frontend.frame_len
     single = chunk_frames is None or n_samples // fl <= chunk_frames + 2 * context_frames
-    if not compensate_gain:
-        gain_db = None
-    elif single:  # whole signal: differentiable through the gain
+    gain_db = orders = None
+    if single and (compensate_gain or by_order):  # whole signal: differentiable through the gain
         r, d = reader.read(0, n_samples)
-        gain_db = _gain_db(_matched_energy(r, ambi), _matched_energy(d, ambi))
-    else:  # a first pass accumulates the energies block by block
-        er = ed = 0
+        if compensate_gain:
+            gain_db = _gain_db(_matched_energy(r, ambi), _matched_energy(d, ambi))
+        if by_order:
+            orders = pair_orders(channel_energy(r), channel_energy(d))
+    elif compensate_gain or by_order:  # a first pass accumulates the energies block by block
+        er = ed = cr = cd = 0
         step = chunk_frames * fl
         for a in range(0, n_samples, step):
             r, d = reader.read(a, min(n_samples, a + step))
             er, ed = er + _matched_energy(r, ambi), ed + _matched_energy(d, ambi)
-        gain_db = _gain_db(er, ed)
-    core = partial(_quality_chunk, frontend=frontend, decoder=decoder, gain_db=gain_db)
+            if by_order:
+                cr, cd = cr + channel_energy(r), cd + channel_energy(d)
+        gain_db = _gain_db(er, ed) if compensate_gain else None
+        orders = pair_orders(cr, cd) if by_order else None
+    core = partial(_quality_chunk, frontend=frontend, decoder=decoder, gain_db=gain_db, orders=orders)
     c = run_chunked(reader, fl, chunk_frames, context_frames, core)
     if gain_db is None:
         gain_db = torch.zeros(c["p_ear"].shape[0], dtype=torch.float64, device=c["p_ear"].device)
@@ -210,11 +245,15 @@ def quality_maps_streamed(reader: SegmentReader, frontend: AuditoryFrontEnd, dec
 
 
 def quality_maps(ref: torch.Tensor, deg: torch.Tensor, frontend: AuditoryFrontEnd,
-                 decoder: torch.Tensor | None = None, chunk_frames: int | None = 250,
+                 decoder=None, chunk_frames: int | None = 250,
                  context_frames: int = 25, compensate_gain: bool = True) -> dict:
     """Per-bin distortion maps of ``deg`` against ``ref``, both ``(B, C, T)`` at the front-end's
     rate: binaural (C = 2, ``decoder=None``) or ambisonics ACN/SN3D (C >= 4, ``decoder`` the
-    ``(2, C_dec, L)`` binaural decoder).
+    ``(2, C_dec, L)`` binaural decoder, or a dict of the decoders of every order up to C's,
+    :func:`spaq.spatial.decoders.hrtf_decoders`: effective-order decoding, each signal decoded at
+    the highest order that carries energy, :func:`spaq.spatial.decoders.effective_order`, and the
+    ``order_energy`` ``(B, 2, N+1, F, nf)`` of each signal per order, band and frame in the maps,
+    which :func:`pool_features` turns into ``d_order``).
 
     Returns dict of float64 tensors, NaN where a bin does not count:
     ``added_db``, ``missing_db``, ``incoherence`` ``(B, 2, F, nf)`` (per ear; bins where
@@ -332,6 +371,8 @@ def _maps_from_cues(c: dict, floor: torch.Tensor, gain_db: torch.Tensor) -> dict
                           torch.where(nr > 0, torch.full_like(nr, 0.5), torch.zeros_like(nr)))
         ang = torch.where(both & (cosang >= 1 - 1e-12), torch.zeros_like(ang), ang)
         out["d_direction"] = torch.where(d_ok, ang * torch.nan_to_num(d[:, 0], nan=0.0), nan)
+    if "order_energy" in c:
+        out["order_energy"] = c["order_energy"]
     out["gain_db"] = gain_db
     return out
 
@@ -356,7 +397,32 @@ def pool_features(maps: dict) -> dict:
     for k, (a, b, thr) in STATISTICS.items():
         if a in maps:
             out[k] = mean_change(maps[a], maps[b], thr)
+    if "order_energy" in maps:
+        out["d_order"] = order_loss(maps["order_energy"])
     return out
+
+
+def order_loss(order_energy: torch.Tensor) -> torch.Tensor:
+    """``d_order``: the share of the reference's higher-order energy the degraded signal lacks --
+    the spatial resolution it loses (an ambisonic signal of order N resolves directions to about
+    the width of its order-N beam; truncating it to lower orders widens the beam and the image).
+    ``order_energy (B, 2, N+1, F, nf)`` (reference, degraded; :func:`quality_maps`) -> ``(B,)``:
+    per order ``n >= 1`` and band, ``clamp(1 - E_deg / E_ref, 0, 1)`` of the energies summed over
+    frames, averaged over the bands within :data:`ORDER_BAND_RANGE_DB` of that order's loudest
+    band in the reference, then over the orders the reference has (0 when it has none above W).
+    Truncating a full-order reference of order N to order M gives ``(N - M) / N``; added energy
+    (noise, reverberation) is not counted here."""
+    e = order_energy.sum(dim=-1)  # (B, 2, N+1, F)
+    er, ed = e[:, 0, 1:], e[:, 1, 1:]  # (B, N, F)
+    peak = er.amax(dim=-1, keepdim=True)
+    counted = (er > 0) & (er >= peak * 10 ** (-ORDER_BAND_RANGE_DB / 10))
+    loss = torch.clamp(1 - ed / torch.where(counted, er, torch.ones_like(er)), 0.0, 1.0)
+    nb = counted.sum(dim=-1)  # (B, N)
+    per_order = torch.where(counted, loss, torch.zeros_like(loss)).sum(dim=-1) / nb.clamp(min=1)
+    has = nb > 0
+    n_orders = has.sum(dim=-1)
+    return torch.where(n_orders > 0, torch.where(has, per_order, torch.zeros_like(per_order)).sum(dim=-1)
+                       / n_orders.clamp(min=1), torch.zeros_like(per_order[:, 0]))
 
 
 def band_mean_change(ref: torch.Tensor, deg: torch.Tensor,
@@ -398,6 +464,8 @@ def distortion_maps(maps: dict, model: QualityMapping) -> dict:
         elif k in STATISTICS and STATISTICS[k][0] in maps:
             a, b, thr = STATISTICS[k]
             term = v[j] * band_mean_change(maps[a], maps[b], thr)[0].unsqueeze(-1).expand_as(maps[a])
+        elif k == "d_order" and "order_energy" in maps:  # a whole-signal statistic: spread evenly
+            term = (v[j] * order_loss(maps["order_energy"])).view(-1, 1, 1).expand_as(maps["d_ild_db"])
         else:
             continue
         s = term if s is None else s + term

@@ -1,0 +1,152 @@
+"""Effective-order decoding and ``d_order`` (quality version 8, issue 19): an ambisonic signal is
+decoded at the highest order that carries energy, as renderers decode lower-order content, and
+the share of the reference's higher-order energy the degraded signal lacks is ``d_order``."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from spaq.auditory.frontend import AuditoryFrontEnd
+from spaq.auditory.pairs import ear_spectrum
+from spaq.io import load_pair
+from spaq.metrics import load_metric
+from spaq.metrics.functional.quality import order_loss, pool_features, quality_maps
+from spaq.models.quality import LATER_FEATURES, SPATIAL_FEATURES, TIMBRAL_FEATURES, QualityMapping
+from spaq.spatial.ambisonics import encode, truncate
+from spaq.spatial.decoders import ORDER_PRESENT_SHARE, effective_order, hrtf_decoder, hrtf_decoders
+
+FS = 48000
+
+
+def _scene(order: int, seconds: float = 0.5, seed: int = 2) -> np.ndarray:
+    """Two noise plane waves (30 deg left and up, 120 deg right behind) of ``order``, ``(C, T)``."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * FS)
+    return (encode(0.05 * rng.standard_normal(n), 30.0, 20.0, order)
+            + encode(0.03 * rng.standard_normal(n), -120.0, 0.0, order))
+
+
+def _padded(x: np.ndarray, order: int) -> np.ndarray:
+    return truncate(x, order, keep_channels=True)
+
+
+def test_effective_order_is_the_highest_order_with_energy():
+    e = np.ones(16)
+    assert int(effective_order(torch.tensor(e))) == 3
+    for n in range(4):
+        z = e.copy()
+        z[(n + 1) ** 2:] = 0.0
+        assert int(effective_order(torch.tensor(z))) == n
+    # numerical dust below the share does not count, energy just above it does
+    z = e.copy()
+    z[4:] = 0.0
+    z[6] = 0.5 * ORDER_PRESENT_SHARE * 4  # ACN 6: order 2
+    assert int(effective_order(torch.tensor(z))) == 1
+    z[6] = 2.0 * ORDER_PRESENT_SHARE * 5
+    assert int(effective_order(torch.tensor(z))) == 2
+    # batched, silence is order 0
+    b = torch.stack([torch.tensor(e), torch.zeros(16)])
+    assert effective_order(b).tolist() == [3, 0]
+    with pytest.raises(ValueError):
+        effective_order(torch.ones(5))
+
+
+def test_each_signal_of_a_batch_is_decoded_with_its_own_order():
+    fe = AuditoryFrontEnd()
+    x3 = torch.from_numpy(_scene(3, 0.2))
+    x1 = torch.from_numpy(_padded(_scene(3, 0.2, seed=5), 1))
+    x = torch.stack([x3, x1])  # (2, 16, T)
+    decs = hrtf_decoders(3)
+    got = ear_spectrum(x, fe, decs, orders=torch.tensor([3, 1]))
+    want3 = ear_spectrum(x3[None], fe, hrtf_decoder(3))[0]
+    want1 = ear_spectrum(x1[None, :4], fe, hrtf_decoder(1))[0]
+    np.testing.assert_allclose(got[0].numpy(), want3.numpy(), rtol=0, atol=1e-12 * float(want3.abs().max()))
+    np.testing.assert_allclose(got[1].numpy(), want1.numpy(), rtol=0, atol=1e-12 * float(want1.abs().max()))
+    # the zero-padded first-order signal through the third-order decoder is another signal
+    zp = ear_spectrum(x1[None], fe, hrtf_decoder(3))[0]
+    assert float((zp - want1).abs().max()) > 1e-3 * float(want1.abs().max())
+
+
+def test_zero_padding_a_pair_does_not_change_its_score():
+    """First-order content scores the same as 4 channels and zero-padded to 16: both are decoded
+    with the first-order decoder, and orders the reference does not have do not count."""
+    m = load_metric("quality")
+    a = _scene(1, seed=3)
+    b = a * 0.8 + 0.004 * np.random.default_rng(4).standard_normal(a.shape)
+    s4 = m.score(load_pair(a, b, sample_rate=FS, target_rate=FS))
+    s16 = m.score(load_pair(_padded(np.pad(a, ((0, 12), (0, 0))), 3), np.pad(b, ((0, 12), (0, 0))),
+                            sample_rate=FS, target_rate=FS))
+    assert s4.score < 99
+    assert s16.score == pytest.approx(s4.score, rel=1e-9)
+    for k in TIMBRAL_FEATURES + SPATIAL_FEATURES:
+        assert s16.values[k] == pytest.approx(s4.values[k], rel=1e-9, abs=1e-12), k
+
+
+def test_d_order_counts_the_orders_a_truncation_removed():
+    fe = AuditoryFrontEnd()
+    x = torch.from_numpy(_scene(3))[None]
+    decs = hrtf_decoders(3)
+    got = []
+    for n in (3, 2, 1, 0):
+        y = torch.from_numpy(_padded(x[0].numpy(), n))[None]
+        got.append(float(pool_features(quality_maps(x, y, fe, decs, chunk_frames=None))["d_order"][0]))
+    # (3 - n) / 3 of the orders above W are gone, the kept ones unchanged (no gain change: W is kept)
+    np.testing.assert_allclose(got, [0.0, 1 / 3, 2 / 3, 1.0], atol=1e-12)
+    # half the energy of every order above W gone: 1/2; energy added to them: not counted
+    h = x.clone()
+    h[:, 1:] *= np.sqrt(0.5)
+    assert float(pool_features(quality_maps(x, h, fe, decs, chunk_frames=None))["d_order"][0]) == pytest.approx(0.5, abs=1e-9)
+    h = x.clone()
+    h[:, 1:] *= 2.0
+    assert float(pool_features(quality_maps(x, h, fe, decs, chunk_frames=None))["d_order"][0]) == 0.0
+    # binaural input has no d_order; a reference of order 0 has no order to lose
+    e = torch.zeros(1, 2, 4, 5, 7, dtype=torch.float64)
+    e[:, :, 0] = 1.0
+    assert float(order_loss(e)[0]) == 0.0
+
+
+def test_truncation_ladder_is_monotone_with_the_shipped_weights():
+    m = load_metric("quality")
+    x = _scene(3, seed=6)
+    degs = [_padded(x, n) for n in (2, 1, 0)]
+    r = m.score(load_pair(np.stack([x] * 3), np.stack(degs), sample_rate=FS, target_rate=FS))
+    s = np.asarray(r.score)
+    assert np.all(np.diff(s) < 0) and s[0] < 100, s
+    np.testing.assert_allclose(np.asarray(r.values["d_order"]), [1 / 3, 2 / 3, 1.0], atol=1e-9)
+
+
+def test_orders_are_chosen_on_the_whole_signal_when_chunked():
+    """Higher orders that carry sound only in the last second still make the whole reference
+    third order: every chunk is decoded at order 3, as the unchunked signal is."""
+    fe = AuditoryFrontEnd()
+    x = _padded(_scene(3, 2.0, seed=7), 1)
+    late = _scene(3, 2.0, seed=8)
+    x[:, -FS:] += late[:, -FS:]
+    a = torch.from_numpy(x)[None]
+    b = torch.from_numpy(_padded(x, 1))[None]
+    decs = hrtf_decoders(3)
+    f1 = pool_features(quality_maps(a, b, fe, decs, chunk_frames=None))
+    f2 = pool_features(quality_maps(a, b, fe, decs, chunk_frames=10, context_frames=5))
+    assert float(f1["d_order"][0]) > 0.5
+    assert float(f2["d_order"][0]) == pytest.approx(float(f1["d_order"][0]), rel=1e-9)
+    # levels: the same decoders in every chunk (a chunk decoded at another order would move them
+    # by decibels; the tolerance is the float32 band rounding of test_quality's chunked test)
+    assert float(f2["missing_db"][0]) == pytest.approx(float(f1["missing_db"][0]), rel=1e-3, abs=1e-4)
+
+
+def test_parameter_files_without_d_order_give_it_no_weight():
+    from importlib.resources import files
+
+    assert "d_order" in LATER_FEATURES
+    p = json.loads((files("spaq") / "resources" / "weights" / "quality_v5.json").read_text())
+    assert "d_order" not in p["mapping"]["spatial_weights"]
+    m = QualityMapping.from_params(p["mapping"])
+    assert m.weights()["spatial"]["d_order"] == 0.0
+    # an earlier feature missing is still refused
+    bad = json.loads(json.dumps(p["mapping"]))
+    del bad["spatial_weights"]["d_ic"]
+    with pytest.raises(ValueError):
+        QualityMapping.from_params(bad)
