@@ -265,15 +265,13 @@ def mushra(metric, model, args):
 
 
 def consistency(metric, model, args):
-    from spaq.dsp import mimo_fir_filter
-    from spaq.spatial.decoders import hrtf_decoder
+    from spaq.spatial.decoders import decode_binaural_effective
 
     fams = ["noise", "lowpass", "clipping", "opus", "mp3", "aac", "order_truncation", "rotation", "misplacement",
             "blur", "gain_imbalance"]
     rng = np.random.default_rng(SEED + 3)
 
     def make():
-        dec = hrtf_decoder(3)
         rows = []
         for i in range(args.pairs):
             fam = fams[i % len(fams)]
@@ -282,8 +280,10 @@ def consistency(metric, model, args):
             ref, (deg,) = sweep(fam, "hoa3", src, [sev], SEED + 20, i, duration_s=args.duration, voices=VOICES)
             ref, deg = np.ascontiguousarray(ref), np.ascontiguousarray(deg)
             fa = _feat(metric, ref, [deg])[0]
-            rb = mimo_fir_filter(torch.from_numpy(ref), dec).numpy()
-            db = mimo_fir_filter(torch.from_numpy(deg), dec).numpy()
+            # each signal rendered as the metrics decode it (at its effective order: a truncated
+            # signal with its own order's decoder, version 8)
+            rb = decode_binaural_effective(torch.from_numpy(ref)[None])[0].numpy()
+            db = decode_binaural_effective(torch.from_numpy(deg)[None])[0].numpy()
             fb = _feat(metric, rb, [db])[0]
             rows.append({"family": fam, "source": src, "severity": sev, **{f"a_{k}": v for k, v in fa.items()},
                          **{f"b_{k}": v for k, v in fb.items()}})

@@ -155,13 +155,21 @@ def main(argv=None):
         lines.append(f"| w `{n}` | {V1['timbral'][i]:.4g} | {m['timbral_weights'][n]:.4g} | {wj[i]:.4g} | "
                      f"{pv['timbral_weights']} |")
     for i, n in enumerate(tq.SPATIAL_FEATURES):
-        lines.append(f"| v `{n}` | {V1['spatial'][i]:.4g} | {m['spatial_weights'][n]:.4g} | {vj[i]:.4g} | "
-                     f"{pv['spatial_weights']} |")
+        v1 = f"{V1['spatial'][i]:.4g}" if i < len(V1["spatial"]) else "—"  # features added later
+        here = "— (the ambisonic FOA items, below)" if n == "d_order" else f"{vj[i]:.4g}"
+        lines.append(f"| v `{n}` | {v1} | {m['spatial_weights'][n]:.4g} | {here} | {pv['spatial_weights']} |")
     lines += [f"| k (exponent) | {V1['exponent']:.4g} | {m['exponent']:.4g} | {kj:.4g} | {pv['exponent']} |",
               f"| p (combination: the order of the sum of the timbral and spatial distortions) | 1 | "
               f"{float(m.get('combination', 1.0)):g} | {pc:g} | {pv.get('combination', 'not set: the sum (1)')} |", "",
               f"Joint fit: {tc.fit['timbral']} timbral weights, spatial mode `{mode}` (a = "
-              f"{vj[1] / v0[1] if v0[1] else float('nan'):.3f} on the synthetic ratios).", ""]
+              f"{vj[0] / v0[0] if v0[0] else float('nan'):.3f} on the synthetic ratios).", ""]
+    foa = params.get("cross_validation", {}).get("foa_ambisonic_loto")
+    if foa:
+        lines += [f"`d_order` (version 8): fitted on the FOA condition scored from its ambisonic form ({foa['n']} "
+                  f"items, the other parameters fixed, the test's mean error removed); leave one trial out: RMSE "
+                  f"{foa['rmse_offset']:.2f} (mean error {foa['mean_error_offset']:+.2f}; with weight 0: "
+                  f"{foa['rmse_offset_without_d_order']:.2f}). `benchmarks/eval_quality_foa_ambisonic.py` compares "
+                  f"it with the binaural files the listeners heard and with the zero-padded third-order decode.", ""]
     text = "\n".join(lines) + "\n"
     print(text)
     if a.out:

@@ -102,6 +102,12 @@ def test_d_order_counts_the_orders_a_truncation_removed():
     h = x.clone()
     h[:, 1:] *= 2.0
     assert float(pool_features(quality_maps(x, h, fe, decs, chunk_frames=None))["d_order"][0]) == 0.0
+    # a change alike in every order (gain, low-pass) is timbre, not lost resolution
+    from scipy.signal import butter, sosfilt
+
+    lp = torch.from_numpy(sosfilt(butter(8, 3000, fs=FS, output="sos"), x[0].numpy(), axis=-1))[None]
+    f = pool_features(quality_maps(x, 0.5 * lp, fe, decs, chunk_frames=None))
+    assert float(f["d_order"][0]) < 0.02 and float(f["missing_db"][0]) > 1.0
     # binaural input has no d_order; a reference of order 0 has no order to lose
     e = torch.zeros(1, 2, 4, 5, 7, dtype=torch.float64)
     e[:, :, 0] = 1.0

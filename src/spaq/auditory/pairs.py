@@ -91,7 +91,7 @@ def ear_spectrum(x: torch.Tensor, frontend: AuditoryFrontEnd, decoder, n_min: in
 def channel_energy(x: torch.Tensor) -> torch.Tensor:
     """``(B, C, T)`` -> ``(B, C)`` energy of each channel (float64, no gradient: it only chooses
     decoders)."""
-    return torch.sum(x.detach().to(torch.float64) ** 2, dim=-1)
+    return torch.linalg.vector_norm(x.detach(), dim=-1).to(torch.float64) ** 2  # one pass, no squared copy
 
 
 def pair_orders(e_ref: torch.Tensor, e_deg: torch.Tensor) -> torch.Tensor:

@@ -166,17 +166,18 @@ def _order_energy(hoa: torch.Tensor, frontend: AuditoryFrontEnd) -> torch.Tensor
     """Energy of each ambisonic order per ERB band and frame: ``(..., (N+1)^2, T)`` ->
     ``(..., N+1, F, nf)`` (the directiveness's STFT frames and band grouping; one order at a
     time, so memory holds at most 2N+1 channels' spectra)."""
-    win = frontend.dir_window
+    win = frontend.dir_window.to(torch.float32)  # float32: an energy share, not a level to 1e-6 dB
     L = win.shape[0]
     lead = hoa.shape[:-2]
     n_max = int(round(hoa.shape[-2] ** 0.5)) - 1
+    group = frontend.dir_grouping.to(torch.float32).to(hoa.device)
     out = []
     for n in range(n_max + 1):
-        x = hoa[..., n * n:(n + 1) ** 2, :].reshape(-1, hoa.shape[-1]).to(torch.float64)
+        x = hoa[..., n * n:(n + 1) ** 2, :].reshape(-1, hoa.shape[-1]).to(torch.float32)
         spec = torch.stft(x, n_fft=L, hop_length=L, win_length=L, window=win.to(x.device), center=False,
-                          return_complex=True) / L
+                          return_complex=True)
         p = (spec.real ** 2 + spec.imag ** 2).reshape(*lead, 2 * n + 1, spec.shape[-2], spec.shape[-1]).sum(dim=-3)
-        out.append(torch.einsum("kf,...fl->...kl", frontend.dir_grouping.to(p.dtype).to(p.device), p))
+        out.append(torch.einsum("kf,...fl->...kl", group, p).to(torch.float64) / (L * L))
     return torch.stack(out, dim=-3)
 
 
@@ -403,20 +404,27 @@ def pool_features(maps: dict) -> dict:
 
 
 def order_loss(order_energy: torch.Tensor) -> torch.Tensor:
-    """``d_order``: the share of the reference's higher-order energy the degraded signal lacks --
-    the spatial resolution it loses (an ambisonic signal of order N resolves directions to about
-    the width of its order-N beam; truncating it to lower orders widens the beam and the image).
-    ``order_energy (B, 2, N+1, F, nf)`` (reference, degraded; :func:`quality_maps`) -> ``(B,)``:
-    per order ``n >= 1`` and band, ``clamp(1 - E_deg / E_ref, 0, 1)`` of the energies summed over
-    frames, averaged over the bands within :data:`ORDER_BAND_RANGE_DB` of that order's loudest
-    band in the reference, then over the orders the reference has (0 when it has none above W).
-    Truncating a full-order reference of order N to order M gives ``(N - M) / N``; added energy
-    (noise, reverberation) is not counted here."""
+    """``d_order``: the share of the reference's higher-order energy the degraded signal lacks,
+    relative to its omnidirectional part -- the spatial resolution it loses (an ambisonic signal
+    of order N resolves directions to about the width of its order-N beam; truncating it to lower
+    orders widens the beam and the image). ``order_energy (B, 2, N+1, F, nf)`` (reference,
+    degraded; :func:`quality_maps`) -> ``(B,)``: per order ``n >= 1`` and band, the energies summed
+    over frames as shares of the band's W energy, ``clamp(1 - (E_deg,n / E_deg,0) / (E_ref,n /
+    E_ref,0), 0, 1)``, averaged over the bands within :data:`ORDER_BAND_RANGE_DB` of their loudest
+    band in both the reference's order n and the degraded W, then over the orders the reference has
+    (0 when none counts). Truncating a full-order reference of order N to order M gives
+    ``(N - M) / N``; a level or spectral change alike in every order (gain, low-pass: timbre, which
+    ``missing_db`` counts) gives 0, and so does energy added to the higher orders."""
     e = order_energy.sum(dim=-1)  # (B, 2, N+1, F)
     er, ed = e[:, 0, 1:], e[:, 1, 1:]  # (B, N, F)
-    peak = er.amax(dim=-1, keepdim=True)
-    counted = (er > 0) & (er >= peak * 10 ** (-ORDER_BAND_RANGE_DB / 10))
-    loss = torch.clamp(1 - ed / torch.where(counted, er, torch.ones_like(er)), 0.0, 1.0)
+    wr, wd = e[:, 0, :1], e[:, 1, :1]  # (B, 1, F)
+    floor = 10 ** (-ORDER_BAND_RANGE_DB / 10)
+    counted = ((er > 0) & (er >= er.amax(dim=-1, keepdim=True) * floor)
+               & (wr > 0) & (wd > 0) & (wd >= wd.amax(dim=-1, keepdim=True) * floor))
+    one = torch.ones_like(er)
+    share_r = er / torch.where(counted, wr, one).expand_as(er)
+    share_d = ed / torch.where(counted, wd, one).expand_as(ed)
+    loss = torch.clamp(1 - share_d / torch.where(counted, share_r, one), 0.0, 1.0)
     nb = counted.sum(dim=-1)  # (B, N)
     per_order = torch.where(counted, loss, torch.zeros_like(loss)).sum(dim=-1) / nb.clamp(min=1)
     has = nb > 0
