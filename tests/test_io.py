@@ -543,3 +543,28 @@ def test_atomic_write_umask_permissions_and_no_leftover_on_failure(tmp_path):
         assert p.read_text() == "a\n1\n" and sorted(x.name for x in p.parent.iterdir()) == ["table.csv"]
     finally:
         os.umask(old)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_ambisonic_pairs_of_two_orders_are_zero_padded(tmp_path, stream):
+    """A third-order reference and a first-order degraded file (or the reverse): the lower-order
+    signal gets zero channels up to the other's count, with a warning; the metrics then decode it
+    at its own order. Other mismatches stay errors."""
+    x = sine(ch=16)
+    r = wav(tmp_path, "r.wav", x)
+    d = wav(tmp_path, "d.wav", x[:4])
+    for a, b, low in ((r, d, "deg"), (d, r, "ref")):
+        p = load_pair(a, b, stream=stream)
+        ref, deg = p.reader.read(0, p.n_samples) if stream else (p.ref, p.deg)
+        assert ref.shape[-2] == deg.shape[-2] == 16 and p.format.order == 3
+        short = deg if low == "deg" else ref
+        np.testing.assert_array_equal(short[..., 4:, :], 0.0)
+        np.testing.assert_allclose(short[0, :4], x[:4], atol=1e-6)
+        assert any(w.startswith(f"{low} (") and "order-1 ambisonics" in w and "zero-padded to 16" in w
+                   for w in p.warnings)
+    with pytest.raises(SpaqInputError, match="different channel counts: 16 in .*2 in"):
+        load_pair(r, wav(tmp_path, "b.wav", x[:2]), stream=stream)
+    with pytest.raises(SpaqInputError, match="different channel counts"):
+        load_pair(r, d, fmt="foa/fuma", stream=stream)
+    with pytest.raises(SpaqInputError, match="different channel counts"):
+        load_pair(r, d, fmt="binaural", stream=stream)

@@ -58,7 +58,7 @@ REGISTRY: dict[str, WeightSpec] = {
     "quality_v1": WeightSpec(
         name="quality_v1",
         url=None,
-        sha256="daf43b19b3fb1710372cfd647e90f110271ee5ca148d3216e05f13601ebc01fc",
+        sha256="ea1c7b2fb1f3d92b0d203a24fbb5f97add17d8b7048460cc0cac627da5789e44",
         filename="quality_v1.json",
         env_var="SPAQ_QUALITY_PARAMS",
         licence=_QUALITY_LICENCE,

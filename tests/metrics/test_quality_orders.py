@@ -156,3 +156,17 @@ def test_parameter_files_without_d_order_give_it_no_weight():
     del bad["spatial_weights"]["d_ic"]
     with pytest.raises(ValueError):
         QualityMapping.from_params(bad)
+
+
+@pytest.mark.parametrize("name", ["cues", "sqm"])
+def test_other_decoding_metrics_score_zero_padded_content_at_its_order(name):
+    """``cues`` and ``sqm`` decode with the same rule: first-order content scores the same as 4
+    channels and zero-padded to 16."""
+    m = load_metric(name)
+    a = _scene(1, 1.0, seed=11)
+    b = 0.7 * _scene(1, 1.0, seed=12) + 0.3 * a
+    s4 = m.score(load_pair(a, b, sample_rate=FS, target_rate=FS))
+    s16 = m.score(load_pair(np.pad(a, ((0, 12), (0, 0))), np.pad(b, ((0, 12), (0, 0))), sample_rate=FS,
+                            target_rate=FS))
+    assert s4.score > 0
+    assert s16.score == pytest.approx(s4.score, rel=1e-6, abs=1e-9)
