@@ -484,7 +484,7 @@ ORDER_CONDITION = "FOA"
 
 
 def _unpack(theta: np.ndarray, v0: np.ndarray, mode: str) -> tuple[np.ndarray, np.ndarray, float]:
-    """``theta`` -> ``(w (3), v (7), k)``. ``mode``: ``fixed`` (v = v0), ``scale`` (v = a v0: one
+    """``theta`` -> ``(w (3), v (S), k)``. ``mode``: ``fixed`` (v = v0), ``scale`` (v = a v0: one
     weight of the spatial terms against the timbral ones), ``binaural`` (the three binaural
     spatial weights free, the ambisonics-only ones kept from v0), ``statistic`` (v = a v0, a
     free weight of ``d_ic_mean``, and ``d_ild_mean`` at v0's ``d_ild_db`` weight, not scaled)."""
@@ -522,7 +522,7 @@ def combine(dt: np.ndarray, ds: np.ndarray, p: float = 1.0) -> np.ndarray:
 
 def joint_pred(theta: np.ndarray, Ft: np.ndarray, Fs: np.ndarray, v0: np.ndarray, mode: str,
                combination: float = 1.0) -> np.ndarray:
-    """Scores 0..100 of items with timbral features ``Ft (N, 3)`` and spatial ``Fs (N, 7)``."""
+    """Scores 0..100 of items with timbral features ``Ft (N, 3)`` and spatial ``Fs (N, len(SPATIAL_FEATURES))``."""
     w, v, k = _unpack(theta, v0, mode)
     d = combine(Ft @ w, Fs @ v, combination)
     return 100.0 / (1.0 + np.where(d > 0, d, 1.0) ** k * (d > 0))
@@ -549,7 +549,7 @@ def fit_joint(tests: list, v0: np.ndarray, mode: str, seed: int, starts: int = 8
               combination: float = 1.0) -> np.ndarray:
     """Least squares on the 0..100 scale over several listening tests at once, each test's mean
     squared error counting equally (``per_test``: after removing its mean error, and divided by
-    its ratings' variance): ``tests`` is a list of ``(Ft (N, 3), Fs (N, 7), y (N,))``.
+    its ratings' variance): ``tests`` is a list of ``(Ft (N, 3), Fs (N, S), y (N,))``.
     Free parameters: ``log w`` (3 timbral weights), the spatial ones of ``mode``
     (:func:`_unpack`) and ``log k``; multi-start L-BFGS from seeded initial points.
     ``timbral_test``: index of the test that alone fits the timbral weights (:func:`fit_timbral`
@@ -634,7 +634,7 @@ def _monotone_pairs(records: list[dict], w: np.ndarray, families) -> list[tuple]
 
 def fit_spatial(records: list[dict], w: np.ndarray, anchors, spatial, monotone_weight: float = 0.0,
                 monotone_margin: float = 0.05, combination: float = 1.0) -> np.ndarray:
-    """Spatial weights ``v (7,)`` (the ``*_mean`` statistics at the lower bound: not fitted
+    """Spatial weights ``v (S,)``, S = len(SPATIAL_FEATURES) (the ``*_mean`` statistics and ``d_order`` at the lower bound: not fitted
     here): for each (spatial family, severity), the median total distortion
     ``combine(D_t, v . s, combination)`` (:func:`combine`; ``D_t + v . s`` at 1) over the sweeps
     should equal the median timbral distortion of the anchor families at that severity (log-domain least squares, v >= 0). Families that a
@@ -779,7 +779,7 @@ def _cached_table(path: Path, make, log=print):
 
 
 def _matrices(df) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(Ft (N, 3), Fs (N, 7), y (N,))`` of a feature table (absent spatial features: 0)."""
+    """``(Ft (N, 3), Fs (N, S), y (N,))`` of a feature table (absent spatial features: 0)."""
     Fs = np.stack([np.nan_to_num(df[n].to_numpy(dtype=np.float64)) if n in df else np.zeros(len(df))
                    for n in SPATIAL_FEATURES], axis=1)
     return df[list(TIMBRAL_FEATURES)].to_numpy(dtype=np.float64), Fs, df["mean"].to_numpy(dtype=np.float64)
