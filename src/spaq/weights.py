@@ -118,7 +118,7 @@ REGISTRY: dict[str, WeightSpec] = {
     "predictor_v1": WeightSpec(
         name="predictor_v1",
         url=None,
-        sha256="92395a2f1eae0c0e65494622e2dfadd2343e7edb129e3a2eb5695c112d01f9b7",
+        sha256="20be6aedb71a78ec8b45a6c0e9338b55c7a1b93a409906f257a6af5120d14388",
         filename="predictor_v1.pt",
         env_var="SPAQ_PREDICTOR_WEIGHTS",
         licence="MIT (spaq); trained on spaq corpus-engine scenes (KU100 and SONICOM-1 HRTFs) with spaq's quality "

@@ -52,6 +52,17 @@ def test_round_trip_is_exact_and_self_describing(tmp_path, small):
     assert meta["sha256"] == sha and meta["path"] == str(p) and "state_dict" not in meta
 
 
+def test_the_same_checkpoint_saved_twice_has_the_same_bytes(tmp_path, small):
+    """The zip archive inside is named ``archive/``, not after the temporary file the atomic
+    write goes through, so a training run that reproduces the weights reproduces the sha256."""
+    a = checkpoint.save(tmp_path / "one.pt", small, train={"seed": 1})
+    b = checkpoint.save(tmp_path / "sub" / "two.pt", small, train={"seed": 1})
+    assert a == b
+    import zipfile
+
+    assert all(n.startswith("archive/") for n in zipfile.ZipFile(tmp_path / "one.pt").namelist())
+
+
 def test_shipped_bast_file_loads_with_its_older_tag():
     spec = weights.REGISTRY["bast_ku100"]
     w = weights.resolve("bast_ku100")
@@ -131,9 +142,8 @@ def test_save_is_atomic_with_umask_permissions(tmp_path, small, monkeypatch):
     assert stat.S_IMODE(p.stat().st_mode) == 0o644
     before = p.read_bytes()
 
-    def broken(obj, f):
-        with open(f, "wb") as fh:
-            fh.write(b"partial")
+    def broken(obj, f):  # torch.save gets the open temporary file
+        f.write(b"partial")
         raise KeyboardInterrupt
 
     monkeypatch.setattr(checkpoint.torch, "save", broken)

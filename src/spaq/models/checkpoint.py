@@ -91,10 +91,18 @@ def save(path, model: nn.Module, train: dict | None = None, extra: dict | None =
         "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
     }
     try:
-        atomic_write(path, lambda tmp: torch.save(ck, tmp))
+        atomic_write(path, lambda tmp: _save(ck, tmp))
     except OSError as e:
         raise SpaqError(f"cannot write checkpoint {path}: {' '.join(str(e).split())}") from None
     return sha256_file(path)
+
+
+def _save(obj, path) -> None:
+    """``torch.save`` through a file object: the zip archive inside is then named ``archive/``
+    whatever the (temporary) file is called, so the same checkpoint gives the same bytes and
+    sha256 (saved to a path, torch names it after the file: a random temporary name)."""
+    with open(path, "wb") as f:
+        torch.save(obj, f)
 
 
 def load(path, architecture: str | None = None, sha256: str | None = None) -> tuple[nn.Module, dict]:
