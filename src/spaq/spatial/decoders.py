@@ -11,7 +11,8 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-__all__ = ["hrtf_decoder", "hrtf_decoders", "effective_order", "decode_binaural_effective", "ORDER_PRESENT_SHARE", "DEFAULT_DECODER"]
+__all__ = ["hrtf_decoder", "hrtf_decoders", "effective_order", "decode_binaural_effective", "ORDER_PRESENT_SHARE",
+           "DEFAULT_DECODER"]
 
 DEFAULT_DECODER = "MagLS from the default HRTF (KU100)"
 
@@ -60,10 +61,27 @@ def effective_order(channel_energy: torch.Tensor) -> torch.Tensor:
     return out
 
 
+class _OrderDecoders(dict):
+    """``{n: hrtf_decoder(n)}`` for ``n <= order``, each made (or read from the cache) when first
+    asked for: a signal that fills every order never builds the lower orders' decoders."""
+
+    def __init__(self, order: int, sample_rate: int, device):
+        super().__init__()
+        self.order, self.sample_rate, self.device = int(order), int(sample_rate), device
+
+    def __missing__(self, n):
+        if not 0 <= int(n) <= self.order:
+            raise KeyError(n)
+        d = hrtf_decoder(int(n), self.sample_rate).to(self.device)
+        self[int(n)] = d
+        return d
+
+
 def hrtf_decoders(order: int, sample_rate: int = 48000, device=None) -> dict:
-    """``{n: hrtf_decoder(n)}`` for every order ``n <= order`` (on ``device``): the decoders
-    effective-order decoding chooses from (each signal decoded at its :func:`effective_order`)."""
-    return {n: hrtf_decoder(n, sample_rate).to(device) for n in range(int(order) + 1)}
+    """``{n: hrtf_decoder(n)}`` for every order ``n <= order`` (on ``device``; each built when first
+    used): the decoders effective-order decoding chooses from (each signal decoded at its
+    :func:`effective_order`)."""
+    return _OrderDecoders(order, sample_rate, device)
 
 
 def decode_binaural_effective(x: torch.Tensor, sample_rate: int = 48000) -> torch.Tensor:
