@@ -54,7 +54,7 @@ def ear_spectrum(x: torch.Tensor, frontend: AuditoryFrontEnd, decoder, n_min: in
     Effective-order decoding: ``decoder`` a dict ``{order: (2, (order+1)^2, L)}``
     (:func:`spaq.spatial.decoders.hrtf_decoders`, one tap length) and ``orders`` an int tensor of
     ``x``'s leading shape ``(...)``: each signal is decoded with the decoder of its own order
-    (:func:`spaq.spatial.decoders.effective_order`), as a renderer decodes lower-order content."""
+    (:func:`spaq.spatial.decoders.effective_order`), as lower-order content is played."""
     if isinstance(decoder, dict):
         if orders is None:
             raise ValueError("effective-order decoding needs the orders of the signals")

@@ -7,8 +7,8 @@ to 0..100, 100 for identical signals); this class owns the shipped parameters an
 decoder. Ambisonics are decoded to the ears with the MagLS decoder of the default KU100 HRTF
 (:mod:`spaq.spatial.decoders`), the one the ``cues`` metric uses, so both formats share one
 scale; each signal at its effective order (version 8: a third-order file whose orders 2 and 3
-are zero is first-order content and is decoded as a renderer decodes it, with the first-order
-decoder), and what the degraded signal lost of the reference's higher orders is ``d_order``.
+are zero is first-order content and is decoded as first-order content is played, with the
+first-order decoder), and what the degraded signal lost of the reference's higher orders is ``d_order``.
 An overall gain difference is compensated as a volume setting (within +-20 dB).
 """
 from __future__ import annotations
@@ -59,8 +59,8 @@ class Quality(Metric):
     # Euclidean distance (``combination`` 2), refitted; 7.0: ambisonic input decoded with the causal
     # MagLS decoder (its acausal part had wrapped to the buffer end and been faded out), refitted;
     # 8.0: each ambisonic signal decoded at its effective order (lower-order content in a
-    # higher-order file decoded with its own order's decoder, as renderers and the spatial-codings
-    # test do) and the lost higher-order energy d_order, weighted from that test's FOA condition
+    # higher-order file decoded with its own order's decoder, as such content is played and the
+    # spatial-codings test did) and the lost higher-order energy d_order, weighted from that test's FOA condition
     version = "8.0"
     description = ("spaq's global quality model 0..100 (binaural and ambisonics; 100 = identical): timbral and "
                    "spatial sub-scores, calibrated on two MUSHRA tests (speech codecs, binaural spatial codings) "

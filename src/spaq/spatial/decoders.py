@@ -46,8 +46,8 @@ def effective_order(channel_energy: torch.Tensor) -> torch.Tensor:
     """Per-channel energies ``(..., (N+1)^2)`` of ACN ambisonic signals -> ``(...,)`` int64: the
     highest order whose channels carry more than :data:`ORDER_PRESENT_SHARE` of the signal's
     energy (0 for silence). A third-order file that holds first-order content (orders 2 and 3
-    zero) has effective order 1: renderers decode such content with a first-order decoder, and
-    so do the metrics (:func:`hrtf_decoders`)."""
+    zero) has effective order 1: first-order content is played with a first-order decoder, and the
+    metrics decode it so (:func:`hrtf_decoders`)."""
     e = torch.as_tensor(channel_energy, dtype=torch.float64)
     c = e.shape[-1]
     n_max = int(round(c ** 0.5)) - 1
