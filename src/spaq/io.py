@@ -403,11 +403,13 @@ def _channels_to_pad(n_ref: int, n_deg: int, fmt, ref_label: str, deg_label: str
     if n_ref == n_deg:
         return n_ref
     o_r, o_d = order_from_channels(n_ref), order_from_channels(n_deg)
-    ambi = fmt is None or (isinstance(fmt, str) and fmt.strip().lower().split("/")[0] in ("ambisonics", "foa")
-                           or fmt.strip().lower().startswith("hoa")) or (
-        isinstance(fmt, SpatialFormat) and fmt.is_ambisonics)
-    if isinstance(fmt, str) and "fuma" in fmt.lower():
-        ambi = False
+    f = fmt
+    if isinstance(fmt, str):
+        try:
+            f = parse_format(fmt)
+        except ValueError:
+            f = None  # _resolve_format reports a bad format; here it only means "not ambisonics"
+    ambi = fmt is None or (isinstance(f, SpatialFormat) and f.is_ambisonics and f.normalisation.lower() != "fuma")
     if not (ambi and o_r is not None and o_d is not None and min(o_r, o_d) >= 1):
         raise SpaqInputError(f"ref and deg have different channel counts: {n_ref} in {ref_label}, {n_deg} in {deg_label}")
     low, high = (ref_label, deg_label) if o_r < o_d else (deg_label, ref_label)

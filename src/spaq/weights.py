@@ -58,7 +58,7 @@ REGISTRY: dict[str, WeightSpec] = {
     "quality_v1": WeightSpec(
         name="quality_v1",
         url=None,
-        sha256="ea1c7b2fb1f3d92b0d203a24fbb5f97add17d8b7048460cc0cac627da5789e44",
+        sha256="402228258d24a96ab5b7d146de6221e5e090f03e63ac68d3979815f030c528c8",
         filename="quality_v1.json",
         env_var="SPAQ_QUALITY_PARAMS",
         licence=_QUALITY_LICENCE,

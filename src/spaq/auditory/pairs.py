@@ -11,6 +11,7 @@ from functools import partial
 
 import torch
 
+from ..spatial.decoders import by_order, effective_order
 from .frontend import AuditoryFrontEnd
 from .streaming import SegmentReader, run_chunked
 
@@ -58,22 +59,7 @@ def ear_spectrum(x: torch.Tensor, frontend: AuditoryFrontEnd, decoder, n_min: in
     if isinstance(decoder, dict):
         if orders is None:
             raise ValueError("effective-order decoding needs the orders of the signals")
-        present = sorted({int(o) for o in orders.reshape(-1).tolist()})
-        if len(present) == 1:
-            n = present[0]
-            return ear_spectrum(x[..., :(n + 1) ** 2, :], frontend, decoder[n], n_min)
-        lead = x.shape[:-2]
-        flat, o = x.reshape(-1, *x.shape[-2:]), orders.reshape(-1)
-        half = None
-        for n in present:
-            idx = torch.nonzero(o == n).view(-1)
-            part = ear_spectrum(flat[idx][..., :(n + 1) ** 2, :], frontend, decoder[n], n_min)
-            if half is None:
-                half = part.new_zeros((flat.shape[0],) + tuple(part.shape[1:]))
-            elif part.shape[1:] != half.shape[1:]:
-                raise ValueError("the decoders of effective-order decoding must have one tap length")
-            half = half.index_put((idx,), part)
-        return half.reshape(*lead, *half.shape[1:])
+        return by_order(x, orders, lambda n, xn: ear_spectrum(xn, frontend, decoder[n], n_min))
     t = x.shape[-1]
     dt = frontend.spectrum_dtype
     if decoder is None:
@@ -97,8 +83,6 @@ def channel_energy(x: torch.Tensor) -> torch.Tensor:
 def pair_orders(e_ref: torch.Tensor, e_deg: torch.Tensor) -> torch.Tensor:
     """Effective ambisonic orders ``(B, 2)`` (reference, degraded) from their channel energies
     ``(B, C)`` over the whole signals (:func:`spaq.spatial.decoders.effective_order`)."""
-    from ..spatial.decoders import effective_order
-
     return torch.stack([effective_order(e_ref), effective_order(e_deg)], dim=1)
 
 

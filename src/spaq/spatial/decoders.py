@@ -11,7 +11,8 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-__all__ = ["hrtf_decoder", "hrtf_decoders", "effective_order", "decode_binaural_effective", "ORDER_PRESENT_SHARE",
+__all__ = ["hrtf_decoder", "hrtf_decoders", "effective_order", "by_order", "decode_binaural_effective",
+           "ORDER_PRESENT_SHARE",
            "DEFAULT_DECODER"]
 
 DEFAULT_DECODER = "MagLS from the default HRTF (KU100)"
@@ -84,6 +85,30 @@ def hrtf_decoders(order: int, sample_rate: int = 48000, device=None) -> dict:
     return _OrderDecoders(order, sample_rate, device)
 
 
+def by_order(x: torch.Tensor, orders: torch.Tensor, fn) -> torch.Tensor:
+    """Apply ``fn(n, x_n)`` to the signals of each order: ``x (..., C, T)``, ``orders`` int of shape
+    ``(...)``; ``x_n (K, (n+1)^2, T)`` holds the K signals of order ``n`` (their first channels)
+    and ``fn`` returns ``(K, ...)``; the results are put back in the signals' places ->
+    ``(..., ...)``. One order present (the usual case): a single call, no copies."""
+    lead = x.shape[:-2]
+    flat, o = x.reshape(-1, *x.shape[-2:]), orders.reshape(-1)
+    present = sorted({int(v) for v in o.tolist()})
+    if len(present) == 1:
+        n = present[0]
+        y = fn(n, flat[:, :(n + 1) ** 2])
+        return y.reshape(*lead, *y.shape[1:])
+    out = None
+    for n in present:
+        idx = torch.nonzero(o == n).view(-1)
+        y = fn(n, flat[idx][:, :(n + 1) ** 2])
+        if out is None:
+            out = y.new_zeros((flat.shape[0],) + tuple(y.shape[1:]))
+        elif y.shape[1:] != out.shape[1:]:
+            raise ValueError("the decoders of effective-order decoding must have one tap length")
+        out = out.index_put((idx,), y)
+    return out.reshape(*lead, *out.shape[1:])
+
+
 def decode_binaural_effective(x: torch.Tensor, sample_rate: int = 48000) -> torch.Tensor:
     """Ambisonics ACN/SN3D ``(B, C, T)`` -> binaural ``(B, 2, T')`` (:func:`spaq.dsp.mimo_fir_filter`'s
     length), each signal with the decoder of its :func:`effective_order` (float64): what the
@@ -91,15 +116,5 @@ def decode_binaural_effective(x: torch.Tensor, sample_rate: int = 48000) -> torc
     from ..dsp import mimo_fir_filter
 
     x = x.to(torch.float64)
-    orders = effective_order(torch.sum(x.detach() ** 2, dim=-1))
-    present = sorted({int(o) for o in orders.tolist()})
-    out = None
-    for n in present:
-        idx = torch.nonzero(orders == n).view(-1)
-        y = mimo_fir_filter(x[idx][:, :(n + 1) ** 2], hrtf_decoder(n, sample_rate).to(x.device))
-        if len(present) == 1:
-            return y
-        if out is None:
-            out = y.new_zeros((x.shape[0],) + tuple(y.shape[1:]))
-        out = out.index_put((idx,), y)
-    return out
+    orders = effective_order(torch.linalg.vector_norm(x.detach(), dim=-1) ** 2)
+    return by_order(x, orders, lambda n, xn: mimo_fir_filter(xn, hrtf_decoder(n, sample_rate).to(x.device)))

@@ -184,7 +184,8 @@ class PredictorTrainConfig(RecipeConfig):
 #: the ``quality`` parameters (registry name) the teacher scores with: version 5, on which the shipped
 #: ``predictor_v1`` was trained (their ``combination`` is absent, read as 1, the sum of the two
 #: distortions; ``quality`` 7.0's code decodes ambisonics with the causal MagLS decoder, with which the
-#: shipped weights were refitted), so that the recipe reproduces the shipped weights. The parameters'
+#: shipped weights were refitted; 8.0's gives their absent ``d_order`` weight 0 and decodes the corpus's
+#: full-order signals as 7.0 did), so that the recipe reproduces the shipped weights. The parameters'
 #: sha256 and the metric's version are part of every cached table's key.
 TEACHER_PARAMS = "quality_v5"
 

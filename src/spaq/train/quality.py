@@ -326,12 +326,31 @@ def fit_order_weight(Ft: np.ndarray, Fs: np.ndarray, y: np.ndarray, w: np.ndarra
     def err(x):
         vv = v.copy()
         vv[j] = x
-        d = combine(Ft @ w, Fs @ vv, combination)
-        p = 100.0 / (1.0 + np.where(d > 0, d, 1.0) ** k * (d > 0))
-        return float(np.mean((p - y - offset) ** 2))
+        return float(np.mean((to_score(combine(Ft @ w, Fs @ vv, combination), k) - y - offset) ** 2))
 
     r = minimize_scalar(err, bounds=(0.0, 20.0), method="bounded", options={"xatol": 1e-6})
     return float(r.x) if err(float(r.x)) < err(0.0) else 0.0
+
+
+def order_weight_cv(Ft: np.ndarray, Fs: np.ndarray, y: np.ndarray, w: np.ndarray, v: np.ndarray, k: float,
+                    offset: float, combination: float) -> tuple[np.ndarray, dict]:
+    """Leave one item out of :func:`fit_order_weight` (each item a trial): the weight fitted on the
+    others, the held-out item scored. Returns the held-out scores and ``n``, ``rmse_offset``,
+    ``mean_error_offset`` (against the ratings plus ``offset``) and ``rmse_offset_without_d_order``
+    (every item scored with weight 0)."""
+    j = SPATIAL_FEATURES.index("d_order")
+    pred = np.zeros(len(y))
+    for i in range(len(y)):
+        keep = np.arange(len(y)) != i
+        vi = v.copy()
+        vi[j] = fit_order_weight(Ft[keep], Fs[keep], y[keep], w, v, k, offset, combination)
+        pred[i] = to_score(combine(Ft[i:i + 1] @ w, Fs[i:i + 1] @ vi, combination), k)[0]
+    v0 = v.copy()
+    v0[j] = 0.0
+    p0 = to_score(combine(Ft @ w, Fs @ v0, combination), k)
+    e, e0 = pred - y - offset, p0 - y - offset
+    return pred, {"n": int(len(y)), "rmse_offset": float(np.sqrt(np.mean(e ** 2))),
+                  "mean_error_offset": float(np.mean(e)), "rmse_offset_without_d_order": float(np.sqrt(np.mean(e0 ** 2)))}
 
 
 # --------------------------------------------------------------------------- synthetic sweeps
@@ -524,7 +543,12 @@ def joint_pred(theta: np.ndarray, Ft: np.ndarray, Fs: np.ndarray, v0: np.ndarray
                combination: float = 1.0) -> np.ndarray:
     """Scores 0..100 of items with timbral features ``Ft (N, 3)`` and spatial ``Fs (N, len(SPATIAL_FEATURES))``."""
     w, v, k = _unpack(theta, v0, mode)
-    d = combine(Ft @ w, Fs @ v, combination)
+    return to_score(combine(Ft @ w, Fs @ v, combination), k)
+
+
+def to_score(d: np.ndarray, k: float) -> np.ndarray:
+    """Distortions ``d >= 0`` -> scores ``100 / (1 + d^k)`` (100 at 0): the mapping of
+    :meth:`spaq.models.quality.QualityMapping.to_score`, in numpy."""
     return 100.0 / (1.0 + np.where(d > 0, d, 1.0) ** k * (d > 0))
 
 
@@ -880,23 +904,8 @@ def train_quality(tc: QualityTrainConfig, out, log=print, workdir=None) -> dict:
                                lambda: param_coding_ambisonic_features(pc_root, pc_table, metric, log), log)
             aFt, aFs, ay = _matrices(at)
             offset = float(np.mean(joint_pred(th, *tests[1][:2], v0, mode, pc_order) - tests[1][2]))
+            pred, cvs["foa_ambisonic_loto"] = order_weight_cv(aFt, aFs, ay, w, v, k, offset, pc_order)
             v[SPATIAL_FEATURES.index("d_order")] = fit_order_weight(aFt, aFs, ay, w, v, k, offset, pc_order)
-            # leave one trial out: the weight from the other trials' items, the held-out item scored
-            pred = np.zeros(len(ay))
-            for i in range(len(ay)):
-                keep = np.arange(len(ay)) != i
-                vi = v.copy()
-                vi[SPATIAL_FEATURES.index("d_order")] = fit_order_weight(aFt[keep], aFs[keep], ay[keep], w, v, k,
-                                                                         offset, pc_order)
-                d = combine(aFt[i:i + 1] @ w, aFs[i:i + 1] @ vi, pc_order)
-                pred[i] = 100.0 / (1.0 + (d[0] ** k if d[0] > 0 else 0.0))
-            zero = v.copy()
-            zero[SPATIAL_FEATURES.index("d_order")] = 0.0
-            d0 = combine(aFt @ w, aFs @ zero, pc_order)
-            p0 = 100.0 / (1.0 + np.where(d0 > 0, d0, 1.0) ** k * (d0 > 0))
-            cvs["foa_ambisonic_loto"] = {"n": int(len(ay)), "rmse_offset": float(np.sqrt(np.mean((pred - ay - offset) ** 2))),
-                                         "mean_error_offset": float(np.mean(pred - ay - offset)),
-                                         "rmse_offset_without_d_order": float(np.sqrt(np.mean((p0 - ay - offset) ** 2)))}
             heldout["foa_ambisonic"] = [float(x) for x in pred]
             log(f"d_order weight {v[SPATIAL_FEATURES.index('d_order')]:.4f} from the {len(ay)} ambisonic "
                 f"{ORDER_CONDITION} items (test offset {offset:+.2f}); held out RMSE "
