@@ -1,0 +1,188 @@
+"""Try (issue 20, thirty-third session; not shipped): a monotone reverberance term for the
+reference-free predictor's reverb ladder.
+
+The per-bin decay time of ``try_predictor_reverb.py`` (``tail_s_*``, per band group: -60 / the 10th
+percentile of the level slopes of every STFT bin) rises with the room on every held-out reverb sweep
+that lengthens it (mid band: Spearman +1.00 on all 8 such sweeps of seed 9900), while the shipped
+network's score does not fall with it (-0.34 there). Can a term that *must* fall with that decay time
+carry the ladder without costing the other ladders? The index (``rho``):
+
+    rho = g * max(0, log2(tail_s_mid / T0)),   T0 = 0.3 s,
+    g   = clip((mod_mid - 2 dB) / 2 dB, 0, 1)   (gate "mod"; "none": g = 1)
+
+doublings of the mid-band (1-4 kHz) decay time above 0.3 s; the gate removes stationary sound (pink
+noise reads ~1.25 s: random level fluctuations, no free decays to hear), whose modulation depth
+``mod_mid`` is 1.2-1.9 dB against >= 4.4 dB for speech and notes, reverberant or not. Two parts:
+
+    PYTHONPATH=src python benchmarks/try_predictor_reverb_penalty.py posthoc --workdir DIR [--weights 0 2 4 8]
+        the shipped weights' score logit minus ``w * rho`` (the network unchanged); held-out ladders of
+        seeds 9900-9902 pooled over sweeps (as ``eval_predictor_seeds.py``) and MAE against the teacher
+    PYTHONPATH=src python benchmarks/try_predictor_reverb_penalty.py joint --workdir DIR [--weights 2 4 8] [--members 5]
+        the recipe's fit (``configs/train/predictor.yaml``'s ``fit``, 5 members) on its main corpus split
+        only (not the ``extra`` splits), with ``rho`` subtracted from the score logit inside the fit:
+        ``w`` learned (softplus, from 0.31) and fixed at each ``--weights``, against the same fit without it
+
+Tables with kept audio are cached in DIR (the main training split ~12 min of CPU, each held-out seed
+~3 min, the first time). Results: ``benchmarks/results/predictor_seeds.md``.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import eval_predictor as EP  # noqa: E402
+import try_predictor_reverb as TR  # noqa: E402
+
+SEEDS = (9900, 9901, 9902)
+T0 = 0.3
+GATE_DB = (2.0, 2.0)  # gate from mod_mid 2 dB (0) to 4 dB (1)
+
+
+def rho(df, gate: str = "mod") -> np.ndarray:
+    """The reverberance index of each row (see the module docstring)."""
+    g = np.clip((df["mod_mid"].to_numpy(dtype=np.float64) - GATE_DB[0]) / GATE_DB[1], 0, 1) if gate == "mod" else 1.0
+    return g * np.maximum(0.0, np.log2(df["tail_s_mid"].to_numpy(dtype=np.float64) / T0))
+
+
+def tables(workdir: Path, train: bool = False):
+    """``{seed: held-out table}`` (+ the main training split's table) with the per-bin decay times."""
+    from spaq.train.predictor import CorpusSplit, PredictorTrainConfig, split_audio_dir, split_cache_path, split_records
+
+    quiet = lambda m: None  # noqa: E731
+
+    def table(split, stem):
+        df = split_records(split, workdir / f"{stem}.csv", quiet, keep_audio=True)
+        return TR._with_tail(df, split_audio_dir(split_cache_path(split, workdir / f"{stem}.csv")))
+
+    tests = {s: table(CorpusSplit(**{**EP.HELD_OUT, "seed": s}), f"predictor_heldout_seed{s}") for s in SEEDS}
+    if not train:
+        return tests, None, None
+    tc = PredictorTrainConfig.from_yaml(ROOT / "configs/train/predictor.yaml")
+    return tests, table(tc.corpus, "predictor_train"), tc
+
+
+def ladders_of(z_by_seed: dict, tests: dict) -> tuple[dict, float]:
+    """Pooled per-sweep ladders and the mean MAE against the teacher for score logits per seed."""
+    pooled, mae = {f: [] for f in EP.LADDERS}, []
+    for s, t in tests.items():
+        p = {"raw": 100.0 / (1.0 + np.exp(-z_by_seed[s]))}
+        lad = EP.ladders(p, t, seed=s, per_sweep=True)
+        for f in EP.LADDERS:
+            pooled[f] += lad[f].get("sweeps", [])
+        mae.append(float(np.mean(np.abs(p["raw"] - t["target"].to_numpy(dtype=np.float64)))))
+    return pooled, float(np.mean(mae))
+
+
+def _row(label: str, pooled: dict, mae: float) -> str:
+    return f"| {label} | {mae:.1f} | " + " | ".join(f"{np.mean(pooled[f]):+.2f}" for f in EP.LADDERS) + " |"
+
+
+def _header(first: str) -> str:
+    return (f"| {first} | MAE | " + " | ".join(EP.LADDERS) + " |\n|---|---|" + "---|" * len(EP.LADDERS))
+
+
+def posthoc(workdir: Path, weights):
+    from spaq.metrics.functional.predictor import FEATURE_NAMES
+    from spaq.models import checkpoint
+    from spaq.weights import resolve
+
+    tests, _, _ = tables(workdir)
+    model, _ = checkpoint.load(resolve("predictor_v1", offline=True).path, architecture="predictor")
+    z = {}
+    for s, t in tests.items():  # the score logit itself (a score of 99.99 in float32 would tie)
+        with torch.no_grad():
+            z[s] = model(torch.tensor(t[list(FEATURE_NAMES)].to_numpy(dtype=np.float64),
+                                      dtype=torch.float32))["score_logit"].double().numpy()
+    print(_header("w, gate"))
+    for gate in ("mod", "none"):
+        for w in weights:
+            if w == 0 and gate == "none":
+                continue
+            pooled, mae = ladders_of({s: z[s] - w * rho(tests[s], gate) for s in tests}, tests)
+            print(_row(f"{w:g}, {gate}", pooled, mae), flush=True)
+
+
+@contextlib.contextmanager
+def _monotone_path(rho_of_rows: dict, fixed: float | None):
+    """While active, every new :class:`PredictorNet` subtracts ``softplus(a) * rho`` from its score
+    logit, ``rho`` the tensor ``rho_of_rows["rho"]`` (rows of the batch it is called with); ``a``
+    trainable (from softplus 0.31) or fixed so that softplus(a) = ``fixed``."""
+    from spaq.models.predictor import PredictorNet
+
+    fwd, init = PredictorNet.forward, PredictorNet.__init__
+
+    def new_init(self, cfg):
+        init(self, cfg)
+        if fixed is None:
+            self.rho_a = torch.nn.Parameter(torch.tensor(-1.0))
+        else:
+            self.register_buffer("rho_a", torch.tensor(float(np.log(np.expm1(fixed)))))
+
+    def new_fwd(self, feats):
+        o = fwd(self, feats)
+        z = o["score_logit"] - torch.nn.functional.softplus(self.rho_a) * rho_of_rows["rho"]
+        return {**o, "score_logit": z, "raw": torch.sigmoid(z), "score": 100 * torch.sigmoid(z)}
+
+    PredictorNet.__init__, PredictorNet.forward = new_init, new_fwd
+    try:
+        yield
+    finally:
+        PredictorNet.__init__, PredictorNet.forward = init, fwd
+
+
+def joint(workdir: Path, weights, members: int):
+    from spaq.metrics.functional.predictor import FEATURE_NAMES
+    from spaq.train.predictor import FitSection, fit_predictor, fit_rows
+
+    torch.set_num_threads(2)
+    tests, df, tc = tables(workdir, train=True)
+    fit = FitSection(**{**asdict(tc.fit), "members": 1})
+    rows = fit_rows(df, tc.corpus, fit, lambda m: None)
+    print(_header(f"joint fit ({members} members, main split), w"))
+    for fixed in [0.0, None] + list(weights):
+        state, zs = {"rho": torch.tensor(rho(rows), dtype=torch.float32)}, {s: [] for s in tests}
+        with (_monotone_path(state, fixed) if fixed != 0.0 else contextlib.nullcontext()):
+            for k in range(members):
+                state["rho"] = torch.tensor(rho(rows), dtype=torch.float32)
+                m, _ = fit_predictor(rows, FitSection(**{**asdict(fit), "seed": int(fit.seed) + k}), lambda s: None)
+                ws = float(torch.nn.functional.softplus(m.rho_a.detach())) if fixed != 0.0 else 0.0
+                for s, t in tests.items():
+                    state["rho"] = torch.tensor(rho(t), dtype=torch.float32)
+                    X = torch.tensor(t[list(FEATURE_NAMES)].to_numpy(dtype=np.float64), dtype=torch.float32)
+                    with torch.no_grad():
+                        zs[s].append(m(X)["score_logit"].double().numpy())
+        pooled, mae = ladders_of({s: np.mean(v, 0) for s, v in zs.items()}, tests)
+        label = "none (the recipe's fit)" if fixed == 0.0 else (f"learned ({ws:.2f})" if fixed is None else f"fixed {fixed:g}")
+        print(_row(label, pooled, mae), flush=True)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    sub = ap.add_subparsers(dest="part", required=True)
+    for name, default in (("posthoc", [0, 2, 4, 8]), ("joint", [2, 4, 8])):
+        p = sub.add_parser(name)
+        p.add_argument("--workdir", required=True)
+        p.add_argument("--weights", type=float, nargs="+", default=default)
+        p.add_argument("--members", type=int, default=5)
+    a = ap.parse_args()
+    torch.set_num_threads(1)
+    wd = Path(a.workdir)
+    wd.mkdir(parents=True, exist_ok=True)
+    if a.part == "posthoc":
+        posthoc(wd, a.weights)
+    else:
+        joint(wd, a.weights, a.members)
+
+
+if __name__ == "__main__":
+    main()
