@@ -166,10 +166,76 @@ def joint(workdir: Path, weights, members: int):
         print(_row(label, pooled, mae), flush=True)
 
 
+def _fit_member(rows, fit, rho_rows, w: float, absolute) -> "object":
+    """One member of the recipe's fit (``spaq.train.predictor.fit_predictor``'s loss and optimiser)
+    whose score logit is ``network - w * rho``, with the absolute terms (class CE, score MSE, logit
+    MSE) only on the rows where ``absolute`` is True; the ranking term on every sweep."""
+    from spaq.metrics.functional.predictor import FEATURE_NAMES
+    from spaq.models.predictor import PredictorConfig, PredictorNet
+    from spaq.train.predictor import _severity_pairs, feature_columns, score_class
+
+    torch.manual_seed(int(fit.seed))
+    idx, names = feature_columns(fit.groups)
+    model = PredictorNet(PredictorConfig(n_features=len(FEATURE_NAMES), feature_index=idx, feature_names=names,
+                                         hidden=list(fit.hidden), dropout=float(fit.dropout)))
+    X = torch.tensor(rows[list(FEATURE_NAMES)].to_numpy(dtype=np.float64), dtype=torch.float32)
+    y = torch.tensor(rows["target"].to_numpy(dtype=np.float64), dtype=torch.float32)
+    c = torch.tensor(score_class(rows["target"].to_numpy()), dtype=torch.long)
+    r = torch.tensor(rho_rows, dtype=torch.float32)
+    m = torch.tensor(np.asarray(absolute, dtype=bool))
+    lc = float(fit.logit_clip)
+    y_logit = torch.logit(torch.clamp(y, lc, 100.0 - lc) / 100)
+    sub = X[:, model.index]
+    model.set_scaler(sub.mean(0), sub.std(0, unbiased=False))
+    opt = torch.optim.AdamW(model.parameters(), lr=float(fit.lr), weight_decay=float(fit.weight_decay))
+    counts = torch.bincount(c[m], minlength=3).float().clamp_min(1)
+    cw = counts.sum() / (3 * counts)
+    lo_i, hi_i = _severity_pairs(rows)
+    model.train()
+    for _ in range(int(fit.epochs)):
+        opt.zero_grad()
+        out = model(X)
+        z = out["score_logit"] - w * r
+        ce = torch.nn.functional.cross_entropy(out["logits"][m], c[m], weight=cw)
+        loss = ce + float(fit.reg_weight) * torch.mean((torch.sigmoid(z[m]) - y[m] / 100) ** 2)
+        loss = loss + float(fit.logit_weight) * torch.mean((z[m] - y_logit[m]) ** 2)
+        loss = loss + float(fit.rank_weight) * torch.mean(torch.relu(float(fit.rank_margin) - (z[lo_i] - z[hi_i])))
+        loss.backward()
+        opt.step()
+    model.eval()
+    return model
+
+
+def relative(workdir: Path, weights, members: int):
+    """The joint fit with rooms judged only relatively: rows in a room (the reverb sweeps, the clean
+    room anchors) leave the absolute terms, so nothing asks the network to cancel ``w * rho`` there."""
+    from spaq.metrics.functional.predictor import FEATURE_NAMES
+    from spaq.train.predictor import FitSection, fit_rows
+
+    torch.set_num_threads(2)
+    tests, df, tc = tables(workdir, train=True)
+    df = df.assign(rt60=TR.row_rt60(df, tc.corpus))
+    fit = FitSection(**{**asdict(tc.fit), "members": 1})
+    rows = fit_rows(df, tc.corpus, fit, lambda m: None)
+    room = rows["rt60"].to_numpy() > 0
+    print(f"{int(room.sum())} of {len(rows)} training rows in a room")
+    print(_header(f"relative rooms ({members} members, main split), w"))
+    for w in [0.0] + list(weights):
+        zs = {s: [] for s in tests}
+        for k in range(members):
+            m = _fit_member(rows, FitSection(**{**asdict(fit), "seed": int(fit.seed) + k}), rho(rows), w, ~room)
+            for s, t in tests.items():
+                X = torch.tensor(t[list(FEATURE_NAMES)].to_numpy(dtype=np.float64), dtype=torch.float32)
+                with torch.no_grad():
+                    zs[s].append(m(X)["score_logit"].double().numpy() - w * rho(t))
+        pooled, mae = ladders_of({s: np.mean(v, 0) for s, v in zs.items()}, tests)
+        print(_row(f"{w:g}", pooled, mae), flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="part", required=True)
-    for name, default in (("posthoc", [0, 2, 4, 8]), ("joint", [2, 4, 8])):
+    for name, default in (("posthoc", [0, 2, 4, 8]), ("joint", [2, 4, 8]), ("relative", [2, 4, 8])):
         p = sub.add_parser(name)
         p.add_argument("--workdir", required=True)
         p.add_argument("--weights", type=float, nargs="+", default=default)
@@ -180,8 +246,10 @@ def main():
     wd.mkdir(parents=True, exist_ok=True)
     if a.part == "posthoc":
         posthoc(wd, a.weights)
-    else:
+    elif a.part == "joint":
         joint(wd, a.weights, a.members)
+    else:
+        relative(wd, a.weights, a.members)
 
 
 if __name__ == "__main__":
