@@ -144,8 +144,9 @@ def test_resume_refuses_a_corpus_of_another_engine_version(tmp_path, monkeypatch
     generate_corpus(cfg, str(out), n=1, progress=False)
     meta = json.loads((out / "corpus.json").read_text())
     assert meta["engine_version"] == spaq.data.ENGINE_VERSION and meta["spaq_version"] == spaq.__version__
-    monkeypatch.setattr(spaq.data, "ENGINE_VERSION", spaq.data.ENGINE_VERSION + 1)
-    with pytest.raises(SpaqError, match=r"rendered by corpus engine version 1, this spaq renders with version 2"):
+    v = spaq.data.ENGINE_VERSION
+    monkeypatch.setattr(spaq.data, "ENGINE_VERSION", v + 1)
+    with pytest.raises(SpaqError, match=rf"rendered by corpus engine version {v}, this spaq renders with version {v + 1}"):
         generate_corpus(cfg, str(out), resume=True, progress=False)
     monkeypatch.undo()
     del meta["engine_version"]  # a corpus made before the key existed resumes as before

@@ -5,4 +5,6 @@
 #: synthetic sweeps, the predictor recipe's splits) are made again instead of read back.
 #: 1: the engine of the thirty-first session (a changed room keeps its diffuse tail, an RT60 below the
 #: room's shortest renders at that shortest, the causal MagLS decoder of via-ambisonics rendering).
-ENGINE_VERSION = 1
+#: 2: via-ambisonics binaural rendering (``scene.binaural_rendering: magls``) with the MagLS cutoff where the
+#: order resolves the head (thirty-third session); the default direct HRIR rendering is unchanged.
+ENGINE_VERSION = 2

@@ -110,7 +110,7 @@ class ClassicMetric(Metric):
 # ------------------------------------------------------------------------------ PESQ
 class Pesq(ClassicMetric):
     name = "pesq"
-    version = "1.2"  # 1.1: ambisonic input decoded with the causal MagLS decoder; 1.2: at its effective order
+    version = "1.3"  # 1.1: causal MagLS decoder; 1.2: at its effective order; 1.3: MagLS cutoff at kr = N
     description = "PESQ wide band (ITU-T P.862.2, 16 kHz) via the 'pesq' package, per ear; MOS-LQO, higher is better"
     unit = "MOS-LQO"
     higher_is_better = True
@@ -145,7 +145,7 @@ class Stoi(ClassicMetric):
     declaring 10 kHz would put spaq's resampler in front instead."""
 
     name = "stoi"
-    version = "1.2"  # 1.1: ambisonic input decoded with the causal MagLS decoder; 1.2: at its effective order
+    version = "1.3"  # 1.1: causal MagLS decoder; 1.2: at its effective order; 1.3: MagLS cutoff at kr = N
     description = "short-time objective intelligibility (Taal 2011) via pystoi, per ear; higher is better"
     unit = "STOI"
     higher_is_better = True
@@ -179,7 +179,7 @@ class Estoi(Stoi):
 # ------------------------------------------------------------------------------ ViSQOL
 class Visqol(ClassicMetric):
     name = "visqol"
-    version = "1.2"  # 1.1: ambisonic input decoded with the causal MagLS decoder; 1.2: at its effective order
+    version = "1.3"  # 1.1: causal MagLS decoder; 1.2: at its effective order; 1.3: MagLS cutoff at kr = N
     description = "ViSQOL v3 audio mode (48 kHz) via visqol-python, per ear; MOS-LQO, higher is better"
     unit = "MOS-LQO"
     higher_is_better = True
@@ -243,7 +243,7 @@ class ReferenceFreeMos(ClassicMetric):
 
 class Dnsmos(ReferenceFreeMos):
     name = "dnsmos"
-    version = "1.2"  # 1.1: ambisonic input decoded with the causal MagLS decoder; 1.2: at its effective order
+    version = "1.3"  # 1.1: causal MagLS decoder; 1.2: at its effective order; 1.3: MagLS cutoff at kr = N
     description = ("DNSMOS P.835 (reference-free, the ONNX models inside speechmos, onnxruntime, 16 kHz) per ear; "
                    "overall MOS, higher is better")
     unit = "MOS (P.835 OVRL)"
@@ -272,7 +272,7 @@ class Dnsmos(ReferenceFreeMos):
 # ------------------------------------------------------------------------------ Distill-MOS
 class DistillMos(ReferenceFreeMos):
     name = "distillmos"
-    version = "1.2"  # 1.1: ambisonic input decoded with the causal MagLS decoder; 1.2: at its effective order
+    version = "1.3"  # 1.1: causal MagLS decoder; 1.2: at its effective order; 1.3: MagLS cutoff at kr = N
     description = ("Distill-MOS (reference-free speech MOS, a compact network distilled from an XLS-R (wav2vec 2.0) "
                    "quality model; weights inside the distillmos wheel, 16 kHz) per ear; higher is better")
     unit = "MOS"
@@ -300,7 +300,7 @@ class Loudness(ClassicMetric):
     ``left_ref_lufs``, ``left_deg_lufs``, ...; ``delta_lu``: the mean signed difference)."""
 
     name = "loudness"
-    version = "1.2"  # 1.1: ambisonic input decoded with the causal MagLS decoder; 1.2: at its effective order
+    version = "1.3"  # 1.1: causal MagLS decoder; 1.2: at its effective order; 1.3: MagLS cutoff at kr = N
     description = "BS.1770 integrated loudness difference |deg - ref| in LU via pyloudnorm, per ear; lower is better"
     unit = "LU (|dL|)"
     higher_is_better = False
@@ -358,7 +358,7 @@ class _TorchClassic(ClassicMetric):
 
 class SiSdr(_TorchClassic):
     name = "si_sdr"
-    version = "1.2"  # 1.1: ambisonic input decoded with the causal MagLS decoder; 1.2: at its effective order
+    version = "1.3"  # 1.1: causal MagLS decoder; 1.2: at its effective order; 1.3: MagLS cutoff at kr = N
     description = "scale-invariant SDR in dB (Le Roux 2019), per ear, torch, differentiable; higher is better"
     unit = "dB"
     higher_is_better = True
@@ -374,7 +374,7 @@ class SiSdr(_TorchClassic):
 
 class MrStft(_TorchClassic):
     name = "mrstft"
-    version = "1.2"  # 1.1: ambisonic input decoded with the causal MagLS decoder; 1.2: at its effective order
+    version = "1.3"  # 1.1: causal MagLS decoder; 1.2: at its effective order; 1.3: MagLS cutoff at kr = N
     description = ("multi-resolution STFT distance (auraloss definition: spectral convergence + log-magnitude L1, "
                    "FFT 512/1024/2048), per ear, torch, differentiable; lower is better")
     unit = "distance"

@@ -31,8 +31,9 @@ __all__ = ["Cues", "cue_maps", "summarise_cue_maps", "MAP_NAMES"]
 class Cues(Metric):
     name = "cues"
     # 1.1: ambisonic input decoded with the causal MagLS decoder; 1.2: each ambisonic signal decoded
-    # at its effective order (zero-padded higher orders: decoded with the lower order's decoder)
-    version = "1.2"
+    # at its effective order (zero-padded higher orders: decoded with the lower order's decoder); 1.3:
+    # MagLS cutoff where the order resolves the head (kr = N)
+    version = "1.3"
     description = ("training-free cue differences (ILD dB, coherence, level dB, directiveness) per band and frame; "
                    "score = median |dILD| in dB (spatial only: timbre is in level_mean_abs_db); lower is better")
     unit = "dB"

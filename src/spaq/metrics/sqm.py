@@ -39,8 +39,9 @@ def load_sqm(checkpoint=None, name: str = BINAURAL_WEIGHTS):
 class Sqm(Metric):
     name = "sqm"
     # 1.1: with the dry sources, sqm_v2_source (direct path) instead of sqm_v1_source; 1.2: ambisonic
-    # input decoded with the causal MagLS decoder; 1.3: each ambisonic signal at its effective order
-    version = "1.3"
+    # input decoded with the causal MagLS decoder; 1.3: each ambisonic signal at its effective order;
+    # 1.4: MagLS cutoff where the order resolves the head (kr = N)
+    version = "1.4"
     description = ("learned spatial-image distance (SQM-BS family): cosine distance of 16-d embeddings of ref and "
                    "deg; content, length and alignment need not match; lower is better")
     unit = "cosine distance"

@@ -29,7 +29,7 @@ def _decoder_cached(order: int, sample_rate: int) -> np.ndarray:
 
         return binaural_decoder(load_hrtf("default", sample_rate=sample_rate), order, method="magls")
 
-    key = f"decoders/magls_causal_{file_sha256(default_hrtf_path())[:16]}_o{order}_{sample_rate}"
+    key = f"decoders/magls_kr_{file_sha256(default_hrtf_path())[:16]}_o{order}_{sample_rate}"
     return cached_array(key, make, check=lambda d: d.ndim == 3 and d.shape[:2] == (2, (order + 1) ** 2))
 
 
