@@ -58,7 +58,7 @@ REGISTRY: dict[str, WeightSpec] = {
     "quality_v1": WeightSpec(
         name="quality_v1",
         url=None,
-        sha256="402228258d24a96ab5b7d146de6221e5e090f03e63ac68d3979815f030c528c8",
+        sha256="72f7a3408ed2c3abbd27d5c0d8f1e6320ba7dfe3c23ed6655fde2f6e31fc4191",
         filename="quality_v1.json",
         env_var="SPAQ_QUALITY_PARAMS",
         licence=_QUALITY_LICENCE,
@@ -118,7 +118,7 @@ REGISTRY: dict[str, WeightSpec] = {
     "predictor_v1": WeightSpec(
         name="predictor_v1",
         url=None,
-        sha256="20be6aedb71a78ec8b45a6c0e9338b55c7a1b93a409906f257a6af5120d14388",
+        sha256="bf9b684d69c1b5001fe5287150f7c55b1534e3ec104c8888939f0303ffd99fa6",
         filename="predictor_v1.pt",
         env_var="SPAQ_PREDICTOR_WEIGHTS",
         licence="MIT (spaq); trained on spaq corpus-engine scenes (KU100 and SONICOM-1 HRTFs) with spaq's quality "

@@ -953,7 +953,7 @@ def train_quality(tc: QualityTrainConfig, out, log=print, workdir=None) -> dict:
                               "their Euclidean distance over the two perceptual dimensions" if pc_order == 2.0 else
                               f"the order-{pc_order:g} Minkowski sum of the timbral and spatial distortions"))
     params = {
-        "model": "spaq-quality", "version": 8,
+        "model": "spaq-quality", "version": 9,
         "mapping": mapping,
         "provenance": {
             **prov,
