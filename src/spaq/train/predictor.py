@@ -350,7 +350,8 @@ def reverb_longer(df, seed: int, duration_s: float = 1.5) -> dict:
     from .quality import sweep_draws, sweep_params
 
     out = {}
-    rev = df[df["family"] == "reverb"].fillna({"head": "", "voice": ""})  # a CSV reads "" back as NaN,
+    rev = df[df["family"] == "reverb"].astype({"head": object, "voice": object}).fillna({"head": "", "voice": ""})
+    # a CSV reads "" back as NaN (a float column when every value is; object first, as pandas asks),
     # and a NaN key would drop its group (every ambisonic and mono sweep, whose head is "")
     for (sw, src, voice, head, fmt), _ in rev.groupby(["sweep", "source", "voice", "head", "format"]):
         draws = sweep_draws("reverb", SWEEP_FORMAT[fmt], src, seed, int(sw), duration_s=float(duration_s),
