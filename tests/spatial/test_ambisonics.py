@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from spaq.auditory.doa import intensity_doa
-from spaq.spatial.ambisonics import (binaural_decoder, decode_binaural, magls_cutoff_hz, diffuse_field, encode, fibonacci_directions,
-                                     rotate, rotation_matrix, sh_rotation_matrix, truncate)
+from spaq.spatial.ambisonics import (binaural_decoder, decode_binaural, diffuse_field, encode, fibonacci_directions,
+                                     magls_cutoff_hz, rotate, rotation_matrix, sh_rotation_matrix, truncate)
 from spaq.spatial.angles import cart2sph, great_circle_deg, sph2cart
 from spaq.spatial.hrtf import load_hrtf
 from spaq.spatial.render import trajectory

@@ -62,7 +62,7 @@ class Quality(Metric):
     # higher-order file decoded with its own order's decoder, as such content is played and the
     # spatial-codings test did) and the lost higher-order energy d_order, weighted from that test's FOA condition;
     # 9.0: MagLS decoders with their least-squares part only where the order resolves the head (kr <= N,
-    # spaq.spatial.ambisonics.magls_cutoff_hz), so a higher order is never further from the HRTFs, refitted
+    # spaq.spatial.ambisonics.magls_cutoff_hz): a higher order is closer to the HRTFs above 2 kHz; refitted
     version = "9.0"
     description = ("spaq's global quality model 0..100 (binaural and ambisonics; 100 = identical): timbral and "
                    "spatial sub-scores, calibrated on two MUSHRA tests (speech codecs, binaural spatial codings) "
