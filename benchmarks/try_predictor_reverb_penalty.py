@@ -22,6 +22,14 @@ noise reads ~1.25 s: random level fluctuations, no free decays to hear), whose m
         only (not the ``extra`` splits), with ``rho`` subtracted from the score logit inside the fit:
         ``w`` learned (softplus, from 0.31) and fixed at each ``--weights``, against the same fit without it
 
+    PYTHONPATH=src python benchmarks/try_predictor_reverb_penalty.py estimators --workdir DIR
+        the decay-time estimators themselves on the held-out sweeps (speech and harmonic sources; reverb:
+        the sweeps that lengthen the room): per
+        family, the mean within-sweep Spearman of the estimate against severity and its mean range
+        (octaves): ``tail_s_mid`` and a *free-decay* estimate, the median level slope (1-4 kHz bins,
+        160 ms) after each offset (a bin's frame that is its maximum over 160 ms either side, within
+        30 dB of the loudest and 6 dB above the level 160 ms before)
+
 Tables with kept audio are cached in DIR (the main training split ~12 min of CPU, each held-out seed
 ~3 min, the first time). Results: ``benchmarks/results/predictor_seeds.md``.
 """
@@ -232,10 +240,71 @@ def relative(workdir: Path, weights, members: int):
         print(_row(f"{w:g}", pooled, mae), flush=True)
 
 
+def free_decay_s(m: torch.Tensor, sample_rate: int, lo: float = 1000.0, hi: float = 4000.0, window_s: float = 0.04,
+                 slope_s: float = 0.16, rise_db: float = 6.0, act_db: float = 30.0) -> np.ndarray:
+    """``(B, T)`` mono -> ``(B,)`` decay time (s, 3 when fewer than 5 offsets): -60 / the median
+    level slope of the ``slope_s`` after each offset of a 1-4 kHz STFT bin (see the module docstring)."""
+    import math
+
+    n_fft = 1 << int(math.ceil(math.log2(window_s * sample_rate)))
+    hop = n_fft // 8
+    fr = sample_rate / hop
+    k = max(3, int(round(slope_s * fr)))
+    s = torch.stft(m, n_fft, hop, window=torch.hann_window(n_fft, dtype=m.dtype), center=False, return_complex=True)
+    f = torch.linspace(0, sample_rate / 2, s.shape[-2], dtype=m.dtype)
+    lv = 10 * torch.log10(s.real ** 2 + s.imag ** 2 + 1e-20)[:, (f >= lo) & (f < hi), :]
+    top = lv.amax((-2, -1), keepdim=True)
+    lv = torch.maximum(lv, top - 60.0)
+    B, K, N = lv.shape
+    tt = torch.arange(k, dtype=m.dtype) - (k - 1) / 2
+    sl = torch.nn.functional.conv1d(lv.reshape(B * K, 1, N), (tt / (tt * tt).sum() * fr)[None, None]).reshape(B, K, -1)
+    n = sl.shape[-1]
+    level = lv[..., :n]
+    past = torch.nn.functional.pad(lv, (k, 0), value=-1e9).unfold(-1, k + 1, 1)[..., :n, :]
+    fut = lv.unfold(-1, k, 1)[..., :n, :]
+    peak = (level >= past.amax(-1)) & (level >= fut.amax(-1)) & (level >= top - act_db) & (level - past[..., 0] >= rise_db)
+    out = []
+    for b in range(B):
+        v = sl[b][peak[b]]
+        out.append(60.0 / max(20.0, -float(torch.quantile(v, 0.5))) if v.numel() >= 5 else 3.0)
+    return np.asarray(out)
+
+
+def estimators(workdir: Path):
+    from scipy.stats import spearmanr
+
+    from spaq.train.predictor import CorpusSplit, split_audio_dir, split_cache_path
+
+    tests, _, _ = tables(workdir)
+    rows = []
+    for s, t in tests.items():
+        audio = split_audio_dir(split_cache_path(CorpusSplit(**{**EP.HELD_OUT, "seed": s}),
+                                                 workdir / f"predictor_heldout_seed{s}.csv"))
+        longer = EP.reverb_longer(t, s)  # reverb: the sweeps that lengthen the room, as the ladder
+        t = t[(t["source"] != "pink_noise") & ((t["family"] != "reverb") | t["sweep"].map(lambda w: longer.get(int(w), False)))]
+        for (sw, kind), g in t.groupby(["sweep", "format"]):
+            fd = free_decay_s(TR._mono(np.load(Path(audio) / f"{int(sw):05d}_{kind}.npy")), 48000)
+            sev = sorted(g["severity"].unique())
+            g = g.sort_values("severity")
+            est = {"tail_s_mid": g["tail_s_mid"].to_numpy(dtype=np.float64),
+                   "free decay": fd[[sev.index(v) for v in g["severity"]]]}
+            r = {"family": g["family"].iloc[0]}
+            for name, v in est.items():
+                r[name] = spearmanr(g["severity"], v)[0] if np.ptp(v) > 0 else 0.0
+                r[name + " range"] = float(np.ptp(np.log2(v)))
+            rows.append(r)
+    import pandas as pd
+
+    df = pd.DataFrame(rows).groupby("family").mean()
+    print("| estimator | " + " | ".join(df.index) + " |\n|---|" + "---|" * len(df.index))
+    for c in df.columns:
+        print(f"| {c} | " + " | ".join(f"{v:+.2f}" for v in df[c]) + " |")
+
+
 def main():
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="part", required=True)
-    for name, default in (("posthoc", [0, 2, 4, 8]), ("joint", [2, 4, 8]), ("relative", [2, 4, 8])):
+    for name, default in (("posthoc", [0, 2, 4, 8]), ("joint", [2, 4, 8]), ("relative", [2, 4, 8]), ("estimators", [])):
         p = sub.add_parser(name)
         p.add_argument("--workdir", required=True)
         p.add_argument("--weights", type=float, nargs="+", default=default)
@@ -246,6 +315,8 @@ def main():
     wd.mkdir(parents=True, exist_ok=True)
     if a.part == "posthoc":
         posthoc(wd, a.weights)
+    elif a.part == "estimators":
+        estimators(wd)
     elif a.part == "joint":
         joint(wd, a.weights, a.members)
     else:
