@@ -51,8 +51,10 @@ GROUPS = ((250.0, 1000.0), (1000.0, 4000.0), (4000.0, 12000.0))
 TAIL = ["tail_s_low", "tail_s_mid", "tail_s_high"]
 
 
-def tail(m: torch.Tensor, sample_rate: int, window_s=0.04, slope_s=0.16, q=0.10) -> torch.Tensor:
-    """``(B, T)`` mono -> ``(B, 3)`` per-bin decay times (s; 3 when no decay is seen)."""
+def bin_levels(m: torch.Tensor, sample_rate: int, window_s=0.04, slope_s=0.16):
+    """``(B, T)`` mono -> ``(levels (B, F, N) dB per STFT bin and frame (window ~``window_s``, hop an
+    eighth of it), bin frequencies (F,), kernel (2, 1, k))``: convolved with a bin's levels, the kernel's
+    rows give the least-squares slope (dB/s) and the mean level over ``slope_s`` from each frame on."""
     n_fft = 1 << int(math.ceil(math.log2(window_s * sample_rate)))
     hop = n_fft // 8
     fr = sample_rate / hop
@@ -64,6 +66,12 @@ def tail(m: torch.Tensor, sample_rate: int, window_s=0.04, slope_s=0.16, q=0.10)
     f = torch.linspace(0, sample_rate / 2, lv_all.shape[-2], dtype=m.dtype)
     tt = torch.arange(k, dtype=m.dtype) - (k - 1) / 2
     kern = torch.stack([tt / (tt * tt).sum() * fr, torch.full_like(tt, 1.0 / k)])[:, None]
+    return lv_all, f, kern
+
+
+def tail(m: torch.Tensor, sample_rate: int, window_s=0.04, slope_s=0.16, q=0.10) -> torch.Tensor:
+    """``(B, T)`` mono -> ``(B, 3)`` per-bin decay times (s; 3 when no decay is seen)."""
+    lv_all, f, kern = bin_levels(m, sample_rate, window_s, slope_s)
     out = []
     for lo, hi in GROUPS:
         sel = (f >= lo) & (f < min(hi, 0.45 * sample_rate))

@@ -244,20 +244,13 @@ def free_decay_s(m: torch.Tensor, sample_rate: int, lo: float = 1000.0, hi: floa
                  slope_s: float = 0.16, rise_db: float = 6.0, act_db: float = 30.0) -> np.ndarray:
     """``(B, T)`` mono -> ``(B,)`` decay time (s, 3 when fewer than 5 offsets): -60 / the median
     level slope of the ``slope_s`` after each offset of a 1-4 kHz STFT bin (see the module docstring)."""
-    import math
-
-    n_fft = 1 << int(math.ceil(math.log2(window_s * sample_rate)))
-    hop = n_fft // 8
-    fr = sample_rate / hop
-    k = max(3, int(round(slope_s * fr)))
-    s = torch.stft(m, n_fft, hop, window=torch.hann_window(n_fft, dtype=m.dtype), center=False, return_complex=True)
-    f = torch.linspace(0, sample_rate / 2, s.shape[-2], dtype=m.dtype)
-    lv = 10 * torch.log10(s.real ** 2 + s.imag ** 2 + 1e-20)[:, (f >= lo) & (f < hi), :]
+    lv, f, kern = TR.bin_levels(m, sample_rate, window_s, slope_s)  # the per-bin levels of ``tail_s_*``
+    lv = lv[:, (f >= lo) & (f < hi), :]
     top = lv.amax((-2, -1), keepdim=True)
     lv = torch.maximum(lv, top - 60.0)
     B, K, N = lv.shape
-    tt = torch.arange(k, dtype=m.dtype) - (k - 1) / 2
-    sl = torch.nn.functional.conv1d(lv.reshape(B * K, 1, N), (tt / (tt * tt).sum() * fr)[None, None]).reshape(B, K, -1)
+    k = kern.shape[-1]
+    sl = torch.nn.functional.conv1d(lv.reshape(B * K, 1, N), kern[:1]).reshape(B, K, -1)
     n = sl.shape[-1]
     level = lv[..., :n]
     past = torch.nn.functional.pad(lv, (k, 0), value=-1e9).unfold(-1, k + 1, 1)[..., :n, :]
