@@ -362,6 +362,25 @@ def to_markdown(res: dict) -> str:
     return "\n".join(rows) + "\n"
 
 
+def run_with(vector, distance, argv=None) -> None:
+    """The protocol with another distance in place of the metric's (a reference point, not the metric):
+    ``vector(x)`` maps a scene ``x (3, T)`` (numpy: the ears and the dry source) to its vector, and
+    ``distance(a, b)`` (torch, broadcast over leading dimensions) compares two. The DoA and speed rows
+    still come from the embedding model ``main`` loads."""
+    global cosine_distance, sqm_pair
+    finish = Scenes._finish
+
+    def _finish(self, ks, x, cue):
+        out = finish(self, ks, x, cue)
+        out["emb"] = torch.from_numpy(np.stack([vector(xx.numpy()) for xx in x]))
+        return out
+
+    Scenes._finish = _finish
+    cosine_distance = distance
+    sqm_pair = lambda S, i, T, j: distance(S["emb"][np.atleast_1d(i)], T["emb"][np.atleast_1d(j)]).numpy()  # noqa: E731
+    main(argv)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", default=None)

@@ -76,18 +76,5 @@ def energy_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return ((a @ ANGLE) * b).sum(-1) - 0.5 * ((a @ ANGLE) * a).sum(-1) - 0.5 * ((b @ ANGLE) * b).sum(-1)
 
 
-_finish = E.Scenes._finish
-
-
-def _finish_with_posteriors(self, ks, x, cue):
-    out = _finish(self, ks, x, cue)
-    out["emb"] = torch.from_numpy(np.stack([posterior(xx[:2].numpy()) for xx in x]))
-    return out
-
-
-E.Scenes._finish = _finish_with_posteriors
-E.cosine_distance = energy_distance
-E.sqm_pair = lambda S, i, T_, j: energy_distance(S["emb"][np.atleast_1d(i)], T_["emb"][np.atleast_1d(j)]).numpy()
-
 if __name__ == "__main__":
-    E.main(sys.argv[1:])
+    E.run_with(lambda x: posterior(x[:2]), energy_distance, sys.argv[1:])
