@@ -30,6 +30,11 @@ noise reads ~1.25 s: random level fluctuations, no free decays to hear), whose m
         160 ms) after each offset (a bin's frame that is its maximum over 160 ms either side, within
         30 dB of the loudest and 6 dB above the level 160 ms before)
 
+    PYTHONPATH=src python benchmarks/try_predictor_reverb_penalty.py consistent --workdir DIR [--weights 0.1 0.2 0.4]
+        (thirty-fourth session) the features that move the same way along every ladder, reverb included
+        (mean within-sweep Spearman per family), and a few of them subtracted from the score logit after
+        the network
+
 Tables with kept audio are cached in DIR (the main training split ~12 min of CPU, each held-out seed
 ~3 min, the first time). Results: ``benchmarks/results/predictor_seeds.md``.
 """
@@ -99,18 +104,24 @@ def _header(first: str) -> str:
     return (f"| {first} | MAE | " + " | ".join(EP.LADDERS) + " |\n|---|---|" + "---|" * len(EP.LADDERS))
 
 
-def posthoc(workdir: Path, weights):
+def _logits(tests: dict) -> dict:
+    """The packaged weights' score logit per held-out table (a score of 99.99 in float32 would tie)."""
     from spaq.metrics.functional.predictor import FEATURE_NAMES
     from spaq.models import checkpoint
     from spaq.weights import resolve
 
-    tests, _, _ = tables(workdir)
     model, _ = checkpoint.load(resolve("predictor_v1", offline=True).path, architecture="predictor")
     z = {}
-    for s, t in tests.items():  # the score logit itself (a score of 99.99 in float32 would tie)
+    for s, t in tests.items():
         with torch.no_grad():
             z[s] = model(torch.tensor(t[list(FEATURE_NAMES)].to_numpy(dtype=np.float64),
                                       dtype=torch.float32))["score_logit"].double().numpy()
+    return z
+
+
+def posthoc(workdir: Path, weights):
+    tests, _, _ = tables(workdir)
+    z = _logits(tests)
     print(_header("w, gate"))
     for gate in ("mod", "none"):
         for w in weights:
@@ -294,10 +305,46 @@ def estimators(workdir: Path):
         print(f"| {c} | " + " | ".join(f"{v:+.2f}" for v in df[c]) + " |")
 
 
+def consistent(workdir: Path, weights):
+    """Features that fall (or rise) along every ladder, reverb included, as a term after the network: per
+    feature, the mean within-sweep Spearman against severity per family (speech and harmonic sources;
+    reverb: the lengthening sweeps), then the score logit minus ``w * sign * feature`` for a few of them."""
+    from scipy.stats import spearmanr
+
+    from spaq.metrics.functional.predictor import FEATURE_NAMES
+
+    tests, _, _ = tables(workdir)
+    rows = {}
+    for f in list(FEATURE_NAMES) + ["tail_s_mid"]:
+        rows[f] = {}
+        for fam in EP.LADDERS:
+            rs = []
+            for s, t in tests.items():
+                g0 = t[(t["family"] == fam) & (t["source"] != "pink_noise")]
+                if fam == "reverb":
+                    longer = EP.reverb_longer(t, s)
+                    g0 = g0[g0["sweep"].map(lambda w: longer.get(int(w), False))]
+                rs += [spearmanr(g["severity"], g[f])[0] for _, g in g0.groupby(["sweep", "format"]) if g[f].nunique() > 1]
+            rows[f][fam] = float(np.mean(rs)) if rs else float("nan")
+    print("| feature | " + " | ".join(EP.LADDERS) + " |\n|---|" + "---|" * len(EP.LADDERS))
+    for f, r in rows.items():
+        if abs(r["reverb"]) > 0.6:
+            print(f"| {f} | " + " | ".join(f"{r[fam]:+.2f}" for fam in EP.LADDERS) + " |")
+    z = _logits(tests)
+    print()
+    print(_header("term, w"))
+    print(_row("none", *ladders_of(z, tests)))
+    for expr, sign in (("mod_mid", -1), ("range_mid", -1), ("range_mid - range_low", -1), ("range_mid - crest_db", -1)):
+        for w in weights:
+            zz = {s: z[s] - w * sign * tests[s].eval(expr).to_numpy(dtype=np.float64) for s in tests}
+            print(_row(f"-({expr}), {w:g}" if sign < 0 else f"{expr}, {w:g}", *ladders_of(zz, tests)), flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="part", required=True)
-    for name, default in (("posthoc", [0, 2, 4, 8]), ("joint", [2, 4, 8]), ("relative", [2, 4, 8]), ("estimators", [])):
+    for name, default in (("posthoc", [0, 2, 4, 8]), ("joint", [2, 4, 8]), ("relative", [2, 4, 8]), ("estimators", []),
+                          ("consistent", [0.1, 0.2, 0.4])):
         p = sub.add_parser(name)
         p.add_argument("--workdir", required=True)
         p.add_argument("--weights", type=float, nargs="+", default=default)
@@ -310,6 +357,8 @@ def main():
         posthoc(wd, a.weights)
     elif a.part == "estimators":
         estimators(wd)
+    elif a.part == "consistent":
+        consistent(wd, a.weights)
     elif a.part == "joint":
         joint(wd, a.weights, a.members)
     else:
