@@ -10,7 +10,9 @@ source's HRTF pair ``a_f`` (the set's own, at the found direction), the power ``
 second source's interaural transfer function in that bin (two uncorrelated sources, two ears). These
 per-bin transfer functions vote as the bins do (same ILD/IPD misfit and sigmas), weighted by the
 residual's amplitude re its loudest bin times its share of the bin's power to the power ``DPOW``;
-the first source and the gate are unchanged.
+the first source and the gate are unchanged. The script prints, per seed, the rule before the
+thirty-fourth session (found sources' bins dropped), the shipped one (each found source cancelled in
+every bin by its own interaural ratio: ``EXACT_VOTES["removal"] = "null"``) and this one.
 
     [DPOW=1] PYTHONPATH=src python benchmarks/try_two_source_cancellation.py SEED [N]
 
@@ -32,7 +34,6 @@ from spaq.localization import templates as T  # noqa: E402
 from spaq.spatial.angles import sph2cart  # noqa: E402
 
 DPOW = float(os.environ.get("DPOW", "1"))
-MODE = os.environ.get("MODE", "covariance")  # covariance | null
 _votes = T.exact_votes
 
 
@@ -45,8 +46,6 @@ def exact_votes(x, ts, n_sources, sep_deg, stft=None, **opts):
     t = T.exact_templates(ts, n_fft, float(o["f_min"]), float(o["f_max"]), float(o["ipd_max_hz"]))
     X = (T._vote_stft(x, o) if stft is None else stft)[..., t["bins"]]  # (2, M, K)
     k1 = full["ks"][0]
-    if MODE == "null":
-        return _null_votes(X, t, o, ts, k1, sep_deg, full)
     a = np.fft.rfft(ts.hrtf.hrir[k1], n=n_fft, axis=-1)[..., t["bins"]].T  # (K, 2)
     R = np.einsum("imk,jmk->kij", X, np.conj(X)) / X.shape[1]  # (K, 2, 2)
     adj = np.stack([np.stack([R[:, 1, 1], -R[:, 0, 1]], -1), np.stack([-R[:, 1, 0], R[:, 0, 0]], -1)], -2)
@@ -70,41 +69,15 @@ def exact_votes(x, ts, n_sources, sep_deg, stft=None, **opts):
     return {"ks": [k1, int(np.argmax(vote))], "share": full["share"]}
 
 
-def _null_votes(X, t, o, ts, k1, sep_deg, full):
-    """Every bin votes as in :func:`exact_votes`, weighted by the share of its power left when the first
-    source is cancelled (``|X_l - r X_r|^2 / (|X_l|^2 + |r X_r|^2)``, ``r`` the first source's interaural
-    ratio at that frequency) to the power ``DPOW`` instead of the shipped hard removal."""
-    a = np.fft.rfft(ts.hrtf.hrir[k1], n=int(o["n_fft"]), axis=-1)[..., t["bins"]]  # (2, K)
-    r = a[0] / np.where(np.abs(a[1]) > 1e-12, a[1], 1e-12)
-    L, Rr = X[0], r[None] * X[1]  # (M, K)
-    dom = np.abs(L - Rr) ** 2 / np.maximum(np.abs(L) ** 2 + np.abs(Rr) ** 2, 1e-30)  # 0 (first source) .. 2
-    PL, PR = np.abs(X[0]) ** 2 + 1e-30, np.abs(X[1]) ** 2 + 1e-30
-    lev = 10 * np.log10(np.maximum(PL, PR))
-    w = (lev >= lev.max() - float(o["active_range_db"])) * 10 ** (float(o["level_power"]) * (lev - lev.max()) / 10)
-    w = w * np.clip(dom / 2, 0, 1) ** DPOW  # (M, K)
-    si, sp = float(o["sigma_ild_db"]), float(o["sigma_ipd"])
-    lo = t["lo"]
-    vote = np.zeros(t["ild"].shape[0])
-    z = 10 * np.log10(PL / PR) / si
-    u = X[0][:, lo] * np.conj(X[1][:, lo])
-    u = u / np.maximum(np.abs(u), 1e-30)
-    for k in range(z.shape[1]):
-        e = (z[:, k, None] - t["ild"][None, :, k] / si) ** 2  # (M, D)
-        if lo[k]:
-            j = int(lo[:k].sum())
-            e = e + (2.0 - 2.0 * (u.real[:, j, None] * t["u_re"][None, :, j] + u.imag[:, j, None] * t["u_im"][None, :, j])) / sp ** 2
-        vote += (w[:, k, None] * np.exp(-0.5 * e)).sum(0)
-    dirs = ts.directions
-    vote[dirs @ dirs[k1] >= np.cos(np.radians(sep_deg))] = -1.0
-    return {"ks": [k1, int(np.argmax(vote))], "share": full["share"]}
-
-
 def main() -> None:
     seed = int(sys.argv[1])
     n = int(sys.argv[2]) if len(sys.argv) > 2 else 100
     x, dirs, _ = E.get_set("two_sources", n, "", seed=seed)
     res = {}
-    for label, fn in (("shipped", _votes), (f"{MODE} cancellation, DPOW {DPOW:g}", exact_votes)):
+    before = lambda *a, **k: _votes(*a, **{**k, "removal": "explained"})  # noqa: E731
+    for label, fn in (("found sources' bins dropped (before the thirty-fourth session)", before),
+                      ("found sources cancelled in each bin (shipped)", _votes),
+                      (f"covariance cancellation, DPOW {DPOW:g}", exact_votes)):
         T.exact_votes = fn
         ok = []
         for xi, d in zip(x, dirs):

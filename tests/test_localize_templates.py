@@ -447,7 +447,8 @@ def test_exact_votes_cancel_a_found_source_so_speech_is_found_beside_louder_pink
     from spaq.localization.templates import EXACT_VOTES
 
     assert EXACT_VOTES["removal"] == "null"
-    found = _votes_find_speech_beside(small_set, pink_noise, 30, other_db=3.0, explained={"removal": "explained"}, null={})
+    found = _votes_find_speech_beside(small_set, pink_noise, 30, other_db=3.0,
+                                      explained={"removal": "explained"}, null={})
     assert found["null"] >= 22 and found["null"] >= found["explained"] + 4, found
 
 

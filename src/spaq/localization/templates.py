@@ -523,8 +523,8 @@ def exact_votes(x: np.ndarray, ts: TemplateSet, n_sources: int, sep_deg: float, 
     source is cancelled, 0 where it alone sounds and about 1/2 where it is absent, so a bin that
     mixes both sources keeps the part of its weight the other source brings (development two-source
     scenes, seeds 777 / 778: both found within 10 deg 90 / 87 -> 93 / 92 %); with ``"explained"`` the
-    bins it explains (``e <= explained``) are dropped instead. Returns ``{"ks", "share"}``: direction indices and the share of
-    active bins that one of them matches within ``e <= sharp`` (development scenes, two sources: the
+    bins it explains (``e <= explained``) are dropped instead. Returns ``{"ks", "share"}``: direction
+    indices and the share of active bins that one of them matches within ``e <= sharp`` (development scenes, two sources: the
     set's own head 0.52-0.91, an unseen head 0.22-0.54; :data:`EXACT_VOTES` ``min_share``). ``stft``: the
     STFT of ``x`` with these settings when already computed (:func:`_vote_stft`; several heads, one signal)."""
     o = {**EXACT_VOTES, **opts}
@@ -586,8 +586,9 @@ def exact_votes(x: np.ndarray, ts: TemplateSet, n_sources: int, sep_deg: float, 
             else:  # cancel the new source in every bin: the share of the bin's power left
                 H = np.fft.rfft(ts.hrtf.hrir[ks[-1]], n=n_fft, axis=-1)[..., t["bins"]]  # (2, K)
                 r = H[0] / np.where(np.abs(H[1]) > 1e-12, H[1], 1e-12)
-                left = np.abs(X[0] - r * X[1]) ** 2 / (PL + np.abs(r) ** 2 * (PR - 1e-30) + 1e-30)
-                keep = keep * torch.from_numpy(np.clip(left / 2, 0, 1).T.astype(np.float32)) ** float(o["null_power"])
+                left = np.abs(X[0] - r * X[1]) ** 2 / (np.abs(X[0]) ** 2 + np.abs(r * X[1]) ** 2 + 1e-30)  # (M, K)
+                share_left = torch.from_numpy(np.clip(left / 2, 0.0, 1.0).T.astype(np.float32))
+                keep = keep * share_left ** float(o["null_power"])
         e_found = torch.stack(e_k).min(dim=0).values[active] if ks else torch.zeros(0)
     share = float((e_found <= float(o["sharp"])).double().mean()) if len(e_found) else 0.0
     return {"ks": ks, "share": share}
