@@ -136,7 +136,7 @@ def _binaural_view(pair: SignalPair) -> SignalPair:
 def score(ref, deg, sample_rate: int | None = None, metrics=None, fmt=None, trim: bool = False,
           checkpoint=None, offline: bool | None = None, maps: bool = False, device: str = "cpu",
           strict: bool = False, fast: bool | None = None, stream: bool | None = None,
-          progress=None, align: bool = True, sources=None) -> ScoreReport:
+          progress=None, align: bool = True, sources=None, n_sources: int | None = None) -> ScoreReport:
     """Score ``deg`` against ``ref``.
 
     ref, deg: file paths, numpy arrays or torch tensors ``[channels, time]`` or
@@ -155,6 +155,8 @@ def score(ref, deg, sample_rate: int | None = None, metrics=None, fmt=None, trim
     :func:`spaq.io.load_pair`). ``progress``: for streamed pairs, called as
     ``progress(metric, fraction)`` as each metric reads through the files.
     ``ref`` None: reference-free metrics only (``needs_reference = False``); ``deg`` is scored alone.
+    ``n_sources``: for the metrics that find sources (``localization``), how many to find in each
+    signal (default 1); each source's directions and error are in its result's ``values``.
     ``align`` (default True): the delay of ``deg`` against ``ref`` is estimated
     (:func:`spaq.auditory.alignment.estimate_delay`: band envelopes, refined on the fine
     structure when it is coherent; +-300 ms) and both are trimmed to their overlap before the
@@ -179,6 +181,16 @@ def score(ref, deg, sample_rate: int | None = None, metrics=None, fmt=None, trim
     """
     names = list(metrics) if metrics else list(default_metrics())
     classes = {n: metric_class(n) for n in names}  # unknown names: one-line error before any work
+    if n_sources is not None:
+        import numbers
+
+        from .errors import SpaqInputError
+
+        if isinstance(n_sources, bool) or not isinstance(n_sources, numbers.Integral) or int(n_sources) < 1:
+            raise SpaqInputError(f"n_sources must be a whole number >= 1, got {n_sources!r}")
+        if not any("n_sources" in inspect.signature(c.__init__).parameters for c in classes.values()):
+            raise SpaqInputError(f"none of {', '.join(classes)} finds sources (localization does: --metric localization)")
+        n_sources = int(n_sources)
     if sources is not None:
         from .errors import SpaqInputError
 
@@ -238,7 +250,8 @@ def score(ref, deg, sample_rate: int | None = None, metrics=None, fmt=None, trim
                 pair.reader.on_read = lambda a, b, n=n, p=pair: progress(n, b / p.n_samples)
             if pair.streamed and not cls.streamable:
                 raise MetricUnavailable(f"{n} does not stream long files; score a shorter excerpt")
-            kwargs = _metric_kwargs(cls, device=device, fast=fast, checkpoint=checkpoint, offline=offline)
+            kwargs = _metric_kwargs(cls, device=device, fast=fast, checkpoint=checkpoint, offline=offline,
+                                    n_sources=n_sources)
             extra = {}
             if sources is not None and cls.accepts_sources:
                 try:

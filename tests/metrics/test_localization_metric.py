@@ -32,3 +32,69 @@ def test_binaural_swapped_ears_moves_the_source():
     deg_az = r.values["degraded_directions"][0]["azimuth_deg"]
     assert ref_az > 20 and deg_az < -20  # left vs right hemisphere
     assert r.score > 40
+
+
+def _two_sources(moved_deg: float = 0.0):
+    """A chord and noise bursts at equal levels, rendered with the KU100 at two of its measured
+    directions; with ``moved_deg`` the noise bursts move that far in azimuth (to a measured direction)."""
+    from scipy.signal import oaconvolve
+
+    from spaq.data.sources import make_source
+    from spaq.spatial.hrtf import load_hrtf
+
+    h = load_hrtf("ku100", 48000)
+    rng = np.random.default_rng(5)
+    y = []
+    for kind, (az, el) in (("chord", (40.0, 10.0)), ("noise_bursts", (-20.0 - moved_deg, 10.0))):
+        k = int(h.nearest_index(az, el))
+        v = oaconvolve(make_source(kind, 1.0, 48000, rng)[0][None], h.hrir[k], axes=-1)[:, :48000]
+        y.append(v / np.sqrt(np.mean(v ** 2)))
+    dirs = [(float(h.azimuth_deg[h.nearest_index(a, e)]), float(h.elevation_deg[h.nearest_index(a, e)]))
+            for a, e in ((40.0, 10.0), (-20.0 - moved_deg, 10.0))]
+    return 0.03 * (y[0] + y[1]), dirs
+
+
+def test_several_sources_through_score():
+    """``n_sources=2``: both sources found in each signal, each with its error; the unmoved one
+    stays put (the KU100's own directions: the bin votes find them exactly), the moved one moves
+    by the angle between its two measured directions, and the score is the mean of the two."""
+    ref, d_ref = _two_sources()
+    deg, d_deg = _two_sources(moved_deg=40.0)
+    r = spaq.score(ref, deg, sample_rate=48000, metrics=["localization"], n_sources=2).results["localization"]
+    assert len(r.values["reference_directions"]) == 2 and len(r.values["degraded_directions"]) == 2
+    moved = float(great_circle_deg(*d_ref[1], *d_deg[1]))
+    err = sorted(r.values["error_deg"])
+    assert err[0] < 2.0 and abs(err[1] - moved) < 3.0, (err, moved)
+    assert r.score == pytest.approx(np.mean(r.values["error_deg"]), abs=1e-3)  # the values are rounded to 1e-3
+    one = spaq.score(ref, deg, sample_rate=48000, metrics=["localization"]).results["localization"]
+    assert len(one.values["reference_directions"]) == 1
+
+
+def test_n_sources_is_refused_where_it_cannot_apply():
+    x, _ = _two_sources()
+    with pytest.raises(spaq.SpaqInputError, match="whole number >= 1"):
+        spaq.score(x, x, sample_rate=48000, metrics=["localization"], n_sources=0)
+    with pytest.raises(spaq.SpaqInputError, match="finds sources"):
+        spaq.score(x, x, sample_rate=48000, metrics=["cues"], n_sources=2)
+
+
+def test_several_sources_through_the_command(tmp_path, capsys):
+    """``spaq score --n-sources 2 --json`` gives both sources' directions; a metric that finds no
+    sources gets a one-line error and exit status 2."""
+    import json
+
+    import soundfile as sf
+
+    from spaq.cli import main
+
+    ref, _ = _two_sources()
+    deg, _ = _two_sources(moved_deg=40.0)
+    sf.write(tmp_path / "ref.wav", ref.T, 48000, subtype="FLOAT")
+    sf.write(tmp_path / "deg.wav", deg.T, 48000, subtype="FLOAT")
+    files = [str(tmp_path / "ref.wav"), str(tmp_path / "deg.wav")]
+    assert main(["score", *files, "-m", "localization", "--n-sources", "2", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)["results"]["localization"]
+    assert len(r["values"]["degraded_directions"]) == 2 and len(r["values"]["error_deg"]) == 2
+    assert main(["score", *files, "-m", "cues", "--n-sources", "2"]) == 2
+    cap = capsys.readouterr()
+    assert "finds sources" in cap.err and "Traceback" not in cap.out + cap.err

@@ -86,6 +86,7 @@ def score_cmd(
     fast: Optional[bool] = typer.Option(None, "--fast/--exact", help="Auditory bands at reduced rates (--fast: ~10x faster) or at full rate in float64 (--exact). Default: fast for every metric (qastanet within 1.8e-3 of the official scores on its 17 test pairs, quality within 0.14 points of exact)."),
     align: bool = typer.Option(True, "--align/--no-align", help="Estimate the delay between REF and DEG (band envelopes, refined on the fine structure; +-300 ms) and compare their overlap (default). qastanet always gets the pair as given, like the official code."),
     source: Optional[List[str]] = typer.Option(None, "--source", metavar="MONO", help="The dry mono source REF was rendered from, then DEG's (give it twice, in that order; same lengths as their signals): sqm then scores with its source-informed encoder."),
+    n_sources: Optional[int] = typer.Option(None, "--n-sources", metavar="N", help="localization: how many sources to find in each signal (default 1); each one's directions and error in the result."),
     stream: Optional[bool] = typer.Option(None, "--stream/--no-stream", help="Read the files chunk by chunk instead of whole (bounded memory, same scores). Default: when their samples at 48 kHz exceed SPAQ_STREAM_MB (256 MiB, about 40 s of 3OA)."),
 ):
     """Score DEG against REF (binaural or ambisonics ACN/SN3D, any sample rate)."""
@@ -98,7 +99,8 @@ def score_cmd(
     try:
         report = score(ref, deg, metrics=metric, fmt=fmt, trim=trim, checkpoint=checkpoint,
                        offline=True if offline else None, maps=maps is not None, device=device, fast=fast,
-                       stream=stream, progress=progress, align=align, sources=tuple(source) if source else None)
+                       stream=stream, progress=progress, align=align, sources=tuple(source) if source else None,
+                       n_sources=n_sources)
     finally:
         stop()
     written = _write_maps(maps, report) if maps else []
