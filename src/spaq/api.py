@@ -58,8 +58,13 @@ class ScoreReport:
 _OPTIONS = ("device", "fast", "checkpoint", "offline")
 
 
+def _init_params(cls) -> set:
+    """The names a metric class's constructor takes."""
+    return set(inspect.signature(cls.__init__).parameters)
+
+
 def _metric_kwargs(cls, **options) -> dict:
-    params = inspect.signature(cls.__init__).parameters
+    params = _init_params(cls)
     return {k: v for k, v in options.items() if k in params and (v is not None or k == "device")}
 
 
@@ -188,7 +193,7 @@ def score(ref, deg, sample_rate: int | None = None, metrics=None, fmt=None, trim
 
         if isinstance(n_sources, bool) or not isinstance(n_sources, numbers.Integral) or int(n_sources) < 1:
             raise SpaqInputError(f"n_sources must be a whole number >= 1, got {n_sources!r}")
-        if not any("n_sources" in inspect.signature(c.__init__).parameters for c in classes.values()):
+        if not any("n_sources" in _init_params(c) for c in classes.values()):
             raise SpaqInputError(f"none of {', '.join(classes)} finds sources (localization does: --metric localization)")
         n_sources = int(n_sources)
     if sources is not None:
