@@ -58,7 +58,7 @@ REGISTRY: dict[str, WeightSpec] = {
     "quality_v1": WeightSpec(
         name="quality_v1",
         url=None,
-        sha256="72f7a3408ed2c3abbd27d5c0d8f1e6320ba7dfe3c23ed6655fde2f6e31fc4191",
+        sha256="cdee7ccb53c8ccc54afbf87def5706f6a91edb78e602958df4a35c43929e3c06",
         filename="quality_v1.json",
         env_var="SPAQ_QUALITY_PARAMS",
         licence=_QUALITY_LICENCE,

@@ -181,3 +181,118 @@ def test_other_decoding_metrics_score_zero_padded_content_at_its_order(name):
                             target_rate=FS))
     assert s4.score > 0
     assert s16.score == pytest.approx(s4.score, rel=F32_SHARE, abs=1e-9)
+
+
+# --------------------------------------------------------------------------- head turn (version 10)
+def _still(params: dict) -> dict:
+    """The same parameters heard with a still head (versions 1-9)."""
+    return {k: v for k, v in params.items() if k != "head_turn"}
+
+
+def _plane_wave(az: float, el: float, seconds: float = 1.0, seed: int = 0) -> np.ndarray:
+    from spaq.data.sources import pink_noise
+
+    return encode(0.05 * pink_noise(int(seconds * FS), np.random.default_rng(seed)), az, el, 3)
+
+
+def test_shipped_parameters_turn_the_head_over_45_degrees():
+    m = load_metric("quality")
+    assert m.params["head_turn"] == {"range_deg": 45.0, "period_s": 4.0}
+
+
+@pytest.mark.parametrize("az,el", [(165, 0), (195, 0), (210, 0), (330, 0), (75, -20), (285, -20)])
+def test_order_truncation_is_ordered_where_a_still_head_swaps_it(az, el):
+    """Second- and first-order MagLS decoders err differently at each direction: for a still head
+    a second-order truncation of one plane wave scored below the first-order one at these
+    directions (KU100 decoders, pink noise; 8 of 72 directions on three elevations). Heard with the
+    shipped head turn every one is ordered, by a margin."""
+    from spaq.metrics.quality import Quality
+
+    m = load_metric("quality")
+    still = Quality(params=_still(m.params))
+    x = _plane_wave(az, el)
+    pair = load_pair(np.stack([x] * 3), np.stack([_padded(x, n) for n in (2, 1, 0)]), sample_rate=FS, target_rate=FS)
+    s = np.asarray(m.score(pair).score)
+    assert s[0] > s[1] + 3 and s[1] > s[2], s
+    s_still = np.asarray(still.score(pair).score)
+    assert not np.allclose(s_still, s)
+
+
+def test_still_head_swaps_orders_2_and_1_at_210_degrees():
+    """Why the head turns (issue 19's order-truncation ladders)."""
+    from spaq.metrics.quality import Quality
+
+    still = Quality(params=_still(load_metric("quality").params))
+    x = _plane_wave(210, 0)
+    pair = load_pair(np.stack([x] * 2), np.stack([_padded(x, n) for n in (2, 1)]), sample_rate=FS, target_rate=FS)
+    s = np.asarray(still.score(pair).score)
+    assert s[0] < s[1] - 3, s
+
+
+def test_pairs_of_one_order_are_heard_with_a_still_head():
+    """One decoder's errors are common to both signals: a pair decoded at one order is scored
+    exactly as before, whatever the head turn."""
+    from spaq.metrics.quality import Quality
+
+    m = load_metric("quality")
+    still = Quality(params=_still(m.params))
+    from spaq.spatial.ambisonics import rotate
+
+    x = _scene(3, seed=9)
+    y = rotate(x, 40.0) + 0.01 * np.random.default_rng(1).standard_normal(x.shape)  # turned and noisy
+    pair = load_pair(x, y, sample_rate=FS, target_rate=FS)
+    a, b = m.score(pair), still.score(pair)
+    assert float(a.score) == float(b.score) and 95 > float(a.score) > 5
+
+
+def test_head_turn_is_the_turned_scene_heard_still():
+    """Wiring: the metric's head turn equals turning both signals by hand
+    (:func:`head_turn_yaw`, :func:`rotate_yaw`) and scoring them with a still head."""
+    from spaq.metrics.quality import Quality
+    from spaq.spatial.ambisonics import head_turn_yaw, rotate_yaw
+
+    m = load_metric("quality")
+    still = Quality(params=_still(m.params))
+    x = _scene(3, 1.0, seed=10)
+    y = _padded(x, 1)
+    ht = m.params["head_turn"]
+    yaw = head_turn_yaw(0, x.shape[-1], x.shape[-1], FS, ht["range_deg"], ht["period_s"])
+    xt, yt = (rotate_yaw(torch.from_numpy(v), yaw).numpy() for v in (x, y))
+    a = float(m.score(load_pair(x, y, sample_rate=FS, target_rate=FS)).score)
+    b = float(still.score(load_pair(xt, yt, sample_rate=FS, target_rate=FS)).score)
+    c = float(still.score(load_pair(x, y, sample_rate=FS, target_rate=FS)).score)
+    # the same float64 samples turned in the same order of operations: equal to float32 band rounding
+    assert a == pytest.approx(b, abs=1e-3)
+    assert abs(a - c) > 0.5  # and the turn matters for this pair
+
+
+def test_head_turn_is_the_same_when_chunked():
+    """The yaw of each sample comes from its place in the whole signal: chunks turn as the whole does.
+    ILDs agree to float rounding and levels as without a turn. The envelope IPD of the upper bands is
+    computed per segment (over the chunk and its context), and a turning head modulates the
+    envelopes slowly, so it moves by a few per cent with the chunking (without a turn 0.1 %); the
+    score by hundredths of a point (24 s pair: 0.03 points between 4 s and 10 s chunks; 4 s pair
+    in 1.6 s chunks: 0.19)."""
+    from spaq.metrics.functional.quality import quality_maps
+    from spaq.metrics.quality import Quality
+
+    fe = AuditoryFrontEnd()
+    x = _scene(3, 4.0, seed=11)
+    a, b = torch.from_numpy(x)[None], torch.from_numpy(_padded(x, 1))[None]
+    ht = {"range_deg": 45.0, "period_s": 4.0}
+    decs = hrtf_decoders(3)
+    f1 = pool_features(quality_maps(a, b, fe, decs, chunk_frames=None, head_turn=ht))
+    f2 = pool_features(quality_maps(a, b, fe, decs, chunk_frames=40, context_frames=25, head_turn=ht))
+    f0 = pool_features(quality_maps(a, b, fe, decs, chunk_frames=None))
+    for k in ("d_ild_db", "d_ild_mean"):
+        assert float(f2[k][0]) == pytest.approx(float(f1[k][0]), rel=1e-4, abs=1e-6), k
+    # levels: the tolerance of test_orders_are_chosen_on_the_whole_signal_when_chunked
+    assert float(f2["missing_db"][0]) == pytest.approx(float(f1["missing_db"][0]), rel=1e-3, abs=1e-4)
+    # and the turn changed the pair's ILDs (a still head hears them at one direction only)
+    assert abs(float(f1["d_ild_mean"][0]) - float(f0["d_ild_mean"][0])) > 0.1
+    params = load_metric("quality").params
+    x = _scene(3, 8.0, seed=12)
+    pair = load_pair(x, _padded(x, 1), sample_rate=FS, target_rate=FS)
+    whole = float(Quality(params=params, chunk_s=60.0).score(pair).score)
+    chunked = float(Quality(params=params, chunk_s=3.0).score(pair).score)
+    assert chunked == pytest.approx(whole, abs=0.1)

@@ -4,7 +4,8 @@ import pytest
 
 from spaq.auditory.doa import intensity_doa
 from spaq.spatial.ambisonics import (binaural_decoder, decode_binaural, diffuse_field, encode, fibonacci_directions,
-                                     magls_cutoff_hz, rotate, rotation_matrix, sh_rotation_matrix, truncate)
+                                     head_turn_yaw, magls_cutoff_hz, rotate, rotate_yaw, rotation_matrix,
+                                     sh_rotation_matrix, truncate)
 from spaq.spatial.angles import cart2sph, great_circle_deg, sph2cart
 from spaq.spatial.hrtf import load_hrtf
 from spaq.spatial.render import trajectory
@@ -33,6 +34,46 @@ def test_sh_rotation_exact(order):
     m = sh_rotation_matrix(order, r)
     a2, e2, _ = cart2sph(r @ sph2cart(-70, 20))
     assert np.allclose(m @ sh_matrix(order, -70, 20), sh_matrix(order, a2, e2), atol=1e-10)
+
+
+@pytest.mark.parametrize("order", [1, 3, 5])
+@pytest.mark.parametrize("yaw", [37.0, -140.0])
+def test_rotate_yaw_is_the_sh_rotation(order, yaw):
+    import torch
+
+    x = np.random.default_rng(order).standard_normal((2, (order + 1) ** 2, 64))
+    want = rotate(x, yaw)
+    got = rotate_yaw(torch.from_numpy(x), np.deg2rad(yaw)).numpy()
+    assert np.allclose(got, want, atol=1e-12)
+    # per-sample angles: each sample turned by its own angle
+    ang = np.linspace(-np.pi, np.pi, 64)
+    got = rotate_yaw(torch.from_numpy(x), torch.from_numpy(ang)).numpy()
+    for t in (0, 17, 63):
+        assert np.allclose(got[..., t], rotate(x[..., t:t + 1], np.rad2deg(ang[t]))[..., 0], atol=1e-12)
+
+
+def test_rotate_yaw_turns_a_plane_wave():
+    import torch
+
+    x = encode(noise(seed=3), 20, 10, 3)
+    y = rotate_yaw(torch.from_numpy(x), np.deg2rad(50.0)).numpy()
+    d = intensity_doa(y, FS)
+    assert great_circle_deg(70, 10, d.azimuth_deg[0], d.elevation_deg[0]) < 1.0
+
+
+@pytest.mark.parametrize("n,period", [(48000, 4.0), (480000, 4.0), (9600, 4.0), (100000, 1.0)])
+def test_head_turn_covers_the_range_evenly(n, period):
+    yaw = np.rad2deg(head_turn_yaw(0, n, n, FS, 60.0, period).numpy())
+    assert yaw.min() >= -60.0 - 1e-9 and yaw.max() <= 60.0 + 1e-9
+    assert yaw[0] == pytest.approx(-60.0)
+    # a whole number of back-and-forth sweeps: every orientation in the range equally often
+    hist, _ = np.histogram(yaw, bins=12, range=(-60, 60))
+    assert hist.max() - hist.min() <= 0.01 * n / 12 + 4
+    cycles = max(1, round(n / (FS * period)))
+    assert np.max(np.abs(np.diff(yaw))) <= 4 * 60.0 * cycles / n + 1e-9  # constant speed, no jump
+    # a segment of the signal is the same samples of the whole trajectory
+    seg = np.rad2deg(head_turn_yaw(n // 3, n // 2, n, FS, 60.0, period).numpy())
+    assert np.allclose(seg, yaw[n // 3:n // 2])
 
 
 @pytest.mark.parametrize("yaw,pitch,roll", [(30, 0, 0), (-75, 20, 0), (10, -15, 40)])

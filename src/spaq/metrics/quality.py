@@ -62,8 +62,10 @@ class Quality(Metric):
     # higher-order file decoded with its own order's decoder, as such content is played and the
     # spatial-codings test did) and the lost higher-order energy d_order, weighted from that test's FOA condition;
     # 9.0: MagLS decoders with their least-squares part only where the order resolves the head (kr <= N,
-    # spaq.spatial.ambisonics.magls_cutoff_hz): a higher order is closer to the HRTFs above 2 kHz; refitted
-    version = "9.0"
+    # spaq.spatial.ambisonics.magls_cutoff_hz): a higher order is closer to the HRTFs above 2 kHz; refitted;
+    # 10.0: ambisonic pairs heard by a listener who turns the head back and forth (+-45 deg, the parameters'
+    # head_turn) instead of a still head, so one direction's decoder error does not decide; refitted
+    version = "10.0"
     description = ("spaq's global quality model 0..100 (binaural and ambisonics; 100 = identical): timbral and "
                    "spatial sub-scores, calibrated on two MUSHRA tests (speech codecs, binaural spatial codings) "
                    "and synthetic corpora; shipped parameters")
@@ -96,6 +98,8 @@ class Quality(Metric):
         else:
             self.sha256, self.source = None, "given"
         self.params = params
+        # ambisonics: the listener's head movement both signals are decoded under (None: a still head)
+        self.head_turn = params.get("head_turn")
         try:
             self.model = QualityMapping.from_params(params["mapping"]).to(self.device)
         except (KeyError, ValueError) as e:
@@ -112,7 +116,7 @@ class Quality(Metric):
         c = ref.shape[-2]
         order = None if c == 2 else int(round(c ** 0.5)) - 1
         m = quality_maps(ref.to(self.device), deg.to(self.device), self.frontend, self.decoder(order),
-                         self.chunk_frames)
+                         self.chunk_frames, head_turn=self.head_turn)
         return m, pool_features(m)
 
     def forward(self, ref: torch.Tensor, deg: torch.Tensor) -> dict:
@@ -129,7 +133,8 @@ class Quality(Metric):
         order = pair.format.order if pair.format.is_ambisonics else None
         with torch.no_grad():
             reader = SegmentReader.from_pair(pair, self.device)  # in memory or streamed
-            m = quality_maps_streamed(reader, self.frontend, self.decoder(order), self.chunk_frames)
+            m = quality_maps_streamed(reader, self.frontend, self.decoder(order), self.chunk_frames,
+                                      head_turn=self.head_turn)
             f = pool_features(m)
             out = self.model(f)
             dmaps = distortion_maps(m, self.model) if maps else None

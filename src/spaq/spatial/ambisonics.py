@@ -23,6 +23,8 @@ __all__ = [
     "rotation_matrix",
     "sh_rotation_matrix",
     "rotate",
+    "rotate_yaw",
+    "head_turn_yaw",
     "truncate",
     "binaural_decoder",
     "magls_cutoff_hz",
@@ -130,6 +132,49 @@ def rotate(x, yaw_deg: float = 0.0, pitch_deg: float = 0.0, roll_deg: float = 0.
     r = rotation_matrix(yaw_deg, pitch_deg, roll_deg) if rot is None else rot
     m = sh_rotation_matrix(order, r)
     return np.einsum("ij,...jt->...it", m, x)
+
+
+def rotate_yaw(x, yaw_rad):
+    """Turn an ACN/SN3D scene about the vertical axis by a time-varying angle: ``x (..., n_ch, T)``
+    (torch tensor, any order), ``yaw_rad`` ``(T,)`` or a scalar, radians (positive adds to the
+    azimuth, as :func:`rotation_matrix`) -> ``(..., n_ch, T)``, differentiable.
+
+    A yaw turn mixes only the two components of each degree ``m`` of each order: with ``c`` the
+    ``cos(m az)`` component (ACN ``n^2 + n + m``) and ``s`` the ``sin(m az)`` one (``n^2 + n - m``),
+    ``c' = c cos(m a) - s sin(m a)`` and ``s' = s cos(m a) + c sin(m a)``; per-order energies are
+    unchanged. Per sample, so a head turning during the signal costs ``O(n_ch T)``."""
+    import torch
+
+    order = order_from_channels(x.shape[-2])
+    if order is None:
+        raise SpaqError(f"{x.shape[-2]} channels is not an ambisonic channel count")
+    a = torch.as_tensor(yaw_rad, dtype=x.dtype, device=x.device)
+    rows = [x[..., :1, :]]
+    for n in range(1, order + 1):
+        row = [None] * (2 * n + 1)
+        row[n] = x[..., n * n + n, :]
+        for m in range(1, n + 1):
+            c, s = x[..., n * n + n + m, :], x[..., n * n + n - m, :]
+            cm, sm = torch.cos(m * a), torch.sin(m * a)
+            row[n + m] = c * cm - s * sm
+            row[n - m] = s * cm + c * sm
+        rows.append(torch.stack(row, dim=-2))
+    return torch.cat(rows, dim=-2)
+
+
+def head_turn_yaw(start: int, stop: int, n_samples: int, sample_rate: int, range_deg: float,
+                  period_s: float):
+    """Yaw ``(stop - start,)`` float64 torch tensor, radians, of samples ``start:stop`` of a signal of
+    ``n_samples`` whose listener turns the head back and forth at a constant speed over
+    ``+-range_deg`` (a triangle wave starting at ``-range_deg``): a whole number of sweeps, about
+    one per ``period_s`` and at least one over the signal, so every orientation in the range counts
+    equally whatever the duration (``range_deg`` 180: every horizontal orientation)."""
+    import torch
+
+    cycles = max(1, int(round(n_samples / (sample_rate * float(period_s)))))
+    ph = torch.remainder(cycles * torch.arange(start, stop, dtype=torch.float64) / max(1, n_samples), 1.0)
+    tri = torch.where(ph < 0.5, 4 * ph - 1, 3 - 4 * ph)  # -1 .. 1 .. -1
+    return np.deg2rad(float(range_deg)) * tri
 
 
 def truncate(x, order: int, keep_channels: bool = False) -> np.ndarray:

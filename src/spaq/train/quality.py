@@ -129,6 +129,21 @@ class FitOptions(Section):
 
 
 @dataclass
+class HeadTurn(Section):
+    """How an ambisonic pair decoded at two different orders is heard (version 10): both signals
+    turned by one back-and-forth head movement over ``+-range_deg`` of yaw, a sweep about every
+    ``period_s`` (:func:`spaq.spatial.ambisonics.head_turn_yaw`), before they are decoded to the ears
+    (:func:`spaq.metrics.functional.quality.quality_maps_streamed`). 0: a still head (versions 1-9).
+    Written into the parameters, which the metric then follows."""
+
+    range_deg: float = 0.0
+    period_s: float = 4.0
+
+    def as_params(self) -> dict | None:
+        return {"range_deg": float(self.range_deg), "period_s": float(self.period_s)} if self.range_deg > 0 else None
+
+
+@dataclass
 class SyntheticSweeps(Section):
     seed: int = 5000
     duration_s: float = 1.5
@@ -155,12 +170,16 @@ class QualityTrainConfig(RecipeConfig):
     param_coding: ParamCodingData = field(default_factory=ParamCodingData)
     fit: FitOptions = field(default_factory=FitOptions)
     synthetic: SyntheticSweeps = field(default_factory=SyntheticSweeps)
+    head_turn: HeadTurn = field(default_factory=HeadTurn)
     base_dir: Path = field(default_factory=Path.cwd, metadata={"config": False})
 
     def __post_init__(self):
         for f in list(self.synthetic.anchors) + list(self.synthetic.spatial):
             if f not in FAMILIES:
                 raise SpaqError(f"quality train config: unknown family {f!r}; known: {', '.join(FAMILIES)}")
+        if not (0.0 <= float(self.head_turn.range_deg) <= 180.0 and float(self.head_turn.period_s) > 0):
+            raise SpaqError(f"quality train config: head_turn needs 0 <= range_deg <= 180 and period_s > 0, got "
+                            f"{self.head_turn.range_deg}, {self.head_turn.period_s}")
         self.base_dir = Path(self.base_dir)
 
     def mushra_dir(self) -> Path:
@@ -731,11 +750,13 @@ def fit_spatial(records: list[dict], w: np.ndarray, anchors, spatial, monotone_w
 
 
 # --------------------------------------------------------------------------- driver
-def _metric(params=None):
+def _metric(params=None, head_turn: dict | None = None):
     from ..metrics.quality import Quality
 
     # features in exact mode (full rate, float64): the definition the fast default approximates
-    return Quality(params={"mapping": QualityMapping().to_params()} if params is None else params, fast=False)
+    if params is None:
+        params = {"mapping": QualityMapping().to_params(), "head_turn": head_turn}
+    return Quality(params=params, fast=False)
 
 
 def _synthetic_records(tc: QualityTrainConfig, metric, log=print) -> list[dict]:
@@ -780,6 +801,8 @@ def feature_table_path(workdir, stem: str, kind: str, tc: QualityTrainConfig, al
                "synthetic": tc.synthetic}[kind]
     ident = {"metric": [Quality.name, Quality.version], "features": [list(TIMBRAL_FEATURES), list(SPATIAL_FEATURES)],
              "kind": kind, "section": asdict(section)}
+    if kind in ("synthetic", "param_coding_ambisonic") and tc.head_turn.as_params():  # decoded under it
+        ident["head_turn"] = {**tc.head_turn.as_params(), "turns": "pairs decoded at different orders"}
     if kind == "synthetic":  # rendered by the corpus engine; no delay alignment
         ident.update(options=RECIPE_OPTIONS, engine=ENGINE_VERSION)
         suffix = ""
@@ -832,7 +855,7 @@ def train_quality(tc: QualityTrainConfig, out, log=print, workdir=None) -> dict:
     out = Path(out)
     workdir = Path(workdir) if workdir else out.parent
     workdir.mkdir(parents=True, exist_ok=True)
-    metric = _metric()
+    metric = _metric(head_turn=tc.head_turn.as_params())
     t0 = time.time()
     starts = int(tc.fit["starts"])
     mode = str(tc.fit["spatial"])
@@ -953,7 +976,7 @@ def train_quality(tc: QualityTrainConfig, out, log=print, workdir=None) -> dict:
                               "their Euclidean distance over the two perceptual dimensions" if pc_order == 2.0 else
                               f"the order-{pc_order:g} Minkowski sum of the timbral and spatial distortions"))
     params = {
-        "model": "spaq-quality", "version": 9,
+        "model": "spaq-quality", "version": 10 if tc.head_turn.as_params() else 9,
         "mapping": mapping,
         "provenance": {
             **prov,
@@ -963,6 +986,13 @@ def train_quality(tc: QualityTrainConfig, out, log=print, workdir=None) -> dict:
         },
         "cross_validation": cvs,
     }
+    if tc.head_turn.as_params():
+        params["head_turn"] = tc.head_turn.as_params()
+        params["provenance"]["head_turn"] = (
+            "fixed by the recipe (head_turn; only pairs decoded at two different orders turn): between what the "
+            "corpus ladders want (order truncation ordered on more sweeps the wider the range) and what the "
+            "spatial-codings test's FOA items scored from their ambisonic form allow (their error grows beyond "
+            "about 45 deg)")
     log(f"fitted in {time.time() - t0:.0f} s")
     text = json.dumps(params, indent=1, sort_keys=True) + "\n"
     atomic_write(out, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))

@@ -204,13 +204,38 @@ def _quality_chunk(r: torch.Tensor, d: torch.Tensor, keep: tuple, n_min: int, st
     return c, state
 
 
+def head_turned(reader: SegmentReader, sample_rate: int, range_deg: float, period_s: float,
+                turned: torch.Tensor | None = None) -> SegmentReader:
+    """``reader`` of an ambisonic pair ``(B, C, T)`` with both signals of each pair turned by the same
+    head movement (:func:`spaq.spatial.ambisonics.head_turn_yaw`,
+    :func:`~spaq.spatial.ambisonics.rotate_yaw`): the scene as a listener hears it who turns the head
+    back and forth over ``+-range_deg``. ``turned`` ``(B,)`` bool: the pairs that turn (None: all)."""
+    from ...spatial.ambisonics import head_turn_yaw, rotate_yaw
+
+    n = reader.n_samples
+
+    def read(a, b):
+        r, d = reader.read(a, b)
+        yaw = head_turn_yaw(a, a + r.shape[-1], n, sample_rate, range_deg, period_s).to(r.device)
+        if turned is not None:  # (B, n): a still head for the others
+            yaw = yaw[None, :] * turned.to(device=r.device, dtype=yaw.dtype)[:, None]
+        return rotate_yaw(r, yaw.to(r.dtype)), rotate_yaw(d, yaw.to(d.dtype))
+
+    return SegmentReader(n, read)
+
+
 def quality_maps_streamed(reader: SegmentReader, frontend: AuditoryFrontEnd, decoder=None,
                           chunk_frames: int | None = 250, context_frames: int = 25,
-                          compensate_gain: bool = True) -> dict:
+                          compensate_gain: bool = True, head_turn: dict | None = None) -> dict:
     """:func:`quality_maps` of a pair read chunk by chunk from ``reader`` (bounded memory): a
     first pass accumulates the energies for the gain match (and, with effective-order decoding,
     each channel's energy) when there is more than one chunk, then :func:`_quality_chunk` runs
-    over the chunks (:func:`~spaq.auditory.streaming.run_chunked`)."""
+    over the chunks (:func:`~spaq.auditory.streaming.run_chunked`). ``head_turn``
+    (``{"range_deg", "period_s"}``; None: a still head): with effective-order decoding, the pairs whose
+    two signals are decoded at different orders are heard by a listener who turns the head back and
+    forth (:func:`head_turned`, both signals turned alike). Two decoders of different orders err
+    differently at each direction, so a still head would judge the pair by where its sources happen to
+    sit in those error patterns; one decoder's errors are common to both signals and cancel."""
     n_samples = reader.n_samples
     n_ch = reader.n_channels()
     ambi = decoder is not None
@@ -238,6 +263,11 @@ def quality_maps_streamed(reader: SegmentReader, frontend: AuditoryFrontEnd, dec
                 cr, cd = cr + channel_energy(r), cd + channel_energy(d)
         gain_db = _gain_db(er, ed) if compensate_gain else None
         orders = pair_orders(cr, cd) if by_order else None
+    if orders is not None and head_turn and float(head_turn.get("range_deg", 0)) > 0:
+        turned = orders[..., 0] != orders[..., 1]  # (B,): decoded at different orders
+        if bool(turned.any()):  # energies and orders are the same after a yaw turn: computed before it
+            reader = head_turned(reader, int(frontend.sample_rate), float(head_turn["range_deg"]),
+                                 float(head_turn["period_s"]), turned)
     core = partial(_quality_chunk, frontend=frontend, decoder=decoder, gain_db=gain_db, orders=orders)
     c = run_chunked(reader, fl, chunk_frames, context_frames, core)
     if gain_db is None:
@@ -247,7 +277,7 @@ def quality_maps_streamed(reader: SegmentReader, frontend: AuditoryFrontEnd, dec
 
 def quality_maps(ref: torch.Tensor, deg: torch.Tensor, frontend: AuditoryFrontEnd,
                  decoder=None, chunk_frames: int | None = 250,
-                 context_frames: int = 25, compensate_gain: bool = True) -> dict:
+                 context_frames: int = 25, compensate_gain: bool = True, head_turn: dict | None = None) -> dict:
     """Per-bin distortion maps of ``deg`` against ``ref``, both ``(B, C, T)`` at the front-end's
     rate: binaural (C = 2, ``decoder=None``) or ambisonics ACN/SN3D (C >= 4, ``decoder`` the
     ``(2, C_dec, L)`` binaural decoder, or a dict of the decoders of every order up to C's,
@@ -266,7 +296,7 @@ def quality_maps(ref: torch.Tensor, deg: torch.Tensor, frontend: AuditoryFrontEn
     differentiable).
     """
     return quality_maps_streamed(SegmentReader.from_tensors(ref, deg), frontend, decoder, chunk_frames,
-                                 context_frames, compensate_gain)
+                                 context_frames, compensate_gain, head_turn)
 
 
 def moving_average(x: torch.Tensor, n: int) -> torch.Tensor:
@@ -482,9 +512,9 @@ def distortion_maps(maps: dict, model: QualityMapping) -> dict:
     return {"timbral_distortion": t, "spatial_distortion": s}
 
 
-def quality_features(ref, deg, frontend, decoder=None, chunk_frames=250) -> dict:
+def quality_features(ref, deg, frontend, decoder=None, chunk_frames=250, head_turn=None) -> dict:
     """:func:`quality_maps` then :func:`pool_features`, plus ``gain_db``."""
-    m = quality_maps(ref, deg, frontend, decoder, chunk_frames)
+    m = quality_maps(ref, deg, frontend, decoder, chunk_frames, head_turn=head_turn)
     f = pool_features(m)
     f["gain_db"] = m["gain_db"]
     return f
