@@ -204,7 +204,7 @@ def test_shipped_parameters_turn_the_head_over_45_degrees():
 def test_order_truncation_is_ordered_where_a_still_head_swaps_it(az, el):
     """Second- and first-order MagLS decoders err differently at each direction: for a still head
     a second-order truncation of one plane wave scored below the first-order one at these
-    directions (KU100 decoders, pink noise; 8 of 72 directions on three elevations). Heard with the
+    directions (KU100 decoders, pink noise; 7 of 72 directions on three elevations). Heard with the
     shipped head turn every one is ordered, by a margin."""
     from spaq.metrics.quality import Quality
 
