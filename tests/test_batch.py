@@ -321,3 +321,56 @@ def test_checkpoint_offline_and_align_options(corpus, tmp_path):
         assert row["cues"] == pytest.approx(rep.results["cues"].score, rel=1e-12)
     assert batch_mod._fingerprint(["cues"], None, "cpu", None, False)["align"] is False
     assert "align" not in batch_mod._fingerprint(["cues"], None, "cpu")
+
+
+def test_several_sources_per_pair(tmp_path, capsys):
+    """--n-sources reaches localization for every pair; each source's error and directions become
+    columns (``localization.error_deg.<i>``, ``localization.reference_directions.<i>.azimuth_deg``),
+    equal to what spaq.score gives; a count where no metric finds sources is refused before any work."""
+    from scipy.signal import oaconvolve
+
+    from spaq.cli import main
+    from spaq.data.sources import make_source
+    from spaq.spatial.hrtf import load_hrtf
+
+    h = load_hrtf("ku100", FS)
+
+    def two(moved):
+        rng = np.random.default_rng(5)
+        y = 0
+        for kind, (az, el) in (("chord", (40.0, 10.0)), ("noise_bursts", (-20.0 - moved, 10.0))):
+            v = oaconvolve(make_source(kind, 1.0, FS, rng)[0][None], h.hrir[int(h.nearest_index(az, el))], axes=-1)
+            y = y + v[:, :FS] / np.sqrt(np.mean(v[:, :FS] ** 2))
+        return 0.03 * y
+
+    _write(tmp_path / "r.wav", two(0.0))
+    _write(tmp_path / "d.wav", two(40.0))
+    pd.DataFrame([{"id": "p", "ref": "r.wav", "deg": "d.wav"}]).to_csv(tmp_path / "m.csv", index=False)
+    df = score_batch(tmp_path / "m.csv", tmp_path / "t.csv", metrics=["localization"], progress=False, n_sources=2)
+    rep = spaq.score(str(tmp_path / "r.wav"), str(tmp_path / "d.wav"), metrics=["localization"],
+                     n_sources=2).results["localization"]
+    row = df.iloc[0]
+    assert [row["localization.error_deg.1"], row["localization.error_deg.2"]] == pytest.approx(
+        rep.values["error_deg"], abs=1e-9)
+    assert sorted(rep.values["error_deg"])[0] < 2.0 and sorted(rep.values["error_deg"])[1] > 30.0
+    for i in (1, 2):
+        assert row[f"localization.reference_directions.{i}.azimuth_deg"] == pytest.approx(
+            rep.values["reference_directions"][i - 1]["azimuth_deg"], abs=1e-9)
+    assert row["localization"] == pytest.approx(np.mean(rep.values["error_deg"]), abs=1e-3)
+    assert batch_mod._fingerprint(["localization"], None, "cpu", n_sources=2)["n_sources"] == 2
+    assert "n_sources" not in batch_mod._fingerprint(["localization"], None, "cpu")
+    # one source by default: one error column
+    one = score_batch(tmp_path / "m.csv", tmp_path / "one.csv", metrics=["localization"], progress=False)
+    assert "localization.error_deg.1" in one.columns and "localization.error_deg.2" not in one.columns
+    # refused before any work, one line through the command
+    out = tmp_path / "x.csv"
+    with pytest.raises(SpaqError, match="finds sources"):
+        score_batch(tmp_path / "m.csv", out, metrics=["cues"], progress=False, n_sources=2)
+    assert not out.exists() and not os.path.exists(journal_path(out))
+    assert main(["batch", str(tmp_path / "m.csv"), "--out", str(out), "-m", "localization", "--n-sources", "0",
+                 "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("spaq: error: ") and err.count("\n") == 1 and "n_sources" in err
+    assert main(["batch", str(tmp_path / "m.csv"), "--out", str(out), "-m", "localization", "--n-sources", "2",
+                 "-q"]) == 0
+    assert pd.read_csv(out)["localization.error_deg.2"].iloc[0] == pytest.approx(row["localization.error_deg.2"])

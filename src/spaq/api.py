@@ -63,6 +63,22 @@ def _init_params(cls) -> set:
     return set(inspect.signature(cls.__init__).parameters)
 
 
+def check_n_sources(n_sources, classes: dict) -> int | None:
+    """``n_sources`` as an int (None stays None), or a one-line :class:`SpaqInputError`: not a whole
+    number >= 1, or none of ``classes`` (``{name: metric class}``) finds sources."""
+    if n_sources is None:
+        return None
+    import numbers
+
+    from .errors import SpaqInputError
+
+    if isinstance(n_sources, bool) or not isinstance(n_sources, numbers.Integral) or int(n_sources) < 1:
+        raise SpaqInputError(f"n_sources must be a whole number >= 1, got {n_sources!r}")
+    if not any("n_sources" in _init_params(c) for c in classes.values()):
+        raise SpaqInputError(f"none of {', '.join(classes)} finds sources (localization does: --metric localization)")
+    return int(n_sources)
+
+
 def _metric_kwargs(cls, **options) -> dict:
     params = _init_params(cls)
     return {k: v for k, v in options.items() if k in params and (v is not None or k == "device")}
@@ -186,16 +202,7 @@ def score(ref, deg, sample_rate: int | None = None, metrics=None, fmt=None, trim
     """
     names = list(metrics) if metrics else list(default_metrics())
     classes = {n: metric_class(n) for n in names}  # unknown names: one-line error before any work
-    if n_sources is not None:
-        import numbers
-
-        from .errors import SpaqInputError
-
-        if isinstance(n_sources, bool) or not isinstance(n_sources, numbers.Integral) or int(n_sources) < 1:
-            raise SpaqInputError(f"n_sources must be a whole number >= 1, got {n_sources!r}")
-        if not any("n_sources" in _init_params(c) for c in classes.values()):
-            raise SpaqInputError(f"none of {', '.join(classes)} finds sources (localization does: --metric localization)")
-        n_sources = int(n_sources)
+    n_sources = check_n_sources(n_sources, classes)
     if sources is not None:
         from .errors import SpaqInputError
 

@@ -17,8 +17,10 @@ Output (:func:`score_batch`): one row per pair, in manifest order, columns
 
     id, ref, deg, status ("ok" | "error"), error (one line, "" when ok), format, duration_s,
     then per metric M (in the order asked):  M (its score), M.<value> for each numeric
-    scalar in ``MetricResult.values`` (e.g. ``quality.timbral_score``), M.skipped (why M
-    could not score this pair, "" when it did).
+    scalar in ``MetricResult.values`` (e.g. ``quality.timbral_score``; a short list of numbers or
+    of such dicts, one entry per source, becomes ``M.<value>.<i>[.<key>]``, i from 1, e.g.
+    ``localization.error_deg.2``, ``localization.reference_directions.1.azimuth_deg``), M.skipped
+    (why M could not score this pair, "" when it did).
 
 A pair that cannot be scored (missing file, silence, wrong channel count, NaN samples,
 lengths that differ: any :class:`~spaq.errors.SpaqError` of :func:`spaq.score`, or an
@@ -223,6 +225,28 @@ def _num(v):
     return None
 
 
+#: the longest list value flattened into columns (one entry per source; per-band arrays stay out)
+MAX_LIST_COLUMNS = 16
+
+
+def _flat_values(values: dict):
+    """``(column suffix, float)`` of a result's values: numeric scalars as they are; a list of at most
+    :data:`MAX_LIST_COLUMNS` numbers or dicts of numbers (one per source) as ``name.i`` /
+    ``name.i.key``, i from 1. Anything else (strings, long arrays, nested lists) is no column."""
+    for k, v in values.items():
+        x = _num(v)
+        if x is not None:
+            yield k, x
+        elif isinstance(v, (list, tuple)) and 0 < len(v) <= MAX_LIST_COLUMNS:
+            for i, e in enumerate(v, 1):
+                if isinstance(e, dict):
+                    for kk, vv in e.items():
+                        if _num(vv) is not None:
+                            yield f"{k}.{i}.{kk}", _num(vv)
+                elif _num(e) is not None:
+                    yield f"{k}.{i}", _num(e)
+
+
 def _score_one(task: dict) -> dict:
     """Score one pair; never raises for a bad pair. ``task``: ``id, ref, deg, format,
     metrics, fast, device``. Returns a plain (JSON-able, picklable) record: ``id, ref, deg,
@@ -248,11 +272,11 @@ def _score_one(task: dict) -> dict:
             rep = score(task["ref"] or None, task["deg"], metrics=task["metrics"], fmt=fmt,
                         fast=task["fast"], device=task["device"], checkpoint=task.get("checkpoint"),
                         offline=task.get("offline"), align=task.get("align", True),
-                        sources=tuple(src) if src else None)
+                        sources=tuple(src) if src else None, n_sources=task.get("n_sources"))
         rec["format"] = rep.format.get("description") or rep.format.get("kind", "")
         rec["duration_s"] = float(rep.duration_s)
         for name, res in rep.results.items():
-            vals = [[k, _num(v)] for k, v in res.values.items() if _num(v) is not None]
+            vals = [[k, v] for k, v in _flat_values(res.values)]
             s = _num(res.score)
             rec["results"][name] = {"score": float("nan") if s is None else s, "values": vals}
         rec["skipped"] = {k: _one_line(v) for k, v in rep.skipped.items()}
@@ -428,7 +452,7 @@ def _packaged_weights() -> dict:
     return {n: spec.sha256 for n, spec in sorted(REGISTRY.items()) if spec.packaged}
 
 
-def _fingerprint(names: list, fast, device: str, checkpoint=None, align: bool = True) -> dict:
+def _fingerprint(names: list, fast, device: str, checkpoint=None, align: bool = True, n_sources=None) -> dict:
     from . import __version__
 
     fp = {"tool": "spaq batch", "journal_version": _JOURNAL_VERSION, "spaq": __version__, "metrics": list(names),
@@ -437,6 +461,8 @@ def _fingerprint(names: list, fast, device: str, checkpoint=None, align: bool = 
         fp["checkpoint"] = str(checkpoint)
     if not align:  # absent when True: journals written before alignment existed still resume
         fp["align"] = False
+    if n_sources is not None:  # likewise absent unless given
+        fp["n_sources"] = int(n_sources)
     return fp
 
 
@@ -505,7 +531,8 @@ def _load_journal(journal: str, fp: dict, pairs) -> dict:
 
 def score_batch(pairs_or_manifest, out, metrics=None, workers: int = 1, dask=None, resume: bool = False,
                 fast: bool | None = None, device: str = "cpu", progress: bool = True, strict: bool = False,
-                overwrite: bool = False, checkpoint=None, offline: bool | None = None, align: bool = True):
+                overwrite: bool = False, checkpoint=None, offline: bool | None = None, align: bool = True,
+                n_sources: int | None = None):
     """Score every pair of a manifest; returns the results table (see the module doc for its
     columns: ``id, ref, deg, status, error, format, duration_s``, then ``M``, ``M.<value>``,
     ``M.skipped`` per metric; one row per pair in manifest order).
@@ -519,7 +546,8 @@ def score_batch(pairs_or_manifest, out, metrics=None, workers: int = 1, dask=Non
     ``"local"`` or a ``distributed.Client``. ``resume``: continue an interrupted run from its
     journal; ``overwrite``: remove an existing journal and table first. ``fast``/``device``:
     as in :func:`spaq.score`; so are ``checkpoint`` (a QASTAnet checkpoint path, resolved once
-    here so a missing file is one error, not one per pair), ``offline`` and ``align``.
+    here so a missing file is one error, not one per pair), ``offline``, ``align`` and ``n_sources``
+    (how many sources ``localization`` finds in each signal; each source's values become columns).
     ``progress``: a progress bar on stderr. ``strict``: after
     writing the table, raise :class:`BatchFailed` if any pair failed (otherwise failed pairs
     are only rows with status ``error``).
@@ -541,6 +569,9 @@ def score_batch(pairs_or_manifest, out, metrics=None, workers: int = 1, dask=Non
         raise SpaqError(f"unknown metric {bad[0]!r}; available: {', '.join(known)}")
     if len(set(names)) != len(names):
         raise SpaqError(f"metric listed twice: {', '.join(names)}")
+    from .api import check_n_sources
+
+    n_sources = check_n_sources(n_sources, {n: metric_class(n) for n in names})
     pairs = _as_pairs(pairs_or_manifest)
     out = os.path.abspath(os.path.expanduser(os.fspath(out)))
     journal = journal_path(out)
@@ -549,14 +580,14 @@ def score_batch(pairs_or_manifest, out, metrics=None, workers: int = 1, dask=Non
         checkpoint = os.path.abspath(os.path.expanduser(os.fspath(checkpoint)))
         if not os.path.isfile(checkpoint):
             raise SpaqError(f"checkpoint not found: {checkpoint}")
-    fp = _fingerprint(names, fast, device, checkpoint, align)
+    fp = _fingerprint(names, fast, device, checkpoint, align, n_sources)
     done = _load_journal(journal, fp, pairs) if resume else {}
     has_src = "ref_source" in pairs.columns
     if has_src and not any(metric_class(n).accepts_sources for n in names):
         raise SpaqError(f"the manifest has ref_source/deg_source columns but none of {', '.join(names)} uses dry "
                         f"sources (sqm does: --metric sqm)")
     todo = [{"id": i, "ref": r, "deg": d, "format": f, "metrics": names, "fast": fast, "device": device,
-             "checkpoint": checkpoint, "offline": offline, "align": align,
+             "checkpoint": checkpoint, "offline": offline, "align": align, "n_sources": n_sources,
              "sources": [rs, ds] if rs and ds else None}
             for i, r, d, f, (rs, ds) in zip(pairs["id"], pairs["ref"], pairs["deg"], pairs["format"], _source_pairs(pairs))
             if i not in done]

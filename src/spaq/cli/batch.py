@@ -66,6 +66,7 @@ def batch_command(
     checkpoint: Optional[str] = typer.Option(None, "--checkpoint", metavar="PATH", help="QASTAnet checkpoint (official format); default: spaq's registry (cache, SPAQ_QASTANET_CHECKPOINT)."),
     offline: bool = typer.Option(False, "--offline", help="Never touch the network (spaq never downloads unless `spaq weights fetch` is run; this also sets SPAQ_OFFLINE for the workers)."),
     align: bool = typer.Option(True, "--align/--no-align", help="As in `spaq score`: remove the delay between REF and DEG first (default)."),
+    n_sources: Optional[int] = typer.Option(None, "--n-sources", metavar="N", help="As in `spaq score`: how many sources localization finds in each signal (default 1); each one's values become columns."),
 ) -> None:
     """Score every (reference, degraded) pair of MANIFEST into one table, resumably (local processes or Dask)."""
     from ..batch import journal_path, score_batch, summary
@@ -73,7 +74,8 @@ def batch_command(
     try:
         df = score_batch(str(manifest), str(out), metrics=metric, workers=workers, dask=dask, resume=resume,
                          overwrite=overwrite, fast=fast, device=device, progress=not quiet, strict=False,
-                         checkpoint=checkpoint, offline=True if offline else None, align=align)
+                         checkpoint=checkpoint, offline=True if offline else None, align=align,
+                         n_sources=n_sources)
     except KeyboardInterrupt:  # spaq.cli.app.main then says "interrupted" and exits 130
         j = journal_path(out)
         if os.path.exists(j):
