@@ -212,8 +212,10 @@ def test_order_truncation_is_ordered_where_a_still_head_swaps_it(az, el):
     still = Quality(params=_still(m.params))
     x = _plane_wave(az, el)
     pair = load_pair(np.stack([x] * 3), np.stack([_padded(x, n) for n in (2, 1, 0)]), sample_rate=FS, target_rate=FS)
-    s = np.asarray(m.score(pair).score)
+    r = m.score(pair)
+    s = np.asarray(r.score)
     assert s[0] > s[1] + 3 and s[1] > s[2], s
+    assert r.provenance["head_turn"] == {"range_deg": 45.0, "period_s": 4.0}  # the result says how it heard them
     s_still = np.asarray(still.score(pair).score)
     assert not np.allclose(s_still, s)
 
@@ -243,6 +245,7 @@ def test_pairs_of_one_order_are_heard_with_a_still_head():
     pair = load_pair(x, y, sample_rate=FS, target_rate=FS)
     a, b = m.score(pair), still.score(pair)
     assert float(a.score) == float(b.score) and 95 > float(a.score) > 5
+    assert a.provenance["head_turn"] is None
 
 
 def test_head_turn_is_the_turned_scene_heard_still():

@@ -156,4 +156,6 @@ class Quality(Metric):
             provenance={"mode": "fast" if self.fast else "exact", "checkpoint_sha256": self.sha256,
                         "weights_source": self.source,
                         "binaural_decoder": DEFAULT_DECODER if pair.format.is_ambisonics else None,
+                        # the listener's head turn, where it applied (a pair decoded at two orders)
+                        "head_turn": self.head_turn if bool(m["head_turned"].any()) else None,
                         "playback_assumption": "digital full scale = 100 dB SPL; overall gain compensated"})

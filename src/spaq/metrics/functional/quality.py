@@ -263,6 +263,7 @@ def quality_maps_streamed(reader: SegmentReader, frontend: AuditoryFrontEnd, dec
                 cr, cd = cr + channel_energy(r), cd + channel_energy(d)
         gain_db = _gain_db(er, ed) if compensate_gain else None
         orders = pair_orders(cr, cd) if by_order else None
+    turned = None
     if orders is not None and head_turn and float(head_turn.get("range_deg", 0)) > 0:
         turned = orders[..., 0] != orders[..., 1]  # (B,): decoded at different orders
         if bool(turned.any()):  # energies and orders are the same after a yaw turn: computed before it
@@ -272,7 +273,10 @@ def quality_maps_streamed(reader: SegmentReader, frontend: AuditoryFrontEnd, dec
     c = run_chunked(reader, fl, chunk_frames, context_frames, core)
     if gain_db is None:
         gain_db = torch.zeros(c["p_ear"].shape[0], dtype=torch.float64, device=c["p_ear"].device)
-    return _maps_from_cues(c, frontend.power_floor.to(gain_db.device), gain_db)
+    out = _maps_from_cues(c, frontend.power_floor.to(gain_db.device), gain_db)
+    out["head_turned"] = (torch.zeros_like(gain_db, dtype=torch.bool) if turned is None
+                          else turned.to(device=gain_db.device))  # (B,): heard with the head turn
+    return out
 
 
 def quality_maps(ref: torch.Tensor, deg: torch.Tensor, frontend: AuditoryFrontEnd,
@@ -290,7 +294,8 @@ def quality_maps(ref: torch.Tensor, deg: torch.Tensor, frontend: AuditoryFrontEn
     ``added_db``, ``missing_db``, ``incoherence`` ``(B, 2, F, nf)`` (per ear; bins where
     reference or degraded is audible); ``d_ild_db``, ``d_ic``, ``d_ipd`` and, for ambisonics,
     ``d_directiveness``, ``d_direction`` ``(B, F, nf)`` (bins where the reference is audible);
-    ``gain_db`` ``(B,)`` (the compensation applied to ``deg``).
+    ``gain_db`` ``(B,)`` (the compensation applied to ``deg``); ``head_turned`` ``(B,)`` bool (the pairs
+    heard with ``head_turn``: ambisonic pairs decoded at two different orders).
     Long signals are processed in chunks of ``chunk_frames`` (with context) so memory is
     bounded; the directiveness smoothing state is carried exactly (``None``: one pass,
     differentiable).
