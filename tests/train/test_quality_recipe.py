@@ -84,3 +84,21 @@ def test_workdir_tables_are_keyed_by_what_made_them(monkeypatch, tmp_path):
     monkeypatch.setattr(spaq.data, "ENGINE_VERSION", spaq.data.ENGINE_VERSION + 1)  # the engine renders other audio
     assert feature_table_path(tmp_path, "q", "synthetic", tc) != paths["synthetic"]
     assert feature_table_path(tmp_path, "q", "mushra", tc) == paths["mushra"]  # real recordings: not its output
+
+
+def test_head_turn_section(tmp_path):
+    """The recipe's head turn (version 10): the shipped one, its bounds, and the tables it changes (the
+    ambisonic ones) keyed by it while the binaural listening tests' are not."""
+    from spaq.train.quality import feature_table_path
+
+    tc = QualityTrainConfig.from_yaml(REPO / "configs" / "train" / "quality.yaml")
+    assert tc.head_turn.as_params() == {"range_deg": 45.0, "period_s": 4.0}
+    assert QualityTrainConfig.from_dict({}).head_turn.as_params() is None  # default: a still head
+    for bad in ({"range_deg": -5}, {"range_deg": 200}, {"period_s": 0}):
+        with pytest.raises(SpaqError, match="head_turn"):
+            QualityTrainConfig.from_dict({"head_turn": bad})
+    still = QualityTrainConfig.from_dict({**tc.to_dict(), "head_turn": {"range_deg": 0}})
+    for kind in ("synthetic", "param_coding_ambisonic"):
+        assert feature_table_path(tmp_path, "q", kind, tc) != feature_table_path(tmp_path, "q", kind, still)
+    for kind in ("mushra", "param_coding"):
+        assert feature_table_path(tmp_path, "q", kind, tc) == feature_table_path(tmp_path, "q", kind, still)

@@ -63,8 +63,9 @@ class Quality(Metric):
     # spatial-codings test did) and the lost higher-order energy d_order, weighted from that test's FOA condition;
     # 9.0: MagLS decoders with their least-squares part only where the order resolves the head (kr <= N,
     # spaq.spatial.ambisonics.magls_cutoff_hz): a higher order is closer to the HRTFs above 2 kHz; refitted;
-    # 10.0: ambisonic pairs heard by a listener who turns the head back and forth (+-45 deg, the parameters'
-    # head_turn) instead of a still head, so one direction's decoder error does not decide; refitted
+    # 10.0: an ambisonic pair decoded at two different orders heard by a listener who turns the head back and
+    # forth (+-45 deg, the parameters' head_turn) instead of a still head, so one direction's errors of two
+    # decoders do not decide; refitted
     version = "10.0"
     description = ("spaq's global quality model 0..100 (binaural and ambisonics; 100 = identical): timbral and "
                    "spatial sub-scores, calibrated on two MUSHRA tests (speech codecs, binaural spatial codings) "
