@@ -18,6 +18,7 @@ recipe choice (``configs/train/quality.yaml``), not a fit; the table is what it 
 
     python benchmarks/rebuild_param_coding.py --ambisonics          # once, for the FOA items
     python benchmarks/try_quality_head_turn.py [--ranges 0 20 30 45 60 90 180] [--params JSON]
+    python benchmarks/try_quality_head_turn.py --ranges 0 45 --no-foa --plot benchmarks/results/quality_head_turn.png
 """
 from __future__ import annotations
 
@@ -37,21 +38,51 @@ FS = 48000
 DIRECTIONS = [(az, el) for el in (0, 30, -20) for az in range(0, 360, 15)]
 
 
-def plane_wave_swaps(metric) -> tuple[int, float, float]:
+def plane_wave_scores(metric) -> np.ndarray:
+    """Scores ``(len(DIRECTIONS), 2)`` of the order-2 and order-1 truncations of each plane wave."""
     from spaq.data.sources import pink_noise
     from spaq.spatial.ambisonics import encode, truncate
 
     s = 0.05 * pink_noise(FS, np.random.default_rng(0))
-    swaps, o2 = 0, []
+    out = []
     for az, el in DIRECTIONS:
         x = encode(s, az, el, 3)
         d = torch.from_numpy(np.stack([truncate(x, n, keep_channels=True) for n in (2, 1)])).float()
         r = torch.from_numpy(x)[None].float().expand(2, -1, -1)
         with torch.no_grad():
-            sc = metric(r, d)["score"].numpy()
-        swaps += int(sc[0] <= sc[1])
-        o2.append(float(sc[0]))
-    return swaps, float(np.percentile(o2, 10)), float(np.percentile(o2, 90))
+            out.append(metric(r, d)["score"].numpy())
+    return np.asarray(out, dtype=np.float64)
+
+
+def plot(curves: dict, path: Path) -> None:
+    """Order-2 and order-1 scores against azimuth on the horizontal plane, one panel per range."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    az = np.array([a for a, e in DIRECTIONS if e == 0])
+    idx = [i for i, (a, e) in enumerate(DIRECTIONS) if e == 0]
+    fig, axes = plt.subplots(1, len(curves), figsize=(4.2 * len(curves), 3.4), sharey=True, squeeze=False)
+    for ax, (rng, sc) in zip(axes[0], curves.items()):
+        ax.plot(az, sc[idx, 0], "o-", label="order 2")
+        ax.plot(az, sc[idx, 1], "s--", label="order 1")
+        swap = [a for a, i in zip(az, idx) if sc[i, 0] <= sc[i, 1]]
+        for a in swap:
+            ax.axvline(a, color="red", alpha=0.25)
+        ax.set_title("still head" if rng == 0 else f"head turning ±{rng:g}°")
+        ax.set_xlabel("azimuth of the plane wave (deg), elevation 0")
+        ax.set_xticks(range(0, 361, 60))
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("quality of the truncated third-order scene")
+    axes[0][0].legend(loc="lower left")
+    fig.suptitle("Third-order pink-noise plane wave truncated to orders 2 and 1 (KU100 MagLS decoders)\n"
+                 "red lines: order 2 scored at or below order 1", fontsize=10)
+    fig.tight_layout()
+    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
 
 
 def foa_items(metric, root: Path) -> tuple[float, float] | None:
@@ -84,21 +115,30 @@ def main(argv=None):
     ap.add_argument("--period", type=float, default=4.0, help="seconds per back-and-forth sweep")
     ap.add_argument("--params", default=None, help="quality parameters JSON (default: the shipped ones)")
     ap.add_argument("--cache", default=str(default_cache()), help="the rebuilt spatial-codings items")
+    ap.add_argument("--plot", default=None, help="PNG: order-2 and order-1 scores against azimuth, still head and "
+                                                  "each other range")
+    ap.add_argument("--no-foa", action="store_true", help="skip the FOA items (the plane waves only)")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     base = json.loads(Path(a.params).read_text()) if a.params else load_quality_params()[0]
     print("| range (deg) | order-2 at or below order-1, of 72 directions | order-2 score, 10th-90th percentile | "
           "FOA items: mean error / RMSE |")
     print("|---|---|---|---|")
+    curves = {}
     for rng in a.ranges:
         p = {k: v for k, v in base.items() if k != "head_turn"}
         if rng > 0:
             p["head_turn"] = {"range_deg": float(rng), "period_s": float(a.period)}
         m = Quality(params=p)
-        sw, lo, hi = plane_wave_swaps(m)
-        foa = foa_items(m, Path(a.cache))
-        cell = "(rebuild missing)" if foa is None else f"{foa[0]:+.1f} / {foa[1]:.1f}"
+        sc = curves[rng] = plane_wave_scores(m)
+        sw = int(np.sum(sc[:, 0] <= sc[:, 1]))
+        lo, hi = np.percentile(sc[:, 0], [10, 90])
+        foa = None if a.no_foa else foa_items(m, Path(a.cache))
+        cell = "(skipped)" if a.no_foa else "(rebuild missing)" if foa is None else f"{foa[0]:+.1f} / {foa[1]:.1f}"
         print(f"| {rng:g} | {sw} | {lo:.1f}-{hi:.1f} | {cell} |", flush=True)
+    if a.plot:
+        plot(curves, Path(a.plot))
+        print(f"wrote {a.plot}")
     return 0
 
 
