@@ -528,6 +528,8 @@ def exact_votes(x: np.ndarray, ts: TemplateSet, n_sources: int, sep_deg: float, 
     set's own head 0.52-0.91, an unseen head 0.22-0.54; :data:`EXACT_VOTES` ``min_share``). ``stft``: the
     STFT of ``x`` with these settings when already computed (:func:`_vote_stft`; several heads, one signal)."""
     o = {**EXACT_VOTES, **opts}
+    if o["removal"] not in ("null", "explained"):  # before any work
+        raise SpaqInputError(f"exact_votes: unknown removal {o['removal']!r}; use 'null' or 'explained'")
     n_fft = int(o["n_fft"])
     t = exact_templates(ts, n_fft, float(o["f_min"]), float(o["f_max"]), float(o["ipd_max_hz"]))
     X = (_vote_stft(x, o) if stft is None else stft)[..., t["bins"]]  # (2, M, K)
@@ -564,8 +566,6 @@ def exact_votes(x: np.ndarray, ts: TemplateSet, n_sources: int, sep_deg: float, 
     # few bins to itself, but loud ones)
     keep = active.float() * torch.from_numpy((10 ** (float(o["level_power"]) * (lev - lev.max()) / 10)).T.astype(np.float32))
     step = int(o["chunk_bins"])
-    if o["removal"] not in ("null", "explained"):
-        raise SpaqInputError(f"exact_votes: unknown removal {o['removal']!r}; use 'null' or 'explained'")
     with _one_thread():
         for _ in range(int(n_sources)):
             v = torch.zeros(T_ild.shape[1], dtype=torch.float64)
