@@ -224,15 +224,15 @@ def score(ref, deg, sample_rate: int | None = None, metrics=None, fmt=None, trim
             rates.append(cls.sample_rate)
     pairs: dict = {}
 
-    def pair_at(rate, aligned: bool) -> SignalPair:
-        key = (rate, bool(aligned and align))
+    def pair_at(rate, aligned: bool, common: bool = True) -> SignalPair:
+        key = (rate, bool(aligned and align), bool(common))
         if key not in pairs:
             pairs[key] = load_pair(ref, deg, sample_rate=sample_rate, target_rate=rate, fmt=fmt, trim=trim,
-                                   stream=stream, align=key[1])
+                                   stream=stream, align=key[1], keep_lengths=not key[2])
         return pairs[key]
 
     first_cls = next(iter(classes.values()))
-    first: SignalPair = pair_at(first_cls.sample_rate, first_cls.align_input)
+    first: SignalPair = pair_at(first_cls.sample_rate, first_cls.align_input, first_cls.common_length)
     warnings = list(first.warnings)
     report = ScoreReport(
         ref=first.ref_name, deg=first.deg_name, format=first.format.to_dict(),
@@ -249,7 +249,7 @@ def score(ref, deg, sample_rate: int | None = None, metrics=None, fmt=None, trim
             report.skipped[n] = f"{n} scores {' or '.join(cls.formats)} input only, not {first.format.describe()}"
             continue
         try:
-            pair = pair_at(cls.sample_rate, cls.align_input)
+            pair = pair_at(cls.sample_rate, cls.align_input, cls.common_length)
             if report.alignment is None and pair.alignment is not None:
                 report.alignment = pair.alignment
                 report.warnings.extend(w for w in pair.warnings if w not in report.warnings)
@@ -269,7 +269,7 @@ def score(ref, deg, sample_rate: int | None = None, metrics=None, fmt=None, trim
                 try:
                     extra["sources"] = load_pair(sources[0], sources[1], sample_rate=sample_rate,
                                                  target_rate=cls.sample_rate, fmt="mono", trim=trim, stream=False,
-                                                 align=False)
+                                                 align=False, keep_lengths=not cls.common_length)
                 except SpaqError as e:  # its labels say ref/deg: say which pair it is
                     raise type(e)(f"the dry sources (ref source, deg source) must be one mono signal each: {e}") from None
             res = _get_metric(n, kwargs).score(pair, maps=maps, **extra)

@@ -52,7 +52,7 @@ class SignalPair:
     """A validated reference/degraded pair.
 
     ``ref`` and ``deg`` are ``(batch, channels, time)`` float32 or float64 numpy arrays of the
-    same shape, at ``sample_rate_used``; ambisonics are ACN/SN3D whatever the input
+    same shape (the times differ only when loaded with ``keep_lengths``), at ``sample_rate_used``; ambisonics are ACN/SN3D whatever the input
     normalisation was (``format.normalisation`` reports the user's input one).
     ``batched`` says whether the user gave ``(batch, channels, time)`` input
     (so that callers can return per-item results unreduced, or squeeze the batch).
@@ -80,7 +80,7 @@ class SignalPair:
 
     @property
     def n_samples(self) -> int:
-        """Common length in samples at ``sample_rate_used``."""
+        """Common length in samples at ``sample_rate_used`` (the reference's with ``keep_lengths``)."""
         return self.reader.n_samples if self.streamed else self.ref.shape[-1]
 
     @property
@@ -660,6 +660,7 @@ def load_pair(
     min_duration_s: float = 0.04,
     stream: bool | None = None,
     align: bool = False,
+    keep_lengths: bool = False,
 ) -> SignalPair:
     """Load, validate and align a reference/degraded pair.
 
@@ -680,6 +681,9 @@ def load_pair(
     and trim both to their overlap; the lengths are compared after alignment. The record is
     ``pair.alignment``; an unreliable estimate is not applied and gives a warning; a delay below
     ``MIN_APPLIED_DELAY_MS`` (a filter's group delay) is reported, not applied.
+    ``keep_lengths`` (in memory, without ``align`` or ``trim``): each signal keeps its own length,
+    for metrics that score each signal whole (``common_length = False``: an embedding distance);
+    ``ref`` and ``deg`` then differ in time.
 
     Returns a :class:`SignalPair` with ``(batch, channels, time)`` signals, both float32 when
     both sources are float32-exact (see :func:`read_audio`), else both float64.
@@ -738,6 +742,10 @@ def load_pair(
                            deg_label, trim, warnings, slack)
         _check_duration(n, sr_used, "the aligned overlap", min_duration_s)
         r, d = np.stack([x[..., :n] for x in rs]), np.stack([x[..., :n] for x in ds])
+    elif keep_lengths and not trim:
+        if r.shape[-1] != d.shape[-1]:
+            warnings.append(f"lengths differ: ref has {r.shape[-1]} samples, deg {d.shape[-1]} at {sr_used} Hz; "
+                            "each signal is scored whole")
     else:
         n = _common_length(r.shape[-1], d.shape[-1], sr_used, ref_label, deg_label, trim, warnings)
         r, d = r[..., :n], d[..., :n]

@@ -85,7 +85,16 @@ def test_different_lengths_and_api(metric, series, tmp_path, capsys, one_torch_t
     assert res.score == pytest.approx(float(want), rel=1e-5)
     assert res.values["deep_feature_distance"] > 0 and res.maps["frame_distance"].ndim == 2
     assert -180 <= res.values["doa_ref_azimuth_deg"] <= 360
-    # the CLI: different lengths with --trim
+    # without trim each signal is embedded whole (common_length = False): the distance of the full pair
+    whole = spaq.score(ref, short, sample_rate=SR, metrics=["sqm"])
+    want_whole = float(out["score"][0])
+    assert whole.results["sqm"].score == pytest.approx(want_whole, rel=1e-5)
+    assert abs(want_whole - res.score) > 1e-6  # the reference's tail counts
+    assert any("scored whole" in w for w in whole.warnings)
+    # ... while a metric that needs one length is skipped with the reason, not the whole report
+    both = spaq.score(ref, tests[45.0][:, : ref.shape[-1] // 2], sample_rate=SR, metrics=["sqm", "cues"])
+    assert "sqm" in both.results and "--trim" in both.skipped["cues"]
+    # the CLI: different lengths with and without --trim
     a, b = tmp_path / "a.wav", tmp_path / "b.wav"
     sf.write(a, ref.T.astype(np.float32), SR, subtype="FLOAT")
     sf.write(b, short.T.astype(np.float32), SR, subtype="FLOAT")
@@ -94,6 +103,9 @@ def test_different_lengths_and_api(metric, series, tmp_path, capsys, one_torch_t
     rc = main(["score", str(a), str(b), "--metric", "sqm", "--trim", "--json"])
     got = json.loads(capsys.readouterr().out)
     assert rc == 0 and got["results"]["sqm"]["score"] == pytest.approx(res.score, rel=1e-4)
+    rc = main(["score", str(a), str(b), "--metric", "sqm", "--json"])
+    got = json.loads(capsys.readouterr().out)
+    assert rc == 0 and got["results"]["sqm"]["score"] == pytest.approx(want_whole, rel=1e-4)
 
 
 def test_ambisonics_decoded(metric, one_torch_thread):
@@ -167,6 +179,8 @@ def test_cue_loss(series, one_torch_thread):
     assert torch.isfinite(est.grad).all() and est.grad.abs().sum() > 0
     with pytest.raises(ValueError):
         loss(est[:, :1], est[:, :1])
+    with pytest.raises(ValueError, match="at least one 40 ms frame"):  # shorter than a frame: said, not an IndexError
+        loss(est[..., :100], est[..., :100].detach())
 
 
 def test_trainer_deterministic_and_refuses_held_out_head(one_torch_thread):

@@ -113,6 +113,9 @@ class CueLoss(nn.Module):
 
         _check(est, target, "CueLoss", same_length=True)
         fe = feature_frontend(self.sample_rate)
+        if est.shape[-1] < fe.frame_len:
+            raise ValueError(f"CueLoss needs at least one {1000 * fe.frame_len / self.sample_rate:.0f} ms frame "
+                             f"({fe.frame_len} samples at {self.sample_rate} Hz), got T = {est.shape[-1]}")
         fe_ = fe.to(est.device)
         fest, _ = binaural_features(est, fe_, grad=True)  # (B, 6, F, nf)
         with torch.set_grad_enabled(torch.is_grad_enabled() and target.requires_grad):

@@ -22,6 +22,8 @@ owns weights and configuration. The class declares, as class attributes that ``s
 ``min_duration_s``  below this the score is not meaningful: a warning says so
 ``align_input``     ``spaq.score`` time-aligns the pair before this metric sees it (False:
                     the metric reproduces a published model that does not align)
+``common_length``   the two signals are trimmed to one length (False: each is scored whole and
+                    the lengths may differ, e.g. an embedding distance; ``trim`` still trims)
 ``default_rank``    position among ``spaq score``'s default metrics (None: only when asked)
 ``reading``         one line on how to read the score (shown under ``spaq score``'s table)
 ==================  ===========================================================================
@@ -44,7 +46,7 @@ __all__ = ["MetricResult", "Metric", "MetricUnavailable", "CONTRACT_ATTRIBUTES"]
 
 CONTRACT_ATTRIBUTES = ("name", "version", "description", "unit", "higher_is_better", "score_range", "best_value",
                        "sample_rate", "formats", "needs_reference", "differentiable", "needs_weights", "streamable",
-                       "min_duration_s", "align_input", "default_rank", "reading")
+                       "min_duration_s", "align_input", "common_length", "default_rank", "reading")
 
 
 class MetricUnavailable(SpaqError):
@@ -131,6 +133,7 @@ class Metric:
     streamable: bool = False
     min_duration_s: float = 0.04
     align_input: bool = True
+    common_length: bool = True
     #: ``score(pair, maps, sources=...)`` takes the dry mono source of each signal (a mono
     #: :class:`~spaq.io.SignalPair`) when the user gives them (``spaq.score(..., sources=)``)
     accepts_sources: bool = False

@@ -55,6 +55,7 @@ class Sqm(Metric):
     streamable = False
     min_duration_s = 0.5
     align_input = False  # an embedding distance: no alignment needed
+    common_length = False  # nor one length: each signal is embedded whole
     accepts_sources = True  # with the dry sources: the source-informed encoder (SOURCE_WEIGHTS)
     default_rank = None
     reading = "cosine distance, lower is better: 0 = same spatial image; grows with the sources' angular separation"
@@ -142,8 +143,9 @@ class Sqm(Metric):
         return {"score": out["score"], "deep_feature_distance": out["deep_feature_distance"]}
 
     def score(self, pair, maps: bool = False, sources=None) -> MetricResult:
-        """``sources``: None, or a mono :class:`~spaq.io.SignalPair` of the reference's and the
-        degraded signal's dry sources (same rate and length as ``pair``): then the source-informed
+        """``pair``'s two signals may differ in length (``common_length = False``). ``sources``: None,
+        or a mono :class:`~spaq.io.SignalPair` of the reference's and the degraded signal's dry sources
+        (same rate as ``pair``, each as long as its signal): then the source-informed
         encoder scores the pair."""
         self.check_format(pair)
         if pair.streamed:
