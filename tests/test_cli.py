@@ -479,3 +479,21 @@ def test_map_colour_scales_and_titles():
     lines = wrap_title(long, 110).split("\n")
     assert len(lines) == 3 and all(len(ln) <= 110 for ln in lines) and "".join(lines).replace(" ", "") == long.replace(" ", "")
     assert wrap_title("short") == "short"
+
+
+def test_json_output_is_standard_json(capsys):
+    """A score that could not be computed prints as null: NaN / Infinity are not JSON, and strict
+    parsers (json.loads with parse_constant raising, jq, JavaScript) refuse them."""
+    import math
+
+    from spaq.cli.output import print_json
+
+    print_json({"score": float("nan"), "values": {"a": [1.0, float("inf")], "b": -float("inf")}, "ok": 2.5, "n": 3})
+    out = capsys.readouterr().out
+
+    def refuse(name):
+        raise ValueError(name)
+
+    d = json.loads(out, parse_constant=refuse)
+    assert d == {"score": None, "values": {"a": [1.0, None], "b": None}, "ok": 2.5, "n": 3}
+    assert not math.isnan(d["ok"])

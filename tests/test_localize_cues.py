@@ -72,6 +72,9 @@ def test_localize_with_cue_checkpoint(tiny_cue_ckpt):
     assert r.frame_times_s.shape[0] == 16  # 100 frames, windows of 12 every 6 frames: 15, and one at the end
     r16 = localize(x[:, ::3], 16000, weights=tiny_cue_ckpt)  # resampled to 48 kHz
     assert r16.provenance["input_sample_rate"] == 16000 and np.isfinite(r16.azimuth_deg[0])
+    # said in one line (first warning): the cues above 8 kHz are missing, not silently resampled
+    assert r16.warnings[0].startswith("resampled from 16000 Hz to 48000 Hz") and "8.0 kHz" in r16.warnings[0]
+    assert not any(w.startswith("resampled") for w in r.warnings)
     r_lo = localize(x * 1e-3, FS, weights=tiny_cue_ckpt)  # level-normalised input: same answer
     assert abs(r_lo.azimuth_deg[0] - r.azimuth_deg[0]) < 1e-3
 

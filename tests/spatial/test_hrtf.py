@@ -127,6 +127,18 @@ def test_sofa_validation(tmp_path, ku100):
         load_sofa(tmp_path / "junk.sofa")
     with pytest.raises(SpaqError, match="44100"):
         load_sofa(ku100.path, sample_rate=44100, resample=False)
+    # a measurement with a NaN tap, or none at all (all zeros): said, not read into NaN templates
+    for fill, what in ((np.nan, "NaN"), (0.0, "all zeros")):
+        s = sofar.Sofa("SimpleFreeFieldHRIR")
+        ir = np.random.default_rng(1).standard_normal((3, 2, 16))
+        ir[1] = fill if fill == 0.0 else ir[1]
+        ir[1, 0, 3] = fill
+        s.Data_IR, s.Data_SamplingRate = ir, FS
+        s.SourcePosition = np.array([[0.0, 0.0, 1.0], [90.0, 0.0, 1.0], [180.0, 0.0, 1.0]])
+        p = tmp_path / f"bad_{what[:3]}.sofa"
+        sofar.write_sofa(str(p), s)
+        with pytest.raises(SpaqError, match=f"{what}.*index 1"):
+            load_sofa(p)
 
 
 def test_blend_hrtf_moves_between_heads(tmp_path, ku100):

@@ -8,7 +8,6 @@ as :class:`~spaq.errors.SpaqError`: ``spaq.cli.main`` prints one line and exits 
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -84,7 +83,9 @@ def batch_command(
         raise
     s = summary(df)
     if as_json:
-        sys.stdout.write(json.dumps({"out": str(out), **s}, indent=2) + "\n")
+        from .output import print_json
+
+        print_json({"out": str(out), **s})
     else:
         _print_summary(s, str(out))
     if s["n_error"]:

@@ -4,7 +4,6 @@ User errors are raised as :class:`~spaq.errors.SpaqError`; ``spaq.cli.main`` pri
 one line and exits with status 2."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
@@ -60,7 +59,9 @@ def localize_cmd(
     if plot is not None:
         plot_localization(res, plot, title=f"{file.name}: {res.format} ({res.method})")
     if as_json:
-        typer.echo(json.dumps(res.to_dict(frames=frames), indent=2))
+        from .output import print_json
+
+        print_json(res.to_dict(frames=frames))
         return
     _print_human(res)
     if frames:

@@ -6,7 +6,7 @@ import json
 import os
 import sys
 
-__all__ = ["console", "print_json", "fmt_num", "is_numeric", "print_report"]
+__all__ = ["console", "print_json", "json_safe", "fmt_num", "is_numeric", "print_report"]
 
 
 def console(stderr: bool = False):
@@ -22,8 +22,21 @@ def console(stderr: bool = False):
     return Console(stderr=stderr, soft_wrap=True, width=width)
 
 
+def json_safe(obj):
+    """``obj`` with every non-finite float (NaN, +-inf: a score that could not be computed) as None,
+    so that what is printed is standard JSON (``NaN`` is not, and strict parsers refuse it)."""
+    if isinstance(obj, float):
+        return obj if obj == obj and obj not in (float("inf"), float("-inf")) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
 def print_json(obj) -> None:
-    sys.stdout.write(json.dumps(obj, indent=2, allow_nan=True) + "\n")
+    """``obj`` as indented standard JSON on stdout (non-finite numbers as ``null``)."""
+    sys.stdout.write(json.dumps(json_safe(obj), indent=2, allow_nan=False) + "\n")
 
 
 def fmt_num(v) -> str:

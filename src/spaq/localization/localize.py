@@ -324,7 +324,7 @@ def localize(x, sample_rate: int | None = None, format=None, *, n_sources: int =
         res = _localize_binaural_any(y, sr, name, n_sources, weights, active_range_db, overlap, method, choice,
                                      hrtf, frame_s)
         res.format = f"{fmt.describe()}, rendered binaurally (virtual loudspeakers, default HRTF)"
-        return res
+        return _rate_note(res, sr)
     if fmt.is_ambisonics:
         from ..auditory.doa import intensity_doa
 
@@ -337,8 +337,21 @@ def localize(x, sample_rate: int | None = None, format=None, *, n_sources: int =
             provenance={"method": "active intensity vector (first-order channels)", "diffuseness": float(r.diffuseness),
                         **r.settings},
         )
-    return _localize_binaural_any(arr, sr, name, n_sources, weights, active_range_db, overlap, method, choice, hrtf,
-                                  frame_s)
+    return _rate_note(_localize_binaural_any(arr, sr, name, n_sources, weights, active_range_db, overlap, method,
+                                             choice, hrtf, frame_s), sr)
+
+
+def _rate_note(res: LocalizationResult, sr: int) -> LocalizationResult:
+    """``res`` with a first warning when binaural input at ``sr`` was resampled to the method's
+    analysis rate (``res.sample_rate``: 48 kHz for the templates); input below 32 kHz lacks the cues
+    above ``sr / 2`` (the pinna's, for elevation and front/back)."""
+    if int(sr) != int(res.sample_rate):
+        msg = f"resampled from {int(sr)} Hz to {int(res.sample_rate)} Hz"
+        if int(sr) < 32000:
+            msg += (f": nothing above {int(sr) / 2000:.1f} kHz, where the pinna cues for elevation and front/back "
+                    "lie (up to 16 kHz), so those are less reliable")
+        res.warnings.insert(0, msg)
+    return res
 
 
 def _localize_binaural_any(arr, sr, name, n_sources, weights, active_range_db, overlap, method, choice, hrtf,

@@ -345,6 +345,14 @@ def load_sofa(path: str | os.PathLike, sample_rate: int | None = None, resample:
     ir = np.asarray(sofa.Data_IR, dtype=np.float64)
     if ir.ndim != 3 or ir.shape[1] != 2:
         raise SpaqError(f"{path}: Data.IR has shape {ir.shape}; need (directions, 2 receivers, taps)")
+    if not np.isfinite(ir).all():
+        bad = np.flatnonzero(~np.isfinite(ir).all(axis=(1, 2)))
+        raise SpaqError(f"{path}: Data.IR holds NaN or infinite values ({len(bad)} of {ir.shape[0]} measurements, "
+                        f"the first at index {int(bad[0])})")
+    if not np.any(ir != 0, axis=(1, 2)).all():
+        bad = np.flatnonzero(~np.any(ir != 0, axis=(1, 2)))
+        raise SpaqError(f"{path}: Data.IR is all zeros for {len(bad)} of {ir.shape[0]} measurements "
+                        f"(the first at index {int(bad[0])})")
     fs = np.atleast_1d(np.asarray(sofa.Data_SamplingRate, dtype=np.float64))
     if fs.size != 1:
         raise SpaqError(f"{path}: varying sampling rates are not supported")
@@ -362,6 +370,8 @@ def load_sofa(path: str | os.PathLike, sample_rate: int | None = None, resample:
                 out[i, e, d:d + ir.shape[2]] = ir[i, e]
         ir = out
     pos = np.asarray(sofa.SourcePosition, dtype=np.float64)
+    if not np.isfinite(pos).all():
+        raise SpaqError(f"{path}: SourcePosition holds NaN or infinite values")
     ptype = str(getattr(sofa, "SourcePosition_Type", "spherical")).lower()
     if pos.ndim == 1:
         pos = pos[None, :]
