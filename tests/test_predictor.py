@@ -172,6 +172,42 @@ def test_batch_manifest_without_reference(tmp_path, noise_ladder):
     df = score_batch(m, tmp_path / "o.csv", metrics=["predictor"], progress=False)
     assert list(df["status"]) == ["ok", "ok"]
     assert df["predictor"][0] > df["predictor"][1] and df["predictor.class_index"][1] == 0
+    first = list(df["predictor"])
+    # a silent file has the defined answer here too, and a metric that needs a reference is skipped
+    # on these rows (the predictor still scores them) rather than failing every row
+    sf.write(tmp_path / "d2.wav", np.zeros((FS, 2), np.float32), FS, subtype="FLOAT")
+    pd.DataFrame(rows + [{"id": "x2", "deg": "d2.wav"}]).to_csv(m, index=False)
+    df = score_batch(m, tmp_path / "o2.csv", metrics=["predictor", "cues"], progress=False)
+    assert list(df["status"]) == ["ok", "ok", "ok"] and df["predictor"][2] == 0.0
+    assert list(df["predictor"][:2]) == pytest.approx(first) and df["cues"].isna().all()
+    assert set(df["cues.skipped"]) == {"no reference path in the manifest"}
+    with pytest.raises(SpaqError, match="no reference paths, but cues needs one"):  # before any work
+        score_batch(m, tmp_path / "o3.csv", metrics=["cues"], progress=False)
+    assert not (tmp_path / "o3.csv").exists()
+
+
+def test_predict_lists_mono_vectors_and_layouts():
+    a, b = binaural_noise(1.0, FS, seed=4), binaural_noise(0.6, FS, seed=5)
+    each = [spaq.predict(x, sample_rate=FS)["score"] for x in (a, b)]
+    for batch in ([a, b], (torch.from_numpy(a), torch.from_numpy(b))):  # lengths differ: each on its own
+        assert [r["score"] for r in spaq.predict(batch, sample_rate=FS)] == pytest.approx(each, abs=1e-4)
+    assert spaq.predict(a[0], sample_rate=FS)["score"] == pytest.approx(spaq.predict(a[:1], sample_rate=FS)["score"])
+    assert spaq.predict(a[0], sample_rate=FS)["format"] == "mono"
+    with pytest.raises(SpaqError, match="^item 1: .*NaN"):
+        spaq.predict([a, np.full((2, FS), np.nan)], sample_rate=FS)
+    with pytest.raises(SpaqError, match="^x is an array: sample_rate is required"):
+        spaq.predict(a)
+    five = np.stack([binaural_noise(1.0, FS, seed=6)[0] * g for g in (1.0, 0.8, 0.6, 0.4, 0.2)])
+    r = spaq.predict(five, sample_rate=FS, fmt="5.0")
+    assert r["format"] == "binaural" and r["input_format"].startswith("5.0 loudspeakers")
+    assert "rendered binaurally" in r["warnings"][0]
+
+
+def test_a_given_reference_is_not_read_by_reference_free_metrics():
+    x = binaural_noise(1.0, FS, seed=7)
+    alone = spaq.score(None, x, sample_rate=FS, metrics=["predictor"]).results["predictor"].score
+    rep = spaq.score(np.zeros_like(x), x, sample_rate=FS, metrics=["predictor"])  # a silent reference: no error
+    assert rep.results["predictor"].score == pytest.approx(alone) and "needs no reference" in rep.warnings[0]
 
 
 def test_checkpoint_holds_scalers_and_calibration():

@@ -210,6 +210,7 @@ def score(ref, deg, sample_rate: int | None = None, metrics=None, fmt=None, trim
             raise SpaqInputError("sources takes two dry mono signals: the reference's and the degraded signal's")
         if not any(c.accepts_sources for c in classes.values()):
             raise SpaqInputError(f"none of {', '.join(classes)} uses dry sources (sqm does: --metric sqm)")
+    ref_free = unused_ref = False
     if ref is None:  # reference-free metrics only: the degraded signal stands in for the pair
         need = [n for n, c in classes.items() if c.needs_reference]
         if need:
@@ -217,7 +218,12 @@ def score(ref, deg, sample_rate: int | None = None, metrics=None, fmt=None, trim
 
             raise SpaqInputError(f"no reference given, but {', '.join(need)} need{'s' if len(need) == 1 else ''} one "
                                  f"(reference-free metrics: {', '.join(n for n, c in classes.items() if not c.needs_reference) or 'none named'})")
-        ref, align = deg, False
+        ref, align, ref_free = deg, False, True
+    elif all(not c.needs_reference for c in classes.values()):  # given, but none of them reads it
+        from .io import ARRAY_NAME, _is_pathlike
+
+        unused_ref = str(ref) if _is_pathlike(ref) else ARRAY_NAME
+        ref, align, ref_free = deg, False, True
     rates = []
     for cls in classes.values():
         if cls.sample_rate not in rates:
@@ -228,14 +234,17 @@ def score(ref, deg, sample_rate: int | None = None, metrics=None, fmt=None, trim
         key = (rate, bool(aligned and align), bool(common))
         if key not in pairs:
             pairs[key] = load_pair(ref, deg, sample_rate=sample_rate, target_rate=rate, fmt=fmt, trim=trim,
-                                   stream=stream, align=key[1], keep_lengths=not key[2])
+                                   stream=stream, align=key[1], keep_lengths=not key[2], reference_free=ref_free)
         return pairs[key]
 
     first_cls = next(iter(classes.values()))
     first: SignalPair = pair_at(first_cls.sample_rate, first_cls.align_input, first_cls.common_length)
     warnings = list(first.warnings)
+    if unused_ref:
+        warnings.insert(0, f"{', '.join(classes)} need{'s' if len(classes) == 1 else ''} no reference: "
+                           "the reference was not read, the degraded signal is scored alone")
     report = ScoreReport(
-        ref=first.ref_name, deg=first.deg_name, format=first.format.to_dict(),
+        ref=unused_ref or first.ref_name, deg=first.deg_name, format=first.format.to_dict(),
         sample_rate_in=first.sample_rate_in, sample_rate_used=first.sample_rate_used,
         duration_s=round(first.duration_s, 6), batch_size=first.ref.shape[0] if first.batched else None,
         streamed=first.streamed, warnings=warnings, alignment=first.alignment,
@@ -325,8 +334,10 @@ def _silent_kind(n_ch: int, fmt) -> str:
 def predict(x, sample_rate: int | None = None, fmt=None, checkpoint=None) -> dict | list:
     """Reference-free quality of ``x`` (the ``predictor`` metric): a file path, a numpy array /
     torch tensor ``(channels, time)`` or ``(batch, channels, time)`` (``sample_rate`` required),
-    or a list of paths. 1 channel is mono, 2 binaural, (N+1)^2 ambisonics ACN/SN3D (``fmt``
-    overrides, e.g. ``"foa/fuma"`` or a loudspeaker layout, rendered binaurally).
+    ``(time,)`` (mono), or a list of those or of paths (each scored on its own: lengths may differ).
+    1 channel is mono, 2 binaural, (N+1)^2 ambisonics ACN/SN3D (``fmt`` overrides, e.g. ``"foa/fuma"``
+    or a loudspeaker layout, rendered binaurally: ``format`` is then ``binaural``, ``input_format`` the
+    layout, and a warning says so).
 
     Returns, per signal, ``{"score": 0..100, "class": "low"|"medium"|"high", "mushra_calibrated":
     0..100 (the score mapped to the speech-codec MUSHRA ratings), "probabilities":
@@ -339,12 +350,23 @@ def predict(x, sample_rate: int | None = None, fmt=None, checkpoint=None) -> dic
     from .errors import SpaqInputError
     from .io import _is_pathlike
 
-    if isinstance(x, (list, tuple)) and x and all(_is_pathlike(p) for p in x):
-        return [predict(p, sample_rate=sample_rate, fmt=fmt, checkpoint=checkpoint) for p in x]
+    if isinstance(x, (list, tuple)) and x and any(_is_pathlike(p) or hasattr(p, "shape") for p in x):
+        # a list of signals (paths, arrays, tensors; lengths may differ): each on its own
+        out = []
+        for i, p in enumerate(x):
+            try:
+                out.append(predict(p, sample_rate=sample_rate, fmt=fmt, checkpoint=checkpoint))
+            except SpaqInputError as e:
+                where = str(p) if _is_pathlike(p) else f"item {i}"
+                msg = str(e)
+                raise SpaqInputError(msg if _is_pathlike(p) and str(p) in msg else f"{where}: {msg}") from None
+        return out
     if _is_pathlike(x):  # read once (the pair below is this signal twice)
         from .io import read_audio
 
         x, sample_rate = read_audio(x)
+    elif hasattr(x, "shape") and len(x.shape) == 1:  # one channel given as (time,): mono
+        x = x[None]
     if fmt is None and hasattr(x, "shape") and len(x.shape) >= 2 and int(x.shape[-2]) == 1:
         fmt = "mono"
     silent = _all_zero_items(x)
@@ -369,9 +391,11 @@ def predict(x, sample_rate: int | None = None, fmt=None, checkpoint=None) -> dic
         # subject ("... is too short") and goes where it is a prefix ("deg <array>: 3 channels ...")
         import re
 
-        raise SpaqInputError(re.sub(r"\b(?:ref|deg|reference|degraded) <array>(: ?| )",
-                                    lambda m: "" if m.group(1).startswith(":") else "the signal ", str(e)).strip()) from None
+        msg = re.sub(r"\b(?:ref|deg|reference|degraded) <array>(: ?| )",
+                     lambda m: "" if m.group(1).startswith(":") else "the signal ", str(e)).strip()
+        raise SpaqInputError(re.sub(r"^(?:ref|deg) is an array", "x is an array", msg)) from None
     r = rep.results["predictor"]
+    rendered = rep.rendered is not None  # a loudspeaker layout, heard binaurally: say what it was
     from .models.predictor import CLASS_NAMES
 
     def one(i=None):
@@ -381,7 +405,8 @@ def predict(x, sample_rate: int | None = None, fmt=None, checkpoint=None) -> dic
                 "mushra_calibrated": g("mushra_calibrated"),
                 "probabilities": {c: g(f"proba_{c}") for c in CLASS_NAMES},
                 "format": r.values["detected_format"], "level_dbfs": round(g("level_dbfs"), 2),
-                "warnings": list(r.warnings)}
+                **({"input_format": rep.format["description"]} if rendered else {}),
+                "warnings": ([f"{rep.rendered}: scored as binaural"] if rendered else []) + list(r.warnings)}
 
     if rep.batch_size is None:
         return one()

@@ -261,15 +261,21 @@ def _score_one(task: dict) -> dict:
     try:
         from .metrics import metric_class
 
-        ref_free = all(not metric_class(n).needs_reference for n in task["metrics"])
-        if (not task["ref"] and not ref_free) or not task["deg"]:
-            raise SpaqError(f"no {'reference' if not task['ref'] else 'degraded'} path in the manifest")
+        names = list(task["metrics"])
+        if not task["deg"]:
+            raise SpaqError("no degraded path in the manifest")
+        if not task["ref"]:  # only the reference-free metrics can score it; the others are skipped
+            need = [n for n in names if metric_class(n).needs_reference]
+            names = [n for n in names if n not in need]
+            if not names:
+                raise SpaqError("no reference path in the manifest")
+            rec["skipped"] = {n: "no reference path in the manifest" for n in need}
         fmt = task["format"] or None
         if not task["ref"] and fmt is None:
             fmt = _mono_or_none(task["deg"])
         src = task.get("sources")
         with _SCORE_LOCK:
-            rep = score(task["ref"] or None, task["deg"], metrics=task["metrics"], fmt=fmt,
+            rep = score(task["ref"] or None, task["deg"], metrics=names, fmt=fmt,
                         fast=task["fast"], device=task["device"], checkpoint=task.get("checkpoint"),
                         offline=task.get("offline"), align=task.get("align", True),
                         sources=tuple(src) if src else None, n_sources=task.get("n_sources"))
@@ -279,7 +285,7 @@ def _score_one(task: dict) -> dict:
             vals = [[k, v] for k, v in _flat_values(res.values)]
             s = _num(res.score)
             rec["results"][name] = {"score": float("nan") if s is None else s, "values": vals}
-        rec["skipped"] = {k: _one_line(v) for k, v in rep.skipped.items()}
+        rec["skipped"].update({k: _one_line(v) for k, v in rep.skipped.items()})
     except SpaqError as e:
         rec.update(status="error", error=_one_line(e))
     except Exception as e:  # a bug or an odd file: record it, keep going
@@ -573,6 +579,12 @@ def score_batch(pairs_or_manifest, out, metrics=None, workers: int = 1, dask=Non
 
     n_sources = check_n_sources(n_sources, {n: metric_class(n) for n in names})
     pairs = _as_pairs(pairs_or_manifest)
+    if not any(pairs["ref"]):  # no reference anywhere: one error before any work, not one per pair
+        need = [n for n in names if metric_class(n).needs_reference]
+        if len(need) == len(names):
+            free = [n for n in known if not metric_class(n).needs_reference]
+            raise SpaqError(f"the manifest has no reference paths, but {', '.join(need)} "
+                            f"need{'s' if len(need) == 1 else ''} one (reference-free metrics: {', '.join(free)})")
     out = os.path.abspath(os.path.expanduser(os.fspath(out)))
     journal = journal_path(out)
     _check_out(out, journal, resume, overwrite)

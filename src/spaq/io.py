@@ -661,6 +661,7 @@ def load_pair(
     stream: bool | None = None,
     align: bool = False,
     keep_lengths: bool = False,
+    reference_free: bool = False,
 ) -> SignalPair:
     """Load, validate and align a reference/degraded pair.
 
@@ -683,7 +684,9 @@ def load_pair(
     ``MIN_APPLIED_DELAY_MS`` (a filter's group delay) is reported, not applied.
     ``keep_lengths`` (in memory, without ``align`` or ``trim``): each signal keeps its own length,
     for metrics that score each signal whole (``common_length = False``: an embedding distance);
-    ``ref`` and ``deg`` then differ in time.
+    ``ref`` and ``deg`` then differ in time. ``reference_free``: ``ref`` is ``deg`` itself (for
+    metrics that need no reference): messages name it the degraded signal, and its silence is a
+    warning, not an error (such a metric defines the score of silence).
 
     Returns a :class:`SignalPair` with ``(batch, channels, time)`` signals, both float32 when
     both sources are float32-exact (see :func:`read_audio`), else both float64.
@@ -695,7 +698,7 @@ def load_pair(
             return _load_pair_streamed(ref, deg, target_rate, fmt, trim, min_duration_s, align)
         if stream and size is None:
             raise SpaqInputError("stream=True needs two file paths")
-    r, sr_r, ref_name, ref_b, ref_label = _load_one(ref, "ref", sample_rate)
+    r, sr_r, ref_name, ref_b, ref_label = _load_one(ref, "deg" if reference_free else "ref", sample_rate)
     d, sr_d, deg_name, deg_b, deg_label = _load_one(deg, "deg", sample_rate)
     _check_content(r, ref_label)
     _check_content(d, deg_label)
@@ -714,7 +717,7 @@ def load_pair(
 
     # silence
     ref_silent = np.array([np.count_nonzero(x) == 0 for x in r])
-    if ref_silent.any():
+    if ref_silent.any() and not reference_free:
         where = f" (batch item {int(np.flatnonzero(ref_silent)[0])})" if r.shape[0] > 1 else ""
         raise SpaqInputError(
             f"{ref_label}{where}: reference is silent (all samples are zero): nothing to compare against"

@@ -15,7 +15,7 @@ __all__ = ["register"]
 def predict_cmd(
     files: List[Path] = typer.Argument(..., help="Audio files: mono, binaural (2 channels) or ambisonics ACN/SN3D."),
     format: Optional[str] = typer.Option(None, "--format", metavar="FORMAT", help="mono | binaural | foa | hoa3 ... (/fuma), or a layout (5.1, ...); default: from the channel count."),
-    as_json: bool = typer.Option(False, "--json", help="Print a JSON list of {file, score, class, mushra_calibrated, probabilities, format, level_dbfs, warnings} ({file, error} for a file that could not be scored)."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON list of {file, score, class, mushra_calibrated, probabilities, format, level_dbfs, warnings} (+ input_format for a loudspeaker layout, scored binaurally; {file, error} for a file that could not be scored)."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", metavar="PATH", help="Predictor checkpoint; default: the packaged one."),
 ):
     """Score 0..100 and class (low < 40 <= medium < 70 <= high) of each FILE, without a reference.
@@ -64,7 +64,8 @@ def _print_rows(rows: list) -> None:
     for r in rows:
         p = r["probabilities"]
         typer.echo(f"{r['file']:<{w}}  {r['score']:5.1f}  {r['class']:<6}  (low {p['low']:.2f}, medium "
-                   f"{p['medium']:.2f}, high {p['high']:.2f})  {r['format']}  [MUSHRA-calibrated "
+                   f"{p['medium']:.2f}, high {p['high']:.2f})  {r['format']}"
+                   + (f" (from {r['input_format']})" if r.get("input_format") else "") + f"  [MUSHRA-calibrated "
                    f"{r['mushra_calibrated']:.1f}]" + ("" if r.get("level_dbfs") is None else f"  level {r['level_dbfs']:.1f} dBFS"))
         for m in r["warnings"]:
             typer.echo(f"  warning: {m}", err=True)
