@@ -287,3 +287,21 @@ def test_maps_not_written_when_scoring_fails(tmp_path, good, capsys):
     refused(capsys, ["score", z, good[1], "--maps", out], "silent")
     refused(capsys, ["score", *good, "--metric", "nope", "--maps", out], "unknown metric")
     assert not out.parent.exists() or list(out.parent.iterdir()) == []
+
+
+def test_an_unavailable_or_unknown_device_is_one_line_before_any_work(tmp_path):
+    import torch
+
+    import spaq
+    from spaq.batch import score_batch
+    from spaq.errors import SpaqInputError
+
+    x = np.random.default_rng(0).standard_normal((2, 48000)) * 0.05
+    with pytest.raises(SpaqInputError, match="unknown device 'foo'"):
+        spaq.score(x, x, sample_rate=48000, metrics=["cues"], device="foo")
+    if not torch.cuda.is_available():
+        with pytest.raises(SpaqInputError, match="CUDA is not available"):
+            spaq.score(x, x, sample_rate=48000, metrics=["cues"], device="cuda")
+        with pytest.raises(SpaqInputError, match="CUDA is not available"):
+            score_batch([("a.wav", "b.wav")], tmp_path / "o.csv", metrics=["cues"], device="cuda", progress=False)
+        assert not list(tmp_path.iterdir())  # no table, no journal

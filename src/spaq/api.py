@@ -84,6 +84,30 @@ def _metric_kwargs(cls, **options) -> dict:
     return {k: v for k, v in options.items() if k in params and (v is not None or k == "device")}
 
 
+def check_device(device) -> str:
+    """``device`` as a torch device string, or a one-line :class:`~spaq.errors.SpaqInputError`: an
+    unknown device type, or CUDA/MPS asked for where this torch has none (checked before any work)."""
+    import torch
+
+    from .errors import SpaqInputError
+
+    try:
+        d = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise SpaqInputError(f"unknown device {device!r}: use cpu, cuda or cuda:N") from None
+    if d.type == "cuda":
+        if not torch.cuda.is_available():
+            raise SpaqInputError(f"device {device!r}: CUDA is not available to this torch "
+                                 f"({torch.__version__}); use --device cpu")
+        if d.index is not None and d.index >= torch.cuda.device_count():
+            raise SpaqInputError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif d.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise SpaqInputError(f"device {device!r}: MPS is not available to this torch; use --device cpu")
+    elif d.type not in ("cpu", "cuda", "mps"):
+        raise SpaqInputError(f"device {device!r}: spaq runs on cpu or cuda")
+    return str(device)
+
+
 _METRICS: dict = {}  # metric instances reused across calls (their per-length tables stay warm)
 _METRICS_MAX = 8
 
@@ -202,6 +226,7 @@ def score(ref, deg, sample_rate: int | None = None, metrics=None, fmt=None, trim
     """
     names = list(metrics) if metrics else list(default_metrics())
     classes = {n: metric_class(n) for n in names}  # unknown names: one-line error before any work
+    device = check_device(device)
     n_sources = check_n_sources(n_sources, classes)
     if sources is not None:
         from .errors import SpaqInputError

@@ -575,7 +575,9 @@ def score_batch(pairs_or_manifest, out, metrics=None, workers: int = 1, dask=Non
         raise SpaqError(f"unknown metric {bad[0]!r}; available: {', '.join(known)}")
     if len(set(names)) != len(names):
         raise SpaqError(f"metric listed twice: {', '.join(names)}")
-    from .api import check_n_sources
+    from .api import check_device, check_n_sources
+
+    device = check_device(device)
 
     n_sources = check_n_sources(n_sources, {n: metric_class(n) for n in names})
     pairs = _as_pairs(pairs_or_manifest)

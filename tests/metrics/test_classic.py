@@ -285,6 +285,19 @@ def test_silence_is_a_one_line_refusal(name):
         assert "silent" in _one_line(e.value, name)
 
 
+def test_si_sdr_refuses_a_silent_degraded_signal_when_scoring():
+    """SI-SDR of silence is 0 / 0; the formula's epsilon would read it as 0 dB, better than any audible
+    degradation. Scored through spaq.score it is skipped with the reason; the differentiable forward
+    (a loss) keeps the formula."""
+    import spaq
+
+    x = _binaural_noise(1.0, 48000)
+    rep = spaq.score(x, np.zeros_like(x), sample_rate=48000, metrics=["si_sdr", "mrstft"])
+    assert "si_sdr" not in rep.results and "silent" in rep.skipped["si_sdr"] and "mrstft" in rep.results
+    noisy = x + 0.5 * np.random.default_rng(9).standard_normal(x.shape) * 0.05
+    assert spaq.score(x, noisy, sample_rate=48000, metrics=["si_sdr"]).results["si_sdr"].score < 10.0
+
+
 def test_dnsmos_silence_is_defined():
     _need("dnsmos")
     m = metric_class("dnsmos")()

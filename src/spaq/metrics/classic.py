@@ -371,6 +371,16 @@ class SiSdr(_TorchClassic):
     def fn(self, r, d):
         return F.si_sdr(r, d)
 
+    def score(self, pair, maps: bool = False) -> MetricResult:
+        """As every classic metric; a silent degraded signal is refused (its SI-SDR is 0 / 0: undefined;
+        the formula's epsilon would read it as 0 dB, better than an audible degradation)."""
+        if not pair.streamed:
+            deg = np.asarray(pair.deg)
+            for b in range(deg.shape[0] if deg.ndim == 3 else 1):
+                F._check_silence(self.name, None, deg[b] if deg.ndim == 3 else deg,
+                                 f"batch item {b}" if deg.ndim == 3 and deg.shape[0] > 1 else "")
+        return super().score(pair, maps)
+
 
 class MrStft(_TorchClassic):
     name = "mrstft"
