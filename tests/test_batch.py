@@ -271,6 +271,23 @@ def test_bad_options(corpus, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["old.csv"]
 
 
+def test_a_second_run_on_the_same_output_is_refused(corpus, tmp_path):
+    """While one run holds the output (its lock), another -- say a --resume started too early -- is
+    refused in one line and writes nothing; once the first is done the lock is gone."""
+    fcntl = pytest.importorskip("fcntl")
+    out = tmp_path / "o.csv"
+    with open(str(out) + ".lock", "a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(SpaqError, match="another spaq batch is writing"):
+            score_batch(corpus / "m.csv", out, metrics=["cues"], resume=True, progress=False)
+        assert not out.exists() and not os.path.exists(journal_path(out))
+        fcntl.flock(held, fcntl.LOCK_UN)
+    os.remove(str(out) + ".lock")
+    pairs = read_pairs(corpus / "m.csv")
+    score_batch(pairs[pairs["id"] == "good0"], out, metrics=["cues"], progress=False)
+    assert out.exists() and not os.path.exists(str(out) + ".lock")
+
+
 def test_strict_raises_after_writing(corpus, tmp_path):
     pairs = read_pairs(corpus / "m.csv")
     with pytest.raises(BatchFailed, match="1 of 2 items failed") as e:

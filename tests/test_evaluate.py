@@ -187,6 +187,10 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     # too few items for a cubic: a clear error, no traceback, no report written
     assert main(["evaluate", str(p), "--mos", "mos", "--report", str(tmp_path / "r.md")]) == 2
     assert "at least" in capsys.readouterr().err and not (tmp_path / "r.md").exists()
+    # the default columns alike (each too small is skipped): all skipped is an error, not an empty table
+    assert main(["evaluate", str(p), "--mos", "mos"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no metric column could be evaluated: a: 4 items" in err and "5 needed" in err
 
 
 def test_batch_table_defaults_join_with_other_key_and_skips_unusable(tmp_path, capsys):

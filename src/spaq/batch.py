@@ -535,6 +535,42 @@ def _load_journal(journal: str, fp: dict, pairs) -> dict:
     return {i: r for i, r in done.items() if i in files}
 
 
+@contextlib.contextmanager
+def _output_lock(out: str):
+    """Hold ``out + ".lock"`` exclusively while a run writes ``out`` and its journal: a second
+    ``spaq batch`` on the same output (a ``--resume`` started while the first still runs) is refused
+    in one line instead of interleaving both runs' records. POSIX ``flock``; without it no lock."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    lock = out + ".lock"
+    try:
+        f = open(lock, "a+") if os.path.isdir(os.path.dirname(lock)) else None
+    except OSError:  # an unwritable folder: the checks of --out say so
+        f = None
+    if f is None:  # a new folder (made later) cannot hold another run's output yet
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise SpaqError(f"another spaq batch is writing {out} (lock {lock}); wait for it, or stop it and "
+                            "add --resume") from None
+        try:
+            yield
+        finally:
+            try:
+                os.remove(lock)
+            except OSError:
+                pass
+            fcntl.flock(f, fcntl.LOCK_UN)
+    finally:
+        f.close()
+
+
 def score_batch(pairs_or_manifest, out, metrics=None, workers: int = 1, dask=None, resume: bool = False,
                 fast: bool | None = None, device: str = "cpu", progress: bool = True, strict: bool = False,
                 overwrite: bool = False, checkpoint=None, offline: bool | None = None, align: bool = True,
@@ -588,58 +624,60 @@ def score_batch(pairs_or_manifest, out, metrics=None, workers: int = 1, dask=Non
             raise SpaqError(f"the manifest has no reference paths, but {', '.join(need)} "
                             f"need{'s' if len(need) == 1 else ''} one (reference-free metrics: {', '.join(free)})")
     out = os.path.abspath(os.path.expanduser(os.fspath(out)))
-    journal = journal_path(out)
-    _check_out(out, journal, resume, overwrite)
-    if checkpoint is not None:
-        checkpoint = os.path.abspath(os.path.expanduser(os.fspath(checkpoint)))
-        if not os.path.isfile(checkpoint):
-            raise SpaqError(f"checkpoint not found: {checkpoint}")
-    fp = _fingerprint(names, fast, device, checkpoint, align, n_sources)
-    done = _load_journal(journal, fp, pairs) if resume else {}
-    has_src = "ref_source" in pairs.columns
-    if has_src and not any(metric_class(n).accepts_sources for n in names):
-        raise SpaqError(f"the manifest has ref_source/deg_source columns but none of {', '.join(names)} uses dry "
-                        f"sources (sqm does: --metric sqm)")
-    todo = [{"id": i, "ref": r, "deg": d, "format": f, "metrics": names, "fast": fast, "device": device,
-             "checkpoint": checkpoint, "offline": offline, "align": align, "n_sources": n_sources,
-             "sources": [rs, ds] if rs and ds else None}
-            for i, r, d, f, (rs, ds) in zip(pairs["id"], pairs["ref"], pairs["deg"], pairs["format"], _source_pairs(pairs))
-            if i not in done]
+    with _output_lock(out):
+        journal = journal_path(out)
+        _check_out(out, journal, resume, overwrite)
+        if checkpoint is not None:
+            checkpoint = os.path.abspath(os.path.expanduser(os.fspath(checkpoint)))
+            if not os.path.isfile(checkpoint):
+                raise SpaqError(f"checkpoint not found: {checkpoint}")
+        fp = _fingerprint(names, fast, device, checkpoint, align, n_sources)
+        done = _load_journal(journal, fp, pairs) if resume else {}
+        has_src = "ref_source" in pairs.columns
+        if has_src and not any(metric_class(n).accepts_sources for n in names):
+            raise SpaqError(f"the manifest has ref_source/deg_source columns but none of {', '.join(names)} uses dry "
+                            f"sources (sqm does: --metric sqm)")
+        todo = [{"id": i, "ref": r, "deg": d, "format": f, "metrics": names, "fast": fast, "device": device,
+                 "checkpoint": checkpoint, "offline": offline, "align": align, "n_sources": n_sources,
+                 "sources": [rs, ds] if rs and ds else None}
+                for i, r, d, f, (rs, ds) in zip(pairs["id"], pairs["ref"], pairs["deg"], pairs["format"], _source_pairs(pairs))
+                if i not in done]
 
-    prog = None
-    if progress:
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        prog = None
+        if progress:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        prog = Progress(TextColumn("[bold]batch"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("{task.fields[failed]} failed"), TimeRemainingColumn(),
-                        console=Console(stderr=True))
-    n_failed = sum(r["status"] != "ok" for r in done.values())
-    # workers / Dask first: a scheduler that cannot be reached leaves every file as it was
-    with (_executor(len(todo), workers, dask) if todo else contextlib.nullcontext(lambda tasks: iter(()))) as run:
-        if overwrite:
-            for p in (journal, out):
-                if os.path.exists(p):
-                    os.remove(p)
-        os.makedirs(os.path.dirname(out), exist_ok=True)
-        new_journal = not os.path.exists(journal) or os.path.getsize(journal) == 0
-        with open(journal, "a", encoding="utf-8") as jf, (prog or contextlib.nullcontext()):
-            if new_journal:
-                write_journal_header(jf, fp)
-            bar = prog.add_task("pairs", total=len(pairs), completed=len(done), failed=n_failed) if prog else None
-            for rec in run(todo):
-                append_journal(jf, rec)
-                done[rec["id"]] = rec
-                n_failed += rec["status"] != "ok"
-                if prog:
-                    prog.update(bar, advance=1, failed=n_failed)
-    df = _table(pairs, done, names)
-    _write_table(df, out)
-    os.remove(journal)
-    if strict and n_failed:
-        raise BatchFailed(f"{n_failed} of {len(df)} items failed (see the status column of {out})", df, n_failed,
-                          len(df))
-    return df
+            prog = Progress(TextColumn("[bold]batch"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[failed]} failed"), TimeRemainingColumn(),
+                            console=Console(stderr=True))
+        n_failed = sum(r["status"] != "ok" for r in done.values())
+        # workers / Dask first: a scheduler that cannot be reached leaves every file as it was
+        with (_executor(len(todo), workers, dask) if todo else contextlib.nullcontext(lambda tasks: iter(()))) as run:
+            if overwrite:
+                for p in (journal, out):
+                    if os.path.exists(p):
+                        os.remove(p)
+            os.makedirs(os.path.dirname(out), exist_ok=True)
+            new_journal = not os.path.exists(journal) or os.path.getsize(journal) == 0
+            with open(journal, "a", encoding="utf-8") as jf, (prog or contextlib.nullcontext()):
+                if new_journal:
+                    write_journal_header(jf, fp)
+                bar = prog.add_task("pairs", total=len(pairs), completed=len(done), failed=n_failed) if prog else None
+                for rec in run(todo):
+                    append_journal(jf, rec)
+                    done[rec["id"]] = rec
+                    n_failed += rec["status"] != "ok"
+                    if prog:
+                        prog.update(bar, advance=1, failed=n_failed)
+        df = _table(pairs, done, names)
+        _write_table(df, out)
+        if os.path.exists(journal):
+            os.remove(journal)
+        if strict and n_failed:
+            raise BatchFailed(f"{n_failed} of {len(df)} items failed (see the status column of {out})", df, n_failed,
+                              len(df))
+        return df
 
 
 def summary(df) -> dict:

@@ -129,6 +129,12 @@ def test_refuses_other_folders(made, tmp_path):
     with pytest.raises(SpaqError, match="not empty"):
         generate_corpus(validate_config(CFG), str(tmp_path / "busy"), progress=False)
     assert (tmp_path / "busy" / "notes.txt").read_text() == "mine"
+    (tmp_path / "a.wav").write_bytes(b"RIFF")  # --out names a file: one line, the file untouched
+    with pytest.raises(SpaqError, match="is a file, not a folder"):
+        generate_corpus(validate_config(CFG), str(tmp_path / "a.wav"), progress=False)
+    assert (tmp_path / "a.wav").read_bytes() == b"RIFF"
+    with pytest.raises(SpaqError, match="cannot create the output folder"):  # under a file: cannot exist
+        generate_corpus(validate_config(CFG), str(tmp_path / "a.wav" / "sub"), progress=False)
 
 
 def test_resume_refuses_a_corpus_of_another_engine_version(tmp_path, monkeypatch):

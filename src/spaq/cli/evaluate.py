@@ -119,6 +119,8 @@ def evaluate_cmd(
     res = evaluate_table(df, mos=mos, metrics=metric or None, skip_unusable=auto, ratings=ratings, std=std, votes=votes,
                          cluster=cluster, aggregate=aggregate, order=mapping, n_boot=bootstrap, seed=seed,
                          level=level, alpha=alpha, directions=_parse_directions(direction), exclude=_parse_exclude(exclude))
+    if not res["metrics"] and res["skipped"]:  # nothing to report: say why, do not print an empty table
+        raise SpaqError("no metric column could be evaluated: " + "; ".join(f"{k}: {v}" for k, v in res["skipped"].items()))
     written = []
     if plot:
         plot_evaluation(plot, res, title=table)

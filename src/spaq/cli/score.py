@@ -41,7 +41,10 @@ def _write_maps(out: str, report) -> list[str]:
                 os.unlink(p)
             except OSError:
                 pass
-        raise SpaqError(f"cannot write maps {base}.npz/.png: {e.strerror or e}") from None
+        parent = os.path.dirname(os.path.abspath(base))
+        why = (f"{parent} is a file, not a folder" if os.path.isfile(parent)
+               else f"the folder {parent} does not exist" if not os.path.exists(parent) else (e.strerror or str(e)))
+        raise SpaqError(f"cannot write maps {base}.npz/.png: {why}") from None
     return written
 
 

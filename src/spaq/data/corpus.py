@@ -225,7 +225,12 @@ def _check_folder(out_dir: str, fingerprint: dict, resume: bool) -> None:
                             "generate it again into another --out")
         if not resume:
             raise SpaqError(f"output folder {out_dir} already holds this corpus; add --resume to continue it")
-    os.makedirs(os.path.join(out_dir, "audio"), exist_ok=True)
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise SpaqError(f"--out {out_dir} is a file, not a folder; choose a folder")
+    try:
+        os.makedirs(os.path.join(out_dir, "audio"), exist_ok=True)
+    except OSError as e:
+        raise SpaqError(f"cannot create the output folder {out_dir}: {e.strerror or e}") from None
     if not os.path.exists(marker):
         def dump(tmp):
             with open(tmp, "w", encoding="utf-8") as f:

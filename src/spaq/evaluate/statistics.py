@@ -99,7 +99,7 @@ def p1401_mapping(x, y, order: int = 3, direction: int | None = None) -> Mapping
     if order == 0:
         return Mapping(0, [0.0, 1.0], 0.0, 1.0, 1)
     if x.size < order + 2:
-        raise SpaqError(f"a order-{order} mapping needs at least {order + 2} items, got {x.size}")
+        raise SpaqError(f"an order-{order} mapping needs at least {order + 2} items, got {x.size}")
     if direction is None:
         rho = correlations(x, y)["spearman"]
         direction = -1 if rho < 0 else 1

@@ -187,8 +187,10 @@ def evaluate_table(df, mos: str | None = None, metrics=None, ratings: str | None
     for c in list(metrics):
         v = df[c].to_numpy(dtype=np.float64)
         fin = v[np.isfinite(v) & np.isfinite(y)]
-        if skip_unusable and (fin.size < 3 or np.ptp(fin) == 0):
-            out["skipped"][str(c)] = (f"{fin.size} items with finite values" if fin.size < 3 else "constant")
+        need = max(3, int(order) + 2)  # the mapping's parameters need that many items
+        if skip_unusable and (fin.size < need or np.ptp(fin) == 0):
+            out["skipped"][str(c)] = (f"{fin.size} items with finite values (at least {need} needed)"
+                                      if fin.size < need else "constant")
             metrics.remove(c)
             continue
         ev = evaluate(df[c].to_numpy(dtype=np.float64), y, name=str(c), order=order,

@@ -141,7 +141,9 @@ def load_official_checkpoint(path):
     try:
         ck = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for bad files
-        raise SpaqError(f"cannot read QASTAnet checkpoint {path}: {str(e).splitlines()[0][:200]}") from None
+        why = " ".join(str(e).split())[:200]
+        why = f"{type(e).__name__}: {why}" if len(why) < 20 else why  # a bare code (e.g. "101") says nothing alone
+        raise SpaqError(f"cannot read QASTAnet checkpoint {path}: not a torch checkpoint file ({why})") from None
     if not isinstance(ck, dict) or "state_dict" not in ck:
         raise SpaqError(f"{path} is not a QASTAnet checkpoint (no 'state_dict' entry)")
     try:
