@@ -97,6 +97,8 @@ def plot_maps(path: str, maps: dict, center_hz, frame_s: float, title: str = "")
     axes[-1, 0].set_xlabel("time (s)")
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.03 * (1 + title.count("\n")) / max(n, 1)) if title else None)
+    # the title's room in inches (about 0.3 in per line at 10 pt), whatever the number of panels
+    top = 1 - 0.3 * (1 + title.count("\n")) / fig.get_figheight() if title else 1
+    fig.tight_layout(rect=(0, 0, 1, top))
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)

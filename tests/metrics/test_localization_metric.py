@@ -32,6 +32,21 @@ def test_binaural_swapped_ears_moves_the_source():
     deg_az = r.values["degraded_directions"][0]["azimuth_deg"]
     assert ref_az > 20 and deg_az < -20  # left vs right hemisphere
     assert r.score > 40
+    # cues that fit no head's direction well (an ILD and ITD alone, no spectral cue): said beside the error
+    conf = r.values["reference_directions"][0]["confidence"]
+    said = [w for w in r.warnings if "found with confidence" in w]
+    assert (conf < 0.2) == bool(said), (conf, r.warnings)
+
+
+def test_a_confident_reference_gets_no_confidence_warning():
+    from spaq.data.sources import pink_noise
+    from spaq.spatial.hrtf import load_hrtf
+    from spaq.spatial.render import render_binaural
+
+    x = render_binaural(0.05 * pink_noise(48000, np.random.default_rng(2)), 60.0, 0.0, load_hrtf("ku100", 48000))
+    r = spaq.score(x, x[::-1].copy(), sample_rate=48000, metrics=["localization"]).results["localization"]
+    assert r.values["reference_directions"][0]["confidence"] >= 0.2
+    assert not any("found with confidence" in w for w in r.warnings)
 
 
 def _two_sources(moved_deg: float = 0.0):

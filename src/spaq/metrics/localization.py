@@ -26,7 +26,19 @@ def _side_warnings(c, have: list) -> list:
     out = []
     for side, res in (("reference", c.reference), ("degraded", c.degraded)):
         out += [f"{side}: {w}" for w in (res.warnings if res is not None else []) if f"{side}: {w}" not in have + out]
+    ref = c.reference
+    conf = np.asarray(getattr(ref, "confidence", []), dtype=np.float64).reshape(-1)
+    low = [i for i, v in enumerate(conf) if np.isfinite(v) and v < LOW_CONFIDENCE]
+    if low and not (ref is not None and ref.warnings):  # (a reverberant reference is already said to be unreliable)
+        w = (f"reference: the direction of source {low[0] + 1} was found with confidence {conf[low[0]]:.2f} (below "
+             f"{LOW_CONFIDENCE:g}): its cues fit no direction well, so the error against it means little")
+        if w not in have + out:
+            out.append(w)
     return out
+
+
+#: below this confidence a reference direction is reported as unreliable (a warning beside the error)
+LOW_CONFIDENCE = 0.2
 
 
 class Localization(Metric):
@@ -106,7 +118,8 @@ class Localization(Metric):
         return self.result(score, {"segments": segs, "segment_s": self.segment_s,
                                    "pooling": "reference-energy-weighted mean of the segments' errors"},
                            pair=pair, provenance={"method": method, "method_choice": self._choice(method), **prov},
-                           warnings=warn + [f"long input: localised in {self.segment_s:.0f} s segments"])
+                           warnings=warn + ([f"long input: localised in {self.segment_s:.0f} s segments"]
+                                            if len(segs) > 1 else []))
 
     def score(self, pair, maps: bool = False) -> MetricResult:
         from ..localization import compare_localization
