@@ -65,9 +65,9 @@ def test_table_matches_score_and_records_bad_items(corpus, clean):
     assert list(df.columns[:len(BASE_COLUMNS)]) == BASE_COLUMNS
     assert {"cues", "cues.ild_median_abs_db", "cues.skipped", "quality", "quality.timbral_score",
             "quality.spatial_score", "quality.skipped"} <= set(df.columns)
-    # the table on disk is the table returned, and the journal is gone
+    # the table on disk is the table returned; the journal stays while items failed (--resume retries them)
     pd.testing.assert_frame_equal(pd.read_parquet(out), df)
-    assert not os.path.exists(journal_path(out))
+    assert os.path.exists(journal_path(out))
     ok = df[df["status"] == "ok"]
     assert len(ok) == N_GOOD
     for _, row in ok.iterrows():
@@ -148,12 +148,24 @@ def test_resume_after_interruption(corpus, clean, tmp_path, monkeypatch):
     assert calls == ["missing", "three", "good2", "good3", "silent"]  # only the rest
     pd.testing.assert_frame_equal(df, ref_df)
     pd.testing.assert_frame_equal(pd.read_parquet(out), ref_df)
-    assert not os.path.exists(journal)
-    # a finished table: refused unless --overwrite
-    with pytest.raises(SpaqError, match="--overwrite"):
+    # three items failed: the journal stays, a plain run is refused, --resume scores only those again
+    assert os.path.exists(journal)
+    with pytest.raises(SpaqError, match="items that failed.*--resume.*--overwrite"):
         score_batch(corpus / "m.csv", out, metrics=METRICS, progress=False)
+    calls.clear()
+    df = score_batch(corpus / "m.csv", out, metrics=METRICS, resume=True, progress=False)
+    assert calls == ["missing", "three", "silent"]
+    pd.testing.assert_frame_equal(df, ref_df)
+    # every item ok: the journal goes, and the finished table is refused unless --overwrite
+    pairs = read_pairs(corpus / "m.csv")
+    good = pairs[pairs["id"].str.startswith("good")]
+    out2 = tmp_path / "good.parquet"
+    score_batch(good, out2, metrics=METRICS, progress=False)
+    assert not os.path.exists(journal_path(out2))
+    with pytest.raises(SpaqError, match="--overwrite"):
+        score_batch(good, out2, metrics=METRICS, progress=False)
     with pytest.raises(SpaqError, match="complete"):
-        score_batch(corpus / "m.csv", out, metrics=METRICS, resume=True, progress=False)
+        score_batch(good, out2, metrics=METRICS, resume=True, progress=False)
     calls.clear()
     df = score_batch(corpus / "m.csv", out, metrics=METRICS, overwrite=True, progress=False)
     assert len(calls) == 7

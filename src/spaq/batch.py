@@ -31,7 +31,8 @@ Resumable: each finished pair is appended to the journal ``OUT.partial.jsonl`` (
 whose first line records the metrics and options; ``resume=True`` skips the pairs it holds
 (and refuses a journal written with other metrics/options or for other files). The table
 is written to ``OUT`` (``.parquet`` or ``.csv``) atomically at the end and the journal
-removed, so an interrupted run leaves the journal and never a partial ``OUT``.
+removed, so an interrupted run leaves the journal and never a partial ``OUT``. While items
+failed the journal stays beside the table, and ``resume=True`` scores only those again.
 
 Parallel: ``workers > 1`` scores in spawned processes (one BLAS thread each);
 ``dask="tcp://host:8786"`` on a running Dask cluster (the workers must have spaq installed
@@ -489,7 +490,8 @@ def _check_out(out: str, journal: str, resume: bool, overwrite: bool) -> None:
         return
     has_journal = os.path.exists(journal) and os.path.getsize(journal) > 0
     if has_journal and not resume:
-        raise SpaqError(f"{journal} holds an unfinished run for {out}: pass --resume to continue it "
+        what = "the items that failed in" if os.path.exists(out) else "an unfinished run for"
+        raise SpaqError(f"{journal} holds {what} {out}: pass --resume to score them (again) "
                         f"or --overwrite to start again")
     if os.path.exists(out) and not has_journal:
         if resume:
@@ -532,7 +534,8 @@ def _load_journal(journal: str, fp: dict, pairs) -> dict:
                                        rec.get("deg_source", "")):
             raise SpaqError(f"{journal}: item {i} was scored for other files ({rec.get('ref')}, {rec.get('deg')}) "
                             f"than the manifest lists now; pass --overwrite to start again")
-    return {i: r for i, r in done.items() if i in files}
+    # items that failed are scored again (a file fixed since, a metric installed since)
+    return {i: r for i, r in done.items() if i in files and r.get("status") == "ok"}
 
 
 @contextlib.contextmanager
@@ -672,7 +675,7 @@ def score_batch(pairs_or_manifest, out, metrics=None, workers: int = 1, dask=Non
                         prog.update(bar, advance=1, failed=n_failed)
         df = _table(pairs, done, names)
         _write_table(df, out)
-        if os.path.exists(journal):
+        if os.path.exists(journal) and not n_failed:  # kept while items failed: --resume retries only them
             os.remove(journal)
         if strict and n_failed:
             raise BatchFailed(f"{n_failed} of {len(df)} items failed (see the status column of {out})", df, n_failed,

@@ -89,7 +89,8 @@ def batch_command(
     else:
         _print_summary(s, str(out))
     if s["n_error"]:
-        sys.stderr.write(f"spaq: {s['n_error']} of {s['n_items']} items failed (see the status column of {out})\n")
+        sys.stderr.write(f"spaq: {s['n_error']} of {s['n_items']} items failed (see the status column of {out}; "
+                         "once fixed, the same command with --resume scores only those)\n")
         if strict:
             raise typer.Exit(1)
 
