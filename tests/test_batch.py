@@ -322,7 +322,8 @@ def test_cli_exit_codes(corpus, tmp_path, capsys):
     obj = json.loads(cap.out)
     assert obj["out"] == str(tmp_path / "a.csv") and (obj["n_ok"], obj["n_error"]) == (4, 3)
     assert obj["metrics"]["cues"]["n"] == 4
-    assert cap.err == f"spaq: 3 of 7 items failed (see the status column of {tmp_path / 'a.csv'})\n"
+    assert cap.err == (f"spaq: 3 of 7 items failed (see the status column of {tmp_path / 'a.csv'}; once fixed, "
+                       "the same command with --resume scores only those)\n")
     # --strict exits 1, after writing the table
     assert main(args + ["--out", str(tmp_path / "b.csv"), "--strict"]) == 1
     assert (tmp_path / "b.csv").exists() and "3 of 7 items failed" in capsys.readouterr().err
