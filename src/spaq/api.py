@@ -200,6 +200,8 @@ def score(ref, deg, sample_rate: int | None = None, metrics=None, fmt=None, trim
     :func:`spaq.io.load_pair`). ``progress``: for streamed pairs, called as
     ``progress(metric, fraction)`` as each metric reads through the files.
     ``ref`` None: reference-free metrics only (``needs_reference = False``); ``deg`` is scored alone.
+    When every metric named is reference-free, a ``ref`` given is not read (a warning says so).
+    ``device``: checked first (:func:`check_device`: one line for an unknown or unavailable one).
     ``n_sources``: for the metrics that find sources (``localization``), how many to find in each
     signal (default 1); each source's directions and error are in its result's ``values``.
     ``align`` (default True): the delay of ``deg`` against ``ref`` is estimated
