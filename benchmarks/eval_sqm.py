@@ -28,7 +28,7 @@ combined per pair exactly as :func:`spaq.metrics.functional.cues.maps_from_cues`
 pair of a retrieval set is affordable; the script checks it against ``Cues().forward`` on a few
 pairs and prints the largest difference.
 
-    PYTHONPATH=src python benchmarks/eval_sqm.py [--checkpoint X.pt] [--quick] [--out benchmarks/results/sqm.md]
+    PYTHONPATH=src python benchmarks/eval_sqm.py [--checkpoint X.pt] [--quick] [--json FILE.json] [--md FILE.md]
         [--distance cosine|deep]
 
 ``--distance deep`` reports the metric's second value, the deep-feature distance (time-aligned
