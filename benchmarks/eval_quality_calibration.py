@@ -67,7 +67,7 @@ def tables(workdir: Path, stem: str, tc, log=print):
         for kind in ("mushra", "param_coding"):
             p = tq.feature_table_path(workdir, stem, kind, tc, align)
             if not p.is_file():
-                metric = metric or tq._metric(head_turn=tc.head_turn.as_params())  # as the recipe hears them
+                metric = metric or tq._metric(**tc.feature_params())  # as the recipe hears them
                 if kind == "mushra":
                     root = tc.mushra_dir()
                     t = tq.mushra_features(root, tq.mushra_table(root, tc.mushra["ratings"]), metric, log, align=align)

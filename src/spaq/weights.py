@@ -58,7 +58,7 @@ REGISTRY: dict[str, WeightSpec] = {
     "quality_v1": WeightSpec(
         name="quality_v1",
         url=None,
-        sha256="cdee7ccb53c8ccc54afbf87def5706f6a91edb78e602958df4a35c43929e3c06",
+        sha256="e445c80dbc86b2651437da4e2de0695e2227a2301c6c113f392f8e405b9da9b4",
         filename="quality_v1.json",
         env_var="SPAQ_QUALITY_PARAMS",
         licence=_QUALITY_LICENCE,

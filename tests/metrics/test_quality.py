@@ -216,10 +216,10 @@ def test_chunked_equals_unchunked(monkeypatch):
     near = []
     orig = fq._maps_from_cues
 
-    def spy(c, floor, gain_db):
+    def spy(c, floor, gain_db, *rest):
         sl = 10 * torch.log10(c["p_ear"] / floor.view(-1, 1).to(torch.float64))
         near.append((int((sl.abs() < F32_LEVEL_DB).sum()), int((sl > 0).sum())))
-        return orig(c, floor, gain_db)
+        return orig(c, floor, gain_db, *rest)
 
     monkeypatch.setattr(fq, "_maps_from_cues", spy)
     f1 = pool_features(quality_maps(a, b, fe, dec, chunk_frames=None))

@@ -83,6 +83,39 @@ def test_ild_statistic_counts_systematic_shifts_beyond_the_blur_only(fe):
     assert _features(fe, ref, large)["d_ild_mean"] == pytest.approx(6.0 - ILD_BLUR_DB, abs=1e-3)
 
 
+def test_ild_statistic_weighted_by_level_follows_the_louder_bands(fe):
+    """Version 11 (``ild_mean_weights: level``): each band's ILD shift counts by the reference's
+    sensation level, so a shift confined to a weak band moves the statistic less than the same shift
+    of a loud one, a shift alike in every band reads the same as with equal weights, and parameter
+    files without the key (versions <= 10, the predictor's teacher ``quality_v5``) keep equal weights."""
+    import scipy.signal as sps
+
+    from spaq.metrics.quality import Quality
+
+    nan = float("nan")
+    ref = torch.tensor([[[0.0, 0.0], [0.0, 0.0]]])
+    deg = torch.tensor([[[6.0, 6.0], [0.0, 0.0]]])  # band 0 shifted by 6 dB, band 1 not
+    loud0 = torch.tensor([[[60.0, 60.0], [20.0, 20.0]]])
+    weak0 = torch.tensor([[[20.0, 20.0], [60.0, 60.0]]])
+    assert float(mean_change(ref, deg, 0.0)[0]) == pytest.approx(3.0)  # equal weights
+    assert float(mean_change(ref, deg, 0.0, loud0)[0]) == pytest.approx(6.0 * 60 / 80)
+    assert float(mean_change(ref, deg, 0.0, weak0)[0]) == pytest.approx(6.0 * 20 / 80)
+    assert float(mean_change(ref, deg, 0.0, torch.full_like(ref, nan))[0]) == 0.0  # no weight: nothing counts
+    # on signals: pink-ish noise (loud lows) with its ILD shifted by 6 dB only above 8 kHz (weak there)
+    x = sps.lfilter([1.0], [1.0, -0.97], _noise(7, FS))
+    ref2 = np.stack([x, x])
+    hi = sps.sosfiltfilt(sps.butter(6, 8000, "highpass", fs=FS, output="sos"), x)
+    deg2 = np.stack([x + (10 ** (3 / 20) - 1) * hi, x + (10 ** (-3 / 20) - 1) * hi])
+    r, d = torch.from_numpy(ref2)[None], torch.from_numpy(deg2)[None]
+    with torch.no_grad():
+        eq = Quality(params={"mapping": QualityMapping().to_params()}, fast=False).features(r, d)[1]["d_ild_mean"]
+        lv = Quality(params={"mapping": QualityMapping().to_params(), "ild_mean_weights": "level"},
+                     fast=False).features(r, d)[1]["d_ild_mean"]
+    assert 0 < float(lv[0]) < float(eq[0])
+    with pytest.raises(Exception, match="ild_mean_weights"):
+        Quality(params={"mapping": QualityMapping().to_params(), "ild_mean_weights": "loud"})
+
+
 def test_diotic_input_has_no_spatial_statistics_and_ear_summed_timbre(fe):
     """Diotic pairs (the speech-codec test): both statistics are 0, the timbral features are
     those of one ear."""

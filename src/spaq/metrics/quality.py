@@ -66,7 +66,9 @@ class Quality(Metric):
     # 10.0: an ambisonic pair decoded at two different orders heard by a listener who turns the head back and
     # forth (+-45 deg, the parameters' head_turn) instead of a still head, so one direction's errors of two
     # decoders do not decide; refitted
-    version = "10.0"
+    # 11.0: d_ild_mean's bands weighted by the reference's sensation level (the parameters'
+    # ild_mean_weights "level"): a codec's shift of a band that barely sounds moves the image little; refitted
+    version = "11.0"
     description = ("spaq's global quality model 0..100 (binaural and ambisonics; 100 = identical): timbral and "
                    "spatial sub-scores, calibrated on two MUSHRA tests (speech codecs, binaural spatial codings) "
                    "and synthetic corpora; shipped parameters")
@@ -101,6 +103,11 @@ class Quality(Metric):
         self.params = params
         # ambisonics: the listener's head movement both signals are decoded under (None: a still head)
         self.head_turn = params.get("head_turn")
+        # d_ild_mean's bands: "level" weighs them by the reference's sensation level (version 11), absent: alike
+        w = params.get("ild_mean_weights", "equal")
+        if w not in ("equal", "level"):
+            raise SpaqError(f"quality parameters are malformed: ild_mean_weights must be 'equal' or 'level', not {w!r}")
+        self.ild_level_weights = w == "level"
         try:
             self.model = QualityMapping.from_params(params["mapping"]).to(self.device)
         except (KeyError, ValueError) as e:
@@ -117,7 +124,7 @@ class Quality(Metric):
         c = ref.shape[-2]
         order = None if c == 2 else int(round(c ** 0.5)) - 1
         m = quality_maps(ref.to(self.device), deg.to(self.device), self.frontend, self.decoder(order),
-                         self.chunk_frames, head_turn=self.head_turn)
+                         self.chunk_frames, head_turn=self.head_turn, ild_level_weights=self.ild_level_weights)
         return m, pool_features(m)
 
     def forward(self, ref: torch.Tensor, deg: torch.Tensor) -> dict:
@@ -135,7 +142,7 @@ class Quality(Metric):
         with torch.no_grad():
             reader = SegmentReader.from_pair(pair, self.device)  # in memory or streamed
             m = quality_maps_streamed(reader, self.frontend, self.decoder(order), self.chunk_frames,
-                                      head_turn=self.head_turn)
+                                      head_turn=self.head_turn, ild_level_weights=self.ild_level_weights)
             f = pool_features(m)
             out = self.model(f)
             dmaps = distortion_maps(m, self.model) if maps else None
@@ -159,4 +166,5 @@ class Quality(Metric):
                         "binaural_decoder": DEFAULT_DECODER if pair.format.is_ambisonics else None,
                         # the listener's head turn, where it applied (a pair decoded at two orders)
                         "head_turn": self.head_turn if bool(m["head_turned"].any()) else None,
+                        "ild_mean_weights": "level" if self.ild_level_weights else "equal",
                         "playback_assumption": "digital full scale = 100 dB SPL; overall gain compensated"})

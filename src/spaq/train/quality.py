@@ -171,6 +171,9 @@ class QualityTrainConfig(RecipeConfig):
     fit: FitOptions = field(default_factory=FitOptions)
     synthetic: SyntheticSweeps = field(default_factory=SyntheticSweeps)
     head_turn: HeadTurn = field(default_factory=HeadTurn)
+    # how d_ild_mean's bands count: "equal" (versions 3-10) or "level", by the reference's sensation level
+    # (version 11); written into the parameters, which the metric then follows
+    ild_mean_weights: str = "equal"
     base_dir: Path = field(default_factory=Path.cwd, metadata={"config": False})
 
     def __post_init__(self):
@@ -180,7 +183,20 @@ class QualityTrainConfig(RecipeConfig):
         if not (0.0 <= float(self.head_turn.range_deg) <= 180.0 and float(self.head_turn.period_s) > 0):
             raise SpaqError(f"quality train config: head_turn needs 0 <= range_deg <= 180 and period_s > 0, got "
                             f"{self.head_turn.range_deg}, {self.head_turn.period_s}")
+        if self.ild_mean_weights not in ("equal", "level"):
+            raise SpaqError(f"quality train config: ild_mean_weights must be 'equal' or 'level', not "
+                            f"{self.ild_mean_weights!r}")
         self.base_dir = Path(self.base_dir)
+
+    def feature_params(self) -> dict:
+        """What of the recipe the features depend on, as parameter-file keys (``head_turn``,
+        ``ild_mean_weights``; absent at their earlier defaults)."""
+        out = {}
+        if self.head_turn.as_params():
+            out["head_turn"] = self.head_turn.as_params()
+        if self.ild_mean_weights != "equal":
+            out["ild_mean_weights"] = self.ild_mean_weights
+        return out
 
     def mushra_dir(self) -> Path:
         return self.resolve_path(self.mushra["path"])
@@ -750,12 +766,14 @@ def fit_spatial(records: list[dict], w: np.ndarray, anchors, spatial, monotone_w
 
 
 # --------------------------------------------------------------------------- driver
-def _metric(params=None, head_turn: dict | None = None):
+def _metric(params=None, head_turn: dict | None = None, **feature_params):
+    """The metric the recipe computes its features with: ``params``, or a neutral mapping with the
+    recipe's feature keys (``head_turn``, ``ild_mean_weights``: :meth:`QualityTrainConfig.feature_params`)."""
     from ..metrics.quality import Quality
 
     # features in exact mode (full rate, float64): the definition the fast default approximates
     if params is None:
-        params = {"mapping": QualityMapping().to_params(), "head_turn": head_turn}
+        params = {"mapping": QualityMapping().to_params(), "head_turn": head_turn, **feature_params}
     return Quality(params=params, fast=False)
 
 
@@ -803,6 +821,8 @@ def feature_table_path(workdir, stem: str, kind: str, tc: QualityTrainConfig, al
              "kind": kind, "section": asdict(section)}
     if kind in ("synthetic", "param_coding_ambisonic") and tc.head_turn.as_params():  # decoded under it
         ident["head_turn"] = {**tc.head_turn.as_params(), "turns": "pairs decoded at different orders"}
+    if tc.ild_mean_weights != "equal":  # d_ild_mean's values depend on it, in every table
+        ident["ild_mean_weights"] = tc.ild_mean_weights
     if kind == "synthetic":  # rendered by the corpus engine; no delay alignment
         ident.update(options=RECIPE_OPTIONS, engine=ENGINE_VERSION)
         suffix = ""
@@ -855,7 +875,7 @@ def train_quality(tc: QualityTrainConfig, out, log=print, workdir=None) -> dict:
     out = Path(out)
     workdir = Path(workdir) if workdir else out.parent
     workdir.mkdir(parents=True, exist_ok=True)
-    metric = _metric(head_turn=tc.head_turn.as_params())
+    metric = _metric(**tc.feature_params())
     t0 = time.time()
     starts = int(tc.fit["starts"])
     mode = str(tc.fit["spatial"])
@@ -976,7 +996,8 @@ def train_quality(tc: QualityTrainConfig, out, log=print, workdir=None) -> dict:
                               "their Euclidean distance over the two perceptual dimensions" if pc_order == 2.0 else
                               f"the order-{pc_order:g} Minkowski sum of the timbral and spatial distortions"))
     params = {
-        "model": "spaq-quality", "version": 10 if tc.head_turn.as_params() else 9,
+        "model": "spaq-quality",
+        "version": 11 if tc.ild_mean_weights != "equal" else 10 if tc.head_turn.as_params() else 9,
         "mapping": mapping,
         "provenance": {
             **prov,
@@ -993,6 +1014,13 @@ def train_quality(tc: QualityTrainConfig, out, log=print, workdir=None) -> dict:
             "corpus ladders want (order truncation ordered on more sweeps the wider the range) and what the "
             "spatial-codings test's FOA items scored from their ambisonic form allow (their error grows beyond "
             "about 45 deg)")
+    if tc.ild_mean_weights != "equal":
+        params["ild_mean_weights"] = tc.ild_mean_weights
+        params["provenance"]["ild_mean_weights"] = (
+            "fixed by the recipe (ild_mean_weights): d_ild_mean's bands weighted by the reference's sensation level "
+            "(the lateral image follows the louder bands; a codec's ILD shift in a band that barely sounds moves it "
+            "little); chosen on the corpus ladders' codec misses of version 10, with the two listening tests' "
+            "cross-validation checked (benchmarks/results/quality_explorations.md)")
     log(f"fitted in {time.time() - t0:.0f} s")
     text = json.dumps(params, indent=1, sort_keys=True) + "\n"
     atomic_write(out, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))

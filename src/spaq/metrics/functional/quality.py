@@ -32,7 +32,8 @@ KU100 HRTF, the same one the ``cues`` metric uses, so both formats share one sca
   weighted by the reference directiveness; 1 = 180 degrees);
 * spatial, as statistics (version 3): ``d_ic_mean``, the change of each band's time-mean
   interaural coherence (the width/diffuseness of the image), and ``d_ild_mean``, the change
-  of each band's time-mean ILD beyond 2 dB (a systematic lateral shift; :func:`mean_change`).
+  of each band's time-mean ILD beyond 2 dB (a systematic lateral shift; :func:`mean_change`; version 11:
+  bands weighted by the reference's sensation level, ``ild_level_weights``).
 
 Playback level: an overall gain difference between degraded and reference is treated as a
 volume setting and compensated before comparison (energy match of both ears, or of W for
@@ -226,7 +227,8 @@ def head_turned(reader: SegmentReader, sample_rate: int, range_deg: float, perio
 
 def quality_maps_streamed(reader: SegmentReader, frontend: AuditoryFrontEnd, decoder=None,
                           chunk_frames: int | None = 250, context_frames: int = 25,
-                          compensate_gain: bool = True, head_turn: dict | None = None) -> dict:
+                          compensate_gain: bool = True, head_turn: dict | None = None,
+                          ild_level_weights: bool = False) -> dict:
     """:func:`quality_maps` of a pair read chunk by chunk from ``reader`` (bounded memory): a
     first pass accumulates the energies for the gain match (and, with effective-order decoding,
     each channel's energy) when there is more than one chunk, then :func:`_quality_chunk` runs
@@ -235,7 +237,9 @@ def quality_maps_streamed(reader: SegmentReader, frontend: AuditoryFrontEnd, dec
     two signals are decoded at different orders are heard by a listener who turns the head back and
     forth (:func:`head_turned`, both signals turned alike). Two decoders of different orders err
     differently at each direction, so a still head would judge the pair by where its sources happen to
-    sit in those error patterns; one decoder's errors are common to both signals and cancel."""
+    sit in those error patterns; one decoder's errors are common to both signals and cancel.
+    ``ild_level_weights``: the maps carry ``ild_weight`` (the reference's band level where the ILDs
+    count), and :func:`pool_features` weighs ``d_ild_mean``'s bands by it (version 11)."""
     n_samples = reader.n_samples
     n_ch = reader.n_channels()
     ambi = decoder is not None
@@ -273,7 +277,7 @@ def quality_maps_streamed(reader: SegmentReader, frontend: AuditoryFrontEnd, dec
     c = run_chunked(reader, fl, chunk_frames, context_frames, core)
     if gain_db is None:
         gain_db = torch.zeros(c["p_ear"].shape[0], dtype=torch.float64, device=c["p_ear"].device)
-    out = _maps_from_cues(c, frontend.power_floor.to(gain_db.device), gain_db)
+    out = _maps_from_cues(c, frontend.power_floor.to(gain_db.device), gain_db, ild_level_weights)
     out["head_turned"] = (torch.zeros_like(gain_db, dtype=torch.bool) if turned is None
                           else turned.to(device=gain_db.device))  # (B,): heard with the head turn
     return out
@@ -281,7 +285,8 @@ def quality_maps_streamed(reader: SegmentReader, frontend: AuditoryFrontEnd, dec
 
 def quality_maps(ref: torch.Tensor, deg: torch.Tensor, frontend: AuditoryFrontEnd,
                  decoder=None, chunk_frames: int | None = 250,
-                 context_frames: int = 25, compensate_gain: bool = True, head_turn: dict | None = None) -> dict:
+                 context_frames: int = 25, compensate_gain: bool = True, head_turn: dict | None = None,
+                 ild_level_weights: bool = False) -> dict:
     """Per-bin distortion maps of ``deg`` against ``ref``, both ``(B, C, T)`` at the front-end's
     rate: binaural (C = 2, ``decoder=None``) or ambisonics ACN/SN3D (C >= 4, ``decoder`` the
     ``(2, C_dec, L)`` binaural decoder, or a dict of the decoders of every order up to C's,
@@ -301,7 +306,7 @@ def quality_maps(ref: torch.Tensor, deg: torch.Tensor, frontend: AuditoryFrontEn
     differentiable).
     """
     return quality_maps_streamed(SegmentReader.from_tensors(ref, deg), frontend, decoder, chunk_frames,
-                                 context_frames, compensate_gain, head_turn)
+                                 context_frames, compensate_gain, head_turn, ild_level_weights)
 
 
 def moving_average(x: torch.Tensor, n: int) -> torch.Tensor:
@@ -347,7 +352,7 @@ def masked_threshold(level: torch.Tensor, up_db: float, down_db: float, decay_db
     return thr - offset_db
 
 
-def _maps_from_cues(c: dict, floor: torch.Tensor, gain_db: torch.Tensor) -> dict:
+def _maps_from_cues(c: dict, floor: torch.Tensor, gain_db: torch.Tensor, ild_level_weights: bool = False) -> dict:
     nan = torch.tensor(float("nan"), dtype=torch.float64, device=floor.device)
     fl = floor.view(-1, 1).to(torch.float64)
     p = c["p_ear"]  # (B, S, E, F, nf)
@@ -393,6 +398,8 @@ def _maps_from_cues(c: dict, floor: torch.Tensor, gain_db: torch.Tensor) -> dict
     on_both = ref_on & audible[:, 1].any(dim=1)
     out["ild_ref"] = torch.where(on_both, ild[:, 0], nan)
     out["ild_deg"] = torch.where(on_both, ild[:, 1], nan)
+    if ild_level_weights:  # the reference's sensation level (both ears together) where the ILDs count
+        out["ild_weight"] = torch.where(on_both, 10 * torch.log10(torch.maximum(pb[:, 0], fl) / fl), nan)
     if "dir" in c:
         d = c["dir"]
         d_ok = ref_on & torch.isfinite(d[:, 0])
@@ -432,7 +439,7 @@ def pool_features(maps: dict) -> dict:
             out[k] = _nanmean(maps[k], (1, 2))
     for k, (a, b, thr) in STATISTICS.items():
         if a in maps:
-            out[k] = mean_change(maps[a], maps[b], thr)
+            out[k] = mean_change(maps[a], maps[b], thr, maps.get("ild_weight") if k == "d_ild_mean" else None)
     if "order_energy" in maps:
         out["d_order"] = order_loss(maps["order_energy"])
     return out
@@ -478,14 +485,22 @@ def band_mean_change(ref: torch.Tensor, deg: torch.Tensor,
     return torch.where(has, band, torch.zeros_like(band)), has
 
 
-def mean_change(ref: torch.Tensor, deg: torch.Tensor, threshold: float = 0.0) -> torch.Tensor:
+def mean_change(ref: torch.Tensor, deg: torch.Tensor, threshold: float = 0.0,
+                weight: torch.Tensor | None = None) -> torch.Tensor:
     """:func:`band_mean_change` averaged over the bands that have any frame -> ``(B,)`` (0 when
     none has). ``d_ic_mean``: the interaural coherence magnitude (the width and diffuseness of
     the image: the long-term mean of the short-time coherence); ``d_ild_mean``: the ILD in dB
     beyond :data:`ILD_BLUR_DB` (a systematic lateral shift). Both are statistics of the spatial
     image, blind to which frame a decorrelated diffuse part falls in; 0 for identical images,
-    duration-independent on stationary content."""
+    duration-independent on stationary content. ``weight`` ``(B, F, nf)`` (NaN where the cue does
+    not count; None: every band alike): each band counts by its time mean (version 11, ``d_ild_mean``
+    weighted by the reference's sensation level: the lateral image follows the louder bands, and a
+    codec's shift of a band that barely sounds moves it little)."""
     band, has = band_mean_change(ref, deg, threshold)
+    if weight is not None:
+        w = torch.where(has, _nanmean(weight, (-1,)).clamp(min=0.0), torch.zeros_like(band))
+        tot = w.sum(dim=-1)
+        return torch.where(tot > 0, (w * band).sum(dim=-1) / tot.clamp(min=1e-12), torch.zeros_like(band[..., 0]))
     n = has.sum(dim=-1)
     return torch.where(n > 0, band.sum(dim=-1) / n.clamp(min=1), torch.zeros_like(band[..., 0]))
 
@@ -517,9 +532,10 @@ def distortion_maps(maps: dict, model: QualityMapping) -> dict:
     return {"timbral_distortion": t, "spatial_distortion": s}
 
 
-def quality_features(ref, deg, frontend, decoder=None, chunk_frames=250, head_turn=None) -> dict:
+def quality_features(ref, deg, frontend, decoder=None, chunk_frames=250, head_turn=None,
+                     ild_level_weights: bool = False) -> dict:
     """:func:`quality_maps` then :func:`pool_features`, plus ``gain_db``."""
-    m = quality_maps(ref, deg, frontend, decoder, chunk_frames, head_turn=head_turn)
+    m = quality_maps(ref, deg, frontend, decoder, chunk_frames, head_turn=head_turn, ild_level_weights=ild_level_weights)
     f = pool_features(m)
     f["gain_db"] = m["gain_db"]
     return f
