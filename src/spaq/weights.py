@@ -58,7 +58,7 @@ REGISTRY: dict[str, WeightSpec] = {
     "quality_v1": WeightSpec(
         name="quality_v1",
         url=None,
-        sha256="e445c80dbc86b2651437da4e2de0695e2227a2301c6c113f392f8e405b9da9b4",
+        sha256="da16137558979ba29a3ca94acb329e36157ac45fa6d410fb89e8c821d127a9af",
         filename="quality_v1.json",
         env_var="SPAQ_QUALITY_PARAMS",
         licence=_QUALITY_LICENCE,

@@ -116,6 +116,28 @@ def test_ild_statistic_weighted_by_level_follows_the_louder_bands(fe):
         Quality(params={"mapping": QualityMapping().to_params(), "ild_mean_weights": "loud"})
 
 
+def test_coherence_statistic_weighted_by_time_counts_intermittent_bands_less():
+    """Version 11 (``ic_mean_weights: time``): each band's coherence change counts by the share of the
+    time the band has coherences, so a band heard a third of the time moves the statistic a third as much
+    as one heard throughout; files without the key keep equal weights."""
+    from spaq.metrics.functional.quality import STATISTIC_WEIGHTS
+
+    nan = float("nan")
+    ref = torch.tensor([[[0.9, nan, nan], [0.9, 0.9, 0.9]]])  # band 0 in 1 of 3 frames, band 1 in all
+    deg = torch.tensor([[[0.6, nan, nan], [0.9, 0.9, 0.9]]])
+    share = torch.isfinite(ref).to(torch.float64)
+    assert STATISTIC_WEIGHTS["d_ic_mean"] == "ic_weight"
+    assert float(mean_change(ref, deg)[0]) == pytest.approx(0.15)  # equal: (0.3 + 0) / 2
+    assert float(mean_change(ref, deg, 0.0, share)[0]) == pytest.approx(0.3 * (1 / 3) / (1 / 3 + 1))
+    # through pool_features: the weight map is used when the maps carry it
+    from spaq.metrics.functional.quality import SPATIAL_MAPS, TIMBRAL_MAPS
+
+    maps = {"ic_ref": ref, "ic_deg": deg, "ild_ref": ref * 0, "ild_deg": deg * 0,
+            **{k: torch.zeros(1, 1, 2, 3) for k in TIMBRAL_MAPS}, **{k: torch.zeros(1, 2, 3) for k in SPATIAL_MAPS}}
+    assert float(pool_features(maps)["d_ic_mean"][0]) == pytest.approx(0.15)
+    assert float(pool_features({**maps, "ic_weight": share})["d_ic_mean"][0]) == pytest.approx(0.075)
+
+
 def test_diotic_input_has_no_spatial_statistics_and_ear_summed_timbre(fe):
     """Diotic pairs (the speech-codec test): both statistics are 0, the timbral features are
     those of one ear."""

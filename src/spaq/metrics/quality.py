@@ -67,7 +67,8 @@ class Quality(Metric):
     # forth (+-45 deg, the parameters' head_turn) instead of a still head, so one direction's errors of two
     # decoders do not decide; refitted
     # 11.0: d_ild_mean's bands weighted by the reference's sensation level (the parameters'
-    # ild_mean_weights "level"): a codec's shift of a band that barely sounds moves the image little; refitted
+    # ild_mean_weights "level"): a codec's shift of a band that barely sounds moves the image little; and
+    # d_ic_mean's by the share of the time they have coherences (ic_mean_weights "time"); refitted
     version = "11.0"
     description = ("spaq's global quality model 0..100 (binaural and ambisonics; 100 = identical): timbral and "
                    "spatial sub-scores, calibrated on two MUSHRA tests (speech codecs, binaural spatial codings) "
@@ -108,6 +109,11 @@ class Quality(Metric):
         if w not in ("equal", "level"):
             raise SpaqError(f"quality parameters are malformed: ild_mean_weights must be 'equal' or 'level', not {w!r}")
         self.ild_level_weights = w == "level"
+        # d_ic_mean's bands: "time" weighs them by the share of the time they have coherences (version 11)
+        w = params.get("ic_mean_weights", "equal")
+        if w not in ("equal", "time"):
+            raise SpaqError(f"quality parameters are malformed: ic_mean_weights must be 'equal' or 'time', not {w!r}")
+        self.ic_time_weights = w == "time"
         try:
             self.model = QualityMapping.from_params(params["mapping"]).to(self.device)
         except (KeyError, ValueError) as e:
@@ -124,7 +130,8 @@ class Quality(Metric):
         c = ref.shape[-2]
         order = None if c == 2 else int(round(c ** 0.5)) - 1
         m = quality_maps(ref.to(self.device), deg.to(self.device), self.frontend, self.decoder(order),
-                         self.chunk_frames, head_turn=self.head_turn, ild_level_weights=self.ild_level_weights)
+                         self.chunk_frames, head_turn=self.head_turn, ild_level_weights=self.ild_level_weights,
+                         ic_time_weights=self.ic_time_weights)
         return m, pool_features(m)
 
     def forward(self, ref: torch.Tensor, deg: torch.Tensor) -> dict:
@@ -142,7 +149,8 @@ class Quality(Metric):
         with torch.no_grad():
             reader = SegmentReader.from_pair(pair, self.device)  # in memory or streamed
             m = quality_maps_streamed(reader, self.frontend, self.decoder(order), self.chunk_frames,
-                                      head_turn=self.head_turn, ild_level_weights=self.ild_level_weights)
+                                      head_turn=self.head_turn, ild_level_weights=self.ild_level_weights,
+                         ic_time_weights=self.ic_time_weights)
             f = pool_features(m)
             out = self.model(f)
             dmaps = distortion_maps(m, self.model) if maps else None
@@ -167,4 +175,5 @@ class Quality(Metric):
                         # the listener's head turn, where it applied (a pair decoded at two orders)
                         "head_turn": self.head_turn if bool(m["head_turned"].any()) else None,
                         "ild_mean_weights": "level" if self.ild_level_weights else "equal",
+                        "ic_mean_weights": "time" if self.ic_time_weights else "equal",
                         "playback_assumption": "digital full scale = 100 dB SPL; overall gain compensated"})

@@ -174,6 +174,9 @@ class QualityTrainConfig(RecipeConfig):
     # how d_ild_mean's bands count: "equal" (versions 3-10) or "level", by the reference's sensation level
     # (version 11); written into the parameters, which the metric then follows
     ild_mean_weights: str = "equal"
+    # how d_ic_mean's bands count: "equal" (versions 3-10) or "time", by the share of the time they have
+    # interaural coherences (version 11)
+    ic_mean_weights: str = "equal"
     base_dir: Path = field(default_factory=Path.cwd, metadata={"config": False})
 
     def __post_init__(self):
@@ -186,16 +189,21 @@ class QualityTrainConfig(RecipeConfig):
         if self.ild_mean_weights not in ("equal", "level"):
             raise SpaqError(f"quality train config: ild_mean_weights must be 'equal' or 'level', not "
                             f"{self.ild_mean_weights!r}")
+        if self.ic_mean_weights not in ("equal", "time"):
+            raise SpaqError(f"quality train config: ic_mean_weights must be 'equal' or 'time', not "
+                            f"{self.ic_mean_weights!r}")
         self.base_dir = Path(self.base_dir)
 
     def feature_params(self) -> dict:
         """What of the recipe the features depend on, as parameter-file keys (``head_turn``,
-        ``ild_mean_weights``; absent at their earlier defaults)."""
+        ``ild_mean_weights``, ``ic_mean_weights``; absent at their earlier defaults)."""
         out = {}
         if self.head_turn.as_params():
             out["head_turn"] = self.head_turn.as_params()
         if self.ild_mean_weights != "equal":
             out["ild_mean_weights"] = self.ild_mean_weights
+        if self.ic_mean_weights != "equal":
+            out["ic_mean_weights"] = self.ic_mean_weights
         return out
 
     def mushra_dir(self) -> Path:
@@ -823,6 +831,8 @@ def feature_table_path(workdir, stem: str, kind: str, tc: QualityTrainConfig, al
         ident["head_turn"] = {**tc.head_turn.as_params(), "turns": "pairs decoded at different orders"}
     if tc.ild_mean_weights != "equal":  # d_ild_mean's values depend on it, in every table
         ident["ild_mean_weights"] = tc.ild_mean_weights
+    if tc.ic_mean_weights != "equal":  # and d_ic_mean's on this
+        ident["ic_mean_weights"] = tc.ic_mean_weights
     if kind == "synthetic":  # rendered by the corpus engine; no delay alignment
         ident.update(options=RECIPE_OPTIONS, engine=ENGINE_VERSION)
         suffix = ""
@@ -997,7 +1007,8 @@ def train_quality(tc: QualityTrainConfig, out, log=print, workdir=None) -> dict:
                               f"the order-{pc_order:g} Minkowski sum of the timbral and spatial distortions"))
     params = {
         "model": "spaq-quality",
-        "version": 11 if tc.ild_mean_weights != "equal" else 10 if tc.head_turn.as_params() else 9,
+        "version": (11 if tc.ild_mean_weights != "equal" or tc.ic_mean_weights != "equal"
+                    else 10 if tc.head_turn.as_params() else 9),
         "mapping": mapping,
         "provenance": {
             **prov,
@@ -1021,6 +1032,12 @@ def train_quality(tc: QualityTrainConfig, out, log=print, workdir=None) -> dict:
             "(the lateral image follows the louder bands; a codec's ILD shift in a band that barely sounds moves it "
             "little); chosen on the corpus ladders' codec misses of version 10, with the two listening tests' "
             "cross-validation checked (benchmarks/results/quality_explorations.md)")
+    if tc.ic_mean_weights != "equal":
+        params["ic_mean_weights"] = tc.ic_mean_weights
+        params["provenance"]["ic_mean_weights"] = (
+            "fixed by the recipe (ic_mean_weights): d_ic_mean's bands weighted by the share of the time they have "
+            "interaural coherences (an image change in a band heard a third of the time lasts a third of the time); "
+            "chosen on the corpus ladders' codec misses of version 10, the listening tests' cross-validation checked")
     log(f"fitted in {time.time() - t0:.0f} s")
     text = json.dumps(params, indent=1, sort_keys=True) + "\n"
     atomic_write(out, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))

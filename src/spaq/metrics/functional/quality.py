@@ -33,7 +33,8 @@ KU100 HRTF, the same one the ``cues`` metric uses, so both formats share one sca
 * spatial, as statistics (version 3): ``d_ic_mean``, the change of each band's time-mean
   interaural coherence (the width/diffuseness of the image), and ``d_ild_mean``, the change
   of each band's time-mean ILD beyond 2 dB (a systematic lateral shift; :func:`mean_change`; version 11:
-  bands weighted by the reference's sensation level, ``ild_level_weights``).
+  ``d_ild_mean``'s bands weighted by the reference's sensation level, ``ild_level_weights``, and
+  ``d_ic_mean``'s by the share of the time they have interaural coherences, ``ic_time_weights``).
 
 Playback level: an overall gain difference between degraded and reference is treated as a
 volume setting and compensated before comparison (energy match of both ears, or of W for
@@ -67,6 +68,8 @@ LEVEL_JND_DB = 1.5
 ILD_BLUR_DB = 2.0
 #: the statistics of the spatial image: pooled feature -> (the two maps it compares, threshold)
 STATISTICS = {"d_ic_mean": ("ic_ref", "ic_deg", 0.0), "d_ild_mean": ("ild_ref", "ild_deg", ILD_BLUR_DB)}
+#: the map that weighs each statistic's bands when the maps carry it (version 11; absent: every band alike)
+STATISTIC_WEIGHTS = {"d_ic_mean": "ic_weight", "d_ild_mean": "ild_weight"}
 #: bands of each ambisonic order within this range (dB) of the order's loudest band in the
 #: reference count for ``d_order`` (:func:`order_loss`; version 8)
 ORDER_BAND_RANGE_DB = 30.0
@@ -228,7 +231,7 @@ def head_turned(reader: SegmentReader, sample_rate: int, range_deg: float, perio
 def quality_maps_streamed(reader: SegmentReader, frontend: AuditoryFrontEnd, decoder=None,
                           chunk_frames: int | None = 250, context_frames: int = 25,
                           compensate_gain: bool = True, head_turn: dict | None = None,
-                          ild_level_weights: bool = False) -> dict:
+                          ild_level_weights: bool = False, ic_time_weights: bool = False) -> dict:
     """:func:`quality_maps` of a pair read chunk by chunk from ``reader`` (bounded memory): a
     first pass accumulates the energies for the gain match (and, with effective-order decoding,
     each channel's energy) when there is more than one chunk, then :func:`_quality_chunk` runs
@@ -239,7 +242,9 @@ def quality_maps_streamed(reader: SegmentReader, frontend: AuditoryFrontEnd, dec
     differently at each direction, so a still head would judge the pair by where its sources happen to
     sit in those error patterns; one decoder's errors are common to both signals and cancel.
     ``ild_level_weights``: the maps carry ``ild_weight`` (the reference's band level where the ILDs
-    count), and :func:`pool_features` weighs ``d_ild_mean``'s bands by it (version 11)."""
+    count), and :func:`pool_features` weighs ``d_ild_mean``'s bands by it (version 11);
+    ``ic_time_weights``: ``ic_weight``, and ``d_ic_mean``'s bands count by the share of the time they
+    have interaural coherences (version 11)."""
     n_samples = reader.n_samples
     n_ch = reader.n_channels()
     ambi = decoder is not None
@@ -277,7 +282,7 @@ def quality_maps_streamed(reader: SegmentReader, frontend: AuditoryFrontEnd, dec
     c = run_chunked(reader, fl, chunk_frames, context_frames, core)
     if gain_db is None:
         gain_db = torch.zeros(c["p_ear"].shape[0], dtype=torch.float64, device=c["p_ear"].device)
-    out = _maps_from_cues(c, frontend.power_floor.to(gain_db.device), gain_db, ild_level_weights)
+    out = _maps_from_cues(c, frontend.power_floor.to(gain_db.device), gain_db, ild_level_weights, ic_time_weights)
     out["head_turned"] = (torch.zeros_like(gain_db, dtype=torch.bool) if turned is None
                           else turned.to(device=gain_db.device))  # (B,): heard with the head turn
     return out
@@ -286,7 +291,7 @@ def quality_maps_streamed(reader: SegmentReader, frontend: AuditoryFrontEnd, dec
 def quality_maps(ref: torch.Tensor, deg: torch.Tensor, frontend: AuditoryFrontEnd,
                  decoder=None, chunk_frames: int | None = 250,
                  context_frames: int = 25, compensate_gain: bool = True, head_turn: dict | None = None,
-                 ild_level_weights: bool = False) -> dict:
+                 ild_level_weights: bool = False, ic_time_weights: bool = False) -> dict:
     """Per-bin distortion maps of ``deg`` against ``ref``, both ``(B, C, T)`` at the front-end's
     rate: binaural (C = 2, ``decoder=None``) or ambisonics ACN/SN3D (C >= 4, ``decoder`` the
     ``(2, C_dec, L)`` binaural decoder, or a dict of the decoders of every order up to C's,
@@ -306,7 +311,7 @@ def quality_maps(ref: torch.Tensor, deg: torch.Tensor, frontend: AuditoryFrontEn
     differentiable).
     """
     return quality_maps_streamed(SegmentReader.from_tensors(ref, deg), frontend, decoder, chunk_frames,
-                                 context_frames, compensate_gain, head_turn, ild_level_weights)
+                                 context_frames, compensate_gain, head_turn, ild_level_weights, ic_time_weights)
 
 
 def moving_average(x: torch.Tensor, n: int) -> torch.Tensor:
@@ -352,7 +357,8 @@ def masked_threshold(level: torch.Tensor, up_db: float, down_db: float, decay_db
     return thr - offset_db
 
 
-def _maps_from_cues(c: dict, floor: torch.Tensor, gain_db: torch.Tensor, ild_level_weights: bool = False) -> dict:
+def _maps_from_cues(c: dict, floor: torch.Tensor, gain_db: torch.Tensor, ild_level_weights: bool = False,
+                    ic_time_weights: bool = False) -> dict:
     nan = torch.tensor(float("nan"), dtype=torch.float64, device=floor.device)
     fl = floor.view(-1, 1).to(torch.float64)
     p = c["p_ear"]  # (B, S, E, F, nf)
@@ -394,6 +400,8 @@ def _maps_from_cues(c: dict, floor: torch.Tensor, gain_db: torch.Tensor, ild_lev
     both = ic_ok[:, 0] & ic_ok[:, 1]
     out["ic_ref"] = torch.where(both, mag[:, 0], nan)
     out["ic_deg"] = torch.where(both, mag[:, 1], nan)
+    if ic_time_weights:  # 1 where the coherences count, 0 elsewhere: each band by the share of the time it has them
+        out["ic_weight"] = both.to(torch.float64)
     # ILD of each signal where both are audible (for d_ild_mean)
     on_both = ref_on & audible[:, 1].any(dim=1)
     out["ild_ref"] = torch.where(on_both, ild[:, 0], nan)
@@ -439,7 +447,7 @@ def pool_features(maps: dict) -> dict:
             out[k] = _nanmean(maps[k], (1, 2))
     for k, (a, b, thr) in STATISTICS.items():
         if a in maps:
-            out[k] = mean_change(maps[a], maps[b], thr, maps.get("ild_weight") if k == "d_ild_mean" else None)
+            out[k] = mean_change(maps[a], maps[b], thr, maps.get(STATISTIC_WEIGHTS[k]))
     if "order_energy" in maps:
         out["d_order"] = order_loss(maps["order_energy"])
     return out
@@ -533,9 +541,10 @@ def distortion_maps(maps: dict, model: QualityMapping) -> dict:
 
 
 def quality_features(ref, deg, frontend, decoder=None, chunk_frames=250, head_turn=None,
-                     ild_level_weights: bool = False) -> dict:
+                     ild_level_weights: bool = False, ic_time_weights: bool = False) -> dict:
     """:func:`quality_maps` then :func:`pool_features`, plus ``gain_db``."""
-    m = quality_maps(ref, deg, frontend, decoder, chunk_frames, head_turn=head_turn, ild_level_weights=ild_level_weights)
+    m = quality_maps(ref, deg, frontend, decoder, chunk_frames, head_turn=head_turn, ild_level_weights=ild_level_weights,
+                     ic_time_weights=ic_time_weights)
     f = pool_features(m)
     f["gain_db"] = m["gain_db"]
     return f
