@@ -773,6 +773,26 @@ def fit_spatial(records: list[dict], w: np.ndarray, anchors, spatial, monotone_w
     return full(best.x)
 
 
+#: why the recipe sets each of its feature keys (:meth:`QualityTrainConfig.feature_params`), as the
+#: parameters' provenance records it
+FEATURE_CHOICES = {
+    "head_turn": (
+        "fixed by the recipe (head_turn; only pairs decoded at two different orders turn): between what the "
+        "corpus ladders want (order truncation ordered on more sweeps the wider the range) and what the "
+        "spatial-codings test's FOA items scored from their ambisonic form allow (their error grows beyond "
+        "about 45 deg)"),
+    "ild_mean_weights": (
+        "fixed by the recipe (ild_mean_weights): d_ild_mean's bands weighted by the reference's sensation level "
+        "(the lateral image follows the louder bands; a codec's ILD shift in a band that barely sounds moves it "
+        "little); chosen on the corpus ladders' codec misses of version 10, with the two listening tests' "
+        "cross-validation checked (benchmarks/results/quality_explorations.md)"),
+    "ic_mean_weights": (
+        "fixed by the recipe (ic_mean_weights): d_ic_mean's bands weighted by the share of the time they have "
+        "interaural coherences (an image change in a band heard a third of the time lasts a third of the time); "
+        "chosen on the corpus ladders' codec misses of version 10, the listening tests' cross-validation checked"),
+}
+
+
 # --------------------------------------------------------------------------- driver
 def _metric(params=None, head_turn: dict | None = None, **feature_params):
     """The metric the recipe computes its features with: ``params``, or a neutral mapping with the
@@ -1018,26 +1038,9 @@ def train_quality(tc: QualityTrainConfig, out, log=print, workdir=None) -> dict:
         },
         "cross_validation": cvs,
     }
-    if tc.head_turn.as_params():
-        params["head_turn"] = tc.head_turn.as_params()
-        params["provenance"]["head_turn"] = (
-            "fixed by the recipe (head_turn; only pairs decoded at two different orders turn): between what the "
-            "corpus ladders want (order truncation ordered on more sweeps the wider the range) and what the "
-            "spatial-codings test's FOA items scored from their ambisonic form allow (their error grows beyond "
-            "about 45 deg)")
-    if tc.ild_mean_weights != "equal":
-        params["ild_mean_weights"] = tc.ild_mean_weights
-        params["provenance"]["ild_mean_weights"] = (
-            "fixed by the recipe (ild_mean_weights): d_ild_mean's bands weighted by the reference's sensation level "
-            "(the lateral image follows the louder bands; a codec's ILD shift in a band that barely sounds moves it "
-            "little); chosen on the corpus ladders' codec misses of version 10, with the two listening tests' "
-            "cross-validation checked (benchmarks/results/quality_explorations.md)")
-    if tc.ic_mean_weights != "equal":
-        params["ic_mean_weights"] = tc.ic_mean_weights
-        params["provenance"]["ic_mean_weights"] = (
-            "fixed by the recipe (ic_mean_weights): d_ic_mean's bands weighted by the share of the time they have "
-            "interaural coherences (an image change in a band heard a third of the time lasts a third of the time); "
-            "chosen on the corpus ladders' codec misses of version 10, the listening tests' cross-validation checked")
+    for key, value in tc.feature_params().items():  # what the features depend on, and why the recipe chose it
+        params[key] = value
+        params["provenance"][key] = FEATURE_CHOICES[key]
     log(f"fitted in {time.time() - t0:.0f} s")
     text = json.dumps(params, indent=1, sort_keys=True) + "\n"
     atomic_write(out, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
