@@ -684,9 +684,9 @@ def load_pair(
     ``MIN_APPLIED_DELAY_MS`` (a filter's group delay) is reported, not applied.
     ``keep_lengths`` (in memory, without ``align`` or ``trim``): each signal keeps its own length,
     for metrics that score each signal whole (``common_length = False``: an embedding distance);
-    ``ref`` and ``deg`` then differ in time. ``reference_free``: ``ref`` is ``deg`` itself (for
-    metrics that need no reference): messages name it the degraded signal, and its silence is a
-    warning, not an error (such a metric defines the score of silence).
+    ``ref`` and ``deg`` then differ in time. ``reference_free``: the pair is ``deg`` alone (for
+    metrics that need no reference; ``ref`` is not read): messages name the degraded signal, and its
+    silence is a warning, not an error (such a metric defines the score of silence).
 
     Returns a :class:`SignalPair` with ``(batch, channels, time)`` signals, both float32 when
     both sources are float32-exact (see :func:`read_audio`), else both float64.
@@ -698,9 +698,12 @@ def load_pair(
             return _load_pair_streamed(ref, deg, target_rate, fmt, trim, min_duration_s, align)
         if stream and size is None:
             raise SpaqInputError("stream=True needs two file paths")
-    r, sr_r, ref_name, ref_b, ref_label = _load_one(ref, "deg" if reference_free else "ref", sample_rate)
     d, sr_d, deg_name, deg_b, deg_label = _load_one(deg, "deg", sample_rate)
-    _check_content(r, ref_label)
+    if reference_free:  # the degraded signal stands in for the reference: read and checked once
+        r, sr_r, ref_name, ref_b, ref_label = d, sr_d, deg_name, deg_b, deg_label
+    else:
+        r, sr_r, ref_name, ref_b, ref_label = _load_one(ref, "ref", sample_rate)
+        _check_content(r, ref_label)
     _check_content(d, deg_label)
     warnings: list[str] = []
 
@@ -731,8 +734,8 @@ def load_pair(
     sample_rate_in = sr_r
     sr_used = sr_r if target_rate is None else _check_rate(target_rate, "target_rate")
     _rate_warning(sr_r, sr_d, sr_used, warnings)
-    r = resample(r, sr_r, sr_used)
     d = resample(d, sr_d, sr_used)
+    r = d if reference_free else resample(r, sr_r, sr_used)
 
     # duration, alignment and lengths
     for x, label in ((r, ref_label), (d, deg_label)):
