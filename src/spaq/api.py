@@ -93,7 +93,7 @@ def check_device(device) -> str:
 
     try:
         d = torch.device(device)
-    except (RuntimeError, TypeError) as e:
+    except (RuntimeError, TypeError):
         raise SpaqInputError(f"unknown device {device!r}: use cpu, cuda or cuda:N") from None
     if d.type == "cuda":
         if not torch.cuda.is_available():

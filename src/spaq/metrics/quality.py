@@ -25,8 +25,8 @@ from ..errors import SpaqError
 from ..models.quality import QualityMapping
 from ..spatial.decoders import DEFAULT_DECODER, hrtf_decoders
 from .base import Metric, MetricResult
-from .functional.quality import (MAX_GAIN_DB, _nanmean, distortion_maps, gain_match, pool_features,
-                                 quality_features, quality_maps, quality_maps_streamed)
+from .functional.quality import (MAX_GAIN_DB, STATISTIC_WEIGHTINGS, _nanmean, distortion_maps, gain_match,
+                                 pool_features, quality_features, quality_maps, quality_maps_streamed)
 
 __all__ = ["Quality", "load_quality_params", "quality_maps", "pool_features", "quality_features", "gain_match",
            "MAX_GAIN_DB"]
@@ -104,16 +104,16 @@ class Quality(Metric):
         self.params = params
         # ambisonics: the listener's head movement both signals are decoded under (None: a still head)
         self.head_turn = params.get("head_turn")
-        # d_ild_mean's bands: "level" weighs them by the reference's sensation level (version 11), absent: alike
-        w = params.get("ild_mean_weights", "equal")
-        if w not in ("equal", "level"):
-            raise SpaqError(f"quality parameters are malformed: ild_mean_weights must be 'equal' or 'level', not {w!r}")
-        self.ild_level_weights = w == "level"
-        # d_ic_mean's bands: "time" weighs them by the share of the time they have coherences (version 11)
-        w = params.get("ic_mean_weights", "equal")
-        if w not in ("equal", "time"):
-            raise SpaqError(f"quality parameters are malformed: ic_mean_weights must be 'equal' or 'time', not {w!r}")
-        self.ic_time_weights = w == "time"
+        # the image statistics' band weights (version 11): parameters ild_mean_weights ("level") and
+        # ic_mean_weights ("time"); absent: every band alike
+        self.statistic_weights = {}
+        for stat, key in (("d_ild_mean", "ild_mean_weights"), ("d_ic_mean", "ic_mean_weights")):
+            w = params.get(key, "equal")
+            if w not in STATISTIC_WEIGHTINGS[stat]:
+                raise SpaqError(f"quality parameters are malformed: {key} must be one of "
+                                f"{', '.join(map(repr, STATISTIC_WEIGHTINGS[stat]))}, not {w!r}")
+            if w != "equal":
+                self.statistic_weights[stat] = w
         try:
             self.model = QualityMapping.from_params(params["mapping"]).to(self.device)
         except (KeyError, ValueError) as e:
@@ -130,8 +130,8 @@ class Quality(Metric):
         c = ref.shape[-2]
         order = None if c == 2 else int(round(c ** 0.5)) - 1
         m = quality_maps(ref.to(self.device), deg.to(self.device), self.frontend, self.decoder(order),
-                         self.chunk_frames, head_turn=self.head_turn, ild_level_weights=self.ild_level_weights,
-                         ic_time_weights=self.ic_time_weights)
+                         self.chunk_frames, head_turn=self.head_turn,
+                         statistic_weights=self.statistic_weights)
         return m, pool_features(m)
 
     def forward(self, ref: torch.Tensor, deg: torch.Tensor) -> dict:
@@ -149,8 +149,8 @@ class Quality(Metric):
         with torch.no_grad():
             reader = SegmentReader.from_pair(pair, self.device)  # in memory or streamed
             m = quality_maps_streamed(reader, self.frontend, self.decoder(order), self.chunk_frames,
-                                      head_turn=self.head_turn, ild_level_weights=self.ild_level_weights,
-                         ic_time_weights=self.ic_time_weights)
+                                      head_turn=self.head_turn,
+                         statistic_weights=self.statistic_weights)
             f = pool_features(m)
             out = self.model(f)
             dmaps = distortion_maps(m, self.model) if maps else None
@@ -174,6 +174,6 @@ class Quality(Metric):
                         "binaural_decoder": DEFAULT_DECODER if pair.format.is_ambisonics else None,
                         # the listener's head turn, where it applied (a pair decoded at two orders)
                         "head_turn": self.head_turn if bool(m["head_turned"].any()) else None,
-                        "ild_mean_weights": "level" if self.ild_level_weights else "equal",
-                        "ic_mean_weights": "time" if self.ic_time_weights else "equal",
+                        "ild_mean_weights": self.statistic_weights.get("d_ild_mean", "equal"),
+                        "ic_mean_weights": self.statistic_weights.get("d_ic_mean", "equal"),
                         "playback_assumption": "digital full scale = 100 dB SPL; overall gain compensated"})

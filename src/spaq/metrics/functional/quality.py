@@ -33,8 +33,8 @@ KU100 HRTF, the same one the ``cues`` metric uses, so both formats share one sca
 * spatial, as statistics (version 3): ``d_ic_mean``, the change of each band's time-mean
   interaural coherence (the width/diffuseness of the image), and ``d_ild_mean``, the change
   of each band's time-mean ILD beyond 2 dB (a systematic lateral shift; :func:`mean_change`; version 11:
-  ``d_ild_mean``'s bands weighted by the reference's sensation level, ``ild_level_weights``, and
-  ``d_ic_mean``'s by the share of the time they have interaural coherences, ``ic_time_weights``).
+  ``d_ild_mean``'s bands weighted by the reference's sensation level and ``d_ic_mean``'s by the share of
+  the time they have interaural coherences, ``statistic_weights``).
 
 Playback level: an overall gain difference between degraded and reference is treated as a
 volume setting and compensated before comparison (energy match of both ears, or of W for
@@ -70,6 +70,8 @@ ILD_BLUR_DB = 2.0
 STATISTICS = {"d_ic_mean": ("ic_ref", "ic_deg", 0.0), "d_ild_mean": ("ild_ref", "ild_deg", ILD_BLUR_DB)}
 #: the map that weighs each statistic's bands when the maps carry it (version 11; absent: every band alike)
 STATISTIC_WEIGHTS = {"d_ic_mean": "ic_weight", "d_ild_mean": "ild_weight"}
+#: the band weightings each statistic can have (``statistic_weights``; "equal" for none)
+STATISTIC_WEIGHTINGS = {"d_ild_mean": ("equal", "level"), "d_ic_mean": ("equal", "time")}
 #: bands of each ambisonic order within this range (dB) of the order's loudest band in the
 #: reference count for ``d_order`` (:func:`order_loss`; version 8)
 ORDER_BAND_RANGE_DB = 30.0
@@ -231,7 +233,7 @@ def head_turned(reader: SegmentReader, sample_rate: int, range_deg: float, perio
 def quality_maps_streamed(reader: SegmentReader, frontend: AuditoryFrontEnd, decoder=None,
                           chunk_frames: int | None = 250, context_frames: int = 25,
                           compensate_gain: bool = True, head_turn: dict | None = None,
-                          ild_level_weights: bool = False, ic_time_weights: bool = False) -> dict:
+                          statistic_weights: dict | None = None) -> dict:
     """:func:`quality_maps` of a pair read chunk by chunk from ``reader`` (bounded memory): a
     first pass accumulates the energies for the gain match (and, with effective-order decoding,
     each channel's energy) when there is more than one chunk, then :func:`_quality_chunk` runs
@@ -241,10 +243,10 @@ def quality_maps_streamed(reader: SegmentReader, frontend: AuditoryFrontEnd, dec
     forth (:func:`head_turned`, both signals turned alike). Two decoders of different orders err
     differently at each direction, so a still head would judge the pair by where its sources happen to
     sit in those error patterns; one decoder's errors are common to both signals and cancel.
-    ``ild_level_weights``: the maps carry ``ild_weight`` (the reference's band level where the ILDs
-    count), and :func:`pool_features` weighs ``d_ild_mean``'s bands by it (version 11);
-    ``ic_time_weights``: ``ic_weight``, and ``d_ic_mean``'s bands count by the share of the time they
-    have interaural coherences (version 11)."""
+    ``statistic_weights`` (version 11; None: every band alike): ``{"d_ild_mean": "level"}`` puts
+    ``ild_weight`` (the reference's band level where the ILDs count) in the maps, ``{"d_ic_mean": "time"}``
+    ``ic_weight`` (1 where the coherences count), and :func:`pool_features` weighs each statistic's bands
+    by its map's time mean."""
     n_samples = reader.n_samples
     n_ch = reader.n_channels()
     ambi = decoder is not None
@@ -282,7 +284,7 @@ def quality_maps_streamed(reader: SegmentReader, frontend: AuditoryFrontEnd, dec
     c = run_chunked(reader, fl, chunk_frames, context_frames, core)
     if gain_db is None:
         gain_db = torch.zeros(c["p_ear"].shape[0], dtype=torch.float64, device=c["p_ear"].device)
-    out = _maps_from_cues(c, frontend.power_floor.to(gain_db.device), gain_db, ild_level_weights, ic_time_weights)
+    out = _maps_from_cues(c, frontend.power_floor.to(gain_db.device), gain_db, statistic_weights)
     out["head_turned"] = (torch.zeros_like(gain_db, dtype=torch.bool) if turned is None
                           else turned.to(device=gain_db.device))  # (B,): heard with the head turn
     return out
@@ -291,7 +293,7 @@ def quality_maps_streamed(reader: SegmentReader, frontend: AuditoryFrontEnd, dec
 def quality_maps(ref: torch.Tensor, deg: torch.Tensor, frontend: AuditoryFrontEnd,
                  decoder=None, chunk_frames: int | None = 250,
                  context_frames: int = 25, compensate_gain: bool = True, head_turn: dict | None = None,
-                 ild_level_weights: bool = False, ic_time_weights: bool = False) -> dict:
+                 statistic_weights: dict | None = None) -> dict:
     """Per-bin distortion maps of ``deg`` against ``ref``, both ``(B, C, T)`` at the front-end's
     rate: binaural (C = 2, ``decoder=None``) or ambisonics ACN/SN3D (C >= 4, ``decoder`` the
     ``(2, C_dec, L)`` binaural decoder, or a dict of the decoders of every order up to C's,
@@ -311,7 +313,7 @@ def quality_maps(ref: torch.Tensor, deg: torch.Tensor, frontend: AuditoryFrontEn
     differentiable).
     """
     return quality_maps_streamed(SegmentReader.from_tensors(ref, deg), frontend, decoder, chunk_frames,
-                                 context_frames, compensate_gain, head_turn, ild_level_weights, ic_time_weights)
+                                 context_frames, compensate_gain, head_turn, statistic_weights)
 
 
 def moving_average(x: torch.Tensor, n: int) -> torch.Tensor:
@@ -357,8 +359,9 @@ def masked_threshold(level: torch.Tensor, up_db: float, down_db: float, decay_db
     return thr - offset_db
 
 
-def _maps_from_cues(c: dict, floor: torch.Tensor, gain_db: torch.Tensor, ild_level_weights: bool = False,
-                    ic_time_weights: bool = False) -> dict:
+def _maps_from_cues(c: dict, floor: torch.Tensor, gain_db: torch.Tensor,
+                    statistic_weights: dict | None = None) -> dict:
+    weights = statistic_weights or {}
     nan = torch.tensor(float("nan"), dtype=torch.float64, device=floor.device)
     fl = floor.view(-1, 1).to(torch.float64)
     p = c["p_ear"]  # (B, S, E, F, nf)
@@ -400,13 +403,15 @@ def _maps_from_cues(c: dict, floor: torch.Tensor, gain_db: torch.Tensor, ild_lev
     both = ic_ok[:, 0] & ic_ok[:, 1]
     out["ic_ref"] = torch.where(both, mag[:, 0], nan)
     out["ic_deg"] = torch.where(both, mag[:, 1], nan)
-    if ic_time_weights:  # 1 where the coherences count, 0 elsewhere: each band by the share of the time it has them
+    # 1 where the coherences count, 0 elsewhere: each band by the share of the time it has them
+    if weights.get("d_ic_mean") == "time":
         out["ic_weight"] = both.to(torch.float64)
     # ILD of each signal where both are audible (for d_ild_mean)
     on_both = ref_on & audible[:, 1].any(dim=1)
     out["ild_ref"] = torch.where(on_both, ild[:, 0], nan)
     out["ild_deg"] = torch.where(on_both, ild[:, 1], nan)
-    if ild_level_weights:  # the reference's sensation level (both ears together) where the ILDs count
+    # the reference's sensation level (both ears together) where the ILDs count
+    if weights.get("d_ild_mean") == "level":
         out["ild_weight"] = torch.where(on_both, 10 * torch.log10(torch.maximum(pb[:, 0], fl) / fl), nan)
     if "dir" in c:
         d = c["dir"]
@@ -541,10 +546,10 @@ def distortion_maps(maps: dict, model: QualityMapping) -> dict:
 
 
 def quality_features(ref, deg, frontend, decoder=None, chunk_frames=250, head_turn=None,
-                     ild_level_weights: bool = False, ic_time_weights: bool = False) -> dict:
+                     statistic_weights: dict | None = None) -> dict:
     """:func:`quality_maps` then :func:`pool_features`, plus ``gain_db``."""
-    m = quality_maps(ref, deg, frontend, decoder, chunk_frames, head_turn=head_turn, ild_level_weights=ild_level_weights,
-                     ic_time_weights=ic_time_weights)
+    m = quality_maps(ref, deg, frontend, decoder, chunk_frames, head_turn=head_turn,
+                     statistic_weights=statistic_weights)
     f = pool_features(m)
     f["gain_db"] = m["gain_db"]
     return f
