@@ -458,3 +458,35 @@ def test_exact_votes_refuse_an_unknown_removal(small_set):
     h, ts, _ = small_set
     with pytest.raises(SpaqInputError, match="unknown removal"):
         exact_votes(_render(h, 0, 1), ts, 2, 25.0, removal="peel")
+
+
+def test_room_settings_only_where_the_direct_sound_does_not_dominate():
+    """One source in a room (direct-sound coherence below the gate) is observed with the room settings
+    (templates.REVERBERANT: 10 ms frames, coherence^4) -- the same answer as passing them explicitly; coherent
+    input keeps the defaults; options passed explicitly win, and ``reverberant={}`` turns them off."""
+    from spaq.localization.templates import DEFAULTS, REVERBERANT
+    from spaq.spatial.room import place_in_room, room_impulse_response
+
+    assert REVERBERANT == {"frame_ms": 10.0, "coherence_power": 4.0}
+    h = load_hrtf("ku100", FS)
+    rng = np.random.default_rng(7)
+    rs = place_in_room(np.array([6.0, 5.0, 3.0]), 0.7, 50.0, 0.0, 2.5, rng)
+    rir, _ = room_impulse_response(rs, FS, "binaural", hrtf=h, rng=rng, ism_order=3, length_s=0.8)
+    gate = np.repeat(rng.random(20) < 0.5, FS // 20 + 1)[:FS]
+    y = 0.05 * oaconvolve((rng.standard_normal(FS) * gate)[None], rir, axes=-1)[:, :FS]
+    r = localize_templates(y, FS)
+    assert not r["direct_sound"]
+    assert r["settings"]["analysis_frame_s"] == pytest.approx(0.010) and r["settings"]["coherence_power"] == 4.0
+    assert r["n_frames"] == FS // 480  # 10 ms frames
+    explicit = localize_templates(y, FS, reverberant={}, **REVERBERANT)
+    np.testing.assert_array_equal(r["directions"], explicit["directions"])
+    off = localize_templates(y, FS, reverberant={})
+    assert off["settings"]["analysis_frame_s"] == pytest.approx(0.020)
+    assert off["settings"]["coherence_power"] == DEFAULTS["coherence_power"]
+    mine = localize_templates(y, FS, frame_ms=20.0)  # the caller's frame length is kept, the rest of the room's used
+    assert mine["settings"]["analysis_frame_s"] == pytest.approx(0.020) and mine["settings"]["coherence_power"] == 4.0
+    two = localize_templates(y, FS, n_sources=2)  # several sources: their own settings, as before
+    assert two["settings"]["analysis_frame_s"] == pytest.approx(0.020)
+    coherent = localize_templates(_render(h, int(h.nearest_index(20, 0)), 3), FS)
+    assert coherent["direct_sound"] and coherent["settings"]["analysis_frame_s"] == pytest.approx(0.020)
+    assert coherent["settings"]["coherence_power"] == DEFAULTS["coherence_power"]

@@ -74,6 +74,12 @@ DEFAULTS = dict(sigma_ild_db=1.5, sigma_ipd=0.35, sigma_shape_db=8.0, coherence_
 #: single direction), looser ILD, units of 2 bands x 1 frame (tuned on development scenes, not the benchmark's)
 MULTI_SOURCE = dict(onset_power=0.0, sigma_shape_db=1e3, sigma_ild_db=3.0, group_bands=2,
                     drr_variants_db=(float("inf"),))
+#: overrides for one source where the direct sound does not dominate (a room; ``direct_sound`` False): 10 ms
+#: frames, so that the onset weighting sees a rise before the first reflections (2-20 ms after the direct
+#: sound) have filled the frame, and a gentler coherence weighting (in a room few units are near 1). Chosen
+#: on the development rooms (seeds 777 / 778, 400 items: median 23.2 -> 18.9 deg, within 8 deg 28 -> 35 %;
+#: benchmarks/results/localizer_v2.md, thirty-seventh session); the caller's own options win
+REVERBERANT = dict(frame_ms=10.0, coherence_power=4.0)
 #: the exact-head stage (one source): the interaural transfer function and each ear's spectrum at DFT
 #: resolution (:func:`exact_head_fit`); ``max_fit``: the interaural misfit per unit weight below which
 #: its direction replaces the band templates' (the signal is recognised as the set's own head at one
@@ -674,7 +680,7 @@ def _peaks(votes: np.ndarray, ts: TemplateSet, n: int, cap_deg: float, sep_deg: 
 def localize_templates(x: np.ndarray, sample_rate: int, hrtf=None, n_sources: int = 1,
                        frame_s: float = 0.2, vote_cap_deg: float = 8.0, min_separation_deg: float = 25.0,
                        refine_cap_deg: float = 15.0, fit_iterations: int = 3, head_margin: float = 1.0,
-                       cues=None, **opts) -> dict:
+                       cues=None, reverberant: dict | None = None, **opts) -> dict:
     """Localise the source(s) of binaural ``x (2, T)`` at ``sample_rate`` (resampled to 48 kHz)
     against the templates of ``hrtf`` (a name, SOFA path or HRTFSet, or a list of them: the set
     whose best direction fits the signal best is used -- head selection; None:
@@ -690,7 +696,9 @@ def localize_templates(x: np.ndarray, sample_rate: int, hrtf=None, n_sources: in
     ``exact=False`` turns the exact-head stages off (:func:`exact_head_fit` for one source,
     :func:`exact_votes` for several); ``exact_opts``: overrides of :data:`EXACT`, and under ``"votes"``
     of :data:`EXACT_VOTES`. The result's ``exact_head`` says which head the stage matched, its misfit
-    and whether its directions were used."""
+    and whether its directions were used. ``reverberant``: the options for one source where the direct sound
+    does not dominate (None: :data:`REVERBERANT`; ``{}``: the same options as elsewhere; options passed
+    explicitly are kept); the result's ``settings`` are those used."""
     from ..io import resample
 
     x = np.asarray(x, dtype=np.float64)
@@ -703,6 +711,7 @@ def localize_templates(x: np.ndarray, sample_rate: int, hrtf=None, n_sources: in
         x = x * (10 ** (-30 / 20) / rms)  # the hearing threshold, which would swallow a quiet recording's cues)
     heads = default_heads() if hrtf is None else (list(hrtf) if isinstance(hrtf, (list, tuple)) else [hrtf])
     S = int(n_sources)
+    given = set(opts)
     opts = {**DEFAULTS, **(MULTI_SOURCE if S > 1 else {}), **opts}
     fe_frame = float(opts["frame_ms"]) / 1000.0
     if x.shape[-1] < int(fe_frame * ANALYSIS_RATE):
@@ -713,7 +722,7 @@ def localize_templates(x: np.ndarray, sample_rate: int, hrtf=None, n_sources: in
     exact_opts = dict(opts.pop("exact_opts", {}))
     if cues is None or float(opts["frame_ms"]) != 20.0:
         cues = _observed_cues(x, opts["frame_ms"])
-    obs = _observation(x, opts, cues)
+    cues_ms = float(opts["frame_ms"])
     from .localize import direct_coherence
 
     coherence = direct_coherence(cues[0], cues[1])
@@ -722,6 +731,14 @@ def localize_templates(x: np.ndarray, sample_rate: int, hrtf=None, n_sources: in
     drrs = tuple(opts.pop("drr_variants_db"))
     drr_coherence = float(opts.pop("drr_coherence"))
     direct = bool(coherence >= drr_coherence)
+    room = {k: v for k, v in (REVERBERANT if reverberant is None else reverberant).items() if k not in given}
+    if S == 1 and not direct and room and x.shape[-1] >= int(float(room.get("frame_ms", cues_ms)) / 1000.0
+                                                             * ANALYSIS_RATE):
+        opts = {**opts, **room}  # a room: its own frames and weights (REVERBERANT)
+        fe_frame = float(opts["frame_ms"]) / 1000.0
+        if float(opts["frame_ms"]) != cues_ms:
+            cues = _observed_cues(x, opts["frame_ms"])
+    obs = _observation(x, opts, cues)
     nf = obs[0].shape[0]
     per = max(1, int(round(frame_s / fe_frame)))  # analysis frames per trajectory block
     if S == 1:  # one source needs only block sums: pool first (the matrix products shrink per-fold)
