@@ -480,6 +480,11 @@ def test_room_settings_only_where_the_direct_sound_does_not_dominate():
     assert r["n_frames"] == FS // 480  # 10 ms frames
     explicit = localize_templates(y, FS, reverberant={}, **REVERBERANT)
     np.testing.assert_array_equal(r["directions"], explicit["directions"])
+    via = localize(y, FS)  # the default path: both frame lengths from its one front-end pass, the same answer
+    from spaq.spatial.angles import sph2cart
+
+    np.testing.assert_allclose(sph2cart(via.azimuth_deg[0], via.elevation_deg[0]), r["directions"][0], atol=1e-9)
+    assert via.provenance["analysis_frame_s"] == pytest.approx(0.010) and via.provenance["coherence_power"] == 4.0
     off = localize_templates(y, FS, reverberant={})
     assert off["settings"]["analysis_frame_s"] == pytest.approx(0.020)
     assert off["settings"]["coherence_power"] == DEFAULTS["coherence_power"]

@@ -64,3 +64,26 @@ def test_content_invariance_one_hrtf_direction():
     assert same < 1.0 and other > 5 * same  # ILD: two contents at one direction agree, the mirror direction not
     ipd_same = np.abs(np.angle(np.exp(1j * (np.arctan2(means[0][2], means[0][1]) - np.arctan2(means[1][2], means[1][1])))))
     assert np.degrees(np.median(ipd_same)) < 10
+
+
+def test_one_pass_framed_at_two_lengths_equals_two_passes():
+    """``frame_lens``: one pass of the bands framed at several lengths gives exactly what a front-end of
+    each frame length gives, when the decimation factors divide both (``divisor_ms``); the front-end's own
+    length alone is the default call, bit for bit; a length the decimation does not divide is refused."""
+    x = torch.from_numpy(np.random.default_rng(3).standard_normal((2, FS // 2)) * 0.03)
+    fe = feature_frontend(FS, frame_ms=20.0, exact=False, coarse=True)
+    a = binaural_features(x, fe)
+    (b,) = binaural_features(x, fe, frame_lens=[fe.frame_len])
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    both = feature_frontend(FS, frame_ms=20.0, exact=False, coarse=True, divisor_ms=10.0)
+    assert all(480 % d == 0 for d in both.decimation) and any(480 % d for d in fe.decimation)
+    f20, f10 = binaural_features(x, both, frame_lens=[960, 480])
+    own10 = binaural_features(x, feature_frontend(FS, frame_ms=10.0, exact=False, coarse=True))
+    assert f10[0].shape[-1] == 2 * f20[0].shape[-1] == 50
+    assert torch.equal(f10[0], own10[0]) and torch.equal(f10[1], own10[1])
+    # the same band powers, framed twice as long: each 20 ms level is the mean power of its two 10 ms frames
+    p10 = 10 ** (f10[1].double() / 10)
+    p20 = 10 ** (f20[1].double() / 10)
+    torch.testing.assert_close(p20, 0.5 * (p10[..., 0::2] + p10[..., 1::2]), rtol=1e-4, atol=0)
+    with pytest.raises(ValueError, match="not a multiple"):
+        binaural_features(x, fe, frame_lens=[480])

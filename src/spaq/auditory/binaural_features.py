@@ -34,7 +34,7 @@ _FRONTENDS: dict = {}
 
 
 def feature_frontend(sample_rate: int, decimate: bool = True, frame_ms: float = 40.0,
-                     exact: bool = True, coarse: bool = False) -> AuditoryFrontEnd:
+                     exact: bool = True, coarse: bool = False, divisor_ms: float | None = None) -> AuditoryFrontEnd:
     """The shared front-end at ``sample_rate`` (fast decimated mode by default) with
     ``frame_ms`` frames, one per setting. ``exact=False`` (localisation): the fast mode without its
     exactness fallback (bands whose spectrum leaks out of their window or spreads over their skirts
@@ -43,16 +43,22 @@ def feature_frontend(sample_rate: int, decimate: bool = True, frame_ms: float = 
     ``coarse=True`` (implies ``exact=False``; template localisation): each band at half the rate
     (decimation safety 6 instead of 12 times its bandwidth: its skirts beyond 3 bandwidths fold
     back at about -30 dB) from float32 ear spectra, another 1.5-1.7x on direction cues (mean cue
-    change 0.01; benchmarks/results/localizer_v2.md has the accuracy before and after)."""
+    change 0.01; benchmarks/results/localizer_v2.md has the accuracy before and after).
+    ``divisor_ms``: the decimation factors also divide frames of that length, so that
+    :func:`binaural_features` can frame one pass of the bands at both lengths (``frame_lens``)."""
     exact = bool(exact) and not coarse
-    key = (int(sample_rate), bool(decimate), float(frame_ms), exact, bool(coarse))
+    key = (int(sample_rate), bool(decimate), float(frame_ms), exact, bool(coarse),
+           None if divisor_ms is None else float(divisor_ms))
     if key not in _FRONTENDS:
         kw = {} if exact else dict(window_tolerance=1.0, spread_tolerance=1.0)
         if coarse:
             kw["fast_spectrum_dtype"] = torch.float32
         fe = AuditoryFrontEnd(int(sample_rate), frame_ms=float(frame_ms), decimate=decimate, **kw)
+        div = None if divisor_ms is None else int(round(float(divisor_ms) / 1000 * int(sample_rate)))
         if coarse and decimate:
-            fe.set_decimation(True, safety=6.0)
+            fe.set_decimation(True, safety=6.0, frame_divisor=div)
+        elif div is not None and decimate:
+            fe.set_decimation(True, frame_divisor=div)
         _FRONTENDS[key] = fe
     return _FRONTENDS[key]
 
@@ -62,19 +68,22 @@ def _pw(a: torch.Tensor) -> torch.Tensor:
 
 
 def binaural_features(x, frontend: AuditoryFrontEnd | None = None, sample_rate: int | None = None,
-                      fine_structure_hz: float = 1300.0, grad: bool = False):
+                      fine_structure_hz: float = 1300.0, grad: bool = False, frame_lens=None):
     """``x (..., 2, T)`` at the front-end's rate -> ``(features (..., 6, F, nf), levels_db
     (..., 2, F, nf))`` as float32 tensors; see the module docstring. Give ``frontend`` or
     ``sample_rate``. ``grad``: keep the autograd graph (for losses; square roots then get a
     tiny floor -- 1e-30 on float32 powers, 1e-40 on float64 magnitudes -- so silent bands give
-    finite gradients; values change only in bands at the hearing floor); by default no graph is built."""
+    finite gradients; values change only in bands at the hearing floor); by default no graph is built.
+    ``frame_lens`` (samples, several): one pass of the bands framed at each length (each a multiple of
+    every decimation factor the front-end uses, :func:`feature_frontend`'s ``divisor_ms``) -> a list of
+    ``(features, levels_db)``, one per length; None: the front-end's own frame length, one pair."""
     if not grad:
         with torch.no_grad():
-            return _features(x, frontend, sample_rate, fine_structure_hz, 0.0)
-    return _features(x, frontend, sample_rate, fine_structure_hz, 1.0)
+            return _features(x, frontend, sample_rate, fine_structure_hz, 0.0, frame_lens)
+    return _features(x, frontend, sample_rate, fine_structure_hz, 1.0, frame_lens)
 
 
-def _features(x, frontend, sample_rate, fine_structure_hz, eps):
+def _features(x, frontend, sample_rate, fine_structure_hz, eps, frame_lens=None):
     if frontend is None:
         if sample_rate is None:
             raise ValueError("binaural_features needs a frontend or a sample_rate")
@@ -84,31 +93,47 @@ def _features(x, frontend, sample_rate, fine_structure_hz, eps):
         raise ValueError(f"binaural_features needs (..., 2, T), got {tuple(x.shape)}")
     t = x.shape[-1]
     fe = frontend
+    lens = [int(fe.frame_len)] if frame_lens is None else [int(n) for n in frame_lens]
     spec = torch.fft.rfft(x.to(fe.spectrum_dtype), n=fe.spectrum_length(t), dim=-1)
     fc = fe.center_frequencies_hz
-    lev, cross = [], []
+    lev, cross = [[] for _ in lens], [[] for _ in lens]
     for bands, decim, band, env in fe.bands(spec, t, envelope_min_hz=fine_structure_hz):
-        fl = fe.frame_len // decim
-        bf = frame(band, fl)  # (..., 2, G, nf, fl)
-        p = _pw(bf).mean(-1)  # (..., 2, G, nf)
-        fine = (fc[bands] < fine_structure_hz).to(p.device)
-        if bool(fine.all()):  # fine structure only (low bands)
-            c = (bf[..., 0, :, :, :] * torch.conj(bf[..., 1, :, :, :])).mean(-1)
-            norm = p[..., 0, :, :] * p[..., 1, :, :]
-        else:
-            ef = frame(env, fl)
-            ef = ef - ef.mean(-1, keepdim=True)  # envelope fluctuations: their phase carries the ITD
-            c = (ef[..., 0, :, :, :] * torch.conj(ef[..., 1, :, :, :])).mean(-1)
-            pe = _pw(ef).mean(-1)
-            norm = pe[..., 0, :, :] * pe[..., 1, :, :]
-            if bool(fine.any()):  # a group across the roll-off: fine structure where it holds
-                f4 = fine.view(-1, 1)
-                c = torch.where(f4, (bf[..., 0, :, :, :] * torch.conj(bf[..., 1, :, :, :])).mean(-1), c)
-                norm = torch.where(f4, p[..., 0, :, :] * p[..., 1, :, :], norm)
-        lev.append(p)
-        cross.append(torch.stack([c.real, c.imag, torch.sqrt(norm + eps * 1e-30)], dim=-3))
-    p = torch.cat(lev, dim=-2).to(torch.float64)  # (..., 2, F, nf)
-    cr = torch.cat(cross, dim=-2).to(torch.float64)  # (..., 3, F, nf)
+        fine = (fc[bands] < fine_structure_hz).to(band.device)
+        for i, n in enumerate(lens):
+            if n % decim:
+                raise ValueError(f"frame length {n} is not a multiple of the decimation factor {decim}")
+            p, c = _band_cross(band, env, n // decim, fine, eps)
+            lev[i].append(p)
+            cross[i].append(c)
+    out = [_finish(torch.cat(lv, dim=-2), torch.cat(cr, dim=-2), fe, eps) for lv, cr in zip(lev, cross)]
+    return out[0] if frame_lens is None else out
+
+
+def _band_cross(band, env, fl, fine, eps):
+    """Band powers ``(..., 2, G, nf)`` and the interaural cross (real, imag, norm) ``(..., 3, G, nf)`` of
+    one group of bands framed at ``fl`` samples of its rate (fine structure where ``fine``, envelope above)."""
+    bf = frame(band, fl)  # (..., 2, G, nf, fl)
+    p = _pw(bf).mean(-1)  # (..., 2, G, nf)
+    if bool(fine.all()):  # fine structure only (low bands)
+        c = (bf[..., 0, :, :, :] * torch.conj(bf[..., 1, :, :, :])).mean(-1)
+        norm = p[..., 0, :, :] * p[..., 1, :, :]
+    else:
+        ef = frame(env, fl)
+        ef = ef - ef.mean(-1, keepdim=True)  # envelope fluctuations: their phase carries the ITD
+        c = (ef[..., 0, :, :, :] * torch.conj(ef[..., 1, :, :, :])).mean(-1)
+        pe = _pw(ef).mean(-1)
+        norm = pe[..., 0, :, :] * pe[..., 1, :, :]
+        if bool(fine.any()):  # a group across the roll-off: fine structure where it holds
+            f4 = fine.view(-1, 1)
+            c = torch.where(f4, (bf[..., 0, :, :, :] * torch.conj(bf[..., 1, :, :, :])).mean(-1), c)
+            norm = torch.where(f4, p[..., 0, :, :] * p[..., 1, :, :], norm)
+    return p, torch.stack([c.real, c.imag, torch.sqrt(norm + eps * 1e-30)], dim=-3)
+
+
+def _finish(p, cr, fe, eps):
+    """Features and levels from the bands' powers and interaural cross of :func:`_band_cross`."""
+    p = p.to(torch.float64)  # (..., 2, F, nf)
+    cr = cr.to(torch.float64)  # (..., 3, F, nf)
     floor = fe.power_floor.to(p.dtype).view(-1, 1)
     level = 10 * torch.log10(torch.maximum(p, floor))
     ild = level[..., 0, :, :] - level[..., 1, :, :]

@@ -70,7 +70,8 @@ class AuditoryFrontEnd(nn.Module):
         self.register_buffer("dir_alpha", torch.from_numpy(smoothing_coefficients(n_fft, n_fft, sample_rate)))
         self.register_buffer("dir_grouping", torch.from_numpy(erb_grouping_matrix(fc, n_fft, sample_rate)))
 
-    def set_decimation(self, decimate: bool, safety: float | None = None, window_bw: float | None = None) -> None:
+    def set_decimation(self, decimate: bool, safety: float | None = None, window_bw: float | None = None,
+                       frame_divisor: int | None = None) -> None:
         """Fast mode: band k is computed at ``fs / D_k`` (``D_k`` the largest divisor of the frame
         length, <= 64, with ``fs / D_k >= safety x`` the band's gammatone bandwidth ``b_k``) from
         the spectrum bins within ``window_bw x b_k`` of its centre (where the response is above
@@ -82,8 +83,13 @@ class AuditoryFrontEnd(nn.Module):
         spread over its skirts (energy beyond ``fs / 4 D_k`` of its centre above
         ``spread_tolerance``) is computed from its whole spectrum, the latter at a quarter of the
         rate (see :meth:`_leaky_bands`): steep band limits and codecs. Not bit-exact:
-        tests/metrics/test_qastanet_fast.py bounds the deviation of qastanet's scores."""
+        tests/metrics/test_qastanet_fast.py bounds the deviation of qastanet's scores.
+        ``frame_divisor`` (samples): every ``D_k`` also divides it, so that the band signals can be framed
+        at that length too (:func:`spaq.auditory.binaural_features.binaural_features`' ``frame_lens``);
+        None keeps the previous setting (at first the frame length alone)."""
         self.decimate = bool(decimate)
+        if frame_divisor is not None:
+            self._decimation_base = math.gcd(self.frame_len, int(frame_divisor))
         # ear spectra in float64 in exact mode, and by default in fast mode too: an FFT spreads
         # the rounding errors of strong components over every bin, and the official features of
         # bands far below the rest of the signal (band-limited or codec material, quiet frames)
@@ -98,7 +104,8 @@ class AuditoryFrontEnd(nn.Module):
         fc = self.gammatone.center_frequencies_hz.cpu().numpy()
         bw = (24.7 + fc / 9.265) / (math.pi * 720 * 2 ** (-6) / 36)  # pole bandwidth (Hz)
         self._bandwidth_hz = bw
-        divisors = [k for k in range(1, 65) if self.frame_len % k == 0]
+        base = getattr(self, "_decimation_base", self.frame_len)
+        divisors = [k for k in range(1, 65) if base % k == 0]
         self.decimation = [max(k for k in divisors if k == 1 or (self.decimate and
                                                                  self.sample_rate / k >= self.decimation_safety * b))
                            for b in bw]
@@ -253,7 +260,8 @@ class AuditoryFrontEnd(nn.Module):
                         work.append((slice(start, k), decim, False))
                     d = decim
                     if wide[k]:  # the largest divisor of the frame length <= decim / 4
-                        d = max(j for j in range(1, decim // 4 + 1) if self.frame_len % j == 0) if decim >= 4 else 1
+                        base = getattr(self, "_decimation_base", self.frame_len)
+                        d = max(j for j in range(1, decim // 4 + 1) if base % j == 0) if decim >= 4 else 1
                     work.append((slice(k, k + 1), d, True))
                     start = k + 1
             if start < bands.stop:

@@ -250,8 +250,9 @@ def _cue_input(arr: np.ndarray, sr: int, coarse: bool = False):
     the front-end's hearing-threshold floor would swallow a quiet recording's cues), its cue features
     ``(6, F, nf)`` and band levels ``(2, F, nf)`` (:func:`spaq.auditory.binaural_features`, 20 ms frames):
     computed once, shared by the coherence test and the templates (``coarse``: their front-end,
-    :data:`spaq.localization.templates.OBSERVATION_FRONTEND`) or the cue BAST (the front-end it
-    was trained with, ``exact=False``)."""
+    :data:`spaq.localization.templates.OBSERVATION_FRONTEND`, and a fourth element, the same cues at the
+    room settings' frame length, :data:`spaq.localization.templates.REVERBERANT`) or the cue BAST (the
+    front-end it was trained with, ``exact=False``)."""
     from ..auditory.binaural_features import binaural_features, feature_frontend
     from ..io import resample
 
@@ -262,7 +263,15 @@ def _cue_input(arr: np.ndarray, sr: int, coarse: bool = False):
     if rms > 0:
         x = x * (10 ** (-30 / 20) / rms)
     with _torch_threads(1):
-        f, lev = binaural_features(torch.from_numpy(np.ascontiguousarray(x)), feature_frontend(48000, frame_ms=20.0, exact=False, coarse=coarse))
+        xt = torch.from_numpy(np.ascontiguousarray(x))
+        if coarse:  # the templates' front-end, framed at 20 ms and at the room settings' frames in one pass
+            from .templates import OBSERVATION_FRONTEND, REVERBERANT
+
+            fe = feature_frontend(48000, frame_ms=20.0, **OBSERVATION_FRONTEND)
+            (f, lev), room = binaural_features(xt, fe, frame_lens=[fe.frame_len,
+                                                                   int(REVERBERANT["frame_ms"] * 48)])
+            return x, f, lev, room
+        f, lev = binaural_features(xt, feature_frontend(48000, frame_ms=20.0, exact=False))
     return x, f, lev
 
 
@@ -394,7 +403,8 @@ def _localize_templates(arr, sr, n_sources, hrtf, frame_s, cues=None) -> Localiz
     from .templates import TEMPLATE_VERSION, localize_templates
 
     r = localize_templates(arr, sr, hrtf=hrtf, n_sources=n_sources, frame_s=frame_s or 0.2,
-                           cues=None if cues is None else cues[1:])
+                           cues=None if cues is None else cues[1:3],
+                           room_cues=None if cues is None or len(cues) < 4 else cues[3])
     S, D = int(n_sources), r["directions"]
     A, E, C = np.full(S, np.nan), np.full(S, np.nan), np.full(S, np.nan)
     if len(D):

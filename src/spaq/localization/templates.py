@@ -27,7 +27,8 @@ frequency by :data:`HEAD_SCALES` (:func:`scale_variant`; another listener's tran
 resemble a set's own scaled by a common factor, larger heads and pinnae lower); the candidate whose
 best direction has the smallest distance summed over the signal wins (:func:`summed_distances`: two
 matrix-vector products per candidate, so the scales cost almost nothing). Held-out unseen SONICOM
-subject: median 10.3 -> 9.8 deg, mean 18.2 -> 16.6 deg, front-back 7.2 % unchanged.
+subject: median 10.3 -> 9.8 deg, mean 18.2 -> 16.6 deg, front-back 7.2 % unchanged (9.6 deg since the
+thirty-seventh session's room settings and their front-end).
 
 Rooms: where the direct sound does not dominate (power-weighted interaural coherence of the
 active units below ``drr_coherence`` = 0.85; reverberant rooms have a median of 0.70 on development
@@ -36,6 +37,9 @@ diffuse reverberant field at direct-to-reverberant ratios of 6 and 0 dB (:func:`
 ear's band power plus the set's diffuse-field power at that ratio, which compresses the ILD and
 pulls the spectral shapes towards the diffuse-field shape), and the variant that fits best is used, as heads are chosen
 (held-out KU100 rooms: median 30.6 -> 22.4 deg, front-back 33 -> 26 %; anechoic sets unchanged).
+One source there is also observed with :data:`REVERBERANT` (10 ms frames, coherence^4: the onset weighting
+sees the direct sound's rise before the first reflections fill the frame; held-out rooms 22.9 -> 18.2 deg),
+from the same pass of the bands as the 20 ms cues (:data:`OBSERVATION_FRONTEND`'s ``divisor_ms``).
 
 One source: the direction that minimises the distance summed over all frames -- unless the
 exact-head stage recognises the signal (:func:`exact_head_fit`: the interaural transfer function and
@@ -100,7 +104,9 @@ EXACT_VOTES = dict(n_fft=2048, f_min=200.0, f_max=16000.0, ipd_max_hz=1500.0, si
 _SETS: dict = {}
 #: the front-end settings of the observed cues (:func:`spaq.auditory.binaural_features.feature_frontend`;
 #: the templates themselves are the exact front-end's means over frames of frozen noise)
-OBSERVATION_FRONTEND = dict(exact=False, coarse=True)
+#: ``divisor_ms``: its decimation factors also divide the room settings' 10 ms frames (:data:`REVERBERANT`), so
+#: one pass of the bands gives the cues at both frame lengths (:func:`_observed_cues`' ``also_ms``)
+OBSERVATION_FRONTEND = dict(exact=False, coarse=True, divisor_ms=10.0)
 
 
 class _one_thread:
@@ -388,14 +394,16 @@ def scale_variant(ts: TemplateSet, scale: float) -> TemplateSet:
     return ts._scaled[key]
 
 
-def _observed_cues(x: np.ndarray, frame_ms: float) -> tuple:
+def _observed_cues(x: np.ndarray, frame_ms: float, also_ms: float | None = None):
     """``(features (6, F, nf), levels (2, F, nf))`` of binaural ``x (2, T)`` at the analysis rate,
-    from the observation front-end (:data:`OBSERVATION_FRONTEND`)."""
+    from the observation front-end (:data:`OBSERVATION_FRONTEND`); with ``also_ms``, a list of two
+    such pairs, at ``frame_ms`` and at ``also_ms``, from one pass of the bands."""
     from ..auditory.binaural_features import binaural_features, feature_frontend
 
     fe = feature_frontend(ANALYSIS_RATE, frame_ms=frame_ms, **OBSERVATION_FRONTEND)
+    lens = None if also_ms is None else [fe.frame_len, int(round(float(also_ms) / 1000 * ANALYSIS_RATE))]
     with _one_thread():
-        return binaural_features(torch.from_numpy(np.ascontiguousarray(x)), fe)
+        return binaural_features(torch.from_numpy(np.ascontiguousarray(x)), fe, frame_lens=lens)
 
 
 def _observation(x: np.ndarray, opts: dict, cues=None):
@@ -680,7 +688,7 @@ def _peaks(votes: np.ndarray, ts: TemplateSet, n: int, cap_deg: float, sep_deg: 
 def localize_templates(x: np.ndarray, sample_rate: int, hrtf=None, n_sources: int = 1,
                        frame_s: float = 0.2, vote_cap_deg: float = 8.0, min_separation_deg: float = 25.0,
                        refine_cap_deg: float = 15.0, fit_iterations: int = 3, head_margin: float = 1.0,
-                       cues=None, reverberant: dict | None = None, **opts) -> dict:
+                       cues=None, reverberant: dict | None = None, room_cues=None, **opts) -> dict:
     """Localise the source(s) of binaural ``x (2, T)`` at ``sample_rate`` (resampled to 48 kHz)
     against the templates of ``hrtf`` (a name, SOFA path or HRTFSet, or a list of them: the set
     whose best direction fits the signal best is used -- head selection; None:
@@ -692,7 +700,8 @@ def localize_templates(x: np.ndarray, sample_rate: int, hrtf=None, n_sources: in
     ``direct_sound`` (whether it reached ``drr_coherence``, the gate of the reverberant templates),
     settings. ``cues``: the
     ``(features, levels)`` of ``x`` at 48 kHz and -30 dBFS with 20 ms frames when already computed
-    (:func:`spaq.localization.localize._cue_input`; used only with the default 20 ms frames).
+    (:func:`spaq.localization.localize._cue_input`; used only with the default 20 ms frames); ``room_cues``:
+    the same at the room settings' frame length, when already computed.
     ``exact=False`` turns the exact-head stages off (:func:`exact_head_fit` for one source,
     :func:`exact_votes` for several); ``exact_opts``: overrides of :data:`EXACT`, and under ``"votes"``
     of :data:`EXACT_VOTES`. The result's ``exact_head`` says which head the stage matched, its misfit
@@ -720,9 +729,15 @@ def localize_templates(x: np.ndarray, sample_rate: int, hrtf=None, n_sources: in
     group_bands = opts.pop("group_bands", 29)
     exact_stage = bool(opts.pop("exact", True))
     exact_opts = dict(opts.pop("exact_opts", {}))
+    room = {k: v for k, v in (REVERBERANT if reverberant is None else reverberant).items() if k not in given}
+    room_ms = float(room.get("frame_ms", opts["frame_ms"])) if S == 1 and room else None
+    if room_ms == float(opts["frame_ms"]) or x.shape[-1] < int(room_ms or 0) * ANALYSIS_RATE // 1000:
+        room_ms = None  # the room settings keep the frames (or the signal is shorter than one of theirs)
     if cues is None or float(opts["frame_ms"]) != 20.0:
-        cues = _observed_cues(x, opts["frame_ms"])
-    cues_ms = float(opts["frame_ms"])
+        if room_ms is not None:  # one pass of the bands, framed at both lengths
+            cues, room_cues = _observed_cues(x, opts["frame_ms"], also_ms=room_ms)
+        else:
+            cues = _observed_cues(x, opts["frame_ms"])
     from .localize import direct_coherence
 
     coherence = direct_coherence(cues[0], cues[1])
@@ -731,13 +746,13 @@ def localize_templates(x: np.ndarray, sample_rate: int, hrtf=None, n_sources: in
     drrs = tuple(opts.pop("drr_variants_db"))
     drr_coherence = float(opts.pop("drr_coherence"))
     direct = bool(coherence >= drr_coherence)
-    room = {k: v for k, v in (REVERBERANT if reverberant is None else reverberant).items() if k not in given}
-    if S == 1 and not direct and room and x.shape[-1] >= int(float(room.get("frame_ms", cues_ms)) / 1000.0
-                                                             * ANALYSIS_RATE):
-        opts = {**opts, **room}  # a room: its own frames and weights (REVERBERANT)
+    if S == 1 and not direct and room:  # a room: its own frames and weights (REVERBERANT)
+        opts = {**opts, **room}
+        if room_ms is None:
+            opts["frame_ms"] = fe_frame * 1000.0
+        else:
+            cues = room_cues if room_cues is not None else _observed_cues(x, room_ms)
         fe_frame = float(opts["frame_ms"]) / 1000.0
-        if float(opts["frame_ms"]) != cues_ms:
-            cues = _observed_cues(x, opts["frame_ms"])
     obs = _observation(x, opts, cues)
     nf = obs[0].shape[0]
     per = max(1, int(round(frame_s / fe_frame)))  # analysis frames per trajectory block
