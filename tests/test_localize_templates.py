@@ -495,3 +495,19 @@ def test_room_settings_only_where_the_direct_sound_does_not_dominate():
     coherent = localize_templates(_render(h, int(h.nearest_index(20, 0)), 3), FS)
     assert coherent["direct_sound"] and coherent["settings"]["analysis_frame_s"] == pytest.approx(0.020)
     assert coherent["settings"]["coherence_power"] == DEFAULTS["coherence_power"]
+
+
+def test_room_settings_at_a_frame_length_the_bands_cannot_share():
+    """Room settings whose frames the observation front-end's decimation does not divide (15 ms) are computed
+    from a pass of their own: the same answer as that frame length passed explicitly, no error."""
+    from spaq.localization.templates import _observed_cues
+
+    h = load_hrtf("ku100", FS)
+    rng = np.random.default_rng(2)
+    y = _render(h, int(h.nearest_index(60, 0)), 3) + 0.05 * rng.standard_normal((2, FS))  # diffuse part: below the gate
+    a = localize_templates(y, FS, reverberant={"frame_ms": 15.0})
+    assert not a["direct_sound"] and a["settings"]["analysis_frame_s"] == pytest.approx(0.015)
+    b = localize_templates(y, FS, reverberant={}, frame_ms=15.0)
+    np.testing.assert_array_equal(a["directions"], b["directions"])
+    f20, f15 = _observed_cues(y, 20.0, also_ms=15.0)
+    assert f20[0].shape[-1] == 50 and f15[0].shape[-1] == 66

@@ -104,8 +104,7 @@ class AuditoryFrontEnd(nn.Module):
         fc = self.gammatone.center_frequencies_hz.cpu().numpy()
         bw = (24.7 + fc / 9.265) / (math.pi * 720 * 2 ** (-6) / 36)  # pole bandwidth (Hz)
         self._bandwidth_hz = bw
-        base = getattr(self, "_decimation_base", self.frame_len)
-        divisors = [k for k in range(1, 65) if base % k == 0]
+        divisors = [k for k in range(1, 65) if self.frame_divisor % k == 0]
         self.decimation = [max(k for k in divisors if k == 1 or (self.decimate and
                                                                  self.sample_rate / k >= self.decimation_safety * b))
                            for b in bw]
@@ -119,6 +118,12 @@ class AuditoryFrontEnd(nn.Module):
     @property
     def n_bands(self) -> int:
         return self.gammatone.n_bands
+
+    @property
+    def frame_divisor(self) -> int:
+        """The length (samples) every decimation factor divides: the frame length, or its greatest common
+        divisor with :meth:`set_decimation`'s ``frame_divisor``. Band signals can be framed at any multiple."""
+        return int(getattr(self, "_decimation_base", self.frame_len))
 
     def n_frames(self, n_samples: int) -> int:
         return n_samples // self.frame_len
@@ -260,8 +265,7 @@ class AuditoryFrontEnd(nn.Module):
                         work.append((slice(start, k), decim, False))
                     d = decim
                     if wide[k]:  # the largest divisor of the frame length <= decim / 4
-                        base = getattr(self, "_decimation_base", self.frame_len)
-                        d = max(j for j in range(1, decim // 4 + 1) if base % j == 0) if decim >= 4 else 1
+                        d = max(j for j in range(1, decim // 4 + 1) if self.frame_divisor % j == 0) if decim >= 4 else 1
                     work.append((slice(k, k + 1), d, True))
                     start = k + 1
             if start < bands.stop:

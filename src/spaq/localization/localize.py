@@ -269,7 +269,7 @@ def _cue_input(arr: np.ndarray, sr: int, coarse: bool = False):
 
             fe = feature_frontend(48000, frame_ms=20.0, **OBSERVATION_FRONTEND)
             (f, lev), room = binaural_features(xt, fe, frame_lens=[fe.frame_len,
-                                                                   int(REVERBERANT["frame_ms"] * 48)])
+                                                                   int(round(REVERBERANT["frame_ms"] * 48))])
             return x, f, lev, room
         f, lev = binaural_features(xt, feature_frontend(48000, frame_ms=20.0, exact=False))
     return x, f, lev

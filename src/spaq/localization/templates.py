@@ -106,7 +106,7 @@ _SETS: dict = {}
 #: the templates themselves are the exact front-end's means over frames of frozen noise)
 #: ``divisor_ms``: its decimation factors also divide the room settings' 10 ms frames (:data:`REVERBERANT`), so
 #: one pass of the bands gives the cues at both frame lengths (:func:`_observed_cues`' ``also_ms``)
-OBSERVATION_FRONTEND = dict(exact=False, coarse=True, divisor_ms=10.0)
+OBSERVATION_FRONTEND = dict(exact=False, coarse=True, divisor_ms=REVERBERANT["frame_ms"])
 
 
 class _one_thread:
@@ -402,6 +402,8 @@ def _observed_cues(x: np.ndarray, frame_ms: float, also_ms: float | None = None)
 
     fe = feature_frontend(ANALYSIS_RATE, frame_ms=frame_ms, **OBSERVATION_FRONTEND)
     lens = None if also_ms is None else [fe.frame_len, int(round(float(also_ms) / 1000 * ANALYSIS_RATE))]
+    if lens is not None and lens[1] % fe.frame_divisor:  # not a length this front-end's bands can be framed at
+        return [_observed_cues(x, frame_ms), _observed_cues(x, also_ms)]
     with _one_thread():
         return binaural_features(torch.from_numpy(np.ascontiguousarray(x)), fe, frame_lens=lens)
 
