@@ -734,3 +734,30 @@ def test_teacher_is_quality_with_the_version_5_parameters_the_shipped_weights_le
     assert tp.TEACHER_PARAMS == "quality_v5" and t.sha256 == REGISTRY["quality_v5"].sha256
     assert t.params["version"] == 5 and "combination" not in t.params["mapping"]
     assert t.model.combination == 1.0
+
+
+def test_score_band_is_the_band_the_score_falls_in_and_the_cli_names_a_disagreement(noise_ladder, tmp_path, capsys):
+    """``score_band`` is the MUSHRA band of ``score`` (< 40 low, 40..70 medium, >= 70 high), whatever the class
+    head says; silence is low on both; the plain output names the score's band only where it differs."""
+    from spaq.cli import predict as cli_predict
+    from spaq.models.predictor import BANDS, score_class
+
+    assert BANDS == (40.0, 70.0)
+    assert score_class([0.0, 39.99, 40.0, 69.99, 70.0, 100.0]).tolist() == [0, 0, 1, 1, 2, 2]
+    ref, degs = noise_ladder
+    out = spaq.predict(np.stack([ref] + degs), sample_rate=FS)
+    for o in out:
+        assert o["score_band"] == ("low" if o["score"] < 40 else "medium" if o["score"] < 70 else "high"), o
+    assert out[0]["score_band"] == "high" and out[-1]["score_band"] == "low"
+    assert spaq.predict(np.zeros((2, FS)), sample_rate=FS)["score_band"] == "low"
+    a = tmp_path / "a.wav"
+    sf.write(a, ref.T.astype(np.float32), FS, subtype="FLOAT")
+    assert main(["predict", str(a), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["score_band"] == out[0]["score_band"]
+    row = {"file": "x.wav", "score": 72.0, "class": "medium", "score_band": "high", "mushra_calibrated": 50.0,
+           "probabilities": {"low": 0.1, "medium": 0.5, "high": 0.4}, "format": "binaural", "level_dbfs": -26.0,
+           "warnings": []}
+    cli_predict._print_rows([row])
+    assert "medium (the score's band: high)" in capsys.readouterr().out
+    cli_predict._print_rows([{**row, "class": "high"}])
+    assert "the score's band" not in capsys.readouterr().out

@@ -366,7 +366,9 @@ def predict(x, sample_rate: int | None = None, fmt=None, checkpoint=None) -> dic
     or a loudspeaker layout, rendered binaurally: ``format`` is then ``binaural``, ``input_format`` the
     layout, and a warning says so).
 
-    Returns, per signal, ``{"score": 0..100, "class": "low"|"medium"|"high", "mushra_calibrated":
+    Returns, per signal, ``{"score": 0..100, "class": "low"|"medium"|"high" (the class head),
+    "score_band": the band the score falls in (the score head; the two estimates disagree on about one
+    item in eight), "mushra_calibrated":
     0..100 (the score mapped to the speech-codec MUSHRA ratings), "probabilities":
     {...}, "format": detected, "level_dbfs": the mono mix's RMS level (None when silent; a warning
     when it is off the levels the weights were trained on), "warnings": [...]}``: one dict, or a list for a batch or a list
@@ -400,7 +402,7 @@ def predict(x, sample_rate: int | None = None, fmt=None, checkpoint=None) -> dic
     if silent is not None and silent.any():  # digital silence: the defined answer, no features
         from .models.predictor import CLASS_NAMES
 
-        answer = {"score": 0.0, "class": "low", "mushra_calibrated": 0.0,
+        answer = {"score": 0.0, "class": "low", "score_band": "low", "mushra_calibrated": 0.0,
                   "probabilities": {c: float(c == "low") for c in CLASS_NAMES},
                   "format": _silent_kind(int(np.shape(x)[-2]), fmt), "level_dbfs": None,
                   "warnings": ["silent input (all samples are zero): score 0, class low by definition"]}
@@ -429,6 +431,7 @@ def predict(x, sample_rate: int | None = None, fmt=None, checkpoint=None) -> dic
         g = (lambda k: float(r.values[k])) if i is None else (lambda k: float(r.values[k][i]))
         cls = r.values["class"] if i is None else r.values["class"][i]
         return {"score": float(r.score) if i is None else float(r.score[i]), "class": cls,
+                "score_band": r.values["score_band"] if i is None else r.values["score_band"][i],
                 "mushra_calibrated": g("mushra_calibrated"),
                 "probabilities": {c: g(f"proba_{c}") for c in CLASS_NAMES},
                 "format": r.values["detected_format"], "level_dbfs": round(g("level_dbfs"), 2),

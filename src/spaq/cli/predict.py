@@ -15,10 +15,13 @@ __all__ = ["register"]
 def predict_cmd(
     files: List[Path] = typer.Argument(..., help="Audio files: mono, binaural (2 channels) or ambisonics ACN/SN3D."),
     format: Optional[str] = typer.Option(None, "--format", metavar="FORMAT", help="mono | binaural | foa | hoa3 ... (/fuma), or a layout (5.1, ...); default: from the channel count."),
-    as_json: bool = typer.Option(False, "--json", help="Print a JSON list of {file, score, class, mushra_calibrated, probabilities, format, level_dbfs, warnings} (+ input_format for a loudspeaker layout, scored binaurally; {file, error} for a file that could not be scored)."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON list of {file, score, class, score_band, mushra_calibrated, probabilities, format, level_dbfs, warnings} (+ input_format for a loudspeaker layout, scored binaurally; {file, error} for a file that could not be scored)."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", metavar="PATH", help="Predictor checkpoint; default: the packaged one."),
 ):
     """Score 0..100 and class (low < 40 <= medium < 70 <= high) of each FILE, without a reference.
+
+    The class comes from the model's class head, the score from its score head: where the score falls in
+    another band the line says so (JSON: score_band).
 
     A file that cannot be scored is reported on one line and the others are still scored (exit status 2)."""
     from ..api import predict
@@ -63,7 +66,8 @@ def _print_rows(rows: list) -> None:
     w = max(len(r["file"]) for r in rows)
     for r in rows:
         p = r["probabilities"]
-        typer.echo(f"{r['file']:<{w}}  {r['score']:5.1f}  {r['class']:<6}  (low {p['low']:.2f}, medium "
+        other = "" if r["score_band"] == r["class"] else f" (the score's band: {r['score_band']})"
+        typer.echo(f"{r['file']:<{w}}  {r['score']:5.1f}  {r['class']:<6}{other}  (low {p['low']:.2f}, medium "
                    f"{p['medium']:.2f}, high {p['high']:.2f})  {r['format']}"
                    + (f" (from {r['input_format']})" if r.get("input_format") else "") + f"  [MUSHRA-calibrated "
                    f"{r['mushra_calibrated']:.1f}]" + ("" if r.get("level_dbfs") is None else f"  level {r['level_dbfs']:.1f} dBFS"))

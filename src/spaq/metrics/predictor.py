@@ -21,10 +21,11 @@ mean (its stored scaler): the reading depends on level, and more so off the trai
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from ..errors import SpaqError, SpaqInputError
-from ..models.predictor import CLASS_NAMES
+from ..models.predictor import CLASS_NAMES, score_class
 from .base import Metric, MetricResult
 from .functional.predictor import FEATURE_NAMES, SILENCE_DBFS, mono_mix, predictor_features, rms_level_db, signal_kind
 
@@ -195,5 +196,9 @@ class Predictor(Metric):
                                       "detected": kind, **({"embedding": self.model.cfg.embedding}
                                                            if self.encoder is not None else {})})
         res.values["class"] = ([CLASS_NAMES[i] for i in idx] if pair.batched else CLASS_NAMES[idx[0]])
+        # the band the score falls in: the class head and the score head are two estimates, which disagree on
+        # about one held-out item in eight (benchmarks/results/predictor.md)
+        band = score_class(np.atleast_1d(s.detach().cpu().numpy()))
+        res.values["score_band"] = ([CLASS_NAMES[i] for i in band] if pair.batched else CLASS_NAMES[band[0]])
         res.values["detected_format"] = kind
         return res

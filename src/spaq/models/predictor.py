@@ -28,13 +28,22 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
 import torch
 from torch import nn
 from .config import ArchitectureConfig
 
-__all__ = ["PredictorConfig", "PredictorNet", "CLASS_NAMES", "CALIB_SCALES", "calibration_input"]
+__all__ = ["PredictorConfig", "PredictorNet", "CLASS_NAMES", "BANDS", "score_class", "CALIB_SCALES", "calibration_input"]
 
 CLASS_NAMES = ("low", "medium", "high")
+#: MUSHRA bands: class index 0 low (< 40), 1 medium (40..70), 2 high (>= 70)
+BANDS = (40.0, 70.0)
+
+
+def score_class(s) -> np.ndarray:
+    """0..100 scores -> class indices (0 low, 1 medium, 2 high): the band each score falls in."""
+    s = np.asarray(s, dtype=np.float64)
+    return (s >= BANDS[0]).astype(int) + (s >= BANDS[1]).astype(int)
 CALIB_SCALES = ("linear", "logit")
 _LOGIT_CLIP = 0.05  # the logit scale clips the 0..100 score to [0.05, 99.95] (logit +-7.6)
 

@@ -38,19 +38,11 @@ from ..cache import json_sha256
 from ..config import RecipeConfig, Section
 from ..errors import SpaqError
 from ..files import atomic_write
+from ..models.predictor import BANDS, score_class  # the MUSHRA bands live with the model
 
 __all__ = ["PredictorTrainConfig", "CorpusSplit", "make_split", "split_records", "fit_predictor", "train_predictor",
            "mushra_predictor_table", "fit_calibration", "BANDS", "score_class", "embedding_table",
            "mushra_embedding_table", "training_rows"]
-
-#: MUSHRA bands: class index 0 low (< 40), 1 medium (40..70), 2 high (>= 70)
-BANDS = (40.0, 70.0)
-
-
-def score_class(s) -> np.ndarray:
-    """0..100 scores -> class indices (0 low, 1 medium, 2 high)."""
-    s = np.asarray(s, dtype=np.float64)
-    return (s >= BANDS[0]).astype(int) + (s >= BANDS[1]).astype(int)
 
 
 @dataclass
