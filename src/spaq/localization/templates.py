@@ -733,7 +733,7 @@ def localize_templates(x: np.ndarray, sample_rate: int, hrtf=None, n_sources: in
     exact_opts = dict(opts.pop("exact_opts", {}))
     room = {k: v for k, v in (REVERBERANT if reverberant is None else reverberant).items() if k not in given}
     room_ms = float(room.get("frame_ms", opts["frame_ms"])) if S == 1 and room else None
-    if room_ms == float(opts["frame_ms"]) or x.shape[-1] < int(room_ms or 0) * ANALYSIS_RATE // 1000:
+    if room_ms == float(opts["frame_ms"]) or x.shape[-1] < int(round((room_ms or 0) * ANALYSIS_RATE / 1000)):
         room_ms = None  # the room settings keep the frames (or the signal is shorter than one of theirs)
     if cues is None or float(opts["frame_ms"]) != 20.0:
         if room_ms is not None:  # one pass of the bands, framed at both lengths
