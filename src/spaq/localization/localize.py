@@ -262,16 +262,14 @@ def _cue_input(arr: np.ndarray, sr: int, coarse: bool = False):
     rms = float(np.sqrt(np.mean(x ** 2)))
     if rms > 0:
         x = x * (10 ** (-30 / 20) / rms)
-    with _torch_threads(1):
-        xt = torch.from_numpy(np.ascontiguousarray(x))
-        if coarse:  # the templates' front-end, framed at 20 ms and at the room settings' frames in one pass
-            from .templates import OBSERVATION_FRONTEND, REVERBERANT
+    if coarse:  # the templates' own observation, at 20 ms and at the room settings' frames in one pass
+        from .templates import REVERBERANT, _observed_cues
 
-            fe = feature_frontend(48000, frame_ms=20.0, **OBSERVATION_FRONTEND)
-            (f, lev), room = binaural_features(xt, fe, frame_lens=[fe.frame_len,
-                                                                   int(round(REVERBERANT["frame_ms"] * 48))])
-            return x, f, lev, room
-        f, lev = binaural_features(xt, feature_frontend(48000, frame_ms=20.0, exact=False))
+        (f, lev), room = _observed_cues(x, 20.0, also_ms=REVERBERANT["frame_ms"])
+        return x, f, lev, room
+    with _torch_threads(1):
+        f, lev = binaural_features(torch.from_numpy(np.ascontiguousarray(x)),
+                                   feature_frontend(48000, frame_ms=20.0, exact=False))
     return x, f, lev
 
 

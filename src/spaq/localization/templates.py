@@ -732,9 +732,9 @@ def localize_templates(x: np.ndarray, sample_rate: int, hrtf=None, n_sources: in
     exact_stage = bool(opts.pop("exact", True))
     exact_opts = dict(opts.pop("exact_opts", {}))
     room = {k: v for k, v in (REVERBERANT if reverberant is None else reverberant).items() if k not in given}
-    room_ms = float(room.get("frame_ms", opts["frame_ms"])) if S == 1 and room else None
-    if room_ms == float(opts["frame_ms"]) or x.shape[-1] < int(round((room_ms or 0) * ANALYSIS_RATE / 1000)):
-        room_ms = None  # the room settings keep the frames (or the signal is shorter than one of theirs)
+    room_ms = float(room.pop("frame_ms", opts["frame_ms"]))  # the room's frames: kept apart from its weights
+    if S > 1 or room_ms == float(opts["frame_ms"]) or x.shape[-1] < int(round(room_ms * ANALYSIS_RATE / 1000)):
+        room_ms = None  # the frames stay (several sources, the same length, or a signal shorter than one frame)
     if cues is None or float(opts["frame_ms"]) != 20.0:
         if room_ms is not None:  # one pass of the bands, framed at both lengths
             cues, room_cues = _observed_cues(x, opts["frame_ms"], also_ms=room_ms)
@@ -748,13 +748,12 @@ def localize_templates(x: np.ndarray, sample_rate: int, hrtf=None, n_sources: in
     drrs = tuple(opts.pop("drr_variants_db"))
     drr_coherence = float(opts.pop("drr_coherence"))
     direct = bool(coherence >= drr_coherence)
-    if S == 1 and not direct and room:  # a room: its own frames and weights (REVERBERANT)
+    if S == 1 and not direct and (room or room_ms is not None):  # a room: its own frames and weights (REVERBERANT)
         opts = {**opts, **room}
-        if room_ms is None:
-            opts["frame_ms"] = fe_frame * 1000.0
-        else:
+        if room_ms is not None:
+            opts["frame_ms"] = room_ms
             cues = room_cues if room_cues is not None else _observed_cues(x, room_ms)
-        fe_frame = float(opts["frame_ms"]) / 1000.0
+            fe_frame = room_ms / 1000.0
     obs = _observation(x, opts, cues)
     nf = obs[0].shape[0]
     per = max(1, int(round(frame_s / fe_frame)))  # analysis frames per trajectory block
