@@ -39,8 +39,8 @@ V1 = {"timbral": [0.3234808464181789, 0.4053866659063172, 0.009633660240908918],
 
 def _scores(Ft, Fs, m):
     w = np.array([m["timbral_weights"][n] for n in tq.TIMBRAL_FEATURES])
-    v = np.array([m["spatial_weights"][n] for n in tq.SPATIAL_FEATURES])
-    d = tq.combine(Ft @ w, Fs @ v, float(m.get("combination", 1.0)))
+    v = np.array([m["spatial_weights"].get(n, 0.0) for n in tq.SPATIAL_FEATURES])
+    d = tq.combine(Ft @ w, tq.spatial_distortion(Fs, v), float(m.get("combination", 1.0)))
     return 100.0 / (1.0 + np.where(d > 0, d, 1.0) ** m["exponent"] * (d > 0))
 
 
@@ -91,6 +91,13 @@ def main(argv=None):
     tc = tq.QualityTrainConfig.from_yaml(a.config)
     T = tables(a.workdir, a.stem, tc, log=lambda m: print(m, file=sys.stderr))
     params = json.loads((Path(tq.__file__).resolve().parents[1] / "resources" / "weights" / "quality_v1.json").read_text())
+    syn = tq.feature_table_path(a.workdir, a.stem, "synthetic", tc)  # the recipe's sweeps (version 12: the d_itd weight)
+    itd_cal = None
+    if str(tc.fit["itd_lateral"]):
+        if not syn.is_file():
+            sys.exit(f"error: {syn} missing: run spaq train quality with --workdir {a.workdir} first")
+        import pandas as pd
+        itd_cal = tq.itd_calibration(pd.read_csv(syn).to_dict("records"), tc)
     v0 = np.array([params["provenance"]["synthetic_spatial_weights"][n] for n in tq.SPATIAL_FEATURES])
     mode, seed, starts = str(tc.fit["spatial"]), int(tc.seed), int(tc.fit["starts"])
     ms = float(tc.fit["min_spatial_scale"])
@@ -104,7 +111,7 @@ def main(argv=None):
         mt, pt = T[("mushra", align)], T[("param_coding", align)]
         tests = [tq._matrices(mt), tq._matrices(pt)]
         groups = [mt["stimulus"].to_numpy(), pt["trial"].to_numpy()]
-        held = tq.joint_cv(tests, groups, v0, mode, seed, starts, tt, ms, pto, pc)
+        held = tq.joint_cv(tests, groups, v0, mode, seed, starts, tt, ms, pto, pc, itd_cal)
         # version 1 procedure on the speech half alone (timbral weights + exponent, LOSO)
         v1_loso = tq.loso_predictions(mt, seed, starts)
         y_s, y_p = tests[0][2], tests[1][2]
@@ -145,8 +152,9 @@ def main(argv=None):
               f"- spatial codings: {np.count_nonzero(delays['param_coding'])} of {len(delays['param_coding'])} items "
               f"shifted ({np.min(delays['param_coding']):+.2f} .. {np.max(delays['param_coding']):+.2f} ms)", ""]
     mt, pt_ = T[("mushra", True)], T[("param_coding", True)]
-    th = tq.fit_joint([tq._matrices(mt), tq._matrices(pt_)], v0, mode, seed, starts, tt, ms, pto, pc)
+    th = tq.fit_joint([tq._matrices(mt), tq._matrices(pt_)], v0, mode, seed, starts, tt, ms, pto, pc, itd_cal)
     wj, vj, kj = tq._unpack(th, v0, mode)
+    vj = tq.with_itd_weight(vj, itd_cal)
     m, pv = params["mapping"], params["provenance"]
     lines += ["## Shipped parameters and their data", "",
               "| parameter | version 1 | shipped | recipe refitted here | shipped fitted on |",

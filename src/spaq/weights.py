@@ -58,7 +58,7 @@ REGISTRY: dict[str, WeightSpec] = {
     "quality_v1": WeightSpec(
         name="quality_v1",
         url=None,
-        sha256="da16137558979ba29a3ca94acb329e36157ac45fa6d410fb89e8c821d127a9af",
+        sha256="00bace87ce26c19fbe457bc610fc5fa4bc6c88a422a83ca01ba1b575155d4a4a",
         filename="quality_v1.json",
         env_var="SPAQ_QUALITY_PARAMS",
         licence=_QUALITY_LICENCE,

@@ -220,15 +220,24 @@ def test_order_truncation_is_ordered_where_a_still_head_swaps_it(az, el):
     assert not np.allclose(s_still, s)
 
 
-def test_still_head_swaps_orders_2_and_1_at_210_degrees():
-    """Why the head turns (issue 19's order-truncation ladders)."""
+def test_still_head_swaps_orders_2_and_1_at_210_degrees_without_the_itd():
+    """Why the head turns (issue 19's order-truncation ladders, version 10): with the level and phase
+    terms alone (no ITD term, as up to version 11) a still head scored the second-order truncation
+    below the first-order one at 210 deg. The first-order decode also shifts the low-frequency ITD
+    there, which version 12's ITD term reads, so a still head with the shipped weights orders them."""
+    import copy
+
     from spaq.metrics.quality import Quality
 
-    still = Quality(params=_still(load_metric("quality").params))
+    p_still = _still(load_metric("quality").params)
+    p_no_itd = copy.deepcopy(p_still)
+    p_no_itd["mapping"]["spatial_weights"]["d_itd"] = 0.0
     x = _plane_wave(210, 0)
     pair = load_pair(np.stack([x] * 2), np.stack([_padded(x, n) for n in (2, 1)]), sample_rate=FS, target_rate=FS)
-    s = np.asarray(still.score(pair).score)
+    s = np.asarray(Quality(params=p_no_itd).score(pair).score)
     assert s[0] < s[1] - 3, s
+    s12 = np.asarray(Quality(params=p_still).score(pair).score)
+    assert s12[0] > s12[1] + 3, s12
 
 
 def test_pairs_of_one_order_are_heard_with_a_still_head():

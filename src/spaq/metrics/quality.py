@@ -69,7 +69,9 @@ class Quality(Metric):
     # 11.0: d_ild_mean's bands weighted by the reference's sensation level (the parameters'
     # ild_mean_weights "level"): a codec's shift of a band that barely sounds moves the image little; and
     # d_ic_mean's by the share of the time they have coherences (ic_mean_weights "time"); refitted
-    version = "11.0"
+    # 12.0: the lateral displacement also read from the low-frequency ITD (d_itd) and counted once with the
+    # level and phase terms, as their maximum (the ILD stops growing near the interaural poles); refitted
+    version = "12.0"
     description = ("spaq's global quality model 0..100 (binaural and ambisonics; 100 = identical): timbral and "
                    "spatial sub-scores, calibrated on two MUSHRA tests (speech codecs, binaural spatial codings) "
                    "and synthetic corpora; shipped parameters")

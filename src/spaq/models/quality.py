@@ -4,12 +4,21 @@
 features (pooled by :func:`spaq.metrics.quality.pool_features`) and one exponent:
 
     D_t = sum_i w_i f_i          (timbral distortion, >= 0)
-    D_s = sum_j v_j s_j          (spatial distortion, >= 0)
+    D_s = sum_j v_j s_j          (spatial distortion, >= 0; the lateral terms below counted once)
     D   = (D_t ** p + D_s ** p) ** (1 / p)
     score = 100 / (1 + D ** k)
 
 A log-logistic mapping: monotone decreasing in every feature, 100 exactly for identical
-signals (all features 0), 50 at ``D = 1`` (the weights carry the scale). The timbral and
+signals (all features 0), 50 at ``D = 1`` (the weights carry the scale).
+
+The lateral displacement of the image is read from two cues, and counted once (version 12):
+the lateral terms of the level and phase differences (:data:`LATERAL_FEATURES`) and the
+low-frequency ITD change ``d_itd`` (ms) enter as ``max(sum_lateral v_j s_j, v_itd d_itd)``
+instead of a sum. Near an interaural pole the ILD stops growing with the lateral angle (it even
+falls past about 60 deg) and the phase differences wrap, while the ITD keeps growing; where both
+cues are reliable they read the same displacement (``v_itd`` is the recipe's ratio of the two
+on its training sweeps), so the larger of the two is the displacement heard. ``v_itd = 0``
+(parameters of versions 1-11) gives the plain sum. The timbral and
 spatial sub-scores use the same mapping on ``D_t`` and ``D_s`` alone. ``p`` (``combination``)
 is how the two kinds of impairment add up: ``p = 1`` sums them (versions 1-5); ``p = 2``
 (version 6) is the Euclidean distance in a space whose axes are the two perceptual
@@ -26,7 +35,7 @@ import math
 import torch
 from torch import nn
 
-__all__ = ["TIMBRAL_FEATURES", "SPATIAL_FEATURES", "LATER_FEATURES", "QualityMapping"]
+__all__ = ["TIMBRAL_FEATURES", "SPATIAL_FEATURES", "LATER_FEATURES", "LATERAL_FEATURES", "QualityMapping"]
 
 #: pooled timbral features (see spaq.metrics.quality): added / missing sensation level (dB),
 #: loss of ref-deg coherence (0..1)
@@ -35,12 +44,17 @@ TIMBRAL_FEATURES = ("added_db", "missing_db", "incoherence")
 #: intensity direction shift (fraction of 180 deg) -- these two are 0 for binaural input -- and
 #: (version 3) the change of the per-band time-mean interaural coherence (``d_ic_mean``) and ILD
 #: beyond 2 dB (``d_ild_mean``, dB); (version 8, ambisonics only) the share of the reference's
-#: higher-order energy the degraded signal lacks (``d_order``, 0..1: lost spatial resolution)
+#: higher-order energy the degraded signal lacks (``d_order``, 0..1: lost spatial resolution);
+#: (version 12) the median change of the low-frequency ITD over the frames where both signals have one
+#: (``d_itd``, ms; its weight enters the lateral maximum, not the sum: see the module docstring)
 SPATIAL_FEATURES = ("d_ild_db", "d_ic", "d_ipd", "d_directiveness", "d_direction", "d_ic_mean", "d_ild_mean",
-                    "d_order")
+                    "d_order", "d_itd")
 #: features added after version 1's parameter format: parameters written before them (the
-#: predictor's teacher ``quality_v5.json``) give them weight 0
-LATER_FEATURES = ("d_order",)
+#: predictor's teacher ``quality_v5.json``, versions 1-11) give them weight 0
+LATER_FEATURES = ("d_order", "d_itd")
+#: the spatial terms that carry the lateral displacement of the image (level and phase differences):
+#: their weighted sum and ``v_itd d_itd`` enter ``D_s`` as their maximum
+LATERAL_FEATURES = ("d_ild_db", "d_ipd", "d_ild_mean")
 
 
 class QualityMapping(nn.Module):
@@ -101,11 +115,17 @@ class QualityMapping(nn.Module):
         dt = zero.clone()
         for i, n in enumerate(TIMBRAL_FEATURES):
             dt = dt + torch.exp(self.log_w[i]) * torch.as_tensor(feats[n], dtype=torch.float64)
-        ds = zero.clone()
+        ds, lateral, itd = zero.clone(), zero.clone(), zero.clone()
         for j, n in enumerate(SPATIAL_FEATURES):
             if n in feats:
-                ds = ds + torch.exp(self.log_v[j]) * torch.nan_to_num(torch.as_tensor(feats[n], dtype=torch.float64))
-        return dt, ds
+                term = torch.exp(self.log_v[j]) * torch.nan_to_num(torch.as_tensor(feats[n], dtype=torch.float64))
+                if n == "d_itd":
+                    itd = term
+                elif n in LATERAL_FEATURES:
+                    lateral = lateral + term
+                else:
+                    ds = ds + term
+        return dt, ds + torch.maximum(lateral, itd)
 
     def forward(self, feats: dict) -> dict:
         """Returns dict of ``(B,)``: ``score``, ``timbral_score``, ``spatial_score`` (0..100),

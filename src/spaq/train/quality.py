@@ -40,7 +40,7 @@ from ..cache import json_sha256
 from ..config import RecipeConfig, Section
 from ..errors import SpaqError
 from ..files import atomic_write
-from ..models.quality import SPATIAL_FEATURES, TIMBRAL_FEATURES, QualityMapping
+from ..models.quality import LATERAL_FEATURES, SPATIAL_FEATURES, TIMBRAL_FEATURES, QualityMapping
 
 __all__ = ["QualityTrainConfig", "mushra_table", "mushra_features", "sweep", "sweep_draws", "sweep_params", "sweep_features",
            "fit_timbral", "loso_predictions", "fit_spatial", "train_quality", "param_coding_table",
@@ -126,6 +126,11 @@ class FitOptions(Section):
     # how the timbral and spatial distortions add up: (D_t^p + D_s^p)^(1/p). 1: their sum (versions
     # 1-5); 2: the Euclidean distance over the two perceptual dimensions (version 6). Fixed, not fitted
     combination: float = 1.0
+    # version 12: the synthetic family whose lowest-severity sweeps (a source moved by a small angle, where
+    # ILD and ITD both read the displacement) set the d_itd weight from the lateral ones (itd_weight); the
+    # ITD and the level/phase terms then count the lateral displacement once, as their maximum.
+    # Empty: no ITD term (versions 1-11)
+    itd_lateral: str = ""
 
 
 @dataclass
@@ -369,7 +374,7 @@ def fit_order_weight(Ft: np.ndarray, Fs: np.ndarray, y: np.ndarray, w: np.ndarra
     def err(x):
         vv = v.copy()
         vv[j] = x
-        return float(np.mean((to_score(combine(Ft @ w, Fs @ vv, combination), k) - y - offset) ** 2))
+        return float(np.mean((to_score(combine(Ft @ w, spatial_distortion(Fs, vv), combination), k) - y - offset) ** 2))
 
     r = minimize_scalar(err, bounds=(0.0, 20.0), method="bounded", options={"xatol": 1e-6})
     return float(r.x) if err(float(r.x)) < err(0.0) else 0.0
@@ -387,10 +392,10 @@ def order_weight_cv(Ft: np.ndarray, Fs: np.ndarray, y: np.ndarray, w: np.ndarray
         keep = np.arange(len(y)) != i
         vi = v.copy()
         vi[j] = fit_order_weight(Ft[keep], Fs[keep], y[keep], w, v, k, offset, combination)
-        pred[i] = to_score(combine(Ft[i:i + 1] @ w, Fs[i:i + 1] @ vi, combination), k)[0]
+        pred[i] = to_score(combine(Ft[i:i + 1] @ w, spatial_distortion(Fs[i:i + 1], vi), combination), k)[0]
     v0 = v.copy()
     v0[j] = 0.0
-    p0 = to_score(combine(Ft @ w, Fs @ v0, combination), k)
+    p0 = to_score(combine(Ft @ w, spatial_distortion(Fs, v0), combination), k)
     e, e0 = pred - y - offset, p0 - y - offset
     return pred, {"n": int(len(y)), "rmse_offset": float(np.sqrt(np.mean(e ** 2))),
                   "mean_error_offset": float(np.mean(e)), "rmse_offset_without_d_order": float(np.sqrt(np.mean(e0 ** 2)))}
@@ -539,7 +544,7 @@ SPATIAL_MODES = ("fixed", "scale", "coherence", "binaural", "statistic")
 #: the spatial features the synthetic sweeps weigh (equal-severity matching); in mode
 #: ``statistic`` ``d_ic_mean`` is fitted on the listening tests and ``d_ild_mean`` takes the
 #: synthetic weight of ``d_ild_db`` (a dB of systematic shift costs what a dB of ILD change does)
-SYNTHETIC_SPATIAL = tuple(n for n in SPATIAL_FEATURES if not n.endswith("_mean") and n != "d_order")
+SYNTHETIC_SPATIAL = tuple(n for n in SPATIAL_FEATURES if not n.endswith("_mean") and n not in ("d_order", "d_itd"))
 #: the spatial-codings condition whose ambisonic form fits ``d_order`` (``param_coding.ambisonics``):
 #: first-order content against the third-order reference it was truncated from
 ORDER_CONDITION = "FOA"
@@ -582,11 +587,64 @@ def combine(dt: np.ndarray, ds: np.ndarray, p: float = 1.0) -> np.ndarray:
     return dt + ds if p == 1.0 else (dt ** p + ds ** p) ** (1.0 / p)
 
 
+_LATERAL = np.array([n in LATERAL_FEATURES for n in SPATIAL_FEATURES])
+_ITD = SPATIAL_FEATURES.index("d_itd")
+_REST = ~_LATERAL & (np.arange(len(SPATIAL_FEATURES)) != _ITD)
+
+
+def spatial_distortion(Fs: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """``D_s`` of spatial features ``Fs (N, len(SPATIAL_FEATURES))`` with weights ``v``: the rule of
+    :meth:`spaq.models.quality.QualityMapping.distortions`, in numpy (the lateral terms and the ITD
+    term enter as their maximum; ``v``'s ``d_itd`` weight 0 gives the plain sum) -> ``(N,)``."""
+    Fs = np.asarray(Fs, dtype=np.float64)
+    return Fs[..., _REST] @ v[_REST] + np.maximum(Fs[..., _LATERAL] @ v[_LATERAL], Fs[..., _ITD] * v[_ITD])
+
+
+def itd_weight(v: np.ndarray, calibration: np.ndarray) -> float:
+    """The ``d_itd`` weight (per ms) at which the ITD reads the lateral displacement the level and
+    phase terms of ``v`` read (:data:`~spaq.models.quality.LATERAL_FEATURES`): the median over the
+    calibration rows (spatial features ``(n, S)``, sweeps that move a source by a small angle, where
+    both cues are reliable) of ``sum_lateral v_j s_j / d_itd``; rows without an ITD change do not
+    count (0 when none has one)."""
+    c = np.asarray(calibration, dtype=np.float64).reshape(-1, len(SPATIAL_FEATURES))
+    ok = c[:, _ITD] > 0
+    if not ok.any():
+        return 0.0
+    return float(np.median(c[ok][:, _LATERAL] @ v[_LATERAL] / c[ok, _ITD]))
+
+
+def with_itd_weight(v: np.ndarray, calibration: np.ndarray | None) -> np.ndarray:
+    """``v`` with its ``d_itd`` weight set by :func:`itd_weight` (``calibration`` None: unchanged)."""
+    if calibration is None:
+        return v
+    v = np.asarray(v, dtype=np.float64).copy()
+    v[_ITD] = itd_weight(v, calibration)
+    return v
+
+
+def itd_calibration(records: list[dict], tc: "QualityTrainConfig") -> np.ndarray | None:
+    """The synthetic rows that set the ``d_itd`` weight (:func:`itd_weight`): the spatial features
+    ``(n, S)`` of the sweeps of the recipe's ``fit.itd_lateral`` family at its lowest severity (None
+    when the recipe has no ITD term; absent features count 0)."""
+    family = str(tc.fit["itd_lateral"])
+    if not family:
+        return None
+    if family not in tc.synthetic["spatial"]:
+        raise SpaqError(f"fit.itd_lateral names {family!r}, which is not one of synthetic.spatial")
+    lowest = min(float(x) for x in tc.synthetic["severities"])
+    rows = [[float(np.nan_to_num(r.get(n, 0.0))) for n in SPATIAL_FEATURES] for r in records
+            if r["family"] == family and float(r["severity"]) == lowest]
+    if not rows:
+        raise SpaqError(f"no synthetic {family} sweeps at severity {lowest:g} to set the d_itd weight")
+    return np.array(rows, dtype=np.float64)
+
+
 def joint_pred(theta: np.ndarray, Ft: np.ndarray, Fs: np.ndarray, v0: np.ndarray, mode: str,
-               combination: float = 1.0) -> np.ndarray:
-    """Scores 0..100 of items with timbral features ``Ft (N, 3)`` and spatial ``Fs (N, len(SPATIAL_FEATURES))``."""
+               combination: float = 1.0, itd_calibration: np.ndarray | None = None) -> np.ndarray:
+    """Scores 0..100 of items with timbral features ``Ft (N, 3)`` and spatial ``Fs (N, len(SPATIAL_FEATURES))``
+    (``itd_calibration``: the rows that set the ``d_itd`` weight from the others, :func:`with_itd_weight`)."""
     w, v, k = _unpack(theta, v0, mode)
-    return to_score(combine(Ft @ w, Fs @ v, combination), k)
+    return to_score(combine(Ft @ w, spatial_distortion(Fs, with_itd_weight(v, itd_calibration)), combination), k)
 
 
 def to_score(d: np.ndarray, k: float) -> np.ndarray:
@@ -613,7 +671,7 @@ def _test_error(p: np.ndarray, y: np.ndarray, per_test: str) -> float:
 
 def fit_joint(tests: list, v0: np.ndarray, mode: str, seed: int, starts: int = 8,
               timbral_test: int | None = None, min_scale: float = 0.0, per_test: str = "none",
-              combination: float = 1.0) -> np.ndarray:
+              combination: float = 1.0, itd_calibration: np.ndarray | None = None) -> np.ndarray:
     """Least squares on the 0..100 scale over several listening tests at once, each test's mean
     squared error counting equally (``per_test``: after removing its mean error, and divided by
     its ratings' variance): ``tests`` is a list of ``(Ft (N, 3), Fs (N, S), y (N,))``.
@@ -622,7 +680,9 @@ def fit_joint(tests: list, v0: np.ndarray, mode: str, seed: int, starts: int = 8
     ``timbral_test``: index of the test that alone fits the timbral weights (:func:`fit_timbral`
     on it, then fixed), so that the joint fit only sets the spatial parameters and the exponent.
     ``per_test``: :data:`PER_TEST` (:func:`_test_error`). ``combination``: the order of the sum of
-    the two distortions (:func:`combine`). Returns the full theta (``log w``, spatial, ``log k``)."""
+    the two distortions (:func:`combine`). ``itd_calibration``: the rows that set the ``d_itd`` weight
+    from the lateral ones at every step (:func:`with_itd_weight`; None: weight as in ``v0``).
+    Returns the full theta (``log w``, spatial, ``log k``)."""
     from scipy.optimize import minimize
 
     rng = np.random.default_rng(seed)
@@ -639,7 +699,8 @@ def fit_joint(tests: list, v0: np.ndarray, mode: str, seed: int, starts: int = 8
 
     def loss(th):
         f = full(th)
-        return sum(_test_error(joint_pred(f, Ft, Fs, v0, mode, combination), y, per_test) for Ft, Fs, y in tests)
+        return sum(_test_error(joint_pred(f, Ft, Fs, v0, mode, combination, itd_calibration), y, per_test)
+                   for Ft, Fs, y in tests)
 
     v_init = np.log(np.maximum(np.asarray(v0, dtype=np.float64)[:3], 1e-3)) if mode == "binaural" else np.zeros(ns)
     bounds = [(-12, 8)] * ns + [(math.log(0.2), math.log(5.0))]
@@ -662,7 +723,7 @@ def fit_joint(tests: list, v0: np.ndarray, mode: str, seed: int, starts: int = 8
 
 def joint_cv(tests: list, groups: list, v0: np.ndarray, mode: str, seed: int, starts: int = 8,
              timbral_test: int | None = None, min_scale: float = 0.0, per_test: str = "none",
-             combination: float = 1.0) -> list:
+             combination: float = 1.0, itd_calibration: np.ndarray | None = None) -> list:
     """Held-out predictions per test: for each test and each of its groups (``groups[i] (N_i,)``
     labels: stimulus or trial), refit :func:`fit_joint` without that group (the other tests
     whole) and predict it. Returns a list of ``(N_i,)`` arrays."""
@@ -673,8 +734,9 @@ def joint_cv(tests: list, groups: list, v0: np.ndarray, mode: str, seed: int, st
         for lab in sorted(set(g.tolist())):
             test = g == lab
             train = [t if j != i else (Ft[~test], Fs[~test], y[~test]) for j, t in enumerate(tests)]
-            th = fit_joint(train, v0, mode, seed, starts, timbral_test, min_scale, per_test, combination)
-            pred[test] = joint_pred(th, Ft[test], Fs[test], v0, mode, combination)
+            th = fit_joint(train, v0, mode, seed, starts, timbral_test, min_scale, per_test, combination,
+                           itd_calibration)
+            pred[test] = joint_pred(th, Ft[test], Fs[test], v0, mode, combination, itd_calibration)
         out.append(pred)
     return out
 
@@ -747,12 +809,12 @@ def fit_spatial(records: list[dict], w: np.ndarray, anchors, spatial, monotone_w
         v = np.exp(lv)
         err = 0.0
         for T, S, tgt in groups:
-            med = float(np.median(combine(T, S @ v, combination)))
+            med = float(np.median(combine(T, spatial_distortion(S, v), combination)))
             err += (math.log(max(med, 1e-9)) - math.log(tgt)) ** 2
         err /= len(groups)
         if pairs:
-            lo = np.log(np.maximum(combine(t_lo, s_lo @ v, combination), 1e-9))
-            hi = np.log(np.maximum(combine(t_hi, s_hi @ v, combination), 1e-9))
+            lo = np.log(np.maximum(combine(t_lo, spatial_distortion(s_lo, v), combination), 1e-9))
+            hi = np.log(np.maximum(combine(t_hi, spatial_distortion(s_hi, v), combination), 1e-9))
             err += monotone_weight * float(np.mean(np.maximum(lo + margin - hi, 0.0) ** 2))
         return err
 
@@ -950,6 +1012,8 @@ def train_quality(tc: QualityTrainConfig, out, log=print, workdir=None) -> dict:
                      combination=pc_order)
     v0 = np.where(lv <= -11.9, 0.0, np.exp(lv))  # at the lower bound: the data give this feature no weight
     log(f"synthetic spatial fit: v0={dict(zip(SPATIAL_FEATURES, v0.round(5).tolist()))} ({time.time() - t0:.0f} s)")
+    itd_cal = itd_calibration(recs, tc)  # version 12: the rows that set the d_itd weight from the lateral ones
+    itd_family = str(tc.fit["itd_lateral"])
 
     cvs = {"speech_codec_loso_timbral_only": _cv_stats(cv[coded], y[coded])}
     if use_pc:
@@ -959,14 +1023,15 @@ def train_quality(tc: QualityTrainConfig, out, log=print, workdir=None) -> dict:
         groups = [mt["stimulus"].to_numpy(), pt["trial"].to_numpy()]
         ms = float(tc.fit["min_spatial_scale"])
         pto = str(tc.fit["per_test"])
-        th = fit_joint(tests, v0, mode, tc.seed, starts, tt, ms, pto, pc_order)
+        th = fit_joint(tests, v0, mode, tc.seed, starts, tt, ms, pto, pc_order, itd_cal)
         w, v, k = _unpack(th, v0, mode)
-        held = joint_cv(tests, groups, v0, mode, tc.seed, starts, tt, ms, pto, pc_order)
+        v = with_itd_weight(v, itd_cal)
+        held = joint_cv(tests, groups, v0, mode, tc.seed, starts, tt, ms, pto, pc_order, itd_cal)
         cvs["speech_codec_loso_coded"] = _cv_stats(held[0][coded], y[coded])
         cvs["speech_codec_loso_all"] = _cv_stats(held[0], y)
         cvs["param_coding_loto"] = _cv_stats(held[1], tests[1][2])
-        cvs["fit_param_coding"] = _cv_stats(joint_pred(th, *tests[1][:2], v0, mode, pc_order), tests[1][2])
-        cvs["fit_speech_codec_coded"] = _cv_stats(joint_pred(th, *tests[0][:2], v0, mode, pc_order)[coded],
+        cvs["fit_param_coding"] = _cv_stats(joint_pred(th, *tests[1][:2], v0, mode, pc_order, itd_cal), tests[1][2])
+        cvs["fit_speech_codec_coded"] = _cv_stats(joint_pred(th, *tests[0][:2], v0, mode, pc_order, itd_cal)[coded],
                                                   y[coded])
         heldout = {"speech_codec": [float(x) for x in held[0]], "param_coding": [float(x) for x in held[1]]}
         log(f"joint fit ({mode}): w={w.round(4).tolist()} v={v.round(4).tolist()} k={k:.3f}; LOSO coded "
@@ -976,7 +1041,7 @@ def train_quality(tc: QualityTrainConfig, out, log=print, workdir=None) -> dict:
             at = _cached_table(feature_table_path(workdir, out.stem, "param_coding_ambisonic", tc),
                                lambda: param_coding_ambisonic_features(pc_root, pc_table, metric, log), log)
             aFt, aFs, ay = _matrices(at)
-            offset = float(np.mean(joint_pred(th, *tests[1][:2], v0, mode, pc_order) - tests[1][2]))
+            offset = float(np.mean(joint_pred(th, *tests[1][:2], v0, mode, pc_order, itd_cal) - tests[1][2]))
             pred, cvs["foa_ambisonic_loto"] = order_weight_cv(aFt, aFs, ay, w, v, k, offset, pc_order)
             v[SPATIAL_FEATURES.index("d_order")] = fit_order_weight(aFt, aFs, ay, w, v, k, offset, pc_order)
             heldout["foa_ambisonic"] = [float(x) for x in pred]
@@ -984,7 +1049,7 @@ def train_quality(tc: QualityTrainConfig, out, log=print, workdir=None) -> dict:
                 f"{ORDER_CONDITION} items (test offset {offset:+.2f}); held out RMSE "
                 f"{cvs['foa_ambisonic_loto']['rmse_offset']:.2f} ({time.time() - t0:.0f} s)")
     else:
-        w, v, k = w0, v0, math.exp(theta[-1])
+        w, v, k = w0, with_itd_weight(v0, itd_cal), math.exp(theta[-1])
         heldout = {"speech_codec": [float(x) for x in cv]}
     mapping = {"timbral_weights": dict(zip(TIMBRAL_FEATURES, [float(x) for x in w])),
                "spatial_weights": dict(zip(SPATIAL_FEATURES, [float(x) for x in v])), "exponent": float(k),
@@ -1021,13 +1086,18 @@ def train_quality(tc: QualityTrainConfig, out, log=print, workdir=None) -> dict:
     else:
         prov = {"timbral_weights": f"least squares on {speech}, with the exponent",
                 "exponent": "same fit as the timbral weights", "spatial_weights": syn}
+    if itd_cal is not None:
+        prov["spatial_weights"] += (f"; d_itd: not fitted, the median ratio of the lateral terms (d_ild_db, d_ipd, "
+                                    f"d_ild_mean, with the weights above) to d_itd on the {len(itd_cal)} synthetic "
+                                    f"{itd_family} sweeps at their lowest severity (a small displacement, which both cues "
+                                    f"read), set again at every step of the fits; it enters as max(lateral, d_itd term)")
     prov["combination"] = (f"fixed by the recipe (fit.combination = {pc_order:g}): "
                            + ("the sum of the timbral and spatial distortions" if pc_order == 1.0 else
                               "their Euclidean distance over the two perceptual dimensions" if pc_order == 2.0 else
                               f"the order-{pc_order:g} Minkowski sum of the timbral and spatial distortions"))
     params = {
         "model": "spaq-quality",
-        "version": (11 if tc.ild_mean_weights != "equal" or tc.ic_mean_weights != "equal"
+        "version": (12 if itd_cal is not None else 11 if tc.ild_mean_weights != "equal" or tc.ic_mean_weights != "equal"
                     else 10 if tc.head_turn.as_params() else 9),
         "mapping": mapping,
         "provenance": {

@@ -34,7 +34,11 @@ KU100 HRTF, the same one the ``cues`` metric uses, so both formats share one sca
   interaural coherence (the width/diffuseness of the image), and ``d_ild_mean``, the change
   of each band's time-mean ILD beyond 2 dB (a systematic lateral shift; :func:`mean_change`; version 11:
   ``d_ild_mean``'s bands weighted by the reference's sensation level and ``d_ic_mean``'s by the share of
-  the time they have interaural coherences, ``statistic_weights``).
+  the time they have interaural coherences, ``statistic_weights``);
+* spatial, from the ITD (version 12): each frame's low-frequency ITD (:func:`frame_itd`, the summary
+  cross-correlation of the fine-structure bands' interaural coherences), and ``d_itd``, the median
+  change of it over the frames where both signals are coherent (:func:`itd_change`): the lateral
+  displacement where the ILD no longer grows with the angle (near the interaural poles).
 
 Playback level: an overall gain difference between degraded and reference is treated as a
 volume setting and compensated before comparison (energy match of both ears, or of W for
@@ -52,7 +56,7 @@ from ...auditory.binaural_cues import frame
 from ...auditory.frontend import AuditoryFrontEnd
 from ...auditory.pairs import channel_energy, ear_spectrum, pair_orders
 from ...auditory.streaming import SegmentReader, run_chunked
-from ...models.quality import SPATIAL_FEATURES, TIMBRAL_FEATURES, QualityMapping
+from ...models.quality import LATERAL_FEATURES, SPATIAL_FEATURES, TIMBRAL_FEATURES, QualityMapping
 
 __all__ = ["quality_maps", "quality_maps_streamed", "pool_features", "quality_features", "gain_match",
            "distortion_maps", "moving_average", "texture_power", "masked_threshold", "MAX_GAIN_DB", "TEXTURE_FRAMES",
@@ -92,7 +96,8 @@ TEXTURE_FRAMES = 25
 #: on the two listening tests (benchmarks/results/quality_explorations.md); None turns it off.
 MASKING = dict(up_db=15.0, down_db=35.0, decay_db=10.0, offset_db=4.0, horizon=8)
 TIMBRAL_MAPS = TIMBRAL_FEATURES  # (B, 1, F, nf): both ears together
-SPATIAL_MAPS = tuple(k for k in SPATIAL_FEATURES if k not in STATISTICS and k != "d_order")  # (B, F, nf); statistics pooled apart
+# (B, F, nf); the statistics, d_order and d_itd (from the frame-wise ITDs itd_ref / itd_deg) pooled apart
+SPATIAL_MAPS = tuple(k for k in SPATIAL_FEATURES if k not in STATISTICS and k not in ("d_order", "d_itd"))
 
 
 def _gain_db(er: torch.Tensor, ed: torch.Tensor) -> torch.Tensor:
@@ -143,7 +148,40 @@ def _band_cues(x: torch.Tensor, frontend: AuditoryFrontEnd, decoder, n_min: int 
         # both ears together (binaural summation): cross and powers summed over the ears
         out.append({"p_ear": a ** 2 / 2, "ic": _normalise(x_ia, pz[:, :, 0], pz[:, :, 1]),
                     "xc": _normalise(x_rd.sum(dim=1), pz[:, 0].sum(dim=1), pz[:, 1].sum(dim=1))})
-    return {k: torch.cat([o[k] for o in out], dim=-2) for k in out[0]}
+    c = {k: torch.cat([o[k] for o in out], dim=-2) for k in out[0]}
+    c["itd"], c["itd_peak"] = frame_itd(c["ic"], fc.to(c["ic"].device), frontend.mso_rolloff_hz)
+    return c
+
+
+#: the interaural delays (ms) the frame-wise ITD is searched over (:func:`frame_itd`): +-1 ms in 10 us steps,
+#: beyond the largest natural ITD (about 0.8 ms)
+ITD_GRID_MS = torch.linspace(-1.0, 1.0, 201, dtype=torch.float64)
+#: frames where either signal's ITD peak (the mean over the fine-structure bands of the coherence's real
+#: part at the best delay, 0..1) is below this have no ITD (``d_itd``): a lateral position is heard from
+#: the ITD of coherent sound; in diffuse or decorrelated sound the peak is low and its delay arbitrary
+#: (0.5, 0.7, 0.8 and 0.9 were compared, benchmarks/results/quality_explorations.md)
+ITD_MIN_PEAK = 0.7
+
+
+def frame_itd(ic: torch.Tensor, fc_hz: torch.Tensor, below_hz: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each frame's interaural time difference from the complex interaural coherences of the
+    fine-structure bands (centre frequency below ``below_hz``, the MSO roll-off): the delay of
+    :data:`ITD_GRID_MS` that maximises ``mean_f Re(ic_f exp(-i 2 pi f_c tau))``, the summary
+    cross-correlation of the bands (a Jeffress-style read-out of the phase differences that is
+    not wrapped at each band's period). ``ic (..., F, nf)`` -> ``(itd_ms (..., nf), peak (..., nf))``,
+    NaN where no band has a coherence; positive = the left ear leads."""
+    fine = fc_hz < below_hz
+    z = ic[..., fine, :]  # (..., Ff, nf)
+    ok = torch.isfinite(z.real)
+    z = torch.where(ok, z, torch.zeros_like(z))
+    n = ok.sum(dim=-2)
+    tau = ITD_GRID_MS.to(z.device) * 1e-3
+    rot = torch.exp(-2j * math.pi * fc_hz[fine].to(torch.float64).view(-1, 1) * tau.view(1, -1))  # (Ff, G)
+    cc = torch.einsum("...fn,fg->...ng", z.to(torch.complex128), rot.to(z.device)).real  # (..., nf, G)
+    peak, idx = cc.max(dim=-1)
+    nn_ = n.clamp(min=1).to(torch.float64)
+    nan = torch.full_like(peak, float("nan"))
+    return (torch.where(n > 0, ITD_GRID_MS.to(z.device)[idx], nan), torch.where(n > 0, peak / nn_, nan))
 
 
 def _normalise(cross: torch.Tensor, pa: torch.Tensor, pb: torch.Tensor) -> torch.Tensor:
@@ -429,6 +467,10 @@ def _maps_from_cues(c: dict, floor: torch.Tensor, gain_db: torch.Tensor,
         out["d_direction"] = torch.where(d_ok, ang * torch.nan_to_num(d[:, 0], nan=0.0), nan)
     if "order_energy" in c:
         out["order_energy"] = c["order_energy"]
+    if "itd" in c:  # each frame's ITD of both signals where both have one (for d_itd)
+        itd_ok = (c["itd_peak"] >= ITD_MIN_PEAK).all(dim=1) & ref_on.any(dim=1)  # (B, nf)
+        out["itd_ref"] = torch.where(itd_ok, c["itd"][:, 0], nan)
+        out["itd_deg"] = torch.where(itd_ok, c["itd"][:, 1], nan)
     out["gain_db"] = gain_db
     return out
 
@@ -455,7 +497,19 @@ def pool_features(maps: dict) -> dict:
             out[k] = mean_change(maps[a], maps[b], thr, maps.get(STATISTIC_WEIGHTS[k]))
     if "order_energy" in maps:
         out["d_order"] = order_loss(maps["order_energy"])
+    if "itd_ref" in maps:
+        out["d_itd"] = itd_change(maps["itd_ref"], maps["itd_deg"])
     return out
+
+
+def itd_change(itd_ref: torch.Tensor, itd_deg: torch.Tensor) -> torch.Tensor:
+    """``d_itd`` (version 12): the median over frames of ``|ITD_deg - ITD_ref|`` (ms) of two ``(B, nf)``
+    frame-wise ITDs (NaN where not both signals have one, :data:`ITD_MIN_PEAK`) -> ``(B,)``, 0 where
+    no frame has both. The median, not the mean: the lateral position heard over the signal, which
+    a few frames whose summary cross-correlation peaks at another period do not move. Piecewise
+    constant in the signals (the ITD is the best delay of a grid): no gradient flows through it."""
+    d = torch.abs(itd_deg - itd_ref)
+    return torch.nan_to_num(torch.nanmedian(d, dim=-1).values, nan=0.0)
 
 
 def order_loss(order_energy: torch.Tensor) -> torch.Tensor:
@@ -524,11 +578,14 @@ def distortion_maps(maps: dict, model: QualityMapping) -> dict:
     timbral map and of the frame-wise spatial terms are their pooled distortions; the statistics
     of the image (``d_ic_mean``, ``d_ild_mean``) enter per band, spread over each counted frame of
     that band, so that the map shows which bands changed (their mean over bins weighs bands by
-    their counted frames, where the pooled statistic weighs bands equally)."""
+    their counted frames, where the pooled statistic weighs bands equally). The lateral terms
+    (:data:`~spaq.models.quality.LATERAL_FEATURES`) are shown as the model counts them: where the
+    pooled ITD term exceeds their pooled sum (version 12), each frame's weighted ITD change,
+    spread over its bands, replaces them."""
     w = torch.exp(model.log_w.detach())
     v = torch.exp(model.log_v.detach())
     t = sum(w[i] * _nanmean(maps[k], (1,)) for i, k in enumerate(TIMBRAL_MAPS))
-    s = None
+    rest = lateral = None
     for j, k in enumerate(SPATIAL_FEATURES):
         if k in maps:
             term = v[j] * torch.nan_to_num(maps[k], nan=0.0)
@@ -539,7 +596,18 @@ def distortion_maps(maps: dict, model: QualityMapping) -> dict:
             term = (v[j] * order_loss(maps["order_energy"])).view(-1, 1, 1).expand_as(maps["d_ild_db"])
         else:
             continue
-        s = term if s is None else s + term
+        if k in LATERAL_FEATURES:
+            lateral = term if lateral is None else lateral + term
+        else:
+            rest = term if rest is None else rest + term
+    j_itd = SPATIAL_FEATURES.index("d_itd")
+    if lateral is not None and "itd_ref" in maps and float(v[j_itd]) > 0:
+        pooled = pool_features(maps)
+        lat_pooled = sum(v[SPATIAL_FEATURES.index(k)] * pooled[k] for k in LATERAL_FEATURES if k in pooled)
+        itd_frames = v[j_itd] * torch.nan_to_num(torch.abs(maps["itd_deg"] - maps["itd_ref"]), nan=0.0)
+        binds = (v[j_itd] * pooled["d_itd"] > lat_pooled).view(-1, 1, 1)
+        lateral = torch.where(binds, itd_frames.unsqueeze(1).expand_as(lateral), lateral)
+    s = rest if lateral is None else lateral if rest is None else rest + lateral
     valid = torch.isfinite(maps["d_ild_db"])
     s = torch.where(valid, s, torch.full_like(s, float("nan")))
     return {"timbral_distortion": t, "spatial_distortion": s}
