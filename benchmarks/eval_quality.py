@@ -126,15 +126,19 @@ def monotonic(metric, model, args):
                         print(f"  monotonic {fam}/{fmt}/{sname}/{sc} {time.time() - t0:.1f} s", file=sys.stderr)
         return pd.DataFrame(rows)
 
-    df = _cached(args.cache, "monotonic", make)
+    # a run with other families, formats or scenes than the default caches its own table
+    variant = [("families", args.families), ("formats", None if args.formats == ["binaural", "hoa3"] else args.formats),
+               ("scenes", None if args.scenes == 1 else [str(args.scenes)])]
+    name = "monotonic" + "".join(f"_{k}-{'-'.join(v)}" for k, v in variant if v)
+    df = _cached(args.cache, name, make)
     df = pd.concat([df, _scores(df, model)], axis=1)
-    return monotonic_table(df)
+    return monotonic_table(df, order=args.families or EVAL_FAMILIES)
 
 
 TOL = 1e-9  # Spearman of 5 severities with one adjacent pair swapped is exactly -0.9 (meets "<= -0.9")
 
 
-def monotonic_table(df: pd.DataFrame) -> dict:
+def monotonic_table(df: pd.DataFrame, order=None) -> dict:
     """Spearman(severity, score) per family x source, **per format** (primary: the same
     severity is a different signal change in binaural and 3OA, so each format's sweep must
     be monotone on its own) and pooled over formats (secondary). A family x source cell
@@ -158,10 +162,10 @@ def monotonic_table(df: pd.DataFrame) -> dict:
     print("monotonicity: Spearman(severity, score) per format (primary) and pooled over formats (secondary); "
           "target <= -0.9")
     for f in fmts:
-        piv = r.pivot(index="family", columns="source", values=f"spearman_{f}").reindex(EVAL_FAMILIES).dropna(how="all")
+        piv = r.pivot(index="family", columns="source", values=f"spearman_{f}").reindex(order or EVAL_FAMILIES).dropna(how="all")
         print(f"  {f}:")
         print(piv.round(3).to_string())
-    piv = r.pivot(index="family", columns="source", values="pooled_spearman").reindex(EVAL_FAMILIES).dropna(how="all")
+    piv = r.pivot(index="family", columns="source", values="pooled_spearman").reindex(order or EVAL_FAMILIES).dropna(how="all")
     print("  pooled over formats:")
     print(piv.round(3).to_string())
     per_fmt_counts = {}
@@ -394,8 +398,8 @@ def main(argv=None):
     ap.add_argument("--severities", nargs="+", default=[0, 0.25, 0.5, 0.75, 1.0])
     ap.add_argument("--formats", nargs="+", default=["binaural", "hoa3"])
     ap.add_argument("--scenes", type=int, default=1, help="scenes per family x format x source (monotonic)")
-    ap.add_argument("--families", nargs="+", default=None, choices=EVAL_FAMILIES,
-                    help="monotonic: only these families (default: all of the issue's)")
+    ap.add_argument("--families", nargs="+", default=None, choices=list(FAMILIES),
+                    help="monotonic: only these families (default: the 13 ladders of the issue; also the recipe's ild, itd, downmix, reverb_longer)")
     ap.add_argument("--duration", type=float, default=1.5, help="seconds per synthetic item")
     ap.add_argument("--pairs", type=int, default=22)
     ap.add_argument("--repeats", type=int, default=3)

@@ -58,7 +58,7 @@ REGISTRY: dict[str, WeightSpec] = {
     "quality_v1": WeightSpec(
         name="quality_v1",
         url=None,
-        sha256="00bace87ce26c19fbe457bc610fc5fa4bc6c88a422a83ca01ba1b575155d4a4a",
+        sha256="401a02489168a1b9a262d304815a9e44eac6ea6b3f1c35e7f716b50cec81e4e5",
         filename="quality_v1.json",
         env_var="SPAQ_QUALITY_PARAMS",
         licence=_QUALITY_LICENCE,

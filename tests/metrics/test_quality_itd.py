@@ -41,7 +41,7 @@ def test_frame_itd_reads_a_pure_delay_to_the_grid_step():
     cross-correlation peaks at ``tau`` (the nearest grid delay: error <= half a step), with peak 1
     (unit coherences), and NaN where no band has a coherence."""
     fc = torch.tensor([400.0, 600.0, 900.0, 1200.0, 2000.0], dtype=torch.float64)
-    for tau_ms in (-0.63, 0.0, 0.237, 0.8):
+    for tau_ms in (-0.63, 0.0, 0.237, 0.8, -1.24):  # -1.24: beyond natural ITDs, as a delay imposed on a lateral source
         ic = torch.exp(1j * 2 * math.pi * fc * tau_ms * 1e-3).view(1, -1, 1).repeat(1, 1, 3)
         ic[..., -1, :] = torch.exp(torch.tensor(2.0j))  # above the roll-off: must not count
         itd, peak = frame_itd(ic, fc, 1300.0)
@@ -61,18 +61,19 @@ def test_itd_change_is_the_median_over_frames_with_both():
 
 
 def test_d_itd_of_a_delayed_ear_is_the_delay_and_zero_for_identity_gain_and_decorrelation(metric):
-    """A right ear delayed by n samples (noise, 1 s) reads n / 48 ms to the grid step; the identical
+    """A right ear delayed by n samples (noise, 1 s; up to 1.21 ms, beyond natural ITDs) reads n / 48 ms to
+    the grid step; the identical
     pair, a 6 dB gain, and an ear replaced by independent noise (no coherent frame) read 0."""
     rng = np.random.default_rng(0)
     x = 0.05 * rng.standard_normal(SR)
     ref = _delayed(x, 0)
-    degs = [_delayed(x, n) for n in (5, 14, 30)] + [ref.copy(), 2.0 * ref]
+    degs = [_delayed(x, n) for n in (5, 14, 30, 58)] + [ref.copy(), 2.0 * ref]
     decor = ref.copy()
     decor[1] = 0.05 * rng.standard_normal(SR)
     out = _features(metric, ref, degs + [decor])["d_itd"].numpy()
-    for i, n in enumerate((5, 14, 30)):
+    for i, n in enumerate((5, 14, 30, 58)):
         assert abs(out[i] - n / 48.0) <= GRID_STEP_MS / 2 + 1e-9, (n, out[i])
-    assert out[3] == 0.0 and out[4] == 0.0 and out[5] == 0.0
+    assert out[4] == 0.0 and out[5] == 0.0 and out[6] == 0.0
 
 
 def _mapping(v_itd: float) -> QualityMapping:

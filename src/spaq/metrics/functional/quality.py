@@ -153,9 +153,9 @@ def _band_cues(x: torch.Tensor, frontend: AuditoryFrontEnd, decoder, n_min: int 
     return c
 
 
-#: the interaural delays (ms) the frame-wise ITD is searched over (:func:`frame_itd`): +-1 ms in 10 us steps,
-#: beyond the largest natural ITD (about 0.8 ms)
-ITD_GRID_MS = torch.linspace(-1.0, 1.0, 201, dtype=torch.float64)
+#: the interaural delays (ms) the frame-wise ITD is searched over (:func:`frame_itd`): +-1.5 ms in 10 us steps,
+#: beyond the largest natural ITD (about 0.8 ms), so that a delay imposed on a lateral source is still read
+ITD_GRID_MS = torch.linspace(-1.5, 1.5, 301, dtype=torch.float64)
 #: frames where either signal's ITD peak (the mean over the fine-structure bands of the coherence's real
 #: part at the best delay, 0..1) is below this have no ITD (``d_itd``): a lateral position is heard from
 #: the ITD of coherent sound; in diffuse or decorrelated sound the peak is low and its delay arbitrary
