@@ -115,7 +115,7 @@ def test_quality_recipe_through_the_loader():
     assert tc.fit["starts"] == 2 and tc.fit.monotone_margin == 0.05 and tc.synthetic["voices"] == ["de"]
     assert tc.to_dict()["fit"] == {"starts": 2, "monotone_weight": 0.0, "monotone_margin": 0.05, "spatial": "scale",
                                     "timbral": "speech", "min_spatial_scale": 0.0, "per_test": "none",
-                                    "combination": 1.0}
+                                    "combination": 1.0, "itd_lateral": ""}
     assert "unknown config key 'fit.start'" in _one_line_error(QualityTrainConfig.from_dict, {"fit": {"start": 2}})
     assert "unknown config key 'base_dir'" in _one_line_error(QualityTrainConfig.from_dict, {"base_dir": "/"})
 
