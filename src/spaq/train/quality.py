@@ -45,7 +45,8 @@ from ..models.quality import LATERAL_FEATURES, SPATIAL_FEATURES, TIMBRAL_FEATURE
 __all__ = ["QualityTrainConfig", "mushra_table", "mushra_features", "sweep", "sweep_draws", "sweep_params", "sweep_features",
            "fit_timbral", "loso_predictions", "fit_spatial", "train_quality", "param_coding_table",
            "param_coding_features", "pair_features", "fit_joint", "joint_cv", "joint_pred", "SPATIAL_MODES",
-           "FAMILIES", "RECIPE_OPTIONS", "combine", "feature_table_path"]
+           "FAMILIES", "RECIPE_OPTIONS", "combine", "feature_table_path", "spatial_distortion", "itd_weight",
+           "with_itd_weight", "itd_calibration"]
 
 # evaluation family name -> (corpus degradation, options, formats it applies to)
 FAMILIES = {
