@@ -155,7 +155,7 @@ class Quality(Metric):
                          statistic_weights=self.statistic_weights)
             f = pool_features(m)
             out = self.model(f)
-            dmaps = distortion_maps(m, self.model) if maps else None
+            dmaps = distortion_maps(m, self.model, f) if maps else None
         vals = {k: out[k] for k in ("timbral_score", "spatial_score", "timbral_distortion", "spatial_distortion",
                                     "distortion")}
         vals["score_0_1"] = out["score"] / 100.0

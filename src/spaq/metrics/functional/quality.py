@@ -572,7 +572,7 @@ def mean_change(ref: torch.Tensor, deg: torch.Tensor, threshold: float = 0.0,
     return torch.where(n > 0, band.sum(dim=-1) / n.clamp(min=1), torch.zeros_like(band[..., 0]))
 
 
-def distortion_maps(maps: dict, model: QualityMapping) -> dict:
+def distortion_maps(maps: dict, model: QualityMapping, pooled: dict | None = None) -> dict:
     """Weighted per-bin maps ``(B, F, nf)`` of the timbral and spatial distortions:
     ``timbral_distortion`` and ``spatial_distortion``. The bin means (over counted bins) of the
     timbral map and of the frame-wise spatial terms are their pooled distortions; the statistics
@@ -581,7 +581,8 @@ def distortion_maps(maps: dict, model: QualityMapping) -> dict:
     their counted frames, where the pooled statistic weighs bands equally). The lateral terms
     (:data:`~spaq.models.quality.LATERAL_FEATURES`) are shown as the model counts them: where the
     pooled ITD term exceeds their pooled sum (version 12), each frame's weighted ITD change,
-    spread over its bands, replaces them."""
+    spread over its bands, replaces them. ``pooled``: :func:`pool_features` of ``maps`` when the
+    caller has it already (computed here otherwise, only where an ITD term exists)."""
     w = torch.exp(model.log_w.detach())
     v = torch.exp(model.log_v.detach())
     t = sum(w[i] * _nanmean(maps[k], (1,)) for i, k in enumerate(TIMBRAL_MAPS))
@@ -602,7 +603,7 @@ def distortion_maps(maps: dict, model: QualityMapping) -> dict:
             rest = term if rest is None else rest + term
     j_itd = SPATIAL_FEATURES.index("d_itd")
     if lateral is not None and "itd_ref" in maps and float(v[j_itd]) > 0:
-        pooled = pool_features(maps)
+        pooled = pooled if pooled is not None else pool_features(maps)
         lat_pooled = sum(v[SPATIAL_FEATURES.index(k)] * pooled[k] for k in LATERAL_FEATURES if k in pooled)
         itd_frames = v[j_itd] * torch.nan_to_num(torch.abs(maps["itd_deg"] - maps["itd_ref"]), nan=0.0)
         binds = (v[j_itd] * pooled["d_itd"] > lat_pooled).view(-1, 1, 1)
