@@ -58,7 +58,7 @@ REGISTRY: dict[str, WeightSpec] = {
     "quality_v1": WeightSpec(
         name="quality_v1",
         url=None,
-        sha256="401a02489168a1b9a262d304815a9e44eac6ea6b3f1c35e7f716b50cec81e4e5",
+        sha256="e217edfca454c957d15dfdce17335790d949d6abce5031e7766786c202fc8cec",
         filename="quality_v1.json",
         env_var="SPAQ_QUALITY_PARAMS",
         licence=_QUALITY_LICENCE,

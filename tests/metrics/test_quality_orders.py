@@ -169,6 +169,76 @@ def test_parameter_files_without_d_order_give_it_no_weight():
         QualityMapping.from_params(bad)
 
 
+def test_w_alone_takes_the_order_of_the_signal_it_is_compared_with():
+    """Version 13: an omnidirectional signal has no order of its own to be played at; beside a
+    signal of order >= 1 it is decoded with that signal's decoder. Orders >= 1 keep their own."""
+    from spaq.spatial.decoders import pair_orders
+
+    def energies(order):
+        e = np.zeros(16)
+        e[:(order + 1) ** 2] = 1.0
+        return e
+
+    e = torch.tensor(np.stack([energies(n) for n in (3, 0, 1, 0, 2)]))
+    ref = torch.tensor(np.stack([energies(n) for n in (0, 3, 3, 0, 1)]))
+    assert pair_orders(ref, e).tolist() == [[3, 3], [3, 3], [3, 1], [0, 0], [1, 2]]
+    # silence is order 0 and is decoded like W alone
+    assert pair_orders(torch.tensor(energies(2))[None], torch.zeros(1, 16, dtype=torch.float64)).tolist() == [[2, 2]]
+
+
+@pytest.mark.parametrize("name", ["quality", "cues"])
+def test_downmix_ladder_is_monotone_to_w_alone(name):
+    """The corpus's ``downmix`` ladder of a third-order scene (every directional channel scaled by
+    1, 0.5, 0.25, 0): W alone, decoded with the order-0 decoder as up to version 12, scored better
+    than the field with its directional channels at a quarter (quality 13.0 against 11.6 with version
+    12) and ``cues`` read a smaller timbral change there (level error 1.9 dB against 5.3 dB).
+    Decoded with the reference's third-order decoder, every step is worse than the one before."""
+    m = load_metric(name)
+    x = _scene(3, 1.0, seed=6)
+    degs = []
+    for g in (0.5, 0.25, 0.0):
+        y = x.copy()
+        y[1:] *= g
+        degs.append(y)
+    r = m.score(load_pair(np.stack([x] * 3), np.stack(degs), sample_rate=FS, target_rate=FS))
+    if name == "quality":
+        s = np.asarray(r.score)
+        assert np.all(np.diff(s) < -2.0), s  # steps of 16 and 5.5 points measured; 2 is far from rounding
+    else:
+        lev = np.asarray(r.values["level_mean_abs_db"])
+        assert np.all(np.diff(lev) > 0.5), lev  # 3.5 / 5.3 / 6.3 dB measured
+
+
+def test_every_pair_metric_decodes_w_alone_at_the_other_order():
+    """``sqm`` and the classic metrics decode a pair by the same rule (``pair_orders``): W alone
+    against a third-order reference is heard through the third-order decoder, so scoring the
+    ambisonic pair equals scoring both signals decoded at order 3 beforehand."""
+    from spaq.metrics.functional.classic import channels_for, pair_decode_orders
+    from spaq.spatial.decoders import decode_binaural_effective
+
+    x = _scene(3, 1.0, seed=13)[None]
+    w = np.zeros_like(x)
+    w[:, 0] = 0.8 * x[:, 0]
+    o_ref, o_deg = pair_decode_orders(x, w)
+    assert o_ref.tolist() == [3] and o_deg.tolist() == [3]
+    three = torch.tensor([3])
+    bx = decode_binaural_effective(torch.from_numpy(x), FS, three)
+    bw = decode_binaural_effective(torch.from_numpy(w), FS, three)
+    views = channels_for(w, None, FS, o_deg)
+    np.testing.assert_array_equal(views["left"], bw[:, 0].numpy())
+    # alone, W is decoded with the order-0 decoder: another signal (the rule is the pair's)
+    assert not np.allclose(channels_for(w, None, FS)["left"], bw[:, 0].numpy(), atol=1e-6)
+    si = load_metric("si_sdr").forward(torch.from_numpy(x), torch.from_numpy(w))
+    si_b = load_metric("si_sdr").forward(bx, bw)
+    for v in ("left", "right"):
+        assert float(si[v][0]) == pytest.approx(float(si_b[v][0]), abs=1e-9)
+    m = load_metric("sqm")
+    a = m.distances(torch.from_numpy(x), torch.from_numpy(w))
+    b = m.distances(bx, bw)
+    assert float(a["score"][0]) == pytest.approx(float(b["score"][0]), abs=1e-6)
+    assert float(a["deep_feature_distance"][0]) == pytest.approx(float(b["deep_feature_distance"][0]), rel=1e-6)
+
+
 @pytest.mark.parametrize("name", ["cues", "sqm"])
 def test_other_decoding_metrics_score_zero_padded_content_at_its_order(name):
     """``cues`` and ``sqm`` decode with the same rule: first-order content scores the same as 4

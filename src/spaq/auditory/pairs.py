@@ -11,7 +11,7 @@ from functools import partial
 
 import torch
 
-from ..spatial.decoders import by_order, effective_order
+from ..spatial.decoders import by_order, channel_energy, pair_orders
 from .frontend import AuditoryFrontEnd
 from .streaming import SegmentReader, run_chunked
 
@@ -72,18 +72,6 @@ def ear_spectrum(x: torch.Tensor, frontend: AuditoryFrontEnd, decoder, n_min: in
         half = torch.fft.rfft(ears, n=n, dim=-1)
         del ears
     return half
-
-
-def channel_energy(x: torch.Tensor) -> torch.Tensor:
-    """``(B, C, T)`` -> ``(B, C)`` energy of each channel (float64, no gradient: it only chooses
-    decoders)."""
-    return torch.linalg.vector_norm(x.detach(), dim=-1).to(torch.float64) ** 2  # one pass, no squared copy
-
-
-def pair_orders(e_ref: torch.Tensor, e_deg: torch.Tensor) -> torch.Tensor:
-    """Effective ambisonic orders ``(B, 2)`` (reference, degraded) from their channel energies
-    ``(B, C)`` over the whole signals (:func:`spaq.spatial.decoders.effective_order`)."""
-    return torch.stack([effective_order(e_ref), effective_order(e_deg)], dim=1)
 
 
 def reader_orders(reader: SegmentReader, step: int) -> torch.Tensor:

@@ -21,7 +21,7 @@ import torch
 from ..errors import SpaqInputError
 from ..spatial.angles import cart2sph
 from ..models.sqm import BINAURAL_WEIGHTS, SOURCE_WEIGHTS
-from ..spatial.decoders import DEFAULT_DECODER, decode_binaural_effective
+from ..spatial.decoders import DEFAULT_DECODER, channel_energy, decode_binaural_effective, pair_orders
 from .base import Metric, MetricResult
 from .functional.sqm import sqm_distances
 
@@ -40,8 +40,9 @@ class Sqm(Metric):
     name = "sqm"
     # 1.1: with the dry sources, sqm_v2_source (direct path) instead of sqm_v1_source; 1.2: ambisonic
     # input decoded with the causal MagLS decoder; 1.3: each ambisonic signal at its effective order;
-    # 1.4: MagLS cutoff where the order resolves the head (kr = N)
-    version = "1.4"
+    # 1.4: MagLS cutoff where the order resolves the head (kr = N); 1.5: W alone beside a higher-order signal
+    # decoded at that signal's order (spaq.spatial.decoders.pair_orders)
+    version = "1.5"
     description = ("learned spatial-image distance (SQM-BS family): cosine distance of 16-d embeddings of ref and "
                    "deg; content, length and alignment need not match; lower is better")
     unit = "cosine distance"
@@ -86,14 +87,14 @@ class Sqm(Metric):
             self._source_model = (m.to(self.device), w)
         return self._source_model
 
-    def _binaural(self, x: torch.Tensor) -> torch.Tensor:
+    def _binaural(self, x: torch.Tensor, orders: torch.Tensor | None = None) -> torch.Tensor:
         c = x.shape[-2]
         if c == 2:
             return x
         order = int(round(c ** 0.5)) - 1
         if (order + 1) ** 2 != c:
             raise SpaqInputError(f"{self.name}: expected 2 (binaural) or (N+1)^2 (ambisonics) channels, got {c}")
-        return decode_binaural_effective(x, self.sample_rate)  # each signal at its effective order
+        return decode_binaural_effective(x, self.sample_rate, orders)  # at the pair's effective orders
 
     def distances(self, ref: torch.Tensor, deg: torch.Tensor, ref_source=None, deg_source=None) -> dict:
         """``(B, C, T_r)``, ``(B, C, T_d)`` (lengths may differ) -> the
@@ -118,8 +119,12 @@ class Sqm(Metric):
             raise SpaqInputError(f"{self.name}: this checkpoint takes binaural + the mono source (3 channels): pass "
                                  "ref_source and deg_source")
         model.decimate = self.fast
-        r = self._binaural(ref.to(self.device)).to(torch.float32)
-        d = self._binaural(deg.to(self.device)).to(torch.float32)
+        orders = (None, None)
+        if ref.shape[-2] != 2:  # an ambisonic pair: one rule for both signals' decoders (W alone at the other's order)
+            o = pair_orders(channel_energy(ref), channel_energy(deg)).to(self.device)
+            orders = (o[..., 0], o[..., 1])
+        r = self._binaural(ref.to(self.device), orders[0]).to(torch.float32)
+        d = self._binaural(deg.to(self.device), orders[1]).to(torch.float32)
         if ref_source is not None:
             from ..models.sqm import with_source
 

@@ -11,7 +11,8 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-__all__ = ["hrtf_decoder", "hrtf_decoders", "effective_order", "by_order", "decode_binaural_effective",
+__all__ = ["hrtf_decoder", "hrtf_decoders", "effective_order", "pair_orders", "channel_energy", "by_order",
+           "decode_binaural_effective",
            "ORDER_PRESENT_SHARE",
            "DEFAULT_DECODER"]
 
@@ -62,6 +63,29 @@ def effective_order(channel_energy: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def channel_energy(x: torch.Tensor) -> torch.Tensor:
+    """``(..., C, T)`` -> ``(..., C)`` energy of each channel (float64, no gradient: it only chooses
+    decoders, :func:`effective_order`)."""
+    return torch.linalg.vector_norm(x.detach(), dim=-1).to(torch.float64) ** 2  # one pass, no squared copy
+
+
+def pair_orders(e_ref: torch.Tensor, e_deg: torch.Tensor) -> torch.Tensor:
+    """The orders ``(..., 2)`` (reference, degraded) a pair is decoded at, from their channel
+    energies ``(..., C)`` over the whole signals (:func:`channel_energy`): each signal's
+    :func:`effective_order`, but an omnidirectional signal (order 0: W alone) compared with a signal
+    of order >= 1 takes that signal's order. The one rule of every metric that decodes a pair.
+
+    Lower-order content in a higher-order file is played with its own order's decoder (first-order
+    content with a first-order decoder). W alone has no order of its own to be played at: it is what
+    is left of the other signal's field (a downmix, the last step of an order truncation), so it
+    goes through the decoder that field is heard with. Decoded with the order-0 decoder instead (the
+    HRTFs' diffuse-field magnitude, a correction no playback applies), it sounded better than the
+    same field with its directional channels at a quarter of their level (issue 19: the corpus's
+    ``downmix`` ladders of third-order scenes; ``quality`` 13.0)."""
+    r, d = effective_order(e_ref), effective_order(e_deg)
+    return torch.stack([torch.where((r == 0) & (d > 0), d, r), torch.where((d == 0) & (r > 0), r, d)], dim=-1)
+
+
 class _OrderDecoders(dict):
     """``{n: hrtf_decoder(n)}`` for ``n <= order``, each made (or read from the cache) when first
     asked for: a signal that fills every order never builds the lower orders' decoders."""
@@ -109,12 +133,15 @@ def by_order(x: torch.Tensor, orders: torch.Tensor, fn) -> torch.Tensor:
     return out.reshape(*lead, *out.shape[1:])
 
 
-def decode_binaural_effective(x: torch.Tensor, sample_rate: int = 48000) -> torch.Tensor:
+def decode_binaural_effective(x: torch.Tensor, sample_rate: int = 48000,
+                              orders: torch.Tensor | None = None) -> torch.Tensor:
     """Ambisonics ACN/SN3D ``(B, C, T)`` -> binaural ``(B, 2, T')`` (:func:`spaq.dsp.mimo_fir_filter`'s
-    length), each signal with the decoder of its :func:`effective_order` (float64): what the
-    metrics that decode whole signals at once (``sqm``, the classic metrics) hear."""
+    length), each signal with the decoder of its :func:`effective_order` (float64), or of ``orders``
+    ``(B,)`` when given (a pair's, :func:`pair_orders`): what the metrics that decode whole signals
+    at once (``sqm``, the classic metrics) hear."""
     from ..dsp import mimo_fir_filter
 
     x = x.to(torch.float64)
-    orders = effective_order(torch.linalg.vector_norm(x.detach(), dim=-1) ** 2)
+    if orders is None:
+        orders = effective_order(channel_energy(x))
     return by_order(x, orders, lambda n, xn: mimo_fir_filter(xn, hrtf_decoder(n, sample_rate).to(x.device)))

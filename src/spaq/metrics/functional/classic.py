@@ -38,7 +38,7 @@ import torch
 from ...errors import SpaqInputError
 from ..base import MetricUnavailable
 
-__all__ = ["INSTALL_HINT", "require", "channels_for", "combine", "pesq_value", "stoi_value", "visqol_value",
+__all__ = ["INSTALL_HINT", "require", "channels_for", "pair_decode_orders", "combine", "pesq_value", "stoi_value", "visqol_value",
            "dnsmos_value", "distillmos_model", "distillmos_value", "loudness_value", "si_sdr", "mrstft", "PESQ_BEST", "MRSTFT_RESOLUTIONS"]
 
 INSTALL_HINT = "pip install 'spaq[classic]' (from a clone: pip install -e '.[classic]')"
@@ -81,13 +81,36 @@ def _infer_format(n_ch: int):
     return SpatialFormat("ambisonics", order)
 
 
-def channels_for(x, fmt=None, sample_rate: int = 48000) -> dict:
+def pair_decode_orders(ref, deg, fmt=None):
+    """The orders ``((B,), (B,))`` at which an ambisonic pair ``(B, C, T)`` is decoded
+    (:func:`spaq.spatial.decoders.pair_orders`: W alone beside a higher-order signal takes its
+    order), or ``(None, None)`` when the pair is not ambisonic."""
+    from ...formats import SpatialFormat, parse_format
+    from ...spatial.decoders import channel_energy, pair_orders
+
+    if ref is None:
+        return None, None
+    c = deg.shape[-2]
+    if fmt is None:
+        fmt = _infer_format(c)
+    elif not isinstance(fmt, SpatialFormat):
+        fmt = parse_format(fmt)
+    if fmt.kind != "ambisonics" or ref.shape[-2] != c:
+        return None, None
+    t = lambda x: x if isinstance(x, torch.Tensor) else torch.from_numpy(np.asarray(x))
+    o = pair_orders(channel_energy(t(ref)), channel_energy(t(deg)))
+    return o[..., 0], o[..., 1]
+
+
+def channels_for(x, fmt=None, sample_rate: int = 48000, orders=None) -> dict:
     """The one-channel views of ``x (B, C, T)`` (torch or numpy) that a classic metric scores,
     by the policy in this module's docstring: an ordered dict ``name -> (B, T)`` of the
     input's type (torch stays torch, differentiable through the ambisonic decode; a layout's
     render is numpy, so gradients do not flow through layouts). ``fmt``: a
     :class:`~spaq.formats.SpatialFormat` or None (1 channel: mono, 2: binaural, (N+1)^2:
-    ambisonics ACN/SN3D). ``sample_rate``: the rate of ``x`` (HRIRs/decoder at that rate)."""
+    ambisonics ACN/SN3D). ``sample_rate``: the rate of ``x`` (HRIRs/decoder at that rate).
+    ``orders`` ``(B,)``: the decoders' orders for ambisonic input (a pair's,
+    :func:`pair_decode_orders`; None: each signal's effective order)."""
     from ...formats import SpatialFormat, parse_format
 
     c = x.shape[-2]
@@ -106,7 +129,7 @@ def channels_for(x, fmt=None, sample_rate: int = 48000) -> dict:
         from ...spatial.decoders import decode_binaural_effective
 
         xt = x if is_torch else torch.from_numpy(np.asarray(x, dtype=np.float64))
-        b = decode_binaural_effective(xt, sample_rate)  # (B, 2, T), each signal at its effective order
+        b = decode_binaural_effective(xt, sample_rate, orders)  # (B, 2, T), at its (pair's) effective order
         if not is_torch:
             b = b.numpy()
         return {"left": b[:, 0], "right": b[:, 1], "omni": x[:, 0]}

@@ -54,9 +54,10 @@ import torch
 
 from ...auditory.binaural_cues import frame
 from ...auditory.frontend import AuditoryFrontEnd
-from ...auditory.pairs import channel_energy, ear_spectrum, pair_orders
+from ...auditory.pairs import ear_spectrum
 from ...auditory.streaming import SegmentReader, run_chunked
 from ...models.quality import LATERAL_FEATURES, SPATIAL_FEATURES, TIMBRAL_FEATURES, QualityMapping
+from ...spatial.decoders import channel_energy, pair_orders
 
 __all__ = ["quality_maps", "quality_maps_streamed", "pool_features", "quality_features", "gain_match",
            "distortion_maps", "moving_average", "texture_power", "masked_threshold", "MAX_GAIN_DB", "TEXTURE_FRAMES",
