@@ -414,8 +414,8 @@ def _channels_to_pad(n_ref: int, n_deg: int, fmt, ref_label: str, deg_label: str
         raise SpaqInputError(f"ref and deg have different channel counts: {n_ref} in {ref_label}, {n_deg} in {deg_label}")
     low, high = (ref_label, deg_label) if o_r < o_d else (deg_label, ref_label)
     warnings.append(f"{low} is order-{min(o_r, o_d)} ambisonics and {high} order {max(o_r, o_d)}: the lower-order "
-                    f"signal is zero-padded to {max(n_ref, n_deg)} channels (metrics decode each signal at its own "
-                    f"order)")
+                    f"signal is zero-padded to {max(n_ref, n_deg)} channels (metrics decode each signal at the order it "
+                    f"carries; W alone at the other's)")
     return max(n_ref, n_deg)
 
 
