@@ -564,6 +564,19 @@ def test_ambisonic_pairs_of_two_orders_are_zero_padded(tmp_path, stream):
                    for w in p.warnings)
     with pytest.raises(SpaqInputError, match="different channel counts: 16 in .*2 in"):
         load_pair(r, wav(tmp_path, "b.wav", x[:2]), stream=stream)
+    # one channel beside ambisonics: a mono downmix, read as W and zero-padded (decoded at the other's order)
+    m = wav(tmp_path, "m.wav", x[:1])
+    for a, b, low in ((r, m, "deg"), (m, r, "ref")):
+        p = load_pair(a, b, stream=stream)
+        ref, deg = p.reader.read(0, p.n_samples) if stream else (p.ref, p.deg)
+        assert ref.shape[-2] == deg.shape[-2] == 16 and p.format.order == 3
+        short = deg if low == "deg" else ref
+        np.testing.assert_array_equal(short[..., 1:, :], 0.0)
+        np.testing.assert_allclose(short[0, 0], x[0], atol=1e-6)
+        assert any(w.startswith(f"{low} (") and "one channel: read as W" in w and "order-3 decoder" in w
+                   for w in p.warnings)
+    with pytest.raises(SpaqInputError, match="different channel counts: 1 in .*2 in"):
+        load_pair(m, wav(tmp_path, "b2.wav", x[:2]), stream=stream)
     with pytest.raises(SpaqInputError, match="different channel counts"):
         load_pair(r, d, fmt="foa/fuma", stream=stream)
     with pytest.raises(SpaqInputError, match="different channel counts"):

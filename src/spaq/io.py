@@ -402,7 +402,8 @@ def _channels_to_pad(n_ref: int, n_deg: int, fmt, ref_label: str, deg_label: str
     lower-order one zero-padded (a warning says so); otherwise the one-line error."""
     if n_ref == n_deg:
         return n_ref
-    o_r, o_d = order_from_channels(n_ref), order_from_channels(n_deg)
+    # one channel beside an ambisonic signal counts as order 0 (W); alone it stays mono
+    o_r, o_d = (0 if n == 1 else order_from_channels(n) for n in (n_ref, n_deg))
     f = fmt
     if isinstance(fmt, str):
         try:
@@ -410,12 +411,16 @@ def _channels_to_pad(n_ref: int, n_deg: int, fmt, ref_label: str, deg_label: str
         except ValueError:
             f = None  # _resolve_format reports a bad format; here it only means "not ambisonics"
     ambi = fmt is None or (isinstance(f, SpatialFormat) and f.is_ambisonics and f.normalisation.lower() != "fuma")
-    if not (ambi and o_r is not None and o_d is not None and min(o_r, o_d) >= 1):
+    if not (ambi and o_r is not None and o_d is not None and max(o_r, o_d) >= 1):
         raise SpaqInputError(f"ref and deg have different channel counts: {n_ref} in {ref_label}, {n_deg} in {deg_label}")
     low, high = (ref_label, deg_label) if o_r < o_d else (deg_label, ref_label)
-    warnings.append(f"{low} is order-{min(o_r, o_d)} ambisonics and {high} order {max(o_r, o_d)}: the lower-order "
-                    f"signal is zero-padded to {max(n_ref, n_deg)} channels (metrics decode each signal at the order it "
-                    f"carries; W alone at the other's)")
+    if min(o_r, o_d) == 0:  # one channel beside ambisonics: a mono downmix, read as W (SN3D: the omni signal)
+        warnings.append(f"{low} has one channel: read as W (order-0 ambisonics, ACN/SN3D) and zero-padded to "
+                        f"{max(n_ref, n_deg)} channels; metrics decode it with {high}'s order-{max(o_r, o_d)} decoder")
+    else:
+        warnings.append(f"{low} is order-{min(o_r, o_d)} ambisonics and {high} order {max(o_r, o_d)}: the lower-order "
+                        f"signal is zero-padded to {max(n_ref, n_deg)} channels (metrics decode each signal at the order "
+                        f"it carries; W alone at the other's)")
     return max(n_ref, n_deg)
 
 
