@@ -547,34 +547,26 @@ def test_atomic_write_umask_permissions_and_no_leftover_on_failure(tmp_path):
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_ambisonic_pairs_of_two_orders_are_zero_padded(tmp_path, stream):
-    """A third-order reference and a first-order degraded file (or the reverse): the lower-order
-    signal gets zero channels up to the other's count, with a warning; the metrics then decode it
-    at its own order. Other mismatches stay errors."""
+    """A third-order reference and a first-order degraded file (or the reverse; or a one-channel
+    file, read as W): the lower-order signal gets zero channels up to the other's count, with a
+    warning; the metrics then decode it at its own order (W alone at the other's). Other
+    mismatches stay errors."""
     x = sine(ch=16)
     r = wav(tmp_path, "r.wav", x)
     d = wav(tmp_path, "d.wav", x[:4])
-    for a, b, low in ((r, d, "deg"), (d, r, "ref")):
-        p = load_pair(a, b, stream=stream)
-        ref, deg = p.reader.read(0, p.n_samples) if stream else (p.ref, p.deg)
-        assert ref.shape[-2] == deg.shape[-2] == 16 and p.format.order == 3
-        short = deg if low == "deg" else ref
-        np.testing.assert_array_equal(short[..., 4:, :], 0.0)
-        np.testing.assert_allclose(short[0, :4], x[:4], atol=1e-6)
-        assert any(w.startswith(f"{low} (") and "order-1 ambisonics" in w and "zero-padded to 16" in w
-                   for w in p.warnings)
-    with pytest.raises(SpaqInputError, match="different channel counts: 16 in .*2 in"):
-        load_pair(r, wav(tmp_path, "b.wav", x[:2]), stream=stream)
     # one channel beside ambisonics: a mono downmix, read as W and zero-padded (decoded at the other's order)
     m = wav(tmp_path, "m.wav", x[:1])
-    for a, b, low in ((r, m, "deg"), (m, r, "ref")):
-        p = load_pair(a, b, stream=stream)
-        ref, deg = p.reader.read(0, p.n_samples) if stream else (p.ref, p.deg)
-        assert ref.shape[-2] == deg.shape[-2] == 16 and p.format.order == 3
-        short = deg if low == "deg" else ref
-        np.testing.assert_array_equal(short[..., 1:, :], 0.0)
-        np.testing.assert_allclose(short[0, 0], x[0], atol=1e-6)
-        assert any(w.startswith(f"{low} (") and "one channel: read as W" in w and "order-3 decoder" in w
-                   for w in p.warnings)
+    for other, n, said in ((d, 4, "order-1 ambisonics"), (m, 1, "one channel: read as W")):
+        for a, b, low in ((r, other, "deg"), (other, r, "ref")):
+            p = load_pair(a, b, stream=stream)
+            ref, deg = p.reader.read(0, p.n_samples) if stream else (p.ref, p.deg)
+            assert ref.shape[-2] == deg.shape[-2] == 16 and p.format.order == 3
+            short = deg if low == "deg" else ref
+            np.testing.assert_array_equal(short[..., n:, :], 0.0)
+            np.testing.assert_allclose(short[0, :n], x[:n], atol=1e-6)
+            assert any(w.startswith(f"{low} (") and said in w and "16 channels" in w for w in p.warnings)
+    with pytest.raises(SpaqInputError, match="different channel counts: 16 in .*2 in"):
+        load_pair(r, wav(tmp_path, "b.wav", x[:2]), stream=stream)
     with pytest.raises(SpaqInputError, match="different channel counts: 1 in .*2 in"):
         load_pair(m, wav(tmp_path, "b2.wav", x[:2]), stream=stream)
     with pytest.raises(SpaqInputError, match="different channel counts"):
