@@ -111,7 +111,7 @@ class ClassicMetric(Metric):
 # ------------------------------------------------------------------------------ PESQ
 class Pesq(ClassicMetric):
     name = "pesq"
-    version = "1.4"  # 1.1: causal MagLS decoder; 1.2: at its effective order; 1.3: MagLS cutoff at kr = N; 1.4: a pair's W alone at the other's order
+    version = "1.4"  # 1.1: causal MagLS decoder; 1.2: at its effective order; 1.3: MagLS cutoff at kr = N; 1.4: W alone at the other's order
     description = "PESQ wide band (ITU-T P.862.2, 16 kHz) via the 'pesq' package, per ear; MOS-LQO, higher is better"
     unit = "MOS-LQO"
     higher_is_better = True
@@ -146,7 +146,7 @@ class Stoi(ClassicMetric):
     declaring 10 kHz would put spaq's resampler in front instead."""
 
     name = "stoi"
-    version = "1.4"  # 1.1: causal MagLS decoder; 1.2: at its effective order; 1.3: MagLS cutoff at kr = N; 1.4: a pair's W alone at the other's order
+    version = "1.4"  # 1.1: causal MagLS decoder; 1.2: at its effective order; 1.3: MagLS cutoff at kr = N; 1.4: W alone at the other's order
     description = "short-time objective intelligibility (Taal 2011) via pystoi, per ear; higher is better"
     unit = "STOI"
     higher_is_better = True
@@ -180,7 +180,7 @@ class Estoi(Stoi):
 # ------------------------------------------------------------------------------ ViSQOL
 class Visqol(ClassicMetric):
     name = "visqol"
-    version = "1.4"  # 1.1: causal MagLS decoder; 1.2: at its effective order; 1.3: MagLS cutoff at kr = N; 1.4: a pair's W alone at the other's order
+    version = "1.4"  # 1.1: causal MagLS decoder; 1.2: at its effective order; 1.3: MagLS cutoff at kr = N; 1.4: W alone at the other's order
     description = "ViSQOL v3 audio mode (48 kHz) via visqol-python, per ear; MOS-LQO, higher is better"
     unit = "MOS-LQO"
     higher_is_better = True
@@ -244,7 +244,7 @@ class ReferenceFreeMos(ClassicMetric):
 
 class Dnsmos(ReferenceFreeMos):
     name = "dnsmos"
-    version = "1.4"  # 1.1: causal MagLS decoder; 1.2: at its effective order; 1.3: MagLS cutoff at kr = N; 1.4: a pair's W alone at the other's order
+    version = "1.3"  # 1.1: causal MagLS decoder; 1.2: at its effective order; 1.3: MagLS cutoff at kr = N (no pair)
     description = ("DNSMOS P.835 (reference-free, the ONNX models inside speechmos, onnxruntime, 16 kHz) per ear; "
                    "overall MOS, higher is better")
     unit = "MOS (P.835 OVRL)"
@@ -273,7 +273,7 @@ class Dnsmos(ReferenceFreeMos):
 # ------------------------------------------------------------------------------ Distill-MOS
 class DistillMos(ReferenceFreeMos):
     name = "distillmos"
-    version = "1.4"  # 1.1: causal MagLS decoder; 1.2: at its effective order; 1.3: MagLS cutoff at kr = N; 1.4: a pair's W alone at the other's order
+    version = "1.3"  # 1.1: causal MagLS decoder; 1.2: at its effective order; 1.3: MagLS cutoff at kr = N (no pair)
     description = ("Distill-MOS (reference-free speech MOS, a compact network distilled from an XLS-R (wav2vec 2.0) "
                    "quality model; weights inside the distillmos wheel, 16 kHz) per ear; higher is better")
     unit = "MOS"
@@ -301,7 +301,7 @@ class Loudness(ClassicMetric):
     ``left_ref_lufs``, ``left_deg_lufs``, ...; ``delta_lu``: the mean signed difference)."""
 
     name = "loudness"
-    version = "1.4"  # 1.1: causal MagLS decoder; 1.2: at its effective order; 1.3: MagLS cutoff at kr = N; 1.4: a pair's W alone at the other's order
+    version = "1.4"  # 1.1: causal MagLS decoder; 1.2: at its effective order; 1.3: MagLS cutoff at kr = N; 1.4: W alone at the other's order
     description = "BS.1770 integrated loudness difference |deg - ref| in LU via pyloudnorm, per ear; lower is better"
     unit = "LU (|dL|)"
     higher_is_better = False
@@ -360,7 +360,7 @@ class _TorchClassic(ClassicMetric):
 
 class SiSdr(_TorchClassic):
     name = "si_sdr"
-    version = "1.4"  # 1.1: causal MagLS decoder; 1.2: at its effective order; 1.3: MagLS cutoff at kr = N; 1.4: a pair's W alone at the other's order
+    version = "1.4"  # 1.1: causal MagLS decoder; 1.2: at its effective order; 1.3: MagLS cutoff at kr = N; 1.4: W alone at the other's order
     description = "scale-invariant SDR in dB (Le Roux 2019), per ear, torch, differentiable; higher is better"
     unit = "dB"
     higher_is_better = True
@@ -386,7 +386,7 @@ class SiSdr(_TorchClassic):
 
 class MrStft(_TorchClassic):
     name = "mrstft"
-    version = "1.4"  # 1.1: causal MagLS decoder; 1.2: at its effective order; 1.3: MagLS cutoff at kr = N; 1.4: a pair's W alone at the other's order
+    version = "1.4"  # 1.1: causal MagLS decoder; 1.2: at its effective order; 1.3: MagLS cutoff at kr = N; 1.4: W alone at the other's order
     description = ("multi-resolution STFT distance (auraloss definition: spectral convergence + log-magnitude L1, "
                    "FFT 512/1024/2048), per ear, torch, differentiable; lower is better")
     unit = "distance"

@@ -33,7 +33,7 @@ class Cues(Metric):
     # 1.1: ambisonic input decoded with the causal MagLS decoder; 1.2: each ambisonic signal decoded
     # at its effective order (zero-padded higher orders: decoded with the lower order's decoder); 1.3:
     # MagLS cutoff where the order resolves the head (kr = N); 1.4: W alone compared with a higher-order
-    # signal decoded with that signal's decoder (spaq.auditory.pairs.pair_orders)
+    # signal decoded with that signal's decoder (spaq.spatial.decoders.pair_orders)
     version = "1.4"
     description = ("training-free cue differences (ILD dB, coherence, level dB, directiveness) per band and frame; "
                    "score = median |dILD| in dB (spatial only: timbre is in level_mean_abs_db); lower is better")

@@ -72,7 +72,7 @@ class Quality(Metric):
     # 12.0: the lateral displacement also read from the low-frequency ITD (d_itd) and counted once with the
     # level and phase terms, as their maximum (the ILD stops growing near the interaural poles); refitted
     # 13.0: an omnidirectional signal (W alone) compared with one of a higher order is decoded with that
-    # one's decoder (spaq.auditory.pairs.pair_orders), not the order-0 decoder: the corpus's downmix
+    # one's decoder (spaq.spatial.decoders.pair_orders), not the order-0 decoder: the corpus's downmix
     # ladders of third-order scenes are ordered; refitted
     version = "13.0"
     description = ("spaq's global quality model 0..100 (binaural and ambisonics; 100 = identical): timbral and "
