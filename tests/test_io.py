@@ -567,8 +567,18 @@ def test_ambisonic_pairs_of_two_orders_are_zero_padded(tmp_path, stream):
             assert any(w.startswith(f"{low} (") and said in w and "16 channels" in w for w in p.warnings)
     with pytest.raises(SpaqInputError, match="different channel counts: 16 in .*2 in"):
         load_pair(r, wav(tmp_path, "b.wav", x[:2]), stream=stream)
-    with pytest.raises(SpaqInputError, match="different channel counts: 1 in .*2 in"):
-        load_pair(m, wav(tmp_path, "b2.wav", x[:2]), stream=stream)
+    # one channel beside two (binaural): played diotically, the same signal in both ears
+    b2 = wav(tmp_path, "b2.wav", x[:2])
+    for a, b, low in ((b2, m, "deg"), (m, b2, "ref")):
+        p = load_pair(a, b, stream=stream)
+        ref, deg = p.reader.read(0, p.n_samples) if stream else (p.ref, p.deg)
+        assert ref.shape[-2] == deg.shape[-2] == 2 and p.format.kind == "binaural"
+        short = deg if low == "deg" else ref
+        np.testing.assert_allclose(short[0, 0], x[0], atol=1e-6)
+        np.testing.assert_array_equal(short[0, 1], short[0, 0])
+        assert any(w.startswith(f"{low} (") and "played diotically" in w for w in p.warnings)
+    with pytest.raises(SpaqInputError, match="different channel counts: 1 in .*3 in"):
+        load_pair(m, wav(tmp_path, "c3.wav", x[:3]), stream=stream)
     with pytest.raises(SpaqInputError, match="different channel counts"):
         load_pair(r, d, fmt="foa/fuma", stream=stream)
     with pytest.raises(SpaqInputError, match="different channel counts"):

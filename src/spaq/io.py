@@ -399,9 +399,17 @@ def _check_content(x: np.ndarray, label: str) -> None:
 def _channels_to_pad(n_ref: int, n_deg: int, fmt, ref_label: str, deg_label: str, warnings: list) -> int:
     """The channel count both signals get: their own when equal; for ambisonic signals of two
     orders (4, 9, 16, ... channels; ``fmt`` None or ambisonics in ACN) the larger, the
-    lower-order one zero-padded (a warning says so); otherwise the one-line error."""
+    lower-order one zero-padded, and one channel beside ambisonics read as W; one channel beside
+    two (``fmt`` None or binaural) two, played diotically (:func:`_pad_channels`); a warning says
+    which; otherwise the one-line error."""
     if n_ref == n_deg:
         return n_ref
+    if sorted((n_ref, n_deg)) == [1, 2] and (fmt is None or str(fmt).lower() == "binaural"
+                                             or getattr(fmt, "kind", None) == "binaural"):
+        low, high = (ref_label, deg_label) if n_ref == 1 else (deg_label, ref_label)
+        warnings.append(f"{low} has one channel and {high} two: {low} is played diotically (the same signal in both "
+                        f"ears, as a mono downmix over headphones)")
+        return 2
     # one channel beside an ambisonic signal counts as order 0 (W); alone it stays mono
     o_r, o_d = (0 if n == 1 else order_from_channels(n) for n in (n_ref, n_deg))
     f = fmt
@@ -425,9 +433,12 @@ def _channels_to_pad(n_ref: int, n_deg: int, fmt, ref_label: str, deg_label: str
 
 
 def _pad_channels(x: np.ndarray, n: int) -> np.ndarray:
-    """``(..., C, T)`` -> ``(..., n, T)`` with zero channels appended (``x`` itself when C == n)."""
+    """``(..., C, T)`` -> ``(..., n, T)`` with zero channels appended (``x`` itself when C == n); one
+    channel to two: the same signal twice (diotic, beside a binaural signal)."""
     if x.shape[-2] == n:
         return x
+    if x.shape[-2] == 1 and n == 2:
+        return np.repeat(x, 2, axis=-2)
     pad = [(0, 0)] * x.ndim
     pad[-2] = (0, n - x.shape[-2])
     return np.pad(x, pad)
