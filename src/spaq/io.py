@@ -404,21 +404,21 @@ def _channels_to_pad(n_ref: int, n_deg: int, fmt, ref_label: str, deg_label: str
     which; otherwise the one-line error."""
     if n_ref == n_deg:
         return n_ref
-    if sorted((n_ref, n_deg)) == [1, 2] and (fmt is None or str(fmt).lower() == "binaural"
-                                             or getattr(fmt, "kind", None) == "binaural"):
+    f = fmt
+    if isinstance(fmt, str):
+        try:
+            f = parse_format(fmt)
+        except ValueError:
+            f = None  # _resolve_format reports a bad format; here it only means "neither binaural nor ambisonics"
+    known = isinstance(f, SpatialFormat)
+    if sorted((n_ref, n_deg)) == [1, 2] and (fmt is None or (known and f.kind == "binaural")):
         low, high = (ref_label, deg_label) if n_ref == 1 else (deg_label, ref_label)
         warnings.append(f"{low} has one channel and {high} two: {low} is played diotically (the same signal in both "
                         f"ears, as a mono downmix over headphones)")
         return 2
     # one channel beside an ambisonic signal counts as order 0 (W); alone it stays mono
     o_r, o_d = (0 if n == 1 else order_from_channels(n) for n in (n_ref, n_deg))
-    f = fmt
-    if isinstance(fmt, str):
-        try:
-            f = parse_format(fmt)
-        except ValueError:
-            f = None  # _resolve_format reports a bad format; here it only means "not ambisonics"
-    ambi = fmt is None or (isinstance(f, SpatialFormat) and f.is_ambisonics and f.normalisation.lower() != "fuma")
+    ambi = fmt is None or (known and f.is_ambisonics and f.normalisation.lower() != "fuma")
     if not (ambi and o_r is not None and o_d is not None and max(o_r, o_d) >= 1):
         raise SpaqInputError(f"ref and deg have different channel counts: {n_ref} in {ref_label}, {n_deg} in {deg_label}")
     low, high = (ref_label, deg_label) if o_r < o_d else (deg_label, ref_label)
