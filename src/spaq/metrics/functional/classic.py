@@ -66,6 +66,16 @@ _PIP = {"visqol": "visqol-python", "pyloudnorm": "pyloudnorm", "speechmos": "spe
 
 
 # ------------------------------------------------------------------------------ spatial policy
+def _format_of(fmt, n_ch: int):
+    """``fmt`` (a :class:`~spaq.formats.SpatialFormat`, a format string, or None: inferred from ``n_ch``)
+    as a :class:`~spaq.formats.SpatialFormat`."""
+    from ...formats import SpatialFormat, parse_format
+
+    if fmt is None:
+        return _infer_format(n_ch)
+    return fmt if isinstance(fmt, SpatialFormat) else parse_format(fmt)
+
+
 def _infer_format(n_ch: int):
     from ...formats import SpatialFormat
     from ...spatial.sh import order_from_channels
@@ -85,17 +95,12 @@ def pair_decode_orders(ref, deg, fmt=None):
     """The orders ``((B,), (B,))`` at which an ambisonic pair ``(B, C, T)`` is decoded
     (:func:`spaq.spatial.decoders.pair_orders`: W alone beside a higher-order signal takes its
     order), or ``(None, None)`` when the pair is not ambisonic."""
-    from ...formats import SpatialFormat, parse_format
     from ...spatial.decoders import channel_energy, pair_orders
 
     if ref is None:
         return None, None
     c = deg.shape[-2]
-    if fmt is None:
-        fmt = _infer_format(c)
-    elif not isinstance(fmt, SpatialFormat):
-        fmt = parse_format(fmt)
-    if fmt.kind != "ambisonics" or ref.shape[-2] != c:
+    if _format_of(fmt, c).kind != "ambisonics" or ref.shape[-2] != c:
         return None, None
     t = lambda x: x if isinstance(x, torch.Tensor) else torch.from_numpy(np.asarray(x))
     o = pair_orders(channel_energy(t(ref)), channel_energy(t(deg)))
@@ -111,13 +116,8 @@ def channels_for(x, fmt=None, sample_rate: int = 48000, orders=None) -> dict:
     ambisonics ACN/SN3D). ``sample_rate``: the rate of ``x`` (HRIRs/decoder at that rate).
     ``orders`` ``(B,)``: the decoders' orders for ambisonic input (a pair's,
     :func:`pair_decode_orders`; None: each signal's effective order)."""
-    from ...formats import SpatialFormat, parse_format
-
     c = x.shape[-2]
-    if fmt is None:
-        fmt = _infer_format(c)
-    elif not isinstance(fmt, SpatialFormat):
-        fmt = parse_format(fmt)
+    fmt = _format_of(fmt, c)
     if fmt.n_channels != c and not (fmt.is_ambisonics and fmt.order == 0):
         raise SpaqInputError(f"format {fmt.describe()} expects {fmt.n_channels} channels, got {c}")
     is_torch = isinstance(x, torch.Tensor)
