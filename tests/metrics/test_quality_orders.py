@@ -230,6 +230,9 @@ def test_every_pair_metric_decodes_w_alone_at_the_other_order():
     assert not np.allclose(channels_for(w, None, FS)["left"], bw[:, 0].numpy(), atol=1e-6)
     si = load_metric("si_sdr").forward(torch.from_numpy(x), torch.from_numpy(w))
     si_b = load_metric("si_sdr").forward(bx, bw)
+    # both sides run the same float64 decode on the same samples, then the same metric: equal up to
+    # the order of float64 sums (1e-9 dB is ~1e5 unit roundoffs of a ~10 dB value); sqm below runs the
+    # same decode cast to float32 and one network: 1e-6 is a few float32 unit roundoffs (6e-8) per layer
     for v in ("left", "right"):
         assert float(si[v][0]) == pytest.approx(float(si_b[v][0]), abs=1e-9)
     m = load_metric("sqm")
