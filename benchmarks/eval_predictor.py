@@ -36,9 +36,11 @@ from spaq.train.predictor import (CorpusSplit, FitSection, PredictorTrainConfig,
 
 #: the held-out split: other seed, voices and head than configs/train/predictor.yaml
 HELD_OUT = dict(seed=9900, voices=["en-gb", "it", "es-419", "fr-be"], heads=["sonicom-2"], scenes=1,
-                speech_upper_band_db=-18.0, degradation_options="engine")
+                speech_upper_band_db=-18.0, degradation_options="engine", room_reference_rt60_s=0.4,
+                room_reference_formats=["binaural", "hoa"])
 # full-band speech, as the recipe's corpus (configs/train/predictor.yaml); degradations: the corpus
-# engine's current defaults (the recipe pins those its weights were trained with: RECIPE_OPTIONS)
+# engine's current defaults (the recipe pins those its weights were trained with: RECIPE_OPTIONS); the
+# teacher's room reference as the recipe's (room_reference: long rooms judged against the same room at 0.4 s)
 HELD_OUT_DURATION = 1.5  # CorpusSplit's default, as in the training recipe
 LADDERS = ["noise", "lowpass", "clipping", "opus", "mp3", "aac", "reverb"]
 #: the first weights' fit (the study's features + band + spatial; 64-32 MLP, all rows, MSE only)

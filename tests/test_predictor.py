@@ -761,3 +761,72 @@ def test_score_band_is_the_band_the_score_falls_in_and_the_cli_names_a_disagreem
     assert "medium (the score's band: high)" in capsys.readouterr().out
     cli_predict._print_rows([{**row, "class": "high"}])
     assert "the score's band" not in capsys.readouterr().out
+
+
+def test_room_reference_is_the_same_scene_in_a_shorter_room():
+    """:func:`room_reference`: ``None`` for an anechoic scene or a room no longer than the given RT60;
+    for a longer room the same scene with a shorter decay (the predictor's own decay-time feature) and
+    a larger share of its energy in the direct sound (the DRR raised)."""
+    from spaq.metrics.functional.predictor import FEATURE_NAMES, predictor_features
+    from spaq.train.quality import room_reference, sweep, sweep_draws
+
+    kw = dict(duration_s=1.0, voices=["en-us"])
+    assert room_reference("noise", "binaural", "speech", 11, 1, 0.4, **kw) is None  # anechoic
+    rooms = [(i, float(sweep_draws("reverb", "binaural", "speech", 11, i, **kw)[1]["room"]["rt60_s"])) for i in range(1, 9)]
+    i_long, rt_long = max(rooms, key=lambda r: r[1])
+    assert rt_long > 0.8, rooms
+    assert room_reference("reverb", "binaural", "speech", 11, i_long, rt_long, **kw) is None  # not longer
+    ref, _ = sweep("reverb", "binaural", "speech", [], 11, i_long, **kw)
+    short = room_reference("reverb", "binaural", "speech", 11, i_long, 0.3, **kw)
+    assert short.shape == ref.shape
+    col = FEATURE_NAMES.index("decay_s_mid")
+    decay = [float(predictor_features(torch.from_numpy(x[None]), 48000, "binaural")[0, col]) for x in (ref, short)]
+    assert decay[1] < 0.6 * decay[0], decay
+    on = int(np.argmax(np.abs(ref).max(axis=0) > 1e-3 * np.abs(ref).max()))  # the direct sound's first 0.5 ms
+    share = [float(np.sum(x[:, on:on + 24] ** 2) / np.sum(x ** 2)) for x in (ref, short)]
+    assert share[1] > 2 * share[0], share
+
+
+def test_split_targets_judge_long_rooms_against_the_room_reference():
+    """With ``room_reference_rt60_s`` the teacher scores a long room's clean scene below 100 for the
+    chosen formats (it differs from the same room made shorter) and exactly 100 elsewhere; the
+    degraded rows fall further (the lengthened room is further from the short one)."""
+    import spaq.train.predictor as tp
+
+    base = dict(families=["reverb"], formats=["binaural"], sources=["speech"], scenes=1, severities=[1.0],
+                duration_s=1.0, voices=["en-us"], heads=["default"], mono=False)
+    # sweep 1 of seed 11: find a seed whose room is longer than 0.25 s and lengthens it
+    from spaq.train.quality import sweep_draws
+
+    seed = next(s for s in range(11, 40)
+                if sweep_draws("reverb", "binaural", "speech", s, 1, duration_s=1.0, voices=["en-us"])[1]["room"]["rt60_s"] > 0.5)
+    own = tp.make_split(tp.CorpusSplit(seed=seed, **base), log=lambda m: None)
+    ref = tp.make_split(tp.CorpusSplit(seed=seed, room_reference_rt60_s=0.25, **base), log=lambda m: None)
+    other = tp.make_split(tp.CorpusSplit(seed=seed, room_reference_rt60_s=0.25, room_reference_formats=["hoa"], **base),
+                          log=lambda m: None)
+    t_own, t_ref, t_other = ([r["target"] for r in rows] for rows in (own, ref, other))
+    assert t_own[0] == pytest.approx(100.0, abs=1e-6) and t_other == t_own
+    assert t_ref[0] < 95.0
+    assert [r["zcr"] for r in ref] == [r["zcr"] for r in own]  # the features are the signal's own
+
+
+def test_recipe_sets_the_room_reference_on_every_split(tmp_path):
+    from spaq.errors import SpaqError
+    from spaq.train.predictor import CorpusSplit, PredictorTrainConfig, split_cache_path
+
+    tc = PredictorTrainConfig.from_yaml(REPO / "configs/train/predictor.yaml")
+    assert tc.room_reference["rt60_s"] > 0
+    for sp in [tc.corpus, *tc.extra]:
+        assert sp.room_reference_rt60_s == float(tc.room_reference["rt60_s"])
+        assert sp.room_reference_formats == list(tc.room_reference["formats"])
+    with pytest.raises(SpaqError, match="whole recipe"):
+        PredictorTrainConfig(corpus=CorpusSplit(room_reference_rt60_s=0.4))
+    with pytest.raises(SpaqError, match="rt60_s"):
+        PredictorTrainConfig(room_reference={"formats": ["binaural"]})
+    with pytest.raises(SpaqError, match="unknown"):
+        CorpusSplit(room_reference_rt60_s=0.4, room_reference_formats=["stereo"])
+    # no reference: the key of the tables made before the option; a reference: its own key
+    base = split_cache_path(CorpusSplit(), tmp_path / "t.csv")
+    assert split_cache_path(CorpusSplit(room_reference_formats=["hoa"]), tmp_path / "t.csv") == base
+    k4 = split_cache_path(CorpusSplit(room_reference_rt60_s=0.4), tmp_path / "t.csv")
+    assert k4 != base and k4 != split_cache_path(CorpusSplit(room_reference_rt60_s=0.5), tmp_path / "t.csv")

@@ -45,6 +45,15 @@ __all__ = ["PredictorTrainConfig", "CorpusSplit", "make_split", "split_records",
            "mushra_embedding_table", "training_rows"]
 
 
+#: the formats of a split's table rows (mono: the W channel of the FOA scenes)
+TABLE_FORMATS = ("binaural", "foa", "hoa", "mono")
+#: the rows whose teacher compares a long room with the same room made shorter (``room_reference``): the
+#: binaural and third-order ones. On every format the FOA and mono codec ladders fell (mp3 -0.95 -> -0.71
+#: and -0.61 held out: the network reads their rooms through the temporal features codecs move too), on these
+#: two no ladder did (benchmarks/results/predictor_seeds.md, fortieth session)
+ROOM_REFERENCE_FORMATS = ("binaural", "hoa")
+
+
 @dataclass
 class CorpusSplit(Section):
     """One split of corpus-engine sweeps (the evaluation uses another with other seeds/voices/head)."""
@@ -85,10 +94,22 @@ class CorpusSplit(Section):
     # weights were trained with where the corpus engine's defaults have changed since) or "engine"
     # (the engine's current defaults: the held-out evaluation)
     degradation_options: str = "recipe"
+    # the teacher's reference for a scene in a room with a longer RT60 than this (s), for the rows of
+    # ``room_reference_formats``: the same scene in that room with the RT60 set to this value
+    # (spaq.train.quality.room_reference), so that a clean room and a reverb sweep's longer room are
+    # judged on one scale; None: every item against its own clean scene. Set from the recipe's
+    # top-level ``room_reference`` for every split of a recipe
+    room_reference_rt60_s: float | None = None
+    room_reference_formats: list[str] = field(default_factory=lambda: list(ROOM_REFERENCE_FORMATS))
 
     def __post_init__(self):
         if self.degradation_options not in ("recipe", "engine"):
             raise SpaqError(f"degradation_options must be 'recipe' or 'engine', not {self.degradation_options!r}")
+        if self.room_reference_rt60_s is not None and not float(self.room_reference_rt60_s) > 0:
+            raise SpaqError(f"room_reference rt60_s must be > 0 s, not {self.room_reference_rt60_s!r}")
+        bad = [f for f in self.room_reference_formats if f not in TABLE_FORMATS]
+        if bad:
+            raise SpaqError(f"room_reference formats: unknown {', '.join(map(str, bad))}; use {', '.join(TABLE_FORMATS)}")
 
 
 @dataclass
@@ -132,6 +153,9 @@ class PredictorTrainConfig(RecipeConfig):
     # every input (training splits, MUSHRA files, and at inference through the checkpoint) scaled to
     # this active level before its features (dBFS); None: features at the signal's own level
     input_level_dbfs: float | None = None
+    # the teacher's reference for scenes in long rooms, for every split (CorpusSplit's
+    # room_reference_rt60_s / _formats): {rt60_s: ..., formats: [...]}; None: each item against its own clean scene
+    room_reference: dict | None = None
     corpus: CorpusSplit = field(default_factory=CorpusSplit)
     # more splits fitted beside ``corpus`` (other seeds, source types, scene sizes), each spelt out
     # in full; split k (1, 2, ...) has its sweep ids offset by k * EXTRA_SWEEP_OFFSET
@@ -150,6 +174,18 @@ class PredictorTrainConfig(RecipeConfig):
                 raise SpaqError("predictor train config: input_level_dbfs is set for the whole recipe "
                                 "(top level), not per split")
             sp.input_level_dbfs = None if self.input_level_dbfs is None else float(self.input_level_dbfs)
+            if sp.room_reference_rt60_s is not None:
+                raise SpaqError("predictor train config: room_reference is set for the whole recipe (top level), "
+                                "not per split")
+            if self.room_reference is not None:
+                rr = dict(self.room_reference)
+                unknown = set(rr) - {"rt60_s", "formats"}
+                if unknown or "rt60_s" not in rr:
+                    raise SpaqError("predictor train config: room_reference takes rt60_s (required) and formats, "
+                                    f"got {', '.join(sorted(rr))}")
+                sp.room_reference_rt60_s = float(rr["rt60_s"])
+                sp.room_reference_formats = list(rr.get("formats", ROOM_REFERENCE_FORMATS))
+                sp.__post_init__()
             for f in sp.families:
                 if f not in FAMILIES:
                     raise SpaqError(f"predictor train config: unknown family {f!r}; known: {', '.join(FAMILIES)}")
@@ -213,7 +249,8 @@ EXTRA_SWEEP_OFFSET = 300000
 
 def make_split(split: CorpusSplit, log=print, audio_dir=None, index_offset: int = 0) -> list[dict]:
     """Every item of ``split``: dicts with family, format, source, head, voice, scene, severity
-    (0 = the clean scene), ``target`` (the teacher's score) and one column per feature; then, with
+    (0 = the clean scene), ``target`` (the teacher's score against the clean scene, or for a long room
+    against the same scene in a shorter one: ``split.room_reference_rt60_s``) and one column per feature; then, with
     ``split.anchor_scenes``, the clean anchor scenes (family ``anchor``, severity 0, sweep ids from
     :data:`ANCHOR_SWEEP_OFFSET`). ``audio_dir``: also keep each sweep's audio there (float32 ``.npy``)."""
     from ..data.degradations import DEGRADATIONS
@@ -255,16 +292,16 @@ def _sweep_records(split, teacher, idx, fam, fmt, src, sc, sevs, room_probabilit
     """The records of one sweep of :func:`make_split` (its clean scene and each severity; with
     ``sevs`` empty, the clean scene only)."""
     from ..metrics.functional.predictor import FEATURE_NAMES
-    from .quality import RECIPE_OPTIONS, sweep
+    from .quality import RECIPE_OPTIONS, room_reference, sweep
 
     sweep_id = idx if sweep_id is None else sweep_id
     voice = split.voices[idx % len(split.voices)]
     head = split.heads[idx % len(split.heads)] if fmt == "binaural" else ""
+    sweep_kw = dict(duration_s=float(split.duration_s), hrtf=head or "default", voices=[voice],
+                    room_probability=room_probability, n_sources=n_sources, upper_band_db=split.speech_upper_band_db,
+                    options=RECIPE_OPTIONS if split.degradation_options == "recipe" else None)
     try:
-        ref, degs = sweep(fam, fmt, src, sevs, int(split.seed), idx, duration_s=float(split.duration_s),
-                          hrtf=head or "default", voices=[voice], room_probability=room_probability,
-                          n_sources=n_sources, upper_band_db=split.speech_upper_band_db,
-                          options=RECIPE_OPTIONS if split.degradation_options == "recipe" else None)
+        ref, degs = sweep(fam, fmt, src, sevs, int(split.seed), idx, **sweep_kw)
     except SpaqError as e:
         log(f"  skipped {fam}/{fmt}/{src}/{sc}: {e}")
         return []
@@ -272,12 +309,19 @@ def _sweep_records(split, teacher, idx, fam, fmt, src, sc, sevs, room_probabilit
     kinds = [("binaural" if fmt == "binaural" else ("foa" if fmt == "foa" else "hoa"), items)]
     if split.mono and fmt == "foa":
         kinds.append(("mono", [x[:1] for x in items]))
+    room_ref = None
+    if split.room_reference_rt60_s is not None and any(k in split.room_reference_formats for k, _ in kinds):
+        room_ref = room_reference(fam, fmt, src, int(split.seed), idx, float(split.room_reference_rt60_s),
+                                  **sweep_kw)
     recs = []
     for kind, xs in kinds:
+        r = xs[0]  # the teacher's reference: the clean scene, or the same scene in the shorter room
+        if room_ref is not None and kind in split.room_reference_formats:
+            r = room_ref[:1] if kind == "mono" else room_ref
         if kind == "mono":
-            tgt = _teacher_scores(teacher, np.repeat(xs[0], 2, 0), [np.repeat(x, 2, 0) for x in xs])
+            tgt = _teacher_scores(teacher, np.repeat(r, 2, 0), [np.repeat(x, 2, 0) for x in xs])
         else:
-            tgt = _teacher_scores(teacher, xs[0], xs)
+            tgt = _teacher_scores(teacher, r, xs)
         feats = _features(np.stack(xs).astype(np.float32), kind, split.input_level_dbfs)  # as a float WAV holds it
         if audio_dir is not None:
             os.makedirs(audio_dir, exist_ok=True)
@@ -388,9 +432,14 @@ def split_cache_path(split: CorpusSplit, cache) -> Path:
     t = _teacher()
     sp = {**asdict(split), "engine": ENGINE_VERSION}  # the corpus engine that renders the split
     for opt, default in (("anchor_sources", 1), ("scene_sources", 1), ("speech_upper_band_db", None),
-                         ("input_level_dbfs", None), ("degradation_options", "recipe"), ("engine", 1)):
+                         ("input_level_dbfs", None), ("degradation_options", "recipe"), ("engine", 1),
+                         ("room_reference_rt60_s", None)):
         if sp.get(opt) == default:  # the default: tables cached before the option keep their key
             del sp[opt]
+    if "room_reference_rt60_s" not in sp:  # no room reference: its formats do not matter
+        del sp["room_reference_formats"]
+    else:
+        sp["room_reference_rt60_s"] = float(sp["room_reference_rt60_s"])
     for opt in ("speech_upper_band_db", "input_level_dbfs"):  # -18 and -18.0 (YAML) are one split
         if sp.get(opt) is not None:
             sp[opt] = float(sp[opt])

@@ -489,6 +489,39 @@ def sweep(family: str, fmt: str, source: str, severities, seed: int, index: int,
     return np.asarray(ref, dtype=np.float64), degs
 
 
+#: the DRR change per halving of the RT60 (dB) of :func:`room_reference`: the corpus engine's ``reverb``
+#: ladder's own relation (``rt60_factor`` 1 -> 2 with ``drr_change_db`` 0 -> -6)
+ROOM_REFERENCE_DRR_DB = 6.0
+
+
+def room_reference(family: str, fmt: str, source: str, seed: int, index: int, rt60_s: float, *,
+                   duration_s: float = 1.5, hrtf: str = "default", voices=("en-us",), heads=None,
+                   room_probability: float = 0.0, n_sources: int = 1, upper_band_db=None, options=None):
+    """The clean scene of :func:`sweep` ``(seed, index)`` (same arguments) in a room no longer than
+    ``rt60_s``: where the scene's room has a longer RT60, the same scene (sources, directions, room
+    geometry, diffuse noise) rendered with the RT60 set to ``rt60_s`` and the direct-to-reverberant
+    ratio raised :data:`ROOM_REFERENCE_DRR_DB` per halving of the RT60 -> ``(C, T)`` float64 at 48 kHz;
+    ``None`` where the scene is anechoic or its room is not longer (its own clean scene is then the
+    reference). What the reference-free predictor's teacher compares a reverberant scene with
+    (:class:`spaq.train.predictor.CorpusSplit` ``room_reference_rt60_s``). The room keeps its diffuse
+    tail's noise (the engine's ``shared`` reverb tail) whatever ``options`` say."""
+    from ..data.scenes import _source_signals, render_scene, scene_mods
+
+    cfg, scene, _ = sweep_draws(family, fmt, source, seed, index, duration_s=duration_s, hrtf=hrtf, voices=voices,
+                                heads=heads, room_probability=room_probability, n_sources=n_sources,
+                                upper_band_db=upper_band_db, options=options)
+    if scene["room"] is None or not float(scene["room"]["rt60_s"]) > float(rt60_s):
+        return None
+    opts = dict(cfg["scene"]["speech"])
+    opts["files_folder"] = None
+    factor = float(rt60_s) / float(scene["room"]["rt60_s"])
+    # the same room's diffuse tail under the shorter decay (the engine's "shared" reverb tail)
+    mods = scene_mods([{"type": "reverb", "stage": "scene", "severity": 1.0,
+                        "params": {"rt60_factor": factor, "drr_change_db": ROOM_REFERENCE_DRR_DB * math.log2(1 / factor),
+                                   "tail": "shared"}}])
+    return np.asarray(render_scene(scene, _source_signals(scene, opts), mods), dtype=np.float64)
+
+
 def sweep_features(metric, ref: np.ndarray, degs: list) -> list[dict]:
     """Pooled features of ``ref`` against each of ``degs`` (one batch)."""
     r = torch.from_numpy(np.stack([ref] * len(degs)))
