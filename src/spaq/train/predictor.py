@@ -169,6 +169,10 @@ class PredictorTrainConfig(RecipeConfig):
         from ..metrics.functional.predictor import FEATURE_GROUPS
         from .quality import FAMILIES
 
+        rr = None if self.room_reference is None else dict(self.room_reference)
+        if rr is not None and (set(rr) - {"rt60_s", "formats"} or "rt60_s" not in rr):
+            raise SpaqError("predictor train config: room_reference takes rt60_s (required) and formats, "
+                            f"got {', '.join(sorted(rr))}")
         for sp in [self.corpus, *self.extra]:
             if sp.input_level_dbfs is not None and sp.input_level_dbfs != self.input_level_dbfs:
                 raise SpaqError("predictor train config: input_level_dbfs is set for the whole recipe "
@@ -177,12 +181,7 @@ class PredictorTrainConfig(RecipeConfig):
             if sp.room_reference_rt60_s is not None:
                 raise SpaqError("predictor train config: room_reference is set for the whole recipe (top level), "
                                 "not per split")
-            if self.room_reference is not None:
-                rr = dict(self.room_reference)
-                unknown = set(rr) - {"rt60_s", "formats"}
-                if unknown or "rt60_s" not in rr:
-                    raise SpaqError("predictor train config: room_reference takes rt60_s (required) and formats, "
-                                    f"got {', '.join(sorted(rr))}")
+            if rr is not None:
                 sp.room_reference_rt60_s = float(rr["rt60_s"])
                 sp.room_reference_formats = list(rr.get("formats", ROOM_REFERENCE_FORMATS))
                 sp.__post_init__()
@@ -292,7 +291,7 @@ def _sweep_records(split, teacher, idx, fam, fmt, src, sc, sevs, room_probabilit
     """The records of one sweep of :func:`make_split` (its clean scene and each severity; with
     ``sevs`` empty, the clean scene only)."""
     from ..metrics.functional.predictor import FEATURE_NAMES
-    from .quality import RECIPE_OPTIONS, room_reference, sweep
+    from .quality import RECIPE_OPTIONS, render_sweep, shorter_room
 
     sweep_id = idx if sweep_id is None else sweep_id
     voice = split.voices[idx % len(split.voices)]
@@ -301,7 +300,7 @@ def _sweep_records(split, teacher, idx, fam, fmt, src, sc, sevs, room_probabilit
                     room_probability=room_probability, n_sources=n_sources, upper_band_db=split.speech_upper_band_db,
                     options=RECIPE_OPTIONS if split.degradation_options == "recipe" else None)
     try:
-        ref, degs = sweep(fam, fmt, src, sevs, int(split.seed), idx, **sweep_kw)
+        ref, degs, scene, signals = render_sweep(fam, fmt, src, sevs, int(split.seed), idx, **sweep_kw)
     except SpaqError as e:
         log(f"  skipped {fam}/{fmt}/{src}/{sc}: {e}")
         return []
@@ -311,8 +310,7 @@ def _sweep_records(split, teacher, idx, fam, fmt, src, sc, sevs, room_probabilit
         kinds.append(("mono", [x[:1] for x in items]))
     room_ref = None
     if split.room_reference_rt60_s is not None and any(k in split.room_reference_formats for k, _ in kinds):
-        room_ref = room_reference(fam, fmt, src, int(split.seed), idx, float(split.room_reference_rt60_s),
-                                  **sweep_kw)
+        room_ref = shorter_room(scene, signals, float(split.room_reference_rt60_s))
     recs = []
     for kind, xs in kinds:
         r = xs[0]  # the teacher's reference: the clean scene, or the same scene in the shorter room

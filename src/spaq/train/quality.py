@@ -464,16 +464,31 @@ def sweep(family: str, fmt: str, source: str, severities, seed: int, index: int,
     [deg (C, T) per severity])`` float64 at 48 kHz; deterministic in ``(seed, index)``.
     The scene is in a room for ``reverb`` (always) and with ``room_probability`` for the other
     families (0: anechoic, as the quality sweeps are). ``options``: as :func:`sweep_draws`."""
-    from ..data.degradations import DEGRADATIONS, apply_signal_degradation
-    from ..data.scenes import _source_signals, render_scene, scene_mods
-    from ..formats import parse_format
+    ref, degs, _, _ = render_sweep(family, fmt, source, severities, seed, index, duration_s=duration_s, hrtf=hrtf,
+                                   voices=voices, heads=heads, room_probability=room_probability,
+                                   n_sources=n_sources, upper_band_db=upper_band_db, options=options)
+    return ref, degs
 
-    cfg, scene, choice = sweep_draws(family, fmt, source, seed, index, duration_s=duration_s, hrtf=hrtf,
-                                     voices=voices, heads=heads, room_probability=room_probability,
-                                     n_sources=n_sources, upper_band_db=upper_band_db, options=options)
+
+def _scene_signals(cfg: dict, scene: dict) -> list:
+    """The source signals of a drawn sweep scene (:func:`sweep_draws`)."""
+    from ..data.scenes import _source_signals
+
     opts = dict(cfg["scene"]["speech"])
     opts["files_folder"] = None
-    signals = _source_signals(scene, opts)
+    return _source_signals(scene, opts)
+
+
+def render_sweep(family: str, fmt: str, source: str, severities, seed: int, index: int, **kw):
+    """:func:`sweep` (same arguments), also returning what it rendered from: ``(ref, degs, scene,
+    signals)``, so that the same scene can be rendered again (:func:`shorter_room`) without drawing
+    or synthesising its sources twice."""
+    from ..data.degradations import DEGRADATIONS, apply_signal_degradation
+    from ..data.scenes import render_scene, scene_mods
+    from ..formats import parse_format
+
+    cfg, scene, choice = sweep_draws(family, fmt, source, seed, index, **kw)
+    signals = _scene_signals(cfg, scene)
     ref = render_scene(scene, signals)
     f = parse_format(scene["format"])
     name = FAMILIES[family][0]
@@ -486,7 +501,7 @@ def sweep(family: str, fmt: str, source: str, severities, seed: int, index: int,
         if DEGRADATIONS[name].stage == "signal":
             y, _ = apply_signal_degradation(y, p, name, 48000, f)
         degs.append(np.asarray(y, dtype=np.float64))
-    return np.asarray(ref, dtype=np.float64), degs
+    return np.asarray(ref, dtype=np.float64), degs, scene, signals
 
 
 #: the DRR change per halving of the RT60 (dB) of :func:`room_reference`: the corpus engine's ``reverb``
@@ -494,32 +509,29 @@ def sweep(family: str, fmt: str, source: str, severities, seed: int, index: int,
 ROOM_REFERENCE_DRR_DB = 6.0
 
 
-def room_reference(family: str, fmt: str, source: str, seed: int, index: int, rt60_s: float, *,
-                   duration_s: float = 1.5, hrtf: str = "default", voices=("en-us",), heads=None,
-                   room_probability: float = 0.0, n_sources: int = 1, upper_band_db=None, options=None):
-    """The clean scene of :func:`sweep` ``(seed, index)`` (same arguments) in a room no longer than
-    ``rt60_s``: where the scene's room has a longer RT60, the same scene (sources, directions, room
-    geometry, diffuse noise) rendered with the RT60 set to ``rt60_s`` and the direct-to-reverberant
-    ratio raised :data:`ROOM_REFERENCE_DRR_DB` per halving of the RT60 -> ``(C, T)`` float64 at 48 kHz;
-    ``None`` where the scene is anechoic or its room is not longer (its own clean scene is then the
-    reference). What the reference-free predictor's teacher compares a reverberant scene with
-    (:class:`spaq.train.predictor.CorpusSplit` ``room_reference_rt60_s``). The room keeps its diffuse
-    tail's noise (the engine's ``shared`` reverb tail) whatever ``options`` say."""
-    from ..data.scenes import _source_signals, render_scene, scene_mods
+def shorter_room(scene: dict, signals: list, rt60_s: float):
+    """A drawn scene (:func:`render_sweep`'s ``scene`` and ``signals``) rendered in its room with the RT60
+    set to ``rt60_s`` and the direct-to-reverberant ratio raised :data:`ROOM_REFERENCE_DRR_DB` per halving
+    of the RT60, keeping the room's diffuse tail noise (the engine's ``shared`` reverb tail) -> ``(C, T)``
+    float64; ``None`` where the scene is anechoic or its room is not longer than ``rt60_s``."""
+    from ..data.scenes import render_scene, scene_mods
 
-    cfg, scene, _ = sweep_draws(family, fmt, source, seed, index, duration_s=duration_s, hrtf=hrtf, voices=voices,
-                                heads=heads, room_probability=room_probability, n_sources=n_sources,
-                                upper_band_db=upper_band_db, options=options)
     if scene["room"] is None or not float(scene["room"]["rt60_s"]) > float(rt60_s):
         return None
-    opts = dict(cfg["scene"]["speech"])
-    opts["files_folder"] = None
     factor = float(rt60_s) / float(scene["room"]["rt60_s"])
-    # the same room's diffuse tail under the shorter decay (the engine's "shared" reverb tail)
     mods = scene_mods([{"type": "reverb", "stage": "scene", "severity": 1.0,
                         "params": {"rt60_factor": factor, "drr_change_db": ROOM_REFERENCE_DRR_DB * math.log2(1 / factor),
                                    "tail": "shared"}}])
-    return np.asarray(render_scene(scene, _source_signals(scene, opts), mods), dtype=np.float64)
+    return np.asarray(render_scene(scene, signals, mods), dtype=np.float64)
+
+
+def room_reference(family: str, fmt: str, source: str, seed: int, index: int, rt60_s: float, **kw):
+    """The clean scene of :func:`sweep` ``(seed, index)`` (same keyword arguments) in a room no longer
+    than ``rt60_s`` (:func:`shorter_room`; ``None`` where the scene is anechoic or its room is not longer:
+    its own clean scene is then the reference). What the reference-free predictor's teacher compares a
+    reverberant scene with (:class:`spaq.train.predictor.CorpusSplit` ``room_reference_rt60_s``)."""
+    cfg, scene, _ = sweep_draws(family, fmt, source, seed, index, **kw)
+    return shorter_room(scene, _scene_signals(cfg, scene), rt60_s)
 
 
 def sweep_features(metric, ref: np.ndarray, degs: list) -> list[dict]:
