@@ -468,7 +468,7 @@ def test_make_split_draws_sweeps_and_anchors_with_their_source_counts(monkeypatc
         asked.append((fam, len(sevs), kw["n_sources"]))
         raise SpaqError("not rendered in this test")
 
-    monkeypatch.setattr(tq, "sweep", fake_sweep)
+    monkeypatch.setattr(tq, "render_sweep", fake_sweep)
     monkeypatch.setattr(tp, "_teacher", lambda: None)
     split = tp.CorpusSplit(families=["noise", "lowpass"], formats=["foa"], sources=["speech"], scenes=1,
                            anchor_scenes=1, anchor_sources=2, scene_sources=3)
