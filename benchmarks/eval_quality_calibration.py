@@ -160,7 +160,8 @@ def main(argv=None):
               "| parameter | version 1 | shipped | recipe refitted here | shipped fitted on |",
               "|---|---|---|---|---|"]
     for i, n in enumerate(tq.TIMBRAL_FEATURES):
-        lines.append(f"| w `{n}` | {V1['timbral'][i]:.4g} | {m['timbral_weights'][n]:.4g} | {wj[i]:.4g} | "
+        v1 = f"{V1['timbral'][i]:.4g}" if i < len(V1["timbral"]) else "—"  # features added later
+        lines.append(f"| w `{n}` | {v1} | {m['timbral_weights'].get(n, 0.0):.4g} | {wj[i]:.4g} | "
                      f"{pv['timbral_weights']} |")
     for i, n in enumerate(tq.SPATIAL_FEATURES):
         v1 = f"{V1['spatial'][i]:.4g}" if i < len(V1["spatial"]) else "—"  # features added later

@@ -58,7 +58,7 @@ REGISTRY: dict[str, WeightSpec] = {
     "quality_v1": WeightSpec(
         name="quality_v1",
         url=None,
-        sha256="558b51e7b76a101bb5996f43b44a9f282da33e9f532e158aee9929c12de92791",
+        sha256="4707117d7c1374cd1538b6614a3d1787705751982013ba187addd23dd61fbae9",
         filename="quality_v1.json",
         env_var="SPAQ_QUALITY_PARAMS",
         licence=_QUALITY_LICENCE,

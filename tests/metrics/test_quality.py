@@ -229,7 +229,7 @@ def test_chunked_equals_unchunked(monkeypatch):
     # levels use the causal real envelope (exact with enough context); coherences use the
     # circular Hilbert transform of each chunk, whose tails reach past 5 frames of context
     for k in f1:
-        if k in ("incoherence", "d_ic", "d_ipd", "d_ic_mean"):
+        if k in ("incoherence", "noisiness", "d_ic", "d_ipd", "d_ic_mean"):
             tol = dict(rel=5e-2, abs=1e-9)  # Hilbert tails past the context (the algorithm, not rounding)
         elif k in ("added_db", "missing_db", "d_ild_db"):
             # complex64 bands: chunks and the whole signal round differently (other FFT lengths)

@@ -15,7 +15,7 @@ SHARED = REPO.parent / "shared" / "listening-tests" / "ambisonics-param-coding"
 
 
 def _items(rng, n, w, v, k, spatial_scale=1.0, p=1.0):
-    Ft = rng.uniform(0, 1.5, (n, 3))
+    Ft = rng.uniform(0, 1.5, (n, len(tq.TIMBRAL_FEATURES)))
     Fs = np.zeros((n, len(tq.SPATIAL_FEATURES)))
     Fs[:, :3] = rng.uniform(0, 0.3, (n, 3)) * spatial_scale
     Fs[:, 5:7] = rng.uniform(0, 0.3, (n, 2)) * spatial_scale  # d_ic_mean, d_ild_mean (d_order: 0, binaural)
@@ -25,7 +25,7 @@ def _items(rng, n, w, v, k, spatial_scale=1.0, p=1.0):
 
 def test_joint_fit_recovers_known_parameters_and_cv_predicts_held_out_groups():
     rng = np.random.default_rng(0)
-    w, v0, k = np.array([0.3, 0.4, 0.2]), np.array([0.2, 4.0, 6.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]), 2.0
+    w, v0, k = np.array([0.3, 0.4, 0.2, 0.5]), np.array([0.2, 4.0, 6.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]), 2.0
     a = 0.4  # true spatial factor on v0
     t1 = _items(rng, 40, w, a * v0, k, spatial_scale=0.0)  # a timbral-only test
     t2 = _items(rng, 30, w, a * v0, k, spatial_scale=1.0)  # a spatial test
@@ -45,7 +45,7 @@ def test_statistic_mode_recovers_the_coherence_statistic_and_keeps_the_ild_shift
     """Version 3's mode: one factor on the synthetic frame-wise weights, a free d_ic_mean weight,
     and d_ild_mean at v0's d_ild_db weight (not scaled, not fitted)."""
     rng = np.random.default_rng(3)
-    w, k = np.array([0.3, 0.4, 0.2]), 2.0
+    w, k = np.array([0.3, 0.4, 0.2, 0.5]), 2.0
     v0 = np.array([0.2, 4.0, 6.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
     v = 0.3 * v0
     v[5], v[6] = 5.0, v0[0]  # d_ic_mean 5.0; d_ild_mean = v0's d_ild_db weight
@@ -68,7 +68,7 @@ def test_per_test_offset_ignores_a_test_sitting_higher_on_the_scale():
     assert tq._test_error(y + e, y, "offset_normalised") == pytest.approx(np.var(e) / np.var(y), rel=1e-12)
     assert tq._test_error(2 * (y + e), 2 * y, "offset_normalised") == pytest.approx(np.var(e) / np.var(y), rel=1e-12)
     rng = np.random.default_rng(5)
-    w, k = np.array([0.3, 0.4, 0.2]), 2.0
+    w, k = np.array([0.3, 0.4, 0.2, 0.5]), 2.0
     v0 = np.array([0.2, 4.0, 6.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
     t1 = _items(rng, 40, w, 0.4 * v0, k, spatial_scale=0.0)
     Ft, Fs, y = _items(rng, 30, w, 0.4 * v0, k, spatial_scale=1.0)
@@ -91,7 +91,7 @@ def test_euclidean_combination_is_fitted_by_the_same_rule_and_matches_the_model(
     from spaq.models.quality import QualityMapping
 
     rng = np.random.default_rng(11)
-    w, k = np.array([0.3, 0.4, 0.2]), 2.0
+    w, k = np.array([0.3, 0.4, 0.2, 0.5]), 2.0
     v0 = np.array([0.2, 4.0, 6.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
     v = 0.3 * v0
     v[5], v[6] = 5.0, v0[0]
@@ -116,8 +116,8 @@ def test_euclidean_combination_is_fitted_by_the_same_rule_and_matches_the_model(
 
 def test_joint_prediction_is_100_at_zero_distortion_and_monotone():
     v0 = np.array([0.1, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
-    th = np.array([math.log(0.3)] * 3 + [0.0, math.log(2.0)])
-    Ft = np.array([[0, 0, 0], [0.1, 0, 0], [0.5, 0, 0], [0.5, 0.5, 0.5]], dtype=float)
+    th = np.array([math.log(0.3)] * 4 + [0.0, math.log(2.0)])
+    Ft = np.array([[0, 0, 0, 0], [0.1, 0, 0, 0], [0.5, 0, 0, 0], [0.5, 0.5, 0.5, 0.1]], dtype=float)
     s = tq.joint_pred(th, Ft, np.zeros((4, len(tq.SPATIAL_FEATURES))), v0, "scale")
     assert s[0] == 100.0 and np.all(np.diff(s) < 0)
     with pytest.raises(Exception, match="fit.spatial"):
@@ -155,7 +155,7 @@ def test_order_weight_is_recovered_from_ambisonic_items_and_is_never_negative():
     """``fit_order_weight`` (version 8): items whose scores carry a known ``d_order`` weight, seen
     through a test offset, give that weight back; items that score too low already give 0."""
     rng = np.random.default_rng(3)
-    w, k = np.array([0.3, 0.4, 0.2]), 2.0
+    w, k = np.array([0.3, 0.4, 0.2, 0.5]), 2.0
     v = np.array([0.2, 0.0, 0.5, 0.0, 0.0, 1.0, 0.4, 0.0, 0.0])
     j = tq.SPATIAL_FEATURES.index("d_order")
     Ft, Fs, _ = _items(rng, 12, w, v, k)

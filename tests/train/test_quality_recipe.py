@@ -38,10 +38,10 @@ def _records():
     zero = {n: 0.0 for n in SPATIAL_FEATURES}
     for s in (0.25, 0.5, 1.0):
         recs.append({"family": "noise", "format": "binaural", "source": "x", "scene": 0, "severity": s,
-                     "added_db": s, "missing_db": 0.0, "incoherence": 0.0, **zero})
+                     "added_db": s, "missing_db": 0.0, "incoherence": 0.0, "noisiness": 0.0, **zero})
         for sc, ild in enumerate((s, s, {0.25: 0.25, 0.5: 0.5, 1.0: 0.3}[s])):
             recs.append({"family": "rotation", "format": "hoa3", "source": "x", "scene": sc, "severity": s,
-                         "added_db": 0.0, "missing_db": 0.0, "incoherence": 0.0,
+                         "added_db": 0.0, "missing_db": 0.0, "incoherence": 0.0, "noisiness": 0.0,
                          **{**zero, "d_ild_db": ild, "d_direction": 0.4 * s * s}})
     return recs
 
@@ -52,7 +52,7 @@ def test_fit_spatial_anchor_match_and_optional_order_term():
     from spaq.models.quality import SPATIAL_FEATURES
     from spaq.train.quality import fit_spatial
 
-    w = np.array([1.0, 1.0, 1.0])
+    w = np.array([1.0, 1.0, 1.0, 1.0])
     recs = _records()
     i_ild, i_dir = SPATIAL_FEATURES.index("d_ild_db"), SPATIAL_FEATURES.index("d_direction")
     v = np.exp(fit_spatial(recs, w, ["noise"], ["rotation"]))

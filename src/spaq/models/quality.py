@@ -38,8 +38,9 @@ from torch import nn
 __all__ = ["TIMBRAL_FEATURES", "SPATIAL_FEATURES", "LATER_FEATURES", "LATERAL_FEATURES", "QualityMapping"]
 
 #: pooled timbral features (see spaq.metrics.quality): added / missing sensation level (dB),
-#: loss of ref-deg coherence (0..1)
-TIMBRAL_FEATURES = ("added_db", "missing_db", "incoherence")
+#: loss of ref-deg coherence (0..1); (version 14) added envelope fluctuation within a band (``noisiness``,
+#: 0..1: noise heard in a tonal band whose level it barely raises)
+TIMBRAL_FEATURES = ("added_db", "missing_db", "incoherence", "noisiness")
 #: pooled spatial features: |dILD| dB, |d|IC||, IPD change (fraction of pi), |d directiveness|,
 #: intensity direction shift (fraction of 180 deg) -- these two are 0 for binaural input -- and
 #: (version 3) the change of the per-band time-mean interaural coherence (``d_ic_mean``) and ILD
@@ -50,8 +51,8 @@ TIMBRAL_FEATURES = ("added_db", "missing_db", "incoherence")
 SPATIAL_FEATURES = ("d_ild_db", "d_ic", "d_ipd", "d_directiveness", "d_direction", "d_ic_mean", "d_ild_mean",
                     "d_order", "d_itd")
 #: features added after version 1's parameter format: parameters written before them (the
-#: predictor's teacher ``quality_v5.json``, versions 1-11) give them weight 0
-LATER_FEATURES = ("d_order", "d_itd")
+#: predictor's teacher ``quality_v5.json``, versions 1-13) give them weight 0
+LATER_FEATURES = ("d_order", "d_itd", "noisiness")
 #: the spatial terms that carry the lateral displacement of the image (level and phase differences):
 #: their weighted sum and ``v_itd d_itd`` enter ``D_s`` as their maximum
 LATERAL_FEATURES = ("d_ild_db", "d_ipd", "d_ild_mean")
@@ -153,9 +154,10 @@ class QualityMapping(nn.Module):
     def from_params(cls, p: dict) -> "QualityMapping":
         """Inverse of :meth:`to_params`; refuses missing or negative entries. Parameters without a
         ``combination`` (versions 1-5) sum the two distortions (``p = 1``); without a weight of a
-        feature of :data:`LATER_FEATURES` (versions 1-7) give it weight 0."""
+        feature of :data:`LATER_FEATURES` (versions 1-13) give it weight 0."""
         try:
-            tw = [float(p["timbral_weights"][n]) for n in TIMBRAL_FEATURES]
+            tw = [float(p["timbral_weights"].get(n, 0.0) if n in LATER_FEATURES else p["timbral_weights"][n])
+                  for n in TIMBRAL_FEATURES]
             sw = [float(p["spatial_weights"].get(n, 0.0) if n in LATER_FEATURES else p["spatial_weights"][n])
                   for n in SPATIAL_FEATURES]
             k = float(p["exponent"])

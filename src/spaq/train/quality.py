@@ -1145,7 +1145,8 @@ def train_quality(tc: QualityTrainConfig, out, log=print, workdir=None) -> dict:
         "model": "spaq-quality",
         # 13: the recipe of version 12 under the pair rule of spaq.spatial.decoders.pair_orders (W alone at the
         # other signal's order), which changes the features of the recipe's W-alone pairs
-        "version": (13 if itd_cal is not None else 11 if tc.ild_mean_weights != "equal" or tc.ic_mean_weights != "equal"
+        # 14: the timbral feature noisiness, fitted with the other timbral weights
+        "version": (14 if itd_cal is not None else 11 if tc.ild_mean_weights != "equal" or tc.ic_mean_weights != "equal"
                     else 10 if tc.head_turn.as_params() else 9),
         "mapping": mapping,
         "provenance": {

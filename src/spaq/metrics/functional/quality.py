@@ -23,7 +23,14 @@ KU100 HRTF, the same one the ``cues`` metric uses, so both formats share one sca
   :func:`masked_threshold`, :data:`MASKING`; version 5), and the loss of coherence between reference
   and degraded band signals, cross-spectra and powers summed over the ears (``incoherence``:
   fine structure below 1.3 kHz, envelope above) -- ViSQOL/NSIM-like structure on spaq's own
-  representation. Summing the ears first means a diffuse part that is decorrelated
+  representation -- and (version 14) ``noisiness``, the envelope fluctuation the degraded signal adds
+  within a band (:func:`_band_cues`' ``fluct``: var / mean^2 of the band power over a 40 ms frame, 0 for
+  a steady partial, 1 for Gaussian noise, each judged as a 1 s texture, :data:`TEXTURE_FRAMES`),
+  weighted by the reference's interaural coherence and counted where the reference's band is heard
+  above what its other bands mask. Noise 10-20 dB under a tone raises the band's level by less than
+  the level JND, so ``added_db`` misses it, but it makes the tone's steady envelope fluctuate, which is
+  how it is heard (a tone masks noise far less than noise masks a tone); noise added to noise, or to
+  the diffuse part a decorrelating coder resynthesises, adds no fluctuation. Summing the ears first means a diffuse part that is decorrelated
   differently at each ear (what parametric spatial codings resynthesise) costs less than a
   per-ear comparison made it cost, while diotic input is unchanged;
 * spatial, frame by frame: change of ILD (dB), of interaural coherence magnitude and of
@@ -142,13 +149,19 @@ def _band_cues(x: torch.Tensor, frontend: AuditoryFrontEnd, decoder, n_min: int 
         # roll-off, complex envelope above
         fine = (fc[bands] < frontend.mso_rolloff_hz).view(-1, 1).to(band.device)
         z = frame(torch.where(fine, band, env), fl)  # (B, S, E, G, nf, fl)
-        pz = torch.mean(z.real ** 2 + z.imag ** 2, dim=-1).to(torch.float64)  # (B, S, E, G, nf)
+        pw = z.real ** 2 + z.imag ** 2  # (B, S, E, G, nf, fl): the band's power, sample by sample
+        pz = torch.mean(pw, dim=-1).to(torch.float64)  # (B, S, E, G, nf)
         x_ia = torch.mean(z[:, :, 0] * torch.conj(z[:, :, 1]), dim=-1).to(torch.complex128)
         x_rd = torch.mean(z[:, 0] * torch.conj(z[:, 1]), dim=-1).to(torch.complex128)
         a = frame(env.real, fl).mean(dim=-1).to(torch.float64) / math.sqrt(2.0)
+        # envelope fluctuation within the frame (version 14): var / mean^2 of the band's power, each ear,
+        # then the ears' mean; 0 for a steady tone, 1 for Gaussian noise (its power is exponential)
+        e2 = torch.mean(pw * pw, dim=-1).to(torch.float64)
+        fluct = (e2 - pz ** 2) / torch.where(pz > 0, pz, torch.ones_like(pz)) ** 2
         # both ears together (binaural summation): cross and powers summed over the ears
         out.append({"p_ear": a ** 2 / 2, "ic": _normalise(x_ia, pz[:, :, 0], pz[:, :, 1]),
-                    "xc": _normalise(x_rd.sum(dim=1), pz[:, 0].sum(dim=1), pz[:, 1].sum(dim=1))})
+                    "xc": _normalise(x_rd.sum(dim=1), pz[:, 0].sum(dim=1), pz[:, 1].sum(dim=1)),
+                    "fluct": fluct.clamp(0.0, 1.0).mean(dim=2)})
     c = {k: torch.cat([o[k] for o in out], dim=-2) for k in out[0]}
     c["itd"], c["itd_peak"] = frame_itd(c["ic"], fc.to(c["ic"].device), frontend.mso_rolloff_hz)
     return c
@@ -414,8 +427,11 @@ def _maps_from_cues(c: dict, floor: torch.Tensor, gain_db: torch.Tensor,
     coh_r = torch.where(torch.isfinite(coh_r), coh_r.clamp(0, 1), torch.ones_like(coh_r))
     pt = texture_power(pb, coh_r)
     sl_b = 10 * torch.log10(torch.maximum(pt, fl) / fl)
+    # the reference's band stands out of what its other bands mask (and is audible): where its envelope is heard
+    heard = aud_b[:, 0]
     if MASKING is not None:  # both signals floored at the reference's masked threshold
         thr = masked_threshold(sl_b[:, 0], **MASKING).unsqueeze(1)
+        heard = heard & (sl_b[:, 0] > thr[:, 0])
         sl_b = torch.maximum(sl_b, thr)
     active = (aud_b[:, 0] | aud_b[:, 1]).unsqueeze(1)  # (B, 1, F, nf)
     diff = (sl_b[:, 1] - sl_b[:, 0]).unsqueeze(1)
@@ -425,6 +441,9 @@ def _maps_from_cues(c: dict, floor: torch.Tensor, gain_db: torch.Tensor,
         "added_db": torch.where(active, torch.clamp(diff - LEVEL_JND_DB, min=0), nan),
         "missing_db": torch.where(active, torch.clamp(-diff - LEVEL_JND_DB, min=0), nan),
         "incoherence": torch.where(active, incoh, nan),
+        # version 14: the envelope fluctuation the degraded band adds to the reference's (noise in a tone)
+        "noisiness": (_band_texture_excess(c["fluct"][:, 1] - c["fluct"][:, 0], coh_r, heard) if "fluct" in c
+                      else torch.full_like(diff[:, 0], float("nan"))).unsqueeze(1),
     }
     aud_r = audible[:, 0]
     # interaural cues; the reference's image counts where any of its ears is audible
@@ -474,6 +493,18 @@ def _maps_from_cues(c: dict, floor: torch.Tensor, gain_db: torch.Tensor,
         out["itd_deg"] = torch.where(itd_ok, c["itd"][:, 1], nan)
     out["gain_db"] = gain_db
     return out
+
+
+def _band_texture_excess(d: torch.Tensor, weight: torch.Tensor, counted: torch.Tensor) -> torch.Tensor:
+    """Each band's excess over the whole signal (version 14's ``noisiness``): the mean of ``weight * d`` over
+    the ``counted`` frames of the band, clamped at 0, written into those frames (NaN elsewhere), so that a
+    mean over the counted bins weighs each band by its number of frames. ``d``, ``weight``, ``counted``
+    ``(B, F, nf)`` -> ``(B, F, nf)``. A mean before the clamp, not a clamp per frame: the positive part of a
+    noisy per-frame difference would grow as the signal gets shorter (fewer frames, more spread)."""
+    n = counted.sum(dim=-1, keepdim=True)
+    s = torch.where(counted, weight * d, torch.zeros_like(d)).sum(dim=-1, keepdim=True)
+    m = torch.clamp(s / n.clamp(min=1), min=0)
+    return torch.where(counted, m.expand_as(d), torch.full_like(d, float("nan")))
 
 
 def _nanmean(x: torch.Tensor, dims) -> torch.Tensor:
