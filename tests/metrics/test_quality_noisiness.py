@@ -66,7 +66,6 @@ def test_noise_under_a_tone_grows_with_its_level_where_added_db_does_not_see_it(
 def test_noise_added_to_noise_adds_little(fe):
     """A band that already fluctuates as noise (var/mean^2 ~ 1) cannot fluctuate more: the same noise
     that makes a tone noisy barely changes a noise reference."""
-    rng = np.random.default_rng(3)
     tone = _tones()
     n = _noise_like(tone, 0.0, seed=3, partials=0)  # noise as loud as the tone, below 1.5 kHz
     on_noise = _pooled(fe, n, n + _noise_like(n, 10, seed=1, partials=0))["noisiness"]

@@ -25,9 +25,10 @@ KU100 HRTF, the same one the ``cues`` metric uses, so both formats share one sca
   fine structure below 1.3 kHz, envelope above) -- ViSQOL/NSIM-like structure on spaq's own
   representation -- and (version 14) ``noisiness``, the envelope fluctuation the degraded signal adds
   within a band (:func:`_band_cues`' ``fluct``: var / mean^2 of the band power over a 40 ms frame, 0 for
-  a steady partial, 1 for Gaussian noise, each judged as a 1 s texture, :data:`TEXTURE_FRAMES`),
-  weighted by the reference's interaural coherence and counted where the reference's band is heard
-  above what its other bands mask. Noise 10-20 dB under a tone raises the band's level by less than
+  a steady partial, 1 for Gaussian noise): per band, the mean over the frames of the degraded minus the
+  reference fluctuation weighted by the reference's interaural coherence, clamped at 0
+  (:func:`_band_texture_excess`), counted where the reference's band is heard above what its other
+  bands mask. Noise 10-20 dB under a tone raises the band's level by less than
   the level JND, so ``added_db`` misses it, but it makes the tone's steady envelope fluctuate, which is
   how it is heard (a tone masks noise far less than noise masks a tone); noise added to noise, or to
   the diffuse part a decorrelating coder resynthesises, adds no fluctuation. Summing the ears first means a diffuse part that is decorrelated
