@@ -356,8 +356,9 @@ def quality_maps(ref: torch.Tensor, deg: torch.Tensor, frontend: AuditoryFrontEn
     which :func:`pool_features` turns into ``d_order``).
 
     Returns dict of float64 tensors, NaN where a bin does not count:
-    ``added_db``, ``missing_db``, ``incoherence`` ``(B, 2, F, nf)`` (per ear; bins where
-    reference or degraded is audible); ``d_ild_db``, ``d_ic``, ``d_ipd`` and, for ambisonics,
+    ``added_db``, ``missing_db``, ``incoherence`` ``(B, 1, F, nf)`` (both ears together; bins where
+    reference or degraded is audible); ``noisiness`` ``(B, 1, F, nf)`` (each band's value in the frames
+    where the reference's band is heard, version 14); ``d_ild_db``, ``d_ic``, ``d_ipd`` and, for ambisonics,
     ``d_directiveness``, ``d_direction`` ``(B, F, nf)`` (bins where the reference is audible);
     ``gain_db`` ``(B,)`` (the compensation applied to ``deg``); ``head_turned`` ``(B,)`` bool (the pairs
     heard with ``head_turn``: ambisonic pairs decoded at two different orders).
