@@ -43,7 +43,8 @@ def _missing(p_ref, p_deg):
     F, nf = p_ref.shape
     p = torch.stack([torch.stack([p_ref, p_ref]), torch.stack([p_deg, p_deg])])[None]  # (1, S, E, F, nf)
     ones = torch.ones(1, 2, F, nf, dtype=torch.complex128)
-    c = {"p_ear": p, "ic": ones, "xc": torch.ones(1, F, nf, dtype=torch.complex128)}
+    c = {"p_ear": p, "ic": ones, "xc": torch.ones(1, F, nf, dtype=torch.complex128),
+         "fluct": torch.zeros(1, 2, F, nf, dtype=torch.float64)}  # steady bands (version 14's noisiness: 0)
     maps = fq._maps_from_cues(c, torch.full((F,), 1e-10, dtype=torch.float64), torch.zeros(1, dtype=torch.float64))
     return float(pool_features(maps)["missing_db"][0])
 

@@ -444,8 +444,7 @@ def _maps_from_cues(c: dict, floor: torch.Tensor, gain_db: torch.Tensor,
         "missing_db": torch.where(active, torch.clamp(-diff - LEVEL_JND_DB, min=0), nan),
         "incoherence": torch.where(active, incoh, nan),
         # version 14: the envelope fluctuation the degraded band adds to the reference's (noise in a tone)
-        "noisiness": (_band_texture_excess(c["fluct"][:, 1] - c["fluct"][:, 0], coh_r, heard) if "fluct" in c
-                      else torch.full_like(diff[:, 0], float("nan"))).unsqueeze(1),
+        "noisiness": _band_texture_excess(c["fluct"][:, 1] - c["fluct"][:, 0], coh_r, heard).unsqueeze(1),
     }
     aud_r = audible[:, 0]
     # interaural cues; the reference's image counts where any of its ears is audible
