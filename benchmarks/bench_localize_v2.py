@@ -1,6 +1,6 @@
 """Speed of binaural localize(): templates vs BAST on one 20 s KU100 stream (best of 5, one thread); the
 templates also on the same source in a shoebox room (RT60 0.7 s: the room settings, templates.REVERBERANT,
-against them turned off).
+and the dereverberation, templates.DEREVERB, against each turned off).
 
 Usage: python benchmarks/bench_localize_v2.py"""
 import time
@@ -29,6 +29,7 @@ rir, _ = room_impulse_response(place_in_room(np.array([6.0, 5.0, 3.0]), 0.7, 30.
 room = oaconvolve(s[None], rir, axes=-1)[:, : len(s)]
 for label, kw in [("templates in a room (room settings)", dict(x=room, method="templates")),
                   ("templates in a room, room settings off", dict(x=room, method="templates", reverberant={})),
+                  ("templates in a room, dereverberation off", dict(x=room, method="templates", dereverb={})),
                   ("templates (KU100 + sonicom-1 heads)", dict(method="templates")),
                   ("templates (KU100 only)", dict(method="templates", hrtf="ku100")),
                   ("templates, 2 sources", dict(method="templates", n_sources=2)),
@@ -36,7 +37,7 @@ for label, kw in [("templates in a room (room settings)", dict(x=room, method="t
                   ("bast, cue features (bast_cues)", dict(method="bast")),
                   ("bast, log-mel (bast_ku100)", dict(method="bast", weights=default_weights_path()))]:
     sig = kw.pop("x", x)
-    run = localize if "reverberant" not in kw else _templates
+    run = localize if not {"reverberant", "dereverb"} & set(kw) else _templates
     run(sig, 48000, **kw)
     walls, cpus = [], []
     for _ in range(5):

@@ -8,7 +8,7 @@ import math
 
 import torch
 
-__all__ = ["next_fast_len", "fft_convolve", "mimo_fir_filter"]
+__all__ = ["next_fast_len", "fft_convolve", "mimo_fir_filter", "wpe_dereverberate", "wpe_min_samples"]
 
 
 def next_fast_len(n: int) -> int:
@@ -52,3 +52,65 @@ def mimo_fir_filter(x: torch.Tensor, fir: torch.Tensor) -> torch.Tensor:
     hf = torch.fft.rfft(fir.to(x.dtype), n=n)  # (C_out, C_in, F)
     yf = torch.einsum("...if,oif->...of", xf, hf)
     return torch.fft.irfft(yf, n=n)[..., :t]
+
+
+def wpe_min_samples(channels: int, n_fft: int = 1024, hop: int = 256, taps: int = 20, delay: int = 2) -> int:
+    """The shortest signal :func:`wpe_dereverberate` takes: twice as many frames past the filter's reach
+    as the filter has coefficients per bin (fewer would fit the signal itself, not its reverberation)."""
+    return (2 * channels * taps + delay + taps) * hop + n_fft
+
+
+def wpe_dereverberate(x: torch.Tensor, n_fft: int = 1024, hop: int = 256, taps: int = 20, delay: int = 2,
+                      iterations: int = 1, max_frames: int | None = 400, eps: float = 1e-10) -> torch.Tensor:
+    """Weighted prediction error dereverberation (Nakatani et al. 2010; Yoshioka & Nakatani 2012).
+
+    ``x (C, T)`` real -> ``(C, T)``: in every STFT bin (Hann, ``n_fft``/``hop``) the late reverberation
+    is predicted from the ``taps`` frames that start ``delay`` frames earlier, in all channels, by the
+    multichannel linear filter that minimises the prediction error weighted by the inverse of the
+    current estimate's power (``iterations`` passes; the first weighs by the observation's power), and
+    subtracted. What arrives within ``delay`` frames of a sound (the direct sound and the first
+    reflections) is kept, and the channels' relation (the interaural cues) with it, since one filter
+    serves every channel. The filter's statistics use at most ``max_frames`` frames spread evenly over
+    the signal (None: all); it is applied to every frame. The same algorithm as ``nara_wpe.wpe.wpe``
+    (MIT; tests/test_dsp_wpe.py compares them), batched over bins in torch.
+    """
+    if x.dim() != 2:
+        raise ValueError(f"wpe_dereverberate needs (C, T), got {tuple(x.shape)}")
+    if x.shape[-1] < wpe_min_samples(x.shape[0], n_fft, hop, taps, delay):
+        raise ValueError(f"wpe_dereverberate: {x.shape[-1]} samples are too few for {taps} taps of "
+                         f"{x.shape[0]} channels (at least wpe_min_samples)")
+    xt = x.to(torch.float32)
+    win = torch.hann_window(n_fft, dtype=torch.float32, device=x.device)
+    Y = torch.stft(xt, n_fft, hop, window=win, return_complex=True).permute(1, 0, 2)  # (F, C, N)
+    F, C, N = Y.shape
+    lag = delay + taps - 1
+    pad = torch.nn.functional.pad(Y, (lag, 0))  # pad[..., t + lag] = Y[..., t]
+
+    def stacked(idx: torch.Tensor) -> torch.Tensor:  # (F, C * taps, len(idx)): Y[:, c, t - delay - k]
+        cols = idx[None, :] + (lag - delay - torch.arange(taps, device=x.device))[:, None]  # (taps, n)
+        return pad[:, :, cols].reshape(F, C * taps, -1)
+
+    idx = torch.arange(N, device=x.device)
+    if max_frames is not None and N > max_frames:
+        idx = torch.linspace(0, N - 1, int(max_frames), device=x.device).round().long()
+    Ys, Yt = Y[:, :, idx], stacked(idx)
+    X = Ys
+    eye = torch.eye(C * taps, device=x.device)
+    for _ in range(int(iterations)):
+        lam = (X.abs() ** 2).mean(1).clamp_min(eps)  # (F, n): the desired signal's power
+        Ytw = Yt / lam[:, None, :]
+        R = Ytw @ Yt.conj().transpose(1, 2)  # (F, C taps, C taps)
+        P = Ytw @ Ys.conj().transpose(1, 2)  # (F, C taps, C)
+        diag = torch.diagonal(R, dim1=1, dim2=2).real.mean(-1)  # (F,): diagonal loading, relative per bin and
+        load = 1e-6 * diag + 1e-9 * diag.max().clamp_min(eps)  # overall, so that silent bins stay solvable
+        G = torch.linalg.solve(R + load[:, None, None] * eye, P)  # (F, C taps, C)
+        X = Ys - G.conj().transpose(1, 2) @ Yt
+    # the prediction of every frame: each bin's filter (taps frames from ``delay`` back) convolved along
+    # the frames, by FFT (one product per output and input channel)
+    h = torch.zeros(F, C, C, lag + 1, dtype=Y.dtype, device=x.device)
+    h[..., delay:] = G.conj().transpose(1, 2).reshape(F, C, C, taps)  # (F, C_out, C_in, lag + 1)
+    n = next_fast_len(N + lag)
+    Hf, Yf = torch.fft.fft(h, n=n), torch.fft.fft(Y, n=n)  # (F, C, C, n), (F, C, n)
+    out = Y - torch.fft.ifft(torch.einsum("fcin,fin->fcn", Hf, Yf), n=n)[..., :N]
+    y = torch.istft(out.permute(1, 0, 2), n_fft, hop, window=win, length=x.shape[-1])
+    return y.to(x.dtype)

@@ -73,7 +73,8 @@ ANALYSIS_RATE = 48000
 HEAD_SCALES = (0.92, 0.96, 1.0, 1.04, 1.08)
 DEFAULTS = dict(sigma_ild_db=1.5, sigma_ipd=0.35, sigma_shape_db=8.0, coherence_power=8.0, active_range_db=30.0,
                 shape_degree=2, global_range_db=30.0, onset_power=4.0, onset_db=3.0, frame_ms=20.0,
-                drr_variants_db=(float("inf"), 6.0, 0.0), drr_coherence=0.85, head_scales=HEAD_SCALES)
+                drr_variants_db=(float("inf"), 6.0, 0.0), drr_coherence=0.85, head_scales=HEAD_SCALES,
+                dereverb=None)
 #: overrides for several sources: no onset weighting, no spectral shape (a mixture's shape fits no
 #: single direction), looser ILD, units of 2 bands x 1 frame (tuned on development scenes, not the benchmark's)
 MULTI_SOURCE = dict(onset_power=0.0, sigma_shape_db=1e3, sigma_ild_db=3.0, group_bands=2,
@@ -84,6 +85,13 @@ MULTI_SOURCE = dict(onset_power=0.0, sigma_shape_db=1e3, sigma_ild_db=3.0, group
 #: on the development rooms (seeds 777 / 778, 400 items: median 23.2 -> 18.9 deg, within 8 deg 28 -> 35 %;
 #: benchmarks/results/localizer_v2.md, thirty-seventh session); the caller's own options win
 REVERBERANT = dict(frame_ms=10.0, coherence_power=4.0)
+#: dereverberation before the cues are observed (one source): where the direct-sound coherence is below
+#: ``below``, the late reverberation is removed by weighted prediction error (:func:`spaq.dsp.wpe_dereverberate`,
+#: the other keys its options: 1024-point frames at a 256-sample hop, 20 taps from 2 frames back -- 10.7 ms
+#: to 117 ms after a sound -- one pass) and the cues are observed again. Chosen on the development rooms
+#: (seeds 777 / 778, 100 items each: median 16.3 / 22.4 -> 10.9 / 10.8 deg; benchmarks/results/localizer_v2.md,
+#: forty-second session); ``below`` = 0.95 keeps it off nearly every anechoic signal
+DEREVERB = dict(below=0.95, n_fft=1024, hop=256, taps=20, delay=2, iterations=1)
 #: the exact-head stage (one source): the interaural transfer function and each ear's spectrum at DFT
 #: resolution (:func:`exact_head_fit`); ``max_fit``: the interaural misfit per unit weight below which
 #: its direction replaces the band templates' (the signal is recognised as the set's own head at one
@@ -743,6 +751,23 @@ def localize_templates(x: np.ndarray, sample_rate: int, hrtf=None, n_sources: in
     from .localize import direct_coherence
 
     coherence = direct_coherence(cues[0], cues[1])
+    dereverb = opts.pop("dereverb")
+    dereverb = dict(DEREVERB if dereverb is None else dereverb)  # {}: off
+    dereverb_below = float(dereverb.pop("below", 0.0))
+    dereverbed, x_given = False, x  # the exact-head stage reads the signal as given (a set's own head, anechoic)
+    from ..dsp import wpe_min_samples
+
+    if (S == 1 and dereverb and coherence < dereverb_below
+            and x.shape[-1] >= wpe_min_samples(2, **{k: v for k, v in dereverb.items() if k != "iterations"})):  # late reverberation removed (WPE), then observed again
+        from ..dsp import wpe_dereverberate
+
+        x = wpe_dereverberate(torch.from_numpy(x), **dereverb).numpy()
+        dereverbed = True
+        if room_ms is not None:
+            cues, room_cues = _observed_cues(x, opts["frame_ms"], also_ms=room_ms)
+        else:
+            cues = _observed_cues(x, opts["frame_ms"])
+        coherence = direct_coherence(cues[0], cues[1])
     # reverberant templates only where the direct sound does not dominate (rooms: median coherence
     # 0.70 on development scenes; anechoic: 10th percentile 0.87-0.93)
     drrs = tuple(opts.pop("drr_variants_db"))
@@ -778,7 +803,7 @@ def localize_templates(x: np.ndarray, sample_rate: int, hrtf=None, n_sources: in
     if S == 1:
         ks = [int(np.argmin(D.sum(0)))]
         if exact_stage:  # the exact-head stage: used where its interaural misfit is small
-            exact = _exact_stage(x, heads, {k: v for k, v in exact_opts.items() if k != "votes"})
+            exact = _exact_stage(x_given, heads, {k: v for k, v in exact_opts.items() if k != "votes"})
             if exact["used"]:
                 found_set, ks = exact["set"], [exact["k"]]
     else:  # votes of every (frame, group of bands), peaks, each refined by the units that voted near it
@@ -819,10 +844,11 @@ def localize_templates(x: np.ndarray, sample_rate: int, hrtf=None, n_sources: in
     return {"directions": found, "confidence": conf, "frame_times_s": times, "frame_dirs": bdir,
             "frame_source": src, "template_set": found_set, "n_frames": nf,
             "head_fit": {_label(f[1]): round(f[0] / max(float(fw.sum()), 1e-12), 4) for f in fits},
-            "direct_coherence": coherence, "direct_sound": direct, "drr_coherence": drr_coherence,
+            "direct_coherence": coherence, "direct_sound": direct, "dereverberated": dereverbed, "drr_coherence": drr_coherence,
             "drr_db": getattr(ts, "drr_db", float("inf")),
             "head_scale": getattr(found_set, "scale", 1.0),
             "exact_head": None if exact is None else {"hrtf": exact["set"].name, "fit": round(exact["fit"], 4),
                                                       "used": exact["used"]},
             "settings": {**opts, "frame_s": per * fe_frame, "analysis_frame_s": fe_frame,
+                         "dereverb": {"below": dereverb_below, **dereverb} if dereverb else {},
                          **({"group_bands": group_bands} if S > 1 else {})}}
