@@ -61,7 +61,8 @@ def wpe_min_samples(channels: int, n_fft: int = 1024, hop: int = 256, taps: int 
 
 
 def wpe_dereverberate(x: torch.Tensor, n_fft: int = 1024, hop: int = 256, taps: int = 20, delay: int = 2,
-                      iterations: int = 1, max_frames: int | None = 400, eps: float = 1e-10) -> torch.Tensor:
+                      iterations: int = 1, max_frames: int | None = 400, band_hz: tuple | None = None,
+                      sample_rate: int | None = None, eps: float = 1e-10) -> torch.Tensor:
     """Weighted prediction error dereverberation (Nakatani et al. 2010; Yoshioka & Nakatani 2012).
 
     ``x (C, T)`` real -> ``(C, T)``: in every STFT bin (Hann, ``n_fft``/``hop``) the late reverberation
@@ -71,7 +72,9 @@ def wpe_dereverberate(x: torch.Tensor, n_fft: int = 1024, hop: int = 256, taps: 
     subtracted. What arrives within ``delay`` frames of a sound (the direct sound and the first
     reflections) is kept, and the channels' relation (the interaural cues) with it, since one filter
     serves every channel. The filter's statistics use at most ``max_frames`` frames spread evenly over
-    the signal (None: all); it is applied to every frame. The same algorithm as ``nara_wpe.wpe.wpe``
+    the signal (None: all); it is applied to every frame. ``band_hz (lo, hi)`` with ``sample_rate``: only
+    the bins in that band are dereverberated (the others are passed through), for a consumer that reads
+    no other frequencies. The same algorithm as ``nara_wpe.wpe.wpe``
     (MIT; tests/test_dsp_wpe.py compares them), batched over bins in torch.
     """
     if x.dim() != 2:
@@ -81,7 +84,14 @@ def wpe_dereverberate(x: torch.Tensor, n_fft: int = 1024, hop: int = 256, taps: 
                          f"{x.shape[0]} channels (at least wpe_min_samples)")
     xt = x.to(torch.float32)
     win = torch.hann_window(n_fft, dtype=torch.float32, device=x.device)
-    Y = torch.stft(xt, n_fft, hop, window=win, return_complex=True).permute(1, 0, 2)  # (F, C, N)
+    full = torch.stft(xt, n_fft, hop, window=win, return_complex=True).permute(1, 0, 2)  # (F, C, N)
+    band = slice(None)
+    if band_hz is not None:
+        if sample_rate is None:
+            raise ValueError("wpe_dereverberate: band_hz needs sample_rate")
+        lo, hi = (int(round(f * n_fft / sample_rate)) for f in band_hz)
+        band = slice(max(lo, 0), min(hi, n_fft // 2) + 1)
+    Y = full[band]
     F, C, N = Y.shape
     lag = delay + taps - 1
     pad = torch.nn.functional.pad(Y, (lag, 0))  # pad[..., t + lag] = Y[..., t]
@@ -111,6 +121,6 @@ def wpe_dereverberate(x: torch.Tensor, n_fft: int = 1024, hop: int = 256, taps: 
     h[..., delay:] = G.conj().transpose(1, 2).reshape(F, C, C, taps)  # (F, C_out, C_in, lag + 1)
     n = next_fast_len(N + lag)
     Hf, Yf = torch.fft.fft(h, n=n), torch.fft.fft(Y, n=n)  # (F, C, C, n), (F, C, n)
-    out = Y - torch.fft.ifft(torch.einsum("fcin,fin->fcn", Hf, Yf), n=n)[..., :N]
-    y = torch.istft(out.permute(1, 0, 2), n_fft, hop, window=win, length=x.shape[-1])
+    full[band] = Y - torch.fft.ifft(torch.einsum("fcin,fin->fcn", Hf, Yf), n=n)[..., :N]
+    y = torch.istft(full.permute(1, 0, 2), n_fft, hop, window=win, length=x.shape[-1])
     return y.to(x.dtype)

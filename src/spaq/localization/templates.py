@@ -91,7 +91,8 @@ REVERBERANT = dict(frame_ms=10.0, coherence_power=4.0)
 #: to 117 ms after a sound -- one pass) and the cues are observed again. Chosen on the development rooms
 #: (seeds 777 / 778, 100 items each: median 16.3 / 22.4 -> 10.9 / 10.8 deg; benchmarks/results/localizer_v2.md,
 #: forty-second session); ``below`` = 0.95 keeps it off nearly every anechoic signal
-DEREVERB = dict(below=0.95, n_fft=1024, hop=256, taps=20, delay=2, iterations=1)
+DEREVERB = dict(below=0.95, below_hz=1500.0, n_fft=1024, hop=256, taps=20, delay=2, iterations=1,
+                band_hz=(100.0, 16000.0))
 #: the exact-head stage (one source): the interaural transfer function and each ear's spectrum at DFT
 #: resolution (:func:`exact_head_fit`); ``max_fit``: the interaural misfit per unit weight below which
 #: its direction replaces the band templates' (the signal is recognised as the set's own head at one
@@ -414,6 +415,14 @@ def _observed_cues(x: np.ndarray, frame_ms: float, also_ms: float | None = None)
         return [_observed_cues(x, frame_ms), _observed_cues(x, also_ms)]
     with _one_thread():
         return binaural_features(torch.from_numpy(np.ascontiguousarray(x)), fe, frame_lens=lens)
+
+
+def _band_centres() -> np.ndarray:
+    """Centre frequencies (Hz) of the observation front-end's bands (:data:`OBSERVATION_FRONTEND`)."""
+    from ..auditory.binaural_features import feature_frontend
+
+    fe = feature_frontend(ANALYSIS_RATE, frame_ms=20.0, **OBSERVATION_FRONTEND)
+    return np.asarray(fe.center_frequencies_hz, dtype=np.float64)
 
 
 def _observation(x: np.ndarray, opts: dict, cues=None):
@@ -753,16 +762,19 @@ def localize_templates(x: np.ndarray, sample_rate: int, hrtf=None, n_sources: in
     coherence = direct_coherence(cues[0], cues[1])
     dereverb = opts.pop("dereverb")
     dereverb = dict(DEREVERB if dereverb is None else dereverb)  # {}: off
-    dereverb_below = float(dereverb.pop("below", 0.0))
+    dereverb_gate = {k: dereverb.pop(k) for k in ("below", "below_hz") if k in dereverb}
     dereverbed, x_given = False, x  # the exact-head stage reads the signal as given (a set's own head, anechoic)
-    from ..dsp import wpe_min_samples
+    low_coherence = None
+    if S == 1 and dereverb:  # the gate: the coherence of the low bands, where the head shadows little
+        from ..dsp import wpe_dereverberate, wpe_min_samples
 
-    if (S == 1 and dereverb and coherence < dereverb_below
-            and x.shape[-1] >= wpe_min_samples(2, **{k: v for k, v in dereverb.items() if k != "iterations"})):  # late reverberation removed (WPE), then observed again
-        from ..dsp import wpe_dereverberate
-
-        x = wpe_dereverberate(torch.from_numpy(x), **dereverb).numpy()
-        dereverbed = True
+        low = _band_centres() <= float(dereverb_gate.get("below_hz", np.inf))
+        low_coherence = direct_coherence(cues[0][:, low], cues[1][:, low])
+        size = {k: v for k, v in dereverb.items() if k in ("n_fft", "hop", "taps", "delay")}
+        if low_coherence < float(dereverb_gate.get("below", 0.0)) and x.shape[-1] >= wpe_min_samples(2, **size):
+            x = wpe_dereverberate(torch.from_numpy(x), sample_rate=ANALYSIS_RATE, **dereverb).numpy()
+            dereverbed = True
+    if dereverbed:  # late reverberation removed: observed again
         if room_ms is not None:
             cues, room_cues = _observed_cues(x, opts["frame_ms"], also_ms=room_ms)
         else:
@@ -844,11 +856,12 @@ def localize_templates(x: np.ndarray, sample_rate: int, hrtf=None, n_sources: in
     return {"directions": found, "confidence": conf, "frame_times_s": times, "frame_dirs": bdir,
             "frame_source": src, "template_set": found_set, "n_frames": nf,
             "head_fit": {_label(f[1]): round(f[0] / max(float(fw.sum()), 1e-12), 4) for f in fits},
-            "direct_coherence": coherence, "direct_sound": direct, "dereverberated": dereverbed, "drr_coherence": drr_coherence,
+            "direct_coherence": coherence, "direct_sound": direct, "dereverberated": dereverbed,
+            "low_frequency_coherence": low_coherence, "drr_coherence": drr_coherence,
             "drr_db": getattr(ts, "drr_db", float("inf")),
             "head_scale": getattr(found_set, "scale", 1.0),
             "exact_head": None if exact is None else {"hrtf": exact["set"].name, "fit": round(exact["fit"], 4),
                                                       "used": exact["used"]},
             "settings": {**opts, "frame_s": per * fe_frame, "analysis_frame_s": fe_frame,
-                         "dereverb": {"below": dereverb_below, **dereverb} if dereverb else {},
+                         "dereverb": {**dereverb_gate, **dereverb} if dereverb else {},
                          **({"group_bands": group_bands} if S > 1 else {})}}
