@@ -8,7 +8,7 @@ import math
 
 import torch
 
-__all__ = ["next_fast_len", "fft_convolve", "mimo_fir_filter", "wpe_dereverberate", "wpe_min_samples"]
+__all__ = ["next_fast_len", "fft_convolve", "mimo_fir_filter", "wpe_stft", "wpe_dereverberate", "wpe_min_samples"]
 
 
 def next_fast_len(n: int) -> int:
@@ -60,67 +60,70 @@ def wpe_min_samples(channels: int, n_fft: int = 1024, hop: int = 256, taps: int 
     return (2 * channels * taps + delay + taps) * hop + n_fft
 
 
-def wpe_dereverberate(x: torch.Tensor, n_fft: int = 1024, hop: int = 256, taps: int = 20, delay: int = 2,
-                      iterations: int = 1, max_frames: int | None = 400, band_hz: tuple | None = None,
-                      sample_rate: int | None = None, eps: float = 1e-10) -> torch.Tensor:
-    """Weighted prediction error dereverberation (Nakatani et al. 2010; Yoshioka & Nakatani 2012).
-
-    ``x (C, T)`` real -> ``(C, T)``: in every STFT bin (Hann, ``n_fft``/``hop``) the late reverberation
-    is predicted from the ``taps`` frames that start ``delay`` frames earlier, in all channels, by the
-    multichannel linear filter that minimises the prediction error weighted by the inverse of the
-    current estimate's power (``iterations`` passes; the first weighs by the observation's power), and
-    subtracted. What arrives within ``delay`` frames of a sound (the direct sound and the first
-    reflections) is kept, and the channels' relation (the interaural cues) with it, since one filter
-    serves every channel. The filter's statistics use at most ``max_frames`` frames spread evenly over
-    the signal (None: all); it is applied to every frame. ``band_hz (lo, hi)`` with ``sample_rate``: only
-    the bins in that band are dereverberated (the others are passed through), for a consumer that reads
-    no other frequencies. The same algorithm as ``nara_wpe.wpe.wpe``
-    (MIT; tests/test_dsp_wpe.py compares them), batched over bins in torch.
-    """
-    if x.dim() != 2:
-        raise ValueError(f"wpe_dereverberate needs (C, T), got {tuple(x.shape)}")
-    if x.shape[-1] < wpe_min_samples(x.shape[0], n_fft, hop, taps, delay):
-        raise ValueError(f"wpe_dereverberate: {x.shape[-1]} samples are too few for {taps} taps of "
-                         f"{x.shape[0]} channels (at least wpe_min_samples)")
-    xt = x.to(torch.float32)
-    win = torch.hann_window(n_fft, dtype=torch.float32, device=x.device)
-    full = torch.stft(xt, n_fft, hop, window=win, return_complex=True).permute(1, 0, 2)  # (F, C, N)
-    band = slice(None)
-    if band_hz is not None:
-        if sample_rate is None:
-            raise ValueError("wpe_dereverberate: band_hz needs sample_rate")
-        lo, hi = (int(round(f * n_fft / sample_rate)) for f in band_hz)
-        band = slice(max(lo, 0), min(hi, n_fft // 2) + 1)
-    Y = full[band]
+def wpe_stft(Y: torch.Tensor, taps: int = 20, delay: int = 2, iterations: int = 1, max_frames: int | None = None,
+             eps: float = 1e-10) -> torch.Tensor:
+    """Weighted prediction error on an STFT ``Y (F, C, N)`` complex (bins, channels, frames) -> the
+    dereverberated STFT, same shape: in every bin, each frame minus its prediction from the ``taps``
+    frames that start ``delay`` frames earlier, in all channels, by the multichannel linear filter that
+    minimises the prediction error weighted by the inverse of the current estimate's power
+    (``iterations`` passes; the first weighs by the observation's power). The filter's statistics use
+    at most ``max_frames`` frames spread evenly over the signal (None: all); it is applied to every
+    frame. The algorithm of ``nara_wpe.wpe.wpe`` (MIT; tests/test_dsp_wpe.py compares them), batched
+    over bins, with a small diagonal loading so that silent bins stay solvable."""
     F, C, N = Y.shape
     lag = delay + taps - 1
     pad = torch.nn.functional.pad(Y, (lag, 0))  # pad[..., t + lag] = Y[..., t]
-
-    def stacked(idx: torch.Tensor) -> torch.Tensor:  # (F, C * taps, len(idx)): Y[:, c, t - delay - k]
-        cols = idx[None, :] + (lag - delay - torch.arange(taps, device=x.device))[:, None]  # (taps, n)
-        return pad[:, :, cols].reshape(F, C * taps, -1)
-
-    idx = torch.arange(N, device=x.device)
+    idx = torch.arange(N, device=Y.device)
     if max_frames is not None and N > max_frames:
-        idx = torch.linspace(0, N - 1, int(max_frames), device=x.device).round().long()
-    Ys, Yt = Y[:, :, idx], stacked(idx)
+        idx = torch.linspace(0, N - 1, int(max_frames), device=Y.device).round().long()
+    cols = idx[None, :] + (lag - delay - torch.arange(taps, device=Y.device))[:, None]  # (taps, n)
+    Ys, Yt = Y[:, :, idx], pad[:, :, cols].reshape(F, C * taps, -1)  # Yt[:, c taps + k, i] = Y[:, c, t_i - delay - k]
     X = Ys
-    eye = torch.eye(C * taps, device=x.device)
+    eye = torch.eye(C * taps, device=Y.device, dtype=Y.dtype)
     for _ in range(int(iterations)):
         lam = (X.abs() ** 2).mean(1).clamp_min(eps)  # (F, n): the desired signal's power
         Ytw = Yt / lam[:, None, :]
         R = Ytw @ Yt.conj().transpose(1, 2)  # (F, C taps, C taps)
         P = Ytw @ Ys.conj().transpose(1, 2)  # (F, C taps, C)
         diag = torch.diagonal(R, dim1=1, dim2=2).real.mean(-1)  # (F,): diagonal loading, relative per bin and
-        load = 1e-6 * diag + 1e-9 * diag.max().clamp_min(eps)  # overall, so that silent bins stay solvable
+        load = 1e-6 * diag + 1e-9 * diag.max().clamp_min(eps)  # overall
         G = torch.linalg.solve(R + load[:, None, None] * eye, P)  # (F, C taps, C)
         X = Ys - G.conj().transpose(1, 2) @ Yt
     # the prediction of every frame: each bin's filter (taps frames from ``delay`` back) convolved along
     # the frames, by FFT (one product per output and input channel)
-    h = torch.zeros(F, C, C, lag + 1, dtype=Y.dtype, device=x.device)
+    h = torch.zeros(F, C, C, lag + 1, dtype=Y.dtype, device=Y.device)
     h[..., delay:] = G.conj().transpose(1, 2).reshape(F, C, C, taps)  # (F, C_out, C_in, lag + 1)
     n = next_fast_len(N + lag)
     Hf, Yf = torch.fft.fft(h, n=n), torch.fft.fft(Y, n=n)  # (F, C, C, n), (F, C, n)
-    full[band] = Y - torch.fft.ifft(torch.einsum("fcin,fin->fcn", Hf, Yf), n=n)[..., :N]
+    return Y - torch.fft.ifft(torch.einsum("fcin,fin->fcn", Hf, Yf), n=n)[..., :N]
+
+
+def wpe_dereverberate(x: torch.Tensor, n_fft: int = 1024, hop: int = 256, taps: int = 20, delay: int = 2,
+                      iterations: int = 1, max_frames: int | None = 400, band_hz: tuple | None = None,
+                      sample_rate: int | None = None, eps: float = 1e-10) -> torch.Tensor:
+    """Weighted prediction error dereverberation (Nakatani et al. 2010; Yoshioka & Nakatani 2012).
+
+    ``x (C, T)`` real -> ``(C, T)``, same dtype: :func:`wpe_stft` on the STFT of ``x`` (Hann, ``n_fft`` /
+    ``hop``, computed in float32). What arrives within ``delay`` frames of a sound (the direct sound and
+    the first reflections) is kept, and the channels' relation (the interaural cues) with it, since one
+    filter serves every channel; later reverberation, as far as ``taps`` frames reach, is removed.
+    ``band_hz (lo, hi)`` with ``sample_rate``: only the bins in that band are dereverberated (the others
+    pass through), for a consumer that reads no other frequencies. Raises ValueError below
+    :func:`wpe_min_samples`.
+    """
+    if x.dim() != 2:
+        raise ValueError(f"wpe_dereverberate needs (C, T), got {tuple(x.shape)}")
+    if x.shape[-1] < wpe_min_samples(x.shape[0], n_fft, hop, taps, delay):
+        raise ValueError(f"wpe_dereverberate: {x.shape[-1]} samples are too few for {taps} taps of "
+                         f"{x.shape[0]} channels (at least wpe_min_samples)")
+    win = torch.hann_window(n_fft, dtype=torch.float32, device=x.device)
+    full = torch.stft(x.to(torch.float32), n_fft, hop, window=win, return_complex=True).permute(1, 0, 2)  # (F, C, N)
+    band = slice(None)
+    if band_hz is not None:
+        if sample_rate is None:
+            raise ValueError("wpe_dereverberate: band_hz needs sample_rate")
+        lo, hi = (int(round(f * n_fft / sample_rate)) for f in band_hz)
+        band = slice(max(lo, 0), min(hi, n_fft // 2) + 1)
+    full[band] = wpe_stft(full[band], taps, delay, iterations, max_frames, eps)
     y = torch.istft(full.permute(1, 0, 2), n_fft, hop, window=win, length=x.shape[-1])
     return y.to(x.dtype)
