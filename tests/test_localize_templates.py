@@ -402,8 +402,8 @@ def test_reverberant_input_warns_and_reports_the_lateral_angle():
     JSON and the ``localization`` metric; every source's lateral angle is in the JSON and holds there.
     Coherent input, and input the exact-head stage recognises, get no warning."""
     import spaq
-    from spaq.localization.localize import REVERBERANT_WARNING
-    from spaq.localization.templates import DEFAULTS
+    from spaq.localization.localize import reverberant_warning
+    from spaq.localization.templates import DEFAULTS, DEREVERB
     from spaq.spatial.room import place_in_room, room_impulse_response
 
     h = load_hrtf("ku100", FS)
@@ -414,9 +414,10 @@ def test_reverberant_input_warns_and_reports_the_lateral_angle():
     y = 0.05 * oaconvolve((rng.standard_normal(FS) * gate)[None], rir, axes=-1)[:, :FS]
     r = localize(y, FS)
     d = r.to_dict()
-    assert r.provenance["direct_coherence"] < DEFAULTS["drr_coherence"], r.provenance["direct_coherence"]
-    assert r.warnings == [REVERBERANT_WARNING.format(coherence=r.provenance["direct_coherence"],
-                                                     threshold=DEFAULTS["drr_coherence"])]
+    gate = r.provenance["room_gate"]
+    assert gate["coherence"] < DEREVERB["below"] == gate["threshold"] and gate["below_hz"] == 1500.0, gate
+    assert r.provenance["dereverberated"]
+    assert r.warnings == [reverberant_warning(gate)] and f"({gate['coherence']:.2f} < 0.95 below 1.5 kHz" in r.warnings[0]
     src = d["sources"][0]
     from spaq.spatial.angles import lateral_angle, sph2cart
 

@@ -716,7 +716,11 @@ def localize_templates(x: np.ndarray, sample_rate: int, hrtf=None, n_sources: in
     (weighted share of frames voting within ``refine_cap_deg`` of the source), trajectory
     ``frame_times_s (M,)``, ``frame_dirs (M, 3)`` (best direction per ``frame_s`` block),
     ``frame_source (M,)`` (nearest source, -1 for blocks with no weight), ``direct_coherence``,
-    ``direct_sound`` (whether it reached ``drr_coherence``, the gate of the reverberant templates),
+    ``direct_sound`` (whether the direct sound dominates: the gate of the room settings and reverberant
+    templates, ``room_gate``: the coherence it read, its threshold and the bands, ``below_hz``; one source:
+    the coherence of the bands up to :data:`DEREVERB`'s ``below_hz`` before dereverberation, else of all
+    bands against ``drr_coherence``), ``dereverberated`` (whether :data:`DEREVERB` ran) and
+    ``low_frequency_coherence``,
     settings. ``cues``: the
     ``(features, levels)`` of ``x`` at 48 kHz and -30 dBFS with 20 ms frames when already computed
     (:func:`spaq.localization.localize._cue_input`; used only with the default 20 ms frames); ``room_cues``:
@@ -780,11 +784,19 @@ def localize_templates(x: np.ndarray, sample_rate: int, hrtf=None, n_sources: in
         else:
             cues = _observed_cues(x, opts["frame_ms"])
         coherence = direct_coherence(cues[0], cues[1])
-    # reverberant templates only where the direct sound does not dominate (rooms: median coherence
-    # 0.70 on development scenes; anechoic: 10th percentile 0.87-0.93)
+    # the room settings and reverberant templates only where the direct sound does not dominate. One source
+    # (dereverberation on): the low bands' coherence before dereverberation, the gate of DEREVERB (development
+    # scenes: rooms 96 % below 0.95, anechoic KU100 and sonicom-2 0-0.5 %); otherwise the coherence of all
+    # bands below ``drr_coherence`` (rooms: median 0.70; anechoic: 10th percentile 0.87-0.93, far-lateral
+    # sources below it)
     drrs = tuple(opts.pop("drr_variants_db"))
     drr_coherence = float(opts.pop("drr_coherence"))
-    direct = bool(coherence >= drr_coherence)
+    if low_coherence is not None:
+        gate = {"coherence": float(low_coherence), "threshold": float(dereverb_gate.get("below", 0.0)),
+                "below_hz": float(dereverb_gate.get("below_hz", np.inf))}
+    else:
+        gate = {"coherence": float(coherence), "threshold": drr_coherence, "below_hz": None}
+    direct = bool(gate["coherence"] >= gate["threshold"])
     if S == 1 and not direct and (room or room_ms is not None):  # a room: its own frames and weights (REVERBERANT)
         opts = {**opts, **room}
         if room_ms is not None:
@@ -857,7 +869,7 @@ def localize_templates(x: np.ndarray, sample_rate: int, hrtf=None, n_sources: in
             "frame_source": src, "template_set": found_set, "n_frames": nf,
             "head_fit": {_label(f[1]): round(f[0] / max(float(fw.sum()), 1e-12), 4) for f in fits},
             "direct_coherence": coherence, "direct_sound": direct, "dereverberated": dereverbed,
-            "low_frequency_coherence": low_coherence, "drr_coherence": drr_coherence,
+            "low_frequency_coherence": low_coherence, "room_gate": gate, "drr_coherence": drr_coherence,
             "drr_db": getattr(ts, "drr_db", float("inf")),
             "head_scale": getattr(found_set, "scale", 1.0),
             "exact_head": None if exact is None else {"hrtf": exact["set"].name, "fit": round(exact["fit"], 4),
