@@ -11,6 +11,7 @@ Sets:
   sonicom2_anechoic  SONICOM held-out subject (sonicom-2), random measured directions
   kemar_anechoic     the MIT KEMAR (named set kemar, needs slab), random measured directions: a second
                      head no default template head or training recipe uses (not in the default sets)
+  sonicom2_rooms     the held-out SONICOM subject in the rooms of ku100_rooms' kind (not in the default sets)
   two_sources        KU100 anechoic, two different sources (speech + music/noise) at measured
                      directions 55-65 deg apart, equal levels, simultaneous
 
@@ -44,8 +45,9 @@ SETS = {
     "two_sources": dict(hrtf="ku100", room=False, two=True),
     # last: a set's position seeds its items (render_set), so the sets above keep theirs
     "kemar_anechoic": dict(hrtf="kemar", room=False),  # another head no default candidate is (slab's MIT KEMAR)
+    "sonicom2_rooms": dict(hrtf="sonicom-2", room=True),  # the unseen head in the rooms of ku100_rooms' kind
 }
-DEFAULT_SETS = [k for k in SETS if k != "kemar_anechoic"]  # the issue's sets
+DEFAULT_SETS = [k for k in SETS if k not in ("kemar_anechoic", "sonicom2_rooms")]  # the issue's sets
 METHODS = {
     "ku100_anechoic": ["bast", "bast_cues", "auto", "templates", "templates:ku100"],
     "ku100_horizontal": ["bast", "bast_cues", "auto", "templates", "templates:ku100"],
@@ -54,6 +56,7 @@ METHODS = {
                           "templates:sonicom-2"],
     "two_sources": ["bast", "bast_cues", "auto", "templates", "templates:ku100"],
     "kemar_anechoic": ["bast_cues", "templates", "templates:kemar"],
+    "sonicom2_rooms": ["templates"],
 }
 
 

@@ -41,6 +41,15 @@ One source there is also observed with :data:`REVERBERANT` (10 ms frames, cohere
 sees the direct sound's rise before the first reflections fill the frame; held-out rooms 22.9 -> 18.2 deg),
 from the same pass of the bands as the 20 ms cues (:data:`OBSERVATION_FRONTEND`'s ``divisor_ms``).
 
+Dereverberation (one source, :data:`DEREVERB`): where the bands up to 1.5 kHz are less coherent than 0.95
+(the head shadows little there, so one direct sound keeps both ears coherent from any direction, far-lateral
+ones included; reverberation does not), the late reverberation is removed by weighted prediction error
+(:func:`spaq.dsp.wpe_dereverberate`: in each STFT bin, each frame minus its prediction from the frames
+10.7-117 ms before, one multichannel filter for both ears, so the interaural cues of the direct sound stay)
+and the cues are observed again. That gate also decides the room settings and reverberant templates for one
+source. The exact-head stage still reads the signal as given. Held-out KU100 rooms: median 18.2 -> 9.9 deg
+(benchmarks/results/localizer_v2.md, forty-second session).
+
 One source: the direction that minimises the distance summed over all frames -- unless the
 exact-head stage recognises the signal (:func:`exact_head_fit`: the interaural transfer function and
 the ear spectra at 4096-point DFT resolution against each head's own HRTFs; used where its interaural
@@ -88,9 +97,11 @@ REVERBERANT = dict(frame_ms=10.0, coherence_power=4.0)
 #: dereverberation before the cues are observed (one source): where the direct-sound coherence is below
 #: ``below``, the late reverberation is removed by weighted prediction error (:func:`spaq.dsp.wpe_dereverberate`,
 #: the other keys its options: 1024-point frames at a 256-sample hop, 20 taps from 2 frames back -- 10.7 ms
-#: to 117 ms after a sound -- one pass) and the cues are observed again. Chosen on the development rooms
-#: (seeds 777 / 778, 100 items each: median 16.3 / 22.4 -> 10.9 / 10.8 deg; benchmarks/results/localizer_v2.md,
-#: forty-second session); ``below`` = 0.95 keeps it off nearly every anechoic signal
+#: to 117 ms after a sound -- one pass, bins 100 Hz-16 kHz: the bands the templates read) and the cues are
+#: observed again. ``below_hz``: the gate reads the coherence of the bands up to 1.5 kHz, where the head shadows
+#: little (a far-lateral anechoic source stays coherent there). Chosen on the development rooms (seeds 777 / 778,
+#: 200 items each: median 16.3 / 19.6 -> 9.9 / 10.5 deg; benchmarks/results/localizer_v2.md, forty-second
+#: session); development anechoic items below the gate: KU100 0 %, the unseen sonicom-2 0.5 %
 DEREVERB = dict(below=0.95, below_hz=1500.0, n_fft=1024, hop=256, taps=20, delay=2, iterations=1,
                 band_hz=(100.0, 16000.0))
 #: the exact-head stage (one source): the interaural transfer function and each ear's spectrum at DFT
