@@ -95,7 +95,8 @@ def wpe_stft(Y: torch.Tensor, taps: int = 20, delay: int = 2, iterations: int = 
     h[..., delay:] = G.conj().transpose(1, 2).reshape(F, C, C, taps)  # (F, C_out, C_in, lag + 1)
     n = next_fast_len(N + lag)
     Hf, Yf = torch.fft.fft(h, n=n), torch.fft.fft(Y, n=n)  # (F, C, C, n), (F, C, n)
-    return Y - torch.fft.ifft(torch.einsum("fcin,fin->fcn", Hf, Yf), n=n)[..., :N]
+    pred = sum(Hf[:, :, i] * Yf[:, None, i] for i in range(C))  # (F, C_out, n); faster than an einsum here
+    return Y - torch.fft.ifft(pred, n=n)[..., :N]
 
 
 def wpe_dereverberate(x: torch.Tensor, n_fft: int = 1024, hop: int = 256, taps: int = 20, delay: int = 2,
