@@ -47,8 +47,9 @@ ones included; reverberation does not), the late reverberation is removed by wei
 (:func:`spaq.dsp.wpe_dereverberate`: in each STFT bin, each frame minus its prediction from the frames
 10.7-117 ms before, one multichannel filter for both ears, so the interaural cues of the direct sound stay)
 and the cues are observed again. That gate also decides the room settings and reverberant templates for one
-source. The exact-head stage still reads the signal as given. Held-out KU100 rooms: median 18.2 -> 9.9 deg
-(benchmarks/results/localizer_v2.md, forty-second session).
+source. The exact-head stage still reads the signal as given. Held-out KU100 rooms: median 18.2 -> 9.9 deg, and
+8.9 deg with the room settings retuned after it (:data:`REVERBERANT`; benchmarks/results/localizer_v2.md,
+forty-second session).
 
 One source: the direction that minimises the distance summed over all frames -- unless the
 exact-head stage recognises the signal (:func:`exact_head_fit`: the interaural transfer function and
