@@ -346,6 +346,17 @@ def test_cli_says_which_template_head_answered(tmp_path, capsys):
     rc = main(["localize", str(p)])
     out = capsys.readouterr().out
     assert rc == 0 and "scaled x0.9" in out and "in frequency (band templates" in out, out
+    assert "dereverberated" not in out
+    # a room: the output says it was dereverberated, with the low-band coherence that decided it
+    from spaq.spatial.room import place_in_room, room_impulse_response
+
+    rng = np.random.default_rng(7)
+    rir, _ = room_impulse_response(place_in_room(np.array([6.0, 5.0, 3.0]), 0.7, 50.0, 0.0, 2.5, rng), FS,
+                                   "binaural", hrtf=h, rng=rng, ism_order=3, length_s=0.8)
+    sf.write(p, (0.05 * oaconvolve(rng.standard_normal(FS)[None], rir, axes=-1)[:, :FS]).T, FS)
+    rc = main(["localize", str(p)])
+    out = capsys.readouterr().out
+    assert rc == 0 and "dereverberated (WPE): low-band coherence 0." in out and "< 0.95" in out, out
 
 
 def _scaled_head(h, idx, s):

@@ -31,6 +31,10 @@ def _print_human(res) -> None:
         sc = res.provenance.get("head_scale", 1.0)
         head = res.provenance.get("hrtf") if sc == 1.0 else f"{res.provenance.get('hrtf')} scaled x{sc:g} in frequency"
         typer.echo(f"  templates: {head} ({how})")
+        if res.provenance.get("dereverberated"):
+            g = res.provenance.get("room_gate") or {}
+            typer.echo(f"  dereverberated (WPE): low-band coherence {g.get('coherence', float('nan')):.2f} "
+                       f"< {g.get('threshold', float('nan')):g}")
     if res.class_probabilities:
         best = max(res.class_probabilities, key=res.class_probabilities.get)
         typer.echo(f"  class: {best} ({res.class_probabilities[best]:.2f})")
