@@ -98,12 +98,12 @@ MULTI_SOURCE = dict(onset_power=0.0, sigma_shape_db=1e3, sigma_ild_db=3.0, group
 #: dereverberation leaves, the first reflections, still colours each ear's spectrum); five development seeds, 200
 #: items each: medians 9.9 / 10.5 / 9.1 / 8.4 / 12.5 -> 9.5 / 9.5 / 8.5 / 7.9 / 12.0 deg, every mean lower
 REVERBERANT = dict(frame_ms=10.0, coherence_power=2.0, sigma_shape_db=11.0)
-#: dereverberation before the cues are observed (one source): where the direct-sound coherence is below
-#: ``below``, the late reverberation is removed by weighted prediction error (:func:`spaq.dsp.wpe_dereverberate`,
+#: dereverberation before the cues are observed (one source): where the coherence of the bands up to ``below_hz``
+#: is below ``below``, the late reverberation is removed by weighted prediction error (:func:`spaq.dsp.wpe_dereverberate`,
 #: the other keys its options: 1024-point frames at a 256-sample hop, 20 taps from 2 frames back -- 10.7 ms
 #: to 117 ms after a sound -- one pass, bins 100 Hz-16 kHz: the bands the templates read) and the cues are
-#: observed again. ``below_hz``: the gate reads the coherence of the bands up to 1.5 kHz, where the head shadows
-#: little (a far-lateral anechoic source stays coherent there). Chosen on the development rooms (seeds 777 / 778,
+#: observed again. The gate reads the bands up to 1.5 kHz, where the head shadows little (a far-lateral anechoic
+#: source stays coherent there). Chosen on the development rooms (seeds 777 / 778,
 #: 200 items each: median 16.3 / 19.6 -> 9.9 / 10.5 deg; benchmarks/results/localizer_v2.md, forty-second
 #: session); development anechoic items below the gate: KU100 0 %, the unseen sonicom-2 0.5 %
 DEREVERB = dict(below=0.95, below_hz=1500.0, n_fft=1024, hop=256, taps=20, delay=2, iterations=1,
@@ -730,7 +730,8 @@ def localize_templates(x: np.ndarray, sample_rate: int, hrtf=None, n_sources: in
     by that factor -- 0.8-0.9 did not help on development scenes). Returns a dict: ``directions (S, 3)``, ``confidence (S,)``
     (weighted share of frames voting within ``refine_cap_deg`` of the source), trajectory
     ``frame_times_s (M,)``, ``frame_dirs (M, 3)`` (best direction per ``frame_s`` block),
-    ``frame_source (M,)`` (nearest source, -1 for blocks with no weight), ``direct_coherence``,
+    ``frame_source (M,)`` (nearest source, -1 for blocks with no weight), ``direct_coherence`` (of all
+    bands, of the signal as observed: dereverberated where that ran),
     ``direct_sound`` (whether the direct sound dominates: the gate of the room settings and reverberant
     templates, ``room_gate``: the coherence it read, its threshold and the bands, ``below_hz``; one source:
     the coherence of the bands up to :data:`DEREVERB`'s ``below_hz`` before dereverberation, else of all
@@ -890,5 +891,5 @@ def localize_templates(x: np.ndarray, sample_rate: int, hrtf=None, n_sources: in
             "exact_head": None if exact is None else {"hrtf": exact["set"].name, "fit": round(exact["fit"], 4),
                                                       "used": exact["used"]},
             "settings": {**opts, "frame_s": per * fe_frame, "analysis_frame_s": fe_frame,
-                         "dereverb": {**dereverb_gate, **dereverb} if dereverb else {},
+                         "dereverb": {**dereverb_gate, **dereverb} if dereverb and S == 1 else {},
                          **({"group_bands": group_bands} if S > 1 else {})}}
