@@ -41,7 +41,7 @@ CUES_WEIGHTS_NAME = "bast_cues"  # the cue-feature BAST (issue 16): method="bast
 #: rooms set of benchmarks/results/localizer_v2.md (shipped settings)
 REVERBERANT_WARNING = ("low direct-sound coherence ({coherence:.2f} < {threshold:g}{bands}: a room or diffuse noise): "
                        "the left-right (lateral) angle holds, elevation and front/back less (held-out KU100 rooms, "
-                       "dereverberated: median lateral error 2.2 deg, direction 8.9 deg, front-back confusions 25 %)")
+                       "dereverberated: median lateral error 2.0 deg, direction 7.8 deg, front-back confusions 16 %)")
 
 
 def reverberant_warning(gate: dict) -> str:

@@ -45,11 +45,11 @@ Dereverberation (one source, :data:`DEREVERB`): where the bands up to 1.5 kHz ar
 (the head shadows little there, so one direct sound keeps both ears coherent from any direction, far-lateral
 ones included; reverberation does not), the late reverberation is removed by weighted prediction error
 (:func:`spaq.dsp.wpe_dereverberate`: in each STFT bin, each frame minus its prediction from the frames
-10.7-117 ms before, one multichannel filter for both ears, so the interaural cues of the direct sound stay)
+10.7-181 ms before, one multichannel filter for both ears, so the interaural cues of the direct sound stay)
 and the cues are observed again. That gate also decides the room settings and reverberant templates for one
-source. The exact-head stage still reads the signal as given. Held-out KU100 rooms: median 18.2 -> 9.9 deg, and
-8.9 deg with the room settings retuned after it (:data:`REVERBERANT`; benchmarks/results/localizer_v2.md,
-forty-second session).
+source. The exact-head stage still reads the signal as given. Held-out KU100 rooms: median 18.2 -> 9.9 deg; 8.9
+deg with the room settings retuned after it (:data:`REVERBERANT`); 7.8 deg with a 32-tap filter
+(benchmarks/results/localizer_v2.md, forty-second session).
 
 One source: the direction that minimises the distance summed over all frames -- unless the
 exact-head stage recognises the signal (:func:`exact_head_fit`: the interaural transfer function and
@@ -100,13 +100,16 @@ MULTI_SOURCE = dict(onset_power=0.0, sigma_shape_db=1e3, sigma_ild_db=3.0, group
 REVERBERANT = dict(frame_ms=10.0, coherence_power=2.0, sigma_shape_db=11.0)
 #: dereverberation before the cues are observed (one source): where the coherence of the bands up to ``below_hz``
 #: is below ``below``, the late reverberation is removed by weighted prediction error (:func:`spaq.dsp.wpe_dereverberate`,
-#: the other keys its options: 1024-point frames at a 256-sample hop, 20 taps from 2 frames back -- 10.7 ms
-#: to 117 ms after a sound -- one pass, bins 100 Hz-16 kHz: the bands the templates read) and the cues are
+#: the other keys its options: 1024-point frames at a 256-sample hop, 32 taps from 2 frames back -- 10.7 ms
+#: to 181 ms after a sound -- one pass, bins 100 Hz-16 kHz: the bands the templates read; a signal too short
+#: for 32 taps, :func:`spaq.dsp.wpe_min_samples`, gets the longest filter it supports, none below ``min_taps``) and the cues are
 #: observed again. The gate reads the bands up to 1.5 kHz, where the head shadows little (a far-lateral anechoic
 #: source stays coherent there). Chosen on the development rooms (seeds 777 / 778,
-#: 200 items each: median 16.3 / 19.6 -> 9.9 / 10.5 deg; benchmarks/results/localizer_v2.md, forty-second
-#: session); development anechoic items below the gate: KU100 0 %, the unseen sonicom-2 0.5 %
-DEREVERB = dict(below=0.95, below_hz=1500.0, n_fft=1024, hop=256, taps=20, delay=2, iterations=1,
+#: 200 items each: median 16.3 / 19.6 -> 9.9 / 10.5 deg with 20 taps; after :data:`REVERBERANT`'s retune, 32 taps
+#: instead of 20 on seeds 777-781: 9.5 / 9.5 / 8.5 / 7.9 / 12.0 -> 7.6 / 7.9 / 8.2 / 7.9 / 11.7 deg;
+#: benchmarks/results/localizer_v2.md, forty-second session); development anechoic items below the gate: KU100
+#: 0 %, the unseen sonicom-2 0.5 %
+DEREVERB = dict(below=0.95, below_hz=1500.0, n_fft=1024, hop=256, taps=32, min_taps=12, delay=2, iterations=1,
                 band_hz=(100.0, 16000.0))
 #: the exact-head stage (one source): the interaural transfer function and each ear's spectrum at DFT
 #: resolution (:func:`exact_head_fit`); ``max_fit``: the interaural misfit per unit weight below which
@@ -782,7 +785,7 @@ def localize_templates(x: np.ndarray, sample_rate: int, hrtf=None, n_sources: in
     coherence = direct_coherence(cues[0], cues[1])
     dereverb = opts.pop("dereverb")
     dereverb = dict(DEREVERB if dereverb is None else dereverb)  # {}: off
-    dereverb_gate = {k: dereverb.pop(k) for k in ("below", "below_hz") if k in dereverb}
+    dereverb_gate = {k: dereverb.pop(k) for k in ("below", "below_hz", "min_taps") if k in dereverb}
     dereverbed, x_given = False, x  # the exact-head stage reads the signal as given (a set's own head, anechoic)
     low_coherence = None
     if S == 1 and dereverb:  # the gate: the coherence of the low bands, where the head shadows little
@@ -791,7 +794,11 @@ def localize_templates(x: np.ndarray, sample_rate: int, hrtf=None, n_sources: in
         low = _band_centres() <= float(dereverb_gate.get("below_hz", np.inf))
         low_coherence = direct_coherence(cues[0][:, low], cues[1][:, low])
         size = {k: v for k, v in dereverb.items() if k in ("n_fft", "hop", "taps", "delay")}
-        if low_coherence < float(dereverb_gate.get("below", 0.0)) and x.shape[-1] >= wpe_min_samples(2, **size):
+        taps = int(size.get("taps", 20))  # a shorter signal gets the longest filter it supports, down to min_taps
+        while taps > int(dereverb_gate.get("min_taps", taps)) and x.shape[-1] < wpe_min_samples(2, **{**size, "taps": taps}):
+            taps -= 1
+        if low_coherence < float(dereverb_gate.get("below", 0.0)) and x.shape[-1] >= wpe_min_samples(2, **{**size, "taps": taps}):
+            dereverb["taps"] = taps
             x = wpe_dereverberate(torch.from_numpy(x), sample_rate=ANALYSIS_RATE, **dereverb).numpy()
             dereverbed = True
     if dereverbed:  # late reverberation removed: observed again
