@@ -4,7 +4,7 @@ import pytest
 import torch
 from scipy.signal import fftconvolve
 
-from spaq.dsp import wpe_dereverberate, wpe_min_samples, wpe_stft
+from spaq.dsp import wpe_dereverberate, wpe_max_taps, wpe_min_samples, wpe_stft
 
 FS = 16000
 
@@ -82,3 +82,11 @@ def test_band_limits_and_short_input():
         wpe_dereverberate(torch.zeros(2, wpe_min_samples(2, 512, 128, 10, 3) - 1), n_fft=512, hop=128, taps=10, delay=3)
     with pytest.raises(ValueError, match="needs sample_rate"):
         wpe_dereverberate(torch.from_numpy(wet), band_hz=(500.0, 3000.0))
+
+
+def test_max_taps_is_the_inverse_of_min_samples():
+    for n in range(20000, 60000, 37):  # integer arithmetic: exact
+        for C in (1, 2, 4):
+            t = wpe_max_taps(n, C, 1024, 256, 2)
+            assert wpe_min_samples(C, 1024, 256, t, 2) <= n < wpe_min_samples(C, 1024, 256, t + 1, 2)
+    assert wpe_max_taps(48000, 2) == 36 and wpe_max_taps(24000, 2) == 17

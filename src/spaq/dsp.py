@@ -8,7 +8,7 @@ import math
 
 import torch
 
-__all__ = ["next_fast_len", "fft_convolve", "mimo_fir_filter", "wpe_stft", "wpe_dereverberate", "wpe_min_samples"]
+__all__ = ["next_fast_len", "fft_convolve", "mimo_fir_filter", "wpe_stft", "wpe_dereverberate", "wpe_min_samples", "wpe_max_taps"]
 
 
 def next_fast_len(n: int) -> int:
@@ -58,6 +58,11 @@ def wpe_min_samples(channels: int, n_fft: int = 1024, hop: int = 256, taps: int 
     """The shortest signal :func:`wpe_dereverberate` takes: twice as many frames past the filter's reach
     as the filter has coefficients per bin (fewer would fit the signal itself, not its reverberation)."""
     return (2 * channels * taps + delay + taps) * hop + n_fft
+
+
+def wpe_max_taps(n_samples: int, channels: int, n_fft: int = 1024, hop: int = 256, delay: int = 2) -> int:
+    """The most taps :func:`wpe_min_samples` allows a signal of ``n_samples`` (its inverse; may be <= 0)."""
+    return ((n_samples - n_fft) // hop - delay) // (2 * channels + 1)
 
 
 def wpe_stft(Y: torch.Tensor, taps: int = 20, delay: int = 2, iterations: int = 1, max_frames: int | None = None,

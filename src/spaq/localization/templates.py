@@ -785,19 +785,18 @@ def localize_templates(x: np.ndarray, sample_rate: int, hrtf=None, n_sources: in
     coherence = direct_coherence(cues[0], cues[1])
     dereverb = opts.pop("dereverb")
     dereverb = dict(DEREVERB if dereverb is None else dereverb)  # {}: off
-    dereverb_gate = {k: dereverb.pop(k) for k in ("below", "below_hz", "min_taps") if k in dereverb}
+    dereverb_rule = {k: dereverb.pop(k) for k in ("below", "below_hz", "min_taps") if k in dereverb}
     dereverbed, x_given = False, x  # the exact-head stage reads the signal as given (a set's own head, anechoic)
     low_coherence = None
     if S == 1 and dereverb:  # the gate: the coherence of the low bands, where the head shadows little
-        from ..dsp import wpe_dereverberate, wpe_min_samples
+        from ..dsp import wpe_dereverberate, wpe_max_taps
 
-        low = _band_centres() <= float(dereverb_gate.get("below_hz", np.inf))
+        low = _band_centres() <= float(dereverb_rule.get("below_hz", np.inf))
         low_coherence = direct_coherence(cues[0][:, low], cues[1][:, low])
-        size = {k: v for k, v in dereverb.items() if k in ("n_fft", "hop", "taps", "delay")}
-        taps = int(size.get("taps", 20))  # a shorter signal gets the longest filter it supports, down to min_taps
-        while taps > int(dereverb_gate.get("min_taps", taps)) and x.shape[-1] < wpe_min_samples(2, **{**size, "taps": taps}):
-            taps -= 1
-        if low_coherence < float(dereverb_gate.get("below", 0.0)) and x.shape[-1] >= wpe_min_samples(2, **{**size, "taps": taps}):
+        size = {k: v for k, v in dereverb.items() if k in ("n_fft", "hop", "delay")}
+        # a shorter signal gets the longest filter it supports; none below min_taps
+        taps = min(int(dereverb.get("taps", 20)), wpe_max_taps(x.shape[-1], 2, **size))
+        if low_coherence < float(dereverb_rule.get("below", 0.0)) and taps >= int(dereverb_rule.get("min_taps", 1)):
             dereverb["taps"] = taps
             x = wpe_dereverberate(torch.from_numpy(x), sample_rate=ANALYSIS_RATE, **dereverb).numpy()
             dereverbed = True
@@ -815,8 +814,8 @@ def localize_templates(x: np.ndarray, sample_rate: int, hrtf=None, n_sources: in
     drrs = tuple(opts.pop("drr_variants_db"))
     drr_coherence = float(opts.pop("drr_coherence"))
     if low_coherence is not None:
-        gate = {"coherence": float(low_coherence), "threshold": float(dereverb_gate.get("below", 0.0)),
-                "below_hz": float(dereverb_gate.get("below_hz", np.inf))}
+        gate = {"coherence": float(low_coherence), "threshold": float(dereverb_rule.get("below", 0.0)),
+                "below_hz": float(dereverb_rule.get("below_hz", np.inf))}
     else:
         gate = {"coherence": float(coherence), "threshold": drr_coherence, "below_hz": None}
     direct = bool(gate["coherence"] >= gate["threshold"])
@@ -898,5 +897,5 @@ def localize_templates(x: np.ndarray, sample_rate: int, hrtf=None, n_sources: in
             "exact_head": None if exact is None else {"hrtf": exact["set"].name, "fit": round(exact["fit"], 4),
                                                       "used": exact["used"]},
             "settings": {**opts, "frame_s": per * fe_frame, "analysis_frame_s": fe_frame,
-                         "dereverb": {**dereverb_gate, **dereverb} if dereverb and S == 1 else {},
+                         "dereverb": {**dereverb_rule, **dereverb} if dereverb and S == 1 else {},
                          **({"group_bands": group_bands} if S > 1 else {})}}

@@ -155,11 +155,12 @@ class QualityMapping(nn.Module):
         """Inverse of :meth:`to_params`; refuses missing or negative entries. Parameters without a
         ``combination`` (versions 1-5) sum the two distortions (``p = 1``); without a weight of a
         feature of :data:`LATER_FEATURES` (versions 1-13) give it weight 0."""
+        def weights(group: dict, names: tuple) -> list:  # a later feature's missing weight reads 0
+            return [float(group.get(n, 0.0) if n in LATER_FEATURES else group[n]) for n in names]
+
         try:
-            tw = [float(p["timbral_weights"].get(n, 0.0) if n in LATER_FEATURES else p["timbral_weights"][n])
-                  for n in TIMBRAL_FEATURES]
-            sw = [float(p["spatial_weights"].get(n, 0.0) if n in LATER_FEATURES else p["spatial_weights"][n])
-                  for n in SPATIAL_FEATURES]
+            tw = weights(p["timbral_weights"], TIMBRAL_FEATURES)
+            sw = weights(p["spatial_weights"], SPATIAL_FEATURES)
             k = float(p["exponent"])
             c = float(p.get("combination", 1.0))
         except (KeyError, TypeError, ValueError, AttributeError) as e:
