@@ -76,32 +76,46 @@ def wpe_stft(Y: torch.Tensor, taps: int = 20, delay: int = 2, iterations: int = 
     frame. The algorithm of ``nara_wpe.wpe.wpe`` (MIT; tests/test_dsp_wpe.py compares them), batched
     over bins, with a small diagonal loading so that silent bins stay solvable."""
     F, C, N = Y.shape
-    lag = delay + taps - 1
-    pad = torch.nn.functional.pad(Y, (lag, 0))  # pad[..., t + lag] = Y[..., t]
+    K, lag = C * taps, delay + taps - 1
+    L = N + lag
+    pad = torch.nn.functional.pad(Y, (lag, 0)).reshape(F, C * L)  # pad[:, c L + t + lag] = Y[:, c, t]
     idx = torch.arange(N, device=Y.device)
     if max_frames is not None and N > max_frames:
         idx = torch.linspace(0, N - 1, int(max_frames), device=Y.device).round().long()
-    cols = idx[None, :] + (lag - delay - torch.arange(taps, device=Y.device))[:, None]  # (taps, n)
-    Ys, Yt = Y[:, :, idx], pad[:, :, cols].reshape(F, C * taps, -1)  # Yt[:, c taps + k, i] = Y[:, c, t_i - delay - k]
+    n = len(idx)
+    # the observation vectors of the frames idx, row by row: Yt[:, i, c taps + j] = Y[:, c, t_i - lag + j], tap
+    # j = taps - 1 - k for the frame k frames before t_i - delay (one gather; each row's runs contiguous)
+    flat = (torch.arange(C, device=Y.device)[None, :, None] * L + idx[:, None, None]
+            + torch.arange(taps, device=Y.device)[None, None, :]).reshape(-1)
+    Yt = pad.index_select(1, flat).reshape(F, n, K)
+    Q = torch.view_as_real(Yt).reshape(F, n, 2 * K)  # the same as real columns (c taps + j, re / im)
+    Ys = Y[:, :, idx]  # (F, C, n)
     X = Ys
-    eye = torch.eye(C * taps, device=Y.device, dtype=Y.dtype)
-    for _ in range(int(iterations)):
-        lam = (X.abs() ** 2).mean(1).clamp_min(eps)  # (F, n): the desired signal's power
-        Ytw = Yt / lam[:, None, :]
-        R = Ytw @ Yt.conj().transpose(1, 2)  # (F, C taps, C taps)
-        P = Ytw @ Ys.conj().transpose(1, 2)  # (F, C taps, C)
+    eye = torch.eye(K, device=Y.device, dtype=Y.dtype)
+    for it in range(int(iterations)):
+        lam = (X.real ** 2 + X.imag ** 2).mean(1).clamp_min(eps)  # (F, n): the desired signal's power
+        Qw = Q * lam.reciprocal()[:, :, None]
+        # R = sum_t y y^H / lam as one real product (a transposed operand costs no copy, a conjugated one does)
+        M = (Qw.mT @ Q).view(F, K, 2, K, 2)
+        R = torch.complex(M[:, :, 0, :, 0] + M[:, :, 1, :, 1], M[:, :, 1, :, 0] - M[:, :, 0, :, 1])  # (F, K, K)
+        P = torch.view_as_complex(Qw.view(F, n, K, 2)).mT @ Ys.conj().mT  # (F, K, C)
         diag = torch.diagonal(R, dim1=1, dim2=2).real.mean(-1)  # (F,): diagonal loading, relative per bin and
         load = 1e-6 * diag + 1e-9 * diag.max().clamp_min(eps)  # overall
-        G = torch.linalg.solve(R + load[:, None, None] * eye, P)  # (F, C taps, C)
-        X = Ys - G.conj().transpose(1, 2) @ Yt
+        G = torch.linalg.solve(R + load[:, None, None] * eye, P)  # (F, K, C)
+        if it + 1 < int(iterations):
+            X = Ys - (Yt @ G.conj()).mT
     # the prediction of every frame: each bin's filter (taps frames from ``delay`` back) convolved along
-    # the frames, by FFT (one product per output and input channel)
+    # the frames, by FFT in overlapping blocks of B frames (overlap-save: the filter's transform is B long,
+    # not the signal's length; one product per output and input channel)
     h = torch.zeros(F, C, C, lag + 1, dtype=Y.dtype, device=Y.device)
-    h[..., delay:] = G.conj().transpose(1, 2).reshape(F, C, C, taps)  # (F, C_out, C_in, lag + 1)
-    n = next_fast_len(N + lag)
-    Hf, Yf = torch.fft.fft(h, n=n), torch.fft.fft(Y, n=n)  # (F, C, C, n), (F, C, n)
-    pred = sum(Hf[:, :, i] * Yf[:, None, i] for i in range(C))  # (F, C_out, n); faster than an einsum here
-    return Y - torch.fft.ifft(pred, n=n)[..., :N]
+    h[..., delay:] = G.conj().mT.reshape(F, C, C, taps).flip(-1)  # (F, C_out, C_in, lag + 1)
+    B = 1 << max(5, math.ceil(math.log2(4 * (lag + 1))))
+    step = B - lag
+    nb = -(-N // step)
+    blocks = torch.nn.functional.pad(Y, (lag, nb * step - N)).unfold(-1, B, step)  # (F, C, nb, B)
+    Hf, Yf = torch.fft.fft(h, n=B), torch.fft.fft(blocks, dim=-1)  # (F, C, C, B), (F, C, nb, B)
+    pred = sum(Hf[:, :, i, None] * Yf[:, None, i] for i in range(C))  # (F, C_out, nb, B); faster than an einsum
+    return Y - torch.fft.ifft(pred, dim=-1)[..., lag:].reshape(F, C, nb * step)[..., :N]
 
 
 def wpe_dereverberate(x: torch.Tensor, n_fft: int = 1024, hop: int = 256, taps: int = 20, delay: int = 2,

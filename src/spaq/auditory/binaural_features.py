@@ -27,7 +27,7 @@ import torch
 from .binaural_cues import frame
 from .frontend import AuditoryFrontEnd
 
-__all__ = ["FEATURES", "binaural_features", "feature_frontend"]
+__all__ = ["FEATURES", "BandCues", "binaural_features", "feature_frontend"]
 
 FEATURES = ("ild", "ipd_cos", "ipd_sin", "ic", "shape_left", "shape_right")
 _FRONTENDS: dict = {}
@@ -84,29 +84,60 @@ def binaural_features(x, frontend: AuditoryFrontEnd | None = None, sample_rate: 
 
 
 def _features(x, frontend, sample_rate, fine_structure_hz, eps, frame_lens=None):
-    if frontend is None:
-        if sample_rate is None:
-            raise ValueError("binaural_features needs a frontend or a sample_rate")
-        frontend = feature_frontend(sample_rate)
-    x = torch.as_tensor(x)
-    if x.ndim < 2 or x.shape[-2] != 2:
-        raise ValueError(f"binaural_features needs (..., 2, T), got {tuple(x.shape)}")
-    t = x.shape[-1]
-    fe = frontend
-    lens = [int(fe.frame_len)] if frame_lens is None else [int(n) for n in frame_lens]
-    spec = torch.fft.rfft(x.to(fe.spectrum_dtype), n=fe.spectrum_length(t), dim=-1)
-    fc = fe.center_frequencies_hz
-    lev, cross = [[] for _ in lens], [[] for _ in lens]
-    for bands, decim, band, env in fe.bands(spec, t, envelope_min_hz=fine_structure_hz):
-        fine = (fc[bands] < fine_structure_hz).to(band.device)
-        for i, n in enumerate(lens):
-            if n % decim:
-                raise ValueError(f"frame length {n} is not a multiple of the decimation factor {decim}")
-            p, c = _band_cross(band, env, n // decim, fine, eps)
-            lev[i].append(p)
-            cross[i].append(c)
-    out = [_finish(torch.cat(lv, dim=-2), torch.cat(cr, dim=-2), fe, eps) for lv, cr in zip(lev, cross)]
+    cues = BandCues(x, frontend, sample_rate, fine_structure_hz, frame_lens, eps=eps)
+    out = cues.result()
     return out[0] if frame_lens is None else out
+
+
+class BandCues:
+    """The cues of one binaural signal computed band group by band group, on demand: the spectrum once,
+    then :meth:`upto` the bands a caller needs first (e.g. the low bands of a gate), and the rest only
+    if it goes on -- each band's features are those :func:`binaural_features` gives (they are per band;
+    only the spectral shape is relative to the bands computed so far). ``x (..., 2, T)`` at the
+    front-end's rate; ``frame_lens`` as :func:`binaural_features`. No autograd graph unless ``eps`` > 0
+    (binaural_features' ``grad``); an instance computed lazily runs under ``torch.no_grad``."""
+
+    def __init__(self, x, frontend=None, sample_rate=None, fine_structure_hz: float = 1300.0, frame_lens=None,
+                 eps: float = 0.0):
+        if frontend is None:
+            if sample_rate is None:
+                raise ValueError("binaural_features needs a frontend or a sample_rate")
+            frontend = feature_frontend(sample_rate)
+        x = torch.as_tensor(x)
+        if x.ndim < 2 or x.shape[-2] != 2:
+            raise ValueError(f"binaural_features needs (..., 2, T), got {tuple(x.shape)}")
+        self.fe, self.eps, self.fine_hz = frontend, float(eps), float(fine_structure_hz)
+        self.lens = [int(frontend.frame_len)] if frame_lens is None else [int(n) for n in frame_lens]
+        with torch.set_grad_enabled(self.eps > 0 and torch.is_grad_enabled()):
+            spec = torch.fft.rfft(x.to(frontend.spectrum_dtype), n=frontend.spectrum_length(x.shape[-1]), dim=-1)
+        self._groups = frontend.bands(spec, x.shape[-1], envelope_min_hz=self.fine_hz)
+        self.n_done = 0  # bands computed so far (a prefix)
+        self._lev, self._cross = [[] for _ in self.lens], [[] for _ in self.lens]
+
+    def upto(self, n_bands: int | None = None) -> "BandCues":
+        """Compute the band groups until at least the first ``n_bands`` bands are done (None: all)."""
+        n_bands = self.fe.n_bands if n_bands is None else min(int(n_bands), self.fe.n_bands)
+        fc = self.fe.center_frequencies_hz
+        with torch.set_grad_enabled(self.eps > 0 and torch.is_grad_enabled()):
+            while self.n_done < n_bands:
+                bands, decim, band, env = next(self._groups)
+                fine = (fc[bands] < self.fine_hz).to(band.device)
+                for i, n in enumerate(self.lens):
+                    if n % decim:
+                        raise ValueError(f"frame length {n} is not a multiple of the decimation factor {decim}")
+                    p, c = _band_cross(band, env, n // decim, fine, self.eps)
+                    self._lev[i].append(p)
+                    self._cross[i].append(c)
+                self.n_done = bands.stop
+        return self
+
+    def result(self, n_bands: int | None = None) -> list:
+        """``(features, levels)`` per frame length (:func:`binaural_features`' list) of the first ``n_bands``
+        bands (None: all; computed first where they are not yet), each ``(..., 6, n, nf)`` / ``(..., 2, n, nf)``."""
+        self.upto(n_bands)
+        n = self.n_done if n_bands is None else int(n_bands)
+        return [_finish(torch.cat(lv, dim=-2)[..., :n, :], torch.cat(cr, dim=-2)[..., :n, :], self.fe, self.eps, n)
+                for lv, cr in zip(self._lev, self._cross)]
 
 
 def _band_cross(band, env, fl, fine, eps):
@@ -130,11 +161,12 @@ def _band_cross(band, env, fl, fine, eps):
     return p, torch.stack([c.real, c.imag, torch.sqrt(norm + eps * 1e-30)], dim=-3)
 
 
-def _finish(p, cr, fe, eps):
-    """Features and levels from the bands' powers and interaural cross of :func:`_band_cross`."""
+def _finish(p, cr, fe, eps, n_bands=None):
+    """Features and levels from the bands' powers and interaural cross of :func:`_band_cross` (of the
+    front-end's first ``n_bands`` bands; None: all)."""
     p = p.to(torch.float64)  # (..., 2, F, nf)
     cr = cr.to(torch.float64)  # (..., 3, F, nf)
-    floor = fe.power_floor.to(p.dtype).view(-1, 1)
+    floor = fe.power_floor[:n_bands].to(p.dtype).view(-1, 1)
     level = 10 * torch.log10(torch.maximum(p, floor))
     ild = level[..., 0, :, :] - level[..., 1, :, :]
     mag = torch.sqrt(cr[..., 0, :, :] ** 2 + cr[..., 1, :, :] ** 2 + eps * 1e-40)

@@ -379,13 +379,19 @@ def _localize_binaural_any(arr, sr, name, n_sources, weights, active_range_db, o
                              f"({arr.shape[-1]} samples at {int(sr)} Hz); at least {1000 * BINAURAL_MIN_S:.0f} ms "
                              f"(one analysis frame) is needed")
     cues, coarse = None, False
-    if method == "auto" or (method == "templates" and hrtf is None):
-        cues, coarse = _cue_input(arr, sr, coarse=True), True
-    elif method == "bast" and weights is None:
-        cues = _cue_input(arr, sr)
     if method == "auto" and int(n_sources) > 1:
         method, choice = "templates", ("templates: several sources (the joint template fit separates simultaneous "
                                        "sources; BAST clusters whole windows: benchmarks/results/localizer_v2.md)")
+    if method == "auto" and AUTO_COHERENCE <= 0.0:  # every coherence is at least 0: no cues needed to choose (the
+        # templates compute theirs lazily: a room's signal is dereverberated before most of its bands are observed)
+        method = "templates"
+        choice = (f"templates: every direct-sound coherence is >= AUTO_COHERENCE {AUTO_COHERENCE} (templates had the "
+                  f"lower held-out error than the cue BAST on every set, development and held-out, rooms included: "
+                  f"benchmarks/results/localizer_v2.md)")
+    elif method == "auto":
+        cues, coarse = _cue_input(arr, sr, coarse=True), True
+    elif method == "bast" and weights is None:
+        cues = _cue_input(arr, sr)
     if method == "auto":
         coh = direct_coherence(cues[1], cues[2])
         if coh >= AUTO_COHERENCE:

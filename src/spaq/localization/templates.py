@@ -425,14 +425,39 @@ def _observed_cues(x: np.ndarray, frame_ms: float, also_ms: float | None = None)
     """``(features (6, F, nf), levels (2, F, nf))`` of binaural ``x (2, T)`` at the analysis rate,
     from the observation front-end (:data:`OBSERVATION_FRONTEND`); with ``also_ms``, a list of two
     such pairs, at ``frame_ms`` and at ``also_ms``, from one pass of the bands."""
-    from ..auditory.binaural_features import binaural_features, feature_frontend
+    return _Observed(x, frame_ms, also_ms).result()
 
-    fe = feature_frontend(ANALYSIS_RATE, frame_ms=frame_ms, **OBSERVATION_FRONTEND)
-    lens = None if also_ms is None else [fe.frame_len, int(round(float(also_ms) / 1000 * ANALYSIS_RATE))]
-    if lens is not None and lens[1] % fe.frame_divisor:  # not a length this front-end's bands can be framed at
-        return [_observed_cues(x, frame_ms), _observed_cues(x, also_ms)]
-    with _one_thread():
-        return binaural_features(torch.from_numpy(np.ascontiguousarray(x)), fe, frame_lens=lens)
+
+class _Observed:
+    """:func:`_observed_cues` computed lazily: :meth:`low` the first bands only (the room gate), :meth:`result`
+    all of them, the bands already computed kept."""
+
+    def __init__(self, x: np.ndarray, frame_ms: float, also_ms: float | None = None):
+        from ..auditory.binaural_features import BandCues, feature_frontend
+
+        fe = feature_frontend(ANALYSIS_RATE, frame_ms=frame_ms, **OBSERVATION_FRONTEND)
+        lens = None if also_ms is None else [fe.frame_len, int(round(float(also_ms) / 1000 * ANALYSIS_RATE))]
+        self.split = lens is not None and lens[1] % fe.frame_divisor  # a length these bands cannot be framed at
+        if self.split:
+            self.parts = [_Observed(x, frame_ms), _Observed(x, also_ms)]
+            return
+        self.also = also_ms is not None
+        with _one_thread():
+            self.cues = BandCues(torch.from_numpy(np.ascontiguousarray(x)), fe, frame_lens=lens)
+
+    def low(self, n_bands: int):
+        """``(features, levels)`` of the first ``n_bands`` bands at ``frame_ms``."""
+        if self.split:
+            return self.parts[0].low(n_bands)
+        with _one_thread():
+            return self.cues.result(n_bands)[0]
+
+    def result(self):
+        if self.split:
+            return [p.result() for p in self.parts]
+        with _one_thread():
+            out = self.cues.result()
+        return out if self.also else out[0]
 
 
 def _band_centres() -> np.ndarray:
@@ -775,14 +800,13 @@ def localize_templates(x: np.ndarray, sample_rate: int, hrtf=None, n_sources: in
     room_ms = float(room.pop("frame_ms", opts["frame_ms"]))  # the room's frames: kept apart from its weights
     if S > 1 or room_ms == float(opts["frame_ms"]) or x.shape[-1] < int(round(room_ms * ANALYSIS_RATE / 1000)):
         room_ms = None  # the frames stay (several sources, the same length, or a signal shorter than one frame)
+    # the cues of x: given, or computed lazily (the gate below needs the low bands only; a signal that is
+    # dereverberated is observed again, so its other bands as given are never computed)
+    observed = None
     if cues is None or float(opts["frame_ms"]) != 20.0:
-        if room_ms is not None:  # one pass of the bands, framed at both lengths
-            cues, room_cues = _observed_cues(x, opts["frame_ms"], also_ms=room_ms)
-        else:
-            cues = _observed_cues(x, opts["frame_ms"])
+        observed = _Observed(x, opts["frame_ms"], also_ms=room_ms)  # one pass of the bands, framed at both lengths
     from .localize import direct_coherence
 
-    coherence = direct_coherence(cues[0], cues[1])
     dereverb = opts.pop("dereverb")
     dereverb = dict(DEREVERB if dereverb is None else dereverb)  # {}: off
     dereverb_rule = {k: dereverb.pop(k) for k in ("below", "below_hz", "min_taps") if k in dereverb}
@@ -791,8 +815,10 @@ def localize_templates(x: np.ndarray, sample_rate: int, hrtf=None, n_sources: in
     if S == 1 and dereverb:  # the gate: the coherence of the low bands, where the head shadows little
         from ..dsp import wpe_dereverberate, wpe_max_taps
 
-        low = _band_centres() <= float(dereverb_rule.get("below_hz", np.inf))
-        low_coherence = direct_coherence(cues[0][:, low], cues[1][:, low])
+        low = _band_centres() <= float(dereverb_rule.get("below_hz", np.inf))  # a prefix of the bands
+        n_low = int(low.sum())
+        f_low, lev_low = observed.low(n_low) if observed is not None else (cues[0][:, :n_low], cues[1][:, :n_low])
+        low_coherence = direct_coherence(f_low, lev_low)
         size = {k: v for k, v in dereverb.items() if k in ("n_fft", "hop", "delay")}
         # a shorter signal gets the longest filter it supports; none below min_taps
         taps = min(int(dereverb.get("taps", 20)), wpe_max_taps(x.shape[-1], 2, **size))
@@ -801,11 +827,13 @@ def localize_templates(x: np.ndarray, sample_rate: int, hrtf=None, n_sources: in
             x = wpe_dereverberate(torch.from_numpy(x), sample_rate=ANALYSIS_RATE, **dereverb).numpy()
             dereverbed = True
     if dereverbed:  # late reverberation removed: observed again
+        observed = _Observed(x, opts["frame_ms"], also_ms=room_ms)
+    if observed is not None:
         if room_ms is not None:
-            cues, room_cues = _observed_cues(x, opts["frame_ms"], also_ms=room_ms)
+            cues, room_cues = observed.result()
         else:
-            cues = _observed_cues(x, opts["frame_ms"])
-        coherence = direct_coherence(cues[0], cues[1])
+            cues = observed.result()
+    coherence = direct_coherence(cues[0], cues[1])
     # the room settings and reverberant templates only where the direct sound does not dominate. One source
     # (dereverberation on): the low bands' coherence before dereverberation, the gate of DEREVERB (development
     # scenes: rooms 96 % below 0.95, anechoic KU100 and sonicom-2 0-0.5 %); otherwise the coherence of all
