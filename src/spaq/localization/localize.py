@@ -444,6 +444,7 @@ def _localize_templates(arr, sr, n_sources, hrtf, frame_s, cues=None) -> Localiz
                     "room_gate": {k: (round(v, 4) if isinstance(v, float) and np.isfinite(v) else v)
                                   for k, v in r["room_gate"].items()},
                     "dereverberated": bool(r["dereverberated"]),
+                    "refined_between_directions": bool(r["refined"]),
                     "reverberant_templates_drr_db": None if not np.isfinite(r["drr_db"]) else float(r["drr_db"]),
                     "input_sample_rate": int(sr),
                     **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r["settings"].items()}},
