@@ -81,20 +81,22 @@ ANALYSIS_RATE = 48000
 #: listener's HRTFs resemble a set's own scaled in frequency (Middlebrooks 1999: a larger head and
 #: pinnae move the same spectral features down by a common factor)
 HEAD_SCALES = (0.92, 0.96, 1.0, 1.04, 1.08)
-#: ``subgrid_spacings`` (DEFAULTS): one source where the direct sound dominates and the band templates answer
-#: (not the exact-head stage), the answer is refined between the set's measured directions -- the minimum of a
-#: quadratic fitted to the summed distances of the directions within that many grid spacings (the set's median
-#: nearest-neighbour distance; 3: about 13 deg for KU100 and SONICOM) of the best one, its minimum at most one
-#: spacing away (:func:`subgrid_direction`); 0: off, the answer stays a measured direction. Forty-third session, development seeds 777-781 (sonicom-2,
-#: 100 items each): within 8 deg 0.53 / 0.40 / 0.41 / 0.44 / 0.47 -> 0.56 / 0.43 / 0.45 / 0.50 / 0.52, means
-#: unchanged (radii of 10-16 deg compared: 12-14 best; a shift of at most 1 or 1.5 spacings alike); in rooms it did
-#: not help (KU100 rooms: medians 2 of 5 seeds better, 2 worse), so it is not used there. Sources between the
-#: measured directions gain most: KU100 directions off a grid of every 8th one (tests/test_localize_templates.py),
-#: mean error 12.5 -> 9.7 deg
+#: one source where the direct sound dominates and the band templates answer (not the exact-head stage): the
+#: answer is refined between the set's measured directions -- the minimum of a quadratic fitted to the summed
+#: distances of the directions within this many grid spacings (the set's median nearest-neighbour distance,
+#: :meth:`TemplateSet.spacing_deg`: 4.1 deg KU100, 4.3 deg SONICOM) of the best one, at most one spacing away
+#: (:func:`subgrid_direction`), never across the frontal plane (front and back stay the grid search's decision);
+#: ``subgrid_spacings=0`` (DEFAULTS): off, the answer stays a measured direction. Forty-third session,
+#: development seeds 777-781 (sonicom-2, 100 items each): within 8 deg 0.53 / 0.40 / 0.41 / 0.44 / 0.47 -> 0.56 /
+#: 0.44 / 0.46 / 0.50 / 0.51, means unchanged (radii of 10-16 deg compared: 12-14 best; a shift of at most 1 or 1.5
+#: spacings alike); in rooms it did not help (KU100 rooms: medians better on 2 of 5 seeds, worse on 2), so it is
+#: not used there. Sources between the measured directions gain most: KU100 directions off a grid of every 8th
+#: one (tests/test_localize_templates.py), mean error 12.5 -> 9.7 deg
+SUBGRID_SPACINGS = 3.0
 DEFAULTS = dict(sigma_ild_db=1.5, sigma_ipd=0.35, sigma_shape_db=8.0, coherence_power=8.0, active_range_db=30.0,
                 shape_degree=2, global_range_db=30.0, onset_power=4.0, onset_db=3.0, frame_ms=20.0,
                 drr_variants_db=(float("inf"), 6.0, 0.0), drr_coherence=0.85, head_scales=HEAD_SCALES,
-                dereverb=None, subgrid_spacings=3.0)
+                dereverb=None, subgrid_spacings=SUBGRID_SPACINGS)
 #: overrides for several sources: no onset weighting, no spectral shape (a mixture's shape fits no
 #: single direction), looser ILD, units of 2 bands x 1 frame (tuned on development scenes, not the benchmark's)
 MULTI_SOURCE = dict(onset_power=0.0, sigma_shape_db=1e3, sigma_ild_db=3.0, group_bands=2,
@@ -748,8 +750,9 @@ def subgrid_direction(dirs: np.ndarray, cost: np.ndarray, k: int, radius_deg: fl
     """Refine the best direction ``dirs[k]`` of a grid ``dirs (D, 3)`` (unit vectors) with costs ``cost (D,)``
     between the grid points: a quadratic ``a + b u + c v + d u^2 + e uv + f v^2`` fitted (least squares) to the
     costs of the directions within ``radius_deg`` of it, in the tangent plane at it (``u``, ``v`` in radians),
-    and its minimum, at most ``max_shift_deg`` away (further: clamped to that distance) -> a unit vector ``(3,)``. ``dirs[k]`` itself where fewer
-    than 6 directions are that close or the fitted quadratic has no minimum (not convex)."""
+    and its minimum, at most ``max_shift_deg`` away (further: clamped to that distance) -> a unit vector
+    ``(3,)``. ``dirs[k]`` itself where fewer than 6 directions are that close or the fitted quadratic has no
+    minimum (not convex)."""
     c0 = np.asarray(dirs[k], dtype=np.float64)
     near = np.flatnonzero(dirs @ c0 >= np.cos(np.radians(radius_deg)))
     if len(near) < 6:
@@ -817,7 +820,7 @@ def localize_templates(x: np.ndarray, sample_rate: int, hrtf=None, n_sources: in
     the coherence of the bands up to :data:`DEREVERB`'s ``below_hz`` before dereverberation, else of all
     bands against ``drr_coherence``), ``dereverberated`` (whether :data:`DEREVERB` ran),
     ``low_frequency_coherence`` and ``refined`` (whether the answer was moved between the measured directions,
-    ``subgrid_spacings``: see :data:`HEAD_SCALES`' neighbour),
+    :data:`SUBGRID_SPACINGS`),
     settings. ``cues``: the
     ``(features, levels)`` of ``x`` at 48 kHz and -30 dBFS with 20 ms frames when already computed
     (:func:`spaq.localization.localize._cue_input`; used only with the default 20 ms frames); ``room_cues``:
