@@ -120,9 +120,12 @@ REVERBERANT = dict(frame_ms=10.0, coherence_power=2.0, sigma_shape_db=11.0)
 #: 200 items each: median 16.3 / 19.6 -> 9.9 / 10.5 deg with 20 taps; after :data:`REVERBERANT`'s retune, 32 taps
 #: instead of 20 on seeds 777-781: 9.5 / 9.5 / 8.5 / 7.9 / 12.0 -> 7.6 / 7.9 / 8.2 / 7.9 / 11.7 deg;
 #: benchmarks/results/localizer_v2.md, forty-second session); development anechoic items below the gate: KU100
-#: 0 %, the unseen sonicom-2 0.5 %
+#: 0 %, the unseen sonicom-2 0.5 %. ``max_frames``: the filter's statistics from at most 256 frames spread over
+#: the signal (a 1.4 s signal has 256; 1 s items use all theirs): on 10 s room streams (KU100, 2 x 40 streams,
+#: forty-third session) 400 / 256 / 200 frames gave medians 4.1 / 4.1 / 4.1 and 4.2 / 4.2 / 4.1 deg, means 6.6 /
+#: 6.0 / 7.0 and 10.6 / 10.4 / 11.5 deg, at 0.39 / 0.34 / 0.30 s of CPU per stream
 DEREVERB = dict(below=0.95, below_hz=1500.0, n_fft=1024, hop=256, taps=32, min_taps=12, delay=2, iterations=1,
-                band_hz=(100.0, 16000.0))
+                band_hz=(100.0, 16000.0), max_frames=256)
 #: the exact-head stage (one source): the interaural transfer function and each ear's spectrum at DFT
 #: resolution (:func:`exact_head_fit`); ``max_fit``: the interaural misfit per unit weight below which
 #: its direction replaces the band templates' (the signal is recognised as the set's own head at one
