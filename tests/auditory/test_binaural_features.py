@@ -89,3 +89,25 @@ def test_one_pass_framed_at_two_lengths_equals_two_passes():
     torch.testing.assert_close(p20, 0.5 * (p10[..., 0::2] + p10[..., 1::2]), rtol=1e-4, atol=0)
     with pytest.raises(ValueError, match="not a multiple"):
         binaural_features(x, fe, frame_lens=[480])
+
+
+def test_band_cues_lazily_give_the_same_features():
+    """``BandCues``: the first bands first (a gate), then the rest, equals one eager pass bit for bit; the low
+    bands alone are those bands of the full result (only the spectral shape, relative to the bands computed,
+    differs); a frame length dropped midway (``keep_lens``) gives None, the kept one is unchanged."""
+    from spaq.auditory.binaural_features import BandCues
+
+    x = torch.from_numpy(np.random.default_rng(4).standard_normal((2, FS // 2)) * 0.03)
+    fe = feature_frontend(FS, frame_ms=20.0, exact=False, coarse=True, divisor_ms=10.0)
+    f20, f10 = binaural_features(x, fe, frame_lens=[960, 480])
+    cues = BandCues(x, fe, frame_lens=[960, 480])
+    (lo, lo_lev), _ = cues.result(8)
+    assert cues.n_done >= 8 and lo.shape[-2] == 8
+    assert torch.equal(lo[:4], f20[0][:4, :8]) and torch.equal(lo_lev, f20[1][:, :8])  # ILD, IPD, coherence, levels
+    assert not torch.equal(lo[4:], f20[0][4:, :8])  # the shape is relative to the 8 bands' mean
+    g20, g10 = cues.result()
+    assert all(torch.equal(a, b) for a, b in zip(g20 + g10, f20 + f10))
+    lazy = BandCues(x, fe, frame_lens=[960, 480])
+    lazy.result(8)
+    h20, h10 = lazy.keep_lens([0]).result()
+    assert h10 is None and torch.equal(h20[0], f20[0]) and torch.equal(h20[1], f20[1])

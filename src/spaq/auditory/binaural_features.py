@@ -113,6 +113,14 @@ class BandCues:
         self._groups = frontend.bands(spec, x.shape[-1], envelope_min_hz=self.fine_hz)
         self.n_done = 0  # bands computed so far (a prefix)
         self._lev, self._cross = [[] for _ in self.lens], [[] for _ in self.lens]
+        self._dropped = set()  # indices of frame lengths no longer framed (keep_lens)
+
+    def keep_lens(self, keep) -> "BandCues":
+        """Frame the bands still to come at the frame lengths of the indices ``keep`` only (a caller that has
+        learnt it needs no other): :meth:`result` then gives None for the others."""
+        keep = {int(i) for i in keep}
+        self._dropped |= set(range(len(self.lens))) - keep
+        return self
 
     def upto(self, n_bands: int | None = None) -> "BandCues":
         """Compute the band groups until at least the first ``n_bands`` bands are done (None: all)."""
@@ -123,6 +131,8 @@ class BandCues:
                 bands, decim, band, env = next(self._groups)
                 fine = (fc[bands] < self.fine_hz).to(band.device)
                 for i, n in enumerate(self.lens):
+                    if i in self._dropped:
+                        continue
                     if n % decim:
                         raise ValueError(f"frame length {n} is not a multiple of the decimation factor {decim}")
                     p, c = _band_cross(band, env, n // decim, fine, self.eps)
@@ -136,8 +146,9 @@ class BandCues:
         bands (None: all; computed first where they are not yet), each ``(..., 6, n, nf)`` / ``(..., 2, n, nf)``."""
         self.upto(n_bands)
         n = self.n_done if n_bands is None else int(n_bands)
-        return [_finish(torch.cat(lv, dim=-2)[..., :n, :], torch.cat(cr, dim=-2)[..., :n, :], self.fe, self.eps, n)
-                for lv, cr in zip(self._lev, self._cross)]
+        return [None if i in self._dropped and n > sum(p.shape[-2] for p in lv) else
+                _finish(torch.cat(lv, dim=-2)[..., :n, :], torch.cat(cr, dim=-2)[..., :n, :], self.fe, self.eps, n)
+                for i, (lv, cr) in enumerate(zip(self._lev, self._cross))]
 
 
 def _band_cross(band, env, fl, fine, eps):

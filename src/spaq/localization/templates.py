@@ -480,9 +480,16 @@ class _Observed:
         with _one_thread():
             return self.cues.result(n_bands)[0]
 
+    def first_length_only(self):
+        """The bands still to come are framed at ``frame_ms`` only (``also_ms``'s cues will not be needed)."""
+        if self.split:
+            self.parts[1] = None
+        elif self.also:
+            self.cues.keep_lens([0])
+
     def result(self):
         if self.split:
-            return [p.result() for p in self.parts]
+            return [p.result() if p is not None else None for p in self.parts]
         with _one_thread():
             out = self.cues.result()
         return out if self.also else out[0]
@@ -886,6 +893,8 @@ def localize_templates(x: np.ndarray, sample_rate: int, hrtf=None, n_sources: in
             dereverb["taps"] = taps
             x = wpe_dereverberate(torch.from_numpy(x), sample_rate=ANALYSIS_RATE, **dereverb).numpy()
             dereverbed = True
+        elif observed is not None and low_coherence >= float(dereverb_rule.get("below", 0.0)):
+            observed.first_length_only()  # the direct sound dominates (the gate below): no room frames needed
     if dereverbed:  # late reverberation removed: observed again
         observed = _Observed(x, opts["frame_ms"], also_ms=room_ms)
     if observed is not None:
