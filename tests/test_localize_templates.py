@@ -346,6 +346,7 @@ def test_cli_says_which_template_head_answered(tmp_path, capsys):
     rc = main(["localize", str(p)])
     out = capsys.readouterr().out
     assert rc == 0 and "scaled x0.9" in out and "in frequency (band templates" in out, out
+    assert "refined between the measured directions" in out, out  # a band-template answer, not the exact stage's
     assert "dereverberated" not in out
     # a room: the output says it was dereverberated, with the low-band coherence that decided it
     from spaq.spatial.room import place_in_room, room_impulse_response
