@@ -26,9 +26,9 @@ def _print_human(res) -> None:
                        f"confidence {c:.2f}")
     ex = res.provenance.get("exact_head") if res.method == "templates" else None
     if ex:  # which template head answered, and whether the exact-head stage recognised it
+        refined = ", refined between the measured directions" if res.provenance.get("refined_between_directions") else ""
         how = (f"exact-head match, misfit {ex['fit']:.3f}" if ex["used"] else
-               f"band templates{', refined between the measured directions' if res.provenance.get('refined_between_directions') else ''}; "
-               f"exact-head stage not used: best misfit {ex['fit']:.3f}, on {ex['hrtf']}")
+               f"band templates{refined}; exact-head stage not used: best misfit {ex['fit']:.3f}, on {ex['hrtf']}")
         sc = res.provenance.get("head_scale", 1.0)
         head = res.provenance.get("hrtf") if sc == 1.0 else f"{res.provenance.get('hrtf')} scaled x{sc:g} in frequency"
         typer.echo(f"  templates: {head} ({how})")

@@ -189,13 +189,14 @@ class TemplateSet:
     def spacing_deg(self) -> float:
         """The median over directions of the angle to the nearest other direction (degrees): the grid's step."""
         if self._spacing is None:
+            from scipy.spatial import cKDTree
+
             d = np.asarray(self.directions, dtype=np.float64)
-            nearest = np.full(len(d), -1.0)
-            for i in range(0, len(d), 512):  # blocks: 2702 x 2702 at once is 58 MB
-                c = d[i:i + 512] @ d.T
-                c[np.arange(c.shape[0]), np.arange(i, i + c.shape[0])] = -1.0
-                nearest[i:i + 512] = c.max(axis=1)
-            self._spacing = float(np.degrees(np.median(np.arccos(np.clip(nearest, -1.0, 1.0)))))
+            if len(d) < 2:
+                self._spacing = 180.0
+            else:  # the nearest other unit vector's chord -> its angle
+                chord = cKDTree(d).query(d, k=2)[0][:, 1]
+                self._spacing = float(np.degrees(np.median(2 * np.arcsin(np.clip(chord / 2, 0.0, 1.0)))))
         return self._spacing
 
     def flat(self, degree: int) -> np.ndarray:
@@ -889,12 +890,13 @@ def localize_templates(x: np.ndarray, sample_rate: int, hrtf=None, n_sources: in
         size = {k: v for k, v in dereverb.items() if k in ("n_fft", "hop", "delay")}
         # a shorter signal gets the longest filter it supports; none below min_taps
         taps = min(int(dereverb.get("taps", 20)), wpe_max_taps(x.shape[-1], 2, **size))
-        if low_coherence < float(dereverb_rule.get("below", 0.0)) and taps >= int(dereverb_rule.get("min_taps", 1)):
+        if low_coherence >= float(dereverb_rule.get("below", 0.0)):  # the direct sound dominates (the gate below)
+            if observed is not None:
+                observed.first_length_only()  # no room frames needed
+        elif taps >= int(dereverb_rule.get("min_taps", 1)):
             dereverb["taps"] = taps
             x = wpe_dereverberate(torch.from_numpy(x), sample_rate=ANALYSIS_RATE, **dereverb).numpy()
             dereverbed = True
-        elif observed is not None and low_coherence >= float(dereverb_rule.get("below", 0.0)):
-            observed.first_length_only()  # the direct sound dominates (the gate below): no room frames needed
     if dereverbed:  # late reverberation removed: observed again
         observed = _Observed(x, opts["frame_ms"], also_ms=room_ms)
     if observed is not None:
