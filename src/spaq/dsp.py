@@ -144,6 +144,7 @@ def wpe_dereverberate(x: torch.Tensor, n_fft: int = 1024, hop: int = 256, taps: 
             raise ValueError("wpe_dereverberate: band_hz needs sample_rate")
         lo, hi = (int(round(f * n_fft / sample_rate)) for f in band_hz)
         band = slice(max(lo, 0), min(hi, n_fft // 2) + 1)
-    full[band] = wpe_stft(full[band], taps, delay, iterations, max_frames, eps)
+    # contiguous bins first: the filter's gathers and products on the permuted view cost ~40 % more
+    full[band] = wpe_stft(full[band].contiguous(), taps, delay, iterations, max_frames, eps)
     y = torch.istft(full.permute(1, 0, 2), n_fft, hop, window=win, length=x.shape[-1])
     return y.to(x.dtype)

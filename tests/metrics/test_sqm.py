@@ -277,9 +277,15 @@ def test_shipped_weights_registered():
     from spaq.models.sqm import load_pretrained
     from spaq.weights import REGISTRY
 
-    m, w = load_pretrained()
-    assert w.verified and w.sha256 == REGISTRY["sqm_v1"].sha256
-    assert m.cfg.channels == 2 and m.cfg.embed_dim == 16
+    m, w = load_pretrained()  # the metric's binaural encoder: rooms read dereverberated
+    assert w.verified and w.sha256 == REGISTRY["sqm_v3"].sha256
+    assert m.cfg.channels == 2 and m.cfg.embed_dim == 16 and m.cfg.dereverb
+    m1, w1 = load_pretrained(name="sqm_v1")  # the loss's and the study's: signals as given
+    assert w1.verified and w1.sha256 == REGISTRY["sqm_v1"].sha256 and not m1.cfg.dereverb
+    from spaq.losses import SpatialLoss
+    from spaq.metrics.encoders import SqmEncoder
+
+    assert not SpatialLoss().encoder.cfg.dereverb and not SqmEncoder().model.cfg.dereverb
 
 
 def test_source_informed_encoder(metric, one_torch_thread):
@@ -327,7 +333,7 @@ def test_score_and_cli_with_sources(metric, tmp_path, capsys, one_torch_thread):
     res = rep.results["sqm"]
     assert res.score == pytest.approx(want, rel=1e-5) and "sqm_v2_source" in res.provenance["encoder"]
     plain = spaq.score(ref, deg, sample_rate=SR, metrics=["sqm"]).results["sqm"]
-    assert "sqm_v1 " in plain.provenance["encoder"] and abs(plain.score - res.score) > 1e-3
+    assert "sqm_v3 " in plain.provenance["encoder"] and abs(plain.score - res.score) > 1e-3
     files = {}
     for k, x in (("ref", ref), ("deg", deg), ("rs", rs[None]), ("ds", ds[None])):
         files[k] = tmp_path / f"{k}.wav"
@@ -538,3 +544,72 @@ def test_source_informed_distance_ignores_the_room(metric, seed, one_torch_threa
 
     ref = anechoic(30.0)
     assert dist(ref, room) < 0.5 * dist(ref, anechoic(45.0)) < dist(ref, anechoic(90.0))
+
+
+def _room(az: float, seed: int, rt60: float = 0.7, seconds: float = 1.0):
+    """Noise at ``az`` in a shoebox room (sonicom-2, or the KU100 where it is absent) -> (2, T)."""
+    from scipy.signal import oaconvolve
+
+    from spaq.spatial.hrtf import load_hrtf, named_hrtf_paths
+    from spaq.spatial.room import place_in_room, room_impulse_response
+
+    h = load_hrtf("sonicom-2" if "sonicom-2" in named_hrtf_paths() else "ku100", SR)
+    rng = np.random.default_rng(seed)
+    rir, _ = room_impulse_response(place_in_room(np.array([6.0, 5.0, 3.0]), rt60, az, 0.0, 2.5, rng), SR,
+                                   "binaural", hrtf=h, rng=rng, ism_order=3, length_s=0.8)
+    n = int(seconds * SR)
+    return 0.05 * oaconvolve(rng.standard_normal(n)[None], rir, axes=-1)[:, :n]
+
+
+def test_reverberant_signals_are_dereverberated_first(series, one_torch_thread):
+    """``SQMConfig.dereverb``: the localiser's room step before the encoder. A room signal is flagged and read
+    dereverberated (identity still 0); anechoic signals pass through untouched (the same embedding as the
+    same weights without the step); the bank renders its scenes the same way; the metric reports the flags."""
+    from spaq.localization.templates import dereverberate_where_reverberant
+    from spaq.metrics.functional.sqm import sqm_distances, sqm_input
+
+    ref, tests = series
+    room = _room(30.0, 3)
+    y, info = dereverberate_where_reverberant(room, SR)
+    assert info["dereverberated"] and info["coherence"] < 0.95 and y.shape == room.shape
+
+    def coh(x):  # the late reverberation is removed: the ears' broadband coherence rises
+        return abs(np.sum(x[0] * x[1])) / np.sqrt(np.sum(x[0] ** 2) * np.sum(x[1] ** 2))
+    assert coh(y) > coh(room) + 0.05, (coh(y), coh(room))
+    same, info0 = dereverberate_where_reverberant(ref, SR)
+    assert not info0["dereverberated"] and info0["coherence"] >= 0.95
+    np.testing.assert_array_equal(same, ref)
+    y24, info24 = dereverberate_where_reverberant(room[:, ::2].copy(), 24000)  # resampled there and back
+    assert info24["dereverberated"] and y24.shape == room[:, ::2].shape
+    with pytest.raises(spaq.errors.SpaqInputError):
+        dereverberate_where_reverberant(room[:1], SR)
+
+    torch.manual_seed(0)
+    on = SQM(SQMConfig(dereverb=True)).eval()
+    off = SQM(SQMConfig()).eval()
+    off.load_state_dict(on.state_dict())
+    pair = torch.from_numpy(np.stack([room, ref])).float()
+    other = torch.from_numpy(np.stack([room, tests[45.0]])).float()
+    with torch.no_grad():
+        out, plain = sqm_distances(on, pair, other), sqm_distances(off, pair, other)
+        # the bank's input is what the encoder reads
+        xin, flags = sqm_input(pair, on.cfg)
+        assert flags.tolist() == [True, False] and torch.equal(xin[1], pair[1]) and not torch.equal(xin[0], pair[0])
+    assert out["dereverberated_ref"].tolist() == [True, False] and out["dereverberated_deg"].tolist() == [True, False]
+    assert "dereverberated_ref" not in plain
+    assert float(out["score"][0]) < 1e-6  # the same room signal on both sides: still 0
+    assert float(out["score"][1]) == pytest.approx(float(plain["score"][1]), abs=1e-9)  # anechoic: untouched
+    assert abs(float(out["cosine_distance"][0]) - float(plain["cosine_distance"][0])) < 1e-6
+    # the bank renders its scenes as the encoder reads them
+    from spaq.train.sqm import SQMDataSpec, make_bank
+
+    cfg = SQMConfig(dereverb=True)
+    spec = SQMDataSpec(heads=("ku100",), sources=("pink_noise",), room_fraction=1.0, noise_fraction=0.0)
+    with torch.no_grad():
+        b_on = make_bank(spec, 2, 5, "test", 1.0, cfg, log=lambda *_: None, keep_waves=4)
+        b_off = make_bank(spec, 2, 5, "test", 1.0, SQMConfig(), log=lambda *_: None, keep_waves=4)
+    assert bool(b_on["room"].all())
+    x_on, flags = sqm_input(b_off["waves"].float(), cfg)
+    assert bool(flags.all())
+    assert torch.allclose(b_on["waves"].float(), x_on.to(torch.float16).float(), atol=2e-3)
+    assert not torch.allclose(b_on["feats"].float(), b_off["feats"].float(), atol=1e-2)

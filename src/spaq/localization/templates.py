@@ -496,6 +496,62 @@ class _Observed:
         return out if self.also else out[0]
 
 
+def room_gate(x: np.ndarray, observed: "_Observed | None" = None, cues=None, below_hz: float | None = None) -> float:
+    """The coherence :data:`DEREVERB`'s gate reads (:func:`spaq.localization.localize.direct_coherence`) of the
+    bands up to ``below_hz`` (None: :data:`DEREVERB`'s) of binaural ``x (2, T)`` at the analysis rate and
+    -30 dBFS, where the head shadows little: below ``DEREVERB["below"]`` the late reverberation dominates.
+    ``observed``: an :class:`_Observed` of ``x`` already made (its low bands are kept for the cues), or ``cues``:
+    ``(features, levels)`` of ``x`` already computed."""
+    from .localize import direct_coherence
+
+    below = float(DEREVERB["below_hz"] if below_hz is None else below_hz)
+    n_low = int((_band_centres() <= below).sum())  # a prefix of the bands
+    if cues is not None:
+        f_low, lev_low = cues[0][:, :n_low], cues[1][:, :n_low]
+    else:
+        f_low, lev_low = (observed if observed is not None else _Observed(x, 20.0)).low(n_low)
+    return float(direct_coherence(f_low, lev_low))
+
+
+def dereverberate(x: np.ndarray, settings: dict | None = None) -> np.ndarray | None:
+    """``x (2, T)`` at the analysis rate -> the same with the late reverberation removed by
+    :func:`spaq.dsp.wpe_dereverberate` with :data:`DEREVERB`'s filter (or ``settings``, in its place), the
+    longest its length supports (:func:`spaq.dsp.wpe_max_taps`); None when that is below ``min_taps``."""
+    from ..dsp import wpe_dereverberate, wpe_max_taps
+
+    o = dict(DEREVERB if settings is None else settings)
+    size = {k: o[k] for k in ("n_fft", "hop", "delay") if k in o}
+    taps = min(int(o.get("taps", 20)), wpe_max_taps(x.shape[-1], 2, **size))
+    if taps < int(o.get("min_taps", 1)):
+        return None
+    kw = {k: v for k, v in o.items() if k not in ("below", "below_hz", "min_taps")}
+    kw["taps"] = taps
+    return wpe_dereverberate(torch.from_numpy(np.ascontiguousarray(x)), sample_rate=ANALYSIS_RATE, **kw).numpy()
+
+
+def dereverberate_where_reverberant(x: np.ndarray, sample_rate: int = ANALYSIS_RATE) -> tuple:
+    """The localiser's room step for any consumer of binaural cues: ``x (2, T)`` at ``sample_rate`` ->
+    ``(y (2, T) at sample_rate, info)``. Where :func:`room_gate` reads the low bands as reverberant (below
+    ``DEREVERB["below"]``), ``y`` is :func:`dereverberate`'s output, else ``x`` itself; ``info``:
+    ``coherence`` (the gate's reading) and ``dereverberated`` (bool). Level is kept."""
+    from ..io import resample
+
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] != 2:
+        raise SpaqInputError(f"dereverberation needs binaural (2, T) input, got {tuple(x.shape)}")
+    a = x if int(sample_rate) == ANALYSIS_RATE else resample(x, int(sample_rate), ANALYSIS_RATE)
+    rms = float(np.sqrt(np.mean(a ** 2)))
+    if rms == 0 or a.shape[-1] < int(0.02 * ANALYSIS_RATE):
+        return x, {"coherence": float("nan"), "dereverberated": False}
+    coherence = room_gate(a * (10 ** (-30 / 20) / rms))
+    y = dereverberate(a) if coherence < float(DEREVERB["below"]) else None
+    if y is None:
+        return x, {"coherence": coherence, "dereverberated": False}
+    if int(sample_rate) != ANALYSIS_RATE:
+        y = resample(y, ANALYSIS_RATE, int(sample_rate))[:, : x.shape[-1]]
+    return y, {"coherence": coherence, "dereverberated": True}
+
+
 def _band_centres() -> np.ndarray:
     """Centre frequencies (Hz) of the observation front-end's bands (:data:`OBSERVATION_FRONTEND`)."""
     from ..auditory.binaural_features import feature_frontend
@@ -881,22 +937,15 @@ def localize_templates(x: np.ndarray, sample_rate: int, hrtf=None, n_sources: in
     dereverbed, x_given = False, x  # the exact-head stage reads the signal as given (a set's own head, anechoic)
     low_coherence = None
     if S == 1 and dereverb:  # the gate: the coherence of the low bands, where the head shadows little
-        from ..dsp import wpe_dereverberate, wpe_max_taps
-
-        low = _band_centres() <= float(dereverb_rule.get("below_hz", np.inf))  # a prefix of the bands
-        n_low = int(low.sum())
-        f_low, lev_low = observed.low(n_low) if observed is not None else (cues[0][:, :n_low], cues[1][:, :n_low])
-        low_coherence = direct_coherence(f_low, lev_low)
-        size = {k: v for k, v in dereverb.items() if k in ("n_fft", "hop", "delay")}
-        # a shorter signal gets the longest filter it supports; none below min_taps
-        taps = min(int(dereverb.get("taps", 20)), wpe_max_taps(x.shape[-1], 2, **size))
+        low_coherence = room_gate(x, observed, None if observed is not None else cues,
+                                  float(dereverb_rule.get("below_hz", np.inf)))
         if low_coherence >= float(dereverb_rule.get("below", 0.0)):  # the direct sound dominates (the gate below)
             if observed is not None:
                 observed.first_length_only()  # no room frames needed
-        elif taps >= int(dereverb_rule.get("min_taps", 1)):
-            dereverb["taps"] = taps
-            x = wpe_dereverberate(torch.from_numpy(x), sample_rate=ANALYSIS_RATE, **dereverb).numpy()
-            dereverbed = True
+        else:  # a shorter signal gets the longest filter it supports; none below min_taps
+            y = dereverberate(x, {**dereverb, "min_taps": dereverb_rule.get("min_taps", 1)})
+            if y is not None:
+                x, dereverbed = y, True
     if dereverbed:  # late reverberation removed: observed again
         observed = _Observed(x, opts["frame_ms"], also_ms=room_ms)
     if observed is not None:

@@ -1,10 +1,11 @@
 """The ``sqm`` metric: distance between learned spatial-image embeddings (SQM-BS family).
 
-The shipped SQM encoder (:mod:`spaq.models.sqm`, weights ``sqm_v1`` inside the package; recipe
-``spaq/resources/weights/sqm_v1.yaml``, model card ``docs/sqm_model_card.md``) embeds the
+The shipped SQM encoder (:mod:`spaq.models.sqm`, weights ``sqm_v3`` inside the package; recipe
+``spaq/resources/weights/sqm_v3.yaml``, model card ``spaq/resources/weights/sqm_v3.md``) embeds the
 reference and the degraded signal separately; ``score`` is the cosine distance of their
 utterance embeddings (0 = the same spatial image, grows with the angular separation of the
-sources). Content, level and time alignment need not match (``align_input`` False); lengths may
+sources; a signal the localiser's room gate reads as reverberant is dereverberated first, as the encoder was
+trained: ``SQMConfig.dereverb``). Content, level and time alignment need not match (``align_input`` False); lengths may
 differ in :func:`spaq.metrics.functional.sqm.sqm_distances` (through ``spaq.score`` the pair is
 cut to a common length: ``--trim``). Ambisonic input is decoded to binaural with the shared
 MagLS decoder (:func:`spaq.spatial.decoders.hrtf_decoder`); loudspeaker layouts and mono are
@@ -41,8 +42,9 @@ class Sqm(Metric):
     # 1.1: with the dry sources, sqm_v2_source (direct path) instead of sqm_v1_source; 1.2: ambisonic
     # input decoded with the causal MagLS decoder; 1.3: each ambisonic signal at its effective order;
     # 1.4: MagLS cutoff where the order resolves the head (kr = N); 1.5: W alone beside a higher-order signal
-    # decoded at that signal's order (spaq.spatial.decoders.pair_orders)
-    version = "1.5"
+    # decoded at that signal's order (spaq.spatial.decoders.pair_orders); 1.6: the binaural encoder sqm_v3, which
+    # reads a signal the localiser's room gate reads as reverberant dereverberated (SQMConfig.dereverb)
+    version = "1.6"
     description = ("learned spatial-image distance (SQM-BS family): cosine distance of 16-d embeddings of ref and "
                    "deg; content, length and alignment need not match; lower is better")
     unit = "cosine distance"
@@ -63,7 +65,7 @@ class Sqm(Metric):
 
     def __init__(self, checkpoint=None, device: str = "cpu", fast: bool = True, source_checkpoint=None):
         """``fast``: the front-end's decimated mode (as trained); ``False``: every band at full rate.
-        ``checkpoint``: the binaural encoder (None: the shipped ``sqm_v1``); ``source_checkpoint``:
+        ``checkpoint``: the binaural encoder (None: the shipped ``sqm_v3``; ``sqm_v1`` reads rooms as given); ``source_checkpoint``:
         the source-informed encoder used when :meth:`distances` gets the mono sources (None: the
         shipped :data:`SOURCE_WEIGHTS`, loaded on first use)."""
         model, w = load_sqm(checkpoint)
@@ -165,6 +167,9 @@ class Sqm(Metric):
             out = self.distances(torch.from_numpy(pair.ref), torch.from_numpy(pair.deg), **src)
         used = self.source_model()[1] if src else self.weights
         values = {"cosine_distance": out["cosine_distance"], "deep_feature_distance": out["deep_feature_distance"]}
+        for k in ("dereverberated_ref", "dereverberated_deg"):
+            if k in out:
+                values[k] = out[k].double().numpy()
         if "doa_ref" in out:
             for side in ("ref", "deg"):
                 az, el, _ = cart2sph(out[f"doa_{side}"].double().cpu().numpy())
@@ -174,5 +179,7 @@ class Sqm(Metric):
                            provenance={"encoder": f"{used.path.stem} (binaural + dry source)" if src else f"{used.path.stem} (binaural)",
                                        "checkpoint_sha256": used.sha256, "checkpoint_source": used.source,
                                        "binaural_decoder": DEFAULT_DECODER if pair.format.is_ambisonics else None,
-                                       "mode": "fast" if self.fast else "exact"},
+                                       "mode": "fast" if self.fast else "exact",
+                                       "dereverberation": "where the room gate reads reverberation (values "
+                                       "dereverberated_ref / _deg)" if "dereverberated_ref" in out else "off"},
                            maps={"frame_distance": out["frame_distance"][:, None, :]} if maps else None)

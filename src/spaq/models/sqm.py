@@ -53,6 +53,10 @@ class SQMConfig(ArchitectureConfig):
     doa_head: bool = True
     dropout: float = 0.0  # after the convolutions and between the LSTM layers (training only)
     direct_path_ms: float = 0.0  # 3 channels: > 0 reads the direct sound only (:func:`direct_path`); 0: as given
+    #: the ears are read dereverberated where the localiser's room gate reads reverberation: the checkpoint says
+    #: so, its consumers (the ``sqm`` metric, the training bank, ``benchmarks/eval_sqm.py``) apply it with
+    #: :func:`spaq.metrics.functional.sqm.sqm_input`; the differentiable losses read the signal as given
+    dereverb: bool = False
 
     def __post_init__(self):
         if self.front_end not in ("cues", "wave"):
@@ -201,7 +205,8 @@ class SQM(nn.Module):
         return out
 
     def forward(self, x: torch.Tensor, grad: bool = False) -> dict:
-        """``x (B, C, T)`` at ``cfg.sample_rate`` -> dict (see the module docstring)."""
+        """``x (B, C, T)`` at ``cfg.sample_rate`` -> dict (see the module docstring). The signal as given: with
+        ``cfg.dereverb`` its consumers dereverberate first (:func:`spaq.metrics.functional.sqm.sqm_input`)."""
         return self.encode(self.features(x, grad=grad or torch.is_grad_enabled() and x.requires_grad))
 
 
@@ -223,14 +228,17 @@ def with_source(x: torch.Tensor, s, label: str) -> torch.Tensor:
     return torch.cat([x, s.to(device=x.device, dtype=x.dtype)], dim=1)
 
 
-#: registry names of the shipped encoders: binaural (2 channels) and source-informed (3 channels)
-BINAURAL_WEIGHTS = "sqm_v1"
+#: registry names of the shipped encoders: binaural (2 channels; the ``sqm`` metric's: it reads rooms dereverberated,
+#: ``cfg.dereverb``), source-informed (3 channels), and the binaural encoder that reads every signal as given (the
+#: differentiable :class:`spaq.losses.SpatialLoss` and the embedding study, which cannot or do not dereverberate)
+BINAURAL_WEIGHTS = "sqm_v3"
 SOURCE_WEIGHTS = "sqm_v2_source"
+AS_GIVEN_WEIGHTS = "sqm_v1"
 
 
 def load_pretrained(checkpoint=None, name: str = BINAURAL_WEIGHTS) -> tuple[SQM, object]:
-    """A shipped SQM encoder (registry ``name``: ``sqm_v1``, binaural, 2 channels; ``sqm_v2_source``,
-    binaural + the mono source, 3 channels), or ``checkpoint`` (a path), in eval mode with frozen
+    """A shipped SQM encoder (registry ``name``: ``sqm_v3``, binaural, 2 channels, read dereverberated in rooms;
+    ``sqm_v1``, binaural, read as given; ``sqm_v2_source``, binaural + the mono source, 3 channels), or ``checkpoint`` (a path), in eval mode with frozen
     parameters, and its :class:`spaq.weights.ResolvedWeights`; cached per file."""
     from ..weights import resolve
     from .checkpoint import load

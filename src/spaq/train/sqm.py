@@ -34,6 +34,7 @@ import torch
 from ..config import from_dict, load_config
 from ..errors import SpaqError
 from ..losses import AngularDistanceLoss
+from ..metrics.functional.sqm import sqm_input
 from ..models import checkpoint
 from ..models.sqm import SQM, SQMConfig, sqm_features
 from ..spatial.angles import sph2cart
@@ -158,6 +159,7 @@ def bank(spec: SQMDataSpec, n_directions: int, seed: int, split: str, clip_s: fl
     from pathlib import Path
 
     extra = (cfg.direct_path_ms,) if cfg.channels == 3 and cfg.direct_path_ms > 0 else ()  # older keys unchanged
+    extra += ("dereverb",) if cfg.dereverb else ()
     ident = repr((spec, n_directions, seed, split, clip_s, cfg.sample_rate, cfg.frame_ms, keep_waves) + extra)
     if tuple(float(x) for x in spec.head_scales) == (1.0,):  # the measured heads: older keys unchanged
         ident = ident.replace(f", head_scales={spec.head_scales!r}", "")
@@ -217,7 +219,7 @@ def make_bank(spec: SQMDataSpec, n_directions: int, seed: int, split: str, clip_
 
     def flush():
         if batch:
-            x = torch.from_numpy(np.stack(batch))
+            x, _ = sqm_input(torch.from_numpy(np.stack(batch)), c3)  # as the encoder will read it (cfg.dereverb)
             feats.append(sqm_features(x, c3).to(torch.float16))
             have = sum(len(w) for w in waves)
             if have < keep_waves:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["cosine_distance", "deep_feature_distance", "frame_distance", "sqm_distances", "embed"]
+__all__ = ["cosine_distance", "deep_feature_distance", "frame_distance", "sqm_input", "sqm_distances", "embed"]
 
 
 def cosine_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -42,6 +42,27 @@ def frame_distance(frames_ref: torch.Tensor, frames_deg: torch.Tensor) -> torch.
     return cosine_distance(frames_ref[:, :n], frames_deg[:, :n])
 
 
+def sqm_input(x: torch.Tensor, cfg) -> tuple:
+    """What an encoder of config ``cfg`` (:class:`~spaq.models.sqm.SQMConfig`) reads of ``x (B, C, T)`` at
+    ``cfg.sample_rate``: with ``cfg.dereverb``, each signal whose ears the localiser's room gate reads as
+    reverberant with its late reverberation removed
+    (:func:`spaq.localization.templates.dereverberate_where_reverberant`; other channels as given) ->
+    ``(x', flags (B,) bool)``; without it ``(x, None)``. Not differentiable."""
+    if not getattr(cfg, "dereverb", False):
+        return x, None
+    from ...localization.templates import dereverberate_where_reverberant
+
+    rows, flags = [], []
+    for xi in x:
+        y, info = dereverberate_where_reverberant(xi[:2].detach().cpu().double().numpy(), cfg.sample_rate)
+        if info["dereverberated"]:
+            xi = xi.clone()
+            xi[:2] = torch.from_numpy(y).to(device=xi.device, dtype=xi.dtype)
+        rows.append(xi)
+        flags.append(bool(info["dereverberated"]))
+    return torch.stack(rows), torch.tensor(flags)
+
+
 def embed(model, x: torch.Tensor) -> dict:
     """``x (B, C, T)`` binaural (or with the source, as the model takes) -> the model's dict."""
     return model(x)
@@ -50,12 +71,17 @@ def embed(model, x: torch.Tensor) -> dict:
 def sqm_distances(model, ref: torch.Tensor, deg: torch.Tensor) -> dict:
     """``ref (B, C, T_r)``, ``deg (B, C, T_d)`` (lengths may differ) -> dict: ``score`` and
     ``cosine_distance`` ``(B,)``, ``deep_feature_distance`` ``(B,)``, ``frame_distance``
-    ``(B, nf)``, ``doa_ref``/``doa_deg`` ``(B, 3)`` unit vectors of the DoA head (if any)."""
+    ``(B, nf)``, ``doa_ref``/``doa_deg`` ``(B, 3)`` unit vectors of the DoA head (if any),
+    ``dereverberated_ref``/``_deg`` ``(B,)`` bool where the encoder dereverberates (``cfg.dereverb``)."""
+    ref, fr = sqm_input(ref, model.cfg)
+    deg, fd = sqm_input(deg, model.cfg)
     er, ed = model(ref), model(deg)
     cd = cosine_distance(er["utterance"], ed["utterance"])
     out = {"score": cd, "cosine_distance": cd,
            "deep_feature_distance": deep_feature_distance(er["activations"], ed["activations"]),
            "frame_distance": frame_distance(er["frames"], ed["frames"])}
+    if fr is not None:  # which signals the encoder read dereverberated (SQMConfig.dereverb)
+        out["dereverberated_ref"], out["dereverberated_deg"] = fr, fd
     if "doa" in er:
         out["doa_ref"] = torch.nn.functional.normalize(er["doa"], dim=-1)
         out["doa_deg"] = torch.nn.functional.normalize(ed["doa"], dim=-1)
