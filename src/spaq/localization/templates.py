@@ -513,15 +513,24 @@ def room_gate(x: np.ndarray, observed: "_Observed | None" = None, cues=None, bel
     return float(direct_coherence(f_low, lev_low))
 
 
+def dereverb_taps(n_samples: int, settings: dict | None = None) -> int:
+    """The taps :func:`dereverberate` uses on ``n_samples`` samples: ``settings``' (None: :data:`DEREVERB`'s), or
+    fewer where the signal is too short for them (:func:`spaq.dsp.wpe_max_taps`)."""
+    from ..dsp import wpe_max_taps
+
+    o = dict(DEREVERB if settings is None else settings)
+    size = {k: o[k] for k in ("n_fft", "hop", "delay") if k in o}
+    return min(int(o.get("taps", 20)), wpe_max_taps(int(n_samples), 2, **size))
+
+
 def dereverberate(x: np.ndarray, settings: dict | None = None) -> np.ndarray | None:
     """``x (2, T)`` at the analysis rate -> the same with the late reverberation removed by
     :func:`spaq.dsp.wpe_dereverberate` with :data:`DEREVERB`'s filter (or ``settings``, in its place), the
     longest its length supports (:func:`spaq.dsp.wpe_max_taps`); None when that is below ``min_taps``."""
-    from ..dsp import wpe_dereverberate, wpe_max_taps
+    from ..dsp import wpe_dereverberate
 
     o = dict(DEREVERB if settings is None else settings)
-    size = {k: o[k] for k in ("n_fft", "hop", "delay") if k in o}
-    taps = min(int(o.get("taps", 20)), wpe_max_taps(x.shape[-1], 2, **size))
+    taps = dereverb_taps(x.shape[-1], o)
     if taps < int(o.get("min_taps", 1)):
         return None
     kw = {k: v for k, v in o.items() if k not in ("below", "below_hz", "min_taps")}
@@ -945,6 +954,7 @@ def localize_templates(x: np.ndarray, sample_rate: int, hrtf=None, n_sources: in
         else:  # a shorter signal gets the longest filter it supports; none below min_taps
             y = dereverberate(x, {**dereverb, "min_taps": dereverb_rule.get("min_taps", 1)})
             if y is not None:
+                dereverb["taps"] = dereverb_taps(x.shape[-1], dereverb)  # the settings report the filter used
                 x, dereverbed = y, True
     if dereverbed:  # late reverberation removed: observed again
         observed = _Observed(x, opts["frame_ms"], also_ms=room_ms)
