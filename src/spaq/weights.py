@@ -100,20 +100,10 @@ REGISTRY: dict[str, WeightSpec] = {
         url=None,
         sha256="d18202c5f0e2905565bfa435ca0f8907d4b0d77af2ed25cdf9bace297868e76c",
         filename="sqm_v1.pt",
-        env_var="SPAQ_SQM_LOSS_WEIGHTS",
-        licence="MIT (spaq); trained on scenes rendered with the Neumann KU 100 (B. Bernschuetz, TH Koeln) and "
-                "SONICOM subject 1 (CC BY-SA 3.0) HRTFs",
-        packaged="weights/sqm_v1.pt",
-    ),
-    "sqm_v3": WeightSpec(
-        name="sqm_v3",
-        url=None,
-        sha256="e00217aaca7f6aada2d86b86517f9c46e8e7ef6b890663dfc10ff2fa38e6485f",
-        filename="sqm_v3.pt",
         env_var="SPAQ_SQM_WEIGHTS",
         licence="MIT (spaq); trained on scenes rendered with the Neumann KU 100 (B. Bernschuetz, TH Koeln) and "
                 "SONICOM subject 1 (CC BY-SA 3.0) HRTFs",
-        packaged="weights/sqm_v3.pt",
+        packaged="weights/sqm_v1.pt",
     ),
     "sqm_v2_source": WeightSpec(
         name="sqm_v2_source",

@@ -277,15 +277,9 @@ def test_shipped_weights_registered():
     from spaq.models.sqm import load_pretrained
     from spaq.weights import REGISTRY
 
-    m, w = load_pretrained()  # the metric's binaural encoder: rooms read dereverberated
-    assert w.verified and w.sha256 == REGISTRY["sqm_v3"].sha256
-    assert m.cfg.channels == 2 and m.cfg.embed_dim == 16 and m.cfg.dereverb
-    m1, w1 = load_pretrained(name="sqm_v1")  # the loss's and the study's: signals as given
-    assert w1.verified and w1.sha256 == REGISTRY["sqm_v1"].sha256 and not m1.cfg.dereverb
-    from spaq.losses import SpatialLoss
-    from spaq.metrics.encoders import SqmEncoder
-
-    assert not SpatialLoss().encoder.cfg.dereverb and not SqmEncoder().model.cfg.dereverb
+    m, w = load_pretrained()
+    assert w.verified and w.sha256 == REGISTRY["sqm_v1"].sha256
+    assert m.cfg.channels == 2 and m.cfg.embed_dim == 16 and not m.cfg.dereverb  # signals read as given
 
 
 def test_source_informed_encoder(metric, one_torch_thread):
@@ -333,7 +327,7 @@ def test_score_and_cli_with_sources(metric, tmp_path, capsys, one_torch_thread):
     res = rep.results["sqm"]
     assert res.score == pytest.approx(want, rel=1e-5) and "sqm_v2_source" in res.provenance["encoder"]
     plain = spaq.score(ref, deg, sample_rate=SR, metrics=["sqm"]).results["sqm"]
-    assert "sqm_v3 " in plain.provenance["encoder"] and abs(plain.score - res.score) > 1e-3
+    assert "sqm_v1 " in plain.provenance["encoder"] and abs(plain.score - res.score) > 1e-3
     files = {}
     for k, x in (("ref", ref), ("deg", deg), ("rs", rs[None]), ("ds", ds[None])):
         files[k] = tmp_path / f"{k}.wav"

@@ -11,7 +11,7 @@ __all__ = ["register"]
 
 
 def train_sqm_cmd(
-    config: Path = typer.Argument(..., help="YAML recipe (e.g. spaq/resources/weights/sqm_v3.yaml)."),
+    config: Path = typer.Argument(..., help="YAML recipe (e.g. spaq/resources/weights/sqm_v1.yaml)."),
     out: Path = typer.Option(Path("sqm.pt"), "--out", "-o", metavar="PATH", help="Checkpoint to write."),
     steps: Optional[int] = typer.Option(None, "--steps", metavar="N", help="Override the number of steps."),
     seed: Optional[int] = typer.Option(None, "--seed", metavar="N", help="Override the seed."),

@@ -39,8 +39,7 @@ def _check(est: torch.Tensor, target: torch.Tensor, name: str, same_length: bool
 class SpatialLoss(nn.Module):
     """Deep-feature + embedding distance of the frozen SQM encoder (see the module docstring).
 
-    ``checkpoint``: an SQM checkpoint path (None: the shipped ``sqm_v1``, which reads signals as given -- this
-    path is differentiable and does not dereverberate -- or with ``source=True``
+    ``checkpoint``: an SQM checkpoint path (None: the shipped ``sqm_v1``, or with ``source=True``
     the source-informed ``sqm_v2_source``, which also reads each ear's band level re the dry mono
     source: :meth:`forward` then needs ``est_source`` and ``target_source``). The encoder's
     parameters are frozen and it stays in eval mode (``train()`` does not change it)."""
@@ -48,9 +47,9 @@ class SpatialLoss(nn.Module):
     def __init__(self, checkpoint=None, deep_weight: float = 1.0, cosine_weight: float = 1.0,
                  reduction: str = "mean", source: bool = False):
         super().__init__()
-        from ..models.sqm import AS_GIVEN_WEIGHTS, SOURCE_WEIGHTS, SQM, load_pretrained
+        from ..models.sqm import BINAURAL_WEIGHTS, SOURCE_WEIGHTS, SQM, load_pretrained
 
-        base, _ = load_pretrained(checkpoint, name=SOURCE_WEIGHTS if source else AS_GIVEN_WEIGHTS)
+        base, _ = load_pretrained(checkpoint, name=SOURCE_WEIGHTS if source else BINAURAL_WEIGHTS)
         enc = SQM(base.cfg)
         enc.load_state_dict(base.state_dict())
         for p in enc.parameters():

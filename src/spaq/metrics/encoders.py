@@ -11,7 +11,7 @@ A binaural encoder (``binaural = True``) takes ``(B, 2, T)`` (left, right) inste
   (:func:`spaq.localization.load_localizer`): the left-ear patch embedding and encoder on the
   log-mel of the signal fed to both ears, mean over the patches of each 48-frame analysis
   window (0.48 s at 32 kHz; level-normalised as the localiser does) -> ``(B, windows, 96)``.
-* ``sqm``: spaq's spatial-similarity encoder (:mod:`spaq.models.sqm`, shipped ``sqm_v1``: signals as given), a
+* ``sqm``: spaq's spatial-similarity encoder (:mod:`spaq.models.sqm`, shipped ``sqm_v1``), a
   binaural encoder: the 16-d frame embeddings (40 ms frames) of the binaural signal (ambisonics
   and layouts through the classic metrics' shared binaural decode, mono fed to both ears)
   -> ``(B, frames, 16)``. It embeds where a sound is, not what it is.
@@ -124,9 +124,9 @@ class SqmEncoder(Encoder):
     binaural = True
 
     def __init__(self, weights=None):
-        from ..models.sqm import AS_GIVEN_WEIGHTS, load_pretrained
+        from ..models.sqm import load_pretrained
 
-        self.model, _ = load_pretrained(weights, name=AS_GIVEN_WEIGHTS)  # the signal as given (no room step)
+        self.model, _ = load_pretrained(weights)
         self.model.eval()
         self.sample_rate = int(self.model.cfg.sample_rate)
 

@@ -1,11 +1,11 @@
 """The ``sqm`` metric: distance between learned spatial-image embeddings (SQM-BS family).
 
-The shipped SQM encoder (:mod:`spaq.models.sqm`, weights ``sqm_v3`` inside the package; recipe
-``spaq/resources/weights/sqm_v3.yaml``, model card ``spaq/resources/weights/sqm_v3.md``) embeds the
+The shipped SQM encoder (:mod:`spaq.models.sqm`, weights ``sqm_v1`` inside the package; recipe
+``spaq/resources/weights/sqm_v1.yaml``, model card ``spaq/resources/weights/sqm_v1.md``) embeds the
 reference and the degraded signal separately; ``score`` is the cosine distance of their
 utterance embeddings (0 = the same spatial image, grows with the angular separation of the
-sources; a signal the localiser's room gate reads as reverberant is dereverberated first, as the encoder was
-trained: ``SQMConfig.dereverb``). Content, level and time alignment need not match (``align_input`` False); lengths may
+sources; with a checkpoint whose ``SQMConfig.dereverb`` is set, a signal the localiser's room gate reads as
+reverberant is dereverberated first, as that encoder was trained). Content, level and time alignment need not match (``align_input`` False); lengths may
 differ in :func:`spaq.metrics.functional.sqm.sqm_distances` (through ``spaq.score`` the pair is
 cut to a common length: ``--trim``). Ambisonic input is decoded to binaural with the shared
 MagLS decoder (:func:`spaq.spatial.decoders.hrtf_decoder`); loudspeaker layouts and mono are
@@ -42,9 +42,8 @@ class Sqm(Metric):
     # 1.1: with the dry sources, sqm_v2_source (direct path) instead of sqm_v1_source; 1.2: ambisonic
     # input decoded with the causal MagLS decoder; 1.3: each ambisonic signal at its effective order;
     # 1.4: MagLS cutoff where the order resolves the head (kr = N); 1.5: W alone beside a higher-order signal
-    # decoded at that signal's order (spaq.spatial.decoders.pair_orders); 1.6: the binaural encoder sqm_v3, which
-    # reads a signal the localiser's room gate reads as reverberant dereverberated (SQMConfig.dereverb)
-    version = "1.6"
+    # decoded at that signal's order (spaq.spatial.decoders.pair_orders)
+    version = "1.5"
     description = ("learned spatial-image distance (SQM-BS family): cosine distance of 16-d embeddings of ref and "
                    "deg; content, length and alignment need not match; lower is better")
     unit = "cosine distance"
@@ -65,7 +64,7 @@ class Sqm(Metric):
 
     def __init__(self, checkpoint=None, device: str = "cpu", fast: bool = True, source_checkpoint=None):
         """``fast``: the front-end's decimated mode (as trained); ``False``: every band at full rate.
-        ``checkpoint``: the binaural encoder (None: the shipped ``sqm_v3``; ``sqm_v1`` reads rooms as given); ``source_checkpoint``:
+        ``checkpoint``: the binaural encoder (None: the shipped ``sqm_v1``); ``source_checkpoint``:
         the source-informed encoder used when :meth:`distances` gets the mono sources (None: the
         shipped :data:`SOURCE_WEIGHTS`, loaded on first use)."""
         model, w = load_sqm(checkpoint)

@@ -55,7 +55,8 @@ class SQMConfig(ArchitectureConfig):
     direct_path_ms: float = 0.0  # 3 channels: > 0 reads the direct sound only (:func:`direct_path`); 0: as given
     #: the ears are read dereverberated where the localiser's room gate reads reverberation: the checkpoint says
     #: so, its consumers (the ``sqm`` metric, the training bank, ``benchmarks/eval_sqm.py``) apply it with
-    #: :func:`spaq.metrics.functional.sqm.sqm_input`; the differentiable losses read the signal as given
+    #: :func:`spaq.metrics.functional.sqm.sqm_input`; the differentiable losses read the signal as given. No shipped
+    #: encoder sets it (``configs/train/sqm_dereverb.yaml``: tried, a trade across heads)
     dereverb: bool = False
 
     def __post_init__(self):
@@ -228,17 +229,14 @@ def with_source(x: torch.Tensor, s, label: str) -> torch.Tensor:
     return torch.cat([x, s.to(device=x.device, dtype=x.dtype)], dim=1)
 
 
-#: registry names of the shipped encoders: binaural (2 channels; the ``sqm`` metric's: it reads rooms dereverberated,
-#: ``cfg.dereverb``), source-informed (3 channels), and the binaural encoder that reads every signal as given (the
-#: differentiable :class:`spaq.losses.SpatialLoss` and the embedding study, which cannot or do not dereverberate)
-BINAURAL_WEIGHTS = "sqm_v3"
+#: registry names of the shipped encoders: binaural (2 channels) and source-informed (3 channels)
+BINAURAL_WEIGHTS = "sqm_v1"
 SOURCE_WEIGHTS = "sqm_v2_source"
-AS_GIVEN_WEIGHTS = "sqm_v1"
 
 
 def load_pretrained(checkpoint=None, name: str = BINAURAL_WEIGHTS) -> tuple[SQM, object]:
-    """A shipped SQM encoder (registry ``name``: ``sqm_v3``, binaural, 2 channels, read dereverberated in rooms;
-    ``sqm_v1``, binaural, read as given; ``sqm_v2_source``, binaural + the mono source, 3 channels), or ``checkpoint`` (a path), in eval mode with frozen
+    """A shipped SQM encoder (registry ``name``: ``sqm_v1``, binaural, 2 channels; ``sqm_v2_source``,
+    binaural + the mono source, 3 channels), or ``checkpoint`` (a path), in eval mode with frozen
     parameters, and its :class:`spaq.weights.ResolvedWeights`; cached per file."""
     from ..weights import resolve
     from .checkpoint import load
