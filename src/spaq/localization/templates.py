@@ -523,19 +523,20 @@ def dereverb_taps(n_samples: int, settings: dict | None = None) -> int:
     return min(int(o.get("taps", 20)), wpe_max_taps(int(n_samples), 2, **size))
 
 
-def dereverberate(x: np.ndarray, settings: dict | None = None) -> np.ndarray | None:
-    """``x (2, T)`` at the analysis rate -> the same with the late reverberation removed by
-    :func:`spaq.dsp.wpe_dereverberate` with :data:`DEREVERB`'s filter (or ``settings``, in its place), the
-    longest its length supports (:func:`spaq.dsp.wpe_max_taps`); None when that is below ``min_taps``."""
+def dereverberate(x: np.ndarray, settings: dict | None = None) -> tuple:
+    """``x (2, T)`` at the analysis rate -> ``(y, taps)``: ``y`` the same with the late reverberation removed by
+    :func:`spaq.dsp.wpe_dereverberate` with :data:`DEREVERB`'s filter (or ``settings``, in its place) of ``taps``
+    taps, the longest its length supports (:func:`dereverb_taps`); ``y`` None when that is below ``min_taps``."""
     from ..dsp import wpe_dereverberate
 
     o = dict(DEREVERB if settings is None else settings)
     taps = dereverb_taps(x.shape[-1], o)
     if taps < int(o.get("min_taps", 1)):
-        return None
+        return None, taps
     kw = {k: v for k, v in o.items() if k not in ("below", "below_hz", "min_taps")}
     kw["taps"] = taps
-    return wpe_dereverberate(torch.from_numpy(np.ascontiguousarray(x)), sample_rate=ANALYSIS_RATE, **kw).numpy()
+    y = wpe_dereverberate(torch.from_numpy(np.ascontiguousarray(x)), sample_rate=ANALYSIS_RATE, **kw).numpy()
+    return y, taps
 
 
 def dereverberate_where_reverberant(x: np.ndarray, sample_rate: int = ANALYSIS_RATE) -> tuple:
@@ -553,7 +554,7 @@ def dereverberate_where_reverberant(x: np.ndarray, sample_rate: int = ANALYSIS_R
     if rms == 0 or a.shape[-1] < int(0.02 * ANALYSIS_RATE):
         return x, {"coherence": float("nan"), "dereverberated": False}
     coherence = room_gate(a * (10 ** (-30 / 20) / rms))
-    y = dereverberate(a) if coherence < float(DEREVERB["below"]) else None
+    y = dereverberate(a)[0] if coherence < float(DEREVERB["below"]) else None
     if y is None:
         return x, {"coherence": coherence, "dereverberated": False}
     if int(sample_rate) != ANALYSIS_RATE:
@@ -952,9 +953,9 @@ def localize_templates(x: np.ndarray, sample_rate: int, hrtf=None, n_sources: in
             if observed is not None:
                 observed.first_length_only()  # no room frames needed
         else:  # a shorter signal gets the longest filter it supports; none below min_taps
-            y = dereverberate(x, {**dereverb, "min_taps": dereverb_rule.get("min_taps", 1)})
+            y, taps = dereverberate(x, {**dereverb, "min_taps": dereverb_rule.get("min_taps", 1)})
             if y is not None:
-                dereverb["taps"] = dereverb_taps(x.shape[-1], dereverb)  # the settings report the filter used
+                dereverb["taps"] = taps  # the settings report the filter used
                 x, dereverbed = y, True
     if dereverbed:  # late reverberation removed: observed again
         observed = _Observed(x, opts["frame_ms"], also_ms=room_ms)

@@ -48,7 +48,7 @@ def sqm_input(x: torch.Tensor, cfg) -> tuple:
     reverberant with its late reverberation removed
     (:func:`spaq.localization.templates.dereverberate_where_reverberant`; other channels as given) ->
     ``(x', flags (B,) bool)``; without it ``(x, None)``. Not differentiable."""
-    if not getattr(cfg, "dereverb", False):
+    if not cfg.dereverb:
         return x, None
     from ...localization.templates import dereverberate_where_reverberant
 
