@@ -1,0 +1,132 @@
+"""Try (issue 20, forty-fifth session; not shipped): the reference-free predictor reads ambisonic input
+through its binaural decode, as a listener hears it, instead of from W and the intensity vectors.
+
+Why: the reverb ladder's worst held-out sweep (seed 9900 #62, a third-order note in a 0.22 s room) reads
+17-20 clean (target 100) and rises along the sweep. The listener sits near a pressure node of the note's
+strong partial, so the field has little active intensity (``diffuseness_mean`` 0.70, as a long room) and W
+is 11 dB below X/Y/Z; a longer room fills the node. Neither says what the binaural rendering sounds like:
+a coherent tone. Variants (the features of binaural and mono input never change; the format one-hot stays):
+
+    A  the binaural spatial features of the decode (interaural coherence mean/spread, ILD spread, IPD
+       spread: the shared front-end on ``decode_binaural_effective``) beside the intensity features
+    C  A without the intensity features (diffuseness mean/spread, directional share, XYZ/W level: zeros)
+    D  A without the diffuseness mean/spread only
+    E  everything from the decode: the monaural features of the ears' mean instead of W, the spatial
+       features as for binaural input (side/mid level in the last slot), the intensity features zeros
+    F  E, but the ``edge`` group (where the spectrum ends, how steeply) still from W: a band limit is the
+       signal's, and the decode's HRTF colouring (pinna notches) is no edge a listener hears
+
+    PYTHONPATH=src python benchmarks/try_predictor_ambisonic_decode.py --variant E --workdir DIR [--seed 7]
+
+builds the recipe's training tables (``configs/train/predictor.yaml``: corpus split + extra splits) and the
+held-out tables of seeds 9900-9902 with the variant's features into DIR (one patched build serves A/C/D,
+another E, another F: ~15 min of CPU each the first time; cached after), fits the recipe's 15 networks (``--seed``
+replaces the recipe's fit seed) and prints the pooled ladders (as ``eval_predictor_seeds.py``), per format,
+held-out accuracy / MAE and the speech-codec MUSHRA half's LOSO Pearson. Results:
+``benchmarks/results/predictor_seeds.md`` (forty-fifth session).
+"""
+import argparse
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import eval_predictor as EP  # noqa: E402
+import spaq.metrics.functional.predictor as FP  # noqa: E402
+from spaq.spatial.decoders import decode_binaural_effective  # noqa: E402
+from spaq.train.predictor import (CorpusSplit, FitSection, PredictorTrainConfig, fit_predictor,  # noqa: E402
+                                  loso_calibration, mushra_predictor_table, mushra_stats, predict_table,
+                                  split_records, training_rows)
+
+ROOT = Path(__file__).resolve().parents[1]
+INTENSITY = ["diffuseness_mean", "diffuseness_spread", "directional_share"]
+ZEROED = {"A": [], "C": INTENSITY + ["spatial_level_db"], "D": INTENSITY[:2], "E": INTENSITY, "F": INTENSITY}
+SAMPLE_RATE = 48000  # the corpus engine's rate (the patched mono mix has no rate argument)
+
+
+def patch(variant: str) -> None:
+    """Replace the ambisonic feature functions of ``spaq.metrics.functional.predictor`` for ``variant``."""
+    orig_amb, orig_mono, orig_features = FP._spatial_ambisonics, FP.mono_mix, FP.predictor_features
+    edge = [FP.FEATURE_NAMES.index(n) for n in FP.FEATURE_GROUPS["edge"]]
+
+    def decode(x, sample_rate):
+        return decode_binaural_effective(x.to(torch.float64), sample_rate)[..., :x.shape[-1]]
+
+    def spatial(x, sample_rate):
+        amb = orig_amb(x, sample_rate)
+        b = FP._spatial_binaural(decode(x, sample_rate), sample_rate)
+        last = b[:, 7:] if variant in ("E", "F") else amb[:, 7:]  # side/mid level of the decode, or XYZ/W level
+        return torch.cat([b[:, :4], amb[:, 4:7], last], -1)
+
+    def mono(x, kind):
+        if kind in ("foa", "hoa"):
+            return decode(x, SAMPLE_RATE).mean(-2).to(x.dtype)
+        return orig_mono(x, kind)
+
+    def features_f(x, sample_rate, kind, level_dbfs=None):
+        out = orig_features(x, sample_rate, kind, level_dbfs)
+        if kind in ("foa", "hoa"):  # the edge group of W, as the unpatched features compute it
+            if level_dbfs is not None:
+                raise ValueError("variant F is written for the recipe's features at the level given")
+            w_edge = FP._psycho_band(orig_mono(x.to(torch.float32), kind), sample_rate)[2].to(out.dtype)
+            out[:, edge] = torch.nan_to_num(w_edge, nan=0.0, posinf=0.0, neginf=0.0)
+        return out
+
+    FP._spatial_ambisonics = spatial
+    if variant in ("E", "F"):
+        FP.mono_mix = mono
+    if variant == "F":
+        FP.predictor_features = features_f
+
+
+def zero(df: pd.DataFrame, cols: list) -> pd.DataFrame:
+    if not cols:
+        return df
+    df = df.copy()
+    df.loc[df["format"].isin(["foa", "hoa"]).to_numpy(), cols] = 0.0
+    return df
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--variant", choices=sorted(ZEROED), default="E")
+    ap.add_argument("--workdir", type=Path, required=True, help="table cache (one per build: A/C/D share one)")
+    ap.add_argument("--seed", type=int, default=None, help="fit seed (default: the recipe's)")
+    a = ap.parse_args()
+    torch.set_num_threads(2)
+    patch(a.variant)
+    log = lambda m: None  # noqa: E731
+    tc = PredictorTrainConfig.from_yaml(ROOT / "configs/train/predictor.yaml")
+    fit = FitSection(**{**asdict(tc.fit), "seed": int(tc.seed if a.seed is None else a.seed)})
+    (a.workdir / "train").mkdir(parents=True, exist_ok=True)
+    df = zero(training_rows(tc, fit, a.workdir / "train", log=log), ZEROED[a.variant])
+    model, _ = fit_predictor(df, fit, log, input_level_dbfs=tc.input_level_dbfs)
+    pooled, stats, rows = {f: [] for f in EP.LADDERS}, [], []
+    for s in (9900, 9901, 9902):
+        t = split_records(CorpusSplit(**{**EP.HELD_OUT, "seed": s}), a.workdir / f"predictor_heldout_seed{s}.csv",
+                          log=log)
+        t = zero(t, ZEROED[a.variant])
+        pt = predict_table(model, t)
+        stats.append(EP.corpus_stats(pt, t))
+        for f, v in EP.ladders(pt, t, seed=s, per_sweep=True).items():
+            pooled[f] += v.get("sweeps", [])
+        for fmt in ("binaural", "foa", "hoa", "mono"):
+            sub = (t["format"] == fmt).to_numpy()
+            lad = EP.ladders({k: v[sub] for k, v in pt.items()}, t[sub], seed=s, per_sweep=True)
+            rows += [(fmt, f, x) for f in EP.LADDERS for x in lad[f].get("sweeps", [])]
+    per = pd.DataFrame(rows, columns=["format", "family", "rho"]).pivot_table(
+        index="family", columns="format", values="rho", aggfunc="mean")
+    print(per.round(3).to_string())
+    mt = mushra_predictor_table(tc.mushra_dir(), tc.calibration.ratings, log)
+    loso = mushra_stats(mt, loso_calibration(mt, predict_table(model, mt)["raw"], tc.calibration.scale))
+    print(f"| {a.variant}, fit seed {fit.seed} | {loso['pearson_coded']:.3f} | "
+          f"{np.mean([x['accuracy'] for x in stats]):.3f} / {np.mean([x['mae'] for x in stats]):.1f} | "
+          + " | ".join(f"{np.mean(pooled[f]):.3f}" for f in EP.LADDERS) + " |")
+
+
+if __name__ == "__main__":
+    main()
