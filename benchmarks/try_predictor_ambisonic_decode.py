@@ -15,17 +15,23 @@ a coherent tone. Variants (the features of binaural and mono input never change;
        features as for binaural input (side/mid level in the last slot), the intensity features zeros
     F  E, but the ``edge`` group (where the spectrum ends, how steeply) still from W: a band limit is the
        signal's, and the decode's HRTF colouring (pinna notches) is no edge a listener hears
+    G  E for third-order input, but first-order input keeps W's monaural features (the mono rows are W of
+       the FOA scenes)
+
+``--extra JSON`` appends splits to the recipe's ``extra`` (e.g. ``'[{"seed": 9600, "sources": ["harmonic"],
+"families": ["lowpass"], "scenes": 4}]'``: 4 single-note low-pass sweeps per format).
 
     PYTHONPATH=src python benchmarks/try_predictor_ambisonic_decode.py --variant E --workdir DIR [--seed 7]
 
 builds the recipe's training tables (``configs/train/predictor.yaml``: corpus split + extra splits) and the
 held-out tables of seeds 9900-9902 with the variant's features into DIR (one patched build serves A/C/D,
-another E, another F: ~15 min of CPU each the first time; cached after), fits the recipe's 15 networks (``--seed``
+another E, another F, another G: ~15 min of CPU each the first time; cached after), fits the recipe's 15 networks (``--seed``
 replaces the recipe's fit seed) and prints the pooled ladders (as ``eval_predictor_seeds.py``), per format,
 held-out accuracy / MAE and the speech-codec MUSHRA half's LOSO Pearson. Results:
 ``benchmarks/results/predictor_seeds.md`` (forty-fifth session).
 """
 import argparse
+import json
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -33,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import eval_predictor as EP  # noqa: E402
@@ -44,7 +51,7 @@ from spaq.train.predictor import (CorpusSplit, FitSection, PredictorTrainConfig,
 
 ROOT = Path(__file__).resolve().parents[1]
 INTENSITY = ["diffuseness_mean", "diffuseness_spread", "directional_share"]
-ZEROED = {"A": [], "C": INTENSITY + ["spatial_level_db"], "D": INTENSITY[:2], "E": INTENSITY, "F": INTENSITY}
+ZEROED = {"A": [], "C": INTENSITY + ["spatial_level_db"], "D": INTENSITY[:2], "E": INTENSITY, "F": INTENSITY, "G": INTENSITY}
 SAMPLE_RATE = 48000  # the corpus engine's rate (the patched mono mix has no rate argument)
 
 
@@ -59,11 +66,11 @@ def patch(variant: str) -> None:
     def spatial(x, sample_rate):
         amb = orig_amb(x, sample_rate)
         b = FP._spatial_binaural(decode(x, sample_rate), sample_rate)
-        last = b[:, 7:] if variant in ("E", "F") else amb[:, 7:]  # side/mid level of the decode, or XYZ/W level
+        last = b[:, 7:] if variant in ("E", "F", "G") else amb[:, 7:]  # side/mid level of the decode, or XYZ/W level
         return torch.cat([b[:, :4], amb[:, 4:7], last], -1)
 
     def mono(x, kind):
-        if kind in ("foa", "hoa"):
+        if kind in (("hoa",) if variant == "G" else ("foa", "hoa")):
             return decode(x, SAMPLE_RATE).mean(-2).to(x.dtype)
         return orig_mono(x, kind)
 
@@ -77,7 +84,7 @@ def patch(variant: str) -> None:
         return out
 
     FP._spatial_ambisonics = spatial
-    if variant in ("E", "F"):
+    if variant in ("E", "F", "G"):
         FP.mono_mix = mono
     if variant == "F":
         FP.predictor_features = features_f
@@ -96,11 +103,14 @@ def main():
     ap.add_argument("--variant", choices=sorted(ZEROED), default="E")
     ap.add_argument("--workdir", type=Path, required=True, help="table cache (one per build: A/C/D share one)")
     ap.add_argument("--seed", type=int, default=None, help="fit seed (default: the recipe's)")
+    ap.add_argument("--extra", default="[]", help="JSON list of splits appended to the recipe's extra")
     a = ap.parse_args()
     torch.set_num_threads(2)
     patch(a.variant)
     log = lambda m: None  # noqa: E731
-    tc = PredictorTrainConfig.from_yaml(ROOT / "configs/train/predictor.yaml")
+    raw = yaml.safe_load((ROOT / "configs/train/predictor.yaml").read_text())
+    raw["extra"] = list(raw.get("extra") or []) + json.loads(a.extra)
+    tc = PredictorTrainConfig.from_dict(raw, base_dir=ROOT)
     fit = FitSection(**{**asdict(tc.fit), "seed": int(tc.seed if a.seed is None else a.seed)})
     (a.workdir / "train").mkdir(parents=True, exist_ok=True)
     df = zero(training_rows(tc, fit, a.workdir / "train", log=log), ZEROED[a.variant])
