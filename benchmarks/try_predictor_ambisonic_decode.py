@@ -24,9 +24,9 @@ a coherent tone. Variants (the features of binaural and mono input never change;
     PYTHONPATH=src python benchmarks/try_predictor_ambisonic_decode.py --variant E --workdir DIR [--seed 7]
 
 builds the recipe's training tables (``configs/train/predictor.yaml``: corpus split + extra splits) and the
-held-out tables of seeds 9900-9902 with the variant's features into DIR (one patched build serves A/C/D,
-another E, another F, another G: ~15 min of CPU each the first time; cached after), fits the recipe's 15 networks (``--seed``
-replaces the recipe's fit seed) and prints the pooled ladders (as ``eval_predictor_seeds.py``), per format,
+held-out tables of seeds 9900-9902 with the variant's features into DIR (~15 min of CPU the first time,
+cached after; the tables' cache keys do not know the patch, so give each build its own DIR: one serves A, C
+and D, and E, F and G need one each), fits the recipe's 15 networks (``--seed`` replaces the recipe's fit seed) and prints the pooled ladders (as ``eval_predictor_seeds.py``), per format,
 held-out accuracy / MAE and the speech-codec MUSHRA half's LOSO Pearson. Results:
 ``benchmarks/results/predictor_seeds.md`` (forty-fifth session).
 """
