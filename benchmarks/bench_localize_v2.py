@@ -1,6 +1,6 @@
 """Speed of binaural localize(): templates vs BAST on one 20 s KU100 stream (best of 5; one thread unless
---threads); the templates also on the same source in a shoebox room (RT60 0.7 s: the room settings, templates.REVERBERANT,
-and the dereverberation, templates.DEREVERB, against each turned off).
+--threads); the templates also on the same source in a shoebox room (RT60 0.7 s: the room settings,
+templates.REVERBERANT, and the dereverberation, templates.DEREVERB, against each turned off).
 
 Usage: python benchmarks/bench_localize_v2.py [--threads N]   (torch threads; default 1, the README's figures; the
 issue's budget is 2 cores)"""
