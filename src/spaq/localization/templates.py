@@ -500,13 +500,13 @@ def room_gate(x: np.ndarray, observed: "_Observed | None" = None, cues=None, bel
     """The coherence :data:`DEREVERB`'s gate reads (:func:`spaq.localization.localize.direct_coherence`) of the
     bands up to ``below_hz`` (None: :data:`DEREVERB`'s) of binaural ``x (2, T)`` at the analysis rate and
     -30 dBFS, where the head shadows little: below ``DEREVERB["below"]`` the late reverberation dominates.
-    ``observed``: an :class:`_Observed` of ``x`` already made (its low bands are kept for the cues), or ``cues``:
-    ``(features, levels)`` of ``x`` already computed."""
+    ``observed``: an :class:`_Observed` of ``x`` already made (its low bands are kept for the cues), else ``cues``:
+    ``(features, levels)`` of ``x`` already computed at 20 ms; neither: observed here."""
     from .localize import direct_coherence
 
     below = float(DEREVERB["below_hz"] if below_hz is None else below_hz)
     n_low = int((_band_centres() <= below).sum())  # a prefix of the bands
-    if cues is not None:
+    if observed is None and cues is not None:
         f_low, lev_low = cues[0][:, :n_low], cues[1][:, :n_low]
     else:
         f_low, lev_low = (observed if observed is not None else _Observed(x, 20.0)).low(n_low)
@@ -947,8 +947,7 @@ def localize_templates(x: np.ndarray, sample_rate: int, hrtf=None, n_sources: in
     dereverbed, x_given = False, x  # the exact-head stage reads the signal as given (a set's own head, anechoic)
     low_coherence = None
     if S == 1 and dereverb:  # the gate: the coherence of the low bands, where the head shadows little
-        low_coherence = room_gate(x, observed, None if observed is not None else cues,
-                                  float(dereverb_rule.get("below_hz", np.inf)))
+        low_coherence = room_gate(x, observed, cues, float(dereverb_rule.get("below_hz", np.inf)))
         if low_coherence >= float(dereverb_rule.get("below", 0.0)):  # the direct sound dominates (the gate below)
             if observed is not None:
                 observed.first_length_only()  # no room frames needed
