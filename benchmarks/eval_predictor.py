@@ -241,13 +241,19 @@ def main():
 
     train = rows[bool(tc.fit.audible_only)]
     # the held-out split and the MUSHRA files featurised at the recipe's input level, as its rows are
-    test = split_records(CorpusSplit(**{**HELD_OUT, "input_level_dbfs": tc.input_level_dbfs}), wd / "predictor_heldout.csv")
+    # with the decode features where the recipe routes FOA / 3OA input to a second network (as its training rows)
+    test = split_records(CorpusSplit(**{**HELD_OUT, "input_level_dbfs": tc.input_level_dbfs,
+                                        "decode_features": tc.ambisonic is not None}), wd / "predictor_heldout.csv")
     mt = mushra_predictor_table(tc.mushra_dir(), tc.calibration.ratings, level_dbfs=tc.input_level_dbfs)
     from spaq.models import checkpoint
     from spaq.weights import resolve
 
     w = resolve("predictor_v1", path=a.checkpoint, offline=True)
     model, meta = checkpoint.load(w.path, architecture="predictor")
+    if bool(model.cfg.ambisonic) != (tc.ambisonic is not None):
+        sys.exit(f"error: the checkpoint {'routes' if model.cfg.ambisonic else 'does not route'} FOA / 3OA input to a "
+                 f"second network, the recipe {a.config} {'does' if tc.ambisonic is not None else 'does not'}: give the "
+                 "recipe it was trained with (--config)")
     if model.cfg.input_level_dbfs != tc.input_level_dbfs:
         sys.exit(f"error: the checkpoint reads inputs at input_level_dbfs {model.cfg.input_level_dbfs}, the recipe "
                  f"{a.config} at {tc.input_level_dbfs}: give the recipe it was trained with (--config)")

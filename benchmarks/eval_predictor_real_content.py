@@ -108,7 +108,9 @@ def _degrade(family: str, index: int, sc: dict, sig: list, ref: np.ndarray) -> l
 
 def build_table(cache: Path, log=print, level_dbfs: float | None = None):
     """Every item's features and teacher score, cached as ``cache/real_content_<features key>.csv``
-    (``level_dbfs``: features of each item scaled to that active level, a checkpoint's ``input_level_dbfs``)."""
+    (``level_dbfs``: features of each item scaled to that active level, a checkpoint's ``input_level_dbfs``),
+    the FOA / 3OA items' features read through their binaural decode too (``decode.`` columns, as a recipe
+    with ``ambisonic`` makes them), so that a routed checkpoint and one that is not share one table."""
     import hashlib
     import json
 
@@ -116,11 +118,11 @@ def build_table(cache: Path, log=print, level_dbfs: float | None = None):
 
     from spaq.files import atomic_write
     from spaq.metrics.functional.predictor import FEATURE_NAMES
-    from spaq.train.predictor import _features, _teacher, _teacher_scores
+    from spaq.train.predictor import DECODE_PREFIX, _features, _teacher, _teacher_scores
 
     teacher = _teacher()
     ident = {"features": list(FEATURE_NAMES), "teacher": [teacher.name, teacher.version, teacher.sha256],
-             "scenes": SCENES, "families": FAMILIES, "seed": SEED}
+             "scenes": SCENES, "families": FAMILIES, "seed": SEED, "decode_features": True}
     if level_dbfs is not None:  # tables made before the option keep their key
         ident["input_level_dbfs"] = float(level_dbfs)
     key = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:12]
@@ -144,10 +146,13 @@ def build_table(cache: Path, log=print, level_dbfs: float | None = None):
                         else:
                             tgt = _teacher_scores(teacher, ys[0], ys)
                         feats = _features(np.stack(ys).astype(np.float32), kind, level_dbfs)
+                        dfe = (_features(np.stack(ys).astype(np.float32), kind, level_dbfs, ambisonic_read="decode")
+                               if kind in ("foa", "hoa") else feats)
                         for j, s in enumerate([0.0] + SEVERITIES):
                             recs.append({"sweep": f"{idx}/{fam}", "scene": scene, "room": int(room), "family": fam, "format": kind,
                                          "severity": s, "target": float(tgt[j]),
-                                         **dict(zip(FEATURE_NAMES, feats[j].tolist()))})
+                                         **dict(zip(FEATURE_NAMES, feats[j].tolist())),
+                                         **dict(zip([DECODE_PREFIX + n for n in FEATURE_NAMES], dfe[j].tolist()))})
                     log(f"  {scene} {'room' if room else 'anechoic'} {fmt} {fam}")
     df = pd.DataFrame(recs)
     path.parent.mkdir(parents=True, exist_ok=True)

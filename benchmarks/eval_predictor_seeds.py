@@ -8,7 +8,8 @@ training recipe) drawn with several seeds, per seed and pooled over all sweeps.
 Per seed: accuracy / macro-F1 / MAE / Spearman against the teacher, and the ladder Spearman per
 family (mean over its audible sweeps, as ``eval_predictor.py``); pooled: the mean over every sweep of
 all seeds (8 sweeps per family and seed; reverb: those that lengthen the room). Feature tables are
-cached in DIR (about 2 min of CPU per seed).
+cached in DIR (about 3 min of CPU per seed), with the FOA / 3OA features read through the decode too, so
+that a routed checkpoint (``ambisonic``) and one that is not are judged on the same tables.
 """
 from __future__ import annotations
 
@@ -42,14 +43,22 @@ def main():
     w = resolve("predictor_v1", path=a.checkpoint, offline=True)
     model, _ = checkpoint.load(w.path, architecture="predictor")
     rows, pooled = [], {f: [] for f in EP.LADDERS}
+    fmts = ("binaural", "foa", "hoa", "mono")
+    per_fmt = {(fmt, f): [] for fmt in fmts for f in EP.LADDERS}
     for seed in a.seeds:
-        test = split_records(CorpusSplit(**{**EP.HELD_OUT, "seed": seed, "input_level_dbfs": model.cfg.input_level_dbfs}),
+        test = split_records(CorpusSplit(**{**EP.HELD_OUT, "seed": seed, "input_level_dbfs": model.cfg.input_level_dbfs,
+                                            "decode_features": True}),
                              Path(a.workdir) / f"predictor_heldout_seed{seed}.csv", log=lambda m: None)
         pt = predict_table(model, test)
         st = EP.corpus_stats(pt, test)
         lad = EP.ladders(pt, test, seed=seed, per_sweep=True)
         for f in EP.LADDERS:
             pooled[f] += lad[f].get("sweeps", [])
+        for fmt in fmts:
+            sub = (test["format"] == fmt).to_numpy()
+            lf = EP.ladders({k: v[sub] for k, v in pt.items()}, test[sub], seed=seed, per_sweep=True)
+            for f in EP.LADDERS:
+                per_fmt[fmt, f] += lf[f].get("sweeps", [])
         rows.append((seed, st, lad))
         print(seed, {k: round(st[k], 3) for k in ("accuracy", "macro_f1", "mae", "spearman")},
               {f: round(v["mean"], 3) for f, v in lad.items()}, flush=True)
@@ -66,7 +75,13 @@ def main():
         f"**{np.mean(pooled[f]):.3f}** ({len(pooled[f])})" if pooled[f] else "-" for f in EP.LADDERS) + " |")
     L += ["", "Ladder cells: mean per-sweep Spearman of the prediction against severity (number of sweeps); target "
           "<= -0.9 per family. Share of sweeps <= -0.9, pooled: " + ", ".join(
-              f"{f} {np.mean(np.array(pooled[f]) <= -0.9):.2f}" for f in EP.LADDERS if pooled[f]) + ".", ""]
+              f"{f} {np.mean(np.array(pooled[f]) <= -0.9):.2f}" for f in EP.LADDERS if pooled[f]) + ".", "",
+          "Pooled per format (mean per-sweep Spearman, number of sweeps; mono rows are W of the FOA scenes):", "",
+          "| format | " + " | ".join(EP.LADDERS) + " |", "|---|" + "---|" * len(EP.LADDERS)]
+    for fmt in fmts:
+        L.append(f"| {fmt} | " + " | ".join(f"{np.mean(per_fmt[fmt, f]):.3f} ({len(per_fmt[fmt, f])})" if per_fmt[fmt, f]
+                                            else "-" for f in EP.LADDERS) + " |")
+    L.append("")
     atomic_write(a.out, lambda tmp: Path(tmp).write_text("\n".join(L), encoding="utf-8"))
     print("\n".join(L))
 

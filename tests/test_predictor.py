@@ -834,3 +834,124 @@ def test_recipe_sets_the_room_reference_on_every_split(tmp_path):
     assert split_cache_path(CorpusSplit(room_reference_formats=["hoa"]), tmp_path / "t.csv") == base
     k4 = split_cache_path(CorpusSplit(room_reference_rt60_s=0.4), tmp_path / "t.csv")
     assert k4 != base and k4 != split_cache_path(CorpusSplit(room_reference_rt60_s=0.5), tmp_path / "t.csv")
+
+
+def _hoa_scene(order: int, seconds: float = 1.0, seed: int = 4) -> np.ndarray:
+    """A noise source at azimuth 60 deg in ACN/SN3D of ``order``, with a second quieter one (C, T)."""
+    from spaq.spatial.sh import sh_matrix
+
+    rng = np.random.default_rng(seed)
+    n = int(seconds * FS)
+    s = rng.standard_normal((2, n)) * np.array([[0.1], [0.03]])
+    y = sh_matrix(order, np.array([60.0, -120.0]), np.array([0.0, 20.0]))  # (C, 2 directions)
+    return (y @ s).astype(np.float64)
+
+
+def test_ambisonic_read_through_the_decode_is_the_binaural_reading_of_the_rendering():
+    """``ambisonic_read="decode"``: third-order input reads every group but the format one-hot as the
+    binaural features of its rendering (the shared decoder); first-order input keeps W's monaural
+    groups and takes the rendering's spatial ones; the default reading is unchanged by the option."""
+    from spaq.metrics.functional.predictor import FEATURE_GROUPS, FEATURE_NAMES, predictor_features
+    from spaq.spatial.decoders import decode_binaural_effective
+
+    cols = lambda g: [FEATURE_NAMES.index(n) for n in FEATURE_GROUPS[g]]  # noqa: E731
+    fmt = cols("format")
+    spatial = cols("spatial")
+    rest = [i for i in range(len(FEATURE_NAMES)) if i not in fmt]
+    for order, kind in ((3, "hoa"), (1, "foa")):
+        x = torch.from_numpy(_hoa_scene(order))[None]
+        dec = decode_binaural_effective(x, FS)[..., :x.shape[-1]]
+        fb = predictor_features(dec, FS, "binaural")[0]
+        fd = predictor_features(x, FS, kind, ambisonic_read="decode")[0]
+        fi = predictor_features(x, FS, kind)[0]
+        assert torch.equal(fi, predictor_features(x, FS, kind, ambisonic_read="intensity")[0])
+        assert fd[FEATURE_NAMES.index(f"is_{kind}")] == 1 and fd[FEATURE_NAMES.index("is_binaural")] == 0
+        assert torch.allclose(fd[spatial], fb[spatial], rtol=0, atol=1e-9)
+        assert float(fi[FEATURE_NAMES.index("diffuseness_mean")]) > 0  # the intensity reading fills these slots
+        assert float(fd[FEATURE_NAMES.index("diffuseness_mean")]) == 0
+        mono = [i for i in rest if i not in spatial]
+        if order == 3:
+            assert torch.allclose(fd[mono], fb[mono], rtol=1e-6, atol=1e-6)
+        else:
+            assert torch.equal(fd[mono], fi[mono])  # W, as the recipe's mono rows
+    with pytest.raises(ValueError, match="ambisonic_read"):
+        predictor_features(x, FS, "foa", ambisonic_read="w")
+
+
+def _routed(tmp_path):
+    """A tiny routed checkpoint: two ensembles fitted on random rows (the second on other targets)."""
+    from spaq.metrics.functional.predictor import FEATURE_NAMES
+    from spaq.models import checkpoint
+    from spaq.train.predictor import DECODE_PREFIX, FitSection, fit_predictor, route
+
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((90, len(FEATURE_NAMES)))
+    df = pd.DataFrame(X, columns=list(FEATURE_NAMES))
+    df["format"] = np.array(["binaural", "foa", "hoa", "mono"] * 23)[:90]
+    df["target"] = 100 / (1 + np.exp(-2 * X[:, 0]))
+    amb = df["format"].isin(["foa", "hoa"]).to_numpy()
+    D = X.copy()
+    D[amb] = rng.standard_normal((int(amb.sum()), len(FEATURE_NAMES)))
+    for j, n in enumerate(FEATURE_NAMES):
+        df[DECODE_PREFIX + n] = D[:, j]
+    fit = FitSection(epochs=30, members=2)
+    main_net, _ = fit_predictor(df, fit, log=lambda m: None)
+    from spaq.train.predictor import decode_view
+
+    amb_net, _ = fit_predictor(decode_view(df), FitSection(epochs=30, members=2, seed=11), log=lambda m: None,
+                               ambisonic_read="decode")
+    net = route(main_net, amb_net)
+    net.cfg.calib_scale = "logit"
+    net.set_calibration(40.0, 9.0)
+    checkpoint.save(tmp_path / "routed.pt", net, train={"note": "test"})
+    return df, main_net, amb_net, tmp_path / "routed.pt"
+
+
+def test_routed_checkpoint_sends_ambisonic_rows_to_its_second_network(tmp_path):
+    """A routed checkpoint (``ambisonic``): FOA / HOA rows and inputs go to the second network on the
+    decode features, binaural and mono ones to the first on the default features; one calibration;
+    saved and loaded unchanged; the metric computes each network's own reading."""
+    from spaq.metrics.functional.predictor import predictor_features
+    from spaq.metrics.predictor import Predictor
+    from spaq.models import checkpoint
+    from spaq.train.predictor import decode_view, predict_table
+
+    df, main_net, amb_net, path = _routed(tmp_path)
+    net, _ = checkpoint.load(path, architecture="predictor")
+    assert net.network("binaural") is net and net.network("mono") is net
+    assert net.network("foa") is net.ambisonic and net.network("hoa") is net.ambisonic
+    assert net.ambisonic.cfg.ambisonic_read == "decode" and net.cfg.ambisonic_read == "intensity"
+    assert net.ambisonic.cfg.calib_scale == "logit" and float(net.ambisonic.calib_b) == 9.0
+    amb = df["format"].isin(["foa", "hoa"]).to_numpy()
+    p = predict_table(net, df)
+    assert np.allclose(p["raw"][~amb], predict_table(main_net, df)["raw"][~amb], atol=1e-5)
+    assert np.allclose(p["raw"][amb], predict_table(amb_net, decode_view(df))["raw"][amb], atol=1e-5)
+    assert not np.allclose(p["raw"][amb], predict_table(main_net, df)["raw"][amb], atol=1e-3)
+    with pytest.raises(SpaqError, match="decode features"):
+        predict_table(net, df[[c for c in df.columns if not c.startswith("decode.")]])
+    m = Predictor(checkpoint=str(path))
+    x = torch.from_numpy(_hoa_scene(1))[None]
+    with torch.no_grad():
+        want = net.ambisonic.double()(predictor_features(x, FS, "foa", ambisonic_read="decode"))["score"]
+    assert torch.allclose(m.predict_tensor(x)["score"], want, rtol=0, atol=1e-9)
+    b = torch.from_numpy(binaural_noise(1.0, seed=2)[None])
+    with torch.no_grad():
+        want = net.double()(predictor_features(b, FS, "binaural"))["score"]
+    assert torch.allclose(m.predict_tensor(b)["score"], want, rtol=0, atol=1e-9)
+
+
+def test_recipe_routes_ambisonic_input_and_keys_its_tables(tmp_path):
+    from spaq.train.predictor import CorpusSplit, PredictorTrainConfig, split_cache_path
+
+    tc = PredictorTrainConfig.from_yaml(REPO / "configs/train/predictor.yaml")
+    assert tc.ambisonic == {"read": "decode"}
+    assert all(sp.decode_features for sp in [tc.corpus, *tc.extra])
+    assert not PredictorTrainConfig().corpus.decode_features
+    with pytest.raises(SpaqError, match="ambisonic takes read"):
+        PredictorTrainConfig(ambisonic={"read": "intensity"})
+    with pytest.raises(SpaqError, match="ambisonic takes read"):
+        PredictorTrainConfig(ambisonic={"read": "decode", "members": 3})
+    with pytest.raises(SpaqError, match="not per split"):
+        PredictorTrainConfig(corpus=CorpusSplit(decode_features=True))
+    base = split_cache_path(CorpusSplit(), tmp_path / "t.csv")
+    assert split_cache_path(CorpusSplit(decode_features=True), tmp_path / "t.csv") != base

@@ -118,7 +118,7 @@ REGISTRY: dict[str, WeightSpec] = {
     "predictor_v1": WeightSpec(
         name="predictor_v1",
         url=None,
-        sha256="d7a03daedaf0ca5ee8059cdbec0c13bd0c5795d140a5ae1a8c1a4f4c3a9017aa",
+        sha256="cd37956ad72eaf39090ead1c68336c89c9816811087306ca7a79f503d1520be8",
         filename="predictor_v1.pt",
         env_var="SPAQ_PREDICTOR_WEIGHTS",
         licence="MIT (spaq); trained on spaq corpus-engine scenes (KU100 and SONICOM-1 HRTFs) with spaq's quality "

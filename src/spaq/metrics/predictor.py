@@ -6,6 +6,9 @@ Functional core: :func:`spaq.metrics.functional.predictor.predictor_features` (p
 band/modulation and spatial features) and :class:`spaq.models.predictor.PredictorNet` (a
 multi-task MLP with its scalers and MUSHRA calibration in one checkpoint, ``predictor_v1``,
 shipped in the package; ``spaq train predictor configs/train/predictor.yaml`` reproduces it).
+The checkpoint routes by format: binaural and mono input go to one network, FOA and HOA input to
+a second one that reads them through their binaural decode (``PredictorNet.network``; each
+network's features are computed with its own ``ambisonic_read``).
 A checkpoint trained with an audio embedding (``fit.embedding``; the shipped ``predictor_v1`` has
 none) names its encoder (:mod:`spaq.metrics.encoders` spec, e.g. ``hf=DIR``); the metric loads it
 and appends the mean-over-frames embedding (:func:`spaq.metrics.encoders.signal_embedding`) to the
@@ -53,8 +56,9 @@ def dual_mono(x: torch.Tensor) -> bool:
 
 class Predictor(Metric):
     name = "predictor"
-    version = "1.2"  # 1.1: predictor_v1 retrained with the edge group, 15 networks, logit calibration;
-    # 1.2: retrained on full-band clean content (speech with an upper band, wide bright scenes) and wide sweeps
+    version = "1.3"  # 1.1: predictor_v1 retrained with the edge group, 15 networks, logit calibration;
+    # 1.2: retrained on full-band clean content (speech with an upper band, wide bright scenes) and wide sweeps;
+    # 1.3: FOA / HOA input goes to a second network that reads it through its binaural decode (routed checkpoint)
     description = ("reference-free quality predictor 0..100 with a low/medium/high class (MUSHRA bands), "
                    "binaural, ambisonics and mono; trained on spaq's quality metric over corpus-engine pairs, "
                    "calibrated on MUSHRA ratings; shipped weights")
@@ -109,15 +113,16 @@ class Predictor(Metric):
         if not bool(torch.isfinite(x.sum())) and not bool(torch.isfinite(x).all()):  # one pass when finite
             raise SpaqInputError(f"{self.name}: input contains NaN or Inf samples")
         kind = kind or self._kind(x.shape[-2])
-        level = self.model.cfg.input_level_dbfs
-        f = predictor_features(x, self.sample_rate, kind, level_dbfs=level)
+        net = self.model.network(kind)  # a routed checkpoint's FOA / HOA network, else the one network
+        level = net.cfg.input_level_dbfs
+        f = predictor_features(x, self.sample_rate, kind, level_dbfs=level, ambisonic_read=net.cfg.ambisonic_read)
         # the input's own level: the rms_db feature itself unless the features were computed after scaling
         level_db = (f[:, _RMS_DB].clone() if level is None
                      else rms_level_db(mono_mix(x.to(torch.float32), kind)).to(torch.float64))
         if self.encoder is not None:
             f = torch.cat([f, self.embedding(x, kind).to(f.dtype)], dim=-1)
         with torch.no_grad():
-            o = self.model(f)
+            o = net(f)
         proba = torch.softmax(o["logits"].double(), -1)
         score = o["score"].double()
         raw = o["mushra"].double()
@@ -136,15 +141,17 @@ class Predictor(Metric):
         out["level_dbfs"] = level_db.double()
         return out
 
-    def training_levels(self) -> tuple[float, float] | None:
+    def training_levels(self, kind: str = "binaural") -> tuple[float, float] | None:
         """``(low, high)`` dBFS: the mono-mix levels within ``LEVEL_Z`` standard deviations of the
-        training rows' mean (the checkpoint's scaler), or None where the reading does not depend on
-        the level (a checkpoint with ``input_level_dbfs``) or the network does not read it."""
-        names = list(self.model.cfg.feature_names)
-        if self.model.cfg.input_level_dbfs is not None or "rms_db" not in names:
+        training rows' mean (the scaler of the network input of ``kind`` goes to), or None where the
+        reading does not depend on the level (a checkpoint with ``input_level_dbfs``) or the network
+        does not read it."""
+        net = self.model.network(kind)
+        names = list(net.cfg.feature_names)
+        if net.cfg.input_level_dbfs is not None or "rms_db" not in names:
             return None
         i = names.index("rms_db")
-        m, s = float(self.model.mean[i]), float(self.model.std[i])
+        m, s = float(net.mean[i]), float(net.std[i])
         return m - LEVEL_Z * s, m + LEVEL_Z * s
 
     def embedding(self, x: torch.Tensor, kind: str) -> torch.Tensor:
@@ -183,7 +190,7 @@ class Predictor(Metric):
         idx = out["class_index"].numpy().astype(int)
         if bool(out["silent"].any()):
             warn.append(f"silent input (below {SILENCE_DBFS:.0f} dBFS): score 0, class low by definition")
-        rng = self.training_levels()
+        rng = self.training_levels(kind)
         if rng is not None:
             lv = out["level_dbfs"][out["silent"] == 0]
             off = lv[(lv < rng[0]) | (lv > rng[1])]

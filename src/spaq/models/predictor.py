@@ -17,6 +17,15 @@ calibration live in the state_dict, so one checkpoint (``spaq.models.checkpoint`
 it. ``feature_index`` (config) selects the columns of the full feature vector the network was
 trained on (the feature ablation drops groups this way).
 
+Routed by format (``ambisonic``: the config of a second network, empty for a single one): FOA and
+HOA input go to that network (:meth:`PredictorNet.network`), fitted on features that read ambisonic
+input through its binaural decode (its ``ambisonic_read``), and binaural and mono input to this one.
+The two are fitted by one recipe on the same rows (``configs/train/predictor.yaml``, ``ambisonic``)
+and share the listener calibration; the second one's parameters are the ``ambisonic.*`` entries of
+the one state_dict. Why: read through W and the intensity vectors, a tone in a short room looks as
+diffuse as a long room (the reverb ladder), and every shared network that read the decode instead
+lowered the MUSHRA half's reading of mono speech (``benchmarks/results/predictor_seeds.md``).
+
 Optional audio embedding (``embedding``: an encoder spec of :func:`spaq.metrics.encoders.load_encoder`,
 ``n_embedding`` its dimension; empty / 0 for the shipped ``predictor_v1``): the network's input is
 then the feature vector followed by the mean-over-frames embedding,
@@ -80,10 +89,23 @@ class PredictorConfig(ArchitectureConfig):
     # the active level (dBFS) the features scale every input to (spaq.metrics.functional.predictor);
     # None: features at the input's own level (the shipped weights; every checkpoint written before the option)
     input_level_dbfs: float | None = None
+    # how the features read FOA / HOA input (spaq.metrics.functional.predictor.AMBISONIC_READS): W and the
+    # intensity vectors (every checkpoint written before the option) or the binaural decode
+    ambisonic_read: str = "intensity"
+    # the config of the network FOA / HOA input goes to (its parameters: this one's "ambisonic.*"); empty:
+    # this network takes every format (every checkpoint written before the option)
+    ambisonic: dict = field(default_factory=dict)
 
     def __post_init__(self):
+        from ..metrics.functional.predictor import AMBISONIC_READS
+
         if self.calib_scale not in CALIB_SCALES:
             raise ValueError(f"predictor config: calib_scale {self.calib_scale!r}, expected one of {', '.join(CALIB_SCALES)}")
+        if self.ambisonic_read not in AMBISONIC_READS:
+            raise ValueError(f"predictor config: ambisonic_read {self.ambisonic_read!r}, expected one of "
+                             f"{', '.join(AMBISONIC_READS)}")
+        if self.ambisonic and self.ambisonic.get("ambisonic"):
+            raise ValueError("predictor config: the ambisonic network cannot route again (its own ambisonic is set)")
 
     @property
     def n_in(self) -> int:
@@ -98,6 +120,8 @@ class PredictorConfig(ArchitectureConfig):
         d = asdict(self)
         d["feature_index"] = [int(i) for i in self.feature_index]
         d["hidden"] = [int(h) for h in self.hidden]
+        if self.ambisonic:
+            d["ambisonic"] = PredictorConfig.from_dict(dict(self.ambisonic)).to_dict()
         return d
 
 
@@ -130,14 +154,27 @@ class PredictorNet(nn.Module):
         self.encoder, self.class_head, self.score_head = _member(cfg, n)
         # members 2.. of an ensemble (the first keeps the single network's parameter names)
         self.more = nn.ModuleList([nn.ModuleList(_member(cfg, n)) for _ in range(int(cfg.members) - 1)])
+        # routed by format: the network FOA / HOA input goes to (None: this one takes every format)
+        self.ambisonic = PredictorNet(PredictorConfig.from_dict(dict(cfg.ambisonic))) if cfg.ambisonic else None
+
+    def network(self, kind: str) -> "PredictorNet":
+        """The network input of ``kind`` (``binaural`` / ``foa`` / ``hoa`` / ``mono``) goes to: the
+        ambisonic one for FOA and HOA where the checkpoint routes, else this one. Its features are
+        computed with its ``cfg.ambisonic_read``."""
+        return self.ambisonic if self.ambisonic is not None and kind in ("foa", "hoa") else self
 
     def set_scaler(self, mean, std) -> None:
         self.mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
         self.std.copy_(torch.clamp(torch.as_tensor(std, dtype=torch.float32), min=1e-6))
 
     def set_calibration(self, a: float, b: float) -> None:
+        """The listener calibration (of the ambisonic network too: one mapping for both)."""
         self.calib_a.fill_(float(a))
         self.calib_b.fill_(float(b))
+        if self.ambisonic is not None:
+            self.cfg.ambisonic = {**self.cfg.ambisonic, "calib_scale": self.cfg.calib_scale}  # what a checkpoint stores
+            self.ambisonic.cfg.calib_scale = self.cfg.calib_scale
+            self.ambisonic.set_calibration(a, b)
 
     def standardise(self, feats: torch.Tensor) -> torch.Tensor:
         return (feats[..., self.index].to(self.mean.dtype) - self.mean) / self.std  # the model's dtype
@@ -147,6 +184,7 @@ class PredictorNet(nn.Module):
         return (self.calib_a + self.calib_b * calibration_input(score, self.cfg.calib_scale)).clamp(0.0, 100.0)
 
     def forward(self, feats: torch.Tensor) -> dict:
+        """This network's outputs (a routed checkpoint: call it on :meth:`network`'s choice)."""
         x = self.standardise(feats)
         members = [(self.encoder, self.class_head, self.score_head)] + [tuple(m) for m in self.more]
         logits, z = 0.0, 0.0

@@ -42,7 +42,7 @@ from ..models.predictor import BANDS, score_class  # the MUSHRA bands live with 
 
 __all__ = ["PredictorTrainConfig", "CorpusSplit", "make_split", "split_records", "fit_predictor", "train_predictor",
            "mushra_predictor_table", "fit_calibration", "BANDS", "score_class", "embedding_table",
-           "mushra_embedding_table", "training_rows"]
+           "mushra_embedding_table", "training_rows", "decode_view", "route"]
 
 
 #: the formats of a split's table rows (mono: the W channel of the FOA scenes)
@@ -101,6 +101,10 @@ class CorpusSplit(Section):
     # top-level ``room_reference`` for every split of a recipe
     room_reference_rt60_s: float | None = None
     room_reference_formats: list[str] = field(default_factory=lambda: list(ROOM_REFERENCE_FORMATS))
+    # also the features of the FOA and 3OA rows read through their binaural decode, in the columns
+    # "decode.<feature>" (binaural and mono rows: a copy of their features), for a recipe's ambisonic
+    # network (decode_view). Set from the recipe's top-level ``ambisonic`` for every split of a recipe
+    decode_features: bool = False
 
     def __post_init__(self):
         if self.degradation_options not in ("recipe", "engine"):
@@ -156,6 +160,10 @@ class PredictorTrainConfig(RecipeConfig):
     # the teacher's reference for scenes in long rooms, for every split (CorpusSplit's
     # room_reference_rt60_s / _formats): {rt60_s: ..., formats: [...]}; None: each item against its own clean scene
     room_reference: dict | None = None
+    # a second network for FOA and 3OA input, fitted as ``fit`` on the same rows with the ambisonic rows'
+    # features read as ``read`` (spaq.metrics.functional.predictor.AMBISONIC_READS), from fit seed ``seed``
+    # (default: the recipe's): {read: decode[, seed: N]}; None: one network for every format
+    ambisonic: dict | None = None
     corpus: CorpusSplit = field(default_factory=CorpusSplit)
     # more splits fitted beside ``corpus`` (other seeds, source types, scene sizes), each spelt out
     # in full; split k (1, 2, ...) has its sweep ids offset by k * EXTRA_SWEEP_OFFSET
@@ -170,6 +178,13 @@ class PredictorTrainConfig(RecipeConfig):
         from .quality import FAMILIES
 
         rr = None if self.room_reference is None else dict(self.room_reference)
+        if self.ambisonic is not None:
+            from ..metrics.functional.predictor import AMBISONIC_READS
+
+            amb = dict(self.ambisonic)
+            if set(amb) - {"read", "seed"} or amb.get("read") not in AMBISONIC_READS[1:]:
+                raise SpaqError("predictor train config: ambisonic takes read (one of "
+                                f"{', '.join(AMBISONIC_READS[1:])}) and seed, got {amb}")
         if rr is not None and (set(rr) - {"rt60_s", "formats"} or "rt60_s" not in rr):
             raise SpaqError("predictor train config: room_reference takes rt60_s (required) and formats, "
                             f"got {', '.join(sorted(rr))}")
@@ -181,6 +196,10 @@ class PredictorTrainConfig(RecipeConfig):
             if sp.room_reference_rt60_s is not None:
                 raise SpaqError("predictor train config: room_reference is set for the whole recipe (top level), "
                                 "not per split")
+            if sp.decode_features:
+                raise SpaqError("predictor train config: decode features are set by the recipe's ambisonic "
+                                "(top level), not per split")
+            sp.decode_features = self.ambisonic is not None
             if rr is not None:
                 sp.room_reference_rt60_s = float(rr["rt60_s"])
                 sp.room_reference_formats = list(rr.get("formats", ROOM_REFERENCE_FORMATS))
@@ -231,12 +250,32 @@ def _teacher_scores(metric, ref: np.ndarray, degs: list) -> np.ndarray:
         return metric.forward(r, d)["score"].double().numpy()
 
 
-def _features(x: np.ndarray, kind: str, level_dbfs: float | None = None) -> np.ndarray:
+def _features(x: np.ndarray, kind: str, level_dbfs: float | None = None, ambisonic_read: str = "intensity") -> np.ndarray:
     from ..metrics.functional.predictor import predictor_features
 
     with torch.no_grad():
         return predictor_features(torch.from_numpy(np.asarray(x, dtype=np.float64)), 48000, kind,
-                                  level_dbfs=level_dbfs).numpy()
+                                  level_dbfs=level_dbfs, ambisonic_read=ambisonic_read).numpy()
+
+
+#: the columns of a split's table (``CorpusSplit.decode_features``) that hold the features read through the decode
+DECODE_PREFIX = "decode."
+
+
+def decode_view(df):
+    """``df`` (a split's table made with ``decode_features``) with every feature column replaced by
+    its ``decode.`` column: the features the ambisonic network of a routed checkpoint reads (FOA
+    and 3OA rows read through their binaural decode; binaural and mono rows as they are)."""
+    from ..metrics.functional.predictor import FEATURE_NAMES
+
+    cols = [DECODE_PREFIX + n for n in FEATURE_NAMES]
+    missing = [c for c in cols if c not in df.columns]
+    if missing:
+        raise SpaqError("the table has no decode features (decode.<feature> columns): make its split with "
+                        "decode_features (a recipe with ambisonic)")
+    out = df.drop(columns=cols)
+    out[list(FEATURE_NAMES)] = df[cols].to_numpy()
+    return out
 
 
 #: sweep ids of the clean anchor scenes start here (apart from the sweeps' own ids)
@@ -321,13 +360,18 @@ def _sweep_records(split, teacher, idx, fam, fmt, src, sc, sevs, room_probabilit
         else:
             tgt = _teacher_scores(teacher, r, xs)
         feats = _features(np.stack(xs).astype(np.float32), kind, split.input_level_dbfs)  # as a float WAV holds it
+        dec = {}
+        if split.decode_features:
+            dfe = (_features(np.stack(xs).astype(np.float32), kind, split.input_level_dbfs, ambisonic_read="decode")
+                   if kind in ("foa", "hoa") else feats)
+            dec = {j: dict(zip([DECODE_PREFIX + n for n in FEATURE_NAMES], dfe[j].tolist())) for j in range(len(xs))}
         if audio_dir is not None:
             os.makedirs(audio_dir, exist_ok=True)
             np.save(os.path.join(audio_dir, f"{sweep_id:05d}_{kind}.npy"), np.stack(xs).astype(np.float32))
         for j, s in enumerate([0.0] + list(sevs)):
             recs.append({"sweep": sweep_id, "family": fam, "format": kind, "source": src, "head": head,
                          "voice": voice, "scene": sc, "severity": s, "target": float(tgt[j]),
-                         **dict(zip(FEATURE_NAMES, feats[j].tolist()))})
+                         **dict(zip(FEATURE_NAMES, feats[j].tolist())), **dec.get(j, {})})
     return recs
 
 
@@ -431,7 +475,7 @@ def split_cache_path(split: CorpusSplit, cache) -> Path:
     sp = {**asdict(split), "engine": ENGINE_VERSION}  # the corpus engine that renders the split
     for opt, default in (("anchor_sources", 1), ("scene_sources", 1), ("speech_upper_band_db", None),
                          ("input_level_dbfs", None), ("degradation_options", "recipe"), ("engine", 1),
-                         ("room_reference_rt60_s", None)):
+                         ("room_reference_rt60_s", None), ("decode_features", False)):
         if sp.get(opt) == default:  # the default: tables cached before the option keep their key
             del sp[opt]
     if "room_reference_rt60_s" not in sp:  # no room reference: its formats do not matter
@@ -533,7 +577,8 @@ def _severity_pairs(df) -> tuple:
     return torch.tensor(lo, dtype=torch.long), torch.tensor(hi, dtype=torch.long)
 
 
-def fit_predictor(df, fit: FitSection, log=print, extra_columns=(), input_level_dbfs: float | None = None):
+def fit_predictor(df, fit: FitSection, log=print, extra_columns=(), input_level_dbfs: float | None = None,
+                  ambisonic_read: str = "intensity"):
     """Fit :class:`~spaq.models.predictor.PredictorNet` on the rows of ``df`` (features, ``target``
     0..100): scalers from these rows, full-batch AdamW, loss CE(class bands) + reg_weight * MSE
     (0..1 scale) [+ rank_weight * mean hinge(margin - (score(lower severity) - score(higher)))
@@ -543,13 +588,14 @@ def fit_predictor(df, fit: FitSection, log=print, extra_columns=(), input_level_
     ``input_level_dbfs``), recorded in the model's config so that the metric computes them so too.
     ``fit.embedding`` (an encoder spec): the model takes the embedding in ``df``'s columns
     ``emb0 ..`` (:func:`embedding_table`) too, and the metric computes it at inference.
+    ``ambisonic_read``: how ``df``'s FOA / HOA features were read (recorded in the config, as the level).
     Returns ``(model in eval mode, history)``."""
     from ..metrics.functional.predictor import FEATURE_NAMES
     from ..models.predictor import PredictorConfig, PredictorNet
 
     if int(fit.members) > 1:  # each member on its own seed, then one network that averages them
         fitted = [fit_predictor(df, FitSection(**{**asdict(fit), "members": 1, "seed": int(fit.seed) + k}),
-                                log, extra_columns, input_level_dbfs) for k in range(int(fit.members))]
+                                log, extra_columns, input_level_dbfs, ambisonic_read) for k in range(int(fit.members))]
         first = fitted[0][0]
         model = PredictorNet(PredictorConfig(**{**first.cfg.to_dict(), "members": int(fit.members)}))
         state = dict(first.state_dict())
@@ -568,7 +614,8 @@ def fit_predictor(df, fit: FitSection, log=print, extra_columns=(), input_level_
     spec, emb = _embedding_columns(df, fit)
     cfg = PredictorConfig(n_features=len(cols), feature_index=idx, feature_names=names,
                           hidden=list(fit.hidden), dropout=float(fit.dropout), embedding=spec, n_embedding=len(emb),
-                          input_level_dbfs=None if input_level_dbfs is None else float(input_level_dbfs))
+                          input_level_dbfs=None if input_level_dbfs is None else float(input_level_dbfs),
+                          ambisonic_read=ambisonic_read)
     model = PredictorNet(cfg)
     X = torch.tensor(df[cols + emb].to_numpy(dtype=np.float64), dtype=torch.float32)
     y = torch.tensor(df["target"].to_numpy(dtype=np.float64), dtype=torch.float32)
@@ -620,9 +667,36 @@ def _embedding_columns(df, fit) -> tuple[str, list]:
     return spec, cols
 
 
+def route(model, ambisonic):
+    """One routed network (:class:`~spaq.models.predictor.PredictorNet`): ``model`` for binaural and
+    mono input with ``ambisonic`` (a network fitted on :func:`decode_view` rows) for FOA and HOA, its
+    parameters under ``ambisonic.``; the calibration is ``model``'s (set it after)."""
+    from ..models.predictor import PredictorConfig, PredictorNet
+
+    net = PredictorNet(PredictorConfig.from_dict({**model.cfg.to_dict(), "ambisonic": ambisonic.cfg.to_dict()}))
+    state = dict(model.state_dict())
+    state.update({f"ambisonic.{k}": v for k, v in ambisonic.state_dict().items()})
+    net.load_state_dict(state)
+    net.eval()
+    return net
+
+
 def predict_table(model, df) -> dict:
     """Model outputs on the rows of ``df``: ``raw`` (0..100, the score, teacher scale), ``mushra``
-    (listener-calibrated), ``proba`` (N, 3)."""
+    (listener-calibrated), ``proba`` (N, 3). A routed model (``model.ambisonic``) reads the FOA and
+    HOA rows (``format`` column) from their decode features (:func:`decode_view`)."""
+    amb = getattr(model, "ambisonic", None)
+    rows = (df["format"].isin(["foa", "hoa"]).to_numpy() if amb is not None and "format" in df.columns
+            else np.zeros(len(df), dtype=bool))
+    out = _predict_rows(model, df)
+    if rows.any():
+        o = _predict_rows(amb, decode_view(df[rows]))
+        for k in out:
+            out[k][rows] = o[k]
+    return out
+
+
+def _predict_rows(model, df) -> dict:
     from ..metrics.functional.predictor import FEATURE_NAMES
 
     known = set(FEATURE_NAMES)
@@ -744,6 +818,14 @@ def train_predictor(tc: PredictorTrainConfig, out, log=print, workdir=None) -> d
         fit = FitSection(**{**asdict(fit), "seed": int(tc.seed), "embedding": spec})
     df = training_rows(tc, fit, workdir, log, encoder)
     model, hist = fit_predictor(df, fit, log, input_level_dbfs=tc.input_level_dbfs)
+    if tc.ambisonic is not None:  # FOA and 3OA input: a second network on the same rows, read through the decode
+        read = str(tc.ambisonic["read"])
+        afit = FitSection(**{**asdict(fit), "seed": int(tc.ambisonic.get("seed", fit.seed))})
+        log(f"ambisonic network: features read as {read!r}, fit seed {afit.seed}")
+        amb, ahist = fit_predictor(decode_view(df), afit, log, input_level_dbfs=tc.input_level_dbfs,
+                                   ambisonic_read=read)
+        model = route(model, amb)
+        hist = {"network": hist, "ambisonic": ahist}
     pt = predict_table(model, df)
     from scipy.stats import spearmanr
 

@@ -51,6 +51,16 @@ input relative to its active level (how much of it is pause). The spatial featur
 gain for every channel). By default (None; the shipped ``predictor_v1``) they are computed at the
 level given.
 
+Ambisonic input read through its binaural decode (``ambisonic_read="decode"``; the default
+``"intensity"`` is the reading above): the ``spatial`` group is the binaural one of
+:func:`spaq.spatial.decoders.decode_binaural_effective`'s rendering (interaural coherence, ILD and
+IPD spread, side/mid level; the diffuseness and directional-share slots zero), and the monaural
+groups of third- and higher-order input are read from the ears' mean of that rendering (first-order
+input keeps W, the signal the mono rows of the recipe are). A standing wave in a short room carries
+little active intensity, so its diffuseness reads as a long room's, while its rendering is a coherent
+tone; the decode reads what a listener hears (``benchmarks/results/predictor_seeds.md``, forty-fifth
+and forty-sixth sessions). A checkpoint's ``ambisonic_read`` names the reading its network was fitted on.
+
 Silence (every sample below ``SILENCE_DBFS``) gives finite features; the metric maps it to a
 defined answer itself.
 """
@@ -62,6 +72,7 @@ import numpy as np
 import torch
 
 __all__ = ["FEATURE_NAMES", "FEATURE_GROUPS", "N_FEATURES", "predictor_features", "mono_mix", "FORMAT_KINDS",
+           "AMBISONIC_READS",
            "SPATIAL_EXCERPT_S", "SILENCE_DBFS", "signal_kind", "active_level_db", "rms_level_db"]
 
 N_FFT = 2048
@@ -72,6 +83,8 @@ SPATIAL_EXCERPT_S = 0.5
 SILENCE_DBFS = -90.0
 ACTIVE_RANGE_DB = 40.0    # frames within this of the loudest count as active
 FORMAT_KINDS = ("binaural", "foa", "hoa", "mono")
+#: how ambisonic input is read: W and the intensity vectors, or the binaural decode (module docstring)
+AMBISONIC_READS = ("intensity", "decode")
 _EPS = 1e-12
 
 PSYCHO = ["zcr", "rms_db", "centroid_khz", "bandwidth_khz", "rolloff_khz", "flatness"] + \
@@ -363,21 +376,37 @@ def active_level_db(m: torch.Tensor) -> torch.Tensor:
     return 10 * torch.log10(mean)
 
 
+def _decode(x: torch.Tensor, sample_rate: int) -> torch.Tensor:
+    """Ambisonics ``(B, C, T)`` -> its binaural rendering ``(B, 2, T)`` float64 (the shared decoder,
+    each item at its effective order; the filter's tail cut)."""
+    from ...spatial.decoders import decode_binaural_effective
+
+    return decode_binaural_effective(x.to(torch.float64), sample_rate)[..., :x.shape[-1]]
+
+
 def predictor_features(x: torch.Tensor, sample_rate: int, kind: str,
-                       level_dbfs: float | None = None) -> torch.Tensor:
+                       level_dbfs: float | None = None, ambisonic_read: str = "intensity") -> torch.Tensor:
     """``x (B, C, T)`` at ``sample_rate`` of one ``kind`` (:data:`FORMAT_KINDS`) -> features
     ``(B, N_FEATURES)`` float64 (see the module docstring). ``level_dbfs``: each item is first
     scaled (one gain for all its channels) so that its mono mix's active level is this (digital
-    silence is left as it is); ``None``: features at the level given."""
+    silence is left as it is); ``None``: features at the level given. ``ambisonic_read``
+    (:data:`AMBISONIC_READS`): how FOA / HOA input is read (W and the intensity vectors, or the
+    binaural decode); other kinds ignore it."""
+    if ambisonic_read not in AMBISONIC_READS:
+        raise ValueError(f"ambisonic_read {ambisonic_read!r}: expected one of {', '.join(AMBISONIC_READS)}")
     if level_dbfs is not None:
         lv = active_level_db(mono_mix(x, kind))
         gain = torch.where(torch.isfinite(lv), 10 ** ((float(level_dbfs) - lv) / 20), torch.ones_like(lv))
         x = x * gain.to(x.dtype)[:, None, None]
+    decoded = _decode(x, sample_rate) if kind in ("foa", "hoa") and ambisonic_read == "decode" else None
     # the spectral statistics in float32 (half the cost; 1e-6 relative, far below what they resolve)
-    m = mono_mix(x.to(torch.float32), kind)
+    m = (mono_mix(decoded.to(torch.float32), "binaural") if decoded is not None and kind == "hoa"
+         else mono_mix(x.to(torch.float32), kind))  # third order: the rendering's ears, as binaural input's
     psycho, band, edge = (v.to(torch.float64) for v in _psycho_band(m, sample_rate))
     if kind == "binaural":
         spatial = _spatial_binaural(x, sample_rate)
+    elif decoded is not None:
+        spatial = _spatial_binaural(decoded, sample_rate)
     elif kind in ("foa", "hoa"):
         spatial = _spatial_ambisonics(x.to(torch.float64), sample_rate)
     else:
