@@ -266,6 +266,8 @@ def decode_view(df):
     """``df`` (a split's table made with ``decode_features``) with every feature column replaced by
     its ``decode.`` column: the features the ambisonic network of a routed checkpoint reads (FOA
     and 3OA rows read through their binaural decode; binaural and mono rows as they are)."""
+    import pandas as pd
+
     from ..metrics.functional.predictor import FEATURE_NAMES
 
     cols = [DECODE_PREFIX + n for n in FEATURE_NAMES]
@@ -273,9 +275,9 @@ def decode_view(df):
     if missing:
         raise SpaqError("the table has no decode features (decode.<feature> columns): make its split with "
                         "decode_features (a recipe with ambisonic)")
-    out = df.drop(columns=cols)
-    out[list(FEATURE_NAMES)] = df[cols].to_numpy()
-    return out
+    vals = df[cols].rename(columns=dict(zip(cols, FEATURE_NAMES)))
+    rest = df.drop(columns=cols + list(FEATURE_NAMES))
+    return pd.concat([rest, vals], axis=1)[[c for c in df.columns if c not in cols]]
 
 
 #: sweep ids of the clean anchor scenes start here (apart from the sweeps' own ids)
@@ -407,7 +409,7 @@ def split_records(split: CorpusSplit, cache: Path, log=print, audio_dir=None, ke
         audio_dir = split_audio_dir(path)
     if path.is_file() and (not keep_audio or Path(audio_dir).is_dir()):
         log(f"features from {path}")
-        return pd.read_csv(path, keep_default_na=False)
+        return pd.read_csv(path, keep_default_na=False).copy()  # one block per dtype (read_csv gives one per column)
     recs = make_split(split, log, audio_dir=audio_dir)
     df = pd.DataFrame(recs)
     path.parent.mkdir(parents=True, exist_ok=True)
