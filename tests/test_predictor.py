@@ -938,6 +938,13 @@ def test_routed_checkpoint_sends_ambisonic_rows_to_its_second_network(tmp_path):
     with torch.no_grad():
         want = net.double()(predictor_features(b, FS, "binaural"))["score"]
     assert torch.allclose(m.predict_tensor(b)["score"], want, rtol=0, atol=1e-9)
+    # the result says which network read it
+    r = spaq.score(None, _hoa_scene(1), sample_rate=FS, metrics=["predictor"], checkpoint=str(path), align=False)
+    prov = r.results["predictor"].provenance
+    assert prov["network"] == "ambisonic" and prov["ambisonic_read"] == "decode" and prov["detected"] == "foa"
+    r = spaq.score(None, binaural_noise(1.0, seed=2), sample_rate=FS, metrics=["predictor"], checkpoint=str(path),
+                   align=False)
+    assert r.results["predictor"].provenance["network"] == "main"
 
 
 def test_recipe_routes_ambisonic_input_and_keys_its_tables(tmp_path):

@@ -200,7 +200,11 @@ class Predictor(Metric):
                             "the level, more so there; scaling the file to about -26 dBFS keeps it where they were trained")
         res = self.result(s, out, pair=pair, warnings=warn,
                           provenance={"checkpoint_sha256": self.sha256, "weights_source": self.source,
-                                      "detected": kind, **({"embedding": self.model.cfg.embedding}
+                                      "detected": kind,
+                                      # which network of a routed checkpoint read it, and how it read ambisonics
+                                      "network": "ambisonic" if self.model.network(kind) is not self.model else "main",
+                                      "ambisonic_read": self.model.network(kind).cfg.ambisonic_read,
+                                      **({"embedding": self.model.cfg.embedding}
                                                            if self.encoder is not None else {})})
         res.values["class"] = ([CLASS_NAMES[i] for i in idx] if pair.batched else CLASS_NAMES[idx[0]])
         # the band the score falls in: the class head and the score head are two estimates, which disagree on
