@@ -56,6 +56,9 @@ def test_dual_mono_is_scored_as_mono(noise_ladder, tmp_path):
     # (0.01 / 2.01)^2: 46 dB below the sum is two signals; (1e-4 / 2)^2, 86 dB below, is one
     assert spaq.predict(np.stack([m[0], m[0] * 1.01]), sample_rate=FS)["format"] == "binaural"
     assert dual_mono(torch.from_numpy(np.stack([m[0], m[0] * (1 + 1e-4)])[None]))
+    # the threshold itself: b = (1 + e) a puts the difference (e / (2 + e))^2 below the sum, -60 dB at e = 0.002002
+    assert dual_mono(torch.from_numpy(np.stack([m[0], m[0] * 1.0019])[None]))
+    assert not dual_mono(torch.from_numpy(np.stack([m[0], m[0] * 1.0021])[None]))
     assert not dual_mono(torch.zeros(1, 2, 100))  # silence is no signal (the silent answer applies)
     p = tmp_path / "dual.wav"
     sf.write(p, np.concatenate([m, m]).T.astype(np.float32), FS, subtype="FLOAT")

@@ -49,8 +49,11 @@ def dual_mono(x: torch.Tensor) -> bool:
     """True when every item of ``x (B, 2, T)`` has the same signal in both channels: the energy of
     their difference at least ``-DUAL_MONO_DB`` dB below that of their sum (and not silent)."""
     x = x.double()
-    side = ((x[:, 0] - x[:, 1]) ** 2).sum(-1)
-    mid = ((x[:, 0] + x[:, 1]) ** 2).sum(-1)
+    a, b = x[:, 0], x[:, 1]
+    # |a - b|^2 and |a + b|^2 from three dot products (a third of the passes over the samples; in float64 the
+    # cancellation of two identical channels leaves ~1e-16 of the sum, far below the 1e-6 the test compares to)
+    aa, bb, ab = torch.linalg.vecdot(a, a), torch.linalg.vecdot(b, b), torch.linalg.vecdot(a, b)
+    side, mid = aa + bb - 2 * ab, aa + bb + 2 * ab
     return bool(((mid > 0) & (side <= mid * 10 ** (DUAL_MONO_DB / 10))).all())
 
 
