@@ -42,7 +42,8 @@ import torch
 from torch import nn
 from .config import ArchitectureConfig
 
-__all__ = ["PredictorConfig", "PredictorNet", "CLASS_NAMES", "BANDS", "score_class", "CALIB_SCALES", "calibration_input"]
+__all__ = ["PredictorConfig", "PredictorNet", "CLASS_NAMES", "BANDS", "score_class", "CALIB_SCALES", "calibration_input",
+           "AMBISONIC_READS"]
 
 CLASS_NAMES = ("low", "medium", "high")
 #: MUSHRA bands: class index 0 low (< 40), 1 medium (40..70), 2 high (>= 70)
@@ -54,6 +55,9 @@ def score_class(s) -> np.ndarray:
     s = np.asarray(s, dtype=np.float64)
     return (s >= BANDS[0]).astype(int) + (s >= BANDS[1]).astype(int)
 CALIB_SCALES = ("linear", "logit")
+#: how the features read FOA / HOA input (``spaq.metrics.functional.predictor.predictor_features``'s
+#: ``ambisonic_read``): W and the intensity vectors, or the binaural decode
+AMBISONIC_READS = ("intensity", "decode")
 _LOGIT_CLIP = 0.05  # the logit scale clips the 0..100 score to [0.05, 99.95] (logit +-7.6)
 
 
@@ -97,8 +101,6 @@ class PredictorConfig(ArchitectureConfig):
     ambisonic: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        from ..metrics.functional.predictor import AMBISONIC_READS
-
         if self.calib_scale not in CALIB_SCALES:
             raise ValueError(f"predictor config: calib_scale {self.calib_scale!r}, expected one of {', '.join(CALIB_SCALES)}")
         if self.ambisonic_read not in AMBISONIC_READS:

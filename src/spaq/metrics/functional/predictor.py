@@ -71,6 +71,8 @@ import math
 import numpy as np
 import torch
 
+from ...models.predictor import AMBISONIC_READS  # how ambisonic input is read (module docstring)
+
 __all__ = ["FEATURE_NAMES", "FEATURE_GROUPS", "N_FEATURES", "predictor_features", "mono_mix", "FORMAT_KINDS",
            "AMBISONIC_READS",
            "SPATIAL_EXCERPT_S", "SILENCE_DBFS", "signal_kind", "active_level_db", "rms_level_db"]
@@ -83,8 +85,6 @@ SPATIAL_EXCERPT_S = 0.5
 SILENCE_DBFS = -90.0
 ACTIVE_RANGE_DB = 40.0    # frames within this of the loudest count as active
 FORMAT_KINDS = ("binaural", "foa", "hoa", "mono")
-#: how ambisonic input is read: W and the intensity vectors, or the binaural decode (module docstring)
-AMBISONIC_READS = ("intensity", "decode")
 _EPS = 1e-12
 
 PSYCHO = ["zcr", "rms_db", "centroid_khz", "bandwidth_khz", "rolloff_khz", "flatness"] + \
