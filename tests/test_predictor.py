@@ -965,3 +965,37 @@ def test_recipe_routes_ambisonic_input_and_keys_its_tables(tmp_path):
         PredictorTrainConfig(corpus=CorpusSplit(decode_features=True))
     base = split_cache_path(CorpusSplit(), tmp_path / "t.csv")
     assert split_cache_path(CorpusSplit(decode_features=True), tmp_path / "t.csv") != base
+
+
+def test_train_command_writes_a_routed_checkpoint(tmp_path, capsys):
+    """``spaq train predictor`` with ``ambisonic: {read: decode}`` end to end on a tiny recipe: its table holds
+    both readings (the FOA rows' decode columns differ from their features, the binaural rows' are a copy),
+    the checkpoint routes FOA input to a network fitted on the decode reading, and the binaural network is
+    the one the same recipe without ``ambisonic`` writes."""
+    import yaml
+
+    from spaq.metrics.functional.predictor import FEATURE_NAMES
+    from spaq.models import checkpoint
+
+    base = {"seed": 3, "corpus": {"seed": 1, "duration_s": 0.6, "voices": ["en-us"], "heads": ["default"],
+                                  "sources": ["harmonic"], "formats": ["binaural", "foa"], "mono": False,
+                                  "families": ["lowpass"], "severities": [0.5, 1.0], "scenes": 1},
+            "fit": {"epochs": 20}, "calibration": {"apply": False}}
+    paths = {}
+    for name, extra in (("single", {}), ("routed", {"ambisonic": {"read": "decode"}})):
+        p = tmp_path / f"{name}.yaml"
+        p.write_text(yaml.safe_dump({**base, **extra}))
+        paths[name] = tmp_path / f"{name}.pt"
+        assert main(["train", "predictor", str(p), "--out", str(paths[name]), "--workdir", str(tmp_path / name)]) == 0
+        capsys.readouterr()
+    table = pd.read_csv(next((tmp_path / "routed").glob("predictor_train_*.csv")))
+    dec = ["decode." + n for n in FEATURE_NAMES]
+    b, f = table[table["format"] == "binaural"], table[table["format"] == "foa"]
+    assert np.array_equal(b[dec].to_numpy(), b[list(FEATURE_NAMES)].to_numpy())
+    assert not np.allclose(f[dec].to_numpy(), f[list(FEATURE_NAMES)].to_numpy())
+    single, _ = checkpoint.load(paths["single"], architecture="predictor")
+    routed, meta = checkpoint.load(paths["routed"], architecture="predictor")
+    assert single.ambisonic is None and routed.network("foa").cfg.ambisonic_read == "decode"
+    assert meta["train"]["recipe"]["ambisonic"] == {"read": "decode"}
+    main_state = {k: v for k, v in routed.state_dict().items() if not k.startswith("ambisonic.")}
+    assert all(torch.equal(v, main_state[k]) for k, v in single.state_dict().items())
