@@ -118,7 +118,7 @@ def build_table(cache: Path, log=print, level_dbfs: float | None = None):
 
     from spaq.files import atomic_write
     from spaq.metrics.functional.predictor import FEATURE_NAMES
-    from spaq.train.predictor import DECODE_PREFIX, _features, _teacher, _teacher_scores
+    from spaq.train.predictor import _teacher, _teacher_scores, feature_rows
 
     teacher = _teacher()
     ident = {"features": list(FEATURE_NAMES), "teacher": [teacher.name, teacher.version, teacher.sha256],
@@ -145,14 +145,11 @@ def build_table(cache: Path, log=print, level_dbfs: float | None = None):
                             tgt = _teacher_scores(teacher, np.repeat(ys[0], 2, 0), [np.repeat(y, 2, 0) for y in ys])
                         else:
                             tgt = _teacher_scores(teacher, ys[0], ys)
-                        feats = _features(np.stack(ys).astype(np.float32), kind, level_dbfs)
-                        dfe = (_features(np.stack(ys).astype(np.float32), kind, level_dbfs, ambisonic_read="decode")
-                               if kind in ("foa", "hoa") else feats)
+                        feats = feature_rows(np.stack(ys).astype(np.float32), kind, level_dbfs, decode=True)
                         for j, s in enumerate([0.0] + SEVERITIES):
                             recs.append({"sweep": f"{idx}/{fam}", "scene": scene, "room": int(room), "family": fam, "format": kind,
                                          "severity": s, "target": float(tgt[j]),
-                                         **dict(zip(FEATURE_NAMES, feats[j].tolist())),
-                                         **dict(zip([DECODE_PREFIX + n for n in FEATURE_NAMES], dfe[j].tolist()))})
+                                         **feats[j]})
                     log(f"  {scene} {'room' if room else 'anechoic'} {fmt} {fam}")
     df = pd.DataFrame(recs)
     path.parent.mkdir(parents=True, exist_ok=True)

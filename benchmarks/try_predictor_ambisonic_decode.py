@@ -16,7 +16,10 @@ a coherent tone. Variants (the features of binaural and mono input never change;
     F  E, but the ``edge`` group (where the spectrum ends, how steeply) still from W: a band limit is the
        signal's, and the decode's HRTF colouring (pinna notches) is no edge a listener hears
     G  E for third-order input, but first-order input keeps W's monaural features (the mono rows are W of
-       the FOA scenes)
+       the FOA scenes). Shipped in the forty-sixth session as the FOA / 3OA network of a routed checkpoint
+       (``predictor_features(..., ambisonic_read="decode")``, recipe top-level ``ambisonic``); its third-order
+       monaural mix there is taken from the rendering in float32 as binaural input's is, where this patch
+       averaged in float64 (float32 rounding apart)
 
 ``--extra JSON`` appends splits to the recipe's ``extra`` (e.g. ``'[{"seed": 9600, "sources": ["harmonic"],
 "families": ["lowpass"], "scenes": 4}]'``: 4 single-note low-pass sweeps per format).
@@ -44,7 +47,6 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import eval_predictor as EP  # noqa: E402
 import spaq.metrics.functional.predictor as FP  # noqa: E402
-from spaq.spatial.decoders import decode_binaural_effective  # noqa: E402
 from spaq.train.predictor import (CorpusSplit, FitSection, PredictorTrainConfig, fit_predictor,  # noqa: E402
                                   loso_calibration, mushra_predictor_table, mushra_stats, predict_table,
                                   split_records, training_rows)
@@ -60,8 +62,7 @@ def patch(variant: str) -> None:
     orig_amb, orig_mono, orig_features = FP._spatial_ambisonics, FP.mono_mix, FP.predictor_features
     edge = [FP.FEATURE_NAMES.index(n) for n in FP.FEATURE_GROUPS["edge"]]
 
-    def decode(x, sample_rate):
-        return decode_binaural_effective(x.to(torch.float64), sample_rate)[..., :x.shape[-1]]
+    decode = FP._decode  # the shipped decode reading's own rendering (variant G is what shipped, routed by format)
 
     def spatial(x, sample_rate):
         amb = orig_amb(x, sample_rate)

@@ -193,6 +193,7 @@ class Predictor(Metric):
         idx = out["class_index"].numpy().astype(int)
         if bool(out["silent"].any()):
             warn.append(f"silent input (below {SILENCE_DBFS:.0f} dBFS): score 0, class low by definition")
+        net = self.model.network(kind)  # the network that read it (a routed checkpoint's ambisonic one for FOA / HOA)
         rng = self.training_levels(kind)
         if rng is not None:
             lv = out["level_dbfs"][out["silent"] == 0]
@@ -205,8 +206,8 @@ class Predictor(Metric):
                           provenance={"checkpoint_sha256": self.sha256, "weights_source": self.source,
                                       "detected": kind,
                                       # which network of a routed checkpoint read it, and how it read ambisonics
-                                      "network": "ambisonic" if self.model.network(kind) is not self.model else "main",
-                                      "ambisonic_read": self.model.network(kind).cfg.ambisonic_read,
+                                      "network": "ambisonic" if net is not self.model else "main",
+                                      "ambisonic_read": net.cfg.ambisonic_read,
                                       **({"embedding": self.model.cfg.embedding}
                                                            if self.encoder is not None else {})})
         res.values["class"] = ([CLASS_NAMES[i] for i in idx] if pair.batched else CLASS_NAMES[idx[0]])

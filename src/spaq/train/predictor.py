@@ -42,7 +42,7 @@ from ..models.predictor import BANDS, score_class  # the MUSHRA bands live with 
 
 __all__ = ["PredictorTrainConfig", "CorpusSplit", "make_split", "split_records", "fit_predictor", "train_predictor",
            "mushra_predictor_table", "fit_calibration", "BANDS", "score_class", "embedding_table",
-           "mushra_embedding_table", "training_rows", "decode_view", "route"]
+           "mushra_embedding_table", "training_rows", "decode_view", "route", "feature_rows"]
 
 
 #: the formats of a split's table rows (mono: the W channel of the FOA scenes)
@@ -262,6 +262,21 @@ def _features(x: np.ndarray, kind: str, level_dbfs: float | None = None, ambison
 DECODE_PREFIX = "decode."
 
 
+def feature_rows(x: np.ndarray, kind: str, level_dbfs: float | None = None, decode: bool = False) -> list[dict]:
+    """The feature columns of each item of ``x (N, C, T)`` (float32, as a float WAV holds it) of one ``kind``:
+    ``{feature: value}`` per item and, with ``decode``, the ``decode.<feature>`` columns too (the FOA / HOA
+    reading through the binaural decode; other kinds: a copy), as a split's table holds them."""
+    from ..metrics.functional.predictor import FEATURE_NAMES
+
+    feats = _features(x, kind, level_dbfs)
+    rows = [dict(zip(FEATURE_NAMES, f.tolist())) for f in feats]
+    if decode:
+        dfe = _features(x, kind, level_dbfs, ambisonic_read="decode") if kind in ("foa", "hoa") else feats
+        for r, f in zip(rows, dfe):
+            r.update(zip([DECODE_PREFIX + n for n in FEATURE_NAMES], f.tolist()))
+    return rows
+
+
 def decode_view(df):
     """``df`` (a split's table made with ``decode_features``) with every feature column replaced by
     its ``decode.`` column: the features the ambisonic network of a routed checkpoint reads (FOA
@@ -331,7 +346,6 @@ def _sweep_records(split, teacher, idx, fam, fmt, src, sc, sevs, room_probabilit
                    n_sources: int = 1):
     """The records of one sweep of :func:`make_split` (its clean scene and each severity; with
     ``sevs`` empty, the clean scene only)."""
-    from ..metrics.functional.predictor import FEATURE_NAMES
     from .quality import RECIPE_OPTIONS, render_sweep, shorter_room
 
     sweep_id = idx if sweep_id is None else sweep_id
@@ -361,19 +375,15 @@ def _sweep_records(split, teacher, idx, fam, fmt, src, sc, sevs, room_probabilit
             tgt = _teacher_scores(teacher, np.repeat(r, 2, 0), [np.repeat(x, 2, 0) for x in xs])
         else:
             tgt = _teacher_scores(teacher, r, xs)
-        feats = _features(np.stack(xs).astype(np.float32), kind, split.input_level_dbfs)  # as a float WAV holds it
-        dec = {}
-        if split.decode_features:
-            dfe = (_features(np.stack(xs).astype(np.float32), kind, split.input_level_dbfs, ambisonic_read="decode")
-                   if kind in ("foa", "hoa") else feats)
-            dec = {j: dict(zip([DECODE_PREFIX + n for n in FEATURE_NAMES], dfe[j].tolist())) for j in range(len(xs))}
+        # as a float WAV holds it
+        feats = feature_rows(np.stack(xs).astype(np.float32), kind, split.input_level_dbfs, split.decode_features)
         if audio_dir is not None:
             os.makedirs(audio_dir, exist_ok=True)
             np.save(os.path.join(audio_dir, f"{sweep_id:05d}_{kind}.npy"), np.stack(xs).astype(np.float32))
         for j, s in enumerate([0.0] + list(sevs)):
             recs.append({"sweep": sweep_id, "family": fam, "format": kind, "source": src, "head": head,
                          "voice": voice, "scene": sc, "severity": s, "target": float(tgt[j]),
-                         **dict(zip(FEATURE_NAMES, feats[j].tolist())), **dec.get(j, {})})
+                         **feats[j]})
     return recs
 
 
