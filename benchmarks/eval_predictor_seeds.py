@@ -32,6 +32,9 @@ from spaq.train.predictor import CorpusSplit, predict_table, split_records  # no
 from spaq.weights import resolve  # noqa: E402
 
 
+TEACHER_DROP = 10.0
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--workdir", required=True)
@@ -43,6 +46,7 @@ def main():
     w = resolve("predictor_v1", path=a.checkpoint, offline=True)
     model, _ = checkpoint.load(w.path, architecture="predictor")
     rows, pooled = [], {f: [] for f in EP.LADDERS}
+    heard = {f: [] for f in EP.LADDERS}  # the sweeps whose teacher falls >= TEACHER_DROP (predictor.md's column)
     fmts = ("binaural", "foa", "hoa", "mono")
     per_fmt = {(fmt, f): [] for fmt in fmts for f in EP.LADDERS}
     for seed in a.seeds:
@@ -52,8 +56,10 @@ def main():
         pt = predict_table(model, test)
         st = EP.corpus_stats(pt, test)
         lad = EP.ladders(pt, test, seed=seed, per_sweep=True)
+        lad_heard = EP.ladders(pt, test, seed=seed, per_sweep=True, min_teacher_drop=TEACHER_DROP)
         for f in EP.LADDERS:
             pooled[f] += lad[f].get("sweeps", [])
+            heard[f] += lad_heard[f].get("sweeps", [])
         for fmt in fmts:
             sub = (test["format"] == fmt).to_numpy()
             lf = EP.ladders({k: v[sub] for k, v in pt.items()}, test[sub], seed=seed, per_sweep=True)
@@ -76,6 +82,10 @@ def main():
     L += ["", "Ladder cells: mean per-sweep Spearman of the prediction against severity (number of sweeps); target "
           "<= -0.9 per family. Share of sweeps <= -0.9, pooled: " + ", ".join(
               f"{f} {np.mean(np.array(pooled[f]) <= -0.9):.2f}" for f in EP.LADDERS if pooled[f]) + ".", "",
+          f"Pooled over the sweeps whose teacher falls >= {TEACHER_DROP:g} points from clean to the most severe step "
+          "(`predictor.md`'s teacher-audible column: a codec ladder on a sustained tone that the teacher, with its "
+          "reference, scores near 100 throughout is no ladder a listener hears): " + ", ".join(
+              f"{f} {np.mean(heard[f]):.3f} ({len(heard[f])})" for f in EP.LADDERS if heard[f]) + ".", "",
           "Pooled per format (mean per-sweep Spearman, number of sweeps; mono rows are W of the FOA scenes):", "",
           "| format | " + " | ".join(EP.LADDERS) + " |", "|---|" + "---|" * len(EP.LADDERS)]
     for fmt in fmts:

@@ -1,5 +1,6 @@
 """Training-free template localisation (spaq.localization.templates) and localize(method=...)."""
 import numpy as np
+import torch
 import pytest
 from scipy.signal import oaconvolve
 
@@ -627,3 +628,71 @@ def test_sources_between_the_measured_directions_are_found_closer(small_set):
     r = localize_templates(_render(h, k, 3), FS, hrtf=h)
     assert r["exact_head"]["used"] and not r["refined"]
     assert np.array_equal(r["directions"][0], h.directions[k])
+
+
+def test_several_sources_read_their_units_chunk_by_chunk_with_the_whole_arrays_answers(small_set):
+    """The several-source passes (votes, refinement, joint fit, trajectory) hold a chunk of frames' distances at a
+    time: on a signal cut into many chunks they give what the whole (units, directions) array gives."""
+    from spaq.localization import templates as T
+
+    h, ts, _ = small_set
+    k1, k2 = int(h.nearest_index(60, 0)), int(h.nearest_index(-60, 0))
+    t = np.arange(2 * FS + h.taps) / FS
+    g1 = (np.sin(2 * np.pi * 2 * t) > 0).astype(float)
+    x = _render(h, k1, 1, 2 * FS, g1) + _render(h, k2, 2, 2 * FS, 1 - g1)
+    x[:, FS // 2:FS // 2 + FS // 4] = 0.0  # a pause: units of no weight, whole chunks of them
+    o = {**T.DEFAULTS, **T.MULTI_SOURCE}
+    gb = o.pop("group_bands")
+    for key in ("exact_opts", "drr_variants_db", "drr_coherence", "head_scales", "dereverb", "subgrid_spacings"):
+        o.pop(key, None)
+    obs = T._observation(x, o)
+    whole, gw = T.group_distances(ts, obs, gb, **o)
+    whole, gw = whole.reshape(-1, whole.shape[-1]), gw.reshape(-1)
+    assert (gw == 0).any() and (gw > 0).any()  # silent units exist (the sources alternate) and are left out
+    assert np.all(whole[gw == 0] == 0.0)  # ... because their distance to every direction is exactly 0
+    D = len(ts.directions)
+    for keep_bytes in (0, 1 << 40):  # computed again on every pass, and kept after the first
+        u = T._Units(ts, obs, gb, o, chunk_bytes=8 * 3 * u_groups(obs, gb) * D, keep_bytes=keep_bytes)
+        for _ in range(2):
+            parts = list(u.chunks())
+            assert len(parts) > 5 and all(len(p) <= 3 * u_groups(obs, gb) for _, p in parts)
+            assert [s for s, _ in parts] == list(np.cumsum([0] + [len(p) for _, p in parts])[:-1])
+            # a chunk's matrix products may round differently from the whole array's (float64, 1e-15 seen)
+            np.testing.assert_allclose(np.concatenate([p for _, p in parts]), whole[gw > 0], rtol=1e-9,
+                                       atol=1e-12 * float(whole.max()))
+        np.testing.assert_array_equal(u.gw, gw[gw > 0])
+        # the joint fit, against the formula on the whole array
+        ks0 = [int(np.argmin(whole[:, :].sum(0))), int(h.nearest_index(0, 0))]
+        ref, cos_sep = list(ks0), np.cos(np.radians(25.0))
+        for _ in range(3):
+            for i in range(2):
+                others = np.min(whole[:, [k for j, k in enumerate(ref) if j != i]], axis=1)
+                total = np.minimum(whole, others[:, None]).sum(0)
+                total[np.max(ts.directions @ ts.directions[[k for j, k in enumerate(ref) if j != i]].T, axis=1) >= cos_sep] = np.inf
+                ref[i] = int(np.argmin(total))
+        assert T._fit_directions(u, ks0, ts.directions, 25.0, 3) == ref
+    # the trajectory's reductions
+    Df, fw = T.frame_distances(x, ts, observation=obs, **o)
+    best, bD, fw2 = T._frame_votes(ts, obs, 10, o, chunk_bytes=8 * 20 * D)
+    np.testing.assert_array_equal(best, np.argmin(Df, axis=1))
+    np.testing.assert_array_equal(fw2, fw)
+    np.testing.assert_allclose(bD, np.stack([Df[i:i + 10].sum(0) for i in range(0, len(Df), 10)]), rtol=1e-9,
+                               atol=1e-12 * float(Df.max()))
+
+
+def u_groups(obs, gb):
+    return -(-obs[2].shape[1] // gb)
+
+
+def test_vote_kernel_is_exp_to_float32s_smallest_normal_and_zero_beyond():
+    """exact_votes' kernel: exp(-e/2) less exp(-87) (0 from the cap on, where float32's exp runs a slow path):
+    off by less than 3e-38 anywhere, equal wherever the value exceeds 1e-30, never negative."""
+    from spaq.localization.templates import _GAUSS_MAX, _gauss
+
+    e = torch.cat([torch.linspace(0.0, 2 * _GAUSS_MAX, 20001), torch.tensor([0.0, 4.6, 100.0, _GAUSS_MAX, 1e6])])
+    ref = torch.exp(-0.5 * e)  # what the votes computed before (float32; subnormal or 0 beyond the cap)
+    got = _gauss(e.clamp(0.0, _GAUSS_MAX))
+    assert float((got.double() - ref.double()).abs().max()) < 3e-38  # the floor, plus subnormals flushed to 0
+    big = ref > 1e-30
+    assert int(big.sum()) > 5000 and torch.equal(got[big], ref[big])
+    assert float(got.min()) >= 0.0 and float(got[e >= _GAUSS_MAX].abs().max()) == 0.0

@@ -636,7 +636,8 @@ def _mm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def group_distances(ts: TemplateSet, observation, group_bands: int, **opts):
     """Distances per frame, group of ``group_bands`` consecutive bands and direction
     ``(nf, G, D)`` and the groups' weights ``(nf, G)`` (several sources: in a group of bands
-    and a frame one source tends to dominate)."""
+    and a frame one source tends to dominate). A long signal's units take (nf G D) float64: several
+    sources read them chunk by chunk (:class:`_Units`)."""
     o = {**DEFAULTS, **opts}
     z, omega, wb = observation
     Tt, T2t = ts.flat(int(o["shape_degree"]))
@@ -648,6 +649,71 @@ def group_distances(ts: TemplateSet, observation, group_bands: int, **opts):
         out.append((og * zg * zg).sum(1)[:, None] - 2.0 * _mm(og * zg, Tt[cols]) + _mm(og, T2t[cols]))
         gw.append(wb[:, a:a + group_bands].sum(1))
     return np.maximum(np.stack(out, axis=1), 0.0), np.stack(gw, axis=1)
+
+
+#: bytes of float64 distances several sources' passes compute at once (:class:`_Units`, :func:`_frame_votes`): the
+#: whole ``(units, directions)`` array of a 20 s signal was 1.6 GB (KU100's 2702 directions), 4 GB at 60 s
+CHUNK_BYTES = 16 << 20
+#: up to this many bytes (a few seconds of signal) :class:`_Units` keeps its chunks after the first pass instead of
+#: computing them again on each
+KEEP_BYTES = 128 << 20
+
+
+class _Units:
+    """The units (frame, group of bands) of several sources' fit and their distances to every direction
+    (:func:`group_distances`), chunk of frames by chunk (:meth:`chunks`): memory stays about :data:`CHUNK_BYTES`
+    whatever the signal's length (the chunks are computed again on each pass; a signal whose distances take at most
+    :data:`KEEP_BYTES` keeps them). Units of zero weight are left out: their observation weights are all zero, so
+    their distance to every direction is exactly 0 and they add nothing to any vote, refinement or fit. ``gw (U,)``:
+    the weights of the units kept, in unit order (frame-major, as ``group_distances(...).reshape(-1, D)``)."""
+
+    def __init__(self, ts: TemplateSet, observation, group_bands: int, opts: dict, chunk_bytes: int = CHUNK_BYTES,
+                 keep_bytes: int = KEEP_BYTES):
+        self.ts, self.obs, self.group_bands, self.opts = ts, observation, int(group_bands), opts
+        wb = observation[2]
+        self.n_groups = -(-wb.shape[1] // self.group_bands)
+        gw = np.stack([wb[:, a:a + self.group_bands].sum(1) for a in range(0, wb.shape[1], self.group_bands)], axis=1)
+        self.keep = gw.reshape(-1) > 0  # (nf G,)
+        self.gw = gw.reshape(-1)[self.keep]
+        self.step = max(1, int(chunk_bytes) // (8 * self.n_groups * len(ts.directions)))  # frames per chunk
+        self._kept = [] if 8 * len(self.gw) * len(ts.directions) <= int(keep_bytes) else None
+        self._complete = False
+
+    def chunks(self):
+        """Yields ``(start, Dg)``: the distances ``(n, D)`` of the kept units ``start .. start + n - 1``."""
+        if self._complete:
+            yield from self._kept
+            return
+        z, omega, wb = self.obs
+        if self._kept is not None:
+            self._kept = []  # a pass left unfinished kept only part of them
+        start = 0
+        for r0 in range(0, len(z), self.step):
+            r1 = min(len(z), r0 + self.step)
+            keep = self.keep[r0 * self.n_groups:r1 * self.n_groups]
+            if not keep.any():
+                continue
+            Dg, _ = group_distances(self.ts, (z[r0:r1], omega[r0:r1], wb[r0:r1]), self.group_bands, **self.opts)
+            Dg = Dg.reshape(-1, Dg.shape[-1])[keep]
+            if self._kept is not None:
+                self._kept.append((start, Dg))
+            yield start, Dg
+            start += len(Dg)
+        self._complete = self._kept is not None
+
+
+def _frame_votes(ts: TemplateSet, observation, per: int, opts: dict, chunk_bytes: int = CHUNK_BYTES) -> tuple:
+    """:func:`frame_distances` reduced chunk by chunk of frames (several sources, whose frames are not pooled):
+    ``(best (nf,), bD (nb, D), fw (nf,))``: each frame's nearest direction, the distances summed over blocks of
+    ``per`` frames and the frames' weights; memory about :data:`CHUNK_BYTES`."""
+    z, omega, wb = observation
+    step = per * max(1, int(chunk_bytes) // (8 * per * len(ts.directions)))  # whole blocks per chunk
+    best, bD = [], []
+    for r0 in range(0, len(z), step):
+        D, _ = frame_distances(None, ts, observation=(z[r0:r0 + step], omega[r0:r0 + step], wb[r0:r0 + step]), **opts)
+        best.append(np.argmin(D, axis=1))
+        bD += [D[i:i + per].sum(0) for i in range(0, len(D), per)]
+    return np.concatenate(best), np.stack(bD), wb.sum(1)
 
 
 def _pool(observation, per: int):
@@ -663,20 +729,23 @@ def _pool(observation, per: int):
     return zb, W, np.add.reduceat(wb, idx, axis=0)
 
 
-def _fit_directions(Dg: np.ndarray, ks: list, dirs: np.ndarray, sep_deg: float, iterations: int) -> list:
+def _fit_directions(units: "_Units", ks: list, dirs: np.ndarray, sep_deg: float, iterations: int) -> list:
     """Joint fit of several directions: each unit (frame, band group) is explained by the
     direction that fits it best, and each direction in turn moves to where the sum over units of
     ``min(D(unit, own), D(unit, others))`` is smallest (coordinate descent from the vote peaks;
     directions stay ``sep_deg`` apart). A source that dominates few units is not outvoted by
-    the units of a louder or continuous one."""
+    the units of a louder or continuous one. ``units``: :class:`_Units` (one pass over its chunks per
+    direction moved)."""
     ks = list(ks)
     cos_sep = np.cos(np.radians(sep_deg))
     for _ in range(iterations):
         moved = False
         for i in range(len(ks)):
-            others = np.min(Dg[:, [k for j, k in enumerate(ks) if j != i]], axis=1)
-            total = np.minimum(Dg, others[:, None]).sum(0)
-            near = np.max(dirs @ dirs[[k for j, k in enumerate(ks) if j != i]].T, axis=1) >= cos_sep
+            other = [k for j, k in enumerate(ks) if j != i]
+            total = np.zeros(len(dirs))
+            for _, Dg in units.chunks():
+                total += np.minimum(Dg, np.min(Dg[:, other], axis=1)[:, None]).sum(0)
+            near = np.max(dirs @ dirs[other].T, axis=1) >= cos_sep
             total[near] = np.inf
             k = int(np.argmin(total))
             moved |= k != ks[i]
@@ -684,6 +753,21 @@ def _fit_directions(Dg: np.ndarray, ks: list, dirs: np.ndarray, sep_deg: float, 
         if not moved:
             break
     return ks
+
+
+#: the largest misfit whose vote :func:`_gauss` computes: ``exp(-e / 2)`` beyond it is below float32's smallest normal
+#: number (1.6e-38), where the vectorised exp falls back to a path 20-60x slower (most of a several-source call's time)
+_GAUSS_MAX = 174.0
+_GAUSS_FLOOR = float(torch.exp(torch.tensor(-0.5 * _GAUSS_MAX)))
+
+
+def _gauss(e: torch.Tensor) -> torch.Tensor:
+    """``exp(-e / 2)`` of misfits ``0 <= e <= _GAUSS_MAX`` (float32; in place) less ``exp(-_GAUSS_MAX / 2)``, so 0 at
+    the cap: every value moves by less than 3e-38 (the floor, and a subnormal result may be flushed to 0; float32
+    gives 0 or a subnormal number beyond the cap: no vote a direction could win by; above about 1e-30 the subtraction
+    rounds to the value itself)."""
+    e = e.mul_(-0.5)
+    return torch.exp(e, out=e).sub_(_GAUSS_FLOOR)
 
 
 def exact_votes(x: np.ndarray, ts: TemplateSet, n_sources: int, sep_deg: float, stft=None, **opts) -> dict:
@@ -726,15 +810,17 @@ def exact_votes(x: np.ndarray, ts: TemplateSet, n_sources: int, sep_deg: float, 
     T_re, T_im = torch.from_numpy(t["u_re"]).T, torch.from_numpy(t["u_im"]).T  # (K_lo, D)
     K = z_ild.shape[0]
 
-    def misfit(a: int, b: int, cols=None) -> torch.Tensor:  # e for bins a:b, (b - a, M, D or len(cols))
-        Ti = T_ild[a:b] if cols is None else T_ild[a:b, cols]
-        e = (z_ild[a:b, :, None] - Ti[:, None, :]) ** 2
+    def misfit(a: int, b: int, cols=None, cap: float | None = None) -> torch.Tensor:  # e for bins a:b, (b - a, M, D
+        Ti = T_ild[a:b] if cols is None else T_ild[a:b, cols]  # or len(cols)), clamped to [0, cap]
+        e = (z_ild[a:b, :, None] - Ti[:, None, :]).square_()
         c = min(b, k_lo)
         if a < c:
             Tr = T_re[a:c] if cols is None else T_re[a:c, cols]
             Tm = T_im[a:c] if cols is None else T_im[a:c, cols]
-            e[: c - a] += (2.0 - 2.0 * (z_re[a:c, :, None] * Tr[:, None, :] + z_im[a:c, :, None] * Tm[:, None, :])) / sp ** 2
-        return e.clamp_min(0.0)
+            u = z_re[a:c, :, None] * Tr[:, None, :]  # (2 - 2 (re + im)) / sp^2, in place, the same operations
+            u += z_im[a:c, :, None] * Tm[:, None, :]
+            e[: c - a] += u.mul_(2.0).neg_().add_(2.0).div_(sp ** 2)
+        return e.clamp_(0.0, cap)
 
     dirs = ts.directions
     ks, e_k = [], []
@@ -749,7 +835,7 @@ def exact_votes(x: np.ndarray, ts: TemplateSet, n_sources: int, sep_deg: float, 
             v = torch.zeros(T_ild.shape[1], dtype=torch.float64)
             for a in range(0, K, step):
                 b = min(K, a + step)
-                v += (keep[a:b, :, None] * torch.exp(-0.5 * misfit(a, b))).sum((0, 1)).double()
+                v += (keep[a:b, :, None] * _gauss(misfit(a, b, cap=_GAUSS_MAX))).sum((0, 1)).double()
             v = v.numpy()
             if ks:
                 v[np.max(dirs @ dirs[ks].T, axis=1) >= np.cos(np.radians(sep_deg))] = -1.0
@@ -995,12 +1081,17 @@ def localize_templates(x: np.ndarray, sample_rate: int, hrtf=None, n_sources: in
         f = float(summed_distances(ts_h, sums, **opts).min())
         fits.append((f if not fits else f / head_margin, ts_h))
     fit, ts = min(fits, key=lambda t: t[0])
-    D, fw = frame_distances(x, ts, observation=obs, **opts)  # (nf, Nd), (nf,): the best set's only
+    k = per // unit  # trajectory blocks: distances summed over blocks of frame_s
+    if S == 1:  # pooled: (blocks, Nd) is small
+        D, fw = frame_distances(x, ts, observation=obs, **opts)  # (nf, Nd), (nf,): the best set's only
+        best = np.argmin(D, axis=1)  # per-frame vote
+        bD = np.stack([D[i * k:(i + 1) * k].sum(0) for i in range(-(-len(D) // k))])
+    else:  # every frame: reduced chunk by chunk (a long signal's (nf, Nd) would not fit)
+        best, bD, fw = _frame_votes(ts, obs, k, opts)
     if not np.any(fw > 0):
         raise SpaqInputError("no band carries usable binaural cues (below the hearing threshold, or one ear silent "
                              "or the ears uncorrelated): no direction can be estimated")
     dirs = ts.directions
-    best = np.argmin(D, axis=1)  # per-frame vote
     cos_ref = np.cos(np.radians(refine_cap_deg))
     exact = None
     found_set = ts  # the set whose directions are reported (an exact-head stage's when it is used)
@@ -1011,23 +1102,26 @@ def localize_templates(x: np.ndarray, sample_rate: int, hrtf=None, n_sources: in
             if exact["used"]:
                 found_set, ks = exact["set"], [exact["k"]]
     else:  # votes of every (frame, group of bands), peaks, each refined by the units that voted near it
-        Dg, gw = group_distances(ts, obs, int(group_bands), **opts)
-        Dg, gw = Dg.reshape(-1, Dg.shape[-1]), gw.reshape(-1)
-        gbest = np.argmin(Dg, axis=1)
+        units = _Units(ts, obs, int(group_bands), opts)  # their distances, a chunk of frames at a time
+        gw = units.gw
+        gbest = np.concatenate([np.argmin(Dg, axis=1) for _, Dg in units.chunks()] or [np.zeros(0, dtype=np.int64)])
         seeds = _peaks(np.bincount(gbest, weights=gw, minlength=len(dirs)), ts, S, vote_cap_deg,
                        min_separation_deg)
         ks = []
         if seeds:
             owner = np.argmax(dirs[gbest] @ dirs[seeds].T, axis=1)
-            for i, k0 in enumerate(seeds):
-                sel = (owner == i) & (dirs[gbest] @ dirs[k0] >= cos_ref) & (gw > 0)
-                if not np.any(sel):
-                    ks.append(k0)
-                    continue
-                cand = np.flatnonzero(dirs @ dirs[k0] >= cos_ref)
-                ks.append(int(cand[np.argmin(Dg[sel][:, cand].sum(0))]))
+            sels = [(owner == i) & (dirs[gbest] @ dirs[k0] >= cos_ref) for i, k0 in enumerate(seeds)]
+            cands = [np.flatnonzero(dirs @ dirs[k0] >= cos_ref) for k0 in seeds]
+            sums = [np.zeros(len(c)) for c in cands]
+            if any(sel.any() for sel in sels):  # each seed refined by the units that voted near it
+                for start, Dg in units.chunks():
+                    for sel, cand, tot in zip(sels, cands, sums):
+                        part = sel[start:start + len(Dg)]
+                        if part.any():
+                            tot += Dg[part][:, cand].sum(0)
+            ks = [k0 if not sel.any() else int(cand[np.argmin(tot)]) for k0, sel, cand, tot in zip(seeds, sels, cands, sums)]
         if fit_iterations > 0 and len(ks) > 1:
-            ks = _fit_directions(Dg, ks, dirs, min_separation_deg, fit_iterations)
+            ks = _fit_directions(units, ks, dirs, min_separation_deg, fit_iterations)
         if exact_stage:  # the exact-head votes: used where the found directions match enough bins sharply
             exact = _exact_vote_stage(x, heads, S, min_separation_deg, exact_opts.get("votes", {}))
             if exact["used"]:
@@ -1036,7 +1130,7 @@ def localize_templates(x: np.ndarray, sample_rate: int, hrtf=None, n_sources: in
     refined = False
     if subgrid > 0 and S == 1 and direct and len(ks) and not (exact is not None and exact["used"]):
         step = found_set.spacing_deg()  # fitted within subgrid steps, moved at most one step
-        d_ref = subgrid_direction(dirs, D.sum(0), ks[0], subgrid * step, step)
+        d_ref = subgrid_direction(dirs, D.sum(0), ks[0], subgrid * step, step)  # S == 1: D as computed above
         if np.sign(d_ref[0]) != np.sign(found[0][0]):  # front and back are the grid search's decision (it compares
             d_ref = found[0]  # the full templates of both): a refinement across the frontal plane is not made
         refined = bool(d_ref @ found[0] < 1.0 - 1e-12)
@@ -1044,10 +1138,8 @@ def localize_templates(x: np.ndarray, sample_rate: int, hrtf=None, n_sources: in
     conf = np.array([float(fw[(dirs[best] @ d) >= cos_ref].sum() / fw.sum()) for d in found])
     order = np.argsort(-conf, kind="stable")  # strongest first
     found, conf = found[order], conf[order]
-    # trajectory: distances summed over blocks of frame_s
-    k = per // unit
-    nb = -(-len(D) // k)
-    bD = np.stack([D[i * k:(i + 1) * k].sum(0) for i in range(nb)])
+    # trajectory: the blocks' summed distances (bD above)
+    nb = len(bD)
     bw = np.array([fw[i * k:(i + 1) * k].sum() for i in range(nb)])
     bdir = dirs[np.argmin(bD, axis=1)]
     src = np.argmax(bdir @ found.T, axis=1) if len(found) else np.zeros(nb, dtype=int)
