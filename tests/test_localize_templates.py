@@ -647,10 +647,22 @@ def test_several_sources_read_their_units_chunk_by_chunk_with_the_whole_arrays_a
         o.pop(key, None)
     obs = T._observation(x, o)
     whole, gw = T.group_distances(ts, obs, gb, **o)
-    whole, gw = whole.reshape(-1, whole.shape[-1]), gw.reshape(-1)
-    assert (gw == 0).any() and (gw > 0).any()  # silent units exist (the sources alternate) and are left out
-    assert np.all(whole[gw == 0] == 0.0)  # ... because their distance to every direction is exactly 0
+    z, omega, wb = obs  # the distances by their definition, group by group
+    Tt, T2t = ts.flat(int(o["shape_degree"]))
+    F = wb.shape[1]
+    for g, a in enumerate(range(0, F, gb)):
+        cols = np.concatenate([np.arange(a, min(F, a + gb)) + j * F for j in range(5)])
+        ref = (omega[:, cols] * z[:, cols] ** 2).sum(1)[:, None] - 2 * (omega[:, cols] * z[:, cols]) @ Tt[cols] \
+            + omega[:, cols] @ T2t[cols]
+        np.testing.assert_allclose(whole[:, g], np.maximum(ref, 0.0), rtol=1e-9, atol=1e-12 * float(np.abs(ref).max()))
+        np.testing.assert_array_equal(gw[:, g], wb[:, a:a + gb].sum(1))
     D = len(ts.directions)
+    # the units in _Units' order: chunks of 3 frames, group-major within a chunk
+    order = np.concatenate([(np.arange(r0, min(len(gw), r0 + 3))[None, :] * gw.shape[1]
+                             + np.arange(gw.shape[1])[:, None]).reshape(-1) for r0 in range(0, len(gw), 3)])
+    whole, gw = whole.reshape(-1, whole.shape[-1])[order], gw.reshape(-1)[order]
+    assert (gw == 0).any() and (gw > 0).any()  # silent units exist (the pause) and are left out
+    assert np.all(whole[gw == 0] == 0.0)  # ... because their distance to every direction is exactly 0
     for keep_bytes in (0, 1 << 40):  # computed again on every pass, and kept after the first
         u = T._Units(ts, obs, gb, o, chunk_bytes=8 * 3 * u_groups(obs, gb) * D, keep_bytes=keep_bytes)
         for _ in range(2):

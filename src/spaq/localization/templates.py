@@ -636,19 +636,47 @@ def _mm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def group_distances(ts: TemplateSet, observation, group_bands: int, **opts):
     """Distances per frame, group of ``group_bands`` consecutive bands and direction
     ``(nf, G, D)`` and the groups' weights ``(nf, G)`` (several sources: in a group of bands
-    and a frame one source tends to dominate). A long signal's units take (nf G D) float64: several
-    sources read them chunk by chunk (:class:`_Units`)."""
+    and a frame one source tends to dominate). A long signal's units take (nf G D) float64:
+    several sources read them chunk by chunk (:class:`_Units`)."""
     o = {**DEFAULTS, **opts}
+    Dg = _group_distances_gm(ts, observation, int(group_bands), int(o["shape_degree"]))
+    wb, F = observation[2], observation[2].shape[1]
+    gw = np.stack([wb[:, a:a + group_bands].sum(1) for a in range(0, F, group_bands)], axis=1)
+    return Dg.transpose(1, 0, 2), gw
+
+
+def _group_distances_gm(ts: TemplateSet, observation, group_bands: int, degree: int) -> np.ndarray:
+    """:func:`group_distances`' distances group-major ``(G, nf, D)``: one batched matrix product over the groups,
+    each unit's ``sum w z^2 - 2 (w z) . t + w . t^2`` over its group's columns, then clipped at 0 in place."""
     z, omega, wb = observation
-    Tt, T2t = ts.flat(int(o["shape_degree"]))
-    F = wb.shape[1]
-    out, gw = [], []
-    for a in range(0, F, group_bands):
-        cols = np.concatenate([np.arange(a, min(F, a + group_bands)) + j * F for j in range(5)])
-        zg, og = z[:, cols], omega[:, cols]
-        out.append((og * zg * zg).sum(1)[:, None] - 2.0 * _mm(og * zg, Tt[cols]) + _mm(og, T2t[cols]))
-        gw.append(wb[:, a:a + group_bands].sum(1))
-    return np.maximum(np.stack(out, axis=1), 0.0), np.stack(gw, axis=1)
+    W, cols = _group_templates(ts, degree, wb.shape[1], group_bands)  # (G, 2 C, D), (G, C)
+    valid = cols >= 0
+    c = np.where(valid, cols, 0)
+    og, zg = omega[:, c] * valid, z[:, c]  # (nf, G, C): a short last group's padding weighs 0
+    X = np.concatenate([og * zg, og], axis=-1).transpose(1, 0, 2)  # (G, nf, 2 C)
+    with _one_thread():
+        Dg = torch.bmm(torch.from_numpy(np.ascontiguousarray(X)), torch.from_numpy(W)).numpy()  # (G, nf, D)
+    Dg += (og * zg * zg).sum(-1).T[:, :, None]
+    return np.maximum(Dg, 0.0, out=Dg)
+
+
+def _group_templates(ts: TemplateSet, degree: int, n_bands: int, group_bands: int) -> tuple:
+    """Per group of ``group_bands`` bands: its columns of the observation ``(G, C)`` (``C = 5 group_bands``; -1
+    pads a short last group) and the templates ``[-2 t; t^2]`` on them ``(G, 2 C, D)`` (cached per set)."""
+    key = ("groups", degree, n_bands, group_bands)
+    if key not in ts._flat:
+        Tt, T2t = ts.flat(degree)
+        groups = [np.concatenate([np.arange(a, min(n_bands, a + group_bands)) + j * n_bands for j in range(5)])
+                  for a in range(0, n_bands, group_bands)]
+        C = 5 * group_bands
+        cols = np.full((len(groups), C), -1)
+        W = np.zeros((len(groups), 2 * C, Tt.shape[1]))
+        for g, cg in enumerate(groups):
+            cols[g, :len(cg)] = cg
+            W[g, :len(cg)] = -2.0 * Tt[cg]
+            W[g, C:C + len(cg)] = T2t[cg]
+        ts._flat[key] = (W, cols)
+    return ts._flat[key]
 
 
 #: bytes of float64 distances several sources' passes compute at once (:class:`_Units`, :func:`_frame_votes`): the
@@ -664,18 +692,20 @@ class _Units:
     (:func:`group_distances`), chunk of frames by chunk (:meth:`chunks`): memory stays about :data:`CHUNK_BYTES`
     whatever the signal's length (the chunks are computed again on each pass; a signal whose distances take at most
     :data:`KEEP_BYTES` keeps them). Units of zero weight are left out: their observation weights are all zero, so
-    their distance to every direction is exactly 0 and they add nothing to any vote, refinement or fit. ``gw (U,)``:
-    the weights of the units kept, in unit order (frame-major, as ``group_distances(...).reshape(-1, D)``)."""
+    their distance to every direction is exactly 0 and they add nothing to any vote, refinement or fit. Units are
+    ordered chunk by chunk, group-major within a chunk; ``gw (U,)``: the weights of the units kept, in that order."""
 
     def __init__(self, ts: TemplateSet, observation, group_bands: int, opts: dict, chunk_bytes: int = CHUNK_BYTES,
                  keep_bytes: int = KEEP_BYTES):
-        self.ts, self.obs, self.group_bands, self.opts = ts, observation, int(group_bands), opts
+        self.ts, self.obs, self.group_bands = ts, observation, int(group_bands)
+        self.degree = int({**DEFAULTS, **opts}["shape_degree"])
         wb = observation[2]
-        self.n_groups = -(-wb.shape[1] // self.group_bands)
+        n_groups = -(-wb.shape[1] // self.group_bands)
         gw = np.stack([wb[:, a:a + self.group_bands].sum(1) for a in range(0, wb.shape[1], self.group_bands)], axis=1)
-        self.keep = gw.reshape(-1) > 0  # (nf G,)
-        self.gw = gw.reshape(-1)[self.keep]
-        self.step = max(1, int(chunk_bytes) // (8 * self.n_groups * len(ts.directions)))  # frames per chunk
+        self.step = max(1, int(chunk_bytes) // (8 * n_groups * len(ts.directions)))  # frames per chunk
+        self.spans = [(r0, min(len(wb), r0 + self.step)) for r0 in range(0, len(wb), self.step)]
+        self.keep = [gw[r0:r1].T.reshape(-1) > 0 for r0, r1 in self.spans]  # per chunk, group-major
+        self.gw = np.concatenate([gw[r0:r1].T.reshape(-1)[k] for (r0, r1), k in zip(self.spans, self.keep)])
         self._kept = [] if 8 * len(self.gw) * len(ts.directions) <= int(keep_bytes) else None
         self._complete = False
 
@@ -688,13 +718,13 @@ class _Units:
         if self._kept is not None:
             self._kept = []  # a pass left unfinished kept only part of them
         start = 0
-        for r0 in range(0, len(z), self.step):
-            r1 = min(len(z), r0 + self.step)
-            keep = self.keep[r0 * self.n_groups:r1 * self.n_groups]
+        for (r0, r1), keep in zip(self.spans, self.keep):
             if not keep.any():
                 continue
-            Dg, _ = group_distances(self.ts, (z[r0:r1], omega[r0:r1], wb[r0:r1]), self.group_bands, **self.opts)
-            Dg = Dg.reshape(-1, Dg.shape[-1])[keep]
+            Dg = _group_distances_gm(self.ts, (z[r0:r1], omega[r0:r1], wb[r0:r1]), self.group_bands, self.degree)
+            Dg = Dg.reshape(-1, Dg.shape[-1])
+            if not keep.all():
+                Dg = Dg[keep]
             if self._kept is not None:
                 self._kept.append((start, Dg))
             yield start, Dg
