@@ -708,3 +708,37 @@ def test_vote_kernel_is_exp_to_float32s_smallest_normal_and_zero_beyond():
     big = ref > 1e-30
     assert int(big.sum()) > 5000 and torch.equal(got[big], ref[big])
     assert float(got.min()) >= 0.0 and float(got[e >= _GAUSS_MAX].abs().max()) == 0.0
+
+
+def test_a_long_signal_is_observed_in_blocks_with_the_whole_passes_cues(small_set, monkeypatch):
+    """Above OBSERVE_BLOCKS' length the cues come from blocks with margins (bounded memory): the same frames, ILD and
+    levels to 0.01 dB, weighted IPD phasors and coherence close, the same answer; the gate's low bands are the
+    first bands of the full result."""
+    from spaq.localization import templates as T
+
+    h, ts, _ = small_set
+    k = int(h.nearest_index(40, 10))
+    rng = np.random.default_rng(1)
+    n = 6 * FS + 7
+    x = _render(h, k, 3, n, gate=np.repeat(rng.random(n // 1000 + 1) > 0.3, 1000)[:n + h.taps]) * 0.6
+    whole = T._Observed(x, 20.0, also_ms=10.0).result()
+    monkeypatch.setitem(T.OBSERVE_BLOCKS, "longer_than_s", 2.0)
+    monkeypatch.setitem(T.OBSERVE_BLOCKS, "block_s", 1.5)
+    obs = T._Observed(x, 20.0, also_ms=10.0)
+    assert isinstance(obs.cues, T._BlockCues)
+    low = obs.low(10)
+    blocked = obs.result()
+    for (fw, lw), (fb, lb) in zip(whole, blocked):
+        assert fw.shape == fb.shape and lw.shape == lb.shape
+        assert float((fw[0] - fb[0]).abs().max()) < 0.01 and float((lw - lb).abs().max()) < 0.01
+        w = fw[3].clamp(0, 1) ** 8 * (lw.max(0).values > lw.max() - 40)
+        d = ((fw[1] - fb[1]) ** 2 + (fw[2] - fb[2]) ** 2).sqrt()
+        assert float((w * d).sum() / w.sum()) < 2e-3 and float((w * (fw[3] - fb[3]).abs()).sum() / w.sum()) < 2e-3
+    # (the spectral shape is relative to the bands computed so far: the gate's own; the other cues per band)
+    torch.testing.assert_close(low[0][:4], blocked[0][0][:4, :10], rtol=0, atol=0)
+    torch.testing.assert_close(low[1], blocked[0][1][:, :10], rtol=0, atol=0)
+    r_blocked = localize_templates(x, FS, hrtf=h)
+    monkeypatch.setitem(T.OBSERVE_BLOCKS, "longer_than_s", 1e9)
+    r_whole = localize_templates(x, FS, hrtf=h)
+    np.testing.assert_array_equal(r_blocked["directions"], r_whole["directions"])
+    assert abs(r_blocked["confidence"][0] - r_whole["confidence"][0]) < 1e-3
