@@ -65,6 +65,10 @@ def wpe_max_taps(n_samples: int, channels: int, n_fft: int = 1024, hop: int = 25
     return ((n_samples - n_fft) // hop - delay) // (2 * channels + 1)
 
 
+#: bytes of the block transforms :func:`wpe_stft` holds at once while it applies its filter
+WPE_APPLY_BYTES = 32 << 20
+
+
 def wpe_stft(Y: torch.Tensor, taps: int = 20, delay: int = 2, iterations: int = 1, max_frames: int | None = None,
              eps: float = 1e-10) -> torch.Tensor:
     """Weighted prediction error on an STFT ``Y (F, C, N)`` complex (bins, channels, frames) -> the
@@ -112,10 +116,19 @@ def wpe_stft(Y: torch.Tensor, taps: int = 20, delay: int = 2, iterations: int = 
     B = 1 << max(5, math.ceil(math.log2(4 * (lag + 1))))
     step = B - lag
     nb = -(-N // step)
-    blocks = torch.nn.functional.pad(Y, (lag, nb * step - N)).unfold(-1, B, step)  # (F, C, nb, B)
-    Hf, Yf = torch.fft.fft(h, n=B), torch.fft.fft(blocks, dim=-1)  # (F, C, C, B), (F, C, nb, B)
-    pred = sum(Hf[:, :, i, None] * Yf[:, None, i] for i in range(C))  # (F, C_out, nb, B); faster than an einsum
-    return Y - torch.fft.ifft(pred, dim=-1)[..., lag:].reshape(F, C, nb * step)[..., :N]
+    blocks = torch.nn.functional.pad(Y, (lag, nb * step - N)).unfold(-1, B, step)  # (F, C, nb, B), a view
+    Hf = torch.fft.fft(h, n=B)  # (F, C, C, B)
+    out = Y.clone()
+    # a group of blocks at a time: the transforms and products of every block at once took about five times the
+    # STFT's memory (a long recording's); each block's own arithmetic is the same
+    per = max(1, (WPE_APPLY_BYTES // (16 * F * C * B)))
+    for b0 in range(0, nb, per):
+        b1 = min(nb, b0 + per)
+        Yf = torch.fft.fft(blocks[:, :, b0:b1], dim=-1)  # (F, C, n, B)
+        pred = sum(Hf[:, :, i, None] * Yf[:, None, i] for i in range(C))  # (F, C_out, n, B); faster than an einsum
+        t0, t1 = b0 * step, min(N, b1 * step)
+        out[..., t0:t1] -= torch.fft.ifft(pred, dim=-1)[..., lag:].reshape(F, C, (b1 - b0) * step)[..., :t1 - t0]
+    return out
 
 
 def wpe_dereverberate(x: torch.Tensor, n_fft: int = 1024, hop: int = 256, taps: int = 20, delay: int = 2,
