@@ -41,3 +41,32 @@ def test_fast_bands_are_decimated_exact_bands():
         assert err < 2e-7, (b, d, err)  # window of +-12 bandwidths: 3.6e-8 here (+-4: 1e-6)
         seen += b.stop - b.start
     assert seen == 29
+
+
+def test_decimated_envelopes_read_their_band_to_a_fast_length():
+    """A decimated band's envelope is the low-passed analytic signal of its magnitude over the smallest
+    2^a 3^b 5^c length >= its frames' samples (its own samples continue into the gammatone padding), not over
+    a length with a large prime factor (8x slower transforms): unchanged where the length is already such a
+    number, the same frames either way, close to exact mode's envelope-based cues."""
+    from spaq.auditory.binaural_features import binaural_features
+    from spaq.dsp import next_fast_len
+
+    rng = np.random.default_rng(1)
+    fast = AuditoryFrontEnd(decimate=True)
+    for n_samples in (48000, 47999):
+        x = torch.from_numpy(rng.standard_normal((2, n_samples)) * 0.05)
+        spec = torch.fft.rfft(x.float(), n=fast.spectrum_length(n_samples))
+        for b, d, band, env in fast.bands(spec, n_samples):
+            t = n_samples // d
+            assert band.shape[-1] == env.shape[-1] == t
+            if next_fast_len(t) == t:  # lengths that are already fast: as before, to the bit
+                assert torch.equal(env, fast._lowpass_analytic(torch.abs(band), d))
+            else:  # a longer read: not the envelope of the truncated band
+                assert not torch.equal(env, fast._lowpass_analytic(torch.abs(band), d))
+        # the cues agree with exact mode (full rate, circular over the signal) as closely at either length
+        f_fast, l_fast = binaural_features(x, AuditoryFrontEnd(decimate=True, frame_ms=40.0))
+        f_exact, l_exact = binaural_features(x, AuditoryFrontEnd(frame_ms=40.0))
+        w = (f_exact[3].clamp(0, 1) ** 8).double()
+        ic_err = float((w * (f_fast[3] - f_exact[3]).abs()).sum() / w.sum())
+        assert ic_err < 0.003, (n_samples, ic_err)  # 0.00095 at both lengths
+        assert float((l_fast - l_exact).abs().max()) < 0.05
