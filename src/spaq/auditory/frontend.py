@@ -15,7 +15,10 @@ errors of 1e-7 in weak bands: float32 FFT processing moves its scores by up to 0
 The gammatone IIR is applied by zero-padded FFT (its tail is < 1e-12 after the padding);
 the envelope low-pass is applied by a circular FFT on the analytic signal followed by an
 exact correction of the wrapped-around state (``y_lin[t] = y_circ[t] - p^t S``), so the
-result equals the official causal ``lfilter`` with zero initial state.
+result equals the official causal ``lfilter`` with zero initial state. In fast mode a decimated band's
+envelope is taken over its samples up to the next 2^a 3^b 5^c length (they continue into the padding), not
+over exactly ``n_samples // D``, whose large prime factors made real files' FFTs about 8x slower
+(``benchmarks/results/frontend_lengths.md``); round lengths and full-rate bands are as described.
 """
 from __future__ import annotations
 
