@@ -68,5 +68,7 @@ def test_decimated_envelopes_read_their_band_to_a_fast_length():
         f_exact, l_exact = binaural_features(x, AuditoryFrontEnd(frame_ms=40.0))
         w = (f_exact[3].clamp(0, 1) ** 8).double()
         ic_err = float((w * (f_fast[3] - f_exact[3]).abs()).sum() / w.sum())
-        assert ic_err < 0.003, (n_samples, ic_err)  # 0.00095 at both lengths
+        # fast mode's windowed, decimated bands against the full-rate ones (an approximation fixed by the window, not
+        # rounding: 0.00095 at both lengths); the longer envelope read must not widen it
+        assert ic_err < 0.003, (n_samples, ic_err)
         assert float((l_fast - l_exact).abs().max()) < 0.05

@@ -504,8 +504,8 @@ class _BlockCues:
             for i, fl in enumerate(self.lens):
                 if out[i] is None:
                     continue
-                skip, count = (start - a) // fl, min(self.core, T - start) // fl if start + self.core < T \
-                    else T // fl - start // fl
+                skip = (start - a) // fl
+                count = self.core // fl if start + self.core < T else T // fl - start // fl  # the last: to the end
                 parts[i].append(tuple(t[..., skip:skip + count] for t in out[i]))
         res = [None if not p else tuple(torch.cat([q[j] for q in p], dim=-1) for j in range(2)) for p in parts]
         if n_bands is None:
@@ -699,9 +699,12 @@ def group_distances(ts: TemplateSet, observation, group_bands: int, **opts):
     several sources read them chunk by chunk (:class:`_Units`)."""
     o = {**DEFAULTS, **opts}
     Dg = _group_distances_gm(ts, observation, int(group_bands), int(o["shape_degree"]))
-    wb, F = observation[2], observation[2].shape[1]
-    gw = np.stack([wb[:, a:a + group_bands].sum(1) for a in range(0, F, group_bands)], axis=1)
-    return Dg.transpose(1, 0, 2), gw
+    return Dg.transpose(1, 0, 2), _group_weights(observation[2], int(group_bands))
+
+
+def _group_weights(wb: np.ndarray, group_bands: int) -> np.ndarray:
+    """The frames' band weights ``(nf, F)`` summed over groups of ``group_bands`` bands ``(nf, G)``."""
+    return np.stack([wb[:, a:a + group_bands].sum(1) for a in range(0, wb.shape[1], group_bands)], axis=1)
 
 
 def _group_distances_gm(ts: TemplateSet, observation, group_bands: int, degree: int) -> np.ndarray:
@@ -712,10 +715,11 @@ def _group_distances_gm(ts: TemplateSet, observation, group_bands: int, degree: 
     valid = cols >= 0
     c = np.where(valid, cols, 0)
     og, zg = omega[:, c] * valid, z[:, c]  # (nf, G, C): a short last group's padding weighs 0
-    X = np.concatenate([og * zg, og], axis=-1).transpose(1, 0, 2)  # (G, nf, 2 C)
+    oz = og * zg
+    X = np.concatenate([oz, og], axis=-1).transpose(1, 0, 2)  # (G, nf, 2 C)
     with _one_thread():
         Dg = torch.bmm(torch.from_numpy(np.ascontiguousarray(X)), torch.from_numpy(W)).numpy()  # (G, nf, D)
-    Dg += (og * zg * zg).sum(-1).T[:, :, None]
+    Dg += (oz * zg).sum(-1).T[:, :, None]
     return np.maximum(Dg, 0.0, out=Dg)
 
 
@@ -759,8 +763,8 @@ class _Units:
         self.ts, self.obs, self.group_bands = ts, observation, int(group_bands)
         self.degree = int({**DEFAULTS, **opts}["shape_degree"])
         wb = observation[2]
-        n_groups = -(-wb.shape[1] // self.group_bands)
-        gw = np.stack([wb[:, a:a + self.group_bands].sum(1) for a in range(0, wb.shape[1], self.group_bands)], axis=1)
+        gw = _group_weights(wb, self.group_bands)  # (nf, G)
+        n_groups = gw.shape[1]
         self.step = max(1, int(chunk_bytes) // (8 * n_groups * len(ts.directions)))  # frames per chunk
         self.spans = [(r0, min(len(wb), r0 + self.step)) for r0 in range(0, len(wb), self.step)]
         self.keep = [gw[r0:r1].T.reshape(-1) > 0 for r0, r1 in self.spans]  # per chunk, group-major
