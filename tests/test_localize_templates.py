@@ -536,7 +536,6 @@ def test_dereverberation_where_the_low_bands_are_incoherent_and_it_helps_in_room
     coherent in the low bands and is not dereverberated; neither are several sources."""
     from spaq.data.sources import make_source
     from spaq.localization.templates import DEREVERB
-    from spaq.spatial.angles import sph2cart
     from spaq.spatial.room import place_in_room, room_impulse_response
 
     assert DEREVERB["below"] == 0.95 and DEREVERB["below_hz"] == 1500.0

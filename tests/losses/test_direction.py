@@ -1,7 +1,6 @@
 """Direction losses: values, small-angle gradients (the BAST clamp bug), multi-task."""
 import math
 
-import numpy as np
 import pytest
 import torch
 

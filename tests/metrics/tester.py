@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.signal as sps
-import torch
 
 from conftest import binaural_noise, plane_wave_scene
 
