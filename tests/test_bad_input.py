@@ -305,3 +305,60 @@ def test_an_unavailable_or_unknown_device_is_one_line_before_any_work(tmp_path):
         with pytest.raises(SpaqInputError, match="CUDA is not available"):
             score_batch([("a.wav", "b.wav")], tmp_path / "o.csv", metrics=["cues"], device="cuda", progress=False)
         assert not list(tmp_path.iterdir())  # no table, no journal
+
+
+# --------------------------------------------------------------------------- forty-eighth session's bug hunt
+def test_outputs_that_cannot_be_written_fail_before_the_work(tmp_path, good, capsys):
+    """A folder, a trailing separator, a path under a file: one line each, nothing left behind."""
+    folder = tmp_path / "o"
+    folder.mkdir()
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    table = tmp_path / "ev.csv"
+    table.write_text("id,mos,m\na,1,1.1\nb,2,2.2\nc,3,2.9\nd,4,4.2\ne,5,4.8\nf,3.5,3.1\n")
+    refused(capsys, ["evaluate", table, "--mos", "mos", "--plot", folder, "--bootstrap", "0"], "is a folder")
+    refused(capsys, ["evaluate", table, "--mos", "mos", "--report", afile / "r.md", "--bootstrap", "0"],
+            "not a folder")
+    same = tmp_path / "same.png"
+    refused(capsys, ["evaluate", table, "--mos", "mos", "--plot", same, "--report", same, "--bootstrap", "0"],
+            "same file")
+    assert not same.exists()
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(f"ref,deg\n{good[0]},{good[1]}\n")
+    refused(capsys, ["batch", manifest, "-o", afile / "x.csv", "-m", "cues", "-q"], "not a folder")
+    refused(capsys, ["demo", "--out", afile], "is a file")
+    refused(capsys, ["localize", good[0], "--plot", folder], "is a folder")
+    refused(capsys, ["score", good[0], good[1], "-m", "cues", "--maps", str(folder) + "/"], "is a folder")
+    assert sorted(p.name for p in folder.iterdir()) == []
+
+
+def test_plot_without_an_extension_is_a_png(tmp_path, good, capsys):
+    out = tmp_path / "plot_no_ext"
+    rc, _, err = run(capsys, ["localize", good[0], "--plot", out])
+    assert rc == 0, err
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_qastanet_config_that_is_not_a_mapping(tmp_path, good, capsys):
+    text = tmp_path / "text.yml"
+    text.write_text("just text")
+    bad = tmp_path / "bad.yml"
+    bad.write_text("corpus: [1,2")
+    refused(capsys, ["qastanet", "--ref", good[0], "--deg", good[1], "--config", text], "expected a mapping")
+    refused(capsys, ["qastanet", "--ref", good[0], "--deg", good[1], "--config", bad], "not a YAML file")
+
+
+def test_listening_scores_that_are_text_or_constant(tmp_path, capsys):
+    t = tmp_path / "t.csv"
+    t.write_text("id,mos,m\n" + "".join(f"{i},w{i},{i}\n" for i in range(6)))
+    refused(capsys, ["evaluate", t, "--mos", "mos", "--bootstrap", "0"], "no numbers")
+    c = tmp_path / "c.csv"
+    c.write_text("id,mos,m\n" + "".join(f"{i},3,{i}\n" for i in range(6)))
+    refused(capsys, ["evaluate", c, "--mos", "mos", "--bootstrap", "0"], "constant")
+
+
+def test_file_below_the_lowest_rate(tmp_path, capsys):
+    x = np.random.default_rng(0).standard_normal((2, 400)) * 0.05
+    low = write(tmp_path / "low.wav", x, fs=2000)
+    refused(capsys, ["score", low, low, "-m", "cues"], "below 4000 Hz")
+    refused(capsys, ["predict", low], "below 4000 Hz")

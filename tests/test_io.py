@@ -518,7 +518,8 @@ def test_all_errors_are_one_line(tmp_path):
 
 def test_module_exports():
     assert set(spaq_io.__all__) == {"SignalPair", "PairReader", "read_audio", "write_audio", "atomic_write", "load_pair", "resample",
-                                    "stream_threshold_bytes"}
+                                    "stream_threshold_bytes", "check_input_rate", "check_file_rate", "MIN_INPUT_RATE",
+                                    "as_audio_array"}
 
 
 def test_atomic_write_umask_permissions_and_no_leftover_on_failure(tmp_path):

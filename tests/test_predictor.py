@@ -999,3 +999,24 @@ def test_train_command_writes_a_routed_checkpoint(tmp_path, capsys):
     assert meta["train"]["recipe"]["ambisonic"] == {"read": "decode"}
     main_state = {k: v for k, v in routed.state_dict().items() if not k.startswith("ambisonic.")}
     assert all(torch.equal(v, main_state[k]) for k, v in single.state_dict().items())
+
+
+def test_dc_and_infrasound_are_silence_and_hum_is_flagged():
+    """Power below 20 Hz is not sound: a DC offset or a 15 Hz tone gets silence's answer (score 0, class low),
+    a 1 kHz tone at the same level does not; mostly-below-50-Hz content is flagged (forty-eighth session)."""
+    import spaq
+    from spaq.metrics.functional.predictor import audible_level_db
+
+    t = np.arange(2 * 48000) / 48000
+    x = torch.from_numpy(0.1 * np.random.default_rng(0).standard_normal((1, 2, 48000)))
+    lv, hum = audible_level_db(x, 48000)
+    assert float(lv) == pytest.approx(-20.0, abs=0.1) and float(hum) < 0.01  # white noise: all of it is audible
+    for f in (0.0, 15.0, 17.3):
+        s = np.ones((2, 1)) * (0.3 + 0 * t if f == 0 else 0.2 * np.cos(2 * np.pi * f * t))[None]
+        r = spaq.predict(s, sample_rate=48000)
+        assert r["score"] == 0.0 and r["class"] == "low", f
+        assert any("no power above 20 Hz" in w for w in r["warnings"]), f
+    hum_tone = spaq.predict(0.2 * np.sin(2 * np.pi * 30 * t)[None], sample_rate=48000)
+    assert any("below 50 Hz" in w for w in hum_tone["warnings"])
+    tone = spaq.predict(0.2 * np.sin(2 * np.pi * 1000 * t)[None], sample_rate=48000)
+    assert not any("no power above" in w or "below 50 Hz" in w for w in tone["warnings"])

@@ -226,6 +226,8 @@ def score(ref, deg, sample_rate: int | None = None, metrics=None, fmt=None, trim
     Threads: torch runs on the cores free now, at most its current setting
     (:func:`spaq.threads.torch_threads`; ``SPAQ_NUM_THREADS`` overrides), restored afterwards.
     """
+    if isinstance(metrics, str):  # one name: a list of one, not of its letters
+        metrics = [metrics]
     names = list(metrics) if metrics else list(default_metrics())
     classes = {n: metric_class(n) for n in names}  # unknown names: one-line error before any work
     device = check_device(device)
@@ -379,6 +381,8 @@ def predict(x, sample_rate: int | None = None, fmt=None, checkpoint=None) -> dic
     from .errors import SpaqInputError
     from .io import _is_pathlike
 
+    if isinstance(x, (list, tuple)) and len(x) == 0:
+        raise SpaqInputError("nothing to predict: x is an empty list; give a file path, an array or a list of them")
     if isinstance(x, (list, tuple)) and x and any(_is_pathlike(p) or hasattr(p, "shape") for p in x):
         # a list of signals (paths, arrays, tensors; lengths may differ): each on its own
         out = []
@@ -391,9 +395,11 @@ def predict(x, sample_rate: int | None = None, fmt=None, checkpoint=None) -> dic
                 raise SpaqInputError(msg if _is_pathlike(p) and str(p) in msg else f"{where}: {msg}") from None
         return out
     if _is_pathlike(x):  # read once (the pair below is this signal twice)
-        from .io import read_audio
+        from .io import check_file_rate, read_audio
 
-        x, sample_rate = read_audio(x)
+        name = str(x)
+        x, file_rate = read_audio(x)
+        sample_rate = check_file_rate(file_rate, sample_rate, name)
     elif hasattr(x, "shape") and len(x.shape) == 1:  # one channel given as (time,): mono
         x = x[None]
     if fmt is None and hasattr(x, "shape") and len(x.shape) >= 2 and int(x.shape[-2]) == 1:

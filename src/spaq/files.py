@@ -22,9 +22,12 @@ def atomic_write(path, writer) -> None:
     try:
         writer(str(tmp))
         os.replace(tmp, p)
-    except BaseException:
+    except BaseException as e:
         try:
             tmp.unlink()
-        except FileNotFoundError:
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError):
             pass
+        if isinstance(e, OSError) and e.errno is not None and str(e.filename or "").endswith(tmp.name):
+            # the error names the file the caller asked for, not the temporary one (same errno and subclass)
+            raise OSError(e.errno, e.strerror, str(p)) from None
         raise

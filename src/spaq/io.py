@@ -32,7 +32,8 @@ from .errors import SpaqError, SpaqInputError
 from .formats import SpatialFormat, detect_format, parse_format
 from .spatial.sh import convert_normalisation, order_from_channels
 
-__all__ = ["SignalPair", "PairReader", "read_audio", "write_audio", "atomic_write", "load_pair", "resample", "stream_threshold_bytes"]
+__all__ = ["SignalPair", "PairReader", "read_audio", "write_audio", "atomic_write", "load_pair", "resample", "stream_threshold_bytes",
+           "check_input_rate", "check_file_rate", "MIN_INPUT_RATE", "as_audio_array"]
 
 #: Relative length difference (|Tr - Td| / max) below which ref and deg are trimmed silently-ish (with a warning).
 LENGTH_TOLERANCE = 0.01
@@ -200,6 +201,30 @@ def write_audio(path, x, sample_rate: int, subtype: str = "FLOAT") -> None:
 # --------------------------------------------------------------------------- resampling
 
 
+#: the lowest sample rate of audio spaq scores (Hz): below it there is no audio band left to compare (and the
+#: resampling to a metric's rate would need filters as long as the ratio)
+MIN_INPUT_RATE = 4000
+
+
+def check_input_rate(sr, label: str) -> int:
+    """``sr`` as int if it is a sample rate spaq reads audio at (a positive integer >= :data:`MIN_INPUT_RATE`);
+    else :class:`SpaqInputError` naming ``label``."""
+    sr = _check_rate(sr, label if label == "sample_rate" else f"{label}: sample rate")
+    if sr < MIN_INPUT_RATE:
+        raise SpaqInputError(f"{label}: sample rate {sr} Hz is below {MIN_INPUT_RATE} Hz, the lowest spaq reads "
+                             "(no audio band left to score)")
+    return sr
+
+
+def check_file_rate(file_rate: int, sample_rate, name: str) -> int:
+    """A file's own rate, where the caller's ``sample_rate`` (for arrays) is None or agrees with it; a
+    one-line :class:`SpaqInputError` where it contradicts the file (it would be silently ignored)."""
+    if sample_rate is not None and _check_rate(sample_rate, "sample_rate") != int(file_rate):
+        raise SpaqInputError(f"sample_rate={sample_rate} but {name} is at {int(file_rate)} Hz; sample_rate is for "
+                             "arrays (a file's own rate is used)")
+    return int(file_rate)
+
+
 def _check_rate(sr, what: str) -> int:
     try:
         ok = float(sr) == int(sr) and int(sr) > 0
@@ -332,18 +357,33 @@ def _is_pathlike(x) -> bool:
 
 
 def _to_numpy(x: Any, label: str) -> np.ndarray:
+    """Array-like audio -> float32 (float32 input) or float64 numpy. Integer PCM (e.g. int16 from
+    ``scipy.io.wavfile.read``) is scaled to [-1, 1) by its type's full scale, as :func:`read_audio` reads
+    integer files: signed ``x / 2^(bits-1)``, unsigned (8-bit WAV) ``(x - 2^(bits-1)) / 2^(bits-1)``."""
+    if x is None:
+        raise SpaqInputError(f"{label} is missing (None); expected a file path or an array")
+    if isinstance(x, (bytes, bytearray)):
+        raise SpaqInputError(f"{label} is bytes; give a file path as str or pathlib.Path, or an array of samples")
     if hasattr(x, "detach") and hasattr(x, "cpu"):  # torch.Tensor, without importing torch
         import torch
 
         if x.is_complex():
             raise SpaqInputError(f"{label} is complex; expected real-valued audio")
-        dt = torch.float32 if x.dtype == torch.float32 else torch.float64
-        return x.detach().to(device="cpu", dtype=dt).numpy()
+        if x.is_floating_point():
+            dt = torch.float32 if x.dtype == torch.float32 else torch.float64
+            return x.detach().to(device="cpu", dtype=dt).numpy()
+        x = x.detach().cpu().numpy()  # integer tensors: scaled as integer arrays below
     arr = np.asarray(x)
     if np.iscomplexobj(arr):
         raise SpaqInputError(f"{label} is complex; expected real-valued audio")
-    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer) or arr.dtype == bool):
+    if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
         raise SpaqInputError(f"{label} has dtype {arr.dtype}; expected real-valued audio samples")
+    if np.issubdtype(arr.dtype, np.integer):
+        bits = 8 * arr.dtype.itemsize
+        full = float(2 ** (bits - 1))
+        if np.issubdtype(arr.dtype, np.unsignedinteger):
+            return (arr.astype(np.float64) - full) / full
+        return arr.astype(np.float64) / full
     return arr.astype(np.float32 if arr.dtype == np.float32 else np.float64, copy=False)
 
 
@@ -355,6 +395,8 @@ def _load_one(x, role: str, sample_rate: int | None) -> tuple[np.ndarray, int, s
         data, sr = read_audio(x)
         return data[None], sr, name, False, label
     label = f"{role} {ARRAY_NAME}"
+    if x is None or isinstance(x, (bytes, bytearray)):  # neither a path nor samples: say so, not "sample_rate"
+        _to_numpy(x, role)
     if sample_rate is None:
         raise SpaqInputError(f"{role} is an array: sample_rate is required for array inputs")
     arr = _to_numpy(x, label)
@@ -379,7 +421,14 @@ def _load_one(x, role: str, sample_rate: int | None) -> tuple[np.ndarray, int, s
             f"{label} has shape {shape}: {c} channels and {t} samples; "
             "expected (channels, time) — is it transposed (time, channels)?"
         )
-    return np.ascontiguousarray(arr), _check_rate(sample_rate, "sample_rate"), ARRAY_NAME, batched, label
+    return np.ascontiguousarray(arr), check_input_rate(sample_rate, "sample_rate"), ARRAY_NAME, batched, label
+
+
+def as_audio_array(x: Any, label: str = "signal") -> np.ndarray:
+    """Array-like audio (numpy, torch, nested lists) as float32 / float64 numpy, integer PCM scaled to
+    [-1, 1) by its type's full scale; one-line :class:`SpaqInputError` for complex, boolean, object or
+    missing input. What every entry point of spaq reads arrays with."""
+    return _to_numpy(x, label)
 
 
 def _check_content(x: np.ndarray, label: str) -> None:
@@ -599,9 +648,11 @@ def _file_info(path):
     if not p.is_file():
         raise SpaqInputError(f"not a file: {p}")
     try:
-        return soundfile.info(str(p))
+        info = soundfile.info(str(p))
     except (soundfile.SoundFileError, RuntimeError, OSError, ValueError, TypeError) as e:
         raise SpaqInputError(f"cannot read {p} as audio (not a supported audio file or corrupt): {_one_line(e)}") from e
+    check_input_rate(info.samplerate, str(p))
+    return info
 
 
 def _stream_size(ref, deg, target_rate) -> int | None:
@@ -721,6 +772,11 @@ def load_pair(
         r, sr_r, ref_name, ref_b, ref_label = _load_one(ref, "ref", sample_rate)
         _check_content(r, ref_label)
     _check_content(d, deg_label)
+    if sample_rate is not None and all(_is_pathlike(v) for v in (ref, deg) if v is not None):
+        # sample_rate can only have been meant for the files: a contradiction would be silently ignored
+        for v, sr in ((ref, sr_r), (deg, sr_d)):
+            if v is not None:
+                check_file_rate(sr, sample_rate, str(v))
     warnings: list[str] = []
 
     # channels and format (ambisonics of two orders: the lower one zero-padded)

@@ -1,7 +1,8 @@
 """The ``spaq`` typer app, its error handling and the list of commands.
 
 Errors a user can cause are printed as one line (``spaq: error: ...``) with exit status 2;
-nothing else is printed and no partial output file is left. Ctrl-C: ``spaq: interrupted``,
+nothing else is printed and no partial output file is left. So is an ``OSError`` that reaches the top
+(a file the system refuses to write or read; ``SPAQ_DEBUG=1`` shows its traceback instead). Ctrl-C: ``spaq: interrupted``,
 exit status 130.
 
 Commands: every module named in :data:`COMMANDS` has ``register(app)``, which adds its
@@ -134,6 +135,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("spaq: interrupted\n")
         return 130
+    except OSError as e:  # the file system refused (a folder that cannot be written, a full disk): one line
+        if os.environ.get("SPAQ_DEBUG"):
+            raise
+        what = e.strerror or " ".join(str(e).split())
+        sys.stderr.write(f"spaq: error: {what}" + (f": {e.filename}" if e.filename else "") + "\n")
+        return 2
     if rc == 130:  # typer's click turns Ctrl-C (KeyboardInterrupt) into status 130 when not standalone
         sys.stderr.write("spaq: interrupted\n")
     return rc if isinstance(rc, int) else 0

@@ -69,7 +69,9 @@ def batch_command(
 ) -> None:
     """Score every (reference, degraded) pair of MANIFEST into one table, resumably (local processes or Dask)."""
     from ..batch import journal_path, score_batch, summary
+    from .output import output_file
 
+    output_file(out, "results table")  # a folder that cannot be written fails before any pair is scored
     try:
         df = score_batch(str(manifest), str(out), metrics=metric, workers=workers, dask=dask, resume=resume,
                          overwrite=overwrite, fast=fast, device=device, progress=not quiet, strict=False,

@@ -20,7 +20,9 @@ def demo_cmd(as_json: bool = typer.Option(False, "--json", help="Print one JSON 
 
     ref, deg, fs, what = demo_pair()
     if out:
-        os.makedirs(out, exist_ok=True)
+        from .output import output_folder
+
+        os.makedirs(output_folder(out, "demo folder"), exist_ok=True)
         write_audio(os.path.join(out, "demo_ref.wav"), ref, fs)
         write_audio(os.path.join(out, "demo_deg.wav"), deg, fs)
     report = score(ref, deg, sample_rate=fs, offline=True)

@@ -3,12 +3,13 @@ User errors are raised as :class:`~spaq.errors.SpaqError` (one line, exit status
 from __future__ import annotations
 
 import math
+import os
 from typing import List, Optional
 
 import typer
 
 from ..errors import SpaqError
-from .output import print_json
+from .output import output_file, print_json
 
 __all__ = ["register"]
 
@@ -106,6 +107,12 @@ def evaluate_cmd(
         raise SpaqError("--bootstrap must be >= 0")
     if mapping not in (0, 1, 3):
         raise SpaqError("--mapping must be 0, 1 or 3")
+    if plot:
+        output_file(plot, "plot")
+    if report:
+        output_file(report, "report")
+    if plot and report and os.path.abspath(plot) == os.path.abspath(report):
+        raise SpaqError("--plot and --report name the same file; give each its own")
     df = load_table(table)
     auto = not metric
     if mos_table is not None:
@@ -126,8 +133,6 @@ def evaluate_cmd(
         plot_evaluation(plot, res, title=table)
         written.append(plot)
     if report:
-        import os
-
         fig = os.path.relpath(plot, os.path.dirname(os.path.abspath(report))) if plot else None
         write_report(report, res, fig)
         written.append(report)

@@ -58,7 +58,10 @@ def localize_cmd(
     import numpy as np
 
     from ..localization import localize, plot_localization
+    from .output import output_file
 
+    if plot is not None:  # before the work: a plot that cannot be written fails at once
+        output_file(plot, "plot")
     with np.errstate(divide="ignore"):  # the level check of a silent file: log10(0) is -inf, not a warning
         res = localize(file, format=format, n_sources=n_sources, weights=weights, method=method, hrtf=hrtf)
     if plot is not None:

@@ -6,7 +6,9 @@ import json
 import os
 import sys
 
-__all__ = ["console", "print_json", "json_safe", "fmt_num", "is_numeric", "print_report"]
+from ..errors import SpaqError
+
+__all__ = ["console", "print_json", "json_safe", "fmt_num", "is_numeric", "print_report", "output_file", "output_folder"]
 
 
 def console(stderr: bool = False):
@@ -20,6 +22,49 @@ def console(stderr: bool = False):
         return Console(stderr=stderr)
     width = int(os.environ["COLUMNS"]) if os.environ.get("COLUMNS", "").isdigit() else 240
     return Console(stderr=stderr, soft_wrap=True, width=width)
+
+
+def _nearest_existing(path: str) -> str:
+    p = os.path.abspath(path)
+    while not os.path.exists(p):
+        parent = os.path.dirname(p)
+        if parent == p:
+            break
+        p = parent
+    return p
+
+
+def _check_creatable_folder(folder: str, what: str, path: str) -> None:
+    """``folder`` exists as a writable folder, or can be made inside one."""
+    base = _nearest_existing(folder)
+    if not os.path.isdir(base):
+        raise SpaqError(f"cannot write {what} {path}: {base} is a file, not a folder")
+    if not os.access(base, os.W_OK | os.X_OK):
+        raise SpaqError(f"cannot write {what} {path}: the folder {base} is not writable")
+
+
+def output_file(path, what: str = "output", suffixes: tuple = ()) -> str:
+    """Check, before any work, that the file ``path`` can be written (its folder exists and is
+    writable, or can be created; ``path`` is not a folder and does not end with a separator;
+    ``suffixes``: the extensions accepted, lower case with the dot). Returns ``path`` as ``str``;
+    raises :class:`SpaqError` (one line) otherwise. The write itself stays atomic
+    (:func:`spaq.files.atomic_write`)."""
+    path = str(path)
+    if path.endswith(("/", os.sep)) or os.path.isdir(path):
+        raise SpaqError(f"cannot write {what} {path}: it is a folder; give a file name")
+    if suffixes and os.path.splitext(path)[1].lower() not in suffixes:
+        raise SpaqError(f"cannot write {what} {path}: expected a file name ending in {' or '.join(suffixes)}")
+    _check_creatable_folder(os.path.dirname(os.path.abspath(path)), what, path)
+    return path
+
+
+def output_folder(path, what: str = "output folder") -> str:
+    """Check that the folder ``path`` exists and is writable, or can be created (it is not a file)."""
+    path = str(path)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise SpaqError(f"cannot write {what} {path}: it is a file, not a folder")
+    _check_creatable_folder(path, what, path)
+    return path
 
 
 def json_safe(obj):

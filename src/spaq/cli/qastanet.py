@@ -34,6 +34,13 @@ def qastanet_cmd(
                 cfg = yaml.safe_load(f) or {}
         except OSError as e:
             raise SpaqError(f"cannot read config {config}: {e.strerror}") from None
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
+            raise SpaqError(f"{config} is not a YAML file: {' '.join(str(e).split())[:200]}") from None
+        if not isinstance(cfg, dict):
+            raise SpaqError(f"{config}: expected a mapping (pooling_layer, feature_names), got {type(cfg).__name__}")
+        extra = sorted(set(map(str, cfg)) - {"pooling_layer", "feature_names"})
+        if extra:  # the official script reads only these two keys: say what is not read, as it would be ignored
+            typer.echo(f"warning: {config}: keys not used: {', '.join(extra)}", err=True)
         if cfg.get("pooling_layer", "SWAP") != "SWAP" or list(cfg.get("feature_names", ["ild", "gam", "mon", "dir"])) != ["ild", "gam", "mon", "dir"]:
             raise SpaqError(f"{config}: only the published configuration (SWAP pooling, features ild, gam, mon, dir) is supported")
     t0 = time.time()

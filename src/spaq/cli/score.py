@@ -98,6 +98,10 @@ def score_cmd(
 
     if source and len(source) != 2:
         raise SpaqInputError(f"--source takes two files (REF's dry source, then DEG's), got {len(source)}")
+    if maps is not None:  # OUT.npz and OUT.png: a name in a writable folder, checked before the work
+        from .output import output_file
+
+        output_file(maps[:-4] if maps.endswith((".npz", ".png")) else maps, "maps")
     progress, stop = _stream_progress()
     try:
         report = score(ref, deg, metrics=metric, fmt=fmt, trim=trim, checkpoint=checkpoint,

@@ -176,6 +176,12 @@ def evaluate_table(df, mos: str | None = None, metrics=None, ratings: str | None
             rows.append(r)
         df = pd.DataFrame(rows)
     y = df["_mos"].to_numpy(dtype=np.float64)
+    src = ratings or mos
+    if not np.isfinite(y).any():
+        raise SpaqError(f"the listening scores ({src}) hold no numbers (text or empty cells?)")
+    if np.nanmax(y) == np.nanmin(y):
+        raise SpaqError(f"every listening score ({src}) is {float(np.nanmax(y)):g}: a constant has no correlation "
+                        "with anything")
     sd = df["_std"].to_numpy(dtype=np.float64)
     nv = df["_votes"].to_numpy(dtype=np.float64)
     have_ci = bool(np.isfinite(sd).any() and np.isfinite(nv).any())

@@ -184,10 +184,12 @@ def _load_input(x, sample_rate):
         arr, sr = read_audio(x)
         name = str(x)
     else:
-        if sample_rate is None:
+        from ..io import as_audio_array, check_input_rate
+
+        if sample_rate is None and x is not None and not isinstance(x, (bytes, bytearray)):
             raise SpaqInputError("sample_rate is required when localising an array")
-        arr = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
-        sr, name = int(sample_rate), "array"
+        arr = as_audio_array(x, "the signal")  # the readers' one conversion: integer PCM scaled, complex refused
+        sr, name = check_input_rate(sample_rate, "sample_rate"), "array"
         if arr.ndim == 1:
             arr = arr[None]
         if arr.ndim != 2:
@@ -323,9 +325,20 @@ def localize(x, sample_rate: int | None = None, format=None, *, n_sources: int =
         choice = "bast: asked for"
     else:
         choice = "templates: asked for"
+    def _holds(test) -> bool:
+        try:
+            return bool(test())
+        except (TypeError, ValueError, OverflowError):
+            return False
+
+    ok = _holds(lambda: not isinstance(n_sources, bool) and float(n_sources).is_integer() and int(n_sources) >= 1)
+    ok_frame = frame_s is None or _holds(lambda: float(frame_s) > 0)
+    if not ok:
+        raise SpaqInputError(f"n_sources must be a whole number >= 1, got {n_sources!r}")
+    if not ok_frame:
+        raise SpaqInputError(f"frame_s must be a number of seconds > 0, got {frame_s!r}")
+    n_sources = int(n_sources)
     arr, sr, name = _load_input(x, sample_rate)
-    if int(n_sources) < 1:
-        raise SpaqInputError(f"n_sources must be >= 1, got {n_sources}")
     fmt = _resolve_format(format, arr.shape[0], name)
     power = float(np.mean(np.square(arr, dtype=np.float64)))
     if power == 0.0:
@@ -643,8 +656,9 @@ def compare_localization(reference, degraded, sample_rate: int | None = None, fo
     except SpaqInputError as e:
         if "silent" not in str(e):
             raise
+        why = " ".join(str(e).split())  # silent, or one ear silent, or no directional energy: as localize said
         return LocalizationComparison(np.full(n_sources, np.nan), float("nan"), [], ref, None,
-                                      note="degraded signal is silent: no direction")
+                                      note=f"degraded signal: no direction ({why})")
     ok_r = np.flatnonzero(~np.isnan(ref.azimuth_deg))
     ok_d = np.flatnonzero(~np.isnan(deg.azimuth_deg))
     err = np.full(n_sources, np.nan)

@@ -1,6 +1,8 @@
 """Plots of localisation results: :func:`plot_localization`."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from ..errors import SpaqError
@@ -48,8 +50,11 @@ def plot_localization(result: LocalizationResult, out_path, title: str | None = 
     fig.tight_layout()
     from ..files import atomic_write
 
+    # the format from the name asked for (the temporary file's own name ends in .tmp when it has none): PNG by default
+    ext = Path(str(out_path)).suffix[1:].lower()
+    fmt = ext if ext in fig.canvas.get_supported_filetypes() else "png"
     try:
-        atomic_write(out_path, lambda tmp: fig.savefig(tmp, dpi=110))
+        atomic_write(out_path, lambda tmp: fig.savefig(tmp, dpi=110, format=fmt))
     except (OSError, ValueError) as e:
         raise SpaqError(f"cannot write plot {out_path}: {' '.join(str(e).split())}") from None
     finally:

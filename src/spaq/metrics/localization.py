@@ -90,7 +90,7 @@ class Localization(Metric):
         from ..localization import compare_localization
 
         step = int(self.segment_s * pair.sample_rate_used)
-        errs, weights, segs, warn, method, prov = [], [], [], [], None, {}
+        errs, weights, segs, warn, method, prov, notes = [], [], [], [], None, {}, []
         for a, r, d in pair.segments(step):
             if r.shape[-1] < 0.5 * pair.sample_rate_used and a > 0:
                 continue  # a short tail: too little to localise
@@ -102,6 +102,8 @@ class Localization(Metric):
                 raise MetricUnavailable(f"localization: {e}") from None
             it = c.to_dict()
             warn += _side_warnings(c, warn)
+            if c.degraded is None and getattr(c, "note", None):
+                notes.append(c.note)
             method = it["reference"]["method"]
             prov = it["reference"].get("provenance", {})
             segs.append({"start_s": a / pair.sample_rate_used, "error_deg": it["error_deg"],
@@ -113,7 +115,8 @@ class Localization(Metric):
         if not segs:
             raise MetricUnavailable("localization: every segment of the reference is silent: no direction")
         if not errs:
-            warn.append("degraded signal is silent in every segment: no direction")
+            warn.append(notes[0] if notes and all(n == notes[0] for n in notes)
+                        else "degraded signal gives no direction in any segment" + (f" ({notes[0]})" if notes else ""))
         score = float(np.average(errs, weights=weights)) if errs and sum(weights) > 0 else float("nan")
         return self.result(score, {"segments": segs, "segment_s": self.segment_s,
                                    "pooling": "reference-energy-weighted mean of the segments' errors"},

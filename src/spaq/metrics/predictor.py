@@ -30,7 +30,8 @@ import torch
 from ..errors import SpaqError, SpaqInputError
 from ..models.predictor import CLASS_NAMES, score_class
 from .base import Metric, MetricResult
-from .functional.predictor import FEATURE_NAMES, SILENCE_DBFS, mono_mix, predictor_features, rms_level_db, signal_kind
+from .functional.predictor import (AUDIBLE_HZ, FEATURE_NAMES, HUM_HZ, SILENCE_DBFS, audible_level_db, mono_mix,
+                                  predictor_features, rms_level_db, signal_kind)
 
 __all__ = ["Predictor", "MIN_SAMPLES"]
 
@@ -104,10 +105,11 @@ class Predictor(Metric):
         except ValueError as e:
             raise SpaqInputError(f"{self.name}: {e}") from None
 
-    def predict_tensor(self, x: torch.Tensor, kind: str | None = None) -> dict:
+    def predict_tensor(self, x: torch.Tensor, kind: str | None = None, audible_db: torch.Tensor | None = None) -> dict:
         """``x (B, C, T)`` at 48 kHz -> dict of ``(B,)`` tensors: score (0..100, the teacher's
         scale), mushra_calibrated (the listener-calibrated reading), proba_low/medium/high,
-        class_index, silent."""
+        class_index, silent (no power above 20 Hz within ``SILENCE_DBFS``: DC and infrasound are silence;
+        ``audible_db``: that level when already computed, :func:`audible_level_db`)."""
         if not isinstance(x, torch.Tensor) or x.dim() != 3:
             raise SpaqInputError(f"{self.name}: expected a (batch, channels, time) tensor")
         if x.shape[-1] < MIN_SAMPLES:
@@ -129,8 +131,7 @@ class Predictor(Metric):
         proba = torch.softmax(o["logits"].double(), -1)
         score = o["score"].double()
         raw = o["mushra"].double()
-        xf = x.to(torch.float32)
-        level = 10 * torch.log10((xf * xf).mean(dim=(-2, -1)).double() + 1e-300)
+        level = audible_level_db(x, self.sample_rate)[0] if audible_db is None else audible_db
         silent = level < SILENCE_DBFS
         if bool(silent.any()):
             score = torch.where(silent, torch.zeros_like(score), score)
@@ -188,11 +189,16 @@ class Predictor(Metric):
             x, kind = x[:, :1], "mono"
             warn.append("the two channels are the same signal (dual mono): scored as mono; a diotic signal has "
                         "no binaural cue, so its spatial image is not judged")
-        out = self.predict_tensor(x, kind)
+        audible, hum = audible_level_db(x, self.sample_rate)
+        out = self.predict_tensor(x, kind, audible_db=audible)
         s = out.pop("score")
         idx = out["class_index"].numpy().astype(int)
         if bool(out["silent"].any()):
-            warn.append(f"silent input (below {SILENCE_DBFS:.0f} dBFS): score 0, class low by definition")
+            warn.append(f"silent input (no power above {AUDIBLE_HZ:g} Hz within {-SILENCE_DBFS:.0f} dB of full scale): "
+                        "score 0, class low by definition")
+        if bool(((hum > 0.9) & (out["silent"] == 0)).any()):
+            warn.append(f"most of the signal's power is below {HUM_HZ:g} Hz (hum or rumble), unlike any content the "
+                        "weights were trained on: the reading is uncertain")
         net = self.model.network(kind)  # the network that read it (a routed checkpoint's ambisonic one for FOA / HOA)
         rng = self.training_levels(kind)
         if rng is not None:

@@ -122,7 +122,9 @@ def load(path, architecture: str | None = None, sha256: str | None = None) -> tu
     try:
         ck = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise SpaqError(f"{p} is not a loadable checkpoint: {' '.join(str(e).split())[:200]}") from None
+        why = " ".join(str(e).split())[:200]
+        raise SpaqError(f"{p} is not a loadable checkpoint (not a torch file spaq can read: {type(e).__name__}"
+                        + (f": {why})" if why else ")")) from None
     fmt = ck.get("format") if isinstance(ck, dict) else type(ck).__name__
     arch = None
     if isinstance(ck, dict):

@@ -336,6 +336,8 @@ def load_sofa(path: str | os.PathLike, sample_rate: int | None = None, resample:
     except ImportError as e:  # pragma: no cover - sofar is a dependency of spaq
         raise SpaqError("reading SOFA files needs the PyPI package sofar (a dependency of spaq: pip install sofar)") from e
     try:
+        if not str(path).lower().endswith(".sofa"):  # sofar would look for PATH.sofa and name that file instead
+            raise ValueError("the file name does not end in .sofa")
         sofa = sofar.read_sofa(path, verify=False, verbose=False)
     except Exception as e:  # sofar/netCDF raise many types for non-SOFA files
         raise SpaqError(f"cannot read {path} as a SOFA file: {type(e).__name__}: {e}") from e

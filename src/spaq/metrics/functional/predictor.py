@@ -66,6 +66,7 @@ defined answer itself.
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -75,7 +76,8 @@ from ...models.predictor import AMBISONIC_READS  # how ambisonic input is read (
 
 __all__ = ["FEATURE_NAMES", "FEATURE_GROUPS", "N_FEATURES", "predictor_features", "mono_mix", "FORMAT_KINDS",
            "AMBISONIC_READS",
-           "SPATIAL_EXCERPT_S", "SILENCE_DBFS", "signal_kind", "active_level_db", "rms_level_db"]
+           "SPATIAL_EXCERPT_S", "SILENCE_DBFS", "signal_kind", "active_level_db", "rms_level_db", "audible_level_db",
+           "AUDIBLE_HZ", "HUM_HZ"]
 
 N_FFT = 2048
 HOP = 2048
@@ -83,6 +85,8 @@ N_MELS = 40
 N_MFCC = 13
 SPATIAL_EXCERPT_S = 0.5
 SILENCE_DBFS = -90.0
+AUDIBLE_HZ = 20.0  # the lower edge of hearing: power below it (DC, infrasound) is not counted as sound
+HUM_HZ = 50.0  # below it: hum and rumble, which the training content never was
 ACTIVE_RANGE_DB = 40.0    # frames within this of the loudest count as active
 FORMAT_KINDS = ("binaural", "foa", "hoa", "mono")
 _EPS = 1e-12
@@ -361,6 +365,43 @@ def _spatial_ambisonics(x: torch.Tensor, sample_rate: int) -> torch.Tensor:
 def rms_level_db(m: torch.Tensor) -> torch.Tensor:
     """``(B, T)`` mono mix -> ``(B,)`` RMS level in dBFS (the ``rms_db`` feature; -100 for silence)."""
     return 10 * torch.log10(torch.mean(m ** 2, -1) + 1e-10)
+
+
+def audible_level_db(x: torch.Tensor, sample_rate: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``x (B, C, T)`` -> ``(level (B,), hum_share (B,))``: the level in dBFS (mean over channels) of the power
+    above :data:`AUDIBLE_HZ`, and the share of that power below :data:`HUM_HZ`. The part below
+    :data:`AUDIBLE_HZ` is read from the spectrum of ~3 kHz block means (an exact sum over DFT bins, cheap at
+    that rate) and subtracted from the total: a DC offset or an infrasonic tone is not sound. What is left
+    more than 60 dB below the total is within the estimate's precision and reads as none (level ~ -3000)."""
+    B, C, T = x.shape
+    xs = x if x.dtype in (torch.float32, torch.float64) else x.to(torch.float32)
+    total = torch.linalg.vector_norm(xs.reshape(B, -1), dim=-1).to(torch.float64) ** 2 / max(1, C * T)
+    q = max(1, int(sample_rate) // 3000)
+    n = T // q
+    if n < 2:
+        return 10 * torch.log10(total + 1e-300), torch.zeros_like(total)
+    d = xs[..., : n * q].reshape(B, C, n, q).mean(-1).to(torch.float64)  # block means: below ~1 kHz as it is
+    win = _bh_window(n)  # sidelobes below -92 dB: a tone does not leak across 20 Hz
+    p = torch.fft.rfft(d * win, dim=-1).abs() ** 2
+    p[..., 1:(n + 1) // 2] *= 2  # the positive and negative frequency of every bin but DC and Nyquist
+    p = p * ((d * d).mean(-1, keepdim=True) / p.sum(-1, keepdim=True).clamp_min(1e-300))  # scaled to d's own power
+    k = int(math.ceil(HUM_HZ * n * q / float(sample_rate))) + 1  # only the bins below HUM_HZ are needed from here
+    p, f = p[..., :k], torch.arange(k, dtype=torch.float64) * (float(sample_rate) / q) / n
+    w = math.pi * f / float(sample_rate)  # the block mean's gain (a q-sample boxcar), divided out
+    gain = torch.where(w > 0, torch.sin(q * w) / (q * torch.sin(w).clamp_min(1e-300)), torch.ones_like(w))
+    p = p / (gain * gain).clamp_min(1e-12)
+    low = p[..., f < AUDIBLE_HZ].sum(-1).mean(-1)
+    hum = p[..., (f >= AUDIBLE_HZ) & (f < HUM_HZ)].sum(-1).mean(-1)
+    audible = (total - low).clamp_min(0.0)
+    audible = torch.where(audible < 1e-6 * total, torch.zeros_like(audible), audible)  # below the estimate's precision
+    return 10 * torch.log10(audible + 1e-300), (hum / audible.clamp_min(1e-300)).clamp(0.0, 1.0)
+
+
+@functools.lru_cache(maxsize=8)
+def _bh_window(n: int) -> torch.Tensor:
+    from scipy.signal.windows import blackmanharris
+
+    return torch.from_numpy(blackmanharris(n, sym=True))
 
 
 def active_level_db(m: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,76 @@
+"""The Python API's array inputs (forty-eighth session's bug hunt): integer PCM is scaled to full scale as
+files are, a rate no audio has and a rate contradicting a file are refused, one metric name is a name."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+import spaq
+from spaq.errors import SpaqInputError
+from spaq.io import MIN_INPUT_RATE, as_audio_array
+
+FS = 48000
+
+
+def _noise(n=FS, seed=0):
+    return np.random.default_rng(seed).standard_normal((2, n)) * 0.05
+
+
+def test_integer_pcm_is_scaled_like_a_file(tmp_path):
+    x = _noise()
+    i16 = np.round(x * 32767).astype(np.int16)
+    assert np.array_equal(as_audio_array(i16), i16 / 32768.0)
+    assert np.array_equal(as_audio_array(torch.from_numpy(i16)), i16 / 32768.0)
+    u8 = (np.round(x * 100) + 128).astype(np.uint8)
+    assert np.allclose(as_audio_array(u8), (u8.astype(float) - 128) / 128)
+    # the same numbers as the int16 file read by soundfile (which scales by 32768)
+    sf.write(str(tmp_path / "a.wav"), i16.T, FS, subtype="PCM_16")
+    a = spaq.predict(i16, sample_rate=FS)["score"]
+    b = spaq.predict(str(tmp_path / "a.wav"))["score"]
+    assert a == pytest.approx(b, abs=1e-4)
+    with pytest.raises(SpaqInputError, match="dtype bool"):
+        as_audio_array(x > 0)
+
+
+def test_rates_and_names():
+    x = _noise()
+    with pytest.raises(SpaqInputError, match=f"below {MIN_INPUT_RATE} Hz"):
+        spaq.score(x, x, sample_rate=1, metrics=["cues"])
+    with pytest.raises(SpaqInputError, match=f"below {MIN_INPUT_RATE} Hz"):
+        spaq.localize(x, 2000)
+    one = spaq.score(x, 0.5 * x, sample_rate=FS, metrics="cues")
+    assert list(one.results) == ["cues"]
+    with pytest.raises(SpaqInputError, match="missing"):
+        spaq.score(x, None, sample_rate=FS, metrics=["cues"])
+    with pytest.raises(SpaqInputError, match="empty list"):
+        spaq.predict([])
+
+
+def test_sample_rate_contradicting_a_file(tmp_path):
+    p = str(tmp_path / "a.wav")
+    sf.write(p, _noise().T, FS)
+    with pytest.raises(SpaqInputError, match="is at 48000 Hz"):
+        spaq.score(p, p, sample_rate=16000, metrics=["cues"])
+    assert spaq.score(p, p, sample_rate=FS, metrics=["cues"]).results["cues"].score == 0.0
+
+
+@pytest.mark.parametrize("kw, phrase", [(dict(n_sources=2.5), "n_sources"), (dict(n_sources=0), "n_sources"),
+                                        (dict(frame_s=0), "frame_s"), (dict(frame_s=-1.0), "frame_s")])
+def test_localize_arguments(kw, phrase):
+    with pytest.raises(SpaqInputError, match=phrase):
+        spaq.localize(_noise(), FS, **kw)
+    with pytest.raises(SpaqInputError, match="complex"):
+        spaq.localize(_noise().astype(complex), FS)
+
+
+def test_one_silent_ear_is_named_as_such():
+    x = _noise(2 * FS)
+    y = x.copy()
+    y[1] = 0.0
+    r = spaq.score(x, y, sample_rate=FS, metrics=["cues", "localization"])
+    assert any("both ears" in w for w in r.results["cues"].warnings)
+    assert not any("reference is above" in w for w in r.results["cues"].warnings)
+    loc = " ".join(r.results["localization"].warnings)
+    assert "one ear silent" in loc and "degraded signal is silent" not in loc
