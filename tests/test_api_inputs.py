@@ -74,3 +74,21 @@ def test_one_silent_ear_is_named_as_such():
     assert not any("reference is above" in w for w in r.results["cues"].warnings)
     loc = " ".join(r.results["localization"].warnings)
     assert "one ear silent" in loc and "degraded signal is silent" not in loc
+
+
+def test_over_range_and_clipped_input_are_said(tmp_path):
+    """Float samples beyond full scale and a signal flattened at full scale each get a warning, the same
+    whether the pair is loaded whole or streamed; a signal well below full scale gets none."""
+    x = _noise()
+    over = spaq.score(x, 30 * x, sample_rate=FS, metrics=["cues"]).warnings
+    assert any("beyond full scale" in w and w.startswith("deg") for w in over)
+    clipped = np.clip(20 * x, -1.0, 1.0)
+    assert any("looks clipped" in w for w in spaq.score(x, clipped, sample_rate=FS, metrics=["cues"]).warnings)
+    assert not any("full scale" in w or "clipped" in w for w in spaq.score(x, 0.5 * x, sample_rate=FS,
+                                                                           metrics=["cues"]).warnings)
+    r, d = str(tmp_path / "r.wav"), str(tmp_path / "d.wav")
+    sf.write(r, x.T, FS, subtype="FLOAT")
+    sf.write(d, (30 * x).T, FS, subtype="FLOAT")
+    whole = spaq.score(r, d, metrics=["cues"], stream=False).warnings
+    streamed = spaq.score(r, d, metrics=["cues"], stream=True).warnings
+    assert [w for w in whole if "full scale" in w] == [w for w in streamed if "full scale" in w] != []

@@ -322,7 +322,9 @@ def score(ref, deg, sample_rate: int | None = None, metrics=None, fmt=None, trim
         report.results[n] = res
         report.warnings.extend(f"{n}: {w}" for w in res.warnings)
     for rate, who in resampled.items():
-        report.warnings.insert(0, f"resampled from {first.sample_rate_in} Hz to {rate} Hz ({', '.join(who)}'s rate)")
+        who = [n for n in who if n in report.results]  # a metric skipped afterwards scored nothing at that rate
+        if who:
+            report.warnings.insert(0, f"resampled from {first.sample_rate_in} Hz to {rate} Hz ({', '.join(who)}'s rate)")
     if not report.results and report.skipped:
         raise SpaqError("no metric could score this pair: " + "; ".join(f"{k}: {v}" for k, v in report.skipped.items()))
     return report

@@ -338,15 +338,19 @@ def stream_threshold_bytes() -> int:
     return int(mb * 2 ** 20)
 
 
-def _scan_file(path, label: str, dtype: str) -> bool:
-    """One pass over a file in blocks: raise if it holds NaN/Inf; return whether it is silent."""
+def _scan_file(path, label: str, dtype: str) -> tuple[bool, tuple]:
+    """One pass over a file in blocks: raise if it holds NaN/Inf; return whether it is silent and its
+    level statistics (:func:`_level_stats`)."""
     silent = True
+    peak, hot, n = 0.0, 0, 0
     with soundfile.SoundFile(str(path)) as f:
         for block in f.blocks(blocksize=STREAM_BLOCK, dtype=dtype, always_2d=True):
             _check_content(block.T, label)
             if silent and np.count_nonzero(block):
                 silent = False
-    return silent
+            p, h, m = _level_stats(block)
+            peak, hot, n = max(peak, p), hot + h, n + m
+    return silent, (peak, hot, n)
 
 
 # --------------------------------------------------------------------------- pairs
@@ -429,6 +433,29 @@ def as_audio_array(x: Any, label: str = "signal") -> np.ndarray:
     [-1, 1) by its type's full scale; one-line :class:`SpaqInputError` for complex, boolean, object or
     missing input. What every entry point of spaq reads arrays with."""
     return _to_numpy(x, label)
+
+
+#: a signal with more than this share of its samples at or above :data:`HOT_LEVEL` of full scale looks clipped
+HOT_SHARE = 1e-3
+HOT_LEVEL = 0.99
+
+
+def _level_stats(x: np.ndarray) -> tuple[float, int, int]:
+    """``(peak |x|, samples at or above HOT_LEVEL, samples)`` of any block of samples."""
+    a = np.abs(x)
+    return (float(a.max()) if a.size else 0.0), int(np.count_nonzero(a >= HOT_LEVEL)), int(a.size)
+
+
+def _level_warning(stats: tuple, label: str) -> str | None:
+    """A warning for samples beyond full scale (|x| > 1: they would clip in an integer file) or for a signal
+    that looks clipped (more than HOT_SHARE of its samples at or above HOT_LEVEL); None otherwise."""
+    peak, hot, n = stats
+    if peak > 1.0:
+        return (f"{label} has samples beyond full scale (peak {20 * np.log10(peak):+.1f} dBFS): written to an "
+                "integer file they would clip")
+    if n and hot > HOT_SHARE * n:
+        return (f"{label} looks clipped: {100 * hot / n:.1f} % of its samples are within 0.1 dB of full scale")
+    return None
 
 
 def _check_content(x: np.ndarray, label: str) -> None:
@@ -677,12 +704,17 @@ def _load_pair_streamed(ref, deg, target_rate, fmt, trim, min_duration_s, align:
         if info.frames == 0:
             raise SpaqInputError(f"{label} is empty (0 samples)")
     dt = "float64" if "float64" in (_dtype_for(infos[0]), _dtype_for(infos[1])) else "float32"
-    silent = [_scan_file(p, label, dt) for p, label in ((ref, ref_label), (deg, deg_label))]
+    scans = [_scan_file(p, label, dt) for p, label in ((ref, ref_label), (deg, deg_label))]
+    silent = [sc[0] for sc in scans]
     warnings: list[str] = []
     n_ch = _channels_to_pad(int(infos[0].channels), int(infos[1].channels), fmt, ref_label, deg_label, warnings)
     spatial_fmt, in_norm = _resolve_format(fmt, n_ch, ref_label)
     if silent[0]:
         raise SpaqInputError(f"{ref_label}: reference is silent (all samples are zero): nothing to compare against")
+    for (_, stats), lab in zip(scans, (ref_label, deg_label)):  # as the whole-file path says them
+        w = _level_warning(stats, lab)
+        if w and w not in warnings:
+            warnings.append(w)
     if silent[1]:
         warnings.append(f"degraded signal is silent (all samples are zero): {deg_label}")
     sr_r, sr_d = int(infos[0].samplerate), int(infos[1].samplerate)
@@ -797,6 +829,10 @@ def load_pair(
         raise SpaqInputError(
             f"{ref_label}{where}: reference is silent (all samples are zero): nothing to compare against"
         )
+    for x, lab in ((r, ref_label), (d, deg_label)):
+        w = _level_warning(_level_stats(x), lab)
+        if w and w not in warnings:
+            warnings.append(w)
     deg_silent = np.array([np.count_nonzero(x) == 0 for x in d])
     if deg_silent.any():
         where = f" (batch items {np.flatnonzero(deg_silent).tolist()})" if d.shape[0] > 1 else ""
