@@ -390,7 +390,8 @@ def predict(x, sample_rate: int | None = None, fmt=None, checkpoint=None) -> dic
         out = []
         for i, p in enumerate(x):
             try:
-                out.append(predict(p, sample_rate=sample_rate, fmt=fmt, checkpoint=checkpoint))
+                out.append(predict(p, sample_rate=None if _is_pathlike(p) else sample_rate, fmt=fmt,  # files: their own
+                                   checkpoint=checkpoint))
             except SpaqInputError as e:
                 where = str(p) if _is_pathlike(p) else f"item {i}"
                 msg = str(e)
