@@ -53,6 +53,8 @@ def test_sample_rate_contradicting_a_file(tmp_path):
     sf.write(p, _noise().T, FS)
     with pytest.raises(SpaqInputError, match="is at 48000 Hz"):
         spaq.score(p, p, sample_rate=16000, metrics=["cues"])
+    with pytest.raises(SpaqInputError, match="is at 48000 Hz"):
+        spaq.score(p, p, sample_rate=16000, metrics=["cues"], stream=True)
     assert spaq.score(p, p, sample_rate=FS, metrics=["cues"]).results["cues"].score == 0.0
 
 

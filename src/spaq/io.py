@@ -794,6 +794,9 @@ def load_pair(
     if stream is not False:
         size = _stream_size(ref, deg, target_rate)
         if size is not None and (stream or size > stream_threshold_bytes()):
+            if sample_rate is not None:  # as below: two files, so sample_rate can only have been meant for them
+                for v in (ref, deg):
+                    check_file_rate(_file_info(v).samplerate, sample_rate, str(v))
             return _load_pair_streamed(ref, deg, target_rate, fmt, trim, min_duration_s, align)
         if stream and size is None:
             raise SpaqInputError("stream=True needs two file paths")
