@@ -68,15 +68,13 @@ def check_n_sources(n_sources, classes: dict) -> int | None:
     number >= 1, or none of ``classes`` (``{name: metric class}``) finds sources."""
     if n_sources is None:
         return None
-    import numbers
-
     from .errors import SpaqInputError
+    from .localization.localize import check_source_count
 
-    if isinstance(n_sources, bool) or not isinstance(n_sources, numbers.Integral) or int(n_sources) < 1:
-        raise SpaqInputError(f"n_sources must be a whole number >= 1, got {n_sources!r}")
+    n_sources = check_source_count(n_sources)
     if not any("n_sources" in _init_params(c) for c in classes.values()):
         raise SpaqInputError(f"none of {', '.join(classes)} finds sources (localization does: --metric localization)")
-    return int(n_sources)
+    return n_sources
 
 
 def _metric_kwargs(cls, **options) -> dict:

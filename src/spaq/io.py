@@ -399,11 +399,9 @@ def _load_one(x, role: str, sample_rate: int | None) -> tuple[np.ndarray, int, s
         data, sr = read_audio(x)
         return data[None], sr, name, False, label
     label = f"{role} {ARRAY_NAME}"
-    if x is None or isinstance(x, (bytes, bytearray)):  # neither a path nor samples: say so, not "sample_rate"
-        _to_numpy(x, role)
+    arr = _to_numpy(x, role if x is None or isinstance(x, (bytes, bytearray)) else label)
     if sample_rate is None:
         raise SpaqInputError(f"{role} is an array: sample_rate is required for array inputs")
-    arr = _to_numpy(x, label)
     shape = tuple(arr.shape)
     if arr.ndim == 2:
         c, t = arr.shape
@@ -791,12 +789,14 @@ def load_pair(
     both sources are float32-exact (see :func:`read_audio`), else both float64.
     Raises :class:`SpaqInputError` for anything wrong with the input.
     """
+    if sample_rate is not None and all(_is_pathlike(v) for v in (ref, deg) if v is not None):
+        # only files: sample_rate can only have been meant for them, and a contradiction would be silently ignored
+        for v in (ref, deg):
+            if v is not None:
+                check_file_rate(_file_info(v).samplerate, sample_rate, str(v))
     if stream is not False:
         size = _stream_size(ref, deg, target_rate)
         if size is not None and (stream or size > stream_threshold_bytes()):
-            if sample_rate is not None:  # as below: two files, so sample_rate can only have been meant for them
-                for v in (ref, deg):
-                    check_file_rate(_file_info(v).samplerate, sample_rate, str(v))
             return _load_pair_streamed(ref, deg, target_rate, fmt, trim, min_duration_s, align)
         if stream and size is None:
             raise SpaqInputError("stream=True needs two file paths")
@@ -807,11 +807,6 @@ def load_pair(
         r, sr_r, ref_name, ref_b, ref_label = _load_one(ref, "ref", sample_rate)
         _check_content(r, ref_label)
     _check_content(d, deg_label)
-    if sample_rate is not None and all(_is_pathlike(v) for v in (ref, deg) if v is not None):
-        # sample_rate can only have been meant for the files: a contradiction would be silently ignored
-        for v, sr in ((ref, sr_r), (deg, sr_d)):
-            if v is not None:
-                check_file_rate(sr, sample_rate, str(v))
     warnings: list[str] = []
 
     # channels and format (ambisonics of two orders: the lower one zero-padded)

@@ -16,6 +16,7 @@ Angles in degrees, azimuth counter-clockwise from the front, elevation up.
 """
 from __future__ import annotations
 
+import numbers
 import os
 from dataclasses import dataclass, field
 from importlib import resources
@@ -177,6 +178,14 @@ def _cluster(u: np.ndarray, w: np.ndarray, n: int, cap_deg: float = 20.0):
     return D, np.array(shares), labels
 
 
+def check_source_count(n_sources) -> int:
+    """``n_sources`` as an int, or a one-line :class:`SpaqInputError` where it is not a whole number >= 1
+    (the one rule for every entry point that takes it: :func:`localize`, :func:`spaq.score`)."""
+    if isinstance(n_sources, bool) or not isinstance(n_sources, numbers.Integral) or int(n_sources) < 1:
+        raise SpaqInputError(f"n_sources must be a whole number >= 1, got {n_sources!r}")
+    return int(n_sources)
+
+
 def _load_input(x, sample_rate):
     if isinstance(x, (str, os.PathLike)):
         from ..io import read_audio
@@ -186,9 +195,9 @@ def _load_input(x, sample_rate):
     else:
         from ..io import as_audio_array, check_input_rate
 
-        if sample_rate is None and x is not None and not isinstance(x, (bytes, bytearray)):
-            raise SpaqInputError("sample_rate is required when localising an array")
         arr = as_audio_array(x, "the signal")  # the readers' one conversion: integer PCM scaled, complex refused
+        if sample_rate is None:
+            raise SpaqInputError("sample_rate is required when localising an array")
         sr, name = check_input_rate(sample_rate, "sample_rate"), "array"
         if arr.ndim == 1:
             arr = arr[None]
@@ -325,19 +334,9 @@ def localize(x, sample_rate: int | None = None, format=None, *, n_sources: int =
         choice = "bast: asked for"
     else:
         choice = "templates: asked for"
-    def _holds(test) -> bool:
-        try:
-            return bool(test())
-        except (TypeError, ValueError, OverflowError):
-            return False
-
-    ok = _holds(lambda: not isinstance(n_sources, bool) and float(n_sources).is_integer() and int(n_sources) >= 1)
-    ok_frame = frame_s is None or _holds(lambda: float(frame_s) > 0)
-    if not ok:
-        raise SpaqInputError(f"n_sources must be a whole number >= 1, got {n_sources!r}")
-    if not ok_frame:
+    n_sources = check_source_count(n_sources)
+    if frame_s is not None and (isinstance(frame_s, bool) or not isinstance(frame_s, numbers.Real) or not frame_s > 0):
         raise SpaqInputError(f"frame_s must be a number of seconds > 0, got {frame_s!r}")
-    n_sources = int(n_sources)
     arr, sr, name = _load_input(x, sample_rate)
     fmt = _resolve_format(format, arr.shape[0], name)
     power = float(np.mean(np.square(arr, dtype=np.float64)))

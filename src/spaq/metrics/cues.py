@@ -96,7 +96,7 @@ class Cues(Metric):
         summ = summarise_cue_maps(m)
         warn = []
         if not np.all(np.isfinite(summ["ild_median_abs_db"])):
-            if np.all(np.nan_to_num(summ.get("audible_fraction", np.zeros(1))) == 0):
+            if np.all(np.nan_to_num(summ["audible_fraction"]) == 0):
                 warn.append("no band of the reference is above the hearing threshold: cue differences undefined")
             else:  # the reference is heard: what is missing is a band both ears of both signals carry
                 warn.append("no band is above the hearing threshold in both ears of both signals (one ear silent?): "

@@ -102,7 +102,7 @@ class Localization(Metric):
                 raise MetricUnavailable(f"localization: {e}") from None
             it = c.to_dict()
             warn += _side_warnings(c, warn)
-            if c.degraded is None and getattr(c, "note", None):
+            if c.degraded is None and c.note:
                 notes.append(c.note)
             method = it["reference"]["method"]
             prov = it["reference"].get("provenance", {})
