@@ -69,17 +69,29 @@ def test_qastanet_streamed_equal_unchunked(tmp_path, qastanet_metric):
 
 
 def test_localization_streamed_segments(tmp_path):
-    r, d = _files(tmp_path, "foa", seconds=3.0, dirs=((30.0, 10.0),))
+    """A first-order plane wave at (30, 10) deg and the same scene turned 40 deg in yaw, (70, 10): the error is
+    their great-circle distance, acos(sin^2 10 + cos^2 10 cos 40) = 39.37 deg, whole and in every 1 s segment
+    (one plane wave: the intensity direction is exact up to rounding)."""
+    from spaq.spatial.ambisonics import rotate
+
+    x = plane_wave_scene(1, 3.0, seed=5, dirs=((30.0, 10.0),))
+    sf.write(tmp_path / "r.wav", x.T, 48000, subtype="FLOAT")
+    sf.write(tmp_path / "d.wav", rotate(x, yaw_deg=40.0).T, 48000, subtype="FLOAT")
+    r, d = tmp_path / "r.wav", tmp_path / "d.wav"
+    expect = np.degrees(np.arccos(np.sin(np.radians(10)) ** 2 + np.cos(np.radians(10)) ** 2 * np.cos(np.radians(40))))
     m = Localization()
     whole = m.score(load_pair(r, d, target_rate=48000, stream=False))
+    assert whole.score == pytest.approx(expect, abs=0.5)
     m.segment_s = 1.0
     s = m.score(load_pair(r, d, target_rate=48000, stream=True))
     assert [g["start_s"] for g in s.values["segments"]] == [0.0, 1.0, 2.0]
-    assert s.score == pytest.approx(whole.score, abs=1.0)
-    for g in s.values["segments"]:  # the source (30 deg, 10 deg) is found in every segment
-        src = g["reference_directions"][0]
-        assert src["azimuth_deg"] == pytest.approx(30.0, abs=2.0)
-        assert src["elevation_deg"] == pytest.approx(10.0, abs=2.0)
+    assert s.score == pytest.approx(whole.score, abs=0.01)
+    for g in s.values["segments"]:  # both sources found in every segment
+        for key, az in (("reference_directions", 30.0), ("degraded_directions", 70.0)):
+            src = g[key][0]
+            assert src["azimuth_deg"] == pytest.approx(az, abs=2.0), key
+            assert src["elevation_deg"] == pytest.approx(10.0, abs=2.0), key
+        assert g["error_deg"][0] == pytest.approx(expect, abs=0.5)
 
 
 def test_score_api_streams_long_files(tmp_path, monkeypatch):
