@@ -351,6 +351,23 @@ def test_checkpoint_offline_and_align_options(corpus, tmp_path):
         assert row["cues"] == pytest.approx(rep.results["cues"].score, rel=1e-12)
     assert batch_mod._fingerprint(["cues"], None, "cpu", None, False)["align"] is False
     assert "align" not in batch_mod._fingerprint(["cues"], None, "cpu")
+    # a pair that differs only by a 20 ms delay: the batch's align setting is the one applied
+    x = 0.1 * np.random.default_rng(11).standard_normal((2, FS))
+    late = np.zeros_like(x)
+    late[:, 960:] = x[:, :-960]
+    _write(tmp_path / "r.wav", x)
+    _write(tmp_path / "d.wav", late)
+    pd.DataFrame([{"id": "late", "ref": "r.wav", "deg": "d.wav"}]).to_csv(tmp_path / "late.csv", index=False)
+    rows = {}
+    for align in (False, True):
+        df = score_batch(tmp_path / "late.csv", tmp_path / f"late_{align}.csv", metrics=["cues"], progress=False,
+                         align=align)
+        rows[align] = float(df["cues"].iloc[0])
+        rep = spaq.score(str(tmp_path / "r.wav"), str(tmp_path / "d.wav"), metrics=["cues"], align=align)
+        assert rows[align] == pytest.approx(rep.results["cues"].score, rel=1e-12)
+    assert rows[True] == pytest.approx(0.0, abs=1e-9)  # aligned: the same samples
+    # as given, each frame compares independent noise: band levels over 40 ms differ by about a dB
+    assert rows[False] > 0.3
 
 
 def test_several_sources_per_pair(tmp_path, capsys):

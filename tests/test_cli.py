@@ -152,6 +152,20 @@ def test_score_json_qastanet(full):
     assert q["higher_is_better"] is True
 
 
+def test_score_json_equals_the_api(full, tmp_path, monkeypatch):
+    """The CLI's JSON holds exactly what ``spaq.score`` returns for the same files and settings (every
+    metric's score and values; a JSON round trip of a float is exact)."""
+    import spaq
+
+    d, _, r, g = full
+    _offline_env(monkeypatch, tmp_path / "empty-cache")
+    monkeypatch.setenv(ENV, str(_need_ckpt()))
+    api = json.loads(json.dumps(spaq.score(r, g).to_dict()))
+    for name, res in d["results"].items():
+        assert res["score"] == api["results"][name]["score"], name
+        assert res["values"] == api["results"][name]["values"], name
+
+
 def test_score_json_cues(full):
     c = full[0]["results"]["cues"]
     v = c["values"]
@@ -300,6 +314,11 @@ def test_qastanet_command_printout_and_json(tmp_path, capsys):
     assert f"{d['score']:.2f}" == lines[0].split("quality of ")[1][:4]
     assert d["checkpoint_sha256"] == OFFICIAL_SHA
     assert d["duration_s"] == pytest.approx(0.5)
+    # exactly the official chain (exact mode) that spaq.score runs on these files
+    import spaq
+
+    api = spaq.score(r, g, metrics=["qastanet"], checkpoint=ckpt, fast=False, strict=True).results["qastanet"].score
+    assert d["score"] == api
 
 
 def test_qastanet_command_binaural_is_an_error(tmp_path, capsys):
