@@ -96,3 +96,30 @@ def test_over_range_and_clipped_input_are_said(tmp_path):
     whole = spaq.score(r, d, metrics=["cues"], stream=False).warnings
     streamed = spaq.score(r, d, metrics=["cues"], stream=True).warnings
     assert [w for w in whole if "full scale" in w] == [w for w in streamed if "full scale" in w] != []
+
+
+def test_checkpoint_goes_to_one_metric(tmp_path):
+    """--checkpoint is QASTAnet's when qastanet is scored, else the one named metric's that loads weights: QASTAnet's
+    weights were handed to every metric that takes a checkpoint, and quality failed reading them as its parameters."""
+    from spaq.api import checkpoint_metric
+    from spaq.metrics import metric_class
+
+    def pick(*names, ck="w.pt"):
+        return checkpoint_metric({n: metric_class(n) for n in names}, ck)
+
+    assert pick("quality", "qastanet", "cues", "localization") == "qastanet"
+    assert pick("quality", "cues") == "quality"
+    assert pick("predictor") == "predictor"
+    assert pick("quality", "cues", ck=None) is None
+    with pytest.raises(SpaqInputError, match="each load their own"):
+        pick("quality", "sqm")
+    with pytest.raises(SpaqInputError, match="none of cues loads one"):
+        pick("cues")
+    # a file that is not quality's parameters, given for qastanet: quality still scores with its own
+    bogus = tmp_path / "weights.pth.tar"
+    bogus.write_bytes(b"\x80\x02 not a quality parameter file")
+    x = _noise()
+    rep = spaq.score(x, 0.5 * x, sample_rate=FS, metrics=["quality", "qastanet"], checkpoint=str(bogus), align=False)
+    assert "quality" in rep.results and rep.results["quality"].score == pytest.approx(
+        spaq.score(x, 0.5 * x, sample_rate=FS, metrics=["quality"], align=False).results["quality"].score, abs=1e-9)
+    assert "qastanet" in rep.skipped  # binaural input (and not its weights)

@@ -77,6 +77,28 @@ def check_n_sources(n_sources, classes: dict) -> int | None:
     return n_sources
 
 
+def checkpoint_metric(classes: dict, checkpoint) -> str | None:
+    """The one metric of ``classes`` (``{name: metric class}``) that ``checkpoint`` is for, or None when
+    no checkpoint is given: ``qastanet`` when it is named (the CLI's ``--checkpoint`` is QASTAnet's),
+    else the one metric named that loads a checkpoint. A one-line :class:`SpaqInputError` when none of
+    them loads one, or when several do and ``qastanet`` is not among them (a file of one metric given to
+    another would only fail, e.g. QASTAnet's weights read as ``quality``'s parameters)."""
+    if checkpoint is None:
+        return None
+    from .errors import SpaqInputError
+
+    takes = [n for n, c in classes.items() if "checkpoint" in _init_params(c)]
+    if "qastanet" in takes:
+        return "qastanet"
+    if len(takes) == 1:
+        return takes[0]
+    if not takes:
+        raise SpaqInputError(f"a checkpoint was given, but none of {', '.join(classes)} loads one "
+                             "(qastanet, quality, sqm and predictor do)")
+    raise SpaqInputError(f"a checkpoint was given, but {', '.join(takes)} each load their own: "
+                         "score them in separate calls, one checkpoint each")
+
+
 def _metric_kwargs(cls, **options) -> dict:
     params = _init_params(cls)
     return {k: v for k, v in options.items() if k in params and (v is not None or k == "device")}
@@ -202,6 +224,8 @@ def score(ref, deg, sample_rate: int | None = None, metrics=None, fmt=None, trim
     ``device``: checked first (:func:`check_device`: one line for an unknown or unavailable one).
     ``n_sources``: for the metrics that find sources (``localization``), how many to find in each
     signal (default 1); each source's directions and error are in its result's ``values``.
+    ``checkpoint``: the weights file of one metric (:func:`checkpoint_metric`: ``qastanet``'s when it is
+    named, else the one metric named that loads a checkpoint); the others use their registry's.
     ``align`` (default True): the delay of ``deg`` against ``ref`` is estimated
     (:func:`spaq.auditory.alignment.estimate_delay`: band envelopes, refined on the fine
     structure when it is coherent; +-300 ms) and both are trimmed to their overlap before the
@@ -230,6 +254,7 @@ def score(ref, deg, sample_rate: int | None = None, metrics=None, fmt=None, trim
     classes = {n: metric_class(n) for n in names}  # unknown names: one-line error before any work
     device = check_device(device)
     n_sources = check_n_sources(n_sources, classes)
+    for_checkpoint = checkpoint_metric(classes, checkpoint)
     if sources is not None:
         from .errors import SpaqInputError
 
@@ -298,8 +323,8 @@ def score(ref, deg, sample_rate: int | None = None, metrics=None, fmt=None, trim
                 pair.reader.on_read = lambda a, b, n=n, p=pair: progress(n, b / p.n_samples)
             if pair.streamed and not cls.streamable:
                 raise MetricUnavailable(f"{n} does not stream long files; score a shorter excerpt")
-            kwargs = _metric_kwargs(cls, device=device, fast=fast, checkpoint=checkpoint, offline=offline,
-                                    n_sources=n_sources)
+            kwargs = _metric_kwargs(cls, device=device, fast=fast, checkpoint=checkpoint if n == for_checkpoint else None,
+                                    offline=offline, n_sources=n_sources)
             extra = {}
             if sources is not None and cls.accepts_sources:
                 try:

@@ -590,7 +590,7 @@ def score_batch(pairs_or_manifest, out, metrics=None, workers: int = 1, dask=Non
     pool, or the size of ``dask="local"``). ``dask``: ``None``, a scheduler address,
     ``"local"`` or a ``distributed.Client``. ``resume``: continue an interrupted run from its
     journal; ``overwrite``: remove an existing journal and table first. ``fast``/``device``:
-    as in :func:`spaq.score`; so are ``checkpoint`` (a QASTAnet checkpoint path, resolved once
+    as in :func:`spaq.score`; so are ``checkpoint`` (one metric's weights, QASTAnet's when it is named: :func:`spaq.api.checkpoint_metric`; a path, resolved once
     here so a missing file is one error, not one per pair), ``offline``, ``align`` and ``n_sources``
     (how many sources ``localization`` finds in each signal; each source's values become columns).
     ``progress``: a progress bar on stderr. ``strict``: after
@@ -614,11 +614,12 @@ def score_batch(pairs_or_manifest, out, metrics=None, workers: int = 1, dask=Non
         raise SpaqError(f"unknown metric {bad[0]!r}; available: {', '.join(known)}")
     if len(set(names)) != len(names):
         raise SpaqError(f"metric listed twice: {', '.join(names)}")
-    from .api import check_device, check_n_sources
+    from .api import check_device, check_n_sources, checkpoint_metric
 
     device = check_device(device)
 
     n_sources = check_n_sources(n_sources, {n: metric_class(n) for n in names})
+    checkpoint_metric({n: metric_class(n) for n in names}, checkpoint)  # which metric it is for: one line if none
     pairs = _as_pairs(pairs_or_manifest)
     if not any(pairs["ref"]):  # no reference anywhere: one error before any work, not one per pair
         need = [n for n in names if metric_class(n).needs_reference]

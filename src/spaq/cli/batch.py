@@ -62,7 +62,7 @@ def batch_command(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object (summary and output path)."),
     strict: bool = typer.Option(False, "--strict", help="Exit 1 when any pair could not be scored (default: 0)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
-    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", metavar="PATH", help="QASTAnet checkpoint (official format); default: spaq's registry (cache, SPAQ_QASTANET_CHECKPOINT)."),
+    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", metavar="PATH", help="Weights file of one metric: QASTAnet's (official format) when qastanet is scored, else that of the one metric named that loads weights; default: spaq's registry (cache, SPAQ_QASTANET_CHECKPOINT)."),
     offline: bool = typer.Option(False, "--offline", help="Never touch the network (spaq never downloads unless `spaq weights fetch` is run; this also sets SPAQ_OFFLINE for the workers)."),
     align: bool = typer.Option(True, "--align/--no-align", help="As in `spaq score`: remove the delay between REF and DEG first (default)."),
     n_sources: Optional[int] = typer.Option(None, "--n-sources", metavar="N", help="As in `spaq score`: how many sources localization finds in each signal (default 1); each one's values become columns."),

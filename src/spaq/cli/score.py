@@ -83,7 +83,7 @@ def score_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     maps: Optional[str] = typer.Option(None, "--maps", metavar="OUT", help="Write per-band/per-frame maps to OUT.npz and a figure OUT.png."),
     trim: bool = typer.Option(False, "--trim", help="Trim to the shorter signal even if lengths differ by 1 % or more."),
-    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", metavar="PATH", help="QASTAnet checkpoint (official format)."),
+    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", metavar="PATH", help="Weights file of one metric: QASTAnet's (official format) when qastanet is scored, else that of the one metric named that loads weights (quality, sqm, predictor)."),
     offline: bool = typer.Option(False, "--offline", help="Never download weights."),
     device: str = typer.Option("cpu", "--device", metavar="DEVICE", help="torch device (cpu, cuda)."),
     fast: Optional[bool] = typer.Option(None, "--fast/--exact", help="Auditory bands at reduced rates (--fast: ~10x faster) or at full rate in float64 (--exact). Default: fast for every metric (qastanet within 1.8e-3 of the official scores on its 17 test pairs, quality within 0.14 points of exact)."),
