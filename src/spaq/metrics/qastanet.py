@@ -40,6 +40,13 @@ class Qastanet(Metric):
     default_rank = 2
     reading = "0..1, higher is better; an identical pair's score grows with duration (0.78 at 3 s, ~1 at 30 s): compare equal durations"
 
+    @classmethod
+    def available(cls) -> str | None:
+        """None when the official weights are found here without a download, else how to get them (a
+        checkpoint path given to the metric works either way)."""
+        why = weights.missing("qastanet")
+        return None if why is None else f"weights {why}"
+
     def __init__(self, checkpoint=None, offline: bool | None = None, device: str = "cpu",
                  chunk_s: float = 10.0, context_s: float = 1.0, fast: bool = True):
         w = weights.resolve("qastanet", checkpoint, offline=offline)
