@@ -211,7 +211,19 @@ def test_batch_table_defaults_join_with_other_key_and_skips_unusable(tmp_path, c
     # batch sub-values and the manifest's own columns are not metrics by default; an all-NaN column is skipped
     assert set(out["metrics"]) == {"quality", "cues"} and set(out["skipped"]) == {"broken"}
     assert out["metrics"]["quality"]["pearson"] == pytest.approx(pearsonr(scores.quality, sev)[0], abs=1e-12)
-    assert out["metrics"]["quality"]["mapping"]["direction"] == -1 and out["metrics"]["cues"]["mapping"]["direction"] == 1
+    # registered metrics keep the direction they are defined with, and a severity (higher = worse) taken as the
+    # listening score goes against both: each gets a warning, and its mapping is not turned round to fit
+    assert out["metrics"]["quality"]["mapping"]["direction"] == 1 and out["metrics"]["cues"]["mapping"]["direction"] == -1
+    assert len(out["warnings"]) == 2
+    assert out["warnings"][0].startswith("quality is higher-is-better, but here it falls")
+    assert out["warnings"][1].startswith("cues is lower-is-better, but here it rises")
+    # --direction fits the data's way (what the default did before for every column)
+    rc = main(["evaluate", str(tmp_path / "s.parquet"), "--mos-table", str(tmp_path / "m.parquet"),
+               "--on", "id=item_id", "--mos", "severity", "--bootstrap", "0", "--json",
+               "--direction", "quality=lower", "--direction", "cues=higher"])
+    flipped = json.loads(capsys.readouterr().out)
+    assert flipped["metrics"]["quality"]["mapping"]["direction"] == -1 and flipped["warnings"] == []
+    assert flipped["metrics"]["quality"]["rmse"] < out["metrics"]["quality"]["rmse"]
     # named explicitly, an unusable column is an error, not a silent skip
     assert main(["evaluate", str(tmp_path / "s.parquet"), "--mos-table", str(tmp_path / "m.parquet"),
                  "--on", "id=item_id", "--mos", "severity", "-m", "broken"]) == 2

@@ -61,6 +61,8 @@ def _print_human(res: dict) -> None:
     con.print(t)
     for name, why in res.get("skipped", {}).items():
         con.print(f"[yellow]{name} skipped:[/yellow] {why}", highlight=False)
+    for w in res.get("warnings", []):
+        con.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
     alpha = res.get("alpha", 0.05)
     mark = f" (significant at {alpha:g})"
     for c in res["comparisons"]:

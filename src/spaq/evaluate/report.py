@@ -77,13 +77,16 @@ def report_markdown(result: dict, figure: str | None = None, title: str = "spaq 
     if result["comparisons"]:
         alpha = result.get("alpha", 0.05)
         sig = (lambda yes: f" (significant at {alpha:g})" if yes else " (not significant)")
-        lines += ["", "Tests of |Pearson| against the best metric (Fisher z, P.1401 7.6.1; Williams' t for the "
-                  "same items, which accounts for the metrics' correlation with each other):", ""]
+        lines += ["", "Tests of Pearson, signed by each metric's direction, against the best metric (Fisher z, "
+                  "P.1401 7.6.1; Williams' t for the same items, which accounts for the metrics' correlation with "
+                  "each other):", ""]
         for c in result["comparisons"]:
             w = (f"; Williams t = {c['williams_t']:.2f}, p = {c['williams_p']:.3f}"
                  + sig(c.get("williams_significant")) if "williams_t" in c else "")
             lines.append(f"- {c['best']} vs {c['other']}: z = {c['z']:.2f}, p = {c['p']:.3f}"
                          + sig(c["significant"]) + w)
+    if result.get("warnings"):
+        lines += ["", "Warnings:", ""] + [f"- {w}" for w in result["warnings"]]
     if figure:
         lines += ["", f"![scatter plots]({figure})"]
     return "\n".join(lines) + "\n"

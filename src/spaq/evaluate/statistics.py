@@ -174,13 +174,14 @@ def compare_correlations(r1: float, r2: float, n: int) -> dict:
     return {"z": z, "p": float(2 * norm.sf(abs(z)))}
 
 
-def compare_dependent_correlations(x1, x2, y) -> dict:
+def compare_dependent_correlations(x1, x2, y, directions=None) -> dict:
     """Williams' t test (Steiger 1980, eq. 7) of two metrics ``x1``, ``x2`` correlated with
     the same MOS ``y`` on the same items ``(N,)``: a dependent-correlation test that uses the
     metrics' correlation with each other, so it is sharper than the independent Fisher-z form
     when the metrics agree. Each metric is oriented so its correlation with ``y`` is
-    positive (the test compares |r|). Returns ``r1``, ``r2``, ``r12``, ``t``, ``df``
-    (``N - 3``) and the two-sided ``p``."""
+    positive (the test compares |r|), or by ``directions`` ``(d1, d2)`` (+1 / -1: the direction
+    each is meant to go; then a metric that goes the other way has a negative r). Returns ``r1``,
+    ``r2``, ``r12``, ``t``, ``df`` (``N - 3``) and the two-sided ``p``."""
     from scipy.stats import t as student
 
     x1, y = _as_xy(x1, y)
@@ -191,8 +192,11 @@ def compare_dependent_correlations(x1, x2, y) -> dict:
     if n < 5:
         raise SpaqError("comparing correlations needs at least 5 items with both metrics")
     r1, r2 = _pearson(x1, y), _pearson(x2, y)
-    s1, s2 = (1.0 if r1 >= 0 else -1.0), (1.0 if r2 >= 0 else -1.0)
-    r1, r2 = abs(r1), abs(r2)
+    if directions is None:
+        s1, s2 = (1.0 if r1 >= 0 else -1.0), (1.0 if r2 >= 0 else -1.0)
+    else:
+        s1, s2 = (1.0 if d >= 0 else -1.0 for d in directions)
+    r1, r2 = s1 * r1, s2 * r2
     r12 = s1 * s2 * _pearson(x1, x2)
     det = 1 - r1 ** 2 - r2 ** 2 - r12 ** 2 + 2 * r1 * r2 * r12
     rbar = (r1 + r2) / 2

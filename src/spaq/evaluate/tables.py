@@ -91,6 +91,21 @@ def default_metric_columns(df, skip=()) -> list:
     return top if top and len(top) < len(cols) else cols
 
 
+def known_directions(columns) -> dict:
+    """``{column: +1 | -1}`` for the columns named after a registered metric (``spaq batch`` writes each
+    metric's score under its name): +1 where higher is better."""
+    from ..metrics import metric_class, registered
+
+    names = set(registered())
+    return {c: (1 if metric_class(c).higher_is_better else -1) for c in columns if c in names}
+
+
+def _spearman(x, y) -> float:
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(x, y)[0]) if np.ptp(x) > 0 and np.ptp(y) > 0 else float("nan")
+
+
 def evaluate_table(df, mos: str | None = None, metrics=None, ratings: str | None = None, std: str | None = None,
                    votes: str | None = None, cluster: str | None = None, aggregate: str | None = None,
                    order: int = 3, n_boot: int = 1000, seed: int = 0, level: float = 0.95,
@@ -107,13 +122,16 @@ def evaluate_table(df, mos: str | None = None, metrics=None, ratings: str | None
     condition-based analysis; std and votes then pool the raw ratings when ``ratings`` is
     given, else they are the spread of the row means and the row count). ``cluster``:
     resample whole groups of this column in the bootstrap. ``directions``: ``{metric: +1|-1}``
-    overrides the sign of each mapping (default: the sign of Spearman's rho).
+    overrides the sign of each mapping (default: a registered metric's own direction,
+    :func:`known_directions`, with a warning where the data go the other way; another column's: the
+    sign of Spearman's rho). A mapping fitted on fewer than three items per parameter gets a warning.
     ``skip_unusable`` (default: when ``metrics`` is not given): a metric column with fewer
     than 3 finite values or a constant one is listed under ``"skipped"`` instead of raising.
 
     Returns ``{"n_rows", "n_excluded", "n_items", "mos", "metrics": {name:
-    MetricEvaluation.to_dict()}, "skipped": {name: reason}, "alpha", "comparisons": [...]}``
-    where comparisons test each metric's Pearson |r| against the best one's: Fisher z
+    MetricEvaluation.to_dict()}, "skipped": {name: reason}, "alpha", "comparisons": [...], "warnings"}``
+    where comparisons test each metric's Pearson r, signed by its mapping's direction (a metric that
+    correlates the wrong way ranks last), against the best one's: Fisher z
     (``z``, ``p``, ``significant``) and, on the items both metrics scored, Williams' t
     (``williams_t``, ``williams_p``, ``williams_significant``); significant means
     ``p < alpha`` for both."""
@@ -189,31 +207,51 @@ def evaluate_table(df, mos: str | None = None, metrics=None, ratings: str | None
     out = {"n_rows": int(n_rows), "n_excluded": int(n_rows - int(keep.sum())), "n_items": int(len(df)),
            "mos": {"mean": float(np.nanmean(y)), "std": float(np.nanstd(y)),
                    "source": ratings or mos, "aggregate": aggregate},
-           "metrics": {}, "skipped": {}, "alpha": float(alpha), "comparisons": []}
+           "metrics": {}, "skipped": {}, "alpha": float(alpha), "comparisons": [], "warnings": []}
+    known = known_directions(metrics)
     for c in list(metrics):
         v = df[c].to_numpy(dtype=np.float64)
-        fin = v[np.isfinite(v) & np.isfinite(y)]
+        ok = np.isfinite(v) & np.isfinite(y)
+        fin = v[ok]
         need = max(3, int(order) + 2)  # the mapping's parameters need that many items
         if skip_unusable and (fin.size < need or np.ptp(fin) == 0):
             out["skipped"][str(c)] = (f"{fin.size} items with finite values (at least {need} needed)"
                                       if fin.size < need else "constant")
             metrics.remove(c)
             continue
-        ev = evaluate(df[c].to_numpy(dtype=np.float64), y, name=str(c), order=order,
-                      direction=(directions or {}).get(c), std=sd if have_ci else None,
+        direction = (directions or {}).get(c)
+        if direction is None and c in known:  # a registered metric: the direction it is defined with
+            direction = known[c]
+            rho = _spearman(fin, y[ok])
+            if rho == rho and rho * direction < 0:
+                word = "higher" if direction > 0 else "lower"
+                out["warnings"].append(
+                    f"{c} is {word}-is-better, but here it {'falls' if direction > 0 else 'rises'} with the listening "
+                    f"scores (Spearman {rho:+.3f}): its mapping keeps the defined direction; --direction "
+                    f"{c}={'lower' if direction > 0 else 'higher'} fits the data's instead")
+        n_params = {0: 0, 1: 2, 3: 4}.get(int(order), int(order) + 1)
+        if n_params and fin.size < 3 * n_params:
+            out["warnings"].append(f"{c}: {fin.size} items for a {n_params}-parameter mapping: its mapped rmse and "
+                                   f"intervals mean little (--mapping 1, or more items)")
+        ev = evaluate(v, y, name=str(c), order=order, direction=direction, std=sd if have_ci else None,
                       votes=nv if have_ci else None, clusters=cl, n_boot=n_boot, seed=seed, level=level)
         out["metrics"][str(c)] = ev.to_dict()
     if len(out["metrics"]) > 1:
-        best = max(out["metrics"].values(), key=lambda e: abs(e["pearson"]) if e["pearson"] == e["pearson"] else -1)
+        # Pearson in the direction each metric is mapped with: one that goes the wrong way ranks low, not by |r|
+        def agree(e):
+            return e["pearson"] * e["mapping"]["direction"] if e["pearson"] == e["pearson"] else -2.0
+
+        best = max(out["metrics"].values(), key=agree)
         for e in out["metrics"].values():
             if e is best:
                 continue
             n = min(e["n"], best["n"])
-            t = compare_correlations(abs(best["pearson"]), abs(e["pearson"]), n)
+            t = compare_correlations(agree(best), agree(e), n)
             c = {"best": best["metric"], "other": e["metric"], **t, "significant": bool(t["p"] < alpha)}
             try:  # the same items scored by both metrics: the dependent (Williams) test as well
                 w = compare_dependent_correlations(df[best["metric"]].to_numpy(dtype=np.float64),
-                                                   df[e["metric"]].to_numpy(dtype=np.float64), y)
+                                                   df[e["metric"]].to_numpy(dtype=np.float64), y,
+                                                   directions=(best["mapping"]["direction"], e["mapping"]["direction"]))
                 c.update(williams_t=w["t"], williams_p=w["p"], williams_significant=bool(w["p"] < alpha),
                          r_between=w["r12"])
             except SpaqError:
