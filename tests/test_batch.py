@@ -421,3 +421,36 @@ def test_several_sources_per_pair(tmp_path, capsys):
     assert main(["batch", str(tmp_path / "m.csv"), "--out", str(out), "-m", "localization", "--n-sources", "2",
                  "-q"]) == 0
     assert pd.read_csv(out)["localization.error_deg.2"].iloc[0] == pytest.approx(row["localization.error_deg.2"])
+
+
+def test_manifest_columns_travel_and_join_on_several_keys(tmp_path, capsys):
+    """A listening test's manifest (ref, deg, condition, item: no id) -> the table keeps condition and item, and
+    `spaq evaluate --on condition,item` joins the ratings on both; the manifest's numeric column (item) is not
+    taken for a metric."""
+    from spaq.cli import main
+
+    rng = np.random.default_rng(12)
+    rows, mos = [], []
+    for item in (1, 2):
+        x = 0.1 * rng.standard_normal((2, FS // 2))
+        _write(tmp_path / f"r{item}.wav", x)
+        for k, cond in enumerate(("clean", "mild", "harsh")):
+            _write(tmp_path / f"d{item}{cond}.wav", x + 0.003 * 4 ** k * rng.standard_normal(x.shape))
+            rows.append({"ref": f"r{item}.wav", "deg": f"d{item}{cond}.wav", "condition": cond, "item": item})
+            mos.append({"condition": cond, "item": item, "mushra": 95 - 30 * k + item})
+    pd.DataFrame(rows).to_csv(tmp_path / "m.csv", index=False)
+    pd.DataFrame(mos).to_csv(tmp_path / "mos.csv", index=False)
+    df = score_batch(tmp_path / "m.csv", tmp_path / "s.csv", metrics=["cues"], progress=False)
+    assert list(df.columns[:9]) == ["id", "ref", "deg", "status", "error", "format", "duration_s", "condition", "item"]
+    assert df["condition"].tolist() == [r["condition"] for r in rows]
+    assert df["item"].astype(int).tolist() == [r["item"] for r in rows]
+    assert main(["evaluate", str(tmp_path / "s.csv"), "--mos-table", str(tmp_path / "mos.csv"), "--on", "condition,item",
+                 "--mos", "mushra", "--bootstrap", "0", "--mapping", "1", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["n_items"] == 6 and set(out["metrics"]) == {"cues"}
+    # more added noise, lower ratings: cues (lower is better) rises as the ratings fall
+    assert out["metrics"]["cues"]["spearman"] < -0.8 and out["warnings"] == []
+    # one key alone matches each rating row to both items: twice the rows
+    assert main(["evaluate", str(tmp_path / "s.csv"), "--mos-table", str(tmp_path / "mos.csv"), "--on", "condition",
+                 "--mos", "mushra", "--bootstrap", "0", "--mapping", "1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["n_items"] == 12

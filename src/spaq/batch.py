@@ -20,7 +20,9 @@ Output (:func:`score_batch`): one row per pair, in manifest order, columns
     scalar in ``MetricResult.values`` (e.g. ``quality.timbral_score``; a short list of numbers or
     of such dicts, one entry per source, becomes ``M.<value>.<i>[.<key>]``, i from 1, e.g.
     ``localization.error_deg.2``, ``localization.reference_directions.1.azimuth_deg``), M.skipped
-    (why M could not score this pair, "" when it did).
+    (why M could not score this pair, "" when it did). The manifest's other columns (a listening test's
+    condition and item, a corpus's severity...) come after ``duration_s``, as they are (a name the table
+    already uses gets ``manifest.``).
 
 A pair that cannot be scored (missing file, silence, wrong channel count, NaN samples,
 lengths that differ: any :class:`~spaq.errors.SpaqError` of :func:`spaq.score`, or an
@@ -137,6 +139,10 @@ def _normalise_pairs(df, base: str, source: str):
         raise SpaqError(f"{source}: no row has a {dc} (a corpus of single signals has no pairs to score)")
     fmts = [_cell(v) for v in df["format"]] if "format" in cols else [""] * len(df)
     out = pd.DataFrame({"id": ids, "ref": refs, "deg": degs, "format": fmts}, dtype=object)
+    used = {rc, dc, idc, "format", *SOURCE_COLUMNS}
+    for c in df.columns:  # the manifest's other columns travel to the results table (manifest_columns)
+        if c not in used and str(c) not in out.columns:
+            out[str(c)] = df[c].to_numpy()
     src_cols = [c for c in SOURCE_COLUMNS if c in cols]
     if src_cols:
         if len(src_cols) == 1:
@@ -435,7 +441,28 @@ def _table(pairs, done: dict, names: list):
     for c in cols:
         if c in ("duration_s",) or (c not in base and not c.endswith(".skipped")):
             df[c] = df[c].astype("float64")
+    # the manifest's other columns (condition, item, severity...), as they are, after the bookkeeping ones: the
+    # table joins with listening scores on them; a name the table already uses gets "manifest."
+    extra = manifest_columns(pairs)
+    if extra:
+        rows = pairs.set_index("id").loc[[r["id"] for r in recs], extra] if recs else pairs[extra].iloc[:0]
+        at = len(base)
+        for c in extra:
+            name = c if c not in df.columns else f"manifest.{c}"
+            df.insert(at, name, rows[c].to_numpy())
+            at += 1
     return df
+
+
+def manifest_columns(pairs) -> list:
+    """The columns of a pairs table (:func:`read_pairs`) that come from the manifest as they are: every column
+    but the pair's own (``id``, ``ref``, ``deg``, ``format``, the dry sources)."""
+    return [c for c in pairs.columns if c not in ("id", "ref", "deg", "format", *SOURCE_COLUMNS)]
+
+
+def metric_columns(df) -> list:
+    """The metric columns of a :func:`score_batch` table: each metric ``M`` has its ``M.skipped`` column."""
+    return [c for c in df.columns if f"{c}.skipped" in df.columns]
 
 
 def _write_table(df, out: str) -> None:
@@ -689,7 +716,7 @@ def summary(df) -> dict:
     ``n_items, n_ok, n_error, errors [{id, error}], metrics {M: {n, mean, median}}`` (over
     the pairs M scored; None when it scored none) and ``skipped {M: {reason: count}}``."""
     ok = df["status"] == "ok"
-    metric_cols = [c for c in df.columns if c not in BASE_COLUMNS and c not in SOURCE_COLUMNS and "." not in c]
+    metric_cols = metric_columns(df)
     stats = {}
     for m in metric_cols:
         v = df.loc[ok, m].astype("float64").dropna()

@@ -78,7 +78,7 @@ def evaluate_cmd(
     ratings: Optional[str] = typer.Option(None, "--ratings", metavar="COL", help="Column with each item's list of ratings (mean, spread and count are derived): instead of --mos."),
     metric: Optional[List[str]] = typer.Option(None, "--metric", "-m", metavar="COL", help="Metric column (repeatable). Default: every numeric column that is not MOS or an id (of a `spaq batch` table: the metric scores, not their sub-values)."),
     mos_table: Optional[str] = typer.Option(None, "--mos-table", metavar="PATH", help="Separate table holding the listening scores, joined to TABLE on --on."),
-    on: Optional[str] = typer.Option(None, "--on", metavar="COL[=COL]", help="Column both tables share (with --mos-table), or TABLE_COL=MOS_COL."),
+    on: Optional[str] = typer.Option(None, "--on", metavar="COL[=COL],...", help="Column both tables share (with --mos-table), or TABLE_COL=MOS_COL; several separated by commas (rows match on all), e.g. condition,item."),
     std: Optional[str] = typer.Option(None, "--std", metavar="COL", help="Column with each item's rating standard deviation (for rmse* and outliers)."),
     votes: Optional[str] = typer.Option(None, "--votes", metavar="COL", help="Column with each item's number of ratings."),
     aggregate: Optional[str] = typer.Option(None, "--aggregate", metavar="COL", help="Average metric and MOS per value of this column first (condition-level analysis)."),
@@ -121,9 +121,9 @@ def evaluate_cmd(
         if on is None:
             raise SpaqError("--mos-table needs --on COLUMN (the column both tables share)")
         other = load_table(mos_table)
-        left = on.partition("=")[0]
-        if not metric and left in df.columns:  # default metrics: TABLE's own metric columns, not the joined table's
-            metric = default_metric_columns(df, {left})
+        lefts = {k.partition("=")[0].strip() for k in on.split(",")}
+        if not metric and lefts <= set(df.columns):  # default metrics: TABLE's own metric columns, not the joined table's
+            metric = default_metric_columns(df, lefts)
         df = join_scores(df, other, on)
     res = evaluate_table(df, mos=mos, metrics=metric or None, skip_unusable=auto, ratings=ratings, std=std, votes=votes,
                          cluster=cluster, aggregate=aggregate, order=mapping, n_boot=bootstrap, seed=seed,

@@ -41,19 +41,31 @@ def load_table(path: str):
 
 def join_scores(df, other, on: str):
     """``df`` (metric scores) joined with ``other`` (listening scores) on ``on``: a column both
-    have, or ``DF_COL=OTHER_COL``. Keys are compared as text (a CSV id "7" and a Parquet id 7
-    are the same item); on a name clash ``df``'s column wins (``other``'s gets ``_mos``)."""
-    left, _, right = on.partition("=")
-    right = right or left
-    for name, d, col in (("TABLE", df, left), ("--mos-table", other, right)):
-        if col not in d.columns:
-            raise SpaqError(f"no column {col!r} in {name}")
-    if right != left:
-        other = other.rename(columns={right: left})
+    have, or ``DF_COL=OTHER_COL``; several keys separated by commas (``condition,item`` or
+    ``cond=codec,item=file``: rows match on all of them). Keys are compared as text (a CSV id "7"
+    and a Parquet id 7 are the same item); on a name clash ``df``'s column wins (``other``'s gets
+    ``_mos``)."""
+    keys = [k.strip() for k in str(on).split(",")]
+    if not all(keys):
+        raise SpaqError(f"--on {on!r}: give COL or COL=OTHER_COL, several separated by commas")
     df, other = df.copy(), other.copy()
-    df[left] = df[left].astype(str)
-    other[left] = other[left].astype(str)
-    out = df.merge(other, on=left, how="inner", suffixes=("", "_mos"))
+    lefts = []
+    for key in keys:
+        left, _, right = key.partition("=")
+        left, right = left.strip(), (right.strip() or left.strip())
+        for name, d, col in (("TABLE", df, left), ("--mos-table", other, right)):
+            if col not in d.columns:
+                raise SpaqError(f"no column {col!r} in {name} (columns: {', '.join(map(str, d.columns))})")
+        if right != left:
+            if left in other.columns:  # the listening table's own column of that name steps aside
+                other = other.rename(columns={left: f"{left}_mos"})
+            other = other.rename(columns={right: left})
+        df[left] = df[left].astype(str)
+        other[left] = other[left].astype(str)
+        lefts.append(left)
+    if len(set(lefts)) != len(lefts):
+        raise SpaqError(f"--on {on!r} names a column twice")
+    out = df.merge(other, on=lefts, how="inner", suffixes=("", "_mos"))
     if out.empty:
         raise SpaqError(f"no rows of TABLE match --mos-table on {on!r}")
     return out
@@ -80,13 +92,17 @@ def default_metric_columns(df, skip=()) -> list:
     """The numeric columns of ``df`` that look like metric scores: not in ``skip``, not in
     :data:`NOT_METRICS` (ids, file names, ``spaq batch``'s ``status``/``error``/``format``/
     ``duration_s``), not a ``M.skipped`` reason (an all-empty text column reads as numbers);
-    when the table has ``spaq batch``'s ``metric`` and ``metric.value`` columns, only the
-    ``metric`` ones (name the others with ``metrics=``)."""
+    in a ``spaq batch`` table, the metrics it scored (each ``M`` has an ``M.skipped`` column; the manifest
+    columns it carries, such as a severity, are not metrics); when the table has ``metric`` and
+    ``metric.value`` columns, only the ``metric`` ones (name the others with ``metrics=``)."""
     import pandas as pd
 
     skip = set(skip) | NOT_METRICS
     cols = [c for c in df.columns if c not in skip and pd.api.types.is_numeric_dtype(df[c])
             and not str(c).startswith("_") and not str(c).endswith(("_sha256", ".skipped"))]
+    scored = [c for c in cols if f"{c}.skipped" in df.columns]
+    if scored:  # a spaq batch table: its metrics are the columns with a M.skipped column (not the manifest's)
+        return scored
     top = [c for c in cols if "." not in str(c)]
     return top if top and len(top) < len(cols) else cols
 
