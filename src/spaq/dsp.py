@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
-__all__ = ["next_fast_len", "fft_convolve", "mimo_fir_filter", "wpe_stft", "wpe_dereverberate", "wpe_min_samples", "wpe_max_taps"]
+__all__ = ["next_fast_len", "fft_convolve", "mimo_fir_filter", "wpe_stft", "wpe_dereverberate", "wpe_min_samples", "wpe_max_taps",
+           "resample_poly"]
 
 
 def next_fast_len(n: int) -> int:
@@ -161,3 +163,36 @@ def wpe_dereverberate(x: torch.Tensor, n_fft: int = 1024, hop: int = 256, taps: 
     full[band] = wpe_stft(full[band].contiguous(), taps, delay, iterations, max_frames, eps)
     y = torch.istft(full.permute(1, 0, 2), n_fft, hop, window=win, length=x.shape[-1])
     return y.to(x.dtype)
+
+
+def resample_poly(x: torch.Tensor, sr_from: int, sr_to: int) -> torch.Tensor:
+    """Differentiable polyphase resampling of ``x (..., T)`` (real, float) from ``sr_from`` to ``sr_to`` Hz:
+    the arithmetic of :func:`scipy.signal.resample_poly` with its default filter (a Kaiser-windowed sinc,
+    beta 5, 10 zero crossings per side at the higher rate; output ``ceil(T * sr_to / sr_from)`` samples), in
+    torch, so gradients flow through it (for losses fed at another rate). :func:`spaq.io.resample` is the
+    numpy path the metrics' inputs take (tests/test_dsp.py checks the two agree)."""
+    from scipy.signal import firwin
+
+    up, down = int(sr_to), int(sr_from)
+    if up <= 0 or down <= 0:
+        raise ValueError(f"resample_poly: rates must be positive, got {sr_from} -> {sr_to}")
+    g = math.gcd(up, down)
+    up, down = up // g, down // g
+    if up == down:
+        return x
+    n_in = x.shape[-1]
+    n_out = -(-n_in * up // down)
+    max_rate = max(up, down)
+    half = 10 * max_rate
+    h = firwin(2 * half + 1, 1.0 / max_rate, window=("kaiser", 5.0)) * up
+    pre = down - half % down
+    pre_remove = (half + pre) // down
+    # taps appended at the end until the output reaches n_out samples past those removed (scipy's loop)
+    post = 0
+    while ((n_in - 1) * up + len(h) + pre + post - 1) // down + 1 < n_out + pre_remove:
+        post += 1
+    h = torch.as_tensor(np.concatenate([np.zeros(pre), h, np.zeros(post)]), dtype=x.dtype, device=x.device)
+    zeros = torch.zeros_like(x)
+    xu = torch.stack([x] + [zeros] * (up - 1), dim=-1).reshape(*x.shape[:-1], n_in * up)  # x0 0 .. 0 x1 0 ..
+    full = fft_convolve(xu, h, n_out=n_in * up + h.shape[-1] - 1)
+    return full[..., ::down][..., pre_remove:pre_remove + n_out]

@@ -4,6 +4,7 @@ determinism and held-out head. Signals: noise rendered through the held-out SONI
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -136,6 +137,48 @@ def test_spatial_loss(series, one_torch_thread):
     per.sum().backward()
     assert torch.isfinite(est.grad).all() and est.grad.abs().sum() > 0
     assert not any(p.requires_grad for p in loss.encoder.parameters())
+
+
+def test_losses_at_another_rate_and_bad_input(one_torch_thread):
+    """``SpatialLoss(sample_rate=16000)`` is the loss of the same signals resampled to the encoder's 48 kHz
+    (spaq.dsp.resample_poly, differentiable; equal to float32 rounding), not of 16 kHz samples read as 48 kHz;
+    arrays, integer tensors and one unbatched signal get one clear line each."""
+    from spaq.dsp import resample_poly
+    from spaq.losses import CueLoss, SpatialLoss
+
+    rng = np.random.default_rng(3)
+    x = torch.from_numpy(rng.standard_normal((1, 2, 16000)) * 0.05).float()
+    y = x * torch.tensor([1.0, 0.4]).view(1, 2, 1)
+    l16 = SpatialLoss(sample_rate=16000)
+    at48 = SpatialLoss()(resample_poly(x, 16000, 48000), resample_poly(y, 16000, 48000))
+    assert float(l16(x, y)) == pytest.approx(float(at48), rel=1e-5)
+    assert abs(float(SpatialLoss()(x, y)) - float(at48)) > 1e-3  # read as 48 kHz: another number
+    e = x.clone().requires_grad_(True)
+    l16(e, y).backward()
+    assert torch.isfinite(e.grad).all() and e.grad.abs().sum() > 0
+    for loss in (SpatialLoss(), CueLoss()):
+        name = type(loss).__name__
+        with pytest.raises(TypeError, match=f"{name} expects float torch tensors .* ndarray"):
+            loss(x.numpy(), y)
+        with pytest.raises(TypeError, match="int16"):
+            loss((x * 32767).short(), y)
+        with pytest.raises(ValueError, match=r"x.unsqueeze\(0\)"):
+            loss(x[0], y[0])
+
+
+def test_resample_poly_is_scipys():
+    """spaq.dsp.resample_poly (torch, differentiable) against scipy.signal.resample_poly: the same filter and
+    alignment, so the same samples to float64 rounding (the FFT convolution adds ~1e-15)."""
+    import scipy.signal as sps
+
+    from spaq.dsp import resample_poly
+
+    x = np.random.default_rng(4).standard_normal((2, 4801))
+    for a, b in ((16000, 48000), (48000, 16000), (44100, 48000), (32000, 48000), (48000, 48000)):
+        g = math.gcd(a, b)
+        ref = sps.resample_poly(x, b // g, a // g, axis=-1) if a != b else x
+        got = resample_poly(torch.from_numpy(x), a, b).numpy()
+        assert got.shape == ref.shape and np.max(np.abs(got - ref)) < 1e-12, (a, b)
 
 
 def test_spatial_loss_with_sources(one_torch_thread):

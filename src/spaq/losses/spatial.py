@@ -14,9 +14,11 @@
   the target's band activity (band level within 30 dB of the loudest band-frame); needs aligned
   signals of equal length.
 
-Both take ``est (B, 2, T)`` and ``target (B, 2, T)`` at 48 kHz (left, right) and return a scalar
-(``reduction="mean"``) or ``(B,)`` (``"none"``); gradients flow to ``est`` (and ``target`` if it
-requires them), on CPU and CUDA.
+Both take float tensors ``est (B, 2, T)`` and ``target (B, 2, T)`` (left, right) at ``sample_rate``
+(default 48 kHz: say another rate, or its signals are read as 48 kHz ones; :class:`SpatialLoss` resamples to
+its encoder's 48 kHz with :func:`spaq.dsp.resample_poly`, differentiably, and :class:`CueLoss` computes its
+front-end at that rate) and return a scalar (``reduction="mean"``) or ``(B,)`` (``"none"``); gradients flow
+to ``est`` (and ``target`` if it requires them), on CPU and CUDA.
 """
 from __future__ import annotations
 
@@ -27,8 +29,21 @@ from .direction import _reduce
 
 __all__ = ["SpatialLoss", "CueLoss"]
 
+#: the rate the SQM encoder reads (SpatialLoss resamples other rates to it)
+ENCODER_RATE = 48000
+
 
 def _check(est: torch.Tensor, target: torch.Tensor, name: str, same_length: bool):
+    for label, t in (("est", est), ("target", target)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} expects float torch tensors (B, 2, T), got {type(t).__name__} for {label} "
+                            "(torch.from_numpy(x).float() converts an array)")
+        if not t.is_floating_point():
+            raise TypeError(f"{name} expects float tensors (samples in [-1, 1]), got {t.dtype} for {label} "
+                            "(integer PCM: x.float() / 32768 for int16)")
+    if est.ndim == 2 and target.ndim == 2 and est.shape[0] == 2:
+        raise ValueError(f"{name} expects a batch (B, 2, T), got one signal {tuple(est.shape)}: add the batch "
+                         "dimension with x.unsqueeze(0)")
     if est.ndim != 3 or target.ndim != 3 or est.shape[1] != 2 or target.shape[1] != 2 \
             or est.shape[0] != target.shape[0] or (same_length and est.shape != target.shape):
         what = "the same" if same_length else "(B, 2, T) with the same B"
@@ -41,12 +56,16 @@ class SpatialLoss(nn.Module):
 
     ``checkpoint``: an SQM checkpoint path (None: the shipped ``sqm_v1``, or with ``source=True``
     the source-informed ``sqm_v2_source``, which also reads each ear's band level re the dry mono
-    source: :meth:`forward` then needs ``est_source`` and ``target_source``). The encoder's
+    source: :meth:`forward` then needs ``est_source`` and ``target_source``). ``sample_rate``: the rate of
+    the signals given to :meth:`forward` (resampled to the encoder's 48 kHz). The encoder's
     parameters are frozen and it stays in eval mode (``train()`` does not change it)."""
 
     def __init__(self, checkpoint=None, deep_weight: float = 1.0, cosine_weight: float = 1.0,
-                 reduction: str = "mean", source: bool = False):
+                 reduction: str = "mean", source: bool = False, sample_rate: int = 48000):
         super().__init__()
+        self.sample_rate = int(sample_rate)
+        if self.sample_rate <= 0:
+            raise ValueError(f"SpatialLoss: sample_rate must be positive, got {sample_rate}")
         from ..models.sqm import BINAURAL_WEIGHTS, SOURCE_WEIGHTS, SQM, load_pretrained
 
         base, _ = load_pretrained(checkpoint, name=SOURCE_WEIGHTS if source else BINAURAL_WEIGHTS)
@@ -68,6 +87,13 @@ class SpatialLoss(nn.Module):
         ``(B, 1, T)`` of its signal's length."""
         _check(est, target, "SpatialLoss", same_length=False)
         from ..metrics.functional.sqm import cosine_distance, deep_feature_distance
+
+        if self.sample_rate != ENCODER_RATE:  # the encoder reads 48 kHz: resampled differentiably
+            from ..dsp import resample_poly
+
+            est, target = (resample_poly(t, self.sample_rate, ENCODER_RATE) for t in (est, target))
+            est_source, target_source = (None if t is None else resample_poly(t, self.sample_rate, ENCODER_RATE)
+                                         for t in (est_source, target_source))
 
         if self.encoder.cfg.channels == 3:
             if est_source is None or target_source is None:
