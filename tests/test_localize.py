@@ -225,3 +225,16 @@ def test_packaged_model_localizes_ku100_noise():
         err = great_circle_deg(h.azimuth_deg[k], h.elevation_deg[k], r.azimuth_deg[0], r.elevation_deg[0])
         assert err < 20.0, (az, el, r.azimuth_deg, r.elevation_deg)
         assert r.confidence[0] > 0.8
+
+
+def test_packaged_localizers_by_name():
+    """--weights takes a packaged localizer's name (bast_ku100, bast_cues; with or without .pt, as the README
+    writes it): the same model as its path; a name that is neither a file nor packaged is an error."""
+    from spaq.localization import default_weights_path, load_localizer
+    from spaq.weights import resolve
+
+    assert load_localizer("bast_ku100.pt")[1]["path"] == str(default_weights_path())
+    assert load_localizer("bast_ku100")[1]["path"] == str(default_weights_path())
+    assert load_localizer("bast_cues")[1]["sha256"] == resolve("bast_cues").sha256
+    with pytest.raises(SpaqError, match="does not exist"):
+        load_localizer("bast_nothere.pt")

@@ -215,7 +215,7 @@ def score(ref, deg, sample_rate: int | None = None, metrics=None, fmt=None, trim
     (see the README). A metric that cannot score this input (binaural for qastanet, missing
     weights) is listed in ``skipped`` with the reason, unless ``strict``.
     ``stream``: two long files (above ``SPAQ_STREAM_MB``, 256 MiB of samples at 48 kHz by
-    default: about 40 s of 3OA) are read chunk by chunk, never whole, so memory stays bounded
+    default: about 44 s of 3OA) are read chunk by chunk, never whole, so memory stays bounded
     (same scores); ``True``/``False`` force it on/off for file inputs (see
     :func:`spaq.io.load_pair`). ``progress``: for streamed pairs, called as
     ``progress(metric, fraction)`` as each metric reads through the files.

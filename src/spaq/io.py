@@ -773,7 +773,7 @@ def load_pair(
     ``stream``: for two file paths, ``True`` returns a streamed pair (``ref``/``deg`` None,
     ``reader`` reads segments on demand; the same checks, made block by block), ``None``
     (default) streams when the pair's samples at the used rate would exceed
-    :func:`stream_threshold_bytes` (256 MiB: about 40 s of 3OA), ``False`` never streams.
+    :func:`stream_threshold_bytes` (256 MiB: about 44 s of 3OA), ``False`` never streams.
     ``align``: estimate the delay of ``deg`` against ``ref`` (per batch item; a streamed pair
     from its first ``ALIGN_WINDOW_S`` seconds) with :func:`spaq.auditory.alignment.estimate_delay`
     and trim both to their overlap; the lengths are compared after alignment. The record is

@@ -50,8 +50,8 @@ def localize_cmd(
     plot: Optional[Path] = typer.Option(None, "--plot", metavar="PNG", help="Draw directions on an azimuth-elevation map (PNG)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     n_sources: int = typer.Option(1, "--n-sources", min=1, metavar="N", help="Number of sources to find."),
-    weights: Optional[Path] = typer.Option(None, "--weights", metavar="PATH", help="Localizer checkpoint (binaural); default: the packaged one."),
-    method: str = typer.Option("auto", "--method", metavar="METHOD", help="Binaural: auto | templates (training-free HRTF template matching) | bast (the trained model, default the cue-feature bast_cues); auto: bast with --weights, else templates for coherent signals and several sources, the cue BAST for reverberant ones."),
+    weights: Optional[Path] = typer.Option(None, "--weights", metavar="PATH", help="Localizer checkpoint (binaural): a path, or a packaged one's name (bast_ku100: the log-mel BAST; bast_cues: the cue-feature BAST, what --method bast uses by default)."),
+    method: str = typer.Option("auto", "--method", metavar="METHOD", help="Binaural: auto | templates (training-free HRTF template matching) | bast (the trained model, default the cue-feature bast_cues); auto: bast with --weights, else templates (the cue BAST has lost to them on every development set, so auto's switch to it for reverberant signals is off)."),
     hrtf: Optional[str] = typer.Option(None, "--hrtf", metavar="NAME|SOFA", help="Templates of this HRTF set (ku100, sonicom-1, sonicom-2, kemar: `spaq version` lists those installed; or a SimpleFreeFieldHRIR SOFA file); default: the better fit of KU100 and SONICOM subject 1."),
 ):
     """Direction(s) of the source(s) in FILE, with confidence (and a trajectory with --frames)."""

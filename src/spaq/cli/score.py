@@ -90,7 +90,7 @@ def score_cmd(
     align: bool = typer.Option(True, "--align/--no-align", help="Estimate the delay between REF and DEG (band envelopes, refined on the fine structure; +-300 ms) and compare their overlap (default). qastanet always gets the pair as given, like the official code."),
     source: Optional[List[str]] = typer.Option(None, "--source", metavar="MONO", help="The dry mono source REF was rendered from, then DEG's (give it twice, in that order; same lengths as their signals): sqm then scores with its source-informed encoder."),
     n_sources: Optional[int] = typer.Option(None, "--n-sources", metavar="N", help="localization: how many sources to find in each signal (default 1); each one's directions and error in the result."),
-    stream: Optional[bool] = typer.Option(None, "--stream/--no-stream", help="Read the files chunk by chunk instead of whole (bounded memory, same scores). Default: when their samples at 48 kHz exceed SPAQ_STREAM_MB (256 MiB, about 40 s of 3OA)."),
+    stream: Optional[bool] = typer.Option(None, "--stream/--no-stream", help="Read the files chunk by chunk instead of whole (bounded memory, same scores). Default: when their samples at 48 kHz exceed SPAQ_STREAM_MB (256 MiB, about 44 s of 3OA)."),
 ):
     """Score DEG against REF (binaural or ambisonics ACN/SN3D, any sample rate)."""
     from ..api import score

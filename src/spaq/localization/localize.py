@@ -128,13 +128,19 @@ def default_weights_path() -> Path:
 
 
 def load_localizer(weights=None, name: str = WEIGHTS_NAME):
-    """``(model, meta)`` for ``weights`` (a path), else the registry entry ``name``'s env var
+    """``(model, meta)`` for ``weights`` (a path, or a packaged localizer's name: ``bast_ku100``,
+    ``bast_cues``, with or without ``.pt``), else the registry entry ``name``'s env var
     (``$SPAQ_LOCALIZER_WEIGHTS`` for :data:`WEIGHTS_NAME`), else its packaged checkpoint, whose
     sha256 must match the registry's (:func:`spaq.weights.resolve`); loaded by
     :func:`spaq.models.checkpoint.load` (architecture "bast"). Cached per path and modification time."""
     from .. import weights as registry
     from ..models import checkpoint
 
+    if weights is not None and not Path(weights).expanduser().is_file():
+        # a packaged localizer by name ("bast_ku100", or "bast_ku100.pt" as the README writes it)
+        stem = str(weights)[:-3] if str(weights).endswith(".pt") else str(weights)
+        if stem in (WEIGHTS_NAME, CUES_WEIGHTS_NAME):
+            name, weights = stem, None
     w = registry.resolve(name, path=weights)
     p = w.path
     key = (str(p.resolve()), p.stat().st_mtime)
