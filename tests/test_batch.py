@@ -366,6 +366,9 @@ def test_checkpoint_offline_and_align_options(corpus, tmp_path):
         rep = spaq.score(str(tmp_path / "r.wav"), str(tmp_path / "d.wav"), metrics=["cues"], align=align)
         assert rows[align] == pytest.approx(rep.results["cues"].score, rel=1e-12)
     assert rows[True] == pytest.approx(0.0, abs=1e-9)  # aligned: the same samples
+    aligned = pd.read_csv(tmp_path / "late_True.csv")
+    assert aligned["delay_ms"].iloc[0] == pytest.approx(20.0, abs=1e-9) and aligned["delay_applied"].iloc[0] == "yes"
+    assert np.isnan(pd.read_csv(tmp_path / "late_False.csv")["delay_ms"].iloc[0])  # --no-align: none estimated
     # as given, each frame compares independent noise: band levels over 40 ms differ by about a dB
     assert rows[False] > 0.3
 
@@ -441,7 +444,8 @@ def test_manifest_columns_travel_and_join_on_several_keys(tmp_path, capsys):
     pd.DataFrame(rows).to_csv(tmp_path / "m.csv", index=False)
     pd.DataFrame(mos).to_csv(tmp_path / "mos.csv", index=False)
     df = score_batch(tmp_path / "m.csv", tmp_path / "s.csv", metrics=["cues"], progress=False)
-    assert list(df.columns[:9]) == ["id", "ref", "deg", "status", "error", "format", "duration_s", "condition", "item"]
+    assert list(df.columns[:11]) == ["id", "ref", "deg", "status", "error", "format", "duration_s", "delay_ms",
+                                     "delay_applied", "condition", "item"]
     assert df["condition"].tolist() == [r["condition"] for r in rows]
     assert df["item"].astype(int).tolist() == [r["item"] for r in rows]
     assert main(["evaluate", str(tmp_path / "s.csv"), "--mos-table", str(tmp_path / "mos.csv"), "--on", "condition,item",

@@ -16,7 +16,8 @@ Relative paths are relative to the manifest's folder.
 Output (:func:`score_batch`): one row per pair, in manifest order, columns
 
     id, ref, deg, status ("ok" | "error"), error (one line, "" when ok), format, duration_s,
-    then per metric M (in the order asked):  M (its score), M.<value> for each numeric
+    delay_ms (the delay of deg found by the alignment; NaN when none was estimated) and delay_applied
+    ("yes" | "no": an unreliable or sub-millisecond estimate is reported, not applied), then per metric M (in the order asked):  M (its score), M.<value> for each numeric
     scalar in ``MetricResult.values`` (e.g. ``quality.timbral_score``; a short list of numbers or
     of such dicts, one entry per source, becomes ``M.<value>.<i>[.<key>]``, i from 1, e.g.
     ``localization.error_deg.2``, ``localization.reference_directions.1.azimuth_deg``), M.skipped
@@ -55,7 +56,9 @@ from .jobs import append_journal, make_pool, read_journal, read_journal_header, 
 
 __all__ = ["read_pairs", "score_batch", "summary", "BatchFailed", "BASE_COLUMNS", "SOURCE_COLUMNS", "journal_path"]
 
-BASE_COLUMNS = ["id", "ref", "deg", "status", "error", "format", "duration_s"]
+BASE_COLUMNS = ["id", "ref", "deg", "status", "error", "format", "duration_s", "delay_ms", "delay_applied"]
+#: the base columns that hold numbers (NaN where a pair was not scored, or an older journal has no value)
+_NUMERIC_BASE = ("duration_s", "delay_ms")
 #: optional manifest columns: the dry mono sources of each side (metrics with ``accepts_sources``)
 SOURCE_COLUMNS = ("ref_source", "deg_source")
 _JOURNAL_VERSION = 1
@@ -262,7 +265,8 @@ def _score_one(task: dict) -> dict:
     from .api import score
 
     rec = {"id": task["id"], "ref": task["ref"], "deg": task["deg"], "status": "ok", "error": "",
-           "format": "", "duration_s": float("nan"), "results": {}, "skipped": {}}
+           "format": "", "duration_s": float("nan"), "delay_ms": float("nan"), "delay_applied": "",
+           "results": {}, "skipped": {}}
     if task.get("sources"):
         rec["ref_source"], rec["deg_source"] = task["sources"]
     try:
@@ -288,6 +292,9 @@ def _score_one(task: dict) -> dict:
                         sources=tuple(src) if src else None, n_sources=task.get("n_sources"))
         rec["format"] = rep.format.get("description") or rep.format.get("kind", "")
         rec["duration_s"] = float(rep.duration_s)
+        if rep.alignment:  # the delay found (NaN when not estimated: --no-align, reference-free metrics only)
+            rec["delay_ms"] = float(rep.alignment.get("delay_ms", float("nan")))
+            rec["delay_applied"] = "yes" if rep.alignment.get("applied") else "no"
         for name, res in rep.results.items():
             vals = [[k, v] for k, v in _flat_values(res.values)]
             s = _num(res.score)
@@ -428,7 +435,7 @@ def _table(pairs, done: dict, names: list):
     nan = float("nan")
     for r in recs:
         for c in base:
-            cols[c].append(r.get(c, ""))
+            cols[c].append(r.get(c, nan if c in _NUMERIC_BASE else ""))
         for n in names:
             res = r["results"].get(n)
             cols[n].append(res["score"] if res else nan)
@@ -439,7 +446,7 @@ def _table(pairs, done: dict, names: list):
             cols[f"{n}.skipped"].append(r["skipped"].get(n, ""))
     df = pd.DataFrame(cols)
     for c in cols:
-        if c in ("duration_s",) or (c not in base and not c.endswith(".skipped")):
+        if c in _NUMERIC_BASE or (c not in base and not c.endswith(".skipped")):
             df[c] = df[c].astype("float64")
     # the manifest's other columns (condition, item, severity...), as they are, after the bookkeeping ones: the
     # table joins with listening scores on them; a name the table already uses gets "manifest."

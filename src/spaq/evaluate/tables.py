@@ -17,7 +17,7 @@ __all__ = ["load_table", "join_scores", "default_metric_columns", "evaluate_tabl
 
 #: columns that are never metric scores: ids, file names, ``spaq batch``'s bookkeeping
 NOT_METRICS = frozenset({"id", "item_id", "index", "n", "ref", "deg", "status", "error", "format",
-                         "duration", "duration_s"})
+                         "duration", "duration_s", "delay_ms", "delay_applied"})
 
 
 def load_table(path: str):

@@ -48,8 +48,7 @@ class Localization(Metric):
     # frequency-scaled heads; 1.4: the several-source votes cancel each found source in every bin (they dropped
     # the bins it explained): n_sources >= 2 only
     description = ("angular error (degrees) between source directions found in reference and degraded "
-                   "(binaural: HRTF cue template matching, or the cue BAST model when reverberant; ambisonics: intensity "
-                   "vectors); lower is better")
+                   "(binaural: HRTF cue template matching; ambisonics: intensity vectors); lower is better")
     unit = "deg"
     higher_is_better = False
     score_range = (0.0, 180.0)
