@@ -15,8 +15,10 @@ import soundfile as sf
 from spaq.cli import main
 from spaq.spatial.sh import sh_matrix
 
+from conftest import QASTANET_DIR
+
 REPO = Path(__file__).resolve().parents[1]
-QASTANET_CKPT = REPO / ".." / "shared" / "qastanet" / "model_weights.pth.tar"
+QASTANET_CKPT = QASTANET_DIR / "model_weights.pth.tar"  # conftest: $SPAQ_SHARED_DIR or ../shared
 FS = 48000
 
 

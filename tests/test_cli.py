@@ -20,8 +20,10 @@ import soundfile as sf
 from spaq.cli import main
 from spaq.spatial.sh import convert_normalisation, sh_matrix
 
+from conftest import QASTANET_DIR
+
 REPO = Path(__file__).resolve().parents[1]
-QASTANET_CKPT = REPO / ".." / "shared" / "qastanet" / "model_weights.pth.tar"
+QASTANET_CKPT = QASTANET_DIR / "model_weights.pth.tar"  # conftest: $SPAQ_SHARED_DIR or ../shared
 OFFICIAL_SHA = "88e542a89ecac6bbd11f9f6be4d6045b05f06da32d7fe70d9bc313ac6b682e49"
 ENV = "SPAQ_QASTANET_CHECKPOINT"
 FS = 48000
@@ -389,6 +391,14 @@ def test_demo_json(capsys):
     assert math.isfinite(c["score"])
     assert c["values"]["level_mean_abs_db"] > 1.0  # low-passed at 4 kHz
     assert "qastanet" in d["skipped"]  # offline and no weights
+    # the built-in pair is deterministic: the command prints exactly what spaq.score gives for it
+    import spaq
+    from spaq.demo import demo_pair
+
+    ref, deg, fs, _ = demo_pair()
+    api = json.loads(json.dumps(spaq.score(ref, deg, sample_rate=fs, offline=True).to_dict()))
+    for name, res in d["results"].items():
+        assert res["score"] == api["results"][name]["score"] and res["values"] == api["results"][name]["values"], name
 
 
 def test_ctrl_c_exits_130_with_one_line(monkeypatch, capsys):

@@ -16,8 +16,10 @@ from spaq import weights
 from spaq.cli import main
 from spaq.errors import WeightsNotFoundError
 
+from conftest import QASTANET_DIR
+
 REPO = Path(__file__).resolve().parents[1]
-QASTANET_CKPT = REPO / ".." / "shared" / "qastanet" / "model_weights.pth.tar"
+QASTANET_CKPT = QASTANET_DIR / "model_weights.pth.tar"  # conftest: $SPAQ_SHARED_DIR or ../shared
 OFFICIAL_SHA = "88e542a89ecac6bbd11f9f6be4d6045b05f06da32d7fe70d9bc313ac6b682e49"
 ENV = "SPAQ_QASTANET_CHECKPOINT"
 

@@ -585,12 +585,13 @@ def _common_length(tr: int, td: int, sr: int, ref_label: str, deg_label: str, tr
     n = min(tr, td)
     if rel >= LENGTH_TOLERANCE and not trim:
         raise SpaqInputError(
-            f"ref and deg lengths differ by {rel * 100:.2f} % ({tr} vs {td} samples at {sr} Hz; "
+            f"ref and deg lengths differ by {rel * 100:.2f} % ({tr / sr:.3f} s vs {td / sr:.3f} s: {tr} vs {td} samples "
+            f"at the {sr} Hz they are compared at; "
             f"{ref_label}, {deg_label}), more than {LENGTH_TOLERANCE * 100:.0f} %; "
             "use --trim (trim=True) to compare the common start"
         )
-    warnings.append(f"lengths differ: ref has {tr} samples, deg {td} at {sr} Hz ({rel * 100:.2f} % difference); "
-                    f"both trimmed to {n} samples")
+    warnings.append(f"lengths differ: ref has {tr} samples, deg {td} at {sr} Hz ({tr / sr:.3f} s vs {td / sr:.3f} s, "
+                    f"{rel * 100:.2f} % difference); both trimmed to {n} samples")
     return n
 
 

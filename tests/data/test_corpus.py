@@ -261,3 +261,18 @@ def test_cli_generates_tiny(tmp_path):
     assert res.exit_code == 0, res.output
     df = pd.read_csv(tmp_path / "t" / "manifest.csv")
     assert len(df) == 2
+    # the command renders what the library renders from the same config, count and seed (the files' hashes), and
+    # the seed is used: another one gives other files
+    import yaml
+
+    from spaq.data.config import validate_config
+    from spaq.data.corpus import generate_corpus
+
+    with open(root) as f:
+        cfg = validate_config(yaml.safe_load(f))
+    lib = generate_corpus(cfg, str(tmp_path / "lib"), n=2, seed=7, progress=False)
+    for col in ("reference_sha256", "degraded_sha256"):
+        assert df[col].tolist() == lib[col].tolist(), col
+    other = CliRunner().invoke(app(), ["generate", root, "--out", str(tmp_path / "o"), "--n", "2", "--seed", "8", "-q"])
+    assert other.exit_code == 0, other.output
+    assert pd.read_parquet(tmp_path / "o" / "manifest.parquet")["degraded_sha256"].tolist() != df["degraded_sha256"].tolist()
