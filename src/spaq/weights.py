@@ -58,7 +58,7 @@ REGISTRY: dict[str, WeightSpec] = {
     "quality_v1": WeightSpec(
         name="quality_v1",
         url=None,
-        sha256="4707117d7c1374cd1538b6614a3d1787705751982013ba187addd23dd61fbae9",
+        sha256="33ceb9f4a788cdf2f81ab70ae9ab3f8d25660a5cb68513a2d7787067e96815f9",
         filename="quality_v1.json",
         env_var="SPAQ_QUALITY_PARAMS",
         licence=_QUALITY_LICENCE,

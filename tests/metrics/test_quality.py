@@ -309,3 +309,43 @@ def test_fast_default_matches_exact_mode():
     a = _scores(fast, foa, [d]).score
     b = _scores(exact, foa, [d]).score
     assert abs(float(a[0]) - float(b[0])) < 0.2 and float(b[0]) < 95
+
+
+def test_gain_match_hears_what_the_bands_hear():
+    """Version 15 (parameters' gain_match "heard"): a low-pass above every band (14 kHz; the top band's centre is
+    11.8 kHz) removes energy no feature sees, and no longer turns the degraded signal up. The same scene then reads
+    the same binaurally and in FOA (identity to rounding: the band powers are unchanged), where the broadband match
+    of versions 1-14 (a parameter file without the key) turned FOA's W up by 2.5 dB and scored it 66 against 100."""
+    import copy
+
+    import scipy.signal as ss
+
+    from spaq.metrics.quality import Quality, load_quality_params
+    from spaq.spatial.ambisonics import encode
+    from spaq.spatial.hrtf import load_hrtf
+
+    x = np.random.default_rng(1).standard_normal(int(1.5 * FS)) * 0.05
+    h = load_hrtf("ku100", FS)
+    b = ss.oaconvolve(x[None], h.hrir[int(h.nearest_index(30, 0))], axes=-1)[:, :len(x)]
+    f = encode(x, 30.0, 0.0, 1)
+    sos = ss.butter(8, 14000, fs=FS, output="sos")
+    params, _, _ = load_quality_params()
+    assert params["gain_match"] == "heard"
+    old = copy.deepcopy(params)
+    del old["gain_match"]
+    scores = {}
+    for label, q in (("heard", Quality()), ("broadband", Quality(params=old))):
+        for name, r in (("binaural", b), ("foa", f)):
+            res = q.score(load_pair(r, ss.sosfiltfilt(sos, r, axis=-1), sample_rate=FS, target_rate=FS))
+            scores[label, name] = (res.score, float(res.values["gain_compensation_db"]))
+    for name in ("binaural", "foa"):
+        score, gain = scores["heard", name]
+        assert score == pytest.approx(100.0, abs=0.01) and abs(gain) < 0.1, (name, score, gain)
+    # the broadband match: the energy above 14 kHz (white noise: 42 % of it in W) turned FOA up by 10 log10(1/0.58)
+    assert scores["broadband", "foa"][1] == pytest.approx(2.4, abs=0.3) and scores["broadband", "foa"][0] < 80.0
+    # the weights: 1 up to the top band's centre, that band's skirt above it
+    fe = Quality().frontend
+    w = fe.heard_weights(4800)
+    fr = np.arange(len(w)) * FS / 4800
+    top = float(fe.center_frequencies_hz.max())
+    assert torch.all(w[torch.from_numpy(fr <= top)] == 1.0) and float(w[-1]) < 1e-3

@@ -231,6 +231,19 @@ class AuditoryFrontEnd(nn.Module):
         return y
 
     # ------------------------------------------------------------------ cues
+    def heard_weights(self, n: int, device=None) -> torch.Tensor:
+        """``(n // 2 + 1,)`` float64 weights on the bins of an ``n``-point rfft: 1 up to the top band's centre,
+        then that band's upper skirt, ``(1 + ((f - fc) / b)^2)^-4`` (the 4th-order gammatone's power response,
+        pole bandwidth ``b``, as :meth:`_leaky_bands` uses): a signal's energy weighted by it leaves out what
+        lies above every band, which no feature sees. Cached per length."""
+        key = (int(n), str(device))
+        if getattr(self, "_heard_cache", (None,))[0] != key:
+            f = torch.arange(n // 2 + 1, dtype=torch.float64, device=device) * (self.sample_rate / n)
+            fc, b = float(self.center_frequencies_hz.max()), float(self._bandwidth_hz[-1])
+            w = torch.where(f <= fc, torch.ones_like(f), (1 + ((f - fc) / b) ** 2) ** -4)
+            self._heard_cache = (key, w)
+        return self._heard_cache[1]
+
     def band_groups(self) -> list:
         """Consecutive bands with the same decimation factor, at most ``band_group`` at a time:
         list of ``(slice, decimation)``."""

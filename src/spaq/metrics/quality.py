@@ -25,7 +25,7 @@ from ..errors import SpaqError
 from ..models.quality import QualityMapping
 from ..spatial.decoders import DEFAULT_DECODER, hrtf_decoders
 from .base import Metric, MetricResult
-from .functional.quality import (MAX_GAIN_DB, STATISTIC_WEIGHTINGS, _nanmean, distortion_maps, gain_match,
+from .functional.quality import (GAIN_MATCHES, MAX_GAIN_DB, STATISTIC_WEIGHTINGS, _nanmean, distortion_maps, gain_match,
                                  pool_features, quality_features, quality_maps, quality_maps_streamed)
 
 __all__ = ["Quality", "load_quality_params", "quality_maps", "pool_features", "quality_features", "gain_match",
@@ -77,7 +77,9 @@ class Quality(Metric):
     # 14.0: the timbral feature noisiness, the envelope fluctuation the degraded signal adds within a band
     # (noise under a tone that its level JND misses: AAC at 12 kbps on music); refitted (parameters without
     # its weight give it 0)
-    version = "14.0"
+    # 15.0: the overall gain match equalises the energy the front-end's bands hear (parameters' gain_match
+    # "heard"; broadband before), so energy above the top band no longer turns the degraded signal up; refitted
+    version = "15.0"
     description = ("spaq's global quality model 0..100 (binaural and ambisonics; 100 = identical): timbral and "
                    "spatial sub-scores, calibrated on two MUSHRA tests (speech codecs, binaural spatial codings) "
                    "and synthetic corpora; shipped parameters")
@@ -122,6 +124,11 @@ class Quality(Metric):
                                 f"{', '.join(map(repr, STATISTIC_WEIGHTINGS[stat]))}, not {w!r}")
             if w != "equal":
                 self.statistic_weights[stat] = w
+        # what the overall gain match equalises (version 15: "heard"; absent: "broadband", versions 1-14)
+        self.gain_match = params.get("gain_match", "broadband")
+        if self.gain_match not in GAIN_MATCHES:
+            raise SpaqError(f"quality parameters are malformed: gain_match must be one of "
+                            f"{', '.join(map(repr, GAIN_MATCHES))}, not {self.gain_match!r}")
         try:
             self.model = QualityMapping.from_params(params["mapping"]).to(self.device)
         except (KeyError, ValueError) as e:
@@ -138,7 +145,7 @@ class Quality(Metric):
         c = ref.shape[-2]
         order = None if c == 2 else int(round(c ** 0.5)) - 1
         m = quality_maps(ref.to(self.device), deg.to(self.device), self.frontend, self.decoder(order),
-                         self.chunk_frames, head_turn=self.head_turn,
+                         self.chunk_frames, compensate_gain=self.gain_match, head_turn=self.head_turn,
                          statistic_weights=self.statistic_weights)
         return m, pool_features(m)
 
@@ -157,7 +164,7 @@ class Quality(Metric):
         with torch.no_grad():
             reader = SegmentReader.from_pair(pair, self.device)  # in memory or streamed
             m = quality_maps_streamed(reader, self.frontend, self.decoder(order), self.chunk_frames,
-                                      head_turn=self.head_turn,
+                                      compensate_gain=self.gain_match, head_turn=self.head_turn,
                          statistic_weights=self.statistic_weights)
             f = pool_features(m)
             out = self.model(f)
@@ -184,4 +191,5 @@ class Quality(Metric):
                         "head_turn": self.head_turn if bool(m["head_turned"].any()) else None,
                         "ild_mean_weights": self.statistic_weights.get("d_ild_mean", "equal"),
                         "ic_mean_weights": self.statistic_weights.get("d_ic_mean", "equal"),
+                        "gain_match": self.gain_match,
                         "playback_assumption": "digital full scale = 100 dB SPL; overall gain compensated"})

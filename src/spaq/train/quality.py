@@ -183,6 +183,9 @@ class QualityTrainConfig(RecipeConfig):
     # how d_ic_mean's bands count: "equal" (versions 3-10) or "time", by the share of the time they have
     # interaural coherences (version 11)
     ic_mean_weights: str = "equal"
+    # what the overall gain match equalises: "broadband" (versions 1-14), or "heard", the energy the front-end's
+    # bands hear (version 15: energy above the top band no longer turns the degraded signal up)
+    gain_match: str = "broadband"
     base_dir: Path = field(default_factory=Path.cwd, metadata={"config": False})
 
     def __post_init__(self):
@@ -198,11 +201,13 @@ class QualityTrainConfig(RecipeConfig):
         if self.ic_mean_weights not in ("equal", "time"):
             raise SpaqError(f"quality train config: ic_mean_weights must be 'equal' or 'time', not "
                             f"{self.ic_mean_weights!r}")
+        if self.gain_match not in ("broadband", "heard"):
+            raise SpaqError(f"quality train config: gain_match must be 'broadband' or 'heard', not {self.gain_match!r}")
         self.base_dir = Path(self.base_dir)
 
     def feature_params(self) -> dict:
         """What of the recipe the features depend on, as parameter-file keys (``head_turn``,
-        ``ild_mean_weights``, ``ic_mean_weights``; absent at their earlier defaults)."""
+        ``ild_mean_weights``, ``ic_mean_weights``, ``gain_match``; absent at their earlier defaults)."""
         out = {}
         if self.head_turn.as_params():
             out["head_turn"] = self.head_turn.as_params()
@@ -210,6 +215,8 @@ class QualityTrainConfig(RecipeConfig):
             out["ild_mean_weights"] = self.ild_mean_weights
         if self.ic_mean_weights != "equal":
             out["ic_mean_weights"] = self.ic_mean_weights
+        if self.gain_match != "broadband":
+            out["gain_match"] = self.gain_match
         return out
 
     def mushra_dir(self) -> Path:
@@ -898,6 +905,10 @@ FEATURE_CHOICES = {
         "fixed by the recipe (ic_mean_weights): d_ic_mean's bands weighted by the share of the time they have "
         "interaural coherences (an image change in a band heard a third of the time lasts a third of the time); "
         "chosen on the corpus ladders' codec misses of version 10, the listening tests' cross-validation checked"),
+    "gain_match": (
+        "fixed by the recipe (gain_match): the overall gain match equalises the energy the front-end's bands hear "
+        "(a volume setting follows what is heard; energy above the top band, 12.5 kHz, no longer turns the degraded "
+        "signal up, which had made a 14 kHz low-pass of one scene read 100.0 binaurally and 72.9 in FOA); not fitted"),
 }
 
 
@@ -961,6 +972,8 @@ def feature_table_path(workdir, stem: str, kind: str, tc: QualityTrainConfig, al
         ident["ild_mean_weights"] = tc.ild_mean_weights
     if tc.ic_mean_weights != "equal":  # and d_ic_mean's on this
         ident["ic_mean_weights"] = tc.ic_mean_weights
+    if tc.gain_match != "broadband":  # every level feature, in every table
+        ident["gain_match"] = tc.gain_match
     if kind == "synthetic":  # rendered by the corpus engine; no delay alignment
         ident.update(options=RECIPE_OPTIONS, engine=ENGINE_VERSION)
         suffix = ""
@@ -1146,7 +1159,8 @@ def train_quality(tc: QualityTrainConfig, out, log=print, workdir=None) -> dict:
         # 13: the recipe of version 12 under the pair rule of spaq.spatial.decoders.pair_orders (W alone at the
         # other signal's order), which changes the features of the recipe's W-alone pairs
         # 14: the timbral feature noisiness, fitted with the other timbral weights
-        "version": (14 if itd_cal is not None else 11 if tc.ild_mean_weights != "equal" or tc.ic_mean_weights != "equal"
+        # 15: the gain match on the energy the front-end's bands hear (gain_match "heard")
+        "version": (15 if tc.gain_match == "heard" else 14 if itd_cal is not None else 11 if tc.ild_mean_weights != "equal" or tc.ic_mean_weights != "equal"
                     else 10 if tc.head_turn.as_params() else 9),
         "mapping": mapping,
         "provenance": {

@@ -50,7 +50,8 @@ KU100 HRTF, the same one the ``cues`` metric uses, so both formats share one sca
 
 Playback level: an overall gain difference between degraded and reference is treated as a
 volume setting and compensated before comparison (energy match of both ears, or of W for
-ambisonics, limited to +-20 dB; reported as ``gain_compensation_db``); absolute level
+ambisonics: broadband in versions 1-14, as the front-end's bands hear it in version 15,
+:data:`GAIN_MATCHES`; limited to +-20 dB; reported as ``gain_compensation_db``); absolute level
 matters only through the hearing threshold, assuming digital full scale = 100 dB SPL.
 """
 from __future__ import annotations
@@ -117,17 +118,31 @@ def _gain_db(er: torch.Tensor, ed: torch.Tensor) -> torch.Tensor:
     return torch.clamp(g_db, -MAX_GAIN_DB, MAX_GAIN_DB)
 
 
-def _matched_energy(x: torch.Tensor, ambisonic: bool) -> torch.Tensor:
-    """Energy ``(B,)`` the gain match compares: both ears, or W for ambisonics."""
-    x = x[:, :1] if ambisonic else x
-    return torch.sum(x.to(torch.float64) ** 2, dim=(-2, -1))
+#: what the overall gain match equalises (the parameters' ``gain_match``): ``broadband`` (versions 1-14),
+#: the waveform energy; ``heard`` (version 15), that energy as the front-end's bands hear it
+#: (:meth:`AuditoryFrontEnd.heard_weights`), so that energy above the top band (12.5 kHz), which no feature
+#: sees, does not turn the degraded signal up: a 14 kHz low-pass of white noise was compensated by 1.3 dB
+#: binaurally and 2.3 dB in FOA (W unfiltered), 100.0 against 72.9
+GAIN_MATCHES = ("broadband", "heard")
 
 
-def gain_match(ref: torch.Tensor, deg: torch.Tensor, ambisonic: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Scale ``deg (B, C, T)`` so that its energy (both channels, or W for ambisonics) equals
-    the reference's, within +-``MAX_GAIN_DB``. Returns ``(scaled deg, gain_db (B,))``; a silent
-    degraded signal is left as it is (gain 0 dB)."""
-    g_db = _gain_db(_matched_energy(ref, ambisonic), _matched_energy(deg, ambisonic))
+def _matched_energy(x: torch.Tensor, ambisonic: bool, frontend: AuditoryFrontEnd | None = None) -> torch.Tensor:
+    """Energy ``(B,)`` the gain match compares: of both ears, or of W for ambisonics; with ``frontend``, as its
+    bands hear it (``gain_match`` "heard"), else broadband."""
+    x = (x[:, :1] if ambisonic else x).to(torch.float64)
+    if frontend is None:
+        return torch.sum(x ** 2, dim=(-2, -1))
+    spec = torch.fft.rfft(x, dim=-1)
+    w = frontend.heard_weights(x.shape[-1], device=x.device)
+    return torch.sum((spec.real ** 2 + spec.imag ** 2) * w, dim=(-2, -1))
+
+
+def gain_match(ref: torch.Tensor, deg: torch.Tensor, ambisonic: bool,
+               frontend: AuditoryFrontEnd | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scale ``deg (B, C, T)`` so that its energy (both channels, or W for ambisonics; as ``frontend``'s bands
+    hear it when given, else broadband) equals the reference's, within +-``MAX_GAIN_DB``. Returns
+    ``(scaled deg, gain_db (B,))``; a silent degraded signal is left as it is (gain 0 dB)."""
+    g_db = _gain_db(_matched_energy(ref, ambisonic, frontend), _matched_energy(deg, ambisonic, frontend))
     return deg * (10 ** (g_db / 20)).to(deg.dtype).view(-1, 1, 1), g_db
 
 
@@ -285,7 +300,7 @@ def head_turned(reader: SegmentReader, sample_rate: int, range_deg: float, perio
 
 def quality_maps_streamed(reader: SegmentReader, frontend: AuditoryFrontEnd, decoder=None,
                           chunk_frames: int | None = 250, context_frames: int = 25,
-                          compensate_gain: bool = True, head_turn: dict | None = None,
+                          compensate_gain: bool | str = True, head_turn: dict | None = None,
                           statistic_weights: dict | None = None) -> dict:
     """:func:`quality_maps` of a pair read chunk by chunk from ``reader`` (bounded memory): a
     first pass accumulates the energies for the gain match (and, with effective-order decoding,
@@ -311,10 +326,13 @@ def quality_maps_streamed(reader: SegmentReader, frontend: AuditoryFrontEnd, dec
     fl = frontend.frame_len
     single = chunk_frames is None or n_samples // fl <= chunk_frames + 2 * context_frames
     gain_db = orders = None
+    if compensate_gain not in (False, True, *GAIN_MATCHES):
+        raise ValueError(f"compensate_gain: False, True (broadband) or one of {GAIN_MATCHES}, not {compensate_gain!r}")
+    hear = frontend if compensate_gain == "heard" else None  # whose bands weigh the energies (None: broadband)
     if single and (compensate_gain or by_order):  # whole signal: differentiable through the gain
         r, d = reader.read(0, n_samples)
         if compensate_gain:
-            gain_db = _gain_db(_matched_energy(r, ambi), _matched_energy(d, ambi))
+            gain_db = _gain_db(_matched_energy(r, ambi, hear), _matched_energy(d, ambi, hear))
         if by_order:
             orders = pair_orders(channel_energy(r), channel_energy(d))
     elif compensate_gain or by_order:  # a first pass accumulates the energies block by block
@@ -322,7 +340,7 @@ def quality_maps_streamed(reader: SegmentReader, frontend: AuditoryFrontEnd, dec
         step = chunk_frames * fl
         for a in range(0, n_samples, step):
             r, d = reader.read(a, min(n_samples, a + step))
-            er, ed = er + _matched_energy(r, ambi), ed + _matched_energy(d, ambi)
+            er, ed = er + _matched_energy(r, ambi, hear), ed + _matched_energy(d, ambi, hear)
             if by_order:
                 cr, cd = cr + channel_energy(r), cd + channel_energy(d)
         gain_db = _gain_db(er, ed) if compensate_gain else None
@@ -345,7 +363,7 @@ def quality_maps_streamed(reader: SegmentReader, frontend: AuditoryFrontEnd, dec
 
 def quality_maps(ref: torch.Tensor, deg: torch.Tensor, frontend: AuditoryFrontEnd,
                  decoder=None, chunk_frames: int | None = 250,
-                 context_frames: int = 25, compensate_gain: bool = True, head_turn: dict | None = None,
+                 context_frames: int = 25, compensate_gain: bool | str = True, head_turn: dict | None = None,
                  statistic_weights: dict | None = None) -> dict:
     """Per-bin distortion maps of ``deg`` against ``ref``, both ``(B, C, T)`` at the front-end's
     rate: binaural (C = 2, ``decoder=None``) or ambisonics ACN/SN3D (C >= 4, ``decoder`` the
@@ -362,6 +380,8 @@ def quality_maps(ref: torch.Tensor, deg: torch.Tensor, frontend: AuditoryFrontEn
     ``d_directiveness``, ``d_direction`` ``(B, F, nf)`` (bins where the reference is audible);
     ``gain_db`` ``(B,)`` (the compensation applied to ``deg``); ``head_turned`` ``(B,)`` bool (the pairs
     heard with ``head_turn``: ambisonic pairs decoded at two different orders).
+    ``compensate_gain``: False (none), True or "broadband" (versions 1-14), "heard" (version 15;
+    :data:`GAIN_MATCHES`): what the overall gain match equalises.
     Long signals are processed in chunks of ``chunk_frames`` (with context) so memory is
     bounded; the directiveness smoothing state is carried exactly (``None``: one pass,
     differentiable).
@@ -648,9 +668,9 @@ def distortion_maps(maps: dict, model: QualityMapping, pooled: dict | None = Non
 
 
 def quality_features(ref, deg, frontend, decoder=None, chunk_frames=250, head_turn=None,
-                     statistic_weights: dict | None = None) -> dict:
+                     statistic_weights: dict | None = None, compensate_gain: bool | str = True) -> dict:
     """:func:`quality_maps` then :func:`pool_features`, plus ``gain_db``."""
-    m = quality_maps(ref, deg, frontend, decoder, chunk_frames, head_turn=head_turn,
+    m = quality_maps(ref, deg, frontend, decoder, chunk_frames, compensate_gain=compensate_gain, head_turn=head_turn,
                      statistic_weights=statistic_weights)
     f = pool_features(m)
     f["gain_db"] = m["gain_db"]
