@@ -17,7 +17,8 @@ Output (:func:`score_batch`): one row per pair, in manifest order, columns
 
     id, ref, deg, status ("ok" | "error"), error (one line, "" when ok), format, duration_s,
     delay_ms (the delay of deg found by the alignment; NaN when none was estimated) and delay_applied
-    ("yes" | "no": an unreliable or sub-millisecond estimate is reported, not applied), then per metric M (in the order asked):  M (its score), M.<value> for each numeric
+    ("yes" | "no": an unreliable or sub-millisecond estimate is reported, not applied), then per metric M
+    (in the order asked):  M (its score), M.<value> for each numeric
     scalar in ``MetricResult.values`` (e.g. ``quality.timbral_score``; a short list of numbers or
     of such dicts, one entry per source, becomes ``M.<value>.<i>[.<key>]``, i from 1, e.g.
     ``localization.error_deg.2``, ``localization.reference_directions.1.azimuth_deg``), M.skipped
