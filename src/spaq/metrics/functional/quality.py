@@ -120,7 +120,7 @@ def _gain_db(er: torch.Tensor, ed: torch.Tensor) -> torch.Tensor:
 
 #: what the overall gain match equalises (the parameters' ``gain_match``): ``broadband`` (versions 1-14),
 #: the waveform energy; ``heard`` (version 15), that energy as the front-end's bands hear it
-#: (:meth:`AuditoryFrontEnd.heard_weights`), so that energy above the top band (12.5 kHz), which no feature
+#: (:meth:`AuditoryFrontEnd.heard_weights`), so that energy above the top band (centre 11.8 kHz), which no feature
 #: sees, does not turn the degraded signal up: a 14 kHz low-pass of white noise was compensated by 1.3 dB
 #: binaurally and 2.3 dB in FOA (W unfiltered), 100.0 against 72.9
 GAIN_MATCHES = ("broadband", "heard")
