@@ -91,3 +91,20 @@ def test_min_rt60_is_the_rooms_bound():
     assert pra.inverse_sabine(lo * (1 + 1e-6), list(dims))[0] <= 1.0
     with pytest.raises(ValueError):
         pra.inverse_sabine(lo * 0.999, list(dims))
+
+
+def test_measure_drr_of_a_known_response():
+    """measure_drr on a response whose ratio is known by construction: a unit impulse at 10 ms and, from 20 ms on,
+    an exponential tail of energy 0.1 (the window of 2.5 ms about the peak holds the impulse only): 10 dB, to
+    rounding. Scaling the tail by -6 dB adds 6 dB; a leading axis (two ears) sums."""
+    n = int(0.5 * FS)
+    rir = np.zeros(n)
+    rir[int(0.01 * FS)] = 1.0
+    t = np.arange(n - int(0.02 * FS))
+    tail = np.random.default_rng(0).standard_normal(len(t)) * np.exp(-t / (0.05 * FS))
+    rir[int(0.02 * FS):] = tail * np.sqrt(0.1 / np.sum(tail ** 2))
+    assert measure_drr(rir, FS) == pytest.approx(10.0, abs=1e-9)
+    quieter = rir.copy()
+    quieter[int(0.02 * FS):] *= 10 ** (-6 / 20)
+    assert measure_drr(quieter, FS) == pytest.approx(16.0, abs=1e-9)
+    assert measure_drr(np.stack([rir, rir]), FS) == pytest.approx(10.0, abs=1e-9)
