@@ -247,8 +247,9 @@ def evaluate_table(df, mos: str | None = None, metrics=None, ratings: str | None
                     f"{c}={'lower' if direction > 0 else 'higher'} fits the data's instead")
         n_params = {0: 0, 1: 2, 3: 4}.get(int(order), int(order) + 1)
         if n_params and fin.size < 3 * n_params:
+            hint = "--mapping 1, or more items" if n_params > 2 else "more items"
             out["warnings"].append(f"{c}: {fin.size} items for a {n_params}-parameter mapping: its mapped rmse and "
-                                   f"intervals mean little (--mapping 1, or more items)")
+                                   f"intervals mean little ({hint})")
         ev = evaluate(v, y, name=str(c), order=order, direction=direction, std=sd if have_ci else None,
                       votes=nv if have_ci else None, clusters=cl, n_boot=n_boot, seed=seed, level=level)
         out["metrics"][str(c)] = ev.to_dict()
