@@ -342,3 +342,15 @@ def test_significance_marked_alike_for_fisher_and_williams(tmp_path, capsys):
     assert "(not significant); Williams t" in md and md.rstrip().endswith("(significant at 0.05)")
     assert main(["evaluate", str(p), "--mos", "mos", "--alpha", "1.5"]) == 2
     assert "--alpha" in capsys.readouterr().err
+
+
+def test_few_items_for_the_mapping_are_warned():
+    """Fewer than three items per mapping parameter: a warning that says what would help (the cubic has 4
+    parameters, the linear 2)."""
+    rng = np.random.default_rng(3)
+    df = pd.DataFrame({"m": np.arange(8.0), "mos": np.arange(8.0) * 10 + rng.normal(0, 1, 8)})
+    cubic = evaluate_table(df, mos="mos", metrics=["m"], order=3, n_boot=0)["warnings"]
+    assert len(cubic) == 1 and "8 items for a 4-parameter mapping" in cubic[0] and "--mapping 1" in cubic[0]
+    linear = evaluate_table(df.iloc[:5], mos="mos", metrics=["m"], order=1, n_boot=0)["warnings"]
+    assert len(linear) == 1 and "5 items for a 2-parameter mapping" in linear[0] and "--mapping" not in linear[0]
+    assert evaluate_table(df, mos="mos", metrics=["m"], order=1, n_boot=0)["warnings"] == []  # 8 >= 3 x 2
