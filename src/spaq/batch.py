@@ -653,8 +653,9 @@ def score_batch(pairs_or_manifest, out, metrics=None, workers: int = 1, dask=Non
 
     device = check_device(device)
 
-    n_sources = check_n_sources(n_sources, {n: metric_class(n) for n in names})
-    checkpoint_metric({n: metric_class(n) for n in names}, checkpoint)  # which metric it is for: one line if none
+    classes = {n: metric_class(n) for n in names}
+    n_sources = check_n_sources(n_sources, classes)
+    checkpoint_metric(classes, checkpoint)  # which metric it is for: one line if none
     pairs = _as_pairs(pairs_or_manifest)
     if not any(pairs["ref"]):  # no reference anywhere: one error before any work, not one per pair
         need = [n for n in names if metric_class(n).needs_reference]

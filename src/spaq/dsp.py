@@ -170,7 +170,8 @@ def resample_poly(x: torch.Tensor, sr_from: int, sr_to: int) -> torch.Tensor:
     the arithmetic of :func:`scipy.signal.resample_poly` with its default filter (a Kaiser-windowed sinc,
     beta 5, 10 zero crossings per side at the higher rate; output ``ceil(T * sr_to / sr_from)`` samples), in
     torch, so gradients flow through it (for losses fed at another rate). :func:`spaq.io.resample` is the
-    numpy path the metrics' inputs take (tests/test_dsp.py checks the two agree)."""
+    numpy path the metrics' inputs take (``tests/metrics/test_sqm.py::test_resample_poly_is_scipys`` checks this
+    one against scipy)."""
     from scipy.signal import firwin
 
     up, down = int(sr_to), int(sr_from)

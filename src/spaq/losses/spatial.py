@@ -29,9 +29,6 @@ from .direction import _reduce
 
 __all__ = ["SpatialLoss", "CueLoss"]
 
-#: the rate the SQM encoder reads (SpatialLoss resamples other rates to it)
-ENCODER_RATE = 48000
-
 
 def _check(est: torch.Tensor, target: torch.Tensor, name: str, same_length: bool):
     for label, t in (("est", est), ("target", target)):
@@ -88,11 +85,12 @@ class SpatialLoss(nn.Module):
         _check(est, target, "SpatialLoss", same_length=False)
         from ..metrics.functional.sqm import cosine_distance, deep_feature_distance
 
-        if self.sample_rate != ENCODER_RATE:  # the encoder reads 48 kHz: resampled differentiably
+        rate = self.encoder.cfg.sample_rate  # the rate the encoder reads (48 kHz): others resampled differentiably
+        if self.sample_rate != rate:
             from ..dsp import resample_poly
 
-            est, target = (resample_poly(t, self.sample_rate, ENCODER_RATE) for t in (est, target))
-            est_source, target_source = (None if t is None else resample_poly(t, self.sample_rate, ENCODER_RATE)
+            est, target = (resample_poly(t, self.sample_rate, rate) for t in (est, target))
+            est_source, target_source = (None if t is None else resample_poly(t, self.sample_rate, rate)
                                          for t in (est_source, target_source))
 
         if self.encoder.cfg.channels == 3:

@@ -201,8 +201,11 @@ class QualityTrainConfig(RecipeConfig):
         if self.ic_mean_weights not in ("equal", "time"):
             raise SpaqError(f"quality train config: ic_mean_weights must be 'equal' or 'time', not "
                             f"{self.ic_mean_weights!r}")
-        if self.gain_match not in ("broadband", "heard"):
-            raise SpaqError(f"quality train config: gain_match must be 'broadband' or 'heard', not {self.gain_match!r}")
+        from ..metrics.functional.quality import GAIN_MATCHES
+
+        if self.gain_match not in GAIN_MATCHES:
+            raise SpaqError(f"quality train config: gain_match must be one of {', '.join(map(repr, GAIN_MATCHES))}, "
+                            f"not {self.gain_match!r}")
         self.base_dir = Path(self.base_dir)
 
     def feature_params(self) -> dict:
