@@ -72,3 +72,22 @@ def test_decimated_envelopes_read_their_band_to_a_fast_length():
         # rounding: 0.00095 at both lengths); the longer envelope read must not widen it
         assert ic_err < 0.003, (n_samples, ic_err)
         assert float((l_fast - l_exact).abs().max()) < 0.05
+
+
+def test_spectrum_bins_are_the_dft_bins_mod_n():
+    """The fast mode's window bins, taken as slices of the half spectrum, are the n-point DFT's bins lo..hi-1
+    (mod n) of the real signal: checked against the full DFT for even and odd n, ranges below 0, past n / 2,
+    and ranges that take the gather (wrapping further)."""
+    from spaq.auditory.frontend import spectrum_bins
+
+    rng = np.random.default_rng(3)
+    for n in (16, 17, 1000, 1001):
+        x = torch.from_numpy(rng.standard_normal((2, n)))
+        full = torch.fft.fft(x)
+        half = torch.fft.rfft(x)
+        cases = [(0, n // 2 + 1), (-5, 7), (3, n - 2), (-(n // 2) + 1, n), (n // 2, n // 2 + 3), (-n - 3, 2), (1, 2 * n + 5)]
+        for lo, hi in cases + [tuple(sorted(rng.integers(-n, 2 * n, 2) + [0, 1])) for _ in range(50)]:
+            got = spectrum_bins(half, n, int(lo), int(hi))
+            want = full[..., np.arange(lo, hi) % n]
+            assert got.shape == want.shape
+            assert torch.allclose(got, want, rtol=0, atol=1e-9 * n), (n, lo, hi)

@@ -271,7 +271,9 @@ class AuditoryFrontEnd(nn.Module):
         half = half.to(self.band_dtype)
         full = ext = None
         groups = self.band_groups()
-        leaky, wide = self._leaky_bands(half, n) if any(d > 1 for _, d in groups) else ([False] * self.n_bands,) * 2
+        # tolerances of 1 or more flag nothing (a share of a band's energy is at most 1): the check is skipped
+        checked = any(d > 1 for _, d in groups) and min(self.window_tolerance, self.spread_tolerance) < 1.0
+        leaky, wide = self._leaky_bands(half, n) if checked else ([False] * self.n_bands,) * 2
         work = []  # (bands, decim, whole spectrum?): flagged bands on their own
         for bands, decim in groups:
             start = bands.start
@@ -299,11 +301,7 @@ class AuditoryFrontEnd(nn.Module):
                     geo = [self._window_geometry(n, b, d) for b, d in groups if d > 1]
                     lo = min(int(g[0].min()) for g in geo)
                     hi = max(int(g[0].max()) + g[1] for g in geo)
-                    k = np.arange(lo, hi) % n
-                    neg = torch.from_numpy(k > n // 2).to(half.device)
-                    src = torch.from_numpy(np.where(k > n // 2, n - k, k)).to(half.device)
-                    ext = half[..., src]
-                    ext = torch.where(neg, torch.conj(ext), ext)
+                    ext = spectrum_bins(half, n, lo, hi)
                 prod = self._folded_window(ext, lo, n, bands, decim)
             full_band = torch.fft.ifft(prod, dim=-1)
             del prod
@@ -348,7 +346,10 @@ class AuditoryFrontEnd(nn.Module):
             seg = ext[..., s0 - lo:s0 - lo + width].unflatten(-1, (n_fold, m))  # (..., J, m), a view
             folded = seg[..., 0, :] * h[g, 0]
             for j in range(1, n_fold):
-                folded = folded + seg[..., j, :] * h[g, j]
+                if folded.requires_grad:
+                    folded = folded + seg[..., j, :] * h[g, j]
+                else:  # in place: the same sums, about a third faster
+                    folded.addcmul_(seg[..., j, :], h[g, j])
             out.append(torch.roll(folded, int(s0 % m), dims=-1))  # bin s0 + i -> position (s0 + i) mod m
         return torch.stack(out, dim=-2)
 
@@ -441,3 +442,21 @@ def _one_pole_lowpass(cutoff_hz: float, sample_rate: float):
     b0 = k / (1 + k)
     p = (1 - k) / (1 + k)
     return (b0, b0), p, int(math.ceil(math.log(1e-20) / math.log(p)))
+
+
+def spectrum_bins(half: torch.Tensor, n: int, lo: int, hi: int) -> torch.Tensor:
+    """Bins ``lo .. hi - 1`` (signed, taken mod ``n``) of the ``n``-point DFT of real signals from their half
+    spectrum ``half (..., n // 2 + 1)`` -> ``(..., hi - lo)``: ``X[k] = half[k]`` for ``0 <= k <= n / 2``, the
+    conjugate ``conj(half[n - k])`` above it and ``conj(half[-k])`` below 0. Slices of ``half`` where the
+    range wraps at most once each way (every window of the fast mode), else one gather (the same values)."""
+    if -(n // 2) < lo <= n // 2 and 0 < hi <= n:
+        parts = [torch.conj(half[..., 1:1 - lo].flip(-1))] if lo < 0 else []
+        parts.append(half[..., max(lo, 0):min(hi, n // 2 + 1)])
+        if hi > n // 2 + 1:  # bins n // 2 + 1 .. hi - 1
+            parts.append(torch.conj(half[..., n - hi + 1:n - n // 2].flip(-1)))
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
+    k = np.arange(lo, hi) % n
+    neg = torch.from_numpy(k > n // 2).to(half.device)
+    src = torch.from_numpy(np.where(k > n // 2, n - k, k)).to(half.device)
+    ext = half[..., src]
+    return torch.where(neg, torch.conj(ext), ext)
