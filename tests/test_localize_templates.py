@@ -745,3 +745,26 @@ def test_a_long_signal_is_observed_in_blocks_with_the_whole_passes_cues(small_se
     r_whole = localize_templates(x, FS, hrtf=h)
     np.testing.assert_array_equal(r_blocked["directions"], r_whole["directions"])
     assert abs(r_blocked["confidence"][0] - r_whole["confidence"][0]) < 1e-3
+
+
+def test_shape_min_hz_drops_the_spectral_shape_of_the_bands_below_it():
+    """``shape_min_hz`` (off by default) keeps each ear's spectral-shape terms only in bands centred at or above it;
+    the interaural terms keep every band, and 0 is the default observation itself."""
+    from spaq.localization import templates as T
+
+    rng = np.random.default_rng(5)
+    h = load_hrtf("ku100", FS)
+    x = oaconvolve(rng.standard_normal(FS // 2)[None] * 0.05, h.hrir[int(h.nearest_index(40, 10))], axes=-1)[:, :FS // 2]
+    x = x * (10 ** (-30 / 20) / np.sqrt(np.mean(x ** 2)))
+    fc = T._band_centres()
+    F = len(fc)
+    z0, om0, w0 = T._observation(x, dict(T.DEFAULTS))
+    assert T.DEFAULTS["shape_min_hz"] == 0.0
+    z1, om1, w1 = T._observation(x, {**T.DEFAULTS, "shape_min_hz": 2500.0})
+    np.testing.assert_array_equal(z0, z1)
+    np.testing.assert_array_equal(w0, w1)
+    np.testing.assert_array_equal(om0[:, :3 * F], om1[:, :3 * F])  # ILD, IPD cos / sin: every band
+    low = np.concatenate([fc < 2500.0] * 2)
+    shape0, shape1 = om0[:, 3 * F:], om1[:, 3 * F:]
+    assert np.all(shape1[:, low] == 0) and np.any(shape0[:, low] > 0)
+    np.testing.assert_array_equal(shape0[:, ~low], shape1[:, ~low])

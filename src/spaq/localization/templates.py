@@ -95,9 +95,18 @@ HEAD_SCALES = (0.92, 0.96, 1.0, 1.04, 1.08)
 #: not used there. Sources between the measured directions gain most: KU100 directions off a grid of every 8th
 #: one (tests/test_localize_templates.py), mean error 12.5 -> 9.7 deg
 SUBGRID_SPACINGS = 3.0
+#: the band templates compare each ear's spectral shape only in the bands centred at or above this (Hz); 0: every band
+#: (the interaural terms always keep every band). Tried in the fiftieth session at 2.5 kHz (the pinna's bands only:
+#: below, a head's and torso's shape differs from head to head) and not made the default: on the development seeds
+#: 777-781 (sonicom-2, 150 items each) front-back fell 16.7 -> 13.6 % on average and every median by 0.5-2.3 deg,
+#: but on held-out content it did not carry over (the held-out seed 160016: 7.3 deg / 6.2 % -> 7.4 deg / 10.3 %;
+#: real speech, 3 x 120 items: front-back 14.1 -> 13.8 %, medians 7.0 / 8.6 / 7.1 -> 6.6 / 7.6 / 7.4 deg), while
+#: the MIT KEMAR gained (real speech medians 33.3 / 20.4 / 28.4 -> 23.9 / 20.3 / 25.9 deg).
+#: benchmarks/try_shape_min_hz.py; benchmarks/results/localizer_v2.md ("Fiftieth session")
+SHAPE_MIN_HZ = 0.0
 DEFAULTS = dict(sigma_ild_db=1.5, sigma_ipd=0.35, sigma_shape_db=8.0, coherence_power=8.0, active_range_db=30.0,
-                shape_degree=2, global_range_db=30.0, onset_power=4.0, onset_db=3.0, frame_ms=20.0,
-                drr_variants_db=(float("inf"), 6.0, 0.0), drr_coherence=0.85, head_scales=HEAD_SCALES,
+                shape_degree=2, shape_min_hz=SHAPE_MIN_HZ, global_range_db=30.0, onset_power=4.0, onset_db=3.0,
+                frame_ms=20.0, drr_variants_db=(float("inf"), 6.0, 0.0), drr_coherence=0.85, head_scales=HEAD_SCALES,
                 dereverb=None, subgrid_spacings=SUBGRID_SPACINGS)
 #: overrides for several sources: no onset weighting, no spectral shape (a mixture's shape fits no
 #: single direction), looser ILD, units of 2 bands x 1 frame (tuned on development scenes, not the benchmark's)
@@ -657,8 +666,9 @@ def _observation(x: np.ndarray, opts: dict, cues=None):
     deg = int(opts["shape_degree"])
     z = np.concatenate([f[0], f[1], f[2], _detrend(f[4].T, deg).T, _detrend(f[5].T, deg).T], axis=0).T  # (nf, 5F)
     s = np.array([1 / opts["sigma_ild_db"] ** 2, 1 / opts["sigma_ipd"] ** 2, 1 / opts["sigma_ipd"] ** 2,
-                  1 / opts["sigma_shape_db"] ** 2, 1 / opts["sigma_shape_db"] ** 2])
-    omega = (s[:, None, None] * w[None]).reshape(5 * w.shape[0], -1).T  # (nf, 5F)
+                  1 / opts["sigma_shape_db"] ** 2, 1 / opts["sigma_shape_db"] ** 2])[:, None] * np.ones(w.shape[0])
+    s[3:, fe.center_frequencies_hz.cpu().numpy() < float(opts["shape_min_hz"])] = 0.0  # SHAPE_MIN_HZ
+    omega = (s[:, :, None] * w[None]).reshape(5 * w.shape[0], -1).T  # (nf, 5F)
     return z, omega, w.T
 
 
