@@ -545,3 +545,15 @@ def test_json_output_is_standard_json(capsys):
     d = json.loads(out, parse_constant=refuse)
     assert d == {"score": None, "values": {"a": [1.0, None], "b": None}, "ok": 2.5, "n": 3}
     assert not math.isnan(d["ok"])
+
+
+def test_metric_option_takes_comma_lists(tmp_path, capsys):
+    """``-m quality,cues`` names two metrics, as ``-m quality -m cues`` does (same results)."""
+    ref = scene(1.0)
+    r, g = pair(tmp_path, ref, degrade(ref))
+    assert main(["score", r, g, "-m", "quality,cues", "--json"]) == 0
+    a = json.loads(capsys.readouterr().out)
+    assert main(["score", r, g, "-m", "quality", "-m", "cues", "--json"]) == 0
+    b = json.loads(capsys.readouterr().out)
+    assert set(a["results"]) == {"quality", "cues"}
+    assert {k: v["score"] for k, v in a["results"].items()} == {k: v["score"] for k, v in b["results"].items()}

@@ -354,3 +354,28 @@ def test_few_items_for_the_mapping_are_warned():
     linear = evaluate_table(df.iloc[:5], mos="mos", metrics=["m"], order=1, n_boot=0)["warnings"]
     assert len(linear) == 1 and "5 items for a 2-parameter mapping" in linear[0] and "--mapping" not in linear[0]
     assert evaluate_table(df, mos="mos", metrics=["m"], order=1, n_boot=0)["warnings"] == []  # 8 >= 3 x 2
+
+
+def test_join_keys_are_text_and_each_key_one_row(tmp_path, capsys):
+    """Ids are joined as written: "02" and "2", "1.10" and "1.1" are different items (read as numbers they
+    collided and the joined table had more rows than items); a key shared by several rows of either table is
+    refused; --mos with --ratings and a --cluster of one group are errors."""
+    ids = ["1.1", "1.10", "1.2", "1.20", "2", "02", "3", "03", "4", "5", "6", "7"]
+    rng = np.random.default_rng(2)
+    mos = rng.uniform(20, 90, len(ids))
+    pd.DataFrame({"id": ids, "quality": mos + rng.normal(0, 5, len(ids)), "grp": "a"}).to_csv(tmp_path / "s.csv",
+                                                                                          index=False)
+    pd.DataFrame({"id": ids, "mos": mos, "r": [json.dumps([m, m]) for m in mos]}).to_csv(tmp_path / "r.csv", index=False)
+    base = ["evaluate", str(tmp_path / "s.csv"), "--mos-table", str(tmp_path / "r.csv"), "--on", "id", "--bootstrap", "0"]
+    assert main(base + ["--mos", "mos", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["n_items"] == len(ids)
+    assert out["metrics"]["quality"]["pearson"] == pytest.approx(pearsonr(
+        pd.read_csv(tmp_path / "s.csv", dtype={"id": str})["quality"], mos)[0], abs=1e-12)
+    pd.DataFrame({"id": ids + ids[:2], "mos": np.r_[mos, mos[:2]]}).to_csv(tmp_path / "dup.csv", index=False)
+    assert main(base[:3] + [str(tmp_path / "dup.csv")] + base[4:] + ["--mos", "mos"]) == 2
+    assert "--mos-table has 4 rows that share a key on 'id' (e.g. id=1.1)" in capsys.readouterr().err
+    assert main(base + ["--mos", "mos", "--ratings", "r"]) == 2
+    assert "not both" in capsys.readouterr().err
+    assert main(base + ["--mos", "mos", "--cluster", "grp"]) == 2
+    assert "every row is in one group (a)" in capsys.readouterr().err

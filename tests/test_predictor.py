@@ -1029,3 +1029,16 @@ def test_dc_and_infrasound_are_silence_and_hum_is_flagged():
     assert any("below 50 Hz" in w for w in hum_tone["warnings"])
     tone = spaq.predict(0.2 * np.sin(2 * np.pi * 1000 * t)[None], sample_rate=48000)
     assert not any("no power above" in w or "below 50 Hz" in w for w in tone["warnings"])
+
+
+def test_clips_too_short_for_the_temporal_features_are_refused(tmp_path, capsys):
+    """Below 250 ms the modulation ratio cannot resolve 2-10 Hz (below 107 ms it reads no bin at all and a clip of a
+    heavily degraded file read 99 "high"): refused in one line; from 250 ms scored. With --json a single bad file
+    is still a JSON list entry (exit status 2)."""
+    x = np.random.default_rng(8).standard_normal((2, FS)) * 0.05
+    with pytest.raises(SpaqError, match=r"too short: 200 ms, at least 250 ms"):
+        spaq.predict(x[:, : FS // 5], sample_rate=FS)
+    assert 0 <= spaq.predict(x[:, : FS // 4], sample_rate=FS)["score"] <= 100
+    assert main(["predict", "--json", str(tmp_path / "missing.wav")]) == 2
+    out = json.loads(capsys.readouterr().out)
+    assert out == [{"file": str(tmp_path / "missing.wav"), "error": f"audio file not found: {tmp_path / 'missing.wav'}"}]

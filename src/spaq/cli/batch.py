@@ -52,7 +52,7 @@ def batch_command(
                                               "(or reference_path,degraded_path), optional id/item_id, format and ref_source,deg_source "
                                               "(dry mono sources, for sqm)."),
     out: Path = typer.Option(..., "--out", "-o", metavar="PATH", help="Results table to write: .parquet or .csv (one row per pair)."),
-    metric: Optional[List[str]] = typer.Option(None, "--metric", "-m", metavar="NAME", help="Metric to run (repeatable); default: quality, qastanet, cues, localization."),
+    metric: Optional[List[str]] = typer.Option(None, "--metric", "-m", metavar="NAME", help="Metric to run (repeatable, or several separated by commas); default: quality, qastanet, cues, localization."),
     workers: int = typer.Option(1, "--workers", "-w", metavar="N", help="Worker processes (local pool, or the size of --dask local)."),
     dask: Optional[str] = typer.Option(None, "--dask", metavar="ADDRESS", help="Run on a Dask cluster: scheduler address (tcp://host:8786) or 'local'."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from OUT.partial.jsonl."),
@@ -69,11 +69,11 @@ def batch_command(
 ) -> None:
     """Score every (reference, degraded) pair of MANIFEST into one table, resumably (local processes or Dask)."""
     from ..batch import journal_path, score_batch, summary
-    from .output import output_file
+    from .output import metric_names, output_file
 
     output_file(out, "results table")  # a folder that cannot be written fails before any pair is scored
     try:
-        df = score_batch(str(manifest), str(out), metrics=metric, workers=workers, dask=dask, resume=resume,
+        df = score_batch(str(manifest), str(out), metrics=metric_names(metric), workers=workers, dask=dask, resume=resume,
                          overwrite=overwrite, fast=fast, device=device, progress=not quiet, strict=False,
                          checkpoint=checkpoint, offline=True if offline else None, align=align,
                          n_sources=n_sources)

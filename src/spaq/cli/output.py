@@ -67,6 +67,14 @@ def output_folder(path, what: str = "output folder") -> str:
     return path
 
 
+def metric_names(values):
+    """``-m`` values as metric names: each may also hold several separated by commas (``-m quality,cues``); None
+    stays None (the command's default metrics)."""
+    if not values:
+        return values
+    return [n.strip() for v in values for n in str(v).split(",") if n.strip()]
+
+
 def json_safe(obj):
     """``obj`` with every non-finite float (NaN, +-inf: a score that could not be computed) as None,
     so that what is printed is standard JSON (``NaN`` is not, and strict parsers refuse it)."""

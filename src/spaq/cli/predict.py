@@ -42,10 +42,10 @@ def predict_cmd(
         except SpaqError as e:
             msg = str(e)
             msg = msg if str(f) in msg else f"{f}: {msg}"
-            if len(files) == 1 or not isinstance(e, SpaqInputError):  # a checkpoint problem concerns every file
-                raise type(e)(msg) from None
-            # several files: the others are still scored; each bad one is a line on stderr (and an
-            # {"file", "error"} entry with --json), and the exit status is 2 at the end
+            if (len(files) == 1 and not as_json) or not isinstance(e, SpaqInputError):  # a checkpoint problem
+                raise type(e)(msg) from None  # concerns every file
+            # several files, or --json: the others are still scored; each bad one is a line on stderr (and an
+            # {"file", "error"} entry in the JSON list), and the exit status is 2 at the end
             failed.append(msg)
             rows.append({"file": str(f), "error": msg})
             continue

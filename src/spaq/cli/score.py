@@ -9,7 +9,7 @@ from typing import List, Optional
 import typer
 
 from ..errors import SpaqError
-from .output import print_json, print_report
+from .output import metric_names, print_json, print_report
 
 __all__ = ["register"]
 
@@ -78,7 +78,7 @@ def _stream_progress():
 def score_cmd(
     ref: str = typer.Argument(..., help="Reference audio file (WAV/FLAC...)."),
     deg: str = typer.Argument(..., help="Degraded audio file."),
-    metric: Optional[List[str]] = typer.Option(None, "--metric", "-m", metavar="NAME", help="Metric to run (repeatable); see `spaq metrics`."),
+    metric: Optional[List[str]] = typer.Option(None, "--metric", "-m", metavar="NAME", help="Metric to run (repeatable, or several separated by commas); see `spaq metrics`."),
     fmt: Optional[str] = typer.Option(None, "--format", metavar="FORMAT", help="Override format detection: binaural, foa, hoa2, hoa3, ambisonics:N, with /sn3d (default), /n3d or /fuma; loudspeaker layouts mono, stereo, 5.0, 5.1, 7.0, 7.1, 5.1.4, 7.1.4 (rendered binaurally)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     maps: Optional[str] = typer.Option(None, "--maps", metavar="OUT", help="Write per-band/per-frame maps to OUT.npz and a figure OUT.png."),
@@ -104,7 +104,7 @@ def score_cmd(
         output_file(maps[:-4] if maps.endswith((".npz", ".png")) else maps, "maps")
     progress, stop = _stream_progress()
     try:
-        report = score(ref, deg, metrics=metric, fmt=fmt, trim=trim, checkpoint=checkpoint,
+        report = score(ref, deg, metrics=metric_names(metric), fmt=fmt, trim=trim, checkpoint=checkpoint,
                        offline=True if offline else None, maps=maps is not None, device=device, fast=fast,
                        stream=stream, progress=progress, align=align, sources=tuple(source) if source else None,
                        n_sources=n_sources)

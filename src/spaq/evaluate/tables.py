@@ -20,8 +20,9 @@ NOT_METRICS = frozenset({"id", "item_id", "index", "n", "ref", "deg", "status", 
                          "duration", "duration_s", "delay_ms", "delay_applied"})
 
 
-def load_table(path: str):
-    """A CSV, TSV, Parquet or JSON-lines table as a DataFrame (one-line errors)."""
+def load_table(path: str, text_columns=()):
+    """A CSV, TSV, Parquet or JSON-lines table as a DataFrame (one-line errors). ``text_columns``: columns of a
+    CSV / TSV read as text, not numbers (join keys: ids "02" and "2", or "1.10" and "1.1", stay apart)."""
     try:
         import pandas as pd
     except ImportError:  # pragma: no cover - pandas comes with the data extra
@@ -34,7 +35,7 @@ def load_table(path: str):
             return pd.read_parquet(path)
         if ext in (".jsonl", ".ndjson"):
             return pd.read_json(path, lines=True)
-        return pd.read_csv(path, sep="\t" if ext == ".tsv" else ",")
+        return pd.read_csv(path, sep="\t" if ext == ".tsv" else ",", dtype={str(c): str for c in text_columns} or None)
     except Exception as e:  # unreadable or malformed file
         raise SpaqError(f"cannot read table {path}: {' '.join(str(e).split())}") from None
 
@@ -65,6 +66,12 @@ def join_scores(df, other, on: str):
         lefts.append(left)
     if len(set(lefts)) != len(lefts):
         raise SpaqError(f"--on {on!r} names a column twice")
+    for name, d in (("TABLE", df), ("--mos-table", other)):
+        dup = d.duplicated(subset=lefts, keep=False)
+        if dup.any():  # each would be matched with every row of the same key: items counted twice
+            first = ", ".join(f"{k}={d.loc[dup, k].iloc[0]}" for k in lefts)
+            raise SpaqError(f"{name} has {int(dup.sum())} rows that share a key on {on!r} (e.g. {first}): give one "
+                            "row per item (average the ratings first), or join on more columns")
     out = df.merge(other, on=lefts, how="inner", suffixes=("", "_mos"))
     if out.empty:
         raise SpaqError(f"no rows of TABLE match --mos-table on {on!r}")
@@ -157,6 +164,8 @@ def evaluate_table(df, mos: str | None = None, metrics=None, ratings: str | None
         raise SpaqError(f"alpha must be between 0 and 1, got {alpha}")
     if mos is None and ratings is None:
         raise SpaqError("say which column holds the listening scores: --mos COL or --ratings COL")
+    if mos is not None and ratings is not None:
+        raise SpaqError("give --mos COL or --ratings COL, not both (--ratings derives the mean from the rating lists)")
     for c in [mos, ratings, std, votes, cluster, aggregate, *(metrics or [])]:
         if c is not None and c not in df.columns:
             raise SpaqError(f"no column {c!r} in the table (columns: {', '.join(map(str, df.columns))})")
@@ -220,6 +229,9 @@ def evaluate_table(df, mos: str | None = None, metrics=None, ratings: str | None
     nv = df["_votes"].to_numpy(dtype=np.float64)
     have_ci = bool(np.isfinite(sd).any() and np.isfinite(nv).any())
     cl = df[cluster].astype(str).to_numpy() if cluster is not None else None
+    if cl is not None and len(set(cl)) < 2:
+        raise SpaqError(f"--cluster {cluster}: every row is in one group ({cl[0]}); resampling whole groups needs "
+                        "at least 2")
     out = {"n_rows": int(n_rows), "n_excluded": int(n_rows - int(keep.sum())), "n_items": int(len(df)),
            "mos": {"mean": float(np.nanmean(y)), "std": float(np.nanstd(y)),
                    "source": ratings or mos, "aggregate": aggregate},
@@ -230,9 +242,11 @@ def evaluate_table(df, mos: str | None = None, metrics=None, ratings: str | None
         ok = np.isfinite(v) & np.isfinite(y)
         fin = v[ok]
         need = max(3, int(order) + 2)  # the mapping's parameters need that many items
-        if skip_unusable and (fin.size < need or np.ptp(fin) == 0):
-            out["skipped"][str(c)] = (f"{fin.size} items with finite values (at least {need} needed)"
-                                      if fin.size < need else "constant")
+        if fin.size < need or np.ptp(fin) == 0:
+            why = f"{fin.size} items with finite values (at least {need} needed)" if fin.size < need else "constant"
+            if not skip_unusable:  # asked for by name: say so, do not print a row of NaN
+                raise SpaqError(f"{c}: {why}: nothing to evaluate")
+            out["skipped"][str(c)] = why
             metrics.remove(c)
             continue
         direction = (directions or {}).get(c)

@@ -35,8 +35,11 @@ from .functional.predictor import (AUDIBLE_HZ, FEATURE_NAMES, HUM_HZ, SILENCE_DB
 
 __all__ = ["Predictor", "MIN_SAMPLES"]
 
-#: shortest input the features take (100 ms at 48 kHz)
-MIN_SAMPLES = 4800
+#: shortest input the features take (250 ms at 48 kHz): the temporal group's modulation ratio reads 2-10 Hz of
+#: the envelope, which 100 ms cannot resolve (below 107 ms it reads no bin there at all and the decay times sit at
+#: their cap; such clips of a file that scores 8 read 99 "high" with certainty); from 250 ms the bins fall at 4 and
+#: 8 Hz (clips of 0.11-0.25 s of that file read 8-22)
+MIN_SAMPLES = 12000
 #: two channels whose difference is this far below their sum (in energy) are one signal (dual mono)
 DUAL_MONO_DB = -60.0
 #: a level this many standard deviations from the training rows' mean level gets a warning (3: for
@@ -113,8 +116,9 @@ class Predictor(Metric):
         if not isinstance(x, torch.Tensor) or x.dim() != 3:
             raise SpaqInputError(f"{self.name}: expected a (batch, channels, time) tensor")
         if x.shape[-1] < MIN_SAMPLES:
-            raise SpaqInputError(f"{self.name}: input too short: {x.shape[-1]} samples, at least {MIN_SAMPLES} "
-                                 f"(100 ms at {self.sample_rate} Hz) are needed")
+            raise SpaqInputError(f"{self.name}: input too short: {x.shape[-1] / self.sample_rate * 1000:.0f} ms, at least "
+                                 f"{MIN_SAMPLES / self.sample_rate * 1000:.0f} ms are needed (its features read the "
+                                 "envelope's modulations down to 2 Hz)")
         if not bool(torch.isfinite(x.sum())) and not bool(torch.isfinite(x).all()):  # one pass when finite
             raise SpaqInputError(f"{self.name}: input contains NaN or Inf samples")
         kind = kind or self._kind(x.shape[-2])
