@@ -1082,7 +1082,8 @@ def localize_templates(x: np.ndarray, sample_rate: int, hrtf=None, n_sources: in
     whose best direction fits the signal best is used -- head selection; None:
     :func:`default_heads`; ``head_margin`` < 1 favours the first set: another set must fit better
     by that factor -- 0.8-0.9 did not help on development scenes). Returns a dict: ``directions (S, 3)``, ``confidence (S,)``
-    (weighted share of frames voting within ``refine_cap_deg`` of the source), trajectory
+    (weighted share of frames voting within ``refine_cap_deg`` of the source, read with the band templates of the
+    head that answered; one source found by the exact-head stage: at least 1 - its misfit / its ``max_fit``), trajectory
     ``frame_times_s (M,)``, ``frame_dirs (M, 3)`` (best direction per ``frame_s`` block),
     ``frame_source (M,)`` (nearest source, -1 for blocks with no weight), ``direct_coherence`` (of all
     bands, of the signal as observed: dereverberated where that ran),
@@ -1234,6 +1235,16 @@ def localize_templates(x: np.ndarray, sample_rate: int, hrtf=None, n_sources: in
             exact = _exact_vote_stage(x, heads, S, min_separation_deg, exact_opts.get("votes", {}))
             if exact["used"]:
                 found_set, ks = exact["set"], list(exact["ks"])
+    if exact is not None and exact["used"] and found_set is not ts:
+        # the exact-head stage recognised another head than the band templates' choice: the frames' votes (the
+        # confidence, the trajectory) are read with that head's own band templates, not against the other head's
+        ts, dirs = found_set, found_set.directions
+        if S == 1:
+            D, fw = frame_distances(x, ts, observation=obs, **opts)
+            best = np.argmin(D, axis=1)
+            bD = np.stack([D[i * k:(i + 1) * k].sum(0) for i in range(-(-len(D) // k))])
+        else:
+            best, bD, fw = _frame_votes(ts, obs, k, opts)
     found = found_set.directions[ks] if ks else np.zeros((0, 3))
     refined = False
     if subgrid > 0 and S == 1 and direct and len(ks) and not (exact is not None and exact["used"]):
@@ -1244,6 +1255,9 @@ def localize_templates(x: np.ndarray, sample_rate: int, hrtf=None, n_sources: in
         refined = bool(d_ref @ found[0] < 1.0 - 1e-12)
         found = d_ref[None]
     conf = np.array([float(fw[(dirs[best] @ d) >= cos_ref].sum() / fw.sum()) for d in found])
+    if S == 1 and exact is not None and exact["used"]:  # recognised as the head's own rendering: the band templates'
+        # frames may vote elsewhere (tonal sources fit them badly), the exact stage's misfit says how sure it is
+        conf = np.maximum(conf, 1.0 - float(exact["fit"]) / float(exact["max_fit"]))
     order = np.argsort(-conf, kind="stable")  # strongest first
     found, conf = found[order], conf[order]
     # trajectory: the blocks' summed distances (bD above)
