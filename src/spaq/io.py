@@ -627,8 +627,11 @@ def _alignment_note(al, applied: bool) -> dict:
 
 def _align_warning(al, applied: bool, where: str = "") -> str | None:
     if not applied and not al.reliable:
+        from .auditory.alignment import MAX_DELAY_MS
+
         return (f"delay between reference and degraded not estimated reliably{where} (confidence "
-                f"{al.confidence:.2f}): not aligned; --no-align (align=False) silences this")
+                f"{al.confidence:.2f}; delays up to {MAX_DELAY_MS:g} ms either way are searched): not aligned; "
+                "--no-align (align=False) silences this")
     if applied and al.delay_samples != 0:
         lag = "lags" if al.delay_samples > 0 else "leads"
         return f"aligned{where}: the degraded signal {lag} the reference by {abs(al.delay_ms):.1f} ms; both trimmed to the overlap"

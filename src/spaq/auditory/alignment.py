@@ -42,7 +42,7 @@ import scipy.fft as sfft
 from ..errors import SpaqInputError
 from .gammatone import erb_center_frequencies
 
-__all__ = ["Alignment", "estimate_delay", "apply_delay", "KINDS", "RELIABLE_THRESHOLD", "FINE_THRESHOLD", "FINE_RELIABLE"]
+__all__ = ["Alignment", "estimate_delay", "apply_delay", "KINDS", "RELIABLE_THRESHOLD", "FINE_THRESHOLD", "FINE_RELIABLE", "MAX_DELAY_MS"]
 
 KINDS = ("binaural", "ambisonics", "mono", "layout")
 #: ``reliable`` when ``confidence`` (envelope-correlation peak minus second peak) is at least this.
@@ -197,7 +197,11 @@ def _local_maxima(r: np.ndarray) -> np.ndarray:
     return i[(r[i] >= r[i - 1]) & (r[i] > r[i + 1])]
 
 
-def estimate_delay(ref, deg, sample_rate: int, kind: str, max_delay_ms: float = 300.0) -> Alignment:
+#: the delays :func:`estimate_delay` searches by default, either way (ms)
+MAX_DELAY_MS = 300.0
+
+
+def estimate_delay(ref, deg, sample_rate: int, kind: str, max_delay_ms: float = MAX_DELAY_MS) -> Alignment:
     """Delay of ``deg`` relative to ``ref`` (positive: ``deg`` lags, ``deg[t] ≈ ref[t - d]``).
 
     ref, deg: numpy arrays or torch tensors ``(channels, time)`` (``(time,)`` is taken as one
