@@ -444,7 +444,7 @@ def test_error_fmt_channel_mismatch(tmp_path):
     with pytest.raises(SpaqInputError, match="expects 9 channels"):
         load_pair(r, r, fmt="hoa2")
     x = sine(ch=2)
-    with pytest.raises(SpaqInputError, match="expects 1 channels"):
+    with pytest.raises(SpaqInputError, match="expects 1 channel but"):
         load_pair(x, x, sample_rate=SR, fmt="mono")
 
 

@@ -1042,3 +1042,16 @@ def test_clips_too_short_for_the_temporal_features_are_refused(tmp_path, capsys)
     assert main(["predict", "--json", str(tmp_path / "missing.wav")]) == 2
     out = json.loads(capsys.readouterr().out)
     assert out == [{"file": str(tmp_path / "missing.wav"), "error": f"audio file not found: {tmp_path / 'missing.wav'}"}]
+
+
+def test_warnings_name_their_file_when_several_are_scored(tmp_path, capsys):
+    """Plain output: warnings go to stderr, so with several files each names its file (one file: as before)."""
+    x = np.random.default_rng(9).standard_normal((FS // 2, 2)) * 0.05
+    a, b = str(tmp_path / "a.wav"), str(tmp_path / "b.wav")
+    sf.write(a, x, FS)
+    sf.write(b, x, FS)
+    assert main(["predict", a, b]) == 0
+    err = capsys.readouterr().err
+    assert f"warning ({a}): 500 ms of audio" in err and f"warning ({b}): 500 ms of audio" in err
+    assert main(["predict", a]) == 0
+    assert "  warning: 500 ms of audio" in capsys.readouterr().err

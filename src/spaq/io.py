@@ -555,10 +555,10 @@ def _resolve_format(fmt, n_ch: int, ref_label: str) -> tuple[SpatialFormat, str]
                 f"but {ref_label} has {n_ch} channels"
             )
         if f.n_channels != n_ch:
-            raise SpaqInputError(f"format {f.describe()} expects {f.n_channels} channels but {ref_label} has {n_ch}")
+            raise SpaqInputError(f"format {f.describe()} expects {f.n_channels} channel{'' if f.n_channels == 1 else 's'} but {ref_label} has {n_ch}")
         return f, norm
     if f.n_channels != n_ch:
-        raise SpaqInputError(f"format {f.describe()} expects {f.n_channels} channels but {ref_label} has {n_ch}")
+        raise SpaqInputError(f"format {f.describe()} expects {f.n_channels} channel{'' if f.n_channels == 1 else 's'} but {ref_label} has {n_ch}")
     return f, f.normalisation
 
 

@@ -71,8 +71,8 @@ def _print_rows(rows: list) -> None:
                    f"{p['medium']:.2f}, high {p['high']:.2f})  {r['format']}"
                    + (f" (from {r['input_format']})" if r.get("input_format") else "") + f"  [MUSHRA-calibrated "
                    f"{r['mushra_calibrated']:.1f}]" + ("" if r.get("level_dbfs") is None else f"  level {r['level_dbfs']:.1f} dBFS"))
-        for m in r["warnings"]:
-            typer.echo(f"  warning: {m}", err=True)
+        for m in r["warnings"]:  # stderr: with several files, each warning names its file
+            typer.echo(f"  warning: {m}" if len(rows) == 1 else f"  warning ({r['file']}): {m}", err=True)
 
 
 def register(app: typer.Typer) -> None:

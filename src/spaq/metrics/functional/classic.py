@@ -119,7 +119,7 @@ def channels_for(x, fmt=None, sample_rate: int = 48000, orders=None) -> dict:
     c = x.shape[-2]
     fmt = _format_of(fmt, c)
     if fmt.n_channels != c and not (fmt.is_ambisonics and fmt.order == 0):
-        raise SpaqInputError(f"format {fmt.describe()} expects {fmt.n_channels} channels, got {c}")
+        raise SpaqInputError(f"format {fmt.describe()} expects {fmt.n_channels} channel{'' if fmt.n_channels == 1 else 's'}, got {c}")
     is_torch = isinstance(x, torch.Tensor)
     if fmt.kind == "mono":
         return {"mono": x[:, 0]}
