@@ -771,8 +771,8 @@ def test_shape_min_hz_drops_the_spectral_shape_of_the_bands_below_it():
 
 
 def test_confidence_is_read_with_the_head_that_answered():
-    """Where the exact-head stage answers (the signal is a template head's own rendering), the confidence is not read
-    from the other head's band-template votes: a KU100 vowel (tonal: the band templates' frames vote elsewhere) was
+    """Where the exact-head stage answers (the signal is a template head's own rendering), the confidence and the
+    trajectory are not read from band-template votes that point elsewhere: a KU100 vowel (tonal: the band templates' frames vote elsewhere) was
     found at -45 deg with confidence 0.00, and alternating noise bursts at +-45 deg, found exactly, with 0.00 / 0.00
     (the band templates had chosen SONICOM-1, whose frames voted behind)."""
     from scipy.signal import lfilter
@@ -787,6 +787,9 @@ def test_confidence_is_read_with_the_head_that_answered():
     res = localize(x, sample_rate=FS)
     assert res.provenance["exact_head"]["used"] and abs(float(res.azimuth_deg[0]) + 45.0) < 1.0
     assert float(res.confidence[0]) > 0.8  # 1 - misfit 0.012 / 0.1 (the band frames agree on few)
+    # the trajectory too: the blocks the band templates read elsewhere (-131 deg) are read by the exact-head stage
+    fa = np.asarray(res.frame_azimuth_deg)[0]
+    assert len(fa) >= 4 and np.all(np.abs(fa[np.isfinite(fa)] + 45.0) < 1.0)
     n = np.random.default_rng(1).standard_normal((2, 2 * FS)) * 0.05
     gate = ((np.arange(2 * FS) // (FS // 4)) % 2).astype(float)
     y = sum(oaconvolve((n[i] * g)[None], h.hrir[int(h.nearest_index(az, 0))], axes=-1)[:, :2 * FS]

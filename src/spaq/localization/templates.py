@@ -1264,6 +1264,15 @@ def localize_templates(x: np.ndarray, sample_rate: int, hrtf=None, n_sources: in
     nb = len(bD)
     bw = np.array([fw[i * k:(i + 1) * k].sum() for i in range(nb)])
     bdir = dirs[np.argmin(bD, axis=1)]
+    if S == 1 and exact is not None and exact["used"] and len(found):
+        # one source the exact-head stage recognised: a block whose band-template vote lies away from it (tonal
+        # sources fit the band templates badly) is read by that stage on the block's own samples, where it fits
+        o_ex = {**EXACT, **{kk: v for kk, v in exact_opts.items() if kk != "votes"}}
+        fl = int(round(fe_frame * ANALYSIS_RATE))
+        for i in np.flatnonzero(((bdir @ found[0]) < cos_ref) & (bw > 0)):
+            fit_i, k_i = exact_head_fit(x_given[:, i * per * fl:min((i + 1) * per, nf) * fl], found_set, **o_ex)
+            if fit_i <= float(o_ex["max_fit"]):
+                bdir[i] = found_set.directions[k_i]
     src = np.argmax(bdir @ found.T, axis=1) if len(found) else np.zeros(nb, dtype=int)
     src = np.where(bw > 0, src, -1)
     times = (np.arange(nb) * per + np.minimum(per, nf - np.arange(nb) * per) / 2.0) * fe_frame
