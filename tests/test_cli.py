@@ -557,3 +557,5 @@ def test_metric_option_takes_comma_lists(tmp_path, capsys):
     b = json.loads(capsys.readouterr().out)
     assert set(a["results"]) == {"quality", "cues"}
     assert {k: v["score"] for k, v in a["results"].items()} == {k: v["score"] for k, v in b["results"].items()}
+    assert main(["score", r, g, "-m", ","]) == 2  # no name at all: an error, not the default metrics
+    assert "no metric name" in capsys.readouterr().err

@@ -72,7 +72,12 @@ def metric_names(values):
     stays None (the command's default metrics)."""
     if not values:
         return values
-    return [n.strip() for v in values for n in str(v).split(",") if n.strip()]
+    names = [n.strip() for v in values for n in str(v).split(",") if n.strip()]
+    if not names:
+        from ..errors import SpaqError
+
+        raise SpaqError(f"--metric {', '.join(map(repr, values))}: no metric name (see `spaq metrics`)")
+    return names
 
 
 def json_safe(obj):
