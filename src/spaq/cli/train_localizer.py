@@ -24,6 +24,9 @@ def train_localizer_cmd(
     cache: Optional[Path] = typer.Option(None, "--cache", metavar="DIR", help="Folder for rendered training features (synthetic data)."),
 ):
     """Train the BAST localizer from a recipe (synthetic scenes) or from a labelled index (--csv)."""
+    from .output import output_file
+
+    output_file(out, "checkpoint")  # a path that cannot be written fails before the work
     from ..train.localizer import LocalizerTrainConfig, train_from_csv, train_localizer
 
     if config is None and csv is None:

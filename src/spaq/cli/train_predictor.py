@@ -18,6 +18,9 @@ def train_predictor_cmd(
 ):
     """Generate the training corpus, score it with the quality metric (teacher), fit the network,
     calibrate on the MUSHRA half; reproduces the shipped predictor_v1 weights."""
+    from .output import output_file
+
+    output_file(out, "checkpoint")  # a path that cannot be written fails before the work
     import os
 
     import torch

@@ -18,6 +18,9 @@ def train_quality_cmd(
                                                                                 "existing tables are reused."),
 ):
     """Fit spaq's quality model (MUSHRA + synthetic sweeps); reproduces the shipped parameters."""
+    from .output import output_file
+
+    output_file(out, "parameters file")  # a path that cannot be written fails before the work
     import os
 
     import torch

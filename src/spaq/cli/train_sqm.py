@@ -18,6 +18,9 @@ def train_sqm_cmd(
     cache: Optional[Path] = typer.Option(None, "--cache", metavar="DIR", help="Folder for the rendered scene banks."),
 ):
     """Train the SQM spatial embedding from a recipe (scenes rendered from the corpus engine's parts)."""
+    from .output import output_file
+
+    output_file(out, "checkpoint")  # a path that cannot be written fails before the work
     from ..train.sqm import SQMTrainConfig, train_sqm
 
     tc = SQMTrainConfig.from_yaml(config)

@@ -37,6 +37,7 @@ from ..losses import MultiTaskLoss
 from ..models import checkpoint
 from ..models.bast import BAST, BASTConfig, BinauralLogMel, crop_frames, predict, waveforms_to_features
 from ..spatial.angles import lateral_angle, sph2cart, wrap_azimuth
+from . import check_run, one_cycle
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -485,7 +486,7 @@ def train_cue_localizer(tc: LocalizerTrainConfig, out_path, log=print) -> dict:
     rng = np.random.default_rng([int(tc.seed), 3])
     loss_fn = MultiTaskLoss(tc.loss, tc.class_weight, tc.elevation_weight)
     opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=tc.lr, total_steps=max(1, tc.steps), pct_start=0.1)
+    sched = one_cycle(opt, tc.lr, tc.steps)
     info = dict(data="streaming cue scenes", synthetic=_jsonable(spec.__dict__), seed=tc.seed, loss=tc.loss,
                 steps=tc.steps, batch_size=tc.batch_size, n_val=tc.n_val, source_bank=tc.source_bank,
                 rooms_per_head=tc.rooms_per_head, dirs_per_room=tc.dirs_per_room, refresh_every=tc.refresh_every)
@@ -592,7 +593,7 @@ def _fit(model: BAST, train_feats, train_dir, train_cls, val_feats, val_dir, val
     n = len(train_dir)
     steps_per_epoch = max(1, math.ceil(n / tc.batch_size))
     total = steps_per_epoch * tc.epochs
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=tc.lr, total_steps=total, pct_start=0.1)
+    sched = one_cycle(opt, tc.lr, total)
 
     def batch_feats(feats, idx, training):
         if isinstance(feats, torch.Tensor) and not crop_train:
@@ -667,6 +668,7 @@ def build_model(tc: LocalizerTrainConfig, class_names: list[str]) -> BAST:
 def train_localizer(tc: LocalizerTrainConfig, out_path, cache_dir=None, log=print) -> dict:
     """Train on synthetic scenes per ``tc.data`` and write a checkpoint at ``out_path``.
     ``cache_dir``: where rendered features are kept between runs (keyed by config)."""
+    check_run(steps=tc.steps, epochs=tc.epochs, seed=tc.seed, min_steps=0)
     if tc.steps > 0:  # streaming (the cue-feature recipe): fresh scenes every batch
         return train_cue_localizer(tc, out_path, log=log)
     torch.set_num_threads(max(1, int(tc.threads)))
@@ -792,6 +794,7 @@ def load_input_features(path: Path, cfg: BASTConfig) -> torch.Tensor:
 def train_from_csv(index_csv, out_path, tc: LocalizerTrainConfig | None = None, log=print) -> dict:
     """Train a localiser (direction + class head) on a user index; split by file."""
     tc = tc or LocalizerTrainConfig()
+    check_run(epochs=tc.epochs, seed=tc.seed)
     torch.set_num_threads(max(1, int(tc.threads)))
     rows = read_index(index_csv)
     classes = sorted({r.cls for r in rows})

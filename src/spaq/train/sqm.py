@@ -35,6 +35,7 @@ from ..config import from_dict, load_config
 from ..errors import SpaqError
 from ..losses import AngularDistanceLoss
 from ..metrics.functional.sqm import sqm_input
+from . import check_run, one_cycle
 from ..models import checkpoint
 from ..models.sqm import SQM, SQMConfig, sqm_features
 from ..spatial.angles import sph2cart
@@ -335,6 +336,7 @@ def train_sqm(tc: SQMTrainConfig, out_path=None, log=print, banks: dict | None =
     """Train per ``tc``; writes a checkpoint at ``out_path`` (if given). ``banks``: already
     rendered ``{"train": bank, "val": bank}`` (the ablation shares them); ``cache_dir``: where
     rendered banks are kept between runs. Returns ``(model, summary)``."""
+    check_run(steps=tc.steps, seed=tc.seed)
     torch.set_num_threads(max(1, int(tc.threads)))
     torch.manual_seed(tc.seed)
     spec = from_dict(SQMDataSpec, tc.data, "data")
@@ -354,7 +356,7 @@ def train_sqm(tc: SQMTrainConfig, out_path=None, log=print, banks: dict | None =
     tr, va = banks["train"], banks["val"]
     gen = torch.Generator().manual_seed(int(tc.seed) + 1)
     opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=tc.lr, total_steps=tc.steps, pct_start=0.1)
+    sched = one_cycle(opt, tc.lr, tc.steps)
     doa_loss = AngularDistanceLoss()
     lo, hi = tc.crop_frames
 
