@@ -559,3 +559,16 @@ def test_metric_option_takes_comma_lists(tmp_path, capsys):
     assert {k: v["score"] for k, v in a["results"].items()} == {k: v["score"] for k, v in b["results"].items()}
     assert main(["score", r, g, "-m", ","]) == 2  # no name at all: an error, not the default metrics
     assert "no metric name" in capsys.readouterr().err
+
+
+def test_json_output_is_standard_for_numpy_and_torch_scalars():
+    """The training summaries went through ``json.dumps(default=float)`` and printed bare NaN; every JSON output
+    now goes through ``json_safe``: non-finite numbers (also numpy / torch scalars) as null."""
+    import torch
+
+    from spaq.cli.output import json_safe
+
+    obj = {"a": np.float32("nan"), "b": np.float64(2.5), "c": torch.tensor(float("inf")), "d": [np.int64(3), 1.0],
+           "e": torch.tensor(0.5)}
+    out = json.loads(json.dumps(json_safe(obj), allow_nan=False))
+    assert out == {"a": None, "b": 2.5, "c": None, "d": [3, 1.0], "e": 0.5}

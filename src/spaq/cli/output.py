@@ -82,7 +82,10 @@ def metric_names(values):
 
 def json_safe(obj):
     """``obj`` with every non-finite float (NaN, +-inf: a score that could not be computed) as None,
-    so that what is printed is standard JSON (``NaN`` is not, and strict parsers refuse it)."""
+    so that what is printed is standard JSON (``NaN`` is not, and strict parsers refuse it); numpy and torch
+    scalars as Python numbers."""
+    if hasattr(obj, "item") and getattr(obj, "shape", None) == ():  # a numpy or torch scalar
+        obj = obj.item()
     if isinstance(obj, float):
         return obj if obj == obj and obj not in (float("inf"), float("-inf")) else None
     if isinstance(obj, dict):

@@ -1,7 +1,6 @@
 """``spaq train predictor``: fit the reference-free quality predictor (spaq.train.predictor)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
@@ -18,7 +17,7 @@ def train_predictor_cmd(
 ):
     """Generate the training corpus, score it with the quality metric (teacher), fit the network,
     calibrate on the MUSHRA half; reproduces the shipped predictor_v1 weights."""
-    from .output import output_file
+    from .output import output_file, print_json
 
     output_file(out, "checkpoint")  # a path that cannot be written fails before the work
     import os
@@ -32,7 +31,7 @@ def train_predictor_cmd(
         tc.seed = int(seed)
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     summary = train_predictor(tc, out, log=lambda m: typer.echo(m, err=True), workdir=workdir)
-    typer.echo(json.dumps(summary, indent=2, default=float))
+    print_json(summary)  # standard JSON: a NaN (a statistic that could not be computed) as null
 
 
 def register(train: typer.Typer) -> None:

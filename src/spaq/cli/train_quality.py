@@ -1,7 +1,6 @@
 """``spaq train quality``: fit spaq's quality model (spaq.train.quality)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
@@ -18,7 +17,7 @@ def train_quality_cmd(
                                                                                 "existing tables are reused."),
 ):
     """Fit spaq's quality model (MUSHRA + synthetic sweeps); reproduces the shipped parameters."""
-    from .output import output_file
+    from .output import output_file, print_json
 
     output_file(out, "parameters file")  # a path that cannot be written fails before the work
     import os
@@ -32,7 +31,7 @@ def train_quality_cmd(
         tc.seed = int(seed)
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     summary = train_quality(tc, out, log=lambda m: typer.echo(m, err=True), workdir=workdir)
-    typer.echo(json.dumps(summary, indent=2))
+    print_json(summary)  # standard JSON: a NaN (a statistic that could not be computed) as null
 
 
 def register(train: typer.Typer) -> None:
