@@ -116,13 +116,13 @@ def evaluate_cmd(
     if plot and report and os.path.abspath(plot) == os.path.abspath(report):
         raise SpaqError("--plot and --report name the same file; give each its own")
     keys = [k.partition("=") for k in on.split(",")] if on else []  # join keys are read as text (ids "02" and "2")
-    df = load_table(table, [k[0].strip() for k in keys])
+    lefts = {k[0].strip() for k in keys}
+    df = load_table(table, sorted(lefts))
     auto = not metric
     if mos_table is not None:
         if on is None:
             raise SpaqError("--mos-table needs --on COLUMN (the column both tables share)")
         other = load_table(mos_table, [(k[2] or k[0]).strip() for k in keys])
-        lefts = {k.partition("=")[0].strip() for k in on.split(",")}
         if not metric and lefts <= set(df.columns):  # default metrics: TABLE's own metric columns, not the joined table's
             metric = default_metric_columns(df, lefts)
         df = join_scores(df, other, on)

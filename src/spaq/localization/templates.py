@@ -1207,7 +1207,7 @@ def localize_templates(x: np.ndarray, sample_rate: int, hrtf=None, n_sources: in
     if S == 1:
         ks = [int(np.argmin(D.sum(0)))]
         if exact_stage:  # the exact-head stage: used where its interaural misfit is small
-            exact = _exact_stage(x_given, heads, {k: v for k, v in exact_opts.items() if k != "votes"})
+            exact = _exact_stage(x_given, heads, {kk: v for kk, v in exact_opts.items() if kk != "votes"})
             if exact["used"]:
                 found_set, ks = exact["set"], [exact["k"]]
     else:  # votes of every (frame, group of bands), peaks, each refined by the units that voted near it
@@ -1255,8 +1255,10 @@ def localize_templates(x: np.ndarray, sample_rate: int, hrtf=None, n_sources: in
         refined = bool(d_ref @ found[0] < 1.0 - 1e-12)
         found = d_ref[None]
     conf = np.array([float(fw[(dirs[best] @ d) >= cos_ref].sum() / fw.sum()) for d in found])
-    if S == 1 and exact is not None and exact["used"]:  # recognised as the head's own rendering: the band templates'
-        # frames may vote elsewhere (tonal sources fit them badly), the exact stage's misfit says how sure it is
+    # one source recognised by the exact-head stage as a head's own rendering: the band templates' frames may vote
+    # elsewhere (tonal sources fit them badly), so its misfit says how sure it is, and it reads the blocks below
+    exact_one = S == 1 and exact is not None and exact["used"] and len(found) > 0
+    if exact_one:
         conf = np.maximum(conf, 1.0 - float(exact["fit"]) / float(exact["max_fit"]))
     order = np.argsort(-conf, kind="stable")  # strongest first
     found, conf = found[order], conf[order]
@@ -1264,10 +1266,8 @@ def localize_templates(x: np.ndarray, sample_rate: int, hrtf=None, n_sources: in
     nb = len(bD)
     bw = np.array([fw[i * k:(i + 1) * k].sum() for i in range(nb)])
     bdir = dirs[np.argmin(bD, axis=1)]
-    if S == 1 and exact is not None and exact["used"] and len(found):
-        # one source the exact-head stage recognised: a block whose band-template vote lies away from it (tonal
-        # sources fit the band templates badly) is read by that stage on the block's own samples, where it fits
-        o_ex = {**EXACT, **{kk: v for kk, v in exact_opts.items() if kk != "votes"}}
+    if exact_one:  # a block whose band-template vote lies away from the answer: that stage on the block's samples
+        o_ex = {**EXACT, **{kk: v for kk, v in exact_opts.items() if kk != "votes"}}  # as _exact_stage merges them
         fl = int(round(fe_frame * ANALYSIS_RATE))
         for i in np.flatnonzero(((bdir @ found[0]) < cos_ref) & (bw > 0)):
             fit_i, k_i = exact_head_fit(x_given[:, i * per * fl:min((i + 1) * per, nf) * fl], found_set, **o_ex)
