@@ -123,7 +123,11 @@ def test_refuses_other_folders(made, tmp_path):
     out, _ = made
     other = dict(CFG, corpus=dict(CFG["corpus"], seed=4))
     with pytest.raises(SpaqError, match="holds another corpus"):
-        generate_corpus(validate_config(other), str(out), resume=True, progress=False)
+        generate_corpus(validate_config(other), str(out), progress=False)
+    # --resume continues the recorded corpus (its seed and n), but not with another config
+    longer = dict(CFG, corpus=dict(CFG["corpus"], duration_s=0.6))
+    with pytest.raises(SpaqError, match="holds another corpus"):
+        generate_corpus(validate_config(longer), str(out), resume=True, progress=False)
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "notes.txt").write_text("mine")
     with pytest.raises(SpaqError, match="not empty"):
@@ -157,7 +161,7 @@ def test_resume_refuses_a_corpus_of_another_engine_version(tmp_path, monkeypatch
     monkeypatch.undo()
     del meta["engine_version"]  # a corpus made before the key existed resumes as before
     (out / "corpus.json").write_text(json.dumps(meta))
-    assert len(generate_corpus(cfg, str(out), resume=True, progress=False)) == 2
+    assert len(generate_corpus(cfg, str(out), resume=True, progress=False)) == 1  # its recorded n, not the config's 2
 
 
 def test_dataset_matches_files(made):

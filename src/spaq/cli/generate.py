@@ -12,10 +12,10 @@ __all__ = ["register", "generate_command"]
 def generate_command(
     config: Path = typer.Argument(..., help="corpus config (YAML); see configs/ for examples"),
     out: Path = typer.Option(..., "--out", "-o", metavar="DIR", help="output folder (new, empty, or this corpus with --resume)"),
-    n: Optional[int] = typer.Option(None, "--n", metavar="N", help="number of items (overrides corpus.n)"),
-    seed: Optional[int] = typer.Option(None, "--seed", metavar="N", help="corpus seed (overrides corpus.seed)"),
+    n: Optional[int] = typer.Option(None, "--n", metavar="N", help="number of items (overrides corpus.n; --resume: the corpus's own, from its corpus.json)"),
+    seed: Optional[int] = typer.Option(None, "--seed", metavar="N", help="corpus seed (overrides corpus.seed; --resume: the corpus's own, from its corpus.json)"),
     workers: int = typer.Option(1, "--workers", "-w", metavar="N", help="worker processes"),
-    resume: bool = typer.Option(False, "--resume", help="continue a corpus in --out, skipping finished items"),
+    resume: bool = typer.Option(False, "--resume", help="continue the corpus in --out (its recorded n and seed), skipping finished items"),
     csv: bool = typer.Option(False, "--csv", help="also write manifest.csv"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
 ) -> None:

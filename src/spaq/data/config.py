@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Optional, Union
@@ -21,7 +22,11 @@ from ..errors import SpaqError
 from ..cache import json_sha256
 from ..formats import parse_format
 
-__all__ = ["DEFAULTS", "CorpusConfig", "load_config", "validate_config", "config_hash"]
+__all__ = ["DEFAULTS", "CorpusConfig", "load_config", "validate_config", "config_hash", "check_hrtf",
+           "MAX_AMBISONIC_ORDER"]
+
+#: the highest ambisonic order a corpus is rendered at (``hoa10``: 121 channels)
+MAX_AMBISONIC_ORDER = 10
 
 # a name -> weight mapping, a list of names (weight 1 each) or one name
 Weights = Union[dict, list, str]
@@ -132,7 +137,9 @@ def _range(cfg, path, lo=None, hi=None, integer=False):
     try:
         a, b = (int(v) if integer else float(v) for v in node)
     except (TypeError, ValueError) as e:
-        raise SpaqError(f"{name}: expected numbers, got {node!r}") from e
+        raise SpaqError(f"{name}: expected [min, max], two numbers, got {node!r}") from e
+    if any(isinstance(v, bool) or isinstance(v, str) for v in node) or not (math.isfinite(a) and math.isfinite(b)):
+        raise SpaqError(f"{name}: expected [min, max], two finite numbers, got {node!r}")
     if a > b:
         raise SpaqError(f"{name}: min {a} is above max {b}")
     if (lo is not None and a < lo) or (hi is not None and b > hi):
@@ -149,18 +156,38 @@ def _weights(d, name, allowed=None):
         raise SpaqError(f"{name}: expected a name -> weight mapping or a list of names")
     out = {}
     for k, v in d.items():
+        if not isinstance(k, str):
+            raise SpaqError(f"{name}: entries are names, not {k!r}" + (f"; use one of {', '.join(allowed)}"
+                                                                        if allowed is not None else ""))
         if allowed is not None and k not in allowed:
             raise SpaqError(f"{name}: unknown entry {k!r}; use one of {', '.join(allowed)}")
         try:
             w = float(v)
         except (TypeError, ValueError) as e:
             raise SpaqError(f"{name}.{k}: weight must be a number") from e
-        if w < 0:
-            raise SpaqError(f"{name}.{k}: weight must be >= 0")
+        if not w >= 0 or math.isinf(w):  # NaN fails too
+            raise SpaqError(f"{name}.{k}: weight must be a finite number >= 0, not {v!r}")
         out[str(k)] = w
     if sum(out.values()) <= 0:
         raise SpaqError(f"{name}: weights sum to zero")
     return out
+
+
+def check_hrtf(value, name: str) -> None:
+    """One-line SpaqError naming ``name`` unless ``value`` is a built-in HRTF name of
+    :func:`spaq.spatial.hrtf.load_hrtf` (``default``/``ku100``, ``sonicom-1``, ``sonicom-2``,
+    ``kemar``; any case) or the path of an existing file (a ``.sofa`` file, relative paths
+    from the working folder). Whether a named set's package is installed and a file really is
+    a SOFA file is checked when the HRTF is loaded (:func:`spaq.data.corpus.preflight`)."""
+    from ..spatial.hrtf import HRTF_HINT as hint, HRTF_SETS
+
+    if not isinstance(value, str) or not value.strip():
+        raise SpaqError(f"{name}: expected an HRTF name or a .sofa path, got {value!r}; {hint}")
+    if value.lower() in ("default", *HRTF_SETS) or os.path.isfile(value):
+        return
+    if value.lower().endswith(".sofa") or "/" in value or os.sep in value:
+        raise SpaqError(f"{name}: SOFA file not found: {value}; {hint}")
+    raise SpaqError(f"{name}: unknown HRTF {value!r}; {hint}")
 
 
 def validate_config(user: dict | None) -> dict:
@@ -190,12 +217,17 @@ def validate_config(user: dict | None) -> dict:
             raise SpaqError(f"scene.formats: {e}") from e
         if fmt.kind == "ambisonics" and fmt.order < 1:
             raise SpaqError(f"scene.formats: give the ambisonic order in {f!r} (foa, hoa3, ambisonics:N)")
+        if fmt.kind == "ambisonics" and fmt.order > MAX_AMBISONIC_ORDER:
+            raise SpaqError(f"scene.formats: ambisonic order {fmt.order} of {f!r} is above {MAX_AMBISONIC_ORDER}; "
+                            f"use binaural, foa, hoa2 .. hoa{MAX_AMBISONIC_ORDER} or ambisonics:N "
+                            f"(N 1..{MAX_AMBISONIC_ORDER})")
         if fmt.kind == "ambisonics" and fmt.normalisation != "sn3d":
             raise SpaqError(f"scene.formats: corpora are written as ACN/SN3D, not {f!r}")
         if fmt.kind == "mono":
             raise SpaqError("scene.formats: mono is not a spatial format")
         if fmt.kind == "layout":
             raise SpaqError(f"scene.formats: corpora are binaural or ambisonics, not {fmt.describe()}")
+    check_hrtf(s["hrtf"], "scene.hrtf")
     if s["hrir_lookup"] not in ("interpolated", "nearest"):
         raise SpaqError("scene.hrir_lookup must be interpolated or nearest")
     if s["binaural_rendering"] not in ("hrir", "ls", "magls"):
@@ -236,6 +268,8 @@ def validate_config(user: dict | None) -> dict:
     if not 0 <= float(s["diffuse"]["probability"]) <= 1:
         raise SpaqError("scene.diffuse.probability must be in [0, 1]")
     _range(cfg, ("scene", "diffuse", "level_dbfs"), -120, 0)
+    if not 1 <= s["diffuse"]["directions"] <= 1024:
+        raise SpaqError(f"scene.diffuse.directions must be an integer 1..1024, not {s['diffuse']['directions']!r}")
     r = s["room"]
     if not 0 <= float(r["probability"]) <= 1:
         raise SpaqError("scene.room.probability must be in [0, 1]")
@@ -245,6 +279,12 @@ def validate_config(user: dict | None) -> dict:
     for i, d in enumerate(r["dims_m"]):
         if not (isinstance(d, list) and len(d) == 2 and 1.5 <= float(d[0]) <= float(d[1]) <= 100):
             raise SpaqError(f"scene.room.dims_m[{i}] must be [min, max] metres within 1.5..100")
+    if r["ism_order"] < 0:
+        raise SpaqError(f"scene.room.ism_order must be an integer >= 0, not {r['ism_order']!r}")
+    smallest = min(float(dim[0]) for dim in r["dims_m"])
+    if not 0 <= float(r["margin_m"]) < smallest / 2:
+        raise SpaqError(f"scene.room.margin_m must be >= 0 and below half the smallest room dimension "
+                        f"({smallest:g} m in scene.room.dims_m), not {r['margin_m']!r}")
     d = cfg["degradations"]
     _range(cfg, ("degradations", "count"), 0, len(DEGRADATIONS), integer=True)
     lo, hi = _range(cfg, ("degradations", "severity"))
@@ -259,13 +299,13 @@ def validate_config(user: dict | None) -> dict:
             raise SpaqError(f"degradations.options.{name} must be a mapping")
         for k, v in opts.items():
             if k in deg.ranges:
-                if not (isinstance(v, list) and len(v) == 2):
-                    raise SpaqError(f"degradations.options.{name}.{k} must be [value at severity 0, at 1]")
+                deg.check_range(k, v, where=f"degradations.options.{name}.{k}")
             elif k not in deg.options:
                 allowed = ", ".join(list(deg.ranges) + list(deg.options)) or "(none)"
                 raise SpaqError(f"degradations.options.{name}: unknown option {k!r}; allowed: {allowed}")
-            elif k in deg.choices:
-                deg.check_choice(k, v, where=f"degradations.options.{name}.")
+            else:
+                deg.check_option(k, v, where=f"degradations.options.{name}.{k}")
+        deg.check_options(opts, f"degradations.options.{name}", c["sample_rate"])
     if d["chain"] is not None:
         if not isinstance(d["chain"], list):
             raise SpaqError("degradations.chain must be a list of {type, severity}")

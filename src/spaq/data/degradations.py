@@ -138,8 +138,11 @@ class Degradation:
     ``stage`` ("signal"/"scene"), the format kinds it applies to (``formats``), whether it
     needs a room (``needs_room``), its default severity ranges ``ranges`` (``{param: (value
     at 0, value at 1, "lin"|"geo")}``, overridable per corpus) and its config ``options``
-    (``choices``: the allowed values of those that take one of a few words, checked when a
-    corpus config is validated, before anything is rendered).
+    (``choices``: the allowed values of those that take one of a few words; ``list_choices``:
+    of those that take a list of names; ``numbers``: the bounds of those that take a number).
+    A corpus config's overrides are checked when it is validated, before anything is rendered:
+    ranges against ``limits`` (:meth:`check_range`), options with :meth:`check_option` and
+    :meth:`check_options`.
 
     Severity mapping: :meth:`severity_values` interpolates the ranges, :meth:`params` turns
     them (with the random choices, drawn from ``rng`` in a fixed order) into the recorded
@@ -153,6 +156,51 @@ class Degradation:
     needs_room: bool = False
     options: tuple = ()
     choices: dict = {}
+    #: physical bounds of the range parameters, ``{param: (min, max)}`` (None: open; every value must be
+    #: a finite number, and the values of a ``geo`` range above zero), checked with the corpus config
+    limits: dict = {}
+    #: options that take a list of names: ``{option: allowed names}`` (checked with the corpus config)
+    list_choices: dict = {}
+    #: options that take one number: ``{option: (min, max)}`` (min excluded, max included; None: open)
+    numbers: dict = {}
+
+    def check_range(self, param: str, value, where: str) -> None:
+        """A config's ``[value at severity 0, value at 1]`` for the range ``param``, refused in one line
+        (naming ``where``) unless it is two finite numbers within :attr:`limits` (above zero for a
+        ``geo`` range). The two values may fall or rise with the severity."""
+        lo, hi = self.limits.get(param, (None, None))
+        geo = self.ranges[param][2] == "geo"
+        bounds = (f" within [{_g(lo)}, {_g(hi)}]" if lo is not None and hi is not None else
+                  f" >= {_g(lo)}" if lo is not None else f" <= {_g(hi)}" if hi is not None else
+                  " above 0" if geo else "")
+        what = f"{where} must be [value at severity 0, at 1], two numbers{bounds}; got {value!r}"
+        if not (isinstance(value, (list, tuple)) and len(value) == 2):
+            raise SpaqError(what)
+        for v in value:
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise SpaqError(what)
+            if (lo is not None and v < lo) or (hi is not None and v > hi) or (geo and v <= 0):
+                raise SpaqError(what)
+
+    def check_option(self, option: str, value, where: str) -> None:
+        """A config's value of the (non-range) ``option``, refused in one line (naming ``where``, the
+        option's dotted place) unless it fits :attr:`choices`, :attr:`list_choices` or :attr:`numbers`."""
+        if option in self.choices:
+            self.check_choice(option, value, where=where[: -len(option)])
+        elif option in self.list_choices:
+            allowed = self.list_choices[option]
+            if not (isinstance(value, list) and value and all(isinstance(v, str) and v in allowed for v in value)):
+                raise SpaqError(f"{where} must be a list of one or more of {', '.join(allowed)}; got {value!r}")
+        elif option in self.numbers:
+            lo, hi = self.numbers[option]
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            if not ok or (lo is not None and value <= lo) or (hi is not None and value > hi):
+                bounds = " and ".join(b for b in (f"above {_g(lo)}" if lo is not None else "",
+                                                   f"at most {_g(hi)}" if hi is not None else "") if b)
+                raise SpaqError(f"{where} must be a number{' ' + bounds if bounds else ''}; got {value!r}")
+
+    def check_options(self, options: dict, where: str, sample_rate: int) -> None:
+        """Checks across this degradation's config ``options`` (after each key's own check); default none."""
 
     def check_choice(self, option: str, value, where: str | None = None) -> str:
         """``value`` of the enumerated ``option`` as a string, refused in one line unless it is one of
@@ -230,6 +278,10 @@ def check_severity(severity) -> float:
     if not (0.0 <= s <= 1.0) or math.isnan(s):
         raise SpaqError(f"severity must be in [0, 1], got {s}")
     return s
+
+
+def _g(x) -> str:
+    return f"{x:g}" if isinstance(x, (int, float)) else str(x)
 
 
 def _interp(lo, hi, how, s):
@@ -424,6 +476,7 @@ def _sign(rng) -> int:
 class Noise(Degradation):
     ranges = {"snr_db": (40.0, 0.0, "lin")}
     options = ("colours",)
+    list_choices = {"colours": ("white", "pink")}
 
     def params(self, v, s, rng, ctx):
         colours = ctx.options.get("colours", ["white", "pink"])
@@ -459,6 +512,16 @@ class Lowpass(Degradation):
 class Bandpass(Degradation):
     ranges = {"low_hz": (50.0, 500.0, "geo"), "high_hz": (16000.0, 3400.0, "geo")}
 
+    def check_options(self, options, where, sample_rate):
+        # both ends geometric: low < high at severities 0 and 1 holds in between; high is capped at 0.45 fs
+        low = options.get("low_hz", self.ranges["low_hz"][:2])
+        high = options.get("high_hz", self.ranges["high_hz"][:2])
+        for i, s in enumerate((0, 1)):
+            top = min(float(high[i]), 0.45 * sample_rate)
+            if not float(low[i]) < top:
+                raise SpaqError(f"{where}: low_hz {_g(low[i])} must be below high_hz {_g(top)} (at most 0.45 x the "
+                                f"sample rate) at severity {s}")
+
     def params(self, v, s, rng, ctx):
         return dict(low_hz=v["low_hz"], high_hz=min(v["high_hz"], 0.45 * ctx.sample_rate))
 
@@ -470,6 +533,7 @@ class Bandpass(Degradation):
 @register_degradation("clipping")
 class Clipping(Degradation):
     ranges = {"clip_db": (0.5, 20.0, "lin")}
+    limits = {"clip_db": (0.0, None)}
 
     def params(self, v, s, rng, ctx):
         return dict(clip_db=v["clip_db"])
@@ -484,6 +548,7 @@ class Clipping(Degradation):
 @register_degradation("quantisation")
 class Quantisation(Degradation):
     ranges = {"bits": (16.0, 3.0, "lin")}
+    limits = {"bits": (1.0, 32.0)}
 
     def params(self, v, s, rng, ctx):
         return dict(bits=int(round(v["bits"])))
@@ -497,6 +562,7 @@ class Quantisation(Degradation):
 class Codec(Degradation):
     ranges = {"bitrate_kbps": (128.0, 12.0, "geo")}
     options = ("codecs",)
+    list_choices = {"codecs": tuple(CODECS)}
 
     def params(self, v, s, rng, ctx):
         opt, fs = ctx.options, ctx.sample_rate
@@ -548,6 +614,7 @@ class Rotation(Degradation):
     stage = "scene"
     ranges = {"angle_deg": (0.0, 90.0, "lin")}
     options = ("axis",)
+    choices = {"axis": ("yaw", "random")}  # the first: the default
 
     def params(self, v, s, rng, ctx):
         axis = ctx.options.get("axis", "yaw")
@@ -599,6 +666,7 @@ class Misplacement(_SceneParams):
 @register_degradation("blur")
 class Blur(Degradation):
     ranges = {"amount": (0.0, 1.0, "lin")}
+    limits = {"amount": (0.0, 1.0)}
     options = ("decorrelator",)
     choices = {"decorrelator": tuple(DECORRELATORS)}  # the first: the default
 
@@ -621,6 +689,7 @@ class Downmix(Degradation):
     scaled by ``1 - amount`` (1: W alone, an omnidirectional field with no direction)."""
 
     ranges = {"amount": (0.0, 1.0, "lin")}
+    limits = {"amount": (0.0, 1.0)}
 
     def params(self, v, s, rng, ctx):
         return dict(amount=v["amount"])
@@ -669,7 +738,18 @@ class ITD(Degradation):
 class HRTFSwap(_SceneParams):
     formats = ("binaural",)
     ranges = {"weight": (0.0, 1.0, "lin")}
+    limits = {"weight": (0.0, 1.0)}
     options = ("heads",)
+
+    def check_option(self, option, value, where):
+        from .config import check_hrtf
+
+        if option != "heads":
+            return super().check_option(option, value, where)
+        if not (isinstance(value, list) and value):
+            raise SpaqError(f"{where} must be a list of one or more HRTF names or .sofa paths; got {value!r}")
+        for i, head in enumerate(value):
+            check_hrtf(head, f"{where}[{i}]")
 
     def params(self, v, s, rng, ctx):
         heads = ctx.options.get("heads", ["sonicom-1", "sonicom-2"])
@@ -733,6 +813,7 @@ class ChannelImbalance(Degradation):
 @register_degradation("misalignment")
 class Misalignment(Degradation):
     ranges = {"delay_ms": (0.0, 50.0, "lin")}
+    limits = {"delay_ms": (0.0, None)}
 
     def params(self, v, s, rng, ctx):
         return dict(delay_ms=v["delay_ms"], delay_samples=int(round(v["delay_ms"] * 1e-3 * ctx.sample_rate)))
@@ -747,7 +828,9 @@ class Misalignment(Degradation):
 @register_degradation("packet_loss")
 class PacketLoss(Degradation):
     ranges = {"loss_rate": (0.0, 0.3, "lin")}
+    limits = {"loss_rate": (0.0, 1.0)}
     options = ("packet_ms",)
+    numbers = {"packet_ms": (0.0, None)}
 
     def params(self, v, s, rng, ctx):
         return dict(loss_rate=v["loss_rate"], packet_ms=float(ctx.options.get("packet_ms", 20.0)),
@@ -779,6 +862,7 @@ def _pad_to(y: np.ndarray, T: int) -> np.ndarray:
 @register_degradation("time_stretch")
 class TimeStretch(Degradation):
     ranges = {"stretch": (1.0, 1.5, "lin")}
+    limits = {"stretch": (0.25, 4.0)}
 
     def params(self, v, s, rng, ctx):
         return dict(stretch=v["stretch"])

