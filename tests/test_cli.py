@@ -222,7 +222,8 @@ def test_metrics_lists_one_line_each(capsys):
     assert all(len(ln.split(None, 1)) == 2 for ln in lines)  # name and a description
     rc, out, _ = run(capsys, ["metrics", "--json"])
     ms = json.loads(out)
-    assert set(ms) >= {"qastanet", "cues"} and all(isinstance(v, str) and v for v in ms.values())
+    assert set(ms) >= {"qastanet", "cues"} and all(isinstance(v["description"], str) and v["description"]
+                                                   and isinstance(v["available"], bool) for v in ms.values())
 
 
 def test_metrics_says_qastanet_needs_its_weights(capsys, monkeypatch, tmp_path):

@@ -8,7 +8,9 @@ Resolution order (first hit wins), :func:`resolve`:
 Nothing is downloaded unless asked: :func:`fetch` (``spaq weights fetch NAME``, or
 ``resolve(..., download=True)``) downloads once per process (a failure is remembered), with a
 short timeout, to a temporary file in the cache, sha256-checked, renamed atomically
-(:func:`spaq.io.atomic_write`; the file gets the umask's permissions). ``file://`` URLs work
+(:func:`spaq.io.atomic_write`; the file gets the umask's permissions; a failure, Ctrl-C or SIGTERM during the
+download leaves no temporary file). The timeout is a deadline for the whole download, not per read: a server
+that trickles bytes cannot hold it longer. ``file://`` URLs work
 (offline installs). A registry file that fails its sha256 is never used. An explicit or
 environment path may hold another checkpoint (a retrained one): its sha256 is reported, not
 enforced.
@@ -17,18 +19,24 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
+import threading
+import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 from .cache import cache_dir, sha256_file
-from .errors import WeightsNotFoundError
+from .errors import SpaqError, WeightsNotFoundError
 
 __all__ = ["WeightSpec", "REGISTRY", "resolve", "fetch", "cache_dir", "sha256_file", "ResolvedWeights",
            "how_to_get", "FETCH_TIMEOUT_S"]
 
-#: Seconds without progress after which a download gives up (connect or read).
+#: Seconds a download may take in all (connection, headers and every byte); past them it gives up in one line.
 FETCH_TIMEOUT_S = 20.0
+
+#: bytes asked for per read: small enough that the deadline is checked often on a slow server
+_READ_BLOCK = 1 << 16
 
 @dataclass(frozen=True)
 class WeightSpec:
@@ -58,7 +66,7 @@ REGISTRY: dict[str, WeightSpec] = {
     "quality_v1": WeightSpec(
         name="quality_v1",
         url=None,
-        sha256="33ceb9f4a788cdf2f81ab70ae9ab3f8d25660a5cb68513a2d7787067e96815f9",
+        sha256="e5c54353a24547ef63d74623f48a88c87e6c5535e50506cc38e0bc4e6efdc40b",
         filename="quality_v1.json",
         env_var="SPAQ_QUALITY_PARAMS",
         licence=_QUALITY_LICENCE,
@@ -207,10 +215,50 @@ def resolve(name: str, path=None, offline: bool | None = None, download: bool = 
 _FAILED: dict[tuple[str, str], str] = {}
 
 
+class _Terminated(BaseException):
+    """SIGTERM during a download (raised by the handler :func:`fetch` installs, so that the temporary file is
+    removed before the process ends as SIGTERM asks)."""
+
+
+def _raise_terminated(signum, frame):
+    raise _Terminated()
+
+
+def _install_sigterm():
+    """Make SIGTERM raise :class:`_Terminated` in the main thread; returns the handler to restore, or None where
+    nothing was installed (another thread: only the main thread may set handlers, and signals reach only it;
+    SIGTERM ignored: it stays ignored)."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGTERM"):
+        return None
+    old = signal.getsignal(signal.SIGTERM)
+    if old in (signal.SIG_IGN, None):  # ignored, or set outside Python: left as it is
+        return None
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    return old
+
+
+def _limit_wait(resp, seconds: float) -> None:
+    """The next socket operation of the HTTP(S) response ``resp`` waits at most ``seconds`` (no-op for other URL
+    schemes, e.g. ``file://``)."""
+    sock = getattr(getattr(getattr(resp, "fp", None), "raw", None), "_sock", None)
+    if sock is not None and hasattr(sock, "settimeout"):
+        try:
+            sock.settimeout(max(1e-3, seconds))
+        except OSError:
+            pass
+
+
 def fetch(name: str, url: str | None = None, timeout: float = FETCH_TIMEOUT_S) -> Path:
     """Download ``name`` from ``url`` (default: the registry's; ``file://`` works) into the cache:
     temp file, sha256 check, atomic rename; returns the path. One attempt per (name, url) and
-    process: a failure is remembered and raised again at once."""
+    process: a failure is remembered and raised again at once.
+
+    ``timeout``: seconds for the whole download. The body is read in small blocks, each waiting at most the time
+    left, and a download still running at the deadline fails in one line; the connection and the response
+    headers (inside ``urlopen``) wait at most ``timeout`` per socket operation. Any exception, Ctrl-C included,
+    removes the temporary file; so does SIGTERM (main thread only: a handler that raises is installed for the
+    download; afterwards the previous handler is restored and the signal sent again, so the process still ends
+    as SIGTERM asks)."""
     if name not in REGISTRY:
         raise WeightsNotFoundError(f"unknown weights {name!r}; known: {', '.join(sorted(REGISTRY))}")
     spec = REGISTRY[name]
@@ -218,6 +266,8 @@ def fetch(name: str, url: str | None = None, timeout: float = FETCH_TIMEOUT_S) -
     if not url:
         raise WeightsNotFoundError(f"{name} has no download URL: its weights ship inside spaq "
                                    f"(resources/{spec.packaged}); pass --url to fetch another copy")
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < float("inf"):
+        raise SpaqError(f"the download timeout must be a number of seconds > 0, got {timeout!r}")
     key = (name, url)
     if key in _FAILED:
         raise WeightsNotFoundError(f"{_FAILED[key]} (not retried in this process)")
@@ -225,29 +275,63 @@ def fetch(name: str, url: str | None = None, timeout: float = FETCH_TIMEOUT_S) -
     dest.parent.mkdir(parents=True, exist_ok=True)
     from .files import atomic_write
 
+    offline_hint = f"offline installs: `spaq weights fetch {name} --url file:///path/{Path(url.split('?')[0]).name}`"
+
     def write(tmp: str) -> None:
         h = hashlib.sha256()
+        deadline = time.monotonic() + timeout
+        got = 0
+
+        def too_late() -> WeightsNotFoundError:
+            return WeightsNotFoundError(
+                f"cannot download {name} weights from {url}: not complete within {timeout:g} s ({got} bytes "
+                f"received; a slow or stalled server?); {offline_hint}")
+
+        def left() -> float:
+            t = deadline - time.monotonic()
+            if t <= 0:
+                raise too_late()
+            return t
+
         with open(tmp, "wb") as out:
             try:
                 with urllib.request.urlopen(url, timeout=timeout) as resp:
-                    for block in iter(lambda: resp.read(1 << 20), b""):
+                    read = getattr(resp, "read1", None) or resp.read
+                    while True:
+                        _limit_wait(resp, left())
+                        block = read(_READ_BLOCK)
+                        if not block:
+                            break
+                        got += len(block)
                         h.update(block)
                         out.write(block)
+                    left()  # the last read may have ended past the deadline
             except (OSError, ValueError) as e:  # URLError, timeouts, refused connections, bad URLs
                 reason = getattr(e, "reason", None) or e
                 if "timed out" in str(reason).lower():
+                    if got and deadline - time.monotonic() < 0.1:  # a read that waited out the time left
+                        raise too_late() from None
                     reason = f"no answer within {timeout:g} s (offline, or a proxy that drops traffic?)"
                 raise WeightsNotFoundError(
                     f"cannot download {name} weights from {url}: {' '.join(str(reason).split())}; "
-                    f"offline installs: `spaq weights fetch {name} --url file:///path/"
-                    f"{Path(url.split('?')[0]).name}`") from None
+                    f"{offline_hint}") from None
         if h.hexdigest() != spec.sha256:
             raise WeightsNotFoundError(f"downloaded {name} weights fail their sha256 check "
                                        f"({h.hexdigest()[:12]}… != {spec.sha256[:12]}…)")
 
+    old_handler = _install_sigterm()
+    terminated = False
     try:
-        atomic_write(dest, write)
+        atomic_write(dest, write)  # removes the temporary file on any exception, _Terminated included
     except WeightsNotFoundError as e:
         _FAILED[key] = str(e)
         raise
+    except _Terminated:
+        terminated = True
+    finally:
+        if old_handler is not None:
+            signal.signal(signal.SIGTERM, old_handler)
+    if terminated:  # the previous handler (by default: end the process) gets the signal it was meant to get
+        signal.raise_signal(signal.SIGTERM)  # its handler runs now (an exception it raises goes on from here)
+        raise KeyboardInterrupt(f"download of {name} weights stopped by SIGTERM")
     return dest

@@ -16,19 +16,25 @@ def _availability(name: str) -> str | None:
     try:
         cls = metric_class(name)
     except SpaqError as e:
-        return str(e)
+        return " ".join(str(e).split())
     fn = getattr(cls, "available", None)
-    return fn() if callable(fn) else None
+    try:
+        why = fn() if callable(fn) else None
+    except Exception as e:  # a plugin whose check itself fails: not usable, and one line on why
+        why = f"{name}: its availability check failed: {type(e).__name__}: {e}"
+    return None if why is None else " ".join(str(why).split()) or f"{name} is not available here"
 
 
-def metrics_cmd(as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")):
+def metrics_cmd(as_json: bool = typer.Option(False, "--json", help="Print one JSON object: name -> description, "
+                                                                  "available, reason (when not available).")):
     """List the metrics, one line each: name, available (yes/no), description (and why not)."""
     from ..metrics import list_metrics
 
     ms = list_metrics()
     why = {k: _availability(k) for k in ms}
-    if as_json:  # name -> description (unchanged); an unavailable metric's line says why
-        print_json({k: (v if why[k] is None else f"{v} (unavailable: {why[k]})") for k, v in ms.items()})
+    if as_json:  # name -> {description, available, reason (only when unavailable: what to install, as `spaq score` says)}
+        print_json({k: {"description": v, "available": why[k] is None, **({} if why[k] is None else {"reason": why[k]})}
+                    for k, v in ms.items()})
         return
     w = max(len(k) for k in ms)
     for k, v in ms.items():

@@ -16,12 +16,16 @@ def train_localizer_cmd(
     config: Optional[Path] = typer.Argument(None, help="YAML recipe (e.g. spaq/resources/weights/bast_ku100.yaml)."),
     csv: Optional[Path] = typer.Option(None, "--csv", metavar="INDEX.csv", help="Index CSV: input_file,class,azimuth_deg,elevation_deg."),
     out: Path = typer.Option(Path("localizer.pt"), "--out", "-o", metavar="PATH", help="Checkpoint to write."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", metavar="N", help="Override the number of epochs."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", metavar="N",
+                                         help="Override the number of epochs (epoch-based recipes and --csv)."),
+    steps: Optional[int] = typer.Option(None, "--steps", metavar="N",
+                                        help="Override the number of steps (step-based recipes, e.g. bast_cues.yaml)."),
     seed: Optional[int] = typer.Option(None, "--seed", metavar="N", help="Override the seed."),
     integration: Optional[str] = typer.Option(None, "--integration", metavar="ADD|SUB|CONCAT", help="ADD | SUB | CONCAT."),
     share_weights: Optional[bool] = typer.Option(None, "--share-weights/--separate-weights", help="Share the ear encoders."),
     loss: Optional[str] = typer.Option(None, "--loss", metavar="MSE|AD|MIX", help="MSE | AD | MIX."),
-    cache: Optional[Path] = typer.Option(None, "--cache", metavar="DIR", help="Folder for rendered training features (synthetic data)."),
+    cache: Optional[Path] = typer.Option(None, "--cache", metavar="DIR",
+                                         help="Folder for rendered training features (epoch-based synthetic recipes)."),
 ):
     """Train the BAST localizer from a recipe (synthetic scenes) or from a labelled index (--csv)."""
     from .output import output_file
@@ -32,8 +36,11 @@ def train_localizer_cmd(
     if config is None and csv is None:
         raise SpaqError("give a CONFIG recipe or --csv INDEX.csv")
     tc = LocalizerTrainConfig.from_yaml(config) if config is not None else LocalizerTrainConfig()
+    _check_mode(tc, config, csv, epochs, steps, cache)
     if epochs is not None:
         tc.epochs = int(epochs)
+    if steps is not None:
+        tc.steps = int(steps)
     if seed is not None:
         tc.seed = int(seed)
     tc.model = dict(tc.model)
@@ -55,6 +62,30 @@ def train_localizer_cmd(
     last = summary["history"][-1] if summary.get("history") else {}
     typer.echo(json.dumps({"checkpoint": str(out), "sha256": summary["sha256"],
                            "best_val_mean_deg": summary.get("best_val_mean_deg"), "last_epoch": last}, indent=2))
+
+
+def _check_mode(tc, config, csv, epochs, steps, cache) -> None:
+    """One-line errors, before any work, for an option the run would ignore: a step-based recipe (``steps`` > 0:
+    fresh scenes every batch) has no epochs and no feature cache; an epoch-based recipe and --csv have no steps;
+    --csv renders nothing to cache."""
+    from ..train import check_run
+
+    if csv is not None:
+        if steps is not None:
+            raise SpaqError("--steps does not apply to --csv training, which is epoch-based: use --epochs N")
+        if cache is not None:
+            raise SpaqError("--cache does not apply to --csv training (it renders no scenes): leave it out")
+    elif tc.steps > 0:
+        if epochs is not None:
+            raise SpaqError(f"{config}: the recipe is step-based (steps: {tc.steps}); --epochs does not apply: "
+                            f"use --steps N")
+        if cache is not None:
+            raise SpaqError(f"{config}: the recipe is step-based (steps: {tc.steps}) and renders fresh scenes "
+                            f"every batch; --cache does not apply: leave it out")
+    elif steps is not None:
+        where = f"{config}: the recipe" if config is not None else "the default recipe"
+        raise SpaqError(f"{where} is epoch-based (epochs: {tc.epochs}); --steps does not apply: use --epochs N")
+    check_run(steps=steps, epochs=epochs)  # --steps 0 would silently make a step recipe epoch-based
 
 
 def register(train: typer.Typer) -> None:

@@ -11,13 +11,17 @@ __all__ = ["register"]
 
 
 def weights_fetch(name: str = typer.Argument(..., help="Checkpoint name, e.g. qastanet."),
-                  url: Optional[str] = typer.Option(None, "--url", metavar="URL", help="Download from this URL instead (sha256 still checked).")):
+                  url: Optional[str] = typer.Option(None, "--url", metavar="URL", help="Download from this URL instead (sha256 still checked)."),
+                  timeout: Optional[float] = typer.Option(None, "--timeout", metavar="SECONDS",
+                                                          help="Seconds for the whole download (default 20).")):
     """Download a checkpoint into the cache (sha256-checked, atomic)."""
     from .. import weights
 
     if name not in weights.REGISTRY:
         raise SpaqError(f"unknown weights {name!r}; known: {', '.join(sorted(weights.REGISTRY))}")
-    typer.echo(str(weights.fetch(name, url=url)))
+    if timeout is not None and not 0 < timeout < float("inf"):
+        raise SpaqError(f"--timeout must be a number of seconds > 0, got {timeout:g}")
+    typer.echo(str(weights.fetch(name, url=url, timeout=weights.FETCH_TIMEOUT_S if timeout is None else timeout)))
 
 
 def weights_path(name: str = typer.Argument(..., help="Checkpoint name, e.g. qastanet.")):

@@ -250,6 +250,42 @@ def _previous(out_dir) -> dict:
     return {(str(r["id"]), c): r[c] for _, r in old.iterrows() for c in old.columns if c not in ("id", "family")}
 
 
+def _check_pairs(pairs) -> None:
+    """One line, before any work, for a pair whose reference or degraded file is absent (the study compares the
+    two, so every pair needs both)."""
+    bad = []
+    for p in pairs.itertuples(index=False):
+        for what, f in (("reference", p.ref), ("degraded", p.deg)):
+            if not f:
+                bad.append(f"pair {p.id} has no {what} file")
+            elif not os.path.isfile(f):
+                bad.append(f"pair {p.id}: {what} file {f} " + ("is not a file" if os.path.exists(f) else "not found"))
+    if bad:
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise SpaqError(f"study embeddings: {bad[0]}{more}")
+
+
+def check_study_args(metrics, n_boot, seed, out_dir) -> list:
+    """The arguments of :func:`run_study` that need no file read, checked in one line before any work: known
+    metric names, each once; ``n_boot`` and ``seed`` whole numbers >= 0 (``n_boot`` 0: no intervals);
+    ``out_dir`` not a file. Returns the metric names as a list."""
+    from ..metrics import list_metrics
+
+    metrics = [metrics] if isinstance(metrics, str) else list(metrics)
+    known = list_metrics()
+    bad = [m for m in metrics if m not in known]
+    if bad:
+        raise SpaqError(f"study embeddings: unknown metric {bad[0]!r}; available: {', '.join(known)}")
+    if len(set(metrics)) != len(metrics):
+        raise SpaqError(f"study embeddings: metric listed twice: {', '.join(metrics)}")
+    for name, v in (("--n-boot", n_boot), ("--seed", seed)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+            raise SpaqError(f"study embeddings: {name} must be a whole number >= 0, got {v!r}")
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise SpaqError(f"study embeddings: cannot write the study folder {out_dir}: it is a file, not a folder")
+    return metrics
+
+
 def run_study(corpus, out_dir, encoders=("bast",), metrics=DEFAULT_METRICS, n_boot: int = 1000, seed: int = 0,
               progress=None, resume: bool = False) -> dict:
     """Run the study on ``corpus`` (a corpus folder or a manifest, see
@@ -261,7 +297,9 @@ def run_study(corpus, out_dir, encoders=("bast",), metrics=DEFAULT_METRICS, n_bo
     values of an earlier ``pairs.csv`` in ``out_dir`` (same ids and columns), so that adding an
     encoder or a metric computes only that. ``pairs.csv`` records the CPU seconds per pair of
     each encoder and of the metrics (``cpu_s.*``). Returns ``{"pairs": DataFrame,
-    "correlations": DataFrame, "files": [...]}``."""
+    "correlations": DataFrame, "files": [...]}``. Unknown or repeated metrics, a negative ``n_boot`` or ``seed``,
+    an ``out_dir`` that is a file and a pair whose reference or degraded file is absent are one-line
+    :class:`SpaqError` before any work (:func:`check_study_args`)."""
     import time
 
     import pandas as pd
@@ -273,14 +311,15 @@ def run_study(corpus, out_dir, encoders=("bast",), metrics=DEFAULT_METRICS, n_bo
     from ..io import load_pair
     from ..metrics.encoders import Encoder, load_encoder
 
+    metrics = check_study_args(metrics, n_boot, seed, out_dir)
+    pairs = read_pairs(corpus)
+    _check_pairs(pairs)
     encs = [e if isinstance(e, Encoder) else load_encoder(e) for e in encoders]
     if not encs:
         raise SpaqError("study embeddings: no encoder given")
     names = [e.name for e in encs]
     if len(set(names)) != len(names):
         raise SpaqError(f"study embeddings: encoder names repeat: {', '.join(names)}")
-    metrics = list(metrics)
-    pairs = read_pairs(corpus)
     extra = _manifest_columns(corpus, len(pairs))
     old = _previous(out_dir) if resume else {}
     rows, skipped, ref_cache = [], {}, {}

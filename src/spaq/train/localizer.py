@@ -667,8 +667,12 @@ def build_model(tc: LocalizerTrainConfig, class_names: list[str]) -> BAST:
 
 def train_localizer(tc: LocalizerTrainConfig, out_path, cache_dir=None, log=print) -> dict:
     """Train on synthetic scenes per ``tc.data`` and write a checkpoint at ``out_path``.
-    ``cache_dir``: where rendered features are kept between runs (keyed by config)."""
+    ``cache_dir``: where rendered features are kept between runs (keyed by config; epoch-based recipes only, an
+    error with a step-based one)."""
     check_run(steps=tc.steps, epochs=tc.epochs, seed=tc.seed, min_steps=0)
+    if tc.steps > 0 and cache_dir is not None:  # not silently ignored
+        raise SpaqError(f"a step-based recipe (steps: {tc.steps}) renders fresh scenes every batch and keeps no "
+                        f"feature cache: leave out cache_dir (--cache)")
     if tc.steps > 0:  # streaming (the cue-feature recipe): fresh scenes every batch
         return train_cue_localizer(tc, out_path, log=log)
     torch.set_num_threads(max(1, int(tc.threads)))
