@@ -66,3 +66,18 @@ def test_lateral_sense_moves_towards_the_median_plane():
         lat0 = abs(float(lateral_angle(sph2cart(az, el))))
         assert abs(float(lateral_angle(sph2cart(az + s * 5.0, el)))) < lat0
     assert lateral_sense(0, 10) == 0 and lateral_sense(90, 0) == 0 and lateral_sense(180, 0) == 0
+
+
+def test_great_circle_is_exact_near_0_and_180():
+    """atan2 of the cross and dot products: identical directions are 0 exactly (arccos gave 8.5e-07 degrees), and a
+    tiny or near-antipodal angle keeps its digits (arccos loses half of them there)."""
+    from spaq.spatial.angles import great_circle_deg
+
+    rng = np.random.default_rng(0)
+    az, el = rng.uniform(-180, 180, 50), rng.uniform(-89, 89, 50)
+    assert np.all(great_circle_deg(az, el, az, el) == 0.0)
+    # 1e-6 degrees along the equator is 1e-6 degrees to float64 rounding (a few ulps of the inputs' sum)
+    assert great_circle_deg(10.0, 0.0, 10.0 + 1e-6, 0.0) == pytest.approx(1e-6, rel=1e-6)
+    assert great_circle_deg(0.0, 0.0, 180.0 - 1e-6, 0.0) == pytest.approx(180.0 - 1e-6, abs=1e-9)
+    # along a meridian it is the elevation difference
+    assert great_circle_deg(30.0, 10.0, 30.0, 55.5) == pytest.approx(45.5, abs=1e-12)
