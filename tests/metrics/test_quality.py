@@ -330,7 +330,7 @@ def test_gain_match_hears_what_the_bands_hear():
     f = encode(x, 30.0, 0.0, 1)
     sos = ss.butter(8, 14000, fs=FS, output="sos")
     params, _, _ = load_quality_params()
-    assert params["gain_match"] == "heard"
+    assert params["gain_match"] == "audible"  # heard from 20 Hz up (version 16)
     old = copy.deepcopy(params)
     del old["gain_match"]
     scores = {}
@@ -349,3 +349,32 @@ def test_gain_match_hears_what_the_bands_hear():
     fr = np.arange(len(w)) * FS / 4800
     top = float(fe.center_frequencies_hz.max())
     assert torch.all(w[torch.from_numpy(fr <= top)] == 1.0) and float(w[-1]) < 1e-3
+
+
+def test_a_dc_offset_is_not_matched_as_sound():
+    """The audible gain match (version 16) leaves out power below 20 Hz. With version 15's heard match a DC offset
+    of 0.05 under noise at -26 dBFS (power 0.0025 against 0.0025: the energy doubled, less the gammatone skirt's
+    share) turned the degraded signal down by 5.2 dB and read 15.8; it now reads as the reference does (the two
+    are identical above 20 Hz)."""
+    import copy
+
+    import spaq
+    from conftest import binaural_noise
+    from spaq.auditory.frontend import AUDIBLE_HZ
+    from spaq.metrics.quality import Quality, load_quality_params
+
+    x = binaural_noise(2.0)
+    x = x * (10 ** (-26 / 20) / np.sqrt(np.mean(np.asarray(x) ** 2)))
+    r = spaq.score(x, x + 0.05, sample_rate=48000, metrics=["quality"]).results["quality"]
+    assert abs(r.values["gain_compensation_db"]) < 0.01
+    assert r.score > 99.0
+    # a file that says "heard" (version 15) keeps its own reading: the DC counted as level
+    params, _, _ = load_quality_params()
+    old = copy.deepcopy(params)
+    old["gain_match"] = "heard"
+    r15 = Quality(params=old).score(load_pair(x, x + 0.05, sample_rate=FS, target_rate=FS))
+    assert float(r15.values["gain_compensation_db"]) < -4.0 and r15.score < 50.0
+    # the weights: those of "heard", but 0 below 20 Hz
+    fe = Quality().frontend
+    w, w20 = fe.heard_weights(48000), fe.heard_weights(48000, min_hz=AUDIBLE_HZ)
+    assert torch.all(w20[:20] == 0.0) and torch.equal(w20[20:], w[20:]) and torch.all(w[:20] == 1.0)

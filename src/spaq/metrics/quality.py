@@ -79,7 +79,9 @@ class Quality(Metric):
     # its weight give it 0)
     # 15.0: the overall gain match equalises the energy the front-end's bands hear (parameters' gain_match
     # "heard"; broadband before), so energy above the top band no longer turns the degraded signal up; refitted
-    version = "15.0"
+    # 16.0: that gain match from 20 Hz up (gain_match "audible"): a DC offset or infrasound is no sound (a 0.05 DC
+    # offset under noise at -26 dBFS read 15.8); refitted
+    version = "16.0"
     description = ("spaq's global quality model 0..100 (binaural and ambisonics; 100 = identical): timbral and "
                    "spatial sub-scores, calibrated on two MUSHRA tests (speech codecs, binaural spatial codings) "
                    "and synthetic corpora; shipped parameters")
@@ -124,7 +126,7 @@ class Quality(Metric):
                                 f"{', '.join(map(repr, STATISTIC_WEIGHTINGS[stat]))}, not {w!r}")
             if w != "equal":
                 self.statistic_weights[stat] = w
-        # what the overall gain match equalises (version 15: "heard"; absent: "broadband", versions 1-14)
+        # what the overall gain match equalises (version 16: "audible", 15: "heard"; absent: "broadband", versions 1-14)
         self.gain_match = params.get("gain_match", "broadband")
         if self.gain_match not in GAIN_MATCHES:
             raise SpaqError(f"quality parameters are malformed: gain_match must be one of "

@@ -184,7 +184,8 @@ class QualityTrainConfig(RecipeConfig):
     # interaural coherences (version 11)
     ic_mean_weights: str = "equal"
     # what the overall gain match equalises: "broadband" (versions 1-14), or "heard", the energy the front-end's
-    # bands hear (version 15: energy above the top band no longer turns the degraded signal up)
+    # bands hear (version 15: energy above the top band no longer turns the degraded signal up), or "audible", that
+    # from 20 Hz up (version 16: a DC offset is no sound)
     gain_match: str = "broadband"
     base_dir: Path = field(default_factory=Path.cwd, metadata={"config": False})
 
@@ -348,6 +349,16 @@ def _load_ambisonic_foa_pair(ref: Path, foa: Path) -> tuple[np.ndarray, np.ndarr
     pad = np.zeros_like(r)
     pad[:4] = convert_normalisation(d.T, "n3d", "sn3d")
     return resample(r, fs, 48000), resample(pad, fs, 48000)
+
+
+def check_ambisonic_items(root, table) -> None:
+    """One-line error when an ambisonic :data:`ORDER_CONDITION` item of ``table`` is missing in ``root`` (what
+    :func:`param_coding_ambisonic_features` needs), so that a run finds out before its feature runs."""
+    for _, r in table[table["condition"] == ORDER_CONDITION].iterrows():
+        a, b = ambisonic_paths(root, r)
+        if not (a.is_file() and b.is_file()):
+            raise SpaqError(f"ambisonic spatial-codings items missing: {(b if a.is_file() else a).name} (build them "
+                            f"once with `python benchmarks/rebuild_param_coding.py --ambisonics --cache {root}`)")
 
 
 def param_coding_ambisonic_features(root, table, metric, log=print):
@@ -695,6 +706,25 @@ def itd_calibration(records: list[dict], tc: "QualityTrainConfig") -> np.ndarray
     return np.array(rows, dtype=np.float64)
 
 
+def check_itd_lateral(tc: "QualityTrainConfig") -> None:
+    """One-line error, before any work, when the recipe's ``fit.itd_lateral`` family cannot set the d_itd weight
+    (:func:`itd_calibration` would find out only after the feature runs): it is not one of ``synthetic.spatial``,
+    or the recipe renders none of its sweeps (no format it applies to, no source, no scene, no severity)."""
+    family = str(tc.fit["itd_lateral"])
+    if not family:
+        return
+    sy = tc.synthetic
+    if family not in sy["spatial"]:
+        raise SpaqError(f"fit.itd_lateral names {family!r}, which is not one of synthetic.spatial "
+                        f"({', '.join(map(str, sy['spatial'])) or 'empty'}): add it there or empty fit.itd_lateral")
+    kinds = {"binaural" if f == "binaural" else "ambisonics" for f in sy["formats"]}
+    if not kinds & set(FAMILIES[family][2]) or not sy["sources"] or int(sy["scenes"]) < 1 or not sy["severities"]:
+        raise SpaqError(f"fit.itd_lateral names {family!r}, but the recipe renders no {family} sweeps to set the d_itd "
+                        f"weight ({family} applies to {' and '.join(FAMILIES[family][2])} signals; synthetic.formats: "
+                        f"{', '.join(map(str, sy['formats'])) or 'none'}, sources: {len(sy['sources'])}, scenes: "
+                        f"{sy['scenes']}, severities: {len(sy['severities'])})")
+
+
 def joint_pred(theta: np.ndarray, Ft: np.ndarray, Fs: np.ndarray, v0: np.ndarray, mode: str,
                combination: float = 1.0, itd_calibration: np.ndarray | None = None) -> np.ndarray:
     """Scores 0..100 of items with timbral features ``Ft (N, 3)`` and spatial ``Fs (N, len(SPATIAL_FEATURES))``
@@ -911,7 +941,9 @@ FEATURE_CHOICES = {
     "gain_match": (
         "fixed by the recipe (gain_match): the overall gain match equalises the energy the front-end's bands hear "
         "(a volume setting follows what is heard; energy above the top band, 12.5 kHz, no longer turns the degraded "
-        "signal up, which had made a 14 kHz low-pass of one scene read 100.0 binaurally and 72.9 in FOA); not fitted"),
+        "signal up, which had made a 14 kHz low-pass of one scene read 100.0 binaurally and 72.9 in FOA); with "
+        "'audible' (version 16) from 20 Hz up (a DC offset or infrasound is no sound: a 0.05 DC offset under noise at "
+        "-26 dBFS read 15.8 with 'heard'); not fitted"),
 }
 
 
@@ -1025,6 +1057,7 @@ def train_quality(tc: QualityTrainConfig, out, log=print, workdir=None) -> dict:
     parameters of ``fit.spatial``, exponent), each test's mean squared error counting equally
     (as ``fit.per_test`` compares them),
     with leave-one-stimulus-out / leave-one-trial-out cross-validation of the same procedure."""
+    check_itd_lateral(tc)  # a recipe cross-check that itd_calibration would otherwise meet after the feature runs
     torch.manual_seed(tc.seed)
     out = Path(out)
     workdir = Path(workdir) if workdir else out.parent
@@ -1052,6 +1085,9 @@ def train_quality(tc: QualityTrainConfig, out, log=print, workdir=None) -> dict:
     if use_pc:  # check the rebuilt items before the long feature runs
         pc_root = tc.param_coding_dir()
         pc_table = param_coding_table(pc_root, tc.param_coding["ratings"])
+        if bool(tc.param_coding["ambisonics"]) and not feature_table_path(
+                workdir, out.stem, "param_coding_ambisonic", tc).is_file():  # needed only where no table is kept
+            check_ambisonic_items(pc_root, pc_table)
     mt = _cached_table(feature_table_path(workdir, out.stem, "mushra", tc, align),
                        lambda: mushra_features(root, table, metric, log, align=align), log)
     F, _, y = _matrices(mt)
@@ -1162,8 +1198,9 @@ def train_quality(tc: QualityTrainConfig, out, log=print, workdir=None) -> dict:
         # 13: the recipe of version 12 under the pair rule of spaq.spatial.decoders.pair_orders (W alone at the
         # other signal's order), which changes the features of the recipe's W-alone pairs
         # 14: the timbral feature noisiness, fitted with the other timbral weights
-        # 15: the gain match on the energy the front-end's bands hear (gain_match "heard")
-        "version": (15 if tc.gain_match == "heard" else 14 if itd_cal is not None else 11 if tc.ild_mean_weights != "equal" or tc.ic_mean_weights != "equal"
+        # 15: the gain match on the energy the front-end's bands hear (gain_match "heard"); 16: from 20 Hz up
+        # ("audible")
+        "version": (16 if tc.gain_match == "audible" else 15 if tc.gain_match == "heard" else 14 if itd_cal is not None else 11 if tc.ild_mean_weights != "equal" or tc.ic_mean_weights != "equal"
                     else 10 if tc.head_turn.as_params() else 9),
         "mapping": mapping,
         "provenance": {

@@ -72,6 +72,7 @@ import math
 import numpy as np
 import torch
 
+from ...auditory.frontend import AUDIBLE_HZ  # the lower edge of hearing: power below it is not counted as sound
 from ...models.predictor import AMBISONIC_READS  # how ambisonic input is read (module docstring)
 
 __all__ = ["FEATURE_NAMES", "FEATURE_GROUPS", "N_FEATURES", "predictor_features", "mono_mix", "FORMAT_KINDS",
@@ -85,7 +86,6 @@ N_MELS = 40
 N_MFCC = 13
 SPATIAL_EXCERPT_S = 0.5
 SILENCE_DBFS = -90.0
-AUDIBLE_HZ = 20.0  # the lower edge of hearing: power below it (DC, infrasound) is not counted as sound
 HUM_HZ = 50.0  # below it: hum and rumble, which the training content never was
 ACTIVE_RANGE_DB = 40.0    # frames within this of the loudest count as active
 FORMAT_KINDS = ("binaural", "foa", "hoa", "mono")

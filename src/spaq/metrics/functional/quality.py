@@ -62,7 +62,7 @@ from functools import partial
 import torch
 
 from ...auditory.binaural_cues import frame
-from ...auditory.frontend import AuditoryFrontEnd
+from ...auditory.frontend import AUDIBLE_HZ, AuditoryFrontEnd
 from ...auditory.pairs import ear_spectrum
 from ...auditory.streaming import SegmentReader, run_chunked
 from ...models.quality import LATERAL_FEATURES, SPATIAL_FEATURES, TIMBRAL_FEATURES, QualityMapping
@@ -122,27 +122,30 @@ def _gain_db(er: torch.Tensor, ed: torch.Tensor) -> torch.Tensor:
 #: the waveform energy; ``heard`` (version 15), that energy as the front-end's bands hear it
 #: (:meth:`AuditoryFrontEnd.heard_weights`), so that energy above the top band (centre 11.8 kHz), which no feature
 #: sees, does not turn the degraded signal up: a 14 kHz low-pass of white noise was compensated by 1.3 dB
-#: binaurally and 2.3 dB in FOA (W unfiltered), 100.0 against 72.9
-GAIN_MATCHES = ("broadband", "heard")
+#: binaurally and 2.3 dB in FOA (W unfiltered), 100.0 against 72.9; ``audible`` (version 16), the heard energy
+#: from :data:`~spaq.auditory.frontend.AUDIBLE_HZ` (20 Hz) up: a DC offset or infrasound is no sound (a 0.05 DC
+#: offset under noise at -26 dBFS was matched as 5.2 dB of extra level, 15.8 against 100.0)
+GAIN_MATCHES = ("broadband", "heard", "audible")
 
 
-def _matched_energy(x: torch.Tensor, ambisonic: bool, frontend: AuditoryFrontEnd | None = None) -> torch.Tensor:
+def _matched_energy(x: torch.Tensor, ambisonic: bool, frontend: AuditoryFrontEnd | None = None,
+                    min_hz: float = 0.0) -> torch.Tensor:
     """Energy ``(B,)`` the gain match compares: of both ears, or of W for ambisonics; with ``frontend``, as its
-    bands hear it (``gain_match`` "heard"), else broadband."""
+    bands hear it from ``min_hz`` up (``gain_match`` "heard": 0, "audible": 20 Hz), else broadband."""
     x = (x[:, :1] if ambisonic else x).to(torch.float64)
     if frontend is None:
         return torch.sum(x ** 2, dim=(-2, -1))
     spec = torch.fft.rfft(x, dim=-1)
-    w = frontend.heard_weights(x.shape[-1], device=x.device)
+    w = frontend.heard_weights(x.shape[-1], device=x.device, min_hz=min_hz)
     return torch.sum((spec.real ** 2 + spec.imag ** 2) * w, dim=(-2, -1))
 
 
 def gain_match(ref: torch.Tensor, deg: torch.Tensor, ambisonic: bool,
-               frontend: AuditoryFrontEnd | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+               frontend: AuditoryFrontEnd | None = None, min_hz: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Scale ``deg (B, C, T)`` so that its energy (both channels, or W for ambisonics; as ``frontend``'s bands
-    hear it when given, else broadband) equals the reference's, within +-``MAX_GAIN_DB``. Returns
-    ``(scaled deg, gain_db (B,))``; a silent degraded signal is left as it is (gain 0 dB)."""
-    g_db = _gain_db(_matched_energy(ref, ambisonic, frontend), _matched_energy(deg, ambisonic, frontend))
+    hear it from ``min_hz`` up when given, else broadband) equals the reference's, within +-``MAX_GAIN_DB``.
+    Returns ``(scaled deg, gain_db (B,))``; a silent degraded signal is left as it is (gain 0 dB)."""
+    g_db = _gain_db(_matched_energy(ref, ambisonic, frontend, min_hz), _matched_energy(deg, ambisonic, frontend, min_hz))
     return deg * (10 ** (g_db / 20)).to(deg.dtype).view(-1, 1, 1), g_db
 
 
@@ -328,11 +331,12 @@ def quality_maps_streamed(reader: SegmentReader, frontend: AuditoryFrontEnd, dec
     gain_db = orders = None
     if compensate_gain not in (False, True, *GAIN_MATCHES):
         raise ValueError(f"compensate_gain: False, True (broadband) or one of {GAIN_MATCHES}, not {compensate_gain!r}")
-    hear = frontend if compensate_gain == "heard" else None  # whose bands weigh the energies (None: broadband)
+    hear = frontend if compensate_gain in ("heard", "audible") else None  # whose bands weigh the energies (None: broadband)
+    low = AUDIBLE_HZ if compensate_gain == "audible" else 0.0  # and from which frequency up
     if single and (compensate_gain or by_order):  # whole signal: differentiable through the gain
         r, d = reader.read(0, n_samples)
         if compensate_gain:
-            gain_db = _gain_db(_matched_energy(r, ambi, hear), _matched_energy(d, ambi, hear))
+            gain_db = _gain_db(_matched_energy(r, ambi, hear, low), _matched_energy(d, ambi, hear, low))
         if by_order:
             orders = pair_orders(channel_energy(r), channel_energy(d))
     elif compensate_gain or by_order:  # a first pass accumulates the energies block by block
@@ -340,7 +344,7 @@ def quality_maps_streamed(reader: SegmentReader, frontend: AuditoryFrontEnd, dec
         step = chunk_frames * fl
         for a in range(0, n_samples, step):
             r, d = reader.read(a, min(n_samples, a + step))
-            er, ed = er + _matched_energy(r, ambi, hear), ed + _matched_energy(d, ambi, hear)
+            er, ed = er + _matched_energy(r, ambi, hear, low), ed + _matched_energy(d, ambi, hear, low)
             if by_order:
                 cr, cd = cr + channel_energy(r), cd + channel_energy(d)
         gain_db = _gain_db(er, ed) if compensate_gain else None
@@ -380,7 +384,7 @@ def quality_maps(ref: torch.Tensor, deg: torch.Tensor, frontend: AuditoryFrontEn
     ``d_directiveness``, ``d_direction`` ``(B, F, nf)`` (bins where the reference is audible);
     ``gain_db`` ``(B,)`` (the compensation applied to ``deg``); ``head_turned`` ``(B,)`` bool (the pairs
     heard with ``head_turn``: ambisonic pairs decoded at two different orders).
-    ``compensate_gain``: False (none), True or "broadband" (versions 1-14), "heard" (version 15;
+    ``compensate_gain``: False (none), True or "broadband" (versions 1-14), "heard" (version 15), "audible" (version 16;
     :data:`GAIN_MATCHES`): what the overall gain match equalises.
     Long signals are processed in chunks of ``chunk_frames`` (with context) so memory is
     bounded; the directiveness smoothing state is carried exactly (``None``: one pass,
