@@ -151,7 +151,8 @@ def test_fetch_timeout_is_a_deadline_for_the_whole_download(trickle):
     took = time.monotonic() - t0
     msg = str(e.value)
     assert "\n" not in msg and f"cannot download qastanet weights from {url}: not complete within 0.8 s" in msg
-    assert 0.75 <= took < 2.0  # not 1 MB x 20 ms, not a per-read timeout
+    # not 1 MB x 20 ms (5.6 h), not a per-read timeout (which never fires here); the bound leaves a loaded machine room
+    assert 0.75 <= took < 10.0
     got = int(msg.split("(")[1].split(" bytes")[0])
     assert 5 <= got < 200  # bytes did arrive: it was slow, not silent
     assert list(cache.iterdir()) == []  # no temporary file, no target
@@ -161,7 +162,7 @@ def test_cli_weights_fetch_timeout_option(trickle, capsys):
     url, cache = trickle
     t0 = time.monotonic()
     assert main(["weights", "fetch", "qastanet", "--url", url, "--timeout", "0.5"]) == 2
-    assert time.monotonic() - t0 < 2.0
+    assert time.monotonic() - t0 < 10.0  # the trickle alone would take 5.6 h
     assert "not complete within 0.5 s" in _err_line(capsys) and list(cache.iterdir()) == []
     assert main(["weights", "fetch", "qastanet", "--url", url + "?b", "--timeout", "0"]) == 2
     assert "--timeout must be a number of seconds > 0, got 0" in _err_line(capsys)
