@@ -238,3 +238,22 @@ def test_packaged_localizers_by_name():
     assert load_localizer("bast_cues")[1]["sha256"] == resolve("bast_cues").sha256
     with pytest.raises(SpaqError, match="does not exist"):
         load_localizer("bast_nothere.pt")
+
+
+def test_localize_refuses_transposed_arrays_and_a_rate_a_file_contradicts(tmp_path):
+    """(time, channels) arrays get the transposed hint ("48000 channels is neither binaural ..." before), and a
+    sample_rate that is not a file's own rate is refused, as spaq.score and spaq.predict refuse it (it was ignored)."""
+    import soundfile as sf
+
+    import spaq
+    from spaq.errors import SpaqInputError
+
+    x = np.random.default_rng(0).standard_normal((2, 24000)) * 0.05
+    with pytest.raises(SpaqInputError, match=r"is it transposed \(time, channels\)\?"):
+        spaq.localize(x.T, sample_rate=48000)
+    p = tmp_path / "b.wav"
+    sf.write(p, x.T, 48000, subtype="FLOAT")
+    with pytest.raises(SpaqInputError, match="sample_rate=16000 but .*b.wav is at 48000 Hz"):
+        spaq.localize(str(p), sample_rate=16000)
+    with pytest.raises(SpaqInputError, match=r"give the format .*format= in Python"):
+        spaq.localize(np.zeros((5, 24000)) + x[:1], sample_rate=48000)

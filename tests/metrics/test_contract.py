@@ -146,6 +146,41 @@ def test_wrong_shape_is_one_line_error(metric):
         assert "\n" not in str(e.value) and metric.name in str(e.value)
 
 
+def test_bad_samples_and_transposed_input_are_one_line_errors(metric):
+    """Every metric refuses NaN / Inf samples (a NaN-skipping mean read an all-NaN degraded signal as 99 with
+    ``quality``) and a (B, T, C) tensor (more channels than samples), in one line naming the metric."""
+    r, d = make_input(type(metric), batch=1)
+    R, D = torch.from_numpy(r), torch.from_numpy(d)
+    for bad_value in (float("nan"), float("inf")):
+        bad = D.clone()
+        bad[0, 0, 100] = bad_value
+        for args in ((R, bad), (bad, D) if metric.needs_reference else (None, bad)):
+            with pytest.raises(SpaqError) as e:
+                metric(*args)
+            msg = str(e.value)
+            assert "\n" not in msg and metric.name in msg and "NaN or Inf" in msg and "(1 non-finite" in msg
+    with pytest.raises(SpaqError) as e:
+        metric(R.transpose(-1, -2) if metric.needs_reference else None, D.transpose(-1, -2))
+    assert "is it transposed" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_calling_a_metric_scales_integer_pcm_and_takes_arrays(metric):
+    """Calling a metric object reads integer PCM as every entry point does (int16: x / 2^15), so int16 samples
+    score as their float values; numpy arrays score as tensors; forward() itself refuses integer tensors."""
+    r, d = make_input(type(metric), batch=1)
+    r16, d16 = (np.clip(np.round(x * 32768), -32768, 32767).astype(np.int16) for x in (r, d))
+    rf, df = (torch.from_numpy(x.astype(np.float64) / 32768) for x in (r16, d16))
+    with torch.no_grad():
+        want = metric(rf if metric.needs_reference else None, df)["score"].numpy()
+        got = metric(torch.from_numpy(r16) if metric.needs_reference else None, torch.from_numpy(d16))["score"].numpy()
+        arr = metric(rf.numpy() if metric.needs_reference else None, df.numpy())["score"].numpy()
+    assert close(got, want, 1e-12), (got, want)  # the same float64 samples
+    assert close(arr, want, 1e-12), (arr, want)
+    with pytest.raises(SpaqError) as e:
+        metric.forward(torch.from_numpy(r16) if metric.needs_reference else None, torch.from_numpy(d16))
+    assert "torch.int16" in str(e.value)
+
+
 def test_streamed_equals_whole(metric, tmp_path):
     cls = type(metric)
     if not cls.streamable:

@@ -230,6 +230,34 @@ def test_cue_loss(series, one_torch_thread):
         loss(est[..., :100], est[..., :100].detach())
 
 
+def test_losses_bounded_gradient_with_one_ear_silent(one_torch_thread):
+    """An estimate with one ear exactly 0 has no IPD (its phase is undefined): the IPD vector's norm is floored at
+    IPD_FLOOR (1e-6) of the louder ear's power with gradients, so the gradients stay of the order of the same
+    estimate with that ear at -100 dB (6.1e3 for CueLoss, measured; 9e12 before the floor), and a real
+    source's features keep their values (the grad and no-grad paths within 1e-5 on a source at 80 degrees, in the
+    bins within 30 dB of the loudest that CueLoss counts; measured 3.5e-6 on steady noise)."""
+    from spaq.auditory.binaural_features import binaural_features, feature_frontend
+    from spaq.losses import CueLoss, SpatialLoss
+
+    target = torch.from_numpy(_render(80.0, seed=5))[None].float()
+    for loss in (CueLoss(), SpatialLoss()):
+        grads = []
+        for gain in (0.0, 1e-5):
+            est = target.clone()
+            est[:, 1] *= gain
+            est.requires_grad_(True)
+            loss(est, target).backward()
+            assert torch.isfinite(est.grad).all()
+            grads.append(float(est.grad.abs().max()))
+        assert grads[0] < 10 * grads[1] + 1e4, (type(loss).__name__, grads)
+    fe = feature_frontend(SR)
+    a, lev = binaural_features(target, fe, grad=False)
+    b, _ = binaural_features(target.clone().requires_grad_(True), fe, grad=True)
+    top = lev.amax(dim=1)
+    active = top >= top.amax() - 30.0
+    assert float((a - b.detach()).abs().amax(dim=1)[active].max()) < 1e-5
+
+
 def test_trainer_deterministic_and_refuses_held_out_head(one_torch_thread):
     from spaq.errors import SpaqError
     from spaq.train.sqm import SQMTrainConfig, train_sqm
@@ -663,3 +691,22 @@ def test_reverberant_signals_are_dereverberated_first(series, one_torch_thread):
     # dereverberated; the filter is nearly linear in them, so the two differ by a few such steps, far inside 2e-3
     assert torch.allclose(b_on["waves"].float(), x_on.to(torch.float16).float(), atol=2e-3)
     assert not torch.allclose(b_on["feats"].float(), b_off["feats"].float(), atol=1e-2)
+
+
+@pytest.mark.parametrize("kw, msg", [
+    ({"sample_rate": 0}, "positive whole number of Hz, got 0"),
+    ({"sample_rate": -1}, "positive whole number of Hz, got -1"),
+    ({"sample_rate": 44100.5}, "positive whole number of Hz, got 44100.5"),
+    ({"reduction": "avg"}, "reduction must be mean, sum or none, got 'avg'"),
+])
+def test_loss_settings_refused_at_construction(kw, msg):
+    """Bad settings are one-line ValueErrors when the loss is built, not a ZeroDivisionError / IndexError at the
+    first call (sample rate 0 and -1) or a silent truncation (44100.5)."""
+    from spaq.losses import CueLoss, SpatialLoss
+
+    for cls in (CueLoss, SpatialLoss):
+        with pytest.raises(ValueError, match=f"{cls.__name__}: .*{msg}".replace("(", r"\(").replace(")", r"\)")):
+            cls(**kw)
+    for w in ((1, 1), (1, "a", 1), (1, -1, 1)):
+        with pytest.raises(ValueError, match="CueLoss: weights are three numbers >= 0"):
+            CueLoss(weights=w)

@@ -30,6 +30,8 @@ from .frontend import AuditoryFrontEnd
 __all__ = ["FEATURES", "BandCues", "binaural_features", "feature_frontend"]
 
 FEATURES = ("ild", "ipd_cos", "ipd_sin", "ic", "shape_left", "shape_right")
+#: with gradients (losses), the IPD vector's norm is floored at this share of the louder ear's band power (:func:`_finish`)
+IPD_FLOOR = 1e-6
 _FRONTENDS: dict = {}
 
 
@@ -181,8 +183,14 @@ def _finish(p, cr, fe, eps, n_bands=None):
     level = 10 * torch.log10(torch.maximum(p, floor))
     ild = level[..., 0, :, :] - level[..., 1, :, :]
     mag = torch.sqrt(cr[..., 0, :, :] ** 2 + cr[..., 1, :, :] ** 2 + eps * 1e-40)
-    ok = mag > 0
-    safe = torch.where(ok, mag, torch.ones_like(mag))
+    # the IPD's unit vector; with gradients, its norm floored at IPD_FLOOR of the louder ear's power (a cross 120 dB
+    # below it), so that a band with one ear (nearly) silent, whose phase is undefined, does not divide by a
+    # vanishing cross: an estimate with one ear exactly 0 had gradients of 9e12 in CueLoss, now 1.9e3 (one ear at
+    # -100 dB: 6.1e3 before and after). The vector moves by < 4e-6 on a KU100 source at 80 degrees (ILDs up to
+    # ~25 dB); without gradients (eps 0) nothing changes
+    mag_u = mag if not eps else torch.sqrt(mag ** 2 + (IPD_FLOOR * p.amax(dim=-3)) ** 2)
+    ok = mag_u > 0
+    safe = torch.where(ok, mag_u, torch.ones_like(mag_u))
     cos = torch.where(ok, cr[..., 0, :, :] / safe, torch.ones_like(mag))
     sin = torch.where(ok, cr[..., 1, :, :] / safe, torch.zeros_like(mag))
     ic = torch.where(cr[..., 2, :, :] > 0, mag / torch.where(cr[..., 2, :, :] > 0, cr[..., 2, :, :], 1.0), 0.0)

@@ -194,10 +194,11 @@ def check_source_count(n_sources) -> int:
 
 def _load_input(x, sample_rate):
     if isinstance(x, (str, os.PathLike)):
-        from ..io import read_audio
+        from ..io import check_file_rate, read_audio
 
         arr, sr = read_audio(x)
         name = str(x)
+        check_file_rate(sr, sample_rate, name)  # a sample_rate that is not the file's: refused, as spaq.score does
     else:
         from ..io import as_audio_array, check_input_rate
 
@@ -209,6 +210,9 @@ def _load_input(x, sample_rate):
             arr = arr[None]
         if arr.ndim != 2:
             raise SpaqInputError(f"expected audio of shape (channels, time), got {tuple(arr.shape)}")
+        if arr.shape[0] > arr.shape[1] > 0:
+            raise SpaqInputError(f"the signal has shape {tuple(arr.shape)}: {arr.shape[0]} channels and {arr.shape[1]} "
+                                 "samples; expected (channels, time) — is it transposed (time, channels)?")
         arr = arr.astype(np.float64)
     if arr.shape[-1] == 0:
         raise SpaqInputError(f"{name} has no samples")

@@ -22,6 +22,8 @@ to ``est`` (and ``target`` if it requires them), on CPU and CUDA.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -48,6 +50,17 @@ def _check(est: torch.Tensor, target: torch.Tensor, name: str, same_length: bool
                          f"and {tuple(target.shape)}")
 
 
+def _check_settings(name: str, sample_rate, reduction: str) -> int:
+    """A loss's constructor arguments, refused in one line before any forward: ``sample_rate`` a positive whole
+    number of Hz (44100.5 was truncated, 0 divided by zero at the first call), ``reduction`` mean, sum or none."""
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, float)) or not sample_rate > 0 \
+            or sample_rate != int(sample_rate):
+        raise ValueError(f"{name}: sample_rate must be a positive whole number of Hz, got {sample_rate!r}")
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"{name}: reduction must be mean, sum or none, got {reduction!r}")
+    return int(sample_rate)
+
+
 class SpatialLoss(nn.Module):
     """Deep-feature + embedding distance of the frozen SQM encoder (see the module docstring).
 
@@ -60,9 +73,7 @@ class SpatialLoss(nn.Module):
     def __init__(self, checkpoint=None, deep_weight: float = 1.0, cosine_weight: float = 1.0,
                  reduction: str = "mean", source: bool = False, sample_rate: int = 48000):
         super().__init__()
-        self.sample_rate = int(sample_rate)
-        if self.sample_rate <= 0:
-            raise ValueError(f"SpatialLoss: sample_rate must be positive, got {sample_rate}")
+        self.sample_rate = _check_settings("SpatialLoss", sample_rate, reduction)
         from ..models.sqm import BINAURAL_WEIGHTS, SOURCE_WEIGHTS, SQM, load_pretrained
 
         base, _ = load_pretrained(checkpoint, name=SOURCE_WEIGHTS if source else BINAURAL_WEIGHTS)
@@ -128,8 +139,16 @@ class CueLoss(nn.Module):
     def __init__(self, weights: tuple[float, float, float] = (0.1, 1.0, 1.0), active_range_db: float = 30.0,
                  reduction: str = "mean", sample_rate: int = 48000):
         super().__init__()
-        self.w = tuple(float(v) for v in weights)
-        self.active_range_db, self.reduction, self.sample_rate = float(active_range_db), reduction, int(sample_rate)
+        self.sample_rate = _check_settings("CueLoss", sample_rate, reduction)
+        try:
+            self.w = tuple(float(v) for v in weights)
+        except (TypeError, ValueError):
+            self.w = ()
+        if len(self.w) != 3 or not all(math.isfinite(v) and v >= 0 for v in self.w):
+            raise ValueError(f"CueLoss: weights are three numbers >= 0 (ILD, IPD, coherence), got {weights!r}")
+        if not float(active_range_db) > 0:
+            raise ValueError(f"CueLoss: active_range_db must be > 0, got {active_range_db!r}")
+        self.active_range_db, self.reduction = float(active_range_db), reduction
 
     def forward(self, est: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """``est (B, 2, T)``, ``target (B, 2, T)`` (aligned) -> scalar or ``(B,)``."""

@@ -178,22 +178,52 @@ class Metric:
         return self
 
     def __call__(self, ref, deg) -> dict:
-        """:meth:`forward` with torch's threads capped to the free cores (:mod:`spaq.threads`)."""
+        """:meth:`forward` with torch's threads capped to the free cores (:mod:`spaq.threads`). Also takes numpy
+        arrays, and integer PCM (arrays or tensors) scaled to [-1, 1) by its type's full scale, as every other
+        entry point reads it (:func:`spaq.io.as_audio_array`); float tensors pass unchanged (gradients kept)."""
         from ..threads import torch_threads
 
+        ref, deg = self._as_tensor(ref, "reference"), self._as_tensor(deg, "degraded")
         with torch_threads():
             return self.forward(ref, deg)
 
+    def _as_tensor(self, x, label: str):
+        if x is None or (isinstance(x, torch.Tensor) and x.is_floating_point()):
+            return x
+        from ..io import as_audio_array
+
+        device = x.device if isinstance(x, torch.Tensor) else None
+        t = torch.from_numpy(as_audio_array(x, f"{self.name}: the {label} signal"))
+        return t if device is None else t.to(device)
+
     def check_tensors(self, ref, deg) -> None:
-        """One-line errors for tensors :meth:`forward` cannot take."""
+        """One-line errors for tensors :meth:`forward` cannot take: not ``(B, C, T)`` floating-point tensors
+        (a shape with more channels than samples is most likely ``(B, T, C)``), shapes that differ, NaN or
+        infinite samples (which no score can read: a NaN counted as no distortion by a NaN-skipping mean scored
+        99 with ``quality``)."""
         for label, x in (("reference", ref), ("degraded", deg)):
             if x is None:
                 if label == "reference" and not self.needs_reference:
                     continue
                 raise SpaqInputError(f"{self.name}: the {label} signal is missing")
-            if not isinstance(x, torch.Tensor) or x.dim() != 3:
-                shape = tuple(x.shape) if hasattr(x, "shape") else type(x).__name__
-                raise SpaqInputError(f"{self.name}: expected a (batch, channels, time) tensor for the {label}, got {shape}")
+            if not isinstance(x, torch.Tensor):
+                shape = tuple(x.shape) if hasattr(x, "shape") else ""
+                raise SpaqInputError(f"{self.name}: expected a (batch, channels, time) torch tensor for the {label}, "
+                                     f"got {type(x).__name__} {shape}".rstrip() + " (calling the metric converts arrays)")
+            if x.dim() != 3:
+                raise SpaqInputError(f"{self.name}: expected a (batch, channels, time) tensor for the {label}, "
+                                     f"got {tuple(x.shape)}")
+            if not x.is_floating_point():
+                raise SpaqInputError(f"{self.name}: the {label} tensor is {x.dtype}; give float samples in [-1, 1) "
+                                     "(calling the metric scales integer PCM by its full scale)")
+            if x.shape[-2] > x.shape[-1] and x.shape[-2] > 256:
+                raise SpaqInputError(f"{self.name}: the {label} tensor {tuple(x.shape)} has {x.shape[-2]} channels of "
+                                     f"{x.shape[-1]} samples: expected (batch, channels, time); is it transposed "
+                                     "(batch, time, channels)?")
+            if not bool(torch.isfinite(x.detach()).all()):
+                bad = int((~torch.isfinite(x.detach())).sum())
+                raise SpaqInputError(f"{self.name}: the {label} signal contains NaN or Inf samples ({bad} non-finite "
+                                     "values)")
         if ref is not None and ref.shape != deg.shape:
             raise SpaqInputError(f"{self.name}: reference and degraded shapes differ: {tuple(ref.shape)} vs {tuple(deg.shape)}")
 
