@@ -1055,3 +1055,13 @@ def test_warnings_name_their_file_when_several_are_scored(tmp_path, capsys):
     assert f"warning ({a}): 500 ms of audio" in err and f"warning ({b}): 500 ms of audio" in err
     assert main(["predict", a]) == 0
     assert "  warning: 500 ms of audio" in capsys.readouterr().err
+
+
+def test_predict_takes_one_signal_as_a_list_of_samples():
+    """A plain list of samples (numpy scalars have a shape too, (), so they were taken for a list of signals:
+    "item 0: the signal has shape ()") is one mono signal, scored as its array."""
+    import spaq
+
+    x = np.random.default_rng(0).standard_normal(24000) * 0.05
+    assert spaq.predict(list(x), sample_rate=48000)["score"] == spaq.predict(x, sample_rate=48000)["score"]
+    assert spaq.predict(x.tolist(), sample_rate=48000)["format"] == "mono"

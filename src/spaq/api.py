@@ -408,7 +408,8 @@ def predict(x, sample_rate: int | None = None, fmt=None, checkpoint=None) -> dic
 
     if isinstance(x, (list, tuple)) and len(x) == 0:
         raise SpaqInputError("nothing to predict: x is an empty list; give a file path, an array or a list of them")
-    if isinstance(x, (list, tuple)) and x and any(_is_pathlike(p) or hasattr(p, "shape") for p in x):
+    if isinstance(x, (list, tuple)) and x and any(_is_pathlike(p) or len(getattr(p, "shape", ())) > 0 for p in x):
+        # (numpy scalars have a shape too, (): a list of them is one signal's samples, read below)
         # a list of signals (paths, arrays, tensors; lengths may differ): each on its own
         out = []
         for i, p in enumerate(x):
@@ -426,7 +427,11 @@ def predict(x, sample_rate: int | None = None, fmt=None, checkpoint=None) -> dic
         name = str(x)
         x, file_rate = read_audio(x)
         sample_rate = check_file_rate(file_rate, sample_rate, name)
-    elif hasattr(x, "shape") and len(x.shape) == 1:  # one channel given as (time,): mono
+    elif isinstance(x, (list, tuple)):  # one signal's samples as a (nested) list
+        from .io import as_audio_array
+
+        x = as_audio_array(x, "x")
+    if hasattr(x, "shape") and len(x.shape) == 1:  # one channel given as (time,): mono
         x = x[None]
     if fmt is None and hasattr(x, "shape") and len(x.shape) >= 2 and int(x.shape[-2]) == 1:
         fmt = "mono"

@@ -282,7 +282,9 @@ def evaluate(x, y, name: str = "metric", order: int = 3, direction: int | None =
     ``y (N,)``, with bootstrap confidence intervals (``n_boot = 0``: none). ``std``/``votes``
     ``(N,)``: per-item rating spread and number of ratings, for ``rmse*`` and the outlier
     ratio. ``clusters (N,)``: resample whole clusters. Items where ``x`` or ``y`` is not finite
-    are dropped (``n_dropped``)."""
+    are dropped (``n_dropped``). ``name`` is a label only: ``direction`` (+1 higher is better, -1 lower) None
+    fits the data's own; :func:`spaq.evaluate.evaluate_table` passes a registered metric's defined direction
+    (``known_directions``), as ``spaq evaluate`` does."""
     x, y = _as_xy(x, y)
     ok = np.isfinite(x) & np.isfinite(y)
     sub = (lambda a: None if a is None else np.asarray(a)[ok])
