@@ -637,18 +637,12 @@ def score_batch(pairs_or_manifest, out, metrics=None, workers: int = 1, dask=Non
     ``resume=True``) and no ``out``.
     """
     from .api import DEFAULT_METRICS
-    from .metrics import list_metrics, metric_class
+    from .metrics import check_metric_names, metric_class
 
     _pandas()
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise SpaqError(f"--workers must be a whole number >= 1, not {workers!r}")
-    names = list(metrics) if metrics else list(DEFAULT_METRICS)
-    known = list_metrics()
-    bad = [n for n in names if n not in known]
-    if bad:
-        raise SpaqError(f"unknown metric {bad[0]!r}; available: {', '.join(known)}")
-    if len(set(names)) != len(names):
-        raise SpaqError(f"metric listed twice: {', '.join(names)}")
+    names = check_metric_names(list(metrics) if metrics else list(DEFAULT_METRICS))
     from .api import check_device, check_n_sources, checkpoint_metric
 
     device = check_device(device)

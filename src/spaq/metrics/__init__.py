@@ -17,7 +17,7 @@ from ..errors import SpaqError
 from .base import Metric, MetricResult, MetricUnavailable
 
 __all__ = ["Metric", "MetricResult", "MetricUnavailable", "BUILTIN", "ENTRY_POINT_GROUP", "metric_class",
-           "list_metrics", "load_metric", "register", "registered", "default_metrics"]
+           "list_metrics", "check_metric_names", "load_metric", "register", "registered", "default_metrics"]
 
 ENTRY_POINT_GROUP = "spaq.metrics"
 
@@ -104,6 +104,19 @@ def metric_class(name: str) -> type:
         raise SpaqError(f"metric registered as {name!r} calls itself {cls.name!r}")
     _CLASSES[name] = cls
     return cls
+
+
+def check_metric_names(names, where: str = "") -> list:
+    """``names`` (one name or several) as a list, refused in one line (prefixed ``where``) when one is not
+    registered or one is listed twice: what ``spaq batch`` and ``spaq study embeddings`` check before any work."""
+    names = [names] if isinstance(names, str) else list(names)
+    known = registered()
+    bad = [n for n in names if n not in known]
+    if bad:
+        raise SpaqError(f"{where}unknown metric {bad[0]!r}; available: {', '.join(known)}")
+    if len(set(names)) != len(names):
+        raise SpaqError(f"{where}metric listed twice: {', '.join(names)}")
+    return names
 
 
 def list_metrics() -> dict[str, str]:

@@ -269,15 +269,9 @@ def check_study_args(metrics, n_boot, seed, out_dir) -> list:
     """The arguments of :func:`run_study` that need no file read, checked in one line before any work: known
     metric names, each once; ``n_boot`` and ``seed`` whole numbers >= 0 (``n_boot`` 0: no intervals);
     ``out_dir`` not a file. Returns the metric names as a list."""
-    from ..metrics import list_metrics
+    from ..metrics import check_metric_names
 
-    metrics = [metrics] if isinstance(metrics, str) else list(metrics)
-    known = list_metrics()
-    bad = [m for m in metrics if m not in known]
-    if bad:
-        raise SpaqError(f"study embeddings: unknown metric {bad[0]!r}; available: {', '.join(known)}")
-    if len(set(metrics)) != len(metrics):
-        raise SpaqError(f"study embeddings: metric listed twice: {', '.join(metrics)}")
+    metrics = check_metric_names(metrics, "study embeddings: ")
     for name, v in (("--n-boot", n_boot), ("--seed", seed)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
             raise SpaqError(f"study embeddings: {name} must be a whole number >= 0, got {v!r}")
