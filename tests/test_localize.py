@@ -255,5 +255,5 @@ def test_localize_refuses_transposed_arrays_and_a_rate_a_file_contradicts(tmp_pa
     sf.write(p, x.T, 48000, subtype="FLOAT")
     with pytest.raises(SpaqInputError, match="sample_rate=16000 but .*b.wav is at 48000 Hz"):
         spaq.localize(str(p), sample_rate=16000)
-    with pytest.raises(SpaqInputError, match=r"give the format .*format= in Python"):
+    with pytest.raises(SpaqInputError, match=r"use --format 5\.0 .*\(format= in Python\)"):
         spaq.localize(np.zeros((5, 24000)) + x[:1], sample_rate=48000)

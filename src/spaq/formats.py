@@ -94,10 +94,10 @@ MONO = SpatialFormat("mono")
 def _layouts_hint(n_ch: int) -> str:
     fits = layouts_with_channels(n_ch)
     if fits:
-        return ("give the format (--format, or format= in Python): "
-                + " or ".join(f"{lay.name} ({' '.join(lay.labels)})" for lay in fits))
+        return ("use --format " + " or --format ".join(f"{lay.name} ({' '.join(lay.labels)})" for lay in fits)
+                + " (format= in Python)")
     return (f"no loudspeaker layout has {n_ch} channels either ({', '.join(LAYOUTS)}); "
-            "give the format to say what it is (--format, or format= in Python)")
+            "use --format to say what it is (format= in Python)")
 
 
 def detect_format(n_ch: int) -> SpatialFormat:
