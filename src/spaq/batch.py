@@ -637,7 +637,7 @@ def score_batch(pairs_or_manifest, out, metrics=None, workers: int = 1, dask=Non
     ``resume=True``) and no ``out``.
     """
     from .api import DEFAULT_METRICS
-    from .metrics import check_metric_names, metric_class
+    from .metrics import check_metric_names, metric_class, registered
 
     _pandas()
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
@@ -654,7 +654,7 @@ def score_batch(pairs_or_manifest, out, metrics=None, workers: int = 1, dask=Non
     if not any(pairs["ref"]):  # no reference anywhere: one error before any work, not one per pair
         need = [n for n in names if metric_class(n).needs_reference]
         if len(need) == len(names):
-            free = [n for n in known if not metric_class(n).needs_reference]
+            free = [n for n in registered() if not metric_class(n).needs_reference]
             raise SpaqError(f"the manifest has no reference paths, but {', '.join(need)} "
                             f"need{'s' if len(need) == 1 else ''} one (reference-free metrics: {', '.join(free)})")
     out = os.path.abspath(os.path.expanduser(os.fspath(out)))
