@@ -694,9 +694,9 @@ def test_reverberant_signals_are_dereverberated_first(series, one_torch_thread):
 
 
 @pytest.mark.parametrize("kw, msg", [
-    ({"sample_rate": 0}, "positive whole number of Hz, got 0"),
-    ({"sample_rate": -1}, "positive whole number of Hz, got -1"),
-    ({"sample_rate": 44100.5}, "positive whole number of Hz, got 44100.5"),
+    ({"sample_rate": 0}, "positive integer number of Hz, got 0"),
+    ({"sample_rate": -1}, "positive integer number of Hz, got -1"),
+    ({"sample_rate": 44100.5}, "positive integer number of Hz, got 44100.5"),
     ({"reduction": "avg"}, "reduction must be mean, sum or none, got 'avg'"),
 ])
 def test_loss_settings_refused_at_construction(kw, msg):

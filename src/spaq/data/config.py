@@ -174,20 +174,13 @@ def _weights(d, name, allowed=None):
 
 
 def check_hrtf(value, name: str) -> None:
-    """One-line SpaqError naming ``name`` unless ``value`` is a built-in HRTF name of
-    :func:`spaq.spatial.hrtf.load_hrtf` (``default``/``ku100``, ``sonicom-1``, ``sonicom-2``,
-    ``kemar``; any case) or the path of an existing file (a ``.sofa`` file, relative paths
-    from the working folder). Whether a named set's package is installed and a file really is
-    a SOFA file is checked when the HRTF is loaded (:func:`spaq.data.corpus.preflight`)."""
-    from ..spatial.hrtf import HRTF_HINT as hint, HRTF_SETS
+    """:func:`spaq.spatial.hrtf.check_hrtf_argument` with the config key ``name`` in front of its one line."""
+    from ..spatial.hrtf import check_hrtf_argument
 
-    if not isinstance(value, str) or not value.strip():
-        raise SpaqError(f"{name}: expected an HRTF name or a .sofa path, got {value!r}; {hint}")
-    if value.lower() in ("default", *HRTF_SETS) or os.path.isfile(value):
-        return
-    if value.lower().endswith(".sofa") or "/" in value or os.sep in value:
-        raise SpaqError(f"{name}: SOFA file not found: {value}; {hint}")
-    raise SpaqError(f"{name}: unknown HRTF {value!r}; {hint}")
+    try:
+        check_hrtf_argument(value)
+    except SpaqError as e:
+        raise SpaqError(f"{name}: {e}") from None
 
 
 def validate_config(user: dict | None) -> dict:

@@ -281,24 +281,9 @@ def _inspect_folder(out_dir: str) -> tuple[str, dict | None]:
     except (OSError, ValueError) as e:
         raise SpaqError(f"{marker} is unreadable ({e}); choose another --out") from None
     if (not os.path.exists(os.path.join(out_dir, "manifest.parquet")) and _ours_only(out_dir)
-            and not _journal_has_items(os.path.join(out_dir, "items.jsonl"))):
+            and not read_journal(os.path.join(out_dir, "items.jsonl"), key="index", cast=int)):
         return "unfinished", old
     return "corpus", old
-
-
-def _journal_has_items(path: str) -> bool:
-    """Whether the journal holds one finished item (read up to the first)."""
-    if not os.path.exists(path):
-        return False
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for line in f:
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line cut by an interruption
-            if isinstance(rec, dict) and "index" in rec:
-                return True
-    return False
 
 
 def _check_same_corpus(out_dir: str, old: dict, fingerprint: dict, resume: bool) -> None:

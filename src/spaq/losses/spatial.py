@@ -53,12 +53,16 @@ def _check(est: torch.Tensor, target: torch.Tensor, name: str, same_length: bool
 def _check_settings(name: str, sample_rate, reduction: str) -> int:
     """A loss's constructor arguments, refused in one line before any forward: ``sample_rate`` a positive whole
     number of Hz (44100.5 was truncated, 0 divided by zero at the first call), ``reduction`` mean, sum or none."""
-    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, float)) or not sample_rate > 0 \
-            or sample_rate != int(sample_rate):
-        raise ValueError(f"{name}: sample_rate must be a positive whole number of Hz, got {sample_rate!r}")
+    from ..errors import SpaqError
+    from ..io import _check_rate  # the readers' one rate check (a SpaqError there; a ValueError from a loss)
+
+    try:
+        sample_rate = _check_rate(sample_rate, f"{name}: sample_rate")
+    except SpaqError as e:
+        raise ValueError(str(e)) from None
     if reduction not in ("mean", "sum", "none"):
         raise ValueError(f"{name}: reduction must be mean, sum or none, got {reduction!r}")
-    return int(sample_rate)
+    return sample_rate
 
 
 class SpatialLoss(nn.Module):

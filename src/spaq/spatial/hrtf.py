@@ -409,6 +409,20 @@ def _load_cached(path: str, sample_rate: int | None, name: str, archive: bool = 
     return load_sofa(path, sample_rate=sample_rate, name=name)
 
 
+def check_hrtf_argument(value) -> None:
+    """One-line :class:`SpaqError` unless ``value`` is a built-in HRTF name (``default``/``ku100``,
+    ``sonicom-1``, ``sonicom-2``, ``kemar``; any case) or the path of an existing file: an unknown name, or a
+    ``.sofa`` / slashed path that does not exist, with :data:`HRTF_HINT`. Whether a named set's package is
+    installed and a file is a SOFA file are checked when it is loaded (:func:`load_hrtf`)."""
+    if not isinstance(value, str) or not value.strip():
+        raise SpaqError(f"expected an HRTF name or a .sofa path, got {value!r}; {HRTF_HINT}")
+    if value.lower() in ("default", *HRTF_SETS) or os.path.isfile(value):
+        return
+    if value.lower().endswith(".sofa") or "/" in value or os.sep in value:
+        raise SpaqError(f"SOFA file not found: {value}; {HRTF_HINT}")
+    raise SpaqError(f"unknown HRTF {value!r}; {HRTF_HINT}")
+
+
 def load_hrtf(name_or_path: str = "default", sample_rate: int | None = None) -> HRTFSet:
     """Load a named set ("default"/"ku100", "sonicom-1", "sonicom-2", "kemar") or a SOFA path,
     resampled to ``sample_rate`` if given. Cached per process."""
@@ -428,8 +442,7 @@ def load_hrtf(name_or_path: str = "default", sample_rate: int | None = None) -> 
             raise SpaqError(f"HRTF 'kemar' needs the PyPI package slab ({HRTF_SETS['kemar']}; "
                             "the MIT KEMAR data are free to use with citation)")
         return _load_cached(path, sample_rate, "kemar", archive=True)
-    if not os.path.isfile(key) and not (low.endswith(".sofa") or "/" in key or os.sep in key):
-        raise SpaqError(f"unknown HRTF {key!r}; {HRTF_HINT}")  # a name, not a path
+    check_hrtf_argument(key)  # an unknown name, or a path that does not exist: one line with the names
     return _load_cached(os.path.abspath(key), sample_rate, os.path.splitext(os.path.basename(key))[0])
 
 
