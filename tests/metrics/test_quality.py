@@ -373,7 +373,9 @@ def test_a_dc_offset_is_not_matched_as_sound():
     old = copy.deepcopy(params)
     old["gain_match"] = "heard"
     r15 = Quality(params=old).score(load_pair(x, x + 0.05, sample_rate=FS, target_rate=FS))
-    assert float(r15.values["gain_compensation_db"]) < -4.0 and r15.score < 50.0
+    # DC power equal to the noise's: -10 log10(1 + 0.0025 / heard noise power) <= -3.01 dB when the bands hear the
+    # noise at most whole (measured -5.2 dB, 15.8 points)
+    assert float(r15.values["gain_compensation_db"]) < -3.0 and r15.score < 50.0
     # the weights: those of "heard", but 0 below 20 Hz
     fe = Quality().frontend
     w, w20 = fe.heard_weights(48000), fe.heard_weights(48000, min_hz=AUDIBLE_HZ)
