@@ -573,3 +573,26 @@ def test_json_output_is_standard_for_numpy_and_torch_scalars():
            "e": torch.tensor(0.5)}
     out = json.loads(json.dumps(json_safe(obj), allow_nan=False))
     assert out == {"a": None, "b": 2.5, "c": None, "d": [3, 1.0], "e": 0.5}
+
+
+def test_report_to_dict_is_the_json_the_cli_prints():
+    """``Report.to_dict()`` kept NaN (a score that could not be computed) where ``--json`` writes null, so
+    ``json.dumps(report.to_dict(), allow_nan=False)`` raised. Both now go through the one ``json_safe``:
+    arrays and tensors as lists, non-finite numbers as None, in scores, values, maps and provenance."""
+    import torch
+
+    from spaq.api import ScoreReport as Report
+    from spaq.metrics.base import MetricResult
+
+    res = MetricResult(name="m", score=float("nan"), version="1",
+                       values={"v": np.array([1.0, np.nan]), "t": torch.tensor(float("-inf"))},
+                       maps={"map": np.array([[0.5, np.inf]])}, provenance={"sr": np.int64(48000)})
+    rep = Report(ref="r.wav", deg="d.wav", format={"kind": "binaural"}, sample_rate_in=48000, sample_rate_used=48000,
+                 duration_s=1.0, batch_size=None, results={"m": res})
+    d = rep.to_dict(with_maps=True)
+    assert json.loads(json.dumps(d, allow_nan=False)) == d
+    m = d["results"]["m"]
+    assert m["score"] is None and m["values"] == {"v": [1.0, None], "t": None}
+    assert m["maps"] == {"map": [[0.5, None]]} and m["provenance"] == {"sr": 48000}
+    ok = MetricResult(name="m", score=np.float32(0.25), version="1").to_dict()
+    assert ok["score"] == 0.25 and isinstance(ok["score"], float)

@@ -257,3 +257,50 @@ def test_localize_refuses_transposed_arrays_and_a_rate_a_file_contradicts(tmp_pa
         spaq.localize(str(p), sample_rate=16000)
     with pytest.raises(SpaqInputError, match=r"use --format 5\.0 .*\(format= in Python\)"):
         spaq.localize(np.zeros((5, 24000)) + x[:1], sample_rate=48000)
+
+
+def test_low_band_coherence_tells_two_ears_from_two_unrelated_signals():
+    """Two ears 15-25 cm apart are coherent below 250 Hz in any sound field; two independent signals are not.
+    The estimate's floor is about 1 / segments (48 here: ~0.02); one source reads ~1 (a linear filter of
+    one signal: the MSC of a noise-free LTI pair is 1 up to the window's leakage). Too short, or no power in
+    the band: None."""
+    from spaq.dsp import low_band_coherence
+    from spaq.spatial.hrtf import load_hrtf
+    from spaq.spatial.render import render_binaural
+
+    rng = np.random.default_rng(3)
+    indep = rng.standard_normal((2, 96000))
+    assert low_band_coherence(indep, 48000) < 0.1
+    src = rng.standard_normal(96000)
+    h = load_hrtf("ku100", 48000)
+    one = render_binaural(src, 120.0, 20.0, h)
+    assert low_band_coherence(one, 48000) > 0.95
+    diffuse = sum(render_binaural(rng.standard_normal(96000), a, 0.0, h) for a in (-150, -90, -30, 30, 90, 150))
+    assert low_band_coherence(diffuse, 48000) > 0.4  # six uncorrelated sources around the head: still coherent
+    assert low_band_coherence(torch.as_tensor(indep), 48000) == pytest.approx(low_band_coherence(indep, 48000))
+    assert low_band_coherence(indep[:, :12000], 48000) is None  # 0.25 s: fewer than 16 segments
+    assert low_band_coherence(np.zeros((2, 96000)), 48000) is None
+    with pytest.raises(ValueError):
+        low_band_coherence(indep[:1], 48000)
+
+
+def test_localize_warns_that_two_independent_channels_are_not_binaural(tmp_path, capsys):
+    """A stereo file of two unrelated signals was localised like any binaural signal, with no word. Now the
+    first warning says so (CLI JSON too), with the coherence in the provenance; a binaural rendering gets
+    no such warning."""
+    from spaq.spatial.hrtf import load_hrtf
+    from spaq.spatial.render import render_binaural
+
+    rng = np.random.default_rng(4)
+    res = localize(0.1 * rng.standard_normal((2, 48000)), sample_rate=48000)
+    assert "does not look like a binaural signal" in res.warnings[0]
+    assert res.provenance["low_band_coherence"] < 0.2
+    good = localize(render_binaural(rng.standard_normal(48000), 45.0, 0.0, load_hrtf("ku100", 48000)), sample_rate=48000)
+    assert not any("binaural signal" in w for w in good.warnings)
+    assert good.provenance["low_band_coherence"] > 0.95
+    f = tmp_path / "indep.wav"
+    sf.write(f, 0.1 * rng.standard_normal((48000, 2)), 48000)
+    from spaq.cli import main
+
+    assert main(["localize", str(f), "--json"]) == 0
+    assert "does not look like a binaural signal" in json.loads(capsys.readouterr().out)["warnings"][0]

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 __all__ = ["next_fast_len", "fft_convolve", "mimo_fir_filter", "wpe_stft", "wpe_dereverberate", "wpe_min_samples", "wpe_max_taps",
-           "resample_poly"]
+           "resample_poly", "low_band_coherence"]
 
 
 def next_fast_len(n: int) -> int:
@@ -197,3 +197,40 @@ def resample_poly(x: torch.Tensor, sr_from: int, sr_to: int) -> torch.Tensor:
     xu = torch.stack([x] + [zeros] * (up - 1), dim=-1).reshape(*x.shape[:-1], n_in * up)  # x0 0 .. 0 x1 0 ..
     full = fft_convolve(xu, h, n_out=n_in * up + h.shape[-1] - 1)
     return full[..., ::down][..., pre_remove:pre_remove + n_out]
+
+
+def low_band_coherence(x, sample_rate: int, band_hz: tuple = (50.0, 250.0), segments: int = 48,
+                       segment_s: float = 2048 / 48000, min_segments: int = 16) -> float | None:
+    """The long-term magnitude-squared coherence of the two channels of ``x (2, T)`` (numpy or torch, real)
+    in ``band_hz``, per frequency bin over up to ``segments`` Hann-windowed segments of ``segment_s``
+    (2048 samples at 48 kHz) spread over the signal, then averaged over the band's bins weighted by their
+    geometric-mean power. None when it cannot be read: fewer than ``min_segments`` half-overlapping
+    segments fit (the estimate's bias is about 1 / segments: 0.15 with 7 segments of independent noise), or
+    the band holds no power (below 1e-8 of the signal's).
+
+    Two ears are coherent at these frequencies whatever the sound field, because they are 15-25 cm apart:
+    one source anywhere reads >= 0.99, rooms and diffuse noise 0.39-0.84 on the KU100, SONICOM and KEMAR
+    heads; two independent signals read about 1 / segments (0.02 for 1 s or more). So a value near 0 says
+    that a 2-channel signal is not a binaural one (``spaq.localize``'s warning)."""
+    a = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    a = a.astype(np.float64, copy=False)
+    if a.ndim != 2 or a.shape[0] != 2:
+        raise ValueError(f"low_band_coherence takes (2, T), got {tuple(a.shape)}")
+    n = next_fast_len(max(16, int(round(segment_s * int(sample_rate)))))
+    T = a.shape[-1]
+    if T < n or (T - n) // (n // 2) + 1 < min_segments:
+        return None
+    starts = np.linspace(0, T - n, min(int(segments), (T - n) // (n // 2) + 1)).astype(np.int64)
+    frames = a[:, starts[:, None] + np.arange(n)] * np.hanning(n)  # (2, K, n)
+    f = np.fft.rfftfreq(n, 1.0 / int(sample_rate))
+    band = (f >= band_hz[0]) & (f <= band_hz[1])
+    X = np.fft.rfft(frames, axis=-1)
+    total = float((np.abs(X) ** 2).sum())
+    X = X[..., band]
+    sxx, syy = (np.abs(X) ** 2).sum(1)
+    if not band.any() or total <= 0.0 or float(sxx.sum() + syy.sum()) <= 1e-8 * total:
+        return None
+    sxy = (X[0] * np.conj(X[1])).sum(0)
+    w = np.sqrt(sxx * syy)
+    msc = np.abs(sxy) ** 2 / np.maximum(sxx * syy, 1e-300)
+    return float((msc * w).sum() / max(float(w.sum()), 1e-300))

@@ -6,7 +6,7 @@ import os
 import uuid
 from pathlib import Path
 
-__all__ = ["atomic_write"]
+__all__ = ["atomic_write", "json_safe"]
 
 
 def atomic_write(path, writer) -> None:
@@ -31,3 +31,22 @@ def atomic_write(path, writer) -> None:
             # the error names the file the caller asked for, not the temporary one (same errno and subclass)
             raise OSError(e.errno, e.strerror, str(p)) from None
         raise
+
+
+def json_safe(obj):
+    """``obj`` as plain standard-JSON values: numpy / torch arrays as (nested) lists, their scalars as
+    Python numbers, tuples as lists, and every non-finite float (NaN, +-inf: a value that could not be
+    computed) as None, since ``NaN`` is not JSON and strict parsers refuse it. The one conversion behind
+    every ``to_dict`` of a result and every ``--json`` output (imports nothing: arrays are recognised by
+    their ``tolist``)."""
+    if hasattr(obj, "detach"):  # a torch tensor
+        obj = obj.detach().cpu().numpy()
+    if hasattr(obj, "tolist") and hasattr(obj, "dtype"):  # a numpy array or scalar
+        obj = obj.tolist()
+    if isinstance(obj, float):
+        return obj if obj == obj and obj not in (float("inf"), float("-inf")) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj

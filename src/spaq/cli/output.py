@@ -7,6 +7,7 @@ import os
 import sys
 
 from ..errors import SpaqError
+from ..files import json_safe
 
 __all__ = ["console", "print_json", "json_safe", "fmt_num", "is_numeric", "print_report", "output_file", "output_folder"]
 
@@ -74,25 +75,8 @@ def metric_names(values):
         return values
     names = [n.strip() for v in values for n in str(v).split(",") if n.strip()]
     if not names:
-        from ..errors import SpaqError
-
         raise SpaqError(f"--metric {', '.join(map(repr, values))}: no metric name (see `spaq metrics`)")
     return names
-
-
-def json_safe(obj):
-    """``obj`` with every non-finite float (NaN, +-inf: a score that could not be computed) as None,
-    so that what is printed is standard JSON (``NaN`` is not, and strict parsers refuse it); numpy and torch
-    scalars as Python numbers."""
-    if hasattr(obj, "item") and getattr(obj, "shape", None) == ():  # a numpy or torch scalar
-        obj = obj.item()
-    if isinstance(obj, float):
-        return obj if obj == obj and obj not in (float("inf"), float("-inf")) else None
-    if isinstance(obj, dict):
-        return {k: json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_safe(v) for v in obj]
-    return obj
 
 
 def print_json(obj) -> None:

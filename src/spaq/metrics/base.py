@@ -41,6 +41,7 @@ import numpy as np
 import torch
 
 from ..errors import SpaqError, SpaqInputError
+from ..files import json_safe
 
 __all__ = ["MetricResult", "Metric", "MetricUnavailable", "CONTRACT_ATTRIBUTES"]
 
@@ -51,20 +52,6 @@ CONTRACT_ATTRIBUTES = ("name", "version", "description", "unit", "higher_is_bett
 
 class MetricUnavailable(SpaqError):
     """A metric cannot score this input (wrong format, no weights): reported, not fatal."""
-
-
-def _plain(v):
-    if isinstance(v, torch.Tensor):
-        v = v.detach().cpu().numpy()
-    if isinstance(v, np.ndarray):
-        return v.tolist()
-    if isinstance(v, (np.floating, np.integer, np.bool_)):
-        return v.item()
-    if isinstance(v, dict):
-        return {k: _plain(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_plain(x) for x in v]
-    return v
 
 
 @dataclass
@@ -89,17 +76,17 @@ class MetricResult:
 
     def to_dict(self, with_maps: bool = False) -> dict:
         d = {
-            "score": _plain(self.score),
+            "score": json_safe(self.score),
             "unit": self.unit,
             "higher_is_better": self.higher_is_better,
             "range": list(self.score_range) if self.score_range else None,
             "version": self.version,
-            "values": _plain(self.values),
-            "provenance": _plain(self.provenance),
+            "values": json_safe(self.values),
+            "provenance": json_safe(self.provenance),
             "warnings": list(self.warnings),
         }
         if with_maps:
-            d["maps"] = _plain(self.maps)
+            d["maps"] = json_safe(self.maps)
         return d
 
 
@@ -156,7 +143,7 @@ class Metric:
     @classmethod
     def contract(cls) -> dict:
         """The declared attributes, JSON-ready (``spaq metrics --json``)."""
-        d = {a: _plain(getattr(cls, a)) for a in CONTRACT_ATTRIBUTES}
+        d = {a: json_safe(getattr(cls, a)) for a in CONTRACT_ATTRIBUTES}
         d["best_value"] = cls.best()
         return d
 
