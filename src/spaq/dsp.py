@@ -213,7 +213,6 @@ def low_band_coherence(x, sample_rate: int, band_hz: tuple = (50.0, 250.0), segm
     heads; two independent signals read about 1 / segments (0.02 for 1 s or more). So a value near 0 says
     that a 2-channel signal is not a binaural one (``spaq.localize``'s warning)."""
     a = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
-    a = a.astype(np.float64, copy=False)
     if a.ndim != 2 or a.shape[0] != 2:
         raise ValueError(f"low_band_coherence takes (2, T), got {tuple(a.shape)}")
     n = next_fast_len(max(16, int(round(segment_s * int(sample_rate)))))
@@ -221,7 +220,7 @@ def low_band_coherence(x, sample_rate: int, band_hz: tuple = (50.0, 250.0), segm
     if T < n or (T - n) // (n // 2) + 1 < min_segments:
         return None
     starts = np.linspace(0, T - n, min(int(segments), (T - n) // (n // 2) + 1)).astype(np.int64)
-    frames = a[:, starts[:, None] + np.arange(n)] * np.hanning(n)  # (2, K, n)
+    frames = a[:, starts[:, None] + np.arange(n)].astype(np.float64) * np.hanning(n)  # (2, K, n): only these read
     f = np.fft.rfftfreq(n, 1.0 / int(sample_rate))
     band = (f >= band_hz[0]) & (f <= band_hz[1])
     X = np.fft.rfft(frames, axis=-1)
