@@ -322,7 +322,7 @@ def exact_head_fit(x: np.ndarray, ts: TemplateSet, spectra=None, **opts) -> tupl
     n_fft = exact_fft_size(ts)
     t = exact_templates(ts, n_fft, float(o["f_min"]), float(o["f_max"]), float(o["ipd_max_hz"]))
     PL, PR, C = exact_spectra(x, n_fft) if spectra is None else spectra
-    PL, PR, C = PL[t["bins"]], PR[t["bins"]], C[t["bins"]]
+    PL, PR, C = PL[t["bins"]].astype(np.float64), PR[t["bins"]].astype(np.float64), C[t["bins"]].astype(np.complex128)
     pm = np.maximum(PL, PR)
     if not np.any(pm > 0):
         return float("inf"), 0
@@ -383,9 +383,12 @@ def _hann_spectra(x: np.ndarray, n_fft: int, hop: int, max_frames: int | None = 
 def exact_spectra(x: np.ndarray, n_fft: int) -> tuple:
     """Ear powers and cross-spectrum of ``x (2, T)`` averaged over consecutive Hann frames of
     ``n_fft`` (no overlap: an average, not a time-frequency picture): ``(P_l, P_r, C)``, each
-    ``(n_fft // 2 + 1,)``."""
-    X = _hann_spectra(x, n_fft, n_fft)
-    return (np.mean(np.abs(X[0]) ** 2, 0), np.mean(np.abs(X[1]) ** 2, 0), np.mean(X[0] * np.conj(X[1]), 0))
+    ``(n_fft // 2 + 1,)``, float64 / complex128: :func:`exact_head_fit`'s floors (1e-300) are float64 numbers,
+    which float32 flushes to 0 (a quiet block's ``P_l P_r`` underflowed there, its coherence read 0 / 0 and
+    the least-squares solve failed on NaN: 'SVD did not converge')."""
+    X = _hann_spectra(x, n_fft, n_fft).astype(np.complex128)
+    return (np.mean(X[0].real ** 2 + X[0].imag ** 2, 0), np.mean(X[1].real ** 2 + X[1].imag ** 2, 0),
+            np.mean(X[0] * np.conj(X[1]), 0))
 
 
 def _band_powers(ts: TemplateSet) -> np.ndarray:
