@@ -596,3 +596,17 @@ def test_report_to_dict_is_the_json_the_cli_prints():
     assert m["maps"] == {"map": [[0.5, None]]} and m["provenance"] == {"sr": 48000}
     ok = MetricResult(name="m", score=np.float32(0.25), version="1").to_dict()
     assert ok["score"] == 0.25 and isinstance(ok["score"], float)
+
+
+def test_maps_with_metrics_that_give_none_is_refused_before_the_work(tmp_path, capsys, monkeypatch):
+    """``--maps`` with only metrics that give no maps (``localization``) scored everything, then exited 2 with
+    'no metric produced maps' and no JSON. It is now refused before any scoring, naming the metrics that do."""
+    import spaq.api
+
+    called = []
+    monkeypatch.setattr(spaq.api, "score", lambda *a, **k: called.append(1))
+    r, g = pair(tmp_path, binaural(1.0), binaural(1.0, seed=1))
+    rc, out, err = run(capsys, ["score", r, g, "-m", "localization", "--maps", tmp_path / "m", "--json"])
+    assert rc == 2 and not called and out == ""
+    assert "localization gives no maps" in err and "cues" in err and "quality" in err
+    assert not any(p.name.startswith("m") for p in tmp_path.iterdir())

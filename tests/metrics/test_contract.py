@@ -279,3 +279,17 @@ def test_register_checks_contract():
     assert issubclass(metric_class("quality"), Metric)
     with pytest.raises(SpaqError, match="unknown metric"):
         metric_class("no-such-metric")
+
+
+def test_produces_maps_is_what_scoring_with_maps_gives(metric):
+    """``produces_maps`` is part of the contract (``spaq score --maps`` refuses, before any work, metrics that give
+    none): scoring with ``maps=True`` gives per-band / per-frame arrays exactly when it says so."""
+    cls = type(metric)
+    assert isinstance(cls.produces_maps, bool) and cls.contract()["produces_maps"] is cls.produces_maps
+    r, d = make_input(cls, batch=1)
+    rep = spaq.score(r[0], d[0], sample_rate=metric.sample_rate, metrics=[metric.name], maps=True,
+                     checkpoint=getattr(getattr(metric, "weights", None), "path", None), strict=True)
+    maps = rep.results[metric.name].maps
+    assert bool(maps) is cls.produces_maps, (cls.name, sorted(maps))
+    for k, v in maps.items():
+        assert np.asarray(v).ndim >= 2, (cls.name, k, np.shape(v))

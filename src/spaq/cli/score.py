@@ -14,6 +14,24 @@ from .output import metric_names, print_json, print_report
 __all__ = ["register"]
 
 
+def _check_maps_metrics(names) -> None:
+    """``--maps`` with metrics none of which gives maps (their ``produces_maps``): one line before any work (as an
+    unknown name is); None: the default metrics."""
+    from ..metrics import check_metric_names, default_metrics, metric_class, registered
+
+    def maps_of(n):
+        try:
+            return bool(getattr(metric_class(n), "produces_maps", False))
+        except SpaqError:  # a plugin that does not load: said by the scoring itself
+            return False
+
+    names = check_metric_names(names) if names else list(default_metrics())
+    if not any(maps_of(n) for n in names):
+        give = [n for n in registered() if maps_of(n)]
+        raise SpaqError(f"--maps: {', '.join(names)} give{'s' if len(names) == 1 else ''} no maps; metrics that do: "
+                        f"{', '.join(give)} (add one with -m)")
+
+
 def _write_maps(out: str, report) -> list[str]:
     from ..auditory.frontend import AuditoryFrontEnd
     from ..report import plot_maps, save_maps_npz
@@ -102,6 +120,7 @@ def score_cmd(
         from .output import output_file
 
         output_file(maps[:-4] if maps.endswith((".npz", ".png")) else maps, "maps")
+        _check_maps_metrics(metric_names(metric))
     progress, stop = _stream_progress()
     try:
         report = score(ref, deg, metrics=metric_names(metric), fmt=fmt, trim=trim, checkpoint=checkpoint,

@@ -40,9 +40,11 @@ CUES_WEIGHTS_NAME = "bast_cues"  # the cue-feature BAST (issue 16): method="bast
 #: the head shadows little, so that a far-lateral source stays coherent; several sources, all bands below
 #: ``drr_coherence``; exact-head matches excepted): rooms and diffuse noise; the figures are the held-out KU100
 #: rooms set of benchmarks/results/localizer_v2.md (shipped settings)
-REVERBERANT_WARNING = ("low direct-sound coherence ({coherence:.2f} < {threshold:g}{bands}: a room or diffuse noise): "
-                       "the left-right (lateral) angle holds, elevation and front/back less (held-out KU100 rooms, "
-                       "dereverberated: median lateral error 2.0 deg, direction 7.8 deg, front-back confusions 16 %)")
+REVERBERANT_WARNING = ("low direct-sound coherence ({coherence:.3f} < {threshold:g}{bands}: a room, diffuse noise, or "
+                       "several sounds at once -- simultaneous sources (--n-sources) or a phantom image between "
+                       "loudspeakers, where no single direction fits): in a room the left-right (lateral) angle holds, "
+                       "elevation and front/back less (held-out KU100 rooms, dereverberated: median lateral error 2.0 "
+                       "deg, direction 7.8 deg, front-back confusions 16 %)")
 
 
 def reverberant_warning(gate: dict) -> str:
@@ -449,7 +451,7 @@ def _not_binaural_note(res: LocalizationResult, arr, sr: int) -> LocalizationRes
     coh = low_band_coherence(arr, int(sr))
     res.provenance["low_band_coherence"] = None if coh is None else round(coh, 4)
     if coh is not None and coh < NOT_BINAURAL_COHERENCE:
-        res.warnings.insert(0, f"the two channels are nearly independent below 250 Hz (coherence {coh:.2f} < "
+        res.warnings.insert(0, f"the two channels are nearly independent below 250 Hz (coherence {coh:.3f} < "
                                f"{NOT_BINAURAL_COHERENCE:g}, where two ears read 0.4 or more in any sound field): this "
                                f"does not look like a binaural signal, so its directions are not meaningful")
     return res

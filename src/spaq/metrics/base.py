@@ -47,7 +47,7 @@ __all__ = ["MetricResult", "Metric", "MetricUnavailable", "CONTRACT_ATTRIBUTES"]
 
 CONTRACT_ATTRIBUTES = ("name", "version", "description", "unit", "higher_is_better", "score_range", "best_value",
                        "sample_rate", "formats", "needs_reference", "differentiable", "needs_weights", "streamable",
-                       "min_duration_s", "align_input", "common_length", "default_rank", "reading")
+                       "min_duration_s", "align_input", "common_length", "default_rank", "reading", "produces_maps")
 
 
 class MetricUnavailable(SpaqError):
@@ -126,6 +126,9 @@ class Metric:
     accepts_sources: bool = False
     default_rank: int | None = None
     reading: str = ""
+    #: ``score(pair, maps=True)`` gives per-band / per-frame maps (``spaq score --maps`` refuses, before any work,
+    #: a run whose metrics give none)
+    produces_maps: bool = False
 
     # ----------------------------------------------------------------- contract
     @classmethod

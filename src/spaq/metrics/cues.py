@@ -49,6 +49,7 @@ class Cues(Metric):
     min_duration_s = 0.2
     default_rank = 3
     reading = "dB, lower is better: median |ILD change| (0 = same image, ~1 dB just noticeable); timbre in level_mean_abs_db"
+    produces_maps = True
 
     def __init__(self, device: str = "cpu", chunk_s: float = 10.0, fast: bool = True):
         """``fast`` (default): every band at a reduced rate from a window of its spectrum

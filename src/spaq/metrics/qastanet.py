@@ -39,6 +39,7 @@ class Qastanet(Metric):
     align_input = False  # the official model scores the pair as given (a delay counts)
     default_rank = 2
     reading = "0..1, higher is better; an identical pair's score grows with duration (0.78 at 3 s, ~1 at 30 s): compare equal durations"
+    produces_maps = True
 
     @classmethod
     def available(cls) -> str | None:

@@ -97,6 +97,7 @@ class Quality(Metric):
     min_duration_s = 0.2
     default_rank = 1
     reading = "0..100, higher is better (MUSHRA-like: 100 = identical, 80+ good, below 40 poor)"
+    produces_maps = True
 
     def __init__(self, device: str = "cpu", chunk_s: float = 10.0, params=None, checkpoint=None, offline=None,
                  fast: bool = True):

@@ -61,6 +61,7 @@ class Sqm(Metric):
     accepts_sources = True  # with the dry sources: the source-informed encoder (SOURCE_WEIGHTS)
     default_rank = None
     reading = "cosine distance, lower is better: 0 = same spatial image; grows with the sources' angular separation"
+    produces_maps = True
 
     def __init__(self, checkpoint=None, device: str = "cpu", fast: bool = True, source_checkpoint=None):
         """``fast``: the front-end's decimated mode (as trained); ``False``: every band at full rate.
