@@ -524,6 +524,13 @@ def test_map_colour_scales_and_titles():
     assert cmap == DIVERGING and lo == -hi and hi == pytest.approx(np.nanpercentile(np.abs(signed), 99), rel=1e-12)
     assert color_scale(np.zeros((3, 4))) == (SEQUENTIAL, 0.0, 1e-6)
     assert color_scale(np.full((3, 4), np.nan)) == (SEQUENTIAL, 0.0, 1.0)
+    # float noise around 0 (an unchanged directiveness read 1.7e-7): flat on the map's own floor, not a pattern
+    noise = 1e-7 * rng.standard_normal((29, 37))
+    assert color_scale(noise, 0.01) == (DIVERGING, -0.01, 0.01)
+    assert color_scale(signed, 0.01)[2] == hi  # a real difference keeps its own scale
+    from spaq.report import SCALE_FLOOR
+
+    assert SCALE_FLOOR["d_directiveness"] == 0.01 and SCALE_FLOOR["d_ild_db"] == 0.1
     long = "x" * 150 + ".wav vs " + "y" * 90 + ".wav"
     lines = wrap_title(long, 110).split("\n")
     assert len(lines) == 3 and all(len(ln) <= 110 for ln in lines) and "".join(lines).replace(" ", "") == long.replace(" ", "")

@@ -17,6 +17,12 @@ _LABELS = {
     "d_directiveness_q": "QASTAnet directiveness feature",
 }
 
+#: the least top of a map's colour scale, about a tenth of a just-noticeable difference in its unit, so that
+#: a map of float noise around 0 (a pure rotation's ``missing_db``, an unchanged directiveness) is drawn flat,
+#: not as a pattern of 1e-7; maps not named here: 1e-6
+SCALE_FLOOR = {"d_ild_db": 0.1, "d_level_db": 0.1, "added_db": 0.1, "missing_db": 0.1, "d_coherence": 0.005,
+               "d_directiveness": 0.01}
+
 #: colour maps: one-sided data (>= 0 everywhere) on a sequential scale from 0, signed data on a
 #: diverging scale centred on 0
 SEQUENTIAL, DIVERGING = "magma", "RdBu_r"
@@ -25,18 +31,19 @@ SEQUENTIAL, DIVERGING = "magma", "RdBu_r"
 TITLE_CHARS = 110
 
 
-def color_scale(data) -> tuple[str, float, float]:
+def color_scale(data, floor: float = 1e-6) -> tuple[str, float, float]:
     """``(cmap, vmin, vmax)`` for a map ``(bands, frames)`` (NaN allowed): when every finite
     value is >= 0, :data:`SEQUENTIAL` from 0 to the 99th percentile; otherwise
     :data:`DIVERGING` from ``-lim`` to ``lim`` with ``lim`` the 99th percentile of ``|data|``,
-    so that 0 is the scale's centre. The top is at least 1e-6 (an all-zero map still draws)."""
+    so that 0 is the scale's centre. The top is at least ``floor`` (an all-zero map still draws; the map's
+    :data:`SCALE_FLOOR` keeps float noise flat)."""
     a = np.asarray(data, dtype=np.float64)
     finite = a[np.isfinite(a)]
     if not finite.size:
         return SEQUENTIAL, 0.0, 1.0
     if finite.min() >= 0:
-        return SEQUENTIAL, 0.0, max(float(np.percentile(finite, 99)), 1e-6)
-    lim = max(float(np.percentile(np.abs(finite), 99)), 1e-6)
+        return SEQUENTIAL, 0.0, max(float(np.percentile(finite, 99)), float(floor))
+    lim = max(float(np.percentile(np.abs(finite), 99)), float(floor))
     return DIVERGING, -lim, lim
 
 
@@ -76,14 +83,15 @@ def plot_maps(path: str, maps: dict, center_hz, frame_s: float, title: str = "")
     panel_titles = []
     for name in names:
         short = name.split(".", 1)[-1]
-        panel_titles.append(wrap_title(f"{name}: {_LABELS.get(short, short)} (grey: reference below hearing threshold)"))
+        panel_titles.append(wrap_title(f"{name}: {_LABELS.get(short, short)} (grey: no value there: the reference "
+                                       f"below hearing threshold, or a frame with no estimate)"))
     title = wrap_title(title) if title else ""
     extra = 0.16 * sum(t.count("\n") for t in panel_titles) + 0.18 * title.count("\n")
     fig, axes = plt.subplots(n, 1, figsize=(10, 2.3 * n + 0.6 + extra), squeeze=False, sharex=True)
     fc = np.asarray(center_hz)
     for ax, name, panel_title in zip(axes[:, 0], names, panel_titles):
         data = np.asarray(maps[name], dtype=float)
-        cmap, vmin, vmax = color_scale(data)
+        cmap, vmin, vmax = color_scale(data, SCALE_FLOOR.get(name.split(".", 1)[-1], 1e-6))
         t_end = data.shape[-1] * frame_s
         im = ax.imshow(np.ma.masked_invalid(data), aspect="auto", origin="lower", cmap=cmap, vmin=vmin, vmax=vmax,
                        extent=(0, t_end, -0.5, data.shape[0] - 0.5), interpolation="nearest")
