@@ -380,3 +380,25 @@ def test_a_dc_offset_is_not_matched_as_sound():
     fe = Quality().frontend
     w, w20 = fe.heard_weights(48000), fe.heard_weights(48000, min_hz=AUDIBLE_HZ)
     assert torch.all(w20[:20] == 0.0) and torch.equal(w20[20:], w[20:]) and torch.all(w[:20] == 1.0)
+
+
+def test_a_front_back_mirror_gets_a_warning(metric):
+    """An FOA plane wave at 30 deg with X negated plays at 150 deg: the interaural cues quality weighs are those
+    of the cone of confusion, so it read spatial_score ~90 with no word while a 40 deg turn reads ~30. The
+    intensity direction (``d_direction``, 1 = 180 deg) sees the ~120 deg move: a warning now says so. A turn the
+    score already penalises, the identity and a W-only degraded signal (the direction lost, not moved) do not
+    warn."""
+    from spaq.spatial.ambisonics import encode
+
+    rng = np.random.default_rng(5)
+    s = rng.standard_normal(FS) * 0.05
+    ref = encode(s, 30.0, 0.0, 1)
+    mirror = ref.copy()
+    mirror[3] *= -1  # ACN 3 = X: front <-> back
+    turned, w_only = encode(s, 70.0, 0.0, 1), ref * np.array([1.0, 0.0, 0.0, 0.0])[:, None]
+    res = _scores(metric, ref, [ref, mirror, turned, w_only], fmt="foa")
+    d = 180 * np.asarray(res.values["d_direction"])
+    assert d[1] == pytest.approx(120.0, abs=10.0) and d[2] == pytest.approx(40.0, abs=10.0)
+    assert res.values["spatial_score"][1] >= 70.0 > res.values["spatial_score"][2]
+    warn = [w for w in res.warnings if "front/back or up/down mirror" in w]
+    assert len(warn) == 1 and "(items 1)" in warn[0], res.warnings

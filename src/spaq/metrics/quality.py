@@ -49,6 +49,34 @@ def load_quality_params(path=None) -> tuple[dict, str, str]:
         raise SpaqError(f"cannot read quality parameters {w.path}: {e}") from None
 
 
+#: an ambisonic pair whose intensity direction moved at least this far on average (``d_direction``, weighted by
+#: the reference's directiveness) while the binaural cues the score weighs leave ``spatial_score`` at or above
+#: DIRECTION_WARN_SPATIAL gets a warning: a front/back (or up/down) mirror keeps the interaural cues, so the
+#: score reads it as a timbral change (a source at 30 deg turned to 150 deg: spatial 91, quality 63, where a
+#: 40 deg turn reads 31 / 30). ``d_direction``'s weight is 0 in the fitted model (README, issue 19). Only where
+#: the directiveness is kept (``d_directiveness`` below DIRECTION_WARN_DIRECTIVENESS): a field that lost its
+#: direction (W alone: 0.98; blur: 0.4) reads ~90 deg there without pointing anywhere. On the 4290 ambisonic rows of
+#: 23 seeds' severity ladders no row warns (36 would without that condition, all W-only or blurred)
+DIRECTION_WARN_DEG, DIRECTION_WARN_SPATIAL, DIRECTION_WARN_DIRECTIVENESS = 45.0, 70.0, 0.1
+
+
+def direction_warnings(features: dict, spatial_score) -> list:
+    """The warning of :data:`DIRECTION_WARN_DEG` (none where ``features`` has no ``d_direction``: binaural and
+    layout input). ``features``' values and ``spatial_score``: ``(B,)`` tensors."""
+    if "d_direction" not in features:
+        return []
+    deg = 180.0 * features["d_direction"].detach().cpu().double().numpy()
+    sp = spatial_score.detach().cpu().double().numpy()
+    kept = features["d_directiveness"].detach().cpu().double().numpy() < DIRECTION_WARN_DIRECTIVENESS
+    hit = np.flatnonzero((deg >= DIRECTION_WARN_DEG) & (sp >= DIRECTION_WARN_SPATIAL) & kept)
+    if not len(hit):
+        return []
+    where = "" if deg.size == 1 else f" (items {', '.join(str(int(i)) for i in hit[:10])}{', ...' if len(hit) > 10 else ''})"
+    return [f"the sound field's direction moved by about {float(deg[hit].max()):.0f} deg{where} (intensity vectors, "
+            f"d_direction) while the interaural cues barely changed (spatial_score {float(sp[hit].min()):.0f}): a "
+            f"front/back or up/down mirror, which quality reads as a timbral change only; check -m localization"]
+
+
 class Quality(Metric):
     name = "quality"
     # 2.0: speech-codec weights on delay-aligned features; 3.0: timbre of both ears together, the
@@ -181,6 +209,7 @@ class Quality(Metric):
         if np.any(np.abs(m["gain_db"].cpu().numpy()) >= MAX_GAIN_DB):
             warn.append(f"degraded and reference levels differ by {MAX_GAIN_DB:.0f} dB or more: only "
                         f"{MAX_GAIN_DB:.0f} dB were compensated")
+        warn += direction_warnings(f, out["spatial_score"])
         keep = None
         if maps:
             keep = {**dmaps, **{k: _nanmean(m[k], (1,)) if m[k].dim() == 4 else m[k]
