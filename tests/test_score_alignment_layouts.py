@@ -178,3 +178,35 @@ def test_layout_streamed_equals_whole(tmp_path):
     b = spaq.score(str(pr), str(pd), fmt="5.1", metrics=["quality"], stream=False)
     assert a.streamed and not b.streamed
     assert a.results["quality"].score == pytest.approx(b.results["quality"].score, abs=1e-3)
+
+
+def test_mono_beside_a_layout_plays_from_the_centre(tmp_path):
+    """The README's '1 = mono beside a spatial file' held for ambisonics and binaural but a mono file beside a
+    5.1 one was refused ('different channel counts'). It now plays from the centre loudspeaker (stereo: L and R
+    at -3 dB), with a warning: the pair equals the 6-channel file with the signal on C (or on L and R), whole and
+    streamed, and ``format=`` works as ``fmt=`` does (the CLI's name, which the format hints give)."""
+    rng = np.random.default_rng(2)
+    lay = LAYOUTS["5.1"]
+    x = np.stack([_speechlike(2 * FS, i) for i in range(lay.n_channels)]) * rng.uniform(0.2, 1, (lay.n_channels, 1))
+    mono = x.sum(0, keepdims=True) * 0.3
+    on_c = np.zeros_like(x)
+    on_c[lay.labels.index("C")] = mono[0]
+    a = spaq.score(x, mono, sample_rate=FS, format="5.1", metrics=["quality", "cues"])
+    b = spaq.score(x, on_c, sample_rate=FS, fmt="5.1", metrics=["quality", "cues"])
+    for m in ("quality", "cues"):
+        assert a.results[m].score == pytest.approx(b.results[m].score, abs=1e-9)
+    assert a.results["quality"].score < 60.0  # a mono downmix of a 5.1 scene is a large spatial loss
+    assert any("played from the centre loudspeaker (C)" in w for w in a.warnings)
+    st = spaq.score(x[:2], x[:1], sample_rate=FS, format="stereo", metrics=["cues"])
+    g = np.vstack([x[:1], x[:1]]) / np.sqrt(2)
+    assert st.results["cues"].score == pytest.approx(
+        spaq.score(x[:2], g, sample_rate=FS, fmt="stereo", metrics=["cues"]).results["cues"].score, abs=1e-9)
+    assert any("L and R at -3 dB" in w for w in st.warnings)
+    pr, pm = tmp_path / "r.wav", tmp_path / "m.wav"
+    sf.write(pr, x.T.astype(np.float32), FS, subtype="FLOAT")
+    sf.write(pm, mono.T.astype(np.float32), FS, subtype="FLOAT")
+    s = spaq.score(str(pr), str(pm), fmt="5.1", metrics=["quality"], stream=True)
+    w = spaq.score(str(pr), str(pm), fmt="5.1", metrics=["quality"], stream=False)
+    assert s.streamed and s.results["quality"].score == pytest.approx(w.results["quality"].score, abs=1e-3)
+    with pytest.raises(spaq.errors.SpaqInputError, match="name two formats"):
+        spaq.score(x, x, sample_rate=FS, fmt="5.1", format="7.1")

@@ -201,13 +201,14 @@ def _binaural_view(pair: SignalPair) -> SignalPair:
 def score(ref, deg, sample_rate: int | None = None, metrics=None, fmt=None, trim: bool = False,
           checkpoint=None, offline: bool | None = None, maps: bool = False, device: str = "cpu",
           strict: bool = False, fast: bool | None = None, stream: bool | None = None,
-          progress=None, align: bool = True, sources=None, n_sources: int | None = None) -> ScoreReport:
+          progress=None, align: bool = True, sources=None, n_sources: int | None = None,
+          format=None) -> ScoreReport:
     """Score ``deg`` against ``ref``.
 
     ref, deg: file paths, numpy arrays or torch tensors ``[channels, time]`` or
     ``[batch, channels, time]`` (then ``sample_rate`` is required). Binaural (2 channels) or
-    ambisonics ACN/SN3D ((N+1)^2 channels; ``fmt`` overrides, e.g. ``"foa/fuma"``).
-    Each metric gets the pair at its own rate (its ``sample_rate`` attribute; resampled with a
+    ambisonics ACN/SN3D ((N+1)^2 channels; ``fmt`` overrides, e.g. ``"foa/fuma"``; ``format=`` is the same
+    argument under the CLI's name). Each metric gets the pair at its own rate (its ``sample_rate`` attribute; resampled with a
     warning naming the rate). ``metrics``: names (default: the registry's default metrics,
     :func:`spaq.metrics.default_metrics`). Batched input gives ``(B,)`` scores. ``fast``:
     ``None`` (default) leaves each metric its default mode; ``True`` computes every auditory
@@ -248,6 +249,9 @@ def score(ref, deg, sample_rate: int | None = None, metrics=None, fmt=None, trim
     Threads: torch runs on the cores free now, at most its current setting
     (:func:`spaq.threads.torch_threads`; ``SPAQ_NUM_THREADS`` overrides), restored afterwards.
     """
+    from .formats import format_argument
+
+    fmt = format_argument(fmt, format)
     if isinstance(metrics, str):  # one name: a list of one, not of its letters
         metrics = [metrics]
     names = list(metrics) if metrics else list(default_metrics())
@@ -385,11 +389,11 @@ def _silent_kind(n_ch: int, fmt) -> str:
         raise SpaqInputError(f"predictor: {e}") from None
 
 
-def predict(x, sample_rate: int | None = None, fmt=None, checkpoint=None) -> dict | list:
+def predict(x, sample_rate: int | None = None, fmt=None, checkpoint=None, *, format=None) -> dict | list:
     """Reference-free quality of ``x`` (the ``predictor`` metric): a file path, a numpy array /
     torch tensor ``(channels, time)`` or ``(batch, channels, time)`` (``sample_rate`` required),
     ``(time,)`` (mono), or a list of those or of paths (each scored on its own: lengths may differ).
-    1 channel is mono, 2 binaural, (N+1)^2 ambisonics ACN/SN3D (``fmt`` overrides, e.g. ``"foa/fuma"``
+    1 channel is mono, 2 binaural, (N+1)^2 ambisonics ACN/SN3D (``fmt`` or ``format`` overrides, e.g. ``"foa/fuma"``
     or a loudspeaker layout, rendered binaurally: ``format`` is then ``binaural``, ``input_format`` the
     layout, and a warning says so).
 
@@ -404,8 +408,10 @@ def predict(x, sample_rate: int | None = None, fmt=None, checkpoint=None) -> dic
     import numpy as np
 
     from .errors import SpaqInputError
+    from .formats import format_argument
     from .io import _is_pathlike
 
+    fmt = format_argument(fmt, format)
     if isinstance(x, (list, tuple)) and len(x) == 0:
         raise SpaqInputError("nothing to predict: x is an empty list; give a file path, an array or a list of them")
     if isinstance(x, (list, tuple)) and x and any(_is_pathlike(p) or len(getattr(p, "shape", ())) > 0 for p in x):

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from .spatial.layouts import LAYOUTS, Layout, get_layout, layouts_with_channels
 from .spatial.sh import NORMALISATIONS, n_channels, order_from_channels
 
-__all__ = ["SpatialFormat", "detect_format", "parse_format"]
+__all__ = ["SpatialFormat", "detect_format", "parse_format", "format_argument"]
 
 
 @dataclass(frozen=True)
@@ -154,3 +154,14 @@ def parse_format(text: str) -> SpatialFormat:
         f"unknown format {text!r}; use binaural, foa, hoa2, hoa3, ambisonics[:N] (optionally /sn3d, /n3d "
         f"or /fuma) or a loudspeaker layout: {', '.join(LAYOUTS)}"
     )
+
+
+def format_argument(fmt=None, format=None):
+    """The one format a Python entry point was given: ``spaq.score``, ``spaq.predict`` and ``spaq.localize`` take
+    it as ``fmt=`` or ``format=`` (the CLI's ``--format``), either name; both naming different formats is a
+    one-line :class:`~spaq.errors.SpaqInputError`."""
+    if fmt is not None and format is not None and str(fmt) != str(format):
+        from .errors import SpaqInputError
+
+        raise SpaqInputError(f"fmt={fmt!r} and format={format!r} name two formats: give one")
+    return fmt if fmt is not None else format

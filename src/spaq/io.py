@@ -30,6 +30,7 @@ import soundfile
 from .files import atomic_write  # noqa: F401  (spaq.io.atomic_write stays importable)
 from .errors import SpaqError, SpaqInputError
 from .formats import SpatialFormat, detect_format, parse_format
+from .spatial.layouts import get_layout
 from .spatial.sh import convert_normalisation, order_from_channels
 
 __all__ = ["SignalPair", "PairReader", "read_audio", "write_audio", "atomic_write", "load_pair", "resample", "stream_threshold_bytes",
@@ -303,8 +304,9 @@ class PairReader:
     needed), ambisonics in ACN/SN3D, trimmed to the common length ``n_samples``."""
 
     def __init__(self, ref: _FileSegments, deg: _FileSegments, n_samples: int, normalisation: str | None,
-                 offsets: tuple[int, int] = (0, 0), n_channels: int | None = None):
+                 offsets: tuple[int, int] = (0, 0), n_channels: int | None = None, fmt=None):
         self._files = (ref, deg)
+        self._fmt = fmt  # the pair's format: a one-channel file beside a layout goes to its centre (_pad_channels)
         self._offsets = (int(offsets[0]), int(offsets[1]))
         self.n_samples = int(n_samples)
         #: both signals' channel count (ambisonics of a lower order are zero-padded to it)
@@ -318,7 +320,7 @@ class PairReader:
         a, b = max(0, int(a)), min(self.n_samples, int(b))
         out = []
         for f, o in zip(self._files, self._offsets):
-            x = _pad_channels(f.read(a + o, b + o), self.n_channels)
+            x = _pad_channels(f.read(a + o, b + o), self.n_channels, self._fmt)
             if self._norm not in (None, "sn3d"):
                 x = convert_normalisation(x, self._norm, "sn3d")
             out.append(np.ascontiguousarray(x, dtype=self.dtype)[None])
@@ -485,6 +487,13 @@ def _channels_to_pad(n_ref: int, n_deg: int, fmt, ref_label: str, deg_label: str
         except ValueError:
             f = None  # _resolve_format reports a bad format; here it only means "neither binaural nor ambisonics"
     known = isinstance(f, SpatialFormat)
+    if known and f.is_layout and f.kind != "mono" and sorted((n_ref, n_deg)) == [1, get_layout(f.layout).n_channels]:
+        low, high = (ref_label, deg_label) if n_ref == 1 else (deg_label, ref_label)
+        lay = get_layout(f.layout)
+        where = "the centre loudspeaker (C)" if "C" in lay.labels else "L and R at -3 dB each (a phantom centre)"
+        warnings.append(f"{low} has one channel beside {high}'s {lay.name} layout: {low} is played from {where}, as a "
+                        f"mono downmix over the loudspeakers")
+        return lay.n_channels
     if sorted((n_ref, n_deg)) == [1, 2] and (fmt is None or (known and f.kind == "binaural")):
         low, high = (ref_label, deg_label) if n_ref == 1 else (deg_label, ref_label)
         warnings.append(f"{low} has one channel and {high} two: {low} is played diotically (the same signal in both "
@@ -506,11 +515,37 @@ def _channels_to_pad(n_ref: int, n_deg: int, fmt, ref_label: str, deg_label: str
     return max(n_ref, n_deg)
 
 
-def _pad_channels(x: np.ndarray, n: int) -> np.ndarray:
+def _mono_gains(fmt, n: int) -> np.ndarray | None:
+    """The ``(n,)`` gains a one-channel signal gets beside a loudspeaker layout of ``n`` channels (``fmt``): 1 on
+    its centre loudspeaker, or 1/sqrt(2) on L and R where it has none (stereo); None for other formats."""
+    f = fmt
+    if isinstance(fmt, str):
+        try:
+            f = parse_format(fmt)
+        except ValueError:
+            return None
+    if not (isinstance(f, SpatialFormat) and f.is_layout and f.kind != "mono"):
+        return None
+    lay = get_layout(f.layout)
+    if lay.n_channels != n:
+        return None
+    g = np.zeros(n)
+    if "C" in lay.labels:
+        g[lay.labels.index("C")] = 1.0
+    else:
+        g[[lay.labels.index("L"), lay.labels.index("R")]] = 1.0 / np.sqrt(2.0)
+    return g
+
+
+def _pad_channels(x: np.ndarray, n: int, fmt=None) -> np.ndarray:
     """``(..., C, T)`` -> ``(..., n, T)`` with zero channels appended (``x`` itself when C == n); one
-    channel to two: the same signal twice (diotic, beside a binaural signal)."""
+    channel to two: the same signal twice (diotic, beside a binaural signal); one channel beside a loudspeaker
+    layout ``fmt`` of ``n`` channels: on its centre loudspeaker (:func:`_mono_gains`)."""
     if x.shape[-2] == n:
         return x
+    g = _mono_gains(fmt, n) if x.shape[-2] == 1 else None
+    if g is not None:
+        return x * g.astype(x.dtype)[:, None]
     if x.shape[-2] == 1 and n == 2:
         return np.repeat(x, 2, axis=-2)
     pad = [(0, 0)] * x.ndim
@@ -729,8 +764,9 @@ def _load_pair_streamed(ref, deg, target_rate, fmt, trim, min_duration_s, align:
     lengths = [files[0].n_out, files[1].n_out]
     if align:
         w = int(ALIGN_WINDOW_S * sr_used)
-        al = _estimate(_pad_channels(files[0].read(0, min(w, files[0].n_out)), n_ch),
-                       _pad_channels(files[1].read(0, min(w, files[1].n_out)), n_ch), sr_used, spatial_fmt.kind)
+        al = _estimate(_pad_channels(files[0].read(0, min(w, files[0].n_out)), n_ch, spatial_fmt),
+                       _pad_channels(files[1].read(0, min(w, files[1].n_out)), n_ch, spatial_fmt), sr_used,
+                       spatial_fmt.kind)
         if al is None:
             alignment = {"applied": False, "reason": "a side is silent or too short: not aligned"}
         else:
@@ -747,7 +783,8 @@ def _load_pair_streamed(ref, deg, target_rate, fmt, trim, min_duration_s, align:
     norm = in_norm if spatial_fmt.is_ambisonics else None
     return SignalPair(ref=None, deg=None, sample_rate_in=sr_r, sample_rate_used=sr_used, format=spatial_fmt,
                       warnings=warnings, batched=False, ref_name=str(ref), deg_name=str(deg),
-                      reader=PairReader(files[0], files[1], n, norm, offsets, n_channels=n_ch), alignment=alignment)
+                      reader=PairReader(files[0], files[1], n, norm, offsets, n_channels=n_ch, fmt=spatial_fmt),
+                      alignment=alignment)
 
 
 def load_pair(
@@ -815,7 +852,7 @@ def load_pair(
 
     # channels and format (ambisonics of two orders: the lower one zero-padded)
     n_ch = _channels_to_pad(r.shape[1], d.shape[1], fmt, ref_label, deg_label, warnings)
-    r, d = _pad_channels(r, n_ch), _pad_channels(d, n_ch)
+    r, d = _pad_channels(r, n_ch, fmt), _pad_channels(d, n_ch, fmt)
     spatial_fmt, in_norm = _resolve_format(fmt, n_ch, ref_label)
 
     # batch

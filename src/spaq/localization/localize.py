@@ -316,9 +316,10 @@ def direct_coherence(feats: torch.Tensor, levels: torch.Tensor, range_db: float 
 
 def localize(x, sample_rate: int | None = None, format=None, *, n_sources: int = 1, weights=None,
              frame_s: float | None = None, silence_db: float = -90.0, active_range_db: float = 30.0,
-             overlap: float | None = None, method: str = "auto", hrtf=None) -> LocalizationResult:
+             overlap: float | None = None, method: str = "auto", hrtf=None, fmt=None) -> LocalizationResult:
     """Localise the source(s) in one stream ``x``: a file path or an array ``(channels, time)``
-    (``sample_rate`` needed for arrays). ``format``: "binaural", "foa", "hoa3", ... or None
+    (``sample_rate`` needed for arrays). ``format`` (or ``fmt``, as ``spaq.score`` names it): "binaural",
+    "foa", "hoa3", ... or None
     (2 channels: binaural, (N+1)^2: ambisonics ACN/SN3D). Binaural input at another rate
     than the model's is resampled. ``frame_s``: trajectory frame (ambisonics; binaural
     frames are the model's analysis windows, about 0.47 s for the shipped models, overlapping by
@@ -349,6 +350,9 @@ def localize(x, sample_rate: int | None = None, format=None, *, n_sources: int =
     n_sources = check_source_count(n_sources)
     if frame_s is not None and (isinstance(frame_s, bool) or not isinstance(frame_s, numbers.Real) or not frame_s > 0):
         raise SpaqInputError(f"frame_s must be a number of seconds > 0, got {frame_s!r}")
+    from ..formats import format_argument
+
+    format = format_argument(fmt, format)
     arr, sr, name = _load_input(x, sample_rate)
     fmt = _resolve_format(format, arr.shape[0], name)
     power = float(np.mean(np.square(arr, dtype=np.float64)))
