@@ -116,3 +116,35 @@ def test_several_sources_through_the_command(tmp_path, capsys):
     assert main(["score", *files, "-m", "cues", "--n-sources", "2"]) == 2
     cap = capsys.readouterr()
     assert "finds sources" in cap.err and "Traceback" not in cap.out + cap.err
+
+
+def test_loudspeaker_layouts_by_the_intensity_of_their_feeds():
+    """Loudspeaker feeds were rendered binaurally and localised by the templates: a phantom image between L and C
+    (equal feeds) read 165 deg / 31 deg elevation, and two uncorrelated sources on L and Rs neither +30 nor -110.
+    The feeds encoded as plane waves from their loudspeakers give the velocity vector's direction exactly (15 deg
+    for equal L + C: atan of (sin 30) / (1 + cos 30)) and keep separate sources apart; the metric reports it, and a
+    binaural method asked for still renders (the listener's view)."""
+    from spaq.localization import localize
+    from spaq.spatial.layouts import LAYOUTS, layout_to_ambisonics
+
+    rng = np.random.default_rng(8)
+    lay = LAYOUTS["5.1"]
+    s = rng.standard_normal(48000) * 0.05
+    g = 1 / np.sqrt(2)
+    lc, rc = np.zeros((6, 48000)), np.zeros((6, 48000))
+    lc[0] = lc[2] = g * s
+    rc[1] = rc[2] = g * s
+    r = localize(lc, 48000, format="5.1")
+    assert r.method == "intensity" and r.azimuth_deg[0] == pytest.approx(15.0, abs=0.5)
+    assert abs(r.elevation_deg[0]) < 0.5
+    rep = spaq.score(lc, rc, sample_rate=48000, fmt="5.1", metrics=["localization"])
+    assert rep.results["localization"].score == pytest.approx(30.0, abs=1.0) and rep.rendered is None
+    two = np.zeros((6, 96000))
+    two[0], two[5] = rng.standard_normal((2, 96000)) * 0.05  # L (+30) and Rs (-110)
+    r2 = localize(two, 48000, format="5.1", n_sources=2)
+    found = sorted(np.round(r2.azimuth_deg, 0))
+    assert found[0] == pytest.approx(-110.0, abs=2.0) and found[1] == pytest.approx(30.0, abs=2.0)
+    # the LFE is not a direction; the encoding is ACN/SN3D: W is the sum of the feeds
+    amb = layout_to_ambisonics(lc, lay)
+    np.testing.assert_allclose(amb[0], lc[[0, 1, 2, 4, 5]].sum(0), atol=1e-12)
+    assert localize(lc, 48000, format="5.1", method="templates").method == "templates"

@@ -361,7 +361,8 @@ def localize(x, sample_rate: int | None = None, format=None, *, n_sources: int =
     rms_db = 10 * np.log10(power)
     if rms_db < silence_db:
         raise SpaqInputError(f"{name} is silent (RMS {rms_db:.0f} dBFS): no direction can be estimated")
-    if fmt.kind == "layout":
+    layout_intensity = fmt.kind == "layout" and method == "auto" and hrtf is None and weights is None
+    if fmt.kind == "layout" and not layout_intensity:  # a binaural method asked for: the listener's view
         from ..spatial.layouts import render_layout_binaural
 
         y = render_layout_binaural(arr, fmt.layout_spec, sample_rate=sr)
@@ -369,17 +370,24 @@ def localize(x, sample_rate: int | None = None, format=None, *, n_sources: int =
                                      hrtf, frame_s)
         res.format = f"{fmt.describe()}, rendered binaurally (virtual loudspeakers, default HRTF)"
         return _rate_note(res, sr)
-    if fmt.is_ambisonics:
+    if fmt.is_ambisonics or layout_intensity:
         from ..auditory.doa import intensity_doa
 
-        r = intensity_doa(arr, sr, n_sources=n_sources, frame_s=frame_s or 0.1, normalisation=fmt.normalisation)
+        if layout_intensity:  # the feeds as plane waves from their loudspeakers: exact for panned and separate sources
+            from ..spatial.layouts import layout_to_ambisonics
+
+            amb, norm = layout_to_ambisonics(arr, fmt.layout_spec, order=1), "sn3d"
+            how = ("active intensity vector of the loudspeaker feeds encoded as plane waves from their nominal "
+                   "directions (first-order ambisonics, LFE dropped)")
+        else:
+            amb, norm, how = arr, fmt.normalisation, "active intensity vector (first-order channels)"
+        r = intensity_doa(amb, sr, n_sources=n_sources, frame_s=frame_s or 0.1, normalisation=norm)
         return LocalizationResult(
             format=fmt.describe(), method="intensity", sample_rate=sr,
             azimuth_deg=r.azimuth_deg, elevation_deg=r.elevation_deg, confidence=r.confidence,
             frame_times_s=r.frame_times_s, frame_azimuth_deg=r.frame_azimuth_deg,
             frame_elevation_deg=r.frame_elevation_deg, frame_confidence=r.frame_confidence,
-            provenance={"method": "active intensity vector (first-order channels)", "diffuseness": float(r.diffuseness),
-                        **r.settings},
+            provenance={"method": how, "diffuseness": float(r.diffuseness), **r.settings},
         )
     return _rate_note(_localize_binaural_any(arr, sr, name, n_sources, weights, active_range_db, overlap, method,
                                              choice, hrtf, frame_s), sr)

@@ -41,20 +41,29 @@ def _side_warnings(c, have: list) -> list:
 LOW_CONFIDENCE = 0.2
 
 
+def _format_name(f) -> str:
+    """What :func:`spaq.localization.compare_localization` is told: binaural, ambisonics, or the layout's name."""
+    if f.is_binaural:
+        return "binaural"
+    return f.layout if f.kind == "layout" else "ambisonics"
+
+
 class Localization(Metric):
     name = "localization"
-    version = "1.4"  # 1.1: binaural default is template matching (was the BAST model); 1.2: cue BAST when reverberant;
+    version = "1.5"  # 1.1: binaural default is template matching (was the BAST model); 1.2: cue BAST when reverberant;
     # 1.3: the templates gained the exact-head stages (one source, several: level-weighted 2048-point votes) and
     # frequency-scaled heads; 1.4: the several-source votes cancel each found source in every bin (they dropped
-    # the bins it explained): n_sources >= 2 only
+    # the bins it explained): n_sources >= 2 only; 1.5: loudspeaker layouts by the intensity of their feeds
+    # encoded as plane waves (were rendered binaurally: a phantom image between L and C read 165 deg, now 15)
     description = ("angular error (degrees) between source directions found in reference and degraded "
-                   "(binaural: HRTF cue template matching; ambisonics: intensity vectors); lower is better")
+                   "(binaural: HRTF cue template matching; ambisonics and loudspeaker layouts: intensity vectors); "
+                   "lower is better")
     unit = "deg"
     higher_is_better = False
     score_range = (0.0, 180.0)
     best_value = 0.0
     sample_rate = 48000
-    formats = ("binaural", "ambisonics")
+    formats = ("binaural", "ambisonics", "layout")
     differentiable = False
     needs_weights = False  # templates come from the packaged HRTF sets; the BAST model ships inside the package
     streamable = True
@@ -78,7 +87,7 @@ class Localization(Metric):
             return "templates: lower held-out error on coherent signals (benchmarks/results/localizer_v2.md)"
         if method == "bast":
             return "bast: weights given, method='bast' asked for, or a reverberant reference"
-        return f"{method}: ambisonics"
+        return f"{method}: ambisonics or loudspeaker feeds (plane waves from their loudspeakers)"
 
     #: Streamed (long) pairs are localised segment by segment, this many seconds each.
     segment_s = 10.0
@@ -110,7 +119,8 @@ class Localization(Metric):
                          "degraded_directions": (it["degraded"] or {}).get("sources")})
             if np.isfinite(c.mean_error_deg):
                 errs.append(c.mean_error_deg)
-                weights.append(float(np.sum(np.asarray(r, dtype=np.float64)[0, :1 if fmt == "ambisonics" else 2] ** 2)))
+                a = np.asarray(r, dtype=np.float64)[0]
+                weights.append(float(np.sum((a[:1] if fmt == "ambisonics" else a) ** 2)))
         if not segs:
             raise MetricUnavailable("localization: every segment of the reference is silent: no direction")
         if not errs:
@@ -127,7 +137,7 @@ class Localization(Metric):
         from ..localization import compare_localization
 
         self.check_format(pair)
-        fmt = "binaural" if pair.format.is_binaural else "ambisonics"
+        fmt = _format_name(pair.format)
         if pair.streamed:
             return self._score_streamed(pair, fmt)
         scores, items, warn = [], [], []

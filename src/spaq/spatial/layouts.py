@@ -48,6 +48,7 @@ __all__ = [
     "layout_hrirs",
     "render_layout_binaural",
     "layout_to_binaural_pair",
+    "layout_to_ambisonics",
 ]
 
 
@@ -183,6 +184,27 @@ def _to_numpy(x) -> np.ndarray:
     if hasattr(x, "detach"):  # a torch tensor, on any device
         x = x.detach().cpu().numpy()
     return np.asarray(x)
+
+
+def layout_to_ambisonics(x, layout, order: int = 1) -> np.ndarray:
+    """Loudspeaker feeds ``x (..., C, T)`` -> ``(..., (order+1)^2, T)`` ACN/SN3D: each feed a plane wave from its
+    loudspeaker's nominal direction (the sound field at the listening position, anechoic, no distance
+    attenuation), summed; the LFE channel is dropped. A phantom image's active intensity then points where the
+    velocity vector of its panning does (equal feeds on L and C: 15 deg), and uncorrelated feeds stay apart in
+    time-frequency: what :func:`spaq.auditory.doa.intensity_doa` reads."""
+    from .ambisonics import encode_plane_waves
+
+    lay = _as_layout(layout)
+    x = _to_numpy(x)
+    if x.ndim < 2 or x.shape[-2] != lay.n_channels:
+        raise LayoutError(f"layout {lay.describe()} has {lay.n_channels} channels but the signal has shape {x.shape}")
+    ch = list(lay.spatial_channels)
+    az, el = np.asarray(lay.azimuth_deg)[ch], np.asarray(lay.elevation_deg)[ch]
+    feeds = np.asarray(x[..., ch, :], dtype=np.float64)
+    if feeds.ndim == 2:
+        return encode_plane_waves(feeds, az, el, int(order))
+    return np.stack([encode_plane_waves(f, az, el, int(order)) for f in feeds.reshape(-1, *feeds.shape[-2:])]
+                    ).reshape(*feeds.shape[:-2], (int(order) + 1) ** 2, feeds.shape[-1])
 
 
 def render_layout_binaural(x, layout, hrtf=None, sample_rate: int = 48000,
