@@ -139,8 +139,12 @@ def test_loudspeaker_layouts_by_the_intensity_of_their_feeds():
     assert abs(r.elevation_deg[0]) < 0.5
     rep = spaq.score(lc, rc, sample_rate=48000, fmt="5.1", metrics=["localization"])
     assert rep.results["localization"].score == pytest.approx(30.0, abs=1.0) and rep.rendered is None
-    two = np.zeros((6, 96000))
-    two[0], two[5] = rng.standard_normal((2, 96000)) * 0.05  # L (+30) and Rs (-110)
+    from spaq.data.sources import make_source
+
+    two = np.zeros((6, 96000))  # speech on L (+30), pink noise on Rs (-110): within 1 deg on four seeds (two white
+    # noises, which share every time-frequency bin, up to 3.4 deg off)
+    two[0] = make_source("speech", 2.0, 48000, rng, level_dbfs=-30)[0][:96000]
+    two[5] = make_source("pink_noise", 2.0, 48000, rng, level_dbfs=-30)[0][:96000]
     r2 = localize(two, 48000, format="5.1", n_sources=2)
     found = sorted(np.round(r2.azimuth_deg, 0))
     assert found[0] == pytest.approx(-110.0, abs=2.0) and found[1] == pytest.approx(30.0, abs=2.0)
