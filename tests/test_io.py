@@ -450,10 +450,20 @@ def test_error_fmt_channel_mismatch(tmp_path):
 
 def test_error_fuma_not_4_channels():
     x = sine(ch=9)
-    with pytest.raises(SpaqInputError, match=r"FuMa .*first order \(4 channels\).*has 9 channels"):
+    # FuMa is defined to third order: it is spaq that reads it at first order only, and the message says so
+    with pytest.raises(SpaqInputError, match=r"^FuMa is defined up to third order, but spaq reads it at first order "
+                                             r"\(4 channels, W X Y Z\) only; ref <array> has 9 channels: convert it to "
+                                             r"ACN/SN3D or ACN/N3D and give --format hoa2 or hoa2/n3d$"):
         load_pair(x, x, sample_rate=SR, fmt="foa/fuma")
     with pytest.raises(SpaqInputError, match="FuMa"):
         load_pair(x, x, sample_rate=SR, fmt="ambisonics/fuma")
+    x4 = sine(ch=4)  # four channels, but a FuMa order above 1 asked for
+    with pytest.raises(SpaqInputError, match=r"spaq reads it at first order .* has 4 channels: give --format foa/fuma$"):
+        load_pair(x4, x4, sample_rate=SR, fmt="hoa3/fuma")
+    from spaq.localization import localize  # the localizer reads formats with the same line
+
+    with pytest.raises(SpaqInputError, match=r"^FuMa is defined up to third order, .* array has 9 channels: convert"):
+        localize(x, SR, format="foa/fuma")
 
 
 def test_error_unknown_fmt_string():

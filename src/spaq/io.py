@@ -29,7 +29,7 @@ import soundfile
 
 from .files import atomic_write  # noqa: F401  (spaq.io.atomic_write stays importable)
 from .errors import SpaqError, SpaqInputError
-from .formats import SpatialFormat, detect_format, parse_format
+from .formats import SpatialFormat, detect_format, fuma_order_message, parse_format
 from .spatial.layouts import get_layout
 from .spatial.sh import convert_normalisation, order_from_channels
 
@@ -585,10 +585,7 @@ def _resolve_format(fmt, n_ch: int, ref_label: str) -> tuple[SpatialFormat, str]
                 )
             f = SpatialFormat("ambisonics", order, norm)
         if norm == "fuma" and (f.order != 1 or n_ch != 4):
-            raise SpaqInputError(
-                f"FuMa normalisation is defined for first order (4 channels) only, "
-                f"but {ref_label} has {n_ch} channels"
-            )
+            raise SpaqInputError(fuma_order_message(n_ch, ref_label))
         if f.n_channels != n_ch:
             raise SpaqInputError(f"format {f.describe()} expects {f.n_channels} channel{'' if f.n_channels == 1 else 's'} but {ref_label} has {n_ch}")
         return f, norm

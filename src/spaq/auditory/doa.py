@@ -110,7 +110,9 @@ def _first_order_sn3d(x: torch.Tensor, normalisation: str) -> torch.Tensor:
     normalisation = normalisation.lower()
     if normalisation == "fuma":
         if n_ch != 4:
-            raise SpaqInputError(f"FuMa ambisonics must have 4 channels, got {n_ch}")
+            from ..formats import fuma_order_message
+
+            raise SpaqInputError(fuma_order_message(n_ch, "the signal"))
         return convert_normalisation(x, "fuma", "sn3d")
     if order_from_channels(n_ch) is None:
         raise SpaqInputError(

@@ -250,7 +250,11 @@ def _resolve_format(fmt, n_ch: int, name: str):
         from ..formats import SpatialFormat as SF
         from ..spatial.sh import order_from_channels
 
-        order = order_from_channels(n_ch) if f.normalisation != "fuma" else (1 if n_ch == 4 else None)
+        if f.normalisation == "fuma" and (n_ch != 4 or f.order not in (0, 1)):
+            from ..formats import fuma_order_message
+
+            raise SpaqInputError(fuma_order_message(n_ch, name))
+        order = order_from_channels(n_ch)
         if order is None:
             raise SpaqInputError(f"{name}: {n_ch} channels is not ambisonics ((N+1)^2 channels, ACN order)")
         if f.order and f.order != order:

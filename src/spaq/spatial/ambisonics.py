@@ -42,7 +42,7 @@ def encode(signal, azimuth_deg, elevation_deg, order: int, normalisation: str = 
     y = sh_matrix(order, azimuth_deg, elevation_deg, "n3d" if normalisation == "n3d" else "sn3d")
     if normalisation == "fuma":
         if order != 1:
-            raise SpaqError("FuMa encoding exists for first order only")
+            raise SpaqError("FuMa is defined up to third order, but spaq encodes it at first order only")
     if y.ndim == 1:
         out = y[:, None] * s[..., None, :]
     else:

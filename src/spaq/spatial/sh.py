@@ -116,7 +116,7 @@ def convert_normalisation(x, src: str, dst: str = "sn3d"):
     if order is None:
         raise ValueError(f"{n_ch} channels is not an ambisonic channel count")
     if "fuma" in (src, dst) and order != 1:
-        raise ValueError("FuMa conversion is supported for first order (4 channels) only")
+        raise ValueError("FuMa is defined up to third order, but spaq converts it at first order (4 channels) only")
 
     def gains(vec):
         g = np.asarray(vec, dtype=np.float64)
