@@ -111,6 +111,32 @@ def test_silence_is_said_clearly():
     assert d["azimuth_deg"][0][0] is None
 
 
+def test_what_is_silent_is_said():
+    """No direction: the message says what is silent, not 'the input is silent' for a loud file (a quad file
+    with content in channel 0 only, read as W; one with content in channel 1 only; W alone beside 3OA)."""
+    rng = np.random.default_rng(0)
+    w_only = np.zeros((4, FS // 2))
+    w_only[0] = 0.1 * rng.standard_normal(FS // 2)
+    with pytest.raises(SpaqInputError, match=r"^the input: its first-order \(directional\) channels 2-4 are silent "
+                                             r"\(all zero\) while W is not \(-20 dBFS\): an omnidirectional signal "
+                                             r"has no direction"):
+        intensity_doa(w_only, FS)
+    y_only = np.roll(w_only, 1, axis=0)
+    with pytest.raises(SpaqInputError, match=r"^the input: its W \(omnidirectional, channel 1\) is silent \(all zero\) "
+                                             r"while its first-order channels are not \(-20 dBFS\): not an ACN/SN3D "
+                                             r"ambisonic signal, or its channels are in another order"):
+        intensity_doa(y_only, FS)
+    with pytest.raises(SpaqInputError, match=r"^the input is silent \(W and its first-order channels below -100 dBFS\)"):
+        intensity_doa(np.zeros((4, FS // 2)), FS)
+    good = encode(1, [40.0], [0.0], rng.standard_normal(FS // 2))[0]
+    with pytest.raises(SpaqInputError, match=r"^1 of 2 items \(first: item 1\): its first-order"):
+        intensity_doa(np.stack([good, w_only]), FS)
+    hoa3 = np.zeros((16, FS // 2))
+    hoa3[0] = w_only[0]
+    with pytest.raises(SpaqInputError, match=r"channels 2-4 are silent"):
+        intensity_doa(hoa3, FS)
+
+
 def test_bad_channel_counts():
     with pytest.raises(SpaqInputError, match="not ambisonics"):
         intensity_doa(np.zeros((5, 1000)), FS)

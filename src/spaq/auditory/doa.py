@@ -250,6 +250,30 @@ def _refine(u: torch.Tensor, w: torch.Tensor, start: torch.Tensor, cos_cap: floa
     return d
 
 
+def _silence_message(where: str, why: str, xt: torch.Tensor, item: int, silence_db: float,
+                     max_diffuseness: float) -> str:
+    """What is silent in item ``item`` of ``xt (..., channels, time)`` (as read), one line: every channel; W
+    alone (not ACN/SN3D ambisonics, or another channel order); the first-order channels (a W-only signal:
+    no direction); or every bin's direction (a fully diffuse field)."""
+    x = xt.reshape(-1, xt.shape[-2], xt.shape[-1])[item]
+    w = float(x[0].pow(2).mean().sqrt())
+    d = float(x[1:4].pow(2).mean(-1).sum().sqrt())
+    db = lambda v: f"{20 * math.log10(v):.0f} dBFS" if v > 0 else "all zero"  # noqa: E731
+    thr = 10.0 ** (silence_db / 20.0)
+    tail = "no direction can be estimated"
+    if why == "w" and d > thr:
+        return (f"{where}: its W (omnidirectional, channel 1) is silent ({db(w)}) while its first-order channels are "
+                f"not ({db(d)}): not an ACN/SN3D ambisonic signal, or its channels are in another order; {tail}")
+    if why == "w":
+        return f"{where} is silent (W and its first-order channels below {silence_db:g} dBFS): {tail}"
+    if d <= 1e-5 * w:
+        return (f"{where}: its first-order (directional) channels 2-4 are silent ({db(d)}) while W is not ({db(w)}): "
+                f"an omnidirectional signal has no direction (a mono signal, or channels that are not ambisonics, "
+                f"e.g. loudspeaker feeds, read as ACN); {tail}")
+    return (f"{where} has no directional time-frequency bin (every bin's diffuseness above {max_diffuseness:g}: a "
+            f"fully diffuse field, its directional part silent): {tail}")
+
+
 def intensity_doa(
     x,
     sample_rate: int,
@@ -335,16 +359,19 @@ def intensity_doa(
     silent = np.zeros(B, dtype=bool)
     thr = 10.0 ** (silence_db / 20.0)
 
+    why = [None] * B  # what is silent, per silent item (the message names the first)
     for b in range(B):
         e = Ef[b]
         if float(w_rms[b]) <= thr or float(e.max()) <= 0.0:
             silent[b] = True
+            why[b] = "w"
             continue
         floor = float(e.max()) * 10.0 ** (-dynamic_range_db / 10.0)
         nI = If[b].norm(dim=0)
         valid = (e > floor) & (psif[b] <= max_diffuseness) & (nI > 0)
         if not bool(valid.any()):
             silent[b] = True
+            why[b] = "diffuse"
             continue
         diff[b] = float((psif[b] * e).sum() / e.sum())
         u = (If[b][:, valid] / nI[valid]).T.contiguous()  # (K, 3)
@@ -392,10 +419,9 @@ def intensity_doa(
     silent_r = silent.reshape(batch_shape) if batch_shape else silent[0]
     if silent.any() and not allow_silence:
         n_sil = int(silent.sum())
-        where = "the input" if B == 1 else f"{n_sil} of {B} items"
-        raise SpaqInputError(
-            f"{where} is silent (W below {silence_db:g} dBFS or no directional energy): no direction can be estimated"
-        )
+        first = int(np.flatnonzero(silent)[0])
+        where = "the input" if B == 1 else f"{n_sil} of {B} items (first: item {first})"
+        raise SpaqInputError(_silence_message(where, why[first], xt, first, silence_db, max_diffuseness))
 
     def shp(a, *tail):
         return a.reshape(batch_shape + tail) if batch_shape else a.reshape(tail)
