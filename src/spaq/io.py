@@ -11,7 +11,10 @@ source holds no more precision: 8-24-bit PCM or float files, float32 arrays):
 * the reference is not silent (a silent degraded signal is accepted with a warning);
 * a common sample rate (deg resampled to ref's, then both to ``target_rate``);
 * a common length (< 1 % difference trimmed with a warning, more refused unless ``trim``);
-* ambisonics in ACN/SN3D (N3D and FuMa inputs are converted).
+* ambisonics in ACN/SN3D (N3D and FuMa inputs are converted);
+* content that does not fit the format gives a warning (:mod:`spaq.spatial.checks`: a full-band feed
+  in a layout's LFE slot, another channel order; ambisonics whose first-order channels are too loud
+  for SN3D, N3D or FuMa read as SN3D).
 
 Shapes: signals are ``(channels, time)`` for one item or ``(batch, channels, time)``;
 :class:`SignalPair` always holds ``(batch, channels, time)``.
@@ -30,6 +33,7 @@ import soundfile
 from .files import atomic_write  # noqa: F401  (spaq.io.atomic_write stays importable)
 from .errors import SpaqError, SpaqInputError
 from .formats import SpatialFormat, detect_format, fuma_order_message, parse_format
+from .spatial.checks import FormatContent, format_warnings
 from .spatial.layouts import get_layout
 from .spatial.sh import convert_normalisation, order_from_channels
 
@@ -340,9 +344,10 @@ def stream_threshold_bytes() -> int:
     return int(mb * 2 ** 20)
 
 
-def _scan_file(path, label: str, dtype: str) -> tuple[bool, tuple]:
+def _scan_file(path, label: str, dtype: str, content=None) -> tuple[bool, tuple]:
     """One pass over a file in blocks: raise if it holds NaN/Inf; return whether it is silent and its
-    level statistics (:func:`_level_stats`)."""
+    level statistics (:func:`_level_stats`); ``content``: a :class:`spaq.spatial.checks.FormatContent`
+    fed every block."""
     silent = True
     peak, hot, n = 0.0, 0, 0
     with soundfile.SoundFile(str(path)) as f:
@@ -352,6 +357,8 @@ def _scan_file(path, label: str, dtype: str) -> tuple[bool, tuple]:
                 silent = False
             p, h, m = _level_stats(block)
             peak, hot, n = max(peak, p), hot + h, n + m
+            if content is not None:
+                content.add(block.T)
     return silent, (peak, hot, n)
 
 
@@ -594,6 +601,18 @@ def _resolve_format(fmt, n_ch: int, ref_label: str) -> tuple[SpatialFormat, str]
     return f, f.normalisation
 
 
+def _format_content(fmt, n_ch: int, sr: int):
+    """A :class:`~spaq.spatial.checks.FormatContent` for a file of ``n_ch`` channels read in ``fmt`` (as
+    :func:`_resolve_format` reads it), or None when there is nothing to check or the format does not fit
+    (the checks after the scan say so)."""
+    try:
+        f = _resolve_format(fmt, n_ch, "")[0]
+    except SpaqInputError:
+        return None
+    c = FormatContent(f, sr, n_ch)
+    return c if c.active else None
+
+
 def _check_duration(n: int, sr: int, label: str, min_duration_s: float) -> None:
     dur = n / sr
     if dur < min_duration_s:
@@ -738,7 +757,8 @@ def _load_pair_streamed(ref, deg, target_rate, fmt, trim, min_duration_s, align:
         if info.frames == 0:
             raise SpaqInputError(f"{label} is empty (0 samples)")
     dt = "float64" if "float64" in (_dtype_for(infos[0]), _dtype_for(infos[1])) else "float32"
-    scans = [_scan_file(p, label, dt) for p, label in ((ref, ref_label), (deg, deg_label))]
+    contents = [_format_content(fmt, int(info.channels), int(info.samplerate)) for info in infos]
+    scans = [_scan_file(p, label, dt, c) for p, label, c in ((ref, ref_label, contents[0]), (deg, deg_label, contents[1]))]
     silent = [sc[0] for sc in scans]
     warnings: list[str] = []
     n_ch = _channels_to_pad(int(infos[0].channels), int(infos[1].channels), fmt, ref_label, deg_label, warnings)
@@ -751,6 +771,9 @@ def _load_pair_streamed(ref, deg, target_rate, fmt, trim, min_duration_s, align:
             warnings.append(w)
     if silent[1]:
         warnings.append(f"degraded signal is silent (all samples are zero): {deg_label}")
+    for c, lab in zip(contents, (ref_label, deg_label)):
+        if c is not None:
+            warnings.extend(w for w in c.warnings(lab) if w not in warnings)
     sr_r, sr_d = int(infos[0].samplerate), int(infos[1].samplerate)
     sr_used = sr_r if target_rate is None else _check_rate(target_rate, "target_rate")
     _rate_warning(sr_r, sr_d, sr_used, warnings)
@@ -873,6 +896,8 @@ def load_pair(
     if deg_silent.any():
         where = f" (batch items {np.flatnonzero(deg_silent).tolist()})" if d.shape[0] > 1 else ""
         warnings.append(f"degraded signal is silent (all samples are zero){where}: {deg_label}")
+    for x, sr_x, lab in (((d, sr_d, deg_label),) if reference_free else ((r, sr_r, ref_label), (d, sr_d, deg_label))):
+        warnings.extend(w for w in format_warnings(x, spatial_fmt, sr_x, lab) if w not in warnings)
 
     # sample rates: each side goes straight to the rate used (no double resampling)
     sample_rate_in = sr_r

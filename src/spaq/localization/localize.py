@@ -365,6 +365,9 @@ def localize(x, sample_rate: int | None = None, format=None, *, n_sources: int =
     rms_db = 10 * np.log10(power)
     if rms_db < silence_db:
         raise SpaqInputError(f"{name} is silent (RMS {rms_db:.0f} dBFS): no direction can be estimated")
+    from ..spatial.checks import format_warnings
+
+    notes = format_warnings(arr, fmt, sr, name)  # content that does not fit the format (the loaders' check)
     layout_intensity = fmt.kind == "layout" and method == "auto" and hrtf is None and weights is None
     if fmt.kind == "layout" and not layout_intensity:  # a binaural method asked for: the listener's view
         from ..spatial.layouts import render_layout_binaural
@@ -373,8 +376,8 @@ def localize(x, sample_rate: int | None = None, format=None, *, n_sources: int =
         res = _localize_binaural_any(y, sr, name, n_sources, weights, active_range_db, overlap, method, choice,
                                      hrtf, frame_s)
         res.format = f"{fmt.describe()}, rendered binaurally (virtual loudspeakers, default HRTF)"
-        return _rate_note(res, sr)
-    if fmt.is_ambisonics or layout_intensity:
+        res = _rate_note(res, sr)
+    elif fmt.is_ambisonics or layout_intensity:
         from ..auditory.doa import intensity_doa
 
         if layout_intensity:  # the feeds as plane waves from their loudspeakers: exact for panned and separate sources
@@ -386,15 +389,18 @@ def localize(x, sample_rate: int | None = None, format=None, *, n_sources: int =
         else:
             amb, norm, how = arr, fmt.normalisation, "active intensity vector (first-order channels)"
         r = intensity_doa(amb, sr, n_sources=n_sources, frame_s=frame_s or 0.1, normalisation=norm)
-        return LocalizationResult(
+        res = LocalizationResult(
             format=fmt.describe(), method="intensity", sample_rate=sr,
             azimuth_deg=r.azimuth_deg, elevation_deg=r.elevation_deg, confidence=r.confidence,
             frame_times_s=r.frame_times_s, frame_azimuth_deg=r.frame_azimuth_deg,
             frame_elevation_deg=r.frame_elevation_deg, frame_confidence=r.frame_confidence,
             provenance={"method": how, "diffuseness": float(r.diffuseness), **r.settings},
         )
-    return _rate_note(_localize_binaural_any(arr, sr, name, n_sources, weights, active_range_db, overlap, method,
-                                             choice, hrtf, frame_s), sr)
+    else:
+        res = _rate_note(_localize_binaural_any(arr, sr, name, n_sources, weights, active_range_db, overlap, method,
+                                                choice, hrtf, frame_s), sr)
+    res.warnings[:0] = notes
+    return res
 
 
 def _rate_note(res: LocalizationResult, sr: int) -> LocalizationResult:
