@@ -2,6 +2,7 @@
 workers / dask give the same table, manifests (CSV, parquet, corpus folder), CLI exit codes."""
 import json
 import os
+import re
 
 import numpy as np
 import pandas as pd
@@ -183,6 +184,83 @@ def test_resume_refuses_changed_files(corpus, tmp_path, monkeypatch):
         score_batch(tmp_path / "changed.csv", out, metrics=["cues"], resume=True, progress=False)
 
 
+def test_resume_scores_again_the_items_whose_files_changed(tmp_path, monkeypatch, capsys):
+    """The journal records a fingerprint of each item's files (size, mtime, sampled bytes): a file
+    replaced at the same path -- even with the same size and its old mtime kept, as ``cp -p`` does --
+    is scored again on --resume, and the run says so; unchanged items are not; a record without a
+    fingerprint (an earlier spaq) is scored again."""
+    from spaq.cli import main
+
+    rng = np.random.default_rng(3)
+    x = 0.1 * rng.standard_normal((2, FS // 2))
+    _write(tmp_path / "r.wav", x)
+    _write(tmp_path / "d.wav", x + 0.02 * rng.standard_normal(x.shape))
+    pd.DataFrame([{"id": "k1", "ref": "r.wav", "deg": "d.wav"},
+                  {"id": "k2", "ref": "r.wav", "deg": "nothere.wav"}]).to_csv(tmp_path / "m.csv", index=False)
+    out = tmp_path / "s.csv"
+    real = batch_mod._score_one
+    calls = []
+    monkeypatch.setattr(batch_mod, "_score_one", lambda task: (calls.append(task["id"]), real(task))[1])
+    first = score_batch(tmp_path / "m.csv", out, metrics=["cues"], progress=False)
+    assert list(first["status"]) == ["ok", "error"] and first["cues"][0] > 0.1
+    rec = batch_mod.read_journal(journal_path(out), key="id", cast=str)["k1"]
+    assert rec["inputs"]["deg"] == batch_mod.file_fingerprint(str(tmp_path / "d.wav"))
+    assert rec["inputs"]["deg"]["size"] == os.path.getsize(tmp_path / "d.wav")
+    # nothing changed: only the failed item is scored again
+    calls.clear()
+    df = score_batch(tmp_path / "m.csv", out, metrics=["cues"], resume=True, progress=False)
+    assert calls == ["k2"] and df.attrs["rescored"] == {"files_changed": [], "no_fingerprint": []}
+    assert df["cues"][0] == first["cues"][0]
+    # a journal written before fingerprints: its records are scored again, and counted
+    lines = open(journal_path(out)).read().splitlines()
+    recs = [json.loads(line) for line in lines]
+    for r in recs[1:]:
+        r.pop("inputs", None)
+    with open(journal_path(out), "w") as f:
+        f.write("\n".join(json.dumps(r) for r in recs) + "\n")
+    calls.clear()
+    df = score_batch(tmp_path / "m.csv", out, metrics=["cues"], resume=True, progress=False)
+    assert calls == ["k1", "k2"] and df.attrs["rescored"] == {"files_changed": [], "no_fingerprint": ["k1"]}
+    assert df["cues"][0] == first["cues"][0]
+    # deg replaced by the reference at the same path, same size, old mtime kept: scored again (0: same signal)
+    st = os.stat(tmp_path / "d.wav")
+    _write(tmp_path / "d.wav", x)
+    os.utime(tmp_path / "d.wav", ns=(st.st_atime_ns, st.st_mtime_ns))
+    now = os.stat(tmp_path / "d.wav")
+    assert (now.st_size, now.st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+    _write(tmp_path / "nothere.wav", x)  # and the failed item fixed
+    calls.clear()
+    capsys.readouterr()
+    assert main(["batch", str(tmp_path / "m.csv"), "--out", str(out), "-m", "cues", "-q", "--resume"]) == 0
+    assert calls == ["k1", "k2"]
+    assert capsys.readouterr().err == ("spaq: --resume scored 1 pair again: its files changed since the journal "
+                                       "recorded it (k1)\n")
+    table = pd.read_csv(out)
+    assert list(table["status"]) == ["ok", "ok"] and list(table["cues"]) == [0.0, 0.0]
+    assert not os.path.exists(journal_path(out))
+
+
+def test_resume_refusal_names_the_settings_that_differ(corpus, tmp_path, monkeypatch):
+    """A resume with other settings is refused naming each one that differs, also those the message
+    did not show before (--no-align, --n-sources, --checkpoint), as the journal has it and as this run asks."""
+    out = tmp_path / "s.csv"
+    interrupted_batch(monkeypatch, "good0", lambda: score_batch(corpus / "m.csv", out, metrics=["cues"], progress=False))
+    with pytest.raises(SpaqError, match=r"was written with --align; this run asks for --no-align: use the same "
+                                        r"options to resume, or --overwrite"):
+        score_batch(corpus / "m.csv", out, metrics=["cues"], resume=True, progress=False, align=False)
+    with pytest.raises(SpaqError, match=r"written with metrics cues, each metric's default speed; this run asks for "
+                                        r"metrics cues,quality, --exact:"):
+        score_batch(corpus / "m.csv", out, metrics=["cues", "quality"], fast=False, resume=True, progress=False)
+    old = batch_mod._fingerprint(["cues"], None, "cpu")
+    new = dict(batch_mod._fingerprint(["quality"], True, "cuda", "/w.pth", False, 2), spaq="9.9", journal_version=7,
+               tool="other", extra="x")
+    was, now = batch_mod._settings_diff(old, new)
+    assert was == ("tool spaq batch, journal version 1, spaq " + spaq.__version__ + ", metrics cues, each metric's "
+                   "default speed, device cpu, no --checkpoint, --align, no --n-sources, extra None")
+    assert now == ("tool other, journal version 7, spaq 9.9, metrics quality, --fast, device cuda, --checkpoint /w.pth, "
+                   "--no-align, --n-sources 2, extra x")
+
+
 def test_resume_refuses_other_packaged_weights(corpus, tmp_path, monkeypatch):
     """Weights replaced under the same spaq version (a retrained model in a development install)
     would mix two models' scores in one table: the resume names them and stops."""
@@ -219,6 +297,76 @@ def test_two_workers_and_dask_local_same_table(corpus, clean, tmp_path):
     back = pd.read_csv(tmp_path / "dask.csv", keep_default_na=False, na_values=[""])
     assert list(back["id"]) == list(ref_df["id"])
     np.testing.assert_array_equal(back["quality"].to_numpy(), ref_df["quality"].to_numpy())
+
+
+_SLOW_BATCH = """
+import sys, time
+import spaq.batch
+
+
+def slow(task):  # 0.4 s a pair: time to interrupt the run while the workers score
+    import spaq.batch as b  # in a Dask worker (slow pickled by value) b._score_one is the real one
+
+    time.sleep(0.4)
+    return getattr(b, "_real_score_one", b._score_one)(task)
+
+
+spaq.batch._real_score_one, spaq.batch._score_one = spaq.batch._score_one, slow
+if __name__ == "__main__":
+    from spaq.cli.app import main
+    sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("sig, runner", [("SIGTERM", ["--workers", "2"]), ("SIGINT", ["--dask", "local", "--workers", "2"])])
+def test_a_signal_to_the_process_group_stops_the_run_cleanly(corpus, tmp_path, sig, runner):
+    """Ctrl-C in a terminal, or ``timeout -s INT|TERM``, signals the whole process group, workers
+    included: the run prints one line (how many pairs are done, --resume), exits 128 + the signal, leaves
+    no lock and no traceback (not one per Dask worker), and the resume writes the very table a run
+    without interruption writes."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    if "--dask" in runner:
+        pytest.importorskip("distributed")
+    signo = getattr(signal, sig)
+    m = pd.read_csv(corpus / "m.csv")
+    m = m[m["id"].str.startswith("good")]
+    big = pd.concat([m.assign(id=m["id"] + f"_{k}") for k in range(6)], ignore_index=True)  # 24 pairs
+    big["ref"] = [str(corpus / p) for p in big["ref"]]
+    big["deg"] = [str(corpus / p) for p in big["deg"]]
+    big.to_csv(tmp_path / "big.csv", index=False)
+    (tmp_path / "slow_batch.py").write_text(_SLOW_BATCH)
+    out = tmp_path / "s.csv"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.dirname(os.path.dirname(spaq.__file__)),
+                                                       os.environ.get("PYTHONPATH", "")]), OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, str(tmp_path / "slow_batch.py"), "batch", str(tmp_path / "big.csv"),
+                             "--out", str(out), "-m", "cues", "-q", *runner], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    journal = journal_path(out)
+    deadline = time.monotonic() + 240
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:  # once a pair is done
+            if os.path.exists(journal) and len(open(journal).read().splitlines()) >= 2:
+                break
+            time.sleep(0.1)
+        assert proc.poll() is None, proc.communicate()
+        os.killpg(proc.pid, signo)  # as the terminal and timeout do: every process of the group
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    err = err.decode()
+    assert proc.returncode == 128 + signo, err
+    assert re.fullmatch(r"spaq: interrupted: (\d+) of 24 pairs done \(in " + re.escape(journal) +
+                        r"\); run the same command with --resume to score the rest\n", err), err
+    assert not os.path.exists(str(out) + ".lock") and not out.exists()
+    resumed = score_batch(tmp_path / "big.csv", out, metrics=["cues"], resume=True, progress=False)
+    fresh = score_batch(tmp_path / "big.csv", tmp_path / "fresh.csv", metrics=["cues"], progress=False)
+    pd.testing.assert_frame_equal(resumed, fresh, check_exact=True)
+    assert open(out, "rb").read() == open(tmp_path / "fresh.csv", "rb").read()
 
 
 def test_dask_missing_is_one_line(corpus, tmp_path, monkeypatch):

@@ -33,7 +33,9 @@ NaN scores; the run goes on.
 
 Resumable: each finished pair is appended to the journal ``OUT.partial.jsonl`` (fsynced)
 whose first line records the metrics and options; ``resume=True`` skips the pairs it holds
-(and refuses a journal written with other metrics/options or for other files). The table
+(and refuses a journal written with other metrics/options, naming them, or for other files), except
+those whose files changed since they were scored (each record holds a :func:`file_fingerprint` of its
+files; records without one, from an earlier spaq, are scored again too). The table
 is written to ``OUT`` (``.parquet`` or ``.csv``) atomically at the end and the journal
 removed, so an interrupted run leaves the journal and never a partial ``OUT``. While items
 failed the journal stays beside the table, and ``resume=True`` scores only those again.
@@ -47,15 +49,17 @@ same for any number of workers.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import threading
 
 from .errors import SpaqError
 from .extras import install_hint
-from .jobs import append_journal, make_pool, read_journal, read_journal_header, write_journal_header
+from .jobs import append_journal, children_ignore_sigint, make_pool, read_journal, read_journal_header, write_journal_header
 
-__all__ = ["read_pairs", "score_batch", "summary", "BatchFailed", "BASE_COLUMNS", "SOURCE_COLUMNS", "journal_path"]
+__all__ = ["read_pairs", "score_batch", "summary", "BatchFailed", "BatchInterrupted", "BASE_COLUMNS", "SOURCE_COLUMNS",
+           "journal_path", "file_fingerprint"]
 
 BASE_COLUMNS = ["id", "ref", "deg", "status", "error", "format", "duration_s", "delay_ms", "delay_applied"]
 #: the base columns that hold numbers (NaN where a pair was not scored, or an older journal has no value)
@@ -74,6 +78,18 @@ class BatchFailed(SpaqError):
         self.table = table
         self.n_failed = n_failed
         self.n_items = n_items
+
+
+class BatchInterrupted(KeyboardInterrupt):
+    """Raised by :func:`score_batch` in place of the KeyboardInterrupt (Ctrl-C, or SIGTERM where the
+    caller turns it into one) that stopped a run once its journal was open: ``.n_done`` of ``.n_items``
+    pairs are recorded in ``.journal``, and the same call with ``resume=True`` scores the rest."""
+
+    def __init__(self, n_done: int, n_items: int, journal: str):
+        super().__init__(f"{n_done} of {n_items} pairs done; the pairs scored so far are in {journal}")
+        self.n_done = n_done
+        self.n_items = n_items
+        self.journal = journal
 
 
 def _pandas():
@@ -258,11 +274,49 @@ def _flat_values(values: dict):
                     yield f"{k}.{i}", _num(e)
 
 
+#: a file's fingerprint reads at most this many blocks of :data:`_FP_BLOCK` bytes (the first, the last and
+#: evenly spaced ones between): 16 KiB per file, whatever its length
+_FP_BLOCKS = 4
+_FP_BLOCK = 4096
+
+
+def file_fingerprint(path: str):
+    """A cheap fingerprint of the file at ``path``, as a resume checks that an item's files are the ones
+    it scored: ``{"size": int, "mtime_ns": int, "sample_sha256": str}`` (the sha256 of :data:`_FP_BLOCKS`
+    blocks of :data:`_FP_BLOCK` bytes at evenly spaced offsets, the first and last among them: the whole
+    file up to 16 KiB), or ``None`` when the file cannot be read. A file rewritten since has another mtime;
+    one copied over it with its mtime kept (``cp -p``, ``rsync -a``) and the same size (same length and
+    format) is caught by the sampled blocks unless it differs only between them."""
+    import hashlib
+
+    try:
+        with open(path, "rb") as f:
+            st = os.fstat(f.fileno())
+            h = hashlib.sha256()
+            last = max(st.st_size - _FP_BLOCK, 0)
+            for k in range(_FP_BLOCKS):
+                f.seek(last * k // (_FP_BLOCKS - 1))
+                h.update(f.read(_FP_BLOCK))
+    except OSError:
+        return None
+    return {"size": int(st.st_size), "mtime_ns": int(st.st_mtime_ns), "sample_sha256": h.hexdigest()}
+
+
+def _input_paths(ref: str, deg: str, sources) -> dict:
+    """``{role: path}`` of an item's input files (``ref``, ``deg``, ``ref_source``, ``deg_source``; only
+    those it has)."""
+    paths = {"ref": ref, "deg": deg}
+    if sources:
+        paths["ref_source"], paths["deg_source"] = sources
+    return {k: v for k, v in paths.items() if v}
+
+
 def _score_one(task: dict) -> dict:
     """Score one pair; never raises for a bad pair. ``task``: ``id, ref, deg, format,
     metrics, fast, device``. Returns a plain (JSON-able, picklable) record: ``id, ref, deg,
     status, error, format, duration_s, results {metric: {"score": float, "values": [[name,
-    float], ...]}}, skipped {metric: reason}``."""
+    float], ...]}}, skipped {metric: reason}``, ``inputs {role: file_fingerprint(path)}`` (taken
+    before the files are read: a file changed while it is scored is scored again on a resume)."""
     from .api import score
 
     rec = {"id": task["id"], "ref": task["ref"], "deg": task["deg"], "status": "ok", "error": "",
@@ -270,6 +324,7 @@ def _score_one(task: dict) -> dict:
            "results": {}, "skipped": {}}
     if task.get("sources"):
         rec["ref_source"], rec["deg_source"] = task["sources"]
+    rec["inputs"] = {k: file_fingerprint(p) for k, p in _input_paths(task["ref"], task["deg"], task.get("sources")).items()}
     try:
         from .metrics import metric_class
 
@@ -349,7 +404,13 @@ def _executor(n_tasks: int, workers: int, dask):
 
             try:
                 yield run_dask
-            finally:
+            except KeyboardInterrupt:
+                # a cluster of our own is closed with its workers: cancelling their running tasks first only
+                # makes each worker log a warning per task; a cluster of the user's keeps running, so cancel
+                if futures and dask != "local":
+                    client.cancel(futures)
+                raise
+            else:
                 if futures:
                     client.cancel(futures)
         return
@@ -364,6 +425,32 @@ def _executor(n_tasks: int, workers: int, dask):
         pool.join()
 
 
+class _QuietClose(logging.Filter):
+    """Drops what the workers of a local cluster log when the run stops them mid-task (Ctrl-C, SIGTERM):
+    the warning for each task still running ("Async instruction ... ended with CancelledError", logged only
+    by ``Worker.close``) and the traceback of a heartbeat that finds the scheduler gone (it lives in the
+    process that runs spaq batch, so it is gone only when that process stops the run)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = str(record.msg)
+        return not (msg.endswith("ended with CancelledError")
+                    or msg.startswith("Failed to communicate with scheduler during heartbeat"))
+
+
+def _quiet_close_plugin():
+    """A Dask worker plugin that adds :class:`_QuietClose` to each worker's loggers (local clusters only)."""
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    class QuietClose(WorkerPlugin):
+        name = "spaq-quiet-close"
+
+        def setup(self, worker):
+            for name in ("distributed.worker.state_machine", "distributed.worker"):
+                logging.getLogger(name).addFilter(_QuietClose())
+
+    return QuietClose()
+
+
 @contextlib.contextmanager
 def _dask_client(workers: int, dask):
     """A ``distributed.Client``: the one given, one connected to a scheduler address, or one
@@ -376,7 +463,7 @@ def _dask_client(workers: int, dask):
     if isinstance(dask, distributed.Client):
         yield dask
         return
-    cluster = client = None
+    cluster = client = quiet = quiet_level = None
     try:
         if dask == "local":
             import dask as dask_mod
@@ -388,13 +475,14 @@ def _dask_client(workers: int, dask):
             key = "distributed.nanny.pre-spawn-environ"
             env = {k: v for k, v in (dask_mod.config.get(key, None) or {}).items() if k != "MALLOC_TRIM_THRESHOLD_"}
             env.update(OMP_NUM_THREADS=1, MKL_NUM_THREADS=1, OPENBLAS_NUM_THREADS=1)
-            try:
-                with dask_mod.config.set({key: env}):
+            try:  # workers that ignore Ctrl-C: this process stops them (no traceback from each)
+                with dask_mod.config.set({key: env}), children_ignore_sigint():
                     cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                                        dashboard_address=None)
             except Exception as e:  # workers that do not start (e.g. a main module they cannot import)
                 raise SpaqError(f"could not start a local Dask cluster: {_one_line(e)}") from None
             client = distributed.Client(cluster)
+            client.register_plugin(_quiet_close_plugin())
         elif isinstance(dask, str) and dask:
             try:
                 client = distributed.Client(dask, timeout="10s")
@@ -403,11 +491,20 @@ def _dask_client(workers: int, dask):
         else:
             raise SpaqError(f"--dask takes a scheduler address (tcp://host:8786) or 'local', not {dask!r}")
         yield client
+    except KeyboardInterrupt:  # tasks cut short: the scheduler's and nannies' warnings about them are noise
+        quiet = logging.getLogger("distributed")
+        quiet_level = quiet.level
+        quiet.setLevel(logging.CRITICAL)
+        raise
     finally:
-        if client is not None:
-            client.close()
-        if cluster is not None:
-            cluster.close()
+        try:
+            if client is not None:
+                client.close()
+            if cluster is not None:
+                cluster.close()
+        finally:
+            if quiet is not None:
+                quiet.setLevel(quiet_level)
 
 
 # --------------------------------------------------------------------------- table
@@ -508,8 +605,31 @@ def _fingerprint(names: list, fast, device: str, checkpoint=None, align: bool = 
     return fp
 
 
-def _describe_fp(fp: dict) -> str:
-    return f"metrics {','.join(fp.get('metrics') or [])}, fast={fp.get('fast')}, device={fp.get('device')}, spaq {fp.get('spaq')}"
+#: how each setting of the journal header reads in a message, and its value when the header lacks it
+_SETTINGS = {
+    "tool": (None, lambda v: f"tool {v}"),
+    "journal_version": (None, lambda v: f"journal version {v}"),
+    "spaq": (None, lambda v: f"spaq {v}"),
+    "metrics": (None, lambda v: f"metrics {','.join(map(str, v or []))}"),
+    "fast": (None, lambda v: {True: "--fast", False: "--exact"}.get(v, "each metric's default speed")),
+    "device": (None, lambda v: f"device {v}"),
+    "checkpoint": (None, lambda v: "no --checkpoint" if v is None else f"--checkpoint {v}"),
+    "align": (True, lambda v: "--align" if v else "--no-align"),
+    "n_sources": (None, lambda v: "no --n-sources" if v is None else f"--n-sources {v}"),
+}
+
+
+def _settings_diff(old: dict, new: dict):
+    """``(what the journal was written with, what this run asks for)``: each setting that differs
+    between the headers ``old`` and ``new`` (packaged weights aside), as a user reads it, joined by ", "."""
+    was, now = [], []
+    for k in list(_SETTINGS) + sorted((set(old) | set(new)) - set(_SETTINGS) - {"weights"}):
+        default, show = _SETTINGS.get(k, (None, lambda v, k=k: f"{k} {v}"))
+        a, b = old.get(k, default), new.get(k, default)
+        if a != b:
+            was.append(show(a))
+            now.append(show(b))
+    return ", ".join(was), ", ".join(now)
 
 
 def _check_out(out: str, journal: str, resume: bool, overwrite: bool) -> None:
@@ -544,9 +664,14 @@ def _source_pairs(pairs):
     return itertools.repeat(("", ""), len(pairs))
 
 
-def _load_journal(journal: str, fp: dict, pairs) -> dict:
+def _load_journal(journal: str, fp: dict, pairs):
+    """``(done, changed, unrecorded)`` for a resume: the journal's records (by id) of the items of
+    ``pairs`` scored ok with the files as they are now; the ids of those scored ok whose files changed
+    since (size, mtime or sampled bytes: :func:`file_fingerprint`), and of those whose record has no
+    fingerprint (an earlier spaq): both are scored again. Raises :class:`SpaqError` for a journal written
+    with other settings (naming them) or for other files."""
     if not os.path.exists(journal) or os.path.getsize(journal) == 0:
-        return {}
+        return {}, [], []
     old = read_journal_header(journal)
     if old is None:
         raise SpaqError(f"{journal} is not a spaq batch journal (no header); remove it or pass --overwrite")
@@ -559,8 +684,11 @@ def _load_journal(journal: str, fp: dict, pairs) -> dict:
         raise SpaqError(f"{journal} was scored with other packaged weights ({names}) than this spaq ships; resuming "
                         f"would mix two models in one table: --overwrite to start again")
     if old != fp:
-        raise SpaqError(f"{journal} was written with {_describe_fp(old)}; this run asks for {_describe_fp(fp)}: "
-                        f"use the same options to resume, or --overwrite to start again")
+        was, now = _settings_diff(old, fp)
+        if old.get("weights") != fp.get("weights"):
+            was, now = f"{was}, other packaged weights", f"{now}, the weights this spaq ships"
+        raise SpaqError(f"{journal} was written with {was}; this run asks for {now}: use the same options to "
+                        f"resume, or --overwrite to start again")
     done = read_journal(journal, key="id", cast=str)
     # a pair's files and dry sources ("" where it has none, as in a journal written without them)
     files = {i: (r, d, rs, ds) for i, r, d, (rs, ds) in zip(pairs["id"], pairs["ref"], pairs["deg"], _source_pairs(pairs))}
@@ -569,8 +697,26 @@ def _load_journal(journal: str, fp: dict, pairs) -> dict:
                                        rec.get("deg_source", "")):
             raise SpaqError(f"{journal}: item {i} was scored for other files ({rec.get('ref')}, {rec.get('deg')}) "
                             f"than the manifest lists now; pass --overwrite to start again")
-    # items that failed are scored again (a file fixed since, a metric installed since)
-    return {i: r for i, r in done.items() if i in files and r.get("status") == "ok"}
+    # items that failed are scored again (a file fixed since, a metric installed since), and so are those whose
+    # files changed since they were scored (same paths, other contents), or whose record has no fingerprint of
+    # them (written by an earlier spaq: nothing says they are the files scored)
+    kept, changed, unrecorded = {}, [], []
+    cache: dict = {}
+    for i, rec in done.items():
+        if i not in files or rec.get("status") != "ok":
+            continue
+        was = rec.get("inputs")
+        if not isinstance(was, dict):
+            unrecorded.append(i)
+            continue
+        r, d, rs, ds = files[i]
+        now = {k: cache[p] if p in cache else cache.setdefault(p, file_fingerprint(p))
+               for k, p in _input_paths(r, d, (rs, ds) if rs and ds else None).items()}
+        if now != was:
+            changed.append(i)
+            continue
+        kept[i] = rec
+    return kept, changed, unrecorded
 
 
 @contextlib.contextmanager
@@ -632,9 +778,14 @@ def score_batch(pairs_or_manifest, out, metrics=None, workers: int = 1, dask=Non
     writing the table, raise :class:`BatchFailed` if any pair failed (otherwise failed pairs
     are only rows with status ``error``).
 
+    On a resume, the items whose files changed since the journal recorded them (:func:`file_fingerprint`),
+    or whose record has no fingerprint (written by an earlier spaq), are scored again; their ids are in
+    ``df.attrs["rescored"]`` (``{"files_changed": [...], "no_fingerprint": [...]}``).
+
     Raises :class:`SpaqError` before scoring anything for a bad manifest, unknown metric, bad
     option or a journal/table in the way. KeyboardInterrupt leaves the journal (resume with
-    ``resume=True``) and no ``out``.
+    ``resume=True``) and no ``out``; once the journal is open it comes as :class:`BatchInterrupted`
+    (a KeyboardInterrupt that counts the pairs done).
     """
     from .api import DEFAULT_METRICS
     from .metrics import check_metric_names, metric_class, registered
@@ -666,7 +817,7 @@ def score_batch(pairs_or_manifest, out, metrics=None, workers: int = 1, dask=Non
             if not os.path.isfile(checkpoint):
                 raise SpaqError(f"checkpoint not found: {checkpoint}")
         fp = _fingerprint(names, fast, device, checkpoint, align, n_sources)
-        done = _load_journal(journal, fp, pairs) if resume else {}
+        done, changed, unrecorded = _load_journal(journal, fp, pairs) if resume else ({}, [], [])
         has_src = "ref_source" in pairs.columns
         if has_src and not any(metric_class(n).accepts_sources for n in names):
             raise SpaqError(f"the manifest has ref_source/deg_source columns but none of {', '.join(names)} uses dry "
@@ -698,14 +849,21 @@ def score_batch(pairs_or_manifest, out, metrics=None, workers: int = 1, dask=Non
                 if new_journal:
                     write_journal_header(jf, fp)
                 bar = prog.add_task("pairs", total=len(pairs), completed=len(done), failed=n_failed) if prog else None
-                for rec in run(todo):
-                    append_journal(jf, rec)
-                    done[rec["id"]] = rec
-                    n_failed += rec["status"] != "ok"
-                    if prog:
-                        prog.update(bar, advance=1, failed=n_failed)
+                try:
+                    for rec in run(todo):
+                        append_journal(jf, rec)
+                        done[rec["id"]] = rec
+                        n_failed += rec["status"] != "ok"
+                        if prog:
+                            prog.update(bar, advance=1, failed=n_failed)
+                except KeyboardInterrupt as e:  # the executor stops its workers on the way out
+                    if isinstance(e, BatchInterrupted):
+                        raise
+                    raise BatchInterrupted(len(done), len(pairs), journal) from None
         df = _table(pairs, done, names)
         _write_table(df, out)
+        # after writing: the table on disk is the same whether or not a resume scored items again
+        df.attrs["rescored"] = {"files_changed": list(changed), "no_fingerprint": list(unrecorded)}
         if os.path.exists(journal) and not n_failed:  # kept while items failed: --resume retries only them
             os.remove(journal)
         if strict and n_failed:

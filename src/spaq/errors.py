@@ -11,3 +11,13 @@ class SpaqInputError(SpaqError):
 
 class WeightsNotFoundError(SpaqError):
     """A checkpoint is needed but not available offline."""
+
+
+class Interrupted(Exception):
+    """A command stopped by a signal (Ctrl-C, SIGTERM) once its progress was saved: the CLI prints
+    ``spaq: interrupted: <message>`` (one line, the message says how to go on) and exits with status
+    128 + ``signum`` (130 for Ctrl-C, 143 for SIGTERM). Not a :class:`SpaqError`: nothing was wrong."""
+
+    def __init__(self, message: str, signum: int = 2):
+        super().__init__(message)
+        self.signum = int(signum)

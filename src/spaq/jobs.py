@@ -10,11 +10,15 @@
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing as mp
 import os
+import signal
+import threading
 
-__all__ = ["read_journal", "append_journal", "write_journal_header", "read_journal_header", "make_pool"]
+__all__ = ["read_journal", "append_journal", "write_journal_header", "read_journal_header", "make_pool",
+           "children_ignore_sigint"]
 
 _HEADER_KEY = "journal_header"
 
@@ -70,9 +74,33 @@ def read_journal_header(path: str) -> dict | None:
 
 def _ignore_sigint() -> None:
     """Pool workers leave Ctrl-C to the parent, which terminates them: no traceback per worker."""
-    import signal
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@contextlib.contextmanager
+def children_ignore_sigint():
+    """Processes started inside this block (and by threads started inside it) ignore SIGINT: Ctrl-C, which
+    the terminal sends to the whole foreground process group (as ``timeout -s INT`` does), reaches only
+    this process, which stops them -- no KeyboardInterrupt traceback from each worker. For workers started
+    by code that takes no initializer (a Dask ``LocalCluster``'s nannies).
+
+    How: SIGINT is ignored (an ignored signal stays ignored across fork and exec, and Python then installs
+    no KeyboardInterrupt handler) and blocked in this thread (a thread started meanwhile inherits the
+    block, so its children do too, later restarts included). A Ctrl-C that comes meanwhile stays pending
+    and is delivered when the block ends. Outside the main thread (where Python handles signals) this
+    does nothing."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, old)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
 def make_pool(workers: int):

@@ -3,7 +3,8 @@
 Errors a user can cause are printed as one line (``spaq: error: ...``) with exit status 2;
 nothing else is printed and no partial output file is left. So is an ``OSError`` that reaches the top
 (a file the system refuses to write or read; ``SPAQ_DEBUG=1`` shows its traceback instead). Ctrl-C: ``spaq: interrupted``,
-exit status 130.
+exit status 130; a command that saved its progress raises :class:`~spaq.errors.Interrupted` instead, printed as
+``spaq: interrupted: <how to go on>`` with status 128 + the signal's number.
 
 Commands: every module named in :data:`COMMANDS` has ``register(app)``, which adds its
 command (or group) to the app; a new command is a new module and one more name here. The
@@ -29,7 +30,7 @@ try:  # typer >= 0.20 vendors click as typer._click
 except ImportError:  # older typer depends on click itself
     from click import exceptions as _click_exc
 
-from ..errors import SpaqError  # noqa: E402
+from ..errors import Interrupted, SpaqError  # noqa: E402
 
 __all__ = ["app", "main", "entry", "COMMANDS", "CONTEXT"]
 
@@ -132,6 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     except _ABORT:
         sys.stderr.write("spaq: aborted\n")
         return 130
+    except Interrupted as e:  # a command that saved its progress says how to go on, in one line
+        sys.stderr.write(f"spaq: interrupted: {' '.join(str(e).split())}\n")
+        return 128 + e.signum
     except KeyboardInterrupt:
         sys.stderr.write("spaq: interrupted\n")
         return 130
