@@ -430,7 +430,7 @@ def test_reverberant_input_warns_and_reports_the_lateral_angle():
     gate = r.provenance["room_gate"]
     assert gate["coherence"] < DEREVERB["below"] == gate["threshold"] and gate["below_hz"] == 1500.0, gate
     assert r.provenance["dereverberated"]
-    assert r.warnings == [reverberant_warning(gate)] and f"({gate['coherence']:.2f} < 0.95 below 1.5 kHz" in r.warnings[0]
+    assert r.warnings == [reverberant_warning(gate)] and f"({gate['coherence']:.3f} < 0.95 below 1.5 kHz" in r.warnings[0]
     src = d["sources"][0]
     from spaq.spatial.angles import lateral_angle, sph2cart
 
