@@ -802,7 +802,8 @@ def test_confidence_is_read_with_the_head_that_answered():
 def test_exact_head_fit_on_a_very_quiet_block_is_finite():
     """The exact-head stage's spectra were float32, where its 1e-300 floors are 0: a quiet block's P_l * P_r
     underflowed, its coherence read 0 / 0 = NaN, and the least-squares solve raised 'SVD did not converge' (a
-    traceback from `spaq localize` on a 3 s harmonic source with a quiet gap). The spectra are now float64."""
+    traceback from `spaq localize` on a 3 s harmonic source with a quiet gap). The averaged spectra are now
+    float64; a block below float32's range reads as silent (no estimate)."""
     import warnings
 
     from spaq.localization.templates import exact_head_fit, exact_spectra, exact_fft_size, template_set
@@ -815,11 +816,12 @@ def test_exact_head_fit_on_a_very_quiet_block_is_finite():
     assert P[0].dtype == np.float64 and P[2].dtype == np.complex128
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no 0 / 0 on the way
-        for scale in (1.0, 1e-18, 1e-30):
+        for scale in (1.0, 1e-12, 1e-18):
             fit, k = exact_head_fit(scale * y, ts)
             assert np.isfinite(fit)
             d = ts.directions[k]
             assert np.degrees(np.arccos(np.clip(d @ sph2cart(h.azimuth_deg[k0], h.elevation_deg[k0]), -1, 1))) < 1e-3
+        assert exact_head_fit(1e-30 * y, ts)[0] == np.inf  # below float32's averages: silent, no estimate
 
 
 def test_a_source_that_moves_is_summarised_by_the_direction_it_holds_longest():

@@ -383,12 +383,13 @@ def _hann_spectra(x: np.ndarray, n_fft: int, hop: int, max_frames: int | None = 
 def exact_spectra(x: np.ndarray, n_fft: int) -> tuple:
     """Ear powers and cross-spectrum of ``x (2, T)`` averaged over consecutive Hann frames of
     ``n_fft`` (no overlap: an average, not a time-frequency picture): ``(P_l, P_r, C)``, each
-    ``(n_fft // 2 + 1,)``, float64 / complex128: :func:`exact_head_fit`'s floors (1e-300) are float64 numbers,
-    which float32 flushes to 0 (a quiet block's ``P_l P_r`` underflowed there, its coherence read 0 / 0 and
-    the least-squares solve failed on NaN: 'SVD did not converge')."""
-    X = _hann_spectra(x, n_fft, n_fft).astype(np.complex128)
-    return (np.mean(X[0].real ** 2 + X[0].imag ** 2, 0), np.mean(X[1].real ** 2 + X[1].imag ** 2, 0),
-            np.mean(X[0] * np.conj(X[1]), 0))
+    ``(n_fft // 2 + 1,)``, averaged in float32 and returned as float64 / complex128: :func:`exact_head_fit`'s
+    products and floors (1e-300) need float64, which float32 flushes to 0 (a quiet block's ``P_l P_r``
+    underflowed there, its coherence read 0 / 0 and the least-squares solve failed on NaN: 'SVD did not
+    converge'). A block too quiet for float32 averages (about 1e-19 of full scale) reads as silent."""
+    X = _hann_spectra(x, n_fft, n_fft)
+    return (np.mean(np.abs(X[0]) ** 2, 0).astype(np.float64), np.mean(np.abs(X[1]) ** 2, 0).astype(np.float64),
+            np.mean(X[0] * np.conj(X[1]), 0).astype(np.complex128))
 
 
 def _band_powers(ts: TemplateSet) -> np.ndarray:
