@@ -1065,3 +1065,22 @@ def test_predict_takes_one_signal_as_a_list_of_samples():
     x = np.random.default_rng(0).standard_normal(24000) * 0.05
     assert spaq.predict(list(x), sample_rate=48000)["score"] == spaq.predict(x, sample_rate=48000)["score"]
     assert spaq.predict(x.tolist(), sample_rate=48000)["format"] == "mono"
+
+
+def test_predict_says_what_the_reader_found():
+    """``spaq.predict`` scores through the pair reader but printed only the predictor's own warnings: an N3D file
+    read as SN3D, or a clipped one, was scored without a word. The reader's warnings now come first, about 'the
+    signal' (no 'deg'), each once."""
+    import spaq
+    from spaq.spatial.ambisonics import encode
+    from spaq.spatial.sh import convert_normalisation
+
+    rng = np.random.default_rng(3)
+    sn3d = encode(rng.standard_normal(48000) * 0.05, 30.0, 0.0, 1)
+    ok = spaq.predict(sn3d, sample_rate=48000)
+    assert not any("N3D" in w for w in ok["warnings"])
+    n3d = spaq.predict(convert_normalisation(sn3d, "sn3d", "n3d"), sample_rate=48000)
+    hit = [w for w in n3d["warnings"] if "may be N3D" in w]
+    assert len(hit) == 1 and hit[0].startswith("the signal: ") and "deg" not in hit[0]
+    loud = spaq.predict(rng.standard_normal((2, 48000)) * 2, sample_rate=48000)["warnings"]
+    assert sum("beyond full scale" in w for w in loud) == 1 and len(loud) == len(set(loud))

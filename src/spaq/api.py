@@ -468,6 +468,12 @@ def predict(x, sample_rate: int | None = None, fmt=None, checkpoint=None, *, for
         raise SpaqInputError(re.sub(r"^(?:ref|deg) is an array", "x is an array", msg)) from None
     r = rep.results["predictor"]
     rendered = rep.rendered is not None  # a loudspeaker layout, heard binaurally: say what it was
+    import re
+
+    # the reader's warnings (content that does not fit the format, clipping, resampling), about one signal:
+    # "deg (f.wav): ..." reads "f.wav: ...", "deg <array> ..." "the signal ..."
+    loader = [re.sub(r"\bdeg <array>", "the signal", re.sub(r"\bdeg \(([^)]*)\)", r"\1", w)) for w in rep.warnings
+              if not w.startswith("predictor: ")]  # (the metric's own are in r.warnings, below)
     from .models.predictor import CLASS_NAMES
 
     def one(i=None):
@@ -479,7 +485,7 @@ def predict(x, sample_rate: int | None = None, fmt=None, checkpoint=None, *, for
                 "probabilities": {c: g(f"proba_{c}") for c in CLASS_NAMES},
                 "format": r.values["detected_format"], "level_dbfs": round(g("level_dbfs"), 2),
                 **({"input_format": rep.format["description"]} if rendered else {}),
-                "warnings": ([f"{rep.rendered}: scored as binaural"] if rendered else []) + list(r.warnings)}
+                "warnings": loader + ([f"{rep.rendered}: scored as binaural"] if rendered else []) + list(r.warnings)}
 
     if rep.batch_size is None:
         return one()
