@@ -592,8 +592,8 @@ def test_manifest_columns_travel_and_join_on_several_keys(tmp_path, capsys):
     pd.DataFrame(rows).to_csv(tmp_path / "m.csv", index=False)
     pd.DataFrame(mos).to_csv(tmp_path / "mos.csv", index=False)
     df = score_batch(tmp_path / "m.csv", tmp_path / "s.csv", metrics=["cues"], progress=False)
-    assert list(df.columns[:11]) == ["id", "ref", "deg", "status", "error", "format", "duration_s", "delay_ms",
-                                     "delay_applied", "condition", "item"]
+    assert list(df.columns[:12]) == ["id", "ref", "deg", "status", "error", "format", "duration_s", "delay_ms",
+                                     "delay_applied", "warnings", "condition", "item"]
     assert df["condition"].tolist() == [r["condition"] for r in rows]
     assert df["item"].astype(int).tolist() == [r["item"] for r in rows]
     assert main(["evaluate", str(tmp_path / "s.csv"), "--mos-table", str(tmp_path / "mos.csv"), "--on", "condition,item",
@@ -607,3 +607,25 @@ def test_manifest_columns_travel_and_join_on_several_keys(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "s.csv"), "--mos-table", str(tmp_path / "mos.csv"), "--on", "condition",
                  "--mos", "mushra", "--bootstrap", "0", "--mapping", "1", "--json"]) == 2
     assert "rows that share a key on 'condition'" in capsys.readouterr().err
+
+
+def test_the_table_carries_each_pairs_warnings(tmp_path):
+    """The reader's findings (here a 5.1 file in film order: a full-band feed in the LFE slot) and the metrics'
+    warnings were computed for every pair but never reached the table. They are now its ``warnings`` column,
+    one cell per pair; a clean pair's cell is empty."""
+    rng = np.random.default_rng(11)
+    film = rng.standard_normal((48000, 6)) * 0.05  # every channel full band, the LFE slot (index 3) included
+    smpte = film.copy()
+    smpte[:, 3] = 0.0
+    for name, x in (("film", film), ("smpte", smpte)):
+        sf.write(tmp_path / f"{name}.wav", x, 48000, subtype="FLOAT")
+        sf.write(tmp_path / f"{name}_d.wav", 0.9 * x, 48000, subtype="FLOAT")
+    pd.DataFrame({"id": ["film", "smpte"], "ref": ["film.wav", "smpte.wav"], "deg": ["film_d.wav", "smpte_d.wav"],
+                  "format": ["5.1", "5.1"]}).to_csv(tmp_path / "m.csv", index=False)
+    df = score_batch(tmp_path / "m.csv", tmp_path / "s.csv", metrics=["cues"], progress=False)
+    assert "warnings" in BASE_COLUMNS and list(df["status"]) == ["ok", "ok"]
+    w = dict(zip(df["id"], df["warnings"].fillna("")))
+    assert "the LFE of 5.1" in w["film"] and "full-band loudspeaker feed" in w["film"]
+    assert "LFE" not in w["smpte"]
+    back = pd.read_csv(tmp_path / "s.csv", keep_default_na=False)
+    assert back["warnings"].tolist() == df["warnings"].fillna("").tolist()

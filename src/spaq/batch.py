@@ -61,7 +61,7 @@ from .jobs import append_journal, children_ignore_sigint, make_pool, read_journa
 __all__ = ["read_pairs", "score_batch", "summary", "BatchFailed", "BatchInterrupted", "BASE_COLUMNS", "SOURCE_COLUMNS",
            "journal_path", "file_fingerprint"]
 
-BASE_COLUMNS = ["id", "ref", "deg", "status", "error", "format", "duration_s", "delay_ms", "delay_applied"]
+BASE_COLUMNS = ["id", "ref", "deg", "status", "error", "format", "duration_s", "delay_ms", "delay_applied", "warnings"]
 #: the base columns that hold numbers (NaN where a pair was not scored, or an older journal has no value)
 _NUMERIC_BASE = ("duration_s", "delay_ms")
 #: optional manifest columns: the dry mono sources of each side (metrics with ``accepts_sources``)
@@ -320,7 +320,7 @@ def _score_one(task: dict) -> dict:
     from .api import score
 
     rec = {"id": task["id"], "ref": task["ref"], "deg": task["deg"], "status": "ok", "error": "",
-           "format": "", "duration_s": float("nan"), "delay_ms": float("nan"), "delay_applied": "",
+           "format": "", "duration_s": float("nan"), "delay_ms": float("nan"), "delay_applied": "", "warnings": "",
            "results": {}, "skipped": {}}
     if task.get("sources"):
         rec["ref_source"], rec["deg_source"] = task["sources"]
@@ -348,6 +348,8 @@ def _score_one(task: dict) -> dict:
                         sources=tuple(src) if src else None, n_sources=task.get("n_sources"))
         rec["format"] = rep.format.get("description") or rep.format.get("kind", "")
         rec["duration_s"] = float(rep.duration_s)
+        # what spaq score would print above its table (the reader's findings, each metric's, prefixed): one cell
+        rec["warnings"] = " | ".join(_one_line(w) for w in rep.warnings)
         if rep.alignment:  # the delay found (NaN when not estimated: --no-align, reference-free metrics only)
             rec["delay_ms"] = float(rep.alignment.get("delay_ms", float("nan")))
             rec["delay_applied"] = "yes" if rep.alignment.get("applied") else "no"
