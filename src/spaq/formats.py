@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .spatial.layouts import LAYOUTS, Layout, get_layout, layouts_with_channels
-from .spatial.sh import NORMALISATIONS, n_channels, order_from_channels
+from .spatial.sh import NORMALISATIONS, fuma_order_message, n_channels, order_from_channels
 
 __all__ = ["SpatialFormat", "detect_format", "parse_format", "format_argument", "fuma_order_message"]
 
@@ -166,13 +166,3 @@ def format_argument(fmt=None, format=None):
         raise SpaqInputError(f"fmt={fmt!r} and format={format!r} name two formats: give one")
     return fmt if fmt is not None else format
 
-
-def fuma_order_message(n_ch: int, label: str) -> str:
-    """The one line for FuMa asked of a signal that is not 4 channels (or of an order above 1): FuMa is defined
-    up to third order, spaq reads it at first order only."""
-    o = order_from_channels(n_ch)
-    name = f"hoa{o}" if o else "ambisonics:N"
-    fix = ("give --format foa/fuma" if n_ch == 4 else
-           f"convert it to ACN/SN3D or ACN/N3D and give --format {name} or {name}/n3d")
-    return (f"FuMa is defined up to third order, but spaq reads it at first order (4 channels, W X Y Z) only; "
-            f"{label} has {n_ch} channels: {fix}")

@@ -245,9 +245,10 @@ def test_layouts_refused_where_not_supported():
 
 @pytest.mark.parametrize("name", [n for n in LAYOUTS if LAYOUTS[n].n_channels > 1])
 def test_source_in_one_loudspeaker_is_localised_there(name):
-    """A source panned into one loudspeaker is localised (binaural render, then the binaural
-    localiser) nearest to that loudspeaker of the layout, within 30 degrees (the shipped
-    localiser's error on its own head, elevated loudspeakers included; measured worst 26)."""
+    """A source in one loudspeaker is localised there: by default from the feeds encoded as plane waves (the
+    intensity localiser: exact, within 0.5 deg), and with a binaural method asked for (binaural render, then
+    the template localiser) nearest to that loudspeaker of the layout, within 30 degrees (the localiser's error
+    on its own head, elevated loudspeakers included; measured worst 26)."""
     import scipy.signal as sps
 
     from spaq.localization import localize
@@ -264,7 +265,10 @@ def test_source_in_one_loudspeaker_is_localised_there(name):
     for k in spk:
         x = np.zeros((lay.n_channels, n))
         x[k] = src
-        r = localize(x, FS, format=name)
+        i = localize(x, FS, format=name)
+        assert i.method == "intensity" and "rendered" not in i.format
+        assert great_circle_deg(i.azimuth_deg[0], i.elevation_deg[0], az[k], el[k]) < 0.5
+        r = localize(x, FS, format=name, method="templates")
         assert "rendered binaurally" in r.format
         d = great_circle_deg(r.azimuth_deg[0], r.elevation_deg[0], az[spk], el[spk])
         assert spk[int(np.argmin(d))] == k, (name, lay.labels[k], r.azimuth_deg[0], r.elevation_deg[0])

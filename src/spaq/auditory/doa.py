@@ -110,7 +110,7 @@ def _first_order_sn3d(x: torch.Tensor, normalisation: str) -> torch.Tensor:
     normalisation = normalisation.lower()
     if normalisation == "fuma":
         if n_ch != 4:
-            from ..formats import fuma_order_message
+            from ..spatial.sh import fuma_order_message
 
             raise SpaqInputError(fuma_order_message(n_ch, "the signal"))
         return convert_normalisation(x, "fuma", "sn3d")

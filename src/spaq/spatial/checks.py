@@ -216,11 +216,14 @@ def format_warnings(x, fmt, sample_rate: int, label: str) -> list[str]:
 def first_order_ratio(x, normalisation: str = "sn3d", sample_rate: int = 48000) -> float | None:
     """:meth:`FormatContent.first_order_ratio` of ambisonics ``x (channels, T)`` (any order, ACN) at
     ``sample_rate``."""
-    from ..formats import SpatialFormat
+    from types import SimpleNamespace
+
     from .sh import order_from_channels
 
     x = np.asarray(x)
-    fc = FormatContent(SpatialFormat("ambisonics", order_from_channels(x.shape[-2]) or 1, normalisation),
-                       sample_rate, x.shape[-2])
+    # what FormatContent reads of a format (spaq.formats sits above this layer)
+    fmt = SimpleNamespace(is_layout=False, is_ambisonics=True, order=order_from_channels(x.shape[-2]) or 1,
+                          normalisation=normalisation)
+    fc = FormatContent(fmt, sample_rate, x.shape[-2])
     fc.add(x)
     return fc.first_order_ratio()

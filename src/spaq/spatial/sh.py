@@ -23,6 +23,7 @@ __all__ = [
     "sh_matrix",
     "n3d_to_sn3d_gains",
     "convert_normalisation",
+    "fuma_order_message",
 ]
 
 NORMALISATIONS = ("sn3d", "n3d", "fuma")
@@ -142,3 +143,14 @@ def convert_normalisation(x, src: str, dst: str = "sn3d"):
         return y / gains(n3d_to_sn3d_gains(order))
     # dst == fuma: ACN W Y Z X -> W X Y Z, W/sqrt(2)
     return (y * gains([1.0 / math.sqrt(2.0), 1.0, 1.0, 1.0]))[..., [0, 3, 1, 2], :]
+
+
+def fuma_order_message(n_ch: int, label: str) -> str:
+    """The one line for FuMa asked of a signal that is not 4 channels (or of an order above 1): FuMa is defined
+    up to third order, spaq reads it at first order only."""
+    o = order_from_channels(n_ch)
+    name = f"hoa{o}" if o else "ambisonics:N"
+    fix = ("give --format foa/fuma" if n_ch == 4 else
+           f"convert it to ACN/SN3D or ACN/N3D and give --format {name} or {name}/n3d")
+    return (f"FuMa is defined up to third order, but spaq reads it at first order (4 channels, W X Y Z) only; "
+            f"{label} has {n_ch} channels: {fix}")
