@@ -261,7 +261,7 @@ def test_localize_refuses_transposed_arrays_and_a_rate_a_file_contradicts(tmp_pa
 
 def test_low_band_coherence_tells_two_ears_from_two_unrelated_signals():
     """Two ears 15-25 cm apart are coherent below 250 Hz in any sound field; two independent signals are not.
-    The estimate's floor is about 1 / segments (48 here: ~0.02); one source reads ~1 (a linear filter of
+    The estimate's floor is about 1 / segments (32 here: ~0.03); one source reads ~1 (a linear filter of
     one signal: the MSC of a noise-free LTI pair is 1 up to the window's leakage). Too short, or no power in
     the band: None."""
     from spaq.dsp import low_band_coherence

@@ -458,24 +458,17 @@ def _localize_binaural_any(arr, sr, name, n_sources, weights, active_range_db, o
     return _not_binaural_note(res, arr, sr)
 
 
-#: below this long-term low-band coherence (:func:`spaq.dsp.low_band_coherence`, 50-250 Hz) a 2-channel
-#: signal is said not to look binaural: two ears read 0.39 or more there in every sound field measured (one
-#: source >= 0.99; rooms and diffuse noise 0.39-0.84 on three heads), two independent signals about 0.02
-NOT_BINAURAL_COHERENCE = 0.2
-
-
 def _not_binaural_note(res: LocalizationResult, arr, sr: int) -> LocalizationResult:
-    """``res`` with a first warning when the two channels of ``arr`` are nearly independent below 250 Hz,
-    where two ears are coherent whatever the sound field: two unrelated signals, or microphones far apart,
-    whose 'directions' mean nothing. The coherence goes into the provenance (None: too short to read)."""
-    from ..dsp import low_band_coherence
+    """``res`` with a first warning when the two channels of ``arr`` do not look like two ears
+    (:func:`spaq.spatial.checks.binaural_check`: nearly independent below 250 Hz, two unrelated signals or
+    microphones far apart, whose 'directions' mean nothing); the coherence goes into the provenance (None:
+    too short to read)."""
+    from ..spatial.checks import binaural_check
 
-    coh = low_band_coherence(arr, int(sr))
+    coh, note = binaural_check(arr, int(sr))
     res.provenance["low_band_coherence"] = None if coh is None else round(coh, 4)
-    if coh is not None and coh < NOT_BINAURAL_COHERENCE:
-        res.warnings.insert(0, f"the two channels are nearly independent below 250 Hz (coherence {coh:.3f} < "
-                               f"{NOT_BINAURAL_COHERENCE:g}, where two ears read 0.4 or more in any sound field): this "
-                               f"does not look like a binaural signal, so its directions are not meaningful")
+    if note is not None:
+        res.warnings.insert(0, note)
     return res
 
 

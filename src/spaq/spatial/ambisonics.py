@@ -55,8 +55,8 @@ def encode(signal, azimuth_deg, elevation_deg, order: int, normalisation: str = 
 
 
 def encode_plane_waves(signals, azimuth_deg, elevation_deg, order: int) -> np.ndarray:
-    """Sum of plane waves: ``signals (S, T)``, directions ``(S,)`` (or ``(S, T)`` for
-    moving sources) -> ``(n_ch, T)`` ACN/SN3D."""
+    """Sum of plane waves: ``signals (S, T)`` (or ``(..., S, T)`` with fixed directions), directions ``(S,)``
+    (or ``(S, T)`` for moving sources) -> ``(n_ch, T)`` (``(..., n_ch, T)``) ACN/SN3D."""
     s = np.asarray(signals, dtype=np.float64)
     az = np.asarray(azimuth_deg, dtype=np.float64)
     el = np.asarray(elevation_deg, dtype=np.float64)

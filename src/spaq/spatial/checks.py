@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["FormatContent", "format_warnings", "first_order_ratio", "LFE_BAND_HZ", "LFE_MAX_HIGH_SHARE",
-           "LFE_MIN_LEVEL_DB", "SN3D_MAX_FIRST_ORDER_RATIO"]
+__all__ = ["FormatContent", "format_warnings", "first_order_ratio", "binaural_check", "LFE_BAND_HZ",
+           "LFE_MAX_HIGH_SHARE", "LFE_MIN_LEVEL_DB", "SN3D_MAX_FIRST_ORDER_RATIO", "NOT_BINAURAL_COHERENCE"]
 
 #: an LFE channel's content lies below this (Hz): LFE feeds are low-passed at 120 Hz
 LFE_BAND_HZ = 200.0
@@ -227,3 +227,24 @@ def first_order_ratio(x, normalisation: str = "sn3d", sample_rate: int = 48000) 
     fc = FormatContent(fmt, sample_rate, x.shape[-2])
     fc.add(x)
     return fc.first_order_ratio()
+
+
+#: below this long-term low-band coherence (:func:`spaq.dsp.low_band_coherence`, 50-250 Hz) a 2-channel
+#: signal is said not to look binaural: two ears read 0.38 or more there in every sound field measured (one
+#: source >= 0.99; rooms and diffuse noise 0.38-0.85 on three heads), two independent signals 0.008-0.022
+NOT_BINAURAL_COHERENCE = 0.2
+
+
+def binaural_check(x, sample_rate: int) -> tuple:
+    """``(coherence, warning)`` for a 2-channel signal ``x (2, T)`` read as binaural: its long-term
+    coherence below 250 Hz (:func:`spaq.dsp.low_band_coherence`; None when too short or empty there) and,
+    below :data:`NOT_BINAURAL_COHERENCE`, the one-line warning that it does not look like two ears (else None).
+    Read by :func:`spaq.localize` (the directions of two unrelated signals mean nothing)."""
+    from ..dsp import low_band_coherence
+
+    coh = low_band_coherence(x, int(sample_rate))
+    if coh is None or coh >= NOT_BINAURAL_COHERENCE:
+        return coh, None
+    return coh, (f"the two channels are nearly independent below 250 Hz (coherence {coh:.3f} < "
+                 f"{NOT_BINAURAL_COHERENCE:g}, where two ears read 0.4 or more in any sound field): this does not "
+                 f"look like a binaural signal, so its directions are not meaningful")

@@ -200,11 +200,7 @@ def layout_to_ambisonics(x, layout, order: int = 1) -> np.ndarray:
         raise LayoutError(f"layout {lay.describe()} has {lay.n_channels} channels but the signal has shape {x.shape}")
     ch = list(lay.spatial_channels)
     az, el = np.asarray(lay.azimuth_deg)[ch], np.asarray(lay.elevation_deg)[ch]
-    feeds = np.asarray(x[..., ch, :], dtype=np.float64)
-    if feeds.ndim == 2:
-        return encode_plane_waves(feeds, az, el, int(order))
-    return np.stack([encode_plane_waves(f, az, el, int(order)) for f in feeds.reshape(-1, *feeds.shape[-2:])]
-                    ).reshape(*feeds.shape[:-2], (int(order) + 1) ** 2, feeds.shape[-1])
+    return encode_plane_waves(np.asarray(x[..., ch, :], dtype=np.float64), az, el, int(order))  # (..., S, T) batched
 
 
 def render_layout_binaural(x, layout, hrtf=None, sample_rate: int = 48000,
