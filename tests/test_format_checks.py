@@ -190,3 +190,77 @@ def test_score_w_only_beside_3oa_says_what_is_silent():
     w = [v for v in rep.warnings if v.startswith("localization: degraded signal: no direction")]
     assert len(w) == 1 and "its first-order (directional) channels 2-4 are silent" in w[0]
     assert "the input is silent" not in w[0]
+
+
+# ----------------------------------------------------------------------------- binaural: two ears or not
+
+
+def test_low_band_coherence_blockwise_reads_as_the_whole_signal():
+    """The streamed accumulator (files read block by block) keeps evenly spread segments whatever the
+    length and reads what the whole-signal function reads: two ears near 1, two unrelated signals near
+    1 / segments; blocks that split segments change nothing; too little signal reads None."""
+    from spaq.dsp import LowBandCoherence, low_band_coherence
+
+    rng = np.random.default_rng(11)
+    for T, block in ((3 * SR, 4096), (60 * SR, 1 << 18)):
+        s = rng.standard_normal(T)
+        ears = np.stack([s, np.roll(s, 12) + 0.2 * rng.standard_normal(T)])
+        indep = rng.standard_normal((2, T))
+        for sig, lo, hi in ((ears, 0.85, 1.0), (indep, 0.0, 0.08)):
+            acc = LowBandCoherence(SR)
+            for b in range(0, T, block):
+                acc.add(sig[:, b:b + block])
+            v, whole = acc.value(), low_band_coherence(sig, SR)
+            assert lo < v < hi and lo < whole < hi
+            assert abs(v - whole) < 0.05
+            assert 32 <= len(acc.held) <= 64  # evenly thinned, not the first segments only
+            ks = np.array([k for k, _ in acc.held])
+            assert ks.max() * acc.hop > 0.9 * (T - acc.n)  # the end of the signal is read
+        one = LowBandCoherence(SR)
+        one.add(ears)
+        two = LowBandCoherence(SR)
+        two.add(ears[:, :7777])
+        two.add(ears[:, 7777:])
+        assert one.value() == pytest.approx(two.value(), abs=1e-9)
+    short = LowBandCoherence(SR)
+    short.add(indep[:, :12000])  # 0.25 s: fewer than 16 segments
+    assert short.value() is None
+
+
+def test_score_warns_when_a_binaural_reference_is_two_unrelated_signals(tmp_path):
+    """Two unrelated channels read as binaural (a spaced pair far apart, two tracks) were scored as two ears
+    with no word. The reference (and a signal read alone, by the predictor) now gets the warning, in memory
+    and streamed alike, with the coherence and the way to read a loudspeaker pair; a degraded signal is not
+    checked (its lost coherence may be the degradation), and a binaural rendering gets no warning."""
+    from spaq.spatial.hrtf import load_hrtf
+    from spaq.spatial.render import render_binaural
+
+    rng = np.random.default_rng(5)
+    indep = 0.05 * rng.standard_normal((2, 2 * SR))
+    ears = render_binaural(0.05 * rng.standard_normal(2 * SR), 60.0, 0.0, load_hrtf("ku100", SR))[:, :2 * SR]
+
+    def said(ws, who):
+        return [w for w in ws if w.startswith(who) and "does not look like a binaural signal" in w]
+
+    pr = load_pair(indep, 0.7 * indep, sample_rate=SR)
+    assert len(said(pr.warnings, "ref")) == 1 and "--format stereo" in said(pr.warnings, "ref")[0]
+    assert float(said(pr.warnings, "ref")[0].split("coherence ")[1].split(" ")[0]) < 0.1
+    assert not said(load_pair(ears, indep, sample_rate=SR).warnings, "")  # the degraded one is not checked
+    assert not said(load_pair(ears, ears, sample_rate=SR).warnings, "")
+    assert said(load_pair(indep, indep, sample_rate=SR, reference_free=True).warnings, "deg")
+    # files, streamed in blocks: the same finding
+    for name, x in (("ind.wav", indep), ("ears.wav", ears)):
+        sf.write(tmp_path / name, x.T, SR, subtype="FLOAT")
+    import spaq.io as io
+
+    old = io.STREAM_BLOCK
+    try:
+        streamed = io._load_pair_streamed(str(tmp_path / "ind.wav"), str(tmp_path / "ears.wav"), None, None, False, 0.0)
+        assert len(said(streamed.warnings, "ref")) == 1
+        io.STREAM_BLOCK = 3001  # blocks that split the segments
+        streamed = io._load_pair_streamed(str(tmp_path / "ears.wav"), str(tmp_path / "ind.wav"), None, None, False, 0.0)
+        assert not said(streamed.warnings, "")
+    finally:
+        io.STREAM_BLOCK = old
+    r = score(str(tmp_path / "ind.wav"), str(tmp_path / "ind.wav"), metrics=["cues"])
+    assert said(r.warnings, "ref")

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 __all__ = ["next_fast_len", "fft_convolve", "mimo_fir_filter", "wpe_stft", "wpe_dereverberate", "wpe_min_samples", "wpe_max_taps",
-           "resample_poly", "low_band_coherence"]
+           "resample_poly", "low_band_coherence", "LowBandCoherence"]
 
 
 def next_fast_len(n: int) -> int:
@@ -209,6 +209,34 @@ def _band_dft(n: int, sample_rate: int, lo_hz: float, hi_hz: float):
     return np.hanning(n).astype(np.float32), dft
 
 
+def _band_terms(a: np.ndarray, starts: np.ndarray, n: int, win: np.ndarray, dft: np.ndarray) -> tuple:
+    """Per segment ``a[:, s:s + n]`` (``s`` in ``starts``) of ``a (2, T)``, Hann-windowed: ``(sxx, syy, sxy,
+    total)``, the two channels' band powers ``(K, bins)``, their cross power (complex) and each frame pair's
+    total power ``(K,)`` by Parseval (the DFT's sum of |X|^2 over all n bins is n times the frames' energy).
+    The band's few DFT bins come as one matrix product (a whole FFT per segment would compute ~100x more bins)."""
+    frames = a[:, starts[:, None] + np.arange(n)].astype(np.float32) * win  # (2, K, n): only these are read
+    X = (frames @ dft).astype(np.complex128)  # (2, K, bins)
+    total = n * np.einsum("ckn,ckn->k", frames, frames, dtype=np.float64)
+    p = X.real ** 2 + X.imag ** 2
+    return p[0], p[1], X[0] * np.conj(X[1]), total
+
+
+def _band_sums(a: np.ndarray, starts: np.ndarray, n: int, win: np.ndarray, dft: np.ndarray) -> tuple:
+    """:func:`_band_terms` summed over the segments: ``(sxx, syy, sxy)`` per bin and the total power."""
+    sxx, syy, sxy, total = _band_terms(a, starts, n, win, dft)
+    return sxx.sum(0), syy.sum(0), sxy.sum(0), float(total.sum())
+
+
+def _band_coherence(sxx, syy, sxy, total: float) -> float | None:
+    """The power-weighted mean magnitude-squared coherence of :func:`_band_sums`' sums (None: the band
+    holds no power, below 1e-8 of the frames')."""
+    if total <= 0.0 or float(2.0 * (sxx.sum() + syy.sum())) <= 1e-8 * total:
+        return None
+    w = np.sqrt(sxx * syy)
+    msc = np.abs(sxy) ** 2 / np.maximum(sxx * syy, 1e-300)
+    return float((msc * w).sum() / max(float(w.sum()), 1e-300))
+
+
 def low_band_coherence(x, sample_rate: int, band_hz: tuple = (50.0, 250.0), segments: int = 32,
                        segment_s: float = 2048 / 48000, min_segments: int = 16) -> float | None:
     """The long-term magnitude-squared coherence of the two channels of ``x (2, T)`` (numpy or torch, real)
@@ -216,7 +244,8 @@ def low_band_coherence(x, sample_rate: int, band_hz: tuple = (50.0, 250.0), segm
     (2048 samples at 48 kHz) spread over the signal, then averaged over the band's bins weighted by their
     geometric-mean power. None when it cannot be read: fewer than ``min_segments`` half-overlapping
     segments fit (the estimate's bias is about 1 / segments: 0.15 with 7 segments of independent noise), or
-    the band holds no power (below 1e-8 of the signal's).
+    the band holds no power (below 1e-8 of the signal's). :class:`LowBandCoherence` reads the same from a
+    signal given block by block.
 
     Two ears are coherent at these frequencies whatever the sound field, because they are 15-25 cm apart:
     one source anywhere reads >= 0.99, rooms and diffuse noise 0.39-0.84 on the KU100, SONICOM and KEMAR
@@ -233,15 +262,54 @@ def low_band_coherence(x, sample_rate: int, band_hz: tuple = (50.0, 250.0), segm
     win, dft = _band_dft(n, int(sample_rate), float(band_hz[0]), float(band_hz[1]))
     if dft is None:
         return None
-    frames = a[:, starts[:, None] + np.arange(n)].astype(np.float32) * win  # (2, K, n): only these are read
-    # the band's few DFT bins as one matrix product (a whole FFT per segment would compute ~100x more bins);
-    # the total power by Parseval (the DFT's sum of |X|^2 over all n bins is n times the frames' energy)
-    X = (frames @ dft).astype(np.complex128)  # (2, K, bins)
-    total = float(n * np.einsum("ckn,ckn->", frames, frames, dtype=np.float64))
-    sxx, syy = (X.real ** 2 + X.imag ** 2).sum(1)
-    if total <= 0.0 or float(2.0 * (sxx.sum() + syy.sum())) <= 1e-8 * total:
-        return None
-    sxy = (X[0] * np.conj(X[1])).sum(0)
-    w = np.sqrt(sxx * syy)
-    msc = np.abs(sxy) ** 2 / np.maximum(sxx * syy, 1e-300)
-    return float((msc * w).sum() / max(float(w.sum()), 1e-300))
+    return _band_coherence(*_band_sums(a, starts, n, win, dft))
+
+
+class LowBandCoherence:
+    """:func:`low_band_coherence` of a 2-channel signal given block by block (a file streamed in one pass):
+    :meth:`add` each block ``(2, n)`` in order, :meth:`value` at the end. Its half-overlapping segments are
+    kept one in ``stride`` (the stride doubles whenever more than ``2 * segments`` are held, so that about
+    ``segments`` to ``2 * segments`` stay spread evenly over everything read, whatever its length); a
+    segment may straddle two blocks. The same arithmetic as the whole-signal function (:func:`_band_sums`,
+    :func:`_band_coherence`), on a different but equally spread choice of segments."""
+
+    def __init__(self, sample_rate: int, band_hz: tuple = (50.0, 250.0), segments: int = 32,
+                 segment_s: float = 2048 / 48000, min_segments: int = 16):
+        self.n = next_fast_len(max(16, int(round(segment_s * int(sample_rate)))))
+        self.hop = self.n // 2
+        self.win, self.dft = _band_dft(self.n, int(sample_rate), float(band_hz[0]), float(band_hz[1]))
+        self.segments, self.min_segments = int(segments), int(min_segments)
+        self.stride = 1          # every stride-th half-overlapping segment is kept
+        self.count = 0           # half-overlapping segments seen so far
+        self.held: list = []     # (index, (sxx, syy, sxy, total)) of the kept ones
+        self.tail = np.zeros((2, 0), np.float32)  # samples not yet in a complete segment
+        self.offset = 0          # the signal position of tail[:, 0]
+
+    def add(self, block) -> None:
+        b = np.asarray(block)
+        if b.ndim != 2 or b.shape[0] != 2 or b.shape[1] == 0 or self.dft is None:
+            return
+        a = b if self.tail.shape[1] == 0 else np.concatenate([self.tail, b.astype(self.tail.dtype, copy=False)], axis=1)
+        k0 = -(-self.offset // self.hop)  # the first segment that starts within a
+        k1 = (self.offset + a.shape[1] - self.n) // self.hop  # the last that ends within a
+        if k1 >= k0:
+            ks = np.arange(k0, k1 + 1)
+            # thin before computing: a long block (a whole signal in memory) adds at most what is kept
+            while len(self.held) + int(np.count_nonzero(ks % self.stride == 0)) > 2 * self.segments:
+                self.stride *= 2
+                self.held = [h for h in self.held if h[0] % self.stride == 0]
+            kept = ks[ks % self.stride == 0]
+            if len(kept):
+                terms = _band_terms(a, kept * self.hop - self.offset, self.n, self.win, self.dft)
+                self.held += [(int(k), tuple(t[i] for t in terms)) for i, k in enumerate(kept)]
+            self.count = int(k1) + 1
+        keep_from = max(0, self.count * self.hop - self.offset)
+        self.tail = a[:, keep_from:].astype(np.float32)  # fewer than n samples: a copy
+        self.offset += keep_from
+
+    def value(self) -> float | None:
+        """The coherence of what was added (None: fewer than ``min_segments`` segments, or no power in the band)."""
+        if self.dft is None or self.count < self.min_segments or not self.held:
+            return None
+        sxx, syy, sxy, total = (np.stack([h[1][j] for h in self.held]).sum(0) for j in range(4))
+        return _band_coherence(sxx, syy, sxy, float(total))

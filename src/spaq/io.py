@@ -601,15 +601,16 @@ def _resolve_format(fmt, n_ch: int, ref_label: str) -> tuple[SpatialFormat, str]
     return f, f.normalisation
 
 
-def _format_content(fmt, n_ch: int, sr: int):
+def _format_content(fmt, n_ch: int, sr: int, check_binaural: bool = False):
     """A :class:`~spaq.spatial.checks.FormatContent` for a file of ``n_ch`` channels read in ``fmt`` (as
     :func:`_resolve_format` reads it), or None when there is nothing to check or the format does not fit
-    (the checks after the scan say so)."""
+    (the checks after the scan say so); ``check_binaural``: whether a binaural file is checked for being two
+    ears (the reference's)."""
     try:
         f = _resolve_format(fmt, n_ch, "")[0]
     except SpaqInputError:
         return None
-    c = FormatContent(f, sr, n_ch)
+    c = FormatContent(f, sr, n_ch, check_binaural)
     return c if c.active else None
 
 
@@ -757,7 +758,8 @@ def _load_pair_streamed(ref, deg, target_rate, fmt, trim, min_duration_s, align:
         if info.frames == 0:
             raise SpaqInputError(f"{label} is empty (0 samples)")
     dt = "float64" if "float64" in (_dtype_for(infos[0]), _dtype_for(infos[1])) else "float32"
-    contents = [_format_content(fmt, int(info.channels), int(info.samplerate)) for info in infos]
+    contents = [_format_content(fmt, int(info.channels), int(info.samplerate), check)
+                for info, check in zip(infos, (True, False))]
     scans = [_scan_file(p, label, dt, c) for p, label, c in ((ref, ref_label, contents[0]), (deg, deg_label, contents[1]))]
     silent = [sc[0] for sc in scans]
     warnings: list[str] = []
@@ -896,8 +898,11 @@ def load_pair(
     if deg_silent.any():
         where = f" (batch items {np.flatnonzero(deg_silent).tolist()})" if d.shape[0] > 1 else ""
         warnings.append(f"degraded signal is silent (all samples are zero){where}: {deg_label}")
-    for x, sr_x, lab in (((d, sr_d, deg_label),) if reference_free else ((r, sr_r, ref_label), (d, sr_d, deg_label))):
-        warnings.extend(w for w in format_warnings(x, spatial_fmt, sr_x, lab) if w not in warnings)
+    # a binaural reference (or the one signal read without one) is checked for being two ears; a degraded
+    # signal's lost coherence may be its degradation
+    for x, sr_x, lab, ears in (((d, sr_d, deg_label, True),) if reference_free else
+                               ((r, sr_r, ref_label, True), (d, sr_d, deg_label, False))):
+        warnings.extend(w for w in format_warnings(x, spatial_fmt, sr_x, lab, ears) if w not in warnings)
 
     # sample rates: each side goes straight to the rate used (no double resampling)
     sample_rate_in = sr_r

@@ -15,6 +15,10 @@ says they are? Two mistakes give plausible but wrong scores without any other si
   where sources add coherently); N3D multiplies it by 3 and FuMa (W at -3 dB) by 2. Read per
   third-octave band above 200 Hz and flagged when the median is above
   :data:`SN3D_MAX_FIRST_ORDER_RATIO` (room modes move the broadband ratio from 0.04 to 1.9).
+* **two channels that are not two ears** (a spaced microphone pair far apart, two unrelated tracks, a
+  loudspeaker pair with independent channels) read as binaural: two ears 15-25 cm apart are coherent below
+  250 Hz in any sound field, such signals are not (:func:`binaural_check`, :data:`NOT_BINAURAL_COHERENCE`).
+  Checked on a reference and on a signal read alone (``check_binaural``), not on a degraded one.
 
 :class:`FormatContent` gathers the statistics block by block (files streamed in one pass) and
 :meth:`FormatContent.warnings` says what it found, one line each. It is the one implementation
@@ -25,7 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["FormatContent", "format_warnings", "first_order_ratio", "binaural_check", "LFE_BAND_HZ",
+__all__ = ["FormatContent", "format_warnings", "first_order_ratio", "binaural_check", "not_binaural_message", "LFE_BAND_HZ",
            "LFE_MAX_HIGH_SHARE", "LFE_MIN_LEVEL_DB", "SN3D_MAX_FIRST_ORDER_RATIO", "NOT_BINAURAL_COHERENCE"]
 
 #: an LFE channel's content lies below this (Hz): LFE feeds are low-passed at 120 Hz
@@ -61,15 +65,20 @@ def _welch_nfft(sample_rate: int) -> int:
 class FormatContent:
     """Statistics of one signal read in format ``fmt`` (a :class:`~spaq.formats.SpatialFormat`), gathered
     over blocks ``(channels, n)`` of its samples as read (before any normalisation conversion) with
-    :meth:`add`; :meth:`warnings` gives the one-line warnings. Formats it has nothing to check (binaural,
-    mono, layouts without LFE) cost nothing."""
+    :meth:`add`; :meth:`warnings` gives the one-line warnings. Formats it has nothing to check (mono,
+    layouts without LFE, binaural unless ``check_binaural``) cost nothing."""
 
-    def __init__(self, fmt, sample_rate: int, n_channels: int):
+    def __init__(self, fmt, sample_rate: int, n_channels: int, check_binaural: bool = False):
         self.fmt = fmt
         self.sample_rate = int(sample_rate)
         self.n_channels = int(n_channels)
         self.lfe = None
         self.ambi = False
+        self.coherence = None
+        if check_binaural and getattr(fmt, "is_binaural", False) and self.n_channels == 2:
+            from ..dsp import LowBandCoherence
+
+            self.coherence = LowBandCoherence(self.sample_rate)
         if getattr(fmt, "is_layout", False) and fmt.layout_spec.lfe is not None \
                 and fmt.layout_spec.n_channels == self.n_channels:
             self.lfe = int(fmt.layout_spec.lfe)
@@ -77,7 +86,7 @@ class FormatContent:
         elif getattr(fmt, "is_ambisonics", False) and self.n_channels >= 4:
             self.ambi = True
             self.spec_channels = [0, 1, 2, 3]  # W and the first-order channels, whatever the order
-        if self.active:
+        if self.lfe is not None or self.ambi:
             self.nfft = _welch_nfft(self.sample_rate)
             self.window = np.hanning(self.nfft)
             self.psd = np.zeros((len(self.spec_channels), self.nfft // 2 + 1))
@@ -86,13 +95,16 @@ class FormatContent:
 
     @property
     def active(self) -> bool:
-        return self.lfe is not None or self.ambi
+        return self.lfe is not None or self.ambi or self.coherence is not None
 
     def add(self, block) -> None:
         if not self.active:
             return
         x = np.asarray(block)
         if x.ndim != 2 or x.shape[0] != self.n_channels or x.shape[1] == 0:
+            return
+        if self.coherence is not None:
+            self.coherence.add(x)
             return
         self.energy += np.einsum("ct,ct->c", x, x, dtype=np.float64)
         self.count += x.shape[1]
@@ -173,6 +185,11 @@ class FormatContent:
         r = self.first_order_ratio()
         if r is not None and r > SN3D_MAX_FIRST_ORDER_RATIO:
             out.append(self._ambi_warning(label, r))
+        coh = None if self.coherence is None else self.coherence.value()
+        if coh is not None and coh < NOT_BINAURAL_COHERENCE:
+            out.append(f"{label}: " + not_binaural_message(
+                coh, "spaq reads its channels as two ears; if it is a loudspeaker stereo pair, "
+                     "read it as one (--format stereo; format='stereo' in Python)"))
         return out
 
     def _ambi_warning(self, label: str, r: float) -> str:
@@ -194,14 +211,16 @@ class FormatContent:
                 f"or any mix of them, diffuse sound included): {fix}")
 
 
-def format_warnings(x, fmt, sample_rate: int, label: str) -> list[str]:
+def format_warnings(x, fmt, sample_rate: int, label: str, check_binaural: bool = False) -> list[str]:
     """The warnings of :class:`FormatContent` for a whole signal ``x (channels, T)`` or ``(B, channels, T)``
-    (per batch item; a finding names its first item)."""
+    (per batch item; a finding names its first item); ``check_binaural``: a binaural signal's channels are
+    checked for being two ears (a reference or a signal read alone; not a degraded one, whose lost
+    coherence may be the degradation)."""
     x = np.asarray(x)
     items = x[None] if x.ndim == 2 else x
     out: list[str] = []
     for i, it in enumerate(items):
-        fc = FormatContent(fmt, sample_rate, it.shape[-2])
+        fc = FormatContent(fmt, sample_rate, it.shape[-2], check_binaural)
         if not fc.active:
             return []
         fc.add(it)
@@ -245,6 +264,12 @@ def binaural_check(x, sample_rate: int) -> tuple:
     coh = low_band_coherence(x, int(sample_rate))
     if coh is None or coh >= NOT_BINAURAL_COHERENCE:
         return coh, None
-    return coh, (f"the two channels are nearly independent below 250 Hz (coherence {coh:.3f} < "
-                 f"{NOT_BINAURAL_COHERENCE:g}, where two ears read 0.4 or more in any sound field): this does not "
-                 f"look like a binaural signal, so its directions are not meaningful")
+    return coh, not_binaural_message(coh, "so its directions are not meaningful")
+
+
+def not_binaural_message(coherence: float, consequence: str) -> str:
+    """The one-line finding that a 2-channel signal of low-band ``coherence`` does not look binaural, with what
+    that means where it is read (``consequence``)."""
+    return (f"the two channels are nearly independent below 250 Hz (coherence {coherence:.3f} < "
+            f"{NOT_BINAURAL_COHERENCE:g}, where two ears read 0.4 or more in any sound field): this does not "
+            f"look like a binaural signal, {consequence}")
