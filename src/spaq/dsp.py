@@ -214,7 +214,8 @@ def _band_terms(a: np.ndarray, starts: np.ndarray, n: int, win: np.ndarray, dft:
     total)``, the two channels' band powers ``(K, bins)``, their cross power (complex) and each frame pair's
     total power ``(K,)`` by Parseval (the DFT's sum of |X|^2 over all n bins is n times the frames' energy).
     The band's few DFT bins come as one matrix product (a whole FFT per segment would compute ~100x more bins)."""
-    frames = a[:, starts[:, None] + np.arange(n)].astype(np.float32) * win  # (2, K, n): only these are read
+    # (2, K, n): only these are read, slice by slice (a fancy index over a transposed file read is 3-5x slower)
+    frames = np.stack([a[:, int(s0):int(s0) + n].astype(np.float32) for s0 in starts], axis=1) * win
     X = (frames @ dft).astype(np.complex128)  # (2, K, bins)
     total = n * np.einsum("ckn,ckn->k", frames, frames, dtype=np.float64)
     p = X.real ** 2 + X.imag ** 2
