@@ -269,10 +269,11 @@ def low_band_coherence(x, sample_rate: int, band_hz: tuple = (50.0, 250.0), segm
 class LowBandCoherence:
     """:func:`low_band_coherence` of a 2-channel signal given block by block (a file streamed in one pass):
     :meth:`add` each block ``(2, n)`` in order, :meth:`value` at the end. Its half-overlapping segments are
-    kept one in ``stride`` (the stride doubles whenever more than ``2 * segments`` are held, so that about
-    ``segments`` to ``2 * segments`` stay spread evenly over everything read, whatever its length); a
+    kept one in ``stride`` (the stride doubles whenever more than ``segments`` would be held, so that they
+    stay spread evenly over everything read, whatever its length); a
     segment may straddle two blocks. The same arithmetic as the whole-signal function (:func:`_band_sums`,
-    :func:`_band_coherence`), on a different but equally spread choice of segments."""
+    :func:`_band_coherence`), on a different but equally spread choice of segments (``segments / 2`` to
+    ``segments`` of them)."""
 
     def __init__(self, sample_rate: int, band_hz: tuple = (50.0, 250.0), segments: int = 32,
                  segment_s: float = 2048 / 48000, min_segments: int = 16):
@@ -296,7 +297,7 @@ class LowBandCoherence:
         if k1 >= k0:
             ks = np.arange(k0, k1 + 1)
             # thin before computing: a long block (a whole signal in memory) adds at most what is kept
-            while len(self.held) + int(np.count_nonzero(ks % self.stride == 0)) > 2 * self.segments:
+            while len(self.held) + int(np.count_nonzero(ks % self.stride == 0)) > self.segments:
                 self.stride *= 2
                 self.held = [h for h in self.held if h[0] % self.stride == 0]
             kept = ks[ks % self.stride == 0]
