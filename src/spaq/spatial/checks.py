@@ -28,6 +28,7 @@ batch``, :func:`spaq.score`) and :func:`spaq.localization.localize`.
 from __future__ import annotations
 
 import numpy as np
+import scipy.fft
 
 __all__ = ["FormatContent", "format_warnings", "first_order_ratio", "binaural_check", "not_binaural_message", "LFE_BAND_HZ",
            "LFE_MAX_HIGH_SHARE", "LFE_MIN_LEVEL_DB", "SN3D_MAX_FIRST_ORDER_RATIO", "NOT_BINAURAL_COHERENCE"]
@@ -88,7 +89,7 @@ class FormatContent:
             self.spec_channels = [0, 1, 2, 3]  # W and the first-order channels, whatever the order
         if self.lfe is not None or self.ambi:
             self.nfft = _welch_nfft(self.sample_rate)
-            self.window = np.hanning(self.nfft)
+            self.window = np.hanning(self.nfft).astype(np.float32)
             self.psd = np.zeros((len(self.spec_channels), self.nfft // 2 + 1))
         self.energy = np.zeros(self.n_channels)
         self.count = 0
@@ -106,18 +107,24 @@ class FormatContent:
         if self.coherence is not None:
             self.coherence.add(x)
             return
-        self.energy += np.einsum("ct,ct->c", x, x, dtype=np.float64)
+        # the energies read: every channel of a layout (its LFE against the loudest), W and the first order of
+        # ambisonics (the higher orders are not read)
+        ch = slice(None) if self.lfe is not None else slice(0, 4)
+        self.energy[ch] += np.einsum("ct,ct->c", x[ch], x[ch], dtype=np.float64)
         self.count += x.shape[1]
-        # Welch power spectra of the channels looked at
-        s = np.asarray(x[self.spec_channels], dtype=np.float64)
+        # Welch power spectra of the channels looked at (half-overlapping Hann frames), in float32, a few frames
+        # per transform
+        s = x[self.spec_channels]
         n, hop = self.nfft, self.nfft // 2
         if s.shape[1] < n:
             s = np.pad(s, ((0, 0), (0, n - s.shape[1])))
         starts = np.arange(0, s.shape[1] - n + 1, hop)
         if starts[-1] != s.shape[1] - n:  # the last partial frame: one more ending at the block's end
             starts = np.append(starts, s.shape[1] - n)
-        for a in starts:
-            self.psd += np.abs(np.fft.rfft(s[:, a:a + n] * self.window, axis=-1)) ** 2
+        for i in range(0, len(starts), 8):
+            frames = np.stack([s[:, a:a + n].astype(np.float32) for a in starts[i:i + 8]], axis=1) * self.window
+            X = scipy.fft.rfft(frames, axis=-1)
+            self.psd += (X.real ** 2 + X.imag ** 2).sum(1, dtype=np.float64)
 
     # ------------------------------------------------------------------ findings
 
