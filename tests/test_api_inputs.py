@@ -123,3 +123,26 @@ def test_checkpoint_goes_to_one_metric(tmp_path):
     assert "quality" in rep.results and rep.results["quality"].score == pytest.approx(
         spaq.score(x, 0.5 * x, sample_rate=FS, metrics=["quality"], align=False).results["quality"].score, abs=1e-9)
     assert "qastanet" in rep.skipped  # binaural input (and not its weights)
+
+
+def test_a_skipped_metric_says_why_when_asked_for():
+    """report.results["qastanet"] for binaural input (or without its weights) raised a bare KeyError; now the
+    KeyError carries the skip reason, and a metric never asked for says which were scored. The mapping
+    stays a dict (JSON, to_dict) and survives pickling (spaq batch's workers)."""
+    import pickle
+
+    import spaq
+    from spaq.spatial.hrtf import load_hrtf
+    from spaq.spatial.render import render_binaural
+
+    x = render_binaural(0.05 * np.random.default_rng(0).standard_normal(24000), 30, 0, load_hrtf("ku100", 48000))
+    r = spaq.score(x, 0.5 * x, sample_rate=48000, metrics=["cues", "qastanet"])
+    assert isinstance(r.results, dict) and list(r.results) == ["cues"]
+    with pytest.raises(KeyError, match="qastanet was skipped: qastanet scores ambisonics input only"):
+        r.results["qastanet"]
+    with pytest.raises(KeyError, match="pesq was not scored; scored: cues"):
+        r["pesq"]
+    back = pickle.loads(pickle.dumps(r))
+    assert back.results["cues"].score == r.results["cues"].score
+    with pytest.raises(KeyError, match="qastanet was skipped"):
+        back.results["qastanet"]

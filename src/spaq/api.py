@@ -21,6 +21,20 @@ def __getattr__(name):  # DEFAULT_METRICS is read from the registry when asked
     raise AttributeError(name)
 
 
+class _Results(dict):
+    """``{metric name: MetricResult}`` whose missing key says why: a metric ``spaq.score`` skipped gives its
+    one-line reason (``KeyError("qastanet was skipped: ...")``), one not asked for says which were."""
+
+    def __init__(self, items=(), skipped=None):
+        super().__init__(items)
+        self._skipped = {} if skipped is None else skipped
+
+    def __missing__(self, name):
+        if name in self._skipped:
+            raise KeyError(f"{name} was skipped: {self._skipped[name]} (report.skipped)")
+        raise KeyError(f"{name} was not scored; scored: {', '.join(self) or 'none'}")
+
+
 @dataclass
 class ScoreReport:
     """What ``spaq.score`` returns: the pair's facts, one :class:`MetricResult` per metric that
@@ -39,6 +53,10 @@ class ScoreReport:
     skipped: dict = field(default_factory=dict)
     alignment: dict | None = None
     rendered: str | None = None
+
+    def __post_init__(self):
+        # report.results["x"] for a skipped metric says why instead of a bare KeyError
+        self.results = _Results(self.results, self.skipped)
 
     def __getitem__(self, name: str) -> MetricResult:
         return self.results[name]
