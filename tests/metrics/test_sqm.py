@@ -325,6 +325,93 @@ def test_bank_head_scales_render_through_scaled_heads_and_leave_the_default_bank
         assert [p.name for p in Path(d).iterdir()] == ["sqm_train_5a25ae617b0d5deb.pt"]
 
 
+def test_bank_timbre_augment_is_off_by_default_keeps_the_scenes_and_the_interaural_cues(one_torch_thread):
+    """``SQMDataSpec.timbre_augment``: off by default (the shipped recipe's cache key and bank are what
+    they were); on, the second rendering of a direction gets a timbral change drawn from a stream of its
+    own (every scene's draws, directions and first rendering unchanged), and the change is one
+    zero-phase filter on both ears (interaural level and time differences kept) plus noise independent
+    per ear at the SNR drawn."""
+    import tempfile
+    from pathlib import Path
+
+    from spaq.config import from_dict
+    from spaq.spatial.hrtf import load_hrtf
+    from spaq.train.sqm import (SQMDataSpec, SQMTrainConfig, TimbreAugment, _fft_convolve, bank, make_bank,
+                                timbre_change)
+
+    import spaq.train.sqm as sqm_train
+
+    root = Path(__file__).resolve().parents[2]
+    # the shipped recipe has no timbre_augment and keeps its bank's file name; the option reads from YAML keys
+    tc = SQMTrainConfig.from_yaml(root / "src/spaq/resources/weights/sqm_v1.yaml")
+    assert from_dict(SQMDataSpec, tc.data, "data").timbre_augment is None
+    data = {**tc.data, "timbre_augment": {"probability": 0.75, "lowpass_hz": [1000, 16000], "tilt_db": 6,
+                                          "snr_db": [10, 30]}}
+    aug = from_dict(SQMDataSpec, data, "data").timbre_augment
+    assert isinstance(aug, TimbreAugment) and aug.probability == 0.75 and aug.lowpass_hz == (1000, 16000)
+    names = []
+    with tempfile.TemporaryDirectory() as d, pytest.MonkeyPatch.context() as mp:
+        mp.setattr("spaq.train.sqm.make_bank", lambda *a, **k: {"x": torch.zeros(1)})
+        for dd in (tc.data, data):
+            bank(from_dict(SQMDataSpec, dd, "data"), tc.n_directions, tc.seed, "train", tc.clip_s,
+                 SQMConfig(**tc.model), cache_dir=d, keep_waves=tc.keep_waves)
+            names.append(sorted(p.name for p in Path(d).iterdir()))
+    assert names[0] == ["sqm_train_5a25ae617b0d5deb.pt"] and len(names[1]) == 2
+
+    cfg = SQMConfig(channels=2)
+    spec = SQMDataSpec(heads=("ku100",), sources=("pink_noise",), room_fraction=0.0, noise_fraction=0.0)
+    on = SQMDataSpec(**{**spec.__dict__, "timbre_augment": TimbreAugment(probability=1.0)})
+    states, render = [], sqm_train.render_scene
+
+    def recording(hrtf, k, kind, rng, *args, **kw):
+        states.append((int(k), rng.bit_generator.state["state"]["state"] % (1 << 64)))
+        return render(hrtf, k, kind, rng, *args, **kw)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sqm_train, "render_scene", recording)
+        a = make_bank(spec, 3, 0, "train", 0.5, cfg, log=lambda *_: None, keep_waves=6)
+        b = make_bank(on, 3, 0, "train", 0.5, cfg, log=lambda *_: None, keep_waves=6)
+    assert states[:6] == states[6:]  # the scenes' own random stream is untouched
+    assert torch.equal(a["dirs"], b["dirs"]) and torch.equal(a["group"], b["group"])
+    assert torch.equal(a["waves"][::2], b["waves"][::2])  # first renderings clean
+    assert not torch.equal(a["waves"][1::2], b["waves"][1::2])  # second renderings changed
+    c = make_bank(SQMDataSpec(**{**spec.__dict__, "timbre_augment": None}), 3, 0, "train", 0.5, cfg,
+                  log=lambda *_: None, keep_waves=6)
+    assert all(torch.equal(a[k], c[k]) for k in a)  # off: bit-identical
+
+    # one filter on both ears: swapping the ears commutes with the change; ITD and band ILD kept
+    h = load_hrtf("ku100", 48000)
+    k = int(np.argmin(np.abs(h.azimuth_deg - 60.0) + np.abs(h.elevation_deg)))
+    rng = np.random.default_rng(3)
+    y = _fft_convolve(rng.standard_normal(48000), h.hrir[k])[:, 1000:49000]
+    filt = TimbreAugment(probability=1.0, lowpass_probability=1.0, tilt_probability=1.0, noise_probability=0.0,
+                         requantise_probability=0.0, lowpass_hz=(3000.0, 3000.0))
+    z, meta = timbre_change(y, np.random.default_rng(7), filt, 48000)
+    zs, _ = timbre_change(y[::-1].copy(), np.random.default_rng(7), filt, 48000)
+    assert meta["lowpass_hz"] == pytest.approx(3000.0) and "tilt_db" in meta and "noise_snr_db" not in meta
+    np.testing.assert_allclose(zs[::-1], z, atol=1e-12)
+
+    def band_cues(x, lo, hi):  # a band's ILD (dB) and interaural phase (rad, of the cross spectrum)
+        f = np.fft.rfftfreq(x.shape[-1], 1 / 48000)
+        X = np.fft.rfft(x, axis=-1)
+        sel = (f >= lo) & (f < hi)
+        P = np.abs(X[:, sel]) ** 2
+        return 10 * np.log10(P[0].sum() / P[1].sum()), np.angle(np.sum(X[0, sel] * np.conj(X[1, sel])))
+
+    for lo, hi in ((400, 450), (700, 750), (1000, 1050), (2000, 2100)):
+        (ild_y, ipd_y), (ild_z, ipd_z) = band_cues(y, lo, hi), band_cues(z, lo, hi)
+        assert abs(ild_y) > 1.0 and ild_z == pytest.approx(ild_y, abs=0.05)
+        assert abs(ipd_y) > 0.3 and ipd_z == pytest.approx(ipd_y, abs=0.02)
+    # noise: independent per ear, at the SNR drawn
+    noisy = TimbreAugment(probability=1.0, lowpass_probability=0.0, tilt_probability=0.0, noise_probability=1.0,
+                          requantise_probability=0.0, snr_db=(10.0, 10.0))
+    zn, meta = timbre_change(y, np.random.default_rng(8), noisy, 48000)
+    n = zn - y
+    assert meta == {"noise_snr_db": 10.0}
+    assert 10 * np.log10(np.sum(y ** 2) / np.sum(n ** 2)) == pytest.approx(10.0, abs=1e-9)
+    assert abs(np.corrcoef(n[0], n[1])[0, 1]) < 0.05
+
+
 def test_angle_loss_is_zero_on_the_sphere_and_pulls_towards_it():
     """``angle_loss``: embeddings whose cosine geometry is the directions' own (the unit vectors
     themselves, padded with zeros, at any scale) give 0; a same-direction pair embedded apart, or

@@ -40,10 +40,98 @@ from ..models import checkpoint
 from ..models.sqm import SQM, SQMConfig, sqm_features
 from ..spatial.angles import sph2cart
 
-__all__ = ["SQMDataSpec", "SQMTrainConfig", "render_scene", "make_bank", "bank", "subset", "train_sqm",
-           "HELD_OUT_HEADS"]
+__all__ = ["SQMDataSpec", "TimbreAugment", "SQMTrainConfig", "render_scene", "make_bank", "bank", "subset",
+           "train_sqm", "timbre_change", "lowpass", "tilt_eq", "add_ear_noise", "requantise", "HELD_OUT_HEADS"]
 
 HELD_OUT_HEADS = ("sonicom-2",)
+_TIMBRE_STREAM = 0x74696D62  # the timbral changes' own random stream ("timb"): the scenes' draws stay as they were
+
+
+@dataclass
+class TimbreAugment:
+    """Timbral changes of the second rendering of a share of the bank's directions
+    (``data.timbre_augment``; None, the default: none, and the bank is what it was).
+
+    Each drawn direction is rendered twice with other content; with probability ``probability`` its
+    second rendering gets a random timbral change after rendering (:func:`timbre_change`), so the
+    first stays clean: the bank then holds (clean, changed) pairs at one direction, as a metric's
+    (reference, degraded) are, and changed scenes also serve as negatives. The filters are linear,
+    zero-phase and the same for both ears (interaural level and time differences kept); the noise is
+    independent per ear. The direction labels are kept. Drawn from their own random stream, so every
+    scene's content, room and noise are those of the bank without the option."""
+
+    probability: float = 0.5
+    #: zero-phase 4th-order Butterworth low-pass, cutoff log-uniform in this range (Hz)
+    lowpass_hz: tuple[float, float] = (1000.0, 16000.0)
+    lowpass_probability: float = 0.6
+    #: tilt EQ about 1 kHz: gain uniform in [-tilt_db, tilt_db] at 16 kHz, its opposite at 62.5 Hz (:func:`tilt_eq`)
+    tilt_db: float = 6.0
+    tilt_probability: float = 0.5
+    #: white or pink noise, independent per ear, at an SNR uniform in this range (dB, re both ears' power)
+    snr_db: tuple[float, float] = (10.0, 30.0)
+    noise_probability: float = 0.3
+    #: 16-bit requantisation (mid-tread, re full scale 1.0)
+    requantise_probability: float = 0.2
+
+
+def lowpass(y: np.ndarray, cutoff_hz: float, sample_rate: int) -> np.ndarray:
+    """``y (C, T)`` through one zero-phase 4th-order Butterworth low-pass (the same filter for every
+    channel, as the ``lowpass`` degradation)."""
+    from scipy.signal import butter, sosfiltfilt
+
+    sos = butter(4, min(float(cutoff_hz), 0.45 * sample_rate), "lowpass", fs=sample_rate, output="sos")
+    return sosfiltfilt(sos, y, axis=-1)
+
+
+def tilt_eq(y: np.ndarray, tilt_db: float, sample_rate: int) -> np.ndarray:
+    """``y (C, T)`` with a zero-phase tilt about 1 kHz, the same for every channel: gain ``tilt_db x
+    clip(log2(f / 1 kHz) / 4, -1, 1)`` dB (``+tilt_db`` from 16 kHz up, ``-tilt_db`` below 62.5 Hz)."""
+    T = y.shape[-1]
+    f = np.fft.rfftfreq(T, 1.0 / sample_rate)
+    g = 10 ** (float(tilt_db) * np.clip(np.log2(np.maximum(f, 1.0) / 1000.0) / 4.0, -1.0, 1.0) / 20.0)
+    return np.fft.irfft(np.fft.rfft(y, axis=-1) * g, T, axis=-1)
+
+
+def add_ear_noise(y: np.ndarray, snr_db: float, rng: np.random.Generator, colour: str = "white") -> np.ndarray:
+    """``y (C, T)`` plus noise independent per channel (``white`` or ``pink``) at ``snr_db`` re the
+    power of all channels (as the ``noise`` degradation)."""
+    from ..data.sources import pink_noise
+
+    n = rng.standard_normal(y.shape) if colour == "white" else np.stack([pink_noise(y.shape[-1], rng) for _ in y])
+    ps, pn = float(np.sum(y ** 2)), float(np.sum(n ** 2))
+    if ps <= 0 or pn <= 0:
+        return y
+    return y + n * math.sqrt(ps / pn * 10 ** (-float(snr_db) / 10))
+
+
+def requantise(y: np.ndarray, bits: int = 16) -> np.ndarray:
+    """``y`` rounded to ``bits`` bits (mid-tread, re full scale 1.0)."""
+    q = float(2 ** (bits - 1) - 1)
+    return np.round(np.clip(y, -1.0, 1.0) * q) / q
+
+
+def timbre_change(y: np.ndarray, rng: np.random.Generator, aug: TimbreAugment, sample_rate: int) -> tuple:
+    """A random timbral change of the binaural ``y (2, T)`` per ``aug``: a tilt, a low-pass, noise and
+    16-bit requantisation, each drawn with its probability (a low-pass when none is) -> ``(y', meta)``."""
+    use = rng.random(4) < np.array([aug.tilt_probability, aug.lowpass_probability, aug.noise_probability,
+                                    aug.requantise_probability])
+    if not use.any():
+        use[1] = True
+    tilt = float(rng.uniform(-aug.tilt_db, aug.tilt_db))
+    cut = float(np.exp(rng.uniform(np.log(aug.lowpass_hz[0]), np.log(aug.lowpass_hz[1]))))
+    snr = float(rng.uniform(*aug.snr_db))
+    colour = "white" if rng.random() < 0.5 else "pink"
+    meta = {}
+    y = np.asarray(y, dtype=np.float64)
+    if use[0]:
+        y, meta["tilt_db"] = tilt_eq(y, tilt, sample_rate), tilt
+    if use[1]:
+        y, meta["lowpass_hz"] = lowpass(y, cut, sample_rate), cut
+    if use[2]:
+        y, meta["noise_snr_db"] = add_ear_noise(y, snr, rng, colour), snr
+    if use[3]:
+        y, meta["requantised_bits"] = requantise(y), 16
+    return y, meta
 
 
 @dataclass
@@ -64,6 +152,8 @@ class SQMDataSpec:
     #: (:meth:`~spaq.spatial.hrtf.HRTFSet.frequency_scaled`, drawn per direction): more head sizes than
     #: the heads have, for listeners the training never heard. ``(1.0,)``: the heads as measured
     head_scales: tuple[float, ...] = (1.0,)
+    #: timbral changes of a share of the scenes (:class:`TimbreAugment`); None: none (the bank as it was)
+    timbre_augment: TimbreAugment | None = None
 
 
 @dataclass
@@ -164,6 +254,8 @@ def bank(spec: SQMDataSpec, n_directions: int, seed: int, split: str, clip_s: fl
     ident = repr((spec, n_directions, seed, split, clip_s, cfg.sample_rate, cfg.frame_ms, keep_waves) + extra)
     if tuple(float(x) for x in spec.head_scales) == (1.0,):  # the measured heads: older keys unchanged
         ident = ident.replace(f", head_scales={spec.head_scales!r}", "")
+    if spec.timbre_augment is None:  # no timbral changes: older keys unchanged
+        ident = ident.replace(", timbre_augment=None", "")
     key = hashlib.sha256(ident.encode()).hexdigest()[:16]
     f = Path(cache_dir) / f"sqm_{split}_{key}.pt" if cache_dir else None
     if f is not None and f.is_file():
@@ -203,7 +295,9 @@ def make_bank(spec: SQMDataSpec, n_directions: int, seed: int, split: str, clip_
     """Render ``2 (n_directions - start)`` scenes (two contents per drawn direction ``start ..
     n_directions - 1``) and their 3-channel features. Returns a dict of tensors: ``feats (N, D3, nf)`` float16, ``dirs (N, 3)``,
     ``group (N,)``, ``room (N,)`` bool, and ``waves (keep_waves, 3, T)`` float16 of the first
-    ``keep_waves`` scenes. ``allow_held_out``: for test banks only (evaluation scripts)."""
+    ``keep_waves`` scenes. ``allow_held_out``: for test banks only (evaluation scripts).
+    ``spec.timbre_augment``: the second rendering of a share of directions gets a timbral change
+    (:class:`TimbreAugment`, drawn from a stream of its own; the first stays clean)."""
     for h in spec.heads:
         if h.lower() in HELD_OUT_HEADS and not allow_held_out:
             raise SpaqError(f"{h} is the held-out head: never train on it")
@@ -214,6 +308,7 @@ def make_bank(spec: SQMDataSpec, n_directions: int, seed: int, split: str, clip_
     scaled = {(hi, sc): heads[hi].frequency_scaled(sc) for hi in range(len(heads)) for sc in scales}
     split_key = int(hashlib.sha256(split.encode()).hexdigest()[:8], 16)
     c3 = SQMConfig(**{**cfg.to_dict(), "front_end": "cues", "channels": 3})
+    aug = spec.timbre_augment
     waves, dirs, group, room, feats = [], [], [], [], []
     t0 = time.process_time()
     batch = []
@@ -235,9 +330,13 @@ def make_bank(spec: SQMDataSpec, n_directions: int, seed: int, split: str, clip_
         k = int(ok[int(rng.integers(len(ok)))])
         sc = scales[int(rng.integers(len(scales)))] if len(scales) > 1 else scales[0]  # drawn only then: banks
         hrtf = scaled[(hi, sc)]  # of the measured heads keep their random stream (scale 1: the set itself)
-        for _ in range(2):
+        trng = np.random.default_rng([int(seed), split_key, i, _TIMBRE_STREAM]) if aug is not None else None
+        for j in range(2):
             kind = spec.sources[int(rng.integers(len(spec.sources)))]
             x, meta = render_scene(hrtf, k, kind, rng, clip_s, spec, sample_rate=cfg.sample_rate)
+            if trng is not None and j == 1 and trng.random() < aug.probability:  # the first rendering stays clean
+                x = x.copy()
+                x[:2] = timbre_change(x[:2], trng, aug, cfg.sample_rate)[0]
             batch.append(x)
             dirs.append(sph2cart(meta["azimuth_deg"], meta["elevation_deg"]))
             group.append(i)
