@@ -143,7 +143,8 @@ def test_every_shipped_yaml_loads_through_its_loader():
 
     loaders = {"train/quality.yaml": QualityTrainConfig.from_yaml,
                "train/predictor.yaml": PredictorTrainConfig.from_yaml,
-               "train/sqm_dereverb.yaml": SQMTrainConfig.from_yaml}
+               "train/sqm_dereverb.yaml": SQMTrainConfig.from_yaml,
+               "train/sqm_timbre.yaml": SQMTrainConfig.from_yaml}
     found = sorted(str(p.relative_to(REPO / "configs")) for p in (REPO / "configs").rglob("*.yaml"))
     assert "tiny.yaml" in found and "train/quality.yaml" in found
     for rel in found:
