@@ -75,12 +75,12 @@ class TimbreAugment:
 
 
 def lowpass(y: np.ndarray, cutoff_hz: float, sample_rate: int) -> np.ndarray:
-    """``y (C, T)`` through one zero-phase 4th-order Butterworth low-pass (the same filter for every
-    channel, as the ``lowpass`` degradation)."""
-    from scipy.signal import butter, sosfiltfilt
+    """``y (C, T)`` through the corpus engine's ``lowpass`` degradation (one zero-phase 4th-order Butterworth
+    low-pass for every channel; the cutoff capped at 0.45 of the sample rate)."""
+    from ..data.degradations import get_degradation
 
-    sos = butter(4, min(float(cutoff_hz), 0.45 * sample_rate), "lowpass", fs=sample_rate, output="sos")
-    return sosfiltfilt(sos, y, axis=-1)
+    p = {"cutoff_hz": min(float(cutoff_hz), 0.45 * sample_rate)}
+    return get_degradation("lowpass").apply(np.asarray(y, dtype=np.float64), p, sample_rate, None)[0]
 
 
 def tilt_eq(y: np.ndarray, tilt_db: float, sample_rate: int) -> np.ndarray:
@@ -93,21 +93,19 @@ def tilt_eq(y: np.ndarray, tilt_db: float, sample_rate: int) -> np.ndarray:
 
 
 def add_ear_noise(y: np.ndarray, snr_db: float, rng: np.random.Generator, colour: str = "white") -> np.ndarray:
-    """``y (C, T)`` plus noise independent per channel (``white`` or ``pink``) at ``snr_db`` re the
-    power of all channels (as the ``noise`` degradation)."""
-    from ..data.sources import pink_noise
+    """``y (C, T)`` through the corpus engine's ``noise`` degradation: ``white`` or ``pink`` noise independent
+    per channel at ``snr_db`` re the power of all channels (its seed drawn from ``rng``)."""
+    from ..data.degradations import get_degradation
 
-    n = rng.standard_normal(y.shape) if colour == "white" else np.stack([pink_noise(y.shape[-1], rng) for _ in y])
-    ps, pn = float(np.sum(y ** 2)), float(np.sum(n ** 2))
-    if ps <= 0 or pn <= 0:
-        return y
-    return y + n * math.sqrt(ps / pn * 10 ** (-float(snr_db) / 10))
+    p = {"snr_db": float(snr_db), "colour": colour, "noise_seed": int(rng.integers(2 ** 62))}
+    return get_degradation("noise").apply(np.asarray(y, dtype=np.float64), p, 0, None)[0]
 
 
 def requantise(y: np.ndarray, bits: int = 16) -> np.ndarray:
-    """``y`` rounded to ``bits`` bits (mid-tread, re full scale 1.0)."""
-    q = float(2 ** (bits - 1) - 1)
-    return np.round(np.clip(y, -1.0, 1.0) * q) / q
+    """``y`` through the corpus engine's ``quantisation`` degradation at ``bits`` bits (full scale 1.0)."""
+    from ..data.degradations import get_degradation
+
+    return get_degradation("quantisation").apply(np.asarray(y, dtype=np.float64), {"bits": int(bits)}, 0, None)[0]
 
 
 def timbre_change(y: np.ndarray, rng: np.random.Generator, aug: TimbreAugment, sample_rate: int) -> tuple:
