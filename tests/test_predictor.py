@@ -1084,3 +1084,22 @@ def test_predict_says_what_the_reader_found():
     assert len(hit) == 1 and hit[0].startswith("the signal: ") and "deg" not in hit[0]
     loud = spaq.predict(rng.standard_normal((2, 48000)) * 2, sample_rate=48000)["warnings"]
     assert sum("beyond full scale" in w for w in loud) == 1 and len(loud) == len(set(loud))
+
+
+@pytest.mark.parametrize("kind", ["binaural", "foa"])
+def test_features_do_not_depend_on_the_thread_count(kind, noise_ladder):
+    """With two threads allowed the spatial group runs beside the spectral ones (spaq.threads.in_background), and
+    each part on one torch thread: the feature vector equals the one-thread one bit for bit."""
+    from spaq.metrics.functional.predictor import predictor_features
+
+    x = (torch.from_numpy(np.stack(noise_ladder[1][:2])).double() if kind == "binaural"
+         else torch.from_numpy(plane_wave_scene(1, 1.5, seed=3)[None]).double())
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = predictor_features(x, FS, kind, level_dbfs=-26.0, ambisonic_read="decode")
+        torch.set_num_threads(2)
+        two = predictor_features(x, FS, kind, level_dbfs=-26.0, ambisonic_read="decode")
+    finally:
+        torch.set_num_threads(old)
+    assert torch.equal(one, two) and bool(one.abs().sum() > 0)

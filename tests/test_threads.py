@@ -110,3 +110,46 @@ def test_import_sets_passive_wait_only_before_torch():
     code = "import os, torch, spaq; print(os.environ.get('OMP_WAIT_POLICY'))"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "None"  # torch already loaded: setting it now would be a no-op, so it is not set
+
+
+def test_in_background_runs_beside_the_caller_only_where_two_threads_are_allowed(restore_threads):
+    """``in_background``: the same result (and the same exception) whether it runs on the worker or inline; on the
+    worker torch has one thread and the caller keeps its own; one thread allowed: inline, in the caller's thread.
+    ``intra_op_threads(1)`` keeps the call's budget of two streams and restores torch's count."""
+    import threading
+
+    def where(v):
+        return v, threading.current_thread().name, torch.get_num_threads()
+
+    def boom():
+        raise ValueError("from the task")
+
+    torch.set_num_threads(2)
+    assert threads.parallel_streams() == 2
+    v, name, n = threads.in_background(where, 7)()
+    assert (v, n) == (7, 1) and name != threading.current_thread().name and torch.get_num_threads() == 2
+    with pytest.raises(ValueError, match="from the task"):
+        threads.in_background(boom)()
+    with threads.intra_op_threads(1):
+        assert torch.get_num_threads() == 1 and threads.parallel_streams() == 2
+        assert threads.in_background(where, 1)()[1] != threading.current_thread().name
+        # on the worker the budget is one thread: work it starts runs in it, never queued behind itself
+        inner = threads.in_background(lambda: threads.in_background(where, 2)())()
+        assert inner[0] == 2 and inner[1] != threading.current_thread().name
+    assert torch.get_num_threads() == 2 and threads.parallel_streams() == 2
+    torch.set_num_threads(1)
+    assert threads.parallel_streams() == 1
+    assert threads.in_background(where, 3)() == (3, threading.current_thread().name, 1)
+    with pytest.raises(ValueError, match="from the task"):
+        threads.in_background(boom)()
+
+
+def test_in_background_after_a_fork_gets_a_new_worker(restore_threads, monkeypatch):
+    """A forked child inherits the executor object but not its thread: the worker is keyed by process id."""
+    torch.set_num_threads(2)
+    threads.in_background(int)()
+    pid, pool = threads._POOL
+    assert pid == os.getpid()
+    monkeypatch.setattr(threads, "_POOL", [pid + 1, pool])  # as a child sees its parent's
+    assert threads.in_background(lambda: 5)() == 5
+    assert threads._POOL[0] == os.getpid() and threads._POOL[1] is not pool

@@ -14,8 +14,9 @@ __all__ = ["next_fast_len", "fft_convolve", "mimo_fir_filter", "wpe_stft", "wpe_
            "resample_poly", "low_band_coherence", "LowBandCoherence"]
 
 
+@functools.lru_cache(maxsize=4096)
 def next_fast_len(n: int) -> int:
-    """Smallest 2^a 3^b 5^c >= n (FFT-friendly size)."""
+    """Smallest 2^a 3^b 5^c >= n (FFT-friendly size; cached: the front-end asks for the same lengths per band)."""
     best = 1 << max(0, math.ceil(math.log2(max(n, 1))))
     f5 = 1
     while f5 < best:

@@ -19,15 +19,26 @@ scheduler shares the cores per thread, and passive threads give theirs back whil
 
 ``SPAQ_NUM_THREADS=N`` (N >= 1) uses N threads instead; ``SPAQ_NUM_THREADS=0`` leaves torch's
 own setting alone (no cap).
+
+A third, for one call's independent parts: :func:`in_background` runs a function on one worker
+thread while the caller goes on with other work, where the call may use two or more threads
+(:func:`parallel_streams`). The front-end's band groups (:class:`spaq.auditory.binaural_features.BandCues`)
+and the reference-free predictor's spatial features are computed that way: their many small
+operations gain nothing from torch's intra-op threads (on a loaded machine those made them 10-30x
+slower), but two such streams do run side by side, since torch releases the GIL in its kernels.
+:func:`intra_op_threads` lowers torch's intra-op threads for such code and keeps the call's own
+count as its budget of streams.
 """
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import math
 import os
 
-__all__ = ["available_cores", "spaq_num_threads", "torch_threads", "capped"]
+__all__ = ["available_cores", "spaq_num_threads", "torch_threads", "capped", "in_background", "intra_op_threads",
+           "parallel_streams"]
 
 ENV = "SPAQ_NUM_THREADS"
 
@@ -110,3 +121,71 @@ def capped(fn):
             return fn(*args, **kwargs)
 
     return wrapper
+
+
+#: the threads the current call may use, where :func:`intra_op_threads` lowered torch's count below it
+_STREAMS: contextvars.ContextVar = contextvars.ContextVar("spaq_streams", default=None)
+
+
+def parallel_streams() -> int:
+    """How many threads the current call may run side by side: torch's intra-op count, or the count it had
+    before an enclosing :func:`intra_op_threads` lowered it (never below 1). A worker thread of
+    :func:`in_background` reads 1, so work it starts runs in it."""
+    import torch
+
+    budget = _STREAMS.get()
+    return max(1, torch.get_num_threads() if budget is None else max(budget, torch.get_num_threads()))
+
+
+@contextlib.contextmanager
+def intra_op_threads(n: int | None):
+    """Run the body with torch on ``n`` intra-op threads (None: unchanged), then restore the previous count; the
+    call's budget of threads (:func:`parallel_streams`) stays what it was, so :func:`in_background` may still
+    run a second stream. For code made of many small operations, which torch's intra-op threads slow down."""
+    import torch
+
+    if n is None:
+        yield
+        return
+    old = torch.get_num_threads()
+    token = _STREAMS.set(parallel_streams())
+    torch.set_num_threads(max(1, int(n)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+        _STREAMS.reset(token)
+
+
+_POOL: list = [None, None]  # (pid, executor): a forked child gets its own (a fork copies no worker thread)
+
+
+def _run_single_threaded(fn, args, kwargs):
+    import torch
+
+    torch.set_num_threads(1)  # the worker's own count (per thread under OpenMP): the caller keeps its threads
+    return fn(*args, **kwargs)
+
+
+def in_background(fn, *args, **kwargs):
+    """Start ``fn(*args, **kwargs)`` and return a function that waits for its result (and re-raises its
+    exception). Where the call may use at least two threads (:func:`parallel_streams`; :func:`torch_threads`'
+    cap applies inside spaq's calls), it runs on spaq's one worker thread, with torch on one thread
+    there, while the caller goes on; else it runs at once in the caller. Either way the result is the
+    same: use it only for work that shares no mutable state with what the caller does meanwhile."""
+    if parallel_streams() < 2:
+        try:
+            value = fn(*args, **kwargs)
+        except BaseException as e:  # noqa: BLE001 -- re-raised when the result is asked for, as a worker's would be
+            err = e
+
+            def fail():
+                raise err
+            return fail
+        return lambda: value
+    from concurrent.futures import ThreadPoolExecutor
+
+    if _POOL[0] != os.getpid():
+        _POOL[:] = [os.getpid(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="spaq")]
+    future = _POOL[1].submit(_run_single_threaded, fn, args, kwargs)
+    return future.result

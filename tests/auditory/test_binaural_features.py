@@ -111,3 +111,33 @@ def test_band_cues_lazily_give_the_same_features():
     lazy.result(8)
     h20, h10 = lazy.keep_lens([0]).result()
     assert h10 is None and torch.equal(h20[0], f20[0]) and torch.equal(h20[1], f20[1])
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(frame_ms=20.0, exact=False, coarse=True, divisor_ms=10.0)])
+def test_two_streams_give_the_same_features_bit_for_bit(kw, monkeypatch):
+    """With two threads allowed, ``BandCues`` computes the plan's items on two threads, costliest first (not in the
+    plan's order): every value equals the one-thread pass, and the second thread did take items. Lazily too (the
+    low bands first, as the localiser's gate asks)."""
+    import threading
+
+    from spaq.auditory import binaural_features as bf
+
+    rng = np.random.default_rng(11)
+    x = torch.from_numpy(np.stack([rng.standard_normal(FS), rng.standard_normal(FS)]) * 0.03)
+    x[1] = 0.6 * x[1] + 0.4 * torch.roll(x[0], 9)
+    fe = feature_frontend(FS, **kw)
+    lens = [fe.frame_len] if "divisor_ms" not in kw else [960, 480]
+    one = binaural_features(x, fe, frame_lens=lens)  # the fixture's one thread: in order, in this thread
+    names = []
+    item = bf.BandCues._item
+    monkeypatch.setattr(bf.BandCues, "_item",
+                        lambda self, k, ln: names.append(threading.current_thread().name) or item(self, k, ln))
+    torch.set_num_threads(2)
+    two = binaural_features(x, fe, frame_lens=lens)
+    lazy = bf.BandCues(x, fe, frame_lens=lens)
+    lazy.upto(8)
+    three = lazy.result()
+    assert len(set(names)) == 2 and threading.main_thread().name in names
+    for a, b, c in zip(one, two, three):
+        assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+        assert torch.equal(a[0], c[0]) and torch.equal(a[1], c[1])

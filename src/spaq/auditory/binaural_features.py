@@ -22,8 +22,11 @@ is (1, 0) and the coherence 0.
 """
 from __future__ import annotations
 
+import threading
+
 import torch
 
+from ..threads import in_background, intra_op_threads
 from .binaural_cues import frame
 from .frontend import AuditoryFrontEnd
 
@@ -112,7 +115,8 @@ class BandCues:
         self.lens = [int(frontend.frame_len)] if frame_lens is None else [int(n) for n in frame_lens]
         with torch.set_grad_enabled(self.eps > 0 and torch.is_grad_enabled()):
             spec = torch.fft.rfft(x.to(frontend.spectrum_dtype), n=frontend.spectrum_length(x.shape[-1]), dim=-1)
-        self._groups = frontend.bands(spec, x.shape[-1], envelope_min_hz=self.fine_hz)
+        self._plan = frontend.band_plan(spec, x.shape[-1], envelope_min_hz=self.fine_hz)
+        self._next = 0  # the plan's next item
         self.n_done = 0  # bands computed so far (a prefix)
         self._lev, self._cross = [[] for _ in self.lens], [[] for _ in self.lens]
         self._dropped = set()  # indices of frame lengths no longer framed (keep_lens)
@@ -127,21 +131,51 @@ class BandCues:
     def upto(self, n_bands: int | None = None) -> "BandCues":
         """Compute the band groups until at least the first ``n_bands`` bands are done (None: all)."""
         n_bands = self.fe.n_bands if n_bands is None else min(int(n_bands), self.fe.n_bands)
-        fc = self.fe.center_frequencies_hz
-        with torch.set_grad_enabled(self.eps > 0 and torch.is_grad_enabled()):
-            while self.n_done < n_bands:
-                bands, decim, band, env = next(self._groups)
-                fine = (fc[bands] < self.fine_hz).to(band.device)
-                for i, n in enumerate(self.lens):
-                    if i in self._dropped:
-                        continue
-                    if n % decim:
-                        raise ValueError(f"frame length {n} is not a multiple of the decimation factor {decim}")
-                    p, c = _band_cross(band, env, n // decim, fine, self.eps)
-                    self._lev[i].append(p)
-                    self._cross[i].append(c)
-                self.n_done = bands.stop
+        todo = []  # the plan's items up to the one that completes the first n_bands bands
+        while self.n_done < n_bands:
+            todo.append(self._next)
+            self.n_done = self._plan.items[self._next][0].stop
+            self._next += 1
+        lens = [(i, n) for i, n in enumerate(self.lens) if i not in self._dropped]
+        for _, decim, _ in (self._plan.items[k] for k in todo):
+            for _, n in lens:
+                if n % decim:
+                    raise ValueError(f"frame length {n} is not a multiple of the decimation factor {decim}")
+        if self.eps > 0 and torch.is_grad_enabled():  # a loss's graph: in this thread, in order
+            done = [self._item(k, lens) for k in todo]
+        else:
+            # two threads where torch may use two (spaq.threads.in_background): each takes the next item not yet
+            # taken; the values are the same as in order on one thread (every item's arithmetic is its own)
+            done = [None] * len(todo)
+            # the costliest first (bands x samples at their rate: the high bands, decimated least, come last in
+            # the plan), so that neither thread is left with a long item while the other has nothing to do
+            cost = [(self._plan.items[k][0].stop - self._plan.items[k][0].start) / self._plan.items[k][1] for k in todo]
+            taken = iter(sorted(range(len(todo)), key=lambda j: -cost[j]))
+            lock = threading.Lock()
+
+            def drain():
+                with torch.no_grad():  # per thread
+                    while True:
+                        with lock:
+                            j = next(taken, None)
+                        if j is None:
+                            return
+                        done[j] = self._item(todo[j], lens)
+            other = in_background(drain) if len(todo) > 1 else (lambda: None)
+            with intra_op_threads(1):
+                drain()
+            other()
+        for out in done:
+            for i, (p, c) in out.items():
+                self._lev[i].append(p)
+                self._cross[i].append(c)
         return self
+
+    def _item(self, k: int, lens: list) -> dict:
+        """The plan's item ``k`` -> ``{frame length index: (powers, cross)}`` (:func:`_band_cross`)."""
+        bands, decim, band, env = self._plan.compute(k)
+        fine = (self.fe.center_frequencies_hz[bands] < self.fine_hz).to(band.device)
+        return {i: _band_cross(band, env, n // decim, fine, self.eps) for i, n in lens}
 
     def result(self, n_bands: int | None = None) -> list:
         """``(features, levels)`` per frame length (:func:`binaural_features`' list) of the first ``n_bands``

@@ -23,6 +23,7 @@ over exactly ``n_samples // D``, whose large prime factors made real files' FFTs
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 import torch
@@ -115,6 +116,14 @@ class AuditoryFrontEnd(nn.Module):
         self._lcm = math.lcm(*self.decimation)
 
     # ------------------------------------------------------------------ basics
+    def _fc_max(self, bands: slice) -> float:
+        """The highest centre frequency (Hz) of a slice of bands (cached: asked per band group and call)."""
+        cache = self.__dict__.setdefault("_fc_max_cache", {})
+        key = (bands.start, bands.stop)
+        if key not in cache:
+            cache[key] = float(self.center_frequencies_hz[bands].max())
+        return cache[key]
+
     @property
     def center_frequencies_hz(self) -> torch.Tensor:
         return self.gammatone.center_frequencies_hz
@@ -139,7 +148,20 @@ class AuditoryFrontEnd(nn.Module):
         return m * next_fast_len(-(-(n_samples + GAMMATONE_PAD + extra) // m))
 
     def _window_geometry(self, n: int, bands: slice, decim: int):
-        """Fast-mode window of each band: ``(starts (G,) signed bin, width = J m, J, m)``."""
+        """Fast-mode window of each band: ``(starts (G,) signed bin, width = J m, J, m)`` (cached per length,
+        bands, factor and window: every call of :meth:`bands` asks for the same ones)."""
+        key = (int(n), bands.start, bands.stop, int(decim), float(self.window_bw), self.sample_rate)
+        cache = self.__dict__.setdefault("_geometry_cache", {})
+        geo = cache.get(key)  # one read: another thread may clear the cache meanwhile (BandPlan)
+        if geo is None:
+            if len(cache) > 256:
+                cache.clear()
+            geo = self._window_geometry_uncached(n, bands, decim)
+            geo[0].setflags(write=False)  # shared by every caller
+            cache[key] = geo
+        return geo
+
+    def _window_geometry_uncached(self, n: int, bands: slice, decim: int):
         m = n // decim
         fc = self.center_frequencies_hz.cpu().numpy()[bands]
         half = np.ceil(self.window_bw * self._bandwidth_hz[bands] * n / self.sample_rate)
@@ -165,9 +187,10 @@ class AuditoryFrontEnd(nn.Module):
             d = d * d
             return torch.as_tensor(norm, device=device, dtype=torch.float32)[:, None] / (d * d)
         key = (n, str(device))
-        if getattr(self, "_w_cache", (None,))[0] != key:  # the n-th roots of unity, once per length
-            self._w_cache = (key, torch.exp(-2j * math.pi * torch.arange(n, dtype=torch.float64, device=device) / n))
-        w = self._w_cache[1]
+        wc = getattr(self, "_w_cache", (None,))  # one read (threads: BandPlan)
+        if wc[0] != key:  # the n-th roots of unity, once per length
+            wc = self._w_cache = (key, torch.exp(-2j * math.pi * torch.arange(n, dtype=torch.float64, device=device) / n))
+        w = wc[1]
         a = torch.as_tensor(coef, device=device)[:, None]
         d = 1 - a * w[None, :]
         d = d * d
@@ -188,7 +211,8 @@ class AuditoryFrontEnd(nn.Module):
         response on the rfft bins, ``b0`` and the pole's decay ``p^t`` over the corrected head."""
         key = (t, decim, cdtype, rdtype, str(device))
         cache = self.__dict__.setdefault("_lp_cache", {})
-        if key not in cache:
+        tables = cache.get(key)  # one read: another thread may clear the cache meanwhile (BandPlan)
+        if tables is None:
             if len(cache) > 16:
                 cache.clear()
             k = torch.arange(t // 2 + 1, device=device)
@@ -207,8 +231,8 @@ class AuditoryFrontEnd(nn.Module):
             lp = ((b0 + b1 * w) / (1 - p * w)).to(cdtype)
             n_head = min(t, lp_tail)
             decay = (p ** torch.arange(n_head, device=device, dtype=torch.float64)).to(rdtype)
-            cache[key] = (gain, lp, b0, decay)
-        return cache[key]
+            tables = cache[key] = (gain, lp, b0, decay)
+        return tables
 
     def _lowpass_analytic(self, mag: torch.Tensor, decim: int = 1) -> torch.Tensor:
         """Causal first-order low-pass (zero state) of the analytic signal of ``mag`` ``(..., T)``
@@ -267,60 +291,17 @@ class AuditoryFrontEnd(nn.Module):
         its decimation factor, the complex band signals ``(..., G, n_samples // decim)`` (the
         exact gammatone outputs when ``decim == 1``) and the low-passed analytic signals of
         their magnitudes, same shape; ``env`` is None for a group whose bands all lie below
-        ``envelope_min_hz`` (callers that use only their fine structure there)."""
-        n = 2 * (half.shape[-1] - 1)
-        # spectra are computed in float64 (an FFT spreads rounding errors of strong components
-        # over weak bins); from here on every operation is elementwise or per band, so float32
-        # keeps each band's relative precision
-        half = half.to(self.band_dtype)
-        full = ext = None
-        groups = self.band_groups()
-        # tolerances of 1 or more flag nothing (a share of a band's energy is at most 1): the check is skipped
-        checked = any(d > 1 for _, d in groups) and min(self.window_tolerance, self.spread_tolerance) < 1.0
-        leaky, wide = self._leaky_bands(half, n) if checked else ([False] * self.n_bands,) * 2
-        work = []  # (bands, decim, whole spectrum?): flagged bands on their own
-        for bands, decim in groups:
-            start = bands.start
-            for k in range(bands.start, bands.stop):
-                if decim > 1 and (leaky[k] or wide[k]):
-                    if k > start:
-                        work.append((slice(start, k), decim, False))
-                    d = decim
-                    if wide[k]:  # the largest divisor of the frame length <= decim / 4
-                        d = max(j for j in range(1, decim // 4 + 1) if self.frame_divisor % j == 0) if decim >= 4 else 1
-                    work.append((slice(k, k + 1), d, True))
-                    start = k + 1
-            if start < bands.stop:
-                work.append((slice(start, bands.stop), decim, False))
-        for bands, decim, whole in work:
-            if decim == 1 or whole:
-                if full is None:  # Hermitian completion (the signals are real)
-                    full = torch.cat([half, torch.conj(half[..., 1:n // 2].flip(-1))], dim=-1)
-                if decim == 1:
-                    prod = full.unsqueeze(-2) * self._gammatone_response(n, bands, half.device)
-                else:  # the band's whole spectrum, not a window: its exact samples
-                    prod = self._folded_full(full, bands.start, decim).unsqueeze(-2)
-            else:
-                if ext is None:  # the bins every window needs, contiguous: ext[i] = X[lo + i]
-                    geo = [self._window_geometry(n, b, d) for b, d in groups if d > 1]
-                    lo = min(int(g[0].min()) for g in geo)
-                    hi = max(int(g[0].max()) + g[1] for g in geo)
-                    ext = spectrum_bins(half, n, lo, hi)
-                prod = self._folded_window(ext, lo, n, bands, decim)
-            full_band = torch.fft.ifft(prod, dim=-1)
-            del prod
-            t = n_samples // decim
-            band = full_band[..., :t]
-            if envelope_min_hz is not None and float(self.center_frequencies_hz[bands].max()) < envelope_min_hz:
-                yield bands, decim, band, None
-                continue
-            # the envelope's circular transforms at a fast length: a decimated band's own samples continue past
-            # t (into the gammatone padding), so they are read up to the next 2^a 3^b 5^c length (at most the
-            # whole m, itself such a length) rather than transformed at t, which for most signal lengths has a
-            # large prime factor (8x slower: real files' cues took about twice as long as the benchmarks');
-            # full-rate bands (the official chain: circular over the signal) and whole-spectrum ones keep t
-            tl = t if decim == 1 or whole else min(next_fast_len(t), full_band.shape[-1])
-            yield bands, decim, band, self._lowpass_analytic(torch.abs(full_band[..., :tl]), decim)[..., :t]
+        ``envelope_min_hz`` (callers that use only their fine structure there). The same items as
+        :meth:`band_plan`'s, in order."""
+        plan = self.band_plan(half, n_samples, envelope_min_hz)
+        for i in range(len(plan)):
+            yield plan.compute(i)
+
+    def band_plan(self, half: torch.Tensor, n_samples: int, envelope_min_hz: float | None = None) -> "BandPlan":
+        """The work items of :meth:`bands` (same arguments), each computable on its own and in any order, from
+        any thread (:class:`BandPlan`): a consumer may compute them on two threads and get what :meth:`bands`
+        yields, value for value."""
+        return BandPlan(self, half, n_samples, envelope_min_hz)
 
     def _folded_window(self, ext: torch.Tensor, lo: int, n: int, bands: slice, decim: int) -> torch.Tensor:
         """``ext (..., K)``: spectrum bins ``lo .. lo + K - 1`` (mod n) -> ``(..., G, m)``,
@@ -330,10 +311,11 @@ class AuditoryFrontEnd(nn.Module):
         truncated to that window, at every ``decim``-th sample."""
         starts, width, n_fold, m = self._window_geometry(n, bands, decim)
         key = (n, str(ext.device), bands.start, bands.stop, self.window_bw, decim)
-        cache = getattr(self, "_window_cache", {})
-        if key not in cache:  # responses on the windows: computed once per spectrum length
-            if cache and next(iter(cache))[:2] != key[:2]:
-                cache = {}
+        length, cache = getattr(self, "_window_cache", (None, {}))  # one read (threads: BandPlan)
+        if length != key[:2]:  # responses for one spectrum length at a time
+            length, cache = key[:2], {}
+        h = cache.get(key)
+        if h is None:  # responses on the windows: computed once per spectrum length
             signed = starts[:, None] + np.arange(width)[None, :]
             idx = torch.from_numpy(signed % n).to(ext.device)
             h = self._gammatone_response(n, bands, ext.device, bins=idx) / decim
@@ -342,9 +324,8 @@ class AuditoryFrontEnd(nn.Module):
             # samples are then midpoint-rule sums, not left-endpoint ones
             shift = np.exp(1j * np.pi * (decim - 1) * signed / n)
             h = h * torch.from_numpy(shift).to(device=ext.device, dtype=h.dtype)
-            cache[key] = h.unflatten(-1, (n_fold, m))
-            self._window_cache = cache
-        h = cache[key]  # (G, J, m)
+            h = cache[key] = h.unflatten(-1, (n_fold, m))  # (G, J, m)
+            self._window_cache = (length, cache)
         out = []
         for g, s0 in enumerate(starts):
             seg = ext[..., s0 - lo:s0 - lo + width].unflatten(-1, (n_fold, m))  # (..., J, m), a view
@@ -446,6 +427,90 @@ def _one_pole_lowpass(cutoff_hz: float, sample_rate: float):
     b0 = k / (1 + k)
     p = (1 - k) / (1 + k)
     return (b0, b0), p, int(math.ceil(math.log(1e-20) / math.log(p)))
+
+
+class BandPlan:
+    """:meth:`AuditoryFrontEnd.bands` as a list of work items: ``len(plan)`` groups of bands (a decimated group
+    whose spectrum the window misses is split off band by band, as :meth:`AuditoryFrontEnd._leaky_bands` says),
+    ``plan.items[i]`` ``(bands, decim, whole)`` and ``plan.compute(i)`` -> ``(bands, decim, band, env)``. The
+    spectra the items share (the Hermitian completion, the bins every window needs) are made once, on first
+    need, under a lock, so items may be computed on several threads; each item's arithmetic does not depend on
+    the thread or the order."""
+
+    def __init__(self, fe: AuditoryFrontEnd, half: torch.Tensor, n_samples: int, envelope_min_hz: float | None = None):
+        self.fe, self.n_samples, self.envelope_min_hz = fe, int(n_samples), envelope_min_hz
+        self.n = n = 2 * (half.shape[-1] - 1)
+        # spectra are computed in float64 (an FFT spreads rounding errors of strong components
+        # over weak bins); from here on every operation is elementwise or per band, so float32
+        # keeps each band's relative precision
+        self.half = half = half.to(fe.band_dtype)
+        self._full = self._ext = None
+        self._lock = threading.Lock()
+        self.groups = groups = fe.band_groups()
+        # tolerances of 1 or more flag nothing (a share of a band's energy is at most 1): the check is skipped
+        checked = any(d > 1 for _, d in groups) and min(fe.window_tolerance, fe.spread_tolerance) < 1.0
+        leaky, wide = fe._leaky_bands(half, n) if checked else ([False] * fe.n_bands,) * 2
+        work = []  # (bands, decim, whole spectrum?): flagged bands on their own
+        for bands, decim in groups:
+            start = bands.start
+            for k in range(bands.start, bands.stop):
+                if decim > 1 and (leaky[k] or wide[k]):
+                    if k > start:
+                        work.append((slice(start, k), decim, False))
+                    d = decim
+                    if wide[k]:  # the largest divisor of the frame length <= decim / 4
+                        d = max(j for j in range(1, decim // 4 + 1) if fe.frame_divisor % j == 0) if decim >= 4 else 1
+                    work.append((slice(k, k + 1), d, True))
+                    start = k + 1
+            if start < bands.stop:
+                work.append((slice(start, bands.stop), decim, False))
+        self.items = work
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def _full_spectrum(self) -> torch.Tensor:
+        with self._lock:
+            if self._full is None:  # Hermitian completion (the signals are real)
+                n, half = self.n, self.half
+                self._full = torch.cat([half, torch.conj(half[..., 1:n // 2].flip(-1))], dim=-1)
+            return self._full
+
+    def _window_bins(self) -> tuple:
+        with self._lock:
+            if self._ext is None:  # the bins every window needs, contiguous: ext[i] = X[lo + i]
+                geo = [self.fe._window_geometry(self.n, b, d) for b, d in self.groups if d > 1]
+                lo = min(int(g[0].min()) for g in geo)
+                hi = max(int(g[0].max()) + g[1] for g in geo)
+                self._ext = (spectrum_bins(self.half, self.n, lo, hi), lo)
+            return self._ext
+
+    def compute(self, i: int) -> tuple:
+        """Item ``i`` -> ``(bands, decim, band, env)`` (:meth:`AuditoryFrontEnd.bands`)."""
+        fe, n = self.fe, self.n
+        bands, decim, whole = self.items[i]
+        if decim == 1 or whole:
+            full = self._full_spectrum()
+            if decim == 1:
+                prod = full.unsqueeze(-2) * fe._gammatone_response(n, bands, self.half.device)
+            else:  # the band's whole spectrum, not a window: its exact samples
+                prod = fe._folded_full(full, bands.start, decim).unsqueeze(-2)
+        else:
+            ext, lo = self._window_bins()
+            prod = fe._folded_window(ext, lo, n, bands, decim)
+        full_band = torch.fft.ifft(prod, dim=-1)
+        del prod
+        t = self.n_samples // decim
+        band = full_band[..., :t]
+        if self.envelope_min_hz is not None and float(fe._fc_max(bands)) < self.envelope_min_hz:
+            return bands, decim, band, None
+        # the envelope's circular transforms at a fast length: a decimated band's own samples continue past
+        # t (into the gammatone padding), so they are read up to the next 2^a 3^b 5^c length (at most the
+        # whole m, itself such a length) rather than transformed at t, which for most signal lengths has a
+        # large prime factor (8x slower: real files' cues took about twice as long as the benchmarks');
+        # full-rate bands (the official chain: circular over the signal) and whole-spectrum ones keep t
+        tl = t if decim == 1 or whole else min(next_fast_len(t), full_band.shape[-1])
+        return bands, decim, band, fe._lowpass_analytic(torch.abs(full_band[..., :tl]), decim)[..., :t]
 
 
 def spectrum_bins(half: torch.Tensor, n: int, lo: int, hi: int) -> torch.Tensor:

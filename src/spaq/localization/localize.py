@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from ..errors import SpaqInputError
+from ..threads import intra_op_threads
 from ..spatial.angles import cart2sph, lateral_angle, sph2cart
 
 __all__ = ["LocalizationResult", "LocalizationComparison", "localize", "compare_localization", "load_localizer",
@@ -303,7 +304,7 @@ def _cue_input(arr: np.ndarray, sr: int, coarse: bool = False):
 
         (f, lev), room = _observed_cues(x, 20.0, also_ms=REVERBERANT["frame_ms"])
         return x, f, lev, room
-    with _torch_threads(1):
+    with intra_op_threads(1):
         f, lev = binaural_features(torch.from_numpy(np.ascontiguousarray(x)),
                                    feature_frontend(48000, frame_ms=20.0, exact=False))
     return x, f, lev
@@ -553,22 +554,6 @@ def _moving_summary(r: dict, n_sources: int):
     return C[0], float(share[0]), note
 
 
-class _torch_threads:
-    """Temporarily run torch on ``n`` intra-op threads (None: leave as is)."""
-
-    def __init__(self, n: int | None):
-        self.n, self.old = n, None
-
-    def __enter__(self):
-        if self.n is not None:
-            self.old = torch.get_num_threads()
-            torch.set_num_threads(int(self.n))
-
-    def __exit__(self, *exc):
-        if self.old is not None:
-            torch.set_num_threads(self.old)
-
-
 @torch.no_grad()
 def binaural_window_directions(model, x: np.ndarray, sample_rate: int, overlap: float = 0.0,
                                threads: int | None = 1, cues=None):
@@ -583,7 +568,7 @@ def binaural_window_directions(model, x: np.ndarray, sample_rate: int, overlap: 
     Cue-feature models (``features="cues"``): the window power is weighted by the window's
     direct-sound coherence to the power :data:`CUE_COHERENCE_POWER` (reverberant windows count less);
     ``cues``: the output of :func:`_cue_input` when already computed."""
-    with _torch_threads(threads):
+    with intra_op_threads(threads):
         return _window_directions(model, x, sample_rate, overlap, cues)
 
 

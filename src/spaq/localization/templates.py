@@ -74,6 +74,7 @@ import numpy as np
 import torch
 
 from ..errors import SpaqInputError
+from ..threads import intra_op_threads
 
 __all__ = ["TemplateSet", "template_set", "localize_templates", "subgrid_direction", "TEMPLATE_VERSION"]
 
@@ -162,18 +163,6 @@ _SETS: dict = {}
 OBSERVATION_FRONTEND = dict(exact=False, coarse=True, divisor_ms=REVERBERANT["frame_ms"])
 
 
-class _one_thread:
-    """torch on one intra-op thread meanwhile (on a loaded 2-core machine two threads made the
-    front-end 10-30x slower: its ops are small)."""
-
-    def __enter__(self):
-        self.old = torch.get_num_threads()
-        torch.set_num_threads(1)
-
-    def __exit__(self, *exc):
-        torch.set_num_threads(self.old)
-
-
 class TemplateSet:
     """Cue templates of one HRTF set: ``ild (D, F)``, ``ipd (D, 2, F)`` (cos, sin),
     ``shape (D, 2, F)`` (each ear's band levels re their mean, dB), directions ``(D, 3)``."""
@@ -240,7 +229,7 @@ def _make_table(hrtf, n_seconds: float = 0.5, batch: int = 48) -> np.ndarray:
     for a in range(0, hrtf.n_directions, batch):
         h = hrtf.hrir[a:a + batch]  # (B, 2, taps)
         y = oaconvolve(noise[None, None, :], h, axes=-1)[..., hrtf.taps: hrtf.taps + n]
-        with _one_thread():
+        with intra_op_threads(1):
             f, _ = binaural_features(torch.from_numpy(y), fe)  # (B, 6, F, nf)
         f = f.to(torch.float64).mean(-1).numpy()
         u = f[:, 1:3]
@@ -355,7 +344,7 @@ def exact_head_fit(x: np.ndarray, ts: TemplateSet, spectra=None, **opts) -> tupl
 
 def _mv(M: np.ndarray, v: np.ndarray) -> np.ndarray:
     """``M (D, K) float32 @ v (K,) or (K, p)`` in float64 out (torch, one thread)."""
-    with _one_thread():
+    with intra_op_threads(1):
         return (torch.from_numpy(M) @ torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32))).double().numpy()
 
 
@@ -376,7 +365,7 @@ def _hann_spectra(x: np.ndarray, n_fft: int, hop: int, max_frames: int | None = 
     else:
         seg = np.stack([x[:, a:a + n_fft] for a in starts], axis=1).astype(np.float32)  # (2, M, n_fft)
     win = torch.from_numpy(np.hanning(n_fft + 1)[:-1].astype(np.float32))
-    with _one_thread():  # torch's float32 transform: about 4x numpy's here
+    with intra_op_threads(1):  # torch's float32 transform: about 4x numpy's here
         return torch.fft.rfft(torch.from_numpy(seg) * win, dim=-1).numpy()
 
 
@@ -515,7 +504,7 @@ class _BlockCues:
         parts = [[] for _ in self.lens]
         for start in range(0, T, self.core):
             a, b = max(0, start - self.margin), min(T, start + self.core + self.margin)
-            with _one_thread():
+            with intra_op_threads(1):
                 cues = BandCues(torch.from_numpy(np.ascontiguousarray(self.x[:, a:b])), self.fe, frame_lens=self.lens)
                 cues.keep_lens(self.keep)
                 out = cues.result(n_bands)
@@ -548,14 +537,14 @@ class _Observed:
         if x.shape[-1] > OBSERVE_BLOCKS["longer_than_s"] * ANALYSIS_RATE:
             self.cues = _BlockCues(x, fe, lens)
             return
-        with _one_thread():
+        with intra_op_threads(1):
             self.cues = BandCues(torch.from_numpy(np.ascontiguousarray(x)), fe, frame_lens=lens)
 
     def low(self, n_bands: int):
         """``(features, levels)`` of the first ``n_bands`` bands at ``frame_ms``."""
         if self.split:
             return self.parts[0].low(n_bands)
-        with _one_thread():
+        with intra_op_threads(1):
             return self.cues.result(n_bands)[0]
 
     def first_length_only(self):
@@ -568,7 +557,7 @@ class _Observed:
     def result(self):
         if self.split:
             return [p.result() if p is not None else None for p in self.parts]
-        with _one_thread():
+        with intra_op_threads(1):
             out = self.cues.result()
         return out if self.also else out[0]
 
@@ -707,7 +696,7 @@ def summed_distances(ts: TemplateSet, sums: tuple, **opts) -> np.ndarray:
 def _mm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``a @ b`` by torch on one thread (numpy's OpenBLAS on two threads of a loaded 2-core
     machine was 5x slower for these small products)."""
-    with _one_thread():
+    with intra_op_threads(1):
         return (torch.from_numpy(np.ascontiguousarray(a)) @ torch.from_numpy(b)).numpy()
 
 
@@ -736,7 +725,7 @@ def _group_distances_gm(ts: TemplateSet, observation, group_bands: int, degree: 
     og, zg = omega[:, c] * valid, z[:, c]  # (nf, G, C): a short last group's padding weighs 0
     oz = og * zg
     X = np.concatenate([oz, og], axis=-1).transpose(1, 0, 2)  # (G, nf, 2 C)
-    with _one_thread():
+    with intra_op_threads(1):
         Dg = torch.bmm(torch.from_numpy(np.ascontiguousarray(X)), torch.from_numpy(W)).numpy()  # (G, nf, D)
     Dg += (oz * zg).sum(-1).T[:, :, None]
     return np.maximum(Dg, 0.0, out=Dg)
@@ -942,7 +931,7 @@ def exact_votes(x: np.ndarray, ts: TemplateSet, n_sources: int, sep_deg: float, 
     # few bins to itself, but loud ones)
     keep = active.float() * torch.from_numpy((10 ** (float(o["level_power"]) * (lev - lev.max()) / 10)).T.astype(np.float32))
     step = int(o["chunk_bins"])
-    with _one_thread():
+    with intra_op_threads(1):
         for _ in range(int(n_sources)):
             v = torch.zeros(T_ild.shape[1], dtype=torch.float64)
             for a in range(0, K, step):
