@@ -129,9 +129,9 @@ def test_two_streams_give_the_same_features_bit_for_bit(kw, monkeypatch):
     lens = [fe.frame_len] if "divisor_ms" not in kw else [960, 480]
     one = binaural_features(x, fe, frame_lens=lens)  # the fixture's one thread: in order, in this thread
     names = []
-    item = bf.BandCues._item
-    monkeypatch.setattr(bf.BandCues, "_item",
-                        lambda self, k, ln: names.append(threading.current_thread().name) or item(self, k, ln))
+    item = bf.BandCues._cross_of
+    monkeypatch.setattr(bf.BandCues, "_cross_of",
+                        lambda self, *a: names.append(threading.current_thread().name) or item(self, *a))
     torch.set_num_threads(2)
     two = binaural_features(x, fe, frame_lens=lens)
     lazy = bf.BandCues(x, fe, frame_lens=lens)

@@ -22,11 +22,8 @@ is (1, 0) and the coherence 0.
 """
 from __future__ import annotations
 
-import threading
-
 import torch
 
-from ..threads import in_background, intra_op_threads
 from .binaural_cues import frame
 from .frontend import AuditoryFrontEnd
 
@@ -141,39 +138,17 @@ class BandCues:
             for _, n in lens:
                 if n % decim:
                     raise ValueError(f"frame length {n} is not a multiple of the decimation factor {decim}")
-        if self.eps > 0 and torch.is_grad_enabled():  # a loss's graph: in this thread, in order
-            done = [self._item(k, lens) for k in todo]
-        else:
-            # two threads where torch may use two (spaq.threads.in_background): each takes the next item not yet
-            # taken; the values are the same as in order on one thread (every item's arithmetic is its own)
-            done = [None] * len(todo)
-            # the costliest first (bands x samples at their rate: the high bands, decimated least, come last in
-            # the plan), so that neither thread is left with a long item while the other has nothing to do
-            cost = [(self._plan.items[k][0].stop - self._plan.items[k][0].start) / self._plan.items[k][1] for k in todo]
-            taken = iter(sorted(range(len(todo)), key=lambda j: -cost[j]))
-            lock = threading.Lock()
-
-            def drain():
-                with torch.no_grad():  # per thread
-                    while True:
-                        with lock:
-                            j = next(taken, None)
-                        if j is None:
-                            return
-                        done[j] = self._item(todo[j], lens)
-            other = in_background(drain) if len(todo) > 1 else (lambda: None)
-            with intra_op_threads(1):
-                drain()
-            other()
+        with torch.set_grad_enabled(self.eps > 0 and torch.is_grad_enabled()):
+            # two threads where allowed (BandPlan.map), the values as in order on one
+            done = self._plan.map(lambda bands, decim, band, env: self._cross_of(bands, decim, band, env, lens), todo)
         for out in done:
             for i, (p, c) in out.items():
                 self._lev[i].append(p)
                 self._cross[i].append(c)
         return self
 
-    def _item(self, k: int, lens: list) -> dict:
-        """The plan's item ``k`` -> ``{frame length index: (powers, cross)}`` (:func:`_band_cross`)."""
-        bands, decim, band, env = self._plan.compute(k)
+    def _cross_of(self, bands, decim, band, env, lens: list) -> dict:
+        """One item of the plan -> ``{frame length index: (powers, cross)}`` (:func:`_band_cross`)."""
         fine = (self.fe.center_frequencies_hz[bands] < self.fine_hz).to(band.device)
         return {i: _band_cross(band, env, n // decim, fine, self.eps) for i, n in lens}
 

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from ..dsp import next_fast_len
+from ..threads import in_background, intra_op_threads
 from .binaural_cues import binaural_frame_features
 from .directiveness import directiveness, erb_grouping_matrix, smoothing_coefficients
 from .gammatone import GammatoneFilterbank, hohmann_coefficients
@@ -399,11 +400,12 @@ class AuditoryFrontEnd(nn.Module):
         """Cues from the half spectrum ``(..., 2, n//2+1)`` (``n = spectrum_length(T)``) of
         a binaural signal of ``n_samples`` samples. Returns dict of ``(..., F, nf)``: ``power``,
         ``ild``, ``coherence`` (complex), ``below_floor``."""
-        out = []
         fc = self.center_frequencies_hz
-        for bands, decim, band, env in self.bands(spec, n_samples):
+
+        def cues(bands, decim, band, env):
             fine = fc[bands] < self.mso_rolloff_hz
-            out.append(binaural_frame_features(band, env, self.frame_len // decim, self.power_floor[bands], fine))
+            return binaural_frame_features(band, env, self.frame_len // decim, self.power_floor[bands], fine)
+        out = self.band_plan(spec, n_samples).map(cues)  # two threads where allowed, in order
         return {k: torch.cat([o[k] for o in out], dim=-2) for k in out[0]}
 
     def binaural(self, x: torch.Tensor) -> dict:
@@ -484,6 +486,35 @@ class BandPlan:
                 hi = max(int(g[0].max()) + g[1] for g in geo)
                 self._ext = (spectrum_bins(self.half, self.n, lo, hi), lo)
             return self._ext
+
+    def map(self, fn, indices=None) -> list:
+        """``[fn(*self.compute(i)) for i in indices]`` (None: every item), in that order, value for value. Where
+        the call may use two threads (:func:`spaq.threads.parallel_streams`) and there is no autograd graph to
+        build, the items are computed on two threads (:func:`spaq.threads.in_background`), each taking the
+        costliest item not yet taken (bands x samples at their rate: the high bands, decimated least, come last
+        in the plan), so that neither is left with a long item while the other has nothing to do. ``fn`` must
+        share no mutable state between items."""
+        indices = list(range(len(self))) if indices is None else [int(i) for i in indices]
+        if len(indices) < 2 or (torch.is_grad_enabled() and self.half.requires_grad):  # a loss's graph: in order
+            return [fn(*self.compute(i)) for i in indices]
+        done = [None] * len(indices)
+        cost = [(self.items[i][0].stop - self.items[i][0].start) / self.items[i][1] for i in indices]
+        taken = iter(sorted(range(len(indices)), key=lambda j: -cost[j]))
+        lock = threading.Lock()
+
+        def drain():
+            with torch.no_grad():  # grad mode is per thread
+                while True:
+                    with lock:
+                        j = next(taken, None)
+                    if j is None:
+                        return
+                    done[j] = fn(*self.compute(indices[j]))
+        other = in_background(drain)
+        with intra_op_threads(1):
+            drain()
+        other()
+        return done
 
     def compute(self, i: int) -> tuple:
         """Item ``i`` -> ``(bands, decim, band, env)`` (:meth:`AuditoryFrontEnd.bands`)."""

@@ -161,8 +161,8 @@ def _band_cues(x: torch.Tensor, frontend: AuditoryFrontEnd, decoder, n_min: int 
     t = x.shape[-1]
     spec = ear_spectrum(x, frontend, decoder, n_min, orders)
     fc = frontend.center_frequencies_hz
-    out = []
-    for bands, decim, band, env in frontend.bands(spec, t):  # band, env: (B, S, E, G, T')
+
+    def group(bands, decim, band, env):  # band, env: (B, S, E, G, T')
         fl = frontend.frame_len // decim
         # coherence signal as in the front-end's binaural cues: fine structure below the MSO
         # roll-off, complex envelope above
@@ -178,9 +178,10 @@ def _band_cues(x: torch.Tensor, frontend: AuditoryFrontEnd, decoder, n_min: int 
         e2 = torch.mean(pw * pw, dim=-1).to(torch.float64)
         fluct = (e2 - pz ** 2) / torch.where(pz > 0, pz, torch.ones_like(pz)) ** 2
         # both ears together (binaural summation): cross and powers summed over the ears
-        out.append({"p_ear": a ** 2 / 2, "ic": _normalise(x_ia, pz[:, :, 0], pz[:, :, 1]),
-                    "xc": _normalise(x_rd.sum(dim=1), pz[:, 0].sum(dim=1), pz[:, 1].sum(dim=1)),
-                    "fluct": fluct.clamp(0.0, 1.0).mean(dim=2)})
+        return {"p_ear": a ** 2 / 2, "ic": _normalise(x_ia, pz[:, :, 0], pz[:, :, 1]),
+                "xc": _normalise(x_rd.sum(dim=1), pz[:, 0].sum(dim=1), pz[:, 1].sum(dim=1)),
+                "fluct": fluct.clamp(0.0, 1.0).mean(dim=2)}
+    out = frontend.band_plan(spec, t).map(group)  # the band groups on two threads where allowed, in order
     c = {k: torch.cat([o[k] for o in out], dim=-2) for k in out[0]}
     c["itd"], c["itd_peak"] = frame_itd(c["ic"], fc.to(c["ic"].device), frontend.mso_rolloff_hz)
     return c
