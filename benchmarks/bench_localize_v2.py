@@ -5,7 +5,10 @@ templates.REVERBERANT, and the dereverberation, templates.DEREVERB, against each
 Usage: python benchmarks/bench_localize_v2.py [--threads N]   (torch threads; default 1, the README's figures; the
 issue's budget is 2 cores)"""
 import argparse
+import os
 import time
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # what `import spaq` sets when torch is not loaded yet (torch is, below)
 
 import numpy as np
 import torch
