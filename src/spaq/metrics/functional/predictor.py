@@ -426,6 +426,12 @@ def _decode(x: torch.Tensor, sample_rate: int) -> torch.Tensor:
     return decode_binaural_effective(x.to(torch.float64), sample_rate)[..., :x.shape[-1]]
 
 
+def _mono_groups(m: torch.Tensor, sample_rate: int) -> tuple:
+    """The mono mix's ``psycho``, ``band``, ``edge`` and ``temporal`` groups, float64 (module docstring)."""
+    psycho, band, edge = (v.to(torch.float64) for v in _psycho_band(m, sample_rate))
+    return psycho, band, edge, _temporal(m, sample_rate).to(torch.float64)
+
+
 def predictor_features(x: torch.Tensor, sample_rate: int, kind: str,
                        level_dbfs: float | None = None, ambisonic_read: str = "intensity") -> torch.Tensor:
     """``x (B, C, T)`` at ``sample_rate`` of one ``kind`` (:data:`FORMAT_KINDS`) -> features
@@ -441,24 +447,24 @@ def predictor_features(x: torch.Tensor, sample_rate: int, kind: str,
         gain = torch.where(torch.isfinite(lv), 10 ** ((float(level_dbfs) - lv) / 20), torch.ones_like(lv))
         x = x * gain.to(x.dtype)[:, None, None]
     decoded = _decode(x, sample_rate) if kind in ("foa", "hoa") and ambisonic_read == "decode" else None
-    # the spatial group beside the spectral and temporal ones where two threads are allowed (they read the
-    # same input and share nothing else; spaq.threads.in_background): a 10 s binaural file 0.07 -> 0.05 s wall
-    if kind == "binaural":
-        spatial = in_background(_spatial_binaural, x, sample_rate)
-    elif decoded is not None:
-        spatial = in_background(_spatial_binaural, decoded, sample_rate)
-    elif kind in ("foa", "hoa"):
-        spatial = in_background(_spatial_ambisonics, x.to(torch.float64), sample_rate)
-    else:
-        zeros = torch.zeros(x.shape[0], len(SPATIAL), dtype=torch.float64, device=x.device)
-        spatial = lambda: zeros  # noqa: E731
+    # the spectral statistics in float32 (half the cost; 1e-6 relative, far below what they resolve)
+    m = (mono_mix(decoded.to(torch.float32), "binaural") if decoded is not None and kind == "hoa"
+         else mono_mix(x.to(torch.float32), kind))  # third order: the rendering's ears, as binaural input's
+    # where two threads are allowed, the spectral and temporal groups run on the second one while this one computes
+    # the spatial group, whose front-end band groups that thread joins in once it is free (spaq.threads.in_background,
+    # BandPlan.map); each part on one intra-op thread, so the values are those of one thread
+    mono = in_background(_mono_groups, m, sample_rate)
     with intra_op_threads(1):
-        # the spectral statistics in float32 (half the cost; 1e-6 relative, far below what they resolve)
-        m = (mono_mix(decoded.to(torch.float32), "binaural") if decoded is not None and kind == "hoa"
-             else mono_mix(x.to(torch.float32), kind))  # third order: the rendering's ears, as binaural input's
-        psycho, band, edge = (v.to(torch.float64) for v in _psycho_band(m, sample_rate))
-        onehot = torch.zeros(x.shape[0], len(FORMAT_KINDS), dtype=torch.float64, device=x.device)
-        onehot[:, FORMAT_KINDS.index(kind)] = 1.0
-        temporal = _temporal(m, sample_rate).to(torch.float64)
-    out = torch.cat([psycho, band, spatial(), onehot, temporal, edge], -1)
+        if kind == "binaural":
+            spatial = _spatial_binaural(x, sample_rate)
+        elif decoded is not None:
+            spatial = _spatial_binaural(decoded, sample_rate)
+        elif kind in ("foa", "hoa"):
+            spatial = _spatial_ambisonics(x.to(torch.float64), sample_rate)
+        else:
+            spatial = torch.zeros(x.shape[0], len(SPATIAL), dtype=torch.float64, device=x.device)
+    psycho, band, edge, temporal = mono()
+    onehot = torch.zeros(x.shape[0], len(FORMAT_KINDS), dtype=torch.float64, device=x.device)
+    onehot[:, FORMAT_KINDS.index(kind)] = 1.0
+    out = torch.cat([psycho, band, spatial, onehot, temporal, edge], -1)
     return torch.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
