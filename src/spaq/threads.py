@@ -134,6 +134,8 @@ def parallel_streams() -> int:
     import torch
 
     budget = _STREAMS.get()
+    if budget == 1:  # the worker (or a caller that asked for one stream)
+        return 1
     return max(1, torch.get_num_threads() if budget is None else max(budget, torch.get_num_threads()))
 
 
@@ -164,7 +166,11 @@ def _run_single_threaded(fn, args, kwargs):
     import torch
 
     torch.set_num_threads(1)  # the worker's own count (per thread under OpenMP): the caller keeps its threads
-    return fn(*args, **kwargs)
+    token = _STREAMS.set(1)  # a budget of one, whatever context the thread started with: work it starts runs in it,
+    try:  # never queued behind itself on the one worker
+        return fn(*args, **kwargs)
+    finally:
+        _STREAMS.reset(token)
 
 
 def in_background(fn, *args, **kwargs):
