@@ -123,3 +123,25 @@ def test_band_plan_map_on_two_threads_equals_the_bands_in_order():
             assert all(torch.equal(cues1[k], cues2[k]) for k in cues1)
     finally:
         torch.set_num_threads(old)
+
+
+def test_band_plan_map_raises_what_an_item_raises_on_either_thread():
+    """An error in one item reaches the caller whichever thread computed it, and the map stops there."""
+    import pytest
+
+    fe = AuditoryFrontEnd(48000, decimate=True)
+    x = torch.from_numpy(np.random.default_rng(2).standard_normal((2, 12000)) * 0.05)
+    spec = torch.fft.rfft(x, n=fe.spectrum_length(12000), dim=-1)
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        plan = fe.band_plan(spec, 12000)
+        for bad in (0, len(plan) - 1):  # the cheapest item (taken last) and the costliest (taken first)
+            def fn(bands, decim, band, env, bad=bad):
+                if bands == plan.items[bad][0]:
+                    raise ValueError(f"item {bad}")
+                return bands
+            with pytest.raises(ValueError, match=f"item {bad}"):
+                plan.map(fn)
+    finally:
+        torch.set_num_threads(old)

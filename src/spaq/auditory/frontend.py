@@ -511,8 +511,14 @@ class BandPlan:
                         return
                     done[j] = fn(*self.compute(indices[j]))
         other = in_background(drain)
-        with intra_op_threads(1):
-            drain()
+        try:
+            with intra_op_threads(1):
+                drain()
+        except BaseException:  # an error or Ctrl-C here: the other thread takes no further item
+            with lock:
+                for _ in taken:
+                    pass
+            raise
         other()
         return done
 
