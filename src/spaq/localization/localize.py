@@ -26,8 +26,8 @@ import numpy as np
 import torch
 
 from ..errors import SpaqInputError
-from ..threads import intra_op_threads
 from ..spatial.angles import cart2sph, lateral_angle, sph2cart
+from ..threads import intra_op_threads
 
 __all__ = ["LocalizationResult", "LocalizationComparison", "localize", "compare_localization", "load_localizer",
            "default_weights_path", "binaural_window_directions", "WEIGHTS_NAME", "WEIGHTS_ENV"]
