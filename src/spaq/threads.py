@@ -134,9 +134,7 @@ def parallel_streams() -> int:
     import torch
 
     budget = _STREAMS.get()
-    if budget == 1:  # the worker (or a caller that asked for one stream)
-        return 1
-    return max(1, torch.get_num_threads() if budget is None else max(budget, torch.get_num_threads()))
+    return max(1, torch.get_num_threads() if budget is None else budget)
 
 
 @contextlib.contextmanager
@@ -144,18 +142,11 @@ def intra_op_threads(n: int | None):
     """Run the body with torch on ``n`` intra-op threads (None: unchanged), then restore the previous count; the
     call's budget of threads (:func:`parallel_streams`) stays what it was, so :func:`in_background` may still
     run a second stream. For code made of many small operations, which torch's intra-op threads slow down."""
-    import torch
-
-    if n is None:
-        yield
-        return
-    old = torch.get_num_threads()
     token = _STREAMS.set(parallel_streams())
-    torch.set_num_threads(max(1, int(n)))
     try:
-        yield
+        with torch_threads(n):
+            yield
     finally:
-        torch.set_num_threads(old)
         _STREAMS.reset(token)
 
 

@@ -140,7 +140,7 @@ class BandCues:
                     raise ValueError(f"frame length {n} is not a multiple of the decimation factor {decim}")
         with torch.set_grad_enabled(self.eps > 0 and torch.is_grad_enabled()):
             # two threads where allowed (BandPlan.map), the values as in order on one
-            done = self._plan.map(lambda bands, decim, band, env: self._cross_of(bands, decim, band, env, lens), todo)
+            done = self._plan.map(lambda *item: self._cross_of(*item, lens), todo)
         for out in done:
             for i, (p, c) in out.items():
                 self._lev[i].append(p)
