@@ -594,3 +594,26 @@ def test_ambisonic_pairs_of_two_orders_are_zero_padded(tmp_path, stream):
         load_pair(r, d, fmt="foa/fuma", stream=stream)
     with pytest.raises(SpaqInputError, match="different channel counts"):
         load_pair(r, d, fmt="binaural", stream=stream)
+
+
+def test_level_stats_and_peaks_match_their_definition():
+    """``_level_stats`` (peak from a max and a min, hot samples counted only where the peak reaches HOT_LEVEL) gives
+    ``(max |x|, count(|x| >= HOT_LEVEL), size)``; ``_peaks`` is per item and propagates NaN (the content check)."""
+    from spaq.io import HOT_LEVEL, _check_content, _level_stats, _peaks
+
+    rng = np.random.default_rng(3)
+    for scale in (0.1, 0.5, 1.5):
+        for dt in (np.float32, np.float64):
+            x = (scale * rng.standard_normal((3, 2, 5000))).astype(dt)
+            x[1, 0, 7] = -HOT_LEVEL  # exactly at the level, negative
+            a = np.abs(x)
+            assert _level_stats(x) == (float(a.max()), int(np.count_nonzero(a >= HOT_LEVEL)), x.size)
+            assert np.array_equal(_peaks(x), a.reshape(3, -1).max(-1))
+            assert np.array_equal(_check_content(x, "x"), _peaks(x))
+    x = np.zeros((2, 2, 100), np.float32)
+    x[1, 1, 5] = -0.25
+    assert _peaks(x).tolist() == [0.0, 0.25] and _level_stats(x[:0]) == (0.0, 0, 0)
+    x[0, 0, 3] = np.nan
+    assert np.isnan(_peaks(x)[0])
+    with pytest.raises(SpaqInputError, match="NaN"):
+        _check_content(x, "x")

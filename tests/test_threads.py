@@ -153,3 +153,25 @@ def test_in_background_after_a_fork_gets_a_new_worker(restore_threads, monkeypat
     monkeypatch.setattr(threads, "_POOL", [pid + 1, pool])  # as a child sees its parent's
     assert threads.in_background(lambda: 5)() == 5
     assert threads._POOL[0] == os.getpid() and threads._POOL[1] is not pool
+
+
+def test_in_background_first_task_of_a_new_worker_runs_on_one_thread(restore_threads, monkeypatch):
+    """torch gives a new thread its count lazily (on its first parallel operation or count query) from its global
+    count, which the caller's own ``set_num_threads`` rewrites meanwhile: the worker's first task ran on the caller's
+    two threads (the predictor's first call in a process gave MFCCs 1e-6 off every later call's)."""
+    import threading
+
+    started, go = threading.Event(), threading.Event()
+
+    def task():
+        started.set()
+        assert go.wait(30)
+        return torch.get_num_threads()
+
+    torch.set_num_threads(2)
+    monkeypatch.setattr(threads, "_POOL", [-1, None])  # a new worker thread, as a fresh process has
+    result = threads.in_background(task)
+    assert started.wait(30)
+    torch.set_num_threads(2)  # what the caller does meanwhile (intra_op_threads restoring its count)
+    go.set()
+    assert result() == 1

@@ -352,10 +352,10 @@ def _scan_file(path, label: str, dtype: str, content=None) -> tuple[bool, tuple]
     peak, hot, n = 0.0, 0, 0
     with soundfile.SoundFile(str(path)) as f:
         for block in f.blocks(blocksize=STREAM_BLOCK, dtype=dtype, always_2d=True):
-            _check_content(block.T, label)
-            if silent and np.count_nonzero(block):
+            pk = _check_content(block.T, label)  # per channel
+            if silent and bool((pk > 0).any()):
                 silent = False
-            p, h, m = _level_stats(block)
+            p, h, m = _level_stats(block, float(pk.max()))
             peak, hot, n = max(peak, p), hot + h, n + m
             if content is not None:
                 content.add(block.T)
@@ -447,10 +447,21 @@ HOT_SHARE = 1e-3
 HOT_LEVEL = 0.99
 
 
-def _level_stats(x: np.ndarray) -> tuple[float, int, int]:
-    """``(peak |x|, samples at or above HOT_LEVEL, samples)`` of any block of samples."""
-    a = np.abs(x)
-    return (float(a.max()) if a.size else 0.0), int(np.count_nonzero(a >= HOT_LEVEL)), int(a.size)
+def _peaks(x: np.ndarray) -> np.ndarray:
+    """``max |x|`` over every axis but the first (``(B,)``; ``x (C, T)``: per channel): two reductions without
+    a temporary array; NaN propagates."""
+    y = x.reshape(x.shape[0], -1)
+    return np.maximum(y.max(axis=-1), -y.min(axis=-1))
+
+
+def _level_stats(x: np.ndarray, peak: float | None = None) -> tuple[float, int, int]:
+    """``(peak |x|, samples at or above HOT_LEVEL, samples)`` of any block of samples (``peak``: its peak when
+    already known; the hot samples are counted only when it reaches HOT_LEVEL, else there are none)."""
+    if not x.size:
+        return 0.0, 0, 0
+    peak = float(_peaks(x.reshape(1, -1))[0]) if peak is None else float(peak)
+    hot = int(np.count_nonzero(np.abs(x) >= HOT_LEVEL)) if peak >= HOT_LEVEL else 0
+    return peak, hot, int(x.size)
 
 
 def _level_warning(stats: tuple, label: str) -> str | None:
@@ -465,11 +476,14 @@ def _level_warning(stats: tuple, label: str) -> str | None:
     return None
 
 
-def _check_content(x: np.ndarray, label: str) -> None:
+def _check_content(x: np.ndarray, label: str) -> np.ndarray:
+    """Raise for an empty signal or NaN / Inf samples; return the peaks :func:`_peaks` (``(B,)`` of ``x (B, C, T)``),
+    whose finiteness is the check (a max and a min propagate NaN; no temporary array)."""
     if x.shape[-1] == 0:
         raise SpaqInputError(f"{label} is empty (0 samples)")
-    if np.isfinite(np.sum(x, dtype=np.float64)):  # one pass, no temporary: a sum of finite
-        return  # float32/float64 samples stays finite in float64 unless they are near 1e308
+    pk = _peaks(x)
+    if np.isfinite(pk).all():
+        return pk
     finite = np.isfinite(x)
     if not finite.all():
         has_nan = bool(np.isnan(x).any())
@@ -868,8 +882,10 @@ def load_pair(
         r, sr_r, ref_name, ref_b, ref_label = d, sr_d, deg_name, deg_b, deg_label
     else:
         r, sr_r, ref_name, ref_b, ref_label = _load_one(ref, "ref", sample_rate)
-        _check_content(r, ref_label)
-    _check_content(d, deg_label)
+        peaks_r = _check_content(r, ref_label)
+    peaks_d = _check_content(d, deg_label)  # (B,) each item's peak |x|
+    if reference_free:
+        peaks_r = peaks_d
     warnings: list[str] = []
 
     # channels and format (ambisonics of two orders: the lower one zero-padded)
@@ -884,17 +900,17 @@ def load_pair(
     batched = ref_b or deg_b
 
     # silence
-    ref_silent = np.array([np.count_nonzero(x) == 0 for x in r])
+    ref_silent = peaks_r == 0  # all samples zero (the zero-padded channels add none)
     if ref_silent.any() and not reference_free:
         where = f" (batch item {int(np.flatnonzero(ref_silent)[0])})" if r.shape[0] > 1 else ""
         raise SpaqInputError(
             f"{ref_label}{where}: reference is silent (all samples are zero): nothing to compare against"
         )
-    for x, lab in ((r, ref_label), (d, deg_label)):
-        w = _level_warning(_level_stats(x), lab)
+    for x, pk, lab in ((d, peaks_d, deg_label),) if reference_free else ((r, peaks_r, ref_label), (d, peaks_d, deg_label)):
+        w = _level_warning(_level_stats(x, float(pk.max())), lab)
         if w and w not in warnings:
             warnings.append(w)
-    deg_silent = np.array([np.count_nonzero(x) == 0 for x in d])
+    deg_silent = peaks_d == 0
     if deg_silent.any():
         where = f" (batch items {np.flatnonzero(deg_silent).tolist()})" if d.shape[0] > 1 else ""
         warnings.append(f"degraded signal is silent (all samples are zero){where}: {deg_label}")

@@ -156,6 +156,10 @@ _POOL: list = [None, None]  # (pid, executor): a forked child gets its own (a fo
 def _run_single_threaded(fn, args, kwargs):
     import torch
 
+    # torch sets a new thread's count lazily, on its first parallel operation or count query, to its global count,
+    # which the caller's own set_num_threads calls (intra_op_threads restoring its count) rewrite meanwhile: the
+    # worker's first task ran on two threads and gave other values than later ones (e.g. the predictor's MFCCs, 1e-6)
+    torch.get_num_threads()  # so that initialisation is done first, and does not undo the next line
     torch.set_num_threads(1)  # the worker's own count (per thread under OpenMP): the caller keeps its threads
     token = _STREAMS.set(1)  # a budget of one, whatever context the thread started with: work it starts runs in it,
     try:  # never queued behind itself on the one worker
