@@ -125,6 +125,38 @@ def test_band_plan_map_on_two_threads_equals_the_bands_in_order():
         torch.set_num_threads(old)
 
 
+def test_whole_spectrum_responses_are_kept_for_one_length_within_a_bound():
+    """The whole-spectrum items' responses are kept per spectrum length (a second call on a signal of that length
+    reads them): their bands equal those computed with nothing kept, a new length replaces them, and no more than
+    ``FULL_CACHE_ELEMENTS`` are kept."""
+    import scipy.signal as sps
+
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((2, 24000)) * 0.05
+    x[1] = sps.sosfilt(sps.butter(8, 4000, fs=48000, output="sos"), x[1])  # whole-spectrum items
+    fe = AuditoryFrontEnd(48000, decimate=True)
+
+    def items(sig):
+        t = sig.shape[-1]
+        spec = torch.fft.rfft(torch.from_numpy(sig), n=fe.spectrum_length(t), dim=-1)
+        return list(fe.bands(spec, t))
+
+    cold = items(x)
+    n = fe.spectrum_length(24000)
+    length, kept = fe._full_cache
+    assert length[0] == n and kept and sum(v.numel() for v in kept.values()) <= fe.FULL_CACHE_ELEMENTS
+    warm = items(x)
+    for (b1, d1, s1, e1), (b2, d2, s2, e2) in zip(cold, warm):
+        assert b1 == b2 and d1 == d2 and torch.equal(s1, s2) and torch.equal(e1, e2)
+    items(x[:, :12000])
+    assert fe._full_cache[0][0] == fe.spectrum_length(12000)
+    fe.FULL_CACHE_ELEMENTS = 0  # nothing kept: the same values
+    fe._full_cache = (None, {})
+    for (b1, d1, s1, e1), (b2, d2, s2, e2) in zip(cold, items(x)):
+        assert torch.equal(s1, s2) and torch.equal(e1, e2)
+    assert not fe._full_cache[1]
+
+
 def test_band_plan_map_raises_what_an_item_raises_on_either_thread():
     """An error in one item reaches the caller whichever thread computed it, and the map stops there."""
     import pytest
