@@ -29,6 +29,7 @@ import torch
 
 from ..errors import SpaqError, SpaqInputError
 from ..models.predictor import CLASS_NAMES, score_class
+from ..threads import in_background
 from .base import Metric, MetricResult
 from .functional.predictor import (AUDIBLE_HZ, FEATURE_NAMES, HUM_HZ, SILENCE_DBFS, audible_level_db, mono_mix,
                                   predictor_features, rms_level_db, signal_kind)
@@ -114,7 +115,8 @@ class Predictor(Metric):
         """``x (B, C, T)`` at 48 kHz -> dict of ``(B,)`` tensors: score (0..100, the teacher's
         scale), mushra_calibrated (the listener-calibrated reading), proba_low/medium/high,
         class_index, silent (no power above 20 Hz within ``SILENCE_DBFS``: DC and infrasound are silence;
-        ``audible_db``: that level when already computed, :func:`audible_level_db`)."""
+        ``audible_db``: that level when already computed, :func:`audible_level_db`), and, where it computed that
+        level (on the second thread where two are allowed, beside the features), hum_share."""
         if not isinstance(x, torch.Tensor) or x.dim() != 3:
             raise SpaqInputError(f"{self.name}: expected a (batch, channels, time) tensor")
         if x.shape[-1] < MIN_SAMPLES:
@@ -124,6 +126,7 @@ class Predictor(Metric):
         if not bool(torch.isfinite(x.sum())) and not bool(torch.isfinite(x).all()):  # one pass when finite
             raise SpaqInputError(f"{self.name}: input contains NaN or Inf samples")
         kind = kind or self._kind(x.shape[-2])
+        audible = in_background(audible_level_db, x, self.sample_rate) if audible_db is None else None
         net = self.model.network(kind)  # a routed checkpoint's FOA / HOA network, else the one network
         level = net.cfg.input_level_dbfs
         f = predictor_features(x, self.sample_rate, kind, level_dbfs=level, ambisonic_read=net.cfg.ambisonic_read)
@@ -137,7 +140,7 @@ class Predictor(Metric):
         proba = torch.softmax(o["logits"].double(), -1)
         score = o["score"].double()
         raw = o["mushra"].double()
-        level = audible_level_db(x, self.sample_rate)[0] if audible_db is None else audible_db
+        level, hum = audible() if audible is not None else (audible_db, None)
         silent = level < SILENCE_DBFS
         if bool(silent.any()):
             score = torch.where(silent, torch.zeros_like(score), score)
@@ -149,6 +152,8 @@ class Predictor(Metric):
         out["class_index"] = proba.argmax(-1).double()
         out["silent"] = silent.double()
         out["level_dbfs"] = level_db.double()
+        if hum is not None:
+            out["hum_share"] = hum.double()
         return out
 
     def training_levels(self, kind: str = "binaural") -> tuple[float, float] | None:
@@ -195,9 +200,8 @@ class Predictor(Metric):
             x, kind = x[:, :1], "mono"
             warn.append("the two channels are the same signal (dual mono): scored as mono; a diotic signal has "
                         "no binaural cue, so its spatial image is not judged")
-        audible, hum = audible_level_db(x, self.sample_rate)
-        out = self.predict_tensor(x, kind, audible_db=audible)
-        s = out.pop("score")
+        out = self.predict_tensor(x, kind)
+        s, hum = out.pop("score"), out.pop("hum_share")
         idx = out["class_index"].numpy().astype(int)
         if bool(out["silent"].any()):
             warn.append(f"silent input (no power above {AUDIBLE_HZ:g} Hz within {-SILENCE_DBFS:.0f} dB of full scale): "
