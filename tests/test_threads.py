@@ -175,3 +175,76 @@ def test_in_background_first_task_of_a_new_worker_runs_on_one_thread(restore_thr
     torch.set_num_threads(2)  # what the caller does meanwhile (intra_op_threads restoring its count)
     go.set()
     assert result() == 1
+
+
+def test_numpy_blas_runs_on_one_thread_within_spaq_calls(monkeypatch):
+    """numpy's / scipy's OpenBLAS threads busy-wait after each product and took the core of spaq's second stream:
+    within a spaq call (``capped``, ``Metric.__call__``, ``localize``) they run on one thread, restored when the
+    outermost call ends, whichever thread ends last; ``SPAQ_NUM_THREADS=0`` leaves them alone."""
+    import threading
+
+    threadpoolctl = pytest.importorskip("threadpoolctl", reason="threadpoolctl is a dependency of spaq")
+    ctl = threadpoolctl.ThreadpoolController().select(internal_api=list(threads.BLAS_LIBRARIES))
+    if not ctl.lib_controllers:
+        pytest.skip("this numpy / scipy has no OpenBLAS or BLIS (e.g. an MKL build): nothing to limit")
+    monkeypatch.delenv(threads.ENV, raising=False)
+
+    def counts():
+        return [c.num_threads for c in ctl.lib_controllers]
+
+    start = counts()
+    if max(start) < 2:
+        pytest.skip(f"BLAS already runs on one thread here ({start}): a limit to one cannot be seen")
+    one = [1] * len(start)
+    with threads.numpy_blas_one_thread():
+        assert counts() == one
+        with threads.numpy_blas_one_thread():
+            assert counts() == one
+        assert counts() == one  # the outer body still runs
+    assert counts() == start
+    # two threads whose calls overlap, the first to start ending first: restored once, after the last (a recording
+    # limiter: OpenBLAS itself ignores a count set from another thread once the main thread has set one)
+    events = []
+
+    class Limiter:
+        def restore_original_limits(self):
+            events.append("restore")
+    monkeypatch.setattr(threads, "_blas_limit", lambda: events.append("limit") or Limiter())
+    a_in, b_in, a_out = threading.Event(), threading.Event(), threading.Event()
+
+    def a():
+        with threads.numpy_blas_one_thread():
+            a_in.set()
+            assert b_in.wait(30)
+        events.append("a out")
+        a_out.set()
+
+    def b():
+        assert a_in.wait(30)
+        with threads.numpy_blas_one_thread():
+            b_in.set()
+            assert a_out.wait(30)
+        events.append("b out")
+    ts = [threading.Thread(target=f) for f in (a, b)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(60)
+    assert events == ["limit", "a out", "restore", "b out"]
+    monkeypatch.undo()
+    monkeypatch.delenv(threads.ENV, raising=False)
+    # an entry point
+    from spaq.localization import localize
+
+    rec = []
+
+    def stop(*a, **k):
+        rec.append(counts())
+        raise RuntimeError("stop")
+    monkeypatch.setattr(sys.modules["spaq.localization.localize"], "_localize_binaural_any", stop)
+    with pytest.raises(RuntimeError, match="stop"):
+        localize(np.random.default_rng(0).standard_normal((2, 48000)) * 0.1, 48000)
+    assert rec == [one] and counts() == start
+    monkeypatch.setenv(threads.ENV, "0")
+    with threads.numpy_blas_one_thread():
+        assert counts() == start

@@ -20,6 +20,12 @@ scheduler shares the cores per thread, and passive threads give theirs back whil
 ``SPAQ_NUM_THREADS=N`` (N >= 1) uses N threads instead; ``SPAQ_NUM_THREADS=0`` leaves torch's
 own setting alone (no cap).
 
+Within those calls (and ``spaq.localize``) numpy's and scipy's BLAS (OpenBLAS, BLIS) run on one thread
+(:func:`numpy_blas_one_thread`, through threadpoolctl where it is installed): their threads busy-wait after
+each product, and on 2 cores that took the core spaq's second stream needed (10 ms stalls; the localiser's 20 s
+stream 99-105x -> 110-126x real time in alternated runs); spaq's products are small, and its large ones run in
+torch.
+
 A third, for one call's independent parts: :func:`in_background` runs a function on one worker
 thread while the caller goes on with other work, where the call may use two or more threads
 (:func:`parallel_streams`). The front-end's band groups (:class:`spaq.auditory.binaural_features.BandCues`)
@@ -36,9 +42,10 @@ import contextvars
 import functools
 import math
 import os
+import threading
 
 __all__ = ["available_cores", "spaq_num_threads", "torch_threads", "capped", "in_background", "intra_op_threads",
-           "parallel_streams"]
+           "parallel_streams", "numpy_blas_one_thread"]
 
 ENV = "SPAQ_NUM_THREADS"
 
@@ -114,13 +121,57 @@ def torch_threads(n: int | None = -1):
 
 
 def capped(fn):
-    """Decorator: run ``fn`` inside :func:`torch_threads` (default cap)."""
+    """Decorator: run ``fn`` inside :func:`torch_threads` (default cap) and :func:`numpy_blas_one_thread`."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        with torch_threads():
+        with torch_threads(), numpy_blas_one_thread():
             return fn(*args, **kwargs)
 
     return wrapper
+
+
+_BLAS_LOCK = threading.Lock()
+_BLAS = {"pid": None, "depth": 0, "limiter": None, "select": None}
+#: the BLAS libraries :func:`numpy_blas_one_thread` limits (threadpoolctl's ``internal_api``; not MKL, which torch may share)
+BLAS_LIBRARIES = ("openblas", "blis")
+
+
+@contextlib.contextmanager
+def numpy_blas_one_thread():
+    """Run the body with numpy's and scipy's BLAS (:data:`BLAS_LIBRARIES`) on one thread, then restore their
+    counts (once the outermost of nested or concurrent bodies ends). Nothing where threadpoolctl is not installed,
+    or where ``SPAQ_NUM_THREADS=0`` asks spaq to leave thread settings alone."""
+    if os.environ.get(ENV, "").strip() == "0":
+        yield
+        return
+    with _BLAS_LOCK:
+        if _BLAS["pid"] != os.getpid():  # a forked child: its own count (its parent's limiter is not its own)
+            _BLAS.update(pid=os.getpid(), depth=0, limiter=None)
+        if _BLAS["depth"] == 0:
+            _BLAS["limiter"] = _blas_limit()
+        _BLAS["depth"] += 1
+    try:
+        yield
+    finally:
+        with _BLAS_LOCK:
+            if _BLAS["pid"] == os.getpid():
+                _BLAS["depth"] -= 1
+                if _BLAS["depth"] == 0 and _BLAS["limiter"] is not None:
+                    _BLAS["limiter"].restore_original_limits()
+                    _BLAS["limiter"] = None
+
+
+def _blas_limit():
+    """threadpoolctl's limiter holding :data:`BLAS_LIBRARIES` at one thread (None without threadpoolctl). The
+    libraries are found once per process (5 ms)."""
+    if _BLAS["select"] is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:
+            _BLAS["select"] = False
+        else:
+            _BLAS["select"] = ThreadpoolController().select(internal_api=list(BLAS_LIBRARIES))
+    return _BLAS["select"].limit(limits=1) if _BLAS["select"] else None
 
 
 #: the threads the current call may use, where :func:`intra_op_threads` lowered torch's count below it

@@ -27,7 +27,7 @@ import torch
 
 from ..errors import SpaqInputError
 from ..spatial.angles import cart2sph, lateral_angle, sph2cart
-from ..threads import intra_op_threads
+from ..threads import intra_op_threads, numpy_blas_one_thread
 
 __all__ = ["LocalizationResult", "LocalizationComparison", "localize", "compare_localization", "load_localizer",
            "default_weights_path", "binaural_window_directions", "WEIGHTS_NAME", "WEIGHTS_ENV"]
@@ -319,6 +319,7 @@ def direct_coherence(feats: torch.Tensor, levels: torch.Tensor, range_db: float 
     return float((feats[3].to(torch.float64) * p).sum() / p.sum().clamp_min(1e-30))
 
 
+@numpy_blas_one_thread()  # numpy's BLAS threads busy-wait and take the second stream's core (spaq.threads)
 def localize(x, sample_rate: int | None = None, format=None, *, n_sources: int = 1, weights=None,
              frame_s: float | None = None, silence_db: float = -90.0, active_range_db: float = 30.0,
              overlap: float | None = None, method: str = "auto", hrtf=None, fmt=None) -> LocalizationResult:
