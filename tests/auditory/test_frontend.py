@@ -125,6 +125,38 @@ def test_band_plan_map_on_two_threads_equals_the_bands_in_order():
         torch.set_num_threads(old)
 
 
+def test_half_spectrum_on_two_threads_equals_one_thread():
+    """``half_spectrum`` runs torch's transform of two or more signals on two intra-op threads where two are allowed:
+    each signal's spectrum is then exactly its one-thread spectrum (the front-end's features stay thread-count
+    independent), for the lengths and dtypes the front-end uses (a single signal stays on one thread)."""
+    from spaq import threads
+
+    old = torch.get_num_threads()
+    try:
+        for dtype, lengths in ((torch.float64, (24000, 48000 * 3 + 17, 480000)), (torch.float32, (960000, 123457))):
+            fe = AuditoryFrontEnd(48000, decimate=True)
+            fe.spectrum_dtype = dtype
+            for t in lengths:
+                x = torch.from_numpy(np.random.default_rng(t).standard_normal((3, 2, t)) * 0.05)
+                torch.set_num_threads(1)
+                one = fe.half_spectrum(x)
+                torch.set_num_threads(2)
+                seen = []
+                real = torch.fft.rfft
+                try:
+                    torch.fft.rfft = lambda *a, **k: seen.append(torch.get_num_threads()) or real(*a, **k)
+                    with threads.intra_op_threads(1):  # as the localiser calls it: the budget of two is kept
+                        two = fe.half_spectrum(x)
+                        fe.half_spectrum(x[0, :1])
+                finally:
+                    torch.fft.rfft = real
+                assert seen == [2, 1] and one.dtype == two.dtype == (torch.complex128 if dtype == torch.float64
+                                                                      else torch.complex64)
+                assert torch.equal(one, two), (dtype, t)
+    finally:
+        torch.set_num_threads(old)
+
+
 def test_whole_spectrum_responses_are_kept_for_one_length_within_a_bound():
     """The whole-spectrum items' responses are kept per spectrum length (a second call on a signal of that length
     reads them): their bands equal those computed with nothing kept, a new length replaces them, and no more than

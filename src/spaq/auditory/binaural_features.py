@@ -111,7 +111,7 @@ class BandCues:
         self.fe, self.eps, self.fine_hz = frontend, float(eps), float(fine_structure_hz)
         self.lens = [int(frontend.frame_len)] if frame_lens is None else [int(n) for n in frame_lens]
         with torch.set_grad_enabled(self.eps > 0 and torch.is_grad_enabled()):
-            spec = torch.fft.rfft(x.to(frontend.spectrum_dtype), n=frontend.spectrum_length(x.shape[-1]), dim=-1)
+            spec = frontend.half_spectrum(x)
         self._plan = frontend.band_plan(spec, x.shape[-1], envelope_min_hz=self.fine_hz)
         self._next = 0  # the plan's next item
         self.n_done = 0  # bands computed so far (a prefix)
