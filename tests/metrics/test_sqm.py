@@ -62,6 +62,31 @@ def test_model_shapes(front_end, channels, one_torch_thread):
         m(torch.randn(2, 5 - channels, SR // 2))
 
 
+def test_embedding_is_the_same_on_one_thread_and_two(metric, series):
+    """Without gradients the encoder's network runs on one intra-op thread (its LSTMs were 6-12x slower on two), so
+    every output -- the attention weights included, which two threads changed by ~1e-9 -- is the one-thread value;
+    with gradients (losses, training) it runs on the caller's threads."""
+    x = torch.from_numpy(series[1][45.0][None].astype(np.float32))
+    model = metric.model
+    old = torch.get_num_threads()
+    seen = []
+    hook = model.lstm1.register_forward_pre_hook(lambda *a: seen.append(torch.get_num_threads()))
+    try:
+        out = {}
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            with torch.no_grad():
+                out[n] = model(x)
+        torch.set_num_threads(2)
+        model(x.clone().requires_grad_(True))
+    finally:
+        hook.remove()
+        torch.set_num_threads(old)
+    assert seen == [1, 1, 2]
+    for k in ("frames", "utterance", "weights", "doa"):
+        assert torch.equal(out[1][k], out[2][k]), k
+
+
 def test_identity_zero_and_distance_grows_with_separation(metric, series, one_torch_thread):
     ref, tests = series
     r = torch.from_numpy(ref)[None]
