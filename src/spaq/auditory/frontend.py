@@ -404,31 +404,48 @@ class AuditoryFrontEnd(nn.Module):
         m = n // decim
         return (full * self._full_response(n, slice(k, k + 1), decim, full.device)).unflatten(-1, (decim, m)).sum(dim=-2)
 
-    #: the whole-spectrum responses kept for one spectrum length (:meth:`_full_response`), in elements at most
-    FULL_CACHE_ELEMENTS = 1 << 20
+    #: the whole-spectrum responses kept for one spectrum length (:meth:`_full_response`), in elements at most (32 MB
+    #: of complex64: a 10 s signal's few whole-spectrum bands, which its second signal and every chunk of that length
+    #: then read)
+    FULL_CACHE_ELEMENTS = 1 << 22
 
     def _full_response(self, n: int, bands: slice, decim: int, device) -> torch.Tensor:
         """The bands' responses on all ``n`` DFT bins, ``band_dtype``: ``(G, n)`` for ``decim == 1``; for one band
-        folded by :meth:`_folded_full`, ``(n,)`` divided by ``decim`` and delayed by half a group. Kept for one
-        spectrum length, up to :attr:`FULL_CACHE_ELEMENTS` (short signals scored again and again, e.g. the
-        predictor's 0.5 s excerpt: 10 % of its front-end's time went to recomputing them)."""
-        key = (n, str(device), bands.start, bands.stop, decim)
-        length, cache = getattr(self, "_full_cache", (None, {}))  # one read (threads: BandPlan)
-        h = cache.get(key) if length == key[:2] else None
+        folded by :meth:`_folded_full`, ``(n,)`` divided by ``decim`` and delayed by half a group (that delay, the
+        same for every band of a factor, kept first). Kept for one spectrum length, up to
+        :attr:`FULL_CACHE_ELEMENTS` (signals of one length scored again and again, e.g. the predictor's 0.5 s
+        excerpt: 10 % of its front-end's time went to recomputing them; a 10 s FOA pair's QASTAnet features:
+        about a sixth)."""
+        h = self._kept((n, str(device), bands.start, bands.stop, decim))
         if h is not None:
             return h
         h = self._gammatone_response(n, bands, device)
         if decim > 1:
-            signed = torch.arange(n, device=device, dtype=torch.float64)
-            signed = torch.where(signed >= n // 2, signed - n, signed)
+            shift = self._kept((n, str(device), "delay", decim))
+            if shift is None:
+                signed = torch.arange(n, device=device, dtype=torch.float64)
+                signed = torch.where(signed >= n // 2, signed - n, signed)
+                shift = self._keep((n, str(device), "delay", decim),
+                                   torch.exp(1j * math.pi * (decim - 1) * signed / n).to(h.dtype))
             h = h[0] / decim
-            h = h * torch.exp(1j * math.pi * (decim - 1) * signed / n).to(h.dtype)
+            h = h * shift
+        return self._keep((n, str(device), bands.start, bands.stop, decim), h)
+
+    def _kept(self, key: tuple):
+        """What :meth:`_keep` kept under ``key`` (whose first two entries are the spectrum length and device), or None."""
+        length, cache = getattr(self, "_full_cache", (None, {}))  # one read (threads: BandPlan)
+        return cache.get(key) if length == key[:2] else None
+
+    def _keep(self, key: tuple, value: torch.Tensor) -> torch.Tensor:
+        """Keep ``value`` under ``key`` for :meth:`_kept` (one spectrum length at a time, within
+        :attr:`FULL_CACHE_ELEMENTS`); returns ``value``."""
+        length, cache = getattr(self, "_full_cache", (None, {}))
         if length != key[:2]:
             length, cache = key[:2], {}
-        if sum(v.numel() for v in list(cache.values())) + h.numel() <= self.FULL_CACHE_ELEMENTS:
-            cache = {**cache, key: h}  # a new dict: a thread reading the old one meanwhile is not disturbed
+        if sum(v.numel() for v in list(cache.values())) + value.numel() <= self.FULL_CACHE_ELEMENTS:
+            cache = {**cache, key: value}  # a new dict: a thread reading the old one meanwhile is not disturbed
             self._full_cache = (length, cache)
-        return h
+        return value
 
     def binaural_from_spectrum(self, spec: torch.Tensor, n_samples: int) -> dict:
         """Cues from the half spectrum ``(..., 2, n//2+1)`` (``n = spectrum_length(T)``) of
