@@ -170,7 +170,11 @@ def _blas_limit():
         except ImportError:
             _BLAS["select"] = False
         else:
-            _BLAS["select"] = ThreadpoolController().select(internal_api=list(BLAS_LIBRARIES))
+            import warnings
+
+            with warnings.catch_warnings():  # its notes on the OpenMP runtimes loaded are about the environment, not
+                warnings.simplefilter("ignore")  # about anything a spaq call can change
+                _BLAS["select"] = ThreadpoolController().select(internal_api=list(BLAS_LIBRARIES))
     return _BLAS["select"].limit(limits=1) if _BLAS["select"] else None
 
 
