@@ -29,8 +29,9 @@ from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
-from .config import ArchitectureConfig
+
 from ..threads import intra_op_threads
+from .config import ArchitectureConfig
 
 __all__ = ["SQMConfig", "SQM", "sqm_features", "with_source", "load_pretrained"]
 
