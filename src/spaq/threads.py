@@ -45,7 +45,7 @@ import os
 import threading
 
 __all__ = ["available_cores", "spaq_num_threads", "torch_threads", "capped", "in_background", "intra_op_threads",
-           "parallel_streams", "numpy_blas_one_thread"]
+           "parallel_streams", "numpy_blas_one_thread", "call_threads"]
 
 ENV = "SPAQ_NUM_THREADS"
 
@@ -120,11 +120,19 @@ def torch_threads(n: int | None = -1):
         torch.set_num_threads(old)
 
 
+@contextlib.contextmanager
+def call_threads():
+    """The thread settings of one spaq call (``spaq.score``, ``Metric.__call__``): :func:`torch_threads`' default
+    cap and :func:`numpy_blas_one_thread`; yields torch's count."""
+    with torch_threads() as n, numpy_blas_one_thread():
+        yield n
+
+
 def capped(fn):
-    """Decorator: run ``fn`` inside :func:`torch_threads` (default cap) and :func:`numpy_blas_one_thread`."""
+    """Decorator: run ``fn`` inside :func:`call_threads`."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        with torch_threads(), numpy_blas_one_thread():
+        with call_threads():
             return fn(*args, **kwargs)
 
     return wrapper

@@ -322,10 +322,7 @@ class AuditoryFrontEnd(nn.Module):
         truncated to that window, at every ``decim``-th sample."""
         starts, width, n_fold, m = self._window_geometry(n, bands, decim)
         key = (n, str(ext.device), bands.start, bands.stop, self.window_bw, decim)
-        length, cache = getattr(self, "_window_cache", (None, {}))  # one read (threads: BandPlan)
-        if length != key[:2]:  # responses for one spectrum length at a time
-            length, cache = key[:2], {}
-        h = cache.get(key)
+        h = self._kept("_window_cache", key)
         if h is None:  # responses on the windows: computed once per spectrum length
             signed = starts[:, None] + np.arange(width)[None, :]
             idx = torch.from_numpy(signed % n).to(ext.device)
@@ -335,8 +332,7 @@ class AuditoryFrontEnd(nn.Module):
             # samples are then midpoint-rule sums, not left-endpoint ones
             shift = np.exp(1j * np.pi * (decim - 1) * signed / n)
             h = h * torch.from_numpy(shift).to(device=ext.device, dtype=h.dtype)
-            h = cache[key] = h.unflatten(-1, (n_fold, m))  # (G, J, m)
-            self._window_cache = (length, cache)
+            h = self._keep("_window_cache", key, h.unflatten(-1, (n_fold, m)))  # (G, J, m)
         out = []
         for g, s0 in enumerate(starts):
             seg = ext[..., s0 - lo:s0 - lo + width].unflatten(-1, (n_fold, m))  # (..., J, m), a view
@@ -416,35 +412,39 @@ class AuditoryFrontEnd(nn.Module):
         :attr:`FULL_CACHE_ELEMENTS` (signals of one length scored again and again, e.g. the predictor's 0.5 s
         excerpt: 10 % of its front-end's time went to recomputing them; a 10 s FOA pair's QASTAnet features:
         about a sixth)."""
-        h = self._kept((n, str(device), bands.start, bands.stop, decim))
+        key = (n, str(device), bands.start, bands.stop, decim)
+        h = self._kept("_full_cache", key)
         if h is not None:
             return h
         h = self._gammatone_response(n, bands, device)
         if decim > 1:
-            shift = self._kept((n, str(device), "delay", decim))
+            delay = (n, str(device), "delay", decim)
+            shift = self._kept("_full_cache", delay)
             if shift is None:
                 signed = torch.arange(n, device=device, dtype=torch.float64)
                 signed = torch.where(signed >= n // 2, signed - n, signed)
-                shift = self._keep((n, str(device), "delay", decim),
-                                   torch.exp(1j * math.pi * (decim - 1) * signed / n).to(h.dtype))
+                shift = self._keep("_full_cache", delay, torch.exp(1j * math.pi * (decim - 1) * signed / n).to(h.dtype),
+                                   self.FULL_CACHE_ELEMENTS)
             h = h[0] / decim
             h = h * shift
-        return self._keep((n, str(device), bands.start, bands.stop, decim), h)
+        return self._keep("_full_cache", key, h, self.FULL_CACHE_ELEMENTS)
 
-    def _kept(self, key: tuple):
-        """What :meth:`_keep` kept under ``key`` (whose first two entries are the spectrum length and device), or None."""
-        length, cache = getattr(self, "_full_cache", (None, {}))  # one read (threads: BandPlan)
+    def _kept(self, name: str, key: tuple):
+        """What :meth:`_keep` kept in the cache attribute ``name`` under ``key`` (whose first two entries are the
+        spectrum length and device), or None."""
+        length, cache = getattr(self, name, (None, {}))  # one read (threads: BandPlan)
         return cache.get(key) if length == key[:2] else None
 
-    def _keep(self, key: tuple, value: torch.Tensor) -> torch.Tensor:
-        """Keep ``value`` under ``key`` for :meth:`_kept` (one spectrum length at a time, within
-        :attr:`FULL_CACHE_ELEMENTS`); returns ``value``."""
-        length, cache = getattr(self, "_full_cache", (None, {}))
+    def _keep(self, name: str, key: tuple, value: torch.Tensor, max_elements: int | None = None) -> torch.Tensor:
+        """Keep ``value`` under ``key`` in the cache attribute ``name`` for :meth:`_kept`: responses for one spectrum
+        length at a time (another length replaces them), within ``max_elements`` in all (None: no bound); returns
+        ``value``."""
+        length, cache = getattr(self, name, (None, {}))
         if length != key[:2]:
             length, cache = key[:2], {}
-        if sum(v.numel() for v in list(cache.values())) + value.numel() <= self.FULL_CACHE_ELEMENTS:
-            cache = {**cache, key: value}  # a new dict: a thread reading the old one meanwhile is not disturbed
-            self._full_cache = (length, cache)
+        if max_elements is None or sum(v.numel() for v in list(cache.values())) + value.numel() <= max_elements:
+            # a new dict: a thread reading the old one meanwhile is not disturbed
+            setattr(self, name, (length, {**cache, key: value}))
         return value
 
     def binaural_from_spectrum(self, spec: torch.Tensor, n_samples: int) -> dict:

@@ -171,10 +171,10 @@ class Metric:
         """:meth:`forward` with torch's threads capped to the free cores (:mod:`spaq.threads`). Also takes numpy
         arrays, and integer PCM (arrays or tensors) scaled to [-1, 1) by its type's full scale, as every other
         entry point reads it (:func:`spaq.io.as_audio_array`); float tensors pass unchanged (gradients kept)."""
-        from ..threads import numpy_blas_one_thread, torch_threads
+        from ..threads import call_threads
 
         ref, deg = self._as_tensor(ref, "reference"), self._as_tensor(deg, "degraded")
-        with torch_threads(), numpy_blas_one_thread():
+        with call_threads():
             return self.forward(ref, deg)
 
     def _as_tensor(self, x, label: str):
